@@ -1,0 +1,48 @@
+//! # hush-protocol
+//!
+//! The pure, sans-IO core of hush: identifiers, keys, wire types and their
+//! codec, and the Olm wrapper. Nothing here touches a socket, a file or the
+//! clock: callers pass time and randomness in, and get bytes and state back.
+//!
+//! ```text
+//!   ContactCard ──(verified)──▶ DeviceList ──▶ DeviceKeys ──┐
+//!                                                           ▼
+//!   Payload ──to_padded──▶ OlmDevice::encrypt ──▶ Envelope ──▶ bytes (Wire)
+//!   bytes ──Wire──▶ Envelope ──▶ OlmDevice::decrypt ──from_padded──▶ Payload
+//! ```
+//!
+//! ```
+//! use hush_protocol::{Hlc, MessageId};
+//! let mut clock = Hlc::default();
+//! let a = clock.next(1_700_000_000_000, 7);
+//! let b = clock.next(1_699_999_999_000, 3); // the wall clock stepped back
+//! assert!(b > a);
+//! ```
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod card;
+mod codec;
+mod e2ee;
+mod envelope;
+mod hlc;
+mod ids;
+mod keys;
+mod payload;
+
+pub use card::{
+    CARD_PREFIX, CardError, ContactCard, MAX_ADDRESS_LEN, MAX_CARD_ADDRESSES, MAX_CARD_TEXT_LEN,
+    MAX_NAME_LEN,
+};
+pub use codec::{DecodeError, Reader, Wire, Writer};
+pub use e2ee::{E2eeError, MAX_SESSIONS_PER_DEVICE, OlmChanges, OlmDevice};
+pub use envelope::{
+    DirectAck, Envelope, KeyBundle, KeyRequest, MAX_CIPHERTEXT_LEN, MAX_CONTROL_LEN,
+    MAX_ENVELOPE_LEN, OlmKind, RejectReason,
+};
+pub use hlc::Hlc;
+pub use ids::{AccountId, ConversationId, DeviceId, MessageId, ParseIdError};
+pub use keys::{
+    AccountKey, DeviceKeys, DeviceList, MAX_DEVICES, SignatureError, safety_number,
+    verify_account_signature,
+};
+pub use payload::{Body, MAX_RECEIPT_IDS, MAX_TEXT_LEN, Payload, ReceiptKind};

@@ -1,0 +1,192 @@
+//! What an [`Envelope`](crate::Envelope) carries once decrypted.
+//!
+//! The plaintext handed to Olm is `u32 payload length ‖ payload ‖ zero
+//! padding`, padded to a size bucket so ciphertext lengths say little about
+//! the text inside.
+
+use crate::codec::{DecodeError, Reader, Wire, Writer};
+use crate::ids::{AccountId, DeviceId, MessageId};
+
+/// Longest message text, in bytes of UTF-8.
+pub const MAX_TEXT_LEN: usize = 16 * 1024;
+/// Most message ids one receipt names.
+pub const MAX_RECEIPT_IDS: usize = 1024;
+/// Smallest padded plaintext; buckets double from here.
+pub const MIN_PADDED_LEN: usize = 256;
+/// Largest padded plaintext.
+pub const MAX_PADDED_LEN: usize = 64 * 1024;
+const PAYLOAD_VERSION: u8 = 1;
+
+/// Which receipt a [`Body::Receipt`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptKind {
+    /// A device decrypted and stored the messages (used where no direct ack
+    /// reaches the sender, e.g. mail fetched from a relay).
+    Delivered = 0,
+    /// The user has seen the messages.
+    Read = 1,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    Text(String),
+    Receipt {
+        kind: ReceiptKind,
+        ids: Vec<MessageId>,
+    },
+}
+
+/// The decrypted content of one envelope. The sender's identity lives here,
+/// inside the ciphertext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload {
+    pub sender_account: AccountId,
+    pub sender_device: DeviceId,
+    pub id: MessageId,
+    pub body: Body,
+}
+
+impl Payload {
+    /// The padded plaintext to encrypt.
+    pub fn to_padded(&self) -> Vec<u8> {
+        let inner = self.to_bytes();
+        let mut bucket = MIN_PADDED_LEN;
+        while bucket < inner.len() + 4 && bucket < MAX_PADDED_LEN {
+            bucket *= 2;
+        }
+        let mut out = Vec::with_capacity(bucket.max(inner.len() + 4));
+        out.extend_from_slice(&u32::try_from(inner.len()).unwrap_or(u32::MAX).to_be_bytes());
+        out.extend_from_slice(&inner);
+        out.resize(bucket.max(out.len()), 0);
+        out
+    }
+
+    /// Parses a padded plaintext; the padding must be all zeros.
+    pub fn from_padded(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.len() > MAX_PADDED_LEN {
+            return Err(DecodeError::TooLong {
+                what: "padded payload",
+                len: bytes.len(),
+                max: MAX_PADDED_LEN,
+            });
+        }
+        let mut r = Reader::new(bytes);
+        let inner = r.bytes("payload", MAX_PADDED_LEN)?;
+        let padding = Reader::new(bytes).remaining() - 4 - inner.len();
+        if bytes[bytes.len() - padding..].iter().any(|b| *b != 0) {
+            return Err(DecodeError::Invalid {
+                what: "payload padding",
+                reason: "padding must be zero bytes",
+            });
+        }
+        Self::from_bytes(inner)
+    }
+}
+
+impl Wire for Payload {
+    const NAME: &'static str = "payload";
+
+    fn encode(&self, w: &mut Writer) {
+        w.u8(PAYLOAD_VERSION);
+        w.raw(&self.sender_account.0);
+        w.raw(&self.sender_device.0);
+        w.u128(self.id.0);
+        match &self.body {
+            Body::Text(text) => {
+                w.u8(0);
+                w.str(text);
+            }
+            Body::Receipt { kind, ids } => {
+                w.u8(1);
+                w.u8(*kind as u8);
+                w.list(ids, |w, id| w.u128(id.0));
+            }
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        r.version(Self::NAME, PAYLOAD_VERSION)?;
+        let sender_account = AccountId(r.array()?);
+        let sender_device = DeviceId(r.array()?);
+        let id = MessageId(r.u128()?);
+        let body = match r.u8()? {
+            0 => Body::Text(r.str("message text", MAX_TEXT_LEN)?.to_owned()),
+            1 => {
+                let kind = match r.u8()? {
+                    0 => ReceiptKind::Delivered,
+                    1 => ReceiptKind::Read,
+                    tag => {
+                        return Err(DecodeError::UnknownTag {
+                            what: "receipt kind",
+                            tag,
+                        });
+                    }
+                };
+                let ids = r.list("receipt ids", MAX_RECEIPT_IDS, |r| Ok(MessageId(r.u128()?)))?;
+                Body::Receipt { kind, ids }
+            }
+            tag => return Err(DecodeError::UnknownTag { what: "body", tag }),
+        };
+        Ok(Self {
+            sender_account,
+            sender_device,
+            id,
+            body,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn body() -> impl Strategy<Value = Body> {
+        prop_oneof![
+            ".{0,300}".prop_map(Body::Text),
+            (any::<bool>(), proptest::collection::vec(any::<u128>(), 0..50)).prop_map(|(read, ids)| Body::Receipt {
+                kind: if read { ReceiptKind::Read } else { ReceiptKind::Delivered },
+                ids: ids.into_iter().map(MessageId).collect(),
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn payload_round_trips_through_padding(a: [u8; 32], d: [u8; 32], id: u128, body in body()) {
+            let p = Payload { sender_account: AccountId(a), sender_device: DeviceId(d), id: MessageId(id), body };
+            let padded = p.to_padded();
+            prop_assert!(padded.len().is_power_of_two() && padded.len() >= MIN_PADDED_LEN);
+            prop_assert_eq!(Payload::from_padded(&padded).unwrap(), p);
+        }
+
+        #[test]
+        fn padded_decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = Payload::from_padded(&bytes);
+        }
+    }
+
+    #[test]
+    fn largest_text_fits_the_largest_bucket() {
+        let p = Payload {
+            sender_account: AccountId([0; 32]),
+            sender_device: DeviceId([0; 32]),
+            id: MessageId(0),
+            body: Body::Text("x".repeat(MAX_TEXT_LEN)),
+        };
+        assert!(p.to_padded().len() <= MAX_PADDED_LEN);
+    }
+
+    #[test]
+    fn nonzero_padding_is_rejected() {
+        let p = Payload {
+            sender_account: AccountId([0; 32]),
+            sender_device: DeviceId([0; 32]),
+            id: MessageId(0),
+            body: Body::Text("hi".into()),
+        };
+        let mut padded = p.to_padded();
+        *padded.last_mut().unwrap() = 1;
+        assert!(Payload::from_padded(&padded).is_err());
+    }
+}

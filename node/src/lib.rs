@@ -1,1 +1,45 @@
-pub fn x(){}
+//! # hush-node
+//!
+//! A hush node: one device's libp2p swarm, its redb store, its Olm sessions
+//! and outbox, and the local JSON-RPC API the CLI, the TUI and bots use.
+//!
+//! ```text
+//!            ┌──────────── hush-node ─────────────┐
+//!  CLI/bots ─┤ api (Unix socket) ─▶ Node handle    │
+//!            │                        │ Command    │
+//!            │                        ▼            │
+//!  peers ◀───┤ Swarm ◀──────────▶ EventLoop ──Op──▶ Store (redb)
+//!            │ /hush/direct/1      │   ▲            │
+//!            │ /hush/keys/1        │   └ commit done│
+//!            │                     └─Event─▶ subscribers
+//!            └─────────────────────────────────────┘
+//! ```
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+mod api;
+mod client;
+mod error;
+mod event_loop;
+mod home;
+mod identity;
+mod network;
+mod node;
+mod outbox;
+mod records;
+pub mod rpc;
+mod store;
+mod view;
+
+pub use api::{ApiServer, serve};
+pub use client::{Client, ClientError};
+pub use error::NodeError;
+pub use home::Home;
+pub use identity::{init, offline_card, validate_name};
+pub use network::{DIRECT_PROTOCOL, FrameCodec, KEYS_PROTOCOL};
+pub use node::{MAX_HISTORY_LIMIT, Node, NodeConfig, now_ms};
+pub use records::Status;
+pub use store::StoreError;
+pub use view::{ContactView, Event, MessageView, NodeStatus, SendReceipt, rfc3339};

@@ -32,7 +32,9 @@ pub enum CardError {
     MissingPrefix,
     #[error("the contact card is {len} characters, over the limit of {MAX_CARD_TEXT_LEN}")]
     TooLong { len: usize },
-    #[error("the contact card contains characters that are not base58; check that it was copied exactly")]
+    #[error(
+        "the contact card contains characters that are not base58; check that it was copied exactly"
+    )]
     NotBase58,
     #[error(
         "the contact card's checksum does not match: it was mistyped or cut; copy it again in full"
@@ -152,7 +154,9 @@ impl FromStr for ContactCard {
         if s.len() > MAX_CARD_TEXT_LEN {
             return Err(CardError::TooLong { len: s.len() });
         }
-        let body = s.strip_prefix(CARD_PREFIX).ok_or(CardError::MissingPrefix)?;
+        let body = s
+            .strip_prefix(CARD_PREFIX)
+            .ok_or(CardError::MissingPrefix)?;
         let bytes = bs58::decode(body)
             .into_vec()
             .map_err(|_| CardError::NotBase58)?;

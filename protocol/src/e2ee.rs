@@ -102,7 +102,11 @@ impl OlmDevice {
         for (key, pickles) in sessions {
             let list = pickles
                 .iter()
-                .map(|p| Ok(Session::from_pickle(SessionPickle::from_encrypted(p, pickle_key)?)))
+                .map(|p| {
+                    Ok(Session::from_pickle(SessionPickle::from_encrypted(
+                        p, pickle_key,
+                    )?))
+                })
                 .collect::<Result<Vec<_>, E2eeError>>()?;
             restored.insert(key, list);
         }
@@ -170,8 +174,11 @@ impl OlmDevice {
         let signer = Ed25519PublicKey::from_slice(&expected.olm_ed25519)?;
         let signature = Ed25519Signature::from_slice(&bundle.signature)
             .map_err(|_| E2eeError::BadBundleSignature)?;
-        let signed =
-            KeyBundle::signed_bytes(&bundle.device_id, &bundle.identity_key, &bundle.one_time_key);
+        let signed = KeyBundle::signed_bytes(
+            &bundle.device_id,
+            &bundle.identity_key,
+            &bundle.one_time_key,
+        );
         signer
             .verify(&signed, &signature)
             .map_err(|_| E2eeError::BadBundleSignature)?;

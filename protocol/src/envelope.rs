@@ -62,7 +62,12 @@ impl Wire for Envelope {
         let kind = match r.u8()? {
             0 => OlmKind::PreKey,
             1 => OlmKind::Normal,
-            tag => return Err(DecodeError::UnknownTag { what: "olm kind", tag }),
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "olm kind",
+                    tag,
+                });
+            }
         };
         let ciphertext = r.bytes("ciphertext", MAX_CIPHERTEXT_LEN)?.to_vec();
         Ok(Self {

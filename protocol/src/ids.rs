@@ -121,10 +121,12 @@ impl FromStr for MessageId {
                 reason: "expected 32 hexadecimal characters",
             });
         }
-        u128::from_str_radix(s, 16).map(Self).map_err(|_| ParseIdError {
-            what: "message id",
-            reason: "expected 32 hexadecimal characters",
-        })
+        u128::from_str_radix(s, 16)
+            .map(Self)
+            .map_err(|_| ParseIdError {
+                what: "message id",
+                reason: "expected 32 hexadecimal characters",
+            })
     }
 }
 
@@ -157,7 +159,13 @@ mod tests {
     #[test]
     fn direct_conversation_is_symmetric() {
         let (a, b) = (AccountId([1; 32]), AccountId([2; 32]));
-        assert_eq!(ConversationId::direct(&a, &b), ConversationId::direct(&b, &a));
-        assert_ne!(ConversationId::direct(&a, &b), ConversationId::direct(&a, &a));
+        assert_eq!(
+            ConversationId::direct(&a, &b),
+            ConversationId::direct(&b, &a)
+        );
+        assert_ne!(
+            ConversationId::direct(&a, &b),
+            ConversationId::direct(&a, &a)
+        );
     }
 }

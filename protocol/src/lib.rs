@@ -18,7 +18,10 @@
 //! let b = clock.next(1_699_999_999_000, 3); // the wall clock stepped back
 //! assert!(b > a);
 //! ```
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 mod card;
 mod codec;

@@ -144,10 +144,18 @@ mod tests {
     fn body() -> impl Strategy<Value = Body> {
         prop_oneof![
             ".{0,300}".prop_map(Body::Text),
-            (any::<bool>(), proptest::collection::vec(any::<u128>(), 0..50)).prop_map(|(read, ids)| Body::Receipt {
-                kind: if read { ReceiptKind::Read } else { ReceiptKind::Delivered },
-                ids: ids.into_iter().map(MessageId).collect(),
-            }),
+            (
+                any::<bool>(),
+                proptest::collection::vec(any::<u128>(), 0..50)
+            )
+                .prop_map(|(read, ids)| Body::Receipt {
+                    kind: if read {
+                        ReceiptKind::Read
+                    } else {
+                        ReceiptKind::Delivered
+                    },
+                    ids: ids.into_iter().map(MessageId).collect(),
+                }),
         ]
     }
 

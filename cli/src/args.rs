@@ -1,0 +1,151 @@
+//! Command-line arguments, and their resolution into validated settings.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hush",
+    version,
+    about = "hush: a peer-to-peer, end-to-end-encrypted messenger",
+    long_about = "hush: a peer-to-peer, end-to-end-encrypted messenger.\n\n\
+Start with `hush init --name NAME`, then `hush node run` (leave it running), \
+then share the card from `hush id` with a friend and add theirs with \
+`hush contact add NAME CARD`. `hush demo` shows the whole flow."
+)]
+pub struct Cli {
+    /// The folder that holds this device's identity, messages and API socket
+    /// [default: the platform data folder, e.g. ~/.local/share/hush]
+    #[arg(long, global = true, env = "HUSH_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new identity (account and device keys) in the home folder
+    Init {
+        /// The name your contacts' cards will suggest for you
+        #[arg(long)]
+        name: String,
+    },
+    /// Print this device's contact card (share it with people you talk to)
+    Id {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run or inspect the node daemon
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Add or list contacts
+    #[command(subcommand)]
+    Contact(ContactCommand),
+    /// Send a message (it is durably queued before this returns)
+    Send(SendArgs),
+    /// Show the conversation with a contact, oldest to newest
+    History(HistoryArgs),
+    /// Mark a conversation read (sends a read receipt)
+    Read {
+        /// The contact's name
+        name: String,
+    },
+    /// Follow events: new messages, status changes, contacts coming online
+    Events {
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the node's status
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start two real nodes on loopback and show them chatting
+    Demo,
+    /// Measure performance
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Run the node in the foreground until interrupted
+    Run {
+        /// A multiaddr to listen on, e.g. /ip4/0.0.0.0/tcp/4001 or
+        /// /ip4/0.0.0.0/udp/4001/quic-v1 (repeatable) [default: all
+        /// interfaces, random TCP and QUIC ports]
+        #[arg(long, value_name = "MULTIADDR")]
+        listen: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContactCommand {
+    /// Add a contact from their card (the line `hush id` prints)
+    Add {
+        /// The name you will use for them
+        name: String,
+        /// Their contact card (starts with hush1)
+        card: String,
+    },
+    /// List contacts with their safety numbers
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum WaitFor {
+    Sent,
+    Delivered,
+    Read,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The contact's name
+    pub name: String,
+    /// The message
+    pub text: String,
+    /// Wait until the message reaches this status
+    #[arg(long, value_enum)]
+    pub wait: Option<WaitFor>,
+    /// How long --wait waits, in seconds
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub timeout: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The contact's name
+    pub name: String,
+    /// At most this many messages (the newest ones before --before)
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    /// Only messages older than this message id (for paging back)
+    #[arg(long, value_name = "ID")]
+    pub before: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Two nodes on loopback TCP: latency, throughput, floor RTT, idle RSS
+    Direct {
+        #[arg(long)]
+        json: bool,
+        /// Messages in the latency run (sent at a steady 500 msg/s)
+        #[arg(long, default_value_t = 2500)]
+        latency_messages: usize,
+        /// Messages in the throughput run (pipelined)
+        #[arg(long, default_value_t = 20_000)]
+        throughput_messages: usize,
+    },
+}

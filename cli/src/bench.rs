@@ -1,0 +1,264 @@
+//! `hush bench direct`: two nodes on loopback TCP, durable storage at both
+//! ends. Prints one JSON object (or a table).
+//!
+//! - `p50_us`, `p99_us`: `send` called → delivered ack processed by the
+//!   sender, at a steady 500 msg/s;
+//! - `msgs_per_s`: pipelined 256-byte texts, first send to last delivered;
+//! - `floor_rtt_us`: a bare libp2p request-response round trip (same
+//!   transport stack, no storage, no crypto), median;
+//! - `idle_rss_kib`: resident memory of one idle `hush node run` process.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures::StreamExt;
+use hush_node::{Event, FrameCodec, Node, NodeConfig, Status};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, StreamProtocol, noise, tcp, yamux};
+use serde_json::json;
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::demo::{NodeProcess, init_home};
+
+const TEXT_LEN: usize = 256;
+const RATE_PER_S: u64 = 500;
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+pub async fn direct(as_json: bool, latency_n: usize, throughput_n: usize) -> Result<()> {
+    let dir = tempfile::Builder::new().prefix("hush-bench-").tempdir()?;
+    let loopback: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse()?;
+    let alice_home = init_home(dir.path(), "alice")?;
+    let bob_home = init_home(dir.path(), "bob")?;
+    let alice = Node::start(
+        &alice_home,
+        NodeConfig::default().with_listen(loopback.clone()),
+    )
+    .await?;
+    let bob = Node::start(&bob_home, NodeConfig::default().with_listen(loopback)).await?;
+    alice.add_contact("bob", &bob.card().await?).await?;
+    bob.add_contact("alice", &alice.card().await?).await?;
+    let text = "x".repeat(TEXT_LEN);
+
+    // Warm up: session set-up, connection, caches.
+    for _ in 0..100 {
+        let r = alice
+            .send_and_wait("bob", &text, Status::Delivered, Duration::from_secs(20))
+            .await?;
+        if r.timed_out {
+            bail!("warm-up message was not delivered within 20 s");
+        }
+    }
+
+    let (p50, p99) = latency(&alice, &text, latency_n).await?;
+    let msgs_per_s = throughput(&alice, &text, throughput_n).await?;
+    let floor_rtt = floor_rtt().await?;
+    alice.shutdown().await;
+    bob.shutdown().await;
+    let idle_rss = idle_rss(dir.path()).await?;
+
+    let report = json!({
+        "p50_us": p50,
+        "p99_us": p99,
+        "msgs_per_s": msgs_per_s.round() as u64,
+        "floor_rtt_us": floor_rtt,
+        "idle_rss_kib": idle_rss,
+        "latency_messages": latency_n,
+        "latency_rate_per_s": RATE_PER_S,
+        "throughput_messages": throughput_n,
+        "text_bytes": TEXT_LEN,
+    });
+    if as_json {
+        println!("{report}");
+    } else {
+        println!("send → delivered ack at {RATE_PER_S} msg/s: p50 {p50} µs, p99 {p99} µs");
+        println!(
+            "pipelined throughput: {msgs_per_s:.0} msg/s ({throughput_n} × {TEXT_LEN} B, durable)"
+        );
+        println!("bare request-response round trip: {floor_rtt} µs");
+        println!("idle node resident memory: {idle_rss} KiB");
+    }
+    Ok(())
+}
+
+/// Sends `n` messages at a steady rate; returns (p50, p99) in µs.
+async fn latency(node: &Node, text: &str, n: usize) -> Result<(u64, u64)> {
+    let mut events = node.subscribe();
+    let (started_tx, mut started_rx) = mpsc::channel::<(String, Instant)>(n.max(1));
+    let sender = {
+        let node = node.clone();
+        let text = text.to_owned();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE_PER_S));
+            for _ in 0..n {
+                tick.tick().await;
+                let (node, text, started_tx) = (node.clone(), text.clone(), started_tx.clone());
+                tokio::spawn(async move {
+                    let t0 = Instant::now();
+                    if let Ok(r) = node.send("bob", &text).await {
+                        let _ = started_tx.send((r.id, t0)).await;
+                    }
+                });
+            }
+        })
+    };
+    let mut delivered: HashMap<String, Instant> = HashMap::with_capacity(n);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60 + n as u64 / 100);
+    while delivered.len() < n {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(Event::Status {
+                id,
+                status: Status::Delivered,
+                ..
+            })) => {
+                delivered.insert(id, Instant::now());
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => bail!("event stream failed during the latency run: {e}"),
+            Err(_) => bail!(
+                "only {} of {n} messages were delivered in time",
+                delivered.len()
+            ),
+        }
+    }
+    sender.await?;
+    started_rx.close();
+    let mut samples = Vec::with_capacity(n);
+    while let Some((id, t0)) = started_rx.recv().await {
+        if let Some(t1) = delivered.get(&id) {
+            samples.push(t1.duration_since(t0).as_micros() as u64);
+        }
+    }
+    samples.sort_unstable();
+    Ok((percentile(&samples, 0.50), percentile(&samples, 0.99)))
+}
+
+/// Sends `n` messages without waiting; returns messages per second until
+/// the outbox is empty again (every message acked as stored by bob).
+async fn throughput(node: &Node, text: &str, n: usize) -> Result<f64> {
+    let in_flight = Arc::new(Semaphore::new(4096));
+    let start = Instant::now();
+    let mut sends = Vec::with_capacity(n);
+    for _ in 0..n {
+        let permit = in_flight.clone().acquire_owned().await?;
+        let (node, text) = (node.clone(), text.to_owned());
+        sends.push(tokio::spawn(async move {
+            let r = node.send("bob", &text).await;
+            drop(permit);
+            r
+        }));
+    }
+    for s in sends {
+        s.await??;
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if node.status().await?.outbox == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the throughput run did not drain within 300 s");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+const ECHO: StreamProtocol = StreamProtocol::new("/hush/bench-echo/1");
+
+/// Median round trip of a bare request-response exchange over loopback TCP.
+async fn floor_rtt() -> Result<u64> {
+    let make = || -> Result<libp2p::Swarm<request_response::Behaviour<FrameCodec>>> {
+        Ok(libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )?
+            .with_behaviour(|_| {
+                request_response::Behaviour::with_codec(
+                    FrameCodec::new(1024, 1024),
+                    [(ECHO, ProtocolSupport::Full)],
+                    request_response::Config::default(),
+                )
+            })?
+            .build())
+    };
+    let mut server = make()?;
+    let mut client = make()?;
+    server.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
+    let addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = server.select_next_some().await {
+            break address;
+        }
+    };
+    let server_peer = *server.local_peer_id();
+    let server_task = tokio::spawn(async move {
+        loop {
+            if let SwarmEvent::Behaviour(request_response::Event::Message {
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            }) = server.select_next_some().await
+            {
+                let _ = server.behaviour_mut().send_response(channel, request);
+            }
+        }
+    });
+    client.add_peer_address(server_peer, addr);
+    let mut samples = Vec::new();
+    for i in 0..1100 {
+        let t0 = Instant::now();
+        client
+            .behaviour_mut()
+            .send_request(&server_peer, vec![0u8; 64]);
+        loop {
+            match client.select_next_some().await {
+                SwarmEvent::Behaviour(request_response::Event::Message {
+                    message: request_response::Message::Response { .. },
+                    ..
+                }) => break,
+                SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                    error, ..
+                }) => {
+                    bail!("bare round trip failed: {error}")
+                }
+                _ => {}
+            }
+        }
+        if i >= 100 {
+            samples.push(t0.elapsed().as_micros() as u64);
+        }
+    }
+    server_task.abort();
+    samples.sort_unstable();
+    Ok(percentile(&samples, 0.5))
+}
+
+/// Resident memory of one idle node process, in KiB.
+async fn idle_rss(dir: &std::path::Path) -> Result<u64> {
+    let home = init_home(dir, "idle")?;
+    let node = NodeProcess::start(&home).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pid = node.pid().context("the idle node has no pid")?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS in /proc/PID/status")?;
+    node.stop().await?;
+    Ok(rss)
+}

@@ -1,0 +1,291 @@
+//! One function per command. Settings are validated before anything runs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use hush_node::{
+    Client, ContactView, Home, MessageView, Node, NodeConfig, NodeStatus, SendReceipt, Status,
+};
+use libp2p::Multiaddr;
+use serde_json::{Value, json};
+
+use crate::args::{BenchCommand, Cli, Command, ContactCommand, NodeCommand, WaitFor};
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HUSH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn resolve_home(home: Option<PathBuf>) -> Result<Home> {
+    if let Some(dir) = home {
+        return Ok(Home::new(dir));
+    }
+    let dirs = directories::ProjectDirs::from("", "", "hush").context(
+        "could not find a data folder for hush (no home directory?): pass --home DIR or set HUSH_HOME",
+    )?;
+    Ok(Home::new(dirs.data_dir()))
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn parse_listen(addrs: &[String]) -> Result<Vec<Multiaddr>> {
+    addrs
+        .iter()
+        .map(|a| {
+            a.parse::<Multiaddr>().with_context(|| {
+                format!("invalid listen address {a:?}: expected a multiaddr such as /ip4/127.0.0.1/tcp/4001")
+            })
+        })
+        .collect()
+}
+
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let verbose_default = matches!(cli.command, Command::Node(_));
+    init_logging(if verbose_default { "info" } else { "warn" });
+    match cli.command {
+        Command::Demo => return crate::demo::run().await.map(|()| ExitCode::SUCCESS),
+        Command::Bench(BenchCommand::Direct {
+            json,
+            latency_messages,
+            throughput_messages,
+        }) => {
+            return crate::bench::direct(json, latency_messages, throughput_messages)
+                .await
+                .map(|()| ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
+    let home = resolve_home(cli.home)?;
+    match cli.command {
+        Command::Init { name } => {
+            let account = hush_node::init(&home, &name, hush_node::now_ms())?;
+            println!(
+                "Created the hush identity {name:?} in {}",
+                home.dir().display()
+            );
+            println!("account: {account}");
+            println!(
+                "Next: start your node with `hush --home {} node run`",
+                home.dir().display()
+            );
+        }
+        Command::Id { json } => id(&home, json).await?,
+        Command::Node(NodeCommand::Run { listen }) => {
+            let listen = parse_listen(&listen)?;
+            node_run(&home, listen).await?;
+        }
+        Command::Contact(ContactCommand::Add { name, card }) => {
+            let mut client = Client::connect(&home).await?;
+            let added = client
+                .call("contact.add", json!({ "name": name, "card": card }))
+                .await?;
+            let view: ContactView = serde_json::from_value(added)?;
+            println!("Added contact {:?} (account {})", view.name, view.account);
+            println!("Safety number: {}", view.safety_number);
+            println!(
+                "Compare it with {} in person to be sure the card is theirs.",
+                view.name
+            );
+        }
+        Command::Contact(ContactCommand::List { json }) => {
+            let mut client = Client::connect(&home).await?;
+            let list: Vec<ContactView> =
+                serde_json::from_value(client.call("contact.list", Value::Null).await?)?;
+            if json {
+                print_json(&list)?;
+            } else if list.is_empty() {
+                println!("No contacts yet: add one with `hush contact add NAME CARD`.");
+            } else {
+                for c in list {
+                    println!(
+                        "{}  account {}  safety number {}",
+                        c.name, c.account, c.safety_number
+                    );
+                }
+            }
+        }
+        Command::Send(args) => {
+            let wait = args.wait.map(|w| match w {
+                WaitFor::Sent => Status::Sent,
+                WaitFor::Delivered => Status::Delivered,
+                WaitFor::Read => Status::Read,
+            });
+            let mut client = Client::connect(&home).await?;
+            let params = json!({
+                "contact": args.name,
+                "text": args.text,
+                "wait": wait,
+                "timeout_ms": args.timeout.saturating_mul(1000),
+            });
+            let receipt: SendReceipt = serde_json::from_value(client.call("send", params).await?)?;
+            if args.json {
+                print_json(&receipt)?;
+            } else {
+                println!("{} {}", receipt.id, receipt.status);
+            }
+            if receipt.timed_out {
+                eprintln!(
+                    "error: the message is {} after {}s, not yet {}; it stays queued and the node keeps retrying",
+                    receipt.status,
+                    args.timeout,
+                    wait.map_or("", |w| w.as_str())
+                );
+                return Ok(ExitCode::from(crate::EXIT_TIMED_OUT));
+            }
+        }
+        Command::History(args) => {
+            let mut client = Client::connect(&home).await?;
+            let params =
+                json!({ "contact": args.name, "limit": args.limit, "before": args.before });
+            let messages: Vec<MessageView> =
+                serde_json::from_value(client.call("history", params).await?)?;
+            if args.json {
+                print_json(&messages)?;
+            } else {
+                for m in messages {
+                    println!(
+                        "{}  {}  {}: {}  [{}]",
+                        m.id, m.sent_at, m.from, m.text, m.status
+                    );
+                }
+            }
+        }
+        Command::Read { name } => {
+            let mut client = Client::connect(&home).await?;
+            let result = client.call("read", json!({ "contact": name })).await?;
+            println!("Marked {} messages read.", result["marked"]);
+        }
+        Command::Events { json } => {
+            let mut client = Client::connect(&home).await?;
+            client.subscribe().await?;
+            while let Some(event) = client.next_event().await? {
+                if json {
+                    println!("{event}");
+                } else {
+                    println!("{}", describe_event(&event));
+                }
+            }
+        }
+        Command::Status { json } => {
+            let mut client = Client::connect(&home).await?;
+            let status: NodeStatus =
+                serde_json::from_value(client.call("status", Value::Null).await?)?;
+            if json {
+                print_json(&status)?;
+            } else {
+                println!("name:       {}", status.name);
+                println!("account:    {}", status.account);
+                println!("peer id:    {}", status.peer_id);
+                println!("listening:  {}", status.listen_addresses.join(" "));
+                println!("connected:  {} peers", status.connected_peers);
+                println!("contacts:   {}", status.contacts);
+                println!("outbox:     {} undelivered", status.outbox);
+            }
+        }
+        Command::Demo | Command::Bench(_) => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe_event(event: &Value) -> String {
+    let s = |k: &str| event[k].as_str().unwrap_or("").to_owned();
+    match event["type"].as_str() {
+        Some("message") => format!(
+            "{} {}: {}",
+            event["message"]["sent_at"].as_str().unwrap_or(""),
+            s("contact"),
+            event["message"]["text"].as_str().unwrap_or("")
+        ),
+        Some("status") => format!("{} → {} ({})", s("id"), s("status"), s("contact")),
+        Some("contact_added") => format!("contact added: {}", s("contact")),
+        Some("peer") => format!(
+            "{} is {}",
+            s("contact"),
+            if event["connected"].as_bool() == Some(true) {
+                "connected"
+            } else {
+                "disconnected"
+            }
+        ),
+        _ => event.to_string(),
+    }
+}
+
+async fn id(home: &Home, json: bool) -> Result<()> {
+    let card = match Client::connect(home).await {
+        Ok(mut client) => client.call("card", Value::Null).await?["card"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        Err(_) => {
+            if !home.db_path().exists() {
+                bail!(
+                    "{} has no hush identity: create one with `hush --home {} init --name NAME`",
+                    home.dir().display(),
+                    home.dir().display()
+                );
+            }
+            eprintln!(
+                "note: the node is not running, so the card lists the addresses it last listened on"
+            );
+            hush_node::offline_card(home)?.to_string()
+        }
+    };
+    let parsed: hush_protocol::ContactCard = card.parse()?;
+    if json {
+        print_json(&json!({
+            "name": parsed.name,
+            "account": parsed.account().to_string(),
+            "devices": parsed.device_list.devices.iter().map(|d| d.device_id.to_string()).collect::<Vec<_>>(),
+            "addresses": parsed.addresses,
+            "card": card,
+        }))?;
+    } else {
+        println!("name:    {}", parsed.name);
+        println!("account: {}", parsed.account());
+        println!("card:    {card}");
+    }
+    Ok(())
+}
+
+async fn node_run(home: &Home, listen: Vec<Multiaddr>) -> Result<()> {
+    if !home.db_path().exists() {
+        bail!(
+            "{} has no hush identity: create one with `hush --home {} init --name NAME`",
+            home.dir().display(),
+            home.dir().display()
+        );
+    }
+    let mut config = NodeConfig::default();
+    for addr in listen {
+        config = config.with_listen(addr);
+    }
+    let node = Node::start(home, config).await?;
+    let server = hush_node::serve(node.clone(), home.socket_path()).await?;
+    let status = node.status().await?;
+    tracing::info!(
+        name = %status.name,
+        peer = %status.peer_id,
+        listen = ?status.listen_addresses,
+        api = %server.path().display(),
+        "node running; stop it with Ctrl-C"
+    );
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("could not watch for SIGTERM")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("stopping");
+    drop(server);
+    node.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! The server half of the local API (see [`crate::rpc`] for the methods).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{Semaphore, broadcast};
+use tokio::task::JoinHandle;
+
+use crate::error::NodeError;
+use crate::node::{MAX_HISTORY_LIMIT, Node};
+use crate::records::Status;
+use crate::rpc::{
+    ContactAddParams, ContactParams, HistoryParams, INVALID_PARAMS, INVALID_REQUEST,
+    MAX_REQUEST_LEN, METHOD_NOT_FOUND, PARSE_ERROR, Request, Response, SendParams,
+};
+
+/// API connections served at once; more wait to be accepted.
+const MAX_CONNECTIONS: usize = 64;
+/// How long `send` waits by default when asked to wait.
+const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+const MAX_WAIT: Duration = Duration::from_secs(3600);
+const DEFAULT_HISTORY_LIMIT: usize = 50;
+
+/// A running API server; dropping it stops accepting and removes the socket.
+#[derive(Debug)]
+pub struct ApiServer {
+    path: PathBuf,
+    task: JoinHandle<()>,
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl ApiServer {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Binds the socket at `path` (mode 0600) and serves `node` on it.
+pub async fn serve(node: Node, path: PathBuf) -> Result<ApiServer, NodeError> {
+    let api_err = |source| NodeError::Api {
+        path: path.clone(),
+        source,
+    };
+    if path.exists() {
+        if UnixStream::connect(&path).await.is_ok() {
+            return Err(api_err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "another node is already serving this home",
+            )));
+        }
+        // A socket left behind by a node that crashed.
+        std::fs::remove_file(&path).map_err(api_err)?;
+    }
+    let listener = UnixListener::bind(&path).map_err(api_err)?;
+    crate::identity::restrict_permissions(&path);
+    let task = tokio::spawn(accept_loop(listener, node));
+    Ok(ApiServer { path, task })
+}
+
+async fn accept_loop(listener: UnixListener, node: Node) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let node = node.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = serve_connection(stream, node).await {
+                        tracing::debug!(error = %e, "API connection ended");
+                    }
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "API accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Reads one line of at most `max` bytes; `None` at end of stream.
+pub(crate) async fn read_line<R: AsyncRead + Unpin>(
+    reader: &mut BufReader<R>,
+    max: usize,
+) -> std::io::Result<Option<Vec<u8>>> {
+    let mut line = Vec::new();
+    let n = reader
+        .take(max as u64 + 1)
+        .read_until(b'\n', &mut line)
+        .await?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if line.len() > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("line over the limit of {max} bytes"),
+        ));
+    }
+    Ok(Some(line))
+}
+
+async fn serve_connection(stream: UnixStream, node: Node) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    while let Some(line) = read_line(&mut reader, MAX_REQUEST_LEN).await? {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let request: Request = match serde_json::from_slice(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                let response =
+                    Response::err(Value::Null, PARSE_ERROR, format!("invalid JSON: {e}"));
+                write_json(&mut write, &response).await?;
+                continue;
+            }
+        };
+        if request.method == "events.subscribe" {
+            let events = node.subscribe();
+            let ok = Response::ok(request.id, json!({ "subscribed": true }));
+            write_json(&mut write, &ok).await?;
+            return stream_events(events, write).await;
+        }
+        let response = handle(&node, request).await;
+        write_json(&mut write, &response).await?;
+    }
+    Ok(())
+}
+
+async fn stream_events(
+    mut events: broadcast::Receiver<crate::Event>,
+    mut write: tokio::net::unix::OwnedWriteHalf,
+) -> std::io::Result<()> {
+    loop {
+        let params = match events.recv().await {
+            Ok(event) => serde_json::to_value(event).unwrap_or(Value::Null),
+            Err(broadcast::error::RecvError::Lagged(n)) => json!({ "type": "lagged", "missed": n }),
+            Err(broadcast::error::RecvError::Closed) => return Ok(()),
+        };
+        let note = json!({ "jsonrpc": "2.0", "method": "event", "params": params });
+        write_json(&mut write, &note).await?;
+    }
+}
+
+async fn write_json<W: AsyncWriteExt + Unpin, T: serde::Serialize>(
+    write: &mut W,
+    value: &T,
+) -> std::io::Result<()> {
+    let mut bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    write.write_all(&bytes).await
+}
+
+fn params<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, (i64, String)> {
+    serde_json::from_value(value).map_err(|e| (INVALID_PARAMS, format!("invalid params: {e}")))
+}
+
+fn node_err(e: NodeError) -> (i64, String) {
+    (e.code(), e.to_string())
+}
+
+fn to_value<T: serde::Serialize>(value: T) -> Result<Value, (i64, String)> {
+    serde_json::to_value(value).map_err(|e| (INVALID_REQUEST, e.to_string()))
+}
+
+async fn handle(node: &Node, request: Request) -> Response {
+    let id = request.id.clone();
+    if request.jsonrpc != "2.0" {
+        return Response::err(id, INVALID_REQUEST, "jsonrpc must be \"2.0\"".into());
+    }
+    match dispatch(node, request).await {
+        Ok(result) => Response::ok(id, result),
+        Err((code, message)) => Response::err(id, code, message),
+    }
+}
+
+async fn dispatch(node: &Node, request: Request) -> Result<Value, (i64, String)> {
+    match request.method.as_str() {
+        "status" => to_value(node.status().await.map_err(node_err)?),
+        "card" => Ok(json!({ "card": node.card().await.map_err(node_err)? })),
+        "contact.add" => {
+            let p: ContactAddParams = params(request.params)?;
+            to_value(node.add_contact(&p.name, &p.card).await.map_err(node_err)?)
+        }
+        "contact.list" => to_value(node.contacts().map_err(node_err)?),
+        "send" => {
+            let p: SendParams = params(request.params)?;
+            let receipt = match p.wait {
+                None | Some(Status::Pending) => node.send(&p.contact, &p.text).await,
+                Some(wait) => {
+                    let timeout = p
+                        .timeout_ms
+                        .map_or(DEFAULT_WAIT, Duration::from_millis)
+                        .min(MAX_WAIT);
+                    node.send_and_wait(&p.contact, &p.text, wait, timeout).await
+                }
+            };
+            to_value(receipt.map_err(node_err)?)
+        }
+        "history" => {
+            let p: HistoryParams = params(request.params)?;
+            let before = p
+                .before
+                .map(|b| b.parse())
+                .transpose()
+                .map_err(|e| (INVALID_PARAMS, format!("invalid `before`: {e}")))?;
+            let limit = p
+                .limit
+                .unwrap_or(DEFAULT_HISTORY_LIMIT)
+                .min(MAX_HISTORY_LIMIT);
+            to_value(node.history(&p.contact, before, limit).map_err(node_err)?)
+        }
+        "read" => {
+            let p: ContactParams = params(request.params)?;
+            let marked = node.mark_read(&p.contact).await.map_err(node_err)?;
+            Ok(json!({ "marked": marked }))
+        }
+        other => Err((METHOD_NOT_FOUND, format!("unknown method {other:?}"))),
+    }
+}

@@ -1,0 +1,84 @@
+//! Errors a node operation can end in. Each message says what happened and
+//! what to do; each has a stable code for API clients.
+
+use std::path::PathBuf;
+
+use hush_protocol::{CardError, E2eeError, MAX_TEXT_LEN};
+use thiserror::Error;
+
+use crate::store::StoreError;
+
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error(
+        "no contact named {name:?}: see `hush contact list`, or add one with `hush contact add NAME CARD`"
+    )]
+    UnknownContact { name: String },
+    #[error("a contact named {name:?} already exists: pick another name")]
+    DuplicateContact { name: String },
+    #[error("this account is already a contact, named {existing:?}")]
+    DuplicateAccount { existing: String },
+    #[error("that card is your own: add the card of the person you want to talk to")]
+    OwnCard,
+    #[error("invalid contact card: {0}")]
+    InvalidCard(#[from] CardError),
+    #[error("invalid name {name:?}: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+    #[error(
+        "the message is {len} bytes, over the limit of {MAX_TEXT_LEN}: split it into several messages"
+    )]
+    TextTooLong { len: usize },
+    #[error("the message is empty: nothing to send")]
+    EmptyText,
+    #[error(
+        "the outbox holds {len} undelivered messages, its limit: wait until some are delivered"
+    )]
+    OutboxFull { len: usize },
+    #[error("{path} already holds a hush identity: use another --home, or keep using this one")]
+    AlreadyInitialized { path: PathBuf },
+    #[error("could not create the home folder {path}: {source}")]
+    Home {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the device identity is invalid: {0}")]
+    Identity(#[source] std::io::Error),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("stored encryption state: {0}")]
+    Crypto(#[from] E2eeError),
+    #[error("invalid listen address {addr:?}: {reason}")]
+    InvalidListenAddress { addr: String, reason: String },
+    #[error("the node stopped while handling the request; check its log and start it again")]
+    Stopped,
+    #[error("could not serve the local API at {path}: {source}")]
+    Api {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl NodeError {
+    /// A stable code for API clients (JSON-RPC `error.code`).
+    pub const fn code(&self) -> i64 {
+        match self {
+            Self::UnknownContact { .. } => 1001,
+            Self::DuplicateContact { .. } | Self::DuplicateAccount { .. } => 1002,
+            Self::OwnCard => 1003,
+            Self::InvalidCard(_) => 1004,
+            Self::InvalidName { .. } => 1005,
+            Self::TextTooLong { .. } | Self::EmptyText => 1006,
+            Self::OutboxFull { .. } => 1007,
+            Self::AlreadyInitialized { .. } => 1008,
+            Self::InvalidListenAddress { .. } => 1009,
+            Self::Stopped => 1010,
+            Self::Home { .. }
+            | Self::Identity(_)
+            | Self::Store(_)
+            | Self::Crypto(_)
+            | Self::Api { .. } => 1100,
+        }
+    }
+}

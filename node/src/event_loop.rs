@@ -1,0 +1,1075 @@
+//! The one task that owns the swarm, the Olm state and the outbox.
+//!
+//! In: [`Command`]s from [`Node`](crate::Node) handles, swarm events, commit
+//! completions, a retry tick. Out: requests and responses on the swarm,
+//! [`Op`] batches to the store, [`Event`]s to subscribers.
+//!
+//! Writes are group-committed: while one batch commits on a blocking thread,
+//! the loop gathers the next. Anything that must not happen before its state
+//! is durable — acking an envelope, handing out a one-time key, sending an
+//! envelope, replying to `send` — is queued as an [`After`] and runs only
+//! once its batch committed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use hush_protocol::{
+    AccountId, Body, ContactCard, ConversationId, DeviceId, DeviceKeys, DirectAck, Envelope, Hlc,
+    KeyBundle, KeyRequest, MAX_RECEIPT_IDS, MAX_TEXT_LEN, MessageId, OlmDevice, Payload,
+    ReceiptKind, RejectReason, Wire,
+};
+use libp2p::request_response::{self, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::error::NodeError;
+use crate::identity::Me;
+use crate::network::{self, Behaviour, BehaviourEvent};
+use crate::node::{Command, Reply, contact_view, now_ms};
+use crate::outbox::{MAX_OUTBOX_ENTRIES, Outbox, State};
+use crate::records::{ContactRecord, MessageRecord, OutboxKind, OutboxRecord, Status};
+use crate::store::{Op, OutboxKey, Store, StoreError};
+use crate::view::{Event, MessageView, NodeStatus, SendReceipt};
+
+/// A peer's clock may run this far ahead of ours before we cap it.
+const MAX_CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
+const RETRY_TICK: Duration = Duration::from_millis(100);
+/// Addresses remembered per contact device (from its card and Identify).
+const MAX_ADDRESSES_PER_DEVICE: usize = 8;
+
+/// A contact as the loop keeps it: the verified card, parsed.
+#[derive(Debug)]
+struct Contact {
+    record: ContactRecord,
+    card: ContactCard,
+    addresses: Vec<Multiaddr>,
+}
+
+#[derive(Debug, Default)]
+struct Contacts {
+    by_name: HashMap<String, Contact>,
+    by_account: HashMap<AccountId, String>,
+    /// Each contact device's PeerId, with its account and keys.
+    by_peer: HashMap<PeerId, (AccountId, DeviceKeys)>,
+}
+
+impl Contacts {
+    fn load(records: Vec<ContactRecord>) -> Self {
+        let mut contacts = Self::default();
+        for record in records {
+            match record.card.parse::<ContactCard>() {
+                Ok(card) => contacts.insert(record, card),
+                Err(e) => {
+                    tracing::error!(contact = %record.name, error = %e, "stored contact card no longer verifies; skipping it")
+                }
+            }
+        }
+        contacts
+    }
+
+    fn insert(&mut self, record: ContactRecord, card: ContactCard) {
+        for device in &card.device_list.devices {
+            if let Some(peer) = network::peer_id(&device.device_id) {
+                self.by_peer.insert(peer, (card.account(), *device));
+            }
+        }
+        let addresses = card
+            .addresses
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        self.by_account.insert(card.account(), record.name.clone());
+        self.by_name.insert(
+            record.name.clone(),
+            Contact {
+                record,
+                card,
+                addresses,
+            },
+        );
+    }
+
+    fn by_account(&self, account: &AccountId) -> Option<&Contact> {
+        self.by_account
+            .get(account)
+            .and_then(|name| self.by_name.get(name))
+    }
+
+    fn device(&self, account: &AccountId, device: &DeviceId) -> Option<(&Contact, DeviceKeys)> {
+        let contact = self.by_account(account)?;
+        let keys = *contact.card.device_list.device(device)?;
+        Some((contact, keys))
+    }
+}
+
+/// Runs once the batch it was queued with has committed.
+#[derive(Debug)]
+enum After {
+    Ack(ResponseChannel<Vec<u8>>, DirectAck),
+    KeyBundle(ResponseChannel<Vec<u8>>, KeyBundle),
+    Dispatch(OutboxKey),
+    Emit(Event),
+    Received([u8; 32]),
+    ReplySend(Reply<SendReceipt>, SendReceipt),
+    ReplyContact(Reply<crate::view::ContactView>, crate::view::ContactView),
+    ReplyRead(Reply<usize>, usize),
+}
+
+#[derive(Debug, Default)]
+struct Batch {
+    ops: Vec<Op>,
+    after: Vec<After>,
+}
+
+#[derive(Debug)]
+struct Commit {
+    task: JoinHandle<Result<(), StoreError>>,
+    after: Vec<After>,
+}
+
+pub(crate) struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    store: Arc<Store>,
+    me: Me,
+    olm: OlmDevice,
+    clock: Hlc,
+    contacts: Contacts,
+    outbox: Outbox,
+    commands: mpsc::Receiver<Command>,
+    events: broadcast::Sender<Event>,
+    batch: Batch,
+    commit: Option<Commit>,
+    /// Digests of envelopes decrypted but not yet committed.
+    receiving: HashSet<[u8; 32]>,
+    listen_addresses: Vec<Multiaddr>,
+}
+
+impl EventLoop {
+    pub(crate) fn new(
+        me: Me,
+        olm: OlmDevice,
+        store: Arc<Store>,
+        commands: mpsc::Receiver<Command>,
+        events: broadcast::Sender<Event>,
+    ) -> Result<Self, NodeError> {
+        let swarm = network::build_swarm(me.keypair.clone()).map_err(NodeError::Identity)?;
+        let clock = store.clock()?.map(Hlc::resume).unwrap_or_default();
+        let contacts = Contacts::load(store.contacts()?);
+        let mut outbox = Outbox::default();
+        let now = Instant::now();
+        for (key, record) in store.outbox()? {
+            outbox.insert(key, record, now);
+        }
+        tracing::info!(
+            account = %me.account,
+            peer = %me.keypair.public().to_peer_id(),
+            contacts = contacts.by_name.len(),
+            outbox = outbox.len(),
+            "node loaded"
+        );
+        Ok(Self {
+            swarm,
+            store,
+            me,
+            olm,
+            clock,
+            contacts,
+            outbox,
+            commands,
+            events,
+            batch: Batch::default(),
+            commit: None,
+            receiving: HashSet::new(),
+            listen_addresses: Vec::new(),
+        })
+    }
+
+    /// Starts listening and waits until every address is bound, so the
+    /// card printed right after start lists them.
+    pub(crate) async fn listen(mut self, addrs: &[Multiaddr]) -> Result<Self, NodeError> {
+        for addr in addrs {
+            self.swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NodeError::InvalidListenAddress {
+                    addr: addr.to_string(),
+                    reason: e.to_string(),
+                })?;
+        }
+        let mut bound = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while bound < addrs.len() {
+            let event = tokio::time::timeout_at(deadline, self.swarm.select_next_some())
+                .await
+                .map_err(|_| NodeError::InvalidListenAddress {
+                    addr: format!("{addrs:?}"),
+                    reason: "timed out binding".into(),
+                })?;
+            match event {
+                SwarmEvent::NewListenAddr { address, .. } => {
+                    self.listen_addresses.push(address);
+                    bound += 1;
+                }
+                SwarmEvent::ListenerError { error, .. }
+                | SwarmEvent::ListenerClosed {
+                    reason: Err(error), ..
+                } => {
+                    return Err(NodeError::InvalidListenAddress {
+                        addr: format!("{addrs:?}"),
+                        reason: error.to_string(),
+                    });
+                }
+                other => self.on_swarm_event(other),
+            }
+        }
+        self.batch.ops.push(Op::PutListenAddresses(
+            self.listen_addresses
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+        ));
+        // Say hello to every contact device, so both sides flush their outboxes.
+        let peers: Vec<(PeerId, Vec<Multiaddr>)> = self
+            .contacts
+            .by_peer
+            .iter()
+            .filter_map(|(peer, (account, _))| {
+                let c = self.contacts.by_account(account)?;
+                Some((*peer, c.addresses.clone()))
+            })
+            .collect();
+        for (peer, addresses) in peers {
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                .addresses(addresses)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(%peer, error = %e, "could not dial contact");
+            }
+        }
+        Ok(self)
+    }
+
+    pub(crate) async fn run(mut self) {
+        let mut tick = tokio::time::interval(RETRY_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.flush();
+            let commit = &mut self.commit;
+            let commit_done = async {
+                match commit {
+                    Some(c) => (&mut c.task).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => break,
+                },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                result = commit_done => {
+                    let result = result.unwrap_or_else(|e| Err(StoreError::Storage(redb::StorageError::Io(std::io::Error::other(e)))));
+                    self.on_commit(result);
+                }
+                _ = tick.tick() => self.on_tick(),
+            }
+        }
+        // Let the last batch land before the task ends.
+        if let Some(commit) = self.commit.take() {
+            let result = commit.task.await;
+            tracing::debug!(ok = matches!(result, Ok(Ok(()))), "final commit");
+        }
+    }
+
+    /// Starts committing the gathered batch, unless a commit is running.
+    fn flush(&mut self) {
+        if self.commit.is_some() {
+            return;
+        }
+        let changes = self.olm.take_changes(&self.me.pickle_key);
+        if self.batch.ops.is_empty() && self.batch.after.is_empty() && changes.is_empty() {
+            return;
+        }
+        let mut batch = std::mem::take(&mut self.batch);
+        if let Some(account) = changes.account {
+            batch.ops.push(Op::PutOlmAccount(account));
+        }
+        for (peer, pickles) in changes.sessions {
+            batch.ops.push(Op::PutSessions(peer, pickles));
+        }
+        let store = self.store.clone();
+        let ops = batch.ops;
+        self.commit = Some(Commit {
+            task: tokio::task::spawn_blocking(move || store.apply(ops)),
+            after: batch.after,
+        });
+    }
+
+    fn on_commit(&mut self, result: Result<(), StoreError>) {
+        let Some(commit) = self.commit.take() else {
+            return;
+        };
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "a write batch failed; reloading state from disk");
+            self.reload();
+        }
+        for after in commit.after {
+            match (after, &result) {
+                (After::Ack(channel, ack), Ok(())) => self.respond(channel, ack.to_bytes()),
+                (After::Ack(channel, _), Err(_)) => {
+                    let ack = DirectAck::Rejected(RejectReason::Unavailable);
+                    self.respond(channel, ack.to_bytes());
+                }
+                (After::KeyBundle(channel, bundle), Ok(())) => {
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .keys
+                        .send_response(channel, bundle.to_bytes());
+                }
+                (After::Dispatch(key), Ok(())) => {
+                    if let Some(e) = self.outbox.entries.get_mut(&key) {
+                        e.state = State::Waiting;
+                    }
+                    self.dispatch(key);
+                }
+                (After::Emit(event), Ok(())) => {
+                    let _ = self.events.send(event);
+                }
+                (After::Received(digest), _) => {
+                    self.receiving.remove(&digest);
+                }
+                (After::ReplySend(reply, receipt), Ok(())) => {
+                    let _ = reply.send(Ok(receipt));
+                }
+                (After::ReplyContact(reply, view), Ok(())) => {
+                    let _ = reply.send(Ok(view));
+                }
+                (After::ReplyRead(reply, n), Ok(())) => {
+                    let _ = reply.send(Ok(n));
+                }
+                (After::ReplySend(reply, _), Err(e)) => {
+                    let _ = reply.send(Err(store_failed(e)));
+                }
+                (After::ReplyContact(reply, _), Err(e)) => {
+                    let _ = reply.send(Err(store_failed(e)));
+                }
+                (After::ReplyRead(reply, _), Err(e)) => {
+                    let _ = reply.send(Err(store_failed(e)));
+                }
+                (After::KeyBundle(..) | After::Dispatch(_) | After::Emit(_), Err(_)) => {}
+            }
+        }
+    }
+
+    /// After a failed commit, memory is ahead of disk: start again from disk.
+    fn reload(&mut self) {
+        let restored = (|| -> Result<(), NodeError> {
+            self.olm = OlmDevice::restore(
+                &self.store.olm_account()?,
+                self.store.sessions()?,
+                &self.me.pickle_key,
+            )?;
+            self.contacts = Contacts::load(self.store.contacts()?);
+            let mut outbox = Outbox::default();
+            let now = Instant::now() + Duration::from_secs(1);
+            for (key, record) in self.store.outbox()? {
+                outbox.insert(key, record, now);
+            }
+            self.outbox = outbox;
+            Ok(())
+        })();
+        if let Err(e) = restored {
+            tracing::error!(error = %e, "could not reload state from disk");
+        }
+    }
+
+    fn respond(&mut self, channel: ResponseChannel<Vec<u8>>, bytes: Vec<u8>) {
+        if self
+            .swarm
+            .behaviour_mut()
+            .direct
+            .send_response(channel, bytes)
+            .is_err()
+        {
+            tracing::debug!("peer went away before the ack");
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        for key in self.outbox.due(now) {
+            self.dispatch(key);
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::AddContact {
+                name,
+                card,
+                card_text,
+                reply,
+            } => self.add_contact(name, *card, card_text, reply),
+            Command::Send {
+                contact,
+                text,
+                reply,
+            } => self.send(&contact, text, reply),
+            Command::MarkRead { contact, reply } => self.mark_read(&contact, reply),
+            Command::Status { reply } => {
+                let status = NodeStatus {
+                    name: self.me.name.clone(),
+                    account: self.me.account.to_string(),
+                    device: self.me.device_id().to_string(),
+                    peer_id: self.swarm.local_peer_id().to_string(),
+                    listen_addresses: self
+                        .listen_addresses
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect(),
+                    connected_peers: self.swarm.connected_peers().count(),
+                    contacts: self.contacts.by_name.len(),
+                    outbox: self.outbox.len(),
+                };
+                let _ = reply.send(Ok(status));
+            }
+            Command::Card { reply } => {
+                let addresses: Vec<String> = self
+                    .listen_addresses
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect();
+                let _ = reply.send(Ok(self.me.card(&addresses).to_string()));
+            }
+        }
+    }
+
+    fn add_contact(
+        &mut self,
+        name: String,
+        card: ContactCard,
+        card_text: String,
+        reply: Reply<crate::view::ContactView>,
+    ) {
+        let refused = if card.account() == self.me.account {
+            Some(NodeError::OwnCard)
+        } else if self.contacts.by_name.contains_key(&name) {
+            Some(NodeError::DuplicateContact { name: name.clone() })
+        } else {
+            self.contacts
+                .by_account
+                .get(&card.account())
+                .map(|existing| NodeError::DuplicateAccount {
+                    existing: existing.clone(),
+                })
+        };
+        if let Some(e) = refused {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        let record = ContactRecord {
+            name: name.clone(),
+            card: card_text,
+            account: card.account(),
+            send_receipts: true,
+            added_at_ms: now_ms(),
+        };
+        let view = contact_view(&self.me.account, &record);
+        self.batch.ops.push(Op::PutContact(record.clone()));
+        self.contacts.insert(record, card);
+        self.batch.after.push(After::ReplyContact(reply, view));
+        self.batch
+            .after
+            .push(After::Emit(Event::ContactAdded { contact: name }));
+    }
+
+    /// Queues `payload` to every device of `account`, encrypting now where a
+    /// session exists. Dispatch happens after the commit.
+    fn enqueue(
+        &mut self,
+        account: &AccountId,
+        kind: OutboxKind,
+        payload: &Payload,
+    ) -> Result<(), NodeError> {
+        let contact =
+            self.contacts
+                .by_account(account)
+                .ok_or_else(|| NodeError::UnknownContact {
+                    name: account.to_string(),
+                })?;
+        let devices = contact.card.device_list.devices.clone();
+        if self.outbox.len() + devices.len() > MAX_OUTBOX_ENTRIES {
+            return Err(NodeError::OutboxFull {
+                len: self.outbox.len(),
+            });
+        }
+        let conversation = ConversationId::direct(&self.me.account, account);
+        let padded = payload.to_padded();
+        let now = Instant::now();
+        for device in devices {
+            let key = (payload.id, device.device_id);
+            let envelope = if self.olm.has_session(&device.olm_curve25519) {
+                self.olm
+                    .encrypt(&device, &padded)
+                    .ok()
+                    .map(|e| e.to_bytes())
+            } else {
+                None
+            };
+            let record = OutboxRecord {
+                kind,
+                conversation,
+                recipient: *account,
+                device: device.device_id,
+                payload: padded.clone(),
+                envelope,
+                created_at_ms: now_ms(),
+            };
+            self.batch.ops.push(Op::PutOutbox(key, record.clone()));
+            self.outbox.insert(key, record, now);
+            if let Some(e) = self.outbox.entries.get_mut(&key) {
+                e.state = State::Committing;
+            }
+            self.batch.after.push(After::Dispatch(key));
+        }
+        Ok(())
+    }
+
+    fn next_id(&mut self) -> MessageId {
+        let id = self.clock.next(now_ms(), rand::random());
+        self.batch.ops.push(Op::PutClock(id));
+        id
+    }
+
+    fn send(&mut self, contact: &str, text: String, reply: Reply<SendReceipt>) {
+        match self.queue_message(contact, text) {
+            Ok(receipt) => self.batch.after.push(After::ReplySend(reply, receipt)),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// Stores an outgoing message and its outbox entries in the next batch.
+    fn queue_message(&mut self, contact: &str, text: String) -> Result<SendReceipt, NodeError> {
+        if text.len() > MAX_TEXT_LEN {
+            return Err(NodeError::TextTooLong { len: text.len() });
+        }
+        if text.is_empty() {
+            return Err(NodeError::EmptyText);
+        }
+        let account = self
+            .contacts
+            .by_name
+            .get(contact)
+            .map(|c| c.card.account())
+            .ok_or_else(|| NodeError::UnknownContact {
+                name: contact.to_owned(),
+            })?;
+        let id = self.next_id();
+        let payload = Payload {
+            sender_account: self.me.account,
+            sender_device: self.me.device_id(),
+            id,
+            body: Body::Text(text.clone()),
+        };
+        self.enqueue(&account, OutboxKind::Message, &payload)?;
+        let conversation = ConversationId::direct(&self.me.account, &account);
+        self.batch.ops.push(Op::PutMessage(
+            conversation,
+            MessageRecord {
+                id,
+                from: self.me.account,
+                outgoing: true,
+                text,
+                status: Status::Pending,
+                sent_at_ms: id.millis(),
+                stored_at_ms: now_ms(),
+            },
+        ));
+        Ok(SendReceipt {
+            id: id.to_string(),
+            status: Status::Pending,
+            timed_out: false,
+        })
+    }
+
+    fn mark_read(&mut self, contact: &str, reply: Reply<usize>) {
+        let Some(c) = self.contacts.by_name.get(contact) else {
+            let _ = reply.send(Err(NodeError::UnknownContact {
+                name: contact.to_owned(),
+            }));
+            return;
+        };
+        let (account, send_receipts) = (c.card.account(), c.record.send_receipts);
+        let conversation = ConversationId::direct(&self.me.account, &account);
+        let unread = match self.store.unread(&conversation) {
+            Ok(ids) => ids,
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+                return;
+            }
+        };
+        let count = unread.len();
+        if count > 0 {
+            self.batch
+                .ops
+                .push(Op::MarkRead(conversation, unread.clone()));
+            for id in &unread {
+                self.batch.after.push(After::Emit(Event::Status {
+                    contact: contact.to_owned(),
+                    id: id.to_string(),
+                    status: Status::Read,
+                }));
+            }
+            if send_receipts {
+                for ids in unread.chunks(MAX_RECEIPT_IDS) {
+                    let payload = Payload {
+                        sender_account: self.me.account,
+                        sender_device: self.me.device_id(),
+                        id: self.next_id(),
+                        body: Body::Receipt {
+                            kind: ReceiptKind::Read,
+                            ids: ids.to_vec(),
+                        },
+                    };
+                    if let Err(e) = self.enqueue(&account, OutboxKind::Receipt, &payload) {
+                        tracing::warn!(error = %e, "could not queue a read receipt");
+                    }
+                }
+            }
+        }
+        self.batch.after.push(After::ReplyRead(reply, count));
+    }
+
+    fn device_route(&self, key: &OutboxKey) -> Option<(PeerId, Vec<Multiaddr>, DeviceKeys)> {
+        let entry = self.outbox.entries.get(key)?;
+        let (contact, keys) = self
+            .contacts
+            .device(&entry.record.recipient, &entry.record.device)?;
+        let peer = network::peer_id(&keys.device_id)?;
+        Some((peer, contact.addresses.clone(), keys))
+    }
+
+    /// Moves one outbox entry forward: send its envelope, encrypt it, or
+    /// fetch the device's one-time key first.
+    fn dispatch(&mut self, key: OutboxKey) {
+        let Some(entry) = self.outbox.entries.get(&key) else {
+            return;
+        };
+        if entry.state != State::Waiting {
+            return;
+        }
+        let Some((peer, addresses, keys)) = self.device_route(&key) else {
+            // The contact or device is gone: nobody to deliver to.
+            tracing::warn!(id = %key.0, "outbox entry has no known recipient device; keeping it");
+            self.outbox.retry_later(&key, Instant::now());
+            return;
+        };
+        if let Some(envelope) = entry.record.envelope.clone() {
+            let request = self
+                .swarm
+                .behaviour_mut()
+                .direct
+                .send_request_with_addresses(&peer, envelope, addresses);
+            self.outbox.requests.insert(request, key);
+            if let Some(e) = self.outbox.entries.get_mut(&key) {
+                e.state = State::InFlight;
+            }
+        } else if self.olm.has_session(&keys.olm_curve25519) {
+            let padded = entry.record.payload.clone();
+            match self.olm.encrypt(&keys, &padded) {
+                Ok(envelope) => {
+                    if let Some(e) = self.outbox.entries.get_mut(&key) {
+                        e.record.envelope = Some(envelope.to_bytes());
+                        e.state = State::Committing;
+                        self.batch.ops.push(Op::PutOutbox(key, e.record.clone()));
+                        self.batch.after.push(After::Dispatch(key));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "encryption failed; retrying later");
+                    self.outbox.retry_later(&key, Instant::now());
+                }
+            }
+        } else {
+            if self.outbox.awaiting_key.insert(keys.device_id) {
+                let request = self.swarm.behaviour_mut().keys.send_request_with_addresses(
+                    &peer,
+                    KeyRequest.to_bytes(),
+                    addresses,
+                );
+                self.outbox.key_requests.insert(request, keys.device_id);
+            }
+            if let Some(e) = self.outbox.entries.get_mut(&key) {
+                e.state = State::AwaitingKey;
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Direct(event)) => self.on_direct(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Keys(event)) => self.on_keys(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(
+                libp2p::identify::Event::Received { peer_id, info, .. },
+            )) => {
+                if self.contacts.by_peer.contains_key(&peer_id) {
+                    for addr in info.listen_addrs.into_iter().take(MAX_ADDRESSES_PER_DEVICE) {
+                        self.swarm.add_peer_address(peer_id, addr);
+                    }
+                }
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if let Some((account, keys)) = self.contacts.by_peer.get(&peer_id).copied() {
+                    self.outbox.wake(&keys.device_id, Instant::now());
+                    if num_established.get() == 1 {
+                        self.emit_peer(&account, true);
+                    }
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                if let Some((account, _)) = self.contacts.by_peer.get(&peer_id).copied() {
+                    self.emit_peer(&account, false);
+                }
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                if !self.listen_addresses.contains(&address) {
+                    self.listen_addresses.push(address);
+                    self.batch.ops.push(Op::PutListenAddresses(
+                        self.listen_addresses
+                            .iter()
+                            .map(|a| a.to_string())
+                            .collect(),
+                    ));
+                }
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listen_addresses.retain(|a| *a != address);
+            }
+            _ => {}
+        }
+    }
+
+    fn emit_peer(&self, account: &AccountId, connected: bool) {
+        if let Some(name) = self.contacts.by_account.get(account) {
+            let _ = self.events.send(Event::Peer {
+                contact: name.clone(),
+                connected,
+            });
+        }
+    }
+
+    fn on_keys(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        use request_response::{Event as E, Message as M};
+        match event {
+            E::Message {
+                peer,
+                message: M::Request {
+                    channel, request, ..
+                },
+                ..
+            } => {
+                // Only contacts get one-time keys: strangers cannot drain them.
+                let Some((_, _)) = self.contacts.by_peer.get(&peer) else {
+                    tracing::debug!(%peer, "one-time key request from a stranger, ignored");
+                    return;
+                };
+                if KeyRequest::from_bytes(&request).is_err() {
+                    return;
+                }
+                let bundle = self.olm.one_time_key_bundle(self.me.device_id());
+                // The key's secret must be on disk before anyone can use it.
+                self.batch.after.push(After::KeyBundle(channel, bundle));
+            }
+            E::Message {
+                peer,
+                message:
+                    M::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                let Some(device) = self.outbox.key_requests.remove(&request_id) else {
+                    return;
+                };
+                self.outbox.awaiting_key.remove(&device);
+                let started = KeyBundle::from_bytes(&response)
+                    .map_err(|e| e.to_string())
+                    .and_then(|bundle| {
+                        let (_, keys) = self
+                            .contacts
+                            .by_peer
+                            .get(&peer)
+                            .copied()
+                            .ok_or("not a contact")?;
+                        self.olm
+                            .start_session(&bundle, &keys)
+                            .map_err(|e| e.to_string())
+                    });
+                if let Err(e) = &started {
+                    tracing::warn!(%peer, error = %e, "could not start an Olm session");
+                }
+                self.after_key(&device, started.is_ok());
+            }
+            E::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(device) = self.outbox.key_requests.remove(&request_id) {
+                    tracing::debug!(error = %error, "one-time key request failed");
+                    self.outbox.awaiting_key.remove(&device);
+                    self.after_key(&device, false);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Moves entries that waited for a device's key on: to encryption, or to
+    /// a later retry.
+    fn after_key(&mut self, device: &DeviceId, started: bool) {
+        let now = Instant::now();
+        for key in self.outbox.for_device(device) {
+            let waiting = self
+                .outbox
+                .entries
+                .get(&key)
+                .is_some_and(|e| e.state == State::AwaitingKey);
+            if !waiting {
+                continue;
+            }
+            if started {
+                if let Some(e) = self.outbox.entries.get_mut(&key) {
+                    e.state = State::Waiting;
+                }
+                self.dispatch(key);
+            } else {
+                self.outbox.retry_later(&key, now);
+            }
+        }
+    }
+
+    fn on_direct(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        use request_response::{Event as E, Message as M};
+        match event {
+            E::Message {
+                peer,
+                message: M::Request {
+                    channel, request, ..
+                },
+                ..
+            } => self.on_envelope(peer, request, channel),
+            E::Message {
+                message:
+                    M::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                let Some(key) = self.outbox.requests.remove(&request_id) else {
+                    return;
+                };
+                match DirectAck::from_bytes(&response) {
+                    Ok(DirectAck::Stored | DirectAck::Duplicate) => self.on_delivered(key),
+                    Ok(DirectAck::Rejected(RejectReason::Undecryptable)) => {
+                        self.restart_session(&key)
+                    }
+                    Ok(DirectAck::Rejected(reason)) => {
+                        tracing::info!(id = %key.0, ?reason, "recipient refused; retrying later");
+                        self.outbox.retry_later(&key, Instant::now());
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "malformed ack");
+                        self.outbox.retry_later(&key, Instant::now());
+                    }
+                }
+            }
+            E::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(key) = self.outbox.requests.remove(&request_id) {
+                    tracing::debug!(id = %key.0, error = %error, "delivery attempt failed");
+                    self.outbox.retry_later(&key, Instant::now());
+                }
+            }
+            E::InboundFailure { error, peer, .. } => {
+                tracing::debug!(%peer, error = %error, "inbound request failed");
+            }
+            E::ResponseSent { .. } => {}
+        }
+    }
+
+    /// The device can no longer decrypt our session: start a new one and
+    /// re-encrypt everything still queued for it.
+    fn restart_session(&mut self, key: &OutboxKey) {
+        let Some((_, _, keys)) = self.device_route(key) else {
+            return;
+        };
+        tracing::warn!(device = %keys.device_id, "recipient cannot decrypt our session; starting a new one");
+        self.olm.drop_sessions(&keys.olm_curve25519);
+        let now = Instant::now();
+        for k in self.outbox.for_device(&keys.device_id) {
+            if let Some(e) = self.outbox.entries.get_mut(&k) {
+                if e.state == State::InFlight && k != *key {
+                    continue;
+                }
+                e.record.envelope = None;
+                self.batch.ops.push(Op::PutOutbox(k, e.record.clone()));
+            }
+            self.outbox.retry_later(&k, now);
+        }
+    }
+
+    fn on_delivered(&mut self, key: OutboxKey) {
+        let Some(entry) = self.outbox.entries.remove(&key) else {
+            return;
+        };
+        self.batch.ops.push(Op::DeleteOutbox(key));
+        if entry.record.kind == OutboxKind::Message {
+            let conversation = entry.record.conversation;
+            self.batch
+                .ops
+                .push(Op::RaiseStatus(conversation, key.0, Status::Delivered));
+            if let Some(name) = self.contacts.by_account.get(&entry.record.recipient) {
+                self.batch.after.push(After::Emit(Event::Status {
+                    contact: name.clone(),
+                    id: key.0.to_string(),
+                    status: Status::Delivered,
+                }));
+            }
+        }
+    }
+
+    fn on_envelope(&mut self, peer: PeerId, bytes: Vec<u8>, channel: ResponseChannel<Vec<u8>>) {
+        match self.receive(peer, &bytes) {
+            Ok(Some(ack)) => {
+                let digest = Envelope::digest(&bytes);
+                self.receiving.insert(digest);
+                self.batch.ops.push(Op::PutSeen(digest, now_ms()));
+                self.batch.after.push(After::Received(digest));
+                self.batch.after.push(After::Ack(channel, ack));
+            }
+            // Already being stored: the sender will resend and get `Duplicate`.
+            Ok(None) => {}
+            Err(reason) => {
+                tracing::debug!(%peer, ?reason, "envelope refused");
+                self.respond(channel, DirectAck::Rejected(reason).to_bytes());
+            }
+        }
+    }
+
+    /// Checks, decrypts and stores one envelope. `Ok(None)` means a copy of
+    /// it is being committed right now.
+    fn receive(&mut self, peer: PeerId, bytes: &[u8]) -> Result<Option<DirectAck>, RejectReason> {
+        let envelope = Envelope::from_bytes(bytes).map_err(|_| RejectReason::Malformed)?;
+        if envelope.recipient != self.me.device_id() {
+            return Err(RejectReason::WrongRecipient);
+        }
+        let digest = Envelope::digest(bytes);
+        if self.receiving.contains(&digest) {
+            return Ok(None);
+        }
+        if self
+            .store
+            .seen(&digest)
+            .map_err(|_| RejectReason::Unavailable)?
+        {
+            return Ok(Some(DirectAck::Duplicate));
+        }
+        let (account, keys) = self
+            .contacts
+            .by_peer
+            .get(&peer)
+            .copied()
+            .ok_or(RejectReason::UnknownSender)?;
+        if keys.olm_curve25519 != envelope.sender_key {
+            return Err(RejectReason::UnknownSender);
+        }
+        let plaintext = self
+            .olm
+            .decrypt(&envelope)
+            .map_err(|_| RejectReason::Undecryptable)?;
+        let payload = Payload::from_padded(&plaintext).map_err(|_| RejectReason::Malformed)?;
+        if payload.sender_account != account || payload.sender_device != keys.device_id {
+            return Err(RejectReason::UnknownSender);
+        }
+        let conversation = ConversationId::direct(&self.me.account, &account);
+        let contact = self
+            .contacts
+            .by_account
+            .get(&account)
+            .cloned()
+            .unwrap_or_default();
+        let now = now_ms();
+        self.clock.observe(payload.id, now, MAX_CLOCK_SKEW_MS);
+        match payload.body {
+            Body::Text(text) => {
+                let known = self
+                    .store
+                    .message(&conversation, payload.id)
+                    .map_err(|_| RejectReason::Unavailable)?;
+                if known.is_some() {
+                    return Ok(Some(DirectAck::Duplicate));
+                }
+                let record = MessageRecord {
+                    id: payload.id,
+                    from: account,
+                    outgoing: false,
+                    text,
+                    status: Status::Delivered,
+                    sent_at_ms: payload.id.millis(),
+                    stored_at_ms: now,
+                };
+                let view = MessageView::new(&record, contact.clone());
+                self.batch.ops.push(Op::PutMessage(conversation, record));
+                self.batch.after.push(After::Emit(Event::Message {
+                    contact,
+                    message: view,
+                }));
+            }
+            Body::Receipt { kind, ids } => {
+                let status = match kind {
+                    ReceiptKind::Delivered => Status::Delivered,
+                    ReceiptKind::Read => Status::Read,
+                };
+                for id in ids {
+                    let current = self
+                        .store
+                        .message(&conversation, id)
+                        .map_err(|_| RejectReason::Unavailable)?;
+                    if current.is_some_and(|m| m.outgoing && m.status < status) {
+                        self.batch
+                            .ops
+                            .push(Op::RaiseStatus(conversation, id, status));
+                        self.batch.after.push(After::Emit(Event::Status {
+                            contact: contact.clone(),
+                            id: id.to_string(),
+                            status,
+                        }));
+                    }
+                }
+            }
+        }
+        Ok(Some(DirectAck::Stored))
+    }
+}
+
+fn store_failed(e: &StoreError) -> NodeError {
+    NodeError::Store(StoreError::Storage(redb::StorageError::Io(
+        std::io::Error::other(e.to_string()),
+    )))
+}

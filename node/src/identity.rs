@@ -1,0 +1,143 @@
+//! The device's identity: account key, device key, Olm keys, and the
+//! contact card made from them.
+
+use hush_protocol::{
+    AccountId, AccountKey, ContactCard, DeviceId, DeviceKeys, DeviceList, MAX_CARD_ADDRESSES,
+    MAX_NAME_LEN, OlmDevice,
+};
+use libp2p::identity::Keypair;
+
+use crate::error::NodeError;
+use crate::home::Home;
+use crate::network;
+use crate::records::IdentityRecord;
+use crate::store::Store;
+
+/// Everything the node knows about itself, loaded from the identity record.
+pub struct Me {
+    pub name: String,
+    pub account_key: AccountKey,
+    pub account: AccountId,
+    pub keypair: Keypair,
+    pub device: DeviceKeys,
+    pub device_list: DeviceList,
+    pub pickle_key: [u8; 32],
+}
+
+impl std::fmt::Debug for Me {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Me")
+            .field("name", &self.name)
+            .field("account", &self.account)
+            .field("device", &self.device.device_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Me {
+    pub fn load(record: &IdentityRecord, olm: &OlmDevice) -> Result<Self, NodeError> {
+        let account_key = AccountKey::from_seed(record.account_seed);
+        let keypair = network::device_keypair(record.device_secret).map_err(NodeError::Identity)?;
+        let device_id = network::device_id(&keypair).ok_or_else(|| {
+            NodeError::Identity(std::io::Error::other("device key is not Ed25519"))
+        })?;
+        let device = DeviceKeys {
+            device_id,
+            olm_ed25519: olm.ed25519_key(),
+            olm_curve25519: olm.curve25519_key(),
+        };
+        let device_list =
+            DeviceList::sign(&account_key, record.device_list_issued_at_ms, vec![device]);
+        Ok(Self {
+            name: record.name.clone(),
+            account: account_key.id(),
+            account_key,
+            keypair,
+            device,
+            device_list,
+            pickle_key: record.pickle_key,
+        })
+    }
+
+    pub fn device_id(&self) -> DeviceId {
+        self.device.device_id
+    }
+
+    /// The contact card, listing up to [`MAX_CARD_ADDRESSES`] addresses.
+    pub fn card(&self, addresses: &[String]) -> ContactCard {
+        ContactCard::sign(
+            &self.account_key,
+            self.name.clone(),
+            self.device_list.clone(),
+            addresses.iter().take(MAX_CARD_ADDRESSES).cloned().collect(),
+            Vec::new(),
+        )
+    }
+}
+
+/// Checks a display or contact name.
+pub fn validate_name(name: &str) -> Result<(), NodeError> {
+    let reason = if name.trim().is_empty() {
+        "it is empty"
+    } else if name.len() > MAX_NAME_LEN {
+        "it is longer than 64 bytes"
+    } else if name.chars().any(char::is_control) {
+        "it contains control characters"
+    } else if name != name.trim() {
+        "it starts or ends with spaces"
+    } else {
+        return Ok(());
+    };
+    Err(NodeError::InvalidName {
+        name: name.to_owned(),
+        reason,
+    })
+}
+
+/// Creates a new identity in `home`. Fails if one exists: an identity is
+/// never overwritten.
+pub fn init(home: &Home, name: &str, now_ms: u64) -> Result<AccountId, NodeError> {
+    validate_name(name)?;
+    home.create().map_err(|source| NodeError::Home {
+        path: home.dir().to_owned(),
+        source,
+    })?;
+    let store = Store::open(&home.db_path())?;
+    if store.has_identity()? {
+        return Err(NodeError::AlreadyInitialized {
+            path: home.dir().to_owned(),
+        });
+    }
+    let record = IdentityRecord {
+        name: name.to_owned(),
+        account_seed: rand::random(),
+        device_secret: rand::random(),
+        pickle_key: rand::random(),
+        device_list_issued_at_ms: now_ms,
+        created_at_ms: now_ms,
+    };
+    let mut olm = OlmDevice::new();
+    let pickle = olm
+        .take_changes(&record.pickle_key)
+        .account
+        .unwrap_or_default();
+    store.create_identity(&record, &pickle)?;
+    restrict_permissions(&home.db_path());
+    Ok(AccountKey::from_seed(record.account_seed).id())
+}
+
+/// The card of a home whose node is not running (from the last known addresses).
+pub fn offline_card(home: &Home) -> Result<ContactCard, NodeError> {
+    let store = Store::open(&home.db_path())?;
+    let record = store.identity()?;
+    let olm = OlmDevice::restore(&store.olm_account()?, [], &record.pickle_key)?;
+    let me = Me::load(&record, &olm)?;
+    Ok(me.card(&store.listen_addresses()?))
+}
+
+pub fn restrict_permissions(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+        tracing::warn!(path = %path.display(), error = %e, "could not restrict file permissions");
+    }
+}

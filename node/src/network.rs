@@ -1,0 +1,174 @@
+//! The libp2p side: transports, the hush request-response protocols and
+//! their length-limited frame codec.
+//!
+//! | protocol         | request        | response      |
+//! |------------------|----------------|---------------|
+//! | `/hush/direct/1` | `Envelope`     | `DirectAck`   |
+//! | `/hush/keys/1`   | `KeyRequest`   | `KeyBundle`   |
+//!
+//! One request per stream; each side writes its frame and closes. Frames
+//! are decoded into typed values by the event loop, after the size check here.
+
+use std::io;
+use std::time::Duration;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use hush_protocol::{DeviceId, MAX_CONTROL_LEN, MAX_ENVELOPE_LEN};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{
+    PeerId, StreamProtocol, Swarm, SwarmBuilder, identify, identity, noise, ping, request_response,
+    tcp, yamux,
+};
+
+pub const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/hush/direct/1");
+pub const KEYS_PROTOCOL: StreamProtocol = StreamProtocol::new("/hush/keys/1");
+pub const IDENTIFY_PROTOCOL: &str = "/hush/id/1";
+/// How long a request may wait for its response.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// Concurrent streams per connection and protocol.
+pub const MAX_CONCURRENT_STREAMS: usize = 256;
+/// Connections idle this long are closed.
+pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Reads one whole frame of at most `max_request` / `max_response` bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameCodec {
+    max_request: usize,
+    max_response: usize,
+}
+
+impl FrameCodec {
+    pub const fn new(max_request: usize, max_response: usize) -> Self {
+        Self {
+            max_request,
+            max_response,
+        }
+    }
+}
+
+async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    io.take(max as u64 + 1).read_to_end(&mut buf).await?;
+    if buf.len() > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame over the limit of {max} bytes"),
+        ));
+    }
+    Ok(buf)
+}
+
+async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, frame: &[u8]) -> io::Result<()> {
+    io.write_all(frame).await?;
+    io.close().await
+}
+
+impl request_response::Codec for FrameCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io, self.max_request).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io, self.max_response).await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        r: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &r).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        r: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &r).await
+    }
+}
+
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub direct: request_response::Behaviour<FrameCodec>,
+    pub keys: request_response::Behaviour<FrameCodec>,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+}
+
+fn request_response_config() -> request_response::Config {
+    request_response::Config::default()
+        .with_request_timeout(REQUEST_TIMEOUT)
+        .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+}
+
+/// Builds the swarm for a device key: TCP and QUIC, Noise, Yamux.
+pub fn build_swarm(keypair: identity::Keypair) -> Result<Swarm<Behaviour>, io::Error> {
+    let swarm = SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(io::Error::other)?
+        .with_quic()
+        .with_behaviour(|key| Behaviour {
+            direct: request_response::Behaviour::with_codec(
+                FrameCodec::new(MAX_ENVELOPE_LEN, MAX_CONTROL_LEN),
+                [(DIRECT_PROTOCOL, request_response::ProtocolSupport::Full)],
+                request_response_config(),
+            ),
+            keys: request_response::Behaviour::with_codec(
+                FrameCodec::new(MAX_CONTROL_LEN, MAX_CONTROL_LEN),
+                [(KEYS_PROTOCOL, request_response::ProtocolSupport::Full)],
+                request_response_config(),
+            ),
+            identify: identify::Behaviour::new(identify::Config::new(
+                IDENTIFY_PROTOCOL.to_owned(),
+                key.public(),
+            )),
+            ping: ping::Behaviour::default(),
+        })
+        .map_err(io::Error::other)?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+        .build();
+    Ok(swarm)
+}
+
+/// The libp2p keypair of a device, from its stored secret.
+pub fn device_keypair(secret: [u8; 32]) -> Result<identity::Keypair, io::Error> {
+    let mut secret = secret;
+    identity::Keypair::ed25519_from_bytes(&mut secret).map_err(io::Error::other)
+}
+
+/// The PeerId a device id stands for.
+pub fn peer_id(device: &DeviceId) -> Option<PeerId> {
+    let key = identity::ed25519::PublicKey::try_from_bytes(&device.0).ok()?;
+    Some(identity::PublicKey::from(key).to_peer_id())
+}
+
+/// The device id of a libp2p Ed25519 keypair.
+pub fn device_id(keypair: &identity::Keypair) -> Option<DeviceId> {
+    let key = keypair.public().try_into_ed25519().ok()?;
+    Some(DeviceId(key.to_bytes()))
+}

@@ -1,0 +1,298 @@
+//! The [`Node`] handle: a cheap, cloneable front for the event loop task.
+//!
+//! ```text
+//!  API clients ─┐                     ┌─▶ Swarm (libp2p)
+//!  CLI, bots  ──┼─▶ Node ─Command──▶ EventLoop ─Op batch─▶ Store (redb)
+//!  bench      ──┘   ◀──oneshot reply──┘   └─Event─▶ broadcast ─▶ subscribers
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hush_protocol::{ContactCard, ConversationId, MessageId, OlmDevice, safety_number};
+use libp2p::Multiaddr;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::error::NodeError;
+use crate::event_loop::EventLoop;
+use crate::home::Home;
+use crate::identity::Me;
+use crate::records::{ContactRecord, Status};
+use crate::store::Store;
+use crate::view::{ContactView, Event, MessageView, NodeStatus, SendReceipt};
+
+/// Commands queued to the event loop at most.
+const COMMAND_QUEUE: usize = 1024;
+/// Events buffered per subscriber; a slower subscriber is told it lagged.
+const EVENT_BUFFER: usize = 4096;
+/// Most messages one history call returns.
+pub const MAX_HISTORY_LIMIT: usize = 1000;
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NodeConfig {
+    /// Addresses to listen on; empty means all interfaces on a random port
+    /// (TCP and QUIC).
+    pub listen: Vec<Multiaddr>,
+}
+
+impl NodeConfig {
+    pub fn with_listen(mut self, addr: Multiaddr) -> Self {
+        self.listen.push(addr);
+        self
+    }
+}
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
+
+#[derive(Debug)]
+pub(crate) enum Command {
+    AddContact {
+        name: String,
+        card: Box<ContactCard>,
+        card_text: String,
+        reply: Reply<ContactView>,
+    },
+    Send {
+        contact: String,
+        text: String,
+        reply: Reply<SendReceipt>,
+    },
+    MarkRead {
+        contact: String,
+        reply: Reply<usize>,
+    },
+    Status {
+        reply: Reply<NodeStatus>,
+    },
+    Card {
+        reply: Reply<String>,
+    },
+}
+
+/// A running node. Cloning it is cheap; the node stops when
+/// [`Node::shutdown`] is called or every handle is dropped.
+#[derive(Debug, Clone)]
+pub struct Node {
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<Event>,
+    store: Arc<Store>,
+    task: Arc<tokio::sync::Mutex<Option<JoinHandle<()>>>>,
+    me: Arc<MeSummary>,
+}
+
+#[derive(Debug)]
+struct MeSummary {
+    name: String,
+    account: hush_protocol::AccountId,
+}
+
+impl Node {
+    /// Opens the home's database, starts listening and spawns the event loop.
+    pub async fn start(home: &Home, config: NodeConfig) -> Result<Self, NodeError> {
+        let store = Arc::new(Store::open(&home.db_path())?);
+        let record = store.identity()?;
+        let olm = OlmDevice::restore(&store.olm_account()?, store.sessions()?, &record.pickle_key)?;
+        let me = Me::load(&record, &olm)?;
+        let summary = Arc::new(MeSummary {
+            name: me.name.clone(),
+            account: me.account,
+        });
+        // Envelope digests are kept 30 days to recognise resends.
+        let pruned = store.prune_seen(now_ms().saturating_sub(30 * 24 * 3600 * 1000))?;
+        tracing::debug!(pruned, "pruned old envelope digests");
+
+        let listen = if config.listen.is_empty() {
+            vec![
+                "/ip4/0.0.0.0/tcp/0"
+                    .parse()
+                    .map_err(|_| NodeError::Stopped)?,
+                "/ip4/0.0.0.0/udp/0/quic-v1"
+                    .parse()
+                    .map_err(|_| NodeError::Stopped)?,
+            ]
+        } else {
+            config.listen
+        };
+        let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let event_loop = EventLoop::new(me, olm, store.clone(), command_rx, events.clone())?;
+        let event_loop = event_loop.listen(&listen).await?;
+        let task = tokio::spawn(event_loop.run());
+        Ok(Self {
+            commands,
+            events,
+            store,
+            task: Arc::new(tokio::sync::Mutex::new(Some(task))),
+            me: summary,
+        })
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    pub async fn add_contact(&self, name: &str, card_text: &str) -> Result<ContactView, NodeError> {
+        crate::identity::validate_name(name)?;
+        let card: ContactCard = card_text.parse()?;
+        self.call(|reply| Command::AddContact {
+            name: name.to_owned(),
+            card: Box::new(card),
+            card_text: card_text.trim().to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    /// Queues a message; returns once it is durably in the outbox.
+    pub async fn send(&self, contact: &str, text: &str) -> Result<SendReceipt, NodeError> {
+        self.call(|reply| Command::Send {
+            contact: contact.to_owned(),
+            text: text.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    /// Sends, then waits until the message reaches `wait` or `timeout` passes.
+    pub async fn send_and_wait(
+        &self,
+        contact: &str,
+        text: &str,
+        wait: Status,
+        timeout: Duration,
+    ) -> Result<SendReceipt, NodeError> {
+        let mut events = self.events.subscribe();
+        let mut receipt = self.send(contact, text).await?;
+        let id: MessageId = receipt.id.parse().map_err(|_| NodeError::Stopped)?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        while receipt.status < wait {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Err(_) => {
+                    receipt.timed_out = true;
+                    break;
+                }
+                Ok(Ok(event)) => {
+                    if let Some(status) = event.status_of(&id) {
+                        receipt.status = receipt.status.max(status);
+                    }
+                }
+                Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
+                    let conversation = self.conversation_with(contact)?;
+                    if let Some(m) = self.store.message(&conversation, id)? {
+                        receipt.status = receipt.status.max(m.status);
+                    }
+                }
+                Ok(Err(broadcast::error::RecvError::Closed)) => return Err(NodeError::Stopped),
+            }
+        }
+        Ok(receipt)
+    }
+
+    /// Marks the conversation read; sends read receipts if enabled.
+    /// Returns how many messages were newly marked.
+    pub async fn mark_read(&self, contact: &str) -> Result<usize, NodeError> {
+        self.call(|reply| Command::MarkRead {
+            contact: contact.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn status(&self) -> Result<NodeStatus, NodeError> {
+        self.call(|reply| Command::Status { reply }).await
+    }
+
+    /// This device's contact card (text form), with its current addresses.
+    pub async fn card(&self) -> Result<String, NodeError> {
+        self.call(|reply| Command::Card { reply }).await
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    fn contact(&self, name: &str) -> Result<ContactRecord, NodeError> {
+        self.store
+            .contacts()?
+            .into_iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| NodeError::UnknownContact {
+                name: name.to_owned(),
+            })
+    }
+
+    fn conversation_with(&self, name: &str) -> Result<ConversationId, NodeError> {
+        let contact = self.contact(name)?;
+        Ok(ConversationId::direct(&self.me.account, &contact.account))
+    }
+
+    pub fn contacts(&self) -> Result<Vec<ContactView>, NodeError> {
+        Ok(self
+            .store
+            .contacts()?
+            .iter()
+            .map(|c| contact_view(&self.me.account, c))
+            .collect())
+    }
+
+    /// Up to `limit` messages before `before` (or the newest), oldest first.
+    pub fn history(
+        &self,
+        contact: &str,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<MessageView>, NodeError> {
+        let record = self.contact(contact)?;
+        let conversation = ConversationId::direct(&self.me.account, &record.account);
+        let messages = self
+            .store
+            .history(&conversation, before, limit.min(MAX_HISTORY_LIMIT))?;
+        Ok(messages
+            .iter()
+            .map(|m| {
+                let from = if m.outgoing {
+                    self.me.name.clone()
+                } else {
+                    record.name.clone()
+                };
+                MessageView::new(m, from)
+            })
+            .collect())
+    }
+
+    /// Stops the event loop and waits for its last commit.
+    pub async fn shutdown(&self) {
+        let task = self.task.lock().await.take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+pub(crate) fn contact_view(me: &hush_protocol::AccountId, c: &ContactRecord) -> ContactView {
+    let devices = c
+        .card
+        .parse::<ContactCard>()
+        .map_or(0, |card| card.device_list.devices.len());
+    ContactView {
+        name: c.name.clone(),
+        account: c.account.to_string(),
+        devices,
+        safety_number: safety_number(me, &c.account),
+        send_receipts: c.send_receipts,
+    }
+}

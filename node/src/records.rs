@@ -1,0 +1,156 @@
+//! Records the node stores (as JSON values in redb tables).
+
+use std::fmt;
+use std::str::FromStr;
+
+use hush_protocol::{AccountId, ConversationId, DeviceId, MessageId};
+use serde::{Deserialize, Serialize};
+
+/// Byte fields as base64 text in JSON.
+mod b64 {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD_NO_PAD.encode(bytes))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD_NO_PAD
+            .decode(text)
+            .map_err(serde::de::Error::custom)
+    }
+
+    pub mod opt {
+        use super::*;
+        pub fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+            match bytes {
+                Some(b) => super::serialize(b, s),
+                None => s.serialize_none(),
+            }
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+            Option::<String>::deserialize(d)?
+                .map(|t| STANDARD_NO_PAD.decode(t).map_err(serde::de::Error::custom))
+                .transpose()
+        }
+    }
+}
+
+/// The device's own secrets. Stored in the home folder's database, which is
+/// readable only by the user (mode 0600); see docs/architecture.md.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct IdentityRecord {
+    pub name: String,
+    pub account_seed: [u8; 32],
+    pub device_secret: [u8; 32],
+    /// Encrypts the Olm pickles at rest.
+    pub pickle_key: [u8; 32],
+    pub device_list_issued_at_ms: u64,
+    pub created_at_ms: u64,
+}
+
+impl fmt::Debug for IdentityRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdentityRecord")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContactRecord {
+    pub name: String,
+    /// The card as added (text form); parsed and verified on load.
+    pub card: String,
+    pub account: AccountId,
+    /// Whether we send read receipts to this contact.
+    pub send_receipts: bool,
+    pub added_at_ms: u64,
+}
+
+/// A message's delivery status, in the order it advances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// In the local outbox, not yet on another machine.
+    Pending,
+    /// A peer device or relay has it durably.
+    Sent,
+    /// A recipient device decrypted and stored it.
+    Delivered,
+    /// The recipient has read it.
+    Read,
+}
+
+impl Status {
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Read => "read",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pending" => Ok(Self::Pending),
+            "sent" => Ok(Self::Sent),
+            "delivered" => Ok(Self::Delivered),
+            "read" => Ok(Self::Read),
+            other => Err(format!(
+                "unknown status {other:?}: expected pending, sent, delivered or read"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MessageRecord {
+    pub id: MessageId,
+    /// The author's account.
+    pub from: AccountId,
+    pub outgoing: bool,
+    pub text: String,
+    pub status: Status,
+    /// When the author sent it (from the id's clock), ms since the epoch.
+    pub sent_at_ms: u64,
+    /// When this device stored it, ms since the epoch.
+    pub stored_at_ms: u64,
+}
+
+/// What an outbox entry carries to one device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboxKind {
+    Message,
+    Receipt,
+}
+
+/// One payload waiting to reach one device.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutboxRecord {
+    pub kind: OutboxKind,
+    pub conversation: ConversationId,
+    pub recipient: AccountId,
+    pub device: DeviceId,
+    /// The padded plaintext payload.
+    #[serde(with = "b64")]
+    pub payload: Vec<u8>,
+    /// The envelope once encrypted; resends reuse it byte for byte, so the
+    /// recipient recognises a resend without decrypting it.
+    #[serde(with = "b64::opt", default)]
+    pub envelope: Option<Vec<u8>>,
+    pub created_at_ms: u64,
+}

@@ -1,0 +1,105 @@
+//! The local JSON-RPC 2.0 API: one JSON object per line over a Unix socket
+//! (mode 0600) in the home folder.
+//!
+//! Methods (params → result):
+//! - `status` → [`NodeStatus`](crate::NodeStatus)
+//! - `card` → `{ "card": TEXT }`
+//! - `contact.add` `{ name, card }` → [`ContactView`](crate::ContactView)
+//! - `contact.list` → `[ContactView]`
+//! - `send` `{ contact, text, wait?, timeout_ms? }` → [`SendReceipt`](crate::SendReceipt)
+//! - `history` `{ contact, limit?, before? }` → `[MessageView]`
+//! - `read` `{ contact }` → `{ "marked": N }`
+//! - `events.subscribe` → `{ "subscribed": true }`, then one
+//!   `{"jsonrpc":"2.0","method":"event","params":EVENT}` line per event.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Longest request line the server reads.
+pub const MAX_REQUEST_LEN: usize = 256 * 1024;
+/// Error codes from the JSON-RPC 2.0 specification.
+pub const PARSE_ERROR: i64 = -32700;
+pub const INVALID_REQUEST: i64 = -32600;
+pub const METHOD_NOT_FOUND: i64 = -32601;
+pub const INVALID_PARAMS: i64 = -32602;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Request {
+    pub jsonrpc: String,
+    pub id: Value,
+    pub method: String,
+    #[serde(default)]
+    pub params: Value,
+}
+
+impl Request {
+    pub fn new(id: u64, method: &str, params: Value) -> Self {
+        Self {
+            jsonrpc: "2.0".into(),
+            id: Value::from(id),
+            method: method.into(),
+            params,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RpcError {
+    pub code: i64,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Response {
+    pub jsonrpc: String,
+    pub id: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<RpcError>,
+}
+
+impl Response {
+    pub fn ok(id: Value, result: Value) -> Self {
+        Self {
+            jsonrpc: "2.0".into(),
+            id,
+            result: Some(result),
+            error: None,
+        }
+    }
+    pub fn err(id: Value, code: i64, message: String) -> Self {
+        Self {
+            jsonrpc: "2.0".into(),
+            id,
+            result: None,
+            error: Some(RpcError { code, message }),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ContactAddParams {
+    pub name: String,
+    pub card: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SendParams {
+    pub contact: String,
+    pub text: String,
+    pub wait: Option<crate::Status>,
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HistoryParams {
+    pub contact: String,
+    pub limit: Option<usize>,
+    pub before: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ContactParams {
+    pub contact: String,
+}

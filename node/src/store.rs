@@ -1,0 +1,363 @@
+//! The node's redb database: identity, contacts, Olm state, conversations,
+//! the outbox and dedupe records.
+//!
+//! Reads open their own read transaction. Writes are [`Op`]s gathered into
+//! one batch by the event loop and applied by [`Store::apply`] in a single
+//! durable transaction, so the state for one message (its record, the Olm
+//! session that encrypted it, its outbox entry) commits together or not at all.
+
+use std::path::Path;
+
+use hush_protocol::{ConversationId, DeviceId, MessageId};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::records::{ContactRecord, IdentityRecord, MessageRecord, OutboxRecord, Status};
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const CONTACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("contacts");
+const SESSIONS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("olm_sessions");
+const MESSAGES: TableDefinition<([u8; 32], u128), &[u8]> = TableDefinition::new("messages");
+const UNREAD: TableDefinition<([u8; 32], u128), ()> = TableDefinition::new("unread");
+const OUTBOX: TableDefinition<(u128, [u8; 32]), &[u8]> = TableDefinition::new("outbox");
+const SEEN: TableDefinition<[u8; 32], u64> = TableDefinition::new("seen_envelopes");
+
+const IDENTITY_KEY: &str = "identity";
+const OLM_ACCOUNT_KEY: &str = "olm_account";
+const CLOCK_KEY: &str = "clock";
+const LISTEN_KEY: &str = "listen_addresses";
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error(
+        "another hush node is already using this home folder (only one node may run per home); stop it first"
+    )]
+    AlreadyOpen,
+    #[error("the database could not be opened: {0}")]
+    Open(#[source] redb::DatabaseError),
+    #[error("a database transaction failed: {0}")]
+    Transaction(#[from] redb::TransactionError),
+    #[error("a database table could not be opened: {0}")]
+    Table(#[from] redb::TableError),
+    #[error("a database read or write failed: {0}")]
+    Storage(#[from] redb::StorageError),
+    #[error("a database commit failed: {0}")]
+    Commit(#[from] redb::CommitError),
+    #[error("a stored {what} record is corrupt: {source}")]
+    Corrupt {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("this home folder has no identity yet: run `hush init --name NAME` first")]
+    NoIdentity,
+}
+
+impl From<redb::DatabaseError> for StoreError {
+    fn from(e: redb::DatabaseError) -> Self {
+        match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => Self::AlreadyOpen,
+            other => Self::Open(other),
+        }
+    }
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt { what, source })
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing these plain records to JSON cannot fail (no maps with
+    // non-string keys, no custom serializers that error).
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+pub type OutboxKey = (MessageId, DeviceId);
+
+/// One change to apply in a write batch.
+#[derive(Debug)]
+pub enum Op {
+    PutOlmAccount(String),
+    PutSessions([u8; 32], Vec<String>),
+    PutContact(ContactRecord),
+    /// Inserts a message unless one with the same id is already stored.
+    PutMessage(ConversationId, MessageRecord),
+    /// Raises a message's status; never lowers it.
+    RaiseStatus(ConversationId, MessageId, Status),
+    /// Marks every unread message of a conversation read.
+    MarkRead(ConversationId, Vec<MessageId>),
+    PutOutbox(OutboxKey, OutboxRecord),
+    DeleteOutbox(OutboxKey),
+    PutSeen([u8; 32], u64),
+    PutClock(MessageId),
+    PutListenAddresses(Vec<String>),
+}
+
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        {
+            // Create every table so reads never meet a missing one.
+            txn.open_table(META)?;
+            txn.open_table(CONTACTS)?;
+            txn.open_table(SESSIONS)?;
+            txn.open_table(MESSAGES)?;
+            txn.open_table(UNREAD)?;
+            txn.open_table(OUTBOX)?;
+            txn.open_table(SEEN)?;
+        }
+        txn.commit()?;
+        Ok(Self { db })
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(META)?;
+        Ok(table.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    pub fn identity(&self) -> Result<IdentityRecord, StoreError> {
+        let bytes = self.meta(IDENTITY_KEY)?.ok_or(StoreError::NoIdentity)?;
+        decode("identity", &bytes)
+    }
+
+    pub fn has_identity(&self) -> Result<bool, StoreError> {
+        Ok(self.meta(IDENTITY_KEY)?.is_some())
+    }
+
+    /// Writes a new identity and its Olm account in one transaction.
+    pub fn create_identity(
+        &self,
+        identity: &IdentityRecord,
+        olm_account: &str,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.insert(IDENTITY_KEY, encode(identity).as_slice())?;
+            meta.insert(OLM_ACCOUNT_KEY, olm_account.as_bytes())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn olm_account(&self) -> Result<String, StoreError> {
+        let bytes = self.meta(OLM_ACCOUNT_KEY)?.ok_or(StoreError::NoIdentity)?;
+        String::from_utf8(bytes).map_err(|e| StoreError::Corrupt {
+            what: "olm account",
+            source: serde_json::Error::io(std::io::Error::other(e)),
+        })
+    }
+
+    pub fn clock(&self) -> Result<Option<MessageId>, StoreError> {
+        Ok(self
+            .meta(CLOCK_KEY)?
+            .and_then(|b| <[u8; 16]>::try_from(b.as_slice()).ok())
+            .map(|b| MessageId(u128::from_be_bytes(b))))
+    }
+
+    pub fn listen_addresses(&self) -> Result<Vec<String>, StoreError> {
+        match self.meta(LISTEN_KEY)? {
+            Some(bytes) => decode("listen addresses", &bytes),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    pub fn sessions(&self) -> Result<Vec<([u8; 32], Vec<String>)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SESSIONS)?;
+        table
+            .iter()?
+            .map(|row| {
+                let (k, v) = row?;
+                Ok((k.value(), decode("olm sessions", v.value())?))
+            })
+            .collect()
+    }
+
+    pub fn contacts(&self) -> Result<Vec<ContactRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(CONTACTS)?;
+        table
+            .iter()?
+            .map(|row| decode("contact", row?.1.value()))
+            .collect()
+    }
+
+    pub fn message(
+        &self,
+        conversation: &ConversationId,
+        id: MessageId,
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(MESSAGES)?;
+        table
+            .get((conversation.0, id.0))?
+            .map(|v| decode("message", v.value()))
+            .transpose()
+    }
+
+    /// Up to `limit` messages older than `before` (or the newest), oldest first.
+    pub fn history(
+        &self,
+        conversation: &ConversationId,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(MESSAGES)?;
+        let c = conversation.0;
+        let range = match before {
+            Some(b) => table.range((c, 0)..(c, b.0))?,
+            None => table.range((c, 0)..=(c, u128::MAX))?,
+        };
+        let mut out = range
+            .rev()
+            .take(limit)
+            .map(|row| decode("message", row?.1.value()))
+            .collect::<Result<Vec<MessageRecord>, StoreError>>()?;
+        out.reverse();
+        Ok(out)
+    }
+
+    pub fn unread(&self, conversation: &ConversationId) -> Result<Vec<MessageId>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(UNREAD)?;
+        let range = table.range((conversation.0, 0)..=(conversation.0, u128::MAX))?;
+        range.map(|row| Ok(MessageId(row?.0.value().1))).collect()
+    }
+
+    pub fn outbox(&self) -> Result<Vec<(OutboxKey, OutboxRecord)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(OUTBOX)?;
+        table
+            .iter()?
+            .map(|row| {
+                let (k, v) = row?;
+                let (id, device) = k.value();
+                Ok((
+                    (MessageId(id), DeviceId(device)),
+                    decode("outbox entry", v.value())?,
+                ))
+            })
+            .collect()
+    }
+
+    pub fn seen(&self, digest: &[u8; 32]) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SEEN)?;
+        Ok(table.get(digest)?.is_some())
+    }
+
+    /// Forgets envelope digests older than `cutoff_ms`; returns how many.
+    pub fn prune_seen(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
+        let txn = self.db.begin_write()?;
+        let removed = {
+            let mut table = txn.open_table(SEEN)?;
+            let old = table
+                .iter()?
+                .filter_map(|row| row.ok())
+                .filter(|(_, at)| at.value() < cutoff_ms)
+                .map(|(k, _)| k.value())
+                .collect::<Vec<_>>();
+            for k in &old {
+                table.remove(k)?;
+            }
+            old.len()
+        };
+        txn.commit()?;
+        Ok(removed)
+    }
+
+    /// Applies a batch in one durable transaction.
+    pub fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let mut contacts = txn.open_table(CONTACTS)?;
+            let mut sessions = txn.open_table(SESSIONS)?;
+            let mut messages = txn.open_table(MESSAGES)?;
+            let mut unread = txn.open_table(UNREAD)?;
+            let mut outbox = txn.open_table(OUTBOX)?;
+            let mut seen = txn.open_table(SEEN)?;
+            for op in ops {
+                match op {
+                    Op::PutOlmAccount(pickle) => {
+                        meta.insert(OLM_ACCOUNT_KEY, pickle.as_bytes())?;
+                    }
+                    Op::PutSessions(peer, pickles) => {
+                        if pickles.is_empty() {
+                            sessions.remove(peer)?;
+                        } else {
+                            sessions.insert(peer, encode(&pickles).as_slice())?;
+                        }
+                    }
+                    Op::PutContact(contact) => {
+                        contacts.insert(contact.name.as_str(), encode(&contact).as_slice())?;
+                    }
+                    Op::PutMessage(conv, message) => {
+                        let key = (conv.0, message.id.0);
+                        if messages.get(key)?.is_none() {
+                            if !message.outgoing && message.status < Status::Read {
+                                unread.insert(key, ())?;
+                            }
+                            messages.insert(key, encode(&message).as_slice())?;
+                        }
+                    }
+                    Op::RaiseStatus(conv, id, status) => {
+                        raise_status(&mut messages, conv, id, status)?;
+                    }
+                    Op::MarkRead(conv, ids) => {
+                        for id in ids {
+                            unread.remove((conv.0, id.0))?;
+                            raise_status(&mut messages, conv, id, Status::Read)?;
+                        }
+                    }
+                    Op::PutOutbox((id, device), record) => {
+                        outbox.insert((id.0, device.0), encode(&record).as_slice())?;
+                    }
+                    Op::DeleteOutbox((id, device)) => {
+                        outbox.remove((id.0, device.0))?;
+                    }
+                    Op::PutSeen(digest, at) => {
+                        seen.insert(digest, at)?;
+                    }
+                    Op::PutClock(id) => {
+                        meta.insert(CLOCK_KEY, id.0.to_be_bytes().as_slice())?;
+                    }
+                    Op::PutListenAddresses(addrs) => {
+                        meta.insert(LISTEN_KEY, encode(&addrs).as_slice())?;
+                    }
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+fn raise_status(
+    messages: &mut redb::Table<'_, ([u8; 32], u128), &[u8]>,
+    conv: ConversationId,
+    id: MessageId,
+    status: Status,
+) -> Result<(), StoreError> {
+    let key = (conv.0, id.0);
+    let current = match messages.get(key)? {
+        Some(v) => decode::<MessageRecord>("message", v.value())?,
+        None => return Ok(()),
+    };
+    if current.status < status {
+        let updated = MessageRecord { status, ..current };
+        messages.insert(key, encode(&updated).as_slice())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! What the node shows its clients (API results and events), in JSON.
+
+use hush_protocol::MessageId;
+use serde::{Deserialize, Serialize};
+
+use crate::records::{MessageRecord, Status};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContactView {
+    pub name: String,
+    pub account: String,
+    pub devices: usize,
+    /// Compare with the contact (both sides see the same digits).
+    pub safety_number: String,
+    pub send_receipts: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MessageView {
+    pub id: String,
+    /// The author's name: the contact's, or your own.
+    pub from: String,
+    pub outgoing: bool,
+    pub text: String,
+    pub status: Status,
+    /// When the author sent it, UTC (RFC 3339).
+    pub sent_at: String,
+    pub sent_at_ms: u64,
+}
+
+impl MessageView {
+    pub fn new(record: &MessageRecord, from: String) -> Self {
+        Self {
+            id: record.id.to_string(),
+            from,
+            outgoing: record.outgoing,
+            text: record.text.clone(),
+            status: record.status,
+            sent_at: rfc3339(record.sent_at_ms),
+            sent_at_ms: record.sent_at_ms,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendReceipt {
+    pub id: String,
+    pub status: Status,
+    /// True when `--wait` gave up before reaching the wanted status.
+    #[serde(default)]
+    pub timed_out: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub name: String,
+    pub account: String,
+    pub device: String,
+    pub peer_id: String,
+    pub listen_addresses: Vec<String>,
+    pub connected_peers: usize,
+    pub contacts: usize,
+    pub outbox: usize,
+}
+
+/// Something that happened, pushed to `events` subscribers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A new message arrived (stored durably).
+    Message {
+        contact: String,
+        message: MessageView,
+    },
+    /// A message's status advanced.
+    Status {
+        contact: String,
+        id: String,
+        status: Status,
+    },
+    ContactAdded {
+        contact: String,
+    },
+    /// A contact's device connected or disconnected.
+    Peer {
+        contact: String,
+        connected: bool,
+    },
+}
+
+impl Event {
+    pub fn status_of(&self, id: &MessageId) -> Option<Status> {
+        match self {
+            Self::Status {
+                id: event_id,
+                status,
+                ..
+            } if *event_id == id.to_string() => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Milliseconds since the epoch as an RFC 3339 UTC timestamp.
+pub fn rfc3339(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil-from-days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            super::rfc3339(1_795_430_096_789),
+            "2026-11-23T10:34:56.789Z"
+        );
+        assert_eq!(super::rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+}

@@ -1,1 +1,252 @@
+//! Test harness: runs the real `hush` binary as separate processes.
+//!
+//! The binary is built once per test process (`cargo build -p hush-cli`,
+//! same profile as the tests), or taken from `HUSH_BIN`.
 
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The `hush` binary under test.
+pub fn hush_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("HUSH_BIN") {
+            return PathBuf::from(bin);
+        }
+        // target/<profile>/deps/<test exe> → target/<profile>/hush
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("tests run from target/<profile>/deps")
+            .to_owned();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--locked", "-p", "hush-cli", "--bin", "hush"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build for the hush binary");
+        assert!(status.success(), "building the hush binary failed");
+        profile_dir.join("hush")
+    })
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// Polls `check` every 20 ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The result of one `hush` command.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+}
+
+/// One user's home folder, and the node running from it.
+pub struct User {
+    pub name: String,
+    pub home: PathBuf,
+    pub port: u16,
+    node: Option<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl User {
+    /// A fresh home with an identity (`hush init`).
+    pub fn new(name: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("hush-test-")
+            .tempdir()
+            .expect("temp dir");
+        let home = dir.path().join(name);
+        let user = Self {
+            name: name.to_owned(),
+            home,
+            port: free_port(),
+            node: None,
+            _dir: dir,
+        };
+        let run = user.run(&["init", "--name", name]);
+        assert!(run.ok(), "init failed: {run:?}");
+        user
+    }
+
+    pub fn listen_addr(&self) -> String {
+        format!("/ip4/127.0.0.1/tcp/{}", self.port)
+    }
+
+    /// Runs `hush --home HOME ARGS…` to completion (at most 60 s).
+    pub fn run(&self, args: &[&str]) -> Run {
+        let mut child = Command::new(hush_bin())
+            .arg("--home")
+            .arg(&self.home)
+            .args(args)
+            .env("HUSH_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hush");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().expect("wait for hush").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("hush {args:?} did not finish within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = child.wait_with_output().expect("collect hush output");
+        Run {
+            code: status.code(),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+
+    /// Runs a command that must succeed and print JSON.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let run = self.run(args);
+        assert!(run.ok(), "hush {args:?} failed: {run:?}");
+        run.json()
+    }
+
+    /// Starts `hush node run` and waits until its API answers.
+    pub fn start(&mut self) {
+        assert!(self.node.is_none(), "{} is already running", self.name);
+        let log = std::fs::File::create(self.home.join("node.log")).expect("node log file");
+        let child = Command::new(hush_bin())
+            .arg("--home")
+            .arg(&self.home)
+            .args(["node", "run", "--listen", &self.listen_addr()])
+            .env("HUSH_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn hush node run");
+        self.node = Some(child);
+        wait_for("the node API", Duration::from_secs(30), || {
+            if let Some(status) = self.node.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!(
+                    "{}'s node exited early ({status}): {}",
+                    self.name,
+                    self.node_log()
+                );
+            }
+            self.run(&["status", "--json"]).ok().then_some(())
+        });
+    }
+
+    pub fn node_log(&self) -> String {
+        std::fs::read_to_string(self.home.join("node.log")).unwrap_or_default()
+    }
+
+    /// Stops the node gracefully (SIGTERM) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.node.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            wait_for("the node to stop", Duration::from_secs(20), || {
+                child.try_wait().ok().flatten()
+            });
+        }
+    }
+
+    /// Kills the node with SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.node.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn card(&self) -> String {
+        self.json(&["id", "--json"])["card"]
+            .as_str()
+            .expect("card in id --json")
+            .to_owned()
+    }
+
+    pub fn history(&self, with: &str) -> Vec<Value> {
+        match self.json(&["history", with, "--json", "--limit", "1000"]) {
+            Value::Array(messages) => messages,
+            other => panic!("history is not an array: {other}"),
+        }
+    }
+
+    /// The status of message `id` in the conversation with `with`.
+    pub fn status_of(&self, with: &str, id: &str) -> Option<String> {
+        self.history(with)
+            .into_iter()
+            .find(|m| m["id"] == id)
+            .and_then(|m| m["status"].as_str().map(str::to_owned))
+    }
+
+    pub fn wait_status(&self, with: &str, id: &str, status: &str) {
+        wait_for(
+            &format!("{}'s message {id} to be {status}", self.name),
+            Duration::from_secs(30),
+            || (self.status_of(with, id).as_deref() == Some(status)).then_some(()),
+        );
+    }
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Two users with running nodes who have added each other.
+pub fn pair() -> (User, User) {
+    let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
+    alice.start();
+    bob.start();
+    let (alice_card, bob_card) = (alice.card(), bob.card());
+    let run = alice.run(&["contact", "add", "bob", &bob_card]);
+    assert!(run.ok(), "alice adds bob: {run:?}");
+    let run = bob.run(&["contact", "add", "alice", &alice_card]);
+    assert!(run.ok(), "bob adds alice: {run:?}");
+    (alice, bob)
+}

@@ -1,0 +1,134 @@
+//! The user flow from the README, through the real binary, two processes.
+
+use hush_tests::{User, pair};
+
+#[test]
+fn two_users_chat_with_receipts() {
+    let (alice, bob) = pair();
+
+    let sent = alice.json(&["send", "bob", "hello", "--wait", "delivered", "--json"]);
+    let id = sent["id"].as_str().expect("id").to_owned();
+    assert_eq!(sent["status"], "delivered");
+    assert_eq!(id.len(), 32);
+
+    let history = bob.history("alice");
+    assert_eq!(history.len(), 1);
+    let m = &history[0];
+    assert_eq!(m["id"], id.as_str());
+    assert_eq!(m["from"], "alice");
+    assert_eq!(m["text"], "hello");
+    assert_eq!(m["status"], "delivered");
+    assert!(m["sent_at"].as_str().is_some_and(|s| s.ends_with('Z')));
+
+    // The plain-text form prints the id and status too.
+    let run = alice.run(&["send", "bob", "second", "--wait", "delivered"]);
+    assert!(run.ok(), "{run:?}");
+    assert!(run.stdout.trim().ends_with(" delivered"), "{run:?}");
+
+    let run = bob.run(&["read", "alice"]);
+    assert!(run.ok(), "{run:?}");
+    assert!(run.stdout.contains("Marked 2"), "{run:?}");
+    alice.wait_status("bob", &id, "read");
+    assert!(bob.history("alice").iter().all(|m| m["status"] == "read"));
+
+    // A reply: sorts after what it answers, in both histories.
+    let reply = bob.json(&["send", "alice", "hi alice", "--wait", "delivered", "--json"]);
+    let reply_id = reply["id"].as_str().expect("id");
+    assert!(reply_id > id.as_str());
+    let alice_view = alice.history("bob");
+    assert_eq!(alice_view.len(), 3);
+    assert_eq!(alice_view[2]["text"], "hi alice");
+    assert_eq!(alice_view[2]["from"], "bob");
+    assert_eq!(alice_view[0]["from"], "alice");
+
+    // `--wait read` waits for the read receipt.
+    let waiting = std::thread::scope(|s| {
+        let h = s.spawn(|| alice.run(&["send", "bob", "read me", "--wait", "read", "--json"]));
+        alice_wait_until_delivered_then_bob_reads(&alice, &bob);
+        h.join().expect("send thread")
+    });
+    assert!(waiting.ok(), "{waiting:?}");
+    assert_eq!(waiting.json()["status"], "read");
+
+    let contacts = alice.json(&["contact", "list", "--json"]);
+    let bob_contacts = bob.json(&["contact", "list", "--json"]);
+    assert_eq!(contacts[0]["name"], "bob");
+    assert_eq!(
+        contacts[0]["safety_number"],
+        bob_contacts[0]["safety_number"]
+    );
+
+    let status = alice.json(&["status", "--json"]);
+    assert_eq!(status["outbox"], 0);
+    assert_eq!(status["contacts"], 1);
+}
+
+fn alice_wait_until_delivered_then_bob_reads(alice: &User, bob: &User) {
+    hush_tests::wait_for(
+        "the message to reach bob",
+        std::time::Duration::from_secs(30),
+        || {
+            bob.history("alice")
+                .iter()
+                .any(|m| m["text"] == "read me")
+                .then_some(())
+        },
+    );
+    let _ = alice;
+    let run = bob.run(&["read", "alice"]);
+    assert!(run.ok(), "{run:?}");
+}
+
+#[test]
+fn history_pages_back_with_before() {
+    let (alice, bob) = pair();
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let sent = alice.json(&["send", "bob", &format!("message {i}"), "--json"]);
+        ids.push(sent["id"].as_str().expect("id").to_owned());
+    }
+    let last = ids.last().expect("ids").clone();
+    alice.wait_status("bob", &last, "delivered");
+    hush_tests::wait_for(
+        "bob to have all 7",
+        std::time::Duration::from_secs(30),
+        || (bob.history("alice").len() == 7).then_some(()),
+    );
+
+    let page = |before: Option<&str>| -> Vec<String> {
+        let mut args = vec!["history", "alice", "--json", "--limit", "3"];
+        if let Some(b) = before {
+            args.extend(["--before", b]);
+        }
+        bob.json(&args)
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|m| m["text"].as_str().expect("text").to_owned())
+            .collect()
+    };
+    assert_eq!(page(None), ["message 4", "message 5", "message 6"]);
+    assert_eq!(page(Some(&ids[4])), ["message 1", "message 2", "message 3"]);
+    assert_eq!(page(Some(&ids[1])), ["message 0"]);
+    assert!(page(Some(&ids[0])).is_empty());
+
+    let run = bob.run(&["history", "alice", "--before", "not-an-id"]);
+    assert!(!run.ok());
+    assert!(run.stderr.contains("before"), "{run:?}");
+}
+
+#[test]
+fn demo_runs_and_exits_zero() {
+    let run = std::process::Command::new(hush_tests::hush_bin())
+        .arg("demo")
+        .output()
+        .expect("run hush demo");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "demo failed: {stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(stdout.contains("delivered"), "{stdout}");
+    assert!(stdout.contains("nothing lost"), "{stdout}");
+}

@@ -120,11 +120,9 @@ async fn serve_connection(stream: UnixStream, node: Node) -> std::io::Result<()>
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let request: Request = match serde_json::from_slice(&line) {
+        let request = match parse_request(&line) {
             Ok(r) => r,
-            Err(e) => {
-                let response =
-                    Response::err(Value::Null, PARSE_ERROR, format!("invalid JSON: {e}"));
+            Err(response) => {
                 write_json(&mut write, &response).await?;
                 continue;
             }
@@ -139,6 +137,29 @@ async fn serve_connection(stream: UnixStream, node: Node) -> std::io::Result<()>
         write_json(&mut write, &response).await?;
     }
     Ok(())
+}
+
+/// Parses one request line: invalid JSON is a parse error; JSON that is not
+/// a JSON-RPC 2.0 request is an invalid request.
+fn parse_request(line: &[u8]) -> Result<Request, Response> {
+    let value: Value = serde_json::from_slice(line)
+        .map_err(|e| Response::err(Value::Null, PARSE_ERROR, format!("invalid JSON: {e}")))?;
+    let id = value.get("id").cloned().unwrap_or(Value::Null);
+    let request: Request = serde_json::from_value(value).map_err(|e| {
+        Response::err(
+            id.clone(),
+            INVALID_REQUEST,
+            format!("not a JSON-RPC request: {e}"),
+        )
+    })?;
+    if request.jsonrpc != "2.0" {
+        return Err(Response::err(
+            id,
+            INVALID_REQUEST,
+            "jsonrpc must be \"2.0\"".into(),
+        ));
+    }
+    Ok(request)
 }
 
 async fn stream_events(
@@ -179,9 +200,6 @@ fn to_value<T: serde::Serialize>(value: T) -> Result<Value, (i64, String)> {
 
 async fn handle(node: &Node, request: Request) -> Response {
     let id = request.id.clone();
-    if request.jsonrpc != "2.0" {
-        return Response::err(id, INVALID_REQUEST, "jsonrpc must be \"2.0\"".into());
-    }
     match dispatch(node, request).await {
         Ok(result) => Response::ok(id, result),
         Err((code, message)) => Response::err(id, code, message),

@@ -38,6 +38,8 @@ use crate::view::{Event, MessageView, NodeStatus, SendReceipt};
 /// A peer's clock may run this far ahead of ours before we cap it.
 const MAX_CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
 const RETRY_TICK: Duration = Duration::from_millis(100);
+/// A contact device gets at most one fresh one-time key this often.
+const KEY_REQUEST_INTERVAL: Duration = Duration::from_secs(2);
 /// Addresses remembered per contact device (from its card and Identify).
 const MAX_ADDRESSES_PER_DEVICE: usize = 8;
 
@@ -146,6 +148,9 @@ pub(crate) struct EventLoop {
     /// Digests of envelopes decrypted but not yet committed.
     receiving: HashSet<[u8; 32]>,
     listen_addresses: Vec<Multiaddr>,
+    /// When each contact device last got a one-time key (one entry per
+    /// contact device at most).
+    keys_served: HashMap<PeerId, Instant>,
 }
 
 impl EventLoop {
@@ -185,6 +190,7 @@ impl EventLoop {
             commit: None,
             receiving: HashSet::new(),
             listen_addresses: Vec::new(),
+            keys_served: HashMap::new(),
         })
     }
 
@@ -266,6 +272,11 @@ impl EventLoop {
             };
             tokio::select! {
                 command = self.commands.recv() => match command {
+                    Some(Command::Shutdown { reply }) => {
+                        self.finish().await;
+                        let _ = reply.send(Ok(()));
+                        return;
+                    }
                     Some(command) => self.on_command(command),
                     None => break,
                 },
@@ -277,10 +288,22 @@ impl EventLoop {
                 _ = tick.tick() => self.on_tick(),
             }
         }
-        // Let the last batch land before the task ends.
-        if let Some(commit) = self.commit.take() {
-            let result = commit.task.await;
-            tracing::debug!(ok = matches!(result, Ok(Ok(()))), "final commit");
+        self.finish().await;
+    }
+
+    /// Lands the running commit and whatever was gathered after it, and runs
+    /// their after-commit actions (acks, replies), so nothing queued is dropped.
+    async fn finish(&mut self) {
+        for _ in 0..2 {
+            if let Some(commit) = self.commit.as_mut() {
+                let result = (&mut commit.task).await;
+                self.on_commit(result.unwrap_or_else(|e| {
+                    Err(StoreError::Storage(redb::StorageError::Io(
+                        std::io::Error::other(e),
+                    )))
+                }));
+            }
+            self.flush();
         }
     }
 
@@ -312,11 +335,15 @@ impl EventLoop {
         let Some(commit) = self.commit.take() else {
             return;
         };
+        let mut afters = commit.after;
         if let Err(e) = &result {
             tracing::error!(error = %e, "a write batch failed; reloading state from disk");
+            // What was gathered since was built on the state that failed to
+            // commit (e.g. envelopes from Olm keys now rolled back): drop it too.
+            afters.extend(std::mem::take(&mut self.batch).after);
             self.reload();
         }
-        for after in commit.after {
+        for after in afters {
             match (after, &result) {
                 (After::Ack(channel, ack), Ok(())) => self.respond(channel, ack.to_bytes()),
                 (After::Ack(channel, _), Err(_)) => {
@@ -436,6 +463,9 @@ impl EventLoop {
                     outbox: self.outbox.len(),
                 };
                 let _ = reply.send(Ok(status));
+            }
+            Command::Shutdown { reply } => {
+                let _ = reply.send(Ok(()));
             }
             Command::Card { reply } => {
                 let addresses: Vec<String> = self
@@ -671,15 +701,16 @@ impl EventLoop {
             return;
         };
         if let Some(envelope) = entry.record.envelope.clone() {
+            if !self.outbox.has_window(&key.1) {
+                // Sent when an earlier envelope to this device is answered.
+                return;
+            }
             let request = self
                 .swarm
                 .behaviour_mut()
                 .direct
                 .send_request_with_addresses(&peer, envelope, addresses);
-            self.outbox.requests.insert(request, key);
-            if let Some(e) = self.outbox.entries.get_mut(&key) {
-                e.state = State::InFlight;
-            }
+            self.outbox.start_flight(request, key);
         } else if self.olm.has_session(&keys.olm_curve25519) {
             let padded = entry.record.payload.clone();
             match self.olm.encrypt(&keys, &padded) {
@@ -717,11 +748,9 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Keys(event)) => self.on_keys(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(
                 libp2p::identify::Event::Received { peer_id, info, .. },
-            )) => {
-                if self.contacts.by_peer.contains_key(&peer_id) {
-                    for addr in info.listen_addrs.into_iter().take(MAX_ADDRESSES_PER_DEVICE) {
-                        self.swarm.add_peer_address(peer_id, addr);
-                    }
+            )) if self.contacts.by_peer.contains_key(&peer_id) => {
+                for addr in info.listen_addrs.into_iter().take(MAX_ADDRESSES_PER_DEVICE) {
+                    self.swarm.add_peer_address(peer_id, addr);
                 }
             }
             SwarmEvent::ConnectionEstablished {
@@ -745,16 +774,16 @@ impl EventLoop {
                     self.emit_peer(&account, false);
                 }
             }
-            SwarmEvent::NewListenAddr { address, .. } => {
-                if !self.listen_addresses.contains(&address) {
-                    self.listen_addresses.push(address);
-                    self.batch.ops.push(Op::PutListenAddresses(
-                        self.listen_addresses
-                            .iter()
-                            .map(|a| a.to_string())
-                            .collect(),
-                    ));
-                }
+            SwarmEvent::NewListenAddr { address, .. }
+                if !self.listen_addresses.contains(&address) =>
+            {
+                self.listen_addresses.push(address);
+                self.batch.ops.push(Op::PutListenAddresses(
+                    self.listen_addresses
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect(),
+                ));
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.listen_addresses.retain(|a| *a != address);
@@ -782,11 +811,22 @@ impl EventLoop {
                 },
                 ..
             } => {
-                // Only contacts get one-time keys: strangers cannot drain them.
-                let Some((_, _)) = self.contacts.by_peer.get(&peer) else {
+                // Only contacts get one-time keys (strangers cannot drain
+                // them), and each at most one per KEY_REQUEST_INTERVAL.
+                if !self.contacts.by_peer.contains_key(&peer) {
                     tracing::debug!(%peer, "one-time key request from a stranger, ignored");
                     return;
-                };
+                }
+                let now = Instant::now();
+                if self
+                    .keys_served
+                    .get(&peer)
+                    .is_some_and(|at| now.duration_since(*at) < KEY_REQUEST_INTERVAL)
+                {
+                    tracing::debug!(%peer, "one-time key requested too often, ignored");
+                    return;
+                }
+                self.keys_served.insert(peer, now);
                 if KeyRequest::from_bytes(&request).is_err() {
                     return;
                 }
@@ -880,7 +920,7 @@ impl EventLoop {
                     },
                 ..
             } => {
-                let Some(key) = self.outbox.requests.remove(&request_id) else {
+                let Some(key) = self.outbox.end_flight(&request_id) else {
                     return;
                 };
                 match DirectAck::from_bytes(&response) {
@@ -897,19 +937,28 @@ impl EventLoop {
                         self.outbox.retry_later(&key, Instant::now());
                     }
                 }
+                self.pump(&key.1);
             }
             E::OutboundFailure {
                 request_id, error, ..
             } => {
-                if let Some(key) = self.outbox.requests.remove(&request_id) {
+                if let Some(key) = self.outbox.end_flight(&request_id) {
                     tracing::debug!(id = %key.0, error = %error, "delivery attempt failed");
                     self.outbox.retry_later(&key, Instant::now());
+                    self.pump(&key.1);
                 }
             }
             E::InboundFailure { error, peer, .. } => {
                 tracing::debug!(%peer, error = %error, "inbound request failed");
             }
             E::ResponseSent { .. } => {}
+        }
+    }
+
+    /// Fills the device's window with its oldest waiting entries.
+    fn pump(&mut self, device: &DeviceId) {
+        for key in self.outbox.next_for(device, Instant::now()) {
+            self.dispatch(key);
         }
     }
 
@@ -939,8 +988,14 @@ impl EventLoop {
             return;
         };
         self.batch.ops.push(Op::DeleteOutbox(key));
-        if entry.record.kind == OutboxKind::Message {
-            let conversation = entry.record.conversation;
+        let conversation = entry.record.conversation;
+        let behind = self
+            .store
+            .message(&conversation, key.0)
+            .ok()
+            .flatten()
+            .is_some_and(|m| m.status < Status::Delivered);
+        if entry.record.kind == OutboxKind::Message && behind {
             self.batch
                 .ops
                 .push(Op::RaiseStatus(conversation, key.0, Status::Delivered));
@@ -1016,6 +1071,7 @@ impl EventLoop {
             .unwrap_or_default();
         let now = now_ms();
         self.clock.observe(payload.id, now, MAX_CLOCK_SKEW_MS);
+        self.batch.ops.push(Op::PutClock(self.clock.last()));
         match payload.body {
             Body::Text(text) => {
                 let known = self

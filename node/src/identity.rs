@@ -102,6 +102,10 @@ pub fn init(home: &Home, name: &str, now_ms: u64) -> Result<AccountId, NodeError
         path: home.dir().to_owned(),
         source,
     })?;
+    create_private_file(&home.db_path()).map_err(|source| NodeError::Home {
+        path: home.db_path(),
+        source,
+    })?;
     let store = Store::open(&home.db_path())?;
     if store.has_identity()? {
         return Err(NodeError::AlreadyInitialized {
@@ -122,7 +126,6 @@ pub fn init(home: &Home, name: &str, now_ms: u64) -> Result<AccountId, NodeError
         .account
         .unwrap_or_default();
     store.create_identity(&record, &pickle)?;
-    restrict_permissions(&home.db_path());
     Ok(AccountKey::from_seed(record.account_seed).id())
 }
 
@@ -133,6 +136,22 @@ pub fn offline_card(home: &Home) -> Result<ContactCard, NodeError> {
     let olm = OlmDevice::restore(&store.olm_account()?, [], &record.pickle_key)?;
     let me = Me::load(&record, &olm)?;
     Ok(me.card(&store.listen_addresses()?))
+}
+
+/// Creates `path` empty with mode 0600 unless it exists, so secrets written
+/// into it later are never readable by others, not even for a moment.
+fn create_private_file(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 pub fn restrict_permissions(path: &std::path::Path) {

@@ -75,6 +75,10 @@ pub(crate) enum Command {
     Card {
         reply: Reply<String>,
     },
+    /// Commit what is queued, answer it, then stop.
+    Shutdown {
+        reply: Reply<()>,
+    },
 }
 
 /// A running node. Cloning it is cheap; the node stops when
@@ -273,11 +277,12 @@ impl Node {
             .collect())
     }
 
-    /// Stops the event loop and waits for its last commit.
+    /// Stops the event loop once everything queued has been committed and
+    /// answered, and waits for it.
     pub async fn shutdown(&self) {
         let task = self.task.lock().await.take();
         if let Some(task) = task {
-            task.abort();
+            let _ = self.call(|reply| Command::Shutdown { reply }).await;
             let _ = task.await;
         }
     }

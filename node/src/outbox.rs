@@ -13,6 +13,11 @@ use crate::store::OutboxKey;
 
 /// Most undelivered entries the outbox holds; `send` fails beyond it.
 pub const MAX_OUTBOX_ENTRIES: usize = 100_000;
+/// Envelopes in flight to one device at once. Envelopes are sent in the
+/// order they were encrypted; Olm keeps at most 40 skipped message keys per
+/// chain, so a window below that means reordering and loss inside it never
+/// make a message undecryptable.
+pub const MAX_IN_FLIGHT_PER_DEVICE: usize = 32;
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(30);
 
@@ -42,6 +47,7 @@ pub struct Outbox {
     pub requests: HashMap<OutboundRequestId, OutboxKey>,
     pub key_requests: HashMap<OutboundRequestId, DeviceId>,
     pub awaiting_key: HashSet<DeviceId>,
+    in_flight: HashMap<DeviceId, usize>,
 }
 
 impl Outbox {
@@ -59,6 +65,43 @@ impl Outbox {
                 next_at: now,
             },
         );
+    }
+
+    /// Whether another envelope may go to `device` now.
+    pub fn has_window(&self, device: &DeviceId) -> bool {
+        self.in_flight.get(device).copied().unwrap_or(0) < MAX_IN_FLIGHT_PER_DEVICE
+    }
+
+    pub fn start_flight(&mut self, request: OutboundRequestId, key: OutboxKey) {
+        self.requests.insert(request, key);
+        *self.in_flight.entry(key.1).or_default() += 1;
+        if let Some(e) = self.entries.get_mut(&key) {
+            e.state = State::InFlight;
+        }
+    }
+
+    /// The request ended (answered or failed): frees its window slot.
+    pub fn end_flight(&mut self, request: &OutboundRequestId) -> Option<OutboxKey> {
+        let key = self.requests.remove(request)?;
+        if let Some(n) = self.in_flight.get_mut(&key.1) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.in_flight.remove(&key.1);
+            }
+        }
+        Some(key)
+    }
+
+    /// The oldest waiting entries for `device` that fit its window.
+    pub fn next_for(&self, device: &DeviceId, now: Instant) -> Vec<OutboxKey> {
+        let free = MAX_IN_FLIGHT_PER_DEVICE
+            .saturating_sub(self.in_flight.get(device).copied().unwrap_or(0));
+        self.entries
+            .iter()
+            .filter(|((_, d), e)| d == device && e.state == State::Waiting && e.next_at <= now)
+            .map(|(k, _)| *k)
+            .take(free)
+            .collect()
     }
 
     /// Entries due for an attempt.
@@ -81,9 +124,9 @@ impl Outbox {
     /// Schedules the next attempt with exponential backoff.
     pub fn retry_later(&mut self, key: &OutboxKey, now: Instant) {
         if let Some(e) = self.entries.get_mut(key) {
-            e.attempts = e.attempts.saturating_add(1);
             e.state = State::Waiting;
             e.next_at = now + backoff(e.attempts);
+            e.attempts = e.attempts.saturating_add(1);
         }
     }
 

@@ -74,6 +74,8 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 pub type OutboxKey = (MessageId, DeviceId);
+/// A peer's Curve25519 key and its pickled Olm sessions, newest first.
+pub type PeerSessions = ([u8; 32], Vec<String>);
 
 /// One change to apply in a write batch.
 #[derive(Debug)]
@@ -171,7 +173,7 @@ impl Store {
         }
     }
 
-    pub fn sessions(&self) -> Result<Vec<([u8; 32], Vec<String>)>, StoreError> {
+    pub fn sessions(&self) -> Result<Vec<PeerSessions>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(SESSIONS)?;
         table

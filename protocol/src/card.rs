@@ -44,8 +44,6 @@ pub enum CardError {
     Decode(#[from] DecodeError),
     #[error("the contact card's signature is invalid: {0}")]
     Signature(#[from] SignatureError),
-    #[error("the contact card's device list belongs to another account")]
-    AccountMismatch,
 }
 
 /// What one account publishes about itself.

@@ -28,6 +28,12 @@ impl Hlc {
         }
     }
 
+    /// The last (millis, counter) handed out or observed, as an id with no
+    /// random part: store it and [`Hlc::resume`] from it after a restart.
+    pub fn last(&self) -> MessageId {
+        MessageId::from_parts(self.millis, self.counter, 0)
+    }
+
     /// Mints the next id. `now_millis` is the wall clock, `random` fresh
     /// randomness from the caller.
     pub fn next(&mut self, now_millis: u64, random: u64) -> MessageId {

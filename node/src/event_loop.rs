@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use hush_protocol::{
-    AccountId, Body, ContactCard, ConversationId, DeviceId, DeviceKeys, DirectAck, Envelope, Hlc,
-    KeyBundle, KeyRequest, MAX_RECEIPT_IDS, MAX_TEXT_LEN, MessageId, OlmDevice, Payload,
-    ReceiptKind, RejectReason, Wire,
+    AccountId, AckBatch, Body, ContactCard, ConversationId, DeviceId, DeviceKeys, DirectAck,
+    Envelope, EnvelopeBatch, Hlc, KeyBundle, KeyRequest, MAX_BATCH_LEN, MAX_RECEIPT_IDS,
+    MAX_TEXT_LEN, MessageId, OlmDevice, Payload, ReceiptKind, RejectReason, Wire,
 };
 use libp2p::request_response::{self, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
@@ -57,6 +57,9 @@ struct Contacts {
     by_account: HashMap<AccountId, String>,
     /// Each contact device's PeerId, with its account and keys.
     by_peer: HashMap<PeerId, (AccountId, DeviceKeys)>,
+    /// The PeerId of each contact device (deriving it decompresses a curve
+    /// point: too slow to redo per message).
+    peer_of: HashMap<DeviceId, PeerId>,
 }
 
 impl Contacts {
@@ -77,6 +80,7 @@ impl Contacts {
         for device in &card.device_list.devices {
             if let Some(peer) = network::peer_id(&device.device_id) {
                 self.by_peer.insert(peer, (card.account(), *device));
+                self.peer_of.insert(device.device_id, peer);
             }
         }
         let addresses = card
@@ -111,7 +115,7 @@ impl Contacts {
 /// Runs once the batch it was queued with has committed.
 #[derive(Debug)]
 enum After {
-    Ack(ResponseChannel<Vec<u8>>, DirectAck),
+    Ack(ResponseChannel<Vec<u8>>, AckBatch),
     KeyBundle(ResponseChannel<Vec<u8>>, KeyBundle),
     Dispatch(OutboxKey),
     Emit(Event),
@@ -139,6 +143,8 @@ pub(crate) struct EventLoop {
     me: Me,
     olm: OlmDevice,
     clock: Hlc,
+    /// The clock moved since the last batch: store it with the next one.
+    clock_changed: bool,
     contacts: Contacts,
     outbox: Outbox,
     commands: mpsc::Receiver<Command>,
@@ -182,6 +188,7 @@ impl EventLoop {
             me,
             olm,
             clock,
+            clock_changed: false,
             contacts,
             outbox,
             commands,
@@ -313,10 +320,17 @@ impl EventLoop {
             return;
         }
         let changes = self.olm.take_changes(&self.me.pickle_key);
-        if self.batch.ops.is_empty() && self.batch.after.is_empty() && changes.is_empty() {
+        if self.batch.ops.is_empty()
+            && self.batch.after.is_empty()
+            && changes.is_empty()
+            && !self.clock_changed
+        {
             return;
         }
         let mut batch = std::mem::take(&mut self.batch);
+        if std::mem::take(&mut self.clock_changed) {
+            batch.ops.push(Op::PutClock(self.clock.last()));
+        }
         if let Some(account) = changes.account {
             batch.ops.push(Op::PutOlmAccount(account));
         }
@@ -345,10 +359,14 @@ impl EventLoop {
         }
         for after in afters {
             match (after, &result) {
-                (After::Ack(channel, ack), Ok(())) => self.respond(channel, ack.to_bytes()),
-                (After::Ack(channel, _), Err(_)) => {
-                    let ack = DirectAck::Rejected(RejectReason::Unavailable);
-                    self.respond(channel, ack.to_bytes());
+                (After::Ack(channel, acks), Ok(())) => self.respond(channel, acks.to_bytes()),
+                (After::Ack(channel, acks), Err(_)) => {
+                    // Nothing of this batch is stored: ask for all of it again.
+                    let unavailable = DirectAck::Rejected(RejectReason::Unavailable);
+                    let acks = AckBatch {
+                        acks: vec![unavailable; acks.acks.len()],
+                    };
+                    self.respond(channel, acks.to_bytes());
                 }
                 (After::KeyBundle(channel, bundle), Ok(())) => {
                     let _ = self
@@ -361,7 +379,7 @@ impl EventLoop {
                     if let Some(e) = self.outbox.entries.get_mut(&key) {
                         e.state = State::Waiting;
                     }
-                    self.dispatch(key);
+                    self.pump(&key.1);
                 }
                 (After::Emit(event), Ok(())) => {
                     let _ = self.events.send(event);
@@ -427,9 +445,8 @@ impl EventLoop {
     }
 
     fn on_tick(&mut self) {
-        let now = Instant::now();
-        for key in self.outbox.due(now) {
-            self.dispatch(key);
+        for device in self.outbox.due_devices(Instant::now()) {
+            self.pump(&device);
         }
     }
 
@@ -570,9 +587,8 @@ impl EventLoop {
     }
 
     fn next_id(&mut self) -> MessageId {
-        let id = self.clock.next(now_ms(), rand::random());
-        self.batch.ops.push(Op::PutClock(id));
-        id
+        self.clock_changed = true;
+        self.clock.next(now_ms(), rand::random())
     }
 
     fn send(&mut self, contact: &str, text: String, reply: Reply<SendReceipt>) {
@@ -681,17 +697,18 @@ impl EventLoop {
         let (contact, keys) = self
             .contacts
             .device(&entry.record.recipient, &entry.record.device)?;
-        let peer = network::peer_id(&keys.device_id)?;
+        let peer = *self.contacts.peer_of.get(&keys.device_id)?;
         Some((peer, contact.addresses.clone(), keys))
     }
 
-    /// Moves one outbox entry forward: send its envelope, encrypt it, or
-    /// fetch the device's one-time key first.
+    /// Moves one outbox entry that has no envelope yet forward: encrypt it,
+    /// or fetch the device's one-time key first. Entries with an envelope
+    /// are sent by [`EventLoop::pump`].
     fn dispatch(&mut self, key: OutboxKey) {
         let Some(entry) = self.outbox.entries.get(&key) else {
             return;
         };
-        if entry.state != State::Waiting {
+        if entry.state != State::Waiting || entry.record.envelope.is_some() {
             return;
         }
         let Some((peer, addresses, keys)) = self.device_route(&key) else {
@@ -700,18 +717,7 @@ impl EventLoop {
             self.outbox.retry_later(&key, Instant::now());
             return;
         };
-        if let Some(envelope) = entry.record.envelope.clone() {
-            if !self.outbox.has_window(&key.1) {
-                // Sent when an earlier envelope to this device is answered.
-                return;
-            }
-            let request = self
-                .swarm
-                .behaviour_mut()
-                .direct
-                .send_request_with_addresses(&peer, envelope, addresses);
-            self.outbox.start_flight(request, key);
-        } else if self.olm.has_session(&keys.olm_curve25519) {
+        if self.olm.has_session(&keys.olm_curve25519) {
             let padded = entry.record.payload.clone();
             match self.olm.encrypt(&keys, &padded) {
                 Ok(envelope) => {
@@ -911,7 +917,7 @@ impl EventLoop {
                     channel, request, ..
                 },
                 ..
-            } => self.on_envelope(peer, request, channel),
+            } => self.on_batch(peer, request, channel),
             E::Message {
                 message:
                     M::Response {
@@ -920,32 +926,39 @@ impl EventLoop {
                     },
                 ..
             } => {
-                let Some(key) = self.outbox.end_flight(&request_id) else {
+                let Some(keys) = self.outbox.end_flight(&request_id) else {
                     return;
                 };
-                match DirectAck::from_bytes(&response) {
-                    Ok(DirectAck::Stored | DirectAck::Duplicate) => self.on_delivered(key),
-                    Ok(DirectAck::Rejected(RejectReason::Undecryptable)) => {
-                        self.restart_session(&key)
+                let acks = match AckBatch::from_bytes(&response) {
+                    Ok(b) if b.acks.len() == keys.len() => b.acks,
+                    other => {
+                        tracing::debug!(?other, "malformed ack batch; retrying its envelopes");
+                        vec![DirectAck::Rejected(RejectReason::Unavailable); keys.len()]
                     }
-                    Ok(DirectAck::Rejected(reason)) => {
-                        tracing::info!(id = %key.0, ?reason, "recipient refused; retrying later");
-                        self.outbox.retry_later(&key, Instant::now());
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "malformed ack");
-                        self.outbox.retry_later(&key, Instant::now());
+                };
+                let now = Instant::now();
+                for (key, ack) in keys.iter().zip(acks) {
+                    match ack {
+                        DirectAck::Stored | DirectAck::Duplicate => self.on_delivered(*key),
+                        DirectAck::Rejected(RejectReason::Undecryptable) => {
+                            self.restart_session(key)
+                        }
+                        DirectAck::Rejected(reason) => {
+                            tracing::info!(id = %key.0, ?reason, "recipient refused; retrying later");
+                            self.outbox.retry_later(key, now);
+                        }
                     }
                 }
-                self.pump(&key.1);
+                if let Some(key) = keys.first() {
+                    self.pump(&key.1);
+                }
             }
             E::OutboundFailure {
                 request_id, error, ..
             } => {
-                if let Some(key) = self.outbox.end_flight(&request_id) {
-                    tracing::debug!(id = %key.0, error = %error, "delivery attempt failed");
-                    self.outbox.retry_later(&key, Instant::now());
-                    self.pump(&key.1);
+                if let Some(keys) = self.outbox.end_flight(&request_id) {
+                    tracing::debug!(count = keys.len(), error = %error, "delivery attempt failed");
+                    self.outbox.retry_device_later(&keys, Instant::now());
                 }
             }
             E::InboundFailure { error, peer, .. } => {
@@ -955,11 +968,48 @@ impl EventLoop {
         }
     }
 
-    /// Fills the device's window with its oldest waiting entries.
+    /// Moves the device's oldest waiting entries on: those with envelopes go
+    /// out as one batch (in encryption order) unless a request to the device
+    /// is already on its way; the others are encrypted or wait for a
+    /// one-time key.
     fn pump(&mut self, device: &DeviceId) {
-        for key in self.outbox.next_for(device, Instant::now()) {
-            self.dispatch(key);
+        let ready = self.outbox.next_for(device, Instant::now());
+        let mut keys: Vec<OutboxKey> = Vec::new();
+        let mut envelopes: Vec<Vec<u8>> = Vec::new();
+        let mut bytes = 0;
+        for key in ready {
+            let Some(envelope) = self
+                .outbox
+                .entries
+                .get(&key)
+                .and_then(|e| e.record.envelope.clone())
+            else {
+                self.dispatch(key);
+                continue;
+            };
+            if bytes + envelope.len() + 4 > MAX_BATCH_LEN - 16 {
+                // The rest waits for the next request.
+                break;
+            }
+            bytes += envelope.len() + 4;
+            keys.push(key);
+            envelopes.push(envelope);
         }
+        if !keys.is_empty() {
+            self.send_batch(keys, envelopes);
+        }
+    }
+
+    fn send_batch(&mut self, keys: Vec<OutboxKey>, envelopes: Vec<Vec<u8>>) {
+        let Some((peer, addresses, _)) = keys.first().and_then(|k| self.device_route(k)) else {
+            return;
+        };
+        let request = self
+            .swarm
+            .behaviour_mut()
+            .direct
+            .send_request_with_addresses(&peer, EnvelopeBatch { envelopes }.to_bytes(), addresses);
+        self.outbox.start_flight(request, keys);
     }
 
     /// The device can no longer decrypt our session: start a new one and
@@ -999,31 +1049,55 @@ impl EventLoop {
             self.batch
                 .ops
                 .push(Op::RaiseStatus(conversation, key.0, Status::Delivered));
+            // The ack itself is the durable fact (the recipient device has
+            // stored the message), so say so now; our own record of it
+            // lands with the next batch, and if we crash first, the entry is
+            // resent on restart and acked again as a duplicate.
             if let Some(name) = self.contacts.by_account.get(&entry.record.recipient) {
-                self.batch.after.push(After::Emit(Event::Status {
+                let _ = self.events.send(Event::Status {
                     contact: name.clone(),
                     id: key.0.to_string(),
                     status: Status::Delivered,
-                }));
+                });
             }
         }
     }
 
-    fn on_envelope(&mut self, peer: PeerId, bytes: Vec<u8>, channel: ResponseChannel<Vec<u8>>) {
-        match self.receive(peer, &bytes) {
-            Ok(Some(ack)) => {
-                let digest = Envelope::digest(&bytes);
-                self.receiving.insert(digest);
-                self.batch.ops.push(Op::PutSeen(digest, now_ms()));
-                self.batch.after.push(After::Received(digest));
-                self.batch.after.push(After::Ack(channel, ack));
-            }
-            // Already being stored: the sender will resend and get `Duplicate`.
-            Ok(None) => {}
-            Err(reason) => {
-                tracing::debug!(%peer, ?reason, "envelope refused");
-                self.respond(channel, DirectAck::Rejected(reason).to_bytes());
-            }
+    /// Handles one batch: each envelope is checked, decrypted and queued for
+    /// storage in order; the acks go back once that is durable.
+    fn on_batch(&mut self, peer: PeerId, bytes: Vec<u8>, channel: ResponseChannel<Vec<u8>>) {
+        let Ok(batch) = EnvelopeBatch::from_bytes(&bytes) else {
+            tracing::debug!(%peer, "malformed envelope batch refused");
+            self.respond(channel, AckBatch { acks: Vec::new() }.to_bytes());
+            return;
+        };
+        let mut acks = Vec::with_capacity(batch.envelopes.len());
+        let mut stored = false;
+        for envelope in &batch.envelopes {
+            let ack = match self.receive(peer, envelope) {
+                Ok(Some(ack)) => {
+                    let digest = Envelope::digest(envelope);
+                    self.receiving.insert(digest);
+                    self.batch.ops.push(Op::PutSeen(digest, now_ms()));
+                    self.batch.after.push(After::Received(digest));
+                    stored = true;
+                    ack
+                }
+                // A copy is being stored right now: the sender asks again
+                // later and then hears `Duplicate`.
+                Ok(None) => DirectAck::Rejected(RejectReason::Unavailable),
+                Err(reason) => {
+                    tracing::debug!(%peer, ?reason, "envelope refused");
+                    DirectAck::Rejected(reason)
+                }
+            };
+            acks.push(ack);
+        }
+        let acks = AckBatch { acks };
+        if stored {
+            self.batch.after.push(After::Ack(channel, acks));
+        } else {
+            self.respond(channel, acks.to_bytes());
         }
     }
 
@@ -1071,7 +1145,7 @@ impl EventLoop {
             .unwrap_or_default();
         let now = now_ms();
         self.clock.observe(payload.id, now, MAX_CLOCK_SKEW_MS);
-        self.batch.ops.push(Op::PutClock(self.clock.last()));
+        self.clock_changed = true;
         match payload.body {
             Body::Text(text) => {
                 let known = self

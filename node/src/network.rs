@@ -3,7 +3,7 @@
 //!
 //! | protocol         | request        | response      |
 //! |------------------|----------------|---------------|
-//! | `/hush/direct/1` | `Envelope`     | `DirectAck`   |
+//! | `/hush/direct/1` | `EnvelopeBatch`| `AckBatch`    |
 //! | `/hush/keys/1`   | `KeyRequest`   | `KeyBundle`   |
 //!
 //! One request per stream; each side writes its frame and closes. Frames
@@ -13,7 +13,7 @@ use std::io;
 use std::time::Duration;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use hush_protocol::{DeviceId, MAX_CONTROL_LEN, MAX_ENVELOPE_LEN};
+use hush_protocol::{DeviceId, MAX_ACK_BATCH_LEN, MAX_BATCH_LEN, MAX_CONTROL_LEN};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
     PeerId, StreamProtocol, Swarm, SwarmBuilder, identify, identity, noise, ping, request_response,
@@ -134,7 +134,7 @@ pub fn build_swarm(keypair: identity::Keypair) -> Result<Swarm<Behaviour>, io::E
         .with_quic()
         .with_behaviour(|key| Behaviour {
             direct: request_response::Behaviour::with_codec(
-                FrameCodec::new(MAX_ENVELOPE_LEN, MAX_CONTROL_LEN),
+                FrameCodec::new(MAX_BATCH_LEN, MAX_ACK_BATCH_LEN),
                 [(DIRECT_PROTOCOL, request_response::ProtocolSupport::Full)],
                 request_response_config(),
             ),

@@ -13,11 +13,12 @@ use crate::store::OutboxKey;
 
 /// Most undelivered entries the outbox holds; `send` fails beyond it.
 pub const MAX_OUTBOX_ENTRIES: usize = 100_000;
-/// Envelopes in flight to one device at once. Envelopes are sent in the
-/// order they were encrypted; Olm keeps at most 40 skipped message keys per
-/// chain, so a window below that means reordering and loss inside it never
-/// make a message undecryptable.
-pub const MAX_IN_FLIGHT_PER_DEVICE: usize = 32;
+/// Envelopes for one device go out as one batch request at a time, in the
+/// order they were encrypted. Olm keeps at most 40 skipped message keys per
+/// chain, so envelopes must not overtake each other by more than that:
+/// with one request in flight they cannot overtake at all, and after a
+/// failed request the whole device backs off (see [`Outbox::retry_device_later`]).
+pub const MAX_BATCH_ENVELOPES: usize = hush_protocol::MAX_BATCH_ENVELOPES;
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(30);
 
@@ -44,7 +45,8 @@ pub struct Entry {
 #[derive(Debug, Default)]
 pub struct Outbox {
     pub entries: BTreeMap<OutboxKey, Entry>,
-    pub requests: HashMap<OutboundRequestId, OutboxKey>,
+    /// The entries each `/hush/direct/1` request carries, in order.
+    pub requests: HashMap<OutboundRequestId, Vec<OutboxKey>>,
     pub key_requests: HashMap<OutboundRequestId, DeviceId>,
     pub awaiting_key: HashSet<DeviceId>,
     in_flight: HashMap<DeviceId, usize>,
@@ -67,35 +69,43 @@ impl Outbox {
         );
     }
 
-    /// Whether another envelope may go to `device` now.
-    pub fn has_window(&self, device: &DeviceId) -> bool {
-        self.in_flight.get(device).copied().unwrap_or(0) < MAX_IN_FLIGHT_PER_DEVICE
-    }
-
-    pub fn start_flight(&mut self, request: OutboundRequestId, key: OutboxKey) {
-        self.requests.insert(request, key);
-        *self.in_flight.entry(key.1).or_default() += 1;
-        if let Some(e) = self.entries.get_mut(&key) {
-            e.state = State::InFlight;
-        }
-    }
-
-    /// The request ended (answered or failed): frees its window slot.
-    pub fn end_flight(&mut self, request: &OutboundRequestId) -> Option<OutboxKey> {
-        let key = self.requests.remove(request)?;
-        if let Some(n) = self.in_flight.get_mut(&key.1) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.in_flight.remove(&key.1);
+    /// Records a request carrying `keys` (all for one device).
+    pub fn start_flight(&mut self, request: OutboundRequestId, keys: Vec<OutboxKey>) {
+        for key in &keys {
+            *self.in_flight.entry(key.1).or_default() += 1;
+            if let Some(e) = self.entries.get_mut(key) {
+                e.state = State::InFlight;
             }
         }
-        Some(key)
+        self.requests.insert(request, keys);
     }
 
-    /// The oldest waiting entries for `device` that fit its window.
+    /// The request ended (answered or failed): frees its window slots.
+    pub fn end_flight(&mut self, request: &OutboundRequestId) -> Option<Vec<OutboxKey>> {
+        let keys = self.requests.remove(request)?;
+        for key in &keys {
+            if let Some(n) = self.in_flight.get_mut(&key.1) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.in_flight.remove(&key.1);
+                }
+            }
+        }
+        Some(keys)
+    }
+
+    /// Whether a request to `device` is on its way.
+    pub fn is_busy(&self, device: &DeviceId) -> bool {
+        self.in_flight.contains_key(device)
+    }
+
+    /// The oldest waiting entries for `device`, up to one batch.
     pub fn next_for(&self, device: &DeviceId, now: Instant) -> Vec<OutboxKey> {
-        let free = MAX_IN_FLIGHT_PER_DEVICE
-            .saturating_sub(self.in_flight.get(device).copied().unwrap_or(0));
+        let free = if self.is_busy(device) {
+            0
+        } else {
+            MAX_BATCH_ENVELOPES
+        };
         self.entries
             .iter()
             .filter(|((_, d), e)| d == device && e.state == State::Waiting && e.next_at <= now)
@@ -104,12 +114,12 @@ impl Outbox {
             .collect()
     }
 
-    /// Entries due for an attempt.
-    pub fn due(&self, now: Instant) -> Vec<OutboxKey> {
+    /// Devices with entries due for an attempt.
+    pub fn due_devices(&self, now: Instant) -> HashSet<DeviceId> {
         self.entries
             .iter()
             .filter(|(_, e)| e.state == State::Waiting && e.next_at <= now)
-            .map(|(k, _)| *k)
+            .map(|((_, device), _)| *device)
             .collect()
     }
 
@@ -127,6 +137,27 @@ impl Outbox {
             e.state = State::Waiting;
             e.next_at = now + backoff(e.attempts);
             e.attempts = e.attempts.saturating_add(1);
+        }
+    }
+
+    /// A request to `device` failed: every waiting entry for it backs off
+    /// together, so none overtakes the failed ones.
+    pub fn retry_device_later(&mut self, keys: &[OutboxKey], now: Instant) {
+        let Some(device) = keys.first().map(|k| k.1) else {
+            return;
+        };
+        for key in keys {
+            self.retry_later(key, now);
+        }
+        let until = keys
+            .iter()
+            .filter_map(|k| self.entries.get(k).map(|e| e.next_at))
+            .max()
+            .unwrap_or(now);
+        for ((_, d), e) in self.entries.iter_mut() {
+            if *d == device && e.state == State::Waiting && e.next_at < until {
+                e.next_at = until;
+            }
         }
     }
 

@@ -1,42 +1,10 @@
-//! Records the node stores (as JSON values in redb tables).
+//! Records the node stores, postcard-encoded, as values in redb tables.
 
 use std::fmt;
 use std::str::FromStr;
 
 use hush_protocol::{AccountId, ConversationId, DeviceId, MessageId};
 use serde::{Deserialize, Serialize};
-
-/// Byte fields as base64 text in JSON.
-mod b64 {
-    use base64::Engine;
-    use base64::engine::general_purpose::STANDARD_NO_PAD;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&STANDARD_NO_PAD.encode(bytes))
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let text = String::deserialize(d)?;
-        STANDARD_NO_PAD
-            .decode(text)
-            .map_err(serde::de::Error::custom)
-    }
-
-    pub mod opt {
-        use super::*;
-        pub fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-            match bytes {
-                Some(b) => super::serialize(b, s),
-                None => s.serialize_none(),
-            }
-        }
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
-            Option::<String>::deserialize(d)?
-                .map(|t| STANDARD_NO_PAD.decode(t).map_err(serde::de::Error::custom))
-                .transpose()
-        }
-    }
-}
 
 /// The device's own secrets. Stored in the home folder's database, which is
 /// readable only by the user (mode 0600); see docs/architecture.md.
@@ -146,11 +114,9 @@ pub struct OutboxRecord {
     pub recipient: AccountId,
     pub device: DeviceId,
     /// The padded plaintext payload.
-    #[serde(with = "b64")]
     pub payload: Vec<u8>,
     /// The envelope once encrypted; resends reuse it byte for byte, so the
     /// recipient recognises a resend without decrypting it.
-    #[serde(with = "b64::opt", default)]
     pub envelope: Option<Vec<u8>>,
     pub created_at_ms: u64,
 }

@@ -1,7 +1,8 @@
 //! The node's redb database: identity, contacts, Olm state, conversations,
 //! the outbox and dedupe records.
 //!
-//! Reads open their own read transaction. Writes are [`Op`]s gathered into
+//! Values are postcard-encoded records (see `records.rs`). Reads open their
+//! own read transaction. Writes are [`Op`]s gathered into
 //! one batch by the event loop and applied by [`Store::apply`] in a single
 //! durable transaction, so the state for one message (its record, the Olm
 //! session that encrypted it, its outbox entry) commits together or not at all.
@@ -48,7 +49,7 @@ pub enum StoreError {
     Corrupt {
         what: &'static str,
         #[source]
-        source: serde_json::Error,
+        source: postcard::Error,
     },
     #[error("this home folder has no identity yet: run `hush init --name NAME` first")]
     NoIdentity,
@@ -64,13 +65,13 @@ impl From<redb::DatabaseError> for StoreError {
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt { what, source })
+    postcard::from_bytes(bytes).map_err(|source| StoreError::Corrupt { what, source })
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    // Serializing these plain records to JSON cannot fail (no maps with
-    // non-string keys, no custom serializers that error).
-    serde_json::to_vec(value).unwrap_or_default()
+    // Serializing these plain records cannot fail: postcard only errors on
+    // unsized sequences and custom serializer errors, which they do not have.
+    postcard::to_allocvec(value).unwrap_or_default()
 }
 
 pub type OutboxKey = (MessageId, DeviceId);
@@ -153,9 +154,9 @@ impl Store {
 
     pub fn olm_account(&self) -> Result<String, StoreError> {
         let bytes = self.meta(OLM_ACCOUNT_KEY)?.ok_or(StoreError::NoIdentity)?;
-        String::from_utf8(bytes).map_err(|e| StoreError::Corrupt {
+        String::from_utf8(bytes).map_err(|_| StoreError::Corrupt {
             what: "olm account",
-            source: serde_json::Error::io(std::io::Error::other(e)),
+            source: postcard::Error::DeserializeBadUtf8,
         })
     }
 

@@ -14,6 +14,14 @@ const KEY_REQUEST_VERSION: u8 = 1;
 const KEY_BUNDLE_VERSION: u8 = 1;
 /// Largest encoded [`DirectAck`], [`KeyRequest`] or [`KeyBundle`].
 pub const MAX_CONTROL_LEN: usize = 256;
+/// Most envelopes one [`EnvelopeBatch`] carries.
+pub const MAX_BATCH_ENVELOPES: usize = 128;
+/// Largest encoded [`EnvelopeBatch`].
+pub const MAX_BATCH_LEN: usize = 1024 * 1024;
+/// Largest encoded [`AckBatch`].
+pub const MAX_ACK_BATCH_LEN: usize = 1 + 2 + 2 * MAX_BATCH_ENVELOPES;
+const BATCH_VERSION: u8 = 1;
+const ACK_BATCH_VERSION: u8 = 1;
 
 /// Which kind of Olm message the ciphertext is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,11 +112,8 @@ pub enum DirectAck {
     Rejected(RejectReason),
 }
 
-impl Wire for DirectAck {
-    const NAME: &'static str = "direct ack";
-
-    fn encode(&self, w: &mut Writer) {
-        w.u8(ACK_VERSION);
+impl DirectAck {
+    fn encode_body(&self, w: &mut Writer) {
         match self {
             Self::Stored => w.u8(0),
             Self::Duplicate => w.u8(1),
@@ -119,8 +124,7 @@ impl Wire for DirectAck {
         }
     }
 
-    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        r.version(Self::NAME, ACK_VERSION)?;
+    fn decode_body(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(match r.u8()? {
             0 => Self::Stored,
             1 => Self::Duplicate,
@@ -139,6 +143,80 @@ impl Wire for DirectAck {
             }),
             tag => return Err(DecodeError::UnknownTag { what: "ack", tag }),
         })
+    }
+}
+
+impl Wire for DirectAck {
+    const NAME: &'static str = "direct ack";
+
+    fn encode(&self, w: &mut Writer) {
+        w.u8(ACK_VERSION);
+        self.encode_body(w);
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        r.version(Self::NAME, ACK_VERSION)?;
+        Self::decode_body(r)
+    }
+}
+
+/// Envelopes for one device, in the order they were encrypted: the request
+/// of `/hush/direct/1`. Each envelope stays an opaque byte string here, so
+/// its digest is over exactly the bytes the sender stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvelopeBatch {
+    pub envelopes: Vec<Vec<u8>>,
+}
+
+impl Wire for EnvelopeBatch {
+    const NAME: &'static str = "envelope batch";
+
+    fn encode(&self, w: &mut Writer) {
+        w.u8(BATCH_VERSION);
+        w.list(&self.envelopes, |w, e| w.bytes(e));
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        if r.remaining() > MAX_BATCH_LEN {
+            return Err(DecodeError::TooLong {
+                what: Self::NAME,
+                len: r.remaining(),
+                max: MAX_BATCH_LEN,
+            });
+        }
+        r.version(Self::NAME, BATCH_VERSION)?;
+        let envelopes = r.list("envelopes", MAX_BATCH_ENVELOPES, |r| {
+            Ok(r.bytes("envelope", MAX_ENVELOPE_LEN)?.to_vec())
+        })?;
+        if envelopes.is_empty() {
+            return Err(DecodeError::Invalid {
+                what: Self::NAME,
+                reason: "a batch carries at least one envelope",
+            });
+        }
+        Ok(Self { envelopes })
+    }
+}
+
+/// One ack per envelope of an [`EnvelopeBatch`], in the same order: the
+/// response of `/hush/direct/1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckBatch {
+    pub acks: Vec<DirectAck>,
+}
+
+impl Wire for AckBatch {
+    const NAME: &'static str = "ack batch";
+
+    fn encode(&self, w: &mut Writer) {
+        w.u8(ACK_BATCH_VERSION);
+        w.list(&self.acks, |w, a| a.encode_body(w));
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        r.version(Self::NAME, ACK_BATCH_VERSION)?;
+        let acks = r.list("acks", MAX_BATCH_ENVELOPES, DirectAck::decode_body)?;
+        Ok(Self { acks })
     }
 }
 
@@ -242,6 +320,41 @@ mod tests {
             let b = KeyBundle { device_id: DeviceId(d), identity_key: i, one_time_key: o, signature };
             prop_assert_eq!(KeyBundle::from_bytes(&b.to_bytes()).unwrap(), b);
         }
+    }
+
+    proptest! {
+        #[test]
+        fn batches_round_trip(envs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 1..MAX_BATCH_ENVELOPES), tags in proptest::collection::vec(0u8..3, 0..MAX_BATCH_ENVELOPES)) {
+            let batch = EnvelopeBatch { envelopes: envs };
+            prop_assert_eq!(EnvelopeBatch::from_bytes(&batch.to_bytes()).unwrap(), batch);
+            let acks = AckBatch { acks: tags.into_iter().map(|t| match t {
+                0 => DirectAck::Stored,
+                1 => DirectAck::Duplicate,
+                _ => DirectAck::Rejected(RejectReason::Undecryptable),
+            }).collect() };
+            let bytes = acks.to_bytes();
+            prop_assert!(bytes.len() <= MAX_ACK_BATCH_LEN);
+            prop_assert_eq!(AckBatch::from_bytes(&bytes).unwrap(), acks);
+        }
+
+        #[test]
+        fn batch_decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = EnvelopeBatch::from_bytes(&bytes);
+            let _ = AckBatch::from_bytes(&bytes);
+        }
+    }
+
+    #[test]
+    fn empty_and_oversized_batches_are_rejected() {
+        let empty = EnvelopeBatch { envelopes: vec![] };
+        assert!(EnvelopeBatch::from_bytes(&empty.to_bytes()).is_err());
+        let mut w = Writer::default();
+        w.u8(BATCH_VERSION);
+        w.u16(u16::try_from(MAX_BATCH_ENVELOPES + 1).unwrap());
+        assert!(matches!(
+            EnvelopeBatch::from_bytes(&w.into_bytes()),
+            Err(DecodeError::TooLong { .. })
+        ));
     }
 
     #[test]

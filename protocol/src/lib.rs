@@ -39,8 +39,9 @@ pub use card::{
 pub use codec::{DecodeError, Reader, Wire, Writer};
 pub use e2ee::{E2eeError, MAX_SESSIONS_PER_DEVICE, OlmChanges, OlmDevice};
 pub use envelope::{
-    DirectAck, Envelope, KeyBundle, KeyRequest, MAX_CIPHERTEXT_LEN, MAX_CONTROL_LEN,
-    MAX_ENVELOPE_LEN, OlmKind, RejectReason,
+    AckBatch, DirectAck, Envelope, EnvelopeBatch, KeyBundle, KeyRequest, MAX_ACK_BATCH_LEN,
+    MAX_BATCH_ENVELOPES, MAX_BATCH_LEN, MAX_CIPHERTEXT_LEN, MAX_CONTROL_LEN, MAX_ENVELOPE_LEN,
+    OlmKind, RejectReason,
 };
 pub use hlc::Hlc;
 pub use ids::{AccountId, ConversationId, DeviceId, MessageId, ParseIdError};

@@ -30,7 +30,8 @@ pub const MAX_CONCURRENT_STREAMS: usize = 256;
 /// Connections idle this long are closed.
 pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Reads one whole frame of at most `max_request` / `max_response` bytes.
+/// Reads one whole, non-empty frame of at most `max_request` /
+/// `max_response` bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct FrameCodec {
     max_request: usize,
@@ -53,6 +54,14 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("frame over the limit of {max} bytes"),
+        ));
+    }
+    if buf.is_empty() {
+        // Every hush frame starts with a version byte: an empty one means
+        // the peer closed the stream without answering.
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the peer closed the stream without a frame",
         ));
     }
     Ok(buf)

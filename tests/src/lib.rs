@@ -177,6 +177,11 @@ impl User {
         });
     }
 
+    /// The node process's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.node.as_ref().map(Child::id)
+    }
+
     pub fn node_log(&self) -> String {
         std::fs::read_to_string(self.home.join("node.log")).unwrap_or_default()
     }

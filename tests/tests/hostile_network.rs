@@ -1,0 +1,186 @@
+//! A stranger on the network sends garbage, forged and oversized frames to
+//! a real node process: each is refused, the node stays up, memory stays
+//! bounded, and nothing shows up in anyone's history.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use hush_node::{DIRECT_PROTOCOL, FrameCodec, KEYS_PROTOCOL};
+use hush_protocol::{
+    AckBatch, ContactCard, DirectAck, Envelope, EnvelopeBatch, KeyRequest, MAX_BATCH_LEN, OlmKind,
+    RejectReason, Wire,
+};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identity, noise, tcp, yamux};
+
+type Client = Swarm<request_response::Behaviour<FrameCodec>>;
+
+fn client(protocol: StreamProtocol) -> Client {
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("tcp transport")
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                // The stranger writes whatever it likes; it accepts any answer.
+                FrameCodec::new(8 * 1024 * 1024, 8 * 1024 * 1024),
+                [(protocol, ProtocolSupport::Outbound)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
+            )
+        })
+        .expect("behaviour")
+        .build()
+}
+
+/// Sends one request; `Ok(response)` or `Err(failure text)`.
+async fn ask(
+    swarm: &mut Client,
+    peer: PeerId,
+    addr: &Multiaddr,
+    frame: Vec<u8>,
+) -> Result<Vec<u8>, String> {
+    swarm.add_peer_address(peer, addr.clone());
+    let id = swarm.behaviour_mut().send_request(&peer, frame);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
+            .await
+            .map_err(|_| "no answer within 20 s".to_owned())?;
+        match event {
+            SwarmEvent::Behaviour(request_response::Event::Message {
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            }) if request_id == id => return Ok(response),
+            SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                ..
+            }) if request_id == id => return Err(error.to_string()),
+            _ => {}
+        }
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_forged_and_oversized_frames_are_refused() {
+    let (alice, bob) = hush_tests::pair();
+    alice.json(&[
+        "send",
+        "bob",
+        "before the attack",
+        "--wait",
+        "delivered",
+        "--json",
+    ]);
+    let card: ContactCard = bob.card().parse().expect("bob's card");
+    let device = card.device_list.devices[0].device_id;
+    let key = identity::ed25519::PublicKey::try_from_bytes(&device.0).expect("device key");
+    let peer = identity::PublicKey::from(key).to_peer_id();
+    let addr: Multiaddr = bob.listen_addr().parse().expect("multiaddr");
+    let pid = bob.pid().expect("bob's node runs");
+
+    let mut direct = client(DIRECT_PROTOCOL);
+
+    // Garbage: an empty ack batch (nothing was acked, nothing stored).
+    let answer = ask(&mut direct, peer, &addr, vec![0xAB; 100])
+        .await
+        .expect("an answer");
+    assert_eq!(AckBatch::from_bytes(&answer), Ok(AckBatch { acks: vec![] }));
+
+    // A well-formed envelope from a stranger: refused as an unknown sender.
+    let forged = Envelope {
+        recipient: device,
+        sender_key: [7; 32],
+        kind: OlmKind::PreKey,
+        ciphertext: vec![1; 200],
+    };
+    let batch = EnvelopeBatch {
+        envelopes: vec![forged.to_bytes()],
+    };
+    let answer = ask(&mut direct, peer, &addr, batch.to_bytes())
+        .await
+        .expect("an answer");
+    assert_eq!(
+        AckBatch::from_bytes(&answer),
+        Ok(AckBatch {
+            acks: vec![DirectAck::Rejected(RejectReason::UnknownSender)]
+        })
+    );
+
+    // Addressed to another device: refused as such.
+    let elsewhere = Envelope {
+        recipient: hush_protocol::DeviceId([9; 32]),
+        ..forged
+    };
+    let batch = EnvelopeBatch {
+        envelopes: vec![elsewhere.to_bytes()],
+    };
+    let answer = ask(&mut direct, peer, &addr, batch.to_bytes())
+        .await
+        .expect("an answer");
+    assert_eq!(
+        AckBatch::from_bytes(&answer),
+        Ok(AckBatch {
+            acks: vec![DirectAck::Rejected(RejectReason::WrongRecipient)]
+        })
+    );
+
+    // Oversized frames: the stream is dropped unread past the limit, again
+    // and again, without the node's memory growing with them.
+    let before = rss_kib(pid);
+    for _ in 0..40 {
+        let result = ask(&mut direct, peer, &addr, vec![0u8; MAX_BATCH_LEN + 4096]).await;
+        assert!(
+            result.is_err(),
+            "an oversized frame got an answer: {result:?}"
+        );
+    }
+    let after = rss_kib(pid);
+    assert!(
+        after < before + 64 * 1024,
+        "node memory grew from {before} KiB to {after} KiB after oversized frames"
+    );
+
+    // Strangers get no one-time keys.
+    let mut keys = client(KEYS_PROTOCOL);
+    let result = ask(&mut keys, peer, &addr, KeyRequest.to_bytes()).await;
+    assert!(result.is_err(), "a stranger got a one-time key: {result:?}");
+
+    // The node is fine, and nothing reached anyone's history.
+    let status = bob.json(&["status", "--json"]);
+    assert_eq!(status["contacts"], 1);
+    let texts: Vec<_> = bob
+        .history("alice")
+        .iter()
+        .map(|m| m["text"].clone())
+        .collect();
+    assert_eq!(texts, ["before the attack"]);
+    alice.json(&[
+        "send",
+        "bob",
+        "after the attack",
+        "--wait",
+        "delivered",
+        "--json",
+    ]);
+}

@@ -301,7 +301,12 @@ impl EventLoop {
     /// Lands the running commit and whatever was gathered after it, and runs
     /// their after-commit actions (acks, replies), so nothing queued is dropped.
     async fn finish(&mut self) {
-        for _ in 0..2 {
+        // Each round lands one commit; acks and replies can queue at most a
+        // little more, so this settles within a few rounds.
+        for _ in 0..8 {
+            if self.commit.is_none() {
+                break;
+            }
             if let Some(commit) = self.commit.as_mut() {
                 let result = (&mut commit.task).await;
                 self.on_commit(result.unwrap_or_else(|e| {
@@ -419,12 +424,8 @@ impl EventLoop {
                 &self.me.pickle_key,
             )?;
             self.contacts = Contacts::load(self.store.contacts()?);
-            let mut outbox = Outbox::default();
             let now = Instant::now() + Duration::from_secs(1);
-            for (key, record) in self.store.outbox()? {
-                outbox.insert(key, record, now);
-            }
-            self.outbox = outbox;
+            self.outbox.reload(self.store.outbox()?, now);
             Ok(())
         })();
         if let Err(e) = restored {
@@ -823,6 +824,9 @@ impl EventLoop {
                     tracing::debug!(%peer, "one-time key request from a stranger, ignored");
                     return;
                 }
+                if KeyRequest::from_bytes(&request).is_err() {
+                    return;
+                }
                 let now = Instant::now();
                 if self
                     .keys_served
@@ -936,18 +940,26 @@ impl EventLoop {
                         vec![DirectAck::Rejected(RejectReason::Unavailable); keys.len()]
                     }
                 };
-                let now = Instant::now();
+                let mut refused = Vec::new();
+                let mut undecryptable = None;
                 for (key, ack) in keys.iter().zip(acks) {
                     match ack {
                         DirectAck::Stored | DirectAck::Duplicate => self.on_delivered(*key),
                         DirectAck::Rejected(RejectReason::Undecryptable) => {
-                            self.restart_session(key)
+                            undecryptable.get_or_insert(*key);
                         }
                         DirectAck::Rejected(reason) => {
                             tracing::info!(id = %key.0, ?reason, "recipient refused; retrying later");
-                            self.outbox.retry_later(key, now);
+                            refused.push(*key);
                         }
                     }
+                }
+                if let Some(key) = undecryptable {
+                    // Re-encrypts everything queued, the refused ones too.
+                    self.restart_session(&key);
+                } else {
+                    // Later envelopes must not overtake the refused ones.
+                    self.outbox.retry_device_later(&refused, Instant::now());
                 }
                 if let Some(key) = keys.first() {
                     self.pump(&key.1);
@@ -1014,23 +1026,24 @@ impl EventLoop {
 
     /// The device can no longer decrypt our session: start a new one and
     /// re-encrypt everything still queued for it.
+    /// The device can no longer decrypt our session (`key` was refused as
+    /// undecryptable): start a new one and re-encrypt, in order, everything
+    /// still queued for it. No request to it is in flight at this point.
     fn restart_session(&mut self, key: &OutboxKey) {
         let Some((_, _, keys)) = self.device_route(key) else {
             return;
         };
         tracing::warn!(device = %keys.device_id, "recipient cannot decrypt our session; starting a new one");
         self.olm.drop_sessions(&keys.olm_curve25519);
-        let now = Instant::now();
-        for k in self.outbox.for_device(&keys.device_id) {
-            if let Some(e) = self.outbox.entries.get_mut(&k) {
-                if e.state == State::InFlight && k != *key {
-                    continue;
-                }
+        let queued = self.outbox.for_device(&keys.device_id);
+        for k in &queued {
+            if let Some(e) = self.outbox.entries.get_mut(k) {
                 e.record.envelope = None;
-                self.batch.ops.push(Op::PutOutbox(k, e.record.clone()));
+                e.state = State::Waiting;
+                self.batch.ops.push(Op::PutOutbox(*k, e.record.clone()));
             }
-            self.outbox.retry_later(&k, now);
         }
+        self.outbox.retry_device_later(&[*key], Instant::now());
     }
 
     fn on_delivered(&mut self, key: OutboxKey) {

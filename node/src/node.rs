@@ -6,11 +6,13 @@
 //!  bench      ──┘   ◀──oneshot reply──┘   └─Event─▶ broadcast ─▶ subscribers
 //! ```
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hush_protocol::{ContactCard, ConversationId, MessageId, OlmDevice, safety_number};
 use libp2p::Multiaddr;
+use libp2p::multiaddr::Protocol;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -114,13 +116,10 @@ impl Node {
         tracing::debug!(pruned, "pruned old envelope digests");
 
         let listen = if config.listen.is_empty() {
+            let any = Multiaddr::empty().with(Protocol::Ip4(Ipv4Addr::UNSPECIFIED));
             vec![
-                "/ip4/0.0.0.0/tcp/0"
-                    .parse()
-                    .map_err(|_| NodeError::Stopped)?,
-                "/ip4/0.0.0.0/udp/0/quic-v1"
-                    .parse()
-                    .map_err(|_| NodeError::Stopped)?,
+                any.clone().with(Protocol::Tcp(0)),
+                any.with(Protocol::Udp(0)).with(Protocol::QuicV1),
             ]
         } else {
             config.listen

@@ -99,19 +99,38 @@ impl Outbox {
         self.in_flight.contains_key(device)
     }
 
-    /// The oldest waiting entries for `device`, up to one batch.
+    /// The oldest entries for `device`, up to one batch, strictly in order:
+    /// the run stops at the first entry that is not waiting and due, so no
+    /// entry ever overtakes an earlier one.
     pub fn next_for(&self, device: &DeviceId, now: Instant) -> Vec<OutboxKey> {
-        let free = if self.is_busy(device) {
-            0
-        } else {
-            MAX_BATCH_ENVELOPES
-        };
+        if self.is_busy(device) {
+            return Vec::new();
+        }
         self.entries
             .iter()
-            .filter(|((_, d), e)| d == device && e.state == State::Waiting && e.next_at <= now)
+            .filter(|((_, d), _)| d == device)
+            .take_while(|(_, e)| e.state == State::Waiting && e.next_at <= now)
             .map(|(k, _)| *k)
-            .take(free)
+            .take(MAX_BATCH_ENVELOPES)
             .collect()
+    }
+
+    /// Replaces the entries with what storage holds (after a failed
+    /// commit), keeping track of the requests still in flight.
+    pub fn reload(&mut self, records: Vec<(OutboxKey, OutboxRecord)>, now: Instant) {
+        let flying: HashSet<OutboxKey> = self.requests.values().flatten().copied().collect();
+        self.entries.clear();
+        for (key, record) in records {
+            self.insert(key, record, now);
+            if flying.contains(&key)
+                && let Some(e) = self.entries.get_mut(&key)
+            {
+                e.state = State::InFlight;
+            }
+        }
+        // Entries that were waiting for a key will ask again.
+        self.key_requests.clear();
+        self.awaiting_key.clear();
     }
 
     /// Devices with entries due for an attempt.

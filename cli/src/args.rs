@@ -96,6 +96,19 @@ pub enum ContactCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Turn read receipts to a contact on or off (on by default)
+    Receipts {
+        /// The contact's name
+        name: String,
+        #[arg(value_enum)]
+        setting: OnOff,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -10,7 +10,7 @@ use hush_node::{
 use libp2p::Multiaddr;
 use serde_json::{Value, json};
 
-use crate::args::{BenchCommand, Cli, Command, ContactCommand, NodeCommand, WaitFor};
+use crate::args::{BenchCommand, Cli, Command, ContactCommand, NodeCommand, OnOff, WaitFor};
 
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HUSH_LOG")
@@ -95,6 +95,18 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 view.name
             );
         }
+        Command::Contact(ContactCommand::Receipts { name, setting }) => {
+            let on = matches!(setting, OnOff::On);
+            let mut client = Client::connect(&home).await?;
+            client
+                .call("contact.receipts", json!({ "contact": name, "on": on }))
+                .await?;
+            if on {
+                println!("{name} will see when you have read their messages.");
+            } else {
+                println!("{name} will no longer see when you have read their messages.");
+            }
+        }
         Command::Contact(ContactCommand::List { json }) => {
             let mut client = Client::connect(&home).await?;
             let list: Vec<ContactView> =
@@ -105,8 +117,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 println!("No contacts yet: add one with `hush contact add NAME CARD`.");
             } else {
                 for c in list {
+                    let receipts = if c.send_receipts {
+                        ""
+                    } else {
+                        "  (read receipts off)"
+                    };
                     println!(
-                        "{}  account {}  safety number {}",
+                        "{}  account {}  safety number {}{receipts}",
                         c.name, c.account, c.safety_number
                     );
                 }

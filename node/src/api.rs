@@ -15,7 +15,7 @@ use crate::node::{MAX_HISTORY_LIMIT, Node};
 use crate::records::Status;
 use crate::rpc::{
     ContactAddParams, ContactParams, HistoryParams, INVALID_PARAMS, INVALID_REQUEST,
-    MAX_REQUEST_LEN, METHOD_NOT_FOUND, PARSE_ERROR, Request, Response, SendParams,
+    MAX_REQUEST_LEN, METHOD_NOT_FOUND, PARSE_ERROR, ReceiptsParams, Request, Response, SendParams,
 };
 
 /// API connections served at once; more wait to be accepted.
@@ -215,6 +215,14 @@ async fn dispatch(node: &Node, request: Request) -> Result<Value, (i64, String)>
             to_value(node.add_contact(&p.name, &p.card).await.map_err(node_err)?)
         }
         "contact.list" => to_value(node.contacts().map_err(node_err)?),
+        "contact.receipts" => {
+            let p: ReceiptsParams = params(request.params)?;
+            to_value(
+                node.set_receipts(&p.contact, p.on)
+                    .await
+                    .map_err(node_err)?,
+            )
+        }
         "send" => {
             let p: SendParams = params(request.params)?;
             let receipt = match p.wait {

@@ -465,6 +465,17 @@ impl EventLoop {
                 reply,
             } => self.send(&contact, text, reply),
             Command::MarkRead { contact, reply } => self.mark_read(&contact, reply),
+            Command::SetReceipts { contact, on, reply } => {
+                let Some(c) = self.contacts.by_name.get_mut(&contact) else {
+                    let _ = reply.send(Err(NodeError::UnknownContact { name: contact }));
+                    return;
+                };
+                c.record.send_receipts = on;
+                let record = c.record.clone();
+                let view = contact_view(&self.me.account, &record);
+                self.batch.ops.push(Op::PutContact(record));
+                self.batch.after.push(After::ReplyContact(reply, view));
+            }
             Command::Status { reply } => {
                 let status = NodeStatus {
                     name: self.me.name.clone(),

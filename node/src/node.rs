@@ -71,6 +71,11 @@ pub(crate) enum Command {
         contact: String,
         reply: Reply<usize>,
     },
+    SetReceipts {
+        contact: String,
+        on: bool,
+        reply: Reply<ContactView>,
+    },
     Status {
         reply: Reply<NodeStatus>,
     },
@@ -209,6 +214,16 @@ impl Node {
     pub async fn mark_read(&self, contact: &str) -> Result<usize, NodeError> {
         self.call(|reply| Command::MarkRead {
             contact: contact.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    /// Turns read receipts to `contact` on or off.
+    pub async fn set_receipts(&self, contact: &str, on: bool) -> Result<ContactView, NodeError> {
+        self.call(|reply| Command::SetReceipts {
+            contact: contact.to_owned(),
+            on,
             reply,
         })
         .await

@@ -9,6 +9,7 @@
 //! - `send` `{ contact, text, wait?, timeout_ms? }` → [`SendReceipt`](crate::SendReceipt)
 //! - `history` `{ contact, limit?, before? }` → `[MessageView]`
 //! - `read` `{ contact }` → `{ "marked": N }`
+//! - `contact.receipts` `{ contact, on }` → [`ContactView`](crate::ContactView)
 //! - `events.subscribe` → `{ "subscribed": true }`, then one
 //!   `{"jsonrpc":"2.0","method":"event","params":EVENT}` line per event.
 
@@ -97,6 +98,12 @@ pub struct HistoryParams {
     pub contact: String,
     pub limit: Option<usize>,
     pub before: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReceiptsParams {
+    pub contact: String,
+    pub on: bool,
 }
 
 #[derive(Debug, Deserialize)]

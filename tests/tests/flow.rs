@@ -132,3 +132,125 @@ fn demo_runs_and_exits_zero() {
     assert!(stdout.contains("delivered"), "{stdout}");
     assert!(stdout.contains("nothing lost"), "{stdout}");
 }
+
+#[test]
+fn read_receipts_can_be_switched_off_per_contact() {
+    let (alice, bob) = pair();
+    let run = bob.run(&["contact", "receipts", "alice", "off"]);
+    assert!(run.ok(), "{run:?}");
+    let listed = bob.json(&["contact", "list", "--json"]);
+    assert_eq!(listed[0]["send_receipts"], false);
+
+    let sent = alice.json(&[
+        "send",
+        "bob",
+        "private read",
+        "--wait",
+        "delivered",
+        "--json",
+    ]);
+    let id = sent["id"].as_str().expect("id");
+    assert!(bob.run(&["read", "alice"]).ok());
+    assert_eq!(bob.history("alice")[0]["status"], "read");
+
+    // Bob's envelopes reach alice in order: once this later message is
+    // delivered, a receipt queued before it would have arrived too.
+    bob.json(&[
+        "send",
+        "alice",
+        "after reading",
+        "--wait",
+        "delivered",
+        "--json",
+    ]);
+    assert_eq!(alice.status_of("bob", id).as_deref(), Some("delivered"));
+
+    // Switched back on, the next read is reported.
+    assert!(bob.run(&["contact", "receipts", "alice", "on"]).ok());
+    let sent = alice.json(&[
+        "send",
+        "bob",
+        "public read",
+        "--wait",
+        "delivered",
+        "--json",
+    ]);
+    assert!(bob.run(&["read", "alice"]).ok());
+    alice.wait_status("bob", sent["id"].as_str().expect("id"), "read");
+    let run = bob.run(&["contact", "receipts", "carol", "off"]);
+    assert!(
+        !run.ok() && run.stderr.contains("no contact named"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn events_stream_new_messages_and_statuses() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let (alice, bob) = pair();
+    let mut events = Command::new(hush_tests::hush_bin())
+        .arg("--home")
+        .arg(&bob.home)
+        .args(["events", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn hush events");
+    let stdout = events.stdout.take().expect("events stdout");
+    let (tx, rx) = std::sync::mpsc::sync_channel::<serde_json::Value>(64);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line)
+                && tx.send(v).is_err()
+            {
+                break;
+            }
+        }
+    });
+    // The subscription is live once the stream answers: send until an
+    // event shows up (the first send may race the subscription).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut seen = Vec::new();
+    let mut i = 0;
+    while !seen
+        .iter()
+        .any(|e: &serde_json::Value| e["type"] == "message")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no message event: {seen:?}"
+        );
+        alice.json(&[
+            "send",
+            "bob",
+            &format!("ping {i}"),
+            "--wait",
+            "delivered",
+            "--json",
+        ]);
+        i += 1;
+        while let Ok(e) = rx.recv_timeout(std::time::Duration::from_millis(500)) {
+            seen.push(e);
+        }
+    }
+    let message = seen
+        .iter()
+        .find(|e| e["type"] == "message")
+        .expect("message event");
+    assert_eq!(message["contact"], "alice");
+    assert!(
+        message["message"]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("ping"))
+    );
+    assert!(bob.run(&["read", "alice"]).ok());
+    let read = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("a status event");
+    assert_eq!(read["type"], "status");
+    assert_eq!(read["status"], "read");
+    let _ = events.kill();
+    let _ = events.wait();
+}

@@ -225,3 +225,62 @@ fn bad_input_fails_clearly_and_loses_nothing() {
         (texts(&bob, "alice").len() == 2).then_some(())
     });
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("create copy dir");
+    for entry in std::fs::read_dir(from).expect("read home") {
+        let entry = entry.expect("dir entry");
+        let name = entry.file_name();
+        if name == "hush.sock" {
+            continue;
+        }
+        std::fs::copy(entry.path(), to.join(&name)).expect("copy file");
+    }
+}
+
+#[test]
+fn replayed_envelope_is_recognised_and_not_shown_twice() {
+    let (mut alice, mut bob) = pair();
+    alice.json(&["send", "bob", "warm-up", "--wait", "delivered", "--json"]);
+
+    // An envelope waits in alice's outbox for offline bob; snapshot her home.
+    bob.stop();
+    let sent = alice.json(&["send", "bob", "say it once", "--json"]);
+    let id = sent["id"].as_str().expect("id").to_owned();
+    alice.stop();
+    let snapshot = tempfile::tempdir().expect("temp dir");
+    copy_dir(&alice.home, snapshot.path());
+
+    // Delivered normally.
+    bob.start();
+    alice.start();
+    alice.wait_status("bob", &id, "delivered");
+    assert_eq!(texts(&bob, "alice"), ["warm-up", "say it once"]);
+
+    // Alice's stale copy sends the very same envelope bytes again: bob
+    // recognises them (no decryption, no second copy) and acks them as stored.
+    alice.stop();
+    std::fs::remove_dir_all(&alice.home).expect("remove home");
+    copy_dir(snapshot.path(), &alice.home);
+    alice.start();
+    // The snapshot holds the entry as pending: it can only become delivered
+    // (with the outbox empty) through bob's ack of the replayed bytes.
+    alice.wait_status("bob", &id, "delivered");
+    assert_eq!(alice.json(&["status", "--json"])["outbox"], 0);
+    assert_eq!(texts(&bob, "alice"), ["warm-up", "say it once"]);
+    assert!(
+        !bob.node_log().contains("starting a new one")
+            && !alice.node_log().contains("starting a new one"),
+        "a replay must not break the session"
+    );
+    // And the session still works both ways.
+    bob.json(&[
+        "send",
+        "alice",
+        "heard you once",
+        "--wait",
+        "delivered",
+        "--json",
+    ]);
+    alice.json(&["send", "bob", "good", "--wait", "delivered", "--json"]);
+}

@@ -61,6 +61,14 @@ fn two_users_chat_with_receipts() {
     let status = alice.json(&["status", "--json"]);
     assert_eq!(status["outbox"], 0);
     assert_eq!(status["contacts"], 1);
+
+    // Keys and messages are readable by the user only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+    assert_eq!(mode(&alice.home), 0o700);
+    assert_eq!(mode(&alice.home.join("hush.redb")), 0o600);
+    assert_eq!(mode(&alice.home.join("hush.sock")), 0o600);
 }
 
 fn alice_wait_until_delivered_then_bob_reads(alice: &User, bob: &User) {

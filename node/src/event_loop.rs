@@ -112,6 +112,17 @@ impl Contacts {
     }
 }
 
+/// What became of one envelope the recipient did not refuse.
+#[derive(Debug)]
+enum Received {
+    /// Accepted into the next write batch; the ack goes out after it commits.
+    Queued(DirectAck),
+    /// Stored earlier (its digest is on disk): acked as a duplicate at once.
+    AlreadyStored,
+    /// A copy is in the batch being committed right now.
+    InProgress,
+}
+
 /// Runs once the batch it was queued with has committed.
 #[derive(Debug)]
 enum After {
@@ -1099,17 +1110,13 @@ impl EventLoop {
         let mut stored = false;
         for envelope in &batch.envelopes {
             let ack = match self.receive(peer, envelope) {
-                Ok(Some(ack)) => {
-                    let digest = Envelope::digest(envelope);
-                    self.receiving.insert(digest);
-                    self.batch.ops.push(Op::PutSeen(digest, now_ms()));
-                    self.batch.after.push(After::Received(digest));
+                Ok(Received::Queued(ack)) => {
                     stored = true;
                     ack
                 }
-                // A copy is being stored right now: the sender asks again
-                // later and then hears `Duplicate`.
-                Ok(None) => DirectAck::Rejected(RejectReason::Unavailable),
+                Ok(Received::AlreadyStored) => DirectAck::Duplicate,
+                // The sender asks again later and then hears `Duplicate`.
+                Ok(Received::InProgress) => DirectAck::Rejected(RejectReason::Unavailable),
                 Err(reason) => {
                     tracing::debug!(%peer, ?reason, "envelope refused");
                     DirectAck::Rejected(reason)
@@ -1125,23 +1132,15 @@ impl EventLoop {
         }
     }
 
-    /// Checks, decrypts and stores one envelope. `Ok(None)` means a copy of
-    /// it is being committed right now.
-    fn receive(&mut self, peer: PeerId, bytes: &[u8]) -> Result<Option<DirectAck>, RejectReason> {
+    /// Checks, decrypts and queues one envelope for storage.
+    fn receive(&mut self, peer: PeerId, bytes: &[u8]) -> Result<Received, RejectReason> {
         let envelope = Envelope::from_bytes(bytes).map_err(|_| RejectReason::Malformed)?;
         if envelope.recipient != self.me.device_id() {
             return Err(RejectReason::WrongRecipient);
         }
         let digest = Envelope::digest(bytes);
         if self.receiving.contains(&digest) {
-            return Ok(None);
-        }
-        if self
-            .store
-            .seen(&digest)
-            .map_err(|_| RejectReason::Unavailable)?
-        {
-            return Ok(Some(DirectAck::Duplicate));
+            return Ok(Received::InProgress);
         }
         let (account, keys) = self
             .contacts
@@ -1152,14 +1151,30 @@ impl EventLoop {
         if keys.olm_curve25519 != envelope.sender_key {
             return Err(RejectReason::UnknownSender);
         }
-        let plaintext = self
-            .olm
-            .decrypt(&envelope)
-            .map_err(|_| RejectReason::Undecryptable)?;
+        let plaintext = match self.olm.decrypt(&envelope) {
+            Ok(plaintext) => plaintext,
+            // An envelope we stored before no longer decrypts (its message
+            // key is spent): recognise it by its digest, on disk since then.
+            Err(_) => {
+                let seen = self
+                    .store
+                    .seen(&digest)
+                    .map_err(|_| RejectReason::Unavailable)?;
+                return if seen {
+                    Ok(Received::AlreadyStored)
+                } else {
+                    Err(RejectReason::Undecryptable)
+                };
+            }
+        };
         let payload = Payload::from_padded(&plaintext).map_err(|_| RejectReason::Malformed)?;
         if payload.sender_account != account || payload.sender_device != keys.device_id {
             return Err(RejectReason::UnknownSender);
         }
+        // Accepted: its digest goes to disk in the same batch as what it carries.
+        self.receiving.insert(digest);
+        self.batch.ops.push(Op::PutSeen(digest, now_ms()));
+        self.batch.after.push(After::Received(digest));
         let conversation = ConversationId::direct(&self.me.account, &account);
         let contact = self
             .contacts
@@ -1177,7 +1192,7 @@ impl EventLoop {
                     .message(&conversation, payload.id)
                     .map_err(|_| RejectReason::Unavailable)?;
                 if known.is_some() {
-                    return Ok(Some(DirectAck::Duplicate));
+                    return Ok(Received::Queued(DirectAck::Duplicate));
                 }
                 let record = MessageRecord {
                     id: payload.id,
@@ -1218,7 +1233,7 @@ impl EventLoop {
                 }
             }
         }
-        Ok(Some(DirectAck::Stored))
+        Ok(Received::Queued(DirectAck::Stored))
     }
 }
 

@@ -684,31 +684,34 @@ impl EventLoop {
             }
         };
         let count = unread.len();
-        if count > 0 {
-            self.batch
-                .ops
-                .push(Op::MarkRead(conversation, unread.clone()));
-            for id in &unread {
-                self.batch.after.push(After::Emit(Event::Status {
-                    contact: contact.to_owned(),
-                    id: id.to_string(),
-                    status: Status::Read,
-                }));
-            }
-            if send_receipts {
-                for ids in unread.chunks(MAX_RECEIPT_IDS) {
-                    let payload = Payload {
-                        sender_account: self.me.account,
-                        sender_device: self.me.device_id(),
-                        id: self.next_id(),
-                        body: Body::Receipt {
-                            kind: ReceiptKind::Read,
-                            ids: ids.to_vec(),
-                        },
-                    };
-                    if let Err(e) = self.enqueue(&account, OutboxKind::Receipt, &payload) {
-                        tracing::warn!(error = %e, "could not queue a read receipt");
-                    }
+        if count == 0 {
+            // Nothing to store: no commit to wait for.
+            let _ = reply.send(Ok(0));
+            return;
+        }
+        self.batch
+            .ops
+            .push(Op::MarkRead(conversation, unread.clone()));
+        for id in &unread {
+            self.batch.after.push(After::Emit(Event::Status {
+                contact: contact.to_owned(),
+                id: id.to_string(),
+                status: Status::Read,
+            }));
+        }
+        if send_receipts {
+            for ids in unread.chunks(MAX_RECEIPT_IDS) {
+                let payload = Payload {
+                    sender_account: self.me.account,
+                    sender_device: self.me.device_id(),
+                    id: self.next_id(),
+                    body: Body::Receipt {
+                        kind: ReceiptKind::Read,
+                        ids: ids.to_vec(),
+                    },
+                };
+                if let Err(e) = self.enqueue(&account, OutboxKind::Receipt, &payload) {
+                    tracing::warn!(error = %e, "could not queue a read receipt");
                 }
             }
         }

@@ -40,6 +40,9 @@ pub enum Command {
     /// Run or inspect the node daemon
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Run a relay: mailboxes for offline devices, key hosting, DHT, circuit relay
+    #[command(subcommand)]
+    Relay(RelayCommand),
     /// Add or list contacts
     #[command(subcommand)]
     Contact(ContactCommand),
@@ -79,7 +82,46 @@ pub enum NodeCommand {
         /// interfaces, random TCP and QUIC ports]
         #[arg(long, value_name = "MULTIADDR")]
         listen: Vec<String>,
+        /// A home relay (its full address, ending in /p2p/<relay id>, as
+        /// `hush relay run` prints it); repeatable, up to 3 are used. Saved:
+        /// later runs without --relay keep the same relays
+        #[arg(long, value_name = "MULTIADDR")]
+        relay: Vec<String>,
+        /// How often to ask the relays for new mail when a fetch cannot be
+        /// held open, in milliseconds
+        #[arg(long, value_name = "MS", default_value_t = 1000)]
+        poll_ms: u64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RelayCommand {
+    /// Run the relay in the foreground until interrupted (Ctrl-C or SIGTERM)
+    Run(RelayRunArgs),
+}
+
+/// Flags override the config file; the file overrides the defaults.
+#[derive(Debug, Args)]
+pub struct RelayRunArgs {
+    /// A TOML config file (see docs/relay-operators.md)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A multiaddr to listen on (repeatable) [default: /ip4/0.0.0.0/tcp/7001
+    /// and /ip4/0.0.0.0/udp/7001/quic-v1]
+    #[arg(long, value_name = "MULTIADDR")]
+    pub listen: Vec<String>,
+    /// The folder for the relay's database and identity
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// How long unfetched mail is kept, in seconds [default: 30 days]
+    #[arg(long, value_name = "SECS")]
+    pub retention_secs: Option<u64>,
+    /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9464
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Another relay to join the DHT through (repeatable)
+    #[arg(long, value_name = "MULTIADDR")]
+    pub bootstrap: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,7 +10,10 @@ use hush_node::{
 use libp2p::Multiaddr;
 use serde_json::{Value, json};
 
-use crate::args::{BenchCommand, Cli, Command, ContactCommand, NodeCommand, OnOff, WaitFor};
+use crate::args::{
+    BenchCommand, Cli, Command, ContactCommand, NodeCommand, OnOff, RelayCommand, RelayRunArgs,
+    WaitFor,
+};
 
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HUSH_LOG")
@@ -48,10 +51,13 @@ fn parse_listen(addrs: &[String]) -> Result<Vec<Multiaddr>> {
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
-    let verbose_default = matches!(cli.command, Command::Node(_));
+    let verbose_default = matches!(cli.command, Command::Node(_) | Command::Relay(_));
     init_logging(if verbose_default { "info" } else { "warn" });
     match cli.command {
         Command::Demo => return crate::demo::run().await.map(|()| ExitCode::SUCCESS),
+        Command::Relay(RelayCommand::Run(args)) => {
+            return relay_run(args).await.map(|()| ExitCode::SUCCESS);
+        }
         Command::Bench(BenchCommand::Direct {
             json,
             latency_messages,
@@ -78,9 +84,25 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             );
         }
         Command::Id { json } => id(&home, json).await?,
-        Command::Node(NodeCommand::Run { listen }) => {
-            let listen = parse_listen(&listen)?;
-            node_run(&home, listen).await?;
+        Command::Node(NodeCommand::Run {
+            listen,
+            relay,
+            poll_ms,
+        }) => {
+            let mut config = NodeConfig {
+                mail_poll: std::time::Duration::from_millis(poll_ms),
+                ..NodeConfig::default()
+            };
+            config.listen = parse_listen(&listen)?;
+            config.relays = relay
+                .iter()
+                .map(|a| {
+                    a.parse::<Multiaddr>().with_context(|| {
+                        format!("invalid relay address {a:?}: use the full address `hush relay run` prints, ending in /p2p/<relay id>")
+                    })
+                })
+                .collect::<Result<_>>()?;
+            node_run(&home, config).await?;
         }
         Command::Contact(ContactCommand::Add { name, card }) => {
             let mut client = Client::connect(&home).await?;
@@ -148,6 +170,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 println!("{} {}", receipt.id, receipt.status);
             }
+            if let Some(problem) = &receipt.problem {
+                eprintln!("warning: {problem}");
+            }
             if receipt.timed_out {
                 eprintln!(
                     "error: the message is {} after {}s, not yet {}; it stays queued and the node keeps retrying",
@@ -205,9 +230,17 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 println!("connected:  {} peers", status.connected_peers);
                 println!("contacts:   {}", status.contacts);
                 println!("outbox:     {} undelivered", status.outbox);
+                for relay in &status.relays {
+                    let state = match (&relay.last_error, relay.connected) {
+                        (Some(e), _) => format!("error: {e}"),
+                        (None, true) => "connected".to_owned(),
+                        (None, false) => "not connected".to_owned(),
+                    };
+                    println!("relay:      {} ({state})", relay.address);
+                }
             }
         }
-        Command::Demo | Command::Bench(_) => {}
+        Command::Demo | Command::Bench(_) | Command::Relay(_) => {}
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -223,6 +256,7 @@ fn describe_event(event: &Value) -> String {
         ),
         Some("status") => format!("{} → {} ({})", s("id"), s("status"), s("contact")),
         Some("contact_added") => format!("contact added: {}", s("contact")),
+        Some("undeliverable") => format!("{} not left at a relay: {}", s("id"), s("reason")),
         Some("peer") => format!(
             "{} is {}",
             s("contact"),
@@ -273,17 +307,13 @@ async fn id(home: &Home, json: bool) -> Result<()> {
     Ok(())
 }
 
-async fn node_run(home: &Home, listen: Vec<Multiaddr>) -> Result<()> {
+async fn node_run(home: &Home, config: NodeConfig) -> Result<()> {
     if !home.db_path().exists() {
         bail!(
             "{} has no hush identity: create one with `hush --home {} init --name NAME`",
             home.dir().display(),
             home.dir().display()
         );
-    }
-    let mut config = NodeConfig::default();
-    for addr in listen {
-        config = config.with_listen(addr);
     }
     let node = Node::start(home, config).await?;
     let server = hush_node::serve(node.clone(), home.socket_path()).await?;
@@ -304,5 +334,48 @@ async fn node_run(home: &Home, listen: Vec<Multiaddr>) -> Result<()> {
     tracing::info!("stopping");
     drop(server);
     node.shutdown().await;
+    Ok(())
+}
+
+async fn relay_run(args: RelayRunArgs) -> Result<()> {
+    let mut config = match &args.config {
+        Some(path) => hush_relay::Config::from_file(path)?,
+        None => hush_relay::Config::default(),
+    };
+    if !args.listen.is_empty() {
+        config.listen = args.listen;
+    }
+    if let Some(data) = args.data {
+        config.data = data;
+    }
+    if let Some(secs) = args.retention_secs {
+        config.retention_secs = secs;
+    }
+    if args.metrics.is_some() {
+        config.metrics = args.metrics;
+    }
+    config.bootstrap.extend(args.bootstrap);
+    let (relay, started) = hush_relay::Relay::start(config).await?;
+    println!("hush relay {}", started.peer_id);
+    for addr in &started.addresses {
+        println!("address: {addr}");
+    }
+    if let Some(metrics) = started.metrics {
+        println!("metrics: http://{metrics}/metrics");
+    }
+    println!("Give nodes one of these addresses with `hush node run --relay ADDRESS`.");
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("could not watch for SIGTERM")?;
+    relay
+        .run(async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            tracing::info!("stopping");
+        })
+        .await;
     Ok(())
 }

@@ -50,6 +50,10 @@ pub enum NodeError {
     Crypto(#[from] E2eeError),
     #[error("invalid listen address {addr:?}: {reason}")]
     InvalidListenAddress { addr: String, reason: String },
+    #[error(
+        "invalid relay address {addr:?}: {reason}; use the full address `hush relay run` prints, ending in /p2p/<relay id>"
+    )]
+    InvalidRelayAddress { addr: String, reason: String },
     #[error("the node stopped while handling the request; check its log and start it again")]
     Stopped,
     #[error("could not serve the local API at {path}: {source}")]
@@ -74,6 +78,7 @@ impl NodeError {
             Self::AlreadyInitialized { .. } => 1008,
             Self::InvalidListenAddress { .. } => 1009,
             Self::Stopped => 1010,
+            Self::InvalidRelayAddress { .. } => 1011,
             Self::Home { .. }
             | Self::Identity(_)
             | Self::Store(_)

@@ -20,11 +20,13 @@ use hush_protocol::{
     Envelope, EnvelopeBatch, Hlc, KeyBundle, KeyRequest, MAX_BATCH_LEN, MAX_RECEIPT_IDS,
     MAX_TEXT_LEN, MessageId, OlmDevice, Payload, ReceiptKind, RejectReason, Wire,
 };
-use libp2p::request_response::{self, ResponseChannel};
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
+
+mod relays;
 
 use crate::error::NodeError;
 use crate::identity::Me;
@@ -49,6 +51,8 @@ struct Contact {
     record: ContactRecord,
     card: ContactCard,
     addresses: Vec<Multiaddr>,
+    /// The contact's home relays from its card.
+    relays: Vec<(PeerId, Multiaddr)>,
 }
 
 #[derive(Debug, Default)]
@@ -60,6 +64,9 @@ struct Contacts {
     /// The PeerId of each contact device (deriving it decompresses a curve
     /// point: too slow to redo per message).
     peer_of: HashMap<DeviceId, PeerId>,
+    /// Each contact device by its Olm Curve25519 key: mail from a relay is
+    /// attributed by the key inside the sealed envelope, not by a connection.
+    by_curve: HashMap<[u8; 32], (AccountId, DeviceKeys)>,
 }
 
 impl Contacts {
@@ -82,11 +89,19 @@ impl Contacts {
                 self.by_peer.insert(peer, (card.account(), *device));
                 self.peer_of.insert(device.device_id, peer);
             }
+            self.by_curve
+                .insert(device.olm_curve25519, (card.account(), *device));
         }
         let addresses = card
             .addresses
             .iter()
             .filter_map(|a| a.parse().ok())
+            .collect();
+        let relays = card
+            .relays
+            .iter()
+            .filter_map(|a| a.parse::<Multiaddr>().ok())
+            .filter_map(|a| Some((relays::peer_in(&a)?, a)))
             .collect();
         self.by_account.insert(card.account(), record.name.clone());
         self.by_name.insert(
@@ -95,6 +110,7 @@ impl Contacts {
                 record,
                 card,
                 addresses,
+                relays,
             },
         );
     }
@@ -112,11 +128,24 @@ impl Contacts {
     }
 }
 
+/// Where an envelope came from.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// Straight from the sender's device over `/hush/direct/1`.
+    Direct(PeerId),
+    /// From one of our mailboxes at a relay.
+    Mailbox,
+}
+
 /// What became of one envelope the recipient did not refuse.
 #[derive(Debug)]
 enum Received {
-    /// Accepted into the next write batch; the ack goes out after it commits.
-    Queued(DirectAck),
+    /// Accepted into the next write batch; the ack goes out after it
+    /// commits. `text` names a new text message (for a delivered receipt).
+    Queued {
+        ack: DirectAck,
+        text: Option<(AccountId, MessageId)>,
+    },
     /// Stored earlier (its digest is on disk): acked as a duplicate at once.
     AlreadyStored,
     /// A copy is in the batch being committed right now.
@@ -134,6 +163,10 @@ enum After {
     ReplySend(Reply<SendReceipt>, SendReceipt),
     ReplyContact(Reply<crate::view::ContactView>, crate::view::ContactView),
     ReplyRead(Reply<usize>, usize),
+    /// Mail from this home relay is stored: tell the relay to delete it.
+    MailAck(usize, Vec<u64>),
+    /// One-time keys are on disk: hand them to this home relay.
+    UploadKeys(usize, hush_protocol::OwnerRequest),
 }
 
 #[derive(Debug, Default)]
@@ -168,6 +201,19 @@ pub(crate) struct EventLoop {
     /// When each contact device last got a one-time key (one entry per
     /// contact device at most).
     keys_served: HashMap<PeerId, Instant>,
+    /// Our home relays and the drain loop for each.
+    home: Vec<relays::HomeRelay>,
+    mail_poll: Duration,
+    mail_requests: HashMap<OutboundRequestId, relays::MailRequest>,
+    /// Contact devices a direct attempt failed for recently: until then,
+    /// mail goes to their relays.
+    unreachable: HashMap<DeviceId, Instant>,
+    /// A deposit to this relay for this device is on its way.
+    depositing: HashSet<(DeviceId, PeerId)>,
+    /// Relays of contacts that failed or refused: not before this time.
+    relay_backoff: HashMap<PeerId, (Instant, u32)>,
+    /// The last refusal shown per outbox entry, so it is reported once.
+    problems: HashMap<OutboxKey, String>,
 }
 
 impl EventLoop {
@@ -177,8 +223,10 @@ impl EventLoop {
         store: Arc<Store>,
         commands: mpsc::Receiver<Command>,
         events: broadcast::Sender<Event>,
+        mail_poll: Duration,
     ) -> Result<Self, NodeError> {
         let swarm = network::build_swarm(me.keypair.clone()).map_err(NodeError::Identity)?;
+        let home = relays::HomeRelay::parse_all(&me.relays);
         let clock = store.clock()?.map(Hlc::resume).unwrap_or_default();
         let contacts = Contacts::load(store.contacts()?);
         let mut outbox = Outbox::default();
@@ -209,6 +257,13 @@ impl EventLoop {
             receiving: HashSet::new(),
             listen_addresses: Vec::new(),
             keys_served: HashMap::new(),
+            home,
+            mail_poll,
+            mail_requests: HashMap::new(),
+            unreachable: HashMap::new(),
+            depositing: HashSet::new(),
+            relay_backoff: HashMap::new(),
+            problems: HashMap::new(),
         })
     }
 
@@ -421,7 +476,13 @@ impl EventLoop {
                 (After::ReplyRead(reply, _), Err(e)) => {
                     let _ = reply.send(Err(store_failed(e)));
                 }
-                (After::KeyBundle(..) | After::Dispatch(_) | After::Emit(_), Err(_)) => {}
+                (After::MailAck(relay, seqs), Ok(())) => self.ack_mail(relay, seqs),
+                (After::UploadKeys(relay, request), Ok(())) => self.upload_keys(relay, request),
+                (After::UploadKeys(relay, _), Err(_)) => self.upload_failed(relay),
+                (
+                    After::KeyBundle(..) | After::Dispatch(_) | After::Emit(_) | After::MailAck(..),
+                    Err(_),
+                ) => {}
             }
         }
     }
@@ -460,6 +521,7 @@ impl EventLoop {
         for device in self.outbox.due_devices(Instant::now()) {
             self.pump(&device);
         }
+        self.relay_tick();
     }
 
     fn on_command(&mut self, command: Command) {
@@ -501,6 +563,7 @@ impl EventLoop {
                     connected_peers: self.swarm.connected_peers().count(),
                     contacts: self.contacts.by_name.len(),
                     outbox: self.outbox.len(),
+                    relays: self.relay_views(),
                 };
                 let _ = reply.send(Ok(status));
             }
@@ -555,6 +618,8 @@ impl EventLoop {
         self.batch
             .after
             .push(After::Emit(Event::ContactAdded { contact: name }));
+        // Mail from them may be waiting unread at our relays: read it again.
+        self.reread_mail();
     }
 
     /// Queues `payload` to every device of `account`, encrypting now where a
@@ -664,6 +729,7 @@ impl EventLoop {
             id: id.to_string(),
             status: Status::Pending,
             timed_out: false,
+            problem: None,
         })
     }
 
@@ -759,6 +825,13 @@ impl EventLoop {
                     self.outbox.retry_later(&key, Instant::now());
                 }
             }
+        } else if self.is_unreachable(&keys.device_id) && self.has_relays(&keys.device_id) {
+            if self.outbox.awaiting_key.insert(keys.device_id) {
+                self.claim_key(keys.device_id);
+            }
+            if let Some(e) = self.outbox.entries.get_mut(&key) {
+                e.state = State::AwaitingKey;
+            }
         } else {
             if self.outbox.awaiting_key.insert(keys.device_id) {
                 let request = self.swarm.behaviour_mut().keys.send_request_with_addresses(
@@ -778,6 +851,7 @@ impl EventLoop {
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Direct(event)) => self.on_direct(event),
             SwarmEvent::Behaviour(BehaviourEvent::Keys(event)) => self.on_keys(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Mailbox(event)) => self.on_mailbox(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(
                 libp2p::identify::Event::Received { peer_id, info, .. },
             )) if self.contacts.by_peer.contains_key(&peer_id) => {
@@ -790,7 +864,9 @@ impl EventLoop {
                 num_established,
                 ..
             } => {
+                self.relay_connected(&peer_id, true);
                 if let Some((account, keys)) = self.contacts.by_peer.get(&peer_id).copied() {
+                    self.unreachable.remove(&keys.device_id);
                     self.outbox.wake(&keys.device_id, Instant::now());
                     if num_established.get() == 1 {
                         self.emit_peer(&account, true);
@@ -802,6 +878,7 @@ impl EventLoop {
                 num_established: 0,
                 ..
             } => {
+                self.relay_connected(&peer_id, false);
                 if let Some((account, _)) = self.contacts.by_peer.get(&peer_id).copied() {
                     self.emit_peer(&account, false);
                 }
@@ -905,6 +982,7 @@ impl EventLoop {
             } => {
                 if let Some(device) = self.outbox.key_requests.remove(&request_id) {
                     tracing::debug!(error = %error, "one-time key request failed");
+                    self.mark_unreachable(device);
                     self.outbox.awaiting_key.remove(&device);
                     self.after_key(&device, false);
                 }
@@ -996,6 +1074,11 @@ impl EventLoop {
                 if let Some(keys) = self.outbox.end_flight(&request_id) {
                     tracing::debug!(count = keys.len(), error = %error, "delivery attempt failed");
                     self.outbox.retry_device_later(&keys, Instant::now());
+                    if let Some(key) = keys.first() {
+                        // Not reachable now: leave it at the device's relays.
+                        self.mark_unreachable(key.1);
+                        self.deposit_pump(&key.1);
+                    }
                 }
             }
             E::InboundFailure { error, peer, .. } => {
@@ -1010,6 +1093,14 @@ impl EventLoop {
     /// is already on its way; the others are encrypted or wait for a
     /// one-time key.
     fn pump(&mut self, device: &DeviceId) {
+        if self.is_unreachable(device) && self.has_relays(device) {
+            // Encrypt (or get a key for) what is not yet, then deposit.
+            for key in self.outbox.next_for(device, Instant::now()) {
+                self.dispatch(key);
+            }
+            self.deposit_pump(device);
+            return;
+        }
         let ready = self.outbox.next_for(device, Instant::now());
         let mut keys: Vec<OutboxKey> = Vec::new();
         let mut envelopes: Vec<Vec<u8>> = Vec::new();
@@ -1112,8 +1203,8 @@ impl EventLoop {
         let mut acks = Vec::with_capacity(batch.envelopes.len());
         let mut stored = false;
         for envelope in &batch.envelopes {
-            let ack = match self.receive(peer, envelope) {
-                Ok(Received::Queued(ack)) => {
+            let ack = match self.receive(Source::Direct(peer), envelope) {
+                Ok(Received::Queued { ack, .. }) => {
                     stored = true;
                     ack
                 }
@@ -1136,7 +1227,7 @@ impl EventLoop {
     }
 
     /// Checks, decrypts and queues one envelope for storage.
-    fn receive(&mut self, peer: PeerId, bytes: &[u8]) -> Result<Received, RejectReason> {
+    fn receive(&mut self, source: Source, bytes: &[u8]) -> Result<Received, RejectReason> {
         let envelope = Envelope::from_bytes(bytes).map_err(|_| RejectReason::Malformed)?;
         if envelope.recipient != self.me.device_id() {
             return Err(RejectReason::WrongRecipient);
@@ -1145,12 +1236,11 @@ impl EventLoop {
         if self.receiving.contains(&digest) {
             return Ok(Received::InProgress);
         }
-        let (account, keys) = self
-            .contacts
-            .by_peer
-            .get(&peer)
-            .copied()
-            .ok_or(RejectReason::UnknownSender)?;
+        let sender = match source {
+            Source::Direct(peer) => self.contacts.by_peer.get(&peer),
+            Source::Mailbox => self.contacts.by_curve.get(&envelope.sender_key),
+        };
+        let (account, keys) = sender.copied().ok_or(RejectReason::UnknownSender)?;
         if keys.olm_curve25519 != envelope.sender_key {
             return Err(RejectReason::UnknownSender);
         }
@@ -1195,7 +1285,10 @@ impl EventLoop {
                     .message(&conversation, payload.id)
                     .map_err(|_| RejectReason::Unavailable)?;
                 if known.is_some() {
-                    return Ok(Received::Queued(DirectAck::Duplicate));
+                    return Ok(Received::Queued {
+                        ack: DirectAck::Duplicate,
+                        text: None,
+                    });
                 }
                 let record = MessageRecord {
                     id: payload.id,
@@ -1212,6 +1305,10 @@ impl EventLoop {
                     contact,
                     message: view,
                 }));
+                return Ok(Received::Queued {
+                    ack: DirectAck::Stored,
+                    text: Some((account, payload.id)),
+                });
             }
             Body::Receipt { kind, ids } => {
                 let status = match kind {
@@ -1219,6 +1316,9 @@ impl EventLoop {
                     ReceiptKind::Read => Status::Read,
                 };
                 for id in ids {
+                    // The device has it: whatever waited at its relays for
+                    // a direct resend is done.
+                    self.settle_outbox(&(id, keys.device_id));
                     let current = self
                         .store
                         .message(&conversation, id)
@@ -1236,7 +1336,10 @@ impl EventLoop {
                 }
             }
         }
-        Ok(Received::Queued(DirectAck::Stored))
+        Ok(Received::Queued {
+            ack: DirectAck::Stored,
+            text: None,
+        })
     }
 }
 

@@ -3,7 +3,7 @@
 
 use hush_protocol::{
     AccountId, AccountKey, ContactCard, DeviceId, DeviceKeys, DeviceList, MAX_CARD_ADDRESSES,
-    MAX_NAME_LEN, OlmDevice,
+    MAX_NAME_LEN, MailboxSecret, OlmDevice,
 };
 use libp2p::identity::Keypair;
 
@@ -22,6 +22,10 @@ pub struct Me {
     pub device: DeviceKeys,
     pub device_list: DeviceList,
     pub pickle_key: [u8; 32],
+    /// Opens what senders sealed to this device's mailboxes.
+    pub mailbox: MailboxSecret,
+    /// The home relays, as given with `--relay` (full `/p2p/` addresses).
+    pub relays: Vec<String>,
 }
 
 impl std::fmt::Debug for Me {
@@ -41,10 +45,12 @@ impl Me {
         let device_id = network::device_id(&keypair).ok_or_else(|| {
             NodeError::Identity(std::io::Error::other("device key is not Ed25519"))
         })?;
+        let mailbox = MailboxSecret::derive(&record.device_secret);
         let device = DeviceKeys {
             device_id,
             olm_ed25519: olm.ed25519_key(),
             olm_curve25519: olm.curve25519_key(),
+            mailbox_key: mailbox.public_key(),
         };
         let device_list =
             DeviceList::sign(&account_key, record.device_list_issued_at_ms, vec![device]);
@@ -56,6 +62,8 @@ impl Me {
             device,
             device_list,
             pickle_key: record.pickle_key,
+            mailbox,
+            relays: Vec::new(),
         })
     }
 
@@ -70,7 +78,11 @@ impl Me {
             self.name.clone(),
             self.device_list.clone(),
             addresses.iter().take(MAX_CARD_ADDRESSES).cloned().collect(),
-            Vec::new(),
+            self.relays
+                .iter()
+                .take(MAX_CARD_ADDRESSES)
+                .cloned()
+                .collect(),
         )
     }
 }
@@ -134,7 +146,8 @@ pub fn offline_card(home: &Home) -> Result<ContactCard, NodeError> {
     let store = Store::open(&home.db_path())?;
     let record = store.identity()?;
     let olm = OlmDevice::restore(&store.olm_account()?, [], &record.pickle_key)?;
-    let me = Me::load(&record, &olm)?;
+    let mut me = Me::load(&record, &olm)?;
+    me.relays = store.relays()?;
     Ok(me.card(&store.listen_addresses()?))
 }
 

@@ -5,6 +5,7 @@
 //! |------------------|----------------|---------------|
 //! | `/hush/direct/1` | `EnvelopeBatch`| `AckBatch`    |
 //! | `/hush/keys/1`   | `KeyRequest`   | `KeyBundle`   |
+//! | `/hush/mailbox/1`| `MailboxRequest` | `MailboxResponse` (to relays only) |
 //!
 //! One request per stream; each side writes its frame and closes. Frames
 //! are decoded into typed values by the event loop, after the size check here.
@@ -13,7 +14,9 @@ use std::io;
 use std::time::Duration;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use hush_protocol::{DeviceId, MAX_ACK_BATCH_LEN, MAX_BATCH_LEN, MAX_CONTROL_LEN};
+use hush_protocol::{
+    DeviceId, MAX_ACK_BATCH_LEN, MAX_BATCH_LEN, MAX_CONTROL_LEN, MAX_MAILBOX_FRAME,
+};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
     PeerId, StreamProtocol, Swarm, SwarmBuilder, identify, identity, noise, ping, request_response,
@@ -22,7 +25,13 @@ use libp2p::{
 
 pub const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/hush/direct/1");
 pub const KEYS_PROTOCOL: StreamProtocol = StreamProtocol::new("/hush/keys/1");
+pub const MAILBOX_PROTOCOL: StreamProtocol = StreamProtocol::new("/hush/mailbox/1");
 pub const IDENTIFY_PROTOCOL: &str = "/hush/id/1";
+/// A mailbox request may wait this long: a fetch is held open by the relay
+/// for up to [`MAIL_WAIT`] when there is no mail.
+pub const MAILBOX_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a relay may hold a fetch open waiting for mail.
+pub const MAIL_WAIT: Duration = Duration::from_secs(20);
 /// How long a request may wait for its response.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// Concurrent streams per connection and protocol.
@@ -120,6 +129,7 @@ impl request_response::Codec for FrameCodec {
 pub struct Behaviour {
     pub direct: request_response::Behaviour<FrameCodec>,
     pub keys: request_response::Behaviour<FrameCodec>,
+    pub mailbox: request_response::Behaviour<FrameCodec>,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
 }
@@ -151,6 +161,14 @@ pub fn build_swarm(keypair: identity::Keypair) -> Result<Swarm<Behaviour>, io::E
                 FrameCodec::new(MAX_CONTROL_LEN, MAX_CONTROL_LEN),
                 [(KEYS_PROTOCOL, request_response::ProtocolSupport::Full)],
                 request_response_config(),
+            ),
+            mailbox: request_response::Behaviour::with_codec(
+                FrameCodec::new(MAX_MAILBOX_FRAME, MAX_MAILBOX_FRAME),
+                [(
+                    MAILBOX_PROTOCOL,
+                    request_response::ProtocolSupport::Outbound,
+                )],
+                request_response_config().with_request_timeout(MAILBOX_REQUEST_TIMEOUT),
             ),
             identify: identify::Behaviour::new(identify::Config::new(
                 IDENTIFY_PROTOCOL.to_owned(),

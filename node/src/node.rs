@@ -38,16 +38,39 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-#[derive(Debug, Clone, Default)]
+/// Home relays used at most (the first ones given).
+pub const MAX_HOME_RELAYS: usize = 3;
+
+#[derive(Debug, Clone)]
 pub struct NodeConfig {
     /// Addresses to listen on; empty means all interfaces on a random port
     /// (TCP and QUIC).
     pub listen: Vec<Multiaddr>,
+    /// Home relays (full addresses with `/p2p/`); empty keeps the saved ones.
+    pub relays: Vec<Multiaddr>,
+    /// How long to wait before asking a relay for mail again after it
+    /// answered an open fetch with nothing.
+    pub mail_poll: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            listen: Vec::new(),
+            relays: Vec::new(),
+            mail_poll: Duration::from_secs(1),
+        }
+    }
 }
 
 impl NodeConfig {
     pub fn with_listen(mut self, addr: Multiaddr) -> Self {
         self.listen.push(addr);
+        self
+    }
+
+    pub fn with_relay(mut self, addr: Multiaddr) -> Self {
+        self.relays.push(addr);
         self
     }
 }
@@ -111,7 +134,8 @@ impl Node {
         let store = Arc::new(Store::open(&home.db_path())?);
         let record = store.identity()?;
         let olm = OlmDevice::restore(&store.olm_account()?, store.sessions()?, &record.pickle_key)?;
-        let me = Me::load(&record, &olm)?;
+        let mut me = Me::load(&record, &olm)?;
+        me.relays = home_relays(&store, &config.relays)?;
         let summary = Arc::new(MeSummary {
             name: me.name.clone(),
             account: me.account,
@@ -131,7 +155,14 @@ impl Node {
         };
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        let event_loop = EventLoop::new(me, olm, store.clone(), command_rx, events.clone())?;
+        let event_loop = EventLoop::new(
+            me,
+            olm,
+            store.clone(),
+            command_rx,
+            events.clone(),
+            config.mail_poll,
+        )?;
         let event_loop = event_loop.listen(&listen).await?;
         let task = tokio::spawn(event_loop.run());
         Ok(Self {
@@ -195,6 +226,15 @@ impl Node {
                 Ok(Ok(event)) => {
                     if let Some(status) = event.status_of(&id) {
                         receipt.status = receipt.status.max(status);
+                    }
+                    if let Event::Undeliverable {
+                        id: problem_id,
+                        reason,
+                        ..
+                    } = &event
+                        && *problem_id == receipt.id
+                    {
+                        receipt.problem = Some(reason.clone());
                     }
                 }
                 Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
@@ -314,4 +354,32 @@ pub(crate) fn contact_view(me: &hush_protocol::AccountId, c: &ContactRecord) -> 
         safety_number: safety_number(me, &c.account),
         send_receipts: c.send_receipts,
     }
+}
+
+/// The home relays to use: those given (checked, then saved) or the saved ones.
+fn home_relays(store: &Store, given: &[Multiaddr]) -> Result<Vec<String>, NodeError> {
+    if given.is_empty() {
+        return Ok(store.relays()?);
+    }
+    if given.len() > MAX_HOME_RELAYS {
+        tracing::warn!(
+            given = given.len(),
+            used = MAX_HOME_RELAYS,
+            "more home relays given than are used"
+        );
+    }
+    let mut relays: Vec<String> = Vec::new();
+    for addr in given.iter().take(MAX_HOME_RELAYS) {
+        if !addr.iter().any(|p| matches!(p, Protocol::P2p(_))) {
+            return Err(NodeError::InvalidRelayAddress {
+                addr: addr.to_string(),
+                reason: "it has no /p2p/<relay id> part".into(),
+            });
+        }
+        if !relays.contains(&addr.to_string()) {
+            relays.push(addr.to_string());
+        }
+    }
+    store.apply(vec![crate::store::Op::PutRelays(relays.clone())])?;
+    Ok(relays)
 }

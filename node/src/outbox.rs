@@ -40,6 +40,11 @@ pub struct Entry {
     pub state: State,
     pub attempts: u32,
     pub next_at: Instant,
+    /// Relays (of the recipient) that durably hold this envelope.
+    pub sent_to: Vec<libp2p::PeerId>,
+    /// The envelope sealed for the recipient's mailboxes, made once so a
+    /// resent deposit has the same bytes and the relay dedupes it.
+    pub sealed: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Default)]
@@ -65,6 +70,8 @@ impl Outbox {
                 state: State::Waiting,
                 attempts: 0,
                 next_at: now,
+                sent_to: Vec::new(),
+                sealed: None,
             },
         );
     }

@@ -28,6 +28,8 @@ const IDENTITY_KEY: &str = "identity";
 const OLM_ACCOUNT_KEY: &str = "olm_account";
 const CLOCK_KEY: &str = "clock";
 const LISTEN_KEY: &str = "listen_addresses";
+const RELAYS_KEY: &str = "home_relays";
+const FALLBACK_KEY: &str = "fallback_key_bundle";
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -95,6 +97,9 @@ pub enum Op {
     PutSeen([u8; 32], u64),
     PutClock(MessageId),
     PutListenAddresses(Vec<String>),
+    PutRelays(Vec<String>),
+    /// The signed fallback key bundle handed to the home relays.
+    PutFallback(Vec<u8>),
 }
 
 #[derive(Debug)]
@@ -172,6 +177,18 @@ impl Store {
             Some(bytes) => decode("listen addresses", &bytes),
             None => Ok(Vec::new()),
         }
+    }
+
+    /// The home relays saved by the last `node run --relay`.
+    pub fn relays(&self) -> Result<Vec<String>, StoreError> {
+        match self.meta(RELAYS_KEY)? {
+            Some(bytes) => decode("home relays", &bytes),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    pub fn fallback_bundle(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.meta(FALLBACK_KEY)
     }
 
     pub fn sessions(&self) -> Result<Vec<PeerSessions>, StoreError> {
@@ -335,6 +352,12 @@ impl Store {
                     }
                     Op::PutClock(id) => {
                         meta.insert(CLOCK_KEY, id.0.to_be_bytes().as_slice())?;
+                    }
+                    Op::PutRelays(addrs) => {
+                        meta.insert(RELAYS_KEY, encode(&addrs).as_slice())?;
+                    }
+                    Op::PutFallback(bundle) => {
+                        meta.insert(FALLBACK_KEY, bundle.as_slice())?;
                     }
                     Op::PutListenAddresses(addrs) => {
                         meta.insert(LISTEN_KEY, encode(&addrs).as_slice())?;

@@ -49,6 +49,10 @@ pub struct SendReceipt {
     /// True when `--wait` gave up before reaching the wanted status.
     #[serde(default)]
     pub timed_out: bool,
+    /// Why the message could not be left at the recipient's relays, if a
+    /// relay refused it (e.g. "bob's relay is full").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,6 +65,19 @@ pub struct NodeStatus {
     pub connected_peers: usize,
     pub contacts: usize,
     pub outbox: usize,
+    /// This device's home relays.
+    pub relays: Vec<RelayView>,
+}
+
+/// One home relay as the node sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RelayView {
+    pub address: String,
+    pub connected: bool,
+    /// One-time keys the relay still holds for this device, when known.
+    pub keys_left: Option<u32>,
+    /// The last thing that went wrong talking to it, if anything did.
+    pub last_error: Option<String>,
 }
 
 /// Something that happened, pushed to `events` subscribers.
@@ -85,6 +102,14 @@ pub enum Event {
     Peer {
         contact: String,
         connected: bool,
+    },
+    /// A relay of the recipient refused a message; it stays queued and is
+    /// tried again, but the user should know.
+    Undeliverable {
+        contact: String,
+        id: String,
+        relay: String,
+        reason: String,
     },
 }
 

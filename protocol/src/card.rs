@@ -187,6 +187,7 @@ mod tests {
                 device_id: DeviceId([4; 32]),
                 olm_ed25519: [5; 32],
                 olm_curve25519: [6; 32],
+                mailbox_key: [7; 32],
             }],
         );
         ContactCard::sign(&key, name.into(), list, addresses, vec![])

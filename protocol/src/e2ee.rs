@@ -150,6 +150,38 @@ impl OlmDevice {
             .first()
             .map(|k| k.to_bytes())
             .unwrap_or_else(|| self.account.curve25519_key().to_bytes());
+        self.bundle(device_id, one_time_key)
+    }
+
+    /// Mints `count` one-time keys for a relay to hand out. vodozemac keeps
+    /// the secrets of the newest few thousand, far more than the relays hold.
+    pub fn one_time_key_bundles(&mut self, device_id: DeviceId, count: usize) -> Vec<KeyBundle> {
+        let created = self.account.generate_one_time_keys(count).created;
+        self.account.mark_keys_as_published();
+        self.account_changed = true;
+        created
+            .into_iter()
+            .map(|k| self.bundle(device_id, k.to_bytes()))
+            .collect()
+    }
+
+    /// Makes a new fallback key (the previous one stays usable) and signs
+    /// it: what a relay hands out once the one-time keys are gone.
+    pub fn new_fallback_key_bundle(&mut self, device_id: DeviceId) -> KeyBundle {
+        self.account.generate_fallback_key();
+        let key = self
+            .account
+            .fallback_key()
+            .into_values()
+            .next()
+            .map(|k| k.to_bytes())
+            .unwrap_or_else(|| self.account.curve25519_key().to_bytes());
+        self.account.mark_keys_as_published();
+        self.account_changed = true;
+        self.bundle(device_id, key)
+    }
+
+    fn bundle(&self, device_id: DeviceId, one_time_key: [u8; 32]) -> KeyBundle {
         let identity_key = self.curve25519_key();
         let signed = KeyBundle::signed_bytes(&device_id, &identity_key, &one_time_key);
         KeyBundle {
@@ -298,6 +330,7 @@ mod tests {
             device_id: DeviceId([id; 32]),
             olm_ed25519: device.ed25519_key(),
             olm_curve25519: device.curve25519_key(),
+            mailbox_key: [id; 32],
         }
     }
 
@@ -353,5 +386,29 @@ mod tests {
             alice.start_session(&bundle, &bob_keys),
             Err(E2eeError::BadBundleSignature)
         ));
+    }
+
+    #[test]
+    fn relay_hosted_keys_start_sessions_and_the_fallback_key_serves_many() {
+        let mut bob = OlmDevice::new();
+        let bob_keys = keys_of(&bob, 2);
+        let bundles = bob.one_time_key_bundles(bob_keys.device_id, 3);
+        assert_eq!(bundles.len(), 3);
+        let fallback = bob.new_fallback_key_bundle(bob_keys.device_id);
+        let mut senders = Vec::new();
+        for bundle in bundles.iter().chain([&fallback, &fallback]) {
+            let mut sender = OlmDevice::new();
+            sender.start_session(bundle, &bob_keys).unwrap();
+            senders.push(sender);
+        }
+        for (i, sender) in senders.iter_mut().enumerate() {
+            let e = sender.encrypt(&bob_keys, &[i as u8]).unwrap();
+            assert_eq!(bob.decrypt(&e).unwrap(), [i as u8]);
+        }
+        // A one-time key works once only.
+        let mut late = OlmDevice::new();
+        late.start_session(&bundles[0], &bob_keys).unwrap();
+        let e = late.encrypt(&bob_keys, b"x").unwrap();
+        assert!(bob.decrypt(&e).is_err());
     }
 }

@@ -16,7 +16,7 @@ use crate::ids::{AccountId, DeviceId};
 
 /// Most devices one account may list.
 pub const MAX_DEVICES: usize = 16;
-const DEVICE_LIST_VERSION: u8 = 1;
+const DEVICE_LIST_VERSION: u8 = 2;
 const DEVICE_LIST_CONTEXT: &[u8] = b"hush device list v1";
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -82,6 +82,9 @@ pub struct DeviceKeys {
     pub olm_ed25519: [u8; 32],
     /// The device's Olm Curve25519 identity key (Olm sessions are keyed by it).
     pub olm_curve25519: [u8; 32],
+    /// The device's X25519 mailbox key: senders seal what they deposit at
+    /// its relays to it, so a relay sees no sender (see `SealedEnvelope`).
+    pub mailbox_key: [u8; 32],
 }
 
 impl DeviceKeys {
@@ -89,12 +92,14 @@ impl DeviceKeys {
         w.raw(&self.device_id.0);
         w.raw(&self.olm_ed25519);
         w.raw(&self.olm_curve25519);
+        w.raw(&self.mailbox_key);
     }
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(Self {
             device_id: DeviceId(r.array()?),
             olm_ed25519: r.array()?,
             olm_curve25519: r.array()?,
+            mailbox_key: r.array()?,
         })
     }
 }
@@ -201,6 +206,7 @@ mod tests {
             device_id: DeviceId([n; 32]),
             olm_ed25519: [n + 1; 32],
             olm_curve25519: [n + 2; 32],
+            mailbox_key: [n + 3; 32],
         }
     }
 

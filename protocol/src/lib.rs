@@ -30,6 +30,7 @@ mod envelope;
 mod hlc;
 mod ids;
 mod keys;
+mod mailbox;
 mod payload;
 
 pub use card::{
@@ -48,5 +49,10 @@ pub use ids::{AccountId, ConversationId, DeviceId, MessageId, ParseIdError};
 pub use keys::{
     AccountKey, DeviceKeys, DeviceList, MAX_DEVICES, SignatureError, safety_number,
     verify_account_signature,
+};
+pub use mailbox::{
+    Auth, DepositResult, MAX_FETCH_WAIT_MS, MAX_MAILBOX_FRAME, MAX_MAILBOX_ITEMS, MAX_SEALED_LEN,
+    MAX_UPLOAD_KEYS, MailboxId, MailboxRequest, MailboxResponse, MailboxSecret, OwnerRequest,
+    Refusal, SealError, SealedEnvelope,
 };
 pub use payload::{Body, MAX_RECEIPT_IDS, MAX_TEXT_LEN, Payload, ReceiptKind};

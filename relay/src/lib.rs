@@ -1,7 +1,28 @@
 //! # hush-relay
 //!
-//! The relay (`hush relay run`): mailbox store-and-forward for offline
-//! devices, one-time-key hosting, DHT server and circuit relay. It is built
-//! in the relays issue; this crate holds its place in the workspace so the
-//! layout of `../shared/DESIGN.md` is already in effect. It has no code yet
-//! on purpose: nothing here is wired into the node or the CLI.
+//! The relay (`hush relay run`): mailboxes that keep sealed mail for
+//! offline devices, one-time-key hosting for first contact, a Kademlia DHT
+//! server, a circuit relay v2 server, and Prometheus metrics.
+//!
+//! ```text
+//!  nodes ──/hush/mailbox/1──▶ Relay (one task: swarm, usage, batch)
+//!                                 │  Op batch           ▲ commit done
+//!                                 ▼                     │
+//!                              Store (redb, one durable txn per batch)
+//! ```
+//!
+//! A relay stores only what it cannot read: envelopes sealed to the
+//! recipient device's mailbox key, addressed to a hash of the device id.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod config;
+mod metrics;
+mod service;
+mod store;
+
+pub use config::{Config, ConfigError, DEFAULT_RETENTION_SECS, Quotas};
+pub use metrics::Metrics;
+pub use service::{KAD_PROTOCOL, Relay, RelayError, Started};

@@ -1,0 +1,829 @@
+//! The node's side of relays: draining our own mailboxes, keeping our
+//! one-time keys stocked there, and leaving mail at a contact's relays when
+//! the contact's device cannot be reached.
+//!
+//! ```text
+//!  our home relay:   Info ─▶ Fetch(after=cursor) ─▶ Items ─▶ store ─▶ Ack
+//!                                ▲   (held open up to MAIL_WAIT) │
+//!                                └───────────────────────────────┘
+//!  contact's relays: Deposit(sealed envelopes, in order) ─▶ `sent`
+//!                    ClaimKey(device) ─▶ KeyBundle ─▶ new Olm session
+//! ```
+//!
+//! Envelopes left at relays stay in the outbox (as `sent`) until the
+//! device acks them directly or sends a delivered receipt: if it comes
+//! online before draining its mailbox, the direct path resends them in
+//! order, so Olm never sees a later message long before an earlier one.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use hush_protocol::{
+    AccountId, Auth, Body, DepositResult, DeviceId, KeyBundle, MAX_MAILBOX_FRAME,
+    MAX_MAILBOX_ITEMS, MAX_RECEIPT_IDS, MailboxId, MailboxRequest, MailboxResponse, MessageId,
+    OwnerRequest, Payload, ReceiptKind, Refusal, RejectReason, SealedEnvelope, Wire,
+};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response;
+use libp2p::{Multiaddr, PeerId};
+
+use super::{After, EventLoop, Received, Source};
+use crate::network::MAIL_WAIT;
+use crate::outbox::{State, backoff};
+use crate::records::{OutboxKind, Status};
+use crate::store::{Op, OutboxKey};
+use crate::view::{Event, RelayView};
+
+/// A contact device we failed to reach is sent mail through its relays for
+/// this long before a direct attempt is made again.
+const UNREACHABLE_FOR: Duration = Duration::from_secs(30);
+/// A challenge is reused this long (relays accept it for 10 minutes).
+const CHALLENGE_REUSE: Duration = Duration::from_secs(300);
+/// Items asked for per fetch.
+const FETCH_LIMIT: u16 = 256;
+/// Keep at least this many one-time keys at each home relay ...
+const KEYS_LOW: u32 = 5;
+/// ... by uploading this many fresh ones when it runs low.
+const KEYS_UPLOAD: usize = 20;
+/// Bytes of sealed envelopes one deposit carries, about.
+const DEPOSIT_BYTES: usize = MAX_MAILBOX_FRAME / 2;
+/// A relay that refused for lack of room is asked again this much later.
+const FULL_RELAY_RETRY: Duration = Duration::from_secs(30);
+
+/// The `/p2p/` peer id in a relay's address.
+pub(super) fn peer_in(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
+}
+
+/// One of our home relays, and where its drain loop stands.
+#[derive(Debug)]
+pub(super) struct HomeRelay {
+    peer: PeerId,
+    addr: Multiaddr,
+    challenge: Option<([u8; 32], Instant)>,
+    /// The highest sequence number read this run.
+    cursor: u64,
+    /// An Info or Fetch to it is on its way.
+    busy: bool,
+    /// The last fetch found nothing: the next one is held open.
+    drained: bool,
+    next_at: Instant,
+    attempts: u32,
+    keys_left: Option<u32>,
+    uploading: bool,
+    connected: bool,
+    last_error: Option<String>,
+}
+
+impl HomeRelay {
+    pub(super) fn parse_all(addrs: &[String]) -> Vec<Self> {
+        let now = Instant::now();
+        addrs
+            .iter()
+            .filter_map(|a| {
+                let addr: Multiaddr = a.parse().ok()?;
+                Some(Self {
+                    peer: peer_in(&addr)?,
+                    addr,
+                    challenge: None,
+                    cursor: 0,
+                    busy: false,
+                    drained: false,
+                    next_at: now,
+                    attempts: 0,
+                    keys_left: None,
+                    uploading: false,
+                    connected: false,
+                    last_error: None,
+                })
+            })
+            .collect()
+    }
+
+    fn failed(&mut self, error: String) {
+        self.busy = false;
+        self.challenge = None;
+        self.next_at = Instant::now() + backoff(self.attempts);
+        self.attempts = self.attempts.saturating_add(1);
+        self.last_error = Some(error);
+    }
+}
+
+/// What a `/hush/mailbox/1` request was for.
+#[derive(Debug)]
+pub(super) enum MailRequest {
+    Info(usize),
+    Fetch {
+        relay: usize,
+        waited: bool,
+    },
+    Ack(usize),
+    PutKeys(usize),
+    Deposit {
+        relay: PeerId,
+        device: DeviceId,
+        keys: Vec<OutboxKey>,
+    },
+    Claim {
+        relay: PeerId,
+        device: DeviceId,
+    },
+}
+
+impl EventLoop {
+    pub(super) fn relay_views(&self) -> Vec<RelayView> {
+        self.home
+            .iter()
+            .map(|r| RelayView {
+                address: r.addr.to_string(),
+                connected: r.connected,
+                keys_left: r.keys_left,
+                last_error: r.last_error.clone(),
+            })
+            .collect()
+    }
+
+    pub(super) fn relay_connected(&mut self, peer: &PeerId, connected: bool) {
+        for relay in self.home.iter_mut().filter(|r| r.peer == *peer) {
+            relay.connected = connected;
+        }
+    }
+
+    /// Reads every mailbox again from the start (mail we could not place
+    /// before, e.g. from someone just added as a contact, is still there).
+    pub(super) fn reread_mail(&mut self) {
+        for relay in &mut self.home {
+            relay.cursor = 0;
+            relay.drained = false;
+            relay.next_at = Instant::now();
+        }
+    }
+
+    /// Starts the drain loop of each home relay that is due.
+    pub(super) fn relay_tick(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.home.len() {
+            let relay = &self.home[i];
+            if relay.busy || relay.next_at > now {
+                continue;
+            }
+            let fresh = relay
+                .challenge
+                .is_some_and(|(_, at)| now.duration_since(at) < CHALLENGE_REUSE);
+            if fresh {
+                let wait = relay.drained;
+                self.fetch(i, wait);
+            } else {
+                self.home_request(i, MailboxRequest::Info, MailRequest::Info(i));
+            }
+        }
+    }
+
+    fn home_request(&mut self, i: usize, request: MailboxRequest, kind: MailRequest) {
+        let Some(relay) = self.home.get_mut(i) else {
+            return;
+        };
+        if matches!(kind, MailRequest::Info(_) | MailRequest::Fetch { .. }) {
+            relay.busy = true;
+        }
+        let (peer, addr) = (relay.peer, relay.addr.clone());
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .mailbox
+            .send_request_with_addresses(&peer, request.to_bytes(), vec![addr]);
+        self.mail_requests.insert(id, kind);
+    }
+
+    /// Signs an owner request over the relay's current challenge.
+    fn signed(&self, i: usize, request: OwnerRequest) -> Option<MailboxRequest> {
+        let (challenge, _) = self.home.get(i)?.challenge?;
+        let signed = Auth::signed_bytes(&challenge, &request.body_bytes());
+        let signature = self.me.keypair.sign(&signed).ok()?;
+        let auth = Auth {
+            device: self.me.device_id(),
+            challenge,
+            signature: signature.try_into().ok()?,
+        };
+        Some(MailboxRequest::Owner {
+            auth: Box::new(auth),
+            request,
+        })
+    }
+
+    fn fetch(&mut self, i: usize, wait: bool) {
+        let Some(relay) = self.home.get(i) else {
+            return;
+        };
+        let request = OwnerRequest::Fetch {
+            after: relay.cursor,
+            limit: FETCH_LIMIT,
+            wait_ms: if wait {
+                u32::try_from(MAIL_WAIT.as_millis()).unwrap_or(u32::MAX)
+            } else {
+                0
+            },
+        };
+        match self.signed(i, request) {
+            Some(request) => {
+                self.home_request(
+                    i,
+                    request,
+                    MailRequest::Fetch {
+                        relay: i,
+                        waited: wait,
+                    },
+                );
+            }
+            None => self.home[i].failed("could not sign a fetch".into()),
+        }
+    }
+
+    pub(super) fn ack_mail(&mut self, i: usize, seqs: Vec<u64>) {
+        for chunk in seqs.chunks(MAX_MAILBOX_ITEMS * 4) {
+            if let Some(request) = self.signed(
+                i,
+                OwnerRequest::Ack {
+                    seqs: chunk.to_vec(),
+                },
+            ) {
+                self.home_request(i, request, MailRequest::Ack(i));
+            }
+        }
+    }
+
+    pub(super) fn upload_keys(&mut self, i: usize, request: OwnerRequest) {
+        match self.signed(i, request) {
+            Some(request) => self.home_request(i, request, MailRequest::PutKeys(i)),
+            None => self.upload_failed(i),
+        }
+    }
+
+    pub(super) fn upload_failed(&mut self, i: usize) {
+        if let Some(relay) = self.home.get_mut(i) {
+            relay.uploading = false;
+        }
+    }
+
+    /// Mints one-time keys (and the fallback key, once) for a home relay
+    /// that is running low; they go out once their secrets are on disk.
+    fn restock_keys(&mut self, i: usize) {
+        let Some(relay) = self.home.get_mut(i) else {
+            return;
+        };
+        if relay.uploading || relay.keys_left.is_some_and(|n| n >= KEYS_LOW) {
+            return;
+        }
+        relay.uploading = true;
+        let device = self.me.device_id();
+        let one_time = self.olm.one_time_key_bundles(device, KEYS_UPLOAD);
+        let stored = self
+            .store
+            .fallback_bundle()
+            .ok()
+            .flatten()
+            .and_then(|b| KeyBundle::from_bytes(&b).ok());
+        let fallback = match stored {
+            Some(bundle) => bundle,
+            None => {
+                let bundle = self.olm.new_fallback_key_bundle(device);
+                self.batch.ops.push(Op::PutFallback(bundle.to_bytes()));
+                bundle
+            }
+        };
+        self.batch.after.push(After::UploadKeys(
+            i,
+            OwnerRequest::PutKeys { one_time, fallback },
+        ));
+    }
+
+    pub(super) fn on_mailbox(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        use request_response::{Event as E, Message as M};
+        let (kind, answer) = match event {
+            E::Message {
+                message:
+                    M::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                let Some(kind) = self.mail_requests.remove(&request_id) else {
+                    return;
+                };
+                let answer = MailboxResponse::from_bytes(&response)
+                    .map_err(|e| format!("the relay's answer could not be decoded: {e}"));
+                (kind, answer)
+            }
+            E::OutboundFailure {
+                request_id, error, ..
+            } => {
+                let Some(kind) = self.mail_requests.remove(&request_id) else {
+                    return;
+                };
+                (
+                    kind,
+                    Err(format!("the relay could not be reached: {error}")),
+                )
+            }
+            _ => return,
+        };
+        match (kind, answer) {
+            (MailRequest::Info(i), Ok(MailboxResponse::Info { challenge, .. })) => {
+                if let Some(relay) = self.home.get_mut(i) {
+                    relay.challenge = Some((challenge, Instant::now()));
+                    relay.busy = false;
+                }
+                self.fetch(i, false);
+            }
+            (
+                MailRequest::Fetch { relay: i, waited },
+                Ok(MailboxResponse::Items {
+                    items,
+                    more,
+                    keys_left,
+                }),
+            ) => self.on_items(i, waited, items, more, keys_left),
+            (MailRequest::Ack(_), Ok(MailboxResponse::Acked { .. })) => {}
+            (MailRequest::PutKeys(i), Ok(MailboxResponse::KeysStored { one_time })) => {
+                if let Some(relay) = self.home.get_mut(i) {
+                    relay.uploading = false;
+                    relay.keys_left = Some(one_time);
+                }
+                tracing::info!(relay = i, one_time, "one-time keys stocked at a home relay");
+            }
+            (
+                MailRequest::Deposit {
+                    relay,
+                    device,
+                    keys,
+                },
+                answer,
+            ) => {
+                self.depositing.remove(&(device, relay));
+                match answer {
+                    Ok(MailboxResponse::Deposited { results }) if results.len() == keys.len() => {
+                        self.on_deposited(relay, device, &keys, &results);
+                    }
+                    other => {
+                        let error = describe(other);
+                        tracing::debug!(%relay, %error, "deposit failed");
+                        self.back_off_relay(relay, None);
+                    }
+                }
+            }
+            (MailRequest::Claim { relay, device }, answer) => {
+                self.outbox.awaiting_key.remove(&device);
+                let started = match answer {
+                    Ok(MailboxResponse::Key(bundle)) => self.start_session_from(&device, &bundle),
+                    other => Err(describe(other)),
+                };
+                if let Err(e) = &started {
+                    tracing::info!(%relay, error = %e, "could not get a key from a relay");
+                    self.back_off_relay(relay, None);
+                }
+                self.after_key(&device, started.is_ok());
+            }
+            (kind, answer) => {
+                let error = describe(answer);
+                let i = match kind {
+                    MailRequest::Info(i)
+                    | MailRequest::Fetch { relay: i, .. }
+                    | MailRequest::Ack(i)
+                    | MailRequest::PutKeys(i) => i,
+                    MailRequest::Deposit { .. } | MailRequest::Claim { .. } => return,
+                };
+                tracing::info!(relay = i, %error, "home relay request failed");
+                if let Some(relay) = self.home.get_mut(i) {
+                    match kind {
+                        MailRequest::Info(_) | MailRequest::Fetch { .. } => relay.failed(error),
+                        MailRequest::PutKeys(_) => {
+                            relay.uploading = false;
+                            relay.last_error = Some(error);
+                        }
+                        _ => relay.last_error = Some(error),
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_session_from(&mut self, device: &DeviceId, bundle: &KeyBundle) -> Result<(), String> {
+        let (_, keys) = self
+            .contacts
+            .by_curve
+            .values()
+            .find(|(_, k)| k.device_id == *device)
+            .copied()
+            .ok_or("not a contact device")?;
+        // The bundle is signed by the device's Olm key from its signed
+        // device list: a relay cannot slip in a key of its own.
+        self.olm
+            .start_session(bundle, &keys)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Stores a page of mail; acks what is durable, and reads on.
+    fn on_items(
+        &mut self,
+        i: usize,
+        waited: bool,
+        items: Vec<(u64, Vec<u8>)>,
+        more: bool,
+        keys_left: u32,
+    ) {
+        let mailbox = MailboxId::of(&self.me.device_id());
+        let mut ack_now = Vec::new();
+        let mut ack_after = Vec::new();
+        let mut delivered: HashMap<AccountId, Vec<MessageId>> = HashMap::new();
+        let mut cursor = self.home.get(i).map_or(0, |r| r.cursor);
+        let got_any = !items.is_empty();
+        let mut stalled = false;
+        for (seq, sealed) in items {
+            let envelope = match self.me.mailbox.open(&mailbox, &sealed) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!(seq, error = %e, "mail that does not open for us; deleting it");
+                    ack_now.push(seq);
+                    cursor = cursor.max(seq);
+                    continue;
+                }
+            };
+            match self.receive(Source::Mailbox, &envelope) {
+                Ok(Received::Queued { text, .. }) => {
+                    ack_after.push(seq);
+                    if let Some((account, id)) = text {
+                        delivered.entry(account).or_default().push(id);
+                    }
+                }
+                Ok(Received::InProgress) => ack_after.push(seq),
+                Ok(Received::AlreadyStored) => ack_now.push(seq),
+                Err(RejectReason::Unavailable) => {
+                    stalled = true;
+                    break;
+                }
+                Err(reason @ (RejectReason::WrongRecipient | RejectReason::Malformed)) => {
+                    tracing::warn!(seq, ?reason, "malformed mail; deleting it");
+                    ack_now.push(seq);
+                }
+                Err(reason) => {
+                    // From someone not (yet) a contact, or from a session we
+                    // lost: leave it at the relay (re-read when a contact is
+                    // added or on restart; it expires with the retention).
+                    tracing::info!(
+                        seq,
+                        ?reason,
+                        "mail we cannot place yet; leaving it at the relay"
+                    );
+                }
+            }
+            cursor = cursor.max(seq);
+        }
+        for (account, ids) in delivered {
+            for ids in ids.chunks(MAX_RECEIPT_IDS) {
+                let payload = Payload {
+                    sender_account: self.me.account,
+                    sender_device: self.me.device_id(),
+                    id: self.next_id(),
+                    body: Body::Receipt {
+                        kind: ReceiptKind::Delivered,
+                        ids: ids.to_vec(),
+                    },
+                };
+                if let Err(e) = self.enqueue(&account, OutboxKind::Receipt, &payload) {
+                    tracing::warn!(error = %e, "could not queue a delivered receipt");
+                }
+            }
+        }
+        if !ack_now.is_empty() {
+            self.ack_mail(i, ack_now);
+        }
+        if !ack_after.is_empty() {
+            self.batch.after.push(After::MailAck(i, ack_after));
+        }
+        let Some(relay) = self.home.get_mut(i) else {
+            return;
+        };
+        relay.busy = false;
+        relay.attempts = 0;
+        relay.last_error = None;
+        relay.cursor = cursor;
+        relay.keys_left = Some(keys_left);
+        if stalled {
+            relay.next_at = Instant::now() + backoff(0);
+        } else if more || got_any {
+            relay.drained = false;
+            self.fetch(i, false);
+        } else if !waited {
+            relay.drained = true;
+            self.fetch(i, true);
+        } else {
+            // An open fetch came back empty: ask again after the poll interval.
+            relay.drained = true;
+            relay.next_at = Instant::now() + self.mail_poll;
+        }
+        self.restock_keys(i);
+    }
+
+    pub(super) fn is_unreachable(&self, device: &DeviceId) -> bool {
+        self.unreachable
+            .get(device)
+            .is_some_and(|until| *until > Instant::now())
+    }
+
+    pub(super) fn mark_unreachable(&mut self, device: DeviceId) {
+        if self.contacts.peer_of.contains_key(&device) {
+            self.unreachable
+                .insert(device, Instant::now() + UNREACHABLE_FOR);
+        }
+    }
+
+    fn relays_of(&self, device: &DeviceId) -> Vec<(PeerId, Multiaddr)> {
+        self.contacts
+            .by_curve
+            .values()
+            .find(|(_, k)| k.device_id == *device)
+            .and_then(|(account, _)| self.contacts.by_account(account))
+            .map(|c| c.relays.clone())
+            .unwrap_or_default()
+    }
+
+    pub(super) fn has_relays(&self, device: &DeviceId) -> bool {
+        !self.relays_of(device).is_empty()
+    }
+
+    fn relay_ready(&self, relay: &PeerId) -> bool {
+        self.relay_backoff
+            .get(relay)
+            .is_none_or(|(at, _)| *at <= Instant::now())
+    }
+
+    fn back_off_relay(&mut self, relay: PeerId, at_least: Option<Duration>) {
+        let entry = self
+            .relay_backoff
+            .entry(relay)
+            .or_insert((Instant::now(), 0));
+        let wait = backoff(entry.1).max(at_least.unwrap_or_default());
+        *entry = (Instant::now() + wait, entry.1.saturating_add(1));
+    }
+
+    /// Asks one of the device's relays for a one-time key.
+    pub(super) fn claim_key(&mut self, device: DeviceId) {
+        let relays = self.relays_of(&device);
+        let Some((relay, addr)) = relays
+            .iter()
+            .find(|(p, _)| self.relay_ready(p))
+            .or(relays.first())
+            .cloned()
+        else {
+            self.outbox.awaiting_key.remove(&device);
+            return;
+        };
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .mailbox
+            .send_request_with_addresses(
+                &relay,
+                MailboxRequest::ClaimKey { device }.to_bytes(),
+                vec![addr],
+            );
+        self.mail_requests
+            .insert(id, MailRequest::Claim { relay, device });
+    }
+
+    /// Leaves the device's queued envelopes at each of its relays, in
+    /// order: every relay gets them from the first one it lacks.
+    pub(super) fn deposit_pump(&mut self, device: &DeviceId) {
+        let Some(mailbox_key) = self
+            .contacts
+            .by_curve
+            .values()
+            .find(|(_, k)| k.device_id == *device)
+            .map(|(_, k)| k.mailbox_key)
+        else {
+            return;
+        };
+        let mailbox = MailboxId::of(device);
+        let queued = self.outbox.for_device(device);
+        for (relay, addr) in self.relays_of(device) {
+            if self.depositing.contains(&(*device, relay)) || !self.relay_ready(&relay) {
+                continue;
+            }
+            let mut keys = Vec::new();
+            let mut items = Vec::new();
+            let mut bytes = 0;
+            for key in &queued {
+                let Some(entry) = self.outbox.entries.get_mut(key) else {
+                    continue;
+                };
+                if entry.sent_to.contains(&relay) {
+                    if keys.is_empty() {
+                        continue;
+                    }
+                    break;
+                }
+                if entry.state != State::Waiting {
+                    break;
+                }
+                let Some(envelope) = &entry.record.envelope else {
+                    // Not encrypted yet (no session): it goes when it is.
+                    break;
+                };
+                if entry.sealed.is_none() {
+                    match SealedEnvelope::seal(&mailbox_key, &mailbox, envelope) {
+                        Ok(sealed) => entry.sealed = Some(sealed),
+                        Err(e) => {
+                            tracing::warn!(%device, error = %e, "cannot seal for this device");
+                            break;
+                        }
+                    }
+                }
+                let Some(sealed) = &entry.sealed else {
+                    break;
+                };
+                if items.len() >= MAX_MAILBOX_ITEMS
+                    || (bytes + sealed.len() > DEPOSIT_BYTES && !items.is_empty())
+                {
+                    break;
+                }
+                bytes += sealed.len() + 40;
+                items.push((mailbox, sealed.clone()));
+                keys.push(*key);
+            }
+            if items.is_empty() {
+                continue;
+            }
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .mailbox
+                .send_request_with_addresses(
+                    &relay,
+                    MailboxRequest::Deposit { items }.to_bytes(),
+                    vec![addr],
+                );
+            self.depositing.insert((*device, relay));
+            self.mail_requests.insert(
+                id,
+                MailRequest::Deposit {
+                    relay,
+                    device: *device,
+                    keys,
+                },
+            );
+        }
+    }
+
+    fn on_deposited(
+        &mut self,
+        relay: PeerId,
+        device: DeviceId,
+        keys: &[OutboxKey],
+        results: &[DepositResult],
+    ) {
+        let mut refused = None;
+        let resend_direct_at = self
+            .unreachable
+            .get(&device)
+            .copied()
+            .unwrap_or_else(Instant::now);
+        for (key, result) in keys.iter().zip(results) {
+            match result {
+                DepositResult::Stored | DepositResult::Duplicate => {
+                    let Some(entry) = self.outbox.entries.get_mut(key) else {
+                        continue;
+                    };
+                    if entry.sent_to.contains(&relay) {
+                        continue;
+                    }
+                    entry.sent_to.push(relay);
+                    // Tried directly again only once the device may be back.
+                    entry.next_at = entry.next_at.max(resend_direct_at);
+                    if entry.sent_to.len() == 1 {
+                        self.on_sent(*key);
+                    }
+                }
+                DepositResult::Refused(reason) => {
+                    refused.get_or_insert(*reason);
+                    if !reason.is_transient() {
+                        self.report_refusal(*key, &relay, *reason);
+                    }
+                }
+            }
+        }
+        match refused {
+            Some(reason) if !reason.is_transient() => {
+                self.back_off_relay(relay, Some(FULL_RELAY_RETRY));
+            }
+            Some(_) => self.back_off_relay(relay, None),
+            None => {
+                self.relay_backoff.remove(&relay);
+                // More may be queued behind this batch.
+                self.deposit_pump(&device);
+            }
+        }
+    }
+
+    /// A relay of the recipient holds the envelope durably: `sent`.
+    fn on_sent(&mut self, key: OutboxKey) {
+        self.problems.remove(&key);
+        let Some(entry) = self.outbox.entries.get(&key) else {
+            return;
+        };
+        let (kind, conversation, recipient) = (
+            entry.record.kind,
+            entry.record.conversation,
+            entry.record.recipient,
+        );
+        if kind == OutboxKind::Receipt {
+            // Receipts get no receipt back: once a relay has one, it is done.
+            self.outbox.entries.remove(&key);
+            self.batch.ops.push(Op::DeleteOutbox(key));
+            return;
+        }
+        let behind = self
+            .store
+            .message(&conversation, key.0)
+            .ok()
+            .flatten()
+            .is_some_and(|m| m.status < Status::Sent);
+        if behind {
+            self.batch
+                .ops
+                .push(Op::RaiseStatus(conversation, key.0, Status::Sent));
+            if let Some(name) = self.contacts.by_account.get(&recipient) {
+                self.batch.after.push(After::Emit(Event::Status {
+                    contact: name.clone(),
+                    id: key.0.to_string(),
+                    status: Status::Sent,
+                }));
+            }
+        }
+    }
+
+    fn report_refusal(&mut self, key: OutboxKey, relay: &PeerId, reason: Refusal) {
+        let Some(entry) = self.outbox.entries.get(&key) else {
+            return;
+        };
+        let contact = self
+            .contacts
+            .by_account
+            .get(&entry.record.recipient)
+            .cloned()
+            .unwrap_or_default();
+        let text = match reason {
+            Refusal::MailboxFull => {
+                format!("{contact}'s relay is full (their mailbox there is at its quota)")
+            }
+            Refusal::SenderQuota => format!(
+                "{contact}'s relay holds as many of your messages as it allows until {contact} fetches them"
+            ),
+            Refusal::RelayFull => format!("{contact}'s relay is out of storage"),
+            other => format!(
+                "{contact}'s relay refused the message: {}",
+                other.describe()
+            ),
+        };
+        if self.problems.get(&key) == Some(&text) {
+            return;
+        }
+        tracing::warn!(id = %key.0, %relay, problem = %text, "a relay refused a message; it stays queued");
+        self.problems.insert(key, text.clone());
+        let _ = self.events.send(Event::Undeliverable {
+            contact,
+            id: key.0.to_string(),
+            relay: relay.to_string(),
+            reason: text,
+        });
+    }
+
+    /// The device confirmed it has `key` (a delivered or read receipt):
+    /// drop what still waited for a direct resend.
+    pub(super) fn settle_outbox(&mut self, key: &OutboxKey) {
+        let removable = self
+            .outbox
+            .entries
+            .get(key)
+            .is_some_and(|e| e.state == State::Waiting && !e.sent_to.is_empty());
+        if removable {
+            self.outbox.entries.remove(key);
+            self.problems.remove(key);
+            self.batch.ops.push(Op::DeleteOutbox(*key));
+        }
+    }
+}
+
+fn describe(answer: Result<MailboxResponse, String>) -> String {
+    match answer {
+        Ok(MailboxResponse::Refused { message, .. }) => format!("the relay refused: {message}"),
+        Ok(other) => format!("unexpected answer from the relay: {other:?}")
+            .chars()
+            .take(200)
+            .collect(),
+        Err(e) => e,
+    }
+}

@@ -1,0 +1,833 @@
+//! The mailbox protocol (`/hush/mailbox/1`): what a node says to a relay to
+//! leave mail for an offline device, to fetch and delete its own mail, and
+//! to host and claim one-time keys.
+//!
+//! A relay never learns who sent what: a deposit is a [`SealedEnvelope`],
+//! an HPKE (RFC 9180) box sealed to the recipient device's mailbox key, with
+//! the Olm envelope (and so the sender's keys) inside. The box is addressed
+//! to a [`MailboxId`], a hash of the device id. Only the device itself can
+//! fetch or delete: it signs each such request over a challenge the relay
+//! made ([`Auth`]).
+//!
+//! ```text
+//!   sender ──Deposit{mailbox, sealed}──▶ relay ──(durable)──▶ Deposited
+//!   owner  ──Info──▶ relay ──▶ Info{challenge, retention, limits}
+//!   owner  ──Fetch{auth, after, wait}──▶ relay ──▶ Items{(seq, sealed)…}
+//!   owner  ──Ack{auth, seqs}──▶ relay ──(durable delete)──▶ Acked
+//! ```
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use hpke::{Deserializable, Kem as _, OpModeR, OpModeS, Serializable};
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+use crate::codec::{DecodeError, Reader, Wire, Writer};
+use crate::envelope::{KeyBundle, MAX_ENVELOPE_LEN};
+use crate::ids::DeviceId;
+
+type Kem = hpke::kem::X25519HkdfSha256;
+type Kdf = hpke::kdf::HkdfSha256;
+type Aead = hpke::aead::ChaCha20Poly1305;
+
+const SEALED_VERSION: u8 = 1;
+const REQUEST_VERSION: u8 = 1;
+const RESPONSE_VERSION: u8 = 1;
+const SEAL_INFO: &[u8] = b"hush 2026 sealed envelope";
+const AUTH_CONTEXT: &[u8] = b"hush mailbox auth v1";
+/// HPKE overhead: the encapsulated key and the AEAD tag.
+const SEAL_OVERHEAD: usize = 32 + 16;
+/// Largest [`SealedEnvelope`] in bytes.
+pub const MAX_SEALED_LEN: usize = 1 + 32 + 4 + MAX_ENVELOPE_LEN + 16;
+/// Most items one deposit, fetch answer or ack carries.
+pub const MAX_MAILBOX_ITEMS: usize = 256;
+/// Largest encoded request or response of `/hush/mailbox/1`.
+pub const MAX_MAILBOX_FRAME: usize = 2 * 1024 * 1024;
+/// Most one-time keys one upload carries.
+pub const MAX_UPLOAD_KEYS: usize = 100;
+/// Longest a fetch may wait for new mail before the relay answers empty.
+pub const MAX_FETCH_WAIT_MS: u32 = 30_000;
+/// Longest error message a relay sends.
+pub const MAX_ERROR_MESSAGE_LEN: usize = 256;
+
+/// Where a device's mail is kept: `blake3-derive("hush 2026 mailbox id",
+/// device id)`. A depositor needs only this; the owner proves it holds the
+/// device key behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MailboxId(pub [u8; 32]);
+
+impl MailboxId {
+    pub fn of(device: &DeviceId) -> Self {
+        Self(blake3::derive_key("hush 2026 mailbox id", &device.0))
+    }
+}
+
+impl std::fmt::Display for MailboxId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(&self.0[..8]))
+    }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SealError {
+    #[error("the recipient's mailbox key is not a valid X25519 key")]
+    BadKey,
+    #[error("the sealed envelope does not open with this mailbox key")]
+    Open,
+    #[error("the sealed envelope is malformed: {0}")]
+    Decode(#[from] DecodeError),
+}
+
+/// A device's mailbox key pair, derived from its device secret.
+pub struct MailboxSecret {
+    secret: <Kem as hpke::Kem>::PrivateKey,
+    public: [u8; 32],
+}
+
+impl std::fmt::Debug for MailboxSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "MailboxSecret(public: {}, secret: <redacted>)",
+            hex::encode(self.public)
+        )
+    }
+}
+
+impl MailboxSecret {
+    /// Derives the key pair from the device's secret (HPKE `DeriveKeyPair`
+    /// over a blake3-derived seed), so nothing new has to be stored.
+    pub fn derive(device_secret: &[u8; 32]) -> Self {
+        let seed = Zeroizing::new(blake3::derive_key(
+            "hush 2026 mailbox key seed",
+            device_secret,
+        ));
+        let (secret, public) = Kem::derive_keypair(seed.as_slice());
+        let mut bytes = [0u8; 32];
+        bytes.copy_from_slice(&public.to_bytes());
+        Self {
+            secret,
+            public: bytes,
+        }
+    }
+
+    pub fn public_key(&self) -> [u8; 32] {
+        self.public
+    }
+
+    /// Opens a sealed envelope addressed to `mailbox`, giving the envelope bytes.
+    pub fn open(&self, mailbox: &MailboxId, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        let sealed = SealedEnvelope::from_bytes(sealed)?;
+        let encapped = <Kem as hpke::Kem>::EncappedKey::from_bytes(&sealed.encapped)
+            .map_err(|_| SealError::Open)?;
+        hpke::single_shot_open::<Aead, Kdf, Kem>(
+            &OpModeR::Base,
+            &self.secret,
+            &encapped,
+            SEAL_INFO,
+            &sealed.ciphertext,
+            &mailbox.0,
+        )
+        .map_err(|_| SealError::Open)
+    }
+}
+
+/// What a relay stores: an envelope sealed to the recipient's mailbox key.
+/// The relay sees its size (the payload inside is padded to a power-of-two
+/// bucket) and nothing else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedEnvelope {
+    pub encapped: [u8; 32],
+    pub ciphertext: Vec<u8>,
+}
+
+impl SealedEnvelope {
+    /// Seals envelope bytes to a device's mailbox key; the mailbox id is
+    /// bound in as associated data.
+    pub fn seal(
+        mailbox_key: &[u8; 32],
+        mailbox: &MailboxId,
+        envelope: &[u8],
+    ) -> Result<Vec<u8>, SealError> {
+        let key = <Kem as hpke::Kem>::PublicKey::from_bytes(mailbox_key)
+            .map_err(|_| SealError::BadKey)?;
+        let (encapped, ciphertext) = hpke::single_shot_seal::<Aead, Kdf, Kem>(
+            &OpModeS::Base,
+            &key,
+            SEAL_INFO,
+            envelope,
+            &mailbox.0,
+        )
+        .map_err(|_| SealError::BadKey)?;
+        let mut bytes = [0u8; 32];
+        bytes.copy_from_slice(&encapped.to_bytes());
+        Ok(Self {
+            encapped: bytes,
+            ciphertext,
+        }
+        .to_bytes())
+    }
+
+    /// The sealed size of an envelope of `len` bytes.
+    pub const fn sealed_len(len: usize) -> usize {
+        1 + 4 + len + SEAL_OVERHEAD
+    }
+}
+
+impl Wire for SealedEnvelope {
+    const NAME: &'static str = "sealed envelope";
+
+    fn encode(&self, w: &mut Writer) {
+        w.u8(SEALED_VERSION);
+        w.raw(&self.encapped);
+        w.bytes(&self.ciphertext);
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        r.version(Self::NAME, SEALED_VERSION)?;
+        let encapped = r.array()?;
+        let ciphertext = r
+            .bytes("sealed ciphertext", MAX_ENVELOPE_LEN + 16)?
+            .to_vec();
+        Ok(Self {
+            encapped,
+            ciphertext,
+        })
+    }
+}
+
+/// The owner's proof: the device key's Ed25519 signature over
+/// `"hush mailbox auth v1" ‖ challenge ‖ request bytes without the auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Auth {
+    pub device: DeviceId,
+    /// A challenge the relay handed out in [`MailboxResponse::Info`].
+    pub challenge: [u8; 32],
+    pub signature: [u8; 64],
+}
+
+impl Auth {
+    /// The bytes the device signs.
+    pub fn signed_bytes(challenge: &[u8; 32], body: &[u8]) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(AUTH_CONTEXT.len() + 32 + body.len());
+        buf.extend_from_slice(AUTH_CONTEXT);
+        buf.extend_from_slice(challenge);
+        buf.extend_from_slice(body);
+        buf
+    }
+
+    /// Checks the signature against the device key (the device id is an
+    /// Ed25519 public key).
+    pub fn verify(&self, body: &[u8]) -> bool {
+        let Ok(key) = VerifyingKey::from_bytes(&self.device.0) else {
+            return false;
+        };
+        key.verify_strict(
+            &Self::signed_bytes(&self.challenge, body),
+            &Signature::from_bytes(&self.signature),
+        )
+        .is_ok()
+    }
+
+    fn encode(&self, w: &mut Writer) {
+        w.raw(&self.device.0);
+        w.raw(&self.challenge);
+        w.raw(&self.signature);
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            device: DeviceId(r.array()?),
+            challenge: r.array()?,
+            signature: r.array()?,
+        })
+    }
+}
+
+/// A request that only the mailbox owner may make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnerRequest {
+    /// Mail after sequence number `after`, oldest first, at most `limit`
+    /// items; if there is none, the relay may hold the answer up to
+    /// `wait_ms` until some arrives.
+    Fetch {
+        after: u64,
+        limit: u16,
+        wait_ms: u32,
+    },
+    /// Deletes the items with these sequence numbers.
+    Ack { seqs: Vec<u64> },
+    /// Replaces the one-time keys and fallback key the relay hands out for
+    /// this device.
+    PutKeys {
+        one_time: Vec<KeyBundle>,
+        fallback: KeyBundle,
+    },
+}
+
+impl OwnerRequest {
+    /// The bytes an [`Auth`] signs.
+    pub fn body_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        self.encode(&mut w);
+        w.into_bytes()
+    }
+
+    fn encode(&self, w: &mut Writer) {
+        match self {
+            Self::Fetch {
+                after,
+                limit,
+                wait_ms,
+            } => {
+                w.u8(0);
+                w.u64(*after);
+                w.u16(*limit);
+                w.u32(*wait_ms);
+            }
+            Self::Ack { seqs } => {
+                w.u8(1);
+                w.list(seqs, |w, s| w.u64(*s));
+            }
+            Self::PutKeys { one_time, fallback } => {
+                w.u8(2);
+                w.list(one_time, |w, k| k.encode(w));
+                fallback.encode(w);
+            }
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(match r.u8()? {
+            0 => Self::Fetch {
+                after: r.u64()?,
+                limit: r.u16()?,
+                wait_ms: r.u32()?,
+            },
+            1 => Self::Ack {
+                seqs: r.list("acked seqs", MAX_MAILBOX_ITEMS * 4, |r| r.u64())?,
+            },
+            2 => Self::PutKeys {
+                one_time: r.list("one-time keys", MAX_UPLOAD_KEYS, KeyBundle::decode)?,
+                fallback: KeyBundle::decode(r)?,
+            },
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "owner request",
+                    tag,
+                });
+            }
+        })
+    }
+}
+
+/// A request on `/hush/mailbox/1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailboxRequest {
+    /// The relay's limits and a fresh challenge.
+    Info,
+    /// Leaves sealed envelopes in mailboxes, in this order.
+    Deposit { items: Vec<(MailboxId, Vec<u8>)> },
+    /// Hands out one of the device's one-time keys (each once), or its
+    /// fallback key when none is left.
+    ClaimKey { device: DeviceId },
+    /// A request signed by the mailbox owner.
+    Owner {
+        auth: Box<Auth>,
+        request: OwnerRequest,
+    },
+}
+
+impl Wire for MailboxRequest {
+    const NAME: &'static str = "mailbox request";
+
+    fn encode(&self, w: &mut Writer) {
+        w.u8(REQUEST_VERSION);
+        match self {
+            Self::Info => w.u8(0),
+            Self::Deposit { items } => {
+                w.u8(1);
+                w.list(items, |w, (mailbox, sealed)| {
+                    w.raw(&mailbox.0);
+                    w.bytes(sealed);
+                });
+            }
+            Self::ClaimKey { device } => {
+                w.u8(2);
+                w.raw(&device.0);
+            }
+            Self::Owner { auth, request } => {
+                w.u8(3);
+                auth.encode(w);
+                request.encode(w);
+            }
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        if r.remaining() > MAX_MAILBOX_FRAME {
+            return Err(DecodeError::TooLong {
+                what: Self::NAME,
+                len: r.remaining(),
+                max: MAX_MAILBOX_FRAME,
+            });
+        }
+        r.version(Self::NAME, REQUEST_VERSION)?;
+        Ok(match r.u8()? {
+            0 => Self::Info,
+            1 => {
+                let items = r.list("deposit items", MAX_MAILBOX_ITEMS, |r| {
+                    Ok((
+                        MailboxId(r.array()?),
+                        r.bytes("sealed envelope", MAX_SEALED_LEN)?.to_vec(),
+                    ))
+                })?;
+                if items.is_empty() {
+                    return Err(DecodeError::Invalid {
+                        what: Self::NAME,
+                        reason: "a deposit carries at least one item",
+                    });
+                }
+                Self::Deposit { items }
+            }
+            2 => Self::ClaimKey {
+                device: DeviceId(r.array()?),
+            },
+            3 => Self::Owner {
+                auth: Box::new(Auth::decode(r)?),
+                request: OwnerRequest::decode(r)?,
+            },
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "mailbox request",
+                    tag,
+                });
+            }
+        })
+    }
+}
+
+/// Why a relay refused a deposit or a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The request could not be decoded.
+    Malformed = 0,
+    /// The auth signature is not the mailbox owner's.
+    NotOwner = 1,
+    /// The challenge is unknown or too old: ask for a new one with `Info`.
+    StaleChallenge = 2,
+    /// The recipient's mailbox is at its quota.
+    MailboxFull = 3,
+    /// This sender has left as much in this mailbox as one sender may.
+    SenderQuota = 4,
+    /// The relay's disk budget is used up.
+    RelayFull = 5,
+    /// The item is larger than the relay accepts.
+    TooLarge = 6,
+    /// The relay is busy or could not store it now: try again later.
+    Unavailable = 7,
+    /// No key is left for that device (it never uploaded any).
+    NoKeys = 8,
+}
+
+impl Refusal {
+    fn from_tag(tag: u8) -> Result<Self, DecodeError> {
+        Ok(match tag {
+            0 => Self::Malformed,
+            1 => Self::NotOwner,
+            2 => Self::StaleChallenge,
+            3 => Self::MailboxFull,
+            4 => Self::SenderQuota,
+            5 => Self::RelayFull,
+            6 => Self::TooLarge,
+            7 => Self::Unavailable,
+            8 => Self::NoKeys,
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "refusal",
+                    tag,
+                });
+            }
+        })
+    }
+
+    /// Whether trying again later may succeed without anything changing on
+    /// the sender's side.
+    pub fn is_transient(self) -> bool {
+        matches!(self, Self::Unavailable | Self::StaleChallenge)
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Malformed => "the relay could not decode the request",
+            Self::NotOwner => "the request is not signed by the mailbox owner",
+            Self::StaleChallenge => "the relay's challenge expired",
+            Self::MailboxFull => "the recipient's mailbox at the relay is full",
+            Self::SenderQuota => {
+                "the relay holds as much mail from us for the recipient as it allows"
+            }
+            Self::RelayFull => "the relay's storage is full",
+            Self::TooLarge => "the message is larger than the relay accepts",
+            Self::Unavailable => "the relay could not store it right now",
+            Self::NoKeys => "the relay holds no keys for that device",
+        }
+    }
+}
+
+/// The answer to one deposited item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DepositResult {
+    /// Durably stored.
+    Stored,
+    /// The same sealed bytes were stored before: also durable.
+    Duplicate,
+    Refused(Refusal),
+}
+
+/// A response on `/hush/mailbox/1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailboxResponse {
+    Info {
+        /// Sign owner requests over this; valid for a few minutes.
+        challenge: [u8; 32],
+        /// How long unfetched mail is kept, in seconds.
+        retention_secs: u64,
+        /// Largest sealed envelope accepted.
+        max_item_len: u32,
+    },
+    Deposited {
+        results: Vec<DepositResult>,
+    },
+    Key(KeyBundle),
+    /// Mail in sequence order; `more` says a further page is waiting.
+    Items {
+        items: Vec<(u64, Vec<u8>)>,
+        more: bool,
+        /// One-time keys the relay still holds for this device.
+        keys_left: u32,
+    },
+    Acked {
+        removed: u32,
+    },
+    KeysStored {
+        one_time: u32,
+    },
+    Refused {
+        reason: Refusal,
+        message: String,
+    },
+}
+
+impl MailboxResponse {
+    pub fn refused(reason: Refusal) -> Self {
+        Self::Refused {
+            reason,
+            message: reason.describe().to_owned(),
+        }
+    }
+}
+
+impl Wire for MailboxResponse {
+    const NAME: &'static str = "mailbox response";
+
+    fn encode(&self, w: &mut Writer) {
+        w.u8(RESPONSE_VERSION);
+        match self {
+            Self::Info {
+                challenge,
+                retention_secs,
+                max_item_len,
+            } => {
+                w.u8(0);
+                w.raw(challenge);
+                w.u64(*retention_secs);
+                w.u32(*max_item_len);
+            }
+            Self::Deposited { results } => {
+                w.u8(1);
+                w.list(results, |w, r| match r {
+                    DepositResult::Stored => w.u8(0),
+                    DepositResult::Duplicate => w.u8(1),
+                    DepositResult::Refused(reason) => {
+                        w.u8(2);
+                        w.u8(*reason as u8);
+                    }
+                });
+            }
+            Self::Key(bundle) => {
+                w.u8(2);
+                bundle.encode(w);
+            }
+            Self::Items {
+                items,
+                more,
+                keys_left,
+            } => {
+                w.u8(3);
+                w.list(items, |w, (seq, sealed)| {
+                    w.u64(*seq);
+                    w.bytes(sealed);
+                });
+                w.u8(u8::from(*more));
+                w.u32(*keys_left);
+            }
+            Self::Acked { removed } => {
+                w.u8(4);
+                w.u32(*removed);
+            }
+            Self::KeysStored { one_time } => {
+                w.u8(5);
+                w.u32(*one_time);
+            }
+            Self::Refused { reason, message } => {
+                w.u8(6);
+                w.u8(*reason as u8);
+                let end = message
+                    .char_indices()
+                    .map(|(i, c)| i + c.len_utf8())
+                    .take_while(|end| *end <= MAX_ERROR_MESSAGE_LEN)
+                    .last()
+                    .unwrap_or(0);
+                w.str(&message[..end]);
+            }
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        if r.remaining() > MAX_MAILBOX_FRAME {
+            return Err(DecodeError::TooLong {
+                what: Self::NAME,
+                len: r.remaining(),
+                max: MAX_MAILBOX_FRAME,
+            });
+        }
+        r.version(Self::NAME, RESPONSE_VERSION)?;
+        Ok(match r.u8()? {
+            0 => Self::Info {
+                challenge: r.array()?,
+                retention_secs: r.u64()?,
+                max_item_len: r.u32()?,
+            },
+            1 => Self::Deposited {
+                results: r.list("deposit results", MAX_MAILBOX_ITEMS, |r| {
+                    Ok(match r.u8()? {
+                        0 => DepositResult::Stored,
+                        1 => DepositResult::Duplicate,
+                        2 => DepositResult::Refused(Refusal::from_tag(r.u8()?)?),
+                        tag => {
+                            return Err(DecodeError::UnknownTag {
+                                what: "deposit result",
+                                tag,
+                            });
+                        }
+                    })
+                })?,
+            },
+            2 => Self::Key(KeyBundle::decode(r)?),
+            3 => Self::Items {
+                items: r.list("mail items", MAX_MAILBOX_ITEMS, |r| {
+                    Ok((
+                        r.u64()?,
+                        r.bytes("sealed envelope", MAX_SEALED_LEN)?.to_vec(),
+                    ))
+                })?,
+                more: match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    tag => return Err(DecodeError::UnknownTag { what: "more", tag }),
+                },
+                keys_left: r.u32()?,
+            },
+            4 => Self::Acked { removed: r.u32()? },
+            5 => Self::KeysStored { one_time: r.u32()? },
+            6 => Self::Refused {
+                reason: Refusal::from_tag(r.u8()?)?,
+                message: r.str("refusal message", MAX_ERROR_MESSAGE_LEN)?.to_owned(),
+            },
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "mailbox response",
+                    tag,
+                });
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::{Signer, SigningKey};
+    use proptest::prelude::*;
+
+    #[test]
+    fn sealed_envelopes_open_only_for_their_mailbox() {
+        let secret = MailboxSecret::derive(&[7; 32]);
+        let mailbox = MailboxId::of(&DeviceId([1; 32]));
+        let sealed = SealedEnvelope::seal(&secret.public_key(), &mailbox, b"envelope").unwrap();
+        assert_eq!(sealed.len(), SealedEnvelope::sealed_len(8));
+        assert_eq!(secret.open(&mailbox, &sealed).unwrap(), b"envelope");
+        // Another mailbox id (the associated data) or another key: no.
+        let other = MailboxId::of(&DeviceId([2; 32]));
+        assert_eq!(secret.open(&other, &sealed), Err(SealError::Open));
+        let stranger = MailboxSecret::derive(&[8; 32]);
+        assert_eq!(stranger.open(&mailbox, &sealed), Err(SealError::Open));
+        // Sealing twice gives different bytes (fresh ephemeral key).
+        let again = SealedEnvelope::seal(&secret.public_key(), &mailbox, b"envelope").unwrap();
+        assert_ne!(again, sealed);
+        // The derivation is stable.
+        assert_eq!(
+            MailboxSecret::derive(&[7; 32]).public_key(),
+            secret.public_key()
+        );
+    }
+
+    #[test]
+    fn auth_verifies_only_the_signed_request() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let device = DeviceId(key.verifying_key().to_bytes());
+        let request = OwnerRequest::Ack { seqs: vec![1, 2] };
+        let body = request.body_bytes();
+        let challenge = [9; 32];
+        let auth = Auth {
+            device,
+            challenge,
+            signature: key.sign(&Auth::signed_bytes(&challenge, &body)).to_bytes(),
+        };
+        assert!(auth.verify(&body));
+        assert!(!auth.verify(&OwnerRequest::Ack { seqs: vec![1, 3] }.body_bytes()));
+        let forged = Auth {
+            device: DeviceId(SigningKey::from_bytes(&[4; 32]).verifying_key().to_bytes()),
+            ..auth
+        };
+        assert!(!forged.verify(&body));
+        let stale = Auth {
+            challenge: [8; 32],
+            ..auth
+        };
+        assert!(!stale.verify(&body));
+    }
+
+    fn bundle(n: u8) -> KeyBundle {
+        KeyBundle {
+            device_id: DeviceId([n; 32]),
+            identity_key: [n; 32],
+            one_time_key: [n; 32],
+            signature: [n; 64],
+        }
+    }
+
+    fn requests() -> Vec<MailboxRequest> {
+        let auth = Box::new(Auth {
+            device: DeviceId([1; 32]),
+            challenge: [2; 32],
+            signature: [3; 64],
+        });
+        vec![
+            MailboxRequest::Info,
+            MailboxRequest::Deposit {
+                items: vec![(MailboxId([4; 32]), vec![5; 40])],
+            },
+            MailboxRequest::ClaimKey {
+                device: DeviceId([6; 32]),
+            },
+            MailboxRequest::Owner {
+                auth: auth.clone(),
+                request: OwnerRequest::Fetch {
+                    after: 7,
+                    limit: 8,
+                    wait_ms: 9,
+                },
+            },
+            MailboxRequest::Owner {
+                auth: auth.clone(),
+                request: OwnerRequest::Ack {
+                    seqs: vec![1, 2, 3],
+                },
+            },
+            MailboxRequest::Owner {
+                auth,
+                request: OwnerRequest::PutKeys {
+                    one_time: vec![bundle(1), bundle(2)],
+                    fallback: bundle(3),
+                },
+            },
+        ]
+    }
+
+    fn responses() -> Vec<MailboxResponse> {
+        vec![
+            MailboxResponse::Info {
+                challenge: [1; 32],
+                retention_secs: 2,
+                max_item_len: 3,
+            },
+            MailboxResponse::Deposited {
+                results: vec![
+                    DepositResult::Stored,
+                    DepositResult::Duplicate,
+                    DepositResult::Refused(Refusal::MailboxFull),
+                ],
+            },
+            MailboxResponse::Key(bundle(4)),
+            MailboxResponse::Items {
+                items: vec![(1, vec![1, 2]), (5, vec![])],
+                more: true,
+                keys_left: 3,
+            },
+            MailboxResponse::Acked { removed: 4 },
+            MailboxResponse::KeysStored { one_time: 20 },
+            MailboxResponse::refused(Refusal::SenderQuota),
+        ]
+    }
+
+    #[test]
+    fn every_request_and_response_round_trips() {
+        for request in requests() {
+            assert_eq!(
+                MailboxRequest::from_bytes(&request.to_bytes()).unwrap(),
+                request
+            );
+        }
+        for response in responses() {
+            assert_eq!(
+                MailboxResponse::from_bytes(&response.to_bytes()).unwrap(),
+                response
+            );
+        }
+    }
+
+    #[test]
+    fn empty_deposits_and_long_messages_are_handled() {
+        let empty = MailboxRequest::Deposit { items: vec![] };
+        assert!(MailboxRequest::from_bytes(&empty.to_bytes()).is_err());
+        let long = MailboxResponse::Refused {
+            reason: Refusal::Malformed,
+            message: "é".repeat(MAX_ERROR_MESSAGE_LEN),
+        };
+        let MailboxResponse::Refused { message, .. } =
+            MailboxResponse::from_bytes(&long.to_bytes()).unwrap()
+        else {
+            panic!("not a refusal");
+        };
+        assert!(message.len() <= MAX_ERROR_MESSAGE_LEN);
+    }
+
+    proptest! {
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = MailboxRequest::from_bytes(&bytes);
+            let _ = MailboxResponse::from_bytes(&bytes);
+            let _ = SealedEnvelope::from_bytes(&bytes);
+        }
+
+        #[test]
+        fn truncations_never_panic(cut in 0usize..200, which in 0usize..13) {
+            let all: Vec<Vec<u8>> = requests().iter().map(Wire::to_bytes)
+                .chain(responses().iter().map(Wire::to_bytes)).collect();
+            let bytes = &all[which % all.len()];
+            let cut = cut.min(bytes.len());
+            let _ = MailboxRequest::from_bytes(&bytes[..cut]);
+            let _ = MailboxResponse::from_bytes(&bytes[..cut]);
+        }
+    }
+}

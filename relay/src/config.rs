@@ -1,0 +1,188 @@
+//! The relay's configuration: a TOML file, with command-line flags on top.
+//!
+//! ```toml
+//! listen = ["/ip4/0.0.0.0/tcp/7001", "/ip4/0.0.0.0/udp/7001/quic-v1"]
+//! data = "/var/lib/hush-relay"
+//! retention_secs = 2592000          # 30 days
+//! metrics = "127.0.0.1:9464"
+//! bootstrap = ["/dns4/relay2.example.org/tcp/7001/p2p/12D3Koo…"]
+//!
+//! [quotas]
+//! max_item_bytes = 98427           # the largest sealed envelope
+//! mailbox_items = 10000
+//! mailbox_bytes = 268435456
+//! sender_items = 2000
+//! disk_bytes = 10737418240
+//! one_time_keys_per_device = 100
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use hush_protocol::MAX_SEALED_LEN;
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Unfetched mail is kept this long unless configured otherwise.
+pub const DEFAULT_RETENTION_SECS: u64 = 30 * 24 * 3600;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("could not read the config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the config file {path} is not valid: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("invalid setting {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+/// Limits that keep one mailbox, one sender or the whole relay from using
+/// more than its share.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Quotas {
+    /// Largest sealed envelope accepted, in bytes.
+    pub max_item_bytes: u64,
+    /// Most items one mailbox holds.
+    pub mailbox_items: u64,
+    /// Most bytes one mailbox holds.
+    pub mailbox_bytes: u64,
+    /// Most items one sender may have waiting in one mailbox, so a flooding
+    /// sender fills only its own share and never pushes anyone else out.
+    pub sender_items: u64,
+    /// Total bytes of mail the relay stores.
+    pub disk_bytes: u64,
+    /// Most one-time keys hosted per device.
+    pub one_time_keys_per_device: u64,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Self {
+            max_item_bytes: MAX_SEALED_LEN as u64,
+            mailbox_items: 10_000,
+            mailbox_bytes: 256 * 1024 * 1024,
+            sender_items: 2_000,
+            disk_bytes: 10 * 1024 * 1024 * 1024,
+            one_time_keys_per_device: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Multiaddrs to listen on.
+    pub listen: Vec<String>,
+    /// Folder for the database and the relay's identity.
+    pub data: PathBuf,
+    /// How long unfetched mail is kept, in seconds (advertised to nodes).
+    pub retention_secs: u64,
+    /// Where Prometheus metrics are served over HTTP (`/metrics`); off if unset.
+    pub metrics: Option<SocketAddr>,
+    /// Other relays to join the DHT through (multiaddrs with `/p2p/`).
+    pub bootstrap: Vec<String>,
+    pub quotas: Quotas,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/7001".to_owned(),
+                "/ip4/0.0.0.0/udp/7001/quic-v1".to_owned(),
+            ],
+            data: PathBuf::from("hush-relay"),
+            retention_secs: DEFAULT_RETENTION_SECS,
+            metrics: None,
+            bootstrap: Vec::new(),
+            quotas: Quotas::default(),
+        }
+    }
+}
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Checks the settings make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, reason: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.listen.is_empty() {
+            return invalid("listen", "give at least one address to listen on");
+        }
+        if self.retention_secs == 0 {
+            return invalid("retention_secs", "must be at least 1 second");
+        }
+        let q = &self.quotas;
+        if q.max_item_bytes < 256 || q.max_item_bytes > MAX_SEALED_LEN as u64 {
+            return Err(ConfigError::Invalid {
+                field: "quotas.max_item_bytes",
+                reason: format!("must be between 256 and {MAX_SEALED_LEN}"),
+            });
+        }
+        if q.mailbox_items == 0 || q.sender_items == 0 || q.mailbox_bytes < q.max_item_bytes {
+            return invalid(
+                "quotas",
+                "mailbox_items and sender_items must be at least 1, and mailbox_bytes at least max_item_bytes",
+            );
+        }
+        if q.disk_bytes < q.mailbox_bytes {
+            return invalid("quotas.disk_bytes", "must be at least mailbox_bytes");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_parses() {
+        let text = r#"
+            listen = ["/ip4/127.0.0.1/tcp/7001"]
+            data = "/tmp/r1"
+            retention_secs = 60
+            metrics = "127.0.0.1:9464"
+            [quotas]
+            mailbox_items = 5
+        "#;
+        let config: Config = toml::from_str(text).unwrap();
+        assert_eq!(config.retention_secs, 60);
+        assert_eq!(config.quotas.mailbox_items, 5);
+        assert_eq!(config.quotas.sender_items, Quotas::default().sender_items);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_and_bad_settings_are_refused() {
+        assert!(toml::from_str::<Config>("listn = []").is_err());
+        let config = Config {
+            retention_secs: 0,
+            ..Config::default()
+        };
+        assert!(config.validate().is_err());
+    }
+}

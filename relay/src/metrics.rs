@@ -1,0 +1,185 @@
+//! Prometheus metrics, served as text on `GET /metrics`.
+//!
+//! Counters and gauges are atomics the service updates; the HTTP side is a
+//! deliberately small server: one request per connection, a 4 KiB request
+//! limit, a 5 second deadline, and at most 16 connections at a time.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hush_protocol::Refusal;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+const REFUSALS: [(Refusal, &str); 9] = [
+    (Refusal::Malformed, "malformed"),
+    (Refusal::NotOwner, "not_owner"),
+    (Refusal::StaleChallenge, "stale_challenge"),
+    (Refusal::MailboxFull, "mailbox_full"),
+    (Refusal::SenderQuota, "sender_quota"),
+    (Refusal::RelayFull, "relay_full"),
+    (Refusal::TooLarge, "too_large"),
+    (Refusal::Unavailable, "unavailable"),
+    (Refusal::NoKeys, "no_keys"),
+];
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub stored_messages: AtomicU64,
+    pub stored_bytes: AtomicU64,
+    pub deposits: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub fetches: AtomicU64,
+    pub delivered: AtomicU64,
+    pub expired: AtomicU64,
+    pub keys_claimed: AtomicU64,
+    pub connections: AtomicU64,
+    pub commits: AtomicU64,
+    pub dht_peers: AtomicU64,
+    refusals: [AtomicU64; 9],
+}
+
+impl Metrics {
+    pub fn refused(&self, reason: Refusal) {
+        self.refusals[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: &AtomicU64| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        };
+        metric(
+            "hush_relay_stored_messages",
+            "gauge",
+            "Sealed envelopes waiting in mailboxes.",
+            &self.stored_messages,
+        );
+        metric(
+            "hush_relay_stored_bytes",
+            "gauge",
+            "Bytes of sealed envelopes waiting in mailboxes.",
+            &self.stored_bytes,
+        );
+        metric(
+            "hush_relay_deposits_total",
+            "counter",
+            "Envelopes durably stored.",
+            &self.deposits,
+        );
+        metric(
+            "hush_relay_duplicate_deposits_total",
+            "counter",
+            "Deposits of envelopes already stored.",
+            &self.duplicates,
+        );
+        metric(
+            "hush_relay_fetches_total",
+            "counter",
+            "Mailbox fetch requests answered.",
+            &self.fetches,
+        );
+        metric(
+            "hush_relay_delivered_total",
+            "counter",
+            "Envelopes acked (and deleted) by their owner.",
+            &self.delivered,
+        );
+        metric(
+            "hush_relay_expired_total",
+            "counter",
+            "Envelopes deleted unfetched after the retention period.",
+            &self.expired,
+        );
+        metric(
+            "hush_relay_keys_claimed_total",
+            "counter",
+            "One-time or fallback keys handed out.",
+            &self.keys_claimed,
+        );
+        metric(
+            "hush_relay_connections",
+            "gauge",
+            "Open libp2p connections.",
+            &self.connections,
+        );
+        metric(
+            "hush_relay_commits_total",
+            "counter",
+            "Durable write batches.",
+            &self.commits,
+        );
+        metric(
+            "hush_relay_dht_peers",
+            "gauge",
+            "Peers in the Kademlia routing table.",
+            &self.dht_peers,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP hush_relay_refusals_total Requests or deposits refused, by reason."
+        );
+        let _ = writeln!(out, "# TYPE hush_relay_refusals_total counter");
+        for (reason, label) in REFUSALS {
+            let _ = writeln!(
+                out,
+                "hush_relay_refusals_total{{reason=\"{label}\"}} {}",
+                self.refusals[reason as usize].load(Ordering::Relaxed)
+            );
+        }
+        out
+    }
+}
+
+/// Binds the metrics address; the returned future serves it.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    let permits = Arc::new(Semaphore::new(16));
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let answer = async {
+                let mut buf = vec![0u8; 4096];
+                let mut len = 0;
+                while !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") && len < buf.len() {
+                    let n = stream.read(&mut buf[len..]).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    len += n;
+                }
+                let request = String::from_utf8_lossy(&buf[..len]);
+                let (status, body) = if request.starts_with("GET /metrics ") {
+                    ("200 OK", metrics.render())
+                } else {
+                    ("404 Not Found", "try /metrics\n".to_owned())
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                stream.write_all(head.as_bytes()).await?;
+                stream.write_all(body.as_bytes()).await?;
+                stream.shutdown().await
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(5), answer).await;
+        });
+    }
+}

@@ -5,11 +5,13 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+pub mod raw;
 
 /// The `hush` binary under test.
 pub fn hush_bin() -> &'static Path {
@@ -123,23 +125,33 @@ impl User {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn hush");
+        // Read both pipes while it runs: a large output must not block it.
+        let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_end(&mut buf);
+                }
+                String::from_utf8_lossy(&buf).into_owned()
+            })
+        };
+        let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+        let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
         let deadline = Instant::now() + Duration::from_secs(60);
-        while child.try_wait().expect("wait for hush").is_none() {
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for hush") {
+                break status;
+            }
             if Instant::now() > deadline {
                 let _ = child.kill();
                 panic!("hush {args:?} did not finish within 60 s");
             }
             std::thread::sleep(Duration::from_millis(5));
-        }
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = child.wait_with_output().expect("collect hush output");
+        };
         Run {
             code: status.code(),
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            stdout: stdout.join().unwrap_or_default(),
+            stderr: stderr.join().unwrap_or_default(),
         }
     }
 
@@ -152,12 +164,19 @@ impl User {
 
     /// Starts `hush node run` and waits until its API answers.
     pub fn start(&mut self) {
+        self.start_with(&[]);
+    }
+
+    /// Starts `hush node run EXTRA…` (e.g. `--relay ADDR`) and waits until
+    /// its API answers.
+    pub fn start_with(&mut self, extra: &[&str]) {
         assert!(self.node.is_none(), "{} is already running", self.name);
         let log = std::fs::File::create(self.home.join("node.log")).expect("node log file");
         let child = Command::new(hush_bin())
             .arg("--home")
             .arg(&self.home)
             .args(["node", "run", "--listen", &self.listen_addr()])
+            .args(extra)
             .env("HUSH_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -248,10 +267,151 @@ pub fn pair() -> (User, User) {
     let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
     alice.start();
     bob.start();
-    let (alice_card, bob_card) = (alice.card(), bob.card());
-    let run = alice.run(&["contact", "add", "bob", &bob_card]);
-    assert!(run.ok(), "alice adds bob: {run:?}");
-    let run = bob.run(&["contact", "add", "alice", &alice_card]);
-    assert!(run.ok(), "bob adds alice: {run:?}");
+    introduce(&alice, &bob);
     (alice, bob)
+}
+
+/// A `hush relay run` process with its own data folder and ports.
+pub struct RelayProc {
+    pub data: PathBuf,
+    pub port: u16,
+    pub metrics_port: u16,
+    /// The address nodes use (`/ip4/127.0.0.1/tcp/PORT/p2p/ID`).
+    pub address: String,
+    extra: Vec<String>,
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl RelayProc {
+    /// Starts a relay; `config` is the text of a TOML config file (may be empty).
+    pub fn start(config: &str) -> Self {
+        Self::start_with(config, &[])
+    }
+
+    pub fn start_with(config: &str, extra: &[&str]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("hush-relay-test-")
+            .tempdir()
+            .expect("temp dir");
+        std::fs::write(dir.path().join("relay.toml"), config).expect("relay config");
+        let mut relay = Self {
+            data: dir.path().join("data"),
+            port: free_port(),
+            metrics_port: free_port(),
+            address: String::new(),
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            child: None,
+            _dir: dir,
+        };
+        relay.restart();
+        relay
+    }
+
+    /// Starts the relay process again (same data folder and ports).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "the relay is already running");
+        let config = self.data.with_file_name("relay.toml");
+        let log = std::fs::File::create(self.data.with_file_name("relay.log")).expect("relay log");
+        let mut child = Command::new(hush_bin())
+            .args(["relay", "run", "--config"])
+            .arg(&config)
+            .arg("--data")
+            .arg(&self.data)
+            .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{}", self.port)])
+            .args(["--metrics", &format!("127.0.0.1:{}", self.metrics_port)])
+            .args(&self.extra)
+            .env("HUSH_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn hush relay run");
+        let stdout = child.stdout.take().expect("relay stdout");
+        self.child = Some(child);
+        // The first `address:` line is the one to use.
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+        let address = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(addr) = line.strip_prefix("address: ") {
+                        break addr.to_owned();
+                    }
+                }
+                _ => panic!(
+                    "the relay exited before printing its address: {}",
+                    self.log()
+                ),
+            }
+        };
+        // Keep draining stdout so the relay never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        self.address = address;
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.with_file_name("relay.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Stops the relay gracefully (SIGTERM).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            wait_for("the relay to stop", Duration::from_secs(20), || {
+                child.try_wait().ok().flatten()
+            });
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// One metric from `/metrics` (labels included in `name`), if served.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).ok()?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: relay\r\n\r\n")
+            .ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).ok()?;
+        text.lines().find_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            (key == name).then(|| value.parse().ok()).flatten()
+        })
+    }
+
+    /// Waits until the relay holds exactly `n` messages.
+    pub fn wait_stored(&self, n: u64) {
+        wait_for(
+            &format!("the relay to hold {n} messages"),
+            Duration::from_secs(30),
+            || (self.metric("hush_relay_stored_messages") == Some(n as f64)).then_some(()),
+        );
+    }
+}
+
+impl Drop for RelayProc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Adds each user's card to the other (both nodes running).
+pub fn introduce(a: &User, b: &User) {
+    let (a_card, b_card) = (a.card(), b.card());
+    let run = a.run(&["contact", "add", &b.name, &b_card]);
+    assert!(run.ok(), "{} adds {}: {run:?}", a.name, b.name);
+    let run = b.run(&["contact", "add", &a.name, &a_card]);
+    assert!(run.ok(), "{} adds {}: {run:?}", b.name, a.name);
 }

@@ -2,73 +2,13 @@
 //! a real node process: each is refused, the node stays up, memory stays
 //! bounded, and nothing shows up in anyone's history.
 
-use std::time::Duration;
-
-use futures::StreamExt;
-use hush_node::{DIRECT_PROTOCOL, FrameCodec, KEYS_PROTOCOL};
+use hush_node::{DIRECT_PROTOCOL, KEYS_PROTOCOL};
 use hush_protocol::{
     AckBatch, ContactCard, DirectAck, Envelope, EnvelopeBatch, KeyRequest, MAX_BATCH_LEN, OlmKind,
     RejectReason, Wire,
 };
-use libp2p::request_response::{self, ProtocolSupport};
-use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identity, noise, tcp, yamux};
-
-type Client = Swarm<request_response::Behaviour<FrameCodec>>;
-
-fn client(protocol: StreamProtocol) -> Client {
-    libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("tcp transport")
-        .with_behaviour(|_| {
-            request_response::Behaviour::with_codec(
-                // The stranger writes whatever it likes; it accepts any answer.
-                FrameCodec::new(8 * 1024 * 1024, 8 * 1024 * 1024),
-                [(protocol, ProtocolSupport::Outbound)],
-                request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
-            )
-        })
-        .expect("behaviour")
-        .build()
-}
-
-/// Sends one request; `Ok(response)` or `Err(failure text)`.
-async fn ask(
-    swarm: &mut Client,
-    peer: PeerId,
-    addr: &Multiaddr,
-    frame: Vec<u8>,
-) -> Result<Vec<u8>, String> {
-    swarm.add_peer_address(peer, addr.clone());
-    let id = swarm.behaviour_mut().send_request(&peer, frame);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
-            .await
-            .map_err(|_| "no answer within 20 s".to_owned())?;
-        match event {
-            SwarmEvent::Behaviour(request_response::Event::Message {
-                message:
-                    request_response::Message::Response {
-                        request_id,
-                        response,
-                    },
-                ..
-            }) if request_id == id => return Ok(response),
-            SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
-                request_id,
-                error,
-                ..
-            }) if request_id == id => return Err(error.to_string()),
-            _ => {}
-        }
-    }
-}
+use hush_tests::raw::{ask, client};
+use libp2p::{Multiaddr, identity};
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

@@ -1,0 +1,369 @@
+//! Offline delivery through real relay processes: first contact while the
+//! recipient is offline, crash and loss of relays, quotas, retention, and
+//! what a relay refuses to strangers.
+
+use std::time::Duration;
+
+use hush_node::MAILBOX_PROTOCOL;
+use hush_protocol::{
+    Auth, ContactCard, DeviceId, MailboxRequest, MailboxResponse, OwnerRequest, Refusal, Wire,
+};
+use hush_tests::raw::{ask, client};
+use hush_tests::{RelayProc, User, introduce, wait_for};
+use libp2p::{Multiaddr, PeerId};
+
+/// Alice and bob know each other; bob's node runs with `relays` as its
+/// home relays, then stops. No message has been exchanged: there is no
+/// Olm session yet.
+fn bob_offline_with(relays: &[&RelayProc]) -> (User, User) {
+    let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
+    let mut args = Vec::new();
+    for relay in relays {
+        args.extend(["--relay", relay.address.as_str()]);
+    }
+    bob.start_with(&args);
+    alice.start();
+    introduce(&alice, &bob);
+    // Bob's node has stocked its one-time keys at every relay.
+    wait_for("bob's keys at his relays", Duration::from_secs(20), || {
+        let status = bob.json(&["status", "--json"]);
+        let relays = status["relays"].as_array()?.clone();
+        relays
+            .iter()
+            .all(|r| r["keys_left"].as_u64().is_some_and(|n| n > 0))
+            .then_some(())
+    });
+    bob.stop();
+    (alice, bob)
+}
+
+fn send(user: &User, to: &str, text: &str, wait: &str) -> String {
+    let receipt = user.json(&[
+        "send",
+        to,
+        text,
+        "--wait",
+        wait,
+        "--timeout",
+        "30",
+        "--json",
+    ]);
+    assert_eq!(receipt["status"], wait, "{receipt}");
+    receipt["id"].as_str().expect("id").to_owned()
+}
+
+fn texts(user: &User, with: &str) -> Vec<String> {
+    user.history(with)
+        .iter()
+        .map(|m| m["text"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn wait_texts(user: &User, with: &str, expected: &[String]) {
+    wait_for(
+        &format!(
+            "{} to have {} messages from {with}",
+            user.name,
+            expected.len()
+        ),
+        Duration::from_secs(40),
+        || (texts(user, with).len() >= expected.len()).then_some(()),
+    );
+    // Give duplicates a moment to show up, if any were coming.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(texts(user, with), expected, "{}", user.node_log());
+}
+
+#[test]
+fn offline_delivery_first_contact_and_a_restart_of_everything() {
+    let mut relay = RelayProc::start("");
+    let (mut alice, mut bob) = bob_offline_with(&[&relay]);
+
+    // First contact while bob is offline: alice's node claims one of bob's
+    // one-time keys from his relay, and each message is `sent` once the
+    // relay has it durably.
+    let expected: Vec<String> = (0..20).map(|i| format!("while you were out {i}")).collect();
+    let ids: Vec<String> = expected
+        .iter()
+        .map(|t| send(&alice, "bob", t, "sent"))
+        .collect();
+    relay.wait_stored(20);
+
+    // Everything restarts: alice, then the relay. Bob comes back alone.
+    alice.stop();
+    relay.stop();
+    relay.restart();
+    relay.wait_stored(20);
+    bob.start();
+    wait_texts(&bob, "alice", &expected);
+    relay.wait_stored(0);
+
+    // Alice comes back and hears it was all delivered (bob's delivered
+    // receipts waited at... her node directly, or her outbox resent).
+    alice.start();
+    for id in &ids {
+        alice.wait_status("bob", id, "delivered");
+    }
+    assert_eq!(alice.json(&["status", "--json"])["outbox"], 0);
+    // And the conversation goes on directly, both ways.
+    send(&bob, "alice", "back online", "delivered");
+    send(&alice, "bob", "welcome back", "delivered");
+}
+
+#[test]
+fn a_relay_killed_mid_ingest_keeps_every_acked_deposit() {
+    let mut relay = RelayProc::start("");
+    let (mut alice, mut bob) = bob_offline_with(&[&relay]);
+    // Open the session first, so the burst is pure ingest.
+    send(&alice, "bob", "first", "sent");
+
+    let expected: Vec<String> = std::iter::once("first".to_owned())
+        .chain((0..300).map(|i| format!("burst {i}")))
+        .collect();
+    for text in &expected[1..] {
+        let run = alice.run(&["send", "bob", text]);
+        assert!(run.ok(), "{run:?}");
+    }
+    // Kill the relay in the middle of it, without warning.
+    wait_for(
+        "the relay to be mid-ingest",
+        Duration::from_secs(30),
+        || (relay.metric("hush_relay_stored_messages")? > 1.0).then_some(()),
+    );
+    relay.kill9();
+    relay.restart();
+    // Alice's node retries what was not acked; wait until all is `sent`.
+    wait_for("every message to be sent", Duration::from_secs(60), || {
+        alice
+            .history("bob")
+            .iter()
+            .all(|m| m["status"] == "sent")
+            .then_some(())
+    });
+    // Alice goes away: now bob gets only what the relay kept.
+    alice.stop();
+    bob.start();
+    wait_texts(&bob, "alice", &expected);
+}
+
+#[test]
+fn one_of_three_relays_lost_with_its_disk_loses_nothing() {
+    let mut relays: Vec<RelayProc> = (0..3).map(|_| RelayProc::start("")).collect();
+    let (mut alice, mut bob) = bob_offline_with(&[&relays[0], &relays[1], &relays[2]]);
+    let expected: Vec<String> = (0..10).map(|i| format!("replicated {i}")).collect();
+    for text in &expected {
+        send(&alice, "bob", text, "sent");
+    }
+    for relay in &relays {
+        relay.wait_stored(10);
+    }
+    alice.stop();
+    relays[1].kill9();
+    std::fs::remove_dir_all(&relays[1].data).expect("delete the relay's data");
+    bob.start();
+    // Each message once, though two relays hand out a copy of each.
+    wait_texts(&bob, "alice", &expected);
+    relays[0].wait_stored(0);
+    relays[2].wait_stored(0);
+}
+
+#[test]
+fn a_full_mailbox_is_reported_to_the_sender_and_nothing_is_lost() {
+    let relay = RelayProc::start("[quotas]\nsender_items = 3\n");
+    let (mut alice, mut bob) = bob_offline_with(&[&relay]);
+    for i in 0..3 {
+        send(&alice, "bob", &format!("fits {i}"), "sent");
+    }
+    let run = alice.run(&[
+        "send",
+        "bob",
+        "one too many",
+        "--wait",
+        "sent",
+        "--timeout",
+        "5",
+    ]);
+    assert_eq!(run.code, Some(3), "{run:?}");
+    assert!(
+        run.stderr.contains("bob's relay"),
+        "the refusal is not shown: {run:?}"
+    );
+    assert!(relay.metric("hush_relay_refusals_total{reason=\"sender_quota\"}") >= Some(1.0));
+    // Bob drains his mailbox; the refused message waited in alice's
+    // outbox and now gets through.
+    bob.start();
+    let expected: Vec<String> = (0..3)
+        .map(|i| format!("fits {i}"))
+        .chain(["one too many".to_owned()])
+        .collect();
+    wait_texts(&bob, "alice", &expected);
+    alice.stop();
+}
+
+#[test]
+fn unfetched_mail_expires_after_the_retention_period() {
+    let relay = RelayProc::start("retention_secs = 2\n");
+    let (mut alice, mut bob) = bob_offline_with(&[&relay]);
+    send(&alice, "bob", "short-lived", "sent");
+    relay.wait_stored(1);
+    alice.stop();
+    wait_for("the mail to expire", Duration::from_secs(20), || {
+        (relay.metric("hush_relay_expired_total")? >= 1.0).then_some(())
+    });
+    relay.wait_stored(0);
+    bob.start();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(texts(&bob, "alice").is_empty());
+    // Alice's node still has it queued (never delivered): when both are
+    // online it goes directly.
+    alice.start();
+    wait_texts(&bob, "alice", &["short-lived".to_owned()]);
+}
+
+/// Bob's device id and libp2p peer id, from his card.
+fn device_of(user: &User) -> (DeviceId, PeerId) {
+    let card: ContactCard = user.card().parse().expect("card");
+    let device = card.device_list.devices[0].device_id;
+    let key = libp2p::identity::ed25519::PublicKey::try_from_bytes(&device.0).expect("key");
+    (device, libp2p::identity::PublicKey::from(key).to_peer_id())
+}
+
+async fn mailbox(
+    client: &mut hush_tests::raw::Client,
+    relay: &RelayProc,
+    request: MailboxRequest,
+) -> MailboxResponse {
+    let addr: Multiaddr = relay.address.parse().expect("relay address");
+    let answer = ask(client, relay_peer(&addr), &addr, request.to_bytes())
+        .await
+        .expect("the relay answers");
+    MailboxResponse::from_bytes(&answer).expect("a well-formed answer")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_owner_fetches_and_a_stranger_cannot_starve_first_contact() {
+    let relay = RelayProc::start("");
+    let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
+    let mut carol = User::new("carol");
+    bob.start_with(&["--relay", &relay.address]);
+    alice.start();
+    carol.start();
+    introduce(&alice, &bob);
+    introduce(&carol, &bob);
+    wait_for("bob's keys at his relay", Duration::from_secs(20), || {
+        let status = bob.json(&["status", "--json"]);
+        status["relays"][0]["keys_left"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+            .then_some(())
+    });
+    bob.stop();
+    send(&alice, "bob", "for bob only", "sent");
+    let (device, _) = device_of(&bob);
+    let mut stranger = client(MAILBOX_PROTOCOL);
+
+    let MailboxResponse::Info { challenge, .. } =
+        mailbox(&mut stranger, &relay, MailboxRequest::Info).await
+    else {
+        panic!("no challenge");
+    };
+    let fetch = OwnerRequest::Fetch {
+        after: 0,
+        limit: 10,
+        wait_ms: 0,
+    };
+    // Bob's device id with a signature that is not his.
+    let forged = MailboxRequest::Owner {
+        auth: Box::new(Auth {
+            device,
+            challenge,
+            signature: [7; 64],
+        }),
+        request: fetch.clone(),
+    };
+    let answer = mailbox(&mut stranger, &relay, forged).await;
+    assert!(
+        matches!(
+            answer,
+            MailboxResponse::Refused {
+                reason: Refusal::NotOwner,
+                ..
+            }
+        ),
+        "{answer:?}"
+    );
+    // The stranger's own valid signature, claiming bob's device: also no.
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let ack = OwnerRequest::Ack {
+        seqs: vec![1, 2, 3],
+    };
+    let signature = key
+        .sign(&Auth::signed_bytes(&challenge, &ack.body_bytes()))
+        .expect("sign");
+    let wrong_key = MailboxRequest::Owner {
+        auth: Box::new(Auth {
+            device,
+            challenge,
+            signature: signature.try_into().expect("64 bytes"),
+        }),
+        request: ack,
+    };
+    let answer = mailbox(&mut stranger, &relay, wrong_key).await;
+    assert!(
+        matches!(
+            answer,
+            MailboxResponse::Refused {
+                reason: Refusal::NotOwner,
+                ..
+            }
+        ),
+        "{answer:?}"
+    );
+    // Garbage is refused with an error, not a dropped stream or a crash.
+    let addr: Multiaddr = relay.address.parse().expect("addr");
+    let answer = ask(
+        &mut stranger,
+        relay_peer(&addr),
+        &addr,
+        vec![1, 3, 0xff, 0xff],
+    )
+    .await
+    .expect("an answer");
+    assert!(matches!(
+        MailboxResponse::from_bytes(&answer),
+        Ok(MailboxResponse::Refused {
+            reason: Refusal::Malformed,
+            ..
+        })
+    ));
+    assert_eq!(relay.metric("hush_relay_stored_messages"), Some(1.0));
+
+    // The stranger claims every one-time key bob left at the relay, until
+    // only the fallback key comes back (the same one again and again) ...
+    let mut last = None;
+    for claimed in 0.. {
+        let answer = mailbox(&mut stranger, &relay, MailboxRequest::ClaimKey { device }).await;
+        let MailboxResponse::Key(bundle) = answer else {
+            panic!("{answer:?}");
+        };
+        if last.as_ref() == Some(&bundle) {
+            break;
+        }
+        last = Some(bundle);
+        assert!(claimed < 1000, "keys never ran out");
+    }
+    // ... yet carol's first message to bob, on the fallback key, arrives.
+    send(&carol, "bob", "hi bob, it is carol", "sent");
+    bob.start();
+    wait_texts(&bob, "carol", &["hi bob, it is carol".to_owned()]);
+    wait_texts(&bob, "alice", &["for bob only".to_owned()]);
+}
+
+fn relay_peer(addr: &Multiaddr) -> PeerId {
+    addr.iter()
+        .find_map(|p| match p {
+            libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+            _ => None,
+        })
+        .expect("relay peer id")
+}

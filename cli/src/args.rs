@@ -203,4 +203,24 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 20_000)]
         throughput_messages: usize,
     },
+    /// A relay under load: ingest rate, deposit ack latency, and a node
+    /// draining 10,000 queued messages
+    Relay {
+        #[arg(long)]
+        json: bool,
+        /// Concurrent senders, each on its own connection
+        #[arg(long, default_value_t = 50)]
+        senders: usize,
+        /// 512-byte envelopes deposited in all
+        #[arg(long, default_value_t = 100_000)]
+        messages: usize,
+        /// Envelopes per deposit request (a node with a backlog sends up to
+        /// 256 in one)
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Deposit requests each sender keeps in flight (a node keeps one
+        /// per relay and device)
+        #[arg(long, default_value_t = 1)]
+        window: usize,
+    },
 }

@@ -55,6 +55,23 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     init_logging(if verbose_default { "info" } else { "warn" });
     match cli.command {
         Command::Demo => return crate::demo::run().await.map(|()| ExitCode::SUCCESS),
+        Command::Bench(BenchCommand::Relay {
+            json,
+            senders,
+            messages,
+            batch,
+            window,
+        }) => {
+            let load = crate::bench_relay::Load {
+                senders,
+                messages,
+                batch,
+                window,
+            };
+            return crate::bench_relay::relay(json, load)
+                .await
+                .map(|()| ExitCode::SUCCESS);
+        }
         Command::Relay(RelayCommand::Run(args)) => {
             return relay_run(args).await.map(|()| ExitCode::SUCCESS);
         }

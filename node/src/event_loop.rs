@@ -32,7 +32,7 @@ use crate::error::NodeError;
 use crate::identity::Me;
 use crate::network::{self, Behaviour, BehaviourEvent};
 use crate::node::{Command, Reply, contact_view, now_ms};
-use crate::outbox::{MAX_OUTBOX_ENTRIES, Outbox, State};
+use crate::outbox::{MAX_BATCH_ENVELOPES, MAX_OUTBOX_ENTRIES, Outbox, State};
 use crate::records::{ContactRecord, MessageRecord, OutboxKind, OutboxRecord, Status};
 use crate::store::{Op, OutboxKey, Store, StoreError};
 use crate::view::{Event, MessageView, NodeStatus, SendReceipt};
@@ -1094,8 +1094,20 @@ impl EventLoop {
     /// one-time key.
     fn pump(&mut self, device: &DeviceId) {
         if self.is_unreachable(device) && self.has_relays(device) {
-            // Encrypt (or get a key for) what is not yet, then deposit.
-            for key in self.outbox.next_for(device, Instant::now()) {
+            // Encrypt (or get a key for) what is not yet, in order, then deposit.
+            let unencrypted: Vec<OutboxKey> = self
+                .outbox
+                .for_device(device)
+                .into_iter()
+                .filter(|k| {
+                    self.outbox
+                        .entries
+                        .get(k)
+                        .is_some_and(|e| e.record.envelope.is_none())
+                })
+                .take(MAX_BATCH_ENVELOPES)
+                .collect();
+            for key in unencrypted {
                 self.dispatch(key);
             }
             self.deposit_pump(device);

@@ -196,7 +196,10 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn build_swarm(keypair: identity::Keypair) -> Result<Swarm<Behaviour>, RelayError> {
+fn build_swarm(
+    keypair: identity::Keypair,
+    bootstrap: bool,
+) -> Result<Swarm<Behaviour>, RelayError> {
     let net = |e: &dyn std::fmt::Display| RelayError::Network(e.to_string());
     let swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -209,10 +212,16 @@ fn build_swarm(keypair: identity::Keypair) -> Result<Swarm<Behaviour>, RelayErro
         .with_quic()
         .with_behaviour(|key| {
             let peer_id = key.public().to_peer_id();
+            let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+            if !bootstrap {
+                // A lone relay: nothing to bootstrap from until others
+                // find it (identify adds them).
+                kad_config.set_periodic_bootstrap_interval(None);
+            }
             let mut kad = kad::Behaviour::with_config(
                 peer_id,
                 kad::store::MemoryStore::new(peer_id),
-                kad::Config::new(KAD_PROTOCOL),
+                kad_config,
             );
             kad.set_mode(Some(kad::Mode::Server));
             Behaviour {
@@ -266,7 +275,7 @@ impl Relay {
         let keypair = identity::Keypair::ed25519_from_bytes(&mut secret)
             .map_err(|e| RelayError::Network(e.to_string()))?;
         let peer_id = keypair.public().to_peer_id();
-        let mut swarm = build_swarm(keypair)?;
+        let mut swarm = build_swarm(keypair, !config.bootstrap.is_empty())?;
 
         let mut usage = Usage::default();
         for (mailbox, bytes, tag) in store.usage()? {
@@ -687,9 +696,15 @@ impl Relay {
         let mut settled = Vec::new();
         let mut woken = HashSet::new();
         let stored_at_ms = now_ms();
-        for (mailbox, sealed) in items {
+        let digests: Vec<[u8; 32]> = items.iter().map(|(_, s)| store::digest(s)).collect();
+        // One read transaction for the whole deposit; if it fails, the
+        // items are refused as unavailable (never stored twice).
+        let known = self.store.has_digests(&digests).ok();
+        for (((mailbox, sealed), digest), i) in items.into_iter().zip(digests).zip(0..) {
             let len = sealed.len() as u64;
-            let digest = store::digest(&sealed);
+            let known = known
+                .as_ref()
+                .map(|k: &Vec<bool>| k.get(i).copied().unwrap_or(false));
             let refuse = |r| DepositResult::Refused(r);
             let result =
                 if SealedEnvelope::from_bytes(&sealed).is_err() {
@@ -700,9 +715,9 @@ impl Relay {
                     // Its first copy is being committed: answer once that is done.
                     wait_for_commit = true;
                     DepositResult::Duplicate
-                } else if self.store.has_digest(&digest).unwrap_or(false) {
+                } else if known == Some(true) {
                     DepositResult::Duplicate
-                } else if self.batch.bytes + sealed.len() > MAX_PENDING_BYTES {
+                } else if known.is_none() || self.batch.bytes + sealed.len() > MAX_PENDING_BYTES {
                     refuse(Refusal::Unavailable)
                 } else if self.usage.bytes + len > quotas.disk_bytes {
                     refuse(Refusal::RelayFull)

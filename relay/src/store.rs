@@ -4,11 +4,16 @@
 //! | table      | key                     | value                                  |
 //! |------------|-------------------------|----------------------------------------|
 //! | `meta`     | name                    | bytes (identity secret, next seq)      |
-//! | `mail`     | (mailbox, seq)          | stored_at_ms u64 ‖ sender tag u64 ‖ sealed |
-//! | `by_seq`   | seq                     | (mailbox, stored_at_ms): expiry order  |
+//! | `log`      | seq                     | stored_at_ms u64 ‖ sender tag u64 ‖ mailbox ‖ sealed |
+//! | `mailbox`  | (mailbox, seq)          | (): each mailbox's items, in order     |
 //! | `digests`  | blake3(sealed)          | seq: dedupe of resent deposits         |
 //! | `otks`     | (device, one-time key)  | key bundle                             |
 //! | `fallback` | device                  | key bundle                             |
+//!
+//! Mail is a log: sequence numbers only grow, so a batch of deposits
+//! appends to the end of `log` (a few pages per commit, however many
+//! mailboxes it touches) and the per-mailbox index holds only small keys.
+//! The log is also the expiry order.
 //!
 //! Writes are [`Op`]s applied by [`Store::apply`] in one durable
 //! transaction; the service acks nothing before that returns.
@@ -20,16 +25,16 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use thiserror::Error;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-const MAIL: TableDefinition<([u8; 32], u64), &[u8]> = TableDefinition::new("mail");
-const BY_SEQ: TableDefinition<u64, ([u8; 32], u64)> = TableDefinition::new("by_seq");
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+const INDEX: TableDefinition<([u8; 32], u64), ()> = TableDefinition::new("mailbox");
 const DIGESTS: TableDefinition<[u8; 32], u64> = TableDefinition::new("digests");
 const OTKS: TableDefinition<([u8; 32], [u8; 32]), &[u8]> = TableDefinition::new("otks");
 const FALLBACK: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("fallback");
 
 const IDENTITY_KEY: &str = "identity";
 const NEXT_SEQ_KEY: &str = "next_seq";
-/// Bytes before the sealed envelope in a `mail` value.
-const MAIL_HEADER: usize = 16;
+/// Bytes before the sealed envelope in a `log` value.
+const MAIL_HEADER: usize = 48;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -111,25 +116,25 @@ pub struct Store {
     db: Database,
 }
 
-fn parse_item(mailbox: [u8; 32], seq: u64, value: &[u8]) -> Result<Item, StoreError> {
+fn parse_item(seq: u64, value: &[u8]) -> Result<Item, StoreError> {
     if value.len() < MAIL_HEADER {
         return Err(StoreError::Corrupt(
             "a mail record is shorter than its header",
         ));
     }
-    let (stamp, rest) = value.split_at(8);
-    let (tag, sealed) = rest.split_at(8);
     let word = |b: &[u8]| {
         <[u8; 8]>::try_from(b)
             .map(u64::from_be_bytes)
             .map_err(|_| StoreError::Corrupt("a mail record header"))
     };
+    let mailbox = <[u8; 32]>::try_from(&value[16..48])
+        .map_err(|_| StoreError::Corrupt("a mail record header"))?;
     Ok(Item {
         mailbox: MailboxId(mailbox),
         seq,
-        stored_at_ms: word(stamp)?,
-        sender_tag: word(tag)?,
-        sealed: sealed.to_vec(),
+        stored_at_ms: word(&value[..8])?,
+        sender_tag: word(&value[8..16])?,
+        sealed: value[MAIL_HEADER..].to_vec(),
     })
 }
 
@@ -139,8 +144,8 @@ impl Store {
         let txn = db.begin_write()?;
         {
             txn.open_table(META)?;
-            txn.open_table(MAIL)?;
-            txn.open_table(BY_SEQ)?;
+            txn.open_table(LOG)?;
+            txn.open_table(INDEX)?;
             txn.open_table(DIGESTS)?;
             txn.open_table(OTKS)?;
             txn.open_table(FALLBACK)?;
@@ -183,21 +188,25 @@ impl Store {
     /// Every stored item's size and sender tag, to rebuild the usage counters.
     pub fn usage(&self) -> Result<Vec<(MailboxId, u64, u64)>, StoreError> {
         let txn = self.db.begin_read()?;
-        let mail = txn.open_table(MAIL)?;
+        let log = txn.open_table(LOG)?;
         let mut out = Vec::new();
-        for row in mail.iter()? {
+        for row in log.iter()? {
             let (k, v) = row?;
-            let (mailbox, seq) = k.value();
-            let item = parse_item(mailbox, seq, v.value())?;
+            let item = parse_item(k.value(), v.value())?;
             out.push((item.mailbox, item.sealed.len() as u64, item.sender_tag));
         }
         Ok(out)
     }
 
-    /// Whether these sealed bytes are stored already.
-    pub fn has_digest(&self, digest: &[u8; 32]) -> Result<bool, StoreError> {
+    /// Which of these sealed-envelope digests are stored already (one read
+    /// transaction for a whole deposit).
+    pub fn has_digests(&self, digests: &[[u8; 32]]) -> Result<Vec<bool>, StoreError> {
         let txn = self.db.begin_read()?;
-        Ok(txn.open_table(DIGESTS)?.get(digest)?.is_some())
+        let table = txn.open_table(DIGESTS)?;
+        digests
+            .iter()
+            .map(|d| Ok(table.get(d)?.is_some()))
+            .collect()
     }
 
     /// Items of `mailbox` after `after`, oldest first: at most `limit`
@@ -210,18 +219,22 @@ impl Store {
         max_bytes: usize,
     ) -> Result<(Vec<Item>, bool), StoreError> {
         let txn = self.db.begin_read()?;
-        let mail = txn.open_table(MAIL)?;
+        let index = txn.open_table(INDEX)?;
+        let log = txn.open_table(LOG)?;
         let mut items = Vec::new();
         let mut bytes = 0;
         let start = after.saturating_add(1);
-        for row in mail.range((mailbox.0, start)..=(mailbox.0, u64::MAX))? {
-            let (k, v) = row?;
-            if items.len() >= limit || bytes + v.value().len() > max_bytes && !items.is_empty() {
+        for row in index.range((mailbox.0, start)..=(mailbox.0, u64::MAX))? {
+            let (_, seq) = row?.0.value();
+            let Some(value) = log.get(seq)? else {
+                continue;
+            };
+            let len = value.value().len();
+            if items.len() >= limit || bytes + len > max_bytes && !items.is_empty() {
                 return Ok((items, true));
             }
-            bytes += v.value().len();
-            let (m, seq) = k.value();
-            items.push(parse_item(m, seq, v.value())?);
+            bytes += len;
+            items.push(parse_item(seq, value.value())?);
         }
         Ok((items, false))
     }
@@ -233,15 +246,15 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(MailboxId, u64)>, StoreError> {
         let txn = self.db.begin_read()?;
-        let by_seq = txn.open_table(BY_SEQ)?;
+        let log = txn.open_table(LOG)?;
         let mut out = Vec::new();
-        for row in by_seq.iter()? {
+        for row in log.iter()? {
             let (k, v) = row?;
-            let (mailbox, stored_at) = v.value();
-            if stored_at >= cutoff_ms || out.len() >= limit {
+            let item = parse_item(k.value(), v.value())?;
+            if item.stored_at_ms >= cutoff_ms || out.len() >= limit {
                 break;
             }
-            out.push((MailboxId(mailbox), k.value()));
+            out.push((item.mailbox, item.seq));
         }
         Ok(out)
     }
@@ -280,8 +293,8 @@ impl Store {
         let txn = self.db.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
-            let mut mail = txn.open_table(MAIL)?;
-            let mut by_seq = txn.open_table(BY_SEQ)?;
+            let mut log = txn.open_table(LOG)?;
+            let mut index = txn.open_table(INDEX)?;
             let mut digests = txn.open_table(DIGESTS)?;
             let mut otks = txn.open_table(OTKS)?;
             let mut fallback = txn.open_table(FALLBACK)?;
@@ -291,17 +304,22 @@ impl Store {
                         let mut value = Vec::with_capacity(MAIL_HEADER + item.sealed.len());
                         value.extend_from_slice(&item.stored_at_ms.to_be_bytes());
                         value.extend_from_slice(&item.sender_tag.to_be_bytes());
+                        value.extend_from_slice(&item.mailbox.0);
                         value.extend_from_slice(&item.sealed);
-                        mail.insert((item.mailbox.0, item.seq), value.as_slice())?;
-                        by_seq.insert(item.seq, (item.mailbox.0, item.stored_at_ms))?;
+                        log.insert(item.seq, value.as_slice())?;
+                        index.insert((item.mailbox.0, item.seq), ())?;
                         digests.insert(digest(&item.sealed), item.seq)?;
                     }
                     Op::Delete(mailbox, seq) => {
-                        let removed = mail.remove((mailbox.0, seq))?.map(|v| v.value().to_vec());
+                        // Only the mailbox's own item: an ack names seqs of
+                        // the signer's mailbox and nothing else.
+                        if index.remove((mailbox.0, seq))?.is_none() {
+                            continue;
+                        }
+                        let removed = log.remove(seq)?.map(|v| v.value().to_vec());
                         if let Some(value) = removed {
-                            let item = parse_item(mailbox.0, seq, &value)?;
+                            let item = parse_item(seq, &value)?;
                             digests.remove(digest(&item.sealed))?;
-                            by_seq.remove(seq)?;
                             applied.deleted.push(item);
                         }
                     }
@@ -357,12 +375,18 @@ mod tests {
         let (rest, more) = store.fetch(&MailboxId([1; 32]), 3, 10, 1 << 20).unwrap();
         assert_eq!(rest.iter().map(|i| i.seq).collect::<Vec<_>>(), [4, 5]);
         assert!(!more);
-        assert!(store.has_digest(&digest(&item(1, 2, 0).sealed)).unwrap());
+        let d = digest(&item(1, 2, 0).sealed);
+        assert_eq!(store.has_digests(&[d, [0; 32]]).unwrap(), [true, false]);
+        // Another mailbox cannot delete it.
+        let applied = store
+            .apply(vec![Op::Delete(MailboxId([2; 32]), 2)])
+            .unwrap();
+        assert!(applied.deleted.is_empty());
         let applied = store
             .apply(vec![Op::Delete(MailboxId([1; 32]), 2)])
             .unwrap();
         assert_eq!(applied.deleted, vec![item(1, 2, 20)]);
-        assert!(!store.has_digest(&digest(&item(1, 2, 0).sealed)).unwrap());
+        assert_eq!(store.has_digests(&[d]).unwrap(), [false]);
         assert_eq!(
             store.expired(35, 10).unwrap(),
             vec![(MailboxId([1; 32]), 1), (MailboxId([1; 32]), 3)]

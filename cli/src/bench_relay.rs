@@ -1,0 +1,341 @@
+//! `hush bench relay`: a real relay (in this process, durable redb in a
+//! temporary folder) under load on loopback TCP.
+//!
+//! - `ingest_msgs_per_s`: 512-byte sealed envelopes durably acked per
+//!   second, from `senders` concurrent clients (each its own libp2p
+//!   connection, `window` deposit requests of `batch` envelopes in flight);
+//! - `ack_p50_us`, `ack_p99_us`: deposit request sent → durable ack
+//!   received, under that load;
+//! - `drain_10k_ms`: a node that was offline starts and fetches, decrypts,
+//!   stores (durably) and acks 10,000 messages queued at its relay: from
+//!   `Node::start` to the last message stored.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures::StreamExt;
+use hush_node::{Event, FrameCodec, MAILBOX_PROTOCOL, Node, NodeConfig, Status};
+use hush_protocol::{
+    DepositResult, MAX_MAILBOX_FRAME, MailboxId, MailboxRequest, MailboxResponse, MailboxSecret,
+    SealedEnvelope, Wire,
+};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, noise, tcp, yamux};
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use crate::demo::init_home;
+
+/// Bytes of each deposited sealed envelope.
+const ITEM_BYTES: usize = 512;
+/// Mailboxes the load spreads over.
+const MAILBOXES: usize = 500;
+const DRAIN_MESSAGES: usize = 10_000;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    pub senders: usize,
+    pub messages: usize,
+    pub batch: usize,
+    pub window: usize,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+struct RunningRelay {
+    address: Multiaddr,
+    peer: PeerId,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start_relay(data: &std::path::Path) -> Result<RunningRelay> {
+    let mut config = hush_relay::Config {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".to_owned()],
+        data: data.to_owned(),
+        ..hush_relay::Config::default()
+    };
+    // One sender queues all 10,000 messages of the drain run for one device.
+    config.quotas.sender_items = 2 * DRAIN_MESSAGES as u64;
+    config.quotas.mailbox_items = 2 * DRAIN_MESSAGES as u64;
+    let (relay, started) = hush_relay::Relay::start(config).await?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(relay.run(async move {
+        let _ = stopped.await;
+    }));
+    Ok(RunningRelay {
+        address: started
+            .addresses
+            .first()
+            .cloned()
+            .context("the relay has no address")?,
+        peer: started.peer_id,
+        stop: Some(stop),
+        task,
+    })
+}
+
+impl RunningRelay {
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = self.task.await;
+    }
+}
+
+pub async fn relay(as_json: bool, load: Load) -> Result<()> {
+    if load.senders == 0 || load.batch == 0 || load.window == 0 || load.messages == 0 {
+        bail!("--senders, --messages, --batch and --window must be at least 1");
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("hush-bench-relay-")
+        .tempdir()?;
+    let relay = start_relay(&dir.path().join("relay")).await?;
+    let (ingest, acks) = ingest(&relay, load).await?;
+    relay.stop().await;
+
+    let drain = drain(dir.path()).await?;
+    let report = json!({
+        "ingest_msgs_per_s": ingest.round() as u64,
+        "ack_p50_us": percentile(&acks, 0.50),
+        "ack_p99_us": percentile(&acks, 0.99),
+        "drain_10k_ms": drain.as_millis() as u64,
+        "senders": load.senders,
+        "messages": load.messages,
+        "batch": load.batch,
+        "window": load.window,
+        "item_bytes": ITEM_BYTES,
+    });
+    if as_json {
+        println!("{report}");
+    } else {
+        println!(
+            "ingest: {ingest:.0} msg/s durably acked ({} senders, {} × {ITEM_BYTES} B, {} per deposit, {} deposits in flight each)",
+            load.senders, load.messages, load.batch, load.window
+        );
+        println!(
+            "deposit → durable ack: p50 {} µs, p99 {} µs",
+            percentile(&acks, 0.50),
+            percentile(&acks, 0.99)
+        );
+        println!(
+            "drain of {DRAIN_MESSAGES} queued messages by a node coming online: {} ms",
+            drain.as_millis()
+        );
+    }
+    Ok(())
+}
+
+/// A valid sealed envelope of exactly `ITEM_BYTES`, varied per message by
+/// rewriting bytes inside its ciphertext (the relay cannot tell).
+fn template() -> Result<Vec<u8>> {
+    let secret = MailboxSecret::derive(&rand::random());
+    let envelope_len = ITEM_BYTES - SealedEnvelope::sealed_len(0);
+    let sealed = SealedEnvelope::seal(
+        &secret.public_key(),
+        &MailboxId([0; 32]),
+        &vec![7u8; envelope_len],
+    )?;
+    if sealed.len() != ITEM_BYTES {
+        bail!(
+            "sealed envelope is {} bytes, not {ITEM_BYTES}",
+            sealed.len()
+        );
+    }
+    Ok(sealed)
+}
+
+type Sender = libp2p::Swarm<request_response::Behaviour<FrameCodec>>;
+
+fn sender() -> Result<Sender> {
+    Ok(libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                FrameCodec::new(MAX_MAILBOX_FRAME, MAX_MAILBOX_FRAME),
+                [(MAILBOX_PROTOCOL, ProtocolSupport::Outbound)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(60)),
+            )
+        })?
+        .build())
+}
+
+/// Runs the load; returns (messages per second, ack latencies in µs).
+async fn ingest(relay: &RunningRelay, load: Load) -> Result<(f64, Vec<u64>)> {
+    let template = template()?;
+    let per_sender = load.messages.div_ceil(load.senders);
+    let mut tasks = Vec::new();
+    let start = Instant::now();
+    for s in 0..load.senders {
+        let mut swarm = sender()?;
+        swarm.add_peer_address(relay.peer, relay.address.clone());
+        let (peer, template) = (relay.peer, template.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(per_sender / load.batch + 1);
+            let mut next = 0usize;
+            let mut acked = 0usize;
+            let mut in_flight = std::collections::HashMap::new();
+            let request = |next: &mut usize| {
+                let mut items = Vec::with_capacity(load.batch);
+                while items.len() < load.batch && *next < per_sender {
+                    let mut sealed = template.clone();
+                    let tag = ((s as u64) << 32) | *next as u64;
+                    let at = sealed.len() - 24;
+                    sealed[at..at + 8].copy_from_slice(&tag.to_be_bytes());
+                    let mailbox = (s * 7 + *next) % MAILBOXES;
+                    let mut id = [0u8; 32];
+                    id[..8].copy_from_slice(&(mailbox as u64).to_be_bytes());
+                    items.push((MailboxId(id), sealed));
+                    *next += 1;
+                }
+                items
+            };
+            while acked < per_sender {
+                while in_flight.len() < load.window && next < per_sender {
+                    let items = request(&mut next);
+                    let n = items.len();
+                    let id = swarm
+                        .behaviour_mut()
+                        .send_request(&peer, MailboxRequest::Deposit { items }.to_bytes());
+                    in_flight.insert(id, (Instant::now(), n));
+                }
+                match swarm.select_next_some().await {
+                    SwarmEvent::Behaviour(request_response::Event::Message {
+                        message:
+                            request_response::Message::Response {
+                                request_id,
+                                response,
+                            },
+                        ..
+                    }) => {
+                        let Some((t0, n)) = in_flight.remove(&request_id) else {
+                            continue;
+                        };
+                        latencies.push(t0.elapsed().as_micros() as u64);
+                        match MailboxResponse::from_bytes(&response) {
+                            Ok(MailboxResponse::Deposited { results })
+                                if results.len() == n
+                                    && results.iter().all(|r| *r == DepositResult::Stored) =>
+                            {
+                                acked += n;
+                            }
+                            other => bail!("a deposit was not stored: {other:?}"),
+                        }
+                    }
+                    SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                        error,
+                        ..
+                    }) => bail!("a deposit failed: {error}"),
+                    _ => {}
+                }
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    let elapsed = start.elapsed();
+    latencies.sort_unstable();
+    let total = per_sender * load.senders;
+    Ok((total as f64 / elapsed.as_secs_f64(), latencies))
+}
+
+/// Queues 10,000 real messages for an offline node at its relay, then
+/// times that node coming online and storing them all.
+async fn drain(dir: &std::path::Path) -> Result<Duration> {
+    let relay = start_relay(&dir.join("drain-relay")).await?;
+    let loopback: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse()?;
+    let alice_home = init_home(dir, "alice")?;
+    let bob_home = init_home(dir, "bob")?;
+    let bob_config = NodeConfig::default()
+        .with_listen(loopback.clone())
+        .with_relay(relay.address.clone());
+    let alice = Node::start(
+        &alice_home,
+        NodeConfig::default().with_listen(loopback.clone()),
+    )
+    .await?;
+    let bob = Node::start(&bob_home, bob_config.clone()).await?;
+    alice.add_contact("bob", &bob.card().await?).await?;
+    bob.add_contact("alice", &alice.card().await?).await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !bob
+        .status()
+        .await?
+        .relays
+        .iter()
+        .all(|r| r.keys_left.is_some_and(|n| n > 0))
+    {
+        if Instant::now() > deadline {
+            bail!("bob's keys never reached his relay");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bob.shutdown().await;
+    drop(bob);
+
+    // Alice queues 10,000 messages; each is `sent` once the relay has it.
+    let mut events = alice.subscribe();
+    let text = "x".repeat(256);
+    for _ in 0..DRAIN_MESSAGES {
+        alice.send("bob", &text).await?;
+    }
+    let mut sent = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    while sent < DRAIN_MESSAGES {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(Event::Status {
+                status: Status::Sent,
+                ..
+            })) => sent += 1,
+            Ok(Ok(_)) => {}
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(n))) => {
+                sent += n as usize;
+            }
+            Ok(Err(e)) => bail!("alice's events failed: {e}"),
+            Err(_) => bail!("only {sent} of {DRAIN_MESSAGES} messages reached the relay"),
+        }
+    }
+    // Let the last deposits settle, then take alice offline.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    alice.shutdown().await;
+    drop(alice);
+
+    let t0 = Instant::now();
+    let bob = Node::start(&bob_home, bob_config).await?;
+    let mut events = bob.subscribe();
+    let mut stored = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while stored < DRAIN_MESSAGES {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(Event::Message { .. })) => stored += 1,
+            Ok(Ok(_)) => {}
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(n))) => stored += n as usize,
+            Ok(Err(e)) => bail!("bob's events failed: {e}"),
+            Err(_) => bail!("bob stored only {stored} of {DRAIN_MESSAGES} messages"),
+        }
+    }
+    let elapsed = t0.elapsed();
+    let history = bob.history("alice", None, 10)?;
+    if history.len() != 10 {
+        bail!("bob's history is missing messages after the drain");
+    }
+    bob.shutdown().await;
+    relay.stop().await;
+    Ok(elapsed)
+}

@@ -1,5 +1,6 @@
-//! `hush demo`: two real nodes (separate `hush node run` processes) on
-//! loopback, in temporary home folders, driven through the local API.
+//! `hush demo`: two real nodes (separate `hush node run` processes) and a
+//! relay (`hush relay run`) on loopback, in temporary folders, driven
+//! through the local API.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -18,11 +19,16 @@ pub struct NodeProcess {
 
 impl NodeProcess {
     pub async fn start(home: &Home) -> Result<Self> {
+        Self::start_with(home, "/ip4/127.0.0.1/tcp/0", &[]).await
+    }
+
+    pub async fn start_with(home: &Home, listen: &str, extra: &[&str]) -> Result<Self> {
         let exe = std::env::current_exe().context("could not find the hush binary")?;
         let child = Command::new(exe)
             .arg("--home")
             .arg(home.dir())
-            .args(["node", "run", "--listen", "/ip4/127.0.0.1/tcp/0"])
+            .args(["node", "run", "--listen", listen])
+            .args(extra)
             .env("HUSH_LOG", "error")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -86,6 +92,60 @@ impl NodeProcess {
     }
 }
 
+/// A `hush relay run` child process, killed when dropped.
+struct RelayProcess {
+    address: String,
+    child: Child,
+}
+
+impl RelayProcess {
+    async fn start(data: &Path) -> Result<Self> {
+        use tokio::io::AsyncBufReadExt;
+        let exe = std::env::current_exe().context("could not find the hush binary")?;
+        let mut child = Command::new(exe)
+            .args(["relay", "run", "--listen", "/ip4/127.0.0.1/tcp/0", "--data"])
+            .arg(data)
+            .env("HUSH_LOG", "error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("could not start a hush relay process")?;
+        let stdout = child.stdout.take().context("no relay stdout")?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let address = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(addr) = line.strip_prefix("address: ") {
+                    return Ok(addr.to_owned());
+                }
+            }
+            bail!("the relay exited before printing its address")
+        })
+        .await
+        .context("the relay did not start within 20 s")??;
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self { address, child })
+    }
+
+    async fn stop(mut self) -> Result<()> {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+        Ok(())
+    }
+}
+
+/// A TCP listen address on loopback with a port that was free a moment ago.
+fn loopback_addr() -> Result<String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    Ok(format!("/ip4/127.0.0.1/tcp/{port}"))
+}
+
 pub fn init_home(dir: &Path, name: &str) -> Result<Home> {
     let home = Home::new(dir.join(name));
     hush_node::init(&home, name, hush_node::now_ms())?;
@@ -134,13 +194,22 @@ pub async fn run() -> Result<()> {
         .prefix("hush-demo-")
         .tempdir()
         .context("could not create a temporary folder")?;
-    println!("hush demo: two real nodes on loopback, each in its own process and home folder");
+    println!(
+        "hush demo: two real nodes and a relay on loopback, each in its own process and folder"
+    );
     println!("homes: {}\n", dir.path().display());
 
+    let relay = RelayProcess::start(&dir.path().join("relay")).await?;
+    println!("relay running at {}", short(&relay.address));
     let alice_home = init_home(dir.path(), "alice")?;
     let bob_home = init_home(dir.path(), "bob")?;
-    let alice = NodeProcess::start(&alice_home).await?;
-    let mut bob = NodeProcess::start(&bob_home).await?;
+    // Each keeps its port across restarts, so the address in its card
+    // stays right (finding moved peers through the DHT comes later).
+    let (alice_addr, bob_addr) = (loopback_addr()?, loopback_addr()?);
+    let mut alice = NodeProcess::start_with(&alice_home, &alice_addr, &[]).await?;
+    let mut bob =
+        NodeProcess::start_with(&bob_home, &bob_addr, &["--relay", &relay.address]).await?;
+    println!("bob's node names the relay as his home relay (it goes into his card)\n");
 
     let (alice_card, bob_card) = (card(&alice).await?, card(&bob).await?);
     println!(
@@ -200,15 +269,30 @@ pub async fn run() -> Result<()> {
 
     println!("bob goes offline; alice writes anyway:");
     bob.stop().await?;
-    let offline = "Are you there? This waits in my outbox until you are back.";
-    let r = send(&alice, "bob", offline, None).await?;
+    let offline = "Are you there? This waits for you at your relay.";
+    let r = send(&alice, "bob", offline, Some("sent")).await?;
     println!(
-        "alice → bob   {offline:?}\n              {} (bob is offline)",
+        "alice → bob   {offline:?}\n              {} (sealed to bob's device and left at his relay; the relay can't read it or tell who sent it)",
         r.status
     );
-    bob = NodeProcess::start(&bob_home).await?;
+    println!("alice goes offline too; bob comes back and drains his mailbox:");
+    alice.stop().await?;
+    bob = NodeProcess::start_with(&bob_home, &bob_addr, &[]).await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !history(&bob, "alice")
+        .await?
+        .iter()
+        .any(|m| m.text == offline)
+    {
+        if Instant::now() > deadline {
+            bail!("bob did not get the message from his relay within 20 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("bob has it, though he and alice were never online at the same time since");
+    alice = NodeProcess::start_with(&alice_home, &alice_addr, &[]).await?;
     wait_status(&alice, "bob", &r.id, "delivered").await?;
-    println!("bob comes back online → delivered from alice's outbox, nothing lost\n");
+    println!("alice comes back → bob's delivered receipt reaches her: delivered\n");
 
     println!("bob's history with alice (stored durably in bob's redb file):");
     for m in history(&bob, "alice").await? {
@@ -226,5 +310,6 @@ pub async fn run() -> Result<()> {
     println!("over libp2p (TCP, Noise, Yamux). Demo finished.");
     bob.stop().await?;
     alice.stop().await?;
+    relay.stop().await?;
     Ok(())
 }

@@ -210,6 +210,9 @@ pub(crate) struct EventLoop {
     unreachable: HashMap<DeviceId, Instant>,
     /// A deposit to this relay for this device is on its way.
     depositing: HashSet<(DeviceId, PeerId)>,
+    /// Per (device, relay): every queued entry up to this message id is at
+    /// that relay, so a deposit looks only at what comes after.
+    deposit_marks: HashMap<(DeviceId, PeerId), MessageId>,
     /// Relays of contacts that failed or refused: not before this time.
     relay_backoff: HashMap<PeerId, (Instant, u32)>,
     /// The last refusal shown per outbox entry, so it is reported once.
@@ -262,6 +265,7 @@ impl EventLoop {
             mail_requests: HashMap::new(),
             unreachable: HashMap::new(),
             depositing: HashSet::new(),
+            deposit_marks: HashMap::new(),
             relay_backoff: HashMap::new(),
             problems: HashMap::new(),
         })
@@ -496,6 +500,7 @@ impl EventLoop {
                 &self.me.pickle_key,
             )?;
             self.contacts = Contacts::load(self.store.contacts()?);
+            self.deposit_marks.clear();
             let now = Instant::now() + Duration::from_secs(1);
             self.outbox.reload(self.store.outbox()?, now);
             Ok(())
@@ -1094,21 +1099,24 @@ impl EventLoop {
     /// one-time key.
     fn pump(&mut self, device: &DeviceId) {
         if self.is_unreachable(device) && self.has_relays(device) {
-            // Encrypt (or get a key for) what is not yet, in order, then deposit.
-            let unencrypted: Vec<OutboxKey> = self
-                .outbox
-                .for_device(device)
-                .into_iter()
-                .filter(|k| {
-                    self.outbox
-                        .entries
-                        .get(k)
-                        .is_some_and(|e| e.record.envelope.is_none())
-                })
-                .take(MAX_BATCH_ENVELOPES)
-                .collect();
-            for key in unencrypted {
-                self.dispatch(key);
+            // Encrypt (or get a key for) what is not yet, in order, then
+            // deposit. Unencrypted entries are the newest ones, so look from
+            // the end; while a key is on its way they wait for it anyway.
+            if !self.outbox.awaiting_key.contains(device) {
+                let mut unencrypted: Vec<OutboxKey> = self
+                    .outbox
+                    .entries
+                    .iter()
+                    .rev()
+                    .filter(|((_, d), _)| d == device)
+                    .take_while(|(_, e)| e.record.envelope.is_none())
+                    .map(|(k, _)| *k)
+                    .collect();
+                unencrypted.reverse();
+                unencrypted.truncate(MAX_BATCH_ENVELOPES);
+                for key in unencrypted {
+                    self.dispatch(key);
+                }
             }
             self.deposit_pump(device);
             return;
@@ -1167,10 +1175,15 @@ impl EventLoop {
         for k in &queued {
             if let Some(e) = self.outbox.entries.get_mut(k) {
                 e.record.envelope = None;
+                e.sealed = None;
+                e.sent_to.clear();
                 e.state = State::Waiting;
                 self.batch.ops.push(Op::PutOutbox(*k, e.record.clone()));
             }
         }
+        // New envelopes: every relay needs them again.
+        let device = keys.device_id;
+        self.deposit_marks.retain(|(d, _), _| *d != device);
         self.outbox.retry_device_later(&[*key], Instant::now());
     }
 

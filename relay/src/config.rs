@@ -5,7 +5,7 @@
 //! data = "/var/lib/hush-relay"
 //! retention_secs = 2592000          # 30 days
 //! metrics = "127.0.0.1:9464"
-//! bootstrap = ["/dns4/relay2.example.org/tcp/7001/p2p/12D3Koo…"]
+//! bootstrap = ["/ip4/203.0.113.7/tcp/7001/p2p/12D3Koo…"]   # IP addresses only
 //!
 //! [quotas]
 //! max_item_bytes = 98427           # the largest sealed envelope
@@ -28,13 +28,13 @@ pub const DEFAULT_RETENTION_SECS: u64 = 30 * 24 * 3600;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("could not read the config file {path}: {source}")]
+    #[error("could not read the config file {path}")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("the config file {path} is not valid: {source}")]
+    #[error("the config file {path} is not valid")]
     Parse {
         path: PathBuf,
         #[source]
@@ -141,6 +141,12 @@ impl Config {
                 field: "quotas.max_item_bytes",
                 reason: format!("must be between 256 and {MAX_SEALED_LEN}"),
             });
+        }
+        if q.one_time_keys_per_device == 0 {
+            return invalid(
+                "quotas.one_time_keys_per_device",
+                "must be at least 1 (nodes upload 20 at a time)",
+            );
         }
         if q.mailbox_items == 0 || q.sender_items == 0 || q.mailbox_bytes < q.max_item_bytes {
             return invalid(

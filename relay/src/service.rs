@@ -53,7 +53,7 @@ const MAX_CONNECTIONS_PER_PEER: u32 = 4;
 pub enum RelayError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    #[error("could not create the data folder {path}: {source}")]
+    #[error("could not create the data folder {path}")]
     DataDir {
         path: std::path::PathBuf,
         #[source]
@@ -63,7 +63,7 @@ pub enum RelayError {
     Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: String, reason: String },
-    #[error("cannot serve metrics on {addr}: {source}")]
+    #[error("cannot serve metrics on {addr}")]
     Metrics {
         addr: std::net::SocketAddr,
         #[source]
@@ -270,7 +270,13 @@ impl Relay {
             path: config.data.clone(),
             source,
         })?;
-        let store = Arc::new(Store::open(&config.data.join("relay.redb"))?);
+        let db_path = config.data.join("relay.redb");
+        // The relay's secret key lives in the database: private from the start.
+        create_private_file(&db_path).map_err(|source| RelayError::DataDir {
+            path: db_path.clone(),
+            source,
+        })?;
+        let store = Arc::new(Store::open(&db_path)?);
         let mut secret = store.identity()?;
         let keypair = identity::Keypair::ed25519_from_bytes(&mut secret)
             .map_err(|e| RelayError::Network(e.to_string()))?;
@@ -539,16 +545,15 @@ impl Relay {
         if now.duration_since(self.last_sweep) >= every {
             self.last_sweep = now;
             self.sweep();
-            self.metrics.dht_peers.store(
-                self.swarm
-                    .behaviour_mut()
-                    .kad
-                    .kbuckets()
-                    .map(|b| b.num_entries() as u64)
-                    .sum(),
-                Ordering::Relaxed,
-            );
         }
+        let dht_peers = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .map(|b| b.num_entries() as u64)
+            .sum();
+        self.metrics.dht_peers.store(dht_peers, Ordering::Relaxed);
     }
 
     /// Deletes mail older than the retention period.
@@ -972,6 +977,20 @@ fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
         .create(path)
     {
         Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn create_private_file(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
     }

@@ -367,3 +367,116 @@ fn relay_peer(addr: &Multiaddr) -> PeerId {
         })
         .expect("relay peer id")
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_deposits_hits_the_quotas_not_the_relays_memory() {
+    // A small disk budget, so the flood fills it quickly.
+    let relay = RelayProc::start(
+        "[quotas]\nmailbox_bytes = 1048576\nsender_items = 100000\ndisk_bytes = 4194304\n",
+    );
+    let pid = relay.pid().expect("relay runs");
+    let addr: Multiaddr = relay.address.parse().expect("addr");
+    let peer = relay_peer(&addr);
+    let mut flooder = client(MAILBOX_PROTOCOL);
+    let secret = hush_protocol::MailboxSecret::derive(&[1; 32]);
+    let template = hush_protocol::SealedEnvelope::seal(
+        &secret.public_key(),
+        &hush_protocol::MailboxId([0; 32]),
+        &vec![0u8; 4000],
+    )
+    .expect("seal");
+    let mut counter = 0u64;
+    let mut deposit = |mailboxes: u64| {
+        let items = (0..64)
+            .map(|_| {
+                counter += 1;
+                let mut sealed = template.clone();
+                let at = sealed.len() - 24;
+                sealed[at..at + 8].copy_from_slice(&counter.to_be_bytes());
+                let mut id = [0u8; 32];
+                id[..8].copy_from_slice(&(counter % mailboxes).to_be_bytes());
+                (hush_protocol::MailboxId(id), sealed)
+            })
+            .collect();
+        MailboxRequest::Deposit { items }.to_bytes()
+    };
+    // Warm up, then measure.
+    for _ in 0..5 {
+        ask(&mut flooder, peer, &addr, deposit(8))
+            .await
+            .expect("answer");
+    }
+    let before = rss_kib(pid);
+    let mut refused_full = 0;
+    for round in 0..300 {
+        let answer = ask(
+            &mut flooder,
+            peer,
+            &addr,
+            deposit(if round % 2 == 0 { 8 } else { 100_000 }),
+        )
+        .await
+        .expect("the relay keeps answering");
+        if let Ok(MailboxResponse::Deposited { results }) = MailboxResponse::from_bytes(&answer) {
+            refused_full += results
+                .iter()
+                .filter(|r| {
+                    matches!(
+                        r,
+                        hush_protocol::DepositResult::Refused(
+                            Refusal::RelayFull | Refusal::MailboxFull
+                        )
+                    )
+                })
+                .count();
+        }
+        if round % 50 == 0 {
+            // Oversized frames are cut off unread.
+            let huge = vec![0u8; hush_protocol::MAX_MAILBOX_FRAME + 1024];
+            assert!(ask(&mut flooder, peer, &addr, huge).await.is_err());
+        }
+    }
+    let after = rss_kib(pid);
+    assert!(refused_full > 0, "the disk budget never filled");
+    let stored = relay
+        .metric("hush_relay_stored_bytes")
+        .expect("stored bytes");
+    assert!(
+        stored <= 4_194_304.0,
+        "stored {stored} bytes over the budget"
+    );
+    assert!(
+        after < before + 48 * 1024,
+        "relay memory grew from {before} KiB to {after} KiB under the flood"
+    );
+    // And it still serves everyone else.
+    let answer = mailbox(&mut flooder, &relay, MailboxRequest::Info).await;
+    assert!(matches!(answer, MailboxResponse::Info { .. }));
+}
+
+#[test]
+fn relays_find_each_other_through_the_dht() {
+    let first = RelayProc::start("");
+    let second = RelayProc::start_with("", &["--bootstrap", &first.address]);
+    let third = RelayProc::start_with("", &["--bootstrap", &second.address]);
+    // The first relay was told of nobody; it learns of the others when they
+    // join, and the third learns of the first through the second.
+    for relay in [&first, &second, &third] {
+        wait_for(
+            "a relay to know both others",
+            Duration::from_secs(30),
+            || (relay.metric("hush_relay_dht_peers")? >= 2.0).then_some(()),
+        );
+    }
+}

@@ -74,6 +74,9 @@ pub(super) struct HomeRelay {
     attempts: u32,
     keys_left: Option<u32>,
     uploading: bool,
+    /// The page on its way was asked for before a stall: drop it, and
+    /// fetch again from `cursor`, so nothing is handled out of order.
+    skip_page: bool,
     connected: bool,
     last_error: Option<String>,
 }
@@ -96,6 +99,7 @@ impl HomeRelay {
                     attempts: 0,
                     keys_left: None,
                     uploading: false,
+                    skip_page: false,
                     connected: false,
                     last_error: None,
                 })
@@ -435,11 +439,30 @@ impl EventLoop {
         more: bool,
         keys_left: u32,
     ) {
+        let Some(relay) = self.home.get_mut(i) else {
+            return;
+        };
+        if std::mem::take(&mut relay.skip_page) {
+            relay.busy = false;
+            relay.next_at = Instant::now() + backoff(0);
+            return;
+        }
+        // More is waiting: ask for the next page now, so the relay reads
+        // and sends it while this one is decrypted and stored.
+        let start_cursor = relay.cursor;
+        let prefetched = match items.last() {
+            Some((last, _)) if more => {
+                relay.cursor = *last;
+                self.fetch(i, false);
+                true
+            }
+            _ => false,
+        };
         let mailbox = MailboxId::of(&self.me.device_id());
         let mut ack_now = Vec::new();
         let mut ack_after = Vec::new();
         let mut delivered: HashMap<AccountId, Vec<MessageId>> = HashMap::new();
-        let mut cursor = self.home.get(i).map_or(0, |r| r.cursor);
+        let mut cursor = start_cursor;
         let got_any = !items.is_empty();
         let mut stalled = false;
         for (seq, sealed) in items {
@@ -507,21 +530,28 @@ impl EventLoop {
         let Some(relay) = self.home.get_mut(i) else {
             return;
         };
-        relay.busy = false;
         relay.attempts = 0;
         relay.last_error = None;
-        relay.cursor = cursor;
         relay.keys_left = Some(keys_left);
-        if stalled {
+        relay.cursor = cursor;
+        if prefetched {
+            // The next page is on its way (busy stays set).
+            relay.drained = false;
+            relay.skip_page = stalled;
+        } else if stalled {
+            relay.busy = false;
             relay.next_at = Instant::now() + backoff(0);
         } else if more || got_any {
+            relay.busy = false;
             relay.drained = false;
             self.fetch(i, false);
         } else if !waited {
+            relay.busy = false;
             relay.drained = true;
             self.fetch(i, true);
         } else {
             // An open fetch came back empty: ask again after the poll interval.
+            relay.busy = false;
             relay.drained = true;
             relay.next_at = Instant::now() + self.mail_poll;
         }
@@ -608,18 +638,23 @@ impl EventLoop {
             return;
         };
         let mailbox = MailboxId::of(device);
-        let queued = self.outbox.for_device(device);
         for (relay, addr) in self.relays_of(device) {
             if self.depositing.contains(&(*device, relay)) || !self.relay_ready(&relay) {
                 continue;
             }
+            let from = self
+                .deposit_marks
+                .get(&(*device, relay))
+                .map_or(MessageId(0), |m| MessageId(m.0.saturating_add(1)));
             let mut keys = Vec::new();
             let mut items = Vec::new();
             let mut bytes = 0;
-            for key in &queued {
-                let Some(entry) = self.outbox.entries.get_mut(key) else {
-                    continue;
-                };
+            let queued = self
+                .outbox
+                .entries
+                .range_mut((from, DeviceId([0; 32]))..)
+                .filter(|((_, d), _)| d == device);
+            for (key, entry) in queued {
                 if entry.sent_to.contains(&relay) {
                     if keys.is_empty() {
                         continue;
@@ -691,9 +726,13 @@ impl EventLoop {
             .get(&device)
             .copied()
             .unwrap_or_else(Instant::now);
+        let mut prefix = true;
         for (key, result) in keys.iter().zip(results) {
             match result {
                 DepositResult::Stored | DepositResult::Duplicate => {
+                    if prefix {
+                        self.deposit_marks.insert((device, relay), key.0);
+                    }
                     let Some(entry) = self.outbox.entries.get_mut(key) else {
                         continue;
                     };
@@ -708,6 +747,7 @@ impl EventLoop {
                     }
                 }
                 DepositResult::Refused(reason) => {
+                    prefix = false;
                     refused.get_or_insert(*reason);
                     if !reason.is_transient() {
                         self.report_refusal(*key, &relay, *reason);

@@ -138,7 +138,10 @@ fn demo_runs_and_exits_zero() {
         String::from_utf8_lossy(&run.stderr)
     );
     assert!(stdout.contains("delivered"), "{stdout}");
-    assert!(stdout.contains("nothing lost"), "{stdout}");
+    // The offline part: left at bob's relay, drained, receipted.
+    assert!(stdout.contains("left at his relay"), "{stdout}");
+    assert!(stdout.contains("bob has it"), "{stdout}");
+    assert!(stdout.contains("Demo finished"), "{stdout}");
 }
 
 #[test]

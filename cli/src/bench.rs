@@ -26,7 +26,7 @@ use crate::demo::{NodeProcess, init_home};
 const TEXT_LEN: usize = 256;
 const RATE_PER_S: u64 = 500;
 
-fn percentile(sorted: &[u64], p: f64) -> u64 {
+pub(crate) fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
     }

@@ -25,6 +25,7 @@ use libp2p::{Multiaddr, PeerId, noise, tcp, yamux};
 use serde_json::json;
 use tokio::sync::oneshot;
 
+use crate::bench::percentile;
 use crate::demo::init_home;
 
 /// Bytes of each deposited sealed envelope.
@@ -39,14 +40,6 @@ pub struct Load {
     pub messages: usize,
     pub batch: usize,
     pub window: usize,
-}
-
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 struct RunningRelay {

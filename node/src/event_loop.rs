@@ -771,22 +771,28 @@ impl EventLoop {
             }));
         }
         if send_receipts {
-            for ids in unread.chunks(MAX_RECEIPT_IDS) {
-                let payload = Payload {
-                    sender_account: self.me.account,
-                    sender_device: self.me.device_id(),
-                    id: self.next_id(),
-                    body: Body::Receipt {
-                        kind: ReceiptKind::Read,
-                        ids: ids.to_vec(),
-                    },
-                };
-                if let Err(e) = self.enqueue(&account, OutboxKind::Receipt, &payload) {
-                    tracing::warn!(error = %e, "could not queue a read receipt");
-                }
-            }
+            self.queue_receipts(&account, ReceiptKind::Read, &unread);
         }
         self.batch.after.push(After::ReplyRead(reply, count));
+    }
+
+    /// Queues receipts for `ids` to every device of `account`, through the
+    /// outbox like messages (at most `MAX_RECEIPT_IDS` ids per payload).
+    fn queue_receipts(&mut self, account: &AccountId, kind: ReceiptKind, ids: &[MessageId]) {
+        for ids in ids.chunks(MAX_RECEIPT_IDS) {
+            let payload = Payload {
+                sender_account: self.me.account,
+                sender_device: self.me.device_id(),
+                id: self.next_id(),
+                body: Body::Receipt {
+                    kind,
+                    ids: ids.to_vec(),
+                },
+            };
+            if let Err(e) = self.enqueue(account, OutboxKind::Receipt, &payload) {
+                tracing::warn!(error = %e, ?kind, "could not queue a receipt");
+            }
+        }
     }
 
     fn device_route(&self, key: &OutboxKey) -> Option<(PeerId, Vec<Multiaddr>, DeviceKeys)> {

@@ -153,7 +153,7 @@ pub fn offline_card(home: &Home) -> Result<ContactCard, NodeError> {
 
 /// Creates `path` empty with mode 0600 unless it exists, so secrets written
 /// into it later are never readable by others, not even for a moment.
-fn create_private_file(path: &std::path::Path) -> std::io::Result<()> {
+pub fn create_private_file(path: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     match std::fs::OpenOptions::new()
         .write(true)

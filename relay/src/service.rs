@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use hush_node::{FrameCodec, MAILBOX_PROTOCOL};
+use hush_node::{FrameCodec, MAILBOX_PROTOCOL, create_private_file};
 use hush_protocol::{
     Auth, DepositResult, DeviceId, KeyBundle, MAX_FETCH_WAIT_MS, MAX_MAILBOX_FRAME,
     MAX_MAILBOX_ITEMS, MailboxId, MailboxRequest, MailboxResponse, OwnerRequest, Refusal,
@@ -977,20 +977,6 @@ fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
         .create(path)
     {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-fn create_private_file(path: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
     }

@@ -8,18 +8,8 @@ use hush_protocol::{
     RejectReason, Wire,
 };
 use hush_tests::raw::{ask, client};
+use hush_tests::rss_kib;
 use libp2p::{Multiaddr, identity};
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_forged_and_oversized_frames_are_refused() {

@@ -9,7 +9,7 @@ use hush_protocol::{
     Auth, ContactCard, DeviceId, MailboxRequest, MailboxResponse, OwnerRequest, Refusal, Wire,
 };
 use hush_tests::raw::{ask, client};
-use hush_tests::{RelayProc, User, introduce, wait_for};
+use hush_tests::{RelayProc, User, introduce, rss_kib, wait_for};
 use libp2p::{Multiaddr, PeerId};
 
 /// Alice and bob know each other; bob's node runs with `relays` as its
@@ -366,17 +366,6 @@ fn relay_peer(addr: &Multiaddr) -> PeerId {
             _ => None,
         })
         .expect("relay peer id")
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

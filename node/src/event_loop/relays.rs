@@ -19,9 +19,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use hush_protocol::{
-    AccountId, Auth, Body, DepositResult, DeviceId, KeyBundle, MAX_MAILBOX_FRAME,
-    MAX_MAILBOX_ITEMS, MAX_RECEIPT_IDS, MailboxId, MailboxRequest, MailboxResponse, MessageId,
-    OwnerRequest, Payload, ReceiptKind, Refusal, RejectReason, SealedEnvelope, Wire,
+    AccountId, Auth, DepositResult, DeviceId, KeyBundle, MAX_MAILBOX_FRAME, MAX_MAILBOX_ITEMS,
+    MailboxId, MailboxRequest, MailboxResponse, MessageId, OwnerRequest, ReceiptKind, Refusal,
+    RejectReason, SealedEnvelope, Wire,
 };
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response;
@@ -506,20 +506,7 @@ impl EventLoop {
             cursor = cursor.max(seq);
         }
         for (account, ids) in delivered {
-            for ids in ids.chunks(MAX_RECEIPT_IDS) {
-                let payload = Payload {
-                    sender_account: self.me.account,
-                    sender_device: self.me.device_id(),
-                    id: self.next_id(),
-                    body: Body::Receipt {
-                        kind: ReceiptKind::Delivered,
-                        ids: ids.to_vec(),
-                    },
-                };
-                if let Err(e) = self.enqueue(&account, OutboxKind::Receipt, &payload) {
-                    tracing::warn!(error = %e, "could not queue a delivered receipt");
-                }
-            }
+            self.queue_receipts(&account, ReceiptKind::Delivered, &ids);
         }
         if !ack_now.is_empty() {
             self.ack_mail(i, ack_now);

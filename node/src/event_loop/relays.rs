@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use hush_protocol::{
     AccountId, Auth, DepositResult, DeviceId, KeyBundle, MAX_MAILBOX_FRAME, MAX_MAILBOX_ITEMS,
-    MailboxId, MailboxRequest, MailboxResponse, MessageId, OwnerRequest, ReceiptKind, Refusal,
-    RejectReason, SealedEnvelope, Wire,
+    MailboxId, MailboxRequest, MailboxResponse, MailboxSecret, MessageId, OwnerRequest,
+    ReceiptKind, Refusal, RejectReason, SealError, SealedEnvelope, Wire,
 };
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response;
@@ -465,8 +465,9 @@ impl EventLoop {
         let mut cursor = start_cursor;
         let got_any = !items.is_empty();
         let mut stalled = false;
-        for (seq, sealed) in items {
-            let envelope = match self.me.mailbox.open(&mailbox, &sealed) {
+        let opened = open_all(&self.me.mailbox, &mailbox, items);
+        for (seq, envelope) in opened {
+            let envelope = match envelope {
                 Ok(e) => e,
                 Err(e) => {
                     tracing::warn!(seq, error = %e, "mail that does not open for us; deleting it");
@@ -842,6 +843,36 @@ impl EventLoop {
             self.batch.ops.push(Op::DeleteOutbox(*key));
         }
     }
+}
+
+/// Opens a page of sealed envelopes (an X25519 agreement each), split over
+/// two threads: the page is bounded (≤ 256 items), so this holds the loop
+/// for a few milliseconds at most, half as long as opening them in turn.
+fn open_all(
+    secret: &MailboxSecret,
+    mailbox: &MailboxId,
+    items: Vec<(u64, Vec<u8>)>,
+) -> Vec<(u64, Result<Vec<u8>, SealError>)> {
+    let open = |part: &[(u64, Vec<u8>)]| -> Vec<(u64, Result<Vec<u8>, SealError>)> {
+        part.iter()
+            .map(|(seq, sealed)| (*seq, secret.open(mailbox, sealed)))
+            .collect()
+    };
+    if items.len() < 16 {
+        return open(&items);
+    }
+    let (first, second) = items.split_at(items.len() / 2);
+    std::thread::scope(|scope| {
+        let later = scope.spawn(|| open(second));
+        let mut opened = open(first);
+        match later.join() {
+            Ok(rest) => opened.extend(rest),
+            // The helper thread cannot panic on its own; if it did, open
+            // the rest here.
+            Err(_) => opened.extend(open(second)),
+        }
+        opened
+    })
 }
 
 fn describe(answer: Result<MailboxResponse, String>) -> String {

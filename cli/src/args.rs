@@ -222,5 +222,9 @@ pub enum BenchCommand {
         /// per relay and device)
         #[arg(long, default_value_t = 1)]
         window: usize,
+        /// Offer this many envelopes per second in all, on a schedule, instead
+        /// of saturating the relay (ack latency at a given load)
+        #[arg(long, value_name = "MSGS_PER_S")]
+        rate: Option<u64>,
     },
 }

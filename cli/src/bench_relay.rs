@@ -40,7 +40,14 @@ pub struct Load {
     pub messages: usize,
     pub batch: usize,
     pub window: usize,
+    /// Offered load in envelopes per second over all senders (open loop:
+    /// requests go out on a schedule, whatever is in flight); `None`
+    /// saturates the relay (closed loop, `window` in flight per sender).
+    pub rate: Option<u64>,
 }
+
+/// Deposits one sender may have in flight in the open-loop run.
+const MAX_OPEN_LOOP_IN_FLIGHT: usize = 64;
 
 struct RunningRelay {
     address: Multiaddr,
@@ -105,14 +112,19 @@ pub async fn relay(as_json: bool, load: Load) -> Result<()> {
         "messages": load.messages,
         "batch": load.batch,
         "window": load.window,
+        "offered_msgs_per_s": load.rate,
         "item_bytes": ITEM_BYTES,
     });
     if as_json {
         println!("{report}");
     } else {
+        let pacing = match load.rate {
+            Some(rate) => format!("offered at {rate} msg/s"),
+            None => format!("{} deposits in flight each", load.window),
+        };
         println!(
-            "ingest: {ingest:.0} msg/s durably acked ({} senders, {} × {ITEM_BYTES} B, {} per deposit, {} deposits in flight each)",
-            load.senders, load.messages, load.batch, load.window
+            "ingest: {ingest:.0} msg/s durably acked ({} senders, {} × {ITEM_BYTES} B, {} per deposit, {pacing})",
+            load.senders, load.messages, load.batch
         );
         println!(
             "deposit → durable ack: p50 {} µs, p99 {} µs",
@@ -196,16 +208,46 @@ async fn ingest(relay: &RunningRelay, load: Load) -> Result<(f64, Vec<u64>)> {
                 }
                 items
             };
+            let mut schedule = load.rate.map(|rate| {
+                let every = (load.batch * load.senders) as f64 / rate.max(1) as f64;
+                let mut tick = tokio::time::interval(Duration::from_secs_f64(every));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                tick
+            });
             while acked < per_sender {
-                while in_flight.len() < load.window && next < per_sender {
-                    let items = request(&mut next);
-                    let n = items.len();
-                    let id = swarm
-                        .behaviour_mut()
-                        .send_request(&peer, MailboxRequest::Deposit { items }.to_bytes());
-                    in_flight.insert(id, (Instant::now(), n));
-                }
-                match swarm.select_next_some().await {
+                let event = match schedule.as_mut() {
+                    None => {
+                        while in_flight.len() < load.window && next < per_sender {
+                            let items = request(&mut next);
+                            let n = items.len();
+                            let id = swarm
+                                .behaviour_mut()
+                                .send_request(&peer, MailboxRequest::Deposit { items }.to_bytes());
+                            in_flight.insert(id, (Instant::now(), n));
+                        }
+                        swarm.select_next_some().await
+                    }
+                    Some(tick) => {
+                        let can_send =
+                            next < per_sender && in_flight.len() < MAX_OPEN_LOOP_IN_FLIGHT;
+                        tokio::select! {
+                            // Latency counts from the scheduled time, so a
+                            // late send is not hidden.
+                            at = tick.tick(), if can_send => {
+                                let items = request(&mut next);
+                                let n = items.len();
+                                let id = swarm.behaviour_mut().send_request(
+                                    &peer,
+                                    MailboxRequest::Deposit { items }.to_bytes(),
+                                );
+                                in_flight.insert(id, (at.into_std(), n));
+                                continue;
+                            }
+                            event = swarm.select_next_some() => event,
+                        }
+                    }
+                };
+                match event {
                     SwarmEvent::Behaviour(request_response::Event::Message {
                         message:
                             request_response::Message::Response {

@@ -61,12 +61,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             messages,
             batch,
             window,
+            rate,
         }) => {
             let load = crate::bench_relay::Load {
                 senders,
                 messages,
                 batch,
                 window,
+                rate,
             };
             return crate::bench_relay::relay(json, load)
                 .await

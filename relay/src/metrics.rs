@@ -45,7 +45,9 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn refused(&self, reason: Refusal) {
-        self.refusals[reason as usize].fetch_add(1, Ordering::Relaxed);
+        if let Some(counter) = self.refusals.get(reason as usize) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The Prometheus text exposition of every metric.
@@ -128,10 +130,13 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE hush_relay_refusals_total counter");
         for (reason, label) in REFUSALS {
+            let count = self
+                .refusals
+                .get(reason as usize)
+                .map_or(0, |c| c.load(Ordering::Relaxed));
             let _ = writeln!(
                 out,
-                "hush_relay_refusals_total{{reason=\"{label}\"}} {}",
-                self.refusals[reason as usize].load(Ordering::Relaxed)
+                "hush_relay_refusals_total{{reason=\"{label}\"}} {count}"
             );
         }
         out

@@ -133,6 +133,14 @@ pub enum ContactCommand {
         /// Their contact card (starts with hush1)
         card: String,
     },
+    /// Replace a contact's card with their current one (new addresses or
+    /// home relays); the name, settings and history stay
+    Update {
+        /// The name you use for them
+        name: String,
+        /// Their current contact card (from their `hush id`)
+        card: String,
+    },
     /// List contacts with their safety numbers
     List {
         #[arg(long)]

@@ -123,6 +123,18 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 .collect::<Result<_>>()?;
             node_run(&home, config).await?;
         }
+        Command::Contact(ContactCommand::Update { name, card }) => {
+            let mut client = Client::connect(&home).await?;
+            let updated = client
+                .call("contact.update", json!({ "name": name, "card": card }))
+                .await?;
+            let view: ContactView = serde_json::from_value(updated)?;
+            println!("Updated the card of {:?}", view.name);
+            println!(
+                "Safety number: {} (unchanged: same account)",
+                view.safety_number
+            );
+        }
         Command::Contact(ContactCommand::Add { name, card }) => {
             let mut client = Client::connect(&home).await?;
             let added = client

@@ -214,6 +214,14 @@ async fn dispatch(node: &Node, request: Request) -> Result<Value, (i64, String)>
             let p: ContactAddParams = params(request.params)?;
             to_value(node.add_contact(&p.name, &p.card).await.map_err(node_err)?)
         }
+        "contact.update" => {
+            let p: ContactAddParams = params(request.params)?;
+            to_value(
+                node.update_contact(&p.name, &p.card)
+                    .await
+                    .map_err(node_err)?,
+            )
+        }
         "contact.list" => to_value(node.contacts().map_err(node_err)?),
         "contact.receipts" => {
             let p: ReceiptsParams = params(request.params)?;

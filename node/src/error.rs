@@ -20,6 +20,14 @@ pub enum NodeError {
     DuplicateAccount { existing: String },
     #[error("that card is your own: add the card of the person you want to talk to")]
     OwnCard,
+    #[error(
+        "that card belongs to another account than your contact {name:?}: to add someone new, use `hush contact add`"
+    )]
+    CardOfAnotherAccount { name: String },
+    #[error(
+        "that card's device list is older than the one you have for {name:?}: ask them for their current card (`hush id`)"
+    )]
+    OlderCard { name: String },
     #[error("invalid contact card: {0}")]
     InvalidCard(#[from] CardError),
     #[error("invalid name {name:?}: {reason}")]
@@ -79,6 +87,7 @@ impl NodeError {
             Self::InvalidListenAddress { .. } => 1009,
             Self::Stopped => 1010,
             Self::InvalidRelayAddress { .. } => 1011,
+            Self::CardOfAnotherAccount { .. } | Self::OlderCard { .. } => 1012,
             Self::Home { .. }
             | Self::Identity(_)
             | Self::Store(_)

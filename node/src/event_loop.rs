@@ -535,8 +535,16 @@ impl EventLoop {
                 name,
                 card,
                 card_text,
+                update: false,
                 reply,
             } => self.add_contact(name, *card, card_text, reply),
+            Command::AddContact {
+                name,
+                card,
+                card_text,
+                update: true,
+                reply,
+            } => self.update_contact(name, *card, card_text, reply),
             Command::Send {
                 contact,
                 text,
@@ -583,6 +591,47 @@ impl EventLoop {
                     .collect();
                 let _ = reply.send(Ok(self.me.card(&addresses).to_string()));
             }
+        }
+    }
+
+    fn update_contact(
+        &mut self,
+        name: String,
+        card: ContactCard,
+        card_text: String,
+        reply: Reply<crate::view::ContactView>,
+    ) {
+        let Some(existing) = self.contacts.by_name.get(&name) else {
+            let _ = reply.send(Err(NodeError::UnknownContact { name }));
+            return;
+        };
+        if existing.card.account() != card.account() {
+            let _ = reply.send(Err(NodeError::CardOfAnotherAccount { name }));
+            return;
+        }
+        if card.device_list.issued_at_ms < existing.card.device_list.issued_at_ms {
+            let _ = reply.send(Err(NodeError::OlderCard { name }));
+            return;
+        }
+        let mut record = existing.record.clone();
+        record.card = card_text;
+        let old_devices = existing.card.device_list.devices.clone();
+        // Forget the old card's devices; the new card lists the current ones.
+        for device in &old_devices {
+            if let Some(peer) = self.contacts.peer_of.remove(&device.device_id) {
+                self.contacts.by_peer.remove(&peer);
+            }
+            self.contacts.by_curve.remove(&device.olm_curve25519);
+        }
+        let view = contact_view(&self.me.account, &record);
+        self.batch.ops.push(Op::PutContact(record.clone()));
+        self.contacts.insert(record, card);
+        self.batch.after.push(After::ReplyContact(reply, view));
+        // New addresses or relays: try what is queued for them again now.
+        let now = Instant::now();
+        for device in &old_devices {
+            self.unreachable.remove(&device.device_id);
+            self.outbox.wake(&device.device_id, now);
         }
     }
 

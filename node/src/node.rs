@@ -83,6 +83,8 @@ pub(crate) enum Command {
         name: String,
         card: Box<ContactCard>,
         card_text: String,
+        /// Replace the card of the existing contact `name` (same account).
+        update: bool,
         reply: Reply<ContactView>,
     },
     Send {
@@ -190,6 +192,25 @@ impl Node {
             name: name.to_owned(),
             card: Box::new(card),
             card_text: card_text.trim().to_owned(),
+            update: false,
+            reply,
+        })
+        .await
+    }
+
+    /// Replaces a contact's card with a newer one of the same account (new
+    /// addresses or home relays); the name, receipts setting and history stay.
+    pub async fn update_contact(
+        &self,
+        name: &str,
+        card_text: &str,
+    ) -> Result<ContactView, NodeError> {
+        let card: ContactCard = card_text.parse()?;
+        self.call(|reply| Command::AddContact {
+            name: name.to_owned(),
+            card: Box::new(card),
+            card_text: card_text.trim().to_owned(),
+            update: true,
             reply,
         })
         .await

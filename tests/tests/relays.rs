@@ -469,3 +469,49 @@ fn relays_find_each_other_through_the_dht() {
         );
     }
 }
+
+#[test]
+fn a_contact_who_adds_a_relay_later_is_reached_after_a_card_update() {
+    let relay = RelayProc::start("");
+    let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
+    alice.start();
+    bob.start();
+    introduce(&alice, &bob);
+    send(&alice, "bob", "before the relay", "delivered");
+    // Bob gets a home relay; alice's copy of his card does not name it.
+    bob.stop();
+    bob.start_with(&["--relay", &relay.address]);
+    let card = bob.card();
+    // The wrong card, an unknown name: refused with clear errors.
+    let run = alice.run(&["contact", "update", "bob", &alice.card()]);
+    assert!(
+        !run.ok() && run.stderr.contains("another account"),
+        "{run:?}"
+    );
+    let run = alice.run(&["contact", "update", "carol", &card]);
+    assert!(
+        !run.ok() && run.stderr.contains("no contact named"),
+        "{run:?}"
+    );
+    let run = alice.run(&["contact", "update", "bob", &card]);
+    assert!(run.ok(), "{run:?}");
+    wait_for("bob's keys at his relay", Duration::from_secs(20), || {
+        let status = bob.json(&["status", "--json"]);
+        status["relays"][0]["keys_left"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+            .then_some(())
+    });
+    bob.stop();
+    send(&alice, "bob", "left at your new relay", "sent");
+    alice.stop();
+    bob.start();
+    wait_texts(
+        &bob,
+        "alice",
+        &[
+            "before the relay".to_owned(),
+            "left at your new relay".to_owned(),
+        ],
+    );
+}

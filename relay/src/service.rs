@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::metrics::{self, Metrics};
-use crate::store::{self, Applied, Item, Op, Store, StoreError};
+use crate::store::{self, Applied, Item, Op, Removal, Store, StoreError};
 
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/hush/kad/1");
 const IDENTIFY_PROTOCOL: &str = "/hush/id/1";
@@ -443,9 +443,18 @@ impl Relay {
         match &result {
             Ok(applied) => {
                 self.metrics.commits.fetch_add(1, Ordering::Relaxed);
-                for item in &applied.deleted {
+                // Counted once durable: deposits, deliveries and expiries.
+                self.metrics
+                    .deposits
+                    .fetch_add(applied.deposited, Ordering::Relaxed);
+                for (item, why) in &applied.deleted {
                     self.usage
                         .remove(item.mailbox, item.sealed.len() as u64, item.sender_tag);
+                    let counter = match why {
+                        Removal::Acked => &self.metrics.delivered,
+                        Removal::Expired => &self.metrics.expired,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
                 }
             }
             Err(e) => {
@@ -563,12 +572,11 @@ impl Relay {
             Ok(items) => {
                 if !items.is_empty() {
                     tracing::info!(count = items.len(), "deleting expired mail");
-                    self.metrics
-                        .expired
-                        .fetch_add(items.len() as u64, Ordering::Relaxed);
                 }
                 for (mailbox, seq) in items {
-                    self.batch.ops.push(Op::Delete(mailbox, seq));
+                    self.batch
+                        .ops
+                        .push(Op::Delete(mailbox, seq, Removal::Expired));
                 }
             }
             Err(e) => tracing::error!(error = %e, "could not look for expired mail"),
@@ -754,7 +762,6 @@ impl Relay {
                     }));
                     woken.insert(mailbox);
                     wait_for_commit = true;
-                    self.metrics.deposits.fetch_add(1, Ordering::Relaxed);
                     DepositResult::Stored
                 };
             match result {
@@ -850,12 +857,11 @@ impl Relay {
                 self.respond(channel, response);
             }
             OwnerRequest::Ack { seqs } => {
-                self.metrics
-                    .delivered
-                    .fetch_add(seqs.len() as u64, Ordering::Relaxed);
                 let removed = u32::try_from(seqs.len()).unwrap_or(u32::MAX);
                 for seq in seqs {
-                    self.batch.ops.push(Op::Delete(mailbox, seq));
+                    self.batch
+                        .ops
+                        .push(Op::Delete(mailbox, seq, Removal::Acked));
                 }
                 self.batch
                     .after

@@ -90,7 +90,7 @@ pub struct Item {
 pub enum Op {
     Deposit(Item),
     /// Deletes an item (acked by its owner, or expired).
-    Delete(MailboxId, u64),
+    Delete(MailboxId, u64, Removal),
     /// Replaces a device's hosted keys.
     PutKeys {
         device: [u8; 32],
@@ -105,10 +105,18 @@ pub enum Op {
     NextSeq(u64),
 }
 
-/// What a batch deleted, for the in-memory usage counters.
+/// Why an item is deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    Acked,
+    Expired,
+}
+
+/// What a batch did, for the in-memory usage counters and the metrics.
 #[derive(Debug, Default)]
 pub struct Applied {
-    pub deleted: Vec<Item>,
+    pub deleted: Vec<(Item, Removal)>,
+    pub deposited: u64,
 }
 
 #[derive(Debug)]
@@ -309,8 +317,9 @@ impl Store {
                         log.insert(item.seq, value.as_slice())?;
                         index.insert((item.mailbox.0, item.seq), ())?;
                         digests.insert(digest(&item.sealed), item.seq)?;
+                        applied.deposited += 1;
                     }
-                    Op::Delete(mailbox, seq) => {
+                    Op::Delete(mailbox, seq, why) => {
                         // Only the mailbox's own item: an ack names seqs of
                         // the signer's mailbox and nothing else.
                         if index.remove((mailbox.0, seq))?.is_none() {
@@ -320,7 +329,7 @@ impl Store {
                         if let Some(value) = removed {
                             let item = parse_item(seq, &value)?;
                             digests.remove(digest(&item.sealed))?;
-                            applied.deleted.push(item);
+                            applied.deleted.push((item, why));
                         }
                     }
                     Op::PutKeys {
@@ -379,13 +388,13 @@ mod tests {
         assert_eq!(store.has_digests(&[d, [0; 32]]).unwrap(), [true, false]);
         // Another mailbox cannot delete it.
         let applied = store
-            .apply(vec![Op::Delete(MailboxId([2; 32]), 2)])
+            .apply(vec![Op::Delete(MailboxId([2; 32]), 2, Removal::Acked)])
             .unwrap();
         assert!(applied.deleted.is_empty());
         let applied = store
-            .apply(vec![Op::Delete(MailboxId([1; 32]), 2)])
+            .apply(vec![Op::Delete(MailboxId([1; 32]), 2, Removal::Acked)])
             .unwrap();
-        assert_eq!(applied.deleted, vec![item(1, 2, 20)]);
+        assert_eq!(applied.deleted, vec![(item(1, 2, 20), Removal::Acked)]);
         assert_eq!(store.has_digests(&[d]).unwrap(), [false]);
         assert_eq!(
             store.expired(35, 10).unwrap(),

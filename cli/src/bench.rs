@@ -175,24 +175,42 @@ async fn throughput(node: &Node, text: &str, n: usize) -> Result<f64> {
 
 const ECHO: StreamProtocol = StreamProtocol::new("/hush/bench-echo/1");
 
+pub(crate) type RrSwarm = libp2p::Swarm<request_response::Behaviour<FrameCodec>>;
+
+/// A swarm with a fresh identity (TCP, Noise, Yamux) that speaks one
+/// request-response protocol with frames of up to `max_frame` bytes.
+pub(crate) fn rr_swarm(
+    protocol: StreamProtocol,
+    max_frame: usize,
+    support: ProtocolSupport,
+    config: request_response::Config,
+) -> Result<RrSwarm> {
+    Ok(libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                FrameCodec::new(max_frame, max_frame),
+                [(protocol, support)],
+                config,
+            )
+        })?
+        .build())
+}
+
 /// Median round trip of a bare request-response exchange over loopback TCP.
 async fn floor_rtt() -> Result<u64> {
-    let make = || -> Result<libp2p::Swarm<request_response::Behaviour<FrameCodec>>> {
-        Ok(libp2p::SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )?
-            .with_behaviour(|_| {
-                request_response::Behaviour::with_codec(
-                    FrameCodec::new(1024, 1024),
-                    [(ECHO, ProtocolSupport::Full)],
-                    request_response::Config::default(),
-                )
-            })?
-            .build())
+    let make = || {
+        rr_swarm(
+            ECHO,
+            1024,
+            ProtocolSupport::Full,
+            request_response::Config::default(),
+        )
     };
     let mut server = make()?;
     let mut client = make()?;

@@ -14,18 +14,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
-use hush_node::{Event, FrameCodec, MAILBOX_PROTOCOL, Node, NodeConfig, Status};
+use hush_node::{Event, MAILBOX_PROTOCOL, Node, NodeConfig, Status};
 use hush_protocol::{
     DepositResult, MAX_MAILBOX_FRAME, MailboxId, MailboxRequest, MailboxResponse, MailboxSecret,
     SealedEnvelope, Wire,
 };
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, noise, tcp, yamux};
+use libp2p::{Multiaddr, PeerId};
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use crate::bench::percentile;
+use crate::bench::{RrSwarm, percentile, rr_swarm};
 use crate::demo::init_home;
 
 /// Bytes of each deposited sealed envelope.
@@ -158,24 +158,13 @@ fn template() -> Result<Vec<u8>> {
     Ok(sealed)
 }
 
-type Sender = libp2p::Swarm<request_response::Behaviour<FrameCodec>>;
-
-fn sender() -> Result<Sender> {
-    Ok(libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )?
-        .with_behaviour(|_| {
-            request_response::Behaviour::with_codec(
-                FrameCodec::new(MAX_MAILBOX_FRAME, MAX_MAILBOX_FRAME),
-                [(MAILBOX_PROTOCOL, ProtocolSupport::Outbound)],
-                request_response::Config::default().with_request_timeout(Duration::from_secs(60)),
-            )
-        })?
-        .build())
+fn sender() -> Result<RrSwarm> {
+    rr_swarm(
+        MAILBOX_PROTOCOL,
+        MAX_MAILBOX_FRAME,
+        ProtocolSupport::Outbound,
+        request_response::Config::default().with_request_timeout(Duration::from_secs(60)),
+    )
 }
 
 /// Runs the load; returns (messages per second, ack latencies in µs).

@@ -101,7 +101,7 @@ impl Contacts {
             .relays
             .iter()
             .filter_map(|a| a.parse::<Multiaddr>().ok())
-            .filter_map(|a| Some((relays::peer_in(&a)?, a)))
+            .filter_map(|a| Some((network::peer_in(&a)?, a)))
             .collect();
         self.by_account.insert(card.account(), record.name.clone());
         self.by_name.insert(
@@ -119,6 +119,12 @@ impl Contacts {
         self.by_account
             .get(account)
             .and_then(|name| self.by_name.get(name))
+    }
+
+    /// A contact device's account and keys, by its id.
+    fn of_device(&self, device: &DeviceId) -> Option<(AccountId, DeviceKeys)> {
+        let peer = self.peer_of.get(device)?;
+        self.by_peer.get(peer).copied()
     }
 
     fn device(&self, account: &AccountId, device: &DeviceId) -> Option<(&Contact, DeviceKeys)> {

@@ -38,7 +38,7 @@ pub use client::{Client, ClientError};
 pub use error::NodeError;
 pub use home::Home;
 pub use identity::{create_private_file, init, offline_card, validate_name};
-pub use network::{DIRECT_PROTOCOL, FrameCodec, KEYS_PROTOCOL, MAILBOX_PROTOCOL};
+pub use network::{DIRECT_PROTOCOL, FrameCodec, KEYS_PROTOCOL, MAILBOX_PROTOCOL, peer_in};
 pub use node::{MAX_HISTORY_LIMIT, MAX_HOME_RELAYS, Node, NodeConfig, now_ms};
 pub use records::Status;
 pub use store::StoreError;

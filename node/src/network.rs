@@ -188,6 +188,14 @@ pub fn device_keypair(secret: [u8; 32]) -> Result<identity::Keypair, io::Error> 
     identity::Keypair::ed25519_from_bytes(&mut secret).map_err(io::Error::other)
 }
 
+/// The peer id in an address's `/p2p/` part (a relay's full address).
+pub fn peer_in(addr: &libp2p::Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
+}
+
 /// The PeerId a device id stands for.
 pub fn peer_id(device: &DeviceId) -> Option<PeerId> {
     let key = identity::ed25519::PublicKey::try_from_bytes(&device.0).ok()?;

@@ -391,7 +391,7 @@ fn home_relays(store: &Store, given: &[Multiaddr]) -> Result<Vec<String>, NodeEr
     }
     let mut relays: Vec<String> = Vec::new();
     for addr in given.iter().take(MAX_HOME_RELAYS) {
-        if !addr.iter().any(|p| matches!(p, Protocol::P2p(_))) {
+        if crate::network::peer_in(addr).is_none() {
             return Err(NodeError::InvalidRelayAddress {
                 addr: addr.to_string(),
                 reason: "it has no /p2p/<relay id> part".into(),

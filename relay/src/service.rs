@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use hush_node::{FrameCodec, MAILBOX_PROTOCOL, create_private_file};
+use hush_node::{FrameCodec, MAILBOX_PROTOCOL, create_private_file, peer_in};
 use hush_protocol::{
     Auth, DepositResult, DeviceId, KeyBundle, MAX_FETCH_WAIT_MS, MAX_MAILBOX_FRAME,
     MAX_MAILBOX_ITEMS, MailboxId, MailboxRequest, MailboxResponse, OwnerRequest, Refusal,
@@ -254,14 +254,6 @@ fn build_swarm(
     Ok(swarm)
 }
 
-/// Splits `/…/p2p/<id>` into the peer id and the address.
-fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
-    addr.iter().find_map(|p| match p {
-        libp2p::multiaddr::Protocol::P2p(id) => Some(id),
-        _ => None,
-    })
-}
-
 impl Relay {
     /// Opens the store, binds every address and the metrics endpoint.
     pub async fn start(config: Config) -> Result<(Self, Started), RelayError> {
@@ -337,7 +329,7 @@ impl Relay {
                 reason: reason.to_owned(),
             };
             let parsed: Multiaddr = addr.parse().map_err(|_| bad("not a multiaddr"))?;
-            let peer = peer_of(&parsed).ok_or_else(|| bad("it must end in /p2p/<relay id>"))?;
+            let peer = peer_in(&parsed).ok_or_else(|| bad("it must end in /p2p/<relay id>"))?;
             swarm.behaviour_mut().kad.add_address(&peer, parsed.clone());
             if let Err(e) = swarm.dial(parsed) {
                 tracing::warn!(%addr, error = %e, "could not dial a bootstrap relay");

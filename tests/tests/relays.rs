@@ -24,17 +24,26 @@ fn bob_offline_with(relays: &[&RelayProc]) -> (User, User) {
     bob.start_with(&args);
     alice.start();
     introduce(&alice, &bob);
-    // Bob's node has stocked its one-time keys at every relay.
-    wait_for("bob's keys at his relays", Duration::from_secs(20), || {
-        let status = bob.json(&["status", "--json"]);
-        let relays = status["relays"].as_array()?.clone();
-        relays
-            .iter()
-            .all(|r| r["keys_left"].as_u64().is_some_and(|n| n > 0))
-            .then_some(())
-    });
+    wait_keys_stocked(&bob);
     bob.stop();
     (alice, bob)
+}
+
+/// Waits until `user`'s node has one-time keys at every home relay.
+fn wait_keys_stocked(user: &User) {
+    wait_for(
+        &format!("{}'s keys at the home relays", user.name),
+        Duration::from_secs(20),
+        || {
+            let status = user.json(&["status", "--json"]);
+            let relays = status["relays"].as_array()?.clone();
+            (!relays.is_empty()
+                && relays
+                    .iter()
+                    .all(|r| r["keys_left"].as_u64().is_some_and(|n| n > 0)))
+            .then_some(())
+        },
+    );
 }
 
 fn send(user: &User, to: &str, text: &str, wait: &str) -> String {
@@ -250,13 +259,7 @@ async fn only_the_owner_fetches_and_a_stranger_cannot_starve_first_contact() {
     carol.start();
     introduce(&alice, &bob);
     introduce(&carol, &bob);
-    wait_for("bob's keys at his relay", Duration::from_secs(20), || {
-        let status = bob.json(&["status", "--json"]);
-        status["relays"][0]["keys_left"]
-            .as_u64()
-            .is_some_and(|n| n > 0)
-            .then_some(())
-    });
+    wait_keys_stocked(&bob);
     bob.stop();
     send(&alice, "bob", "for bob only", "sent");
     let (device, _) = device_of(&bob);
@@ -360,12 +363,7 @@ async fn only_the_owner_fetches_and_a_stranger_cannot_starve_first_contact() {
 }
 
 fn relay_peer(addr: &Multiaddr) -> PeerId {
-    addr.iter()
-        .find_map(|p| match p {
-            libp2p::multiaddr::Protocol::P2p(id) => Some(id),
-            _ => None,
-        })
-        .expect("relay peer id")
+    hush_node::peer_in(addr).expect("relay peer id")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -495,13 +493,7 @@ fn a_contact_who_adds_a_relay_later_is_reached_after_a_card_update() {
     );
     let run = alice.run(&["contact", "update", "bob", &card]);
     assert!(run.ok(), "{run:?}");
-    wait_for("bob's keys at his relay", Duration::from_secs(20), || {
-        let status = bob.json(&["status", "--json"]);
-        status["relays"][0]["keys_left"]
-            .as_u64()
-            .is_some_and(|n| n > 0)
-            .then_some(())
-    });
+    wait_keys_stocked(&bob);
     bob.stop();
     send(&alice, "bob", "left at your new relay", "sent");
     alice.stop();

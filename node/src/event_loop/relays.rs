@@ -23,12 +23,11 @@ use hush_protocol::{
     MailboxId, MailboxRequest, MailboxResponse, MailboxSecret, MessageId, OwnerRequest,
     ReceiptKind, Refusal, RejectReason, SealError, SealedEnvelope, Wire,
 };
-use libp2p::multiaddr::Protocol;
 use libp2p::request_response;
 use libp2p::{Multiaddr, PeerId};
 
 use super::{After, EventLoop, Received, Source};
-use crate::network::MAIL_WAIT;
+use crate::network::{MAIL_WAIT, peer_in};
 use crate::outbox::{State, backoff};
 use crate::records::{OutboxKind, Status};
 use crate::store::{Op, OutboxKey};
@@ -49,14 +48,6 @@ const KEYS_UPLOAD: usize = 20;
 const DEPOSIT_BYTES: usize = MAX_MAILBOX_FRAME / 2;
 /// A relay that refused for lack of room is asked again this much later.
 const FULL_RELAY_RETRY: Duration = Duration::from_secs(30);
-
-/// The `/p2p/` peer id in a relay's address.
-pub(super) fn peer_in(addr: &Multiaddr) -> Option<PeerId> {
-    addr.iter().find_map(|p| match p {
-        Protocol::P2p(id) => Some(id),
-        _ => None,
-    })
-}
 
 /// One of our home relays, and where its drain loop stands.
 #[derive(Debug)]
@@ -418,10 +409,7 @@ impl EventLoop {
     fn start_session_from(&mut self, device: &DeviceId, bundle: &KeyBundle) -> Result<(), String> {
         let (_, keys) = self
             .contacts
-            .by_curve
-            .values()
-            .find(|(_, k)| k.device_id == *device)
-            .copied()
+            .of_device(device)
             .ok_or("not a contact device")?;
         // The bundle is signed by the device's Olm key from its signed
         // device list: a relay cannot slip in a key of its own.
@@ -561,10 +549,8 @@ impl EventLoop {
 
     fn relays_of(&self, device: &DeviceId) -> Vec<(PeerId, Multiaddr)> {
         self.contacts
-            .by_curve
-            .values()
-            .find(|(_, k)| k.device_id == *device)
-            .and_then(|(account, _)| self.contacts.by_account(account))
+            .of_device(device)
+            .and_then(|(account, _)| self.contacts.by_account(&account))
             .map(|c| c.relays.clone())
             .unwrap_or_default()
     }
@@ -616,13 +602,7 @@ impl EventLoop {
     /// Leaves the device's queued envelopes at each of its relays, in
     /// order: every relay gets them from the first one it lacks.
     pub(super) fn deposit_pump(&mut self, device: &DeviceId) {
-        let Some(mailbox_key) = self
-            .contacts
-            .by_curve
-            .values()
-            .find(|(_, k)| k.device_id == *device)
-            .map(|(_, k)| k.mailbox_key)
-        else {
+        let Some(mailbox_key) = self.contacts.of_device(device).map(|(_, k)| k.mailbox_key) else {
             return;
         };
         let mailbox = MailboxId::of(device);

@@ -32,6 +32,7 @@ mod ids;
 mod keys;
 mod mailbox;
 mod payload;
+mod presence;
 
 pub use card::{
     CARD_PREFIX, CardError, ContactCard, MAX_ADDRESS_LEN, MAX_CARD_ADDRESSES, MAX_CARD_TEXT_LEN,
@@ -56,3 +57,8 @@ pub use mailbox::{
     Refusal, SealError, SealedEnvelope,
 };
 pub use payload::{Body, MAX_RECEIPT_IDS, MAX_TEXT_LEN, Payload, ReceiptKind};
+pub use presence::{
+    MAX_PRESENCE_ADDRESS_LEN, MAX_PRESENCE_ADDRESSES, MAX_PRESENCE_RECORD_LEN,
+    MAX_PRESENCE_SKEW_MS, MAX_PRESENCE_TTL_MS, Presence, PresenceError, PresenceKey,
+    PresenceReply, PresenceState, SealedPresence,
+};

@@ -6,6 +6,7 @@
 
 use crate::codec::{DecodeError, Reader, Wire, Writer};
 use crate::ids::{AccountId, DeviceId, MessageId};
+use crate::presence::PresenceKey;
 
 /// Longest message text, in bytes of UTF-8.
 pub const MAX_TEXT_LEN: usize = 16 * 1024;
@@ -34,6 +35,9 @@ pub enum Body {
         kind: ReceiptKind,
         ids: Vec<MessageId>,
     },
+    /// The sender's current presence key: the receiver may now read the
+    /// sender's presence records of this epoch (and must drop older keys).
+    PresenceKey(PresenceKey),
 }
 
 /// The decrypted content of one envelope. The sender's identity lives here,
@@ -101,6 +105,11 @@ impl Wire for Payload {
                 w.u8(*kind as u8);
                 w.list(ids, |w, id| w.u128(id.0));
             }
+            Body::PresenceKey(key) => {
+                w.u8(2);
+                w.u32(key.epoch());
+                w.raw(key.secret());
+            }
         }
     }
 
@@ -125,6 +134,7 @@ impl Wire for Payload {
                 let ids = r.list("receipt ids", MAX_RECEIPT_IDS, |r| Ok(MessageId(r.u128()?)))?;
                 Body::Receipt { kind, ids }
             }
+            2 => Body::PresenceKey(PresenceKey::from_parts(r.u32()?, r.array()?)),
             tag => return Err(DecodeError::UnknownTag { what: "body", tag }),
         };
         Ok(Self {
@@ -156,6 +166,8 @@ mod tests {
                     },
                     ids: ids.into_iter().map(MessageId).collect(),
                 }),
+            (any::<u32>(), any::<[u8; 32]>())
+                .prop_map(|(epoch, key)| Body::PresenceKey(PresenceKey::from_parts(epoch, key))),
         ]
     }
 

@@ -66,6 +66,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A contact's presence (online, last seen), or the global sharing switch.
+    Presence(PresenceArgs),
     /// Start two real nodes on loopback and show them chatting
     Demo,
     /// Measure performance
@@ -91,7 +93,32 @@ pub enum NodeCommand {
         /// held open, in milliseconds
         #[arg(long, value_name = "MS", default_value_t = 1000)]
         poll_ms: u64,
+        /// How long presence records are valid; refreshed every half of it.
+        #[arg(long, value_name = "SECS", default_value_t = 300)]
+        presence_ttl: u64,
+        /// How long a contact whose connection dropped still shows online.
+        #[arg(long, value_name = "SECS", default_value_t = 30)]
+        presence_grace: u64,
+        /// Do not look for contacts on the local network (mDNS).
+        #[arg(long)]
+        no_mdns: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct PresenceArgs {
+    /// The contact to show; omit it with --share.
+    #[arg(required_unless_present = "share")]
+    pub name: Option<String>,
+    /// Look the contact up in the DHT now instead of answering from what
+    /// the node knows.
+    #[arg(long)]
+    pub refresh: bool,
+    /// Switch sharing of your presence and last seen with everyone.
+    #[arg(long, value_enum, conflicts_with_all = ["name", "refresh"])]
+    pub share: Option<OnOff>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,6 +179,17 @@ pub enum ContactCommand {
         name: String,
         #[arg(value_enum)]
         setting: OnOff,
+    },
+    /// Change what you share with a contact.
+    Set {
+        /// The contact's name
+        name: String,
+        /// Whether the contact sees your presence and last seen.
+        #[arg(long, value_enum)]
+        share_presence: Option<OnOff>,
+        /// Whether the contact sees when you have read their messages.
+        #[arg(long, value_enum)]
+        receipts: Option<OnOff>,
     },
 }
 

@@ -5,14 +5,15 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use hush_node::{
-    Client, ContactView, Home, MessageView, Node, NodeConfig, NodeStatus, SendReceipt, Status,
+    Client, ContactView, Home, MessageView, Node, NodeConfig, NodeStatus, PresenceView,
+    SendReceipt, Status,
 };
 use libp2p::Multiaddr;
 use serde_json::{Value, json};
 
 use crate::args::{
-    BenchCommand, Cli, Command, ContactCommand, NodeCommand, OnOff, RelayCommand, RelayRunArgs,
-    WaitFor,
+    BenchCommand, Cli, Command, ContactCommand, NodeCommand, OnOff, PresenceArgs, RelayCommand,
+    RelayRunArgs, WaitFor,
 };
 
 fn init_logging(default: &str) {
@@ -107,9 +108,20 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             listen,
             relay,
             poll_ms,
+            presence_ttl,
+            presence_grace,
+            no_mdns,
         }) => {
+            if presence_ttl < 2 {
+                bail!(
+                    "--presence-ttl must be at least 2 seconds (records are refreshed every half of it)"
+                );
+            }
             let mut config = NodeConfig {
                 mail_poll: std::time::Duration::from_millis(poll_ms),
+                presence_ttl: std::time::Duration::from_secs(presence_ttl),
+                presence_grace: std::time::Duration::from_secs(presence_grace),
+                mdns: !no_mdns,
                 ..NodeConfig::default()
             };
             config.listen = parse_listen(&listen)?;
@@ -158,6 +170,74 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 println!("{name} will see when you have read their messages.");
             } else {
                 println!("{name} will no longer see when you have read their messages.");
+            }
+        }
+        Command::Contact(ContactCommand::Set {
+            name,
+            share_presence,
+            receipts,
+        }) => {
+            if share_presence.is_none() && receipts.is_none() {
+                bail!("nothing to change: give --share-presence on|off and/or --receipts on|off");
+            }
+            let mut client = Client::connect(&home).await?;
+            if let Some(setting) = receipts {
+                let on = matches!(setting, OnOff::On);
+                client
+                    .call("contact.receipts", json!({ "contact": name, "on": on }))
+                    .await?;
+                println!(
+                    "{name} {} see when you have read their messages.",
+                    if on { "will" } else { "will no longer" }
+                );
+            }
+            if let Some(setting) = share_presence {
+                let on = matches!(setting, OnOff::On);
+                client
+                    .call("presence.share", json!({ "contact": name, "on": on }))
+                    .await?;
+                println!(
+                    "{name} {} see whether you are online or when you were last seen.",
+                    if on { "can" } else { "can no longer" }
+                );
+            }
+        }
+        Command::Presence(PresenceArgs {
+            name,
+            refresh,
+            share,
+            json,
+        }) => {
+            let mut client = Client::connect(&home).await?;
+            if let Some(setting) = share {
+                let on = matches!(setting, OnOff::On);
+                client.call("presence.share", json!({ "on": on })).await?;
+                if on {
+                    println!(
+                        "Your contacts can see whether you are online (turn it off per contact with `hush contact set NAME --share-presence off`)."
+                    );
+                } else {
+                    println!("Nobody can see whether you are online or when you were last seen.");
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let Some(name) = name else {
+                bail!("give a contact name, or --share on|off");
+            };
+            let view: PresenceView = serde_json::from_value(
+                client
+                    .call("presence", json!({ "contact": name, "refresh": refresh }))
+                    .await?,
+            )?;
+            if json {
+                print_json(&view)?;
+            } else if view.state == "online" {
+                println!("{} is online", view.contact);
+            } else {
+                match &view.last_seen {
+                    Some(at) => println!("{} is offline, last seen {at}", view.contact),
+                    None => println!("{} is offline (never seen online)", view.contact),
+                }
             }
         }
         Command::Contact(ContactCommand::List { json }) => {
@@ -269,6 +349,28 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     };
                     println!("relay:      {} ({state})", relay.address);
                 }
+                let r = &status.reachability;
+                let nat = match r.nat.as_str() {
+                    "public" => format!("public at {}", r.public_address.as_deref().unwrap_or("?")),
+                    "private" => "behind NAT".to_owned(),
+                    _ => "not known yet".to_owned(),
+                };
+                println!("reachable:  {nat}");
+                for circuit in &r.relayed_via {
+                    println!("via relay:  {circuit}");
+                }
+                if !r.direct.is_empty() {
+                    println!("direct:     {}", r.direct.join(", "));
+                }
+                if !r.relayed.is_empty() {
+                    println!("relayed:    {}", r.relayed.join(", "));
+                }
+                if !r.lan.is_empty() {
+                    println!("on the LAN: {}", r.lan.join(", "));
+                }
+                if !r.sharing_presence {
+                    println!("presence:   not shared with anyone");
+                }
             }
         }
         Command::Demo | Command::Bench(_) | Command::Relay(_) => {}
@@ -288,15 +390,12 @@ fn describe_event(event: &Value) -> String {
         Some("status") => format!("{} → {} ({})", s("id"), s("status"), s("contact")),
         Some("contact_added") => format!("contact added: {}", s("contact")),
         Some("undeliverable") => format!("{} not left at a relay: {}", s("id"), s("reason")),
-        Some("peer") => format!(
-            "{} is {}",
-            s("contact"),
-            if event["connected"].as_bool() == Some(true) {
-                "connected"
-            } else {
-                "disconnected"
+        Some("presence") => match event["last_seen"].as_str() {
+            Some(at) if s("state") == "offline" => {
+                format!("{} is offline, last seen {at}", s("contact"))
             }
-        ),
+            _ => format!("{} is {}", s("contact"), s("state")),
+        },
         _ => event.to_string(),
     }
 }

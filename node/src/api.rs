@@ -15,7 +15,8 @@ use crate::node::{MAX_HISTORY_LIMIT, Node};
 use crate::records::Status;
 use crate::rpc::{
     ContactAddParams, ContactParams, HistoryParams, INVALID_PARAMS, INVALID_REQUEST,
-    MAX_REQUEST_LEN, METHOD_NOT_FOUND, PARSE_ERROR, ReceiptsParams, Request, Response, SendParams,
+    MAX_REQUEST_LEN, METHOD_NOT_FOUND, PARSE_ERROR, PresenceParams, ReceiptsParams, Request,
+    Response, SendParams, SharePresenceParams,
 };
 
 /// API connections served at once; more wait to be accepted.
@@ -227,6 +228,22 @@ async fn dispatch(node: &Node, request: Request) -> Result<Value, (i64, String)>
             let p: ReceiptsParams = params(request.params)?;
             to_value(
                 node.set_receipts(&p.contact, p.on)
+                    .await
+                    .map_err(node_err)?,
+            )
+        }
+        "presence" => {
+            let p: PresenceParams = params(request.params)?;
+            to_value(
+                node.presence(&p.contact, p.refresh)
+                    .await
+                    .map_err(node_err)?,
+            )
+        }
+        "presence.share" => {
+            let p: SharePresenceParams = params(request.params)?;
+            to_value(
+                node.share_presence(p.contact.as_deref(), p.on)
                     .await
                     .map_err(node_err)?,
             )

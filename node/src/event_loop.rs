@@ -26,7 +26,11 @@ use libp2p::{Multiaddr, PeerId, Swarm};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
+mod presence;
+mod reach;
 mod relays;
+
+pub(crate) use presence::PresenceConfig;
 
 use crate::error::NodeError;
 use crate::identity::Me;
@@ -35,11 +39,13 @@ use crate::node::{Command, Reply, contact_view, now_ms};
 use crate::outbox::{MAX_BATCH_ENVELOPES, MAX_OUTBOX_ENTRIES, Outbox, State};
 use crate::records::{ContactRecord, MessageRecord, OutboxKind, OutboxRecord, Status};
 use crate::store::{Op, OutboxKey, Store, StoreError};
-use crate::view::{Event, MessageView, NodeStatus, SendReceipt};
+use crate::view::{Event, MessageView, NodeStatus, PresenceView, SendReceipt};
 
 /// A peer's clock may run this far ahead of ours before we cap it.
 const MAX_CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
 const RETRY_TICK: Duration = Duration::from_millis(100);
+/// On graceful stop, contacts get our offline record within this long.
+const GOODBYE_WAIT: Duration = Duration::from_secs(1);
 /// A contact device gets at most one fresh one-time key this often.
 const KEY_REQUEST_INTERVAL: Duration = Duration::from_secs(2);
 /// Addresses remembered per contact device (from its card and Identify).
@@ -173,6 +179,7 @@ enum After {
     MailAck(usize, Vec<u64>),
     /// One-time keys are on disk: hand them to this home relay.
     UploadKeys(usize, hush_protocol::OwnerRequest),
+    ReplyPresence(Reply<Option<PresenceView>>, Option<PresenceView>),
 }
 
 #[derive(Debug, Default)]
@@ -185,6 +192,14 @@ struct Batch {
 struct Commit {
     task: JoinHandle<Result<(), StoreError>>,
     after: Vec<After>,
+}
+
+/// How the loop is set up, from [`crate::NodeConfig`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LoopOptions {
+    pub mail_poll: Duration,
+    pub presence: PresenceConfig,
+    pub mdns: bool,
 }
 
 pub(crate) struct EventLoop {
@@ -223,6 +238,8 @@ pub(crate) struct EventLoop {
     relay_backoff: HashMap<PeerId, (Instant, u32)>,
     /// The last refusal shown per outbox entry, so it is reported once.
     problems: HashMap<OutboxKey, String>,
+    presence: presence::PresenceBook,
+    reach: reach::Reach,
 }
 
 impl EventLoop {
@@ -232,9 +249,18 @@ impl EventLoop {
         store: Arc<Store>,
         commands: mpsc::Receiver<Command>,
         events: broadcast::Sender<Event>,
-        mail_poll: Duration,
+        options: LoopOptions,
     ) -> Result<Self, NodeError> {
-        let swarm = network::build_swarm(me.keypair.clone()).map_err(NodeError::Identity)?;
+        let swarm = network::build_swarm(
+            me.keypair.clone(),
+            network::SwarmOptions { mdns: options.mdns },
+        )
+        .map_err(NodeError::Identity)?;
+        let (presence, presence_op) = presence::PresenceBook::load(
+            options.presence,
+            store.own_presence()?,
+            store.presence()?,
+        );
         let home = relays::HomeRelay::parse_all(&me.relays);
         let clock = store.clock()?.map(Hlc::resume).unwrap_or_default();
         let contacts = Contacts::load(store.contacts()?);
@@ -250,6 +276,8 @@ impl EventLoop {
             outbox = outbox.len(),
             "node loaded"
         );
+        let mut batch = Batch::default();
+        batch.ops.extend(presence_op);
         Ok(Self {
             swarm,
             store,
@@ -261,19 +289,21 @@ impl EventLoop {
             outbox,
             commands,
             events,
-            batch: Batch::default(),
+            batch,
             commit: None,
             receiving: HashSet::new(),
             listen_addresses: Vec::new(),
             keys_served: HashMap::new(),
             home,
-            mail_poll,
+            mail_poll: options.mail_poll,
             mail_requests: HashMap::new(),
             unreachable: HashMap::new(),
             depositing: HashSet::new(),
             deposit_marks: HashMap::new(),
             relay_backoff: HashMap::new(),
             problems: HashMap::new(),
+            presence,
+            reach: reach::Reach::default(),
         })
     }
 
@@ -338,6 +368,13 @@ impl EventLoop {
                 tracing::debug!(%peer, error = %e, "could not dial contact");
             }
         }
+        self.reserve_circuits();
+        self.presence_start();
+        // Contacts added before we had a key, or while sharing was off.
+        let accounts: Vec<AccountId> = self.contacts.by_account.keys().copied().collect();
+        for account in accounts {
+            self.share_key_with(&account);
+        }
         Ok(self)
     }
 
@@ -356,6 +393,7 @@ impl EventLoop {
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown { reply }) => {
+                        self.presence_goodbye(GOODBYE_WAIT).await;
                         self.finish().await;
                         let _ = reply.send(Ok(()));
                         return;
@@ -477,6 +515,12 @@ impl EventLoop {
                 (After::ReplyRead(reply, n), Ok(())) => {
                     let _ = reply.send(Ok(n));
                 }
+                (After::ReplyPresence(reply, view), Ok(())) => {
+                    let _ = reply.send(Ok(view));
+                }
+                (After::ReplyPresence(reply, _), Err(e)) => {
+                    let _ = reply.send(Err(store_failed(e)));
+                }
                 (After::ReplySend(reply, _), Err(e)) => {
                     let _ = reply.send(Err(store_failed(e)));
                 }
@@ -533,6 +577,8 @@ impl EventLoop {
             self.pump(&device);
         }
         self.relay_tick();
+        self.presence_tick();
+        self.reach_tick();
     }
 
     fn on_command(&mut self, command: Command) {
@@ -583,11 +629,20 @@ impl EventLoop {
                     contacts: self.contacts.by_name.len(),
                     outbox: self.outbox.len(),
                     relays: self.relay_views(),
+                    reachability: self.reachability(),
                 };
                 let _ = reply.send(Ok(status));
             }
             Command::Shutdown { reply } => {
                 let _ = reply.send(Ok(()));
+            }
+            Command::Presence {
+                contact,
+                refresh,
+                reply,
+            } => self.query_presence(&contact, refresh, reply),
+            Command::SharePresence { contact, on, reply } => {
+                self.set_presence_sharing(contact.as_deref(), on, reply);
             }
             Command::Card { reply } => {
                 let addresses: Vec<String> = self
@@ -664,6 +719,7 @@ impl EventLoop {
             let _ = reply.send(Err(e));
             return;
         }
+        let card_account = card.account();
         let record = ContactRecord {
             name: name.clone(),
             card: card_text,
@@ -678,6 +734,7 @@ impl EventLoop {
         self.batch
             .after
             .push(After::Emit(Event::ContactAdded { contact: name }));
+        self.share_key_with(&card_account);
         // Mail from them may be waiting unread at our relays: read it again.
         self.reread_mail();
     }
@@ -856,7 +913,26 @@ impl EventLoop {
             .contacts
             .device(&entry.record.recipient, &entry.record.device)?;
         let peer = *self.contacts.peer_of.get(&keys.device_id)?;
-        Some((peer, contact.addresses.clone(), keys))
+        let _ = contact;
+        Some((peer, self.dial_addresses(&keys.device_id), keys))
+    }
+
+    /// Where to dial a contact device: what its latest presence record
+    /// announced (fresh, with relay circuits), then its card's addresses.
+    fn dial_addresses(&self, device: &DeviceId) -> Vec<Multiaddr> {
+        let mut out: Vec<Multiaddr> = self.presence.addresses_of(device).to_vec();
+        if let Some(contact) = self
+            .contacts
+            .of_device(device)
+            .and_then(|(account, _)| self.contacts.by_account(&account))
+        {
+            for a in &contact.addresses {
+                if !out.contains(a) {
+                    out.push(a.clone());
+                }
+            }
+        }
+        out
     }
 
     /// Moves one outbox entry that has no envelope yet forward: encrypt it,
@@ -918,6 +994,14 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Direct(event)) => self.on_direct(event),
             SwarmEvent::Behaviour(BehaviourEvent::Keys(event)) => self.on_keys(event),
             SwarmEvent::Behaviour(BehaviourEvent::Mailbox(event)) => self.on_mailbox(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Presence(event)) => self.on_presence(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(event)) => self.on_autonat(event),
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => {
+                self.on_relay_client(event);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(event)) => self.on_dcutr(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(event)) => self.on_mdns(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(
                 libp2p::identify::Event::Received { peer_id, info, .. },
             )) if self.contacts.by_peer.contains_key(&peer_id) => {
@@ -928,27 +1012,32 @@ impl EventLoop {
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 num_established,
+                endpoint,
                 ..
             } => {
+                self.connection_opened(peer_id, &endpoint);
                 self.relay_connected(&peer_id, true);
-                if let Some((account, keys)) = self.contacts.by_peer.get(&peer_id).copied() {
+                if let Some((_, keys)) = self.contacts.by_peer.get(&peer_id).copied() {
                     self.unreachable.remove(&keys.device_id);
                     self.outbox.wake(&keys.device_id, Instant::now());
                     if num_established.get() == 1 {
-                        self.emit_peer(&account, true);
+                        self.presence_connected(&peer_id);
                     }
                 }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                num_established,
+                endpoint,
                 ..
             } => {
-                self.relay_connected(&peer_id, false);
-                if let Some((account, _)) = self.contacts.by_peer.get(&peer_id).copied() {
-                    self.emit_peer(&account, false);
+                self.connection_closed(peer_id, &endpoint);
+                if num_established == 0 {
+                    self.relay_connected(&peer_id, false);
+                    self.presence_disconnected(&peer_id);
                 }
             }
+            SwarmEvent::ListenerClosed { listener_id, .. } => self.circuit_closed(listener_id),
             SwarmEvent::NewListenAddr { address, .. }
                 if !self.listen_addresses.contains(&address) =>
             {
@@ -963,16 +1052,10 @@ impl EventLoop {
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.listen_addresses.retain(|a| *a != address);
             }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                tracing::info!(%address, "reachable at");
+            }
             _ => {}
-        }
-    }
-
-    fn emit_peer(&self, account: &AccountId, connected: bool) {
-        if let Some(name) = self.contacts.by_account.get(account) {
-            let _ = self.events.send(Event::Peer {
-                contact: name.clone(),
-                connected,
-            });
         }
     }
 
@@ -1396,6 +1479,7 @@ impl EventLoop {
                     text: Some((account, payload.id)),
                 });
             }
+            Body::PresenceKey(key) => self.on_presence_key(&account, &key),
             Body::Receipt { kind, ids } => {
                 let status = match kind {
                     ReceiptKind::Delivered => Status::Delivered,

@@ -26,6 +26,8 @@ pub struct Me {
     pub mailbox: MailboxSecret,
     /// The home relays, as given with `--relay` (full `/p2p/` addresses).
     pub relays: Vec<String>,
+    /// The device's Ed25519 seed (its libp2p key): signs presence records.
+    pub device_secret: [u8; 32],
 }
 
 impl std::fmt::Debug for Me {
@@ -64,6 +66,7 @@ impl Me {
             pickle_key: record.pickle_key,
             mailbox,
             relays: Vec::new(),
+            device_secret: record.device_secret,
         })
     }
 

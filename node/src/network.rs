@@ -6,7 +6,11 @@
 //! | `/hush/direct/1` | `EnvelopeBatch`| `AckBatch`    |
 //! | `/hush/keys/1`   | `KeyRequest`   | `KeyBundle`   |
 //! | `/hush/mailbox/1`| `MailboxRequest` | `MailboxResponse` (to relays only) |
+//! | `/hush/presence/1` | `SealedPresence` | `PresenceReply` |
 //!
+//! Beside them: Kademlia on `/hush/kad/1` (client mode; relays are the
+//! servers) for presence records, circuit relay v2 client, DCUtR and AutoNAT
+//! for NAT traversal, mDNS for the LAN, Identify and Ping.
 //! One request per stream; each side writes its frame and closes. Frames
 //! are decoded into typed values by the event loop, after the size check here.
 
@@ -16,16 +20,20 @@ use std::time::Duration;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use hush_protocol::{
     DeviceId, MAX_ACK_BATCH_LEN, MAX_BATCH_LEN, MAX_CONTROL_LEN, MAX_MAILBOX_FRAME,
+    MAX_PRESENCE_RECORD_LEN,
 };
 use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    PeerId, StreamProtocol, Swarm, SwarmBuilder, identify, identity, noise, ping, request_response,
-    tcp, yamux,
+    PeerId, StreamProtocol, Swarm, SwarmBuilder, autonat, dcutr, identify, identity, kad, mdns,
+    noise, ping, relay, request_response, tcp, yamux,
 };
 
 pub const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/hush/direct/1");
 pub const KEYS_PROTOCOL: StreamProtocol = StreamProtocol::new("/hush/keys/1");
 pub const MAILBOX_PROTOCOL: StreamProtocol = StreamProtocol::new("/hush/mailbox/1");
+pub const PRESENCE_PROTOCOL: StreamProtocol = StreamProtocol::new("/hush/presence/1");
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/hush/kad/1");
 pub const IDENTIFY_PROTOCOL: &str = "/hush/id/1";
 /// A mailbox request may wait this long: a fetch is held open by the relay
 /// for up to [`MAIL_WAIT`] when there is no mail.
@@ -36,8 +44,11 @@ pub const MAIL_WAIT: Duration = Duration::from_secs(20);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// Concurrent streams per connection and protocol.
 pub const MAX_CONCURRENT_STREAMS: usize = 256;
-/// Connections idle this long are closed.
+/// Connections idle this long are closed. Longer than the presence
+/// heartbeat, so connections to online contacts stay up.
 pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(120);
+/// A presence lookup in the DHT gives up after this long.
+pub const KAD_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reads one whole, non-empty frame of at most `max_request` /
 /// `max_response` bytes.
@@ -130,8 +141,21 @@ pub struct Behaviour {
     pub direct: request_response::Behaviour<FrameCodec>,
     pub keys: request_response::Behaviour<FrameCodec>,
     pub mailbox: request_response::Behaviour<FrameCodec>,
+    pub presence: request_response::Behaviour<FrameCodec>,
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub relay_client: relay::client::Behaviour,
+    pub dcutr: dcutr::Behaviour,
+    pub autonat: autonat::Behaviour,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
+}
+
+/// Switches of the swarm a node builds.
+#[derive(Debug, Clone, Copy)]
+pub struct SwarmOptions {
+    /// Find contacts on the LAN with mDNS.
+    pub mdns: bool,
 }
 
 fn request_response_config() -> request_response::Config {
@@ -140,8 +164,35 @@ fn request_response_config() -> request_response::Config {
         .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS)
 }
 
-/// Builds the swarm for a device key: TCP and QUIC, Noise, Yamux.
-pub fn build_swarm(keypair: identity::Keypair) -> Result<Swarm<Behaviour>, io::Error> {
+/// Kademlia as a node runs it: a client of the relays' DHT that publishes
+/// its own presence records (no republishing of others', no server role).
+fn kad_behaviour(peer: PeerId) -> kad::Behaviour<kad::store::MemoryStore> {
+    let mut config = kad::Config::new(KAD_PROTOCOL);
+    config
+        .set_query_timeout(KAD_QUERY_TIMEOUT)
+        .set_publication_interval(None)
+        .set_replication_interval(None)
+        .set_max_packet_size(16 * 1024);
+    let store = kad::store::MemoryStore::with_config(
+        peer,
+        kad::store::MemoryStoreConfig {
+            max_records: 64,
+            max_value_bytes: MAX_PRESENCE_RECORD_LEN,
+            max_providers_per_key: 0,
+            max_provided_keys: 0,
+        },
+    );
+    let mut kad = kad::Behaviour::with_config(peer, store, config);
+    kad.set_mode(Some(kad::Mode::Client));
+    kad
+}
+
+/// Builds the swarm for a device key: TCP and QUIC, Noise, Yamux, and the
+/// relay client transport.
+pub fn build_swarm(
+    keypair: identity::Keypair,
+    options: SwarmOptions,
+) -> Result<Swarm<Behaviour>, io::Error> {
     let swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -151,30 +202,65 @@ pub fn build_swarm(keypair: identity::Keypair) -> Result<Swarm<Behaviour>, io::E
         )
         .map_err(io::Error::other)?
         .with_quic()
-        .with_behaviour(|key| Behaviour {
-            direct: request_response::Behaviour::with_codec(
-                FrameCodec::new(MAX_BATCH_LEN, MAX_ACK_BATCH_LEN),
-                [(DIRECT_PROTOCOL, request_response::ProtocolSupport::Full)],
-                request_response_config(),
-            ),
-            keys: request_response::Behaviour::with_codec(
-                FrameCodec::new(MAX_CONTROL_LEN, MAX_CONTROL_LEN),
-                [(KEYS_PROTOCOL, request_response::ProtocolSupport::Full)],
-                request_response_config(),
-            ),
-            mailbox: request_response::Behaviour::with_codec(
-                FrameCodec::new(MAX_MAILBOX_FRAME, MAX_MAILBOX_FRAME),
-                [(
-                    MAILBOX_PROTOCOL,
-                    request_response::ProtocolSupport::Outbound,
-                )],
-                request_response_config().with_request_timeout(MAILBOX_REQUEST_TIMEOUT),
-            ),
-            identify: identify::Behaviour::new(identify::Config::new(
-                IDENTIFY_PROTOCOL.to_owned(),
-                key.public(),
-            )),
-            ping: ping::Behaviour::default(),
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(io::Error::other)?
+        .with_behaviour(|key, relay_client| {
+            let peer = key.public().to_peer_id();
+            let mdns = if options.mdns {
+                mdns::tokio::Behaviour::new(mdns::Config::default(), peer)
+                    .map_err(
+                        |e| tracing::warn!(error = %e, "mDNS is unavailable; LAN discovery is off"),
+                    )
+                    .ok()
+            } else {
+                None
+            };
+            Behaviour {
+                direct: request_response::Behaviour::with_codec(
+                    FrameCodec::new(MAX_BATCH_LEN, MAX_ACK_BATCH_LEN),
+                    [(DIRECT_PROTOCOL, request_response::ProtocolSupport::Full)],
+                    request_response_config(),
+                ),
+                keys: request_response::Behaviour::with_codec(
+                    FrameCodec::new(MAX_CONTROL_LEN, MAX_CONTROL_LEN),
+                    [(KEYS_PROTOCOL, request_response::ProtocolSupport::Full)],
+                    request_response_config(),
+                ),
+                mailbox: request_response::Behaviour::with_codec(
+                    FrameCodec::new(MAX_MAILBOX_FRAME, MAX_MAILBOX_FRAME),
+                    [(
+                        MAILBOX_PROTOCOL,
+                        request_response::ProtocolSupport::Outbound,
+                    )],
+                    request_response_config().with_request_timeout(MAILBOX_REQUEST_TIMEOUT),
+                ),
+                presence: request_response::Behaviour::with_codec(
+                    FrameCodec::new(MAX_PRESENCE_RECORD_LEN, MAX_PRESENCE_RECORD_LEN + 8),
+                    [(PRESENCE_PROTOCOL, request_response::ProtocolSupport::Full)],
+                    request_response_config().with_request_timeout(Duration::from_secs(10)),
+                ),
+                kad: kad_behaviour(peer),
+                relay_client,
+                dcutr: dcutr::Behaviour::new(peer),
+                autonat: autonat::Behaviour::new(
+                    peer,
+                    autonat::Config {
+                        boot_delay: Duration::from_secs(2),
+                        retry_interval: Duration::from_secs(30),
+                        refresh_interval: Duration::from_secs(5 * 60),
+                        throttle_server_period: Duration::from_secs(10),
+                        // Home networks and test namespaces use private ranges.
+                        only_global_ips: false,
+                        ..autonat::Config::default()
+                    },
+                ),
+                mdns: Toggle::from(mdns),
+                identify: identify::Behaviour::new(identify::Config::new(
+                    IDENTIFY_PROTOCOL.to_owned(),
+                    key.public(),
+                )),
+                ping: ping::Behaviour::default(),
+            }
         })
         .map_err(io::Error::other)?
         .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))

@@ -17,12 +17,12 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::error::NodeError;
-use crate::event_loop::EventLoop;
+use crate::event_loop::{EventLoop, LoopOptions, PresenceConfig};
 use crate::home::Home;
 use crate::identity::Me;
 use crate::records::{ContactRecord, Status};
 use crate::store::Store;
-use crate::view::{ContactView, Event, MessageView, NodeStatus, SendReceipt};
+use crate::view::{ContactView, Event, MessageView, NodeStatus, PresenceView, SendReceipt};
 
 /// Commands queued to the event loop at most.
 const COMMAND_QUEUE: usize = 1024;
@@ -51,7 +51,19 @@ pub struct NodeConfig {
     /// How long to wait before asking a relay for mail again after it
     /// answered an open fetch with nothing.
     pub mail_poll: Duration,
+    /// How long our presence records are valid (refreshed every half).
+    pub presence_ttl: Duration,
+    /// How long a contact stays online after its connection drops without
+    /// a goodbye.
+    pub presence_grace: Duration,
+    /// Find contacts on the local network with mDNS.
+    pub mdns: bool,
 }
+
+/// Presence records live this long by default.
+pub const DEFAULT_PRESENCE_TTL: Duration = Duration::from_secs(5 * 60);
+/// A dropped contact stays online this long by default.
+pub const DEFAULT_PRESENCE_GRACE: Duration = Duration::from_secs(30);
 
 impl Default for NodeConfig {
     fn default() -> Self {
@@ -59,6 +71,9 @@ impl Default for NodeConfig {
             listen: Vec::new(),
             relays: Vec::new(),
             mail_poll: Duration::from_secs(1),
+            presence_ttl: DEFAULT_PRESENCE_TTL,
+            presence_grace: DEFAULT_PRESENCE_GRACE,
+            mdns: true,
         }
     }
 }
@@ -106,6 +121,18 @@ pub(crate) enum Command {
     },
     Card {
         reply: Reply<String>,
+    },
+    Presence {
+        contact: String,
+        /// Look the contact up in the DHT even if known online.
+        refresh: bool,
+        reply: Reply<PresenceView>,
+    },
+    /// Share presence with one contact (`Some`) or switch it globally.
+    SharePresence {
+        contact: Option<String>,
+        on: bool,
+        reply: Reply<Option<PresenceView>>,
     },
     /// Commit what is queued, answer it, then stop.
     Shutdown {
@@ -163,7 +190,14 @@ impl Node {
             store.clone(),
             command_rx,
             events.clone(),
-            config.mail_poll,
+            LoopOptions {
+                mail_poll: config.mail_poll,
+                presence: PresenceConfig {
+                    ttl: config.presence_ttl.max(Duration::from_secs(2)),
+                    grace: config.presence_grace,
+                },
+                mdns: config.mdns,
+            },
         )?;
         let event_loop = event_loop.listen(&listen).await?;
         let task = tokio::spawn(event_loop.run());
@@ -284,6 +318,31 @@ impl Node {
     pub async fn set_receipts(&self, contact: &str, on: bool) -> Result<ContactView, NodeError> {
         self.call(|reply| Command::SetReceipts {
             contact: contact.to_owned(),
+            on,
+            reply,
+        })
+        .await
+    }
+
+    /// A contact's presence; `refresh` looks it up in the DHT first.
+    pub async fn presence(&self, contact: &str, refresh: bool) -> Result<PresenceView, NodeError> {
+        self.call(|reply| Command::Presence {
+            contact: contact.to_owned(),
+            refresh,
+            reply,
+        })
+        .await
+    }
+
+    /// Shares presence and last seen with `contact` or not; with `None`,
+    /// switches sharing for everyone.
+    pub async fn share_presence(
+        &self,
+        contact: Option<&str>,
+        on: bool,
+    ) -> Result<Option<PresenceView>, NodeError> {
+        self.call(|reply| Command::SharePresence {
+            contact: contact.map(str::to_owned),
             on,
             reply,
         })

@@ -107,6 +107,20 @@ pub struct ReceiptsParams {
 }
 
 #[derive(Debug, Deserialize)]
+pub struct PresenceParams {
+    pub contact: String,
+    #[serde(default)]
+    pub refresh: bool,
+}
+
+/// `presence.share`: one contact, or everyone when `contact` is absent.
+#[derive(Debug, Deserialize)]
+pub struct SharePresenceParams {
+    pub contact: Option<String>,
+    pub on: bool,
+}
+
+#[derive(Debug, Deserialize)]
 pub struct ContactParams {
     pub contact: String,
 }

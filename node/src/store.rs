@@ -9,12 +9,15 @@
 
 use std::path::Path;
 
-use hush_protocol::{ConversationId, DeviceId, MessageId};
+use hush_protocol::{AccountId, ConversationId, DeviceId, MessageId};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::records::{ContactRecord, IdentityRecord, MessageRecord, OutboxRecord, Status};
+use crate::records::{
+    ContactRecord, IdentityRecord, MessageRecord, OutboxRecord, OwnPresenceRecord, PresenceRecord,
+    Status,
+};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const CONTACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("contacts");
@@ -23,6 +26,8 @@ const MESSAGES: TableDefinition<([u8; 32], u128), &[u8]> = TableDefinition::new(
 const UNREAD: TableDefinition<([u8; 32], u128), ()> = TableDefinition::new("unread");
 const OUTBOX: TableDefinition<(u128, [u8; 32]), &[u8]> = TableDefinition::new("outbox");
 const SEEN: TableDefinition<[u8; 32], u64> = TableDefinition::new("seen_envelopes");
+/// Per contact account: what we share with them and what they share with us.
+const PRESENCE: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("presence");
 
 const IDENTITY_KEY: &str = "identity";
 const OLM_ACCOUNT_KEY: &str = "olm_account";
@@ -30,6 +35,7 @@ const CLOCK_KEY: &str = "clock";
 const LISTEN_KEY: &str = "listen_addresses";
 const RELAYS_KEY: &str = "home_relays";
 const FALLBACK_KEY: &str = "fallback_key_bundle";
+const OWN_PRESENCE_KEY: &str = "own_presence";
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -100,6 +106,9 @@ pub enum Op {
     PutRelays(Vec<String>),
     /// The signed fallback key bundle handed to the home relays.
     PutFallback(Vec<u8>),
+    /// Our presence key and sharing switch.
+    PutOwnPresence(OwnPresenceRecord),
+    PutPresence(AccountId, PresenceRecord),
 }
 
 #[derive(Debug)]
@@ -121,6 +130,7 @@ impl Store {
             txn.open_table(UNREAD)?;
             txn.open_table(OUTBOX)?;
             txn.open_table(SEEN)?;
+            txn.open_table(PRESENCE)?;
         }
         txn.commit()?;
         Ok(Self { db })
@@ -185,6 +195,25 @@ impl Store {
             Some(bytes) => decode("home relays", &bytes),
             None => Ok(Vec::new()),
         }
+    }
+
+    pub fn own_presence(&self) -> Result<Option<OwnPresenceRecord>, StoreError> {
+        self.meta(OWN_PRESENCE_KEY)?
+            .map(|bytes| decode("own presence", &bytes))
+            .transpose()
+    }
+
+    /// The presence settings and knowledge of every contact that has any.
+    pub fn presence(&self) -> Result<Vec<(AccountId, PresenceRecord)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PRESENCE)?;
+        table
+            .iter()?
+            .map(|row| {
+                let (k, v) = row?;
+                Ok((AccountId(k.value()), decode("presence", v.value())?))
+            })
+            .collect()
     }
 
     pub fn fallback_bundle(&self) -> Result<Option<Vec<u8>>, StoreError> {
@@ -308,6 +337,7 @@ impl Store {
             let mut unread = txn.open_table(UNREAD)?;
             let mut outbox = txn.open_table(OUTBOX)?;
             let mut seen = txn.open_table(SEEN)?;
+            let mut presence = txn.open_table(PRESENCE)?;
             for op in ops {
                 match op {
                     Op::PutOlmAccount(pickle) => {
@@ -361,6 +391,12 @@ impl Store {
                     }
                     Op::PutListenAddresses(addrs) => {
                         meta.insert(LISTEN_KEY, encode(&addrs).as_slice())?;
+                    }
+                    Op::PutOwnPresence(record) => {
+                        meta.insert(OWN_PRESENCE_KEY, encode(&record).as_slice())?;
+                    }
+                    Op::PutPresence(account, record) => {
+                        presence.insert(account.0, encode(&record).as_slice())?;
                     }
                 }
             }

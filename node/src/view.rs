@@ -67,6 +67,47 @@ pub struct NodeStatus {
     pub outbox: usize,
     /// This device's home relays.
     pub relays: Vec<RelayView>,
+    /// How others can reach this device.
+    pub reachability: Reachability,
+}
+
+/// How this device can be reached, as far as it knows.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Reachability {
+    /// `public` (AutoNAT saw a dial-back succeed), `private` (behind NAT or
+    /// a firewall) or `unknown` (not probed yet).
+    pub nat: String,
+    /// The address AutoNAT confirmed, when public.
+    pub public_address: Option<String>,
+    /// Relay circuit addresses this device holds a reservation on: how
+    /// contacts reach it from outside when it is behind NAT.
+    pub relayed_via: Vec<String>,
+    /// Contacts connected directly (including after a hole punch).
+    pub direct: Vec<String>,
+    /// Contacts connected only through a relay circuit.
+    pub relayed: Vec<String>,
+    /// Contacts found on the local network by mDNS.
+    pub lan: Vec<String>,
+    /// Contacts a hole punch (DCUtR) succeeded with since start.
+    pub hole_punched: Vec<String>,
+    /// Whether presence is shared at all (the global switch).
+    pub sharing_presence: bool,
+}
+
+/// A contact's presence as this device sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PresenceView {
+    pub contact: String,
+    /// `online` or `offline`.
+    pub state: String,
+    /// When the contact was last known online (now, while online), UTC
+    /// RFC 3339; null if never seen or not shared with you.
+    pub last_seen: Option<String>,
+    pub last_seen_ms: Option<u64>,
+    /// Devices of the contact online now.
+    pub devices_online: usize,
+    /// Whether you share your presence with this contact.
+    pub you_share: bool,
 }
 
 /// One home relay as the node sees it.
@@ -98,10 +139,11 @@ pub enum Event {
     ContactAdded {
         contact: String,
     },
-    /// A contact's device connected or disconnected.
-    Peer {
+    /// A contact came online or went offline.
+    Presence {
         contact: String,
-        connected: bool,
+        state: String,
+        last_seen: Option<String>,
     },
     /// A relay of the recipient refused a message; it stays queued and is
     /// tried again, but the user should know.

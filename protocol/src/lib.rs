@@ -59,6 +59,6 @@ pub use mailbox::{
 pub use payload::{Body, MAX_RECEIPT_IDS, MAX_TEXT_LEN, Payload, ReceiptKind};
 pub use presence::{
     MAX_PRESENCE_ADDRESS_LEN, MAX_PRESENCE_ADDRESSES, MAX_PRESENCE_RECORD_LEN,
-    MAX_PRESENCE_SKEW_MS, MAX_PRESENCE_TTL_MS, Presence, PresenceError, PresenceKey,
-    PresenceReply, PresenceState, SealedPresence,
+    MAX_PRESENCE_SKEW_MS, MAX_PRESENCE_TTL_MS, Presence, PresenceError, PresenceKey, PresencePush,
+    PresenceState, SealedPresence,
 };

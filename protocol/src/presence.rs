@@ -282,8 +282,8 @@ impl SealedPresence {
         let signature: [u8; 64] = r.array()?;
         r.finish("signed presence")?;
         let presence = Presence::from_bytes(inner)?;
-        let device =
-            VerifyingKey::from_bytes(&presence.device.0).map_err(|_| PresenceError::BadSignature)?;
+        let device = VerifyingKey::from_bytes(&presence.device.0)
+            .map_err(|_| PresenceError::BadSignature)?;
         device
             .verify_strict(
                 &Presence::signed_bytes(inner),
@@ -322,15 +322,15 @@ impl Wire for SealedPresence {
     }
 }
 
-/// The answer to a pushed record on `/hush/presence/1`: the answering
-/// device's own record for the pusher, if it shares presence with it.
+/// Both the request and the answer on `/hush/presence/1`: the sender's own
+/// record for the receiver, if it shares presence with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PresenceReply {
+pub struct PresencePush {
     pub record: Option<SealedPresence>,
 }
 
-impl Wire for PresenceReply {
-    const NAME: &'static str = "presence reply";
+impl Wire for PresencePush {
+    const NAME: &'static str = "presence push";
 
     fn encode(&self, w: &mut Writer) {
         w.u8(VERSION);
@@ -350,7 +350,7 @@ impl Wire for PresenceReply {
             1 => Some(SealedPresence::decode(r)?),
             tag => {
                 return Err(DecodeError::UnknownTag {
-                    what: "presence reply",
+                    what: "presence push",
                     tag,
                 });
             }
@@ -447,7 +447,7 @@ mod tests {
         #[test]
         fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
             let _ = SealedPresence::from_bytes(&bytes);
-            let _ = PresenceReply::from_bytes(&bytes);
+            let _ = PresencePush::from_bytes(&bytes);
             let _ = Presence::from_bytes(&bytes);
         }
 

@@ -16,14 +16,14 @@ use futures::StreamExt;
 use hush_node::{FrameCodec, MAILBOX_PROTOCOL, create_private_file, peer_in};
 use hush_protocol::{
     Auth, DepositResult, DeviceId, KeyBundle, MAX_FETCH_WAIT_MS, MAX_MAILBOX_FRAME,
-    MAX_MAILBOX_ITEMS, MailboxId, MailboxRequest, MailboxResponse, OwnerRequest, Refusal,
-    SealedEnvelope, Wire,
+    MAX_MAILBOX_ITEMS, MAX_PRESENCE_RECORD_LEN, MAX_PRESENCE_TTL_MS, MailboxId, MailboxRequest,
+    MailboxResponse, OwnerRequest, Refusal, SealedEnvelope, SealedPresence, Wire,
 };
 use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, connection_limits, identify, identity,
-    kad, noise, ping, relay, tcp, yamux,
+    Multiaddr, PeerId, Swarm, SwarmBuilder, autonat, connection_limits, identify, identity, kad,
+    noise, ping, relay, tcp, yamux,
 };
 use thiserror::Error;
 use tokio::task::JoinHandle;
@@ -32,7 +32,9 @@ use crate::config::Config;
 use crate::metrics::{self, Metrics};
 use crate::store::{self, Applied, Item, Op, Removal, Store, StoreError};
 
-pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/hush/kad/1");
+pub use hush_node::KAD_PROTOCOL;
+/// Presence records (and other DHT values) held at most.
+const MAX_DHT_RECORDS: usize = 200_000;
 const IDENTIFY_PROTOCOL: &str = "/hush/id/1";
 /// A challenge is good for this long.
 const CHALLENGE_LIFETIME: Duration = Duration::from_secs(600);
@@ -80,6 +82,7 @@ struct Behaviour {
     mailbox: request_response::Behaviour<FrameCodec>,
     kad: kad::Behaviour<kad::store::MemoryStore>,
     relay: relay::Behaviour,
+    autonat: autonat::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     limits: connection_limits::Behaviour,
@@ -196,6 +199,26 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Circuit relay limits for nodes behind NAT: enough for chat and for the
+/// hole punch that replaces the circuit, not for bulk transfer.
+fn relay_config() -> relay::Config {
+    let per_minute = |n| std::num::NonZeroU32::new(n).unwrap_or(std::num::NonZeroU32::MIN);
+    relay::Config {
+        max_reservations: 4096,
+        max_reservations_per_peer: 4,
+        reservation_duration: Duration::from_secs(60 * 60),
+        reservation_rate_limiters: Vec::new(),
+        max_circuits: 1024,
+        max_circuits_per_peer: 8,
+        max_circuit_duration: Duration::from_secs(10 * 60),
+        max_circuit_bytes: 8 << 20,
+        circuit_src_rate_limiters: Vec::new(),
+    }
+    // Per peer, not per IP: many users share one address behind NAT.
+    .reservation_rate_per_peer(per_minute(30), Duration::from_secs(60))
+    .circuit_src_per_peer(per_minute(60), Duration::from_secs(60))
+}
+
 fn build_swarm(
     keypair: identity::Keypair,
     bootstrap: bool,
@@ -218,12 +241,23 @@ fn build_swarm(
                 // find it (identify adds them).
                 kad_config.set_periodic_bootstrap_interval(None);
             }
-            let mut kad = kad::Behaviour::with_config(
+            // Every value put here is checked first (see `on_kad`).
+            kad_config
+                .set_record_filtering(kad::StoreInserts::FilterBoth)
+                .set_max_packet_size(16 * 1024);
+            let store = kad::store::MemoryStore::with_config(
                 peer_id,
-                kad::store::MemoryStore::new(peer_id),
-                kad_config,
+                kad::store::MemoryStoreConfig {
+                    max_records: MAX_DHT_RECORDS,
+                    max_value_bytes: MAX_PRESENCE_RECORD_LEN,
+                    max_providers_per_key: 0,
+                    max_provided_keys: 0,
+                },
             );
+            let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
             kad.set_mode(Some(kad::Mode::Server));
+            let mut relay = relay::Behaviour::new(peer_id, relay_config());
+            relay.set_status(Some(relay::Status::Enable));
             Behaviour {
                 mailbox: request_response::Behaviour::with_codec(
                     FrameCodec::new(MAX_MAILBOX_FRAME, MAX_MAILBOX_FRAME),
@@ -235,7 +269,14 @@ fn build_swarm(
                         .with_max_concurrent_streams(256),
                 ),
                 kad,
-                relay: relay::Behaviour::new(peer_id, relay::Config::default()),
+                relay,
+                autonat: autonat::Behaviour::new(
+                    peer_id,
+                    autonat::Config {
+                        only_global_ips: false,
+                        ..autonat::Config::default()
+                    },
+                ),
                 identify: identify::Behaviour::new(identify::Config::new(
                     IDENTIFY_PROTOCOL.to_owned(),
                     key.public(),
@@ -557,6 +598,27 @@ impl Relay {
         self.metrics.dht_peers.store(dht_peers, Ordering::Relaxed);
     }
 
+    /// A value someone asks us to keep in the DHT: only well-formed sealed
+    /// presence records under a 32-byte locator, expiring within a week.
+    /// The content is encrypted to the owner's contacts; we cannot and
+    /// need not read it.
+    fn on_put_record(&mut self, source: PeerId, mut record: kad::Record) {
+        let max_expiry = Instant::now() + Duration::from_millis(MAX_PRESENCE_TTL_MS);
+        let well_formed = record.key.as_ref().len() == 32
+            && record.value.len() <= MAX_PRESENCE_RECORD_LEN
+            && SealedPresence::from_bytes(&record.value).is_ok();
+        if !well_formed {
+            tracing::debug!(peer = %source, "refused a malformed DHT record");
+            return;
+        }
+        record.expires = Some(record.expires.map_or(max_expiry, |e| e.min(max_expiry)));
+        record.publisher = None;
+        use kad::store::RecordStore as _;
+        if let Err(e) = self.swarm.behaviour_mut().kad.store_mut().put(record) {
+            tracing::warn!(error = %e, "could not keep a DHT record");
+        }
+    }
+
     /// Deletes mail older than the retention period.
     fn sweep(&mut self) {
         let cutoff = now_ms().saturating_sub(self.config.retention_secs.saturating_mul(1000));
@@ -588,6 +650,14 @@ impl Relay {
             SwarmEvent::Behaviour(BehaviourEvent::Mailbox(
                 request_response::Event::InboundFailure { peer, error, .. },
             )) => tracing::debug!(%peer, %error, "mailbox request failed"),
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::InboundRequest {
+                request:
+                    kad::InboundRequest::PutRecord {
+                        source,
+                        record: Some(record),
+                        ..
+                    },
+            })) => self.on_put_record(source, record),
             // Other relays speak the hush DHT protocol: remember them, so
             // relays find each other through the DHT.
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {

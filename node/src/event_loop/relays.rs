@@ -52,8 +52,8 @@ const FULL_RELAY_RETRY: Duration = Duration::from_secs(30);
 /// One of our home relays, and where its drain loop stands.
 #[derive(Debug)]
 pub(super) struct HomeRelay {
-    peer: PeerId,
-    addr: Multiaddr,
+    pub(super) peer: PeerId,
+    pub(super) addr: Multiaddr,
     challenge: Option<([u8; 32], Instant)>,
     /// The highest sequence number read this run.
     cursor: u64,
@@ -747,8 +747,8 @@ impl EventLoop {
             entry.record.conversation,
             entry.record.recipient,
         );
-        if kind == OutboxKind::Receipt {
-            // Receipts get no receipt back: once a relay has one, it is done.
+        if kind != OutboxKind::Message {
+            // Receipts and control payloads get no receipt back: once a relay has one, it is done.
             self.outbox.entries.remove(&key);
             self.batch.ops.push(Op::DeleteOutbox(key));
             return;

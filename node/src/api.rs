@@ -242,11 +242,15 @@ async fn dispatch(node: &Node, request: Request) -> Result<Value, (i64, String)>
         }
         "presence.share" => {
             let p: SharePresenceParams = params(request.params)?;
-            to_value(
-                node.share_presence(p.contact.as_deref(), p.on)
-                    .await
-                    .map_err(node_err)?,
-            )
+            match node
+                .share_presence(p.contact.as_deref(), p.on)
+                .await
+                .map_err(node_err)?
+            {
+                Some(view) => to_value(view),
+                // The global switch: no one contact to show.
+                None => Ok(json!({ "sharing_presence": p.on })),
+            }
         }
         "send" => {
             let p: SendParams = params(request.params)?;

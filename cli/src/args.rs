@@ -273,4 +273,10 @@ pub enum BenchCommand {
         #[arg(long, value_name = "MSGS_PER_S")]
         rate: Option<u64>,
     },
+    /// DHT presence lookups across 20 relays, and how soon a contact
+    /// coming online is seen.
+    Presence {
+        #[arg(long)]
+        json: bool,
+    },
 }

@@ -49,17 +49,21 @@ pub struct Load {
 /// Deposits one sender may have in flight in the open-loop run.
 const MAX_OPEN_LOOP_IN_FLIGHT: usize = 64;
 
-struct RunningRelay {
-    address: Multiaddr,
+pub(crate) struct RunningRelay {
+    pub(crate) address: Multiaddr,
     peer: PeerId,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
 
-async fn start_relay(data: &std::path::Path) -> Result<RunningRelay> {
+pub(crate) async fn start_relay(
+    data: &std::path::Path,
+    bootstrap: &[Multiaddr],
+) -> Result<RunningRelay> {
     let mut config = hush_relay::Config {
         listen: vec!["/ip4/127.0.0.1/tcp/0".to_owned()],
         data: data.to_owned(),
+        bootstrap: bootstrap.iter().map(ToString::to_string).collect(),
         ..hush_relay::Config::default()
     };
     // One sender queues all 10,000 messages of the drain run for one device.
@@ -83,7 +87,7 @@ async fn start_relay(data: &std::path::Path) -> Result<RunningRelay> {
 }
 
 impl RunningRelay {
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -98,7 +102,7 @@ pub async fn relay(as_json: bool, load: Load) -> Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("hush-bench-relay-")
         .tempdir()?;
-    let relay = start_relay(&dir.path().join("relay")).await?;
+    let relay = start_relay(&dir.path().join("relay"), &[]).await?;
     let (ingest, acks) = ingest(&relay, load).await?;
     relay.stop().await;
 
@@ -282,7 +286,7 @@ async fn ingest(relay: &RunningRelay, load: Load) -> Result<(f64, Vec<u64>)> {
 /// Queues 10,000 real messages for an offline node at its relay, then
 /// times that node coming online and storing them all.
 async fn drain(dir: &std::path::Path) -> Result<Duration> {
-    let relay = start_relay(&dir.join("drain-relay")).await?;
+    let relay = start_relay(&dir.join("drain-relay"), &[]).await?;
     let loopback: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse()?;
     let alice_home = init_home(dir, "alice")?;
     let bob_home = init_home(dir, "bob")?;

@@ -75,6 +75,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 .await
                 .map(|()| ExitCode::SUCCESS);
         }
+        Command::Bench(BenchCommand::Presence { json }) => {
+            return crate::bench_presence::presence(json)
+                .await
+                .map(|()| ExitCode::SUCCESS);
+        }
         Command::Relay(RelayCommand::Run(args)) => {
             return relay_run(args).await.map(|()| ExitCode::SUCCESS);
         }

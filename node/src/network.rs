@@ -6,7 +6,7 @@
 //! | `/hush/direct/1` | `EnvelopeBatch`| `AckBatch`    |
 //! | `/hush/keys/1`   | `KeyRequest`   | `KeyBundle`   |
 //! | `/hush/mailbox/1`| `MailboxRequest` | `MailboxResponse` (to relays only) |
-//! | `/hush/presence/1` | `SealedPresence` | `PresenceReply` |
+//! | `/hush/presence/1` | `PresencePush` | `PresencePush` |
 //!
 //! Beside them: Kademlia on `/hush/kad/1` (client mode; relays are the
 //! servers) for presence records, circuit relay v2 client, DCUtR and AutoNAT

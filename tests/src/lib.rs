@@ -182,12 +182,33 @@ impl User {
     /// Starts `hush node run EXTRA…` (e.g. `--relay ADDR`) and waits until
     /// its API answers.
     pub fn start_with(&mut self, extra: &[&str]) {
+        let listen = self.listen_addr();
+        self.spawn_node(&[], &listen, extra);
+    }
+
+    /// Starts the node inside network namespace `netns` (`ip netns exec`),
+    /// listening on every interface there at this user's port. The CLI
+    /// still reaches it: the API is a Unix socket in the home folder.
+    pub fn start_in_netns(&mut self, netns: &str, extra: &[&str]) {
+        let listen = format!("/ip4/0.0.0.0/tcp/{}", self.port);
+        self.spawn_node(&["ip", "netns", "exec", netns], &listen, extra);
+    }
+
+    fn spawn_node(&mut self, prefix: &[&str], listen: &str, extra: &[&str]) {
         assert!(self.node.is_none(), "{} is already running", self.name);
         let log = std::fs::File::create(self.home.join("node.log")).expect("node log file");
-        let child = Command::new(hush_bin())
+        let mut command = match prefix.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(hush_bin());
+                c
+            }
+            None => Command::new(hush_bin()),
+        };
+        let child = command
             .arg("--home")
             .arg(&self.home)
-            .args(["node", "run", "--listen", &self.listen_addr()])
+            .args(["node", "run", "--listen", listen])
             .args(extra)
             .env("HUSH_LOG", "info")
             .stdin(Stdio::null())

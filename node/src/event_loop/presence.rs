@@ -571,9 +571,11 @@ impl EventLoop {
             return;
         };
         let online = self.contact_presence(&account).0;
+        // A lookup already on its way for this contact will do too.
         if (refresh || !online)
             && self.presence.waiters.len() < MAX_WAITERS
-            && self.look_up(&account) > 0
+            && (self.look_up(&account) > 0
+                || self.presence.lookups.values().any(|(a, _)| *a == account))
         {
             self.presence.waiters.push(Waiter {
                 reply,

@@ -24,7 +24,11 @@ pub async fn presence(as_json: bool) -> Result<()> {
     let dir = tempfile::Builder::new().prefix("hush-bench-").tempdir()?;
     let mut relays: Vec<RunningRelay> = Vec::with_capacity(RELAYS);
     for i in 0..RELAYS {
-        let bootstrap: Vec<Multiaddr> = relays.first().map(|r| r.address.clone()).into_iter().collect();
+        let bootstrap: Vec<Multiaddr> = relays
+            .first()
+            .map(|r| r.address.clone())
+            .into_iter()
+            .collect();
         relays.push(start_relay(&dir.path().join(format!("relay-{i}")), &bootstrap).await?);
     }
     // Let the relays find each other (bootstrap + identify).

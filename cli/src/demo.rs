@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use hush_node::{Client, ContactView, Home, MessageView, SendReceipt};
+use hush_node::{Client, ContactView, Home, MessageView, PresenceView, SendReceipt};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
@@ -185,6 +185,26 @@ async fn wait_status(node: &NodeProcess, with: &str, id: &str, status: &str) -> 
     bail!("message {id} did not reach {status} within 20 s")
 }
 
+/// Waits until `node` sees `of` in `state` (at most 20 s).
+async fn wait_presence(node: &NodeProcess, of: &str, state: &str) -> Result<PresenceView> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let view: PresenceView = serde_json::from_value(
+            node.client()
+                .await?
+                .call("presence", json!({ "contact": of }))
+                .await?,
+        )?;
+        if view.state == state {
+            return Ok(view);
+        }
+        if Instant::now() > deadline {
+            bail!("{of} did not show as {state} within 20 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn short(s: &str) -> String {
     format!("{}…", &s[..s.len().min(16)])
 }
@@ -238,17 +258,22 @@ pub async fn run() -> Result<()> {
         .await?;
     println!("alice and bob add each other. Safety number (the same on both sides):");
     println!("  {}\n", added.safety_number);
+    let seen = wait_presence(&alice, "bob", "online").await?;
+    println!(
+        "alice sees bob {} (his presence record is encrypted to a key only his contacts hold)\n",
+        seen.state
+    );
 
     let t = Instant::now();
     let first = "Hi Bob! Only your device can read this.";
     let r = send(&alice, "bob", first, Some("delivered")).await?;
     println!(
-        "alice → bob   {first:?}\n              {} after {} ms (Olm session set up on the way)",
+        "alice → bob   {first:?}\n              {} after {} ms (the Olm session was set up already, when their nodes traded presence keys)",
         r.status,
         t.elapsed().as_millis()
     );
     let t = Instant::now();
-    let second = "The session is set up now, so this one is faster.";
+    let second = "Each message moves the ratchet on: forward secrecy.";
     let r = send(&alice, "bob", second, Some("delivered")).await?;
     println!(
         "alice → bob   {second:?}\n              {} after {} ms",
@@ -269,6 +294,12 @@ pub async fn run() -> Result<()> {
 
     println!("bob goes offline; alice writes anyway:");
     bob.stop().await?;
+    let seen = wait_presence(&alice, "bob", "offline").await?;
+    println!(
+        "alice sees bob {}, last seen {} (his node said goodbye as it stopped)",
+        seen.state,
+        seen.last_seen.as_deref().unwrap_or("never")
+    );
     let offline = "Are you there? This waits for you at your relay.";
     let r = send(&alice, "bob", offline, Some("sent")).await?;
     println!(
@@ -292,7 +323,9 @@ pub async fn run() -> Result<()> {
     println!("bob has it, though he and alice were never online at the same time since");
     alice = NodeProcess::start_with(&alice_home, &alice_addr, &[]).await?;
     wait_status(&alice, "bob", &r.id, "delivered").await?;
-    println!("alice comes back → bob's delivered receipt reaches her: delivered\n");
+    println!("alice comes back → bob's delivered receipt reaches her: delivered");
+    let seen = wait_presence(&alice, "bob", "online").await?;
+    println!("alice sees bob {} again\n", seen.state);
 
     println!("bob's history with alice (stored durably in bob's redb file):");
     for m in history(&bob, "alice").await? {

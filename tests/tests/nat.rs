@@ -99,7 +99,14 @@ impl Net {
             ns(
                 router,
                 &[
-                    "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j",
+                    "iptables",
+                    "-t",
+                    "nat",
+                    "-A",
+                    "POSTROUTING",
+                    "-o",
+                    "wan",
+                    "-j",
                     "MASQUERADE",
                 ],
             )?;
@@ -201,8 +208,14 @@ fn two_nodes_behind_nat_talk_through_relay_or_hole_punch() {
     };
     let a_args = node_args(&relay_a);
     let b_args = node_args(&relay_b);
-    alice.start_in_netns(&net.name("ha"), &a_args.iter().map(String::as_str).collect::<Vec<_>>());
-    bob.start_in_netns(&net.name("hb"), &b_args.iter().map(String::as_str).collect::<Vec<_>>());
+    alice.start_in_netns(
+        &net.name("ha"),
+        &a_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    bob.start_in_netns(
+        &net.name("hb"),
+        &b_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
     for user in [&alice, &bob] {
         wait_for(
             &format!("{}'s circuit at the relay", user.name),

@@ -120,7 +120,11 @@ fn online_graceful_stop_and_last_seen() {
         "last seen {last_seen} is not the time bob stopped ({stopped_at})"
     );
     let events = tap.presence("bob");
-    assert_eq!(events.last().map(|e| e.0.as_str()), Some("offline"), "{events:?}");
+    assert_eq!(
+        events.last().map(|e| e.0.as_str()),
+        Some("offline"),
+        "{events:?}"
+    );
     assert!(events.last().is_some_and(|e| e.1.is_some()), "{events:?}");
 
     // Bob comes back: online again, told directly.
@@ -172,7 +176,8 @@ fn crash_goes_offline_after_grace_and_short_disconnect_does_not_flap() {
 #[test]
 fn sharing_off_hides_presence_and_last_seen() {
     let relay = RelayProc::start("");
-    let (mut alice, mut bob, mut carol) = (User::new("alice"), User::new("bob"), User::new("carol"));
+    let (mut alice, mut bob, mut carol) =
+        (User::new("alice"), User::new("bob"), User::new("carol"));
     alice.start_with(&args(&relay, "600", "300"));
     bob.start_with(&args(&relay, "600", "300"));
     carol.start_with(&args(&relay, "600", "300"));
@@ -211,7 +216,10 @@ fn sharing_off_hides_presence_and_last_seen() {
     // Bob, too, no longer sees alice once the global switch is off.
     wait_state(&bob, "alice", "offline", Duration::from_secs(20));
     let status = alice.json(&["status", "--json"]);
-    assert_eq!(status["reachability"]["sharing_presence"], false, "{status}");
+    assert_eq!(
+        status["reachability"]["sharing_presence"], false,
+        "{status}"
+    );
 }
 
 #[test]
@@ -237,7 +245,10 @@ fn presence_is_found_in_the_dht() {
     let _ = Command::new("kill").args(["-CONT", &bob_pid]).status();
     assert_eq!(view["state"], "online", "{view}");
     assert_eq!(view["devices_online"], 1, "{view}");
-    let direct = status["reachability"]["direct"].as_array().cloned().unwrap_or_default();
+    let direct = status["reachability"]["direct"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert!(
         !direct.iter().any(|c| c == "bob"),
         "alice reached frozen bob directly, so the DHT path was not tested: {status}"

@@ -623,6 +623,11 @@ impl EventLoop {
                 .range_mut((from, DeviceId([0; 32]))..)
                 .filter(|((_, d), _)| d == device);
             for (key, entry) in queued {
+                if entry.record.kind == OutboxKind::Control {
+                    // Control payloads (our presence key) go only directly:
+                    // they must not take a slot of the contact's mailbox.
+                    continue;
+                }
                 if entry.sent_to.contains(&relay) {
                     if keys.is_empty() {
                         continue;

@@ -1364,6 +1364,13 @@ impl EventLoop {
     /// Handles one batch: each envelope is checked, decrypted and queued for
     /// storage in order; the acks go back once that is durable.
     fn on_batch(&mut self, peer: PeerId, bytes: Vec<u8>, channel: ResponseChannel<Vec<u8>>) {
+        // The device just reached us: whatever waits for it (e.g. our
+        // presence key, which only travels directly) can go now.
+        if let Some((_, keys)) = self.contacts.by_peer.get(&peer).copied()
+            && self.unreachable.remove(&keys.device_id).is_some()
+        {
+            self.outbox.wake(&keys.device_id, Instant::now());
+        }
         let Ok(batch) = EnvelopeBatch::from_bytes(&bytes) else {
             tracing::debug!(%peer, "malformed envelope batch refused");
             self.respond(channel, AckBatch { acks: Vec::new() }.to_bytes());

@@ -276,8 +276,14 @@ impl EventLoop {
     /// device we share with.
     fn publish(&mut self) {
         self.presence.next_heartbeat = Instant::now() + self.presence.heartbeat();
-        let Some(record) = self.own_record(PresenceState::Online) else {
-            return;
+        self.announce(PresenceState::Online);
+    }
+
+    /// Puts our record for `state` in the DHT and pushes it to every
+    /// connected contact device; false while sharing is off.
+    fn announce(&mut self, state: PresenceState) -> bool {
+        let Some(record) = self.own_record(state) else {
+            return false;
         };
         let key = self.presence.key.clone();
         self.put_record(&record, &key);
@@ -290,6 +296,7 @@ impl EventLoop {
         for peer in peers {
             self.push_to(peer, Some(record.clone()), true);
         }
+        true
     }
 
     /// Sends `record` (ours, or nothing, to ask for theirs) to a contact
@@ -707,19 +714,8 @@ impl EventLoop {
     /// Returns once they answered or after `wait`.
     pub(super) async fn presence_goodbye(&mut self, wait: Duration) {
         use futures::StreamExt;
-        let Some(record) = self.own_record(PresenceState::Offline) else {
+        if !self.announce(PresenceState::Offline) {
             return;
-        };
-        let key = self.presence.key.clone();
-        self.put_record(&record, &key);
-        let peers: Vec<PeerId> = self
-            .swarm
-            .connected_peers()
-            .filter(|p| self.contacts.by_peer.contains_key(p))
-            .copied()
-            .collect();
-        for peer in peers {
-            self.push_to(peer, Some(record.clone()), true);
         }
         let deadline = tokio::time::Instant::now() + wait;
         while !self.presence.pushes.is_empty() || self.presence.puts > 0 {

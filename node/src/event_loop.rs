@@ -909,11 +909,10 @@ impl EventLoop {
 
     fn device_route(&self, key: &OutboxKey) -> Option<(PeerId, Vec<Multiaddr>, DeviceKeys)> {
         let entry = self.outbox.entries.get(key)?;
-        let (contact, keys) = self
+        let (_, keys) = self
             .contacts
             .device(&entry.record.recipient, &entry.record.device)?;
         let peer = *self.contacts.peer_of.get(&keys.device_id)?;
-        let _ = contact;
         Some((peer, self.dial_addresses(&keys.device_id), keys))
     }
 

@@ -321,6 +321,15 @@ impl EventLoop {
             return;
         }
         self.presence.pushed.insert(keys.device_id, now);
+        self.send_push(peer, record);
+    }
+
+    /// Sends a `PresencePush` to a contact device, whatever the sharing
+    /// settings (callers decide).
+    fn send_push(&mut self, peer: PeerId, record: Option<SealedPresence>) {
+        let Some((account, keys)) = self.contacts.by_peer.get(&peer).copied() else {
+            return;
+        };
         let addresses = self.dial_addresses(&keys.device_id);
         let id = self
             .swarm
@@ -328,6 +337,22 @@ impl EventLoop {
             .presence
             .send_request_with_addresses(&peer, PresencePush { record }.to_bytes(), addresses);
         self.presence.pushes.insert(id, (account, keys.device_id));
+    }
+
+    /// The devices of a contact we are connected to now.
+    fn connected_devices(&self, account: &AccountId) -> Vec<PeerId> {
+        self.contacts
+            .by_account(account)
+            .map(|c| {
+                c.card
+                    .device_list
+                    .devices
+                    .iter()
+                    .filter_map(|d| self.contacts.peer_of.get(&d.device_id).copied())
+                    .filter(|p| self.swarm.is_connected(p))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// A contact device connected: trade records (theirs tells us it is
@@ -619,10 +644,6 @@ impl EventLoop {
                     }
                 }
             }
-            kad::QueryResult::GetRecord(_) if step.last => {
-                self.presence.lookups.remove(&id);
-                self.answer_waiters(false);
-            }
             kad::QueryResult::PutRecord(result) if step.last => {
                 self.presence.puts = self.presence.puts.saturating_sub(1);
                 if let Err(e) = result {
@@ -742,23 +763,9 @@ impl EventLoop {
             .push(Op::PutPresence(*account, record.clone()));
         self.look_up(account);
         // If it is connected, ask it directly too.
-        let peers: Vec<PeerId> = self
-            .contacts
-            .by_account(account)
-            .map(|c| {
-                c.card
-                    .device_list
-                    .devices
-                    .iter()
-                    .filter_map(|d| self.contacts.peer_of.get(&d.device_id).copied())
-                    .collect()
-            })
-            .unwrap_or_default();
-        for peer in peers {
-            if self.swarm.is_connected(&peer) {
-                let record = self.own_record(PresenceState::Online);
-                self.push_to(peer, record, true);
-            }
+        for peer in self.connected_devices(account) {
+            let record = self.own_record(PresenceState::Online);
+            self.push_to(peer, record, true);
         }
     }
 
@@ -856,46 +863,10 @@ impl EventLoop {
         let tombstone = self.seal_record(PresenceState::Offline, &old, false);
         self.put_record(&tombstone, &old);
         for account in lost {
-            let peers: Vec<PeerId> = self
-                .contacts
-                .by_account(account)
-                .map(|c| {
-                    c.card
-                        .device_list
-                        .devices
-                        .iter()
-                        .filter_map(|d| self.contacts.peer_of.get(&d.device_id).copied())
-                        .collect()
-                })
-                .unwrap_or_default();
-            let connected: Vec<PeerId> = peers
-                .into_iter()
-                .filter(|p| self.swarm.is_connected(p))
-                .collect();
-            for peer in connected {
+            for peer in self.connected_devices(account) {
                 // Sent even though we no longer share with them: it is the
                 // old key's last word.
-                let addresses = self
-                    .contacts
-                    .by_peer
-                    .get(&peer)
-                    .map(|(_, k)| self.dial_addresses(&k.device_id))
-                    .unwrap_or_default();
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .presence
-                    .send_request_with_addresses(
-                        &peer,
-                        PresencePush {
-                            record: Some(tombstone.clone()),
-                        }
-                        .to_bytes(),
-                        addresses,
-                    );
-                if let Some((a, k)) = self.contacts.by_peer.get(&peer) {
-                    self.presence.pushes.insert(id, (*a, k.device_id));
-                }
+                self.send_push(peer, Some(tombstone.clone()));
             }
         }
         let key = old.rotate();

@@ -63,6 +63,12 @@ key_id!(
     "device id"
 );
 key_id!(
+    /// A group: derived from its creator and a random nonce (see
+    /// `GroupOp`); its gossipsub topic and conversation derive from it.
+    GroupId,
+    "group id"
+);
+key_id!(
     /// A conversation: for 1:1 chats, derived from both account ids.
     ConversationId,
     "conversation id"
@@ -75,6 +81,13 @@ impl ConversationId {
         let mut hasher = blake3::Hasher::new_derive_key("hush 2026 direct conversation id");
         hasher.update(&lo.0);
         hasher.update(&hi.0);
+        Self(*hasher.finalize().as_bytes())
+    }
+
+    /// A group's conversation: its messages are stored under this id.
+    pub fn group(group: &GroupId) -> Self {
+        let mut hasher = blake3::Hasher::new_derive_key("hush 2026-11 group conversation id");
+        hasher.update(&group.0);
         Self(*hasher.finalize().as_bytes())
     }
 }

@@ -27,10 +27,12 @@ mod card;
 mod codec;
 mod e2ee;
 mod envelope;
+mod group;
 mod hlc;
 mod ids;
 mod keys;
 mod mailbox;
+mod megolm;
 mod payload;
 mod presence;
 
@@ -45,8 +47,13 @@ pub use envelope::{
     MAX_BATCH_ENVELOPES, MAX_BATCH_LEN, MAX_CIPHERTEXT_LEN, MAX_CONTROL_LEN, MAX_ENVELOPE_LEN,
     OlmKind, RejectReason,
 };
+pub use group::{
+    Action, ControlKind, DEFAULT_MEMBER_LIMIT, GroupControl, GroupError, GroupMessage, GroupOp,
+    GroupState, MAX_CONTROL_OPS, MAX_GROUP_MESSAGE_LEN, MAX_GROUP_NAME_LEN, MAX_GROUP_OPS,
+    MAX_MEMBER_LIMIT, MAX_OP_LEN, Member, MemberStatus, OpHash, OpSet, Role,
+};
 pub use hlc::Hlc;
-pub use ids::{AccountId, ConversationId, DeviceId, MessageId, ParseIdError};
+pub use ids::{AccountId, ConversationId, DeviceId, GroupId, MessageId, ParseIdError};
 pub use keys::{
     AccountKey, DeviceKeys, DeviceList, MAX_DEVICES, SignatureError, safety_number,
     verify_account_signature,
@@ -56,6 +63,7 @@ pub use mailbox::{
     MAX_UPLOAD_KEYS, MailboxId, MailboxRequest, MailboxResponse, MailboxSecret, OwnerRequest,
     Refusal, SealError, SealedEnvelope,
 };
+pub use megolm::{MegolmError, MegolmInbound, MegolmOutbound, megolm_session_id};
 pub use payload::{Body, MAX_RECEIPT_IDS, MAX_TEXT_LEN, Payload, ReceiptKind};
 pub use presence::{
     MAX_PRESENCE_ADDRESS_LEN, MAX_PRESENCE_ADDRESSES, MAX_PRESENCE_RECORD_LEN,

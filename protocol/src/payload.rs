@@ -5,6 +5,7 @@
 //! the text inside.
 
 use crate::codec::{DecodeError, Reader, Wire, Writer};
+use crate::group::GroupControl;
 use crate::ids::{AccountId, DeviceId, MessageId};
 use crate::presence::PresenceKey;
 
@@ -38,6 +39,9 @@ pub enum Body {
     /// The sender's current presence key: the receiver may now read the
     /// sender's presence records of this epoch (and must drop older keys).
     PresenceKey(PresenceKey),
+    /// A group's membership ops, a Megolm key, or receipts for group
+    /// messages (only ever over Olm, never on a topic).
+    Group(GroupControl),
 }
 
 /// The decrypted content of one envelope. The sender's identity lives here,
@@ -110,6 +114,10 @@ impl Wire for Payload {
                 w.u32(key.epoch());
                 w.raw(key.secret());
             }
+            Body::Group(control) => {
+                w.u8(3);
+                control.encode(w);
+            }
         }
     }
 
@@ -135,6 +143,7 @@ impl Wire for Payload {
                 Body::Receipt { kind, ids }
             }
             2 => Body::PresenceKey(PresenceKey::from_parts(r.u32()?, r.array()?)),
+            3 => Body::Group(GroupControl::decode(r)?),
             tag => return Err(DecodeError::UnknownTag { what: "body", tag }),
         };
         Ok(Self {

@@ -409,7 +409,7 @@ impl GroupState {
             .filter(|op| op.group == id)
             .map(|op| (op.at, op.hash(), op))
             .collect();
-        sorted.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        sorted.sort_by_key(|a| (a.0, a.1));
         let mut state = Self::empty(id);
         let mut digest = blake3::Hasher::new_derive_key("hush 2026-11 group state");
         for (_, hash, op) in sorted {

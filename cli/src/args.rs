@@ -68,6 +68,9 @@ pub enum Command {
     },
     /// A contact's presence (online, last seen), or the global sharing switch.
     Presence(PresenceArgs),
+    /// Group chats: create, invite, join, send, history, members, remove...
+    #[command(subcommand)]
+    Group(GroupCommand),
     /// Start two real nodes on loopback and show them chatting
     Demo,
     /// Measure performance
@@ -236,6 +239,80 @@ pub struct HistoryArgs {
     pub json: bool,
 }
 
+/// A group is named by its name, or by its id (or the id's first 8+ hex
+/// digits) when names clash.
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create a group (you are its first admin); prints its id
+    Create {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Invite a contact into a group (admins only)
+    Invite {
+        group: String,
+        /// The contact's name
+        contact: String,
+        /// Make them an admin
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Accept an invitation
+    Join { group: String },
+    /// Decline an invitation
+    Decline { group: String },
+    /// Leave a group (or forget one you were removed from)
+    Leave { group: String },
+    /// Remove a member or withdraw an invitation (admins only)
+    Remove { group: String, member: String },
+    /// Make a member an admin (admins only)
+    Promote { group: String, member: String },
+    /// Send a message to the group
+    Send {
+        group: String,
+        text: String,
+        /// Wait until every other member has it
+        #[arg(long, value_enum)]
+        wait: Option<GroupWait>,
+        /// How long --wait waits, in seconds
+        #[arg(long, default_value_t = 30, value_name = "SECS")]
+        timeout: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The group's messages, oldest to newest
+    History {
+        group: String,
+        /// At most this many messages (the newest ones before --before)
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Only messages older than this message id (for paging back)
+        #[arg(long, value_name = "ID")]
+        before: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Members, their roles and devices
+    Members {
+        group: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Your groups and invitations
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mark the group's messages read (tells their authors)
+    Read { group: String },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GroupWait {
+    Delivered,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Two nodes on loopback TCP: latency, throughput, floor RTT, idle RSS
@@ -276,6 +353,17 @@ pub enum BenchCommand {
     /// DHT presence lookups across 20 relays, and how soon a contact
     /// coming online is seen.
     Presence {
+        #[arg(long)]
+        json: bool,
+    },
+    /// N in-process nodes in one group on loopback: publish-to-decrypted
+    /// latency at every member, bytes per member per message, memory
+    Group {
+        #[arg(long, default_value_t = 50)]
+        members: usize,
+        /// Messages measured (after a warm-up)
+        #[arg(long, default_value_t = 200)]
+        messages: usize,
         #[arg(long)]
         json: bool,
     },

@@ -15,6 +15,7 @@ use crate::args::{
     BenchCommand, Cli, Command, ContactCommand, NodeCommand, OnOff, PresenceArgs, RelayCommand,
     RelayRunArgs, WaitFor,
 };
+use crate::group::group_command;
 
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HUSH_LOG")
@@ -72,6 +73,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 rate,
             };
             return crate::bench_relay::relay(json, load)
+                .await
+                .map(|()| ExitCode::SUCCESS);
+        }
+        Command::Bench(BenchCommand::Group {
+            members,
+            messages,
+            json,
+        }) => {
+            return crate::bench_group::group(members, messages, json)
                 .await
                 .map(|()| ExitCode::SUCCESS);
         }
@@ -316,6 +326,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
+        Command::Group(command) => {
+            let mut client = Client::connect(&home).await?;
+            return group_command(&mut client, command).await;
+        }
         Command::Read { name } => {
             let mut client = Client::connect(&home).await?;
             let result = client.call("read", json!({ "contact": name })).await?;
@@ -395,6 +409,32 @@ fn describe_event(event: &Value) -> String {
         Some("status") => format!("{} → {} ({})", s("id"), s("status"), s("contact")),
         Some("contact_added") => format!("contact added: {}", s("contact")),
         Some("undeliverable") => format!("{} not left at a relay: {}", s("id"), s("reason")),
+        Some("group_invite") => format!(
+            "{} invited you into the group {} (`hush group join {}`)",
+            s("from"),
+            s("group"),
+            s("group")
+        ),
+        Some("group_message") => format!(
+            "{} [{}] {}: {}",
+            event["message"]["sent_at"].as_str().unwrap_or(""),
+            s("group"),
+            event["message"]["from"].as_str().unwrap_or(""),
+            event["message"]["text"].as_str().unwrap_or("")
+        ),
+        Some("group_changed") => format!(
+            "group {} changed (version {}); you are {}",
+            s("group"),
+            event["version"],
+            s("you")
+        ),
+        Some("group_receipt") => format!(
+            "{} in {}: delivered to {}, read by {}",
+            s("id"),
+            s("group"),
+            event["delivered"],
+            event["read"]
+        ),
         Some("presence") => match event["last_seen"].as_str() {
             Some(at) if s("state") == "offline" => {
                 format!("{} is offline, last seen {at}", s("contact"))

@@ -8,10 +8,12 @@
 
 mod args;
 mod bench;
+mod bench_group;
 mod bench_presence;
 mod bench_relay;
 mod commands;
 mod demo;
+mod group;
 
 use std::process::ExitCode;
 

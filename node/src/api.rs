@@ -14,9 +14,10 @@ use crate::error::NodeError;
 use crate::node::{MAX_HISTORY_LIMIT, Node};
 use crate::records::Status;
 use crate::rpc::{
-    ContactAddParams, ContactParams, HistoryParams, INVALID_PARAMS, INVALID_REQUEST,
-    MAX_REQUEST_LEN, METHOD_NOT_FOUND, PARSE_ERROR, PresenceParams, ReceiptsParams, Request,
-    Response, SendParams, SharePresenceParams,
+    ContactAddParams, ContactParams, GroupCreateParams, GroupHistoryParams, GroupInviteParams,
+    GroupMemberParams, GroupParams, GroupSendParams, HistoryParams, INVALID_PARAMS,
+    INVALID_REQUEST, MAX_REQUEST_LEN, METHOD_NOT_FOUND, PARSE_ERROR, PresenceParams,
+    ReceiptsParams, Request, Response, SendParams, SharePresenceParams,
 };
 
 /// API connections served at once; more wait to be accepted.
@@ -268,11 +269,7 @@ async fn dispatch(node: &Node, request: Request) -> Result<Value, (i64, String)>
         }
         "history" => {
             let p: HistoryParams = params(request.params)?;
-            let before = p
-                .before
-                .map(|b| b.parse())
-                .transpose()
-                .map_err(|e| (INVALID_PARAMS, format!("invalid `before`: {e}")))?;
+            let before = parse_before(p.before)?;
             let limit = p
                 .limit
                 .unwrap_or(DEFAULT_HISTORY_LIMIT)
@@ -282,6 +279,110 @@ async fn dispatch(node: &Node, request: Request) -> Result<Value, (i64, String)>
         "read" => {
             let p: ContactParams = params(request.params)?;
             let marked = node.mark_read(&p.contact).await.map_err(node_err)?;
+            Ok(json!({ "marked": marked }))
+        }
+        method if method.starts_with("group.") => group_dispatch(node, request).await,
+        other => Err((METHOD_NOT_FOUND, format!("unknown method {other:?}"))),
+    }
+}
+
+fn parse_before(before: Option<String>) -> Result<Option<hush_protocol::MessageId>, (i64, String)> {
+    before
+        .map(|b| b.parse())
+        .transpose()
+        .map_err(|e| (INVALID_PARAMS, format!("invalid `before`: {e}")))
+}
+
+async fn group_dispatch(node: &Node, request: Request) -> Result<Value, (i64, String)> {
+    let value = request.params;
+    match request.method.as_str() {
+        "group.create" => {
+            let p: GroupCreateParams = params(value)?;
+            to_value(node.group_create(&p.name).await.map_err(node_err)?)
+        }
+        "group.invite" => {
+            let p: GroupInviteParams = params(value)?;
+            to_value(
+                node.group_invite(&p.group, &p.contact, p.admin)
+                    .await
+                    .map_err(node_err)?,
+            )
+        }
+        "group.join" => {
+            let p: GroupParams = params(value)?;
+            to_value(node.group_join(&p.group).await.map_err(node_err)?)
+        }
+        "group.leave" => {
+            let p: GroupParams = params(value)?;
+            to_value(node.group_leave(&p.group).await.map_err(node_err)?)
+        }
+        "group.remove" => {
+            let p: GroupMemberParams = params(value)?;
+            to_value(
+                node.group_remove(&p.group, &p.member)
+                    .await
+                    .map_err(node_err)?,
+            )
+        }
+        "group.promote" => {
+            let p: GroupMemberParams = params(value)?;
+            to_value(
+                node.group_promote(&p.group, &p.member)
+                    .await
+                    .map_err(node_err)?,
+            )
+        }
+        "group.send" => {
+            let p: GroupSendParams = params(value)?;
+            let receipt = match p.wait {
+                None | Some(Status::Pending | Status::Sent) => {
+                    node.group_send(&p.group, &p.text).await
+                }
+                Some(Status::Delivered) => {
+                    let others = node
+                        .group_members(&p.group)
+                        .await
+                        .map_err(node_err)?
+                        .group
+                        .members
+                        .saturating_sub(1);
+                    let timeout = p
+                        .timeout_ms
+                        .map_or(DEFAULT_WAIT, Duration::from_millis)
+                        .min(MAX_WAIT);
+                    node.group_send_and_wait(&p.group, &p.text, others, timeout)
+                        .await
+                }
+                Some(Status::Read) => {
+                    return Err((
+                        INVALID_PARAMS,
+                        "group.send can wait for `delivered` only; see read receipts in group.history".into(),
+                    ));
+                }
+            };
+            to_value(receipt.map_err(node_err)?)
+        }
+        "group.list" => to_value(node.group_list().await.map_err(node_err)?),
+        "group.members" => {
+            let p: GroupParams = params(value)?;
+            to_value(node.group_members(&p.group).await.map_err(node_err)?)
+        }
+        "group.history" => {
+            let p: GroupHistoryParams = params(value)?;
+            let before = parse_before(p.before)?;
+            let limit = p
+                .limit
+                .unwrap_or(DEFAULT_HISTORY_LIMIT)
+                .min(MAX_HISTORY_LIMIT);
+            to_value(
+                node.group_history(&p.group, before, limit)
+                    .await
+                    .map_err(node_err)?,
+            )
+        }
+        "group.read" => {
+            let p: GroupParams = params(value)?;
+            let marked = node.group_mark_read(&p.group).await.map_err(node_err)?;
             Ok(json!({ "marked": marked }))
         }
         other => Err((METHOD_NOT_FOUND, format!("unknown method {other:?}"))),

@@ -64,6 +64,32 @@ pub enum NodeError {
     InvalidRelayAddress { addr: String, reason: String },
     #[error("the node stopped while handling the request; check its log and start it again")]
     Stopped,
+    #[error("no group {name:?}: see `hush group list` (a group is named by its name or its id)")]
+    UnknownGroup { name: String },
+    #[error(
+        "{count} groups are named {name:?}: name the one you mean by its id (`hush group list`)"
+    )]
+    AmbiguousGroup { name: String, count: usize },
+    #[error("you are not in the group {group:?}: {hint}")]
+    NotInGroup { group: String, hint: &'static str },
+    #[error(
+        "you were removed from the group {group:?}: an admin must invite you again before you can join"
+    )]
+    RemovedFromGroup { group: String },
+    #[error(
+        "{name:?} is not one of your contacts: only contacts can be invited; add their card first with `hush contact add`"
+    )]
+    InviteUnknownContact { name: String },
+    #[error("no member {member:?} in the group {group:?}: see `hush group members {group}`")]
+    UnknownMember { group: String, member: String },
+    #[error("{action} in the group {group:?} was refused: {reason}")]
+    GroupRefused {
+        group: String,
+        action: &'static str,
+        reason: hush_protocol::GroupError,
+    },
+    #[error("you are in {count} groups, the limit: leave one first")]
+    TooManyGroups { count: usize },
     #[error("could not serve the local API at {path}: {source}")]
     Api {
         path: PathBuf,
@@ -88,6 +114,11 @@ impl NodeError {
             Self::Stopped => 1010,
             Self::InvalidRelayAddress { .. } => 1011,
             Self::CardOfAnotherAccount { .. } | Self::OlderCard { .. } => 1012,
+            Self::UnknownGroup { .. } | Self::AmbiguousGroup { .. } => 1020,
+            Self::NotInGroup { .. } | Self::RemovedFromGroup { .. } => 1021,
+            Self::InviteUnknownContact { .. } => 1022,
+            Self::UnknownMember { .. } => 1023,
+            Self::GroupRefused { .. } | Self::TooManyGroups { .. } => 1024,
             Self::Home { .. }
             | Self::Identity(_)
             | Self::Store(_)

@@ -26,10 +26,12 @@ use libp2p::{Multiaddr, PeerId, Swarm};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
+mod groups;
 mod presence;
 mod reach;
 mod relays;
 
+pub(crate) use groups::{GroupCommand, GroupConfig};
 pub(crate) use presence::PresenceConfig;
 
 use crate::error::NodeError;
@@ -39,7 +41,7 @@ use crate::node::{Command, Reply, contact_view, now_ms};
 use crate::outbox::{MAX_BATCH_ENVELOPES, MAX_OUTBOX_ENTRIES, Outbox, State};
 use crate::records::{ContactRecord, MessageRecord, OutboxKind, OutboxRecord, Status};
 use crate::store::{Op, OutboxKey, Store, StoreError};
-use crate::view::{Event, MessageView, NodeStatus, PresenceView, SendReceipt};
+use crate::view::{Event, GroupView, MessageView, NodeStatus, PresenceView, SendReceipt};
 
 /// A peer's clock may run this far ahead of ours before we cap it.
 const MAX_CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
@@ -73,6 +75,9 @@ struct Contacts {
     /// Each contact device by its Olm Curve25519 key: mail from a relay is
     /// attributed by the key inside the sealed envelope, not by a connection.
     by_curve: HashMap<[u8; 32], (AccountId, DeviceKeys)>,
+    /// Members of our groups who are not contacts (their devices are in
+    /// the maps above too, for group control over Olm only).
+    peers: HashMap<AccountId, Contact>,
 }
 
 impl Contacts {
@@ -90,6 +95,35 @@ impl Contacts {
     }
 
     fn insert(&mut self, record: ContactRecord, card: ContactCard) {
+        // A group peer who becomes a contact is a contact from now on.
+        self.remove_peer(&card.account());
+        let contact = self.register(record, card);
+        self.by_account
+            .insert(contact.card.account(), contact.record.name.clone());
+        self.by_name.insert(contact.record.name.clone(), contact);
+    }
+
+    /// Registers a group member who is not a contact: its devices become
+    /// known (Olm, dialling), but it gets no name in the contact list.
+    fn insert_peer(&mut self, record: ContactRecord, card: ContactCard) {
+        let contact = self.register(record, card);
+        self.peers.insert(contact.card.account(), contact);
+    }
+
+    fn remove_peer(&mut self, account: &AccountId) {
+        let Some(peer) = self.peers.remove(account) else {
+            return;
+        };
+        for device in &peer.card.device_list.devices {
+            if let Some(p) = self.peer_of.remove(&device.device_id) {
+                self.by_peer.remove(&p);
+            }
+            self.by_curve.remove(&device.olm_curve25519);
+        }
+    }
+
+    /// Indexes a card's devices and parses its addresses.
+    fn register(&mut self, record: ContactRecord, card: ContactCard) -> Contact {
         for device in &card.device_list.devices {
             if let Some(peer) = network::peer_id(&device.device_id) {
                 self.by_peer.insert(peer, (card.account(), *device));
@@ -109,22 +143,20 @@ impl Contacts {
             .filter_map(|a| a.parse::<Multiaddr>().ok())
             .filter_map(|a| Some((network::peer_in(&a)?, a)))
             .collect();
-        self.by_account.insert(card.account(), record.name.clone());
-        self.by_name.insert(
-            record.name.clone(),
-            Contact {
-                record,
-                card,
-                addresses,
-                relays,
-            },
-        );
+        Contact {
+            record,
+            card,
+            addresses,
+            relays,
+        }
     }
 
+    /// A contact, or else a group peer.
     fn by_account(&self, account: &AccountId) -> Option<&Contact> {
         self.by_account
             .get(account)
             .and_then(|name| self.by_name.get(name))
+            .or_else(|| self.peers.get(account))
     }
 
     /// A contact device's account and keys, by its id.
@@ -180,6 +212,10 @@ enum After {
     /// One-time keys are on disk: hand them to this home relay.
     UploadKeys(usize, hush_protocol::OwnerRequest),
     ReplyPresence(Reply<Option<PresenceView>>, Option<PresenceView>),
+    ReplyGroup(Reply<GroupView>, GroupView),
+    /// A group message and the Megolm ratchet that made it are stored:
+    /// publish it on the group's topic.
+    Publish(hush_protocol::GroupId, Vec<u8>),
 }
 
 #[derive(Debug, Default)]
@@ -199,6 +235,7 @@ struct Commit {
 pub(crate) struct LoopOptions {
     pub mail_poll: Duration,
     pub presence: PresenceConfig,
+    pub groups: GroupConfig,
     pub mdns: bool,
 }
 
@@ -240,6 +277,7 @@ pub(crate) struct EventLoop {
     problems: HashMap<OutboxKey, String>,
     presence: presence::PresenceBook,
     reach: reach::Reach,
+    groups: groups::GroupBook,
 }
 
 impl EventLoop {
@@ -278,7 +316,8 @@ impl EventLoop {
         );
         let mut batch = Batch::default();
         batch.ops.extend(presence_op);
-        Ok(Self {
+        let groups = groups::GroupBook::load(&store, &me.pickle_key, options.groups);
+        let mut event_loop = Self {
             swarm,
             store,
             me,
@@ -304,7 +343,10 @@ impl EventLoop {
             problems: HashMap::new(),
             presence,
             reach: reach::Reach::default(),
-        })
+            groups,
+        };
+        event_loop.groups_start();
+        Ok(event_loop)
     }
 
     /// Starts listening and waits until every address is bound, so the
@@ -518,6 +560,13 @@ impl EventLoop {
                 (After::ReplyPresence(reply, view), Ok(())) => {
                     let _ = reply.send(Ok(view));
                 }
+                (After::ReplyGroup(reply, view), Ok(())) => {
+                    let _ = reply.send(Ok(view));
+                }
+                (After::ReplyGroup(reply, _), Err(e)) => {
+                    let _ = reply.send(Err(store_failed(e)));
+                }
+                (After::Publish(group, bytes), Ok(())) => self.publish_group(group, bytes),
                 (After::ReplyPresence(reply, _), Err(e)) => {
                     let _ = reply.send(Err(store_failed(e)));
                 }
@@ -534,7 +583,11 @@ impl EventLoop {
                 (After::UploadKeys(relay, request), Ok(())) => self.upload_keys(relay, request),
                 (After::UploadKeys(relay, _), Err(_)) => self.upload_failed(relay),
                 (
-                    After::KeyBundle(..) | After::Dispatch(_) | After::Emit(_) | After::MailAck(..),
+                    After::KeyBundle(..)
+                    | After::Dispatch(_)
+                    | After::Emit(_)
+                    | After::MailAck(..)
+                    | After::Publish(..),
                     Err(_),
                 ) => {}
             }
@@ -550,6 +603,9 @@ impl EventLoop {
                 &self.me.pickle_key,
             )?;
             self.contacts = Contacts::load(self.store.contacts()?);
+            let config = self.groups.config();
+            self.groups = groups::GroupBook::load(&self.store, &self.me.pickle_key, config);
+            self.sync_peers();
             self.deposit_marks.clear();
             let now = Instant::now() + Duration::from_secs(1);
             self.outbox.reload(self.store.outbox()?, now);
@@ -579,6 +635,7 @@ impl EventLoop {
         self.relay_tick();
         self.presence_tick();
         self.reach_tick();
+        self.groups_tick();
     }
 
     fn on_command(&mut self, command: Command) {
@@ -644,6 +701,7 @@ impl EventLoop {
             Command::SharePresence { contact, on, reply } => {
                 self.set_presence_sharing(contact.as_deref(), on, reply);
             }
+            Command::Group(command) => self.on_group_command(command),
             Command::Card { reply } => {
                 let addresses: Vec<String> = self
                     .listen_addresses
@@ -995,6 +1053,8 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Mailbox(event)) => self.on_mailbox(event),
             SwarmEvent::Behaviour(BehaviourEvent::Presence(event)) => self.on_presence(event),
             SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
+            SwarmEvent::Behaviour(BehaviourEvent::History(event)) => self.on_history(event),
             SwarmEvent::Behaviour(BehaviourEvent::Autonat(event)) => self.on_autonat(event),
             SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => {
                 self.on_relay_client(event);
@@ -1016,6 +1076,9 @@ impl EventLoop {
             } => {
                 self.connection_opened(peer_id, &endpoint);
                 self.relay_connected(&peer_id, true);
+                if num_established.get() == 1 && self.home.iter().any(|r| r.peer == peer_id) {
+                    self.groups_relay_connected(peer_id);
+                }
                 if let Some((_, keys)) = self.contacts.by_peer.get(&peer_id).copied() {
                     self.unreachable.remove(&keys.device_id);
                     self.outbox.wake(&keys.device_id, Instant::now());
@@ -1444,16 +1507,23 @@ impl EventLoop {
         self.batch.ops.push(Op::PutSeen(digest, now_ms()));
         self.batch.after.push(After::Received(digest));
         let conversation = ConversationId::direct(&self.me.account, &account);
-        let contact = self
-            .contacts
-            .by_account
-            .get(&account)
-            .cloned()
-            .unwrap_or_default();
         let now = now_ms();
         self.clock.observe(payload.id, now, MAX_CLOCK_SKEW_MS);
         self.clock_changed = true;
+        let Some(contact) = self.contacts.by_account.get(&account).cloned() else {
+            // A group peer, not a contact: only group control is theirs to send.
+            if let Body::Group(control) = payload.body {
+                self.on_group_control(account, keys.device_id, control);
+            } else {
+                tracing::debug!("a group peer sent something other than group control; dropped");
+            }
+            return Ok(Received::Queued {
+                ack: DirectAck::Stored,
+                text: None,
+            });
+        };
         match payload.body {
+            Body::Group(control) => self.on_group_control(account, keys.device_id, control),
             Body::Text(text) => {
                 let known = self
                     .store

@@ -39,16 +39,16 @@ pub use error::NodeError;
 pub use home::Home;
 pub use identity::{create_private_file, init, offline_card, validate_name};
 pub use network::{
-    DIRECT_PROTOCOL, FrameCodec, KAD_PROTOCOL, KEYS_PROTOCOL, MAILBOX_PROTOCOL, PRESENCE_PROTOCOL,
-    peer_in,
+    DIRECT_PROTOCOL, FrameCodec, HISTORY_PROTOCOL, KAD_PROTOCOL, KEYS_PROTOCOL, MAILBOX_PROTOCOL,
+    PRESENCE_PROTOCOL, gossipsub_behaviour, peer_in,
 };
 pub use node::{
-    DEFAULT_PRESENCE_GRACE, DEFAULT_PRESENCE_TTL, MAX_HISTORY_LIMIT, MAX_HOME_RELAYS, Node,
-    NodeConfig, now_ms,
+    DEFAULT_GROUP_ROTATE_AFTER, DEFAULT_GROUP_ROTATE_MESSAGES, DEFAULT_PRESENCE_GRACE,
+    DEFAULT_PRESENCE_TTL, MAX_HISTORY_LIMIT, MAX_HOME_RELAYS, Node, NodeConfig, now_ms,
 };
 pub use records::Status;
 pub use store::StoreError;
 pub use view::{
-    ContactView, Event, MessageView, NodeStatus, PresenceView, Reachability, RelayView,
-    SendReceipt, rfc3339,
+    ContactView, Event, GroupMembersView, GroupMessageView, GroupView, MemberView, MessageView,
+    NodeStatus, PresenceView, Reachability, RelayView, SendReceipt, rfc3339,
 };

@@ -7,7 +7,12 @@
 //! | `/hush/keys/1`   | `KeyRequest`   | `KeyBundle`   |
 //! | `/hush/mailbox/1`| `MailboxRequest` | `MailboxResponse` (to relays only) |
 //! | `/hush/presence/1` | `PresencePush` | `PresencePush` |
+//! | `/hush/group/1`  | `HistoryRequest` | `HistoryResponse` (to relays only) |
 //!
+//! Gossipsub (`/hush/gossip/1`) carries group messages: anonymous (no
+//! author, no sequence number: the Megolm ciphertext says who wrote it),
+//! message ids from content hashes, every message validated by the
+//! application before it is forwarded, peer scoring on.
 //! Beside them: Kademlia on `/hush/kad/1` (client mode; relays are the
 //! servers) for presence records, circuit relay v2 client, DCUtR and AutoNAT
 //! for NAT traversal, mDNS for the LAN, Identify and Ping.
@@ -19,14 +24,14 @@ use std::time::Duration;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use hush_protocol::{
-    DeviceId, MAX_ACK_BATCH_LEN, MAX_BATCH_LEN, MAX_CONTROL_LEN, MAX_MAILBOX_FRAME,
-    MAX_PRESENCE_RECORD_LEN,
+    DeviceId, GroupMessage, MAX_ACK_BATCH_LEN, MAX_BATCH_LEN, MAX_CONTROL_LEN,
+    MAX_GROUP_MESSAGE_LEN, MAX_HISTORY_FRAME, MAX_MAILBOX_FRAME, MAX_PRESENCE_RECORD_LEN,
 };
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    PeerId, StreamProtocol, Swarm, SwarmBuilder, autonat, dcutr, identify, identity, kad, mdns,
-    noise, ping, relay, request_response, tcp, yamux,
+    PeerId, StreamProtocol, Swarm, SwarmBuilder, autonat, dcutr, gossipsub, identify, identity,
+    kad, mdns, noise, ping, relay, request_response, tcp, yamux,
 };
 
 pub const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/hush/direct/1");
@@ -34,6 +39,8 @@ pub const KEYS_PROTOCOL: StreamProtocol = StreamProtocol::new("/hush/keys/1");
 pub const MAILBOX_PROTOCOL: StreamProtocol = StreamProtocol::new("/hush/mailbox/1");
 pub const PRESENCE_PROTOCOL: StreamProtocol = StreamProtocol::new("/hush/presence/1");
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/hush/kad/1");
+pub const HISTORY_PROTOCOL: StreamProtocol = StreamProtocol::new("/hush/group/1");
+pub const GOSSIP_PROTOCOL_PREFIX: &str = "/hush/gossip";
 pub const IDENTIFY_PROTOCOL: &str = "/hush/id/1";
 /// A mailbox request may wait this long: a fetch is held open by the relay
 /// for up to [`MAIL_WAIT`] when there is no mail.
@@ -142,6 +149,8 @@ pub struct Behaviour {
     pub keys: request_response::Behaviour<FrameCodec>,
     pub mailbox: request_response::Behaviour<FrameCodec>,
     pub presence: request_response::Behaviour<FrameCodec>,
+    pub history: request_response::Behaviour<FrameCodec>,
+    pub gossipsub: gossipsub::Behaviour,
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub relay_client: relay::client::Behaviour,
     pub dcutr: dcutr::Behaviour,
@@ -187,6 +196,48 @@ fn kad_behaviour(peer: PeerId) -> kad::Behaviour<kad::store::MemoryStore> {
     kad
 }
 
+/// Gossipsub as hush runs it, for nodes and relays alike.
+///
+/// - Anonymous: messages carry no author, sequence number or signature
+///   (the Megolm ciphertext inside is signed), so a relay cannot tell which
+///   member published.
+/// - Message ids are the content hash ([`GroupMessage::digest`]): the same
+///   bytes are one message, however many paths bring them.
+/// - `validate_messages`: nothing is forwarded until the application
+///   accepted it; what does not decode as a group message is rejected,
+///   which costs the sender peer score.
+/// - A small mesh (3, between 2 and 5): groups are many and small relative
+///   to gossip's design point, and every extra mesh peer is another copy of
+///   each message on the wire.
+pub fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, io::Error> {
+    let config = gossipsub::ConfigBuilder::default()
+        .protocol_id_prefix(GOSSIP_PROTOCOL_PREFIX)
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
+        .validate_messages()
+        .message_id_fn(|m: &gossipsub::Message| {
+            gossipsub::MessageId::from(GroupMessage::digest(&m.data).to_vec())
+        })
+        .max_transmit_size(MAX_GROUP_MESSAGE_LEN + 1024)
+        .mesh_n(3)
+        .mesh_n_low(2)
+        .mesh_n_high(5)
+        .mesh_outbound_min(1)
+        .gossip_lazy(3)
+        .heartbeat_interval(Duration::from_millis(500))
+        .duplicate_cache_time(Duration::from_secs(120))
+        .flood_publish(false)
+        .build()
+        .map_err(io::Error::other)?;
+    let mut behaviour =
+        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
+            .map_err(io::Error::other)?;
+    let thresholds = gossipsub::PeerScoreThresholds::default();
+    behaviour
+        .with_peer_score(gossipsub::PeerScoreParams::default(), thresholds)
+        .map_err(io::Error::other)?;
+    Ok(behaviour)
+}
+
 /// Builds the swarm for a device key: TCP and QUIC, Noise, Yamux, and the
 /// relay client transport.
 pub fn build_swarm(
@@ -206,6 +257,7 @@ pub fn build_swarm(
         .map_err(io::Error::other)?
         .with_behaviour(|key, relay_client| {
             let peer = key.public().to_peer_id();
+            let gossipsub = gossipsub_behaviour()?;
             let mdns = if options.mdns {
                 mdns::tokio::Behaviour::new(mdns::Config::default(), peer)
                     .map_err(
@@ -215,7 +267,7 @@ pub fn build_swarm(
             } else {
                 None
             };
-            Behaviour {
+            Ok(Behaviour {
                 direct: request_response::Behaviour::with_codec(
                     FrameCodec::new(MAX_BATCH_LEN, MAX_ACK_BATCH_LEN),
                     [(DIRECT_PROTOCOL, request_response::ProtocolSupport::Full)],
@@ -239,6 +291,15 @@ pub fn build_swarm(
                     [(PRESENCE_PROTOCOL, request_response::ProtocolSupport::Full)],
                     request_response_config().with_request_timeout(Duration::from_secs(10)),
                 ),
+                history: request_response::Behaviour::with_codec(
+                    FrameCodec::new(MAX_HISTORY_FRAME, MAX_HISTORY_FRAME),
+                    [(
+                        HISTORY_PROTOCOL,
+                        request_response::ProtocolSupport::Outbound,
+                    )],
+                    request_response_config(),
+                ),
+                gossipsub,
                 kad: kad_behaviour(peer),
                 relay_client,
                 dcutr: dcutr::Behaviour::new(peer),
@@ -260,7 +321,7 @@ pub fn build_swarm(
                     key.public(),
                 )),
                 ping: ping::Behaviour::default(),
-            }
+            })
         })
         .map_err(io::Error::other)?
         .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))

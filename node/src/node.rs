@@ -17,12 +17,15 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::error::NodeError;
-use crate::event_loop::{EventLoop, LoopOptions, PresenceConfig};
+use crate::event_loop::{EventLoop, GroupCommand, GroupConfig, LoopOptions, PresenceConfig};
 use crate::home::Home;
 use crate::identity::Me;
 use crate::records::{ContactRecord, Status};
 use crate::store::Store;
-use crate::view::{ContactView, Event, MessageView, NodeStatus, PresenceView, SendReceipt};
+use crate::view::{
+    ContactView, Event, GroupMembersView, GroupMessageView, GroupView, MessageView, NodeStatus,
+    PresenceView, SendReceipt,
+};
 
 /// Commands queued to the event loop at most.
 const COMMAND_QUEUE: usize = 1024;
@@ -58,12 +61,23 @@ pub struct NodeConfig {
     pub presence_grace: Duration,
     /// Find contacts on the local network with mDNS.
     pub mdns: bool,
+    /// A group's Megolm session is replaced after this many messages...
+    pub group_rotate_messages: u32,
+    /// ... or after this long (and always when the membership changes).
+    pub group_rotate_after: Duration,
+    /// The member limit of groups this node creates.
+    pub group_member_limit: u32,
 }
 
 /// Presence records live this long by default.
 pub const DEFAULT_PRESENCE_TTL: Duration = Duration::from_secs(5 * 60);
 /// A dropped contact stays online this long by default.
 pub const DEFAULT_PRESENCE_GRACE: Duration = Duration::from_secs(30);
+
+/// A group session carries this many messages by default.
+pub const DEFAULT_GROUP_ROTATE_MESSAGES: u32 = 100;
+/// A group session lives this long by default.
+pub const DEFAULT_GROUP_ROTATE_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl Default for NodeConfig {
     fn default() -> Self {
@@ -74,6 +88,9 @@ impl Default for NodeConfig {
             presence_ttl: DEFAULT_PRESENCE_TTL,
             presence_grace: DEFAULT_PRESENCE_GRACE,
             mdns: true,
+            group_rotate_messages: DEFAULT_GROUP_ROTATE_MESSAGES,
+            group_rotate_after: DEFAULT_GROUP_ROTATE_AFTER,
+            group_member_limit: hush_protocol::DEFAULT_MEMBER_LIMIT,
         }
     }
 }
@@ -134,6 +151,7 @@ pub(crate) enum Command {
         on: bool,
         reply: Reply<Option<PresenceView>>,
     },
+    Group(GroupCommand),
     /// Commit what is queued, answer it, then stop.
     Shutdown {
         reply: Reply<()>,
@@ -195,6 +213,13 @@ impl Node {
                 presence: PresenceConfig {
                     ttl: config.presence_ttl.max(Duration::from_secs(2)),
                     grace: config.presence_grace,
+                },
+                groups: GroupConfig {
+                    rotate_messages: config.group_rotate_messages.max(1),
+                    rotate_after: config.group_rotate_after,
+                    member_limit: config
+                        .group_member_limit
+                        .clamp(1, hush_protocol::MAX_MEMBER_LIMIT),
                 },
                 mdns: config.mdns,
             },
@@ -409,6 +434,144 @@ impl Node {
                 MessageView::new(m, from)
             })
             .collect())
+    }
+
+    async fn group(
+        &self,
+        make: impl FnOnce(Reply<GroupView>) -> GroupCommand,
+    ) -> Result<GroupView, NodeError> {
+        self.call(|reply| Command::Group(make(reply))).await
+    }
+
+    /// Creates a group; you are its first admin.
+    pub async fn group_create(&self, name: &str) -> Result<GroupView, NodeError> {
+        let name = name.to_owned();
+        self.group(|reply| GroupCommand::Create { name, reply })
+            .await
+    }
+
+    /// Invites a contact (as an admin with `admin`).
+    pub async fn group_invite(
+        &self,
+        group: &str,
+        contact: &str,
+        admin: bool,
+    ) -> Result<GroupView, NodeError> {
+        let (group, contact) = (group.to_owned(), contact.to_owned());
+        self.group(|reply| GroupCommand::Invite {
+            group,
+            contact,
+            admin,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn group_join(&self, group: &str) -> Result<GroupView, NodeError> {
+        let group = group.to_owned();
+        self.group(|reply| GroupCommand::Join { group, reply })
+            .await
+    }
+
+    /// Leaves a group, or declines an invitation, or forgets a group you
+    /// were removed from.
+    pub async fn group_leave(&self, group: &str) -> Result<GroupView, NodeError> {
+        let group = group.to_owned();
+        self.group(|reply| GroupCommand::Leave { group, reply })
+            .await
+    }
+
+    pub async fn group_remove(&self, group: &str, member: &str) -> Result<GroupView, NodeError> {
+        let (group, member) = (group.to_owned(), member.to_owned());
+        self.group(|reply| GroupCommand::Remove {
+            group,
+            member,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn group_promote(&self, group: &str, member: &str) -> Result<GroupView, NodeError> {
+        let (group, member) = (group.to_owned(), member.to_owned());
+        self.group(|reply| GroupCommand::Promote {
+            group,
+            member,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn group_send(&self, group: &str, text: &str) -> Result<SendReceipt, NodeError> {
+        let (group, text) = (group.to_owned(), text.to_owned());
+        self.call(|reply| Command::Group(GroupCommand::Send { group, text, reply }))
+            .await
+    }
+
+    /// Sends and waits until `count` other members have it (or `timeout`).
+    pub async fn group_send_and_wait(
+        &self,
+        group: &str,
+        text: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<SendReceipt, NodeError> {
+        let mut events = self.subscribe();
+        let mut receipt = self.group_send(group, text).await?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Ok(Event::GroupReceipt { id, delivered, .. }))
+                    if id == receipt.id && delivered >= count =>
+                {
+                    receipt.status = Status::Delivered;
+                    return Ok(receipt);
+                }
+                Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+                Ok(Err(broadcast::error::RecvError::Closed)) => return Err(NodeError::Stopped),
+                Err(_) => {
+                    receipt.timed_out = true;
+                    return Ok(receipt);
+                }
+            }
+        }
+    }
+
+    pub async fn group_list(&self) -> Result<Vec<GroupView>, NodeError> {
+        self.call(|reply| Command::Group(GroupCommand::List { reply }))
+            .await
+    }
+
+    pub async fn group_members(&self, group: &str) -> Result<GroupMembersView, NodeError> {
+        let group = group.to_owned();
+        self.call(|reply| Command::Group(GroupCommand::Members { group, reply }))
+            .await
+    }
+
+    /// Up to `limit` messages before `before` (or the newest), oldest first.
+    pub async fn group_history(
+        &self,
+        group: &str,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<GroupMessageView>, NodeError> {
+        let group = group.to_owned();
+        let limit = limit.min(MAX_HISTORY_LIMIT);
+        self.call(|reply| {
+            Command::Group(GroupCommand::History {
+                group,
+                before,
+                limit,
+                reply,
+            })
+        })
+        .await
+    }
+
+    /// Marks a group's messages read (and tells their authors).
+    pub async fn group_mark_read(&self, group: &str) -> Result<usize, NodeError> {
+        let group = group.to_owned();
+        self.call(|reply| Command::Group(GroupCommand::MarkRead { group, reply }))
+            .await
     }
 
     /// Stops the event loop once everything queued has been committed and

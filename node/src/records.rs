@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use hush_protocol::{AccountId, ConversationId, DeviceId, MessageId};
+use hush_protocol::{AccountId, ConversationId, DeviceId, GroupId, MessageId};
 use serde::{Deserialize, Serialize};
 
 /// The device's own secrets. Stored in the home folder's database, which is
@@ -161,6 +161,9 @@ pub enum OutboxKind {
     /// Key material and settings for the contact's node (e.g. our presence
     /// key): no status, no receipt.
     Control,
+    /// Group control (membership ops, Megolm keys, group receipts): to
+    /// members who may be offline, so through their relays too.
+    Group,
 }
 
 /// One payload waiting to reach one device.
@@ -176,4 +179,55 @@ pub struct OutboxRecord {
     /// recipient recognises a resend without decrypting it.
     pub envelope: Option<Vec<u8>>,
     pub created_at_ms: u64,
+}
+
+/// What a node keeps per group beside its ops (which have their own table).
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct GroupRecord {
+    /// Our Megolm sending session, pickled (encrypted with the pickle key).
+    pub outbound: Option<String>,
+    pub outbound_created_ms: u64,
+    /// The joined members the session's key went to.
+    pub outbound_members: Vec<AccountId>,
+    /// Per home relay (PeerId text): the last history sequence number read.
+    pub cursors: Vec<(String, u64)>,
+    /// We left: keep the history, drop the subscription.
+    pub left: bool,
+}
+
+impl fmt::Debug for GroupRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupRecord")
+            .field("has_outbound", &self.outbound.is_some())
+            .field("outbound_members", &self.outbound_members.len())
+            .field("cursors", &self.cursors)
+            .field("left", &self.left)
+            .finish()
+    }
+}
+
+/// A member device's Megolm session as we received it.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct InboundRecord {
+    pub group: GroupId,
+    pub account: AccountId,
+    pub device: DeviceId,
+    pub pickle: String,
+}
+
+impl fmt::Debug for InboundRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InboundRecord")
+            .field("group", &self.group)
+            .field("account", &self.account)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A group message kept until its session's key arrives.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingRecord {
+    pub group: GroupId,
+    pub message: Vec<u8>,
+    pub received_at_ms: u64,
 }

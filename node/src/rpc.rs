@@ -10,6 +10,16 @@
 //! - `history` `{ contact, limit?, before? }` → `[MessageView]`
 //! - `read` `{ contact }` → `{ "marked": N }`
 //! - `contact.receipts` `{ contact, on }` → [`ContactView`](crate::ContactView)
+//! - `group.create` `{ name }`, `group.invite` `{ group, contact, admin? }`,
+//!   `group.join` / `group.leave` `{ group }`, `group.remove` /
+//!   `group.promote` `{ group, member }` → [`GroupView`](crate::GroupView)
+//! - `group.send` `{ group, text, wait?: "delivered", timeout_ms? }` →
+//!   [`SendReceipt`](crate::SendReceipt) (`delivered`: every other joined
+//!   member has it)
+//! - `group.list` → `[GroupView]`; `group.members` `{ group }` →
+//!   [`GroupMembersView`](crate::GroupMembersView)
+//! - `group.history` `{ group, limit?, before? }` →
+//!   `[GroupMessageView]`; `group.read` `{ group }` → `{ "marked": N }`
 //! - `events.subscribe` → `{ "subscribed": true }`, then one
 //!   `{"jsonrpc":"2.0","method":"event","params":EVENT}` line per event.
 
@@ -123,4 +133,43 @@ pub struct SharePresenceParams {
 #[derive(Debug, Deserialize)]
 pub struct ContactParams {
     pub contact: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GroupParams {
+    pub group: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GroupCreateParams {
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GroupInviteParams {
+    pub group: String,
+    pub contact: String,
+    #[serde(default)]
+    pub admin: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GroupMemberParams {
+    pub group: String,
+    pub member: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GroupSendParams {
+    pub group: String,
+    pub text: String,
+    pub wait: Option<crate::Status>,
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GroupHistoryParams {
+    pub group: String,
+    pub limit: Option<usize>,
+    pub before: Option<String>,
 }

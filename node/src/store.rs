@@ -9,14 +9,14 @@
 
 use std::path::Path;
 
-use hush_protocol::{AccountId, ConversationId, DeviceId, MessageId};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use hush_protocol::{AccountId, ConversationId, DeviceId, GroupId, MessageId};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::records::{
-    ContactRecord, IdentityRecord, MessageRecord, OutboxRecord, OwnPresenceRecord, PresenceRecord,
-    Status,
+    ContactRecord, GroupRecord, IdentityRecord, InboundRecord, MessageRecord, OutboxRecord,
+    OwnPresenceRecord, PendingRecord, PresenceRecord, Status,
 };
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -28,6 +28,19 @@ const OUTBOX: TableDefinition<(u128, [u8; 32]), &[u8]> = TableDefinition::new("o
 const SEEN: TableDefinition<[u8; 32], u64> = TableDefinition::new("seen_envelopes");
 /// Per contact account: what we share with them and what they share with us.
 const PRESENCE: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("presence");
+/// Per group: our Megolm sending session and relay cursors.
+const GROUPS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("groups");
+/// (group, op hash) → the signed membership op, as on the wire.
+const GROUP_OPS: TableDefinition<([u8; 32], [u8; 32]), &[u8]> = TableDefinition::new("group_ops");
+/// Megolm session id → the inbound session and whose it is.
+const MEGOLM_IN: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("megolm_inbound");
+/// (conversation, message id, member account) → the receipt kind we got.
+const GROUP_RECEIPTS: TableDefinition<([u8; 32], u128, [u8; 32]), u8> =
+    TableDefinition::new("group_receipts");
+/// (Megolm session id, message digest) → a group message we cannot decrypt
+/// yet (its key has not arrived, or never will).
+const GROUP_PENDING: TableDefinition<([u8; 32], [u8; 32]), &[u8]> =
+    TableDefinition::new("group_pending");
 
 const IDENTITY_KEY: &str = "identity";
 const OLM_ACCOUNT_KEY: &str = "olm_account";
@@ -83,6 +96,8 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 pub type OutboxKey = (MessageId, DeviceId);
+/// A stored group: its id, its record and its ops (wire bytes).
+pub type StoredGroup = (GroupId, GroupRecord, Vec<Vec<u8>>);
 /// A peer's Curve25519 key and its pickled Olm sessions, newest first.
 pub type PeerSessions = ([u8; 32], Vec<String>);
 
@@ -109,6 +124,14 @@ pub enum Op {
     /// Our presence key and sharing switch.
     PutOwnPresence(OwnPresenceRecord),
     PutPresence(AccountId, PresenceRecord),
+    PutGroup(GroupId, GroupRecord),
+    PutMembershipChange(GroupId, [u8; 32], Vec<u8>),
+    PutInbound([u8; 32], InboundRecord),
+    DeleteInbound([u8; 32]),
+    /// A member's receipt for one of our group messages; only ever raised.
+    PutGroupReceipt(ConversationId, MessageId, AccountId, u8),
+    PutPending([u8; 32], [u8; 32], PendingRecord),
+    DeletePending([u8; 32], [u8; 32]),
 }
 
 #[derive(Debug)]
@@ -131,6 +154,11 @@ impl Store {
             txn.open_table(OUTBOX)?;
             txn.open_table(SEEN)?;
             txn.open_table(PRESENCE)?;
+            txn.open_table(GROUPS)?;
+            txn.open_table(GROUP_OPS)?;
+            txn.open_table(MEGOLM_IN)?;
+            txn.open_table(GROUP_RECEIPTS)?;
+            txn.open_table(GROUP_PENDING)?;
         }
         txn.commit()?;
         Ok(Self { db })
@@ -212,6 +240,76 @@ impl Store {
             .map(|row| {
                 let (k, v) = row?;
                 Ok((AccountId(k.value()), decode("presence", v.value())?))
+            })
+            .collect()
+    }
+
+    /// Every group we hold, with its ops (wire bytes).
+    pub fn groups(&self) -> Result<Vec<StoredGroup>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let groups = txn.open_table(GROUPS)?;
+        let ops = txn.open_table(GROUP_OPS)?;
+        let mut out = Vec::new();
+        for row in groups.iter()? {
+            let (k, v) = row?;
+            let id = k.value();
+            let record = decode("group", v.value())?;
+            let list = ops
+                .range((id, [0; 32])..=(id, [0xff; 32]))?
+                .map(|row| Ok(row?.1.value().to_vec()))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            out.push((GroupId(id), record, list));
+        }
+        Ok(out)
+    }
+
+    pub fn inbound_sessions(&self) -> Result<Vec<([u8; 32], InboundRecord)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(MEGOLM_IN)?;
+        table
+            .iter()?
+            .map(|row| {
+                let (k, v) = row?;
+                Ok((k.value(), decode("megolm session", v.value())?))
+            })
+            .collect()
+    }
+
+    /// Group messages waiting for the key of `session`.
+    pub fn pending(
+        &self,
+        session: &[u8; 32],
+    ) -> Result<Vec<([u8; 32], PendingRecord)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(GROUP_PENDING)?;
+        table
+            .range((*session, [0; 32])..=(*session, [0xff; 32]))?
+            .map(|row| {
+                let (k, v) = row?;
+                Ok((k.value().1, decode("pending group message", v.value())?))
+            })
+            .collect()
+    }
+
+    pub fn pending_count(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(GROUP_PENDING)?.len()?)
+    }
+
+    /// Who sent a receipt for one of our group messages, and which.
+    pub fn group_receipts(
+        &self,
+        conversation: &ConversationId,
+        id: MessageId,
+    ) -> Result<Vec<(AccountId, u8)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(GROUP_RECEIPTS)?;
+        let c = conversation.0;
+        table
+            .range((c, id.0, [0; 32])..=(c, id.0, [0xff; 32]))?
+            .map(|row| {
+                let (k, v) = row?;
+                Ok((AccountId(k.value().2), v.value()))
             })
             .collect()
     }
@@ -338,6 +436,11 @@ impl Store {
             let mut outbox = txn.open_table(OUTBOX)?;
             let mut seen = txn.open_table(SEEN)?;
             let mut presence = txn.open_table(PRESENCE)?;
+            let mut groups = txn.open_table(GROUPS)?;
+            let mut group_ops = txn.open_table(GROUP_OPS)?;
+            let mut inbound = txn.open_table(MEGOLM_IN)?;
+            let mut receipts = txn.open_table(GROUP_RECEIPTS)?;
+            let mut pending = txn.open_table(GROUP_PENDING)?;
             for op in ops {
                 match op {
                     Op::PutOlmAccount(pickle) => {
@@ -397,6 +500,31 @@ impl Store {
                     }
                     Op::PutPresence(account, record) => {
                         presence.insert(account.0, encode(&record).as_slice())?;
+                    }
+                    Op::PutGroup(id, record) => {
+                        groups.insert(id.0, encode(&record).as_slice())?;
+                    }
+                    Op::PutMembershipChange(id, hash, bytes) => {
+                        group_ops.insert((id.0, hash), bytes.as_slice())?;
+                    }
+                    Op::PutInbound(session, record) => {
+                        inbound.insert(session, encode(&record).as_slice())?;
+                    }
+                    Op::DeleteInbound(session) => {
+                        inbound.remove(session)?;
+                    }
+                    Op::PutGroupReceipt(conv, id, account, kind) => {
+                        let key = (conv.0, id.0, account.0);
+                        let current = receipts.get(key)?.map(|v| v.value());
+                        if current.is_none_or(|c| c < kind) {
+                            receipts.insert(key, kind)?;
+                        }
+                    }
+                    Op::PutPending(session, digest, record) => {
+                        pending.insert((session, digest), encode(&record).as_slice())?;
+                    }
+                    Op::DeletePending(session, digest) => {
+                        pending.remove((session, digest))?;
                     }
                 }
             }

@@ -121,6 +121,58 @@ pub struct RelayView {
     pub last_error: Option<String>,
 }
 
+/// A group as this device sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupView {
+    pub id: String,
+    pub name: String,
+    /// Where you stand: `admin`, `member`, `invited`, `removed` or `left`.
+    pub you: String,
+    /// Joined members, you included.
+    pub members: usize,
+    /// Invitations not yet answered.
+    pub invited: usize,
+    pub member_limit: u32,
+    /// How many membership changes took effect (equal on every member once
+    /// all changes have spread).
+    pub version: u64,
+}
+
+/// One member of a group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberView {
+    /// Your contact name for them, or the name their card suggests.
+    pub name: String,
+    pub account: String,
+    /// `admin` or `member`.
+    pub role: String,
+    /// `joined` or `invited`.
+    pub status: String,
+    /// Their device ids.
+    pub devices: Vec<String>,
+    pub contact: bool,
+    pub you: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupMembersView {
+    pub group: GroupView,
+    pub members: Vec<MemberView>,
+}
+
+/// One group message, with its receipts (for your own messages).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupMessageView {
+    #[serde(flatten)]
+    pub message: MessageView,
+    /// Members (other than you) who have it, and who read it: counts, then
+    /// names. Empty for messages of others.
+    pub delivered: usize,
+    pub read: usize,
+    pub delivered_to: Vec<String>,
+    pub read_by: Vec<String>,
+}
+
 /// Something that happened, pushed to `events` subscribers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -144,6 +196,33 @@ pub enum Event {
         contact: String,
         state: String,
         last_seen: Option<String>,
+    },
+    /// Someone invited you into a group: `hush group join GROUP` (or leave).
+    GroupInvite {
+        group: String,
+        group_id: String,
+        from: String,
+    },
+    /// A group message arrived (stored durably).
+    GroupMessage {
+        group: String,
+        group_id: String,
+        message: MessageView,
+    },
+    /// The group's membership changed (`version` is the new state's).
+    GroupChanged {
+        group: String,
+        group_id: String,
+        version: u64,
+        /// Where you stand now (see [`GroupView::you`]).
+        you: String,
+    },
+    /// A member's receipt raised the counts of one of your group messages.
+    GroupReceipt {
+        group: String,
+        id: String,
+        delivered: usize,
+        read: usize,
     },
     /// A relay of the recipient refused a message; it stays queued and is
     /// tried again, but the user should know.

@@ -19,6 +19,7 @@
 )]
 
 pub mod config;
+mod history;
 mod metrics;
 mod service;
 mod store;

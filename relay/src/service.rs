@@ -13,22 +13,27 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use hush_node::{FrameCodec, MAILBOX_PROTOCOL, create_private_file, peer_in};
+use hush_node::{
+    FrameCodec, HISTORY_PROTOCOL, MAILBOX_PROTOCOL, create_private_file, gossipsub_behaviour,
+    peer_in,
+};
 use hush_protocol::{
-    Auth, DepositResult, DeviceId, KeyBundle, MAX_FETCH_WAIT_MS, MAX_MAILBOX_FRAME,
-    MAX_MAILBOX_ITEMS, MAX_PRESENCE_RECORD_LEN, MAX_PRESENCE_TTL_MS, MailboxId, MailboxRequest,
-    MailboxResponse, OwnerRequest, Refusal, SealedEnvelope, SealedPresence, Wire,
+    Auth, DepositResult, DeviceId, HistoryRequest, HistoryResponse, KeyBundle, MAX_FETCH_WAIT_MS,
+    MAX_HISTORY_FRAME, MAX_MAILBOX_FRAME, MAX_MAILBOX_ITEMS, MAX_PRESENCE_RECORD_LEN,
+    MAX_PRESENCE_TTL_MS, MailboxId, MailboxRequest, MailboxResponse, OwnerRequest, Refusal,
+    SealedEnvelope, SealedPresence, Wire,
 };
 use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, Swarm, SwarmBuilder, autonat, connection_limits, identify, identity, kad,
-    noise, ping, relay, tcp, yamux,
+    Multiaddr, PeerId, Swarm, SwarmBuilder, autonat, connection_limits, gossipsub, identify,
+    identity, kad, noise, ping, relay, tcp, yamux,
 };
 use thiserror::Error;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::history::{self, History};
 use crate::metrics::{self, Metrics};
 use crate::store::{self, Applied, Item, Op, Removal, Store, StoreError};
 
@@ -80,6 +85,8 @@ pub enum RelayError {
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     mailbox: request_response::Behaviour<FrameCodec>,
+    history: request_response::Behaviour<FrameCodec>,
+    gossipsub: gossipsub::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
     relay: relay::Behaviour,
     autonat: autonat::Behaviour,
@@ -190,6 +197,7 @@ pub struct Relay {
     challenge_key: [u8; 32],
     tag_key: [u8; 32],
     last_sweep: Instant,
+    history: History,
 }
 
 fn now_ms() -> u64 {
@@ -235,6 +243,7 @@ fn build_swarm(
         .with_quic()
         .with_behaviour(|key| {
             let peer_id = key.public().to_peer_id();
+            let gossipsub = gossipsub_behaviour()?;
             let mut kad_config = kad::Config::new(KAD_PROTOCOL);
             if !bootstrap {
                 // A lone relay: nothing to bootstrap from until others
@@ -258,7 +267,13 @@ fn build_swarm(
             kad.set_mode(Some(kad::Mode::Server));
             let mut relay = relay::Behaviour::new(peer_id, relay_config());
             relay.set_status(Some(relay::Status::Enable));
-            Behaviour {
+            Ok(Behaviour {
+                history: request_response::Behaviour::with_codec(
+                    FrameCodec::new(MAX_HISTORY_FRAME, MAX_HISTORY_FRAME),
+                    [(HISTORY_PROTOCOL, ProtocolSupport::Inbound)],
+                    request_response::Config::default().with_max_concurrent_streams(64),
+                ),
+                gossipsub,
                 mailbox: request_response::Behaviour::with_codec(
                     FrameCodec::new(MAX_MAILBOX_FRAME, MAX_MAILBOX_FRAME),
                     [(MAILBOX_PROTOCOL, ProtocolSupport::Inbound)],
@@ -287,7 +302,7 @@ fn build_swarm(
                         .with_max_established(Some(MAX_CONNECTIONS))
                         .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER)),
                 ),
-            }
+            })
         })
         .map_err(|e| net(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
@@ -315,6 +330,13 @@ impl Relay {
             .map_err(|e| RelayError::Network(e.to_string()))?;
         let peer_id = keypair.public().to_peer_id();
         let mut swarm = build_swarm(keypair, !config.bootstrap.is_empty())?;
+        let history = History::open(&config.data.join("history.redb"), config.retention_secs)?;
+        for topic in history.topics() {
+            let _ = swarm
+                .behaviour_mut()
+                .gossipsub
+                .subscribe(&gossipsub::IdentTopic::new(topic.clone()));
+        }
 
         let mut usage = Usage::default();
         for (mailbox, bytes, tag) in store.usage()? {
@@ -410,6 +432,7 @@ impl Relay {
             challenge_key: rand::random(),
             tag_key: rand::random(),
             last_sweep: Instant::now(),
+            history,
         };
         Ok((relay, started))
     }
@@ -562,6 +585,9 @@ impl Relay {
     }
 
     fn on_tick(&mut self) {
+        if let Err(e) = self.history.flush(now_ms()) {
+            tracing::error!(error = %e, "could not write group history");
+        }
         let now = Instant::now();
         let expired: Vec<MailboxId> = self
             .waiters
@@ -650,6 +676,34 @@ impl Relay {
             SwarmEvent::Behaviour(BehaviourEvent::Mailbox(
                 request_response::Event::InboundFailure { peer, error, .. },
             )) => tracing::debug!(%peer, %error, "mailbox request failed"),
+            SwarmEvent::Behaviour(BehaviourEvent::History(request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            })) => self.on_history(peer, &request, channel),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => {
+                let acceptance = if history::well_formed(&message.data) {
+                    let topic = message.topic.as_str();
+                    if self.history.is_kept(topic) {
+                        self.history.add(topic, message.data, now_ms());
+                    }
+                    gossipsub::MessageAcceptance::Accept
+                } else {
+                    tracing::debug!(peer = %propagation_source, "malformed group message rejected");
+                    gossipsub::MessageAcceptance::Reject
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::InboundRequest {
                 request:
                     kad::InboundRequest::PutRecord {
@@ -680,6 +734,53 @@ impl Relay {
                     .store(u64::from(n), Ordering::Relaxed);
             }
             _ => {}
+        }
+    }
+
+    /// Keep a group topic's history, or page it out. Anyone may ask: what
+    /// is kept is Megolm ciphertext, under a topic only members can name.
+    fn on_history(&mut self, peer: PeerId, bytes: &[u8], channel: ResponseChannel<Vec<u8>>) {
+        let response = match HistoryRequest::from_bytes(bytes) {
+            Err(e) => HistoryResponse::Refused {
+                reason: format!("malformed request: {e}"),
+            },
+            Ok(HistoryRequest::Keep { topic }) => {
+                if self.history.keep(&topic) {
+                    let t = gossipsub::IdentTopic::new(topic);
+                    if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&t) {
+                        tracing::warn!(error = ?e, "could not subscribe to a group topic");
+                    }
+                    HistoryResponse::Keeping
+                } else {
+                    HistoryResponse::Refused {
+                        reason: "this relay keeps the history of as many groups as it can".into(),
+                    }
+                }
+            }
+            Ok(HistoryRequest::Fetch {
+                topic,
+                after,
+                limit,
+            }) => {
+                // Land what was just published, so a page never skips it.
+                if let Err(e) = self.history.flush(now_ms()) {
+                    tracing::error!(error = %e, "could not write group history");
+                }
+                self.history
+                    .page(&topic, after, usize::from(limit))
+                    .unwrap_or_else(|e| HistoryResponse::Refused {
+                        reason: format!("the relay could not read its store: {e}"),
+                    })
+            }
+        };
+        if self
+            .swarm
+            .behaviour_mut()
+            .history
+            .send_response(channel, response.to_bytes())
+            .is_err()
+        {
+            tracing::debug!(%peer, "peer went away before its history page");
         }
     }
 

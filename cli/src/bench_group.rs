@@ -1,0 +1,233 @@
+//! `hush bench group --members N`: N in-process nodes on loopback TCP in one
+//! group. The first creates it and invites the others (each is its
+//! contact); all join. After a warm-up (Olm sessions, the Megolm key, the
+//! gossipsub mesh), the creator publishes `messages` 256-byte texts, one
+//! every 20 ms, and every other member's event stream timestamps each one.
+//!
+//! - `p50_ms`, `p99_ms`: `group.send` called → decrypted and stored at a
+//!   member, over every (message, member) pair;
+//! - `bytes_per_member_per_msg`: all loopback traffic during the measured
+//!   run (gossip copies, control frames, receipts over Olm, pings: from
+//!   `/proc/net/dev`), per member and message; `ciphertext_bytes` is one
+//!   published message, for the ratio;
+//! - `peak_rss_mib`: the whole process (all N nodes), and per node.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use hush_node::{Event, Node, NodeConfig};
+use hush_protocol::{
+    AccountId, Body, DeviceId, GroupMessage, MegolmOutbound, MessageId, Payload, Wire,
+};
+use libp2p::Multiaddr;
+use serde_json::json;
+use tokio::sync::Mutex;
+
+use crate::bench::percentile;
+use crate::demo::init_home;
+
+const TEXT_LEN: usize = 256;
+const INTERVAL: Duration = Duration::from_millis(20);
+
+fn loopback_bytes() -> u64 {
+    let Ok(text) = std::fs::read_to_string("/proc/net/dev") else {
+        return 0;
+    };
+    text.lines()
+        .find(|l| l.trim_start().starts_with("lo:"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|rx| rx.parse().ok())
+        .unwrap_or(0)
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The size of one published message carrying a `TEXT_LEN` text.
+fn ciphertext_bytes() -> usize {
+    let payload = Payload {
+        sender_account: AccountId([0; 32]),
+        sender_device: DeviceId([0; 32]),
+        id: MessageId(0),
+        body: Body::Text("x".repeat(TEXT_LEN)),
+    };
+    let mut session = MegolmOutbound::new();
+    GroupMessage {
+        session: session.id(),
+        ciphertext: session.encrypt(&payload.to_padded()),
+    }
+    .to_bytes()
+    .len()
+}
+
+pub async fn group(members: usize, messages: usize, as_json: bool) -> Result<()> {
+    if members < 2 {
+        bail!("--members must be at least 2");
+    }
+    let dir = tempfile::Builder::new().prefix("hush-bench-").tempdir()?;
+    let loopback: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse()?;
+    let mut nodes = Vec::with_capacity(members);
+    for i in 0..members {
+        let home = init_home(dir.path(), &format!("m{i}"))?;
+        let mut config = NodeConfig::default().with_listen(loopback.clone());
+        config.mdns = false;
+        nodes.push(Node::start(&home, config).await?);
+    }
+    let creator = nodes[0].clone();
+    let creator_card = creator.card().await?;
+    let view = creator.group_create("bench").await?;
+    for (i, node) in nodes.iter().enumerate().skip(1) {
+        let name = format!("m{i}");
+        creator.add_contact(&name, &node.card().await?).await?;
+        node.add_contact("m0", &creator_card).await?;
+        creator.group_invite(&view.id, &name, false).await?;
+    }
+    // Every member sees the invitation, joins, and sees everyone joined.
+    let deadline = Instant::now() + Duration::from_secs(60 + members as u64);
+    for node in nodes.iter().skip(1) {
+        loop {
+            match node.group_join(&view.id).await {
+                Ok(_) => break,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e).context("a member never saw its invitation"),
+            }
+        }
+    }
+    for node in &nodes {
+        loop {
+            let v = node.group_members(&view.id).await?.group;
+            if v.members == members {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "membership did not converge: {} of {members} joined",
+                    v.members
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    // Each member's arrivals: message id → when it was stored.
+    let arrivals: Arc<Mutex<HashMap<String, Vec<Instant>>>> = Arc::default();
+    for node in nodes.iter().skip(1) {
+        let mut events = node.subscribe();
+        let arrivals = arrivals.clone();
+        tokio::spawn(async move {
+            while let Ok(event) = events.recv().await {
+                if let Event::GroupMessage { message, .. } = event {
+                    arrivals
+                        .lock()
+                        .await
+                        .entry(message.id)
+                        .or_default()
+                        .push(Instant::now());
+                }
+            }
+        });
+    }
+    let text = "x".repeat(TEXT_LEN);
+    let others = members - 1;
+    // Warm up until a message reaches everyone.
+    let warm_deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let r = creator.group_send(&view.id, &text).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let got = arrivals.lock().await.get(&r.id).map_or(0, Vec::len);
+        if got == others {
+            break;
+        }
+        if Instant::now() > warm_deadline {
+            bail!("warm-up: a message reached {got} of {others} members within 120 s");
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let bytes_before = loopback_bytes();
+    let mut sent: Vec<(String, Instant)> = Vec::with_capacity(messages);
+    let mut next = Instant::now();
+    for _ in 0..messages {
+        tokio::time::sleep_until(next.into()).await;
+        next += INTERVAL;
+        let at = Instant::now();
+        let r = creator.group_send(&view.id, &text).await?;
+        sent.push((r.id, at));
+    }
+    // Let the last ones land (and their receipts travel).
+    let settle = Instant::now() + Duration::from_secs(10);
+    loop {
+        let done = {
+            let a = arrivals.lock().await;
+            sent.iter()
+                .all(|(id, _)| a.get(id).map_or(0, Vec::len) >= others)
+        };
+        if done || Instant::now() > settle {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let bytes = loopback_bytes().saturating_sub(bytes_before);
+
+    let a = arrivals.lock().await;
+    let mut latencies: Vec<u64> = Vec::new();
+    let mut missing = 0;
+    for (id, at) in &sent {
+        let got = a.get(id).map_or(&[][..], Vec::as_slice);
+        missing += others.saturating_sub(got.len());
+        latencies.extend(got.iter().map(|t| t.duration_since(*at).as_micros() as u64));
+    }
+    drop(a);
+    latencies.sort_unstable();
+    let ciphertext = ciphertext_bytes();
+    let per_member = bytes as f64 / (others as f64 * messages as f64);
+    let rss = peak_rss_kib();
+    let report = json!({
+        "members": members,
+        "messages": messages,
+        "p50_ms": percentile(&latencies, 0.50) as f64 / 1000.0,
+        "p99_ms": percentile(&latencies, 0.99) as f64 / 1000.0,
+        "missing": missing,
+        "bytes_per_member_per_msg": per_member.round() as u64,
+        "ciphertext_bytes": ciphertext,
+        "bytes_ratio": (per_member / ciphertext as f64 * 100.0).round() / 100.0,
+        "peak_rss_mib": (rss as f64 / 1024.0 * 10.0).round() / 10.0,
+        "peak_rss_mib_per_node": (rss as f64 / 1024.0 / members as f64 * 10.0).round() / 10.0,
+    });
+    for node in &nodes {
+        node.shutdown().await;
+    }
+    if as_json {
+        println!("{report}");
+    } else {
+        println!("group of {members}, {messages} messages of {TEXT_LEN} bytes, one per 20 ms");
+        println!(
+            "publish → decrypted at a member: p50 {} ms, p99 {} ms ({} deliveries missing)",
+            report["p50_ms"], report["p99_ms"], missing
+        );
+        println!(
+            "bytes per member per message: {} ({}× the {ciphertext}-byte ciphertext)",
+            report["bytes_per_member_per_msg"], report["bytes_ratio"]
+        );
+        println!(
+            "peak RSS: {} MiB ({} MiB per node)",
+            report["peak_rss_mib"], report["peak_rss_mib_per_node"]
+        );
+    }
+    Ok(())
+}

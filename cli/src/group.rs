@@ -1,0 +1,173 @@
+//! `hush group ...`: thin calls to the node's `group.*` API methods.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use hush_node::{Client, GroupMembersView, GroupMessageView, GroupView, SendReceipt};
+use serde_json::{Value, json};
+
+use crate::args::{GroupCommand, GroupWait};
+
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+async fn change(client: &mut Client, method: &str, params: Value) -> Result<GroupView> {
+    Ok(serde_json::from_value(client.call(method, params).await?)?)
+}
+
+pub async fn group_command(client: &mut Client, command: GroupCommand) -> Result<ExitCode> {
+    match command {
+        GroupCommand::Create { name, json } => {
+            let view = change(client, "group.create", json!({ "name": name })).await?;
+            if json {
+                print_json(&view)?;
+            } else {
+                println!("{}", view.id);
+                eprintln!(
+                    "Created the group {}; invite contacts with `hush group invite {} NAME`.",
+                    view.name, view.name
+                );
+            }
+        }
+        GroupCommand::Invite {
+            group,
+            contact,
+            admin,
+        } => {
+            let params = json!({ "group": group, "contact": contact, "admin": admin });
+            let view = change(client, "group.invite", params).await?;
+            println!(
+                "Invited {contact} into {}; they join with `hush group join {}`.",
+                view.name, view.name
+            );
+        }
+        GroupCommand::Join { group } => {
+            let view = change(client, "group.join", json!({ "group": group })).await?;
+            println!("You joined {} ({} members).", view.name, view.members);
+        }
+        GroupCommand::Decline { group } | GroupCommand::Leave { group } => {
+            let view = change(client, "group.leave", json!({ "group": group })).await?;
+            println!("You are out of {}.", view.name);
+        }
+        GroupCommand::Remove { group, member } => {
+            let params = json!({ "group": group, "member": member });
+            let view = change(client, "group.remove", params).await?;
+            println!(
+                "Removed {member} from {}: they read nothing sent from now on.",
+                view.name
+            );
+        }
+        GroupCommand::Promote { group, member } => {
+            let params = json!({ "group": group, "member": member });
+            let view = change(client, "group.promote", params).await?;
+            println!("{member} is now an admin of {}.", view.name);
+        }
+        GroupCommand::Send {
+            group,
+            text,
+            wait,
+            timeout,
+            json,
+        } => {
+            let params = json!({
+                "group": group,
+                "text": text,
+                "wait": wait.map(|GroupWait::Delivered| "delivered"),
+                "timeout_ms": timeout.saturating_mul(1000),
+            });
+            let receipt: SendReceipt =
+                serde_json::from_value(client.call("group.send", params).await?)?;
+            if json {
+                print_json(&receipt)?;
+            } else {
+                println!("{} {}", receipt.id, receipt.status);
+            }
+            if receipt.timed_out {
+                eprintln!(
+                    "error: not every member had the message after {timeout}s; members who are offline get it from the relays when they come back"
+                );
+                return Ok(ExitCode::from(crate::EXIT_TIMED_OUT));
+            }
+        }
+        GroupCommand::History {
+            group,
+            limit,
+            before,
+            json,
+        } => {
+            let params = json!({ "group": group, "limit": limit, "before": before });
+            let messages: Vec<GroupMessageView> =
+                serde_json::from_value(client.call("group.history", params).await?)?;
+            if json {
+                print_json(&messages)?;
+            } else {
+                for m in messages {
+                    let receipts = if m.message.outgoing {
+                        format!("  (delivered {}, read {})", m.delivered, m.read)
+                    } else {
+                        String::new()
+                    };
+                    println!(
+                        "{}  {}  {}: {}  [{}]{receipts}",
+                        m.message.id,
+                        m.message.sent_at,
+                        m.message.from,
+                        m.message.text,
+                        m.message.status
+                    );
+                }
+            }
+        }
+        GroupCommand::Members { group, json } => {
+            let view: GroupMembersView = serde_json::from_value(
+                client
+                    .call("group.members", json!({ "group": group }))
+                    .await?,
+            )?;
+            if json {
+                print_json(&view)?;
+            } else {
+                println!(
+                    "{} ({} members, {} invited, limit {}):",
+                    view.group.name,
+                    view.group.members,
+                    view.group.invited,
+                    view.group.member_limit
+                );
+                for m in view.members {
+                    let you = if m.you { " (you)" } else { "" };
+                    println!(
+                        "  {}{you}  {}  {}  {} device(s)",
+                        m.name,
+                        m.role,
+                        m.status,
+                        m.devices.len()
+                    );
+                }
+            }
+        }
+        GroupCommand::List { json } => {
+            let list: Vec<GroupView> =
+                serde_json::from_value(client.call("group.list", Value::Null).await?)?;
+            if json {
+                print_json(&list)?;
+            } else if list.is_empty() {
+                println!("No groups yet: create one with `hush group create NAME`.");
+            } else {
+                for g in list {
+                    println!(
+                        "{}  {}  you: {}  {} members",
+                        g.id, g.name, g.you, g.members
+                    );
+                }
+            }
+        }
+        GroupCommand::Read { group } => {
+            let result = client.call("group.read", json!({ "group": group })).await?;
+            println!("Marked {} messages read.", result["marked"]);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,1536 @@
+//! Groups: membership ops over Olm, Megolm messages over gossipsub, history
+//! from the home relays.
+//!
+//! ```text
+//!  create/invite/join/remove/leave/promote
+//!     └─ sign a GroupOp ─▶ fold ─▶ Olm (outbox) ─▶ every member's devices
+//!  send ─▶ Megolm (our outbound session; new one after a membership change,
+//!          N messages or T time, its key to every joined device over Olm)
+//!        ─▶ store ─▶ commit ─▶ gossipsub publish on the group's topic
+//!  topic / relay history ─▶ validate ─▶ Megolm decrypt ─▶ store ─▶ receipt
+//!                                         └─ no key yet: kept as pending
+//! ```
+//!
+//! Members who are not our contacts are "group peers": we know their card
+//! from the op that invited them, accept their Olm envelopes (group control
+//! only) and hand them one-time keys, exactly as for contacts.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::Duration;
+
+use hush_protocol::{
+    AccountId, Action, Body, ContactCard, ControlKind, ConversationId, DeviceId, GroupControl,
+    GroupError, GroupId, GroupMessage, GroupOp, GroupState, HistoryRequest, HistoryResponse,
+    MAX_CONTROL_OPS, MAX_GROUP_OPS, MAX_HISTORY_ITEMS, MAX_RECEIPT_IDS, MAX_TEXT_LEN,
+    MegolmInbound, MegolmOutbound, MemberStatus, MessageId, OpSet, Payload, ReceiptKind, Role,
+    Wire,
+};
+use libp2p::PeerId;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
+use libp2p::request_response::{self, OutboundRequestId};
+
+use super::{After, EventLoop};
+use crate::error::NodeError;
+use crate::node::{Reply, now_ms};
+use crate::records::{
+    ContactRecord, GroupRecord, InboundRecord, MessageRecord, OutboxKind, PendingRecord, Status,
+};
+use crate::store::{Op, Store};
+use crate::view::{
+    Event, GroupMembersView, GroupMessageView, GroupView, MemberView, MessageView, SendReceipt,
+};
+
+/// Groups one device may be in.
+pub const MAX_GROUPS: usize = 1024;
+/// Group messages kept waiting for their key, over all groups.
+const MAX_PENDING: u64 = 10_000;
+/// Published messages waiting for a peer on the topic, over all groups.
+const MAX_UNPUBLISHED: usize = 4096;
+/// Encoded ops per control message at most (under the padded payload's
+/// 64 KiB).
+const MAX_CONTROL_BYTES: usize = 48 * 1024;
+/// Group members dialled directly per group (beyond the relays), so small
+/// groups form a mesh without relays and large ones do not open a
+/// connection per member.
+const DIRECT_DIAL_MEMBERS: usize = 8;
+
+/// How groups behave, from [`crate::NodeConfig`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GroupConfig {
+    /// A new Megolm session after this many messages.
+    pub rotate_messages: u32,
+    /// ... or after this long.
+    pub rotate_after: Duration,
+    /// The member limit of groups we create.
+    pub member_limit: u32,
+}
+
+/// What the node's group commands ask of the loop.
+#[derive(Debug)]
+pub(crate) enum GroupCommand {
+    Create {
+        name: String,
+        reply: Reply<GroupView>,
+    },
+    Invite {
+        group: String,
+        contact: String,
+        admin: bool,
+        reply: Reply<GroupView>,
+    },
+    Join {
+        group: String,
+        reply: Reply<GroupView>,
+    },
+    Leave {
+        group: String,
+        reply: Reply<GroupView>,
+    },
+    Remove {
+        group: String,
+        member: String,
+        reply: Reply<GroupView>,
+    },
+    Promote {
+        group: String,
+        member: String,
+        reply: Reply<GroupView>,
+    },
+    Send {
+        group: String,
+        text: String,
+        reply: Reply<SendReceipt>,
+    },
+    List {
+        reply: Reply<Vec<GroupView>>,
+    },
+    Members {
+        group: String,
+        reply: Reply<GroupMembersView>,
+    },
+    History {
+        group: String,
+        before: Option<MessageId>,
+        limit: usize,
+        reply: Reply<Vec<GroupMessageView>>,
+    },
+    MarkRead {
+        group: String,
+        reply: Reply<usize>,
+    },
+}
+
+pub(super) struct Group {
+    id: GroupId,
+    ops: OpSet,
+    pub(super) state: GroupState,
+    topic: IdentTopic,
+    record: GroupRecord,
+    outbound: Option<MegolmOutbound>,
+}
+
+impl Group {
+    fn conversation(&self) -> ConversationId {
+        ConversationId::group(&self.id)
+    }
+
+    /// Where we stand in the group.
+    fn standing(&self, me: &AccountId) -> &'static str {
+        match self.state.members.get(me) {
+            Some(m) if m.status == MemberStatus::Invited => "invited",
+            Some(m) if m.role == Role::Admin => "admin",
+            Some(_) => "member",
+            None if self.record.left => "left",
+            None if self.state.removed.contains(me) => "removed",
+            None => "left",
+        }
+    }
+
+    fn view(&self, me: &AccountId) -> GroupView {
+        GroupView {
+            id: self.id.to_string(),
+            name: self.state.name.clone(),
+            you: self.standing(me).to_owned(),
+            members: self.state.joined().count(),
+            invited: self.state.members.len() - self.state.joined().count(),
+            member_limit: self.state.member_limit,
+            version: self.state.version,
+        }
+    }
+
+    fn store_record(&self, pickle_key: &[u8; 32]) -> Op {
+        let mut record = self.record.clone();
+        record.outbound = self.outbound.as_ref().map(|o| o.pickle(pickle_key));
+        Op::PutGroup(self.id, record)
+    }
+}
+
+struct Inbound {
+    group: GroupId,
+    account: AccountId,
+    device: DeviceId,
+    session: MegolmInbound,
+}
+
+/// Everything the loop knows about groups.
+#[derive(Default)]
+pub(super) struct GroupBook {
+    config: Option<GroupConfig>,
+    pub(super) groups: HashMap<GroupId, Group>,
+    by_topic: HashMap<TopicHash, GroupId>,
+    inbound: HashMap<[u8; 32], Inbound>,
+    /// Receipts to send, per (author, group, kind).
+    receipts: HashMap<(AccountId, GroupId, u8), Vec<MessageId>>,
+    /// Stored messages no peer on the topic took yet: published again on
+    /// the tick.
+    unpublished: VecDeque<(GroupId, Vec<u8>)>,
+    history_requests: HashMap<OutboundRequestId, (PeerId, GroupId)>,
+    pending: u64,
+}
+
+impl GroupBook {
+    pub(super) fn load(store: &Store, pickle_key: &[u8; 32], config: GroupConfig) -> Self {
+        let mut book = Self {
+            config: Some(config),
+            pending: store.pending_count().unwrap_or(0),
+            ..Self::default()
+        };
+        match store.groups() {
+            Ok(groups) => {
+                for (id, record, ops) in groups {
+                    let mut set = OpSet::default();
+                    for bytes in ops {
+                        match GroupOp::from_bytes(&bytes) {
+                            Ok(op) => {
+                                set.insert(op);
+                            }
+                            Err(e) => {
+                                tracing::error!(group = %id, error = %e, "stored group op is corrupt; skipping it")
+                            }
+                        }
+                    }
+                    let outbound = record.outbound.as_deref().and_then(|p| {
+                        MegolmOutbound::restore(p, pickle_key)
+                            .map_err(|e| tracing::error!(group = %id, error = %e, "stored Megolm session unreadable; a new one will be made"))
+                            .ok()
+                    });
+                    book.insert(id, set, record, outbound);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "could not load groups"),
+        }
+        match store.inbound_sessions() {
+            Ok(list) => {
+                for (id, r) in list {
+                    match MegolmInbound::restore(&r.pickle, pickle_key) {
+                        Ok(session) => {
+                            book.inbound.insert(
+                                id,
+                                Inbound {
+                                    group: r.group,
+                                    account: r.account,
+                                    device: r.device,
+                                    session,
+                                },
+                            );
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "stored Megolm inbound session unreadable")
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "could not load Megolm sessions"),
+        }
+        book
+    }
+
+    pub(super) fn config(&self) -> GroupConfig {
+        self.config.unwrap_or(GroupConfig {
+            rotate_messages: 100,
+            rotate_after: Duration::from_secs(7 * 24 * 3600),
+            member_limit: hush_protocol::DEFAULT_MEMBER_LIMIT,
+        })
+    }
+
+    fn insert(
+        &mut self,
+        id: GroupId,
+        ops: OpSet,
+        record: GroupRecord,
+        outbound: Option<MegolmOutbound>,
+    ) {
+        let state = ops.fold(id);
+        let topic = IdentTopic::new(id.topic());
+        self.by_topic.insert(topic.hash(), id);
+        self.groups.insert(
+            id,
+            Group {
+                id,
+                ops,
+                state,
+                topic,
+                record,
+                outbound,
+            },
+        );
+    }
+
+    /// Every account in any group we are in, with the card the group has.
+    pub(super) fn peers(&self, me: &AccountId) -> HashMap<AccountId, ContactCard> {
+        let mut out = HashMap::new();
+        for g in self.groups.values().filter(|g| !g.record.left) {
+            for (account, m) in &g.state.members {
+                if account != me {
+                    out.entry(*account).or_insert_with(|| m.card.clone());
+                }
+            }
+        }
+        out
+    }
+
+    pub(super) fn topics(&self) -> Vec<IdentTopic> {
+        self.groups
+            .values()
+            .filter(|g| !g.record.left)
+            .map(|g| g.topic.clone())
+            .collect()
+    }
+}
+
+/// Splits ops into control messages that fit a payload.
+fn chunks(ops: Vec<GroupOp>) -> Vec<Vec<GroupOp>> {
+    let mut out = Vec::new();
+    let mut current = Vec::new();
+    let mut bytes = 0;
+    for op in ops {
+        let len = op.to_bytes().len() + 4;
+        if !current.is_empty()
+            && (bytes + len > MAX_CONTROL_BYTES || current.len() >= MAX_CONTROL_OPS)
+        {
+            out.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += len;
+        current.push(op);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+fn refused(group: &str, action: &'static str, reason: GroupError) -> NodeError {
+    NodeError::GroupRefused {
+        group: group.to_owned(),
+        action,
+        reason,
+    }
+}
+
+impl EventLoop {
+    /// Subscribes to our groups' topics and registers group peers; at start.
+    pub(super) fn groups_start(&mut self) {
+        for topic in self.groups.topics() {
+            if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&topic) {
+                tracing::warn!(error = ?e, "could not subscribe to a group topic");
+            }
+        }
+        self.sync_peers();
+    }
+
+    /// Makes the devices of every group member known to the loop (for Olm).
+    pub(super) fn sync_peers(&mut self) {
+        let peers = self.groups.peers(&self.me.account);
+        let gone: Vec<AccountId> = self
+            .contacts
+            .peers
+            .keys()
+            .filter(|a| !peers.contains_key(*a))
+            .copied()
+            .collect();
+        for account in gone {
+            self.contacts.remove_peer(&account);
+        }
+        for (account, card) in peers {
+            if self.contacts.by_account.contains_key(&account)
+                || self.contacts.peers.contains_key(&account)
+            {
+                continue;
+            }
+            let record = ContactRecord {
+                name: card.name.clone(),
+                card: card.to_string(),
+                account,
+                send_receipts: false,
+                added_at_ms: now_ms(),
+            };
+            self.contacts.insert_peer(record, card);
+        }
+    }
+
+    /// A member's display name: our contact name, or the card's, or the id.
+    fn member_name(&self, account: &AccountId) -> String {
+        if *account == self.me.account {
+            return self.me.name.clone();
+        }
+        if let Some(name) = self.contacts.by_account.get(account) {
+            return name.clone();
+        }
+        if let Some(p) = self.contacts.peers.get(account) {
+            return p.card.name.clone();
+        }
+        account.to_string()[..12].to_owned()
+    }
+
+    fn resolve_group(&self, name: &str) -> Result<GroupId, NodeError> {
+        if let Ok(id) = name.parse::<GroupId>()
+            && self.groups.groups.contains_key(&id)
+        {
+            return Ok(id);
+        }
+        let matches: Vec<GroupId> = self
+            .groups
+            .groups
+            .values()
+            .filter(|g| {
+                g.state.name == name || g.id.to_string().starts_with(name) && name.len() >= 8
+            })
+            .map(|g| g.id)
+            .collect();
+        match matches.as_slice() {
+            [id] => Ok(*id),
+            [] => Err(NodeError::UnknownGroup {
+                name: name.to_owned(),
+            }),
+            many => Err(NodeError::AmbiguousGroup {
+                name: name.to_owned(),
+                count: many.len(),
+            }),
+        }
+    }
+
+    fn resolve_member(
+        &self,
+        id: &GroupId,
+        group: &str,
+        member: &str,
+    ) -> Result<AccountId, NodeError> {
+        let state = &self.groups.groups[id].state;
+        let found = state
+            .members
+            .keys()
+            .copied()
+            .find(|a| self.member_name(a) == member || a.to_string() == member);
+        found.ok_or_else(|| NodeError::UnknownMember {
+            group: group.to_owned(),
+            member: member.to_owned(),
+        })
+    }
+
+    fn own_card(&self) -> ContactCard {
+        let addresses: Vec<String> = self
+            .listen_addresses
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        self.me.card(&addresses)
+    }
+
+    pub(super) fn on_group_command(&mut self, command: GroupCommand) {
+        match command {
+            GroupCommand::Create { name, reply } => {
+                let result = self.create_group(name);
+                self.reply_group(reply, result);
+            }
+            GroupCommand::Invite {
+                group,
+                contact,
+                admin,
+                reply,
+            } => {
+                let result = self.invite(&group, &contact, admin);
+                self.reply_group(reply, result);
+            }
+            GroupCommand::Join { group, reply } => {
+                let result = self.join(&group);
+                self.reply_group(reply, result);
+            }
+            GroupCommand::Leave { group, reply } => {
+                let result = self.leave(&group);
+                self.reply_group(reply, result);
+            }
+            GroupCommand::Remove {
+                group,
+                member,
+                reply,
+            } => {
+                let result = self
+                    .resolve_group(&group)
+                    .and_then(|id| Ok((id, self.resolve_member(&id, &group, &member)?)))
+                    .and_then(|(id, account)| {
+                        self.change(id, &group, "removing a member", Action::Remove { account })
+                    });
+                self.reply_group(reply, result);
+            }
+            GroupCommand::Promote {
+                group,
+                member,
+                reply,
+            } => {
+                let result = self
+                    .resolve_group(&group)
+                    .and_then(|id| Ok((id, self.resolve_member(&id, &group, &member)?)))
+                    .and_then(|(id, account)| {
+                        self.change(
+                            id,
+                            &group,
+                            "promoting a member",
+                            Action::Promote { account },
+                        )
+                    });
+                self.reply_group(reply, result);
+            }
+            GroupCommand::Send { group, text, reply } => match self.group_send(&group, text) {
+                Ok(receipt) => self.batch.after.push(After::ReplySend(reply, receipt)),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            GroupCommand::List { reply } => {
+                let mut list: Vec<GroupView> = self
+                    .groups
+                    .groups
+                    .values()
+                    .map(|g| g.view(&self.me.account))
+                    .collect();
+                list.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+                let _ = reply.send(Ok(list));
+            }
+            GroupCommand::Members { group, reply } => {
+                let _ = reply.send(self.members(&group));
+            }
+            GroupCommand::History {
+                group,
+                before,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(self.group_history(&group, before, limit));
+            }
+            GroupCommand::MarkRead { group, reply } => self.group_mark_read(&group, reply),
+        }
+    }
+
+    /// Answers once the batch holding the change committed.
+    fn reply_group(&mut self, reply: Reply<GroupView>, result: Result<GroupId, NodeError>) {
+        match result {
+            Ok(id) => {
+                let view = self.groups.groups[&id].view(&self.me.account);
+                self.batch.after.push(After::ReplyGroup(reply, view));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    fn create_group(&mut self, name: String) -> Result<GroupId, NodeError> {
+        crate::identity::validate_name(&name)?;
+        if self.groups.groups.len() >= MAX_GROUPS {
+            return Err(NodeError::TooManyGroups {
+                count: self.groups.groups.len(),
+            });
+        }
+        let nonce: [u8; 16] = rand::random();
+        let id = GroupId::derive(&self.me.account, &nonce);
+        let at = self.next_id();
+        let op = GroupOp::sign(
+            &self.me.account_key,
+            id,
+            at,
+            Vec::new(),
+            Action::Create {
+                nonce,
+                name,
+                member_limit: self.groups.config().member_limit,
+                card: self.own_card(),
+            },
+        );
+        self.groups
+            .insert(id, OpSet::default(), GroupRecord::default(), None);
+        self.apply_ops(id, vec![op], None);
+        self.subscribe_group(id);
+        Ok(id)
+    }
+
+    fn invite(&mut self, group: &str, contact: &str, admin: bool) -> Result<GroupId, NodeError> {
+        let id = self.resolve_group(group)?;
+        let card = self
+            .contacts
+            .by_name
+            .get(contact)
+            .map(|c| c.card.clone())
+            .ok_or_else(|| NodeError::InviteUnknownContact {
+                name: contact.to_owned(),
+            })?;
+        let role = if admin { Role::Admin } else { Role::Member };
+        self.change(id, group, "inviting", Action::Invite { role, card })
+    }
+
+    fn join(&mut self, group: &str) -> Result<GroupId, NodeError> {
+        let id = self.resolve_group(group)?;
+        let g = &self.groups.groups[&id];
+        if g.standing(&self.me.account) == "removed" {
+            return Err(NodeError::RemovedFromGroup {
+                group: group.to_owned(),
+            });
+        }
+        let id = self.change(id, group, "joining", Action::Join)?;
+        if let Some(g) = self.groups.groups.get_mut(&id) {
+            g.record.left = false;
+        }
+        self.subscribe_group(id);
+        Ok(id)
+    }
+
+    fn leave(&mut self, group: &str) -> Result<GroupId, NodeError> {
+        let id = self.resolve_group(group)?;
+        let g = &self.groups.groups[&id];
+        if g.state.members.contains_key(&self.me.account) {
+            self.change(id, group, "leaving", Action::Leave)?;
+        }
+        // Removed or left already: forget the topic (history stays).
+        if let Some(g) = self.groups.groups.get_mut(&id) {
+            g.record.left = true;
+            g.outbound = None;
+            let topic = g.topic.clone();
+            let op = g.store_record(&self.me.pickle_key);
+            self.batch.ops.push(op);
+            self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
+        }
+        self.drop_inbound(|i| i.group == id);
+        self.sync_peers();
+        Ok(id)
+    }
+
+    /// Signs our op, applies it and sends it on.
+    fn change(
+        &mut self,
+        id: GroupId,
+        group: &str,
+        what: &'static str,
+        action: Action,
+    ) -> Result<GroupId, NodeError> {
+        let g = &self.groups.groups[&id];
+        if let Err(e) = g.state.check(&self.me.account, &action) {
+            return Err(match e {
+                GroupError::NotMember => NodeError::NotInGroup {
+                    group: group.to_owned(),
+                    hint: "you left or were never invited",
+                },
+                GroupError::NotInvited if g.state.removed.contains(&self.me.account) => {
+                    NodeError::RemovedFromGroup {
+                        group: group.to_owned(),
+                    }
+                }
+                other => refused(group, what, other),
+            });
+        }
+        if g.ops.len() >= MAX_GROUP_OPS {
+            return Err(refused(
+                group,
+                what,
+                GroupError::Full {
+                    limit: g.state.member_limit,
+                },
+            ));
+        }
+        let parents = g.ops.heads();
+        let at = self.next_id();
+        let op = GroupOp::sign(&self.me.account_key, id, at, parents, action);
+        self.apply_ops(id, vec![op], None);
+        Ok(id)
+    }
+
+    /// Adds verified ops (ours, or from `from`), stores them, refolds, and
+    /// does what the new state asks: tell members, rotate, emit events.
+    fn apply_ops(&mut self, id: GroupId, ops: Vec<GroupOp>, from: Option<AccountId>) {
+        let me = self.me.account;
+        let Some(g) = self.groups.groups.get_mut(&id) else {
+            return;
+        };
+        let before = g.state.clone();
+        let mut new = Vec::new();
+        for op in ops {
+            if g.ops.len() >= MAX_GROUP_OPS {
+                tracing::warn!(group = %id, "group holds the most ops it may; ignoring more");
+                break;
+            }
+            let bytes = op.to_bytes();
+            let hash = op.hash();
+            if g.ops.insert(op.clone()) {
+                self.batch.ops.push(Op::PutMembershipChange(id, hash, bytes));
+                new.push(op);
+            }
+        }
+        if new.is_empty() {
+            return;
+        }
+        g.state = g.ops.fold(id);
+        let after = g.state.clone();
+        let missing_parents = new.iter().any(|op| !g.ops.has_parents(op));
+        // What each new op's author had not seen: we pass it on (see the
+        // protocol doc, "convergence").
+        let mut forward: Vec<(AccountId, Vec<GroupOp>)> = Vec::new();
+        if from.is_some() {
+            for op in &new {
+                let unseen: Vec<GroupOp> = g.ops.unseen_by(op).into_iter().cloned().collect();
+                if unseen.is_empty() {
+                    continue;
+                }
+                if op.author != me {
+                    forward.push((op.author, unseen.clone()));
+                }
+                for o in &unseen {
+                    if let Action::Invite { card, .. } = &o.action
+                        && card.account() != me
+                        && card.account() != op.author
+                    {
+                        forward.push((card.account(), vec![op.clone()]));
+                    }
+                }
+            }
+        }
+        let all_ops: Vec<GroupOp> = g.ops.ops().cloned().collect();
+        let name = after.name.clone();
+        let joined_before: BTreeSet<AccountId> = before.joined().map(|(a, _)| *a).collect();
+        let joined_after: BTreeSet<AccountId> = after.joined().map(|(a, _)| *a).collect();
+        if joined_before != joined_after {
+            // A new session before our next message.
+            g.outbound = None;
+        }
+        let record_op = g.store_record(&self.me.pickle_key);
+        self.batch.ops.push(record_op);
+        // New members' devices must be known before anything goes to them.
+        self.sync_peers();
+
+        if from.is_none() {
+            // Our own op: to every member, the full set to whoever is new.
+            let mut to: BTreeSet<AccountId> = after.members.keys().copied().collect();
+            to.extend(before.members.keys().copied());
+            to.remove(&me);
+            for account in to {
+                let newcomer =
+                    !before.members.contains_key(&account) && after.members.contains_key(&account);
+                let ops = if newcomer {
+                    all_ops.clone()
+                } else {
+                    new.clone()
+                };
+                self.send_ops(&account, id, ops);
+            }
+        }
+        for (account, ops) in forward {
+            self.send_ops(&account, id, ops);
+        }
+        if missing_parents && let Some(from) = from {
+            self.send_group_control(&from, id, ControlKind::SyncRequest);
+        }
+
+        // Members who left or were removed: their sessions no longer count.
+        let gone: Vec<AccountId> = joined_before.difference(&joined_after).copied().collect();
+        if !gone.is_empty() {
+            self.drop_inbound(|i| i.group == id && gone.contains(&i.account));
+        }
+        let group_id = id.to_string();
+        let was = before.members.get(&me).map(|m| m.status);
+        let now = after.members.get(&me).map(|m| m.status);
+        if was.is_none() && now == Some(MemberStatus::Invited) {
+            let from = after
+                .members
+                .get(&me)
+                .map(|m| m.invited_by)
+                .map(|a| self.member_name(&a))
+                .unwrap_or_default();
+            tracing::info!(group = %name, %from, "invited into a group");
+            self.batch.after.push(After::Emit(Event::GroupInvite {
+                group: name.clone(),
+                group_id: group_id.clone(),
+                from,
+            }));
+            self.subscribe_group(id);
+        }
+        if after.removed.contains(&me) && !before.removed.contains(&me) {
+            tracing::info!(group = %name, "removed from the group");
+        }
+        if before.digest != after.digest {
+            let you = self.groups.groups[&id].standing(&me).to_owned();
+            self.batch.after.push(After::Emit(Event::GroupChanged {
+                group: name,
+                group_id,
+                version: after.version,
+                you,
+            }));
+        }
+    }
+
+    fn drop_inbound(&mut self, mut gone: impl FnMut(&Inbound) -> bool) {
+        let ids: Vec<[u8; 32]> = self
+            .groups
+            .inbound
+            .iter()
+            .filter(|(_, i)| gone(i))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.groups.inbound.remove(&id);
+            self.batch.ops.push(Op::DeleteInbound(id));
+        }
+    }
+
+    fn send_ops(&mut self, account: &AccountId, id: GroupId, ops: Vec<GroupOp>) {
+        for chunk in chunks(ops) {
+            self.send_group_control(account, id, ControlKind::Ops(chunk));
+        }
+    }
+
+    /// Queues a control message to every device of `account` over Olm.
+    fn send_group_control(&mut self, account: &AccountId, group: GroupId, kind: ControlKind) {
+        let payload = Payload {
+            sender_account: self.me.account,
+            sender_device: self.me.device_id(),
+            id: self.next_id(),
+            body: Body::Group(GroupControl { group, kind }),
+        };
+        if let Err(e) = self.enqueue(account, OutboxKind::Group, &payload) {
+            tracing::warn!(error = %e, "could not queue a group control message");
+        }
+    }
+
+    /// Subscribes to the topic, asks the home relays to keep its history
+    /// and dials a few members.
+    fn subscribe_group(&mut self, id: GroupId) {
+        let Some(g) = self.groups.groups.get(&id) else {
+            return;
+        };
+        let topic = g.topic.clone();
+        if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&topic) {
+            tracing::warn!(error = ?e, "could not subscribe to the group's topic");
+        }
+        let relays: Vec<PeerId> = self.home.iter().map(|r| r.peer).collect();
+        for relay in relays {
+            self.keep_history(relay, id);
+        }
+        self.dial_members(id);
+    }
+
+    fn dial_members(&mut self, id: GroupId) {
+        let Some(g) = self.groups.groups.get(&id) else {
+            return;
+        };
+        let devices: Vec<DeviceId> = g
+            .state
+            .joined()
+            .filter(|(a, _)| **a != self.me.account)
+            .flat_map(|(_, m)| m.card.device_list.devices.iter().map(|d| d.device_id))
+            .take(DIRECT_DIAL_MEMBERS)
+            .collect();
+        for device in devices {
+            let Some(peer) = self.contacts.peer_of.get(&device).copied() else {
+                continue;
+            };
+            if self.swarm.is_connected(&peer) {
+                continue;
+            }
+            let addresses = self.dial_addresses(&device);
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                .addresses(addresses)
+                .build();
+            let _ = self.swarm.dial(opts);
+        }
+    }
+
+    /// A home relay connected: make sure it keeps our groups' history, and
+    /// catch up from it.
+    pub(super) fn groups_relay_connected(&mut self, relay: PeerId) {
+        let ids: Vec<GroupId> = self
+            .groups
+            .groups
+            .values()
+            .filter(|g| !g.record.left)
+            .map(|g| g.id)
+            .collect();
+        for id in ids {
+            self.keep_history(relay, id);
+        }
+    }
+
+    fn keep_history(&mut self, relay: PeerId, id: GroupId) {
+        let Some(g) = self.groups.groups.get(&id) else {
+            return;
+        };
+        let topic = g.topic.to_string();
+        let after = g
+            .record
+            .cursors
+            .iter()
+            .find(|(r, _)| *r == relay.to_string())
+            .map_or(0, |(_, c)| *c);
+        let history = &mut self.swarm.behaviour_mut().history;
+        history.send_request(
+            &relay,
+            HistoryRequest::Keep {
+                topic: topic.clone(),
+            }
+            .to_bytes(),
+        );
+        let request = history.send_request(
+            &relay,
+            HistoryRequest::Fetch {
+                topic,
+                after,
+                limit: MAX_HISTORY_ITEMS as u16,
+            }
+            .to_bytes(),
+        );
+        self.groups.history_requests.insert(request, (relay, id));
+    }
+
+    pub(super) fn on_history(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        use request_response::{Event as E, Message as M};
+        match event {
+            E::Message {
+                message:
+                    M::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                let Some((relay, id)) = self.groups.history_requests.remove(&request_id) else {
+                    return;
+                };
+                match HistoryResponse::from_bytes(&response) {
+                    Ok(HistoryResponse::Page { items, more }) => {
+                        let mut last = None;
+                        for (seq, bytes) in items {
+                            self.on_group_message(id, &bytes);
+                            last = Some(seq);
+                        }
+                        if let Some(seq) = last
+                            && let Some(g) = self.groups.groups.get_mut(&id)
+                        {
+                            let key = relay.to_string();
+                            g.record.cursors.retain(|(r, _)| *r != key);
+                            g.record.cursors.push((key, seq));
+                            let op = g.store_record(&self.me.pickle_key);
+                            self.batch.ops.push(op);
+                        }
+                        if more {
+                            self.keep_history(relay, id);
+                        }
+                    }
+                    Ok(HistoryResponse::Refused { reason }) => {
+                        tracing::warn!(%relay, %reason, "home relay refused to keep group history");
+                    }
+                    Ok(HistoryResponse::Keeping) => {}
+                    Err(e) => tracing::debug!(%relay, error = %e, "malformed history response"),
+                }
+            }
+            E::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some((relay, _)) = self.groups.history_requests.remove(&request_id) {
+                    tracing::debug!(%relay, error = %error, "group history request failed");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn on_gossip(&mut self, event: gossipsub::Event) {
+        let gossipsub::Event::Message {
+            propagation_source,
+            message_id,
+            message,
+        } = event
+        else {
+            return;
+        };
+        let known = self.groups.by_topic.get(&message.topic).copied();
+        let acceptance = match (known, GroupMessage::from_bytes(&message.data)) {
+            (_, Err(e)) => {
+                tracing::debug!(peer = %propagation_source, error = %e, "malformed group message rejected");
+                MessageAcceptance::Reject
+            }
+            (None, Ok(_)) => MessageAcceptance::Ignore,
+            (Some(id), Ok(_)) => {
+                self.on_group_message(id, &message.data);
+                MessageAcceptance::Accept
+            }
+        };
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&message_id, &propagation_source, acceptance);
+    }
+
+    /// One group message, from the topic or from a relay's history.
+    fn on_group_message(&mut self, id: GroupId, bytes: &[u8]) {
+        let Ok(message) = GroupMessage::from_bytes(bytes) else {
+            return;
+        };
+        let digest = GroupMessage::digest(bytes);
+        if self.receiving.contains(&digest) || self.store.seen(&digest).unwrap_or(false) {
+            return;
+        }
+        let Some(inbound) = self.groups.inbound.get_mut(&message.session) else {
+            self.keep_pending(id, &message, digest, bytes);
+            return;
+        };
+        if inbound.group != id {
+            tracing::warn!(group = %id, "group message under another group's session; ignored");
+            return;
+        }
+        let (plaintext, index) = match inbound.session.decrypt(&message.ciphertext) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(group = %id, error = %e, "group message undecryptable");
+                return;
+            }
+        };
+        let (account, device) = (inbound.account, inbound.device);
+        let payload = match Payload::from_padded(&plaintext) {
+            Ok(p) if p.sender_account == account && p.sender_device == device => p,
+            _ => {
+                tracing::warn!(group = %id, "group message from a session whose owner it does not name; ignored");
+                return;
+            }
+        };
+        let Body::Text(text) = payload.body else {
+            tracing::debug!(group = %id, "group message with a body other than text; ignored");
+            return;
+        };
+        let conversation = ConversationId::group(&id);
+        self.receiving.insert(digest);
+        self.batch.ops.push(Op::PutSeen(digest, now_ms()));
+        self.batch.after.push(After::Received(digest));
+        if self
+            .store
+            .message(&conversation, payload.id)
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            return;
+        }
+        self.clock
+            .observe(payload.id, now_ms(), super::MAX_CLOCK_SKEW_MS);
+        self.clock_changed = true;
+        let record = MessageRecord {
+            id: payload.id,
+            from: account,
+            outgoing: account == self.me.account,
+            text,
+            status: Status::Delivered,
+            sent_at_ms: payload.id.millis(),
+            stored_at_ms: now_ms(),
+        };
+        tracing::debug!(group = %id, index, "group message stored");
+        let from = self.member_name(&account);
+        let view = MessageView::new(&record, from);
+        self.batch.ops.push(Op::PutMessage(conversation, record));
+        let name = self
+            .groups
+            .groups
+            .get(&id)
+            .map(|g| g.state.name.clone())
+            .unwrap_or_default();
+        self.batch.after.push(After::Emit(Event::GroupMessage {
+            group: name,
+            group_id: id.to_string(),
+            message: view,
+        }));
+        if account != self.me.account {
+            self.groups
+                .receipts
+                .entry((account, id, ReceiptKind::Delivered as u8))
+                .or_default()
+                .push(payload.id);
+        }
+    }
+
+    fn keep_pending(
+        &mut self,
+        id: GroupId,
+        message: &GroupMessage,
+        digest: [u8; 32],
+        bytes: &[u8],
+    ) {
+        tracing::warn!(
+            group = %id,
+            session = %hex::encode(&message.session[..8]),
+            "group message undecryptable: no key for its session (kept until one arrives)"
+        );
+        if self.groups.pending >= MAX_PENDING {
+            return;
+        }
+        self.groups.pending += 1;
+        self.batch.ops.push(Op::PutPending(
+            message.session,
+            digest,
+            PendingRecord {
+                group: id,
+                message: bytes.to_vec(),
+                received_at_ms: now_ms(),
+            },
+        ));
+    }
+
+    /// A group control message over Olm from a verified device of `account`.
+    pub(super) fn on_group_control(
+        &mut self,
+        account: AccountId,
+        device: DeviceId,
+        control: GroupControl,
+    ) {
+        let id = control.group;
+        match control.kind {
+            ControlKind::Ops(ops) => {
+                let verified: Vec<GroupOp> = ops
+                    .into_iter()
+                    .filter(|op| op.group == id)
+                    .filter(|op| match op.verify() {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::warn!(group = %id, error = %e, "invalid group op ignored");
+                            false
+                        }
+                    })
+                    .collect();
+                if !self.groups.groups.contains_key(&id) {
+                    // Only an invitation of us starts a group here.
+                    let mut probe = OpSet::default();
+                    for op in &verified {
+                        probe.insert(op.clone());
+                    }
+                    let state = probe.fold(id);
+                    if !state.members.contains_key(&self.me.account) {
+                        tracing::debug!(group = %id, "ops of a group we are not in; ignored");
+                        return;
+                    }
+                    if self.groups.groups.len() >= MAX_GROUPS {
+                        tracing::warn!("invited into more groups than the limit; ignored");
+                        return;
+                    }
+                    self.groups
+                        .insert(id, OpSet::default(), GroupRecord::default(), None);
+                }
+                for op in &verified {
+                    self.clock
+                        .observe(op.at, now_ms(), super::MAX_CLOCK_SKEW_MS);
+                }
+                self.apply_ops(id, verified, Some(account));
+            }
+            ControlKind::SyncRequest => {
+                let Some(g) = self.groups.groups.get(&id) else {
+                    return;
+                };
+                if !g.state.members.contains_key(&account) {
+                    return;
+                }
+                let ops: Vec<GroupOp> = g.ops.ops().cloned().collect();
+                self.send_ops(&account, id, ops);
+            }
+            ControlKind::RoomKey(key) => {
+                let member = self
+                    .groups
+                    .groups
+                    .get(&id)
+                    .is_some_and(|g| g.state.is_joined(&account));
+                if !member {
+                    tracing::debug!(group = %id, "Megolm key from a non-member ignored");
+                    return;
+                }
+                let session = match MegolmInbound::new(&key) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(group = %id, error = %e, "malformed Megolm key ignored");
+                        return;
+                    }
+                };
+                let session_id = session.id();
+                self.batch.ops.push(Op::PutInbound(
+                    session_id,
+                    InboundRecord {
+                        group: id,
+                        account,
+                        device,
+                        pickle: session.pickle(&self.me.pickle_key),
+                    },
+                ));
+                self.groups.inbound.insert(
+                    session_id,
+                    Inbound {
+                        group: id,
+                        account,
+                        device,
+                        session,
+                    },
+                );
+                // What waited for this key can be read now.
+                if let Ok(pending) = self.store.pending(&session_id) {
+                    for (digest, record) in pending {
+                        self.batch.ops.push(Op::DeletePending(session_id, digest));
+                        self.groups.pending = self.groups.pending.saturating_sub(1);
+                        self.on_group_message(record.group, &record.message);
+                    }
+                }
+            }
+            ControlKind::Receipt { kind, ids } => {
+                let Some(g) = self.groups.groups.get(&id) else {
+                    return;
+                };
+                if !g.state.members.contains_key(&account) {
+                    return;
+                }
+                let conversation = g.conversation();
+                let name = g.state.name.clone();
+                for message in ids {
+                    let ours = self
+                        .store
+                        .message(&conversation, message)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|m| m.outgoing);
+                    if !ours {
+                        continue;
+                    }
+                    self.batch.ops.push(Op::PutGroupReceipt(
+                        conversation,
+                        message,
+                        account,
+                        kind as u8,
+                    ));
+                    let (mut delivered, mut read) = self.receipt_counts(&conversation, message);
+                    // This receipt is in the batch, not yet on disk.
+                    delivered += 1;
+                    if kind == ReceiptKind::Read {
+                        read += 1;
+                    }
+                    self.batch.after.push(After::Emit(Event::GroupReceipt {
+                        group: name.clone(),
+                        id: message.to_string(),
+                        delivered,
+                        read,
+                    }));
+                    if self.batch.ops.len() > 4096 {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn receipt_counts(&self, conversation: &ConversationId, id: MessageId) -> (usize, usize) {
+        let list = self
+            .store
+            .group_receipts(conversation, id)
+            .unwrap_or_default();
+        let read = list
+            .iter()
+            .filter(|(_, k)| *k == ReceiptKind::Read as u8)
+            .count();
+        (list.len(), read)
+    }
+
+    /// Encrypts, stores and (after the commit) publishes one message.
+    fn group_send(&mut self, group: &str, text: String) -> Result<SendReceipt, NodeError> {
+        if text.len() > MAX_TEXT_LEN {
+            return Err(NodeError::TextTooLong { len: text.len() });
+        }
+        if text.is_empty() {
+            return Err(NodeError::EmptyText);
+        }
+        let id = self.resolve_group(group)?;
+        let standing = self.groups.groups[&id].standing(&self.me.account);
+        match standing {
+            "admin" | "member" => {}
+            "removed" => {
+                return Err(NodeError::RemovedFromGroup {
+                    group: group.to_owned(),
+                });
+            }
+            "invited" => {
+                return Err(NodeError::NotInGroup {
+                    group: group.to_owned(),
+                    hint: "you are invited: join it first with `hush group join`",
+                });
+            }
+            _ => {
+                return Err(NodeError::NotInGroup {
+                    group: group.to_owned(),
+                    hint: "you left it; an admin must invite you again",
+                });
+            }
+        }
+        self.ensure_outbound(id);
+        let message_id = self.next_id();
+        let payload = Payload {
+            sender_account: self.me.account,
+            sender_device: self.me.device_id(),
+            id: message_id,
+            body: Body::Text(text.clone()),
+        };
+        let Some(g) = self.groups.groups.get_mut(&id) else {
+            return Err(NodeError::UnknownGroup {
+                name: group.to_owned(),
+            });
+        };
+        let Some(outbound) = g.outbound.as_mut() else {
+            return Err(NodeError::UnknownGroup {
+                name: group.to_owned(),
+            });
+        };
+        let session = outbound.id();
+        let ciphertext = outbound.encrypt(&payload.to_padded());
+        let bytes = GroupMessage {
+            session,
+            ciphertext,
+        }
+        .to_bytes();
+        let conversation = g.conversation();
+        // The advanced ratchet is stored with the message, before anything
+        // is published: a message index is never used twice.
+        let record_op = g.store_record(&self.me.pickle_key);
+        self.batch.ops.push(record_op);
+        self.batch
+            .ops
+            .push(Op::PutSeen(GroupMessage::digest(&bytes), now_ms()));
+        self.batch.ops.push(Op::PutMessage(
+            conversation,
+            MessageRecord {
+                id: message_id,
+                from: self.me.account,
+                outgoing: true,
+                text,
+                status: Status::Sent,
+                sent_at_ms: message_id.millis(),
+                stored_at_ms: now_ms(),
+            },
+        ));
+        self.batch.after.push(After::Publish(id, bytes));
+        Ok(SendReceipt {
+            id: message_id.to_string(),
+            status: Status::Sent,
+            timed_out: false,
+            problem: None,
+        })
+    }
+
+    /// Makes a new outbound session when the old one is due (membership
+    /// changed, N messages, T time) and shares its key with every joined
+    /// member device over Olm.
+    fn ensure_outbound(&mut self, id: GroupId) {
+        let config = self.groups.config();
+        let me = self.me.account;
+        let Some(g) = self.groups.groups.get_mut(&id) else {
+            return;
+        };
+        let members: Vec<AccountId> = g.state.joined().map(|(a, _)| *a).collect();
+        let age = Duration::from_millis(now_ms().saturating_sub(g.record.outbound_created_ms));
+        let due = match &g.outbound {
+            None => true,
+            Some(o) => {
+                o.message_index() >= config.rotate_messages
+                    || age >= config.rotate_after
+                    || g.record.outbound_members != members
+            }
+        };
+        if !due {
+            return;
+        }
+        let outbound = MegolmOutbound::new();
+        let key = outbound.session_key();
+        // Our own inbound copy: our other devices and our own history read it.
+        if let Ok(inbound) = MegolmInbound::new(&key) {
+            let session_id = inbound.id();
+            self.batch.ops.push(Op::PutInbound(
+                session_id,
+                InboundRecord {
+                    group: id,
+                    account: me,
+                    device: self.me.device_id(),
+                    pickle: inbound.pickle(&self.me.pickle_key),
+                },
+            ));
+            self.groups.inbound.insert(
+                session_id,
+                Inbound {
+                    group: id,
+                    account: me,
+                    device: self.me.device_id(),
+                    session: inbound,
+                },
+            );
+        }
+        tracing::info!(group = %id, members = members.len(), "new Megolm session for the group");
+        g.outbound = Some(outbound);
+        g.record.outbound_created_ms = now_ms();
+        g.record.outbound_members.clone_from(&members);
+        for account in members.into_iter().filter(|a| *a != me) {
+            self.send_group_control(&account, id, ControlKind::RoomKey(key.clone()));
+        }
+    }
+
+    /// Publishes a stored message; if no peer takes it now, later.
+    pub(super) fn publish_group(&mut self, id: GroupId, bytes: Vec<u8>) {
+        let Some(g) = self.groups.groups.get(&id) else {
+            return;
+        };
+        let topic = g.topic.clone();
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic, bytes.clone())
+        {
+            Ok(_) | Err(gossipsub::PublishError::Duplicate) => {}
+            Err(e) => {
+                tracing::debug!(group = %id, error = ?e, "group message not published yet; retrying");
+                if self.groups.unpublished.len() < MAX_UNPUBLISHED {
+                    self.groups.unpublished.push_back((id, bytes));
+                }
+            }
+        }
+    }
+
+    /// On the tick: publish what waited, send receipts gathered.
+    pub(super) fn groups_tick(&mut self) {
+        let waiting = std::mem::take(&mut self.groups.unpublished);
+        for (id, bytes) in waiting {
+            self.publish_group(id, bytes);
+        }
+        let receipts = std::mem::take(&mut self.groups.receipts);
+        for ((account, group, kind), ids) in receipts {
+            let kind = if kind == ReceiptKind::Read as u8 {
+                ReceiptKind::Read
+            } else {
+                ReceiptKind::Delivered
+            };
+            for ids in ids.chunks(MAX_RECEIPT_IDS) {
+                self.send_group_control(
+                    &account,
+                    group,
+                    ControlKind::Receipt {
+                        kind,
+                        ids: ids.to_vec(),
+                    },
+                );
+            }
+        }
+    }
+
+    fn members(&self, group: &str) -> Result<GroupMembersView, NodeError> {
+        let id = self.resolve_group(group)?;
+        let g = &self.groups.groups[&id];
+        let mut members: Vec<MemberView> = g
+            .state
+            .members
+            .iter()
+            .map(|(account, m)| MemberView {
+                name: self.member_name(account),
+                account: account.to_string(),
+                role: m.role.as_str().to_owned(),
+                status: match m.status {
+                    MemberStatus::Invited => "invited",
+                    MemberStatus::Joined => "joined",
+                }
+                .to_owned(),
+                devices: m
+                    .card
+                    .device_list
+                    .devices
+                    .iter()
+                    .map(|d| d.device_id.to_string())
+                    .collect(),
+                contact: self.contacts.by_account.contains_key(account),
+                you: *account == self.me.account,
+            })
+            .collect();
+        members.sort_by(|a, b| b.role.cmp(&a.role).then(a.name.cmp(&b.name)));
+        Ok(GroupMembersView {
+            group: g.view(&self.me.account),
+            members,
+        })
+    }
+
+    fn group_history(
+        &self,
+        group: &str,
+        before: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<GroupMessageView>, NodeError> {
+        let id = self.resolve_group(group)?;
+        let conversation = ConversationId::group(&id);
+        let records = self.store.history(&conversation, before, limit)?;
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
+            let (mut delivered_to, mut read_by) = (Vec::new(), Vec::new());
+            if r.outgoing {
+                for (account, kind) in self.store.group_receipts(&conversation, r.id)? {
+                    let name = self.member_name(&account);
+                    if kind == ReceiptKind::Read as u8 {
+                        read_by.push(name.clone());
+                    }
+                    delivered_to.push(name);
+                }
+            }
+            out.push(GroupMessageView {
+                message: MessageView::new(&r, self.member_name(&r.from)),
+                delivered: delivered_to.len(),
+                read: read_by.len(),
+                delivered_to,
+                read_by,
+            });
+        }
+        Ok(out)
+    }
+
+    fn group_mark_read(&mut self, group: &str, reply: Reply<usize>) {
+        let id = match self.resolve_group(group) {
+            Ok(id) => id,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let conversation = ConversationId::group(&id);
+        let unread = match self.store.unread(&conversation) {
+            Ok(ids) => ids,
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+                return;
+            }
+        };
+        if unread.is_empty() {
+            let _ = reply.send(Ok(0));
+            return;
+        }
+        for message in &unread {
+            if let Ok(Some(r)) = self.store.message(&conversation, *message)
+                && !r.outgoing
+            {
+                self.groups
+                    .receipts
+                    .entry((r.from, id, ReceiptKind::Read as u8))
+                    .or_default()
+                    .push(*message);
+            }
+        }
+        let count = unread.len();
+        self.batch.ops.push(Op::MarkRead(conversation, unread));
+        self.batch.after.push(After::ReplyRead(reply, count));
+    }
+}

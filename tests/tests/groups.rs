@@ -1,0 +1,299 @@
+//! Group chat across real node processes and a real relay: exactly-once,
+//! same-order delivery; catch-up from the relay's history after being
+//! offline; a removed member reads nothing new; concurrent invitations by
+//! two admins converge; the errors users meet.
+
+use std::time::Duration;
+
+use hush_tests::{RelayProc, User, introduce, wait_for};
+use serde_json::Value;
+
+fn start_all(relay: &RelayProc, users: &mut [&mut User]) {
+    for u in users.iter_mut() {
+        u.start_with(&["--relay", relay.address.as_str()]);
+    }
+}
+
+fn group_view(user: &User, group: &str) -> Option<Value> {
+    let list = user.json(&["group", "list", "--json"]);
+    list.as_array()?
+        .iter()
+        .find(|g| g["id"] == group || g["name"] == group)
+        .cloned()
+}
+
+fn wait_standing(user: &User, group: &str, you: &str) {
+    wait_for(
+        &format!("{} to be {you} in {group}", user.name),
+        Duration::from_secs(40),
+        || (group_view(user, group)?["you"] == you).then_some(()),
+    );
+}
+
+fn wait_members(user: &User, group: &str, n: u64) -> Value {
+    wait_for(
+        &format!("{} to see {n} members in {group}", user.name),
+        Duration::from_secs(40),
+        || {
+            let g = group_view(user, group)?;
+            (g["members"].as_u64() == Some(n)).then_some(g)
+        },
+    )
+}
+
+fn history(user: &User, group: &str) -> Vec<(String, String)> {
+    let list = user.json(&["group", "history", group, "--json", "--limit", "1000"]);
+    list.as_array()
+        .expect("history is a list")
+        .iter()
+        .map(|m| {
+            (
+                m["id"].as_str().unwrap_or_default().to_owned(),
+                m["text"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn wait_history(user: &User, group: &str, n: usize) -> Vec<(String, String)> {
+    wait_for(
+        &format!("{} to have {n} messages in {group}", user.name),
+        Duration::from_secs(40),
+        || {
+            let h = history(user, group);
+            (h.len() >= n).then_some(h)
+        },
+    )
+}
+
+fn send(user: &User, group: &str, text: &str) -> String {
+    let r = user.run(&["group", "send", group, text, "--json"]);
+    assert!(r.ok(), "{} sends to {group}: {r:?}", user.name);
+    r.json()["id"].as_str().expect("id").to_owned()
+}
+
+fn create(user: &User, name: &str) -> String {
+    let r = user.run(&["group", "create", name]);
+    assert!(r.ok(), "create: {r:?}");
+    r.stdout.trim().to_owned()
+}
+
+fn invite(user: &User, group: &str, who: &str, admin: bool) {
+    let mut args = vec!["group", "invite", group, who];
+    if admin {
+        args.push("--admin");
+    }
+    let r = user.run(&args);
+    assert!(r.ok(), "{} invites {who}: {r:?}", user.name);
+}
+
+fn join(user: &User, group: &str) {
+    wait_standing(user, group, "invited");
+    let r = user.run(&["group", "join", group]);
+    assert!(r.ok(), "{} joins: {r:?}", user.name);
+}
+
+fn refused(user: &User, args: &[&str], expect: &str) {
+    let r = user.run(args);
+    assert!(!r.ok(), "{args:?} should fail: {r:?}");
+    assert!(
+        r.stderr.contains(expect),
+        "{args:?}: expected {expect:?} in the error, got {r:?}"
+    );
+}
+
+#[test]
+fn three_members_exactly_once_in_order_offline_catch_up_and_removal() {
+    let relay = RelayProc::start("");
+    let (mut alice, mut bob, mut carol) =
+        (User::new("alice"), User::new("bob"), User::new("carol"));
+    start_all(&relay, &mut [&mut alice, &mut bob, &mut carol]);
+    introduce(&alice, &bob);
+    introduce(&alice, &carol);
+
+    let group = create(&alice, "friends");
+    assert_eq!(group.len(), 64, "the group id is printed: {group}");
+    refused(
+        &alice,
+        &["group", "invite", &group, "zed"],
+        "not one of your contacts",
+    );
+    invite(&alice, &group, "bob", false);
+    invite(&alice, &group, "carol", false);
+    wait_standing(&carol, &group, "invited");
+    refused(
+        &carol,
+        &["group", "send", &group, "too early"],
+        "join it first",
+    );
+    join(&bob, &group);
+    join(&carol, &group);
+    for u in [&alice, &bob, &carol] {
+        wait_members(u, &group, 3);
+    }
+    // bob and carol are not each other's contacts: the group made them peers.
+    let members = bob.json(&["group", "members", &group, "--json"]);
+    assert_eq!(
+        members["members"].as_array().map(Vec::len),
+        Some(3),
+        "{members}"
+    );
+    refused(&bob, &["group", "remove", &group, "carol"], "only an admin");
+
+    // Everyone talks; everyone ends with the same messages, once each, in
+    // the same order.
+    let mut sent = Vec::new();
+    for round in 0..3 {
+        for u in [&alice, &bob, &carol] {
+            sent.push(send(u, &group, &format!("{} says {round}", u.name)));
+        }
+    }
+    let reference = wait_history(&alice, &group, sent.len());
+    for u in [&bob, &carol] {
+        let h = wait_history(u, &group, sent.len());
+        assert_eq!(
+            h, reference,
+            "{} sees another order or other messages",
+            u.name
+        );
+    }
+    let mut ids: Vec<&String> = reference.iter().map(|(id, _)| id).collect();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        sent.len(),
+        "each message exactly once: {reference:?}"
+    );
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted, "history is ordered by message id");
+
+    // Receipts: alice's first message reached both others.
+    wait_for(
+        "receipts for alice's first message",
+        Duration::from_secs(30),
+        || {
+            let list = alice.json(&["group", "history", &group, "--json"]);
+            let first = list
+                .as_array()?
+                .iter()
+                .find(|m| m["id"] == sent[0].as_str())?
+                .clone();
+            (first["delivered"].as_u64() == Some(2)).then_some(())
+        },
+    );
+
+    // carol goes offline; the others talk; she catches up from the relay.
+    carol.stop();
+    let a = send(&alice, &group, "while carol was away 1");
+    let b = send(&bob, &group, "while carol was away 2");
+    wait_history(&bob, &group, sent.len() + 2);
+    carol.start_with(&["--relay", relay.address.as_str()]);
+    let h = wait_history(&carol, &group, sent.len() + 2);
+    let texts: Vec<&str> = h.iter().map(|(_, t)| t.as_str()).collect();
+    assert!(
+        texts.contains(&"while carol was away 1") && texts.contains(&"while carol was away 2"),
+        "{texts:?}"
+    );
+    assert_eq!(
+        h,
+        history(&alice, &group),
+        "carol caught up in the same order"
+    );
+    let _ = (a, b);
+
+    // alice removes carol: carol's node learns it, and reads nothing new.
+    let r = alice.run(&["group", "remove", &group, "carol"]);
+    assert!(r.ok(), "remove: {r:?}");
+    wait_standing(&carol, &group, "removed");
+    wait_members(&bob, &group, 2);
+    let before = history(&carol, &group).len();
+    let secret = "after carol left: the surprise party";
+    send(&alice, &group, secret);
+    send(&bob, &group, "bob agrees");
+    let bob_h = wait_history(&bob, &group, before + 2);
+    assert!(bob_h.iter().any(|(_, t)| t == secret));
+    wait_for(
+        "carol's node to see the new ciphertext",
+        Duration::from_secs(30),
+        || {
+            carol
+                .node_log()
+                .contains("group message undecryptable")
+                .then_some(())
+        },
+    );
+    let carol_h = history(&carol, &group);
+    assert_eq!(
+        carol_h.len(),
+        before,
+        "carol stored nothing new: {carol_h:?}"
+    );
+    assert!(!carol_h.iter().any(|(_, t)| t == secret));
+    assert!(!carol.node_log().contains(secret));
+    refused(&carol, &["group", "send", &group, "let me in"], "removed");
+    refused(&carol, &["group", "join", &group], "removed");
+}
+
+#[test]
+fn concurrent_invitations_by_two_admins_converge() {
+    let relay = RelayProc::start("");
+    let mut alice = User::new("alice");
+    let mut bob = User::new("bob");
+    let mut carol = User::new("carol");
+    let mut dave = User::new("dave");
+    start_all(&relay, &mut [&mut alice, &mut bob, &mut carol, &mut dave]);
+    introduce(&alice, &bob);
+    introduce(&alice, &carol);
+    introduce(&bob, &dave);
+
+    let group = create(&alice, "team");
+    invite(&alice, &group, "bob", true);
+    join(&bob, &group);
+    wait_members(&alice, &group, 2);
+    wait_for("bob to be an admin", Duration::from_secs(30), || {
+        (group_view(&bob, &group)?["you"] == "admin").then_some(())
+    });
+
+    // Both admins invite at the same moment, neither knowing of the other's.
+    std::thread::scope(|s| {
+        s.spawn(|| invite(&alice, &group, "carol", false));
+        s.spawn(|| invite(&bob, &group, "dave", false));
+    });
+    join(&carol, &group);
+    join(&dave, &group);
+    let views: Vec<Value> = [&alice, &bob, &carol, &dave]
+        .iter()
+        .map(|u| wait_members(u, &group, 4))
+        .collect();
+    // The same state everywhere: same version, same members.
+    let members = |u: &User| {
+        let v = u.json(&["group", "members", &group, "--json"]);
+        let mut list: Vec<String> = v["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .map(|m| format!("{} {} {}", m["account"], m["role"], m["status"]))
+            .collect();
+        list.sort();
+        list
+    };
+    let reference = members(&alice);
+    for (u, v) in [&bob, &carol, &dave].iter().zip(&views[1..]) {
+        assert_eq!(
+            v["version"], views[0]["version"],
+            "{} has another version",
+            u.name
+        );
+        assert_eq!(members(u), reference, "{} has other members", u.name);
+    }
+    // And they can all talk: dave (bob's contact only) reaches carol
+    // (alice's contact only).
+    send(&dave, &group, "hello from dave");
+    wait_for("carol to read dave", Duration::from_secs(40), || {
+        history(&carol, &group)
+            .iter()
+            .any(|(_, t)| t == "hello from dave")
+            .then_some(())
+    });
+}

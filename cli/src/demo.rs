@@ -337,12 +337,200 @@ pub async fn run() -> Result<()> {
             m.status
         );
     }
-    println!(
-        "\nEverything between the two processes was end-to-end encrypted with Olm (vodozemac)"
-    );
-    println!("over libp2p (TCP, Noise, Yamux). Demo finished.");
+    group_demo(dir.path(), &relay, &alice, &bob).await?;
+    println!("\nEverything between the processes was end-to-end encrypted: Olm between devices,");
+    println!("Megolm in the group (vodozemac), over libp2p (TCP, Noise, Yamux). Demo finished.");
     bob.stop().await?;
     alice.stop().await?;
     relay.stop().await?;
+    Ok(())
+}
+
+async fn call(node: &NodeProcess, method: &str, params: Value) -> Result<Value> {
+    Ok(node.client().await?.call(method, params).await?)
+}
+
+async fn group_texts(node: &NodeProcess, group: &str) -> Result<Vec<(String, String)>> {
+    let list = call(
+        node,
+        "group.history",
+        json!({ "group": group, "limit": 100 }),
+    )
+    .await?;
+    Ok(list
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .map(|m| {
+                    let s = |k: &str| m[k].as_str().unwrap_or_default().to_owned();
+                    (s("from"), s("text"))
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+async fn wait_until(what: &str, mut check: impl AsyncFnMut() -> Result<bool>) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check().await? {
+        if Instant::now() > deadline {
+            bail!("{what} did not happen within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+async fn wait_group_text(node: &NodeProcess, group: &str, text: &str) -> Result<()> {
+    wait_until(&format!("the group message {text:?}"), async || {
+        Ok(group_texts(node, group)
+            .await?
+            .iter()
+            .any(|(_, t)| t == text))
+    })
+    .await
+}
+
+/// A three-person group: carol joins, goes offline and catches up from her
+/// relay's copy of the group's history, then is removed and reads nothing
+/// sent after.
+async fn group_demo(
+    dir: &Path,
+    relay: &RelayProcess,
+    alice: &NodeProcess,
+    bob: &NodeProcess,
+) -> Result<()> {
+    println!("\n— a group —");
+    let carol_home = init_home(dir, "carol")?;
+    let carol_addr = loopback_addr()?;
+    let mut carol =
+        NodeProcess::start_with(&carol_home, &carol_addr, &["--relay", &relay.address]).await?;
+    let (alice_card, carol_card) = (card(alice).await?, card(&carol).await?);
+    call(
+        alice,
+        "contact.add",
+        json!({ "name": "carol", "card": carol_card }),
+    )
+    .await?;
+    call(
+        &carol,
+        "contact.add",
+        json!({ "name": "alice", "card": alice_card }),
+    )
+    .await?;
+    let created = call(alice, "group.create", json!({ "name": "friends" })).await?;
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    println!(
+        "alice creates the group \"friends\" (id {}…) and invites bob and carol",
+        &id[..16]
+    );
+    for who in ["bob", "carol"] {
+        call(
+            alice,
+            "group.invite",
+            json!({ "group": "friends", "contact": who }),
+        )
+        .await?;
+    }
+    for node in [bob, &carol] {
+        wait_until("the invitation", async || {
+            let list = call(node, "group.list", Value::Null).await?;
+            Ok(list
+                .as_array()
+                .is_some_and(|l| l.iter().any(|g| g["you"] == "invited")))
+        })
+        .await?;
+        call(node, "group.join", json!({ "group": "friends" })).await?;
+    }
+    wait_until("three members", async || {
+        let m = call(alice, "group.members", json!({ "group": "friends" })).await?;
+        Ok(m["group"]["members"] == 3)
+    })
+    .await?;
+    println!(
+        "bob and carol join (bob and carol are not each other's contacts: the group introduces them)"
+    );
+    let hello = "Hello friends! One Megolm ciphertext on the group's topic, readable by all three.";
+    let r = call(
+        alice,
+        "group.send",
+        json!({ "group": "friends", "text": hello, "wait": "delivered" }),
+    )
+    .await?;
+    println!(
+        "alice → friends  {hello:?}\n                 {} to both",
+        r["status"].as_str().unwrap_or("")
+    );
+    let reply = "Hi all, bob here.";
+    call(
+        bob,
+        "group.send",
+        json!({ "group": "friends", "text": reply }),
+    )
+    .await?;
+    wait_group_text(&carol, "friends", reply).await?;
+    println!("bob → friends    {reply:?}");
+
+    println!("carol goes offline; alice and bob keep talking:");
+    carol.stop().await?;
+    let away = "Carol will read this when she is back: her relay keeps the group's ciphertext.";
+    call(
+        alice,
+        "group.send",
+        json!({ "group": "friends", "text": away }),
+    )
+    .await?;
+    wait_group_text(bob, "friends", away).await?;
+    println!("alice → friends  {away:?}");
+    carol = NodeProcess::start_with(&carol_home, &carol_addr, &["--relay", &relay.address]).await?;
+    wait_group_text(&carol, "friends", away).await?;
+    println!("carol comes back and catches up from her relay: she has it\n");
+
+    call(
+        alice,
+        "group.remove",
+        json!({ "group": "friends", "member": "carol" }),
+    )
+    .await?;
+    wait_until("carol's removal", async || {
+        let list = call(&carol, "group.list", Value::Null).await?;
+        Ok(list
+            .as_array()
+            .is_some_and(|l| l.iter().any(|g| g["you"] == "removed")))
+    })
+    .await?;
+    println!(
+        "alice removes carol; every member's next message uses a new Megolm session carol never gets"
+    );
+    let secret = "Now that carol is out: her birthday party is on Friday!";
+    call(
+        alice,
+        "group.send",
+        json!({ "group": "friends", "text": secret }),
+    )
+    .await?;
+    wait_group_text(bob, "friends", secret).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let carol_has = group_texts(&carol, "friends")
+        .await?
+        .iter()
+        .any(|(_, t)| t == secret);
+    println!("alice → friends  {secret:?}");
+    println!(
+        "bob has it; carol's node got the ciphertext too, and {}",
+        if carol_has {
+            "COULD READ IT (a bug!)"
+        } else {
+            "cannot decrypt it"
+        }
+    );
+    if carol_has {
+        bail!("a removed member decrypted a later message");
+    }
+    println!("\nbob's view of the group's history (the same order on every member):");
+    for (from, text) in group_texts(bob, "friends").await? {
+        println!("  {from:>5}: {text}");
+    }
+    carol.stop().await?;
     Ok(())
 }

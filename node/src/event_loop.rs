@@ -216,6 +216,8 @@ enum After {
     /// A group message and the Megolm ratchet that made it are stored:
     /// publish it on the group's topic.
     Publish(hush_protocol::GroupId, Vec<u8>),
+    /// A group message waiting for its key is on disk now.
+    PendingStored([u8; 32], [u8; 32]),
 }
 
 #[derive(Debug, Default)]
@@ -544,6 +546,9 @@ impl EventLoop {
                 }
                 (After::Emit(event), Ok(())) => {
                     let _ = self.events.send(event);
+                }
+                (After::PendingStored(session, digest), _) => {
+                    self.pending_stored(session, digest);
                 }
                 (After::Received(digest), _) => {
                     self.receiving.remove(&digest);

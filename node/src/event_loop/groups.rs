@@ -186,6 +186,10 @@ pub(super) struct GroupBook {
     unpublished: VecDeque<(GroupId, Vec<u8>)>,
     history_requests: HashMap<OutboundRequestId, (PeerId, GroupId)>,
     pending: u64,
+    /// Pending messages whose batch has not committed yet (a key arriving
+    /// now would not find them in the store): session → (digest, group,
+    /// bytes).
+    fresh_pending: HashMap<[u8; 32], Vec<([u8; 32], GroupId, Vec<u8>)>>,
 }
 
 impl GroupBook {
@@ -670,7 +674,9 @@ impl EventLoop {
             let bytes = op.to_bytes();
             let hash = op.hash();
             if g.ops.insert(op.clone()) {
-                self.batch.ops.push(Op::PutMembershipChange(id, hash, bytes));
+                self.batch
+                    .ops
+                    .push(Op::PutMembershipChange(id, hash, bytes));
                 new.push(op);
             }
         }
@@ -1077,6 +1083,14 @@ impl EventLoop {
             return;
         }
         self.groups.pending += 1;
+        self.groups
+            .fresh_pending
+            .entry(message.session)
+            .or_default()
+            .push((digest, id, bytes.to_vec()));
+        self.batch
+            .after
+            .push(After::PendingStored(message.session, digest));
         self.batch.ops.push(Op::PutPending(
             message.session,
             digest,
@@ -1179,13 +1193,22 @@ impl EventLoop {
                         session,
                     },
                 );
-                // What waited for this key can be read now.
-                if let Ok(pending) = self.store.pending(&session_id) {
-                    for (digest, record) in pending {
-                        self.batch.ops.push(Op::DeletePending(session_id, digest));
-                        self.groups.pending = self.groups.pending.saturating_sub(1);
-                        self.on_group_message(record.group, &record.message);
+                // What waited for this key can be read now: on disk, or
+                // still in a batch being written.
+                let mut waiting: Vec<([u8; 32], GroupId, Vec<u8>)> = self
+                    .groups
+                    .fresh_pending
+                    .remove(&session_id)
+                    .unwrap_or_default();
+                for (digest, record) in self.store.pending(&session_id).unwrap_or_default() {
+                    if !waiting.iter().any(|(d, _, _)| *d == digest) {
+                        waiting.push((digest, record.group, record.message));
                     }
+                }
+                for (digest, group, bytes) in waiting {
+                    self.batch.ops.push(Op::DeletePending(session_id, digest));
+                    self.groups.pending = self.groups.pending.saturating_sub(1);
+                    self.on_group_message(group, &bytes);
                 }
             }
             ControlKind::Receipt { kind, ids } => {
@@ -1402,6 +1425,16 @@ impl EventLoop {
                 if self.groups.unpublished.len() < MAX_UNPUBLISHED {
                     self.groups.unpublished.push_back((id, bytes));
                 }
+            }
+        }
+    }
+
+    /// A pending message's batch committed: the store has it now.
+    pub(super) fn pending_stored(&mut self, session: [u8; 32], digest: [u8; 32]) {
+        if let Some(list) = self.groups.fresh_pending.get_mut(&session) {
+            list.retain(|(d, _, _)| *d != digest);
+            if list.is_empty() {
+                self.groups.fresh_pending.remove(&session);
             }
         }
     }

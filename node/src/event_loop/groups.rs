@@ -165,6 +165,9 @@ impl Group {
     }
 }
 
+/// A group message waiting for its session's key: (digest, group, bytes).
+type Waiting = ([u8; 32], GroupId, Vec<u8>);
+
 struct Inbound {
     group: GroupId,
     account: AccountId,
@@ -189,7 +192,7 @@ pub(super) struct GroupBook {
     /// Pending messages whose batch has not committed yet (a key arriving
     /// now would not find them in the store): session → (digest, group,
     /// bytes).
-    fresh_pending: HashMap<[u8; 32], Vec<([u8; 32], GroupId, Vec<u8>)>>,
+    fresh_pending: HashMap<[u8; 32], Vec<Waiting>>,
 }
 
 impl GroupBook {
@@ -1195,7 +1198,7 @@ impl EventLoop {
                 );
                 // What waited for this key can be read now: on disk, or
                 // still in a batch being written.
-                let mut waiting: Vec<([u8; 32], GroupId, Vec<u8>)> = self
+                let mut waiting: Vec<Waiting> = self
                     .groups
                     .fresh_pending
                     .remove(&session_id)

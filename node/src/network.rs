@@ -232,8 +232,19 @@ pub fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, io::Error> {
         gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
             .map_err(io::Error::other)?;
     let thresholds = gossipsub::PeerScoreThresholds::default();
+    // Many members may share one address (a household, a carrier NAT, one
+    // machine on loopback): the colocation penalty starts later than
+    // libp2p's default of 10, and not at all for loopback.
+    let mut params = gossipsub::PeerScoreParams {
+        ip_colocation_factor_threshold: 32.0,
+        ..gossipsub::PeerScoreParams::default()
+    };
+    params.ip_colocation_factor_whitelist.extend([
+        std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST),
+        std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+    ]);
     behaviour
-        .with_peer_score(gossipsub::PeerScoreParams::default(), thresholds)
+        .with_peer_score(params, thresholds)
         .map_err(io::Error::other)?;
     Ok(behaviour)
 }

@@ -16,7 +16,7 @@
 //! only) and hand them one-time keys, exactly as for contacts.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hush_protocol::{
     AccountId, Action, Body, ContactCard, ControlKind, ConversationId, DeviceId, GroupControl,
@@ -53,6 +53,9 @@ const MAX_CONTROL_BYTES: usize = 48 * 1024;
 /// groups form a mesh without relays and large ones do not open a
 /// connection per member.
 const DIRECT_DIAL_MEMBERS: usize = 8;
+
+/// Ops whose parents are missing this long trigger a `SyncRequest`.
+const SYNC_AFTER: Duration = Duration::from_secs(10);
 
 /// How groups behave, from [`crate::NodeConfig`].
 #[derive(Debug, Clone, Copy)]
@@ -193,6 +196,9 @@ pub(super) struct GroupBook {
     /// now would not find them in the store): session → (digest, group,
     /// bytes).
     fresh_pending: HashMap<[u8; 32], Vec<Waiting>>,
+    /// Groups holding ops whose parents we lack: since when, and whom to
+    /// ask for every op if they do not arrive.
+    missing_since: HashMap<GroupId, (Instant, AccountId)>,
 }
 
 impl GroupBook {
@@ -689,25 +695,34 @@ impl EventLoop {
         g.state = g.ops.fold(id);
         let after = g.state.clone();
         let missing_parents = new.iter().any(|op| !g.ops.has_parents(op));
-        // What each new op's author had not seen: we pass it on (see the
-        // protocol doc, "convergence").
+        // Ops of someone else that its author made without knowing of ours:
+        // we make sure our invitees get it (its author cannot send it to
+        // them), and an invitee gets our ops its inviter did not know.
+        // Everything else reaches every member from its author.
         let mut forward: Vec<(AccountId, Vec<GroupOp>)> = Vec::new();
         if from.is_some() {
-            for op in &new {
-                let unseen: Vec<GroupOp> = g.ops.unseen_by(op).into_iter().cloned().collect();
+            for op in new.iter().filter(|op| op.author != me) {
+                let unseen: Vec<GroupOp> = g
+                    .ops
+                    .unseen_by(op)
+                    .into_iter()
+                    .filter(|o| o.author == me)
+                    .cloned()
+                    .collect();
                 if unseen.is_empty() {
                     continue;
                 }
-                if op.author != me {
-                    forward.push((op.author, unseen.clone()));
-                }
                 for o in &unseen {
                     if let Action::Invite { card, .. } = &o.action
-                        && card.account() != me
                         && card.account() != op.author
                     {
                         forward.push((card.account(), vec![op.clone()]));
                     }
+                }
+                if let Action::Invite { card, .. } = &op.action
+                    && card.account() != me
+                {
+                    forward.push((card.account(), unseen));
                 }
             }
         }
@@ -744,7 +759,12 @@ impl EventLoop {
             self.send_ops(&account, id, ops);
         }
         if missing_parents && let Some(from) = from {
-            self.send_group_control(&from, id, ControlKind::SyncRequest);
+            // Usually the missing ops are on their way (from their own
+            // authors): ask for everything only if they do not come.
+            self.groups
+                .missing_since
+                .entry(id)
+                .or_insert((Instant::now(), from));
         }
 
         // Members who left or were removed: their sessions no longer count.
@@ -1444,6 +1464,27 @@ impl EventLoop {
 
     /// On the tick: publish what waited, send receipts gathered.
     pub(super) fn groups_tick(&mut self) {
+        let now = Instant::now();
+        let due: Vec<(GroupId, AccountId)> = self
+            .groups
+            .missing_since
+            .iter()
+            .filter(|(_, (at, _))| now.duration_since(*at) >= SYNC_AFTER)
+            .map(|(id, (_, from))| (*id, *from))
+            .collect();
+        for (id, from) in due {
+            let still = self
+                .groups
+                .groups
+                .get(&id)
+                .is_some_and(|g| g.ops.ops().any(|op| !g.ops.has_parents(op)));
+            if still {
+                self.groups.missing_since.insert(id, (now, from));
+                self.send_group_control(&from, id, ControlKind::SyncRequest);
+            } else {
+                self.groups.missing_since.remove(&id);
+            }
+        }
         let waiting = std::mem::take(&mut self.groups.unpublished);
         for (id, bytes) in waiting {
             self.publish_group(id, bytes);

@@ -24,7 +24,7 @@ use crate::card::ContactCard;
 use crate::codec::{DecodeError, Reader, Wire, Writer};
 use crate::ids::{AccountId, GroupId, MessageId};
 use crate::keys::{AccountKey, SignatureError, verify_account_signature};
-use crate::payload::{MAX_RECEIPT_IDS, ReceiptKind};
+use crate::payload::{ReceiptKind, decode_receipt, encode_receipt};
 
 const OP_CONTEXT: &[u8] = b"hush group op v1";
 const OP_VERSION: u8 = 1;
@@ -695,8 +695,7 @@ impl Wire for GroupControl {
             }
             ControlKind::Receipt { kind, ids } => {
                 w.u8(3);
-                w.u8(*kind as u8);
-                w.list(ids, |w, id| w.u128(id.0));
+                encode_receipt(w, *kind, ids);
             }
         }
     }
@@ -711,17 +710,7 @@ impl Wire for GroupControl {
             1 => ControlKind::SyncRequest,
             2 => ControlKind::RoomKey(r.bytes("session key", MAX_SESSION_KEY_LEN)?.to_vec()),
             3 => {
-                let kind = match r.u8()? {
-                    0 => ReceiptKind::Delivered,
-                    1 => ReceiptKind::Read,
-                    tag => {
-                        return Err(DecodeError::UnknownTag {
-                            what: "receipt kind",
-                            tag,
-                        });
-                    }
-                };
-                let ids = r.list("receipt ids", MAX_RECEIPT_IDS, |r| Ok(MessageId(r.u128()?)))?;
+                let (kind, ids) = decode_receipt(r)?;
                 ControlKind::Receipt { kind, ids }
             }
             tag => {

@@ -91,6 +91,29 @@ impl Payload {
     }
 }
 
+/// `u8` kind ‖ `u16` count ‖ ids: a receipt, 1:1 or in a group.
+pub(crate) fn encode_receipt(w: &mut Writer, kind: ReceiptKind, ids: &[MessageId]) {
+    w.u8(kind as u8);
+    w.list(ids, |w, id| w.u128(id.0));
+}
+
+pub(crate) fn decode_receipt(
+    r: &mut Reader<'_>,
+) -> Result<(ReceiptKind, Vec<MessageId>), DecodeError> {
+    let kind = match r.u8()? {
+        0 => ReceiptKind::Delivered,
+        1 => ReceiptKind::Read,
+        tag => {
+            return Err(DecodeError::UnknownTag {
+                what: "receipt kind",
+                tag,
+            });
+        }
+    };
+    let ids = r.list("receipt ids", MAX_RECEIPT_IDS, |r| Ok(MessageId(r.u128()?)))?;
+    Ok((kind, ids))
+}
+
 impl Wire for Payload {
     const NAME: &'static str = "payload";
 
@@ -106,8 +129,7 @@ impl Wire for Payload {
             }
             Body::Receipt { kind, ids } => {
                 w.u8(1);
-                w.u8(*kind as u8);
-                w.list(ids, |w, id| w.u128(id.0));
+                encode_receipt(w, *kind, ids);
             }
             Body::PresenceKey(key) => {
                 w.u8(2);
@@ -129,17 +151,7 @@ impl Wire for Payload {
         let body = match r.u8()? {
             0 => Body::Text(r.str("message text", MAX_TEXT_LEN)?.to_owned()),
             1 => {
-                let kind = match r.u8()? {
-                    0 => ReceiptKind::Delivered,
-                    1 => ReceiptKind::Read,
-                    tag => {
-                        return Err(DecodeError::UnknownTag {
-                            what: "receipt kind",
-                            tag,
-                        });
-                    }
-                };
-                let ids = r.list("receipt ids", MAX_RECEIPT_IDS, |r| Ok(MessageId(r.u128()?)))?;
+                let (kind, ids) = decode_receipt(r)?;
                 Body::Receipt { kind, ids }
             }
             2 => Body::PresenceKey(PresenceKey::from_parts(r.u32()?, r.array()?)),

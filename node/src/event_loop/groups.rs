@@ -478,12 +478,9 @@ impl EventLoop {
                 member,
                 reply,
             } => {
-                let result = self
-                    .resolve_group(&group)
-                    .and_then(|id| Ok((id, self.resolve_member(&id, &group, &member)?)))
-                    .and_then(|(id, account)| {
-                        self.change(id, &group, "removing a member", Action::Remove { account })
-                    });
+                let result = self.member_change(&group, &member, "removing a member", |account| {
+                    Action::Remove { account }
+                });
                 self.reply_group(reply, result);
             }
             GroupCommand::Promote {
@@ -491,17 +488,9 @@ impl EventLoop {
                 member,
                 reply,
             } => {
-                let result = self
-                    .resolve_group(&group)
-                    .and_then(|id| Ok((id, self.resolve_member(&id, &group, &member)?)))
-                    .and_then(|(id, account)| {
-                        self.change(
-                            id,
-                            &group,
-                            "promoting a member",
-                            Action::Promote { account },
-                        )
-                    });
+                let result = self.member_change(&group, &member, "promoting a member", |account| {
+                    Action::Promote { account }
+                });
                 self.reply_group(reply, result);
             }
             GroupCommand::Send { group, text, reply } => match self.group_send(&group, text) {
@@ -533,6 +522,19 @@ impl EventLoop {
             }
             GroupCommand::MarkRead { group, reply } => self.group_mark_read(&group, reply),
         }
+    }
+
+    /// An admin's change that names a member (remove, promote).
+    fn member_change(
+        &mut self,
+        group: &str,
+        member: &str,
+        what: &'static str,
+        action: impl FnOnce(AccountId) -> Action,
+    ) -> Result<GroupId, NodeError> {
+        let id = self.resolve_group(group)?;
+        let account = self.resolve_member(&id, group, member)?;
+        self.change(id, group, what, action(account))
     }
 
     /// Answers once the batch holding the change committed.

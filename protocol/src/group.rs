@@ -404,10 +404,19 @@ impl GroupState {
     /// Folds a set of verified ops of group `id` (see [`GroupOp::verify`]):
     /// sorted by `(at, hash)`, each applied if the state before it allows it.
     pub fn fold<'a>(id: GroupId, ops: impl IntoIterator<Item = &'a GroupOp>) -> Self {
+        let hashed: Vec<(OpHash, &GroupOp)> = ops.into_iter().map(|op| (op.hash(), op)).collect();
+        Self::fold_hashed(id, hashed.iter().map(|(h, op)| (h, *op)))
+    }
+
+    /// [`GroupState::fold`] of ops whose hashes are already known.
+    fn fold_hashed<'a>(
+        id: GroupId,
+        ops: impl IntoIterator<Item = (&'a OpHash, &'a GroupOp)>,
+    ) -> Self {
         let mut sorted: Vec<(MessageId, OpHash, &GroupOp)> = ops
             .into_iter()
-            .filter(|op| op.group == id)
-            .map(|op| (op.at, op.hash(), op))
+            .filter(|(_, op)| op.group == id)
+            .map(|(hash, op)| (op.at, *hash, op))
             .collect();
         sorted.sort_by_key(|a| (a.0, a.1));
         let mut state = Self::empty(id);
@@ -648,8 +657,10 @@ impl OpSet {
         out
     }
 
+    /// The state these ops fold into (their hashes are the map's keys: no
+    /// op is encoded again).
     pub fn fold(&self, id: GroupId) -> GroupState {
-        GroupState::fold(id, self.ops.values())
+        GroupState::fold_hashed(id, self.ops.iter())
     }
 }
 

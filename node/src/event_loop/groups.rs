@@ -728,7 +728,6 @@ impl EventLoop {
                 }
             }
         }
-        let all_ops: Vec<GroupOp> = g.ops.ops().cloned().collect();
         let name = after.name.clone();
         let joined_before: BTreeSet<AccountId> = before.joined().map(|(a, _)| *a).collect();
         let joined_after: BTreeSet<AccountId> = after.joined().map(|(a, _)| *a).collect();
@@ -749,10 +748,9 @@ impl EventLoop {
             for account in to {
                 let newcomer =
                     !before.members.contains_key(&account) && after.members.contains_key(&account);
-                let ops = if newcomer {
-                    all_ops.clone()
-                } else {
-                    new.clone()
+                let ops = match self.groups.groups.get(&id) {
+                    Some(g) if newcomer => g.ops.ops().cloned().collect(),
+                    _ => new.clone(),
                 };
                 self.send_ops(&account, id, ops);
             }

@@ -10,6 +10,10 @@
 //!   run (gossip copies, control frames, receipts over Olm, pings: from
 //!   `/proc/net/dev`), per member and message; `ciphertext_bytes` is one
 //!   published message, for the ratio;
+//! - `cpu_cores_busy`, `cpu_us_per_delivery`: the process's CPU time over
+//!   the measured run (all N nodes share the machine's cores: once they are
+//!   all busy, latency is queueing), and `idle_cores_busy` over two quiet
+//!   seconds before it;
 //! - `peak_rss_mib`: the whole process (all N nodes), and per node.
 
 use std::collections::HashMap;
@@ -40,6 +44,22 @@ fn loopback_bytes() -> u64 {
         .and_then(|l| l.split(':').nth(1))
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|rx| rx.parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU time used by this process so far (user + system), in clock ticks
+/// of 10 ms (Linux `USER_HZ`).
+fn cpu_ticks() -> u64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // The fields after the command name, which is in parentheses.
+            let rest = s.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let user: u64 = fields.get(11)?.parse().ok()?;
+            let system: u64 = fields.get(12)?.parse().ok()?;
+            Some(user + system)
+        })
         .unwrap_or(0)
 }
 
@@ -156,9 +176,15 @@ pub async fn group(members: usize, messages: usize, as_json: bool) -> Result<()>
             bail!("warm-up: a message reached {got} of {others} members within 120 s");
         }
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Two quiet seconds: what N idle nodes cost (heartbeats, pings, ticks).
+    let idle_before = cpu_ticks();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_cores = (cpu_ticks().saturating_sub(idle_before)) as f64 / 200.0;
+    // Progress on stderr, so a profiler can be attached for the run alone.
+    eprintln!("bench group: {members} members joined and warm; measuring {messages} messages");
 
     let bytes_before = loopback_bytes();
+    let (cpu_before, wall_before) = (cpu_ticks(), Instant::now());
     let mut sent: Vec<(String, Instant)> = Vec::with_capacity(messages);
     let mut next = Instant::now();
     for _ in 0..messages {
@@ -183,6 +209,9 @@ pub async fn group(members: usize, messages: usize, as_json: bool) -> Result<()>
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let bytes = loopback_bytes().saturating_sub(bytes_before);
+    let cpu_ms = cpu_ticks().saturating_sub(cpu_before) * 10;
+    let wall_ms = wall_before.elapsed().as_millis().max(1) as u64;
+    eprintln!("bench group: measured");
 
     let a = arrivals.lock().await;
     let mut latencies: Vec<u64> = Vec::new();
@@ -206,6 +235,9 @@ pub async fn group(members: usize, messages: usize, as_json: bool) -> Result<()>
         "bytes_per_member_per_msg": per_member.round() as u64,
         "ciphertext_bytes": ciphertext,
         "bytes_ratio": (per_member / ciphertext as f64 * 100.0).round() / 100.0,
+        "cpu_cores_busy": (cpu_ms as f64 / wall_ms as f64 * 100.0).round() / 100.0,
+        "idle_cores_busy": (idle_cores * 100.0).round() / 100.0,
+        "cpu_us_per_delivery": cpu_ms * 1000 / (others * messages).max(1) as u64,
         "peak_rss_mib": (rss as f64 / 1024.0 * 10.0).round() / 10.0,
         "peak_rss_mib_per_node": (rss as f64 / 1024.0 / members as f64 * 10.0).round() / 10.0,
     });
@@ -223,6 +255,10 @@ pub async fn group(members: usize, messages: usize, as_json: bool) -> Result<()>
         println!(
             "bytes per member per message: {} ({}× the {ciphertext}-byte ciphertext)",
             report["bytes_per_member_per_msg"], report["bytes_ratio"]
+        );
+        println!(
+            "CPU: {} cores busy on average, {} µs per delivery ({} cores busy idle)",
+            report["cpu_cores_busy"], report["cpu_us_per_delivery"], report["idle_cores_busy"]
         );
         println!(
             "peak RSS: {} MiB ({} MiB per node)",

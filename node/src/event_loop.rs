@@ -40,7 +40,7 @@ use crate::network::{self, Behaviour, BehaviourEvent};
 use crate::node::{Command, Reply, contact_view, now_ms};
 use crate::outbox::{MAX_BATCH_ENVELOPES, MAX_OUTBOX_ENTRIES, Outbox, State};
 use crate::records::{ContactRecord, MessageRecord, OutboxKind, OutboxRecord, Status};
-use crate::store::{Op, OutboxKey, Store, StoreError};
+use crate::store::{Durability, Op, OutboxKey, Store, StoreError};
 use crate::view::{Event, GroupView, MessageView, NodeStatus, PresenceView, SendReceipt};
 
 /// A peer's clock may run this far ahead of ours before we cap it.
@@ -218,12 +218,40 @@ enum After {
     Publish(hush_protocol::GroupId, Vec<u8>),
     /// A group message waiting for its key is on disk now.
     PendingStored([u8; 32], [u8; 32]),
+    /// Receipts for these messages of ours are on disk: tell the counts.
+    ReceiptCounts(hush_protocol::GroupId, Vec<hush_protocol::MessageId>),
 }
 
 #[derive(Debug, Default)]
 struct Batch {
     ops: Vec<Op>,
     after: Vec<After>,
+}
+
+/// How long a lazy commit may stay off the disk (see [`Batch::may_wait`]).
+const LAZY_WINDOW: Duration = Duration::from_secs(1);
+
+impl Batch {
+    /// Whether this batch may be committed without waiting for the disk:
+    /// only group messages received (the message, its digest, the clock)
+    /// whose only consequence is an event. Everything that answers a peer
+    /// or the user, moves a cursor, or touches a key waits for the disk.
+    ///
+    /// Safe because nothing outside learns of a lazy commit before a later
+    /// durable one (which lands every commit before it): receipts leave
+    /// through the outbox, in a durable commit; the relay history cursor
+    /// moves only in a durable commit, so a message a crash took is fetched
+    /// again. The user may have seen it in the event stream, and sees it
+    /// again.
+    fn may_wait(&self) -> bool {
+        self.ops
+            .iter()
+            .all(|op| matches!(op, Op::PutSeen(..) | Op::PutMessage(..) | Op::PutClock(_)))
+            && self
+                .after
+                .iter()
+                .all(|a| matches!(a, After::Emit(_) | After::Received(_)))
+    }
 }
 
 #[derive(Debug)]
@@ -249,6 +277,12 @@ pub(crate) struct EventLoop {
     clock: Hlc,
     /// The clock moved since the last batch: store it with the next one.
     clock_changed: bool,
+    /// Since when commits have been lazy (see [`Batch::may_wait`]): the
+    /// next commit is durable once [`LAZY_WINDOW`] has passed, even an
+    /// empty one.
+    lazy_since: Option<Instant>,
+    /// Shutting down: every commit is durable.
+    closing: bool,
     contacts: Contacts,
     outbox: Outbox,
     commands: mpsc::Receiver<Command>,
@@ -326,6 +360,8 @@ impl EventLoop {
             olm,
             clock,
             clock_changed: false,
+            lazy_since: None,
+            closing: false,
             contacts,
             outbox,
             commands,
@@ -438,6 +474,7 @@ impl EventLoop {
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown { reply }) => {
                         self.presence_goodbye(GOODBYE_WAIT).await;
+                        self.send_receipts();
                         self.finish().await;
                         let _ = reply.send(Ok(()));
                         return;
@@ -459,6 +496,9 @@ impl EventLoop {
     /// Lands the running commit and whatever was gathered after it, and runs
     /// their after-commit actions (acks, replies), so nothing queued is dropped.
     async fn finish(&mut self) {
+        // From here every commit is durable, and lazy ones are landed.
+        self.closing = true;
+        self.flush();
         // Each round lands one commit; acks and replies can queue at most a
         // little more, so this settles within a few rounds.
         for _ in 0..8 {
@@ -483,10 +523,14 @@ impl EventLoop {
             return;
         }
         let changes = self.olm.take_changes(&self.me.pickle_key);
+        let sync = self
+            .lazy_since
+            .is_some_and(|since| self.closing || since.elapsed() >= LAZY_WINDOW);
         if self.batch.ops.is_empty()
             && self.batch.after.is_empty()
             && changes.is_empty()
             && !self.clock_changed
+            && !sync
         {
             return;
         }
@@ -501,9 +545,16 @@ impl EventLoop {
             batch.ops.push(Op::PutSessions(peer, pickles));
         }
         let store = self.store.clone();
+        let durability = if sync || self.closing || !batch.may_wait() {
+            self.lazy_since = None;
+            Durability::Now
+        } else {
+            self.lazy_since.get_or_insert_with(Instant::now);
+            Durability::Lazy
+        };
         let ops = batch.ops;
         self.commit = Some(Commit {
-            task: tokio::task::spawn_blocking(move || store.apply(ops)),
+            task: tokio::task::spawn_blocking(move || store.apply(ops, durability)),
             after: batch.after,
         });
     }
@@ -520,8 +571,10 @@ impl EventLoop {
             afters.extend(std::mem::take(&mut self.batch).after);
             self.reload();
         }
+        let mut receipts = Vec::new();
         for after in afters {
             match (after, &result) {
+                (After::ReceiptCounts(group, ids), Ok(())) => receipts.push((group, ids)),
                 (After::Ack(channel, acks), Ok(())) => self.respond(channel, acks.to_bytes()),
                 (After::Ack(channel, acks), Err(_)) => {
                     // Nothing of this batch is stored: ask for all of it again.
@@ -589,6 +642,7 @@ impl EventLoop {
                 (After::UploadKeys(relay, _), Err(_)) => self.upload_failed(relay),
                 (
                     After::KeyBundle(..)
+                    | After::ReceiptCounts(..)
                     | After::Dispatch(_)
                     | After::Emit(_)
                     | After::MailAck(..)
@@ -596,6 +650,9 @@ impl EventLoop {
                     Err(_),
                 ) => {}
             }
+        }
+        if !receipts.is_empty() {
+            self.emit_receipt_counts(receipts);
         }
     }
 

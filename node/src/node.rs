@@ -623,6 +623,9 @@ fn home_relays(store: &Store, given: &[Multiaddr]) -> Result<Vec<String>, NodeEr
             relays.push(addr.to_string());
         }
     }
-    store.apply(vec![crate::store::Op::PutRelays(relays.clone())])?;
+    store.apply(
+        vec![crate::store::Op::PutRelays(relays.clone())],
+        crate::store::Durability::Now,
+    )?;
     Ok(relays)
 }

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use hush_protocol::{AccountId, ConversationId, DeviceId, GroupId, MessageId};
+use hush_protocol::{AccountId, ConversationId, DeviceId, GroupId, MessageId, ReceiptKind};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -49,6 +49,16 @@ const LISTEN_KEY: &str = "listen_addresses";
 const RELAYS_KEY: &str = "home_relays";
 const FALLBACK_KEY: &str = "fallback_key_bundle";
 const OWN_PRESENCE_KEY: &str = "own_presence";
+
+/// When a commit reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Before `apply` returns.
+    Now,
+    /// With the next `Now` commit (which the caller makes soon): readers
+    /// see it at once, but a crash before then loses it.
+    Lazy,
+}
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -314,6 +324,50 @@ impl Store {
             .collect()
     }
 
+    /// Of `ids`, those that are our own messages in `conversation`.
+    pub fn outgoing(
+        &self,
+        conversation: &ConversationId,
+        ids: &[MessageId],
+    ) -> Result<Vec<MessageId>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(MESSAGES)?;
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(v) = table.get((conversation.0, id.0))? {
+                let record: MessageRecord = decode("message", v.value())?;
+                if record.outgoing {
+                    out.push(*id);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// For each of `ids`: how many members have it (any receipt) and how
+    /// many read it.
+    pub fn receipt_counts(
+        &self,
+        conversation: &ConversationId,
+        ids: &[MessageId],
+    ) -> Result<Vec<(MessageId, usize, usize)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(GROUP_RECEIPTS)?;
+        let c = conversation.0;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let (mut delivered, mut read) = (0, 0);
+            for row in table.range((c, id.0, [0; 32])..=(c, id.0, [0xff; 32]))? {
+                delivered += 1;
+                if row?.1.value() == ReceiptKind::Read as u8 {
+                    read += 1;
+                }
+            }
+            out.push((*id, delivered, read));
+        }
+        Ok(out)
+    }
+
     pub fn fallback_bundle(&self) -> Result<Option<Vec<u8>>, StoreError> {
         self.meta(FALLBACK_KEY)
     }
@@ -425,8 +479,13 @@ impl Store {
     }
 
     /// Applies a batch in one durable transaction.
-    pub fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
+    pub fn apply(&self, ops: Vec<Op>, durability: Durability) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write()?;
+        if durability == Durability::Lazy {
+            // Refused only while persistent savepoints change (we make
+            // none); the commit is then simply durable.
+            let _ = txn.set_durability(redb::Durability::None);
+        }
         {
             let mut meta = txn.open_table(META)?;
             let mut contacts = txn.open_table(CONTACTS)?;

@@ -11,11 +11,17 @@
 //!                                         └─ no key yet: kept as pending
 //! ```
 //!
+//! What arrives on a topic is forwarded (validated `Accept`) only when it
+//! came from a member's device or a member's relay and we could read it.
+//! A message under a session whose key has not arrived yet is held
+//! unvalidated for [`VALIDATION_WAIT`]: accepted if the key lands in time,
+//! ignored otherwise (a non-member's session key never lands).
+//!
 //! Members who are not our contacts are "group peers": we know their card
 //! from the op that invited them, accept their Olm envelopes (group control
 //! only) and hand them one-time keys, exactly as for contacts.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use hush_protocol::{
@@ -25,12 +31,13 @@ use hush_protocol::{
     MegolmInbound, MegolmOutbound, MemberStatus, MessageId, OpSet, Payload, ReceiptKind, Role,
     Wire,
 };
-use libp2p::PeerId;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
 use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::{Multiaddr, PeerId};
 
 use super::{After, EventLoop};
 use crate::error::NodeError;
+use crate::network;
 use crate::node::{Reply, now_ms};
 use crate::records::{
     ContactRecord, GroupRecord, InboundRecord, MessageRecord, OutboxKind, PendingRecord, Status,
@@ -56,6 +63,20 @@ const DIRECT_DIAL_MEMBERS: usize = 8;
 
 /// Ops whose parents are missing this long trigger a `SyncRequest`.
 const SYNC_AFTER: Duration = Duration::from_secs(10);
+/// A message under a session we hold no key for waits this long for the
+/// key before it is validated `Ignore` (not forwarded). Under gossipsub's
+/// message cache span (5 heartbeats of 500 ms), after which it could not
+/// be forwarded anyway.
+const VALIDATION_WAIT: Duration = Duration::from_secs(2);
+/// Messages held unvalidated, over all groups.
+const MAX_AWAITING: usize = 4096;
+/// Topic senders that are not members, remembered to log each once.
+const MAX_OUTSIDERS_LOGGED: usize = 256;
+/// Receipts are gathered this long (plus up to as much again at random,
+/// so members who got the same message do not all answer at once) before
+/// they go: a busy group costs each member one Olm message per author per
+/// second or two, not one per message.
+const RECEIPT_BATCH: Duration = Duration::from_secs(1);
 
 /// How groups behave, from [`crate::NodeConfig`].
 #[derive(Debug, Clone, Copy)]
@@ -130,9 +151,17 @@ pub(super) struct Group {
     topic: IdentTopic,
     record: GroupRecord,
     outbound: Option<MegolmOutbound>,
+    /// Who may hand us messages on the topic: members' devices and their
+    /// relays (from the cards the group holds), rebuilt with the state.
+    sources: HashSet<PeerId>,
 }
 
 impl Group {
+    fn set_state(&mut self, state: GroupState) {
+        self.sources = topic_sources(&state);
+        self.state = state;
+    }
+
     fn conversation(&self) -> ConversationId {
         ConversationId::group(&self.id)
     }
@@ -168,6 +197,29 @@ impl Group {
     }
 }
 
+/// Members' devices and relays, from the cards the group holds.
+fn topic_sources(state: &GroupState) -> HashSet<PeerId> {
+    state
+        .members
+        .values()
+        .flat_map(|m| {
+            let devices = m
+                .card
+                .device_list
+                .devices
+                .iter()
+                .filter_map(|d| network::peer_id(&d.device_id));
+            let relays = m
+                .card
+                .relays
+                .iter()
+                .filter_map(|r| r.parse::<Multiaddr>().ok())
+                .filter_map(|a| network::peer_in(&a));
+            devices.chain(relays).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// A group message waiting for its session's key: (digest, group, bytes).
 type Waiting = ([u8; 32], GroupId, Vec<u8>);
 
@@ -185,8 +237,9 @@ pub(super) struct GroupBook {
     pub(super) groups: HashMap<GroupId, Group>,
     by_topic: HashMap<TopicHash, GroupId>,
     inbound: HashMap<[u8; 32], Inbound>,
-    /// Receipts to send, per (author, group, kind).
+    /// Receipts to send, per (author, group, kind), and when they are due.
     receipts: HashMap<(AccountId, GroupId, u8), Vec<MessageId>>,
+    receipts_due: Option<Instant>,
     /// Stored messages no peer on the topic took yet: published again on
     /// the tick.
     unpublished: VecDeque<(GroupId, Vec<u8>)>,
@@ -199,9 +252,41 @@ pub(super) struct GroupBook {
     /// Groups holding ops whose parents we lack: since when, and whom to
     /// ask for every op if they do not arrive.
     missing_since: HashMap<GroupId, (Instant, AccountId)>,
+    /// Topic messages held unvalidated until their session's key arrives:
+    /// session → (gossipsub id, the peer it came from, since when).
+    awaiting: HashMap<[u8; 32], Vec<(gossipsub::MessageId, PeerId, Instant)>>,
+    awaiting_count: usize,
+    /// Non-members seen sending on a topic (each logged once).
+    outsiders: HashSet<(PeerId, GroupId)>,
+}
+
+/// What became of one group message.
+enum Received {
+    /// Read and stored, or already had.
+    Read,
+    /// Kept until its session's key arrives.
+    Waiting([u8; 32]),
+    /// Not readable, not wanted.
+    Refused,
 }
 
 impl GroupBook {
+    fn queue_receipt(
+        &mut self,
+        author: AccountId,
+        group: GroupId,
+        kind: ReceiptKind,
+        message: MessageId,
+    ) {
+        self.receipts
+            .entry((author, group, kind as u8))
+            .or_default()
+            .push(message);
+        self.receipts_due.get_or_insert_with(|| {
+            Instant::now() + RECEIPT_BATCH.mul_f64(1.0 + rand::random::<f64>())
+        });
+    }
+
     pub(super) fn load(store: &Store, pickle_key: &[u8; 32], config: GroupConfig) -> Self {
         let mut book = Self {
             config: Some(config),
@@ -281,6 +366,7 @@ impl GroupBook {
             Group {
                 id,
                 ops,
+                sources: topic_sources(&state),
                 state,
                 topic,
                 record,
@@ -694,7 +780,8 @@ impl EventLoop {
         if new.is_empty() {
             return;
         }
-        g.state = g.ops.fold(id);
+        let state = g.ops.fold(id);
+        g.set_state(state);
         let after = g.state.clone();
         let missing_parents = new.iter().any(|op| !g.ops.has_parents(op));
         // Ops of someone else that its author made without knowing of ours:
@@ -994,10 +1081,30 @@ impl EventLoop {
                 MessageAcceptance::Reject
             }
             (None, Ok(_)) => MessageAcceptance::Ignore,
-            (Some(id), Ok(_)) => {
-                self.on_group_message(id, &message.data);
-                MessageAcceptance::Accept
+            (Some(id), Ok(_)) if !self.is_topic_source(id, &propagation_source) => {
+                if self.groups.outsiders.len() >= MAX_OUTSIDERS_LOGGED {
+                    self.groups.outsiders.clear();
+                }
+                if self.groups.outsiders.insert((propagation_source, id)) {
+                    tracing::info!(group = %id, peer = %propagation_source, "group message from a peer that is neither a member's device nor a member's relay; ignored");
+                }
+                MessageAcceptance::Ignore
             }
+            (Some(id), Ok(_)) => match self.on_group_message(id, &message.data) {
+                Received::Read => MessageAcceptance::Accept,
+                Received::Refused => MessageAcceptance::Ignore,
+                Received::Waiting(session) if self.groups.awaiting_count < MAX_AWAITING => {
+                    // Forwarded (or not) once we know whether its key comes.
+                    self.groups.awaiting_count += 1;
+                    self.groups.awaiting.entry(session).or_default().push((
+                        message_id,
+                        propagation_source,
+                        Instant::now(),
+                    ));
+                    return;
+                }
+                Received::Waiting(_) => MessageAcceptance::Ignore,
+            },
         };
         self.swarm
             .behaviour_mut()
@@ -1005,28 +1112,64 @@ impl EventLoop {
             .report_message_validation_result(&message_id, &propagation_source, acceptance);
     }
 
+    /// A member's device, a member's relay or one of our home relays.
+    fn is_topic_source(&self, id: GroupId, peer: &PeerId) -> bool {
+        self.groups
+            .groups
+            .get(&id)
+            .is_some_and(|g| g.sources.contains(peer))
+            || self.home.iter().any(|r| r.peer == *peer)
+    }
+
+    /// Settles messages held unvalidated: those of `session` (its key
+    /// arrived) as `Accept`, and those waiting over [`VALIDATION_WAIT`] as
+    /// `Ignore`.
+    fn settle_awaiting(&mut self, session: Option<[u8; 32]>) {
+        let mut settled = Vec::new();
+        if let Some(session) = session {
+            for (id, peer, _) in self.groups.awaiting.remove(&session).unwrap_or_default() {
+                settled.push((id, peer, MessageAcceptance::Accept));
+            }
+        }
+        let now = Instant::now();
+        self.groups.awaiting.retain(|_, held| {
+            held.retain(|(id, peer, since)| {
+                let stale = now.duration_since(*since) >= VALIDATION_WAIT;
+                if stale {
+                    settled.push((id.clone(), *peer, MessageAcceptance::Ignore));
+                }
+                !stale
+            });
+            !held.is_empty()
+        });
+        self.groups.awaiting_count = self.groups.awaiting_count.saturating_sub(settled.len());
+        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        for (id, peer, acceptance) in settled {
+            gossipsub.report_message_validation_result(&id, &peer, acceptance);
+        }
+    }
+
     /// One group message, from the topic or from a relay's history.
-    fn on_group_message(&mut self, id: GroupId, bytes: &[u8]) {
+    fn on_group_message(&mut self, id: GroupId, bytes: &[u8]) -> Received {
         let Ok(message) = GroupMessage::from_bytes(bytes) else {
-            return;
+            return Received::Refused;
         };
         let digest = GroupMessage::digest(bytes);
         if self.receiving.contains(&digest) || self.store.seen(&digest).unwrap_or(false) {
-            return;
+            return Received::Read;
         }
         let Some(inbound) = self.groups.inbound.get_mut(&message.session) else {
-            self.keep_pending(id, &message, digest, bytes);
-            return;
+            return self.keep_pending(id, &message, digest, bytes);
         };
         if inbound.group != id {
             tracing::warn!(group = %id, "group message under another group's session; ignored");
-            return;
+            return Received::Refused;
         }
         let (plaintext, index) = match inbound.session.decrypt(&message.ciphertext) {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(group = %id, error = %e, "group message undecryptable");
-                return;
+                return Received::Refused;
             }
         };
         let (account, device) = (inbound.account, inbound.device);
@@ -1034,12 +1177,12 @@ impl EventLoop {
             Ok(p) if p.sender_account == account && p.sender_device == device => p,
             _ => {
                 tracing::warn!(group = %id, "group message from a session whose owner it does not name; ignored");
-                return;
+                return Received::Refused;
             }
         };
         let Body::Text(text) = payload.body else {
             tracing::debug!(group = %id, "group message with a body other than text; ignored");
-            return;
+            return Received::Refused;
         };
         let conversation = ConversationId::group(&id);
         self.receiving.insert(digest);
@@ -1052,7 +1195,7 @@ impl EventLoop {
             .flatten()
             .is_some()
         {
-            return;
+            return Received::Read;
         }
         self.clock
             .observe(payload.id, now_ms(), super::MAX_CLOCK_SKEW_MS);
@@ -1083,11 +1226,9 @@ impl EventLoop {
         }));
         if account != self.me.account {
             self.groups
-                .receipts
-                .entry((account, id, ReceiptKind::Delivered as u8))
-                .or_default()
-                .push(payload.id);
+                .queue_receipt(account, id, ReceiptKind::Delivered, payload.id);
         }
+        Received::Read
     }
 
     fn keep_pending(
@@ -1096,14 +1237,22 @@ impl EventLoop {
         message: &GroupMessage,
         digest: [u8; 32],
         bytes: &[u8],
-    ) {
+    ) -> Received {
+        let held = self
+            .groups
+            .fresh_pending
+            .get(&message.session)
+            .is_some_and(|w| w.iter().any(|(d, _, _)| *d == digest));
+        if held {
+            return Received::Waiting(message.session);
+        }
         tracing::warn!(
             group = %id,
             session = %hex::encode(&message.session[..8]),
             "group message undecryptable: no key for its session (kept until one arrives)"
         );
         if self.groups.pending >= MAX_PENDING {
-            return;
+            return Received::Refused;
         }
         self.groups.pending += 1;
         self.groups
@@ -1123,6 +1272,7 @@ impl EventLoop {
                 received_at_ms: now_ms(),
             },
         ));
+        Received::Waiting(message.session)
     }
 
     /// A group control message over Olm from a verified device of `account`.
@@ -1233,6 +1383,8 @@ impl EventLoop {
                     self.groups.pending = self.groups.pending.saturating_sub(1);
                     self.on_group_message(group, &bytes);
                 }
+                // Held on the topic for this key: forward them now.
+                self.settle_awaiting(Some(session_id));
             }
             ControlKind::Receipt { kind, ids } => {
                 let Some(g) = self.groups.groups.get(&id) else {
@@ -1242,53 +1394,58 @@ impl EventLoop {
                     return;
                 }
                 let conversation = g.conversation();
-                let name = g.state.name.clone();
-                for message in ids {
-                    let ours = self
-                        .store
-                        .message(&conversation, message)
-                        .ok()
-                        .flatten()
-                        .is_some_and(|m| m.outgoing);
-                    if !ours {
-                        continue;
+                let ours = match self.store.outgoing(&conversation, &ids) {
+                    Ok(ours) => ours,
+                    Err(e) => {
+                        tracing::warn!(group = %id, error = %e, "could not read the messages a receipt names");
+                        return;
                     }
+                };
+                if ours.is_empty() {
+                    return;
+                }
+                for message in &ours {
                     self.batch.ops.push(Op::PutGroupReceipt(
                         conversation,
-                        message,
+                        *message,
                         account,
                         kind as u8,
                     ));
-                    let (mut delivered, mut read) = self.receipt_counts(&conversation, message);
-                    // This receipt is in the batch, not yet on disk.
-                    delivered += 1;
-                    if kind == ReceiptKind::Read {
-                        read += 1;
-                    }
-                    self.batch.after.push(After::Emit(Event::GroupReceipt {
-                        group: name.clone(),
-                        id: message.to_string(),
-                        delivered,
-                        read,
-                    }));
-                    if self.batch.ops.len() > 4096 {
-                        break;
-                    }
                 }
+                // The counts go out once the receipts are on disk.
+                self.batch.after.push(After::ReceiptCounts(id, ours));
             }
         }
     }
 
-    fn receipt_counts(&self, conversation: &ConversationId, id: MessageId) -> (usize, usize) {
-        let list = self
-            .store
-            .group_receipts(conversation, id)
-            .unwrap_or_default();
-        let read = list
-            .iter()
-            .filter(|(_, k)| *k == ReceiptKind::Read as u8)
-            .count();
-        (list.len(), read)
+    /// After a commit: `GroupReceipt` events with the counts now stored,
+    /// once per message however many receipts for it the batch held.
+    pub(super) fn emit_receipt_counts(&mut self, committed: Vec<(GroupId, Vec<MessageId>)>) {
+        let mut by_group: HashMap<GroupId, BTreeSet<MessageId>> = HashMap::new();
+        for (group, ids) in committed {
+            by_group.entry(group).or_default().extend(ids);
+        }
+        for (group, ids) in by_group {
+            let Some(g) = self.groups.groups.get(&group) else {
+                continue;
+            };
+            let ids: Vec<MessageId> = ids.into_iter().collect();
+            let counts = match self.store.receipt_counts(&g.conversation(), &ids) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(group = %group, error = %e, "could not count receipts");
+                    continue;
+                }
+            };
+            for (message, delivered, read) in counts {
+                let _ = self.events.send(Event::GroupReceipt {
+                    group: g.state.name.clone(),
+                    id: message.to_string(),
+                    delivered,
+                    read,
+                });
+            }
+        }
     }
 
     /// Encrypts, stores and (after the commit) publishes one message.
@@ -1489,6 +1646,18 @@ impl EventLoop {
         for (id, bytes) in waiting {
             self.publish_group(id, bytes);
         }
+        if self.groups.receipts_due.is_some_and(|due| now >= due) {
+            self.send_receipts();
+        }
+        if self.groups.awaiting_count > 0 {
+            self.settle_awaiting(None);
+        }
+    }
+
+    /// Sends the receipts gathered (on the tick when due, and on shutdown,
+    /// through the outbox).
+    pub(super) fn send_receipts(&mut self) {
+        self.groups.receipts_due = None;
         let receipts = std::mem::take(&mut self.groups.receipts);
         for ((account, group, kind), ids) in receipts {
             let kind = if kind == ReceiptKind::Read as u8 {
@@ -1600,10 +1769,7 @@ impl EventLoop {
                 && !r.outgoing
             {
                 self.groups
-                    .receipts
-                    .entry((r.from, id, ReceiptKind::Read as u8))
-                    .or_default()
-                    .push(*message);
+                    .queue_receipt(r.from, id, ReceiptKind::Read, *message);
             }
         }
         let count = unread.len();

@@ -71,3 +71,19 @@ pub async fn ask(
         }
     }
 }
+
+/// A gossipsub peer configured as hush nodes are (anonymous messages,
+/// content ids), with a fresh identity: a stranger on a group's topic.
+pub fn gossip_client() -> Swarm<libp2p::gossipsub::Behaviour> {
+    libp2p::SwarmBuilder::with_existing_identity(identity::Keypair::generate_ed25519())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("tcp transport")
+        .with_behaviour(|_| hush_node::gossipsub_behaviour().expect("gossipsub"))
+        .expect("behaviour")
+        .build()
+}

@@ -1,7 +1,8 @@
 //! Group chat across real node processes and a real relay: exactly-once,
 //! same-order delivery; catch-up from the relay's history after being
 //! offline; a removed member reads nothing new; concurrent invitations by
-//! two admins converge; the errors users meet.
+//! two admins converge; a stranger publishing on the topic is ignored; the
+//! errors users meet.
 
 use std::time::Duration;
 
@@ -296,4 +297,111 @@ fn concurrent_invitations_by_two_admins_converge() {
             .any(|(_, t)| t == "hello from dave")
             .then_some(())
     });
+}
+
+/// A peer that is not a member (a raw gossipsub client in this process)
+/// publishes well-formed group messages on the group's topic, under its own
+/// Megolm session: the member it is connected to ignores them (neither
+/// stores, nor keeps them waiting for a key, nor forwards them), and the
+/// group goes on working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_member_publishing_on_the_topic_is_ignored() {
+    use futures::StreamExt;
+    use hush_protocol::{
+        AccountId, Body, DeviceId, GroupId, GroupMessage, MegolmOutbound, MessageId, Payload, Wire,
+    };
+    use libp2p::gossipsub::IdentTopic;
+
+    let relay = RelayProc::start("");
+    let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
+    start_all(&relay, &mut [&mut alice, &mut bob]);
+    introduce(&alice, &bob);
+    let group = create(&alice, "club");
+    invite(&alice, &group, "bob", false);
+    join(&bob, &group);
+    wait_members(&alice, &group, 2);
+    wait_members(&bob, &group, 2);
+    send(&alice, &group, "hello bob");
+    wait_history(&bob, &group, 1);
+
+    let id: GroupId = group.parse().expect("group id");
+    let topic = IdentTopic::new(id.topic());
+    let mut mallory = hush_tests::raw::gossip_client();
+    mallory
+        .dial(
+            alice
+                .listen_addr()
+                .parse::<libp2p::Multiaddr>()
+                .expect("addr"),
+        )
+        .expect("dial alice");
+    mallory
+        .behaviour_mut()
+        .subscribe(&topic)
+        .expect("subscribe");
+    const IGNORED: &str = "neither a member's device nor a member's relay; ignored";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    let mut published = 0;
+    let mut sessions = Vec::new();
+    while !alice.node_log().contains(IGNORED) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "alice's node never logged mallory's message ({published} published)"
+        );
+        let mut session = MegolmOutbound::new();
+        sessions.push(hex(&session.id()[..8]));
+        let payload = Payload {
+            sender_account: AccountId([7; 32]),
+            sender_device: DeviceId([7; 32]),
+            id: MessageId(u128::from(published as u64 + 1) << 16),
+            body: Body::Text(format!("forged by mallory {published}")),
+        };
+        let bytes = GroupMessage {
+            session: session.id(),
+            ciphertext: session.encrypt(&payload.to_padded()),
+        }
+        .to_bytes();
+        if mallory
+            .behaviour_mut()
+            .publish(topic.clone(), bytes)
+            .is_ok()
+        {
+            published += 1;
+        }
+        let pause = tokio::time::sleep(Duration::from_millis(300));
+        tokio::pin!(pause);
+        loop {
+            tokio::select! {
+                _ = mallory.select_next_some() => {}
+                _ = &mut pause => break,
+            }
+        }
+    }
+    assert!(published > 0);
+
+    // The group still works, and mallory's message is nowhere: not stored,
+    // not kept for a key, not forwarded to bob.
+    send(&alice, &group, "still just us");
+    let bob_history = wait_history(&bob, &group, 2);
+    for (who, h) in [("alice", history(&alice, &group)), ("bob", bob_history)] {
+        let texts: Vec<&str> = h.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(texts, ["hello bob", "still just us"], "{who}'s history");
+    }
+    for (who, log) in [("alice", alice.node_log()), ("bob", bob.node_log())] {
+        for session in &sessions {
+            assert!(
+                !log.contains(session.as_str()),
+                "{who} kept mallory's message (session {session}) waiting for a key:\n{log}"
+            );
+        }
+        assert!(!log.contains("forged"), "{who}'s log names the forgery");
+    }
+    assert!(
+        !bob.node_log().contains(IGNORED),
+        "bob got mallory's message: alice forwarded it"
+    );
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -364,6 +364,9 @@ pub enum BenchCommand {
         /// Messages measured (after a warm-up)
         #[arg(long, default_value_t = 200)]
         messages: usize,
+        /// Milliseconds between two messages (20: 50 messages a second)
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        interval_ms: u64,
         #[arg(long)]
         json: bool,
     },

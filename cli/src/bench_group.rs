@@ -2,7 +2,7 @@
 //! group. The first creates it and invites the others (each is its
 //! contact); all join. After a warm-up (Olm sessions, the Megolm key, the
 //! gossipsub mesh), the creator publishes `messages` 256-byte texts, one
-//! every 20 ms, and every other member's event stream timestamps each one.
+//! every `--interval-ms` (20), and every other member's event stream timestamps each one.
 //!
 //! - `p50_ms`, `p99_ms`: `group.send` called → decrypted and stored at a
 //!   member, over every (message, member) pair;
@@ -14,6 +14,8 @@
 //!   the measured run (all N nodes share the machine's cores: once they are
 //!   all busy, latency is queueing), and `idle_cores_busy` over two quiet
 //!   seconds before it;
+//! - `setup_s`: creating the group, every invitation and join, and the
+//!   warm-up (grows with N²: every change goes to every member over Olm);
 //! - `peak_rss_mib`: the whole process (all N nodes), and per node.
 
 use std::collections::HashMap;
@@ -33,7 +35,6 @@ use crate::bench::percentile;
 use crate::demo::init_home;
 
 const TEXT_LEN: usize = 256;
-const INTERVAL: Duration = Duration::from_millis(20);
 
 fn loopback_bytes() -> u64 {
     let Ok(text) = std::fs::read_to_string("/proc/net/dev") else {
@@ -92,7 +93,8 @@ fn ciphertext_bytes() -> usize {
     .len()
 }
 
-pub async fn group(members: usize, messages: usize, as_json: bool) -> Result<()> {
+pub async fn group(members: usize, messages: usize, interval_ms: u64, as_json: bool) -> Result<()> {
+    let interval = Duration::from_millis(interval_ms);
     if members < 2 {
         bail!("--members must be at least 2");
     }
@@ -115,7 +117,10 @@ pub async fn group(members: usize, messages: usize, as_json: bool) -> Result<()>
         creator.group_invite(&view.id, &name, false).await?;
     }
     // Every member sees the invitation, joins, and sees everyone joined.
-    let deadline = Instant::now() + Duration::from_secs(60 + members as u64);
+    // Each invitation and each join goes to every member over Olm (pairwise
+    // sessions among members who are not contacts): setup grows with N².
+    let setup_started = Instant::now();
+    let deadline = setup_started + Duration::from_secs(60 + (members * members) as u64 / 10);
     for node in nodes.iter().skip(1) {
         loop {
             match node.group_join(&view.id).await {
@@ -127,20 +132,39 @@ pub async fn group(members: usize, messages: usize, as_json: bool) -> Result<()>
             }
         }
     }
-    for node in &nodes {
-        loop {
-            let v = node.group_members(&view.id).await?.group;
-            if v.members == members {
-                break;
+    eprintln!(
+        "bench group: all joined after {} s; waiting for every member to see all {members}",
+        setup_started.elapsed().as_secs()
+    );
+    let mut report_at = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut behind = Vec::new();
+        for (i, node) in nodes.iter().enumerate() {
+            let seen = node.group_members(&view.id).await?.group.members;
+            if seen < members {
+                behind.push((i, seen));
             }
-            if Instant::now() > deadline {
-                bail!(
-                    "membership did not converge: {} of {members} joined",
-                    v.members
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        if behind.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "membership did not converge: {} members see fewer than {members} joined \
+                 (member: joined seen) {behind:?}",
+                behind.len()
+            );
+        }
+        if Instant::now() > report_at {
+            eprintln!(
+                "bench group: after {} s, {} members see fewer than {members} joined; least: {:?}",
+                setup_started.elapsed().as_secs(),
+                behind.len(),
+                behind.iter().map(|(_, seen)| seen).min()
+            );
+            report_at += Duration::from_secs(10);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
     // Each member's arrivals: message id → when it was stored.
@@ -164,7 +188,7 @@ pub async fn group(members: usize, messages: usize, as_json: bool) -> Result<()>
     let text = "x".repeat(TEXT_LEN);
     let others = members - 1;
     // Warm up until a message reaches everyone.
-    let warm_deadline = Instant::now() + Duration::from_secs(120);
+    let warm_deadline = Instant::now() + Duration::from_secs(120 + members as u64);
     loop {
         let r = creator.group_send(&view.id, &text).await?;
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -173,15 +197,18 @@ pub async fn group(members: usize, messages: usize, as_json: bool) -> Result<()>
             break;
         }
         if Instant::now() > warm_deadline {
-            bail!("warm-up: a message reached {got} of {others} members within 120 s");
+            bail!("warm-up: a message reached {got} of {others} members in time");
         }
     }
     // Two quiet seconds: what N idle nodes cost (heartbeats, pings, ticks).
     let idle_before = cpu_ticks();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_cores = (cpu_ticks().saturating_sub(idle_before)) as f64 / 200.0;
+    let setup_s = setup_started.elapsed().as_secs();
     // Progress on stderr, so a profiler can be attached for the run alone.
-    eprintln!("bench group: {members} members joined and warm; measuring {messages} messages");
+    eprintln!(
+        "bench group: {members} members joined and warm after {setup_s} s; measuring {messages} messages"
+    );
 
     let bytes_before = loopback_bytes();
     let (cpu_before, wall_before) = (cpu_ticks(), Instant::now());
@@ -189,7 +216,7 @@ pub async fn group(members: usize, messages: usize, as_json: bool) -> Result<()>
     let mut next = Instant::now();
     for _ in 0..messages {
         tokio::time::sleep_until(next.into()).await;
-        next += INTERVAL;
+        next += interval;
         let at = Instant::now();
         let r = creator.group_send(&view.id, &text).await?;
         sent.push((r.id, at));
@@ -228,6 +255,8 @@ pub async fn group(members: usize, messages: usize, as_json: bool) -> Result<()>
     let rss = peak_rss_kib();
     let report = json!({
         "members": members,
+        "interval_ms": interval_ms,
+        "setup_s": setup_s,
         "messages": messages,
         "p50_ms": percentile(&latencies, 0.50) as f64 / 1000.0,
         "p99_ms": percentile(&latencies, 0.99) as f64 / 1000.0,
@@ -247,7 +276,9 @@ pub async fn group(members: usize, messages: usize, as_json: bool) -> Result<()>
     if as_json {
         println!("{report}");
     } else {
-        println!("group of {members}, {messages} messages of {TEXT_LEN} bytes, one per 20 ms");
+        println!(
+            "group of {members} (formed in {setup_s} s), {messages} messages of {TEXT_LEN} bytes, one per {interval_ms} ms"
+        );
         println!(
             "publish → decrypted at a member: p50 {} ms, p99 {} ms ({} deliveries missing)",
             report["p50_ms"], report["p99_ms"], missing

@@ -79,9 +79,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(BenchCommand::Group {
             members,
             messages,
+            interval_ms,
             json,
         }) => {
-            return crate::bench_group::group(members, messages, json)
+            return crate::bench_group::group(members, messages, interval_ms, json)
                 .await
                 .map(|()| ExitCode::SUCCESS);
         }

@@ -1212,9 +1212,6 @@ impl EventLoop {
                     return;
                 }
                 self.keys_served.insert(peer, now);
-                if KeyRequest::from_bytes(&request).is_err() {
-                    return;
-                }
                 let bundle = self.olm.one_time_key_bundle(self.me.device_id());
                 // The key's secret must be on disk before anyone can use it.
                 self.batch.after.push(After::KeyBundle(channel, bundle));

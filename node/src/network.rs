@@ -228,6 +228,10 @@ pub fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, io::Error> {
         // already carry it, and three rounds of 32-byte ids to three peers
         // cost half a message's size again per member.
         .history_gossip(1)
+        // IHAVE to `gossip_lazy` peers, not a quarter of all peers on the
+        // topic: members hold Olm connections to many other members, and at
+        // 100 members a quarter is 25 peers a heartbeat.
+        .gossip_factor(0.0)
         .heartbeat_interval(Duration::from_millis(500))
         .duplicate_cache_time(Duration::from_secs(120))
         .flood_publish(false)

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use hush_node::FrameCodec;
 use libp2p::request_response::{self, ProtocolSupport};
-use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identity, noise, tcp, yamux};
 
 pub type Client = Swarm<request_response::Behaviour<FrameCodec>>;
@@ -19,6 +19,19 @@ pub fn client(protocol: StreamProtocol) -> Client {
 
 /// A client with the given identity.
 pub fn client_with(keypair: identity::Keypair, protocol: StreamProtocol) -> Client {
+    swarm(
+        keypair,
+        request_response::Behaviour::with_codec(
+            // It writes whatever it likes and accepts any answer.
+            FrameCodec::new(8 * 1024 * 1024, 8 * 1024 * 1024),
+            [(protocol, ProtocolSupport::Outbound)],
+            request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+        ),
+    )
+}
+
+/// A TCP + Noise + Yamux swarm running `behaviour`.
+fn swarm<B: NetworkBehaviour>(keypair: identity::Keypair, behaviour: B) -> Swarm<B> {
     libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -27,14 +40,7 @@ pub fn client_with(keypair: identity::Keypair, protocol: StreamProtocol) -> Clie
             yamux::Config::default,
         )
         .expect("tcp transport")
-        .with_behaviour(|_| {
-            request_response::Behaviour::with_codec(
-                // It writes whatever it likes and accepts any answer.
-                FrameCodec::new(8 * 1024 * 1024, 8 * 1024 * 1024),
-                [(protocol, ProtocolSupport::Outbound)],
-                request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
-            )
-        })
+        .with_behaviour(|_| behaviour)
         .expect("behaviour")
         .build()
 }
@@ -75,15 +81,8 @@ pub async fn ask(
 /// A gossipsub peer configured as hush nodes are (anonymous messages,
 /// content ids), with a fresh identity: a stranger on a group's topic.
 pub fn gossip_client() -> Swarm<libp2p::gossipsub::Behaviour> {
-    libp2p::SwarmBuilder::with_existing_identity(identity::Keypair::generate_ed25519())
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("tcp transport")
-        .with_behaviour(|_| hush_node::gossipsub_behaviour().expect("gossipsub"))
-        .expect("behaviour")
-        .build()
+    swarm(
+        identity::Keypair::generate_ed25519(),
+        hush_node::gossipsub_behaviour().expect("gossipsub"),
+    )
 }

@@ -70,6 +70,11 @@ const SYNC_AFTER: Duration = Duration::from_secs(10);
 const VALIDATION_WAIT: Duration = Duration::from_secs(2);
 /// Messages held unvalidated, over all groups.
 const MAX_AWAITING: usize = 4096;
+/// An invitation's op set may come in several control messages, ours last:
+/// ops of a group we are not (yet) in are held this long, at most this many
+/// bytes over all groups, until they make us a member.
+const UNCLAIMED_FOR: Duration = Duration::from_secs(600);
+const MAX_UNCLAIMED_BYTES: usize = 8 * 1024 * 1024;
 /// Topic senders that are not members, remembered to log each once.
 const MAX_OUTSIDERS_LOGGED: usize = 256;
 /// Receipts are gathered this long (plus up to as much again at random,
@@ -258,6 +263,9 @@ pub(super) struct GroupBook {
     awaiting_count: usize,
     /// Non-members seen sending on a topic (each logged once).
     outsiders: HashSet<(PeerId, GroupId)>,
+    /// Verified ops of groups we are not in: since when, the ops, their
+    /// encoded size (see [`UNCLAIMED_FOR`]).
+    unclaimed: HashMap<GroupId, (Instant, Vec<GroupOp>, usize)>,
 }
 
 /// What became of one group message.
@@ -271,6 +279,36 @@ enum Received {
 }
 
 impl GroupBook {
+    /// Holds `ops` of a group we are not in, within [`MAX_UNCLAIMED_BYTES`]
+    /// (the oldest group's ops go first).
+    fn hold_unclaimed(&mut self, id: GroupId, ops: Vec<GroupOp>) {
+        let now = Instant::now();
+        self.unclaimed
+            .retain(|_, (since, _, _)| now.duration_since(*since) < UNCLAIMED_FOR);
+        let bytes: usize = ops.iter().map(|op| op.to_bytes().len()).sum();
+        if bytes > MAX_UNCLAIMED_BYTES {
+            return;
+        }
+        let since = self
+            .unclaimed
+            .remove(&id)
+            .map_or(now, |(since, _, _)| since);
+        while self.unclaimed.values().map(|(_, _, b)| b).sum::<usize>() + bytes
+            > MAX_UNCLAIMED_BYTES
+        {
+            let Some(oldest) = self
+                .unclaimed
+                .iter()
+                .min_by_key(|(_, (since, _, _))| *since)
+                .map(|(id, _)| *id)
+            else {
+                break;
+            };
+            self.unclaimed.remove(&oldest);
+        }
+        self.unclaimed.insert(id, (since, ops, bytes));
+    }
+
     fn queue_receipt(
         &mut self,
         author: AccountId,
@@ -1296,15 +1334,26 @@ impl EventLoop {
                         }
                     })
                     .collect();
+                let mut verified = verified;
                 if !self.groups.groups.contains_key(&id) {
-                    // Only an invitation of us starts a group here.
+                    // Only an invitation of us starts a group here. A big
+                    // group's ops come in several messages, ours maybe last:
+                    // hold the others until they make us a member.
                     let mut probe = OpSet::default();
-                    for op in &verified {
-                        probe.insert(op.clone());
+                    let held = self
+                        .groups
+                        .unclaimed
+                        .remove(&id)
+                        .map(|(_, ops, _)| ops)
+                        .unwrap_or_default();
+                    for op in held.into_iter().chain(verified) {
+                        probe.insert(op);
                     }
+                    verified = probe.ops().cloned().collect();
                     let state = probe.fold(id);
                     if !state.members.contains_key(&self.me.account) {
-                        tracing::debug!(group = %id, "ops of a group we are not in; ignored");
+                        tracing::debug!(group = %id, ops = verified.len(), "ops of a group we are not in; held in case they are an invitation still arriving");
+                        self.groups.hold_unclaimed(id, verified);
                         return;
                     }
                     if self.groups.groups.len() >= MAX_GROUPS {

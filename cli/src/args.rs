@@ -81,31 +81,34 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
     /// Run the node in the foreground until interrupted
-    Run {
-        /// A multiaddr to listen on, e.g. /ip4/0.0.0.0/tcp/4001 or
-        /// /ip4/0.0.0.0/udp/4001/quic-v1 (repeatable) [default: all
-        /// interfaces, random TCP and QUIC ports]
-        #[arg(long, value_name = "MULTIADDR")]
-        listen: Vec<String>,
-        /// A home relay (its full address, ending in /p2p/<relay id>, as
-        /// `hush relay run` prints it); repeatable, up to 3 are used. Saved:
-        /// later runs without --relay keep the same relays
-        #[arg(long, value_name = "MULTIADDR")]
-        relay: Vec<String>,
-        /// How often to ask the relays for new mail when a fetch cannot be
-        /// held open, in milliseconds
-        #[arg(long, value_name = "MS", default_value_t = 1000)]
-        poll_ms: u64,
-        /// How long presence records are valid; refreshed every half of it.
-        #[arg(long, value_name = "SECS", default_value_t = 300)]
-        presence_ttl: u64,
-        /// How long a contact whose connection dropped still shows online.
-        #[arg(long, value_name = "SECS", default_value_t = 30)]
-        presence_grace: u64,
-        /// Do not look for contacts on the local network (mDNS).
-        #[arg(long)]
-        no_mdns: bool,
-    },
+    Run(NodeRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NodeRunArgs {
+    /// A multiaddr to listen on, e.g. /ip4/0.0.0.0/tcp/4001 or
+    /// /ip4/0.0.0.0/udp/4001/quic-v1 (repeatable) [default: all
+    /// interfaces, random TCP and QUIC ports]
+    #[arg(long, value_name = "MULTIADDR")]
+    pub listen: Vec<String>,
+    /// A home relay (its full address, ending in /p2p/<relay id>, as
+    /// `hush relay run` prints it); repeatable, up to 3 are used. Saved:
+    /// later runs without --relay keep the same relays
+    #[arg(long, value_name = "MULTIADDR")]
+    pub relay: Vec<String>,
+    /// How often to ask the relays for new mail when a fetch cannot be
+    /// held open, in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub poll_ms: u64,
+    /// How long presence records are valid; refreshed every half of it.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub presence_ttl: u64,
+    /// How long a contact whose connection dropped still shows online.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub presence_grace: u64,
+    /// Do not look for contacts on the local network (mDNS).
+    #[arg(long)]
+    pub no_mdns: bool,
 }
 
 #[derive(Debug, Args)]

@@ -13,7 +13,6 @@ mod bench_presence;
 mod bench_relay;
 mod commands;
 mod demo;
-mod group;
 
 use std::process::ExitCode;
 

@@ -1,6 +1,7 @@
 //! The device's identity: account key, device key, Olm keys, and the
 //! contact card made from them.
 
+pub use hush_host::create_private_file;
 use hush_protocol::{
     AccountId, AccountKey, ContactCard, DeviceId, DeviceKeys, DeviceList, MAX_CARD_ADDRESSES,
     MAX_NAME_LEN, MailboxSecret, OlmDevice,
@@ -152,22 +153,6 @@ pub fn offline_card(home: &Home) -> Result<ContactCard, NodeError> {
     let mut me = Me::load(&record, &olm)?;
     me.relays = store.relays()?;
     Ok(me.card(&store.listen_addresses()?))
-}
-
-/// Creates `path` empty with mode 0600 unless it exists, so secrets written
-/// into it later are never readable by others, not even for a moment.
-pub fn create_private_file(path: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
 }
 
 pub fn restrict_permissions(path: &std::path::Path) {

@@ -8,7 +8,7 @@
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use hush_protocol::{ContactCard, ConversationId, MessageId, OlmDevice, safety_number};
 use libp2p::Multiaddr;
@@ -35,11 +35,7 @@ const EVENT_BUFFER: usize = 4096;
 pub const MAX_HISTORY_LIMIT: usize = 1000;
 
 /// Wall-clock milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub use hush_host::now_ms;
 
 /// Home relays used at most (the first ones given).
 pub const MAX_HOME_RELAYS: usize = 3;

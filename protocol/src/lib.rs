@@ -33,8 +33,11 @@ mod ids;
 mod keys;
 mod mailbox;
 mod megolm;
+mod names;
 mod payload;
 mod presence;
+pub mod relay;
+mod time;
 
 pub use card::{
     CARD_PREFIX, CardError, ContactCard, MAX_ADDRESS_LEN, MAX_CARD_ADDRESSES, MAX_CARD_TEXT_LEN,
@@ -65,9 +68,14 @@ pub use mailbox::{
     Refusal, SealError, SealedEnvelope,
 };
 pub use megolm::{MegolmError, MegolmInbound, MegolmOutbound, megolm_session_id};
+pub use names::{
+    DIRECT_PROTOCOL, GOSSIP_PROTOCOL_PREFIX, HISTORY_PROTOCOL, IDENTIFY_PROTOCOL, KAD_PROTOCOL,
+    KEYS_PROTOCOL, MAILBOX_PROTOCOL, PRESENCE_PROTOCOL,
+};
 pub use payload::{Body, MAX_RECEIPT_IDS, MAX_TEXT_LEN, Payload, ReceiptKind};
 pub use presence::{
     MAX_PRESENCE_ADDRESS_LEN, MAX_PRESENCE_ADDRESSES, MAX_PRESENCE_RECORD_LEN,
     MAX_PRESENCE_SKEW_MS, MAX_PRESENCE_TTL_MS, Presence, PresenceError, PresenceKey, PresencePush,
     PresenceState, SealedPresence,
 };
+pub use time::Now;

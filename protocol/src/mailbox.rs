@@ -452,6 +452,9 @@ impl Refusal {
 
     /// Whether trying again later may succeed without anything changing on
     /// the sender's side.
+    /// How many refusal codes there are (they run from 0).
+    pub const COUNT: usize = 9;
+
     pub fn is_transient(self) -> bool {
         matches!(self, Self::Unavailable | Self::StaleChallenge)
     }

@@ -44,38 +44,7 @@ pub enum ConfigError {
     Invalid { field: &'static str, reason: String },
 }
 
-/// Limits that keep one mailbox, one sender or the whole relay from using
-/// more than its share.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(default, deny_unknown_fields)]
-pub struct Quotas {
-    /// Largest sealed envelope accepted, in bytes.
-    pub max_item_bytes: u64,
-    /// Most items one mailbox holds.
-    pub mailbox_items: u64,
-    /// Most bytes one mailbox holds.
-    pub mailbox_bytes: u64,
-    /// Most items one sender may have waiting in one mailbox, so a flooding
-    /// sender fills only its own share and never pushes anyone else out.
-    pub sender_items: u64,
-    /// Total bytes of mail the relay stores.
-    pub disk_bytes: u64,
-    /// Most one-time keys hosted per device.
-    pub one_time_keys_per_device: u64,
-}
-
-impl Default for Quotas {
-    fn default() -> Self {
-        Self {
-            max_item_bytes: MAX_SEALED_LEN as u64,
-            mailbox_items: 10_000,
-            mailbox_bytes: 256 * 1024 * 1024,
-            sender_items: 2_000,
-            disk_bytes: 10 * 1024 * 1024 * 1024,
-            one_time_keys_per_device: 100,
-        }
-    }
-}
+pub use hush_protocol::relay::Quotas;
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]

@@ -1,26 +1,20 @@
-//! Group history: the relay subscribes to the gossipsub topics members ask
-//! it to keep, stores every well-formed group message published there
-//! (Megolm ciphertext: the relay cannot read it), and pages it out to
-//! members catching up from their cursor.
+//! Group history's store: what the relay keeps of the topics the engine's
+//! [`TopicBook`](hush_protocol::relay::TopicBook) decided to keep (Megolm
+//! ciphertext: the relay cannot read it), paged out to members catching up
+//! from their cursor.
 //!
 //! Its own redb file (`history.redb`), written once per tick in one
-//! transaction. Bounded: [`MAX_TOPICS`] topics, [`MAX_TOPIC_MESSAGES`] per
-//! topic (the oldest go first), and the relay's retention period.
+//! transaction. Bounded: [`MAX_TOPIC_MESSAGES`] per topic (the oldest go
+//! first), and the relay's retention period.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use hush_protocol::{GroupMessage, HistoryResponse, MAX_HISTORY_ITEMS, Wire};
+use hush_protocol::HistoryResponse;
+use hush_protocol::relay::{HISTORY_PAGE_BYTES, MAX_TOPIC_MESSAGES};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::store::StoreError;
-
-/// Topics kept at most.
-pub const MAX_TOPICS: usize = 100_000;
-/// Messages kept per topic at most.
-pub const MAX_TOPIC_MESSAGES: u64 = 10_000;
-/// Bytes one history page carries, about.
-const PAGE_BYTES: usize = 1024 * 1024;
 
 /// topic name → (next sequence number, oldest kept).
 const TOPICS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("topics");
@@ -70,21 +64,11 @@ impl History {
         self.topics.keys()
     }
 
-    pub fn is_kept(&self, topic: &str) -> bool {
-        self.topics.contains_key(topic)
-    }
-
-    /// Starts keeping a topic; false when the relay keeps too many.
-    pub fn keep(&mut self, topic: &str) -> bool {
-        if self.topics.contains_key(topic) {
-            return true;
-        }
-        if self.topics.len() >= MAX_TOPICS {
-            return false;
-        }
+    /// Starts keeping a topic (the engine decided it may).
+    pub fn keep(&mut self, topic: &str) {
         self.topics
-            .insert(topic.to_owned(), Topic { next: 1, oldest: 1 });
-        true
+            .entry(topic.to_owned())
+            .or_insert(Topic { next: 1, oldest: 1 });
     }
 
     /// Queues a message published on a kept topic.
@@ -151,7 +135,6 @@ impl History {
                 more: false,
             });
         }
-        let limit = limit.clamp(1, MAX_HISTORY_ITEMS);
         let txn = self.db.begin_read()?;
         let table = txn.open_table(MESSAGES)?;
         let mut items = Vec::new();
@@ -159,7 +142,7 @@ impl History {
         let mut more = false;
         for row in table.range((topic, after.saturating_add(1))..=(topic, u64::MAX))? {
             let (k, v) = row?;
-            if items.len() >= limit || bytes >= PAGE_BYTES {
+            if items.len() >= limit || bytes >= HISTORY_PAGE_BYTES {
                 more = true;
                 break;
             }
@@ -169,10 +152,4 @@ impl History {
         }
         Ok(HistoryResponse::Page { items, more })
     }
-}
-
-/// Whether bytes are a well-formed group message (what gossip validation
-/// accepts).
-pub fn well_formed(bytes: &[u8]) -> bool {
-    GroupMessage::from_bytes(bytes).is_ok()
 }

@@ -1,6 +1,7 @@
 //! Prometheus metrics, served as text on `GET /metrics`.
 //!
-//! Counters and gauges are atomics the service updates; the HTTP side is a
+//! Counters and gauges are atomics the service updates from the engine's
+//! [`RelayStats`] after each step; the HTTP side is a
 //! deliberately small server: one request per connection, a 4 KiB request
 //! limit, a 5 second deadline, and at most 16 connections at a time.
 
@@ -11,11 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hush_protocol::Refusal;
+use hush_protocol::relay::RelayStats;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-const REFUSALS: [(Refusal, &str); 9] = [
+const REFUSALS: [(Refusal, &str); Refusal::COUNT] = [
     (Refusal::Malformed, "malformed"),
     (Refusal::NotOwner, "not_owner"),
     (Refusal::StaleChallenge, "stale_challenge"),
@@ -40,13 +42,24 @@ pub struct Metrics {
     pub connections: AtomicU64,
     pub commits: AtomicU64,
     pub dht_peers: AtomicU64,
-    refusals: [AtomicU64; 9],
+    refusals: [AtomicU64; Refusal::COUNT],
 }
 
 impl Metrics {
-    pub fn refused(&self, reason: Refusal) {
-        if let Some(counter) = self.refusals.get(reason as usize) {
-            counter.fetch_add(1, Ordering::Relaxed);
+    /// Takes the engine's counters.
+    pub fn record(&self, stats: &RelayStats) {
+        let set = |metric: &AtomicU64, value: u64| metric.store(value, Ordering::Relaxed);
+        set(&self.stored_messages, stats.stored_messages);
+        set(&self.stored_bytes, stats.stored_bytes);
+        set(&self.deposits, stats.deposits);
+        set(&self.duplicates, stats.duplicates);
+        set(&self.fetches, stats.fetches);
+        set(&self.delivered, stats.delivered);
+        set(&self.expired, stats.expired);
+        set(&self.keys_claimed, stats.keys_claimed);
+        set(&self.commits, stats.commits);
+        for (metric, value) in self.refusals.iter().zip(stats.refusals) {
+            set(metric, value);
         }
     }
 

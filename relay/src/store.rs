@@ -15,12 +15,17 @@
 //! mailboxes it touches) and the per-mailbox index holds only small keys.
 //! The log is also the expiry order.
 //!
-//! Writes are [`Op`]s applied by [`Store::apply`] in one durable
-//! transaction; the service acks nothing before that returns.
+//! Writes are the engine's [`RelayWrite`]s, applied by [`Store::apply`] in
+//! one durable transaction; the engine acks nothing before that returns.
+//! Its reads go through [`MailLookup`].
 
 use std::path::Path;
 
-use hush_protocol::MailboxId;
+use hush_protocol::relay::{
+    Applied, DepositDigest, HostedKey, MailLookup, MailPage, OneTimeKey, RelayWrite, StoreFault,
+    StoredMail,
+};
+use hush_protocol::{DeviceId, MailboxId};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use thiserror::Error;
 
@@ -63,68 +68,12 @@ impl From<redb::DatabaseError> for StoreError {
     }
 }
 
-/// The dedupe key of a deposit: a hash of its sealed bytes.
-pub fn digest(sealed: &[u8]) -> [u8; 32] {
-    *blake3::Hasher::new_derive_key("hush 2026 relay deposit digest")
-        .update(sealed)
-        .finalize()
-        .as_bytes()
-}
-
-/// A hosted key as handed out: the one-time key's public part (`None` for
-/// the fallback key) and the signed bundle.
-pub type HostedKey = (Option<[u8; 32]>, Vec<u8>);
-
-/// One stored item as read back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Item {
-    pub mailbox: MailboxId,
-    pub seq: u64,
-    pub stored_at_ms: u64,
-    /// An unlinkable per-process tag of the sender (see `service.rs`).
-    pub sender_tag: u64,
-    pub sealed: Vec<u8>,
-}
-
-#[derive(Debug)]
-pub enum Op {
-    Deposit(Item),
-    /// Deletes an item (acked by its owner, or expired).
-    Delete(MailboxId, u64, Removal),
-    /// Replaces a device's hosted keys.
-    PutKeys {
-        device: [u8; 32],
-        one_time: Vec<([u8; 32], Vec<u8>)>,
-        fallback: Vec<u8>,
-    },
-    /// A one-time key was handed out: it is gone.
-    TakeKey {
-        device: [u8; 32],
-        key: [u8; 32],
-    },
-    NextSeq(u64),
-}
-
-/// Why an item is deleted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Removal {
-    Acked,
-    Expired,
-}
-
-/// What a batch did, for the in-memory usage counters and the metrics.
-#[derive(Debug, Default)]
-pub struct Applied {
-    pub deleted: Vec<(Item, Removal)>,
-    pub deposited: u64,
-}
-
 #[derive(Debug)]
 pub struct Store {
     db: Database,
 }
 
-fn parse_item(seq: u64, value: &[u8]) -> Result<Item, StoreError> {
+fn parse_item(seq: u64, value: &[u8]) -> Result<StoredMail, StoreError> {
     if value.len() < MAIL_HEADER {
         return Err(StoreError::Corrupt(
             "a mail record is shorter than its header",
@@ -137,7 +86,7 @@ fn parse_item(seq: u64, value: &[u8]) -> Result<Item, StoreError> {
     };
     let mailbox = <[u8; 32]>::try_from(&value[16..48])
         .map_err(|_| StoreError::Corrupt("a mail record header"))?;
-    Ok(Item {
+    Ok(StoredMail {
         mailbox: MailboxId(mailbox),
         seq,
         stored_at_ms: word(&value[..8])?,
@@ -182,121 +131,8 @@ impl Store {
         Ok(secret)
     }
 
-    pub fn next_seq(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
-        let meta = txn.open_table(META)?;
-        let Some(v) = meta.get(NEXT_SEQ_KEY)? else {
-            return Ok(1);
-        };
-        <[u8; 8]>::try_from(v.value())
-            .map(u64::from_be_bytes)
-            .map_err(|_| StoreError::Corrupt("the next sequence number"))
-    }
-
-    /// Every stored item's size and sender tag, to rebuild the usage counters.
-    pub fn usage(&self) -> Result<Vec<(MailboxId, u64, u64)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let log = txn.open_table(LOG)?;
-        let mut out = Vec::new();
-        for row in log.iter()? {
-            let (k, v) = row?;
-            let item = parse_item(k.value(), v.value())?;
-            out.push((item.mailbox, item.sealed.len() as u64, item.sender_tag));
-        }
-        Ok(out)
-    }
-
-    /// Which of these sealed-envelope digests are stored already (one read
-    /// transaction for a whole deposit).
-    pub fn has_digests(&self, digests: &[[u8; 32]]) -> Result<Vec<bool>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(DIGESTS)?;
-        digests
-            .iter()
-            .map(|d| Ok(table.get(d)?.is_some()))
-            .collect()
-    }
-
-    /// Items of `mailbox` after `after`, oldest first: at most `limit`
-    /// items and about `max_bytes`; and whether more are waiting.
-    pub fn fetch(
-        &self,
-        mailbox: &MailboxId,
-        after: u64,
-        limit: usize,
-        max_bytes: usize,
-    ) -> Result<(Vec<Item>, bool), StoreError> {
-        let txn = self.db.begin_read()?;
-        let index = txn.open_table(INDEX)?;
-        let log = txn.open_table(LOG)?;
-        let mut items = Vec::new();
-        let mut bytes = 0;
-        let start = after.saturating_add(1);
-        for row in index.range((mailbox.0, start)..=(mailbox.0, u64::MAX))? {
-            let (_, seq) = row?.0.value();
-            let Some(value) = log.get(seq)? else {
-                continue;
-            };
-            let len = value.value().len();
-            if items.len() >= limit || bytes + len > max_bytes && !items.is_empty() {
-                return Ok((items, true));
-            }
-            bytes += len;
-            items.push(parse_item(seq, value.value())?);
-        }
-        Ok((items, false))
-    }
-
-    /// The oldest items stored before `cutoff_ms`, up to `limit`.
-    pub fn expired(
-        &self,
-        cutoff_ms: u64,
-        limit: usize,
-    ) -> Result<Vec<(MailboxId, u64)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let log = txn.open_table(LOG)?;
-        let mut out = Vec::new();
-        for row in log.iter()? {
-            let (k, v) = row?;
-            let item = parse_item(k.value(), v.value())?;
-            if item.stored_at_ms >= cutoff_ms || out.len() >= limit {
-                break;
-            }
-            out.push((item.mailbox, item.seq));
-        }
-        Ok(out)
-    }
-
-    /// One of the device's one-time keys not in `taken`, or its fallback key.
-    pub fn key_for(
-        &self,
-        device: &[u8; 32],
-        taken: &dyn Fn(&[u8; 32]) -> bool,
-    ) -> Result<Option<HostedKey>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let otks = txn.open_table(OTKS)?;
-        for row in otks.range((*device, [0u8; 32])..=(*device, [0xff; 32]))? {
-            let (k, v) = row?;
-            let key = k.value().1;
-            if !taken(&key) {
-                return Ok(Some((Some(key), v.value().to_vec())));
-            }
-        }
-        let fallback = txn.open_table(FALLBACK)?;
-        Ok(fallback.get(device)?.map(|v| (None, v.value().to_vec())))
-    }
-
-    pub fn keys_left(&self, device: &[u8; 32]) -> Result<u32, StoreError> {
-        let txn = self.db.begin_read()?;
-        let otks = txn.open_table(OTKS)?;
-        let n = otks
-            .range((*device, [0u8; 32])..=(*device, [0xff; 32]))?
-            .count();
-        Ok(u32::try_from(n).unwrap_or(u32::MAX))
-    }
-
     /// Applies a batch in one durable transaction.
-    pub fn apply(&self, ops: Vec<Op>) -> Result<Applied, StoreError> {
+    pub fn apply(&self, writes: Vec<RelayWrite>) -> Result<Applied, StoreError> {
         let mut applied = Applied::default();
         let txn = self.db.begin_write()?;
         {
@@ -306,9 +142,9 @@ impl Store {
             let mut digests = txn.open_table(DIGESTS)?;
             let mut otks = txn.open_table(OTKS)?;
             let mut fallback = txn.open_table(FALLBACK)?;
-            for op in ops {
-                match op {
-                    Op::Deposit(item) => {
+            for write in writes {
+                match write {
+                    RelayWrite::Deposit(item) => {
                         let mut value = Vec::with_capacity(MAIL_HEADER + item.sealed.len());
                         value.extend_from_slice(&item.stored_at_ms.to_be_bytes());
                         value.extend_from_slice(&item.sender_tag.to_be_bytes());
@@ -316,10 +152,10 @@ impl Store {
                         value.extend_from_slice(&item.sealed);
                         log.insert(item.seq, value.as_slice())?;
                         index.insert((item.mailbox.0, item.seq), ())?;
-                        digests.insert(digest(&item.sealed), item.seq)?;
+                        digests.insert(DepositDigest::of(&item.sealed).0, item.seq)?;
                         applied.deposited += 1;
                     }
-                    Op::Delete(mailbox, seq, why) => {
+                    RelayWrite::Delete(mailbox, seq, why) => {
                         // Only the mailbox's own item: an ack names seqs of
                         // the signer's mailbox and nothing else.
                         if index.remove((mailbox.0, seq))?.is_none() {
@@ -328,25 +164,27 @@ impl Store {
                         let removed = log.remove(seq)?.map(|v| v.value().to_vec());
                         if let Some(value) = removed {
                             let item = parse_item(seq, &value)?;
-                            digests.remove(digest(&item.sealed))?;
-                            applied.deleted.push((item, why));
+                            digests.remove(DepositDigest::of(&item.sealed).0)?;
+                            let len = item.sealed.len() as u64;
+                            applied.deleted.push((mailbox, len, item.sender_tag, why));
                         }
                     }
-                    Op::PutKeys {
+                    RelayWrite::PutKeys {
                         device,
                         one_time,
                         fallback: fb,
                     } => {
-                        otks.retain_in((device, [0u8; 32])..=(device, [0xff; 32]), |_, _| false)?;
+                        let d = device.0;
+                        otks.retain_in((d, [0u8; 32])..=(d, [0xff; 32]), |_, _| false)?;
                         for (key, bundle) in one_time {
-                            otks.insert((device, key), bundle.as_slice())?;
+                            otks.insert((d, key.0), bundle.as_slice())?;
                         }
-                        fallback.insert(device, fb.as_slice())?;
+                        fallback.insert(d, fb.as_slice())?;
                     }
-                    Op::TakeKey { device, key } => {
-                        otks.remove((device, key))?;
+                    RelayWrite::TakeKey { device, key } => {
+                        otks.remove((device.0, key.0))?;
                     }
-                    Op::NextSeq(seq) => {
+                    RelayWrite::NextSeq(seq) => {
                         meta.insert(NEXT_SEQ_KEY, seq.to_be_bytes().as_slice())?;
                     }
                 }
@@ -357,12 +195,140 @@ impl Store {
     }
 }
 
+fn fault(e: impl Into<StoreError>) -> StoreFault {
+    StoreFault(e.into().to_string())
+}
+
+impl MailLookup for Store {
+    fn stored(&self, digests: &[DepositDigest]) -> Result<Vec<bool>, StoreFault> {
+        let txn = self.db.begin_read().map_err(fault)?;
+        let table = txn.open_table(DIGESTS).map_err(fault)?;
+        digests
+            .iter()
+            .map(|d| Ok(table.get(d.0).map_err(fault)?.is_some()))
+            .collect()
+    }
+
+    fn page(
+        &self,
+        mailbox: &MailboxId,
+        after: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<MailPage, StoreFault> {
+        let read = || -> Result<MailPage, StoreError> {
+            let txn = self.db.begin_read()?;
+            let index = txn.open_table(INDEX)?;
+            let log = txn.open_table(LOG)?;
+            let mut items = Vec::new();
+            let mut bytes = 0;
+            let start = after.saturating_add(1);
+            for row in index.range((mailbox.0, start)..=(mailbox.0, u64::MAX))? {
+                let (_, seq) = row?.0.value();
+                let Some(value) = log.get(seq)? else {
+                    continue;
+                };
+                let len = value.value().len();
+                if items.len() >= limit || bytes + len > max_bytes && !items.is_empty() {
+                    return Ok((items, true));
+                }
+                bytes += len;
+                items.push((seq, parse_item(seq, value.value())?.sealed));
+            }
+            Ok((items, false))
+        };
+        read().map_err(fault)
+    }
+
+    fn hosted_key(
+        &self,
+        device: &DeviceId,
+        skip: &dyn Fn(&OneTimeKey) -> bool,
+    ) -> Result<Option<HostedKey>, StoreFault> {
+        let read = || -> Result<Option<HostedKey>, StoreError> {
+            let d = device.0;
+            let txn = self.db.begin_read()?;
+            let otks = txn.open_table(OTKS)?;
+            for row in otks.range((d, [0u8; 32])..=(d, [0xff; 32]))? {
+                let (k, v) = row?;
+                let key = OneTimeKey(k.value().1);
+                if !skip(&key) {
+                    return Ok(Some((Some(key), v.value().to_vec())));
+                }
+            }
+            let fallback = txn.open_table(FALLBACK)?;
+            Ok(fallback.get(d)?.map(|v| (None, v.value().to_vec())))
+        };
+        read().map_err(fault)
+    }
+
+    fn keys_left(&self, device: &DeviceId) -> Result<u32, StoreFault> {
+        let read = || -> Result<u32, StoreError> {
+            let d = device.0;
+            let txn = self.db.begin_read()?;
+            let otks = txn.open_table(OTKS)?;
+            let n = otks.range((d, [0u8; 32])..=(d, [0xff; 32]))?.count();
+            Ok(u32::try_from(n).unwrap_or(u32::MAX))
+        };
+        read().map_err(fault)
+    }
+
+    fn expired(&self, cutoff_ms: u64, limit: usize) -> Result<Vec<(MailboxId, u64)>, StoreFault> {
+        let read = || -> Result<Vec<(MailboxId, u64)>, StoreError> {
+            let txn = self.db.begin_read()?;
+            let log = txn.open_table(LOG)?;
+            let mut out = Vec::new();
+            for row in log.iter()? {
+                let (k, v) = row?;
+                let item = parse_item(k.value(), v.value())?;
+                if item.stored_at_ms >= cutoff_ms || out.len() >= limit {
+                    break;
+                }
+                out.push((item.mailbox, item.seq));
+            }
+            Ok(out)
+        };
+        read().map_err(fault)
+    }
+
+    fn usage(&self) -> Result<Vec<(MailboxId, u64, u64)>, StoreFault> {
+        let read = || -> Result<Vec<(MailboxId, u64, u64)>, StoreError> {
+            let txn = self.db.begin_read()?;
+            let log = txn.open_table(LOG)?;
+            let mut out = Vec::new();
+            for row in log.iter()? {
+                let (k, v) = row?;
+                let item = parse_item(k.value(), v.value())?;
+                out.push((item.mailbox, item.sealed.len() as u64, item.sender_tag));
+            }
+            Ok(out)
+        };
+        read().map_err(fault)
+    }
+
+    fn next_seq(&self) -> Result<u64, StoreFault> {
+        let read = || -> Result<u64, StoreError> {
+            let txn = self.db.begin_read()?;
+            let meta = txn.open_table(META)?;
+            let Some(v) = meta.get(NEXT_SEQ_KEY)? else {
+                return Ok(1);
+            };
+            <[u8; 8]>::try_from(v.value())
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt("the next sequence number"))
+        };
+        read().map_err(fault)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use hush_protocol::relay::Removal;
+
     use super::*;
 
-    fn item(mailbox: u8, seq: u64, at: u64) -> Item {
-        Item {
+    fn item(mailbox: u8, seq: u64, at: u64) -> StoredMail {
+        StoredMail {
             mailbox: MailboxId([mailbox; 32]),
             seq,
             stored_at_ms: at,
@@ -375,27 +341,45 @@ mod tests {
     fn deposits_fetch_in_order_and_delete_with_their_digest() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("relay.redb")).unwrap();
-        let ops = (1..=5).map(|s| Op::Deposit(item(1, s, s * 10))).collect();
-        store.apply(ops).unwrap();
-        store.apply(vec![Op::Deposit(item(2, 6, 60))]).unwrap();
-        let (page, more) = store.fetch(&MailboxId([1; 32]), 0, 3, 1 << 20).unwrap();
-        assert_eq!(page.iter().map(|i| i.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        let writes = (1..=5)
+            .map(|s| RelayWrite::Deposit(item(1, s, s * 10)))
+            .collect();
+        store.apply(writes).unwrap();
+        store
+            .apply(vec![RelayWrite::Deposit(item(2, 6, 60))])
+            .unwrap();
+        let (page, more) = store.page(&MailboxId([1; 32]), 0, 3, 1 << 20).unwrap();
+        assert_eq!(page.iter().map(|i| i.0).collect::<Vec<_>>(), [1, 2, 3]);
         assert!(more);
-        let (rest, more) = store.fetch(&MailboxId([1; 32]), 3, 10, 1 << 20).unwrap();
-        assert_eq!(rest.iter().map(|i| i.seq).collect::<Vec<_>>(), [4, 5]);
+        let (rest, more) = store.page(&MailboxId([1; 32]), 3, 10, 1 << 20).unwrap();
+        assert_eq!(rest.iter().map(|i| i.0).collect::<Vec<_>>(), [4, 5]);
         assert!(!more);
-        let d = digest(&item(1, 2, 0).sealed);
-        assert_eq!(store.has_digests(&[d, [0; 32]]).unwrap(), [true, false]);
+        let d = DepositDigest::of(&item(1, 2, 0).sealed);
+        assert_eq!(
+            store.stored(&[d, DepositDigest([0; 32])]).unwrap(),
+            [true, false]
+        );
         // Another mailbox cannot delete it.
         let applied = store
-            .apply(vec![Op::Delete(MailboxId([2; 32]), 2, Removal::Acked)])
+            .apply(vec![RelayWrite::Delete(
+                MailboxId([2; 32]),
+                2,
+                Removal::Acked,
+            )])
             .unwrap();
         assert!(applied.deleted.is_empty());
         let applied = store
-            .apply(vec![Op::Delete(MailboxId([1; 32]), 2, Removal::Acked)])
+            .apply(vec![RelayWrite::Delete(
+                MailboxId([1; 32]),
+                2,
+                Removal::Acked,
+            )])
             .unwrap();
-        assert_eq!(applied.deleted, vec![(item(1, 2, 20), Removal::Acked)]);
-        assert_eq!(store.has_digests(&[d]).unwrap(), [false]);
+        assert_eq!(
+            applied.deleted,
+            vec![(MailboxId([1; 32]), 40, 9, Removal::Acked)]
+        );
+        assert_eq!(store.stored(&[d]).unwrap(), [false]);
         assert_eq!(
             store.expired(35, 10).unwrap(),
             vec![(MailboxId([1; 32]), 1), (MailboxId([1; 32]), 3)]
@@ -407,36 +391,34 @@ mod tests {
     fn keys_are_handed_out_once_then_the_fallback() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("relay.redb")).unwrap();
-        let device = [3; 32];
+        let device = DeviceId([3; 32]);
+        let (one, two) = (OneTimeKey([1; 32]), OneTimeKey([2; 32]));
         store
-            .apply(vec![Op::PutKeys {
+            .apply(vec![RelayWrite::PutKeys {
                 device,
-                one_time: vec![([1; 32], vec![1]), ([2; 32], vec![2])],
+                one_time: vec![(one, vec![1]), (two, vec![2])],
                 fallback: vec![9],
             }])
             .unwrap();
         assert_eq!(store.keys_left(&device).unwrap(), 2);
-        let (key, bundle) = store.key_for(&device, &|_| false).unwrap().unwrap();
-        assert_eq!((key, bundle), (Some([1; 32]), vec![1]));
-        let (key, _) = store.key_for(&device, &|k| *k == [1; 32]).unwrap().unwrap();
-        assert_eq!(key, Some([2; 32]));
+        let (key, bundle) = store.hosted_key(&device, &|_| false).unwrap().unwrap();
+        assert_eq!((key, bundle), (Some(one), vec![1]));
+        let (key, _) = store.hosted_key(&device, &|k| *k == one).unwrap().unwrap();
+        assert_eq!(key, Some(two));
         store
             .apply(vec![
-                Op::TakeKey {
-                    device,
-                    key: [1; 32],
-                },
-                Op::TakeKey {
-                    device,
-                    key: [2; 32],
-                },
+                RelayWrite::TakeKey { device, key: one },
+                RelayWrite::TakeKey { device, key: two },
             ])
             .unwrap();
         assert_eq!(
-            store.key_for(&device, &|_| false).unwrap(),
+            store.hosted_key(&device, &|_| false).unwrap(),
             Some((None, vec![9]))
         );
-        assert_eq!(store.key_for(&[4; 32], &|_| false).unwrap(), None);
+        assert_eq!(
+            store.hosted_key(&DeviceId([4; 32]), &|_| false).unwrap(),
+            None
+        );
         // The identity is made once and then kept.
         assert_eq!(store.identity().unwrap(), store.identity().unwrap());
     }

@@ -6,18 +6,14 @@ use anyhow::Result;
 use hush_node::{Client, GroupMembersView, GroupMessageView, GroupView, SendReceipt};
 use serde_json::{Value, json};
 
+use super::print_json;
 use crate::args::{GroupCommand, GroupWait};
-
-fn print_json(value: &impl serde::Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
-}
 
 async fn change(client: &mut Client, method: &str, params: Value) -> Result<GroupView> {
     Ok(serde_json::from_value(client.call(method, params).await?)?)
 }
 
-pub async fn group_command(client: &mut Client, command: GroupCommand) -> Result<ExitCode> {
+pub async fn run(client: &mut Client, command: GroupCommand) -> Result<ExitCode> {
     match command {
         GroupCommand::Create { name, json } => {
             let view = change(client, "group.create", json!({ "name": name })).await?;

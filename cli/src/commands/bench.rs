@@ -1,0 +1,39 @@
+//! `hush bench ...`: whole-system figures (see docs/benchmarks.md).
+
+use anyhow::Result;
+
+use crate::args::BenchCommand;
+
+pub async fn run(command: BenchCommand) -> Result<()> {
+    match command {
+        BenchCommand::Relay {
+            json,
+            senders,
+            messages,
+            batch,
+            window,
+            rate,
+        } => {
+            let load = crate::bench_relay::Load {
+                senders,
+                messages,
+                batch,
+                window,
+                rate,
+            };
+            crate::bench_relay::relay(json, load).await
+        }
+        BenchCommand::Group {
+            members,
+            messages,
+            interval_ms,
+            json,
+        } => crate::bench_group::group(members, messages, interval_ms, json).await,
+        BenchCommand::Presence { json } => crate::bench_presence::presence(json).await,
+        BenchCommand::Direct {
+            json,
+            latency_messages,
+            throughput_messages,
+        } => crate::bench::direct(json, latency_messages, throughput_messages).await,
+    }
+}

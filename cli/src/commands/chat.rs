@@ -1,0 +1,125 @@
+//! 1:1 chat: `hush send`, `hush history`, `hush read`, and `hush events`.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use hush_node::{Client, MessageView, SendReceipt, Status};
+use serde_json::{Value, json};
+
+use super::print_json;
+use crate::args::{HistoryArgs, SendArgs, WaitFor};
+
+pub async fn send(client: &mut Client, args: SendArgs) -> Result<ExitCode> {
+    let wait = args.wait.map(|w| match w {
+        WaitFor::Sent => Status::Sent,
+        WaitFor::Delivered => Status::Delivered,
+        WaitFor::Read => Status::Read,
+    });
+    let params = json!({
+        "contact": args.name,
+        "text": args.text,
+        "wait": wait,
+        "timeout_ms": args.timeout.saturating_mul(1000),
+    });
+    let receipt: SendReceipt = serde_json::from_value(client.call("send", params).await?)?;
+    if args.json {
+        print_json(&receipt)?;
+    } else {
+        println!("{} {}", receipt.id, receipt.status);
+    }
+    if let Some(problem) = &receipt.problem {
+        eprintln!("warning: {problem}");
+    }
+    if receipt.timed_out {
+        eprintln!(
+            "error: the message is {} after {}s, not yet {}; it stays queued and the node keeps retrying",
+            receipt.status,
+            args.timeout,
+            wait.map_or("", |w| w.as_str())
+        );
+        return Ok(ExitCode::from(crate::EXIT_TIMED_OUT));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn history(client: &mut Client, args: HistoryArgs) -> Result<()> {
+    let params = json!({ "contact": args.name, "limit": args.limit, "before": args.before });
+    let messages: Vec<MessageView> = serde_json::from_value(client.call("history", params).await?)?;
+    if args.json {
+        print_json(&messages)?;
+    } else {
+        for m in messages {
+            println!(
+                "{}  {}  {}: {}  [{}]",
+                m.id, m.sent_at, m.from, m.text, m.status
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn read(client: &mut Client, name: &str) -> Result<()> {
+    let result = client.call("read", json!({ "contact": name })).await?;
+    println!("Marked {} messages read.", result["marked"]);
+    Ok(())
+}
+
+pub async fn events(client: &mut Client, json: bool) -> Result<()> {
+    client.subscribe().await?;
+    while let Some(event) = client.next_event().await? {
+        if json {
+            println!("{event}");
+        } else {
+            println!("{}", describe_event(&event));
+        }
+    }
+    Ok(())
+}
+
+fn describe_event(event: &Value) -> String {
+    let s = |k: &str| event[k].as_str().unwrap_or("").to_owned();
+    match event["type"].as_str() {
+        Some("message") => format!(
+            "{} {}: {}",
+            event["message"]["sent_at"].as_str().unwrap_or(""),
+            s("contact"),
+            event["message"]["text"].as_str().unwrap_or("")
+        ),
+        Some("status") => format!("{} → {} ({})", s("id"), s("status"), s("contact")),
+        Some("contact_added") => format!("contact added: {}", s("contact")),
+        Some("undeliverable") => format!("{} not left at a relay: {}", s("id"), s("reason")),
+        Some("group_invite") => format!(
+            "{} invited you into the group {} (`hush group join {}`)",
+            s("from"),
+            s("group"),
+            s("group")
+        ),
+        Some("group_message") => format!(
+            "{} [{}] {}: {}",
+            event["message"]["sent_at"].as_str().unwrap_or(""),
+            s("group"),
+            event["message"]["from"].as_str().unwrap_or(""),
+            event["message"]["text"].as_str().unwrap_or("")
+        ),
+        Some("group_changed") => format!(
+            "group {} changed (version {}); you are {}",
+            s("group"),
+            event["version"],
+            s("you")
+        ),
+        Some("group_receipt") => format!(
+            "{} in {}: delivered to {}, read by {}",
+            s("id"),
+            s("group"),
+            event["delivered"],
+            event["read"]
+        ),
+        Some("presence") => match event["last_seen"].as_str() {
+            Some(at) if s("state") == "offline" => {
+                format!("{} is offline, last seen {at}", s("contact"))
+            }
+            _ => format!("{} is {}", s("contact"), s("state")),
+        },
+        _ => event.to_string(),
+    }
+}

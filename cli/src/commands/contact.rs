@@ -1,0 +1,117 @@
+//! `hush contact ...`: add, update, list contacts and their settings.
+
+use anyhow::{Result, bail};
+use hush_node::{Client, ContactView};
+use serde_json::{Value, json};
+
+use super::print_json;
+use crate::args::{ContactCommand, OnOff};
+
+pub async fn run(client: &mut Client, command: ContactCommand) -> Result<()> {
+    match command {
+        ContactCommand::Update { name, card } => update(client, name, card).await,
+        ContactCommand::Add { name, card } => add(client, name, card).await,
+        ContactCommand::Receipts { name, setting } => receipts(client, name, setting).await,
+        ContactCommand::Set {
+            name,
+            share_presence,
+            receipts,
+        } => set(client, name, share_presence, receipts).await,
+        ContactCommand::List { json } => list(client, json).await,
+    }
+}
+
+async fn update(client: &mut Client, name: String, card: String) -> Result<()> {
+    let updated = client
+        .call("contact.update", json!({ "name": name, "card": card }))
+        .await?;
+    let view: ContactView = serde_json::from_value(updated)?;
+    println!("Updated the card of {:?}", view.name);
+    println!(
+        "Safety number: {} (unchanged: same account)",
+        view.safety_number
+    );
+    Ok(())
+}
+
+async fn add(client: &mut Client, name: String, card: String) -> Result<()> {
+    let added = client
+        .call("contact.add", json!({ "name": name, "card": card }))
+        .await?;
+    let view: ContactView = serde_json::from_value(added)?;
+    println!("Added contact {:?} (account {})", view.name, view.account);
+    println!("Safety number: {}", view.safety_number);
+    println!(
+        "Compare it with {} in person to be sure the card is theirs.",
+        view.name
+    );
+    Ok(())
+}
+
+async fn receipts(client: &mut Client, name: String, setting: OnOff) -> Result<()> {
+    let on = matches!(setting, OnOff::On);
+    client
+        .call("contact.receipts", json!({ "contact": name, "on": on }))
+        .await?;
+    if on {
+        println!("{name} will see when you have read their messages.");
+    } else {
+        println!("{name} will no longer see when you have read their messages.");
+    }
+    Ok(())
+}
+
+async fn set(
+    client: &mut Client,
+    name: String,
+    share_presence: Option<OnOff>,
+    receipts: Option<OnOff>,
+) -> Result<()> {
+    if share_presence.is_none() && receipts.is_none() {
+        bail!("nothing to change: give --share-presence on|off and/or --receipts on|off");
+    }
+    if let Some(setting) = receipts {
+        let on = matches!(setting, OnOff::On);
+        client
+            .call("contact.receipts", json!({ "contact": name, "on": on }))
+            .await?;
+        println!(
+            "{name} {} see when you have read their messages.",
+            if on { "will" } else { "will no longer" }
+        );
+    }
+    if let Some(setting) = share_presence {
+        let on = matches!(setting, OnOff::On);
+        client
+            .call("presence.share", json!({ "contact": name, "on": on }))
+            .await?;
+        println!(
+            "{name} {} see whether you are online or when you were last seen.",
+            if on { "can" } else { "can no longer" }
+        );
+    }
+    Ok(())
+}
+
+async fn list(client: &mut Client, json: bool) -> Result<()> {
+    let list: Vec<ContactView> =
+        serde_json::from_value(client.call("contact.list", Value::Null).await?)?;
+    if json {
+        print_json(&list)?;
+    } else if list.is_empty() {
+        println!("No contacts yet: add one with `hush contact add NAME CARD`.");
+    } else {
+        for c in list {
+            let receipts = if c.send_receipts {
+                ""
+            } else {
+                "  (read receipts off)"
+            };
+            println!(
+                "{}  account {}  safety number {}{receipts}",
+                c.name, c.account, c.safety_number
+            );
+        }
+    }
+    Ok(())
+}

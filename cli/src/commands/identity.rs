@@ -1,0 +1,60 @@
+//! `hush init` and `hush id`: the identity in the home folder, and its card.
+
+use anyhow::{Result, bail};
+use hush_node::{Client, Home};
+use serde_json::{Value, json};
+
+use super::print_json;
+
+pub fn init(home: &Home, name: &str) -> Result<()> {
+    let account = hush_node::init(home, name, hush_node::now_ms())?;
+    println!(
+        "Created the hush identity {name:?} in {}",
+        home.dir().display()
+    );
+    println!("account: {account}");
+    println!(
+        "Next: start your node with `hush --home {} node run`",
+        home.dir().display()
+    );
+    Ok(())
+}
+
+/// Prints the card: from the running node, or else from the home folder
+/// (with the addresses it last listened on).
+pub async fn id(home: &Home, json: bool) -> Result<()> {
+    let card = match Client::connect(home).await {
+        Ok(mut client) => client.call("card", Value::Null).await?["card"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        Err(_) => {
+            if !home.db_path().exists() {
+                bail!(
+                    "{} has no hush identity: create one with `hush --home {} init --name NAME`",
+                    home.dir().display(),
+                    home.dir().display()
+                );
+            }
+            eprintln!(
+                "note: the node is not running, so the card lists the addresses it last listened on"
+            );
+            hush_node::offline_card(home)?.to_string()
+        }
+    };
+    let parsed: hush_protocol::ContactCard = card.parse()?;
+    if json {
+        print_json(&json!({
+            "name": parsed.name,
+            "account": parsed.account().to_string(),
+            "devices": parsed.device_list.devices.iter().map(|d| d.device_id.to_string()).collect::<Vec<_>>(),
+            "addresses": parsed.addresses,
+            "card": card,
+        }))?;
+    } else {
+        println!("name:    {}", parsed.name);
+        println!("account: {}", parsed.account());
+        println!("card:    {card}");
+    }
+    Ok(())
+}

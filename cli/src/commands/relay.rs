@@ -1,0 +1,56 @@
+//! `hush relay run`: a relay in the foreground.
+
+use anyhow::{Context, Result};
+
+use crate::args::RelayRunArgs;
+
+/// The relay's settings: flags over the config file over the defaults,
+/// checked before anything starts.
+pub fn settings(args: RelayRunArgs) -> Result<hush_relay::Config> {
+    let mut config = match &args.config {
+        Some(path) => hush_relay::Config::from_file(path)?,
+        None => hush_relay::Config::default(),
+    };
+    if !args.listen.is_empty() {
+        config.listen = args.listen;
+    }
+    if let Some(data) = args.data {
+        config.data = data;
+    }
+    if let Some(secs) = args.retention_secs {
+        config.retention_secs = secs;
+    }
+    if args.metrics.is_some() {
+        config.metrics = args.metrics;
+    }
+    config.bootstrap.extend(args.bootstrap);
+    config.validate()?;
+    Ok(config)
+}
+
+/// Runs the relay until Ctrl-C or SIGTERM.
+pub async fn run(config: hush_relay::Config) -> Result<()> {
+    let (relay, started) = hush_relay::Relay::start(config).await?;
+    println!("hush relay {}", started.peer_id);
+    for addr in &started.addresses {
+        println!("address: {addr}");
+    }
+    if let Some(metrics) = started.metrics {
+        println!("metrics: http://{metrics}/metrics");
+    }
+    println!("Give nodes one of these addresses with `hush node run --relay ADDRESS`.");
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("could not watch for SIGTERM")?;
+    relay
+        .run(async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            tracing::info!("stopping");
+        })
+        .await;
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! `hush status`: the node's status and reachability.
+
+use anyhow::Result;
+use hush_node::{Client, NodeStatus};
+use serde_json::Value;
+
+use super::print_json;
+
+pub async fn run(client: &mut Client, json: bool) -> Result<()> {
+    let status: NodeStatus = serde_json::from_value(client.call("status", Value::Null).await?)?;
+    if json {
+        print_json(&status)?;
+    } else {
+        println!("name:       {}", status.name);
+        println!("account:    {}", status.account);
+        println!("peer id:    {}", status.peer_id);
+        println!("listening:  {}", status.listen_addresses.join(" "));
+        println!("connected:  {} peers", status.connected_peers);
+        println!("contacts:   {}", status.contacts);
+        println!("outbox:     {} undelivered", status.outbox);
+        for relay in &status.relays {
+            let state = match (&relay.last_error, relay.connected) {
+                (Some(e), _) => format!("error: {e}"),
+                (None, true) => "connected".to_owned(),
+                (None, false) => "not connected".to_owned(),
+            };
+            println!("relay:      {} ({state})", relay.address);
+        }
+        let r = &status.reachability;
+        let nat = match r.nat.as_str() {
+            "public" => format!("public at {}", r.public_address.as_deref().unwrap_or("?")),
+            "private" => "behind NAT".to_owned(),
+            _ => "not known yet".to_owned(),
+        };
+        println!("reachable:  {nat}");
+        for circuit in &r.relayed_via {
+            println!("via relay:  {circuit}");
+        }
+        if !r.direct.is_empty() {
+            println!("direct:     {}", r.direct.join(", "));
+        }
+        if !r.relayed.is_empty() {
+            println!("relayed:    {}", r.relayed.join(", "));
+        }
+        if !r.lan.is_empty() {
+            println!("on the LAN: {}", r.lan.join(", "));
+        }
+        if !r.sharing_presence {
+            println!("presence:   not shared with anyone");
+        }
+    }
+    Ok(())
+}

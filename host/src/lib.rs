@@ -1,0 +1,38 @@
+//! # hush-host
+//!
+//! What the two hosts, the node (`hush-node`) and the relay (`hush-relay`),
+//! share, and nothing that decides: the length-limited libp2p frame codec,
+//! hush's protocol names as libp2p [`StreamProtocol`]s, the gossipsub
+//! configuration both run, peer id helpers, the clock an engine is fed
+//! from, and files created private.
+//!
+//! ```text
+//!  hush-protocol (decides, no IO) ◀── hush-host (glue) ◀── hush-node  (device host)
+//!                                                     ◀── hush-relay (relay host)
+//! ```
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+mod clock;
+mod codec;
+mod files;
+mod gossip;
+mod peers;
+
+pub use clock::{HostClock, now_ms};
+pub use codec::FrameCodec;
+pub use files::{create_private_dir, create_private_file};
+pub use gossip::gossipsub_behaviour;
+pub use peers::{device_id, device_keypair, peer_id, peer_in};
+
+use libp2p::StreamProtocol;
+
+pub const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new(hush_protocol::DIRECT_PROTOCOL);
+pub const KEYS_PROTOCOL: StreamProtocol = StreamProtocol::new(hush_protocol::KEYS_PROTOCOL);
+pub const MAILBOX_PROTOCOL: StreamProtocol = StreamProtocol::new(hush_protocol::MAILBOX_PROTOCOL);
+pub const PRESENCE_PROTOCOL: StreamProtocol = StreamProtocol::new(hush_protocol::PRESENCE_PROTOCOL);
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new(hush_protocol::KAD_PROTOCOL);
+pub const HISTORY_PROTOCOL: StreamProtocol = StreamProtocol::new(hush_protocol::HISTORY_PROTOCOL);
+pub use hush_protocol::IDENTIFY_PROTOCOL;

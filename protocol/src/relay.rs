@@ -1,0 +1,37 @@
+//! The relay, sans IO: mailboxes, owner challenges, quotas and retention,
+//! hosted keys ([`RelayEngine`]); the topic history rules ([`TopicBook`]);
+//! which DHT values are kept ([`dht_record_lifetime`]).
+//!
+//! ```text
+//!  host: request bytes ─handle_request──▶ RelayEngine ──poll_commit──▶ host: one txn
+//!        commit done ───handle_committed─▶     │  ▲
+//!        tick ──────────handle_timeout───▶     │  └── MailLookup (reads)
+//!                                             └─poll_reply / poll_event──▶ host
+//! ```
+
+mod dht;
+mod engine;
+mod memory;
+mod quota;
+mod secrets;
+mod storage;
+mod topics;
+
+#[cfg(test)]
+mod tests;
+
+pub use dht::{MAX_DHT_RECORDS, dht_record_lifetime};
+pub use engine::{
+    EXPIRE_BATCH, FETCH_BYTES, MAX_PENDING_BYTES, MAX_WAITERS, RelayEngine, RelayEvent, RelayRules,
+    RelayStats,
+};
+pub use memory::MemoryMailStore;
+pub use quota::Quotas;
+pub use secrets::CHALLENGE_LIFETIME_SECS;
+pub use storage::{
+    Applied, DepositDigest, HostedKey, MailLookup, MailPage, OneTimeKey, RelayWrite, Removal,
+    StoreFault, StoredMail,
+};
+pub use topics::{
+    HISTORY_PAGE_BYTES, HistoryAction, MAX_TOPIC_MESSAGES, MAX_TOPICS, Publication, TopicBook,
+};

@@ -1,0 +1,665 @@
+//! The relay engine: every decision a relay makes about mailboxes, owner
+//! challenges, quotas and hosted keys, with no IO.
+//!
+//! In: mailbox requests (bytes, the sender's peer id, and an opaque reply
+//! token `R` the host gives back with the answer), finished commits, and
+//! timeouts, each with the time ([`Now`]). Reads it needs mid-decision go
+//! through [`MailLookup`]. Out: batches of [`RelayWrite`]s to commit
+//! ([`RelayEngine::poll_commit`]), answers ([`RelayEngine::poll_reply`]),
+//! things worth logging ([`RelayEngine::poll_event`]), counters
+//! ([`RelayEngine::stats`]) and the next deadline.
+//!
+//! Durability: a deposit is acked, a one-time key handed out, an ack or a
+//! key upload answered only once the batch holding it committed. While one
+//! batch commits, the next gathers (group commit).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use super::quota::{Quotas, Usage};
+use super::secrets::Secrets;
+use super::storage::{
+    Applied, DepositDigest, MailLookup, OneTimeKey, RelayWrite, Removal, StoreFault, StoredMail,
+};
+use crate::{
+    Auth, DepositResult, DeviceId, KeyBundle, MAX_FETCH_WAIT_MS, MAX_MAILBOX_ITEMS, MailboxId,
+    MailboxRequest, MailboxResponse, Now, OwnerRequest, Refusal, SealedEnvelope, Wire,
+};
+
+/// Deposits waiting for the next commit may hold at most this many bytes;
+/// beyond it the relay answers `Unavailable` and senders retry.
+pub const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
+/// Fetches held open waiting for mail, at most one per mailbox.
+pub const MAX_WAITERS: usize = 10_000;
+/// Bytes of mail one fetch answer carries, about.
+pub const FETCH_BYTES: usize = 1024 * 1024;
+/// Expired items deleted per sweep (the rest go in the next one).
+pub const EXPIRE_BATCH: usize = 10_000;
+/// Sweeps for expired mail run at least this often, and at most every
+/// quarter of the retention period.
+const MIN_SWEEP_MS: u64 = 250;
+const MAX_SWEEP_MS: u64 = 60_000;
+
+/// How the engine is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayRules {
+    pub quotas: Quotas,
+    /// How long unfetched mail is kept (advertised to nodes).
+    pub retention_secs: u64,
+}
+
+/// Counters for the relay's metrics: everything is counted once it
+/// happened (deposits and deletions once their commit landed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayStats {
+    pub stored_messages: u64,
+    pub stored_bytes: u64,
+    pub deposits: u64,
+    pub duplicates: u64,
+    pub fetches: u64,
+    pub delivered: u64,
+    pub expired: u64,
+    pub keys_claimed: u64,
+    pub commits: u64,
+    /// Refusals answered, by [`Refusal`] code.
+    pub refusals: [u64; Refusal::COUNT],
+}
+
+/// Something the host should log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayEvent {
+    /// A store read or commit failed; what it was doing.
+    Fault {
+        during: &'static str,
+        error: StoreFault,
+    },
+    /// A request was not signed by the mailbox's owner.
+    ForgedOwnerRequest,
+    /// Expired mail is being deleted.
+    Expiring { items: usize },
+}
+
+/// Runs once the batch it was queued with committed (or failed).
+#[derive(Debug)]
+enum After<R> {
+    Reply(R, MailboxResponse),
+    /// New mail in this mailbox: answer a fetch waiting on it.
+    Wake(MailboxId),
+    /// These deposits are on disk now (or failed): the store answers for them.
+    Settled(Vec<DepositDigest>),
+    /// A handed-out one-time key is deleted on disk (or the delete failed).
+    KeyGone(DeviceId, OneTimeKey),
+}
+
+#[derive(Debug)]
+struct Batch<R> {
+    writes: Vec<RelayWrite>,
+    after: Vec<After<R>>,
+    bytes: usize,
+}
+
+impl<R> Default for Batch<R> {
+    fn default() -> Self {
+        Self {
+            writes: Vec::new(),
+            after: Vec::new(),
+            bytes: 0,
+        }
+    }
+}
+
+/// A fetch held open until mail arrives or its deadline.
+#[derive(Debug)]
+struct Waiter<R> {
+    reply: R,
+    device: DeviceId,
+    after: u64,
+    limit: usize,
+    deadline_ms: u64,
+}
+
+/// The relay's mailbox logic. `R` is the host's reply token (a response
+/// channel), handed back with each answer.
+#[derive(Debug)]
+pub struct RelayEngine<R> {
+    rules: RelayRules,
+    secrets: Secrets,
+    usage: Usage,
+    next_seq: u64,
+    seq_changed: bool,
+    batch: Batch<R>,
+    /// What waits for the batch being committed; `None` when none is.
+    committing: Option<Vec<After<R>>>,
+    /// Deposits not yet durable.
+    pending: HashSet<DepositDigest>,
+    /// One-time keys handed out but not yet deleted on disk.
+    taken: HashSet<(DeviceId, OneTimeKey)>,
+    waiters: HashMap<MailboxId, Waiter<R>>,
+    next_sweep_ms: u64,
+    replies: VecDeque<(R, MailboxResponse)>,
+    events: VecDeque<RelayEvent>,
+    stats: RelayStats,
+}
+
+impl<R> RelayEngine<R> {
+    /// An engine over a store as it is on disk. `secrets` are two fresh
+    /// random keys (challenges, sender tags) from the host.
+    pub fn load(
+        rules: RelayRules,
+        secrets: [[u8; 32]; 2],
+        store: &impl MailLookup,
+        now: Now,
+    ) -> Result<Self, StoreFault> {
+        let usage = Usage::from_rows(store.usage()?);
+        let stats = RelayStats {
+            stored_messages: usage.items,
+            stored_bytes: usage.bytes,
+            ..RelayStats::default()
+        };
+        let [challenge_key, tag_key] = secrets;
+        Ok(Self {
+            next_sweep_ms: now.mono_ms,
+            rules,
+            secrets: Secrets::new(challenge_key, tag_key),
+            usage,
+            next_seq: store.next_seq()?,
+            seq_changed: false,
+            batch: Batch::default(),
+            committing: None,
+            pending: HashSet::new(),
+            taken: HashSet::new(),
+            waiters: HashMap::new(),
+            replies: VecDeque::new(),
+            events: VecDeque::new(),
+            stats,
+        })
+    }
+
+    pub fn stats(&self) -> RelayStats {
+        RelayStats {
+            stored_messages: self.usage.items,
+            stored_bytes: self.usage.bytes,
+            ..self.stats
+        }
+    }
+
+    /// A mailbox request from `sender` (its peer id's bytes).
+    pub fn handle_request(
+        &mut self,
+        now: Now,
+        sender: &[u8],
+        bytes: &[u8],
+        reply: R,
+        store: &impl MailLookup,
+    ) {
+        let request = match MailboxRequest::from_bytes(bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                let response = MailboxResponse::Refused {
+                    reason: Refusal::Malformed,
+                    message: format!("the relay could not decode the request: {e}"),
+                };
+                self.reply(reply, response);
+                return;
+            }
+        };
+        match request {
+            MailboxRequest::Info => {
+                let response = MailboxResponse::Info {
+                    challenge: self.secrets.challenge(now.unix_ms / 1000),
+                    retention_secs: self.rules.retention_secs,
+                    max_item_len: u32::try_from(self.rules.quotas.max_item_bytes)
+                        .unwrap_or(u32::MAX),
+                };
+                self.reply(reply, response);
+            }
+            MailboxRequest::Deposit { items } => self.deposit(now, sender, items, reply, store),
+            MailboxRequest::ClaimKey { device } => self.claim_key(device, reply, store),
+            MailboxRequest::Owner { auth, request } => {
+                if !self.secrets.is_fresh(&auth.challenge, now.unix_ms / 1000) {
+                    self.reply(reply, MailboxResponse::refused(Refusal::StaleChallenge));
+                } else if !auth.verify(&request.body_bytes()) {
+                    self.events.push_back(RelayEvent::ForgedOwnerRequest);
+                    self.reply(reply, MailboxResponse::refused(Refusal::NotOwner));
+                } else {
+                    self.owner_request(now, &auth, request, reply, store);
+                }
+            }
+        }
+    }
+
+    /// The batch to commit next, once the previous one finished: the host
+    /// applies it in one durable transaction and reports with
+    /// [`RelayEngine::handle_committed`].
+    pub fn poll_commit(&mut self) -> Option<Vec<RelayWrite>> {
+        if self.committing.is_some() {
+            return None;
+        }
+        if std::mem::take(&mut self.seq_changed) {
+            self.batch.writes.push(RelayWrite::NextSeq(self.next_seq));
+        }
+        if self.batch.writes.is_empty() && self.batch.after.is_empty() {
+            return None;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.committing = Some(batch.after);
+        Some(batch.writes)
+    }
+
+    /// Whether a batch handed out by [`RelayEngine::poll_commit`] has not
+    /// been reported yet.
+    pub fn is_committing(&self) -> bool {
+        self.committing.is_some()
+    }
+
+    /// The batch from the last [`RelayEngine::poll_commit`] committed, or
+    /// failed (then nothing of it is on disk).
+    pub fn handle_committed(
+        &mut self,
+        result: Result<Applied, StoreFault>,
+        store: &impl MailLookup,
+    ) {
+        let Some(mut afters) = self.committing.take() else {
+            return;
+        };
+        match &result {
+            Ok(applied) => {
+                self.stats.commits += 1;
+                self.stats.deposits += applied.deposited;
+                for (mailbox, bytes, tag, why) in &applied.deleted {
+                    self.usage.remove(*mailbox, *bytes, *tag);
+                    match why {
+                        Removal::Acked => self.stats.delivered += 1,
+                        Removal::Expired => self.stats.expired += 1,
+                    }
+                }
+            }
+            Err(e) => {
+                self.events.push_back(RelayEvent::Fault {
+                    during: "a write batch (what it held is refused)",
+                    error: e.clone(),
+                });
+                // What was gathered since may build on it (a duplicate of a
+                // lost deposit): refuse that too, and recount from disk.
+                let later = std::mem::take(&mut self.batch);
+                afters.extend(later.after);
+                self.recount(store);
+            }
+        }
+        let ok = result.is_ok();
+        for after in afters {
+            match after {
+                After::Reply(reply, response) if ok => self.reply(reply, response),
+                After::Reply(reply, response) => {
+                    let refused = match response {
+                        MailboxResponse::Deposited { results } => MailboxResponse::Deposited {
+                            results: vec![
+                                DepositResult::Refused(Refusal::Unavailable);
+                                results.len()
+                            ],
+                        },
+                        _ => MailboxResponse::refused(Refusal::Unavailable),
+                    };
+                    self.reply(reply, refused);
+                }
+                After::Wake(mailbox) if ok => self.wake(&mailbox, store),
+                After::Wake(_) => {}
+                After::Settled(digests) => {
+                    for d in digests {
+                        self.pending.remove(&d);
+                    }
+                }
+                After::KeyGone(device, key) => {
+                    self.taken.remove(&(device, key));
+                }
+            }
+        }
+    }
+
+    /// Answers fetches whose wait ran out and, when due, queues expired
+    /// mail for deletion.
+    pub fn handle_timeout(&mut self, now: Now, store: &impl MailLookup) {
+        let expired: Vec<MailboxId> = self
+            .waiters
+            .iter()
+            .filter(|(_, w)| w.deadline_ms <= now.mono_ms)
+            .map(|(m, _)| *m)
+            .collect();
+        for mailbox in expired {
+            if let Some(w) = self.waiters.remove(&mailbox) {
+                let response = self.empty_page(&w.device, store);
+                self.reply(w.reply, response);
+            }
+        }
+        if now.mono_ms >= self.next_sweep_ms {
+            let every = (self.rules.retention_secs.saturating_mul(1000) / 4)
+                .clamp(MIN_SWEEP_MS, MAX_SWEEP_MS);
+            self.next_sweep_ms = now.mono_ms.saturating_add(every);
+            self.sweep(now, store);
+        }
+    }
+
+    /// When [`RelayEngine::handle_timeout`] next has something to do.
+    pub fn poll_timeout(&self) -> u64 {
+        self.waiters
+            .values()
+            .map(|w| w.deadline_ms)
+            .fold(self.next_sweep_ms, u64::min)
+    }
+
+    pub fn poll_reply(&mut self) -> Option<(R, MailboxResponse)> {
+        self.replies.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<RelayEvent> {
+        self.events.pop_front()
+    }
+
+    fn reply(&mut self, reply: R, response: MailboxResponse) {
+        if let MailboxResponse::Refused { reason, .. } = &response {
+            self.count_refusal(*reason);
+        }
+        self.replies.push_back((reply, response));
+    }
+
+    fn count_refusal(&mut self, reason: Refusal) {
+        if let Some(n) = self.stats.refusals.get_mut(reason as usize) {
+            *n += 1;
+        }
+    }
+
+    fn fault(&mut self, during: &'static str, error: StoreFault) {
+        self.events.push_back(RelayEvent::Fault { during, error });
+    }
+
+    fn recount(&mut self, store: &impl MailLookup) {
+        match store.usage() {
+            Ok(rows) => self.usage = Usage::from_rows(rows),
+            Err(e) => self.fault("recounting usage", e),
+        }
+        match store.next_seq() {
+            Ok(seq) => self.next_seq = self.next_seq.max(seq),
+            Err(e) => self.fault("rereading the sequence", e),
+        }
+    }
+
+    fn deposit(
+        &mut self,
+        now: Now,
+        sender: &[u8],
+        items: Vec<(MailboxId, Vec<u8>)>,
+        reply: R,
+        store: &impl MailLookup,
+    ) {
+        let tag = self.secrets.sender_tag(sender);
+        let digests: Vec<DepositDigest> = items.iter().map(|(_, s)| DepositDigest::of(s)).collect();
+        // One read for the whole deposit; if it fails, the items are
+        // refused as unavailable (never stored twice).
+        let known = match store.stored(&digests) {
+            Ok(known) => Some(known),
+            Err(e) => {
+                self.fault("looking up deposit digests", e);
+                None
+            }
+        };
+        let mut results = Vec::with_capacity(items.len());
+        let mut wait_for_commit = false;
+        let mut settled = Vec::new();
+        let mut woken = HashSet::new();
+        for (i, ((mailbox, sealed), digest)) in items.into_iter().zip(digests).enumerate() {
+            let len = sealed.len() as u64;
+            let known = known.as_ref().map(|k| k.get(i).copied().unwrap_or(false));
+            let refusal = if SealedEnvelope::from_bytes(&sealed).is_err() {
+                Some(Refusal::Malformed)
+            } else if len > self.rules.quotas.max_item_bytes {
+                Some(Refusal::TooLarge)
+            } else {
+                None
+            };
+            let result = if let Some(reason) = refusal {
+                DepositResult::Refused(reason)
+            } else if self.pending.contains(&digest) {
+                // Its first copy is being committed: answer once that is done.
+                wait_for_commit = true;
+                DepositResult::Duplicate
+            } else if known == Some(true) {
+                DepositResult::Duplicate
+            } else if known.is_none() || self.batch.bytes + sealed.len() > MAX_PENDING_BYTES {
+                DepositResult::Refused(Refusal::Unavailable)
+            } else if let Some(reason) = self.usage.check(&self.rules.quotas, &mailbox, tag, len) {
+                DepositResult::Refused(reason)
+            } else {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.seq_changed = true;
+                self.usage.add(mailbox, len, tag);
+                self.pending.insert(digest);
+                settled.push(digest);
+                self.batch.bytes += sealed.len();
+                self.batch.writes.push(RelayWrite::Deposit(StoredMail {
+                    mailbox,
+                    seq,
+                    stored_at_ms: now.unix_ms,
+                    sender_tag: tag,
+                    sealed,
+                }));
+                woken.insert(mailbox);
+                wait_for_commit = true;
+                DepositResult::Stored
+            };
+            match result {
+                DepositResult::Duplicate => self.stats.duplicates += 1,
+                DepositResult::Refused(reason) => self.count_refusal(reason),
+                DepositResult::Stored => {}
+            }
+            results.push(result);
+        }
+        let response = MailboxResponse::Deposited { results };
+        if wait_for_commit {
+            self.batch.after.push(After::Reply(reply, response));
+            self.batch.after.push(After::Settled(settled));
+            for mailbox in woken {
+                self.batch.after.push(After::Wake(mailbox));
+            }
+        } else {
+            self.replies.push_back((reply, response));
+        }
+    }
+
+    fn claim_key(&mut self, device: DeviceId, reply: R, store: &impl MailLookup) {
+        let taken = &self.taken;
+        let found = store.hosted_key(&device, &|k| taken.contains(&(device, *k)));
+        match found {
+            Ok(Some((key, bundle))) => {
+                let Ok(bundle) = KeyBundle::from_bytes(&bundle) else {
+                    self.reply(reply, MailboxResponse::refused(Refusal::Unavailable));
+                    return;
+                };
+                self.stats.keys_claimed += 1;
+                match key {
+                    Some(key) => {
+                        // Handed out once: deleted before anyone hears of it.
+                        self.taken.insert((device, key));
+                        self.batch.writes.push(RelayWrite::TakeKey { device, key });
+                        self.batch
+                            .after
+                            .push(After::Reply(reply, MailboxResponse::Key(bundle)));
+                        self.batch.after.push(After::KeyGone(device, key));
+                    }
+                    // The fallback key stays: hand it out at once.
+                    None => self.reply(reply, MailboxResponse::Key(bundle)),
+                }
+            }
+            Ok(None) => self.reply(reply, MailboxResponse::refused(Refusal::NoKeys)),
+            Err(e) => {
+                self.fault("reading hosted keys", e);
+                self.reply(reply, MailboxResponse::refused(Refusal::Unavailable));
+            }
+        }
+    }
+
+    fn owner_request(
+        &mut self,
+        now: Now,
+        auth: &Auth,
+        request: OwnerRequest,
+        reply: R,
+        store: &impl MailLookup,
+    ) {
+        let device = auth.device;
+        let mailbox = MailboxId::of(&device);
+        match request {
+            OwnerRequest::Fetch {
+                after,
+                limit,
+                wait_ms,
+            } => {
+                self.stats.fetches += 1;
+                let limit = usize::from(limit).clamp(1, MAX_MAILBOX_ITEMS);
+                match self.page(&mailbox, &device, after, limit, store) {
+                    Ok(MailboxResponse::Items { items, .. }) if items.is_empty() && wait_ms > 0 => {
+                        self.park(now, mailbox, device, after, limit, wait_ms, reply, store);
+                    }
+                    Ok(response) => self.reply(reply, response),
+                    Err(e) => {
+                        self.fault("reading a mailbox", e);
+                        self.reply(reply, MailboxResponse::refused(Refusal::Unavailable));
+                    }
+                }
+            }
+            OwnerRequest::Ack { seqs } => {
+                let removed = u32::try_from(seqs.len()).unwrap_or(u32::MAX);
+                for seq in seqs {
+                    self.batch
+                        .writes
+                        .push(RelayWrite::Delete(mailbox, seq, Removal::Acked));
+                }
+                self.batch
+                    .after
+                    .push(After::Reply(reply, MailboxResponse::Acked { removed }));
+            }
+            OwnerRequest::PutKeys { one_time, fallback } => {
+                let max = usize::try_from(self.rules.quotas.one_time_keys_per_device)
+                    .unwrap_or(usize::MAX);
+                let foreign = one_time
+                    .iter()
+                    .chain([&fallback])
+                    .any(|b| b.device_id != device);
+                if foreign || one_time.len() > max {
+                    let response = MailboxResponse::Refused {
+                        reason: Refusal::Malformed,
+                        message: format!(
+                            "keys must be the signing device's own, at most {max} one-time keys"
+                        ),
+                    };
+                    self.reply(reply, response);
+                    return;
+                }
+                let count = u32::try_from(one_time.len()).unwrap_or(u32::MAX);
+                self.batch.writes.push(RelayWrite::PutKeys {
+                    device,
+                    one_time: one_time
+                        .iter()
+                        .map(|b| (OneTimeKey(b.one_time_key), b.to_bytes()))
+                        .collect(),
+                    fallback: fallback.to_bytes(),
+                });
+                self.batch.after.push(After::Reply(
+                    reply,
+                    MailboxResponse::KeysStored { one_time: count },
+                ));
+            }
+        }
+    }
+
+    fn page(
+        &self,
+        mailbox: &MailboxId,
+        device: &DeviceId,
+        after: u64,
+        limit: usize,
+        store: &impl MailLookup,
+    ) -> Result<MailboxResponse, StoreFault> {
+        let (items, more) = store.page(mailbox, after, limit, FETCH_BYTES)?;
+        Ok(MailboxResponse::Items {
+            items,
+            more,
+            keys_left: store.keys_left(device)?,
+        })
+    }
+
+    fn empty_page(&self, device: &DeviceId, store: &impl MailLookup) -> MailboxResponse {
+        MailboxResponse::Items {
+            items: Vec::new(),
+            more: false,
+            keys_left: store.keys_left(device).unwrap_or(0),
+        }
+    }
+
+    /// Holds an empty fetch open until mail arrives (a push, without a
+    /// second protocol). One waiter per mailbox: a newer fetch replaces it.
+    #[allow(clippy::too_many_arguments)]
+    fn park(
+        &mut self,
+        now: Now,
+        mailbox: MailboxId,
+        device: DeviceId,
+        after: u64,
+        limit: usize,
+        wait_ms: u32,
+        reply: R,
+        store: &impl MailLookup,
+    ) {
+        if self.waiters.len() >= MAX_WAITERS && !self.waiters.contains_key(&mailbox) {
+            let response = self.empty_page(&device, store);
+            self.reply(reply, response);
+            return;
+        }
+        let waiter = Waiter {
+            reply,
+            device,
+            after,
+            limit,
+            deadline_ms: now
+                .mono_ms
+                .saturating_add(u64::from(wait_ms.min(MAX_FETCH_WAIT_MS))),
+        };
+        if let Some(old) = self.waiters.insert(mailbox, waiter) {
+            let response = self.empty_page(&old.device, store);
+            self.reply(old.reply, response);
+        }
+    }
+
+    fn wake(&mut self, mailbox: &MailboxId, store: &impl MailLookup) {
+        let Some(w) = self.waiters.remove(mailbox) else {
+            return;
+        };
+        match self.page(mailbox, &w.device, w.after, w.limit, store) {
+            Ok(response) => self.reply(w.reply, response),
+            Err(e) => {
+                self.fault("reading a mailbox", e);
+                self.reply(w.reply, MailboxResponse::refused(Refusal::Unavailable));
+            }
+        }
+    }
+
+    /// Queues mail older than the retention period for deletion.
+    fn sweep(&mut self, now: Now, store: &impl MailLookup) {
+        let cutoff = now
+            .unix_ms
+            .saturating_sub(self.rules.retention_secs.saturating_mul(1000));
+        match store.expired(cutoff, EXPIRE_BATCH) {
+            Ok(items) => {
+                if !items.is_empty() {
+                    self.events
+                        .push_back(RelayEvent::Expiring { items: items.len() });
+                }
+                for (mailbox, seq) in items {
+                    self.batch
+                        .writes
+                        .push(RelayWrite::Delete(mailbox, seq, Removal::Expired));
+                }
+            }
+            Err(e) => self.fault("looking for expired mail", e),
+        }
+    }
+}

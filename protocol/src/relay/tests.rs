@@ -1,0 +1,480 @@
+//! The relay engine on a fake clock, over the in-memory store.
+
+use ed25519_dalek::{Signer, SigningKey};
+
+use super::*;
+use crate::{
+    Auth, DepositResult, DeviceId, KeyBundle, MailboxId, MailboxRequest, MailboxResponse, Now,
+    OwnerRequest, Refusal, SealedEnvelope, Wire,
+};
+
+/// One relay: the engine, its store, and the answers it gave (by the
+/// request number the test used as reply token).
+struct Relay {
+    engine: RelayEngine<u32>,
+    store: MemoryMailStore,
+    now: Now,
+    answers: Vec<(u32, MailboxResponse)>,
+}
+
+impl Relay {
+    fn new(quotas: Quotas) -> Self {
+        let store = MemoryMailStore::default();
+        let now = Now::new(0, 1_800_000_000_000);
+        let rules = RelayRules {
+            quotas,
+            retention_secs: 3600,
+        };
+        let engine = RelayEngine::load(rules, [[1; 32], [2; 32]], &store, now).unwrap();
+        Self {
+            engine,
+            store,
+            now,
+            answers: Vec::new(),
+        }
+    }
+
+    fn request(&mut self, token: u32, sender: &[u8], request: &MailboxRequest) {
+        self.engine
+            .handle_request(self.now, sender, &request.to_bytes(), token, &self.store);
+        self.collect();
+    }
+
+    /// Commits until nothing is left to write.
+    fn commit(&mut self) {
+        while let Some(writes) = self.engine.poll_commit() {
+            let result = self.store.apply(writes);
+            self.engine.handle_committed(result, &self.store);
+            self.collect();
+        }
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now = self.now.plus_ms(ms);
+        self.engine.handle_timeout(self.now, &self.store);
+        self.collect();
+    }
+
+    fn collect(&mut self) {
+        while let Some(answer) = self.engine.poll_reply() {
+            self.answers.push(answer);
+        }
+    }
+
+    fn answer(&mut self, token: u32) -> Option<MailboxResponse> {
+        let i = self.answers.iter().position(|(t, _)| *t == token)?;
+        Some(self.answers.remove(i).1)
+    }
+
+    fn challenge(&mut self) -> [u8; 32] {
+        self.request(u32::MAX, b"owner", &MailboxRequest::Info);
+        match self.answer(u32::MAX) {
+            Some(MailboxResponse::Info { challenge, .. }) => challenge,
+            other => panic!("no challenge: {other:?}"),
+        }
+    }
+
+    fn owner(&mut self, token: u32, key: &SigningKey, request: OwnerRequest) {
+        let challenge = self.challenge();
+        let request = signed(key, challenge, request);
+        self.request(token, b"owner", &request);
+    }
+}
+
+fn signed(key: &SigningKey, challenge: [u8; 32], request: OwnerRequest) -> MailboxRequest {
+    let signature = key.sign(&Auth::signed_bytes(&challenge, &request.body_bytes()));
+    MailboxRequest::Owner {
+        auth: Box::new(Auth {
+            device: DeviceId(key.verifying_key().to_bytes()),
+            challenge,
+            signature: signature.to_bytes(),
+        }),
+        request,
+    }
+}
+
+fn owner_key(n: u8) -> SigningKey {
+    SigningKey::from_bytes(&[n; 32])
+}
+
+fn mailbox_of(key: &SigningKey) -> MailboxId {
+    MailboxId::of(&DeviceId(key.verifying_key().to_bytes()))
+}
+
+/// A well-formed sealed envelope with `n` in it (the relay cannot open it).
+fn sealed(n: u32, len: usize) -> Vec<u8> {
+    let mut ciphertext = vec![0u8; len];
+    ciphertext[..4].copy_from_slice(&n.to_be_bytes());
+    SealedEnvelope {
+        encapped: [7; 32],
+        ciphertext,
+    }
+    .to_bytes()
+}
+
+fn deposit(mailbox: MailboxId, items: impl IntoIterator<Item = u32>) -> MailboxRequest {
+    MailboxRequest::Deposit {
+        items: items
+            .into_iter()
+            .map(|n| (mailbox, sealed(n, 64)))
+            .collect(),
+    }
+}
+
+fn results(response: Option<MailboxResponse>) -> Vec<DepositResult> {
+    match response {
+        Some(MailboxResponse::Deposited { results }) => results,
+        other => panic!("not a deposit answer: {other:?}"),
+    }
+}
+
+fn fetch(after: u64, wait_ms: u32) -> OwnerRequest {
+    OwnerRequest::Fetch {
+        after,
+        limit: 100,
+        wait_ms,
+    }
+}
+
+fn items(response: Option<MailboxResponse>) -> Vec<u64> {
+    match response {
+        Some(MailboxResponse::Items { items, .. }) => items.into_iter().map(|(s, _)| s).collect(),
+        other => panic!("not a page: {other:?}"),
+    }
+}
+
+#[test]
+fn a_deposit_is_acked_only_after_its_commit() {
+    let mut relay = Relay::new(Quotas::default());
+    let mailbox = mailbox_of(&owner_key(1));
+    relay.request(1, b"alice", &deposit(mailbox, [1, 2]));
+    assert_eq!(relay.answer(1), None, "acked before the commit");
+    let writes = relay.engine.poll_commit().unwrap();
+    assert!(
+        writes.iter().any(|w| matches!(w, RelayWrite::NextSeq(3))),
+        "{writes:?}"
+    );
+    assert_eq!(relay.engine.poll_commit(), None, "one commit at a time");
+    let applied = relay.store.apply(writes);
+    relay.engine.handle_committed(applied, &relay.store);
+    relay.collect();
+    assert_eq!(
+        results(relay.answer(1)),
+        [DepositResult::Stored, DepositResult::Stored]
+    );
+    assert_eq!(relay.store.len(), 2);
+    assert_eq!(relay.engine.stats().deposits, 2);
+    assert_eq!(relay.engine.stats().stored_messages, 2);
+}
+
+#[test]
+fn a_failed_commit_refuses_what_it_held_and_a_retry_is_stored_once() {
+    let mut relay = Relay::new(Quotas::default());
+    let mailbox = mailbox_of(&owner_key(1));
+    relay.request(1, b"alice", &deposit(mailbox, [1]));
+    let writes = relay.engine.poll_commit().unwrap();
+    // A resend while the first copy commits: answered with it.
+    relay.request(2, b"alice", &deposit(mailbox, [1]));
+    relay.store.fail_next_commit = true;
+    let failed = relay.store.apply(writes);
+    relay.engine.handle_committed(failed, &relay.store);
+    relay.collect();
+    assert_eq!(
+        results(relay.answer(1)),
+        [DepositResult::Refused(Refusal::Unavailable)]
+    );
+    assert_eq!(
+        results(relay.answer(2)),
+        [DepositResult::Refused(Refusal::Unavailable)]
+    );
+    assert!(relay.store.is_empty());
+    assert_eq!(relay.engine.stats().stored_messages, 0, "usage recounted");
+    relay.request(3, b"alice", &deposit(mailbox, [1]));
+    relay.commit();
+    assert_eq!(results(relay.answer(3)), [DepositResult::Stored]);
+    relay.request(4, b"alice", &deposit(mailbox, [1]));
+    assert_eq!(results(relay.answer(4)), [DepositResult::Duplicate]);
+    assert_eq!(relay.store.len(), 1);
+}
+
+#[test]
+fn quotas_refuse_with_the_quota_that_was_hit() {
+    let quotas = Quotas {
+        mailbox_items: 4,
+        sender_items: 2,
+        max_item_bytes: 300,
+        ..Quotas::default()
+    };
+    let mut relay = Relay::new(quotas);
+    let mailbox = mailbox_of(&owner_key(1));
+    relay.request(1, b"mallory", &deposit(mailbox, [1, 2, 3]));
+    relay.commit();
+    assert_eq!(
+        results(relay.answer(1)),
+        [
+            DepositResult::Stored,
+            DepositResult::Stored,
+            DepositResult::Refused(Refusal::SenderQuota)
+        ]
+    );
+    // Another sender still has its share, up to the mailbox's quota.
+    relay.request(2, b"alice", &deposit(mailbox, [4, 5, 6]));
+    relay.commit();
+    assert_eq!(
+        results(relay.answer(2)),
+        [
+            DepositResult::Stored,
+            DepositResult::Stored,
+            DepositResult::Refused(Refusal::MailboxFull)
+        ]
+    );
+    let big = MailboxRequest::Deposit {
+        items: vec![
+            (mailbox_of(&owner_key(2)), sealed(7, 400)),
+            (mailbox, vec![9]),
+        ],
+    };
+    relay.request(3, b"alice", &big);
+    assert_eq!(
+        results(relay.answer(3)),
+        [
+            DepositResult::Refused(Refusal::TooLarge),
+            DepositResult::Refused(Refusal::Malformed)
+        ],
+        "refusals that store nothing are answered at once"
+    );
+    let stats = relay.engine.stats();
+    assert_eq!(stats.refusals[Refusal::SenderQuota as usize], 1);
+    assert_eq!(stats.refusals[Refusal::MailboxFull as usize], 1);
+    assert_eq!(stats.refusals[Refusal::TooLarge as usize], 1);
+}
+
+#[test]
+fn the_relay_fills_up_as_a_whole() {
+    let quotas = Quotas {
+        disk_bytes: 300,
+        ..Quotas::default()
+    };
+    let mut relay = Relay::new(quotas);
+    let requests = (0..3).map(|i| deposit(mailbox_of(&owner_key(i)), [u32::from(i)]));
+    for (token, request) in (1..).zip(requests) {
+        relay.request(token, b"alice", &request);
+    }
+    relay.commit();
+    assert_eq!(results(relay.answer(1)), [DepositResult::Stored]);
+    assert_eq!(results(relay.answer(2)), [DepositResult::Stored]);
+    assert_eq!(
+        results(relay.answer(3)),
+        [DepositResult::Refused(Refusal::RelayFull)]
+    );
+}
+
+#[test]
+fn only_the_owner_fetches_and_acks_and_an_ack_frees_the_quota() {
+    let quotas = Quotas {
+        mailbox_items: 2,
+        ..Quotas::default()
+    };
+    let mut relay = Relay::new(quotas);
+    let bob = owner_key(1);
+    let mallory = owner_key(2);
+    relay.request(1, b"alice", &deposit(mailbox_of(&bob), [1, 2]));
+    relay.commit();
+    results(relay.answer(1));
+    // A stale challenge, a signature by another key, a challenge made up.
+    let challenge = relay.challenge();
+    relay.advance((CHALLENGE_LIFETIME_SECS + 1) * 1000);
+    relay.request(2, b"bob", &signed(&bob, challenge, fetch(0, 0)));
+    assert_eq!(
+        relay.answer(2),
+        Some(MailboxResponse::refused(Refusal::StaleChallenge))
+    );
+    let challenge = relay.challenge();
+    let mut forged = signed(&mallory, challenge, fetch(0, 0));
+    if let MailboxRequest::Owner { auth, .. } = &mut forged {
+        auth.device = DeviceId(bob.verifying_key().to_bytes());
+    }
+    relay.request(3, b"mallory", &forged);
+    assert_eq!(
+        relay.answer(3),
+        Some(MailboxResponse::refused(Refusal::NotOwner))
+    );
+    assert_eq!(
+        relay.engine.poll_event(),
+        Some(RelayEvent::ForgedOwnerRequest)
+    );
+    relay.request(4, b"bob", &signed(&bob, [9; 32], fetch(0, 0)));
+    assert_eq!(
+        relay.answer(4),
+        Some(MailboxResponse::refused(Refusal::StaleChallenge))
+    );
+    // Mallory's own mailbox is empty, and her ack deletes nothing of bob's.
+    relay.owner(5, &mallory, fetch(0, 0));
+    assert_eq!(items(relay.answer(5)), Vec::<u64>::new());
+    relay.owner(6, &mallory, OwnerRequest::Ack { seqs: vec![1, 2] });
+    relay.commit();
+    assert!(matches!(
+        relay.answer(6),
+        Some(MailboxResponse::Acked { .. })
+    ));
+    assert_eq!(relay.store.len(), 2);
+
+    relay.owner(7, &bob, fetch(0, 0));
+    assert_eq!(items(relay.answer(7)), [1, 2]);
+    relay.request(8, b"alice", &deposit(mailbox_of(&bob), [3]));
+    assert_eq!(
+        results(relay.answer(8)),
+        [DepositResult::Refused(Refusal::MailboxFull)]
+    );
+    relay.owner(9, &bob, OwnerRequest::Ack { seqs: vec![1, 2] });
+    assert_eq!(relay.answer(9), None, "answered after the delete commits");
+    relay.commit();
+    assert_eq!(relay.answer(9), Some(MailboxResponse::Acked { removed: 2 }));
+    assert_eq!(relay.engine.stats().delivered, 2);
+    relay.request(10, b"alice", &deposit(mailbox_of(&bob), [3]));
+    relay.commit();
+    assert_eq!(results(relay.answer(10)), [DepositResult::Stored]);
+}
+
+#[test]
+fn a_waiting_fetch_is_answered_by_new_mail_or_its_deadline() {
+    let mut relay = Relay::new(Quotas::default());
+    let bob = owner_key(1);
+    relay.owner(1, &bob, fetch(0, 5_000));
+    assert_eq!(relay.answer(1), None, "held open");
+    assert!(relay.engine.poll_timeout() <= relay.now.mono_ms + 5_000);
+    relay.request(2, b"alice", &deposit(mailbox_of(&bob), [1]));
+    assert_eq!(relay.answer(1), None, "not before the mail is durable");
+    relay.commit();
+    assert_eq!(items(relay.answer(1)), [1]);
+    results(relay.answer(2));
+
+    relay.owner(3, &bob, fetch(1, 5_000));
+    relay.advance(4_999);
+    assert_eq!(relay.answer(3), None);
+    relay.advance(1);
+    assert_eq!(items(relay.answer(3)), Vec::<u64>::new());
+    // A newer fetch replaces a waiting one, which is answered empty.
+    relay.owner(4, &bob, fetch(1, 5_000));
+    relay.owner(5, &bob, fetch(1, 5_000));
+    assert_eq!(items(relay.answer(4)), Vec::<u64>::new());
+    assert_eq!(relay.answer(5), None);
+}
+
+#[test]
+fn a_one_time_key_is_handed_out_once_then_the_fallback() {
+    let mut relay = Relay::new(Quotas::default());
+    let bob = owner_key(1);
+    let device = DeviceId(bob.verifying_key().to_bytes());
+    let bundle = |otk: u8| KeyBundle {
+        device_id: device,
+        identity_key: [3; 32],
+        one_time_key: [otk; 32],
+        signature: [0; 64],
+    };
+    relay.request(1, b"carol", &MailboxRequest::ClaimKey { device });
+    assert_eq!(
+        relay.answer(1),
+        Some(MailboxResponse::refused(Refusal::NoKeys))
+    );
+    let upload = OwnerRequest::PutKeys {
+        one_time: vec![bundle(1), bundle(2)],
+        fallback: bundle(9),
+    };
+    relay.owner(2, &bob, upload);
+    relay.commit();
+    assert_eq!(
+        relay.answer(2),
+        Some(MailboxResponse::KeysStored { one_time: 2 })
+    );
+    // Two claims before any commit get two different keys.
+    relay.request(3, b"carol", &MailboxRequest::ClaimKey { device });
+    relay.request(4, b"dave", &MailboxRequest::ClaimKey { device });
+    assert_eq!(relay.answer(3), None, "handed out only once deleted");
+    relay.commit();
+    let key = |r: Option<MailboxResponse>| match r {
+        Some(MailboxResponse::Key(b)) => b.one_time_key[0],
+        other => panic!("no key: {other:?}"),
+    };
+    let mut got = [key(relay.answer(3)), key(relay.answer(4))];
+    got.sort_unstable();
+    assert_eq!(got, [1, 2]);
+    relay.request(5, b"erin", &MailboxRequest::ClaimKey { device });
+    assert_eq!(key(relay.answer(5)), 9, "the fallback, at once");
+    // Keys of another device are refused.
+    let foreign = OwnerRequest::PutKeys {
+        one_time: vec![bundle(1)],
+        fallback: KeyBundle {
+            device_id: DeviceId([5; 32]),
+            ..bundle(9)
+        },
+    };
+    relay.owner(6, &bob, foreign);
+    assert!(matches!(
+        relay.answer(6),
+        Some(MailboxResponse::Refused {
+            reason: Refusal::Malformed,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn mail_past_retention_is_deleted() {
+    let mut relay = Relay::new(Quotas::default());
+    let bob = owner_key(1);
+    relay.request(1, b"alice", &deposit(mailbox_of(&bob), [1]));
+    relay.commit();
+    relay.advance(1_000);
+    relay.commit();
+    assert_eq!(relay.store.len(), 1);
+    relay.advance(3_600_000);
+    relay.commit();
+    assert!(relay.store.is_empty());
+    assert_eq!(relay.engine.stats().expired, 1);
+    assert_eq!(relay.engine.stats().stored_messages, 0);
+}
+
+#[test]
+fn topics_are_kept_up_to_the_cap_and_only_group_messages_accepted() {
+    let mut topics = TopicBook::default();
+    let keep = crate::HistoryRequest::Keep { topic: "t1".into() };
+    assert_eq!(
+        topics.handle_request(&keep.to_bytes()),
+        HistoryAction::Keep("t1".into())
+    );
+    assert_eq!(
+        topics.handle_request(&keep.to_bytes()),
+        HistoryAction::Answer(crate::HistoryResponse::Keeping)
+    );
+    assert_eq!(
+        topics.handle_publication("t1", b"junk"),
+        Publication::Reject
+    );
+    let unknown = crate::HistoryRequest::Fetch {
+        topic: "t2".into(),
+        after: 0,
+        limit: 0,
+    };
+    assert!(matches!(
+        topics.handle_request(&unknown.to_bytes()),
+        HistoryAction::Answer(crate::HistoryResponse::Page { .. })
+    ));
+    let fetch = crate::HistoryRequest::Fetch {
+        topic: "t1".into(),
+        after: 3,
+        limit: 0,
+    };
+    assert_eq!(
+        topics.handle_request(&fetch.to_bytes()),
+        HistoryAction::Page {
+            topic: "t1".into(),
+            after: 3,
+            limit: 1
+        }
+    );
+    assert!(matches!(
+        topics.handle_request(b"\xff"),
+        HistoryAction::Answer(crate::HistoryResponse::Refused { .. })
+    ));
+}

@@ -38,7 +38,7 @@ use crate::error::NodeError;
 use crate::identity::Me;
 use crate::network::{self, Behaviour, BehaviourEvent};
 use crate::node::{Command, Reply, contact_view, now_ms};
-use crate::outbox::{MAX_BATCH_ENVELOPES, MAX_OUTBOX_ENTRIES, Outbox, State};
+use crate::outbox::{MAX_BATCH_ENVELOPES, MAX_OUTBOX_ENTRIES, Outbox};
 use crate::records::{ContactRecord, MessageRecord, OutboxKind, OutboxRecord, Status};
 use crate::store::{Durability, Op, OutboxKey, Store, StoreError};
 use crate::view::{Event, GroupView, MessageView, NodeStatus, PresenceView, SendReceipt};
@@ -275,6 +275,8 @@ pub(crate) struct EventLoop {
     me: Me,
     olm: OlmDevice,
     clock: Hlc,
+    /// The time handed to the engine parts (`hush_protocol::device`).
+    host_clock: hush_host::HostClock,
     /// The clock moved since the last batch: store it with the next one.
     clock_changed: bool,
     /// Since when commits have been lazy (see [`Batch::may_wait`]): the
@@ -301,7 +303,8 @@ pub(crate) struct EventLoop {
     mail_requests: HashMap<OutboundRequestId, relays::MailRequest>,
     /// Contact devices a direct attempt failed for recently: until then,
     /// mail goes to their relays.
-    unreachable: HashMap<DeviceId, Instant>,
+    /// (Monotonic ms, from `host_clock`.)
+    unreachable: HashMap<DeviceId, u64>,
     /// A deposit to this relay for this device is on its way.
     depositing: HashSet<(DeviceId, PeerId)>,
     /// Per (device, relay): every queued entry up to this message id is at
@@ -338,8 +341,9 @@ impl EventLoop {
         let home = relays::HomeRelay::parse_all(&me.relays);
         let clock = store.clock()?.map(Hlc::resume).unwrap_or_default();
         let contacts = Contacts::load(store.contacts()?);
+        let host_clock = hush_host::HostClock::default();
         let mut outbox = Outbox::default();
-        let now = Instant::now();
+        let now = host_clock.now();
         for (key, record) in store.outbox()? {
             outbox.insert(key, record, now);
         }
@@ -359,6 +363,7 @@ impl EventLoop {
             me,
             olm,
             clock,
+            host_clock,
             clock_changed: false,
             lazy_since: None,
             closing: false,
@@ -592,9 +597,7 @@ impl EventLoop {
                         .send_response(channel, bundle.to_bytes());
                 }
                 (After::Dispatch(key), Ok(())) => {
-                    if let Some(e) = self.outbox.entries.get_mut(&key) {
-                        e.state = State::Waiting;
-                    }
+                    self.outbox.committed(&key);
                     self.pump(&key.1);
                 }
                 (After::Emit(event), Ok(())) => {
@@ -669,7 +672,7 @@ impl EventLoop {
             self.groups = groups::GroupBook::load(&self.store, &self.me.pickle_key, config);
             self.sync_peers();
             self.deposit_marks.clear();
-            let now = Instant::now() + Duration::from_secs(1);
+            let now = self.host_clock.now().plus_ms(1_000);
             self.outbox.reload(self.store.outbox()?, now);
             Ok(())
         })();
@@ -691,7 +694,7 @@ impl EventLoop {
     }
 
     fn on_tick(&mut self) {
-        for device in self.outbox.due_devices(Instant::now()) {
+        for device in self.outbox.due_devices(self.host_clock.now()) {
             self.pump(&device);
         }
         self.relay_tick();
@@ -809,7 +812,7 @@ impl EventLoop {
         self.contacts.insert(record, card);
         self.batch.after.push(After::ReplyContact(reply, view));
         // New addresses or relays: try what is queued for them again now.
-        let now = Instant::now();
+        let now = self.host_clock.now();
         for device in &old_devices {
             self.unreachable.remove(&device.device_id);
             self.outbox.wake(&device.device_id, now);
@@ -881,7 +884,7 @@ impl EventLoop {
         }
         let conversation = ConversationId::direct(&self.me.account, account);
         let padded = payload.to_padded();
-        let now = Instant::now();
+        let now = self.host_clock.now();
         for device in devices {
             let key = (payload.id, device.device_id);
             let envelope = if self.olm.has_session(&device.olm_curve25519) {
@@ -902,10 +905,7 @@ impl EventLoop {
                 created_at_ms: now_ms(),
             };
             self.batch.ops.push(Op::PutOutbox(key, record.clone()));
-            self.outbox.insert(key, record, now);
-            if let Some(e) = self.outbox.entries.get_mut(&key) {
-                e.state = State::Committing;
-            }
+            self.outbox.insert_committing(key, record, now);
             self.batch.after.push(After::Dispatch(key));
         }
         Ok(())
@@ -1028,10 +1028,8 @@ impl EventLoop {
     }
 
     fn device_route(&self, key: &OutboxKey) -> Option<(PeerId, Vec<Multiaddr>, DeviceKeys)> {
-        let entry = self.outbox.entries.get(key)?;
-        let (_, keys) = self
-            .contacts
-            .device(&entry.record.recipient, &entry.record.device)?;
+        let record = self.outbox.get(key)?.record();
+        let (_, keys) = self.contacts.device(&record.recipient, &record.device)?;
         let peer = *self.contacts.peer_of.get(&keys.device_id)?;
         Some((peer, self.dial_addresses(&keys.device_id), keys))
     }
@@ -1058,53 +1056,43 @@ impl EventLoop {
     /// or fetch the device's one-time key first. Entries with an envelope
     /// are sent by [`EventLoop::pump`].
     fn dispatch(&mut self, key: OutboxKey) {
-        let Some(entry) = self.outbox.entries.get(&key) else {
+        let Some(entry) = self.outbox.get(&key) else {
             return;
         };
-        if entry.state != State::Waiting || entry.record.envelope.is_some() {
+        if !entry.is_waiting() || entry.envelope().is_some() {
             return;
         }
         let Some((peer, addresses, keys)) = self.device_route(&key) else {
             // The contact or device is gone: nobody to deliver to.
             tracing::warn!(id = %key.0, "outbox entry has no known recipient device; keeping it");
-            self.outbox.retry_later(&key, Instant::now());
+            self.outbox.retry_later(&key, self.host_clock.now());
             return;
         };
         if self.olm.has_session(&keys.olm_curve25519) {
-            let padded = entry.record.payload.clone();
+            let padded = entry.record().payload.clone();
             match self.olm.encrypt(&keys, &padded) {
                 Ok(envelope) => {
-                    if let Some(e) = self.outbox.entries.get_mut(&key) {
-                        e.record.envelope = Some(envelope.to_bytes());
-                        e.state = State::Committing;
-                        self.batch.ops.push(Op::PutOutbox(key, e.record.clone()));
+                    if let Some(record) = self.outbox.encrypted(&key, envelope.to_bytes()) {
+                        self.batch.ops.push(Op::PutOutbox(key, record.clone()));
                         self.batch.after.push(After::Dispatch(key));
                     }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "encryption failed; retrying later");
-                    self.outbox.retry_later(&key, Instant::now());
+                    self.outbox.retry_later(&key, self.host_clock.now());
                 }
             }
         } else if self.is_unreachable(&keys.device_id) && self.has_relays(&keys.device_id) {
-            if self.outbox.awaiting_key.insert(keys.device_id) {
+            if self.outbox.await_key(&key) {
                 self.claim_key(keys.device_id);
             }
-            if let Some(e) = self.outbox.entries.get_mut(&key) {
-                e.state = State::AwaitingKey;
-            }
-        } else {
-            if self.outbox.awaiting_key.insert(keys.device_id) {
-                let request = self.swarm.behaviour_mut().keys.send_request_with_addresses(
-                    &peer,
-                    KeyRequest.to_bytes(),
-                    addresses,
-                );
-                self.outbox.key_requests.insert(request, keys.device_id);
-            }
-            if let Some(e) = self.outbox.entries.get_mut(&key) {
-                e.state = State::AwaitingKey;
-            }
+        } else if self.outbox.await_key(&key) {
+            let request = self.swarm.behaviour_mut().keys.send_request_with_addresses(
+                &peer,
+                KeyRequest.to_bytes(),
+                addresses,
+            );
+            self.outbox.key_requested(request, keys.device_id);
         }
     }
 
@@ -1143,7 +1131,7 @@ impl EventLoop {
                 }
                 if let Some((_, keys)) = self.contacts.by_peer.get(&peer_id).copied() {
                     self.unreachable.remove(&keys.device_id);
-                    self.outbox.wake(&keys.device_id, Instant::now());
+                    self.outbox.wake(&keys.device_id, self.host_clock.now());
                     if num_established.get() == 1 {
                         self.presence_connected(&peer_id);
                     }
@@ -1225,10 +1213,9 @@ impl EventLoop {
                     },
                 ..
             } => {
-                let Some(device) = self.outbox.key_requests.remove(&request_id) else {
+                let Some(device) = self.outbox.key_request_ended(&request_id) else {
                     return;
                 };
-                self.outbox.awaiting_key.remove(&device);
                 let started = KeyBundle::from_bytes(&response)
                     .map_err(|e| e.to_string())
                     .and_then(|bundle| {
@@ -1250,10 +1237,9 @@ impl EventLoop {
             E::OutboundFailure {
                 request_id, error, ..
             } => {
-                if let Some(device) = self.outbox.key_requests.remove(&request_id) {
+                if let Some(device) = self.outbox.key_request_ended(&request_id) {
                     tracing::debug!(error = %error, "one-time key request failed");
                     self.mark_unreachable(device);
-                    self.outbox.awaiting_key.remove(&device);
                     self.after_key(&device, false);
                 }
             }
@@ -1264,24 +1250,9 @@ impl EventLoop {
     /// Moves entries that waited for a device's key on: to encryption, or to
     /// a later retry.
     fn after_key(&mut self, device: &DeviceId, started: bool) {
-        let now = Instant::now();
-        for key in self.outbox.for_device(device) {
-            let waiting = self
-                .outbox
-                .entries
-                .get(&key)
-                .is_some_and(|e| e.state == State::AwaitingKey);
-            if !waiting {
-                continue;
-            }
-            if started {
-                if let Some(e) = self.outbox.entries.get_mut(&key) {
-                    e.state = State::Waiting;
-                }
-                self.dispatch(key);
-            } else {
-                self.outbox.retry_later(&key, now);
-            }
+        let now = self.host_clock.now();
+        for key in self.outbox.key_arrived(now, device, started) {
+            self.dispatch(key);
         }
     }
 
@@ -1332,7 +1303,8 @@ impl EventLoop {
                     self.restart_session(&key);
                 } else {
                     // Later envelopes must not overtake the refused ones.
-                    self.outbox.retry_device_later(&refused, Instant::now());
+                    self.outbox
+                        .retry_device_later(&refused, self.host_clock.now());
                 }
                 if let Some(key) = keys.first() {
                     self.pump(&key.1);
@@ -1343,7 +1315,7 @@ impl EventLoop {
             } => {
                 if let Some(keys) = self.outbox.end_flight(&request_id) {
                     tracing::debug!(count = keys.len(), error = %error, "delivery attempt failed");
-                    self.outbox.retry_device_later(&keys, Instant::now());
+                    self.outbox.retry_device_later(&keys, self.host_clock.now());
                     if let Some(key) = keys.first() {
                         // Not reachable now: leave it at the device's relays.
                         self.mark_unreachable(key.1);
@@ -1367,36 +1339,22 @@ impl EventLoop {
             // Encrypt (or get a key for) what is not yet, in order, then
             // deposit. Unencrypted entries are the newest ones, so look from
             // the end; while a key is on its way they wait for it anyway.
-            if !self.outbox.awaiting_key.contains(device) {
-                let mut unencrypted: Vec<OutboxKey> = self
-                    .outbox
-                    .entries
-                    .iter()
-                    .rev()
-                    .filter(|((_, d), _)| d == device)
-                    .take_while(|(_, e)| e.record.envelope.is_none())
-                    .map(|(k, _)| *k)
-                    .collect();
-                unencrypted.reverse();
-                unencrypted.truncate(MAX_BATCH_ENVELOPES);
-                for key in unencrypted {
+            if !self.outbox.is_awaiting_key(device) {
+                for key in self.outbox.unencrypted_tail(device, MAX_BATCH_ENVELOPES) {
                     self.dispatch(key);
                 }
             }
             self.deposit_pump(device);
             return;
         }
-        let ready = self.outbox.next_for(device, Instant::now());
+        let ready = self
+            .outbox
+            .next_for(device, self.host_clock.now(), MAX_BATCH_ENVELOPES);
         let mut keys: Vec<OutboxKey> = Vec::new();
         let mut envelopes: Vec<Vec<u8>> = Vec::new();
         let mut bytes = 0;
         for key in ready {
-            let Some(envelope) = self
-                .outbox
-                .entries
-                .get(&key)
-                .and_then(|e| e.record.envelope.clone())
-            else {
+            let Some(envelope) = self.outbox.get(&key).and_then(|e| e.envelope().cloned()) else {
                 self.dispatch(key);
                 continue;
             };
@@ -1436,35 +1394,29 @@ impl EventLoop {
         };
         tracing::warn!(device = %keys.device_id, "recipient cannot decrypt our session; starting a new one");
         self.olm.drop_sessions(&keys.olm_curve25519);
-        let queued = self.outbox.for_device(&keys.device_id);
-        for k in &queued {
-            if let Some(e) = self.outbox.entries.get_mut(k) {
-                e.record.envelope = None;
-                e.sealed = None;
-                e.sent_to.clear();
-                e.state = State::Waiting;
-                self.batch.ops.push(Op::PutOutbox(*k, e.record.clone()));
-            }
+        for (k, record) in self.outbox.forget_envelopes(&keys.device_id) {
+            self.batch.ops.push(Op::PutOutbox(k, record.clone()));
         }
         // New envelopes: every relay needs them again.
         let device = keys.device_id;
         self.deposit_marks.retain(|(d, _), _| *d != device);
-        self.outbox.retry_device_later(&[*key], Instant::now());
+        self.outbox
+            .retry_device_later(&[*key], self.host_clock.now());
     }
 
     fn on_delivered(&mut self, key: OutboxKey) {
-        let Some(entry) = self.outbox.entries.remove(&key) else {
+        let Some(record) = self.outbox.remove(&key) else {
             return;
         };
         self.batch.ops.push(Op::DeleteOutbox(key));
-        let conversation = entry.record.conversation;
+        let conversation = record.conversation;
         let behind = self
             .store
             .message(&conversation, key.0)
             .ok()
             .flatten()
             .is_some_and(|m| m.status < Status::Delivered);
-        if entry.record.kind == OutboxKind::Message && behind {
+        if record.kind == OutboxKind::Message && behind {
             self.batch
                 .ops
                 .push(Op::RaiseStatus(conversation, key.0, Status::Delivered));
@@ -1472,7 +1424,7 @@ impl EventLoop {
             // stored the message), so say so now; our own record of it
             // lands with the next batch, and if we crash first, the entry is
             // resent on restart and acked again as a duplicate.
-            if let Some(name) = self.contacts.by_account.get(&entry.record.recipient) {
+            if let Some(name) = self.contacts.by_account.get(&record.recipient) {
                 let _ = self.events.send(Event::Status {
                     contact: name.clone(),
                     id: key.0.to_string(),
@@ -1490,7 +1442,7 @@ impl EventLoop {
         if let Some((_, keys)) = self.contacts.by_peer.get(&peer).copied()
             && self.unreachable.remove(&keys.device_id).is_some()
         {
-            self.outbox.wake(&keys.device_id, Instant::now());
+            self.outbox.wake(&keys.device_id, self.host_clock.now());
         }
         let Ok(batch) = EnvelopeBatch::from_bytes(&bytes) else {
             tracing::debug!(%peer, "malformed envelope batch refused");

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use hush_protocol::{AccountId, ConversationId, DeviceId, GroupId, MessageId};
+use hush_protocol::{AccountId, DeviceId, GroupId, MessageId};
 use serde::{Deserialize, Serialize};
 
 /// The device's own secrets. Stored in the home folder's database, which is
@@ -152,34 +152,8 @@ pub struct MessageRecord {
     pub stored_at_ms: u64,
 }
 
-/// What an outbox entry carries to one device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OutboxKind {
-    Message,
-    Receipt,
-    /// Key material and settings for the contact's node (e.g. our presence
-    /// key): no status, no receipt.
-    Control,
-    /// Group control (membership ops, Megolm keys, group receipts): to
-    /// members who may be offline, so through their relays too.
-    Group,
-}
-
-/// One payload waiting to reach one device.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OutboxRecord {
-    pub kind: OutboxKind,
-    pub conversation: ConversationId,
-    pub recipient: AccountId,
-    pub device: DeviceId,
-    /// The padded plaintext payload.
-    pub payload: Vec<u8>,
-    /// The envelope once encrypted; resends reuse it byte for byte, so the
-    /// recipient recognises a resend without decrypting it.
-    pub envelope: Option<Vec<u8>>,
-    pub created_at_ms: u64,
-}
+/// The outbox's records are the device engine's (`hush_protocol::device`).
+pub use hush_protocol::device::{OutboxKind, OutboxRecord};
 
 /// What a node keeps per group beside its ops (which have their own table).
 #[derive(Clone, Default, Serialize, Deserialize)]

@@ -105,7 +105,7 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_allocvec(value).unwrap_or_default()
 }
 
-pub type OutboxKey = (MessageId, DeviceId);
+pub use hush_protocol::device::OutboxKey;
 /// A stored group: its id, its record and its ops (wire bytes).
 pub type StoredGroup = (GroupId, GroupRecord, Vec<Vec<u8>>);
 /// A peer's Curve25519 key and its pickled Olm sessions, newest first.

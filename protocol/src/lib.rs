@@ -25,6 +25,7 @@
 
 mod card;
 mod codec;
+pub mod device;
 mod e2ee;
 mod envelope;
 mod group;

@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use hush_protocol::device::{PresenceTiming, PresenceWatch, Sighting};
 use hush_protocol::{
     AccountId, Body, DeviceId, DeviceKeys, MAX_PRESENCE_ADDRESSES, Payload, Presence, PresenceKey,
     PresencePush, PresenceState, SealedPresence, Wire,
@@ -53,19 +54,6 @@ pub(crate) struct PresenceConfig {
     pub grace: Duration,
 }
 
-/// What we know of one contact device.
-#[derive(Debug, Default)]
-struct Watch {
-    online: bool,
-    /// Online until then unless renewed (record expiry, or the end of the
-    /// grace period after a lost connection). None while connected.
-    until: Option<Instant>,
-    /// The newest record accepted: older ones are replays.
-    issued_at_ms: u64,
-    addresses: Vec<Multiaddr>,
-    last_lookup: Option<Instant>,
-}
-
 #[derive(Debug)]
 struct Waiter {
     reply: Reply<PresenceView>,
@@ -78,7 +66,8 @@ pub(crate) struct PresenceBook {
     own: OwnPresenceRecord,
     key: PresenceKey,
     contacts: HashMap<AccountId, PresenceRecord>,
-    watch: HashMap<DeviceId, Watch>,
+    /// Each contact device's presence (the engine part: grace, expiry).
+    watch: PresenceWatch<Multiaddr>,
     next_heartbeat: Instant,
     lookups: HashMap<kad::QueryId, (AccountId, DeviceId)>,
     waiters: Vec<Waiter>,
@@ -111,7 +100,10 @@ impl PresenceBook {
             own,
             key,
             contacts: contacts.into_iter().collect(),
-            watch: HashMap::new(),
+            watch: PresenceWatch::new(PresenceTiming {
+                ttl_ms: millis(config.ttl),
+                grace_ms: millis(config.grace),
+            }),
             next_heartbeat: Instant::now(),
             lookups: HashMap::new(),
             waiters: Vec::new(),
@@ -132,9 +124,7 @@ impl PresenceBook {
 
     /// Addresses a contact device announced in its latest record.
     pub(crate) fn addresses_of(&self, device: &DeviceId) -> &[Multiaddr] {
-        self.watch
-            .get(device)
-            .map_or(&[][..], |w| w.addresses.as_slice())
+        self.watch.addresses_of(device)
     }
 
     fn shares_with(&self, account: &AccountId) -> bool {
@@ -249,7 +239,7 @@ impl EventLoop {
             let locator = kad::RecordKey::new(&key.locator(&device));
             let id = self.swarm.behaviour_mut().kad.get_record(locator);
             self.presence.lookups.insert(id, (*account, device));
-            self.presence.watch.entry(device).or_default().last_lookup = Some(Instant::now());
+            self.presence.watch.looked_up(self.host_clock.now(), device);
             started += 1;
         }
         started
@@ -361,11 +351,7 @@ impl EventLoop {
         let Some((_, keys)) = self.contacts.by_peer.get(peer).copied() else {
             return;
         };
-        if let Some(w) = self.presence.watch.get_mut(&keys.device_id)
-            && w.online
-        {
-            w.until = None;
-        }
+        self.presence.watch.connected(&keys.device_id);
         let record = self.own_record(PresenceState::Online);
         self.push_to(*peer, record, false);
     }
@@ -376,14 +362,11 @@ impl EventLoop {
         let Some((account, keys)) = self.contacts.by_peer.get(peer).copied() else {
             return;
         };
-        let grace = self.presence.config.grace;
-        if let Some(w) = self.presence.watch.get_mut(&keys.device_id)
-            && w.online
+        let now = self.host_clock.now();
+        if self.presence.watch.disconnected(now, &keys.device_id)
+            && let Some(c) = self.presence.contacts.get_mut(&account)
         {
-            w.until = Some(Instant::now() + grace);
-            if let Some(c) = self.presence.contacts.get_mut(&account) {
-                c.last_seen_ms = now_ms();
-            }
+            c.last_seen_ms = now.unix_ms;
         }
     }
 
@@ -474,37 +457,24 @@ impl EventLoop {
             return false;
         }
         let before = self.contact_presence(account);
-        let watch = self.presence.watch.entry(keys.device_id).or_default();
-        if presence.issued_at_ms <= watch.issued_at_ms {
-            // A replay, or one we already have.
-            return presence.issued_at_ms == watch.issued_at_ms;
-        }
-        watch.issued_at_ms = presence.issued_at_ms;
-        watch.addresses = presence
+        let peer = self.contacts.peer_of.get(&keys.device_id).copied();
+        let connected = peer.is_some_and(|p| self.swarm.is_connected(&p));
+        let addresses: Vec<Multiaddr> = presence
             .addresses
             .iter()
             .filter_map(|a| a.parse().ok())
             .collect();
-        let connected = self
-            .contacts
-            .peer_of
-            .get(&keys.device_id)
-            .is_some_and(|p| self.swarm.is_connected(p));
-        let remaining = presence.expires_at_ms.saturating_sub(now_ms());
-        let watch = self.presence.watch.entry(keys.device_id).or_default();
-        match presence.state {
-            PresenceState::Online => {
-                watch.online = true;
-                watch.until =
-                    (!connected).then(|| Instant::now() + Duration::from_millis(remaining));
-            }
-            PresenceState::Offline => {
-                watch.online = false;
-                watch.until = None;
-            }
+        let now = self.host_clock.now();
+        match self
+            .presence
+            .watch
+            .accept(now, &presence, addresses.clone(), connected)
+        {
+            Sighting::Replay => return false,
+            Sighting::Known => return true,
+            Sighting::Applied => {}
         }
-        let addresses = watch.addresses.clone();
-        if let Some(peer) = self.contacts.peer_of.get(&keys.device_id).copied() {
+        if let Some(peer) = peer {
             for addr in addresses {
                 self.swarm.add_peer_address(peer, addr);
             }
@@ -554,12 +524,7 @@ impl EventLoop {
                     .device_list
                     .devices
                     .iter()
-                    .filter(|d| {
-                        self.presence
-                            .watch
-                            .get(&d.device_id)
-                            .is_some_and(|w| w.online)
-                    })
+                    .filter(|d| self.presence.watch.is_online(&d.device_id))
                     .count()
             })
             .unwrap_or(0);
@@ -693,35 +658,21 @@ impl EventLoop {
         if now >= self.presence.next_heartbeat {
             self.publish();
         }
-        let mut expired = Vec::new();
-        let mut refresh = Vec::new();
-        let quarter = self.presence.config.ttl / 4;
-        for (device, w) in &self.presence.watch {
-            let Some(until) = w.until.filter(|_| w.online) else {
-                continue;
-            };
-            if now >= until {
-                expired.push(*device);
-            } else if until - now < quarter
-                && w.last_lookup
-                    .is_none_or(|at| now.duration_since(at) > quarter)
-            {
-                refresh.push(*device);
+        let clock = self.host_clock.now();
+        // Grouped by contact: its state changes once, when its last online
+        // device goes.
+        let mut gone: HashMap<AccountId, usize> = HashMap::new();
+        for device in self.presence.watch.expire(clock) {
+            match self.contacts.of_device(&device) {
+                Some((account, _)) => *gone.entry(account).or_default() += 1,
+                None => self.presence.watch.forget(&device),
             }
         }
-        for device in expired {
-            let Some((account, _)) = self.contacts.of_device(&device) else {
-                self.presence.watch.remove(&device);
-                continue;
-            };
-            let before = self.contact_presence(&account);
-            if let Some(w) = self.presence.watch.get_mut(&device) {
-                w.online = false;
-                w.until = None;
-            }
-            self.presence_changed(&account, before);
+        for (account, n) in gone {
+            let (_, still) = self.contact_presence(&account);
+            self.presence_changed(&account, (true, still + n));
         }
-        for device in refresh {
+        for device in self.presence.watch.to_refresh(clock) {
             if let Some((account, _)) = self.contacts.of_device(&device) {
                 self.look_up(&account);
             }
@@ -883,4 +834,8 @@ fn is_circuit(addr: &Multiaddr) -> bool {
 
 const fn state_name(online: bool) -> &'static str {
     if online { "online" } else { "offline" }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -132,7 +132,7 @@ impl EventLoop {
         let mdns::Event::Discovered(found) = event else {
             return;
         };
-        let now = Instant::now();
+        let now = self.host_clock.now();
         for (peer, addr) in found {
             let Some((_, keys)) = self.contacts.by_peer.get(&peer).copied() else {
                 continue;

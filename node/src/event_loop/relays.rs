@@ -28,7 +28,7 @@ use libp2p::{Multiaddr, PeerId};
 
 use super::{After, EventLoop, Received, Source};
 use crate::network::{MAIL_WAIT, peer_in};
-use crate::outbox::{State, backoff};
+use crate::outbox::backoff;
 use crate::records::{OutboxKind, Status};
 use crate::store::{Op, OutboxKey};
 use crate::view::{Event, RelayView};
@@ -371,7 +371,7 @@ impl EventLoop {
                 }
             }
             (MailRequest::Claim { relay, device }, answer) => {
-                self.outbox.awaiting_key.remove(&device);
+                self.outbox.key_claim_ended(&device);
                 let started = match answer {
                     Ok(MailboxResponse::Key(bundle)) => self.start_session_from(&device, &bundle),
                     other => Err(describe(other)),
@@ -535,15 +535,16 @@ impl EventLoop {
     }
 
     pub(super) fn is_unreachable(&self, device: &DeviceId) -> bool {
+        let now = self.host_clock.now().mono_ms;
         self.unreachable
             .get(device)
-            .is_some_and(|until| *until > Instant::now())
+            .is_some_and(|until| *until > now)
     }
 
     pub(super) fn mark_unreachable(&mut self, device: DeviceId) {
         if self.contacts.peer_of.contains_key(&device) {
-            self.unreachable
-                .insert(device, Instant::now() + UNREACHABLE_FOR);
+            let until = self.host_clock.now().mono_ms + millis(UNREACHABLE_FOR);
+            self.unreachable.insert(device, until);
         }
     }
 
@@ -583,7 +584,7 @@ impl EventLoop {
             .or(relays.first())
             .cloned()
         else {
-            self.outbox.awaiting_key.remove(&device);
+            self.outbox.key_claim_ended(&device);
             return;
         };
         let id = self
@@ -617,40 +618,35 @@ impl EventLoop {
             let mut keys = Vec::new();
             let mut items = Vec::new();
             let mut bytes = 0;
-            let queued = self
-                .outbox
-                .entries
-                .range_mut((from, DeviceId([0; 32]))..)
-                .filter(|((_, d), _)| d == device);
-            for (key, entry) in queued {
-                if entry.record.kind == OutboxKind::Control {
+            for (key, entry) in self.outbox.queued_from(*device, from) {
+                if entry.record().kind == OutboxKind::Control {
                     // Control payloads (our presence key) go only directly:
                     // they must not take a slot of the contact's mailbox.
                     continue;
                 }
-                if entry.sent_to.contains(&relay) {
+                if entry.sent_to().contains(&relay) {
                     if keys.is_empty() {
                         continue;
                     }
                     break;
                 }
-                if entry.state != State::Waiting {
+                if !entry.is_waiting() {
                     break;
                 }
-                let Some(envelope) = &entry.record.envelope else {
+                let Some(envelope) = entry.envelope() else {
                     // Not encrypted yet (no session): it goes when it is.
                     break;
                 };
-                if entry.sealed.is_none() {
+                if entry.sealed().is_none() {
                     match SealedEnvelope::seal(&mailbox_key, &mailbox, envelope) {
-                        Ok(sealed) => entry.sealed = Some(sealed),
+                        Ok(sealed) => entry.set_sealed(sealed),
                         Err(e) => {
                             tracing::warn!(%device, error = %e, "cannot seal for this device");
                             break;
                         }
                     }
                 }
-                let Some(sealed) = &entry.sealed else {
+                let Some(sealed) = entry.sealed() else {
                     break;
                 };
                 if items.len() >= MAX_MAILBOX_ITEMS
@@ -698,7 +694,7 @@ impl EventLoop {
             .unreachable
             .get(&device)
             .copied()
-            .unwrap_or_else(Instant::now);
+            .unwrap_or_else(|| self.host_clock.now().mono_ms);
         let mut prefix = true;
         for (key, result) in keys.iter().zip(results) {
             match result {
@@ -706,16 +702,12 @@ impl EventLoop {
                     if prefix {
                         self.deposit_marks.insert((device, relay), key.0);
                     }
-                    let Some(entry) = self.outbox.entries.get_mut(key) else {
-                        continue;
-                    };
-                    if entry.sent_to.contains(&relay) {
-                        continue;
-                    }
-                    entry.sent_to.push(relay);
                     // Tried directly again only once the device may be back.
-                    entry.next_at = entry.next_at.max(resend_direct_at);
-                    if entry.sent_to.len() == 1 {
+                    let first = self
+                        .outbox
+                        .get_mut(key)
+                        .is_some_and(|entry| entry.held_by(relay, resend_direct_at));
+                    if first {
                         self.on_sent(*key);
                     }
                 }
@@ -744,17 +736,14 @@ impl EventLoop {
     /// A relay of the recipient holds the envelope durably: `sent`.
     fn on_sent(&mut self, key: OutboxKey) {
         self.problems.remove(&key);
-        let Some(entry) = self.outbox.entries.get(&key) else {
+        let Some(entry) = self.outbox.get(&key) else {
             return;
         };
-        let (kind, conversation, recipient) = (
-            entry.record.kind,
-            entry.record.conversation,
-            entry.record.recipient,
-        );
+        let record = entry.record();
+        let (kind, conversation, recipient) = (record.kind, record.conversation, record.recipient);
         if kind != OutboxKind::Message {
             // Receipts and control payloads get no receipt back: once a relay has one, it is done.
-            self.outbox.entries.remove(&key);
+            self.outbox.remove(&key);
             self.batch.ops.push(Op::DeleteOutbox(key));
             return;
         }
@@ -779,13 +768,13 @@ impl EventLoop {
     }
 
     fn report_refusal(&mut self, key: OutboxKey, relay: &PeerId, reason: Refusal) {
-        let Some(entry) = self.outbox.entries.get(&key) else {
+        let Some(entry) = self.outbox.get(&key) else {
             return;
         };
         let contact = self
             .contacts
             .by_account
-            .get(&entry.record.recipient)
+            .get(&entry.record().recipient)
             .cloned()
             .unwrap_or_default();
         let text = match reason {
@@ -819,11 +808,10 @@ impl EventLoop {
     pub(super) fn settle_outbox(&mut self, key: &OutboxKey) {
         let removable = self
             .outbox
-            .entries
             .get(key)
-            .is_some_and(|e| e.state == State::Waiting && !e.sent_to.is_empty());
+            .is_some_and(|e| e.is_waiting() && !e.sent_to().is_empty());
         if removable {
-            self.outbox.entries.remove(key);
+            self.outbox.remove(key);
             self.problems.remove(key);
             self.batch.ops.push(Op::DeleteOutbox(*key));
         }
@@ -869,4 +857,8 @@ fn describe(answer: Result<MailboxResponse, String>) -> String {
             .collect(),
         Err(e) => e,
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

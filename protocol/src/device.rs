@@ -1,0 +1,14 @@
+//! The device engine's parts that have moved out of the node so far: each
+//! owns its state, takes the time ([`Now`](crate::Now)) and what happened,
+//! and says what follows. The node's event loop composes them and does the
+//! IO; the rest of its decisions move here next (see docs/architecture.md,
+//! "Engines and hosts").
+
+mod outbox;
+mod presence;
+
+pub use outbox::{
+    Entry, EntryState, FIRST_RETRY_MS, MAX_OUTBOX_ENTRIES, MAX_RETRY_MS, Outbox, OutboxKey,
+    OutboxKind, OutboxRecord, backoff_ms,
+};
+pub use presence::{PresenceTiming, PresenceWatch, Sighting};

@@ -299,7 +299,6 @@ pub(crate) struct EventLoop {
     keys_served: HashMap<PeerId, Instant>,
     /// Our home relays and the drain loop for each.
     home: Vec<relays::HomeRelay>,
-    mail_poll: Duration,
     mail_requests: HashMap<OutboundRequestId, relays::MailRequest>,
     /// Contact devices a direct attempt failed for recently: until then,
     /// mail goes to their relays.
@@ -338,10 +337,10 @@ impl EventLoop {
             store.own_presence()?,
             store.presence()?,
         );
-        let home = relays::HomeRelay::parse_all(&me.relays);
+        let host_clock = hush_host::HostClock::default();
+        let home = relays::HomeRelay::parse_all(&me.relays, host_clock.now(), options.mail_poll);
         let clock = store.clock()?.map(Hlc::resume).unwrap_or_default();
         let contacts = Contacts::load(store.contacts()?);
-        let host_clock = hush_host::HostClock::default();
         let mut outbox = Outbox::default();
         let now = host_clock.now();
         for (key, record) in store.outbox()? {
@@ -377,7 +376,6 @@ impl EventLoop {
             listen_addresses: Vec::new(),
             keys_served: HashMap::new(),
             home,
-            mail_poll: options.mail_poll,
             mail_requests: HashMap::new(),
             unreachable: HashMap::new(),
             depositing: HashSet::new(),

@@ -18,6 +18,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use hush_protocol::Now;
+use hush_protocol::device::{DrainStep, HomeMailbox, PageHandled, PageStart};
 use hush_protocol::{
     AccountId, Auth, DepositResult, DeviceId, KeyBundle, MAX_MAILBOX_FRAME, MAX_MAILBOX_ITEMS,
     MailboxId, MailboxRequest, MailboxResponse, MailboxSecret, MessageId, OwnerRequest,
@@ -36,45 +38,27 @@ use crate::view::{Event, RelayView};
 /// A contact device we failed to reach is sent mail through its relays for
 /// this long before a direct attempt is made again.
 const UNREACHABLE_FOR: Duration = Duration::from_secs(30);
-/// A challenge is reused this long (relays accept it for 10 minutes).
-const CHALLENGE_REUSE: Duration = Duration::from_secs(300);
 /// Items asked for per fetch.
 const FETCH_LIMIT: u16 = 256;
-/// Keep at least this many one-time keys at each home relay ...
-const KEYS_LOW: u32 = 5;
-/// ... by uploading this many fresh ones when it runs low.
+/// One-time keys uploaded at a time, when a home relay runs low (below
+/// `hush_protocol::device::KEYS_LOW`).
 const KEYS_UPLOAD: usize = 20;
 /// Bytes of sealed envelopes one deposit carries, about.
 const DEPOSIT_BYTES: usize = MAX_MAILBOX_FRAME / 2;
 /// A relay that refused for lack of room is asked again this much later.
 const FULL_RELAY_RETRY: Duration = Duration::from_secs(30);
 
-/// One of our home relays, and where its drain loop stands.
+/// One of our home relays, and where its drain loop stands (a device
+/// engine part, `HomeMailbox`).
 #[derive(Debug)]
 pub(super) struct HomeRelay {
     pub(super) peer: PeerId,
     pub(super) addr: Multiaddr,
-    challenge: Option<([u8; 32], Instant)>,
-    /// The highest sequence number read this run.
-    cursor: u64,
-    /// An Info or Fetch to it is on its way.
-    busy: bool,
-    /// The last fetch found nothing: the next one is held open.
-    drained: bool,
-    next_at: Instant,
-    attempts: u32,
-    keys_left: Option<u32>,
-    uploading: bool,
-    /// The page on its way was asked for before a stall: drop it, and
-    /// fetch again from `cursor`, so nothing is handled out of order.
-    skip_page: bool,
-    connected: bool,
-    last_error: Option<String>,
+    mailbox: HomeMailbox,
 }
 
 impl HomeRelay {
-    pub(super) fn parse_all(addrs: &[String]) -> Vec<Self> {
-        let now = Instant::now();
+    pub(super) fn parse_all(addrs: &[String], now: Now, poll: Duration) -> Vec<Self> {
         addrs
             .iter()
             .filter_map(|a| {
@@ -82,28 +66,10 @@ impl HomeRelay {
                 Some(Self {
                     peer: peer_in(&addr)?,
                     addr,
-                    challenge: None,
-                    cursor: 0,
-                    busy: false,
-                    drained: false,
-                    next_at: now,
-                    attempts: 0,
-                    keys_left: None,
-                    uploading: false,
-                    skip_page: false,
-                    connected: false,
-                    last_error: None,
+                    mailbox: HomeMailbox::new(now, millis(poll)),
                 })
             })
             .collect()
-    }
-
-    fn failed(&mut self, error: String) {
-        self.busy = false;
-        self.challenge = None;
-        self.next_at = Instant::now() + backoff(self.attempts);
-        self.attempts = self.attempts.saturating_add(1);
-        self.last_error = Some(error);
     }
 }
 
@@ -111,10 +77,7 @@ impl HomeRelay {
 #[derive(Debug)]
 pub(super) enum MailRequest {
     Info(usize),
-    Fetch {
-        relay: usize,
-        waited: bool,
-    },
+    Fetch(usize),
     Ack(usize),
     PutKeys(usize),
     Deposit {
@@ -134,56 +97,73 @@ impl EventLoop {
             .iter()
             .map(|r| RelayView {
                 address: r.addr.to_string(),
-                connected: r.connected,
-                keys_left: r.keys_left,
-                last_error: r.last_error.clone(),
+                connected: r.mailbox.is_connected(),
+                keys_left: r.mailbox.keys_left(),
+                last_error: r.mailbox.last_error().map(str::to_owned),
             })
             .collect()
     }
 
     pub(super) fn relay_connected(&mut self, peer: &PeerId, connected: bool) {
         for relay in self.home.iter_mut().filter(|r| r.peer == *peer) {
-            relay.connected = connected;
+            relay.mailbox.set_connected(connected);
         }
     }
 
     /// Reads every mailbox again from the start (mail we could not place
     /// before, e.g. from someone just added as a contact, is still there).
     pub(super) fn reread_mail(&mut self) {
+        let now = self.host_clock.now();
         for relay in &mut self.home {
-            relay.cursor = 0;
-            relay.drained = false;
-            relay.next_at = Instant::now();
+            relay.mailbox.reread(now);
         }
     }
 
     /// Starts the drain loop of each home relay that is due.
     pub(super) fn relay_tick(&mut self) {
-        let now = Instant::now();
+        let now = self.host_clock.now();
         for i in 0..self.home.len() {
-            let relay = &self.home[i];
-            if relay.busy || relay.next_at > now {
-                continue;
+            if let Some(step) = self.home[i].mailbox.poll(now) {
+                self.drain_step(i, step);
             }
-            let fresh = relay
-                .challenge
-                .is_some_and(|(_, at)| now.duration_since(at) < CHALLENGE_REUSE);
-            if fresh {
-                let wait = relay.drained;
-                self.fetch(i, wait);
-            } else {
+        }
+    }
+
+    /// Sends what a home relay's drain loop asks for.
+    fn drain_step(&mut self, i: usize, step: DrainStep) {
+        match step {
+            DrainStep::AskChallenge => {
                 self.home_request(i, MailboxRequest::Info, MailRequest::Info(i));
+            }
+            DrainStep::Fetch { after, wait } => {
+                let request = OwnerRequest::Fetch {
+                    after,
+                    limit: FETCH_LIMIT,
+                    wait_ms: if wait {
+                        u32::try_from(MAIL_WAIT.as_millis()).unwrap_or(u32::MAX)
+                    } else {
+                        0
+                    },
+                };
+                match self.signed(i, request) {
+                    Some(request) => {
+                        self.home_request(i, request, MailRequest::Fetch(i));
+                    }
+                    None => {
+                        let now = self.host_clock.now();
+                        if let Some(relay) = self.home.get_mut(i) {
+                            relay.mailbox.failed(now, "could not sign a fetch".into());
+                        }
+                    }
+                }
             }
         }
     }
 
     fn home_request(&mut self, i: usize, request: MailboxRequest, kind: MailRequest) {
-        let Some(relay) = self.home.get_mut(i) else {
+        let Some(relay) = self.home.get(i) else {
             return;
         };
-        if matches!(kind, MailRequest::Info(_) | MailRequest::Fetch { .. }) {
-            relay.busy = true;
-        }
         let (peer, addr) = (relay.peer, relay.addr.clone());
         let id = self
             .swarm
@@ -195,7 +175,7 @@ impl EventLoop {
 
     /// Signs an owner request over the relay's current challenge.
     fn signed(&self, i: usize, request: OwnerRequest) -> Option<MailboxRequest> {
-        let (challenge, _) = self.home.get(i)?.challenge?;
+        let challenge = self.home.get(i)?.mailbox.challenge()?;
         let signed = Auth::signed_bytes(&challenge, &request.body_bytes());
         let signature = self.me.keypair.sign(&signed).ok()?;
         let auth = Auth {
@@ -207,34 +187,6 @@ impl EventLoop {
             auth: Box::new(auth),
             request,
         })
-    }
-
-    fn fetch(&mut self, i: usize, wait: bool) {
-        let Some(relay) = self.home.get(i) else {
-            return;
-        };
-        let request = OwnerRequest::Fetch {
-            after: relay.cursor,
-            limit: FETCH_LIMIT,
-            wait_ms: if wait {
-                u32::try_from(MAIL_WAIT.as_millis()).unwrap_or(u32::MAX)
-            } else {
-                0
-            },
-        };
-        match self.signed(i, request) {
-            Some(request) => {
-                self.home_request(
-                    i,
-                    request,
-                    MailRequest::Fetch {
-                        relay: i,
-                        waited: wait,
-                    },
-                );
-            }
-            None => self.home[i].failed("could not sign a fetch".into()),
-        }
     }
 
     pub(super) fn ack_mail(&mut self, i: usize, seqs: Vec<u64>) {
@@ -259,7 +211,7 @@ impl EventLoop {
 
     pub(super) fn upload_failed(&mut self, i: usize) {
         if let Some(relay) = self.home.get_mut(i) {
-            relay.uploading = false;
+            relay.mailbox.upload_failed(None);
         }
     }
 
@@ -269,10 +221,9 @@ impl EventLoop {
         let Some(relay) = self.home.get_mut(i) else {
             return;
         };
-        if relay.uploading || relay.keys_left.is_some_and(|n| n >= KEYS_LOW) {
+        if !relay.mailbox.start_restock() {
             return;
         }
-        relay.uploading = true;
         let device = self.me.device_id();
         let one_time = self.olm.one_time_key_bundles(device, KEYS_UPLOAD);
         let stored = self
@@ -328,25 +279,24 @@ impl EventLoop {
         };
         match (kind, answer) {
             (MailRequest::Info(i), Ok(MailboxResponse::Info { challenge, .. })) => {
+                let now = self.host_clock.now();
                 if let Some(relay) = self.home.get_mut(i) {
-                    relay.challenge = Some((challenge, Instant::now()));
-                    relay.busy = false;
+                    let step = relay.mailbox.challenge_arrived(now, challenge);
+                    self.drain_step(i, step);
                 }
-                self.fetch(i, false);
             }
             (
-                MailRequest::Fetch { relay: i, waited },
+                MailRequest::Fetch(i),
                 Ok(MailboxResponse::Items {
                     items,
                     more,
                     keys_left,
                 }),
-            ) => self.on_items(i, waited, items, more, keys_left),
+            ) => self.on_items(i, items, more, keys_left),
             (MailRequest::Ack(_), Ok(MailboxResponse::Acked { .. })) => {}
             (MailRequest::PutKeys(i), Ok(MailboxResponse::KeysStored { one_time })) => {
                 if let Some(relay) = self.home.get_mut(i) {
-                    relay.uploading = false;
-                    relay.keys_left = Some(one_time);
+                    relay.mailbox.keys_stored(one_time);
                 }
                 tracing::info!(relay = i, one_time, "one-time keys stocked at a home relay");
             }
@@ -386,20 +336,20 @@ impl EventLoop {
                 let error = describe(answer);
                 let i = match kind {
                     MailRequest::Info(i)
-                    | MailRequest::Fetch { relay: i, .. }
+                    | MailRequest::Fetch(i)
                     | MailRequest::Ack(i)
                     | MailRequest::PutKeys(i) => i,
                     MailRequest::Deposit { .. } | MailRequest::Claim { .. } => return,
                 };
                 tracing::info!(relay = i, %error, "home relay request failed");
+                let now = self.host_clock.now();
                 if let Some(relay) = self.home.get_mut(i) {
                     match kind {
-                        MailRequest::Info(_) | MailRequest::Fetch { .. } => relay.failed(error),
-                        MailRequest::PutKeys(_) => {
-                            relay.uploading = false;
-                            relay.last_error = Some(error);
+                        MailRequest::Info(_) | MailRequest::Fetch(_) => {
+                            relay.mailbox.failed(now, error);
                         }
-                        _ => relay.last_error = Some(error),
+                        MailRequest::PutKeys(_) => relay.mailbox.upload_failed(Some(error)),
+                        _ => relay.mailbox.noted_error(error),
                     }
                 }
             }
@@ -419,32 +369,23 @@ impl EventLoop {
     }
 
     /// Stores a page of mail; acks what is durable, and reads on.
-    fn on_items(
-        &mut self,
-        i: usize,
-        waited: bool,
-        items: Vec<(u64, Vec<u8>)>,
-        more: bool,
-        keys_left: u32,
-    ) {
+    fn on_items(&mut self, i: usize, items: Vec<(u64, Vec<u8>)>, more: bool, keys_left: u32) {
+        let now = self.host_clock.now();
         let Some(relay) = self.home.get_mut(i) else {
             return;
         };
-        if std::mem::take(&mut relay.skip_page) {
-            relay.busy = false;
-            relay.next_at = Instant::now() + backoff(0);
-            return;
-        }
-        // More is waiting: ask for the next page now, so the relay reads
-        // and sends it while this one is decrypted and stored.
-        let start_cursor = relay.cursor;
-        let prefetched = match items.last() {
-            Some((last, _)) if more => {
-                relay.cursor = *last;
-                self.fetch(i, false);
-                true
+        let last = items.last().map(|(seq, _)| *seq);
+        let start_cursor = match relay.mailbox.page_arrived(now, last, more) {
+            PageStart::Discard => return,
+            PageStart::Handle { from, prefetch } => {
+                // More is waiting: the next page is asked for now, so the
+                // relay reads and sends it while this one is decrypted and
+                // stored.
+                if let Some(step) = prefetch {
+                    self.drain_step(i, step);
+                }
+                from
             }
-            _ => false,
         };
         let mailbox = MailboxId::of(&self.me.device_id());
         let mut ack_now = Vec::new();
@@ -506,30 +447,15 @@ impl EventLoop {
         let Some(relay) = self.home.get_mut(i) else {
             return;
         };
-        relay.attempts = 0;
-        relay.last_error = None;
-        relay.keys_left = Some(keys_left);
-        relay.cursor = cursor;
-        if prefetched {
-            // The next page is on its way (busy stays set).
-            relay.drained = false;
-            relay.skip_page = stalled;
-        } else if stalled {
-            relay.busy = false;
-            relay.next_at = Instant::now() + backoff(0);
-        } else if more || got_any {
-            relay.busy = false;
-            relay.drained = false;
-            self.fetch(i, false);
-        } else if !waited {
-            relay.busy = false;
-            relay.drained = true;
-            self.fetch(i, true);
-        } else {
-            // An open fetch came back empty: ask again after the poll interval.
-            relay.busy = false;
-            relay.drained = true;
-            relay.next_at = Instant::now() + self.mail_poll;
+        let handled = PageHandled {
+            cursor,
+            keys_left,
+            stalled,
+            got_any,
+            more,
+        };
+        if let Some(step) = relay.mailbox.page_handled(now, handled) {
+            self.drain_step(i, step);
         }
         self.restock_keys(i);
     }

@@ -1,0 +1,409 @@
+//! The client half of the mailbox protocol: where one home relay's drain
+//! loop stands, and what it asks the relay next.
+//!
+//! ```text
+//!  Idle(due) ──poll──▶ Challenging ──challenge──▶ Fetching ──page──▶ handled ─┬─▶ Fetching (more, or hold open)
+//!     ▲  │ (fresh challenge)                         ▲                        ├─▶ Idle(poll interval)
+//!     │  └──────────────poll──────────────────────────┘                        └─▶ Idle(soon) after a stall
+//!     └──────────────── failed (backoff) ◀── any request
+//! ```
+//!
+//! A page is handled while the next one is already on its way (prefetch);
+//! if handling stalls (the store is busy), the prefetched page is dropped
+//! and fetched again from the cursor, so mail is never handled out of order.
+
+use crate::Now;
+use crate::device::backoff_ms;
+
+/// A challenge is reused this long (relays accept one for 10 minutes).
+pub const CHALLENGE_REUSE_MS: u64 = 300_000;
+/// Keep at least this many one-time keys at each home relay ...
+pub const KEYS_LOW: u32 = 5;
+
+/// What to ask the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainStep {
+    /// `Info`, for a fresh challenge.
+    AskChallenge,
+    /// A signed `Fetch` of what comes after `after`; held open by the relay
+    /// when `wait`.
+    Fetch { after: u64, wait: bool },
+}
+
+/// What to do with a page that arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageStart {
+    /// It was asked for before a stall: drop it (it is fetched again).
+    Discard,
+    /// Handle it: its items come after `from`; `prefetch` is the next
+    /// page's fetch, to send now.
+    Handle {
+        from: u64,
+        prefetch: Option<DrainStep>,
+    },
+}
+
+/// How handling a page went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageHandled {
+    /// The highest sequence number handled (or left for later on purpose).
+    pub cursor: u64,
+    pub keys_left: u32,
+    /// The store could not take an item: stop here, try again soon.
+    pub stalled: bool,
+    pub got_any: bool,
+    pub more: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Request {
+    None,
+    Challenging,
+    /// `discard`: asked for before a stall; its page is dropped.
+    Fetching {
+        waited: bool,
+        discard: bool,
+    },
+}
+
+/// One home relay's drain loop and key stock.
+#[derive(Debug, Clone)]
+pub struct HomeMailbox {
+    challenge: Option<([u8; 32], u64)>,
+    /// The highest sequence number read this run.
+    cursor: u64,
+    request: Request,
+    /// The page being handled: (it was a held-open fetch, the next page
+    /// was prefetched).
+    handling: Option<(bool, bool)>,
+    /// The last fetch found nothing: the next one is held open.
+    drained: bool,
+    /// When the next request goes, while none is on its way (mono ms).
+    due_ms: u64,
+    attempts: u32,
+    /// How often to ask again after a held-open fetch came back empty.
+    poll_ms: u64,
+    keys_left: Option<u32>,
+    uploading: bool,
+    connected: bool,
+    last_error: Option<String>,
+}
+
+impl HomeMailbox {
+    pub fn new(now: Now, poll_ms: u64) -> Self {
+        Self {
+            challenge: None,
+            cursor: 0,
+            request: Request::None,
+            handling: None,
+            drained: false,
+            due_ms: now.mono_ms,
+            attempts: 0,
+            poll_ms,
+            keys_left: None,
+            uploading: false,
+            connected: false,
+            last_error: None,
+        }
+    }
+
+    /// The challenge to sign owner requests over.
+    pub fn challenge(&self) -> Option<[u8; 32]> {
+        self.challenge.map(|(c, _)| c)
+    }
+
+    pub fn keys_left(&self) -> Option<u32> {
+        self.keys_left
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    pub fn set_connected(&mut self, connected: bool) {
+        self.connected = connected;
+    }
+
+    /// The next request, if one is due and none is on its way.
+    pub fn poll(&mut self, now: Now) -> Option<DrainStep> {
+        if self.request != Request::None || self.due_ms > now.mono_ms {
+            return None;
+        }
+        let fresh = self
+            .challenge
+            .is_some_and(|(_, at)| now.mono_ms.saturating_sub(at) < CHALLENGE_REUSE_MS);
+        if fresh {
+            Some(self.fetch(self.drained))
+        } else {
+            self.request = Request::Challenging;
+            Some(DrainStep::AskChallenge)
+        }
+    }
+
+    fn fetch(&mut self, wait: bool) -> DrainStep {
+        self.request = Request::Fetching {
+            waited: wait,
+            discard: false,
+        };
+        DrainStep::Fetch {
+            after: self.cursor,
+            wait,
+        }
+    }
+
+    /// The relay handed out a challenge: fetch at once.
+    pub fn challenge_arrived(&mut self, now: Now, challenge: [u8; 32]) -> DrainStep {
+        self.challenge = Some((challenge, now.mono_ms));
+        self.fetch(false)
+    }
+
+    /// A page arrived; `last` is its last item's sequence number.
+    pub fn page_arrived(&mut self, now: Now, last: Option<u64>, more: bool) -> PageStart {
+        let waited = match self.request {
+            Request::Fetching { discard: true, .. } => {
+                self.request = Request::None;
+                self.due_ms = now.mono_ms.saturating_add(backoff_ms(0));
+                return PageStart::Discard;
+            }
+            Request::Fetching { waited, .. } => waited,
+            Request::None | Request::Challenging => false,
+        };
+        self.request = Request::None;
+        let from = self.cursor;
+        // More is waiting: ask for the next page now, so the relay reads
+        // and sends it while this one is handled.
+        let prefetch = match last {
+            Some(last) if more => {
+                self.cursor = last;
+                Some(self.fetch(false))
+            }
+            _ => None,
+        };
+        self.handling = Some((waited, prefetch.is_some()));
+        PageStart::Handle { from, prefetch }
+    }
+
+    /// The page from [`HomeMailbox::page_arrived`] is handled: what next.
+    pub fn page_handled(&mut self, now: Now, page: PageHandled) -> Option<DrainStep> {
+        let (waited, prefetched) = self.handling.take().unwrap_or((false, false));
+        self.attempts = 0;
+        self.last_error = None;
+        self.keys_left = Some(page.keys_left);
+        self.cursor = page.cursor;
+        if prefetched {
+            // The next page is on its way.
+            self.drained = false;
+            if let Request::Fetching { discard, .. } = &mut self.request {
+                *discard = page.stalled;
+            }
+            None
+        } else if page.stalled {
+            self.request = Request::None;
+            self.due_ms = now.mono_ms.saturating_add(backoff_ms(0));
+            None
+        } else if page.more || page.got_any {
+            self.drained = false;
+            Some(self.fetch(false))
+        } else if !waited {
+            self.drained = true;
+            Some(self.fetch(true))
+        } else {
+            // An open fetch came back empty: ask again after the poll interval.
+            self.drained = true;
+            self.request = Request::None;
+            self.due_ms = now.mono_ms.saturating_add(self.poll_ms);
+            None
+        }
+    }
+
+    /// An `Info` or `Fetch` failed (or could not be signed): back off.
+    pub fn failed(&mut self, now: Now, error: String) {
+        self.request = Request::None;
+        self.handling = None;
+        self.challenge = None;
+        self.due_ms = now.mono_ms.saturating_add(backoff_ms(self.attempts));
+        self.attempts = self.attempts.saturating_add(1);
+        self.last_error = Some(error);
+    }
+
+    /// Another request to the relay (an ack) failed: say so.
+    pub fn noted_error(&mut self, error: String) {
+        self.last_error = Some(error);
+    }
+
+    /// Read the mailbox again from the start (mail we could not place
+    /// before, e.g. from someone just added as a contact, is still there).
+    pub fn reread(&mut self, now: Now) {
+        self.cursor = 0;
+        self.drained = false;
+        self.due_ms = now.mono_ms;
+    }
+
+    /// Whether to mint and upload one-time keys now (the relay runs low and
+    /// no upload is on its way); if so, an upload counts as started.
+    pub fn start_restock(&mut self) -> bool {
+        if self.uploading || self.keys_left.is_some_and(|n| n >= KEYS_LOW) {
+            return false;
+        }
+        self.uploading = true;
+        true
+    }
+
+    pub fn keys_stored(&mut self, one_time: u32) {
+        self.uploading = false;
+        self.keys_left = Some(one_time);
+    }
+
+    pub fn upload_failed(&mut self, error: Option<String>) {
+        self.uploading = false;
+        if error.is_some() {
+            self.last_error = error;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLL: u64 = 1_000;
+
+    fn handled(cursor: u64, got_any: bool, more: bool, stalled: bool) -> PageHandled {
+        PageHandled {
+            cursor,
+            keys_left: 10,
+            stalled,
+            got_any,
+            more,
+        }
+    }
+
+    #[test]
+    fn a_drain_fetches_pages_in_order_then_holds_a_fetch_open() {
+        let now = Now::new(0, 0);
+        let mut m = HomeMailbox::new(now, POLL);
+        assert_eq!(m.poll(now), Some(DrainStep::AskChallenge));
+        assert_eq!(m.poll(now), None, "one request at a time");
+        let step = m.challenge_arrived(now, [7; 32]);
+        assert_eq!(
+            step,
+            DrainStep::Fetch {
+                after: 0,
+                wait: false
+            }
+        );
+        // A full page: the next is asked for before this one is handled.
+        let start = m.page_arrived(now, Some(256), true);
+        assert_eq!(
+            start,
+            PageStart::Handle {
+                from: 0,
+                prefetch: Some(DrainStep::Fetch {
+                    after: 256,
+                    wait: false
+                })
+            }
+        );
+        assert_eq!(m.page_handled(now, handled(256, true, true, false)), None);
+        // The last page: then an empty one; then a fetch held open.
+        assert_eq!(
+            m.page_arrived(now, Some(300), false),
+            PageStart::Handle {
+                from: 256,
+                prefetch: None
+            }
+        );
+        assert_eq!(
+            m.page_handled(now, handled(300, true, false, false)),
+            Some(DrainStep::Fetch {
+                after: 300,
+                wait: false
+            })
+        );
+        m.page_arrived(now, None, false);
+        assert_eq!(
+            m.page_handled(now, handled(300, false, false, false)),
+            Some(DrainStep::Fetch {
+                after: 300,
+                wait: true
+            })
+        );
+        // The held-open fetch came back empty: again after the poll interval,
+        // held open again, with the challenge reused.
+        m.page_arrived(now, None, false);
+        assert_eq!(m.page_handled(now, handled(300, false, false, false)), None);
+        assert_eq!(m.poll(now.plus_ms(POLL - 1)), None);
+        assert_eq!(
+            m.poll(now.plus_ms(POLL)),
+            Some(DrainStep::Fetch {
+                after: 300,
+                wait: true
+            })
+        );
+    }
+
+    #[test]
+    fn a_stall_drops_the_prefetched_page_and_reads_it_again() {
+        let now = Now::new(0, 0);
+        let mut m = HomeMailbox::new(now, POLL);
+        m.poll(now);
+        m.challenge_arrived(now, [7; 32]);
+        m.page_arrived(now, Some(256), true);
+        // Handling stopped at 100: the page after 256 must not be handled.
+        assert_eq!(m.page_handled(now, handled(100, true, true, true)), None);
+        assert_eq!(m.page_arrived(now, Some(512), true), PageStart::Discard);
+        assert_eq!(m.poll(now), None, "not at once");
+        assert_eq!(
+            m.poll(now.plus_ms(backoff_ms(0))),
+            Some(DrainStep::Fetch {
+                after: 100,
+                wait: false
+            })
+        );
+    }
+
+    #[test]
+    fn failures_back_off_and_ask_for_a_new_challenge() {
+        let now = Now::new(0, 0);
+        let mut m = HomeMailbox::new(now, POLL);
+        m.poll(now);
+        m.failed(now, "unreachable".into());
+        assert_eq!(m.last_error(), Some("unreachable"));
+        assert_eq!(m.poll(now.plus_ms(backoff_ms(0) - 1)), None);
+        assert_eq!(
+            m.poll(now.plus_ms(backoff_ms(0))),
+            Some(DrainStep::AskChallenge)
+        );
+        m.failed(now, "again".into());
+        assert_eq!(m.poll(now.plus_ms(backoff_ms(1) - 1)), None);
+        // A challenge older than its reuse period is asked for again.
+        let later = now.plus_ms(backoff_ms(1));
+        assert_eq!(m.poll(later), Some(DrainStep::AskChallenge));
+        m.challenge_arrived(later, [1; 32]);
+        m.page_arrived(later, None, false);
+        m.page_handled(later, handled(0, false, false, false));
+        m.page_arrived(later, None, false);
+        m.page_handled(later, handled(0, false, false, false));
+        assert_eq!(m.last_error(), None);
+        let stale = later.plus_ms(CHALLENGE_REUSE_MS);
+        assert_eq!(m.poll(stale), Some(DrainStep::AskChallenge));
+    }
+
+    #[test]
+    fn keys_are_restocked_once_at_a_time_when_low() {
+        let mut m = HomeMailbox::new(Now::default(), POLL);
+        assert!(m.start_restock(), "nothing known: stock up");
+        assert!(!m.start_restock(), "one upload at a time");
+        m.keys_stored(20);
+        assert!(!m.start_restock());
+        m.keys_stored(KEYS_LOW - 1);
+        assert!(m.start_restock());
+        m.upload_failed(Some("refused".into()));
+        assert_eq!(m.last_error(), Some("refused"));
+        assert!(m.start_restock());
+    }
+}

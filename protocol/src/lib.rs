@@ -37,6 +37,7 @@ mod megolm;
 mod names;
 mod payload;
 mod presence;
+mod receipt;
 pub mod relay;
 mod time;
 

@@ -8,26 +8,16 @@ use crate::codec::{DecodeError, Reader, Wire, Writer};
 use crate::group::GroupControl;
 use crate::ids::{AccountId, DeviceId, MessageId};
 use crate::presence::PresenceKey;
+pub use crate::receipt::{MAX_RECEIPT_IDS, ReceiptKind};
+use crate::receipt::{decode_receipt, encode_receipt};
 
 /// Longest message text, in bytes of UTF-8.
 pub const MAX_TEXT_LEN: usize = 16 * 1024;
-/// Most message ids one receipt names.
-pub const MAX_RECEIPT_IDS: usize = 1024;
 /// Smallest padded plaintext; buckets double from here.
 pub const MIN_PADDED_LEN: usize = 256;
 /// Largest padded plaintext.
 pub const MAX_PADDED_LEN: usize = 64 * 1024;
 const PAYLOAD_VERSION: u8 = 1;
-
-/// Which receipt a [`Body::Receipt`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReceiptKind {
-    /// A device decrypted and stored the messages (used where no direct ack
-    /// reaches the sender, e.g. mail fetched from a relay).
-    Delivered = 0,
-    /// The user has seen the messages.
-    Read = 1,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
@@ -89,29 +79,6 @@ impl Payload {
         }
         Self::from_bytes(inner)
     }
-}
-
-/// `u8` kind ‖ `u16` count ‖ ids: a receipt, 1:1 or in a group.
-pub(crate) fn encode_receipt(w: &mut Writer, kind: ReceiptKind, ids: &[MessageId]) {
-    w.u8(kind as u8);
-    w.list(ids, |w, id| w.u128(id.0));
-}
-
-pub(crate) fn decode_receipt(
-    r: &mut Reader<'_>,
-) -> Result<(ReceiptKind, Vec<MessageId>), DecodeError> {
-    let kind = match r.u8()? {
-        0 => ReceiptKind::Delivered,
-        1 => ReceiptKind::Read,
-        tag => {
-            return Err(DecodeError::UnknownTag {
-                what: "receipt kind",
-                tag,
-            });
-        }
-    };
-    let ids = r.list("receipt ids", MAX_RECEIPT_IDS, |r| Ok(MessageId(r.u128()?)))?;
-    Ok((kind, ids))
 }
 
 impl Wire for Payload {

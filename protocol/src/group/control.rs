@@ -1,0 +1,123 @@
+//! What members send each other over Olm, and what they publish on the
+//! group's topic.
+
+use super::op::GroupOp;
+use super::{MAX_CONTROL_OPS, MAX_GROUP_CIPHERTEXT_LEN, MAX_OP_LEN, MAX_SESSION_KEY_LEN};
+use crate::codec::{DecodeError, Reader, Wire, Writer};
+use crate::ids::{GroupId, MessageId};
+use crate::receipt::{ReceiptKind, decode_receipt, encode_receipt};
+
+const CONTROL_VERSION: u8 = 1;
+const MESSAGE_VERSION: u8 = 1;
+
+/// What group members send each other over Olm (inside a
+/// [`Payload`](crate::Payload) as [`Body::Group`](crate::Body::Group)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupControl {
+    pub group: GroupId,
+    pub kind: ControlKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlKind {
+    /// Membership ops, new to the receiver or all of them (for a new member).
+    Ops(Vec<GroupOp>),
+    /// "Send me every op you hold": the receiver missed some.
+    SyncRequest,
+    /// The sender device's current Megolm session key for the group.
+    RoomKey(Vec<u8>),
+    /// The receiver's messages with these ids reached (or were read by) the
+    /// sender's device.
+    Receipt {
+        kind: ReceiptKind,
+        ids: Vec<MessageId>,
+    },
+}
+
+impl Wire for GroupControl {
+    const NAME: &'static str = "group control";
+
+    fn encode(&self, w: &mut Writer) {
+        w.u8(CONTROL_VERSION);
+        w.raw(&self.group.0);
+        match &self.kind {
+            ControlKind::Ops(ops) => {
+                w.u8(0);
+                w.list(ops, |w, op| w.bytes(&op.to_bytes()));
+            }
+            ControlKind::SyncRequest => w.u8(1),
+            ControlKind::RoomKey(key) => {
+                w.u8(2);
+                w.bytes(key);
+            }
+            ControlKind::Receipt { kind, ids } => {
+                w.u8(3);
+                encode_receipt(w, *kind, ids);
+            }
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        r.version(Self::NAME, CONTROL_VERSION)?;
+        let group = GroupId(r.array()?);
+        let kind = match r.u8()? {
+            0 => ControlKind::Ops(r.list("group ops", MAX_CONTROL_OPS, |r| {
+                GroupOp::from_bytes(r.bytes("group op", MAX_OP_LEN)?)
+            })?),
+            1 => ControlKind::SyncRequest,
+            2 => ControlKind::RoomKey(r.bytes("session key", MAX_SESSION_KEY_LEN)?.to_vec()),
+            3 => {
+                let (kind, ids) = decode_receipt(r)?;
+                ControlKind::Receipt { kind, ids }
+            }
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "group control",
+                    tag,
+                });
+            }
+        };
+        Ok(Self { group, kind })
+    }
+}
+
+/// What a member publishes on the group's topic: Megolm ciphertext of a
+/// padded [`Payload`](crate::Payload), and which session made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMessage {
+    /// [`crate::megolm_session_id`] of the Megolm session.
+    pub session: [u8; 32],
+    pub ciphertext: Vec<u8>,
+}
+
+impl GroupMessage {
+    /// The content hash that names the message on gossipsub (and at relays).
+    pub fn digest(bytes: &[u8]) -> [u8; 32] {
+        *blake3::Hasher::new_derive_key("hush 2026-11 group message")
+            .update(bytes)
+            .finalize()
+            .as_bytes()
+    }
+}
+
+impl Wire for GroupMessage {
+    const NAME: &'static str = "group message";
+
+    fn encode(&self, w: &mut Writer) {
+        w.u8(MESSAGE_VERSION);
+        w.raw(&self.session);
+        w.bytes(&self.ciphertext);
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        r.version(Self::NAME, MESSAGE_VERSION)?;
+        let session = r.array()?;
+        let ciphertext = r
+            .bytes("group ciphertext", MAX_GROUP_CIPHERTEXT_LEN)?
+            .to_vec();
+        Ok(Self {
+            session,
+            ciphertext,
+        })
+    }
+}

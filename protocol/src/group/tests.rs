@@ -1,0 +1,217 @@
+//! Group ops, state, control and history codecs.
+
+use super::*;
+use crate::card::ContactCard;
+use crate::codec::Wire;
+use crate::ids::{DeviceId, GroupId, MessageId};
+use crate::keys::{AccountKey, DeviceKeys, DeviceList};
+
+struct User {
+    key: AccountKey,
+    card: ContactCard,
+}
+
+fn user(seed: u8) -> User {
+    let key = AccountKey::from_seed([seed; 32]);
+    let device = DeviceKeys {
+        device_id: DeviceId([seed; 32]),
+        olm_ed25519: [seed; 32],
+        olm_curve25519: [seed; 32],
+        mailbox_key: [seed; 32],
+    };
+    let list = DeviceList::sign(&key, 1, vec![device]);
+    let card = ContactCard::sign(&key, format!("u{seed}"), list, vec![], vec![]);
+    User { key, card }
+}
+
+fn op(u: &User, group: GroupId, at: u128, parents: Vec<OpHash>, action: Action) -> GroupOp {
+    GroupOp::sign(&u.key, group, MessageId(at), parents, action)
+}
+
+fn create(u: &User) -> (GroupId, GroupOp) {
+    let nonce = [7; 16];
+    let id = GroupId::derive(&u.key.id(), &nonce);
+    let op = op(
+        u,
+        id,
+        1,
+        vec![],
+        Action::Create {
+            nonce,
+            name: "friends".into(),
+            member_limit: 3,
+            card: u.card.clone(),
+        },
+    );
+    (id, op)
+}
+
+#[test]
+fn ops_round_trip_and_verify() {
+    let alice = user(1);
+    let (id, create) = create(&alice);
+    assert_eq!(GroupOp::from_bytes(&create.to_bytes()).unwrap(), create);
+    create.verify().unwrap();
+    let mut forged = create.clone();
+    forged.group = GroupId([0; 32]);
+    assert!(forged.verify().is_err());
+    let control = GroupControl {
+        group: id,
+        kind: ControlKind::Ops(vec![create]),
+    };
+    assert_eq!(
+        GroupControl::from_bytes(&control.to_bytes()).unwrap(),
+        control
+    );
+}
+
+#[test]
+fn fold_applies_rules_and_ignores_what_is_not_allowed() {
+    let (alice, bob, carol) = (user(1), user(2), user(3));
+    let (id, c) = create(&alice);
+    let invite_bob = op(
+        &alice,
+        id,
+        2,
+        vec![c.hash()],
+        Action::Invite {
+            role: Role::Member,
+            card: bob.card.clone(),
+        },
+    );
+    let bob_joins = op(&bob, id, 3, vec![invite_bob.hash()], Action::Join);
+    // bob is no admin: his invitation of carol is ignored.
+    let bob_invites = op(
+        &bob,
+        id,
+        4,
+        vec![bob_joins.hash()],
+        Action::Invite {
+            role: Role::Member,
+            card: carol.card.clone(),
+        },
+    );
+    // carol joins without an invitation: ignored.
+    let carol_joins = op(&carol, id, 5, vec![], Action::Join);
+    let state = GroupState::fold(
+        id,
+        [&c, &invite_bob, &bob_joins, &bob_invites, &carol_joins],
+    );
+    assert_eq!(state.version, 3);
+    assert!(state.is_joined(&bob.key.id()));
+    assert!(!state.members.contains_key(&carol.key.id()));
+    // Order of arrival does not matter.
+    let again = GroupState::fold(
+        id,
+        [&carol_joins, &bob_invites, &bob_joins, &c, &invite_bob],
+    );
+    assert_eq!(state, again);
+
+    let remove = op(
+        &alice,
+        id,
+        6,
+        vec![],
+        Action::Remove {
+            account: bob.key.id(),
+        },
+    );
+    let state = GroupState::fold(id, [&c, &invite_bob, &bob_joins, &remove]);
+    assert!(!state.members.contains_key(&bob.key.id()));
+    assert!(state.removed.contains(&bob.key.id()));
+    assert_eq!(
+        state.check(&bob.key.id(), &Action::Join),
+        Err(GroupError::NotInvited)
+    );
+}
+
+#[test]
+fn concurrent_invites_converge_and_the_limit_holds() {
+    let (alice, bob, carol, dave) = (user(1), user(2), user(3), user(4));
+    let (id, c) = create(&alice);
+    let invite_bob = op(
+        &alice,
+        id,
+        2,
+        vec![c.hash()],
+        Action::Invite {
+            role: Role::Admin,
+            card: bob.card.clone(),
+        },
+    );
+    let bob_joins = op(&bob, id, 3, vec![invite_bob.hash()], Action::Join);
+    let base = bob_joins.hash();
+    // Both admins invite at once; the limit is 3, so one invitation wins,
+    // the same one everywhere.
+    let a = op(
+        &alice,
+        id,
+        10,
+        vec![base],
+        Action::Invite {
+            role: Role::Member,
+            card: carol.card.clone(),
+        },
+    );
+    let b = op(
+        &bob,
+        id,
+        10,
+        vec![base],
+        Action::Invite {
+            role: Role::Member,
+            card: dave.card.clone(),
+        },
+    );
+    let mut one = OpSet::default();
+    let mut two = OpSet::default();
+    for o in [&c, &invite_bob, &bob_joins, &a, &b] {
+        one.insert(o.clone());
+    }
+    for o in [&b, &bob_joins, &a, &c, &invite_bob] {
+        two.insert(o.clone());
+    }
+    let (s1, s2) = (one.fold(id), two.fold(id));
+    assert_eq!(s1, s2);
+    assert_eq!(s1.members.len(), 3);
+    // What bob had not seen when he invited dave: alice's invite.
+    let unseen: Vec<OpHash> = one.unseen_by(&b).iter().map(|o| o.hash()).collect();
+    assert_eq!(unseen, vec![a.hash()]);
+    assert_eq!(one.heads().len(), 2);
+}
+
+#[test]
+fn history_messages_round_trip() {
+    for r in [
+        HistoryRequest::Keep { topic: "t".into() },
+        HistoryRequest::Fetch {
+            topic: "t".into(),
+            after: 9,
+            limit: 3,
+        },
+    ] {
+        assert_eq!(HistoryRequest::from_bytes(&r.to_bytes()).unwrap(), r);
+    }
+    for r in [
+        HistoryResponse::Keeping,
+        HistoryResponse::Page {
+            items: vec![(1, vec![1, 2])],
+            more: true,
+        },
+        HistoryResponse::Refused {
+            reason: "full".into(),
+        },
+    ] {
+        assert_eq!(HistoryResponse::from_bytes(&r.to_bytes()).unwrap(), r);
+    }
+}
+
+#[test]
+fn group_message_round_trips() {
+    let m = GroupMessage {
+        session: [3; 32],
+        ciphertext: vec![1, 2, 3],
+    };
+    assert_eq!(GroupMessage::from_bytes(&m.to_bytes()).unwrap(), m);
+    assert!(GroupMessage::from_bytes(&[1, 2]).is_err());
+}

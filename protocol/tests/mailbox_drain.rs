@@ -61,13 +61,15 @@ impl Bob {
     }
 }
 
+/// A request on its way to the relay: sender, reply token, bytes.
+type InFlight = (&'static [u8], (u64, Sent), Vec<u8>);
+
 struct World {
     now: Now,
     relay: RelayEngine<(u64, Sent)>,
     store: MemoryMailStore,
     bob: Bob,
-    /// Requests on their way to the relay: (sender, token, bytes).
-    wire: VecDeque<(&'static [u8], (u64, Sent), Vec<u8>)>,
+    wire: VecDeque<InFlight>,
     next_token: u64,
     /// Alice's deposits not yet acknowledged as stored: number → sealed.
     alice_unsent: Vec<(u32, Vec<u8>)>,

@@ -17,7 +17,7 @@ use futures::StreamExt;
 use hush_node::{Event, FrameCodec, Node, NodeConfig, Status};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, StreamProtocol, noise, tcp, yamux};
+use libp2p::{Multiaddr, StreamProtocol};
 use serde_json::json;
 use tokio::sync::{Semaphore, mpsc};
 
@@ -185,21 +185,15 @@ pub(crate) fn rr_swarm(
     support: ProtocolSupport,
     config: request_response::Config,
 ) -> Result<RrSwarm> {
-    Ok(libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )?
-        .with_behaviour(|_| {
-            request_response::Behaviour::with_codec(
-                FrameCodec::new(max_frame, max_frame),
-                [(protocol, support)],
-                config,
-            )
-        })?
-        .build())
+    let behaviour = request_response::Behaviour::with_codec(
+        FrameCodec::new(max_frame, max_frame),
+        [(protocol, support)],
+        config,
+    );
+    Ok(hush_host::tcp_swarm(
+        libp2p::identity::Keypair::generate_ed25519(),
+        behaviour,
+    )?)
 }
 
 /// Median round trip of a bare request-response exchange over loopback TCP.

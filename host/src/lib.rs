@@ -20,12 +20,14 @@ mod codec;
 mod files;
 mod gossip;
 mod peers;
+mod swarm;
 
 pub use clock::{HostClock, now_ms};
 pub use codec::FrameCodec;
 pub use files::{create_private_dir, create_private_file};
 pub use gossip::gossipsub_behaviour;
 pub use peers::{device_id, device_keypair, peer_id, peer_in};
+pub use swarm::tcp_swarm;
 
 use libp2p::StreamProtocol;
 

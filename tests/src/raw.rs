@@ -8,7 +8,7 @@ use futures::StreamExt;
 use hush_node::FrameCodec;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identity, noise, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identity};
 
 pub type Client = Swarm<request_response::Behaviour<FrameCodec>>;
 
@@ -32,17 +32,7 @@ pub fn client_with(keypair: identity::Keypair, protocol: StreamProtocol) -> Clie
 
 /// A TCP + Noise + Yamux swarm running `behaviour`.
 fn swarm<B: NetworkBehaviour>(keypair: identity::Keypair, behaviour: B) -> Swarm<B> {
-    libp2p::SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("tcp transport")
-        .with_behaviour(|_| behaviour)
-        .expect("behaviour")
-        .build()
+    hush_host::tcp_swarm(keypair, behaviour).expect("a tcp swarm")
 }
 
 /// Sends one request; `Ok(response)` or `Err(failure text)`.

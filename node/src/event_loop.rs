@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use hush_protocol::device::{CardReach, ContactBook};
 use hush_protocol::{
     AccountId, AckBatch, Body, ContactCard, ConversationId, DeviceId, DeviceKeys, DirectAck,
     Envelope, EnvelopeBatch, Hlc, KeyBundle, KeyRequest, MAX_BATCH_LEN, MAX_RECEIPT_IDS,
@@ -53,122 +54,47 @@ const KEY_REQUEST_INTERVAL: Duration = Duration::from_secs(2);
 /// Addresses remembered per contact device (from its card and Identify).
 const MAX_ADDRESSES_PER_DEVICE: usize = 8;
 
-/// A contact as the loop keeps it: the verified card, parsed.
-#[derive(Debug)]
-struct Contact {
-    record: ContactRecord,
-    card: ContactCard,
-    addresses: Vec<Multiaddr>,
-    /// The contact's home relays from its card.
-    relays: Vec<(PeerId, Multiaddr)>,
+/// The contact book, in the node's terms.
+type Contacts = ContactBook<PeerId, Multiaddr>;
+
+/// Loads the contact book from the stored records; a card that no longer
+/// verifies is skipped (and logged).
+fn load_contacts(records: Vec<ContactRecord>) -> Contacts {
+    let mut contacts = Contacts::default();
+    for record in records {
+        match record.card.parse::<ContactCard>() {
+            Ok(card) => {
+                let reach = card_reach(&card);
+                contacts.insert(record, card, reach);
+            }
+            Err(e) => {
+                tracing::error!(contact = %record.name, error = %e, "stored contact card no longer verifies; skipping it")
+            }
+        }
+    }
+    contacts
 }
 
-#[derive(Debug, Default)]
-struct Contacts {
-    by_name: HashMap<String, Contact>,
-    by_account: HashMap<AccountId, String>,
-    /// Each contact device's PeerId, with its account and keys.
-    by_peer: HashMap<PeerId, (AccountId, DeviceKeys)>,
-    /// The PeerId of each contact device (deriving it decompresses a curve
-    /// point: too slow to redo per message).
-    peer_of: HashMap<DeviceId, PeerId>,
-    /// Each contact device by its Olm Curve25519 key: mail from a relay is
-    /// attributed by the key inside the sealed envelope, not by a connection.
-    by_curve: HashMap<[u8; 32], (AccountId, DeviceKeys)>,
-    /// Members of our groups who are not contacts (their devices are in
-    /// the maps above too, for group control over Olm only).
-    peers: HashMap<AccountId, Contact>,
-}
-
-impl Contacts {
-    fn load(records: Vec<ContactRecord>) -> Self {
-        let mut contacts = Self::default();
-        for record in records {
-            match record.card.parse::<ContactCard>() {
-                Ok(card) => contacts.insert(record, card),
-                Err(e) => {
-                    tracing::error!(contact = %record.name, error = %e, "stored contact card no longer verifies; skipping it")
-                }
-            }
-        }
-        contacts
-    }
-
-    fn insert(&mut self, record: ContactRecord, card: ContactCard) {
-        // A group peer who becomes a contact is a contact from now on.
-        self.remove_peer(&card.account());
-        let contact = self.register(record, card);
-        self.by_account
-            .insert(contact.card.account(), contact.record.name.clone());
-        self.by_name.insert(contact.record.name.clone(), contact);
-    }
-
-    /// Registers a group member who is not a contact: its devices become
-    /// known (Olm, dialling), but it gets no name in the contact list.
-    fn insert_peer(&mut self, record: ContactRecord, card: ContactCard) {
-        let contact = self.register(record, card);
-        self.peers.insert(contact.card.account(), contact);
-    }
-
-    fn remove_peer(&mut self, account: &AccountId) {
-        let Some(peer) = self.peers.remove(account) else {
-            return;
-        };
-        for device in &peer.card.device_list.devices {
-            if let Some(p) = self.peer_of.remove(&device.device_id) {
-                self.by_peer.remove(&p);
-            }
-            self.by_curve.remove(&device.olm_curve25519);
-        }
-    }
-
-    /// Indexes a card's devices and parses its addresses.
-    fn register(&mut self, record: ContactRecord, card: ContactCard) -> Contact {
-        for device in &card.device_list.devices {
-            if let Some(peer) = network::peer_id(&device.device_id) {
-                self.by_peer.insert(peer, (card.account(), *device));
-                self.peer_of.insert(device.device_id, peer);
-            }
-            self.by_curve
-                .insert(device.olm_curve25519, (card.account(), *device));
-        }
-        let addresses = card
+/// A card's devices, addresses and relays as libp2p sees them.
+fn card_reach(card: &ContactCard) -> CardReach<PeerId, Multiaddr> {
+    CardReach {
+        devices: card
+            .device_list
+            .devices
+            .iter()
+            .filter_map(|d| Some((d.device_id, network::peer_id(&d.device_id)?)))
+            .collect(),
+        addresses: card
             .addresses
             .iter()
             .filter_map(|a| a.parse().ok())
-            .collect();
-        let relays = card
+            .collect(),
+        relays: card
             .relays
             .iter()
             .filter_map(|a| a.parse::<Multiaddr>().ok())
             .filter_map(|a| Some((network::peer_in(&a)?, a)))
-            .collect();
-        Contact {
-            record,
-            card,
-            addresses,
-            relays,
-        }
-    }
-
-    /// A contact, or else a group peer.
-    fn by_account(&self, account: &AccountId) -> Option<&Contact> {
-        self.by_account
-            .get(account)
-            .and_then(|name| self.by_name.get(name))
-            .or_else(|| self.peers.get(account))
-    }
-
-    /// A contact device's account and keys, by its id.
-    fn of_device(&self, device: &DeviceId) -> Option<(AccountId, DeviceKeys)> {
-        let peer = self.peer_of.get(device)?;
-        self.by_peer.get(peer).copied()
-    }
-
-    fn device(&self, account: &AccountId, device: &DeviceId) -> Option<(&Contact, DeviceKeys)> {
-        let contact = self.by_account(account)?;
-        let keys = *contact.card.device_list.device(device)?;
-        Some((contact, keys))
+            .collect(),
     }
 }
 
@@ -340,7 +266,7 @@ impl EventLoop {
         let host_clock = hush_host::HostClock::default();
         let home = relays::HomeRelay::parse_all(&me.relays, host_clock.now(), options.mail_poll);
         let clock = store.clock()?.map(Hlc::resume).unwrap_or_default();
-        let contacts = Contacts::load(store.contacts()?);
+        let contacts = load_contacts(store.contacts()?);
         let mut outbox = Outbox::default();
         let now = host_clock.now();
         for (key, record) in store.outbox()? {
@@ -349,7 +275,7 @@ impl EventLoop {
         tracing::info!(
             account = %me.account,
             peer = %me.keypair.public().to_peer_id(),
-            contacts = contacts.by_name.len(),
+            contacts = contacts.len(),
             outbox = outbox.len(),
             "node loaded"
         );
@@ -436,11 +362,10 @@ impl EventLoop {
         // Say hello to every contact device, so both sides flush their outboxes.
         let peers: Vec<(PeerId, Vec<Multiaddr>)> = self
             .contacts
-            .by_peer
-            .iter()
-            .filter_map(|(peer, (account, _))| {
-                let c = self.contacts.by_account(account)?;
-                Some((*peer, c.addresses.clone()))
+            .device_peers()
+            .filter_map(|(peer, account)| {
+                let c = self.contacts.known(&account)?;
+                Some((peer, c.addresses.clone()))
             })
             .collect();
         for (peer, addresses) in peers {
@@ -454,7 +379,7 @@ impl EventLoop {
         self.reserve_circuits();
         self.presence_start();
         // Contacts added before we had a key, or while sharing was off.
-        let accounts: Vec<AccountId> = self.contacts.by_account.keys().copied().collect();
+        let accounts: Vec<AccountId> = self.contacts.accounts();
         for account in accounts {
             self.share_key_with(&account);
         }
@@ -665,7 +590,7 @@ impl EventLoop {
                 self.store.sessions()?,
                 &self.me.pickle_key,
             )?;
-            self.contacts = Contacts::load(self.store.contacts()?);
+            self.contacts = load_contacts(self.store.contacts()?);
             let config = self.groups.config();
             self.groups = groups::GroupBook::load(&self.store, &self.me.pickle_key, config);
             self.sync_peers();
@@ -724,7 +649,7 @@ impl EventLoop {
             } => self.send(&contact, text, reply),
             Command::MarkRead { contact, reply } => self.mark_read(&contact, reply),
             Command::SetReceipts { contact, on, reply } => {
-                let Some(c) = self.contacts.by_name.get_mut(&contact) else {
+                let Some(c) = self.contacts.contact_mut(&contact) else {
                     let _ = reply.send(Err(NodeError::UnknownContact { name: contact }));
                     return;
                 };
@@ -746,7 +671,7 @@ impl EventLoop {
                         .map(|a| a.to_string())
                         .collect(),
                     connected_peers: self.swarm.connected_peers().count(),
-                    contacts: self.contacts.by_name.len(),
+                    contacts: self.contacts.len(),
                     outbox: self.outbox.len(),
                     relays: self.relay_views(),
                     reachability: self.reachability(),
@@ -783,7 +708,7 @@ impl EventLoop {
         card_text: String,
         reply: Reply<crate::view::ContactView>,
     ) {
-        let Some(existing) = self.contacts.by_name.get(&name) else {
+        let Some(existing) = self.contacts.contact(&name) else {
             let _ = reply.send(Err(NodeError::UnknownContact { name }));
             return;
         };
@@ -797,17 +722,14 @@ impl EventLoop {
         }
         let mut record = existing.record.clone();
         record.card = card_text;
-        let old_devices = existing.card.device_list.devices.clone();
+        let old_card = existing.card.clone();
         // Forget the old card's devices; the new card lists the current ones.
-        for device in &old_devices {
-            if let Some(peer) = self.contacts.peer_of.remove(&device.device_id) {
-                self.contacts.by_peer.remove(&peer);
-            }
-            self.contacts.by_curve.remove(&device.olm_curve25519);
-        }
+        self.contacts.forget_devices(&old_card);
+        let old_devices = old_card.device_list.devices;
         let view = contact_view(&self.me.account, &record);
         self.batch.ops.push(Op::PutContact(record.clone()));
-        self.contacts.insert(record, card);
+        let reach = card_reach(&card);
+        self.contacts.insert(record, card, reach);
         self.batch.after.push(After::ReplyContact(reply, view));
         // New addresses or relays: try what is queued for them again now.
         let now = self.host_clock.now();
@@ -826,12 +748,11 @@ impl EventLoop {
     ) {
         let refused = if card.account() == self.me.account {
             Some(NodeError::OwnCard)
-        } else if self.contacts.by_name.contains_key(&name) {
+        } else if self.contacts.has_name(&name) {
             Some(NodeError::DuplicateContact { name: name.clone() })
         } else {
             self.contacts
-                .by_account
-                .get(&card.account())
+                .name_of(&card.account())
                 .map(|existing| NodeError::DuplicateAccount {
                     existing: existing.clone(),
                 })
@@ -850,7 +771,8 @@ impl EventLoop {
         };
         let view = contact_view(&self.me.account, &record);
         self.batch.ops.push(Op::PutContact(record.clone()));
-        self.contacts.insert(record, card);
+        let reach = card_reach(&card);
+        self.contacts.insert(record, card, reach);
         self.batch.after.push(After::ReplyContact(reply, view));
         self.batch
             .after
@@ -868,12 +790,12 @@ impl EventLoop {
         kind: OutboxKind,
         payload: &Payload,
     ) -> Result<(), NodeError> {
-        let contact =
-            self.contacts
-                .by_account(account)
-                .ok_or_else(|| NodeError::UnknownContact {
-                    name: account.to_string(),
-                })?;
+        let contact = self
+            .contacts
+            .known(account)
+            .ok_or_else(|| NodeError::UnknownContact {
+                name: account.to_string(),
+            })?;
         let devices = contact.card.device_list.devices.clone();
         if self.outbox.len() + devices.len() > MAX_OUTBOX_ENTRIES {
             return Err(NodeError::OutboxFull {
@@ -933,8 +855,7 @@ impl EventLoop {
         }
         let account = self
             .contacts
-            .by_name
-            .get(contact)
+            .contact(contact)
             .map(|c| c.card.account())
             .ok_or_else(|| NodeError::UnknownContact {
                 name: contact.to_owned(),
@@ -969,7 +890,7 @@ impl EventLoop {
     }
 
     fn mark_read(&mut self, contact: &str, reply: Reply<usize>) {
-        let Some(c) = self.contacts.by_name.get(contact) else {
+        let Some(c) = self.contacts.contact(contact) else {
             let _ = reply.send(Err(NodeError::UnknownContact {
                 name: contact.to_owned(),
             }));
@@ -1028,7 +949,7 @@ impl EventLoop {
     fn device_route(&self, key: &OutboxKey) -> Option<(PeerId, Vec<Multiaddr>, DeviceKeys)> {
         let record = self.outbox.get(key)?.record();
         let (_, keys) = self.contacts.device(&record.recipient, &record.device)?;
-        let peer = *self.contacts.peer_of.get(&keys.device_id)?;
+        let peer = self.contacts.peer_of(&keys.device_id)?;
         Some((peer, self.dial_addresses(&keys.device_id), keys))
     }
 
@@ -1039,7 +960,7 @@ impl EventLoop {
         if let Some(contact) = self
             .contacts
             .of_device(device)
-            .and_then(|(account, _)| self.contacts.by_account(&account))
+            .and_then(|(account, _)| self.contacts.known(&account))
         {
             for a in &contact.addresses {
                 if !out.contains(a) {
@@ -1111,7 +1032,7 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(event)) => self.on_mdns(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(
                 libp2p::identify::Event::Received { peer_id, info, .. },
-            )) if self.contacts.by_peer.contains_key(&peer_id) => {
+            )) if self.contacts.is_known_peer(&peer_id) => {
                 for addr in info.listen_addrs.into_iter().take(MAX_ADDRESSES_PER_DEVICE) {
                     self.swarm.add_peer_address(peer_id, addr);
                 }
@@ -1127,7 +1048,7 @@ impl EventLoop {
                 if num_established.get() == 1 && self.home.iter().any(|r| r.peer == peer_id) {
                     self.groups_relay_connected(peer_id);
                 }
-                if let Some((_, keys)) = self.contacts.by_peer.get(&peer_id).copied() {
+                if let Some((_, keys)) = self.contacts.device_by_peer(&peer_id) {
                     self.unreachable.remove(&keys.device_id);
                     self.outbox.wake(&keys.device_id, self.host_clock.now());
                     if num_established.get() == 1 {
@@ -1181,7 +1102,7 @@ impl EventLoop {
             } => {
                 // Only contacts get one-time keys (strangers cannot drain
                 // them), and each at most one per KEY_REQUEST_INTERVAL.
-                if !self.contacts.by_peer.contains_key(&peer) {
+                if !self.contacts.is_known_peer(&peer) {
                     tracing::debug!(%peer, "one-time key request from a stranger, ignored");
                     return;
                 }
@@ -1217,12 +1138,8 @@ impl EventLoop {
                 let started = KeyBundle::from_bytes(&response)
                     .map_err(|e| e.to_string())
                     .and_then(|bundle| {
-                        let (_, keys) = self
-                            .contacts
-                            .by_peer
-                            .get(&peer)
-                            .copied()
-                            .ok_or("not a contact")?;
+                        let (_, keys) =
+                            self.contacts.device_by_peer(&peer).ok_or("not a contact")?;
                         self.olm
                             .start_session(&bundle, &keys)
                             .map_err(|e| e.to_string())
@@ -1422,7 +1339,7 @@ impl EventLoop {
             // stored the message), so say so now; our own record of it
             // lands with the next batch, and if we crash first, the entry is
             // resent on restart and acked again as a duplicate.
-            if let Some(name) = self.contacts.by_account.get(&record.recipient) {
+            if let Some(name) = self.contacts.name_of(&record.recipient) {
                 let _ = self.events.send(Event::Status {
                     contact: name.clone(),
                     id: key.0.to_string(),
@@ -1437,7 +1354,7 @@ impl EventLoop {
     fn on_batch(&mut self, peer: PeerId, bytes: Vec<u8>, channel: ResponseChannel<Vec<u8>>) {
         // The device just reached us: whatever waits for it (e.g. our
         // presence key, which only travels directly) can go now.
-        if let Some((_, keys)) = self.contacts.by_peer.get(&peer).copied()
+        if let Some((_, keys)) = self.contacts.device_by_peer(&peer)
             && self.unreachable.remove(&keys.device_id).is_some()
         {
             self.outbox.wake(&keys.device_id, self.host_clock.now());
@@ -1484,10 +1401,10 @@ impl EventLoop {
             return Ok(Received::InProgress);
         }
         let sender = match source {
-            Source::Direct(peer) => self.contacts.by_peer.get(&peer),
-            Source::Mailbox => self.contacts.by_curve.get(&envelope.sender_key),
+            Source::Direct(peer) => self.contacts.device_by_peer(&peer),
+            Source::Mailbox => self.contacts.device_by_curve(&envelope.sender_key),
         };
-        let (account, keys) = sender.copied().ok_or(RejectReason::UnknownSender)?;
+        let (account, keys) = sender.ok_or(RejectReason::UnknownSender)?;
         if keys.olm_curve25519 != envelope.sender_key {
             return Err(RejectReason::UnknownSender);
         }
@@ -1519,7 +1436,7 @@ impl EventLoop {
         let now = now_ms();
         self.clock.observe(payload.id, now, MAX_CLOCK_SKEW_MS);
         self.clock_changed = true;
-        let Some(contact) = self.contacts.by_account.get(&account).cloned() else {
+        let Some(contact) = self.contacts.name_of(&account).cloned() else {
             // A group peer, not a contact: only group control is theirs to send.
             if let Body::Group(control) = payload.body {
                 self.on_group_control(account, keys.device_id, control);

@@ -27,16 +27,8 @@ impl fmt::Debug for IdentityRecord {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ContactRecord {
-    pub name: String,
-    /// The card as added (text form); parsed and verified on load.
-    pub card: String,
-    pub account: AccountId,
-    /// Whether we send read receipts to this contact.
-    pub send_receipts: bool,
-    pub added_at_ms: u64,
-}
+/// Contacts are the device engine's (`hush_protocol::device`).
+pub use hush_protocol::device::ContactRecord;
 
 /// Our side of presence: the key contacts read our records with, and the
 /// global switch.

@@ -4,10 +4,12 @@
 //! IO; the rest of its decisions move here next (see docs/architecture.md,
 //! "Engines and hosts").
 
+mod contacts;
 mod mailbox;
 mod outbox;
 mod presence;
 
+pub use contacts::{CardReach, Contact, ContactBook, ContactRecord};
 pub use mailbox::{CHALLENGE_REUSE_MS, DrainStep, HomeMailbox, KEYS_LOW, PageHandled, PageStart};
 pub use outbox::{
     Entry, EntryState, FIRST_RETRY_MS, MAX_OUTBOX_ENTRIES, MAX_RETRY_MS, Outbox, OutboxKey,

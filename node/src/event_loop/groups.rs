@@ -481,18 +481,15 @@ impl EventLoop {
         let peers = self.groups.peers(&self.me.account);
         let gone: Vec<AccountId> = self
             .contacts
-            .peers
-            .keys()
-            .filter(|a| !peers.contains_key(*a))
-            .copied()
+            .peer_accounts()
+            .into_iter()
+            .filter(|a| !peers.contains_key(a))
             .collect();
         for account in gone {
             self.contacts.remove_peer(&account);
         }
         for (account, card) in peers {
-            if self.contacts.by_account.contains_key(&account)
-                || self.contacts.peers.contains_key(&account)
-            {
+            if self.contacts.is_contact(&account) || self.contacts.is_peer(&account) {
                 continue;
             }
             let record = ContactRecord {
@@ -502,7 +499,8 @@ impl EventLoop {
                 send_receipts: false,
                 added_at_ms: now_ms(),
             };
-            self.contacts.insert_peer(record, card);
+            let reach = super::card_reach(&card);
+            self.contacts.insert_peer(record, card, reach);
         }
     }
 
@@ -511,10 +509,10 @@ impl EventLoop {
         if *account == self.me.account {
             return self.me.name.clone();
         }
-        if let Some(name) = self.contacts.by_account.get(account) {
+        if let Some(name) = self.contacts.name_of(account) {
             return name.clone();
         }
-        if let Some(p) = self.contacts.peers.get(account) {
+        if let Some(p) = self.contacts.peer(account) {
             return p.card.name.clone();
         }
         account.to_string()[..12].to_owned()
@@ -707,8 +705,7 @@ impl EventLoop {
         let id = self.resolve_group(group)?;
         let card = self
             .contacts
-            .by_name
-            .get(contact)
+            .contact(contact)
             .map(|c| c.card.clone())
             .ok_or_else(|| NodeError::InviteUnknownContact {
                 name: contact.to_owned(),
@@ -991,7 +988,7 @@ impl EventLoop {
             .take(DIRECT_DIAL_MEMBERS)
             .collect();
         for device in devices {
-            let Some(peer) = self.contacts.peer_of.get(&device).copied() else {
+            let Some(peer) = self.contacts.peer_of(&device) else {
                 continue;
             };
             if self.swarm.is_connected(&peer) {
@@ -1750,7 +1747,7 @@ impl EventLoop {
                     .iter()
                     .map(|d| d.device_id.to_string())
                     .collect(),
-                contact: self.contacts.by_account.contains_key(account),
+                contact: self.contacts.is_contact(account),
                 you: *account == self.me.account,
             })
             .collect();

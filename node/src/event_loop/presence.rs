@@ -198,7 +198,7 @@ impl EventLoop {
     pub(super) fn presence_start(&mut self) {
         let mut relays: Vec<(PeerId, Multiaddr)> =
             self.home.iter().map(|r| (r.peer, r.addr.clone())).collect();
-        for contact in self.contacts.by_name.values() {
+        for contact in self.contacts.contacts() {
             relays.extend(contact.relays.iter().cloned());
         }
         for (peer, addr) in relays {
@@ -206,7 +206,7 @@ impl EventLoop {
         }
         let _ = self.swarm.behaviour_mut().kad.bootstrap();
         self.presence.next_heartbeat = Instant::now();
-        let accounts: Vec<AccountId> = self.contacts.by_account.keys().copied().collect();
+        let accounts: Vec<AccountId> = self.contacts.accounts();
         for account in accounts {
             self.look_up(&account);
         }
@@ -219,7 +219,7 @@ impl EventLoop {
         };
         let devices: Vec<DeviceId> = self
             .contacts
-            .by_account(account)
+            .known(account)
             .map(|c| {
                 c.card
                     .device_list
@@ -280,7 +280,7 @@ impl EventLoop {
         let peers: Vec<PeerId> = self
             .swarm
             .connected_peers()
-            .filter(|p| self.contacts.by_peer.contains_key(p))
+            .filter(|p| self.contacts.is_known_peer(p))
             .copied()
             .collect();
         for peer in peers {
@@ -292,7 +292,7 @@ impl EventLoop {
     /// Sends `record` (ours, or nothing, to ask for theirs) to a contact
     /// device, unless we do not share with it; `force` skips the rate limit.
     fn push_to(&mut self, peer: PeerId, record: Option<SealedPresence>, force: bool) {
-        let Some((account, keys)) = self.contacts.by_peer.get(&peer).copied() else {
+        let Some((account, keys)) = self.contacts.device_by_peer(&peer) else {
             return;
         };
         let record = record.filter(|_| self.presence.shares_with(&account));
@@ -317,7 +317,7 @@ impl EventLoop {
     /// Sends a `PresencePush` to a contact device, whatever the sharing
     /// settings (callers decide).
     fn send_push(&mut self, peer: PeerId, record: Option<SealedPresence>) {
-        let Some((account, keys)) = self.contacts.by_peer.get(&peer).copied() else {
+        let Some((account, keys)) = self.contacts.device_by_peer(&peer) else {
             return;
         };
         let addresses = self.dial_addresses(&keys.device_id);
@@ -332,13 +332,13 @@ impl EventLoop {
     /// The devices of a contact we are connected to now.
     fn connected_devices(&self, account: &AccountId) -> Vec<PeerId> {
         self.contacts
-            .by_account(account)
+            .known(account)
             .map(|c| {
                 c.card
                     .device_list
                     .devices
                     .iter()
-                    .filter_map(|d| self.contacts.peer_of.get(&d.device_id).copied())
+                    .filter_map(|d| self.contacts.peer_of(&d.device_id))
                     .filter(|p| self.swarm.is_connected(p))
                     .collect()
             })
@@ -348,7 +348,7 @@ impl EventLoop {
     /// A contact device connected: trade records (theirs tells us it is
     /// online; ours tells it we are).
     pub(super) fn presence_connected(&mut self, peer: &PeerId) {
-        let Some((_, keys)) = self.contacts.by_peer.get(peer).copied() else {
+        let Some((_, keys)) = self.contacts.device_by_peer(peer) else {
             return;
         };
         self.presence.watch.connected(&keys.device_id);
@@ -359,7 +359,7 @@ impl EventLoop {
     /// The last connection to a contact device closed: unless it said
     /// goodbye, it stays online for the grace period.
     pub(super) fn presence_disconnected(&mut self, peer: &PeerId) {
-        let Some((account, keys)) = self.contacts.by_peer.get(peer).copied() else {
+        let Some((account, keys)) = self.contacts.device_by_peer(peer) else {
             return;
         };
         let now = self.host_clock.now();
@@ -393,7 +393,7 @@ impl EventLoop {
                 if let Ok(PresencePush {
                     record: Some(record),
                 }) = PresencePush::from_bytes(&response)
-                    && let Some((account, keys)) = self.contacts.by_peer.get(&peer).copied()
+                    && let Some((account, keys)) = self.contacts.device_by_peer(&peer)
                 {
                     self.accept_presence(&account, &keys, &record);
                 }
@@ -411,7 +411,7 @@ impl EventLoop {
         request: &[u8],
         channel: ResponseChannel<Vec<u8>>,
     ) {
-        let contact = self.contacts.by_peer.get(&peer).copied();
+        let contact = self.contacts.device_by_peer(&peer);
         let mut answer = None;
         if let Some((account, keys)) = contact {
             if let Ok(PresencePush {
@@ -457,7 +457,7 @@ impl EventLoop {
             return false;
         }
         let before = self.contact_presence(account);
-        let peer = self.contacts.peer_of.get(&keys.device_id).copied();
+        let peer = self.contacts.peer_of(&keys.device_id);
         let connected = peer.is_some_and(|p| self.swarm.is_connected(&p));
         let addresses: Vec<Multiaddr> = presence
             .addresses
@@ -496,7 +496,7 @@ impl EventLoop {
         if after.0 == before.0 {
             return;
         }
-        let Some(name) = self.contacts.by_account.get(account).cloned() else {
+        let Some(name) = self.contacts.name_of(account).cloned() else {
             return;
         };
         let record = self.presence.contacts.entry(*account).or_default();
@@ -518,7 +518,7 @@ impl EventLoop {
     fn contact_presence(&self, account: &AccountId) -> (bool, usize) {
         let online = self
             .contacts
-            .by_account(account)
+            .known(account)
             .map(|c| {
                 c.card
                     .device_list
@@ -532,7 +532,7 @@ impl EventLoop {
     }
 
     pub(super) fn presence_view(&self, account: &AccountId) -> Option<PresenceView> {
-        let name = self.contacts.by_account.get(account)?.clone();
+        let name = self.contacts.name_of(account)?.clone();
         let (online, devices_online) = self.contact_presence(account);
         let last_seen_ms = if online {
             Some(now_ms())
@@ -561,7 +561,7 @@ impl EventLoop {
         refresh: bool,
         reply: Reply<PresenceView>,
     ) {
-        let Some(account) = self.contacts.by_name.get(contact).map(|c| c.card.account()) else {
+        let Some(account) = self.contacts.contact(contact).map(|c| c.card.account()) else {
             let _ = reply.send(Err(NodeError::UnknownContact {
                 name: contact.to_owned(),
             }));
@@ -756,7 +756,7 @@ impl EventLoop {
         reply: Reply<Option<PresenceView>>,
     ) {
         let account = match contact {
-            Some(name) => match self.contacts.by_name.get(name) {
+            Some(name) => match self.contacts.contact(name) {
                 Some(c) => Some(c.card.account()),
                 None => {
                     let _ = reply.send(Err(NodeError::UnknownContact {
@@ -769,10 +769,9 @@ impl EventLoop {
         };
         let was_shared: Vec<AccountId> = self
             .contacts
-            .by_account
-            .keys()
+            .accounts()
+            .into_iter()
             .filter(|a| self.presence.shares_with(a))
-            .copied()
             .collect();
         match account {
             Some(account) => {
@@ -794,7 +793,7 @@ impl EventLoop {
         self.batch
             .ops
             .push(Op::PutOwnPresence(self.presence.own.clone()));
-        let accounts: Vec<AccountId> = self.contacts.by_account.keys().copied().collect();
+        let accounts: Vec<AccountId> = self.contacts.accounts();
         for account in &accounts {
             self.share_key_with(account);
         }

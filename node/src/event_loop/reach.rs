@@ -134,7 +134,7 @@ impl EventLoop {
         };
         let now = self.host_clock.now();
         for (peer, addr) in found {
-            let Some((_, keys)) = self.contacts.by_peer.get(&peer).copied() else {
+            let Some((_, keys)) = self.contacts.device_by_peer(&peer) else {
                 continue;
             };
             tracing::debug!(%peer, %addr, "contact found on the LAN");
@@ -172,8 +172,8 @@ impl EventLoop {
 
     pub(super) fn reachability(&self) -> Reachability {
         let name_of = |peer: &PeerId| {
-            let (account, _) = self.contacts.by_peer.get(peer)?;
-            self.contacts.by_account.get(account).cloned()
+            let (account, _) = self.contacts.device_by_peer(peer)?;
+            self.contacts.name_of(&account).cloned()
         };
         let mut direct = Vec::new();
         let mut relayed = Vec::new();

@@ -468,7 +468,7 @@ impl EventLoop {
     }
 
     pub(super) fn mark_unreachable(&mut self, device: DeviceId) {
-        if self.contacts.peer_of.contains_key(&device) {
+        if self.contacts.has_device(&device) {
             let until = self.host_clock.now().mono_ms + millis(UNREACHABLE_FOR);
             self.unreachable.insert(device, until);
         }
@@ -477,7 +477,7 @@ impl EventLoop {
     fn relays_of(&self, device: &DeviceId) -> Vec<(PeerId, Multiaddr)> {
         self.contacts
             .of_device(device)
-            .and_then(|(account, _)| self.contacts.by_account(&account))
+            .and_then(|(account, _)| self.contacts.known(&account))
             .map(|c| c.relays.clone())
             .unwrap_or_default()
     }
@@ -683,7 +683,7 @@ impl EventLoop {
             self.batch
                 .ops
                 .push(Op::RaiseStatus(conversation, key.0, Status::Sent));
-            if let Some(name) = self.contacts.by_account.get(&recipient) {
+            if let Some(name) = self.contacts.name_of(&recipient) {
                 self.batch.after.push(After::Emit(Event::Status {
                     contact: name.clone(),
                     id: key.0.to_string(),
@@ -699,8 +699,7 @@ impl EventLoop {
         };
         let contact = self
             .contacts
-            .by_account
-            .get(&entry.record().recipient)
+            .name_of(&entry.record().recipient)
             .cloned()
             .unwrap_or_default();
         let text = match reason {

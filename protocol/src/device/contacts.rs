@@ -1,0 +1,340 @@
+//! The contact book: contacts by name and account, every device on their
+//! cards by peer, by device id and by Olm Curve25519 key (mail from a relay
+//! is attributed by the key inside the sealed envelope, not by a
+//! connection), and group members who are not contacts ("peers": reachable
+//! for group control, but nameless).
+//!
+//! `P` is the host's peer id and `A` its address type: the host resolves a
+//! card's devices, addresses and relays into them ([`CardReach`]) before it
+//! hands the card over.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{AccountId, ContactCard, DeviceId, DeviceKeys};
+
+/// A contact as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContactRecord {
+    pub name: String,
+    /// The card as added (text form); parsed and verified on load.
+    pub card: String,
+    pub account: AccountId,
+    /// Whether we send read receipts to this contact.
+    pub send_receipts: bool,
+    pub added_at_ms: u64,
+}
+
+/// Where a card's devices and addresses are, in the host's terms.
+#[derive(Debug, Clone)]
+pub struct CardReach<P, A> {
+    /// Each device on the card with its peer id (devices whose id is not a
+    /// valid peer id are left out).
+    pub devices: Vec<(DeviceId, P)>,
+    /// The card's addresses that parse.
+    pub addresses: Vec<A>,
+    /// The card's home relays that parse and name their peer.
+    pub relays: Vec<(P, A)>,
+}
+
+/// A contact (or group peer), with its verified card.
+#[derive(Debug)]
+pub struct Contact<P, A> {
+    pub record: ContactRecord,
+    pub card: ContactCard,
+    pub addresses: Vec<A>,
+    /// The contact's home relays from its card.
+    pub relays: Vec<(P, A)>,
+}
+
+#[derive(Debug)]
+pub struct ContactBook<P, A> {
+    by_name: HashMap<String, Contact<P, A>>,
+    names: HashMap<AccountId, String>,
+    /// Each contact device's peer id, with its account and keys.
+    by_peer: HashMap<P, (AccountId, DeviceKeys)>,
+    /// The peer id of each contact device (deriving it decompresses a curve
+    /// point: too slow to redo per message).
+    peer_of: HashMap<DeviceId, P>,
+    by_curve: HashMap<[u8; 32], (AccountId, DeviceKeys)>,
+    /// Members of our groups who are not contacts (their devices are in
+    /// the maps above too, for group control over Olm only).
+    peers: HashMap<AccountId, Contact<P, A>>,
+}
+
+impl<P, A> Default for ContactBook<P, A> {
+    fn default() -> Self {
+        Self {
+            by_name: HashMap::new(),
+            names: HashMap::new(),
+            by_peer: HashMap::new(),
+            peer_of: HashMap::new(),
+            by_curve: HashMap::new(),
+            peers: HashMap::new(),
+        }
+    }
+}
+
+impl<P: Copy + Eq + Hash, A> ContactBook<P, A> {
+    /// Adds (or replaces) a contact. A group peer who becomes a contact is
+    /// a contact from now on.
+    pub fn insert(&mut self, record: ContactRecord, card: ContactCard, reach: CardReach<P, A>) {
+        self.remove_peer(&card.account());
+        let contact = self.register(record, card, reach);
+        self.names
+            .insert(contact.card.account(), contact.record.name.clone());
+        self.by_name.insert(contact.record.name.clone(), contact);
+    }
+
+    /// Registers a group member who is not a contact: its devices become
+    /// known (Olm, dialling), but it gets no name in the contact list.
+    pub fn insert_peer(
+        &mut self,
+        record: ContactRecord,
+        card: ContactCard,
+        reach: CardReach<P, A>,
+    ) {
+        let contact = self.register(record, card, reach);
+        self.peers.insert(contact.card.account(), contact);
+    }
+
+    pub fn remove_peer(&mut self, account: &AccountId) {
+        if let Some(peer) = self.peers.remove(account) {
+            self.forget_devices(&peer.card);
+        }
+    }
+
+    /// Forgets the devices a card lists (before its newer card replaces it).
+    pub fn forget_devices(&mut self, card: &ContactCard) {
+        for device in &card.device_list.devices {
+            if let Some(p) = self.peer_of.remove(&device.device_id) {
+                self.by_peer.remove(&p);
+            }
+            self.by_curve.remove(&device.olm_curve25519);
+        }
+    }
+
+    /// Indexes a card's devices.
+    fn register(
+        &mut self,
+        record: ContactRecord,
+        card: ContactCard,
+        reach: CardReach<P, A>,
+    ) -> Contact<P, A> {
+        let account = card.account();
+        for device in &card.device_list.devices {
+            if let Some((_, peer)) = reach.devices.iter().find(|(d, _)| *d == device.device_id) {
+                self.by_peer.insert(*peer, (account, *device));
+                self.peer_of.insert(device.device_id, *peer);
+            }
+            self.by_curve
+                .insert(device.olm_curve25519, (account, *device));
+        }
+        Contact {
+            record,
+            card,
+            addresses: reach.addresses,
+            relays: reach.relays,
+        }
+    }
+
+    /// How many contacts (group peers not counted).
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// A contact by name.
+    pub fn contact(&self, name: &str) -> Option<&Contact<P, A>> {
+        self.by_name.get(name)
+    }
+
+    pub fn contact_mut(&mut self, name: &str) -> Option<&mut Contact<P, A>> {
+        self.by_name.get_mut(name)
+    }
+
+    pub fn has_name(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
+    /// Every contact.
+    pub fn contacts(&self) -> impl Iterator<Item = &Contact<P, A>> {
+        self.by_name.values()
+    }
+
+    /// A contact's name, by its account.
+    pub fn name_of(&self, account: &AccountId) -> Option<&String> {
+        self.names.get(account)
+    }
+
+    pub fn is_contact(&self, account: &AccountId) -> bool {
+        self.names.contains_key(account)
+    }
+
+    /// Every contact's account.
+    pub fn accounts(&self) -> Vec<AccountId> {
+        self.names.keys().copied().collect()
+    }
+
+    /// A contact, or else a group peer.
+    pub fn known(&self, account: &AccountId) -> Option<&Contact<P, A>> {
+        self.names
+            .get(account)
+            .and_then(|name| self.by_name.get(name))
+            .or_else(|| self.peers.get(account))
+    }
+
+    /// Every group peer's account.
+    pub fn peer_accounts(&self) -> Vec<AccountId> {
+        self.peers.keys().copied().collect()
+    }
+
+    pub fn is_peer(&self, account: &AccountId) -> bool {
+        self.peers.contains_key(account)
+    }
+
+    /// A group peer (a member who is not a contact).
+    pub fn peer(&self, account: &AccountId) -> Option<&Contact<P, A>> {
+        self.peers.get(account)
+    }
+
+    /// The account and keys of a known device, by its peer id.
+    pub fn device_by_peer(&self, peer: &P) -> Option<(AccountId, DeviceKeys)> {
+        self.by_peer.get(peer).copied()
+    }
+
+    pub fn is_known_peer(&self, peer: &P) -> bool {
+        self.by_peer.contains_key(peer)
+    }
+
+    /// Every known device's peer id, with its account.
+    pub fn device_peers(&self) -> impl Iterator<Item = (P, AccountId)> + '_ {
+        self.by_peer.iter().map(|(p, (a, _))| (*p, *a))
+    }
+
+    /// The account and keys of a known device, by its Olm Curve25519 key.
+    pub fn device_by_curve(&self, key: &[u8; 32]) -> Option<(AccountId, DeviceKeys)> {
+        self.by_curve.get(key).copied()
+    }
+
+    /// A known device's peer id.
+    pub fn peer_of(&self, device: &DeviceId) -> Option<P> {
+        self.peer_of.get(device).copied()
+    }
+
+    pub fn has_device(&self, device: &DeviceId) -> bool {
+        self.peer_of.contains_key(device)
+    }
+
+    /// A known device's account and keys, by its id.
+    pub fn of_device(&self, device: &DeviceId) -> Option<(AccountId, DeviceKeys)> {
+        let peer = self.peer_of.get(device)?;
+        self.by_peer.get(peer).copied()
+    }
+
+    /// A device of a known account (contact or peer), with that account.
+    pub fn device(
+        &self,
+        account: &AccountId,
+        device: &DeviceId,
+    ) -> Option<(&Contact<P, A>, DeviceKeys)> {
+        let contact = self.known(account)?;
+        let keys = *contact.card.device_list.device(device)?;
+        Some((contact, keys))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AccountKey, DeviceList};
+
+    fn card(seed: u8, devices: &[u8]) -> ContactCard {
+        let key = AccountKey::from_seed([seed; 32]);
+        let devices = devices
+            .iter()
+            .map(|d| DeviceKeys {
+                device_id: DeviceId([*d; 32]),
+                olm_ed25519: [*d; 32],
+                olm_curve25519: [d.wrapping_add(100); 32],
+                mailbox_key: [*d; 32],
+            })
+            .collect();
+        let list = DeviceList::sign(&key, u64::from(seed), devices);
+        ContactCard::sign(&key, format!("u{seed}"), list, vec![], vec![])
+    }
+
+    fn record(name: &str, card: &ContactCard) -> ContactRecord {
+        ContactRecord {
+            name: name.into(),
+            card: card.to_string(),
+            account: card.account(),
+            send_receipts: true,
+            added_at_ms: 0,
+        }
+    }
+
+    /// Peer ids are the device byte, addresses the device byte too.
+    fn reach(card: &ContactCard) -> CardReach<u8, u8> {
+        CardReach {
+            devices: card
+                .device_list
+                .devices
+                .iter()
+                .map(|d| (d.device_id, d.device_id.0[0]))
+                .collect(),
+            addresses: vec![],
+            relays: vec![],
+        }
+    }
+
+    #[test]
+    fn devices_are_found_by_peer_curve_and_id_until_a_newer_card_replaces_them() {
+        let mut book = ContactBook::<u8, u8>::default();
+        let bob = card(1, &[10, 11]);
+        book.insert(record("bob", &bob), bob.clone(), reach(&bob));
+        let account = bob.account();
+        assert_eq!(book.name_of(&account).map(String::as_str), Some("bob"));
+        assert_eq!(book.device_by_peer(&11).map(|(a, _)| a), Some(account));
+        assert_eq!(
+            book.device_by_curve(&[110; 32]).map(|(a, _)| a),
+            Some(account)
+        );
+        assert_eq!(book.peer_of(&DeviceId([10; 32])), Some(10));
+        assert!(book.device(&account, &DeviceId([11; 32])).is_some());
+        // Bob's new card drops device 10 and adds 12.
+        let newer = card(1, &[11, 12]);
+        book.forget_devices(&bob);
+        book.insert(record("bob", &newer), newer.clone(), reach(&newer));
+        assert_eq!(book.device_by_peer(&10), None);
+        assert_eq!(book.device_by_curve(&[110; 32]), None);
+        assert!(book.is_known_peer(&12));
+        assert_eq!(book.len(), 1);
+    }
+
+    #[test]
+    fn a_group_peer_is_reachable_but_nameless_until_it_becomes_a_contact() {
+        let mut book = ContactBook::<u8, u8>::default();
+        let carol = card(2, &[20]);
+        book.insert_peer(record("carol", &carol), carol.clone(), reach(&carol));
+        let account = carol.account();
+        assert!(book.is_peer(&account) && !book.is_contact(&account));
+        assert!(book.known(&account).is_some());
+        assert!(book.is_known_peer(&20));
+        assert!(book.is_empty());
+        book.insert(record("carol", &carol), carol.clone(), reach(&carol));
+        assert!(!book.is_peer(&account) && book.is_contact(&account));
+        assert!(book.is_known_peer(&20), "her device stays known");
+        book.remove_peer(&account);
+        assert!(
+            book.is_known_peer(&20),
+            "removing a peer leaves contacts alone"
+        );
+        assert_eq!(book.peer_accounts(), Vec::<AccountId>::new());
+    }
+}

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use hush_protocol::device::{CardReach, ContactBook};
+use hush_protocol::device::{CardReach, ContactBook, Routes};
 use hush_protocol::{
     AccountId, AckBatch, Body, ContactCard, ConversationId, DeviceId, DeviceKeys, DirectAck,
     Envelope, EnvelopeBatch, Hlc, KeyBundle, KeyRequest, MAX_BATCH_LEN, MAX_RECEIPT_IDS,
@@ -226,17 +226,9 @@ pub(crate) struct EventLoop {
     /// Our home relays and the drain loop for each.
     home: Vec<relays::HomeRelay>,
     mail_requests: HashMap<OutboundRequestId, relays::MailRequest>,
-    /// Contact devices a direct attempt failed for recently: until then,
-    /// mail goes to their relays.
-    /// (Monotonic ms, from `host_clock`.)
-    unreachable: HashMap<DeviceId, u64>,
-    /// A deposit to this relay for this device is on its way.
-    depositing: HashSet<(DeviceId, PeerId)>,
-    /// Per (device, relay): every queued entry up to this message id is at
-    /// that relay, so a deposit looks only at what comes after.
-    deposit_marks: HashMap<(DeviceId, PeerId), MessageId>,
-    /// Relays of contacts that failed or refused: not before this time.
-    relay_backoff: HashMap<PeerId, (Instant, u32)>,
+    /// Direct or through relays, per contact device; deposits at relays
+    /// (a device engine part).
+    routes: Routes<PeerId>,
     /// The last refusal shown per outbox entry, so it is reported once.
     problems: HashMap<OutboxKey, String>,
     presence: presence::PresenceBook,
@@ -303,10 +295,7 @@ impl EventLoop {
             keys_served: HashMap::new(),
             home,
             mail_requests: HashMap::new(),
-            unreachable: HashMap::new(),
-            depositing: HashSet::new(),
-            deposit_marks: HashMap::new(),
-            relay_backoff: HashMap::new(),
+            routes: Routes::default(),
             problems: HashMap::new(),
             presence,
             reach: reach::Reach::default(),
@@ -594,7 +583,7 @@ impl EventLoop {
             let config = self.groups.config();
             self.groups = groups::GroupBook::load(&self.store, &self.me.pickle_key, config);
             self.sync_peers();
-            self.deposit_marks.clear();
+            self.routes.forget_marks();
             let now = self.host_clock.now().plus_ms(1_000);
             self.outbox.reload(self.store.outbox()?, now);
             Ok(())
@@ -734,7 +723,7 @@ impl EventLoop {
         // New addresses or relays: try what is queued for them again now.
         let now = self.host_clock.now();
         for device in &old_devices {
-            self.unreachable.remove(&device.device_id);
+            self.routes.reached(&device.device_id);
             self.outbox.wake(&device.device_id, now);
         }
     }
@@ -1049,7 +1038,7 @@ impl EventLoop {
                     self.groups_relay_connected(peer_id);
                 }
                 if let Some((_, keys)) = self.contacts.device_by_peer(&peer_id) {
-                    self.unreachable.remove(&keys.device_id);
+                    self.routes.reached(&keys.device_id);
                     self.outbox.wake(&keys.device_id, self.host_clock.now());
                     if num_established.get() == 1 {
                         self.presence_connected(&peer_id);
@@ -1314,7 +1303,7 @@ impl EventLoop {
         }
         // New envelopes: every relay needs them again.
         let device = keys.device_id;
-        self.deposit_marks.retain(|(d, _), _| *d != device);
+        self.routes.forget_marks_of(&device);
         self.outbox
             .retry_device_later(&[*key], self.host_clock.now());
     }
@@ -1355,7 +1344,7 @@ impl EventLoop {
         // The device just reached us: whatever waits for it (e.g. our
         // presence key, which only travels directly) can go now.
         if let Some((_, keys)) = self.contacts.device_by_peer(&peer)
-            && self.unreachable.remove(&keys.device_id).is_some()
+            && self.routes.reached(&keys.device_id)
         {
             self.outbox.wake(&keys.device_id, self.host_clock.now());
         }

@@ -3,8 +3,6 @@
 //! backoff and in-order batching live there. The node fills in its request
 //! and relay ids. The durable side is the `outbox` table.
 
-use std::time::Duration;
-
 use libp2p::PeerId;
 use libp2p::request_response::OutboundRequestId;
 
@@ -19,9 +17,3 @@ pub use hush_protocol::device::MAX_OUTBOX_ENTRIES;
 pub const MAX_BATCH_ENVELOPES: usize = hush_protocol::MAX_BATCH_ENVELOPES;
 
 pub type Outbox = hush_protocol::device::Outbox<OutboundRequestId, PeerId>;
-
-/// The wait before retry number `attempts` (the outbox's schedule, used
-/// for relays too).
-pub fn backoff(attempts: u32) -> Duration {
-    Duration::from_millis(hush_protocol::device::backoff_ms(attempts))
-}

@@ -8,6 +8,7 @@ mod contacts;
 mod mailbox;
 mod outbox;
 mod presence;
+mod routes;
 
 pub use contacts::{CardReach, Contact, ContactBook, ContactRecord};
 pub use mailbox::{CHALLENGE_REUSE_MS, DrainStep, HomeMailbox, KEYS_LOW, PageHandled, PageStart};
@@ -16,3 +17,4 @@ pub use outbox::{
     OutboxKind, OutboxRecord, backoff_ms,
 };
 pub use presence::{PresenceTiming, PresenceWatch, Sighting};
+pub use routes::{Routes, UNREACHABLE_FOR_MS};

@@ -140,7 +140,7 @@ impl EventLoop {
             tracing::debug!(%peer, %addr, "contact found on the LAN");
             self.swarm.add_peer_address(peer, addr);
             self.reach.lan.insert(peer);
-            self.unreachable.remove(&keys.device_id);
+            self.routes.reached(&keys.device_id);
             self.outbox.wake(&keys.device_id, now);
             if !self.swarm.is_connected(&peer) {
                 let _ = self.swarm.dial(peer);

@@ -16,7 +16,7 @@
 //! order, so Olm never sees a later message long before an earlier one.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hush_protocol::Now;
 use hush_protocol::device::{DrainStep, HomeMailbox, PageHandled, PageStart};
@@ -30,14 +30,10 @@ use libp2p::{Multiaddr, PeerId};
 
 use super::{After, EventLoop, Received, Source};
 use crate::network::{MAIL_WAIT, peer_in};
-use crate::outbox::backoff;
 use crate::records::{OutboxKind, Status};
 use crate::store::{Op, OutboxKey};
 use crate::view::{Event, RelayView};
 
-/// A contact device we failed to reach is sent mail through its relays for
-/// this long before a direct attempt is made again.
-const UNREACHABLE_FOR: Duration = Duration::from_secs(30);
 /// Items asked for per fetch.
 const FETCH_LIMIT: u16 = 256;
 /// One-time keys uploaded at a time, when a home relay runs low (below
@@ -308,7 +304,7 @@ impl EventLoop {
                 },
                 answer,
             ) => {
-                self.depositing.remove(&(device, relay));
+                self.routes.end_deposit(device, relay);
                 match answer {
                     Ok(MailboxResponse::Deposited { results }) if results.len() == keys.len() => {
                         self.on_deposited(relay, device, &keys, &results);
@@ -461,16 +457,12 @@ impl EventLoop {
     }
 
     pub(super) fn is_unreachable(&self, device: &DeviceId) -> bool {
-        let now = self.host_clock.now().mono_ms;
-        self.unreachable
-            .get(device)
-            .is_some_and(|until| *until > now)
+        self.routes.is_unreachable(self.host_clock.now(), device)
     }
 
     pub(super) fn mark_unreachable(&mut self, device: DeviceId) {
         if self.contacts.has_device(&device) {
-            let until = self.host_clock.now().mono_ms + millis(UNREACHABLE_FOR);
-            self.unreachable.insert(device, until);
+            self.routes.mark_unreachable(self.host_clock.now(), device);
         }
     }
 
@@ -487,18 +479,13 @@ impl EventLoop {
     }
 
     fn relay_ready(&self, relay: &PeerId) -> bool {
-        self.relay_backoff
-            .get(relay)
-            .is_none_or(|(at, _)| *at <= Instant::now())
+        self.routes.relay_ready(self.host_clock.now(), relay)
     }
 
     fn back_off_relay(&mut self, relay: PeerId, at_least: Option<Duration>) {
-        let entry = self
-            .relay_backoff
-            .entry(relay)
-            .or_insert((Instant::now(), 0));
-        let wait = backoff(entry.1).max(at_least.unwrap_or_default());
-        *entry = (Instant::now() + wait, entry.1.saturating_add(1));
+        let at_least = at_least.map_or(0, millis);
+        self.routes
+            .back_off_relay(self.host_clock.now(), relay, at_least);
     }
 
     /// Asks one of the device's relays for a one-time key.
@@ -534,13 +521,10 @@ impl EventLoop {
         };
         let mailbox = MailboxId::of(device);
         for (relay, addr) in self.relays_of(device) {
-            if self.depositing.contains(&(*device, relay)) || !self.relay_ready(&relay) {
+            if self.routes.is_depositing(*device, relay) || !self.relay_ready(&relay) {
                 continue;
             }
-            let from = self
-                .deposit_marks
-                .get(&(*device, relay))
-                .map_or(MessageId(0), |m| MessageId(m.0.saturating_add(1)));
+            let from = self.routes.deposit_from(*device, relay);
             let mut keys = Vec::new();
             let mut items = Vec::new();
             let mut bytes = 0;
@@ -596,7 +580,7 @@ impl EventLoop {
                     MailboxRequest::Deposit { items }.to_bytes(),
                     vec![addr],
                 );
-            self.depositing.insert((*device, relay));
+            self.routes.start_deposit(*device, relay);
             self.mail_requests.insert(
                 id,
                 MailRequest::Deposit {
@@ -616,17 +600,13 @@ impl EventLoop {
         results: &[DepositResult],
     ) {
         let mut refused = None;
-        let resend_direct_at = self
-            .unreachable
-            .get(&device)
-            .copied()
-            .unwrap_or_else(|| self.host_clock.now().mono_ms);
+        let resend_direct_at = self.routes.direct_again_at(self.host_clock.now(), &device);
         let mut prefix = true;
         for (key, result) in keys.iter().zip(results) {
             match result {
                 DepositResult::Stored | DepositResult::Duplicate => {
                     if prefix {
-                        self.deposit_marks.insert((device, relay), key.0);
+                        self.routes.held_up_to(device, relay, key.0);
                     }
                     // Tried directly again only once the device may be back.
                     let first = self
@@ -652,7 +632,7 @@ impl EventLoop {
             }
             Some(_) => self.back_off_relay(relay, None),
             None => {
-                self.relay_backoff.remove(&relay);
+                self.routes.relay_ok(&relay);
                 // More may be queued behind this batch.
                 self.deposit_pump(&device);
             }

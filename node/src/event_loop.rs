@@ -10,16 +10,16 @@
 //! envelope, replying to `send` — is queued as an [`After`] and runs only
 //! once its batch committed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use hush_protocol::device::{CardReach, ContactBook, Routes};
+use hush_protocol::device::{Arrival, CardReach, ContactBook, Inbox, Opened, Routes};
 use hush_protocol::{
     AccountId, AckBatch, Body, ContactCard, ConversationId, DeviceId, DeviceKeys, DirectAck,
-    Envelope, EnvelopeBatch, Hlc, KeyBundle, KeyRequest, MAX_BATCH_LEN, MAX_RECEIPT_IDS,
-    MAX_TEXT_LEN, MessageId, OlmDevice, Payload, ReceiptKind, RejectReason, Wire,
+    EnvelopeBatch, Hlc, KeyBundle, KeyRequest, MAX_BATCH_LEN, MAX_RECEIPT_IDS, MAX_TEXT_LEN,
+    MessageId, OlmDevice, Payload, ReceiptKind, RejectReason, Wire,
 };
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
@@ -98,14 +98,8 @@ fn card_reach(card: &ContactCard) -> CardReach<PeerId, Multiaddr> {
     }
 }
 
-/// Where an envelope came from.
-#[derive(Debug, Clone, Copy)]
-enum Source {
-    /// Straight from the sender's device over `/hush/direct/1`.
-    Direct(PeerId),
-    /// From one of our mailboxes at a relay.
-    Mailbox,
-}
+/// Where an envelope came from: `/hush/direct/1` or a mailbox.
+type Source = hush_protocol::device::Source<PeerId>;
 
 /// What became of one envelope the recipient did not refuse.
 #[derive(Debug)]
@@ -218,7 +212,7 @@ pub(crate) struct EventLoop {
     batch: Batch,
     commit: Option<Commit>,
     /// Digests of envelopes decrypted but not yet committed.
-    receiving: HashSet<[u8; 32]>,
+    inbox: Inbox,
     listen_addresses: Vec<Multiaddr>,
     /// When each contact device last got a one-time key (one entry per
     /// contact device at most).
@@ -290,7 +284,7 @@ impl EventLoop {
             events,
             batch,
             commit: None,
-            receiving: HashSet::new(),
+            inbox: Inbox::default(),
             listen_addresses: Vec::new(),
             keys_served: HashMap::new(),
             home,
@@ -519,7 +513,7 @@ impl EventLoop {
                     self.pending_stored(session, digest);
                 }
                 (After::Received(digest), _) => {
-                    self.receiving.remove(&digest);
+                    self.inbox.settled(&digest);
                 }
                 (After::ReplySend(reply, receipt), Ok(())) => {
                     let _ = reply.send(Ok(receipt));
@@ -1381,44 +1375,27 @@ impl EventLoop {
 
     /// Checks, decrypts and queues one envelope for storage.
     fn receive(&mut self, source: Source, bytes: &[u8]) -> Result<Received, RejectReason> {
-        let envelope = Envelope::from_bytes(bytes).map_err(|_| RejectReason::Malformed)?;
-        if envelope.recipient != self.me.device_id() {
-            return Err(RejectReason::WrongRecipient);
-        }
-        let digest = Envelope::digest(bytes);
-        if self.receiving.contains(&digest) {
-            return Ok(Received::InProgress);
-        }
-        let sender = match source {
-            Source::Direct(peer) => self.contacts.device_by_peer(&peer),
-            Source::Mailbox => self.contacts.device_by_curve(&envelope.sender_key),
+        let me = self.me.device_id();
+        let store = &self.store;
+        let arrival = self.inbox.open(
+            &me,
+            source,
+            bytes,
+            &self.contacts,
+            &mut self.olm,
+            |digest| store.seen(digest),
+        )?;
+        let Opened {
+            account,
+            keys,
+            payload,
+            digest,
+        } = match arrival {
+            Arrival::New(opened) => *opened,
+            Arrival::InProgress => return Ok(Received::InProgress),
+            Arrival::AlreadyStored => return Ok(Received::AlreadyStored),
         };
-        let (account, keys) = sender.ok_or(RejectReason::UnknownSender)?;
-        if keys.olm_curve25519 != envelope.sender_key {
-            return Err(RejectReason::UnknownSender);
-        }
-        let plaintext = match self.olm.decrypt(&envelope) {
-            Ok(plaintext) => plaintext,
-            // An envelope we stored before no longer decrypts (its message
-            // key is spent): recognise it by its digest, on disk since then.
-            Err(_) => {
-                let seen = self
-                    .store
-                    .seen(&digest)
-                    .map_err(|_| RejectReason::Unavailable)?;
-                return if seen {
-                    Ok(Received::AlreadyStored)
-                } else {
-                    Err(RejectReason::Undecryptable)
-                };
-            }
-        };
-        let payload = Payload::from_padded(&plaintext).map_err(|_| RejectReason::Malformed)?;
-        if payload.sender_account != account || payload.sender_device != keys.device_id {
-            return Err(RejectReason::UnknownSender);
-        }
         // Accepted: its digest goes to disk in the same batch as what it carries.
-        self.receiving.insert(digest);
         self.batch.ops.push(Op::PutSeen(digest, now_ms()));
         self.batch.after.push(After::Received(digest));
         let conversation = ConversationId::direct(&self.me.account, &account);

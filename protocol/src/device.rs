@@ -5,12 +5,14 @@
 //! "Engines and hosts").
 
 mod contacts;
+mod inbox;
 mod mailbox;
 mod outbox;
 mod presence;
 mod routes;
 
 pub use contacts::{CardReach, Contact, ContactBook, ContactRecord};
+pub use inbox::{Arrival, Inbox, Opened, Source};
 pub use mailbox::{CHALLENGE_REUSE_MS, DrainStep, HomeMailbox, KEYS_LOW, PageHandled, PageStart};
 pub use outbox::{
     Entry, EntryState, FIRST_RETRY_MS, MAX_OUTBOX_ENTRIES, MAX_RETRY_MS, Outbox, OutboxKey,

@@ -1190,7 +1190,7 @@ impl EventLoop {
             return Received::Refused;
         };
         let digest = GroupMessage::digest(bytes);
-        if self.receiving.contains(&digest) || self.store.seen(&digest).unwrap_or(false) {
+        if self.inbox.is_in_progress(&digest) || self.store.seen(&digest).unwrap_or(false) {
             return Received::Read;
         }
         let Some(inbound) = self.groups.inbound.get_mut(&message.session) else {
@@ -1220,7 +1220,7 @@ impl EventLoop {
             return Received::Refused;
         };
         let conversation = ConversationId::group(&id);
-        self.receiving.insert(digest);
+        self.inbox.accepted(digest);
         self.batch.ops.push(Op::PutSeen(digest, now_ms()));
         self.batch.after.push(After::Received(digest));
         if self

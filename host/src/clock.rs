@@ -31,9 +31,4 @@ impl HostClock {
         let mono_ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         Now::new(mono_ms, now_ms())
     }
-
-    /// The instant a monotonic deadline from the engine stands for.
-    pub fn instant_at(&self, mono_ms: u64) -> Instant {
-        self.start + std::time::Duration::from_millis(mono_ms)
-    }
 }

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use hush_protocol::device::{Arrival, CardReach, ContactBook, Inbox, Opened, Routes};
+use hush_protocol::device::{
+    Arrival, CardReach, ContactBook, Inbox, KeyDecision, KeyService, Opened, Routes,
+};
 use hush_protocol::{
     AccountId, AckBatch, Body, ContactCard, ConversationId, DeviceId, DeviceKeys, DirectAck,
     EnvelopeBatch, Hlc, KeyBundle, KeyRequest, MAX_BATCH_LEN, MAX_RECEIPT_IDS, MAX_TEXT_LEN,
@@ -49,8 +51,6 @@ const MAX_CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
 const RETRY_TICK: Duration = Duration::from_millis(100);
 /// On graceful stop, contacts get our offline record within this long.
 const GOODBYE_WAIT: Duration = Duration::from_secs(1);
-/// A contact device gets at most one fresh one-time key this often.
-const KEY_REQUEST_INTERVAL: Duration = Duration::from_secs(2);
 /// Addresses remembered per contact device (from its card and Identify).
 const MAX_ADDRESSES_PER_DEVICE: usize = 8;
 
@@ -216,7 +216,7 @@ pub(crate) struct EventLoop {
     listen_addresses: Vec<Multiaddr>,
     /// When each contact device last got a one-time key (one entry per
     /// contact device at most).
-    keys_served: HashMap<PeerId, Instant>,
+    key_service: KeyService<PeerId>,
     /// Our home relays and the drain loop for each.
     home: Vec<relays::HomeRelay>,
     mail_requests: HashMap<OutboundRequestId, relays::MailRequest>,
@@ -286,7 +286,7 @@ impl EventLoop {
             commit: None,
             inbox: Inbox::default(),
             listen_addresses: Vec::new(),
-            keys_served: HashMap::new(),
+            key_service: KeyService::default(),
             home,
             mail_requests: HashMap::new(),
             routes: Routes::default(),
@@ -1083,25 +1083,20 @@ impl EventLoop {
                 },
                 ..
             } => {
-                // Only contacts get one-time keys (strangers cannot drain
-                // them), and each at most one per KEY_REQUEST_INTERVAL.
-                if !self.contacts.is_known_peer(&peer) {
-                    tracing::debug!(%peer, "one-time key request from a stranger, ignored");
-                    return;
+                let known = self.contacts.is_known_peer(&peer);
+                let now = self.host_clock.now();
+                match self.key_service.request(now, peer, known, &request) {
+                    KeyDecision::Serve => {}
+                    KeyDecision::Stranger => {
+                        tracing::debug!(%peer, "one-time key request from a stranger, ignored");
+                        return;
+                    }
+                    KeyDecision::TooOften => {
+                        tracing::debug!(%peer, "one-time key requested too often, ignored");
+                        return;
+                    }
+                    KeyDecision::Malformed => return,
                 }
-                if KeyRequest::from_bytes(&request).is_err() {
-                    return;
-                }
-                let now = Instant::now();
-                if self
-                    .keys_served
-                    .get(&peer)
-                    .is_some_and(|at| now.duration_since(*at) < KEY_REQUEST_INTERVAL)
-                {
-                    tracing::debug!(%peer, "one-time key requested too often, ignored");
-                    return;
-                }
-                self.keys_served.insert(peer, now);
                 let bundle = self.olm.one_time_key_bundle(self.me.device_id());
                 // The key's secret must be on disk before anyone can use it.
                 self.batch.after.push(After::KeyBundle(channel, bundle));

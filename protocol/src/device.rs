@@ -6,6 +6,7 @@
 
 mod contacts;
 mod inbox;
+mod keys;
 mod mailbox;
 mod outbox;
 mod presence;
@@ -13,6 +14,7 @@ mod routes;
 
 pub use contacts::{CardReach, Contact, ContactBook, ContactRecord};
 pub use inbox::{Arrival, Inbox, Opened, Source};
+pub use keys::{KEY_REQUEST_INTERVAL_MS, KeyDecision, KeyService};
 pub use mailbox::{CHALLENGE_REUSE_MS, DrainStep, HomeMailbox, KEYS_LOW, PageHandled, PageStart};
 pub use outbox::{
     Entry, EntryState, FIRST_RETRY_MS, MAX_OUTBOX_ENTRIES, MAX_RETRY_MS, Outbox, OutboxKey,

@@ -1481,3 +1481,8 @@ fn store_failed(e: &StoreError) -> NodeError {
         std::io::Error::other(e.to_string()),
     )))
 }
+
+/// A duration in whole milliseconds, as the engine parts take them.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

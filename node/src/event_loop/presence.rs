@@ -26,7 +26,7 @@ use hush_protocol::{
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::{Multiaddr, PeerId, kad};
 
-use super::{After, EventLoop};
+use super::{After, EventLoop, millis};
 use crate::error::NodeError;
 use crate::node::{Reply, now_ms};
 use crate::records::{OutboxKind, OwnPresenceRecord, PresenceRecord};
@@ -833,8 +833,4 @@ fn is_circuit(addr: &Multiaddr) -> bool {
 
 const fn state_name(online: bool) -> &'static str {
     if online { "online" } else { "offline" }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -28,7 +28,7 @@ use hush_protocol::{
 use libp2p::request_response;
 use libp2p::{Multiaddr, PeerId};
 
-use super::{After, EventLoop, Received, Source};
+use super::{After, EventLoop, Received, Source, millis};
 use crate::network::{MAIL_WAIT, peer_in};
 use crate::records::{OutboxKind, Status};
 use crate::store::{Op, OutboxKey};
@@ -762,8 +762,4 @@ fn describe(answer: Result<MailboxResponse, String>) -> String {
             .collect(),
         Err(e) => e,
     }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use hush_protocol::device::GroupCommandError;
 use hush_protocol::{CardError, E2eeError, MAX_TEXT_LEN};
 use thiserror::Error;
 
@@ -90,6 +91,10 @@ pub enum NodeError {
     },
     #[error("you are in {count} groups, the limit: leave one first")]
     TooManyGroups { count: usize },
+    /// A group command the engine refused in a way the variants above do
+    /// not name.
+    #[error("{0}")]
+    Group(#[source] GroupCommandError),
     #[error("could not serve the local API at {path}: {source}")]
     Api {
         path: PathBuf,
@@ -118,12 +123,41 @@ impl NodeError {
             Self::NotInGroup { .. } | Self::RemovedFromGroup { .. } => 1021,
             Self::InviteUnknownContact { .. } => 1022,
             Self::UnknownMember { .. } => 1023,
-            Self::GroupRefused { .. } | Self::TooManyGroups { .. } => 1024,
+            Self::GroupRefused { .. } | Self::TooManyGroups { .. } | Self::Group(_) => 1024,
             Self::Home { .. }
             | Self::Identity(_)
             | Self::Store(_)
             | Self::Crypto(_)
             | Self::Api { .. } => 1100,
+        }
+    }
+}
+
+impl From<GroupCommandError> for NodeError {
+    fn from(e: GroupCommandError) -> Self {
+        match e {
+            GroupCommandError::UnknownGroup { name } => Self::UnknownGroup { name },
+            GroupCommandError::AmbiguousGroup { name, count } => {
+                Self::AmbiguousGroup { name, count }
+            }
+            GroupCommandError::UnknownMember { group, member } => {
+                Self::UnknownMember { group, member }
+            }
+            GroupCommandError::TooManyGroups { count } => Self::TooManyGroups { count },
+            GroupCommandError::Removed { group } => Self::RemovedFromGroup { group },
+            GroupCommandError::NotIn { group, hint } => Self::NotInGroup { group, hint },
+            GroupCommandError::Refused {
+                group,
+                action,
+                reason,
+            } => Self::GroupRefused {
+                group,
+                action,
+                reason,
+            },
+            GroupCommandError::TextTooLong { len } => Self::TextTooLong { len },
+            GroupCommandError::EmptyText => Self::EmptyText,
+            other => Self::Group(other),
         }
     }
 }

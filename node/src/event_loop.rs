@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use hush_protocol::device::{
-    Arrival, CardReach, ContactBook, Inbox, KeyDecision, KeyService, Opened, Routes,
+    Arrival, CardReach, ContactBook, Inbox, KeyDecision, KeyService, MessageClock, Opened, Routes,
 };
 use hush_protocol::{
     AccountId, AckBatch, Body, ContactCard, ConversationId, DeviceId, DeviceKeys, DirectAck,
-    EnvelopeBatch, Hlc, KeyBundle, KeyRequest, MAX_BATCH_LEN, MAX_RECEIPT_IDS, MAX_TEXT_LEN,
-    MessageId, OlmDevice, Payload, ReceiptKind, RejectReason, Wire,
+    EnvelopeBatch, KeyBundle, KeyRequest, MAX_BATCH_LEN, MAX_RECEIPT_IDS, MAX_TEXT_LEN, MessageId,
+    OlmDevice, Payload, ReceiptKind, RejectReason, Wire,
 };
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
@@ -46,8 +46,6 @@ use crate::records::{ContactRecord, MessageRecord, OutboxKind, OutboxRecord, Sta
 use crate::store::{Durability, Op, OutboxKey, Store, StoreError};
 use crate::view::{Event, GroupView, MessageView, NodeStatus, PresenceView, SendReceipt};
 
-/// A peer's clock may run this far ahead of ours before we cap it.
-const MAX_CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
 const RETRY_TICK: Duration = Duration::from_millis(100);
 /// On graceful stop, contacts get our offline record within this long.
 const GOODBYE_WAIT: Duration = Duration::from_secs(1);
@@ -194,11 +192,9 @@ pub(crate) struct EventLoop {
     store: Arc<Store>,
     me: Me,
     olm: OlmDevice,
-    clock: Hlc,
+    clock: MessageClock,
     /// The time handed to the engine parts (`hush_protocol::device`).
     host_clock: hush_host::HostClock,
-    /// The clock moved since the last batch: store it with the next one.
-    clock_changed: bool,
     /// Since when commits have been lazy (see [`Batch::may_wait`]): the
     /// next commit is durable once [`LAZY_WINDOW`] has passed, even an
     /// empty one.
@@ -227,7 +223,7 @@ pub(crate) struct EventLoop {
     problems: HashMap<OutboxKey, String>,
     presence: presence::PresenceBook,
     reach: reach::Reach,
-    groups: groups::GroupBook,
+    groups: groups::GroupHost,
 }
 
 impl EventLoop {
@@ -251,7 +247,7 @@ impl EventLoop {
         );
         let host_clock = hush_host::HostClock::default();
         let home = relays::HomeRelay::parse_all(&me.relays, host_clock.now(), options.mail_poll);
-        let clock = store.clock()?.map(Hlc::resume).unwrap_or_default();
+        let clock = MessageClock::resume(store.clock()?);
         let contacts = load_contacts(store.contacts()?);
         let mut outbox = Outbox::default();
         let now = host_clock.now();
@@ -267,7 +263,7 @@ impl EventLoop {
         );
         let mut batch = Batch::default();
         batch.ops.extend(presence_op);
-        let groups = groups::GroupBook::load(&store, &me.pickle_key, options.groups);
+        let groups = groups::GroupHost::load(&store, &me, options.groups);
         let mut event_loop = Self {
             swarm,
             store,
@@ -275,7 +271,6 @@ impl EventLoop {
             olm,
             clock,
             host_clock,
-            clock_changed: false,
             lazy_since: None,
             closing: false,
             contacts,
@@ -440,14 +435,14 @@ impl EventLoop {
         if self.batch.ops.is_empty()
             && self.batch.after.is_empty()
             && changes.is_empty()
-            && !self.clock_changed
+            && !self.clock.is_changed()
             && !sync
         {
             return;
         }
         let mut batch = std::mem::take(&mut self.batch);
-        if std::mem::take(&mut self.clock_changed) {
-            batch.ops.push(Op::PutClock(self.clock.last()));
+        if let Some(last) = self.clock.take_changed() {
+            batch.ops.push(Op::PutClock(last));
         }
         if let Some(account) = changes.account {
             batch.ops.push(Op::PutOlmAccount(account));
@@ -510,10 +505,11 @@ impl EventLoop {
                     let _ = self.events.send(event);
                 }
                 (After::PendingStored(session, digest), _) => {
-                    self.pending_stored(session, digest);
+                    self.groups.book.pending_stored(session, digest);
                 }
                 (After::Received(digest), _) => {
                     self.inbox.settled(&digest);
+                    self.groups.book.settled(&digest);
                 }
                 (After::ReplySend(reply, receipt), Ok(())) => {
                     let _ = reply.send(Ok(receipt));
@@ -574,8 +570,8 @@ impl EventLoop {
                 &self.me.pickle_key,
             )?;
             self.contacts = load_contacts(self.store.contacts()?);
-            let config = self.groups.config();
-            self.groups = groups::GroupBook::load(&self.store, &self.me.pickle_key, config);
+            let config = self.groups.book.config();
+            self.groups = groups::GroupHost::load(&self.store, &self.me, config);
             self.sync_peers();
             self.routes.forget_marks();
             let now = self.host_clock.now().plus_ms(1_000);
@@ -815,8 +811,7 @@ impl EventLoop {
     }
 
     fn next_id(&mut self) -> MessageId {
-        self.clock_changed = true;
-        self.clock.next(now_ms(), rand::random())
+        self.clock.next(self.host_clock.now(), rand::random())
     }
 
     fn send(&mut self, contact: &str, text: String, reply: Reply<SendReceipt>) {
@@ -1395,8 +1390,7 @@ impl EventLoop {
         self.batch.after.push(After::Received(digest));
         let conversation = ConversationId::direct(&self.me.account, &account);
         let now = now_ms();
-        self.clock.observe(payload.id, now, MAX_CLOCK_SKEW_MS);
-        self.clock_changed = true;
+        self.clock.observe(payload.id, self.host_clock.now());
         let Some(contact) = self.contacts.name_of(&account).cloned() else {
             // A group peer, not a contact: only group control is theirs to send.
             if let Body::Group(control) = payload.body {

@@ -212,7 +212,8 @@ impl Node {
                 },
                 groups: GroupConfig {
                     rotate_messages: config.group_rotate_messages.max(1),
-                    rotate_after: config.group_rotate_after,
+                    rotate_after_ms: u64::try_from(config.group_rotate_after.as_millis())
+                        .unwrap_or(u64::MAX),
                     member_limit: config
                         .group_member_limit
                         .clamp(1, hush_protocol::MAX_MEMBER_LIMIT),

@@ -4,15 +4,23 @@
 //! IO; the rest of its decisions move here next (see docs/architecture.md,
 //! "Engines and hosts").
 
+mod clock;
 mod contacts;
+mod groups;
 mod inbox;
 mod keys;
 mod mailbox;
 mod outbox;
 mod presence;
+mod records;
 mod routes;
 
+pub use clock::{Ctx, MAX_CLOCK_SKEW_MS, MessageClock};
 pub use contacts::{CardReach, Contact, ContactBook, ContactRecord};
+pub use groups::{
+    Acceptance, Group, GroupAfter, GroupBook, GroupCommandError, GroupConfig, GroupEffect,
+    GroupLookup, GroupNotice, GroupSelf, GroupWrite, MAX_GROUPS, Severity, Standing,
+};
 pub use inbox::{Arrival, Inbox, Opened, Source};
 pub use keys::{KEY_REQUEST_INTERVAL_MS, KeyDecision, KeyService};
 pub use mailbox::{CHALLENGE_REUSE_MS, DrainStep, HomeMailbox, KEYS_LOW, PageHandled, PageStart};
@@ -21,4 +29,5 @@ pub use outbox::{
     OutboxKind, OutboxRecord, backoff_ms,
 };
 pub use presence::{PresenceTiming, PresenceWatch, Sighting};
+pub use records::{GroupRecord, InboundRecord, MessageRecord, PendingRecord, Status};
 pub use routes::{Routes, UNREACHABLE_FOR_MS};

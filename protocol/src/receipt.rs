@@ -8,7 +8,7 @@ use crate::ids::MessageId;
 pub const MAX_RECEIPT_IDS: usize = 1024;
 
 /// Which receipt a [`Body::Receipt`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReceiptKind {
     /// A device decrypted and stored the messages (used where no direct ack
     /// reaches the sender, e.g. mail fetched from a relay).

@@ -102,18 +102,6 @@ impl Inbox {
         })))
     }
 
-    /// Whether a message with this digest (an envelope, or a group message)
-    /// is accepted and being stored.
-    pub fn is_in_progress(&self, digest: &[u8; 32]) -> bool {
-        self.receiving.contains(digest)
-    }
-
-    /// A message accepted by another path (a group message): in progress
-    /// until [`Inbox::settled`].
-    pub fn accepted(&mut self, digest: [u8; 32]) {
-        self.receiving.insert(digest);
-    }
-
     /// The commit holding this envelope finished (or failed): the store
     /// answers for it from now on.
     pub fn settled(&mut self, digest: &[u8; 32]) {

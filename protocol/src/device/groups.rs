@@ -1,0 +1,760 @@
+//! Groups, the device engine's part: membership ops over Olm, Megolm
+//! messages on the group's topic, history from the home relays.
+//!
+//! ```text
+//!  create/invite/join/remove/leave/promote
+//!     └─ sign a GroupOp ─▶ fold ─▶ Send (Olm, through the outbox) ─▶ every member
+//!  send ─▶ Megolm (our outbound session; new one after a membership change,
+//!          N messages or T time, its key to every joined member over Olm)
+//!        ─▶ Write ─▶ (commit) ─▶ Publish on the group's topic
+//!  topic / relay history ─▶ validate ─▶ Megolm decrypt ─▶ Write ─▶ receipt
+//!                                         └─ no key yet: kept as pending
+//! ```
+//!
+//! [`GroupBook`] takes what happened (a command, a control message over
+//! Olm, a topic message, a history page, a tick, a finished commit) with
+//! the time and says what follows as [`GroupEffect`]s, in order: writes for
+//! the current batch, control messages to queue, topics to join or leave,
+//! validation results, and what may happen only after the batch commits
+//! ([`GroupAfter`]). What it must read from storage it reads through
+//! [`GroupLookup`].
+//!
+//! What arrives on a topic is forwarded (validated `Accept`) only when it
+//! came from a member's device or a member's relay and we could read it.
+//! A message under a session whose key has not arrived yet is held
+//! unvalidated for [`VALIDATION_WAIT_MS`]: accepted if the key lands in
+//! time, ignored otherwise (a non-member's session key never lands).
+
+mod membership;
+mod receive;
+mod sending;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::hash::Hash;
+
+use crate::device::{CardReach, Ctx, GroupRecord, InboundRecord, MessageRecord, PendingRecord};
+use crate::{
+    AccountId, AccountKey, ContactCard, ControlKind, ConversationId, DeviceId, GroupError, GroupId,
+    GroupOp, GroupState, MAX_CONTROL_OPS, MAX_TEXT_LEN, MegolmInbound, MegolmOutbound,
+    MemberStatus, MessageId, OpSet, Payload, ReceiptKind, Role, Wire,
+};
+
+pub use receive::Acceptance;
+
+/// Groups one device may be in.
+pub const MAX_GROUPS: usize = 1024;
+/// Group messages kept waiting for their key, over all groups.
+pub const MAX_PENDING: u64 = 10_000;
+/// Published messages waiting for a peer on the topic, over all groups.
+const MAX_UNPUBLISHED: usize = 4096;
+/// Encoded ops per control message at most (under the padded payload's
+/// 64 KiB).
+const MAX_CONTROL_BYTES: usize = 48 * 1024;
+/// Group members dialled directly per group (beyond the relays), so small
+/// groups form a mesh without relays and large ones do not open a
+/// connection per member.
+const DIRECT_DIAL_MEMBERS: usize = 8;
+/// Ops whose parents are missing this long trigger a `SyncRequest`.
+pub const SYNC_AFTER_MS: u64 = 10_000;
+/// A message under a session we hold no key for waits this long for the
+/// key before it is validated `Ignore` (not forwarded). Under gossipsub's
+/// message cache span (5 heartbeats of 500 ms), after which it could not
+/// be forwarded anyway.
+pub const VALIDATION_WAIT_MS: u64 = 2_000;
+/// Messages held unvalidated, over all groups.
+const MAX_AWAITING: usize = 4096;
+/// An invitation's op set may come in several control messages, ours last:
+/// ops of a group we are not (yet) in are held this long, at most this many
+/// bytes over all groups, until they make us a member.
+const UNCLAIMED_FOR_MS: u64 = 600_000;
+const MAX_UNCLAIMED_BYTES: usize = 8 * 1024 * 1024;
+/// Topic senders that are not members, remembered to log each once.
+const MAX_OUTSIDERS_LOGGED: usize = 256;
+/// Receipts are gathered this long (plus up to as much again at random,
+/// so members who got the same message do not all answer at once) before
+/// they go: a busy group costs each member one Olm message per author per
+/// second or two, not one per message.
+pub const RECEIPT_BATCH_MS: u64 = 1_000;
+
+/// How groups behave.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupConfig {
+    /// A new Megolm session after this many messages.
+    pub rotate_messages: u32,
+    /// ... or after this long.
+    pub rotate_after_ms: u64,
+    /// The member limit of groups we create.
+    pub member_limit: u32,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        Self {
+            rotate_messages: 100,
+            rotate_after_ms: 7 * 24 * 3600 * 1000,
+            member_limit: crate::DEFAULT_MEMBER_LIMIT,
+        }
+    }
+}
+
+/// Who this device is, as groups need it.
+#[derive(Clone)]
+pub struct GroupSelf {
+    pub key: AccountKey,
+    pub device: DeviceId,
+    /// Encrypts the Megolm pickles at rest.
+    pub pickle_key: [u8; 32],
+}
+
+impl fmt::Debug for GroupSelf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupSelf")
+            .field("account", &self.key.id())
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where we stand in a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Invited,
+    Admin,
+    Member,
+    Left,
+    Removed,
+}
+
+impl Standing {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Invited => "invited",
+            Self::Admin => "admin",
+            Self::Member => "member",
+            Self::Left => "left",
+            Self::Removed => "removed",
+        }
+    }
+}
+
+/// What a group command was refused for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroupCommandError {
+    #[error("no group named {name:?}")]
+    UnknownGroup { name: String },
+    #[error("{count} groups match {name:?}")]
+    AmbiguousGroup { name: String, count: usize },
+    #[error("{member:?} is not in group {group:?}")]
+    UnknownMember { group: String, member: String },
+    #[error("already in {count} groups, the most one device may be in")]
+    TooManyGroups { count: usize },
+    #[error("removed from group {group:?}")]
+    Removed { group: String },
+    #[error("not in group {group:?}: {hint}")]
+    NotIn { group: String, hint: &'static str },
+    #[error("{action} in group {group:?} refused: {reason}")]
+    Refused {
+        group: String,
+        action: &'static str,
+        #[source]
+        reason: GroupError,
+    },
+    #[error("the message is {len} bytes, over the limit of {MAX_TEXT_LEN}")]
+    TextTooLong { len: usize },
+    #[error("the message is empty")]
+    EmptyText,
+}
+
+/// What the engine hands the host to store with the current batch.
+#[derive(Debug, Clone)]
+pub enum GroupWrite {
+    /// A verified membership op (its hash, its encoding).
+    Op(GroupId, [u8; 32], Vec<u8>),
+    /// The group's record, with our outbound session pickled.
+    Record(GroupId, GroupRecord),
+    Inbound([u8; 32], InboundRecord),
+    DropInbound([u8; 32]),
+    /// A message kept until its session's key arrives: (session, digest).
+    Pending([u8; 32], [u8; 32], PendingRecord),
+    DropPending([u8; 32], [u8; 32]),
+    /// A message's digest, stored: the same bytes are not read twice.
+    Seen([u8; 32], u64),
+    /// Inserted unless one with the same id is stored.
+    Message(ConversationId, MessageRecord),
+    /// A member's receipt for one of our messages; only ever raised.
+    Receipt(ConversationId, MessageId, AccountId, ReceiptKind),
+    MarkRead(ConversationId, Vec<MessageId>),
+}
+
+/// What the host tells the user or does once the batch holding the
+/// effects before it has committed.
+#[derive(Debug, Clone)]
+pub enum GroupAfter {
+    /// A message and the Megolm ratchet that made it are stored: publish it
+    /// on the group's topic.
+    Publish(GroupId, Vec<u8>),
+    /// A message waiting for its key is on disk now (give it to
+    /// [`GroupBook::pending_stored`], committed or not).
+    PendingStored([u8; 32], [u8; 32]),
+    /// A message read is stored (give it to [`GroupBook::settled`],
+    /// committed or not).
+    Settled([u8; 32]),
+    /// Receipts for these messages of ours are stored.
+    ReceiptCounts(GroupId, Vec<MessageId>),
+    Notice(GroupNotice),
+}
+
+/// What the user hears of.
+#[derive(Debug, Clone)]
+pub enum GroupNotice {
+    Invited {
+        group: GroupId,
+        name: String,
+        by: AccountId,
+    },
+    Changed {
+        group: GroupId,
+        name: String,
+        version: u64,
+        standing: Standing,
+    },
+    Message {
+        group: GroupId,
+        name: String,
+        message: MessageRecord,
+    },
+}
+
+/// What follows from a call, in order.
+#[derive(Debug)]
+pub enum GroupEffect<P, M> {
+    Write(GroupWrite),
+    /// A control message for every device of `to`, over Olm (through the
+    /// outbox, in this batch).
+    Send {
+        to: AccountId,
+        payload: Payload,
+    },
+    /// The group members changed: the devices of [`GroupBook::peers`] are
+    /// the ones group control is accepted from and sent to.
+    PeersChanged,
+    /// Subscribe to the group's topic and ask the home relays to keep its
+    /// history ([`GroupBook::history_cursor`]).
+    Subscribe(GroupId),
+    Unsubscribe(GroupId),
+    /// Dial these member devices unless connected.
+    Dial(Vec<DeviceId>),
+    /// The relay has more history of the group after `after`: fetch it.
+    Fetch {
+        relay: P,
+        group: GroupId,
+        after: u64,
+    },
+    /// Publish again what no peer took earlier.
+    Publish(GroupId, Vec<u8>),
+    /// The validation result of a topic message held until now.
+    Validate {
+        message: M,
+        peer: P,
+        acceptance: Acceptance,
+    },
+    After(GroupAfter),
+    /// Something worth a line in the log (never a secret).
+    Note(GroupId, Severity, &'static str),
+}
+
+/// How much a [`GroupEffect::Note`] matters to whoever reads the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Expected now and then.
+    Debug,
+    /// Worth knowing.
+    Info,
+    /// Something a peer did wrong, or a limit reached.
+    Warn,
+}
+
+/// Reads the engine makes of what the host stored.
+pub trait GroupLookup {
+    type Error: fmt::Display;
+    /// Whether a message digest is stored ([`GroupWrite::Seen`]).
+    fn seen(&self, digest: &[u8; 32]) -> Result<bool, Self::Error>;
+    fn message(
+        &self,
+        conversation: &ConversationId,
+        id: MessageId,
+    ) -> Result<Option<MessageRecord>, Self::Error>;
+    /// The messages kept for this session: (digest, record).
+    fn pending(&self, session: &[u8; 32]) -> Result<Vec<([u8; 32], PendingRecord)>, Self::Error>;
+    /// Which of `ids` are our own messages in the conversation.
+    fn outgoing(
+        &self,
+        conversation: &ConversationId,
+        ids: &[MessageId],
+    ) -> Result<Vec<MessageId>, Self::Error>;
+    /// The conversation's unread messages.
+    fn unread(&self, conversation: &ConversationId) -> Result<Vec<MessageId>, Self::Error>;
+}
+
+/// One group as this device knows it.
+pub struct Group<P> {
+    id: GroupId,
+    ops: OpSet,
+    state: GroupState,
+    topic: String,
+    record: GroupRecord,
+    outbound: Option<MegolmOutbound>,
+    /// Who may hand us messages on the topic: members' devices and their
+    /// relays (from the cards the group holds), rebuilt with the state.
+    sources: HashSet<P>,
+}
+
+impl<P> Group<P> {
+    pub fn id(&self) -> GroupId {
+        self.id
+    }
+    pub fn state(&self) -> &GroupState {
+        &self.state
+    }
+    pub fn ops(&self) -> &OpSet {
+        &self.ops
+    }
+    /// The topic name (gossipsub's identity-hashed topic).
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+    pub fn has_left(&self) -> bool {
+        self.record.left
+    }
+    pub fn conversation(&self) -> ConversationId {
+        ConversationId::group(&self.id)
+    }
+
+    /// Where `me` stands in the group.
+    pub fn standing(&self, me: &AccountId) -> Standing {
+        match self.state.members.get(me) {
+            Some(m) if m.status == MemberStatus::Invited => Standing::Invited,
+            Some(m) if m.role == Role::Admin => Standing::Admin,
+            Some(_) => Standing::Member,
+            None if self.record.left => Standing::Left,
+            None if self.state.removed.contains(me) => Standing::Removed,
+            None => Standing::Left,
+        }
+    }
+
+    fn write_record(&self, pickle_key: &[u8; 32]) -> GroupWrite {
+        let mut record = self.record.clone();
+        record.outbound = self.outbound.as_ref().map(|o| o.pickle(pickle_key));
+        GroupWrite::Record(self.id, record)
+    }
+}
+
+impl<P> fmt::Debug for Group<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Group")
+            .field("id", &self.id)
+            .field("version", &self.state.version)
+            .field("record", &self.record)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A member device's Megolm session as we received it.
+struct Inbound {
+    group: GroupId,
+    account: AccountId,
+    device: DeviceId,
+    session: MegolmInbound,
+}
+
+/// A group message waiting for its session's key: (digest, group, bytes).
+type Waiting = ([u8; 32], GroupId, Vec<u8>);
+
+/// Every group of this device, and what is in flight for them.
+pub struct GroupBook<P, A, M> {
+    me: GroupSelf,
+    config: GroupConfig,
+    /// A card's devices and relays in the host's terms.
+    reach: fn(&ContactCard) -> CardReach<P, A>,
+    groups: HashMap<GroupId, Group<P>>,
+    by_topic: HashMap<String, GroupId>,
+    inbound: HashMap<[u8; 32], Inbound>,
+    /// Receipts to send, per (author, group, kind), and when they are due.
+    receipts: HashMap<(AccountId, GroupId, ReceiptKind), Vec<MessageId>>,
+    receipts_due_ms: Option<u64>,
+    /// Stored messages no peer on the topic took yet: published again on
+    /// the tick.
+    unpublished: VecDeque<(GroupId, Vec<u8>)>,
+    /// Messages kept for their key, on disk or on the way there.
+    pending: u64,
+    /// Pending messages whose batch has not committed yet (a key arriving
+    /// now would not find them in the store).
+    fresh_pending: HashMap<[u8; 32], Vec<Waiting>>,
+    /// Digests of messages read but not yet committed.
+    receiving: HashSet<[u8; 32]>,
+    /// Groups holding ops whose parents we lack: since when, and whom to
+    /// ask for every op if they do not arrive.
+    missing_since: HashMap<GroupId, (u64, AccountId)>,
+    /// Topic messages held unvalidated until their session's key arrives:
+    /// session → (message id, the peer it came from, since when).
+    awaiting: HashMap<[u8; 32], Vec<(M, P, u64)>>,
+    awaiting_count: usize,
+    /// Non-members seen sending on a topic (each logged once).
+    outsiders: HashSet<(P, GroupId)>,
+    /// Verified ops of groups we are not in: since when, the ops, their
+    /// encoded size (see [`UNCLAIMED_FOR_MS`]).
+    unclaimed: HashMap<GroupId, (u64, Vec<GroupOp>, usize)>,
+    effects: VecDeque<GroupEffect<P, M>>,
+}
+
+impl<P, A, M> fmt::Debug for GroupBook<P, A, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupBook")
+            .field("me", &self.me)
+            .field("groups", &self.groups.len())
+            .field("inbound", &self.inbound.len())
+            .field("pending", &self.pending)
+            .field("awaiting", &self.awaiting_count)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Members' devices and relays, from the cards the group holds.
+fn topic_sources<P: Eq + Hash, A>(
+    state: &GroupState,
+    reach: fn(&ContactCard) -> CardReach<P, A>,
+) -> HashSet<P> {
+    state
+        .members
+        .values()
+        .flat_map(|m| {
+            let r = reach(&m.card);
+            let devices = r.devices.into_iter().map(|(_, p)| p);
+            let relays = r.relays.into_iter().map(|(p, _)| p);
+            devices.chain(relays).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Splits ops into control messages that fit a payload.
+fn chunks(ops: Vec<GroupOp>) -> Vec<Vec<GroupOp>> {
+    let mut out = Vec::new();
+    let mut current = Vec::new();
+    let mut bytes = 0;
+    for op in ops {
+        let len = op.to_bytes().len() + 4;
+        if !current.is_empty()
+            && (bytes + len > MAX_CONTROL_BYTES || current.len() >= MAX_CONTROL_OPS)
+        {
+            out.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += len;
+        current.push(op);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+impl<P, A, M> GroupBook<P, A, M>
+where
+    P: Copy + Eq + Hash + fmt::Display,
+{
+    pub fn new(
+        me: GroupSelf,
+        config: GroupConfig,
+        reach: fn(&ContactCard) -> CardReach<P, A>,
+    ) -> Self {
+        Self {
+            me,
+            config,
+            reach,
+            groups: HashMap::new(),
+            by_topic: HashMap::new(),
+            inbound: HashMap::new(),
+            receipts: HashMap::new(),
+            receipts_due_ms: None,
+            unpublished: VecDeque::new(),
+            pending: 0,
+            fresh_pending: HashMap::new(),
+            receiving: HashSet::new(),
+            missing_since: HashMap::new(),
+            awaiting: HashMap::new(),
+            awaiting_count: 0,
+            outsiders: HashSet::new(),
+            unclaimed: HashMap::new(),
+            effects: VecDeque::new(),
+        }
+    }
+
+    pub fn config(&self) -> GroupConfig {
+        self.config
+    }
+
+    fn account(&self) -> AccountId {
+        self.me.key.id()
+    }
+
+    /// A stored group: its record and its encoded ops (a corrupt op or an
+    /// unreadable session is skipped and reported in the `Err`s).
+    pub fn restore_group(
+        &mut self,
+        id: GroupId,
+        record: GroupRecord,
+        ops: &[Vec<u8>],
+    ) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut set = OpSet::default();
+        for bytes in ops {
+            match GroupOp::from_bytes(bytes) {
+                Ok(op) => {
+                    set.insert(op);
+                }
+                Err(e) => problems.push(format!("stored group op is corrupt ({e}); skipped")),
+            }
+        }
+        let outbound = record.outbound.as_deref().and_then(|p| {
+            MegolmOutbound::restore(p, &self.me.pickle_key)
+                .map_err(|e| {
+                    problems.push(format!(
+                        "stored Megolm session unreadable ({e}); a new one will be made"
+                    ));
+                })
+                .ok()
+        });
+        self.insert(id, set, record, outbound);
+        problems
+    }
+
+    /// A stored inbound session.
+    pub fn restore_inbound(&mut self, id: [u8; 32], record: &InboundRecord) -> Result<(), String> {
+        let session = MegolmInbound::restore(&record.pickle, &self.me.pickle_key)
+            .map_err(|e| format!("stored Megolm inbound session unreadable: {e}"))?;
+        self.inbound.insert(
+            id,
+            Inbound {
+                group: record.group,
+                account: record.account,
+                device: record.device,
+                session,
+            },
+        );
+        Ok(())
+    }
+
+    /// How many messages the store keeps for their key.
+    pub fn restore_pending_count(&mut self, count: u64) {
+        self.pending = count;
+    }
+
+    fn insert(
+        &mut self,
+        id: GroupId,
+        ops: OpSet,
+        record: GroupRecord,
+        outbound: Option<MegolmOutbound>,
+    ) {
+        let state = ops.fold(id);
+        let topic = id.topic();
+        self.by_topic.insert(topic.clone(), id);
+        self.groups.insert(
+            id,
+            Group {
+                id,
+                ops,
+                sources: topic_sources(&state, self.reach),
+                state,
+                topic,
+                record,
+                outbound,
+            },
+        );
+    }
+
+    fn note(&mut self, id: GroupId, severity: Severity, what: &'static str) {
+        self.effects
+            .push_back(GroupEffect::Note(id, severity, what));
+    }
+
+    /// The next effect of what was handled, in order.
+    pub fn poll_effect(&mut self) -> Option<GroupEffect<P, M>> {
+        self.effects.pop_front()
+    }
+
+    /// When [`GroupBook::handle_tick`] has something to do next
+    /// (monotonic ms).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let sync = self
+            .missing_since
+            .values()
+            .map(|(at, _)| at + SYNC_AFTER_MS);
+        let awaiting = self
+            .awaiting
+            .values()
+            .flatten()
+            .map(|(_, _, since)| since + VALIDATION_WAIT_MS);
+        sync.chain(awaiting).chain(self.receipts_due_ms).min()
+    }
+
+    pub fn group(&self, id: &GroupId) -> Option<&Group<P>> {
+        self.groups.get(id)
+    }
+
+    pub fn groups(&self) -> impl Iterator<Item = &Group<P>> {
+        self.groups.values()
+    }
+
+    /// The group whose topic this is.
+    pub fn by_topic(&self, topic: &str) -> Option<GroupId> {
+        self.by_topic.get(topic).copied()
+    }
+
+    /// The groups we are in (not left).
+    pub fn joined_groups(&self) -> Vec<GroupId> {
+        self.groups
+            .values()
+            .filter(|g| !g.record.left)
+            .map(|g| g.id)
+            .collect()
+    }
+
+    /// Every account in any group we are in, with the card the group has.
+    pub fn peers(&self) -> HashMap<AccountId, ContactCard> {
+        let me = self.account();
+        let mut out = HashMap::new();
+        for g in self.groups.values().filter(|g| !g.record.left) {
+            for (account, m) in &g.state.members {
+                if *account != me {
+                    out.entry(*account).or_insert_with(|| m.card.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Where to ask `relay` for the group's history from: the last
+    /// sequence number read from it.
+    pub fn history_cursor(&self, id: &GroupId, relay: &P) -> Option<u64> {
+        let g = self.groups.get(id)?;
+        let relay = relay.to_string();
+        Some(
+            g.record
+                .cursors
+                .iter()
+                .find(|(r, _)| *r == relay)
+                .map_or(0, |(_, c)| *c),
+        )
+    }
+
+    /// A group by id, name or id prefix (8 characters at least).
+    pub fn resolve(&self, name: &str) -> Result<GroupId, GroupCommandError> {
+        if let Ok(id) = name.parse::<GroupId>()
+            && self.groups.contains_key(&id)
+        {
+            return Ok(id);
+        }
+        let matches: Vec<GroupId> = self
+            .groups
+            .values()
+            .filter(|g| {
+                g.state.name == name || g.id.to_string().starts_with(name) && name.len() >= 8
+            })
+            .map(|g| g.id)
+            .collect();
+        match matches.as_slice() {
+            [id] => Ok(*id),
+            [] => Err(GroupCommandError::UnknownGroup {
+                name: name.to_owned(),
+            }),
+            many => Err(GroupCommandError::AmbiguousGroup {
+                name: name.to_owned(),
+                count: many.len(),
+            }),
+        }
+    }
+
+    /// A member of `id` by display name (`name_of`) or account id.
+    pub fn resolve_member(
+        &self,
+        id: &GroupId,
+        group: &str,
+        member: &str,
+        name_of: impl Fn(&AccountId) -> String,
+    ) -> Result<AccountId, GroupCommandError> {
+        self.groups
+            .get(id)
+            .and_then(|g| {
+                g.state
+                    .members
+                    .keys()
+                    .copied()
+                    .find(|a| name_of(a) == member || a.to_string() == member)
+            })
+            .ok_or_else(|| GroupCommandError::UnknownMember {
+                group: group.to_owned(),
+                member: member.to_owned(),
+            })
+    }
+
+    /// A published message no peer took: publish it again on the tick.
+    pub fn unpublished(&mut self, id: GroupId, bytes: Vec<u8>) {
+        if self.unpublished.len() < MAX_UNPUBLISHED {
+            self.unpublished.push_back((id, bytes));
+        }
+    }
+
+    /// A pending message's batch finished: the store answers for it.
+    pub fn pending_stored(&mut self, session: [u8; 32], digest: [u8; 32]) {
+        if let Some(list) = self.fresh_pending.get_mut(&session) {
+            list.retain(|(d, _, _)| *d != digest);
+            if list.is_empty() {
+                self.fresh_pending.remove(&session);
+            }
+        }
+    }
+
+    /// A read message's batch finished: the store answers for it.
+    pub fn settled(&mut self, digest: &[u8; 32]) {
+        self.receiving.remove(digest);
+    }
+
+    /// What is due: ask for missing ops, publish what waited, send
+    /// receipts gathered, stop holding topic messages whose key is late.
+    pub fn handle_tick(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now.mono_ms;
+        let mut due: Vec<(GroupId, AccountId)> = self
+            .missing_since
+            .iter()
+            .filter(|(_, (at, _))| now.saturating_sub(*at) >= SYNC_AFTER_MS)
+            .map(|(id, (_, from))| (*id, *from))
+            .collect();
+        due.sort();
+        for (id, from) in due {
+            let still = self
+                .groups
+                .get(&id)
+                .is_some_and(|g| g.ops.ops().any(|op| !g.ops.has_parents(op)));
+            if still {
+                self.missing_since.insert(id, (now, from));
+                self.send_control(ctx, from, id, ControlKind::SyncRequest);
+            } else {
+                self.missing_since.remove(&id);
+            }
+        }
+        for (id, bytes) in std::mem::take(&mut self.unpublished) {
+            self.effects.push_back(GroupEffect::Publish(id, bytes));
+        }
+        if self.receipts_due_ms.is_some_and(|due| now >= due) {
+            self.flush_receipts(ctx);
+        }
+        if self.awaiting_count > 0 {
+            self.settle_awaiting(now, None);
+        }
+    }
+}

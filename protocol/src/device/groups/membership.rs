@@ -1,0 +1,369 @@
+//! Our membership commands (create, invite, join, leave, remove, promote)
+//! and what any op, ours or a member's, changes once applied.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::hash::Hash;
+
+use super::Severity;
+use super::{
+    DIRECT_DIAL_MEMBERS, GroupAfter, GroupBook, GroupCommandError, GroupEffect, GroupNotice,
+    GroupWrite, Inbound, MAX_GROUPS, Standing, chunks, topic_sources,
+};
+use crate::device::{Ctx, GroupRecord};
+use crate::{
+    AccountId, Action, Body, ContactCard, ControlKind, DeviceId, GroupControl, GroupError, GroupId,
+    GroupOp, MAX_GROUP_OPS, MemberStatus, OpSet, Payload, Role, Wire,
+};
+
+impl<P, A, M> GroupBook<P, A, M>
+where
+    P: Copy + Eq + Hash + fmt::Display,
+{
+    /// Creates a group; `card` is our own, as members will see it.
+    pub fn create(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        name: String,
+        card: ContactCard,
+    ) -> Result<GroupId, GroupCommandError> {
+        if self.groups.len() >= MAX_GROUPS {
+            return Err(GroupCommandError::TooManyGroups {
+                count: self.groups.len(),
+            });
+        }
+        let mut nonce = [0u8; 16];
+        ctx.rng.fill_bytes(&mut nonce);
+        let id = GroupId::derive(&self.account(), &nonce);
+        let at = ctx.next_id();
+        let op = GroupOp::sign(
+            &self.me.key,
+            id,
+            at,
+            Vec::new(),
+            Action::Create {
+                nonce,
+                name,
+                member_limit: self.config.member_limit,
+                card,
+            },
+        );
+        self.insert(id, OpSet::default(), GroupRecord::default(), None);
+        self.apply_ops(ctx, id, vec![op], None);
+        self.subscribe(id);
+        Ok(id)
+    }
+
+    /// Invites the holder of `card` (a contact of ours).
+    pub fn invite(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        group: &str,
+        card: ContactCard,
+        admin: bool,
+    ) -> Result<GroupId, GroupCommandError> {
+        let id = self.resolve(group)?;
+        let role = if admin { Role::Admin } else { Role::Member };
+        self.change(ctx, id, group, "inviting", Action::Invite { role, card })
+    }
+
+    /// An admin's change that names a member (remove, promote).
+    pub fn member_change(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        group: &str,
+        action: Action,
+    ) -> Result<GroupId, GroupCommandError> {
+        let id = self.resolve(group)?;
+        let what = match &action {
+            Action::Promote { .. } => "promoting a member",
+            _ => "removing a member",
+        };
+        self.change(ctx, id, group, what, action)
+    }
+
+    pub fn join(&mut self, ctx: &mut Ctx<'_>, group: &str) -> Result<GroupId, GroupCommandError> {
+        let id = self.resolve(group)?;
+        if self.groups[&id].standing(&self.account()) == Standing::Removed {
+            return Err(GroupCommandError::Removed {
+                group: group.to_owned(),
+            });
+        }
+        let id = self.change(ctx, id, group, "joining", Action::Join)?;
+        if let Some(g) = self.groups.get_mut(&id) {
+            g.record.left = false;
+        }
+        self.subscribe(id);
+        Ok(id)
+    }
+
+    pub fn leave(&mut self, ctx: &mut Ctx<'_>, group: &str) -> Result<GroupId, GroupCommandError> {
+        let id = self.resolve(group)?;
+        let me = self.account();
+        if self.groups[&id].state.members.contains_key(&me) {
+            self.change(ctx, id, group, "leaving", Action::Leave)?;
+        }
+        // Removed or left already: forget the topic (history stays).
+        if let Some(g) = self.groups.get_mut(&id) {
+            g.record.left = true;
+            g.outbound = None;
+            let write = g.write_record(&self.me.pickle_key);
+            self.effects.push_back(GroupEffect::Write(write));
+            self.effects.push_back(GroupEffect::Unsubscribe(id));
+        }
+        self.drop_inbound(|i| i.group == id);
+        self.effects.push_back(GroupEffect::PeersChanged);
+        Ok(id)
+    }
+
+    /// Signs our op, applies it and sends it on.
+    fn change(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        id: GroupId,
+        group: &str,
+        what: &'static str,
+        action: Action,
+    ) -> Result<GroupId, GroupCommandError> {
+        let me = self.account();
+        let g = &self.groups[&id];
+        if let Err(e) = g.state.check(&me, &action) {
+            return Err(match e {
+                GroupError::NotMember => GroupCommandError::NotIn {
+                    group: group.to_owned(),
+                    hint: "you left or were never invited",
+                },
+                GroupError::NotInvited if g.state.removed.contains(&me) => {
+                    GroupCommandError::Removed {
+                        group: group.to_owned(),
+                    }
+                }
+                reason => GroupCommandError::Refused {
+                    group: group.to_owned(),
+                    action: what,
+                    reason,
+                },
+            });
+        }
+        if g.ops.len() >= MAX_GROUP_OPS {
+            return Err(GroupCommandError::Refused {
+                group: group.to_owned(),
+                action: what,
+                reason: GroupError::Full {
+                    limit: g.state.member_limit,
+                },
+            });
+        }
+        let parents = g.ops.heads();
+        let at = ctx.next_id();
+        let op = GroupOp::sign(&self.me.key, id, at, parents, action);
+        self.apply_ops(ctx, id, vec![op], None);
+        Ok(id)
+    }
+
+    /// Adds verified ops (ours, or from `from`), stores them, refolds, and
+    /// does what the new state asks: tell members, rotate, tell the user.
+    pub(super) fn apply_ops(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        id: GroupId,
+        ops: Vec<GroupOp>,
+        from: Option<AccountId>,
+    ) {
+        let me = self.account();
+        let Some(g) = self.groups.get_mut(&id) else {
+            return;
+        };
+        let before = g.state.clone();
+        let mut new = Vec::new();
+        for op in ops {
+            if g.ops.len() >= MAX_GROUP_OPS {
+                self.effects.push_back(GroupEffect::Note(
+                    id,
+                    Severity::Warn,
+                    "group holds the most ops it may; ignoring more",
+                ));
+                break;
+            }
+            let bytes = op.to_bytes();
+            let hash = op.hash();
+            if g.ops.insert(op.clone()) {
+                self.effects
+                    .push_back(GroupEffect::Write(GroupWrite::Op(id, hash, bytes)));
+                new.push(op);
+            }
+        }
+        if new.is_empty() {
+            return;
+        }
+        let state = g.ops.fold(id);
+        g.sources = topic_sources(&state, self.reach);
+        g.state = state;
+        let after = g.state.clone();
+        let missing_parents = new.iter().any(|op| !g.ops.has_parents(op));
+        // Ops of someone else that its author made without knowing of ours:
+        // we make sure our invitees get it (its author cannot send it to
+        // them), and an invitee gets our ops its inviter did not know.
+        // Everything else reaches every member from its author.
+        let mut forward: Vec<(AccountId, Vec<GroupOp>)> = Vec::new();
+        if from.is_some() {
+            for op in new.iter().filter(|op| op.author != me) {
+                let unseen: Vec<GroupOp> = g
+                    .ops
+                    .unseen_by(op)
+                    .into_iter()
+                    .filter(|o| o.author == me)
+                    .cloned()
+                    .collect();
+                if unseen.is_empty() {
+                    continue;
+                }
+                for o in &unseen {
+                    if let Action::Invite { card, .. } = &o.action
+                        && card.account() != op.author
+                    {
+                        forward.push((card.account(), vec![op.clone()]));
+                    }
+                }
+                if let Action::Invite { card, .. } = &op.action
+                    && card.account() != me
+                {
+                    forward.push((card.account(), unseen));
+                }
+            }
+        }
+        let joined_before: BTreeSet<AccountId> = before.joined().map(|(a, _)| *a).collect();
+        let joined_after: BTreeSet<AccountId> = after.joined().map(|(a, _)| *a).collect();
+        if joined_before != joined_after {
+            // A new session before our next message.
+            g.outbound = None;
+        }
+        let write = g.write_record(&self.me.pickle_key);
+        let all_ops: Vec<GroupOp> = g.ops.ops().cloned().collect();
+        self.effects.push_back(GroupEffect::Write(write));
+        // New members' devices must be known before anything goes to them.
+        self.effects.push_back(GroupEffect::PeersChanged);
+
+        if from.is_none() {
+            // Our own op: to every member, the full set to whoever is new.
+            let mut to: BTreeSet<AccountId> = after.members.keys().copied().collect();
+            to.extend(before.members.keys().copied());
+            to.remove(&me);
+            for account in to {
+                let newcomer =
+                    !before.members.contains_key(&account) && after.members.contains_key(&account);
+                let ops = if newcomer {
+                    all_ops.clone()
+                } else {
+                    new.clone()
+                };
+                self.send_ops(ctx, account, id, ops);
+            }
+        }
+        for (account, ops) in forward {
+            self.send_ops(ctx, account, id, ops);
+        }
+        if missing_parents && let Some(from) = from {
+            // Usually the missing ops are on their way (from their own
+            // authors): ask for everything only if they do not come.
+            self.missing_since
+                .entry(id)
+                .or_insert((ctx.now.mono_ms, from));
+        }
+
+        // Members who left or were removed: their sessions no longer count.
+        let gone: Vec<AccountId> = joined_before.difference(&joined_after).copied().collect();
+        if !gone.is_empty() {
+            self.drop_inbound(|i| i.group == id && gone.contains(&i.account));
+        }
+        let was = before.members.get(&me).map(|m| m.status);
+        let now = after.members.get(&me).map(|m| m.status);
+        if was.is_none() && now == Some(MemberStatus::Invited) {
+            let by = after.members.get(&me).map_or(me, |m| m.invited_by);
+            self.effects
+                .push_back(GroupEffect::After(GroupAfter::Notice(
+                    GroupNotice::Invited {
+                        group: id,
+                        name: after.name.clone(),
+                        by,
+                    },
+                )));
+            self.subscribe(id);
+        }
+        if before.digest != after.digest {
+            let standing = self.groups[&id].standing(&me);
+            self.effects
+                .push_back(GroupEffect::After(GroupAfter::Notice(
+                    GroupNotice::Changed {
+                        group: id,
+                        name: after.name.clone(),
+                        version: after.version,
+                        standing,
+                    },
+                )));
+        }
+    }
+
+    fn drop_inbound(&mut self, mut gone: impl FnMut(&Inbound) -> bool) {
+        let ids: Vec<[u8; 32]> = self
+            .inbound
+            .iter()
+            .filter(|(_, i)| gone(i))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.inbound.remove(&id);
+            self.effects
+                .push_back(GroupEffect::Write(GroupWrite::DropInbound(id)));
+        }
+    }
+
+    pub(super) fn send_ops(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        account: AccountId,
+        id: GroupId,
+        ops: Vec<GroupOp>,
+    ) {
+        for chunk in chunks(ops) {
+            self.send_control(ctx, account, id, ControlKind::Ops(chunk));
+        }
+    }
+
+    /// A control message to every device of `account` over Olm.
+    pub(super) fn send_control(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        to: AccountId,
+        group: GroupId,
+        kind: ControlKind,
+    ) {
+        let payload = Payload {
+            sender_account: self.account(),
+            sender_device: self.me.device,
+            id: ctx.next_id(),
+            body: Body::Group(GroupControl { group, kind }),
+        };
+        self.effects.push_back(GroupEffect::Send { to, payload });
+    }
+
+    /// Subscribes to the topic (and the host asks the home relays to keep
+    /// its history), and dials a few members.
+    fn subscribe(&mut self, id: GroupId) {
+        let Some(g) = self.groups.get(&id) else {
+            return;
+        };
+        let me = self.account();
+        let devices: Vec<DeviceId> = g
+            .state
+            .joined()
+            .filter(|(a, _)| **a != me)
+            .flat_map(|(_, m)| m.card.device_list.devices.iter().map(|d| d.device_id))
+            .take(DIRECT_DIAL_MEMBERS)
+            .collect();
+        self.effects.push_back(GroupEffect::Subscribe(id));
+        if !devices.is_empty() {
+            self.effects.push_back(GroupEffect::Dial(devices));
+        }
+    }
+}

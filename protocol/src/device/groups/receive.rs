@@ -1,0 +1,507 @@
+//! What arrives for groups: messages on a topic or from a relay's
+//! history, and control messages (ops, sync requests, room keys, receipts)
+//! over Olm.
+
+use std::fmt;
+use std::hash::Hash;
+
+use super::Severity;
+use super::{
+    GroupAfter, GroupBook, GroupEffect, GroupLookup, GroupNotice, GroupWrite, Inbound,
+    MAX_AWAITING, MAX_GROUPS, MAX_OUTSIDERS_LOGGED, MAX_PENDING, MAX_UNCLAIMED_BYTES,
+    UNCLAIMED_FOR_MS, VALIDATION_WAIT_MS, Waiting,
+};
+use crate::device::{Ctx, GroupRecord, InboundRecord, MessageRecord, PendingRecord, Status};
+use crate::{
+    AccountId, Body, ControlKind, ConversationId, DeviceId, GroupControl, GroupId, GroupMessage,
+    GroupOp, MegolmInbound, OpSet, Payload, ReceiptKind, Wire,
+};
+
+/// Whether a topic message is forwarded to the topic's other peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acceptance {
+    /// Read, from a member: forward it.
+    Accept,
+    /// Not for us to forward (unreadable, or not from a member).
+    Ignore,
+    /// Malformed: penalise the peer that sent it.
+    Reject,
+}
+
+/// What became of one group message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Received {
+    /// Read and stored, or already had.
+    Read,
+    /// Kept until its session's key arrives.
+    Waiting([u8; 32]),
+    /// Not readable, not wanted.
+    Refused,
+}
+
+impl<P, A, M> GroupBook<P, A, M>
+where
+    P: Copy + Eq + Hash + fmt::Display,
+{
+    /// A message on a group's topic, from `peer`. `home_relay`: the peer is
+    /// one of our home relays (a source for every group). The validation
+    /// result comes as [`GroupEffect::Validate`], now or once the message's
+    /// key arrived or is late.
+    #[allow(clippy::too_many_arguments)]
+    pub fn handle_topic_message<L: GroupLookup>(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        lookup: &L,
+        topic: &str,
+        message: M,
+        peer: P,
+        home_relay: bool,
+        data: &[u8],
+    ) {
+        let known = self.by_topic(topic);
+        let acceptance = match (known, GroupMessage::from_bytes(data)) {
+            (_, Err(_)) => Acceptance::Reject,
+            (None, Ok(_)) => Acceptance::Ignore,
+            (Some(id), Ok(_)) if !home_relay && !self.is_source(id, &peer) => {
+                if self.outsiders.len() >= MAX_OUTSIDERS_LOGGED {
+                    self.outsiders.clear();
+                }
+                if self.outsiders.insert((peer, id)) {
+                    self.note(id, Severity::Info, "group message from a peer that is neither a member's device nor a member's relay; ignored");
+                }
+                Acceptance::Ignore
+            }
+            (Some(id), Ok(_)) => match self.on_message(ctx, lookup, id, data) {
+                Received::Read => Acceptance::Accept,
+                Received::Refused => Acceptance::Ignore,
+                Received::Waiting(session) if self.awaiting_count < MAX_AWAITING => {
+                    // Forwarded (or not) once we know whether its key comes.
+                    self.awaiting_count += 1;
+                    self.awaiting.entry(session).or_default().push((
+                        message,
+                        peer,
+                        ctx.now.mono_ms,
+                    ));
+                    return;
+                }
+                Received::Waiting(_) => Acceptance::Ignore,
+            },
+        };
+        self.effects.push_back(GroupEffect::Validate {
+            message,
+            peer,
+            acceptance,
+        });
+    }
+
+    /// Whether `peer` is a member's device or a member's relay.
+    pub fn is_source(&self, id: GroupId, peer: &P) -> bool {
+        self.groups
+            .get(&id)
+            .is_some_and(|g| g.sources.contains(peer))
+    }
+
+    /// Whether `peer` sent on the group's topic without being a source
+    /// (remembered to report each once, within a bound).
+    pub fn is_outsider(&self, peer: &P, id: GroupId) -> bool {
+        self.outsiders.contains(&(*peer, id))
+    }
+
+    /// A page of the group's history from `relay`: (sequence, message).
+    /// The cursor moves past it; `more`: fetch the next page.
+    pub fn handle_history_page<L: GroupLookup>(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        lookup: &L,
+        relay: P,
+        id: GroupId,
+        items: Vec<(u64, Vec<u8>)>,
+        more: bool,
+    ) {
+        let mut last = None;
+        for (seq, bytes) in items {
+            self.on_message(ctx, lookup, id, &bytes);
+            last = Some(seq);
+        }
+        if let Some(seq) = last
+            && let Some(g) = self.groups.get_mut(&id)
+        {
+            let key = relay.to_string();
+            g.record.cursors.retain(|(r, _)| *r != key);
+            g.record.cursors.push((key, seq));
+            let write = g.write_record(&self.me.pickle_key);
+            self.effects.push_back(GroupEffect::Write(write));
+        }
+        if more && let Some(after) = self.history_cursor(&id, &relay) {
+            self.effects.push_back(GroupEffect::Fetch {
+                relay,
+                group: id,
+                after,
+            });
+        }
+    }
+
+    /// Settles messages held unvalidated: those of `session` (its key
+    /// arrived) as `Accept`, and those waiting over
+    /// [`VALIDATION_WAIT_MS`] as `Ignore`.
+    pub(super) fn settle_awaiting(&mut self, now: u64, session: Option<[u8; 32]>) {
+        let mut settled = Vec::new();
+        if let Some(session) = session {
+            for (message, peer, _) in self.awaiting.remove(&session).unwrap_or_default() {
+                settled.push((message, peer, Acceptance::Accept));
+            }
+        }
+        let mut stale_sessions: Vec<[u8; 32]> = Vec::new();
+        for (session, held) in &self.awaiting {
+            if held
+                .iter()
+                .any(|(_, _, since)| now.saturating_sub(*since) >= VALIDATION_WAIT_MS)
+            {
+                stale_sessions.push(*session);
+            }
+        }
+        for session in stale_sessions {
+            let Some(held) = self.awaiting.remove(&session) else {
+                continue;
+            };
+            let mut kept = Vec::new();
+            for (message, peer, since) in held {
+                if now.saturating_sub(since) >= VALIDATION_WAIT_MS {
+                    settled.push((message, peer, Acceptance::Ignore));
+                } else {
+                    kept.push((message, peer, since));
+                }
+            }
+            if !kept.is_empty() {
+                self.awaiting.insert(session, kept);
+            }
+        }
+        self.awaiting_count = self.awaiting_count.saturating_sub(settled.len());
+        for (message, peer, acceptance) in settled {
+            self.effects.push_back(GroupEffect::Validate {
+                message,
+                peer,
+                acceptance,
+            });
+        }
+    }
+
+    /// One group message, from the topic or from a relay's history.
+    fn on_message<L: GroupLookup>(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        lookup: &L,
+        id: GroupId,
+        bytes: &[u8],
+    ) -> Received {
+        let Ok(message) = GroupMessage::from_bytes(bytes) else {
+            return Received::Refused;
+        };
+        let digest = GroupMessage::digest(bytes);
+        if self.receiving.contains(&digest) || lookup.seen(&digest).unwrap_or(false) {
+            return Received::Read;
+        }
+        let Some(inbound) = self.inbound.get_mut(&message.session) else {
+            return self.keep_pending(ctx, id, &message, digest, bytes);
+        };
+        if inbound.group != id {
+            self.note(
+                id,
+                Severity::Warn,
+                "group message under another group's session; ignored",
+            );
+            return Received::Refused;
+        }
+        let Ok((plaintext, _index)) = inbound.session.decrypt(&message.ciphertext) else {
+            self.note(id, Severity::Warn, "group message undecryptable");
+            return Received::Refused;
+        };
+        let (account, device) = (inbound.account, inbound.device);
+        let payload = match Payload::from_padded(&plaintext) {
+            Ok(p) if p.sender_account == account && p.sender_device == device => p,
+            _ => {
+                let what = "group message from a session whose owner it does not name; ignored";
+                self.note(id, Severity::Warn, what);
+                return Received::Refused;
+            }
+        };
+        let Body::Text(text) = payload.body else {
+            self.note(
+                id,
+                Severity::Debug,
+                "group message with a body other than text; ignored",
+            );
+            return Received::Refused;
+        };
+        let conversation = ConversationId::group(&id);
+        let now = ctx.now.unix_ms;
+        self.receiving.insert(digest);
+        self.effects.extend([
+            GroupEffect::Write(GroupWrite::Seen(digest, now)),
+            GroupEffect::After(GroupAfter::Settled(digest)),
+        ]);
+        if lookup
+            .message(&conversation, payload.id)
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            return Received::Read;
+        }
+        ctx.clock.observe(payload.id, ctx.now);
+        let record = MessageRecord {
+            id: payload.id,
+            from: account,
+            outgoing: account == self.account(),
+            text,
+            status: Status::Delivered,
+            sent_at_ms: payload.id.millis(),
+            stored_at_ms: now,
+        };
+        let name = self
+            .groups
+            .get(&id)
+            .map(|g| g.state.name.clone())
+            .unwrap_or_default();
+        self.effects.extend([
+            GroupEffect::Write(GroupWrite::Message(conversation, record.clone())),
+            GroupEffect::After(GroupAfter::Notice(GroupNotice::Message {
+                group: id,
+                name,
+                message: record,
+            })),
+        ]);
+        if account != self.account() {
+            self.queue_receipt(ctx, account, id, ReceiptKind::Delivered, payload.id);
+        }
+        Received::Read
+    }
+
+    fn keep_pending(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        id: GroupId,
+        message: &GroupMessage,
+        digest: [u8; 32],
+        bytes: &[u8],
+    ) -> Received {
+        let held = self
+            .fresh_pending
+            .get(&message.session)
+            .is_some_and(|w| w.iter().any(|(d, _, _)| *d == digest));
+        if held {
+            return Received::Waiting(message.session);
+        }
+        if self.pending >= MAX_PENDING {
+            self.note(id, Severity::Warn, "group message undecryptable, and the most messages waiting for their key are kept already: dropped");
+            return Received::Refused;
+        }
+        self.note(
+            id,
+            Severity::Warn,
+            "group message undecryptable: no key for its session (kept until one arrives)",
+        );
+        self.pending += 1;
+        self.fresh_pending
+            .entry(message.session)
+            .or_default()
+            .push((digest, id, bytes.to_vec()));
+        let record = PendingRecord {
+            group: id,
+            message: bytes.to_vec(),
+            received_at_ms: ctx.now.unix_ms,
+        };
+        self.effects.extend([
+            GroupEffect::Write(GroupWrite::Pending(message.session, digest, record)),
+            GroupEffect::After(GroupAfter::PendingStored(message.session, digest)),
+        ]);
+        Received::Waiting(message.session)
+    }
+
+    /// A group control message over Olm from a verified device of
+    /// `account`.
+    pub fn handle_control<L: GroupLookup>(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        lookup: &L,
+        account: AccountId,
+        device: DeviceId,
+        control: GroupControl,
+    ) {
+        let id = control.group;
+        match control.kind {
+            ControlKind::Ops(ops) => self.on_ops(ctx, account, id, ops),
+            ControlKind::SyncRequest => {
+                let Some(g) = self.groups.get(&id) else {
+                    return;
+                };
+                if !g.state.members.contains_key(&account) {
+                    return;
+                }
+                let ops: Vec<GroupOp> = g.ops.ops().cloned().collect();
+                self.send_ops(ctx, account, id, ops);
+            }
+            ControlKind::RoomKey(key) => self.on_room_key(ctx, lookup, account, device, id, &key),
+            ControlKind::Receipt { kind, ids } => {
+                let Some(g) = self.groups.get(&id) else {
+                    return;
+                };
+                if !g.state.members.contains_key(&account) {
+                    return;
+                }
+                let conversation = g.conversation();
+                let Ok(ours) = lookup.outgoing(&conversation, &ids) else {
+                    return;
+                };
+                if ours.is_empty() {
+                    return;
+                }
+                for message in &ours {
+                    self.effects
+                        .push_back(GroupEffect::Write(GroupWrite::Receipt(
+                            conversation,
+                            *message,
+                            account,
+                            kind,
+                        )));
+                }
+                // The counts go out once the receipts are on disk.
+                self.effects
+                    .push_back(GroupEffect::After(GroupAfter::ReceiptCounts(id, ours)));
+            }
+        }
+    }
+
+    fn on_ops(&mut self, ctx: &mut Ctx<'_>, account: AccountId, id: GroupId, ops: Vec<GroupOp>) {
+        let count = ops.len();
+        let mut verified: Vec<GroupOp> = ops
+            .into_iter()
+            .filter(|op| op.group == id && op.verify().is_ok())
+            .collect();
+        if verified.len() < count {
+            self.note(id, Severity::Warn, "invalid group op ignored");
+        }
+        if !self.groups.contains_key(&id) {
+            // Only an invitation of us starts a group here. A big group's
+            // ops come in several messages, ours maybe last: hold the
+            // others until they make us a member.
+            let mut probe = OpSet::default();
+            let held = self
+                .unclaimed
+                .remove(&id)
+                .map(|(_, ops, _)| ops)
+                .unwrap_or_default();
+            for op in held.into_iter().chain(verified) {
+                probe.insert(op);
+            }
+            verified = probe.ops().cloned().collect();
+            let state = probe.fold(id);
+            if !state.members.contains_key(&self.account()) {
+                self.note(id, Severity::Debug, "ops of a group we are not in; held in case they are an invitation still arriving");
+                self.hold_unclaimed(ctx.now.mono_ms, id, verified);
+                return;
+            }
+            if self.groups.len() >= MAX_GROUPS {
+                self.note(
+                    id,
+                    Severity::Warn,
+                    "invited into more groups than the limit; ignored",
+                );
+                return;
+            }
+            self.insert(id, OpSet::default(), GroupRecord::default(), None);
+        }
+        for op in &verified {
+            ctx.clock.observe(op.at, ctx.now);
+        }
+        self.apply_ops(ctx, id, verified, Some(account));
+    }
+
+    fn on_room_key<L: GroupLookup>(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        lookup: &L,
+        account: AccountId,
+        device: DeviceId,
+        id: GroupId,
+        key: &[u8],
+    ) {
+        let member = self
+            .groups
+            .get(&id)
+            .is_some_and(|g| g.state.is_joined(&account));
+        if !member {
+            self.note(id, Severity::Debug, "Megolm key from a non-member ignored");
+            return;
+        }
+        let Ok(session) = MegolmInbound::new(key) else {
+            self.note(id, Severity::Warn, "malformed Megolm key ignored");
+            return;
+        };
+        let session_id = session.id();
+        let record = InboundRecord {
+            group: id,
+            account,
+            device,
+            pickle: session.pickle(&self.me.pickle_key),
+        };
+        self.effects
+            .push_back(GroupEffect::Write(GroupWrite::Inbound(session_id, record)));
+        self.inbound.insert(
+            session_id,
+            Inbound {
+                group: id,
+                account,
+                device,
+                session,
+            },
+        );
+        // What waited for this key can be read now: on disk, or still in a
+        // batch being written.
+        let mut waiting: Vec<Waiting> = self.fresh_pending.remove(&session_id).unwrap_or_default();
+        for (digest, record) in lookup.pending(&session_id).unwrap_or_default() {
+            if !waiting.iter().any(|(d, _, _)| *d == digest) {
+                waiting.push((digest, record.group, record.message));
+            }
+        }
+        for (digest, group, bytes) in waiting {
+            self.effects
+                .push_back(GroupEffect::Write(GroupWrite::DropPending(
+                    session_id, digest,
+                )));
+            self.pending = self.pending.saturating_sub(1);
+            self.on_message(ctx, lookup, group, &bytes);
+        }
+        // Held on the topic for this key: forward them now.
+        self.settle_awaiting(ctx.now.mono_ms, Some(session_id));
+    }
+
+    /// Holds `ops` of a group we are not in, within [`MAX_UNCLAIMED_BYTES`]
+    /// (the oldest group's ops go first).
+    fn hold_unclaimed(&mut self, now: u64, id: GroupId, ops: Vec<GroupOp>) {
+        self.unclaimed
+            .retain(|_, (since, _, _)| now.saturating_sub(*since) < UNCLAIMED_FOR_MS);
+        let bytes: usize = ops.iter().map(|op| op.to_bytes().len()).sum();
+        if bytes > MAX_UNCLAIMED_BYTES {
+            return;
+        }
+        let since = self
+            .unclaimed
+            .remove(&id)
+            .map_or(now, |(since, _, _)| since);
+        while self.unclaimed.values().map(|(_, _, b)| b).sum::<usize>() + bytes
+            > MAX_UNCLAIMED_BYTES
+        {
+            let Some(oldest) = self
+                .unclaimed
+                .iter()
+                .min_by_key(|(_, (since, _, _))| *since)
+                .map(|(id, _)| *id)
+            else {
+                break;
+            };
+            self.unclaimed.remove(&oldest);
+        }
+        self.unclaimed.insert(id, (since, ops, bytes));
+    }
+}

@@ -1,0 +1,217 @@
+//! Sending group messages (Megolm, with rotation) and receipts.
+
+use std::fmt;
+use std::hash::Hash;
+
+use super::Severity;
+use super::{
+    GroupAfter, GroupBook, GroupCommandError, GroupEffect, GroupLookup, GroupWrite, Inbound,
+    RECEIPT_BATCH_MS, Standing,
+};
+use crate::device::{Ctx, InboundRecord, MessageRecord};
+use crate::{
+    AccountId, Body, ControlKind, ConversationId, GroupId, GroupMessage, MAX_TEXT_LEN,
+    MegolmInbound, MegolmOutbound, MessageId, Payload, ReceiptKind, Wire,
+};
+
+impl<P, A, M> GroupBook<P, A, M>
+where
+    P: Copy + Eq + Hash + fmt::Display,
+{
+    /// Encrypts and stores one message; it is published after the commit.
+    pub fn send(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        group: &str,
+        text: String,
+    ) -> Result<MessageId, GroupCommandError> {
+        if text.len() > MAX_TEXT_LEN {
+            return Err(GroupCommandError::TextTooLong { len: text.len() });
+        }
+        if text.is_empty() {
+            return Err(GroupCommandError::EmptyText);
+        }
+        let id = self.resolve(group)?;
+        let me = self.account();
+        match self.groups[&id].standing(&me) {
+            Standing::Admin | Standing::Member => {}
+            Standing::Removed => {
+                return Err(GroupCommandError::Removed {
+                    group: group.to_owned(),
+                });
+            }
+            Standing::Invited => {
+                return Err(GroupCommandError::NotIn {
+                    group: group.to_owned(),
+                    hint: "you are invited: join it first with `hush group join`",
+                });
+            }
+            Standing::Left => {
+                return Err(GroupCommandError::NotIn {
+                    group: group.to_owned(),
+                    hint: "you left it; an admin must invite you again",
+                });
+            }
+        }
+        self.ensure_outbound(ctx, id);
+        let message_id = ctx.next_id();
+        let payload = Payload {
+            sender_account: me,
+            sender_device: self.me.device,
+            id: message_id,
+            body: Body::Text(text.clone()),
+        };
+        let unknown = || GroupCommandError::UnknownGroup {
+            name: group.to_owned(),
+        };
+        let g = self.groups.get_mut(&id).ok_or_else(unknown)?;
+        let outbound = g.outbound.as_mut().ok_or_else(unknown)?;
+        let session = outbound.id();
+        let ciphertext = outbound.encrypt(&payload.to_padded());
+        let bytes = GroupMessage {
+            session,
+            ciphertext,
+        }
+        .to_bytes();
+        // The advanced ratchet is stored with the message, before anything
+        // is published: a message index is never used twice.
+        let write = g.write_record(&self.me.pickle_key);
+        let conversation = g.conversation();
+        let now = ctx.now.unix_ms;
+        self.effects.extend([
+            GroupEffect::Write(write),
+            GroupEffect::Write(GroupWrite::Seen(GroupMessage::digest(&bytes), now)),
+            GroupEffect::Write(GroupWrite::Message(
+                conversation,
+                MessageRecord {
+                    id: message_id,
+                    from: me,
+                    outgoing: true,
+                    text,
+                    status: crate::device::Status::Sent,
+                    sent_at_ms: message_id.millis(),
+                    stored_at_ms: now,
+                },
+            )),
+            GroupEffect::After(GroupAfter::Publish(id, bytes)),
+        ]);
+        Ok(message_id)
+    }
+
+    /// Makes a new outbound session when the old one is due (membership
+    /// changed, N messages, T time) and shares its key with every joined
+    /// member over Olm.
+    fn ensure_outbound(&mut self, ctx: &mut Ctx<'_>, id: GroupId) {
+        let config = self.config;
+        let me = self.account();
+        let Some(g) = self.groups.get_mut(&id) else {
+            return;
+        };
+        let members: Vec<AccountId> = g.state.joined().map(|(a, _)| *a).collect();
+        let age = ctx.now.unix_ms.saturating_sub(g.record.outbound_created_ms);
+        let due = match &g.outbound {
+            None => true,
+            Some(o) => {
+                o.message_index() >= config.rotate_messages
+                    || age >= config.rotate_after_ms
+                    || g.record.outbound_members != members
+            }
+        };
+        if !due {
+            return;
+        }
+        let outbound = MegolmOutbound::new();
+        let key = outbound.session_key();
+        g.outbound = Some(outbound);
+        g.record.outbound_created_ms = ctx.now.unix_ms;
+        g.record.outbound_members.clone_from(&members);
+        // Our own inbound copy: our other devices and our own history read it.
+        if let Ok(session) = MegolmInbound::new(&key) {
+            let session_id = session.id();
+            let record = InboundRecord {
+                group: id,
+                account: me,
+                device: self.me.device,
+                pickle: session.pickle(&self.me.pickle_key),
+            };
+            self.effects
+                .push_back(GroupEffect::Write(GroupWrite::Inbound(session_id, record)));
+            self.inbound.insert(
+                session_id,
+                Inbound {
+                    group: id,
+                    account: me,
+                    device: self.me.device,
+                    session,
+                },
+            );
+        }
+        self.note(id, Severity::Info, "new Megolm session for the group");
+        for account in members.into_iter().filter(|a| *a != me) {
+            self.send_control(ctx, account, id, ControlKind::RoomKey(key.clone()));
+        }
+    }
+
+    /// Marks the group's unread messages read; read receipts go to their
+    /// authors with the next receipt batch. Returns how many.
+    pub fn mark_read<L: GroupLookup>(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        lookup: &L,
+        id: GroupId,
+    ) -> Result<usize, L::Error> {
+        let conversation = ConversationId::group(&id);
+        let unread = lookup.unread(&conversation)?;
+        if unread.is_empty() {
+            return Ok(0);
+        }
+        for message in &unread {
+            if let Ok(Some(r)) = lookup.message(&conversation, *message)
+                && !r.outgoing
+            {
+                self.queue_receipt(ctx, r.from, id, ReceiptKind::Read, *message);
+            }
+        }
+        let count = unread.len();
+        self.effects
+            .push_back(GroupEffect::Write(GroupWrite::MarkRead(
+                conversation,
+                unread,
+            )));
+        Ok(count)
+    }
+
+    pub(super) fn queue_receipt(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        author: AccountId,
+        group: GroupId,
+        kind: ReceiptKind,
+        message: MessageId,
+    ) {
+        self.receipts
+            .entry((author, group, kind))
+            .or_default()
+            .push(message);
+        if self.receipts_due_ms.is_none() {
+            let jitter = ctx.rng.next_u64() % (RECEIPT_BATCH_MS + 1);
+            self.receipts_due_ms = Some(ctx.now.mono_ms + RECEIPT_BATCH_MS + jitter);
+        }
+    }
+
+    /// Sends the receipts gathered (on the tick when due, and on shutdown).
+    pub fn flush_receipts(&mut self, ctx: &mut Ctx<'_>) {
+        self.receipts_due_ms = None;
+        let mut receipts: Vec<_> = std::mem::take(&mut self.receipts).into_iter().collect();
+        receipts.sort_by_key(|((account, group, kind), _)| (*account, *group, *kind as u8));
+        for ((account, group, kind), ids) in receipts {
+            for ids in ids.chunks(crate::MAX_RECEIPT_IDS) {
+                let kind = ControlKind::Receipt {
+                    kind,
+                    ids: ids.to_vec(),
+                };
+                self.send_control(ctx, account, group, kind);
+            }
+        }
+    }
+}

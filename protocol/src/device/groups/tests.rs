@@ -1,0 +1,584 @@
+//! Several group engines in memory on a fake clock: control messages go
+//! from one to another (Olm itself is the outbox's business, tested with
+//! it), topic messages to every subscribed member, writes into a memory
+//! store, and what follows a commit right after it.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use super::*;
+use crate::device::{MessageClock, Status};
+use crate::{Action, Body, DeviceKeys, DeviceList, GroupMessage, Now};
+
+type Book = GroupBook<DeviceId, (), u64>;
+
+fn reach(card: &ContactCard) -> CardReach<DeviceId, ()> {
+    CardReach {
+        devices: card
+            .device_list
+            .devices
+            .iter()
+            .map(|d| (d.device_id, d.device_id))
+            .collect(),
+        addresses: Vec::new(),
+        relays: Vec::new(),
+    }
+}
+
+/// What one member's host stored.
+#[derive(Default)]
+struct Disk {
+    seen: HashSet<[u8; 32]>,
+    messages: BTreeMap<(ConversationId, MessageId), MessageRecord>,
+    pending: BTreeMap<([u8; 32], [u8; 32]), PendingRecord>,
+    read: HashSet<(ConversationId, MessageId)>,
+    receipts: BTreeMap<(MessageId, AccountId), ReceiptKind>,
+}
+
+impl GroupLookup for Disk {
+    type Error = std::convert::Infallible;
+    fn seen(&self, digest: &[u8; 32]) -> Result<bool, Self::Error> {
+        Ok(self.seen.contains(digest))
+    }
+    fn message(
+        &self,
+        conversation: &ConversationId,
+        id: MessageId,
+    ) -> Result<Option<MessageRecord>, Self::Error> {
+        Ok(self.messages.get(&(*conversation, id)).cloned())
+    }
+    fn pending(&self, session: &[u8; 32]) -> Result<Vec<([u8; 32], PendingRecord)>, Self::Error> {
+        Ok(self
+            .pending
+            .iter()
+            .filter(|((s, _), _)| s == session)
+            .map(|((_, d), r)| (*d, r.clone()))
+            .collect())
+    }
+    fn outgoing(
+        &self,
+        conversation: &ConversationId,
+        ids: &[MessageId],
+    ) -> Result<Vec<MessageId>, Self::Error> {
+        Ok(ids
+            .iter()
+            .filter(|id| {
+                self.messages
+                    .get(&(*conversation, **id))
+                    .is_some_and(|m| m.outgoing)
+            })
+            .copied()
+            .collect())
+    }
+    fn unread(&self, conversation: &ConversationId) -> Result<Vec<MessageId>, Self::Error> {
+        Ok(self
+            .messages
+            .iter()
+            .filter(|((c, id), m)| {
+                c == conversation && !m.outgoing && !self.read.contains(&(*c, *id))
+            })
+            .map(|((_, id), _)| *id)
+            .collect())
+    }
+}
+
+impl Disk {
+    fn write(&mut self, write: GroupWrite) {
+        match write {
+            GroupWrite::Seen(digest, _) => {
+                self.seen.insert(digest);
+            }
+            GroupWrite::Message(conversation, record) => {
+                self.messages
+                    .entry((conversation, record.id))
+                    .or_insert(record);
+            }
+            GroupWrite::Pending(session, digest, record) => {
+                self.pending.insert((session, digest), record);
+            }
+            GroupWrite::DropPending(session, digest) => {
+                self.pending.remove(&(session, digest));
+            }
+            GroupWrite::MarkRead(conversation, ids) => {
+                self.read
+                    .extend(ids.into_iter().map(|id| (conversation, id)));
+            }
+            GroupWrite::Receipt(_, message, account, kind) => {
+                self.receipts.insert((message, account), kind);
+            }
+            GroupWrite::Op(..)
+            | GroupWrite::Record(..)
+            | GroupWrite::Inbound(..)
+            | GroupWrite::DropInbound(_) => {}
+        }
+    }
+
+    fn texts(&self, id: GroupId) -> Vec<String> {
+        let conversation = ConversationId::group(&id);
+        self.messages
+            .iter()
+            .filter(|((c, _), _)| *c == conversation)
+            .map(|(_, m)| m.text.clone())
+            .collect()
+    }
+}
+
+struct Member {
+    name: &'static str,
+    key: AccountKey,
+    device: DeviceId,
+    card: ContactCard,
+    book: Book,
+    disk: Disk,
+    clock: MessageClock,
+    rng: StdRng,
+    /// Control messages to this member wait while it is held.
+    held: bool,
+    notices: Vec<GroupNotice>,
+    validations: Vec<(u64, DeviceId, Acceptance)>,
+}
+
+fn member(seed: u8, name: &'static str, config: GroupConfig) -> Member {
+    let key = AccountKey::from_seed([seed; 32]);
+    let device = DeviceId([seed; 32]);
+    let keys = DeviceKeys {
+        device_id: device,
+        olm_ed25519: [seed; 32],
+        olm_curve25519: [seed; 32],
+        mailbox_key: [seed; 32],
+    };
+    let list = DeviceList::sign(&key, 1, vec![keys]);
+    let card = ContactCard::sign(&key, name.to_owned(), list, vec![], vec![]);
+    let me = GroupSelf {
+        key: key.clone(),
+        device,
+        pickle_key: [seed; 32],
+    };
+    Member {
+        name,
+        key,
+        device,
+        card,
+        book: Book::new(me, config, reach),
+        disk: Disk::default(),
+        clock: MessageClock::default(),
+        rng: StdRng::seed_from_u64(u64::from(seed)),
+        held: false,
+        notices: Vec::new(),
+        validations: Vec::new(),
+    }
+}
+
+/// A control message on its way: (from, to, payload).
+type Control = (usize, AccountId, Payload);
+
+struct Net {
+    members: Vec<Member>,
+    now: Now,
+    olm: VecDeque<Control>,
+    /// Published topic messages: (from, group, bytes).
+    topic: VecDeque<(usize, GroupId, Vec<u8>)>,
+    next_message: u64,
+    /// Shuffles control messages before delivery when set.
+    shuffle: Option<StdRng>,
+}
+
+impl Net {
+    fn new(names: &[&'static str], config: GroupConfig) -> Self {
+        let members = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| member(i as u8 + 1, name, config))
+            .collect();
+        Self {
+            members,
+            now: Now {
+                mono_ms: 1_000,
+                unix_ms: 1_800_000_000_000,
+            },
+            olm: VecDeque::new(),
+            topic: VecDeque::new(),
+            next_message: 0,
+            shuffle: None,
+        }
+    }
+
+    fn index(&self, account: &AccountId) -> usize {
+        self.members
+            .iter()
+            .position(|m| m.key.id() == *account)
+            .expect("a member of the test")
+    }
+
+    /// Runs `f` on member `i` with a context, then collects its effects.
+    fn call<T>(&mut self, i: usize, f: impl FnOnce(&mut Book, &mut Ctx<'_>, &Disk) -> T) -> T {
+        let now = self.now;
+        let m = &mut self.members[i];
+        let mut ctx = Ctx {
+            now,
+            clock: &mut m.clock,
+            rng: &mut m.rng,
+        };
+        let out = f(&mut m.book, &mut ctx, &m.disk);
+        self.collect(i);
+        out
+    }
+
+    /// Does what member `i`'s engine asked: writes now, then what follows
+    /// the commit.
+    fn collect(&mut self, i: usize) {
+        let mut after = Vec::new();
+        while let Some(effect) = self.members[i].book.poll_effect() {
+            match effect {
+                GroupEffect::Write(w) => self.members[i].disk.write(w),
+                GroupEffect::Send { to, payload } => self.olm.push_back((i, to, payload)),
+                GroupEffect::Publish(id, bytes) => self.topic.push_back((i, id, bytes)),
+                GroupEffect::Validate {
+                    message,
+                    peer,
+                    acceptance,
+                } => self.members[i]
+                    .validations
+                    .push((message, peer, acceptance)),
+                GroupEffect::After(a) => after.push(a),
+                GroupEffect::PeersChanged
+                | GroupEffect::Subscribe(_)
+                | GroupEffect::Unsubscribe(_)
+                | GroupEffect::Dial(_)
+                | GroupEffect::Fetch { .. }
+                | GroupEffect::Note(..) => {}
+            }
+        }
+        let m = &mut self.members[i];
+        for a in after {
+            match a {
+                GroupAfter::Publish(id, bytes) => self.topic.push_back((i, id, bytes)),
+                GroupAfter::PendingStored(session, digest) => {
+                    m.book.pending_stored(session, digest)
+                }
+                GroupAfter::Settled(digest) => m.book.settled(&digest),
+                GroupAfter::ReceiptCounts(..) => {}
+                GroupAfter::Notice(n) => m.notices.push(n),
+            }
+        }
+    }
+
+    /// Delivers every control and topic message until none is left (held
+    /// members' control messages stay queued).
+    fn drive(&mut self) {
+        for _ in 0..10_000 {
+            if let Some(rng) = &mut self.shuffle {
+                self.olm.make_contiguous().shuffle(rng);
+            }
+            let ready = self
+                .olm
+                .iter()
+                .position(|(_, to, _)| !self.members[self.index(to)].held);
+            if let Some(k) = ready {
+                let (from, to, payload) = self.olm.remove(k).expect("just found");
+                self.deliver_control(from, to, payload);
+                continue;
+            }
+            let Some((from, id, bytes)) = self.topic.pop_front() else {
+                return;
+            };
+            for to in 0..self.members.len() {
+                if to != from
+                    && self.members[to]
+                        .book
+                        .group(&id)
+                        .is_some_and(|g| !g.has_left())
+                {
+                    self.deliver_topic(from, to, id, &bytes);
+                }
+            }
+        }
+        panic!("the members never went quiet");
+    }
+
+    fn deliver_control(&mut self, from: usize, to: AccountId, payload: Payload) {
+        let Body::Group(control) = payload.body else {
+            panic!("groups send only group control");
+        };
+        let (account, device) = (self.members[from].key.id(), self.members[from].device);
+        let to = self.index(&to);
+        self.call(to, |book, ctx, disk| {
+            book.handle_control(ctx, disk, account, device, control);
+        });
+    }
+
+    fn deliver_topic(&mut self, from: usize, to: usize, id: GroupId, bytes: &[u8]) {
+        self.next_message += 1;
+        let message = self.next_message;
+        let peer = self.members[from].device;
+        let topic = id.topic();
+        self.call(to, |book, ctx, disk| {
+            book.handle_topic_message(ctx, disk, &topic, message, peer, false, bytes);
+        });
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now = self.now.plus_ms(ms);
+        for i in 0..self.members.len() {
+            self.call(i, |book, ctx, _| book.handle_tick(ctx));
+        }
+    }
+
+    /// `creator` makes a group "friends" and every other member joins it.
+    fn group_of_all(&mut self, creator: usize) -> GroupId {
+        let card = self.members[creator].card.clone();
+        let id = self
+            .call(creator, |book, ctx, _| {
+                book.create(ctx, "friends".into(), card)
+            })
+            .unwrap();
+        for i in (0..self.members.len()).filter(|i| *i != creator) {
+            let card = self.members[i].card.clone();
+            self.call(creator, |book, ctx, _| {
+                book.invite(ctx, "friends", card, false)
+            })
+            .unwrap();
+            self.drive();
+            self.call(i, |book, ctx, _| book.join(ctx, "friends"))
+                .unwrap();
+            self.drive();
+        }
+        id
+    }
+
+    fn send(&mut self, i: usize, text: &str) -> MessageId {
+        let id = self
+            .call(i, |book, ctx, _| book.send(ctx, "friends", text.to_owned()))
+            .unwrap();
+        self.drive();
+        id
+    }
+
+    /// Member `i` sends `text`: the bytes it publishes (delivered on the
+    /// next [`Net::drive`]).
+    fn publish(&mut self, i: usize, text: &str) -> Vec<u8> {
+        self.call(i, |book, ctx, _| book.send(ctx, "friends", text.to_owned()))
+            .unwrap();
+        let (_, _, bytes) = self.topic.back().expect("published after the commit");
+        bytes.clone()
+    }
+
+    fn standing(&self, i: usize, id: GroupId) -> Standing {
+        let m = &self.members[i];
+        m.book.group(&id).unwrap().standing(&m.key.id())
+    }
+}
+
+fn config() -> GroupConfig {
+    GroupConfig {
+        rotate_messages: 100,
+        rotate_after_ms: 3_600_000,
+        member_limit: 16,
+    }
+}
+
+#[test]
+fn three_members_read_every_message_once_and_receipts_come_back_batched() {
+    let mut net = Net::new(&["alice", "bob", "carol"], config());
+    let id = net.group_of_all(0);
+    for i in 0..3 {
+        assert_ne!(
+            net.standing(i, id),
+            Standing::Invited,
+            "{}",
+            net.members[i].name
+        );
+        assert_eq!(
+            net.members[i]
+                .book
+                .group(&id)
+                .unwrap()
+                .state()
+                .joined()
+                .count(),
+            3
+        );
+    }
+    let sent = [net.send(0, "one"), net.send(0, "two"), net.send(1, "three")];
+    for m in &net.members {
+        let mut texts = m.disk.texts(id);
+        texts.sort();
+        assert_eq!(texts, ["one", "three", "two"], "{}", m.name);
+    }
+    // Topic messages from members that we could read are forwarded.
+    let accepted = net.members[2]
+        .validations
+        .iter()
+        .filter(|(_, _, a)| *a == Acceptance::Accept)
+        .count();
+    assert_eq!(accepted, 3);
+    // No receipt before the batch is due; after it, one per author and kind.
+    assert!(net.members[0].disk.receipts.is_empty());
+    net.advance(2 * RECEIPT_BATCH_MS + 1);
+    net.drive();
+    let alice = &net.members[0].disk.receipts;
+    let (bob, carol) = (net.members[1].key.id(), net.members[2].key.id());
+    for message in &sent[..2] {
+        assert_eq!(alice.get(&(*message, bob)), Some(&ReceiptKind::Delivered));
+        assert_eq!(alice.get(&(*message, carol)), Some(&ReceiptKind::Delivered));
+    }
+    // Reading sends read receipts.
+    let read = net
+        .call(1, |book, ctx, disk| book.mark_read(ctx, disk, id))
+        .unwrap();
+    assert_eq!(read, 2, "bob had two unread messages from alice");
+    net.advance(2 * RECEIPT_BATCH_MS + 1);
+    net.drive();
+    assert_eq!(
+        net.members[0].disk.receipts.get(&(sent[0], bob)),
+        Some(&ReceiptKind::Read)
+    );
+}
+
+#[test]
+fn removal_rotates_the_megolm_session_and_the_removed_member_reads_nothing_new() {
+    let mut net = Net::new(&["alice", "bob", "carol"], config());
+    let id = net.group_of_all(0);
+    let before = net.publish(0, "before");
+    net.drive();
+    assert!(net.members[2].disk.texts(id).contains(&"before".to_owned()));
+    let carol = net.members[2].key.id();
+    net.call(0, |book, ctx, _| {
+        book.member_change(ctx, "friends", Action::Remove { account: carol })
+    })
+    .unwrap();
+    net.drive();
+    assert_eq!(net.standing(2, id), Standing::Removed);
+    assert_eq!(
+        net.members[1]
+            .book
+            .group(&id)
+            .unwrap()
+            .state()
+            .joined()
+            .count(),
+        2
+    );
+    // carol still gets the ciphertext (she listens on the topic).
+    let after = net.publish(0, "after");
+    net.drive();
+    let session = |bytes: &[u8]| GroupMessage::from_bytes(bytes).unwrap().session;
+    assert_ne!(
+        session(&before),
+        session(&after),
+        "a new session after the removal"
+    );
+    assert!(net.members[1].disk.texts(id).contains(&"after".to_owned()));
+    assert!(!net.members[2].disk.texts(id).contains(&"after".to_owned()));
+    // Its key never comes to her, however long she waits.
+    net.advance(SYNC_AFTER_MS);
+    net.drive();
+    assert!(!net.members[2].disk.texts(id).contains(&"after".to_owned()));
+}
+
+#[test]
+fn a_message_before_its_key_waits_then_is_read_and_forwarded() {
+    let mut net = Net::new(&["alice", "bob"], config());
+    let id = net.group_of_all(0);
+    net.members[1].held = true;
+    // alice's first message makes a session; its key waits for bob.
+    net.send(0, "early");
+    assert!(net.members[1].disk.texts(id).is_empty());
+    assert_eq!(net.members[1].disk.pending.len(), 1, "kept for its key");
+    assert!(net.members[1].validations.is_empty(), "held unvalidated");
+    net.members[1].held = false;
+    net.drive();
+    assert_eq!(net.members[1].disk.texts(id), ["early"]);
+    assert!(net.members[1].disk.pending.is_empty());
+    assert_eq!(net.members[1].validations.len(), 1);
+    assert_eq!(net.members[1].validations[0].2, Acceptance::Accept);
+}
+
+#[test]
+fn a_message_whose_key_never_comes_is_not_forwarded() {
+    let mut net = Net::new(&["alice", "bob"], config());
+    let _ = net.group_of_all(0);
+    net.members[1].held = true;
+    net.send(0, "never keyed");
+    net.advance(VALIDATION_WAIT_MS);
+    assert_eq!(net.members[1].validations.len(), 1);
+    assert_eq!(net.members[1].validations[0].2, Acceptance::Ignore);
+}
+
+#[test]
+fn a_members_message_relayed_by_a_non_member_is_ignored_until_a_member_sends_it() {
+    let mut net = Net::new(&["alice", "bob"], config());
+    let id = net.group_of_all(0);
+    let bytes = net.publish(0, "members only");
+    net.topic.clear();
+    net.drive();
+    let topic = id.topic();
+    let outsider = DeviceId([99; 32]);
+    net.call(1, |book, ctx, disk| {
+        book.handle_topic_message(ctx, disk, &topic, 7, outsider, false, &bytes);
+    });
+    assert_eq!(
+        net.members[1].validations,
+        [(7, outsider, Acceptance::Ignore)]
+    );
+    assert!(net.members[1].disk.texts(id).is_empty());
+    assert!(net.members[1].book.is_outsider(&outsider, id));
+    let alice = net.members[0].device;
+    net.call(1, |book, ctx, disk| {
+        book.handle_topic_message(ctx, disk, &topic, 8, alice, false, &bytes);
+    });
+    assert_eq!(
+        net.members[1].validations[1],
+        (8, alice, Acceptance::Accept)
+    );
+    assert_eq!(net.members[1].disk.texts(id), ["members only"]);
+    // Malformed bytes are rejected (the peer is penalised).
+    net.call(1, |book, ctx, disk| {
+        book.handle_topic_message(ctx, disk, &topic, 9, alice, false, b"junk");
+    });
+    assert_eq!(net.members[1].validations[2].2, Acceptance::Reject);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+    /// However the control messages are ordered, every member ends with
+    /// the same membership and reads every message.
+    #[test]
+    fn any_delivery_order_converges(seed: u64) {
+        let mut net = Net::new(&["alice", "bob", "carol", "dave"], config());
+        net.shuffle = Some(StdRng::seed_from_u64(seed));
+        let id = net.group_of_all(0);
+        let carol = net.members[2].key.id();
+        let bob = net.members[1].key.id();
+        net.call(0, |book, ctx, _| book.member_change(ctx, "friends", Action::Promote { account: bob }))
+            .unwrap();
+        net.call(0, |book, ctx, _| book.member_change(ctx, "friends", Action::Remove { account: carol }))
+            .unwrap();
+        net.drive();
+        net.send(1, "from bob, an admin now");
+        let digest = net.members[0].book.group(&id).unwrap().state().digest;
+        for m in [&net.members[0], &net.members[1], &net.members[3]] {
+            proptest::prop_assert_eq!(m.book.group(&id).unwrap().state().digest, digest);
+            proptest::prop_assert!(m.disk.texts(id).contains(&"from bob, an admin now".to_owned()));
+        }
+        proptest::prop_assert_eq!(net.standing(2, id), Standing::Removed);
+        proptest::prop_assert!(!net.members[2].disk.texts(id).contains(&"from bob, an admin now".to_owned()));
+    }
+}
+
+#[test]
+fn status_of_a_received_group_message_is_delivered() {
+    let mut net = Net::new(&["alice", "bob"], config());
+    let id = net.group_of_all(0);
+    net.send(0, "hi");
+    let m = net.members[1].disk.messages.values().next().unwrap();
+    assert_eq!(m.status, Status::Delivered);
+    assert!(!m.outgoing);
+    let ours = net.members[0].disk.messages.values().next().unwrap();
+    assert_eq!(ours.status, Status::Sent);
+    assert!(ours.outgoing);
+    let _ = id;
+}

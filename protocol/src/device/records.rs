@@ -1,0 +1,121 @@
+//! Records the device engine hands the host to store (and reads back
+//! through its lookups): messages and their statuses, and what a device
+//! keeps per group. The host encodes them (postcard) as redb values.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{AccountId, DeviceId, GroupId, MessageId};
+
+/// A message's delivery status, in the order it advances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// In the local outbox, not yet on another machine.
+    Pending,
+    /// A peer device or relay has it durably.
+    Sent,
+    /// A recipient device decrypted and stored it.
+    Delivered,
+    /// The recipient has read it.
+    Read,
+}
+
+impl Status {
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Read => "read",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pending" => Ok(Self::Pending),
+            "sent" => Ok(Self::Sent),
+            "delivered" => Ok(Self::Delivered),
+            "read" => Ok(Self::Read),
+            other => Err(format!(
+                "unknown status {other:?}: expected pending, sent, delivered or read"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MessageRecord {
+    pub id: MessageId,
+    /// The author's account.
+    pub from: AccountId,
+    pub outgoing: bool,
+    pub text: String,
+    pub status: Status,
+    /// When the author sent it (from the id's clock), ms since the epoch.
+    pub sent_at_ms: u64,
+    /// When this device stored it, ms since the epoch.
+    pub stored_at_ms: u64,
+}
+
+/// What a node keeps per group beside its ops (which have their own table).
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct GroupRecord {
+    /// Our Megolm sending session, pickled (encrypted with the pickle key).
+    pub outbound: Option<String>,
+    pub outbound_created_ms: u64,
+    /// The joined members the session's key went to.
+    pub outbound_members: Vec<AccountId>,
+    /// Per home relay (PeerId text): the last history sequence number read.
+    pub cursors: Vec<(String, u64)>,
+    /// We left: keep the history, drop the subscription.
+    pub left: bool,
+}
+
+impl fmt::Debug for GroupRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupRecord")
+            .field("has_outbound", &self.outbound.is_some())
+            .field("outbound_members", &self.outbound_members.len())
+            .field("cursors", &self.cursors)
+            .field("left", &self.left)
+            .finish()
+    }
+}
+
+/// A member device's Megolm session as we received it.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct InboundRecord {
+    pub group: GroupId,
+    pub account: AccountId,
+    pub device: DeviceId,
+    pub pickle: String,
+}
+
+impl fmt::Debug for InboundRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InboundRecord")
+            .field("group", &self.group)
+            .field("account", &self.account)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A group message kept until its session's key arrives.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingRecord {
+    pub group: GroupId,
+    pub message: Vec<u8>,
+    pub received_at_ms: u64,
+}

@@ -6,6 +6,7 @@
 
 mod clock;
 mod contacts;
+mod engine;
 mod groups;
 mod inbox;
 mod keys;
@@ -17,9 +18,13 @@ mod routes;
 
 pub use clock::{Ctx, MAX_CLOCK_SKEW_MS, MessageClock};
 pub use contacts::{CardReach, Contact, ContactBook, ContactRecord};
+pub use engine::{
+    BatchAnswer, DeviceAfter, DeviceEffect, DeviceEngine, DeviceNotice, DeviceSelf, DeviceWrite,
+    Received, SendError,
+};
 pub use groups::{
     Acceptance, Group, GroupAfter, GroupBook, GroupCommandError, GroupConfig, GroupEffect,
-    GroupLookup, GroupNotice, GroupSelf, GroupWrite, MAX_GROUPS, Severity, Standing,
+    DeviceLookup, GroupNotice, GroupSelf, GroupWrite, MAX_GROUPS, Severity, Standing,
 };
 pub use inbox::{Arrival, Inbox, Opened, Source};
 pub use keys::{KEY_REQUEST_INTERVAL_MS, KeyDecision, KeyService};

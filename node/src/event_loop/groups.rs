@@ -7,7 +7,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use hush_protocol::device::{
-    Acceptance, Ctx, Group, GroupAfter, GroupEffect, GroupLookup, GroupNotice, GroupSelf,
+    Acceptance, Ctx, Group, GroupAfter, GroupEffect, DeviceLookup, GroupNotice, GroupSelf,
     GroupWrite, Severity,
 };
 use hush_protocol::{
@@ -134,7 +134,7 @@ impl GroupHost {
     }
 }
 
-impl GroupLookup for Store {
+impl DeviceLookup for Store {
     type Error = StoreError;
     fn seen(&self, digest: &[u8; 32]) -> Result<bool, StoreError> {
         Store::seen(self, digest)

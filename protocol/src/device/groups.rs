@@ -17,7 +17,7 @@
 //! the current batch, control messages to queue, topics to join or leave,
 //! validation results, and what may happen only after the batch commits
 //! ([`GroupAfter`]). What it must read from storage it reads through
-//! [`GroupLookup`].
+//! [`DeviceLookup`].
 //!
 //! What arrives on a topic is forwarded (validated `Accept`) only when it
 //! came from a member's device or a member's relay and we could read it.
@@ -279,7 +279,7 @@ pub enum Severity {
 }
 
 /// Reads the engine makes of what the host stored.
-pub trait GroupLookup {
+pub trait DeviceLookup {
     type Error: fmt::Display;
     /// Whether a message digest is stored ([`GroupWrite::Seen`]).
     fn seen(&self, digest: &[u8; 32]) -> Result<bool, Self::Error>;

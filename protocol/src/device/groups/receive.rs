@@ -7,7 +7,7 @@ use std::hash::Hash;
 
 use super::Severity;
 use super::{
-    GroupAfter, GroupBook, GroupEffect, GroupLookup, GroupNotice, GroupWrite, Inbound,
+    GroupAfter, GroupBook, GroupEffect, DeviceLookup, GroupNotice, GroupWrite, Inbound,
     MAX_AWAITING, MAX_GROUPS, MAX_OUTSIDERS_LOGGED, MAX_PENDING, MAX_UNCLAIMED_BYTES,
     UNCLAIMED_FOR_MS, VALIDATION_WAIT_MS, Waiting,
 };
@@ -48,7 +48,7 @@ where
     /// result comes as [`GroupEffect::Validate`], now or once the message's
     /// key arrived or is late.
     #[allow(clippy::too_many_arguments)]
-    pub fn handle_topic_message<L: GroupLookup>(
+    pub fn handle_topic_message<L: DeviceLookup>(
         &mut self,
         ctx: &mut Ctx<'_>,
         lookup: &L,
@@ -109,7 +109,7 @@ where
 
     /// A page of the group's history from `relay`: (sequence, message).
     /// The cursor moves past it; `more`: fetch the next page.
-    pub fn handle_history_page<L: GroupLookup>(
+    pub fn handle_history_page<L: DeviceLookup>(
         &mut self,
         ctx: &mut Ctx<'_>,
         lookup: &L,
@@ -187,7 +187,7 @@ where
     }
 
     /// One group message, from the topic or from a relay's history.
-    fn on_message<L: GroupLookup>(
+    fn on_message<L: DeviceLookup>(
         &mut self,
         ctx: &mut Ctx<'_>,
         lookup: &L,
@@ -320,7 +320,7 @@ where
 
     /// A group control message over Olm from a verified device of
     /// `account`.
-    pub fn handle_control<L: GroupLookup>(
+    pub fn handle_control<L: DeviceLookup>(
         &mut self,
         ctx: &mut Ctx<'_>,
         lookup: &L,
@@ -417,7 +417,7 @@ where
         self.apply_ops(ctx, id, verified, Some(account));
     }
 
-    fn on_room_key<L: GroupLookup>(
+    fn on_room_key<L: DeviceLookup>(
         &mut self,
         ctx: &mut Ctx<'_>,
         lookup: &L,

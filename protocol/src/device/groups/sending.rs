@@ -5,7 +5,7 @@ use std::hash::Hash;
 
 use super::Severity;
 use super::{
-    GroupAfter, GroupBook, GroupCommandError, GroupEffect, GroupLookup, GroupWrite, Inbound,
+    GroupAfter, GroupBook, GroupCommandError, GroupEffect, DeviceLookup, GroupWrite, Inbound,
     RECEIPT_BATCH_MS, Standing,
 };
 use crate::device::{Ctx, InboundRecord, MessageRecord};
@@ -154,7 +154,7 @@ where
 
     /// Marks the group's unread messages read; read receipts go to their
     /// authors with the next receipt batch. Returns how many.
-    pub fn mark_read<L: GroupLookup>(
+    pub fn mark_read<L: DeviceLookup>(
         &mut self,
         ctx: &mut Ctx<'_>,
         lookup: &L,

@@ -38,7 +38,7 @@ struct Disk {
     receipts: BTreeMap<(MessageId, AccountId), ReceiptKind>,
 }
 
-impl GroupLookup for Disk {
+impl DeviceLookup for Disk {
     type Error = std::convert::Infallible;
     fn seen(&self, digest: &[u8; 32]) -> Result<bool, Self::Error> {
         Ok(self.seen.contains(digest))

@@ -1,0 +1,209 @@
+//! What arrives for this device over Olm: batches of envelopes straight
+//! from a contact's device, and mail from our relays.
+
+use std::fmt;
+use std::hash::Hash;
+
+use super::{DeviceAfter, DeviceEffect, DeviceEngine, DeviceNotice, DeviceWrite};
+use crate::device::{Arrival, Ctx, DeviceLookup, MessageRecord, Opened, Severity, Source, Status};
+use crate::{
+    AccountId, AckBatch, Body, ConversationId, DirectAck, EnvelopeBatch, MessageId, ReceiptKind,
+    RejectReason, Wire,
+};
+
+/// What became of one envelope the engine did not refuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// Accepted into the current batch; acknowledge it once that is on
+    /// disk. `text` names a new text message (it gets a delivered receipt
+    /// when it came from a relay).
+    Queued {
+        ack: DirectAck,
+        text: Option<(AccountId, MessageId)>,
+    },
+    /// Stored earlier (its digest is on disk).
+    AlreadyStored,
+    /// A copy is in the batch being committed right now.
+    InProgress,
+}
+
+/// How to answer a batch of envelopes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchAnswer {
+    /// Nothing of it needs the disk: answer now.
+    Now(AckBatch),
+    /// Answer once the current batch committed (if it fails, every ack
+    /// becomes `Unavailable`: the sender tries again).
+    AfterCommit(AckBatch),
+}
+
+impl<P, A, Q, M> DeviceEngine<P, A, Q, M>
+where
+    P: Copy + Eq + Hash + fmt::Display,
+    A: Clone,
+    Q: Hash + Eq,
+{
+    /// A batch of envelopes straight from `peer`: each is checked,
+    /// decrypted and queued for storage in order.
+    pub fn handle_batch<L: DeviceLookup>(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        lookup: &L,
+        peer: P,
+        bytes: &[u8],
+    ) -> BatchAnswer {
+        // The device just reached us: whatever waits for it (e.g. our
+        // presence key, which only travels directly) can go now.
+        if let Some((_, keys)) = self.contacts.device_by_peer(&peer) {
+            self.reached(ctx, &keys.device_id, false);
+        }
+        let Ok(batch) = EnvelopeBatch::from_bytes(bytes) else {
+            self.note(Severity::Debug, "malformed envelope batch refused");
+            return BatchAnswer::Now(AckBatch { acks: Vec::new() });
+        };
+        let mut acks = Vec::with_capacity(batch.envelopes.len());
+        let mut stored = false;
+        for envelope in &batch.envelopes {
+            let ack = match self.receive(ctx, lookup, Source::Direct(peer), envelope) {
+                Ok(Received::Queued { ack, .. }) => {
+                    stored = true;
+                    ack
+                }
+                Ok(Received::AlreadyStored) => DirectAck::Duplicate,
+                // The sender asks again later and then hears `Duplicate`.
+                Ok(Received::InProgress) => DirectAck::Rejected(RejectReason::Unavailable),
+                Err(reason) => DirectAck::Rejected(reason),
+            };
+            acks.push(ack);
+        }
+        let acks = AckBatch { acks };
+        if stored {
+            BatchAnswer::AfterCommit(acks)
+        } else {
+            BatchAnswer::Now(acks)
+        }
+    }
+
+    /// Checks, decrypts and queues one envelope for storage, and does what
+    /// its payload says.
+    pub fn receive<L: DeviceLookup>(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        lookup: &L,
+        source: Source<P>,
+        bytes: &[u8],
+    ) -> Result<Received, RejectReason> {
+        let me = self.me.device_id();
+        let arrival = self.inbox.open(
+            &me,
+            source,
+            bytes,
+            &self.contacts,
+            &mut self.olm,
+            |digest| lookup.seen(digest),
+        )?;
+        let Opened {
+            account,
+            keys,
+            payload,
+            digest,
+        } = match arrival {
+            Arrival::New(opened) => *opened,
+            Arrival::InProgress => return Ok(Received::InProgress),
+            Arrival::AlreadyStored => return Ok(Received::AlreadyStored),
+        };
+        // Accepted: its digest goes to disk in the same batch as what it
+        // carries.
+        self.effects.extend([
+            DeviceEffect::Write(DeviceWrite::Seen(digest, ctx.now.unix_ms)),
+            DeviceEffect::After(DeviceAfter::Received(digest)),
+        ]);
+        let conversation = ConversationId::direct(&self.me.account, &account);
+        ctx.clock.observe(payload.id, ctx.now);
+        let stored = Received::Queued {
+            ack: DirectAck::Stored,
+            text: None,
+        };
+        let Some(contact) = self.contacts.name_of(&account).cloned() else {
+            // A group peer, not a contact: only group control is theirs to
+            // send.
+            if let Body::Group(control) = payload.body {
+                self.with_groups(ctx, |groups, ctx| {
+                    groups.handle_control(ctx, lookup, account, keys.device_id, control);
+                });
+            } else {
+                self.note(
+                    Severity::Debug,
+                    "a group peer sent something other than group control; dropped",
+                );
+            }
+            return Ok(stored);
+        };
+        match payload.body {
+            Body::Group(control) => self.with_groups(ctx, |groups, ctx| {
+                groups.handle_control(ctx, lookup, account, keys.device_id, control);
+            }),
+            Body::Text(text) => {
+                let known = lookup
+                    .message(&conversation, payload.id)
+                    .map_err(|_| RejectReason::Unavailable)?;
+                if known.is_some() {
+                    return Ok(Received::Queued {
+                        ack: DirectAck::Duplicate,
+                        text: None,
+                    });
+                }
+                let record = MessageRecord {
+                    id: payload.id,
+                    from: account,
+                    outgoing: false,
+                    text,
+                    status: Status::Delivered,
+                    sent_at_ms: payload.id.millis(),
+                    stored_at_ms: ctx.now.unix_ms,
+                };
+                let notice = DeviceNotice::Message {
+                    contact,
+                    message: record.clone(),
+                };
+                self.effects.extend([
+                    DeviceEffect::Write(DeviceWrite::Message(conversation, record)),
+                    DeviceEffect::After(DeviceAfter::Notice(notice)),
+                ]);
+                return Ok(Received::Queued {
+                    ack: DirectAck::Stored,
+                    text: Some((account, payload.id)),
+                });
+            }
+            Body::PresenceKey(key) => self
+                .effects
+                .push_back(DeviceEffect::PresenceKey { account, key }),
+            Body::Receipt { kind, ids } => {
+                let status = match kind {
+                    ReceiptKind::Delivered => Status::Delivered,
+                    ReceiptKind::Read => Status::Read,
+                };
+                for id in ids {
+                    // The device has it: whatever waited at its relays for
+                    // a direct resend is done.
+                    self.settle_outbox(&(id, keys.device_id));
+                    let current = lookup
+                        .message(&conversation, id)
+                        .map_err(|_| RejectReason::Unavailable)?;
+                    if current.is_some_and(|m| m.outgoing && m.status < status) {
+                        let notice = DeviceNotice::Status {
+                            contact: contact.clone(),
+                            id,
+                            status,
+                        };
+                        self.effects.extend([
+                            DeviceEffect::Write(DeviceWrite::RaiseStatus(conversation, id, status)),
+                            DeviceEffect::After(DeviceAfter::Notice(notice)),
+                        ]);
+                    }
+                }
+            }
+        }
+        Ok(stored)
+    }
+}

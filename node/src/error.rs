@@ -91,6 +91,10 @@ pub enum NodeError {
     },
     #[error("you are in {count} groups, the limit: leave one first")]
     TooManyGroups { count: usize },
+    /// A message the engine could not queue, for a reason the variants
+    /// above do not name.
+    #[error("{0}")]
+    Send(#[source] hush_protocol::device::SendError),
     /// A group command the engine refused in a way the variants above do
     /// not name.
     #[error("{0}")]
@@ -112,7 +116,7 @@ impl NodeError {
             Self::OwnCard => 1003,
             Self::InvalidCard(_) => 1004,
             Self::InvalidName { .. } => 1005,
-            Self::TextTooLong { .. } | Self::EmptyText => 1006,
+            Self::TextTooLong { .. } | Self::EmptyText | Self::Send(_) => 1006,
             Self::OutboxFull { .. } => 1007,
             Self::AlreadyInitialized { .. } => 1008,
             Self::InvalidListenAddress { .. } => 1009,

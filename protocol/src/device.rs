@@ -23,8 +23,8 @@ pub use engine::{
     Received, SendError,
 };
 pub use groups::{
-    Acceptance, Group, GroupAfter, GroupBook, GroupCommandError, GroupConfig, GroupEffect,
-    DeviceLookup, GroupNotice, GroupSelf, GroupWrite, MAX_GROUPS, Severity, Standing,
+    Acceptance, DeviceLookup, Group, GroupAfter, GroupBook, GroupCommandError, GroupConfig,
+    GroupEffect, GroupNotice, GroupSelf, GroupWrite, MAX_GROUPS, Severity, Standing,
 };
 pub use inbox::{Arrival, Inbox, Opened, Source};
 pub use keys::{KEY_REQUEST_INTERVAL_MS, KeyDecision, KeyService};

@@ -7,7 +7,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use hush_protocol::device::{
-    Acceptance, Ctx, Group, GroupAfter, GroupEffect, DeviceLookup, GroupNotice, GroupSelf,
+    Acceptance, Ctx, DeviceLookup, Group, GroupAfter, GroupEffect, GroupNotice, GroupSelf,
     GroupWrite, Severity,
 };
 use hush_protocol::{
@@ -21,8 +21,8 @@ use libp2p::{Multiaddr, PeerId};
 use super::{After, EventLoop};
 use crate::error::NodeError;
 use crate::identity::Me;
-use crate::node::{Reply, now_ms};
-use crate::records::{ContactRecord, MessageRecord, OutboxKind, PendingRecord};
+use crate::node::Reply;
+use crate::records::{MessageRecord, PendingRecord};
 use crate::store::{Op, Store, StoreError};
 use crate::view::{
     Event, GroupMembersView, GroupMessageView, GroupView, MemberView, MessageView, SendReceipt,
@@ -86,52 +86,48 @@ pub(crate) enum GroupCommand {
 }
 
 /// The device engine's groups, in the node's terms.
-type Book = hush_protocol::device::GroupBook<PeerId, Multiaddr, gossipsub::MessageId>;
+pub(super) type Book = hush_protocol::device::GroupBook<PeerId, Multiaddr, gossipsub::MessageId>;
 
-/// The group engine and the requests in flight for it.
+/// The history requests in flight, for the groups.
+#[derive(Default)]
 pub(super) struct GroupHost {
-    pub(super) book: Book,
     history_requests: HashMap<OutboundRequestId, (PeerId, GroupId)>,
 }
 
-impl GroupHost {
-    /// The engine with every group, session and pending count from the store.
-    pub(super) fn load(store: &Store, me: &Me, config: GroupConfig) -> Self {
-        let mut book = Book::new(
-            GroupSelf {
-                key: me.account_key.clone(),
-                device: me.device_id(),
-                pickle_key: me.pickle_key,
-            },
-            config,
-            super::card_reach,
-        );
-        book.restore_pending_count(store.pending_count().unwrap_or(0));
-        match store.groups() {
-            Ok(groups) => {
-                for (id, record, ops) in groups {
-                    for problem in book.restore_group(id, record, &ops) {
-                        tracing::error!(group = %id, "{problem}");
-                    }
+/// The group engine with every group, session and pending count from the
+/// store.
+pub(super) fn load_groups(store: &Store, me: &Me, config: GroupConfig) -> Book {
+    let mut book = Book::new(
+        GroupSelf {
+            key: me.account_key.clone(),
+            device: me.device_id(),
+            pickle_key: me.pickle_key,
+        },
+        config,
+        super::card_reach,
+    );
+    book.restore_pending_count(store.pending_count().unwrap_or(0));
+    match store.groups() {
+        Ok(groups) => {
+            for (id, record, ops) in groups {
+                for problem in book.restore_group(id, record, &ops) {
+                    tracing::error!(group = %id, "{problem}");
                 }
             }
-            Err(e) => tracing::error!(error = %e, "could not load groups"),
         }
-        match store.inbound_sessions() {
-            Ok(list) => {
-                for (id, record) in list {
-                    if let Err(problem) = book.restore_inbound(id, &record) {
-                        tracing::error!(group = %record.group, "{problem}");
-                    }
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "could not load Megolm sessions"),
-        }
-        Self {
-            book,
-            history_requests: HashMap::new(),
-        }
+        Err(e) => tracing::error!(error = %e, "could not load groups"),
     }
+    match store.inbound_sessions() {
+        Ok(list) => {
+            for (id, record) in list {
+                if let Err(problem) = book.restore_inbound(id, &record) {
+                    tracing::error!(group = %record.group, "{problem}");
+                }
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "could not load Megolm sessions"),
+    }
+    book
 }
 
 impl DeviceLookup for Store {
@@ -179,38 +175,29 @@ fn op_of(write: GroupWrite) -> Op {
     }
 }
 
-/// A [`Ctx`] for an engine call: now, the loop's message clock, fresh
-/// randomness.
-macro_rules! ctx {
-    ($loop:ident) => {
-        &mut Ctx {
-            now: $loop.host_clock.now(),
-            clock: &mut $loop.clock,
-            rng: &mut rand::thread_rng(),
-        }
-    };
-}
-
 impl EventLoop {
-    /// Subscribes to our groups' topics and registers group peers; at start.
-    pub(super) fn groups_start(&mut self) {
-        for id in self.groups.book.joined_groups() {
-            self.subscribe_topic(id);
-        }
-        self.sync_peers();
+    /// Runs `f` on the engine's groups and does what follows.
+    fn with_groups<T>(&mut self, f: impl FnOnce(&mut Book, &mut Ctx<'_>) -> T) -> T {
+        let out = self.engine.with_groups(ctx!(self), f);
+        self.drive();
+        out
     }
 
-    /// Does what the group engine asked, in order.
-    pub(super) fn drive_groups(&mut self) {
-        while let Some(effect) = self.groups.book.poll_effect() {
+    /// Subscribes to our groups' topics and registers group peers; at start.
+    pub(super) fn groups_start(&mut self) {
+        for id in self.engine.groups.joined_groups() {
+            self.subscribe_topic(id);
+        }
+    }
+
+    /// Does what the groups asked of the host.
+    pub(super) fn on_group_effect(&mut self, effect: GroupEffect<PeerId, gossipsub::MessageId>) {
+        {
             match effect {
                 GroupEffect::Write(write) => self.batch.ops.push(op_of(write)),
-                GroupEffect::Send { to, payload } => {
-                    if let Err(e) = self.enqueue(&to, OutboxKind::Group, &payload) {
-                        tracing::warn!(error = %e, "could not queue a group control message");
-                    }
-                }
-                GroupEffect::PeersChanged => self.sync_peers(),
+                // The engine queues control messages and tracks members'
+                // devices itself.
+                GroupEffect::Send { .. } | GroupEffect::PeersChanged => {}
                 GroupEffect::Subscribe(id) => {
                     self.subscribe_topic(id);
                     let relays: Vec<PeerId> = self.home.iter().map(|r| r.peer).collect();
@@ -224,7 +211,7 @@ impl EventLoop {
                 }
                 GroupEffect::Dial(devices) => {
                     for device in devices {
-                        let Some(peer) = self.contacts.peer_of(&device) else {
+                        let Some(peer) = self.engine.contacts.peer_of(&device) else {
                             continue;
                         };
                         if self.swarm.is_connected(&peer) {
@@ -320,43 +307,15 @@ impl EventLoop {
         }
     }
 
-    /// Makes the devices of every group member known to the loop (for Olm).
-    pub(super) fn sync_peers(&mut self) {
-        let peers = self.groups.book.peers();
-        let gone: Vec<AccountId> = self
-            .contacts
-            .peer_accounts()
-            .into_iter()
-            .filter(|a| !peers.contains_key(a))
-            .collect();
-        for account in gone {
-            self.contacts.remove_peer(&account);
-        }
-        for (account, card) in peers {
-            if self.contacts.is_contact(&account) || self.contacts.is_peer(&account) {
-                continue;
-            }
-            let record = ContactRecord {
-                name: card.name.clone(),
-                card: card.to_string(),
-                account,
-                send_receipts: false,
-                added_at_ms: now_ms(),
-            };
-            let reach = super::card_reach(&card);
-            self.contacts.insert_peer(record, card, reach);
-        }
-    }
-
     /// A member's display name: our contact name, or the card's, or the id.
     fn member_name(&self, account: &AccountId) -> String {
         if *account == self.me.account {
             return self.me.name.clone();
         }
-        if let Some(name) = self.contacts.name_of(account) {
+        if let Some(name) = self.engine.contacts.name_of(account) {
             return name.clone();
         }
-        if let Some(p) = self.contacts.peer(account) {
+        if let Some(p) = self.engine.contacts.peer(account) {
             return p.card.name.clone();
         }
         account.to_string()[..12].to_owned()
@@ -389,7 +348,7 @@ impl EventLoop {
             GroupCommand::Create { name, reply } => {
                 let result = crate::identity::validate_name(&name).and_then(|()| {
                     let card = self.own_card();
-                    Ok(self.groups.book.create(ctx!(self), name, card)?)
+                    Ok(self.with_groups(|g, ctx| g.create(ctx, name, card))?)
                 });
                 self.reply_group(reply, result);
             }
@@ -399,12 +358,10 @@ impl EventLoop {
                 admin,
                 reply,
             } => {
-                let result = match self.contacts.contact(&contact) {
+                let result = match self.engine.contacts.contact(&contact) {
                     Some(c) => {
                         let card = c.card.clone();
-                        self.groups
-                            .book
-                            .invite(ctx!(self), &group, card, admin)
+                        self.with_groups(|g, ctx| g.invite(ctx, &group, card, admin))
                             .map_err(NodeError::from)
                     }
                     None => Err(NodeError::InviteUnknownContact { name: contact }),
@@ -412,11 +369,11 @@ impl EventLoop {
                 self.reply_group(reply, result);
             }
             GroupCommand::Join { group, reply } => {
-                let result = self.groups.book.join(ctx!(self), &group);
+                let result = self.with_groups(|g, ctx| g.join(ctx, &group));
                 self.reply_group(reply, result.map_err(NodeError::from));
             }
             GroupCommand::Leave { group, reply } => {
-                let result = self.groups.book.leave(ctx!(self), &group);
+                let result = self.with_groups(|g, ctx| g.leave(ctx, &group));
                 self.reply_group(reply, result.map_err(NodeError::from));
             }
             GroupCommand::Remove {
@@ -438,7 +395,7 @@ impl EventLoop {
                 self.reply_group(reply, result);
             }
             GroupCommand::Send { group, text, reply } => {
-                match self.groups.book.send(ctx!(self), &group, text) {
+                match self.with_groups(|g, ctx| g.send(ctx, &group, text)) {
                     Ok(id) => {
                         let receipt = SendReceipt {
                             id: id.to_string(),
@@ -446,19 +403,19 @@ impl EventLoop {
                             timed_out: false,
                             problem: None,
                         };
-                        self.drive_groups();
+                        self.drive();
                         self.batch.after.push(After::ReplySend(reply, receipt));
                     }
                     Err(e) => {
-                        self.drive_groups();
+                        self.drive();
                         let _ = reply.send(Err(e.into()));
                     }
                 }
             }
             GroupCommand::List { reply } => {
                 let mut list: Vec<GroupView> = self
+                    .engine
                     .groups
-                    .book
                     .groups()
                     .map(|g| self.group_view(g))
                     .collect();
@@ -487,19 +444,17 @@ impl EventLoop {
         member: &str,
         action: impl FnOnce(AccountId) -> Action,
     ) -> Result<GroupId, NodeError> {
-        let book = &self.groups.book;
+        let book = &self.engine.groups;
         let id = book.resolve(group)?;
         let account = book.resolve_member(&id, group, member, |a| self.member_name(a))?;
-        Ok(self
-            .groups
-            .book
-            .member_change(ctx!(self), group, action(account))?)
+        let action = action(account);
+        Ok(self.with_groups(|g, ctx| g.member_change(ctx, group, action))?)
     }
 
     /// Answers once the batch holding the change committed.
     fn reply_group(&mut self, reply: Reply<GroupView>, result: Result<GroupId, NodeError>) {
-        self.drive_groups();
-        match result.map(|id| self.groups.book.group(&id).map(|g| self.group_view(g))) {
+        self.drive();
+        match result.map(|id| self.engine.groups.group(&id).map(|g| self.group_view(g))) {
             Ok(Some(view)) => self.batch.after.push(After::ReplyGroup(reply, view)),
             Ok(None) => {
                 let _ = reply.send(Err(NodeError::UnknownGroup {
@@ -515,7 +470,7 @@ impl EventLoop {
     /// A home relay connected: make sure it keeps our groups' history, and
     /// catch up from it.
     pub(super) fn groups_relay_connected(&mut self, relay: PeerId) {
-        for id in self.groups.book.joined_groups() {
+        for id in self.engine.groups.joined_groups() {
             self.keep_history(relay, id);
         }
     }
@@ -523,7 +478,7 @@ impl EventLoop {
     /// Asks `relay` to keep the group's topic and for what it holds since
     /// our cursor.
     fn keep_history(&mut self, relay: PeerId, id: GroupId) {
-        let Some(after) = self.groups.book.history_cursor(&id, &relay) else {
+        let Some(after) = self.engine.groups.history_cursor(&id, &relay) else {
             return;
         };
         let keep = HistoryRequest::Keep { topic: id.topic() };
@@ -564,16 +519,10 @@ impl EventLoop {
                 };
                 match HistoryResponse::from_bytes(&response) {
                     Ok(HistoryResponse::Page { items, more }) => {
-                        let store = &*self.store;
-                        self.groups.book.handle_history_page(
-                            ctx!(self),
-                            store,
-                            relay,
-                            id,
-                            items,
-                            more,
-                        );
-                        self.drive_groups();
+                        let store = self.store.clone();
+                        self.with_groups(|g, ctx| {
+                            g.handle_history_page(ctx, &*store, relay, id, items, more);
+                        });
                     }
                     Ok(HistoryResponse::Refused { reason }) => {
                         tracing::warn!(%relay, %reason, "home relay refused to keep group history");
@@ -603,31 +552,18 @@ impl EventLoop {
             return;
         };
         let home_relay = self.home.iter().any(|r| r.peer == propagation_source);
-        let store = &*self.store;
-        self.groups.book.handle_topic_message(
-            ctx!(self),
-            store,
-            message.topic.as_str(),
-            message_id,
-            propagation_source,
-            home_relay,
-            &message.data,
-        );
-        self.drive_groups();
-    }
-
-    /// A group control message over Olm from a verified device of `account`.
-    pub(super) fn on_group_control(
-        &mut self,
-        account: AccountId,
-        device: hush_protocol::DeviceId,
-        control: hush_protocol::GroupControl,
-    ) {
-        let store = &*self.store;
-        self.groups
-            .book
-            .handle_control(ctx!(self), store, account, device, control);
-        self.drive_groups();
+        let store = self.store.clone();
+        self.with_groups(|g, ctx| {
+            g.handle_topic_message(
+                ctx,
+                &*store,
+                message.topic.as_str(),
+                message_id,
+                propagation_source,
+                home_relay,
+                &message.data,
+            );
+        });
     }
 
     /// After a commit: `GroupReceipt` events with the counts now stored,
@@ -638,7 +574,7 @@ impl EventLoop {
             by_group.entry(group).or_default().extend(ids);
         }
         for (group, ids) in by_group {
-            let Some(g) = self.groups.book.group(&group) else {
+            let Some(g) = self.engine.groups.group(&group) else {
                 continue;
             };
             let ids: Vec<MessageId> = ids.into_iter().collect();
@@ -672,26 +608,24 @@ impl EventLoop {
             Ok(_) | Err(gossipsub::PublishError::Duplicate) => {}
             Err(e) => {
                 tracing::debug!(group = %id, error = ?e, "group message not published yet; retrying");
-                self.groups.book.unpublished(id, bytes);
+                self.engine.groups.unpublished(id, bytes);
             }
         }
     }
 
     /// On the tick: whatever the group engine has due.
     pub(super) fn groups_tick(&mut self) {
-        self.groups.book.handle_tick(ctx!(self));
-        self.drive_groups();
+        self.with_groups(|g, ctx| g.handle_tick(ctx));
     }
 
     /// Sends the receipts gathered now (on shutdown, through the outbox).
     pub(super) fn send_receipts(&mut self) {
-        self.groups.book.flush_receipts(ctx!(self));
-        self.drive_groups();
+        self.with_groups(|g, ctx| g.flush_receipts(ctx));
     }
 
     fn members(&self, group: &str) -> Result<GroupMembersView, NodeError> {
-        let id = self.groups.book.resolve(group)?;
-        let Some(g) = self.groups.book.group(&id) else {
+        let id = self.engine.groups.resolve(group)?;
+        let Some(g) = self.engine.groups.group(&id) else {
             return Err(NodeError::UnknownGroup {
                 name: group.to_owned(),
             });
@@ -716,7 +650,7 @@ impl EventLoop {
                     .iter()
                     .map(|d| d.device_id.to_string())
                     .collect(),
-                contact: self.contacts.is_contact(account),
+                contact: self.engine.contacts.is_contact(account),
                 you: *account == self.me.account,
             })
             .collect();
@@ -733,7 +667,7 @@ impl EventLoop {
         before: Option<MessageId>,
         limit: usize,
     ) -> Result<Vec<GroupMessageView>, NodeError> {
-        let id = self.groups.book.resolve(group)?;
+        let id = self.engine.groups.resolve(group)?;
         let conversation = ConversationId::group(&id);
         let records = self.store.history(&conversation, before, limit)?;
         let mut out = Vec::with_capacity(records.len());
@@ -760,16 +694,15 @@ impl EventLoop {
     }
 
     fn group_mark_read(&mut self, group: &str, reply: Reply<usize>) {
-        let id = match self.groups.book.resolve(group) {
+        let id = match self.engine.groups.resolve(group) {
             Ok(id) => id,
             Err(e) => {
                 let _ = reply.send(Err(e.into()));
                 return;
             }
         };
-        let store = &*self.store;
-        let result = self.groups.book.mark_read(ctx!(self), store, id);
-        self.drive_groups();
+        let store = self.store.clone();
+        let result = self.with_groups(|g, ctx| g.mark_read(ctx, &*store, id));
         match result {
             Ok(0) => {
                 let _ = reply.send(Ok(0));

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use hush_protocol::device::{PresenceTiming, PresenceWatch, Sighting};
 use hush_protocol::{
-    AccountId, Body, DeviceId, DeviceKeys, MAX_PRESENCE_ADDRESSES, Payload, Presence, PresenceKey,
+    AccountId, Body, DeviceId, DeviceKeys, MAX_PRESENCE_ADDRESSES, Presence, PresenceKey,
     PresencePush, PresenceState, SealedPresence, Wire,
 };
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
@@ -198,7 +198,7 @@ impl EventLoop {
     pub(super) fn presence_start(&mut self) {
         let mut relays: Vec<(PeerId, Multiaddr)> =
             self.home.iter().map(|r| (r.peer, r.addr.clone())).collect();
-        for contact in self.contacts.contacts() {
+        for contact in self.engine.contacts.contacts() {
             relays.extend(contact.relays.iter().cloned());
         }
         for (peer, addr) in relays {
@@ -206,7 +206,7 @@ impl EventLoop {
         }
         let _ = self.swarm.behaviour_mut().kad.bootstrap();
         self.presence.next_heartbeat = Instant::now();
-        let accounts: Vec<AccountId> = self.contacts.accounts();
+        let accounts: Vec<AccountId> = self.engine.contacts.accounts();
         for account in accounts {
             self.look_up(&account);
         }
@@ -218,6 +218,7 @@ impl EventLoop {
             return 0;
         };
         let devices: Vec<DeviceId> = self
+            .engine
             .contacts
             .known(account)
             .map(|c| {
@@ -280,7 +281,7 @@ impl EventLoop {
         let peers: Vec<PeerId> = self
             .swarm
             .connected_peers()
-            .filter(|p| self.contacts.is_known_peer(p))
+            .filter(|p| self.engine.contacts.is_known_peer(p))
             .copied()
             .collect();
         for peer in peers {
@@ -292,7 +293,7 @@ impl EventLoop {
     /// Sends `record` (ours, or nothing, to ask for theirs) to a contact
     /// device, unless we do not share with it; `force` skips the rate limit.
     fn push_to(&mut self, peer: PeerId, record: Option<SealedPresence>, force: bool) {
-        let Some((account, keys)) = self.contacts.device_by_peer(&peer) else {
+        let Some((account, keys)) = self.engine.contacts.device_by_peer(&peer) else {
             return;
         };
         let record = record.filter(|_| self.presence.shares_with(&account));
@@ -317,7 +318,7 @@ impl EventLoop {
     /// Sends a `PresencePush` to a contact device, whatever the sharing
     /// settings (callers decide).
     fn send_push(&mut self, peer: PeerId, record: Option<SealedPresence>) {
-        let Some((account, keys)) = self.contacts.device_by_peer(&peer) else {
+        let Some((account, keys)) = self.engine.contacts.device_by_peer(&peer) else {
             return;
         };
         let addresses = self.dial_addresses(&keys.device_id);
@@ -331,14 +332,15 @@ impl EventLoop {
 
     /// The devices of a contact we are connected to now.
     fn connected_devices(&self, account: &AccountId) -> Vec<PeerId> {
-        self.contacts
+        self.engine
+            .contacts
             .known(account)
             .map(|c| {
                 c.card
                     .device_list
                     .devices
                     .iter()
-                    .filter_map(|d| self.contacts.peer_of(&d.device_id))
+                    .filter_map(|d| self.engine.contacts.peer_of(&d.device_id))
                     .filter(|p| self.swarm.is_connected(p))
                     .collect()
             })
@@ -348,7 +350,7 @@ impl EventLoop {
     /// A contact device connected: trade records (theirs tells us it is
     /// online; ours tells it we are).
     pub(super) fn presence_connected(&mut self, peer: &PeerId) {
-        let Some((_, keys)) = self.contacts.device_by_peer(peer) else {
+        let Some((_, keys)) = self.engine.contacts.device_by_peer(peer) else {
             return;
         };
         self.presence.watch.connected(&keys.device_id);
@@ -359,7 +361,7 @@ impl EventLoop {
     /// The last connection to a contact device closed: unless it said
     /// goodbye, it stays online for the grace period.
     pub(super) fn presence_disconnected(&mut self, peer: &PeerId) {
-        let Some((account, keys)) = self.contacts.device_by_peer(peer) else {
+        let Some((account, keys)) = self.engine.contacts.device_by_peer(peer) else {
             return;
         };
         let now = self.host_clock.now();
@@ -393,7 +395,7 @@ impl EventLoop {
                 if let Ok(PresencePush {
                     record: Some(record),
                 }) = PresencePush::from_bytes(&response)
-                    && let Some((account, keys)) = self.contacts.device_by_peer(&peer)
+                    && let Some((account, keys)) = self.engine.contacts.device_by_peer(&peer)
                 {
                     self.accept_presence(&account, &keys, &record);
                 }
@@ -411,7 +413,7 @@ impl EventLoop {
         request: &[u8],
         channel: ResponseChannel<Vec<u8>>,
     ) {
-        let contact = self.contacts.device_by_peer(&peer);
+        let contact = self.engine.contacts.device_by_peer(&peer);
         let mut answer = None;
         if let Some((account, keys)) = contact {
             if let Ok(PresencePush {
@@ -457,7 +459,7 @@ impl EventLoop {
             return false;
         }
         let before = self.contact_presence(account);
-        let peer = self.contacts.peer_of(&keys.device_id);
+        let peer = self.engine.contacts.peer_of(&keys.device_id);
         let connected = peer.is_some_and(|p| self.swarm.is_connected(&p));
         let addresses: Vec<Multiaddr> = presence
             .addresses
@@ -496,7 +498,7 @@ impl EventLoop {
         if after.0 == before.0 {
             return;
         }
-        let Some(name) = self.contacts.name_of(account).cloned() else {
+        let Some(name) = self.engine.contacts.name_of(account).cloned() else {
             return;
         };
         let record = self.presence.contacts.entry(*account).or_default();
@@ -517,6 +519,7 @@ impl EventLoop {
     /// (online, devices online) of a contact.
     fn contact_presence(&self, account: &AccountId) -> (bool, usize) {
         let online = self
+            .engine
             .contacts
             .known(account)
             .map(|c| {
@@ -532,7 +535,7 @@ impl EventLoop {
     }
 
     pub(super) fn presence_view(&self, account: &AccountId) -> Option<PresenceView> {
-        let name = self.contacts.name_of(account)?.clone();
+        let name = self.engine.contacts.name_of(account)?.clone();
         let (online, devices_online) = self.contact_presence(account);
         let last_seen_ms = if online {
             Some(now_ms())
@@ -561,7 +564,12 @@ impl EventLoop {
         refresh: bool,
         reply: Reply<PresenceView>,
     ) {
-        let Some(account) = self.contacts.contact(contact).map(|c| c.card.account()) else {
+        let Some(account) = self
+            .engine
+            .contacts
+            .contact(contact)
+            .map(|c| c.card.account())
+        else {
             let _ = reply.send(Err(NodeError::UnknownContact {
                 name: contact.to_owned(),
             }));
@@ -600,7 +608,12 @@ impl EventLoop {
                 };
                 let accepted = SealedPresence::from_bytes(&found.record.value)
                     .ok()
-                    .zip(self.contacts.device(&account, &device).map(|(_, k)| k))
+                    .zip(
+                        self.engine
+                            .contacts
+                            .device(&account, &device)
+                            .map(|(_, k)| k),
+                    )
                     .is_some_and(|(sealed, keys)| self.accept_presence(&account, &keys, &sealed));
                 if accepted {
                     // The first genuine record will do.
@@ -663,7 +676,7 @@ impl EventLoop {
         // device goes.
         let mut gone: HashMap<AccountId, usize> = HashMap::new();
         for device in self.presence.watch.expire(clock) {
-            match self.contacts.of_device(&device) {
+            match self.engine.contacts.of_device(&device) {
                 Some((account, _)) => *gone.entry(account).or_default() += 1,
                 None => self.presence.watch.forget(&device),
             }
@@ -673,7 +686,7 @@ impl EventLoop {
             self.presence_changed(&account, (true, still + n));
         }
         for device in self.presence.watch.to_refresh(clock) {
-            if let Some((account, _)) = self.contacts.of_device(&device) {
+            if let Some((account, _)) = self.engine.contacts.of_device(&device) {
                 self.look_up(&account);
             }
         }
@@ -730,14 +743,13 @@ impl EventLoop {
         if record.shared_epoch >= epoch {
             return;
         }
-        let payload = Payload {
-            sender_account: self.me.account,
-            sender_device: self.me.device_id(),
-            id: self.next_id(),
-            body: Body::PresenceKey(self.presence.key.clone()),
-        };
-        match self.enqueue(account, OutboxKind::Control, &payload) {
-            Ok(()) => {
+        let body = Body::PresenceKey(self.presence.key.clone());
+        let queued = self
+            .engine
+            .send_control(ctx!(self), account, OutboxKind::Control, body);
+        self.drive();
+        match queued {
+            Ok(_) => {
                 let record = self.presence.contacts.entry(*account).or_default();
                 record.shared_epoch = epoch;
                 self.batch
@@ -756,7 +768,7 @@ impl EventLoop {
         reply: Reply<Option<PresenceView>>,
     ) {
         let account = match contact {
-            Some(name) => match self.contacts.contact(name) {
+            Some(name) => match self.engine.contacts.contact(name) {
                 Some(c) => Some(c.card.account()),
                 None => {
                     let _ = reply.send(Err(NodeError::UnknownContact {
@@ -768,6 +780,7 @@ impl EventLoop {
             None => None,
         };
         let was_shared: Vec<AccountId> = self
+            .engine
             .contacts
             .accounts()
             .into_iter()
@@ -793,7 +806,7 @@ impl EventLoop {
         self.batch
             .ops
             .push(Op::PutOwnPresence(self.presence.own.clone()));
-        let accounts: Vec<AccountId> = self.contacts.accounts();
+        let accounts: Vec<AccountId> = self.engine.contacts.accounts();
         for account in &accounts {
             self.share_key_with(account);
         }

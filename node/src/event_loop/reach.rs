@@ -134,14 +134,14 @@ impl EventLoop {
         };
         let now = self.host_clock.now();
         for (peer, addr) in found {
-            let Some((_, keys)) = self.contacts.device_by_peer(&peer) else {
+            let Some((_, keys)) = self.engine.contacts.device_by_peer(&peer) else {
                 continue;
             };
             tracing::debug!(%peer, %addr, "contact found on the LAN");
             self.swarm.add_peer_address(peer, addr);
             self.reach.lan.insert(peer);
-            self.routes.reached(&keys.device_id);
-            self.outbox.wake(&keys.device_id, now);
+            self.engine.routes.reached(&keys.device_id);
+            self.engine.outbox.wake(&keys.device_id, now);
             if !self.swarm.is_connected(&peer) {
                 let _ = self.swarm.dial(peer);
             }
@@ -172,8 +172,8 @@ impl EventLoop {
 
     pub(super) fn reachability(&self) -> Reachability {
         let name_of = |peer: &PeerId| {
-            let (account, _) = self.contacts.device_by_peer(peer)?;
-            self.contacts.name_of(&account).cloned()
+            let (account, _) = self.engine.contacts.device_by_peer(peer)?;
+            self.engine.contacts.name_of(&account).cloned()
         };
         let mut direct = Vec::new();
         let mut relayed = Vec::new();

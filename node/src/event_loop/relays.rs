@@ -19,7 +19,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use hush_protocol::Now;
-use hush_protocol::device::{DrainStep, HomeMailbox, PageHandled, PageStart};
+use hush_protocol::device::{
+    DrainStep, HomeMailbox, OutboxKind, PageHandled, PageStart, Received, Source,
+};
 use hush_protocol::{
     AccountId, Auth, DepositResult, DeviceId, KeyBundle, MAX_MAILBOX_FRAME, MAX_MAILBOX_ITEMS,
     MailboxId, MailboxRequest, MailboxResponse, MailboxSecret, MessageId, OwnerRequest,
@@ -28,9 +30,9 @@ use hush_protocol::{
 use libp2p::request_response;
 use libp2p::{Multiaddr, PeerId};
 
-use super::{After, EventLoop, Received, Source, millis};
+use super::{After, EventLoop, millis};
 use crate::network::{MAIL_WAIT, peer_in};
-use crate::records::{OutboxKind, Status};
+
 use crate::store::{Op, OutboxKey};
 use crate::view::{Event, RelayView};
 
@@ -221,7 +223,7 @@ impl EventLoop {
             return;
         }
         let device = self.me.device_id();
-        let one_time = self.olm.one_time_key_bundles(device, KEYS_UPLOAD);
+        let one_time = self.engine.olm.one_time_key_bundles(device, KEYS_UPLOAD);
         let stored = self
             .store
             .fallback_bundle()
@@ -231,7 +233,7 @@ impl EventLoop {
         let fallback = match stored {
             Some(bundle) => bundle,
             None => {
-                let bundle = self.olm.new_fallback_key_bundle(device);
+                let bundle = self.engine.olm.new_fallback_key_bundle(device);
                 self.batch.ops.push(Op::PutFallback(bundle.to_bytes()));
                 bundle
             }
@@ -304,7 +306,7 @@ impl EventLoop {
                 },
                 answer,
             ) => {
-                self.routes.end_deposit(device, relay);
+                self.engine.routes.end_deposit(device, relay);
                 match answer {
                     Ok(MailboxResponse::Deposited { results }) if results.len() == keys.len() => {
                         self.on_deposited(relay, device, &keys, &results);
@@ -317,16 +319,18 @@ impl EventLoop {
                 }
             }
             (MailRequest::Claim { relay, device }, answer) => {
-                self.outbox.key_claim_ended(&device);
+                self.engine.outbox.key_claim_ended(&device);
                 let started = match answer {
-                    Ok(MailboxResponse::Key(bundle)) => self.start_session_from(&device, &bundle),
+                    Ok(MailboxResponse::Key(bundle)) => self.engine.start_session(&device, &bundle),
                     other => Err(describe(other)),
                 };
                 if let Err(e) = &started {
                     tracing::info!(%relay, error = %e, "could not get a key from a relay");
                     self.back_off_relay(relay, None);
                 }
-                self.after_key(&device, started.is_ok());
+                self.engine
+                    .key_arrived(ctx!(self), &device, started.is_ok());
+                self.drive();
             }
             (kind, answer) => {
                 let error = describe(answer);
@@ -350,18 +354,6 @@ impl EventLoop {
                 }
             }
         }
-    }
-
-    fn start_session_from(&mut self, device: &DeviceId, bundle: &KeyBundle) -> Result<(), String> {
-        let (_, keys) = self
-            .contacts
-            .of_device(device)
-            .ok_or("not a contact device")?;
-        // The bundle is signed by the device's Olm key from its signed
-        // device list: a relay cannot slip in a key of its own.
-        self.olm
-            .start_session(bundle, &keys)
-            .map_err(|e| e.to_string())
     }
 
     /// Stores a page of mail; acks what is durable, and reads on.
@@ -401,7 +393,12 @@ impl EventLoop {
                     continue;
                 }
             };
-            match self.receive(Source::Mailbox, &envelope) {
+            let store = &*self.store;
+            let received = self
+                .engine
+                .receive(ctx!(self), store, Source::Mailbox, &envelope);
+            self.drive();
+            match received {
                 Ok(Received::Queued { text, .. }) => {
                     ack_after.push(seq);
                     if let Some((account, id)) = text {
@@ -432,7 +429,9 @@ impl EventLoop {
             cursor = cursor.max(seq);
         }
         for (account, ids) in delivered {
-            self.queue_receipts(&account, ReceiptKind::Delivered, &ids);
+            self.engine
+                .queue_receipts(ctx!(self), &account, ReceiptKind::Delivered, &ids);
+            self.drive();
         }
         if !ack_now.is_empty() {
             self.ack_mail(i, ack_now);
@@ -456,35 +455,23 @@ impl EventLoop {
         self.restock_keys(i);
     }
 
-    pub(super) fn is_unreachable(&self, device: &DeviceId) -> bool {
-        self.routes.is_unreachable(self.host_clock.now(), device)
-    }
-
-    pub(super) fn mark_unreachable(&mut self, device: DeviceId) {
-        if self.contacts.has_device(&device) {
-            self.routes.mark_unreachable(self.host_clock.now(), device);
-        }
-    }
-
     fn relays_of(&self, device: &DeviceId) -> Vec<(PeerId, Multiaddr)> {
-        self.contacts
+        self.engine
+            .contacts
             .of_device(device)
-            .and_then(|(account, _)| self.contacts.known(&account))
+            .and_then(|(account, _)| self.engine.contacts.known(&account))
             .map(|c| c.relays.clone())
             .unwrap_or_default()
     }
 
-    pub(super) fn has_relays(&self, device: &DeviceId) -> bool {
-        !self.relays_of(device).is_empty()
-    }
-
     fn relay_ready(&self, relay: &PeerId) -> bool {
-        self.routes.relay_ready(self.host_clock.now(), relay)
+        self.engine.routes.relay_ready(self.host_clock.now(), relay)
     }
 
     fn back_off_relay(&mut self, relay: PeerId, at_least: Option<Duration>) {
         let at_least = at_least.map_or(0, millis);
-        self.routes
+        self.engine
+            .routes
             .back_off_relay(self.host_clock.now(), relay, at_least);
     }
 
@@ -497,7 +484,7 @@ impl EventLoop {
             .or(relays.first())
             .cloned()
         else {
-            self.outbox.key_claim_ended(&device);
+            self.engine.outbox.key_claim_ended(&device);
             return;
         };
         let id = self
@@ -516,19 +503,24 @@ impl EventLoop {
     /// Leaves the device's queued envelopes at each of its relays, in
     /// order: every relay gets them from the first one it lacks.
     pub(super) fn deposit_pump(&mut self, device: &DeviceId) {
-        let Some(mailbox_key) = self.contacts.of_device(device).map(|(_, k)| k.mailbox_key) else {
+        let Some(mailbox_key) = self
+            .engine
+            .contacts
+            .of_device(device)
+            .map(|(_, k)| k.mailbox_key)
+        else {
             return;
         };
         let mailbox = MailboxId::of(device);
         for (relay, addr) in self.relays_of(device) {
-            if self.routes.is_depositing(*device, relay) || !self.relay_ready(&relay) {
+            if self.engine.routes.is_depositing(*device, relay) || !self.relay_ready(&relay) {
                 continue;
             }
-            let from = self.routes.deposit_from(*device, relay);
+            let from = self.engine.routes.deposit_from(*device, relay);
             let mut keys = Vec::new();
             let mut items = Vec::new();
             let mut bytes = 0;
-            for (key, entry) in self.outbox.queued_from(*device, from) {
+            for (key, entry) in self.engine.outbox.queued_from(*device, from) {
                 if entry.record().kind == OutboxKind::Control {
                     // Control payloads (our presence key) go only directly:
                     // they must not take a slot of the contact's mailbox.
@@ -580,7 +572,7 @@ impl EventLoop {
                     MailboxRequest::Deposit { items }.to_bytes(),
                     vec![addr],
                 );
-            self.routes.start_deposit(*device, relay);
+            self.engine.routes.start_deposit(*device, relay);
             self.mail_requests.insert(
                 id,
                 MailRequest::Deposit {
@@ -600,16 +592,20 @@ impl EventLoop {
         results: &[DepositResult],
     ) {
         let mut refused = None;
-        let resend_direct_at = self.routes.direct_again_at(self.host_clock.now(), &device);
+        let resend_direct_at = self
+            .engine
+            .routes
+            .direct_again_at(self.host_clock.now(), &device);
         let mut prefix = true;
         for (key, result) in keys.iter().zip(results) {
             match result {
                 DepositResult::Stored | DepositResult::Duplicate => {
                     if prefix {
-                        self.routes.held_up_to(device, relay, key.0);
+                        self.engine.routes.held_up_to(device, relay, key.0);
                     }
                     // Tried directly again only once the device may be back.
                     let first = self
+                        .engine
                         .outbox
                         .get_mut(key)
                         .is_some_and(|entry| entry.held_by(relay, resend_direct_at));
@@ -632,7 +628,7 @@ impl EventLoop {
             }
             Some(_) => self.back_off_relay(relay, None),
             None => {
-                self.routes.relay_ok(&relay);
+                self.engine.routes.relay_ok(&relay);
                 // More may be queued behind this batch.
                 self.deposit_pump(&device);
             }
@@ -642,42 +638,17 @@ impl EventLoop {
     /// A relay of the recipient holds the envelope durably: `sent`.
     fn on_sent(&mut self, key: OutboxKey) {
         self.problems.remove(&key);
-        let Some(entry) = self.outbox.get(&key) else {
-            return;
-        };
-        let record = entry.record();
-        let (kind, conversation, recipient) = (record.kind, record.conversation, record.recipient);
-        if kind != OutboxKind::Message {
-            // Receipts and control payloads get no receipt back: once a relay has one, it is done.
-            self.outbox.remove(&key);
-            self.batch.ops.push(Op::DeleteOutbox(key));
-            return;
-        }
-        let behind = self
-            .store
-            .message(&conversation, key.0)
-            .ok()
-            .flatten()
-            .is_some_and(|m| m.status < Status::Sent);
-        if behind {
-            self.batch
-                .ops
-                .push(Op::RaiseStatus(conversation, key.0, Status::Sent));
-            if let Some(name) = self.contacts.name_of(&recipient) {
-                self.batch.after.push(After::Emit(Event::Status {
-                    contact: name.clone(),
-                    id: key.0.to_string(),
-                    status: Status::Sent,
-                }));
-            }
-        }
+        let store = &*self.store;
+        self.engine.sent(store, key);
+        self.drive();
     }
 
     fn report_refusal(&mut self, key: OutboxKey, relay: &PeerId, reason: Refusal) {
-        let Some(entry) = self.outbox.get(&key) else {
+        let Some(entry) = self.engine.outbox.get(&key) else {
             return;
         };
         let contact = self
+            .engine
             .contacts
             .name_of(&entry.record().recipient)
             .cloned()
@@ -706,20 +677,6 @@ impl EventLoop {
             relay: relay.to_string(),
             reason: text,
         });
-    }
-
-    /// The device confirmed it has `key` (a delivered or read receipt):
-    /// drop what still waited for a direct resend.
-    pub(super) fn settle_outbox(&mut self, key: &OutboxKey) {
-        let removable = self
-            .outbox
-            .get(key)
-            .is_some_and(|e| e.is_waiting() && !e.sent_to().is_empty());
-        if removable {
-            self.outbox.remove(key);
-            self.problems.remove(key);
-            self.batch.ops.push(Op::DeleteOutbox(*key));
-        }
     }
 }
 

@@ -304,7 +304,10 @@ where
                 created_at_ms: ctx.now.unix_ms,
             };
             self.effects
-                .push_back(DeviceEffect::Write(DeviceWrite::Outbox(key, record.clone())));
+                .push_back(DeviceEffect::Write(DeviceWrite::Outbox(
+                    key,
+                    record.clone(),
+                )));
             self.outbox.insert_committing(key, record, ctx.now);
             self.effects
                 .push_back(DeviceEffect::After(DeviceAfter::Dispatch(key)));
@@ -352,7 +355,10 @@ where
             stored_at_ms: ctx.now.unix_ms,
         };
         self.effects
-            .push_back(DeviceEffect::Write(DeviceWrite::Message(conversation, record)));
+            .push_back(DeviceEffect::Write(DeviceWrite::Message(
+                conversation,
+                record,
+            )));
         Ok(id)
     }
 
@@ -418,10 +424,11 @@ where
         if unread.is_empty() {
             return Ok(Ok(0));
         }
-        self.effects.push_back(DeviceEffect::Write(DeviceWrite::MarkRead(
-            conversation,
-            unread.clone(),
-        )));
+        self.effects
+            .push_back(DeviceEffect::Write(DeviceWrite::MarkRead(
+                conversation,
+                unread.clone(),
+            )));
         for id in &unread {
             let notice = DeviceNotice::Status {
                 contact: contact.to_owned(),
@@ -539,6 +546,13 @@ where
     /// device is already on its way; the others are encrypted or wait for
     /// a one-time key. A device reached only through its relays gets
     /// deposits.
+    ///
+    /// Envelopes for one device go out one batch request at a time, in the
+    /// order they were encrypted. Olm keeps at most 40 skipped message keys
+    /// per chain, so envelopes must not overtake each other by more than
+    /// that: with one request in flight they cannot overtake at all, and
+    /// after a failed request the whole device backs off
+    /// (`Outbox::retry_device_later`).
     pub fn pump(&mut self, ctx: &mut Ctx<'_>, device: &DeviceId) {
         if self.via_relays(ctx, device) {
             // Encrypt (or get a key for) what is not yet, in order, then
@@ -611,7 +625,10 @@ where
         let acks = match AckBatch::from_bytes(response) {
             Ok(b) if b.acks.len() == keys.len() => b.acks,
             _ => {
-                self.note(Severity::Debug, "malformed ack batch; retrying its envelopes");
+                self.note(
+                    Severity::Debug,
+                    "malformed ack batch; retrying its envelopes",
+                );
                 vec![DirectAck::Rejected(RejectReason::Unavailable); keys.len()]
             }
         };
@@ -693,21 +710,23 @@ where
             .flatten()
             .is_some_and(|m| m.status < Status::Delivered);
         if record.kind == OutboxKind::Message && behind {
-            self.effects.push_back(DeviceEffect::Write(DeviceWrite::RaiseStatus(
-                conversation,
-                key.0,
-                Status::Delivered,
-            )));
+            self.effects
+                .push_back(DeviceEffect::Write(DeviceWrite::RaiseStatus(
+                    conversation,
+                    key.0,
+                    Status::Delivered,
+                )));
             // The ack itself is the durable fact (the recipient device has
             // stored the message), so say so now; our own record of it
             // lands with the next batch, and if we crash first, the entry is
             // resent on restart and acked again as a duplicate.
             if let Some(name) = self.contacts.name_of(&record.recipient) {
-                self.effects.push_back(DeviceEffect::Notice(DeviceNotice::Status {
-                    contact: name.clone(),
-                    id: key.0,
-                    status: Status::Delivered,
-                }));
+                self.effects
+                    .push_back(DeviceEffect::Notice(DeviceNotice::Status {
+                        contact: name.clone(),
+                        id: key.0,
+                        status: Status::Delivered,
+                    }));
             }
         }
     }
@@ -748,11 +767,12 @@ where
             .flatten()
             .is_some_and(|m| m.status < Status::Sent);
         if behind {
-            self.effects.push_back(DeviceEffect::Write(DeviceWrite::RaiseStatus(
-                conversation,
-                key.0,
-                Status::Sent,
-            )));
+            self.effects
+                .push_back(DeviceEffect::Write(DeviceWrite::RaiseStatus(
+                    conversation,
+                    key.0,
+                    Status::Sent,
+                )));
             if let Some(name) = self.contacts.name_of(&recipient) {
                 let notice = DeviceNotice::Status {
                     contact: name.clone(),
@@ -776,12 +796,12 @@ where
     /// secret is on disk, or why not.
     pub fn handle_key_request(
         &mut self,
-        ctx: &Ctx<'_>,
+        now: crate::Now,
         peer: P,
         request: &[u8],
     ) -> Result<KeyBundle, crate::device::KeyDecision> {
         let known = self.contacts.is_known_peer(&peer);
-        match self.key_service.request(ctx.now, peer, known, request) {
+        match self.key_service.request(now, peer, known, request) {
             crate::device::KeyDecision::Serve => {
                 Ok(self.olm.one_time_key_bundle(self.me.device_id()))
             }

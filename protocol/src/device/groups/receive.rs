@@ -7,7 +7,7 @@ use std::hash::Hash;
 
 use super::Severity;
 use super::{
-    GroupAfter, GroupBook, GroupEffect, DeviceLookup, GroupNotice, GroupWrite, Inbound,
+    DeviceLookup, GroupAfter, GroupBook, GroupEffect, GroupNotice, GroupWrite, Inbound,
     MAX_AWAITING, MAX_GROUPS, MAX_OUTSIDERS_LOGGED, MAX_PENDING, MAX_UNCLAIMED_BYTES,
     UNCLAIMED_FOR_MS, VALIDATION_WAIT_MS, Waiting,
 };

@@ -5,7 +5,7 @@ use std::hash::Hash;
 
 use super::Severity;
 use super::{
-    GroupAfter, GroupBook, GroupCommandError, GroupEffect, DeviceLookup, GroupWrite, Inbound,
+    DeviceLookup, GroupAfter, GroupBook, GroupCommandError, GroupEffect, GroupWrite, Inbound,
     RECEIPT_BATCH_MS, Standing,
 };
 use crate::device::{Ctx, InboundRecord, MessageRecord};

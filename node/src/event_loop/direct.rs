@@ -1,0 +1,304 @@
+//! The device engine's host side for 1:1: feeds
+//! [`hush_protocol::device::DeviceEngine`] from the swarm (`/hush/direct/1`,
+//! `/hush/keys/1`) and the user, and does what it asks (see [`EventLoop::drive`]).
+
+use hush_protocol::device::{
+    BatchAnswer, DeviceAfter, DeviceEffect, DeviceNotice, DeviceWrite, KeyDecision, SendError,
+    Severity,
+};
+use hush_protocol::{DeviceId, DeviceKeys, KeyBundle, KeyRequest, Wire};
+use libp2p::request_response::{self, ResponseChannel};
+use libp2p::{Multiaddr, PeerId};
+
+use super::{After, EventLoop};
+use crate::error::NodeError;
+use crate::node::Reply;
+use crate::records::Status;
+use crate::store::{Op, OutboxKey};
+use crate::view::{Event, MessageView, SendReceipt};
+
+impl From<SendError> for NodeError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::UnknownContact { name } => Self::UnknownContact { name },
+            SendError::TextTooLong { len } => Self::TextTooLong { len },
+            SendError::EmptyText => Self::EmptyText,
+            SendError::OutboxFull { len } => Self::OutboxFull { len },
+            other => Self::Send(other),
+        }
+    }
+}
+
+/// The store operation for what the engine writes.
+fn op_of(write: DeviceWrite) -> Op {
+    match write {
+        DeviceWrite::Outbox(key, record) => Op::PutOutbox(key, record),
+        DeviceWrite::DropOutbox(key) => Op::DeleteOutbox(key),
+        DeviceWrite::Message(conversation, record) => Op::PutMessage(conversation, record),
+        DeviceWrite::RaiseStatus(conversation, id, status) => {
+            Op::RaiseStatus(conversation, id, status)
+        }
+        DeviceWrite::MarkRead(conversation, ids) => Op::MarkRead(conversation, ids),
+        DeviceWrite::Seen(digest, at) => Op::PutSeen(digest, at),
+    }
+}
+
+/// The event for what the engine tells the user.
+fn event_of(notice: DeviceNotice) -> Event {
+    match notice {
+        DeviceNotice::Message { contact, message } => Event::Message {
+            message: MessageView::new(&message, contact.clone()),
+            contact,
+        },
+        DeviceNotice::Status {
+            contact,
+            id,
+            status,
+        } => Event::Status {
+            contact,
+            id: id.to_string(),
+            status,
+        },
+    }
+}
+
+impl EventLoop {
+    /// Does what the engine asked, in order: writes into the batch, what
+    /// waits for the commit into its `after`, requests onto the swarm.
+    pub(super) fn drive(&mut self) {
+        while let Some(effect) = self.engine.poll_effect() {
+            match effect {
+                DeviceEffect::Write(write) => self.batch.ops.push(op_of(write)),
+                DeviceEffect::After(DeviceAfter::Dispatch(key)) => {
+                    self.batch.after.push(After::Dispatch(key));
+                }
+                DeviceEffect::After(DeviceAfter::Received(digest)) => {
+                    self.batch.after.push(After::Received(digest));
+                }
+                DeviceEffect::After(DeviceAfter::Notice(notice)) => {
+                    self.batch.after.push(After::Emit(event_of(notice)));
+                }
+                DeviceEffect::Notice(notice) => {
+                    let _ = self.events.send(event_of(notice));
+                }
+                DeviceEffect::RequestKey(device) => self.request_key(device),
+                DeviceEffect::ClaimKey(device) => self.claim_key(device),
+                DeviceEffect::SendBatch {
+                    device,
+                    keys,
+                    batch,
+                } => self.send_batch(device, keys, batch),
+                DeviceEffect::Deposit(device) => self.deposit_pump(&device),
+                DeviceEffect::PresenceKey { account, key } => {
+                    self.on_presence_key(&account, &key);
+                }
+                DeviceEffect::Group(effect) => self.on_group_effect(effect),
+                DeviceEffect::Note(Severity::Debug, what) => tracing::debug!("{what}"),
+                DeviceEffect::Note(Severity::Info, what) => tracing::info!("{what}"),
+                DeviceEffect::Note(Severity::Warn, what) => tracing::warn!("{what}"),
+            }
+        }
+    }
+
+    pub(super) fn send(&mut self, contact: &str, text: String, reply: Reply<SendReceipt>) {
+        let result = self.engine.send_text(ctx!(self), contact, text);
+        self.drive();
+        match result {
+            Ok(id) => {
+                let receipt = SendReceipt {
+                    id: id.to_string(),
+                    status: Status::Pending,
+                    timed_out: false,
+                    problem: None,
+                };
+                self.batch.after.push(After::ReplySend(reply, receipt));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+            }
+        }
+    }
+
+    pub(super) fn mark_read(&mut self, contact: &str, reply: Reply<usize>) {
+        let store = &*self.store;
+        let result = self.engine.mark_read(ctx!(self), store, contact);
+        self.drive();
+        match result {
+            Ok(Ok(0)) => {
+                // Nothing to store: no commit to wait for.
+                let _ = reply.send(Ok(0));
+            }
+            Ok(Ok(count)) => self.batch.after.push(After::ReplyRead(reply, count)),
+            Ok(Err(e)) => {
+                let _ = reply.send(Err(e.into()));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+            }
+        }
+    }
+
+    /// The contact device's peer, where to dial it, and its keys.
+    fn device_route(&self, device: &DeviceId) -> Option<(PeerId, Vec<Multiaddr>, DeviceKeys)> {
+        let (_, keys) = self.engine.contacts.of_device(device)?;
+        let peer = self.engine.contacts.peer_of(&keys.device_id)?;
+        Some((peer, self.dial_addresses(&keys.device_id), keys))
+    }
+
+    /// Where to dial a contact device: what its latest presence record
+    /// announced (fresh, with relay circuits), then its card's addresses.
+    pub(super) fn dial_addresses(&self, device: &DeviceId) -> Vec<Multiaddr> {
+        let mut out: Vec<Multiaddr> = self.presence.addresses_of(device).to_vec();
+        let contacts = &self.engine.contacts;
+        if let Some(contact) = contacts
+            .of_device(device)
+            .and_then(|(account, _)| contacts.known(&account))
+        {
+            for a in &contact.addresses {
+                if !out.contains(a) {
+                    out.push(a.clone());
+                }
+            }
+        }
+        out
+    }
+
+    fn request_key(&mut self, device: DeviceId) {
+        let Some((peer, addresses, _)) = self.device_route(&device) else {
+            self.engine.key_arrived(ctx!(self), &device, false);
+            self.drive();
+            return;
+        };
+        let request = self.swarm.behaviour_mut().keys.send_request_with_addresses(
+            &peer,
+            KeyRequest.to_bytes(),
+            addresses,
+        );
+        self.engine.outbox.key_requested(request, device);
+    }
+
+    fn send_batch(&mut self, device: DeviceId, keys: Vec<OutboxKey>, batch: Vec<u8>) {
+        let Some((peer, addresses, _)) = self.device_route(&device) else {
+            return;
+        };
+        let request = self
+            .swarm
+            .behaviour_mut()
+            .direct
+            .send_request_with_addresses(&peer, batch, addresses);
+        self.engine.outbox.start_flight(request, keys);
+    }
+
+    pub(super) fn on_keys(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        use request_response::{Event as E, Message as M};
+        match event {
+            E::Message {
+                peer,
+                message: M::Request {
+                    channel, request, ..
+                },
+                ..
+            } => match self
+                .engine
+                .handle_key_request(self.host_clock.now(), peer, &request)
+            {
+                // The key's secret must be on disk before anyone can use it.
+                Ok(bundle) => self.batch.after.push(After::KeyBundle(channel, bundle)),
+                Err(KeyDecision::Stranger) => {
+                    tracing::debug!(%peer, "one-time key request from a stranger, ignored");
+                }
+                Err(KeyDecision::TooOften) => {
+                    tracing::debug!(%peer, "one-time key requested too often, ignored");
+                }
+                Err(_) => {}
+            },
+            E::Message {
+                peer,
+                message:
+                    M::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                let Some(device) = self.engine.outbox.key_request_ended(&request_id) else {
+                    return;
+                };
+                let started = KeyBundle::from_bytes(&response)
+                    .map_err(|e| e.to_string())
+                    .and_then(|bundle| self.engine.start_session(&device, &bundle));
+                if let Err(e) = &started {
+                    tracing::warn!(%peer, error = %e, "could not start an Olm session");
+                }
+                self.engine
+                    .key_arrived(ctx!(self), &device, started.is_ok());
+                self.drive();
+            }
+            E::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(device) = self.engine.outbox.key_request_ended(&request_id) {
+                    tracing::debug!(error = %error, "one-time key request failed");
+                    let ctx = ctx!(self);
+                    self.engine.mark_unreachable(ctx, device);
+                    self.engine.key_arrived(ctx, &device, false);
+                    self.drive();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn on_direct(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        use request_response::{Event as E, Message as M};
+        match event {
+            E::Message {
+                peer,
+                message: M::Request {
+                    channel, request, ..
+                },
+                ..
+            } => self.on_batch(peer, &request, channel),
+            E::Message {
+                message:
+                    M::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                let Some(keys) = self.engine.outbox.end_flight(&request_id) else {
+                    return;
+                };
+                let store = &*self.store;
+                self.engine.handle_acks(ctx!(self), store, &keys, &response);
+                self.drive();
+            }
+            E::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(keys) = self.engine.outbox.end_flight(&request_id) {
+                    tracing::debug!(count = keys.len(), error = %error, "delivery attempt failed");
+                    self.engine.handle_send_failed(ctx!(self), &keys);
+                    self.drive();
+                }
+            }
+            E::InboundFailure { error, peer, .. } => {
+                tracing::debug!(%peer, error = %error, "inbound request failed");
+            }
+            E::ResponseSent { .. } => {}
+        }
+    }
+
+    /// A batch of envelopes from `peer`: the acks go back once what they
+    /// acknowledge is durable.
+    fn on_batch(&mut self, peer: PeerId, bytes: &[u8], channel: ResponseChannel<Vec<u8>>) {
+        let store = &*self.store;
+        let answer = self.engine.handle_batch(ctx!(self), store, peer, bytes);
+        self.drive();
+        match answer {
+            BatchAnswer::AfterCommit(acks) => self.batch.after.push(After::Ack(channel, acks)),
+            BatchAnswer::Now(acks) => self.respond(channel, acks.to_bytes()),
+        }
+    }
+}

@@ -1,1 +1,578 @@
+//! Two or more device engines in memory on a fake clock, with real Olm:
+//! batches, acks, key requests and their answers go from one engine to
+//! another as the host would carry them; writes land in a memory store, and
+//! what follows a commit happens right after it.
 
+use std::collections::{BTreeMap, HashSet, VecDeque};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use super::*;
+use crate::device::{
+    ContactBook, DeviceLookup, FIRST_RETRY_MS, GroupBook, GroupConfig, GroupSelf, MessageClock,
+    PendingRecord,
+};
+use crate::{AccountKey, DeviceList, Now};
+
+type Engine = DeviceEngine<DeviceId, (), u64, u64>;
+
+fn reach(card: &ContactCard) -> CardReach<DeviceId, ()> {
+    CardReach {
+        devices: card
+            .device_list
+            .devices
+            .iter()
+            .map(|d| (d.device_id, d.device_id))
+            .collect(),
+        addresses: Vec::new(),
+        relays: Vec::new(),
+    }
+}
+
+#[derive(Default)]
+struct Disk {
+    seen: HashSet<[u8; 32]>,
+    messages: BTreeMap<(ConversationId, MessageId), MessageRecord>,
+    read: HashSet<(ConversationId, MessageId)>,
+    outbox: BTreeMap<OutboxKey, OutboxRecord>,
+}
+
+impl DeviceLookup for Disk {
+    type Error = std::convert::Infallible;
+    fn seen(&self, digest: &[u8; 32]) -> Result<bool, Self::Error> {
+        Ok(self.seen.contains(digest))
+    }
+    fn message(
+        &self,
+        conversation: &ConversationId,
+        id: MessageId,
+    ) -> Result<Option<MessageRecord>, Self::Error> {
+        Ok(self.messages.get(&(*conversation, id)).cloned())
+    }
+    fn pending(&self, _: &[u8; 32]) -> Result<Vec<([u8; 32], PendingRecord)>, Self::Error> {
+        Ok(Vec::new())
+    }
+    fn outgoing(
+        &self,
+        c: &ConversationId,
+        ids: &[MessageId],
+    ) -> Result<Vec<MessageId>, Self::Error> {
+        Ok(ids
+            .iter()
+            .filter(|id| self.messages.get(&(*c, **id)).is_some_and(|m| m.outgoing))
+            .copied()
+            .collect())
+    }
+    fn unread(&self, c: &ConversationId) -> Result<Vec<MessageId>, Self::Error> {
+        Ok(self
+            .messages
+            .iter()
+            .filter(|((conv, id), m)| conv == c && !m.outgoing && !self.read.contains(&(*c, *id)))
+            .map(|((_, id), _)| *id)
+            .collect())
+    }
+}
+
+impl Disk {
+    fn write(&mut self, write: DeviceWrite) {
+        match write {
+            DeviceWrite::Outbox(key, record) => {
+                self.outbox.insert(key, record);
+            }
+            DeviceWrite::DropOutbox(key) => {
+                self.outbox.remove(&key);
+            }
+            DeviceWrite::Message(c, record) => {
+                self.messages.entry((c, record.id)).or_insert(record);
+            }
+            DeviceWrite::RaiseStatus(c, id, status) => {
+                if let Some(m) = self.messages.get_mut(&(c, id)) {
+                    m.status = m.status.max(status);
+                }
+            }
+            DeviceWrite::MarkRead(c, ids) => self.read.extend(ids.into_iter().map(|id| (c, id))),
+            DeviceWrite::Seen(digest, _) => {
+                self.seen.insert(digest);
+            }
+        }
+    }
+
+    /// Texts stored, by direction: (incoming, text, status).
+    fn texts(&self) -> Vec<(bool, String, Status)> {
+        self.messages
+            .values()
+            .map(|m| (!m.outgoing, m.text.clone(), m.status))
+            .collect()
+    }
+}
+
+struct Dev {
+    keys: DeviceKeys,
+    card: ContactCard,
+    engine: Engine,
+    disk: Disk,
+    clock: MessageClock,
+    rng: StdRng,
+    notices: Vec<DeviceNotice>,
+}
+
+fn dev(seed: u8, name: &str) -> Dev {
+    let key = AccountKey::from_seed([seed; 32]);
+    let olm = OlmDevice::new();
+    let keys = DeviceKeys {
+        device_id: DeviceId([seed; 32]),
+        olm_ed25519: olm.ed25519_key(),
+        olm_curve25519: olm.curve25519_key(),
+        mailbox_key: [seed; 32],
+    };
+    let list = DeviceList::sign(&key, 1, vec![keys]);
+    let card = ContactCard::sign(&key, name.to_owned(), list, vec![], vec![]);
+    let groups = GroupBook::new(
+        GroupSelf {
+            key: key.clone(),
+            device: keys.device_id,
+            pickle_key: [seed; 32],
+        },
+        GroupConfig::default(),
+        reach,
+    );
+    let me = DeviceSelf {
+        account: key.id(),
+        keys,
+    };
+    Dev {
+        keys,
+        card,
+        engine: Engine::new(me, olm, ContactBook::default(), groups, reach),
+        disk: Disk::default(),
+        clock: MessageClock::default(),
+        rng: StdRng::seed_from_u64(u64::from(seed)),
+        notices: Vec::new(),
+    }
+}
+
+/// What travels between the engines.
+#[derive(Debug)]
+enum Wire_ {
+    Batch {
+        from: usize,
+        to: usize,
+        request: u64,
+        bytes: Vec<u8>,
+    },
+    Acks {
+        to: usize,
+        request: u64,
+        bytes: Vec<u8>,
+    },
+    KeyRequest {
+        from: usize,
+        to: usize,
+        request: u64,
+    },
+    KeyAnswer {
+        to: usize,
+        request: u64,
+        bundle: Option<KeyBundle>,
+    },
+}
+
+struct Net {
+    devs: Vec<Dev>,
+    now: Now,
+    next_request: u64,
+    wire: VecDeque<Wire_>,
+    /// Every batch that went out: (to, bytes), to replay.
+    sent_batches: Vec<(usize, Vec<u8>)>,
+}
+
+impl Net {
+    /// Devices that are each other's contacts.
+    fn new(names: &[&str]) -> Self {
+        let mut devs: Vec<Dev> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| dev(i as u8 + 1, n))
+            .collect();
+        let cards: Vec<(String, ContactCard)> = names
+            .iter()
+            .zip(&devs)
+            .map(|(n, d)| ((*n).to_owned(), d.card.clone()))
+            .collect();
+        for d in &mut devs {
+            for (name, card) in &cards {
+                if card.account() == d.engine.me().account {
+                    continue;
+                }
+                let record = ContactRecord {
+                    name: name.clone(),
+                    card: card.to_string(),
+                    account: card.account(),
+                    send_receipts: true,
+                    added_at_ms: 0,
+                };
+                d.engine.contacts.insert(record, card.clone(), reach(card));
+            }
+        }
+        Self {
+            devs,
+            now: Now {
+                mono_ms: 1_000,
+                unix_ms: 1_800_000_000_000,
+            },
+            next_request: 0,
+            wire: VecDeque::new(),
+            sent_batches: Vec::new(),
+        }
+    }
+
+    fn by_device(&self, device: &DeviceId) -> usize {
+        self.devs
+            .iter()
+            .position(|d| d.keys.device_id == *device)
+            .expect("a device of the test")
+    }
+
+    fn call<T>(&mut self, i: usize, f: impl FnOnce(&mut Engine, &mut Ctx<'_>, &Disk) -> T) -> T {
+        let now = self.now;
+        let d = &mut self.devs[i];
+        let mut ctx = Ctx {
+            now,
+            clock: &mut d.clock,
+            rng: &mut d.rng,
+        };
+        let out = f(&mut d.engine, &mut ctx, &d.disk);
+        self.collect(i);
+        out
+    }
+
+    /// Does what device `i`'s engine asked: writes now, the rest of what a
+    /// commit releases right after.
+    fn collect(&mut self, i: usize) {
+        loop {
+            let mut after = Vec::new();
+            while let Some(effect) = self.devs[i].engine.poll_effect() {
+                match effect {
+                    DeviceEffect::Write(w) => self.devs[i].disk.write(w),
+                    DeviceEffect::After(a) => after.push(a),
+                    DeviceEffect::Notice(n) => self.devs[i].notices.push(n),
+                    DeviceEffect::RequestKey(device) => {
+                        let request = self.request();
+                        self.devs[i].engine.outbox.key_requested(request, device);
+                        let to = self.by_device(&device);
+                        self.wire.push_back(Wire_::KeyRequest {
+                            from: i,
+                            to,
+                            request,
+                        });
+                    }
+                    DeviceEffect::SendBatch {
+                        device,
+                        keys,
+                        batch,
+                    } => {
+                        let request = self.request();
+                        self.devs[i].engine.outbox.start_flight(request, keys);
+                        let to = self.by_device(&device);
+                        self.sent_batches.push((to, batch.clone()));
+                        self.wire.push_back(Wire_::Batch {
+                            from: i,
+                            to,
+                            request,
+                            bytes: batch,
+                        });
+                    }
+                    DeviceEffect::ClaimKey(_) | DeviceEffect::Deposit(_) => {
+                        panic!("no relays in this test")
+                    }
+                    DeviceEffect::PresenceKey { .. }
+                    | DeviceEffect::Group(_)
+                    | DeviceEffect::Note(..) => {}
+                }
+            }
+            if after.is_empty() {
+                return;
+            }
+            let now = self.now;
+            let d = &mut self.devs[i];
+            for a in after {
+                match a {
+                    DeviceAfter::Dispatch(key) => {
+                        let mut ctx = Ctx {
+                            now,
+                            clock: &mut d.clock,
+                            rng: &mut d.rng,
+                        };
+                        d.engine.dispatched(&mut ctx, key);
+                    }
+                    DeviceAfter::Received(digest) => d.engine.settled(&digest),
+                    DeviceAfter::Notice(n) => d.notices.push(n),
+                }
+            }
+        }
+    }
+
+    fn request(&mut self) -> u64 {
+        self.next_request += 1;
+        self.next_request
+    }
+
+    /// Carries everything on the wire until nothing moves.
+    fn drive(&mut self) {
+        for _ in 0..10_000 {
+            let Some(message) = self.wire.pop_front() else {
+                return;
+            };
+            match message {
+                Wire_::Batch {
+                    from,
+                    to,
+                    request,
+                    bytes,
+                } => {
+                    let peer = self.devs[from].keys.device_id;
+                    let answer =
+                        self.call(to, |e, ctx, disk| e.handle_batch(ctx, disk, peer, &bytes));
+                    let acks = match answer {
+                        BatchAnswer::Now(acks) | BatchAnswer::AfterCommit(acks) => acks,
+                    };
+                    self.wire.push_back(Wire_::Acks {
+                        to: from,
+                        request,
+                        bytes: acks.to_bytes(),
+                    });
+                }
+                Wire_::Acks { to, request, bytes } => {
+                    let Some(keys) = self.devs[to].engine.outbox.end_flight(&request) else {
+                        continue;
+                    };
+                    self.call(to, |e, ctx, disk| e.handle_acks(ctx, disk, &keys, &bytes));
+                }
+                Wire_::KeyRequest { from, to, request } => {
+                    let peer = self.devs[from].keys.device_id;
+                    let now = self.now;
+                    let bundle = self.devs[to]
+                        .engine
+                        .handle_key_request(now, peer, &crate::KeyRequest.to_bytes())
+                        .ok();
+                    self.wire.push_back(Wire_::KeyAnswer {
+                        to: from,
+                        request,
+                        bundle,
+                    });
+                }
+                Wire_::KeyAnswer {
+                    to,
+                    request,
+                    bundle,
+                } => {
+                    let Some(device) = self.devs[to].engine.outbox.key_request_ended(&request)
+                    else {
+                        continue;
+                    };
+                    self.call(to, |e, ctx, _| {
+                        let started = bundle
+                            .ok_or_else(|| "no key".to_owned())
+                            .and_then(|b| e.start_session(&device, &b));
+                        e.key_arrived(ctx, &device, started.is_ok());
+                    });
+                }
+            }
+        }
+        panic!("the devices never went quiet");
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now = self.now.plus_ms(ms);
+        for i in 0..self.devs.len() {
+            self.call(i, |e, ctx, _| e.handle_tick(ctx));
+        }
+        self.drive();
+    }
+
+    fn send(&mut self, from: usize, to: &str, text: &str) -> MessageId {
+        let id = self
+            .call(from, |e, ctx, _| e.send_text(ctx, to, text.to_owned()))
+            .unwrap();
+        self.drive();
+        id
+    }
+}
+
+fn statuses(d: &Dev) -> Vec<(String, Status)> {
+    d.disk
+        .texts()
+        .into_iter()
+        .filter(|(incoming, _, _)| !incoming)
+        .map(|(_, t, s)| (t, s))
+        .collect()
+}
+
+#[test]
+fn a_message_is_delivered_and_read_with_statuses_in_order() {
+    let mut net = Net::new(&["alice", "bob"]);
+    net.send(0, "bob", "hello bob");
+    // bob stored it once, alice heard `delivered` from the ack.
+    assert_eq!(
+        net.devs[1].disk.texts(),
+        [(true, "hello bob".to_owned(), Status::Delivered)]
+    );
+    assert_eq!(
+        statuses(&net.devs[0]),
+        [("hello bob".to_owned(), Status::Delivered)]
+    );
+    assert!(net.devs[0].disk.outbox.is_empty(), "nothing left to send");
+    assert!(matches!(
+        net.devs[0].notices.as_slice(),
+        [DeviceNotice::Status {
+            status: Status::Delivered,
+            ..
+        }]
+    ));
+    assert!(matches!(
+        net.devs[1].notices.as_slice(),
+        [DeviceNotice::Message { contact, .. }] if contact == "alice"
+    ));
+    // bob reads it: a read receipt goes back and raises the status.
+    let read = net
+        .call(1, |e, ctx, disk| e.mark_read(ctx, disk, "alice"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(read, 1);
+    net.drive();
+    assert_eq!(
+        statuses(&net.devs[0]),
+        [("hello bob".to_owned(), Status::Read)]
+    );
+    assert!(net.devs[1].disk.outbox.is_empty(), "the receipt was acked");
+    // Replies go over the same sessions, both ways.
+    net.send(1, "alice", "hi alice");
+    assert_eq!(
+        statuses(&net.devs[1]),
+        [("hi alice".to_owned(), Status::Delivered)]
+    );
+}
+
+#[test]
+fn a_replayed_batch_is_acknowledged_as_a_duplicate_and_stored_once() {
+    let mut net = Net::new(&["alice", "bob"]);
+    net.send(0, "bob", "only once");
+    let (to, bytes) = net.sent_batches.last().cloned().unwrap();
+    let alice = net.devs[0].keys.device_id;
+    let answer = net.call(to, |e, ctx, disk| e.handle_batch(ctx, disk, alice, &bytes));
+    assert_eq!(
+        answer,
+        BatchAnswer::Now(AckBatch {
+            acks: vec![DirectAck::Duplicate]
+        })
+    );
+    assert_eq!(net.devs[1].disk.texts().len(), 1);
+}
+
+#[test]
+fn a_recipient_that_lost_our_session_gets_a_new_one_and_the_message_once() {
+    let mut net = Net::new(&["alice", "bob"]);
+    net.send(0, "bob", "first");
+    // bob loses the session (say, restored from an old backup).
+    let alice_curve = net.devs[0].keys.olm_curve25519;
+    net.devs[1].engine.olm.drop_sessions(&alice_curve);
+    net.send(0, "bob", "second");
+    // Refused as undecryptable: alice drops the session and tries later.
+    assert_eq!(
+        statuses(&net.devs[0])[1],
+        ("second".to_owned(), Status::Pending)
+    );
+    assert!(
+        !net.devs[0]
+            .engine
+            .olm
+            .has_session(&net.devs[1].keys.olm_curve25519)
+    );
+    net.advance(FIRST_RETRY_MS * 2);
+    net.advance(FIRST_RETRY_MS * 4);
+    let texts: Vec<String> = net.devs[1]
+        .disk
+        .texts()
+        .into_iter()
+        .map(|(_, t, _)| t)
+        .collect();
+    assert_eq!(
+        texts.iter().filter(|t| *t == "second").count(),
+        1,
+        "{texts:?}"
+    );
+    assert_eq!(
+        statuses(&net.devs[0])[1],
+        ("second".to_owned(), Status::Delivered)
+    );
+}
+
+#[test]
+fn a_stranger_gets_no_key_and_its_envelopes_are_refused() {
+    let mut net = Net::new(&["alice", "bob"]);
+    let mut mallory = dev(66, "mallory");
+    let bob = net.devs[1].keys;
+    let refused = net.devs[1].engine.handle_key_request(
+        net.now,
+        mallory.keys.device_id,
+        &crate::KeyRequest.to_bytes(),
+    );
+    assert_eq!(refused.unwrap_err(), crate::device::KeyDecision::Stranger);
+    // mallory got a key another way (bob's earlier bundle, say) and writes.
+    let bundle = net.devs[1].engine.olm.one_time_key_bundle(bob.device_id);
+    mallory.engine.olm.start_session(&bundle, &bob).unwrap();
+    let padded = Payload {
+        sender_account: mallory.engine.me().account,
+        sender_device: mallory.keys.device_id,
+        id: MessageId(1),
+        body: Body::Text("let me in".into()),
+    }
+    .to_padded();
+    let envelope = mallory
+        .engine
+        .olm
+        .encrypt(&bob, &padded)
+        .unwrap()
+        .to_bytes();
+    let batch = EnvelopeBatch {
+        envelopes: vec![envelope],
+    }
+    .to_bytes();
+    let from = mallory.keys.device_id;
+    let answer = net.call(1, |e, ctx, disk| e.handle_batch(ctx, disk, from, &batch));
+    assert_eq!(
+        answer,
+        BatchAnswer::Now(AckBatch {
+            acks: vec![DirectAck::Rejected(RejectReason::UnknownSender)]
+        })
+    );
+    assert!(net.devs[1].disk.messages.is_empty());
+}
+
+#[test]
+fn three_devices_talk_pairwise_without_crossed_sessions() {
+    let mut net = Net::new(&["alice", "bob", "carol"]);
+    net.send(0, "bob", "a→b");
+    net.send(0, "carol", "a→c");
+    net.send(1, "carol", "b→c");
+    net.send(2, "alice", "c→a");
+    let incoming = |i: usize| -> Vec<String> {
+        let mut t: Vec<String> = net.devs[i]
+            .disk
+            .texts()
+            .into_iter()
+            .filter(|(incoming, _, _)| *incoming)
+            .map(|(_, t, _)| t)
+            .collect();
+        t.sort();
+        t
+    };
+    assert_eq!(incoming(0), ["c→a"]);
+    assert_eq!(incoming(1), ["a→b"]);
+    assert_eq!(incoming(2), ["a→c", "b→c"]);
+    for d in &net.devs {
+        assert!(d.disk.outbox.is_empty());
+        assert!(statuses(d).iter().all(|(_, s)| *s == Status::Delivered));
+    }
+}

@@ -205,8 +205,6 @@ pub(crate) struct EventLoop {
     /// Our home relays and the drain loop for each.
     home: Vec<relays::HomeRelay>,
     mail_requests: HashMap<OutboundRequestId, relays::MailRequest>,
-    /// The last refusal shown per outbox entry, so it is reported once.
-    problems: HashMap<OutboxKey, String>,
     presence: presence::PresenceBook,
     reach: reach::Reach,
     groups: groups::GroupHost,
@@ -277,7 +275,6 @@ impl EventLoop {
             listen_addresses: Vec::new(),
             home,
             mail_requests: HashMap::new(),
-            problems: HashMap::new(),
             presence,
             reach: reach::Reach::default(),
             groups: groups::GroupHost::default(),
@@ -588,8 +585,6 @@ impl EventLoop {
     fn on_tick(&mut self) {
         self.engine.handle_tick(ctx!(self));
         self.drive();
-        let outbox = &self.engine.outbox;
-        self.problems.retain(|key, _| outbox.get(key).is_some());
         self.relay_tick();
         self.presence_tick();
         self.reach_tick();

@@ -20,7 +20,7 @@ pub use clock::{Ctx, MAX_CLOCK_SKEW_MS, MessageClock};
 pub use contacts::{CardReach, Contact, ContactBook, ContactRecord};
 pub use engine::{
     BatchAnswer, DeviceAfter, DeviceEffect, DeviceEngine, DeviceNotice, DeviceSelf, DeviceWrite,
-    Received, SendError,
+    FULL_RELAY_RETRY_MS, MailPage, Received, SendError,
 };
 pub use groups::{
     Acceptance, DeviceLookup, Group, GroupAfter, GroupBook, GroupCommandError, GroupConfig,

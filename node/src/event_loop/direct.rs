@@ -6,10 +6,11 @@ use hush_protocol::device::{
     BatchAnswer, DeviceAfter, DeviceEffect, DeviceNotice, DeviceWrite, KeyDecision, SendError,
     Severity,
 };
-use hush_protocol::{DeviceId, DeviceKeys, KeyBundle, KeyRequest, Wire};
+use hush_protocol::{DeviceId, DeviceKeys, KeyBundle, KeyRequest, MailboxRequest, Wire};
 use libp2p::request_response::{self, ResponseChannel};
 use libp2p::{Multiaddr, PeerId};
 
+use super::relays::MailRequest;
 use super::{After, EventLoop};
 use crate::error::NodeError;
 use crate::node::Reply;
@@ -59,6 +60,17 @@ fn event_of(notice: DeviceNotice) -> Event {
             id: id.to_string(),
             status,
         },
+        DeviceNotice::Undeliverable {
+            contact,
+            id,
+            relay,
+            reason,
+        } => Event::Undeliverable {
+            contact,
+            id: id.to_string(),
+            relay,
+            reason,
+        },
     }
 }
 
@@ -79,16 +91,53 @@ impl EventLoop {
                     self.batch.after.push(After::Emit(event_of(notice)));
                 }
                 DeviceEffect::Notice(notice) => {
+                    if let DeviceNotice::Undeliverable {
+                        id, relay, reason, ..
+                    } = &notice
+                    {
+                        tracing::warn!(%id, %relay, problem = %reason, "a relay refused a message; it stays queued");
+                    }
                     let _ = self.events.send(event_of(notice));
                 }
                 DeviceEffect::RequestKey(device) => self.request_key(device),
-                DeviceEffect::ClaimKey(device) => self.claim_key(device),
+                DeviceEffect::ClaimKey {
+                    relay,
+                    addr,
+                    device,
+                } => {
+                    let request = MailboxRequest::ClaimKey { device }.to_bytes();
+                    let id = self
+                        .swarm
+                        .behaviour_mut()
+                        .mailbox
+                        .send_request_with_addresses(&relay, request, vec![addr]);
+                    self.mail_requests
+                        .insert(id, MailRequest::Claim { relay, device });
+                }
                 DeviceEffect::SendBatch {
                     device,
                     keys,
                     batch,
                 } => self.send_batch(device, keys, batch),
-                DeviceEffect::Deposit(device) => self.deposit_pump(&device),
+                DeviceEffect::Deposit {
+                    relay,
+                    addr,
+                    device,
+                    keys,
+                    request,
+                } => {
+                    let id = self
+                        .swarm
+                        .behaviour_mut()
+                        .mailbox
+                        .send_request_with_addresses(&relay, request, vec![addr]);
+                    let kind = MailRequest::Deposit {
+                        relay,
+                        device,
+                        keys,
+                    };
+                    self.mail_requests.insert(id, kind);
+                }
                 DeviceEffect::PresenceKey { account, key } => {
                     self.on_presence_key(&account, &key);
                 }

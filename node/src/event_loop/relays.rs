@@ -15,17 +15,13 @@
 //! online before draining its mailbox, the direct path resends them in
 //! order, so Olm never sees a later message long before an earlier one.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use hush_protocol::Now;
-use hush_protocol::device::{
-    DrainStep, HomeMailbox, OutboxKind, PageHandled, PageStart, Received, Source,
-};
+use hush_protocol::device::{DrainStep, HomeMailbox, PageHandled, PageStart};
 use hush_protocol::{
-    AccountId, Auth, DepositResult, DeviceId, KeyBundle, MAX_MAILBOX_FRAME, MAX_MAILBOX_ITEMS,
-    MailboxId, MailboxRequest, MailboxResponse, MailboxSecret, MessageId, OwnerRequest,
-    ReceiptKind, Refusal, RejectReason, SealError, SealedEnvelope, Wire,
+    Auth, DeviceId, KeyBundle, MAX_MAILBOX_ITEMS, MailboxId, MailboxRequest, MailboxResponse,
+    MailboxSecret, OwnerRequest, SealError, Wire,
 };
 use libp2p::request_response;
 use libp2p::{Multiaddr, PeerId};
@@ -34,18 +30,13 @@ use super::{After, EventLoop, millis};
 use crate::network::{MAIL_WAIT, peer_in};
 
 use crate::store::{Op, OutboxKey};
-use crate::view::{Event, RelayView};
+use crate::view::RelayView;
 
 /// Items asked for per fetch.
 const FETCH_LIMIT: u16 = 256;
 /// One-time keys uploaded at a time, when a home relay runs low (below
 /// `hush_protocol::device::KEYS_LOW`).
 const KEYS_UPLOAD: usize = 20;
-/// Bytes of sealed envelopes one deposit carries, about.
-const DEPOSIT_BYTES: usize = MAX_MAILBOX_FRAME / 2;
-/// A relay that refused for lack of room is asked again this much later.
-const FULL_RELAY_RETRY: Duration = Duration::from_secs(30);
-
 /// One of our home relays, and where its drain loop stands (a device
 /// engine part, `HomeMailbox`).
 #[derive(Debug)]
@@ -306,30 +297,29 @@ impl EventLoop {
                 },
                 answer,
             ) => {
-                self.engine.routes.end_deposit(device, relay);
-                match answer {
-                    Ok(MailboxResponse::Deposited { results }) if results.len() == keys.len() => {
-                        self.on_deposited(relay, device, &keys, &results);
-                    }
+                let answer = match answer {
+                    Ok(MailboxResponse::Deposited { results }) => Ok(results),
                     other => {
                         let error = describe(other);
                         tracing::debug!(%relay, %error, "deposit failed");
-                        self.back_off_relay(relay, None);
+                        Err(error)
                     }
-                }
+                };
+                let store = self.store.clone();
+                self.engine
+                    .handle_deposited(ctx!(self), &*store, relay, device, &keys, answer);
+                self.drive();
             }
             (MailRequest::Claim { relay, device }, answer) => {
-                self.engine.outbox.key_claim_ended(&device);
-                let started = match answer {
-                    Ok(MailboxResponse::Key(bundle)) => self.engine.start_session(&device, &bundle),
+                let answer = match answer {
+                    Ok(MailboxResponse::Key(bundle)) => Ok(bundle),
                     other => Err(describe(other)),
                 };
-                if let Err(e) = &started {
+                if let Err(e) = &answer {
                     tracing::info!(%relay, error = %e, "could not get a key from a relay");
-                    self.back_off_relay(relay, None);
                 }
                 self.engine
-                    .key_arrived(ctx!(self), &device, started.is_ok());
+                    .handle_claimed(ctx!(self), relay, device, answer);
                 self.drive();
             }
             (kind, answer) => {
@@ -376,69 +366,20 @@ impl EventLoop {
             }
         };
         let mailbox = MailboxId::of(&self.me.device_id());
-        let mut ack_now = Vec::new();
-        let mut ack_after = Vec::new();
-        let mut delivered: HashMap<AccountId, Vec<MessageId>> = HashMap::new();
-        let mut cursor = start_cursor;
         let got_any = !items.is_empty();
-        let mut stalled = false;
         let opened = open_all(&self.me.mailbox, &mailbox, items);
-        for (seq, envelope) in opened {
-            let envelope = match envelope {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::warn!(seq, error = %e, "mail that does not open for us; deleting it");
-                    ack_now.push(seq);
-                    cursor = cursor.max(seq);
-                    continue;
-                }
-            };
-            let store = &*self.store;
-            let received = self
-                .engine
-                .receive(ctx!(self), store, Source::Mailbox, &envelope);
-            self.drive();
-            match received {
-                Ok(Received::Queued { text, .. }) => {
-                    ack_after.push(seq);
-                    if let Some((account, id)) = text {
-                        delivered.entry(account).or_default().push(id);
-                    }
-                }
-                Ok(Received::InProgress) => ack_after.push(seq),
-                Ok(Received::AlreadyStored) => ack_now.push(seq),
-                Err(RejectReason::Unavailable) => {
-                    stalled = true;
-                    break;
-                }
-                Err(reason @ (RejectReason::WrongRecipient | RejectReason::Malformed)) => {
-                    tracing::warn!(seq, ?reason, "malformed mail; deleting it");
-                    ack_now.push(seq);
-                }
-                Err(reason) => {
-                    // From someone not (yet) a contact, or from a session we
-                    // lost: leave it at the relay (re-read when a contact is
-                    // added or on restart; it expires with the retention).
-                    tracing::info!(
-                        seq,
-                        ?reason,
-                        "mail we cannot place yet; leaving it at the relay"
-                    );
-                }
-            }
-            cursor = cursor.max(seq);
+        let store = self.store.clone();
+        let page = self
+            .engine
+            .handle_mail(ctx!(self), &*store, start_cursor, opened);
+        self.drive();
+        if !page.ack_now.is_empty() {
+            self.ack_mail(i, page.ack_now);
         }
-        for (account, ids) in delivered {
-            self.engine
-                .queue_receipts(ctx!(self), &account, ReceiptKind::Delivered, &ids);
-            self.drive();
+        if !page.ack_after.is_empty() {
+            self.batch.after.push(After::MailAck(i, page.ack_after));
         }
-        if !ack_now.is_empty() {
-            self.ack_mail(i, ack_now);
-        }
-        if !ack_after.is_empty() {
-            self.batch.after.push(After::MailAck(i, ack_after));
-        }
+        let (cursor, stalled) = (page.cursor, page.stalled);
         let Some(relay) = self.home.get_mut(i) else {
             return;
         };
@@ -453,230 +394,6 @@ impl EventLoop {
             self.drain_step(i, step);
         }
         self.restock_keys(i);
-    }
-
-    fn relays_of(&self, device: &DeviceId) -> Vec<(PeerId, Multiaddr)> {
-        self.engine
-            .contacts
-            .of_device(device)
-            .and_then(|(account, _)| self.engine.contacts.known(&account))
-            .map(|c| c.relays.clone())
-            .unwrap_or_default()
-    }
-
-    fn relay_ready(&self, relay: &PeerId) -> bool {
-        self.engine.routes.relay_ready(self.host_clock.now(), relay)
-    }
-
-    fn back_off_relay(&mut self, relay: PeerId, at_least: Option<Duration>) {
-        let at_least = at_least.map_or(0, millis);
-        self.engine
-            .routes
-            .back_off_relay(self.host_clock.now(), relay, at_least);
-    }
-
-    /// Asks one of the device's relays for a one-time key.
-    pub(super) fn claim_key(&mut self, device: DeviceId) {
-        let relays = self.relays_of(&device);
-        let Some((relay, addr)) = relays
-            .iter()
-            .find(|(p, _)| self.relay_ready(p))
-            .or(relays.first())
-            .cloned()
-        else {
-            self.engine.outbox.key_claim_ended(&device);
-            return;
-        };
-        let id = self
-            .swarm
-            .behaviour_mut()
-            .mailbox
-            .send_request_with_addresses(
-                &relay,
-                MailboxRequest::ClaimKey { device }.to_bytes(),
-                vec![addr],
-            );
-        self.mail_requests
-            .insert(id, MailRequest::Claim { relay, device });
-    }
-
-    /// Leaves the device's queued envelopes at each of its relays, in
-    /// order: every relay gets them from the first one it lacks.
-    pub(super) fn deposit_pump(&mut self, device: &DeviceId) {
-        let Some(mailbox_key) = self
-            .engine
-            .contacts
-            .of_device(device)
-            .map(|(_, k)| k.mailbox_key)
-        else {
-            return;
-        };
-        let mailbox = MailboxId::of(device);
-        for (relay, addr) in self.relays_of(device) {
-            if self.engine.routes.is_depositing(*device, relay) || !self.relay_ready(&relay) {
-                continue;
-            }
-            let from = self.engine.routes.deposit_from(*device, relay);
-            let mut keys = Vec::new();
-            let mut items = Vec::new();
-            let mut bytes = 0;
-            for (key, entry) in self.engine.outbox.queued_from(*device, from) {
-                if entry.record().kind == OutboxKind::Control {
-                    // Control payloads (our presence key) go only directly:
-                    // they must not take a slot of the contact's mailbox.
-                    continue;
-                }
-                if entry.sent_to().contains(&relay) {
-                    if keys.is_empty() {
-                        continue;
-                    }
-                    break;
-                }
-                if !entry.is_waiting() {
-                    break;
-                }
-                let Some(envelope) = entry.envelope() else {
-                    // Not encrypted yet (no session): it goes when it is.
-                    break;
-                };
-                if entry.sealed().is_none() {
-                    match SealedEnvelope::seal(&mailbox_key, &mailbox, envelope) {
-                        Ok(sealed) => entry.set_sealed(sealed),
-                        Err(e) => {
-                            tracing::warn!(%device, error = %e, "cannot seal for this device");
-                            break;
-                        }
-                    }
-                }
-                let Some(sealed) = entry.sealed() else {
-                    break;
-                };
-                if items.len() >= MAX_MAILBOX_ITEMS
-                    || (bytes + sealed.len() > DEPOSIT_BYTES && !items.is_empty())
-                {
-                    break;
-                }
-                bytes += sealed.len() + 40;
-                items.push((mailbox, sealed.clone()));
-                keys.push(*key);
-            }
-            if items.is_empty() {
-                continue;
-            }
-            let id = self
-                .swarm
-                .behaviour_mut()
-                .mailbox
-                .send_request_with_addresses(
-                    &relay,
-                    MailboxRequest::Deposit { items }.to_bytes(),
-                    vec![addr],
-                );
-            self.engine.routes.start_deposit(*device, relay);
-            self.mail_requests.insert(
-                id,
-                MailRequest::Deposit {
-                    relay,
-                    device: *device,
-                    keys,
-                },
-            );
-        }
-    }
-
-    fn on_deposited(
-        &mut self,
-        relay: PeerId,
-        device: DeviceId,
-        keys: &[OutboxKey],
-        results: &[DepositResult],
-    ) {
-        let mut refused = None;
-        let resend_direct_at = self
-            .engine
-            .routes
-            .direct_again_at(self.host_clock.now(), &device);
-        let mut prefix = true;
-        for (key, result) in keys.iter().zip(results) {
-            match result {
-                DepositResult::Stored | DepositResult::Duplicate => {
-                    if prefix {
-                        self.engine.routes.held_up_to(device, relay, key.0);
-                    }
-                    // Tried directly again only once the device may be back.
-                    let first = self
-                        .engine
-                        .outbox
-                        .get_mut(key)
-                        .is_some_and(|entry| entry.held_by(relay, resend_direct_at));
-                    if first {
-                        self.on_sent(*key);
-                    }
-                }
-                DepositResult::Refused(reason) => {
-                    prefix = false;
-                    refused.get_or_insert(*reason);
-                    if !reason.is_transient() {
-                        self.report_refusal(*key, &relay, *reason);
-                    }
-                }
-            }
-        }
-        match refused {
-            Some(reason) if !reason.is_transient() => {
-                self.back_off_relay(relay, Some(FULL_RELAY_RETRY));
-            }
-            Some(_) => self.back_off_relay(relay, None),
-            None => {
-                self.engine.routes.relay_ok(&relay);
-                // More may be queued behind this batch.
-                self.deposit_pump(&device);
-            }
-        }
-    }
-
-    /// A relay of the recipient holds the envelope durably: `sent`.
-    fn on_sent(&mut self, key: OutboxKey) {
-        self.problems.remove(&key);
-        let store = &*self.store;
-        self.engine.sent(store, key);
-        self.drive();
-    }
-
-    fn report_refusal(&mut self, key: OutboxKey, relay: &PeerId, reason: Refusal) {
-        let Some(entry) = self.engine.outbox.get(&key) else {
-            return;
-        };
-        let contact = self
-            .engine
-            .contacts
-            .name_of(&entry.record().recipient)
-            .cloned()
-            .unwrap_or_default();
-        let text = match reason {
-            Refusal::MailboxFull => {
-                format!("{contact}'s relay is full (their mailbox there is at its quota)")
-            }
-            Refusal::SenderQuota => format!(
-                "{contact}'s relay holds as many of your messages as it allows until {contact} fetches them"
-            ),
-            Refusal::RelayFull => format!("{contact}'s relay is out of storage"),
-            other => format!(
-                "{contact}'s relay refused the message: {}",
-                other.describe()
-            ),
-        };
-        if self.problems.get(&key) == Some(&text) {
-            return;
-        }
-        tracing::warn!(id = %key.0, %relay, problem = %text, "a relay refused a message; it stays queued");
-        self.problems.insert(key, text.clone());
-        let _ = self.events.send(Event::Undeliverable {
-            contact,
-            id: key.0.to_string(),
-            relay: relay.to_string(),
-            reason: text,
-        });
     }
 }
 

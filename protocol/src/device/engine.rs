@@ -21,15 +21,17 @@
 //! [`DeviceEffect::After`]. Reads of what is stored go through
 //! [`DeviceLookup`].
 //!
-//! The host still drives two flows itself through the public parts: deposits
-//! at the recipients' relays, and draining our own mailboxes (the
-//! [`HomeMailbox`](crate::device::HomeMailbox) part decides the drain).
+//! Draining our own mailboxes is decided by the
+//! [`HomeMailbox`](crate::device::HomeMailbox) part, one per home relay,
+//! which the host holds beside the engine; the pages it brings are placed
+//! by [`DeviceEngine::handle_mail`].
 
+mod mail;
 mod receive;
 #[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::Hash;
 
@@ -44,6 +46,7 @@ use crate::{
     MessageId, OlmDevice, Payload, PresenceKey, ReceiptKind, RejectReason, Wire,
 };
 
+pub use mail::{FULL_RELAY_RETRY_MS, MailPage};
 pub use receive::{BatchAnswer, Received};
 
 /// Who this device is, as the engine needs it.
@@ -85,6 +88,14 @@ pub enum DeviceNotice {
         id: MessageId,
         status: Status,
     },
+    /// A relay of the contact refused a message for good (full, over a
+    /// quota): it stays queued.
+    Undeliverable {
+        contact: String,
+        id: MessageId,
+        relay: String,
+        reason: String,
+    },
 }
 
 /// What happens once the batch holding the effects before it committed.
@@ -100,7 +111,7 @@ pub enum DeviceAfter {
 
 /// What follows from a call, in order.
 #[derive(Debug)]
-pub enum DeviceEffect<P, M> {
+pub enum DeviceEffect<P, A, M> {
     Write(DeviceWrite),
     After(DeviceAfter),
     /// Tell the user now (a fact already durable elsewhere).
@@ -108,8 +119,13 @@ pub enum DeviceEffect<P, M> {
     /// Ask the device directly for a one-time key, then tell the outbox
     /// (`Outbox::key_requested`).
     RequestKey(DeviceId),
-    /// Ask one of the device's relays for its one-time key.
-    ClaimKey(DeviceId),
+    /// Ask `relay` (one of the device's) for the device's one-time key;
+    /// the answer goes to [`DeviceEngine::handle_claimed`].
+    ClaimKey {
+        relay: P,
+        addr: A,
+        device: DeviceId,
+    },
     /// Send these envelopes to the device in one request (an encoded
     /// `EnvelopeBatch`), then tell the outbox (`Outbox::start_flight`).
     SendBatch {
@@ -117,8 +133,16 @@ pub enum DeviceEffect<P, M> {
         keys: Vec<OutboxKey>,
         batch: Vec<u8>,
     },
-    /// Leave what is queued for the device at its relays.
-    Deposit(DeviceId),
+    /// Leave sealed envelopes for `device` at `relay` (`request` is an
+    /// encoded `MailboxRequest::Deposit`); the answer goes to
+    /// [`DeviceEngine::handle_deposited`] with `keys`.
+    Deposit {
+        relay: P,
+        addr: A,
+        device: DeviceId,
+        keys: Vec<OutboxKey>,
+        request: Vec<u8>,
+    },
     /// A contact shared the key its presence records are sealed with.
     PresenceKey {
         account: AccountId,
@@ -156,7 +180,9 @@ pub struct DeviceEngine<P, A, Q, M> {
     pub routes: Routes<P>,
     pub key_service: KeyService<P>,
     pub groups: GroupBook<P, A, M>,
-    effects: VecDeque<DeviceEffect<P, M>>,
+    /// The last refusal told per outbox entry, so each is told once.
+    problems: HashMap<OutboxKey, String>,
+    effects: VecDeque<DeviceEffect<P, A, M>>,
 }
 
 impl<P, A, Q, M> fmt::Debug for DeviceEngine<P, A, Q, M> {
@@ -190,6 +216,7 @@ where
             routes: Routes::default(),
             key_service: KeyService::default(),
             groups,
+            problems: HashMap::new(),
             effects: VecDeque::new(),
         };
         engine.sync_peers(0);
@@ -201,7 +228,7 @@ where
     }
 
     /// The next effect of what was handled, in order.
-    pub fn poll_effect(&mut self) -> Option<DeviceEffect<P, M>> {
+    pub fn poll_effect(&mut self) -> Option<DeviceEffect<P, A, M>> {
         self.effects.pop_front()
     }
 
@@ -511,8 +538,7 @@ where
             }
         } else if self.via_relays(ctx, &keys.device_id) {
             if self.outbox.await_key(&key) {
-                self.effects
-                    .push_back(DeviceEffect::ClaimKey(keys.device_id));
+                self.claim_key(ctx, keys.device_id);
             }
         } else if self.outbox.await_key(&key) {
             self.effects
@@ -531,6 +557,8 @@ where
         for device in self.outbox.due_devices(ctx.now) {
             self.pump(ctx, &device);
         }
+        let outbox = &self.outbox;
+        self.problems.retain(|key, _| outbox.get(key).is_some());
     }
 
     /// A connection to the device opened (or it reached us): what waits
@@ -563,7 +591,7 @@ where
                     self.dispatch(ctx, key);
                 }
             }
-            self.effects.push_back(DeviceEffect::Deposit(*device));
+            self.deposit(ctx, device);
             return;
         }
         let ready = self.outbox.next_for(device, ctx.now, MAX_BATCH_ENVELOPES);
@@ -664,7 +692,7 @@ where
         self.outbox.retry_device_later(keys, ctx.now);
         if let Some(key) = keys.first() {
             self.mark_unreachable(ctx, key.1);
-            self.effects.push_back(DeviceEffect::Deposit(key.1));
+            self.deposit(ctx, &key.1);
         }
     }
 
@@ -748,6 +776,7 @@ where
     /// A relay of the recipient holds the entry durably: a message is
     /// `sent`; anything else is done.
     pub fn sent<L: DeviceLookup>(&mut self, lookup: &L, key: OutboxKey) {
+        self.problems.remove(&key);
         let Some(entry) = self.outbox.get(&key) else {
             return;
         };

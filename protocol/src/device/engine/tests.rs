@@ -283,7 +283,7 @@ impl Net {
                             bytes: batch,
                         });
                     }
-                    DeviceEffect::ClaimKey(_) | DeviceEffect::Deposit(_) => {
+                    DeviceEffect::ClaimKey { .. } | DeviceEffect::Deposit { .. } => {
                         panic!("no relays in this test")
                     }
                     DeviceEffect::PresenceKey { .. }

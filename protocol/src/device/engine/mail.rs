@@ -1,0 +1,323 @@
+//! Mail through relays: leaving a contact device's envelopes at its relays
+//! when it cannot be reached, claiming its one-time key there, and placing
+//! the mail our own relays hold for us.
+//!
+//! Envelopes left at relays stay in the outbox (as `sent`) until the
+//! device acks them directly or sends a delivered receipt: if it comes
+//! online before draining its mailbox, the direct path resends them in
+//! order, so Olm never sees a later message long before an earlier one.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::hash::Hash;
+
+use super::{DeviceEffect, DeviceEngine, DeviceNotice, Received};
+use crate::device::{Ctx, DeviceLookup, OutboxKey, OutboxKind, Severity, Source};
+use crate::{
+    AccountId, DepositResult, DeviceId, KeyBundle, MAX_MAILBOX_FRAME, MAX_MAILBOX_ITEMS, MailboxId,
+    MailboxRequest, MessageId, ReceiptKind, Refusal, RejectReason, SealError, SealedEnvelope, Wire,
+};
+
+/// Bytes of sealed envelopes one deposit carries, about.
+const DEPOSIT_BYTES: usize = MAX_MAILBOX_FRAME / 2;
+/// A relay that refused for lack of room is asked again this much later.
+pub const FULL_RELAY_RETRY_MS: u64 = 30_000;
+
+/// What became of a page of our own mail.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailPage {
+    /// Delete these now: stored before, or never placeable (not for us,
+    /// malformed).
+    pub ack_now: Vec<u64>,
+    /// Delete these once the current batch committed.
+    pub ack_after: Vec<u64>,
+    /// Read up to here.
+    pub cursor: u64,
+    /// The store could not answer: stop reading, try again later.
+    pub stalled: bool,
+}
+
+impl<P, A, Q, M> DeviceEngine<P, A, Q, M>
+where
+    P: Copy + Eq + Hash + fmt::Display,
+    A: Clone,
+    Q: Hash + Eq,
+{
+    /// The device's relays, from its owner's card.
+    fn relays_of(&self, device: &DeviceId) -> Vec<(P, A)> {
+        self.contacts
+            .of_device(device)
+            .and_then(|(account, _)| self.contacts.known(&account))
+            .map(|c| c.relays.clone())
+            .unwrap_or_default()
+    }
+
+    /// Asks one of the device's relays (a ready one if any) for its
+    /// one-time key.
+    pub(super) fn claim_key(&mut self, ctx: &Ctx<'_>, device: DeviceId) {
+        let relays = self.relays_of(&device);
+        let ready = relays
+            .iter()
+            .find(|(p, _)| self.routes.relay_ready(ctx.now, p))
+            .or(relays.first())
+            .cloned();
+        match ready {
+            Some((relay, addr)) => self.effects.push_back(DeviceEffect::ClaimKey {
+                relay,
+                addr,
+                device,
+            }),
+            None => self.outbox.key_claim_ended(&device),
+        }
+    }
+
+    /// The answer to a key claim at `relay`.
+    pub fn handle_claimed(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        relay: P,
+        device: DeviceId,
+        answer: Result<KeyBundle, String>,
+    ) {
+        self.outbox.key_claim_ended(&device);
+        let started = answer.and_then(|bundle| self.start_session(&device, &bundle));
+        if started.is_err() {
+            self.note(Severity::Info, "could not get a key from a relay");
+            self.routes.back_off_relay(ctx.now, relay, 0);
+        }
+        self.key_arrived(ctx, &device, started.is_ok());
+    }
+
+    /// Leaves the device's queued envelopes at each of its relays, in
+    /// order: every relay gets them from the first one it lacks.
+    pub(super) fn deposit(&mut self, ctx: &Ctx<'_>, device: &DeviceId) {
+        let Some(mailbox_key) = self.contacts.of_device(device).map(|(_, k)| k.mailbox_key) else {
+            return;
+        };
+        let mailbox = MailboxId::of(device);
+        for (relay, addr) in self.relays_of(device) {
+            if self.routes.is_depositing(*device, relay)
+                || !self.routes.relay_ready(ctx.now, &relay)
+            {
+                continue;
+            }
+            let from = self.routes.deposit_from(*device, relay);
+            let mut keys = Vec::new();
+            let mut items = Vec::new();
+            let mut bytes = 0;
+            let mut unsealable = false;
+            for (key, entry) in self.outbox.queued_from(*device, from) {
+                if entry.record().kind == OutboxKind::Control {
+                    // Control payloads (our presence key) go only directly:
+                    // they must not take a slot of the contact's mailbox.
+                    continue;
+                }
+                if entry.sent_to().contains(&relay) {
+                    if keys.is_empty() {
+                        continue;
+                    }
+                    break;
+                }
+                if !entry.is_waiting() {
+                    break;
+                }
+                let Some(envelope) = entry.envelope() else {
+                    // Not encrypted yet (no session): it goes when it is.
+                    break;
+                };
+                if entry.sealed().is_none() {
+                    match SealedEnvelope::seal(&mailbox_key, &mailbox, envelope) {
+                        Ok(sealed) => entry.set_sealed(sealed),
+                        Err(_) => {
+                            unsealable = true;
+                            break;
+                        }
+                    }
+                }
+                let Some(sealed) = entry.sealed() else {
+                    break;
+                };
+                if items.len() >= MAX_MAILBOX_ITEMS
+                    || (bytes + sealed.len() > DEPOSIT_BYTES && !items.is_empty())
+                {
+                    break;
+                }
+                bytes += sealed.len() + 40;
+                items.push((mailbox, sealed.clone()));
+                keys.push(*key);
+            }
+            if unsealable {
+                self.note(Severity::Warn, "cannot seal mail for a contact device");
+            }
+            if items.is_empty() {
+                continue;
+            }
+            self.routes.start_deposit(*device, relay);
+            self.effects.push_back(DeviceEffect::Deposit {
+                relay,
+                addr,
+                device: *device,
+                keys,
+                request: MailboxRequest::Deposit { items }.to_bytes(),
+            });
+        }
+    }
+
+    /// The answer to a deposit at `relay` of `keys` for `device` (one
+    /// result per key, or why there is none).
+    pub fn handle_deposited<L: DeviceLookup>(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        lookup: &L,
+        relay: P,
+        device: DeviceId,
+        keys: &[OutboxKey],
+        answer: Result<Vec<DepositResult>, String>,
+    ) {
+        self.routes.end_deposit(device, relay);
+        let results = match answer {
+            Ok(results) if results.len() == keys.len() => results,
+            _ => {
+                self.note(Severity::Debug, "a deposit failed");
+                self.routes.back_off_relay(ctx.now, relay, 0);
+                return;
+            }
+        };
+        let mut refused = None;
+        let resend_direct_at = self.routes.direct_again_at(ctx.now, &device);
+        let mut prefix = true;
+        for (key, result) in keys.iter().zip(results) {
+            match result {
+                DepositResult::Stored | DepositResult::Duplicate => {
+                    if prefix {
+                        self.routes.held_up_to(device, relay, key.0);
+                    }
+                    // Tried directly again only once the device may be back.
+                    let first = self
+                        .outbox
+                        .get_mut(key)
+                        .is_some_and(|entry| entry.held_by(relay, resend_direct_at));
+                    if first {
+                        self.sent(lookup, *key);
+                    }
+                }
+                DepositResult::Refused(reason) => {
+                    prefix = false;
+                    refused.get_or_insert(reason);
+                    if !reason.is_transient() {
+                        self.report_refusal(*key, relay, reason);
+                    }
+                }
+            }
+        }
+        match refused {
+            Some(reason) if !reason.is_transient() => {
+                self.routes
+                    .back_off_relay(ctx.now, relay, FULL_RELAY_RETRY_MS);
+            }
+            Some(_) => self.routes.back_off_relay(ctx.now, relay, 0),
+            None => {
+                self.routes.relay_ok(&relay);
+                // More may be queued behind this batch.
+                self.deposit(ctx, &device);
+            }
+        }
+    }
+
+    /// Tells the user, once per entry and reason, that a relay refused it.
+    fn report_refusal(&mut self, key: OutboxKey, relay: P, reason: Refusal) {
+        let Some(entry) = self.outbox.get(&key) else {
+            return;
+        };
+        let contact = self
+            .contacts
+            .name_of(&entry.record().recipient)
+            .cloned()
+            .unwrap_or_default();
+        let text = match reason {
+            Refusal::MailboxFull => {
+                format!("{contact}'s relay is full (their mailbox there is at its quota)")
+            }
+            Refusal::SenderQuota => format!(
+                "{contact}'s relay holds as many of your messages as it allows until {contact} fetches them"
+            ),
+            Refusal::RelayFull => format!("{contact}'s relay is out of storage"),
+            other => format!(
+                "{contact}'s relay refused the message: {}",
+                other.describe()
+            ),
+        };
+        if self.problems.get(&key) == Some(&text) {
+            return;
+        }
+        self.problems.insert(key, text.clone());
+        self.effects
+            .push_back(DeviceEffect::Notice(DeviceNotice::Undeliverable {
+                contact,
+                id: key.0,
+                relay: relay.to_string(),
+                reason: text,
+            }));
+    }
+
+    /// A page of our own mail, opened (each item's sequence number and
+    /// envelope, or why it did not open), read from `from` on: each is
+    /// placed like an envelope that came directly, and new texts get a
+    /// delivered receipt (the sender heard no ack).
+    pub fn handle_mail<L: DeviceLookup>(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        lookup: &L,
+        from: u64,
+        opened: Vec<(u64, Result<Vec<u8>, SealError>)>,
+    ) -> MailPage {
+        let mut page = MailPage {
+            cursor: from,
+            ..MailPage::default()
+        };
+        let mut delivered: BTreeMap<AccountId, Vec<MessageId>> = BTreeMap::new();
+        for (seq, envelope) in opened {
+            let Ok(envelope) = envelope else {
+                self.note(
+                    Severity::Warn,
+                    "mail that does not open for us; deleting it",
+                );
+                page.ack_now.push(seq);
+                page.cursor = page.cursor.max(seq);
+                continue;
+            };
+            match self.receive(ctx, lookup, Source::Mailbox, &envelope) {
+                Ok(Received::Queued { text, .. }) => {
+                    page.ack_after.push(seq);
+                    if let Some((account, id)) = text {
+                        delivered.entry(account).or_default().push(id);
+                    }
+                }
+                Ok(Received::InProgress) => page.ack_after.push(seq),
+                Ok(Received::AlreadyStored) => page.ack_now.push(seq),
+                Err(RejectReason::Unavailable) => {
+                    page.stalled = true;
+                    break;
+                }
+                Err(RejectReason::WrongRecipient | RejectReason::Malformed) => {
+                    self.note(Severity::Warn, "malformed mail; deleting it");
+                    page.ack_now.push(seq);
+                }
+                Err(_) => {
+                    // From someone not (yet) a contact, or from a session we
+                    // lost: leave it at the relay (re-read when a contact is
+                    // added or on restart; it expires with the retention).
+                    self.note(
+                        Severity::Info,
+                        "mail we cannot place yet; leaving it at the relay",
+                    );
+                }
+            }
+            page.cursor = page.cursor.max(seq);
+        }
+        for (account, ids) in delivered {
+            self.queue_receipts(ctx, &account, ReceiptKind::Delivered, &ids);
+        }
+        page
+    }
+}

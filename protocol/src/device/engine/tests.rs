@@ -5,15 +5,27 @@
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
+use ed25519_dalek::{Signer, SigningKey};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use super::*;
 use crate::device::{
-    ContactBook, DeviceLookup, FIRST_RETRY_MS, GroupBook, GroupConfig, GroupSelf, MessageClock,
-    PendingRecord,
+    ContactBook, DeviceLookup, DrainStep, FIRST_RETRY_MS, GroupBook, GroupConfig, GroupSelf,
+    HomeMailbox, MessageClock, PageHandled, PageStart, PendingRecord,
 };
-use crate::{AccountKey, DeviceList, Now};
+use crate::relay::{MemoryMailStore, Quotas, RelayEngine, RelayRules};
+use crate::{
+    AccountKey, Auth, DeviceList, MailboxId, MailboxRequest, MailboxResponse, MailboxSecret, Now,
+    OwnerRequest,
+};
+
+/// The one relay of the tests, as the host names it.
+const RELAY: DeviceId = DeviceId([0xEE; 32]);
+/// How often a home mailbox is polled when nothing is held open.
+const POLL_MS: u64 = 1_000;
+
+mod relay;
 
 type Engine = DeviceEngine<DeviceId, (), u64, u64>;
 
@@ -26,7 +38,7 @@ fn reach(card: &ContactCard) -> CardReach<DeviceId, ()> {
             .map(|d| (d.device_id, d.device_id))
             .collect(),
         addresses: Vec::new(),
-        relays: Vec::new(),
+        relays: card.relays.iter().map(|_| (RELAY, ())).collect(),
     }
 }
 
@@ -108,6 +120,13 @@ impl Disk {
 }
 
 struct Dev {
+    /// Signs owner requests to our home relay (the device's libp2p key).
+    signing: SigningKey,
+    mailbox: MailboxSecret,
+    /// Our drain loop at the relay, when the device has one.
+    drain: Option<HomeMailbox>,
+    /// Off: nothing reaches the device, and its requests fail.
+    online: bool,
     keys: DeviceKeys,
     card: ContactCard,
     engine: Engine,
@@ -118,16 +137,28 @@ struct Dev {
 }
 
 fn dev(seed: u8, name: &str) -> Dev {
+    dev_with(seed, name, false)
+}
+
+/// A device; `relayed`: with a home relay (named on its card).
+fn dev_with(seed: u8, name: &str, relayed: bool) -> Dev {
     let key = AccountKey::from_seed([seed; 32]);
+    let signing = SigningKey::from_bytes(&[seed; 32]);
+    let mailbox = MailboxSecret::derive(&[seed; 32]);
     let olm = OlmDevice::new();
     let keys = DeviceKeys {
-        device_id: DeviceId([seed; 32]),
+        device_id: DeviceId(signing.verifying_key().to_bytes()),
         olm_ed25519: olm.ed25519_key(),
         olm_curve25519: olm.curve25519_key(),
-        mailbox_key: [seed; 32],
+        mailbox_key: mailbox.public_key(),
     };
     let list = DeviceList::sign(&key, 1, vec![keys]);
-    let card = ContactCard::sign(&key, name.to_owned(), list, vec![], vec![]);
+    let relays = if relayed {
+        vec!["relay".to_owned()]
+    } else {
+        vec![]
+    };
+    let card = ContactCard::sign(&key, name.to_owned(), list, vec![], relays);
     let groups = GroupBook::new(
         GroupSelf {
             key: key.clone(),
@@ -142,6 +173,10 @@ fn dev(seed: u8, name: &str) -> Dev {
         keys,
     };
     Dev {
+        signing,
+        mailbox,
+        drain: relayed.then(|| HomeMailbox::new(Now::new(1_000, 0), POLL_MS)),
+        online: true,
         keys,
         card,
         engine: Engine::new(me, olm, ContactBook::default(), groups, reach),
@@ -152,9 +187,25 @@ fn dev(seed: u8, name: &str) -> Dev {
     }
 }
 
-/// What travels between the engines.
+/// What a request to the relay was for.
+#[derive(Debug)]
+enum Ask {
+    Claim(DeviceId),
+    Deposit(DeviceId, Vec<OutboxKey>),
+    Info,
+    Fetch,
+    Ack,
+    PutKeys,
+}
+
+/// What travels between the engines and the relay.
 #[derive(Debug)]
 enum Wire_ {
+    Relay {
+        from: usize,
+        ask: Ask,
+        bytes: Vec<u8>,
+    },
     Batch {
         from: usize,
         to: usize,
@@ -180,6 +231,8 @@ enum Wire_ {
 
 struct Net {
     devs: Vec<Dev>,
+    relay: RelayEngine<(usize, Ask)>,
+    relay_store: MemoryMailStore,
     now: Now,
     next_request: u64,
     wire: VecDeque<Wire_>,
@@ -190,10 +243,16 @@ struct Net {
 impl Net {
     /// Devices that are each other's contacts.
     fn new(names: &[&str]) -> Self {
+        Self::with_relay(names, &[])
+    }
+
+    /// Devices that are each other's contacts; those in `relayed` have the
+    /// relay as their home relay.
+    fn with_relay(names: &[&str], relayed: &[&str]) -> Self {
         let mut devs: Vec<Dev> = names
             .iter()
             .enumerate()
-            .map(|(i, n)| dev(i as u8 + 1, n))
+            .map(|(i, n)| dev_with(i as u8 + 1, n, relayed.contains(n)))
             .collect();
         let cards: Vec<(String, ContactCard)> = names
             .iter()
@@ -215,12 +274,21 @@ impl Net {
                 d.engine.contacts.insert(record, card.clone(), reach(card));
             }
         }
+        let now = Now {
+            mono_ms: 1_000,
+            unix_ms: 1_800_000_000_000,
+        };
+        let relay_store = MemoryMailStore::default();
+        let rules = RelayRules {
+            quotas: Quotas::default(),
+            retention_secs: 3600,
+        };
+        let relay = RelayEngine::load(rules, [[1; 32], [2; 32]], &relay_store, now).unwrap();
         Self {
             devs,
-            now: Now {
-                mono_ms: 1_000,
-                unix_ms: 1_800_000_000_000,
-            },
+            relay,
+            relay_store,
+            now,
             next_request: 0,
             wire: VecDeque::new(),
             sent_batches: Vec::new(),
@@ -283,8 +351,28 @@ impl Net {
                             bytes: batch,
                         });
                     }
-                    DeviceEffect::ClaimKey { .. } | DeviceEffect::Deposit { .. } => {
-                        panic!("no relays in this test")
+                    DeviceEffect::ClaimKey { relay, device, .. } => {
+                        assert_eq!(relay, RELAY);
+                        let bytes = MailboxRequest::ClaimKey { device }.to_bytes();
+                        self.wire.push_back(Wire_::Relay {
+                            from: i,
+                            ask: Ask::Claim(device),
+                            bytes,
+                        });
+                    }
+                    DeviceEffect::Deposit {
+                        relay,
+                        device,
+                        keys,
+                        request,
+                        ..
+                    } => {
+                        assert_eq!(relay, RELAY);
+                        self.wire.push_back(Wire_::Relay {
+                            from: i,
+                            ask: Ask::Deposit(device, keys),
+                            bytes: request,
+                        });
                     }
                     DeviceEffect::PresenceKey { .. }
                     | DeviceEffect::Group(_)
@@ -325,6 +413,31 @@ impl Net {
                 return;
             };
             match message {
+                Wire_::Relay { from, ask, bytes } => {
+                    let sender = [from as u8];
+                    let store = &self.relay_store;
+                    self.relay
+                        .handle_request(self.now, &sender, &bytes, (from, ask), store);
+                    self.run_relay();
+                }
+                Wire_::Batch {
+                    from, to, request, ..
+                } if !self.devs[to].online => {
+                    let Some(keys) = self.devs[from].engine.outbox.end_flight(&request) else {
+                        continue;
+                    };
+                    self.call(from, |e, ctx, _| e.handle_send_failed(ctx, &keys));
+                }
+                Wire_::KeyRequest { from, to, request } if !self.devs[to].online => {
+                    let outbox = &mut self.devs[from].engine.outbox;
+                    let Some(device) = outbox.key_request_ended(&request) else {
+                        continue;
+                    };
+                    self.call(from, |e, ctx, _| {
+                        e.mark_unreachable(ctx, device);
+                        e.key_arrived(ctx, &device, false);
+                    });
+                }
                 Wire_::Batch {
                     from,
                     to,
@@ -385,8 +498,20 @@ impl Net {
 
     fn advance(&mut self, ms: u64) {
         self.now = self.now.plus_ms(ms);
+        let store = &self.relay_store;
+        self.relay.handle_timeout(self.now, store);
+        self.run_relay();
         for i in 0..self.devs.len() {
             self.call(i, |e, ctx, _| e.handle_tick(ctx));
+            let now = self.now;
+            let online = self.devs[i].online;
+            let step = match &mut self.devs[i].drain {
+                Some(drain) if online => drain.poll(now),
+                _ => None,
+            };
+            if let Some(step) = step {
+                self.drain_step(i, step);
+            }
         }
         self.drive();
     }

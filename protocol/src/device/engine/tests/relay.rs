@@ -1,0 +1,262 @@
+//! The harness with a relay engine: deposits, key claims, and the drain
+//! loop of a device's home mailbox (`HomeMailbox`), as the node runs them.
+
+use super::*;
+
+impl Net {
+    /// Commits what the relay asks and hands its answers back.
+    pub(super) fn run_relay(&mut self) {
+        loop {
+            if let Some(writes) = self.relay.poll_commit() {
+                let result = self.relay_store.apply(writes);
+                self.relay.handle_committed(result, &self.relay_store);
+            }
+            let mut moved = false;
+            while let Some(((to, ask), response)) = self.relay.poll_reply() {
+                moved = true;
+                self.relay_answer(to, ask, response);
+            }
+            if !moved && !self.relay.is_committing() {
+                return;
+            }
+        }
+    }
+
+    fn relay_answer(&mut self, i: usize, ask: Ask, response: MailboxResponse) {
+        if !self.devs[i].online {
+            // The connection is gone: the request failed.
+            let now = self.now;
+            if let Some(drain) = &mut self.devs[i].drain {
+                drain.failed(now, "offline".into());
+            }
+            return;
+        }
+        match (ask, response) {
+            (Ask::Claim(device), response) => {
+                let answer = match response {
+                    MailboxResponse::Key(bundle) => Ok(bundle),
+                    other => Err(format!("{other:?}")),
+                };
+                self.call(i, |e, ctx, _| e.handle_claimed(ctx, RELAY, device, answer));
+            }
+            (Ask::Deposit(device, keys), response) => {
+                let answer = match response {
+                    MailboxResponse::Deposited { results } => Ok(results),
+                    other => Err(format!("{other:?}")),
+                };
+                self.call(i, |e, ctx, disk| {
+                    e.handle_deposited(ctx, disk, RELAY, device, &keys, answer);
+                });
+            }
+            (Ask::Info, MailboxResponse::Info { challenge, .. }) => {
+                let now = self.now;
+                if let Some(step) = self.devs[i]
+                    .drain
+                    .as_mut()
+                    .map(|d| d.challenge_arrived(now, challenge))
+                {
+                    self.drain_step(i, step);
+                }
+            }
+            (
+                Ask::Fetch,
+                MailboxResponse::Items {
+                    items,
+                    more,
+                    keys_left,
+                },
+            ) => self.mail_page(i, items, more, keys_left),
+            (Ask::Ack, MailboxResponse::Acked { .. }) => {}
+            (Ask::PutKeys, MailboxResponse::KeysStored { one_time }) => {
+                if let Some(drain) = &mut self.devs[i].drain {
+                    drain.keys_stored(one_time);
+                }
+            }
+            (ask, other) => panic!("{ask:?} answered with {other:?}"),
+        }
+    }
+
+    /// An owner request of device `i`, signed over its current challenge.
+    fn signed(&self, i: usize, request: OwnerRequest) -> MailboxRequest {
+        let d = &self.devs[i];
+        let challenge = d
+            .drain
+            .as_ref()
+            .and_then(|r| r.challenge())
+            .unwrap_or([0; 32]);
+        let signature = d
+            .signing
+            .sign(&Auth::signed_bytes(&challenge, &request.body_bytes()));
+        MailboxRequest::Owner {
+            auth: Box::new(Auth {
+                device: d.keys.device_id,
+                challenge,
+                signature: signature.to_bytes(),
+            }),
+            request,
+        }
+    }
+
+    pub(super) fn drain_step(&mut self, i: usize, step: DrainStep) {
+        let (ask, request) = match step {
+            DrainStep::AskChallenge => (Ask::Info, MailboxRequest::Info),
+            DrainStep::Fetch { after, wait } => {
+                let fetch = OwnerRequest::Fetch {
+                    after,
+                    limit: 256,
+                    wait_ms: if wait { 20_000 } else { 0 },
+                };
+                (Ask::Fetch, self.signed(i, fetch))
+            }
+        };
+        self.wire.push_back(Wire_::Relay {
+            from: i,
+            ask,
+            bytes: request.to_bytes(),
+        });
+    }
+
+    /// A page of device `i`'s mail, handled as the node does: open, place
+    /// through the engine, ack what is stored (the commit is immediate
+    /// here), read on.
+    fn mail_page(&mut self, i: usize, items: Vec<(u64, Vec<u8>)>, more: bool, keys_left: u32) {
+        let now = self.now;
+        let last = items.last().map(|(s, _)| *s);
+        let Some(drain) = self.devs[i].drain.as_mut() else {
+            return;
+        };
+        let from = match drain.page_arrived(now, last, more) {
+            PageStart::Discard => return,
+            PageStart::Handle { from, prefetch } => {
+                if let Some(step) = prefetch {
+                    self.drain_step(i, step);
+                }
+                from
+            }
+        };
+        let got_any = !items.is_empty();
+        let d = &self.devs[i];
+        let mailbox = MailboxId::of(&d.keys.device_id);
+        let opened = items
+            .into_iter()
+            .map(|(seq, sealed)| (seq, d.mailbox.open(&mailbox, &sealed)))
+            .collect();
+        let page = self.call(i, |e, ctx, disk| e.handle_mail(ctx, disk, from, opened));
+        let seqs = [page.ack_now, page.ack_after].concat();
+        if !seqs.is_empty() {
+            let ack = self.signed(i, OwnerRequest::Ack { seqs });
+            self.wire.push_back(Wire_::Relay {
+                from: i,
+                ask: Ask::Ack,
+                bytes: ack.to_bytes(),
+            });
+        }
+        let handled = PageHandled {
+            cursor: page.cursor,
+            keys_left,
+            stalled: page.stalled,
+            got_any,
+            more,
+        };
+        let step = self.devs[i]
+            .drain
+            .as_mut()
+            .and_then(|d| d.page_handled(now, handled));
+        if let Some(step) = step {
+            self.drain_step(i, step);
+        }
+    }
+
+    /// Device `i` stocks one-time keys (and its fallback key) at its relay.
+    fn upload_keys(&mut self, i: usize) {
+        let device = self.devs[i].keys.device_id;
+        let olm = &mut self.devs[i].engine.olm;
+        let one_time = olm.one_time_key_bundles(device, 5);
+        let fallback = olm.new_fallback_key_bundle(device);
+        let request = self.signed(i, OwnerRequest::PutKeys { one_time, fallback });
+        self.wire.push_back(Wire_::Relay {
+            from: i,
+            ask: Ask::PutKeys,
+            bytes: request.to_bytes(),
+        });
+        self.drive();
+    }
+}
+
+#[test]
+fn mail_left_at_the_relay_while_offline_is_drained_and_comes_back_delivered() {
+    let mut net = Net::with_relay(&["alice", "bob"], &["bob"]);
+    // bob's node runs once: its drain loop gets a challenge, and it stocks
+    // one-time keys at its relay.
+    net.advance(POLL_MS);
+    net.upload_keys(1);
+    net.devs[1].online = false;
+    net.send(0, "bob", "while you were out");
+    // Nobody answers directly: alice claims bob's key at his relay, and
+    // leaves the message there once the retry comes.
+    for _ in 0..10 {
+        net.advance(FIRST_RETRY_MS);
+    }
+    assert_eq!(
+        statuses(&net.devs[0]),
+        [("while you were out".to_owned(), Status::Sent)]
+    );
+    assert_eq!(net.relay_store.len(), 1, "it waits at the relay");
+    assert!(net.devs[1].disk.messages.is_empty());
+    // bob is back: he drains it, the relay deletes it, and his delivered
+    // receipt reaches alice directly.
+    net.devs[1].online = true;
+    for _ in 0..10 {
+        net.advance(POLL_MS);
+    }
+    assert_eq!(
+        net.devs[1].disk.texts(),
+        [(true, "while you were out".to_owned(), Status::Delivered)]
+    );
+    assert!(net.relay_store.is_empty(), "acked mail is deleted");
+    assert_eq!(
+        statuses(&net.devs[0]),
+        [("while you were out".to_owned(), Status::Delivered)]
+    );
+    assert!(net.devs[0].disk.outbox.is_empty());
+}
+
+#[test]
+fn a_full_mailbox_is_told_once_and_the_message_stays_queued() {
+    let mut net = Net::with_relay(&["alice", "bob"], &["bob"]);
+    net.relay = RelayEngine::load(
+        RelayRules {
+            quotas: Quotas {
+                mailbox_items: 1,
+                ..Quotas::default()
+            },
+            retention_secs: 3600,
+        },
+        [[1; 32], [2; 32]],
+        &net.relay_store,
+        net.now,
+    )
+    .unwrap();
+    net.advance(POLL_MS);
+    net.upload_keys(1);
+    net.devs[1].online = false;
+    net.send(0, "bob", "one");
+    net.send(0, "bob", "two");
+    for _ in 0..20 {
+        net.advance(FIRST_RETRY_MS * 4);
+    }
+    let told: Vec<&DeviceNotice> = net.devs[0]
+        .notices
+        .iter()
+        .filter(|n| matches!(n, DeviceNotice::Undeliverable { .. }))
+        .collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(
+        statuses(&net.devs[0]),
+        [
+            ("one".to_owned(), Status::Sent),
+            ("two".to_owned(), Status::Pending)
+        ]
+    );
+    assert_eq!(net.devs[0].disk.outbox.len(), 2, "both stay queued");
+}

@@ -95,6 +95,10 @@ pub enum NodeError {
     /// above do not name.
     #[error("{0}")]
     Send(#[source] hush_protocol::device::SendError),
+    /// A contact the engine refused for a reason the variants above do not
+    /// name.
+    #[error("{0}")]
+    Contact(#[source] hush_protocol::device::ContactError),
     /// A group command the engine refused in a way the variants above do
     /// not name.
     #[error("{0}")]
@@ -122,7 +126,7 @@ impl NodeError {
             Self::InvalidListenAddress { .. } => 1009,
             Self::Stopped => 1010,
             Self::InvalidRelayAddress { .. } => 1011,
-            Self::CardOfAnotherAccount { .. } | Self::OlderCard { .. } => 1012,
+            Self::CardOfAnotherAccount { .. } | Self::OlderCard { .. } | Self::Contact(_) => 1012,
             Self::UnknownGroup { .. } | Self::AmbiguousGroup { .. } => 1020,
             Self::NotInGroup { .. } | Self::RemovedFromGroup { .. } => 1021,
             Self::InviteUnknownContact { .. } => 1022,

@@ -16,14 +16,11 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use hush_protocol::device::{CardReach, ContactBook, DeviceEngine, DeviceSelf, MessageClock};
-use hush_protocol::{
-    AccountId, AckBatch, ContactCard, DirectAck, KeyBundle, OlmDevice, RejectReason, Wire,
-};
-use libp2p::request_response::{OutboundRequestId, ResponseChannel};
+use hush_protocol::{AccountId, ContactCard, OlmDevice};
+use libp2p::request_response::OutboundRequestId;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use tokio::sync::{broadcast, mpsc};
-use tokio::task::JoinHandle;
 
 /// A [`Ctx`](hush_protocol::device::Ctx) for an engine call: now, the
 /// loop's message clock, fresh randomness.
@@ -37,23 +34,25 @@ macro_rules! ctx {
     };
 }
 
+mod commit;
 mod direct;
 mod groups;
 mod presence;
 mod reach;
 mod relays;
 
+use commit::{After, Batch, Commit};
 pub(crate) use groups::{GroupCommand, GroupConfig};
 pub(crate) use presence::PresenceConfig;
 
 use crate::error::NodeError;
 use crate::identity::Me;
 use crate::network::{self, Behaviour, BehaviourEvent};
-use crate::node::{Command, Reply, contact_view, now_ms};
+use crate::node::{Command, Reply, contact_view};
 use crate::outbox::Outbox;
 use crate::records::ContactRecord;
-use crate::store::{Durability, Op, OutboxKey, Store, StoreError};
-use crate::view::{Event, GroupView, NodeStatus, PresenceView, SendReceipt};
+use crate::store::{Op, Store, StoreError};
+use crate::view::{Event, NodeStatus};
 
 const RETRY_TICK: Duration = Duration::from_millis(100);
 /// On graceful stop, contacts get our offline record within this long.
@@ -106,70 +105,6 @@ fn card_reach(card: &ContactCard) -> CardReach<PeerId, Multiaddr> {
             .filter_map(|a| Some((network::peer_in(&a)?, a)))
             .collect(),
     }
-}
-
-/// Runs once the batch it was queued with has committed.
-#[derive(Debug)]
-enum After {
-    Ack(ResponseChannel<Vec<u8>>, AckBatch),
-    KeyBundle(ResponseChannel<Vec<u8>>, KeyBundle),
-    Dispatch(OutboxKey),
-    Emit(Event),
-    Received([u8; 32]),
-    ReplySend(Reply<SendReceipt>, SendReceipt),
-    ReplyContact(Reply<crate::view::ContactView>, crate::view::ContactView),
-    ReplyRead(Reply<usize>, usize),
-    /// Mail from this home relay is stored: tell the relay to delete it.
-    MailAck(usize, Vec<u64>),
-    /// One-time keys are on disk: hand them to this home relay.
-    UploadKeys(usize, hush_protocol::OwnerRequest),
-    ReplyPresence(Reply<Option<PresenceView>>, Option<PresenceView>),
-    ReplyGroup(Reply<GroupView>, GroupView),
-    /// A group message and the Megolm ratchet that made it are stored:
-    /// publish it on the group's topic.
-    Publish(hush_protocol::GroupId, Vec<u8>),
-    /// A group message waiting for its key is on disk now.
-    PendingStored([u8; 32], [u8; 32]),
-    /// Receipts for these messages of ours are on disk: tell the counts.
-    ReceiptCounts(hush_protocol::GroupId, Vec<hush_protocol::MessageId>),
-}
-
-#[derive(Debug, Default)]
-struct Batch {
-    ops: Vec<Op>,
-    after: Vec<After>,
-}
-
-/// How long a lazy commit may stay off the disk (see [`Batch::may_wait`]).
-const LAZY_WINDOW: Duration = Duration::from_secs(1);
-
-impl Batch {
-    /// Whether this batch may be committed without waiting for the disk:
-    /// only group messages received (the message, its digest, the clock)
-    /// whose only consequence is an event. Everything that answers a peer
-    /// or the user, moves a cursor, or touches a key waits for the disk.
-    ///
-    /// Safe because nothing outside learns of a lazy commit before a later
-    /// durable one (which lands every commit before it): receipts leave
-    /// through the outbox, in a durable commit; the relay history cursor
-    /// moves only in a durable commit, so a message a crash took is fetched
-    /// again. The user may have seen it in the event stream, and sees it
-    /// again.
-    fn may_wait(&self) -> bool {
-        self.ops
-            .iter()
-            .all(|op| matches!(op, Op::PutSeen(..) | Op::PutMessage(..) | Op::PutClock(_)))
-            && self
-                .after
-                .iter()
-                .all(|a| matches!(a, After::Emit(_) | After::Received(_)))
-    }
-}
-
-#[derive(Debug)]
-struct Commit {
-    task: JoinHandle<Result<(), StoreError>>,
-    after: Vec<After>,
 }
 
 /// How the loop is set up, from [`crate::NodeConfig`].
@@ -389,199 +324,6 @@ impl EventLoop {
         self.finish().await;
     }
 
-    /// Lands the running commit and whatever was gathered after it, and runs
-    /// their after-commit actions (acks, replies), so nothing queued is dropped.
-    async fn finish(&mut self) {
-        // From here every commit is durable, and lazy ones are landed.
-        self.closing = true;
-        self.flush();
-        // Each round lands one commit; acks and replies can queue at most a
-        // little more, so this settles within a few rounds.
-        for _ in 0..8 {
-            if self.commit.is_none() {
-                break;
-            }
-            if let Some(commit) = self.commit.as_mut() {
-                let result = (&mut commit.task).await;
-                self.on_commit(result.unwrap_or_else(|e| {
-                    Err(StoreError::Storage(redb::StorageError::Io(
-                        std::io::Error::other(e),
-                    )))
-                }));
-            }
-            self.flush();
-        }
-    }
-
-    /// Starts committing the gathered batch, unless a commit is running.
-    fn flush(&mut self) {
-        if self.commit.is_some() {
-            return;
-        }
-        let changes = self.engine.olm.take_changes(&self.me.pickle_key);
-        let sync = self
-            .lazy_since
-            .is_some_and(|since| self.closing || since.elapsed() >= LAZY_WINDOW);
-        if self.batch.ops.is_empty()
-            && self.batch.after.is_empty()
-            && changes.is_empty()
-            && !self.clock.is_changed()
-            && !sync
-        {
-            return;
-        }
-        let mut batch = std::mem::take(&mut self.batch);
-        if let Some(last) = self.clock.take_changed() {
-            batch.ops.push(Op::PutClock(last));
-        }
-        if let Some(account) = changes.account {
-            batch.ops.push(Op::PutOlmAccount(account));
-        }
-        for (peer, pickles) in changes.sessions {
-            batch.ops.push(Op::PutSessions(peer, pickles));
-        }
-        let store = self.store.clone();
-        let durability = if sync || self.closing || !batch.may_wait() {
-            self.lazy_since = None;
-            Durability::Now
-        } else {
-            self.lazy_since.get_or_insert_with(Instant::now);
-            Durability::Lazy
-        };
-        let ops = batch.ops;
-        self.commit = Some(Commit {
-            task: tokio::task::spawn_blocking(move || store.apply(ops, durability)),
-            after: batch.after,
-        });
-    }
-
-    fn on_commit(&mut self, result: Result<(), StoreError>) {
-        let Some(commit) = self.commit.take() else {
-            return;
-        };
-        let mut afters = commit.after;
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "a write batch failed; reloading state from disk");
-            // What was gathered since was built on the state that failed to
-            // commit (e.g. envelopes from Olm keys now rolled back): drop it too.
-            afters.extend(std::mem::take(&mut self.batch).after);
-            self.reload();
-        }
-        let mut receipts = Vec::new();
-        for after in afters {
-            match (after, &result) {
-                (After::ReceiptCounts(group, ids), Ok(())) => receipts.push((group, ids)),
-                (After::Ack(channel, acks), Ok(())) => self.respond(channel, acks.to_bytes()),
-                (After::Ack(channel, acks), Err(_)) => {
-                    // Nothing of this batch is stored: ask for all of it again.
-                    let unavailable = DirectAck::Rejected(RejectReason::Unavailable);
-                    let acks = AckBatch {
-                        acks: vec![unavailable; acks.acks.len()],
-                    };
-                    self.respond(channel, acks.to_bytes());
-                }
-                (After::KeyBundle(channel, bundle), Ok(())) => {
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .keys
-                        .send_response(channel, bundle.to_bytes());
-                }
-                (After::Dispatch(key), Ok(())) => {
-                    self.engine.dispatched(ctx!(self), key);
-                    self.drive();
-                }
-                (After::Emit(event), Ok(())) => {
-                    let _ = self.events.send(event);
-                }
-                (After::PendingStored(session, digest), _) => {
-                    self.engine.groups.pending_stored(session, digest);
-                }
-                (After::Received(digest), _) => self.engine.settled(&digest),
-                (After::ReplySend(reply, receipt), Ok(())) => {
-                    let _ = reply.send(Ok(receipt));
-                }
-                (After::ReplyContact(reply, view), Ok(())) => {
-                    let _ = reply.send(Ok(view));
-                }
-                (After::ReplyRead(reply, n), Ok(())) => {
-                    let _ = reply.send(Ok(n));
-                }
-                (After::ReplyPresence(reply, view), Ok(())) => {
-                    let _ = reply.send(Ok(view));
-                }
-                (After::ReplyGroup(reply, view), Ok(())) => {
-                    let _ = reply.send(Ok(view));
-                }
-                (After::ReplyGroup(reply, _), Err(e)) => {
-                    let _ = reply.send(Err(store_failed(e)));
-                }
-                (After::Publish(group, bytes), Ok(())) => self.publish_group(group, bytes),
-                (After::ReplyPresence(reply, _), Err(e)) => {
-                    let _ = reply.send(Err(store_failed(e)));
-                }
-                (After::ReplySend(reply, _), Err(e)) => {
-                    let _ = reply.send(Err(store_failed(e)));
-                }
-                (After::ReplyContact(reply, _), Err(e)) => {
-                    let _ = reply.send(Err(store_failed(e)));
-                }
-                (After::ReplyRead(reply, _), Err(e)) => {
-                    let _ = reply.send(Err(store_failed(e)));
-                }
-                (After::MailAck(relay, seqs), Ok(())) => self.ack_mail(relay, seqs),
-                (After::UploadKeys(relay, request), Ok(())) => self.upload_keys(relay, request),
-                (After::UploadKeys(relay, _), Err(_)) => self.upload_failed(relay),
-                (
-                    After::KeyBundle(..)
-                    | After::ReceiptCounts(..)
-                    | After::Dispatch(_)
-                    | After::Emit(_)
-                    | After::MailAck(..)
-                    | After::Publish(..),
-                    Err(_),
-                ) => {}
-            }
-        }
-        if !receipts.is_empty() {
-            self.emit_receipt_counts(receipts);
-        }
-    }
-
-    /// After a failed commit, memory is ahead of disk: start again from disk.
-    fn reload(&mut self) {
-        let restored = (|| -> Result<(), NodeError> {
-            self.engine.olm = OlmDevice::restore(
-                &self.store.olm_account()?,
-                self.store.sessions()?,
-                &self.me.pickle_key,
-            )?;
-            self.engine.contacts = load_contacts(self.store.contacts()?);
-            let config = self.engine.groups.config();
-            self.engine.groups = groups::load_groups(&self.store, &self.me, config);
-            self.engine.sync_peers(now_ms());
-            self.engine.routes.forget_marks();
-            let now = self.host_clock.now().plus_ms(1_000);
-            self.engine.outbox.reload(self.store.outbox()?, now);
-            Ok(())
-        })();
-        if let Err(e) = restored {
-            tracing::error!(error = %e, "could not reload state from disk");
-        }
-    }
-
-    fn respond(&mut self, channel: ResponseChannel<Vec<u8>>, bytes: Vec<u8>) {
-        if self
-            .swarm
-            .behaviour_mut()
-            .direct
-            .send_response(channel, bytes)
-            .is_err()
-        {
-            tracing::debug!("peer went away before the ack");
-        }
-    }
-
     fn on_tick(&mut self) {
         self.engine.handle_tick(ctx!(self));
         self.drive();
@@ -597,16 +339,9 @@ impl EventLoop {
                 name,
                 card,
                 card_text,
-                update: false,
+                update,
                 reply,
-            } => self.add_contact(name, *card, card_text, reply),
-            Command::AddContact {
-                name,
-                card,
-                card_text,
-                update: true,
-                reply,
-            } => self.update_contact(name, *card, card_text, reply),
+            } => self.add_contact(name, *card, card_text, update, reply),
             Command::Send {
                 contact,
                 text,
@@ -614,15 +349,17 @@ impl EventLoop {
             } => self.send(&contact, text, reply),
             Command::MarkRead { contact, reply } => self.mark_read(&contact, reply),
             Command::SetReceipts { contact, on, reply } => {
-                let Some(c) = self.engine.contacts.contact_mut(&contact) else {
-                    let _ = reply.send(Err(NodeError::UnknownContact { name: contact }));
-                    return;
-                };
-                c.record.send_receipts = on;
-                let record = c.record.clone();
-                let view = contact_view(&self.me.account, &record);
-                self.batch.ops.push(Op::PutContact(record));
-                self.batch.after.push(After::ReplyContact(reply, view));
+                let set = self.engine.set_receipts(&contact, on);
+                self.drive();
+                match set {
+                    Ok(record) => {
+                        let view = contact_view(&self.me.account, &record);
+                        self.batch.after.push(After::ReplyContact(reply, view));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
+                }
             }
             Command::Status { reply } => {
                 let status = NodeStatus {
@@ -666,86 +403,39 @@ impl EventLoop {
         }
     }
 
-    fn update_contact(
-        &mut self,
-        name: String,
-        card: ContactCard,
-        card_text: String,
-        reply: Reply<crate::view::ContactView>,
-    ) {
-        let Some(existing) = self.engine.contacts.contact(&name) else {
-            let _ = reply.send(Err(NodeError::UnknownContact { name }));
-            return;
-        };
-        if existing.card.account() != card.account() {
-            let _ = reply.send(Err(NodeError::CardOfAnotherAccount { name }));
-            return;
-        }
-        if card.device_list.issued_at_ms < existing.card.device_list.issued_at_ms {
-            let _ = reply.send(Err(NodeError::OlderCard { name }));
-            return;
-        }
-        let mut record = existing.record.clone();
-        record.card = card_text;
-        let old_card = existing.card.clone();
-        // Forget the old card's devices; the new card lists the current ones.
-        self.engine.contacts.forget_devices(&old_card);
-        let old_devices = old_card.device_list.devices;
-        let view = contact_view(&self.me.account, &record);
-        self.batch.ops.push(Op::PutContact(record.clone()));
-        let reach = card_reach(&card);
-        self.engine.contacts.insert(record, card, reach);
-        self.batch.after.push(After::ReplyContact(reply, view));
-        // New addresses or relays: try what is queued for them again now.
-        let now = self.host_clock.now();
-        for device in &old_devices {
-            self.engine.routes.reached(&device.device_id);
-            self.engine.outbox.wake(&device.device_id, now);
-        }
-    }
-
+    /// Adds a contact or takes a newer card of one.
     fn add_contact(
         &mut self,
         name: String,
         card: ContactCard,
         card_text: String,
+        update: bool,
         reply: Reply<crate::view::ContactView>,
     ) {
-        let refused = if card.account() == self.me.account {
-            Some(NodeError::OwnCard)
-        } else if self.engine.contacts.has_name(&name) {
-            Some(NodeError::DuplicateContact { name: name.clone() })
+        let ctx = ctx!(self);
+        let added = if update {
+            self.engine.update_contact(ctx, name, card, card_text)
         } else {
-            self.engine
-                .contacts
-                .name_of(&card.account())
-                .map(|existing| NodeError::DuplicateAccount {
-                    existing: existing.clone(),
-                })
+            self.engine.add_contact(ctx, name, card, card_text)
         };
-        if let Some(e) = refused {
-            let _ = reply.send(Err(e));
-            return;
-        }
-        let card_account = card.account();
-        let record = ContactRecord {
-            name: name.clone(),
-            card: card_text,
-            account: card.account(),
-            send_receipts: true,
-            added_at_ms: now_ms(),
+        self.drive();
+        let record = match added {
+            Ok(record) => record,
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+                return;
+            }
         };
         let view = contact_view(&self.me.account, &record);
-        self.batch.ops.push(Op::PutContact(record.clone()));
-        let reach = card_reach(&card);
-        self.engine.contacts.insert(record, card, reach);
         self.batch.after.push(After::ReplyContact(reply, view));
-        self.batch
-            .after
-            .push(After::Emit(Event::ContactAdded { contact: name }));
-        self.share_key_with(&card_account);
-        // Mail from them may be waiting unread at our relays: read it again.
-        self.reread_mail();
+        if !update {
+            self.batch.after.push(After::Emit(Event::ContactAdded {
+                contact: record.name,
+            }));
+            self.share_key_with(&record.account);
+            // Mail from them may be waiting unread at our relays: read it again.
+            self.reread_mail();
+        }
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -824,12 +514,6 @@ impl EventLoop {
             _ => {}
         }
     }
-}
-
-fn store_failed(e: &StoreError) -> NodeError {
-    NodeError::Store(StoreError::Storage(redb::StorageError::Io(
-        std::io::Error::other(e.to_string()),
-    )))
 }
 
 /// A duration in whole milliseconds, as the engine parts take them.

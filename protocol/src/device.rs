@@ -19,8 +19,8 @@ mod routes;
 pub use clock::{Ctx, MAX_CLOCK_SKEW_MS, MessageClock};
 pub use contacts::{CardReach, Contact, ContactBook, ContactRecord};
 pub use engine::{
-    BatchAnswer, DeviceAfter, DeviceEffect, DeviceEngine, DeviceNotice, DeviceSelf, DeviceWrite,
-    FULL_RELAY_RETRY_MS, MailPage, Received, SendError,
+    BatchAnswer, ContactError, DeviceAfter, DeviceEffect, DeviceEngine, DeviceNotice, DeviceSelf,
+    DeviceWrite, FULL_RELAY_RETRY_MS, MailPage, Received, SendError,
 };
 pub use groups::{
     Acceptance, DeviceLookup, Group, GroupAfter, GroupBook, GroupCommandError, GroupConfig,

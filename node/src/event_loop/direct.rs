@@ -3,8 +3,8 @@
 //! `/hush/keys/1`) and the user, and does what it asks (see [`EventLoop::drive`]).
 
 use hush_protocol::device::{
-    BatchAnswer, DeviceAfter, DeviceEffect, DeviceNotice, DeviceWrite, KeyDecision, SendError,
-    Severity,
+    BatchAnswer, ContactError, DeviceAfter, DeviceEffect, DeviceNotice, DeviceWrite, KeyDecision,
+    SendError, Severity,
 };
 use hush_protocol::{DeviceId, DeviceKeys, KeyBundle, KeyRequest, MailboxRequest, Wire};
 use libp2p::request_response::{self, ResponseChannel};
@@ -30,9 +30,24 @@ impl From<SendError> for NodeError {
     }
 }
 
+impl From<ContactError> for NodeError {
+    fn from(e: ContactError) -> Self {
+        match e {
+            ContactError::Unknown { name } => Self::UnknownContact { name },
+            ContactError::DuplicateName { name } => Self::DuplicateContact { name },
+            ContactError::DuplicateAccount { existing } => Self::DuplicateAccount { existing },
+            ContactError::OwnCard => Self::OwnCard,
+            ContactError::AnotherAccount { name } => Self::CardOfAnotherAccount { name },
+            ContactError::OlderCard { name } => Self::OlderCard { name },
+            other => Self::Contact(other),
+        }
+    }
+}
+
 /// The store operation for what the engine writes.
 fn op_of(write: DeviceWrite) -> Op {
     match write {
+        DeviceWrite::Contact(record) => Op::PutContact(record),
         DeviceWrite::Outbox(key, record) => Op::PutOutbox(key, record),
         DeviceWrite::DropOutbox(key) => Op::DeleteOutbox(key),
         DeviceWrite::Message(conversation, record) => Op::PutMessage(conversation, record),

@@ -26,6 +26,7 @@
 //! which the host holds beside the engine; the pages it brings are placed
 //! by [`DeviceEngine::handle_mail`].
 
+mod contacts;
 mod mail;
 mod receive;
 #[cfg(test)]
@@ -46,6 +47,7 @@ use crate::{
     MessageId, OlmDevice, Payload, PresenceKey, ReceiptKind, RejectReason, Wire,
 };
 
+pub use contacts::ContactError;
 pub use mail::{FULL_RELAY_RETRY_MS, MailPage};
 pub use receive::{BatchAnswer, Received};
 
@@ -65,6 +67,7 @@ impl DeviceSelf {
 /// What the engine hands the host to store with the current batch.
 #[derive(Debug, Clone)]
 pub enum DeviceWrite {
+    Contact(ContactRecord),
     Outbox(OutboxKey, OutboxRecord),
     DropOutbox(OutboxKey),
     /// Inserted unless one with the same id is stored.

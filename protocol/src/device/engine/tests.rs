@@ -104,6 +104,7 @@ impl Disk {
                 }
             }
             DeviceWrite::MarkRead(c, ids) => self.read.extend(ids.into_iter().map(|id| (c, id))),
+            DeviceWrite::Contact(_) => {}
             DeviceWrite::Seen(digest, _) => {
                 self.seen.insert(digest);
             }

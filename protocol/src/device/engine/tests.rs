@@ -25,6 +25,7 @@ const RELAY: DeviceId = DeviceId([0xEE; 32]);
 /// How often a home mailbox is polled when nothing is held open.
 const POLL_MS: u64 = 1_000;
 
+mod hostile;
 mod relay;
 
 type Engine = DeviceEngine<DeviceId, (), u64, u64>;
@@ -375,6 +376,9 @@ impl Net {
                             bytes: request,
                         });
                     }
+                    DeviceEffect::Group(crate::device::GroupEffect::Write(
+                        crate::device::GroupWrite::Message(c, record),
+                    )) => self.devs[i].disk.write(DeviceWrite::Message(c, record)),
                     DeviceEffect::PresenceKey { .. }
                     | DeviceEffect::Group(_)
                     | DeviceEffect::Note(..) => {}

@@ -140,7 +140,7 @@ pub(crate) struct EventLoop {
     /// Our home relays and the drain loop for each.
     home: Vec<relays::HomeRelay>,
     mail_requests: HashMap<OutboundRequestId, relays::MailRequest>,
-    presence: presence::PresenceBook,
+    presence: presence::PresenceHost,
     reach: reach::Reach,
     groups: groups::GroupHost,
 }
@@ -159,12 +159,14 @@ impl EventLoop {
             network::SwarmOptions { mdns: options.mdns },
         )
         .map_err(NodeError::Identity)?;
-        let (presence, presence_op) = presence::PresenceBook::load(
+        let host_clock = hush_host::HostClock::default();
+        let presence = presence::PresenceHost::load(
             options.presence,
+            &me,
             store.own_presence()?,
             store.presence()?,
+            host_clock.now(),
         );
-        let host_clock = hush_host::HostClock::default();
         let home = relays::HomeRelay::parse_all(&me.relays, host_clock.now(), options.mail_poll);
         let clock = MessageClock::resume(store.clock()?);
         let contacts = load_contacts(store.contacts()?);
@@ -180,8 +182,7 @@ impl EventLoop {
             outbox = outbox.len(),
             "node loaded"
         );
-        let mut batch = Batch::default();
-        batch.ops.extend(presence_op);
+        let batch = Batch::default();
         let group_book = groups::load_groups(&store, &me, options.groups);
         let mut engine = Engine::new(
             DeviceSelf {
@@ -214,6 +215,8 @@ impl EventLoop {
             reach: reach::Reach::default(),
             groups: groups::GroupHost::default(),
         };
+        // A new device's presence key goes to disk with the first batch.
+        event_loop.drive_presence();
         event_loop.groups_start();
         Ok(event_loop)
     }

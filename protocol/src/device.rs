@@ -15,6 +15,7 @@ mod outbox;
 mod presence;
 mod records;
 mod routes;
+mod sharing;
 
 pub use clock::{Ctx, MAX_CLOCK_SKEW_MS, MessageClock};
 pub use contacts::{CardReach, Contact, ContactBook, ContactRecord};
@@ -36,3 +37,7 @@ pub use outbox::{
 pub use presence::{PresenceTiming, PresenceWatch, Sighting};
 pub use records::{GroupRecord, InboundRecord, MessageRecord, PendingRecord, Status};
 pub use routes::{Routes, UNREACHABLE_FOR_MS};
+pub use sharing::{
+    Accepted, MAX_HEARTBEAT_MS, OwnPresenceRecord, PUSH_INTERVAL_MS, PresenceBook, PresenceEffect,
+    PresenceRecord, PresenceSelf, PresenceSummary, PresenceWrite,
+};

@@ -1,43 +1,30 @@
-//! Presence: our record in the DHT and pushed to online contacts, and what
-//! we know of each contact's devices.
-//!
-//! Publishing: every heartbeat (half the TTL, at most a minute) the node
-//! puts a fresh online record under its locator and pushes it to the contact
-//! devices it is connected to; on graceful stop it pushes and puts an
-//! offline one. Contacts learn a device is online from such a record (never
-//! from a bare connection), and it stays online while connected, or until
-//! the record expires. When the connection drops without an offline record,
-//! the device stays online for the grace period, so a short disconnect does
-//! not flap; then it is offline, last seen at the drop.
-//!
-//! Privacy: a contact gets our presence key only while we share with it and
-//! the global switch is on. Switching either off rotates the key, shares the
-//! new one with those still allowed, and overwrites the old locator with a
-//! "never seen" record.
+//! Presence, the host side: feeds [`hush_protocol::device::PresenceBook`]
+//! (our key and who gets it, our records, what contacts' records say; see
+//! its docs for the rules) from the swarm and the user, and does what it
+//! asks: DHT puts and lookups (Kademlia), pushes on `/hush/presence/1`,
+//! our key to contacts through the outbox, events. It also answers
+//! `presence` calls, waiting for lookups at most [`LOOKUP_WAIT`].
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use hush_protocol::device::{PresenceTiming, PresenceWatch, Sighting};
+use hush_protocol::device::{
+    Accepted, PresenceBook, PresenceEffect, PresenceSelf, PresenceTiming, PresenceWrite,
+};
 use hush_protocol::{
-    AccountId, Body, DeviceId, DeviceKeys, MAX_PRESENCE_ADDRESSES, Presence, PresenceKey,
-    PresencePush, PresenceState, SealedPresence, Wire,
+    AccountId, Body, DeviceId, DeviceKeys, PresencePush, PresenceState, SealedPresence, Wire,
 };
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::{Multiaddr, PeerId, kad};
 
 use super::{After, EventLoop, millis};
 use crate::error::NodeError;
-use crate::node::{Reply, now_ms};
+use crate::identity::Me;
+use crate::node::Reply;
 use crate::records::{OutboxKind, OwnPresenceRecord, PresenceRecord};
 use crate::store::Op;
 use crate::view::{Event, PresenceView, rfc3339};
 
-/// The heartbeat is half the TTL, but at least this often, so connections
-/// to online contacts never sit idle long enough to be closed.
-const MAX_HEARTBEAT: Duration = Duration::from_secs(60);
-/// A contact device gets our record on (re)connection at most this often.
-const PUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// A `presence` call waits this long for DHT lookups at most.
 const LOOKUP_WAIT: Duration = Duration::from_secs(5);
 /// Presence lookups in flight at most (one per contact device).
@@ -61,113 +48,111 @@ struct Waiter {
     deadline: Instant,
 }
 
-pub(crate) struct PresenceBook {
-    config: PresenceConfig,
-    own: OwnPresenceRecord,
-    key: PresenceKey,
-    contacts: HashMap<AccountId, PresenceRecord>,
-    /// Each contact device's presence (the engine part: grace, expiry).
-    watch: PresenceWatch<Multiaddr>,
-    next_heartbeat: Instant,
+/// The presence part and the requests in flight for it.
+pub(crate) struct PresenceHost {
+    book: PresenceBook<Multiaddr>,
     lookups: HashMap<kad::QueryId, (AccountId, DeviceId)>,
     waiters: Vec<Waiter>,
-    pushed: HashMap<DeviceId, Instant>,
     pushes: HashMap<OutboundRequestId, (AccountId, DeviceId)>,
     puts: usize,
 }
 
-impl PresenceBook {
+impl PresenceHost {
     pub(crate) fn load(
         config: PresenceConfig,
+        me: &Me,
         own: Option<OwnPresenceRecord>,
         contacts: Vec<(AccountId, PresenceRecord)>,
-    ) -> (Self, Option<Op>) {
-        let (own, op) = match own {
-            Some(own) => (own, None),
-            None => {
-                let key = PresenceKey::generate(1);
-                let own = OwnPresenceRecord {
-                    share: true,
-                    epoch: key.epoch(),
-                    key: *key.secret(),
-                };
-                (own.clone(), Some(Op::PutOwnPresence(own)))
-            }
+        now: hush_protocol::Now,
+    ) -> Self {
+        let me = PresenceSelf {
+            account: me.account,
+            device: me.device_id(),
+            device_secret: me.device_secret,
         };
-        let key = PresenceKey::from_parts(own.epoch, own.key);
-        let book = Self {
-            config,
-            own,
-            key,
-            contacts: contacts.into_iter().collect(),
-            watch: PresenceWatch::new(PresenceTiming {
-                ttl_ms: millis(config.ttl),
-                grace_ms: millis(config.grace),
-            }),
-            next_heartbeat: Instant::now(),
+        let timing = PresenceTiming {
+            ttl_ms: millis(config.ttl),
+            grace_ms: millis(config.grace),
+        };
+        Self {
+            book: PresenceBook::load(me, timing, own, contacts, now),
             lookups: HashMap::new(),
             waiters: Vec::new(),
-            pushed: HashMap::new(),
             pushes: HashMap::new(),
             puts: 0,
-        };
-        (book, op)
-    }
-
-    fn heartbeat(&self) -> Duration {
-        (self.config.ttl / 2).min(MAX_HEARTBEAT)
+        }
     }
 
     pub(crate) fn sharing(&self) -> bool {
-        self.own.share
+        self.book.sharing()
     }
 
     /// Addresses a contact device announced in its latest record.
     pub(crate) fn addresses_of(&self, device: &DeviceId) -> &[Multiaddr] {
-        self.watch.addresses_of(device)
-    }
-
-    fn shares_with(&self, account: &AccountId) -> bool {
-        self.own.share && self.contacts.get(account).is_none_or(|c| c.share)
-    }
-
-    fn their_key(&self, account: &AccountId) -> Option<PresenceKey> {
-        let (epoch, key) = self.contacts.get(account)?.their_key?;
-        Some(PresenceKey::from_parts(epoch, key))
+        self.book.addresses_of(device)
     }
 }
 
 impl EventLoop {
-    /// Our record as of now, or None while the global switch is off.
-    fn own_record(&self, state: PresenceState) -> Option<SealedPresence> {
-        if !self.presence.own.share {
-            return None;
+    /// Does what presence asked, in order.
+    pub(super) fn drive_presence(&mut self) {
+        while let Some(effect) = self.presence.book.poll_effect() {
+            match effect {
+                PresenceEffect::Write(PresenceWrite::Own(own)) => {
+                    self.batch.ops.push(Op::PutOwnPresence(own));
+                }
+                PresenceEffect::Write(PresenceWrite::Contact(account, record)) => {
+                    self.batch.ops.push(Op::PutPresence(account, record));
+                }
+                PresenceEffect::Put {
+                    locator,
+                    record,
+                    ttl_ms,
+                } => self.put_record(locator, &record, ttl_ms),
+                PresenceEffect::Push { device, record } => self.send_push(device, record),
+                PresenceEffect::LookUp {
+                    account,
+                    device,
+                    locator,
+                } => {
+                    if self.presence.lookups.len() >= MAX_LOOKUPS
+                        || self.presence.lookups.values().any(|(_, d)| *d == device)
+                    {
+                        continue;
+                    }
+                    let key = kad::RecordKey::new(&locator);
+                    let id = self.swarm.behaviour_mut().kad.get_record(key);
+                    self.presence.lookups.insert(id, (account, device));
+                    let now = self.host_clock.now();
+                    self.presence.book.looking_up(now, device);
+                }
+                PresenceEffect::ShareKey { account, key } => {
+                    let epoch = key.epoch();
+                    let body = Body::PresenceKey(key);
+                    let queued =
+                        self.engine
+                            .send_control(ctx!(self), &account, OutboxKind::Control, body);
+                    self.drive();
+                    match queued {
+                        Ok(_) => self.presence.book.key_sent(&account, epoch),
+                        Err(e) => tracing::warn!(error = %e, "could not queue our presence key"),
+                    }
+                }
+                PresenceEffect::Changed {
+                    account,
+                    online,
+                    last_seen_ms,
+                } => {
+                    if let Some(name) = self.engine.contacts.name_of(&account) {
+                        let _ = self.events.send(Event::Presence {
+                            contact: name.clone(),
+                            state: state_name(online).to_owned(),
+                            last_seen: (last_seen_ms > 0).then(|| rfc3339(last_seen_ms)),
+                        });
+                    }
+                }
+            }
         }
-        Some(self.seal_record(state, &self.presence.key.clone(), true))
-    }
-
-    /// Our record now; `seen` false makes a "never seen, no addresses"
-    /// record (to retire a key).
-    fn seal_record(&self, state: PresenceState, key: &PresenceKey, seen: bool) -> SealedPresence {
-        let now = now_ms();
-        let ttl = u64::try_from(self.presence.config.ttl.as_millis()).unwrap_or(u64::MAX);
-        let addresses = self
-            .advertised_addresses()
-            .into_iter()
-            .filter(|_| seen)
-            .take(MAX_PRESENCE_ADDRESSES)
-            .map(|a| a.to_string())
-            .collect();
-        let presence = Presence {
-            account: self.me.account,
-            device: self.me.device_id(),
-            state,
-            issued_at_ms: now,
-            expires_at_ms: now.saturating_add(ttl),
-            last_seen_ms: if seen { now } else { 0 },
-            addresses,
-        };
-        presence.seal(&self.me.device_secret, key)
     }
 
     /// Relay circuit addresses first (they work from anywhere), then
@@ -193,8 +178,48 @@ impl EventLoop {
         out
     }
 
+    /// What our records announce.
+    fn record_addresses(&self) -> Vec<String> {
+        self.advertised_addresses()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    /// Every contact device we are connected to now.
+    fn connected_contacts(&self) -> Vec<(AccountId, DeviceId)> {
+        self.swarm
+            .connected_peers()
+            .filter_map(|p| self.engine.contacts.device_by_peer(p))
+            .map(|(account, keys)| (account, keys.device_id))
+            .collect()
+    }
+
+    /// The devices of a contact we are connected to now.
+    fn connected_devices(&self, account: &AccountId) -> Vec<DeviceId> {
+        self.engine
+            .contacts
+            .known(account)
+            .map(|c| {
+                c.card
+                    .device_list
+                    .devices
+                    .iter()
+                    .filter(|d| {
+                        self.engine
+                            .contacts
+                            .peer_of(&d.device_id)
+                            .is_some_and(|p| self.swarm.is_connected(&p))
+                    })
+                    .map(|d| d.device_id)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// After start: find the DHT through our relays and our contacts',
-    /// publish, and look up every contact that shares with us.
+    /// publish (on the first tick), and look up every contact that shares
+    /// with us.
     pub(super) fn presence_start(&mut self) {
         let mut relays: Vec<(PeerId, Multiaddr)> =
             self.home.iter().map(|r| (r.peer, r.addr.clone())).collect();
@@ -205,53 +230,17 @@ impl EventLoop {
             self.swarm.behaviour_mut().kad.add_address(&peer, addr);
         }
         let _ = self.swarm.behaviour_mut().kad.bootstrap();
-        self.presence.next_heartbeat = Instant::now();
-        let accounts: Vec<AccountId> = self.engine.contacts.accounts();
-        for account in accounts {
-            self.look_up(&account);
+        for account in self.engine.contacts.accounts() {
+            self.presence.book.look_up(&self.engine.contacts, &account);
         }
+        self.drive_presence();
     }
 
-    /// Starts a DHT lookup for each device of a contact that shares with us.
-    fn look_up(&mut self, account: &AccountId) -> usize {
-        let Some(key) = self.presence.their_key(account) else {
-            return 0;
-        };
-        let devices: Vec<DeviceId> = self
-            .engine
-            .contacts
-            .known(account)
-            .map(|c| {
-                c.card
-                    .device_list
-                    .devices
-                    .iter()
-                    .map(|d| d.device_id)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut started = 0;
-        for device in devices {
-            if self.presence.lookups.len() >= MAX_LOOKUPS
-                || self.presence.lookups.values().any(|(_, d)| *d == device)
-            {
-                continue;
-            }
-            let locator = kad::RecordKey::new(&key.locator(&device));
-            let id = self.swarm.behaviour_mut().kad.get_record(locator);
-            self.presence.lookups.insert(id, (*account, device));
-            self.presence.watch.looked_up(self.host_clock.now(), device);
-            started += 1;
-        }
-        started
-    }
-
-    /// Puts our record in the DHT under `key`'s locator.
-    fn put_record(&mut self, record: &SealedPresence, key: &PresenceKey) {
-        let locator = kad::RecordKey::new(&key.locator(&self.me.device_id()));
-        let expires = Instant::now() + self.presence.config.ttl;
-        let mut record = kad::Record::new(locator, record.to_bytes());
-        record.expires = Some(expires);
+    /// Puts a record in the DHT under `locator`.
+    fn put_record(&mut self, locator: [u8; 32], record: &SealedPresence, ttl_ms: u64) {
+        let key = kad::RecordKey::new(&locator);
+        let mut record = kad::Record::new(key, record.to_bytes());
+        record.expires = Some(Instant::now() + Duration::from_millis(ttl_ms));
         match self
             .swarm
             .behaviour_mut()
@@ -263,62 +252,12 @@ impl EventLoop {
         }
     }
 
-    /// Heartbeat: a fresh record in the DHT and to every connected contact
-    /// device we share with.
-    fn publish(&mut self) {
-        self.presence.next_heartbeat = Instant::now() + self.presence.heartbeat();
-        self.announce(PresenceState::Online);
-    }
-
-    /// Puts our record for `state` in the DHT and pushes it to every
-    /// connected contact device; false while sharing is off.
-    fn announce(&mut self, state: PresenceState) -> bool {
-        let Some(record) = self.own_record(state) else {
-            return false;
-        };
-        let key = self.presence.key.clone();
-        self.put_record(&record, &key);
-        let peers: Vec<PeerId> = self
-            .swarm
-            .connected_peers()
-            .filter(|p| self.engine.contacts.is_known_peer(p))
-            .copied()
-            .collect();
-        for peer in peers {
-            self.push_to(peer, Some(record.clone()), true);
-        }
-        true
-    }
-
-    /// Sends `record` (ours, or nothing, to ask for theirs) to a contact
-    /// device, unless we do not share with it; `force` skips the rate limit.
-    fn push_to(&mut self, peer: PeerId, record: Option<SealedPresence>, force: bool) {
-        let Some((account, keys)) = self.engine.contacts.device_by_peer(&peer) else {
+    /// Sends a `PresencePush` to a contact device.
+    fn send_push(&mut self, device: DeviceId, record: Option<SealedPresence>) {
+        let Some((account, keys)) = self.engine.contacts.of_device(&device) else {
             return;
         };
-        let record = record.filter(|_| self.presence.shares_with(&account));
-        let wants_theirs = self.presence.their_key(&account).is_some();
-        if record.is_none() && !wants_theirs {
-            return;
-        }
-        let now = Instant::now();
-        if !force
-            && self
-                .presence
-                .pushed
-                .get(&keys.device_id)
-                .is_some_and(|at| now.duration_since(*at) < PUSH_INTERVAL)
-        {
-            return;
-        }
-        self.presence.pushed.insert(keys.device_id, now);
-        self.send_push(peer, record);
-    }
-
-    /// Sends a `PresencePush` to a contact device, whatever the sharing
-    /// settings (callers decide).
-    fn send_push(&mut self, peer: PeerId, record: Option<SealedPresence>) {
-        let Some((account, keys)) = self.engine.contacts.device_by_peer(&peer) else {
+        let Some(peer) = self.engine.contacts.peer_of(&keys.device_id) else {
             return;
         };
         let addresses = self.dial_addresses(&keys.device_id);
@@ -330,46 +269,27 @@ impl EventLoop {
         self.presence.pushes.insert(id, (account, keys.device_id));
     }
 
-    /// The devices of a contact we are connected to now.
-    fn connected_devices(&self, account: &AccountId) -> Vec<PeerId> {
-        self.engine
-            .contacts
-            .known(account)
-            .map(|c| {
-                c.card
-                    .device_list
-                    .devices
-                    .iter()
-                    .filter_map(|d| self.engine.contacts.peer_of(&d.device_id))
-                    .filter(|p| self.swarm.is_connected(p))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// A contact device connected: trade records (theirs tells us it is
-    /// online; ours tells it we are).
+    /// A contact device connected: trade records.
     pub(super) fn presence_connected(&mut self, peer: &PeerId) {
-        let Some((_, keys)) = self.engine.contacts.device_by_peer(peer) else {
+        let Some((account, keys)) = self.engine.contacts.device_by_peer(peer) else {
             return;
         };
-        self.presence.watch.connected(&keys.device_id);
-        let record = self.own_record(PresenceState::Online);
-        self.push_to(*peer, record, false);
+        let (now, addresses) = (self.host_clock.now(), self.record_addresses());
+        self.presence
+            .book
+            .connected(now, &account, keys.device_id, &addresses);
+        self.drive_presence();
     }
 
-    /// The last connection to a contact device closed: unless it said
-    /// goodbye, it stays online for the grace period.
+    /// The last connection to a contact device closed.
     pub(super) fn presence_disconnected(&mut self, peer: &PeerId) {
         let Some((account, keys)) = self.engine.contacts.device_by_peer(peer) else {
             return;
         };
         let now = self.host_clock.now();
-        if self.presence.watch.disconnected(now, &keys.device_id)
-            && let Some(c) = self.presence.contacts.get_mut(&account)
-        {
-            c.last_seen_ms = now.unix_ms;
-        }
+        self.presence
+            .book
+            .disconnected(now, &account, &keys.device_id);
     }
 
     pub(super) fn on_presence(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
@@ -413,19 +333,25 @@ impl EventLoop {
         request: &[u8],
         channel: ResponseChannel<Vec<u8>>,
     ) {
-        let contact = self.engine.contacts.device_by_peer(&peer);
         let mut answer = None;
-        if let Some((account, keys)) = contact {
-            if let Ok(PresencePush {
-                record: Some(record),
-            }) = PresencePush::from_bytes(request)
-            {
-                self.accept_presence(&account, &keys, &record);
-            }
-            if self.presence.shares_with(&account) {
-                answer = self.own_record(PresenceState::Online);
-                self.presence.pushed.insert(keys.device_id, Instant::now());
-            }
+        if let Some((account, keys)) = self.engine.contacts.device_by_peer(&peer) {
+            let record = PresencePush::from_bytes(request)
+                .ok()
+                .and_then(|push| push.record);
+            let (now, addresses) = (self.host_clock.now(), self.record_addresses());
+            let connected = self.swarm.is_connected(&peer);
+            let (accepted, ours) = self.presence.book.handle_push(
+                now,
+                &self.engine.contacts,
+                &account,
+                &keys,
+                record.as_ref(),
+                connected,
+                &addresses,
+                |a| a.parse().ok(),
+            );
+            self.apply_accepted(peer, accepted);
+            answer = ours;
         }
         // Strangers get an empty answer, the same as a contact we do not
         // share with.
@@ -436,123 +362,63 @@ impl EventLoop {
             .send_response(channel, PresencePush { record: answer }.to_bytes());
     }
 
-    /// Opens and applies a contact device's record if it is genuine, newer
-    /// than the last one, and for that device. Returns whether it was.
+    /// Applies a contact device's record; whether it was genuine.
     fn accept_presence(
         &mut self,
         account: &AccountId,
         keys: &DeviceKeys,
         sealed: &SealedPresence,
     ) -> bool {
-        let Some(key) = self.presence.their_key(account) else {
+        let Some(peer) = self.engine.contacts.peer_of(&keys.device_id) else {
             return false;
         };
-        let presence = match sealed.open(&key, now_ms()) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::debug!(error = %e, "presence record refused");
-                return false;
-            }
-        };
-        if presence.account != *account || presence.device != keys.device_id {
-            tracing::debug!("presence record of another device refused");
-            return false;
-        }
-        let before = self.contact_presence(account);
-        let peer = self.engine.contacts.peer_of(&keys.device_id);
-        let connected = peer.is_some_and(|p| self.swarm.is_connected(&p));
-        let addresses: Vec<Multiaddr> = presence
-            .addresses
-            .iter()
-            .filter_map(|a| a.parse().ok())
-            .collect();
         let now = self.host_clock.now();
-        match self
-            .presence
-            .watch
-            .accept(now, &presence, addresses.clone(), connected)
-        {
-            Sighting::Replay => return false,
-            Sighting::Known => return true,
-            Sighting::Applied => {}
-        }
-        if let Some(peer) = peer {
-            for addr in addresses {
-                self.swarm.add_peer_address(peer, addr);
+        let connected = self.swarm.is_connected(&peer);
+        let accepted = self.presence.book.accept(
+            now,
+            &self.engine.contacts,
+            account,
+            keys,
+            sealed,
+            connected,
+            |a| a.parse().ok(),
+        );
+        self.apply_accepted(peer, accepted)
+    }
+
+    fn apply_accepted(&mut self, peer: PeerId, accepted: Accepted<Multiaddr>) -> bool {
+        let genuine = match accepted {
+            Accepted::Refused => {
+                tracing::debug!(%peer, "presence record refused");
+                false
             }
-        }
-        let record = self.presence.contacts.entry(*account).or_default();
-        let seen = match presence.state {
-            PresenceState::Online => now_ms(),
-            PresenceState::Offline => presence.last_seen_ms,
+            Accepted::Known => true,
+            Accepted::Applied(addresses) => {
+                for addr in addresses {
+                    self.swarm.add_peer_address(peer, addr);
+                }
+                true
+            }
         };
-        record.last_seen_ms = record.last_seen_ms.max(seen);
-        self.presence_changed(account, before);
-        true
-    }
-
-    /// Emits an event (and stores last seen) if the contact's aggregate
-    /// state differs from `before`.
-    fn presence_changed(&mut self, account: &AccountId, before: (bool, usize)) {
-        let after = self.contact_presence(account);
-        if after.0 == before.0 {
-            return;
-        }
-        let Some(name) = self.engine.contacts.name_of(account).cloned() else {
-            return;
-        };
-        let record = self.presence.contacts.entry(*account).or_default();
-        if after.0 {
-            record.last_seen_ms = record.last_seen_ms.max(now_ms());
-        }
-        let last_seen = (record.last_seen_ms > 0).then(|| rfc3339(record.last_seen_ms));
-        self.batch
-            .ops
-            .push(Op::PutPresence(*account, record.clone()));
-        let _ = self.events.send(Event::Presence {
-            contact: name,
-            state: state_name(after.0).to_owned(),
-            last_seen,
-        });
-    }
-
-    /// (online, devices online) of a contact.
-    fn contact_presence(&self, account: &AccountId) -> (bool, usize) {
-        let online = self
-            .engine
-            .contacts
-            .known(account)
-            .map(|c| {
-                c.card
-                    .device_list
-                    .devices
-                    .iter()
-                    .filter(|d| self.presence.watch.is_online(&d.device_id))
-                    .count()
-            })
-            .unwrap_or(0);
-        (online > 0, online)
+        self.drive_presence();
+        genuine
     }
 
     pub(super) fn presence_view(&self, account: &AccountId) -> Option<PresenceView> {
         let name = self.engine.contacts.name_of(account)?.clone();
-        let (online, devices_online) = self.contact_presence(account);
-        let last_seen_ms = if online {
-            Some(now_ms())
-        } else {
-            self.presence
-                .contacts
-                .get(account)
-                .map(|c| c.last_seen_ms)
-                .filter(|ms| *ms > 0)
-        };
+        let now = self.host_clock.now();
+        let s = self
+            .presence
+            .book
+            .summary(now, &self.engine.contacts, account);
+        let last_seen_ms = (s.last_seen_ms > 0).then_some(s.last_seen_ms);
         Some(PresenceView {
             contact: name,
-            state: state_name(online).to_owned(),
+            state: state_name(s.online).to_owned(),
             last_seen: last_seen_ms.map(rfc3339),
             last_seen_ms,
-            devices_online,
-            you_share: self.presence.shares_with(account),
+            devices_online: s.devices_online,
+            you_share: s.you_share,
         })
     }
 
@@ -575,19 +441,21 @@ impl EventLoop {
             }));
             return;
         };
-        let online = self.contact_presence(&account).0;
-        // A lookup already on its way for this contact will do too.
-        if (refresh || !online)
-            && self.presence.waiters.len() < MAX_WAITERS
-            && (self.look_up(&account) > 0
-                || self.presence.lookups.values().any(|(a, _)| *a == account))
-        {
-            self.presence.waiters.push(Waiter {
-                reply,
-                account,
-                deadline: Instant::now() + LOOKUP_WAIT,
-            });
-            return;
+        let online = self
+            .presence_view(&account)
+            .is_some_and(|v| v.state == "online");
+        if (refresh || !online) && self.presence.waiters.len() < MAX_WAITERS {
+            self.presence.book.look_up(&self.engine.contacts, &account);
+            self.drive_presence();
+            // A lookup already on its way for this contact will do too.
+            if self.presence.lookups.values().any(|(a, _)| *a == account) {
+                self.presence.waiters.push(Waiter {
+                    reply,
+                    account,
+                    deadline: Instant::now() + LOOKUP_WAIT,
+                });
+                return;
+            }
         }
         if let Some(view) = self.presence_view(&account) {
             let _ = reply.send(Ok(view));
@@ -606,14 +474,14 @@ impl EventLoop {
                 let Some((account, device)) = self.presence.lookups.get(&id).copied() else {
                     return;
                 };
+                let keys = self
+                    .engine
+                    .contacts
+                    .device(&account, &device)
+                    .map(|(_, k)| k);
                 let accepted = SealedPresence::from_bytes(&found.record.value)
                     .ok()
-                    .zip(
-                        self.engine
-                            .contacts
-                            .device(&account, &device)
-                            .map(|(_, k)| k),
-                    )
+                    .zip(keys)
                     .is_some_and(|(sealed, keys)| self.accept_presence(&account, &keys, &sealed));
                 if accepted {
                     // The first genuine record will do.
@@ -664,32 +532,15 @@ impl EventLoop {
         }
     }
 
-    /// Heartbeat, expiry of contacts' records and grace periods, lookups of
-    /// contacts about to expire, waiters past their deadline.
+    /// What presence has due (heartbeat, expiry, lookups), and waiters
+    /// past their deadline.
     pub(super) fn presence_tick(&mut self) {
-        let now = Instant::now();
-        if now >= self.presence.next_heartbeat {
-            self.publish();
-        }
-        let clock = self.host_clock.now();
-        // Grouped by contact: its state changes once, when its last online
-        // device goes.
-        let mut gone: HashMap<AccountId, usize> = HashMap::new();
-        for device in self.presence.watch.expire(clock) {
-            match self.engine.contacts.of_device(&device) {
-                Some((account, _)) => *gone.entry(account).or_default() += 1,
-                None => self.presence.watch.forget(&device),
-            }
-        }
-        for (account, n) in gone {
-            let (_, still) = self.contact_presence(&account);
-            self.presence_changed(&account, (true, still + n));
-        }
-        for device in self.presence.watch.to_refresh(clock) {
-            if let Some((account, _)) = self.engine.contacts.of_device(&device) {
-                self.look_up(&account);
-            }
-        }
+        let now = self.host_clock.now();
+        let (addresses, connected) = (self.record_addresses(), self.connected_contacts());
+        self.presence
+            .book
+            .handle_tick(now, &self.engine.contacts, &addresses, &connected);
+        self.drive_presence();
         if !self.presence.waiters.is_empty() {
             self.answer_waiters(false);
         }
@@ -699,7 +550,14 @@ impl EventLoop {
     /// Returns once they answered or after `wait`.
     pub(super) async fn presence_goodbye(&mut self, wait: Duration) {
         use futures::StreamExt;
-        if !self.announce(PresenceState::Offline) {
+        let now = self.host_clock.now();
+        let (addresses, connected) = (self.record_addresses(), self.connected_contacts());
+        let announced =
+            self.presence
+                .book
+                .announce(now, PresenceState::Offline, &addresses, &connected);
+        self.drive_presence();
+        if !announced {
             return;
         }
         let deadline = tokio::time::Instant::now() + wait;
@@ -712,52 +570,29 @@ impl EventLoop {
         self.answer_waiters(true);
     }
 
-    /// A contact sent its presence key: keep the newest, then look it up.
-    pub(super) fn on_presence_key(&mut self, account: &AccountId, key: &PresenceKey) {
-        let record = self.presence.contacts.entry(*account).or_default();
-        if record
-            .their_key
-            .is_some_and(|(epoch, _)| epoch >= key.epoch())
-        {
-            return;
-        }
-        record.their_key = Some((key.epoch(), *key.secret()));
-        self.batch
-            .ops
-            .push(Op::PutPresence(*account, record.clone()));
-        self.look_up(account);
-        // If it is connected, ask it directly too.
-        for peer in self.connected_devices(account) {
-            let record = self.own_record(PresenceState::Online);
-            self.push_to(peer, record, true);
-        }
+    /// A contact sent its presence key.
+    pub(super) fn on_presence_key(
+        &mut self,
+        account: &AccountId,
+        key: &hush_protocol::PresenceKey,
+    ) {
+        let now = self.host_clock.now();
+        let (connected, addresses) = (self.connected_devices(account), self.record_addresses());
+        self.presence.book.handle_key(
+            now,
+            &self.engine.contacts,
+            account,
+            key,
+            &connected,
+            &addresses,
+        );
+        self.drive_presence();
     }
 
     /// Sends our current key to a contact we share with, if it lacks it.
     pub(super) fn share_key_with(&mut self, account: &AccountId) {
-        if !self.presence.shares_with(account) {
-            return;
-        }
-        let epoch = self.presence.key.epoch();
-        let record = self.presence.contacts.entry(*account).or_default();
-        if record.shared_epoch >= epoch {
-            return;
-        }
-        let body = Body::PresenceKey(self.presence.key.clone());
-        let queued = self
-            .engine
-            .send_control(ctx!(self), account, OutboxKind::Control, body);
-        self.drive();
-        match queued {
-            Ok(_) => {
-                let record = self.presence.contacts.entry(*account).or_default();
-                record.shared_epoch = epoch;
-                self.batch
-                    .ops
-                    .push(Op::PutPresence(*account, record.clone()));
-            }
-            Err(e) => tracing::warn!(error = %e, "could not queue our presence key"),
-        }
+        self.presence.book.share_key_with(account);
+        self.drive_presence();
     }
 
     /// Switches sharing for one contact (`Some(name)`) or for everyone.
@@ -779,63 +614,25 @@ impl EventLoop {
             },
             None => None,
         };
-        let was_shared: Vec<AccountId> = self
-            .engine
-            .contacts
-            .accounts()
-            .into_iter()
-            .filter(|a| self.presence.shares_with(a))
+        let all = self.engine.contacts.accounts();
+        let connected_of: HashMap<AccountId, Vec<DeviceId>> = all
+            .iter()
+            .map(|a| (*a, self.connected_devices(a)))
             .collect();
-        match account {
-            Some(account) => {
-                let record = self.presence.contacts.entry(account).or_default();
-                record.share = on;
-                self.batch
-                    .ops
-                    .push(Op::PutPresence(account, record.clone()));
-            }
-            None => self.presence.own.share = on,
-        }
-        let lost: Vec<AccountId> = was_shared
-            .into_iter()
-            .filter(|a| !self.presence.shares_with(a))
-            .collect();
-        if !lost.is_empty() {
-            self.rotate_presence_key(&lost);
-        }
-        self.batch
-            .ops
-            .push(Op::PutOwnPresence(self.presence.own.clone()));
-        let accounts: Vec<AccountId> = self.engine.contacts.accounts();
-        for account in &accounts {
-            self.share_key_with(account);
-        }
-        if on {
-            self.publish();
-        }
+        let now = self.host_clock.now();
+        let (addresses, connected) = (self.record_addresses(), self.connected_contacts());
+        self.presence.book.set_sharing(
+            now,
+            account,
+            on,
+            &all,
+            |a| connected_of.get(a).cloned().unwrap_or_default(),
+            &addresses,
+            &connected,
+        );
+        self.drive_presence();
         let view = account.and_then(|a| self.presence_view(&a));
         self.batch.after.push(After::ReplyPresence(reply, view));
-    }
-
-    /// Someone lost access: retire the key. The old locator gets a "never
-    /// seen" record, those who lost access are told we are offline (with
-    /// the old key, the last one they can read), and everyone still allowed
-    /// gets the new key.
-    fn rotate_presence_key(&mut self, lost: &[AccountId]) {
-        let old = self.presence.key.clone();
-        let tombstone = self.seal_record(PresenceState::Offline, &old, false);
-        self.put_record(&tombstone, &old);
-        for account in lost {
-            for peer in self.connected_devices(account) {
-                // Sent even though we no longer share with them: it is the
-                // old key's last word.
-                self.send_push(peer, Some(tombstone.clone()));
-            }
-        }
-        let key = old.rotate();
-        self.presence.own.epoch = key.epoch();
-        self.presence.own.key = *key.secret();
-        self.presence.key = key;
     }
 }
 

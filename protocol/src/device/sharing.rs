@@ -1,0 +1,701 @@
+//! Presence beyond the watch: our presence key and who gets it, our own
+//! records (sealed, when to publish, to whom to push), and what contacts'
+//! records say about them.
+//!
+//! Publishing: every heartbeat (half the TTL, at most a minute) a fresh
+//! online record goes in the DHT under our locator and to the contact
+//! devices we are connected to; on a graceful stop an offline one. Contacts
+//! learn a device is online from such a record (never from a bare
+//! connection); the [`PresenceWatch`] keeps it online while connected, or
+//! until the record expires, with a grace period after a dropped
+//! connection.
+//!
+//! Privacy: a contact gets our presence key only while we share with it and
+//! the global switch is on. Switching either off rotates the key, shares
+//! the new one with those still allowed, and overwrites the old locator
+//! with a "never seen" record.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::hash::Hash;
+
+use serde::{Deserialize, Serialize};
+
+use crate::device::{ContactBook, PresenceTiming, PresenceWatch, Sighting};
+use crate::{
+    AccountId, DeviceId, DeviceKeys, MAX_PRESENCE_ADDRESSES, Now, Presence, PresenceKey,
+    PresenceState, SealedPresence,
+};
+
+/// The heartbeat is half the TTL, but at least this often, so connections
+/// to online contacts never sit idle long enough to be closed.
+pub const MAX_HEARTBEAT_MS: u64 = 60_000;
+/// A contact device gets our record on (re)connection at most this often.
+pub const PUSH_INTERVAL_MS: u64 = 1_000;
+
+/// Our side of presence: the key contacts read our records with, and the
+/// global switch.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct OwnPresenceRecord {
+    /// Off: nobody sees our presence or last seen.
+    pub share: bool,
+    pub epoch: u32,
+    pub key: [u8; 32],
+}
+
+impl fmt::Debug for OwnPresenceRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnPresenceRecord")
+            .field("share", &self.share)
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Presence as it concerns one contact.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct PresenceRecord {
+    /// We share our presence and last seen with them.
+    pub share: bool,
+    /// The epoch of our key they were last sent (0: none).
+    pub shared_epoch: u32,
+    /// Their presence key, once they shared it: (epoch, key).
+    pub their_key: Option<(u32, [u8; 32])>,
+    /// When we last knew them online (ms since the epoch; 0: never).
+    pub last_seen_ms: u64,
+}
+
+impl Default for PresenceRecord {
+    fn default() -> Self {
+        Self {
+            share: true,
+            shared_epoch: 0,
+            their_key: None,
+            last_seen_ms: 0,
+        }
+    }
+}
+
+impl fmt::Debug for PresenceRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PresenceRecord")
+            .field("share", &self.share)
+            .field("shared_epoch", &self.shared_epoch)
+            .field("their_epoch", &self.their_key.map(|(e, _)| e))
+            .field("last_seen_ms", &self.last_seen_ms)
+            .finish()
+    }
+}
+
+/// Who this device is, as presence needs it.
+#[derive(Clone)]
+pub struct PresenceSelf {
+    pub account: AccountId,
+    pub device: DeviceId,
+    /// The device's Ed25519 seed: signs our records.
+    pub device_secret: [u8; 32],
+}
+
+impl fmt::Debug for PresenceSelf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PresenceSelf")
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What presence hands the host to store.
+#[derive(Debug, Clone)]
+pub enum PresenceWrite {
+    Own(OwnPresenceRecord),
+    Contact(AccountId, PresenceRecord),
+}
+
+/// What follows from a call, in order.
+#[derive(Debug, Clone)]
+pub enum PresenceEffect {
+    Write(PresenceWrite),
+    /// Put `record` in the DHT under `locator`, to expire after `ttl_ms`.
+    Put {
+        locator: [u8; 32],
+        record: SealedPresence,
+        ttl_ms: u64,
+    },
+    /// A `PresencePush` to this contact device: our record, or none to ask
+    /// for theirs.
+    Push {
+        device: DeviceId,
+        record: Option<SealedPresence>,
+    },
+    /// Look this contact device's record up in the DHT (if not already),
+    /// then say so ([`PresenceBook::looking_up`]).
+    LookUp {
+        account: AccountId,
+        device: DeviceId,
+        locator: [u8; 32],
+    },
+    /// Send our presence key to the contact over Olm, then say so
+    /// ([`PresenceBook::key_sent`]).
+    ShareKey {
+        account: AccountId,
+        key: PresenceKey,
+    },
+    /// The contact's state changed (the store has the new last seen).
+    Changed {
+        account: AccountId,
+        online: bool,
+        last_seen_ms: u64,
+    },
+}
+
+/// What a contact's record did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted<A> {
+    /// Not genuine, not theirs, not readable, or older than the last.
+    Refused,
+    /// Genuine, and nothing new.
+    Known,
+    /// Genuine and newer: the device is at these addresses.
+    Applied(Vec<A>),
+}
+
+/// Presence as the user asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresenceSummary {
+    pub online: bool,
+    pub devices_online: usize,
+    /// 0: never seen.
+    pub last_seen_ms: u64,
+    /// Whether we share our presence with them.
+    pub you_share: bool,
+}
+
+/// Our presence, and what we know of our contacts'.
+pub struct PresenceBook<A> {
+    me: PresenceSelf,
+    ttl_ms: u64,
+    own: OwnPresenceRecord,
+    key: PresenceKey,
+    contacts: HashMap<AccountId, PresenceRecord>,
+    /// Each contact device's presence (grace, expiry).
+    watch: PresenceWatch<A>,
+    next_heartbeat_ms: u64,
+    /// When each contact device last got our record (one entry per contact
+    /// device at most).
+    pushed: HashMap<DeviceId, u64>,
+    effects: VecDeque<PresenceEffect>,
+}
+
+impl<A> fmt::Debug for PresenceBook<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PresenceBook")
+            .field("me", &self.me)
+            .field("own", &self.own)
+            .field("contacts", &self.contacts.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Clone> PresenceBook<A> {
+    /// From what is stored; a device without a presence key makes one (and
+    /// says to store it).
+    pub fn load(
+        me: PresenceSelf,
+        timing: PresenceTiming,
+        own: Option<OwnPresenceRecord>,
+        contacts: Vec<(AccountId, PresenceRecord)>,
+        now: Now,
+    ) -> Self {
+        let mut effects = VecDeque::new();
+        let own = own.unwrap_or_else(|| {
+            let key = PresenceKey::generate(1);
+            let own = OwnPresenceRecord {
+                share: true,
+                epoch: key.epoch(),
+                key: *key.secret(),
+            };
+            effects.push_back(PresenceEffect::Write(PresenceWrite::Own(own.clone())));
+            own
+        });
+        let key = PresenceKey::from_parts(own.epoch, own.key);
+        Self {
+            me,
+            ttl_ms: timing.ttl_ms,
+            own,
+            key,
+            contacts: contacts.into_iter().collect(),
+            watch: PresenceWatch::new(timing),
+            next_heartbeat_ms: now.mono_ms,
+            pushed: HashMap::new(),
+            effects,
+        }
+    }
+
+    /// The next effect, in order.
+    pub fn poll_effect(&mut self) -> Option<PresenceEffect> {
+        self.effects.pop_front()
+    }
+
+    fn heartbeat_ms(&self) -> u64 {
+        (self.ttl_ms / 2).min(MAX_HEARTBEAT_MS)
+    }
+
+    /// The global switch.
+    pub fn sharing(&self) -> bool {
+        self.own.share
+    }
+
+    pub fn shares_with(&self, account: &AccountId) -> bool {
+        self.own.share && self.contacts.get(account).is_none_or(|c| c.share)
+    }
+
+    fn their_key(&self, account: &AccountId) -> Option<PresenceKey> {
+        let (epoch, key) = self.contacts.get(account)?.their_key?;
+        Some(PresenceKey::from_parts(epoch, key))
+    }
+
+    /// Addresses a contact device announced in its latest record.
+    pub fn addresses_of(&self, device: &DeviceId) -> &[A] {
+        self.watch.addresses_of(device)
+    }
+
+    /// Our record as of now, or none while the global switch is off.
+    pub fn own_record(
+        &self,
+        now: Now,
+        state: PresenceState,
+        addresses: &[String],
+    ) -> Option<SealedPresence> {
+        self.own
+            .share
+            .then(|| self.seal(now, state, &self.key, true, addresses))
+    }
+
+    /// Our record now; `seen` false makes a "never seen, no addresses"
+    /// record (to retire a key).
+    fn seal(
+        &self,
+        now: Now,
+        state: PresenceState,
+        key: &PresenceKey,
+        seen: bool,
+        addresses: &[String],
+    ) -> SealedPresence {
+        let addresses = addresses
+            .iter()
+            .filter(|_| seen)
+            .take(MAX_PRESENCE_ADDRESSES)
+            .cloned()
+            .collect();
+        let presence = Presence {
+            account: self.me.account,
+            device: self.me.device,
+            state,
+            issued_at_ms: now.unix_ms,
+            expires_at_ms: now.unix_ms.saturating_add(self.ttl_ms),
+            last_seen_ms: if seen { now.unix_ms } else { 0 },
+            addresses,
+        };
+        presence.seal(&self.me.device_secret, key)
+    }
+
+    /// Puts our record for `state` in the DHT and pushes it to every
+    /// connected contact device (`connected`); false while sharing is off.
+    pub fn announce(
+        &mut self,
+        now: Now,
+        state: PresenceState,
+        addresses: &[String],
+        connected: &[(AccountId, DeviceId)],
+    ) -> bool {
+        let Some(record) = self.own_record(now, state, addresses) else {
+            return false;
+        };
+        self.effects.push_back(PresenceEffect::Put {
+            locator: self.key.locator(&self.me.device),
+            record: record.clone(),
+            ttl_ms: self.ttl_ms,
+        });
+        for (account, device) in connected {
+            self.push_to(now, account, *device, Some(record.clone()), true);
+        }
+        true
+    }
+
+    /// The heartbeat: a fresh record now, the next one a heartbeat later.
+    pub fn publish(&mut self, now: Now, addresses: &[String], connected: &[(AccountId, DeviceId)]) {
+        self.next_heartbeat_ms = now.mono_ms + self.heartbeat_ms();
+        self.announce(now, PresenceState::Online, addresses, connected);
+    }
+
+    /// Our record (or nothing, to ask for theirs) to a contact device,
+    /// unless we do not share with it; `force` skips the rate limit.
+    fn push_to(
+        &mut self,
+        now: Now,
+        account: &AccountId,
+        device: DeviceId,
+        record: Option<SealedPresence>,
+        force: bool,
+    ) {
+        let record = record.filter(|_| self.shares_with(account));
+        let wants_theirs = self.their_key(account).is_some();
+        if record.is_none() && !wants_theirs {
+            return;
+        }
+        if !force
+            && self
+                .pushed
+                .get(&device)
+                .is_some_and(|at| now.mono_ms.saturating_sub(*at) < PUSH_INTERVAL_MS)
+        {
+            return;
+        }
+        self.pushed.insert(device, now.mono_ms);
+        self.effects
+            .push_back(PresenceEffect::Push { device, record });
+    }
+
+    /// A contact device connected: trade records (theirs tells us it is
+    /// online; ours tells it we are).
+    pub fn connected(
+        &mut self,
+        now: Now,
+        account: &AccountId,
+        device: DeviceId,
+        addresses: &[String],
+    ) {
+        self.watch.connected(&device);
+        let record = self.own_record(now, PresenceState::Online, addresses);
+        self.push_to(now, account, device, record, false);
+    }
+
+    /// The last connection to a contact device closed: unless it said
+    /// goodbye, it stays online for the grace period.
+    pub fn disconnected(&mut self, now: Now, account: &AccountId, device: &DeviceId) {
+        if self.watch.disconnected(now, device)
+            && let Some(c) = self.contacts.get_mut(account)
+        {
+            c.last_seen_ms = now.unix_ms;
+        }
+    }
+
+    /// A contact device pushed (maybe) its record: the answer is ours, or
+    /// none if we do not share with it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn handle_push<P: Copy + Eq + Hash>(
+        &mut self,
+        now: Now,
+        contacts: &ContactBook<P, A>,
+        account: &AccountId,
+        keys: &DeviceKeys,
+        record: Option<&SealedPresence>,
+        connected: bool,
+        addresses: &[String],
+        parse: impl Fn(&str) -> Option<A>,
+    ) -> (Accepted<A>, Option<SealedPresence>) {
+        let accepted = match record {
+            Some(record) => self.accept(now, contacts, account, keys, record, connected, parse),
+            None => Accepted::Known,
+        };
+        let mut answer = None;
+        if self.shares_with(account) {
+            answer = self.own_record(now, PresenceState::Online, addresses);
+            self.pushed.insert(keys.device_id, now.mono_ms);
+        }
+        (accepted, answer)
+    }
+
+    /// Opens and applies a contact device's record if it is genuine, newer
+    /// than the last one, and for that device.
+    #[allow(clippy::too_many_arguments)]
+    pub fn accept<P: Copy + Eq + Hash>(
+        &mut self,
+        now: Now,
+        contacts: &ContactBook<P, A>,
+        account: &AccountId,
+        keys: &DeviceKeys,
+        sealed: &SealedPresence,
+        connected: bool,
+        parse: impl Fn(&str) -> Option<A>,
+    ) -> Accepted<A> {
+        let Some(key) = self.their_key(account) else {
+            return Accepted::Refused;
+        };
+        let Ok(presence) = sealed.open(&key, now.unix_ms) else {
+            return Accepted::Refused;
+        };
+        if presence.account != *account || presence.device != keys.device_id {
+            return Accepted::Refused;
+        }
+        let before = self.contact_presence(contacts, account);
+        let addresses: Vec<A> = presence.addresses.iter().filter_map(|a| parse(a)).collect();
+        match self
+            .watch
+            .accept(now, &presence, addresses.clone(), connected)
+        {
+            Sighting::Replay => return Accepted::Refused,
+            Sighting::Known => return Accepted::Known,
+            Sighting::Applied => {}
+        }
+        let record = self.contacts.entry(*account).or_default();
+        let seen = match presence.state {
+            PresenceState::Online => now.unix_ms,
+            PresenceState::Offline => presence.last_seen_ms,
+        };
+        record.last_seen_ms = record.last_seen_ms.max(seen);
+        self.changed(now, contacts, account, before);
+        Accepted::Applied(addresses)
+    }
+
+    /// Says so (and stores last seen) if the contact's state differs from
+    /// `before`.
+    fn changed<P: Copy + Eq + Hash>(
+        &mut self,
+        now: Now,
+        contacts: &ContactBook<P, A>,
+        account: &AccountId,
+        before: (bool, usize),
+    ) {
+        let after = self.contact_presence(contacts, account);
+        if after.0 == before.0 || contacts.name_of(account).is_none() {
+            return;
+        }
+        let record = self.contacts.entry(*account).or_default();
+        if after.0 {
+            record.last_seen_ms = record.last_seen_ms.max(now.unix_ms);
+        }
+        let last_seen_ms = record.last_seen_ms;
+        let write = PresenceWrite::Contact(*account, record.clone());
+        self.effects.push_back(PresenceEffect::Write(write));
+        self.effects.push_back(PresenceEffect::Changed {
+            account: *account,
+            online: after.0,
+            last_seen_ms,
+        });
+    }
+
+    /// (online, devices online) of a contact.
+    fn contact_presence<P: Copy + Eq + Hash>(
+        &self,
+        contacts: &ContactBook<P, A>,
+        account: &AccountId,
+    ) -> (bool, usize) {
+        let online = contacts.known(account).map_or(0, |c| {
+            self.watch
+                .online_count(c.card.device_list.devices.iter().map(|d| &d.device_id))
+        });
+        (online > 0, online)
+    }
+
+    /// What we know of a contact's presence now.
+    pub fn summary<P: Copy + Eq + Hash>(
+        &self,
+        now: Now,
+        contacts: &ContactBook<P, A>,
+        account: &AccountId,
+    ) -> PresenceSummary {
+        let (online, devices_online) = self.contact_presence(contacts, account);
+        let last_seen_ms = if online {
+            now.unix_ms
+        } else {
+            self.contacts.get(account).map_or(0, |c| c.last_seen_ms)
+        };
+        PresenceSummary {
+            online,
+            devices_online,
+            last_seen_ms,
+            you_share: self.shares_with(account),
+        }
+    }
+
+    /// Asks for a DHT lookup of each device of a contact that shares with
+    /// us (the host starts those not already on their way).
+    pub fn look_up<P: Copy + Eq + Hash>(
+        &mut self,
+        contacts: &ContactBook<P, A>,
+        account: &AccountId,
+    ) {
+        let Some(key) = self.their_key(account) else {
+            return;
+        };
+        let Some(contact) = contacts.known(account) else {
+            return;
+        };
+        for d in &contact.card.device_list.devices {
+            self.effects.push_back(PresenceEffect::LookUp {
+                account: *account,
+                device: d.device_id,
+                locator: key.locator(&d.device_id),
+            });
+        }
+    }
+
+    /// A lookup of the device started.
+    pub fn looking_up(&mut self, now: Now, device: DeviceId) {
+        self.watch.looked_up(now, device);
+    }
+
+    /// Heartbeat, expiry of contacts' records and grace periods, lookups of
+    /// contacts about to expire.
+    pub fn handle_tick<P: Copy + Eq + Hash>(
+        &mut self,
+        now: Now,
+        contacts: &ContactBook<P, A>,
+        addresses: &[String],
+        connected: &[(AccountId, DeviceId)],
+    ) {
+        if now.mono_ms >= self.next_heartbeat_ms {
+            self.publish(now, addresses, connected);
+        }
+        // Grouped by contact: its state changes once, when its last online
+        // device goes.
+        let mut gone: HashMap<AccountId, usize> = HashMap::new();
+        for device in self.watch.expire(now) {
+            match contacts.of_device(&device) {
+                Some((account, _)) => *gone.entry(account).or_default() += 1,
+                None => self.watch.forget(&device),
+            }
+        }
+        let mut gone: Vec<(AccountId, usize)> = gone.into_iter().collect();
+        gone.sort();
+        for (account, n) in gone {
+            let (_, still) = self.contact_presence(contacts, &account);
+            self.changed(now, contacts, &account, (true, still + n));
+        }
+        for device in self.watch.to_refresh(now) {
+            if let Some((account, _)) = contacts.of_device(&device) {
+                self.look_up(contacts, &account);
+            }
+        }
+    }
+
+    /// A contact sent its presence key: keep the newest, look it up, and
+    /// ask its connected devices (`connected`) directly too.
+    pub fn handle_key<P: Copy + Eq + Hash>(
+        &mut self,
+        now: Now,
+        contacts: &ContactBook<P, A>,
+        account: &AccountId,
+        key: &PresenceKey,
+        connected: &[DeviceId],
+        addresses: &[String],
+    ) {
+        let record = self.contacts.entry(*account).or_default();
+        if record
+            .their_key
+            .is_some_and(|(epoch, _)| epoch >= key.epoch())
+        {
+            return;
+        }
+        record.their_key = Some((key.epoch(), *key.secret()));
+        let write = PresenceWrite::Contact(*account, record.clone());
+        self.effects.push_back(PresenceEffect::Write(write));
+        self.look_up(contacts, account);
+        for device in connected {
+            let record = self.own_record(now, PresenceState::Online, addresses);
+            self.push_to(now, account, *device, record, true);
+        }
+    }
+
+    /// Our current key to a contact we share with, if it lacks it.
+    pub fn share_key_with(&mut self, account: &AccountId) {
+        if !self.shares_with(account) {
+            return;
+        }
+        let shared = self.contacts.get(account).map_or(0, |c| c.shared_epoch);
+        if shared >= self.key.epoch() {
+            return;
+        }
+        self.effects.push_back(PresenceEffect::ShareKey {
+            account: *account,
+            key: self.key.clone(),
+        });
+    }
+
+    /// Our key of `epoch` is queued for the contact.
+    pub fn key_sent(&mut self, account: &AccountId, epoch: u32) {
+        let record = self.contacts.entry(*account).or_default();
+        record.shared_epoch = epoch;
+        let write = PresenceWrite::Contact(*account, record.clone());
+        self.effects.push_back(PresenceEffect::Write(write));
+    }
+
+    /// Switches sharing with one contact (`Some`) or for everyone. Whoever
+    /// loses access gets the old key's last word and a new key is made;
+    /// everyone still allowed gets it. `all`: every contact account;
+    /// `connected_of`: a contact's connected devices.
+    #[allow(clippy::too_many_arguments)]
+    pub fn set_sharing(
+        &mut self,
+        now: Now,
+        account: Option<AccountId>,
+        on: bool,
+        all: &[AccountId],
+        connected_of: impl Fn(&AccountId) -> Vec<DeviceId>,
+        addresses: &[String],
+        connected: &[(AccountId, DeviceId)],
+    ) {
+        let was_shared: Vec<AccountId> = all
+            .iter()
+            .filter(|a| self.shares_with(a))
+            .copied()
+            .collect();
+        match account {
+            Some(account) => {
+                let record = self.contacts.entry(account).or_default();
+                record.share = on;
+                let write = PresenceWrite::Contact(account, record.clone());
+                self.effects.push_back(PresenceEffect::Write(write));
+            }
+            None => self.own.share = on,
+        }
+        let lost: Vec<AccountId> = was_shared
+            .into_iter()
+            .filter(|a| !self.shares_with(a))
+            .collect();
+        if !lost.is_empty() {
+            self.rotate(now, &lost, &connected_of);
+        }
+        self.effects
+            .push_back(PresenceEffect::Write(PresenceWrite::Own(self.own.clone())));
+        for account in all {
+            self.share_key_with(account);
+        }
+        if on {
+            self.publish(now, addresses, connected);
+        }
+    }
+
+    /// Someone lost access: retire the key. The old locator gets a "never
+    /// seen" record, those who lost access are told we are offline (with
+    /// the old key, the last one they can read), and a new key is made.
+    fn rotate(
+        &mut self,
+        now: Now,
+        lost: &[AccountId],
+        connected_of: &impl Fn(&AccountId) -> Vec<DeviceId>,
+    ) {
+        let old = self.key.clone();
+        let tombstone = self.seal(now, PresenceState::Offline, &old, false, &[]);
+        self.effects.push_back(PresenceEffect::Put {
+            locator: old.locator(&self.me.device),
+            record: tombstone.clone(),
+            ttl_ms: self.ttl_ms,
+        });
+        for account in lost {
+            for device in connected_of(account) {
+                // Sent even though we no longer share with them: it is the
+                // old key's last word.
+                self.effects.push_back(PresenceEffect::Push {
+                    device,
+                    record: Some(tombstone.clone()),
+                });
+            }
+        }
+        let key = old.rotate();
+        self.own.epoch = key.epoch();
+        self.own.key = *key.secret();
+        self.key = key;
+    }
+}

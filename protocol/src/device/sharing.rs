@@ -21,6 +21,9 @@ use std::hash::Hash;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(test)]
+mod tests;
+
 use crate::device::{ContactBook, PresenceTiming, PresenceWatch, Sighting};
 use crate::{
     AccountId, DeviceId, DeviceKeys, MAX_PRESENCE_ADDRESSES, Now, Presence, PresenceKey,

@@ -532,6 +532,34 @@ where
         problems
     }
 
+    /// Keeps (and stores) a member device's inbound session for the group;
+    /// its id.
+    fn keep_inbound(
+        &mut self,
+        group: GroupId,
+        account: AccountId,
+        device: DeviceId,
+        session: MegolmInbound,
+    ) -> [u8; 32] {
+        let session_id = session.id();
+        let record = InboundRecord {
+            group,
+            account,
+            device,
+            pickle: session.pickle(&self.me.pickle_key),
+        };
+        self.effects
+            .push_back(GroupEffect::Write(GroupWrite::Inbound(session_id, record)));
+        let inbound = Inbound {
+            group,
+            account,
+            device,
+            session,
+        };
+        self.inbound.insert(session_id, inbound);
+        session_id
+    }
+
     /// A stored inbound session.
     pub fn restore_inbound(&mut self, id: [u8; 32], record: &InboundRecord) -> Result<(), String> {
         let session = MegolmInbound::restore(&record.pickle, &self.me.pickle_key)

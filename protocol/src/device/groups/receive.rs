@@ -7,11 +7,11 @@ use std::hash::Hash;
 
 use super::Severity;
 use super::{
-    DeviceLookup, GroupAfter, GroupBook, GroupEffect, GroupNotice, GroupWrite, Inbound,
-    MAX_AWAITING, MAX_GROUPS, MAX_OUTSIDERS_LOGGED, MAX_PENDING, MAX_UNCLAIMED_BYTES,
-    UNCLAIMED_FOR_MS, VALIDATION_WAIT_MS, Waiting,
+    DeviceLookup, GroupAfter, GroupBook, GroupEffect, GroupNotice, GroupWrite, MAX_AWAITING,
+    MAX_GROUPS, MAX_OUTSIDERS_LOGGED, MAX_PENDING, MAX_UNCLAIMED_BYTES, UNCLAIMED_FOR_MS,
+    VALIDATION_WAIT_MS, Waiting,
 };
-use crate::device::{Ctx, GroupRecord, InboundRecord, MessageRecord, PendingRecord, Status};
+use crate::device::{Ctx, GroupRecord, MessageRecord, PendingRecord, Status};
 use crate::{
     AccountId, Body, ControlKind, ConversationId, DeviceId, GroupControl, GroupId, GroupMessage,
     GroupOp, MegolmInbound, OpSet, Payload, ReceiptKind, Wire,
@@ -438,24 +438,7 @@ where
             self.note(id, Severity::Warn, "malformed Megolm key ignored");
             return;
         };
-        let session_id = session.id();
-        let record = InboundRecord {
-            group: id,
-            account,
-            device,
-            pickle: session.pickle(&self.me.pickle_key),
-        };
-        self.effects
-            .push_back(GroupEffect::Write(GroupWrite::Inbound(session_id, record)));
-        self.inbound.insert(
-            session_id,
-            Inbound {
-                group: id,
-                account,
-                device,
-                session,
-            },
-        );
+        let session_id = self.keep_inbound(id, account, device, session);
         // What waited for this key can be read now: on disk, or still in a
         // batch being written.
         let mut waiting: Vec<Waiting> = self.fresh_pending.remove(&session_id).unwrap_or_default();

@@ -5,10 +5,10 @@ use std::hash::Hash;
 
 use super::Severity;
 use super::{
-    DeviceLookup, GroupAfter, GroupBook, GroupCommandError, GroupEffect, GroupWrite, Inbound,
+    DeviceLookup, GroupAfter, GroupBook, GroupCommandError, GroupEffect, GroupWrite,
     RECEIPT_BATCH_MS, Standing,
 };
-use crate::device::{Ctx, InboundRecord, MessageRecord};
+use crate::device::{Ctx, MessageRecord};
 use crate::{
     AccountId, Body, ControlKind, ConversationId, GroupId, GroupMessage, MAX_TEXT_LEN,
     MegolmInbound, MegolmOutbound, MessageId, Payload, ReceiptKind, Wire,
@@ -127,24 +127,7 @@ where
         g.record.outbound_members.clone_from(&members);
         // Our own inbound copy: our other devices and our own history read it.
         if let Ok(session) = MegolmInbound::new(&key) {
-            let session_id = session.id();
-            let record = InboundRecord {
-                group: id,
-                account: me,
-                device: self.me.device,
-                pickle: session.pickle(&self.me.pickle_key),
-            };
-            self.effects
-                .push_back(GroupEffect::Write(GroupWrite::Inbound(session_id, record)));
-            self.inbound.insert(
-                session_id,
-                Inbound {
-                    group: id,
-                    account: me,
-                    device: self.me.device,
-                    session,
-                },
-            );
+            self.keep_inbound(id, me, self.me.device, session);
         }
         self.note(id, Severity::Info, "new Megolm session for the group");
         for account in members.into_iter().filter(|a| *a != me) {

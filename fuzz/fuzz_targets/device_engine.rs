@@ -14,7 +14,7 @@ use hush_protocol::device::{
 };
 use hush_protocol::{
     AccountKey, ContactCard, ConversationId, DepositResult, DeviceId, DeviceKeys, DeviceList,
-    GroupControl, KeyBundle, MessageId, Now, OlmDevice, Wire,
+    GroupControl, KeyBundle, MessageId, Now, OlmDevice, SessionId, Wire,
 };
 use libfuzzer_sys::fuzz_target;
 use rand::SeedableRng;
@@ -34,7 +34,7 @@ impl DeviceLookup for Nothing {
     ) -> Result<Option<MessageRecord>, Infallible> {
         Ok(None)
     }
-    fn pending(&self, _: &[u8; 32]) -> Result<Vec<([u8; 32], PendingRecord)>, Infallible> {
+    fn pending(&self, _: &SessionId) -> Result<Vec<([u8; 32], PendingRecord)>, Infallible> {
         Ok(Vec::new())
     }
     fn outgoing(&self, _: &ConversationId, _: &[MessageId]) -> Result<Vec<MessageId>, Infallible> {

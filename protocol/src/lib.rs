@@ -69,7 +69,7 @@ pub use mailbox::{
     MAX_UPLOAD_KEYS, MailboxId, MailboxRequest, MailboxResponse, MailboxSecret, OwnerRequest,
     Refusal, SealError, SealedEnvelope,
 };
-pub use megolm::{MegolmError, MegolmInbound, MegolmOutbound, megolm_session_id};
+pub use megolm::{MegolmError, MegolmInbound, MegolmOutbound, SessionId, megolm_session_id};
 pub use names::{
     DIRECT_PROTOCOL, GOSSIP_PROTOCOL_PREFIX, HISTORY_PROTOCOL, IDENTIFY_PROTOCOL, KAD_PROTOCOL,
     KEYS_PROTOCOL, MAILBOX_PROTOCOL, PRESENCE_PROTOCOL,

@@ -28,11 +28,23 @@ pub enum MegolmError {
 }
 
 /// The 32-byte name of a Megolm session, as group messages carry it.
-pub fn megolm_session_id(vodozemac_id: &str) -> [u8; 32] {
-    *blake3::Hasher::new_derive_key("hush 2026-11 megolm session id")
-        .update(vodozemac_id.as_bytes())
-        .finalize()
-        .as_bytes()
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub [u8; 32]);
+
+impl std::fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SessionId({})", hex::encode(&self.0[..8]))
+    }
+}
+
+/// The [`SessionId`] of a vodozemac session id.
+pub fn megolm_session_id(vodozemac_id: &str) -> SessionId {
+    SessionId(
+        *blake3::Hasher::new_derive_key("hush 2026-11 megolm session id")
+            .update(vodozemac_id.as_bytes())
+            .finalize()
+            .as_bytes(),
+    )
 }
 
 /// Our device's sending session for one group.
@@ -61,7 +73,7 @@ impl MegolmOutbound {
         }
     }
 
-    pub fn id(&self) -> [u8; 32] {
+    pub fn id(&self) -> SessionId {
         megolm_session_id(&self.session.session_id())
     }
 
@@ -111,7 +123,7 @@ impl MegolmInbound {
         })
     }
 
-    pub fn id(&self) -> [u8; 32] {
+    pub fn id(&self) -> SessionId {
         megolm_session_id(&self.session.session_id())
     }
 

@@ -349,7 +349,7 @@ async fn a_non_member_publishing_on_the_topic_is_ignored() {
             "alice's node never logged mallory's message ({published} published)"
         );
         let mut session = MegolmOutbound::new();
-        sessions.push(hex(&session.id()[..8]));
+        sessions.push(hex(&session.id().0[..8]));
         let payload = Payload {
             sender_account: AccountId([7; 32]),
             sender_device: DeviceId([7; 32]),

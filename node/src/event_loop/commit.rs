@@ -37,7 +37,7 @@ pub(super) enum After {
     /// publish it on the group's topic.
     Publish(hush_protocol::GroupId, Vec<u8>),
     /// A group message waiting for its key is on disk now.
-    PendingStored([u8; 32], [u8; 32]),
+    PendingStored(hush_protocol::SessionId, [u8; 32]),
     /// Receipts for these messages of ours are on disk: tell the counts.
     ReceiptCounts(hush_protocol::GroupId, Vec<hush_protocol::MessageId>),
 }

@@ -12,7 +12,7 @@ use hush_protocol::device::{
 };
 use hush_protocol::{
     AccountId, Action, ContactCard, ConversationId, GroupId, HistoryRequest, HistoryResponse,
-    MAX_HISTORY_ITEMS, MemberStatus, MessageId, ReceiptKind, Wire,
+    MAX_HISTORY_ITEMS, MemberStatus, MessageId, ReceiptKind, SessionId, Wire,
 };
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
 use libp2p::request_response::{self, OutboundRequestId};
@@ -120,7 +120,7 @@ pub(super) fn load_groups(store: &Store, me: &Me, config: GroupConfig) -> Book {
     match store.inbound_sessions() {
         Ok(list) => {
             for (id, record) in list {
-                if let Err(problem) = book.restore_inbound(id, &record) {
+                if let Err(problem) = book.restore_inbound(SessionId(id), &record) {
                     tracing::error!(group = %record.group, "{problem}");
                 }
             }
@@ -142,8 +142,8 @@ impl DeviceLookup for Store {
     ) -> Result<Option<MessageRecord>, StoreError> {
         Store::message(self, conversation, id)
     }
-    fn pending(&self, session: &[u8; 32]) -> Result<Vec<([u8; 32], PendingRecord)>, StoreError> {
-        Store::pending(self, session)
+    fn pending(&self, session: &SessionId) -> Result<Vec<([u8; 32], PendingRecord)>, StoreError> {
+        Store::pending(self, &session.0)
     }
     fn outgoing(
         &self,
@@ -162,10 +162,10 @@ fn op_of(write: GroupWrite) -> Op {
     match write {
         GroupWrite::Op(id, hash, bytes) => Op::PutMembershipChange(id, hash, bytes),
         GroupWrite::Record(id, record) => Op::PutGroup(id, record),
-        GroupWrite::Inbound(id, record) => Op::PutInbound(id, record),
-        GroupWrite::DropInbound(id) => Op::DeleteInbound(id),
-        GroupWrite::Pending(session, digest, record) => Op::PutPending(session, digest, record),
-        GroupWrite::DropPending(session, digest) => Op::DeletePending(session, digest),
+        GroupWrite::Inbound(id, record) => Op::PutInbound(id.0, record),
+        GroupWrite::DropInbound(id) => Op::DeleteInbound(id.0),
+        GroupWrite::Pending(session, digest, record) => Op::PutPending(session.0, digest, record),
+        GroupWrite::DropPending(session, digest) => Op::DeletePending(session.0, digest),
         GroupWrite::Seen(digest, at) => Op::PutSeen(digest, at),
         GroupWrite::Message(conversation, record) => Op::PutMessage(conversation, record),
         GroupWrite::Receipt(conversation, message, account, kind) => {

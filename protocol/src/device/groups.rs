@@ -39,7 +39,7 @@ use crate::device::{CardReach, Ctx, GroupRecord, InboundRecord, MessageRecord, P
 use crate::{
     AccountId, AccountKey, ContactCard, ControlKind, ConversationId, DeviceId, GroupError, GroupId,
     GroupOp, GroupState, MAX_CONTROL_OPS, MAX_TEXT_LEN, MegolmInbound, MegolmOutbound,
-    MemberStatus, MessageId, OpSet, Payload, ReceiptKind, Role, Wire,
+    MemberStatus, MessageId, OpSet, Payload, ReceiptKind, Role, SessionId, Wire,
 };
 
 pub use receive::Acceptance;
@@ -176,11 +176,11 @@ pub enum GroupWrite {
     Op(GroupId, [u8; 32], Vec<u8>),
     /// The group's record, with our outbound session pickled.
     Record(GroupId, GroupRecord),
-    Inbound([u8; 32], InboundRecord),
-    DropInbound([u8; 32]),
+    Inbound(SessionId, InboundRecord),
+    DropInbound(SessionId),
     /// A message kept until its session's key arrives: (session, digest).
-    Pending([u8; 32], [u8; 32], PendingRecord),
-    DropPending([u8; 32], [u8; 32]),
+    Pending(SessionId, [u8; 32], PendingRecord),
+    DropPending(SessionId, [u8; 32]),
     /// A message's digest, stored: the same bytes are not read twice.
     Seen([u8; 32], u64),
     /// Inserted unless one with the same id is stored.
@@ -199,7 +199,7 @@ pub enum GroupAfter {
     Publish(GroupId, Vec<u8>),
     /// A message waiting for its key is on disk now (give it to
     /// [`GroupBook::pending_stored`], committed or not).
-    PendingStored([u8; 32], [u8; 32]),
+    PendingStored(SessionId, [u8; 32]),
     /// A message read is stored (give it to [`GroupBook::settled`],
     /// committed or not).
     Settled([u8; 32]),
@@ -289,7 +289,7 @@ pub trait DeviceLookup {
         id: MessageId,
     ) -> Result<Option<MessageRecord>, Self::Error>;
     /// The messages kept for this session: (digest, record).
-    fn pending(&self, session: &[u8; 32]) -> Result<Vec<([u8; 32], PendingRecord)>, Self::Error>;
+    fn pending(&self, session: &SessionId) -> Result<Vec<([u8; 32], PendingRecord)>, Self::Error>;
     /// Which of `ids` are our own messages in the conversation.
     fn outgoing(
         &self,
@@ -382,7 +382,7 @@ pub struct GroupBook<P, A, M> {
     reach: fn(&ContactCard) -> CardReach<P, A>,
     groups: HashMap<GroupId, Group<P>>,
     by_topic: HashMap<String, GroupId>,
-    inbound: HashMap<[u8; 32], Inbound>,
+    inbound: HashMap<SessionId, Inbound>,
     /// Receipts to send, per (author, group, kind), and when they are due.
     receipts: HashMap<(AccountId, GroupId, ReceiptKind), Vec<MessageId>>,
     receipts_due_ms: Option<u64>,
@@ -393,7 +393,7 @@ pub struct GroupBook<P, A, M> {
     pending: u64,
     /// Pending messages whose batch has not committed yet (a key arriving
     /// now would not find them in the store).
-    fresh_pending: HashMap<[u8; 32], Vec<Waiting>>,
+    fresh_pending: HashMap<SessionId, Vec<Waiting>>,
     /// Digests of messages read but not yet committed.
     receiving: HashSet<[u8; 32]>,
     /// Groups holding ops whose parents we lack: since when, and whom to
@@ -401,7 +401,7 @@ pub struct GroupBook<P, A, M> {
     missing_since: HashMap<GroupId, (u64, AccountId)>,
     /// Topic messages held unvalidated until their session's key arrives:
     /// session → (message id, the peer it came from, since when).
-    awaiting: HashMap<[u8; 32], Vec<(M, P, u64)>>,
+    awaiting: HashMap<SessionId, Vec<(M, P, u64)>>,
     awaiting_count: usize,
     /// Non-members seen sending on a topic (each logged once).
     outsiders: HashSet<(P, GroupId)>,
@@ -540,7 +540,7 @@ where
         account: AccountId,
         device: DeviceId,
         session: MegolmInbound,
-    ) -> [u8; 32] {
+    ) -> SessionId {
         let session_id = session.id();
         let record = InboundRecord {
             group,
@@ -561,7 +561,7 @@ where
     }
 
     /// A stored inbound session.
-    pub fn restore_inbound(&mut self, id: [u8; 32], record: &InboundRecord) -> Result<(), String> {
+    pub fn restore_inbound(&mut self, id: SessionId, record: &InboundRecord) -> Result<(), String> {
         let session = MegolmInbound::restore(&record.pickle, &self.me.pickle_key)
             .map_err(|e| format!("stored Megolm inbound session unreadable: {e}"))?;
         self.inbound.insert(
@@ -738,7 +738,7 @@ where
     }
 
     /// A pending message's batch finished: the store answers for it.
-    pub fn pending_stored(&mut self, session: [u8; 32], digest: [u8; 32]) {
+    pub fn pending_stored(&mut self, session: SessionId, digest: [u8; 32]) {
         if let Some(list) = self.fresh_pending.get_mut(&session) {
             list.retain(|(d, _, _)| *d != digest);
             if list.is_empty() {

@@ -5,6 +5,7 @@ use super::op::GroupOp;
 use super::{MAX_CONTROL_OPS, MAX_GROUP_CIPHERTEXT_LEN, MAX_OP_LEN, MAX_SESSION_KEY_LEN};
 use crate::codec::{DecodeError, Reader, Wire, Writer};
 use crate::ids::{GroupId, MessageId};
+use crate::megolm::SessionId;
 use crate::receipt::{ReceiptKind, decode_receipt, encode_receipt};
 
 const CONTROL_VERSION: u8 = 1;
@@ -86,7 +87,7 @@ impl Wire for GroupControl {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupMessage {
     /// [`crate::megolm_session_id`] of the Megolm session.
-    pub session: [u8; 32],
+    pub session: SessionId,
     pub ciphertext: Vec<u8>,
 }
 
@@ -105,13 +106,13 @@ impl Wire for GroupMessage {
 
     fn encode(&self, w: &mut Writer) {
         w.u8(MESSAGE_VERSION);
-        w.raw(&self.session);
+        w.raw(&self.session.0);
         w.bytes(&self.ciphertext);
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         r.version(Self::NAME, MESSAGE_VERSION)?;
-        let session = r.array()?;
+        let session = SessionId(r.array()?);
         let ciphertext = r
             .bytes("group ciphertext", MAX_GROUP_CIPHERTEXT_LEN)?
             .to_vec();

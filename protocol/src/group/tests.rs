@@ -211,7 +211,7 @@ fn history_messages_round_trip() {
 #[test]
 fn group_message_round_trips() {
     let m = GroupMessage {
-        session: [3; 32],
+        session: crate::SessionId([3; 32]),
         ciphertext: vec![1, 2, 3],
     };
     assert_eq!(GroupMessage::from_bytes(&m.to_bytes()).unwrap(), m);

@@ -63,7 +63,7 @@ impl DeviceLookup for Disk {
     ) -> Result<Option<MessageRecord>, Self::Error> {
         Ok(self.messages.get(&(*conversation, id)).cloned())
     }
-    fn pending(&self, _: &[u8; 32]) -> Result<Vec<([u8; 32], PendingRecord)>, Self::Error> {
+    fn pending(&self, _: &crate::SessionId) -> Result<Vec<([u8; 32], PendingRecord)>, Self::Error> {
         Ok(Vec::new())
     }
     fn outgoing(

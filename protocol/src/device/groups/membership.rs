@@ -13,7 +13,7 @@ use super::{
 use crate::device::{Ctx, GroupRecord};
 use crate::{
     AccountId, Action, Body, ContactCard, ControlKind, DeviceId, GroupControl, GroupError, GroupId,
-    GroupOp, MAX_GROUP_OPS, MemberStatus, OpSet, Payload, Role, Wire,
+    GroupOp, MAX_GROUP_OPS, MemberStatus, OpSet, Payload, Role, SessionId, Wire,
 };
 
 impl<P, A, M> GroupBook<P, A, M>
@@ -305,7 +305,7 @@ where
     }
 
     fn drop_inbound(&mut self, mut gone: impl FnMut(&Inbound) -> bool) {
-        let ids: Vec<[u8; 32]> = self
+        let ids: Vec<SessionId> = self
             .inbound
             .iter()
             .filter(|(_, i)| gone(i))

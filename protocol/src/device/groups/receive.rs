@@ -14,7 +14,7 @@ use super::{
 use crate::device::{Ctx, GroupRecord, MessageRecord, PendingRecord, Status};
 use crate::{
     AccountId, Body, ControlKind, ConversationId, DeviceId, GroupControl, GroupId, GroupMessage,
-    GroupOp, MegolmInbound, OpSet, Payload, ReceiptKind, Wire,
+    GroupOp, MegolmInbound, OpSet, Payload, ReceiptKind, SessionId, Wire,
 };
 
 /// Whether a topic message is forwarded to the topic's other peers.
@@ -34,7 +34,7 @@ enum Received {
     /// Read and stored, or already had.
     Read,
     /// Kept until its session's key arrives.
-    Waiting([u8; 32]),
+    Waiting(SessionId),
     /// Not readable, not wanted.
     Refused,
 }
@@ -144,14 +144,14 @@ where
     /// Settles messages held unvalidated: those of `session` (its key
     /// arrived) as `Accept`, and those waiting over
     /// [`VALIDATION_WAIT_MS`] as `Ignore`.
-    pub(super) fn settle_awaiting(&mut self, now: u64, session: Option<[u8; 32]>) {
+    pub(super) fn settle_awaiting(&mut self, now: u64, session: Option<SessionId>) {
         let mut settled = Vec::new();
         if let Some(session) = session {
             for (message, peer, _) in self.awaiting.remove(&session).unwrap_or_default() {
                 settled.push((message, peer, Acceptance::Accept));
             }
         }
-        let mut stale_sessions: Vec<[u8; 32]> = Vec::new();
+        let mut stale_sessions: Vec<SessionId> = Vec::new();
         for (session, held) in &self.awaiting {
             if held
                 .iter()

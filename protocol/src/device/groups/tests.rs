@@ -33,7 +33,7 @@ fn reach(card: &ContactCard) -> CardReach<DeviceId, ()> {
 struct Disk {
     seen: HashSet<[u8; 32]>,
     messages: BTreeMap<(ConversationId, MessageId), MessageRecord>,
-    pending: BTreeMap<([u8; 32], [u8; 32]), PendingRecord>,
+    pending: BTreeMap<(crate::SessionId, [u8; 32]), PendingRecord>,
     read: HashSet<(ConversationId, MessageId)>,
     receipts: BTreeMap<(MessageId, AccountId), ReceiptKind>,
 }
@@ -50,7 +50,10 @@ impl DeviceLookup for Disk {
     ) -> Result<Option<MessageRecord>, Self::Error> {
         Ok(self.messages.get(&(*conversation, id)).cloned())
     }
-    fn pending(&self, session: &[u8; 32]) -> Result<Vec<([u8; 32], PendingRecord)>, Self::Error> {
+    fn pending(
+        &self,
+        session: &crate::SessionId,
+    ) -> Result<Vec<([u8; 32], PendingRecord)>, Self::Error> {
         Ok(self
             .pending
             .iter()

@@ -16,6 +16,8 @@ mod presence;
 mod records;
 mod routes;
 mod sharing;
+#[cfg(test)]
+mod testkit;
 
 pub use clock::{Ctx, MAX_CLOCK_SKEW_MS, MessageClock};
 pub use contacts::{CardReach, Contact, ContactBook, ContactRecord};

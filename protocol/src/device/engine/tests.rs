@@ -20,8 +20,7 @@ use crate::{
     OwnerRequest,
 };
 
-/// The one relay of the tests, as the host names it.
-const RELAY: DeviceId = DeviceId([0xEE; 32]);
+use crate::device::testkit::RELAY;
 /// How often a home mailbox is polled when nothing is held open.
 const POLL_MS: u64 = 1_000;
 
@@ -31,16 +30,7 @@ mod relay;
 type Engine = DeviceEngine<DeviceId, (), u64, u64>;
 
 fn reach(card: &ContactCard) -> CardReach<DeviceId, ()> {
-    CardReach {
-        devices: card
-            .device_list
-            .devices
-            .iter()
-            .map(|d| (d.device_id, d.device_id))
-            .collect(),
-        addresses: Vec::new(),
-        relays: card.relays.iter().map(|_| (RELAY, ())).collect(),
-    }
+    crate::device::testkit::reach(card)
 }
 
 #[derive(Default)]

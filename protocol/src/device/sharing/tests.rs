@@ -19,16 +19,7 @@ struct Peer {
 }
 
 fn reach(card: &ContactCard) -> CardReach<DeviceId, String> {
-    CardReach {
-        devices: card
-            .device_list
-            .devices
-            .iter()
-            .map(|d| (d.device_id, d.device_id))
-            .collect(),
-        addresses: Vec::new(),
-        relays: Vec::new(),
-    }
+    crate::device::testkit::reach(card)
 }
 
 fn peer(seed: u8, name: &str, now: Now) -> Peer {

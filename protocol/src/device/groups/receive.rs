@@ -438,6 +438,16 @@ where
             self.note(id, Severity::Warn, "malformed Megolm key ignored");
             return;
         };
+        // A session belongs to the first member device that presented it:
+        // another member holding the same key (every member does) cannot
+        // claim it, which would make the group drop its owner's messages.
+        if let Some(known) = self.inbound.get(&session.id()) {
+            if (known.group, known.account, known.device) != (id, account, device) {
+                let what = "a room key another member device presented first; refused";
+                self.note(id, Severity::Warn, what);
+            }
+            return;
+        }
         let session_id = self.keep_inbound(id, account, device, session);
         // What waited for this key can be read now: on disk, or still in a
         // batch being written.

@@ -11,7 +11,7 @@ use rand::seq::SliceRandom;
 
 use super::*;
 use crate::device::{MessageClock, Status};
-use crate::{Action, Body, DeviceKeys, DeviceList, GroupMessage, Now};
+use crate::{Action, Body, DeviceKeys, DeviceList, GroupControl, GroupMessage, Now};
 
 type Book = GroupBook<DeviceId, (), u64>;
 
@@ -575,4 +575,48 @@ fn status_of_a_received_group_message_is_delivered() {
     assert_eq!(ours.status, Status::Sent);
     assert!(ours.outgoing);
     let _ = id;
+}
+
+/// Attack (issue 13, item 6): a member who holds another member's room
+/// key presents it as its own, so the group binds that session to the
+/// attacker and drops the real sender's messages as "not from the
+/// session's owner".
+#[test]
+fn a_member_presenting_anothers_room_key_as_its_own_cannot_silence_them() {
+    let mut net = Net::new(&["alice", "bob", "mallory"], config());
+    let id = net.group_of_all(0);
+    let mallory = net.members[2].key.id();
+    // alice's first message: her room key goes to bob and mallory.
+    net.call(0, |book, ctx, _| book.send(ctx, "friends", "one".into()))
+        .unwrap();
+    let key = net
+        .olm
+        .iter()
+        .find_map(|(_, to, payload)| match &payload.body {
+            Body::Group(GroupControl {
+                kind: ControlKind::RoomKey(key),
+                ..
+            }) if *to == mallory => Some(key.clone()),
+            _ => None,
+        })
+        .expect("alice's room key on its way to mallory");
+    net.drive();
+    assert!(net.members[1].disk.texts(id).contains(&"one".to_owned()));
+    // mallory hands bob alice's key as hers.
+    let device = net.members[2].device;
+    let forged = GroupControl {
+        group: id,
+        kind: ControlKind::RoomKey(key),
+    };
+    net.call(1, |book, ctx, disk| {
+        book.handle_control(ctx, disk, mallory, device, forged);
+    });
+    net.drive();
+    // alice goes on under the same session: bob still reads her.
+    net.send(0, "two");
+    assert!(
+        net.members[1].disk.texts(id).contains(&"two".to_owned()),
+        "{:?}",
+        net.members[1].disk.texts(id)
+    );
 }

@@ -82,7 +82,7 @@ impl<P: Copy + Eq + Hash, A> ContactBook<P, A> {
     /// a contact from now on.
     pub fn insert(&mut self, record: ContactRecord, card: ContactCard, reach: CardReach<P, A>) {
         self.remove_peer(&card.account());
-        let contact = self.register(record, card, reach);
+        let contact = self.register(record, card, reach, true);
         self.names
             .insert(contact.card.account(), contact.record.name.clone());
         self.by_name.insert(contact.record.name.clone(), contact);
@@ -96,8 +96,16 @@ impl<P: Copy + Eq + Hash, A> ContactBook<P, A> {
         card: ContactCard,
         reach: CardReach<P, A>,
     ) {
-        let contact = self.register(record, card, reach);
+        let contact = self.register(record, card, reach, false);
         self.peers.insert(contact.card.account(), contact);
+    }
+
+    /// Removes the contact named `name` and forgets its devices.
+    pub fn remove(&mut self, name: &str) -> Option<Contact<P, A>> {
+        let contact = self.by_name.remove(name)?;
+        self.names.remove(&contact.card.account());
+        self.forget_devices(&contact.card);
+        Some(contact)
     }
 
     pub fn remove_peer(&mut self, account: &AccountId) {
@@ -106,25 +114,61 @@ impl<P: Copy + Eq + Hash, A> ContactBook<P, A> {
         }
     }
 
-    /// Forgets the devices a card lists (before its newer card replaces it).
+    /// Forgets the devices a card lists (before its newer card replaces
+    /// it), those bound to its account only.
     pub fn forget_devices(&mut self, card: &ContactCard) {
+        let account = card.account();
         for device in &card.device_list.devices {
-            if let Some(p) = self.peer_of.remove(&device.device_id) {
+            if self.bound_to(&device.device_id) == Some(account)
+                && let Some(p) = self.peer_of.remove(&device.device_id)
+            {
                 self.by_peer.remove(&p);
             }
-            self.by_curve.remove(&device.olm_curve25519);
+            if self
+                .by_curve
+                .get(&device.olm_curve25519)
+                .is_some_and(|(a, _)| *a == account)
+            {
+                self.by_curve.remove(&device.olm_curve25519);
+            }
         }
     }
 
-    /// Indexes a card's devices.
+    /// The account a device is bound to, if any.
+    fn bound_to(&self, device: &DeviceId) -> Option<AccountId> {
+        let peer = self.peer_of.get(device)?;
+        self.by_peer.get(peer).map(|(account, _)| *account)
+    }
+
+    /// Whether `account` may take `device` (and its Olm key): a device
+    /// bound to one account is never rebound to another by a group
+    /// member's card; a contact's card (which the user added) may take it
+    /// from a group member, never from another contact.
+    fn may_bind(&self, account: &AccountId, device: &DeviceKeys, contact: bool) -> bool {
+        let holders = [
+            self.bound_to(&device.device_id),
+            self.by_curve.get(&device.olm_curve25519).map(|(a, _)| *a),
+        ];
+        holders
+            .into_iter()
+            .flatten()
+            .all(|holder| holder == *account || (contact && !self.names.contains_key(&holder)))
+    }
+
+    /// Indexes a card's devices (those it may bind, see
+    /// [`ContactBook::may_bind`]).
     fn register(
         &mut self,
         record: ContactRecord,
         card: ContactCard,
         reach: CardReach<P, A>,
+        contact: bool,
     ) -> Contact<P, A> {
         let account = card.account();
         for device in &card.device_list.devices {
+            if !self.may_bind(&account, device, contact) {
+                continue;
+            }
             if let Some((_, peer)) = reach.devices.iter().find(|(d, _)| *d == device.device_id) {
                 self.by_peer.insert(*peer, (account, *device));
                 self.peer_of.insert(device.device_id, *peer);
@@ -245,7 +289,16 @@ impl<P: Copy + Eq + Hash, A> ContactBook<P, A> {
     ) -> Option<(&Contact<P, A>, DeviceKeys)> {
         let contact = self.known(account)?;
         let keys = *contact.card.device_list.device(device)?;
-        Some((contact, keys))
+        self.owns(account, &keys).then_some((contact, keys))
+    }
+
+    /// Whether the device (by its Olm key) is bound to `account`: a card
+    /// may list a device that is someone else's (see
+    /// [`ContactBook::may_bind`]); nothing goes to it on that card's behalf.
+    pub fn owns(&self, account: &AccountId, keys: &DeviceKeys) -> bool {
+        self.by_curve
+            .get(&keys.olm_curve25519)
+            .is_some_and(|(a, _)| a == account)
     }
 }
 

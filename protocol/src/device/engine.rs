@@ -306,7 +306,14 @@ where
             .ok_or_else(|| SendError::UnknownContact {
                 name: account.to_string(),
             })?;
-        let devices = contact.card.device_list.devices.clone();
+        let devices: Vec<DeviceKeys> = contact
+            .card
+            .device_list
+            .devices
+            .iter()
+            .filter(|d| self.contacts.owns(account, d))
+            .copied()
+            .collect();
         if self.outbox.len() + devices.len() > MAX_OUTBOX_ENTRIES {
             return Err(SendError::OutboxFull {
                 len: self.outbox.len(),

@@ -24,6 +24,7 @@ use crate::device::testkit::RELAY;
 /// How often a home mailbox is polled when nothing is held open.
 const POLL_MS: u64 = 1_000;
 
+mod hijack;
 mod hostile;
 mod relay;
 

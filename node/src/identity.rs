@@ -97,8 +97,8 @@ pub fn validate_name(name: &str) -> Result<(), NodeError> {
         "it is empty"
     } else if name.len() > MAX_NAME_LEN {
         "it is longer than 64 bytes"
-    } else if name.chars().any(char::is_control) {
-        "it contains control characters"
+    } else if name.chars().any(hush_protocol::text::is_unsafe_in_name) {
+        "it contains control or invisible format characters (bidi overrides and the like)"
     } else if name != name.trim() {
         "it starts or ends with spaces"
     } else {

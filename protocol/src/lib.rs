@@ -39,6 +39,7 @@ mod payload;
 mod presence;
 mod receipt;
 pub mod relay;
+pub mod text;
 mod time;
 
 pub use card::{

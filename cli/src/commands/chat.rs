@@ -1,5 +1,6 @@
 //! 1:1 chat: `hush send`, `hush history`, `hush read`, and `hush events`.
 
+use hush_protocol::text::for_terminal;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -51,7 +52,11 @@ pub async fn history(client: &mut Client, args: HistoryArgs) -> Result<()> {
         for m in messages {
             println!(
                 "{}  {}  {}: {}  [{}]",
-                m.id, m.sent_at, m.from, m.text, m.status
+                m.id,
+                m.sent_at,
+                for_terminal(&m.from, false),
+                for_terminal(&m.text, true),
+                m.status
             );
         }
     }
@@ -77,13 +82,17 @@ pub async fn events(client: &mut Client, json: bool) -> Result<()> {
 }
 
 fn describe_event(event: &Value) -> String {
-    let s = |k: &str| event[k].as_str().unwrap_or("").to_owned();
+    // Names and text come from other people: shown, never run (`--json`
+    // keeps them exact).
+    let s = |k: &str| for_terminal(event[k].as_str().unwrap_or(""), false);
+    let text = || for_terminal(event["message"]["text"].as_str().unwrap_or(""), true);
+    let from = || for_terminal(event["message"]["from"].as_str().unwrap_or(""), false);
     match event["type"].as_str() {
         Some("message") => format!(
             "{} {}: {}",
             event["message"]["sent_at"].as_str().unwrap_or(""),
             s("contact"),
-            event["message"]["text"].as_str().unwrap_or("")
+            text()
         ),
         Some("status") => format!("{} → {} ({})", s("id"), s("status"), s("contact")),
         Some("contact_added") => format!("contact added: {}", s("contact")),
@@ -98,8 +107,8 @@ fn describe_event(event: &Value) -> String {
             "{} [{}] {}: {}",
             event["message"]["sent_at"].as_str().unwrap_or(""),
             s("group"),
-            event["message"]["from"].as_str().unwrap_or(""),
-            event["message"]["text"].as_str().unwrap_or("")
+            from(),
+            text()
         ),
         Some("group_changed") => format!(
             "group {} changed (version {}); you are {}",
@@ -120,6 +129,37 @@ fn describe_event(event: &Value) -> String {
             }
             _ => format!("{} is {}", s("contact"), s("state")),
         },
-        _ => event.to_string(),
+        _ => for_terminal(&event.to_string(), false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_show_terminal_commands_from_others_escaped() {
+        let event = json!({
+            "type": "group_message",
+            "group": "g\u{1b}[2J",
+            "message": {
+                "sent_at": "2026-11-30T12:00:00Z",
+                "from": "mallory\u{202e}",
+                "text": "hi\u{1b}]52;c;x\u{7}\nsecond line",
+            },
+        });
+        let shown = describe_event(&event);
+        assert!(
+            !shown
+                .chars()
+                .any(|c| (c.is_control() && c != '\n') || c == '\u{202e}'),
+            "{shown:?}"
+        );
+        assert!(shown.contains("g\\x1b[2J"), "{shown:?}");
+        assert!(shown.contains("mallory\\u{202e}"), "{shown:?}");
+        assert!(
+            shown.contains("hi\\x1b]52;c;x\\x07\nsecond line"),
+            "{shown:?}"
+        );
     }
 }

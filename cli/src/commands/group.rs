@@ -1,5 +1,6 @@
 //! `hush group ...`: thin calls to the node's `group.*` API methods.
 
+use hush_protocol::text::for_terminal;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -23,7 +24,8 @@ pub async fn run(client: &mut Client, command: GroupCommand) -> Result<ExitCode>
                 println!("{}", view.id);
                 eprintln!(
                     "Created the group {}; invite contacts with `hush group invite {} NAME`.",
-                    view.name, view.name
+                    for_terminal(&view.name, false),
+                    for_terminal(&view.name, false)
                 );
             }
         }
@@ -36,29 +38,37 @@ pub async fn run(client: &mut Client, command: GroupCommand) -> Result<ExitCode>
             let view = change(client, "group.invite", params).await?;
             println!(
                 "Invited {contact} into {}; they join with `hush group join {}`.",
-                view.name, view.name
+                for_terminal(&view.name, false),
+                for_terminal(&view.name, false)
             );
         }
         GroupCommand::Join { group } => {
             let view = change(client, "group.join", json!({ "group": group })).await?;
-            println!("You joined {} ({} members).", view.name, view.members);
+            println!(
+                "You joined {} ({} members).",
+                for_terminal(&view.name, false),
+                view.members
+            );
         }
         GroupCommand::Decline { group } | GroupCommand::Leave { group } => {
             let view = change(client, "group.leave", json!({ "group": group })).await?;
-            println!("You are out of {}.", view.name);
+            println!("You are out of {}.", for_terminal(&view.name, false));
         }
         GroupCommand::Remove { group, member } => {
             let params = json!({ "group": group, "member": member });
             let view = change(client, "group.remove", params).await?;
             println!(
                 "Removed {member} from {}: they read nothing sent from now on.",
-                view.name
+                for_terminal(&view.name, false)
             );
         }
         GroupCommand::Promote { group, member } => {
             let params = json!({ "group": group, "member": member });
             let view = change(client, "group.promote", params).await?;
-            println!("{member} is now an admin of {}.", view.name);
+            println!(
+                "{member} is now an admin of {}.",
+                for_terminal(&view.name, false)
+            );
         }
         GroupCommand::Send {
             group,
@@ -109,8 +119,8 @@ pub async fn run(client: &mut Client, command: GroupCommand) -> Result<ExitCode>
                         "{}  {}  {}: {}  [{}]{receipts}",
                         m.message.id,
                         m.message.sent_at,
-                        m.message.from,
-                        m.message.text,
+                        for_terminal(&m.message.from, false),
+                        for_terminal(&m.message.text, true),
                         m.message.status
                     );
                 }
@@ -127,7 +137,7 @@ pub async fn run(client: &mut Client, command: GroupCommand) -> Result<ExitCode>
             } else {
                 println!(
                     "{} ({} members, {} invited, limit {}):",
-                    view.group.name,
+                    for_terminal(&view.group.name, false),
                     view.group.members,
                     view.group.invited,
                     view.group.member_limit
@@ -136,7 +146,7 @@ pub async fn run(client: &mut Client, command: GroupCommand) -> Result<ExitCode>
                     let you = if m.you { " (you)" } else { "" };
                     println!(
                         "  {}{you}  {}  {}  {} device(s)",
-                        m.name,
+                        for_terminal(&m.name, false),
                         m.role,
                         m.status,
                         m.devices.len()
@@ -155,7 +165,10 @@ pub async fn run(client: &mut Client, command: GroupCommand) -> Result<ExitCode>
                 for g in list {
                     println!(
                         "{}  {}  you: {}  {} members",
-                        g.id, g.name, g.you, g.members
+                        g.id,
+                        for_terminal(&g.name, false),
+                        g.you,
+                        g.members
                     );
                 }
             }

@@ -52,7 +52,10 @@ pub async fn id(home: &Home, json: bool) -> Result<()> {
             "card": card,
         }))?;
     } else {
-        println!("name:    {}", parsed.name);
+        println!(
+            "name:    {}",
+            hush_protocol::text::for_terminal(&parsed.name, false)
+        );
         println!("account: {}", parsed.account());
         println!("card:    {card}");
     }

@@ -63,13 +63,20 @@ pub async fn serve(node: Node, path: PathBuf) -> Result<ApiServer, NodeError> {
         // A socket left behind by a node that crashed.
         std::fs::remove_file(&path).map_err(api_err)?;
     }
+    // The home folder is private (checked at start), so nobody else can
+    // reach the socket even before its own mode is set.
+    let owner = {
+        use std::os::unix::fs::MetadataExt;
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        std::fs::metadata(dir).map_err(api_err)?.uid()
+    };
     let listener = UnixListener::bind(&path).map_err(api_err)?;
     crate::identity::restrict_permissions(&path);
-    let task = tokio::spawn(accept_loop(listener, node));
+    let task = tokio::spawn(accept_loop(listener, node, owner));
     Ok(ApiServer { path, task })
 }
 
-async fn accept_loop(listener: UnixListener, node: Node) {
+async fn accept_loop(listener: UnixListener, node: Node, owner: u32) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -77,6 +84,12 @@ async fn accept_loop(listener: UnixListener, node: Node) {
         };
         match listener.accept().await {
             Ok((stream, _)) => {
+                // Only the home's owner speaks to the node.
+                let peer = stream.peer_cred().map(|c| c.uid());
+                if peer.as_ref().ok() != Some(&owner) {
+                    tracing::warn!(?peer, owner, "API connection from another user refused");
+                    continue;
+                }
                 let node = node.clone();
                 tokio::spawn(async move {
                     if let Err(e) = serve_connection(stream, node).await {

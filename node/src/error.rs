@@ -103,6 +103,10 @@ pub enum NodeError {
     /// not name.
     #[error("{0}")]
     Group(#[source] GroupCommandError),
+    #[error(
+        "the home folder {path} can be written by other users (mode {mode:o}): run `chmod 700 {path}` and start again"
+    )]
+    UnsafeHome { path: PathBuf, mode: u32 },
     #[error("could not serve the local API at {path}: {source}")]
     Api {
         path: PathBuf,
@@ -136,7 +140,8 @@ impl NodeError {
             | Self::Identity(_)
             | Self::Store(_)
             | Self::Crypto(_)
-            | Self::Api { .. } => 1100,
+            | Self::Api { .. }
+            | Self::UnsafeHome { .. } => 1100,
         }
     }
 }

@@ -24,6 +24,21 @@ impl Home {
         self.dir.join(SOCKET_FILE)
     }
 
+    /// Refuses a folder other users may write: they could replace the
+    /// database or put their own socket where the CLI connects. Returns the
+    /// folder's owner (the only user the local API answers).
+    pub fn check_private(&self) -> Result<u32, crate::error::NodeError> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&self.dir).map_err(crate::error::NodeError::Identity)?;
+        if meta.mode() & 0o022 != 0 {
+            return Err(crate::error::NodeError::UnsafeHome {
+                path: self.dir.clone(),
+                mode: meta.mode() & 0o777,
+            });
+        }
+        Ok(meta.uid())
+    }
+
     /// Creates the folder (mode 0700: only the user may read it).
     pub fn create(&self) -> std::io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;

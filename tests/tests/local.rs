@@ -1,0 +1,27 @@
+//! Attacks from the same machine (issue 13, item 9).
+
+use std::os::unix::fs::PermissionsExt;
+
+use hush_tests::User;
+
+/// Another local user who can write the home folder could swap the
+/// database or plant a socket the CLI talks to: the node refuses to start.
+#[test]
+fn a_home_folder_other_users_can_write_is_refused() {
+    let alice = User::new("alice");
+    std::fs::set_permissions(&alice.home, std::fs::Permissions::from_mode(0o777))
+        .expect("chmod the home");
+    let listen = alice.listen_addr();
+    let run = alice.run(&["node", "run", "--listen", &listen]);
+    assert!(
+        !run.ok(),
+        "the node started in a world-writable home: {run:?}"
+    );
+    assert!(run.stderr.contains("chmod 700"), "{run:?}");
+    // Fixed as the message says, it starts.
+    std::fs::set_permissions(&alice.home, std::fs::Permissions::from_mode(0o700))
+        .expect("chmod the home back");
+    let mut alice = alice;
+    alice.start();
+    assert!(alice.run(&["status"]).ok());
+}

@@ -216,7 +216,8 @@ pub enum WaitFor {
 pub struct SendArgs {
     /// The contact's name
     pub name: String,
-    /// The message
+    /// The message; `-` reads it from standard input (so it stays out of
+    /// the shell history and `ps`)
     pub text: String,
     /// Wait until the message reaches this status
     #[arg(long, value_enum)]

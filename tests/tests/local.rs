@@ -25,3 +25,20 @@ fn a_home_folder_other_users_can_write_is_refused() {
     alice.start();
     assert!(alice.run(&["status"]).ok());
 }
+
+/// A message given on the command line shows in `ps` and the shell
+/// history of the machine; `hush send NAME -` reads it from standard input.
+#[test]
+fn a_message_can_come_from_standard_input_not_the_command_line() {
+    let (alice, bob) = hush_tests::pair();
+    let run = alice.run_with_stdin(&["send", "bob", "-", "--json"], "not in ps\n");
+    assert!(run.ok(), "{run:?}");
+    let id = run.json()["id"].as_str().expect("id").to_owned();
+    alice.wait_status("bob", &id, "delivered");
+    let texts: Vec<String> = bob
+        .history("alice")
+        .iter()
+        .map(|m| m["text"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(texts, ["not in ps"]);
+}

@@ -1,10 +1,12 @@
 //! 1:1 chat: `hush send`, `hush history`, `hush read`, and `hush events`.
 
-use hush_protocol::text::for_terminal;
+use std::io::Read;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use hush_node::{Client, MessageView, SendReceipt, Status};
+use hush_protocol::MAX_TEXT_LEN;
+use hush_protocol::text::for_terminal;
 use serde_json::{Value, json};
 
 use super::print_json;
@@ -16,9 +18,14 @@ pub async fn send(client: &mut Client, args: SendArgs) -> Result<ExitCode> {
         WaitFor::Delivered => Status::Delivered,
         WaitFor::Read => Status::Read,
     });
+    let text = if args.text == "-" {
+        read_stdin()?
+    } else {
+        args.text
+    };
     let params = json!({
         "contact": args.name,
-        "text": args.text,
+        "text": text,
         "wait": wait,
         "timeout_ms": args.timeout.saturating_mul(1000),
     });
@@ -41,6 +48,21 @@ pub async fn send(client: &mut Client, args: SendArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(crate::EXIT_TIMED_OUT));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The message from standard input, without the final newline.
+fn read_stdin() -> Result<String> {
+    let mut text = String::new();
+    std::io::stdin()
+        .take(MAX_TEXT_LEN as u64 + 2)
+        .read_to_string(&mut text)
+        .context("could not read the message from standard input (it must be UTF-8 text)")?;
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    let text = text.strip_suffix('\r').unwrap_or(text).to_owned();
+    if text.len() > MAX_TEXT_LEN {
+        bail!("the message on standard input is over {MAX_TEXT_LEN} bytes: shorten it");
+    }
+    Ok(text)
 }
 
 pub async fn history(client: &mut Client, args: HistoryArgs) -> Result<()> {

@@ -399,6 +399,9 @@ pub struct GroupBook<P, A, M> {
     /// Groups holding ops whose parents we lack: since when, and whom to
     /// ask for every op if they do not arrive.
     missing_since: HashMap<GroupId, (u64, AccountId)>,
+    /// When each member last got our whole op set (see
+    /// [`SYNC_AFTER_MS`]); entries older than that are dropped.
+    synced: HashMap<(GroupId, AccountId), u64>,
     /// Topic messages held unvalidated until their session's key arrives:
     /// session → (message id, the peer it came from, since when).
     awaiting: HashMap<SessionId, Vec<(M, P, u64)>>,
@@ -485,6 +488,7 @@ where
             fresh_pending: HashMap::new(),
             receiving: HashSet::new(),
             missing_since: HashMap::new(),
+            synced: HashMap::new(),
             awaiting: HashMap::new(),
             awaiting_count: 0,
             outsiders: HashSet::new(),

@@ -8,8 +8,8 @@ use std::hash::Hash;
 use super::Severity;
 use super::{
     DeviceLookup, GroupAfter, GroupBook, GroupEffect, GroupNotice, GroupWrite, MAX_AWAITING,
-    MAX_GROUPS, MAX_OUTSIDERS_LOGGED, MAX_PENDING, MAX_UNCLAIMED_BYTES, UNCLAIMED_FOR_MS,
-    VALIDATION_WAIT_MS, Waiting,
+    MAX_GROUPS, MAX_OUTSIDERS_LOGGED, MAX_PENDING, MAX_UNCLAIMED_BYTES, SYNC_AFTER_MS,
+    UNCLAIMED_FOR_MS, VALIDATION_WAIT_MS, Waiting,
 };
 use crate::device::{Ctx, GroupRecord, MessageRecord, PendingRecord, Status};
 use crate::{
@@ -338,6 +338,16 @@ where
                 if !g.state.members.contains_key(&account) {
                     return;
                 }
+                // The whole op set at most once per window to each member:
+                // asking again and again must not fill our outbox.
+                let now = ctx.now.mono_ms;
+                self.synced
+                    .retain(|_, at| now.saturating_sub(*at) < SYNC_AFTER_MS);
+                if self.synced.contains_key(&(id, account)) {
+                    self.note(id, Severity::Info, "a repeated sync request ignored");
+                    return;
+                }
+                self.synced.insert((id, account), now);
                 let ops: Vec<GroupOp> = g.ops.ops().cloned().collect();
                 self.send_ops(ctx, account, id, ops);
             }

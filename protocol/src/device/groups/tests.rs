@@ -620,3 +620,39 @@ fn a_member_presenting_anothers_room_key_as_its_own_cannot_silence_them() {
         net.members[1].disk.texts(id)
     );
 }
+
+/// Attack (issue 13, item 2): a member asks for the whole op set again and
+/// again; each `SyncRequest` made the admin queue every op to it, without
+/// limit, filling the admin's outbox.
+#[test]
+fn a_member_flooding_sync_requests_gets_the_op_set_once_per_window() {
+    let mut net = Net::new(&["alice", "bob"], config());
+    let id = net.group_of_all(0);
+    let (bob, device) = (net.members[1].key.id(), net.members[1].device);
+    net.olm.clear();
+    for _ in 0..50 {
+        let request = GroupControl {
+            group: id,
+            kind: ControlKind::SyncRequest,
+        };
+        net.call(0, |book, ctx, disk| {
+            book.handle_control(ctx, disk, bob, device, request);
+        });
+    }
+    let answers = net.olm.iter().filter(|(from, _, _)| *from == 0).count();
+    assert_eq!(
+        answers, 1,
+        "one answer (of one control message) for 50 requests"
+    );
+    // Later on, a new request is answered again.
+    net.olm.clear();
+    net.now = net.now.plus_ms(SYNC_AFTER_MS);
+    let request = GroupControl {
+        group: id,
+        kind: ControlKind::SyncRequest,
+    };
+    net.call(0, |book, ctx, disk| {
+        book.handle_control(ctx, disk, bob, device, request);
+    });
+    assert_eq!(net.olm.len(), 1);
+}

@@ -22,8 +22,8 @@ mod tests;
 
 pub use dht::{MAX_DHT_RECORDS, dht_record_lifetime};
 pub use engine::{
-    EXPIRE_BATCH, FETCH_BYTES, MAX_PENDING_BYTES, MAX_WAITERS, RelayEngine, RelayEvent, RelayRules,
-    RelayStats,
+    EXPIRE_BATCH, FETCH_BYTES, KEY_CLAIMS_PER_MINUTE, MAX_PENDING_BYTES, MAX_WAITERS, RelayEngine,
+    RelayEvent, RelayRules, RelayStats,
 };
 pub use memory::MemoryMailStore;
 pub use quota::Quotas;

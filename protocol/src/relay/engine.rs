@@ -117,6 +117,12 @@ struct Waiter<R> {
     deadline_ms: u64,
 }
 
+/// One-time keys a device's relay hands out per minute at most; further
+/// claims get the fallback key.
+pub const KEY_CLAIMS_PER_MINUTE: u32 = 10;
+/// Devices whose claims are counted at once (a minute's worth).
+const MAX_CLAIM_WINDOWS: usize = 100_000;
+
 /// The relay's mailbox logic. `R` is the host's reply token (a response
 /// channel), handed back with each answer.
 #[derive(Debug)]
@@ -133,6 +139,9 @@ pub struct RelayEngine<R> {
     pending: HashSet<DepositDigest>,
     /// One-time keys handed out but not yet deleted on disk.
     taken: HashSet<(DeviceId, OneTimeKey)>,
+    /// One-time keys handed out per device in the current minute: (minute
+    /// start, count); at most [`MAX_CLAIM_WINDOWS`] devices.
+    claims: HashMap<DeviceId, (u64, u32)>,
     waiters: HashMap<MailboxId, Waiter<R>>,
     next_sweep_ms: u64,
     replies: VecDeque<(R, MailboxResponse)>,
@@ -167,6 +176,7 @@ impl<R> RelayEngine<R> {
             committing: None,
             pending: HashSet::new(),
             taken: HashSet::new(),
+            claims: HashMap::new(),
             waiters: HashMap::new(),
             replies: VecDeque::new(),
             events: VecDeque::new(),
@@ -213,7 +223,7 @@ impl<R> RelayEngine<R> {
                 self.reply(reply, response);
             }
             MailboxRequest::Deposit { items } => self.deposit(now, sender, items, reply, store),
-            MailboxRequest::ClaimKey { device } => self.claim_key(device, reply, store),
+            MailboxRequest::ClaimKey { device } => self.claim_key(now, device, reply, store),
             MailboxRequest::Owner { auth, request } => {
                 if !self.secrets.is_fresh(&auth.challenge, now.unix_ms / 1000) {
                     self.reply(reply, MailboxResponse::refused(Refusal::StaleChallenge));
@@ -465,9 +475,33 @@ impl<R> RelayEngine<R> {
         }
     }
 
-    fn claim_key(&mut self, device: DeviceId, reply: R, store: &impl MailLookup) {
+    /// Whether another of `device`'s one-time keys may go out now: at most
+    /// [`KEY_CLAIMS_PER_MINUTE`] a minute, so a stranger cannot drain them
+    /// (the fallback key answers beyond that).
+    fn may_take_key(&mut self, now: Now, device: DeviceId) -> bool {
+        let minute = now.mono_ms / 60_000;
+        if !self.claims.contains_key(&device) && self.claims.len() >= MAX_CLAIM_WINDOWS {
+            self.claims.retain(|_, (start, _)| *start == minute);
+            if self.claims.len() >= MAX_CLAIM_WINDOWS {
+                return false;
+            }
+        }
+        let (start, count) = self.claims.entry(device).or_insert((minute, 0));
+        if *start != minute {
+            *start = minute;
+            *count = 0;
+        }
+        if *count >= KEY_CLAIMS_PER_MINUTE {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn claim_key(&mut self, now: Now, device: DeviceId, reply: R, store: &impl MailLookup) {
+        let one_time = self.may_take_key(now, device);
         let taken = &self.taken;
-        let found = store.hosted_key(&device, &|k| taken.contains(&(device, *k)));
+        let found = store.hosted_key(&device, &|k| !one_time || taken.contains(&(device, *k)));
         match found {
             Ok(Some((key, bundle))) => {
                 let Ok(bundle) = KeyBundle::from_bytes(&bundle) else {

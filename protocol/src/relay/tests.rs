@@ -478,3 +478,42 @@ fn topics_are_kept_up_to_the_cap_and_only_group_messages_accepted() {
         HistoryAction::Answer(crate::HistoryResponse::Refused { .. })
     ));
 }
+
+/// Attack (issue 13, item 7): a stranger claims a device's one-time keys
+/// one after another until only the fallback key is left, so every first
+/// contact after that gets the (reused) fallback.
+#[test]
+fn a_stranger_draining_one_time_keys_gets_a_few_per_minute_then_the_fallback() {
+    let mut relay = Relay::new(Quotas::default());
+    let bob = owner_key(1);
+    let device = DeviceId(bob.verifying_key().to_bytes());
+    let bundle = |otk: u8| KeyBundle {
+        device_id: device,
+        identity_key: [3; 32],
+        one_time_key: [otk; 32],
+        signature: [0; 64],
+    };
+    let upload = OwnerRequest::PutKeys {
+        one_time: (1..=50).map(bundle).collect(),
+        fallback: bundle(99),
+    };
+    relay.owner(1, &bob, upload);
+    relay.commit();
+    assert!(relay.answer(1).is_some());
+    let mut one_time = 0;
+    for token in 10..60 {
+        relay.request(token, b"mallory", &MailboxRequest::ClaimKey { device });
+        relay.commit();
+        match relay.answer(token) {
+            Some(MailboxResponse::Key(b)) if b.one_time_key[0] != 99 => one_time += 1,
+            Some(MailboxResponse::Key(_)) => {}
+            other => panic!("no key at all: {other:?}"),
+        }
+    }
+    assert_eq!(one_time, KEY_CLAIMS_PER_MINUTE, "the rest got the fallback");
+    // A minute later, one-time keys are handed out again.
+    relay.advance(60_000);
+    relay.request(70, b"carol", &MailboxRequest::ClaimKey { device });
+    relay.commit();
+    assert!(matches!(relay.answer(70), Some(MailboxResponse::Key(b)) if b.one_time_key[0] != 99));
+}

@@ -2,6 +2,7 @@
 //! history, and control messages (ops, sync requests, room keys, receipts)
 //! over Olm.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::Hash;
 
@@ -13,8 +14,8 @@ use super::{
 };
 use crate::device::{Ctx, GroupRecord, MessageRecord, PendingRecord, Status};
 use crate::{
-    AccountId, Body, ControlKind, ConversationId, DeviceId, GroupControl, GroupId, GroupMessage,
-    GroupOp, MegolmInbound, OpSet, Payload, ReceiptKind, SessionId, Wire,
+    AccountId, Action, Body, ControlKind, ConversationId, DeviceId, GroupControl, GroupId,
+    GroupMessage, GroupOp, MegolmInbound, OpSet, Payload, ReceiptKind, SessionId, Wire,
 };
 
 /// Whether a topic message is forwarded to the topic's other peers.
@@ -421,6 +422,18 @@ where
             }
             self.insert(id, OpSet::default(), GroupRecord::default(), None);
         }
+        // Only accounts the group has named (its creator, and whoever they
+        // or those they invited invited) author its ops: a stranger's
+        // signed ops would otherwise be kept for good.
+        if let Some(g) = self.groups.get(&id) {
+            let named = named_accounts(g.ops.ops().chain(verified.iter()));
+            let before = verified.len();
+            verified.retain(|op| named.contains(&op.author));
+            if verified.len() < before {
+                let what = "group ops by accounts the group never named; ignored";
+                self.note(id, Severity::Warn, what);
+            }
+        }
         for op in &verified {
             ctx.clock.observe(op.at, ctx.now);
         }
@@ -507,4 +520,28 @@ where
         }
         self.unclaimed.insert(id, (since, ops, bytes));
     }
+}
+
+/// The accounts a set of ops names, from the creator on: the creator, and
+/// every account invited by an account already named.
+fn named_accounts<'a>(ops: impl Iterator<Item = &'a GroupOp>) -> HashSet<AccountId> {
+    let mut creators = Vec::new();
+    let mut invited: HashMap<AccountId, Vec<AccountId>> = HashMap::new();
+    for op in ops {
+        match &op.action {
+            Action::Create { .. } => creators.push(op.author),
+            Action::Invite { card, .. } => {
+                invited.entry(op.author).or_default().push(card.account())
+            }
+            _ => {}
+        }
+    }
+    let mut named: HashSet<AccountId> = HashSet::new();
+    let mut next = creators;
+    while let Some(account) = next.pop() {
+        if named.insert(account) {
+            next.extend(invited.get(&account).into_iter().flatten().copied());
+        }
+    }
+    named
 }

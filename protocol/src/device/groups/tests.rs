@@ -11,7 +11,9 @@ use rand::seq::SliceRandom;
 
 use super::*;
 use crate::device::{MessageClock, Status};
-use crate::{Action, Body, DeviceKeys, DeviceList, GroupControl, GroupMessage, Now};
+use crate::{
+    AccountKey, Action, Body, DeviceKeys, DeviceList, GroupControl, GroupMessage, MessageId, Now,
+};
 
 type Book = GroupBook<DeviceId, (), u64>;
 
@@ -655,4 +657,37 @@ fn a_member_flooding_sync_requests_gets_the_op_set_once_per_window() {
         book.handle_control(ctx, disk, bob, device, request);
     });
     assert_eq!(net.olm.len(), 1);
+}
+
+/// Attack (issue 13, item 2, junk ops): anyone who can send us group
+/// control (a contact, a member of another group) signs ops for a group
+/// with accounts the group never named; each was stored forever, towards
+/// the cap at which the group refuses every change.
+#[test]
+fn signed_ops_by_accounts_the_group_never_named_are_not_kept() {
+    let mut net = Net::new(&["alice", "bob"], config());
+    let id = net.group_of_all(0);
+    let parents = net.members[0].book.group(&id).unwrap().ops().heads();
+    let junk: Vec<GroupOp> = (0..20u8)
+        .map(|i| {
+            let key = AccountKey::from_seed([200 + i; 32]);
+            GroupOp::sign(
+                &key,
+                id,
+                MessageId(u128::from(i) + 1),
+                parents.clone(),
+                Action::Leave,
+            )
+        })
+        .collect();
+    let before = net.members[0].book.group(&id).unwrap().ops().len();
+    let (bob, device) = (net.members[1].key.id(), net.members[1].device);
+    let control = GroupControl {
+        group: id,
+        kind: ControlKind::Ops(junk),
+    };
+    net.call(0, |book, ctx, disk| {
+        book.handle_control(ctx, disk, bob, device, control);
+    });
+    assert_eq!(net.members[0].book.group(&id).unwrap().ops().len(), before);
 }

@@ -125,16 +125,24 @@ impl User {
         format!("/ip4/127.0.0.1/tcp/{}", self.port)
     }
 
-    /// Runs `hush --home HOME ARGS…` to completion (at most 60 s).
-    pub fn run(&self, args: &[&str]) -> Run {
-        let mut child = Command::new(hush_bin())
+    /// `hush --home HOME ARGS…`, its output piped.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(hush_bin());
+        command
             .arg("--home")
             .arg(&self.home)
             .args(args)
             .env("HUSH_LOG", "warn")
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    /// Runs `hush --home HOME ARGS…` to completion (at most 60 s).
+    pub fn run(&self, args: &[&str]) -> Run {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::null())
             .spawn()
             .expect("spawn hush");
         // Read both pipes while it runs: a large output must not block it.
@@ -170,14 +178,9 @@ impl User {
     /// Runs `hush --home HOME ARGS…` with `input` on its standard input.
     pub fn run_with_stdin(&self, args: &[&str], input: &str) -> Run {
         use std::io::Write;
-        let mut child = Command::new(hush_bin())
-            .arg("--home")
-            .arg(&self.home)
-            .args(args)
-            .env("HUSH_LOG", "warn")
+        let mut child = self
+            .command(args)
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn hush");
         if let Some(mut stdin) = child.stdin.take() {

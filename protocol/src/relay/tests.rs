@@ -93,6 +93,17 @@ fn signed(key: &SigningKey, challenge: [u8; 32], request: OwnerRequest) -> Mailb
     }
 }
 
+/// A key bundle of `device` with one-time key `otk` (the relay does not
+/// check the Olm signature).
+fn key_bundle(device: DeviceId, otk: u8) -> KeyBundle {
+    KeyBundle {
+        device_id: device,
+        identity_key: [3; 32],
+        one_time_key: [otk; 32],
+        signature: [0; 64],
+    }
+}
+
 fn owner_key(n: u8) -> SigningKey {
     SigningKey::from_bytes(&[n; 32])
 }
@@ -366,12 +377,7 @@ fn a_one_time_key_is_handed_out_once_then_the_fallback() {
     let mut relay = Relay::new(Quotas::default());
     let bob = owner_key(1);
     let device = DeviceId(bob.verifying_key().to_bytes());
-    let bundle = |otk: u8| KeyBundle {
-        device_id: device,
-        identity_key: [3; 32],
-        one_time_key: [otk; 32],
-        signature: [0; 64],
-    };
+    let bundle = |otk: u8| key_bundle(device, otk);
     relay.request(1, b"carol", &MailboxRequest::ClaimKey { device });
     assert_eq!(
         relay.answer(1),
@@ -487,12 +493,7 @@ fn a_stranger_draining_one_time_keys_gets_a_few_per_minute_then_the_fallback() {
     let mut relay = Relay::new(Quotas::default());
     let bob = owner_key(1);
     let device = DeviceId(bob.verifying_key().to_bytes());
-    let bundle = |otk: u8| KeyBundle {
-        device_id: device,
-        identity_key: [3; 32],
-        one_time_key: [otk; 32],
-        signature: [0; 64],
-    };
+    let bundle = |otk: u8| key_bundle(device, otk);
     let upload = OwnerRequest::PutKeys {
         one_time: (1..=50).map(bundle).collect(),
         fallback: bundle(99),

@@ -103,6 +103,15 @@ impl Disk {
         }
     }
 
+    /// The texts received, in id order.
+    fn incoming(&self) -> Vec<String> {
+        self.messages
+            .values()
+            .filter(|m| !m.outgoing)
+            .map(|m| m.text.clone())
+            .collect()
+    }
+
     /// Texts stored, by direction: (incoming, text, status).
     fn texts(&self) -> Vec<(bool, String, Status)> {
         self.messages
@@ -679,13 +688,7 @@ fn three_devices_talk_pairwise_without_crossed_sessions() {
     net.send(1, "carol", "b→c");
     net.send(2, "alice", "c→a");
     let incoming = |i: usize| -> Vec<String> {
-        let mut t: Vec<String> = net.devs[i]
-            .disk
-            .texts()
-            .into_iter()
-            .filter(|(incoming, _, _)| *incoming)
-            .map(|(_, t, _)| t)
-            .collect();
+        let mut t = net.devs[i].disk.incoming();
         t.sort();
         t
     };

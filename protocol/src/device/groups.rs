@@ -619,21 +619,6 @@ where
         self.effects.pop_front()
     }
 
-    /// When [`GroupBook::handle_tick`] has something to do next
-    /// (monotonic ms).
-    pub fn poll_timeout(&self) -> Option<u64> {
-        let sync = self
-            .missing_since
-            .values()
-            .map(|(at, _)| at + SYNC_AFTER_MS);
-        let awaiting = self
-            .awaiting
-            .values()
-            .flatten()
-            .map(|(_, _, since)| since + VALIDATION_WAIT_MS);
-        sync.chain(awaiting).chain(self.receipts_due_ms).min()
-    }
-
     pub fn group(&self, id: &GroupId) -> Option<&Group<P>> {
         self.groups.get(id)
     }

@@ -4,13 +4,15 @@
 //!
 //! A group's state is not a document anyone edits: it is a pure function of
 //! the *set* of [`GroupOp`]s a member holds. Every op is signed by the
-//! account that made it and stamped with that account's hybrid logical clock
-//! ([`MessageId`]); [`GroupState::fold`] sorts the set by `(at, hash)` and
-//! applies each op that is allowed by the state before it. Two members that
-//! hold the same set compute the same state, whatever order the ops arrived
-//! in, so concurrent changes by two admins converge once the ops have spread.
-//! Each op names the newest ops its author knew (`parents`), which lets a
-//! member see what an author had not seen and pass it on.
+//! account that made it and names the newest ops its author knew
+//! (`parents`). [`OpSet::fold`] applies the ops parents first and judges
+//! each by what its author had seen: it counts only if it descends from the
+//! op that gave its author the role it needs, a removal voids the removed
+//! account's concurrent ops, and an admin removes only admins made after
+//! it. Two members that hold the same set compute the same state, whatever
+//! order the ops arrived in, so concurrent changes by two admins converge
+//! once the ops have spread. The author's clock (`at`, a [`MessageId`])
+//! only orders concurrent ops, and never precedes a parent's.
 //!
 //! The group id binds the creator: it is derived from the creator's account
 //! and a random nonce in the `Create` op, so nobody else can forge a
@@ -38,6 +40,9 @@ pub const DEFAULT_MEMBER_LIMIT: u32 = 1000;
 pub const MAX_MEMBER_LIMIT: u32 = 10_000;
 /// Most ops one group may accumulate; past this, changes are refused.
 pub const MAX_GROUP_OPS: usize = 4 * MAX_MEMBER_LIMIT as usize;
+/// Most ops of one author a member keeps that do not take effect (refused,
+/// void, or waiting for parents): past this, more of its ops are dropped.
+pub const MAX_IDLE_OPS_PER_AUTHOR: u32 = 64;
 /// Most parents one op names.
 pub const MAX_OP_PARENTS: usize = 32;
 /// Largest encoded op (a card is at most a few KiB).

@@ -1,6 +1,8 @@
 //! What a set of ops folds into, and the set a member holds.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 
 use thiserror::Error;
 
@@ -45,6 +47,8 @@ pub enum GroupError {
     RemoveSelf,
     #[error("the group's creator cannot be removed")]
     RemoveCreator,
+    #[error("that admin was made admin before you: only a senior admin can remove it")]
+    Senior,
 }
 
 /// One account in a group.
@@ -57,6 +61,13 @@ pub struct Member {
     pub invited_by: AccountId,
     /// When the member was invited (the invite op's clock).
     pub since: MessageId,
+    /// The op that gave the member its role (its `Create`, `Invite` or
+    /// `Promote`), with that op's clock: the member's ops count only if
+    /// they descend from it, and it ranks admins (an earlier grant is
+    /// senior; see [`GroupState::check`]).
+    pub granted: (MessageId, OpHash),
+    /// The op that made the member joined (its `Create` or `Join`).
+    pub admitted: Option<OpHash>,
 }
 
 /// What a set of ops folds into.
@@ -75,6 +86,10 @@ pub struct GroupState {
     /// A hash over every op applied, in order: two members with the same
     /// value hold the same state.
     pub digest: [u8; 32],
+    /// Per author, how many of its ops did not take effect (refused, void,
+    /// or waiting for parents): what
+    /// [`MAX_IDLE_OPS_PER_AUTHOR`](super::MAX_IDLE_OPS_PER_AUTHOR) caps.
+    pub idle: BTreeMap<AccountId, u32>,
 }
 
 impl GroupState {
@@ -88,37 +103,18 @@ impl GroupState {
             removed: BTreeSet::new(),
             version: 0,
             digest: [0; 32],
+            idle: BTreeMap::new(),
         }
     }
 
-    /// Folds a set of verified ops of group `id` (see [`GroupOp::verify`]):
-    /// sorted by `(at, hash)`, each applied if the state before it allows it.
+    /// Folds a set of verified ops of group `id` (see [`GroupOp::verify`]
+    /// and [`OpSet::fold`] for the rules).
     pub fn fold<'a>(id: GroupId, ops: impl IntoIterator<Item = &'a GroupOp>) -> Self {
-        let hashed: Vec<(OpHash, &GroupOp)> = ops.into_iter().map(|op| (op.hash(), op)).collect();
-        Self::fold_hashed(id, hashed.iter().map(|(h, op)| (h, *op)))
-    }
-
-    /// [`GroupState::fold`] of ops whose hashes are already known.
-    fn fold_hashed<'a>(
-        id: GroupId,
-        ops: impl IntoIterator<Item = (&'a OpHash, &'a GroupOp)>,
-    ) -> Self {
-        let mut sorted: Vec<(MessageId, OpHash, &GroupOp)> = ops
-            .into_iter()
-            .filter(|(_, op)| op.group == id)
-            .map(|(hash, op)| (op.at, *hash, op))
-            .collect();
-        sorted.sort_by_key(|a| (a.0, a.1));
-        let mut state = Self::empty(id);
-        let mut digest = blake3::Hasher::new_derive_key("hush 2026-11 group state");
-        for (_, hash, op) in sorted {
-            if state.apply(op).is_ok() {
-                state.version += 1;
-                digest.update(&hash);
-            }
+        let mut set = OpSet::default();
+        for op in ops {
+            set.insert(op.clone());
         }
-        state.digest = *digest.finalize().as_bytes();
-        state
+        set.fold(id)
     }
 
     pub fn is_admin(&self, account: &AccountId) -> bool {
@@ -186,8 +182,15 @@ impl GroupState {
                 if self.creator.as_ref() == Some(account) {
                     return Err(GroupError::RemoveCreator);
                 }
-                if !self.members.contains_key(account) {
+                let Some(target) = self.members.get(account) else {
                     return Err(GroupError::NoSuchMember);
+                };
+                // An admin removes only admins made after it: two admins
+                // can never remove each other, and a removed admin's
+                // concurrent ops are void (see `OpSet::fold`).
+                let senior = self.members.get(author).map(|m| m.granted);
+                if target.role == Role::Admin && senior.is_some_and(|s| target.granted < s) {
+                    return Err(GroupError::Senior);
                 }
                 Ok(())
             }
@@ -212,8 +215,8 @@ impl GroupState {
         }
     }
 
-    fn apply(&mut self, op: &GroupOp) -> Result<(), GroupError> {
-        self.check(&op.author, &op.action)?;
+    /// Applies an op `check` allowed; `hash` is its name.
+    fn apply(&mut self, op: &GroupOp, hash: OpHash) {
         match &op.action {
             Action::Create {
                 name,
@@ -232,6 +235,8 @@ impl GroupState {
                         card: card.clone(),
                         invited_by: op.author,
                         since: op.at,
+                        granted: (op.at, hash),
+                        admitted: Some(hash),
                     },
                 );
             }
@@ -245,12 +250,15 @@ impl GroupState {
                         card: card.clone(),
                         invited_by: op.author,
                         since: op.at,
+                        granted: (op.at, hash),
+                        admitted: None,
                     },
                 );
             }
             Action::Join => {
                 if let Some(m) = self.members.get_mut(&op.author) {
                     m.status = MemberStatus::Joined;
+                    m.admitted = Some(hash);
                 }
             }
             Action::Leave => {
@@ -263,10 +271,10 @@ impl GroupState {
             Action::Promote { account } => {
                 if let Some(m) = self.members.get_mut(account) {
                     m.role = Role::Admin;
+                    m.granted = (op.at, hash);
                 }
             }
         }
-        Ok(())
     }
 }
 
@@ -274,11 +282,21 @@ impl GroupState {
 #[derive(Debug, Clone, Default)]
 pub struct OpSet {
     ops: HashMap<OpHash, GroupOp>,
-    /// Ops no other op names as a parent.
-    heads: BTreeSet<OpHash>,
-    /// Every hash some op here names as a parent.
-    named: HashSet<OpHash>,
+    /// Answers to "does op `.0` descend from op `.1`?". An op's parents never
+    /// change, so an answer never goes stale; the map is cleared if it grows
+    /// past [`MAX_ANCESTRY_MEMO`].
+    ancestry: RefCell<HashMap<(OpHash, OpHash), bool>>,
 }
+
+/// Most remembered ancestry answers (a few times the most ops a group holds).
+const MAX_ANCESTRY_MEMO: usize = 1 << 18;
+
+/// Most rounds of voiding a fold runs (each round voids at least one op;
+/// real histories need one).
+const MAX_FOLD_ROUNDS: usize = 16;
+
+/// An op in the fold's order: its hash, and the op.
+type Placed<'a> = (OpHash, &'a GroupOp);
 
 impl OpSet {
     pub fn len(&self) -> usize {
@@ -297,9 +315,8 @@ impl OpSet {
         self.ops.values()
     }
 
-    /// The parents a new op names (at most [`MAX_OP_PARENTS`]).
-    pub fn heads(&self) -> Vec<OpHash> {
-        self.heads.iter().take(MAX_OP_PARENTS).copied().collect()
+    pub fn get(&self, hash: &OpHash) -> Option<&GroupOp> {
+        self.ops.get(hash)
     }
 
     /// Adds a verified op; false if it was already here.
@@ -308,20 +325,58 @@ impl OpSet {
         if self.ops.contains_key(&hash) {
             return false;
         }
-        for parent in &op.parents {
-            self.heads.remove(parent);
-            self.named.insert(*parent);
-        }
-        if !self.named.contains(&hash) {
-            self.heads.insert(hash);
-        }
         self.ops.insert(hash, op);
         true
+    }
+
+    /// Drops ops that did not take effect and that no op here names (see
+    /// [`MAX_IDLE_OPS_PER_AUTHOR`](super::MAX_IDLE_OPS_PER_AUTHOR)); the state
+    /// they fold into does not change. Returns the ops dropped.
+    pub fn drop_idle(&mut self, idle: &[OpHash]) -> Vec<OpHash> {
+        let named: HashSet<&OpHash> = self.ops.values().flat_map(|op| &op.parents).collect();
+        let gone: Vec<OpHash> = idle
+            .iter()
+            .filter(|h| !named.contains(h))
+            .copied()
+            .collect();
+        for h in &gone {
+            self.ops.remove(h);
+        }
+        gone
     }
 
     /// Whether every parent of `op` is here (if not, we missed ops).
     pub fn has_parents(&self, op: &GroupOp) -> bool {
         op.parents.iter().all(|p| self.ops.contains_key(p))
+    }
+
+    /// The parents a new op by `author` names (at most [`MAX_OP_PARENTS`]):
+    /// the heads of the complete ops (those whose every ancestor is here), so
+    /// our op never waits on an op we lack. The author's own standing ops
+    /// come first (its ops count only if they descend from them), then the
+    /// newest.
+    pub fn heads(&self, id: GroupId, author: &AccountId) -> Vec<OpHash> {
+        let order = self.causal_order(id);
+        let named: HashSet<&OpHash> = order.iter().flat_map(|(_, op)| &op.parents).collect();
+        let mut heads: Vec<Placed<'_>> = order
+            .into_iter()
+            .filter(|(h, _)| !named.contains(h))
+            .collect();
+        let standing: Vec<OpHash> = self
+            .fold(id)
+            .members
+            .get(author)
+            .map(|m| [Some(m.granted.1), m.admitted])
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect();
+        heads.sort_by_key(|(h, op)| (!standing.contains(h), std::cmp::Reverse((op.at, *h))));
+        heads
+            .into_iter()
+            .take(MAX_OP_PARENTS)
+            .map(|(h, _)| h)
+            .collect()
     }
 
     /// Ops here that `op`'s author had not seen when it made it: neither
@@ -347,9 +402,217 @@ impl OpSet {
         out
     }
 
-    /// The state these ops fold into (their hashes are the map's keys: no
-    /// op is encoded again).
+    /// The state these ops fold into. The rules (`docs/protocol.md`, "Group
+    /// authorization"):
+    ///
+    /// 1. An op takes part only once its whole ancestry is here; a `Create`
+    ///    names no parents, every other op at least one, and no op's `at`
+    ///    precedes a parent's.
+    /// 2. Ops are applied in causal order (parents first); among ops whose
+    ///    parents are all applied, by `(at, hash)`.
+    /// 3. An op takes effect if [`GroupState::check`] allows it in the state
+    ///    so far and it descends from the ops that made its author what the
+    ///    op needs: for a `Join` or `Leave`, its invitation; for an admin's
+    ///    op, the op that made it admin and its join. Nobody acts on a role
+    ///    it had not seen.
+    /// 4. Removal wins: when a `Remove` of an account takes effect, every op
+    ///    of that account concurrent with the removal (neither descends from
+    ///    the other) is void, and the fold runs again without them.
     pub fn fold(&self, id: GroupId) -> GroupState {
-        GroupState::fold_hashed(id, self.ops.iter())
+        self.fold_and_idle(id).0
+    }
+
+    /// [`OpSet::fold`], and the ops of `id` that did not take effect.
+    pub fn fold_and_idle(&self, id: GroupId) -> (GroupState, Vec<OpHash>) {
+        let order = self.causal_order(id);
+        let mut void: HashSet<OpHash> = HashSet::new();
+        let mut round = 0;
+        loop {
+            let (mut state, applied) = self.pass(id, &order, &void);
+            round += 1;
+            let newly = if round < MAX_FOLD_ROUNDS {
+                self.voided_by_removals(&applied, &void)
+            } else {
+                Vec::new()
+            };
+            if newly.is_empty() {
+                let took: HashSet<&OpHash> = applied.iter().map(|(h, _)| h).collect();
+                let mut idle = Vec::new();
+                for (hash, op) in &self.ops {
+                    if op.group == id && !took.contains(hash) {
+                        *state.idle.entry(op.author).or_default() += 1;
+                        idle.push(*hash);
+                    }
+                }
+                return (state, idle);
+            }
+            void.extend(newly);
+        }
+    }
+
+    /// The ops of `id` whose whole ancestry is here and consistent (rule 1),
+    /// parents before children, otherwise by `(at, hash)`.
+    fn causal_order(&self, id: GroupId) -> Vec<Placed<'_>> {
+        // Children waiting on each op, and how many parents each still lacks.
+        let mut children: HashMap<&OpHash, Vec<&OpHash>> = HashMap::new();
+        let mut missing: HashMap<&OpHash, usize> = HashMap::new();
+        let mut ready: BinaryHeap<Reverse<(MessageId, OpHash)>> = BinaryHeap::new();
+        for (hash, op) in self.ops.iter().filter(|(_, op)| op.group == id) {
+            let create = matches!(op.action, Action::Create { .. });
+            if create != op.parents.is_empty() {
+                continue;
+            }
+            let parents: HashSet<&OpHash> = op.parents.iter().collect();
+            if parents.is_empty() {
+                ready.push(Reverse((op.at, *hash)));
+            } else {
+                missing.insert(hash, parents.len());
+                for p in parents {
+                    children.entry(p).or_default().push(hash);
+                }
+            }
+        }
+        let mut order = Vec::new();
+        while let Some(Reverse((at, hash))) = ready.pop() {
+            let Some(op) = self.ops.get(&hash) else {
+                continue;
+            };
+            order.push((hash, op));
+            for child in children.get(&hash).into_iter().flatten() {
+                let Some(left) = missing.get_mut(child) else {
+                    continue;
+                };
+                let Some(c) = self.ops.get(*child) else {
+                    continue;
+                };
+                if c.at < at {
+                    // Backdated before a parent: never takes part.
+                    missing.remove(child);
+                    continue;
+                }
+                *left -= 1;
+                if *left == 0 {
+                    ready.push(Reverse((c.at, **child)));
+                }
+            }
+        }
+        order
+    }
+
+    /// One application of the ops in `order`, skipping `void` (rules 2–3).
+    fn pass<'a>(
+        &self,
+        id: GroupId,
+        order: &[Placed<'a>],
+        void: &HashSet<OpHash>,
+    ) -> (GroupState, Vec<Placed<'a>>) {
+        let mut state = GroupState::empty(id);
+        let mut digest = blake3::Hasher::new_derive_key("hush 2026-11 group state");
+        let mut applied = Vec::new();
+        for &(hash, op) in order {
+            if void.contains(&hash)
+                || state.check(&op.author, &op.action).is_err()
+                || !self.saw_its_standing(&state, &hash, op)
+            {
+                continue;
+            }
+            state.apply(op, hash);
+            state.version += 1;
+            digest.update(&hash);
+            applied.push((hash, op));
+        }
+        state.digest = *digest.finalize().as_bytes();
+        (state, applied)
+    }
+
+    /// Whether `op` descends from what made its author able to make it.
+    fn saw_its_standing(&self, state: &GroupState, hash: &OpHash, op: &GroupOp) -> bool {
+        let Some(m) = state.members.get(&op.author) else {
+            // Only a `Create` passes `check` without being a member.
+            return true;
+        };
+        let needed = match op.action {
+            Action::Create { .. } => return true,
+            Action::Join | Action::Leave => [Some(m.granted.1), None],
+            Action::Invite { .. } | Action::Remove { .. } | Action::Promote { .. } => {
+                [Some(m.granted.1), m.admitted]
+            }
+        };
+        needed
+            .into_iter()
+            .flatten()
+            .all(|ancestor| self.descends(hash, &ancestor))
+    }
+
+    /// Ops of removed accounts concurrent with their removal (rule 4), not
+    /// already in `void`.
+    fn voided_by_removals(&self, applied: &[Placed<'_>], void: &HashSet<OpHash>) -> Vec<OpHash> {
+        let mut by_author: HashMap<&AccountId, Vec<&OpHash>> = HashMap::new();
+        for (hash, op) in applied {
+            by_author.entry(&op.author).or_default().push(hash);
+        }
+        let mut out = Vec::new();
+        for (removal, op) in applied {
+            let Action::Remove { account } = &op.action else {
+                continue;
+            };
+            for theirs in by_author.get(account).into_iter().flatten() {
+                if !void.contains(*theirs)
+                    && !self.descends(removal, theirs)
+                    && !self.descends(theirs, removal)
+                {
+                    out.push(**theirs);
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether op `from` descends from op `ancestor` (both complete). Along
+    /// a parent link `at` never grows, so the walk skips ops older than
+    /// `ancestor`.
+    fn descends(&self, from: &OpHash, ancestor: &OpHash) -> bool {
+        if from == ancestor {
+            return false;
+        }
+        if let Some(known) = self.ancestry.borrow().get(&(*from, *ancestor)) {
+            return *known;
+        }
+        let Some(floor) = self.ops.get(ancestor).map(|o| o.at) else {
+            return false;
+        };
+        let mut seen: HashSet<OpHash> = HashSet::new();
+        let mut stack = vec![*from];
+        let mut found = false;
+        'walk: while let Some(h) = stack.pop() {
+            let Some(op) = self.ops.get(&h) else {
+                continue;
+            };
+            for p in &op.parents {
+                if p == ancestor {
+                    found = true;
+                    break 'walk;
+                }
+                let remembered = self.ancestry.borrow().get(&(*p, *ancestor)).copied();
+                match remembered {
+                    Some(true) => {
+                        found = true;
+                        break 'walk;
+                    }
+                    Some(false) => {}
+                    None => {
+                        if seen.insert(*p) && self.ops.get(p).is_some_and(|o| o.at >= floor) {
+                            stack.push(*p);
+                        }
+                    }
+                }
+            }
+        }
+        let mut memo = self.ancestry.borrow_mut();
+        if memo.len() >= MAX_ANCESTRY_MEMO {
+            memo.clear();
+        }
+        memo.insert((*from, *ancestor), found);
+        found
     }
 }

@@ -113,7 +113,7 @@ fn fold_applies_rules_and_ignores_what_is_not_allowed() {
         &alice,
         id,
         6,
-        vec![],
+        vec![bob_joins.hash()],
         Action::Remove {
             account: bob.key.id(),
         },
@@ -179,7 +179,7 @@ fn concurrent_invites_converge_and_the_limit_holds() {
     // What bob had not seen when he invited dave: alice's invite.
     let unseen: Vec<OpHash> = one.unseen_by(&b).iter().map(|o| o.hash()).collect();
     assert_eq!(unseen, vec![a.hash()]);
-    assert_eq!(one.heads().len(), 2);
+    assert_eq!(one.heads(id, &alice.key.id()).len(), 2);
 }
 
 #[test]
@@ -321,4 +321,201 @@ proptest! {
         let arrived: Vec<&GroupOp> = order.iter().chain(&again).map(|i| &ops[*i]).collect();
         prop_assert_eq!(GroupState::fold(id, arrived), expected);
     }
+}
+
+/// alice creates (limit 10); bob, then carol, are invited as admins and
+/// join; dave is invited as a member and joins. Returns the ops in order.
+fn three_admins_and_a_member() -> (GroupId, [User; 4], Vec<GroupOp>) {
+    let (alice, bob, carol, dave) = (user(1), user(2), user(3), user(4));
+    let nonce = [9; 16];
+    let id = GroupId::derive(&alice.key.id(), &nonce);
+    let c = op(
+        &alice,
+        id,
+        1,
+        vec![],
+        Action::Create {
+            nonce,
+            name: "club".into(),
+            member_limit: 10,
+            card: alice.card.clone(),
+        },
+    );
+    let mut ops = vec![c];
+    let mut at = 1;
+    for (who, role) in [
+        (&bob, Role::Admin),
+        (&carol, Role::Admin),
+        (&dave, Role::Member),
+    ] {
+        at += 1;
+        let invite = op(
+            &alice,
+            id,
+            at,
+            vec![ops.last().unwrap().hash()],
+            Action::Invite {
+                role,
+                card: who.card.clone(),
+            },
+        );
+        at += 1;
+        let join = op(who, id, at, vec![invite.hash()], Action::Join);
+        ops.extend([invite, join]);
+    }
+    (id, [alice, bob, carol, dave], ops)
+}
+
+/// Attack (issue 13, item 1): an admin removed by another signs, after the
+/// fact, ops dated before its removal and naming only what it knew before
+/// it: removing the admin who removed it, and a member. Folded by date
+/// alone, its removal of the remover came first and undid its own removal.
+#[test]
+fn removed_admin_backdating_ops_before_its_removal_changes_nothing() {
+    let (id, [_alice, bob, carol, dave], mut ops) = three_admins_and_a_member();
+    let known = ops.last().unwrap().hash();
+    let removal = op(
+        &bob,
+        id,
+        20,
+        vec![known],
+        Action::Remove {
+            account: carol.key.id(),
+        },
+    );
+    ops.push(removal);
+    // carol, removed, pretends she had not seen it.
+    let revenge = op(
+        &carol,
+        id,
+        10,
+        vec![known],
+        Action::Remove {
+            account: bob.key.id(),
+        },
+    );
+    let spite = op(
+        &carol,
+        id,
+        11,
+        vec![revenge.hash()],
+        Action::Remove {
+            account: dave.key.id(),
+        },
+    );
+    ops.extend([revenge, spite]);
+    let state = GroupState::fold(id, &ops);
+    assert!(state.is_admin(&bob.key.id()), "the remover stays admin");
+    assert!(state.removed.contains(&carol.key.id()));
+    assert!(!state.members.contains_key(&carol.key.id()));
+    assert!(
+        state.is_joined(&dave.key.id()),
+        "her backdated removal is void"
+    );
+}
+
+/// Attack (issue 13, item 1): two admins remove each other at once. The
+/// senior one (made admin first) holds, whatever the dates say.
+#[test]
+fn a_junior_admin_cannot_remove_a_senior_one_even_concurrently() {
+    let (id, [_alice, bob, carol, _dave], mut ops) = three_admins_and_a_member();
+    let known = ops.last().unwrap().hash();
+    let by_bob = op(
+        &bob,
+        id,
+        30,
+        vec![known],
+        Action::Remove {
+            account: carol.key.id(),
+        },
+    );
+    let by_carol = op(
+        &carol,
+        id,
+        12,
+        vec![known],
+        Action::Remove {
+            account: bob.key.id(),
+        },
+    );
+    ops.extend([by_bob, by_carol]);
+    let state = GroupState::fold(id, &ops);
+    assert!(state.is_admin(&bob.key.id()));
+    assert!(!state.members.contains_key(&carol.key.id()));
+    let alone = GroupState::fold(id, ops.iter().take(7).chain(ops.last()));
+    assert!(
+        alone.is_admin(&bob.key.id()),
+        "a junior's removal of a senior is refused"
+    );
+}
+
+/// Attack (issue 13, item 1): an op dated before its own parent (to sort
+/// before something its author saw) takes no part, nor does anything built
+/// on it.
+#[test]
+fn an_op_dated_before_its_parent_takes_no_part() {
+    let (id, [_alice, bob, _carol, dave], mut ops) = three_admins_and_a_member();
+    let known = ops.last().unwrap().hash();
+    let backdated = op(
+        &bob,
+        id,
+        2,
+        vec![known],
+        Action::Remove {
+            account: dave.key.id(),
+        },
+    );
+    ops.push(backdated);
+    let state = GroupState::fold(id, &ops);
+    assert!(state.is_joined(&dave.key.id()));
+    assert_eq!(state.idle.get(&bob.key.id()), Some(&1));
+}
+
+/// Attack (issue 13, item 1): a member signs admin ops dated far ahead,
+/// before anyone made it admin, so they take effect the moment it is
+/// promoted. An op counts only if it descends from the op that gave its
+/// author the role.
+#[test]
+fn admin_ops_signed_before_the_author_was_promoted_take_no_effect() {
+    let (id, [alice, bob, _carol, dave], mut ops) = three_admins_and_a_member();
+    let known = ops.last().unwrap().hash();
+    let presigned = op(
+        &dave,
+        id,
+        1_000,
+        vec![known],
+        Action::Remove {
+            account: bob.key.id(),
+        },
+    );
+    let promote = op(
+        &alice,
+        id,
+        50,
+        vec![known],
+        Action::Promote {
+            account: dave.key.id(),
+        },
+    );
+    ops.extend([presigned, promote.clone()]);
+    let state = GroupState::fold(id, &ops);
+    assert!(state.is_admin(&dave.key.id()));
+    assert!(state.is_joined(&bob.key.id()), "the presigned op is void");
+    // Once promoted, dave's own ops count.
+    let now = op(
+        &dave,
+        id,
+        60,
+        vec![promote.hash()],
+        Action::Invite {
+            role: Role::Member,
+            card: user(5).card,
+        },
+    );
+    ops.push(now);
+    assert!(
+        GroupState::fold(id, &ops)
+            .members
+            .contains_key(&user(5).key.id())
+    );
 }

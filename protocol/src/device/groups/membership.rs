@@ -13,7 +13,8 @@ use super::{
 use crate::device::{Ctx, GroupRecord};
 use crate::{
     AccountId, Action, Body, ContactCard, ControlKind, DeviceId, GroupControl, GroupError, GroupId,
-    GroupOp, MAX_GROUP_OPS, MemberStatus, OpSet, Payload, Role, SessionId, Wire,
+    GroupOp, MAX_GROUP_OPS, MAX_IDLE_OPS_PER_AUTHOR, MemberStatus, OpHash, OpSet, Payload, Role,
+    SessionId, Wire,
 };
 
 impl<P, A, M> GroupBook<P, A, M>
@@ -154,8 +155,15 @@ where
                 },
             });
         }
-        let parents = g.ops.heads();
-        let at = ctx.next_id();
+        let parents = g.ops.heads(id, &me);
+        // `at` may not precede a parent's (a parent from a fast clock
+        // carries ours along).
+        let newest = parents
+            .iter()
+            .filter_map(|p| g.ops.get(p).map(|o| o.at))
+            .max();
+        let next = ctx.next_id();
+        let at = newest.map_or(next, |n| next.max(n));
         let op = GroupOp::sign(&self.me.key, id, at, parents, action);
         self.apply_ops(ctx, id, vec![op], None);
         Ok(id)
@@ -185,18 +193,45 @@ where
                 ));
                 break;
             }
-            let bytes = op.to_bytes();
-            let hash = op.hash();
             if g.ops.insert(op.clone()) {
-                self.effects
-                    .push_back(GroupEffect::Write(GroupWrite::Op(id, hash, bytes)));
                 new.push(op);
+            }
+        }
+        let (state, idle) = g.ops.fold_and_idle(id);
+        if from.is_some() {
+            // An author whose ops do not take effect (junk, void, or
+            // waiting on parents that never come) may not fill the set:
+            // past the cap its new idle ops are dropped.
+            let over: BTreeSet<AccountId> = state
+                .idle
+                .iter()
+                .filter(|(_, n)| **n > MAX_IDLE_OPS_PER_AUTHOR)
+                .map(|(a, _)| *a)
+                .collect();
+            if !over.is_empty() {
+                let fresh: Vec<OpHash> = new
+                    .iter()
+                    .filter(|op| over.contains(&op.author))
+                    .map(GroupOp::hash)
+                    .filter(|h| idle.contains(h))
+                    .collect();
+                let gone = g.ops.drop_idle(&fresh);
+                new.retain(|op| !gone.contains(&op.hash()));
+                let what = "a member's group ops that take no effect passed the cap; dropped";
+                self.effects
+                    .push_back(GroupEffect::Note(id, Severity::Warn, what));
             }
         }
         if new.is_empty() {
             return;
         }
-        let state = g.ops.fold(id);
+        for op in &new {
+            self.effects.push_back(GroupEffect::Write(GroupWrite::Op(
+                id,
+                op.hash(),
+                op.to_bytes(),
+            )));
+        }
         g.sources = topic_sources(&state, self.reach);
         g.state = state;
         let after = g.state.clone();

@@ -12,7 +12,8 @@ use rand::seq::SliceRandom;
 use super::*;
 use crate::device::{MessageClock, Status};
 use crate::{
-    AccountKey, Action, Body, DeviceKeys, DeviceList, GroupControl, GroupMessage, MessageId, Now,
+    AccountKey, Action, Body, DeviceKeys, DeviceList, GroupControl, GroupMessage,
+    MAX_IDLE_OPS_PER_AUTHOR, MessageId, Now,
 };
 
 type Book = GroupBook<DeviceId, (), u64>;
@@ -667,7 +668,12 @@ fn a_member_flooding_sync_requests_gets_the_op_set_once_per_window() {
 fn signed_ops_by_accounts_the_group_never_named_are_not_kept() {
     let mut net = Net::new(&["alice", "bob"], config());
     let id = net.group_of_all(0);
-    let parents = net.members[0].book.group(&id).unwrap().ops().heads();
+    let parents = net.members[0]
+        .book
+        .group(&id)
+        .unwrap()
+        .ops()
+        .heads(id, &net.members[0].key.id());
     let junk: Vec<GroupOp> = (0..20u8)
         .map(|i| {
             let key = AccountKey::from_seed([200 + i; 32]);
@@ -690,4 +696,107 @@ fn signed_ops_by_accounts_the_group_never_named_are_not_kept() {
         book.handle_control(ctx, disk, bob, device, control);
     });
     assert_eq!(net.members[0].book.group(&id).unwrap().ops().len(), before);
+}
+
+/// bob (an admin) signs `ops` and sends them to alice and carol.
+fn from_bob(net: &mut Net, id: GroupId, ops: Vec<GroupOp>) {
+    let (bob, device) = (net.members[1].key.id(), net.members[1].device);
+    let control = GroupControl {
+        group: id,
+        kind: ControlKind::Ops(ops),
+    };
+    for i in [0, 2] {
+        let control = control.clone();
+        net.call(i, |book, ctx, disk| {
+            book.handle_control(ctx, disk, bob, device, control);
+        });
+    }
+    net.drive();
+}
+
+/// Attack (issue 13, item 1): an admin dates a removal a century ahead.
+/// Folded by date alone it came after any later re-invitation, so the
+/// removed member could never be invited back.
+#[test]
+fn a_removal_dated_far_ahead_does_not_block_a_reinvitation() {
+    let mut net = Net::new(&["alice", "bob", "carol"], config());
+    let id = net.group_of_all(0);
+    let (bob, carol) = (net.members[1].key.id(), net.members[2].key.id());
+    net.call(0, |book, ctx, _| {
+        book.member_change(ctx, "friends", Action::Promote { account: bob })
+    })
+    .unwrap();
+    net.drive();
+    let parents = net.members[1]
+        .book
+        .group(&id)
+        .unwrap()
+        .ops()
+        .heads(id, &bob);
+    let year_2100 = MessageId::from_parts(4_102_444_800_000, 0, 7);
+    let removal = GroupOp::sign(
+        &net.members[1].key,
+        id,
+        year_2100,
+        parents,
+        Action::Remove { account: carol },
+    );
+    from_bob(&mut net, id, vec![removal]);
+    assert_eq!(net.standing(2, id), Standing::Removed);
+    let card = net.members[2].card.clone();
+    net.call(0, |book, ctx, _| book.invite(ctx, "friends", card, false))
+        .unwrap();
+    net.drive();
+    net.call(2, |book, ctx, _| book.join(ctx, "friends"))
+        .unwrap();
+    net.drive();
+    for i in 0..3 {
+        let state = net.members[i].book.group(&id).unwrap().state();
+        assert!(state.is_joined(&carol), "member {i} sees carol back");
+    }
+}
+
+/// Attack (issue 13, item 2, per-author cap): a member signs thousands of
+/// ops that take no effect (a non-admin removing people); each was kept
+/// for good, towards the cap at which the group refuses every change.
+#[test]
+fn a_members_ops_that_take_no_effect_are_capped() {
+    let mut net = Net::new(&["alice", "bob", "carol"], config());
+    let id = net.group_of_all(0);
+    let (alice, bob) = (net.members[0].key.id(), net.members[1].key.id());
+    let before = net.members[0].book.group(&id).unwrap().ops().len();
+    let parents = net.members[1]
+        .book
+        .group(&id)
+        .unwrap()
+        .ops()
+        .heads(id, &bob);
+    let junk: Vec<GroupOp> = (0..300u128)
+        .map(|i| {
+            GroupOp::sign(
+                &net.members[1].key,
+                id,
+                MessageId(u128::MAX - i),
+                parents.clone(),
+                Action::Remove { account: alice },
+            )
+        })
+        .collect();
+    for chunk in junk.chunks(100) {
+        from_bob(&mut net, id, chunk.to_vec());
+    }
+    let kept = net.members[0].book.group(&id).unwrap().ops().len() - before;
+    assert!(
+        kept <= MAX_IDLE_OPS_PER_AUTHOR as usize,
+        "kept {kept} junk ops"
+    );
+    // The group still works: alice invites, nobody is frozen out.
+    assert!(
+        net.members[0]
+            .book
+            .group(&id)
+            .unwrap()
+            .state()
+            .is_admin(&alice)
+    );
 }

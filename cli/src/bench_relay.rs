@@ -213,9 +213,10 @@ async fn ingest(relay: &RunningRelay, load: Load) -> Result<(f64, Vec<u64>)> {
                         while in_flight.len() < load.window && next < per_sender {
                             let items = request(&mut next);
                             let n = items.len();
-                            let id = swarm
-                                .behaviour_mut()
-                                .send_request(&peer, MailboxRequest::Deposit { items }.to_bytes());
+                            let id = swarm.behaviour_mut().send_request(
+                                &peer,
+                                MailboxRequest::Deposit { right: None, items }.to_bytes(),
+                            );
                             in_flight.insert(id, (Instant::now(), n));
                         }
                         swarm.select_next_some().await
@@ -231,7 +232,7 @@ async fn ingest(relay: &RunningRelay, load: Load) -> Result<(f64, Vec<u64>)> {
                                 let n = items.len();
                                 let id = swarm.behaviour_mut().send_request(
                                     &peer,
-                                    MailboxRequest::Deposit { items }.to_bytes(),
+                                    MailboxRequest::Deposit { right: None, items }.to_bytes(),
                                 );
                                 in_flight.insert(id, (at.into_std(), n));
                                 continue;

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use hush_protocol::device::{CardReach, ContactBook, DeviceEngine, DeviceSelf, MessageClock};
+use hush_protocol::device::{
+    CardReach, ContactBook, DeviceEngine, DeviceSelf, MessageClock, RightIssuer,
+};
 use hush_protocol::{AccountId, ContactCard, OlmDevice};
 use libp2p::request_response::OutboundRequestId;
 use libp2p::swarm::SwarmEvent;
@@ -188,6 +190,7 @@ impl EventLoop {
             DeviceSelf {
                 account: me.account,
                 keys: me.device,
+                issuer: right_issuer(&me.keypair)?,
             },
             olm,
             contacts,
@@ -195,6 +198,9 @@ impl EventLoop {
             card_reach,
         );
         engine.outbox = outbox;
+        for (device, right) in store.rights()? {
+            engine.restore_right(device, right);
+        }
         let mut event_loop = Self {
             swarm,
             store,
@@ -522,4 +528,16 @@ impl EventLoop {
 /// A duration in whole milliseconds, as the engine parts take them.
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Our deposit-right issuer: the device key is the libp2p Ed25519 key.
+fn right_issuer(keypair: &libp2p::identity::Keypair) -> Result<RightIssuer, NodeError> {
+    let ed = keypair.clone().try_into_ed25519().map_err(|_| {
+        NodeError::Identity(std::io::Error::other(
+            "the device key is not an Ed25519 key",
+        ))
+    })?;
+    let mut secret = [0u8; 32];
+    secret.copy_from_slice(ed.secret().as_ref());
+    Ok(RightIssuer::new(secret))
 }

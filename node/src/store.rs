@@ -9,7 +9,9 @@
 
 use std::path::Path;
 
-use hush_protocol::{AccountId, ConversationId, DeviceId, GroupId, MessageId, ReceiptKind};
+use hush_protocol::{
+    AccountId, ConversationId, DepositRight, DeviceId, GroupId, MessageId, ReceiptKind, Wire,
+};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -39,6 +41,8 @@ const GROUP_RECEIPTS: TableDefinition<([u8; 32], u128, [u8; 32]), u8> =
     TableDefinition::new("group_receipts");
 /// (Megolm session id, message digest) → a group message we cannot decrypt
 /// yet (its key has not arrived, or never will).
+/// Contact devices' deposit rights for us: device id → encoded right.
+const DEPOSIT_RIGHTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("deposit_rights");
 const GROUP_PENDING: TableDefinition<([u8; 32], [u8; 32]), &[u8]> =
     TableDefinition::new("group_pending");
 
@@ -126,6 +130,8 @@ pub enum Op {
     PutOutbox(OutboxKey, OutboxRecord),
     DeleteOutbox(OutboxKey),
     PutSeen([u8; 32], u64),
+    /// A contact device's deposit right for us.
+    PutRight(DeviceId, DepositRight),
     PutClock(MessageId),
     PutListenAddresses(Vec<String>),
     PutRelays(Vec<String>),
@@ -169,6 +175,7 @@ impl Store {
             txn.open_table(MEGOLM_IN)?;
             txn.open_table(GROUP_RECEIPTS)?;
             txn.open_table(GROUP_PENDING)?;
+            txn.open_table(DEPOSIT_RIGHTS)?;
         }
         txn.commit()?;
         Ok(Self { db })
@@ -384,6 +391,21 @@ impl Store {
             .collect()
     }
 
+    /// Contact devices' deposit rights for us (ones that no longer decode
+    /// are left out: the contact sends its right again).
+    pub fn rights(&self) -> Result<Vec<(DeviceId, DepositRight)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(DEPOSIT_RIGHTS)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (device, bytes) = row?;
+            if let Ok(right) = DepositRight::from_bytes(bytes.value()) {
+                out.push((DeviceId(device.value()), right));
+            }
+        }
+        Ok(out)
+    }
+
     pub fn contacts(&self) -> Result<Vec<ContactRecord>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(CONTACTS)?;
@@ -500,6 +522,7 @@ impl Store {
             let mut inbound = txn.open_table(MEGOLM_IN)?;
             let mut receipts = txn.open_table(GROUP_RECEIPTS)?;
             let mut pending = txn.open_table(GROUP_PENDING)?;
+            let mut rights = txn.open_table(DEPOSIT_RIGHTS)?;
             for op in ops {
                 match op {
                     Op::PutOlmAccount(pickle) => {
@@ -541,6 +564,9 @@ impl Store {
                     }
                     Op::PutSeen(digest, at) => {
                         seen.insert(digest, at)?;
+                    }
+                    Op::PutRight(device, right) => {
+                        rights.insert(device.0, right.to_bytes().as_slice())?;
                     }
                     Op::PutClock(id) => {
                         meta.insert(CLOCK_KEY, id.0.to_be_bytes().as_slice())?;

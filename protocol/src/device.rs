@@ -23,7 +23,7 @@ pub use clock::{Ctx, MAX_CLOCK_SKEW_MS, MessageClock};
 pub use contacts::{CardReach, Contact, ContactBook, ContactRecord};
 pub use engine::{
     BatchAnswer, ContactError, DeviceAfter, DeviceEffect, DeviceEngine, DeviceNotice, DeviceSelf,
-    DeviceWrite, FULL_RELAY_RETRY_MS, MailPage, Received, SendError,
+    DeviceWrite, FULL_RELAY_RETRY_MS, MailPage, Received, RightIssuer, SendError,
 };
 pub use groups::{
     Acceptance, DeviceLookup, Group, GroupAfter, GroupBook, GroupCommandError, GroupConfig,

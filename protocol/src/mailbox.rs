@@ -34,6 +34,7 @@ const REQUEST_VERSION: u8 = 1;
 const RESPONSE_VERSION: u8 = 1;
 const SEAL_INFO: &[u8] = b"hush 2026 sealed envelope";
 const AUTH_CONTEXT: &[u8] = b"hush mailbox auth v1";
+const RIGHT_CONTEXT: &[u8] = b"hush deposit right v1";
 /// HPKE overhead: the encapsulated key and the AEAD tag.
 const SEAL_OVERHEAD: usize = 32 + 16;
 /// Largest [`SealedEnvelope`] in bytes.
@@ -243,6 +244,90 @@ impl Auth {
     }
 }
 
+/// A mailbox owner's leave for one holder (a contact) to deposit into its
+/// mailbox: the device key's Ed25519 signature over
+/// `"hush deposit right v1" ‖ MailboxId(device) ‖ holder`. The owner sends it
+/// to its contacts over Olm; a relay checks it with the device id alone (no
+/// state), puts the mail in the contacts' share of the mailbox, and counts
+/// it per `holder` instead of per connection. `holder` is an opaque tag the
+/// owner picks per contact; it names nobody to the relay.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct DepositRight {
+    pub device: DeviceId,
+    pub holder: [u8; 16],
+    pub signature: [u8; 64],
+}
+
+impl std::fmt::Debug for DepositRight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DepositRight")
+            .field("device", &self.device)
+            .field("holder", &hex::encode(self.holder))
+            .finish_non_exhaustive()
+    }
+}
+
+impl DepositRight {
+    /// The bytes the device signs.
+    pub fn signed_bytes(mailbox: &MailboxId, holder: &[u8; 16]) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(RIGHT_CONTEXT.len() + 48);
+        buf.extend_from_slice(RIGHT_CONTEXT);
+        buf.extend_from_slice(&mailbox.0);
+        buf.extend_from_slice(holder);
+        buf
+    }
+
+    /// Grants `holder` the right to deposit into the mailbox of the device
+    /// whose key is `key`.
+    pub fn grant(key: &ed25519_dalek::SigningKey, holder: [u8; 16]) -> Self {
+        use ed25519_dalek::Signer;
+        let device = DeviceId(key.verifying_key().to_bytes());
+        let signature = key
+            .sign(&Self::signed_bytes(&MailboxId::of(&device), &holder))
+            .to_bytes();
+        Self {
+            device,
+            holder,
+            signature,
+        }
+    }
+
+    /// The mailbox this right opens.
+    pub fn mailbox(&self) -> MailboxId {
+        MailboxId::of(&self.device)
+    }
+
+    /// Whether the device really signed it.
+    pub fn verify(&self) -> bool {
+        let Ok(key) = VerifyingKey::from_bytes(&self.device.0) else {
+            return false;
+        };
+        key.verify_strict(
+            &Self::signed_bytes(&self.mailbox(), &self.holder),
+            &Signature::from_bytes(&self.signature),
+        )
+        .is_ok()
+    }
+}
+
+impl Wire for DepositRight {
+    const NAME: &'static str = "deposit right";
+
+    fn encode(&self, w: &mut Writer) {
+        w.raw(&self.device.0);
+        w.raw(&self.holder);
+        w.raw(&self.signature);
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            device: DeviceId(r.array()?),
+            holder: r.array()?,
+            signature: r.array()?,
+        })
+    }
+}
+
 /// A request that only the mailbox owner may make.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OwnerRequest {
@@ -325,8 +410,12 @@ impl OwnerRequest {
 pub enum MailboxRequest {
     /// The relay's limits and a fresh challenge.
     Info,
-    /// Leaves sealed envelopes in mailboxes, in this order.
-    Deposit { items: Vec<(MailboxId, Vec<u8>)> },
+    /// Leaves sealed envelopes in mailboxes, in this order. With a right,
+    /// the items for the right's mailbox count as a contact's.
+    Deposit {
+        right: Option<DepositRight>,
+        items: Vec<(MailboxId, Vec<u8>)>,
+    },
     /// Hands out one of the device's one-time keys (each once), or its
     /// fallback key when none is left.
     ClaimKey { device: DeviceId },
@@ -344,8 +433,14 @@ impl Wire for MailboxRequest {
         w.u8(REQUEST_VERSION);
         match self {
             Self::Info => w.u8(0),
-            Self::Deposit { items } => {
-                w.u8(1);
+            Self::Deposit { right, items } => {
+                match right {
+                    None => w.u8(1),
+                    Some(right) => {
+                        w.u8(4);
+                        right.encode(w);
+                    }
+                }
                 w.list(items, |w, (mailbox, sealed)| {
                     w.raw(&mailbox.0);
                     w.bytes(sealed);
@@ -374,7 +469,12 @@ impl Wire for MailboxRequest {
         r.version(Self::NAME, REQUEST_VERSION)?;
         Ok(match r.u8()? {
             0 => Self::Info,
-            1 => {
+            tag @ (1 | 4) => {
+                let right = if tag == 4 {
+                    Some(DepositRight::decode(r)?)
+                } else {
+                    None
+                };
                 let items = r.list("deposit items", MAX_MAILBOX_ITEMS, |r| {
                     Ok((
                         MailboxId(r.array()?),
@@ -387,7 +487,7 @@ impl Wire for MailboxRequest {
                         reason: "a deposit carries at least one item",
                     });
                 }
-                Self::Deposit { items }
+                Self::Deposit { right, items }
             }
             2 => Self::ClaimKey {
                 device: DeviceId(r.array()?),
@@ -427,6 +527,9 @@ pub enum Refusal {
     Unavailable = 7,
     /// No key is left for that device (it never uploaded any).
     NoKeys = 8,
+    /// The mailbox holds as much mail from senders without a deposit right
+    /// (strangers) as it allows.
+    StrangerQuota = 9,
 }
 
 impl Refusal {
@@ -441,6 +544,7 @@ impl Refusal {
             6 => Self::TooLarge,
             7 => Self::Unavailable,
             8 => Self::NoKeys,
+            9 => Self::StrangerQuota,
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "refusal",
@@ -453,7 +557,7 @@ impl Refusal {
     /// Whether trying again later may succeed without anything changing on
     /// the sender's side.
     /// How many refusal codes there are (they run from 0).
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
 
     pub fn is_transient(self) -> bool {
         matches!(self, Self::Unavailable | Self::StaleChallenge)
@@ -472,6 +576,9 @@ impl Refusal {
             Self::TooLarge => "the message is larger than the relay accepts",
             Self::Unavailable => "the relay could not store it right now",
             Self::NoKeys => "the relay holds no keys for that device",
+            Self::StrangerQuota => {
+                "the recipient has not given us a deposit right (have they added us?), and its mailbox holds as much mail from strangers as it allows"
+            }
         }
     }
 }
@@ -728,6 +835,14 @@ mod tests {
         vec![
             MailboxRequest::Info,
             MailboxRequest::Deposit {
+                right: None,
+                items: vec![(MailboxId([4; 32]), vec![5; 40])],
+            },
+            MailboxRequest::Deposit {
+                right: Some(DepositRight::grant(
+                    &ed25519_dalek::SigningKey::from_bytes(&[8; 32]),
+                    [9; 16],
+                )),
                 items: vec![(MailboxId([4; 32]), vec![5; 40])],
             },
             MailboxRequest::ClaimKey {
@@ -801,7 +916,10 @@ mod tests {
 
     #[test]
     fn empty_deposits_and_long_messages_are_handled() {
-        let empty = MailboxRequest::Deposit { items: vec![] };
+        let empty = MailboxRequest::Deposit {
+            right: None,
+            items: vec![],
+        };
         assert!(MailboxRequest::from_bytes(&empty.to_bytes()).is_err());
         let long = MailboxResponse::Refused {
             reason: Refusal::Malformed,

@@ -7,6 +7,7 @@
 use crate::codec::{DecodeError, Reader, Wire, Writer};
 use crate::group::GroupControl;
 use crate::ids::{AccountId, DeviceId, MessageId};
+use crate::mailbox::DepositRight;
 use crate::presence::PresenceKey;
 pub use crate::receipt::{MAX_RECEIPT_IDS, ReceiptKind};
 use crate::receipt::{decode_receipt, encode_receipt};
@@ -32,6 +33,10 @@ pub enum Body {
     /// A group's membership ops, a Megolm key, or receipts for group
     /// messages (only ever over Olm, never on a topic).
     Group(GroupControl),
+    /// The sender device's deposit right for the receiver (see
+    /// [`DepositRight`]): mail the receiver leaves in that device's mailbox
+    /// with it counts as a contact's, not a stranger's.
+    DepositRight(DepositRight),
 }
 
 /// The decrypted content of one envelope. The sender's identity lives here,
@@ -107,6 +112,10 @@ impl Wire for Payload {
                 w.u8(3);
                 control.encode(w);
             }
+            Body::DepositRight(right) => {
+                w.u8(4);
+                right.encode(w);
+            }
         }
     }
 
@@ -123,6 +132,7 @@ impl Wire for Payload {
             }
             2 => Body::PresenceKey(PresenceKey::from_parts(r.u32()?, r.array()?)),
             3 => Body::Group(GroupControl::decode(r)?),
+            4 => Body::DepositRight(DepositRight::decode(r)?),
             tag => return Err(DecodeError::UnknownTag { what: "body", tag }),
         };
         Ok(Self {
@@ -156,6 +166,17 @@ mod tests {
                 }),
             (any::<u32>(), any::<[u8; 32]>())
                 .prop_map(|(epoch, key)| Body::PresenceKey(PresenceKey::from_parts(epoch, key))),
+            (any::<[u8; 32]>(), any::<[u8; 16]>(), any::<[u8; 32]>()).prop_map(
+                |(device, holder, half)| {
+                    let mut signature = [0; 64];
+                    signature[..32].copy_from_slice(&half);
+                    Body::DepositRight(DepositRight {
+                        device: DeviceId(device),
+                        holder,
+                        signature,
+                    })
+                }
+            ),
         ]
     }
 

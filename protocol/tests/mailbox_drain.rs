@@ -9,8 +9,8 @@ use ed25519_dalek::{Signer, SigningKey};
 use hush_protocol::device::{DrainStep, HomeMailbox, PageHandled, PageStart};
 use hush_protocol::relay::{MemoryMailStore, Quotas, RelayEngine, RelayRules};
 use hush_protocol::{
-    Auth, DepositResult, DeviceId, MailboxId, MailboxRequest, MailboxResponse, MailboxSecret, Now,
-    OwnerRequest, SealedEnvelope, Wire,
+    Auth, DepositResult, DepositRight, DeviceId, MailboxId, MailboxRequest, MailboxResponse,
+    MailboxSecret, Now, OwnerRequest, SealedEnvelope, Wire,
 };
 
 const TICK_MS: u64 = 100;
@@ -233,7 +233,11 @@ impl World {
                 self.send(
                     b"alice",
                     Sent::Deposit(first),
-                    &MailboxRequest::Deposit { items },
+                    &MailboxRequest::Deposit {
+                        // bob's contact: its mail is not a stranger's.
+                        right: Some(DepositRight::grant(&self.bob.key, [1; 16])),
+                        items,
+                    },
                 );
             }
             if self.bob.online

@@ -27,6 +27,7 @@ const REFUSALS: [(Refusal, &str); Refusal::COUNT] = [
     (Refusal::TooLarge, "too_large"),
     (Refusal::Unavailable, "unavailable"),
     (Refusal::NoKeys, "no_keys"),
+    (Refusal::StrangerQuota, "stranger_quota"),
 ];
 
 #[derive(Debug, Default)]

@@ -396,7 +396,7 @@ async fn a_flood_of_deposits_hits_the_quotas_not_the_relays_memory() {
                 (hush_protocol::MailboxId(id), sealed)
             })
             .collect();
-        MailboxRequest::Deposit { items }.to_bytes()
+        MailboxRequest::Deposit { right: None, items }.to_bytes()
     };
     // Warm up, then measure.
     for _ in 0..5 {

@@ -56,6 +56,7 @@ fn op_of(write: DeviceWrite) -> Op {
         }
         DeviceWrite::MarkRead(conversation, ids) => Op::MarkRead(conversation, ids),
         DeviceWrite::Seen(digest, at) => Op::PutSeen(digest, at),
+        DeviceWrite::DepositRight(device, right) => Op::PutRight(device, right),
     }
 }
 

@@ -32,7 +32,7 @@ mod receive;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::hash::Hash;
 
@@ -42,9 +42,9 @@ use crate::device::{
     Routes, Severity, Status,
 };
 use crate::{
-    AccountId, AckBatch, Body, ContactCard, ConversationId, DeviceId, DeviceKeys, DirectAck,
-    EnvelopeBatch, KeyBundle, MAX_BATCH_ENVELOPES, MAX_BATCH_LEN, MAX_RECEIPT_IDS, MAX_TEXT_LEN,
-    MessageId, OlmDevice, Payload, PresenceKey, ReceiptKind, RejectReason, Wire,
+    AccountId, AckBatch, Body, ContactCard, ConversationId, DepositRight, DeviceId, DeviceKeys,
+    DirectAck, EnvelopeBatch, KeyBundle, MAX_BATCH_ENVELOPES, MAX_BATCH_LEN, MAX_RECEIPT_IDS,
+    MAX_TEXT_LEN, MessageId, OlmDevice, Payload, PresenceKey, ReceiptKind, RejectReason, Wire,
 };
 
 pub use contacts::ContactError;
@@ -56,6 +56,43 @@ pub use receive::{BatchAnswer, Received};
 pub struct DeviceSelf {
     pub account: AccountId,
     pub keys: DeviceKeys,
+    /// Grants our contacts the right to deposit into our mailbox.
+    pub issuer: RightIssuer,
+}
+
+/// Signs this device's deposit rights ([`DepositRight`]) with the device
+/// key (the Ed25519 key whose public half is the device id).
+#[derive(Clone)]
+pub struct RightIssuer {
+    key: ed25519_dalek::SigningKey,
+}
+
+impl fmt::Debug for RightIssuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RightIssuer { .. }")
+    }
+}
+
+impl RightIssuer {
+    /// From the device key's 32-byte secret.
+    pub fn new(secret: [u8; 32]) -> Self {
+        Self {
+            key: ed25519_dalek::SigningKey::from_bytes(&secret),
+        }
+    }
+
+    /// The right we give `account`. Its holder tag is a keyed hash of the
+    /// account, so a contact always gets the same one and the relay counts
+    /// its mail under one tag that names nobody.
+    pub fn right_for(&self, account: &AccountId) -> DepositRight {
+        let hash = blake3::Hasher::new_derive_key("hush 2026-12 deposit right holder")
+            .update(self.key.as_bytes())
+            .update(&account.0)
+            .finalize();
+        let mut holder = [0; 16];
+        holder.copy_from_slice(&hash.as_bytes()[..16]);
+        DepositRight::grant(&self.key, holder)
+    }
 }
 
 impl DeviceSelf {
@@ -77,6 +114,8 @@ pub enum DeviceWrite {
     MarkRead(ConversationId, Vec<MessageId>),
     /// An envelope's digest: the same bytes are not stored twice.
     Seen([u8; 32], u64),
+    /// A contact device's deposit right for us (replaces the one stored).
+    DepositRight(DeviceId, DepositRight),
 }
 
 /// What the user hears of.
@@ -185,6 +224,11 @@ pub struct DeviceEngine<P, A, Q, M> {
     pub groups: GroupBook<P, A, M>,
     /// The last refusal told per outbox entry, so each is told once.
     problems: HashMap<OutboxKey, String>,
+    /// Contact devices' deposit rights for us: our mail to their mailboxes
+    /// goes with them (one per device on a contact's card).
+    rights: HashMap<DeviceId, DepositRight>,
+    /// Contacts given our deposit right since this engine started.
+    granted: HashSet<AccountId>,
     effects: VecDeque<DeviceEffect<P, A, M>>,
 }
 
@@ -220,6 +264,8 @@ where
             key_service: KeyService::default(),
             groups,
             problems: HashMap::new(),
+            rights: HashMap::new(),
+            granted: HashSet::new(),
             effects: VecDeque::new(),
         };
         engine.sync_peers(0);
@@ -373,6 +419,7 @@ where
             .ok_or_else(|| SendError::UnknownContact {
                 name: contact.to_owned(),
             })?;
+        self.grant_right(ctx, &account);
         let id = ctx.next_id();
         let payload = Payload {
             sender_account: self.me.account,
@@ -417,6 +464,32 @@ where
         };
         self.enqueue(ctx, account, kind, &payload)?;
         Ok(id)
+    }
+
+    /// Sends a contact our deposit right, once per run (and when it is
+    /// added): its mail to our mailbox then counts as a contact's at our
+    /// relays, which a flood from strangers cannot crowd out.
+    pub(crate) fn grant_right(&mut self, ctx: &mut Ctx<'_>, account: &AccountId) {
+        if self.granted.contains(account) {
+            return;
+        }
+        let body = Body::DepositRight(self.me.issuer.right_for(account));
+        match self.send_control(ctx, account, OutboxKind::Right, body) {
+            Ok(_) => {
+                self.granted.insert(*account);
+            }
+            Err(_) => self.note(
+                Severity::Warn,
+                "could not queue our deposit right for a contact",
+            ),
+        }
+    }
+
+    /// A contact device's deposit right, as stored (at start).
+    pub fn restore_right(&mut self, device: DeviceId, right: DepositRight) {
+        if right.device == device {
+            self.rights.insert(device, right);
+        }
     }
 
     /// Queues receipts for `ids` to every device of `account` (at most

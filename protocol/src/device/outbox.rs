@@ -42,6 +42,9 @@ pub enum OutboxKind {
     /// Group control (membership ops, Megolm keys, group receipts): to
     /// members who may be offline, so through their relays too.
     Group,
+    /// Our deposit right for the contact: through its relays too (it may
+    /// be offline), no status.
+    Right,
 }
 
 /// One payload waiting to reach one device, as stored.

@@ -21,8 +21,8 @@ use super::storage::{
     Applied, DepositDigest, MailLookup, OneTimeKey, RelayWrite, Removal, StoreFault, StoredMail,
 };
 use crate::{
-    Auth, DepositResult, DeviceId, KeyBundle, MAX_FETCH_WAIT_MS, MAX_MAILBOX_ITEMS, MailboxId,
-    MailboxRequest, MailboxResponse, Now, OwnerRequest, Refusal, SealedEnvelope, Wire,
+    Auth, DepositResult, DepositRight, DeviceId, KeyBundle, MAX_FETCH_WAIT_MS, MAX_MAILBOX_ITEMS,
+    MailboxId, MailboxRequest, MailboxResponse, Now, OwnerRequest, Refusal, SealedEnvelope, Wire,
 };
 
 /// Deposits waiting for the next commit may hold at most this many bytes;
@@ -122,6 +122,8 @@ struct Waiter<R> {
 pub const KEY_CLAIMS_PER_MINUTE: u32 = 10;
 /// Devices whose claims are counted at once (a minute's worth).
 const MAX_CLAIM_WINDOWS: usize = 100_000;
+/// Deposit rights whose check is remembered (forgotten all at once past it).
+const MAX_REMEMBERED_RIGHTS: usize = 16_384;
 
 /// The relay's mailbox logic. `R` is the host's reply token (a response
 /// channel), handed back with each answer.
@@ -142,6 +144,8 @@ pub struct RelayEngine<R> {
     /// One-time keys handed out per device in the current minute: (minute
     /// start, count); at most [`MAX_CLAIM_WINDOWS`] devices.
     claims: HashMap<DeviceId, (u64, u32)>,
+    /// Deposit rights checked lately, by their hash: whether each holds.
+    rights: HashMap<[u8; 32], bool>,
     waiters: HashMap<MailboxId, Waiter<R>>,
     next_sweep_ms: u64,
     replies: VecDeque<(R, MailboxResponse)>,
@@ -177,6 +181,7 @@ impl<R> RelayEngine<R> {
             pending: HashSet::new(),
             taken: HashSet::new(),
             claims: HashMap::new(),
+            rights: HashMap::new(),
             waiters: HashMap::new(),
             replies: VecDeque::new(),
             events: VecDeque::new(),
@@ -222,7 +227,9 @@ impl<R> RelayEngine<R> {
                 };
                 self.reply(reply, response);
             }
-            MailboxRequest::Deposit { items } => self.deposit(now, sender, items, reply, store),
+            MailboxRequest::Deposit { right, items } => {
+                self.deposit(now, sender, right, items, reply, store);
+            }
             MailboxRequest::ClaimKey { device } => self.claim_key(now, device, reply, store),
             MailboxRequest::Owner { auth, request } => {
                 if !self.secrets.is_fresh(&auth.challenge, now.unix_ms / 1000) {
@@ -392,15 +399,36 @@ impl<R> RelayEngine<R> {
         }
     }
 
+    /// Whether a deposit right is the device's own signature (answers are
+    /// remembered: a contact sends the same right with every deposit).
+    fn right_holds(&mut self, right: &DepositRight) -> bool {
+        let key = *blake3::hash(&right.to_bytes()).as_bytes();
+        if let Some(known) = self.rights.get(&key) {
+            return *known;
+        }
+        let holds = right.verify();
+        if self.rights.len() >= MAX_REMEMBERED_RIGHTS {
+            self.rights.clear();
+        }
+        self.rights.insert(key, holds);
+        holds
+    }
+
     fn deposit(
         &mut self,
         now: Now,
         sender: &[u8],
+        right: Option<DepositRight>,
         items: Vec<(MailboxId, Vec<u8>)>,
         reply: R,
         store: &impl MailLookup,
     ) {
-        let tag = self.secrets.sender_tag(sender);
+        let stranger = self.secrets.sender_tag(sender);
+        // Items for the right's mailbox count as its holder's, in the
+        // contacts' share; everything else as this connection's.
+        let holder = right
+            .filter(|r| self.right_holds(r))
+            .map(|r| (r.mailbox(), self.secrets.holder_tag(&r.holder)));
         let digests: Vec<DepositDigest> = items.iter().map(|(_, s)| DepositDigest::of(s)).collect();
         // One read for the whole deposit; if it fails, the items are
         // refused as unavailable (never stored twice).
@@ -417,6 +445,10 @@ impl<R> RelayEngine<R> {
         let mut woken = HashSet::new();
         for (i, ((mailbox, sealed), digest)) in items.into_iter().zip(digests).enumerate() {
             let len = sealed.len() as u64;
+            let tag = match holder {
+                Some((opens, tag)) if opens == mailbox => tag,
+                _ => stranger,
+            };
             let known = known.as_ref().map(|k| k.get(i).copied().unwrap_or(false));
             let refusal = if SealedEnvelope::from_bytes(&sealed).is_err() {
                 Some(Refusal::Malformed)

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
+use super::secrets::is_holder;
 use crate::{MAX_SEALED_LEN, MailboxId, Refusal};
 
 /// Limits that keep one mailbox, one sender or the whole relay from using
@@ -21,6 +22,10 @@ pub struct Quotas {
     /// Most items one sender may have waiting in one mailbox, so a flooding
     /// sender fills only its own share and never pushes anyone else out.
     pub sender_items: u64,
+    /// Most items one mailbox holds from senders without a deposit right
+    /// (strangers, all of them together), so a flood of fresh peer ids
+    /// fills only this share and contacts' mail still gets in.
+    pub stranger_items: u64,
     /// Total bytes of mail the relay stores.
     pub disk_bytes: u64,
     /// Most one-time keys hosted per device.
@@ -34,6 +39,7 @@ impl Default for Quotas {
             mailbox_items: 10_000,
             mailbox_bytes: 256 * 1024 * 1024,
             sender_items: 2_000,
+            stranger_items: 200,
             disk_bytes: 10 * 1024 * 1024 * 1024,
             one_time_keys_per_device: 100,
         }
@@ -47,6 +53,8 @@ pub(super) struct Usage {
     /// Items and bytes per mailbox.
     mailboxes: HashMap<MailboxId, (u64, u64)>,
     senders: HashMap<(MailboxId, u64), u64>,
+    /// Items from strangers per mailbox.
+    strangers: HashMap<MailboxId, u64>,
     pub(super) items: u64,
     pub(super) bytes: u64,
 }
@@ -83,6 +91,13 @@ impl Usage {
             .is_some_and(|n| *n >= quotas.sender_items)
         {
             Some(Refusal::SenderQuota)
+        } else if !is_holder(tag)
+            && self
+                .strangers
+                .get(mailbox)
+                .is_some_and(|n| *n >= quotas.stranger_items)
+        {
+            Some(Refusal::StrangerQuota)
         } else {
             None
         }
@@ -93,6 +108,9 @@ impl Usage {
         m.0 += 1;
         m.1 += bytes;
         *self.senders.entry((mailbox, tag)).or_default() += 1;
+        if !is_holder(tag) {
+            *self.strangers.entry(mailbox).or_default() += 1;
+        }
         self.items += 1;
         self.bytes += bytes;
     }
@@ -109,6 +127,14 @@ impl Usage {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 self.senders.remove(&(mailbox, tag));
+            }
+        }
+        if !is_holder(tag)
+            && let Some(n) = self.strangers.get_mut(&mailbox)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.strangers.remove(&mailbox);
             }
         }
         self.items = self.items.saturating_sub(1);

@@ -55,10 +55,29 @@ impl Secrets {
     /// An unlinkable tag for the sending peer, for per-sender quotas. It is
     /// keyed with a secret that dies with the process, so a stored tag says
     /// nothing about who deposited once the relay restarts.
+    /// Its lowest bit is 0: a stranger's (see [`Secrets::holder_tag`]).
     pub(super) fn sender_tag(&self, sender: &[u8]) -> u64 {
-        let hash = blake3::keyed_hash(&self.tag_key, sender);
+        self.tag(b"peer", sender) & !1
+    }
+
+    /// The tag of a deposit right's holder (a contact of the mailbox
+    /// owner), the same for all its connections. Its lowest bit is 1.
+    pub(super) fn holder_tag(&self, holder: &[u8; 16]) -> u64 {
+        self.tag(b"holder", holder) | 1
+    }
+
+    fn tag(&self, kind: &[u8], who: &[u8]) -> u64 {
+        let hash = blake3::Hasher::new_keyed(&self.tag_key)
+            .update(kind)
+            .update(who)
+            .finalize();
         let mut word = [0u8; 8];
         word.copy_from_slice(&hash.as_bytes()[..8]);
         u64::from_be_bytes(word)
     }
+}
+
+/// Whether a sender tag is a deposit right holder's.
+pub(super) fn is_holder(tag: u64) -> bool {
+    tag & 1 == 1
 }

@@ -125,6 +125,7 @@ fn sealed(n: u32, len: usize) -> Vec<u8> {
 
 fn deposit(mailbox: MailboxId, items: impl IntoIterator<Item = u32>) -> MailboxRequest {
     MailboxRequest::Deposit {
+        right: None,
         items: items
             .into_iter()
             .map(|n| (mailbox, sealed(n, 64)))
@@ -240,6 +241,7 @@ fn quotas_refuse_with_the_quota_that_was_hit() {
         ]
     );
     let big = MailboxRequest::Deposit {
+        right: None,
         items: vec![
             (mailbox_of(&owner_key(2)), sealed(7, 400)),
             (mailbox, vec![9]),

@@ -36,7 +36,7 @@ where
     /// them and reads our mailboxes again (mail from them may wait there).
     pub fn add_contact(
         &mut self,
-        ctx: &Ctx<'_>,
+        ctx: &mut Ctx<'_>,
         name: String,
         card: ContactCard,
         card_text: String,
@@ -64,6 +64,7 @@ where
             .push_back(DeviceEffect::Write(DeviceWrite::Contact(record.clone())));
         let reach = (self.reach)(&card);
         self.contacts.insert(record.clone(), card, reach);
+        self.grant_right(ctx, &account);
         Ok(record)
     }
 

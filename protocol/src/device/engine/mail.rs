@@ -158,7 +158,11 @@ where
                 addr,
                 device: *device,
                 keys,
-                request: MailboxRequest::Deposit { items }.to_bytes(),
+                request: MailboxRequest::Deposit {
+                    right: self.rights.get(device).copied(),
+                    items,
+                }
+                .to_bytes(),
             });
         }
     }

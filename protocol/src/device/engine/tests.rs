@@ -40,6 +40,7 @@ struct Disk {
     messages: BTreeMap<(ConversationId, MessageId), MessageRecord>,
     read: HashSet<(ConversationId, MessageId)>,
     outbox: BTreeMap<OutboxKey, OutboxRecord>,
+    rights: BTreeMap<DeviceId, DepositRight>,
 }
 
 impl DeviceLookup for Disk {
@@ -99,6 +100,9 @@ impl Disk {
             DeviceWrite::Contact(_) => {}
             DeviceWrite::Seen(digest, _) => {
                 self.seen.insert(digest);
+            }
+            DeviceWrite::DepositRight(device, right) => {
+                self.rights.insert(device, right);
             }
         }
     }
@@ -173,6 +177,7 @@ fn dev_with(seed: u8, name: &str, relayed: bool) -> Dev {
     let me = DeviceSelf {
         account: key.id(),
         keys,
+        issuer: RightIssuer::new([seed; 32]),
     };
     Dev {
         signing,
@@ -192,6 +197,8 @@ fn dev_with(seed: u8, name: &str, relayed: bool) -> Dev {
 /// What a request to the relay was for.
 #[derive(Debug)]
 enum Ask {
+    /// A deposit by a stranger of the test (its answer is ignored).
+    Junk,
     Claim(DeviceId),
     Deposit(DeviceId, Vec<OutboxKey>),
     Info,
@@ -286,7 +293,7 @@ impl Net {
             retention_secs: 3600,
         };
         let relay = RelayEngine::load(rules, [[1; 32], [2; 32]], &relay_store, now).unwrap();
-        Self {
+        let mut net = Self {
             devs,
             relay,
             relay_store,
@@ -294,7 +301,21 @@ impl Net {
             next_request: 0,
             wire: VecDeque::new(),
             sent_batches: Vec::new(),
+        };
+        net.exchange_rights();
+        net
+    }
+
+    /// Every device gives every contact its deposit right, while all are
+    /// online (as when they added each other's cards).
+    fn exchange_rights(&mut self) {
+        let accounts: Vec<AccountId> = self.devs.iter().map(|d| d.engine.me().account).collect();
+        for i in 0..self.devs.len() {
+            for account in accounts.iter().filter(|a| **a != accounts[i]) {
+                self.call(i, |e, ctx, _| e.grant_right(ctx, account));
+            }
         }
+        self.drive();
     }
 
     fn by_device(&self, device: &DeviceId) -> usize {

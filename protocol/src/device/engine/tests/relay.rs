@@ -2,6 +2,7 @@
 //! loop of a device's home mailbox (`HomeMailbox`), as the node runs them.
 
 use super::*;
+use crate::{Refusal, SealedEnvelope};
 
 impl Net {
     /// Commits what the relay asks and hands its answers back.
@@ -32,6 +33,7 @@ impl Net {
             return;
         }
         match (ask, response) {
+            (Ask::Junk, _) => {}
             (Ask::Claim(device), response) => {
                 let answer = match response {
                     MailboxResponse::Key(bundle) => Ok(bundle),
@@ -259,4 +261,69 @@ fn a_full_mailbox_is_told_once_and_the_message_stays_queued() {
         ]
     );
     assert_eq!(net.devs[0].disk.outbox.len(), 2, "both stay queued");
+}
+
+/// Attack (issue 13, item 4, mailbox blocking): anyone holding bob's card
+/// deposits junk into his mailbox from fresh peer ids (they are free) until
+/// the mailbox is full; bob's contacts then got `MailboxFull` for the 30
+/// days the junk is kept. Strangers now share a small part of the mailbox;
+/// a contact's mail carries bob's deposit right and still gets in.
+#[test]
+fn a_flood_from_fresh_peer_ids_does_not_block_a_contacts_mail() {
+    let mut net = Net::with_relay(&["alice", "bob"], &["bob"]);
+    net.relay = RelayEngine::load(
+        RelayRules {
+            quotas: Quotas {
+                mailbox_items: 300,
+                sender_items: 5,
+                stranger_items: 100,
+                ..Quotas::default()
+            },
+            retention_secs: 3600,
+        },
+        [[1; 32], [2; 32]],
+        &net.relay_store,
+        net.now,
+    )
+    .unwrap();
+    net.advance(POLL_MS);
+    net.upload_keys(1);
+    net.devs[1].online = false;
+    let mailbox = MailboxId::of(&net.devs[1].keys.device_id);
+    let key = net.devs[1].mailbox.public_key();
+    for peer in 0..100u32 {
+        let items = (0..5u32)
+            .map(|n| {
+                let junk = [peer.to_be_bytes(), n.to_be_bytes()].concat();
+                (mailbox, SealedEnvelope::seal(&key, &mailbox, &junk).unwrap())
+            })
+            .collect();
+        let request = MailboxRequest::Deposit { right: None, items };
+        let sender = [b"stranger".as_slice(), &peer.to_be_bytes()].concat();
+        let store = &net.relay_store;
+        net.relay
+            .handle_request(net.now, &sender, &request.to_bytes(), (0, Ask::Junk), store);
+        net.run_relay();
+    }
+    let refused = net.relay.stats().refusals[Refusal::StrangerQuota as usize];
+    assert_eq!(refused, 400, "the flood met the strangers' share");
+    assert_eq!(net.relay_store.len(), 100, "strangers hold 100 of 300 items");
+    net.send(0, "bob", "you still get this");
+    for _ in 0..10 {
+        net.advance(FIRST_RETRY_MS);
+    }
+    assert_eq!(
+        statuses(&net.devs[0]),
+        [("you still get this".to_owned(), Status::Sent)]
+    );
+    net.devs[1].online = true;
+    for _ in 0..10 {
+        net.advance(POLL_MS);
+    }
+    assert!(
+        net.devs[1]
+            .disk
+            .texts()
+            .contains(&(true, "you still get this".to_owned(), Status::Delivered))
+    );
 }

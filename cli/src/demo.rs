@@ -29,6 +29,8 @@ impl NodeProcess {
             .arg(home.dir())
             .args(["node", "run", "--listen", listen])
             .args(extra)
+            // On loopback only: mDNS would multicast on every interface.
+            .args((!extra.contains(&"--no-mdns")).then_some("--no-mdns"))
             .env("HUSH_LOG", "error")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

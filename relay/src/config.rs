@@ -12,6 +12,7 @@
 //! mailbox_items = 10000
 //! mailbox_bytes = 268435456
 //! sender_items = 2000
+//! stranger_items = 200
 //! disk_bytes = 10737418240
 //! one_time_keys_per_device = 100
 //! ```

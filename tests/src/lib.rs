@@ -237,6 +237,9 @@ impl User {
             .arg(&self.home)
             .args(["node", "run", "--listen", listen])
             .args(extra)
+            // mDNS multicasts on every real interface: tests stay on
+            // loopback and in the namespaces they build.
+            .args((!extra.contains(&"--no-mdns")).then_some("--no-mdns"))
             .env("HUSH_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use hush_node::MAILBOX_PROTOCOL;
 use hush_protocol::{
-    Auth, ContactCard, DeviceId, MailboxRequest, MailboxResponse, OwnerRequest, Refusal, Wire,
+    Auth, ContactCard, DepositResult, DeviceId, MailboxId, MailboxRequest, MailboxResponse,
+    OwnerRequest, Refusal, SealedEnvelope, Wire,
 };
 use hush_tests::raw::{ask, client};
 use hush_tests::{RelayProc, User, introduce, rss_kib, wait_for};
@@ -360,6 +361,75 @@ async fn only_the_owner_fetches_and_a_stranger_cannot_starve_first_contact() {
     bob.start();
     wait_texts(&bob, "carol", &["hi bob, it is carol".to_owned()]);
     wait_texts(&bob, "alice", &["for bob only".to_owned()]);
+}
+
+/// Attack (issue 13, item 4, mailbox blocking): with bob's card, anyone
+/// can fill his mailbox at his relay from fresh peer ids (a per-sender
+/// quota does not stop a hundred senders), and every contact of bob's then
+/// got `MailboxFull` for the 30 days the junk is kept. A contact's mail
+/// carries bob's deposit right and lands in the contacts' share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposit_flood_from_100_fresh_peer_ids_does_not_block_a_contacts_mail() {
+    let relay = RelayProc::start(
+        "[quotas]\nmailbox_items = 1000\nsender_items = 20\nstranger_items = 200\n",
+    );
+    let pid = relay.pid().expect("relay runs");
+    let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
+    bob.start_with(&["--relay", &relay.address]);
+    alice.start();
+    introduce(&alice, &bob);
+    wait_keys_stocked(&bob);
+    // bob's deposit right went to alice when he added her, ahead of this.
+    send(&bob, "alice", "hello alice", "delivered");
+    bob.stop();
+
+    let card: ContactCard = bob.card().parse().expect("card");
+    let device = card.device_list.devices[0];
+    let mailbox = MailboxId::of(&device.device_id);
+    let addr: Multiaddr = relay.address.parse().expect("addr");
+    let peer = relay_peer(&addr);
+    let before = rss_kib(pid);
+    let mut stored = 0;
+    for stranger in 0..100u32 {
+        // A fresh peer id each time: 20 items each, 2000 in all, twice
+        // the mailbox.
+        let mut flooder = client(MAILBOX_PROTOCOL);
+        let items = (0..20u32)
+            .map(|n| {
+                let junk = [stranger.to_be_bytes(), n.to_be_bytes()].concat();
+                let sealed =
+                    SealedEnvelope::seal(&device.mailbox_key, &mailbox, &junk).expect("seal");
+                (mailbox, sealed)
+            })
+            .collect();
+        let request = MailboxRequest::Deposit { right: None, items };
+        let answer = ask(&mut flooder, peer, &addr, request.to_bytes())
+            .await
+            .expect("the relay answers");
+        if let Ok(MailboxResponse::Deposited { results }) = MailboxResponse::from_bytes(&answer) {
+            stored += results
+                .iter()
+                .filter(|r| matches!(r, DepositResult::Stored))
+                .count();
+        }
+    }
+    let after = rss_kib(pid);
+    assert_eq!(stored, 200, "strangers fill only their share");
+    assert_eq!(
+        relay.metric("hush_relay_refusals_total{reason=\"stranger_quota\"}"),
+        Some(1800.0)
+    );
+    assert!(
+        after < before + 32 * 1024,
+        "relay memory grew from {before} KiB to {after} KiB under the flood"
+    );
+    send(&alice, "bob", "through the flood", "sent");
+    bob.start();
+    wait_texts(
+        &bob,
+        "alice",
+        &["hello alice".to_owned(), "through the flood".to_owned()],
+    );
 }
 
 fn relay_peer(addr: &Multiaddr) -> PeerId {

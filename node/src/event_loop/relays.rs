@@ -383,6 +383,17 @@ impl EventLoop {
         let Some(relay) = self.home.get_mut(i) else {
             return;
         };
+        let expired = relay.mailbox.strangers(now, &page.strangers);
+        if !expired.is_empty() {
+            tracing::info!(
+                count = expired.len(),
+                "deleting mail from non-contacts that waited past its grace"
+            );
+            self.ack_mail(i, expired);
+        }
+        let Some(relay) = self.home.get_mut(i) else {
+            return;
+        };
         let handled = PageHandled {
             cursor,
             keys_left,

@@ -12,6 +12,8 @@
 //! if handling stalls (the store is busy), the prefetched page is dropped
 //! and fetched again from the cursor, so mail is never handled out of order.
 
+use std::collections::BTreeMap;
+
 use crate::Now;
 use crate::device::backoff_ms;
 
@@ -19,6 +21,14 @@ use crate::device::backoff_ms;
 pub const CHALLENGE_REUSE_MS: u64 = 300_000;
 /// Keep at least this many one-time keys at each home relay ...
 pub const KEYS_LOW: u32 = 5;
+/// How long mail from a sender who is not a contact waits at our relay
+/// (from when we first read it) for the user to add them; then it is
+/// deleted, so strangers' mail does not sit in the mailbox for the whole
+/// retention period.
+pub const STRANGER_GRACE_MS: u64 = 60 * 60 * 1000;
+/// Most strangers' items one home mailbox tracks; beyond it, new ones are
+/// deleted at once (a relay keeps at most a few hundred per mailbox).
+const MAX_TRACKED_STRANGERS: usize = 4096;
 
 /// What to ask the relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +97,8 @@ pub struct HomeMailbox {
     uploading: bool,
     connected: bool,
     last_error: Option<String>,
+    /// Items from senders who are not contacts: seq → when first read.
+    strangers: BTreeMap<u64, u64>,
 }
 
 impl HomeMailbox {
@@ -104,7 +116,32 @@ impl HomeMailbox {
             uploading: false,
             connected: false,
             last_error: None,
+            strangers: BTreeMap::new(),
         }
+    }
+
+    /// Items from strangers read in a page (`seqs`), and those whose grace
+    /// ([`STRANGER_GRACE_MS`]) is over, to delete now. Call after each page.
+    pub fn strangers(&mut self, now: Now, seqs: &[u64]) -> Vec<u64> {
+        let mut expired = Vec::new();
+        for seq in seqs {
+            if self.strangers.len() >= MAX_TRACKED_STRANGERS && !self.strangers.contains_key(seq) {
+                expired.push(*seq);
+            } else {
+                self.strangers.entry(*seq).or_insert(now.mono_ms);
+            }
+        }
+        let over: Vec<u64> = self
+            .strangers
+            .iter()
+            .filter(|(_, first)| now.mono_ms.saturating_sub(**first) >= STRANGER_GRACE_MS)
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in &over {
+            self.strangers.remove(seq);
+        }
+        expired.extend(over);
+        expired
     }
 
     /// The challenge to sign owner requests over.
@@ -280,6 +317,24 @@ mod tests {
             got_any,
             more,
         }
+    }
+
+    /// Attack (issue 13, item 4): strangers' mail sat in the mailbox for
+    /// the whole retention period (30 days), holding the strangers' share.
+    #[test]
+    fn strangers_mail_is_deleted_once_its_grace_is_over() {
+        let start = Now::new(0, 0);
+        let mut m = HomeMailbox::new(start, POLL);
+        assert!(m.strangers(start, &[3, 4]).is_empty(), "within the grace");
+        let later = start.plus_ms(STRANGER_GRACE_MS / 2);
+        assert!(m.strangers(later, &[3, 9]).is_empty());
+        let over = start.plus_ms(STRANGER_GRACE_MS);
+        assert_eq!(m.strangers(over, &[]), vec![3, 4], "first read counts");
+        let after = later.plus_ms(STRANGER_GRACE_MS);
+        assert_eq!(m.strangers(after, &[]), vec![9]);
+        // Past the tracking bound, more go at once.
+        let many: Vec<u64> = (100..100 + MAX_TRACKED_STRANGERS as u64 + 5).collect();
+        assert_eq!(m.strangers(after, &many).len(), 5);
     }
 
     #[test]

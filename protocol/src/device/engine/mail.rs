@@ -35,6 +35,9 @@ pub struct MailPage {
     pub cursor: u64,
     /// The store could not answer: stop reading, try again later.
     pub stalled: bool,
+    /// From senders who are not contacts: left at the relay for a grace
+    /// period (see [`HomeMailbox::strangers`](crate::device::HomeMailbox::strangers)).
+    pub strangers: Vec<u64>,
 }
 
 impl<P, A, Q, M> DeviceEngine<P, A, Q, M>
@@ -246,6 +249,9 @@ where
                 "{contact}'s relay holds as many of your messages as it allows until {contact} fetches them"
             ),
             Refusal::RelayFull => format!("{contact}'s relay is out of storage"),
+            Refusal::StrangerQuota => format!(
+                "{contact}'s relay takes only a little mail from people {contact} has not added; ask {contact} to add you"
+            ),
             other => format!(
                 "{contact}'s relay refused the message: {}",
                 other.describe()
@@ -307,13 +313,22 @@ where
                     self.note(Severity::Warn, "malformed mail; deleting it");
                     page.ack_now.push(seq);
                 }
-                Err(_) => {
-                    // From someone not (yet) a contact, or from a session we
-                    // lost: leave it at the relay (re-read when a contact is
-                    // added or on restart; it expires with the retention).
+                Err(RejectReason::UnknownSender) => {
+                    // From someone not (yet) a contact: it waits at the
+                    // relay a while (re-read when a contact is added), then
+                    // goes.
                     self.note(
                         Severity::Info,
-                        "mail we cannot place yet; leaving it at the relay",
+                        "mail from someone who is not a contact; leaving it at the relay for now",
+                    );
+                    page.strangers.push(seq);
+                }
+                Err(_) => {
+                    // From a session we lost: leave it at the relay (re-read
+                    // on restart; it expires with the retention).
+                    self.note(
+                        Severity::Info,
+                        "mail we cannot decrypt yet; leaving it at the relay",
                     );
                 }
             }

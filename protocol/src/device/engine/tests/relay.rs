@@ -144,7 +144,12 @@ impl Net {
             .map(|(seq, sealed)| (seq, d.mailbox.open(&mailbox, &sealed)))
             .collect();
         let page = self.call(i, |e, ctx, disk| e.handle_mail(ctx, disk, from, opened));
-        let seqs = [page.ack_now, page.ack_after].concat();
+        let expired = self.devs[i]
+            .drain
+            .as_mut()
+            .map(|d| d.strangers(now, &page.strangers))
+            .unwrap_or_default();
+        let seqs = [page.ack_now, page.ack_after, expired].concat();
         if !seqs.is_empty() {
             let ack = self.signed(i, OwnerRequest::Ack { seqs });
             self.wire.push_back(Wire_::Relay {
@@ -295,7 +300,10 @@ fn a_flood_from_fresh_peer_ids_does_not_block_a_contacts_mail() {
         let items = (0..5u32)
             .map(|n| {
                 let junk = [peer.to_be_bytes(), n.to_be_bytes()].concat();
-                (mailbox, SealedEnvelope::seal(&key, &mailbox, &junk).unwrap())
+                (
+                    mailbox,
+                    SealedEnvelope::seal(&key, &mailbox, &junk).unwrap(),
+                )
             })
             .collect();
         let request = MailboxRequest::Deposit { right: None, items };
@@ -307,7 +315,11 @@ fn a_flood_from_fresh_peer_ids_does_not_block_a_contacts_mail() {
     }
     let refused = net.relay.stats().refusals[Refusal::StrangerQuota as usize];
     assert_eq!(refused, 400, "the flood met the strangers' share");
-    assert_eq!(net.relay_store.len(), 100, "strangers hold 100 of 300 items");
+    assert_eq!(
+        net.relay_store.len(),
+        100,
+        "strangers hold 100 of 300 items"
+    );
     net.send(0, "bob", "you still get this");
     for _ in 0..10 {
         net.advance(FIRST_RETRY_MS);
@@ -320,10 +332,9 @@ fn a_flood_from_fresh_peer_ids_does_not_block_a_contacts_mail() {
     for _ in 0..10 {
         net.advance(POLL_MS);
     }
-    assert!(
-        net.devs[1]
-            .disk
-            .texts()
-            .contains(&(true, "you still get this".to_owned(), Status::Delivered))
-    );
+    assert!(net.devs[1].disk.texts().contains(&(
+        true,
+        "you still get this".to_owned(),
+        Status::Delivered
+    )));
 }

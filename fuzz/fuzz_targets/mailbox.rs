@@ -1,9 +1,10 @@
 //! The mailbox protocol decoders (request, response, sealed envelope):
 //! never panic; what decodes re-encodes to the same bytes; an owner
-//! request's auth never verifies for bytes the fuzzer made up.
+//! request's auth and a deposit right never verify for bytes the fuzzer
+//! made up.
 #![no_main]
 
-use hush_protocol::{MailboxRequest, MailboxResponse, SealedEnvelope, Wire};
+use hush_protocol::{DepositRight, MailboxRequest, MailboxResponse, SealedEnvelope, Wire};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -13,6 +14,16 @@ fuzz_target!(|data: &[u8]| {
             // Forging an Ed25519 signature by chance is not expected.
             assert!(!auth.verify(&request.body_bytes()));
         }
+        if let MailboxRequest::Deposit {
+            right: Some(right), ..
+        } = &request
+        {
+            assert!(!right.verify());
+        }
+    }
+    if let Ok(right) = DepositRight::from_bytes(data) {
+        assert_eq!(right.to_bytes(), data);
+        assert!(!right.verify());
     }
     if let Ok(response) = MailboxResponse::from_bytes(data) {
         assert_eq!(response.to_bytes(), data);

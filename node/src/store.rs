@@ -12,7 +12,7 @@ use std::path::Path;
 use hush_protocol::{
     AccountId, ConversationId, DepositRight, DeviceId, GroupId, MessageId, ReceiptKind, Wire,
 };
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -112,6 +112,9 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 pub use hush_protocol::device::OutboxKey;
 /// A stored group: its id, its record and its ops (wire bytes).
 pub type StoredGroup = (GroupId, GroupRecord, Vec<Vec<u8>>);
+/// A group message waiting for its key: session, digest, group, received
+/// at (Unix ms).
+pub type PendingRow = ([u8; 32], [u8; 32], GroupId, u64);
 /// A peer's Curve25519 key and its pickled Olm sessions, newest first.
 pub type PeerSessions = ([u8; 32], Vec<String>);
 
@@ -308,9 +311,20 @@ impl Store {
             .collect()
     }
 
-    pub fn pending_count(&self) -> Result<u64, StoreError> {
+    /// Every group message waiting for its key: (session, digest, group,
+    /// received at in Unix ms). Rows that do not decode are left out.
+    pub fn pending_index(&self) -> Result<Vec<PendingRow>, StoreError> {
         let txn = self.db.begin_read()?;
-        Ok(txn.open_table(GROUP_PENDING)?.len()?)
+        let table = txn.open_table(GROUP_PENDING)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (key, value) = row?;
+            let (session, digest) = key.value();
+            if let Ok(record) = decode::<PendingRecord>("pending group message", value.value()) {
+                out.push((session, digest, record.group, record.received_at_ms));
+            }
+        }
+        Ok(out)
     }
 
     /// Who sent a receipt for one of our group messages, and which.

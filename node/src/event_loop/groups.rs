@@ -106,7 +106,16 @@ pub(super) fn load_groups(store: &Store, me: &Me, config: GroupConfig) -> Book {
         config,
         super::card_reach,
     );
-    book.restore_pending_count(store.pending_count().unwrap_or(0));
+    match store.pending_index() {
+        Ok(rows) => {
+            for (session, digest, group, at_ms) in rows {
+                book.restore_pending(SessionId(session), digest, group, at_ms);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the group messages waiting for their key")
+        }
+    }
     match store.groups() {
         Ok(groups) => {
             for (id, record, ops) in groups {

@@ -468,13 +468,15 @@ where
 
     /// Sends a contact our deposit right, once per run (and when it is
     /// added): its mail to our mailbox then counts as a contact's at our
-    /// relays, which a flood from strangers cannot crowd out.
+    /// relays, which a flood from strangers cannot crowd out. It goes only
+    /// directly, like our presence key: it takes no slot of the contact's
+    /// mailbox.
     pub(crate) fn grant_right(&mut self, ctx: &mut Ctx<'_>, account: &AccountId) {
         if self.granted.contains(account) {
             return;
         }
         let body = Body::DepositRight(self.me.issuer.right_for(account));
-        match self.send_control(ctx, account, OutboxKind::Right, body) {
+        match self.send_control(ctx, account, OutboxKind::Control, body) {
             Ok(_) => {
                 self.granted.insert(*account);
             }

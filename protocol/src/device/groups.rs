@@ -26,6 +26,7 @@
 //! time, ignored otherwise (a non-member's session key never lands).
 
 mod membership;
+pub mod pending;
 mod receive;
 mod sending;
 #[cfg(test)]
@@ -46,8 +47,6 @@ pub use receive::Acceptance;
 
 /// Groups one device may be in.
 pub const MAX_GROUPS: usize = 1024;
-/// Group messages kept waiting for their key, over all groups.
-pub const MAX_PENDING: u64 = 10_000;
 /// Published messages waiting for a peer on the topic, over all groups.
 const MAX_UNPUBLISHED: usize = 4096;
 /// Encoded ops per control message at most (under the padded payload's
@@ -390,7 +389,7 @@ pub struct GroupBook<P, A, M> {
     /// the tick.
     unpublished: VecDeque<(GroupId, Vec<u8>)>,
     /// Messages kept for their key, on disk or on the way there.
-    pending: u64,
+    pending: pending::PendingIndex,
     /// Pending messages whose batch has not committed yet (a key arriving
     /// now would not find them in the store).
     fresh_pending: HashMap<SessionId, Vec<Waiting>>,
@@ -420,7 +419,7 @@ impl<P, A, M> fmt::Debug for GroupBook<P, A, M> {
             .field("me", &self.me)
             .field("groups", &self.groups.len())
             .field("inbound", &self.inbound.len())
-            .field("pending", &self.pending)
+            .field("pending", &self.pending.len())
             .field("awaiting", &self.awaiting_count)
             .finish_non_exhaustive()
     }
@@ -484,7 +483,7 @@ where
             receipts: HashMap::new(),
             receipts_due_ms: None,
             unpublished: VecDeque::new(),
-            pending: 0,
+            pending: pending::PendingIndex::default(),
             fresh_pending: HashMap::new(),
             receiving: HashSet::new(),
             missing_since: HashMap::new(),
@@ -580,9 +579,16 @@ where
         Ok(())
     }
 
-    /// How many messages the store keeps for their key.
-    pub fn restore_pending_count(&mut self, count: u64) {
-        self.pending = count;
+    /// A message the store keeps for its key: its session, digest, group
+    /// and when it came (Unix ms).
+    pub fn restore_pending(
+        &mut self,
+        session: SessionId,
+        digest: [u8; 32],
+        group: GroupId,
+        at_ms: u64,
+    ) {
+        self.pending.insert(at_ms, session, digest, group);
     }
 
     fn insert(
@@ -744,6 +750,13 @@ where
     /// What is due: ask for missing ops, publish what waited, send
     /// receipts gathered, stop holding topic messages whose key is late.
     pub fn handle_tick(&mut self, ctx: &mut Ctx<'_>) {
+        for (session, digest) in self.pending.expire(ctx.now.unix_ms) {
+            if let Some(list) = self.fresh_pending.get_mut(&session) {
+                list.retain(|(d, _, _)| *d != digest);
+            }
+            self.effects
+                .push_back(GroupEffect::Write(GroupWrite::DropPending(session, digest)));
+        }
         let now = ctx.now.mono_ms;
         let mut due: Vec<(GroupId, AccountId)> = self
             .missing_since

@@ -36,15 +36,12 @@ pub type OutboxKey = (MessageId, DeviceId);
 pub enum OutboxKind {
     Message,
     Receipt,
-    /// Key material and settings for the contact's node (e.g. our presence
-    /// key): no status, no receipt.
+    /// Key material and settings for the contact's node (our presence key,
+    /// our deposit right): no status, no receipt, only directly.
     Control,
     /// Group control (membership ops, Megolm keys, group receipts): to
     /// members who may be offline, so through their relays too.
     Group,
-    /// Our deposit right for the contact: through its relays too (it may
-    /// be offline), no status.
-    Right,
 }
 
 /// One payload waiting to reach one device, as stored.

@@ -111,7 +111,8 @@ where
             let mut unsealable = false;
             for (key, entry) in self.outbox.queued_from(*device, from) {
                 if entry.record().kind == OutboxKind::Control {
-                    // Control payloads (our presence key) go only directly:
+                    // Control payloads (our presence key, our deposit
+                    // right) go only directly:
                     // they must not take a slot of the contact's mailbox.
                     continue;
                 }

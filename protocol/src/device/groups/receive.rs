@@ -9,8 +9,8 @@ use std::hash::Hash;
 use super::Severity;
 use super::{
     DeviceLookup, GroupAfter, GroupBook, GroupEffect, GroupNotice, GroupWrite, MAX_AWAITING,
-    MAX_GROUPS, MAX_OUTSIDERS_LOGGED, MAX_PENDING, MAX_UNCLAIMED_BYTES, SYNC_AFTER_MS,
-    UNCLAIMED_FOR_MS, VALIDATION_WAIT_MS, Waiting,
+    MAX_GROUPS, MAX_OUTSIDERS_LOGGED, MAX_UNCLAIMED_BYTES, SYNC_AFTER_MS, UNCLAIMED_FOR_MS,
+    VALIDATION_WAIT_MS, Waiting,
 };
 use crate::device::{Ctx, GroupRecord, MessageRecord, PendingRecord, Status};
 use crate::{
@@ -38,6 +38,9 @@ enum Received {
     Waiting(SessionId),
     /// Not readable, not wanted.
     Refused,
+    /// No key yet, and no room to keep it waiting: read it again later
+    /// (from the relay's history, whose cursor stays before it).
+    Deferred,
 }
 
 impl<P, A, M> GroupBook<P, A, M>
@@ -74,7 +77,7 @@ where
             }
             (Some(id), Ok(_)) => match self.on_message(ctx, lookup, id, data) {
                 Received::Read => Acceptance::Accept,
-                Received::Refused => Acceptance::Ignore,
+                Received::Refused | Received::Deferred => Acceptance::Ignore,
                 Received::Waiting(session) if self.awaiting_count < MAX_AWAITING => {
                     // Forwarded (or not) once we know whether its key comes.
                     self.awaiting_count += 1;
@@ -120,8 +123,14 @@ where
         more: bool,
     ) {
         let mut last = None;
+        let mut deferred = false;
         for (seq, bytes) in items {
-            self.on_message(ctx, lookup, id, &bytes);
+            if self.on_message(ctx, lookup, id, &bytes) == Received::Deferred {
+                // A message is never skipped because its key is late: the
+                // cursor stays before it, and it is read again next time.
+                deferred = true;
+                break;
+            }
             last = Some(seq);
         }
         if let Some(seq) = last
@@ -133,7 +142,10 @@ where
             let write = g.write_record(&self.me.pickle_key);
             self.effects.push_back(GroupEffect::Write(write));
         }
-        if more && let Some(after) = self.history_cursor(&id, &relay) {
+        if more
+            && !deferred
+            && let Some(after) = self.history_cursor(&id, &relay)
+        {
             self.effects.push_back(GroupEffect::Fetch {
                 relay,
                 group: id,
@@ -286,23 +298,20 @@ where
         digest: [u8; 32],
         bytes: &[u8],
     ) -> Received {
-        let held = self
-            .fresh_pending
-            .get(&message.session)
-            .is_some_and(|w| w.iter().any(|(d, _, _)| *d == digest));
-        if held {
+        if self.pending.contains(message.session, &digest) {
             return Received::Waiting(message.session);
         }
-        if self.pending >= MAX_PENDING {
-            self.note(id, Severity::Warn, "group message undecryptable, and the most messages waiting for their key are kept already: dropped");
-            return Received::Refused;
+        if let Err(full) = self.pending.admits(&id, &message.session) {
+            self.note(id, Severity::Warn, full.describe());
+            return Received::Deferred;
         }
         self.note(
             id,
             Severity::Warn,
             "group message undecryptable: no key for its session (kept until one arrives)",
         );
-        self.pending += 1;
+        self.pending
+            .insert(ctx.now.unix_ms, message.session, digest, id);
         self.fresh_pending
             .entry(message.session)
             .or_default()
@@ -485,7 +494,7 @@ where
                 .push_back(GroupEffect::Write(GroupWrite::DropPending(
                     session_id, digest,
                 )));
-            self.pending = self.pending.saturating_sub(1);
+            self.pending.remove(session_id, &digest);
             self.on_message(ctx, lookup, group, &bytes);
         }
         // Held on the topic for this key: forward them now.

@@ -800,3 +800,60 @@ fn a_members_ops_that_take_no_effect_are_capped() {
             .is_admin(&alice)
     );
 }
+
+/// Attack (issue 13, item 3, pending flood): junk under made-up sessions
+/// filled the one table of messages waiting for their key (10,000 over
+/// all groups); then a real message whose key was late was dropped, and
+/// the history cursor moved past it. Now each group and session has its
+/// own share, and a message that finds no room stays unread at the relay.
+#[test]
+fn junk_under_made_up_sessions_cannot_make_a_late_message_be_lost() {
+    let mut net = Net::new(&["alice", "bob"], config());
+    let friends = net.group_of_all(0);
+    let card = net.members[0].card.clone();
+    let club = net
+        .call(0, |book, ctx, _| book.create(ctx, "club".into(), card))
+        .unwrap();
+    let bob_card = net.members[1].card.clone();
+    net.call(0, |book, ctx, _| book.invite(ctx, "club", bob_card, false))
+        .unwrap();
+    net.drive();
+    net.call(1, |book, ctx, _| book.join(ctx, "club")).unwrap();
+    net.drive();
+    // 10,000 junk messages on the friends topic, each under its own
+    // session, from a source peer (alice's device relays them).
+    for n in 0..pending::MAX_PENDING as u32 {
+        let junk = GroupMessage {
+            session: SessionId(*blake3::hash(&n.to_be_bytes()).as_bytes()),
+            ciphertext: n.to_be_bytes().to_vec(),
+        };
+        net.deliver_topic(0, 1, friends, &junk.to_bytes());
+    }
+    // A relay's history page of friends with one more: no room, so the
+    // cursor stays before it.
+    let relay = DeviceId([9; 32]);
+    let more = GroupMessage {
+        session: SessionId([7; 32]),
+        ciphertext: vec![1],
+    };
+    net.call(1, |book, ctx, disk| {
+        book.handle_history_page(ctx, disk, relay, friends, vec![(5, more.to_bytes())], true);
+    });
+    assert_eq!(
+        net.members[1].book.history_cursor(&friends, &relay),
+        Some(0),
+        "read again next time"
+    );
+    // alice writes in club; her new session's key is late for bob.
+    net.members[1].held = true;
+    net.call(0, |book, ctx, _| book.send(ctx, "club", "late key".into()))
+        .unwrap();
+    let (_, _, bytes) = net.topic.pop_back().expect("published");
+    net.topic.clear();
+    net.call(1, |book, ctx, disk| {
+        book.handle_history_page(ctx, disk, relay, club, vec![(8, bytes)], false);
+    });
+    net.members[1].held = false;
+    net.drive();
+    assert_eq!(net.members[1].disk.texts(club), ["late key".to_owned()]);
+}

@@ -1,7 +1,7 @@
 //! Our membership commands (create, invite, join, leave, remove, promote)
 //! and what any op, ours or a member's, changes once applied.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::hash::Hash;
 
@@ -295,7 +295,18 @@ where
                 self.send_ops(ctx, account, id, ops);
             }
         }
+        // One message (or as few as fit) per account, each op once: a
+        // batch of someone's ops is not passed on as a message per op.
+        let mut batched: BTreeMap<AccountId, (HashSet<OpHash>, Vec<GroupOp>)> = BTreeMap::new();
         for (account, ops) in forward {
+            let (seen, to) = batched.entry(account).or_default();
+            for op in ops {
+                if seen.insert(op.hash()) {
+                    to.push(op);
+                }
+            }
+        }
+        for (account, (_, ops)) in batched {
             self.send_ops(ctx, account, id, ops);
         }
         if missing_parents && let Some(from) = from {

@@ -857,3 +857,67 @@ fn junk_under_made_up_sessions_cannot_make_a_late_message_be_lost() {
     net.drive();
     assert_eq!(net.members[1].disk.texts(club), ["late key".to_owned()]);
 }
+
+/// Attack (issue 13, item 2, outbox filling): a member's message of many
+/// ops its author made without knowing of our invitations was passed on
+/// to each of our invitees as one message per op; a few such messages
+/// filled our outbox. They now go as one message per invitee.
+#[test]
+fn ops_passed_on_to_invitees_go_in_one_message_each() {
+    let mut net = Net::new(&["alice", "bob", "carol", "dave"], config());
+    let card = net.members[0].card.clone();
+    let id = net
+        .call(0, |book, ctx, _| book.create(ctx, "friends".into(), card))
+        .unwrap();
+    let bob_card = net.members[1].card.clone();
+    net.call(0, |book, ctx, _| {
+        book.invite(ctx, "friends", bob_card, false)
+    })
+    .unwrap();
+    net.drive();
+    net.call(1, |book, ctx, _| book.join(ctx, "friends"))
+        .unwrap();
+    net.drive();
+    let bob = net.members[1].key.id();
+    // What bob knows now; alice then invites carol and dave, who do not
+    // answer (their messages wait).
+    let parents = net.members[1]
+        .book
+        .group(&id)
+        .unwrap()
+        .ops()
+        .heads(id, &bob);
+    net.members[2].held = true;
+    net.members[3].held = true;
+    for i in [2, 3] {
+        let card = net.members[i].card.clone();
+        net.call(0, |book, ctx, _| book.invite(ctx, "friends", card, false))
+            .unwrap();
+    }
+    net.olm.clear();
+    let alice = net.members[0].key.id();
+    let ops: Vec<GroupOp> = (0..40u128)
+        .map(|i| {
+            GroupOp::sign(
+                &net.members[1].key,
+                id,
+                MessageId(u128::MAX - i),
+                parents.clone(),
+                Action::Remove { account: alice },
+            )
+        })
+        .collect();
+    let device = net.members[1].device;
+    let control = GroupControl {
+        group: id,
+        kind: ControlKind::Ops(ops),
+    };
+    net.call(0, |book, ctx, disk| {
+        book.handle_control(ctx, disk, bob, device, control);
+    });
+    for i in [2, 3] {
+        let to = net.members[i].key.id();
+        let messages = net.olm.iter().filter(|(_, t, _)| *t == to).count();
+        assert_eq!(messages, 1, "member {i} got {messages} messages");
+    }
+}

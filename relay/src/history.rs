@@ -4,14 +4,16 @@
 //! from their cursor.
 //!
 //! Its own redb file (`history.redb`), written once per tick in one
-//! transaction. Bounded: [`MAX_TOPIC_MESSAGES`] per topic (the oldest go
-//! first), and the relay's retention period.
+//! transaction. Bounded: [`MAX_TOPIC_MESSAGES`] and [`MAX_TOPIC_BYTES`] per
+//! topic (the oldest go first), the relay's retention period, and the
+//! relay's disk budget, which history shares with mail (the host admits a
+//! message only if the budget has room for it).
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use hush_protocol::HistoryResponse;
-use hush_protocol::relay::{HISTORY_PAGE_BYTES, MAX_TOPIC_MESSAGES};
+use hush_protocol::relay::{HISTORY_PAGE_BYTES, MAX_TOPIC_BYTES, MAX_TOPIC_MESSAGES};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::store::StoreError;
@@ -25,6 +27,8 @@ const MESSAGES: TableDefinition<(&str, u64), (u64, &[u8])> = TableDefinition::ne
 struct Topic {
     next: u64,
     oldest: u64,
+    /// Bytes of message kept (counted at open, then as they come and go).
+    bytes: u64,
 }
 
 pub struct History {
@@ -32,6 +36,8 @@ pub struct History {
     topics: HashMap<String, Topic>,
     /// Written on the next flush.
     pending: Vec<(String, u64, u64, Vec<u8>)>,
+    /// Bytes of messages kept and queued.
+    total: u64,
     retention_ms: u64,
 }
 
@@ -42,22 +48,43 @@ impl History {
         txn.open_table(TOPICS)?;
         txn.open_table(MESSAGES)?;
         txn.commit()?;
-        let mut topics = HashMap::new();
+        let mut topics: HashMap<String, Topic> = HashMap::new();
         {
             let txn = db.begin_read()?;
             let table = txn.open_table(TOPICS)?;
             for row in table.iter()? {
                 let (k, v) = row?;
                 let (next, oldest) = v.value();
-                topics.insert(k.value().to_owned(), Topic { next, oldest });
+                topics.insert(
+                    k.value().to_owned(),
+                    Topic {
+                        next,
+                        oldest,
+                        bytes: 0,
+                    },
+                );
+            }
+            let messages = txn.open_table(MESSAGES)?;
+            for row in messages.iter()? {
+                let (k, v) = row?;
+                if let Some(t) = topics.get_mut(k.value().0) {
+                    t.bytes += v.value().1.len() as u64;
+                }
             }
         }
+        let total = topics.values().map(|t| t.bytes).sum();
         Ok(Self {
             db,
             topics,
             pending: Vec::new(),
+            total,
             retention_ms: retention_secs.saturating_mul(1000),
         })
+    }
+
+    /// Bytes of history kept, and queued to be.
+    pub fn bytes(&self) -> u64 {
+        self.total
     }
 
     pub fn topics(&self) -> impl Iterator<Item = &String> {
@@ -66,9 +93,11 @@ impl History {
 
     /// Starts keeping a topic (the engine decided it may).
     pub fn keep(&mut self, topic: &str) {
-        self.topics
-            .entry(topic.to_owned())
-            .or_insert(Topic { next: 1, oldest: 1 });
+        self.topics.entry(topic.to_owned()).or_insert(Topic {
+            next: 1,
+            oldest: 1,
+            bytes: 0,
+        });
     }
 
     /// Queues a message published on a kept topic.
@@ -78,6 +107,7 @@ impl History {
         };
         let seq = t.next;
         t.next += 1;
+        self.total += bytes.len() as u64;
         self.pending.push((topic.to_owned(), seq, now_ms, bytes));
     }
 
@@ -97,6 +127,9 @@ impl History {
             let mut touched: Vec<String> = Vec::new();
             for (topic, seq, at, bytes) in &pending {
                 messages.insert((topic.as_str(), *seq), (*at, bytes.as_slice()))?;
+                if let Some(t) = self.topics.get_mut(topic) {
+                    t.bytes += bytes.len() as u64;
+                }
                 if !touched.contains(topic) {
                     touched.push(topic.clone());
                 }
@@ -106,13 +139,18 @@ impl History {
                     continue;
                 };
                 while t.oldest < t.next {
-                    let over = t.next - t.oldest > MAX_TOPIC_MESSAGES;
+                    let over = t.next - t.oldest > MAX_TOPIC_MESSAGES || t.bytes > MAX_TOPIC_BYTES;
                     let key = (topic.as_str(), t.oldest);
-                    let expired = messages.get(key)?.is_some_and(|v| v.value().0 < cutoff);
+                    let (expired, len) = match messages.get(key)? {
+                        Some(v) => (v.value().0 < cutoff, v.value().1.len() as u64),
+                        None => (false, 0),
+                    };
                     if !over && !expired {
                         break;
                     }
                     messages.remove(key)?;
+                    t.bytes = t.bytes.saturating_sub(len);
+                    self.total = self.total.saturating_sub(len);
                     t.oldest += 1;
                 }
                 topics.insert(topic.as_str(), (t.next, t.oldest))?;
@@ -151,5 +189,33 @@ impl History {
             items.push((k.value().1, data));
         }
         Ok(HistoryResponse::Page { items, more })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_topic_keeps_at_most_its_byte_cap_and_its_bytes_are_counted_at_open() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("history.redb");
+        let mut history = History::open(&path, 3600).expect("open");
+        history.keep("t");
+        let message = vec![7u8; 1024 * 1024];
+        let count = MAX_TOPIC_BYTES / (1024 * 1024) + 6;
+        for _ in 0..count {
+            history.add("t", message.clone(), 1_000);
+        }
+        assert_eq!(history.bytes(), count * 1024 * 1024, "queued counts");
+        history.flush(1_000).expect("flush");
+        assert_eq!(history.bytes(), MAX_TOPIC_BYTES, "the oldest went");
+        drop(history);
+        let history = History::open(&path, 3600).expect("reopen");
+        assert_eq!(history.bytes(), MAX_TOPIC_BYTES);
+        let HistoryResponse::Page { items, .. } = history.page("t", 0, 1).expect("page") else {
+            panic!("not a page");
+        };
+        assert_eq!(items[0].0, 7, "the first six were dropped");
     }
 }

@@ -43,6 +43,8 @@ pub struct Metrics {
     pub connections: AtomicU64,
     pub commits: AtomicU64,
     pub dht_peers: AtomicU64,
+    pub history_bytes: AtomicU64,
+    pub history_dropped: AtomicU64,
     refusals: [AtomicU64; Refusal::COUNT],
 }
 
@@ -62,6 +64,12 @@ impl Metrics {
         for (metric, value) in self.refusals.iter().zip(stats.refusals) {
             set(metric, value);
         }
+    }
+
+    /// A group message on a kept topic was not kept: the disk budget is
+    /// full.
+    pub fn history_dropped(&self) {
+        self.history_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -137,6 +145,18 @@ impl Metrics {
             "gauge",
             "Peers in the Kademlia routing table.",
             &self.dht_peers,
+        );
+        metric(
+            "hush_relay_history_bytes",
+            "gauge",
+            "Bytes of group history kept (they count in disk_bytes).",
+            &self.history_bytes,
+        );
+        metric(
+            "hush_relay_history_dropped_total",
+            "counter",
+            "Group messages on kept topics not kept because the disk budget was full.",
+            &self.history_dropped,
         );
         let _ = writeln!(
             out,

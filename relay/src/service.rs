@@ -245,13 +245,14 @@ impl Relay {
             quotas: config.quotas.clone(),
             retention_secs: config.retention_secs,
         };
-        let engine = RelayEngine::load(
+        let mut engine = RelayEngine::load(
             rules,
             [rand::random(), rand::random()],
             &*store,
             clock.now(),
         )
         .map_err(|StoreFault(e)| RelayError::Load(e))?;
+        engine.set_other_bytes(history.bytes());
         let metrics = Arc::new(Metrics::default());
         metrics.record(&engine.stats());
 
@@ -422,6 +423,10 @@ impl Relay {
         if let Err(e) = self.history.flush(now.unix_ms) {
             tracing::error!(error = %e, "could not write group history");
         }
+        self.engine.set_other_bytes(self.history.bytes());
+        self.metrics
+            .history_bytes
+            .store(self.history.bytes(), std::sync::atomic::Ordering::Relaxed);
         self.engine.handle_timeout(now, &*self.store);
         let dht_peers = self
             .swarm
@@ -483,8 +488,17 @@ impl Relay {
                 let acceptance = match self.topics.handle_publication(topic, &message.data) {
                     Publication::Accept { keep } => {
                         if keep {
-                            self.history
-                                .add(topic, message.data, self.clock.now().unix_ms);
+                            let len = message.data.len() as u64;
+                            if self.engine.disk_has_room(len) {
+                                self.history
+                                    .add(topic, message.data, self.clock.now().unix_ms);
+                                self.engine.set_other_bytes(self.history.bytes());
+                            } else {
+                                self.metrics.history_dropped();
+                                tracing::debug!(
+                                    "disk budget full: group message forwarded, not kept"
+                                );
+                            }
                         }
                         gossipsub::MessageAcceptance::Accept
                     }

@@ -399,6 +399,18 @@ impl<R> RelayEngine<R> {
         }
     }
 
+    /// Bytes the relay keeps besides mail (group history): they count in
+    /// the same disk budget (`Quotas::disk_bytes`).
+    pub fn set_other_bytes(&mut self, bytes: u64) {
+        self.usage.other = bytes;
+    }
+
+    /// Whether `len` more bytes of something other than mail fit the disk
+    /// budget.
+    pub fn disk_has_room(&self, len: u64) -> bool {
+        self.usage.bytes + self.usage.other + len <= self.rules.quotas.disk_bytes
+    }
+
     /// Whether a deposit right is the device's own signature (answers are
     /// remembered: a contact sends the same right with every deposit).
     fn right_holds(&mut self, right: &DepositRight) -> bool {

@@ -57,6 +57,9 @@ pub(super) struct Usage {
     strangers: HashMap<MailboxId, u64>,
     pub(super) items: u64,
     pub(super) bytes: u64,
+    /// Bytes the relay keeps besides mail (group history), in the same
+    /// disk budget.
+    pub(super) other: u64,
 }
 
 impl Usage {
@@ -77,7 +80,7 @@ impl Usage {
         tag: u64,
         len: u64,
     ) -> Option<Refusal> {
-        if self.bytes + len > quotas.disk_bytes {
+        if self.bytes + self.other + len > quotas.disk_bytes {
             Some(Refusal::RelayFull)
         } else if self
             .mailboxes

@@ -520,3 +520,26 @@ fn a_stranger_draining_one_time_keys_gets_a_few_per_minute_then_the_fallback() {
     relay.commit();
     assert!(matches!(relay.answer(70), Some(MailboxResponse::Key(b)) if b.one_time_key[0] != 99));
 }
+
+/// Attack (issue 13, item 7, history without a byte budget): whatever is
+/// published on kept topics was stored outside the disk budget, so a
+/// stranger publishing junk grew the relay's disk without bound. Group
+/// history now counts in `disk_bytes` with mail: it fills the same budget,
+/// and the host keeps history only while the budget has room.
+#[test]
+fn group_history_counts_in_the_disk_budget() {
+    let quotas = Quotas {
+        disk_bytes: 300,
+        ..Quotas::default()
+    };
+    let mut relay = Relay::new(quotas);
+    assert!(relay.engine.disk_has_room(300));
+    relay.engine.set_other_bytes(250);
+    assert!(!relay.engine.disk_has_room(51), "history fills the budget");
+    relay.request(1, b"alice", &deposit(mailbox_of(&owner_key(1)), [1]));
+    relay.commit();
+    assert_eq!(
+        results(relay.answer(1)),
+        [DepositResult::Refused(Refusal::RelayFull)]
+    );
+}

@@ -10,6 +10,8 @@ use crate::{GroupMessage, HistoryRequest, HistoryResponse, MAX_HISTORY_ITEMS, Wi
 pub const MAX_TOPICS: usize = 100_000;
 /// Messages kept per topic at most (the oldest go first).
 pub const MAX_TOPIC_MESSAGES: u64 = 10_000;
+/// Bytes of messages kept per topic at most (the oldest go first).
+pub const MAX_TOPIC_BYTES: u64 = 64 * 1024 * 1024;
 /// Bytes one history page carries, about.
 pub const HISTORY_PAGE_BYTES: usize = 1024 * 1024;
 

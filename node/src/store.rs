@@ -52,6 +52,8 @@ const CLOCK_KEY: &str = "clock";
 const LISTEN_KEY: &str = "listen_addresses";
 const RELAYS_KEY: &str = "home_relays";
 const FALLBACK_KEY: &str = "fallback_key_bundle";
+/// When the fallback key was made (Unix ms, `u64` big-endian).
+const FALLBACK_MADE_KEY: &str = "fallback_key_made_at";
 const OWN_PRESENCE_KEY: &str = "own_presence";
 
 /// When a commit reaches the disk.
@@ -138,8 +140,9 @@ pub enum Op {
     PutClock(MessageId),
     PutListenAddresses(Vec<String>),
     PutRelays(Vec<String>),
-    /// The signed fallback key bundle handed to the home relays.
-    PutFallback(Vec<u8>),
+    /// The signed fallback key bundle handed to the home relays, and when
+    /// it was made (Unix ms).
+    PutFallback(Vec<u8>, u64),
     /// Our presence key and sharing switch.
     PutOwnPresence(OwnPresenceRecord),
     PutPresence(AccountId, PresenceRecord),
@@ -393,6 +396,14 @@ impl Store {
         self.meta(FALLBACK_KEY)
     }
 
+    /// When the fallback key was made (`None` before that was recorded).
+    pub fn fallback_made_at(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .meta(FALLBACK_MADE_KEY)?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(u64::from_be_bytes))
+    }
+
     pub fn sessions(&self) -> Result<Vec<PeerSessions>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(SESSIONS)?;
@@ -588,8 +599,9 @@ impl Store {
                     Op::PutRelays(addrs) => {
                         meta.insert(RELAYS_KEY, encode(&addrs).as_slice())?;
                     }
-                    Op::PutFallback(bundle) => {
+                    Op::PutFallback(bundle, made_ms) => {
                         meta.insert(FALLBACK_KEY, bundle.as_slice())?;
+                        meta.insert(FALLBACK_MADE_KEY, made_ms.to_be_bytes().as_slice())?;
                     }
                     Op::PutListenAddresses(addrs) => {
                         meta.insert(LISTEN_KEY, encode(&addrs).as_slice())?;

@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use hush_protocol::Now;
-use hush_protocol::device::{DrainStep, HomeMailbox, PageHandled, PageStart};
+use hush_protocol::device::{DrainStep, HomeMailbox, PageHandled, PageStart, fallback_due};
 use hush_protocol::{
     Auth, DeviceId, KeyBundle, MAX_MAILBOX_ITEMS, MailboxId, MailboxRequest, MailboxResponse,
     MailboxSecret, OwnerRequest, SealError, Wire,
@@ -207,28 +207,37 @@ impl EventLoop {
     /// Mints one-time keys (and the fallback key, once) for a home relay
     /// that is running low; they go out once their secrets are on disk.
     fn restock_keys(&mut self, i: usize) {
-        let Some(relay) = self.home.get_mut(i) else {
-            return;
-        };
-        if !relay.mailbox.start_restock() {
-            return;
-        }
+        let now = self.host_clock.now().unix_ms;
         let device = self.me.device_id();
-        let one_time = self.engine.olm.one_time_key_bundles(device, KEYS_UPLOAD);
         let stored = self
             .store
             .fallback_bundle()
             .ok()
             .flatten()
             .and_then(|b| KeyBundle::from_bytes(&b).ok());
-        let fallback = match stored {
-            Some(bundle) => bundle,
-            None => {
+        let made = self.store.fallback_made_at().ok().flatten();
+        let ran_out = self.home.iter().any(|r| r.mailbox.ran_out());
+        // A new fallback key weekly, and after a relay ran out of one-time
+        // keys: whoever drained them does not keep a key everyone shares.
+        let (fallback, made) = match (stored, made) {
+            (Some(bundle), Some(made)) if !fallback_due(Some(made), now, ran_out) => (bundle, made),
+            _ => {
                 let bundle = self.engine.olm.new_fallback_key_bundle(device);
-                self.batch.ops.push(Op::PutFallback(bundle.to_bytes()));
-                bundle
+                self.batch.ops.push(Op::PutFallback(bundle.to_bytes(), now));
+                for relay in &mut self.home {
+                    relay.mailbox.fallback_replaced();
+                }
+                tracing::info!("new fallback key for the home relays");
+                (bundle, now)
             }
         };
+        let Some(relay) = self.home.get_mut(i) else {
+            return;
+        };
+        if !relay.mailbox.start_restock(made) {
+            return;
+        }
+        let one_time = self.engine.olm.one_time_key_bundles(device, KEYS_UPLOAD);
         self.batch.after.push(After::UploadKeys(
             i,
             OwnerRequest::PutKeys { one_time, fallback },

@@ -21,6 +21,18 @@ use crate::device::backoff_ms;
 pub const CHALLENGE_REUSE_MS: u64 = 300_000;
 /// Keep at least this many one-time keys at each home relay ...
 pub const KEYS_LOW: u32 = 5;
+/// A device makes a new fallback key this often, so one a stranger got by
+/// draining the one-time keys is not used for good.
+pub const FALLBACK_ROTATE_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// Whether the fallback key is due to be replaced: it is `made_at_ms` old
+/// (`None`: there is none, or its age is unknown) at `now_ms`, or some
+/// relay ran out of one-time keys since (a burst of claims: everyone
+/// writing to us now shares the fallback key).
+pub fn fallback_due(made_at_ms: Option<u64>, now_ms: u64, ran_out: bool) -> bool {
+    ran_out || made_at_ms.is_none_or(|made| now_ms.saturating_sub(made) >= FALLBACK_ROTATE_MS)
+}
+
 /// How long mail from a sender who is not a contact waits at our relay
 /// (from when we first read it) for the user to add them; then it is
 /// deleted, so strangers' mail does not sit in the mailbox for the whole
@@ -94,6 +106,10 @@ pub struct HomeMailbox {
     /// How often to ask again after a held-open fetch came back empty.
     poll_ms: u64,
     keys_left: Option<u32>,
+    /// The relay ran out of one-time keys since our last upload there.
+    ran_out: bool,
+    /// When the fallback key this relay holds was made (as we uploaded it).
+    fallback_made_ms: Option<u64>,
     uploading: bool,
     connected: bool,
     last_error: Option<String>,
@@ -113,6 +129,8 @@ impl HomeMailbox {
             attempts: 0,
             poll_ms,
             keys_left: None,
+            ran_out: false,
+            fallback_made_ms: None,
             uploading: false,
             connected: false,
             last_error: None,
@@ -230,6 +248,7 @@ impl HomeMailbox {
         self.attempts = 0;
         self.last_error = None;
         self.keys_left = Some(page.keys_left);
+        self.ran_out |= page.keys_left == 0;
         self.cursor = page.cursor;
         if prefetched {
             // The next page is on its way.
@@ -282,21 +301,38 @@ impl HomeMailbox {
 
     /// Whether to mint and upload one-time keys now (the relay runs low and
     /// no upload is on its way); if so, an upload counts as started.
-    pub fn start_restock(&mut self) -> bool {
-        if self.uploading || self.keys_left.is_some_and(|n| n >= KEYS_LOW) {
+    /// `fallback_made_ms`: when our current fallback key was made; a relay
+    /// holding an older one gets keys again at once.
+    pub fn start_restock(&mut self, fallback_made_ms: u64) -> bool {
+        let stale_fallback = self.fallback_made_ms != Some(fallback_made_ms);
+        if self.uploading || (self.keys_left.is_some_and(|n| n >= KEYS_LOW) && !stale_fallback) {
             return false;
         }
         self.uploading = true;
+        self.fallback_made_ms = Some(fallback_made_ms);
         true
+    }
+
+    /// Whether this relay ran out of one-time keys since our last upload.
+    pub fn ran_out(&self) -> bool {
+        self.ran_out
+    }
+
+    /// We made a new fallback key (this relay gets it with its next
+    /// upload): running out before counts no more.
+    pub fn fallback_replaced(&mut self) {
+        self.ran_out = false;
     }
 
     pub fn keys_stored(&mut self, one_time: u32) {
         self.uploading = false;
+        self.ran_out = false;
         self.keys_left = Some(one_time);
     }
 
     pub fn upload_failed(&mut self, error: Option<String>) {
         self.uploading = false;
+        self.fallback_made_ms = None;
         if error.is_some() {
             self.last_error = error;
         }
@@ -451,14 +487,50 @@ mod tests {
     #[test]
     fn keys_are_restocked_once_at_a_time_when_low() {
         let mut m = HomeMailbox::new(Now::default(), POLL);
-        assert!(m.start_restock(), "nothing known: stock up");
-        assert!(!m.start_restock(), "one upload at a time");
+        assert!(m.start_restock(1), "nothing known: stock up");
+        assert!(!m.start_restock(1), "one upload at a time");
         m.keys_stored(20);
-        assert!(!m.start_restock());
+        assert!(!m.start_restock(1));
         m.keys_stored(KEYS_LOW - 1);
-        assert!(m.start_restock());
+        assert!(m.start_restock(1));
         m.upload_failed(Some("refused".into()));
         assert_eq!(m.last_error(), Some("refused"));
-        assert!(m.start_restock());
+        assert!(m.start_restock(1));
+        m.keys_stored(20);
+        assert!(m.start_restock(2), "a new fallback key goes up at once");
+    }
+
+    /// Attack (issue 13, item 7, fallback key): a stranger drains a
+    /// device's one-time keys; from then on everyone who writes to it
+    /// starts on the same fallback key, which never changed.
+    #[test]
+    fn the_fallback_key_is_replaced_weekly_and_after_the_keys_ran_out() {
+        assert!(fallback_due(None, 0, false), "none yet");
+        assert!(!fallback_due(Some(0), FALLBACK_ROTATE_MS - 1, false));
+        assert!(
+            fallback_due(Some(0), FALLBACK_ROTATE_MS, false),
+            "a week old"
+        );
+        let now = Now::new(0, 0);
+        let mut m = HomeMailbox::new(now, POLL);
+        assert!(m.start_restock(1));
+        m.keys_stored(20);
+        // Drained: the relay reports none left.
+        m.page_arrived(now, None, false);
+        m.page_handled(
+            now,
+            PageHandled {
+                cursor: 0,
+                keys_left: 0,
+                stalled: false,
+                got_any: false,
+                more: false,
+            },
+        );
+        assert!(m.ran_out());
+        assert!(fallback_due(Some(1), 1, m.ran_out()), "a burst of claims");
+        m.fallback_replaced();
+        assert!(!m.ran_out());
+        assert!(m.start_restock(2));
     }
 }

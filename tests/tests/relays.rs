@@ -26,8 +26,20 @@ fn bob_offline_with(relays: &[&RelayProc]) -> (User, User) {
     alice.start();
     introduce(&alice, &bob);
     wait_keys_stocked(&bob);
+    // Each has the other's deposit right (it goes only directly).
+    wait_outbox_empty(&alice);
+    wait_outbox_empty(&bob);
     bob.stop();
     (alice, bob)
+}
+
+/// Waits until nothing waits in `user`'s outbox.
+fn wait_outbox_empty(user: &User) {
+    wait_for(
+        &format!("{}'s outbox to empty", user.name),
+        Duration::from_secs(20),
+        || (user.json(&["status", "--json"])["outbox"].as_u64() == Some(0)).then_some(()),
+    );
 }
 
 /// Waits until `user`'s node has one-time keys at every home relay.
@@ -379,7 +391,8 @@ async fn a_deposit_flood_from_100_fresh_peer_ids_does_not_block_a_contacts_mail(
     alice.start();
     introduce(&alice, &bob);
     wait_keys_stocked(&bob);
-    // bob's deposit right went to alice when he added her, ahead of this.
+    // bob's deposit right went to alice when he added her.
+    wait_outbox_empty(&bob);
     send(&bob, "alice", "hello alice", "delivered");
     bob.stop();
 

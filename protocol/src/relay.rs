@@ -20,7 +20,10 @@ mod topics;
 #[cfg(test)]
 mod tests;
 
-pub use dht::{MAX_DHT_RECORDS, dht_record_lifetime};
+pub use dht::{
+    DHT_PUTS_PER_IP_MINUTE, DHT_PUTS_PER_PEER_MINUTE, MAX_DHT_RECORDS, RateLimit,
+    dht_record_lifetime,
+};
 pub use engine::{
     EXPIRE_BATCH, FETCH_BYTES, KEY_CLAIMS_PER_MINUTE, MAX_PENDING_BYTES, MAX_WAITERS, RelayEngine,
     RelayEvent, RelayRules, RelayStats,

@@ -45,6 +45,7 @@ pub struct Metrics {
     pub dht_peers: AtomicU64,
     pub history_bytes: AtomicU64,
     pub history_dropped: AtomicU64,
+    pub dht_puts_refused: AtomicU64,
     refusals: [AtomicU64; Refusal::COUNT],
 }
 
@@ -70,6 +71,11 @@ impl Metrics {
     /// full.
     pub fn history_dropped(&self) {
         self.history_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A DHT put over the per-peer or per-address rate.
+    pub fn dht_puts_refused(&self) {
+        self.dht_puts_refused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -145,6 +151,12 @@ impl Metrics {
             "gauge",
             "Peers in the Kademlia routing table.",
             &self.dht_peers,
+        );
+        metric(
+            "hush_relay_dht_puts_refused_total",
+            "counter",
+            "DHT records refused: over the per-peer or per-address rate.",
+            &self.dht_puts_refused,
         );
         metric(
             "hush_relay_history_bytes",

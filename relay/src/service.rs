@@ -6,7 +6,9 @@
 //! before acks, which topics and DHT values are kept) is the engine's
 //! (`hush_protocol::relay`).
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -17,15 +19,16 @@ use hush_host::{
     create_private_dir, create_private_file, gossipsub_behaviour, peer_in,
 };
 use hush_protocol::relay::{
-    Applied, HistoryAction, MAX_DHT_RECORDS, Publication, RelayEngine, RelayEvent, RelayRules,
-    StoreFault, TopicBook, dht_record_lifetime,
+    Applied, DHT_PUTS_PER_IP_MINUTE, DHT_PUTS_PER_PEER_MINUTE, HistoryAction, MAX_DHT_RECORDS,
+    Publication, RateLimit, RelayEngine, RelayEvent, RelayRules, StoreFault, TopicBook,
+    dht_record_lifetime,
 };
 use hush_protocol::{
     HistoryResponse, MAX_FETCH_WAIT_MS, MAX_HISTORY_FRAME, MAX_MAILBOX_FRAME,
     MAX_PRESENCE_RECORD_LEN, MailboxResponse, Wire,
 };
 use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, Swarm, SwarmBuilder, autonat, connection_limits, gossipsub, identify,
     identity, kad, noise, ping, relay, tcp, yamux,
@@ -42,6 +45,9 @@ pub use hush_host::KAD_PROTOCOL;
 const TICK: Duration = Duration::from_millis(250);
 const MAX_CONNECTIONS: u32 = 10_000;
 const MAX_CONNECTIONS_PER_PEER: u32 = 4;
+/// Connections from one IP address at once: peer ids are free, addresses
+/// are not (many users may share one behind NAT).
+const MAX_CONNECTIONS_PER_IP: u32 = 256;
 
 #[derive(Debug, Error)]
 pub enum RelayError {
@@ -106,6 +112,12 @@ pub struct Relay {
     metrics: Arc<Metrics>,
     metrics_listener: Option<tokio::net::TcpListener>,
     commit: Option<JoinHandle<Result<Applied, StoreError>>>,
+    /// Open connections per remote IP address, and each connection's.
+    ips: HashMap<IpAddr, u32>,
+    connection_ips: HashMap<ConnectionId, (PeerId, IpAddr)>,
+    /// DHT puts per peer and per IP address.
+    puts_per_peer: RateLimit<PeerId>,
+    puts_per_ip: RateLimit<IpAddr>,
 }
 
 /// Circuit relay limits for nodes behind NAT: enough for chat and for the
@@ -333,6 +345,10 @@ impl Relay {
             metrics,
             metrics_listener,
             commit: None,
+            ips: HashMap::new(),
+            connection_ips: HashMap::new(),
+            puts_per_peer: RateLimit::new(DHT_PUTS_PER_PEER_MINUTE, MAX_CONNECTIONS as usize),
+            puts_per_ip: RateLimit::new(DHT_PUTS_PER_IP_MINUTE, MAX_CONNECTIONS as usize),
         };
         Ok((relay, started))
     }
@@ -441,6 +457,19 @@ impl Relay {
     /// A value someone asks us to keep in the DHT, if the engine's rule
     /// takes it, for no longer than the rule allows.
     fn on_put_record(&mut self, source: PeerId, mut record: kad::Record) {
+        let now = self.clock.now().mono_ms;
+        let ip = self
+            .connection_ips
+            .values()
+            .find(|(peer, _)| *peer == source)
+            .map(|(_, ip)| *ip);
+        if !self.puts_per_peer.allow(now, source)
+            || ip.is_some_and(|ip| !self.puts_per_ip.allow(now, ip))
+        {
+            self.metrics.dht_puts_refused();
+            tracing::debug!(peer = %source, "DHT put over the rate limit; refused");
+            return;
+        }
         let Some(lifetime) = dht_record_lifetime(record.key.as_ref(), &record.value) else {
             tracing::debug!(peer = %source, "refused a malformed DHT record");
             return;
@@ -531,18 +560,47 @@ impl Relay {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
             }
-            SwarmEvent::ConnectionEstablished { .. } | SwarmEvent::ConnectionClosed { .. } => {
-                let n = self
-                    .swarm
-                    .network_info()
-                    .connection_counters()
-                    .num_established();
-                self.metrics
-                    .connections
-                    .store(u64::from(n), Ordering::Relaxed);
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
+                if let Some(ip) = ip_of(endpoint.get_remote_address()) {
+                    let n = self.ips.entry(ip).or_default();
+                    *n += 1;
+                    self.connection_ips.insert(connection_id, (peer_id, ip));
+                    if *n > MAX_CONNECTIONS_PER_IP {
+                        tracing::debug!(%ip, "too many connections from one address; closing");
+                        self.swarm.close_connection(connection_id);
+                    }
+                }
+                self.count_connections();
+            }
+            SwarmEvent::ConnectionClosed { connection_id, .. } => {
+                if let Some((_, ip)) = self.connection_ips.remove(&connection_id)
+                    && let Some(n) = self.ips.get_mut(&ip)
+                {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.ips.remove(&ip);
+                    }
+                }
+                self.count_connections();
             }
             _ => {}
         }
+    }
+
+    fn count_connections(&self) {
+        let n = self
+            .swarm
+            .network_info()
+            .connection_counters()
+            .num_established();
+        self.metrics
+            .connections
+            .store(u64::from(n), Ordering::Relaxed);
     }
 
     /// Keep a group topic's history, or page it out, as the engine says.
@@ -592,5 +650,14 @@ fn join_result(
         Err(StoreError::Storage(redb::StorageError::Io(
             std::io::Error::other(e),
         )))
+    })
+}
+
+/// The IP address in a multiaddr (the first `/ip4` or `/ip6`), if any.
+fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        libp2p::multiaddr::Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        _ => None,
     })
 }

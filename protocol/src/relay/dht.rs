@@ -1,9 +1,62 @@
-//! Which values a relay keeps for others in the DHT.
+//! Which values a relay keeps for others in the DHT, and how fast one peer
+//! or one address may ask it to.
+
+use std::collections::HashMap;
+use std::hash::Hash;
 
 use crate::{MAX_PRESENCE_RECORD_LEN, MAX_PRESENCE_TTL_MS, SealedPresence, Wire};
 
 /// Values held at most.
 pub const MAX_DHT_RECORDS: usize = 200_000;
+/// Values one peer may put per minute (a node refreshes its presence at
+/// most once a minute, at a few relays).
+pub const DHT_PUTS_PER_PEER_MINUTE: u32 = 30;
+/// Values one IP address may put per minute (many nodes may share one
+/// behind NAT; peer ids are free, addresses are not).
+pub const DHT_PUTS_PER_IP_MINUTE: u32 = 600;
+
+/// Counts events per key in one-minute windows: at most `max` a minute per
+/// key, and at most `keys` keys counted at once (past that the counts start
+/// afresh, which only ever lets more through, never blocks an honest key
+/// for long).
+#[derive(Debug)]
+pub struct RateLimit<K> {
+    max: u32,
+    keys: usize,
+    counts: HashMap<K, (u64, u32)>,
+}
+
+impl<K: Hash + Eq> RateLimit<K> {
+    pub fn new(max_per_minute: u32, keys: usize) -> Self {
+        Self {
+            max: max_per_minute,
+            keys,
+            counts: HashMap::new(),
+        }
+    }
+
+    /// Whether one more event of `key` at `now_ms` (monotonic) is allowed;
+    /// counts it if so.
+    pub fn allow(&mut self, now_ms: u64, key: K) -> bool {
+        let minute = now_ms / 60_000;
+        if self.counts.len() >= self.keys && !self.counts.contains_key(&key) {
+            self.counts.retain(|_, (m, _)| *m == minute);
+            if self.counts.len() >= self.keys {
+                self.counts.clear();
+            }
+        }
+        let (m, n) = self.counts.entry(key).or_insert((minute, 0));
+        if *m != minute {
+            *m = minute;
+            *n = 0;
+        }
+        if *n >= self.max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+}
 
 /// Whether a value someone asks us to keep in the DHT is acceptable, and
 /// for how long at most (ms): only well-formed sealed presence records
@@ -15,4 +68,26 @@ pub fn dht_record_lifetime(key: &[u8], value: &[u8]) -> Option<u64> {
         && value.len() <= MAX_PRESENCE_RECORD_LEN
         && SealedPresence::from_bytes(value).is_ok();
     well_formed.then_some(MAX_PRESENCE_TTL_MS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Attack (issue 13, item 7, DHT puts): any peer could put as many
+    /// records as it liked, filling the relay's record store (after which
+    /// it refuses everyone's new presence records).
+    #[test]
+    fn one_key_puts_at_most_its_share_a_minute() {
+        let mut limit = RateLimit::new(3, 2);
+        for _ in 0..3 {
+            assert!(limit.allow(1_000, "a"));
+        }
+        assert!(!limit.allow(1_000, "a"), "a fourth in the same minute");
+        assert!(limit.allow(1_000, "b"), "another key has its own share");
+        assert!(limit.allow(61_000, "a"), "a new minute");
+        // Past the keys counted, old minutes are forgotten first.
+        assert!(limit.allow(61_000, "c"));
+        assert!(limit.counts.len() <= 2);
+    }
 }

@@ -10,7 +10,7 @@ use std::convert::Infallible;
 use hush_protocol::device::{
     CardReach, ContactBook, ContactRecord, Ctx, DeviceEffect, DeviceEngine, DeviceLookup,
     DeviceSelf, DeviceWrite, GroupBook, GroupConfig, GroupEffect, GroupSelf, GroupWrite,
-    MessageClock, MessageRecord, PendingRecord, Source,
+    MessageClock, MessageRecord, PendingRecord, RightIssuer, Source,
 };
 use hush_protocol::{
     AccountKey, ContactCard, ConversationId, DepositResult, DeviceId, DeviceKeys, DeviceList,
@@ -102,6 +102,7 @@ fuzz_target!(|data: &[u8]| {
     let me = DeviceSelf {
         account: bob_key.id(),
         keys: bob,
+        issuer: RightIssuer::new([2; 32]),
     };
     let mut engine = DeviceEngine::<u8, (), u64, u64>::new(me, olm, contacts, groups, reach);
     let mut clock = MessageClock::default();

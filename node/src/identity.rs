@@ -55,8 +55,20 @@ impl Me {
             olm_curve25519: olm.curve25519_key(),
             mailbox_key: mailbox.public_key(),
         };
-        let device_list =
-            DeviceList::sign(&account_key, record.device_list_issued_at_ms, vec![device]);
+        // The device signs its own entry: nobody else's card can claim it.
+        let proof = device
+            .prove_with_secret(&account_key.id(), &record.device_secret)
+            .ok_or_else(|| {
+                NodeError::Identity(std::io::Error::other(
+                    "the device key does not match the device id",
+                ))
+            })?;
+        let device_list = DeviceList::sign_proven(
+            &account_key,
+            record.device_list_issued_at_ms,
+            vec![device],
+            vec![proof],
+        );
         Ok(Self {
             name: record.name.clone(),
             account: account_key.id(),

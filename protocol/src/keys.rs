@@ -16,8 +16,12 @@ use crate::ids::{AccountId, DeviceId};
 
 /// Most devices one account may list.
 pub const MAX_DEVICES: usize = 16;
-const DEVICE_LIST_VERSION: u8 = 2;
+/// Lists whose entries carry no proofs (still read; see [`Proof::Legacy`]).
+const DEVICE_LIST_V2: u8 = 2;
+/// Lists whose every entry carries its device's proof.
+const DEVICE_LIST_VERSION: u8 = 3;
 const DEVICE_LIST_CONTEXT: &[u8] = b"hush device list v1";
+const DEVICE_ENTRY_CONTEXT: &[u8] = b"hush device entry v1";
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SignatureError {
@@ -88,6 +92,28 @@ pub struct DeviceKeys {
 }
 
 impl DeviceKeys {
+    /// What the device key signs to put this entry on `account`'s list.
+    pub fn entry_bytes(&self, account: &AccountId) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.raw(DEVICE_ENTRY_CONTEXT);
+        w.raw(&account.0);
+        self.encode(&mut w);
+        w.into_bytes()
+    }
+
+    /// The device's proof that it belongs on `account`'s list: its key
+    /// (`device_key`, whose public half is the device id) signs the entry.
+    pub fn prove(&self, account: &AccountId, device_key: &SigningKey) -> [u8; 64] {
+        device_key.sign(&self.entry_bytes(account)).to_bytes()
+    }
+
+    /// [`DeviceKeys::prove`] with the device key's 32-byte secret; `None`
+    /// if that key is not this entry's device.
+    pub fn prove_with_secret(&self, account: &AccountId, secret: &[u8; 32]) -> Option<[u8; 64]> {
+        let key = SigningKey::from_bytes(secret);
+        (key.verifying_key().to_bytes() == self.device_id.0).then(|| self.prove(account, &key))
+    }
+
     fn encode(&self, w: &mut Writer) {
         w.raw(&self.device_id.0);
         w.raw(&self.olm_ed25519);
@@ -111,15 +137,43 @@ pub struct DeviceList {
     pub account: AccountId,
     pub issued_at_ms: u64,
     pub devices: Vec<DeviceKeys>,
+    /// Each device's proof ([`DeviceKeys::prove`]), in the order of
+    /// `devices`; empty in a list from before proofs (version 2).
+    pub proofs: Vec<[u8; 64]>,
     pub signature: [u8; 64],
 }
 
+/// What a device entry's proof says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// The device signed the entry for this account.
+    Proven,
+    /// A list from before proofs: the account alone vouches for it.
+    Legacy,
+    /// A proof that does not verify: the entry is not the device's.
+    Forged,
+}
+
 impl DeviceList {
+    /// A list without proofs (as before version 3): what an account can
+    /// sign alone. Receivers trust its entries less (see [`Proof`]).
     pub fn sign(key: &AccountKey, issued_at_ms: u64, devices: Vec<DeviceKeys>) -> Self {
+        Self::sign_proven(key, issued_at_ms, devices, Vec::new())
+    }
+
+    /// A list whose entries carry their devices' proofs (one per device,
+    /// in order; see [`DeviceKeys::prove`]).
+    pub fn sign_proven(
+        key: &AccountKey,
+        issued_at_ms: u64,
+        devices: Vec<DeviceKeys>,
+        proofs: Vec<[u8; 64]>,
+    ) -> Self {
         let mut list = Self {
             account: key.id(),
             issued_at_ms,
             devices,
+            proofs,
             signature: [0; 64],
         };
         list.signature = key.sign(DEVICE_LIST_CONTEXT, &list.signed_bytes());
@@ -131,7 +185,34 @@ impl DeviceList {
         w.raw(&self.account.0);
         w.u64(self.issued_at_ms);
         w.list(&self.devices, |w, d| d.encode(w));
+        if !self.proofs.is_empty() {
+            w.list(&self.proofs, |w, p| w.raw(p));
+        }
         w.into_bytes()
+    }
+
+    /// What the proof of the entry `device` says (`Forged` for a device not
+    /// on the list).
+    pub fn proof(&self, device: &DeviceKeys) -> Proof {
+        if self.proofs.is_empty() {
+            return Proof::Legacy;
+        }
+        let Some(i) = self.devices.iter().position(|d| d == device) else {
+            return Proof::Forged;
+        };
+        let (Some(proof), Ok(key)) = (
+            self.proofs.get(i),
+            VerifyingKey::from_bytes(&device.device_id.0),
+        ) else {
+            return Proof::Forged;
+        };
+        match key.verify_strict(
+            &device.entry_bytes(&self.account),
+            &Signature::from_bytes(proof),
+        ) {
+            Ok(()) => Proof::Proven,
+            Err(_) => Proof::Forged,
+        }
     }
 
     pub fn verify(&self) -> Result<(), SignatureError> {
@@ -153,13 +234,23 @@ impl Wire for DeviceList {
     const NAME: &'static str = "device list";
 
     fn encode(&self, w: &mut Writer) {
-        w.u8(DEVICE_LIST_VERSION);
+        w.u8(if self.proofs.is_empty() {
+            DEVICE_LIST_V2
+        } else {
+            DEVICE_LIST_VERSION
+        });
         w.raw(&self.signed_bytes());
         w.raw(&self.signature);
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        r.version(Self::NAME, DEVICE_LIST_VERSION)?;
+        let version = r.u8()?;
+        if version != DEVICE_LIST_V2 && version != DEVICE_LIST_VERSION {
+            return Err(DecodeError::UnknownVersion {
+                what: Self::NAME,
+                version,
+            });
+        }
         let account = AccountId(r.array()?);
         let issued_at_ms = r.u64()?;
         let devices = r.list("device list entries", MAX_DEVICES, DeviceKeys::decode)?;
@@ -169,11 +260,24 @@ impl Wire for DeviceList {
                 reason: "an account has at least one device",
             });
         }
+        let proofs = if version == DEVICE_LIST_VERSION {
+            let proofs = r.list("device proofs", MAX_DEVICES, |r| r.array())?;
+            if proofs.len() != devices.len() {
+                return Err(DecodeError::Invalid {
+                    what: Self::NAME,
+                    reason: "one proof per device",
+                });
+            }
+            proofs
+        } else {
+            Vec::new()
+        };
         let signature = r.array()?;
         Ok(Self {
             account,
             issued_at_ms,
             devices,
+            proofs,
             signature,
         })
     }
@@ -221,6 +325,30 @@ mod tests {
         let mut forged = list.clone();
         forged.devices.push(device(20));
         assert!(forged.verify().is_err());
+    }
+
+    #[test]
+    fn proven_lists_round_trip_and_legacy_ones_still_read() {
+        let key = AccountKey::from_seed([7; 32]);
+        let device_key = SigningKey::from_bytes(&[8; 32]);
+        let mut entry = device(1);
+        entry.device_id = DeviceId(device_key.verifying_key().to_bytes());
+        let proof = entry.prove(&key.id(), &device_key);
+        let list = DeviceList::sign_proven(&key, 5, vec![entry, device(9)], vec![proof, [0; 64]]);
+        list.verify().unwrap();
+        let decoded = DeviceList::from_bytes(&list.to_bytes()).unwrap();
+        assert_eq!(decoded, list);
+        assert_eq!(decoded.proof(&entry), Proof::Proven);
+        assert_eq!(decoded.proof(&device(9)), Proof::Forged);
+        let legacy = DeviceList::sign(&key, 5, vec![entry]);
+        assert_eq!(legacy.to_bytes()[0], 2, "written as before proofs");
+        let legacy = DeviceList::from_bytes(&legacy.to_bytes()).unwrap();
+        legacy.verify().unwrap();
+        assert_eq!(legacy.proof(&entry), Proof::Legacy);
+        // One proof per device, or it does not decode.
+        let mut short = list.clone();
+        short.proofs.pop();
+        assert!(DeviceList::from_bytes(&short.to_bytes()).is_err());
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub use group::{
 pub use hlc::Hlc;
 pub use ids::{AccountId, ConversationId, DeviceId, GroupId, MessageId, ParseIdError};
 pub use keys::{
-    AccountKey, DeviceKeys, DeviceList, MAX_DEVICES, SignatureError, safety_number,
+    AccountKey, DeviceKeys, DeviceList, MAX_DEVICES, Proof, SignatureError, safety_number,
     verify_account_signature,
 };
 pub use mailbox::{

@@ -8,12 +8,12 @@
 //! card's devices, addresses and relays into them ([`CardReach`]) before it
 //! hands the card over.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AccountId, ContactCard, DeviceId, DeviceKeys};
+use crate::{AccountId, ContactCard, DeviceId, DeviceKeys, Proof};
 
 /// A contact as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -62,6 +62,9 @@ pub struct ContactBook<P, A> {
     /// Members of our groups who are not contacts (their devices are in
     /// the maps above too, for group control over Olm only).
     peers: HashMap<AccountId, Contact<P, A>>,
+    /// Devices bound by an entry the device itself signed (see
+    /// [`Proof`]): no other card takes them.
+    proven: HashSet<DeviceId>,
 }
 
 impl<P, A> Default for ContactBook<P, A> {
@@ -73,6 +76,7 @@ impl<P, A> Default for ContactBook<P, A> {
             peer_of: HashMap::new(),
             by_curve: HashMap::new(),
             peers: HashMap::new(),
+            proven: HashSet::new(),
         }
     }
 }
@@ -123,6 +127,7 @@ impl<P: Copy + Eq + Hash, A> ContactBook<P, A> {
                 && let Some(p) = self.peer_of.remove(&device.device_id)
             {
                 self.by_peer.remove(&p);
+                self.proven.remove(&device.device_id);
             }
             if self
                 .by_curve
@@ -144,15 +149,45 @@ impl<P: Copy + Eq + Hash, A> ContactBook<P, A> {
     /// bound to one account is never rebound to another by a group
     /// member's card; a contact's card (which the user added) may take it
     /// from a group member, never from another contact.
-    fn may_bind(&self, account: &AccountId, device: &DeviceKeys, contact: bool) -> bool {
+    ///
+    /// An entry the device itself signed ([`Proof::Proven`]) outranks
+    /// both: it takes its device from any account whose entry for it was
+    /// not proven (that account listed a device it does not hold), never
+    /// from one whose entry was. An entry with a proof that does not verify
+    /// binds nothing.
+    fn may_bind(
+        &self,
+        account: &AccountId,
+        device: &DeviceKeys,
+        contact: bool,
+        proof: Proof,
+    ) -> bool {
         let holders = [
             self.bound_to(&device.device_id),
             self.by_curve.get(&device.olm_curve25519).map(|(a, _)| *a),
         ];
-        holders
-            .into_iter()
-            .flatten()
-            .all(|holder| holder == *account || (contact && !self.names.contains_key(&holder)))
+        let held_by_proof = self.proven.contains(&device.device_id);
+        match proof {
+            Proof::Forged => false,
+            Proof::Proven => holders
+                .into_iter()
+                .flatten()
+                .all(|holder| holder == *account || !held_by_proof),
+            Proof::Legacy => holders.into_iter().flatten().all(|holder| {
+                holder == *account
+                    || (contact && !held_by_proof && !self.names.contains_key(&holder))
+            }),
+        }
+    }
+
+    /// Unbinds `device` (and the Olm key it was bound with) from whoever
+    /// held it, before another account's entry takes it.
+    fn unbind(&mut self, device: &DeviceKeys) {
+        if let Some(p) = self.peer_of.remove(&device.device_id) {
+            self.by_peer.remove(&p);
+        }
+        self.proven.remove(&device.device_id);
+        self.by_curve.remove(&device.olm_curve25519);
     }
 
     /// Indexes a card's devices (those it may bind, see
@@ -166,8 +201,22 @@ impl<P: Copy + Eq + Hash, A> ContactBook<P, A> {
     ) -> Contact<P, A> {
         let account = card.account();
         for device in &card.device_list.devices {
-            if !self.may_bind(&account, device, contact) {
+            let proof = card.device_list.proof(device);
+            if !self.may_bind(&account, device, contact, proof) {
                 continue;
+            }
+            if self
+                .bound_to(&device.device_id)
+                .is_some_and(|a| a != account)
+                || self
+                    .by_curve
+                    .get(&device.olm_curve25519)
+                    .is_some_and(|(a, _)| *a != account)
+            {
+                self.unbind(device);
+            }
+            if proof == Proof::Proven {
+                self.proven.insert(device.device_id);
             }
             if let Some((_, peer)) = reach.devices.iter().find(|(d, _)| *d == device.device_id) {
                 self.by_peer.insert(*peer, (account, *device));
@@ -389,5 +438,60 @@ mod tests {
             "removing a peer leaves contacts alone"
         );
         assert_eq!(book.peer_accounts(), Vec::<AccountId>::new());
+    }
+
+    /// A device with a real key (its id is the key), and a card of account
+    /// `seed` listing it, proven by the device or not.
+    fn keyed_device(secret: u8) -> (ed25519_dalek::SigningKey, DeviceKeys) {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[secret; 32]);
+        let keys = DeviceKeys {
+            device_id: DeviceId(key.verifying_key().to_bytes()),
+            olm_ed25519: [secret; 32],
+            olm_curve25519: [secret.wrapping_add(100); 32],
+            mailbox_key: [secret; 32],
+        };
+        (key, keys)
+    }
+
+    fn card_with(seed: u8, device: DeviceKeys, proof: Option<[u8; 64]>) -> ContactCard {
+        let key = AccountKey::from_seed([seed; 32]);
+        let list = match proof {
+            Some(p) => DeviceList::sign_proven(&key, 1, vec![device], vec![p]),
+            None => DeviceList::sign(&key, 1, vec![device]),
+        };
+        ContactCard::sign(&key, format!("u{seed}"), list, vec![], vec![])
+    }
+
+    /// Attack (issue 13, item 5): mallory's card (in a group we join before
+    /// we know bob) lists bob's device; bound to mallory first, it stayed
+    /// hers, and bob's own group messages were refused. Bob's entry, signed
+    /// by his device, takes it back; a forged proof binds nothing.
+    #[test]
+    fn a_device_signed_entry_takes_its_device_back_from_a_card_that_listed_it_first() {
+        let mut book = ContactBook::<u8, u8>::default();
+        let (bob_key, bob_device) = keyed_device(30);
+        let mallory = card_with(40, bob_device, None);
+        book.insert_peer(record("m", &mallory), mallory.clone(), reach(&mallory));
+        assert!(book.owns(&mallory.account(), &bob_device), "first come");
+        let bob_account = AccountKey::from_seed([41; 32]).id();
+        let proof = bob_device.prove(&bob_account, &bob_key);
+        let bob = card_with(41, bob_device, Some(proof));
+        book.insert_peer(record("b", &bob), bob.clone(), reach(&bob));
+        assert!(book.owns(&bob.account(), &bob_device), "proven wins");
+        assert!(!book.owns(&mallory.account(), &bob_device));
+        assert_eq!(
+            book.of_device(&bob_device.device_id).map(|(a, _)| a),
+            Some(bob.account())
+        );
+        // Neither a legacy contact card nor a forged proof takes it now.
+        let again = card_with(42, bob_device, None);
+        book.insert(record("again", &again), again.clone(), reach(&again));
+        assert!(book.owns(&bob.account(), &bob_device));
+        let forged = card_with(43, bob_device, Some([9; 64]));
+        book.insert(record("forged", &forged), forged.clone(), reach(&forged));
+        assert!(book.owns(&bob.account(), &bob_device));
+        // A proof made for one account does not serve another.
+        let stolen = card_with(44, bob_device, Some(proof));
+        assert_eq!(stolen.device_list.proof(&bob_device), Proof::Forged);
     }
 }

@@ -158,7 +158,8 @@ fn dev_with(seed: u8, name: &str, relayed: bool) -> Dev {
         olm_curve25519: olm.curve25519_key(),
         mailbox_key: mailbox.public_key(),
     };
-    let list = DeviceList::sign(&key, 1, vec![keys]);
+    let proof = keys.prove(&key.id(), &signing);
+    let list = DeviceList::sign_proven(&key, 1, vec![keys], vec![proof]);
     let relays = if relayed {
         vec!["relay".to_owned()]
     } else {

@@ -360,6 +360,15 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Folding a group's membership ops into its state (no network): a
+    /// whole set cold and warm, and op by op
+    Fold {
+        /// Members besides the creator
+        #[arg(long, default_value_t = 999)]
+        members: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// N in-process nodes in one group on loopback: publish-to-decrypted
     /// latency at every member, bytes per member per message, memory
     Group {

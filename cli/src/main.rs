@@ -8,6 +8,7 @@
 
 mod args;
 mod bench;
+mod bench_fold;
 mod bench_group;
 mod bench_presence;
 mod bench_relay;

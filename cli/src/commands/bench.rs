@@ -29,6 +29,7 @@ pub async fn run(command: BenchCommand) -> Result<()> {
             interval_ms,
             json,
         } => crate::bench_group::group(members, messages, interval_ms, json).await,
+        BenchCommand::Fold { members, json } => crate::bench_fold::fold(members, json),
         BenchCommand::Presence { json } => crate::bench_presence::presence(json).await,
         BenchCommand::Direct {
             json,

@@ -1,0 +1,129 @@
+//! `hush bench fold`: how long a member takes to fold a group's ops into
+//! its state (`OpSet::fold`), for a group of N members, cold (first fold
+//! of the whole set, as on joining), warm (again, as after one more op),
+//! and op by op (every op arriving in its own message, the set refolded
+//! each time, as a member receiving changes one at a time).
+
+use std::time::Instant;
+
+use anyhow::Result;
+use hush_protocol::{
+    AccountKey, Action, ContactCard, DeviceId, DeviceKeys, DeviceList, GroupId, GroupOp,
+    MAX_MEMBER_LIMIT, MessageId, OpSet, Role,
+};
+use serde_json::json;
+
+fn card(key: &AccountKey, n: u32) -> ContactCard {
+    let mut id = [0u8; 32];
+    id[..4].copy_from_slice(&n.to_be_bytes());
+    let device = DeviceKeys {
+        device_id: DeviceId(id),
+        olm_ed25519: id,
+        olm_curve25519: id,
+        mailbox_key: id,
+    };
+    let list = DeviceList::sign(key, 1, vec![device]);
+    ContactCard::sign(key, format!("m{n}"), list, vec![], vec![])
+}
+
+/// The creator's group with `members` more: each invited by the creator
+/// (every invitation after the previous join), then joining.
+fn history(members: u32) -> (GroupId, Vec<GroupOp>) {
+    let creator = AccountKey::from_seed([1; 32]);
+    let nonce = [7; 16];
+    let id = GroupId::derive(&creator.id(), &nonce);
+    let mut at = 1u128 << 80;
+    let create = GroupOp::sign(
+        &creator,
+        id,
+        MessageId(at),
+        vec![],
+        Action::Create {
+            nonce,
+            name: "bench".into(),
+            member_limit: (members + 1).min(MAX_MEMBER_LIMIT),
+            card: card(&creator, 0),
+        },
+    );
+    let mut ops = vec![create];
+    for n in 1..=members {
+        let mut seed = [2u8; 32];
+        seed[..4].copy_from_slice(&n.to_be_bytes());
+        let member = AccountKey::from_seed(seed);
+        at += 1 << 64;
+        let last = ops.last().map(GroupOp::hash).unwrap_or_default();
+        let invite = GroupOp::sign(
+            &creator,
+            id,
+            MessageId(at),
+            vec![last],
+            Action::Invite {
+                role: Role::Member,
+                card: card(&member, n),
+            },
+        );
+        at += 1 << 64;
+        let join = GroupOp::sign(
+            &member,
+            id,
+            MessageId(at),
+            vec![invite.hash()],
+            Action::Join,
+        );
+        ops.extend([invite, join]);
+    }
+    (id, ops)
+}
+
+pub fn fold(members: u32, as_json: bool) -> Result<()> {
+    let members = members.clamp(1, MAX_MEMBER_LIMIT - 1);
+    let (id, ops) = history(members);
+    let mut set = OpSet::default();
+    for op in &ops {
+        set.insert(op.clone());
+    }
+    let started = Instant::now();
+    let state = set.fold(id);
+    let cold = started.elapsed();
+    anyhow::ensure!(
+        state.members.len() == members as usize + 1,
+        "the bench group folded into {} members, not {}",
+        state.members.len(),
+        members + 1
+    );
+    let started = Instant::now();
+    set.fold(id);
+    let warm = started.elapsed();
+    let mut one_by_one = OpSet::default();
+    let started = Instant::now();
+    for op in &ops {
+        one_by_one.insert(op.clone());
+        one_by_one.fold(id);
+    }
+    let incremental = started.elapsed();
+    let per_op_us = incremental.as_secs_f64() * 1e6 / ops.len() as f64;
+    if as_json {
+        println!(
+            "{}",
+            json!({
+                "members": members + 1,
+                "ops": ops.len(),
+                "cold_fold_ms": cold.as_secs_f64() * 1e3,
+                "warm_fold_ms": warm.as_secs_f64() * 1e3,
+                "op_by_op_total_ms": incremental.as_secs_f64() * 1e3,
+                "op_by_op_per_op_us": per_op_us,
+            })
+        );
+    } else {
+        println!(
+            "{} members, {} ops: cold fold {:.2} ms, warm fold {:.2} ms; op by op {:.0} ms in all ({:.0} µs per op)",
+            members + 1,
+            ops.len(),
+            cold.as_secs_f64() * 1e3,
+            warm.as_secs_f64() * 1e3,
+            incremental.as_secs_f64() * 1e3,
+            per_op_us
+        );
+    }
+    Ok(())
+}

@@ -78,6 +78,16 @@ impl Net {
         }
     }
 
+    /// The relay again, empty, with these quotas.
+    fn use_quotas(&mut self, quotas: Quotas) {
+        let rules = RelayRules {
+            quotas,
+            retention_secs: 3600,
+        };
+        self.relay = RelayEngine::load(rules, [[1; 32], [2; 32]], &self.relay_store, self.now)
+            .expect("a relay over an empty store");
+    }
+
     /// An owner request of device `i`, signed over its current challenge.
     fn signed(&self, i: usize, request: OwnerRequest) -> MailboxRequest {
         let d = &self.devs[i];
@@ -231,19 +241,10 @@ fn mail_left_at_the_relay_while_offline_is_drained_and_comes_back_delivered() {
 #[test]
 fn a_full_mailbox_is_told_once_and_the_message_stays_queued() {
     let mut net = Net::with_relay(&["alice", "bob"], &["bob"]);
-    net.relay = RelayEngine::load(
-        RelayRules {
-            quotas: Quotas {
-                mailbox_items: 1,
-                ..Quotas::default()
-            },
-            retention_secs: 3600,
-        },
-        [[1; 32], [2; 32]],
-        &net.relay_store,
-        net.now,
-    )
-    .unwrap();
+    net.use_quotas(Quotas {
+        mailbox_items: 1,
+        ..Quotas::default()
+    });
     net.advance(POLL_MS);
     net.upload_keys(1);
     net.devs[1].online = false;
@@ -276,21 +277,12 @@ fn a_full_mailbox_is_told_once_and_the_message_stays_queued() {
 #[test]
 fn a_flood_from_fresh_peer_ids_does_not_block_a_contacts_mail() {
     let mut net = Net::with_relay(&["alice", "bob"], &["bob"]);
-    net.relay = RelayEngine::load(
-        RelayRules {
-            quotas: Quotas {
-                mailbox_items: 300,
-                sender_items: 5,
-                stranger_items: 100,
-                ..Quotas::default()
-            },
-            retention_secs: 3600,
-        },
-        [[1; 32], [2; 32]],
-        &net.relay_store,
-        net.now,
-    )
-    .unwrap();
+    net.use_quotas(Quotas {
+        mailbox_items: 300,
+        sender_items: 5,
+        stranger_items: 100,
+        ..Quotas::default()
+    });
     net.advance(POLL_MS);
     net.upload_keys(1);
     net.devs[1].online = false;

@@ -1,0 +1,348 @@
+//! Attacks on a member's group engine (issue 13): room key theft, sync
+//! floods, junk ops, dates far ahead, pending-table floods, outbox filling.
+
+use super::*;
+
+/// Attack (issue 13, item 6): a member who holds another member's room
+/// key presents it as its own, so the group binds that session to the
+/// attacker and drops the real sender's messages as "not from the
+/// session's owner".
+#[test]
+fn a_member_presenting_anothers_room_key_as_its_own_cannot_silence_them() {
+    let mut net = Net::new(&["alice", "bob", "mallory"], config());
+    let id = net.group_of_all(0);
+    let mallory = net.members[2].key.id();
+    // alice's first message: her room key goes to bob and mallory.
+    net.call(0, |book, ctx, _| book.send(ctx, "friends", "one".into()))
+        .unwrap();
+    let key = net
+        .olm
+        .iter()
+        .find_map(|(_, to, payload)| match &payload.body {
+            Body::Group(GroupControl {
+                kind: ControlKind::RoomKey(key),
+                ..
+            }) if *to == mallory => Some(key.clone()),
+            _ => None,
+        })
+        .expect("alice's room key on its way to mallory");
+    net.drive();
+    assert!(net.members[1].disk.texts(id).contains(&"one".to_owned()));
+    // mallory hands bob alice's key as hers.
+    let device = net.members[2].device;
+    let forged = GroupControl {
+        group: id,
+        kind: ControlKind::RoomKey(key),
+    };
+    net.call(1, |book, ctx, disk| {
+        book.handle_control(ctx, disk, mallory, device, forged);
+    });
+    net.drive();
+    // alice goes on under the same session: bob still reads her.
+    net.send(0, "two");
+    assert!(
+        net.members[1].disk.texts(id).contains(&"two".to_owned()),
+        "{:?}",
+        net.members[1].disk.texts(id)
+    );
+}
+
+/// Attack (issue 13, item 2): a member asks for the whole op set again and
+/// again; each `SyncRequest` made the admin queue every op to it, without
+/// limit, filling the admin's outbox.
+#[test]
+fn a_member_flooding_sync_requests_gets_the_op_set_once_per_window() {
+    let mut net = Net::new(&["alice", "bob"], config());
+    let id = net.group_of_all(0);
+    let (bob, device) = (net.members[1].key.id(), net.members[1].device);
+    net.olm.clear();
+    for _ in 0..50 {
+        let request = GroupControl {
+            group: id,
+            kind: ControlKind::SyncRequest,
+        };
+        net.call(0, |book, ctx, disk| {
+            book.handle_control(ctx, disk, bob, device, request);
+        });
+    }
+    let answers = net.olm.iter().filter(|(from, _, _)| *from == 0).count();
+    assert_eq!(
+        answers, 1,
+        "one answer (of one control message) for 50 requests"
+    );
+    // Later on, a new request is answered again.
+    net.olm.clear();
+    net.now = net.now.plus_ms(SYNC_AFTER_MS);
+    let request = GroupControl {
+        group: id,
+        kind: ControlKind::SyncRequest,
+    };
+    net.call(0, |book, ctx, disk| {
+        book.handle_control(ctx, disk, bob, device, request);
+    });
+    assert_eq!(net.olm.len(), 1);
+}
+
+/// Attack (issue 13, item 2, junk ops): anyone who can send us group
+/// control (a contact, a member of another group) signs ops for a group
+/// with accounts the group never named; each was stored forever, towards
+/// the cap at which the group refuses every change.
+#[test]
+fn signed_ops_by_accounts_the_group_never_named_are_not_kept() {
+    let mut net = Net::new(&["alice", "bob"], config());
+    let id = net.group_of_all(0);
+    let parents = net.members[0]
+        .book
+        .group(&id)
+        .unwrap()
+        .ops()
+        .heads(id, &net.members[0].key.id());
+    let junk: Vec<GroupOp> = (0..20u8)
+        .map(|i| {
+            let key = AccountKey::from_seed([200 + i; 32]);
+            GroupOp::sign(
+                &key,
+                id,
+                MessageId(u128::from(i) + 1),
+                parents.clone(),
+                Action::Leave,
+            )
+        })
+        .collect();
+    let before = net.members[0].book.group(&id).unwrap().ops().len();
+    let (bob, device) = (net.members[1].key.id(), net.members[1].device);
+    let control = GroupControl {
+        group: id,
+        kind: ControlKind::Ops(junk),
+    };
+    net.call(0, |book, ctx, disk| {
+        book.handle_control(ctx, disk, bob, device, control);
+    });
+    assert_eq!(net.members[0].book.group(&id).unwrap().ops().len(), before);
+}
+
+/// `count` ops by bob (no admin) removing `account`, each with its own
+/// date, all naming `parents`: none takes effect.
+fn bob_removes(
+    net: &Net,
+    id: GroupId,
+    parents: Vec<crate::OpHash>,
+    account: AccountId,
+    count: u128,
+) -> Vec<GroupOp> {
+    (0..count)
+        .map(|i| {
+            GroupOp::sign(
+                &net.members[1].key,
+                id,
+                MessageId(u128::MAX - i),
+                parents.clone(),
+                Action::Remove { account },
+            )
+        })
+        .collect()
+}
+
+/// bob (an admin) signs `ops` and sends them to alice and carol.
+fn from_bob(net: &mut Net, id: GroupId, ops: Vec<GroupOp>) {
+    let (bob, device) = (net.members[1].key.id(), net.members[1].device);
+    let control = GroupControl {
+        group: id,
+        kind: ControlKind::Ops(ops),
+    };
+    for i in [0, 2] {
+        let control = control.clone();
+        net.call(i, |book, ctx, disk| {
+            book.handle_control(ctx, disk, bob, device, control);
+        });
+    }
+    net.drive();
+}
+
+/// Attack (issue 13, item 1): an admin dates a removal a century ahead.
+/// Folded by date alone it came after any later re-invitation, so the
+/// removed member could never be invited back.
+#[test]
+fn a_removal_dated_far_ahead_does_not_block_a_reinvitation() {
+    let mut net = Net::new(&["alice", "bob", "carol"], config());
+    let id = net.group_of_all(0);
+    let (bob, carol) = (net.members[1].key.id(), net.members[2].key.id());
+    net.call(0, |book, ctx, _| {
+        book.member_change(ctx, "friends", Action::Promote { account: bob })
+    })
+    .unwrap();
+    net.drive();
+    let parents = net.members[1]
+        .book
+        .group(&id)
+        .unwrap()
+        .ops()
+        .heads(id, &bob);
+    let year_2100 = MessageId::from_parts(4_102_444_800_000, 0, 7);
+    let removal = GroupOp::sign(
+        &net.members[1].key,
+        id,
+        year_2100,
+        parents,
+        Action::Remove { account: carol },
+    );
+    from_bob(&mut net, id, vec![removal]);
+    assert_eq!(net.standing(2, id), Standing::Removed);
+    let card = net.members[2].card.clone();
+    net.call(0, |book, ctx, _| book.invite(ctx, "friends", card, false))
+        .unwrap();
+    net.drive();
+    net.call(2, |book, ctx, _| book.join(ctx, "friends"))
+        .unwrap();
+    net.drive();
+    for i in 0..3 {
+        let state = net.members[i].book.group(&id).unwrap().state();
+        assert!(state.is_joined(&carol), "member {i} sees carol back");
+    }
+}
+
+/// Attack (issue 13, item 2, per-author cap): a member signs thousands of
+/// ops that take no effect (a non-admin removing people); each was kept
+/// for good, towards the cap at which the group refuses every change.
+#[test]
+fn a_members_ops_that_take_no_effect_are_capped() {
+    let mut net = Net::new(&["alice", "bob", "carol"], config());
+    let id = net.group_of_all(0);
+    let (alice, bob) = (net.members[0].key.id(), net.members[1].key.id());
+    let before = net.members[0].book.group(&id).unwrap().ops().len();
+    let parents = net.members[1]
+        .book
+        .group(&id)
+        .unwrap()
+        .ops()
+        .heads(id, &bob);
+    let junk = bob_removes(&net, id, parents, alice, 300);
+    for chunk in junk.chunks(100) {
+        from_bob(&mut net, id, chunk.to_vec());
+    }
+    let kept = net.members[0].book.group(&id).unwrap().ops().len() - before;
+    assert!(
+        kept <= MAX_IDLE_OPS_PER_AUTHOR as usize,
+        "kept {kept} junk ops"
+    );
+    // The group still works: alice invites, nobody is frozen out.
+    assert!(
+        net.members[0]
+            .book
+            .group(&id)
+            .unwrap()
+            .state()
+            .is_admin(&alice)
+    );
+}
+
+/// Attack (issue 13, item 3, pending flood): junk under made-up sessions
+/// filled the one table of messages waiting for their key (10,000 over
+/// all groups); then a real message whose key was late was dropped, and
+/// the history cursor moved past it. Now each group and session has its
+/// own share, and a message that finds no room stays unread at the relay.
+#[test]
+fn junk_under_made_up_sessions_cannot_make_a_late_message_be_lost() {
+    let mut net = Net::new(&["alice", "bob"], config());
+    let friends = net.group_of_all(0);
+    let card = net.members[0].card.clone();
+    let club = net
+        .call(0, |book, ctx, _| book.create(ctx, "club".into(), card))
+        .unwrap();
+    let bob_card = net.members[1].card.clone();
+    net.call(0, |book, ctx, _| book.invite(ctx, "club", bob_card, false))
+        .unwrap();
+    net.drive();
+    net.call(1, |book, ctx, _| book.join(ctx, "club")).unwrap();
+    net.drive();
+    // 10,000 junk messages on the friends topic, each under its own
+    // session, from a source peer (alice's device relays them).
+    for n in 0..pending::MAX_PENDING as u32 {
+        let junk = GroupMessage {
+            session: SessionId(*blake3::hash(&n.to_be_bytes()).as_bytes()),
+            ciphertext: n.to_be_bytes().to_vec(),
+        };
+        net.deliver_topic(0, 1, friends, &junk.to_bytes());
+    }
+    // A relay's history page of friends with one more: no room, so the
+    // cursor stays before it.
+    let relay = DeviceId([9; 32]);
+    let more = GroupMessage {
+        session: SessionId([7; 32]),
+        ciphertext: vec![1],
+    };
+    net.call(1, |book, ctx, disk| {
+        book.handle_history_page(ctx, disk, relay, friends, vec![(5, more.to_bytes())], true);
+    });
+    assert_eq!(
+        net.members[1].book.history_cursor(&friends, &relay),
+        Some(0),
+        "read again next time"
+    );
+    // alice writes in club; her new session's key is late for bob.
+    net.members[1].held = true;
+    net.call(0, |book, ctx, _| book.send(ctx, "club", "late key".into()))
+        .unwrap();
+    let (_, _, bytes) = net.topic.pop_back().expect("published");
+    net.topic.clear();
+    net.call(1, |book, ctx, disk| {
+        book.handle_history_page(ctx, disk, relay, club, vec![(8, bytes)], false);
+    });
+    net.members[1].held = false;
+    net.drive();
+    assert_eq!(net.members[1].disk.texts(club), ["late key".to_owned()]);
+}
+
+/// Attack (issue 13, item 2, outbox filling): a member's message of many
+/// ops its author made without knowing of our invitations was passed on
+/// to each of our invitees as one message per op; a few such messages
+/// filled our outbox. They now go as one message per invitee.
+#[test]
+fn ops_passed_on_to_invitees_go_in_one_message_each() {
+    let mut net = Net::new(&["alice", "bob", "carol", "dave"], config());
+    let card = net.members[0].card.clone();
+    let id = net
+        .call(0, |book, ctx, _| book.create(ctx, "friends".into(), card))
+        .unwrap();
+    let bob_card = net.members[1].card.clone();
+    net.call(0, |book, ctx, _| {
+        book.invite(ctx, "friends", bob_card, false)
+    })
+    .unwrap();
+    net.drive();
+    net.call(1, |book, ctx, _| book.join(ctx, "friends"))
+        .unwrap();
+    net.drive();
+    let bob = net.members[1].key.id();
+    // What bob knows now; alice then invites carol and dave, who do not
+    // answer (their messages wait).
+    let parents = net.members[1]
+        .book
+        .group(&id)
+        .unwrap()
+        .ops()
+        .heads(id, &bob);
+    net.members[2].held = true;
+    net.members[3].held = true;
+    for i in [2, 3] {
+        let card = net.members[i].card.clone();
+        net.call(0, |book, ctx, _| book.invite(ctx, "friends", card, false))
+            .unwrap();
+    }
+    net.olm.clear();
+    let alice = net.members[0].key.id();
+    let ops = bob_removes(&net, id, parents, alice, 40);
+    let device = net.members[1].device;
+    let control = GroupControl {
+        group: id,
+        kind: ControlKind::Ops(ops),
+    };
+    net.call(0, |book, ctx, disk| {
+        book.handle_control(ctx, disk, bob, device, control);
+    });
+    for i in [2, 3] {
+        let to = net.members[i].key.id();
+        let messages = net.olm.iter().filter(|(_, t, _)| *t == to).count();
+        assert_eq!(messages, 1, "member {i} got {messages} messages");
+    }
+}

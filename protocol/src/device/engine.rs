@@ -29,6 +29,7 @@
 mod contacts;
 mod mail;
 mod receive;
+mod rights;
 #[cfg(test)]
 mod tests;
 
@@ -50,6 +51,7 @@ use crate::{
 pub use contacts::ContactError;
 pub use mail::{FULL_RELAY_RETRY_MS, MailPage};
 pub use receive::{BatchAnswer, Received};
+pub use rights::RightIssuer;
 
 /// Who this device is, as the engine needs it.
 #[derive(Debug, Clone)]
@@ -58,41 +60,6 @@ pub struct DeviceSelf {
     pub keys: DeviceKeys,
     /// Grants our contacts the right to deposit into our mailbox.
     pub issuer: RightIssuer,
-}
-
-/// Signs this device's deposit rights ([`DepositRight`]) with the device
-/// key (the Ed25519 key whose public half is the device id).
-#[derive(Clone)]
-pub struct RightIssuer {
-    key: ed25519_dalek::SigningKey,
-}
-
-impl fmt::Debug for RightIssuer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RightIssuer { .. }")
-    }
-}
-
-impl RightIssuer {
-    /// From the device key's 32-byte secret.
-    pub fn new(secret: [u8; 32]) -> Self {
-        Self {
-            key: ed25519_dalek::SigningKey::from_bytes(&secret),
-        }
-    }
-
-    /// The right we give `account`. Its holder tag is a keyed hash of the
-    /// account, so a contact always gets the same one and the relay counts
-    /// its mail under one tag that names nobody.
-    pub fn right_for(&self, account: &AccountId) -> DepositRight {
-        let hash = blake3::Hasher::new_derive_key("hush 2026-12 deposit right holder")
-            .update(self.key.as_bytes())
-            .update(&account.0)
-            .finalize();
-        let mut holder = [0; 16];
-        holder.copy_from_slice(&hash.as_bytes()[..16]);
-        DepositRight::grant(&self.key, holder)
-    }
 }
 
 impl DeviceSelf {
@@ -464,34 +431,6 @@ where
         };
         self.enqueue(ctx, account, kind, &payload)?;
         Ok(id)
-    }
-
-    /// Sends a contact our deposit right, once per run (and when it is
-    /// added): its mail to our mailbox then counts as a contact's at our
-    /// relays, which a flood from strangers cannot crowd out. It goes only
-    /// directly, like our presence key: it takes no slot of the contact's
-    /// mailbox.
-    pub(crate) fn grant_right(&mut self, ctx: &mut Ctx<'_>, account: &AccountId) {
-        if self.granted.contains(account) {
-            return;
-        }
-        let body = Body::DepositRight(self.me.issuer.right_for(account));
-        match self.send_control(ctx, account, OutboxKind::Control, body) {
-            Ok(_) => {
-                self.granted.insert(*account);
-            }
-            Err(_) => self.note(
-                Severity::Warn,
-                "could not queue our deposit right for a contact",
-            ),
-        }
-    }
-
-    /// A contact device's deposit right, as stored (at start).
-    pub fn restore_right(&mut self, device: DeviceId, right: DepositRight) {
-        if right.device == device {
-            self.rights.insert(device, right);
-        }
     }
 
     /// Queues receipts for `ids` to every device of `account` (at most

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use hush_node::{Event, Node, NodeConfig};
 use hush_protocol::{
-    AccountId, Body, DeviceId, GroupMessage, MegolmOutbound, MessageId, Payload, Wire,
+    AccountId, Body, DeviceId, MegolmOutbound, MessageId, Payload, PublishKey, Wire,
 };
 use libp2p::Multiaddr;
 use serde_json::json;
@@ -85,12 +85,10 @@ fn ciphertext_bytes() -> usize {
         body: Body::Text("x".repeat(TEXT_LEN)),
     };
     let mut session = MegolmOutbound::new();
-    GroupMessage {
-        session: session.id(),
-        ciphertext: session.encrypt(&payload.to_padded()),
-    }
-    .to_bytes()
-    .len()
+    let key = PublishKey::from_secret(&[0; 32]);
+    key.seal(session.id(), session.encrypt(&payload.to_padded()))
+        .to_bytes()
+        .len()
 }
 
 pub async fn group(members: usize, messages: usize, interval_ms: u64, as_json: bool) -> Result<()> {

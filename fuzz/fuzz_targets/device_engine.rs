@@ -132,8 +132,12 @@ fuzz_target!(|data: &[u8]| {
                 engine.handle_acks(&mut ctx, &store, &keys, bytes);
             }
             5 => {
-                let topic = group.map(|g| g.topic()).unwrap_or_default();
                 engine.with_groups(&mut ctx, |g, ctx| {
+                    let topic = group
+                        .and_then(|id| g.group(&id))
+                        .and_then(|g| g.topic())
+                        .unwrap_or_default()
+                        .to_owned();
                     g.handle_topic_message(ctx, &store, &topic, 1, 1, false, bytes);
                     g.handle_topic_message(ctx, &store, "elsewhere", 2, 9, true, bytes);
                 });
@@ -150,7 +154,9 @@ fuzz_target!(|data: &[u8]| {
                 if let Some(id) = group {
                     let items = vec![(1, bytes.to_vec())];
                     engine.with_groups(&mut ctx, |g, ctx| {
-                        g.handle_history_page(ctx, &store, 7, id, items, true);
+                        let topic = g.group(&id).and_then(|g| g.topic()).unwrap_or_default();
+                        let topic = topic.to_owned();
+                        g.handle_history_page(ctx, &store, 7, id, &topic, items, true);
                     });
                 }
             }

@@ -3,7 +3,9 @@
 //! verifies, and folding whatever decodes never panics.
 #![no_main]
 
-use hush_protocol::{ControlKind, GroupControl, GroupMessage, GroupOp, GroupState, Wire};
+use hush_protocol::{
+    ControlKind, GroupControl, GroupMessage, GroupOp, GroupState, PublishKey, TopicKey, Wire,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -22,5 +24,17 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(message) = GroupMessage::from_bytes(data) {
         assert_eq!(message.to_bytes(), data);
+        // A signature nobody made never verifies.
+        let key = PublishKey::from_secret(&[7; 32]);
+        let sealed = key.seal(message.session, message.ciphertext.clone());
+        assert!(key.public().verify(&sealed));
+        if sealed.signature != message.signature {
+            assert!(!key.public().verify(&message));
+        }
+    }
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Some(key) = TopicKey::parse(text)
+    {
+        assert_eq!(key.topic(), text);
     }
 });

@@ -18,7 +18,7 @@ use thiserror::Error;
 
 use crate::records::{
     ContactRecord, GroupRecord, IdentityRecord, InboundRecord, MessageRecord, OutboxRecord,
-    OwnPresenceRecord, PendingRecord, PresenceRecord, Status,
+    OwnPresenceRecord, PendingRecord, PresenceRecord, PublishKeyRecord, Status,
 };
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -45,6 +45,10 @@ const GROUP_RECEIPTS: TableDefinition<([u8; 32], u128, [u8; 32]), u8> =
 const DEPOSIT_RIGHTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("deposit_rights");
 const GROUP_PENDING: TableDefinition<([u8; 32], [u8; 32]), &[u8]> =
     TableDefinition::new("group_pending");
+/// (group, op that began the epoch) → the epoch's publish key and our
+/// history cursors on its topic.
+const GROUP_KEYS: TableDefinition<([u8; 32], [u8; 32]), &[u8]> =
+    TableDefinition::new("group_publish_keys");
 
 const IDENTITY_KEY: &str = "identity";
 const OLM_ACCOUNT_KEY: &str = "olm_account";
@@ -154,6 +158,9 @@ pub enum Op {
     PutGroupReceipt(ConversationId, MessageId, AccountId, u8),
     PutPending([u8; 32], [u8; 32], PendingRecord),
     DeletePending([u8; 32], [u8; 32]),
+    /// A group epoch's publish key: (group, epoch op).
+    PutPublishKey(GroupId, [u8; 32], PublishKeyRecord),
+    DeletePublishKey(GroupId, [u8; 32]),
 }
 
 #[derive(Debug)]
@@ -181,6 +188,7 @@ impl Store {
             txn.open_table(MEGOLM_IN)?;
             txn.open_table(GROUP_RECEIPTS)?;
             txn.open_table(GROUP_PENDING)?;
+            txn.open_table(GROUP_KEYS)?;
             txn.open_table(DEPOSIT_RIGHTS)?;
         }
         txn.commit()?;
@@ -284,6 +292,20 @@ impl Store {
             out.push((GroupId(id), record, list));
         }
         Ok(out)
+    }
+
+    /// Every group epoch's publish key we hold: (group, epoch op, record).
+    pub fn publish_keys(&self) -> Result<Vec<(GroupId, [u8; 32], PublishKeyRecord)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(GROUP_KEYS)?;
+        table
+            .iter()?
+            .map(|row| {
+                let (k, v) = row?;
+                let (group, epoch) = k.value();
+                Ok((GroupId(group), epoch, decode("publish key", v.value())?))
+            })
+            .collect()
     }
 
     pub fn inbound_sessions(&self) -> Result<Vec<([u8; 32], InboundRecord)>, StoreError> {
@@ -547,6 +569,7 @@ impl Store {
             let mut inbound = txn.open_table(MEGOLM_IN)?;
             let mut receipts = txn.open_table(GROUP_RECEIPTS)?;
             let mut pending = txn.open_table(GROUP_PENDING)?;
+            let mut publish_keys = txn.open_table(GROUP_KEYS)?;
             let mut rights = txn.open_table(DEPOSIT_RIGHTS)?;
             for op in ops {
                 match op {
@@ -636,6 +659,12 @@ impl Store {
                     }
                     Op::DeletePending(session, digest) => {
                         pending.remove((session, digest))?;
+                    }
+                    Op::PutPublishKey(group, epoch, record) => {
+                        publish_keys.insert((group.0, epoch), encode(&record).as_slice())?;
+                    }
+                    Op::DeletePublishKey(group, epoch) => {
+                        publish_keys.remove((group.0, epoch))?;
                     }
                 }
             }

@@ -27,7 +27,8 @@ pub use engine::{
 };
 pub use groups::{
     Acceptance, DeviceLookup, Group, GroupAfter, GroupBook, GroupCommandError, GroupConfig,
-    GroupEffect, GroupNotice, GroupSelf, GroupWrite, MAX_GROUPS, Severity, Standing,
+    GroupEffect, GroupNotice, GroupSelf, GroupWrite, MAX_EPOCH_KEYS, MAX_GROUPS, Severity,
+    Standing,
 };
 pub use inbox::{Arrival, Inbox, Opened, Source};
 pub use keys::{KEY_REQUEST_INTERVAL_MS, KeyDecision, KeyService};
@@ -40,7 +41,9 @@ pub use outbox::{
     OutboxKind, OutboxRecord, backoff_ms,
 };
 pub use presence::{PresenceTiming, PresenceWatch, Sighting};
-pub use records::{GroupRecord, InboundRecord, MessageRecord, PendingRecord, Status};
+pub use records::{
+    GroupRecord, InboundRecord, MessageRecord, PendingRecord, PublishKeyRecord, Status,
+};
 pub use routes::{Routes, UNREACHABLE_FOR_MS};
 pub use sharing::{
     Accepted, MAX_HEARTBEAT_MS, OwnPresenceRecord, PUSH_INTERVAL_MS, PresenceBook, PresenceEffect,

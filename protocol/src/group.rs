@@ -21,6 +21,7 @@
 mod control;
 mod history;
 mod op;
+mod publish;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -30,7 +31,8 @@ pub use history::{
     HistoryRequest, HistoryResponse, MAX_HISTORY_FRAME, MAX_HISTORY_ITEMS, MAX_TOPIC_LEN,
 };
 pub use op::{Action, GroupOp, MemberStatus, OpHash, Role};
-pub use state::{GroupError, GroupState, Member, OpSet};
+pub use publish::{PublishKey, TOPIC_PREFIX, TopicKey};
+pub use state::{Epoch, GroupError, GroupState, Member, OpSet};
 
 /// Longest group name, in bytes of UTF-8.
 pub const MAX_GROUP_NAME_LEN: usize = 64;
@@ -55,4 +57,4 @@ pub const MAX_SESSION_KEY_LEN: usize = 512;
 /// payload plus Megolm's header, MAC and signature.
 pub const MAX_GROUP_CIPHERTEXT_LEN: usize = 64 * 1024 + 256;
 /// Largest encoded [`GroupMessage`].
-pub const MAX_GROUP_MESSAGE_LEN: usize = 1 + 32 + 4 + MAX_GROUP_CIPHERTEXT_LEN;
+pub const MAX_GROUP_MESSAGE_LEN: usize = 1 + 32 + 4 + MAX_GROUP_CIPHERTEXT_LEN + 64;

@@ -35,7 +35,7 @@ pub(super) enum After {
     ReplyGroup(Reply<GroupView>, GroupView),
     /// A group message and the Megolm ratchet that made it are stored:
     /// publish it on the group's topic.
-    Publish(hush_protocol::GroupId, Vec<u8>),
+    Publish(hush_protocol::GroupId, String, Vec<u8>),
     /// A group message waiting for its key is on disk now.
     PendingStored(hush_protocol::SessionId, [u8; 32]),
     /// Receipts for these messages of ours are on disk: tell the counts.
@@ -208,7 +208,9 @@ impl EventLoop {
                 (After::ReplyGroup(reply, _), Err(e)) => {
                     let _ = reply.send(Err(store_failed(e)));
                 }
-                (After::Publish(group, bytes), Ok(())) => self.publish_group(group, bytes),
+                (After::Publish(group, topic, bytes), Ok(())) => {
+                    self.publish_group(group, topic, bytes)
+                }
                 (After::ReplyPresence(reply, _), Err(e)) => {
                     let _ = reply.send(Err(store_failed(e)));
                 }

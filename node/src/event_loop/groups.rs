@@ -91,7 +91,7 @@ pub(super) type Book = hush_protocol::device::GroupBook<PeerId, Multiaddr, gossi
 /// The history requests in flight, for the groups.
 #[derive(Default)]
 pub(super) struct GroupHost {
-    history_requests: HashMap<OutboundRequestId, (PeerId, GroupId)>,
+    history_requests: HashMap<OutboundRequestId, (PeerId, GroupId, String)>,
 }
 
 /// The group engine with every group, session and pending count from the
@@ -125,6 +125,15 @@ pub(super) fn load_groups(store: &Store, me: &Me, config: GroupConfig) -> Book {
             }
         }
         Err(e) => tracing::error!(error = %e, "could not load groups"),
+    }
+    match store.publish_keys() {
+        Ok(mut keys) => {
+            keys.sort_by_key(|(_, _, record)| record.received_ms);
+            for (id, epoch, record) in keys {
+                book.restore_publish_key(id, epoch, &record);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "could not load the groups' publish keys"),
     }
     match store.inbound_sessions() {
         Ok(list) => {
@@ -181,6 +190,8 @@ fn op_of(write: GroupWrite) -> Op {
             Op::PutGroupReceipt(conversation, message, account, kind as u8)
         }
         GroupWrite::MarkRead(conversation, ids) => Op::MarkRead(conversation, ids),
+        GroupWrite::PublishKey(id, epoch, record) => Op::PutPublishKey(id, epoch, record),
+        GroupWrite::DropPublishKey(id, epoch) => Op::DeletePublishKey(id, epoch),
     }
 }
 
@@ -194,9 +205,25 @@ impl EventLoop {
 
     /// Subscribes to our groups' topics and registers group peers; at start.
     pub(super) fn groups_start(&mut self) {
-        for id in self.engine.groups.joined_groups() {
-            self.subscribe_topic(id);
+        for (_, topic) in self.group_topics() {
+            self.subscribe_topic(&topic);
         }
+    }
+
+    /// The topics of the groups we are in: those of every epoch whose
+    /// publish key we hold.
+    fn group_topics(&self) -> Vec<(GroupId, String)> {
+        let groups = &self.engine.groups;
+        groups
+            .joined_groups()
+            .into_iter()
+            .filter_map(|id| groups.group(&id))
+            .flat_map(|g| {
+                g.topics()
+                    .map(|t| (g.id(), t.to_owned()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     /// Does what the groups asked of the host.
@@ -207,15 +234,15 @@ impl EventLoop {
                 // The engine queues control messages and tracks members'
                 // devices itself.
                 GroupEffect::Send { .. } | GroupEffect::PeersChanged => {}
-                GroupEffect::Subscribe(id) => {
-                    self.subscribe_topic(id);
+                GroupEffect::Subscribe { group, topic } => {
+                    self.subscribe_topic(&topic);
                     let relays: Vec<PeerId> = self.home.iter().map(|r| r.peer).collect();
                     for relay in relays {
-                        self.keep_history(relay, id);
+                        self.keep_history(relay, group, &topic);
                     }
                 }
-                GroupEffect::Unsubscribe(id) => {
-                    let topic = IdentTopic::new(id.topic());
+                GroupEffect::Unsubscribe { topic } => {
+                    let topic = IdentTopic::new(topic);
                     self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
                 }
                 GroupEffect::Dial(devices) => {
@@ -236,9 +263,14 @@ impl EventLoop {
                 GroupEffect::Fetch {
                     relay,
                     group,
+                    topic,
                     after,
-                } => self.fetch_history(relay, group, after),
-                GroupEffect::Publish(id, bytes) => self.publish_group(id, bytes),
+                } => self.fetch_history(relay, group, topic, after),
+                GroupEffect::Publish {
+                    group,
+                    topic,
+                    bytes,
+                } => self.publish_group(group, topic, bytes),
                 GroupEffect::Validate {
                     message,
                     peer,
@@ -270,7 +302,11 @@ impl EventLoop {
     /// What the loop does after the commit for what the engine asked.
     fn after_of(&self, after: GroupAfter) -> After {
         match after {
-            GroupAfter::Publish(id, bytes) => After::Publish(id, bytes),
+            GroupAfter::Publish {
+                group,
+                topic,
+                bytes,
+            } => After::Publish(group, topic, bytes),
             GroupAfter::PendingStored(session, digest) => After::PendingStored(session, digest),
             GroupAfter::Settled(digest) => After::Received(digest),
             GroupAfter::ReceiptCounts(id, ids) => After::ReceiptCounts(id, ids),
@@ -309,8 +345,8 @@ impl EventLoop {
         }
     }
 
-    fn subscribe_topic(&mut self, id: GroupId) {
-        let topic = IdentTopic::new(id.topic());
+    fn subscribe_topic(&mut self, topic: &str) {
+        let topic = IdentTopic::new(topic);
         if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&topic) {
             tracing::warn!(error = ?e, "could not subscribe to a group topic");
         }
@@ -479,28 +515,30 @@ impl EventLoop {
     /// A home relay connected: make sure it keeps our groups' history, and
     /// catch up from it.
     pub(super) fn groups_relay_connected(&mut self, relay: PeerId) {
-        for id in self.engine.groups.joined_groups() {
-            self.keep_history(relay, id);
+        for (id, topic) in self.group_topics() {
+            self.keep_history(relay, id, &topic);
         }
     }
 
-    /// Asks `relay` to keep the group's topic and for what it holds since
-    /// our cursor.
-    fn keep_history(&mut self, relay: PeerId, id: GroupId) {
-        let Some(after) = self.engine.groups.history_cursor(&id, &relay) else {
+    /// Asks `relay` to keep one of the group's topics and for what it
+    /// holds since our cursor.
+    fn keep_history(&mut self, relay: PeerId, id: GroupId, topic: &str) {
+        let Some(after) = self.engine.groups.history_cursor(&id, topic, &relay) else {
             return;
         };
-        let keep = HistoryRequest::Keep { topic: id.topic() };
+        let keep = HistoryRequest::Keep {
+            topic: topic.to_owned(),
+        };
         self.swarm
             .behaviour_mut()
             .history
             .send_request(&relay, keep.to_bytes());
-        self.fetch_history(relay, id, after);
+        self.fetch_history(relay, id, topic.to_owned(), after);
     }
 
-    fn fetch_history(&mut self, relay: PeerId, id: GroupId, after: u64) {
+    fn fetch_history(&mut self, relay: PeerId, id: GroupId, topic: String, after: u64) {
         let fetch = HistoryRequest::Fetch {
-            topic: id.topic(),
+            topic: topic.clone(),
             after,
             limit: MAX_HISTORY_ITEMS as u16,
         };
@@ -509,7 +547,9 @@ impl EventLoop {
             .behaviour_mut()
             .history
             .send_request(&relay, fetch.to_bytes());
-        self.groups.history_requests.insert(request, (relay, id));
+        self.groups
+            .history_requests
+            .insert(request, (relay, id, topic));
     }
 
     pub(super) fn on_history(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
@@ -523,14 +563,15 @@ impl EventLoop {
                     },
                 ..
             } => {
-                let Some((relay, id)) = self.groups.history_requests.remove(&request_id) else {
+                let Some((relay, id, topic)) = self.groups.history_requests.remove(&request_id)
+                else {
                     return;
                 };
                 match HistoryResponse::from_bytes(&response) {
                     Ok(HistoryResponse::Page { items, more }) => {
                         let store = self.store.clone();
                         self.with_groups(|g, ctx| {
-                            g.handle_history_page(ctx, &*store, relay, id, items, more);
+                            g.handle_history_page(ctx, &*store, relay, id, &topic, items, more);
                         });
                     }
                     Ok(HistoryResponse::Refused { reason }) => {
@@ -543,7 +584,7 @@ impl EventLoop {
             E::OutboundFailure {
                 request_id, error, ..
             } => {
-                if let Some((relay, _)) = self.groups.history_requests.remove(&request_id) {
+                if let Some((relay, _, _)) = self.groups.history_requests.remove(&request_id) {
                     tracing::debug!(%relay, error = %error, "group history request failed");
                 }
             }
@@ -606,18 +647,17 @@ impl EventLoop {
     }
 
     /// Publishes a stored message; if no peer takes it now, later.
-    pub(super) fn publish_group(&mut self, id: GroupId, bytes: Vec<u8>) {
-        let topic = IdentTopic::new(id.topic());
+    pub(super) fn publish_group(&mut self, id: GroupId, topic: String, bytes: Vec<u8>) {
         match self
             .swarm
             .behaviour_mut()
             .gossipsub
-            .publish(topic, bytes.clone())
+            .publish(IdentTopic::new(topic.clone()), bytes.clone())
         {
             Ok(_) | Err(gossipsub::PublishError::Duplicate) => {}
             Err(e) => {
                 tracing::debug!(group = %id, error = ?e, "group message not published yet; retrying");
-                self.engine.groups.unpublished(id, bytes);
+                self.engine.groups.unpublished(id, topic, bytes);
             }
         }
     }

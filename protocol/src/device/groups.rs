@@ -25,6 +25,7 @@
 //! unvalidated for [`VALIDATION_WAIT_MS`]: accepted if the key lands in
 //! time, ignored otherwise (a non-member's session key never lands).
 
+mod epochs;
 mod membership;
 pub mod pending;
 mod receive;
@@ -36,13 +37,16 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::hash::Hash;
 
-use crate::device::{CardReach, Ctx, GroupRecord, InboundRecord, MessageRecord, PendingRecord};
+use crate::device::{
+    CardReach, Ctx, GroupRecord, InboundRecord, MessageRecord, PendingRecord, PublishKeyRecord,
+};
 use crate::{
     AccountId, AccountKey, ContactCard, ControlKind, ConversationId, DeviceId, GroupError, GroupId,
     GroupOp, GroupState, MAX_CONTROL_OPS, MAX_TEXT_LEN, MegolmInbound, MegolmOutbound,
-    MemberStatus, MessageId, OpSet, Payload, ReceiptKind, Role, SessionId, Wire,
+    MemberStatus, MessageId, OpHash, OpSet, Payload, ReceiptKind, Role, SessionId, Wire,
 };
 
+pub use epochs::MAX_EPOCH_KEYS;
 pub use receive::Acceptance;
 
 /// Groups one device may be in.
@@ -187,6 +191,10 @@ pub enum GroupWrite {
     /// A member's receipt for one of our messages; only ever raised.
     Receipt(ConversationId, MessageId, AccountId, ReceiptKind),
     MarkRead(ConversationId, Vec<MessageId>),
+    /// A publish key of one of the group's epochs (and our history cursors
+    /// on its topic).
+    PublishKey(GroupId, OpHash, PublishKeyRecord),
+    DropPublishKey(GroupId, OpHash),
 }
 
 /// What the host tells the user or does once the batch holding the
@@ -194,8 +202,12 @@ pub enum GroupWrite {
 #[derive(Debug, Clone)]
 pub enum GroupAfter {
     /// A message and the Megolm ratchet that made it are stored: publish it
-    /// on the group's topic.
-    Publish(GroupId, Vec<u8>),
+    /// on the topic.
+    Publish {
+        group: GroupId,
+        topic: String,
+        bytes: Vec<u8>,
+    },
     /// A message waiting for its key is on disk now (give it to
     /// [`GroupBook::pending_stored`], committed or not).
     PendingStored(SessionId, [u8; 32]),
@@ -241,20 +253,30 @@ pub enum GroupEffect<P, M> {
     /// The group members changed: the devices of [`GroupBook::peers`] are
     /// the ones group control is accepted from and sent to.
     PeersChanged,
-    /// Subscribe to the group's topic and ask the home relays to keep its
-    /// history ([`GroupBook::history_cursor`]).
-    Subscribe(GroupId),
-    Unsubscribe(GroupId),
+    /// Subscribe to one of the group's topics and ask the home relays to
+    /// keep its history ([`GroupBook::history_cursor`]).
+    Subscribe {
+        group: GroupId,
+        topic: String,
+    },
+    Unsubscribe {
+        topic: String,
+    },
     /// Dial these member devices unless connected.
     Dial(Vec<DeviceId>),
-    /// The relay has more history of the group after `after`: fetch it.
+    /// The relay has more history of the topic after `after`: fetch it.
     Fetch {
         relay: P,
         group: GroupId,
+        topic: String,
         after: u64,
     },
-    /// Publish again what no peer took earlier.
-    Publish(GroupId, Vec<u8>),
+    /// Publish what no peer took earlier, or what waited for a key.
+    Publish {
+        group: GroupId,
+        topic: String,
+        bytes: Vec<u8>,
+    },
     /// The validation result of a topic message held until now.
     Validate {
         message: M,
@@ -304,7 +326,8 @@ pub struct Group<P> {
     id: GroupId,
     ops: OpSet,
     state: GroupState,
-    topic: String,
+    /// The publish keys of the last epochs we hold ([`MAX_EPOCH_KEYS`]).
+    keys: Vec<epochs::EpochKey>,
     record: GroupRecord,
     outbound: Option<MegolmOutbound>,
     /// Who may hand us messages on the topic: members' devices and their
@@ -321,10 +344,6 @@ impl<P> Group<P> {
     }
     pub fn ops(&self) -> &OpSet {
         &self.ops
-    }
-    /// The topic name (gossipsub's identity-hashed topic).
-    pub fn topic(&self) -> &str {
-        &self.topic
     }
     pub fn has_left(&self) -> bool {
         self.record.left
@@ -387,7 +406,11 @@ pub struct GroupBook<P, A, M> {
     receipts_due_ms: Option<u64>,
     /// Stored messages no peer on the topic took yet: published again on
     /// the tick.
-    unpublished: VecDeque<(GroupId, Vec<u8>)>,
+    unpublished: VecDeque<(GroupId, String, Vec<u8>)>,
+    /// Stored messages of groups whose publish key has not come yet:
+    /// (group, session, ciphertext), sealed and published once it does.
+    unsealed: VecDeque<(GroupId, SessionId, Vec<u8>)>,
+    epoch_waits: epochs::EpochWaits,
     /// Messages kept for their key, on disk or on the way there.
     pending: pending::PendingIndex,
     /// Pending messages whose batch has not committed yet (a key arriving
@@ -483,6 +506,8 @@ where
             receipts: HashMap::new(),
             receipts_due_ms: None,
             unpublished: VecDeque::new(),
+            unsealed: VecDeque::new(),
+            epoch_waits: epochs::EpochWaits::default(),
             pending: pending::PendingIndex::default(),
             fresh_pending: HashMap::new(),
             receiving: HashSet::new(),
@@ -599,8 +624,6 @@ where
         outbound: Option<MegolmOutbound>,
     ) {
         let state = ops.fold(id);
-        let topic = id.topic();
-        self.by_topic.insert(topic.clone(), id);
         self.groups.insert(
             id,
             Group {
@@ -608,7 +631,7 @@ where
                 ops,
                 sources: topic_sources(&state, self.reach),
                 state,
-                topic,
+                keys: Vec::new(),
                 record,
                 outbound,
             },
@@ -661,14 +684,18 @@ where
         out
     }
 
-    /// Where to ask `relay` for the group's history from: the last
-    /// sequence number read from it.
-    pub fn history_cursor(&self, id: &GroupId, relay: &P) -> Option<u64> {
-        let g = self.groups.get(id)?;
+    /// Where to ask `relay` for the history of one of the group's topics
+    /// from: the last sequence number read from it.
+    pub fn history_cursor(&self, id: &GroupId, topic: &str, relay: &P) -> Option<u64> {
+        let k = self
+            .groups
+            .get(id)?
+            .keys
+            .iter()
+            .find(|k| k.topic == *topic)?;
         let relay = relay.to_string();
         Some(
-            g.record
-                .cursors
+            k.cursors
                 .iter()
                 .find(|(r, _)| *r == relay)
                 .map_or(0, |(_, c)| *c),
@@ -726,9 +753,9 @@ where
     }
 
     /// A published message no peer took: publish it again on the tick.
-    pub fn unpublished(&mut self, id: GroupId, bytes: Vec<u8>) {
+    pub fn unpublished(&mut self, id: GroupId, topic: String, bytes: Vec<u8>) {
         if self.unpublished.len() < MAX_UNPUBLISHED {
-            self.unpublished.push_back((id, bytes));
+            self.unpublished.push_back((id, topic, bytes));
         }
     }
 
@@ -777,9 +804,14 @@ where
                 self.missing_since.remove(&id);
             }
         }
-        for (id, bytes) in std::mem::take(&mut self.unpublished) {
-            self.effects.push_back(GroupEffect::Publish(id, bytes));
+        for (group, topic, bytes) in std::mem::take(&mut self.unpublished) {
+            self.effects.push_back(GroupEffect::Publish {
+                group,
+                topic,
+                bytes,
+            });
         }
+        self.ask_for_missing_keys(ctx);
         if self.receipts_due_ms.is_some_and(|due| now >= due) {
             self.flush_receipts(ctx);
         }

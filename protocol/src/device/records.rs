@@ -77,7 +77,10 @@ pub struct GroupRecord {
     pub outbound_created_ms: u64,
     /// The joined members the session's key went to.
     pub outbound_members: Vec<AccountId>,
-    /// Per home relay (PeerId text): the last history sequence number read.
+    /// Per home relay (PeerId text): the last sequence number read of the
+    /// version 1 topic, which groups no longer use (kept so records stored
+    /// before publish keys still read; cursors now live with each
+    /// [`PublishKeyRecord`]).
     pub cursors: Vec<(String, u64)>,
     /// We left: keep the history, drop the subscription.
     pub left: bool,
@@ -91,6 +94,26 @@ impl fmt::Debug for GroupRecord {
             .field("cursors", &self.cursors)
             .field("left", &self.left)
             .finish()
+    }
+}
+
+/// A publish key of one of a group's epochs (stored per group and epoch
+/// op), and how far we read its topic's history at each home relay.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct PublishKeyRecord {
+    pub secret: [u8; 32],
+    /// Per home relay (PeerId text): the last history sequence number read.
+    pub cursors: Vec<(String, u64)>,
+    /// When we got (or made) it, Unix ms.
+    pub received_ms: u64,
+}
+
+impl fmt::Debug for PublishKeyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublishKeyRecord")
+            .field("cursors", &self.cursors)
+            .field("received_ms", &self.received_ms)
+            .finish_non_exhaustive()
     }
 }
 

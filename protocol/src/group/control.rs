@@ -1,7 +1,8 @@
 //! What members send each other over Olm, and what they publish on the
 //! group's topic.
 
-use super::op::GroupOp;
+use super::op::{GroupOp, OpHash};
+use super::publish::PublishKey;
 use super::{MAX_CONTROL_OPS, MAX_GROUP_CIPHERTEXT_LEN, MAX_OP_LEN, MAX_SESSION_KEY_LEN};
 use crate::codec::{DecodeError, Reader, Wire, Writer};
 use crate::ids::{GroupId, MessageId};
@@ -9,7 +10,7 @@ use crate::megolm::SessionId;
 use crate::receipt::{ReceiptKind, decode_receipt, encode_receipt};
 
 const CONTROL_VERSION: u8 = 1;
-const MESSAGE_VERSION: u8 = 1;
+const MESSAGE_VERSION: u8 = 2;
 
 /// What group members send each other over Olm (inside a
 /// [`Payload`](crate::Payload) as [`Body::Group`](crate::Body::Group)).
@@ -33,6 +34,12 @@ pub enum ControlKind {
         kind: ReceiptKind,
         ids: Vec<MessageId>,
     },
+    /// The publish key of the epoch that op `epoch` began (see
+    /// [`GroupState::epoch`](super::GroupState::epoch)).
+    PublishKey { epoch: OpHash, key: Box<PublishKey> },
+    /// "Send me the publish key of the epoch op `epoch` began": to its
+    /// maker, by a member that lacks it.
+    PublishKeyRequest { epoch: OpHash },
 }
 
 impl Wire for GroupControl {
@@ -55,6 +62,15 @@ impl Wire for GroupControl {
                 w.u8(3);
                 encode_receipt(w, *kind, ids);
             }
+            ControlKind::PublishKey { epoch, key } => {
+                w.u8(4);
+                w.raw(epoch);
+                w.raw(&key.secret());
+            }
+            ControlKind::PublishKeyRequest { epoch } => {
+                w.u8(5);
+                w.raw(epoch);
+            }
         }
     }
 
@@ -71,6 +87,11 @@ impl Wire for GroupControl {
                 let (kind, ids) = decode_receipt(r)?;
                 ControlKind::Receipt { kind, ids }
             }
+            4 => ControlKind::PublishKey {
+                epoch: r.array()?,
+                key: Box::new(PublishKey::from_secret(&r.array()?)),
+            },
+            5 => ControlKind::PublishKeyRequest { epoch: r.array()? },
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "group control",
@@ -83,12 +104,17 @@ impl Wire for GroupControl {
 }
 
 /// What a member publishes on the group's topic: Megolm ciphertext of a
-/// padded [`Payload`](crate::Payload), and which session made it.
+/// padded [`Payload`](crate::Payload), which session made it, and the
+/// signature of the topic's publish key
+/// ([`PublishKey::seal`](super::PublishKey::seal)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupMessage {
     /// [`crate::megolm_session_id`] of the Megolm session.
     pub session: SessionId,
     pub ciphertext: Vec<u8>,
+    /// Ed25519, by the epoch's publish key, over the fields above
+    /// ([`TopicKey::verify`](super::TopicKey::verify)).
+    pub signature: [u8; 64],
 }
 
 impl GroupMessage {
@@ -99,15 +125,21 @@ impl GroupMessage {
             .finalize()
             .as_bytes()
     }
+
+    /// The encoding without the signature (what the signature covers).
+    pub(super) fn encode_unsigned(&self, w: &mut Writer) {
+        w.u8(MESSAGE_VERSION);
+        w.raw(&self.session.0);
+        w.bytes(&self.ciphertext);
+    }
 }
 
 impl Wire for GroupMessage {
     const NAME: &'static str = "group message";
 
     fn encode(&self, w: &mut Writer) {
-        w.u8(MESSAGE_VERSION);
-        w.raw(&self.session.0);
-        w.bytes(&self.ciphertext);
+        self.encode_unsigned(w);
+        w.raw(&self.signature);
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -116,9 +148,11 @@ impl Wire for GroupMessage {
         let ciphertext = r
             .bytes("group ciphertext", MAX_GROUP_CIPHERTEXT_LEN)?
             .to_vec();
+        let signature = r.array()?;
         Ok(Self {
             session,
             ciphertext,
+            signature,
         })
     }
 }

@@ -96,17 +96,6 @@ impl GroupId {
         h.update(nonce);
         Self(*h.finalize().as_bytes())
     }
-
-    /// The gossipsub topic the group's messages travel on. It is a hash of
-    /// the id, so the topic alone does not name the group's conversation.
-    pub fn topic(&self) -> String {
-        let mut h = blake3::Hasher::new_derive_key("hush 2026-11 group topic");
-        h.update(&self.0);
-        format!(
-            "/hush/group/1/{}",
-            hex::encode(&h.finalize().as_bytes()[..16])
-        )
-    }
 }
 
 impl GroupOp {

@@ -90,6 +90,19 @@ pub struct GroupState {
     /// or waiting for parents): what
     /// [`MAX_IDLE_OPS_PER_AUTHOR`](super::MAX_IDLE_OPS_PER_AUTHOR) caps.
     pub idle: BTreeMap<AccountId, u32>,
+    /// The ops that began publish epochs, in fold order: the `Create`, then
+    /// each removal or departure that took effect. The last is the current
+    /// epoch (see [`GroupState::epoch_maker`]).
+    pub epochs: Vec<Epoch>,
+}
+
+/// The op that began a publish epoch (protocol.md §11.6a).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Epoch {
+    pub op: OpHash,
+    /// The author of a `Create` or `Remove`; `None` for a `Leave` (a
+    /// departing member does not make the key the others go on with).
+    pub author: Option<AccountId>,
 }
 
 impl GroupState {
@@ -104,7 +117,31 @@ impl GroupState {
             version: 0,
             digest: [0; 32],
             idle: BTreeMap::new(),
+            epochs: Vec::new(),
         }
+    }
+
+    /// The current publish epoch.
+    pub fn epoch(&self) -> Option<&Epoch> {
+        self.epochs.last()
+    }
+
+    /// Who makes the current epoch's publish key and hands it to every
+    /// member: the author of the `Create` or `Remove` that began it while
+    /// it is a joined member, else the senior joined admin (the earliest
+    /// grant).
+    pub fn epoch_maker(&self) -> Option<AccountId> {
+        let epoch = self.epoch()?;
+        if let Some(author) = epoch.author
+            && self.is_joined(&author)
+        {
+            return Some(author);
+        }
+        self.members
+            .iter()
+            .filter(|(a, _)| self.is_admin(a))
+            .min_by_key(|(_, m)| m.granted)
+            .map(|(a, _)| *a)
     }
 
     /// Folds a set of verified ops of group `id` (see [`GroupOp::verify`]
@@ -225,6 +262,10 @@ impl GroupState {
                 ..
             } => {
                 self.creator = Some(op.author);
+                self.epochs.push(Epoch {
+                    op: hash,
+                    author: Some(op.author),
+                });
                 self.name.clone_from(name);
                 self.member_limit = *member_limit;
                 self.members.insert(
@@ -263,10 +304,18 @@ impl GroupState {
             }
             Action::Leave => {
                 self.members.remove(&op.author);
+                self.epochs.push(Epoch {
+                    op: hash,
+                    author: None,
+                });
             }
             Action::Remove { account } => {
                 self.members.remove(account);
                 self.removed.insert(*account);
+                self.epochs.push(Epoch {
+                    op: hash,
+                    author: Some(op.author),
+                });
             }
             Action::Promote { account } => {
                 if let Some(m) = self.members.get_mut(account) {

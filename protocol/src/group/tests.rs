@@ -209,13 +209,29 @@ fn history_messages_round_trip() {
 }
 
 #[test]
-fn group_message_round_trips() {
-    let m = GroupMessage {
-        session: crate::SessionId([3; 32]),
-        ciphertext: vec![1, 2, 3],
-    };
+fn group_message_round_trips_and_verifies_only_for_its_topic() {
+    let key = crate::PublishKey::from_secret(&[4; 32]);
+    let m = key.seal(crate::SessionId([3; 32]), vec![1, 2, 3]);
     assert_eq!(GroupMessage::from_bytes(&m.to_bytes()).unwrap(), m);
-    assert!(GroupMessage::from_bytes(&[1, 2]).is_err());
+    assert!(GroupMessage::from_bytes(&[2, 2]).is_err());
+    let topic = key.topic();
+    assert_eq!(topic.len(), crate::TOPIC_PREFIX.len() + 64);
+    assert!(topic.len() <= crate::MAX_TOPIC_LEN);
+    let public = crate::TopicKey::parse(&topic).unwrap();
+    assert!(public.verify(&m));
+    let other = crate::PublishKey::from_secret(&[5; 32]).public();
+    assert!(!other.verify(&m));
+    let mut tampered = m.clone();
+    tampered.ciphertext[0] ^= 1;
+    assert!(!public.verify(&tampered));
+    for bad in [
+        "",
+        "/hush/group/1/00",
+        &topic[..topic.len() - 2],
+        &topic.replace('/', "_"),
+    ] {
+        assert!(crate::TopicKey::parse(bad).is_none(), "{bad}");
+    }
 }
 
 /// A group's history with concurrent and conflicting changes: invites by

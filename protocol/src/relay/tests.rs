@@ -446,21 +446,20 @@ fn mail_past_retention_is_deleted() {
 #[test]
 fn topics_are_kept_up_to_the_cap_and_only_group_messages_accepted() {
     let mut topics = TopicBook::default();
-    let keep = crate::HistoryRequest::Keep { topic: "t1".into() };
+    let t1 = crate::PublishKey::from_secret(&[1; 32]).topic();
+    let t2 = crate::PublishKey::from_secret(&[2; 32]).topic();
+    let keep = crate::HistoryRequest::Keep { topic: t1.clone() };
     assert_eq!(
         topics.handle_request(&keep.to_bytes()),
-        HistoryAction::Keep("t1".into())
+        HistoryAction::Keep(t1.clone())
     );
     assert_eq!(
         topics.handle_request(&keep.to_bytes()),
         HistoryAction::Answer(crate::HistoryResponse::Keeping)
     );
-    assert_eq!(
-        topics.handle_publication("t1", b"junk"),
-        Publication::Reject
-    );
+    assert_eq!(topics.handle_publication(&t1, b"junk"), Publication::Reject);
     let unknown = crate::HistoryRequest::Fetch {
-        topic: "t2".into(),
+        topic: t2,
         after: 0,
         limit: 0,
     };
@@ -469,14 +468,14 @@ fn topics_are_kept_up_to_the_cap_and_only_group_messages_accepted() {
         HistoryAction::Answer(crate::HistoryResponse::Page { .. })
     ));
     let fetch = crate::HistoryRequest::Fetch {
-        topic: "t1".into(),
+        topic: t1.clone(),
         after: 3,
         limit: 0,
     };
     assert_eq!(
         topics.handle_request(&fetch.to_bytes()),
         HistoryAction::Page {
-            topic: "t1".into(),
+            topic: t1.clone(),
             after: 3,
             limit: 1
         }
@@ -542,4 +541,51 @@ fn group_history_counts_in_the_disk_budget() {
         results(relay.answer(1)),
         [DepositResult::Refused(Refusal::RelayFull)]
     );
+}
+
+#[test]
+fn a_stranger_publishing_on_a_kept_topic_gets_nothing_into_its_history() {
+    // A group's topic is no secret from whoever saw it on the wire (a
+    // removed member, a relay, anyone subscribed). A stranger publishes a
+    // well-formed group message on it, under a session of its own, signed
+    // by a key of its own (or not signed at all).
+    let members = crate::PublishKey::from_secret(&[5; 32]);
+    let topic = members.topic();
+    let mut topics = TopicBook::default();
+    let keep = crate::HistoryRequest::Keep {
+        topic: topic.clone(),
+    };
+    assert_eq!(
+        topics.handle_request(&keep.to_bytes()),
+        HistoryAction::Keep(topic.clone())
+    );
+    let mut session = crate::MegolmOutbound::new();
+    let ciphertext = session.encrypt(b"junk for every member's pending table");
+    let strangers = crate::PublishKey::from_secret(&[6; 32]);
+    let forged = strangers.seal(session.id(), ciphertext.clone());
+    let unsigned = crate::GroupMessage {
+        signature: [0; 64],
+        ..forged.clone()
+    };
+    for junk in [forged, unsigned] {
+        assert_eq!(
+            topics.handle_publication(&topic, &junk.to_bytes()),
+            Publication::Reject,
+            "the relay kept (and forwarded) a stranger's message"
+        );
+    }
+    // A member's message, signed by the epoch's key, is kept.
+    let sealed = members.seal(session.id(), ciphertext);
+    assert_eq!(
+        topics.handle_publication(&topic, &sealed.to_bytes()),
+        Publication::Accept { keep: true }
+    );
+    // Only group topics are kept: a made-up name is refused.
+    let made_up = crate::HistoryRequest::Keep {
+        topic: "/hush/group/2/not-a-key".into(),
+    };
+    assert!(matches!(
+        topics.handle_request(&made_up.to_bytes()),
+        HistoryAction::Answer(crate::HistoryResponse::Refused { .. })
+    ));
 }

@@ -2,9 +2,9 @@
 //! them, and how a history request is answered. The messages themselves
 //! live in the host's history store.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
-use crate::{GroupMessage, HistoryRequest, HistoryResponse, MAX_HISTORY_ITEMS, Wire};
+use crate::{GroupMessage, HistoryRequest, HistoryResponse, MAX_HISTORY_ITEMS, TopicKey, Wire};
 
 /// Topics kept at most.
 pub const MAX_TOPICS: usize = 100_000;
@@ -18,7 +18,8 @@ pub const HISTORY_PAGE_BYTES: usize = 1024 * 1024;
 /// What to do with a message published on a topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Publication {
-    /// Not a group message: reject it (it costs the sender peer score).
+    /// Not a group message, or not signed by the topic's publish key:
+    /// reject it (it costs the sender peer score).
     Reject,
     /// Well-formed: accept it (gossip forwards it), and store it in the
     /// topic's history if `keep`.
@@ -42,39 +43,55 @@ pub enum HistoryAction {
     },
 }
 
-/// The topics this relay keeps the history of.
+/// The topics this relay keeps the history of, with the publish key each
+/// names.
 #[derive(Debug, Default)]
 pub struct TopicBook {
-    kept: HashSet<String>,
+    kept: HashMap<String, TopicKey>,
 }
 
 impl TopicBook {
+    /// The topics kept so far (names that are not group topics, from an
+    /// older version, are left out: nothing can be published on them).
     pub fn new(kept: impl IntoIterator<Item = String>) -> Self {
         Self {
-            kept: kept.into_iter().collect(),
+            kept: kept
+                .into_iter()
+                .filter_map(|t| TopicKey::parse(&t).map(|k| (t, k)))
+                .collect(),
         }
     }
 
     pub fn is_kept(&self, topic: &str) -> bool {
-        self.kept.contains(topic)
+        self.kept.contains_key(topic)
     }
 
     /// A history request. Anyone may ask: what is kept is Megolm
-    /// ciphertext, under a topic only members can name.
+    /// ciphertext that only the holders of the topic's publish key could
+    /// put there.
     pub fn handle_request(&mut self, bytes: &[u8]) -> HistoryAction {
         match HistoryRequest::from_bytes(bytes) {
             Err(e) => HistoryAction::Answer(HistoryResponse::Refused {
                 reason: format!("malformed request: {e}"),
             }),
             Ok(HistoryRequest::Keep { topic }) => {
-                if self.kept.contains(&topic) {
-                    HistoryAction::Answer(HistoryResponse::Keeping)
-                } else if self.kept.len() >= MAX_TOPICS {
+                if self.kept.contains_key(&topic) {
+                    return HistoryAction::Answer(HistoryResponse::Keeping);
+                }
+                let Some(key) = TopicKey::parse(&topic) else {
+                    return HistoryAction::Answer(HistoryResponse::Refused {
+                        reason: format!(
+                            "not a group topic: expected {}<publish key in hex>",
+                            crate::TOPIC_PREFIX
+                        ),
+                    });
+                };
+                if self.kept.len() >= MAX_TOPICS {
                     HistoryAction::Answer(HistoryResponse::Refused {
                         reason: "this relay keeps the history of as many groups as it can".into(),
                     })
                 } else {
-                    self.kept.insert(topic.clone());
+                    self.kept.insert(topic.clone(), key);
                     HistoryAction::Keep(topic)
                 }
             }
@@ -83,7 +100,7 @@ impl TopicBook {
                 after,
                 limit,
             }) => {
-                if self.kept.contains(&topic) {
+                if self.kept.contains_key(&topic) {
                     HistoryAction::Page {
                         topic,
                         after,
@@ -99,14 +116,22 @@ impl TopicBook {
         }
     }
 
-    /// A message published on `topic`.
+    /// A message published on `topic`: accepted only if the topic's
+    /// publish key signed it.
     pub fn handle_publication(&self, topic: &str, bytes: &[u8]) -> Publication {
-        if GroupMessage::from_bytes(bytes).is_err() {
-            Publication::Reject
-        } else {
+        let key = match self.kept.get(topic) {
+            Some(key) => Some(*key),
+            None => TopicKey::parse(topic),
+        };
+        let signed = key.is_some_and(|key| {
+            GroupMessage::from_bytes(bytes).is_ok_and(|message| key.verify(&message))
+        });
+        if signed {
             Publication::Accept {
-                keep: self.kept.contains(topic),
+                keep: self.kept.contains_key(topic),
             }
+        } else {
+            Publication::Reject
         }
     }
 }

@@ -110,7 +110,10 @@ where
             g.outbound = None;
             let write = g.write_record(&self.me.pickle_key);
             self.effects.push_back(GroupEffect::Write(write));
-            self.effects.push_back(GroupEffect::Unsubscribe(id));
+            let topics: Vec<String> = g.topics().map(str::to_owned).collect();
+            for topic in topics {
+                self.effects.push_back(GroupEffect::Unsubscribe { topic });
+            }
         }
         self.drop_inbound(|i| i.group == id);
         self.effects.push_back(GroupEffect::PeersChanged);
@@ -322,6 +325,13 @@ where
         if !gone.is_empty() {
             self.drop_inbound(|i| i.group == id && gone.contains(&i.account));
         }
+        let newcomers: Vec<AccountId> = after
+            .members
+            .keys()
+            .filter(|a| !before.members.contains_key(a))
+            .copied()
+            .collect();
+        self.settle_epochs(ctx, id, &newcomers);
         let was = before.members.get(&me).map(|m| m.status);
         let now = after.members.get(&me).map(|m| m.status);
         if was.is_none() && now == Some(MemberStatus::Invited) {
@@ -407,7 +417,11 @@ where
             .flat_map(|(_, m)| m.card.device_list.devices.iter().map(|d| d.device_id))
             .take(DIRECT_DIAL_MEMBERS)
             .collect();
-        self.effects.push_back(GroupEffect::Subscribe(id));
+        let topics: Vec<String> = g.topics().map(str::to_owned).collect();
+        for topic in topics {
+            self.effects
+                .push_back(GroupEffect::Subscribe { group: id, topic });
+        }
         if !devices.is_empty() {
             self.effects.push_back(GroupEffect::Dial(devices));
         }

@@ -66,6 +66,21 @@ where
         let acceptance = match (known, GroupMessage::from_bytes(data)) {
             (_, Err(_)) => Acceptance::Reject,
             (None, Ok(_)) => Acceptance::Ignore,
+            // Not signed by the topic's publish key: nobody who holds it
+            // made this, and every relay on the way should have refused it.
+            (Some(id), Ok(m))
+                if !self
+                    .groups
+                    .get(&id)
+                    .is_some_and(|g| g.signed_for(topic, &m)) =>
+            {
+                self.note(
+                    id,
+                    Severity::Warn,
+                    "group message not signed by its topic's publish key; rejected",
+                );
+                Acceptance::Reject
+            }
             (Some(id), Ok(_)) if !home_relay && !self.is_source(id, &peer) => {
                 if self.outsiders.len() >= MAX_OUTSIDERS_LOGGED {
                     self.outsiders.clear();
@@ -111,20 +126,39 @@ where
         self.outsiders.contains(&(*peer, id))
     }
 
-    /// A page of the group's history from `relay`: (sequence, message).
-    /// The cursor moves past it; `more`: fetch the next page.
+    /// A page of the history of one of the group's topics from `relay`:
+    /// (sequence, message). The cursor moves past it; `more`: fetch the
+    /// next page.
+    #[allow(clippy::too_many_arguments)]
     pub fn handle_history_page<L: DeviceLookup>(
         &mut self,
         ctx: &mut Ctx<'_>,
         lookup: &L,
         relay: P,
         id: GroupId,
+        topic: &str,
         items: Vec<(u64, Vec<u8>)>,
         more: bool,
     ) {
         let mut last = None;
         let mut deferred = false;
         for (seq, bytes) in items {
+            // The same check as on the topic: a relay that stored what the
+            // publish key did not sign gets nothing read.
+            let signed = GroupMessage::from_bytes(&bytes).is_ok_and(|m| {
+                self.groups
+                    .get(&id)
+                    .is_some_and(|g| g.signed_for(topic, &m))
+            });
+            if !signed {
+                self.note(
+                    id,
+                    Severity::Warn,
+                    "history item not signed by its topic's publish key; skipped",
+                );
+                last = Some(seq);
+                continue;
+            }
             if self.on_message(ctx, lookup, id, &bytes) == Received::Deferred {
                 // A message is never skipped because its key is late: the
                 // cursor stays before it, and it is read again next time.
@@ -135,20 +169,22 @@ where
         }
         if let Some(seq) = last
             && let Some(g) = self.groups.get_mut(&id)
+            && let Some(k) = g.keys.iter_mut().find(|k| k.topic == topic)
         {
             let key = relay.to_string();
-            g.record.cursors.retain(|(r, _)| *r != key);
-            g.record.cursors.push((key, seq));
-            let write = g.write_record(&self.me.pickle_key);
+            k.cursors.retain(|(r, _)| *r != key);
+            k.cursors.push((key, seq));
+            let write = GroupWrite::PublishKey(id, k.epoch, k.record());
             self.effects.push_back(GroupEffect::Write(write));
         }
         if more
             && !deferred
-            && let Some(after) = self.history_cursor(&id, &relay)
+            && let Some(after) = self.history_cursor(&id, topic, &relay)
         {
             self.effects.push_back(GroupEffect::Fetch {
                 relay,
                 group: id,
+                topic: topic.to_owned(),
                 after,
             });
         }
@@ -362,6 +398,12 @@ where
                 self.send_ops(ctx, account, id, ops);
             }
             ControlKind::RoomKey(key) => self.on_room_key(ctx, lookup, account, device, id, &key),
+            ControlKind::PublishKey { epoch, key } => {
+                self.on_publish_key(ctx, account, id, epoch, *key);
+            }
+            ControlKind::PublishKeyRequest { epoch } => {
+                self.on_publish_key_request(ctx, account, id, epoch);
+            }
             ControlKind::Receipt { kind, ids } => {
                 let Some(g) = self.groups.get(&id) else {
                     return;

@@ -8,6 +8,9 @@ use super::{
     DeviceLookup, GroupAfter, GroupBook, GroupCommandError, GroupEffect, GroupWrite,
     RECEIPT_BATCH_MS, Standing,
 };
+
+/// Messages waiting for a publish key, over all groups.
+const MAX_UNSEALED: usize = 1024;
 use crate::device::{Ctx, MessageRecord};
 use crate::{
     AccountId, Body, ControlKind, ConversationId, GroupId, GroupMessage, MAX_TEXT_LEN,
@@ -68,19 +71,14 @@ where
         let outbound = g.outbound.as_mut().ok_or_else(unknown)?;
         let session = outbound.id();
         let ciphertext = outbound.encrypt(&payload.to_padded());
-        let bytes = GroupMessage {
-            session,
-            ciphertext,
-        }
-        .to_bytes();
         // The advanced ratchet is stored with the message, before anything
         // is published: a message index is never used twice.
         let write = g.write_record(&self.me.pickle_key);
         let conversation = g.conversation();
+        let sealed = g.seal(session, ciphertext.clone());
         let now = ctx.now.unix_ms;
         self.effects.extend([
             GroupEffect::Write(write),
-            GroupEffect::Write(GroupWrite::Seen(GroupMessage::digest(&bytes), now)),
             GroupEffect::Write(GroupWrite::Message(
                 conversation,
                 MessageRecord {
@@ -93,9 +91,55 @@ where
                     stored_at_ms: now,
                 },
             )),
-            GroupEffect::After(GroupAfter::Publish(id, bytes)),
         ]);
+        match sealed {
+            Some((topic, message)) => {
+                let bytes = message.to_bytes();
+                self.effects.extend([
+                    GroupEffect::Write(GroupWrite::Seen(GroupMessage::digest(&bytes), now)),
+                    GroupEffect::After(GroupAfter::Publish {
+                        group: id,
+                        topic,
+                        bytes,
+                    }),
+                ]);
+            }
+            None if self.unsealed.len() < MAX_UNSEALED => {
+                // Our publish key has not come yet (we just joined, say):
+                // the message goes once it does.
+                let what = "no publish key for the group yet; the message goes once it comes";
+                self.note(id, Severity::Info, what);
+                self.unsealed.push_back((id, session, ciphertext));
+            }
+            None => {
+                let what = "no publish key for the group yet, and too many messages wait for one; this one is stored but not published";
+                self.note(id, Severity::Warn, what);
+            }
+        }
         Ok(message_id)
+    }
+
+    /// Seals and publishes what waited for the group's publish key.
+    pub(super) fn publish_unsealed(&mut self, id: GroupId) {
+        let Some(g) = self.groups.get(&id) else {
+            return;
+        };
+        let mut rest = std::collections::VecDeque::new();
+        for (group, session, ciphertext) in std::mem::take(&mut self.unsealed) {
+            if group != id {
+                rest.push_back((group, session, ciphertext));
+                continue;
+            }
+            match g.seal(session, ciphertext.clone()) {
+                Some((topic, message)) => self.effects.push_back(GroupEffect::Publish {
+                    group,
+                    topic,
+                    bytes: message.to_bytes(),
+                }),
+                None => rest.push_back((group, session, ciphertext)),
+            }
+        }
+        self.unsealed = rest;
     }
 
     /// Makes a new outbound session when the old one is due (membership

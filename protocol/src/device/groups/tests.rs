@@ -17,6 +17,7 @@ use crate::{
 };
 
 mod hostile;
+mod publish;
 
 type Book = GroupBook<DeviceId, (), u64>;
 
@@ -111,7 +112,9 @@ impl Disk {
             GroupWrite::Op(..)
             | GroupWrite::Record(..)
             | GroupWrite::Inbound(..)
-            | GroupWrite::DropInbound(_) => {}
+            | GroupWrite::DropInbound(_)
+            | GroupWrite::PublishKey(..)
+            | GroupWrite::DropPublishKey(..) => {}
         }
     }
 
@@ -178,8 +181,8 @@ struct Net {
     members: Vec<Member>,
     now: Now,
     olm: VecDeque<Control>,
-    /// Published topic messages: (from, group, bytes).
-    topic: VecDeque<(usize, GroupId, Vec<u8>)>,
+    /// Published topic messages: (from, group, topic, bytes).
+    topic: VecDeque<(usize, GroupId, String, Vec<u8>)>,
     next_message: u64,
     /// Shuffles control messages before delivery when set.
     shuffle: Option<StdRng>,
@@ -234,7 +237,11 @@ impl Net {
             match effect {
                 GroupEffect::Write(w) => self.members[i].disk.write(w),
                 GroupEffect::Send { to, payload } => self.olm.push_back((i, to, payload)),
-                GroupEffect::Publish(id, bytes) => self.topic.push_back((i, id, bytes)),
+                GroupEffect::Publish {
+                    group,
+                    topic,
+                    bytes,
+                } => self.topic.push_back((i, group, topic, bytes)),
                 GroupEffect::Validate {
                     message,
                     peer,
@@ -244,8 +251,8 @@ impl Net {
                     .push((message, peer, acceptance)),
                 GroupEffect::After(a) => after.push(a),
                 GroupEffect::PeersChanged
-                | GroupEffect::Subscribe(_)
-                | GroupEffect::Unsubscribe(_)
+                | GroupEffect::Subscribe { .. }
+                | GroupEffect::Unsubscribe { .. }
                 | GroupEffect::Dial(_)
                 | GroupEffect::Fetch { .. }
                 | GroupEffect::Note(..) => {}
@@ -254,7 +261,11 @@ impl Net {
         let m = &mut self.members[i];
         for a in after {
             match a {
-                GroupAfter::Publish(id, bytes) => self.topic.push_back((i, id, bytes)),
+                GroupAfter::Publish {
+                    group,
+                    topic,
+                    bytes,
+                } => self.topic.push_back((i, group, topic, bytes)),
                 GroupAfter::PendingStored(session, digest) => {
                     m.book.pending_stored(session, digest)
                 }
@@ -281,17 +292,18 @@ impl Net {
                 self.deliver_control(from, to, payload);
                 continue;
             }
-            let Some((from, id, bytes)) = self.topic.pop_front() else {
+            let Some((from, id, topic, bytes)) = self.topic.pop_front() else {
                 return;
             };
+            // Gossip reaches whoever is subscribed to the topic.
             for to in 0..self.members.len() {
                 if to != from
                     && self.members[to]
                         .book
                         .group(&id)
-                        .is_some_and(|g| !g.has_left())
+                        .is_some_and(|g| !g.has_left() && g.topics().any(|t| t == topic))
                 {
-                    self.deliver_topic(from, to, id, &bytes);
+                    self.deliver_topic(from, to, &topic, &bytes);
                 }
             }
         }
@@ -309,14 +321,21 @@ impl Net {
         });
     }
 
-    fn deliver_topic(&mut self, from: usize, to: usize, id: GroupId, bytes: &[u8]) {
+    fn deliver_topic(&mut self, from: usize, to: usize, topic: &str, bytes: &[u8]) {
         self.next_message += 1;
         let message = self.next_message;
         let peer = self.members[from].device;
-        let topic = id.topic();
         self.call(to, |book, ctx, disk| {
-            book.handle_topic_message(ctx, disk, &topic, message, peer, false, bytes);
+            book.handle_topic_message(ctx, disk, topic, message, peer, false, bytes);
         });
+    }
+
+    /// The topic member `i` publishes on in group `id`, and the key that
+    /// signs for it (what a member holds).
+    fn publish_key(&self, i: usize, id: GroupId) -> (String, crate::PublishKey) {
+        let g = self.members[i].book.group(&id).expect("in the group");
+        let key = g.publish_key_for_tests().expect("holds a publish key");
+        (key.topic(), key)
     }
 
     fn advance(&mut self, ms: u64) {
@@ -361,7 +380,7 @@ impl Net {
     fn publish(&mut self, i: usize, text: &str) -> Vec<u8> {
         self.call(i, |book, ctx, _| book.send(ctx, "friends", text.to_owned()))
             .unwrap();
-        let (_, _, bytes) = self.topic.back().expect("published after the commit");
+        let (_, _, _, bytes) = self.topic.back().expect("published after the commit");
         bytes.clone()
     }
 
@@ -514,7 +533,7 @@ fn a_members_message_relayed_by_a_non_member_is_ignored_until_a_member_sends_it(
     let bytes = net.publish(0, "members only");
     net.topic.clear();
     net.drive();
-    let topic = id.topic();
+    let (topic, _) = net.publish_key(0, id);
     let outsider = DeviceId([99; 32]);
     net.call(1, |book, ctx, disk| {
         book.handle_topic_message(ctx, disk, &topic, 7, outsider, false, &bytes);

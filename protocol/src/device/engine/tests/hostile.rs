@@ -42,8 +42,9 @@ proptest! {
                     e.handle_acks(ctx, disk, &keys, &bytes);
                 }
                 5 => e.with_groups(ctx, |g, ctx| {
-                    g.handle_topic_message(ctx, disk, &group.topic(), 1, alice, false, &bytes);
-                    g.handle_topic_message(ctx, disk, &group.topic(), 2, stranger, true, &bytes);
+                    let topic = g.group(&group).and_then(|g| g.topic()).unwrap_or_default().to_owned();
+                    g.handle_topic_message(ctx, disk, &topic, 1, alice, false, &bytes);
+                    g.handle_topic_message(ctx, disk, &topic, 2, stranger, true, &bytes);
                 }),
                 6 => {
                     if let Ok(control) = GroupControl::from_bytes(&bytes) {

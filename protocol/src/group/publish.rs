@@ -1,0 +1,125 @@
+//! The publish credential: who may publish on a group's topic.
+//!
+//! A group's messages travel on a topic named by a *publish key*, an
+//! Ed25519 key pair made for one epoch of the group's membership (its
+//! creation, and each removal or departure). Every member holds the
+//! epoch's secret (handed over inside Olm); each [`GroupMessage`] carries a
+//! signature by it. The topic name *is* the public key, so a relay checks a
+//! publication against the topic it arrived on without learning anything
+//! about the group, and a member checks a history page the same way.
+//! Whoever never held the epoch's secret (a stranger, a member removed
+//! before it) cannot publish on its topic.
+
+use std::fmt;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+
+use super::control::GroupMessage;
+use crate::codec::Writer;
+
+/// What names a publish key's topic: this prefix, then the key in hex.
+pub const TOPIC_PREFIX: &str = "/hush/group/2/";
+const PUBLICATION_CONTEXT: &[u8] = b"hush 2026-12 group publication";
+
+/// An epoch's publish key (the secret half).
+#[derive(Clone)]
+pub struct PublishKey(SigningKey);
+
+impl PublishKey {
+    /// A new key from 32 random bytes.
+    pub fn generate(rng: &mut dyn rand::RngCore) -> Self {
+        let mut secret = [0; 32];
+        rng.fill_bytes(&mut secret);
+        Self(SigningKey::from_bytes(&secret))
+    }
+
+    pub fn from_secret(secret: &[u8; 32]) -> Self {
+        Self(SigningKey::from_bytes(secret))
+    }
+
+    /// The secret, to store or to hand to a member over Olm; never log it.
+    pub fn secret(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
+    pub fn public(&self) -> TopicKey {
+        TopicKey(self.0.verifying_key())
+    }
+
+    /// The topic this key publishes on.
+    pub fn topic(&self) -> String {
+        self.public().topic()
+    }
+
+    /// A group message signed for this key's topic.
+    pub fn seal(&self, session: crate::SessionId, ciphertext: Vec<u8>) -> GroupMessage {
+        let mut message = GroupMessage {
+            session,
+            ciphertext,
+            signature: [0; 64],
+        };
+        message.signature = self.0.sign(&signed_bytes(&message)).to_bytes();
+        message
+    }
+}
+
+impl fmt::Debug for PublishKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PublishKey").field(&self.public()).finish()
+    }
+}
+
+impl PartialEq for PublishKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.secret() == other.secret()
+    }
+}
+
+impl Eq for PublishKey {}
+
+/// The public half of a publish key, as a topic names it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TopicKey(VerifyingKey);
+
+impl TopicKey {
+    /// The key a topic name carries; `None` for anything that is not a
+    /// well-formed group topic.
+    pub fn parse(topic: &str) -> Option<Self> {
+        let hex_key = topic.strip_prefix(TOPIC_PREFIX)?;
+        // One spelling per key: 64 lowercase hex digits.
+        let canonical = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        if hex_key.len() != 64 || !hex_key.bytes().all(canonical) {
+            return None;
+        }
+        let mut bytes = [0; 32];
+        hex::decode_to_slice(hex_key, &mut bytes).ok()?;
+        VerifyingKey::from_bytes(&bytes).ok().map(Self)
+    }
+
+    pub fn topic(&self) -> String {
+        format!("{TOPIC_PREFIX}{}", hex::encode(self.0.as_bytes()))
+    }
+
+    /// Whether `message` was signed by this key's secret.
+    pub fn verify(&self, message: &GroupMessage) -> bool {
+        let signature = Signature::from_bytes(&message.signature);
+        self.0
+            .verify_strict(&signed_bytes(message), &signature)
+            .is_ok()
+    }
+}
+
+impl fmt::Debug for TopicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TopicKey({})", hex::encode(&self.0.as_bytes()[..8]))
+    }
+}
+
+/// What the signature covers: a context, then the message as encoded
+/// before its signature.
+fn signed_bytes(message: &GroupMessage) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.raw(PUBLICATION_CONTEXT);
+    message.encode_unsigned(&mut w);
+    w.into_bytes()
+}

@@ -13,8 +13,15 @@
 //! mailbox_bytes = 268435456
 //! sender_items = 2000
 //! stranger_items = 200
+//! stranger_bytes = 1073741824
+//! stranger_items_per_ip_minute = 600
 //! disk_bytes = 10737418240
 //! one_time_keys_per_device = 100
+//!
+//! [limits]
+//! connections_per_ip = 256
+//! dht_puts_per_peer_minute = 30
+//! dht_puts_per_ip_minute = 600
 //! ```
 
 use std::net::SocketAddr;
@@ -61,6 +68,30 @@ pub struct Config {
     /// Other relays to join the DHT through (multiaddrs with `/p2p/`).
     pub bootstrap: Vec<String>,
     pub quotas: Quotas,
+    pub limits: Limits,
+}
+
+/// Limits per peer and per address on what is not mail (mail's are in
+/// [`Quotas`]).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Open connections from one IP address at most; more are closed.
+    pub connections_per_ip: u32,
+    /// DHT records one peer id may store here per minute.
+    pub dht_puts_per_peer_minute: u32,
+    /// DHT records one IP address may store here per minute.
+    pub dht_puts_per_ip_minute: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            connections_per_ip: 256,
+            dht_puts_per_peer_minute: hush_protocol::relay::DHT_PUTS_PER_PEER_MINUTE,
+            dht_puts_per_ip_minute: hush_protocol::relay::DHT_PUTS_PER_IP_MINUTE,
+        }
+    }
 }
 
 impl Default for Config {
@@ -75,6 +106,7 @@ impl Default for Config {
             metrics: None,
             bootstrap: Vec::new(),
             quotas: Quotas::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -127,6 +159,16 @@ impl Config {
         if q.disk_bytes < q.mailbox_bytes {
             return invalid("quotas.disk_bytes", "must be at least mailbox_bytes");
         }
+        if q.stranger_bytes < q.max_item_bytes {
+            return invalid(
+                "quotas.stranger_bytes",
+                "must be at least max_item_bytes (0 strangers' mail means no first contact ever reaches your users)",
+            );
+        }
+        let l = &self.limits;
+        if l.connections_per_ip == 0 {
+            return invalid("limits.connections_per_ip", "must be at least 1");
+        }
         Ok(())
     }
 }
@@ -134,6 +176,33 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The example in this module's documentation and the annotated one in
+    /// the operators' guide parse and pass the checks as written.
+    #[test]
+    fn the_documented_examples_parse_and_validate() {
+        let module: String = include_str!("config.rs")
+            .lines()
+            .skip_while(|l| !l.starts_with("//! ```toml"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("//! ```"))
+            .map(|l| l.trim_start_matches("//!").split('#').next().unwrap_or(""))
+            .map(|l| format!("{}\n", l.trim()))
+            .collect();
+        let guide = include_str!("../../docs/relay-operators.md");
+        let annotated: String = guide
+            .split("```toml")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .unwrap_or_default()
+            .to_owned();
+        for text in [module, annotated] {
+            let config: Config = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            assert_eq!(config.quotas, Quotas::default(), "{text}");
+            assert_eq!(config.limits, Limits::default(), "{text}");
+            config.validate().unwrap();
+        }
+    }
 
     #[test]
     fn the_documented_example_parses() {

@@ -24,6 +24,6 @@ mod metrics;
 mod service;
 mod store;
 
-pub use config::{Config, ConfigError, DEFAULT_RETENTION_SECS, Quotas};
+pub use config::{Config, ConfigError, DEFAULT_RETENTION_SECS, Limits, Quotas};
 pub use metrics::Metrics;
 pub use service::{KAD_PROTOCOL, Relay, RelayError, Started};

@@ -19,9 +19,8 @@ use hush_host::{
     create_private_dir, create_private_file, gossipsub_behaviour, peer_in,
 };
 use hush_protocol::relay::{
-    Applied, DHT_PUTS_PER_IP_MINUTE, DHT_PUTS_PER_PEER_MINUTE, HistoryAction, MAX_DHT_RECORDS,
-    Publication, RateLimit, RelayEngine, RelayEvent, RelayRules, StoreFault, TopicBook,
-    dht_record_lifetime,
+    Applied, HistoryAction, MAX_DHT_RECORDS, Publication, RateLimit, RelayEngine, RelayEvent,
+    RelayRules, StoreFault, TopicBook, dht_record_lifetime,
 };
 use hush_protocol::{
     HistoryResponse, MAX_FETCH_WAIT_MS, MAX_HISTORY_FRAME, MAX_MAILBOX_FRAME,
@@ -47,7 +46,6 @@ const MAX_CONNECTIONS: u32 = 10_000;
 const MAX_CONNECTIONS_PER_PEER: u32 = 4;
 /// Connections from one IP address at once: peer ids are free, addresses
 /// are not (many users may share one behind NAT).
-const MAX_CONNECTIONS_PER_IP: u32 = 256;
 
 #[derive(Debug, Error)]
 pub enum RelayError {
@@ -118,6 +116,7 @@ pub struct Relay {
     /// DHT puts per peer and per IP address.
     puts_per_peer: RateLimit<PeerId>,
     puts_per_ip: RateLimit<IpAddr>,
+    connections_per_ip: u32,
 }
 
 /// Circuit relay limits for nodes behind NAT: enough for chat and for the
@@ -329,6 +328,7 @@ impl Relay {
             ),
             None => None,
         };
+        let limits = config.limits.clone();
         let started = Started {
             peer_id,
             addresses,
@@ -347,8 +347,12 @@ impl Relay {
             commit: None,
             ips: HashMap::new(),
             connection_ips: HashMap::new(),
-            puts_per_peer: RateLimit::new(DHT_PUTS_PER_PEER_MINUTE, MAX_CONNECTIONS as usize),
-            puts_per_ip: RateLimit::new(DHT_PUTS_PER_IP_MINUTE, MAX_CONNECTIONS as usize),
+            puts_per_peer: RateLimit::new(
+                limits.dht_puts_per_peer_minute,
+                MAX_CONNECTIONS as usize,
+            ),
+            puts_per_ip: RateLimit::new(limits.dht_puts_per_ip_minute, MAX_CONNECTIONS as usize),
+            connections_per_ip: limits.connections_per_ip,
         };
         Ok((relay, started))
     }
@@ -487,15 +491,24 @@ impl Relay {
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Mailbox(request_response::Event::Message {
                 peer,
+                connection_id,
                 message:
                     request_response::Message::Request {
                         request, channel, ..
                     },
-                ..
             })) => {
                 let now = self.clock.now();
+                // Strangers' deposits count per address too (not those from
+                // this machine: tests and benches run every node there).
+                let ip = self
+                    .connection_ips
+                    .get(&connection_id)
+                    .map(|(_, ip)| *ip)
+                    .filter(|ip| !ip.is_loopback());
+                let sender = peer.to_bytes();
+                let store = &*self.store;
                 self.engine
-                    .handle_request(now, &peer.to_bytes(), &request, channel, &*self.store);
+                    .handle_request_from(now, &sender, ip, &request, channel, store);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mailbox(
                 request_response::Event::InboundFailure { peer, error, .. },
@@ -570,7 +583,7 @@ impl Relay {
                     let n = self.ips.entry(ip).or_default();
                     *n += 1;
                     self.connection_ips.insert(connection_id, (peer_id, ip));
-                    if *n > MAX_CONNECTIONS_PER_IP {
+                    if *n > self.connections_per_ip {
                         tracing::debug!(%ip, "too many connections from one address; closing");
                         self.swarm.close_connection(connection_id);
                     }

@@ -14,7 +14,9 @@
 //! batch commits, the next gathers (group commit).
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
 
+use super::dht::RateLimit;
 use super::quota::{Quotas, Usage};
 use super::secrets::Secrets;
 use super::storage::{
@@ -124,6 +126,8 @@ pub const KEY_CLAIMS_PER_MINUTE: u32 = 10;
 const MAX_CLAIM_WINDOWS: usize = 100_000;
 /// Deposit rights whose check is remembered (forgotten all at once past it).
 const MAX_REMEMBERED_RIGHTS: usize = 16_384;
+/// IP addresses whose strangers' deposits are counted at once.
+const MAX_STRANGER_IPS: usize = 100_000;
 
 /// The relay's mailbox logic. `R` is the host's reply token (a response
 /// channel), handed back with each answer.
@@ -146,6 +150,8 @@ pub struct RelayEngine<R> {
     claims: HashMap<DeviceId, (u64, u32)>,
     /// Deposit rights checked lately, by their hash: whether each holds.
     rights: HashMap<[u8; 32], bool>,
+    /// Strangers' items deposited per IP address this minute.
+    stranger_ips: RateLimit<IpAddr>,
     waiters: HashMap<MailboxId, Waiter<R>>,
     next_sweep_ms: u64,
     replies: VecDeque<(R, MailboxResponse)>,
@@ -169,7 +175,9 @@ impl<R> RelayEngine<R> {
             ..RelayStats::default()
         };
         let [challenge_key, tag_key] = secrets;
+        let per_ip = u32::try_from(rules.quotas.stranger_items_per_ip_minute).unwrap_or(u32::MAX);
         Ok(Self {
+            stranger_ips: RateLimit::new(per_ip, MAX_STRANGER_IPS),
             next_sweep_ms: now.mono_ms,
             rules,
             secrets: Secrets::new(challenge_key, tag_key),
@@ -197,11 +205,27 @@ impl<R> RelayEngine<R> {
         }
     }
 
-    /// A mailbox request from `sender` (its peer id's bytes).
+    /// A mailbox request from `sender` (its peer id's bytes), whose IP
+    /// address the host does not know.
     pub fn handle_request(
         &mut self,
         now: Now,
         sender: &[u8],
+        bytes: &[u8],
+        reply: R,
+        store: &impl MailLookup,
+    ) {
+        self.handle_request_from(now, sender, None, bytes, reply, store);
+    }
+
+    /// A mailbox request from `sender` (its peer id's bytes) over a
+    /// connection from `ip`: strangers' deposits count per address too
+    /// ([`Quotas::stranger_items_per_ip_minute`]).
+    pub fn handle_request_from(
+        &mut self,
+        now: Now,
+        sender: &[u8],
+        ip: Option<IpAddr>,
         bytes: &[u8],
         reply: R,
         store: &impl MailLookup,
@@ -228,7 +252,7 @@ impl<R> RelayEngine<R> {
                 self.reply(reply, response);
             }
             MailboxRequest::Deposit { right, items } => {
-                self.deposit(now, sender, right, items, reply, store);
+                self.deposit(now, (sender, ip), right, items, reply, store);
             }
             MailboxRequest::ClaimKey { device } => self.claim_key(now, device, reply, store),
             MailboxRequest::Owner { auth, request } => {
@@ -429,7 +453,7 @@ impl<R> RelayEngine<R> {
     fn deposit(
         &mut self,
         now: Now,
-        sender: &[u8],
+        (sender, ip): (&[u8], Option<IpAddr>),
         right: Option<DepositRight>,
         items: Vec<(MailboxId, Vec<u8>)>,
         reply: R,
@@ -481,6 +505,11 @@ impl<R> RelayEngine<R> {
                 DepositResult::Refused(Refusal::Unavailable)
             } else if let Some(reason) = self.usage.check(&self.rules.quotas, &mailbox, tag, len) {
                 DepositResult::Refused(reason)
+            } else if tag == stranger
+                && ip.is_some_and(|ip| !self.stranger_ips.allow(now.mono_ms, ip))
+            {
+                // One address with many peer ids: try again in a minute.
+                DepositResult::Refused(Refusal::Unavailable)
             } else {
                 let seq = self.next_seq;
                 self.next_seq += 1;

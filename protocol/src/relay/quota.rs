@@ -26,6 +26,14 @@ pub struct Quotas {
     /// (strangers, all of them together), so a flood of fresh peer ids
     /// fills only this share and contacts' mail still gets in.
     pub stranger_items: u64,
+    /// Most bytes of mail from strangers the relay holds over all
+    /// mailboxes: mailbox ids are free too, so without this share a flood
+    /// to made-up mailboxes would fill `disk_bytes` and turn contacts' mail
+    /// away with `RelayFull`.
+    pub stranger_bytes: u64,
+    /// Most items from strangers one IP address may deposit per minute
+    /// (over all its peer ids and mailboxes); beyond, `Unavailable`.
+    pub stranger_items_per_ip_minute: u64,
     /// Total bytes of mail the relay stores.
     pub disk_bytes: u64,
     /// Most one-time keys hosted per device.
@@ -40,6 +48,8 @@ impl Default for Quotas {
             mailbox_bytes: 256 * 1024 * 1024,
             sender_items: 2_000,
             stranger_items: 200,
+            stranger_bytes: 1024 * 1024 * 1024,
+            stranger_items_per_ip_minute: 600,
             disk_bytes: 10 * 1024 * 1024 * 1024,
             one_time_keys_per_device: 100,
         }
@@ -55,6 +65,8 @@ pub(super) struct Usage {
     senders: HashMap<(MailboxId, u64), u64>,
     /// Items from strangers per mailbox.
     strangers: HashMap<MailboxId, u64>,
+    /// Bytes from strangers over all mailboxes.
+    stranger_bytes: u64,
     pub(super) items: u64,
     pub(super) bytes: u64,
     /// Bytes the relay keeps besides mail (group history), in the same
@@ -80,7 +92,11 @@ impl Usage {
         tag: u64,
         len: u64,
     ) -> Option<Refusal> {
-        if self.bytes + self.other + len > quotas.disk_bytes {
+        let stranger = !is_holder(tag);
+        if stranger && self.stranger_bytes + len > quotas.stranger_bytes {
+            // Before the disk: strangers never use more than their share.
+            Some(Refusal::StrangerQuota)
+        } else if self.bytes + self.other + len > quotas.disk_bytes {
             Some(Refusal::RelayFull)
         } else if self
             .mailboxes
@@ -94,7 +110,7 @@ impl Usage {
             .is_some_and(|n| *n >= quotas.sender_items)
         {
             Some(Refusal::SenderQuota)
-        } else if !is_holder(tag)
+        } else if stranger
             && self
                 .strangers
                 .get(mailbox)
@@ -113,6 +129,7 @@ impl Usage {
         *self.senders.entry((mailbox, tag)).or_default() += 1;
         if !is_holder(tag) {
             *self.strangers.entry(mailbox).or_default() += 1;
+            self.stranger_bytes += bytes;
         }
         self.items += 1;
         self.bytes += bytes;
@@ -132,12 +149,13 @@ impl Usage {
                 self.senders.remove(&(mailbox, tag));
             }
         }
-        if !is_holder(tag)
-            && let Some(n) = self.strangers.get_mut(&mailbox)
-        {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.strangers.remove(&mailbox);
+        if !is_holder(tag) {
+            self.stranger_bytes = self.stranger_bytes.saturating_sub(bytes);
+            if let Some(n) = self.strangers.get_mut(&mailbox) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.strangers.remove(&mailbox);
+                }
             }
         }
         self.items = self.items.saturating_sub(1);

@@ -589,3 +589,51 @@ fn a_stranger_publishing_on_a_kept_topic_gets_nothing_into_its_history() {
         HistoryAction::Answer(crate::HistoryResponse::Refused { .. })
     ));
 }
+
+/// Attack (issue 13, item 7): one machine deposits as a stranger from a
+/// fresh peer id per request (peer ids are free), so the per-sender share
+/// never applies. Its address is the same: at most a few strangers' items
+/// per address a minute get in, then `Unavailable` (try later).
+#[test]
+fn one_address_behind_many_fresh_peer_ids_deposits_its_share_a_minute() {
+    let mut relay = Relay::new(Quotas {
+        stranger_items_per_ip_minute: 5,
+        ..Quotas::default()
+    });
+    let mailbox = mailbox_of(&owner_key(1));
+    let ip = |n: u8| Some(std::net::IpAddr::from([192, 0, 2, n]));
+    for peer in 0..10u32 {
+        let sender = peer.to_be_bytes();
+        let request = deposit(mailbox, [peer]).to_bytes();
+        relay
+            .engine
+            .handle_request_from(relay.now, &sender, ip(1), &request, peer, &relay.store);
+        relay.collect();
+    }
+    relay.commit();
+    let answers: Vec<DepositResult> = (0..10).flat_map(|t| results(relay.answer(t))).collect();
+    let stored = answers
+        .iter()
+        .filter(|r| **r == DepositResult::Stored)
+        .count();
+    assert_eq!(stored, 5, "{answers:?}");
+    assert!(
+        answers[5..]
+            .iter()
+            .all(|r| *r == DepositResult::Refused(Refusal::Unavailable))
+    );
+    // Another address is not held back; the first gets its share again a
+    // minute later.
+    for (token, addr) in [(20u32, ip(2)), (21, ip(1))] {
+        if token == 21 {
+            relay.advance(60_000);
+        }
+        let request = deposit(mailbox, [token]).to_bytes();
+        relay
+            .engine
+            .handle_request_from(relay.now, b"fresh", addr, &request, token, &relay.store);
+        relay.collect();
+        relay.commit();
+        assert_eq!(results(relay.answer(token)), [DepositResult::Stored]);
+    }
+}

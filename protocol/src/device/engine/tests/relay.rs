@@ -330,3 +330,58 @@ fn a_flood_from_fresh_peer_ids_does_not_block_a_contacts_mail() {
         Status::Delivered
     )));
 }
+
+/// Attack (issue 13, item 7): a stranger without any right deposits junk
+/// to many mailbox ids (any id is accepted: the relay cannot know which
+/// exist) until the relay's whole disk budget is used; every contact's mail
+/// was then refused `RelayFull` for the 30 days the junk is kept. Strangers
+/// together now get a share of the disk budget; mail with a deposit right
+/// still gets in.
+#[test]
+fn strangers_filling_the_relay_through_many_mailboxes_do_not_block_a_contacts_mail() {
+    let mut net = Net::with_relay(&["alice", "bob"], &["bob"]);
+    let quotas = Quotas {
+        disk_bytes: 4 * 1024 * 1024,
+        stranger_bytes: 1024 * 1024,
+        ..Quotas::default()
+    };
+    net.use_quotas(quotas);
+    net.advance(POLL_MS);
+    net.upload_keys(1);
+    net.devs[1].online = false;
+    // 2000 made-up mailboxes, a few KiB of junk each.
+    for n in 0..2000u32 {
+        let mailbox = MailboxId(*blake3::hash(&n.to_be_bytes()).as_bytes());
+        let sealed = SealedEnvelope {
+            encapped: [7; 32],
+            ciphertext: [n.to_be_bytes().as_slice(), &[0; 4096]].concat(),
+        };
+        let request = MailboxRequest::Deposit {
+            right: None,
+            items: vec![(mailbox, sealed.to_bytes())],
+        };
+        let store = &net.relay_store;
+        net.relay.handle_request(
+            net.now,
+            b"stranger",
+            &request.to_bytes(),
+            (0, Ask::Junk),
+            store,
+        );
+        net.run_relay();
+    }
+    let refusals = net.relay.stats().refusals;
+    assert!(
+        refusals[Refusal::StrangerQuota as usize] > 0,
+        "the flood met the strangers' share"
+    );
+    assert_eq!(refusals[Refusal::RelayFull as usize], 0);
+    net.send(0, "bob", "you still get this");
+    for _ in 0..10 {
+        net.advance(FIRST_RETRY_MS);
+    }
+    assert_eq!(
+        statuses(&net.devs[0]),
+        [("you still get this".to_owned(), Status::Sent)]
+    );
+}

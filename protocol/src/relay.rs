@@ -36,6 +36,6 @@ pub use storage::{
     StoreFault, StoredMail,
 };
 pub use topics::{
-    HISTORY_PAGE_BYTES, HistoryAction, MAX_TOPIC_BYTES, MAX_TOPIC_MESSAGES, MAX_TOPICS,
-    Publication, TopicBook,
+    DEFAULT_TOPICS_PER_ADDRESS, HISTORY_PAGE_BYTES, HistoryAction, MAX_TOPIC_BYTES,
+    MAX_TOPIC_MESSAGES, MAX_TOPICS, Publication, TopicBook,
 };

@@ -22,6 +22,7 @@
 //! connections_per_ip = 256
 //! dht_puts_per_peer_minute = 30
 //! dht_puts_per_ip_minute = 600
+//! topics_per_ip = 4096
 //! ```
 
 use std::net::SocketAddr;
@@ -82,6 +83,9 @@ pub struct Limits {
     pub dht_puts_per_peer_minute: u32,
     /// DHT records one IP address may store here per minute.
     pub dht_puts_per_ip_minute: u32,
+    /// Group topics kept at the asking of one IP address (an IPv6 /64) at
+    /// most; a topic nobody uses for the retention period is dropped.
+    pub topics_per_ip: u32,
 }
 
 impl Default for Limits {
@@ -90,6 +94,7 @@ impl Default for Limits {
             connections_per_ip: 256,
             dht_puts_per_peer_minute: hush_protocol::relay::DHT_PUTS_PER_PEER_MINUTE,
             dht_puts_per_ip_minute: hush_protocol::relay::DHT_PUTS_PER_IP_MINUTE,
+            topics_per_ip: hush_protocol::relay::DEFAULT_TOPICS_PER_ADDRESS,
         }
     }
 }

@@ -160,6 +160,63 @@ impl History {
         Ok(written)
     }
 
+    /// Deletes what is past the retention period in every topic (a quiet
+    /// topic's too: [`History::flush`] sweeps only the topics written to),
+    /// and forgets the topics in `dropped` with all they hold.
+    pub fn maintain(&mut self, now_ms: u64, dropped: &[String]) -> Result<(), StoreError> {
+        let cutoff = now_ms.saturating_sub(self.retention_ms);
+        let txn = self.db.begin_write()?;
+        {
+            let mut topics = txn.open_table(TOPICS)?;
+            let mut messages = txn.open_table(MESSAGES)?;
+            for topic in dropped {
+                let Some(t) = self.topics.remove(topic) else {
+                    continue;
+                };
+                for seq in t.oldest..t.next {
+                    messages.remove((topic.as_str(), seq))?;
+                }
+                topics.remove(topic.as_str())?;
+                self.total = self.total.saturating_sub(t.bytes);
+            }
+            for (topic, t) in &mut self.topics {
+                let before = t.oldest;
+                while t.oldest < t.next {
+                    let key = (topic.as_str(), t.oldest);
+                    let Some((at, len)) = messages
+                        .get(key)?
+                        .map(|v| (v.value().0, v.value().1.len() as u64))
+                    else {
+                        break;
+                    };
+                    if at >= cutoff {
+                        break;
+                    }
+                    messages.remove(key)?;
+                    t.bytes = t.bytes.saturating_sub(len);
+                    self.total = self.total.saturating_sub(len);
+                    t.oldest += 1;
+                }
+                if t.oldest != before {
+                    topics.insert(topic.as_str(), (t.next, t.oldest))?;
+                }
+            }
+        }
+        txn.commit()?;
+        // What was queued for a dropped topic goes too.
+        let kept = &self.topics;
+        let mut total = self.total;
+        self.pending.retain(|(topic, _, _, bytes)| {
+            let keep = kept.contains_key(topic);
+            if !keep {
+                total = total.saturating_sub(bytes.len() as u64);
+            }
+            keep
+        });
+        self.total = total;
+        Ok(())
+    }
+
     /// Up to `limit` messages after `after`, oldest first.
     pub fn page(
         &self,
@@ -195,6 +252,37 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quiet_topic_loses_what_expired_and_a_dropped_topic_everything() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("history.redb");
+        let mut history = History::open(&path, 10).expect("open");
+        for topic in ["quiet", "dropped"] {
+            history.keep(topic);
+            history.add(topic, vec![1; 100], 1_000);
+            history.add(topic, vec![2; 100], 8_000);
+        }
+        history.flush(8_000).expect("flush");
+        assert_eq!(history.bytes(), 400);
+        // Nothing more is published: only the sweep removes the first
+        // message of "quiet" (past 10 s), and "dropped" goes whole.
+        history.add("dropped", vec![3; 100], 12_000);
+        history
+            .maintain(12_000, &["dropped".to_owned()])
+            .expect("maintain");
+        assert_eq!(history.bytes(), 100);
+        assert_eq!(history.topics().collect::<Vec<_>>(), ["quiet"]);
+        drop(history);
+        let history = History::open(&path, 10).expect("reopen");
+        assert_eq!(history.bytes(), 100);
+        let HistoryResponse::Page { items, .. } = history.page("quiet", 0, 10).expect("page")
+        else {
+            panic!("not a page");
+        };
+        assert_eq!(items.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), [2]);
+        assert_eq!(history.topics().count(), 1);
+    }
 
     #[test]
     fn a_topic_keeps_at_most_its_byte_cap_and_its_bytes_are_counted_at_open() {

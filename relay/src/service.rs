@@ -117,7 +117,12 @@ pub struct Relay {
     puts_per_peer: RateLimit<PeerId>,
     puts_per_ip: RateLimit<IpAddr>,
     connections_per_ip: u32,
+    retention_ms: u64,
+    next_history_sweep_ms: u64,
 }
+
+/// How often group history is swept for what expired and topics unused.
+const HISTORY_SWEEP_MS: u64 = 10 * 60 * 1000;
 
 /// Circuit relay limits for nodes behind NAT: enough for chat and for the
 /// hole punch that replaces the circuit, not for bulk transfer.
@@ -250,7 +255,7 @@ impl Relay {
                 .subscribe(&gossipsub::IdentTopic::new(topic.clone()));
         }
 
-        let topics = TopicBook::new(history.topics().cloned());
+        let topics = TopicBook::new(history.topics().cloned(), config.limits.topics_per_ip);
         let clock = HostClock::default();
         let rules = RelayRules {
             quotas: config.quotas.clone(),
@@ -329,6 +334,7 @@ impl Relay {
             None => None,
         };
         let limits = config.limits.clone();
+        let retention_ms = config.retention_secs.saturating_mul(1000);
         let started = Started {
             peer_id,
             addresses,
@@ -353,6 +359,8 @@ impl Relay {
             ),
             puts_per_ip: RateLimit::new(limits.dht_puts_per_ip_minute, MAX_CONNECTIONS as usize),
             connections_per_ip: limits.connections_per_ip,
+            retention_ms,
+            next_history_sweep_ms: 0,
         };
         Ok((relay, started))
     }
@@ -443,6 +451,10 @@ impl Relay {
         if let Err(e) = self.history.flush(now.unix_ms) {
             tracing::error!(error = %e, "could not write group history");
         }
+        if now.mono_ms >= self.next_history_sweep_ms {
+            self.next_history_sweep_ms = now.mono_ms + HISTORY_SWEEP_MS;
+            self.sweep_history(now.unix_ms);
+        }
         self.engine.set_other_bytes(self.history.bytes());
         self.metrics
             .history_bytes
@@ -519,15 +531,20 @@ impl Relay {
                     request_response::Message::Request {
                         request, channel, ..
                     },
-                ..
-            })) => self.on_history(peer, &request, channel),
+                connection_id,
+            })) => {
+                let ip = self.connection_ips.get(&connection_id).map(|(_, ip)| *ip);
+                self.on_history(peer, ip, &request, channel);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
                 message_id,
                 message,
             })) => {
                 let topic = message.topic.as_str();
-                let acceptance = match self.topics.handle_publication(topic, &message.data) {
+                let now_ms = self.clock.now().unix_ms;
+                let acceptance = match self.topics.handle_publication(now_ms, topic, &message.data)
+                {
                     Publication::Accept { keep } => {
                         if keep {
                             let len = message.data.len() as u64;
@@ -616,9 +633,28 @@ impl Relay {
             .store(u64::from(n), Ordering::Relaxed);
     }
 
+    /// Drops the topics nobody used for the retention period, and the
+    /// messages past it in every topic.
+    fn sweep_history(&mut self, now_ms: u64) {
+        let gone = self.topics.expire(now_ms, self.retention_ms);
+        for topic in &gone {
+            let t = gossipsub::IdentTopic::new(topic.clone());
+            self.swarm.behaviour_mut().gossipsub.unsubscribe(&t);
+        }
+        if !gone.is_empty() {
+            tracing::info!(count = gone.len(), "stopped keeping unused group topics");
+        }
+        if let Err(e) = self.history.maintain(now_ms, &gone) {
+            tracing::error!(error = %e, "could not sweep group history");
+        }
+    }
+
     /// Keep a group topic's history, or page it out, as the engine says.
-    fn on_history(&mut self, peer: PeerId, bytes: &[u8], channel: Channel) {
-        let response = match self.topics.handle_request(bytes) {
+    fn on_history(&mut self, peer: PeerId, ip: Option<IpAddr>, bytes: &[u8], channel: Channel) {
+        let now_ms = self.clock.now().unix_ms;
+        // Loopback is not counted: tests and benches run every node there.
+        let ip = ip.filter(|ip| !ip.is_loopback());
+        let response = match self.topics.handle_request(now_ms, ip, bytes) {
             HistoryAction::Answer(response) => response,
             HistoryAction::Keep(topic) => {
                 self.history.keep(&topic);

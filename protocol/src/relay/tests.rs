@@ -450,21 +450,24 @@ fn topics_are_kept_up_to_the_cap_and_only_group_messages_accepted() {
     let t2 = crate::PublishKey::from_secret(&[2; 32]).topic();
     let keep = crate::HistoryRequest::Keep { topic: t1.clone() };
     assert_eq!(
-        topics.handle_request(&keep.to_bytes()),
+        topics.handle_request(0, None, &keep.to_bytes()),
         HistoryAction::Keep(t1.clone())
     );
     assert_eq!(
-        topics.handle_request(&keep.to_bytes()),
+        topics.handle_request(0, None, &keep.to_bytes()),
         HistoryAction::Answer(crate::HistoryResponse::Keeping)
     );
-    assert_eq!(topics.handle_publication(&t1, b"junk"), Publication::Reject);
+    assert_eq!(
+        topics.handle_publication(0, &t1, b"junk"),
+        Publication::Reject
+    );
     let unknown = crate::HistoryRequest::Fetch {
         topic: t2,
         after: 0,
         limit: 0,
     };
     assert!(matches!(
-        topics.handle_request(&unknown.to_bytes()),
+        topics.handle_request(0, None, &unknown.to_bytes()),
         HistoryAction::Answer(crate::HistoryResponse::Page { .. })
     ));
     let fetch = crate::HistoryRequest::Fetch {
@@ -473,7 +476,7 @@ fn topics_are_kept_up_to_the_cap_and_only_group_messages_accepted() {
         limit: 0,
     };
     assert_eq!(
-        topics.handle_request(&fetch.to_bytes()),
+        topics.handle_request(0, None, &fetch.to_bytes()),
         HistoryAction::Page {
             topic: t1.clone(),
             after: 3,
@@ -481,7 +484,7 @@ fn topics_are_kept_up_to_the_cap_and_only_group_messages_accepted() {
         }
     );
     assert!(matches!(
-        topics.handle_request(b"\xff"),
+        topics.handle_request(0, None, b"\xff"),
         HistoryAction::Answer(crate::HistoryResponse::Refused { .. })
     ));
 }
@@ -556,7 +559,7 @@ fn a_stranger_publishing_on_a_kept_topic_gets_nothing_into_its_history() {
         topic: topic.clone(),
     };
     assert_eq!(
-        topics.handle_request(&keep.to_bytes()),
+        topics.handle_request(0, None, &keep.to_bytes()),
         HistoryAction::Keep(topic.clone())
     );
     let mut session = crate::MegolmOutbound::new();
@@ -569,7 +572,7 @@ fn a_stranger_publishing_on_a_kept_topic_gets_nothing_into_its_history() {
     };
     for junk in [forged, unsigned] {
         assert_eq!(
-            topics.handle_publication(&topic, &junk.to_bytes()),
+            topics.handle_publication(0, &topic, &junk.to_bytes()),
             Publication::Reject,
             "the relay kept (and forwarded) a stranger's message"
         );
@@ -577,7 +580,7 @@ fn a_stranger_publishing_on_a_kept_topic_gets_nothing_into_its_history() {
     // A member's message, signed by the epoch's key, is kept.
     let sealed = members.seal(session.id(), ciphertext);
     assert_eq!(
-        topics.handle_publication(&topic, &sealed.to_bytes()),
+        topics.handle_publication(0, &topic, &sealed.to_bytes()),
         Publication::Accept { keep: true }
     );
     // Only group topics are kept: a made-up name is refused.
@@ -585,7 +588,7 @@ fn a_stranger_publishing_on_a_kept_topic_gets_nothing_into_its_history() {
         topic: "/hush/group/2/not-a-key".into(),
     };
     assert!(matches!(
-        topics.handle_request(&made_up.to_bytes()),
+        topics.handle_request(0, None, &made_up.to_bytes()),
         HistoryAction::Answer(crate::HistoryResponse::Refused { .. })
     ));
 }
@@ -636,4 +639,60 @@ fn one_address_behind_many_fresh_peer_ids_deposits_its_share_a_minute() {
         relay.commit();
         assert_eq!(results(relay.answer(token)), [DepositResult::Stored]);
     }
+}
+
+/// Attack (issue 13, item 7): topic names are free (any fresh key names
+/// one), so a stranger asks a relay to keep topic after topic until it
+/// keeps as many as it may, and real groups' `Keep` is refused from then
+/// on. One address now keeps at most its share, and a topic nobody asks
+/// for or publishes on goes after the retention period.
+#[test]
+fn a_stranger_keeping_made_up_topics_fills_only_its_addresses_share() {
+    let mut topics = TopicBook::new(std::iter::empty(), 5);
+    let attacker = Some(std::net::IpAddr::from([198, 51, 100, 1]));
+    let honest = Some(std::net::IpAddr::from([203, 0, 113, 9]));
+    let keep = |n: u8| {
+        let topic = crate::PublishKey::from_secret(&[n; 32]).topic();
+        (
+            crate::HistoryRequest::Keep {
+                topic: topic.clone(),
+            }
+            .to_bytes(),
+            topic,
+        )
+    };
+    let mut kept = 0;
+    for n in 0..50 {
+        let (request, topic) = keep(n);
+        if topics.handle_request(0, attacker, &request) == HistoryAction::Keep(topic) {
+            kept += 1;
+        }
+    }
+    assert_eq!(kept, 5, "one address keeps its share");
+    let (request, topic) = keep(200);
+    assert_eq!(
+        topics.handle_request(0, honest, &request),
+        HistoryAction::Keep(topic.clone()),
+        "a real group still gets its topic kept"
+    );
+    // The attacker's topics see no use; the real group fetches now and
+    // then. After the idle period only the real group's topic is left.
+    let day = 24 * 3600 * 1000;
+    let fetch = crate::HistoryRequest::Fetch {
+        topic: topic.clone(),
+        after: 0,
+        limit: 10,
+    };
+    for d in 1..=3 {
+        let _ = topics.handle_request(d * day, honest, &fetch.to_bytes());
+    }
+    let gone = topics.expire(3 * day + 1, 2 * day);
+    assert_eq!(gone.len(), 5);
+    assert!(topics.is_kept(&topic));
+    // ... and the attacker's address has its share back.
+    let (request, topic) = keep(100);
+    assert_eq!(
+        topics.handle_request(3 * day + 2, attacker, &request),
+        HistoryAction::Keep(topic)
+    );
 }

@@ -26,7 +26,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-pub use control::{ControlKind, GroupControl, GroupMessage};
+pub use control::{ControlKind, GroupControl, GroupMessage, room_key_claim};
 pub use history::{
     HistoryRequest, HistoryResponse, MAX_HISTORY_FRAME, MAX_HISTORY_ITEMS, MAX_TOPIC_LEN,
 };

@@ -494,4 +494,45 @@ mod tests {
         let stolen = card_with(44, bob_device, Some(proof));
         assert_eq!(stolen.device_list.proof(&bob_device), Proof::Forged);
     }
+
+    /// Attack (issue 13, item 5, Olm keys): a Curve25519 key cannot sign,
+    /// so a device's proof cannot show it holds its Olm key. Mallory lists
+    /// her own device (proven by her device key) with *bob's* Olm key, on a
+    /// card we see before bob's. Bob's mail (found by that key) would name
+    /// her account. Bob's own proven entry takes the key back, and her card,
+    /// seen again, does not retake it.
+    #[test]
+    fn a_proven_entry_carrying_anothers_olm_key_cannot_keep_it_from_its_owner() {
+        let mut book = ContactBook::<u8, u8>::default();
+        let (bob_key, bob_device) = keyed_device(50);
+        let (mallory_key, mut mallory_device) = keyed_device(60);
+        mallory_device.olm_curve25519 = bob_device.olm_curve25519;
+        let mallory_account = AccountKey::from_seed([61; 32]).id();
+        let mallory_proof = mallory_device.prove(&mallory_account, &mallory_key);
+        let mallory = card_with(61, mallory_device, Some(mallory_proof));
+        book.insert_peer(record("m", &mallory), mallory.clone(), reach(&mallory));
+        let curve = bob_device.olm_curve25519;
+        assert_eq!(
+            book.device_by_curve(&curve).map(|(a, _)| a),
+            Some(mallory.account()),
+            "first come"
+        );
+        let bob_account = AccountKey::from_seed([51; 32]).id();
+        let bob = card_with(
+            51,
+            bob_device,
+            Some(bob_device.prove(&bob_account, &bob_key)),
+        );
+        book.insert(record("b", &bob), bob.clone(), reach(&bob));
+        assert_eq!(
+            book.device_by_curve(&curve),
+            Some((bob.account(), bob_device)),
+            "bob's mail is bob's"
+        );
+        book.insert_peer(record("m", &mallory), mallory.clone(), reach(&mallory));
+        assert_eq!(
+            book.device_by_curve(&curve).map(|(a, _)| a),
+            Some(bob.account())
+        );
+    }
 }

@@ -5,11 +5,21 @@ use super::op::{GroupOp, OpHash};
 use super::publish::PublishKey;
 use super::{MAX_CONTROL_OPS, MAX_GROUP_CIPHERTEXT_LEN, MAX_OP_LEN, MAX_SESSION_KEY_LEN};
 use crate::codec::{DecodeError, Reader, Wire, Writer};
-use crate::ids::{GroupId, MessageId};
+use crate::ids::{AccountId, DeviceId, GroupId, MessageId};
 use crate::megolm::SessionId;
 use crate::receipt::{ReceiptKind, decode_receipt, encode_receipt};
 
 const CONTROL_VERSION: u8 = 1;
+/// Largest encoded room key claim (a Megolm message of 128 bytes of
+/// plaintext is about 250).
+const MAX_CLAIM_LEN: usize = 512;
+const CLAIM_CONTEXT: &[u8] = b"hush 2026-12 room key claim";
+
+/// What a room key's claim says: that `account`'s `device` made the
+/// session, for `group`.
+pub fn room_key_claim(group: &GroupId, account: &AccountId, device: &DeviceId) -> Vec<u8> {
+    [CLAIM_CONTEXT, &group.0, &account.0, &device.0].concat()
+}
 const MESSAGE_VERSION: u8 = 2;
 
 /// What group members send each other over Olm (inside a
@@ -26,8 +36,12 @@ pub enum ControlKind {
     Ops(Vec<GroupOp>),
     /// "Send me every op you hold": the receiver missed some.
     SyncRequest,
-    /// The sender device's current Megolm session key for the group.
-    RoomKey(Vec<u8>),
+    /// The sender device's current Megolm session key for the group, and
+    /// its claim to the session: [`room_key_claim`] naming the sender,
+    /// encrypted by the session itself at the key's first index (only the
+    /// session's maker can, so no other member can present the key as its
+    /// own).
+    RoomKey { key: Vec<u8>, claim: Vec<u8> },
     /// The receiver's messages with these ids reached (or were read by) the
     /// sender's device.
     Receipt {
@@ -54,9 +68,10 @@ impl Wire for GroupControl {
                 w.list(ops, |w, op| w.bytes(&op.to_bytes()));
             }
             ControlKind::SyncRequest => w.u8(1),
-            ControlKind::RoomKey(key) => {
+            ControlKind::RoomKey { key, claim } => {
                 w.u8(2);
                 w.bytes(key);
+                w.bytes(claim);
             }
             ControlKind::Receipt { kind, ids } => {
                 w.u8(3);
@@ -82,7 +97,10 @@ impl Wire for GroupControl {
                 GroupOp::from_bytes(r.bytes("group op", MAX_OP_LEN)?)
             })?),
             1 => ControlKind::SyncRequest,
-            2 => ControlKind::RoomKey(r.bytes("session key", MAX_SESSION_KEY_LEN)?.to_vec()),
+            2 => ControlKind::RoomKey {
+                key: r.bytes("session key", MAX_SESSION_KEY_LEN)?.to_vec(),
+                claim: r.bytes("room key claim", MAX_CLAIM_LEN)?.to_vec(),
+            },
             3 => {
                 let (kind, ids) = decode_receipt(r)?;
                 ControlKind::Receipt { kind, ids }

@@ -16,6 +16,7 @@ use crate::device::{Ctx, GroupRecord, MessageRecord, PendingRecord, Status};
 use crate::{
     AccountId, Action, Body, ControlKind, ConversationId, DeviceId, GroupControl, GroupId,
     GroupMessage, GroupOp, MegolmInbound, OpSet, Payload, ReceiptKind, SessionId, Wire,
+    room_key_claim,
 };
 
 /// Whether a topic message is forwarded to the topic's other peers.
@@ -397,7 +398,9 @@ where
                 let ops: Vec<GroupOp> = g.ops.ops().cloned().collect();
                 self.send_ops(ctx, account, id, ops);
             }
-            ControlKind::RoomKey(key) => self.on_room_key(ctx, lookup, account, device, id, &key),
+            ControlKind::RoomKey { key, claim } => {
+                self.on_room_key(ctx, lookup, (account, device), id, &key, &claim);
+            }
             ControlKind::PublishKey { epoch, key } => {
                 self.on_publish_key(ctx, account, id, epoch, *key);
             }
@@ -495,10 +498,10 @@ where
         &mut self,
         ctx: &mut Ctx<'_>,
         lookup: &L,
-        account: AccountId,
-        device: DeviceId,
+        (account, device): (AccountId, DeviceId),
         id: GroupId,
         key: &[u8],
+        claim: &[u8],
     ) {
         let member = self
             .groups
@@ -508,10 +511,20 @@ where
             self.note(id, Severity::Debug, "Megolm key from a non-member ignored");
             return;
         }
-        let Ok(session) = MegolmInbound::new(key) else {
+        let Ok(mut session) = MegolmInbound::new(key) else {
             self.note(id, Severity::Warn, "malformed Megolm key ignored");
             return;
         };
+        // Only the session's maker can encrypt under it: a claim that
+        // decrypts to the presenter's name proves the session is theirs.
+        let claimed = session
+            .decrypt(claim)
+            .is_ok_and(|(said, _)| said == room_key_claim(&id, &account, &device));
+        if !claimed {
+            let what = "a room key whose claim does not name the member presenting it; refused";
+            self.note(id, Severity::Warn, what);
+            return;
+        }
         // A session belongs to the first member device that presented it:
         // another member holding the same key (every member does) cannot
         // claim it, which would make the group drop its owner's messages.

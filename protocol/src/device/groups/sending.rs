@@ -14,7 +14,7 @@ const MAX_UNSEALED: usize = 1024;
 use crate::device::{Ctx, MessageRecord};
 use crate::{
     AccountId, Body, ControlKind, ConversationId, GroupId, GroupMessage, MAX_TEXT_LEN,
-    MegolmInbound, MegolmOutbound, MessageId, Payload, ReceiptKind, Wire,
+    MegolmInbound, MegolmOutbound, MessageId, Payload, ReceiptKind, Wire, room_key_claim,
 };
 
 impl<P, A, M> GroupBook<P, A, M>
@@ -164,8 +164,10 @@ where
         if !due {
             return;
         }
-        let outbound = MegolmOutbound::new();
+        let mut outbound = MegolmOutbound::new();
         let key = outbound.session_key();
+        // The claim takes the key's first index: only we can write it.
+        let claim = outbound.encrypt(&room_key_claim(&id, &me, &self.me.device));
         g.outbound = Some(outbound);
         g.record.outbound_created_ms = ctx.now.unix_ms;
         g.record.outbound_members.clone_from(&members);
@@ -175,7 +177,11 @@ where
         }
         self.note(id, Severity::Info, "new Megolm session for the group");
         for account in members.into_iter().filter(|a| *a != me) {
-            self.send_control(ctx, account, id, ControlKind::RoomKey(key.clone()));
+            let kind = ControlKind::RoomKey {
+                key: key.clone(),
+                claim: claim.clone(),
+            };
+            self.send_control(ctx, account, id, kind);
         }
     }
 

@@ -20,7 +20,7 @@ fn a_member_presenting_anothers_room_key_as_its_own_cannot_silence_them() {
         .iter()
         .find_map(|(_, to, payload)| match &payload.body {
             Body::Group(GroupControl {
-                kind: ControlKind::RoomKey(key),
+                kind: ControlKind::RoomKey { key, .. },
                 ..
             }) if *to == mallory => Some(key.clone()),
             _ => None,
@@ -28,11 +28,14 @@ fn a_member_presenting_anothers_room_key_as_its_own_cannot_silence_them() {
         .expect("alice's room key on its way to mallory");
     net.drive();
     assert!(net.members[1].disk.texts(id).contains(&"one".to_owned()));
-    // mallory hands bob alice's key as hers.
+    // mallory hands bob alice's key as hers; she cannot write a claim
+    // under alice's session, so she writes one under a session of hers.
     let device = net.members[2].device;
+    let mut own = crate::MegolmOutbound::new();
+    let claim = own.encrypt(&crate::room_key_claim(&id, &mallory, &device));
     let forged = GroupControl {
         group: id,
-        kind: ControlKind::RoomKey(key),
+        kind: ControlKind::RoomKey { key, claim },
     };
     net.call(1, |book, ctx, disk| {
         book.handle_control(ctx, disk, mallory, device, forged);
@@ -44,6 +47,63 @@ fn a_member_presenting_anothers_room_key_as_its_own_cannot_silence_them() {
         net.members[1].disk.texts(id).contains(&"two".to_owned()),
         "{:?}",
         net.members[1].disk.texts(id)
+    );
+}
+
+/// Attack (issue 13, item 6, the race): mallory gets alice's room key at
+/// the same moment bob does, and hands it to bob as hers *before* alice's
+/// own copy reaches him (alice's goes through a relay, mallory's direct).
+/// The first presenter owned the session, so bob dropped every message
+/// alice sent under it. A room key now carries a claim only the session's
+/// maker can write (a Megolm message naming it), so mallory's presentation
+/// is refused and alice's, arriving later, counts.
+#[test]
+fn a_member_racing_the_owners_room_key_cannot_claim_its_session() {
+    let mut net = Net::new(&["alice", "bob", "mallory"], config());
+    let id = net.group_of_all(0);
+    let (bob, mallory) = (net.members[1].key.id(), net.members[2].key.id());
+    net.call(0, |book, ctx, _| book.send(ctx, "friends", "one".into()))
+        .unwrap();
+    let to_mallory = net
+        .olm
+        .iter()
+        .find_map(|(_, to, payload)| match &payload.body {
+            Body::Group(
+                control @ GroupControl {
+                    kind: ControlKind::RoomKey { .. },
+                    ..
+                },
+            ) if *to == mallory => Some(control.clone()),
+            _ => None,
+        })
+        .expect("alice's room key on its way to mallory");
+    // alice's copy for bob is late; mallory's arrives first.
+    let at = net
+        .olm
+        .iter()
+        .position(|(_, to, payload)| {
+            *to == bob
+                && matches!(
+                    &payload.body,
+                    Body::Group(GroupControl {
+                        kind: ControlKind::RoomKey { .. },
+                        ..
+                    })
+                )
+        })
+        .expect("alice's room key on its way to bob");
+    let late = net.olm.remove(at).expect("found");
+    let device = net.members[2].device;
+    net.call(1, |book, ctx, disk| {
+        book.handle_control(ctx, disk, mallory, device, to_mallory);
+    });
+    net.olm.push_back(late);
+    net.drive();
+    assert_eq!(net.members[1].disk.texts(id), ["one".to_owned()]);
+    net.send(0, "two");
+    assert_eq!(
+        net.members[1].disk.texts(id),
+        ["one".to_owned(), "two".to_owned()]
     );
 }
 

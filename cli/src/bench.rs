@@ -5,7 +5,13 @@
 //!   sender, at a steady 500 msg/s;
 //! - `msgs_per_s`: pipelined 256-byte texts, first send to last delivered;
 //! - `floor_rtt_us`: a bare libp2p request-response round trip (same
-//!   transport stack, no storage, no crypto), median;
+//!   transport stack, no storage, no crypto) carrying as many bytes as one
+//!   text's envelope batch, median;
+//! - `fsync_us`: one 4 KiB write and `fdatasync` in the nodes' folder,
+//!   median;
+//! - `floor_durable_us`: `floor_rtt_us` + 2 × `fsync_us`, the least a
+//!   durable send → delivered can take (one round trip, the sender's and
+//!   the receiver's disk), and `p50_over_floor`, the p50 in units of it;
 //! - `idle_rss_kib`: resident memory of one idle `hush node run` process.
 
 use std::collections::HashMap;
@@ -61,7 +67,9 @@ pub async fn direct(as_json: bool, latency_n: usize, throughput_n: usize) -> Res
 
     let (p50, p99) = latency(&alice, &text, latency_n).await?;
     let msgs_per_s = throughput(&alice, &text, throughput_n).await?;
-    let floor_rtt = floor_rtt().await?;
+    let floor_rtt = floor_rtt(envelope_len(&text)).await?;
+    let fsync = fsync_us(dir.path())?;
+    let floor_durable = floor_rtt + 2 * fsync;
     alice.shutdown().await;
     bob.shutdown().await;
     let idle_rss = idle_rss(dir.path()).await?;
@@ -71,6 +79,9 @@ pub async fn direct(as_json: bool, latency_n: usize, throughput_n: usize) -> Res
         "p99_us": p99,
         "msgs_per_s": msgs_per_s.round() as u64,
         "floor_rtt_us": floor_rtt,
+        "fsync_us": fsync,
+        "floor_durable_us": floor_durable,
+        "p50_over_floor": (p50 as f64 / floor_durable.max(1) as f64 * 100.0).round() / 100.0,
         "idle_rss_kib": idle_rss,
         "latency_messages": latency_n,
         "latency_rate_per_s": RATE_PER_S,
@@ -84,7 +95,11 @@ pub async fn direct(as_json: bool, latency_n: usize, throughput_n: usize) -> Res
         println!(
             "pipelined throughput: {msgs_per_s:.0} msg/s ({throughput_n} × {TEXT_LEN} B, durable)"
         );
-        println!("bare request-response round trip: {floor_rtt} µs");
+        println!("bare request-response round trip: {floor_rtt} µs; fsync {fsync} µs");
+        println!(
+            "durable floor (round trip + an fsync on each side): {floor_durable} µs; p50 is {:.2}× that",
+            p50 as f64 / floor_durable.max(1) as f64
+        );
         println!("idle node resident memory: {idle_rss} KiB");
     }
     Ok(())
@@ -196,12 +211,44 @@ pub(crate) fn rr_swarm(
     )?)
 }
 
-/// Median round trip of a bare request-response exchange over loopback TCP.
-async fn floor_rtt() -> Result<u64> {
+/// The bytes one text of `text`'s length takes on the wire: its padded
+/// payload, and the Olm message and envelope around it (a few dozen bytes
+/// of header and MAC, rounded up).
+fn envelope_len(text: &str) -> usize {
+    let payload = hush_protocol::Payload {
+        sender_account: hush_protocol::AccountId([0; 32]),
+        sender_device: hush_protocol::DeviceId([0; 32]),
+        id: hush_protocol::MessageId(0),
+        body: hush_protocol::Body::Text(text.to_owned()),
+    };
+    payload.to_padded().len() + 256
+}
+
+/// Median time of a 4 KiB write plus `fdatasync` to a file in `dir` (the
+/// disk the nodes' databases are on).
+fn fsync_us(dir: &std::path::Path) -> Result<u64> {
+    use std::io::{Seek, Write};
+    let mut file = std::fs::File::create(dir.join("fsync-probe"))?;
+    let page = [7u8; 4096];
+    let mut samples = Vec::with_capacity(300);
+    for i in 0..300u64 {
+        file.seek(std::io::SeekFrom::Start((i % 16) * 4096))?;
+        file.write_all(&page)?;
+        let t0 = Instant::now();
+        file.sync_data()?;
+        samples.push(t0.elapsed().as_micros() as u64);
+    }
+    samples.sort_unstable();
+    Ok(percentile(&samples, 0.5))
+}
+
+/// Median round trip of a bare request-response exchange over loopback TCP
+/// carrying `len` bytes each way.
+async fn floor_rtt(len: usize) -> Result<u64> {
     let make = || {
         rr_swarm(
             ECHO,
-            1024,
+            len.max(1024),
             ProtocolSupport::Full,
             request_response::Config::default(),
         )
@@ -235,7 +282,7 @@ async fn floor_rtt() -> Result<u64> {
         let t0 = Instant::now();
         client
             .behaviour_mut()
-            .send_request(&server_peer, vec![0u8; 64]);
+            .send_request(&server_peer, vec![0u8; len]);
         loop {
             match client.select_next_some().await {
                 SwarmEvent::Behaviour(request_response::Event::Message {

@@ -132,6 +132,9 @@ pub(crate) struct EventLoop {
     /// next commit is durable once [`LAZY_WINDOW`] has passed, even an
     /// empty one.
     lazy_since: Option<Instant>,
+    /// Since when the gathered batch has waited to ride with a durable
+    /// commit (see `Batch::may_ride`).
+    held_since: Option<Instant>,
     /// Shutting down: every commit is durable.
     closing: bool,
     commands: mpsc::Receiver<Command>,
@@ -209,6 +212,7 @@ impl EventLoop {
             clock,
             host_clock,
             lazy_since: None,
+            held_since: None,
             closing: false,
             commands,
             events,

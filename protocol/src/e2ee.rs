@@ -297,6 +297,11 @@ impl OlmDevice {
         Ok(result.plaintext)
     }
 
+    /// Whether anything changed since the last [`OlmDevice::take_changes`].
+    pub fn has_changes(&self) -> bool {
+        self.account_changed || !self.changed_sessions.is_empty()
+    }
+
     /// Pickles what changed since the last call.
     pub fn take_changes(&mut self, pickle_key: &[u8; 32]) -> OlmChanges {
         let account = std::mem::take(&mut self.account_changed)

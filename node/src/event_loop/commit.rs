@@ -50,27 +50,49 @@ pub(super) struct Batch {
 
 /// How long a lazy commit may stay off the disk (see [`Batch::may_wait`]).
 const LAZY_WINDOW: Duration = Duration::from_secs(1);
+/// How long a batch that may ride (see [`Batch::may_ride`]) is held for a
+/// durable commit to come along, before it is committed lazily on its own
+/// (at the latest on the next tick after this).
+const RIDE_WINDOW: Duration = Duration::from_millis(20);
 
 impl Batch {
     /// Whether this batch may be committed without waiting for the disk:
-    /// only group messages received (the message, its digest, the clock)
-    /// whose only consequence is an event. Everything that answers a peer
-    /// or the user, moves a cursor, or touches a key waits for the disk.
+    /// group messages received (the message, its digest, the clock) whose
+    /// only consequence is an event, and what an ack or receipt settles
+    /// (an outbox entry gone, a status raised). Everything that answers a
+    /// peer or the user, moves a cursor, or touches a key waits for the
+    /// disk.
     ///
     /// Safe because nothing outside learns of a lazy commit before a later
     /// durable one (which lands every commit before it): receipts leave
     /// through the outbox, in a durable commit; the relay history cursor
     /// moves only in a durable commit, so a message a crash took is fetched
     /// again. The user may have seen it in the event stream, and sees it
+    /// again. An outbox entry a crash brings back is sent again and acked
+    /// as a duplicate (the recipient stored it), which raises the status
     /// again.
     fn may_wait(&self) -> bool {
-        self.ops
+        self.ops.iter().all(|op| {
+            matches!(
+                op,
+                Op::PutSeen(..)
+                    | Op::PutMessage(..)
+                    | Op::PutClock(_)
+                    | Op::DeleteOutbox(_)
+                    | Op::RaiseStatus(..)
+            )
+        }) && self
+            .after
             .iter()
-            .all(|op| matches!(op, Op::PutSeen(..) | Op::PutMessage(..) | Op::PutClock(_)))
-            && self
-                .after
-                .iter()
-                .all(|a| matches!(a, After::Emit(_) | After::Received(_)))
+            .all(|a| matches!(a, After::Emit(_) | After::Received(_)))
+    }
+
+    /// Whether this batch may also wait for the next commit that must be
+    /// durable, to ride along with it: it may wait, and nothing (not even
+    /// an event) waits for it. An ack's settling then costs no commit of
+    /// its own.
+    fn may_ride(&self) -> bool {
+        self.after.is_empty() && self.may_wait()
     }
 }
 
@@ -110,10 +132,19 @@ impl EventLoop {
         if self.commit.is_some() {
             return;
         }
-        let changes = self.engine.olm.take_changes(&self.me.pickle_key);
         let sync = self
             .lazy_since
             .is_some_and(|since| self.closing || since.elapsed() >= LAZY_WINDOW);
+        let rides =
+            !sync && !self.closing && self.batch.may_ride() && !self.engine.olm.has_changes();
+        if rides && (!self.batch.ops.is_empty() || self.clock.is_changed()) {
+            let since = *self.held_since.get_or_insert_with(Instant::now);
+            if since.elapsed() < RIDE_WINDOW {
+                return;
+            }
+        }
+        self.held_since = None;
+        let changes = self.engine.olm.take_changes(&self.me.pickle_key);
         if self.batch.ops.is_empty()
             && self.batch.after.is_empty()
             && changes.is_empty()

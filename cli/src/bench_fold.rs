@@ -1,15 +1,17 @@
 //! `hush bench fold`: how long a member takes to fold a group's ops into
 //! its state (`OpSet::fold`), for a group of N members, cold (first fold
 //! of the whole set, as on joining), warm (again, as after one more op),
-//! and op by op (every op arriving in its own message, the set refolded
-//! each time, as a member receiving changes one at a time).
+//! and op by op (every op arriving in its own message, as a member
+//! receiving changes one at a time): folded onto the last state
+//! (`OpSet::fold_after`, what members do) and, for comparison, the whole
+//! set refolded each time (what they did before).
 
 use std::time::Instant;
 
 use anyhow::Result;
 use hush_protocol::{
     AccountKey, Action, ContactCard, DeviceId, DeviceKeys, DeviceList, GroupId, GroupOp,
-    MAX_MEMBER_LIMIT, MessageId, OpSet, Role,
+    GroupState, MAX_MEMBER_LIMIT, MessageId, OpSet, Role,
 };
 use serde_json::json;
 
@@ -95,13 +97,26 @@ pub fn fold(members: u32, as_json: bool) -> Result<()> {
     set.fold(id);
     let warm = started.elapsed();
     let mut one_by_one = OpSet::default();
+    let mut last = GroupState::fold(id, []);
     let started = Instant::now();
     for op in &ops {
         one_by_one.insert(op.clone());
-        one_by_one.fold(id);
+        last = one_by_one.fold_after(id, last, &[op.hash()]).0;
     }
     let incremental = started.elapsed();
+    anyhow::ensure!(last == state, "folding op by op gave another state");
     let per_op_us = incremental.as_secs_f64() * 1e6 / ops.len() as f64;
+    // The whole set refolded after each op, for comparison (skipped past
+    // 2,000 members: minutes).
+    let refold_per_op_us = (members <= 2_000).then(|| {
+        let mut refolded = OpSet::default();
+        let started = Instant::now();
+        for op in &ops {
+            refolded.insert(op.clone());
+            refolded.fold(id);
+        }
+        started.elapsed().as_secs_f64() * 1e6 / ops.len() as f64
+    });
     if as_json {
         println!(
             "{}",
@@ -112,17 +127,19 @@ pub fn fold(members: u32, as_json: bool) -> Result<()> {
                 "warm_fold_ms": warm.as_secs_f64() * 1e3,
                 "op_by_op_total_ms": incremental.as_secs_f64() * 1e3,
                 "op_by_op_per_op_us": per_op_us,
+                "refold_per_op_us": refold_per_op_us,
             })
         );
     } else {
         println!(
-            "{} members, {} ops: cold fold {:.2} ms, warm fold {:.2} ms; op by op {:.0} ms in all ({:.0} µs per op)",
+            "{} members, {} ops: cold fold {:.2} ms, warm fold {:.2} ms; op by op {:.0} ms in all ({:.0} µs per op; refolding the whole set each time: {})",
             members + 1,
             ops.len(),
             cold.as_secs_f64() * 1e3,
             warm.as_secs_f64() * 1e3,
             incremental.as_secs_f64() * 1e3,
-            per_op_us
+            per_op_us,
+            refold_per_op_us.map_or("not run".to_owned(), |us| format!("{us:.0} µs per op")),
         );
     }
     Ok(())

@@ -331,6 +331,16 @@ impl GroupState {
 #[derive(Debug, Clone, Default)]
 pub struct OpSet {
     ops: HashMap<OpHash, GroupOp>,
+    /// How many ops here name each op as a parent.
+    named: HashMap<OpHash, u32>,
+    /// Ops no op here names.
+    heads: HashSet<OpHash>,
+    /// Ops that cannot take part in the causal order as far as their own
+    /// links show (see [`OpSet::placed_here`]), and, per missing parent,
+    /// the ops waiting for it: kept as ops come and go so that
+    /// [`OpSet::fold_after`] need not look at every op.
+    misplaced: HashSet<OpHash>,
+    waiting_for: HashMap<OpHash, Vec<OpHash>>,
     /// Answers to "does op `.0` descend from op `.1`?". An op's parents never
     /// change, so an answer never goes stale; the map is cleared if it grows
     /// past [`MAX_ANCESTRY_MEMO`].
@@ -346,6 +356,16 @@ const MAX_FOLD_ROUNDS: usize = 16;
 
 /// An op in the fold's order: its hash, and the op.
 type Placed<'a> = (OpHash, &'a GroupOp);
+
+/// The state digest after applying the op `hash` to a state with digest
+/// `prev` (an empty group's is all zeros).
+fn chain_digest(prev: &[u8; 32], hash: &OpHash) -> [u8; 32] {
+    *blake3::Hasher::new_derive_key("hush 2026-11 group state")
+        .update(prev)
+        .update(hash)
+        .finalize()
+        .as_bytes()
+}
 
 impl OpSet {
     pub fn len(&self) -> usize {
@@ -374,7 +394,33 @@ impl OpSet {
         if self.ops.contains_key(&hash) {
             return false;
         }
+        for p in &op.parents {
+            let n = self.named.entry(*p).or_default();
+            *n += 1;
+            if *n == 1 {
+                self.heads.remove(p);
+            }
+            if !self.ops.contains_key(p) {
+                self.waiting_for.entry(*p).or_default().push(hash);
+            }
+        }
+        if !self.named.contains_key(&hash) {
+            self.heads.insert(hash);
+        }
+        if !self.placed_here(&op, |_| true) {
+            self.misplaced.insert(hash);
+        }
         self.ops.insert(hash, op);
+        // Ops that waited for this one may take part now.
+        for child in self.waiting_for.remove(&hash).unwrap_or_default() {
+            let placed = self
+                .ops
+                .get(&child)
+                .is_some_and(|c| self.placed_here(c, |_| true));
+            if placed {
+                self.misplaced.remove(&child);
+            }
+        }
         true
     }
 
@@ -389,7 +435,28 @@ impl OpSet {
             .copied()
             .collect();
         for h in &gone {
-            self.ops.remove(h);
+            let Some(op) = self.ops.remove(h) else {
+                continue;
+            };
+            self.heads.remove(h);
+            self.misplaced.remove(h);
+            for p in &op.parents {
+                if let Some(n) = self.named.get_mut(p) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.named.remove(p);
+                        if self.ops.contains_key(p) {
+                            self.heads.insert(*p);
+                        }
+                    }
+                }
+                if let Some(waiting) = self.waiting_for.get_mut(p) {
+                    waiting.retain(|c| c != h);
+                    if waiting.is_empty() {
+                        self.waiting_for.remove(p);
+                    }
+                }
+            }
         }
         gone
     }
@@ -405,14 +472,41 @@ impl OpSet {
     /// come first (its ops count only if they descend from them), then the
     /// newest.
     pub fn heads(&self, id: GroupId, author: &AccountId) -> Vec<OpHash> {
-        let order = self.causal_order(id);
-        let named: HashSet<&OpHash> = order.iter().flat_map(|(_, op)| &op.parents).collect();
-        let mut heads: Vec<Placed<'_>> = order
-            .into_iter()
-            .filter(|(h, _)| !named.contains(h))
-            .collect();
-        let standing: Vec<OpHash> = self
-            .fold(id)
+        self.heads_given(id, author, None)
+    }
+
+    /// [`OpSet::heads`], given `state`, the fold of this set (so it is not
+    /// folded again): with every op placed, the heads are known without
+    /// ordering the set.
+    pub fn heads_given(
+        &self,
+        id: GroupId,
+        author: &AccountId,
+        state: Option<&GroupState>,
+    ) -> Vec<OpHash> {
+        let mut heads: Vec<Placed<'_>> = if self.misplaced.is_empty() {
+            self.heads
+                .iter()
+                .filter_map(|h| self.ops.get(h).map(|op| (*h, op)))
+                .filter(|(_, op)| op.group == id)
+                .collect()
+        } else {
+            let order = self.causal_order(id);
+            let named: HashSet<&OpHash> = order.iter().flat_map(|(_, op)| &op.parents).collect();
+            order
+                .into_iter()
+                .filter(|(h, _)| !named.contains(h))
+                .collect()
+        };
+        let folded;
+        let state = match state {
+            Some(s) => s,
+            None => {
+                folded = self.fold(id);
+                &folded
+            }
+        };
+        let standing: Vec<OpHash> = state
             .members
             .get(author)
             .map(|m| [Some(m.granted.1), m.admitted])
@@ -556,22 +650,125 @@ impl OpSet {
         void: &HashSet<OpHash>,
     ) -> (GroupState, Vec<Placed<'a>>) {
         let mut state = GroupState::empty(id);
-        let mut digest = blake3::Hasher::new_derive_key("hush 2026-11 group state");
         let mut applied = Vec::new();
         for &(hash, op) in order {
-            if void.contains(&hash)
-                || state.check(&op.author, &op.action).is_err()
-                || !self.saw_its_standing(&state, &hash, op)
-            {
-                continue;
+            if !void.contains(&hash) && self.take(&mut state, &hash, op) {
+                applied.push((hash, op));
             }
-            state.apply(op, hash);
-            state.version += 1;
-            digest.update(&hash);
-            applied.push((hash, op));
         }
-        state.digest = *digest.finalize().as_bytes();
         (state, applied)
+    }
+
+    /// Applies `op` to `state` if its author may make it there and it
+    /// descends from its author's standing; whether it did.
+    fn take(&self, state: &mut GroupState, hash: &OpHash, op: &GroupOp) -> bool {
+        if state.check(&op.author, &op.action).is_err() || !self.saw_its_standing(state, hash, op) {
+            return false;
+        }
+        state.apply(op, *hash);
+        state.version += 1;
+        state.digest = chain_digest(&state.digest, hash);
+        true
+    }
+
+    /// The fold of this set given `prev`, the fold of it without the ops
+    /// `new` (just inserted), and ops of `id` that took no effect: every
+    /// one of `new` that did not (and after a whole fold, all of them).
+    ///
+    /// When the new ops extend the set — every op before them is placed
+    /// (its parents here and dated no later than it), and each new op, in
+    /// turn, names every head before it and is dated no earlier than its
+    /// parents — they are applied on `prev` in that order: that is where
+    /// the whole fold places them (every other op is their ancestor), and
+    /// there is nothing concurrent for them to void or be voided by. This
+    /// is the common case (one member's change at a time) and costs one
+    /// pass over the parents instead of a whole fold. Otherwise the whole
+    /// set is folded again.
+    pub fn fold_after(
+        &self,
+        id: GroupId,
+        prev: GroupState,
+        new: &[OpHash],
+    ) -> (GroupState, Vec<OpHash>) {
+        self.extend(id, prev, new)
+            .unwrap_or_else(|| self.fold_and_idle(id))
+    }
+
+    /// [`OpSet::fold_after`]'s fast path; `None` where it does not apply.
+    pub(super) fn extend(
+        &self,
+        id: GroupId,
+        prev: GroupState,
+        new: &[OpHash],
+    ) -> Option<(GroupState, Vec<OpHash>)> {
+        let fresh: HashSet<&OpHash> = new.iter().collect();
+        if new.is_empty() || fresh.iter().any(|h| !self.ops.contains_key(*h)) {
+            return None;
+        }
+        // Every op before the new ones is placed (all ops are one group's
+        // here: a set holds one group), and which were heads.
+        if self.misplaced.iter().any(|h| !fresh.contains(h))
+            || self.ops.values().next().is_some_and(|op| op.group != id)
+        {
+            return None;
+        }
+        let mut named_by_fresh: HashMap<&OpHash, u32> = HashMap::new();
+        for h in new {
+            for p in self
+                .ops
+                .get(h)
+                .map(|op| op.parents.as_slice())
+                .unwrap_or(&[])
+            {
+                *named_by_fresh.entry(p).or_default() += 1;
+            }
+        }
+        let mut frontier: HashSet<OpHash> = self
+            .heads
+            .iter()
+            .filter(|h| !fresh.contains(h))
+            .copied()
+            .collect();
+        for (p, n) in named_by_fresh {
+            if !fresh.contains(p) && self.named.get(p) == Some(&n) {
+                frontier.insert(*p);
+            }
+        }
+        let mut state = prev;
+        let mut idle = Vec::new();
+        let mut left: Vec<&OpHash> = new.iter().collect();
+        let mut done: HashSet<OpHash> = HashSet::new();
+        while !left.is_empty() {
+            let at = left.iter().position(|h| {
+                self.ops.get(*h).is_some_and(|op| {
+                    let parents: HashSet<&OpHash> = op.parents.iter().collect();
+                    op.group == id
+                        && frontier.iter().all(|f| parents.contains(f))
+                        && self.placed_here(op, |p| !fresh.contains(p) || done.contains(p))
+                })
+            })?;
+            let hash = *left.remove(at);
+            let op = self.ops.get(&hash)?;
+            if !self.take(&mut state, &hash, op) {
+                *state.idle.entry(op.author).or_default() += 1;
+                idle.push(hash);
+            }
+            done.insert(hash);
+            frontier = HashSet::from([hash]);
+        }
+        Some((state, idle))
+    }
+
+    /// Whether `op` takes part in the causal order as far as its own links
+    /// show: the create rule holds, every parent is here (and `usable`),
+    /// and none is dated after it.
+    fn placed_here(&self, op: &GroupOp, usable: impl Fn(&OpHash) -> bool) -> bool {
+        let create = matches!(op.action, Action::Create { .. });
+        create == op.parents.is_empty()
+            && op
+                .parents
+                .iter()
+                .all(|p| usable(p) && self.ops.get(p).is_some_and(|parent| parent.at <= op.at))
     }
 
     /// Whether `op` descends from what made its author able to make it.

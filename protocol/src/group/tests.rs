@@ -307,9 +307,107 @@ fn eventful_history() -> (GroupId, Vec<GroupOp>) {
     (id, ops)
 }
 
+/// A history of `n` members, each invited after the last joined: every
+/// op names the one before (what members make one change at a time).
+fn linear_history(n: u8) -> (GroupId, Vec<GroupOp>) {
+    let alice = user(1);
+    let nonce = [8; 16];
+    let id = GroupId::derive(&alice.key.id(), &nonce);
+    let create = Action::Create {
+        nonce,
+        name: "many".into(),
+        member_limit: 100,
+        card: alice.card.clone(),
+    };
+    let c = op(&alice, id, 1, vec![], create);
+    let mut head = c.hash();
+    let mut ops = vec![c];
+    let mut at = 2;
+    for seed in 2..2 + n {
+        let member = user(seed);
+        let invite = op(
+            &alice,
+            id,
+            at,
+            vec![head],
+            Action::Invite {
+                role: Role::Member,
+                card: member.card.clone(),
+            },
+        );
+        let join = op(&member, id, at + 1, vec![invite.hash()], Action::Join);
+        head = join.hash();
+        at += 2;
+        ops.extend([invite, join]);
+    }
+    (id, ops)
+}
+
+#[test]
+fn ops_that_extend_the_set_are_folded_onto_the_last_state() {
+    let (id, ops) = linear_history(20);
+    let mut set = OpSet::default();
+    let mut state = GroupState::fold(id, []);
+    for (i, o) in ops.iter().enumerate() {
+        set.insert(o.clone());
+        let fast = set.extend(id, state.clone(), &[o.hash()]);
+        let Some((next, idle)) = fast else {
+            panic!("op {i} extends the set but was not folded onto it");
+        };
+        assert!(idle.is_empty());
+        assert_eq!(next, set.fold(id), "op {i}");
+        let heads = set.heads_given(id, &user(1).key.id(), Some(&next));
+        assert_eq!(heads, [o.hash()], "op {i}");
+        state = next;
+    }
+    // An op concurrent with one already here does not extend the set.
+    let late = op(&user(30), id, 99, vec![ops[0].hash()], Action::Leave);
+    set.insert(late.clone());
+    assert!(set.extend(id, state.clone(), &[late.hash()]).is_none());
+    let (folded, idle) = set.fold_after(id, state, &[late.hash()]);
+    assert_eq!(folded, set.fold(id));
+    assert!(idle.contains(&late.hash()));
+}
+
 proptest! {
     // Each case verifies 22 signatures: 64 cases keep it near a second.
     #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// However ops arrive (in any order, in batches of any size), folding
+    /// each batch onto the last state gives what folding everything gives.
+    #[test]
+    fn folding_onto_the_last_state_agrees_with_the_whole_fold(
+        order in Just((0..11).collect::<Vec<usize>>()).prop_shuffle(),
+        cuts in prop::collection::vec(1..4usize, 0..11),
+        in_order in any::<bool>(),
+    ) {
+        let (id, ops) = eventful_history();
+        let order: Vec<usize> = if in_order { (0..11).collect() } else { order };
+        let mut set = OpSet::default();
+        let mut state = GroupState::fold(id, []);
+        let mut next = order.iter();
+        let mut sizes = cuts.iter().copied().chain(std::iter::repeat(1));
+        loop {
+            let size = sizes.next().unwrap_or(1);
+            let batch: Vec<&GroupOp> = next.by_ref().take(size).map(|i| &ops[*i]).collect();
+            if batch.is_empty() {
+                break;
+            }
+            let mut hashes = Vec::new();
+            for o in batch {
+                if set.insert(o.clone()) {
+                    hashes.push(o.hash());
+                }
+            }
+            let (folded, idle) = set.fold_after(id, state.clone(), &hashes);
+            let (whole, whole_idle) = set.fold_and_idle(id);
+            prop_assert_eq!(&folded, &whole);
+            for h in &hashes {
+                prop_assert_eq!(idle.contains(h), whole_idle.contains(h));
+            }
+            state = folded;
+        }
+    }
 
     /// Every order of arrival, with any op arriving more than once, folds
     /// into the same state: members converge whatever the network did.

@@ -158,7 +158,7 @@ where
                 },
             });
         }
-        let parents = g.ops.heads(id, &me);
+        let parents = g.ops.heads_given(id, &me, Some(&g.state));
         // `at` may not precede a parent's (a parent from a fast clock
         // carries ours along).
         let newest = parents
@@ -200,7 +200,11 @@ where
                 new.push(op);
             }
         }
-        let (state, idle) = g.ops.fold_and_idle(id);
+        if new.is_empty() {
+            return;
+        }
+        let fresh: Vec<OpHash> = new.iter().map(GroupOp::hash).collect();
+        let (mut state, idle) = g.ops.fold_after(id, before.clone(), &fresh);
         if from.is_some() {
             // An author whose ops do not take effect (junk, void, or
             // waiting on parents that never come) may not fill the set:
@@ -212,13 +216,20 @@ where
                 .map(|(a, _)| *a)
                 .collect();
             if !over.is_empty() {
-                let fresh: Vec<OpHash> = new
+                let capped: Vec<OpHash> = new
                     .iter()
                     .filter(|op| over.contains(&op.author))
                     .map(GroupOp::hash)
                     .filter(|h| idle.contains(h))
                     .collect();
-                let gone = g.ops.drop_idle(&fresh);
+                let gone = g.ops.drop_idle(&capped);
+                // The state counts only the idle ops still held.
+                for op in new.iter().filter(|op| gone.contains(&op.hash())) {
+                    if let Some(n) = state.idle.get_mut(&op.author) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+                state.idle.retain(|_, n| *n > 0);
                 new.retain(|op| !gone.contains(&op.hash()));
                 let what = "a member's group ops that take no effect passed the cap; dropped";
                 self.effects

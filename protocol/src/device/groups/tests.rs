@@ -330,6 +330,23 @@ impl Net {
         });
     }
 
+    /// Where in the queue the first control message to member `to` of the
+    /// kind `pick` is.
+    fn control_to(&self, to: usize, pick: impl Fn(&ControlKind) -> bool) -> Option<usize> {
+        let to = self.members[to].key.id();
+        self.olm.iter().position(|(_, t, payload)| {
+            *t == to && matches!(&payload.body, Body::Group(c) if pick(&c.kind))
+        })
+    }
+
+    /// The control message at `at` in the queue.
+    fn control_at(&self, at: usize) -> GroupControl {
+        match &self.olm[at].2.body {
+            Body::Group(control) => control.clone(),
+            _ => panic!("groups send only group control"),
+        }
+    }
+
     /// The topic member `i` publishes on in group `id`, and the key that
     /// signs for it (what a member holds).
     fn publish_key(&self, i: usize, id: GroupId) -> (String, crate::PublishKey) {

@@ -5,6 +5,22 @@ use super::*;
 use crate::{Refusal, SealedEnvelope};
 
 impl Net {
+    /// Lets `ms` pass ten times (retries, polls).
+    fn advance_10(&mut self, ms: u64) {
+        for _ in 0..10 {
+            self.advance(ms);
+        }
+    }
+
+    /// A stranger's raw deposit at the relay, answered and committed.
+    fn stranger_deposits(&mut self, sender: &[u8], request: &MailboxRequest) {
+        let store = &self.relay_store;
+        let bytes = request.to_bytes();
+        self.relay
+            .handle_request(self.now, sender, &bytes, (0, Ask::Junk), store);
+        self.run_relay();
+    }
+
     /// Commits what the relay asks and hands its answers back.
     pub(super) fn run_relay(&mut self) {
         loop {
@@ -211,9 +227,7 @@ fn mail_left_at_the_relay_while_offline_is_drained_and_comes_back_delivered() {
     net.send(0, "bob", "while you were out");
     // Nobody answers directly: alice claims bob's key at his relay, and
     // leaves the message there once the retry comes.
-    for _ in 0..10 {
-        net.advance(FIRST_RETRY_MS);
-    }
+    net.advance_10(FIRST_RETRY_MS);
     assert_eq!(
         statuses(&net.devs[0]),
         [("while you were out".to_owned(), Status::Sent)]
@@ -223,9 +237,7 @@ fn mail_left_at_the_relay_while_offline_is_drained_and_comes_back_delivered() {
     // bob is back: he drains it, the relay deletes it, and his delivered
     // receipt reaches alice directly.
     net.devs[1].online = true;
-    for _ in 0..10 {
-        net.advance(POLL_MS);
-    }
+    net.advance_10(POLL_MS);
     assert_eq!(
         net.devs[1].disk.texts(),
         [(true, "while you were out".to_owned(), Status::Delivered)]
@@ -300,10 +312,7 @@ fn a_flood_from_fresh_peer_ids_does_not_block_a_contacts_mail() {
             .collect();
         let request = MailboxRequest::Deposit { right: None, items };
         let sender = [b"stranger".as_slice(), &peer.to_be_bytes()].concat();
-        let store = &net.relay_store;
-        net.relay
-            .handle_request(net.now, &sender, &request.to_bytes(), (0, Ask::Junk), store);
-        net.run_relay();
+        net.stranger_deposits(&sender, &request);
     }
     let refused = net.relay.stats().refusals[Refusal::StrangerQuota as usize];
     assert_eq!(refused, 400, "the flood met the strangers' share");
@@ -313,17 +322,13 @@ fn a_flood_from_fresh_peer_ids_does_not_block_a_contacts_mail() {
         "strangers hold 100 of 300 items"
     );
     net.send(0, "bob", "you still get this");
-    for _ in 0..10 {
-        net.advance(FIRST_RETRY_MS);
-    }
+    net.advance_10(FIRST_RETRY_MS);
     assert_eq!(
         statuses(&net.devs[0]),
         [("you still get this".to_owned(), Status::Sent)]
     );
     net.devs[1].online = true;
-    for _ in 0..10 {
-        net.advance(POLL_MS);
-    }
+    net.advance_10(POLL_MS);
     assert!(net.devs[1].disk.texts().contains(&(
         true,
         "you still get this".to_owned(),
@@ -377,9 +382,7 @@ fn strangers_filling_the_relay_through_many_mailboxes_do_not_block_a_contacts_ma
     );
     assert_eq!(refusals[Refusal::RelayFull as usize], 0);
     net.send(0, "bob", "you still get this");
-    for _ in 0..10 {
-        net.advance(FIRST_RETRY_MS);
-    }
+    net.advance_10(FIRST_RETRY_MS);
     assert_eq!(
         statuses(&net.devs[0]),
         [("you still get this".to_owned(), Status::Sent)]

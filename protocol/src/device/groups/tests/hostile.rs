@@ -15,17 +15,13 @@ fn a_member_presenting_anothers_room_key_as_its_own_cannot_silence_them() {
     // alice's first message: her room key goes to bob and mallory.
     net.call(0, |book, ctx, _| book.send(ctx, "friends", "one".into()))
         .unwrap();
-    let key = net
-        .olm
-        .iter()
-        .find_map(|(_, to, payload)| match &payload.body {
-            Body::Group(GroupControl {
-                kind: ControlKind::RoomKey { key, .. },
-                ..
-            }) if *to == mallory => Some(key.clone()),
-            _ => None,
-        })
+    let room_key = |k: &ControlKind| matches!(k, ControlKind::RoomKey { .. });
+    let at = net
+        .control_to(2, room_key)
         .expect("alice's room key on its way to mallory");
+    let ControlKind::RoomKey { key, .. } = net.control_at(at).kind else {
+        unreachable!("picked a room key");
+    };
     net.drive();
     assert!(net.members[1].disk.texts(id).contains(&"one".to_owned()));
     // mallory hands bob alice's key as hers; she cannot write a claim
@@ -61,36 +57,14 @@ fn a_member_presenting_anothers_room_key_as_its_own_cannot_silence_them() {
 fn a_member_racing_the_owners_room_key_cannot_claim_its_session() {
     let mut net = Net::new(&["alice", "bob", "mallory"], config());
     let id = net.group_of_all(0);
-    let (bob, mallory) = (net.members[1].key.id(), net.members[2].key.id());
+    let mallory = net.members[2].key.id();
     net.call(0, |book, ctx, _| book.send(ctx, "friends", "one".into()))
         .unwrap();
-    let to_mallory = net
-        .olm
-        .iter()
-        .find_map(|(_, to, payload)| match &payload.body {
-            Body::Group(
-                control @ GroupControl {
-                    kind: ControlKind::RoomKey { .. },
-                    ..
-                },
-            ) if *to == mallory => Some(control.clone()),
-            _ => None,
-        })
-        .expect("alice's room key on its way to mallory");
+    let room_key = |k: &ControlKind| matches!(k, ControlKind::RoomKey { .. });
+    let to_mallory = net.control_at(net.control_to(2, room_key).expect("alice's key to mallory"));
     // alice's copy for bob is late; mallory's arrives first.
     let at = net
-        .olm
-        .iter()
-        .position(|(_, to, payload)| {
-            *to == bob
-                && matches!(
-                    &payload.body,
-                    Body::Group(GroupControl {
-                        kind: ControlKind::RoomKey { .. },
-                        ..
-                    })
-                )
-        })
+        .control_to(1, room_key)
         .expect("alice's room key on its way to bob");
     let late = net.olm.remove(at).expect("found");
     let device = net.members[2].device;

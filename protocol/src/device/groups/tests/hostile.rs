@@ -3,23 +3,34 @@
 
 use super::*;
 
+fn is_room_key(kind: &ControlKind) -> bool {
+    matches!(kind, ControlKind::RoomKey { .. })
+}
+
+/// alice, bob and mallory in "friends"; alice writes "one", and her room
+/// key goes to bob and mallory: the net (the key still queued), the group,
+/// and mallory's copy.
+fn alices_first_room_key() -> (Net, GroupId, GroupControl) {
+    let mut net = Net::new(&["alice", "bob", "mallory"], config());
+    let id = net.group_of_all(0);
+    net.call(0, |book, ctx, _| book.send(ctx, "friends", "one".into()))
+        .unwrap();
+    let at = net
+        .control_to(2, is_room_key)
+        .expect("alice's room key on its way to mallory");
+    let to_mallory = net.control_at(at);
+    (net, id, to_mallory)
+}
+
 /// Attack (issue 13, item 6): a member who holds another member's room
 /// key presents it as its own, so the group binds that session to the
 /// attacker and drops the real sender's messages as "not from the
 /// session's owner".
 #[test]
 fn a_member_presenting_anothers_room_key_as_its_own_cannot_silence_them() {
-    let mut net = Net::new(&["alice", "bob", "mallory"], config());
-    let id = net.group_of_all(0);
+    let (mut net, id, to_mallory) = alices_first_room_key();
     let mallory = net.members[2].key.id();
-    // alice's first message: her room key goes to bob and mallory.
-    net.call(0, |book, ctx, _| book.send(ctx, "friends", "one".into()))
-        .unwrap();
-    let room_key = |k: &ControlKind| matches!(k, ControlKind::RoomKey { .. });
-    let at = net
-        .control_to(2, room_key)
-        .expect("alice's room key on its way to mallory");
-    let ControlKind::RoomKey { key, .. } = net.control_at(at).kind else {
+    let ControlKind::RoomKey { key, .. } = to_mallory.kind else {
         unreachable!("picked a room key");
     };
     net.drive();
@@ -55,16 +66,11 @@ fn a_member_presenting_anothers_room_key_as_its_own_cannot_silence_them() {
 /// is refused and alice's, arriving later, counts.
 #[test]
 fn a_member_racing_the_owners_room_key_cannot_claim_its_session() {
-    let mut net = Net::new(&["alice", "bob", "mallory"], config());
-    let id = net.group_of_all(0);
+    let (mut net, id, to_mallory) = alices_first_room_key();
     let mallory = net.members[2].key.id();
-    net.call(0, |book, ctx, _| book.send(ctx, "friends", "one".into()))
-        .unwrap();
-    let room_key = |k: &ControlKind| matches!(k, ControlKind::RoomKey { .. });
-    let to_mallory = net.control_at(net.control_to(2, room_key).expect("alice's key to mallory"));
     // alice's copy for bob is late; mallory's arrives first.
     let at = net
-        .control_to(1, room_key)
+        .control_to(1, is_room_key)
         .expect("alice's room key on its way to bob");
     let late = net.olm.remove(at).expect("found");
     let device = net.members[2].device;

@@ -170,6 +170,10 @@ pub enum GroupCommandError {
     TextTooLong { len: usize },
     #[error("the message is empty")]
     EmptyText,
+    #[error(
+        "this device has not received the publish key of group {group:?} yet (the admin who made its last change sends it; it is asked for again every 10 s): try again shortly"
+    )]
+    NoPublishKey { group: String },
 }
 
 /// What the engine hands the host to store with the current batch.
@@ -407,9 +411,6 @@ pub struct GroupBook<P, A, M> {
     /// Stored messages no peer on the topic took yet: published again on
     /// the tick.
     unpublished: VecDeque<(GroupId, String, Vec<u8>)>,
-    /// Stored messages of groups whose publish key has not come yet:
-    /// (group, session, ciphertext), sealed and published once it does.
-    unsealed: VecDeque<(GroupId, SessionId, Vec<u8>)>,
     epoch_waits: epochs::EpochWaits,
     /// Messages kept for their key, on disk or on the way there.
     pending: pending::PendingIndex,
@@ -506,7 +507,6 @@ where
             receipts: HashMap::new(),
             receipts_due_ms: None,
             unpublished: VecDeque::new(),
-            unsealed: VecDeque::new(),
             epoch_waits: epochs::EpochWaits::default(),
             pending: pending::PendingIndex::default(),
             fresh_pending: HashMap::new(),

@@ -362,8 +362,6 @@ where
             self.effects
                 .push_back(GroupEffect::Subscribe { group: id, topic });
         }
-        // Messages held for want of a key go now.
-        self.publish_unsealed(id);
     }
 
     fn drop_key(&mut self, id: GroupId, epoch: OpHash) {

@@ -9,8 +9,6 @@ use super::{
     RECEIPT_BATCH_MS, Standing,
 };
 
-/// Messages waiting for a publish key, over all groups.
-const MAX_UNSEALED: usize = 1024;
 use crate::device::{Ctx, MessageRecord};
 use crate::{
     AccountId, Body, ControlKind, ConversationId, GroupId, GroupMessage, MAX_TEXT_LEN,
@@ -56,6 +54,13 @@ where
                 });
             }
         }
+        if self.groups[&id].topic().is_none() {
+            // Checked before the ratchet moves: nothing is stored that
+            // could not be published.
+            return Err(GroupCommandError::NoPublishKey {
+                group: group.to_owned(),
+            });
+        }
         self.ensure_outbound(ctx, id);
         let message_id = ctx.next_id();
         let payload = Payload {
@@ -75,7 +80,7 @@ where
         // is published: a message index is never used twice.
         let write = g.write_record(&self.me.pickle_key);
         let conversation = g.conversation();
-        let sealed = g.seal(session, ciphertext.clone());
+        let sealed = g.seal(session, ciphertext);
         let now = ctx.now.unix_ms;
         self.effects.extend([
             GroupEffect::Write(write),
@@ -92,54 +97,18 @@ where
                 },
             )),
         ]);
-        match sealed {
-            Some((topic, message)) => {
-                let bytes = message.to_bytes();
-                self.effects.extend([
-                    GroupEffect::Write(GroupWrite::Seen(GroupMessage::digest(&bytes), now)),
-                    GroupEffect::After(GroupAfter::Publish {
-                        group: id,
-                        topic,
-                        bytes,
-                    }),
-                ]);
-            }
-            None if self.unsealed.len() < MAX_UNSEALED => {
-                // Our publish key has not come yet (we just joined, say):
-                // the message goes once it does.
-                let what = "no publish key for the group yet; the message goes once it comes";
-                self.note(id, Severity::Info, what);
-                self.unsealed.push_back((id, session, ciphertext));
-            }
-            None => {
-                let what = "no publish key for the group yet, and too many messages wait for one; this one is stored but not published";
-                self.note(id, Severity::Warn, what);
-            }
+        if let Some((topic, message)) = sealed {
+            let bytes = message.to_bytes();
+            self.effects.extend([
+                GroupEffect::Write(GroupWrite::Seen(GroupMessage::digest(&bytes), now)),
+                GroupEffect::After(GroupAfter::Publish {
+                    group: id,
+                    topic,
+                    bytes,
+                }),
+            ]);
         }
         Ok(message_id)
-    }
-
-    /// Seals and publishes what waited for the group's publish key.
-    pub(super) fn publish_unsealed(&mut self, id: GroupId) {
-        let Some(g) = self.groups.get(&id) else {
-            return;
-        };
-        let mut rest = std::collections::VecDeque::new();
-        for (group, session, ciphertext) in std::mem::take(&mut self.unsealed) {
-            if group != id {
-                rest.push_back((group, session, ciphertext));
-                continue;
-            }
-            match g.seal(session, ciphertext.clone()) {
-                Some((topic, message)) => self.effects.push_back(GroupEffect::Publish {
-                    group,
-                    topic,
-                    bytes: message.to_bytes(),
-                }),
-                None => rest.push_back((group, session, ciphertext)),
-            }
-        }
-        self.unsealed = rest;
     }
 
     /// Makes a new outbound session when the old one is due (membership

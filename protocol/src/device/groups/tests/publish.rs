@@ -192,3 +192,41 @@ fn a_history_item_not_signed_for_its_topic_is_skipped() {
         Some(2)
     );
 }
+
+/// A member that has no publish key yet (its copy was lost) is told to try
+/// again, and nothing is stored that could not be published; once the key
+/// comes (asked for on the tick), the message goes.
+#[test]
+fn sending_without_a_publish_key_is_refused_until_it_comes() {
+    let mut net = Net::new(&["alice", "bob"], config());
+    let card = net.members[0].card.clone();
+    let id = net
+        .call(0, |book, ctx, _| book.create(ctx, "friends".into(), card))
+        .unwrap();
+    let bob_card = net.members[1].card.clone();
+    net.call(0, |book, ctx, _| {
+        book.invite(ctx, "friends", bob_card, false)
+    })
+    .unwrap();
+    let lost = net
+        .control_to(1, is_publish_key)
+        .expect("the key on its way to bob");
+    net.olm.remove(lost);
+    net.drive();
+    net.call(1, |book, ctx, _| book.join(ctx, "friends"))
+        .unwrap();
+    net.drive();
+    let refused = net.call(1, |book, ctx, _| {
+        book.send(ctx, "friends", "too soon".into())
+    });
+    assert!(
+        matches!(refused, Err(GroupCommandError::NoPublishKey { .. })),
+        "{refused:?}"
+    );
+    assert!(net.members[1].disk.texts(id).is_empty());
+    net.advance(1);
+    net.advance(SYNC_AFTER_MS);
+    net.drive();
+    net.send(1, "now");
+    assert_eq!(net.members[0].disk.texts(id), ["now".to_owned()]);
+}

@@ -131,13 +131,14 @@ impl<P> Group<P> {
         Some((k.topic.clone(), k.key.seal(session, ciphertext)))
     }
 
-    /// Whether `from` may hand us the key of `epoch`: the author of the
-    /// `Create` or `Remove` that began it, an admin for a departure, and
-    /// the current maker for the current epoch.
-    fn may_give(&self, from: &AccountId, epoch: &Epoch) -> bool {
-        if self.state.epoch().map(|e| e.op) == Some(epoch.op)
-            && self.state.epoch_maker() == Some(*from)
-        {
+    /// Whether `from` may hand us (`me`) the key of `epoch`: the author of
+    /// the `Create` or `Remove` that began it, an admin for a departure,
+    /// and, for the current epoch, its maker and the admin who invited us
+    /// (who sends it with the invitation).
+    fn may_give(&self, me: &AccountId, from: &AccountId, epoch: &Epoch) -> bool {
+        let current = self.state.epoch().map(|e| e.op) == Some(epoch.op);
+        let my_inviter = self.state.members.get(me).map(|m| m.invited_by) == Some(*from);
+        if current && (self.state.epoch_maker() == Some(*from) || my_inviter) {
             return true;
         }
         match epoch.author {
@@ -201,7 +202,27 @@ where
         let Some(current) = g.state.epoch().copied() else {
             return;
         };
-        if g.record.left || g.state.epoch_maker() != Some(me) {
+        if g.record.left {
+            return;
+        }
+        if g.state.epoch_maker() != Some(me) {
+            // Our invitees get the key we hold with their invitation, so
+            // they can write as soon as they join.
+            let ours: Vec<AccountId> = newcomers
+                .iter()
+                .filter(|a| g.state.members.get(a).is_some_and(|m| m.invited_by == me))
+                .copied()
+                .collect();
+            let held = g.keys.iter().find(|k| k.epoch == current.op);
+            if let Some(key) = held.map(|k| k.key.clone()) {
+                for account in ours {
+                    let kind = ControlKind::PublishKey {
+                        epoch: current.op,
+                        key: Box::new(key.clone()),
+                    };
+                    self.send_control(ctx, account, id, kind);
+                }
+            }
             return;
         }
         let members: Vec<AccountId> = g
@@ -248,7 +269,7 @@ where
         }
         let known = g.state.epochs.iter().find(|e| e.op == epoch).copied();
         match known {
-            Some(e) if g.recency(&epoch).is_some() && g.may_give(&from, &e) => {
+            Some(e) if g.recency(&epoch).is_some() && g.may_give(&self.me.key.id(), &from, &e) => {
                 self.adopt_key(ctx, id, epoch, key);
             }
             Some(_) => {

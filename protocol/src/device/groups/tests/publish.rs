@@ -230,3 +230,52 @@ fn sending_without_a_publish_key_is_refused_until_it_comes() {
     net.send(1, "now");
     assert_eq!(net.members[0].disk.texts(id), ["now".to_owned()]);
 }
+
+/// An admin who is not the epoch's maker sends its invitee the key it
+/// holds with the invitation: the invitee can write as soon as it joins,
+/// even if the maker's copy is late.
+#[test]
+fn an_invitee_gets_the_key_from_whoever_invited_it() {
+    let mut net = Net::new(&["alice", "bob", "dave"], config());
+    let card = net.members[0].card.clone();
+    let id = net
+        .call(0, |book, ctx, _| book.create(ctx, "friends".into(), card))
+        .unwrap();
+    let bob_card = net.members[1].card.clone();
+    net.call(0, |book, ctx, _| {
+        book.invite(ctx, "friends", bob_card, true)
+    })
+    .unwrap();
+    net.drive();
+    net.call(1, |book, ctx, _| book.join(ctx, "friends"))
+        .unwrap();
+    net.drive();
+    let dave_card = net.members[2].card.clone();
+    net.call(1, |book, ctx, _| {
+        book.invite(ctx, "friends", dave_card, false)
+    })
+    .unwrap();
+    // The maker's (alice's) copy for dave never arrives.
+    let dave = net.members[2].key.id();
+    let mut dropped = 0;
+    while let Some((from, to, payload)) = net.olm.pop_front() {
+        let makers_key = from == 0
+            && to == dave
+            && matches!(&payload.body, Body::Group(c) if is_publish_key(&c.kind));
+        if makers_key {
+            dropped += 1;
+        } else {
+            net.deliver_control(from, to, payload);
+        }
+    }
+    assert_eq!(dropped, 1, "alice, the maker, sent dave the key too");
+    net.drive();
+    net.call(2, |book, ctx, _| book.join(ctx, "friends"))
+        .unwrap();
+    net.drive();
+    net.send(2, "hello from dave");
+    assert_eq!(
+        net.members[0].disk.texts(id),
+        ["hello from dave".to_owned()]
+    );
+}

@@ -362,24 +362,37 @@ impl Net {
         }
     }
 
+    /// `creator` makes a group "friends" (nobody else in it yet).
+    fn create_friends(&mut self, creator: usize) -> GroupId {
+        let card = self.members[creator].card.clone();
+        self.call(creator, |book, ctx, _| {
+            book.create(ctx, "friends".into(), card)
+        })
+        .unwrap()
+    }
+
+    /// Member `by` invites member `who` into "friends" (nothing delivered
+    /// yet).
+    fn invite_to_friends(&mut self, by: usize, who: usize, admin: bool) {
+        let card = self.members[who].card.clone();
+        self.call(by, |book, ctx, _| book.invite(ctx, "friends", card, admin))
+            .unwrap();
+    }
+
+    /// Member `i` joins "friends", and everything is delivered.
+    fn join_friends(&mut self, i: usize) {
+        self.call(i, |book, ctx, _| book.join(ctx, "friends"))
+            .unwrap();
+        self.drive();
+    }
+
     /// `creator` makes a group "friends" and every other member joins it.
     fn group_of_all(&mut self, creator: usize) -> GroupId {
-        let card = self.members[creator].card.clone();
-        let id = self
-            .call(creator, |book, ctx, _| {
-                book.create(ctx, "friends".into(), card)
-            })
-            .unwrap();
+        let id = self.create_friends(creator);
         for i in (0..self.members.len()).filter(|i| *i != creator) {
-            let card = self.members[i].card.clone();
-            self.call(creator, |book, ctx, _| {
-                book.invite(ctx, "friends", card, false)
-            })
-            .unwrap();
+            self.invite_to_friends(creator, i, false);
             self.drive();
-            self.call(i, |book, ctx, _| book.join(ctx, "friends"))
-                .unwrap();
-            self.drive();
+            self.join_friends(i);
         }
         id
     }

@@ -339,19 +339,10 @@ fn junk_under_made_up_sessions_cannot_make_a_late_message_be_lost() {
 #[test]
 fn ops_passed_on_to_invitees_go_in_one_message_each() {
     let mut net = Net::new(&["alice", "bob", "carol", "dave"], config());
-    let card = net.members[0].card.clone();
-    let id = net
-        .call(0, |book, ctx, _| book.create(ctx, "friends".into(), card))
-        .unwrap();
-    let bob_card = net.members[1].card.clone();
-    net.call(0, |book, ctx, _| {
-        book.invite(ctx, "friends", bob_card, false)
-    })
-    .unwrap();
+    let id = net.create_friends(0);
+    net.invite_to_friends(0, 1, false);
     net.drive();
-    net.call(1, |book, ctx, _| book.join(ctx, "friends"))
-        .unwrap();
-    net.drive();
+    net.join_friends(1);
     let bob = net.members[1].key.id();
     // What bob knows now; alice then invites carol and dave, who do not
     // answer (their messages wait).

@@ -199,23 +199,14 @@ fn a_history_item_not_signed_for_its_topic_is_skipped() {
 #[test]
 fn sending_without_a_publish_key_is_refused_until_it_comes() {
     let mut net = Net::new(&["alice", "bob"], config());
-    let card = net.members[0].card.clone();
-    let id = net
-        .call(0, |book, ctx, _| book.create(ctx, "friends".into(), card))
-        .unwrap();
-    let bob_card = net.members[1].card.clone();
-    net.call(0, |book, ctx, _| {
-        book.invite(ctx, "friends", bob_card, false)
-    })
-    .unwrap();
+    let id = net.create_friends(0);
+    net.invite_to_friends(0, 1, false);
     let lost = net
         .control_to(1, is_publish_key)
         .expect("the key on its way to bob");
     net.olm.remove(lost);
     net.drive();
-    net.call(1, |book, ctx, _| book.join(ctx, "friends"))
-        .unwrap();
-    net.drive();
+    net.join_friends(1);
     let refused = net.call(1, |book, ctx, _| {
         book.send(ctx, "friends", "too soon".into())
     });
@@ -237,24 +228,11 @@ fn sending_without_a_publish_key_is_refused_until_it_comes() {
 #[test]
 fn an_invitee_gets_the_key_from_whoever_invited_it() {
     let mut net = Net::new(&["alice", "bob", "dave"], config());
-    let card = net.members[0].card.clone();
-    let id = net
-        .call(0, |book, ctx, _| book.create(ctx, "friends".into(), card))
-        .unwrap();
-    let bob_card = net.members[1].card.clone();
-    net.call(0, |book, ctx, _| {
-        book.invite(ctx, "friends", bob_card, true)
-    })
-    .unwrap();
+    let id = net.create_friends(0);
+    net.invite_to_friends(0, 1, true);
     net.drive();
-    net.call(1, |book, ctx, _| book.join(ctx, "friends"))
-        .unwrap();
-    net.drive();
-    let dave_card = net.members[2].card.clone();
-    net.call(1, |book, ctx, _| {
-        book.invite(ctx, "friends", dave_card, false)
-    })
-    .unwrap();
+    net.join_friends(1);
+    net.invite_to_friends(1, 2, false);
     // The maker's (alice's) copy for dave never arrives.
     let dave = net.members[2].key.id();
     let mut dropped = 0;
@@ -270,9 +248,7 @@ fn an_invitee_gets_the_key_from_whoever_invited_it() {
     }
     assert_eq!(dropped, 1, "alice, the maker, sent dave the key too");
     net.drive();
-    net.call(2, |book, ctx, _| book.join(ctx, "friends"))
-        .unwrap();
-    net.drive();
+    net.join_friends(2);
     net.send(2, "hello from dave");
     assert_eq!(
         net.members[0].disk.texts(id),

@@ -379,6 +379,12 @@ impl Net {
             .unwrap();
     }
 
+    /// The parents member `i`'s next op in group `id` would name.
+    fn heads_of(&self, i: usize, id: GroupId) -> Vec<crate::OpHash> {
+        let m = &self.members[i];
+        m.book.group(&id).unwrap().ops().heads(id, &m.key.id())
+    }
+
     /// Member `i` joins "friends", and everything is delivered.
     fn join_friends(&mut self, i: usize) {
         self.call(i, |book, ctx, _| book.join(ctx, "friends"))

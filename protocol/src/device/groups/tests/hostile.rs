@@ -131,12 +131,7 @@ fn a_member_flooding_sync_requests_gets_the_op_set_once_per_window() {
 fn signed_ops_by_accounts_the_group_never_named_are_not_kept() {
     let mut net = Net::new(&["alice", "bob"], config());
     let id = net.group_of_all(0);
-    let parents = net.members[0]
-        .book
-        .group(&id)
-        .unwrap()
-        .ops()
-        .heads(id, &net.members[0].key.id());
+    let parents = net.heads_of(0, id);
     let junk: Vec<GroupOp> = (0..20u8)
         .map(|i| {
             let key = AccountKey::from_seed([200 + i; 32]);
@@ -212,12 +207,7 @@ fn a_removal_dated_far_ahead_does_not_block_a_reinvitation() {
     })
     .unwrap();
     net.drive();
-    let parents = net.members[1]
-        .book
-        .group(&id)
-        .unwrap()
-        .ops()
-        .heads(id, &bob);
+    let parents = net.heads_of(1, id);
     let year_2100 = MessageId::from_parts(4_102_444_800_000, 0, 7);
     let removal = GroupOp::sign(
         &net.members[1].key,
@@ -228,13 +218,9 @@ fn a_removal_dated_far_ahead_does_not_block_a_reinvitation() {
     );
     from_bob(&mut net, id, vec![removal]);
     assert_eq!(net.standing(2, id), Standing::Removed);
-    let card = net.members[2].card.clone();
-    net.call(0, |book, ctx, _| book.invite(ctx, "friends", card, false))
-        .unwrap();
+    net.invite_to_friends(0, 2, false);
     net.drive();
-    net.call(2, |book, ctx, _| book.join(ctx, "friends"))
-        .unwrap();
-    net.drive();
+    net.join_friends(2);
     for i in 0..3 {
         let state = net.members[i].book.group(&id).unwrap().state();
         assert!(state.is_joined(&carol), "member {i} sees carol back");
@@ -248,14 +234,9 @@ fn a_removal_dated_far_ahead_does_not_block_a_reinvitation() {
 fn a_members_ops_that_take_no_effect_are_capped() {
     let mut net = Net::new(&["alice", "bob", "carol"], config());
     let id = net.group_of_all(0);
-    let (alice, bob) = (net.members[0].key.id(), net.members[1].key.id());
+    let alice = net.members[0].key.id();
     let before = net.members[0].book.group(&id).unwrap().ops().len();
-    let parents = net.members[1]
-        .book
-        .group(&id)
-        .unwrap()
-        .ops()
-        .heads(id, &bob);
+    let parents = net.heads_of(1, id);
     let junk = bob_removes(&net, id, parents, alice, 300);
     for chunk in junk.chunks(100) {
         from_bob(&mut net, id, chunk.to_vec());
@@ -346,12 +327,7 @@ fn ops_passed_on_to_invitees_go_in_one_message_each() {
     let bob = net.members[1].key.id();
     // What bob knows now; alice then invites carol and dave, who do not
     // answer (their messages wait).
-    let parents = net.members[1]
-        .book
-        .group(&id)
-        .unwrap()
-        .ops()
-        .heads(id, &bob);
+    let parents = net.heads_of(1, id);
     net.members[2].held = true;
     net.members[3].held = true;
     for i in [2, 3] {

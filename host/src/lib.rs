@@ -4,7 +4,8 @@
 //! share, and nothing that decides: the length-limited libp2p frame codec,
 //! hush's protocol names as libp2p [`StreamProtocol`]s, the gossipsub
 //! configuration both run, peer id helpers, the clock an engine is fed
-//! from, and files created private.
+//! from, files created private, and the write-ahead log the stores put
+//! in front of redb.
 //!
 //! ```text
 //!  hush-protocol (decides, no IO) ◀── hush-host (glue) ◀── hush-node  (device host)
@@ -21,6 +22,7 @@ mod files;
 mod gossip;
 mod peers;
 mod swarm;
+pub mod wal;
 
 pub use clock::{HostClock, now_ms};
 pub use codec::FrameCodec;

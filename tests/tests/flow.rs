@@ -68,6 +68,7 @@ fn two_users_chat_with_receipts() {
         |p: &std::path::Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
     assert_eq!(mode(&alice.home), 0o700);
     assert_eq!(mode(&alice.home.join("hush.redb")), 0o600);
+    assert_eq!(mode(&alice.home.join("hush.wal")), 0o600);
     assert_eq!(mode(&alice.home.join("hush.sock")), 0o600);
 }
 

@@ -284,3 +284,27 @@ fn replayed_envelope_is_recognised_and_not_shown_twice() {
     ]);
     alice.json(&["send", "bob", "good", "--wait", "delivered", "--json"]);
 }
+
+#[test]
+fn a_clean_stop_leaves_everything_in_hush_redb_alone() {
+    let (alice, mut bob) = pair();
+    for i in 0..3 {
+        alice.json(&[
+            "send",
+            "bob",
+            &format!("m{i}"),
+            "--wait",
+            "delivered",
+            "--json",
+        ]);
+    }
+    bob.stop();
+    // A backup of hush.redb alone, restored: the write-ahead log is gone.
+    std::fs::remove_file(bob.home.join("hush.wal")).expect("remove hush.wal");
+    bob.start();
+    assert_eq!(texts(&bob, "alice"), ["m0", "m1", "m2"]);
+    // The Olm sessions came back too: the conversation goes on.
+    alice.json(&["send", "bob", "m3", "--wait", "delivered", "--json"]);
+    bob.json(&["send", "alice", "back", "--wait", "delivered", "--json"]);
+    assert_eq!(texts(&bob, "alice"), ["m0", "m1", "m2", "m3", "back"]);
+}

@@ -323,9 +323,12 @@ pub enum BenchCommand {
     Direct {
         #[arg(long)]
         json: bool,
-        /// Messages in the latency run (sent at a steady 500 msg/s)
+        /// Messages in the latency run (sent at a steady --rate)
         #[arg(long, default_value_t = 2500)]
         latency_messages: usize,
+        /// Messages per second in the latency run
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        rate: u64,
         /// Messages in the throughput run (pipelined)
         #[arg(long, default_value_t = 20_000)]
         throughput_messages: usize,

@@ -2,7 +2,7 @@
 //! ends. Prints one JSON object (or a table).
 //!
 //! - `p50_us`, `p99_us`: `send` called → delivered ack processed by the
-//!   sender, at a steady 500 msg/s;
+//!   sender, at a steady `--rate` (500 msg/s unless told);
 //! - `msgs_per_s`: pipelined 256-byte texts, first send to last delivered;
 //! - `floor_rtt_us`: a bare libp2p request-response round trip (same
 //!   transport stack, no storage, no crypto) carrying as many bytes as one
@@ -30,7 +30,6 @@ use tokio::sync::{Semaphore, mpsc};
 use crate::demo::{NodeProcess, init_home};
 
 const TEXT_LEN: usize = 256;
-const RATE_PER_S: u64 = 500;
 
 pub(crate) fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
@@ -40,7 +39,7 @@ pub(crate) fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-pub async fn direct(as_json: bool, latency_n: usize, throughput_n: usize) -> Result<()> {
+pub async fn direct(as_json: bool, latency_n: usize, rate: u64, throughput_n: usize) -> Result<()> {
     let dir = tempfile::Builder::new().prefix("hush-bench-").tempdir()?;
     let loopback: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse()?;
     let alice_home = init_home(dir.path(), "alice")?;
@@ -65,7 +64,7 @@ pub async fn direct(as_json: bool, latency_n: usize, throughput_n: usize) -> Res
         }
     }
 
-    let (p50, p99) = latency(&alice, &text, latency_n).await?;
+    let (p50, p99) = latency(&alice, &text, latency_n, rate).await?;
     let msgs_per_s = throughput(&alice, &text, throughput_n).await?;
     let floor_rtt = floor_rtt(envelope_len(&text)).await?;
     let fsync = fsync_us(dir.path())?;
@@ -84,14 +83,14 @@ pub async fn direct(as_json: bool, latency_n: usize, throughput_n: usize) -> Res
         "p50_over_floor": (p50 as f64 / floor_durable.max(1) as f64 * 100.0).round() / 100.0,
         "idle_rss_kib": idle_rss,
         "latency_messages": latency_n,
-        "latency_rate_per_s": RATE_PER_S,
+        "latency_rate_per_s": rate,
         "throughput_messages": throughput_n,
         "text_bytes": TEXT_LEN,
     });
     if as_json {
         println!("{report}");
     } else {
-        println!("send → delivered ack at {RATE_PER_S} msg/s: p50 {p50} µs, p99 {p99} µs");
+        println!("send → delivered ack at {rate} msg/s: p50 {p50} µs, p99 {p99} µs");
         println!(
             "pipelined throughput: {msgs_per_s:.0} msg/s ({throughput_n} × {TEXT_LEN} B, durable)"
         );
@@ -106,14 +105,14 @@ pub async fn direct(as_json: bool, latency_n: usize, throughput_n: usize) -> Res
 }
 
 /// Sends `n` messages at a steady rate; returns (p50, p99) in µs.
-async fn latency(node: &Node, text: &str, n: usize) -> Result<(u64, u64)> {
+async fn latency(node: &Node, text: &str, n: usize, rate: u64) -> Result<(u64, u64)> {
     let mut events = node.subscribe();
     let (started_tx, mut started_rx) = mpsc::channel::<(String, Instant)>(n.max(1));
     let sender = {
         let node = node.clone();
         let text = text.to_owned();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE_PER_S));
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
             for _ in 0..n {
                 tick.tick().await;
                 let (node, text, started_tx) = (node.clone(), text.clone(), started_tx.clone());
@@ -127,7 +126,7 @@ async fn latency(node: &Node, text: &str, n: usize) -> Result<(u64, u64)> {
         })
     };
     let mut delivered: HashMap<String, Instant> = HashMap::with_capacity(n);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60 + n as u64 / 100);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60 + n as u64 / rate.min(100));
     while delivered.len() < n {
         match tokio::time::timeout_at(deadline, events.recv()).await {
             Ok(Ok(Event::Status {

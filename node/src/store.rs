@@ -689,10 +689,9 @@ fn table<'a, 't, K: redb::Key + 'static, V: redb::Value + 'static>(
     if slot.is_none() {
         *slot = Some(txn.open_table(definition)?);
     }
-    slot.as_mut()
-        .ok_or(StoreError::Table(redb::TableError::TableDoesNotExist(
-            definition.to_string(),
-        )))
+    slot.as_mut().ok_or_else(|| {
+        StoreError::Table(redb::TableError::TableDoesNotExist(definition.to_string()))
+    })
 }
 
 /// Applies `ops` in one transaction, recording `position` (the log record

@@ -34,7 +34,8 @@ pub async fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Direct {
             json,
             latency_messages,
+            rate,
             throughput_messages,
-        } => crate::bench::direct(json, latency_messages, throughput_messages).await,
+        } => crate::bench::direct(json, latency_messages, rate, throughput_messages).await,
     }
 }

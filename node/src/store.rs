@@ -167,12 +167,12 @@ pub enum Op {
     PutRelays(Vec<String>),
     /// The signed fallback key bundle handed to the home relays, and when
     /// it was made (Unix ms).
-    PutFallback(Vec<u8>, u64),
+    PutFallback(#[serde(with = "serde_bytes")] Vec<u8>, u64),
     /// Our presence key and sharing switch.
     PutOwnPresence(OwnPresenceRecord),
     PutPresence(AccountId, PresenceRecord),
     PutGroup(GroupId, GroupRecord),
-    PutMembershipChange(GroupId, [u8; 32], Vec<u8>),
+    PutMembershipChange(GroupId, [u8; 32], #[serde(with = "serde_bytes")] Vec<u8>),
     PutInbound([u8; 32], InboundRecord),
     DeleteInbound([u8; 32]),
     /// A member's receipt for one of our group messages; only ever raised.

@@ -51,10 +51,13 @@ pub struct OutboxRecord {
     pub conversation: ConversationId,
     pub recipient: AccountId,
     pub device: DeviceId,
-    /// The padded plaintext payload.
+    /// The padded plaintext payload. (`serde_bytes`: written in one piece
+    /// instead of byte by byte; postcard encodes both the same way.)
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
     /// The envelope once encrypted; resends reuse it byte for byte, so the
     /// recipient recognises a resend without decrypting it.
+    #[serde(with = "serde_bytes")]
     pub envelope: Option<Vec<u8>>,
     pub created_at_ms: u64,
 }
@@ -461,6 +464,43 @@ mod tests {
 
     fn key(n: u64) -> OutboxKey {
         (MessageId(u128::from(n) << 64), BOB)
+    }
+
+    /// Records stored before `serde_bytes` (byte vectors as sequences of
+    /// u8) read back, and are written the same way: postcard encodes both
+    /// as a length and the bytes.
+    #[test]
+    fn records_encode_as_they_did_before_serde_bytes() {
+        #[derive(Serialize)]
+        struct Before {
+            kind: OutboxKind,
+            conversation: ConversationId,
+            recipient: AccountId,
+            device: DeviceId,
+            payload: Vec<u8>,
+            envelope: Option<Vec<u8>>,
+            created_at_ms: u64,
+        }
+        let now = OutboxRecord {
+            payload: (0..=255).collect(),
+            envelope: Some(vec![7; 300]),
+            created_at_ms: 99,
+            ..record(true)
+        };
+        let before = Before {
+            kind: now.kind,
+            conversation: now.conversation,
+            recipient: now.recipient,
+            device: now.device,
+            payload: now.payload.clone(),
+            envelope: now.envelope.clone(),
+            created_at_ms: now.created_at_ms,
+        };
+        let old = postcard::to_allocvec(&before).unwrap();
+        assert_eq!(postcard::to_allocvec(&now).unwrap(), old);
+        let back: OutboxRecord = postcard::from_bytes(&old).unwrap();
+        assert_eq!(back.payload, now.payload);
+        assert_eq!(back.envelope, now.envelope);
     }
 
     fn filled(n: u64, now: Now) -> Box {

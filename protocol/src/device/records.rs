@@ -139,6 +139,7 @@ impl fmt::Debug for InboundRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PendingRecord {
     pub group: GroupId,
+    #[serde(with = "serde_bytes")]
     pub message: Vec<u8>,
     pub received_at_ms: u64,
 }

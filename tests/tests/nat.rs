@@ -9,11 +9,20 @@
 //!  host-b 192.168.2.2 ── 192.168.2.1 router-b 10.0.2.2 ──┘
 //! ```
 //!
-//! Neither host can be dialled from outside its NAT. They reach each other
-//! through circuits at the relay and try to punch a hole (DCUtR). The test
-//! passes if messages flow both ways over a live connection, and reports
-//! whether that connection went direct or stayed relayed. Without the
-//! privileges to build namespaces it says so and skips.
+//! Neither host can be dialled from outside its NAT: the routers drop what
+//! arrives unasked for, as home routers do. The hosts reach each other
+//! through circuits at the relay, then DCUtR punches a hole: both dial the
+//! address the relay observed for the other at the same moment, from the
+//! port they listen on, so each router sees its own host's packet go out
+//! before the other's comes in.
+//!
+//! - Routers that keep a connection's source port (Linux `MASQUERADE`, most
+//!   home routers): the hole punch succeeds and messages flow directly.
+//! - Routers that pick a random port per connection (`--random-fully`, like
+//!   symmetric carrier NATs): the punch fails and messages keep flowing
+//!   through the relay.
+//!
+//! Without the privileges to build namespaces the tests say so and skip.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -47,16 +56,27 @@ fn ns(name: &str, args: &[&str]) -> Result<(), String> {
 
 /// The namespaces, removed on drop.
 struct Net {
+    /// Tells apart the networks of tests running at once in this process.
+    id: u32,
     names: Vec<String>,
 }
 
+static NETWORKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 impl Net {
     fn name(&self, role: &str) -> String {
-        format!("hush{}-{role}", std::process::id())
+        format!("hush{}n{}-{role}", std::process::id(), self.id)
     }
 
-    fn build() -> Result<Self, String> {
-        let mut net = Self { names: Vec::new() };
+    /// `random_ports`: the routers pick a random outside port for every
+    /// connection (`MASQUERADE --random-fully`), as symmetric NATs do, so an
+    /// address observed by the relay is useless to anyone else.
+    fn build(random_ports: bool) -> Result<Self, String> {
+        let id = NETWORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut net = Self {
+            id,
+            names: Vec::new(),
+        };
         for role in ["pub", "ra", "rb", "ha", "hb"] {
             let name = net.name(role);
             sh("ip", &["netns", "add", &name])?;
@@ -71,6 +91,7 @@ impl Net {
             net.name("hb"),
         );
         let pid = std::process::id() % 100_000;
+        let tag = format!("{pid}n{}", net.id);
         // veth pairs: (ns1, if1, addr1, ns2, if2, addr2)
         let links = [
             (&public, "wa", "10.0.1.1/24", &ra, "wan", "10.0.1.2/24"),
@@ -79,7 +100,7 @@ impl Net {
             (&rb, "lan", "192.168.2.1/24", &hb, "eth0", "192.168.2.2/24"),
         ];
         for (i, (n1, if1, a1, n2, if2, a2)) in links.iter().enumerate() {
-            let (t1, t2) = (format!("h{pid}x{i}"), format!("h{pid}y{i}"));
+            let (t1, t2) = (format!("h{tag}x{i}"), format!("h{tag}y{i}"));
             sh(
                 "ip",
                 &["link", "add", &t1, "type", "veth", "peer", "name", &t2],
@@ -96,20 +117,42 @@ impl Net {
         for (router, host, gw) in [(&ra, &ha, "192.168.1.1"), (&rb, &hb, "192.168.2.1")] {
             ns(host, &["ip", "route", "add", "default", "via", gw])?;
             ns(router, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
-            ns(
-                router,
-                &[
-                    "iptables",
-                    "-t",
-                    "nat",
-                    "-A",
-                    "POSTROUTING",
-                    "-o",
-                    "wan",
-                    "-j",
-                    "MASQUERADE",
-                ],
-            )?;
+            let mut masquerade = vec![
+                "iptables",
+                "-t",
+                "nat",
+                "-A",
+                "POSTROUTING",
+                "-o",
+                "wan",
+                "-j",
+                "MASQUERADE",
+            ];
+            if random_ports {
+                masquerade.push("--random-fully");
+            }
+            ns(router, &masquerade)?;
+            // Like a home router: what arrives from outside unasked for is
+            // dropped silently (not answered with a reset), at the router
+            // itself and on the way in.
+            for chain in ["INPUT", "FORWARD"] {
+                ns(
+                    router,
+                    &[
+                        "iptables",
+                        "-A",
+                        chain,
+                        "-i",
+                        "wan",
+                        "-m",
+                        "conntrack",
+                        "--ctstate",
+                        "NEW,INVALID",
+                        "-j",
+                        "DROP",
+                    ],
+                )?;
+            }
         }
         ns(&ra, &["ip", "route", "add", "default", "via", "10.0.1.1"])?;
         ns(&rb, &["ip", "route", "add", "default", "via", "10.0.2.1"])?;
@@ -184,90 +227,176 @@ fn can_build_namespaces() -> Result<(), String> {
     nat
 }
 
+fn skip_without_namespaces() -> bool {
+    match can_build_namespaces() {
+        Ok(()) => false,
+        Err(why) => {
+            println!(
+                "SKIPPED: this test needs root (CAP_NET_ADMIN), iproute2 and iptables to build \
+                 network namespaces with NAT; `.ci/run` installs them. Reason: {why}"
+            );
+            true
+        }
+    }
+}
+
+/// Alice and bob, each behind its router, both with circuits at the relay,
+/// contacts of each other.
+struct Behind {
+    alice: User,
+    bob: User,
+    _relay: RelayInNs,
+    _net: Net,
+}
+
+impl Behind {
+    fn start(random_ports: bool) -> Self {
+        let net = Net::build(random_ports).expect("build the NAT network");
+        let relay = RelayInNs::start(&net.name("pub"));
+        let (relay_a, relay_b) = (relay.address("10.0.1.1"), relay.address("10.0.2.1"));
+        let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
+        for (user, host, relay) in [(&mut alice, "ha", &relay_a), (&mut bob, "hb", &relay_b)] {
+            let args = [
+                "--relay",
+                relay.as_str(),
+                "--no-mdns",
+                "--presence-ttl",
+                "60",
+            ];
+            user.start_in_netns(&net.name(host), &args);
+        }
+        for user in [&alice, &bob] {
+            wait_for(
+                &format!("{}'s circuit at the relay", user.name),
+                Duration::from_secs(30),
+                || {
+                    let status = user.json(&["status", "--json"]);
+                    let via = status["reachability"]["relayed_via"].as_array()?.clone();
+                    (!via.is_empty()).then_some(())
+                },
+            );
+        }
+        introduce(&alice, &bob);
+        Self {
+            alice,
+            bob,
+            _relay: relay,
+            _net: net,
+        }
+    }
+
+    /// Texts both ways, each waited for until delivered.
+    fn talk(&self, round: &str) {
+        for (from, to) in [
+            (&self.alice, "bob"),
+            (&self.bob, "alice"),
+            (&self.alice, "bob"),
+        ] {
+            let receipt = from.json(&[
+                "send",
+                to,
+                &format!("{round}: hello {to}, through the NAT"),
+                "--wait",
+                "delivered",
+                "--timeout",
+                "60",
+                "--json",
+            ]);
+            assert_eq!(receipt["status"], "delivered", "{receipt}");
+        }
+    }
+
+    /// Names in alice's `reachability.KIND` (`direct`, `relayed`,
+    /// `hole_punched`).
+    fn alice_sees(&self, kind: &str) -> Vec<String> {
+        let status = self.alice.json(&["status", "--json"]);
+        status["reachability"][kind]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn hole_punch_log(&self) -> String {
+        let mut out = String::new();
+        for user in [&self.alice, &self.bob] {
+            for line in user.node_log().lines().filter(|l| l.contains("hole punch")) {
+                out.push_str(&format!("{}: {line}\n", user.name));
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Behind {
+    fn drop(&mut self) {
+        self.alice.stop();
+        self.bob.stop();
+    }
+}
+
 #[test]
-fn two_nodes_behind_nat_talk_through_relay_or_hole_punch() {
-    if let Err(why) = can_build_namespaces() {
-        println!(
-            "SKIPPED: this test needs root (CAP_NET_ADMIN), iproute2 and iptables to build \
-             network namespaces with NAT; `.ci/run` installs them. Reason: {why}"
-        );
+fn two_nodes_behind_port_preserving_nats_punch_a_hole_and_talk_directly() {
+    if skip_without_namespaces() {
         return;
     }
-    let net = Net::build().expect("build the NAT network");
-    let relay = RelayInNs::start(&net.name("pub"));
-    let (relay_a, relay_b) = (relay.address("10.0.1.1"), relay.address("10.0.2.1"));
-    let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
-    let node_args = |relay: &str| -> Vec<String> {
-        vec![
-            "--relay".into(),
-            relay.into(),
-            "--no-mdns".into(),
-            "--presence-ttl".into(),
-            "60".into(),
-        ]
-    };
-    let a_args = node_args(&relay_a);
-    let b_args = node_args(&relay_b);
-    alice.start_in_netns(
-        &net.name("ha"),
-        &a_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    let two = Behind::start(false);
+    // The first messages go through the relay's circuit; the connection
+    // they open lets DCUtR coordinate the hole punch.
+    two.talk("relayed");
+    wait_for("the hole punch", Duration::from_secs(60), || {
+        two.alice_sees("hole_punched")
+            .contains(&"bob".to_owned())
+            .then_some(())
+    });
+    // Once the direct connection is up, the circuit goes idle and closes.
+    wait_for(
+        "the relayed connection to go",
+        Duration::from_secs(60),
+        || {
+            let direct = two.alice_sees("direct").contains(&"bob".to_owned());
+            (direct && two.alice_sees("relayed").is_empty()).then_some(())
+        },
     );
-    bob.start_in_netns(
-        &net.name("hb"),
-        &b_args.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
-    for user in [&alice, &bob] {
-        wait_for(
-            &format!("{}'s circuit at the relay", user.name),
-            Duration::from_secs(30),
-            || {
-                let status = user.json(&["status", "--json"]);
-                let via = status["reachability"]["relayed_via"].as_array()?.clone();
-                (!via.is_empty()).then_some(())
-            },
-        );
-    }
-    introduce(&alice, &bob);
-
-    for (from, to) in [(&alice, "bob"), (&bob, "alice"), (&alice, "bob")] {
-        let receipt = from.json(&[
-            "send",
-            to,
-            &format!("hello {to}, through the NAT"),
-            "--wait",
-            "delivered",
-            "--timeout",
-            "60",
-            "--json",
-        ]);
-        assert_eq!(receipt["status"], "delivered", "{receipt}");
-    }
-    // Let DCUtR finish its attempts, then see how they are connected.
-    std::thread::sleep(Duration::from_secs(3));
-    let status = alice.json(&["status", "--json"]);
-    let r = &status["reachability"];
-    let names = |k: &str| {
-        r[k].as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>())
-            .unwrap_or_default()
-    };
-    let path = if names("direct").contains(&"bob") {
-        if names("hole_punched").contains(&"bob") {
-            "direct (hole punched)"
-        } else {
-            "direct"
-        }
-    } else if names("relayed").contains(&"bob") {
-        "relayed through the circuit"
-    } else {
-        "no live connection (delivered through the mailbox)"
-    };
-    println!("NAT test: alice ↔ bob messages flowed; connection: {path}; alice's view: {r}");
-    println!("alice's NAT status: {}", r["nat"]);
+    two.talk("direct");
     assert!(
-        path != "no live connection (delivered through the mailbox)",
-        "messages were delivered, but never over a connection between the two NATed nodes: {status}"
+        two.alice_sees("direct").contains(&"bob".to_owned()),
+        "the messages flowed while alice held a direct connection to bob"
     );
-    alice.stop();
-    bob.stop();
+    assert!(
+        two.alice_sees("relayed").is_empty(),
+        "and no relayed one: they went over the punched hole"
+    );
+    println!(
+        "NAT test (port-preserving): hole punched\n{}",
+        two.hole_punch_log()
+    );
+}
+
+#[test]
+fn behind_nats_that_randomise_ports_messages_still_flow_through_the_relay() {
+    if skip_without_namespaces() {
+        return;
+    }
+    let two = Behind::start(true);
+    two.talk("first");
+    // DCUtR tries (three dial attempts) and gives up: the ports the relay
+    // observed are not the ports a new connection gets.
+    wait_for("the hole punch to give up", Duration::from_secs(60), || {
+        two.hole_punch_log().contains("failed").then_some(())
+    });
+    two.talk("after the failed punch");
+    assert!(
+        two.alice_sees("hole_punched").is_empty(),
+        "no hole punched through port-randomising NATs: {}",
+        two.hole_punch_log()
+    );
+    assert!(
+        two.alice_sees("relayed").contains(&"bob".to_owned()),
+        "the messages went over the relayed circuit"
+    );
+    println!("NAT test (random ports): relayed\n{}", two.hole_punch_log());
 }

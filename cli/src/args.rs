@@ -356,6 +356,10 @@ pub enum BenchCommand {
         /// of saturating the relay (ack latency at a given load)
         #[arg(long, value_name = "MSGS_PER_S")]
         rate: Option<u64>,
+        /// Instead of the load run: open this many idle connections to a
+        /// relay process and report its resident memory per connection
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=9_000))]
+        idle_connections: Option<u64>,
     },
     /// DHT presence lookups across 20 relays, and how soon a contact
     /// coming online is seen.

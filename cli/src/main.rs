@@ -10,6 +10,7 @@ mod args;
 mod bench;
 mod bench_fold;
 mod bench_group;
+mod bench_idle;
 mod bench_presence;
 mod bench_relay;
 mod commands;

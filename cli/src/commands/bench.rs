@@ -13,7 +13,11 @@ pub async fn run(command: BenchCommand) -> Result<()> {
             batch,
             window,
             rate,
+            idle_connections,
         } => {
+            if let Some(n) = idle_connections {
+                return crate::bench_idle::relay_idle(json, n as usize).await;
+            }
             let load = crate::bench_relay::Load {
                 senders,
                 messages,

@@ -179,12 +179,24 @@ async fn ingest(relay: &RunningRelay, load: Load) -> Result<(f64, Vec<u64>)> {
     let template = template()?;
     let per_sender = load.messages.div_ceil(load.senders);
     let mut tasks = Vec::new();
-    let start = Instant::now();
+    // Every sender connects first; the load starts when all have, so no
+    // measured request waits for a handshake.
+    let ready = std::sync::Arc::new(tokio::sync::Barrier::new(load.senders + 1));
     for s in 0..load.senders {
         let mut swarm = sender()?;
-        swarm.add_peer_address(relay.peer, relay.address.clone());
-        let (peer, template) = (relay.peer, template.clone());
+        let (peer, template, ready) = (relay.peer, template.clone(), ready.clone());
+        swarm.dial(relay.address.clone().with(libp2p::multiaddr::Protocol::P2p(peer)))?;
         tasks.push(tokio::spawn(async move {
+            loop {
+                match swarm.select_next_some().await {
+                    SwarmEvent::ConnectionEstablished { .. } => break,
+                    SwarmEvent::OutgoingConnectionError { error, .. } => {
+                        bail!("could not connect to the relay: {error}")
+                    }
+                    _ => {}
+                }
+            }
+            ready.wait().await;
             let mut latencies = Vec::with_capacity(per_sender / load.batch + 1);
             let mut next = 0usize;
             let mut acked = 0usize;
@@ -206,7 +218,14 @@ async fn ingest(relay: &RunningRelay, load: Load) -> Result<(f64, Vec<u64>)> {
             };
             let mut schedule = load.rate.map(|rate| {
                 let every = (load.batch * load.senders) as f64 / rate.max(1) as f64;
-                let mut tick = tokio::time::interval(Duration::from_secs_f64(every));
+                // Each sender starts at its own phase of the period, so the
+                // load arrives spread out, not as one burst of every
+                // sender's request per period.
+                let phase = every * s as f64 / load.senders as f64;
+                let mut tick = tokio::time::interval_at(
+                    tokio::time::Instant::now() + Duration::from_secs_f64(phase),
+                    Duration::from_secs_f64(every),
+                );
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
                 tick
             });
@@ -277,6 +296,8 @@ async fn ingest(relay: &RunningRelay, load: Load) -> Result<(f64, Vec<u64>)> {
             Ok::<_, anyhow::Error>(latencies)
         }));
     }
+    ready.wait().await;
+    let start = Instant::now();
     let mut latencies = Vec::new();
     for task in tasks {
         latencies.extend(task.await??);

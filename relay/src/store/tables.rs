@@ -1,0 +1,130 @@
+//! The redb side of the relay's store: table layouts and the writes and
+//! reads over them, inside a transaction the caller owns.
+
+use hush_protocol::MailboxId;
+use hush_protocol::relay::{DepositDigest, RelayWrite, StoredMail};
+use redb::{TableDefinition, WriteTransaction};
+
+use super::StoreError;
+use super::overlay::MailWrite;
+
+pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(super) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+pub(super) const INDEX: TableDefinition<([u8; 32], u64), ()> = TableDefinition::new("mailbox");
+pub(super) const DIGESTS: TableDefinition<[u8; 32], u64> = TableDefinition::new("digests");
+pub(super) const OTKS: TableDefinition<([u8; 32], [u8; 32]), &[u8]> = TableDefinition::new("otks");
+pub(super) const FALLBACK: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("fallback");
+
+pub(super) const IDENTITY_KEY: &str = "identity";
+pub(super) const NEXT_SEQ_KEY: &str = "next_seq";
+/// How far into the mail logs redb's durable state reaches.
+pub(super) const LOGGED_KEY: &str = "mail_log_position";
+/// Bytes before the sealed envelope in a `log` value.
+pub(super) const MAIL_HEADER: usize = 48;
+
+pub(super) fn create_all(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(META)?;
+    txn.open_table(LOG)?;
+    txn.open_table(INDEX)?;
+    txn.open_table(DIGESTS)?;
+    txn.open_table(OTKS)?;
+    txn.open_table(FALLBACK)?;
+    Ok(())
+}
+
+/// A `log` value: stored_at_ms ‖ sender tag ‖ mailbox ‖ sealed.
+fn encode_item(item: &StoredMail) -> Vec<u8> {
+    let mut value = Vec::with_capacity(MAIL_HEADER + item.sealed.len());
+    value.extend_from_slice(&item.stored_at_ms.to_be_bytes());
+    value.extend_from_slice(&item.sender_tag.to_be_bytes());
+    value.extend_from_slice(&item.mailbox.0);
+    value.extend_from_slice(&item.sealed);
+    value
+}
+
+/// The fields of a `log` value, the sealed bytes borrowed.
+pub(super) struct ItemRef<'a> {
+    pub mailbox: MailboxId,
+    pub stored_at_ms: u64,
+    pub sender_tag: u64,
+    pub sealed: &'a [u8],
+}
+
+pub(super) fn parse_item(value: &[u8]) -> Result<ItemRef<'_>, StoreError> {
+    let corrupt = || StoreError::Corrupt("a mail record header");
+    if value.len() < MAIL_HEADER {
+        return Err(StoreError::Corrupt(
+            "a mail record is shorter than its header",
+        ));
+    }
+    let word = |b: &[u8]| <[u8; 8]>::try_from(b).map(u64::from_be_bytes);
+    Ok(ItemRef {
+        stored_at_ms: word(&value[..8]).map_err(|_| corrupt())?,
+        sender_tag: word(&value[8..16]).map_err(|_| corrupt())?,
+        mailbox: MailboxId(<[u8; 32]>::try_from(&value[16..48]).map_err(|_| corrupt())?),
+        sealed: &value[MAIL_HEADER..],
+    })
+}
+
+/// Applies mail writes (deposits, deletions, the next sequence number) in
+/// `txn`, in order.
+pub(super) fn write_mail<'w>(
+    txn: &WriteTransaction,
+    writes: impl IntoIterator<Item = &'w MailWrite>,
+) -> Result<(), StoreError> {
+    let mut meta = txn.open_table(META)?;
+    let mut log = txn.open_table(LOG)?;
+    let mut index = txn.open_table(INDEX)?;
+    let mut digests = txn.open_table(DIGESTS)?;
+    for write in writes {
+        match write {
+            MailWrite::Deposit(item) => {
+                log.insert(item.seq, encode_item(item).as_slice())?;
+                index.insert((item.mailbox.0, item.seq), ())?;
+                digests.insert(DepositDigest::of(&item.sealed).0, item.seq)?;
+            }
+            MailWrite::Delete(mailbox, seq) => {
+                // Only the mailbox's own item: an ack names seqs of the
+                // signer's mailbox and nothing else.
+                if index.remove((mailbox.0, *seq))?.is_none() {
+                    continue;
+                }
+                let removed = log.remove(*seq)?.map(|v| v.value().to_vec());
+                if let Some(value) = removed {
+                    digests.remove(DepositDigest::of(parse_item(&value)?.sealed).0)?;
+                }
+            }
+            MailWrite::NextSeq(seq) => {
+                meta.insert(NEXT_SEQ_KEY, seq.to_be_bytes().as_slice())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies hosted-key writes in `txn`; anything else is ignored.
+pub(super) fn write_keys(txn: &WriteTransaction, writes: &[RelayWrite]) -> Result<(), StoreError> {
+    let mut otks = txn.open_table(OTKS)?;
+    let mut fallback = txn.open_table(FALLBACK)?;
+    for write in writes {
+        match write {
+            RelayWrite::PutKeys {
+                device,
+                one_time,
+                fallback: fb,
+            } => {
+                let d = device.0;
+                otks.retain_in((d, [0u8; 32])..=(d, [0xff; 32]), |_, _| false)?;
+                for (key, bundle) in one_time {
+                    otks.insert((d, key.0), bundle.as_slice())?;
+                }
+                fallback.insert(d, fb.as_slice())?;
+            }
+            RelayWrite::TakeKey { device, key } => {
+                otks.remove((device.0, key.0))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

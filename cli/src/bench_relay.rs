@@ -185,7 +185,12 @@ async fn ingest(relay: &RunningRelay, load: Load) -> Result<(f64, Vec<u64>)> {
     for s in 0..load.senders {
         let mut swarm = sender()?;
         let (peer, template, ready) = (relay.peer, template.clone(), ready.clone());
-        swarm.dial(relay.address.clone().with(libp2p::multiaddr::Protocol::P2p(peer)))?;
+        swarm.dial(
+            relay
+                .address
+                .clone()
+                .with(libp2p::multiaddr::Protocol::P2p(peer)),
+        )?;
         tasks.push(tokio::spawn(async move {
             loop {
                 match swarm.select_next_some().await {

@@ -236,3 +236,35 @@ fn keys_are_handed_out_once_then_the_fallback() {
     // The identity is made once and then kept.
     assert_eq!(store.identity().unwrap(), store.identity().unwrap());
 }
+
+/// A deletion logged after the indexer took a pile removes the item from
+/// that pile's part at once, and keeps hiding redb's copy after the part
+/// is let go.
+#[test]
+fn a_deletion_of_mail_in_a_pile_being_indexed_stays_hidden() {
+    let mut overlay = Overlay::default();
+    let first: Vec<_> = (1..=3)
+        .map(|s| MailWrite::Deposit(Arc::new(item(1, s, 0))))
+        .collect();
+    overlay.add(&first);
+    assert_eq!(overlay.seal(), 1);
+    overlay.add(&[
+        MailWrite::Deposit(Arc::new(item(1, 4, 0))),
+        MailWrite::Delete(MailboxId([1; 32]), 2),
+    ]);
+    let live = |o: &Overlay| {
+        o.mailbox_items(&MailboxId([1; 32]), 0)
+            .map(|i| i.seq)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(live(&overlay), [1, 3, 4]);
+    assert!(!overlay.has_digest(&DepositDigest::of(&item(1, 2, 0).sealed)));
+    assert_eq!(overlay.indexed(1).len(), 1);
+    assert_eq!(live(&overlay), [4]);
+    assert!(overlay.is_deleted(2));
+    assert_eq!(overlay.items(0).count(), 1);
+    // Sealing again takes the rest; nothing is left after it is indexed.
+    assert_eq!(overlay.seal(), 1);
+    overlay.indexed(1);
+    assert!(!overlay.is_deleted(2) && overlay.items(0).count() == 0);
+}

@@ -63,7 +63,7 @@ const LOG_CAPACITY: u64 = 16 * 1024 * 1024;
 /// The indexer's `nice` value: below the threads that answer peers, so
 /// under load it yields the CPU to them and the logs absorb the lag.
 #[cfg(target_os = "linux")]
-const INDEXER_NICE: i32 = 19;
+const INDEXER_NICE: i32 = 10;
 /// The indexer lets logged batches pile up for this long, or until this
 /// many bytes are queued, before it commits them: a few large commits cost
 /// the disk far less than hundreds of small ones.
@@ -381,6 +381,9 @@ impl Store {
 
     fn wait_until_indexed(&self, position: Position) -> Result<(), StoreError> {
         let mut state = self.shared.lock();
+        if state.indexed < position {
+            tracing::debug!("the mail logs are full; waiting for the indexer");
+        }
         while state.indexed < position {
             if let Some(e) = &state.fault {
                 return Err(StoreError::Index(e.clone()));

@@ -547,6 +547,57 @@ fn index(db: &Database, shared: &Shared) {
     }
 }
 
+/// What [`Store::each_item`] shows of a stored item.
+struct ItemInfo {
+    seq: u64,
+    mailbox: MailboxId,
+    stored_at_ms: u64,
+    sender_tag: u64,
+    /// The sealed envelope's length.
+    len: u64,
+}
+
+impl Store {
+    /// Visits every stored item in seq order (redb's, then those only the
+    /// overlay holds) until `f` returns false.
+    fn each_item(&self, mut f: impl FnMut(ItemInfo) -> bool) -> Result<(), StoreError> {
+        let (state, txn) = self.view()?;
+        let log = txn.open_table(LOG)?;
+        let mut last = 0;
+        for row in log.iter()? {
+            let (k, v) = row?;
+            last = k.value();
+            if state.overlay.is_deleted(last) {
+                continue;
+            }
+            let item = parse_item(v.value())?;
+            let info = ItemInfo {
+                seq: last,
+                mailbox: item.mailbox,
+                stored_at_ms: item.stored_at_ms,
+                sender_tag: item.sender_tag,
+                len: item.sealed.len() as u64,
+            };
+            if !f(info) {
+                return Ok(());
+            }
+        }
+        for item in state.overlay.items(last.saturating_add(1)) {
+            let info = ItemInfo {
+                seq: item.seq,
+                mailbox: item.mailbox,
+                stored_at_ms: item.stored_at_ms,
+                sender_tag: item.sender_tag,
+                len: item.sealed.len() as u64,
+            };
+            if !f(info) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
 fn fault(e: impl Into<StoreError>) -> StoreFault {
     StoreFault(e.into().to_string())
 }
@@ -660,55 +711,26 @@ impl MailLookup for Store {
     }
 
     fn expired(&self, cutoff_ms: u64, limit: usize) -> Result<Vec<(MailboxId, u64)>, StoreFault> {
-        let read = || -> Result<Vec<(MailboxId, u64)>, StoreError> {
-            let (state, txn) = self.view()?;
-            let log = txn.open_table(LOG)?;
-            let mut out = Vec::new();
-            let mut last = 0;
-            for row in log.iter()? {
-                let (k, v) = row?;
-                let (seq, item) = (k.value(), parse_item(v.value())?);
-                last = seq;
-                if state.overlay.is_deleted(seq) {
-                    continue;
-                }
-                if item.stored_at_ms >= cutoff_ms || out.len() >= limit {
-                    return Ok(out);
-                }
-                out.push((item.mailbox, seq));
+        let mut out = Vec::new();
+        self.each_item(|item| {
+            if item.stored_at_ms >= cutoff_ms || out.len() >= limit {
+                return false;
             }
-            for item in state.overlay.items(last.saturating_add(1)) {
-                if item.stored_at_ms >= cutoff_ms || out.len() >= limit {
-                    break;
-                }
-                out.push((item.mailbox, item.seq));
-            }
-            Ok(out)
-        };
-        read().map_err(fault)
+            out.push((item.mailbox, item.seq));
+            true
+        })
+        .map_err(fault)?;
+        Ok(out)
     }
 
     fn usage(&self) -> Result<Vec<(MailboxId, u64, u64)>, StoreFault> {
-        let read = || -> Result<Vec<(MailboxId, u64, u64)>, StoreError> {
-            let (state, txn) = self.view()?;
-            let log = txn.open_table(LOG)?;
-            let mut out = Vec::new();
-            let mut last = 0;
-            for row in log.iter()? {
-                let (k, v) = row?;
-                last = k.value();
-                if state.overlay.is_deleted(last) {
-                    continue;
-                }
-                let item = parse_item(v.value())?;
-                out.push((item.mailbox, item.sealed.len() as u64, item.sender_tag));
-            }
-            for item in state.overlay.items(last.saturating_add(1)) {
-                out.push((item.mailbox, item.sealed.len() as u64, item.sender_tag));
-            }
-            Ok(out)
-        };
-        read().map_err(fault)
+        let mut out = Vec::new();
+        self.each_item(|item| {
+            out.push((item.mailbox, item.len, item.sender_tag));
+            true
+        })
+        .map_err(fault)?;
+        Ok(out)
     }
 
     fn next_seq(&self) -> Result<u64, StoreFault> {

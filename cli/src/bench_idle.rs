@@ -15,8 +15,8 @@ use futures::StreamExt;
 use libp2p::swarm::{DialError, SwarmEvent, dial_opts::DialOpts, dial_opts::PeerCondition};
 use libp2p::{Multiaddr, PeerId, Swarm, noise, tcp, yamux};
 use serde_json::json;
-use tokio::io::AsyncBufReadExt;
-use tokio::process::{Child, Command};
+
+use crate::demo::RelayProcess;
 
 /// The relay's per-peer connection limit.
 const PER_IDENTITY: usize = 4;
@@ -46,7 +46,7 @@ fn memory(pid: u32) -> Result<Memory> {
 }
 
 struct Relay {
-    child: Child,
+    process: RelayProcess,
     address: Multiaddr,
     peer: PeerId,
 }
@@ -57,37 +57,13 @@ async fn start_relay(dir: &std::path::Path, connections: usize) -> Result<Relay>
         &config,
         format!("[limits]\nconnections_per_ip = {}\n", connections + 16),
     )?;
-    let exe = std::env::current_exe().context("could not find the hush binary")?;
-    let mut child = Command::new(exe)
-        .args(["relay", "run", "--listen", "/ip4/127.0.0.1/tcp/0", "--data"])
-        .arg(dir.join("data"))
-        .arg("--config")
-        .arg(&config)
-        .env("HUSH_LOG", "error")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("could not start a hush relay process")?;
-    let stdout = child.stdout.take().context("no relay stdout")?;
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let address = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(line) = lines.next_line().await? {
-            if let Some(addr) = line.strip_prefix("address: ") {
-                return Ok(addr.to_owned());
-            }
-        }
-        bail!("the relay exited before printing its address")
-    })
-    .await
-    .context("the relay did not start within 20 s")??;
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let mut address: Multiaddr = address.parse()?;
+    let process = RelayProcess::start_with(&dir.join("data"), Some(&config)).await?;
+    let mut address: Multiaddr = process.address.parse()?;
     let Some(libp2p::multiaddr::Protocol::P2p(peer)) = address.pop() else {
         bail!("the relay's address has no /p2p/ part: {address}");
     };
     Ok(Relay {
-        child,
+        process,
         address,
         peer,
     })
@@ -112,7 +88,7 @@ pub async fn relay_idle(as_json: bool, connections: usize) -> Result<()> {
         .prefix("hush-bench-idle-")
         .tempdir()?;
     let mut relay = start_relay(dir.path(), connections).await?;
-    let pid = relay.child.id().context("the relay has no pid")?;
+    let pid = relay.process.child.id().context("the relay has no pid")?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = memory(pid)?;
 
@@ -197,7 +173,7 @@ pub async fn relay_idle(as_json: bool, connections: usize) -> Result<()> {
     for task in tasks {
         task.abort();
     }
-    let _ = relay.child.kill().await;
+    let _ = relay.process.child.kill().await;
     if as_json {
         println!("{report}");
     } else {

@@ -94,19 +94,29 @@ impl NodeProcess {
     }
 }
 
-/// A `hush relay run` child process, killed when dropped.
-struct RelayProcess {
-    address: String,
-    child: Child,
+/// A `hush relay run` child process on loopback, killed when dropped.
+pub(crate) struct RelayProcess {
+    pub(crate) address: String,
+    pub(crate) child: Child,
 }
 
 impl RelayProcess {
-    async fn start(data: &Path) -> Result<Self> {
+    pub(crate) async fn start(data: &Path) -> Result<Self> {
+        Self::start_with(data, None).await
+    }
+
+    /// Starts one with its data in `data` and, if given, a config file.
+    pub(crate) async fn start_with(data: &Path, config: Option<&Path>) -> Result<Self> {
         use tokio::io::AsyncBufReadExt;
         let exe = std::env::current_exe().context("could not find the hush binary")?;
-        let mut child = Command::new(exe)
+        let mut command = Command::new(exe);
+        command
             .args(["relay", "run", "--listen", "/ip4/127.0.0.1/tcp/0", "--data"])
-            .arg(data)
+            .arg(data);
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        let mut child = command
             .env("HUSH_LOG", "error")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -89,8 +89,19 @@ impl Wal {
     /// records of the generation it holds, oldest first. The caller makes
     /// those durable elsewhere and calls [`Wal::restart`] before appending.
     pub fn open(path: &Path, capacity: u64) -> io::Result<(Self, Vec<Record>)> {
+        Self::open_after(path, capacity, None)
+    }
+
+    /// [`Wal::open`], returning only the records after `after` (those the
+    /// caller has not made durable elsewhere); the others are still read
+    /// and checked, to find where the log ends, but not kept in memory.
+    pub fn open_after(
+        path: &Path,
+        capacity: u64,
+        after: Option<Position>,
+    ) -> io::Result<(Self, Vec<Record>)> {
         use std::os::unix::fs::OpenOptionsExt;
-        let mut file = std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -105,24 +116,15 @@ impl Wal {
                 File::open(dir)?.sync_all()?;
             }
         }
-        // Read it all: the scan needs it, and later partial-page writes then
-        // find their pages cached instead of reading them first.
-        let mut bytes = Vec::with_capacity(capacity as usize);
-        (&mut file).take(capacity).read_to_end(&mut bytes)?;
-        let records = scan(&bytes);
-        let (offset, next) = match records.last() {
-            Some(last) => (
-                records
-                    .iter()
-                    .map(|r| (HEADER + r.payload.len() + CHECK) as u64)
-                    .sum(),
-                Position {
-                    generation: last.position.generation,
-                    seq: last.position.seq + 1,
-                },
-            ),
-            None => (0, Position::default()),
-        };
+        // Read through once, in pieces: this also brings the pages into
+        // the cache, so later partial-page writes need not read them first.
+        let scanned = scan(
+            io::BufReader::with_capacity(64 * 1024, (&file).take(capacity)),
+            capacity,
+            after,
+        )?;
+        let (offset, next) = (scanned.end, scanned.next);
+        let records = scanned.kept;
         Ok((
             Self {
                 file,
@@ -228,12 +230,30 @@ fn encode(position: Position, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The current generation's records: from offset 0 while each record is
-/// whole, of the first record's generation, and next in sequence.
-fn scan(bytes: &[u8]) -> Vec<Record> {
-    let mut records: Vec<Record> = Vec::new();
-    let mut at = 0usize;
-    while let Some(head) = bytes.get(at..at + HEADER) {
+/// What a scan found: the records kept, where the current generation
+/// ends, and the position after its last record.
+struct Scanned {
+    kept: Vec<Record>,
+    end: u64,
+    next: Position,
+}
+
+/// The current generation: from offset 0 while each record is whole, of
+/// the first record's generation, and next in sequence. Records at or
+/// before `after` are checked but not kept.
+fn scan(mut bytes: impl Read, capacity: u64, after: Option<Position>) -> io::Result<Scanned> {
+    let mut found = Scanned {
+        kept: Vec::new(),
+        end: 0,
+        next: Position::default(),
+    };
+    let mut last: Option<Position> = None;
+    let mut payload = Vec::new();
+    loop {
+        let mut head = [0u8; HEADER];
+        if !read_whole(&mut bytes, &mut head)? {
+            break;
+        }
         let field = |range: std::ops::Range<usize>| {
             let mut b = [0u8; 8];
             b[..range.len()].copy_from_slice(&head[range]);
@@ -244,33 +264,45 @@ fn scan(bytes: &[u8]) -> Vec<Record> {
             generation: field(4..12),
             seq: field(12..20),
         };
-        let body = at + HEADER;
-        let (Some(payload), Some(stored)) = (
-            bytes.get(body..body + len),
-            bytes.get(body + len..body + len + CHECK),
-        ) else {
-            break;
-        };
-        if check(head, payload) != stored {
+        let follows =
+            last.is_none_or(|l| position.generation == l.generation && position.seq == l.seq + 1);
+        // A record running past the end is torn or stale: do not even
+        // allocate for it.
+        let record_len = (HEADER + len + CHECK) as u64;
+        if !follows || found.end + record_len > capacity {
             break;
         }
-        let follows = match records.last() {
-            None => true,
-            Some(last) => {
-                position.generation == last.position.generation
-                    && position.seq == last.position.seq + 1
-            }
-        };
-        if !follows {
+        payload.resize(len, 0);
+        let mut stored = [0u8; CHECK];
+        if !read_whole(&mut bytes, &mut payload)? || !read_whole(&mut bytes, &mut stored)? {
             break;
         }
-        records.push(Record {
-            position,
-            payload: payload.to_vec(),
-        });
-        at = body + len + CHECK;
+        if check(&head, &payload) != stored {
+            break;
+        }
+        if after.is_none_or(|a| position > a) {
+            found.kept.push(Record {
+                position,
+                payload: payload.clone(),
+            });
+        }
+        last = Some(position);
+        found.end += record_len;
+        found.next = Position {
+            generation: position.generation,
+            seq: position.seq + 1,
+        };
     }
-    records
+    Ok(found)
+}
+
+/// Fills `buf` from `from`; false if the input ended first.
+fn read_whole(from: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
+    match from.read_exact(buf) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
@@ -390,5 +422,27 @@ mod tests {
         assert!(a < b);
         assert_eq!(Position::from_bytes(&b.to_bytes()), Some(b));
         assert_eq!(Position::from_bytes(&[0; 15]), None);
+    }
+
+    #[test]
+    fn records_already_durable_elsewhere_are_checked_but_not_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let (mut wal, _) = Wal::open(&path, CAP).unwrap();
+        wal.restart(3);
+        wal.append(b"one", true).unwrap();
+        let durable = wal.append(b"two", true).unwrap();
+        wal.append(b"three", true).unwrap();
+        drop(wal);
+        let (wal, found) = Wal::open_after(&path, CAP, Some(durable)).unwrap();
+        assert_eq!(payloads(&found), [b"three".to_vec()]);
+        // The end is where it was: the next record follows the third.
+        assert_eq!(
+            wal.next_position(),
+            Position {
+                generation: 3,
+                seq: 3
+            }
+        );
     }
 }

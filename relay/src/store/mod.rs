@@ -187,12 +187,6 @@ impl Store {
         tables::create_all(&txn)?;
         txn.commit()?;
 
-        let log_path = |i: usize| path.with_file_name(format!("mail-{i}.wal"));
-        let (first, mut records) =
-            Wal::open(&log_path(0), log_capacity).map_err(StoreError::Log)?;
-        let (second, more) = Wal::open(&log_path(1), log_capacity).map_err(StoreError::Log)?;
-        records.extend(more);
-        records.sort_by_key(|r| r.position);
         let durable = {
             let txn = db.begin_read()?;
             let meta = txn.open_table(META)?;
@@ -202,10 +196,17 @@ impl Store {
                 None => Position::default(),
             }
         };
-        let top = records.last().map_or(durable.generation, |r| {
-            r.position.generation.max(durable.generation)
-        });
-        let replay: Vec<_> = records.iter().filter(|r| r.position > durable).collect();
+        let log_path = |i: usize| path.with_file_name(format!("mail-{i}.wal"));
+        let open = |i| Wal::open_after(&log_path(i), log_capacity, Some(durable));
+        let (first, mut replay) = open(0).map_err(StoreError::Log)?;
+        let (second, more) = open(1).map_err(StoreError::Log)?;
+        replay.extend(more);
+        replay.sort_by_key(|r| r.position);
+        let top = [first.next_position(), second.next_position(), durable]
+            .iter()
+            .map(|p| p.generation)
+            .max()
+            .unwrap_or_default();
         if let Some(last) = replay.last() {
             let mut writes = Vec::new();
             for record in &replay {

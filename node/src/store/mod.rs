@@ -216,8 +216,6 @@ impl Store {
         txn.commit()?;
         // Opened only now, under redb's lock on the database file: no other
         // process has the log.
-        let (mut wal, records) =
-            Wal::open(&path.with_extension("wal"), WAL_CAPACITY).map_err(StoreError::Log)?;
         let durable = {
             let txn = db.begin_read()?;
             let meta = txn.open_table(META)?;
@@ -226,9 +224,12 @@ impl Store {
                 .and_then(|b| Position::from_bytes(&b))
                 .unwrap_or_default()
         };
+        let (mut wal, records) =
+            Wal::open_after(&path.with_extension("wal"), WAL_CAPACITY, Some(durable))
+                .map_err(StoreError::Log)?;
         let mut last = durable;
         let mut replayed = 0usize;
-        for record in records.into_iter().filter(|r| r.position > durable) {
+        for record in records {
             let ops: Vec<Op> = decode("write-ahead log record", &record.payload)?;
             write(&db, ops, Some(record.position), redb::Durability::None)?;
             last = record.position;
@@ -864,107 +865,4 @@ fn raise_status(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn clock(store: &Store) -> Option<u128> {
-        store.clock().unwrap().map(|id| id.0)
-    }
-
-    #[test]
-    fn a_batch_only_the_log_holds_is_applied_on_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("hush.redb");
-        drop(Store::open(&path).unwrap());
-        // What a crash leaves: the log synced, redb's commit of the same
-        // batch never made durable.
-        let (mut wal, found) = Wal::open(&path.with_extension("wal"), WAL_CAPACITY).unwrap();
-        assert!(found.is_empty());
-        wal.restart(1);
-        let batch = postcard::to_allocvec(&vec![Op::PutClock(MessageId(42))]).unwrap();
-        wal.append(&batch, true).unwrap();
-        drop(wal);
-
-        let store = Store::open(&path).unwrap();
-        assert_eq!(clock(&store), Some(42));
-        // Applied once and made durable: the next batch goes on from there.
-        store
-            .apply(vec![Op::PutClock(MessageId(43))], Durability::Now)
-            .unwrap();
-        drop(store);
-        let store = Store::open(&path).unwrap();
-        assert_eq!(clock(&store), Some(43));
-    }
-
-    #[test]
-    fn records_redb_already_holds_are_not_applied_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("hush.redb");
-        let store = Store::open(&path).unwrap();
-        store
-            .apply(vec![Op::PutClock(MessageId(1))], Durability::Now)
-            .unwrap();
-        // Made durable in redb (which records the log position), but the
-        // log not restarted, as if the process died between the two.
-        store.db.begin_write().unwrap().commit().unwrap();
-        store
-            .apply(vec![Op::PutClock(MessageId(2))], Durability::Lazy)
-            .unwrap();
-        store.db.begin_write().unwrap().commit().unwrap();
-        // Overwrite the clock outside the log: replaying either record
-        // would bring an old value back.
-        let txn = store.db.begin_write().unwrap();
-        txn.open_table(META)
-            .unwrap()
-            .insert(CLOCK_KEY, 7u128.to_be_bytes().as_slice())
-            .unwrap();
-        txn.commit().unwrap();
-        assert!(store.wal.lock().unwrap().used() > 0);
-        // Closing checkpoints but writes nothing into the log: both records
-        // are still there to be read.
-        drop(store);
-
-        let store = Store::open(&path).unwrap();
-        assert_eq!(clock(&store), Some(7));
-    }
-
-    #[test]
-    fn a_batch_too_big_for_the_log_is_committed_durably_on_its_own() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("hush.redb");
-        let store = Store::open(&path).unwrap();
-        let big = "x".repeat(WAL_CAPACITY as usize);
-        store
-            .apply(vec![Op::PutOlmAccount(big.clone())], Durability::Now)
-            .unwrap();
-        store
-            .apply(vec![Op::PutClock(MessageId(5))], Durability::Now)
-            .unwrap();
-        drop(store);
-        let store = Store::open(&path).unwrap();
-        assert_eq!(store.olm_account().unwrap().len(), big.len());
-        assert_eq!(clock(&store), Some(5));
-    }
-
-    #[test]
-    fn a_full_log_is_checkpointed_and_nothing_is_lost() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("hush.redb");
-        let store = Store::open(&path).unwrap();
-        let pickle = "p".repeat(100_000);
-        for i in 0..100u128 {
-            store
-                .apply(
-                    vec![
-                        Op::PutOlmAccount(pickle.clone()),
-                        Op::PutClock(MessageId(i)),
-                    ],
-                    Durability::Now,
-                )
-                .unwrap();
-        }
-        assert!(store.wal.lock().unwrap().used() < WAL_CAPACITY);
-        drop(store);
-        assert_eq!(clock(&Store::open(&path).unwrap()), Some(99));
-    }
-}
+mod tests;

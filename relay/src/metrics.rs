@@ -46,6 +46,9 @@ pub struct Metrics {
     pub history_bytes: AtomicU64,
     pub history_dropped: AtomicU64,
     pub dht_puts_refused: AtomicU64,
+    pub mail_log_unindexed_bytes: AtomicU64,
+    pub mail_log_index_commits: AtomicU64,
+    pub mail_log_waits: AtomicU64,
     refusals: [AtomicU64; Refusal::COUNT],
 }
 
@@ -65,6 +68,14 @@ impl Metrics {
         for (metric, value) in self.refusals.iter().zip(stats.refusals) {
             set(metric, value);
         }
+    }
+
+    /// Takes the mail logs' counters.
+    pub fn record_log(&self, stats: &crate::store::LogStats) {
+        let set = |metric: &AtomicU64, value: u64| metric.store(value, Ordering::Relaxed);
+        set(&self.mail_log_unindexed_bytes, stats.unindexed_bytes);
+        set(&self.mail_log_index_commits, stats.index_commits);
+        set(&self.mail_log_waits, stats.writer_waits);
     }
 
     /// A group message on a kept topic was not kept: the disk budget is
@@ -145,6 +156,24 @@ impl Metrics {
             "counter",
             "Durable write batches.",
             &self.commits,
+        );
+        metric(
+            "hush_relay_mail_log_unindexed_bytes",
+            "gauge",
+            "Deposits and deletions synced to the mail logs but not yet moved into relay.redb.",
+            &self.mail_log_unindexed_bytes,
+        );
+        metric(
+            "hush_relay_mail_log_index_commits_total",
+            "counter",
+            "Commits that moved mail from the logs into relay.redb.",
+            &self.mail_log_index_commits,
+        );
+        metric(
+            "hush_relay_mail_log_waits_total",
+            "counter",
+            "Write batches that waited because both mail logs were full (the disk or CPU cannot keep up).",
+            &self.mail_log_waits,
         );
         metric(
             "hush_relay_dht_peers",

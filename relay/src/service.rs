@@ -460,6 +460,7 @@ impl Relay {
             .history_bytes
             .store(self.history.bytes(), std::sync::atomic::Ordering::Relaxed);
         self.engine.handle_timeout(now, &*self.store);
+        self.metrics.record_log(&self.store.log_stats());
         let dht_peers = self
             .swarm
             .behaviour_mut()

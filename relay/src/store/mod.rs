@@ -144,6 +144,17 @@ enum Stop {
     Abandon,
 }
 
+/// How the mail logs are doing, for the relay's metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LogStats {
+    /// Log bytes not yet moved into redb.
+    pub unindexed_bytes: u64,
+    /// Durable redb commits the indexer made.
+    pub index_commits: u64,
+    /// Times a deposit batch waited for the indexer (both logs full).
+    pub writer_waits: u64,
+}
+
 #[derive(Default)]
 struct State {
     overlay: Overlay,
@@ -156,6 +167,7 @@ struct State {
     hurry: bool,
     /// The last log position redb holds durably.
     indexed: Position,
+    stats: LogStats,
     /// Why the indexer's last commit failed, until one succeeds.
     fault: Option<String>,
     stop: Stop,
@@ -270,6 +282,11 @@ impl Store {
         Ok(secret)
     }
 
+    /// How the mail logs are doing.
+    pub fn log_stats(&self) -> LogStats {
+        self.shared.lock().stats
+    }
+
     /// Commits a batch: when this returns `Ok`, all of it is on the disk
     /// and every read sees it. On `Err`, none of it is visible (a deposit
     /// whose log append failed after its bytes reached the disk may still
@@ -373,6 +390,7 @@ impl Store {
         state.overlay.add(&mail);
         state.queue.push_back((position, mail));
         state.queued_bytes += payload.len();
+        state.stats.unindexed_bytes += payload.len() as u64;
         if state.oldest.is_none() || state.queued_bytes >= INDEX_BYTES {
             state.oldest.get_or_insert_with(Instant::now);
             self.shared.work.notify_one();
@@ -384,6 +402,7 @@ impl Store {
         let mut state = self.shared.lock();
         if state.indexed < position {
             tracing::debug!("the mail logs are full; waiting for the indexer");
+            state.stats.writer_waits += 1;
         }
         while state.indexed < position {
             if let Some(e) = &state.fault {
@@ -461,7 +480,7 @@ fn index(db: &Database, shared: &Shared) {
         tracing::debug!(error = %e, "could not lower the indexer's priority");
     }
     loop {
-        let sealed;
+        let (sealed, pile_bytes);
         let batch: Vec<(Position, Vec<MailWrite>)> = {
             let mut state = shared.lock();
             loop {
@@ -494,7 +513,7 @@ fn index(db: &Database, shared: &Shared) {
                     },
                 };
             }
-            state.queued_bytes = 0;
+            pile_bytes = std::mem::take(&mut state.queued_bytes);
             state.oldest = None;
             state.hurry = false;
             sealed = state.overlay.seal();
@@ -523,6 +542,11 @@ fn index(db: &Database, shared: &Shared) {
             Ok(()) => {
                 let done = state.overlay.indexed(sealed);
                 state.indexed = last;
+                state.stats.index_commits += 1;
+                state.stats.unindexed_bytes = state
+                    .stats
+                    .unindexed_bytes
+                    .saturating_sub(pile_bytes as u64);
                 state.fault = None;
                 shared.progress.notify_all();
                 drop(state);
@@ -535,6 +559,7 @@ fn index(db: &Database, shared: &Shared) {
                     state.queue.push_front(entry);
                 }
                 state.oldest.get_or_insert_with(Instant::now);
+                state.queued_bytes += pile_bytes;
                 state.hurry = true;
                 shared.progress.notify_all();
                 if state.stop != Stop::Running {

@@ -268,3 +268,19 @@ fn a_deletion_of_mail_in_a_pile_being_indexed_stays_hidden() {
     overlay.indexed(1);
     assert!(!overlay.is_deleted(2) && overlay.items(0).count() == 0);
 }
+
+#[test]
+fn the_log_counters_follow_the_indexer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("relay.redb")).unwrap();
+    store.pause_indexer(true);
+    store.apply(deposits(1, 1..=3)).unwrap();
+    let logged = store.log_stats();
+    assert!(logged.unindexed_bytes > 3 * 40, "{logged:?}");
+    assert_eq!((logged.index_commits, logged.writer_waits), (0, 0));
+    store.pause_indexer(false);
+    store.settle();
+    let indexed = store.log_stats();
+    assert_eq!(indexed.unindexed_bytes, 0);
+    assert_eq!(indexed.index_commits, 1);
+}

@@ -4,8 +4,8 @@
 //! share, and nothing that decides: the length-limited libp2p frame codec,
 //! hush's protocol names as libp2p [`StreamProtocol`]s, the gossipsub
 //! configuration both run, peer id helpers, the clock an engine is fed
-//! from, files created private, and the write-ahead log the stores put
-//! in front of redb.
+//! from, files created private, the write-ahead log the stores put in
+//! front of redb, and the liveness probe every connection runs.
 //!
 //! ```text
 //!  hush-protocol (decides, no IO) ◀── hush-host (glue) ◀── hush-node  (device host)
@@ -20,6 +20,7 @@ mod clock;
 mod codec;
 mod files;
 mod gossip;
+pub mod liveness;
 mod peers;
 mod swarm;
 pub mod wal;
@@ -30,6 +31,12 @@ pub use files::{create_private_dir, create_private_file};
 pub use gossip::gossipsub_behaviour;
 pub use peers::{device_id, device_keypair, peer_id, peer_in};
 pub use swarm::tcp_swarm;
+
+/// A dial (TCP or QUIC connect, then the Noise and Yamux handshakes) gives
+/// up after this long. Short on purpose: a connect sent while the network
+/// was cut waits in the kernel's SYN backoff (1, 3, 7, 15 s …), so after the
+/// network heals a fresh dial gets through sooner than an old one would.
+pub const DIAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 use libp2p::StreamProtocol;
 

@@ -39,6 +39,7 @@ macro_rules! ctx {
 mod commit;
 mod direct;
 mod groups;
+mod liveness;
 mod presence;
 mod reach;
 mod relays;
@@ -148,6 +149,8 @@ pub(crate) struct EventLoop {
     presence: presence::PresenceHost,
     reach: reach::Reach,
     groups: groups::GroupHost,
+    /// Peers whose connections died silently (see `liveness`).
+    lost: liveness::Lost,
 }
 
 impl EventLoop {
@@ -224,6 +227,7 @@ impl EventLoop {
             presence,
             reach: reach::Reach::default(),
             groups: groups::GroupHost::default(),
+            lost: liveness::Lost::default(),
         };
         // A new device's presence key goes to disk with the first batch.
         event_loop.drive_presence();
@@ -466,6 +470,11 @@ impl EventLoop {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(event)) => self.on_dcutr(event),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(event)) => self.on_mdns(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Liveness(hush_host::liveness::Event::Dead {
+                peer,
+                silent_for,
+                ..
+            })) => self.connection_dead(peer, silent_for),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(
                 libp2p::identify::Event::Received { peer_id, info, .. },
             )) if self.engine.contacts.is_known_peer(&peer_id) => {
@@ -493,6 +502,9 @@ impl EventLoop {
                         self.presence_connected(&peer_id);
                     }
                 }
+                // A relay we back off from for deposits answers again.
+                self.engine.routes.relay_ok(&peer_id);
+                self.peer_answered(&peer_id);
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -517,9 +529,11 @@ impl EventLoop {
                         .map(|a| a.to_string())
                         .collect(),
                 ));
+                self.network_back("a new address");
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.listen_addresses.retain(|a| *a != address);
+                self.network_back("an address went away");
             }
             SwarmEvent::ExternalAddrConfirmed { address } => {
                 tracing::info!(%address, "reachable at");

@@ -15,13 +15,16 @@
 //! application before it is forwarded, peer scoring on.
 //! Beside them: Kademlia on `/hush/kad/1` (client mode; relays are the
 //! servers) for presence records, circuit relay v2 client, DCUtR and AutoNAT
-//! for NAT traversal, mDNS for the LAN, Identify and Ping.
+//! for NAT traversal, mDNS for the LAN, Identify, and liveness probes
+//! (`hush_host::liveness`, libp2p's ping protocol) that close connections
+//! whose network silently went away.
 //! The frame codec, the protocol names and the gossipsub configuration are
 //! shared with the relay (`hush-host`).
 
 use std::io;
 use std::time::Duration;
 
+use hush_host::{DIAL_TIMEOUT, liveness};
 pub use hush_host::{
     DIRECT_PROTOCOL, FrameCodec, HISTORY_PROTOCOL, IDENTIFY_PROTOCOL, KAD_PROTOCOL, KEYS_PROTOCOL,
     MAILBOX_PROTOCOL, PRESENCE_PROTOCOL, device_id, device_keypair, gossipsub_behaviour, peer_id,
@@ -35,7 +38,7 @@ use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
     PeerId, Swarm, SwarmBuilder, autonat, dcutr, gossipsub, identify, identity, kad, mdns, noise,
-    ping, relay, request_response, tcp, yamux,
+    relay, request_response, tcp, yamux,
 };
 
 /// A mailbox request may wait this long: a fetch is held open by the relay
@@ -67,7 +70,7 @@ pub struct Behaviour {
     pub autonat: autonat::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub identify: identify::Behaviour,
-    pub ping: ping::Behaviour,
+    pub liveness: liveness::Behaviour,
 }
 
 /// Switches of the swarm a node builds.
@@ -188,11 +191,12 @@ pub fn build_swarm(
                     IDENTIFY_PROTOCOL.to_owned(),
                     key.public(),
                 )),
-                ping: ping::Behaviour::default(),
+                liveness: liveness::Behaviour::default(),
             })
         })
         .map_err(io::Error::other)?
         .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+        .with_connection_timeout(DIAL_TIMEOUT)
         .build();
     Ok(swarm)
 }

@@ -34,7 +34,7 @@ pub use inbox::{Arrival, Inbox, Opened, Source};
 pub use keys::{KEY_REQUEST_INTERVAL_MS, KeyDecision, KeyService};
 pub use mailbox::{
     CHALLENGE_REUSE_MS, DrainStep, FALLBACK_ROTATE_MS, HomeMailbox, KEYS_LOW, PageHandled,
-    PageStart, STRANGER_GRACE_MS, fallback_due,
+    PageStart, RELAY_RETRY_MAX_MS, STRANGER_GRACE_MS, fallback_due, relay_backoff_ms,
 };
 pub use outbox::{
     Entry, EntryState, FIRST_RETRY_MS, MAX_OUTBOX_ENTRIES, MAX_RETRY_MS, Outbox, OutboxKey,

@@ -49,6 +49,7 @@ pub struct Metrics {
     pub mail_log_unindexed_bytes: AtomicU64,
     pub mail_log_index_commits: AtomicU64,
     pub mail_log_waits: AtomicU64,
+    pub dead_connections: AtomicU64,
     refusals: [AtomicU64; Refusal::COUNT],
 }
 
@@ -82,6 +83,11 @@ impl Metrics {
     /// full.
     pub fn history_dropped(&self) {
         self.history_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection went silent and was closed (see `hush_host::liveness`).
+    pub fn dead_connection(&self) {
+        self.dead_connections.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A DHT put over the per-peer or per-address rate.
@@ -150,6 +156,12 @@ impl Metrics {
             "gauge",
             "Open libp2p connections.",
             &self.connections,
+        );
+        metric(
+            "hush_relay_dead_connections_total",
+            "counter",
+            "Connections closed because the peer stopped answering liveness probes (its network went away without closing them).",
+            &self.dead_connections,
         );
         metric(
             "hush_relay_commits_total",

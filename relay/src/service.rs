@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use hush_host::{
-    FrameCodec, HISTORY_PROTOCOL, HostClock, IDENTIFY_PROTOCOL, MAILBOX_PROTOCOL,
-    create_private_dir, create_private_file, gossipsub_behaviour, peer_in,
+    DIAL_TIMEOUT, FrameCodec, HISTORY_PROTOCOL, HostClock, IDENTIFY_PROTOCOL, MAILBOX_PROTOCOL,
+    create_private_dir, create_private_file, gossipsub_behaviour, liveness, peer_in,
 };
 use hush_protocol::relay::{
     Applied, HistoryAction, MAX_DHT_RECORDS, Publication, RateLimit, RelayEngine, RelayEvent,
@@ -30,7 +30,7 @@ use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, Swarm, SwarmBuilder, autonat, connection_limits, gossipsub, identify,
-    identity, kad, noise, ping, relay, tcp, yamux,
+    identity, kad, noise, relay, tcp, yamux,
 };
 use thiserror::Error;
 use tokio::task::JoinHandle;
@@ -84,7 +84,7 @@ struct Behaviour {
     relay: relay::Behaviour,
     autonat: autonat::Behaviour,
     identify: identify::Behaviour,
-    ping: ping::Behaviour,
+    liveness: liveness::Behaviour,
     limits: connection_limits::Behaviour,
 }
 
@@ -213,7 +213,7 @@ fn build_swarm(
                     IDENTIFY_PROTOCOL.to_owned(),
                     key.public(),
                 )),
-                ping: ping::Behaviour::default(),
+                liveness: liveness::Behaviour::default(),
                 limits: connection_limits::Behaviour::new(
                     connection_limits::ConnectionLimits::default()
                         .with_max_established(Some(MAX_CONNECTIONS))
@@ -223,6 +223,7 @@ fn build_swarm(
         })
         .map_err(|e| net(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .with_connection_timeout(DIAL_TIMEOUT)
         .build();
     Ok(swarm)
 }
@@ -590,6 +591,14 @@ impl Relay {
                 for addr in info.listen_addrs.into_iter().take(8) {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Liveness(liveness::Event::Dead {
+                peer,
+                silent_for,
+                ..
+            })) => {
+                tracing::info!(%peer, silent_ms = silent_for.as_millis() as u64, "connection went silent; closed");
+                self.metrics.dead_connection();
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,

@@ -82,6 +82,14 @@ impl EventLoop {
         }
     }
 
+    /// A reservation waiting to be asked again goes now (the network
+    /// seems to be back).
+    pub(super) fn reserve_circuits_soon(&mut self) {
+        if self.reach.next_reserve.is_some() {
+            self.reach.next_reserve = Some(Instant::now());
+        }
+    }
+
     pub(super) fn reach_tick(&mut self) {
         if self
             .reach

@@ -43,7 +43,7 @@ const KEYS_UPLOAD: usize = 20;
 pub(super) struct HomeRelay {
     pub(super) peer: PeerId,
     pub(super) addr: Multiaddr,
-    mailbox: HomeMailbox,
+    pub(super) mailbox: HomeMailbox,
 }
 
 impl HomeRelay {
@@ -55,7 +55,7 @@ impl HomeRelay {
                 Some(Self {
                     peer: peer_in(&addr)?,
                     addr,
-                    mailbox: HomeMailbox::new(now, millis(poll)),
+                    mailbox: HomeMailbox::new(now, millis(poll)).with_jitter_seed(rand::random()),
                 })
             })
             .collect()
@@ -94,8 +94,9 @@ impl EventLoop {
     }
 
     pub(super) fn relay_connected(&mut self, peer: &PeerId, connected: bool) {
+        let now = self.host_clock.now();
         for relay in self.home.iter_mut().filter(|r| r.peer == *peer) {
-            relay.mailbox.set_connected(connected);
+            relay.mailbox.set_connected(now, connected);
         }
     }
 

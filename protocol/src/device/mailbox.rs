@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 
 use crate::Now;
-use crate::device::backoff_ms;
+use crate::device::{FIRST_RETRY_MS, backoff_ms};
 
 /// A challenge is reused this long (relays accept one for 10 minutes).
 pub const CHALLENGE_REUSE_MS: u64 = 300_000;
@@ -41,6 +41,30 @@ pub const STRANGER_GRACE_MS: u64 = 60 * 60 * 1000;
 /// Most strangers' items one home mailbox tracks; beyond it, new ones are
 /// deleted at once (a relay keeps at most a few hundred per mailbox).
 const MAX_TRACKED_STRANGERS: usize = 4096;
+
+/// A home relay that failed is asked again after at most this long (ms):
+/// mail and presence depend on it, so a relay that comes back (or a
+/// network that heals) is noticed within seconds, not minutes.
+pub const RELAY_RETRY_MAX_MS: u64 = 4_000;
+
+/// How long to wait before asking a home relay again after `attempts`
+/// failures in a row: doubling from [`FIRST_RETRY_MS`] up to
+/// [`RELAY_RETRY_MAX_MS`], then a random-looking point in the upper half
+/// of that, drawn from `seed` (per mailbox), so the devices of a relay that
+/// restarts do not all come back in the same instant.
+pub fn relay_backoff_ms(attempts: u32, seed: u64) -> u64 {
+    let base = (FIRST_RETRY_MS << attempts.min(8)).min(RELAY_RETRY_MAX_MS);
+    let half = base / 2;
+    half + splitmix64(seed ^ u64::from(attempts)) % (half + 1)
+}
+
+/// SplitMix64's output function: spreads a seed over 64 bits.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
 
 /// What to ask the relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +139,8 @@ pub struct HomeMailbox {
     last_error: Option<String>,
     /// Items from senders who are not contacts: seq → when first read.
     strangers: BTreeMap<u64, u64>,
+    /// Spreads retries (see [`relay_backoff_ms`]).
+    jitter_seed: u64,
 }
 
 impl HomeMailbox {
@@ -135,7 +161,14 @@ impl HomeMailbox {
             connected: false,
             last_error: None,
             strangers: BTreeMap::new(),
+            jitter_seed: 0,
         }
+    }
+
+    /// Retries of this mailbox are spread by `seed` (pass a random one).
+    pub fn with_jitter_seed(mut self, seed: u64) -> Self {
+        self.jitter_seed = seed;
+        self
     }
 
     /// Items from strangers read in a page (`seqs`), and those whose grace
@@ -179,8 +212,24 @@ impl HomeMailbox {
         self.last_error.as_deref()
     }
 
-    pub fn set_connected(&mut self, connected: bool) {
+    /// A connection to the relay opened or the last one closed. Opening
+    /// one ends any wait: the drain loop (and a held fetch) starts again
+    /// at once instead of after a backoff.
+    pub fn set_connected(&mut self, now: Now, connected: bool) {
+        if connected && !self.connected {
+            self.retry_now(now);
+        }
         self.connected = connected;
+    }
+
+    /// The network seems to be back (an interface changed, or a peer lost
+    /// with the relay answered again): if the drain loop waits after a
+    /// failure, it goes now, as if it had never failed.
+    pub fn retry_now(&mut self, now: Now) {
+        if self.request == Request::None && self.attempts > 0 {
+            self.due_ms = self.due_ms.min(now.mono_ms);
+            self.attempts = 0;
+        }
     }
 
     /// The next request, if one is due and none is on its way.
@@ -281,7 +330,9 @@ impl HomeMailbox {
         self.request = Request::None;
         self.handling = None;
         self.challenge = None;
-        self.due_ms = now.mono_ms.saturating_add(backoff_ms(self.attempts));
+        self.due_ms = now
+            .mono_ms
+            .saturating_add(relay_backoff_ms(self.attempts, self.jitter_seed));
         self.attempts = self.attempts.saturating_add(1);
         self.last_error = Some(error);
     }
@@ -464,15 +515,13 @@ mod tests {
         m.poll(now);
         m.failed(now, "unreachable".into());
         assert_eq!(m.last_error(), Some("unreachable"));
-        assert_eq!(m.poll(now.plus_ms(backoff_ms(0) - 1)), None);
-        assert_eq!(
-            m.poll(now.plus_ms(backoff_ms(0))),
-            Some(DrainStep::AskChallenge)
-        );
+        let first = relay_backoff_ms(0, 0);
+        assert_eq!(m.poll(now.plus_ms(first - 1)), None);
+        assert_eq!(m.poll(now.plus_ms(first)), Some(DrainStep::AskChallenge));
         m.failed(now, "again".into());
-        assert_eq!(m.poll(now.plus_ms(backoff_ms(1) - 1)), None);
+        assert_eq!(m.poll(now.plus_ms(relay_backoff_ms(1, 0) - 1)), None);
         // A challenge older than its reuse period is asked for again.
-        let later = now.plus_ms(backoff_ms(1));
+        let later = now.plus_ms(relay_backoff_ms(1, 0));
         assert_eq!(m.poll(later), Some(DrainStep::AskChallenge));
         m.challenge_arrived(later, [1; 32]);
         m.page_arrived(later, None, false);
@@ -482,6 +531,46 @@ mod tests {
         assert_eq!(m.last_error(), None);
         let stale = later.plus_ms(CHALLENGE_REUSE_MS);
         assert_eq!(m.poll(stale), Some(DrainStep::AskChallenge));
+    }
+
+    #[test]
+    fn retries_of_a_home_relay_stay_within_seconds_and_are_spread() {
+        for attempts in 0..40 {
+            let base = (FIRST_RETRY_MS << attempts.min(8)).min(RELAY_RETRY_MAX_MS);
+            for seed in 0..50 {
+                let wait = relay_backoff_ms(attempts, seed);
+                assert!(
+                    (base / 2..=base).contains(&wait),
+                    "{attempts} {seed}: {wait}"
+                );
+            }
+        }
+        let spread: std::collections::HashSet<u64> =
+            (0..50).map(|seed| relay_backoff_ms(10, seed)).collect();
+        assert!(spread.len() > 25, "seeds spread retries: {spread:?}");
+    }
+
+    #[test]
+    fn a_relay_that_answers_again_ends_the_backoff_at_once() {
+        let now = Now::new(0, 0);
+        let mut m = HomeMailbox::new(now, POLL).with_jitter_seed(7);
+        m.set_connected(now, true);
+        for _ in 0..6 {
+            m.poll(now);
+            m.failed(now, "the relay could not be reached".into());
+            m.set_connected(now, false);
+        }
+        assert_eq!(m.poll(now.plus_ms(100)), None, "backing off");
+        // A connection to the relay opened (or the network came back).
+        m.set_connected(now.plus_ms(100), true);
+        assert_eq!(m.poll(now.plus_ms(100)), Some(DrainStep::AskChallenge));
+        // And a failure after that starts from the shortest wait again.
+        m.failed(now.plus_ms(100), "again".into());
+        let wait = relay_backoff_ms(0, 7);
+        assert_eq!(
+            m.poll(now.plus_ms(100 + wait)),
+            Some(DrainStep::AskChallenge)
+        );
     }
 
     #[test]

@@ -1,0 +1,402 @@
+//! Liveness: every connection proves now and then that the peer is still
+//! there, and one that cannot is closed.
+//!
+//! A connection whose network silently went away (a Wi-Fi gone, a laptop
+//! suspended, a NAT that forgot its mapping) looks open to both ends until
+//! TCP gives up, which takes many minutes; meanwhile requests on it time
+//! out one by one and presence says "online". This behaviour replaces
+//! libp2p's `ping` (and speaks its wire protocol, `/ipfs/ping/1.0.0`: 32
+//! random bytes, echoed) with rules made for that:
+//!
+//! ```text
+//!  heard ──idle (5 s; listener 6 s)──▶ probe ──2.5 s──▶ probe ──2.5 s──▶ probe ──2.5 s──▶ dead: closed
+//!    ▲                                   │ answered, or a probe of theirs arrives            (event)
+//!    └───────────────────────────────────┘
+//! ```
+//!
+//! Probes go on one stream per connection and may overlap (the peer echoes
+//! them in order), so a probe that waits behind a slow one is still sent
+//! on time. Hearing the peer's own probe counts as hearing from it, and the
+//! listener waits a fifth longer than the dialler: while idle, only the
+//! dialler's probe and its answer cross the connection (measured cost in
+//! `docs/benchmarks.md`). The rules are in [`Schedule`] (no IO).
+
+mod schedule;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures::{AsyncRead, AsyncWrite, FutureExt};
+use futures_timer::Delay;
+use libp2p::core::transport::PortUse;
+use libp2p::core::upgrade::ReadyUpgrade;
+use libp2p::core::{Endpoint, Multiaddr};
+use libp2p::swarm::handler::{
+    ConnectionEvent, DialUpgradeError, FullyNegotiatedInbound, FullyNegotiatedOutbound,
+};
+use libp2p::swarm::{
+    CloseConnection, ConnectionDenied, ConnectionHandler, ConnectionHandlerEvent, ConnectionId,
+    FromSwarm, NetworkBehaviour, Stream, StreamUpgradeError, SubstreamProtocol, THandler,
+    THandlerInEvent, THandlerOutEvent, ToSwarm,
+};
+use libp2p::{PeerId, StreamProtocol};
+
+pub use schedule::{Config, Schedule, Side, Step};
+
+/// The wire protocol: libp2p's ping.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/ipfs/ping/1.0.0");
+const PROBE_LEN: usize = 32;
+/// Probes awaiting their echo at most; beyond it a probe is counted as
+/// sent but not written (a peer that pings but never answers).
+const MAX_UNANSWERED: usize = 8;
+
+/// What the behaviour reports.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Nothing came back for `silent_for`: the connection is being closed.
+    Dead {
+        peer: PeerId,
+        connection: ConnectionId,
+        silent_for: Duration,
+    },
+}
+
+/// Probes every connection; closes and reports the dead ones.
+pub struct Behaviour {
+    config: Config,
+    events: VecDeque<ToSwarm<Event, Infallible>>,
+}
+
+impl Behaviour {
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            events: VecDeque::new(),
+        }
+    }
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self::new(Config::default())
+    }
+}
+
+impl NetworkBehaviour for Behaviour {
+    type ConnectionHandler = Handler;
+    type ToSwarm = Event;
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        _: ConnectionId,
+        _: PeerId,
+        _: &Multiaddr,
+        _: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        Ok(Handler::new(self.config, Side::Listener))
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        _: ConnectionId,
+        _: PeerId,
+        _: &Multiaddr,
+        role_override: Endpoint,
+        _: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        // A hole punch makes one of the two diallers act as the listener.
+        let side = match role_override {
+            Endpoint::Dialer => Side::Dialer,
+            Endpoint::Listener => Side::Listener,
+        };
+        Ok(Handler::new(self.config, side))
+    }
+
+    fn on_swarm_event(&mut self, _: FromSwarm) {}
+
+    fn on_connection_handler_event(
+        &mut self,
+        peer: PeerId,
+        connection: ConnectionId,
+        Dead { silent_for }: THandlerOutEvent<Self>,
+    ) {
+        self.events.push_back(ToSwarm::GenerateEvent(Event::Dead {
+            peer,
+            connection,
+            silent_for,
+        }));
+        self.events.push_back(ToSwarm::CloseConnection {
+            peer_id: peer,
+            connection: CloseConnection::One(connection),
+        });
+    }
+
+    fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<Event, THandlerInEvent<Self>>> {
+        match self.events.pop_front() {
+            Some(event) => Poll::Ready(event),
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// The handler's one report: this connection is dead.
+#[derive(Debug, Clone, Copy)]
+pub struct Dead {
+    silent_for: Duration,
+}
+
+/// A stream with 32-byte probes going one way and echoes the other.
+struct Probes {
+    stream: Stream,
+    /// Bytes still to write.
+    out: Vec<u8>,
+    /// Bytes read towards the next 32-byte probe or echo.
+    read: [u8; PROBE_LEN],
+    filled: usize,
+}
+
+impl Probes {
+    fn new(mut stream: Stream) -> Self {
+        stream.ignore_for_keep_alive();
+        Self {
+            stream,
+            out: Vec::new(),
+            read: [0; PROBE_LEN],
+            filled: 0,
+        }
+    }
+
+    /// Writes what is queued; `Err` when the stream broke.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> std::io::Result<()> {
+        while !self.out.is_empty() {
+            match Pin::new(&mut self.stream).poll_write(cx, &self.out) {
+                Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => {
+                    self.out.drain(..n);
+                }
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => return Ok(()),
+            }
+        }
+        match Pin::new(&mut self.stream).poll_flush(cx) {
+            Poll::Ready(Err(e)) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// The next whole 32 bytes read, if any; `Err` when the stream broke
+    /// or ended.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> std::io::Result<Option<[u8; PROBE_LEN]>> {
+        while self.filled < PROBE_LEN {
+            match Pin::new(&mut self.stream).poll_read(cx, &mut self.read[self.filled..]) {
+                Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Poll::Ready(Ok(n)) => self.filled += n,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => return Ok(None),
+            }
+        }
+        self.filled = 0;
+        Ok(Some(self.read))
+    }
+}
+
+enum Outbound {
+    None,
+    Opening,
+    Open(Probes),
+    /// The peer does not speak the protocol: we cannot probe it.
+    Unsupported,
+}
+
+/// One connection's prober and answerer.
+pub struct Handler {
+    schedule: Schedule,
+    timer: Delay,
+    outbound: Outbound,
+    /// Probes sent and not yet echoed, oldest first.
+    unanswered: VecDeque<[u8; PROBE_LEN]>,
+    /// Probes due but not written yet (the stream is opening).
+    queued: usize,
+    /// The peer's probes, which we echo (the newest stream it opened).
+    inbound: Option<Probes>,
+    dead: Option<Dead>,
+    reported: bool,
+}
+
+impl Handler {
+    fn new(config: Config, side: Side) -> Self {
+        Self {
+            schedule: Schedule::new(config, side, Instant::now()),
+            timer: Delay::new(Duration::ZERO),
+            outbound: Outbound::None,
+            unanswered: VecDeque::new(),
+            queued: 0,
+            inbound: None,
+            dead: None,
+            reported: false,
+        }
+    }
+
+    fn write_probe(&mut self) {
+        if self.unanswered.len() >= MAX_UNANSWERED {
+            return;
+        }
+        if let Outbound::Open(probes) = &mut self.outbound {
+            let payload: [u8; PROBE_LEN] = rand::random();
+            probes.out.extend_from_slice(&payload);
+            self.unanswered.push_back(payload);
+        } else {
+            self.queued = (self.queued + 1).min(MAX_UNANSWERED);
+        }
+    }
+
+    /// Echoes the peer's probes; each one is proof it is alive.
+    fn poll_inbound(&mut self, cx: &mut Context<'_>) {
+        let Some(probes) = self.inbound.as_mut() else {
+            return;
+        };
+        let result = (|| -> std::io::Result<()> {
+            loop {
+                probes.poll_write(cx)?;
+                match probes.poll_read(cx)? {
+                    Some(payload) => {
+                        self.schedule.heard(Instant::now());
+                        probes.out.extend_from_slice(&payload);
+                    }
+                    None => return probes.poll_write(cx),
+                }
+            }
+        })();
+        if let Err(e) = result {
+            tracing::trace!(error = %e, "inbound probe stream ended");
+            self.inbound = None;
+        }
+    }
+
+    /// Writes our probes and matches their echoes.
+    fn poll_outbound(&mut self, cx: &mut Context<'_>) {
+        let Outbound::Open(probes) = &mut self.outbound else {
+            return;
+        };
+        let result = (|| -> std::io::Result<()> {
+            loop {
+                probes.poll_write(cx)?;
+                let Some(echo) = probes.poll_read(cx)? else {
+                    return Ok(());
+                };
+                if self.unanswered.pop_front() != Some(echo) {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "the echo does not match the probe",
+                    ));
+                }
+                self.schedule.heard(Instant::now());
+            }
+        })();
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "probe stream ended; opening another");
+            self.outbound = Outbound::None;
+            self.unanswered.clear();
+        }
+    }
+}
+
+impl ConnectionHandler for Handler {
+    type FromBehaviour = Infallible;
+    type ToBehaviour = Dead;
+    type InboundProtocol = ReadyUpgrade<StreamProtocol>;
+    type OutboundProtocol = ReadyUpgrade<StreamProtocol>;
+    type InboundOpenInfo = ();
+    type OutboundOpenInfo = ();
+
+    fn listen_protocol(&self) -> SubstreamProtocol<Self::InboundProtocol> {
+        SubstreamProtocol::new(ReadyUpgrade::new(PROTOCOL), ())
+    }
+
+    fn on_behaviour_event(&mut self, event: Infallible) {
+        match event {}
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<ConnectionHandlerEvent<Self::OutboundProtocol, (), Self::ToBehaviour>> {
+        if let Some(dead) = self.dead {
+            if !self.reported {
+                self.reported = true;
+                return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(dead));
+            }
+            return Poll::Pending;
+        }
+        self.poll_inbound(cx);
+        self.poll_outbound(cx);
+        if matches!(self.outbound, Outbound::Unsupported) {
+            // Nothing to probe with; the peer's own probes still answered.
+            return Poll::Pending;
+        }
+        loop {
+            match self.schedule.poll(Instant::now()) {
+                Step::WaitUntil(at) => {
+                    self.timer
+                        .reset(at.saturating_duration_since(Instant::now()));
+                    if self.timer.poll_unpin(cx).is_pending() {
+                        break;
+                    }
+                }
+                Step::Probe => {
+                    self.write_probe();
+                    self.poll_outbound(cx);
+                }
+                Step::Dead { silent_for } => {
+                    self.dead = Some(Dead { silent_for });
+                    self.reported = true;
+                    return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(Dead {
+                        silent_for,
+                    }));
+                }
+            }
+        }
+        if matches!(self.outbound, Outbound::None) && self.queued > 0 {
+            self.outbound = Outbound::Opening;
+            return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
+                protocol: SubstreamProtocol::new(ReadyUpgrade::new(PROTOCOL), ()),
+            });
+        }
+        Poll::Pending
+    }
+
+    fn on_connection_event(
+        &mut self,
+        event: ConnectionEvent<Self::InboundProtocol, Self::OutboundProtocol>,
+    ) {
+        match event {
+            ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound {
+                protocol: stream,
+                ..
+            }) => {
+                self.inbound = Some(Probes::new(stream));
+            }
+            ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound {
+                protocol: stream,
+                ..
+            }) => {
+                self.outbound = Outbound::Open(Probes::new(stream));
+                for _ in 0..std::mem::take(&mut self.queued) {
+                    self.write_probe();
+                }
+            }
+            ConnectionEvent::DialUpgradeError(DialUpgradeError { error, .. }) => {
+                self.outbound = match error {
+                    StreamUpgradeError::NegotiationFailed => Outbound::Unsupported,
+                    _ => Outbound::None,
+                };
+            }
+            _ => {}
+        }
+    }
+}

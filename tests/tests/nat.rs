@@ -24,220 +24,82 @@
 //!
 //! Without the privileges to build namespaces the tests say so and skip.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use hush_tests::{User, hush_bin, introduce, wait_for};
+use hush_tests::netns::{Namespaces, RelayInNs, ns, skip_without_namespaces};
+use hush_tests::{User, introduce, wait_for};
 
 const RELAY_PORT: u16 = 4001;
 
-/// Runs `ip ARGS…` (or another tool), returning its error text on failure.
-fn sh(program: &str, args: &[&str]) -> Result<(), String> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{program} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+/// `random_ports`: the routers pick a random outside port for every
+/// connection (`MASQUERADE --random-fully`), as symmetric NATs do, so an
+/// address observed by the relay is useless to anyone else.
+fn build(random_ports: bool) -> Result<Namespaces, String> {
+    let mut net = Namespaces::new();
+    for role in ["pub", "ra", "rb", "ha", "hb"] {
+        net.add(role)?;
     }
-}
-
-fn ns(name: &str, args: &[&str]) -> Result<(), String> {
-    let mut full = vec!["netns", "exec", name];
-    full.extend_from_slice(args);
-    sh("ip", &full)
-}
-
-/// The namespaces, removed on drop.
-struct Net {
-    /// Tells apart the networks of tests running at once in this process.
-    id: u32,
-    names: Vec<String>,
-}
-
-static NETWORKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
-impl Net {
-    fn name(&self, role: &str) -> String {
-        format!("hush{}n{}-{role}", std::process::id(), self.id)
-    }
-
-    /// `random_ports`: the routers pick a random outside port for every
-    /// connection (`MASQUERADE --random-fully`), as symmetric NATs do, so an
-    /// address observed by the relay is useless to anyone else.
-    fn build(random_ports: bool) -> Result<Self, String> {
-        let id = NETWORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut net = Self {
-            id,
-            names: Vec::new(),
-        };
-        for role in ["pub", "ra", "rb", "ha", "hb"] {
-            let name = net.name(role);
-            sh("ip", &["netns", "add", &name])?;
-            net.names.push(name.clone());
-            ns(&name, &["ip", "link", "set", "lo", "up"])?;
-        }
-        let (public, ra, rb, ha, hb) = (
-            net.name("pub"),
-            net.name("ra"),
-            net.name("rb"),
-            net.name("ha"),
-            net.name("hb"),
-        );
-        let pid = std::process::id() % 100_000;
-        let tag = format!("{pid}n{}", net.id);
-        // veth pairs: (ns1, if1, addr1, ns2, if2, addr2)
-        let links = [
-            (&public, "wa", "10.0.1.1/24", &ra, "wan", "10.0.1.2/24"),
-            (&public, "wb", "10.0.2.1/24", &rb, "wan", "10.0.2.2/24"),
-            (&ra, "lan", "192.168.1.1/24", &ha, "eth0", "192.168.1.2/24"),
-            (&rb, "lan", "192.168.2.1/24", &hb, "eth0", "192.168.2.2/24"),
+    let (public, ra, rb, ha, hb) = (
+        net.name("pub"),
+        net.name("ra"),
+        net.name("rb"),
+        net.name("ha"),
+        net.name("hb"),
+    );
+    net.link((&public, "wa", "10.0.1.1/24"), (&ra, "wan", "10.0.1.2/24"))?;
+    net.link((&public, "wb", "10.0.2.1/24"), (&rb, "wan", "10.0.2.2/24"))?;
+    net.link(
+        (&ra, "lan", "192.168.1.1/24"),
+        (&ha, "eth0", "192.168.1.2/24"),
+    )?;
+    net.link(
+        (&rb, "lan", "192.168.2.1/24"),
+        (&hb, "eth0", "192.168.2.2/24"),
+    )?;
+    for (router, host, gw) in [(&ra, &ha, "192.168.1.1"), (&rb, &hb, "192.168.2.1")] {
+        ns(host, &["ip", "route", "add", "default", "via", gw])?;
+        ns(router, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        let mut masquerade = vec![
+            "iptables",
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-o",
+            "wan",
+            "-j",
+            "MASQUERADE",
         ];
-        for (i, (n1, if1, a1, n2, if2, a2)) in links.iter().enumerate() {
-            let (t1, t2) = (format!("h{tag}x{i}"), format!("h{tag}y{i}"));
-            sh(
-                "ip",
-                &["link", "add", &t1, "type", "veth", "peer", "name", &t2],
+        if random_ports {
+            masquerade.push("--random-fully");
+        }
+        ns(router, &masquerade)?;
+        // Like a home router: what arrives from outside unasked for is
+        // dropped silently (not answered with a reset), at the router
+        // itself and on the way in.
+        for chain in ["INPUT", "FORWARD"] {
+            ns(
+                router,
+                &[
+                    "iptables",
+                    "-A",
+                    chain,
+                    "-i",
+                    "wan",
+                    "-m",
+                    "conntrack",
+                    "--ctstate",
+                    "NEW,INVALID",
+                    "-j",
+                    "DROP",
+                ],
             )?;
-            sh("ip", &["link", "set", &t1, "netns", n1])?;
-            sh("ip", &["link", "set", &t2, "netns", n2])?;
-            ns(n1, &["ip", "link", "set", &t1, "name", if1])?;
-            ns(n2, &["ip", "link", "set", &t2, "name", if2])?;
-            ns(n1, &["ip", "addr", "add", a1, "dev", if1])?;
-            ns(n2, &["ip", "addr", "add", a2, "dev", if2])?;
-            ns(n1, &["ip", "link", "set", if1, "up"])?;
-            ns(n2, &["ip", "link", "set", if2, "up"])?;
-        }
-        for (router, host, gw) in [(&ra, &ha, "192.168.1.1"), (&rb, &hb, "192.168.2.1")] {
-            ns(host, &["ip", "route", "add", "default", "via", gw])?;
-            ns(router, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
-            let mut masquerade = vec![
-                "iptables",
-                "-t",
-                "nat",
-                "-A",
-                "POSTROUTING",
-                "-o",
-                "wan",
-                "-j",
-                "MASQUERADE",
-            ];
-            if random_ports {
-                masquerade.push("--random-fully");
-            }
-            ns(router, &masquerade)?;
-            // Like a home router: what arrives from outside unasked for is
-            // dropped silently (not answered with a reset), at the router
-            // itself and on the way in.
-            for chain in ["INPUT", "FORWARD"] {
-                ns(
-                    router,
-                    &[
-                        "iptables",
-                        "-A",
-                        chain,
-                        "-i",
-                        "wan",
-                        "-m",
-                        "conntrack",
-                        "--ctstate",
-                        "NEW,INVALID",
-                        "-j",
-                        "DROP",
-                    ],
-                )?;
-            }
-        }
-        ns(&ra, &["ip", "route", "add", "default", "via", "10.0.1.1"])?;
-        ns(&rb, &["ip", "route", "add", "default", "via", "10.0.2.1"])?;
-        ns(&public, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
-        Ok(net)
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for name in &self.names {
-            let _ = sh("ip", &["netns", "del", name]);
         }
     }
-}
-
-struct RelayInNs {
-    child: Child,
-    log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl RelayInNs {
-    fn start(netns: &str) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let log = dir.path().join("relay.log");
-        let child = Command::new("ip")
-            .args(["netns", "exec", netns])
-            .arg(hush_bin())
-            .args(["relay", "run"])
-            .args(["--listen", &format!("/ip4/10.0.1.1/tcp/{RELAY_PORT}")])
-            .args(["--listen", &format!("/ip4/10.0.2.1/tcp/{RELAY_PORT}")])
-            .arg("--data")
-            .arg(dir.path().join("data"))
-            .env("HUSH_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).expect("relay log"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn the relay");
-        Self {
-            child,
-            log,
-            _dir: dir,
-        }
-    }
-
-    /// The relay's full address on one of its interfaces.
-    fn address(&self, ip: &str) -> String {
-        wait_for("the relay's address", Duration::from_secs(30), || {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            log.lines()
-                .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("/ip4/")))
-                .find(|a| a.starts_with(&format!("/ip4/{ip}/tcp/")) && a.contains("/p2p/"))
-                .map(str::to_owned)
-        })
-    }
-}
-
-impl Drop for RelayInNs {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn can_build_namespaces() -> Result<(), String> {
-    let probe = format!("hush{}-probe", std::process::id());
-    sh("ip", &["netns", "add", &probe])?;
-    let nat = ns(&probe, &["iptables", "-t", "nat", "-L", "-n"]);
-    let _ = sh("ip", &["netns", "del", &probe]);
-    nat
-}
-
-fn skip_without_namespaces() -> bool {
-    match can_build_namespaces() {
-        Ok(()) => false,
-        Err(why) => {
-            println!(
-                "SKIPPED: this test needs root (CAP_NET_ADMIN), iproute2 and iptables to build \
-                 network namespaces with NAT; `.ci/run` installs them. Reason: {why}"
-            );
-            true
-        }
-    }
+    ns(&ra, &["ip", "route", "add", "default", "via", "10.0.1.1"])?;
+    ns(&rb, &["ip", "route", "add", "default", "via", "10.0.2.1"])?;
+    ns(&public, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+    Ok(net)
 }
 
 /// Alice and bob, each behind its router, both with circuits at the relay,
@@ -246,13 +108,19 @@ struct Behind {
     alice: User,
     bob: User,
     _relay: RelayInNs,
-    _net: Net,
+    _net: Namespaces,
 }
 
 impl Behind {
     fn start(random_ports: bool) -> Self {
-        let net = Net::build(random_ports).expect("build the NAT network");
-        let relay = RelayInNs::start(&net.name("pub"));
+        let net = build(random_ports).expect("build the NAT network");
+        let relay = RelayInNs::start(
+            &net.name("pub"),
+            &[
+                format!("/ip4/10.0.1.1/tcp/{RELAY_PORT}"),
+                format!("/ip4/10.0.2.1/tcp/{RELAY_PORT}"),
+            ],
+        );
         let (relay_a, relay_b) = (relay.address("10.0.1.1"), relay.address("10.0.2.1"));
         let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
         for (user, host, relay) in [(&mut alice, "ha", &relay_a), (&mut bob, "hb", &relay_b)] {

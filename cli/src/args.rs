@@ -361,6 +361,15 @@ pub enum BenchCommand {
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=9_000))]
         idle_connections: Option<u64>,
     },
+    /// What the liveness probe costs one idle connection, in bytes per
+    /// second on the wire (two swarms on loopback; needs `ss` from iproute2)
+    Liveness {
+        /// How long to measure
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=3600))]
+        secs: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// DHT presence lookups across 20 relays, and how soon a contact
     /// coming online is seen.
     Presence {

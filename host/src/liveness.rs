@@ -9,7 +9,7 @@
 //! random bytes, echoed) with rules made for that:
 //!
 //! ```text
-//!  heard ──idle (5 s; listener 6 s)──▶ probe ──2.5 s──▶ probe ──2.5 s──▶ probe ──2.5 s──▶ dead: closed
+//!  heard ──idle (7 s; listener 8.4 s)──▶ probe ──2 s──▶ probe ──2 s──▶ probe ──2 s──▶ dead: closed
 //!    ▲                                   │ answered, or a probe of theirs arrives            (event)
 //!    └───────────────────────────────────┘
 //! ```

@@ -34,6 +34,7 @@ pub async fn run(command: BenchCommand) -> Result<()> {
             json,
         } => crate::bench_group::group(members, messages, interval_ms, json).await,
         BenchCommand::Fold { members, json } => crate::bench_fold::fold(members, json),
+        BenchCommand::Liveness { secs, json } => crate::bench_liveness::liveness(secs, json).await,
         BenchCommand::Presence { json } => crate::bench_presence::presence(json).await,
         BenchCommand::Direct {
             json,

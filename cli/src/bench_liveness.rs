@@ -18,7 +18,7 @@ use futures::StreamExt;
 use hush_host::liveness;
 use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{Multiaddr, Swarm, SwarmBuilder, noise, tcp, yamux};
+use libp2p::{Multiaddr, Swarm, SwarmBuilder};
 use serde_json::json;
 
 /// IPv4 (20) and TCP (20, plus 12 of timestamp option) headers.
@@ -29,14 +29,13 @@ type Probing = Toggle<liveness::Behaviour>;
 /// `probing`: with liveness; without, the same connection as a baseline
 /// (what Yamux itself sends on an idle connection: a ping every 10 s).
 fn swarm(probing: bool) -> Result<Swarm<Probing>> {
+    // The hosts' own TCP transport, sockets watched as on nodes and relays.
+    let activity = liveness::Activity::default();
+    let behaviour = liveness::Behaviour::default().with_activity(activity.clone());
     Ok(SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )?
-        .with_behaviour(|_| Toggle::from(probing.then(liveness::Behaviour::default)))?
+        .with_other_transport(|key| hush_host::tcp_transport(key, activity))?
+        .with_behaviour(|_| Toggle::from(probing.then_some(behaviour)))?
         // Liveness never keeps a connection open; an idle node's
         // connection to its relay stays up for other reasons.
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))

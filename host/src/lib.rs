@@ -30,7 +30,7 @@ pub use codec::FrameCodec;
 pub use files::{create_private_dir, create_private_file};
 pub use gossip::gossipsub_behaviour;
 pub use peers::{device_id, device_keypair, peer_id, peer_in};
-pub use swarm::tcp_swarm;
+pub use swarm::{tcp_swarm, tcp_transport};
 
 /// A dial (TCP or QUIC connect, then the Noise and Yamux handshakes) gives
 /// up after this long. Short on purpose: a connect sent while the network

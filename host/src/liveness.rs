@@ -19,12 +19,19 @@
 //! on time. Hearing the peer's own probe counts as hearing from it, and the
 //! listener waits a fifth longer than the dialler: while idle, only the
 //! dialler's probe and its answer cross the connection (measured cost in
-//! `docs/benchmarks.md`). The rules are in [`Schedule`] (no IO).
+//! `docs/benchmarks.md`). On TCP connections whose transport is watched
+//! ([`Activity`]), any byte read proves the peer alive too, so a probe's
+//! answer stuck behind a large transfer on a slow link does not kill a
+//! connection that is busy delivering; probing goes on meanwhile, and is
+//! how the sending side hears from us. The rules are in [`Schedule`] (no
+//! IO).
 
+mod activity;
 mod schedule;
 #[cfg(test)]
 mod tests;
 
+pub use activity::{Activity, LastRead, Watched};
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -52,8 +59,13 @@ pub use schedule::{Config, Schedule, Side, Step};
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/ipfs/ping/1.0.0");
 const PROBE_LEN: usize = 32;
 /// Probes awaiting their echo at most; beyond it a probe is counted as
-/// sent but not written (a peer that pings but never answers).
-const MAX_UNANSWERED: usize = 8;
+/// sent but not written (a peer that never answers). While a transfer
+/// holds the answers back, probes go every `probe_timeout`: 64 of them
+/// cover two minutes of delay at the default 2 s.
+const MAX_UNANSWERED: usize = 64;
+/// Answers to the peer's probes waiting to be written, at most (bytes);
+/// a peer that probes faster than we can answer loses its probe stream.
+const MAX_UNWRITTEN_ANSWERS: usize = MAX_UNANSWERED * PROBE_LEN;
 
 /// What the behaviour reports.
 #[derive(Debug, Clone)]
@@ -69,6 +81,7 @@ pub enum Event {
 /// Probes every connection; closes and reports the dead ones.
 pub struct Behaviour {
     config: Config,
+    activity: Option<Activity>,
     events: VecDeque<ToSwarm<Event, Infallible>>,
 }
 
@@ -76,8 +89,22 @@ impl Behaviour {
     pub fn new(config: Config) -> Self {
         Self {
             config,
+            activity: None,
             events: VecDeque::new(),
         }
+    }
+
+    /// Counts any byte a TCP connection reads as hearing from the peer
+    /// (the transport must wrap its sockets with the same `activity`; see
+    /// [`tcp_transport`](crate::tcp_transport)).
+    pub fn with_activity(mut self, activity: Activity) -> Self {
+        self.activity = Some(activity);
+        self
+    }
+
+    fn handler(&self, side: Side, remote: &Multiaddr) -> Handler {
+        let last_read = self.activity.as_ref().and_then(|a| a.claim(remote));
+        Handler::new(self.config, side, last_read)
     }
 }
 
@@ -96,16 +123,16 @@ impl NetworkBehaviour for Behaviour {
         _: ConnectionId,
         _: PeerId,
         _: &Multiaddr,
-        _: &Multiaddr,
+        remote: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(Handler::new(self.config, Side::Listener))
+        Ok(self.handler(Side::Listener, remote))
     }
 
     fn handle_established_outbound_connection(
         &mut self,
         _: ConnectionId,
         _: PeerId,
-        _: &Multiaddr,
+        remote: &Multiaddr,
         role_override: Endpoint,
         _: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
@@ -114,7 +141,7 @@ impl NetworkBehaviour for Behaviour {
             Endpoint::Dialer => Side::Dialer,
             Endpoint::Listener => Side::Listener,
         };
-        Ok(Handler::new(self.config, side))
+        Ok(self.handler(side, remote))
     }
 
     fn on_swarm_event(&mut self, _: FromSwarm) {}
@@ -222,20 +249,30 @@ pub struct Handler {
     unanswered: VecDeque<[u8; PROBE_LEN]>,
     /// Probes due but not written yet (the stream is opening).
     queued: usize,
+    /// The probe stream was never asked for. It is opened as soon as the
+    /// connection is: opening it later means waiting for the peer's
+    /// confirmation, which a transfer from the peer would hold back
+    /// (and the peer, busy sending, needs our probes to hear from us).
+    fresh: bool,
     /// The peer's probes, which we echo (the newest stream it opened).
     inbound: Option<Probes>,
     dead: Option<Dead>,
     reported: bool,
+    /// When the connection's socket last read anything, and the value
+    /// seen last (TCP connections whose transport is watched).
+    last_read: Option<(LastRead, u64)>,
 }
 
 impl Handler {
-    fn new(config: Config, side: Side) -> Self {
+    fn new(config: Config, side: Side, last_read: Option<LastRead>) -> Self {
         Self {
+            last_read: last_read.map(|l| (l, 0)),
             schedule: Schedule::new(config, side, Instant::now()),
             timer: Delay::new(Duration::ZERO),
             outbound: Outbound::None,
             unanswered: VecDeque::new(),
             queued: 0,
+            fresh: true,
             inbound: None,
             dead: None,
             reported: false,
@@ -266,6 +303,11 @@ impl Handler {
                 match probes.poll_read(cx)? {
                     Some(payload) => {
                         self.schedule.heard(Instant::now());
+                        if probes.out.len() >= MAX_UNWRITTEN_ANSWERS {
+                            return Err(std::io::Error::other(
+                                "the peer probes faster than its probes can be answered",
+                            ));
+                        }
                         probes.out.extend_from_slice(&payload);
                     }
                     None => return probes.poll_write(cx),
@@ -335,6 +377,15 @@ impl ConnectionHandler for Handler {
         }
         self.poll_inbound(cx);
         self.poll_outbound(cx);
+        if let Some((last_read, seen)) = &mut self.last_read {
+            let now = last_read.load(std::sync::atomic::Ordering::Relaxed);
+            if now != *seen {
+                *seen = now;
+                if let Some(at) = activity::instant_of(now) {
+                    self.schedule.active(at);
+                }
+            }
+        }
         if matches!(self.outbound, Outbound::Unsupported) {
             // Nothing to probe with; the peer's own probes still answered.
             return Poll::Pending;
@@ -361,7 +412,8 @@ impl ConnectionHandler for Handler {
                 }
             }
         }
-        if matches!(self.outbound, Outbound::None) && self.queued > 0 {
+        if matches!(self.outbound, Outbound::None) && (self.queued > 0 || self.fresh) {
+            self.fresh = false;
             self.outbound = Outbound::Opening;
             return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
                 protocol: SubstreamProtocol::new(ReadyUpgrade::new(PROTOCOL), ()),

@@ -24,7 +24,7 @@
 use std::io;
 use std::time::Duration;
 
-use hush_host::{DIAL_TIMEOUT, liveness};
+use hush_host::{DIAL_TIMEOUT, liveness, tcp_transport};
 pub use hush_host::{
     DIRECT_PROTOCOL, FrameCodec, HISTORY_PROTOCOL, IDENTIFY_PROTOCOL, KAD_PROTOCOL, KEYS_PROTOCOL,
     MAILBOX_PROTOCOL, PRESENCE_PROTOCOL, device_id, device_keypair, gossipsub_behaviour, peer_id,
@@ -38,7 +38,7 @@ use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
     PeerId, Swarm, SwarmBuilder, autonat, dcutr, gossipsub, identify, identity, kad, mdns, noise,
-    relay, request_response, tcp, yamux,
+    relay, request_response, yamux,
 };
 
 /// A mailbox request may wait this long: a fetch is held open by the relay
@@ -109,21 +109,19 @@ fn kad_behaviour(peer: PeerId) -> kad::Behaviour<kad::store::MemoryStore> {
     kad
 }
 
-/// Builds the swarm for a device key: TCP and QUIC, Noise, Yamux, and the
-/// relay client transport.
+/// Builds the swarm for a device key: TCP (Noise, Yamux; its sockets
+/// watched for liveness), QUIC, and the relay client transport.
 pub fn build_swarm(
     keypair: identity::Keypair,
     options: SwarmOptions,
 ) -> Result<Swarm<Behaviour>, io::Error> {
+    let activity = liveness::Activity::default();
+    let liveness = liveness::Behaviour::default().with_activity(activity.clone());
     let swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(io::Error::other)?
         .with_quic()
+        .with_other_transport(|key| tcp_transport(key, activity))
+        .map_err(io::Error::other)?
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(io::Error::other)?
         .with_behaviour(|key, relay_client| {
@@ -191,7 +189,7 @@ pub fn build_swarm(
                     IDENTIFY_PROTOCOL.to_owned(),
                     key.public(),
                 )),
-                liveness: liveness::Behaviour::default(),
+                liveness,
             })
         })
         .map_err(io::Error::other)?

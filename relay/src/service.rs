@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use hush_host::{
     DIAL_TIMEOUT, FrameCodec, HISTORY_PROTOCOL, HostClock, IDENTIFY_PROTOCOL, MAILBOX_PROTOCOL,
-    create_private_dir, create_private_file, gossipsub_behaviour, liveness, peer_in,
+    create_private_dir, create_private_file, gossipsub_behaviour, liveness, peer_in, tcp_transport,
 };
 use hush_protocol::relay::{
     Applied, HistoryAction, MAX_DHT_RECORDS, Publication, RateLimit, RelayEngine, RelayEvent,
@@ -30,7 +30,7 @@ use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, Swarm, SwarmBuilder, autonat, connection_limits, gossipsub, identify,
-    identity, kad, noise, relay, tcp, yamux,
+    identity, kad, relay,
 };
 use thiserror::Error;
 use tokio::task::JoinHandle;
@@ -149,15 +149,13 @@ fn build_swarm(
     bootstrap: bool,
 ) -> Result<Swarm<Behaviour>, RelayError> {
     let net = |e: &dyn std::fmt::Display| RelayError::Network(e.to_string());
+    let activity = liveness::Activity::default();
+    let liveness = liveness::Behaviour::default().with_activity(activity.clone());
     let swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| net(&e))?
         .with_quic()
+        .with_other_transport(|key| tcp_transport(key, activity))
+        .map_err(|e| net(&e))?
         .with_behaviour(|key| {
             let peer_id = key.public().to_peer_id();
             let gossipsub = gossipsub_behaviour()?;
@@ -213,7 +211,7 @@ fn build_swarm(
                     IDENTIFY_PROTOCOL.to_owned(),
                     key.public(),
                 )),
-                liveness: liveness::Behaviour::default(),
+                liveness,
                 limits: connection_limits::Behaviour::new(
                     connection_limits::ConnectionLimits::default()
                         .with_max_established(Some(MAX_CONNECTIONS))

@@ -60,15 +60,26 @@ pub enum Step {
     Dead { silent_for: Duration },
 }
 
-/// One connection's liveness: the last time anything was heard from the
-/// peer (a probe of theirs or the answer to ours), and the probes since.
+/// One connection's liveness: when the probe exchange last worked (an
+/// answer to ours, or a probe of theirs), when anything at all last came
+/// from the peer, and the probes since.
+///
+/// Probes follow the probe exchange, not the traffic: while a large
+/// transfer flows to us, the peer's answers wait behind it, so we keep
+/// probing every `probe_timeout` (a few bytes beside the transfer); our
+/// probes reach the peer at once, which is how a peer busy sending learns
+/// that we are still there. Death needs both: the probes failed, and
+/// nothing at all arrived for `probe_timeout × max_misses`.
 #[derive(Debug, Clone)]
 pub struct Schedule {
     idle: Duration,
     probe_timeout: Duration,
     max_misses: u32,
+    /// The probe exchange last worked.
     heard: Instant,
-    /// Probes sent since the peer was last heard.
+    /// Anything (any byte) last arrived; at least `heard`.
+    active: Instant,
+    /// Probes sent since the probe exchange last worked.
     misses: u32,
     last_probe: Option<Instant>,
     dead: bool,
@@ -85,17 +96,27 @@ impl Schedule {
             probe_timeout: config.probe_timeout,
             max_misses: config.max_misses.max(1),
             heard: now,
+            active: now,
             misses: 0,
             last_probe: None,
             dead: false,
         }
     }
 
-    /// The peer answered a probe or sent one: it is alive.
+    /// The peer answered a probe or sent one: it is alive and the probe
+    /// exchange works.
     pub fn heard(&mut self, now: Instant) {
         if !self.dead {
             self.heard = self.heard.max(now);
+            self.active = self.active.max(now);
             self.misses = 0;
+        }
+    }
+
+    /// Something else arrived from the peer at `at`: it is alive.
+    pub fn active(&mut self, at: Instant) {
+        if !self.dead {
+            self.active = self.active.max(at);
         }
     }
 
@@ -103,7 +124,7 @@ impl Schedule {
     pub fn poll(&mut self, now: Instant) -> Step {
         if self.dead {
             return Step::Dead {
-                silent_for: now.saturating_duration_since(self.heard),
+                silent_for: now.saturating_duration_since(self.active),
             };
         }
         let due = match self.last_probe {
@@ -114,12 +135,15 @@ impl Schedule {
             return Step::WaitUntil(due);
         }
         if self.misses >= self.max_misses {
-            self.dead = true;
-            return Step::Dead {
-                silent_for: now.saturating_duration_since(self.heard),
-            };
+            let silent_for = now.saturating_duration_since(self.active);
+            if silent_for >= self.probe_timeout * self.max_misses {
+                self.dead = true;
+                return Step::Dead { silent_for };
+            }
+            // Unanswered, but the peer is sending: its answers are late.
+        } else {
+            self.misses += 1;
         }
-        self.misses += 1;
         self.last_probe = Some(now);
         Step::Probe
     }
@@ -200,6 +224,35 @@ mod tests {
         // the third probe is answered.
         let (_, dead) = run(Side::Dialer, 60 * S, |t| !(14 * S..18 * S).contains(&t));
         assert_eq!(dead, None);
+    }
+
+    #[test]
+    fn a_peer_busy_sending_is_alive_while_its_answers_are_late_and_dead_once_it_stops() {
+        let config = Config::default();
+        let start = Instant::now();
+        let mut s = Schedule::new(config, Side::Dialer, start);
+        // A transfer flows to us from 1 s on; no answer to any probe.
+        let mut probes = 0;
+        let mut t = Duration::ZERO;
+        while t < 120 * S {
+            s.active(start + t.min(60 * S));
+            match s.poll(start + t) {
+                Step::Probe => probes += 1,
+                Step::Dead { silent_for } => {
+                    assert!(t >= 60 * S, "dead at {t:?} while bytes arrived");
+                    let bound = config.probe_timeout * (config.max_misses + 1);
+                    assert!(
+                        silent_for <= bound,
+                        "{silent_for:?} after the transfer stopped"
+                    );
+                    assert!(probes > 20, "probed on all along: {probes}");
+                    return;
+                }
+                Step::WaitUntil(_) => {}
+            }
+            t += Duration::from_millis(100);
+        }
+        panic!("never declared dead after the transfer stopped at 60 s");
     }
 
     #[test]

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, noise, ping, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, Swarm, ping, request_response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{Behaviour, Config, Event};
+use super::{Activity, Behaviour, Config, Event};
+use crate::FrameCodec;
 
 /// Short periods, so a test takes seconds.
 const FAST: Config = Config {
@@ -29,8 +30,16 @@ struct Proxy {
     bytes: Arc<AtomicU64>,
 }
 
+/// Bytes per 10 ms the proxy lets through towards the dialler (a slow
+/// downlink), if limited.
+type Throttle = Option<usize>;
+
 impl Proxy {
     async fn to(target: u16) -> Self {
+        Self::throttled(target, None).await
+    }
+
+    async fn throttled(target: u16, downlink: Throttle) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let silent = Arc::new(AtomicBool::new(false));
@@ -43,8 +52,8 @@ impl Proxy {
                 .expect("connect");
             let (ri, wi) = inside.into_split();
             let (ro, wo) = outside.into_split();
-            tokio::spawn(pipe(ri, wo, s.clone(), b.clone()));
-            pipe(ro, wi, s, b).await;
+            tokio::spawn(pipe(ri, wo, s.clone(), b.clone(), None));
+            pipe(ro, wi, s, b, downlink).await;
         });
         Self {
             port,
@@ -63,9 +72,13 @@ async fn pipe(
     mut to: tokio::net::tcp::OwnedWriteHalf,
     silent: Arc<AtomicBool>,
     bytes: Arc<AtomicU64>,
+    throttle: Throttle,
 ) {
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; throttle.unwrap_or(64 * 1024)];
     loop {
+        if throttle.is_some() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => {
                 // Keep the other side open: a cut network closes nothing.
@@ -85,14 +98,15 @@ async fn pipe(
 }
 
 fn swarm<B: NetworkBehaviour>(behaviour: B) -> Swarm<B> {
+    swarm_watched(behaviour, Activity::default())
+}
+
+/// A swarm over the hosts' TCP transport, its sockets watched by `activity`.
+fn swarm_watched<B: NetworkBehaviour>(behaviour: B, activity: Activity) -> Swarm<B> {
     // Liveness never keeps a connection open by itself: keep idle ones.
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
+        .with_other_transport(|key| crate::tcp_transport(key, activity))
         .expect("tcp")
         .with_behaviour(|_| behaviour)
         .expect("behaviour")
@@ -153,8 +167,14 @@ async fn drive(
 
 /// Two liveness swarms, `a` dialling `b` through a proxy.
 async fn connected_pair() -> (Swarm<Behaviour>, Swarm<Behaviour>, Proxy, (Seen, Seen)) {
-    let mut a = swarm(Behaviour::new(FAST));
-    let mut b = swarm(Behaviour::new(FAST));
+    let watched = || {
+        let activity = Activity::default();
+        swarm_watched(
+            Behaviour::new(FAST).with_activity(activity.clone()),
+            activity,
+        )
+    };
+    let (mut a, mut b) = (watched(), watched());
     let port = port_of(&mut b).await;
     let proxy = Proxy::to(port).await;
     let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", proxy.port)
@@ -228,4 +248,86 @@ async fn a_plain_libp2p_ping_peer_is_probed_and_answers() {
     assert_eq!(dead, 0, "the ping peer answers our probes");
     assert!(pongs > 0, "and we answer its pings");
     assert!(a.is_connected(b.local_peer_id()));
+}
+
+#[derive(NetworkBehaviour)]
+#[behaviour(prelude = "libp2p::swarm::derive_prelude")]
+struct Busy {
+    liveness: Behaviour,
+    bulk: request_response::Behaviour<FrameCodec>,
+}
+
+fn busy(activity: Activity) -> Swarm<Busy> {
+    let liveness = Behaviour::new(BUSY).with_activity(activity.clone());
+    let bulk = request_response::Behaviour::with_codec(
+        FrameCodec::new(16, BULK),
+        [(
+            libp2p::StreamProtocol::new("/hush-test/bulk/1"),
+            request_response::ProtocolSupport::Full,
+        )],
+        request_response::Config::default().with_request_timeout(Duration::from_secs(60)),
+    );
+    swarm_watched(Busy { liveness, bulk }, activity)
+}
+
+const BULK: usize = 600 * 1024;
+/// Dead after 1.2 s without an answer: far less than the seconds a probe's
+/// answer waits behind a Yamux window (256 KiB) of data at 100 KB/s, more
+/// than the pauses in the flow itself.
+const BUSY: Config = Config {
+    probe_timeout: Duration::from_millis(400),
+    ..FAST
+};
+
+/// The peer sends a large response down a slow link (100 KB/s): the echoes
+/// of our probes wait behind it for seconds, far past the probe timeout,
+/// but bytes keep arriving, so the connection is alive.
+#[tokio::test]
+async fn a_probe_answer_stuck_behind_a_slow_transfer_does_not_kill_the_connection() {
+    let (mut a, mut b) = (busy(Activity::default()), busy(Activity::default()));
+    let port = port_of(&mut b).await;
+    let proxy = Proxy::throttled(port, Some(1024)).await;
+    let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", proxy.port)
+        .parse()
+        .expect("addr");
+    let b_peer = *b.local_peer_id();
+    a.behaviour_mut()
+        .bulk
+        .send_request_with_addresses(&b_peer, vec![1], vec![addr]);
+    let started = tokio::time::Instant::now();
+    let deadline = started + Duration::from_secs(60);
+    let received = loop {
+        tokio::select! {
+            e = a.select_next_some() => match e {
+                SwarmEvent::Behaviour(BusyEvent::Bulk(request_response::Event::Message {
+                    message: request_response::Message::Response { response, .. }, ..
+                })) => break response.len(),
+                SwarmEvent::Behaviour(BusyEvent::Liveness(Event::Dead { silent_for, .. })) => {
+                    panic!("the receiver declared it dead after {silent_for:?} while the transfer ran")
+                }
+                SwarmEvent::Behaviour(BusyEvent::Bulk(request_response::Event::OutboundFailure { error, .. })) => {
+                    panic!("the transfer failed: {error}")
+                }
+                _ => {}
+            },
+            e = b.select_next_some() => match e {
+                SwarmEvent::Behaviour(BusyEvent::Bulk(request_response::Event::Message {
+                    message: request_response::Message::Request { channel, .. }, ..
+                })) => {
+                    let _ = b.behaviour_mut().bulk.send_response(channel, vec![7; BULK]);
+                }
+                SwarmEvent::Behaviour(BusyEvent::Liveness(Event::Dead { silent_for, .. })) => {
+                    panic!("the sender declared it dead after {silent_for:?} while the transfer ran")
+                }
+                _ => {}
+            },
+            _ = tokio::time::sleep_until(deadline) => panic!("the transfer did not finish"),
+        }
+    };
+    assert_eq!(received, BULK);
+    println!(
+        "a slow transfer of {BULK} bytes took {:?} (probe timeout {:?})",
+        started.elapsed(),
+        BUSY.probe_timeout
+    );
 }

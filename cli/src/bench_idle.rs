@@ -4,7 +4,8 @@
 //! A real `hush relay run` process on loopback (its `[limits]` raised so
 //! one address may hold N connections); the bench opens N connections to
 //! it (TCP, Noise, Yamux, and whatever the relay's behaviours exchange on a
-//! new connection: identify, Kademlia and gossipsub hellos), from fresh
+//! new connection: identify, Kademlia and gossipsub hellos, and the
+//! liveness probe streams both sides open, as a node's would), from fresh
 //! identities, four per identity (the relay's per-peer limit), lets them
 //! settle, and reads the relay's resident memory before and after.
 
@@ -13,7 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use libp2p::swarm::{DialError, SwarmEvent, dial_opts::DialOpts, dial_opts::PeerCondition};
-use libp2p::{Multiaddr, PeerId, Swarm, noise, tcp, yamux};
+use hush_host::liveness;
+use libp2p::{Multiaddr, PeerId, Swarm};
 use serde_json::json;
 
 use crate::demo::RelayProcess;
@@ -69,16 +71,15 @@ async fn start_relay(dir: &std::path::Path, connections: usize) -> Result<Relay>
     })
 }
 
-/// A client that does nothing but hold connections open.
-fn client() -> Result<Swarm<libp2p::swarm::dummy::Behaviour>> {
+/// A client that does nothing but hold connections open and answer (and
+/// send) liveness probes, as every node does.
+fn client() -> Result<Swarm<liveness::Behaviour>> {
+    let activity = liveness::Activity::default();
+    let behaviour = liveness::Behaviour::default().with_activity(activity.clone());
     Ok(libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )?
-        .with_behaviour(|_| libp2p::swarm::dummy::Behaviour)?
+        .with_other_transport(|key| hush_host::tcp_transport(key, activity))?
+        .with_behaviour(|_| behaviour)?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
         .build())
 }

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
-use libp2p::swarm::{DialError, SwarmEvent, dial_opts::DialOpts, dial_opts::PeerCondition};
 use hush_host::liveness;
+use libp2p::swarm::{DialError, SwarmEvent, dial_opts::DialOpts, dial_opts::PeerCondition};
 use libp2p::{Multiaddr, PeerId, Swarm};
 use serde_json::json;
 

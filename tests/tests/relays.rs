@@ -428,9 +428,15 @@ async fn a_deposit_flood_from_100_fresh_peer_ids_does_not_block_a_contacts_mail(
     }
     let after = rss_kib(pid);
     assert_eq!(stored, 200, "strangers fill only their share");
-    assert_eq!(
-        relay.metric("hush_relay_refusals_total{reason=\"stranger_quota\"}"),
-        Some(1800.0)
+    // The counters are set after the event loop handled the batch, a moment
+    // after the answer left: wait for the last one to show.
+    wait_for(
+        "1800 stranger refusals counted",
+        Duration::from_secs(10),
+        || {
+            (relay.metric("hush_relay_refusals_total{reason=\"stranger_quota\"}") == Some(1800.0))
+                .then_some(())
+        },
     );
     assert!(
         after < before + 32 * 1024,

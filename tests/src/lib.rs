@@ -303,6 +303,21 @@ impl User {
         }
     }
 
+    /// A group's history as (message id, text), oldest first.
+    pub fn group_history(&self, group: &str) -> Vec<(String, String)> {
+        let list = self.json(&["group", "history", group, "--json", "--limit", "1000"]);
+        list.as_array()
+            .expect("group history is a list")
+            .iter()
+            .map(|m| {
+                (
+                    m["id"].as_str().unwrap_or_default().to_owned(),
+                    m["text"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+
     /// The status of message `id` in the conversation with `with`.
     pub fn status_of(&self, with: &str, id: &str) -> Option<String> {
         self.history(with)

@@ -42,26 +42,12 @@ fn wait_members(user: &User, group: &str, n: u64) -> Value {
     )
 }
 
-fn history(user: &User, group: &str) -> Vec<(String, String)> {
-    let list = user.json(&["group", "history", group, "--json", "--limit", "1000"]);
-    list.as_array()
-        .expect("history is a list")
-        .iter()
-        .map(|m| {
-            (
-                m["id"].as_str().unwrap_or_default().to_owned(),
-                m["text"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
-}
-
 fn wait_history(user: &User, group: &str, n: usize) -> Vec<(String, String)> {
     wait_for(
         &format!("{} to have {n} messages in {group}", user.name),
         Duration::from_secs(40),
         || {
-            let h = history(user, group);
+            let h = user.group_history(group);
             (h.len() >= n).then_some(h)
         },
     )
@@ -198,7 +184,7 @@ fn three_members_exactly_once_in_order_offline_catch_up_and_removal() {
     );
     assert_eq!(
         h,
-        history(&alice, &group),
+        alice.group_history(&group),
         "carol caught up in the same order"
     );
     let _ = (a, b);
@@ -208,7 +194,7 @@ fn three_members_exactly_once_in_order_offline_catch_up_and_removal() {
     assert!(r.ok(), "remove: {r:?}");
     wait_standing(&carol, &group, "removed");
     wait_members(&bob, &group, 2);
-    let before = history(&carol, &group).len();
+    let before = carol.group_history(&group).len();
     let secret = "after carol left: the surprise party";
     send(&alice, &group, secret);
     send(&bob, &group, "bob agrees");
@@ -218,7 +204,7 @@ fn three_members_exactly_once_in_order_offline_catch_up_and_removal() {
     // publish key carol never got, so they do not even reach her node.
     // (Give gossip the time it took to reach bob once more.)
     std::thread::sleep(Duration::from_secs(2));
-    let carol_h = history(&carol, &group);
+    let carol_h = carol.group_history(&group);
     assert_eq!(
         carol_h.len(),
         before,
@@ -286,7 +272,8 @@ fn concurrent_invitations_by_two_admins_converge() {
     // (alice's contact only).
     send(&dave, &group, "hello from dave");
     wait_for("carol to read dave", Duration::from_secs(40), || {
-        history(&carol, &group)
+        carol
+            .group_history(&group)
             .iter()
             .any(|(_, t)| t == "hello from dave")
             .then_some(())
@@ -387,7 +374,7 @@ async fn a_non_member_publishing_on_the_topic_is_rejected() {
     // not kept for a key, not forwarded to bob.
     send(&alice, &group, "still just us");
     let bob_history = wait_history(&bob, &group, 2);
-    for (who, h) in [("alice", history(&alice, &group)), ("bob", bob_history)] {
+    for (who, h) in [("alice", alice.group_history(&group)), ("bob", bob_history)] {
         let texts: Vec<&str> = h.iter().map(|(_, t)| t.as_str()).collect();
         assert_eq!(texts, ["hello bob", "still just us"], "{who}'s history");
     }

@@ -88,20 +88,6 @@ fn group_send(from: &User, group: &str, text: &str) {
     assert!(r.ok(), "{} sends to the group: {r:?}", from.name);
 }
 
-fn group_texts(user: &User, group: &str) -> Vec<(String, String)> {
-    let list = user.json(&["group", "history", group, "--json", "--limit", "1000"]);
-    list.as_array()
-        .expect("history is a list")
-        .iter()
-        .map(|m| {
-            (
-                m["id"].as_str().unwrap_or_default().to_owned(),
-                m["text"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
-}
-
 fn relay_connected(user: &User, relay: &str) -> Option<bool> {
     let status = user.json(&["status", "--json"]);
     status["relays"]
@@ -225,7 +211,7 @@ fn a_silent_network_cut_is_noticed_and_everything_converges_after_the_heal() {
         wait_for(
             &format!("{} to have the group's first messages", u.name),
             Duration::from_secs(60),
-            || (group_texts(u, &group).len() >= group_sent.len()).then_some(()),
+            || (u.group_history(&group).len() >= group_sent.len()).then_some(()),
         );
     }
     wait_for("a1 to see b1 online", Duration::from_secs(30), || {
@@ -303,7 +289,7 @@ fn a_silent_network_cut_is_noticed_and_everything_converges_after_the_heal() {
         || {
             users
                 .iter()
-                .all(|u| group_texts(u, &group).len() >= group_sent.len())
+                .all(|u| u.group_history(&group).len() >= group_sent.len())
         },
     );
     let back_online = time_until(
@@ -314,7 +300,7 @@ fn a_silent_network_cut_is_noticed_and_everything_converges_after_the_heal() {
     );
 
     // Nothing lost, nothing twice, one order for everyone.
-    let reference = group_texts(a1, &group);
+    let reference = a1.group_history(&group);
     let texts: Vec<&str> = reference.iter().map(|(_, t)| t.as_str()).collect();
     for text in &group_sent {
         assert_eq!(
@@ -325,7 +311,7 @@ fn a_silent_network_cut_is_noticed_and_everything_converges_after_the_heal() {
     }
     for u in &users {
         assert_eq!(
-            group_texts(u, &group),
+            u.group_history(&group),
             reference,
             "{} sees another history",
             u.name

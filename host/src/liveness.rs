@@ -256,8 +256,8 @@ pub struct Handler {
     fresh: bool,
     /// The peer's probes, which we echo (the newest stream it opened).
     inbound: Option<Probes>,
-    dead: Option<Dead>,
-    reported: bool,
+    /// Found dead and reported: nothing more to do.
+    dead: bool,
     /// When the connection's socket last read anything, and the value
     /// seen last (TCP connections whose transport is watched).
     last_read: Option<(LastRead, u64)>,
@@ -274,8 +274,7 @@ impl Handler {
             queued: 0,
             fresh: true,
             inbound: None,
-            dead: None,
-            reported: false,
+            dead: false,
         }
     }
 
@@ -368,11 +367,7 @@ impl ConnectionHandler for Handler {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<ConnectionHandlerEvent<Self::OutboundProtocol, (), Self::ToBehaviour>> {
-        if let Some(dead) = self.dead {
-            if !self.reported {
-                self.reported = true;
-                return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(dead));
-            }
+        if self.dead {
             return Poll::Pending;
         }
         self.poll_inbound(cx);
@@ -404,8 +399,7 @@ impl ConnectionHandler for Handler {
                     self.poll_outbound(cx);
                 }
                 Step::Dead { silent_for } => {
-                    self.dead = Some(Dead { silent_for });
-                    self.reported = true;
+                    self.dead = true;
                     return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(Dead {
                         silent_for,
                     }));

@@ -244,6 +244,8 @@ enum Outbound {
 pub struct Handler {
     schedule: Schedule,
     timer: Delay,
+    /// The deadline `timer` is set for.
+    timer_at: Option<Instant>,
     outbound: Outbound,
     /// Probes sent and not yet echoed, oldest first.
     unanswered: VecDeque<[u8; PROBE_LEN]>,
@@ -269,6 +271,7 @@ impl Handler {
             last_read: last_read.map(|l| (l, 0)),
             schedule: Schedule::new(config, side, Instant::now()),
             timer: Delay::new(Duration::ZERO),
+            timer_at: None,
             outbound: Outbound::None,
             unanswered: VecDeque::new(),
             queued: 0,
@@ -388,11 +391,18 @@ impl ConnectionHandler for Handler {
         loop {
             match self.schedule.poll(Instant::now()) {
                 Step::WaitUntil(at) => {
-                    self.timer
-                        .reset(at.saturating_duration_since(Instant::now()));
+                    // Resetting a timer hands it to the timer thread: only
+                    // when the deadline moved (this runs on every event of
+                    // the connection).
+                    if self.timer_at != Some(at) {
+                        self.timer_at = Some(at);
+                        self.timer
+                            .reset(at.saturating_duration_since(Instant::now()));
+                    }
                     if self.timer.poll_unpin(cx).is_pending() {
                         break;
                     }
+                    self.timer_at = None;
                 }
                 Step::Probe => {
                     self.write_probe();

@@ -12,7 +12,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     long_about = "hush: a peer-to-peer, end-to-end-encrypted messenger.\n\n\
 Start with `hush init --name NAME`, then `hush node run` (leave it running), \
 then share the card from `hush id` with a friend and add theirs with \
-`hush contact add NAME CARD`. `hush demo` shows the whole flow."
+`hush contact add NAME CARD`. `hush demo` shows the whole flow.",
+    after_help = "Exit status: 0 done; 1 failed (the message says what happened and what to do); \
+2 wrong usage; 3 timed out (`send --wait`, `group send --wait`: the message stays queued).\n\
+Manual pages: `hush man`; the local API for bots: hush-api(7) (`hush man --dir DIR`)."
 )]
 pub struct Cli {
     /// The folder that holds this device's identity, messages and API socket
@@ -34,6 +37,7 @@ pub enum Command {
     },
     /// Print this device's contact card (share it with people you talk to)
     Id {
+        /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
         json: bool,
     },
@@ -43,12 +47,19 @@ pub enum Command {
     /// Run a relay: mailboxes for offline devices, key hosting, DHT, circuit relay
     #[command(subcommand)]
     Relay(RelayCommand),
-    /// Add or list contacts
+    /// Contacts: add, update, list, receipts, set
     #[command(subcommand)]
     Contact(ContactCommand),
     /// Send a message (it is durably queued before this returns)
+    #[command(after_help = "Examples:\n  \
+hush send bob \"see you at 8\"\n  \
+hush send bob \"are you there?\" --wait delivered --timeout 60\n  \
+echo \"from a script\" | hush send bob - --json")]
     Send(SendArgs),
     /// Show the conversation with a contact, oldest to newest
+    #[command(after_help = "Examples:\n  \
+hush history bob\n  \
+hush history bob --limit 20 --json")]
     History(HistoryArgs),
     /// Mark a conversation read (sends a read receipt)
     Read {
@@ -63,6 +74,7 @@ pub enum Command {
     },
     /// Show the node's status
     Status {
+        /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
         json: bool,
     },
@@ -76,11 +88,34 @@ pub enum Command {
     /// Measure performance
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Print a shell completion script
+    #[command(after_help = "Examples:\n  \
+hush completions bash > ~/.local/share/bash-completion/completions/hush\n  \
+hush completions zsh > ~/.zfunc/_hush     # with fpath+=(~/.zfunc) before compinit\n  \
+hush completions fish > ~/.config/fish/completions/hush.fish")]
+    Completions {
+        /// The shell to complete for
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page, or write every page (one per command, and
+    /// hush-api(7) for the local API) into a folder
+    #[command(after_help = "Examples:\n  \
+hush man | man -l -\n  \
+hush man --dir ~/.local/share/man/man1 && mandb")]
+    Man {
+        /// Write the pages into DIR instead (created if missing); prints
+        /// the files written
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
     /// Run the node in the foreground until interrupted
+    #[command(after_help = "Examples:\n  \
+hush node run\n  \
+hush node run --listen /ip4/0.0.0.0/tcp/4001 --relay /ip4/203.0.113.7/tcp/7001/p2p/12D3KooW...")]
     Run(NodeRunArgs),
 }
 
@@ -123,6 +158,7 @@ pub struct PresenceArgs {
     /// Switch sharing of your presence and last seen with everyone.
     #[arg(long, value_enum, conflicts_with_all = ["name", "refresh"])]
     pub share: Option<OnOff>,
+    /// Print JSON instead of text (one object; a list prints one array)
     #[arg(long)]
     pub json: bool,
 }
@@ -160,6 +196,9 @@ pub struct RelayRunArgs {
 #[derive(Debug, Subcommand)]
 pub enum ContactCommand {
     /// Add a contact from their card (the line `hush id` prints)
+    #[command(
+        after_help = "Example:\n  hush contact add bob hush1...   # the card bob's `hush id` printed"
+    )]
     Add {
         /// The name you will use for them
         name: String,
@@ -176,6 +215,7 @@ pub enum ContactCommand {
     },
     /// List contacts with their safety numbers
     List {
+        /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
         json: bool,
     },
@@ -225,6 +265,7 @@ pub struct SendArgs {
     /// How long --wait waits, in seconds
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub timeout: u64,
+    /// Print JSON instead of text (one object; a list prints one array)
     #[arg(long)]
     pub json: bool,
 }
@@ -239,6 +280,7 @@ pub struct HistoryArgs {
     /// Only messages older than this message id (for paging back)
     #[arg(long, value_name = "ID")]
     pub before: Option<String>,
+    /// Print JSON instead of text (one object; a list prints one array)
     #[arg(long)]
     pub json: bool,
 }
@@ -250,6 +292,7 @@ pub enum GroupCommand {
     /// Create a group (you are its first admin); prints its id
     Create {
         name: String,
+        /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
         json: bool,
     },
@@ -282,6 +325,7 @@ pub enum GroupCommand {
         /// How long --wait waits, in seconds
         #[arg(long, default_value_t = 30, value_name = "SECS")]
         timeout: u64,
+        /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
         json: bool,
     },
@@ -294,17 +338,20 @@ pub enum GroupCommand {
         /// Only messages older than this message id (for paging back)
         #[arg(long, value_name = "ID")]
         before: Option<String>,
+        /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
         json: bool,
     },
     /// Members, their roles and devices
     Members {
         group: String,
+        /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
         json: bool,
     },
     /// Your groups and invitations
     List {
+        /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
         json: bool,
     },
@@ -321,6 +368,7 @@ pub enum GroupWait {
 pub enum BenchCommand {
     /// Two nodes on loopback TCP: latency, throughput, floor RTT, idle RSS
     Direct {
+        /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
         json: bool,
         /// Messages in the latency run (sent at a steady --rate)
@@ -336,6 +384,7 @@ pub enum BenchCommand {
     /// A relay under load: ingest rate, deposit ack latency, and a node
     /// draining 10,000 queued messages
     Relay {
+        /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
         json: bool,
         /// Concurrent senders, each on its own connection
@@ -367,12 +416,14 @@ pub enum BenchCommand {
         /// How long to measure
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=3600))]
         secs: u64,
+        /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
         json: bool,
     },
     /// DHT presence lookups across 20 relays, and how soon a contact
     /// coming online is seen.
     Presence {
+        /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
         json: bool,
     },
@@ -382,6 +433,7 @@ pub enum BenchCommand {
         /// Members besides the creator
         #[arg(long, default_value_t = 999)]
         members: u32,
+        /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
         json: bool,
     },
@@ -396,6 +448,7 @@ pub enum BenchCommand {
         /// Milliseconds between two messages (20: 50 messages a second)
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
         interval_ms: u64,
+        /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
         json: bool,
     },

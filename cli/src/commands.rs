@@ -8,6 +8,7 @@ mod chat;
 mod contact;
 mod group;
 mod identity;
+mod manual;
 mod node;
 mod presence;
 mod relay;
@@ -50,6 +51,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     init_logging(if verbose_default { "info" } else { "warn" });
     let home = match cli.command {
         Command::Demo => return crate::demo::run().await.map(|()| ExitCode::SUCCESS),
+        Command::Completions { shell } => {
+            return manual::completions(shell).map(|()| ExitCode::SUCCESS);
+        }
+        Command::Man { dir } => return manual::man(dir.as_deref()).map(|()| ExitCode::SUCCESS),
         Command::Bench(command) => return bench::run(command).await.map(|()| ExitCode::SUCCESS),
         Command::Relay(RelayCommand::Run(args)) => {
             let config = relay::settings(args)?;
@@ -76,7 +81,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Group(command) => {
             return group::run(&mut Client::connect(&home).await?, command).await;
         }
-        Command::Demo | Command::Bench(_) | Command::Relay(_) => {}
+        Command::Demo
+        | Command::Bench(_)
+        | Command::Relay(_)
+        | Command::Completions { .. }
+        | Command::Man { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -191,6 +191,10 @@ pub struct RelayRunArgs {
     /// Another relay to join the DHT through (repeatable)
     #[arg(long, value_name = "MULTIADDR")]
     pub bootstrap: Vec<String>,
+    /// Check the configuration (file, flags, defaults) and exit: 0 and a
+    /// summary if the relay would start with it, 1 and what is wrong if not
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -57,7 +57,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Man { dir } => return manual::man(dir.as_deref()).map(|()| ExitCode::SUCCESS),
         Command::Bench(command) => return bench::run(command).await.map(|()| ExitCode::SUCCESS),
         Command::Relay(RelayCommand::Run(args)) => {
+            let check = args.check_config;
             let config = relay::settings(args)?;
+            if check {
+                relay::print_checked(&config);
+                return Ok(ExitCode::SUCCESS);
+            }
             return relay::run(config).await.map(|()| ExitCode::SUCCESS);
         }
         _ => resolve_home(cli.home)?,

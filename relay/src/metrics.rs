@@ -50,6 +50,8 @@ pub struct Metrics {
     pub mail_log_index_commits: AtomicU64,
     pub mail_log_waits: AtomicU64,
     pub dead_connections: AtomicU64,
+    /// Listening and serving (`/readyz`).
+    ready: std::sync::atomic::AtomicBool,
     refusals: [AtomicU64; Refusal::COUNT],
 }
 
@@ -83,6 +85,14 @@ impl Metrics {
     /// full.
     pub fn history_dropped(&self) {
         self.history_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
     }
 
     /// A connection went silent and was closed (see `hush_host::liveness`).
@@ -230,12 +240,57 @@ impl Metrics {
     }
 }
 
-/// Binds the metrics address; the returned future serves it.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
+/// The HTTP endpoint for monitoring: `/metrics` (Prometheus text),
+/// `/healthz` (200 while the process serves) and `/readyz` (200 once the
+/// relay listens and serves, 503 before and while it stops). Stops when
+/// dropped.
+pub struct Server {
+    address: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
 }
 
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+impl Server {
+    pub async fn start(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let address = listener.local_addr()?;
+        let task = tokio::spawn(serve(listener, metrics));
+        Ok(Self { address, task })
+    }
+
+    /// Where it listens (the port chosen, if 0 was asked for).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What to answer a request line with: status and body.
+fn answer(request: &str, metrics: &Metrics) -> (&'static str, String) {
+    let path = request
+        .strip_prefix("GET ")
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or("");
+    match path {
+        "/metrics" => ("200 OK", metrics.render()),
+        "/healthz" => ("200 OK", "ok\n".to_owned()),
+        "/readyz" if metrics.is_ready() => ("200 OK", "ready\n".to_owned()),
+        "/readyz" => (
+            "503 Service Unavailable",
+            "not ready: starting (opening the store, binding addresses) or stopping\n".to_owned(),
+        ),
+        _ => (
+            "404 Not Found",
+            "try /metrics, /healthz or /readyz\n".to_owned(),
+        ),
+    }
+}
+
+async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
     let permits = Arc::new(Semaphore::new(16));
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
@@ -258,11 +313,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
                     len += n;
                 }
                 let request = String::from_utf8_lossy(&buf[..len]);
-                let (status, body) = if request.starts_with("GET /metrics ") {
-                    ("200 OK", metrics.render())
-                } else {
-                    ("404 Not Found", "try /metrics\n".to_owned())
-                };
+                let (status, body) = answer(&request, &metrics);
                 let head = format!(
                     "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                     body.len()
@@ -273,5 +324,32 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
             };
             let _ = tokio::time::timeout(Duration::from_secs(5), answer).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readyz_is_503_until_the_relay_serves_and_again_while_it_stops() {
+        let metrics = Metrics::default();
+        let get = |path: &str| answer(&format!("GET {path} HTTP/1.1\r\n\r\n"), &metrics).0;
+        assert_eq!(get("/healthz"), "200 OK");
+        assert_eq!(get("/readyz"), "503 Service Unavailable");
+        metrics.set_ready(true);
+        assert_eq!(get("/readyz"), "200 OK");
+        assert!(
+            answer("GET /metrics HTTP/1.1\r\n", &metrics)
+                .1
+                .contains("hush_relay_connections")
+        );
+        metrics.set_ready(false);
+        assert_eq!(get("/readyz"), "503 Service Unavailable");
+        assert_eq!(get("/elsewhere"), "404 Not Found");
+        assert_eq!(
+            answer("POST /readyz HTTP/1.1\r\n", &metrics).0,
+            "404 Not Found"
+        );
     }
 }

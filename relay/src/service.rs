@@ -108,7 +108,8 @@ pub struct Relay {
     history: History,
     clock: HostClock,
     metrics: Arc<Metrics>,
-    metrics_listener: Option<tokio::net::TcpListener>,
+    /// Serves `/metrics`, `/healthz` and `/readyz`; stopped with the relay.
+    _metrics_server: Option<metrics::Server>,
     commit: Option<JoinHandle<Result<Applied, StoreError>>>,
     /// Open connections per remote IP address, and each connection's.
     ips: HashMap<IpAddr, u32>,
@@ -230,6 +231,18 @@ impl Relay {
     /// Opens the store, binds every address and the metrics endpoint.
     pub async fn start(config: Config) -> Result<(Self, Started), RelayError> {
         config.validate()?;
+        // Served from the start, so `/healthz` answers and `/readyz` says
+        // "not yet" while the store opens (replaying its logs) and the
+        // relay binds its addresses.
+        let metrics = Arc::new(Metrics::default());
+        let metrics_server = match config.metrics {
+            Some(addr) => Some(
+                metrics::Server::start(addr, metrics.clone())
+                    .await
+                    .map_err(|source| RelayError::Metrics { addr, source })?,
+            ),
+            None => None,
+        };
         create_private_dir(&config.data).map_err(|source| RelayError::DataDir {
             path: config.data.clone(),
             source,
@@ -268,7 +281,6 @@ impl Relay {
         )
         .map_err(|StoreFault(e)| RelayError::Load(e))?;
         engine.set_other_bytes(history.bytes());
-        let metrics = Arc::new(Metrics::default());
         metrics.record(&engine.stats());
 
         for addr in &config.listen {
@@ -324,20 +336,12 @@ impl Relay {
         if !config.bootstrap.is_empty() {
             let _ = swarm.behaviour_mut().kad.bootstrap();
         }
-        let metrics_listener = match config.metrics {
-            Some(addr) => Some(
-                metrics::bind(addr)
-                    .await
-                    .map_err(|source| RelayError::Metrics { addr, source })?,
-            ),
-            None => None,
-        };
         let limits = config.limits.clone();
         let retention_ms = config.retention_secs.saturating_mul(1000);
         let started = Started {
             peer_id,
             addresses,
-            metrics: metrics_listener.as_ref().and_then(|l| l.local_addr().ok()),
+            metrics: metrics_server.as_ref().map(metrics::Server::address),
         };
         tracing::info!(%peer_id, stored = engine.stats().stored_messages, "relay started");
         let relay = Self {
@@ -348,7 +352,7 @@ impl Relay {
             history,
             clock,
             metrics,
-            metrics_listener,
+            _metrics_server: metrics_server,
             commit: None,
             ips: HashMap::new(),
             connection_ips: HashMap::new(),
@@ -366,9 +370,7 @@ impl Relay {
 
     /// Serves until `shutdown` resolves, then lands what is being written.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
-        if let Some(listener) = self.metrics_listener.take() {
-            tokio::spawn(metrics::serve(listener, self.metrics.clone()));
-        }
+        self.metrics.set_ready(true);
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut shutdown = std::pin::pin!(shutdown);
@@ -382,7 +384,11 @@ impl Relay {
                 }
             };
             tokio::select! {
-                () = &mut shutdown => break,
+                () = &mut shutdown => {
+                    // Load balancers stop sending new nodes here first.
+                    self.metrics.set_ready(false);
+                    break;
+                }
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 result = commit_done => self.on_commit(join_result(result)),
                 _ = tick.tick() => self.on_tick(),

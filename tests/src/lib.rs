@@ -455,15 +455,21 @@ impl RelayProc {
         }
     }
 
-    /// One metric from `/metrics` (labels included in `name`), if served.
-    pub fn metric(&self, name: &str) -> Option<f64> {
+    /// `GET PATH` on the metrics address: the whole HTTP answer, if any.
+    pub fn http_get(&self, path: &str) -> Option<String> {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).ok()?;
         stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: relay\r\n\r\n")
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: relay\r\n\r\n").as_bytes())
             .ok()?;
         let mut text = String::new();
         stream.read_to_string(&mut text).ok()?;
+        Some(text)
+    }
+
+    /// One metric from `/metrics` (labels included in `name`), if served.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let text = self.http_get("/metrics")?;
         text.lines().find_map(|l| {
             let (key, value) = l.rsplit_once(' ')?;
             (key == name).then(|| value.parse().ok()).flatten()

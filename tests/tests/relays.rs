@@ -596,3 +596,41 @@ fn a_contact_who_adds_a_relay_later_is_reached_after_a_card_update() {
         ],
     );
 }
+
+/// What an operator and a load balancer reach for: `/healthz`, `/readyz`
+/// beside `/metrics`, and `--check-config` finding a bad key with its line.
+#[test]
+fn health_endpoints_answer_and_check_config_names_the_bad_line_and_key() {
+    let relay = RelayProc::start("");
+    for path in ["/healthz", "/readyz"] {
+        let answer = relay.http_get(path).expect("an answer");
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{path}: {answer}");
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "retention_secs = 60\n\n[quotas]\nmailbox_itemz = 5\n").expect("write");
+    let out = std::process::Command::new(hush_tests::hush_bin())
+        .args(["relay", "run", "--check-config", "--config"])
+        .arg(&bad)
+        .output()
+        .expect("run hush");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("line 4") && stderr.contains("mailbox_itemz"),
+        "{stderr}"
+    );
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "retention_secs = 60\n").expect("write");
+    let out = std::process::Command::new(hush_tests::hush_bin())
+        .args(["relay", "run", "--check-config", "--config"])
+        .arg(&good)
+        .output()
+        .expect("run hush");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("configuration OK") && stdout.contains("retention: 60 s"),
+        "{stdout}"
+    );
+}

@@ -28,6 +28,21 @@ pub fn settings(args: RelayRunArgs) -> Result<hush_relay::Config> {
     Ok(config)
 }
 
+/// `--check-config`: the settings the relay would run with.
+pub fn print_checked(config: &hush_relay::Config) {
+    println!("configuration OK");
+    println!("listen:    {}", config.listen.join(", "));
+    println!("data:      {}", config.data.display());
+    println!("retention: {} s", config.retention_secs);
+    match config.metrics {
+        Some(addr) => println!("metrics:   http://{addr}/metrics (and /healthz, /readyz)"),
+        None => println!("metrics:   off"),
+    }
+    if !config.bootstrap.is_empty() {
+        println!("bootstrap: {}", config.bootstrap.join(", "));
+    }
+}
+
 /// Runs the relay until Ctrl-C or SIGTERM.
 pub async fn run(config: hush_relay::Config) -> Result<()> {
     let (relay, started) = hush_relay::Relay::start(config).await?;

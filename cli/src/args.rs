@@ -14,7 +14,8 @@ Start with `hush init --name NAME`, then `hush node run` (leave it running), \
 then share the card from `hush id` with a friend and add theirs with \
 `hush contact add NAME CARD`. `hush demo` shows the whole flow.",
     after_help = "Exit status: 0 done; 1 failed (the message says what happened and what to do); \
-2 wrong usage; 3 timed out (`send --wait`, `group send --wait`: the message stays queued).\n\
+2 wrong usage; 3 timed out (`send --wait`, `group send --wait`: the message stays queued); \
+4 the node is not running (or, for `events`, stopped).\n\
 Manual pages: `hush man`; the local API for bots: hush-api(7) (`hush man --dir DIR`)."
 )]
 pub struct Cli {

@@ -23,6 +23,36 @@ use clap::Parser;
 
 /// Exit code when `send --wait` gave up before the wanted status.
 pub const EXIT_TIMED_OUT: u8 = 3;
+/// Exit code when the node is not running (or went away while a command
+/// followed it, as `events` does).
+pub const EXIT_NODE_NOT_RUNNING: u8 = 4;
+
+/// `hush events` lost its node: the node stopped.
+#[derive(Debug)]
+pub struct NodeWentAway;
+
+impl std::fmt::Display for NodeWentAway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "the node stopped (its event stream ended): start it again with `hush node run`",
+        )
+    }
+}
+
+impl std::error::Error for NodeWentAway {}
+
+/// The exit code for an error (see `hush --help`).
+fn exit_code(error: &anyhow::Error) -> ExitCode {
+    let not_running = matches!(
+        error.downcast_ref::<hush_node::ClientError>(),
+        Some(hush_node::ClientError::NotRunning { .. })
+    ) || error.downcast_ref::<NodeWentAway>().is_some();
+    if not_running {
+        ExitCode::from(EXIT_NODE_NOT_RUNNING)
+    } else {
+        ExitCode::FAILURE
+    }
+}
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
@@ -41,7 +71,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            exit_code(&e)
         }
     }
 }

@@ -190,7 +190,9 @@ fn bad_input_fails_clearly_and_loses_nothing() {
 
     let stopped = User::new("carol");
     assert_fails(&stopped.run(&["send", "bob", "hi"]), "node run");
-    assert_fails(&stopped.run(&["contact", "list"]), "not running");
+    let run = stopped.run(&["contact", "list"]);
+    assert_fails(&run, "not running");
+    assert_eq!(run.code, Some(4), "exit code 4: the node is not running");
     assert_fails(
         &stopped.run(&["init", "--name", "carol"]),
         "already holds a hush identity",

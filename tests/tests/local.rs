@@ -24,6 +24,23 @@ fn a_home_folder_other_users_can_write_is_refused() {
     let mut alice = alice;
     alice.start();
     assert!(alice.run(&["status"]).ok());
+
+    // `hush events` follows the node; when the node stops, it says so and
+    // exits with 4 (a script's `hush events | …` loop can restart it).
+    let mut events = std::process::Command::new(hush_tests::hush_bin())
+        .arg("--home")
+        .arg(&alice.home)
+        .args(["events", "--json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn hush events");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    alice.stop();
+    let status = hush_tests::wait_for("events to exit", std::time::Duration::from_secs(20), || {
+        events.try_wait().ok().flatten()
+    });
+    assert_eq!(status.code(), Some(4), "events exits 4 when the node stops");
 }
 
 /// A message given on the command line shows in `ps` and the shell

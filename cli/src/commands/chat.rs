@@ -100,7 +100,7 @@ pub async fn events(client: &mut Client, json: bool) -> Result<()> {
             println!("{}", describe_event(&event));
         }
     }
-    Ok(())
+    Err(crate::NodeWentAway.into())
 }
 
 fn describe_event(event: &Value) -> String {

@@ -122,6 +122,9 @@ pub fn build_swarm(
         .with_quic()
         .with_other_transport(|key| tcp_transport(key, activity))
         .map_err(io::Error::other)?
+        // `/dns4/`, `/dns6/`, `/dnsaddr/` names (a relay that moves keeps
+        // its name), resolved with the system's resolver and hosts file.
+        .with_dns()?
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(io::Error::other)?
         .with_behaviour(|key, relay_client| {

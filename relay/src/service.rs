@@ -157,6 +157,9 @@ fn build_swarm(
         .with_quic()
         .with_other_transport(|key| tcp_transport(key, activity))
         .map_err(|e| net(&e))?
+        // Other relays by name (`/dns4/…` in `bootstrap`).
+        .with_dns()
+        .map_err(|e| net(&e))?
         .with_behaviour(|key| {
             let peer_id = key.public().to_peer_id();
             let gossipsub = gossipsub_behaviour()?;

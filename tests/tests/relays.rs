@@ -634,3 +634,31 @@ fn health_endpoints_answer_and_check_config_names_the_bad_line_and_key() {
         "{stdout}"
     );
 }
+
+/// A relay named by DNS (`/dns4/localhost/…`) instead of an IP address is
+/// used like any other: it can move without breaking every card naming it.
+#[test]
+fn a_relay_named_by_dns_is_used() {
+    let relay = RelayProc::start("");
+    let named = relay.address.replace("/ip4/127.0.0.1/", "/dns4/localhost/");
+    assert_ne!(named, relay.address, "{}", relay.address);
+    let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
+    bob.start_with(&["--relay", &named]);
+    alice.start();
+    wait_keys_stocked(&bob);
+    let status = bob.json(&["status", "--json"]);
+    assert_eq!(status["relays"][0]["address"], named.as_str(), "{status}");
+    assert!(bob.card().len() > 10);
+    introduce(&alice, &bob);
+    wait_outbox_empty(&bob);
+    bob.stop();
+    // Offline mail for bob goes to the relay by its name.
+    send(&alice, "bob", "through a named relay", "sent");
+    bob.start_with(&["--relay", &named]);
+    wait_for("bob to read his mail", Duration::from_secs(30), || {
+        bob.history("alice")
+            .iter()
+            .any(|m| m["text"] == "through a named relay")
+            .then_some(())
+    });
+}

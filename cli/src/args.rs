@@ -41,6 +41,10 @@ pub enum Command {
         /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
         json: bool,
+        /// Also print the card as a QR code (for a phone or another
+        /// device's camera; light on dark, for dark terminals)
+        #[arg(long, conflicts_with = "json")]
+        qr: bool,
     },
     /// Run or inspect the node daemon
     #[command(subcommand)]

@@ -69,7 +69,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     };
     match cli.command {
         Command::Init { name } => identity::init(&home, &name)?,
-        Command::Id { json } => identity::id(&home, json).await?,
+        Command::Id { json, qr } => identity::id(&home, json, qr).await?,
         Command::Node(NodeCommand::Run(args)) => {
             let config = node::settings(args)?;
             node::run(&home, config).await?;

@@ -22,7 +22,7 @@ pub fn init(home: &Home, name: &str) -> Result<()> {
 
 /// Prints the card: from the running node, or else from the home folder
 /// (with the addresses it last listened on).
-pub async fn id(home: &Home, json: bool) -> Result<()> {
+pub async fn id(home: &Home, json: bool, qr: bool) -> Result<()> {
     let card = match Client::connect(home).await {
         Ok(mut client) => client.call("card", Value::Null).await?["card"]
             .as_str()
@@ -58,6 +58,43 @@ pub async fn id(home: &Home, json: bool) -> Result<()> {
         );
         println!("account: {}", parsed.account());
         println!("card:    {card}");
+        if qr {
+            println!();
+            print!("{}", qr_code(&card)?);
+        }
     }
     Ok(())
+}
+
+/// The card as a QR code in text: two modules per character cell (half
+/// blocks), with the quiet zone. Dark modules print as blanks, so the code
+/// reads right on a terminal with a dark background.
+fn qr_code(card: &str) -> Result<String> {
+    use qrcode::render::unicode::Dense1x2;
+    let code = qrcode::QrCode::with_error_correction_level(card, qrcode::EcLevel::L)
+        .map_err(|e| anyhow::anyhow!("the card does not fit in a QR code: {e}"))?;
+    let mut text = code
+        .render::<Dense1x2>()
+        .dark_color(Dense1x2::Light)
+        .light_color(Dense1x2::Dark)
+        .quiet_zone(true)
+        .build();
+    text.push('\n');
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::qr_code;
+
+    #[test]
+    fn a_card_renders_as_a_square_qr_code() {
+        let card = format!("hush1{}", "q".repeat(620));
+        let text = qr_code(&card).expect("fits");
+        let lines: Vec<&str> = text.lines().collect();
+        let width = lines[0].chars().count();
+        assert!(lines.iter().all(|l| l.chars().count() == width));
+        // Two modules per line: about half as many lines as columns.
+        assert!(width > 60 && lines.len() * 2 >= width && lines.len() * 2 <= width + 2);
+    }
 }

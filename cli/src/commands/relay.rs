@@ -56,6 +56,9 @@ pub async fn run(config: hush_relay::Config) -> Result<()> {
     println!("Give nodes one of these addresses with `hush node run --relay ADDRESS`.");
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
+    // Under systemd (`Type=notify`): started once listening; nothing
+    // happens without NOTIFY_SOCKET.
+    notify_systemd(sd_notify::NotifyState::Ready);
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("could not watch for SIGTERM")?;
     relay
@@ -65,7 +68,14 @@ pub async fn run(config: hush_relay::Config) -> Result<()> {
                 _ = terminate.recv() => {}
             }
             tracing::info!("stopping");
+            notify_systemd(sd_notify::NotifyState::Stopping);
         })
         .await;
     Ok(())
+}
+
+fn notify_systemd(state: sd_notify::NotifyState<'_>) {
+    if let Err(e) = sd_notify::notify(&[state]) {
+        tracing::warn!(error = %e, "could not tell systemd the relay's state");
+    }
 }

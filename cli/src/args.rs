@@ -24,8 +24,25 @@ pub struct Cli {
     #[arg(long, global = true, env = "HUSH_HOME", value_name = "DIR")]
     pub home: Option<PathBuf>,
 
+    /// How logs are written to stderr: `text` for people, `json` (one
+    /// object per line) for log collectors
+    #[arg(
+        long,
+        global = true,
+        env = "HUSH_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

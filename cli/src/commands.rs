@@ -20,15 +20,18 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use hush_node::{Client, Home};
 
-use crate::args::{Cli, Command, NodeCommand, RelayCommand};
+use crate::args::{Cli, Command, LogFormat, NodeCommand, RelayCommand};
 
-fn init_logging(default: &str) {
+fn init_logging(default: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HUSH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => logs.try_init(),
+        LogFormat::Json => logs.json().flatten_event(true).try_init(),
+    };
 }
 
 fn resolve_home(home: Option<PathBuf>) -> Result<Home> {
@@ -48,7 +51,10 @@ fn print_json(value: &impl serde::Serialize) -> Result<()> {
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let verbose_default = matches!(cli.command, Command::Node(_) | Command::Relay(_));
-    init_logging(if verbose_default { "info" } else { "warn" });
+    init_logging(
+        if verbose_default { "info" } else { "warn" },
+        cli.log_format,
+    );
     let home = match cli.command {
         Command::Demo => return crate::demo::run().await.map(|()| ExitCode::SUCCESS),
         Command::Completions { shell } => {

@@ -223,6 +223,13 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
+            "# HELP hush_build_info The running hush version (always 1).\n\
+             # TYPE hush_build_info gauge\n\
+             hush_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        let _ = writeln!(
+            out,
             "# HELP hush_relay_refusals_total Requests or deposits refused, by reason."
         );
         let _ = writeln!(out, "# TYPE hush_relay_refusals_total counter");

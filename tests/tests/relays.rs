@@ -598,14 +598,31 @@ fn a_contact_who_adds_a_relay_later_is_reached_after_a_card_update() {
 }
 
 /// What an operator and a load balancer reach for: `/healthz`, `/readyz`
-/// beside `/metrics`, and `--check-config` finding a bad key with its line.
+/// and `hush_build_info` beside `/metrics`, JSON logs, and `--check-config`
+/// finding a bad key with its line.
 #[test]
 fn health_endpoints_answer_and_check_config_names_the_bad_line_and_key() {
-    let relay = RelayProc::start("");
+    // Logs as JSON lines too, for log collectors.
+    let relay = RelayProc::start_with("", &["--log-format", "json"]);
     for path in ["/healthz", "/readyz"] {
         let answer = relay.http_get(path).expect("an answer");
         assert!(answer.starts_with("HTTP/1.1 200 OK"), "{path}: {answer}");
     }
+    let version = format!(
+        "hush_build_info{{version=\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(relay.metric(&version), Some(1.0));
+    let started = relay
+        .log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["message"] == "relay started");
+    assert!(
+        started.is_some_and(|l| l["level"] == "INFO"),
+        "{}",
+        relay.log()
+    );
     let dir = tempfile::tempdir().expect("temp dir");
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "retention_secs = 60\n\n[quotas]\nmailbox_itemz = 5\n").expect("write");

@@ -51,7 +51,23 @@ pub enum ConfigError {
     },
     #[error("invalid setting {field}: {reason}")]
     Invalid { field: &'static str, reason: String },
+    #[error(
+        "the environment variable {var} is not a relay setting: use HUSH_RELAY_<KEY> or \
+         HUSH_RELAY_QUOTAS_<KEY> / HUSH_RELAY_LIMITS_<KEY> with a key from docs/relay-operators.md"
+    )]
+    UnknownVariable { var: String },
+    #[error("the settings from the environment ({vars}) are not valid")]
+    Environment {
+        vars: String,
+        #[source]
+        source: toml::de::Error,
+    },
 }
+
+/// Environment variables that override settings start with this.
+pub const ENV_PREFIX: &str = "HUSH_RELAY_";
+/// Settings that are lists: their variables hold comma-separated items.
+const LIST_KEYS: [&str; 2] = ["listen", "bootstrap"];
 
 pub use hush_protocol::relay::Quotas;
 
@@ -117,15 +133,94 @@ impl Default for Config {
 }
 
 impl Config {
-    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
+    /// The settings from the file (if any) with the environment's
+    /// overrides on top: `HUSH_RELAY_RETENTION_SECS=60`,
+    /// `HUSH_RELAY_QUOTAS_MAILBOX_ITEMS=500`,
+    /// `HUSH_RELAY_LISTEN=/ip4/0.0.0.0/tcp/7001,/ip4/0.0.0.0/udp/7001/quic-v1`.
+    /// Variables with the prefix that name no setting are refused.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                // Checked whole first, so a file error names its line.
+                toml::from_str::<Config>(&text).map_err(|source| ConfigError::Parse {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str::<toml::Table>(&text).map_err(|source| ConfigError::Parse {
+                    path: path.to_owned(),
+                    source,
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        let mut vars: Vec<String> = Vec::new();
+        for (var, value) in env {
+            let Some(key) = var.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let key = key.to_ascii_lowercase();
+            let (section, key) = match key.split_once('_') {
+                Some((section @ ("quotas" | "limits"), rest)) => (Some(section), rest.to_owned()),
+                _ => (None, key),
+            };
+            let parsed = if LIST_KEYS.contains(&key.as_str()) && section.is_none() {
+                toml::Value::Array(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|v| !v.is_empty())
+                        .map(|v| toml::Value::String(v.to_owned()))
+                        .collect(),
+                )
+            } else if let Ok(n) = value.trim().parse::<i64>() {
+                toml::Value::Integer(n)
+            } else {
+                toml::Value::String(value)
+            };
+            let target = match section {
+                Some(section) => match table
+                    .entry(section)
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                {
+                    toml::Value::Table(t) => t,
+                    _ => return Err(ConfigError::UnknownVariable { var }),
+                },
+                None => &mut table,
+            };
+            target.insert(key, parsed);
+            vars.push(var);
+        }
+        let config = Config::deserialize(toml::Value::Table(table)).map_err(|source| {
+            // An unknown key: name the variable that brought it.
+            let message = source.to_string();
+            let unknown = message
+                .split_once("unknown field `")
+                .and_then(|(_, rest)| rest.split_once('`'))
+                .map(|(field, _)| field.to_owned());
+            let var = unknown.and_then(|field| {
+                vars.iter().find(|v| {
+                    let key = v[ENV_PREFIX.len()..].to_ascii_lowercase();
+                    key == field
+                        || key.strip_prefix("quotas_") == Some(field.as_str())
+                        || key.strip_prefix("limits_") == Some(field.as_str())
+                })
+            });
+            match var {
+                Some(var) => ConfigError::UnknownVariable { var: var.clone() },
+                None => ConfigError::Environment {
+                    vars: vars.join(", "),
+                    source,
+                },
+            }
         })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: path.to_owned(),
-            source,
-        })
+        Ok(config)
     }
 
     /// Checks the settings make sense together.
@@ -224,6 +319,55 @@ mod tests {
         assert_eq!(config.quotas.mailbox_items, 5);
         assert_eq!(config.quotas.sender_items, Quotas::default().sender_items);
         config.validate().unwrap();
+    }
+
+    fn vars(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn environment_variables_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("relay.toml");
+        std::fs::write(&file, "retention_secs = 60\n[quotas]\nmailbox_items = 5\n").unwrap();
+        let config = Config::load(
+            Some(&file),
+            vars(&[
+                ("HUSH_RELAY_QUOTAS_MAILBOX_ITEMS", "7"),
+                ("HUSH_RELAY_LIMITS_CONNECTIONS_PER_IP", "9"),
+                ("HUSH_RELAY_LISTEN", "/ip4/127.0.0.1/tcp/1, /ip4/127.0.0.1/tcp/2"),
+                ("HUSH_RELAY_METRICS", "127.0.0.1:9464"),
+                ("HUSH_RELAY_DATA", "/var/lib/hush-relay"),
+                ("HUSH_LOG", "info"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.retention_secs, 60, "from the file");
+        assert_eq!(config.quotas.mailbox_items, 7);
+        assert_eq!(config.limits.connections_per_ip, 9);
+        assert_eq!(config.listen, ["/ip4/127.0.0.1/tcp/1", "/ip4/127.0.0.1/tcp/2"]);
+        assert_eq!(config.metrics, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(config.data, PathBuf::from("/var/lib/hush-relay"));
+        // Without a file, on top of the defaults.
+        let config = Config::load(None, vars(&[("HUSH_RELAY_RETENTION_SECS", "5")])).unwrap();
+        assert_eq!(config.retention_secs, 5);
+        assert_eq!(config.quotas, Quotas::default());
+    }
+
+    #[test]
+    fn an_environment_variable_that_names_no_setting_is_refused_by_name() {
+        for var in ["HUSH_RELAY_RETENTION", "HUSH_RELAY_QUOTAS_MAILBOX_ITEMZ"] {
+            let err = Config::load(
+                None,
+                vars(&[("HUSH_RELAY_LISTEN", "/ip4/127.0.0.1/tcp/1"), (var, "3")]),
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains(var), "{err}");
+        }
+        let err = Config::load(None, vars(&[("HUSH_RELAY_RETENTION_SECS", "soon")])).unwrap_err();
+        assert!(matches!(err, ConfigError::Environment { .. }), "{err}");
     }
 
     #[test]

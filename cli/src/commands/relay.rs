@@ -4,13 +4,11 @@ use anyhow::{Context, Result};
 
 use crate::args::RelayRunArgs;
 
-/// The relay's settings: flags over the config file over the defaults,
-/// checked before anything starts.
+/// The relay's settings: flags over `HUSH_RELAY_*` variables over the
+/// config file over the defaults, checked before anything starts.
 pub fn settings(args: RelayRunArgs) -> Result<hush_relay::Config> {
-    let mut config = match &args.config {
-        Some(path) => hush_relay::Config::from_file(path)?,
-        None => hush_relay::Config::default(),
-    };
+    // Flags over the environment (HUSH_RELAY_*) over the file.
+    let mut config = hush_relay::Config::load(args.config.as_deref(), std::env::vars())?;
     if !args.listen.is_empty() {
         config.listen = args.listen;
     }

@@ -52,6 +52,9 @@ pub enum Command {
         /// The name your contacts' cards will suggest for you
         #[arg(long)]
         name: String,
+        /// Print JSON instead of text (one object; a list prints one array)
+        #[arg(long)]
+        json: bool,
     },
     /// Print this device's contact card (share it with people you talk to)
     Id {
@@ -87,6 +90,9 @@ hush history bob --limit 20 --json")]
     Read {
         /// The contact's name
         name: String,
+        /// Print JSON instead of text (one object; a list prints one array)
+        #[arg(long)]
+        json: bool,
     },
     /// Follow events: new messages, status changes, contacts coming online
     Events {
@@ -230,6 +236,9 @@ pub enum ContactCommand {
         name: String,
         /// Their contact card (starts with hush1)
         card: String,
+        /// Print JSON instead of text (one object; a list prints one array)
+        #[arg(long)]
+        json: bool,
     },
     /// Replace a contact's card with their current one (new addresses or
     /// home relays); the name, settings and history stay
@@ -238,6 +247,9 @@ pub enum ContactCommand {
         name: String,
         /// Their current contact card (from their `hush id`)
         card: String,
+        /// Print JSON instead of text (one object; a list prints one array)
+        #[arg(long)]
+        json: bool,
     },
     /// List contacts with their safety numbers
     List {
@@ -251,6 +263,9 @@ pub enum ContactCommand {
         name: String,
         #[arg(value_enum)]
         setting: OnOff,
+        /// Print JSON instead of text (one object; a list prints one array)
+        #[arg(long)]
+        json: bool,
     },
     /// Change what you share with a contact.
     Set {
@@ -262,6 +277,9 @@ pub enum ContactCommand {
         /// Whether the contact sees when you have read their messages.
         #[arg(long, value_enum)]
         receipts: Option<OnOff>,
+        /// Print JSON instead of text (one object; a list prints one array)
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -330,17 +348,47 @@ pub enum GroupCommand {
         /// Make them an admin
         #[arg(long)]
         admin: bool,
+        /// Print JSON instead of text (one object; a list prints one array)
+        #[arg(long)]
+        json: bool,
     },
     /// Accept an invitation
-    Join { group: String },
+    Join {
+        group: String,
+        /// Print JSON instead of text (one object; a list prints one array)
+        #[arg(long)]
+        json: bool,
+    },
     /// Decline an invitation
-    Decline { group: String },
+    Decline {
+        group: String,
+        /// Print JSON instead of text (one object; a list prints one array)
+        #[arg(long)]
+        json: bool,
+    },
     /// Leave a group (or forget one you were removed from)
-    Leave { group: String },
+    Leave {
+        group: String,
+        /// Print JSON instead of text (one object; a list prints one array)
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove a member or withdraw an invitation (admins only)
-    Remove { group: String, member: String },
+    Remove {
+        group: String,
+        member: String,
+        /// Print JSON instead of text (one object; a list prints one array)
+        #[arg(long)]
+        json: bool,
+    },
     /// Make a member an admin (admins only)
-    Promote { group: String, member: String },
+    Promote {
+        group: String,
+        member: String,
+        /// Print JSON instead of text (one object; a list prints one array)
+        #[arg(long)]
+        json: bool,
+    },
     /// Send a message to the group
     Send {
         group: String,
@@ -382,7 +430,12 @@ pub enum GroupCommand {
         json: bool,
     },
     /// Mark the group's messages read (tells their authors)
-    Read { group: String },
+    Read {
+        group: String,
+        /// Print JSON instead of text (one object; a list prints one array)
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -74,7 +74,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         _ => resolve_home(cli.home)?,
     };
     match cli.command {
-        Command::Init { name } => identity::init(&home, &name)?,
+        Command::Init { name, json } => identity::init(&home, &name, json)?,
         Command::Id { json, qr } => identity::id(&home, json, qr).await?,
         Command::Node(NodeCommand::Run(args)) => {
             let config = node::settings(args)?;
@@ -86,7 +86,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Presence(args) => presence::run(&mut Client::connect(&home).await?, args).await?,
         Command::Send(args) => return chat::send(&mut Client::connect(&home).await?, args).await,
         Command::History(args) => chat::history(&mut Client::connect(&home).await?, args).await?,
-        Command::Read { name } => chat::read(&mut Client::connect(&home).await?, &name).await?,
+        Command::Read { name, json } => {
+            chat::read(&mut Client::connect(&home).await?, &name, json).await?
+        }
         Command::Events { json } => chat::events(&mut Client::connect(&home).await?, json).await?,
         Command::Status { json } => status::run(&mut Client::connect(&home).await?, json).await?,
         Command::Group(command) => {

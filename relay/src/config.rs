@@ -337,7 +337,10 @@ mod tests {
             vars(&[
                 ("HUSH_RELAY_QUOTAS_MAILBOX_ITEMS", "7"),
                 ("HUSH_RELAY_LIMITS_CONNECTIONS_PER_IP", "9"),
-                ("HUSH_RELAY_LISTEN", "/ip4/127.0.0.1/tcp/1, /ip4/127.0.0.1/tcp/2"),
+                (
+                    "HUSH_RELAY_LISTEN",
+                    "/ip4/127.0.0.1/tcp/1, /ip4/127.0.0.1/tcp/2",
+                ),
                 ("HUSH_RELAY_METRICS", "127.0.0.1:9464"),
                 ("HUSH_RELAY_DATA", "/var/lib/hush-relay"),
                 ("HUSH_LOG", "info"),
@@ -347,7 +350,10 @@ mod tests {
         assert_eq!(config.retention_secs, 60, "from the file");
         assert_eq!(config.quotas.mailbox_items, 7);
         assert_eq!(config.limits.connections_per_ip, 9);
-        assert_eq!(config.listen, ["/ip4/127.0.0.1/tcp/1", "/ip4/127.0.0.1/tcp/2"]);
+        assert_eq!(
+            config.listen,
+            ["/ip4/127.0.0.1/tcp/1", "/ip4/127.0.0.1/tcp/2"]
+        );
         assert_eq!(config.metrics, Some("127.0.0.1:9464".parse().unwrap()));
         assert_eq!(config.data, PathBuf::from("/var/lib/hush-relay"));
         // Without a file, on top of the defaults.

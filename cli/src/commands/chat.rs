@@ -85,10 +85,14 @@ pub async fn history(client: &mut Client, args: HistoryArgs) -> Result<()> {
     Ok(())
 }
 
-pub async fn read(client: &mut Client, name: &str) -> Result<()> {
+pub async fn read(client: &mut Client, name: &str, json: bool) -> Result<()> {
     let result = client.call("read", json!({ "contact": name })).await?;
-    println!("Marked {} messages read.", result["marked"]);
-    Ok(())
+    if json {
+        super::print_json(&result)
+    } else {
+        println!("Marked {} messages read.", result["marked"]);
+        Ok(())
+    }
 }
 
 pub async fn events(client: &mut Client, json: bool) -> Result<()> {

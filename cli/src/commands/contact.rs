@@ -9,23 +9,31 @@ use crate::args::{ContactCommand, OnOff};
 
 pub async fn run(client: &mut Client, command: ContactCommand) -> Result<()> {
     match command {
-        ContactCommand::Update { name, card } => update(client, name, card).await,
-        ContactCommand::Add { name, card } => add(client, name, card).await,
-        ContactCommand::Receipts { name, setting } => receipts(client, name, setting).await,
+        ContactCommand::Update { name, card, json } => update(client, name, card, json).await,
+        ContactCommand::Add { name, card, json } => add(client, name, card, json).await,
+        ContactCommand::Receipts {
+            name,
+            setting,
+            json,
+        } => receipts(client, name, setting, json).await,
         ContactCommand::Set {
             name,
             share_presence,
             receipts,
-        } => set(client, name, share_presence, receipts).await,
+            json,
+        } => set(client, name, share_presence, receipts, json).await,
         ContactCommand::List { json } => list(client, json).await,
     }
 }
 
-async fn update(client: &mut Client, name: String, card: String) -> Result<()> {
+async fn update(client: &mut Client, name: String, card: String, json: bool) -> Result<()> {
     let updated = client
         .call("contact.update", json!({ "name": name, "card": card }))
         .await?;
     let view: ContactView = serde_json::from_value(updated)?;
+    if json {
+        return print_json(&view);
+    }
     println!("Updated the card of {:?}", view.name);
     println!(
         "Safety number: {} (unchanged: same account)",
@@ -34,11 +42,14 @@ async fn update(client: &mut Client, name: String, card: String) -> Result<()> {
     Ok(())
 }
 
-async fn add(client: &mut Client, name: String, card: String) -> Result<()> {
+async fn add(client: &mut Client, name: String, card: String, json: bool) -> Result<()> {
     let added = client
         .call("contact.add", json!({ "name": name, "card": card }))
         .await?;
     let view: ContactView = serde_json::from_value(added)?;
+    if json {
+        return print_json(&view);
+    }
     println!("Added contact {:?} (account {})", view.name, view.account);
     println!("Safety number: {}", view.safety_number);
     println!(
@@ -48,11 +59,14 @@ async fn add(client: &mut Client, name: String, card: String) -> Result<()> {
     Ok(())
 }
 
-async fn receipts(client: &mut Client, name: String, setting: OnOff) -> Result<()> {
+async fn receipts(client: &mut Client, name: String, setting: OnOff, json: bool) -> Result<()> {
     let on = matches!(setting, OnOff::On);
-    client
+    let view = client
         .call("contact.receipts", json!({ "contact": name, "on": on }))
         .await?;
+    if json {
+        return print_json(&view);
+    }
     if on {
         println!("{name} will see when you have read their messages.");
     } else {
@@ -66,29 +80,40 @@ async fn set(
     name: String,
     share_presence: Option<OnOff>,
     receipts: Option<OnOff>,
+    json: bool,
 ) -> Result<()> {
     if share_presence.is_none() && receipts.is_none() {
         bail!("nothing to change: give --share-presence on|off and/or --receipts on|off");
     }
+    let mut result = serde_json::Map::new();
     if let Some(setting) = receipts {
         let on = matches!(setting, OnOff::On);
-        client
+        let view = client
             .call("contact.receipts", json!({ "contact": name, "on": on }))
             .await?;
-        println!(
-            "{name} {} see when you have read their messages.",
-            if on { "will" } else { "will no longer" }
-        );
+        result.insert("contact".into(), view);
+        if !json {
+            println!(
+                "{name} {} see when you have read their messages.",
+                if on { "will" } else { "will no longer" }
+            );
+        }
     }
     if let Some(setting) = share_presence {
         let on = matches!(setting, OnOff::On);
-        client
+        let view = client
             .call("presence.share", json!({ "contact": name, "on": on }))
             .await?;
-        println!(
-            "{name} {} see whether you are online or when you were last seen.",
-            if on { "can" } else { "can no longer" }
-        );
+        result.insert("presence".into(), view);
+        if !json {
+            println!(
+                "{name} {} see whether you are online or when you were last seen.",
+                if on { "can" } else { "can no longer" }
+            );
+        }
+    }
+    if json {
+        print_json(&result)?;
     }
     Ok(())
 }

@@ -14,6 +14,16 @@ async fn change(client: &mut Client, method: &str, params: Value) -> Result<Grou
     Ok(serde_json::from_value(client.call(method, params).await?)?)
 }
 
+/// Prints the group after a change: as JSON, or as `say` puts it.
+fn changed(view: &GroupView, json: bool, say: impl FnOnce(&GroupView) -> String) -> Result<()> {
+    if json {
+        print_json(view)
+    } else {
+        println!("{}", say(view));
+        Ok(())
+    }
+}
+
 pub async fn run(client: &mut Client, command: GroupCommand) -> Result<ExitCode> {
     match command {
         GroupCommand::Create { name, json } => {
@@ -33,42 +43,61 @@ pub async fn run(client: &mut Client, command: GroupCommand) -> Result<ExitCode>
             group,
             contact,
             admin,
+            json,
         } => {
             let params = json!({ "group": group, "contact": contact, "admin": admin });
             let view = change(client, "group.invite", params).await?;
-            println!(
-                "Invited {contact} into {}; they join with `hush group join {}`.",
-                for_terminal(&view.name, false),
-                for_terminal(&view.name, false)
-            );
+            changed(&view, json, |v| {
+                format!(
+                    "Invited {contact} into {}; they join with `hush group join {}`.",
+                    for_terminal(&v.name, false),
+                    for_terminal(&v.name, false)
+                )
+            })?;
         }
-        GroupCommand::Join { group } => {
+        GroupCommand::Join { group, json } => {
             let view = change(client, "group.join", json!({ "group": group })).await?;
-            println!(
-                "You joined {} ({} members).",
-                for_terminal(&view.name, false),
-                view.members
-            );
+            changed(&view, json, |v| {
+                format!(
+                    "You joined {} ({} members).",
+                    for_terminal(&v.name, false),
+                    v.members
+                )
+            })?;
         }
-        GroupCommand::Decline { group } | GroupCommand::Leave { group } => {
+        GroupCommand::Decline { group, json } | GroupCommand::Leave { group, json } => {
             let view = change(client, "group.leave", json!({ "group": group })).await?;
-            println!("You are out of {}.", for_terminal(&view.name, false));
+            changed(&view, json, |v| {
+                format!("You are out of {}.", for_terminal(&v.name, false))
+            })?;
         }
-        GroupCommand::Remove { group, member } => {
+        GroupCommand::Remove {
+            group,
+            member,
+            json,
+        } => {
             let params = json!({ "group": group, "member": member });
             let view = change(client, "group.remove", params).await?;
-            println!(
-                "Removed {member} from {}: they read nothing sent from now on.",
-                for_terminal(&view.name, false)
-            );
+            changed(&view, json, |v| {
+                format!(
+                    "Removed {member} from {}: they read nothing sent from now on.",
+                    for_terminal(&v.name, false)
+                )
+            })?;
         }
-        GroupCommand::Promote { group, member } => {
+        GroupCommand::Promote {
+            group,
+            member,
+            json,
+        } => {
             let params = json!({ "group": group, "member": member });
             let view = change(client, "group.promote", params).await?;
-            println!(
-                "{member} is now an admin of {}.",
-                for_terminal(&view.name, false)
-            );
+            changed(&view, json, |v| {
+                format!(
+                    "{member} is now an admin of {}.",
+                    for_terminal(&v.name, false)
+                )
+            })?;
         }
         GroupCommand::Send {
             group,
@@ -173,9 +202,13 @@ pub async fn run(client: &mut Client, command: GroupCommand) -> Result<ExitCode>
                 }
             }
         }
-        GroupCommand::Read { group } => {
+        GroupCommand::Read { group, json } => {
             let result = client.call("group.read", json!({ "group": group })).await?;
-            println!("Marked {} messages read.", result["marked"]);
+            if json {
+                print_json(&result)?;
+            } else {
+                println!("Marked {} messages read.", result["marked"]);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

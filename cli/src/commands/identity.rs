@@ -6,8 +6,15 @@ use serde_json::{Value, json};
 
 use super::print_json;
 
-pub fn init(home: &Home, name: &str) -> Result<()> {
+pub fn init(home: &Home, name: &str, json: bool) -> Result<()> {
     let account = hush_node::init(home, name, hush_node::now_ms())?;
+    if json {
+        return print_json(&json!({
+            "name": name,
+            "account": account.to_string(),
+            "home": home.dir(),
+        }));
+    }
     println!(
         "Created the hush identity {name:?} in {}",
         home.dir().display()

@@ -36,13 +36,24 @@ fn every_command_prints_json_that_parses() {
         &["status"],
         &["contact", "list"],
         &["contact", "receipts", "bob", "on"],
-        &["contact", "set", "bob", "--receipts", "on", "--share-presence", "on"],
+        &[
+            "contact",
+            "set",
+            "bob",
+            "--receipts",
+            "on",
+            "--share-presence",
+            "on",
+        ],
         &["presence", "bob"],
     ] {
         json(&alice, args);
     }
     let card = bob.card();
-    assert_eq!(json(&alice, &["contact", "update", "bob", &card])["name"], "bob");
+    assert_eq!(
+        json(&alice, &["contact", "update", "bob", &card])["name"],
+        "bob"
+    );
     let sent = json(&alice, &["send", "bob", "hello"]);
     let id = sent["id"].as_str().expect("id").to_owned();
     alice.wait_status("bob", &id, "delivered");
@@ -53,7 +64,9 @@ fn every_command_prints_json_that_parses() {
     let gid = group["id"].as_str().expect("group id").to_owned();
     json(&alice, &["group", "invite", &gid, "bob"]);
     wait_for("bob's invitation", Duration::from_secs(30), || {
-        bob.run(&["group", "join", &gid, "--json"]).ok().then_some(())
+        bob.run(&["group", "join", &gid, "--json"])
+            .ok()
+            .then_some(())
     });
     json(&alice, &["group", "promote", &gid, "bob"]);
     json(&bob, &["group", "send", &gid, "hi all"]);

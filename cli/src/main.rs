@@ -23,6 +23,9 @@ use clap::Parser;
 
 /// Exit code when `send --wait` gave up before the wanted status.
 pub const EXIT_TIMED_OUT: u8 = 3;
+/// Exit code when `send --wait` gave up and a relay had refused the
+/// message meanwhile (its mailbox full, say).
+pub const EXIT_REFUSED: u8 = 5;
 /// Exit code when the node is not running (or went away while a command
 /// followed it, as `events` does).
 pub const EXIT_NODE_NOT_RUNNING: u8 = 4;

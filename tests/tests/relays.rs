@@ -205,7 +205,7 @@ fn a_full_mailbox_is_reported_to_the_sender_and_nothing_is_lost() {
         "--timeout",
         "5",
     ]);
-    assert_eq!(run.code, Some(3), "{run:?}");
+    assert_eq!(run.code, Some(5), "refused by the relay: {run:?}");
     assert!(
         run.stderr.contains("bob's relay"),
         "the refusal is not shown: {run:?}"

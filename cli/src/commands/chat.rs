@@ -45,6 +45,10 @@ pub async fn send(client: &mut Client, args: SendArgs) -> Result<ExitCode> {
             args.timeout,
             wait.map_or("", |w| w.as_str())
         );
+        // Not just slow: a relay said no (the warning above says why).
+        if receipt.problem.is_some() {
+            return Ok(ExitCode::from(crate::EXIT_REFUSED));
+        }
         return Ok(ExitCode::from(crate::EXIT_TIMED_OUT));
     }
     Ok(ExitCode::SUCCESS)

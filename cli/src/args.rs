@@ -142,9 +142,13 @@ hush man --dir ~/.local/share/man/man1 && mandb")]
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
     /// Run the node in the foreground until interrupted
-    #[command(after_help = "Examples:\n  \
+    #[command(
+        after_help = "The settings a node started with are kept in HOME/config.toml; \
+flags override them, and `hush node run` without flags runs with them again.\n\n\
+Examples:\n  \
 hush node run\n  \
-hush node run --listen /ip4/0.0.0.0/tcp/4001 --relay /ip4/203.0.113.7/tcp/7001/p2p/12D3KooW...")]
+hush node run --listen /ip4/0.0.0.0/tcp/4001 --relay /ip4/203.0.113.7/tcp/7001/p2p/12D3KooW..."
+    )]
     Run(NodeRunArgs),
 }
 
@@ -161,15 +165,17 @@ pub struct NodeRunArgs {
     #[arg(long, value_name = "MULTIADDR")]
     pub relay: Vec<String>,
     /// How often to ask the relays for new mail when a fetch cannot be
-    /// held open, in milliseconds
-    #[arg(long, value_name = "MS", default_value_t = 1000)]
-    pub poll_ms: u64,
-    /// How long presence records are valid; refreshed every half of it.
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
-    pub presence_ttl: u64,
-    /// How long a contact whose connection dropped still shows online.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
-    pub presence_grace: u64,
+    /// held open, in milliseconds [default: 1000]
+    #[arg(long, value_name = "MS")]
+    pub poll_ms: Option<u64>,
+    /// How long presence records are valid; refreshed every half of it
+    /// [default: 300]
+    #[arg(long, value_name = "SECS")]
+    pub presence_ttl: Option<u64>,
+    /// How long a contact whose connection dropped still shows online
+    /// [default: 30]
+    #[arg(long, value_name = "SECS")]
+    pub presence_grace: Option<u64>,
     /// Do not look for contacts on the local network (mDNS).
     #[arg(long)]
     pub no_mdns: bool,

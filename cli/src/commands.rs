@@ -77,8 +77,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Init { name, json } => identity::init(&home, &name, json)?,
         Command::Id { json, qr } => identity::id(&home, json, qr).await?,
         Command::Node(NodeCommand::Run(args)) => {
-            let config = node::settings(args)?;
-            node::run(&home, config).await?;
+            let (config, file) = node::settings(&home, args)?;
+            node::run(&home, config, file).await?;
         }
         Command::Contact(command) => {
             contact::run(&mut Client::connect(&home).await?, command).await?

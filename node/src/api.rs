@@ -53,6 +53,13 @@ pub async fn serve(node: Node, path: PathBuf) -> Result<ApiServer, NodeError> {
         path: path.clone(),
         source,
     };
+    if path.as_os_str().len() > 107 {
+        return Err(api_err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the path is too long for a Unix socket: use a shorter --home, or set \
+             XDG_RUNTIME_DIR (the socket then goes there)",
+        )));
+    }
     if path.exists() {
         if UnixStream::connect(&path).await.is_ok() {
             return Err(api_err(std::io::Error::new(

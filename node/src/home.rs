@@ -4,6 +4,10 @@ use std::path::{Path, PathBuf};
 
 pub const DB_FILE: &str = "hush.redb";
 pub const SOCKET_FILE: &str = "hush.sock";
+pub const CONFIG_FILE: &str = "config.toml";
+/// The longest path a Unix socket address holds (`sun_path`, with its
+/// terminating zero).
+const MAX_SOCKET_PATH: usize = 107;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Home {
@@ -20,8 +24,28 @@ impl Home {
     pub fn db_path(&self) -> PathBuf {
         self.dir.join(DB_FILE)
     }
+    /// Where the local API listens: `hush.sock` in the home folder, or,
+    /// when that path is too long for a Unix socket, a name made from the
+    /// home folder's path in `$XDG_RUNTIME_DIR` (private to the user).
     pub fn socket_path(&self) -> PathBuf {
-        self.dir.join(SOCKET_FILE)
+        let path = self.dir.join(SOCKET_FILE);
+        if path.as_os_str().len() <= MAX_SOCKET_PATH {
+            return path;
+        }
+        match std::env::var_os("XDG_RUNTIME_DIR") {
+            Some(run) if !run.is_empty() => {
+                use std::os::unix::ffi::OsStrExt;
+                let digest = blake3::hash(self.dir.as_os_str().as_bytes()).to_hex();
+                PathBuf::from(run).join(format!("hush-{}.sock", &digest[..16]))
+            }
+            // Binding fails and says the path is too long.
+            _ => path,
+        }
+    }
+
+    /// The `node run` settings last used (`config.toml`).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join(CONFIG_FILE)
     }
 
     /// Refuses a folder other users may write: they could replace the

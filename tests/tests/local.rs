@@ -59,3 +59,71 @@ fn a_message_can_come_from_standard_input_not_the_command_line() {
         .collect();
     assert_eq!(texts, ["not in ps"]);
 }
+
+/// A home folder whose path is too long for a Unix socket (108 bytes)
+/// serves its API from `$XDG_RUNTIME_DIR`; without one, the node says what
+/// to do.
+#[test]
+fn a_home_with_a_very_long_path_serves_its_api_from_the_runtime_dir() {
+    use std::process::{Command, Stdio};
+    let base = tempfile::tempdir().expect("temp dir");
+    let home = base.path().join("a".repeat(60)).join("b".repeat(60));
+    let runtime = tempfile::tempdir().expect("runtime dir");
+    let hush = |args: &[&str], runtime_dir: Option<&std::path::Path>| {
+        let mut c = Command::new(hush_tests::hush_bin());
+        c.arg("--home")
+            .arg(&home)
+            .args(args)
+            .env_remove("XDG_RUNTIME_DIR");
+        if let Some(dir) = runtime_dir {
+            c.env("XDG_RUNTIME_DIR", dir);
+        }
+        c
+    };
+    assert!(
+        hush(&["init", "--name", "longhome"], None)
+            .status()
+            .expect("init")
+            .success()
+    );
+    let listen = format!("/ip4/127.0.0.1/tcp/{}", hush_tests::free_port());
+    let run = ["node", "run", "--listen", listen.as_str(), "--no-mdns"];
+    let out = hush(&run, None).output().expect("node run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("XDG_RUNTIME_DIR"), "{stderr}");
+
+    let mut node = hush(&run, Some(runtime.path()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node run");
+    let status = hush_tests::wait_for("the API", std::time::Duration::from_secs(30), || {
+        let out = hush(&["status", "--json"], Some(runtime.path()))
+            .output()
+            .ok()?;
+        out.status.success().then_some(out.stdout)
+    });
+    let status: serde_json::Value = serde_json::from_slice(&status).expect("status");
+    assert_eq!(status["name"], "longhome");
+    let _ = node.kill();
+    let _ = node.wait();
+}
+
+/// `hush node run` keeps the settings it started with in HOME/config.toml
+/// and, without flags, runs with them again.
+#[test]
+fn node_run_without_flags_reuses_the_last_good_settings() {
+    let mut alice = User::new("alice");
+    alice.start_with(&["--presence-grace", "7", "--poll-ms", "250"]);
+    alice.stop();
+    let config = std::fs::read_to_string(alice.home.join("config.toml")).expect("config.toml");
+    assert!(config.contains("presence_grace = 7"), "{config}");
+    assert!(config.contains("poll_ms = 250"), "{config}");
+    // Started again with only the harness's own flags: the file's settings
+    // stay (and are written back unchanged).
+    alice.start();
+    alice.stop();
+    let again = std::fs::read_to_string(alice.home.join("config.toml")).expect("config.toml");
+    assert_eq!(again, config);
+}

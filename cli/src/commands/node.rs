@@ -3,45 +3,131 @@
 use anyhow::{Context, Result, bail};
 use hush_node::{Home, Node, NodeConfig};
 use libp2p::Multiaddr;
+use serde::{Deserialize, Serialize};
 
 use crate::args::NodeRunArgs;
 
-/// The node's settings from its flags, checked before anything starts.
-pub fn settings(args: NodeRunArgs) -> Result<NodeConfig> {
-    if args.presence_ttl < 2 {
+/// `HOME/config.toml`: the settings a node last started with. Every key is
+/// optional; a flag given to `node run` wins over the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poll_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_ttl: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_grace: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mdns: Option<bool>,
+}
+
+impl NodeFile {
+    /// The file in `home`, or an empty one if there is none.
+    pub fn read(home: &Home) -> Result<Self> {
+        let path = home.config_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => return Err(e).with_context(|| format!("could not read {}", path.display())),
+        };
+        toml::from_str(&text).with_context(|| {
+            format!(
+                "{} is not valid (fix the line named below, or delete the file to start from the defaults)",
+                path.display()
+            )
+        })
+    }
+
+    /// Flags over the file.
+    fn merged(self, args: NodeRunArgs) -> Self {
+        Self {
+            listen: (!args.listen.is_empty())
+                .then_some(args.listen)
+                .or(self.listen),
+            relay: (!args.relay.is_empty())
+                .then_some(args.relay)
+                .or(self.relay),
+            poll_ms: args.poll_ms.or(self.poll_ms),
+            presence_ttl: args.presence_ttl.or(self.presence_ttl),
+            presence_grace: args.presence_grace.or(self.presence_grace),
+            mdns: if args.no_mdns { Some(false) } else { self.mdns },
+        }
+    }
+
+    /// Writes the file (mode 0600, replaced whole).
+    fn write(&self, home: &Home) -> Result<()> {
+        let path = home.config_path();
+        let text = format!(
+            "# The settings `hush node run` last started with; flags override them.\n{}",
+            toml::to_string(self).context("could not write the node's settings")?
+        );
+        let temp = path.with_extension("toml.new");
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&temp)
+                .with_context(|| format!("could not write {}", temp.display()))?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+        }
+        std::fs::rename(&temp, &path)
+            .with_context(|| format!("could not write {}", path.display()))?;
+        Ok(())
+    }
+}
+
+/// The node's settings: its flags over `HOME/config.toml` over the
+/// defaults, checked before anything starts.
+pub fn settings(home: &Home, args: NodeRunArgs) -> Result<(NodeConfig, NodeFile)> {
+    let file = NodeFile::read(home)?.merged(args);
+    let presence_ttl = file.presence_ttl.unwrap_or(300);
+    if presence_ttl < 2 {
         bail!("--presence-ttl must be at least 2 seconds (records are refreshed every half of it)");
     }
-    let listen = args
+    let listen = file
         .listen
         .iter()
+        .flatten()
         .map(|a| {
             a.parse::<Multiaddr>().with_context(|| {
                 format!("invalid listen address {a:?}: expected a multiaddr such as /ip4/127.0.0.1/tcp/4001")
             })
         })
         .collect::<Result<_>>()?;
-    let relays = args
+    let relays = file
         .relay
         .iter()
+        .flatten()
         .map(|a| {
             a.parse::<Multiaddr>().with_context(|| {
                 format!("invalid relay address {a:?}: use the full address `hush relay run` prints, ending in /p2p/<relay id>")
             })
         })
         .collect::<Result<_>>()?;
-    Ok(NodeConfig {
+    let config = NodeConfig {
         listen,
         relays,
-        mail_poll: std::time::Duration::from_millis(args.poll_ms),
-        presence_ttl: std::time::Duration::from_secs(args.presence_ttl),
-        presence_grace: std::time::Duration::from_secs(args.presence_grace),
-        mdns: !args.no_mdns,
+        mail_poll: std::time::Duration::from_millis(file.poll_ms.unwrap_or(1000)),
+        presence_ttl: std::time::Duration::from_secs(presence_ttl),
+        presence_grace: std::time::Duration::from_secs(file.presence_grace.unwrap_or(30)),
+        mdns: file.mdns.unwrap_or(true),
         ..NodeConfig::default()
-    })
+    };
+    Ok((config, file))
 }
 
 /// Runs the node until Ctrl-C or SIGTERM, then stops it gracefully.
-pub async fn run(home: &Home, config: NodeConfig) -> Result<()> {
+pub async fn run(home: &Home, config: NodeConfig, mut file: NodeFile) -> Result<()> {
     if !home.db_path().exists() {
         bail!(
             "{} has no hush identity: create one with `hush --home {} init --name NAME`",
@@ -52,6 +138,14 @@ pub async fn run(home: &Home, config: NodeConfig) -> Result<()> {
     let node = Node::start(home, config).await?;
     let server = hush_node::serve(node.clone(), home.socket_path()).await?;
     let status = node.status().await?;
+    // Started: these are the last good settings (with the home relays in
+    // use, also when they came from earlier runs).
+    if !status.relays.is_empty() {
+        file.relay = Some(status.relays.iter().map(|r| r.address.clone()).collect());
+    }
+    if let Err(e) = file.write(home) {
+        tracing::warn!(error = %e, "could not keep the node's settings in config.toml");
+    }
     tracing::info!(
         name = %status.name,
         peer = %status.peer_id,
@@ -69,4 +163,48 @@ pub async fn run(home: &Home, config: NodeConfig) -> Result<()> {
     drop(server);
     node.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(flags: &[&str]) -> NodeRunArgs {
+        let mut all = vec!["hush", "node", "run"];
+        all.extend_from_slice(flags);
+        match crate::args::Cli::parse_from(all).command {
+            crate::args::Command::Node(crate::args::NodeCommand::Run(args)) => args,
+            _ => unreachable!("node run"),
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path());
+        std::fs::write(
+            home.config_path(),
+            "listen = [\"/ip4/127.0.0.1/tcp/4001\"]\npresence_grace = 7\nmdns = false\n",
+        )
+        .unwrap();
+        let (config, file) = settings(&home, args(&["--presence-grace", "9"])).unwrap();
+        assert_eq!(config.presence_grace.as_secs(), 9, "the flag wins");
+        assert_eq!(config.listen.len(), 1, "from the file");
+        assert!(!config.mdns, "from the file");
+        assert_eq!(config.mail_poll.as_millis(), 1000, "the default");
+        assert_eq!(file.presence_grace, Some(9));
+        // What is written back reads back the same.
+        file.write(&home).unwrap();
+        assert_eq!(NodeFile::read(&home).unwrap(), file);
+    }
+
+    #[test]
+    fn a_bad_file_is_refused_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path());
+        std::fs::write(home.config_path(), "poll_ms = 5\nlisten_on = []\n").unwrap();
+        let err = format!("{:#}", settings(&home, args(&[])).unwrap_err());
+        assert!(err.contains("line 2") && err.contains("listen_on"), "{err}");
+    }
 }

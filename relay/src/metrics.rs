@@ -52,6 +52,8 @@ pub struct Metrics {
     pub dead_connections: AtomicU64,
     /// Listening and serving (`/readyz`).
     ready: std::sync::atomic::AtomicBool,
+    /// From a deposit's arrival to its answer (after the durable write).
+    deposit_seconds: Histogram,
     refusals: [AtomicU64; Refusal::COUNT],
 }
 
@@ -85,6 +87,11 @@ impl Metrics {
     /// full.
     pub fn history_dropped(&self) {
         self.history_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A deposit was answered `elapsed` after it arrived.
+    pub fn deposit_answered(&self, elapsed: Duration) {
+        self.deposit_seconds.observe(elapsed);
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -221,6 +228,11 @@ impl Metrics {
             "Group messages on kept topics not kept because the disk budget was full.",
             &self.history_dropped,
         );
+        self.deposit_seconds.render(
+            &mut out,
+            "hush_relay_deposit_seconds",
+            "Time from a deposit's arrival to its answer (stored durably, or refused).",
+        );
         let _ = writeln!(
             out,
             "# HELP hush_build_info The running hush version (always 1).\n\
@@ -339,6 +351,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn deposit_latency_is_a_cumulative_histogram() {
+        let metrics = Metrics::default();
+        for ms in [0, 3, 3, 40, 7000] {
+            metrics.deposit_answered(Duration::from_millis(ms));
+        }
+        let text = metrics.render();
+        for line in [
+            "hush_relay_deposit_seconds_bucket{le=\"0.001\"} 1",
+            "hush_relay_deposit_seconds_bucket{le=\"0.005\"} 3",
+            "hush_relay_deposit_seconds_bucket{le=\"0.05\"} 4",
+            "hush_relay_deposit_seconds_bucket{le=\"5\"} 4",
+            "hush_relay_deposit_seconds_bucket{le=\"+Inf\"} 5",
+            "hush_relay_deposit_seconds_count 5",
+            "hush_relay_deposit_seconds_sum 7.046",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+    }
+
+    #[test]
     fn readyz_is_503_until_the_relay_serves_and_again_while_it_stops() {
         let metrics = Metrics::default();
         let get = |path: &str| answer(&format!("GET {path} HTTP/1.1\r\n\r\n"), &metrics).0;
@@ -358,5 +390,46 @@ mod tests {
             answer("POST /readyz HTTP/1.1\r\n", &metrics).0,
             "404 Not Found"
         );
+    }
+}
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// A Prometheus histogram of durations: counts per bucket (not
+/// cumulative; summed when rendered), their sum and count.
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, count) in BUCKETS.iter().zip(&self.buckets) {
+            cumulative += count.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}");
+        let _ = writeln!(out, "{name}_count {count}");
     }
 }

@@ -97,13 +97,20 @@ pub struct Started {
     pub metrics: Option<std::net::SocketAddr>,
 }
 
-/// The reply token the engine hands back with each answer.
+/// A libp2p response channel.
 type Channel = ResponseChannel<Vec<u8>>;
+
+/// The reply token the engine hands back with each answer: where the
+/// answer goes, and when the request arrived (for the latency metrics).
+struct Reply {
+    channel: Channel,
+    received: Instant,
+}
 
 pub struct Relay {
     swarm: Swarm<Behaviour>,
     store: Arc<Store>,
-    engine: RelayEngine<Channel>,
+    engine: RelayEngine<Reply>,
     topics: TopicBook,
     history: History,
     clock: HostClock,
@@ -442,12 +449,15 @@ impl Relay {
         self.engine.handle_committed(result, &*self.store);
     }
 
-    fn respond(&mut self, channel: Channel, response: &MailboxResponse) {
+    fn respond(&mut self, reply: Reply, response: &MailboxResponse) {
+        if let MailboxResponse::Deposited { .. } = response {
+            self.metrics.deposit_answered(reply.received.elapsed());
+        }
         if self
             .swarm
             .behaviour_mut()
             .mailbox
-            .send_response(channel, response.to_bytes())
+            .send_response(reply.channel, response.to_bytes())
             .is_err()
         {
             tracing::debug!("peer went away before its answer");
@@ -528,8 +538,12 @@ impl Relay {
                     .filter(|ip| !ip.is_loopback());
                 let sender = peer.to_bytes();
                 let store = &*self.store;
+                let reply = Reply {
+                    channel,
+                    received: Instant::now(),
+                };
                 self.engine
-                    .handle_request_from(now, &sender, ip, &request, channel, store);
+                    .handle_request_from(now, &sender, ip, &request, reply, store);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mailbox(
                 request_response::Event::InboundFailure { peer, error, .. },

@@ -211,6 +211,9 @@ fn a_full_mailbox_is_reported_to_the_sender_and_nothing_is_lost() {
         "the refusal is not shown: {run:?}"
     );
     assert!(relay.metric("hush_relay_refusals_total{reason=\"sender_quota\"}") >= Some(1.0));
+    // Every deposit's answer time is in the histogram.
+    assert!(relay.metric("hush_relay_deposit_seconds_count") >= Some(4.0));
+    assert!(relay.metric("hush_relay_deposit_seconds_bucket{le=\"+Inf\"}") >= Some(4.0));
     // Bob drains his mailbox; the refused message waited in alice's
     // outbox and now gets through.
     bob.start();

@@ -607,10 +607,13 @@ fn a_contact_who_adds_a_relay_later_is_reached_after_a_card_update() {
 fn health_endpoints_answer_and_check_config_names_the_bad_line_and_key() {
     // Logs as JSON lines too, for log collectors.
     let relay = RelayProc::start_with("", &["--log-format", "json"]);
-    for path in ["/healthz", "/readyz"] {
-        let answer = relay.http_get(path).expect("an answer");
-        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{path}: {answer}");
-    }
+    let healthz = relay.http_get("/healthz").expect("an answer");
+    assert!(healthz.starts_with("HTTP/1.1 200 OK"), "{healthz}");
+    // Ready once its loop serves (a moment after it printed its addresses).
+    wait_for("the relay to be ready", Duration::from_secs(10), || {
+        let answer = relay.http_get("/readyz")?;
+        answer.starts_with("HTTP/1.1 200 OK").then_some(())
+    });
     let version = format!(
         "hush_build_info{{version=\"{}\"}}",
         env!("CARGO_PKG_VERSION")

@@ -630,26 +630,26 @@ fn health_endpoints_answer_and_check_config_names_the_bad_line_and_key() {
         relay.log()
     );
     let dir = tempfile::tempdir().expect("temp dir");
-    let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "retention_secs = 60\n\n[quotas]\nmailbox_itemz = 5\n").expect("write");
-    let out = std::process::Command::new(hush_tests::hush_bin())
-        .args(["relay", "run", "--check-config", "--config"])
-        .arg(&bad)
-        .output()
-        .expect("run hush");
+    let check = |name: &str, text: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).expect("write the config");
+        std::process::Command::new(hush_tests::hush_bin())
+            .args(["relay", "run", "--check-config", "--config"])
+            .arg(&file)
+            .output()
+            .expect("run hush")
+    };
+    let out = check(
+        "bad.toml",
+        "retention_secs = 60\n\n[quotas]\nmailbox_itemz = 5\n",
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("line 4") && stderr.contains("mailbox_itemz"),
         "{stderr}"
     );
-    let good = dir.path().join("good.toml");
-    std::fs::write(&good, "retention_secs = 60\n").expect("write");
-    let out = std::process::Command::new(hush_tests::hush_bin())
-        .args(["relay", "run", "--check-config", "--config"])
-        .arg(&good)
-        .output()
-        .expect("run hush");
+    let out = check("good.toml", "retention_secs = 60\n");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     assert!(

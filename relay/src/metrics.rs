@@ -50,6 +50,8 @@ pub struct Metrics {
     pub mail_log_index_commits: AtomicU64,
     pub mail_log_waits: AtomicU64,
     pub dead_connections: AtomicU64,
+    pub reservations: AtomicU64,
+    pub circuits: AtomicU64,
     /// Listening and serving (`/readyz`).
     ready: std::sync::atomic::AtomicBool,
     /// From a deposit's arrival to its answer (after the durable write).
@@ -87,6 +89,14 @@ impl Metrics {
     /// full.
     pub fn history_dropped(&self) {
         self.history_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The circuit relay's usage now.
+    pub fn record_circuits(&self, reservations: usize, circuits: usize) {
+        let as_u64 = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        self.reservations
+            .store(as_u64(reservations), Ordering::Relaxed);
+        self.circuits.store(as_u64(circuits), Ordering::Relaxed);
     }
 
     /// A deposit was answered `elapsed` after it arrived.
@@ -173,6 +183,18 @@ impl Metrics {
             "gauge",
             "Open libp2p connections.",
             &self.connections,
+        );
+        metric(
+            "hush_relay_reservations",
+            "gauge",
+            "Peers holding a circuit reservation here (limit 4096).",
+            &self.reservations,
+        );
+        metric(
+            "hush_relay_circuits",
+            "gauge",
+            "Circuits open through this relay between two peers (limit 1024).",
+            &self.circuits,
         );
         metric(
             "hush_relay_dead_connections_total",

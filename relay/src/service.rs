@@ -117,6 +117,7 @@ pub struct Relay {
     metrics: Arc<Metrics>,
     /// Serves `/metrics`, `/healthz` and `/readyz`; stopped with the relay.
     _metrics_server: Option<metrics::Server>,
+    circuit_usage: CircuitUsage,
     commit: Option<JoinHandle<Result<Applied, StoreError>>>,
     /// Open connections per remote IP address, and each connection's.
     ips: HashMap<IpAddr, u32>,
@@ -363,6 +364,7 @@ impl Relay {
             clock,
             metrics,
             _metrics_server: metrics_server,
+            circuit_usage: CircuitUsage::default(),
             commit: None,
             ips: HashMap::new(),
             connection_ips: HashMap::new(),
@@ -441,6 +443,14 @@ impl Relay {
             self.commit = Some(tokio::task::spawn_blocking(move || store.apply(writes)));
         }
         self.metrics.record(&self.engine.stats());
+    }
+
+    fn on_relay(&mut self, event: &relay::Event) {
+        self.circuit_usage.on_event(event);
+        self.metrics.record_circuits(
+            self.circuit_usage.reservations.len(),
+            self.circuit_usage.circuits,
+        );
     }
 
     fn on_commit(&mut self, result: Result<Applied, StoreError>) {
@@ -613,6 +623,7 @@ impl Relay {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => self.on_relay(&event),
             SwarmEvent::Behaviour(BehaviourEvent::Liveness(liveness::Event::Dead {
                 peer,
                 silent_for,
@@ -720,6 +731,71 @@ impl Relay {
         {
             tracing::debug!(%peer, "peer went away before its history page");
         }
+    }
+}
+
+/// The circuit relay's usage, for the metrics: peers holding a
+/// reservation (a renewal is not a new one; at most the relay behaviour's
+/// own limit, 4096) and open circuits.
+#[derive(Debug, Default)]
+struct CircuitUsage {
+    reservations: std::collections::HashSet<PeerId>,
+    circuits: usize,
+}
+
+impl CircuitUsage {
+    fn on_event(&mut self, event: &relay::Event) {
+        match event {
+            relay::Event::ReservationReqAccepted { src_peer_id, .. } => {
+                self.reservations.insert(*src_peer_id);
+            }
+            relay::Event::ReservationClosed { src_peer_id }
+            | relay::Event::ReservationTimedOut { src_peer_id } => {
+                self.reservations.remove(src_peer_id);
+            }
+            relay::Event::CircuitReqAccepted { .. } => self.circuits += 1,
+            relay::Event::CircuitClosed { .. } => {
+                self.circuits = self.circuits.saturating_sub(1);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod circuit_usage_tests {
+    use super::*;
+
+    #[test]
+    fn reservations_count_peers_and_circuits_count_open_ones() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let mut usage = CircuitUsage::default();
+        for renewed in [false, true] {
+            usage.on_event(&relay::Event::ReservationReqAccepted {
+                src_peer_id: a,
+                renewed,
+            });
+        }
+        usage.on_event(&relay::Event::ReservationReqAccepted {
+            src_peer_id: b,
+            renewed: false,
+        });
+        assert_eq!(usage.reservations.len(), 2, "a renewal is not a new one");
+        usage.on_event(&relay::Event::ReservationTimedOut { src_peer_id: a });
+        assert_eq!(usage.reservations.len(), 1);
+        usage.on_event(&relay::Event::CircuitReqAccepted {
+            src_peer_id: a,
+            dst_peer_id: b,
+        });
+        assert_eq!(usage.circuits, 1);
+        for _ in 0..2 {
+            usage.on_event(&relay::Event::CircuitClosed {
+                src_peer_id: a,
+                dst_peer_id: b,
+                error: None,
+            });
+        }
+        assert_eq!(usage.circuits, 0, "never below zero");
     }
 }
 

@@ -762,6 +762,25 @@ impl CircuitUsage {
     }
 }
 
+fn join_result(
+    result: Result<Result<Applied, StoreError>, tokio::task::JoinError>,
+) -> Result<Applied, StoreError> {
+    result.unwrap_or_else(|e| {
+        Err(StoreError::Storage(redb::StorageError::Io(
+            std::io::Error::other(e),
+        )))
+    })
+}
+
+/// The IP address in a multiaddr (the first `/ip4` or `/ip6`), if any.
+fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        libp2p::multiaddr::Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        _ => None,
+    })
+}
+
 #[cfg(test)]
 mod circuit_usage_tests {
     use super::*;
@@ -797,23 +816,4 @@ mod circuit_usage_tests {
         }
         assert_eq!(usage.circuits, 0, "never below zero");
     }
-}
-
-fn join_result(
-    result: Result<Result<Applied, StoreError>, tokio::task::JoinError>,
-) -> Result<Applied, StoreError> {
-    result.unwrap_or_else(|e| {
-        Err(StoreError::Storage(redb::StorageError::Io(
-            std::io::Error::other(e),
-        )))
-    })
-}
-
-/// The IP address in a multiaddr (the first `/ip4` or `/ip6`), if any.
-fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
-    addr.iter().find_map(|p| match p {
-        libp2p::multiaddr::Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
-        libp2p::multiaddr::Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
-        _ => None,
-    })
 }

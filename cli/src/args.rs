@@ -204,7 +204,8 @@ pub enum RelayCommand {
     Run(RelayRunArgs),
 }
 
-/// Flags override the config file; the file overrides the defaults.
+/// Flags override `HUSH_RELAY_*` environment variables, which override the
+/// config file, which overrides the defaults.
 #[derive(Debug, Args)]
 pub struct RelayRunArgs {
     /// A TOML config file (see docs/relay-operators.md)

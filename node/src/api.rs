@@ -53,7 +53,7 @@ pub async fn serve(node: Node, path: PathBuf) -> Result<ApiServer, NodeError> {
         path: path.clone(),
         source,
     };
-    if path.as_os_str().len() > 107 {
+    if path.as_os_str().len() > crate::home::MAX_SOCKET_PATH {
         return Err(api_err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             "the path is too long for a Unix socket: use a shorter --home, or set \

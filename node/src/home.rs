@@ -7,7 +7,7 @@ pub const SOCKET_FILE: &str = "hush.sock";
 pub const CONFIG_FILE: &str = "config.toml";
 /// The longest path a Unix socket address holds (`sun_path`, with its
 /// terminating zero).
-const MAX_SOCKET_PATH: usize = 107;
+pub const MAX_SOCKET_PATH: usize = 107;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Home {

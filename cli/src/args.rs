@@ -73,7 +73,7 @@ pub enum Command {
     /// Run a relay: mailboxes for offline devices, key hosting, DHT, circuit relay
     #[command(subcommand)]
     Relay(RelayCommand),
-    /// Contacts: add, update, list, receipts, set
+    /// Contacts: add, update, list, remove, block, unblock, verify, unverify, receipts, set
     #[command(subcommand)]
     Contact(ContactCommand),
     /// Send a message (it is durably queued before this returns)
@@ -255,6 +255,59 @@ pub enum ContactCommand {
         name: String,
         /// Their current contact card (from their `hush id`)
         card: String,
+        /// Print JSON instead of text (one object; a list prints one array)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a contact: their card, sessions, queued messages and access
+    /// to your presence go (your presence key is rotated); the conversation
+    /// stays unless --delete-history. What they send afterwards is refused
+    #[command(after_help = "Example:\n  hush contact remove bob --delete-history")]
+    Remove {
+        /// The contact's name
+        name: String,
+        /// Also delete your conversation with them
+        #[arg(long)]
+        delete_history: bool,
+        /// Print JSON instead of text (one object; a list prints one array)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Block a contact: their connections are refused, what they send is
+    /// dropped, nothing goes to them (queued messages wait) and they no
+    /// longer see your presence. They are not told
+    Block {
+        /// The contact's name
+        name: String,
+        /// Print JSON instead of text (one object; a list prints one array)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unblock a contact: messages flow again, what was queued goes out
+    Unblock {
+        /// The contact's name
+        name: String,
+        /// Print JSON instead of text (one object; a list prints one array)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mark a contact verified after comparing the safety number with them
+    /// (in person or on a call): if their keys ever change, `send`,
+    /// `history` and `events` warn until you verify again
+    #[command(
+        after_help = "Example:\n  hush contact list            # read bob's safety number to him\n  hush contact verify bob      # once the digits match"
+    )]
+    Verify {
+        /// The contact's name
+        name: String,
+        /// Print JSON instead of text (one object; a list prints one array)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take the verified mark away
+    Unverify {
+        /// The contact's name
+        name: String,
         /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
         json: bool,

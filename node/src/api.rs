@@ -16,8 +16,8 @@ use crate::records::Status;
 use crate::rpc::{
     ContactAddParams, ContactParams, GroupCreateParams, GroupHistoryParams, GroupInviteParams,
     GroupMemberParams, GroupParams, GroupSendParams, HistoryParams, INVALID_PARAMS,
-    INVALID_REQUEST, MAX_REQUEST_LEN, METHOD_NOT_FOUND, PARSE_ERROR, PresenceParams,
-    ReceiptsParams, Request, Response, SendParams, SharePresenceParams,
+    INVALID_REQUEST, MAX_REQUEST_LEN, METHOD_NOT_FOUND, PARSE_ERROR, PresenceParams, RemoveParams,
+    Request, Response, SendParams, SharePresenceParams, SwitchParams,
 };
 
 /// API connections served at once; more wait to be accepted.
@@ -246,9 +246,30 @@ async fn dispatch(node: &Node, request: Request) -> Result<Value, (i64, String)>
         }
         "contact.list" => to_value(node.contacts().map_err(node_err)?),
         "contact.receipts" => {
-            let p: ReceiptsParams = params(request.params)?;
+            let p: SwitchParams = params(request.params)?;
             to_value(
                 node.set_receipts(&p.contact, p.on)
+                    .await
+                    .map_err(node_err)?,
+            )
+        }
+        "contact.remove" => {
+            let p: RemoveParams = params(request.params)?;
+            let removed = node.remove_contact(&p.contact, p.delete_history).await;
+            to_value(removed.map_err(node_err)?)
+        }
+        "contact.block" => {
+            let p: SwitchParams = params(request.params)?;
+            to_value(
+                node.block_contact(&p.contact, p.on)
+                    .await
+                    .map_err(node_err)?,
+            )
+        }
+        "contact.verify" => {
+            let p: SwitchParams = params(request.params)?;
+            to_value(
+                node.verify_contact(&p.contact, p.on)
                     .await
                     .map_err(node_err)?,
             )

@@ -29,6 +29,10 @@ pub enum NodeError {
         "that card's device list is older than the one you have for {name:?}: ask them for their current card (`hush id`)"
     )]
     OlderCard { name: String },
+    #[error(
+        "you blocked {name:?}: nothing goes to them or comes from them until you run `hush contact unblock {name}`"
+    )]
+    Blocked { name: String },
     #[error("invalid contact card: {0}")]
     InvalidCard(#[from] CardError),
     #[error("invalid name {name:?}: {reason}")]
@@ -131,6 +135,7 @@ impl NodeError {
             Self::Stopped => 1010,
             Self::InvalidRelayAddress { .. } => 1011,
             Self::CardOfAnotherAccount { .. } | Self::OlderCard { .. } | Self::Contact(_) => 1012,
+            Self::Blocked { .. } => 1013,
             Self::UnknownGroup { .. } | Self::AmbiguousGroup { .. } => 1020,
             Self::NotInGroup { .. } | Self::RemovedFromGroup { .. } => 1021,
             Self::InviteUnknownContact { .. } => 1022,

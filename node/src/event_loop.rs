@@ -37,6 +37,7 @@ macro_rules! ctx {
 }
 
 mod commit;
+mod contacts;
 mod direct;
 mod groups;
 mod liveness;
@@ -45,13 +46,14 @@ mod reach;
 mod relays;
 
 use commit::{After, Batch, Commit};
+pub(crate) use contacts::ContactAction;
 pub(crate) use groups::{GroupCommand, GroupConfig};
 pub(crate) use presence::PresenceConfig;
 
 use crate::error::NodeError;
 use crate::identity::Me;
 use crate::network::{self, Behaviour, BehaviourEvent};
-use crate::node::{Command, Reply, contact_view};
+use crate::node::{Command, Reply};
 use crate::outbox::Outbox;
 use crate::records::ContactRecord;
 use crate::store::{Op, Store, StoreError};
@@ -229,6 +231,7 @@ impl EventLoop {
             groups: groups::GroupHost::default(),
             lost: liveness::Lost::default(),
         };
+        event_loop.restore_trust()?;
         // A new device's presence key goes to disk with the first batch.
         event_loop.drive_presence();
         event_loop.groups_start();
@@ -370,7 +373,7 @@ impl EventLoop {
                 self.drive();
                 match set {
                     Ok(record) => {
-                        let view = contact_view(&self.me.account, &record);
+                        let view = self.view_of(&record);
                         self.batch.after.push(After::ReplyContact(reply, view));
                     }
                     Err(e) => {
@@ -378,6 +381,11 @@ impl EventLoop {
                     }
                 }
             }
+            Command::ContactAction {
+                contact,
+                action,
+                reply,
+            } => self.contact_action(&contact, action, reply),
             Command::Status { reply } => {
                 let status = NodeStatus {
                     name: self.me.name.clone(),
@@ -443,7 +451,7 @@ impl EventLoop {
                 return;
             }
         };
-        let view = contact_view(&self.me.account, &record);
+        let view = self.view_of(&record);
         self.batch.after.push(After::ReplyContact(reply, view));
         if !update {
             self.batch.after.push(After::Emit(Event::ContactAdded {

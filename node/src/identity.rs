@@ -167,6 +167,13 @@ pub fn offline_card(home: &Home) -> Result<ContactCard, NodeError> {
     Ok(me.card(&store.listen_addresses()?))
 }
 
+/// The account key of a home whose node is stopped: it signs the
+/// account's device lists and cards. Never logged, never sent.
+pub fn account_key(home: &Home) -> Result<AccountKey, NodeError> {
+    let store = Store::open(&home.db_path())?;
+    Ok(AccountKey::from_seed(store.identity()?.account_seed))
+}
+
 pub fn restrict_permissions(path: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
     if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {

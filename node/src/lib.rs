@@ -37,7 +37,7 @@ pub use api::{ApiServer, serve};
 pub use client::{Client, ClientError};
 pub use error::NodeError;
 pub use home::Home;
-pub use identity::{create_private_file, init, offline_card, validate_name};
+pub use identity::{account_key, create_private_file, init, offline_card, validate_name};
 pub use network::{
     DIRECT_PROTOCOL, FrameCodec, HISTORY_PROTOCOL, KAD_PROTOCOL, KEYS_PROTOCOL, MAILBOX_PROTOCOL,
     PRESENCE_PROTOCOL, gossipsub_behaviour, peer_in,

@@ -17,7 +17,8 @@
 //! servers) for presence records, circuit relay v2 client, DCUtR and AutoNAT
 //! for NAT traversal, mDNS for the LAN, Identify, and liveness probes
 //! (`hush_host::liveness`, libp2p's ping protocol) that close connections
-//! whose network silently went away.
+//! whose network silently went away. Blocked contacts' devices are refused
+//! at the connection (`allow_block_list`).
 //! The frame codec, the protocol names and the gossipsub configuration are
 //! shared with the relay (`hush-host`).
 
@@ -37,8 +38,8 @@ use hush_protocol::{
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    PeerId, Swarm, SwarmBuilder, autonat, dcutr, gossipsub, identify, identity, kad, mdns, noise,
-    relay, request_response, yamux,
+    PeerId, Swarm, SwarmBuilder, allow_block_list, autonat, dcutr, gossipsub, identify, identity,
+    kad, mdns, noise, relay, request_response, yamux,
 };
 
 /// A mailbox request may wait this long: a fetch is held open by the relay
@@ -58,6 +59,9 @@ pub const KAD_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    /// Devices of blocked contacts: their connections are refused (first,
+    /// so no other behaviour sees them).
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub direct: request_response::Behaviour<FrameCodec>,
     pub keys: request_response::Behaviour<FrameCodec>,
     pub mailbox: request_response::Behaviour<FrameCodec>,
@@ -140,6 +144,7 @@ pub fn build_swarm(
                 None
             };
             Ok(Behaviour {
+                blocked: allow_block_list::Behaviour::default(),
                 direct: request_response::Behaviour::with_codec(
                     FrameCodec::new(MAX_BATCH_LEN, MAX_ACK_BATCH_LEN),
                     [(DIRECT_PROTOCOL, request_response::ProtocolSupport::Full)],

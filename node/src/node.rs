@@ -6,21 +6,25 @@
 //!  bench      ──┘   ◀──oneshot reply──┘   └─Event─▶ broadcast ─▶ subscribers
 //! ```
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hush_protocol::{ContactCard, ConversationId, MessageId, OlmDevice, safety_number};
+use hush_protocol::device::keys_fingerprint;
+use hush_protocol::{AccountId, ContactCard, ConversationId, MessageId, OlmDevice, safety_number};
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::error::NodeError;
-use crate::event_loop::{EventLoop, GroupCommand, GroupConfig, LoopOptions, PresenceConfig};
+use crate::event_loop::{
+    ContactAction, EventLoop, GroupCommand, GroupConfig, LoopOptions, PresenceConfig,
+};
 use crate::home::Home;
 use crate::identity::Me;
-use crate::records::{ContactRecord, Status};
+use crate::records::{ContactRecord, ContactTrust, Status};
 use crate::store::Store;
 use crate::view::{
     ContactView, Event, GroupMembersView, GroupMessageView, GroupView, MessageView, NodeStatus,
@@ -127,6 +131,12 @@ pub(crate) enum Command {
     SetReceipts {
         contact: String,
         on: bool,
+        reply: Reply<ContactView>,
+    },
+    /// Remove, block or verify a contact.
+    ContactAction {
+        contact: String,
+        action: ContactAction,
         reply: Reply<ContactView>,
     },
     Status {
@@ -337,6 +347,45 @@ impl Node {
         .await
     }
 
+    /// Removes a contact: its card, sessions, queued messages, deposit
+    /// rights and presence key go (our presence key is rotated away from
+    /// it); its conversation too with `delete_history`. Returns the contact
+    /// as it was.
+    pub async fn remove_contact(
+        &self,
+        contact: &str,
+        delete_history: bool,
+    ) -> Result<ContactView, NodeError> {
+        self.contact_action(contact, ContactAction::Remove { delete_history })
+            .await
+    }
+
+    /// Blocks (or unblocks) a contact: its connections are refused, what
+    /// it sends is dropped, nothing goes to it, and it loses our presence.
+    pub async fn block_contact(&self, contact: &str, on: bool) -> Result<ContactView, NodeError> {
+        self.contact_action(contact, ContactAction::Block(on)).await
+    }
+
+    /// Marks a contact's current keys verified (after comparing the safety
+    /// number), or takes the mark away.
+    pub async fn verify_contact(&self, contact: &str, on: bool) -> Result<ContactView, NodeError> {
+        self.contact_action(contact, ContactAction::Verify(on))
+            .await
+    }
+
+    async fn contact_action(
+        &self,
+        contact: &str,
+        action: ContactAction,
+    ) -> Result<ContactView, NodeError> {
+        self.call(|reply| Command::ContactAction {
+            contact: contact.to_owned(),
+            action,
+            reply,
+        })
+        .await
+    }
+
     /// Turns read receipts to `contact` on or off.
     pub async fn set_receipts(&self, contact: &str, on: bool) -> Result<ContactView, NodeError> {
         self.call(|reply| Command::SetReceipts {
@@ -401,11 +450,15 @@ impl Node {
     }
 
     pub fn contacts(&self) -> Result<Vec<ContactView>, NodeError> {
+        let trust: HashMap<AccountId, ContactTrust> = self.store.trust()?.into_iter().collect();
         Ok(self
             .store
             .contacts()?
             .iter()
-            .map(|c| contact_view(&self.me.account, c))
+            .map(|c| {
+                let trust = trust.get(&c.account).copied().unwrap_or_default();
+                contact_view(&self.me.account, c, trust)
+            })
             .collect())
     }
 
@@ -583,17 +636,21 @@ impl Node {
     }
 }
 
-pub(crate) fn contact_view(me: &hush_protocol::AccountId, c: &ContactRecord) -> ContactView {
-    let devices = c
-        .card
-        .parse::<ContactCard>()
-        .map_or(0, |card| card.device_list.devices.len());
+pub(crate) fn contact_view(me: &AccountId, c: &ContactRecord, trust: ContactTrust) -> ContactView {
+    let card = c.card.parse::<ContactCard>().ok();
+    let keys_changed = match (&card, trust.verified) {
+        (Some(card), Some(verified)) => keys_fingerprint(card) != verified,
+        _ => false,
+    };
     ContactView {
         name: c.name.clone(),
         account: c.account.to_string(),
-        devices,
+        devices: card.map_or(0, |card| card.device_list.devices.len()),
         safety_number: safety_number(me, &c.account),
         send_receipts: c.send_receipts,
+        blocked: trust.blocked,
+        verified: trust.verified.is_some(),
+        keys_changed,
     }
 }
 

@@ -26,7 +26,7 @@ impl fmt::Debug for IdentityRecord {
 }
 
 /// Contacts are the device engine's (`hush_protocol::device`).
-pub use hush_protocol::device::ContactRecord;
+pub use hush_protocol::device::{ContactRecord, ContactTrust};
 
 /// Presence records are the device engine's (`hush_protocol::device`).
 pub use hush_protocol::device::{OwnPresenceRecord, PresenceRecord};

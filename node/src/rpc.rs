@@ -10,6 +10,9 @@
 //! - `history` `{ contact, limit?, before? }` → `[MessageView]`
 //! - `read` `{ contact }` → `{ "marked": N }`
 //! - `contact.receipts` `{ contact, on }` → [`ContactView`](crate::ContactView)
+//! - `contact.remove` `{ contact, delete_history? }`, `contact.block`
+//!   `{ contact, on }`, `contact.verify` `{ contact, on }` →
+//!   [`ContactView`](crate::ContactView) (for `remove`: as it was)
 //! - `group.create` `{ name }`, `group.invite` `{ group, contact, admin? }`,
 //!   `group.join` / `group.leave` `{ group }`, `group.remove` /
 //!   `group.promote` `{ group, member }` → [`GroupView`](crate::GroupView)
@@ -111,9 +114,17 @@ pub struct HistoryParams {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct ReceiptsParams {
+/// A contact and an on/off switch (receipts, block, verify).
+pub struct SwitchParams {
     pub contact: String,
     pub on: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RemoveParams {
+    pub contact: String,
+    #[serde(default)]
+    pub delete_history: bool,
 }
 
 #[derive(Debug, Deserialize)]

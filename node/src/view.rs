@@ -13,6 +13,15 @@ pub struct ContactView {
     /// Compare with the contact (both sides see the same digits).
     pub safety_number: String,
     pub send_receipts: bool,
+    /// Nothing from the contact is accepted and nothing goes to it.
+    #[serde(default)]
+    pub blocked: bool,
+    /// The user compared the safety number and marked the keys verified.
+    #[serde(default)]
+    pub verified: bool,
+    /// Verified, but the contact's keys changed since: compare again.
+    #[serde(default)]
+    pub keys_changed: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,6 +62,10 @@ pub struct SendReceipt {
     /// relay refused it (e.g. "bob's relay is full").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// The contact is verified but its keys changed since you verified
+    /// them: compare the safety number again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keys_changed: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -181,6 +194,10 @@ pub enum Event {
     Message {
         contact: String,
         message: MessageView,
+        /// The contact is verified but its keys changed since: compare
+        /// the safety number again (`hush contact verify`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        keys_changed: bool,
     },
     /// A message's status advanced.
     Status {
@@ -189,6 +206,25 @@ pub enum Event {
         status: Status,
     },
     ContactAdded {
+        contact: String,
+    },
+    /// The contact was removed (`hush contact remove`).
+    ContactRemoved {
+        contact: String,
+    },
+    /// The contact was blocked or unblocked.
+    ContactBlocked {
+        contact: String,
+        blocked: bool,
+    },
+    /// The contact was verified (or the mark taken away).
+    ContactVerified {
+        contact: String,
+        verified: bool,
+    },
+    /// A verified contact's card now lists keys the user has not verified:
+    /// compare the safety number again before trusting it.
+    KeysChanged {
         contact: String,
     },
     /// A contact came online or went offline.

@@ -20,10 +20,12 @@ mod sharing;
 mod testkit;
 
 pub use clock::{Ctx, MAX_CLOCK_SKEW_MS, MessageClock};
-pub use contacts::{CardReach, Contact, ContactBook, ContactRecord};
+pub use contacts::{
+    CardReach, Contact, ContactBook, ContactRecord, ContactTrust, keys_fingerprint,
+};
 pub use engine::{
     BatchAnswer, ContactError, DeviceAfter, DeviceEffect, DeviceEngine, DeviceNotice, DeviceSelf,
-    DeviceWrite, FULL_RELAY_RETRY_MS, MailPage, Received, RightIssuer, SendError,
+    DeviceWrite, FULL_RELAY_RETRY_MS, MailPage, Received, Removed, RightIssuer, SendError,
 };
 pub use groups::{
     Acceptance, DeviceLookup, Group, GroupAfter, GroupBook, GroupCommandError, GroupConfig,
@@ -47,5 +49,5 @@ pub use records::{
 pub use routes::{Routes, UNREACHABLE_FOR_MS};
 pub use sharing::{
     Accepted, MAX_HEARTBEAT_MS, OwnPresenceRecord, PUSH_INTERVAL_MS, PresenceBook, PresenceEffect,
-    PresenceRecord, PresenceSelf, PresenceSummary, PresenceWrite,
+    PresenceRecord, PresenceSelf, PresenceSummary, PresenceWrite, World,
 };

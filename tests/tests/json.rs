@@ -46,6 +46,10 @@ fn every_command_prints_json_that_parses() {
             "on",
         ],
         &["presence", "bob"],
+        &["contact", "verify", "bob"],
+        &["contact", "unverify", "bob"],
+        &["contact", "block", "bob"],
+        &["contact", "unblock", "bob"],
     ] {
         json(&alice, args);
     }
@@ -76,4 +80,5 @@ fn every_command_prints_json_that_parses() {
     json(&alice, &["group", "read", &gid]);
     json(&alice, &["group", "remove", &gid, "bob"]);
     json(&bob, &["group", "leave", &gid]);
+    assert_eq!(json(&alice, &["contact", "remove", "bob"])["name"], "bob");
 }

@@ -4,7 +4,7 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use hush_node::{Client, MessageView, SendReceipt, Status};
+use hush_node::{Client, ContactView, MessageView, SendReceipt, Status};
 use hush_protocol::MAX_TEXT_LEN;
 use hush_protocol::text::for_terminal;
 use serde_json::{Value, json};
@@ -38,6 +38,9 @@ pub async fn send(client: &mut Client, args: SendArgs) -> Result<ExitCode> {
     if let Some(problem) = &receipt.problem {
         eprintln!("warning: {problem}");
     }
+    if receipt.keys_changed {
+        eprintln!("{}", keys_changed_warning(&args.name));
+    }
     if receipt.timed_out {
         eprintln!(
             "error: the message is {} after {}s, not yet {}; it stays queued and the node keeps retrying",
@@ -69,9 +72,33 @@ fn read_stdin() -> Result<String> {
     Ok(text)
 }
 
+/// What `send`, `history` and `events` print while a verified contact's
+/// keys differ from the ones verified.
+pub fn keys_changed_warning(name: &str) -> String {
+    let name = for_terminal(name, false);
+    format!(
+        "WARNING: {name}'s keys changed since you verified them. Someone may be posing as {name}. \
+         Compare the safety number with them again (`hush contact list`), then run `hush contact verify {name}`."
+    )
+}
+
 pub async fn history(client: &mut Client, args: HistoryArgs) -> Result<()> {
     let params = json!({ "contact": args.name, "limit": args.limit, "before": args.before });
     let messages: Vec<MessageView> = serde_json::from_value(client.call("history", params).await?)?;
+    let contacts: Vec<ContactView> =
+        serde_json::from_value(client.call("contact.list", Value::Null).await?)?;
+    if let Some(c) = contacts.iter().find(|c| c.name == args.name) {
+        if c.keys_changed {
+            eprintln!("{}", keys_changed_warning(&c.name));
+        }
+        if c.blocked {
+            eprintln!(
+                "note: you blocked {}; nothing new arrives from them (`hush contact unblock {}`)",
+                for_terminal(&c.name, false),
+                for_terminal(&c.name, false)
+            );
+        }
+    }
     if args.json {
         print_json(&messages)?;
     } else {
@@ -118,12 +145,29 @@ fn describe_event(event: &Value) -> String {
     let text = || for_terminal(event["message"]["text"].as_str().unwrap_or(""), true);
     let from = || for_terminal(event["message"]["from"].as_str().unwrap_or(""), false);
     match event["type"].as_str() {
+        Some("message") if event["keys_changed"] == true => format!(
+            "{} {}: {}\n  {}",
+            event["message"]["sent_at"].as_str().unwrap_or(""),
+            s("contact"),
+            text(),
+            keys_changed_warning(event["contact"].as_str().unwrap_or(""))
+        ),
         Some("message") => format!(
             "{} {}: {}",
             event["message"]["sent_at"].as_str().unwrap_or(""),
             s("contact"),
             text()
         ),
+        Some("keys_changed") => keys_changed_warning(event["contact"].as_str().unwrap_or("")),
+        Some("contact_removed") => format!("contact removed: {}", s("contact")),
+        Some("contact_blocked") if event["blocked"] == true => {
+            format!("contact blocked: {}", s("contact"))
+        }
+        Some("contact_blocked") => format!("contact unblocked: {}", s("contact")),
+        Some("contact_verified") if event["verified"] == true => {
+            format!("contact verified: {}", s("contact"))
+        }
+        Some("contact_verified") => format!("contact no longer verified: {}", s("contact")),
         Some("status") => format!("{} → {} ({})", s("id"), s("status"), s("contact")),
         Some("contact_added") => format!("contact added: {}", s("contact")),
         Some("undeliverable") => format!("{} not left at a relay: {}", s("id"), s("reason")),

@@ -1,4 +1,5 @@
-//! `hush contact ...`: add, update, list contacts and their settings.
+//! `hush contact ...`: add, update, list, remove, block and verify contacts,
+//! and their settings.
 
 use anyhow::{Result, bail};
 use hush_node::{Client, ContactView};
@@ -23,7 +24,69 @@ pub async fn run(client: &mut Client, command: ContactCommand) -> Result<()> {
             json,
         } => set(client, name, share_presence, receipts, json).await,
         ContactCommand::List { json } => list(client, json).await,
+        ContactCommand::Remove {
+            name,
+            delete_history,
+            json,
+        } => {
+            let params = json!({ "contact": name, "delete_history": delete_history });
+            let view = call(client, "contact.remove", params).await?;
+            let kept = if delete_history {
+                "the conversation was deleted"
+            } else {
+                "the conversation is kept"
+            };
+            say(json, &view, format!("Removed {name:?}; {kept}."))
+        }
+        ContactCommand::Block { name, json } => {
+            let view = call(
+                client,
+                "contact.block",
+                json!({ "contact": name, "on": true }),
+            )
+            .await?;
+            let text = format!(
+                "Blocked {name:?}: nothing from them is accepted and nothing goes to them until `hush contact unblock {name}`."
+            );
+            say(json, &view, text)
+        }
+        ContactCommand::Unblock { name, json } => {
+            let params = json!({ "contact": name, "on": false });
+            let view = call(client, "contact.block", params).await?;
+            say(json, &view, format!("Unblocked {name:?}."))
+        }
+        ContactCommand::Verify { name, json } => {
+            let params = json!({ "contact": name, "on": true });
+            let view = call(client, "contact.verify", params).await?;
+            let text = format!(
+                "Marked {name:?} verified (safety number {}). If their keys change, hush will warn you.",
+                view.safety_number
+            );
+            say(json, &view, text)
+        }
+        ContactCommand::Unverify { name, json } => {
+            let params = json!({ "contact": name, "on": false });
+            let view = call(client, "contact.verify", params).await?;
+            say(
+                json,
+                &view,
+                format!("{name:?} is no longer marked verified."),
+            )
+        }
     }
+}
+
+async fn call(client: &mut Client, method: &str, params: Value) -> Result<ContactView> {
+    Ok(serde_json::from_value(client.call(method, params).await?)?)
+}
+
+/// The view as JSON, or the sentence.
+fn say(json: bool, view: &ContactView, text: String) -> Result<()> {
+    if json {
+        return print_json(view);
+    }
+    println!("{text}");
+    Ok(())
 }
 
 async fn update(client: &mut Client, name: String, card: String, json: bool) -> Result<()> {
@@ -127,13 +190,20 @@ async fn list(client: &mut Client, json: bool) -> Result<()> {
         println!("No contacts yet: add one with `hush contact add NAME CARD`.");
     } else {
         for c in list {
-            let receipts = if c.send_receipts {
-                ""
-            } else {
-                "  (read receipts off)"
-            };
+            let mut notes = String::new();
+            if !c.send_receipts {
+                notes.push_str("  (read receipts off)");
+            }
+            if c.blocked {
+                notes.push_str("  (blocked)");
+            }
+            if c.keys_changed {
+                notes.push_str("  (KEYS CHANGED since you verified them: compare again)");
+            } else if c.verified {
+                notes.push_str("  (verified)");
+            }
             println!(
-                "{}  account {}  safety number {}{receipts}",
+                "{}  account {}  safety number {}{notes}",
                 c.name, c.account, c.safety_number
             );
         }

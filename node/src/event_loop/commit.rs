@@ -285,6 +285,7 @@ impl EventLoop {
             let config = self.engine.groups.config();
             self.engine.groups = super::groups::load_groups(&self.store, &self.me, config);
             self.engine.sync_peers(now_ms());
+            self.restore_trust()?;
             self.engine.routes.forget_marks();
             let now = self.host_clock.now().plus_ms(1_000);
             self.engine.outbox.reload(self.store.outbox()?, now);

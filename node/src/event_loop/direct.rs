@@ -25,6 +25,7 @@ impl From<SendError> for NodeError {
             SendError::TextTooLong { len } => Self::TextTooLong { len },
             SendError::EmptyText => Self::EmptyText,
             SendError::OutboxFull { len } => Self::OutboxFull { len },
+            SendError::Blocked { name } => Self::Blocked { name },
             other => Self::Send(other),
         }
     }
@@ -44,9 +45,9 @@ impl From<ContactError> for NodeError {
     }
 }
 
-/// The store operation for what the engine writes.
-fn op_of(write: DeviceWrite) -> Op {
-    match write {
+/// The store operations for what the engine writes.
+fn push_ops(write: DeviceWrite, ops: &mut Vec<Op>) {
+    let op = match write {
         DeviceWrite::Contact(record) => Op::PutContact(record),
         DeviceWrite::Outbox(key, record) => Op::PutOutbox(key, record),
         DeviceWrite::DropOutbox(key) => Op::DeleteOutbox(key),
@@ -57,14 +58,29 @@ fn op_of(write: DeviceWrite) -> Op {
         DeviceWrite::MarkRead(conversation, ids) => Op::MarkRead(conversation, ids),
         DeviceWrite::Seen(digest, at) => Op::PutSeen(digest, at),
         DeviceWrite::DepositRight(device, right) => Op::PutRight(device, right),
-    }
+        DeviceWrite::Trust(account, trust) => Op::PutTrust(account, trust),
+        DeviceWrite::ForgetContact {
+            name,
+            account,
+            devices,
+            history,
+        } => {
+            ops.extend(devices.into_iter().map(Op::DeleteRight));
+            ops.extend(history.map(Op::DeleteConversation));
+            ops.push(Op::PutTrust(account, Default::default()));
+            Op::DeleteContact(name)
+        }
+    };
+    ops.push(op);
 }
 
-/// The event for what the engine tells the user.
-fn event_of(notice: DeviceNotice) -> Event {
+/// The event for what the engine tells the user; `keys_changed`: whether
+/// the contact it is about is verified with keys changed since.
+fn event_of(notice: DeviceNotice, keys_changed: impl Fn(&str) -> bool) -> Event {
     match notice {
         DeviceNotice::Message { contact, message } => Event::Message {
             message: MessageView::new(&message, contact.clone()),
+            keys_changed: keys_changed(&contact),
             contact,
         },
         DeviceNotice::Status {
@@ -87,6 +103,7 @@ fn event_of(notice: DeviceNotice) -> Event {
             relay,
             reason,
         },
+        DeviceNotice::KeysChanged { contact } => Event::KeysChanged { contact },
     }
 }
 
@@ -96,7 +113,7 @@ impl EventLoop {
     pub(super) fn drive(&mut self) {
         while let Some(effect) = self.engine.poll_effect() {
             match effect {
-                DeviceEffect::Write(write) => self.batch.ops.push(op_of(write)),
+                DeviceEffect::Write(write) => push_ops(write, &mut self.batch.ops),
                 DeviceEffect::After(DeviceAfter::Dispatch(key)) => {
                     self.batch.after.push(After::Dispatch(key));
                 }
@@ -104,7 +121,8 @@ impl EventLoop {
                     self.batch.after.push(After::Received(digest));
                 }
                 DeviceEffect::After(DeviceAfter::Notice(notice)) => {
-                    self.batch.after.push(After::Emit(event_of(notice)));
+                    let event = event_of(notice, |name| self.keys_changed(name));
+                    self.batch.after.push(After::Emit(event));
                 }
                 DeviceEffect::Notice(notice) => {
                     if let DeviceNotice::Undeliverable {
@@ -113,7 +131,9 @@ impl EventLoop {
                     {
                         tracing::warn!(%id, %relay, problem = %reason, "a relay refused a message; it stays queued");
                     }
-                    let _ = self.events.send(event_of(notice));
+                    let _ = self
+                        .events
+                        .send(event_of(notice, |name| self.keys_changed(name)));
                 }
                 DeviceEffect::RequestKey(device) => self.request_key(device),
                 DeviceEffect::ClaimKey {
@@ -175,6 +195,7 @@ impl EventLoop {
                     status: Status::Pending,
                     timed_out: false,
                     problem: None,
+                    keys_changed: self.keys_changed(contact),
                 };
                 self.batch.after.push(After::ReplySend(reply, receipt));
             }

@@ -447,6 +447,7 @@ impl EventLoop {
                             status: crate::records::Status::Sent,
                             timed_out: false,
                             problem: None,
+                            keys_changed: false,
                         };
                         self.drive();
                         self.batch.after.push(After::ReplySend(reply, receipt));

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use hush_protocol::device::{
-    Accepted, PresenceBook, PresenceEffect, PresenceSelf, PresenceTiming, PresenceWrite,
+    Accepted, PresenceBook, PresenceEffect, PresenceSelf, PresenceTiming, PresenceWrite, World,
 };
 use hush_protocol::{
     AccountId, Body, DeviceId, DeviceKeys, PresencePush, PresenceState, SealedPresence, Wire,
@@ -87,6 +87,11 @@ impl PresenceHost {
         self.book.sharing()
     }
 
+    /// A blocked contact as stored: it never gets our key or records.
+    pub(crate) fn restore_blocked(&mut self, account: AccountId) {
+        self.book.restore_blocked(account);
+    }
+
     /// Addresses a contact device announced in its latest record.
     pub(crate) fn addresses_of(&self, device: &DeviceId) -> &[Multiaddr] {
         self.book.addresses_of(device)
@@ -103,6 +108,9 @@ impl EventLoop {
                 }
                 PresenceEffect::Write(PresenceWrite::Contact(account, record)) => {
                     self.batch.ops.push(Op::PutPresence(account, record));
+                }
+                PresenceEffect::Write(PresenceWrite::Forget(account)) => {
+                    self.batch.ops.push(Op::DeletePresence(account));
                 }
                 PresenceEffect::Put {
                     locator,
@@ -595,6 +603,33 @@ impl EventLoop {
         self.drive_presence();
     }
 
+    /// Runs a change of who shares our presence with what it needs to
+    /// know, then does what presence asked.
+    pub(super) fn presence_change(
+        &mut self,
+        all: &[AccountId],
+        change: impl FnOnce(
+            &mut hush_protocol::device::PresenceBook<libp2p::Multiaddr>,
+            hush_protocol::Now,
+            &World<'_>,
+        ),
+    ) {
+        let connected: HashMap<AccountId, Vec<DeviceId>> = all
+            .iter()
+            .map(|a| (*a, self.connected_devices(a)))
+            .collect();
+        let connected_of = move |a: &AccountId| connected.get(a).cloned().unwrap_or_default();
+        let (addresses, contacts) = (self.record_addresses(), self.connected_contacts());
+        let world = World {
+            all,
+            connected_of: &connected_of,
+            addresses: &addresses,
+            connected: &contacts,
+        };
+        change(&mut self.presence.book, self.host_clock.now(), &world);
+        self.drive_presence();
+    }
+
     /// Switches sharing for one contact (`Some(name)`) or for everyone.
     pub(super) fn set_presence_sharing(
         &mut self,
@@ -615,22 +650,17 @@ impl EventLoop {
             None => None,
         };
         let all = self.engine.contacts.accounts();
-        let connected_of: HashMap<AccountId, Vec<DeviceId>> = all
-            .iter()
-            .map(|a| (*a, self.connected_devices(a)))
-            .collect();
-        let now = self.host_clock.now();
-        let (addresses, connected) = (self.record_addresses(), self.connected_contacts());
-        self.presence.book.set_sharing(
-            now,
-            account,
-            on,
-            &all,
-            |a| connected_of.get(a).cloned().unwrap_or_default(),
-            &addresses,
-            &connected,
-        );
-        self.drive_presence();
+        self.presence_change(&all, |book, now, world| {
+            book.set_sharing(
+                now,
+                account,
+                on,
+                world.all,
+                world.connected_of,
+                world.addresses,
+                world.connected,
+            );
+        });
         let view = account.and_then(|a| self.presence_view(&a));
         self.batch.after.push(After::ReplyPresence(reply, view));
     }

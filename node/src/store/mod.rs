@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::records::{
-    ContactRecord, GroupRecord, IdentityRecord, InboundRecord, MessageRecord, OutboxRecord,
-    OwnPresenceRecord, PendingRecord, PresenceRecord, PublishKeyRecord, Status,
+    ContactRecord, ContactTrust, GroupRecord, IdentityRecord, InboundRecord, MessageRecord,
+    OutboxRecord, OwnPresenceRecord, PendingRecord, PresenceRecord, PublishKeyRecord, Status,
 };
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -59,6 +59,9 @@ const GROUP_PENDING: TableDefinition<([u8; 32], [u8; 32]), &[u8]> =
 /// history cursors on its topic.
 const GROUP_KEYS: TableDefinition<([u8; 32], [u8; 32]), &[u8]> =
     TableDefinition::new("group_publish_keys");
+/// What the user decided about a contact (blocked, verified keys), by
+/// account; only rows that differ from the default.
+const CONTACT_TRUST: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("contact_trust");
 
 const IDENTITY_KEY: &str = "identity";
 const OLM_ACCOUNT_KEY: &str = "olm_account";
@@ -182,6 +185,15 @@ pub enum Op {
     /// A group epoch's publish key: (group, epoch op).
     PutPublishKey(GroupId, [u8; 32], PublishKeyRecord),
     DeletePublishKey(GroupId, [u8; 32]),
+    /// The contact named so is gone (its trust, rights and presence are
+    /// separate ops).
+    DeleteContact(String),
+    /// Every message of a conversation (and its unread marks).
+    DeleteConversation(ConversationId),
+    DeleteRight(DeviceId),
+    /// What the user decided about a contact; the default deletes the row.
+    PutTrust(AccountId, ContactTrust),
+    DeletePresence(AccountId),
 }
 
 #[derive(Debug)]
@@ -212,6 +224,7 @@ impl Store {
             txn.open_table(GROUP_PENDING)?;
             txn.open_table(GROUP_KEYS)?;
             txn.open_table(DEPOSIT_RIGHTS)?;
+            txn.open_table(CONTACT_TRUST)?;
         }
         txn.commit()?;
         // Opened only now, under redb's lock on the database file: no other
@@ -507,6 +520,22 @@ impl Store {
         Ok(out)
     }
 
+    /// Blocks and verifications, by account.
+    pub fn trust(&self) -> Result<Vec<(AccountId, ContactTrust)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(CONTACT_TRUST)?;
+        table
+            .iter()?
+            .map(|row| {
+                let (account, bytes) = row?;
+                Ok((
+                    AccountId(account.value()),
+                    decode("contact trust", bytes.value())?,
+                ))
+            })
+            .collect()
+    }
+
     pub fn contacts(&self) -> Result<Vec<ContactRecord>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(CONTACTS)?;
@@ -680,6 +709,7 @@ struct Tables<'t> {
     pending: Slot<'t, (Id, Id), Bytes>,
     publish_keys: Slot<'t, (Id, Id), Bytes>,
     rights: Slot<'t, Id, Bytes>,
+    trust: Slot<'t, Id, Bytes>,
 }
 
 fn table<'a, 't, K: redb::Key + 'static, V: redb::Value + 'static>(
@@ -823,6 +853,38 @@ fn write(
                 }
                 Op::DeletePublishKey(group, epoch) => {
                     table(&txn, &mut t.publish_keys, GROUP_KEYS)?.remove((group.0, epoch))?;
+                }
+                Op::DeleteContact(name) => {
+                    table(&txn, &mut t.contacts, CONTACTS)?.remove(name.as_str())?;
+                }
+                Op::DeleteConversation(conv) => {
+                    let c = conv.0;
+                    let messages = table(&txn, &mut t.messages, MESSAGES)?;
+                    let ids = messages
+                        .range((c, 0)..=(c, u128::MAX))?
+                        .map(|row| Ok(row?.0.value().1))
+                        .collect::<Result<Vec<u128>, StoreError>>()?;
+                    for id in &ids {
+                        messages.remove((c, *id))?;
+                    }
+                    let unread = table(&txn, &mut t.unread, UNREAD)?;
+                    for id in ids {
+                        unread.remove((c, id))?;
+                    }
+                }
+                Op::DeleteRight(device) => {
+                    table(&txn, &mut t.rights, DEPOSIT_RIGHTS)?.remove(device.0)?;
+                }
+                Op::PutTrust(account, trust) => {
+                    let rows = table(&txn, &mut t.trust, CONTACT_TRUST)?;
+                    if trust.is_default() {
+                        rows.remove(account.0)?;
+                    } else {
+                        rows.insert(account.0, encode(&trust).as_slice())?;
+                    }
+                }
+                Op::DeletePresence(account) => {
+                    table(&txn, &mut t.presence, PRESENCE)?.remove(account.0)?;
                 }
             }
         }

@@ -27,6 +27,41 @@ pub struct ContactRecord {
     pub added_at_ms: u64,
 }
 
+/// What the user decided about a contact beyond its card, stored apart from
+/// the contact record (by account): whether it is blocked, and which keys
+/// the user verified.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactTrust {
+    /// Nothing from the contact is accepted and nothing goes to it.
+    pub blocked: bool,
+    /// [`keys_fingerprint`] of the contact's card when the user compared
+    /// the safety number and marked it verified.
+    pub verified: Option<[u8; 32]>,
+}
+
+impl ContactTrust {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// A digest of every key a card binds to its account: the account and each
+/// device's id, Olm and mailbox keys, in device id order. A verified
+/// contact whose fingerprint moves has keys the user has not verified.
+pub fn keys_fingerprint(card: &ContactCard) -> [u8; 32] {
+    let mut devices: Vec<&DeviceKeys> = card.device_list.devices.iter().collect();
+    devices.sort_by_key(|d| d.device_id.0);
+    let mut hasher = blake3::Hasher::new_derive_key("hush 2026-12 verified keys");
+    hasher.update(&card.account().0);
+    for d in devices {
+        hasher.update(&d.device_id.0);
+        hasher.update(&d.olm_ed25519);
+        hasher.update(&d.olm_curve25519);
+        hasher.update(&d.mailbox_key);
+    }
+    *hasher.finalize().as_bytes()
+}
+
 /// Where a card's devices and addresses are, in the host's terms.
 #[derive(Debug, Clone)]
 pub struct CardReach<P, A> {
@@ -65,6 +100,8 @@ pub struct ContactBook<P, A> {
     /// Devices bound by an entry the device itself signed (see
     /// [`Proof`]): no other card takes them.
     proven: HashSet<DeviceId>,
+    /// Blocks and verifications, by account (only those not default).
+    trust: HashMap<AccountId, ContactTrust>,
 }
 
 impl<P, A> Default for ContactBook<P, A> {
@@ -77,6 +114,7 @@ impl<P, A> Default for ContactBook<P, A> {
             by_curve: HashMap::new(),
             peers: HashMap::new(),
             proven: HashSet::new(),
+            trust: HashMap::new(),
         }
     }
 }
@@ -104,12 +142,51 @@ impl<P: Copy + Eq + Hash, A> ContactBook<P, A> {
         self.peers.insert(contact.card.account(), contact);
     }
 
-    /// Removes the contact named `name` and forgets its devices.
+    /// Removes the contact named `name`, forgets its devices and what the
+    /// user decided about it (block, verification).
     pub fn remove(&mut self, name: &str) -> Option<Contact<P, A>> {
         let contact = self.by_name.remove(name)?;
         self.names.remove(&contact.card.account());
+        self.trust.remove(&contact.card.account());
         self.forget_devices(&contact.card);
         Some(contact)
+    }
+
+    /// What the user decided about `account` (default: nothing).
+    pub fn trust(&self, account: &AccountId) -> ContactTrust {
+        self.trust.get(account).copied().unwrap_or_default()
+    }
+
+    pub fn set_trust(&mut self, account: AccountId, trust: ContactTrust) {
+        if trust.is_default() {
+            self.trust.remove(&account);
+        } else {
+            self.trust.insert(account, trust);
+        }
+    }
+
+    /// Whether the user blocked `account`.
+    pub fn is_blocked(&self, account: &AccountId) -> bool {
+        self.trust.get(account).is_some_and(|t| t.blocked)
+    }
+
+    /// Whether the device belongs to a blocked account.
+    pub fn is_blocked_device(&self, device: &DeviceId) -> bool {
+        self.of_device(device)
+            .is_some_and(|(account, _)| self.is_blocked(&account))
+    }
+
+    /// Whether `account` is a verified contact whose keys changed since.
+    pub fn keys_changed(&self, account: &AccountId) -> bool {
+        let (Some(verified), Some(name)) = (
+            self.trust.get(account).and_then(|t| t.verified),
+            self.names.get(account),
+        ) else {
+            return false;
+        };
+        self.by_name
+            .get(name)
+            .is_some_and(|c| keys_fingerprint(&c.card) != verified)
     }
 
     pub fn remove_peer(&mut self, account: &AccountId) {

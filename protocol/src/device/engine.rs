@@ -38,9 +38,9 @@ use std::fmt;
 use std::hash::Hash;
 
 use crate::device::{
-    CardReach, ContactBook, ContactRecord, Ctx, DeviceLookup, GroupBook, GroupEffect, Inbox,
-    KeyService, MAX_OUTBOX_ENTRIES, MessageRecord, Outbox, OutboxKey, OutboxKind, OutboxRecord,
-    Routes, Severity, Status,
+    CardReach, ContactBook, ContactRecord, ContactTrust, Ctx, DeviceLookup, GroupBook, GroupEffect,
+    Inbox, KeyService, MAX_OUTBOX_ENTRIES, MessageRecord, Outbox, OutboxKey, OutboxKind,
+    OutboxRecord, Routes, Severity, Status,
 };
 use crate::{
     AccountId, AckBatch, Body, ContactCard, ConversationId, DepositRight, DeviceId, DeviceKeys,
@@ -48,7 +48,7 @@ use crate::{
     MAX_TEXT_LEN, MessageId, OlmDevice, Payload, PresenceKey, ReceiptKind, RejectReason, Wire,
 };
 
-pub use contacts::ContactError;
+pub use contacts::{ContactError, Removed};
 pub use mail::{FULL_RELAY_RETRY_MS, MailPage};
 pub use receive::{BatchAnswer, Received};
 pub use rights::RightIssuer;
@@ -83,11 +83,25 @@ pub enum DeviceWrite {
     Seen([u8; 32], u64),
     /// A contact device's deposit right for us (replaces the one stored).
     DepositRight(DeviceId, DepositRight),
+    /// The user removed the contact: its record, its devices' deposit
+    /// rights and its trust go; its conversation too when `history` is
+    /// `Some`.
+    ForgetContact {
+        name: String,
+        account: AccountId,
+        devices: Vec<DeviceId>,
+        history: Option<ConversationId>,
+    },
+    /// What the user decided about a contact (default: delete the row).
+    Trust(AccountId, ContactTrust),
 }
 
 /// What the user hears of.
 #[derive(Debug, Clone)]
 pub enum DeviceNotice {
+    /// A contact the user verified has keys the user did not verify (a
+    /// newer card listed other devices or keys).
+    KeysChanged { contact: String },
     Message {
         contact: String,
         message: MessageRecord,
@@ -174,6 +188,8 @@ pub enum SendError {
     EmptyText,
     #[error("the outbox holds {len} entries, the most it may")]
     OutboxFull { len: usize },
+    #[error("you blocked {name:?}")]
+    Blocked { name: String },
 }
 
 /// The device engine. The parts are public while the host still drives
@@ -386,6 +402,11 @@ where
             .ok_or_else(|| SendError::UnknownContact {
                 name: contact.to_owned(),
             })?;
+        if self.contacts.is_blocked(&account) {
+            return Err(SendError::Blocked {
+                name: contact.to_owned(),
+            });
+        }
         self.grant_right(ctx, &account);
         let id = ctx.next_id();
         let payload = Payload {
@@ -606,6 +627,10 @@ where
     /// after a failed request the whole device backs off
     /// (`Outbox::retry_device_later`).
     pub fn pump(&mut self, ctx: &mut Ctx<'_>, device: &DeviceId) {
+        if self.contacts.is_blocked_device(device) {
+            // Held, in order, until the user unblocks the contact.
+            return;
+        }
         if self.via_relays(ctx, device) {
             // Encrypt (or get a key for) what is not yet, in order, then
             // deposit. Unencrypted entries are the newest ones, so look from

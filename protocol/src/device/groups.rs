@@ -419,6 +419,9 @@ pub struct GroupBook<P, A, M> {
     fresh_pending: HashMap<SessionId, Vec<Waiting>>,
     /// Digests of messages read but not yet committed.
     receiving: HashSet<[u8; 32]>,
+    /// Members the user blocked: their group messages are read (so the
+    /// mesh goes on) and dropped.
+    blocked: HashSet<AccountId>,
     /// Groups holding ops whose parents we lack: since when, and whom to
     /// ask for every op if they do not arrive.
     missing_since: HashMap<GroupId, (u64, AccountId)>,
@@ -506,6 +509,7 @@ where
             inbound: HashMap::new(),
             receipts: HashMap::new(),
             receipts_due_ms: None,
+            blocked: HashSet::new(),
             unpublished: VecDeque::new(),
             epoch_waits: epochs::EpochWaits::default(),
             pending: pending::PendingIndex::default(),
@@ -523,6 +527,15 @@ where
 
     pub fn config(&self) -> GroupConfig {
         self.config
+    }
+
+    /// Drops (or takes again) the group messages of `account`.
+    pub fn set_blocked(&mut self, account: AccountId, blocked: bool) {
+        if blocked {
+            self.blocked.insert(account);
+        } else {
+            self.blocked.remove(&account);
+        }
     }
 
     fn account(&self) -> AccountId {

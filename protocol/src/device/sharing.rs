@@ -15,7 +15,7 @@
 //! the new one with those still allowed, and overwrites the old locator
 //! with a "never seen" record.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::hash::Hash;
 
@@ -112,6 +112,20 @@ impl fmt::Debug for PresenceSelf {
 pub enum PresenceWrite {
     Own(OwnPresenceRecord),
     Contact(AccountId, PresenceRecord),
+    /// The contact was removed: its row goes.
+    Forget(AccountId),
+}
+
+/// What a change of who we share with needs to know of the host.
+pub struct World<'a> {
+    /// Every contact account.
+    pub all: &'a [AccountId],
+    /// A contact's connected devices.
+    pub connected_of: &'a dyn Fn(&AccountId) -> Vec<DeviceId>,
+    /// Our addresses and connected contact devices, for a record published
+    /// now.
+    pub addresses: &'a [String],
+    pub connected: &'a [(AccountId, DeviceId)],
 }
 
 /// What follows from a call, in order.
@@ -186,6 +200,8 @@ pub struct PresenceBook<A> {
     /// When each contact device last got our record (one entry per contact
     /// device at most).
     pushed: HashMap<DeviceId, u64>,
+    /// Blocked contacts: they never get our key or records.
+    blocked: HashSet<AccountId>,
     effects: VecDeque<PresenceEffect>,
 }
 
@@ -230,6 +246,7 @@ impl<A: Clone> PresenceBook<A> {
             watch: PresenceWatch::new(timing),
             next_heartbeat_ms: now.mono_ms,
             pushed: HashMap::new(),
+            blocked: HashSet::new(),
             effects,
         }
     }
@@ -249,7 +266,9 @@ impl<A: Clone> PresenceBook<A> {
     }
 
     pub fn shares_with(&self, account: &AccountId) -> bool {
-        self.own.share && self.contacts.get(account).is_none_or(|c| c.share)
+        self.own.share
+            && !self.blocked.contains(account)
+            && self.contacts.get(account).is_none_or(|c| c.share)
     }
 
     fn their_key(&self, account: &AccountId) -> Option<PresenceKey> {
@@ -639,34 +658,88 @@ impl<A: Clone> PresenceBook<A> {
         addresses: &[String],
         connected: &[(AccountId, DeviceId)],
     ) {
-        let was_shared: Vec<AccountId> = all
+        let world = World {
+            all,
+            connected_of: &connected_of,
+            addresses,
+            connected,
+        };
+        self.change(now, &world, |book| match account {
+            Some(account) => {
+                let record = book.contacts.entry(account).or_default();
+                record.share = on;
+                let write = PresenceWrite::Contact(account, record.clone());
+                book.effects.push_back(PresenceEffect::Write(write));
+            }
+            None => book.own.share = on,
+        });
+        if on {
+            self.publish(now, addresses, connected);
+        }
+    }
+
+    /// Blocks (or unblocks) a contact: blocked, it loses our key like a
+    /// contact we stopped sharing with; unblocked, it gets the current one
+    /// again if we share with it.
+    pub fn set_blocked(&mut self, now: Now, account: AccountId, blocked: bool, world: &World<'_>) {
+        self.change(now, world, |book| {
+            if blocked {
+                book.blocked.insert(account);
+            } else {
+                book.blocked.remove(&account);
+            }
+        });
+    }
+
+    /// A blocked contact as stored (at start): no effects.
+    pub fn restore_blocked(&mut self, account: AccountId) {
+        self.blocked.insert(account);
+    }
+
+    /// The contact `account` was removed: it loses our key (if it had it),
+    /// its devices' presence is forgotten and its row goes. `world.all`
+    /// still lists it.
+    pub fn forget(
+        &mut self,
+        now: Now,
+        account: AccountId,
+        devices: &[DeviceId],
+        world: &World<'_>,
+    ) {
+        self.change(now, world, |book| {
+            book.blocked.insert(account);
+        });
+        self.blocked.remove(&account);
+        self.contacts.remove(&account);
+        for device in devices {
+            self.watch.forget(device);
+            self.pushed.remove(device);
+        }
+        self.effects
+            .push_back(PresenceEffect::Write(PresenceWrite::Forget(account)));
+    }
+
+    /// Changes who we share with (`mutate`), then retires the key if
+    /// anyone lost access and hands the current key to whoever lacks it.
+    fn change(&mut self, now: Now, world: &World<'_>, mutate: impl FnOnce(&mut Self)) {
+        let was_shared: Vec<AccountId> = world
+            .all
             .iter()
             .filter(|a| self.shares_with(a))
             .copied()
             .collect();
-        match account {
-            Some(account) => {
-                let record = self.contacts.entry(account).or_default();
-                record.share = on;
-                let write = PresenceWrite::Contact(account, record.clone());
-                self.effects.push_back(PresenceEffect::Write(write));
-            }
-            None => self.own.share = on,
-        }
+        mutate(self);
         let lost: Vec<AccountId> = was_shared
             .into_iter()
             .filter(|a| !self.shares_with(a))
             .collect();
         if !lost.is_empty() {
-            self.rotate(now, &lost, &connected_of);
+            self.rotate(now, &lost, &world.connected_of);
         }
         self.effects
             .push_back(PresenceEffect::Write(PresenceWrite::Own(self.own.clone())));
-        for account in all {
+        for account in world.all {
             self.share_key_with(account);
-        }
-        if on {
-            self.publish(now, addresses, connected);
         }
     }
 

@@ -3,9 +3,10 @@
 use std::fmt;
 use std::hash::Hash;
 
-use super::{DeviceEffect, DeviceEngine, DeviceWrite};
-use crate::ContactCard;
-use crate::device::{ContactRecord, Ctx};
+use super::{DeviceAfter, DeviceEffect, DeviceEngine, DeviceNotice, DeviceWrite};
+use crate::device::contacts::keys_fingerprint;
+use crate::device::{ContactRecord, ContactTrust, Ctx, Severity};
+use crate::{AccountId, ContactCard, ConversationId, DeviceId, Now};
 
 /// Why a contact was not added or updated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,12 +90,22 @@ where
         let mut record = existing.record.clone();
         record.card = card_text;
         let old_card = existing.card.clone();
+        let verified_before = !self.contacts.keys_changed(&card.account());
         // Forget the old card's devices; the new card lists the current ones.
         self.contacts.forget_devices(&old_card);
         self.effects
             .push_back(DeviceEffect::Write(DeviceWrite::Contact(record.clone())));
         let reach = (self.reach)(&card);
+        let account = card.account();
         self.contacts.insert(record.clone(), card, reach);
+        if verified_before && self.contacts.keys_changed(&account) {
+            self.note(Severity::Warn, "a verified contact's keys changed");
+            let notice = DeviceNotice::KeysChanged {
+                contact: record.name.clone(),
+            };
+            self.effects
+                .push_back(DeviceEffect::After(DeviceAfter::Notice(notice)));
+        }
         // New addresses or relays: try what is queued for them again now.
         for device in &old_card.device_list.devices {
             self.routes.reached(&device.device_id);
@@ -115,5 +126,155 @@ where
         self.effects
             .push_back(DeviceEffect::Write(DeviceWrite::Contact(record.clone())));
         Ok(record)
+    }
+}
+
+/// What removing a contact left behind for the host to clear.
+#[derive(Debug, Clone)]
+pub struct Removed {
+    pub record: ContactRecord,
+    /// Its devices (the host drops their connections and presence state).
+    pub devices: Vec<DeviceId>,
+    /// Still a member of one of our groups: known as a group peer, and its
+    /// group control still flows.
+    pub group_peer: bool,
+}
+
+impl<P, A, Q, M> DeviceEngine<P, A, Q, M>
+where
+    P: Copy + Eq + Hash + fmt::Display,
+    A: Clone,
+    Q: Hash + Eq,
+{
+    /// Removes the contact `name`: its card, what is queued for it in our
+    /// conversation, its deposit rights for us, our Olm sessions with it
+    /// (unless a group we share still needs them) and its trust; the
+    /// conversation too with `delete_history`. Afterwards it is a
+    /// stranger: what it sends is refused. The host rotates our presence
+    /// key away from it.
+    pub fn remove_contact(
+        &mut self,
+        now: Now,
+        name: &str,
+        delete_history: bool,
+    ) -> Result<Removed, ContactError> {
+        let Some(contact) = self.contacts.remove(name) else {
+            return Err(ContactError::Unknown {
+                name: name.to_owned(),
+            });
+        };
+        let account = contact.card.account();
+        let conversation = ConversationId::direct(&self.me.account, &account);
+        let devices: Vec<DeviceId> = contact
+            .card
+            .device_list
+            .devices
+            .iter()
+            .map(|d| d.device_id)
+            .collect();
+        for device in &devices {
+            for key in self.outbox.for_device(device) {
+                if self
+                    .outbox
+                    .get(&key)
+                    .is_some_and(|e| e.record().conversation == conversation)
+                {
+                    self.outbox.remove(&key);
+                    self.problems.remove(&key);
+                    self.effects
+                        .push_back(DeviceEffect::Write(DeviceWrite::DropOutbox(key)));
+                }
+            }
+            self.rights.remove(device);
+            self.routes.reached(device);
+        }
+        self.granted.remove(&account);
+        self.groups.set_blocked(account, false);
+        // A member of a group we share stays known as a group peer.
+        self.sync_peers(now.unix_ms);
+        let group_peer = self.contacts.is_peer(&account);
+        if !group_peer {
+            for device in &contact.card.device_list.devices {
+                self.olm.drop_sessions(&device.olm_curve25519);
+            }
+        }
+        self.effects
+            .push_back(DeviceEffect::Write(DeviceWrite::ForgetContact {
+                name: name.to_owned(),
+                account,
+                devices: devices.clone(),
+                history: delete_history.then_some(conversation),
+            }));
+        Ok(Removed {
+            record: contact.record,
+            devices,
+            group_peer,
+        })
+    }
+
+    /// Blocks (or unblocks) the contact `name`. Blocked, nothing it sends
+    /// is stored (mail from it is opened and dropped; the host refuses its
+    /// connections), sending to it is refused, and what was queued for it
+    /// waits, in order, until it is unblocked.
+    pub fn block_contact(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        name: &str,
+        blocked: bool,
+    ) -> Result<(ContactRecord, ContactTrust), ContactError> {
+        let (record, account, devices) = self.contact_parts(name)?;
+        let mut trust = self.contacts.trust(&account);
+        trust.blocked = blocked;
+        self.set_trust(account, trust);
+        if !blocked {
+            for device in &devices {
+                self.outbox.wake(device, ctx.now);
+                self.pump(ctx, device);
+            }
+        }
+        Ok((record, trust))
+    }
+
+    /// Marks the contact's current keys verified (the user compared the
+    /// safety number), or takes the mark away.
+    pub fn verify_contact(
+        &mut self,
+        name: &str,
+        verified: bool,
+    ) -> Result<(ContactRecord, ContactTrust), ContactError> {
+        let (record, account, _) = self.contact_parts(name)?;
+        let mut trust = self.contacts.trust(&account);
+        trust.verified = match (verified, self.contacts.contact(name)) {
+            (true, Some(c)) => Some(keys_fingerprint(&c.card)),
+            _ => None,
+        };
+        self.set_trust(account, trust);
+        Ok((record, trust))
+    }
+
+    fn contact_parts(
+        &self,
+        name: &str,
+    ) -> Result<(ContactRecord, AccountId, Vec<DeviceId>), ContactError> {
+        let c = self
+            .contacts
+            .contact(name)
+            .ok_or_else(|| ContactError::Unknown {
+                name: name.to_owned(),
+            })?;
+        let devices = c.card.device_list.devices.iter().map(|d| d.device_id);
+        Ok((c.record.clone(), c.card.account(), devices.collect()))
+    }
+
+    /// What the user decided about a contact, as stored (at start).
+    pub fn restore_trust(&mut self, account: AccountId, trust: ContactTrust) {
+        self.contacts.set_trust(account, trust);
+        self.groups.set_blocked(account, trust.blocked);
+    }
+
+    fn set_trust(&mut self, account: AccountId, trust: ContactTrust) {
+        self.restore_trust(account, trust);
+        self.effects
+            .push_back(DeviceEffect::Write(DeviceWrite::Trust(account, trust)));
     }
 }

@@ -139,6 +139,13 @@ where
             }
             return Ok(stored);
         };
+        if self.contacts.is_blocked(&account) && !matches!(payload.body, Body::Group(_)) {
+            // Taken (so its relay copy goes) and dropped: no message, no
+            // receipt. Group control still counts, so the groups we share
+            // stay in step.
+            self.note(Severity::Debug, "dropped what a blocked contact sent");
+            return Ok(stored);
+        }
         match payload.body {
             Body::Group(control) => self.with_groups(ctx, |groups, ctx| {
                 groups.handle_control(ctx, lookup, account, keys.device_id, control);

@@ -26,6 +26,7 @@ const POLL_MS: u64 = 1_000;
 
 mod hijack;
 mod hostile;
+mod lifecycle;
 mod relay;
 
 type Engine = DeviceEngine<DeviceId, (), u64, u64>;
@@ -104,6 +105,17 @@ impl Disk {
             DeviceWrite::DepositRight(device, right) => {
                 self.rights.insert(device, right);
             }
+            DeviceWrite::ForgetContact {
+                devices, history, ..
+            } => {
+                for device in devices {
+                    self.rights.remove(&device);
+                }
+                if let Some(c) = history {
+                    self.messages.retain(|(conv, _), _| *conv != c);
+                }
+            }
+            DeviceWrite::Trust(..) => {}
         }
     }
 

@@ -290,6 +290,9 @@ where
             GroupEffect::Write(GroupWrite::Seen(digest, now)),
             GroupEffect::After(GroupAfter::Settled(digest)),
         ]);
+        if self.blocked.contains(&account) {
+            return Received::Read;
+        }
         if lookup
             .message(&conversation, payload.id)
             .ok()

@@ -6,7 +6,7 @@ use crate::{Refusal, SealedEnvelope};
 
 impl Net {
     /// Lets `ms` pass ten times (retries, polls).
-    fn advance_10(&mut self, ms: u64) {
+    pub(super) fn advance_10(&mut self, ms: u64) {
         for _ in 0..10 {
             self.advance(ms);
         }
@@ -201,7 +201,7 @@ impl Net {
     }
 
     /// Device `i` stocks one-time keys (and its fallback key) at its relay.
-    fn upload_keys(&mut self, i: usize) {
+    pub(super) fn upload_keys(&mut self, i: usize) {
         let device = self.devs[i].keys.device_id;
         let olm = &mut self.devs[i].engine.olm;
         let one_time = olm.one_time_key_bundles(device, 5);

@@ -1,0 +1,200 @@
+//! A contact's life after it was added, on the host side: removing,
+//! blocking and verifying go through the engine
+//! ([`DeviceEngine::remove_contact`](hush_protocol::device::DeviceEngine::remove_contact)
+//! and the rest); here the swarm refuses blocked devices and presence
+//! retires the key a removed or blocked contact held.
+
+use hush_protocol::device::ContactTrust;
+use hush_protocol::{AccountId, DeviceId};
+use libp2p::PeerId;
+
+use super::{After, EventLoop};
+use crate::error::NodeError;
+use crate::node::{Reply, contact_view};
+use crate::records::ContactRecord;
+use crate::view::{ContactView, Event};
+
+/// What the user does to a contact.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ContactAction {
+    /// Forget it (and its conversation when `delete_history`).
+    Remove {
+        delete_history: bool,
+    },
+    Block(bool),
+    Verify(bool),
+}
+
+impl EventLoop {
+    /// Whether the contact `name` is verified with keys changed since.
+    pub(super) fn keys_changed(&self, name: &str) -> bool {
+        let contacts = &self.engine.contacts;
+        contacts
+            .contact(name)
+            .is_some_and(|c| contacts.keys_changed(&c.card.account()))
+    }
+
+    pub(super) fn view_of(&self, record: &ContactRecord) -> ContactView {
+        contact_view(
+            &self.me.account,
+            record,
+            self.engine.contacts.trust(&record.account),
+        )
+    }
+
+    /// The blocks and verifications on disk, into the engine, presence and
+    /// the swarm (at start, and after a reload from disk).
+    pub(super) fn restore_trust(&mut self) -> Result<(), NodeError> {
+        for (account, trust) in self.store.trust()? {
+            self.engine.restore_trust(account, trust);
+            if trust.blocked {
+                self.presence.restore_blocked(account);
+                for peer in self.peers_of(&account) {
+                    self.swarm.behaviour_mut().blocked.block_peer(peer);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn contact_action(
+        &mut self,
+        name: &str,
+        action: ContactAction,
+        reply: Reply<ContactView>,
+    ) {
+        let done = match action {
+            ContactAction::Remove { delete_history } => self.remove_contact(name, delete_history),
+            ContactAction::Block(on) => self.block_contact(name, on),
+            ContactAction::Verify(on) => self
+                .engine
+                .verify_contact(name, on)
+                .map(|(record, trust)| {
+                    let event = Event::ContactVerified {
+                        contact: record.name.clone(),
+                        verified: trust.verified.is_some(),
+                    };
+                    (record, trust, event)
+                })
+                .map_err(NodeError::from),
+        };
+        self.drive();
+        match done {
+            Ok((record, trust, event)) => {
+                let view = contact_view(&self.me.account, &record, trust);
+                self.batch.after.push(After::ReplyContact(reply, view));
+                self.batch.after.push(After::Emit(event));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    fn remove_contact(
+        &mut self,
+        name: &str,
+        delete_history: bool,
+    ) -> Result<(ContactRecord, ContactTrust, Event), NodeError> {
+        let Some(contact) = self.engine.contacts.contact(name) else {
+            return Err(NodeError::UnknownContact {
+                name: name.to_owned(),
+            });
+        };
+        let account = contact.card.account();
+        let trust = self.engine.contacts.trust(&account);
+        let peers = self.peers_of(&account);
+        // Presence first, while the contact is still among `all`: it loses
+        // our key.
+        let all = self.engine.contacts.accounts();
+        let devices: Vec<DeviceId> = contact
+            .card
+            .device_list
+            .devices
+            .iter()
+            .map(|d| d.device_id)
+            .collect();
+        self.presence_change(&all, |book, now, world| {
+            book.forget(now, account, &devices, world);
+        });
+        let removed = self
+            .engine
+            .remove_contact(self.host_clock.now(), name, delete_history)?;
+        for peer in peers {
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            if !removed.group_peer {
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
+        }
+        tracing::info!(contact = %name, delete_history, "contact removed");
+        let event = Event::ContactRemoved {
+            contact: removed.record.name.clone(),
+        };
+        Ok((removed.record, trust, event))
+    }
+
+    fn block_contact(
+        &mut self,
+        name: &str,
+        on: bool,
+    ) -> Result<(ContactRecord, ContactTrust, Event), NodeError> {
+        let (record, trust) = self.engine.block_contact(ctx!(self), name, on)?;
+        let account = record.account;
+        let all = self.engine.contacts.accounts();
+        self.presence_change(&all, |book, now, world| {
+            book.set_blocked(now, account, on, world);
+        });
+        for peer in self.peers_of(&account) {
+            let swarm = self.swarm.behaviour_mut();
+            if on {
+                // Also closes the connections open now.
+                swarm.blocked.block_peer(peer);
+            } else {
+                swarm.blocked.unblock_peer(peer);
+            }
+        }
+        if !on {
+            self.redial(&account);
+        }
+        tracing::info!(contact = %name, blocked = on, "contact block changed");
+        let event = Event::ContactBlocked {
+            contact: record.name.clone(),
+            blocked: on,
+        };
+        Ok((record, trust, event))
+    }
+
+    /// The peer ids of a contact's (or group peer's) devices.
+    fn peers_of(&self, account: &AccountId) -> Vec<PeerId> {
+        self.engine
+            .contacts
+            .known(account)
+            .map(|c| {
+                c.card
+                    .device_list
+                    .devices
+                    .iter()
+                    .filter_map(|d| self.engine.contacts.peer_of(&d.device_id))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Dials a contact's devices again (after an unblock).
+    fn redial(&mut self, account: &AccountId) {
+        let addresses = self
+            .engine
+            .contacts
+            .known(account)
+            .map(|c| c.addresses.clone())
+            .unwrap_or_default();
+        for peer in self.peers_of(account) {
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                .addresses(addresses.clone())
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(%peer, error = %e, "could not dial an unblocked contact");
+            }
+        }
+    }
+}

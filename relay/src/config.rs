@@ -23,6 +23,11 @@
 //! dht_puts_per_peer_minute = 30
 //! dht_puts_per_ip_minute = 600
 //! topics_per_ip = 4096
+//!
+//! [history]
+//! topic_messages = 10000
+//! topic_bytes = 67108864
+//! retention_secs = 2592000
 //! ```
 
 use std::net::SocketAddr;
@@ -53,7 +58,7 @@ pub enum ConfigError {
     Invalid { field: &'static str, reason: String },
     #[error(
         "the environment variable {var} is not a relay setting: use HUSH_RELAY_<KEY> or \
-         HUSH_RELAY_QUOTAS_<KEY> / HUSH_RELAY_LIMITS_<KEY> with a key from docs/relay-operators.md"
+         HUSH_RELAY_QUOTAS_<KEY> / HUSH_RELAY_LIMITS_<KEY> / HUSH_RELAY_HISTORY_<KEY> with a key from docs/relay-operators.md"
     )]
     UnknownVariable { var: String },
     #[error("the settings from the environment ({vars}) are not valid")]
@@ -86,6 +91,32 @@ pub struct Config {
     pub bootstrap: Vec<String>,
     pub quotas: Quotas,
     pub limits: Limits,
+    pub history: HistoryLimits,
+}
+
+/// Group history kept for groups' topics (what members who were offline
+/// page through).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistoryLimits {
+    /// Messages kept per topic at most; the oldest go first.
+    pub topic_messages: u64,
+    /// Bytes kept per topic at most; the oldest go first. History counts
+    /// in `quotas.disk_bytes` with the mail.
+    pub topic_bytes: u64,
+    /// Messages older than this are dropped; the top-level
+    /// `retention_secs` if unset.
+    pub retention_secs: Option<u64>,
+}
+
+impl Default for HistoryLimits {
+    fn default() -> Self {
+        Self {
+            topic_messages: hush_protocol::relay::MAX_TOPIC_MESSAGES,
+            topic_bytes: hush_protocol::relay::MAX_TOPIC_BYTES,
+            retention_secs: None,
+        }
+    }
 }
 
 /// Limits per peer and per address on what is not mail (mail's are in
@@ -128,6 +159,7 @@ impl Default for Config {
             bootstrap: Vec::new(),
             quotas: Quotas::default(),
             limits: Limits::default(),
+            history: HistoryLimits::default(),
         }
     }
 }
@@ -167,7 +199,9 @@ impl Config {
             };
             let key = key.to_ascii_lowercase();
             let (section, key) = match key.split_once('_') {
-                Some((section @ ("quotas" | "limits"), rest)) => (Some(section), rest.to_owned()),
+                Some((section @ ("quotas" | "limits" | "history"), rest)) => {
+                    (Some(section), rest.to_owned())
+                }
                 _ => (None, key),
             };
             let parsed = if LIST_KEYS.contains(&key.as_str()) && section.is_none() {
@@ -210,6 +244,7 @@ impl Config {
                     key == field
                         || key.strip_prefix("quotas_") == Some(field.as_str())
                         || key.strip_prefix("limits_") == Some(field.as_str())
+                        || key.strip_prefix("history_") == Some(field.as_str())
                 })
             });
             match var {
@@ -269,7 +304,30 @@ impl Config {
         if l.connections_per_ip == 0 {
             return invalid("limits.connections_per_ip", "must be at least 1");
         }
+        let h = &self.history;
+        if h.topic_messages == 0 {
+            return invalid("history.topic_messages", "must be at least 1");
+        }
+        let largest = hush_protocol::MAX_GROUP_MESSAGE_LEN as u64;
+        if h.topic_bytes < largest {
+            return Err(ConfigError::Invalid {
+                field: "history.topic_bytes",
+                reason: format!("must be at least {largest} (the largest group message)"),
+            });
+        }
+        if h.retention_secs == Some(0) {
+            return invalid("history.retention_secs", "must be at least 1 second");
+        }
         Ok(())
+    }
+
+    /// The group history rules these settings make.
+    pub fn history_rules(&self) -> crate::history::HistoryRules {
+        crate::history::HistoryRules {
+            topic_messages: self.history.topic_messages,
+            topic_bytes: self.history.topic_bytes,
+            retention_secs: self.history.retention_secs.unwrap_or(self.retention_secs),
+        }
     }
 }
 
@@ -337,6 +395,7 @@ mod tests {
             vars(&[
                 ("HUSH_RELAY_QUOTAS_MAILBOX_ITEMS", "7"),
                 ("HUSH_RELAY_LIMITS_CONNECTIONS_PER_IP", "9"),
+                ("HUSH_RELAY_HISTORY_TOPIC_MESSAGES", "300"),
                 (
                     "HUSH_RELAY_LISTEN",
                     "/ip4/127.0.0.1/tcp/1, /ip4/127.0.0.1/tcp/2",
@@ -350,6 +409,13 @@ mod tests {
         assert_eq!(config.retention_secs, 60, "from the file");
         assert_eq!(config.quotas.mailbox_items, 7);
         assert_eq!(config.limits.connections_per_ip, 9);
+        assert_eq!(config.history.topic_messages, 300);
+        let rules = config.history_rules();
+        assert_eq!(
+            (rules.topic_messages, rules.retention_secs),
+            (300, 60),
+            "history retention follows retention_secs unless set"
+        );
         assert_eq!(
             config.listen,
             ["/ip4/127.0.0.1/tcp/1", "/ip4/127.0.0.1/tcp/2"]

@@ -31,6 +31,28 @@ struct Topic {
     bytes: u64,
 }
 
+/// How much group history a relay keeps, per topic and in time
+/// (`[history]` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryRules {
+    /// Messages kept per topic at most; the oldest go first.
+    pub topic_messages: u64,
+    /// Bytes kept per topic at most; the oldest go first.
+    pub topic_bytes: u64,
+    /// Messages older than this are dropped.
+    pub retention_secs: u64,
+}
+
+impl Default for HistoryRules {
+    fn default() -> Self {
+        Self {
+            topic_messages: MAX_TOPIC_MESSAGES,
+            topic_bytes: MAX_TOPIC_BYTES,
+            retention_secs: crate::config::DEFAULT_RETENTION_SECS,
+        }
+    }
+}
+
 pub struct History {
     db: Database,
     topics: HashMap<String, Topic>,
@@ -39,10 +61,12 @@ pub struct History {
     /// Bytes of messages kept and queued.
     total: u64,
     retention_ms: u64,
+    topic_messages: u64,
+    topic_bytes: u64,
 }
 
 impl History {
-    pub fn open(path: &Path, retention_secs: u64) -> Result<Self, StoreError> {
+    pub fn open(path: &Path, rules: HistoryRules) -> Result<Self, StoreError> {
         let db = Database::create(path)?;
         let txn = db.begin_write()?;
         txn.open_table(TOPICS)?;
@@ -78,7 +102,9 @@ impl History {
             topics,
             pending: Vec::new(),
             total,
-            retention_ms: retention_secs.saturating_mul(1000),
+            retention_ms: rules.retention_secs.saturating_mul(1000),
+            topic_messages: rules.topic_messages,
+            topic_bytes: rules.topic_bytes,
         })
     }
 
@@ -139,7 +165,8 @@ impl History {
                     continue;
                 };
                 while t.oldest < t.next {
-                    let over = t.next - t.oldest > MAX_TOPIC_MESSAGES || t.bytes > MAX_TOPIC_BYTES;
+                    let over =
+                        t.next - t.oldest > self.topic_messages || t.bytes > self.topic_bytes;
                     let key = (topic.as_str(), t.oldest);
                     let (expired, len) = match messages.get(key)? {
                         Some(v) => (v.value().0 < cutoff, v.value().1.len() as u64),
@@ -253,11 +280,18 @@ impl History {
 mod tests {
     use super::*;
 
+    fn rules(retention_secs: u64) -> HistoryRules {
+        HistoryRules {
+            retention_secs,
+            ..HistoryRules::default()
+        }
+    }
+
     #[test]
     fn a_quiet_topic_loses_what_expired_and_a_dropped_topic_everything() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("history.redb");
-        let mut history = History::open(&path, 10).expect("open");
+        let mut history = History::open(&path, rules(10)).expect("open");
         for topic in ["quiet", "dropped"] {
             history.keep(topic);
             history.add(topic, vec![1; 100], 1_000);
@@ -274,7 +308,7 @@ mod tests {
         assert_eq!(history.bytes(), 100);
         assert_eq!(history.topics().collect::<Vec<_>>(), ["quiet"]);
         drop(history);
-        let history = History::open(&path, 10).expect("reopen");
+        let history = History::open(&path, rules(10)).expect("reopen");
         assert_eq!(history.bytes(), 100);
         let HistoryResponse::Page { items, .. } = history.page("quiet", 0, 10).expect("page")
         else {
@@ -288,22 +322,48 @@ mod tests {
     fn a_topic_keeps_at_most_its_byte_cap_and_its_bytes_are_counted_at_open() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("history.redb");
-        let mut history = History::open(&path, 3600).expect("open");
+        let cap = 4 * 1024 * 1024;
+        let rules = HistoryRules {
+            topic_bytes: cap,
+            ..rules(3600)
+        };
+        let mut history = History::open(&path, rules).expect("open");
         history.keep("t");
         let message = vec![7u8; 1024 * 1024];
-        let count = MAX_TOPIC_BYTES / (1024 * 1024) + 6;
+        let count = cap / (1024 * 1024) + 6;
         for _ in 0..count {
             history.add("t", message.clone(), 1_000);
         }
         assert_eq!(history.bytes(), count * 1024 * 1024, "queued counts");
         history.flush(1_000).expect("flush");
-        assert_eq!(history.bytes(), MAX_TOPIC_BYTES, "the oldest went");
+        assert_eq!(history.bytes(), cap, "the oldest went");
         drop(history);
-        let history = History::open(&path, 3600).expect("reopen");
-        assert_eq!(history.bytes(), MAX_TOPIC_BYTES);
+        let history = History::open(&path, rules).expect("reopen");
+        assert_eq!(history.bytes(), cap);
         let HistoryResponse::Page { items, .. } = history.page("t", 0, 1).expect("page") else {
             panic!("not a page");
         };
         assert_eq!(items[0].0, 7, "the first six were dropped");
+    }
+
+    #[test]
+    fn a_topic_keeps_at_most_its_configured_message_count() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let rules = HistoryRules {
+            topic_messages: 5,
+            ..rules(3600)
+        };
+        let mut history = History::open(&dir.path().join("h.redb"), rules).expect("open");
+        history.keep("t");
+        for i in 0..12u8 {
+            history.add("t", vec![i; 10], 1_000);
+        }
+        history.flush(1_000).expect("flush");
+        assert_eq!(history.bytes(), 50);
+        let HistoryResponse::Page { items, .. } = history.page("t", 0, 100).expect("page") else {
+            panic!("not a page");
+        };
+        let seqs: Vec<u64> = items.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(seqs, [8, 9, 10, 11, 12]);
     }
 }

@@ -270,7 +270,7 @@ impl Relay {
             .map_err(|e| RelayError::Network(e.to_string()))?;
         let peer_id = keypair.public().to_peer_id();
         let mut swarm = build_swarm(keypair, !config.bootstrap.is_empty())?;
-        let history = History::open(&config.data.join("history.redb"), config.retention_secs)?;
+        let history = History::open(&config.data.join("history.redb"), config.history_rules())?;
         for topic in history.topics() {
             let _ = swarm
                 .behaviour_mut()
@@ -348,7 +348,7 @@ impl Relay {
             let _ = swarm.behaviour_mut().kad.bootstrap();
         }
         let limits = config.limits.clone();
-        let retention_ms = config.retention_secs.saturating_mul(1000);
+        let retention_ms = config.history_rules().retention_secs.saturating_mul(1000);
         let started = Started {
             peer_id,
             addresses,

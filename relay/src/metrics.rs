@@ -1,18 +1,29 @@
-//! Prometheus metrics, served as text on `GET /metrics`.
+//! Prometheus metrics, served in the OpenMetrics text format on
+//! `GET /metrics`, through `prometheus-client`: the relay's own (see
+//! docs/relay-operators.md), libp2p's (swarm, Kademlia, circuit relay,
+//! gossipsub, identify: `libp2p_*`) and the transport's bandwidth.
 //!
-//! Counters and gauges are atomics the service updates from the engine's
-//! [`RelayStats`] after each step; the HTTP side is a
-//! deliberately small server: one request per connection, a 4 KiB request
-//! limit, a 5 second deadline, and at most 16 connections at a time.
+//! The relay's counters and gauges are atomics the service updates from the
+//! engine's [`RelayStats`] after each step, read by a [`Collector`] on each
+//! scrape; the latency histograms are `prometheus-client` histograms. The
+//! HTTP side is a deliberately small server: one request per connection, a
+//! 4 KiB request limit, a 5 second deadline, and at most 16 connections at
+//! a time.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use hush_protocol::Refusal;
 use hush_protocol::relay::RelayStats;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -30,8 +41,18 @@ const REFUSALS: [(Refusal, &str); Refusal::COUNT] = [
     (Refusal::StrangerQuota, "stranger_quota"),
 ];
 
+/// Upper bounds of the deposit latency buckets, in seconds.
+const DEPOSIT_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+/// Fetches may be held open up to 20 s while the mailbox is empty.
+const FETCH_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0,
+];
+
+/// The relay's own counters and gauges, as the service last set them.
 #[derive(Debug, Default)]
-pub struct Metrics {
+pub struct Values {
     pub stored_messages: AtomicU64,
     pub stored_bytes: AtomicU64,
     pub deposits: AtomicU64,
@@ -52,56 +73,109 @@ pub struct Metrics {
     pub dead_connections: AtomicU64,
     pub reservations: AtomicU64,
     pub circuits: AtomicU64,
-    /// Listening and serving (`/readyz`).
-    ready: std::sync::atomic::AtomicBool,
-    /// From a deposit's arrival to its answer (after the durable write).
-    deposit_seconds: Histogram,
+    pub hosted_key_devices: AtomicU64,
+    pub hosted_keys: AtomicU64,
     refusals: [AtomicU64; Refusal::COUNT],
 }
 
+/// Every metric of the relay, and the registry that encodes them.
+#[derive(Debug)]
+pub struct Metrics {
+    pub values: Arc<Values>,
+    /// Listening and serving (`/readyz`).
+    ready: AtomicBool,
+    /// From a deposit's arrival to its answer (after the durable write).
+    deposit_seconds: Histogram,
+    /// From a fetch's arrival to its answer (a held fetch counts its wait).
+    fetch_seconds: Histogram,
+    registry: Mutex<Registry>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let values = Arc::new(Values::default());
+        let deposit_seconds = Histogram::new(DEPOSIT_BUCKETS);
+        let fetch_seconds = Histogram::new(FETCH_BUCKETS);
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(values.clone()));
+        registry.register(
+            "hush_relay_deposit_seconds",
+            "Time from a deposit's arrival to its answer (stored durably, or refused)",
+            deposit_seconds.clone(),
+        );
+        registry.register(
+            "hush_relay_fetch_seconds",
+            "Time from a mailbox fetch's arrival to its answer (a fetch held open while the mailbox is empty counts its wait, up to 20 s)",
+            fetch_seconds.clone(),
+        );
+        Self {
+            values,
+            ready: AtomicBool::new(false),
+            deposit_seconds,
+            fetch_seconds,
+            registry: Mutex::new(registry),
+        }
+    }
+}
+
 impl Metrics {
+    /// The registry, to add libp2p's metrics to (at start).
+    pub fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Takes the engine's counters.
     pub fn record(&self, stats: &RelayStats) {
-        let set = |metric: &AtomicU64, value: u64| metric.store(value, Ordering::Relaxed);
-        set(&self.stored_messages, stats.stored_messages);
-        set(&self.stored_bytes, stats.stored_bytes);
-        set(&self.deposits, stats.deposits);
-        set(&self.duplicates, stats.duplicates);
-        set(&self.fetches, stats.fetches);
-        set(&self.delivered, stats.delivered);
-        set(&self.expired, stats.expired);
-        set(&self.keys_claimed, stats.keys_claimed);
-        set(&self.commits, stats.commits);
-        for (metric, value) in self.refusals.iter().zip(stats.refusals) {
+        let v = &self.values;
+        set(&v.stored_messages, stats.stored_messages);
+        set(&v.stored_bytes, stats.stored_bytes);
+        set(&v.deposits, stats.deposits);
+        set(&v.duplicates, stats.duplicates);
+        set(&v.fetches, stats.fetches);
+        set(&v.delivered, stats.delivered);
+        set(&v.expired, stats.expired);
+        set(&v.keys_claimed, stats.keys_claimed);
+        set(&v.commits, stats.commits);
+        for (metric, value) in v.refusals.iter().zip(stats.refusals) {
             set(metric, value);
         }
     }
 
     /// Takes the mail logs' counters.
     pub fn record_log(&self, stats: &crate::store::LogStats) {
-        let set = |metric: &AtomicU64, value: u64| metric.store(value, Ordering::Relaxed);
-        set(&self.mail_log_unindexed_bytes, stats.unindexed_bytes);
-        set(&self.mail_log_index_commits, stats.index_commits);
-        set(&self.mail_log_waits, stats.writer_waits);
+        let v = &self.values;
+        set(&v.mail_log_unindexed_bytes, stats.unindexed_bytes);
+        set(&v.mail_log_index_commits, stats.index_commits);
+        set(&v.mail_log_waits, stats.writer_waits);
+    }
+
+    /// Devices with one-time or fallback keys here, and one-time keys held.
+    pub fn record_hosted_keys(&self, devices: u64, keys: u64) {
+        set(&self.values.hosted_key_devices, devices);
+        set(&self.values.hosted_keys, keys);
     }
 
     /// A group message on a kept topic was not kept: the disk budget is
     /// full.
     pub fn history_dropped(&self) {
-        self.history_dropped.fetch_add(1, Ordering::Relaxed);
+        self.values.history_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The circuit relay's usage now.
     pub fn record_circuits(&self, reservations: usize, circuits: usize) {
         let as_u64 = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
-        self.reservations
-            .store(as_u64(reservations), Ordering::Relaxed);
-        self.circuits.store(as_u64(circuits), Ordering::Relaxed);
+        set(&self.values.reservations, as_u64(reservations));
+        set(&self.values.circuits, as_u64(circuits));
     }
 
     /// A deposit was answered `elapsed` after it arrived.
     pub fn deposit_answered(&self, elapsed: Duration) {
-        self.deposit_seconds.observe(elapsed);
+        self.deposit_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// A fetch was answered `elapsed` after it arrived.
+    pub fn fetch_answered(&self, elapsed: Duration) {
+        self.fetch_seconds.observe(elapsed.as_secs_f64());
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -114,170 +188,205 @@ impl Metrics {
 
     /// A connection went silent and was closed (see `hush_host::liveness`).
     pub fn dead_connection(&self) {
-        self.dead_connections.fetch_add(1, Ordering::Relaxed);
+        self.values.dead_connections.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A DHT put over the per-peer or per-address rate.
     pub fn dht_puts_refused(&self) {
-        self.dht_puts_refused.fetch_add(1, Ordering::Relaxed);
+        self.values.dht_puts_refused.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The OpenMetrics text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, value: &AtomicU64| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
-        };
-        metric(
-            "hush_relay_stored_messages",
-            "gauge",
-            "Sealed envelopes waiting in mailboxes.",
-            &self.stored_messages,
-        );
-        metric(
-            "hush_relay_stored_bytes",
-            "gauge",
-            "Bytes of sealed envelopes waiting in mailboxes.",
-            &self.stored_bytes,
-        );
-        metric(
-            "hush_relay_deposits_total",
-            "counter",
-            "Envelopes durably stored.",
-            &self.deposits,
-        );
-        metric(
-            "hush_relay_duplicate_deposits_total",
-            "counter",
-            "Deposits of envelopes already stored.",
-            &self.duplicates,
-        );
-        metric(
-            "hush_relay_fetches_total",
-            "counter",
-            "Mailbox fetch requests answered.",
-            &self.fetches,
-        );
-        metric(
-            "hush_relay_delivered_total",
-            "counter",
-            "Envelopes acked (and deleted) by their owner.",
-            &self.delivered,
-        );
-        metric(
-            "hush_relay_expired_total",
-            "counter",
-            "Envelopes deleted unfetched after the retention period.",
-            &self.expired,
-        );
-        metric(
-            "hush_relay_keys_claimed_total",
-            "counter",
-            "One-time or fallback keys handed out.",
-            &self.keys_claimed,
-        );
-        metric(
-            "hush_relay_connections",
-            "gauge",
-            "Open libp2p connections.",
-            &self.connections,
-        );
-        metric(
-            "hush_relay_reservations",
-            "gauge",
-            "Peers holding a circuit reservation here (limit 4096).",
-            &self.reservations,
-        );
-        metric(
-            "hush_relay_circuits",
-            "gauge",
-            "Circuits open through this relay between two peers (limit 1024).",
-            &self.circuits,
-        );
-        metric(
-            "hush_relay_dead_connections_total",
-            "counter",
-            "Connections closed because the peer stopped answering liveness probes (its network went away without closing them).",
-            &self.dead_connections,
-        );
-        metric(
-            "hush_relay_commits_total",
-            "counter",
-            "Durable write batches.",
-            &self.commits,
-        );
-        metric(
-            "hush_relay_mail_log_unindexed_bytes",
-            "gauge",
-            "Deposits and deletions synced to the mail logs but not yet moved into relay.redb.",
-            &self.mail_log_unindexed_bytes,
-        );
-        metric(
-            "hush_relay_mail_log_index_commits_total",
-            "counter",
-            "Commits that moved mail from the logs into relay.redb.",
-            &self.mail_log_index_commits,
-        );
-        metric(
-            "hush_relay_mail_log_waits_total",
-            "counter",
-            "Write batches that waited because both mail logs were full (the disk or CPU cannot keep up).",
-            &self.mail_log_waits,
-        );
-        metric(
-            "hush_relay_dht_peers",
-            "gauge",
-            "Peers in the Kademlia routing table.",
-            &self.dht_peers,
-        );
-        metric(
-            "hush_relay_dht_puts_refused_total",
-            "counter",
-            "DHT records refused: over the per-peer or per-address rate.",
-            &self.dht_puts_refused,
-        );
-        metric(
-            "hush_relay_history_bytes",
-            "gauge",
-            "Bytes of group history kept (they count in disk_bytes).",
-            &self.history_bytes,
-        );
-        metric(
-            "hush_relay_history_dropped_total",
-            "counter",
-            "Group messages on kept topics not kept because the disk budget was full.",
-            &self.history_dropped,
-        );
-        self.deposit_seconds.render(
-            &mut out,
-            "hush_relay_deposit_seconds",
-            "Time from a deposit's arrival to its answer (stored durably, or refused).",
-        );
-        let _ = writeln!(
-            out,
-            "# HELP hush_build_info The running hush version (always 1).\n\
-             # TYPE hush_build_info gauge\n\
-             hush_build_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
-        );
-        let _ = writeln!(
-            out,
-            "# HELP hush_relay_refusals_total Requests or deposits refused, by reason."
-        );
-        let _ = writeln!(out, "# TYPE hush_relay_refusals_total counter");
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry()) {
+            tracing::warn!(error = %e, "could not encode the metrics");
+        }
+        out
+    }
+}
+
+fn set(metric: &AtomicU64, value: u64) {
+    metric.store(value, Ordering::Relaxed);
+}
+
+/// The relay's own metrics: (name without `_total`, type, help, value).
+type Row<'a> = (&'static str, MetricType, &'static str, &'a AtomicU64);
+
+impl Values {
+    fn rows(&self) -> [Row<'_>; 22] {
+        use MetricType::{Counter, Gauge};
+        [
+            (
+                "hush_relay_stored_messages",
+                Gauge,
+                "Sealed envelopes waiting in mailboxes.",
+                &self.stored_messages,
+            ),
+            (
+                "hush_relay_stored_bytes",
+                Gauge,
+                "Bytes of sealed envelopes waiting in mailboxes.",
+                &self.stored_bytes,
+            ),
+            (
+                "hush_relay_deposits",
+                Counter,
+                "Envelopes durably stored.",
+                &self.deposits,
+            ),
+            (
+                "hush_relay_duplicate_deposits",
+                Counter,
+                "Deposits of envelopes already stored.",
+                &self.duplicates,
+            ),
+            (
+                "hush_relay_fetches",
+                Counter,
+                "Mailbox fetch requests answered.",
+                &self.fetches,
+            ),
+            (
+                "hush_relay_delivered",
+                Counter,
+                "Envelopes acked (and deleted) by their owner.",
+                &self.delivered,
+            ),
+            (
+                "hush_relay_expired",
+                Counter,
+                "Envelopes deleted unfetched after the retention period.",
+                &self.expired,
+            ),
+            (
+                "hush_relay_keys_claimed",
+                Counter,
+                "One-time or fallback keys handed out.",
+                &self.keys_claimed,
+            ),
+            (
+                "hush_relay_hosted_key_devices",
+                Gauge,
+                "Devices whose one-time or fallback keys this relay hosts.",
+                &self.hosted_key_devices,
+            ),
+            (
+                "hush_relay_hosted_keys",
+                Gauge,
+                "One-time keys hosted here, all devices together (limit: quotas.one_time_keys_per_device each).",
+                &self.hosted_keys,
+            ),
+            (
+                "hush_relay_connections",
+                Gauge,
+                "Open libp2p connections.",
+                &self.connections,
+            ),
+            (
+                "hush_relay_reservations",
+                Gauge,
+                "Peers holding a circuit reservation here (limit 4096).",
+                &self.reservations,
+            ),
+            (
+                "hush_relay_circuits",
+                Gauge,
+                "Circuits open through this relay between two peers (limit 1024).",
+                &self.circuits,
+            ),
+            (
+                "hush_relay_dead_connections",
+                Counter,
+                "Connections closed because the peer stopped answering liveness probes (its network went away without closing them).",
+                &self.dead_connections,
+            ),
+            (
+                "hush_relay_commits",
+                Counter,
+                "Durable write batches.",
+                &self.commits,
+            ),
+            (
+                "hush_relay_mail_log_unindexed_bytes",
+                Gauge,
+                "Deposits and deletions synced to the mail logs but not yet moved into relay.redb.",
+                &self.mail_log_unindexed_bytes,
+            ),
+            (
+                "hush_relay_mail_log_index_commits",
+                Counter,
+                "Commits that moved mail from the logs into relay.redb.",
+                &self.mail_log_index_commits,
+            ),
+            (
+                "hush_relay_mail_log_waits",
+                Counter,
+                "Write batches that waited because both mail logs were full (the disk or CPU cannot keep up).",
+                &self.mail_log_waits,
+            ),
+            (
+                "hush_relay_dht_peers",
+                Gauge,
+                "Peers in the Kademlia routing table.",
+                &self.dht_peers,
+            ),
+            (
+                "hush_relay_dht_puts_refused",
+                Counter,
+                "DHT records refused: over the per-peer or per-address rate.",
+                &self.dht_puts_refused,
+            ),
+            (
+                "hush_relay_history_bytes",
+                Gauge,
+                "Bytes of group history kept (they count in disk_bytes).",
+                &self.history_bytes,
+            ),
+            (
+                "hush_relay_history_dropped",
+                Counter,
+                "Group messages on kept topics not kept because the disk budget was full.",
+                &self.history_dropped,
+            ),
+        ]
+    }
+}
+
+impl Collector for Values {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for (name, kind, help, value) in self.rows() {
+            let value = value.load(Ordering::Relaxed);
+            let metric = encoder.encode_descriptor(name, help, None, kind)?;
+            match kind {
+                MetricType::Counter => ConstCounter::new(value).encode(metric)?,
+                _ => ConstGauge::new(value).encode(metric)?,
+            }
+        }
+        let build = ConstGauge::new(1u64);
+        let mut metric = encoder.encode_descriptor(
+            "hush_build_info",
+            "The running hush version (always 1).",
+            None,
+            build.metric_type(),
+        )?;
+        let labels = [("version", env!("CARGO_PKG_VERSION"))];
+        build.encode(metric.encode_family(&labels)?)?;
+        let mut metric = encoder.encode_descriptor(
+            "hush_relay_refusals",
+            "Requests or deposits refused, by reason.",
+            None,
+            MetricType::Counter,
+        )?;
         for (reason, label) in REFUSALS {
             let count = self
                 .refusals
                 .get(reason as usize)
                 .map_or(0, |c| c.load(Ordering::Relaxed));
-            let _ = writeln!(
-                out,
-                "hush_relay_refusals_total{{reason=\"{label}\"}} {count}"
-            );
+            let labels = [("reason", label)];
+            ConstCounter::new(count).encode(metric.encode_family(&labels)?)?;
         }
-        out
+        Ok(())
     }
 }
 
@@ -356,7 +465,7 @@ async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
                 let request = String::from_utf8_lossy(&buf[..len]);
                 let (status, body) = answer(&request, &metrics);
                 let head = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    "HTTP/1.1 {status}\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                     body.len()
                 );
                 stream.write_all(head.as_bytes()).await?;
@@ -383,7 +492,7 @@ mod tests {
             "hush_relay_deposit_seconds_bucket{le=\"0.001\"} 1",
             "hush_relay_deposit_seconds_bucket{le=\"0.005\"} 3",
             "hush_relay_deposit_seconds_bucket{le=\"0.05\"} 4",
-            "hush_relay_deposit_seconds_bucket{le=\"5\"} 4",
+            "hush_relay_deposit_seconds_bucket{le=\"5.0\"} 4",
             "hush_relay_deposit_seconds_bucket{le=\"+Inf\"} 5",
             "hush_relay_deposit_seconds_count 5",
             "hush_relay_deposit_seconds_sum 7.046",
@@ -413,45 +522,26 @@ mod tests {
             "404 Not Found"
         );
     }
-}
 
-/// Upper bounds of the latency buckets, in seconds.
-const BUCKETS: [f64; 12] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-];
-
-/// A Prometheus histogram of durations: counts per bucket (not
-/// cumulative; summed when rendered), their sum and count.
-#[derive(Debug, Default)]
-struct Histogram {
-    buckets: [AtomicU64; BUCKETS.len()],
-    sum_us: AtomicU64,
-    count: AtomicU64,
-}
-
-impl Histogram {
-    fn observe(&self, elapsed: Duration) {
-        let secs = elapsed.as_secs_f64();
-        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+    #[test]
+    fn counters_gauges_and_labels_render_as_openmetrics() {
+        let metrics = Metrics::default();
+        metrics.record_circuits(3, 1);
+        metrics.record_hosted_keys(2, 37);
+        metrics.dead_connection();
+        let text = metrics.render();
+        for line in [
+            "# TYPE hush_relay_circuits gauge",
+            "hush_relay_circuits 1",
+            "hush_relay_hosted_keys 37",
+            "# TYPE hush_relay_dead_connections counter",
+            "hush_relay_dead_connections_total 1",
+            "hush_relay_refusals_total{reason=\"mailbox_full\"} 0",
+            "hush_build_info{version=\"",
+            "# TYPE hush_relay_fetch_seconds histogram",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
         }
-        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (bound, count) in BUCKETS.iter().zip(&self.buckets) {
-            cumulative += count.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {count}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

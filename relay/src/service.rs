@@ -115,6 +115,8 @@ pub struct Relay {
     history: History,
     clock: HostClock,
     metrics: Arc<Metrics>,
+    /// libp2p's own metrics (swarm, Kademlia, relay, gossipsub, identify).
+    libp2p_metrics: libp2p::metrics::Metrics,
     /// Serves `/metrics`, `/healthz` and `/readyz`; stopped with the relay.
     _metrics_server: Option<metrics::Server>,
     circuit_usage: CircuitUsage,
@@ -156,6 +158,7 @@ fn relay_config() -> relay::Config {
 fn build_swarm(
     keypair: identity::Keypair,
     bootstrap: bool,
+    registry: &mut prometheus_client::registry::Registry,
 ) -> Result<Swarm<Behaviour>, RelayError> {
     let net = |e: &dyn std::fmt::Display| RelayError::Network(e.to_string());
     let activity = liveness::Activity::default();
@@ -168,6 +171,7 @@ fn build_swarm(
         // Other relays by name (`/dns4/…` in `bootstrap`).
         .with_dns()
         .map_err(|e| net(&e))?
+        .with_bandwidth_metrics(registry)
         .with_behaviour(|key| {
             let peer_id = key.public().to_peer_id();
             let gossipsub = gossipsub_behaviour()?;
@@ -269,7 +273,11 @@ impl Relay {
         let keypair = identity::Keypair::ed25519_from_bytes(&mut secret)
             .map_err(|e| RelayError::Network(e.to_string()))?;
         let peer_id = keypair.public().to_peer_id();
-        let mut swarm = build_swarm(keypair, !config.bootstrap.is_empty())?;
+        let (mut swarm, libp2p_metrics) = {
+            let mut registry = metrics.registry();
+            let swarm = build_swarm(keypair, !config.bootstrap.is_empty(), &mut registry)?;
+            (swarm, libp2p::metrics::Metrics::new(&mut registry))
+        };
         let history = History::open(&config.data.join("history.redb"), config.history_rules())?;
         for topic in history.topics() {
             let _ = swarm
@@ -363,6 +371,7 @@ impl Relay {
             history,
             clock,
             metrics,
+            libp2p_metrics,
             _metrics_server: metrics_server,
             circuit_usage: CircuitUsage::default(),
             commit: None,
@@ -460,8 +469,12 @@ impl Relay {
     }
 
     fn respond(&mut self, reply: Reply, response: &MailboxResponse) {
-        if let MailboxResponse::Deposited { .. } = response {
-            self.metrics.deposit_answered(reply.received.elapsed());
+        match response {
+            MailboxResponse::Deposited { .. } => {
+                self.metrics.deposit_answered(reply.received.elapsed());
+            }
+            MailboxResponse::Items { .. } => self.metrics.fetch_answered(reply.received.elapsed()),
+            _ => {}
         }
         if self
             .swarm
@@ -485,6 +498,7 @@ impl Relay {
         }
         self.engine.set_other_bytes(self.history.bytes());
         self.metrics
+            .values
             .history_bytes
             .store(self.history.bytes(), std::sync::atomic::Ordering::Relaxed);
         self.engine.handle_timeout(now, &*self.store);
@@ -496,7 +510,14 @@ impl Relay {
             .kbuckets()
             .map(|b| b.num_entries() as u64)
             .sum();
-        self.metrics.dht_peers.store(dht_peers, Ordering::Relaxed);
+        self.metrics
+            .values
+            .dht_peers
+            .store(dht_peers, Ordering::Relaxed);
+        match self.store.hosted_keys() {
+            Ok((devices, keys)) => self.metrics.record_hosted_keys(devices, keys),
+            Err(e) => tracing::warn!(error = %e, "could not count the hosted keys"),
+        }
     }
 
     /// A value someone asks us to keep in the DHT, if the engine's rule
@@ -529,6 +550,7 @@ impl Relay {
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.record_libp2p(&event);
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Mailbox(request_response::Event::Message {
                 peer,
@@ -664,6 +686,20 @@ impl Relay {
         }
     }
 
+    /// libp2p's metrics of the event (the swarm's, and the protocol's).
+    fn record_libp2p(&self, event: &SwarmEvent<BehaviourEvent>) {
+        use libp2p::metrics::Recorder;
+        let m = &self.libp2p_metrics;
+        m.record(event);
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => m.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(e)) => m.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => m.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => m.record(e),
+            _ => {}
+        }
+    }
+
     fn count_connections(&self) {
         let n = self
             .swarm
@@ -671,6 +707,7 @@ impl Relay {
             .connection_counters()
             .num_established();
         self.metrics
+            .values
             .connections
             .store(u64::from(n), Ordering::Relaxed);
     }

@@ -684,4 +684,18 @@ fn a_relay_named_by_dns_is_used() {
             .any(|m| m["text"] == "through a named relay")
             .then_some(())
     });
+    // The relay's own metrics and libp2p's, one OpenMetrics exposition.
+    let metrics = relay.http_get("/metrics").expect("metrics");
+    for family in [
+        "application/openmetrics-text",
+        "libp2p_swarm_connections_established_total{",
+        "libp2p_bandwidth_bytes_total{",
+        "libp2p_identify_received_total",
+        "hush_relay_fetch_seconds_count",
+        "hush_relay_hosted_keys ",
+        "hush_relay_hosted_key_devices 1",
+    ] {
+        assert!(metrics.contains(family), "{family} in {metrics}");
+    }
+    assert!(relay.metric("hush_relay_fetch_seconds_count") >= Some(1.0));
 }

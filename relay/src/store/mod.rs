@@ -52,7 +52,7 @@ use hush_protocol::relay::{
     StoredMail,
 };
 use hush_protocol::{DeviceId, MailboxId};
-use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use thiserror::Error;
 
 use overlay::{MailWrite, Overlay};
@@ -283,6 +283,15 @@ impl Store {
     }
 
     /// How the mail logs are doing.
+    /// Devices with a fallback key here (every node uploads one), and
+    /// one-time keys held for all devices together.
+    pub fn hosted_keys(&self) -> Result<(u64, u64), StoreError> {
+        let txn = self.db.begin_read()?;
+        let devices = txn.open_table(FALLBACK)?.len()?;
+        let keys = txn.open_table(OTKS)?.len()?;
+        Ok((devices, keys))
+    }
+
     pub fn log_stats(&self) -> LogStats {
         self.shared.lock().stats
     }

@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap_complete::engine::ArgValueCompleter;
+
+use crate::commands::completion::{contact_names, group_names};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -90,6 +93,7 @@ hush history bob --limit 20 --json")]
     /// Mark a conversation read (sends a read receipt)
     Read {
         /// The contact's name
+        #[arg(add = ArgValueCompleter::new(contact_names))]
         name: String,
         /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
@@ -117,14 +121,19 @@ hush history bob --limit 20 --json")]
     /// Measure performance
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Print a shell completion script
+    /// Print a shell completion script: on Tab it asks hush (on your PATH)
+    /// what fits, contact and group names included (from the running node)
     #[command(after_help = "Examples:\n  \
 hush completions bash > ~/.local/share/bash-completion/completions/hush\n  \
-hush completions zsh > ~/.zfunc/_hush     # with fpath+=(~/.zfunc) before compinit\n  \
+echo 'source <(hush completions zsh)' >> ~/.zshrc\n  \
 hush completions fish > ~/.config/fish/completions/hush.fish")]
     Completions {
         /// The shell to complete for
         shell: clap_complete::Shell,
+        /// A script that never runs hush while completing: commands and
+        /// options only, no contact or group names
+        #[arg(long = "static")]
+        fixed: bool,
     },
     /// Print the manual page, or write every page (one per command, and
     /// hush-api(7) for the local API) into a folder
@@ -184,7 +193,7 @@ pub struct NodeRunArgs {
 #[derive(Debug, Args)]
 pub struct PresenceArgs {
     /// The contact to show; omit it with --share.
-    #[arg(required_unless_present = "share")]
+    #[arg(required_unless_present = "share", add = ArgValueCompleter::new(contact_names))]
     pub name: Option<String>,
     /// Look the contact up in the DHT now instead of answering from what
     /// the node knows.
@@ -252,6 +261,7 @@ pub enum ContactCommand {
     /// home relays); the name, settings and history stay
     Update {
         /// The name you use for them
+        #[arg(add = ArgValueCompleter::new(contact_names))]
         name: String,
         /// Their current contact card (from their `hush id`)
         card: String,
@@ -265,6 +275,7 @@ pub enum ContactCommand {
     #[command(after_help = "Example:\n  hush contact remove bob --delete-history")]
     Remove {
         /// The contact's name
+        #[arg(add = ArgValueCompleter::new(contact_names))]
         name: String,
         /// Also delete your conversation with them
         #[arg(long)]
@@ -278,6 +289,7 @@ pub enum ContactCommand {
     /// longer see your presence. They are not told
     Block {
         /// The contact's name
+        #[arg(add = ArgValueCompleter::new(contact_names))]
         name: String,
         /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
@@ -286,6 +298,7 @@ pub enum ContactCommand {
     /// Unblock a contact: messages flow again, what was queued goes out
     Unblock {
         /// The contact's name
+        #[arg(add = ArgValueCompleter::new(contact_names))]
         name: String,
         /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
@@ -299,6 +312,7 @@ pub enum ContactCommand {
     )]
     Verify {
         /// The contact's name
+        #[arg(add = ArgValueCompleter::new(contact_names))]
         name: String,
         /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
@@ -307,6 +321,7 @@ pub enum ContactCommand {
     /// Take the verified mark away
     Unverify {
         /// The contact's name
+        #[arg(add = ArgValueCompleter::new(contact_names))]
         name: String,
         /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
@@ -321,6 +336,7 @@ pub enum ContactCommand {
     /// Turn read receipts to a contact on or off (on by default)
     Receipts {
         /// The contact's name
+        #[arg(add = ArgValueCompleter::new(contact_names))]
         name: String,
         #[arg(value_enum)]
         setting: OnOff,
@@ -331,6 +347,7 @@ pub enum ContactCommand {
     /// Change what you share with a contact.
     Set {
         /// The contact's name
+        #[arg(add = ArgValueCompleter::new(contact_names))]
         name: String,
         /// Whether the contact sees your presence and last seen.
         #[arg(long, value_enum)]
@@ -360,6 +377,7 @@ pub enum WaitFor {
 #[derive(Debug, Args)]
 pub struct SendArgs {
     /// The contact's name
+    #[arg(add = ArgValueCompleter::new(contact_names))]
     pub name: String,
     /// The message; `-` reads it from standard input (so it stays out of
     /// the shell history and `ps`)
@@ -378,6 +396,7 @@ pub struct SendArgs {
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
     /// The contact's name
+    #[arg(add = ArgValueCompleter::new(contact_names))]
     pub name: String,
     /// At most this many messages (the newest ones before --before)
     #[arg(long, default_value_t = 50)]
@@ -403,8 +422,10 @@ pub enum GroupCommand {
     },
     /// Invite a contact into a group (admins only)
     Invite {
+        #[arg(add = ArgValueCompleter::new(group_names))]
         group: String,
         /// The contact's name
+        #[arg(add = ArgValueCompleter::new(contact_names))]
         contact: String,
         /// Make them an admin
         #[arg(long)]
@@ -415,6 +436,7 @@ pub enum GroupCommand {
     },
     /// Accept an invitation
     Join {
+        #[arg(add = ArgValueCompleter::new(group_names))]
         group: String,
         /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
@@ -422,6 +444,7 @@ pub enum GroupCommand {
     },
     /// Decline an invitation
     Decline {
+        #[arg(add = ArgValueCompleter::new(group_names))]
         group: String,
         /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
@@ -429,6 +452,7 @@ pub enum GroupCommand {
     },
     /// Leave a group (or forget one you were removed from)
     Leave {
+        #[arg(add = ArgValueCompleter::new(group_names))]
         group: String,
         /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
@@ -436,6 +460,7 @@ pub enum GroupCommand {
     },
     /// Remove a member or withdraw an invitation (admins only)
     Remove {
+        #[arg(add = ArgValueCompleter::new(group_names))]
         group: String,
         member: String,
         /// Print JSON instead of text (one object; a list prints one array)
@@ -444,6 +469,7 @@ pub enum GroupCommand {
     },
     /// Make a member an admin (admins only)
     Promote {
+        #[arg(add = ArgValueCompleter::new(group_names))]
         group: String,
         member: String,
         /// Print JSON instead of text (one object; a list prints one array)
@@ -452,6 +478,7 @@ pub enum GroupCommand {
     },
     /// Send a message to the group
     Send {
+        #[arg(add = ArgValueCompleter::new(group_names))]
         group: String,
         text: String,
         /// Wait until every other member has it
@@ -466,6 +493,7 @@ pub enum GroupCommand {
     },
     /// The group's messages, oldest to newest
     History {
+        #[arg(add = ArgValueCompleter::new(group_names))]
         group: String,
         /// At most this many messages (the newest ones before --before)
         #[arg(long, default_value_t = 50)]
@@ -479,6 +507,7 @@ pub enum GroupCommand {
     },
     /// Members, their roles and devices
     Members {
+        #[arg(add = ArgValueCompleter::new(group_names))]
         group: String,
         /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
@@ -492,6 +521,7 @@ pub enum GroupCommand {
     },
     /// Mark the group's messages read (tells their authors)
     Read {
+        #[arg(add = ArgValueCompleter::new(group_names))]
         group: String,
         /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
@@ -592,4 +622,21 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Every command path below `hush`, e.g. `["node", "run"]`.
+#[cfg(test)]
+pub fn command_paths() -> Vec<Vec<String>> {
+    fn walk(command: &clap::Command, prefix: &[String], out: &mut Vec<Vec<String>>) {
+        for sub in command.get_subcommands() {
+            let mut path = prefix.to_vec();
+            path.push(sub.get_name().to_owned());
+            walk(sub, &path, out);
+            out.push(path);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&<Cli as clap::CommandFactory>::command(), &[], &mut out);
+    assert!(out.len() > 30, "{out:?}");
+    out
 }

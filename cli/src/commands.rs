@@ -5,6 +5,7 @@
 
 mod bench;
 mod chat;
+pub mod completion;
 mod contact;
 mod group;
 mod identity;
@@ -57,8 +58,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     );
     let home = match cli.command {
         Command::Demo => return crate::demo::run().await.map(|()| ExitCode::SUCCESS),
-        Command::Completions { shell } => {
-            return manual::completions(shell).map(|()| ExitCode::SUCCESS);
+        Command::Completions { shell, fixed } => {
+            return completion::script(shell, fixed).map(|()| ExitCode::SUCCESS);
         }
         Command::Man { dir } => return manual::man(dir.as_deref()).map(|()| ExitCode::SUCCESS),
         Command::Bench(command) => return bench::run(command).await.map(|()| ExitCode::SUCCESS),

@@ -58,6 +58,9 @@ fn exit_code(error: &anyhow::Error) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // A Tab in a shell that sourced `hush completions SHELL`: answered
+    // here, before anything else is printed.
+    commands::completion::answer_if_asked();
     let cli = args::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -152,3 +152,38 @@ fn a_verified_contacts_key_change_is_flagged_until_verified_again() {
     let unverified = alice.json(&["contact", "unverify", "bob", "--json"]);
     assert_eq!(unverified["verified"], false);
 }
+
+/// What the shell gets on Tab, options left out (the fish protocol of
+/// `hush completions fish`: the line after `--`, one candidate per line).
+fn tab(user: &User, line: &[&str]) -> Vec<String> {
+    let home = user.home.to_str().expect("utf-8 home");
+    let out = std::process::Command::new(hush_tests::hush_bin())
+        .env("_HUSH_COMPLETE", "fish")
+        .args(["--", "hush", "--home", home])
+        .args(line)
+        .output()
+        .expect("run hush");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').next().unwrap_or_default().to_owned())
+        .filter(|c| !c.starts_with('-'))
+        .collect()
+}
+
+#[test]
+fn tab_completes_contact_and_group_names_from_the_running_node() {
+    let (alice, bob) = pair();
+    let carol = User::new("carol");
+    let run = alice.run(&["contact", "add", "carol", &carol.card()]);
+    assert!(run.ok(), "{run:?}");
+    let run = alice.run(&["group", "create", "climbing"]);
+    assert!(run.ok(), "{run:?}");
+    assert_eq!(tab(&alice, &["send", ""]), ["bob", "carol"]);
+    assert_eq!(tab(&alice, &["contact", "block", "c"]), ["carol"]);
+    assert_eq!(tab(&alice, &["group", "send", "cl"]), ["climbing"]);
+    assert!(tab(&alice, &["contact", ""]).contains(&"verify".to_owned()));
+    // A home whose node is not running: no names, no error.
+    assert!(tab(&carol, &["send", ""]).is_empty());
+    drop(bob);
+}

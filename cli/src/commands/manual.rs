@@ -1,30 +1,16 @@
-//! `hush completions SHELL` and `hush man [--dir DIR]`: what shells and
-//! `man` need, generated from the same definitions `--help` prints.
+//! `hush man [--dir DIR]`: manual pages, generated from the same
+//! definitions `--help` prints.
 
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use clap::CommandFactory;
-use clap_complete::Shell;
 
 use crate::args::Cli;
 
 /// The local API's reference (protocol.md §8), for `hush-api(7)`.
 const PROTOCOL: &str = include_str!("../../../docs/protocol.md");
-
-/// Prints the completion script for `shell`.
-pub fn completions(shell: Shell) -> Result<()> {
-    let mut command = Cli::command();
-    // Into memory first: the generator panics when its writer fails (a
-    // closed pipe, say); writing the buffer reports it instead.
-    let mut script = Vec::new();
-    clap_complete::generate(shell, &mut command, "hush", &mut script);
-    let mut out = std::io::stdout().lock();
-    out.write_all(&script)
-        .and_then(|()| out.flush())
-        .context("could not write the completion script")
-}
 
 /// Without `dir`: prints `hush(1)`. With it: writes one page per command
 /// (`hush.1`, `hush-node-run.1`, …) and `hush-api.7` there and lists them.
@@ -85,49 +71,13 @@ pub fn api_page() -> String {
 mod tests {
     use super::*;
 
-    /// Every command path below `hush`, e.g. ["node", "run"].
-    fn paths(command: &clap::Command, prefix: &[String], out: &mut Vec<Vec<String>>) {
-        for sub in command.get_subcommands() {
-            let mut path = prefix.to_vec();
-            path.push(sub.get_name().to_owned());
-            paths(sub, &path, out);
-            out.push(path);
-        }
-    }
-
-    fn all_paths() -> Vec<Vec<String>> {
-        let mut out = Vec::new();
-        paths(&Cli::command(), &[], &mut out);
-        assert!(out.len() > 30, "{out:?}");
-        out
-    }
-
-    #[test]
-    fn completions_name_every_subcommand_in_every_shell() {
-        for shell in [
-            Shell::Bash,
-            Shell::Zsh,
-            Shell::Fish,
-            Shell::Elvish,
-            Shell::PowerShell,
-        ] {
-            let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "hush", &mut script);
-            let script = String::from_utf8(script).expect("utf-8");
-            for path in all_paths() {
-                let name = path.last().expect("a name");
-                assert!(script.contains(name.as_str()), "{shell}: no {path:?}");
-            }
-        }
-    }
-
     #[test]
     fn a_manual_page_is_written_for_every_command_and_the_api() {
         let dir = tempfile::tempdir().expect("temp dir");
         man(Some(dir.path())).expect("pages written");
         let hush = std::fs::read_to_string(dir.path().join("hush.1")).expect("hush.1");
         assert!(hush.contains("Exit status"), "exit codes in hush(1)");
-        for path in all_paths() {
+        for path in crate::args::command_paths() {
             if path.last().is_some_and(|n| n == "help") {
                 continue;
             }

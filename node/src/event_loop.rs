@@ -458,6 +458,8 @@ impl EventLoop {
                 contact: record.name,
             }));
             self.share_key_with(&record.account);
+            // Removed before and taken back: its right counts again.
+            self.want_revoked();
             // Mail from them may be waiting unread at our relays: read it again.
             self.reread_mail();
         }

@@ -68,8 +68,8 @@ pub use keys::{
 };
 pub use mailbox::{
     Auth, DepositResult, DepositRight, MAX_FETCH_WAIT_MS, MAX_MAILBOX_FRAME, MAX_MAILBOX_ITEMS,
-    MAX_SEALED_LEN, MAX_UPLOAD_KEYS, MailboxId, MailboxRequest, MailboxResponse, MailboxSecret,
-    OwnerRequest, Refusal, SealError, SealedEnvelope,
+    MAX_REVOKED_HOLDERS, MAX_SEALED_LEN, MAX_UPLOAD_KEYS, MailboxId, MailboxRequest,
+    MailboxResponse, MailboxSecret, OwnerRequest, Refusal, SealError, SealedEnvelope,
 };
 pub use megolm::{MegolmError, MegolmInbound, MegolmOutbound, SessionId, megolm_session_id};
 pub use names::{

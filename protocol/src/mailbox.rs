@@ -48,6 +48,8 @@ pub const MAX_MAILBOX_ITEMS: usize = 256;
 pub const MAX_MAILBOX_FRAME: usize = 2 * 1024 * 1024;
 /// Most one-time keys one upload carries.
 pub const MAX_UPLOAD_KEYS: usize = 100;
+/// Holders whose deposit rights one mailbox may revoke at a relay.
+pub const MAX_REVOKED_HOLDERS: usize = 64;
 /// Longest a fetch may wait for new mail before the relay answers empty.
 pub const MAX_FETCH_WAIT_MS: u32 = 30_000;
 /// Longest error message a relay sends.
@@ -266,6 +268,11 @@ pub enum OwnerRequest {
         one_time: Vec<KeyBundle>,
         fallback: KeyBundle,
     },
+    /// Replaces the holder tags (see [`DepositRight`]) whose rights to this
+    /// mailbox the relay no longer honours: their mail counts as a
+    /// stranger's (the owner blocked them). At most
+    /// [`MAX_REVOKED_HOLDERS`]; empty clears the list.
+    Revoke { holders: Vec<[u8; 16]> },
 }
 
 impl OwnerRequest {
@@ -297,6 +304,10 @@ impl OwnerRequest {
                 w.list(one_time, |w, k| k.encode(w));
                 fallback.encode(w);
             }
+            Self::Revoke { holders } => {
+                w.u8(3);
+                w.list(holders, |w, h| w.raw(h));
+            }
         }
     }
 
@@ -313,6 +324,9 @@ impl OwnerRequest {
             2 => Self::PutKeys {
                 one_time: r.list("one-time keys", MAX_UPLOAD_KEYS, KeyBundle::decode)?,
                 fallback: KeyBundle::decode(r)?,
+            },
+            3 => Self::Revoke {
+                holders: r.list("revoked holders", MAX_REVOKED_HOLDERS, |r| r.array())?,
             },
             tag => {
                 return Err(DecodeError::UnknownTag {
@@ -540,6 +554,10 @@ pub enum MailboxResponse {
     KeysStored {
         one_time: u32,
     },
+    /// The mailbox's revoked holders are now these many.
+    Revoked {
+        holders: u16,
+    },
     Refused {
         reason: Refusal,
         message: String,
@@ -618,6 +636,10 @@ impl Wire for MailboxResponse {
                     .unwrap_or(0);
                 w.str(&message[..end]);
             }
+            Self::Revoked { holders } => {
+                w.u8(7);
+                w.u16(*holders);
+            }
         }
     }
 
@@ -672,6 +694,7 @@ impl Wire for MailboxResponse {
                 reason: Refusal::from_tag(r.u8()?)?,
                 message: r.str("refusal message", MAX_ERROR_MESSAGE_LEN)?.to_owned(),
             },
+            7 => Self::Revoked { holders: r.u16()? },
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "mailbox response",
@@ -782,10 +805,16 @@ mod tests {
                 },
             },
             MailboxRequest::Owner {
-                auth,
+                auth: auth.clone(),
                 request: OwnerRequest::PutKeys {
                     one_time: vec![bundle(1), bundle(2)],
                     fallback: bundle(3),
+                },
+            },
+            MailboxRequest::Owner {
+                auth,
+                request: OwnerRequest::Revoke {
+                    holders: vec![[4; 16], [5; 16]],
                 },
             },
         ]
@@ -813,6 +842,7 @@ mod tests {
             },
             MailboxResponse::Acked { removed: 4 },
             MailboxResponse::KeysStored { one_time: 20 },
+            MailboxResponse::Revoked { holders: 2 },
             MailboxResponse::refused(Refusal::SenderQuota),
         ]
     }

@@ -33,7 +33,7 @@ pub use quota::Quotas;
 pub use secrets::CHALLENGE_LIFETIME_SECS;
 pub use storage::{
     Applied, DepositDigest, HostedKey, MailLookup, MailPage, OneTimeKey, RelayWrite, Removal,
-    StoreFault, StoredMail,
+    Revoked, StoreFault, StoredMail,
 };
 pub use topics::{
     DEFAULT_TOPICS_PER_ADDRESS, HISTORY_PAGE_BYTES, HistoryAction, MAX_TOPIC_BYTES,

@@ -75,6 +75,7 @@ pub struct Values {
     pub circuits: AtomicU64,
     pub hosted_key_devices: AtomicU64,
     pub hosted_keys: AtomicU64,
+    pub revoked_holders: AtomicU64,
     refusals: [AtomicU64; Refusal::COUNT],
 }
 
@@ -136,6 +137,7 @@ impl Metrics {
         set(&v.expired, stats.expired);
         set(&v.keys_claimed, stats.keys_claimed);
         set(&v.commits, stats.commits);
+        set(&v.revoked_holders, stats.revoked_holders);
         for (metric, value) in v.refusals.iter().zip(stats.refusals) {
             set(metric, value);
         }
@@ -214,7 +216,7 @@ fn set(metric: &AtomicU64, value: u64) {
 type Row<'a> = (&'static str, MetricType, &'static str, &'a AtomicU64);
 
 impl Values {
-    fn rows(&self) -> [Row<'_>; 22] {
+    fn rows(&self) -> [Row<'_>; 23] {
         use MetricType::{Counter, Gauge};
         [
             (
@@ -276,6 +278,12 @@ impl Values {
                 Gauge,
                 "One-time keys hosted here, all devices together (limit: quotas.one_time_keys_per_device each).",
                 &self.hosted_keys,
+            ),
+            (
+                "hush_relay_revoked_holders",
+                Gauge,
+                "Deposit rights mailbox owners revoked here (blocked or removed contacts), all mailboxes together (limit 65536).",
+                &self.revoked_holders,
             ),
             (
                 "hush_relay_connections",

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use hush_protocol::{ContactCard, DeviceId, DeviceKeys, DeviceList, MailboxSecret, OlmDevice};
-use hush_tests::{User, pair, wait_for};
+use hush_tests::{RelayProc, User, introduce, pair, wait_for};
 
 fn contact(user: &User, name: &str) -> serde_json::Value {
     let list = user.json(&["contact", "list", "--json"]);
@@ -186,4 +186,39 @@ fn tab_completes_contact_and_group_names_from_the_running_node() {
     // A home whose node is not running: no names, no error.
     assert!(tab(&carol, &["send", ""]).is_empty());
     drop(bob);
+}
+
+/// A blocked (or removed) contact's deposit right no longer counts at our
+/// home relay: the relay holds it as revoked, and takes it back on unblock.
+#[test]
+fn blocking_revokes_the_contacts_deposit_right_at_our_relay() {
+    let relay = RelayProc::start("");
+    let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
+    alice.start_with(&["--relay", &relay.address]);
+    bob.start();
+    introduce(&alice, &bob);
+    let revoked = |n: f64| {
+        wait_for(
+            &format!("{n} revoked rights at the relay"),
+            Duration::from_secs(20),
+            || (relay.metric("hush_relay_revoked_holders")? == n).then_some(()),
+        );
+    };
+    revoked(0.0);
+    assert!(alice.run(&["contact", "block", "bob"]).ok());
+    revoked(1.0);
+    assert!(alice.run(&["contact", "unblock", "bob"]).ok());
+    revoked(0.0);
+    assert!(alice.run(&["contact", "block", "bob"]).ok());
+    // Kept by the relay across a restart of alice's node.
+    alice.stop();
+    alice.start_with(&["--relay", &relay.address]);
+    revoked(1.0);
+    // Removed: still refused (the block goes, the right stays revoked).
+    assert!(alice.run(&["contact", "remove", "bob"]).ok());
+    revoked(1.0);
+    // Taken back: the right counts again.
+    assert!(alice.run(&["contact", "add", "bob", &bob.card()]).ok());
+    revoked(0.0);
+    bob.stop();
 }

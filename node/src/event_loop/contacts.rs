@@ -54,6 +54,7 @@ impl EventLoop {
                 }
             }
         }
+        self.want_revoked();
         Ok(())
     }
 
@@ -126,6 +127,8 @@ impl EventLoop {
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
         }
+        // The right we gave it stops counting at our relays.
+        self.want_revoked();
         tracing::info!(contact = %name, delete_history, "contact removed");
         let event = Event::ContactRemoved {
             contact: removed.record.name.clone(),
@@ -156,6 +159,9 @@ impl EventLoop {
         if !on {
             self.redial(&account);
         }
+        // Our relays stop (or start again) counting its mail as a
+        // contact's.
+        self.want_revoked();
         tracing::info!(contact = %name, blocked = on, "contact block changed");
         let event = Event::ContactBlocked {
             contact: record.name.clone(),

@@ -61,13 +61,12 @@ fn push_ops(write: DeviceWrite, ops: &mut Vec<Op>) {
         DeviceWrite::Trust(account, trust) => Op::PutTrust(account, trust),
         DeviceWrite::ForgetContact {
             name,
-            account,
             devices,
             history,
+            ..
         } => {
             ops.extend(devices.into_iter().map(Op::DeleteRight));
             ops.extend(history.map(Op::DeleteConversation));
-            ops.push(Op::PutTrust(account, Default::default()));
             Op::DeleteContact(name)
         }
     };

@@ -69,6 +69,8 @@ pub(super) enum MailRequest {
     Fetch(usize),
     Ack(usize),
     PutKeys(usize),
+    /// The revoked holders sent (see `HomeMailbox::revocation_due`).
+    Revoke(usize, Vec<[u8; 16]>),
     Deposit {
         relay: PeerId,
         device: DeviceId,
@@ -116,6 +118,27 @@ impl EventLoop {
             if let Some(step) = self.home[i].mailbox.poll(now) {
                 self.drain_step(i, step);
             }
+            if let Some(holders) = self.home[i].mailbox.revocation_due(now) {
+                let request = OwnerRequest::Revoke {
+                    holders: holders.clone(),
+                };
+                match self.signed(i, request) {
+                    Some(request) => {
+                        self.home_request(i, request, MailRequest::Revoke(i, holders));
+                    }
+                    None => self.home[i]
+                        .mailbox
+                        .revoke_failed(now, "could not sign a revocation".into()),
+                }
+            }
+        }
+    }
+
+    /// Our home relays refuse the deposit rights of blocked contacts.
+    pub(super) fn want_revoked(&mut self) {
+        let holders = self.engine.revoked_holders();
+        for relay in &mut self.home {
+            relay.mailbox.want_revoked(holders.clone());
         }
     }
 
@@ -293,6 +316,16 @@ impl EventLoop {
                 }),
             ) => self.on_items(i, items, more, keys_left),
             (MailRequest::Ack(_), Ok(MailboxResponse::Acked { .. })) => {}
+            (MailRequest::Revoke(i, holders), Ok(MailboxResponse::Revoked { .. })) => {
+                tracing::info!(
+                    relay = i,
+                    revoked = holders.len(),
+                    "a home relay took our revoked deposit rights"
+                );
+                if let Some(relay) = self.home.get_mut(i) {
+                    relay.mailbox.revoked(holders);
+                }
+            }
             (MailRequest::PutKeys(i), Ok(MailboxResponse::KeysStored { one_time })) => {
                 if let Some(relay) = self.home.get_mut(i) {
                     relay.mailbox.keys_stored(one_time);
@@ -338,7 +371,8 @@ impl EventLoop {
                     MailRequest::Info(i)
                     | MailRequest::Fetch(i)
                     | MailRequest::Ack(i)
-                    | MailRequest::PutKeys(i) => i,
+                    | MailRequest::PutKeys(i)
+                    | MailRequest::Revoke(i, _) => i,
                     MailRequest::Deposit { .. } | MailRequest::Claim { .. } => return,
                 };
                 tracing::info!(relay = i, %error, "home relay request failed");
@@ -349,6 +383,7 @@ impl EventLoop {
                             relay.mailbox.failed(now, error);
                         }
                         MailRequest::PutKeys(_) => relay.mailbox.upload_failed(Some(error)),
+                        MailRequest::Revoke(..) => relay.mailbox.revoke_failed(now, error),
                         _ => relay.mailbox.noted_error(error),
                     }
                 }

@@ -37,6 +37,9 @@ pub struct ContactTrust {
     /// [`keys_fingerprint`] of the contact's card when the user compared
     /// the safety number and marked it verified.
     pub verified: Option<[u8; 32]>,
+    /// The user removed this account: the deposit right we gave it no
+    /// longer counts at our relays (blocked ones are refused anyway).
+    pub removed: bool,
 }
 
 impl ContactTrust {
@@ -168,6 +171,18 @@ impl<P: Copy + Eq + Hash, A> ContactBook<P, A> {
     /// Whether the user blocked `account`.
     pub fn is_blocked(&self, account: &AccountId) -> bool {
         self.trust.get(account).is_some_and(|t| t.blocked)
+    }
+
+    /// The accounts the user blocked, then those it removed: whose
+    /// deposit rights our relays should refuse.
+    pub fn refused_rights(&self) -> impl Iterator<Item = &AccountId> {
+        let of = |removed: bool| {
+            self.trust
+                .iter()
+                .filter(move |(_, t)| if removed { t.removed } else { t.blocked })
+                .map(|(account, _)| account)
+        };
+        of(false).chain(of(true))
     }
 
     /// Whether the device belongs to a blocked account.

@@ -83,9 +83,9 @@ pub enum DeviceWrite {
     Seen([u8; 32], u64),
     /// A contact device's deposit right for us (replaces the one stored).
     DepositRight(DeviceId, DepositRight),
-    /// The user removed the contact: its record, its devices' deposit
-    /// rights and its trust go; its conversation too when `history` is
-    /// `Some`.
+    /// The user removed the contact: its record and its devices' deposit
+    /// rights go; its conversation too when `history` is `Some`. (Its
+    /// trust is replaced by a separate `Trust` write.)
     ForgetContact {
         name: String,
         account: AccountId,

@@ -14,8 +14,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::Now;
 use crate::device::{FIRST_RETRY_MS, backoff_ms};
+use crate::{MAX_REVOKED_HOLDERS, Now};
 
 /// A challenge is reused this long (relays accept one for 10 minutes).
 pub const CHALLENGE_REUSE_MS: u64 = 300_000;
@@ -65,6 +65,9 @@ fn splitmix64(x: u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
+
+/// A refused or lost `Revoke` is sent again after this long.
+pub const REVOKE_RETRY_MS: u64 = 30_000;
 
 /// What to ask the relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +144,13 @@ pub struct HomeMailbox {
     strangers: BTreeMap<u64, u64>,
     /// Spreads retries (see [`relay_backoff_ms`]).
     jitter_seed: u64,
+    /// The holders whose deposit rights the relay should refuse (blocked
+    /// contacts), sorted; what the relay holds, once it said so this run;
+    /// whether a `Revoke` is on its way, and when one may go (mono ms).
+    revoke_wanted: Vec<[u8; 16]>,
+    revoke_at_relay: Option<Vec<[u8; 16]>>,
+    revoking: bool,
+    revoke_due_ms: u64,
 }
 
 impl HomeMailbox {
@@ -162,7 +172,49 @@ impl HomeMailbox {
             last_error: None,
             strangers: BTreeMap::new(),
             jitter_seed: 0,
+            revoke_wanted: Vec::new(),
+            revoke_at_relay: None,
+            revoking: false,
+            revoke_due_ms: now.mono_ms,
         }
+    }
+
+    /// The holder tags (of blocked and removed contacts' deposit rights)
+    /// this relay should refuse, the most important first; the first
+    /// [`MAX_REVOKED_HOLDERS`] are kept.
+    pub fn want_revoked(&mut self, mut holders: Vec<[u8; 16]>) {
+        holders.truncate(MAX_REVOKED_HOLDERS);
+        holders.sort_unstable();
+        holders.dedup();
+        self.revoke_wanted = holders;
+    }
+
+    /// The list to send in a signed `Revoke` now, if the relay may hold
+    /// another one (once per run at least: it keeps the list across our
+    /// restarts) and none is on its way. Needs a challenge.
+    pub fn revocation_due(&mut self, now: Now) -> Option<Vec<[u8; 16]>> {
+        if self.revoking
+            || self.challenge.is_none()
+            || now.mono_ms < self.revoke_due_ms
+            || self.revoke_at_relay.as_ref() == Some(&self.revoke_wanted)
+        {
+            return None;
+        }
+        self.revoking = true;
+        Some(self.revoke_wanted.clone())
+    }
+
+    /// The relay now refuses the rights of these holders.
+    pub fn revoked(&mut self, holders: Vec<[u8; 16]>) {
+        self.revoking = false;
+        self.revoke_at_relay = Some(holders);
+    }
+
+    /// The `Revoke` failed: tried again after [`REVOKE_RETRY_MS`].
+    pub fn revoke_failed(&mut self, now: Now, error: String) {
+        self.revoking = false;
+        self.revoke_due_ms = now.mono_ms + REVOKE_RETRY_MS;
+        self.last_error = Some(error);
     }
 
     /// Retries of this mailbox are spread by `seed` (pass a random one).
@@ -621,5 +673,32 @@ mod tests {
         m.fallback_replaced();
         assert!(!m.ran_out());
         assert!(m.start_restock(2));
+    }
+
+    #[test]
+    fn the_revocation_list_goes_once_per_run_and_again_when_it_changes() {
+        let start = Now::new(0, 0);
+        let mut m = HomeMailbox::new(start, POLL);
+        assert_eq!(m.revocation_due(start), None, "no challenge yet");
+        m.challenge_arrived(start, [1; 32]);
+        // Even empty: the relay may hold a list from an earlier run.
+        assert_eq!(m.revocation_due(start), Some(vec![]));
+        assert_eq!(m.revocation_due(start), None, "one on its way");
+        m.revoked(vec![]);
+        assert_eq!(m.revocation_due(start), None, "the relay has it");
+        m.want_revoked(vec![[2; 16], [1; 16], [2; 16]]);
+        let list = m.revocation_due(start);
+        assert_eq!(list, Some(vec![[1; 16], [2; 16]]), "sorted, once each");
+        m.revoke_failed(start, "refused".into());
+        assert_eq!(m.revocation_due(start.plus_ms(REVOKE_RETRY_MS - 1)), None);
+        let later = start.plus_ms(REVOKE_RETRY_MS);
+        assert_eq!(m.revocation_due(later), list);
+        m.revoked(vec![[1; 16], [2; 16]]);
+        assert_eq!(m.revocation_due(later), None);
+        m.want_revoked((0..100u8).map(|n| [n; 16]).collect());
+        assert_eq!(
+            m.revocation_due(later).map(|l| l.len()),
+            Some(MAX_REVOKED_HOLDERS)
+        );
     }
 }

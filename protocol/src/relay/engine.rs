@@ -62,6 +62,9 @@ pub struct RelayStats {
     pub expired: u64,
     pub keys_claimed: u64,
     pub commits: u64,
+    /// Holders whose deposit rights mailbox owners revoked, all mailboxes
+    /// together.
+    pub revoked_holders: u64,
     /// Refusals answered, by [`Refusal`] code.
     pub refusals: [u64; Refusal::COUNT],
 }
@@ -119,6 +122,10 @@ struct Waiter<R> {
     deadline_ms: u64,
 }
 
+/// Revoked holder tags a relay keeps across all mailboxes (16 bytes each);
+/// an owner asking for more is refused `RelayFull`.
+pub const MAX_REVOKED_TOTAL: usize = 65_536;
+
 /// One-time keys a device's relay hands out per minute at most; further
 /// claims get the fallback key.
 pub const KEY_CLAIMS_PER_MINUTE: u32 = 10;
@@ -150,6 +157,11 @@ pub struct RelayEngine<R> {
     claims: HashMap<DeviceId, (u64, u32)>,
     /// Deposit rights checked lately, by their hash: whether each holds.
     rights: HashMap<[u8; 32], bool>,
+    /// Holder tags whose rights each mailbox's owner revoked.
+    revoked: HashMap<MailboxId, HashSet<[u8; 16]>>,
+    /// Revoked holder tags across every mailbox (at most
+    /// [`MAX_REVOKED_TOTAL`]).
+    revoked_total: usize,
     /// Strangers' items deposited per IP address this minute.
     stranger_ips: RateLimit<IpAddr>,
     waiters: HashMap<MailboxId, Waiter<R>>,
@@ -176,6 +188,12 @@ impl<R> RelayEngine<R> {
         };
         let [challenge_key, tag_key] = secrets;
         let per_ip = u32::try_from(rules.quotas.stranger_items_per_ip_minute).unwrap_or(u32::MAX);
+        let revoked: HashMap<MailboxId, HashSet<[u8; 16]>> = store
+            .revoked()?
+            .into_iter()
+            .map(|(mailbox, holders)| (mailbox, holders.into_iter().collect()))
+            .collect();
+        let revoked_total = revoked.values().map(HashSet::len).sum();
         Ok(Self {
             stranger_ips: RateLimit::new(per_ip, MAX_STRANGER_IPS),
             next_sweep_ms: now.mono_ms,
@@ -190,6 +208,8 @@ impl<R> RelayEngine<R> {
             taken: HashSet::new(),
             claims: HashMap::new(),
             rights: HashMap::new(),
+            revoked,
+            revoked_total,
             waiters: HashMap::new(),
             replies: VecDeque::new(),
             events: VecDeque::new(),
@@ -201,6 +221,7 @@ impl<R> RelayEngine<R> {
         RelayStats {
             stored_messages: self.usage.items,
             stored_bytes: self.usage.bytes,
+            revoked_holders: self.revoked_total as u64,
             ..self.stats
         }
     }
@@ -450,6 +471,14 @@ impl<R> RelayEngine<R> {
         holds
     }
 
+    /// Whether the mailbox's owner revoked this right (it blocked the
+    /// holder): its items then count as a stranger's.
+    fn is_revoked(&self, right: &DepositRight) -> bool {
+        self.revoked
+            .get(&right.mailbox())
+            .is_some_and(|holders| holders.contains(&right.holder))
+    }
+
     fn deposit(
         &mut self,
         now: Now,
@@ -463,7 +492,7 @@ impl<R> RelayEngine<R> {
         // Items for the right's mailbox count as its holder's, in the
         // contacts' share; everything else as this connection's.
         let holder = right
-            .filter(|r| self.right_holds(r))
+            .filter(|r| self.right_holds(r) && !self.is_revoked(r))
             .map(|r| (r.mailbox(), self.secrets.holder_tag(&r.holder)));
         let digests: Vec<DepositDigest> = items.iter().map(|(_, s)| DepositDigest::of(s)).collect();
         // One read for the whole deposit; if it fails, the items are
@@ -673,6 +702,32 @@ impl<R> RelayEngine<R> {
                 self.batch.after.push(After::Reply(
                     reply,
                     MailboxResponse::KeysStored { one_time: count },
+                ));
+            }
+            OwnerRequest::Revoke { holders } => {
+                let holders: HashSet<[u8; 16]> = holders.into_iter().collect();
+                let before = self.revoked.get(&mailbox).map_or(0, HashSet::len);
+                let after = self.revoked_total - before + holders.len();
+                if after > MAX_REVOKED_TOTAL {
+                    self.reply(reply, MailboxResponse::refused(Refusal::RelayFull));
+                    return;
+                }
+                self.revoked_total = after;
+                let count = u16::try_from(holders.len()).unwrap_or(u16::MAX);
+                let mut list: Vec<[u8; 16]> = holders.iter().copied().collect();
+                list.sort_unstable();
+                if holders.is_empty() {
+                    self.revoked.remove(&mailbox);
+                } else {
+                    self.revoked.insert(mailbox, holders);
+                }
+                self.batch.writes.push(RelayWrite::PutRevoked {
+                    mailbox,
+                    holders: list,
+                });
+                self.batch.after.push(After::Reply(
+                    reply,
+                    MailboxResponse::Revoked { holders: count },
                 ));
             }
         }

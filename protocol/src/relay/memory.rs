@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::storage::{
-    Applied, DepositDigest, HostedKey, MailLookup, MailPage, OneTimeKey, RelayWrite, StoreFault,
-    StoredMail,
+    Applied, DepositDigest, HostedKey, MailLookup, MailPage, OneTimeKey, RelayWrite, Revoked,
+    StoreFault, StoredMail,
 };
 use crate::{DeviceId, MailboxId};
 
@@ -16,6 +16,7 @@ pub struct MemoryMailStore {
     digests: HashMap<DepositDigest, u64>,
     one_time: BTreeMap<(DeviceId, OneTimeKey), Vec<u8>>,
     fallback: HashMap<DeviceId, Vec<u8>>,
+    revoked: BTreeMap<MailboxId, Vec<[u8; 16]>>,
     next_seq: u64,
     /// When set, the next commit fails (and changes nothing).
     pub fail_next_commit: bool,
@@ -60,6 +61,13 @@ impl MemoryMailStore {
                     self.one_time.remove(&(device, key));
                 }
                 RelayWrite::NextSeq(seq) => self.next_seq = seq,
+                RelayWrite::PutRevoked { mailbox, holders } => {
+                    if holders.is_empty() {
+                        self.revoked.remove(&mailbox);
+                    } else {
+                        self.revoked.insert(mailbox, holders);
+                    }
+                }
             }
         }
         Ok(applied)
@@ -76,6 +84,10 @@ impl MemoryMailStore {
 }
 
 impl MailLookup for MemoryMailStore {
+    fn revoked(&self) -> Result<Vec<Revoked>, StoreFault> {
+        Ok(self.revoked.iter().map(|(m, h)| (*m, h.clone())).collect())
+    }
+
     fn stored(&self, digests: &[DepositDigest]) -> Result<Vec<bool>, StoreFault> {
         Ok(digests
             .iter()

@@ -68,7 +68,16 @@ pub enum RelayWrite {
     TakeKey { device: DeviceId, key: OneTimeKey },
     /// The next sequence number, so a restart never reuses one.
     NextSeq(u64),
+    /// Replaces the holder tags whose deposit rights to `mailbox` its
+    /// owner revoked (empty: none).
+    PutRevoked {
+        mailbox: MailboxId,
+        holders: Vec<[u8; 16]>,
+    },
 }
+
+/// A mailbox and the deposit-right holder tags its owner revoked.
+pub type Revoked = (MailboxId, Vec<[u8; 16]>);
 
 /// What a committed batch did: the deletions that found their item, and
 /// how many deposits were written.
@@ -116,4 +125,6 @@ pub trait MailLookup {
     fn usage(&self) -> Result<Vec<(MailboxId, u64, u64)>, StoreFault>;
     /// The next sequence number to hand out.
     fn next_seq(&self) -> Result<u64, StoreFault>;
+    /// Every mailbox's revoked holder tags (at start).
+    fn revoked(&self) -> Result<Vec<Revoked>, StoreFault>;
 }

@@ -696,3 +696,103 @@ fn a_stranger_keeping_made_up_topics_fills_only_its_addresses_share() {
         HistoryAction::Keep(topic)
     );
 }
+
+#[test]
+fn a_blocked_contacts_revoked_right_no_longer_opens_the_contacts_share() {
+    let quotas = Quotas {
+        stranger_items: 2,
+        ..Quotas::default()
+    };
+    let mut relay = Relay::new(quotas.clone());
+    let owner = owner_key(1);
+    let mailbox = mailbox_of(&owner);
+    let right = crate::DepositRight::grant(&owner, [9; 16]);
+    let with_right = |from: u32| MailboxRequest::Deposit {
+        right: Some(right),
+        items: (from..from + 3).map(|n| (mailbox, sealed(n, 64))).collect(),
+    };
+    // The contact's right: its mail is a contact's, beyond the strangers'
+    // share.
+    relay.request(1, b"harasser", &with_right(0));
+    relay.commit();
+    assert_eq!(results(relay.answer(1)), [DepositResult::Stored; 3]);
+    // The owner blocks it: the right counts for nothing from now on.
+    relay.owner(
+        2,
+        &owner,
+        OwnerRequest::Revoke {
+            holders: vec![[9; 16]],
+        },
+    );
+    relay.commit();
+    assert_eq!(
+        relay.answer(2),
+        Some(MailboxResponse::Revoked { holders: 1 })
+    );
+    relay.request(3, b"harasser", &with_right(10));
+    relay.commit();
+    assert_eq!(
+        results(relay.answer(3)),
+        [
+            DepositResult::Stored,
+            DepositResult::Stored,
+            DepositResult::Refused(Refusal::StrangerQuota)
+        ],
+        "only the strangers' share is open to it"
+    );
+    // Kept across a restart.
+    let rules = RelayRules {
+        quotas,
+        retention_secs: 3600,
+    };
+    relay.engine = RelayEngine::load(rules, [[1; 32], [2; 32]], &relay.store, relay.now).unwrap();
+    relay.request(4, b"harasser", &with_right(20));
+    relay.commit();
+    assert_eq!(
+        results(relay.answer(4)),
+        [DepositResult::Refused(Refusal::StrangerQuota); 3]
+    );
+    // Unblocked: the right opens the contacts' share again.
+    relay.owner(5, &owner, OwnerRequest::Revoke { holders: vec![] });
+    relay.commit();
+    assert_eq!(
+        relay.answer(5),
+        Some(MailboxResponse::Revoked { holders: 0 })
+    );
+    relay.request(6, b"harasser", &with_right(30));
+    relay.commit();
+    assert_eq!(results(relay.answer(6)), [DepositResult::Stored; 3]);
+}
+
+#[test]
+fn only_the_owner_revokes_rights_to_its_mailbox() {
+    let quotas = Quotas {
+        stranger_items: 1,
+        ..Quotas::default()
+    };
+    let mut relay = Relay::new(quotas);
+    let owner = owner_key(1);
+    let right = crate::DepositRight::grant(&owner, [9; 16]);
+    // Someone else signs a revocation: it names its own mailbox only.
+    relay.owner(
+        1,
+        &owner_key(2),
+        OwnerRequest::Revoke {
+            holders: vec![[9; 16]],
+        },
+    );
+    relay.commit();
+    assert_eq!(
+        relay.answer(1),
+        Some(MailboxResponse::Revoked { holders: 1 })
+    );
+    let request = MailboxRequest::Deposit {
+        right: Some(right),
+        items: (0..2)
+            .map(|n| (mailbox_of(&owner), sealed(n, 64)))
+            .collect(),
+    };
+    relay.request(2, b"contact", &request);
+    relay.commit();
+    assert_eq!(results(relay.answer(2)), [DepositResult::Stored; 2]);
+}

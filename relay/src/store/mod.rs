@@ -48,15 +48,15 @@ use std::time::{Duration, Instant};
 
 use hush_host::wal::{Position, Wal};
 use hush_protocol::relay::{
-    Applied, DepositDigest, HostedKey, MailLookup, MailPage, OneTimeKey, RelayWrite, StoreFault,
-    StoredMail,
+    Applied, DepositDigest, HostedKey, MailLookup, MailPage, OneTimeKey, RelayWrite, Revoked,
+    StoreFault, StoredMail,
 };
 use hush_protocol::{DeviceId, MailboxId};
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use thiserror::Error;
 
 use overlay::{MailWrite, Overlay};
-use tables::{DIGESTS, FALLBACK, INDEX, LOG, LOGGED_KEY, META, OTKS, parse_item};
+use tables::{DIGESTS, FALLBACK, INDEX, LOG, LOGGED_KEY, META, OTKS, REVOKED, parse_item};
 
 /// Each mail log's size: about a second of full ingest.
 const LOG_CAPACITY: u64 = 16 * 1024 * 1024;
@@ -643,6 +643,25 @@ fn entry_len(sealed: &[u8]) -> usize {
 }
 
 impl MailLookup for Store {
+    fn revoked(&self) -> Result<Vec<Revoked>, StoreFault> {
+        let read = || -> Result<Vec<Revoked>, StoreError> {
+            let txn = self.db.begin_read()?;
+            let table = txn.open_table(REVOKED)?;
+            let mut out = Vec::new();
+            for row in table.iter()? {
+                let (mailbox, tags) = row?;
+                let holders = tags
+                    .value()
+                    .chunks_exact(16)
+                    .filter_map(|c| <[u8; 16]>::try_from(c).ok())
+                    .collect();
+                out.push((MailboxId(mailbox.value()), holders));
+            }
+            Ok(out)
+        };
+        read().map_err(fault)
+    }
+
     fn stored(&self, digests: &[DepositDigest]) -> Result<Vec<bool>, StoreFault> {
         let read = || -> Result<Vec<bool>, StoreError> {
             let (state, txn) = self.view()?;

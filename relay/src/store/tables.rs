@@ -14,6 +14,8 @@ pub(super) const INDEX: TableDefinition<([u8; 32], u64), ()> = TableDefinition::
 pub(super) const DIGESTS: TableDefinition<[u8; 32], u64> = TableDefinition::new("digests");
 pub(super) const OTKS: TableDefinition<([u8; 32], [u8; 32]), &[u8]> = TableDefinition::new("otks");
 pub(super) const FALLBACK: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("fallback");
+/// A mailbox's revoked deposit-right holders: 16-byte tags, concatenated.
+pub(super) const REVOKED: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("revoked");
 
 pub(super) const IDENTITY_KEY: &str = "identity";
 pub(super) const NEXT_SEQ_KEY: &str = "next_seq";
@@ -29,6 +31,7 @@ pub(super) fn create_all(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(DIGESTS)?;
     txn.open_table(OTKS)?;
     txn.open_table(FALLBACK)?;
+    txn.open_table(REVOKED)?;
     Ok(())
 }
 
@@ -102,10 +105,12 @@ pub(super) fn write_mail<'w>(
     Ok(())
 }
 
-/// Applies hosted-key writes in `txn`; anything else is ignored.
+/// Applies an owner's writes in `txn` (hosted keys, revoked holders);
+/// anything else is ignored.
 pub(super) fn write_keys(txn: &WriteTransaction, writes: &[RelayWrite]) -> Result<(), StoreError> {
     let mut otks = txn.open_table(OTKS)?;
     let mut fallback = txn.open_table(FALLBACK)?;
+    let mut revoked = txn.open_table(REVOKED)?;
     for write in writes {
         match write {
             RelayWrite::PutKeys {
@@ -122,6 +127,12 @@ pub(super) fn write_keys(txn: &WriteTransaction, writes: &[RelayWrite]) -> Resul
             }
             RelayWrite::TakeKey { device, key } => {
                 otks.remove((device.0, key.0))?;
+            }
+            RelayWrite::PutRevoked { mailbox, holders } if holders.is_empty() => {
+                revoked.remove(mailbox.0)?;
+            }
+            RelayWrite::PutRevoked { mailbox, holders } => {
+                revoked.insert(mailbox.0, holders.concat().as_slice())?;
             }
             _ => {}
         }

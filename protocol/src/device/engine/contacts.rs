@@ -65,6 +65,10 @@ where
             .push_back(DeviceEffect::Write(DeviceWrite::Contact(record.clone())));
         let reach = (self.reach)(&card);
         self.contacts.insert(record.clone(), card, reach);
+        if self.contacts.trust(&account).removed {
+            // Taken back: its right counts again.
+            self.set_trust(account, ContactTrust::default());
+        }
         self.grant_right(ctx, &account);
         Ok(record)
     }
@@ -205,6 +209,13 @@ where
                 devices: devices.clone(),
                 history: delete_history.then_some(conversation),
             }));
+        // Its block and verification go; the right we gave it stops
+        // counting at our relays.
+        let removed = ContactTrust {
+            removed: true,
+            ..ContactTrust::default()
+        };
+        self.set_trust(account, removed);
         Ok(Removed {
             record: contact.record,
             devices,

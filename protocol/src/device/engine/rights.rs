@@ -70,6 +70,16 @@ where
         }
     }
 
+    /// The holder tags of the deposit rights we gave contacts we blocked,
+    /// then of those we removed: our home relays refuse those rights
+    /// (`OwnerRequest::Revoke`).
+    pub fn revoked_holders(&self) -> Vec<[u8; 16]> {
+        self.contacts
+            .refused_rights()
+            .map(|account| self.me.issuer.right_for(account).holder)
+            .collect()
+    }
+
     /// A contact device's deposit right, as stored (at start).
     pub fn restore_right(&mut self, device: DeviceId, right: DepositRight) {
         if right.device == device {

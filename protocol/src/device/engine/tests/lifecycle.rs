@@ -55,6 +55,7 @@ fn a_blocked_contact_cannot_get_a_message_into_our_history() {
     // Unblocked: what comes next is taken again.
     net.call(0, |e, ctx, _| e.block_contact(ctx, "bob", false))
         .unwrap();
+    assert!(net.devs[0].engine.revoked_holders().is_empty());
     net.send(1, "alice", "unblocked");
     assert_eq!(net.devs[0].disk.incoming(), ["before", "unblocked"]);
 }

@@ -104,17 +104,15 @@ impl EventLoop {
         };
         let account = contact.card.account();
         let trust = self.engine.contacts.trust(&account);
-        let peers = self.peers_of(&account);
+        let (devices, peers): (Vec<DeviceId>, Vec<PeerId>) = self
+            .engine
+            .contacts
+            .devices_of(&account)
+            .into_iter()
+            .unzip();
         // Presence first, while the contact is still among `all`: it loses
         // our key.
         let all = self.engine.contacts.accounts();
-        let devices: Vec<DeviceId> = contact
-            .card
-            .device_list
-            .devices
-            .iter()
-            .map(|d| d.device_id)
-            .collect();
         self.presence_change(&all, |book, now, world| {
             book.forget(now, account, &devices, world);
         });
@@ -172,18 +170,8 @@ impl EventLoop {
 
     /// The peer ids of a contact's (or group peer's) devices.
     fn peers_of(&self, account: &AccountId) -> Vec<PeerId> {
-        self.engine
-            .contacts
-            .known(account)
-            .map(|c| {
-                c.card
-                    .device_list
-                    .devices
-                    .iter()
-                    .filter_map(|d| self.engine.contacts.peer_of(&d.device_id))
-                    .collect()
-            })
-            .unwrap_or_default()
+        let devices = self.engine.contacts.devices_of(account);
+        devices.into_iter().map(|(_, peer)| peer).collect()
     }
 
     /// Dials a contact's devices again (after an unblock).

@@ -205,24 +205,12 @@ impl EventLoop {
 
     /// The devices of a contact we are connected to now.
     fn connected_devices(&self, account: &AccountId) -> Vec<DeviceId> {
-        self.engine
-            .contacts
-            .known(account)
-            .map(|c| {
-                c.card
-                    .device_list
-                    .devices
-                    .iter()
-                    .filter(|d| {
-                        self.engine
-                            .contacts
-                            .peer_of(&d.device_id)
-                            .is_some_and(|p| self.swarm.is_connected(&p))
-                    })
-                    .map(|d| d.device_id)
-                    .collect()
-            })
-            .unwrap_or_default()
+        let devices = self.engine.contacts.devices_of(account);
+        devices
+            .into_iter()
+            .filter(|(_, peer)| self.swarm.is_connected(peer))
+            .map(|(device, _)| device)
+            .collect()
     }
 
     /// After start: find the DHT through our relays and our contacts',

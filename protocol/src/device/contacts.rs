@@ -173,6 +173,21 @@ impl<P: Copy + Eq + Hash, A> ContactBook<P, A> {
         self.trust.get(account).is_some_and(|t| t.blocked)
     }
 
+    /// The devices of a contact (or group peer) bound to it, with their
+    /// peer ids.
+    pub fn devices_of(&self, account: &AccountId) -> Vec<(DeviceId, P)> {
+        let Some(contact) = self.known(account) else {
+            return Vec::new();
+        };
+        contact
+            .card
+            .device_list
+            .devices
+            .iter()
+            .filter_map(|d| Some((d.device_id, self.peer_of(&d.device_id)?)))
+            .collect()
+    }
+
     /// The accounts the user blocked, then those it removed: whose
     /// deposit rights our relays should refuse.
     pub fn refused_rights(&self) -> impl Iterator<Item = &AccountId> {

@@ -1,0 +1,308 @@
+//! The ops a write batch is made of, and how one batch is applied to
+//! redb in one transaction.
+
+use hush_host::wal::Position;
+use hush_protocol::{AccountId, ConversationId, DepositRight, DeviceId, GroupId, MessageId, Wire};
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    CLOCK_KEY, CONTACT_TRUST, CONTACTS, DEPOSIT_RIGHTS, FALLBACK_KEY, FALLBACK_MADE_KEY,
+    GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUP_RECEIPTS, GROUPS, LISTEN_KEY, MEGOLM_IN, MESSAGES,
+    META, OLM_ACCOUNT_KEY, OUTBOX, OWN_PRESENCE_KEY, OutboxKey, PRESENCE, RELAYS_KEY, SEEN,
+    SESSIONS, StoreError, UNREAD, WAL_KEY, decode, encode,
+};
+use crate::records::{
+    ContactRecord, ContactTrust, GroupRecord, InboundRecord, MessageRecord, OutboxRecord,
+    OwnPresenceRecord, PendingRecord, PresenceRecord, PublishKeyRecord, Status,
+};
+
+/// One change to apply in a write batch. Batches are also the
+/// write-ahead log's records (postcard), so an op must give the same result
+/// applied again over a state that already holds it.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Op {
+    PutOlmAccount(String),
+    PutSessions([u8; 32], Vec<String>),
+    PutContact(ContactRecord),
+    /// Inserts a message unless one with the same id is already stored.
+    PutMessage(ConversationId, MessageRecord),
+    /// Raises a message's status; never lowers it.
+    RaiseStatus(ConversationId, MessageId, Status),
+    /// Marks every unread message of a conversation read.
+    MarkRead(ConversationId, Vec<MessageId>),
+    PutOutbox(OutboxKey, OutboxRecord),
+    DeleteOutbox(OutboxKey),
+    PutSeen([u8; 32], u64),
+    /// A contact device's deposit right for us.
+    PutRight(DeviceId, #[serde(with = "right_bytes")] DepositRight),
+    PutClock(MessageId),
+    PutListenAddresses(Vec<String>),
+    PutRelays(Vec<String>),
+    /// The signed fallback key bundle handed to the home relays, and when
+    /// it was made (Unix ms).
+    PutFallback(#[serde(with = "serde_bytes")] Vec<u8>, u64),
+    /// Our presence key and sharing switch.
+    PutOwnPresence(OwnPresenceRecord),
+    PutPresence(AccountId, PresenceRecord),
+    PutGroup(GroupId, GroupRecord),
+    PutMembershipChange(GroupId, [u8; 32], #[serde(with = "serde_bytes")] Vec<u8>),
+    PutInbound([u8; 32], InboundRecord),
+    DeleteInbound([u8; 32]),
+    /// A member's receipt for one of our group messages; only ever raised.
+    PutGroupReceipt(ConversationId, MessageId, AccountId, u8),
+    PutPending([u8; 32], [u8; 32], PendingRecord),
+    DeletePending([u8; 32], [u8; 32]),
+    /// A group epoch's publish key: (group, epoch op).
+    PutPublishKey(GroupId, [u8; 32], PublishKeyRecord),
+    DeletePublishKey(GroupId, [u8; 32]),
+    /// The contact named so is gone (its trust, rights and presence are
+    /// separate ops).
+    DeleteContact(String),
+    /// Every message of a conversation (and its unread marks).
+    DeleteConversation(ConversationId),
+    DeleteRight(DeviceId),
+    /// What the user decided about a contact; the default deletes the row.
+    PutTrust(AccountId, ContactTrust),
+    DeletePresence(AccountId),
+}
+
+/// redb tables a write opens as its ops need them: each open table costs
+/// a lookup and, at commit, a root update.
+type Slot<'t, K, V> = Option<redb::Table<'t, K, V>>;
+type Bytes = &'static [u8];
+type Id = [u8; 32];
+
+#[derive(Default)]
+struct Tables<'t> {
+    meta: Slot<'t, &'static str, Bytes>,
+    contacts: Slot<'t, &'static str, Bytes>,
+    sessions: Slot<'t, Id, Bytes>,
+    messages: Slot<'t, (Id, u128), Bytes>,
+    unread: Slot<'t, (Id, u128), ()>,
+    outbox: Slot<'t, (u128, Id), Bytes>,
+    seen: Slot<'t, Id, u64>,
+    presence: Slot<'t, Id, Bytes>,
+    groups: Slot<'t, Id, Bytes>,
+    group_ops: Slot<'t, (Id, Id), Bytes>,
+    inbound: Slot<'t, Id, Bytes>,
+    receipts: Slot<'t, (Id, u128, Id), u8>,
+    pending: Slot<'t, (Id, Id), Bytes>,
+    publish_keys: Slot<'t, (Id, Id), Bytes>,
+    rights: Slot<'t, Id, Bytes>,
+    trust: Slot<'t, Id, Bytes>,
+}
+
+fn table<'a, 't, K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &'t redb::WriteTransaction,
+    slot: &'a mut Option<redb::Table<'t, K, V>>,
+    definition: TableDefinition<K, V>,
+) -> Result<&'a mut redb::Table<'t, K, V>, StoreError> {
+    if slot.is_none() {
+        *slot = Some(txn.open_table(definition)?);
+    }
+    slot.as_mut().ok_or_else(|| {
+        StoreError::Table(redb::TableError::TableDoesNotExist(definition.to_string()))
+    })
+}
+
+/// Applies `ops` in one transaction, recording `position` (the log record
+/// that carries them) beside them.
+pub(super) fn write(
+    db: &Database,
+    ops: Vec<Op>,
+    position: Option<Position>,
+    durability: redb::Durability,
+) -> Result<(), StoreError> {
+    let mut txn = db.begin_write()?;
+    // Refused only while persistent savepoints change (we make none); the
+    // commit is then simply durable.
+    let _ = txn.set_durability(durability);
+    {
+        let mut t = Tables::default();
+        if let Some(position) = position {
+            table(&txn, &mut t.meta, META)?.insert(WAL_KEY, position.to_bytes().as_slice())?;
+        }
+        for op in ops {
+            match op {
+                Op::PutOlmAccount(pickle) => {
+                    table(&txn, &mut t.meta, META)?.insert(OLM_ACCOUNT_KEY, pickle.as_bytes())?;
+                }
+                Op::PutSessions(peer, pickles) => {
+                    let sessions = table(&txn, &mut t.sessions, SESSIONS)?;
+                    if pickles.is_empty() {
+                        sessions.remove(peer)?;
+                    } else {
+                        sessions.insert(peer, encode(&pickles).as_slice())?;
+                    }
+                }
+                Op::PutContact(contact) => {
+                    table(&txn, &mut t.contacts, CONTACTS)?
+                        .insert(contact.name.as_str(), encode(&contact).as_slice())?;
+                }
+                Op::PutMessage(conv, message) => {
+                    let key = (conv.0, message.id.0);
+                    let messages = table(&txn, &mut t.messages, MESSAGES)?;
+                    if messages.get(key)?.is_none() {
+                        messages.insert(key, encode(&message).as_slice())?;
+                        if !message.outgoing && message.status < Status::Read {
+                            table(&txn, &mut t.unread, UNREAD)?.insert(key, ())?;
+                        }
+                    }
+                }
+                Op::RaiseStatus(conv, id, status) => {
+                    raise_status(table(&txn, &mut t.messages, MESSAGES)?, conv, id, status)?;
+                }
+                Op::MarkRead(conv, ids) => {
+                    for id in ids {
+                        table(&txn, &mut t.unread, UNREAD)?.remove((conv.0, id.0))?;
+                        let messages = table(&txn, &mut t.messages, MESSAGES)?;
+                        raise_status(messages, conv, id, Status::Read)?;
+                    }
+                }
+                Op::PutOutbox((id, device), record) => {
+                    table(&txn, &mut t.outbox, OUTBOX)?
+                        .insert((id.0, device.0), encode(&record).as_slice())?;
+                }
+                Op::DeleteOutbox((id, device)) => {
+                    table(&txn, &mut t.outbox, OUTBOX)?.remove((id.0, device.0))?;
+                }
+                Op::PutSeen(digest, at) => {
+                    table(&txn, &mut t.seen, SEEN)?.insert(digest, at)?;
+                }
+                Op::PutRight(device, right) => {
+                    table(&txn, &mut t.rights, DEPOSIT_RIGHTS)?
+                        .insert(device.0, right.to_bytes().as_slice())?;
+                }
+                Op::PutClock(id) => {
+                    table(&txn, &mut t.meta, META)?
+                        .insert(CLOCK_KEY, id.0.to_be_bytes().as_slice())?;
+                }
+                Op::PutRelays(addrs) => {
+                    table(&txn, &mut t.meta, META)?
+                        .insert(RELAYS_KEY, encode(&addrs).as_slice())?;
+                }
+                Op::PutFallback(bundle, made_ms) => {
+                    let meta = table(&txn, &mut t.meta, META)?;
+                    meta.insert(FALLBACK_KEY, bundle.as_slice())?;
+                    meta.insert(FALLBACK_MADE_KEY, made_ms.to_be_bytes().as_slice())?;
+                }
+                Op::PutListenAddresses(addrs) => {
+                    table(&txn, &mut t.meta, META)?
+                        .insert(LISTEN_KEY, encode(&addrs).as_slice())?;
+                }
+                Op::PutOwnPresence(record) => {
+                    table(&txn, &mut t.meta, META)?
+                        .insert(OWN_PRESENCE_KEY, encode(&record).as_slice())?;
+                }
+                Op::PutPresence(account, record) => {
+                    table(&txn, &mut t.presence, PRESENCE)?
+                        .insert(account.0, encode(&record).as_slice())?;
+                }
+                Op::PutGroup(id, record) => {
+                    table(&txn, &mut t.groups, GROUPS)?.insert(id.0, encode(&record).as_slice())?;
+                }
+                Op::PutMembershipChange(id, hash, bytes) => {
+                    table(&txn, &mut t.group_ops, GROUP_OPS)?
+                        .insert((id.0, hash), bytes.as_slice())?;
+                }
+                Op::PutInbound(session, record) => {
+                    table(&txn, &mut t.inbound, MEGOLM_IN)?
+                        .insert(session, encode(&record).as_slice())?;
+                }
+                Op::DeleteInbound(session) => {
+                    table(&txn, &mut t.inbound, MEGOLM_IN)?.remove(session)?;
+                }
+                Op::PutGroupReceipt(conv, id, account, kind) => {
+                    let receipts = table(&txn, &mut t.receipts, GROUP_RECEIPTS)?;
+                    let key = (conv.0, id.0, account.0);
+                    let current = receipts.get(key)?.map(|v| v.value());
+                    if current.is_none_or(|c| c < kind) {
+                        receipts.insert(key, kind)?;
+                    }
+                }
+                Op::PutPending(session, digest, record) => {
+                    table(&txn, &mut t.pending, GROUP_PENDING)?
+                        .insert((session, digest), encode(&record).as_slice())?;
+                }
+                Op::DeletePending(session, digest) => {
+                    table(&txn, &mut t.pending, GROUP_PENDING)?.remove((session, digest))?;
+                }
+                Op::PutPublishKey(group, epoch, record) => {
+                    table(&txn, &mut t.publish_keys, GROUP_KEYS)?
+                        .insert((group.0, epoch), encode(&record).as_slice())?;
+                }
+                Op::DeletePublishKey(group, epoch) => {
+                    table(&txn, &mut t.publish_keys, GROUP_KEYS)?.remove((group.0, epoch))?;
+                }
+                Op::DeleteContact(name) => {
+                    table(&txn, &mut t.contacts, CONTACTS)?.remove(name.as_str())?;
+                }
+                Op::DeleteConversation(conv) => {
+                    let c = conv.0;
+                    let messages = table(&txn, &mut t.messages, MESSAGES)?;
+                    let ids = messages
+                        .range((c, 0)..=(c, u128::MAX))?
+                        .map(|row| Ok(row?.0.value().1))
+                        .collect::<Result<Vec<u128>, StoreError>>()?;
+                    for id in &ids {
+                        messages.remove((c, *id))?;
+                    }
+                    let unread = table(&txn, &mut t.unread, UNREAD)?;
+                    for id in ids {
+                        unread.remove((c, id))?;
+                    }
+                }
+                Op::DeleteRight(device) => {
+                    table(&txn, &mut t.rights, DEPOSIT_RIGHTS)?.remove(device.0)?;
+                }
+                Op::PutTrust(account, trust) => {
+                    let rows = table(&txn, &mut t.trust, CONTACT_TRUST)?;
+                    if trust.is_default() {
+                        rows.remove(account.0)?;
+                    } else {
+                        rows.insert(account.0, encode(&trust).as_slice())?;
+                    }
+                }
+                Op::DeletePresence(account) => {
+                    table(&txn, &mut t.presence, PRESENCE)?.remove(account.0)?;
+                }
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// Deposit rights travel in the log in their wire form.
+mod right_bytes {
+    use hush_protocol::{DepositRight, Wire};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(right: &DepositRight, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&right.to_bytes())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DepositRight, D::Error> {
+        let bytes: Vec<u8> = serde::Deserialize::deserialize(d)?;
+        DepositRight::from_bytes(&bytes).map_err(serde::de::Error::custom)
+    }
+}
+
+fn raise_status(
+    messages: &mut redb::Table<'_, ([u8; 32], u128), &[u8]>,
+    conv: ConversationId,
+    id: MessageId,
+    status: Status,
+) -> Result<(), StoreError> {
+    let key = (conv.0, id.0);
+    let current = match messages.get(key)? {
+        Some(v) => decode::<MessageRecord>("message", v.value())?,
+        None => return Ok(()),
+    };
+    if current.status < status {
+        let updated = MessageRecord { status, ..current };
+        messages.insert(key, encode(&updated).as_slice())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! Round trips, bounds and seals of the mailbox wire types.
+
+use super::*;
+use ed25519_dalek::{Signer, SigningKey};
+use proptest::prelude::*;
+
+#[test]
+fn sealed_envelopes_open_only_for_their_mailbox() {
+    let secret = MailboxSecret::derive(&[7; 32]);
+    let mailbox = MailboxId::of(&DeviceId([1; 32]));
+    let sealed = SealedEnvelope::seal(&secret.public_key(), &mailbox, b"envelope").unwrap();
+    assert_eq!(sealed.len(), SealedEnvelope::sealed_len(8));
+    assert_eq!(secret.open(&mailbox, &sealed).unwrap(), b"envelope");
+    // Another mailbox id (the associated data) or another key: no.
+    let other = MailboxId::of(&DeviceId([2; 32]));
+    assert_eq!(secret.open(&other, &sealed), Err(SealError::Open));
+    let stranger = MailboxSecret::derive(&[8; 32]);
+    assert_eq!(stranger.open(&mailbox, &sealed), Err(SealError::Open));
+    // Sealing twice gives different bytes (fresh ephemeral key).
+    let again = SealedEnvelope::seal(&secret.public_key(), &mailbox, b"envelope").unwrap();
+    assert_ne!(again, sealed);
+    // The derivation is stable.
+    assert_eq!(
+        MailboxSecret::derive(&[7; 32]).public_key(),
+        secret.public_key()
+    );
+}
+
+#[test]
+fn auth_verifies_only_the_signed_request() {
+    let key = SigningKey::from_bytes(&[3; 32]);
+    let device = DeviceId(key.verifying_key().to_bytes());
+    let request = OwnerRequest::Ack { seqs: vec![1, 2] };
+    let body = request.body_bytes();
+    let challenge = [9; 32];
+    let auth = Auth {
+        device,
+        challenge,
+        signature: key.sign(&Auth::signed_bytes(&challenge, &body)).to_bytes(),
+    };
+    assert!(auth.verify(&body));
+    assert!(!auth.verify(&OwnerRequest::Ack { seqs: vec![1, 3] }.body_bytes()));
+    let forged = Auth {
+        device: DeviceId(SigningKey::from_bytes(&[4; 32]).verifying_key().to_bytes()),
+        ..auth
+    };
+    assert!(!forged.verify(&body));
+    let stale = Auth {
+        challenge: [8; 32],
+        ..auth
+    };
+    assert!(!stale.verify(&body));
+}
+
+fn bundle(n: u8) -> KeyBundle {
+    KeyBundle {
+        device_id: DeviceId([n; 32]),
+        identity_key: [n; 32],
+        one_time_key: [n; 32],
+        signature: [n; 64],
+    }
+}
+
+fn requests() -> Vec<MailboxRequest> {
+    let auth = Box::new(Auth {
+        device: DeviceId([1; 32]),
+        challenge: [2; 32],
+        signature: [3; 64],
+    });
+    vec![
+        MailboxRequest::Info,
+        MailboxRequest::Deposit {
+            right: None,
+            items: vec![(MailboxId([4; 32]), vec![5; 40])],
+        },
+        MailboxRequest::Deposit {
+            right: Some(DepositRight::grant(
+                &ed25519_dalek::SigningKey::from_bytes(&[8; 32]),
+                [9; 16],
+            )),
+            items: vec![(MailboxId([4; 32]), vec![5; 40])],
+        },
+        MailboxRequest::ClaimKey {
+            device: DeviceId([6; 32]),
+        },
+        MailboxRequest::Owner {
+            auth: auth.clone(),
+            request: OwnerRequest::Fetch {
+                after: 7,
+                limit: 8,
+                wait_ms: 9,
+            },
+        },
+        MailboxRequest::Owner {
+            auth: auth.clone(),
+            request: OwnerRequest::Ack {
+                seqs: vec![1, 2, 3],
+            },
+        },
+        MailboxRequest::Owner {
+            auth: auth.clone(),
+            request: OwnerRequest::PutKeys {
+                one_time: vec![bundle(1), bundle(2)],
+                fallback: bundle(3),
+            },
+        },
+        MailboxRequest::Owner {
+            auth,
+            request: OwnerRequest::Revoke {
+                holders: vec![[4; 16], [5; 16]],
+            },
+        },
+    ]
+}
+
+fn responses() -> Vec<MailboxResponse> {
+    vec![
+        MailboxResponse::Info {
+            challenge: [1; 32],
+            retention_secs: 2,
+            max_item_len: 3,
+        },
+        MailboxResponse::Deposited {
+            results: vec![
+                DepositResult::Stored,
+                DepositResult::Duplicate,
+                DepositResult::Refused(Refusal::MailboxFull),
+            ],
+        },
+        MailboxResponse::Key(bundle(4)),
+        MailboxResponse::Items {
+            items: vec![(1, vec![1, 2]), (5, vec![])],
+            more: true,
+            keys_left: 3,
+        },
+        MailboxResponse::Acked { removed: 4 },
+        MailboxResponse::KeysStored { one_time: 20 },
+        MailboxResponse::Revoked { holders: 2 },
+        MailboxResponse::refused(Refusal::SenderQuota),
+    ]
+}
+
+#[test]
+fn every_request_and_response_round_trips() {
+    for request in requests() {
+        assert_eq!(
+            MailboxRequest::from_bytes(&request.to_bytes()).unwrap(),
+            request
+        );
+    }
+    for response in responses() {
+        assert_eq!(
+            MailboxResponse::from_bytes(&response.to_bytes()).unwrap(),
+            response
+        );
+    }
+}
+
+#[test]
+fn empty_deposits_and_long_messages_are_handled() {
+    let empty = MailboxRequest::Deposit {
+        right: None,
+        items: vec![],
+    };
+    assert!(MailboxRequest::from_bytes(&empty.to_bytes()).is_err());
+    let long = MailboxResponse::Refused {
+        reason: Refusal::Malformed,
+        message: "é".repeat(MAX_ERROR_MESSAGE_LEN),
+    };
+    let MailboxResponse::Refused { message, .. } =
+        MailboxResponse::from_bytes(&long.to_bytes()).unwrap()
+    else {
+        panic!("not a refusal");
+    };
+    assert!(message.len() <= MAX_ERROR_MESSAGE_LEN);
+}
+
+proptest! {
+    #[test]
+    fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let _ = MailboxRequest::from_bytes(&bytes);
+        let _ = MailboxResponse::from_bytes(&bytes);
+        let _ = SealedEnvelope::from_bytes(&bytes);
+    }
+
+    #[test]
+    fn truncations_never_panic(cut in 0usize..200, which in 0usize..13) {
+        let all: Vec<Vec<u8>> = requests().iter().map(Wire::to_bytes)
+            .chain(responses().iter().map(Wire::to_bytes)).collect();
+        let bytes = &all[which % all.len()];
+        let cut = cut.min(bytes.len());
+        let _ = MailboxRequest::from_bytes(&bytes[..cut]);
+        let _ = MailboxResponse::from_bytes(&bytes[..cut]);
+    }
+}

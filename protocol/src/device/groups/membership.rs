@@ -283,8 +283,9 @@ where
         }
         let joined_before: BTreeSet<AccountId> = before.joined().map(|(a, _)| *a).collect();
         let joined_after: BTreeSet<AccountId> = after.joined().map(|(a, _)| *a).collect();
-        if joined_before != joined_after {
-            // A new session before our next message.
+        if !joined_before.is_subset(&joined_after) {
+            // Someone is out: a new session before our next message.
+            // (Newcomers get the current one then, see `ensure_outbound`.)
             g.outbound = None;
         }
         let write = g.write_record(&self.me.pickle_key);

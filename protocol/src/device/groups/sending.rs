@@ -111,9 +111,12 @@ where
         Ok(message_id)
     }
 
-    /// Makes a new outbound session when the old one is due (membership
-    /// changed, N messages, T time) and shares its key with every joined
-    /// member over Olm.
+    /// Makes a new outbound session when the old one is due (a member
+    /// left or was removed, N messages, T time) and shares its key with
+    /// every joined member over Olm. Members who joined since the key went
+    /// out get the current session from its current index instead: they
+    /// read what comes next, nothing before, and the others need nothing
+    /// new (one key per new member, not one per member).
     fn ensure_outbound(&mut self, ctx: &mut Ctx<'_>, id: GroupId) {
         let config = self.config;
         let me = self.account();
@@ -121,31 +124,51 @@ where
             return;
         };
         let members: Vec<AccountId> = g.state.joined().map(|(a, _)| *a).collect();
+        let had = &g.record.outbound_members;
+        let gone = had.iter().any(|a| !members.contains(a));
+        let added: Vec<AccountId> = members
+            .iter()
+            .filter(|a| !had.contains(a))
+            .copied()
+            .collect();
         let age = ctx.now.unix_ms.saturating_sub(g.record.outbound_created_ms);
         let due = match &g.outbound {
             None => true,
             Some(o) => {
-                o.message_index() >= config.rotate_messages
-                    || age >= config.rotate_after_ms
-                    || g.record.outbound_members != members
+                o.message_index() >= config.rotate_messages || age >= config.rotate_after_ms || gone
             }
         };
-        if !due {
-            return;
-        }
-        let mut outbound = MegolmOutbound::new();
+        let (outbound, to) = match g.outbound.as_mut() {
+            Some(outbound) if !due => {
+                if added.is_empty() {
+                    return;
+                }
+                (outbound, added)
+            }
+            _ => {
+                g.outbound = Some(MegolmOutbound::new());
+                g.record.outbound_created_ms = ctx.now.unix_ms;
+                let Some(outbound) = g.outbound.as_mut() else {
+                    return;
+                };
+                (outbound, members.clone())
+            }
+        };
+        // The key from the current index; the claim takes that index: only
+        // we can write it.
+        let fresh = outbound.message_index() == 0;
         let key = outbound.session_key();
-        // The claim takes the key's first index: only we can write it.
         let claim = outbound.encrypt(&room_key_claim(&id, &me, &self.me.device));
-        g.outbound = Some(outbound);
-        g.record.outbound_created_ms = ctx.now.unix_ms;
-        g.record.outbound_members.clone_from(&members);
-        // Our own inbound copy: our other devices and our own history read it.
-        if let Ok(session) = MegolmInbound::new(&key) {
-            self.keep_inbound(id, me, self.me.device, session);
+        g.record.outbound_members = members;
+        if fresh {
+            // Our own inbound copy: our other devices and our own history
+            // read it.
+            if let Ok(session) = MegolmInbound::new(&key) {
+                self.keep_inbound(id, me, self.me.device, session);
+            }
+            self.note(id, Severity::Info, "new Megolm session for the group");
         }
-        self.note(id, Severity::Info, "new Megolm session for the group");
-        for account in members.into_iter().filter(|a| *a != me) {
+        for account in to.into_iter().filter(|a| *a != me) {
             let kind = ControlKind::RoomKey {
                 key: key.clone(),
                 claim: claim.clone(),

@@ -636,3 +636,97 @@ fn status_of_a_received_group_message_is_delivered() {
     assert!(ours.outgoing);
     let _ = id;
 }
+
+/// Issue 14 (groups): a join used to make every member that had sent
+/// start a new session and send its key to every member, N keys per
+/// member per join. Now the newcomer alone gets the current session, from
+/// its current index.
+#[test]
+fn a_join_sends_the_current_session_to_the_newcomer_only() {
+    let mut net = Net::new(&["alice", "bob", "carol"], config());
+    let id = net.create_friends(0);
+    net.invite_to_friends(0, 1, false);
+    net.drive();
+    net.join_friends(1);
+    let before = net.publish(0, "before carol");
+    net.drive();
+    net.invite_to_friends(0, 2, false);
+    net.drive();
+    net.join_friends(2);
+    // alice's next message: one room key, to carol.
+    net.call(0, |book, ctx, _| book.send(ctx, "friends", "after".into()))
+        .unwrap();
+    let keys: Vec<usize> = (0..3)
+        .filter(|to| {
+            net.control_to(*to, |k| matches!(k, ControlKind::RoomKey { .. }))
+                .is_some()
+        })
+        .collect();
+    assert_eq!(keys, [2], "only the newcomer gets a key");
+    let after = net.topic.back().expect("published").3.clone();
+    net.drive();
+    let session = |bytes: &[u8]| GroupMessage::from_bytes(bytes).unwrap().session;
+    assert_eq!(session(&before), session(&after), "no new session");
+    assert!(net.members[1].disk.texts(id).contains(&"after".to_owned()));
+    let carol = net.members[2].disk.texts(id);
+    assert!(carol.contains(&"after".to_owned()), "{carol:?}");
+    assert!(
+        !carol.contains(&"before carol".to_owned()),
+        "nothing from before her join"
+    );
+    // Removing someone still starts a new session.
+    let bob = net.members[1].key.id();
+    net.call(0, |book, ctx, _| {
+        book.member_change(ctx, "friends", Action::Remove { account: bob })
+    })
+    .unwrap();
+    net.drive();
+    let last = net.publish(0, "without bob");
+    net.drive();
+    assert_ne!(session(&last), session(&after));
+    assert!(
+        net.members[2]
+            .disk
+            .texts(id)
+            .contains(&"without bob".to_owned())
+    );
+}
+
+/// Room keys sent while a group of 12 forms and everyone talks after each
+/// join (counted, not timed): one per member that sends, per join.
+#[test]
+fn room_keys_per_join_grow_with_the_group_not_its_square() {
+    let names = [
+        "m0", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "m9", "m10", "m11",
+    ];
+    let mut net = Net::new(&names, config());
+    net.create_friends(0);
+    let mut per_join = Vec::new();
+    for who in 1..names.len() {
+        net.invite_to_friends(0, who, false);
+        net.drive();
+        net.join_friends(who);
+        let mut keys = 0;
+        for speaker in 0..=who {
+            net.call(speaker, |book, ctx, _| {
+                book.send(ctx, "friends", "hi".into())
+            })
+            .unwrap();
+            keys += net
+                .olm
+                .iter()
+                .filter(|(_, _, p)| {
+                    matches!(&p.body, Body::Group(c) if matches!(c.kind, ControlKind::RoomKey { .. }))
+                })
+                .count();
+            net.drive();
+        }
+        per_join.push(keys);
+    }
+    eprintln!("room keys per join, group of 2..=12: {per_join:?}");
+    for (joined, keys) in per_join.iter().enumerate().skip(1) {
+        // `joined + 2` members now: each earlier one sends the newcomer a
+        // key, the newcomer sends each of them one.
+        assert!(*keys <= 2 * (joined + 1), "{per_join:?}");
+    }
+}

@@ -33,35 +33,35 @@ use crate::records::{
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const CONTACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("contacts");
-const SESSIONS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("olm_sessions");
-const MESSAGES: TableDefinition<([u8; 32], u128), &[u8]> = TableDefinition::new("messages");
-const UNREAD: TableDefinition<([u8; 32], u128), ()> = TableDefinition::new("unread");
-const OUTBOX: TableDefinition<(u128, [u8; 32]), &[u8]> = TableDefinition::new("outbox");
-const SEEN: TableDefinition<[u8; 32], u64> = TableDefinition::new("seen_envelopes");
+const SESSIONS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("olm_sessions");
+const MESSAGES: TableDefinition<(&[u8; 32], u128), &[u8]> = TableDefinition::new("messages");
+const UNREAD: TableDefinition<(&[u8; 32], u128), ()> = TableDefinition::new("unread");
+const OUTBOX: TableDefinition<(u128, &[u8; 32]), &[u8]> = TableDefinition::new("outbox");
+const SEEN: TableDefinition<&[u8; 32], u64> = TableDefinition::new("seen_envelopes");
 /// Per contact account: what we share with them and what they share with us.
-const PRESENCE: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("presence");
+const PRESENCE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("presence");
 /// Per group: our Megolm sending session and relay cursors.
-const GROUPS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("groups");
+const GROUPS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("groups");
 /// (group, op hash) → the signed membership op, as on the wire.
-const GROUP_OPS: TableDefinition<([u8; 32], [u8; 32]), &[u8]> = TableDefinition::new("group_ops");
+const GROUP_OPS: TableDefinition<(&[u8; 32], &[u8; 32]), &[u8]> = TableDefinition::new("group_ops");
 /// Megolm session id → the inbound session and whose it is.
-const MEGOLM_IN: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("megolm_inbound");
+const MEGOLM_IN: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("megolm_inbound");
 /// (conversation, message id, member account) → the receipt kind we got.
-const GROUP_RECEIPTS: TableDefinition<([u8; 32], u128, [u8; 32]), u8> =
+const GROUP_RECEIPTS: TableDefinition<(&[u8; 32], u128, &[u8; 32]), u8> =
     TableDefinition::new("group_receipts");
 /// (Megolm session id, message digest) → a group message we cannot decrypt
 /// yet (its key has not arrived, or never will).
 /// Contact devices' deposit rights for us: device id → encoded right.
-const DEPOSIT_RIGHTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("deposit_rights");
-const GROUP_PENDING: TableDefinition<([u8; 32], [u8; 32]), &[u8]> =
+const DEPOSIT_RIGHTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("deposit_rights");
+const GROUP_PENDING: TableDefinition<(&[u8; 32], &[u8; 32]), &[u8]> =
     TableDefinition::new("group_pending");
 /// (group, op that began the epoch) → the epoch's publish key and our
 /// history cursors on its topic.
-const GROUP_KEYS: TableDefinition<([u8; 32], [u8; 32]), &[u8]> =
+const GROUP_KEYS: TableDefinition<(&[u8; 32], &[u8; 32]), &[u8]> =
     TableDefinition::new("group_publish_keys");
 /// What the user decided about a contact (blocked, verified keys), by
 /// account; only rows that differ from the default.
-const CONTACT_TRUST: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("contact_trust");
+const CONTACT_TRUST: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("contact_trust");
 
 const IDENTITY_KEY: &str = "identity";
 const OLM_ACCOUNT_KEY: &str = "olm_account";
@@ -287,7 +287,7 @@ impl Store {
             .iter()?
             .map(|row| {
                 let (k, v) = row?;
-                Ok((AccountId(k.value()), decode("presence", v.value())?))
+                Ok((AccountId(*k.value()), decode("presence", v.value())?))
             })
             .collect()
     }
@@ -300,10 +300,10 @@ impl Store {
         let mut out = Vec::new();
         for row in groups.iter()? {
             let (k, v) = row?;
-            let id = k.value();
+            let id = *k.value();
             let record = decode("group", v.value())?;
             let list = ops
-                .range((id, [0; 32])..=(id, [0xff; 32]))?
+                .range((&id, &[0; 32])..=(&id, &[0xff; 32]))?
                 .map(|row| Ok(row?.1.value().to_vec()))
                 .collect::<Result<Vec<_>, StoreError>>()?;
             out.push((GroupId(id), record, list));
@@ -320,7 +320,7 @@ impl Store {
             .map(|row| {
                 let (k, v) = row?;
                 let (group, epoch) = k.value();
-                Ok((GroupId(group), epoch, decode("publish key", v.value())?))
+                Ok((GroupId(*group), *epoch, decode("publish key", v.value())?))
             })
             .collect()
     }
@@ -332,7 +332,7 @@ impl Store {
             .iter()?
             .map(|row| {
                 let (k, v) = row?;
-                Ok((k.value(), decode("megolm session", v.value())?))
+                Ok((*k.value(), decode("megolm session", v.value())?))
             })
             .collect()
     }
@@ -345,10 +345,10 @@ impl Store {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(GROUP_PENDING)?;
         table
-            .range((*session, [0; 32])..=(*session, [0xff; 32]))?
+            .range((session, &[0; 32])..=(session, &[0xff; 32]))?
             .map(|row| {
                 let (k, v) = row?;
-                Ok((k.value().1, decode("pending group message", v.value())?))
+                Ok((*k.value().1, decode("pending group message", v.value())?))
             })
             .collect()
     }
@@ -363,7 +363,7 @@ impl Store {
             let (key, value) = row?;
             let (session, digest) = key.value();
             if let Ok(record) = decode::<PendingRecord>("pending group message", value.value()) {
-                out.push((session, digest, record.group, record.received_at_ms));
+                out.push((*session, *digest, record.group, record.received_at_ms));
             }
         }
         Ok(out)
@@ -377,12 +377,12 @@ impl Store {
     ) -> Result<Vec<(AccountId, u8)>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(GROUP_RECEIPTS)?;
-        let c = conversation.0;
+        let c = &conversation.0;
         table
-            .range((c, id.0, [0; 32])..=(c, id.0, [0xff; 32]))?
+            .range((c, id.0, &[0; 32])..=(c, id.0, &[0xff; 32]))?
             .map(|row| {
                 let (k, v) = row?;
-                Ok((AccountId(k.value().2), v.value()))
+                Ok((AccountId(*k.value().2), v.value()))
             })
             .collect()
     }
@@ -397,7 +397,7 @@ impl Store {
         let table = txn.open_table(MESSAGES)?;
         let mut out = Vec::new();
         for id in ids {
-            if let Some(v) = table.get((conversation.0, id.0))? {
+            if let Some(v) = table.get((&conversation.0, id.0))? {
                 let record: MessageRecord = decode("message", v.value())?;
                 if record.outgoing {
                     out.push(*id);
@@ -416,11 +416,11 @@ impl Store {
     ) -> Result<Vec<(MessageId, usize, usize)>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(GROUP_RECEIPTS)?;
-        let c = conversation.0;
+        let c = &conversation.0;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let (mut delivered, mut read) = (0, 0);
-            for row in table.range((c, id.0, [0; 32])..=(c, id.0, [0xff; 32]))? {
+            for row in table.range((c, id.0, &[0; 32])..=(c, id.0, &[0xff; 32]))? {
                 delivered += 1;
                 if row?.1.value() == ReceiptKind::Read as u8 {
                     read += 1;
@@ -450,7 +450,7 @@ impl Store {
             .iter()?
             .map(|row| {
                 let (k, v) = row?;
-                Ok((k.value(), decode("olm sessions", v.value())?))
+                Ok((*k.value(), decode("olm sessions", v.value())?))
             })
             .collect()
     }
@@ -464,7 +464,7 @@ impl Store {
         for row in table.iter()? {
             let (device, bytes) = row?;
             if let Ok(right) = DepositRight::from_bytes(bytes.value()) {
-                out.push((DeviceId(device.value()), right));
+                out.push((DeviceId(*device.value()), right));
             }
         }
         Ok(out)
@@ -479,7 +479,7 @@ impl Store {
             .map(|row| {
                 let (account, bytes) = row?;
                 Ok((
-                    AccountId(account.value()),
+                    AccountId(*account.value()),
                     decode("contact trust", bytes.value())?,
                 ))
             })
@@ -503,7 +503,7 @@ impl Store {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(MESSAGES)?;
         table
-            .get((conversation.0, id.0))?
+            .get((&conversation.0, id.0))?
             .map(|v| decode("message", v.value()))
             .transpose()
     }
@@ -517,7 +517,7 @@ impl Store {
     ) -> Result<Vec<MessageRecord>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(MESSAGES)?;
-        let c = conversation.0;
+        let c = &conversation.0;
         let range = match before {
             Some(b) => table.range((c, 0)..(c, b.0))?,
             None => table.range((c, 0)..=(c, u128::MAX))?,
@@ -534,7 +534,8 @@ impl Store {
     pub fn unread(&self, conversation: &ConversationId) -> Result<Vec<MessageId>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(UNREAD)?;
-        let range = table.range((conversation.0, 0)..=(conversation.0, u128::MAX))?;
+        let c = &conversation.0;
+        let range = table.range((c, 0)..=(c, u128::MAX))?;
         range.map(|row| Ok(MessageId(row?.0.value().1))).collect()
     }
 
@@ -547,7 +548,7 @@ impl Store {
                 let (k, v) = row?;
                 let (id, device) = k.value();
                 Ok((
-                    (MessageId(id), DeviceId(device)),
+                    (MessageId(id), DeviceId(*device)),
                     decode("outbox entry", v.value())?,
                 ))
             })
@@ -569,8 +570,8 @@ impl Store {
                 .iter()?
                 .filter_map(|row| row.ok())
                 .filter(|(_, at)| at.value() < cutoff_ms)
-                .map(|(k, _)| k.value())
-                .collect::<Vec<_>>();
+                .map(|(k, _)| *k.value())
+                .collect::<Vec<[u8; 32]>>();
             for k in &old {
                 table.remove(k)?;
             }

@@ -71,7 +71,7 @@ pub enum Op {
 /// a lookup and, at commit, a root update.
 type Slot<'t, K, V> = Option<redb::Table<'t, K, V>>;
 type Bytes = &'static [u8];
-type Id = [u8; 32];
+type Id = &'static [u8; 32];
 
 #[derive(Default)]
 struct Tables<'t> {
@@ -131,9 +131,9 @@ pub(super) fn write(
                 Op::PutSessions(peer, pickles) => {
                     let sessions = table(&txn, &mut t.sessions, SESSIONS)?;
                     if pickles.is_empty() {
-                        sessions.remove(peer)?;
+                        sessions.remove(&peer)?;
                     } else {
-                        sessions.insert(peer, encode(&pickles).as_slice())?;
+                        sessions.insert(&peer, encode(&pickles).as_slice())?;
                     }
                 }
                 Op::PutContact(contact) => {
@@ -141,7 +141,7 @@ pub(super) fn write(
                         .insert(contact.name.as_str(), encode(&contact).as_slice())?;
                 }
                 Op::PutMessage(conv, message) => {
-                    let key = (conv.0, message.id.0);
+                    let key = (&conv.0, message.id.0);
                     let messages = table(&txn, &mut t.messages, MESSAGES)?;
                     if messages.get(key)?.is_none() {
                         messages.insert(key, encode(&message).as_slice())?;
@@ -155,24 +155,24 @@ pub(super) fn write(
                 }
                 Op::MarkRead(conv, ids) => {
                     for id in ids {
-                        table(&txn, &mut t.unread, UNREAD)?.remove((conv.0, id.0))?;
+                        table(&txn, &mut t.unread, UNREAD)?.remove((&conv.0, id.0))?;
                         let messages = table(&txn, &mut t.messages, MESSAGES)?;
                         raise_status(messages, conv, id, Status::Read)?;
                     }
                 }
                 Op::PutOutbox((id, device), record) => {
                     table(&txn, &mut t.outbox, OUTBOX)?
-                        .insert((id.0, device.0), encode(&record).as_slice())?;
+                        .insert((id.0, &device.0), encode(&record).as_slice())?;
                 }
                 Op::DeleteOutbox((id, device)) => {
-                    table(&txn, &mut t.outbox, OUTBOX)?.remove((id.0, device.0))?;
+                    table(&txn, &mut t.outbox, OUTBOX)?.remove((id.0, &device.0))?;
                 }
                 Op::PutSeen(digest, at) => {
-                    table(&txn, &mut t.seen, SEEN)?.insert(digest, at)?;
+                    table(&txn, &mut t.seen, SEEN)?.insert(&digest, at)?;
                 }
                 Op::PutRight(device, right) => {
                     table(&txn, &mut t.rights, DEPOSIT_RIGHTS)?
-                        .insert(device.0, right.to_bytes().as_slice())?;
+                        .insert(&device.0, right.to_bytes().as_slice())?;
                 }
                 Op::PutClock(id) => {
                     table(&txn, &mut t.meta, META)?
@@ -197,25 +197,26 @@ pub(super) fn write(
                 }
                 Op::PutPresence(account, record) => {
                     table(&txn, &mut t.presence, PRESENCE)?
-                        .insert(account.0, encode(&record).as_slice())?;
+                        .insert(&account.0, encode(&record).as_slice())?;
                 }
                 Op::PutGroup(id, record) => {
-                    table(&txn, &mut t.groups, GROUPS)?.insert(id.0, encode(&record).as_slice())?;
+                    table(&txn, &mut t.groups, GROUPS)?
+                        .insert(&id.0, encode(&record).as_slice())?;
                 }
                 Op::PutMembershipChange(id, hash, bytes) => {
                     table(&txn, &mut t.group_ops, GROUP_OPS)?
-                        .insert((id.0, hash), bytes.as_slice())?;
+                        .insert((&id.0, &hash), bytes.as_slice())?;
                 }
                 Op::PutInbound(session, record) => {
                     table(&txn, &mut t.inbound, MEGOLM_IN)?
-                        .insert(session, encode(&record).as_slice())?;
+                        .insert(&session, encode(&record).as_slice())?;
                 }
                 Op::DeleteInbound(session) => {
-                    table(&txn, &mut t.inbound, MEGOLM_IN)?.remove(session)?;
+                    table(&txn, &mut t.inbound, MEGOLM_IN)?.remove(&session)?;
                 }
                 Op::PutGroupReceipt(conv, id, account, kind) => {
                     let receipts = table(&txn, &mut t.receipts, GROUP_RECEIPTS)?;
-                    let key = (conv.0, id.0, account.0);
+                    let key = (&conv.0, id.0, &account.0);
                     let current = receipts.get(key)?.map(|v| v.value());
                     if current.is_none_or(|c| c < kind) {
                         receipts.insert(key, kind)?;
@@ -223,23 +224,23 @@ pub(super) fn write(
                 }
                 Op::PutPending(session, digest, record) => {
                     table(&txn, &mut t.pending, GROUP_PENDING)?
-                        .insert((session, digest), encode(&record).as_slice())?;
+                        .insert((&session, &digest), encode(&record).as_slice())?;
                 }
                 Op::DeletePending(session, digest) => {
-                    table(&txn, &mut t.pending, GROUP_PENDING)?.remove((session, digest))?;
+                    table(&txn, &mut t.pending, GROUP_PENDING)?.remove((&session, &digest))?;
                 }
                 Op::PutPublishKey(group, epoch, record) => {
                     table(&txn, &mut t.publish_keys, GROUP_KEYS)?
-                        .insert((group.0, epoch), encode(&record).as_slice())?;
+                        .insert((&group.0, &epoch), encode(&record).as_slice())?;
                 }
                 Op::DeletePublishKey(group, epoch) => {
-                    table(&txn, &mut t.publish_keys, GROUP_KEYS)?.remove((group.0, epoch))?;
+                    table(&txn, &mut t.publish_keys, GROUP_KEYS)?.remove((&group.0, &epoch))?;
                 }
                 Op::DeleteContact(name) => {
                     table(&txn, &mut t.contacts, CONTACTS)?.remove(name.as_str())?;
                 }
                 Op::DeleteConversation(conv) => {
-                    let c = conv.0;
+                    let c = &conv.0;
                     let messages = table(&txn, &mut t.messages, MESSAGES)?;
                     let ids = messages
                         .range((c, 0)..=(c, u128::MAX))?
@@ -254,18 +255,18 @@ pub(super) fn write(
                     }
                 }
                 Op::DeleteRight(device) => {
-                    table(&txn, &mut t.rights, DEPOSIT_RIGHTS)?.remove(device.0)?;
+                    table(&txn, &mut t.rights, DEPOSIT_RIGHTS)?.remove(&device.0)?;
                 }
                 Op::PutTrust(account, trust) => {
                     let rows = table(&txn, &mut t.trust, CONTACT_TRUST)?;
                     if trust.is_default() {
-                        rows.remove(account.0)?;
+                        rows.remove(&account.0)?;
                     } else {
-                        rows.insert(account.0, encode(&trust).as_slice())?;
+                        rows.insert(&account.0, encode(&trust).as_slice())?;
                     }
                 }
                 Op::DeletePresence(account) => {
-                    table(&txn, &mut t.presence, PRESENCE)?.remove(account.0)?;
+                    table(&txn, &mut t.presence, PRESENCE)?.remove(&account.0)?;
                 }
             }
         }
@@ -290,12 +291,12 @@ mod right_bytes {
 }
 
 fn raise_status(
-    messages: &mut redb::Table<'_, ([u8; 32], u128), &[u8]>,
+    messages: &mut redb::Table<'_, (Id, u128), &[u8]>,
     conv: ConversationId,
     id: MessageId,
     status: Status,
 ) -> Result<(), StoreError> {
-    let key = (conv.0, id.0);
+    let key = (&conv.0, id.0);
     let current = match messages.get(key)? {
         Some(v) => decode::<MessageRecord>("message", v.value())?,
         None => return Ok(()),

@@ -1,4 +1,5 @@
 use super::*;
+use crate::records::Status;
 
 fn clock(store: &Store) -> Option<u128> {
     store.clock().unwrap().map(|id| id.0)
@@ -99,4 +100,51 @@ fn a_full_log_is_checkpointed_and_nothing_is_lost() {
     assert!(store.wal.lock().unwrap().used() < WAL_CAPACITY);
     drop(store);
     assert_eq!(clock(&Store::open(&path).unwrap()), Some(99));
+}
+
+/// Tables keyed by `&[u8; 32]` (compared with memcmp, encoded without an
+/// allocation) read homes written when they were keyed by `[u8; 32]`:
+/// redb names both types `[u8;32]` and encodes them the same.
+#[test]
+fn a_home_written_with_array_keys_reads_with_reference_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hush.redb");
+    let conversation = [3u8; 32];
+    let record = MessageRecord {
+        id: MessageId(9),
+        from: AccountId([4; 32]),
+        outgoing: false,
+        text: "from an older home".into(),
+        status: Status::Delivered,
+        sent_at_ms: 1,
+        stored_at_ms: 2,
+    };
+    {
+        const OLD_SEEN: TableDefinition<[u8; 32], u64> = TableDefinition::new("seen_envelopes");
+        const OLD_MESSAGES: TableDefinition<([u8; 32], u128), &[u8]> =
+            TableDefinition::new("messages");
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(OLD_SEEN)
+            .unwrap()
+            .insert([7u8; 32], 5)
+            .unwrap();
+        txn.open_table(OLD_MESSAGES)
+            .unwrap()
+            .insert((conversation, 9), encode(&record).as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert!(store.seen(&[7; 32]).unwrap());
+    assert!(!store.seen(&[8; 32]).unwrap());
+    let history = store
+        .history(&ConversationId(conversation), None, 10)
+        .unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].text, "from an older home");
+    store
+        .apply(vec![Op::PutSeen([8; 32], 6)], Durability::Now)
+        .unwrap();
+    assert!(store.seen(&[8; 32]).unwrap());
 }

@@ -342,7 +342,7 @@ impl Store {
                     let here = batch.get(&seq).filter(|i| i.mailbox == mailbox);
                     let found = match here.or_else(|| state.overlay.item(&mailbox, seq)) {
                         Some(item) => Some((item.sealed.len(), item.sender_tag)),
-                        None if index.get((mailbox.0, seq))?.is_some() => match log.get(seq)? {
+                        None if index.get((&mailbox.0, seq))?.is_some() => match log.get(seq)? {
                             Some(v) => {
                                 let item = parse_item(v.value())?;
                                 Some((item.sealed.len(), item.sender_tag))
@@ -655,7 +655,7 @@ impl MailLookup for Store {
                     .chunks_exact(16)
                     .filter_map(|c| <[u8; 16]>::try_from(c).ok())
                     .collect();
-                out.push((MailboxId(mailbox.value()), holders));
+                out.push((MailboxId(*mailbox.value()), holders));
             }
             Ok(out)
         };
@@ -672,7 +672,7 @@ impl MailLookup for Store {
                     if state.overlay.has_digest(d) {
                         return Ok(true);
                     }
-                    Ok(match table.get(d.0)? {
+                    Ok(match table.get(&d.0)? {
                         Some(seq) => !state.overlay.is_deleted(seq.value()),
                         None => false,
                     })
@@ -700,7 +700,7 @@ impl MailLookup for Store {
             };
             let mut last = after;
             let start = after.saturating_add(1);
-            for row in index.range((mailbox.0, start)..=(mailbox.0, u64::MAX))? {
+            for row in index.range((&mailbox.0, start)..=(&mailbox.0, u64::MAX))? {
                 let (_, seq) = row?.0.value();
                 if state.overlay.is_deleted(seq) {
                     continue;
@@ -737,12 +737,12 @@ impl MailLookup for Store {
         skip: &dyn Fn(&OneTimeKey) -> bool,
     ) -> Result<Option<HostedKey>, StoreFault> {
         let read = || -> Result<Option<HostedKey>, StoreError> {
-            let d = device.0;
+            let d = &device.0;
             let txn = self.db.begin_read()?;
             let otks = txn.open_table(OTKS)?;
-            for row in otks.range((d, [0u8; 32])..=(d, [0xff; 32]))? {
+            for row in otks.range((d, &[0u8; 32])..=(d, &[0xff; 32]))? {
                 let (k, v) = row?;
-                let key = OneTimeKey(k.value().1);
+                let key = OneTimeKey(*k.value().1);
                 if !skip(&key) {
                     return Ok(Some((Some(key), v.value().to_vec())));
                 }
@@ -755,10 +755,10 @@ impl MailLookup for Store {
 
     fn keys_left(&self, device: &DeviceId) -> Result<u32, StoreFault> {
         let read = || -> Result<u32, StoreError> {
-            let d = device.0;
+            let d = &device.0;
             let txn = self.db.begin_read()?;
             let otks = txn.open_table(OTKS)?;
-            let n = otks.range((d, [0u8; 32])..=(d, [0xff; 32]))?.count();
+            let n = otks.range((d, &[0u8; 32])..=(d, &[0xff; 32]))?.count();
             Ok(u32::try_from(n).unwrap_or(u32::MAX))
         };
         read().map_err(fault)

@@ -10,12 +10,13 @@ use super::overlay::MailWrite;
 
 pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub(super) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
-pub(super) const INDEX: TableDefinition<([u8; 32], u64), ()> = TableDefinition::new("mailbox");
-pub(super) const DIGESTS: TableDefinition<[u8; 32], u64> = TableDefinition::new("digests");
-pub(super) const OTKS: TableDefinition<([u8; 32], [u8; 32]), &[u8]> = TableDefinition::new("otks");
-pub(super) const FALLBACK: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("fallback");
+pub(super) const INDEX: TableDefinition<(&[u8; 32], u64), ()> = TableDefinition::new("mailbox");
+pub(super) const DIGESTS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("digests");
+pub(super) const OTKS: TableDefinition<(&[u8; 32], &[u8; 32]), &[u8]> =
+    TableDefinition::new("otks");
+pub(super) const FALLBACK: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("fallback");
 /// A mailbox's revoked deposit-right holders: 16-byte tags, concatenated.
-pub(super) const REVOKED: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("revoked");
+pub(super) const REVOKED: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("revoked");
 
 pub(super) const IDENTITY_KEY: &str = "identity";
 pub(super) const NEXT_SEQ_KEY: &str = "next_seq";
@@ -83,18 +84,18 @@ pub(super) fn write_mail<'w>(
         match write {
             MailWrite::Deposit(item) => {
                 log.insert(item.seq, encode_item(item).as_slice())?;
-                index.insert((item.mailbox.0, item.seq), ())?;
-                digests.insert(DepositDigest::of(&item.sealed).0, item.seq)?;
+                index.insert((&item.mailbox.0, item.seq), ())?;
+                digests.insert(&DepositDigest::of(&item.sealed).0, item.seq)?;
             }
             MailWrite::Delete(mailbox, seq) => {
                 // Only the mailbox's own item: an ack names seqs of the
                 // signer's mailbox and nothing else.
-                if index.remove((mailbox.0, *seq))?.is_none() {
+                if index.remove((&mailbox.0, *seq))?.is_none() {
                     continue;
                 }
                 let removed = log.remove(*seq)?.map(|v| v.value().to_vec());
                 if let Some(value) = removed {
-                    digests.remove(DepositDigest::of(parse_item(&value)?.sealed).0)?;
+                    digests.remove(&DepositDigest::of(parse_item(&value)?.sealed).0)?;
                 }
             }
             MailWrite::NextSeq(seq) => {
@@ -118,21 +119,21 @@ pub(super) fn write_keys(txn: &WriteTransaction, writes: &[RelayWrite]) -> Resul
                 one_time,
                 fallback: fb,
             } => {
-                let d = device.0;
-                otks.retain_in((d, [0u8; 32])..=(d, [0xff; 32]), |_, _| false)?;
+                let d = &device.0;
+                otks.retain_in((d, &[0u8; 32])..=(d, &[0xff; 32]), |_, _| false)?;
                 for (key, bundle) in one_time {
-                    otks.insert((d, key.0), bundle.as_slice())?;
+                    otks.insert((d, &key.0), bundle.as_slice())?;
                 }
                 fallback.insert(d, fb.as_slice())?;
             }
             RelayWrite::TakeKey { device, key } => {
-                otks.remove((device.0, key.0))?;
+                otks.remove((&device.0, &key.0))?;
             }
             RelayWrite::PutRevoked { mailbox, holders } if holders.is_empty() => {
-                revoked.remove(mailbox.0)?;
+                revoked.remove(&mailbox.0)?;
             }
             RelayWrite::PutRevoked { mailbox, holders } => {
-                revoked.insert(mailbox.0, holders.concat().as_slice())?;
+                revoked.insert(&mailbox.0, holders.concat().as_slice())?;
             }
             _ => {}
         }

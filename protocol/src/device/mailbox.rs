@@ -191,10 +191,14 @@ impl HomeMailbox {
 
     /// The list to send in a signed `Revoke` now, if the relay may hold
     /// another one (once per run at least: it keeps the list across our
-    /// restarts) and none is on its way. Needs a challenge.
+    /// restarts) and none is on its way. Waits for a fresh challenge (the
+    /// drain loop gets one).
     pub fn revocation_due(&mut self, now: Now) -> Option<Vec<[u8; 16]>> {
+        let fresh = self
+            .challenge
+            .is_some_and(|(_, at)| now.mono_ms.saturating_sub(at) < CHALLENGE_REUSE_MS);
         if self.revoking
-            || self.challenge.is_none()
+            || !fresh
             || now.mono_ms < self.revoke_due_ms
             || self.revoke_at_relay.as_ref() == Some(&self.revoke_wanted)
         {

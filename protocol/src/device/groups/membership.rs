@@ -416,26 +416,17 @@ where
     }
 
     /// Subscribes to the topic (and the host asks the home relays to keep
-    /// its history), and dials a few members: the [`DIRECT_DIAL_MEMBERS`]
-    /// closest to us by a hash of both accounts, so every member picks
-    /// another few (the first joined would otherwise become every
-    /// newcomer's hubs) and the same ones after a restart.
+    /// its history), and dials a few members.
     fn subscribe(&mut self, id: GroupId) {
         let Some(g) = self.groups.get(&id) else {
             return;
         };
         let me = self.account();
-        let mut members: Vec<(&AccountId, [u8; 32])> = g
+        let devices: Vec<DeviceId> = g
             .state
             .joined()
             .filter(|(a, _)| **a != me)
-            .map(|(a, _)| (a, dial_order(&me, a)))
-            .collect();
-        members.sort_unstable_by_key(|(_, order)| *order);
-        let devices: Vec<DeviceId> = members
-            .into_iter()
-            .filter_map(|(a, _)| g.state.members.get(a))
-            .flat_map(|m| m.card.device_list.devices.iter().map(|d| d.device_id))
+            .flat_map(|(_, m)| m.card.device_list.devices.iter().map(|d| d.device_id))
             .take(DIRECT_DIAL_MEMBERS)
             .collect();
         let topics: Vec<String> = g.topics().map(str::to_owned).collect();
@@ -446,46 +437,5 @@ where
         if !devices.is_empty() {
             self.effects.push_back(GroupEffect::Dial(devices));
         }
-    }
-}
-
-/// Where `them` stands in `me`'s order of members to dial: a hash of both
-/// accounts, different for every member.
-fn dial_order(me: &AccountId, them: &AccountId) -> [u8; 32] {
-    *blake3::Hasher::new_derive_key("hush 2026-12 group dial order")
-        .update(&me.0)
-        .update(&them.0)
-        .finalize()
-        .as_bytes()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Each member dials its own few: in a group of 30 nobody is dialled
-    /// by everyone (before, every newcomer dialled the first 8 joined).
-    #[test]
-    fn members_dial_different_members() {
-        let accounts: Vec<AccountId> = (0..30u8).map(|n| AccountId([n; 32])).collect();
-        let mut dialled = vec![0usize; accounts.len()];
-        for me in &accounts {
-            let mut others: Vec<(usize, [u8; 32])> = accounts
-                .iter()
-                .enumerate()
-                .filter(|(_, a)| *a != me)
-                .map(|(i, a)| (i, dial_order(me, a)))
-                .collect();
-            others.sort_unstable_by_key(|(_, order)| *order);
-            for (i, _) in others.into_iter().take(DIRECT_DIAL_MEMBERS) {
-                dialled[i] += 1;
-            }
-        }
-        let most = dialled.iter().max().copied().unwrap_or(0);
-        assert!(most < 20, "one member dialled by {most} of 29: {dialled:?}");
-        assert!(
-            dialled.iter().filter(|n| **n > 0).count() > 25,
-            "{dialled:?}"
-        );
     }
 }

@@ -6,6 +6,69 @@ use std::time::Duration;
 use hush_protocol::{ContactCard, DeviceId, DeviceKeys, DeviceList, MailboxSecret, OlmDevice};
 use hush_tests::{RelayProc, User, introduce, pair, wait_for};
 
+/// `hush events --json` of a user, read on a thread.
+struct Events {
+    child: std::process::Child,
+    rx: std::sync::mpsc::Receiver<serde_json::Value>,
+}
+
+impl Events {
+    fn follow(user: &User) -> Self {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(hush_tests::hush_bin())
+            .arg("--home")
+            .arg(&user.home)
+            .args(["events", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn hush events");
+        let stdout = child.stdout.take().expect("events stdout");
+        let (tx, rx) = std::sync::mpsc::sync_channel(256);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str(&line)
+                    && tx.send(v).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Self { child, rx }
+    }
+
+    /// Waits (at most 30 s) for an event `is` accepts; `is` also sees
+    /// `null` every half second without events, so it can nudge what it
+    /// waits for.
+    fn wait_for(&self, what: &str, is: impl Fn(&serde_json::Value) -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
+        loop {
+            match self.rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(event) if is(&event) => return,
+                Ok(event) => seen.push(event),
+                Err(_) => {
+                    if is(&serde_json::Value::Null) {
+                        return;
+                    }
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {what} within 30 s; saw {seen:?}"
+            );
+        }
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn contact(user: &User, name: &str) -> serde_json::Value {
     let list = user.json(&["contact", "list", "--json"]);
     list.as_array()
@@ -118,10 +181,21 @@ fn a_verified_contacts_key_change_is_flagged_until_verified_again() {
     let list = alice.run(&["contact", "list"]);
     assert!(list.stdout.contains("(verified)"), "{list:?}");
 
+    let events = Events::follow(&alice);
+    // Live once a change of ours shows up in it.
+    events.wait_for("the stream to be live", |e| {
+        e["type"] == "contact_verified" || {
+            let _ = alice.run(&["contact", "verify", "bob"]);
+            false
+        }
+    });
     bob.stop();
     let card = card_with_another_device(&bob);
     let run = alice.run(&["contact", "update", "bob", &card]);
     assert!(run.ok(), "{run:?}");
+    events.wait_for("a keys_changed event", |e| {
+        e["type"] == "keys_changed" && e["contact"] == "bob"
+    });
     let c = contact(&alice, "bob");
     assert_eq!(
         (c["verified"].clone(), c["keys_changed"].clone()),
@@ -143,6 +217,14 @@ fn a_verified_contacts_key_change_is_flagged_until_verified_again() {
         run.stderr.contains("WARNING: bob's keys changed"),
         "{run:?}"
     );
+    // bob's own device is still on the card: what he sends arrives,
+    // flagged.
+    bob.start();
+    let sent = bob.json(&["send", "alice", "still me", "--wait", "delivered", "--json"]);
+    assert_eq!(sent["status"], "delivered");
+    events.wait_for("bob's message, flagged", |e| {
+        e["type"] == "message" && e["message"]["text"] == "still me" && e["keys_changed"] == true
+    });
 
     // Compared again: verified, no flag.
     let verified = alice.json(&["contact", "verify", "bob", "--json"]);

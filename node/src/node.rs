@@ -645,7 +645,14 @@ pub(crate) fn contact_view(me: &AccountId, c: &ContactRecord, trust: ContactTrus
     ContactView {
         name: c.name.clone(),
         account: c.account.to_string(),
-        devices: card.map_or(0, |card| card.device_list.devices.len()),
+        devices: card
+            .as_ref()
+            .map_or(0, |card| card.device_list.devices.len()),
+        device_ids: card
+            .iter()
+            .flat_map(|card| card.device_list.devices.iter())
+            .map(|d| d.device_id.to_string())
+            .collect(),
         safety_number: safety_number(me, &c.account),
         send_receipts: c.send_receipts,
         blocked: trust.blocked,

@@ -10,6 +10,10 @@ pub struct ContactView {
     pub name: String,
     pub account: String,
     pub devices: usize,
+    /// The contact's devices (their ids, hex), as its card lists them: what
+    /// changed when `keys_changed` says so.
+    #[serde(default)]
+    pub device_ids: Vec<String>,
     /// Compare with the contact (both sides see the same digits).
     pub safety_number: String,
     pub send_receipts: bool,

@@ -201,8 +201,10 @@ fn a_verified_contacts_key_change_is_flagged_until_verified_again() {
         (c["verified"].clone(), c["keys_changed"].clone()),
         (true.into(), true.into())
     );
+    assert_eq!(c["device_ids"].as_array().map(Vec::len), Some(2), "{c}");
     let list = alice.run(&["contact", "list"]);
     assert!(list.stdout.contains("KEYS CHANGED"), "{list:?}");
+    assert_eq!(list.stdout.matches("    device ").count(), 2, "{list:?}");
     // Loud in send (text and JSON) and history.
     let run = alice.run(&["send", "bob", "are you still you?"]);
     assert!(run.ok(), "{run:?}");

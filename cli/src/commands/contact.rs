@@ -206,6 +206,12 @@ async fn list(client: &mut Client, json: bool) -> Result<()> {
                 "{}  account {}  safety number {}{notes}",
                 c.name, c.account, c.safety_number
             );
+            if c.keys_changed {
+                // What the card lists now: one line per device to compare.
+                for device in &c.device_ids {
+                    println!("    device {device}");
+                }
+            }
         }
     }
     Ok(())

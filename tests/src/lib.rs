@@ -500,3 +500,74 @@ pub fn introduce(a: &User, b: &User) {
     let run = b.run(&["contact", "add", &a.name, &a_card]);
     assert!(run.ok(), "{} adds {}: {run:?}", b.name, a.name);
 }
+
+/// `hush events --json` of a user, read on a thread.
+pub struct Events {
+    child: std::process::Child,
+    rx: std::sync::mpsc::Receiver<serde_json::Value>,
+}
+
+impl Events {
+    /// Starts following `user`'s events.
+    pub fn follow(user: &User) -> Self {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(hush_bin())
+            .arg("--home")
+            .arg(&user.home)
+            .args(["events", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn hush events");
+        let stdout = child.stdout.take().expect("events stdout");
+        let (tx, rx) = std::sync::mpsc::sync_channel(256);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str(&line)
+                    && tx.send(v).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Self { child, rx }
+    }
+
+    /// Waits (at most 30 s) for an event `is` accepts; `is` also sees
+    /// `null` every half second without events, so it can nudge what it
+    /// waits for.
+    pub fn wait_for(&self, what: &str, is: impl Fn(&serde_json::Value) -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
+        loop {
+            match self.rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(event) if is(&event) => return,
+                Ok(event) => seen.push(event),
+                Err(_) => {
+                    if is(&serde_json::Value::Null) {
+                        return;
+                    }
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {what} within 30 s; saw {seen:?}"
+            );
+        }
+    }
+}
+
+impl Events {
+    /// The next event, if one comes within `timeout`.
+    pub fn next(&self, timeout: Duration) -> Option<serde_json::Value> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -198,29 +198,8 @@ fn read_receipts_can_be_switched_off_per_contact() {
 
 #[test]
 fn events_stream_new_messages_and_statuses() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-
     let (alice, bob) = pair();
-    let mut events = Command::new(hush_tests::hush_bin())
-        .arg("--home")
-        .arg(&bob.home)
-        .args(["events", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn hush events");
-    let stdout = events.stdout.take().expect("events stdout");
-    let (tx, rx) = std::sync::mpsc::sync_channel::<serde_json::Value>(64);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str(&line)
-                && tx.send(v).is_err()
-            {
-                break;
-            }
-        }
-    });
+    let events = hush_tests::Events::follow(&bob);
     // The subscription is live once the stream answers: send until an
     // event shows up (the first send may race the subscription).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -243,7 +222,7 @@ fn events_stream_new_messages_and_statuses() {
             "--json",
         ]);
         i += 1;
-        while let Ok(e) = rx.recv_timeout(std::time::Duration::from_millis(500)) {
+        while let Some(e) = events.next(std::time::Duration::from_millis(500)) {
             seen.push(e);
         }
     }
@@ -258,11 +237,9 @@ fn events_stream_new_messages_and_statuses() {
             .is_some_and(|t| t.starts_with("ping"))
     );
     assert!(bob.run(&["read", "alice"]).ok());
-    let read = rx
-        .recv_timeout(std::time::Duration::from_secs(10))
+    let read = events
+        .next(std::time::Duration::from_secs(10))
         .expect("a status event");
     assert_eq!(read["type"], "status");
     assert_eq!(read["status"], "read");
-    let _ = events.kill();
-    let _ = events.wait();
 }

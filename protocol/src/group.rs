@@ -31,7 +31,7 @@ pub use history::{
     HistoryRequest, HistoryResponse, MAX_HISTORY_FRAME, MAX_HISTORY_ITEMS, MAX_TOPIC_LEN,
 };
 pub use op::{Action, GroupOp, MemberStatus, OpHash, Role};
-pub use publish::{PublishKey, TOPIC_PREFIX, TopicKey};
+pub use publish::{CHANNEL_SESSION, PublishKey, TOPIC_PREFIX, TopicKey};
 pub use state::{Epoch, GroupError, GroupState, Member, OpSet};
 
 /// Longest group name, in bytes of UTF-8.
@@ -49,6 +49,8 @@ pub const MAX_IDLE_OPS_PER_AUTHOR: u32 = 64;
 pub const MAX_OP_PARENTS: usize = 32;
 /// Largest encoded op (a card is at most a few KiB).
 pub const MAX_OP_LEN: usize = 16 * 1024;
+/// Most heads a [`ControlKind::Heads`] names.
+pub const MAX_HEADS: usize = 256;
 /// Most ops one control message carries.
 pub const MAX_CONTROL_OPS: usize = 512;
 /// Largest Megolm session key (vodozemac's is 229 bytes).

@@ -25,6 +25,7 @@
 //! unvalidated for [`VALIDATION_WAIT_MS`]: accepted if the key lands in
 //! time, ignored otherwise (a non-member's session key never lands).
 
+mod channel;
 mod epochs;
 mod membership;
 pub mod pending;
@@ -337,6 +338,8 @@ pub struct Group<P> {
     /// Who may hand us messages on the topic: members' devices and their
     /// relays (from the cards the group holds), rebuilt with the state.
     sources: HashSet<P>,
+    /// Heads announced and ops owed on the group's channel.
+    sync: channel::ChannelSync,
 }
 
 impl<P> Group<P> {
@@ -647,6 +650,7 @@ where
                 keys: Vec::new(),
                 record,
                 outbound,
+                sync: channel::ChannelSync::default(),
             },
         );
     }
@@ -825,6 +829,7 @@ where
             });
         }
         self.ask_for_missing_keys(ctx);
+        self.channel_tick(ctx);
         if self.receipts_due_ms.is_some_and(|due| now >= due) {
             self.flush_receipts(ctx);
         }

@@ -3,7 +3,9 @@
 
 use super::op::{GroupOp, OpHash};
 use super::publish::PublishKey;
-use super::{MAX_CONTROL_OPS, MAX_GROUP_CIPHERTEXT_LEN, MAX_OP_LEN, MAX_SESSION_KEY_LEN};
+use super::{
+    MAX_CONTROL_OPS, MAX_GROUP_CIPHERTEXT_LEN, MAX_HEADS, MAX_OP_LEN, MAX_SESSION_KEY_LEN,
+};
 use crate::codec::{DecodeError, Reader, Wire, Writer};
 use crate::ids::{AccountId, DeviceId, GroupId, MessageId};
 use crate::megolm::SessionId;
@@ -54,6 +56,10 @@ pub enum ControlKind {
     /// "Send me the publish key of the epoch op `epoch` began": to its
     /// maker, by a member that lacks it.
     PublishKeyRequest { epoch: OpHash },
+    /// The ops no op the sender holds names (at most [`MAX_HEADS`]), on the
+    /// group's channel only: members holding ops outside their ancestry
+    /// publish them, members lacking one of them say what they hold.
+    Heads(Vec<OpHash>),
 }
 
 impl Wire for GroupControl {
@@ -86,6 +92,10 @@ impl Wire for GroupControl {
                 w.u8(5);
                 w.raw(epoch);
             }
+            ControlKind::Heads(heads) => {
+                w.u8(6);
+                w.list(heads, |w, h| w.raw(h));
+            }
         }
     }
 
@@ -110,6 +120,7 @@ impl Wire for GroupControl {
                 key: Box::new(PublishKey::from_secret(&r.array()?)),
             },
             5 => ControlKind::PublishKeyRequest { epoch: r.array()? },
+            6 => ControlKind::Heads(r.list("op heads", MAX_HEADS, |r| r.array())?),
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "group control",

@@ -12,14 +12,28 @@
 
 use std::fmt;
 
+use chacha20poly1305::aead::{Aead, KeyInit, Payload as AeadPayload};
+use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use zeroize::Zeroizing;
 
 use super::control::GroupMessage;
 use crate::codec::Writer;
+use crate::ids::GroupId;
+use crate::megolm::SessionId;
 
 /// What names a publish key's topic: this prefix, then the key in hex.
 pub const TOPIC_PREFIX: &str = "/hush/group/2/";
 const PUBLICATION_CONTEXT: &[u8] = b"hush 2026-12 group publication";
+const CHANNEL_KEY_CONTEXT: &str = "hush 2026-12 group channel key";
+const CHANNEL_AAD: &[u8] = b"hush 2026-12 group channel";
+const CHANNEL_NONCE_LEN: usize = 24;
+
+/// The session id a [`GroupMessage`] on the group's *channel* carries: not
+/// a Megolm session (those ids are Ed25519 public keys of random secrets,
+/// and no secret has this one), but a control message every member of the
+/// epoch reads (see [`PublishKey::seal_channel`]).
+pub const CHANNEL_SESSION: SessionId = SessionId([0; 32]);
 
 /// An epoch's publish key (the secret half).
 #[derive(Clone)]
@@ -60,6 +74,63 @@ impl PublishKey {
         };
         message.signature = self.0.sign(&signed_bytes(&message)).to_bytes();
         message
+    }
+
+    /// A control message for every holder of this key (the members of its
+    /// epoch, no relay): `plaintext` (a padded payload) under
+    /// XChaCha20-Poly1305 with a key derived from the publish secret and a
+    /// random nonce, bound to `group`, signed for the topic like any
+    /// message, under [`CHANNEL_SESSION`].
+    pub fn seal_channel(
+        &self,
+        rng: &mut dyn rand::RngCore,
+        group: &GroupId,
+        plaintext: &[u8],
+    ) -> GroupMessage {
+        let mut nonce = [0; CHANNEL_NONCE_LEN];
+        rng.fill_bytes(&mut nonce);
+        let aad = [CHANNEL_AAD, &group.0].concat();
+        let sealed = self.channel_cipher().encrypt(
+            XNonce::from_slice(&nonce),
+            AeadPayload {
+                msg: plaintext,
+                aad: &aad,
+            },
+        );
+        // Encryption fails only past the cipher's 256 GiB message limit.
+        let sealed = sealed.unwrap_or_default();
+        self.seal(CHANNEL_SESSION, [&nonce[..], &sealed].concat())
+    }
+
+    /// The plaintext of a channel message of `group` sealed by this key;
+    /// `None` if it is not one, or was altered.
+    pub fn open_channel(
+        &self,
+        group: &GroupId,
+        message: &GroupMessage,
+    ) -> Option<Zeroizing<Vec<u8>>> {
+        if message.session != CHANNEL_SESSION || message.ciphertext.len() < CHANNEL_NONCE_LEN {
+            return None;
+        }
+        let (nonce, sealed) = message.ciphertext.split_at(CHANNEL_NONCE_LEN);
+        let aad = [CHANNEL_AAD, &group.0].concat();
+        self.channel_cipher()
+            .decrypt(
+                XNonce::from_slice(nonce),
+                AeadPayload {
+                    msg: sealed,
+                    aad: &aad,
+                },
+            )
+            .ok()
+            .map(Zeroizing::new)
+    }
+
+    /// The channel's AEAD key: derived from the secret, never the secret
+    /// itself (which signs).
+    fn channel_cipher(&self) -> XChaCha20Poly1305 {
+        let key = Zeroizing::new(blake3::derive_key(CHANNEL_KEY_CONTEXT, &self.0.to_bytes()));
+        XChaCha20Poly1305::new(Key::from_slice(&key[..]))
     }
 }
 

@@ -522,11 +522,39 @@ impl OpSet {
             .collect()
     }
 
-    /// Ops here that `op`'s author had not seen when it made it: neither
-    /// `op` nor among its ancestors.
-    pub fn unseen_by(&self, op: &GroupOp) -> Vec<&GroupOp> {
+    /// The ops of group `id` no op here names, the newest first, at most
+    /// [`MAX_HEADS`](super::MAX_HEADS): what a member holding this set
+    /// announces on the group's channel.
+    pub fn all_heads(&self, id: GroupId) -> Vec<OpHash> {
+        let mut heads: Vec<Placed<'_>> = self
+            .heads
+            .iter()
+            .filter_map(|h| self.ops.get(h).map(|op| (*h, op)))
+            .filter(|(_, op)| op.group == id)
+            .collect();
+        heads.sort_by_key(|(h, op)| std::cmp::Reverse((op.at, *h)));
+        heads
+            .into_iter()
+            .take(super::MAX_HEADS)
+            .map(|(h, _)| h)
+            .collect()
+    }
+
+    /// The ops here that a holder of `heads` lacks (neither one of them nor
+    /// an ancestor), oldest first; `None` if we lack one of `heads` (then
+    /// we cannot tell).
+    pub fn beyond(&self, heads: &[OpHash]) -> Option<Vec<&GroupOp>> {
+        if !heads.iter().all(|h| self.ops.contains_key(h)) {
+            return None;
+        }
+        Some(self.not_below(heads.to_vec()))
+    }
+
+    /// Ops here that are neither in `tips` nor among their ancestors,
+    /// oldest first.
+    fn not_below(&self, tips: Vec<OpHash>) -> Vec<&GroupOp> {
         let mut seen: HashSet<OpHash> = HashSet::new();
-        let mut stack: Vec<OpHash> = op.parents.clone();
+        let mut stack = tips;
         while let Some(h) = stack.pop() {
             if seen.insert(h)
                 && let Some(o) = self.ops.get(&h)
@@ -534,7 +562,6 @@ impl OpSet {
                 stack.extend(o.parents.iter().copied());
             }
         }
-        seen.insert(op.hash());
         let mut out: Vec<&GroupOp> = self
             .ops
             .iter()
@@ -542,6 +569,15 @@ impl OpSet {
             .map(|(_, o)| o)
             .collect();
         out.sort_by_key(|o| o.at);
+        out
+    }
+
+    /// Ops here that `op`'s author had not seen when it made it: neither
+    /// `op` nor among its ancestors.
+    pub fn unseen_by(&self, op: &GroupOp) -> Vec<&GroupOp> {
+        let hash = op.hash();
+        let mut out = self.not_below(op.parents.clone());
+        out.retain(|o| o.hash() != hash);
         out
     }
 

@@ -27,7 +27,7 @@ const MAX_EARLY_KEYS: usize = 64;
 /// One epoch's publish key, as we hold it.
 pub(super) struct EpochKey {
     pub(super) epoch: OpHash,
-    key: PublishKey,
+    pub(super) key: PublishKey,
     public: TopicKey,
     pub(super) topic: String,
     /// Per home relay (PeerId text): the last history sequence number read.
@@ -93,6 +93,11 @@ impl<P> Group<P> {
     #[cfg(test)]
     pub(crate) fn publish_key_for_tests(&self) -> Option<PublishKey> {
         self.publish_key().map(|k| k.key.clone())
+    }
+
+    /// The topic and key of the channel we publish on, once we hold a key.
+    pub(super) fn channel_key(&self) -> Option<(String, PublishKey)> {
+        self.publish_key().map(|k| (k.topic.clone(), k.key.clone()))
     }
 
     /// The topic we publish on, once we hold a key.

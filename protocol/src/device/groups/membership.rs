@@ -295,21 +295,28 @@ where
         self.effects.push_back(GroupEffect::PeersChanged);
 
         if from.is_none() {
-            // Our own op: to every member, the full set to whoever is new.
+            // Our own op: once on the group's channel for every member of
+            // the epoch; over Olm the full set to whoever is new (it reads
+            // nothing of the channel before it holds the key it comes
+            // with), and the op to whoever it puts out. Without a publish
+            // key yet (an invitee whose key is late), over Olm to everyone.
+            let on_channel = self.publish_ops(ctx, id, new.clone());
             let mut to: BTreeSet<AccountId> = after.members.keys().copied().collect();
             to.extend(before.members.keys().copied());
             to.remove(&me);
             for account in to {
                 let newcomer =
                     !before.members.contains_key(&account) && after.members.contains_key(&account);
-                let ops = if newcomer {
-                    all_ops.clone()
-                } else {
-                    new.clone()
-                };
-                self.send_ops(ctx, account, id, ops);
+                let departed =
+                    before.members.contains_key(&account) && !after.members.contains_key(&account);
+                if newcomer {
+                    self.send_ops(ctx, account, id, all_ops.clone());
+                } else if departed || !on_channel {
+                    self.send_ops(ctx, account, id, new.clone());
+                }
             }
         }
+        self.heads_changed(ctx, id);
         // One message (or as few as fit) per account, each op once: a
         // batch of someone's ops is not passed on as a message per op.
         let mut batched: BTreeMap<AccountId, (HashSet<OpHash>, Vec<GroupOp>)> = BTreeMap::new();

@@ -14,8 +14,8 @@ use super::{
 };
 use crate::device::{Ctx, GroupRecord, MessageRecord, PendingRecord, Status};
 use crate::{
-    AccountId, Action, Body, ControlKind, ConversationId, DeviceId, GroupControl, GroupId,
-    GroupMessage, GroupOp, MegolmInbound, OpSet, Payload, ReceiptKind, SessionId, Wire,
+    AccountId, Action, Body, CHANNEL_SESSION, ControlKind, ConversationId, DeviceId, GroupControl,
+    GroupId, GroupMessage, GroupOp, MegolmInbound, OpSet, Payload, ReceiptKind, SessionId, Wire,
     room_key_claim,
 };
 
@@ -32,7 +32,7 @@ pub enum Acceptance {
 
 /// What became of one group message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Received {
+pub(super) enum Received {
     /// Read and stored, or already had.
     Read,
     /// Kept until its session's key arrives.
@@ -91,6 +91,16 @@ where
                 }
                 Acceptance::Ignore
             }
+            (Some(id), Ok(m)) if m.session == CHANNEL_SESSION => {
+                let digest = GroupMessage::digest(data);
+                let read =
+                    self.receiving.contains(&digest) || lookup.seen(&digest).unwrap_or(false);
+                if read || self.on_channel(ctx, id, topic, &m, digest, true) == Received::Read {
+                    Acceptance::Accept
+                } else {
+                    Acceptance::Ignore
+                }
+            }
             (Some(id), Ok(_)) => match self.on_message(ctx, lookup, id, data) {
                 Received::Read => Acceptance::Accept,
                 Received::Refused | Received::Deferred => Acceptance::Ignore,
@@ -146,17 +156,23 @@ where
         for (seq, bytes) in items {
             // The same check as on the topic: a relay that stored what the
             // publish key did not sign gets nothing read.
-            let signed = GroupMessage::from_bytes(&bytes).is_ok_and(|m| {
-                self.groups
-                    .get(&id)
-                    .is_some_and(|g| g.signed_for(topic, &m))
-            });
-            if !signed {
+            let signed = GroupMessage::from_bytes(&bytes)
+                .ok()
+                .filter(|m| self.groups.get(&id).is_some_and(|g| g.signed_for(topic, m)));
+            let Some(message) = signed else {
                 self.note(
                     id,
                     Severity::Warn,
                     "history item not signed by its topic's publish key; skipped",
                 );
+                last = Some(seq);
+                continue;
+            };
+            if message.session == CHANNEL_SESSION {
+                let digest = GroupMessage::digest(&bytes);
+                if !self.receiving.contains(&digest) && !lookup.seen(&digest).unwrap_or(false) {
+                    self.on_channel(ctx, id, topic, &message, digest, false);
+                }
                 last = Some(seq);
                 continue;
             }
@@ -410,6 +426,10 @@ where
             ControlKind::PublishKeyRequest { epoch } => {
                 self.on_publish_key_request(ctx, account, id, epoch);
             }
+            ControlKind::Heads(_) => {
+                let what = "op heads over Olm (they travel on the channel); ignored";
+                self.note(id, Severity::Debug, what);
+            }
             ControlKind::Receipt { kind, ids } => {
                 let Some(g) = self.groups.get(&id) else {
                     return;
@@ -440,7 +460,13 @@ where
         }
     }
 
-    fn on_ops(&mut self, ctx: &mut Ctx<'_>, account: AccountId, id: GroupId, ops: Vec<GroupOp>) {
+    pub(super) fn on_ops(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        account: AccountId,
+        id: GroupId,
+        ops: Vec<GroupOp>,
+    ) {
         let count = ops.len();
         let mut verified: Vec<GroupOp> = ops
             .into_iter()

@@ -16,6 +16,7 @@ use crate::{
     MAX_IDLE_OPS_PER_AUTHOR, MessageId, Now,
 };
 
+mod channel;
 mod hostile;
 mod publish;
 
@@ -139,6 +140,9 @@ struct Member {
     rng: StdRng,
     /// Control messages to this member wait while it is held.
     held: bool,
+    /// Topic messages to this member are lost while it is deaf (as if not
+    /// subscribed yet).
+    deaf: bool,
     notices: Vec<GroupNotice>,
     validations: Vec<(u64, DeviceId, Acceptance)>,
 }
@@ -169,6 +173,7 @@ fn member(seed: u8, name: &'static str, config: GroupConfig) -> Member {
         clock: MessageClock::default(),
         rng: StdRng::seed_from_u64(u64::from(seed)),
         held: false,
+        deaf: false,
         notices: Vec::new(),
         validations: Vec::new(),
     }
@@ -183,6 +188,8 @@ struct Net {
     olm: VecDeque<Control>,
     /// Published topic messages: (from, group, topic, bytes).
     topic: VecDeque<(usize, GroupId, String, Vec<u8>)>,
+    /// Every topic message published so far: (from, topic, bytes).
+    published: Vec<(usize, String, Vec<u8>)>,
     next_message: u64,
     /// Shuffles control messages before delivery when set.
     shuffle: Option<StdRng>,
@@ -203,6 +210,7 @@ impl Net {
             },
             olm: VecDeque::new(),
             topic: VecDeque::new(),
+            published: Vec::new(),
             next_message: 0,
             shuffle: None,
         }
@@ -241,7 +249,10 @@ impl Net {
                     group,
                     topic,
                     bytes,
-                } => self.topic.push_back((i, group, topic, bytes)),
+                } => {
+                    self.published.push((i, topic.clone(), bytes.clone()));
+                    self.topic.push_back((i, group, topic, bytes));
+                }
                 GroupEffect::Validate {
                     message,
                     peer,
@@ -265,7 +276,10 @@ impl Net {
                     group,
                     topic,
                     bytes,
-                } => self.topic.push_back((i, group, topic, bytes)),
+                } => {
+                    self.published.push((i, topic.clone(), bytes.clone()));
+                    self.topic.push_back((i, group, topic, bytes));
+                }
                 GroupAfter::PendingStored(session, digest) => {
                     m.book.pending_stored(session, digest)
                 }
@@ -279,6 +293,13 @@ impl Net {
     /// Delivers every control and topic message until none is left (held
     /// members' control messages stay queued).
     fn drive(&mut self) {
+        self.drive_dropping(|_, _, _| false);
+    }
+
+    /// [`Net::drive`], losing the control messages `lost` picks (from, to,
+    /// payload); returns how many were lost.
+    fn drive_dropping(&mut self, lost: impl Fn(usize, &AccountId, &Payload) -> bool) -> usize {
+        let mut dropped = 0;
         for _ in 0..10_000 {
             if let Some(rng) = &mut self.shuffle {
                 self.olm.make_contiguous().shuffle(rng);
@@ -289,15 +310,20 @@ impl Net {
                 .position(|(_, to, _)| !self.members[self.index(to)].held);
             if let Some(k) = ready {
                 let (from, to, payload) = self.olm.remove(k).expect("just found");
-                self.deliver_control(from, to, payload);
+                if lost(from, &to, &payload) {
+                    dropped += 1;
+                } else {
+                    self.deliver_control(from, to, payload);
+                }
                 continue;
             }
             let Some((from, id, topic, bytes)) = self.topic.pop_front() else {
-                return;
+                return dropped;
             };
             // Gossip reaches whoever is subscribed to the topic.
             for to in 0..self.members.len() {
                 if to != from
+                    && !self.members[to].deaf
                     && self.members[to]
                         .book
                         .group(&id)
@@ -392,13 +418,17 @@ impl Net {
         self.drive();
     }
 
-    /// `creator` makes a group "friends" and every other member joins it.
+    /// `creator` makes a group "friends" and every other member joins it
+    /// (the validations of the ops on the way are forgotten).
     fn group_of_all(&mut self, creator: usize) -> GroupId {
         let id = self.create_friends(creator);
         for i in (0..self.members.len()).filter(|i| *i != creator) {
             self.invite_to_friends(creator, i, false);
             self.drive();
             self.join_friends(i);
+        }
+        for m in &mut self.members {
+            m.validations.clear();
         }
         id
     }

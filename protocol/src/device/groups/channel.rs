@@ -1,0 +1,270 @@
+//! The group's channel (protocol.md §11.6b): membership ops and op heads
+//! published once on the group's topic, for every member of the epoch,
+//! instead of once per member over Olm.
+//!
+//! A channel message is a [`GroupMessage`] under [`CHANNEL_SESSION`]: a
+//! padded [`Payload`] carrying a [`GroupControl`], sealed with a key derived
+//! from the epoch's publish secret (which every member of the epoch holds,
+//! and no relay). The payload's sender is a claim (any holder of the key
+//! could write it); what it carries proves itself: ops are signed by their
+//! authors, and heads are only a hint of what the sender holds.
+//!
+//! Ops published on a topic can be missed (a member not yet subscribed, a
+//! full queue, a lagging epoch key), and a join that nobody names as a
+//! parent would never be asked for. So members converge by announcing
+//! their heads:
+//!
+//! ```text
+//!  our op set changed ─▶ after a quiet spell (+ jitter): publish Heads(ours)
+//!  Heads(h) arrives:
+//!    h == ours                ─▶ cancel ours (someone said it)
+//!    we lack one of h         ─▶ publish ours soon (others answer it)
+//!    we hold ops beyond h     ─▶ after a jitter, publish those ops, unless
+//!                                 they came by on the channel meanwhile
+//! ```
+//!
+//! Each member announces at most once per [`HEADS_MIN_GAP_MS`] for a lack
+//! and answers at most once per [`ANSWER_MIN_GAP_MS`] per group, so a
+//! member announcing junk heads costs each other member at most that.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::hash::Hash;
+
+use super::{GroupAfter, GroupBook, GroupEffect, GroupWrite, Severity, chunks, receive::Received};
+use crate::device::Ctx;
+use crate::{
+    Body, ControlKind, GroupControl, GroupId, GroupMessage, GroupOp, OpHash, Payload, Wire,
+};
+
+/// After our op set last changed, this long (plus up to
+/// [`HEADS_JITTER_MS`]) before we announce our heads: ops still spreading
+/// land first, and the members' announcements spread out so that the first
+/// one silences the others.
+pub(super) const HEADS_QUIET_MS: u64 = 2_000;
+pub(super) const HEADS_JITTER_MS: u64 = 3_000;
+/// An announcement because we lack what someone else holds comes at most
+/// this often per group.
+pub(super) const HEADS_MIN_GAP_MS: u64 = 10_000;
+/// Ops a member lacks are published after up to this long at random (the
+/// first member to answer silences the others).
+pub(super) const ANSWER_JITTER_MS: u64 = 1_500;
+/// Answers per group come at most this often.
+pub(super) const ANSWER_MIN_GAP_MS: u64 = 5_000;
+
+/// Where a group's channel stands: when we announce our heads next, and
+/// which ops we owe others.
+#[derive(Debug, Default)]
+pub(super) struct ChannelSync {
+    /// Scheduled once after start (a member that was away announces what
+    /// it holds).
+    primed: bool,
+    heads_due: Option<u64>,
+    heads_last: Option<u64>,
+    answer: HashSet<OpHash>,
+    answer_due: Option<u64>,
+    answer_last: Option<u64>,
+}
+
+impl<P, A, M> GroupBook<P, A, M>
+where
+    P: Copy + Eq + Hash + fmt::Display,
+{
+    /// Publishes `kind` on the group's channel with the newest publish key
+    /// we hold (after the batch commits); false if we hold none.
+    pub(super) fn publish_channel(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        id: GroupId,
+        kind: ControlKind,
+    ) -> bool {
+        let payload = Payload {
+            sender_account: self.account(),
+            sender_device: self.me.device,
+            id: ctx.next_id(),
+            body: Body::Group(GroupControl { group: id, kind }),
+        };
+        let Some(g) = self.groups.get(&id) else {
+            return false;
+        };
+        let Some((topic, key)) = g.channel_key() else {
+            return false;
+        };
+        let bytes = key
+            .seal_channel(ctx.rng, &id, &payload.to_padded())
+            .to_bytes();
+        self.effects.extend([
+            GroupEffect::Write(GroupWrite::Seen(
+                GroupMessage::digest(&bytes),
+                ctx.now.unix_ms,
+            )),
+            GroupEffect::After(GroupAfter::Publish {
+                group: id,
+                topic,
+                bytes,
+            }),
+        ]);
+        true
+    }
+
+    /// Our own new ops on the channel, in as few messages as fit; false if
+    /// we hold no publish key (they go over Olm then).
+    pub(super) fn publish_ops(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        id: GroupId,
+        ops: Vec<GroupOp>,
+    ) -> bool {
+        if self.groups.get(&id).and_then(|g| g.channel_key()).is_none() {
+            return false;
+        }
+        for chunk in chunks(ops) {
+            self.publish_channel(ctx, id, ControlKind::Ops(chunk));
+        }
+        true
+    }
+
+    /// Our op set changed: announce the heads after a quiet spell (a later
+    /// change moves it on).
+    pub(super) fn heads_changed(&mut self, ctx: &mut Ctx<'_>, id: GroupId) {
+        let jitter = ctx.rng.next_u64() % (HEADS_JITTER_MS + 1);
+        if let Some(g) = self.groups.get_mut(&id) {
+            g.sync.heads_due = Some(ctx.now.mono_ms + HEADS_QUIET_MS + jitter);
+        }
+    }
+
+    /// A message on one of the group's channels (the topic `topic`, live or
+    /// from a relay's history), its signature checked.
+    pub(super) fn on_channel(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        id: GroupId,
+        topic: &str,
+        message: &GroupMessage,
+        digest: [u8; 32],
+        live: bool,
+    ) -> Received {
+        let Some(g) = self.groups.get(&id) else {
+            return Received::Refused;
+        };
+        let opened = g
+            .keys
+            .iter()
+            .find(|k| k.topic == topic)
+            .and_then(|k| k.key.open_channel(&id, message));
+        let control = opened
+            .and_then(|plaintext| Payload::from_padded(&plaintext).ok())
+            .and_then(|payload| match payload.body {
+                Body::Group(control) if control.group == id => {
+                    Some((payload.sender_account, control.kind))
+                }
+                _ => None,
+            });
+        let Some((sender, kind)) = control else {
+            let what = "a channel message that does not open under its topic's key; ignored";
+            self.note(id, Severity::Warn, what);
+            return Received::Refused;
+        };
+        self.receiving.insert(digest);
+        self.effects.extend([
+            GroupEffect::Write(GroupWrite::Seen(digest, ctx.now.unix_ms)),
+            GroupEffect::After(GroupAfter::Settled(digest)),
+        ]);
+        match kind {
+            ControlKind::Ops(ops) => {
+                if let Some(g) = self.groups.get_mut(&id) {
+                    for op in &ops {
+                        g.sync.answer.remove(&op.hash());
+                    }
+                }
+                self.on_ops(ctx, sender, id, ops);
+            }
+            // Old heads (a relay's history) say nothing about now.
+            ControlKind::Heads(heads) if live => self.on_heads(ctx, id, &heads),
+            ControlKind::Heads(_) => {}
+            _ => {
+                let what = "a control message the channel does not carry; ignored";
+                self.note(id, Severity::Warn, what);
+            }
+        }
+        Received::Read
+    }
+
+    /// A member's heads, live on the channel.
+    fn on_heads(&mut self, ctx: &mut Ctx<'_>, id: GroupId, heads: &[OpHash]) {
+        let now = ctx.now.mono_ms;
+        let heads_jitter = ctx.rng.next_u64() % (HEADS_JITTER_MS + 1);
+        let answer_jitter = ctx.rng.next_u64() % (ANSWER_JITTER_MS + 1);
+        let Some(g) = self.groups.get_mut(&id) else {
+            return;
+        };
+        let ours: HashSet<OpHash> = g.ops.all_heads(id).into_iter().collect();
+        let theirs: HashSet<OpHash> = heads.iter().copied().collect();
+        if ours == theirs {
+            g.sync.heads_due = None;
+            return;
+        }
+        if heads.iter().any(|h| !g.ops.contains(h)) {
+            let earliest = g.sync.heads_last.map_or(0, |t| t + HEADS_MIN_GAP_MS);
+            let due = (now + heads_jitter).max(earliest);
+            g.sync.heads_due = Some(g.sync.heads_due.map_or(due, |d| d.min(due)));
+        }
+        let beyond: Vec<OpHash> = g
+            .ops
+            .beyond(heads)
+            .unwrap_or_default()
+            .into_iter()
+            .map(GroupOp::hash)
+            .collect();
+        if !beyond.is_empty() {
+            g.sync.answer.extend(beyond);
+            let earliest = g.sync.answer_last.map_or(0, |t| t + ANSWER_MIN_GAP_MS);
+            let due = (now + answer_jitter).max(earliest);
+            g.sync.answer_due = Some(g.sync.answer_due.map_or(due, |d| d.min(due)));
+        }
+    }
+
+    /// On the tick: announce heads and publish answers that are due.
+    pub(super) fn channel_tick(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now.mono_ms;
+        let me = self.account();
+        let mut ids: Vec<GroupId> = self.groups.keys().copied().collect();
+        ids.sort();
+        for id in ids {
+            let jitter = ctx.rng.next_u64() % (HEADS_JITTER_MS + 1);
+            let Some(g) = self.groups.get_mut(&id) else {
+                continue;
+            };
+            if g.record.left || !g.state.members.contains_key(&me) {
+                g.sync = ChannelSync::default();
+                continue;
+            }
+            if !g.sync.primed {
+                g.sync.primed = true;
+                let due = now + HEADS_QUIET_MS + jitter;
+                g.sync.heads_due.get_or_insert(due);
+            }
+            if g.sync.heads_due.is_some_and(|due| now >= due) {
+                g.sync.heads_due = None;
+                g.sync.heads_last = Some(now);
+                let heads = g.ops.all_heads(id);
+                self.publish_channel(ctx, id, ControlKind::Heads(heads));
+            }
+            let Some(g) = self.groups.get_mut(&id) else {
+                continue;
+            };
+            if g.sync.answer_due.is_some_and(|due| now >= due) {
+                g.sync.answer_due = None;
+                g.sync.answer_last = Some(now);
+                let owed = std::mem::take(&mut g.sync.answer);
+                let mut ops: Vec<GroupOp> =
+                    owed.iter().filter_map(|h| g.ops.get(h)).cloned().collect();
+                ops.sort_by_key(|op| op.at);
+                if !ops.is_empty() {
+                    self.note(id, Severity::Debug, "publishing ops a member lacks");
+                    self.publish_ops(ctx, id, ops);
+                }
+            }
+        }
+    }
+}

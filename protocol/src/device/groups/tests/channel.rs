@@ -1,0 +1,308 @@
+//! The group's channel: ops once on the topic instead of once per member
+//! over Olm, heads that repair what the topic lost, and what a member who
+//! holds the channel's key can and cannot do with it.
+
+use std::cell::Cell;
+
+use super::*;
+use crate::{GroupOp, PublishKey};
+
+fn is_ops(payload: &Payload) -> bool {
+    matches!(&payload.body, Body::Group(c) if matches!(c.kind, ControlKind::Ops(_)))
+}
+
+/// Drives the net; returns how many `Ops` control messages went over Olm.
+fn drive_counting_olm_ops(net: &mut Net) -> usize {
+    let count = Cell::new(0);
+    net.drive_dropping(|_, _, payload| {
+        if is_ops(payload) {
+            count.set(count.get() + 1);
+        }
+        false
+    });
+    count.get()
+}
+
+/// What the channel messages published so far (from `since` on) carry, as
+/// member `reader` reads them: (publisher, kind).
+fn channel_kinds(net: &Net, id: GroupId, reader: usize, since: usize) -> Vec<(usize, ControlKind)> {
+    let (topic, key) = net.publish_key(reader, id);
+    net.published[since..]
+        .iter()
+        .filter(|(_, t, _)| *t == topic)
+        .filter_map(|(from, _, bytes)| {
+            let message = GroupMessage::from_bytes(bytes).ok()?;
+            let plaintext = key.open_channel(&id, &message)?;
+            match Payload::from_padded(&plaintext).ok()?.body {
+                Body::Group(c) => Some((*from, c.kind)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+fn heads_published(net: &Net, id: GroupId, since: usize) -> Vec<usize> {
+    channel_kinds(net, id, 0, since)
+        .into_iter()
+        .filter(|(_, k)| matches!(k, ControlKind::Heads(_)))
+        .map(|(from, _)| from)
+        .collect()
+}
+
+fn joined(net: &Net, i: usize, id: GroupId) -> usize {
+    net.members[i]
+        .book
+        .group(&id)
+        .unwrap()
+        .state()
+        .joined()
+        .count()
+}
+
+/// Time passes in small steps, everything delivered after each.
+fn run_for(net: &mut Net, ms: u64) {
+    for _ in 0..ms / 100 {
+        net.advance(100);
+        net.drive();
+    }
+}
+
+/// Publishes `kind` on the group's channel as member `i` (with the key it
+/// holds) claiming to be `sender`, and delivers it to every member.
+fn publish_as(net: &mut Net, i: usize, id: GroupId, sender: usize, kind: ControlKind) {
+    let (topic, key) = net.publish_key(i, id);
+    let payload = Payload {
+        sender_account: net.members[sender].key.id(),
+        sender_device: net.members[sender].device,
+        id: MessageId(7),
+        body: Body::Group(GroupControl { group: id, kind }),
+    };
+    let mut rng = StdRng::seed_from_u64(9);
+    let bytes = key
+        .seal_channel(&mut rng, &id, &payload.to_padded())
+        .to_bytes();
+    net.topic.push_back((i, id, topic.clone(), bytes.clone()));
+    net.published.push((i, topic, bytes));
+    net.drive();
+}
+
+/// A group of six forms; a seventh is invited and joins. The invitation
+/// goes over Olm to the newcomer alone (with the whole op set), the join
+/// over Olm to nobody: each is published once on the channel, and every
+/// member folds it.
+#[test]
+fn an_invitation_and_a_join_go_once_on_the_channel_not_to_every_member() {
+    let names = ["m0", "m1", "m2", "m3", "m4", "m5", "m6"];
+    let mut net = Net::new(&names, config());
+    let id = net.create_friends(0);
+    for who in 1..6 {
+        net.invite_to_friends(0, who, false);
+        net.drive();
+        net.join_friends(who);
+    }
+    let since = net.published.len();
+    net.invite_to_friends(0, 6, false);
+    let invite_olm = drive_counting_olm_ops(&mut net);
+    net.call(6, |book, ctx, _| book.join(ctx, "friends"))
+        .unwrap();
+    let join_olm = drive_counting_olm_ops(&mut net);
+    assert_eq!(invite_olm, 1, "the op set to the newcomer, nobody else");
+    assert_eq!(join_olm, 0, "a join goes over the channel only");
+    let ops: Vec<usize> = channel_kinds(&net, id, 0, since)
+        .into_iter()
+        .filter(|(_, k)| matches!(k, ControlKind::Ops(_)))
+        .map(|(from, _)| from)
+        .collect();
+    assert_eq!(ops, [0, 6], "one publication each, by their authors");
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(joined(&net, i, id), 7, "{name}");
+    }
+}
+
+/// carol is deaf to the topic while dave joins (as a member not yet in the
+/// mesh would be): nobody names dave's join as a parent, so nothing asks
+/// for it, until the members announce their heads: carol lacks one, says
+/// what she holds, and a member publishes the join again on the channel.
+#[test]
+fn a_join_missed_on_the_channel_is_repaired_by_heads() {
+    let mut net = Net::new(&["alice", "bob", "carol", "dave"], config());
+    let id = net.create_friends(0);
+    for who in 1..3 {
+        net.invite_to_friends(0, who, false);
+        net.drive();
+        net.join_friends(who);
+    }
+    run_for(&mut net, 10_000);
+    net.invite_to_friends(0, 3, false);
+    net.drive();
+    net.members[2].deaf = true;
+    net.join_friends(3);
+    net.members[2].deaf = false;
+    assert_eq!(joined(&net, 2, id), 3, "carol missed dave's join");
+    assert_eq!(joined(&net, 1, id), 4);
+    let olm_ops = Cell::new(0);
+    for _ in 0..100 {
+        net.advance(100);
+        net.drive_dropping(|_, _, p| {
+            if is_ops(p) {
+                olm_ops.set(olm_ops.get() + 1);
+            }
+            false
+        });
+    }
+    assert_eq!(joined(&net, 2, id), 4, "carol has dave's join now");
+    assert_eq!(olm_ops.get(), 0, "repaired on the channel, not over Olm");
+}
+
+/// After a change, every member has new heads to announce; the first
+/// announcement silences the members that hold the same: a handful of
+/// messages for the group, not one per member.
+#[test]
+fn heads_after_a_change_are_announced_by_a_few_members_not_all() {
+    let names = ["m0", "m1", "m2", "m3", "m4", "m5", "m6", "m7"];
+    let mut net = Net::new(&names, config());
+    let id = net.group_of_all(0);
+    run_for(&mut net, 10_000);
+    let since = net.published.len();
+    let m3 = net.members[3].key.id();
+    net.call(0, |book, ctx, _| {
+        book.member_change(ctx, "friends", Action::Promote { account: m3 })
+    })
+    .unwrap();
+    net.drive();
+    run_for(&mut net, 10_000);
+    let heads = heads_published(&net, id, since);
+    assert!(
+        !heads.is_empty() && heads.len() <= 2,
+        "announcements after one change in a group of 8: {heads:?}"
+    );
+}
+
+/// Attack: a member (who holds the channel's key) publishes an op in
+/// alice's name that alice never signed: alice removing carol. The op's
+/// signature is alice's or nothing: every member ignores it.
+#[test]
+fn a_member_forging_anothers_op_on_the_channel_changes_nothing() {
+    let mut net = Net::new(&["alice", "bob", "carol", "mallory"], config());
+    let id = net.group_of_all(0);
+    let carol = net.members[2].key.id();
+    let heads = net.heads_of(0, id);
+    let at = net.call(3, |_, ctx, _| ctx.next_id());
+    let mut forged = GroupOp::sign(
+        &net.members[3].key,
+        id,
+        at,
+        heads,
+        Action::Remove { account: carol },
+    );
+    forged.author = net.members[0].key.id();
+    publish_as(&mut net, 3, id, 0, ControlKind::Ops(vec![forged]));
+    assert_eq!(net.standing(2, id), Standing::Member);
+    for i in 0..3 {
+        assert_eq!(joined(&net, i, id), 4, "{}", net.members[i].name);
+    }
+}
+
+/// Attack: a member removed from the group still holds the old epoch's
+/// channel key (members keep reading the last epochs' topics) and
+/// publishes ops of its own there: an invitation of a stranger. It is no
+/// member: the op takes no effect.
+#[test]
+fn a_removed_member_writing_the_old_channel_invites_nobody() {
+    let mut net = Net::new(&["alice", "bob", "mallory", "eve"], config());
+    let id = net.create_friends(0);
+    for who in 1..3 {
+        net.invite_to_friends(0, who, false);
+        net.drive();
+        net.join_friends(who);
+    }
+    let (old_topic, old_key) = net.publish_key(2, id);
+    let mallory = net.members[2].key.id();
+    net.call(0, |book, ctx, _| {
+        book.member_change(ctx, "friends", Action::Remove { account: mallory })
+    })
+    .unwrap();
+    net.drive();
+    assert_eq!(net.standing(2, id), Standing::Removed);
+    let heads = net.heads_of(2, id);
+    let at = net.call(2, |_, ctx, _| ctx.next_id());
+    let invite = GroupOp::sign(
+        &net.members[2].key,
+        id,
+        at,
+        heads,
+        Action::Invite {
+            role: Role::Admin,
+            card: net.members[3].card.clone(),
+        },
+    );
+    let payload = Payload {
+        sender_account: mallory,
+        sender_device: net.members[2].device,
+        id: MessageId(8),
+        body: Body::Group(GroupControl {
+            group: id,
+            kind: ControlKind::Ops(vec![invite]),
+        }),
+    };
+    let bytes = old_key
+        .seal_channel(&mut StdRng::seed_from_u64(3), &id, &payload.to_padded())
+        .to_bytes();
+    let eve = net.members[3].key.id();
+    net.deliver_topic(2, 1, &old_topic, &bytes);
+    net.drive();
+    let state = net.members[1].book.group(&id).unwrap().state();
+    assert!(!state.members.contains_key(&eve), "eve is not invited");
+    assert!(!state.members.contains_key(&mallory));
+}
+
+/// Attack: a member floods the channel with heads nobody holds, so that
+/// every other member announces its own (N messages for each of hers).
+/// Each member announces at most once per window, however many come.
+#[test]
+fn junk_heads_flooding_the_channel_cost_each_member_one_announcement_per_window() {
+    let names = ["alice", "bob", "carol", "dave", "mallory"];
+    let mut net = Net::new(&names, config());
+    let id = net.group_of_all(0);
+    run_for(&mut net, 10_000);
+    let since = net.published.len();
+    for n in 0..50u8 {
+        publish_as(&mut net, 4, id, 4, ControlKind::Heads(vec![[n; 32]]));
+        net.advance(100);
+        net.drive();
+    }
+    // 5 s of flood, then quiet until the window ends.
+    run_for(&mut net, 5_000);
+    let heads = heads_published(&net, id, since);
+    let mut per_member = [0usize; 4];
+    for from in heads.into_iter().filter(|from| *from < 4) {
+        per_member[from] += 1;
+    }
+    assert!(
+        per_member.iter().all(|n| *n <= 1),
+        "announcements per member over one window: {per_member:?}"
+    );
+}
+
+/// A channel message opens only under its own epoch's key and for its own
+/// group; anything altered does not open.
+#[test]
+fn a_channel_message_opens_only_under_its_key_and_group() {
+    let mut rng = StdRng::seed_from_u64(1);
+    let key = PublishKey::generate(&mut rng);
+    let other = PublishKey::generate(&mut rng);
+    let (group, elsewhere) = (GroupId([1; 32]), GroupId([2; 32]));
+    let message = key.seal_channel(&mut rng, &group, b"ops");
+    assert_eq!(message.session, crate::CHANNEL_SESSION);
+    assert!(key.public().verify(&message), "signed for the topic");
+    assert_eq!(
+        key.open_channel(&group, &message).as_deref(),
+        Some(&b"ops".to_vec())
+    );
+    assert!(other.open_channel(&group, &message).is_none());
+    assert!(key.open_channel(&elsewhere, &message).is_none());
+    let mut altered = message.clone();
+    let last = altered.ciphertext.len() - 1;
+    altered.ciphertext[last] ^= 1;
+    assert!(key.open_channel(&group, &altered).is_none());
+}

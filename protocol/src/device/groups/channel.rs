@@ -31,10 +31,14 @@ use std::collections::HashSet;
 use std::fmt;
 use std::hash::Hash;
 
-use super::{GroupAfter, GroupBook, GroupEffect, GroupWrite, Severity, chunks, receive::Received};
+use super::{
+    GroupAfter, GroupBook, GroupEffect, GroupWrite, SYNC_AFTER_MS, Severity, chunks,
+    receive::Received,
+};
 use crate::device::Ctx;
 use crate::{
-    Body, ControlKind, GroupControl, GroupId, GroupMessage, GroupOp, OpHash, Payload, Wire,
+    AccountId, Body, ControlKind, GroupControl, GroupId, GroupMessage, GroupOp, OpHash, Payload,
+    Wire,
 };
 
 /// After our op set last changed, this long (plus up to
@@ -64,7 +68,21 @@ pub(super) struct ChannelSync {
     answer: HashSet<OpHash>,
     answer_due: Option<u64>,
     answer_last: Option<u64>,
+    /// Announced heads we lack, since when, whom to ask over Olm if the
+    /// channel does not bring them (see [`MAX_LACKING_ASKS`]), and how many
+    /// times we asked.
+    lacking: Vec<OpHash>,
+    lacking_since: u64,
+    lacking_from: Option<AccountId>,
+    lacking_asked: u8,
 }
+
+/// A member that still lacks announced heads [`SYNC_AFTER_MS`] later asks
+/// for every op over Olm (`SyncRequest`), at most this many times per gap
+/// (two members that each hold an op the other lacks cannot answer each
+/// other's heads; and a head we refuse for good must not make us ask for
+/// ever).
+pub(super) const MAX_LACKING_ASKS: u8 = 3;
 
 impl<P, A, M> GroupBook<P, A, M>
 where
@@ -180,7 +198,7 @@ where
                 self.on_ops(ctx, sender, id, ops);
             }
             // Old heads (a relay's history) say nothing about now.
-            ControlKind::Heads(heads) if live => self.on_heads(ctx, id, &heads),
+            ControlKind::Heads(heads) if live => self.on_heads(ctx, id, sender, &heads),
             ControlKind::Heads(_) => {}
             _ => {
                 let what = "a control message the channel does not carry; ignored";
@@ -191,8 +209,9 @@ where
     }
 
     /// A member's heads, live on the channel.
-    fn on_heads(&mut self, ctx: &mut Ctx<'_>, id: GroupId, heads: &[OpHash]) {
+    fn on_heads(&mut self, ctx: &mut Ctx<'_>, id: GroupId, sender: AccountId, heads: &[OpHash]) {
         let now = ctx.now.mono_ms;
+        let me = self.account();
         let heads_jitter = ctx.rng.next_u64() % (HEADS_JITTER_MS + 1);
         let answer_jitter = ctx.rng.next_u64() % (ANSWER_JITTER_MS + 1);
         let Some(g) = self.groups.get_mut(&id) else {
@@ -204,10 +223,27 @@ where
             g.sync.heads_due = None;
             return;
         }
-        if heads.iter().any(|h| !g.ops.contains(h)) {
+        let lacking: Vec<OpHash> = heads
+            .iter()
+            .filter(|h| !g.ops.contains(h))
+            .copied()
+            .collect();
+        if !lacking.is_empty() {
             let earliest = g.sync.heads_last.map_or(0, |t| t + HEADS_MIN_GAP_MS);
             let due = (now + heads_jitter).max(earliest);
             g.sync.heads_due = Some(g.sync.heads_due.map_or(due, |d| d.min(due)));
+            // Whom to ask if the channel does not answer: the sender if we
+            // know it, else whoever invited us.
+            let from = if g.state.members.contains_key(&sender) {
+                Some(sender)
+            } else {
+                g.state.members.get(&me).map(|m| m.invited_by)
+            };
+            if g.sync.lacking.is_empty() {
+                g.sync.lacking_since = now;
+            }
+            g.sync.lacking = lacking;
+            g.sync.lacking_from = from.filter(|a| *a != me);
         }
         let beyond: Vec<OpHash> = g
             .ops
@@ -249,6 +285,26 @@ where
                 g.sync.heads_last = Some(now);
                 let heads = g.ops.all_heads(id);
                 self.publish_channel(ctx, id, ControlKind::Heads(heads));
+            }
+            let Some(g) = self.groups.get_mut(&id) else {
+                continue;
+            };
+            let held = &g.ops;
+            g.sync.lacking.retain(|h| !held.contains(h));
+            if g.sync.lacking.is_empty() {
+                g.sync.lacking_asked = 0;
+            } else if now >= g.sync.lacking_since + SYNC_AFTER_MS {
+                g.sync.lacking_since = now;
+                let ask = g
+                    .sync
+                    .lacking_from
+                    .filter(|_| g.sync.lacking_asked < MAX_LACKING_ASKS);
+                g.sync.lacking_asked = g.sync.lacking_asked.saturating_add(1);
+                if let Some(from) = ask {
+                    let what = "announced group ops still missing; asking a member for every op";
+                    self.note(id, Severity::Info, what);
+                    self.send_control(ctx, from, id, ControlKind::SyncRequest);
+                }
             }
             let Some(g) = self.groups.get_mut(&id) else {
                 continue;

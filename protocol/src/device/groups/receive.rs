@@ -82,15 +82,10 @@ where
                 );
                 Acceptance::Reject
             }
-            (Some(id), Ok(_)) if !home_relay && !self.is_source(id, &peer) => {
-                if self.outsiders.len() >= MAX_OUTSIDERS_LOGGED {
-                    self.outsiders.clear();
-                }
-                if self.outsiders.insert((peer, id)) {
-                    self.note(id, Severity::Info, "group message from a peer that is neither a member's device nor a member's relay; ignored");
-                }
-                Acceptance::Ignore
-            }
+            // The channel proves itself (sealed under the epoch's key, ops
+            // signed by their authors), whoever hands it over: a member who
+            // missed some joins does not know the peers around it, and the
+            // ops that would tell it come this way.
             (Some(id), Ok(m)) if m.session == CHANNEL_SESSION => {
                 let digest = GroupMessage::digest(data);
                 let read =
@@ -100,6 +95,15 @@ where
                 } else {
                     Acceptance::Ignore
                 }
+            }
+            (Some(id), Ok(_)) if !home_relay && !self.is_source(id, &peer) => {
+                if self.outsiders.len() >= MAX_OUTSIDERS_LOGGED {
+                    self.outsiders.clear();
+                }
+                if self.outsiders.insert((peer, id)) {
+                    self.note(id, Severity::Info, "group message from a peer that is neither a member's device nor a member's relay; ignored");
+                }
+                Acceptance::Ignore
             }
             (Some(id), Ok(_)) => match self.on_message(ctx, lookup, id, data) {
                 Received::Read => Acceptance::Accept,

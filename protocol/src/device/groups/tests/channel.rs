@@ -306,3 +306,60 @@ fn a_channel_message_opens_only_under_its_key_and_group() {
     altered.ciphertext[last] ^= 1;
     assert!(key.open_channel(&group, &altered).is_none());
 }
+
+/// A member that missed joins does not know the peers around it; the
+/// channel is read whoever hands it over (it proves itself), or the ops
+/// that would tell it who they are could never reach it.
+#[test]
+fn a_channel_message_handed_over_by_an_unknown_peer_is_read() {
+    let mut net = Net::new(&["alice", "bob", "carol"], config());
+    let id = net.create_friends(0);
+    net.invite_to_friends(0, 1, false);
+    net.drive();
+    net.join_friends(1);
+    net.invite_to_friends(0, 2, false);
+    net.drive();
+    net.call(2, |book, ctx, _| book.join(ctx, "friends"))
+        .unwrap();
+    let (from, _, topic, join) = net.topic.pop_back().expect("carol's join on the channel");
+    assert_eq!(from, 2);
+    net.topic.clear();
+    let stranger = DeviceId([99; 32]);
+    net.members[1].validations.clear();
+    net.call(1, |book, ctx, disk| {
+        book.handle_topic_message(ctx, disk, &topic, 1, stranger, false, &join);
+    });
+    assert_eq!(
+        net.members[1].validations,
+        [(1, stranger, Acceptance::Accept)]
+    );
+    assert_eq!(joined(&net, 1, id), 3, "bob read carol's join");
+}
+
+/// carol hears a member announce heads she lacks, and nothing else of
+/// the channel (her peers drop what she needs): after a while she asks a
+/// member for every op over Olm, and has them.
+#[test]
+fn a_member_the_channel_does_not_answer_asks_for_the_ops_over_olm() {
+    let mut net = Net::new(&["alice", "bob", "carol", "dave"], config());
+    let id = net.create_friends(0);
+    for who in 1..3 {
+        net.invite_to_friends(0, who, false);
+        net.drive();
+        net.join_friends(who);
+    }
+    run_for(&mut net, 10_000);
+    net.invite_to_friends(0, 3, false);
+    net.drive();
+    net.members[2].deaf = true;
+    net.join_friends(3);
+    let heads = net.heads_of(0, id);
+    let since = net.published.len();
+    publish_as(&mut net, 0, id, 0, ControlKind::Heads(heads));
+    let (_, topic, bytes) = net.published[since].clone();
+    net.deliver_topic(0, 2, &topic, &bytes);
+    net.drive();
+    assert_eq!(joined(&net, 2, id), 3, "carol lacks dave's join");
+    run_for(&mut net, SYNC_AFTER_MS + 1_000);
+    assert_eq!(joined(&net, 2, id), 4, "carol asked and got every op");
+}

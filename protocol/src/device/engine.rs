@@ -285,8 +285,19 @@ where
         while let Some(effect) = self.groups.poll_effect() {
             match effect {
                 GroupEffect::Send { to, payload } => {
-                    if self.enqueue(ctx, &to, OutboxKind::Group, &payload).is_err() {
-                        self.note(Severity::Warn, "could not queue a group control message");
+                    match self.enqueue(ctx, &to, OutboxKind::Group, &payload) {
+                        Ok(()) => {}
+                        Err(SendError::UnknownContact { .. }) => self.note(
+                            Severity::Warn,
+                            "a group control message for an account whose devices we do not know; dropped",
+                        ),
+                        Err(SendError::OutboxFull { .. }) => self.note(
+                            Severity::Warn,
+                            "the outbox is full; a group control message dropped",
+                        ),
+                        Err(_) => {
+                            self.note(Severity::Warn, "could not queue a group control message")
+                        }
                     }
                 }
                 GroupEffect::PeersChanged => self.sync_peers(ctx.now.unix_ms),

@@ -363,3 +363,41 @@ fn a_member_the_channel_does_not_answer_asks_for_the_ops_over_olm() {
     run_for(&mut net, SYNC_AFTER_MS + 1_000);
     assert_eq!(joined(&net, 2, id), 4, "carol asked and got every op");
 }
+
+/// An admin invites 70 people in a burst; bob misses the first invitation
+/// on the channel, so the other 69 wait for their parent. They are an
+/// admin's: kept (a member's ops that take no effect are capped at 64, an
+/// admin's would be dropped past it and come back only from the heads
+/// exchange), and they take effect once the parent comes.
+#[test]
+fn an_admins_invitations_waiting_for_a_lost_parent_are_kept() {
+    let names: Vec<&'static str> = (0..72)
+        .map(|i| &*Box::leak(format!("m{i}").into_boxed_str()))
+        .collect();
+    let mut config = config();
+    config.member_limit = 100;
+    let mut net = Net::new(&names, config);
+    let id = net.create_friends(0);
+    net.invite_to_friends(0, 1, false);
+    net.drive();
+    net.join_friends(1);
+    net.members[1].deaf = true;
+    net.invite_to_friends(0, 2, false);
+    net.drive();
+    net.members[1].deaf = false;
+    for who in 3..72 {
+        net.invite_to_friends(0, who, false);
+        net.drive();
+    }
+    let held = net.members[1].book.group(&id).unwrap().ops().len();
+    assert_eq!(held, 3 + 69, "bob keeps every invitation but the lost one");
+    run_for(&mut net, 10_000);
+    let members = net.members[1]
+        .book
+        .group(&id)
+        .unwrap()
+        .state()
+        .members
+        .len();
+    assert_eq!(members, 72, "the lost one came, and the rest took effect");
+}

@@ -33,7 +33,7 @@ use std::hash::Hash;
 
 use super::{
     GroupAfter, GroupBook, GroupEffect, GroupWrite, SYNC_AFTER_MS, Severity, chunks,
-    receive::Received,
+    membership::OpsFrom, receive::Received,
 };
 use crate::device::Ctx;
 use crate::{
@@ -195,7 +195,7 @@ where
                         g.sync.answer.remove(&op.hash());
                     }
                 }
-                self.on_ops(ctx, sender, id, ops);
+                self.on_ops(ctx, OpsFrom::Channel(sender), id, ops);
             }
             // Old heads (a relay's history) say nothing about now.
             ControlKind::Heads(heads) if live => self.on_heads(ctx, id, sender, &heads),

@@ -17,6 +17,26 @@ use crate::{
     SessionId, Wire,
 };
 
+/// Where ops came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OpsFrom {
+    /// Our own.
+    Us,
+    /// Over Olm from a device of this account.
+    Olm(AccountId),
+    /// On the group's channel, this account says.
+    Channel(AccountId),
+}
+
+impl OpsFrom {
+    fn account(self) -> Option<AccountId> {
+        match self {
+            Self::Us => None,
+            Self::Olm(a) | Self::Channel(a) => Some(a),
+        }
+    }
+}
+
 impl<P, A, M> GroupBook<P, A, M>
 where
     P: Copy + Eq + Hash + fmt::Display,
@@ -50,7 +70,7 @@ where
             },
         );
         self.insert(id, OpSet::default(), GroupRecord::default(), None);
-        self.apply_ops(ctx, id, vec![op], None);
+        self.apply_ops(ctx, id, vec![op], OpsFrom::Us);
         self.subscribe(id);
         Ok(id)
     }
@@ -168,7 +188,7 @@ where
         let next = ctx.next_id();
         let at = newest.map_or(next, |n| next.max(n));
         let op = GroupOp::sign(&self.me.key, id, at, parents, action);
-        self.apply_ops(ctx, id, vec![op], None);
+        self.apply_ops(ctx, id, vec![op], OpsFrom::Us);
         Ok(id)
     }
 
@@ -179,7 +199,7 @@ where
         ctx: &mut Ctx<'_>,
         id: GroupId,
         ops: Vec<GroupOp>,
-        from: Option<AccountId>,
+        from: OpsFrom,
     ) {
         let me = self.account();
         let Some(g) = self.groups.get_mut(&id) else {
@@ -205,7 +225,7 @@ where
         }
         let fresh: Vec<OpHash> = new.iter().map(GroupOp::hash).collect();
         let (mut state, idle) = g.ops.fold_after(id, before.clone(), &fresh);
-        if from.is_some() {
+        if from != OpsFrom::Us {
             // An author whose ops do not take effect (junk, void, or
             // waiting on parents that never come) may not fill the set:
             // past the cap its new idle ops are dropped. Not an admin's:
@@ -257,9 +277,11 @@ where
         // Ops of someone else that its author made without knowing of ours:
         // we make sure our invitees get it (its author cannot send it to
         // them), and an invitee gets our ops its inviter did not know.
-        // Everything else reaches every member from its author.
+        // Everything else reaches every member from its author. (Ops from
+        // the channel reached every holder of the key, invitees included:
+        // what they missed, the heads exchange repairs.)
         let mut forward: Vec<(AccountId, Vec<GroupOp>)> = Vec::new();
-        if from.is_some() {
+        if matches!(from, OpsFrom::Olm(_)) {
             for op in new.iter().filter(|op| op.author != me) {
                 let unseen: Vec<GroupOp> = g
                     .ops
@@ -298,7 +320,7 @@ where
         // New members' devices must be known before anything goes to them.
         self.effects.push_back(GroupEffect::PeersChanged);
 
-        if from.is_none() {
+        if from == OpsFrom::Us {
             // Our own op: once on the group's channel for every member of
             // the epoch; over Olm the full set to whoever is new (it reads
             // nothing of the channel before it holds the key it comes
@@ -335,7 +357,7 @@ where
         for (account, (_, ops)) in batched {
             self.send_ops(ctx, account, id, ops);
         }
-        if missing_parents && let Some(from) = from {
+        if missing_parents && let Some(from) = from.account() {
             // Usually the missing ops are on their way (from their own
             // authors): ask for everything only if they do not come.
             self.missing_since

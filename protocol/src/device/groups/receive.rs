@@ -7,6 +7,7 @@ use std::fmt;
 use std::hash::Hash;
 
 use super::Severity;
+use super::membership::OpsFrom;
 use super::{
     DeviceLookup, GroupAfter, GroupBook, GroupEffect, GroupNotice, GroupWrite, MAX_AWAITING,
     MAX_GROUPS, MAX_OUTSIDERS_LOGGED, MAX_UNCLAIMED_BYTES, SYNC_AFTER_MS, UNCLAIMED_FOR_MS,
@@ -400,7 +401,7 @@ where
     ) {
         let id = control.group;
         match control.kind {
-            ControlKind::Ops(ops) => self.on_ops(ctx, account, id, ops),
+            ControlKind::Ops(ops) => self.on_ops(ctx, OpsFrom::Olm(account), id, ops),
             ControlKind::SyncRequest => {
                 let Some(g) = self.groups.get(&id) else {
                     return;
@@ -467,7 +468,7 @@ where
     pub(super) fn on_ops(
         &mut self,
         ctx: &mut Ctx<'_>,
-        account: AccountId,
+        from: OpsFrom,
         id: GroupId,
         ops: Vec<GroupOp>,
     ) {
@@ -524,7 +525,7 @@ where
         for op in &verified {
             ctx.clock.observe(op.at, ctx.now);
         }
-        self.apply_ops(ctx, id, verified, Some(account));
+        self.apply_ops(ctx, id, verified, from);
     }
 
     fn on_room_key<L: DeviceLookup>(

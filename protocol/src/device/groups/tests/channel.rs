@@ -401,3 +401,30 @@ fn an_admins_invitations_waiting_for_a_lost_parent_are_kept() {
         .len();
     assert_eq!(members, 72, "the lost one came, and the rest took effect");
 }
+
+/// A group forms while the admin goes on inviting: each join crosses the
+/// next invitation. Over Olm, ops used to be passed on to invitees their
+/// author did not know (every member to every later invitee: N² as the
+/// group grows); on the channel the invitee reads them itself. Olm
+/// carries one op set per invitee, and nothing else.
+#[test]
+fn joins_crossing_invitations_are_not_passed_on_over_olm() {
+    let names = ["m0", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "m9"];
+    let mut net = Net::new(&names, config());
+    let id = net.create_friends(0);
+    net.invite_to_friends(0, 1, false);
+    let mut olm_ops = drive_counting_olm_ops(&mut net);
+    for who in 1..names.len() {
+        net.call(who, |book, ctx, _| book.join(ctx, "friends"))
+            .unwrap();
+        if who + 1 < names.len() {
+            net.invite_to_friends(0, who + 1, false);
+        }
+        olm_ops += drive_counting_olm_ops(&mut net);
+    }
+    run_for(&mut net, 10_000);
+    for i in 0..names.len() {
+        assert_eq!(joined(&net, i, id), names.len(), "{}", names[i]);
+    }
+    assert_eq!(olm_ops, names.len() - 1, "one op set per invitee");
+}

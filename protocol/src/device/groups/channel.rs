@@ -41,18 +41,20 @@ use crate::{
     Wire,
 };
 
-/// After our op set last changed, this long (plus up to
-/// [`HEADS_JITTER_MS`]) before we announce our heads: ops still spreading
-/// land first, and the members' announcements spread out so that the first
-/// one silences the others.
+/// After our op set last changed, this long before we announce our heads
+/// (ops still spreading land first), plus our turn (see [`turn`]) times
+/// [`TURN_MS`], so that the first announcement silences the others.
 pub(super) const HEADS_QUIET_MS: u64 = 2_000;
+/// The random delay of an announcement that is ours alone (we lack
+/// something), and of the first one after start.
 pub(super) const HEADS_JITTER_MS: u64 = 3_000;
+/// How long each turn before ours lasts (see [`turn`]), at most
+/// [`MAX_TURN_WAIT_MS`] in all.
+pub(super) const TURN_MS: u64 = 250;
+pub(super) const MAX_TURN_WAIT_MS: u64 = 10_000;
 /// An announcement because we lack what someone else holds comes at most
 /// this often per group.
 pub(super) const HEADS_MIN_GAP_MS: u64 = 10_000;
-/// Ops a member lacks are published after up to this long at random (the
-/// first member to answer silences the others).
-pub(super) const ANSWER_JITTER_MS: u64 = 1_500;
 /// Answers per group come at most this often.
 pub(super) const ANSWER_MIN_GAP_MS: u64 = 5_000;
 
@@ -142,12 +144,17 @@ where
         true
     }
 
-    /// Our op set changed: announce the heads after a quiet spell (a later
-    /// change moves it on).
+    /// Our op set changed: announce the heads after a quiet spell and our
+    /// turn among the members holding the same heads (a later change
+    /// moves it on).
     pub(super) fn heads_changed(&mut self, ctx: &mut Ctx<'_>, id: GroupId) {
-        let jitter = ctx.rng.next_u64() % (HEADS_JITTER_MS + 1);
+        let me = self.account();
+        let jitter = ctx.rng.next_u64() % TURN_MS;
         if let Some(g) = self.groups.get_mut(&id) {
-            g.sync.heads_due = Some(ctx.now.mono_ms + HEADS_QUIET_MS + jitter);
+            let seed = heads_seed(&g.ops.all_heads(id));
+            let wait = turn(&g.state, &me, &seed) * TURN_MS;
+            g.sync.heads_due =
+                Some(ctx.now.mono_ms + HEADS_QUIET_MS + wait.min(MAX_TURN_WAIT_MS) + jitter);
         }
     }
 
@@ -213,7 +220,7 @@ where
         let now = ctx.now.mono_ms;
         let me = self.account();
         let heads_jitter = ctx.rng.next_u64() % (HEADS_JITTER_MS + 1);
-        let answer_jitter = ctx.rng.next_u64() % (ANSWER_JITTER_MS + 1);
+        let answer_jitter = ctx.rng.next_u64() % TURN_MS;
         let Some(g) = self.groups.get_mut(&id) else {
             return;
         };
@@ -255,7 +262,10 @@ where
         if !beyond.is_empty() {
             g.sync.answer.extend(beyond);
             let earliest = g.sync.answer_last.map_or(0, |t| t + ANSWER_MIN_GAP_MS);
-            let due = (now + answer_jitter).max(earliest);
+            // Whoever holds the ops answers in its turn for these heads:
+            // the first answer silences the rest.
+            let wait = turn(&g.state, &me, &heads_seed(heads)) * TURN_MS;
+            let due = (now + wait.min(MAX_TURN_WAIT_MS) + answer_jitter).max(earliest);
             g.sync.answer_due = Some(g.sync.answer_due.map_or(due, |d| d.min(due)));
         }
     }
@@ -323,4 +333,30 @@ where
             }
         }
     }
+}
+
+/// What orders the members' turns for a set of heads: a hash of them.
+fn heads_seed(heads: &[OpHash]) -> [u8; 32] {
+    let mut sorted = heads.to_vec();
+    sorted.sort_unstable();
+    let mut h = blake3::Hasher::new_derive_key("hush 2026-12 group heads turn");
+    for head in &sorted {
+        h.update(head);
+    }
+    *h.finalize().as_bytes()
+}
+
+/// Our place (0 = first) among the group's members ordered by a hash of
+/// `seed` and each account: every member computes the same order for the
+/// same heads, so the members who would all say the same thing speak one
+/// after the other, and the first to speak silences the rest.
+fn turn(state: &crate::GroupState, me: &AccountId, seed: &[u8; 32]) -> u64 {
+    let rank = |a: &AccountId| {
+        *blake3::Hasher::new_keyed(seed)
+            .update(&a.0)
+            .finalize()
+            .as_bytes()
+    };
+    let mine = rank(me);
+    state.members.keys().filter(|a| rank(a) < mine).count() as u64
 }

@@ -365,6 +365,9 @@ where
                 .or_insert((ctx.now.mono_ms, from));
         }
 
+        if before.members.keys().ne(after.members.keys()) && after.members.contains_key(&me) {
+            self.dial_members(id);
+        }
         // Members who left or were removed: their sessions no longer count.
         let gone: Vec<AccountId> = joined_before.difference(&joined_after).copied().collect();
         if !gone.is_empty() {
@@ -454,19 +457,42 @@ where
         let Some(g) = self.groups.get(&id) else {
             return;
         };
-        let me = self.account();
-        let devices: Vec<DeviceId> = g
-            .state
-            .joined()
-            .filter(|(a, _)| **a != me)
-            .flat_map(|(_, m)| m.card.device_list.devices.iter().map(|d| d.device_id))
-            .take(DIRECT_DIAL_MEMBERS)
-            .collect();
         let topics: Vec<String> = g.topics().map(str::to_owned).collect();
         for topic in topics {
             self.effects
                 .push_back(GroupEffect::Subscribe { group: id, topic });
         }
+        self.dial_members(id);
+    }
+
+    /// Dials the [`DIRECT_DIAL_MEMBERS`] members nearest us by a hash of
+    /// both accounts (the host skips those it is connected to): each member
+    /// its own few, so the mesh is spread over the group instead of resting
+    /// on its first members, and a member who missed joins is still dialled
+    /// by members who saw them. Again whenever the members change.
+    fn dial_members(&mut self, id: GroupId) {
+        let Some(g) = self.groups.get(&id) else {
+            return;
+        };
+        if g.record.left {
+            return;
+        }
+        let me = self.account();
+        let rank = |a: &AccountId| {
+            *blake3::Hasher::new_derive_key("hush 2026-12 group dial order")
+                .update(&me.0)
+                .update(&a.0)
+                .finalize()
+                .as_bytes()
+        };
+        let mut members: Vec<(&AccountId, _)> =
+            g.state.members.iter().filter(|(a, _)| **a != me).collect();
+        members.sort_by_cached_key(|(a, _)| rank(a));
+        let devices: Vec<DeviceId> = members
+            .into_iter()
+            .flat_map(|(_, m)| m.card.device_list.devices.iter().map(|d| d.device_id))
+            .take(DIRECT_DIAL_MEMBERS)
+            .collect();
         if !devices.is_empty() {
             self.effects.push_back(GroupEffect::Dial(devices));
         }

@@ -470,8 +470,17 @@ where
         ctx: &mut Ctx<'_>,
         from: OpsFrom,
         id: GroupId,
-        ops: Vec<GroupOp>,
+        mut ops: Vec<GroupOp>,
     ) {
+        // Ops we hold are verified already (several signatures each, for
+        // the card an invitation carries): a whole set sent again costs a
+        // hash per op, not its signatures.
+        if let Some(g) = self.groups.get(&id) {
+            ops.retain(|op| !g.ops.contains(&op.hash()));
+            if ops.is_empty() {
+                return;
+            }
+        }
         let count = ops.len();
         let mut verified: Vec<GroupOp> = ops
             .into_iter()

@@ -336,8 +336,8 @@ pub struct Group<P> {
     record: GroupRecord,
     outbound: Option<MegolmOutbound>,
     /// Who may hand us messages on the topic: members' devices and their
-    /// relays (from the cards the group holds), rebuilt with the state.
-    sources: HashSet<P>,
+    /// relays (from the cards the group holds), following the state.
+    sources: Sources<P>,
     /// Heads announced and ops owed on the group's channel.
     sync: channel::ChannelSync,
 }
@@ -455,21 +455,60 @@ impl<P, A, M> fmt::Debug for GroupBook<P, A, M> {
     }
 }
 
-/// Members' devices and relays, from the cards the group holds.
-fn topic_sources<P: Eq + Hash, A>(
-    state: &GroupState,
-    reach: fn(&ContactCard) -> CardReach<P, A>,
-) -> HashSet<P> {
-    state
-        .members
-        .values()
-        .flat_map(|m| {
+/// Who may hand us messages on a group's topic: each member's devices
+/// and relays, from its card (a peer id from a device key costs a point
+/// decompression: computed once per member, not once per op applied).
+struct Sources<P> {
+    /// Per member: its card's signature (a new card is read anew) and peers.
+    by_member: HashMap<AccountId, ([u8; 64], Vec<P>)>,
+    all: HashSet<P>,
+}
+
+impl<P: Copy + Eq + Hash> Sources<P> {
+    fn new<A>(state: &GroupState, reach: fn(&ContactCard) -> CardReach<P, A>) -> Self {
+        let mut sources = Self {
+            by_member: HashMap::new(),
+            all: HashSet::new(),
+        };
+        sources.update(state, reach);
+        sources
+    }
+
+    /// Follows the state's members: new ones' peers computed, departed
+    /// ones' dropped.
+    fn update<A>(&mut self, state: &GroupState, reach: fn(&ContactCard) -> CardReach<P, A>) {
+        let before = self.by_member.len();
+        self.by_member.retain(|account, (signature, _)| {
+            state
+                .members
+                .get(account)
+                .is_some_and(|m| m.card.signature == *signature)
+        });
+        let mut changed = self.by_member.len() != before;
+        for (account, m) in &state.members {
+            if self.by_member.contains_key(account) {
+                continue;
+            }
             let r = reach(&m.card);
             let devices = r.devices.into_iter().map(|(_, p)| p);
             let relays = r.relays.into_iter().map(|(p, _)| p);
-            devices.chain(relays).collect::<Vec<_>>()
-        })
-        .collect()
+            let peers = devices.chain(relays).collect();
+            self.by_member.insert(*account, (m.card.signature, peers));
+            changed = true;
+        }
+        if changed {
+            self.all = self
+                .by_member
+                .values()
+                .flat_map(|(_, peers)| peers)
+                .copied()
+                .collect();
+        }
+    }
+
+    fn contains(&self, peer: &P) -> bool {
+        self.all.contains(peer)
+    }
 }
 
 /// Splits ops into control messages that fit a payload.
@@ -645,7 +684,7 @@ where
             Group {
                 id,
                 ops,
-                sources: topic_sources(&state, self.reach),
+                sources: Sources::new(&state, self.reach),
                 state,
                 keys: Vec::new(),
                 record,

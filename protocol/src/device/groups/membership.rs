@@ -8,7 +8,7 @@ use std::hash::Hash;
 use super::Severity;
 use super::{
     DIRECT_DIAL_MEMBERS, GroupAfter, GroupBook, GroupCommandError, GroupEffect, GroupNotice,
-    GroupWrite, Inbound, MAX_GROUPS, Standing, chunks, topic_sources,
+    GroupWrite, Inbound, MAX_GROUPS, Standing, chunks,
 };
 use crate::device::{Ctx, GroupRecord};
 use crate::{
@@ -270,7 +270,7 @@ where
                 op.to_bytes(),
             )));
         }
-        g.sources = topic_sources(&state, self.reach);
+        g.sources.update(&state, self.reach);
         g.state = state;
         let after = g.state.clone();
         let missing_parents = new.iter().any(|op| !g.ops.has_parents(op));

@@ -733,7 +733,8 @@ where
         for g in self.groups.values().filter(|g| !g.record.left) {
             for (account, m) in &g.state.members {
                 if *account != me {
-                    out.entry(*account).or_insert_with(|| m.card.clone());
+                    out.entry(*account)
+                        .or_insert_with(|| ContactCard::clone(&m.card));
                 }
             }
         }

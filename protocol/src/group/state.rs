@@ -57,7 +57,7 @@ pub struct Member {
     pub role: Role,
     pub status: MemberStatus,
     /// The card the member was invited (or created the group) with.
-    pub card: ContactCard,
+    pub card: std::sync::Arc<ContactCard>,
     pub invited_by: AccountId,
     /// When the member was invited (the invite op's clock).
     pub since: MessageId,
@@ -273,7 +273,7 @@ impl GroupState {
                     Member {
                         role: Role::Admin,
                         status: MemberStatus::Joined,
-                        card: card.clone(),
+                        card: std::sync::Arc::new(card.clone()),
                         invited_by: op.author,
                         since: op.at,
                         granted: (op.at, hash),
@@ -288,7 +288,7 @@ impl GroupState {
                     Member {
                         role: *role,
                         status: MemberStatus::Invited,
-                        card: card.clone(),
+                        card: std::sync::Arc::new(card.clone()),
                         invited_by: op.author,
                         since: op.at,
                         granted: (op.at, hash),

@@ -327,7 +327,8 @@ where
                 added_at_ms: now_unix_ms,
             };
             let reach = (self.reach)(&card);
-            self.contacts.insert_peer(record, card, reach);
+            self.contacts
+                .insert_peer(record, ContactCard::clone(&card), reach);
         }
     }
 

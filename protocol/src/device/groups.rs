@@ -727,14 +727,13 @@ where
     }
 
     /// Every account in any group we are in, with the card the group has.
-    pub fn peers(&self) -> HashMap<AccountId, ContactCard> {
+    pub fn peers(&self) -> HashMap<AccountId, std::sync::Arc<ContactCard>> {
         let me = self.account();
         let mut out = HashMap::new();
         for g in self.groups.values().filter(|g| !g.record.left) {
             for (account, m) in &g.state.members {
                 if *account != me {
-                    out.entry(*account)
-                        .or_insert_with(|| ContactCard::clone(&m.card));
+                    out.entry(*account).or_insert_with(|| m.card.clone());
                 }
             }
         }

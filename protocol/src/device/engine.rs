@@ -285,19 +285,17 @@ where
         while let Some(effect) = self.groups.poll_effect() {
             match effect {
                 GroupEffect::Send { to, payload } => {
-                    match self.enqueue(ctx, &to, OutboxKind::Group, &payload) {
-                        Ok(()) => {}
-                        Err(SendError::UnknownContact { .. }) => self.note(
-                            Severity::Warn,
-                            "a group control message for an account whose devices we do not know; dropped",
-                        ),
-                        Err(SendError::OutboxFull { .. }) => self.note(
-                            Severity::Warn,
-                            "the outbox is full; a group control message dropped",
-                        ),
-                        Err(_) => {
-                            self.note(Severity::Warn, "could not queue a group control message")
-                        }
+                    if let Err(e) = self.enqueue(ctx, &to, OutboxKind::Group, &payload) {
+                        let what = match e {
+                            SendError::UnknownContact { .. } => {
+                                "a group control message for an account whose devices we do not know; dropped"
+                            }
+                            SendError::OutboxFull { .. } => {
+                                "the outbox is full; a group control message dropped"
+                            }
+                            _ => "could not queue a group control message",
+                        };
+                        self.note(Severity::Warn, what);
                     }
                 }
                 GroupEffect::PeersChanged => self.sync_peers(ctx.now.unix_ms),

@@ -59,6 +59,31 @@ fn joined(net: &Net, i: usize, id: GroupId) -> usize {
         .count()
 }
 
+/// Member 0 makes "friends"; members `1..n` are invited and join, one
+/// after the other.
+fn friends_of_the_first(net: &mut Net, n: usize) -> GroupId {
+    let id = net.create_friends(0);
+    for who in 1..n {
+        net.invite_to_friends(0, who, false);
+        net.drive();
+        net.join_friends(who);
+    }
+    id
+}
+
+/// alice, bob and carol in "friends", settled; dave is invited and joins
+/// while carol is deaf to the topic (she misses his join).
+fn dave_joins_while_carol_is_deaf() -> (Net, GroupId) {
+    let mut net = Net::new(&["alice", "bob", "carol", "dave"], config());
+    let id = friends_of_the_first(&mut net, 3);
+    run_for(&mut net, 10_000);
+    net.invite_to_friends(0, 3, false);
+    net.drive();
+    net.members[2].deaf = true;
+    net.join_friends(3);
+    (net, id)
+}
+
 /// Time passes in small steps, everything delivered after each.
 fn run_for(net: &mut Net, ms: u64) {
     for _ in 0..ms / 100 {
@@ -94,12 +119,7 @@ fn publish_as(net: &mut Net, i: usize, id: GroupId, sender: usize, kind: Control
 fn an_invitation_and_a_join_go_once_on_the_channel_not_to_every_member() {
     let names = ["m0", "m1", "m2", "m3", "m4", "m5", "m6"];
     let mut net = Net::new(&names, config());
-    let id = net.create_friends(0);
-    for who in 1..6 {
-        net.invite_to_friends(0, who, false);
-        net.drive();
-        net.join_friends(who);
-    }
+    let id = friends_of_the_first(&mut net, 6);
     let since = net.published.len();
     net.invite_to_friends(0, 6, false);
     let invite_olm = drive_counting_olm_ops(&mut net);
@@ -125,18 +145,7 @@ fn an_invitation_and_a_join_go_once_on_the_channel_not_to_every_member() {
 /// what she holds, and a member publishes the join again on the channel.
 #[test]
 fn a_join_missed_on_the_channel_is_repaired_by_heads() {
-    let mut net = Net::new(&["alice", "bob", "carol", "dave"], config());
-    let id = net.create_friends(0);
-    for who in 1..3 {
-        net.invite_to_friends(0, who, false);
-        net.drive();
-        net.join_friends(who);
-    }
-    run_for(&mut net, 10_000);
-    net.invite_to_friends(0, 3, false);
-    net.drive();
-    net.members[2].deaf = true;
-    net.join_friends(3);
+    let (mut net, id) = dave_joins_while_carol_is_deaf();
     net.members[2].deaf = false;
     assert_eq!(joined(&net, 2, id), 3, "carol missed dave's join");
     assert_eq!(joined(&net, 1, id), 4);
@@ -210,12 +219,7 @@ fn a_member_forging_anothers_op_on_the_channel_changes_nothing() {
 #[test]
 fn a_removed_member_writing_the_old_channel_invites_nobody() {
     let mut net = Net::new(&["alice", "bob", "mallory", "eve"], config());
-    let id = net.create_friends(0);
-    for who in 1..3 {
-        net.invite_to_friends(0, who, false);
-        net.drive();
-        net.join_friends(who);
-    }
+    let id = friends_of_the_first(&mut net, 3);
     let (old_topic, old_key) = net.publish_key(2, id);
     let mallory = net.members[2].key.id();
     net.call(0, |book, ctx, _| {
@@ -341,18 +345,7 @@ fn a_channel_message_handed_over_by_an_unknown_peer_is_read() {
 /// member for every op over Olm, and has them.
 #[test]
 fn a_member_the_channel_does_not_answer_asks_for_the_ops_over_olm() {
-    let mut net = Net::new(&["alice", "bob", "carol", "dave"], config());
-    let id = net.create_friends(0);
-    for who in 1..3 {
-        net.invite_to_friends(0, who, false);
-        net.drive();
-        net.join_friends(who);
-    }
-    run_for(&mut net, 10_000);
-    net.invite_to_friends(0, 3, false);
-    net.drive();
-    net.members[2].deaf = true;
-    net.join_friends(3);
+    let (mut net, id) = dave_joins_while_carol_is_deaf();
     let heads = net.heads_of(0, id);
     let since = net.published.len();
     publish_as(&mut net, 0, id, 0, ControlKind::Heads(heads));

@@ -75,6 +75,12 @@ const MAX_AWAITING: usize = 4096;
 /// bytes over all groups, until they make us a member.
 const UNCLAIMED_FOR_MS: u64 = 600_000;
 const MAX_UNCLAIMED_BYTES: usize = 8 * 1024 * 1024;
+/// Room keys from members whose join has not reached us (it travels on the
+/// channel, the key over Olm), held this long, at most this many.
+const EARLY_ROOM_KEY_MS: u64 = 600_000;
+const MAX_EARLY_ROOM_KEYS: usize = 256;
+/// (group, account, device, key, claim, since).
+type EarlyRoomKey = (GroupId, AccountId, DeviceId, Vec<u8>, Vec<u8>, u64);
 /// Topic senders that are not members, remembered to log each once.
 const MAX_OUTSIDERS_LOGGED: usize = 256;
 /// Receipts are gathered this long (plus up to as much again at random,
@@ -435,6 +441,9 @@ pub struct GroupBook<P, A, M> {
     /// session → (message id, the peer it came from, since when).
     awaiting: HashMap<SessionId, Vec<(M, P, u64)>>,
     awaiting_count: usize,
+    /// Room keys that came before their member's join: (group, account,
+    /// device, key, claim, since).
+    early_room_keys: VecDeque<EarlyRoomKey>,
     /// Non-members seen sending on a topic (each logged once).
     outsiders: HashSet<(P, GroupId)>,
     /// Verified ops of groups we are not in: since when, the ops, their
@@ -560,6 +569,7 @@ where
             missing_since: HashMap::new(),
             synced: HashMap::new(),
             awaiting: HashMap::new(),
+            early_room_keys: VecDeque::new(),
             awaiting_count: 0,
             outsiders: HashSet::new(),
             unclaimed: HashMap::new(),

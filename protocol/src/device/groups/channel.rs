@@ -32,7 +32,7 @@ use std::fmt;
 use std::hash::Hash;
 
 use super::{
-    GroupAfter, GroupBook, GroupEffect, GroupWrite, SYNC_AFTER_MS, Severity, chunks,
+    DeviceLookup, GroupAfter, GroupBook, GroupEffect, GroupWrite, SYNC_AFTER_MS, Severity, chunks,
     membership::OpsFrom, receive::Received,
 };
 use crate::device::Ctx;
@@ -160,9 +160,11 @@ where
 
     /// A message on one of the group's channels (the topic `topic`, live or
     /// from a relay's history), its signature checked.
-    pub(super) fn on_channel(
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_channel<L: DeviceLookup>(
         &mut self,
         ctx: &mut Ctx<'_>,
+        lookup: &L,
         id: GroupId,
         topic: &str,
         message: &GroupMessage,
@@ -202,7 +204,7 @@ where
                         g.sync.answer.remove(&op.hash());
                     }
                 }
-                self.on_ops(ctx, OpsFrom::Channel(sender), id, ops);
+                self.on_ops(ctx, lookup, OpsFrom::Channel(sender), id, ops);
             }
             // Old heads (a relay's history) say nothing about now.
             ControlKind::Heads(heads) if live => self.on_heads(ctx, id, sender, &heads),

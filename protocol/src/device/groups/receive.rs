@@ -2,16 +2,16 @@
 //! history, and control messages (ops, sync requests, room keys, receipts)
 //! over Olm.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::hash::Hash;
 
 use super::Severity;
 use super::membership::OpsFrom;
 use super::{
-    DeviceLookup, GroupAfter, GroupBook, GroupEffect, GroupNotice, GroupWrite, MAX_AWAITING,
-    MAX_GROUPS, MAX_OUTSIDERS_LOGGED, MAX_UNCLAIMED_BYTES, SYNC_AFTER_MS, UNCLAIMED_FOR_MS,
-    VALIDATION_WAIT_MS, Waiting,
+    DeviceLookup, EARLY_ROOM_KEY_MS, EarlyRoomKey, GroupAfter, GroupBook, GroupEffect, GroupNotice,
+    GroupWrite, MAX_AWAITING, MAX_EARLY_ROOM_KEYS, MAX_GROUPS, MAX_OUTSIDERS_LOGGED,
+    MAX_UNCLAIMED_BYTES, SYNC_AFTER_MS, UNCLAIMED_FOR_MS, VALIDATION_WAIT_MS, Waiting,
 };
 use crate::device::{Ctx, GroupRecord, MessageRecord, PendingRecord, Status};
 use crate::{
@@ -91,7 +91,9 @@ where
                 let digest = GroupMessage::digest(data);
                 let read =
                     self.receiving.contains(&digest) || lookup.seen(&digest).unwrap_or(false);
-                if read || self.on_channel(ctx, id, topic, &m, digest, true) == Received::Read {
+                if read
+                    || self.on_channel(ctx, lookup, id, topic, &m, digest, true) == Received::Read
+                {
                     Acceptance::Accept
                 } else {
                     Acceptance::Ignore
@@ -176,7 +178,7 @@ where
             if message.session == CHANNEL_SESSION {
                 let digest = GroupMessage::digest(&bytes);
                 if !self.receiving.contains(&digest) && !lookup.seen(&digest).unwrap_or(false) {
-                    self.on_channel(ctx, id, topic, &message, digest, false);
+                    self.on_channel(ctx, lookup, id, topic, &message, digest, false);
                 }
                 last = Some(seq);
                 continue;
@@ -401,7 +403,7 @@ where
     ) {
         let id = control.group;
         match control.kind {
-            ControlKind::Ops(ops) => self.on_ops(ctx, OpsFrom::Olm(account), id, ops),
+            ControlKind::Ops(ops) => self.on_ops(ctx, lookup, OpsFrom::Olm(account), id, ops),
             ControlKind::SyncRequest => {
                 let Some(g) = self.groups.get(&id) else {
                     return;
@@ -465,9 +467,10 @@ where
         }
     }
 
-    pub(super) fn on_ops(
+    pub(super) fn on_ops<L: DeviceLookup>(
         &mut self,
         ctx: &mut Ctx<'_>,
+        lookup: &L,
         from: OpsFrom,
         id: GroupId,
         mut ops: Vec<GroupOp>,
@@ -535,6 +538,18 @@ where
             ctx.clock.observe(op.at, ctx.now);
         }
         self.apply_ops(ctx, id, verified, from);
+        // Room keys that came before their member's join.
+        let ready: VecDeque<EarlyRoomKey> = {
+            let g = self.groups.get(&id);
+            let (ready, rest) = std::mem::take(&mut self.early_room_keys)
+                .into_iter()
+                .partition(|k| k.0 == id && g.is_some_and(|g| g.state.is_joined(&k.1)));
+            self.early_room_keys = rest;
+            ready
+        };
+        for (id, account, device, key, claim, _) in ready {
+            self.on_room_key(ctx, lookup, (account, device), id, &key, &claim);
+        }
     }
 
     fn on_room_key<L: DeviceLookup>(
@@ -551,7 +566,23 @@ where
             .get(&id)
             .is_some_and(|g| g.state.is_joined(&account));
         if !member {
-            self.note(id, Severity::Debug, "Megolm key from a non-member ignored");
+            // Its join travels on the channel, the key over Olm: the key
+            // may come first. Held (bounded) until the join does.
+            if self.groups.contains_key(&id) {
+                let now = ctx.now.mono_ms;
+                self.early_room_keys
+                    .retain(|k| now.saturating_sub(k.5) < EARLY_ROOM_KEY_MS);
+                if self.early_room_keys.len() >= MAX_EARLY_ROOM_KEYS {
+                    self.early_room_keys.pop_front();
+                }
+                let held = (id, account, device, key.to_vec(), claim.to_vec(), now);
+                self.early_room_keys.push_back(held);
+            }
+            self.note(
+                id,
+                Severity::Debug,
+                "Megolm key from a member not joined (yet): held until its join comes",
+            );
             return;
         }
         let Ok(mut session) = MegolmInbound::new(key) else {

@@ -421,3 +421,33 @@ fn joins_crossing_invitations_are_not_passed_on_over_olm() {
     }
     assert_eq!(olm_ops, names.len() - 1, "one op set per invitee");
 }
+
+/// bob joins and writes at once: his join goes on the channel, his room
+/// key over Olm, and the key may come first. The others hold it until
+/// his join comes, and read what he wrote.
+#[test]
+fn a_room_key_that_overtakes_its_members_join_is_held_until_the_join() {
+    let mut net = Net::new(&["alice", "bob", "carol"], config());
+    let id = net.create_friends(0);
+    net.invite_to_friends(0, 1, false);
+    net.invite_to_friends(0, 2, false);
+    net.drive();
+    net.join_friends(2);
+    net.call(1, |book, ctx, _| book.join(ctx, "friends"))
+        .unwrap();
+    net.call(1, |book, ctx, _| {
+        book.send(ctx, "friends", "bob here".into())
+    })
+    .unwrap();
+    // The harness delivers Olm before the topic: the key overtakes.
+    net.drive();
+    run_for(&mut net, VALIDATION_WAIT_MS);
+    for i in [0, 2] {
+        assert_eq!(
+            net.members[i].disk.texts(id),
+            ["bob here".to_owned()],
+            "{}",
+            net.members[i].name
+        );
+    }
+}

@@ -454,11 +454,15 @@ async fn group_demo(
         .await?;
         call(node, "group.join", json!({ "group": "friends" })).await?;
     }
-    wait_until("three members", async || {
-        let m = call(alice, "group.members", json!({ "group": "friends" })).await?;
-        Ok(m["group"]["members"] == 3)
-    })
-    .await?;
+    // Every member sees all three joined (the joins travel on the group's
+    // channel): a member writes to the members it knows of.
+    for node in [alice, bob, &carol] {
+        wait_until("three members", async || {
+            let m = call(node, "group.members", json!({ "group": "friends" })).await?;
+            Ok(m["group"]["members"] == 3)
+        })
+        .await?;
+    }
     println!(
         "bob and carol join (bob and carol are not each other's contacts: the group introduces them)"
     );

@@ -405,6 +405,17 @@ impl Net {
             .unwrap();
     }
 
+    /// Member `by` removes member `who` from "friends", and everything is
+    /// delivered.
+    fn remove_from_friends(&mut self, by: usize, who: usize) {
+        let account = self.members[who].key.id();
+        self.call(by, |book, ctx, _| {
+            book.member_change(ctx, "friends", Action::Remove { account })
+        })
+        .unwrap();
+        self.drive();
+    }
+
     /// The parents member `i`'s next op in group `id` would name.
     fn heads_of(&self, i: usize, id: GroupId) -> Vec<crate::OpHash> {
         let m = &self.members[i];
@@ -529,12 +540,7 @@ fn removal_rotates_the_megolm_session_and_the_removed_member_reads_nothing_new()
     let before = net.publish(0, "before");
     net.drive();
     assert!(net.members[2].disk.texts(id).contains(&"before".to_owned()));
-    let carol = net.members[2].key.id();
-    net.call(0, |book, ctx, _| {
-        book.member_change(ctx, "friends", Action::Remove { account: carol })
-    })
-    .unwrap();
-    net.drive();
+    net.remove_from_friends(0, 2);
     assert_eq!(net.standing(2, id), Standing::Removed);
     assert_eq!(
         net.members[1]
@@ -705,12 +711,7 @@ fn a_join_sends_the_current_session_to_the_newcomer_only() {
         "nothing from before her join"
     );
     // Removing someone still starts a new session.
-    let bob = net.members[1].key.id();
-    net.call(0, |book, ctx, _| {
-        book.member_change(ctx, "friends", Action::Remove { account: bob })
-    })
-    .unwrap();
-    net.drive();
+    net.remove_from_friends(0, 1);
     let last = net.publish(0, "without bob");
     net.drive();
     assert_ne!(session(&last), session(&after));

@@ -222,11 +222,7 @@ fn a_removed_member_writing_the_old_channel_invites_nobody() {
     let id = friends_of_the_first(&mut net, 3);
     let (old_topic, old_key) = net.publish_key(2, id);
     let mallory = net.members[2].key.id();
-    net.call(0, |book, ctx, _| {
-        book.member_change(ctx, "friends", Action::Remove { account: mallory })
-    })
-    .unwrap();
-    net.drive();
+    net.remove_from_friends(0, 2);
     assert_eq!(net.standing(2, id), Standing::Removed);
     let heads = net.heads_of(2, id);
     let at = net.call(2, |_, ctx, _| ctx.next_id());

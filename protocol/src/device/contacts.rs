@@ -19,7 +19,8 @@ use crate::{AccountId, ContactCard, DeviceId, DeviceKeys, Proof};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContactRecord {
     pub name: String,
-    /// The card as added (text form); parsed and verified on load.
+    /// The card as added (text form); parsed and verified on load. Empty
+    /// for a group peer, whose record is never stored.
     pub card: String,
     pub account: AccountId,
     /// Whether we send read receipts to this contact.

@@ -317,9 +317,11 @@ where
             if self.contacts.is_contact(&account) || self.contacts.is_peer(&account) {
                 continue;
             }
+            // A peer's record is never stored: no text form of its card
+            // (base58 of a card costs ~1 ms, once per member per member).
             let record = ContactRecord {
                 name: card.name.clone(),
-                card: card.to_string(),
+                card: String::new(),
                 account,
                 send_receipts: false,
                 added_at_ms: now_unix_ms,

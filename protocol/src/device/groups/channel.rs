@@ -19,8 +19,9 @@
 //!  Heads(h) arrives:
 //!    h == ours                ─▶ cancel ours (someone said it)
 //!    we lack one of h         ─▶ publish ours soon (others answer it)
-//!    we hold ops beyond h     ─▶ after a jitter, publish those ops, unless
+//!    we hold ops beyond h     ─▶ in our turn, publish those ops, unless
 //!                                 they came by on the channel meanwhile
+//!                                 (holding none of h: our own heads)
 //! ```
 //!
 //! Each member announces at most once per [`HEADS_MIN_GAP_MS`] for a lack
@@ -53,8 +54,9 @@ pub(super) const HEADS_JITTER_MS: u64 = 3_000;
 pub(super) const TURN_MS: u64 = 250;
 pub(super) const MAX_TURN_WAIT_MS: u64 = 10_000;
 /// An announcement because we lack what someone else holds comes at most
-/// this often per group.
-pub(super) const HEADS_MIN_GAP_MS: u64 = 10_000;
+/// this often per group (announcements after our own set changed do not
+/// count: ops that take effect limit those).
+pub(super) const HEADS_MIN_GAP_MS: u64 = 5_000;
 /// Answers per group come at most this often.
 pub(super) const ANSWER_MIN_GAP_MS: u64 = 5_000;
 
@@ -66,7 +68,8 @@ pub(super) struct ChannelSync {
     /// it holds).
     primed: bool,
     heads_due: Option<u64>,
-    heads_last: Option<u64>,
+    /// When we last announced while lacking announced heads.
+    lack_last: Option<u64>,
     answer: HashSet<OpHash>,
     answer_due: Option<u64>,
     answer_last: Option<u64>,
@@ -238,7 +241,7 @@ where
             .copied()
             .collect();
         if !lacking.is_empty() {
-            let earliest = g.sync.heads_last.map_or(0, |t| t + HEADS_MIN_GAP_MS);
+            let earliest = g.sync.lack_last.map_or(0, |t| t + HEADS_MIN_GAP_MS);
             let due = (now + heads_jitter).max(earliest);
             g.sync.heads_due = Some(g.sync.heads_due.map_or(due, |d| d.min(due)));
             // Whom to ask if the channel does not answer: the sender if we
@@ -254,13 +257,26 @@ where
             g.sync.lacking = lacking;
             g.sync.lacking_from = from.filter(|a| *a != me);
         }
-        let beyond: Vec<OpHash> = g
-            .ops
-            .beyond(heads)
-            .unwrap_or_default()
-            .into_iter()
-            .map(GroupOp::hash)
+        // What they lack, as far as we can tell: the heads of theirs we
+        // hold hide what is below them; those we lack hide their ancestry
+        // from us (two sides of concurrent joins each hold one the other
+        // lacks). Holding none of theirs, we offer our own heads: whatever
+        // they lack below those, the next heads say.
+        let known: Vec<OpHash> = heads
+            .iter()
+            .filter(|h| g.ops.contains(h))
+            .copied()
             .collect();
+        let beyond: Vec<OpHash> = if known.is_empty() {
+            ours.difference(&theirs).copied().collect()
+        } else {
+            g.ops
+                .beyond(&known)
+                .unwrap_or_default()
+                .into_iter()
+                .map(GroupOp::hash)
+                .collect()
+        };
         if !beyond.is_empty() {
             g.sync.answer.extend(beyond);
             let earliest = g.sync.answer_last.map_or(0, |t| t + ANSWER_MIN_GAP_MS);
@@ -294,7 +310,9 @@ where
             }
             if g.sync.heads_due.is_some_and(|due| now >= due) {
                 g.sync.heads_due = None;
-                g.sync.heads_last = Some(now);
+                if !g.sync.lacking.is_empty() {
+                    g.sync.lack_last = Some(now);
+                }
                 let heads = g.ops.all_heads(id);
                 self.publish_channel(ctx, id, ControlKind::Heads(heads));
             }

@@ -315,7 +315,6 @@ where
             g.outbound = None;
         }
         let write = g.write_record(&self.me.pickle_key);
-        let all_ops: Vec<GroupOp> = g.ops.ops().cloned().collect();
         self.effects.push_back(GroupEffect::Write(write));
         // New members' devices must be known before anything goes to them.
         self.effects.push_back(GroupEffect::PeersChanged);
@@ -336,7 +335,8 @@ where
                 let departed =
                     before.members.contains_key(&account) && !after.members.contains_key(&account);
                 if newcomer {
-                    self.send_ops(ctx, account, id, all_ops.clone());
+                    let all_ops = self.groups.get(&id).map(|g| g.ops.ops().cloned().collect());
+                    self.send_ops(ctx, account, id, all_ops.unwrap_or_default());
                 } else if departed || !on_channel {
                     self.send_ops(ctx, account, id, new.clone());
                 }

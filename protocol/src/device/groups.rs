@@ -42,9 +42,9 @@ use crate::device::{
     CardReach, Ctx, GroupRecord, InboundRecord, MessageRecord, PendingRecord, PublishKeyRecord,
 };
 use crate::{
-    AccountId, AccountKey, ContactCard, ControlKind, ConversationId, DeviceId, GroupError, GroupId,
-    GroupOp, GroupState, MAX_CONTROL_OPS, MAX_TEXT_LEN, MegolmInbound, MegolmOutbound,
-    MemberStatus, MessageId, OpHash, OpSet, Payload, ReceiptKind, Role, SessionId, Wire,
+    AccountId, AccountKey, ContactCard, ConversationId, DeviceId, GroupError, GroupId, GroupOp,
+    GroupState, MAX_CONTROL_OPS, MAX_TEXT_LEN, MegolmInbound, MegolmOutbound, MemberStatus,
+    MessageId, OpHash, OpSet, Payload, ReceiptKind, Role, SessionId, Wire,
 };
 
 pub use epochs::MAX_EPOCH_KEYS;
@@ -61,7 +61,12 @@ const MAX_CONTROL_BYTES: usize = 48 * 1024;
 /// groups form a mesh without relays and large ones do not open a
 /// connection per member.
 const DIRECT_DIAL_MEMBERS: usize = 8;
-/// Ops whose parents are missing this long trigger a `SyncRequest`.
+/// Ops whose parents are missing (or announced heads we lack) this long
+/// make us ask a member over Olm: first for what our heads lack, then
+/// (`SyncRequest`) for every op. The ops are usually on their way on the
+/// channel; what the channel lost in a burst of joins, this recovers.
+pub const ASK_AFTER_MS: u64 = 3_000;
+/// Each member gets an answer to its asks at most once per this window.
 pub const SYNC_AFTER_MS: u64 = 10_000;
 /// A message under a session we hold no key for waits this long for the
 /// key before it is validated `Ignore` (not forwarded). Under gossipsub's
@@ -431,9 +436,9 @@ pub struct GroupBook<P, A, M> {
     /// Members the user blocked: their group messages are read (so the
     /// mesh goes on) and dropped.
     blocked: HashSet<AccountId>,
-    /// Groups holding ops whose parents we lack: since when, and whom to
-    /// ask for every op if they do not arrive.
-    missing_since: HashMap<GroupId, (u64, AccountId)>,
+    /// Groups holding ops whose parents we lack: since when, whom to ask
+    /// if they do not arrive, and how many times we asked.
+    missing_since: HashMap<GroupId, (u64, AccountId, u8)>,
     /// When each member last got our whole op set (see
     /// [`SYNC_AFTER_MS`]); entries older than that are dropped.
     synced: HashMap<(GroupId, AccountId), u64>,
@@ -851,21 +856,22 @@ where
                 .push_back(GroupEffect::Write(GroupWrite::DropPending(session, digest)));
         }
         let now = ctx.now.mono_ms;
-        let mut due: Vec<(GroupId, AccountId)> = self
+        let mut due: Vec<(GroupId, AccountId, u8)> = self
             .missing_since
             .iter()
-            .filter(|(_, (at, _))| now.saturating_sub(*at) >= SYNC_AFTER_MS)
-            .map(|(id, (_, from))| (*id, *from))
+            .filter(|(_, (at, _, _))| now.saturating_sub(*at) >= ASK_AFTER_MS)
+            .map(|(id, (_, from, asked))| (*id, *from, *asked))
             .collect();
         due.sort();
-        for (id, from) in due {
+        for (id, from, asked) in due {
             let still = self
                 .groups
                 .get(&id)
                 .is_some_and(|g| g.ops.ops().any(|op| !g.ops.has_parents(op)));
             if still {
-                self.missing_since.insert(id, (now, from));
-                self.send_control(ctx, from, id, ControlKind::SyncRequest);
+                self.missing_since
+                    .insert(id, (now, from, asked.saturating_add(1)));
+                self.ask_for_ops(ctx, id, from, asked);
             } else {
                 self.missing_since.remove(&id);
             }

@@ -540,6 +540,27 @@ impl OpSet {
             .collect()
     }
 
+    /// [`OpSet::all_heads`] of the complete ops only (those whose every
+    /// ancestor is here): what we announce and ask with, since whoever
+    /// reads heads takes every ancestor of them as held.
+    pub fn complete_heads(&self, id: GroupId) -> Vec<OpHash> {
+        if self.misplaced.is_empty() {
+            return self.all_heads(id);
+        }
+        let order = self.causal_order(id);
+        let named: HashSet<&OpHash> = order.iter().flat_map(|(_, op)| &op.parents).collect();
+        let mut heads: Vec<Placed<'_>> = order
+            .into_iter()
+            .filter(|(h, _)| !named.contains(h))
+            .collect();
+        heads.sort_by_key(|(h, op)| std::cmp::Reverse((op.at, *h)));
+        heads
+            .into_iter()
+            .take(super::MAX_HEADS)
+            .map(|(h, _)| h)
+            .collect()
+    }
+
     /// The ops here that a holder of `heads` lacks (neither one of them nor
     /// an ancestor), oldest first; `None` if we lack one of `heads` (then
     /// we cannot tell).

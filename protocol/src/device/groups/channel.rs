@@ -33,8 +33,8 @@ use std::fmt;
 use std::hash::Hash;
 
 use super::{
-    DeviceLookup, GroupAfter, GroupBook, GroupEffect, GroupWrite, SYNC_AFTER_MS, Severity, chunks,
-    membership::OpsFrom, receive::Received,
+    ASK_AFTER_MS, DeviceLookup, GroupAfter, GroupBook, GroupEffect, GroupWrite, SYNC_AFTER_MS,
+    Severity, chunks, membership::OpsFrom, receive::Received,
 };
 use crate::device::Ctx;
 use crate::{
@@ -82,8 +82,8 @@ pub(super) struct ChannelSync {
     lacking_asked: u8,
 }
 
-/// A member that still lacks announced heads [`SYNC_AFTER_MS`] later asks
-/// for every op over Olm (`SyncRequest`), at most this many times per gap
+/// A member that still lacks announced heads [`ASK_AFTER_MS`] later asks
+/// over Olm (see [`GroupBook::ask_for_ops`]), at most this many times per gap
 /// (two members that each hold an op the other lacks cannot answer each
 /// other's heads; and a head we refuse for good must not make us ask for
 /// ever).
@@ -154,11 +154,75 @@ where
         let me = self.account();
         let jitter = ctx.rng.next_u64() % TURN_MS;
         if let Some(g) = self.groups.get_mut(&id) {
-            let seed = heads_seed(&g.ops.all_heads(id));
+            let seed = heads_seed(&g.ops.complete_heads(id));
             let wait = turn(&g.state, &me, &seed) * TURN_MS;
             g.sync.heads_due =
                 Some(ctx.now.mono_ms + HEADS_QUIET_MS + wait.min(MAX_TURN_WAIT_MS) + jitter);
         }
+    }
+
+    /// Asks `from` over Olm for the ops we lack: the first time with our
+    /// heads (it answers with what they lack, usually a few ops), after
+    /// that for every op (`SyncRequest`: what our heads cannot tell it).
+    pub(super) fn ask_for_ops(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        id: GroupId,
+        from: AccountId,
+        asked: u8,
+    ) {
+        let Some(g) = self.groups.get(&id) else {
+            return;
+        };
+        if asked == 0 {
+            let heads = g.ops.complete_heads(id);
+            self.note(
+                id,
+                Severity::Debug,
+                "group ops missing; asking a member for what our heads lack",
+            );
+            self.send_control(ctx, from, id, ControlKind::Heads(heads));
+        } else {
+            let what = "group ops still missing; asking a member for every op";
+            self.note(id, Severity::Info, what);
+            self.send_control(ctx, from, id, ControlKind::SyncRequest);
+        }
+    }
+
+    /// `account` asked over Olm with its heads: the ops they lack, to it
+    /// alone, at most once per [`SYNC_AFTER_MS`] (like a `SyncRequest`).
+    pub(super) fn on_asked_with_heads(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        id: GroupId,
+        account: AccountId,
+        heads: &[OpHash],
+    ) {
+        let Some(g) = self.groups.get(&id) else {
+            return;
+        };
+        if !g.state.members.contains_key(&account) {
+            return;
+        }
+        let now = ctx.now.mono_ms;
+        self.synced
+            .retain(|_, at| now.saturating_sub(*at) < SYNC_AFTER_MS);
+        if self.synced.contains_key(&(id, account)) {
+            self.note(id, Severity::Info, "a repeated ask for group ops ignored");
+            return;
+        }
+        let lacked = lacked_by(&g.ops, id, heads);
+        let mut ops: Vec<GroupOp> = lacked
+            .iter()
+            .filter_map(|h| g.ops.get(h))
+            .cloned()
+            .collect();
+        if ops.is_empty() {
+            return;
+        }
+        ops.sort_by_key(|op| op.at);
+        self.synced.insert((id, account), now);
+        self.send_ops(ctx, account, id, ops);
     }
 
     /// A message on one of the group's channels (the topic `topic`, live or
@@ -229,7 +293,7 @@ where
         let Some(g) = self.groups.get_mut(&id) else {
             return;
         };
-        let ours: HashSet<OpHash> = g.ops.all_heads(id).into_iter().collect();
+        let ours: HashSet<OpHash> = g.ops.complete_heads(id).into_iter().collect();
         let theirs: HashSet<OpHash> = heads.iter().copied().collect();
         if ours == theirs {
             g.sync.heads_due = None;
@@ -257,26 +321,7 @@ where
             g.sync.lacking = lacking;
             g.sync.lacking_from = from.filter(|a| *a != me);
         }
-        // What they lack, as far as we can tell: the heads of theirs we
-        // hold hide what is below them; those we lack hide their ancestry
-        // from us (two sides of concurrent joins each hold one the other
-        // lacks). Holding none of theirs, we offer our own heads: whatever
-        // they lack below those, the next heads say.
-        let known: Vec<OpHash> = heads
-            .iter()
-            .filter(|h| g.ops.contains(h))
-            .copied()
-            .collect();
-        let beyond: Vec<OpHash> = if known.is_empty() {
-            ours.difference(&theirs).copied().collect()
-        } else {
-            g.ops
-                .beyond(&known)
-                .unwrap_or_default()
-                .into_iter()
-                .map(GroupOp::hash)
-                .collect()
-        };
+        let beyond = lacked_by(&g.ops, id, heads);
         if !beyond.is_empty() {
             g.sync.answer.extend(beyond);
             let earliest = g.sync.answer_last.map_or(0, |t| t + ANSWER_MIN_GAP_MS);
@@ -313,7 +358,7 @@ where
                 if !g.sync.lacking.is_empty() {
                     g.sync.lack_last = Some(now);
                 }
-                let heads = g.ops.all_heads(id);
+                let heads = g.ops.complete_heads(id);
                 self.publish_channel(ctx, id, ControlKind::Heads(heads));
             }
             let Some(g) = self.groups.get_mut(&id) else {
@@ -323,17 +368,13 @@ where
             g.sync.lacking.retain(|h| !held.contains(h));
             if g.sync.lacking.is_empty() {
                 g.sync.lacking_asked = 0;
-            } else if now >= g.sync.lacking_since + SYNC_AFTER_MS {
+            } else if now >= g.sync.lacking_since + ASK_AFTER_MS {
                 g.sync.lacking_since = now;
-                let ask = g
-                    .sync
-                    .lacking_from
-                    .filter(|_| g.sync.lacking_asked < MAX_LACKING_ASKS);
-                g.sync.lacking_asked = g.sync.lacking_asked.saturating_add(1);
+                let asked = g.sync.lacking_asked;
+                let ask = g.sync.lacking_from.filter(|_| asked < MAX_LACKING_ASKS);
+                g.sync.lacking_asked = asked.saturating_add(1);
                 if let Some(from) = ask {
-                    let what = "announced group ops still missing; asking a member for every op";
-                    self.note(id, Severity::Info, what);
-                    self.send_control(ctx, from, id, ControlKind::SyncRequest);
+                    self.ask_for_ops(ctx, id, from, asked);
                 }
             }
             let Some(g) = self.groups.get_mut(&id) else {
@@ -353,6 +394,28 @@ where
             }
         }
     }
+}
+
+/// The ops of `ops` that a holder of `heads` lacks, as far as we can tell:
+/// the heads of theirs we hold hide what is below them; those we lack hide
+/// their ancestry from us (two sides of concurrent joins each hold one the
+/// other lacks). Holding none of theirs, our own heads: whatever they lack
+/// below those, their next heads say.
+pub(super) fn lacked_by(ops: &crate::group::OpSet, id: GroupId, heads: &[OpHash]) -> Vec<OpHash> {
+    let known: Vec<OpHash> = heads.iter().filter(|h| ops.contains(h)).copied().collect();
+    if known.is_empty() {
+        let theirs: HashSet<&OpHash> = heads.iter().collect();
+        return ops
+            .all_heads(id)
+            .into_iter()
+            .filter(|h| !theirs.contains(h))
+            .collect();
+    }
+    ops.beyond(&known)
+        .unwrap_or_default()
+        .into_iter()
+        .map(GroupOp::hash)
+        .collect()
 }
 
 /// What orders the members' turns for a set of heads: a hash of them.

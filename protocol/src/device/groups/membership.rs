@@ -362,7 +362,7 @@ where
             // authors): ask for everything only if they do not come.
             self.missing_since
                 .entry(id)
-                .or_insert((ctx.now.mono_ms, from));
+                .or_insert((ctx.now.mono_ms, from, 0));
         }
 
         if before.members.keys().ne(after.members.keys()) && after.members.contains_key(&me) {

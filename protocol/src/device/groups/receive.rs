@@ -433,10 +433,8 @@ where
             ControlKind::PublishKeyRequest { epoch } => {
                 self.on_publish_key_request(ctx, account, id, epoch);
             }
-            ControlKind::Heads(_) => {
-                let what = "op heads over Olm (they travel on the channel); ignored";
-                self.note(id, Severity::Debug, what);
-            }
+            // Over Olm, heads ask for what they lack (see `ask_for_ops`).
+            ControlKind::Heads(heads) => self.on_asked_with_heads(ctx, id, account, &heads),
             ControlKind::Receipt { kind, ids } => {
                 let Some(g) = self.groups.get(&id) else {
                     return;

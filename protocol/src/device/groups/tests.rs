@@ -10,6 +10,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use super::*;
+use crate::ControlKind;
 use crate::device::{MessageClock, Status};
 use crate::{
     AccountKey, Action, Body, DeviceKeys, DeviceList, GroupControl, GroupMessage,

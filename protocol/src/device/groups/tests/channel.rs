@@ -205,6 +205,69 @@ fn joins_missed_on_both_sides_are_repaired_on_the_channel() {
     assert_eq!(olm_ops.get(), 0, "repaired on the channel, not over Olm");
 }
 
+/// carol, deaf to the topic, lacks dave's join and asks alice over Olm
+/// with her heads: the answer is the one op she lacks, not the op set.
+#[test]
+fn an_ask_with_heads_over_olm_is_answered_with_what_they_lack() {
+    let (mut net, id) = dave_joins_while_carol_is_deaf();
+    let alice = net.members[0].key.id();
+    let sizes = std::cell::RefCell::new(Vec::new());
+    let count_ops = |net: &mut Net| {
+        net.drive_dropping(|_, _, p| {
+            if let Body::Group(GroupControl {
+                kind: ControlKind::Ops(ops),
+                ..
+            }) = &p.body
+            {
+                sizes.borrow_mut().push(ops.len());
+            }
+            false
+        });
+    };
+    net.call(2, |book, ctx, _| book.ask_for_ops(ctx, id, alice, 0));
+    count_ops(&mut net);
+    assert_eq!(joined(&net, 2, id), 4, "carol has dave's join");
+    assert_eq!(
+        *sizes.borrow(),
+        [1],
+        "one message with the one op she lacked"
+    );
+}
+
+/// carol missed dave's join, then got alice's invitation of erin, which
+/// names it as a parent. Asking with heads that count the invitation would
+/// claim its ancestry (dave's join) as held, and the answer would be
+/// empty: she asks with the heads of what she holds complete.
+#[test]
+fn an_ask_with_a_gap_in_the_ops_gets_what_is_missing_below() {
+    let mut net = Net::new(&["alice", "bob", "carol", "dave", "erin"], config());
+    let id = friends_of_the_first(&mut net, 3);
+    run_for(&mut net, 10_000);
+    net.invite_to_friends(0, 3, false);
+    net.drive();
+    net.members[2].deaf = true;
+    net.join_friends(3);
+    net.members[2].deaf = false;
+    net.invite_to_friends(0, 4, false);
+    net.drive();
+    let lacks = |net: &Net| {
+        let g = net.members[2].book.group(&id).unwrap();
+        g.ops.ops().filter(|op| !g.ops.has_parents(op)).count()
+    };
+    assert_eq!(
+        lacks(&net),
+        1,
+        "carol holds erin's invitation, not its parent"
+    );
+    // Nothing more from the topic: only the ask can help.
+    net.members[2].deaf = true;
+    let alice = net.members[0].key.id();
+    net.call(2, |book, ctx, _| book.ask_for_ops(ctx, id, alice, 0));
+    net.drive();
+    assert_eq!(lacks(&net), 0, "the answer held dave's join");
+    assert_eq!(joined(&net, 2, id), 4);
+}
+
 /// After a change, every member has new heads to announce; the first
 /// announcement silences the members that hold the same: a handful of
 /// messages for the group, not one per member.

@@ -317,8 +317,7 @@ where
             if self.contacts.is_contact(&account) || self.contacts.is_peer(&account) {
                 continue;
             }
-            // A peer's record is never stored: no text form of its card
-            // (base58 of a card costs ~1 ms, once per member per member).
+            // Never stored: no text form (base58 of a card costs ~1 ms).
             let record = ContactRecord {
                 name: card.name.clone(),
                 card: String::new(),

@@ -7,10 +7,12 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use thiserror::Error;
 
 use super::op::{Action, GroupOp, MemberStatus, OpHash, Role};
-use super::{DEFAULT_MEMBER_LIMIT, MAX_MEMBER_LIMIT, MAX_OP_PARENTS};
+use super::{DEFAULT_MEMBER_LIMIT, MAX_MEMBER_LIMIT};
 use crate::card::ContactCard;
 use crate::ids::{AccountId, GroupId, MessageId};
 use crate::keys::SignatureError;
+
+mod heads;
 
 /// Why an op is not allowed (or not valid at all).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -464,142 +466,6 @@ impl OpSet {
     /// Whether every parent of `op` is here (if not, we missed ops).
     pub fn has_parents(&self, op: &GroupOp) -> bool {
         op.parents.iter().all(|p| self.ops.contains_key(p))
-    }
-
-    /// The parents a new op by `author` names (at most [`MAX_OP_PARENTS`]):
-    /// the heads of the complete ops (those whose every ancestor is here), so
-    /// our op never waits on an op we lack. The author's own standing ops
-    /// come first (its ops count only if they descend from them), then the
-    /// newest.
-    pub fn heads(&self, id: GroupId, author: &AccountId) -> Vec<OpHash> {
-        self.heads_given(id, author, None)
-    }
-
-    /// [`OpSet::heads`], given `state`, the fold of this set (so it is not
-    /// folded again): with every op placed, the heads are known without
-    /// ordering the set.
-    pub fn heads_given(
-        &self,
-        id: GroupId,
-        author: &AccountId,
-        state: Option<&GroupState>,
-    ) -> Vec<OpHash> {
-        let mut heads: Vec<Placed<'_>> = if self.misplaced.is_empty() {
-            self.heads
-                .iter()
-                .filter_map(|h| self.ops.get(h).map(|op| (*h, op)))
-                .filter(|(_, op)| op.group == id)
-                .collect()
-        } else {
-            let order = self.causal_order(id);
-            let named: HashSet<&OpHash> = order.iter().flat_map(|(_, op)| &op.parents).collect();
-            order
-                .into_iter()
-                .filter(|(h, _)| !named.contains(h))
-                .collect()
-        };
-        let folded;
-        let state = match state {
-            Some(s) => s,
-            None => {
-                folded = self.fold(id);
-                &folded
-            }
-        };
-        let standing: Vec<OpHash> = state
-            .members
-            .get(author)
-            .map(|m| [Some(m.granted.1), m.admitted])
-            .into_iter()
-            .flatten()
-            .flatten()
-            .collect();
-        heads.sort_by_key(|(h, op)| (!standing.contains(h), std::cmp::Reverse((op.at, *h))));
-        heads
-            .into_iter()
-            .take(MAX_OP_PARENTS)
-            .map(|(h, _)| h)
-            .collect()
-    }
-
-    /// The ops of group `id` no op here names, the newest first, at most
-    /// [`MAX_HEADS`](super::MAX_HEADS): what a member holding this set
-    /// announces on the group's channel.
-    pub fn all_heads(&self, id: GroupId) -> Vec<OpHash> {
-        let mut heads: Vec<Placed<'_>> = self
-            .heads
-            .iter()
-            .filter_map(|h| self.ops.get(h).map(|op| (*h, op)))
-            .filter(|(_, op)| op.group == id)
-            .collect();
-        heads.sort_by_key(|(h, op)| std::cmp::Reverse((op.at, *h)));
-        heads
-            .into_iter()
-            .take(super::MAX_HEADS)
-            .map(|(h, _)| h)
-            .collect()
-    }
-
-    /// [`OpSet::all_heads`] of the complete ops only (those whose every
-    /// ancestor is here): what we announce and ask with, since whoever
-    /// reads heads takes every ancestor of them as held.
-    pub fn complete_heads(&self, id: GroupId) -> Vec<OpHash> {
-        if self.misplaced.is_empty() {
-            return self.all_heads(id);
-        }
-        let order = self.causal_order(id);
-        let named: HashSet<&OpHash> = order.iter().flat_map(|(_, op)| &op.parents).collect();
-        let mut heads: Vec<Placed<'_>> = order
-            .into_iter()
-            .filter(|(h, _)| !named.contains(h))
-            .collect();
-        heads.sort_by_key(|(h, op)| std::cmp::Reverse((op.at, *h)));
-        heads
-            .into_iter()
-            .take(super::MAX_HEADS)
-            .map(|(h, _)| h)
-            .collect()
-    }
-
-    /// The ops here that a holder of `heads` lacks (neither one of them nor
-    /// an ancestor), oldest first; `None` if we lack one of `heads` (then
-    /// we cannot tell).
-    pub fn beyond(&self, heads: &[OpHash]) -> Option<Vec<&GroupOp>> {
-        if !heads.iter().all(|h| self.ops.contains_key(h)) {
-            return None;
-        }
-        Some(self.not_below(heads.to_vec()))
-    }
-
-    /// Ops here that are neither in `tips` nor among their ancestors,
-    /// oldest first.
-    fn not_below(&self, tips: Vec<OpHash>) -> Vec<&GroupOp> {
-        let mut seen: HashSet<OpHash> = HashSet::new();
-        let mut stack = tips;
-        while let Some(h) = stack.pop() {
-            if seen.insert(h)
-                && let Some(o) = self.ops.get(&h)
-            {
-                stack.extend(o.parents.iter().copied());
-            }
-        }
-        let mut out: Vec<&GroupOp> = self
-            .ops
-            .iter()
-            .filter(|(h, _)| !seen.contains(*h))
-            .map(|(_, o)| o)
-            .collect();
-        out.sort_by_key(|o| o.at);
-        out
-    }
-
-    /// Ops here that `op`'s author had not seen when it made it: neither
-    /// `op` nor among its ancestors.
-    pub fn unseen_by(&self, op: &GroupOp) -> Vec<&GroupOp> {
-        let hash = op.hash();
-        let mut out = self.not_below(op.parents.clone());
-        out.retain(|o| o.hash() != hash);
-        out
     }
 
     /// The state these ops fold into. The rules (`docs/protocol.md`, "Group

@@ -201,28 +201,39 @@ where
         let Some(g) = self.groups.get(&id) else {
             return;
         };
-        if !g.state.members.contains_key(&account) {
-            return;
-        }
-        let now = ctx.now.mono_ms;
-        self.synced
-            .retain(|_, at| now.saturating_sub(*at) < SYNC_AFTER_MS);
-        if self.synced.contains_key(&(id, account)) {
-            self.note(id, Severity::Info, "a repeated ask for group ops ignored");
-            return;
-        }
         let lacked = lacked_by(&g.ops, id, heads);
         let mut ops: Vec<GroupOp> = lacked
             .iter()
             .filter_map(|h| g.ops.get(h))
             .cloned()
             .collect();
-        if ops.is_empty() {
+        if ops.is_empty() || !self.may_answer(ctx, id, account) {
             return;
         }
         ops.sort_by_key(|op| op.at);
-        self.synced.insert((id, account), now);
         self.send_ops(ctx, account, id, ops);
+    }
+
+    /// Whether `account`, a member, may have an answer over Olm to an ask
+    /// for ops now (one per [`SYNC_AFTER_MS`]: asking again and again must
+    /// not fill our outbox); if so, the window starts.
+    pub(super) fn may_answer(&mut self, ctx: &Ctx<'_>, id: GroupId, account: AccountId) -> bool {
+        let member = self
+            .groups
+            .get(&id)
+            .is_some_and(|g| g.state.members.contains_key(&account));
+        if !member {
+            return false;
+        }
+        let now = ctx.now.mono_ms;
+        self.synced
+            .retain(|_, at| now.saturating_sub(*at) < SYNC_AFTER_MS);
+        if self.synced.contains_key(&(id, account)) {
+            self.note(id, Severity::Info, "a repeated ask for group ops ignored");
+            return false;
+        }
+        self.synced.insert((id, account), now);
+        true
     }
 
     /// A message on one of the group's channels (the topic `topic`, live or

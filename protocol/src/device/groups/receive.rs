@@ -11,7 +11,7 @@ use super::membership::OpsFrom;
 use super::{
     DeviceLookup, EARLY_ROOM_KEY_MS, EarlyRoomKey, GroupAfter, GroupBook, GroupEffect, GroupNotice,
     GroupWrite, MAX_AWAITING, MAX_EARLY_ROOM_KEYS, MAX_GROUPS, MAX_OUTSIDERS_LOGGED,
-    MAX_UNCLAIMED_BYTES, SYNC_AFTER_MS, UNCLAIMED_FOR_MS, VALIDATION_WAIT_MS, Waiting,
+    MAX_UNCLAIMED_BYTES, UNCLAIMED_FOR_MS, VALIDATION_WAIT_MS, Waiting,
 };
 use crate::device::{Ctx, GroupRecord, MessageRecord, PendingRecord, Status};
 use crate::{
@@ -405,24 +405,12 @@ where
         match control.kind {
             ControlKind::Ops(ops) => self.on_ops(ctx, lookup, OpsFrom::Olm(account), id, ops),
             ControlKind::SyncRequest => {
-                let Some(g) = self.groups.get(&id) else {
-                    return;
-                };
-                if !g.state.members.contains_key(&account) {
+                if !self.may_answer(ctx, id, account) {
                     return;
                 }
-                // The whole op set at most once per window to each member:
-                // asking again and again must not fill our outbox.
-                let now = ctx.now.mono_ms;
-                self.synced
-                    .retain(|_, at| now.saturating_sub(*at) < SYNC_AFTER_MS);
-                if self.synced.contains_key(&(id, account)) {
-                    self.note(id, Severity::Info, "a repeated sync request ignored");
-                    return;
-                }
-                self.synced.insert((id, account), now);
-                let ops: Vec<GroupOp> = g.ops.ops().cloned().collect();
-                self.send_ops(ctx, account, id, ops);
+                let ops: Option<Vec<GroupOp>> =
+                    self.groups.get(&id).map(|g| g.ops.ops().cloned().collect());
+                self.send_ops(ctx, account, id, ops.unwrap_or_default());
             }
             ControlKind::RoomKey { key, claim } => {
                 self.on_room_key(ctx, lookup, (account, device), id, &key, &claim);

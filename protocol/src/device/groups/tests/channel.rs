@@ -24,6 +24,17 @@ fn drive_counting_olm_ops(net: &mut Net) -> usize {
     count.get()
 }
 
+/// Time passes in small steps, everything delivered after each; returns
+/// how many `Ops` control messages went over Olm.
+fn run_counting_olm_ops(net: &mut Net, ms: u64) -> usize {
+    (0..ms / 100)
+        .map(|_| {
+            net.advance(100);
+            drive_counting_olm_ops(net)
+        })
+        .sum()
+}
+
 /// What the channel messages published so far (from `since` on) carry, as
 /// member `reader` reads them: (publisher, kind).
 fn channel_kinds(net: &Net, id: GroupId, reader: usize, since: usize) -> Vec<(usize, ControlKind)> {
@@ -150,18 +161,9 @@ fn a_join_missed_on_the_channel_is_repaired_by_heads() {
     net.members[2].deaf = false;
     assert_eq!(joined(&net, 2, id), 3, "carol missed dave's join");
     assert_eq!(joined(&net, 1, id), 4);
-    let olm_ops = Cell::new(0);
-    for _ in 0..100 {
-        net.advance(100);
-        net.drive_dropping(|_, _, p| {
-            if is_ops(p) {
-                olm_ops.set(olm_ops.get() + 1);
-            }
-            false
-        });
-    }
+    let olm_ops = run_counting_olm_ops(&mut net, 10_000);
     assert_eq!(joined(&net, 2, id), 4, "carol has dave's join now");
-    assert_eq!(olm_ops.get(), 0, "repaired on the channel, not over Olm");
+    assert_eq!(olm_ops, 0, "repaired on the channel, not over Olm");
 }
 
 /// Two concurrent joins, each missed by the other side: alice and bob hold
@@ -189,20 +191,11 @@ fn joins_missed_on_both_sides_are_repaired_on_the_channel() {
     net.members[1].deaf = false;
     assert_eq!(joined(&net, 0, id), 2, "alice: herself and bob");
     assert_eq!(joined(&net, 2, id), 2, "carol: alice and herself");
-    let olm_ops = Cell::new(0);
-    for _ in 0..80 {
-        net.advance(100);
-        net.drive_dropping(|_, _, p| {
-            if is_ops(p) {
-                olm_ops.set(olm_ops.get() + 1);
-            }
-            false
-        });
-    }
+    let olm_ops = run_counting_olm_ops(&mut net, 8_000);
     for (i, name) in ["alice", "bob", "carol"].iter().enumerate() {
         assert_eq!(joined(&net, i, id), 3, "{name} sees all three joined");
     }
-    assert_eq!(olm_ops.get(), 0, "repaired on the channel, not over Olm");
+    assert_eq!(olm_ops, 0, "repaired on the channel, not over Olm");
 }
 
 /// carol, deaf to the topic, lacks dave's join and asks alice over Olm

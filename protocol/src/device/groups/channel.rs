@@ -198,7 +198,8 @@ where
         account: AccountId,
         heads: &[OpHash],
     ) {
-        let Some(g) = self.groups.get(&id) else {
+        let member = |g: &&super::Group<P>| g.state.members.contains_key(&account);
+        let Some(g) = self.groups.get(&id).filter(member) else {
             return;
         };
         let lacked = lacked_by(&g.ops, id, heads);

@@ -123,6 +123,49 @@ fn a_member_flooding_sync_requests_gets_the_op_set_once_per_window() {
     assert_eq!(net.olm.len(), 1);
 }
 
+/// Attack: someone who is no member (a contact of alice, say) asks over
+/// Olm with heads that hold nothing, to be answered with the group's ops
+/// (every member's card). Nothing goes to it.
+#[test]
+fn a_stranger_asking_with_heads_over_olm_gets_no_ops() {
+    let mut net = Net::new(&["alice", "bob", "mallory"], config());
+    let id = net.create_friends(0);
+    net.invite_to_friends(0, 1, false);
+    net.drive();
+    net.join_friends(1);
+    let (mallory, device) = (net.members[2].key.id(), net.members[2].device);
+    net.olm.clear();
+    let ask = GroupControl {
+        group: id,
+        kind: ControlKind::Heads(vec![[7; 32]]),
+    };
+    net.call(0, |book, ctx, disk| {
+        book.handle_control(ctx, disk, mallory, device, ask);
+    });
+    assert!(net.olm.is_empty(), "nothing to mallory: {:?}", net.olm);
+}
+
+/// Attack: a member asks with junk heads over Olm again and again; each
+/// answer is alice's heads' ops, once per window, like `SyncRequest`.
+#[test]
+fn a_member_flooding_heads_asks_gets_one_answer_per_window() {
+    let mut net = Net::new(&["alice", "bob"], config());
+    let id = net.group_of_all(0);
+    let (bob, device) = (net.members[1].key.id(), net.members[1].device);
+    net.olm.clear();
+    for n in 0..50u8 {
+        let ask = GroupControl {
+            group: id,
+            kind: ControlKind::Heads(vec![[n; 32]]),
+        };
+        net.call(0, |book, ctx, disk| {
+            book.handle_control(ctx, disk, bob, device, ask);
+        });
+    }
+    let answers = net.olm.iter().filter(|(from, _, _)| *from == 0).count();
+    assert_eq!(answers, 1, "one answer for 50 asks");
+}
+
 /// Attack (issue 13, item 2, junk ops): anyone who can send us group
 /// control (a contact, a member of another group) signs ops for a group
 /// with accounts the group never named; each was stored forever, towards

@@ -859,7 +859,14 @@ where
         let mut due: Vec<(GroupId, AccountId, u8)> = self
             .missing_since
             .iter()
-            .filter(|(_, (at, _, _))| now.saturating_sub(*at) >= ASK_AFTER_MS)
+            .filter(|(_, (at, _, asked))| {
+                let wait = if *asked < channel::MAX_LACKING_ASKS {
+                    ASK_AFTER_MS
+                } else {
+                    SYNC_AFTER_MS
+                };
+                now.saturating_sub(*at) >= wait
+            })
             .map(|(id, (_, from, asked))| (*id, *from, *asked))
             .collect();
         due.sort();

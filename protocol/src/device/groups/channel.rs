@@ -83,10 +83,10 @@ pub(super) struct ChannelSync {
 }
 
 /// A member that still lacks announced heads [`ASK_AFTER_MS`] later asks
-/// over Olm (see [`GroupBook::ask_for_ops`]), at most this many times per gap
-/// (two members that each hold an op the other lacks cannot answer each
-/// other's heads; and a head we refuse for good must not make us ask for
-/// ever).
+/// over Olm (see [`GroupBook::ask_for_ops`]), at most this many times per
+/// lack (a head we refuse for good must not make us ask for ever). Ops
+/// waiting for a parent ask this many times as often, then once per
+/// [`SYNC_AFTER_MS`].
 pub(super) const MAX_LACKING_ASKS: u8 = 3;
 
 impl<P, A, M> GroupBook<P, A, M>
@@ -202,8 +202,9 @@ where
         let Some(g) = self.groups.get(&id).filter(member) else {
             return;
         };
-        let lacked = lacked_by(&g.ops, id, heads);
-        let mut ops: Vec<GroupOp> = lacked
+        let ops: Vec<GroupOp> = g
+            .ops
+            .lacked_by(id, heads)
             .iter()
             .filter_map(|h| g.ops.get(h))
             .cloned()
@@ -211,7 +212,6 @@ where
         if ops.is_empty() || !self.may_answer(ctx, id, account) {
             return;
         }
-        ops.sort_by_key(|op| op.at);
         self.send_ops(ctx, account, id, ops);
     }
 
@@ -333,7 +333,7 @@ where
             g.sync.lacking = lacking;
             g.sync.lacking_from = from.filter(|a| *a != me);
         }
-        let beyond = lacked_by(&g.ops, id, heads);
+        let beyond = g.ops.lacked_by(id, heads);
         if !beyond.is_empty() {
             g.sync.answer.extend(beyond);
             let earliest = g.sync.answer_last.map_or(0, |t| t + ANSWER_MIN_GAP_MS);
@@ -406,28 +406,6 @@ where
             }
         }
     }
-}
-
-/// The ops of `ops` that a holder of `heads` lacks, as far as we can tell:
-/// the heads of theirs we hold hide what is below them; those we lack hide
-/// their ancestry from us (two sides of concurrent joins each hold one the
-/// other lacks). Holding none of theirs, our own heads: whatever they lack
-/// below those, their next heads say.
-pub(super) fn lacked_by(ops: &crate::group::OpSet, id: GroupId, heads: &[OpHash]) -> Vec<OpHash> {
-    let known: Vec<OpHash> = heads.iter().filter(|h| ops.contains(h)).copied().collect();
-    if known.is_empty() {
-        let theirs: HashSet<&OpHash> = heads.iter().collect();
-        return ops
-            .all_heads(id)
-            .into_iter()
-            .filter(|h| !theirs.contains(h))
-            .collect();
-    }
-    ops.beyond(&known)
-        .unwrap_or_default()
-        .into_iter()
-        .map(GroupOp::hash)
-        .collect()
 }
 
 /// What orders the members' turns for a set of heads: a hash of them.

@@ -89,19 +89,30 @@ impl OpSet {
             .collect()
     }
 
-    /// The ops here that a holder of `heads` lacks (neither one of them nor
-    /// an ancestor), oldest first; `None` if we lack one of `heads` (then
-    /// we cannot tell).
-    pub fn beyond(&self, heads: &[OpHash]) -> Option<Vec<&GroupOp>> {
-        if !heads.iter().all(|h| self.ops.contains_key(h)) {
-            return None;
+    /// The ops here that a holder of `heads` lacks, as far as we can tell,
+    /// oldest first: the heads of theirs we hold hide what is below them;
+    /// those we lack hide their ancestry from us (two sides of concurrent
+    /// joins each hold one the other lacks). Holding none of theirs, our
+    /// own heads: whatever they lack below those, their next heads say.
+    pub fn lacked_by(&self, id: GroupId, heads: &[OpHash]) -> Vec<OpHash> {
+        let held: Vec<OpHash> = heads
+            .iter()
+            .filter(|h| self.ops.contains_key(*h))
+            .copied()
+            .collect();
+        if held.is_empty() {
+            let theirs: HashSet<&OpHash> = heads.iter().collect();
+            let mut ours: Vec<OpHash> = self.all_heads(id);
+            ours.retain(|h| !theirs.contains(h));
+            ours.reverse();
+            return ours;
         }
-        Some(self.not_below(heads.to_vec()))
+        self.not_below(held).into_iter().map(|(h, _)| h).collect()
     }
 
     /// Ops here that are neither in `tips` nor among their ancestors,
     /// oldest first.
-    fn not_below(&self, tips: Vec<OpHash>) -> Vec<&GroupOp> {
+    fn not_below(&self, tips: Vec<OpHash>) -> Vec<Placed<'_>> {
         let mut seen: HashSet<OpHash> = HashSet::new();
         let mut stack = tips;
         while let Some(h) = stack.pop() {
@@ -111,13 +122,13 @@ impl OpSet {
                 stack.extend(o.parents.iter().copied());
             }
         }
-        let mut out: Vec<&GroupOp> = self
+        let mut out: Vec<Placed<'_>> = self
             .ops
             .iter()
             .filter(|(h, _)| !seen.contains(*h))
-            .map(|(_, o)| o)
+            .map(|(h, o)| (*h, o))
             .collect();
-        out.sort_by_key(|o| o.at);
+        out.sort_by_key(|(_, o)| o.at);
         out
     }
 
@@ -126,8 +137,8 @@ impl OpSet {
     pub fn unseen_by(&self, op: &GroupOp) -> Vec<&GroupOp> {
         let hash = op.hash();
         let mut out = self.not_below(op.parents.clone());
-        out.retain(|o| o.hash() != hash);
-        out
+        out.retain(|(h, _)| *h != hash);
+        out.into_iter().map(|(_, o)| o).collect()
     }
 }
 

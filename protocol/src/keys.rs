@@ -15,7 +15,7 @@ use crate::codec::{DecodeError, Reader, Wire, Writer};
 use crate::ids::{AccountId, DeviceId};
 
 /// Most devices one account may list.
-pub const MAX_DEVICES: usize = 16;
+pub const MAX_DEVICES: usize = 10;
 /// Lists whose entries carry no proofs (still read; see [`Proof::Legacy`]).
 const DEVICE_LIST_V2: u8 = 2;
 /// Lists whose every entry carries its device's proof.
@@ -114,13 +114,13 @@ impl DeviceKeys {
         (key.verifying_key().to_bytes() == self.device_id.0).then(|| self.prove(account, &key))
     }
 
-    fn encode(&self, w: &mut Writer) {
+    pub(crate) fn encode(&self, w: &mut Writer) {
         w.raw(&self.device_id.0);
         w.raw(&self.olm_ed25519);
         w.raw(&self.olm_curve25519);
         w.raw(&self.mailbox_key);
     }
-    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(Self {
             device_id: DeviceId(r.array()?),
             olm_ed25519: r.array()?,

@@ -32,6 +32,7 @@ mod group;
 mod hlc;
 mod ids;
 mod keys;
+pub mod link;
 mod mailbox;
 mod megolm;
 mod names;

@@ -1,0 +1,878 @@
+//! Linking a new device to an account: the one-time link code, the Noise
+//! `XXpsk3` handshake keyed by it (from `snow`), and the messages the old
+//! device hands over in it.
+//!
+//! ```text
+//!   new device (initiator)                 old device (responder)
+//!   ── LinkFrame(msg 1: e) ──────────────▶
+//!   ◀────────────── LinkFrame(msg 2: e, ee, s, es; LinkOffer)
+//!   ── LinkFrame(msg 3: s, se, psk; LinkRequest) ─▶   psk wrong → fails here
+//!   ◀────────────── transport(LinkReply::Grant)
+//!   ── transport(LinkStep::Contacts) ────▶ ◀── transport(LinkReply::Contacts)
+//!   ── transport(LinkStep::Messages) ────▶ ◀── transport(LinkReply::Messages)  … paged
+//!   ── transport(LinkStep::Done) ────────▶ ◀── transport(LinkReply::Finished)
+//! ```
+//!
+//! Each arrow is one request or one response of `/hush/link/1`. The
+//! pre-shared key is derived from the code's secret, and the prologue binds
+//! the old device's id, so only someone who read the code, talking to the
+//! device that printed it, completes the handshake. See docs/protocol.md §13.
+
+use std::fmt;
+use std::str::FromStr;
+
+use thiserror::Error;
+
+use crate::codec::{DecodeError, Reader, Wire, Writer};
+use crate::ids::{AccountId, DeviceId};
+use crate::keys::{DeviceKeys, DeviceList};
+use crate::payload::MAX_TEXT_LEN;
+
+/// A link code's text starts with this.
+pub const LINK_PREFIX: &str = "hush-link1";
+/// How long a link code is valid after it was made.
+pub const LINK_VALID_MS: u64 = 10 * 60 * 1000;
+/// The largest frame of the link protocol: one Noise message.
+pub const MAX_LINK_FRAME: usize = 65_535;
+/// What a page of contacts or messages holds at most, in plaintext bytes
+/// (one Noise message, less its tag and the reply's own fields).
+pub const MAX_LINK_PAGE_BYTES: usize = 60 * 1024;
+/// Addresses a link code carries at most.
+pub const MAX_LINK_ADDRESSES: usize = 4;
+/// Longest address in a link code.
+const MAX_LINK_ADDRESS_LEN: usize = 256;
+/// Longest device name.
+pub const MAX_DEVICE_NAME_LEN: usize = 64;
+/// Longest card text handed over.
+const MAX_CARD_LEN: usize = crate::card::MAX_CARD_TEXT_LEN;
+/// Items in one page.
+const MAX_PAGE_ITEMS: usize = 4_096;
+
+const NOISE_PARAMS: &str = "Noise_XXpsk3_25519_ChaChaPoly_BLAKE2s";
+const PSK_CONTEXT: &str = "hush link psk v1";
+const PROLOGUE: &[u8] = b"hush link v1";
+const CHECKSUM_LEN: usize = 4;
+const CODE_VERSION: u8 = 1;
+const LINK_VERSION: u8 = 1;
+/// Noise's AEAD tag.
+const TAG_LEN: usize = 16;
+
+/// Why a link failed.
+#[derive(Debug, Error)]
+pub enum LinkError {
+    #[error(
+        "the link code is wrong (or someone tampered with the link): run `hush device link` again on the old device and copy the whole code"
+    )]
+    WrongCode,
+    #[error("the link code expired; run `hush device link` again on the old device")]
+    Expired,
+    #[error("the link failed: {0}")]
+    Protocol(&'static str),
+    #[error("the link's data is malformed: {0}")]
+    Decode(#[from] DecodeError),
+}
+
+/// Why a link code's text does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum LinkCodeError {
+    #[error(
+        "a link code starts with \"{LINK_PREFIX}\"; copy the whole line `hush device link` printed"
+    )]
+    MissingPrefix,
+    #[error("the link code is damaged (not base58, or its checksum does not match); copy it again")]
+    Damaged,
+    #[error("the link code is malformed: {0}")]
+    Decode(#[from] DecodeError),
+}
+
+/// What the old device prints and the new device is given: who to reach,
+/// where, and the secret that proves the new device was given the code.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LinkCode {
+    /// The old device (its libp2p key).
+    pub device: DeviceId,
+    /// The one-time secret; the Noise pre-shared key derives from it.
+    pub secret: [u8; 32],
+    /// Until when the old device accepts it (ms since the epoch).
+    pub expires_at_ms: u64,
+    /// Where the old device listens (multiaddr text).
+    pub addresses: Vec<String>,
+}
+
+impl fmt::Debug for LinkCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LinkCode")
+            .field("device", &self.device)
+            .field("expires_at_ms", &self.expires_at_ms)
+            .field("addresses", &self.addresses)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Wire for LinkCode {
+    const NAME: &'static str = "link code";
+
+    fn encode(&self, w: &mut Writer) {
+        w.u8(CODE_VERSION);
+        w.raw(&self.device.0);
+        w.raw(&self.secret);
+        w.u64(self.expires_at_ms);
+        w.list(&self.addresses, |w, a| w.str(a));
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        r.version(Self::NAME, CODE_VERSION)?;
+        Ok(Self {
+            device: DeviceId(r.array()?),
+            secret: r.array()?,
+            expires_at_ms: r.u64()?,
+            addresses: r.list("link code addresses", MAX_LINK_ADDRESSES, |r| {
+                Ok(r.str("link code address", MAX_LINK_ADDRESS_LEN)?.to_owned())
+            })?,
+        })
+    }
+}
+
+impl fmt::Display for LinkCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut bytes = self.to_bytes();
+        let checksum = blake3::hash(&bytes);
+        bytes.extend_from_slice(&checksum.as_bytes()[..CHECKSUM_LEN]);
+        write!(f, "{LINK_PREFIX}{}", bs58::encode(bytes).into_string())
+    }
+}
+
+impl FromStr for LinkCode {
+    type Err = LinkCodeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let body = s
+            .trim()
+            .strip_prefix(LINK_PREFIX)
+            .ok_or(LinkCodeError::MissingPrefix)?;
+        let bytes = bs58::decode(body)
+            .into_vec()
+            .map_err(|_| LinkCodeError::Damaged)?;
+        if bytes.len() < CHECKSUM_LEN {
+            return Err(LinkCodeError::Damaged);
+        }
+        let (code, checksum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
+        if blake3::hash(code).as_bytes()[..CHECKSUM_LEN] != *checksum {
+            return Err(LinkCodeError::Damaged);
+        }
+        Ok(Self::from_bytes(code)?)
+    }
+}
+
+/// One side of the link's Noise handshake, then its transport.
+pub struct LinkNoise {
+    state: NoiseState,
+}
+
+enum NoiseState {
+    Handshake(Box<snow::HandshakeState>),
+    Transport(Box<snow::TransportState>),
+    Failed,
+}
+
+impl fmt::Debug for LinkNoise {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            NoiseState::Handshake(_) => "handshake",
+            NoiseState::Transport(_) => "transport",
+            NoiseState::Failed => "failed",
+        };
+        f.debug_struct("LinkNoise").field("state", &state).finish()
+    }
+}
+
+impl LinkNoise {
+    /// The new device's side, from the code it was given.
+    pub fn initiator(code: &LinkCode) -> Result<Self, LinkError> {
+        Self::build(&code.secret, &code.device, true)
+    }
+
+    /// The old device's side, for the code it printed (`device`: its own id).
+    pub fn responder(secret: &[u8; 32], device: &DeviceId) -> Result<Self, LinkError> {
+        Self::build(secret, device, false)
+    }
+
+    fn build(secret: &[u8; 32], device: &DeviceId, initiator: bool) -> Result<Self, LinkError> {
+        let params = NOISE_PARAMS
+            .parse()
+            .map_err(|_| LinkError::Protocol("the Noise parameters are not supported"))?;
+        let psk = blake3::derive_key(PSK_CONTEXT, secret);
+        let mut prologue = PROLOGUE.to_vec();
+        prologue.extend_from_slice(&device.0);
+        let builder = snow::Builder::new(params);
+        let noise = |_| LinkError::Protocol("the Noise handshake could not be set up");
+        // A static key of the link alone: the devices' own keys are proven
+        // inside (the device list's proofs), not by Noise.
+        let keypair = builder.generate_keypair().map_err(noise)?;
+        let builder = builder
+            .local_private_key(&keypair.private)
+            .map_err(noise)?
+            .psk(3, &psk)
+            .map_err(noise)?
+            .prologue(&prologue)
+            .map_err(noise)?;
+        let state = if initiator {
+            builder.build_initiator()
+        } else {
+            builder.build_responder()
+        }
+        .map_err(noise)?;
+        Ok(Self {
+            state: NoiseState::Handshake(Box::new(state)),
+        })
+    }
+
+    /// Whether the handshake is over (messages are transport messages).
+    pub fn is_transport(&self) -> bool {
+        matches!(self.state, NoiseState::Transport(_))
+    }
+
+    /// Seals `payload` into the next message (handshake or transport).
+    pub fn write(&mut self, payload: &[u8]) -> Result<Vec<u8>, LinkError> {
+        if payload.len() + TAG_LEN > MAX_LINK_FRAME {
+            return Err(LinkError::Protocol("a link message is too long"));
+        }
+        let mut out = vec![0; MAX_LINK_FRAME];
+        let written = match &mut self.state {
+            NoiseState::Handshake(h) => h.write_message(payload, &mut out),
+            NoiseState::Transport(t) => t.write_message(payload, &mut out),
+            NoiseState::Failed => return Err(LinkError::Protocol("the link already failed")),
+        };
+        let Ok(len) = written else {
+            self.state = NoiseState::Failed;
+            return Err(LinkError::Protocol("a link message could not be sealed"));
+        };
+        out.truncate(len);
+        self.advance()?;
+        Ok(out)
+    }
+
+    /// Opens the next message. A handshake message that does not open
+    /// means the other side holds another code: [`LinkError::WrongCode`].
+    pub fn read(&mut self, message: &[u8]) -> Result<Vec<u8>, LinkError> {
+        if message.len() > MAX_LINK_FRAME {
+            return Err(LinkError::Protocol("a link message is too long"));
+        }
+        let mut out = vec![0; MAX_LINK_FRAME];
+        let read = match &mut self.state {
+            NoiseState::Handshake(h) => h.read_message(message, &mut out),
+            NoiseState::Transport(t) => t.read_message(message, &mut out),
+            NoiseState::Failed => return Err(LinkError::Protocol("the link already failed")),
+        };
+        let Ok(len) = read else {
+            self.state = NoiseState::Failed;
+            return Err(LinkError::WrongCode);
+        };
+        out.truncate(len);
+        self.advance()?;
+        Ok(out)
+    }
+
+    fn advance(&mut self) -> Result<(), LinkError> {
+        let finished = matches!(&self.state, NoiseState::Handshake(h) if h.is_handshake_finished());
+        if !finished {
+            return Ok(());
+        }
+        let NoiseState::Handshake(h) = std::mem::replace(&mut self.state, NoiseState::Failed)
+        else {
+            return Ok(());
+        };
+        let transport = h
+            .into_transport_mode()
+            .map_err(|_| LinkError::Protocol("the Noise handshake did not finish"))?;
+        self.state = NoiseState::Transport(Box::new(transport));
+        Ok(())
+    }
+}
+
+/// In the old device's second handshake message: whose account this is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkOffer {
+    pub account: AccountId,
+    /// The account's display name.
+    pub name: String,
+}
+
+impl Wire for LinkOffer {
+    const NAME: &'static str = "link offer";
+
+    fn encode(&self, w: &mut Writer) {
+        w.u8(LINK_VERSION);
+        w.raw(&self.account.0);
+        w.str(&self.name);
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        r.version(Self::NAME, LINK_VERSION)?;
+        Ok(Self {
+            account: AccountId(r.array()?),
+            name: r.str("account name", crate::MAX_NAME_LEN)?.to_owned(),
+        })
+    }
+}
+
+/// In the new device's third handshake message: the device to put on the
+/// list, its proof for the account, its name and what history it wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkRequest {
+    pub device: DeviceKeys,
+    /// [`DeviceKeys::prove`] for the offered account.
+    pub proof: [u8; 64],
+    pub name: String,
+    /// Messages sent from this time on (ms since the epoch); 0 = all,
+    /// `u64::MAX` = none.
+    pub history_since_ms: u64,
+}
+
+impl Wire for LinkRequest {
+    const NAME: &'static str = "link request";
+
+    fn encode(&self, w: &mut Writer) {
+        w.u8(LINK_VERSION);
+        self.device.encode(w);
+        w.raw(&self.proof);
+        w.str(&self.name);
+        w.u64(self.history_since_ms);
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        r.version(Self::NAME, LINK_VERSION)?;
+        Ok(Self {
+            device: DeviceKeys::decode(r)?,
+            proof: r.array()?,
+            name: r.str("device name", MAX_DEVICE_NAME_LEN)?.to_owned(),
+            history_since_ms: r.u64()?,
+        })
+    }
+}
+
+/// A contact as handed over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkContact {
+    pub name: String,
+    /// The card's text form (verified again by the new device).
+    pub card: String,
+    pub send_receipts: bool,
+    pub added_at_ms: u64,
+    pub blocked: bool,
+    /// The verified keys' fingerprint, if the user verified the contact.
+    pub verified: Option<[u8; 32]>,
+}
+
+impl LinkContact {
+    fn encode(&self, w: &mut Writer) {
+        w.str(&self.name);
+        w.str(&self.card);
+        w.u8(u8::from(self.send_receipts) | u8::from(self.blocked) << 1);
+        w.u64(self.added_at_ms);
+        match &self.verified {
+            Some(v) => {
+                w.u8(1);
+                w.raw(v);
+            }
+            None => w.u8(0),
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let name = r.str("contact name", crate::MAX_NAME_LEN)?.to_owned();
+        let card = r.str("contact card", MAX_CARD_LEN)?.to_owned();
+        let flags = r.u8()?;
+        let added_at_ms = r.u64()?;
+        let verified = match r.u8()? {
+            0 => None,
+            1 => Some(r.array()?),
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "verified",
+                    tag,
+                });
+            }
+        };
+        Ok(Self {
+            name,
+            card,
+            send_receipts: flags & 1 != 0,
+            blocked: flags & 2 != 0,
+            added_at_ms,
+            verified,
+        })
+    }
+
+    fn size(&self) -> usize {
+        self.name.len() + self.card.len() + 64
+    }
+}
+
+/// A message of a 1:1 conversation as handed over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkMessage {
+    /// The contact's account (the conversation).
+    pub conversation: AccountId,
+    pub id: u128,
+    /// The author's account.
+    pub from: AccountId,
+    pub outgoing: bool,
+    pub text: String,
+    /// 0 pending, 1 sent, 2 delivered, 3 read.
+    pub status: u8,
+    pub sent_at_ms: u64,
+    pub stored_at_ms: u64,
+}
+
+impl LinkMessage {
+    fn encode(&self, w: &mut Writer) {
+        w.raw(&self.conversation.0);
+        w.u128(self.id);
+        w.raw(&self.from.0);
+        w.u8(u8::from(self.outgoing));
+        w.str(&self.text);
+        w.u8(self.status);
+        w.u64(self.sent_at_ms);
+        w.u64(self.stored_at_ms);
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            conversation: AccountId(r.array()?),
+            id: r.u128()?,
+            from: AccountId(r.array()?),
+            outgoing: r.u8()? != 0,
+            text: r.str("message text", MAX_TEXT_LEN)?.to_owned(),
+            status: match r.u8()? {
+                s @ 0..=3 => s,
+                tag => {
+                    return Err(DecodeError::UnknownTag {
+                        what: "status",
+                        tag,
+                    });
+                }
+            },
+            sent_at_ms: r.u64()?,
+            stored_at_ms: r.u64()?,
+        })
+    }
+
+    fn size(&self) -> usize {
+        self.text.len() + 120
+    }
+}
+
+/// What the new device asks for next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkStep {
+    /// The next page of contacts, after this account (`None`: the first).
+    Contacts { after: Option<AccountId> },
+    /// The next page of messages, after this (conversation, id).
+    Messages { after: Option<(AccountId, u128)> },
+    /// Everything is stored on the new device: put it on the list.
+    Done { contacts: u32, messages: u32 },
+}
+
+impl Wire for LinkStep {
+    const NAME: &'static str = "link step";
+
+    fn encode(&self, w: &mut Writer) {
+        match self {
+            Self::Contacts { after } => {
+                w.u8(0);
+                match after {
+                    Some(a) => {
+                        w.u8(1);
+                        w.raw(&a.0);
+                    }
+                    None => w.u8(0),
+                }
+            }
+            Self::Messages { after } => {
+                w.u8(1);
+                match after {
+                    Some((c, id)) => {
+                        w.u8(1);
+                        w.raw(&c.0);
+                        w.u128(*id);
+                    }
+                    None => w.u8(0),
+                }
+            }
+            Self::Done { contacts, messages } => {
+                w.u8(2);
+                w.u32(*contacts);
+                w.u32(*messages);
+            }
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let present = |r: &mut Reader<'_>| match r.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            tag => Err(DecodeError::UnknownTag {
+                what: "option",
+                tag,
+            }),
+        };
+        match r.u8()? {
+            0 => Ok(Self::Contacts {
+                after: if present(r)? {
+                    Some(AccountId(r.array()?))
+                } else {
+                    None
+                },
+            }),
+            1 => Ok(Self::Messages {
+                after: if present(r)? {
+                    Some((AccountId(r.array()?), r.u128()?))
+                } else {
+                    None
+                },
+            }),
+            2 => Ok(Self::Done {
+                contacts: r.u32()?,
+                messages: r.u32()?,
+            }),
+            tag => Err(DecodeError::UnknownTag {
+                what: Self::NAME,
+                tag,
+            }),
+        }
+    }
+}
+
+/// What the old device answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkReply {
+    /// The request is accepted: the new list (with the new device), the
+    /// account's card made with it, the account key if the old device's
+    /// user chose to copy it, and the home relays.
+    Grant {
+        device_list: DeviceList,
+        card: String,
+        account_seed: Option<[u8; 32]>,
+        relays: Vec<String>,
+    },
+    Contacts {
+        items: Vec<LinkContact>,
+        more: bool,
+    },
+    Messages {
+        items: Vec<LinkMessage>,
+        more: bool,
+    },
+    /// The old device took the new list as its own.
+    Finished,
+}
+
+impl Wire for LinkReply {
+    const NAME: &'static str = "link reply";
+
+    fn encode(&self, w: &mut Writer) {
+        match self {
+            Self::Grant {
+                device_list,
+                card,
+                account_seed,
+                relays,
+            } => {
+                w.u8(0);
+                device_list.encode(w);
+                w.str(card);
+                match account_seed {
+                    Some(seed) => {
+                        w.u8(1);
+                        w.raw(seed);
+                    }
+                    None => w.u8(0),
+                }
+                w.list(relays, |w, r| w.str(r));
+            }
+            Self::Contacts { items, more } => {
+                w.u8(1);
+                w.list(items, |w, c| c.encode(w));
+                w.u8(u8::from(*more));
+            }
+            Self::Messages { items, more } => {
+                w.u8(2);
+                w.list(items, |w, m| m.encode(w));
+                w.u8(u8::from(*more));
+            }
+            Self::Finished => w.u8(3),
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        match r.u8()? {
+            0 => Ok(Self::Grant {
+                device_list: DeviceList::decode(r)?,
+                card: r.str("card", MAX_CARD_LEN)?.to_owned(),
+                account_seed: match r.u8()? {
+                    0 => None,
+                    1 => Some(r.array()?),
+                    tag => return Err(DecodeError::UnknownTag { what: "seed", tag }),
+                },
+                relays: r.list("relays", crate::MAX_CARD_ADDRESSES, |r| {
+                    Ok(r.str("relay", crate::MAX_ADDRESS_LEN)?.to_owned())
+                })?,
+            }),
+            1 => Ok(Self::Contacts {
+                items: r.list("contacts", MAX_PAGE_ITEMS, LinkContact::decode)?,
+                more: r.u8()? != 0,
+            }),
+            2 => Ok(Self::Messages {
+                items: r.list("messages", MAX_PAGE_ITEMS, LinkMessage::decode)?,
+                more: r.u8()? != 0,
+            }),
+            3 => Ok(Self::Finished),
+            tag => Err(DecodeError::UnknownTag {
+                what: Self::NAME,
+                tag,
+            }),
+        }
+    }
+}
+
+/// Fills a page from `items` up to [`MAX_LINK_PAGE_BYTES`]: how many of
+/// them fit (at least one, so a page always moves forward).
+pub fn page_len<T>(items: &[T], size: impl Fn(&T) -> usize) -> usize {
+    let mut bytes = 0;
+    let mut n = 0;
+    for item in items.iter().take(MAX_PAGE_ITEMS) {
+        bytes += size(item);
+        if bytes > MAX_LINK_PAGE_BYTES && n > 0 {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
+/// [`page_len`] for contacts.
+pub fn contacts_page_len(items: &[LinkContact]) -> usize {
+    page_len(items, LinkContact::size)
+}
+
+/// [`page_len`] for messages.
+pub fn messages_page_len(items: &[LinkMessage]) -> usize {
+    page_len(items, LinkMessage::size)
+}
+
+/// The old device's side of one link code: accepts one new device.
+#[derive(Debug)]
+pub struct LinkResponder {
+    secret: [u8; 32],
+    device: DeviceId,
+    expires_at_ms: u64,
+    offer: LinkOffer,
+    noise: LinkNoise,
+    /// The peer whose handshake runs; frames from others are refused.
+    peer: Option<DeviceId>,
+    stage: Stage,
+    failures: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Hello,
+    Request,
+    Granted,
+    Finished,
+}
+
+/// Handshakes with a wrong code a link code survives; then it is spent.
+pub const MAX_LINK_FAILURES: u8 = 3;
+
+/// What a frame from the new device was.
+#[derive(Debug)]
+pub enum LinkReceived {
+    /// A handshake message: send this back.
+    Answer(Vec<u8>),
+    /// The new device's request, handshake done: check it, then answer
+    /// with [`LinkReply::Grant`] through [`LinkResponder::reply`].
+    Request(LinkRequest),
+    /// The next step: answer it through [`LinkResponder::reply`].
+    Step(LinkStep),
+}
+
+impl LinkResponder {
+    pub fn new(code: &LinkCode, offer: LinkOffer) -> Result<Self, LinkError> {
+        Ok(Self {
+            secret: code.secret,
+            device: code.device,
+            expires_at_ms: code.expires_at_ms,
+            offer,
+            noise: LinkNoise::responder(&code.secret, &code.device)?,
+            peer: None,
+            stage: Stage::Hello,
+            failures: 0,
+        })
+    }
+
+    /// Whether the code can no longer be used (expired, spent, or too many
+    /// wrong tries).
+    pub fn is_spent(&self, now_ms: u64) -> bool {
+        self.failures >= MAX_LINK_FAILURES
+            || (self.stage == Stage::Hello && now_ms >= self.expires_at_ms)
+    }
+
+    /// The device being linked, once its request was read.
+    pub fn peer(&self) -> Option<DeviceId> {
+        self.peer
+    }
+
+    /// Whether the new device confirmed it stored everything.
+    pub fn is_finished(&self) -> bool {
+        self.stage == Stage::Finished
+    }
+
+    /// One frame from `peer`.
+    pub fn receive(
+        &mut self,
+        now_ms: u64,
+        peer: DeviceId,
+        frame: &[u8],
+    ) -> Result<LinkReceived, LinkError> {
+        if self.is_spent(now_ms) {
+            return Err(if self.failures >= MAX_LINK_FAILURES {
+                LinkError::Protocol("this link code was tried too often with a wrong secret")
+            } else {
+                LinkError::Expired
+            });
+        }
+        match self.peer {
+            Some(p) if p != peer => {
+                return Err(LinkError::Protocol(
+                    "another device is linking with this code",
+                ));
+            }
+            _ => {}
+        }
+        match self.stage {
+            Stage::Hello => {
+                let out = self
+                    .noise
+                    .read(frame)
+                    .and_then(|_| self.noise.write(&self.offer.to_bytes()));
+                match out {
+                    Ok(answer) => {
+                        self.peer = Some(peer);
+                        self.stage = Stage::Request;
+                        Ok(LinkReceived::Answer(answer))
+                    }
+                    Err(e) => self.fail(e),
+                }
+            }
+            Stage::Request => {
+                let request = self
+                    .noise
+                    .read(frame)
+                    .and_then(|p| Ok(LinkRequest::from_bytes(&p)?));
+                match request {
+                    Ok(request) => {
+                        if request.device.device_id != peer {
+                            return self.fail(LinkError::Protocol(
+                                "the device asking is not the device on the request",
+                            ));
+                        }
+                        if let Err(e) = request.check(&self.offer.account) {
+                            return self.fail(e);
+                        }
+                        self.stage = Stage::Granted;
+                        Ok(LinkReceived::Request(request))
+                    }
+                    Err(e) => self.fail(e),
+                }
+            }
+            Stage::Granted => {
+                let step = LinkStep::from_bytes(&self.noise.read(frame)?)?;
+                Ok(LinkReceived::Step(step))
+            }
+            Stage::Finished => Err(LinkError::Protocol("this link is already finished")),
+        }
+    }
+
+    /// Seals the answer to a request or step.
+    pub fn reply(&mut self, reply: &LinkReply) -> Result<Vec<u8>, LinkError> {
+        if self.stage != Stage::Granted {
+            return Err(LinkError::Protocol("nothing to answer"));
+        }
+        if *reply == LinkReply::Finished {
+            self.stage = Stage::Finished;
+        }
+        self.noise.write(&reply.to_bytes())
+    }
+
+    /// A handshake that failed: the code stays for another try (a stranger
+    /// dialling cannot spend it), up to [`MAX_LINK_FAILURES`].
+    fn fail<T>(&mut self, e: LinkError) -> Result<T, LinkError> {
+        self.failures = self.failures.saturating_add(1);
+        self.peer = None;
+        self.stage = Stage::Hello;
+        self.noise = LinkNoise::responder(&self.secret, &self.device)?;
+        Err(e)
+    }
+}
+
+impl LinkRequest {
+    /// The entry's proof must be the device's own, for `account`.
+    pub fn check(&self, account: &AccountId) -> Result<(), LinkError> {
+        if self.name.trim().is_empty() || self.name.chars().any(crate::text::is_unsafe_in_name) {
+            return Err(LinkError::Protocol("the device name is empty or unsafe"));
+        }
+        let list = DeviceList {
+            account: *account,
+            issued_at_ms: 0,
+            devices: vec![self.device],
+            proofs: vec![self.proof],
+            signature: [0; 64],
+        };
+        match list.proof(&self.device) {
+            crate::Proof::Proven => Ok(()),
+            _ => Err(LinkError::Protocol(
+                "the new device's proof does not verify for this account",
+            )),
+        }
+    }
+}
+
+/// The new device's side.
+#[derive(Debug)]
+pub struct LinkInitiator {
+    noise: LinkNoise,
+}
+
+impl LinkInitiator {
+    /// Starts the handshake: the first frame to send.
+    pub fn start(code: &LinkCode) -> Result<(Self, Vec<u8>), LinkError> {
+        let mut noise = LinkNoise::initiator(code)?;
+        let hello = noise.write(&[])?;
+        Ok((Self { noise }, hello))
+    }
+
+    /// The old device's answer to the hello: whose account it is.
+    pub fn offer(&mut self, frame: &[u8]) -> Result<LinkOffer, LinkError> {
+        Ok(LinkOffer::from_bytes(&self.noise.read(frame)?)?)
+    }
+
+    /// The request (the last handshake message).
+    pub fn request(&mut self, request: &LinkRequest) -> Result<Vec<u8>, LinkError> {
+        self.noise.write(&request.to_bytes())
+    }
+
+    /// The next step.
+    pub fn step(&mut self, step: &LinkStep) -> Result<Vec<u8>, LinkError> {
+        self.noise.write(&step.to_bytes())
+    }
+
+    /// An answer from the old device.
+    pub fn open(&mut self, frame: &[u8]) -> Result<LinkReply, LinkError> {
+        Ok(LinkReply::from_bytes(&self.noise.read(frame)?)?)
+    }
+}
+
+#[cfg(test)]
+mod tests;

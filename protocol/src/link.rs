@@ -544,6 +544,17 @@ impl Wire for LinkStep {
     }
 }
 
+/// The account key's seed, copied to a new device only when its user asks
+/// (`--with-account-key`). Never printed; wiped when dropped.
+#[derive(Clone, PartialEq, Eq, zeroize::ZeroizeOnDrop)]
+pub struct AccountSeed(pub [u8; 32]);
+
+impl fmt::Debug for AccountSeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccountSeed(<redacted>)")
+    }
+}
+
 /// What the old device answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkReply {
@@ -551,9 +562,9 @@ pub enum LinkReply {
     /// account's card made with it, the account key if the old device's
     /// user chose to copy it, and the home relays.
     Grant {
-        device_list: DeviceList,
+        device_list: Box<DeviceList>,
         card: String,
-        account_seed: Option<[u8; 32]>,
+        account_seed: Option<AccountSeed>,
         relays: Vec<String>,
     },
     Contacts {
@@ -585,7 +596,7 @@ impl Wire for LinkReply {
                 match account_seed {
                     Some(seed) => {
                         w.u8(1);
-                        w.raw(seed);
+                        w.raw(&seed.0);
                     }
                     None => w.u8(0),
                 }
@@ -608,11 +619,11 @@ impl Wire for LinkReply {
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         match r.u8()? {
             0 => Ok(Self::Grant {
-                device_list: DeviceList::decode(r)?,
+                device_list: Box::new(DeviceList::decode(r)?),
                 card: r.str("card", MAX_CARD_LEN)?.to_owned(),
                 account_seed: match r.u8()? {
                     0 => None,
-                    1 => Some(r.array()?),
+                    1 => Some(AccountSeed(r.array()?)),
                     tag => return Err(DecodeError::UnknownTag { what: "seed", tag }),
                 },
                 relays: r.list("relays", crate::MAX_CARD_ADDRESSES, |r| {

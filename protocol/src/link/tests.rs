@@ -107,7 +107,7 @@ fn a_link_with_the_right_code_hands_over_in_order() {
     assert_eq!(p.responder.peer(), Some(req.device.device_id));
     let list = DeviceList::sign(&p.account, NOW, vec![req.device]);
     let grant = LinkReply::Grant {
-        device_list: list,
+        device_list: Box::new(list),
         card: "hush1card".into(),
         account_seed: None,
         relays: vec!["/ip4/127.0.0.1/tcp/7001/p2p/x".into()],

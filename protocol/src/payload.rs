@@ -4,6 +4,7 @@
 //! padding`, padded to a size bucket so ciphertext lengths say little about
 //! the text inside.
 
+use crate::card::ContactCard;
 use crate::codec::{DecodeError, Reader, Wire, Writer};
 use crate::group::GroupControl;
 use crate::ids::{AccountId, DeviceId, MessageId};
@@ -37,6 +38,10 @@ pub enum Body {
     /// [`DepositRight`]): mail the receiver leaves in that device's mailbox
     /// with it counts as a contact's, not a stranger's.
     DepositRight(DepositRight),
+    /// The sender account's current card: a device was linked or revoked.
+    /// Taken when it verifies, is the sender's own account's and its
+    /// device list is newer than the one held.
+    Card(Box<ContactCard>),
 }
 
 /// The decrypted content of one envelope. The sender's identity lives here,
@@ -116,6 +121,10 @@ impl Wire for Payload {
                 w.u8(4);
                 right.encode(w);
             }
+            Body::Card(card) => {
+                w.u8(5);
+                card.encode(w);
+            }
         }
     }
 
@@ -133,6 +142,7 @@ impl Wire for Payload {
             2 => Body::PresenceKey(PresenceKey::from_parts(r.u32()?, r.array()?)),
             3 => Body::Group(GroupControl::decode(r)?),
             4 => Body::DepositRight(DepositRight::decode(r)?),
+            5 => Body::Card(Box::new(ContactCard::decode(r)?)),
             tag => return Err(DecodeError::UnknownTag { what: "body", tag }),
         };
         Ok(Self {

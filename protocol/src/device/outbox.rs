@@ -42,6 +42,9 @@ pub enum OutboxKind {
     /// Group control (membership ops, Megolm keys, group receipts): to
     /// members who may be offline, so through their relays too.
     Group,
+    /// Our account's new card (a device linked or revoked): no status,
+    /// through relays too, so an offline contact learns it before it sends.
+    Account,
 }
 
 /// One payload waiting to reach one device, as stored.

@@ -5,7 +5,7 @@ use std::hash::Hash;
 
 use super::{DeviceAfter, DeviceEffect, DeviceEngine, DeviceNotice, DeviceWrite};
 use crate::device::contacts::keys_fingerprint;
-use crate::device::{ContactRecord, ContactTrust, Ctx, Severity};
+use crate::device::{ContactRecord, ContactTrust, Ctx, OutboxKind, Severity};
 use crate::{AccountId, ContactCard, ConversationId, DeviceId, Now};
 
 /// Why a contact was not added or updated.
@@ -116,6 +116,71 @@ where
             self.outbox.wake(&device.device_id, ctx.now);
         }
         Ok(record)
+    }
+
+    /// Sends our account's new `card` to every contact that is not blocked
+    /// or removed: they take its device list as ours (see
+    /// [`Body::Card`](crate::Body::Card)).
+    pub fn push_card(&mut self, ctx: &mut Ctx<'_>, card: &ContactCard) {
+        let accounts: Vec<AccountId> = self
+            .contacts
+            .contacts()
+            .map(|c| c.record.account)
+            .filter(|a| !self.contacts.is_blocked(a) && !self.contacts.trust(a).removed)
+            .collect();
+        for account in accounts {
+            let body = crate::Body::Card(Box::new(card.clone()));
+            if self
+                .send_control(ctx, &account, OutboxKind::Account, body)
+                .is_err()
+            {
+                self.note(Severity::Warn, "could not queue our new card for a contact");
+            }
+        }
+    }
+
+    /// A card the contact's device pushed (it linked or revoked a device):
+    /// taken if it is the sender's own account's, verifies, and its device
+    /// list is newer than the one held.
+    pub(super) fn take_pushed_card(
+        &mut self,
+        ctx: &Ctx<'_>,
+        name: &str,
+        from: AccountId,
+        card: ContactCard,
+    ) {
+        if card.account() != from {
+            self.note(
+                Severity::Warn,
+                "a contact pushed a card of another account; ignored",
+            );
+            return;
+        }
+        if card.verify().is_err() {
+            self.note(
+                Severity::Warn,
+                "a contact pushed a card that does not verify; ignored",
+            );
+            return;
+        }
+        let newer = self
+            .contacts
+            .contact(name)
+            .is_some_and(|c| card.device_list.issued_at_ms > c.card.device_list.issued_at_ms);
+        if !newer {
+            self.note(
+                Severity::Debug,
+                "a pushed card is not newer than ours; ignored",
+            );
+            return;
+        }
+        let text = card.to_string();
+        if self
+            .update_contact(ctx, name.to_owned(), card, text)
+            .is_err()
+        {
+            self.note(Severity::Warn, "a pushed card was not taken");
+        }
     }
 
     /// Whether the contact `name` gets our delivered and read receipts.

@@ -182,6 +182,7 @@ where
                     text: Some((account, payload.id)),
                 });
             }
+            Body::Card(card) => self.take_pushed_card(ctx, &contact, account, *card),
             Body::PresenceKey(key) => self
                 .effects
                 .push_back(DeviceEffect::PresenceKey { account, key }),

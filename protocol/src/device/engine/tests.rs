@@ -24,6 +24,7 @@ use crate::device::testkit::RELAY;
 /// How often a home mailbox is polled when nothing is held open.
 const POLL_MS: u64 = 1_000;
 
+mod devices;
 mod hijack;
 mod hostile;
 mod lifecycle;
@@ -160,7 +161,13 @@ fn dev(seed: u8, name: &str) -> Dev {
 
 /// A device; `relayed`: with a home relay (named on its card).
 fn dev_with(seed: u8, name: &str, relayed: bool) -> Dev {
-    let key = AccountKey::from_seed([seed; 32]);
+    device_of(seed, seed, name, relayed)
+}
+
+/// Device `device_seed` of the account `account_seed`, alone on its list.
+fn device_of(account_seed: u8, device_seed: u8, name: &str, relayed: bool) -> Dev {
+    let seed = device_seed;
+    let key = AccountKey::from_seed([account_seed; 32]);
     let signing = SigningKey::from_bytes(&[seed; 32]);
     let mailbox = MailboxSecret::derive(&[seed; 32]);
     let olm = OlmDevice::new();

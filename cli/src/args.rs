@@ -116,6 +116,9 @@ hush history bob --limit 20 --json")]
     /// Group chats: create, invite, join, send, history, members, remove...
     #[command(subcommand)]
     Group(GroupCommand),
+    /// This account's devices: link a new one, join as one, list them
+    #[command(subcommand)]
+    Device(DeviceCommand),
     /// Start two real nodes on loopback and show them chatting
     Demo,
     /// Measure performance
@@ -240,6 +243,58 @@ pub struct RelayRunArgs {
     /// summary if the relay would start with it, 1 and what is wrong if not
     #[arg(long)]
     pub check_config: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Print a one-time code that links a new device to this account (the
+    /// node must run); waits until the new device has joined. With --json:
+    /// one line with the code, then one when the device joined
+    #[command(after_help = "Example:\n  \
+hush device link                 # on the laptop that has the account\n  \
+hush --home ~/.hush2 device join hush-link1... --name desktop   # on the new one")]
+    Link {
+        /// Return once the code is printed; do not wait for the new device
+        #[arg(long)]
+        no_wait: bool,
+        /// Give up waiting after this many seconds (the code is valid 10 minutes)
+        #[arg(long, default_value_t = 600, value_name = "SECS")]
+        timeout: u64,
+        /// Copy the account key to the new device too: it can then link
+        /// devices and change groups itself (and a lost first device is not
+        /// the end of the account)
+        #[arg(long)]
+        with_account_key: bool,
+        /// Print JSON instead of text (one object; a list prints one array)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Join an account as a new device, with the code `hush device link`
+    /// printed on one of its devices; the home must be new
+    #[command(after_help = "Example:\n  \
+hush --home ~/.hush2 device join hush-link1... --name desktop --history 30")]
+    Join {
+        /// The link code (starts with hush-link1)
+        code: String,
+        /// This device's name, as the account's devices show it
+        #[arg(long)]
+        name: String,
+        /// How much history to copy: all, none, or the last DAYS days
+        #[arg(long, default_value = "all", value_name = "all|none|DAYS")]
+        history: String,
+        /// Give up after this many seconds
+        #[arg(long, default_value_t = 120, value_name = "SECS")]
+        timeout: u64,
+        /// Print JSON instead of text (one object; a list prints one array)
+        #[arg(long)]
+        json: bool,
+    },
+    /// The account's devices: name, id, this one?, linked at
+    List {
+        /// Print JSON instead of text (one object; a list prints one array)
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,6 +7,7 @@ mod bench;
 mod chat;
 pub mod completion;
 mod contact;
+mod device;
 mod group;
 mod identity;
 mod manual;
@@ -95,6 +96,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Group(command) => {
             return group::run(&mut Client::connect(&home).await?, command).await;
         }
+        Command::Device(command) => device::run(&home, command).await?,
         Command::Demo
         | Command::Bench(_)
         | Command::Relay(_)

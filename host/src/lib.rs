@@ -29,7 +29,7 @@ pub use clock::{HostClock, now_ms};
 pub use codec::FrameCodec;
 pub use files::{create_private_dir, create_private_file};
 pub use gossip::gossipsub_behaviour;
-pub use peers::{device_id, device_keypair, peer_id, peer_in};
+pub use peers::{device_id, device_keypair, device_of_peer, peer_id, peer_in};
 pub use swarm::{tcp_swarm, tcp_transport};
 
 /// A dial (TCP or QUIC connect, then the Noise and Yamux handshakes) gives
@@ -46,4 +46,5 @@ pub const MAILBOX_PROTOCOL: StreamProtocol = StreamProtocol::new(hush_protocol::
 pub const PRESENCE_PROTOCOL: StreamProtocol = StreamProtocol::new(hush_protocol::PRESENCE_PROTOCOL);
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new(hush_protocol::KAD_PROTOCOL);
 pub const HISTORY_PROTOCOL: StreamProtocol = StreamProtocol::new(hush_protocol::HISTORY_PROTOCOL);
+pub const LINK_PROTOCOL: StreamProtocol = StreamProtocol::new(hush_protocol::LINK_PROTOCOL);
 pub use hush_protocol::IDENTIFY_PROTOCOL;

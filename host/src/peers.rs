@@ -25,6 +25,17 @@ pub fn peer_id(device: &DeviceId) -> Option<PeerId> {
     Some(identity::PublicKey::from(key).to_peer_id())
 }
 
+/// The device id a PeerId stands for (its Ed25519 key is inlined in it).
+pub fn device_of_peer(peer: &PeerId) -> Option<DeviceId> {
+    let hash: &libp2p::multihash::Multihash<64> = peer.as_ref();
+    // Identity multihash: the digest is the protobuf-encoded public key.
+    if hash.code() != 0 {
+        return None;
+    }
+    let key = identity::PublicKey::try_decode_protobuf(hash.digest()).ok()?;
+    Some(DeviceId(key.try_into_ed25519().ok()?.to_bytes()))
+}
+
 /// The device id of a libp2p Ed25519 keypair.
 pub fn device_id(keypair: &identity::Keypair) -> Option<DeviceId> {
     let key = keypair.public().try_into_ed25519().ok()?;

@@ -208,6 +208,12 @@ async fn write_json<W: AsyncWriteExt + Unpin, T: serde::Serialize>(
     write.write_all(&bytes).await
 }
 
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct LinkParams {
+    with_account_key: bool,
+}
+
 fn params<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, (i64, String)> {
     serde_json::from_value(value).map_err(|e| (INVALID_PARAMS, format!("invalid params: {e}")))
 }
@@ -232,6 +238,16 @@ async fn dispatch(node: &Node, request: Request) -> Result<Value, (i64, String)>
     match request.method.as_str() {
         "status" => to_value(node.status().await.map_err(node_err)?),
         "card" => Ok(json!({ "card": node.card().await.map_err(node_err)? })),
+        "device.link" => {
+            let p: LinkParams = if request.params.is_null() {
+                LinkParams::default()
+            } else {
+                params(request.params)?
+            };
+            to_value(node.link_code(p.with_account_key).await.map_err(node_err)?)
+        }
+        "device.link_wait" => to_value(node.link_wait().await.map_err(node_err)?),
+        "device.list" => to_value(node.devices().await.map_err(node_err)?),
         "contact.add" => {
             let p: ContactAddParams = params(request.params)?;
             to_value(node.add_contact(&p.name, &p.card).await.map_err(node_err)?)

@@ -111,6 +111,18 @@ pub enum NodeError {
         "the home folder {path} can be written by other users (mode {mode:o}): run `chmod 700 {path}` and start again"
     )]
     UnsafeHome { path: PathBuf, mode: u32 },
+    #[error(transparent)]
+    Link(#[from] hush_protocol::link::LinkError),
+    #[error(transparent)]
+    LinkCode(#[from] hush_protocol::link::LinkCodeError),
+    #[error("linking failed: {0}")]
+    LinkFailed(String),
+    #[error(
+        "this device does not hold the account key, which signs the device list: run this on the device that holds it (the first device, or one linked with --with-account-key)"
+    )]
+    NoAccountKey,
+    #[error("the account already has {count} devices, the most it may have: revoke one first")]
+    TooManyDevices { count: usize },
     #[error("could not serve the local API at {path}: {source}")]
     Api {
         path: PathBuf,
@@ -141,6 +153,9 @@ impl NodeError {
             Self::InviteUnknownContact { .. } => 1022,
             Self::UnknownMember { .. } => 1023,
             Self::GroupRefused { .. } | Self::TooManyGroups { .. } | Self::Group(_) => 1024,
+            Self::Link(_) | Self::LinkCode(_) | Self::LinkFailed(_) => 1030,
+            Self::NoAccountKey => 1031,
+            Self::TooManyDevices { .. } => 1032,
             Self::Home { .. }
             | Self::Identity(_)
             | Self::Store(_)

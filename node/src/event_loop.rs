@@ -40,6 +40,7 @@ mod commit;
 mod contacts;
 mod direct;
 mod groups;
+mod linking;
 mod liveness;
 mod presence;
 mod reach;
@@ -153,6 +154,8 @@ pub(crate) struct EventLoop {
     groups: groups::GroupHost,
     /// Peers whose connections died silently (see `liveness`).
     lost: liveness::Lost,
+    /// The link code in flight (`hush device link`).
+    link: linking::LinkHost,
 }
 
 impl EventLoop {
@@ -230,6 +233,7 @@ impl EventLoop {
             reach: reach::Reach::default(),
             groups: groups::GroupHost::default(),
             lost: liveness::Lost::default(),
+            link: linking::LinkHost::default(),
         };
         event_loop.restore_trust()?;
         // A new device's presence key goes to disk with the first batch.
@@ -306,6 +310,7 @@ impl EventLoop {
         for account in accounts {
             self.share_key_with(&account);
         }
+        self.push_list_if_new();
         Ok(self)
     }
 
@@ -351,6 +356,7 @@ impl EventLoop {
         self.presence_tick();
         self.reach_tick();
         self.groups_tick();
+        self.link_tick();
     }
 
     fn on_command(&mut self, command: Command) {
@@ -417,6 +423,14 @@ impl EventLoop {
                 self.set_presence_sharing(contact.as_deref(), on, reply);
             }
             Command::Group(command) => self.on_group_command(command),
+            Command::LinkStart {
+                with_account_key,
+                reply,
+            } => self.link_start(with_account_key, reply),
+            Command::LinkWait { reply } => self.link_wait(reply),
+            Command::Devices { reply } => {
+                let _ = reply.send(self.device_views());
+            }
             Command::Card { reply } => {
                 let addresses: Vec<String> = self
                     .listen_addresses
@@ -474,6 +488,7 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.on_kad(event),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::History(event)) => self.on_history(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Link(event)) => self.on_link(event),
             SwarmEvent::Behaviour(BehaviourEvent::Autonat(event)) => self.on_autonat(event),
             SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => {
                 self.on_relay_client(event);

@@ -4,7 +4,7 @@
 pub use hush_host::create_private_file;
 use hush_protocol::{
     AccountId, AccountKey, ContactCard, DeviceId, DeviceKeys, DeviceList, MAX_CARD_ADDRESSES,
-    MAX_NAME_LEN, MailboxSecret, OlmDevice,
+    MAX_NAME_LEN, MailboxSecret, OlmDevice, Wire,
 };
 use libp2p::identity::Keypair;
 
@@ -17,7 +17,9 @@ use crate::store::Store;
 /// Everything the node knows about itself, loaded from the identity record.
 pub struct Me {
     pub name: String,
-    pub account_key: AccountKey,
+    /// What makes the card: the account key, or, on a device linked
+    /// without it, the card a device holding it signed.
+    pub signer: Signer,
     pub account: AccountId,
     pub keypair: Keypair,
     pub device: DeviceKeys,
@@ -41,43 +43,95 @@ impl std::fmt::Debug for Me {
     }
 }
 
+/// What signs this device's card.
+pub enum Signer {
+    /// The account key: signs device lists, cards and group changes.
+    Key(AccountKey),
+    /// A device linked without the account key shows the account's card as
+    /// a device holding the key signed it.
+    Card(ContactCard),
+}
+
+/// The device's own entry on its account's list, and its proof.
+pub fn own_entry(
+    record: &IdentityRecord,
+    olm: &OlmDevice,
+) -> Result<(DeviceKeys, [u8; 64]), NodeError> {
+    let keypair = network::device_keypair(record.device_secret).map_err(NodeError::Identity)?;
+    let device_id = network::device_id(&keypair)
+        .ok_or_else(|| NodeError::Identity(std::io::Error::other("device key is not Ed25519")))?;
+    let device = DeviceKeys {
+        device_id,
+        olm_ed25519: olm.ed25519_key(),
+        olm_curve25519: olm.curve25519_key(),
+        mailbox_key: MailboxSecret::derive(&record.device_secret).public_key(),
+    };
+    // The device signs its own entry: nobody else's card can claim it.
+    let proof = device
+        .prove_with_secret(&record.account, &record.device_secret)
+        .ok_or_else(|| {
+            NodeError::Identity(std::io::Error::other(
+                "the device key does not match the device id",
+            ))
+        })?;
+    Ok((device, proof))
+}
+
 impl Me {
     pub fn load(record: &IdentityRecord, olm: &OlmDevice) -> Result<Self, NodeError> {
-        let account_key = AccountKey::from_seed(record.account_seed);
+        let account_key = record.account_seed.map(AccountKey::from_seed);
+        if account_key
+            .as_ref()
+            .is_some_and(|k| k.id() != record.account)
+        {
+            return Err(NodeError::Identity(std::io::Error::other(
+                "the stored account key is not the account's",
+            )));
+        }
         let keypair = network::device_keypair(record.device_secret).map_err(NodeError::Identity)?;
-        let device_id = network::device_id(&keypair).ok_or_else(|| {
-            NodeError::Identity(std::io::Error::other("device key is not Ed25519"))
-        })?;
-        let mailbox = MailboxSecret::derive(&record.device_secret);
-        let device = DeviceKeys {
-            device_id,
-            olm_ed25519: olm.ed25519_key(),
-            olm_curve25519: olm.curve25519_key(),
-            mailbox_key: mailbox.public_key(),
+        let (device, proof) = own_entry(record, olm)?;
+        let broken = |what: &str| {
+            NodeError::Identity(std::io::Error::other(format!(
+                "the stored device list {what}; the home is damaged"
+            )))
         };
-        // The device signs its own entry: nobody else's card can claim it.
-        let proof = device
-            .prove_with_secret(&account_key.id(), &record.device_secret)
-            .ok_or_else(|| {
-                NodeError::Identity(std::io::Error::other(
-                    "the device key does not match the device id",
-                ))
-            })?;
-        let device_list = DeviceList::sign_proven(
-            &account_key,
-            record.device_list_issued_at_ms,
-            vec![device],
-            vec![proof],
-        );
+        let device_list = if record.device_list.is_empty() {
+            let key = account_key
+                .as_ref()
+                .ok_or_else(|| broken("is missing and the account key is not here"))?;
+            DeviceList::sign_proven(
+                key,
+                record.device_list_issued_at_ms,
+                vec![device],
+                vec![proof],
+            )
+        } else {
+            let list = DeviceList::from_bytes(&record.device_list)
+                .map_err(|_| broken("does not decode"))?;
+            if list.verify().is_err() || list.account != record.account {
+                return Err(broken("is not signed by the account"));
+            }
+            list
+        };
+        let signer = match account_key {
+            Some(key) => Signer::Key(key),
+            None => {
+                let card = record
+                    .card
+                    .parse::<ContactCard>()
+                    .map_err(|_| broken("came without a card that verifies"))?;
+                Signer::Card(card)
+            }
+        };
         Ok(Self {
             name: record.name.clone(),
-            account: account_key.id(),
-            account_key,
+            account: record.account,
+            signer,
             keypair,
             device,
             device_list,
             pickle_key: record.pickle_key,
-            mailbox,
+            mailbox: MailboxSecret::derive(&record.device_secret),
             relays: Vec::new(),
             device_secret: record.device_secret,
         })
@@ -88,11 +142,25 @@ impl Me {
     }
 
     /// The contact card, listing up to [`MAX_CARD_ADDRESSES`] addresses.
+    /// A device without the account key shows the card a device with it
+    /// signed (its addresses and relays).
     pub fn card(&self, addresses: &[String]) -> ContactCard {
+        match &self.signer {
+            Signer::Key(key) => self.sign_card(key, &self.device_list, addresses),
+            Signer::Card(card) => card.clone(),
+        }
+    }
+
+    /// The card for `list`, signed with the account key (`None` without it).
+    pub fn card_with(&self, list: &DeviceList, addresses: &[String]) -> Option<ContactCard> {
+        Some(self.sign_card(self.account_key()?, list, addresses))
+    }
+
+    fn sign_card(&self, key: &AccountKey, list: &DeviceList, addresses: &[String]) -> ContactCard {
         ContactCard::sign(
-            &self.account_key,
+            key,
             self.name.clone(),
-            self.device_list.clone(),
+            list.clone(),
             addresses.iter().take(MAX_CARD_ADDRESSES).cloned().collect(),
             self.relays
                 .iter()
@@ -100,6 +168,14 @@ impl Me {
                 .cloned()
                 .collect(),
         )
+    }
+
+    /// The account key, if this device holds it.
+    pub fn account_key(&self) -> Option<&AccountKey> {
+        match &self.signer {
+            Signer::Key(key) => Some(key),
+            Signer::Card(_) => None,
+        }
     }
 }
 
@@ -140,13 +216,19 @@ pub fn init(home: &Home, name: &str, now_ms: u64) -> Result<AccountId, NodeError
             path: home.dir().to_owned(),
         });
     }
+    let seed: [u8; 32] = rand::random();
     let record = IdentityRecord {
         name: name.to_owned(),
-        account_seed: rand::random(),
+        account: AccountKey::from_seed(seed).id(),
+        account_seed: Some(seed),
         device_secret: rand::random(),
         pickle_key: rand::random(),
         device_list_issued_at_ms: now_ms,
         created_at_ms: now_ms,
+        device_list: Vec::new(),
+        card: String::new(),
+        devices: Vec::new(),
+        pushed_list_at_ms: now_ms,
     };
     let mut olm = OlmDevice::new();
     let pickle = olm
@@ -154,7 +236,7 @@ pub fn init(home: &Home, name: &str, now_ms: u64) -> Result<AccountId, NodeError
         .account
         .unwrap_or_default();
     store.create_identity(&record, &pickle)?;
-    Ok(AccountKey::from_seed(record.account_seed).id())
+    Ok(record.account)
 }
 
 /// The card of a home whose node is not running (from the last known addresses).
@@ -167,11 +249,12 @@ pub fn offline_card(home: &Home) -> Result<ContactCard, NodeError> {
     Ok(me.card(&store.listen_addresses()?))
 }
 
-/// The account key of a home whose node is stopped: it signs the
-/// account's device lists and cards. Never logged, never sent.
-pub fn account_key(home: &Home) -> Result<AccountKey, NodeError> {
+/// The account key of a home whose node is stopped (`None` on a device
+/// linked without it): it signs the account's device lists and cards.
+/// Never logged, never sent.
+pub fn account_key(home: &Home) -> Result<Option<AccountKey>, NodeError> {
     let store = Store::open(&home.db_path())?;
-    Ok(AccountKey::from_seed(store.identity()?.account_seed))
+    Ok(store.identity()?.account_seed.map(AccountKey::from_seed))
 }
 
 pub fn restrict_permissions(path: &std::path::Path) {

@@ -25,6 +25,7 @@ mod error;
 mod event_loop;
 mod home;
 mod identity;
+mod link;
 mod network;
 mod node;
 mod outbox;
@@ -38,6 +39,7 @@ pub use client::{Client, ClientError};
 pub use error::NodeError;
 pub use home::Home;
 pub use identity::{account_key, create_private_file, init, offline_card, validate_name};
+pub use link::{JoinOptions, Joined, join};
 pub use network::{
     DIRECT_PROTOCOL, FrameCodec, HISTORY_PROTOCOL, KAD_PROTOCOL, KEYS_PROTOCOL, MAILBOX_PROTOCOL,
     PRESENCE_PROTOCOL, gossipsub_behaviour, peer_in,
@@ -49,6 +51,7 @@ pub use node::{
 pub use records::Status;
 pub use store::StoreError;
 pub use view::{
-    ContactView, Event, GroupMembersView, GroupMessageView, GroupView, MemberView, MessageView,
-    NodeStatus, PresenceView, Reachability, RelayView, SendReceipt, rfc3339,
+    ContactView, DeviceView, Event, GroupMembersView, GroupMessageView, GroupView, LinkCodeView,
+    LinkedView, MemberView, MessageView, NodeStatus, PresenceView, Reachability, RelayView,
+    SendReceipt, rfc3339,
 };

@@ -8,6 +8,7 @@
 //! | `/hush/mailbox/1`| `MailboxRequest` | `MailboxResponse` (to relays only) |
 //! | `/hush/presence/1` | `PresencePush` | `PresencePush` |
 //! | `/hush/group/1`  | `HistoryRequest` | `HistoryResponse` (to relays only) |
+//! | `/hush/link/1`   | Noise frame    | Noise frame (linking a device; `hush_protocol::link`) |
 //!
 //! Gossipsub (`/hush/gossip/1`) carries group messages: anonymous (no
 //! author, no sequence number: the Megolm ciphertext says who wrote it),
@@ -28,9 +29,10 @@ use std::time::Duration;
 use hush_host::{DIAL_TIMEOUT, liveness, tcp_transport};
 pub use hush_host::{
     DIRECT_PROTOCOL, FrameCodec, HISTORY_PROTOCOL, IDENTIFY_PROTOCOL, KAD_PROTOCOL, KEYS_PROTOCOL,
-    MAILBOX_PROTOCOL, PRESENCE_PROTOCOL, device_id, device_keypair, gossipsub_behaviour, peer_id,
-    peer_in,
+    LINK_PROTOCOL, MAILBOX_PROTOCOL, PRESENCE_PROTOCOL, device_id, device_keypair,
+    gossipsub_behaviour, peer_id, peer_in,
 };
+use hush_protocol::link::MAX_LINK_FRAME;
 use hush_protocol::{
     MAX_ACK_BATCH_LEN, MAX_BATCH_LEN, MAX_CONTROL_LEN, MAX_HISTORY_FRAME, MAX_MAILBOX_FRAME,
     MAX_PRESENCE_RECORD_LEN,
@@ -67,6 +69,7 @@ pub struct Behaviour {
     pub mailbox: request_response::Behaviour<FrameCodec>,
     pub presence: request_response::Behaviour<FrameCodec>,
     pub history: request_response::Behaviour<FrameCodec>,
+    pub link: request_response::Behaviour<FrameCodec>,
     pub gossipsub: gossipsub::Behaviour,
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub relay_client: relay::client::Behaviour,
@@ -88,6 +91,18 @@ fn request_response_config() -> request_response::Config {
     request_response::Config::default()
         .with_request_timeout(REQUEST_TIMEOUT)
         .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+}
+
+/// The link protocol: a running node answers (`Inbound`); a device
+/// joining asks (`Outbound`, see `crate::link`).
+pub fn link_behaviour(
+    support: request_response::ProtocolSupport,
+) -> request_response::Behaviour<FrameCodec> {
+    request_response::Behaviour::with_codec(
+        FrameCodec::new(MAX_LINK_FRAME, MAX_LINK_FRAME),
+        [(LINK_PROTOCOL, support)],
+        request_response_config().with_max_concurrent_streams(4),
+    )
 }
 
 /// Kademlia as a node runs it: a client of the relays' DHT that publishes
@@ -176,6 +191,7 @@ pub fn build_swarm(
                     )],
                     request_response_config(),
                 ),
+                link: link_behaviour(request_response::ProtocolSupport::Inbound),
                 gossipsub,
                 kad: kad_behaviour(peer),
                 relay_client,

@@ -27,8 +27,8 @@ use crate::identity::Me;
 use crate::records::{ContactRecord, ContactTrust, Status};
 use crate::store::Store;
 use crate::view::{
-    ContactView, Event, GroupMembersView, GroupMessageView, GroupView, MessageView, NodeStatus,
-    PresenceView, SendReceipt,
+    ContactView, DeviceView, Event, GroupMembersView, GroupMessageView, GroupView, LinkCodeView,
+    LinkedView, MessageView, NodeStatus, PresenceView, SendReceipt,
 };
 
 /// Commands queued to the event loop at most.
@@ -158,6 +158,18 @@ pub(crate) enum Command {
         reply: Reply<Option<PresenceView>>,
     },
     Group(GroupCommand),
+    /// A new link code (`hush device link`).
+    LinkStart {
+        with_account_key: bool,
+        reply: Reply<LinkCodeView>,
+    },
+    /// Until the device the current code is for has joined.
+    LinkWait {
+        reply: Reply<LinkedView>,
+    },
+    Devices {
+        reply: Reply<Vec<DeviceView>>,
+    },
     /// Commit what is queued, answer it, then stop.
     Shutdown {
         reply: Reply<()>,
@@ -426,6 +438,25 @@ impl Node {
     }
 
     /// This device's contact card (text form), with its current addresses.
+    /// A one-time code that links a new device to this account.
+    pub async fn link_code(&self, with_account_key: bool) -> Result<LinkCodeView, NodeError> {
+        self.call(|reply| Command::LinkStart {
+            with_account_key,
+            reply,
+        })
+        .await
+    }
+
+    /// Waits until the device the current link code is for has joined.
+    pub async fn link_wait(&self) -> Result<LinkedView, NodeError> {
+        self.call(|reply| Command::LinkWait { reply }).await
+    }
+
+    /// The account's devices.
+    pub async fn devices(&self) -> Result<Vec<DeviceView>, NodeError> {
+        self.call(|reply| Command::Devices { reply }).await
+    }
+
     pub async fn card(&self) -> Result<String, NodeError> {
         self.call(|reply| Command::Card { reply }).await
     }

@@ -264,6 +264,11 @@ pub enum Event {
         delivered: usize,
         read: usize,
     },
+    /// A new device joined the account (`hush device link`).
+    DeviceLinked {
+        device: String,
+        name: String,
+    },
     /// A relay of the recipient refused a message; it stays queued and is
     /// tried again, but the user should know.
     Undeliverable {
@@ -285,6 +290,36 @@ impl Event {
             _ => None,
         }
     }
+}
+
+/// A link code `hush device link` prints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LinkCodeView {
+    pub code: String,
+    pub expires_at: String,
+    /// The new device receives the account key too.
+    pub with_account_key: bool,
+}
+
+/// A device linked to this account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LinkedView {
+    pub device: String,
+    pub name: String,
+    pub contacts: u32,
+    pub messages: u32,
+}
+
+/// One of the account's devices (`hush device list`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceView {
+    pub name: String,
+    pub device: String,
+    pub this_device: bool,
+    pub linked_at: Option<String>,
+    /// Whether this device holds the account key (known for this device only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_key: Option<bool>,
 }
 
 /// Milliseconds since the epoch as an RFC 3339 UTC timestamp.

@@ -75,7 +75,7 @@ pub use mailbox::{
 pub use megolm::{MegolmError, MegolmInbound, MegolmOutbound, SessionId, megolm_session_id};
 pub use names::{
     DIRECT_PROTOCOL, GOSSIP_PROTOCOL_PREFIX, HISTORY_PROTOCOL, IDENTIFY_PROTOCOL, KAD_PROTOCOL,
-    KEYS_PROTOCOL, MAILBOX_PROTOCOL, PRESENCE_PROTOCOL,
+    KEYS_PROTOCOL, LINK_PROTOCOL, MAILBOX_PROTOCOL, PRESENCE_PROTOCOL,
 };
 pub use payload::{Body, MAX_RECEIPT_IDS, MAX_TEXT_LEN, Payload, ReceiptKind};
 pub use presence::{

@@ -544,6 +544,14 @@ impl Wire for LinkStep {
     }
 }
 
+/// One of the account's devices, as the account's devices name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceName {
+    pub device: DeviceId,
+    pub name: String,
+    pub linked_at_ms: u64,
+}
+
 /// The account key's seed, copied to a new device only when its user asks
 /// (`--with-account-key`). Never printed; wiped when dropped.
 #[derive(Clone, PartialEq, Eq, zeroize::ZeroizeOnDrop)]
@@ -566,6 +574,8 @@ pub enum LinkReply {
         card: String,
         account_seed: Option<AccountSeed>,
         relays: Vec<String>,
+        /// The account's devices' names (names never leave the account).
+        names: Vec<DeviceName>,
     },
     Contacts {
         items: Vec<LinkContact>,
@@ -589,6 +599,7 @@ impl Wire for LinkReply {
                 card,
                 account_seed,
                 relays,
+                names,
             } => {
                 w.u8(0);
                 device_list.encode(w);
@@ -601,6 +612,11 @@ impl Wire for LinkReply {
                     None => w.u8(0),
                 }
                 w.list(relays, |w, r| w.str(r));
+                w.list(names, |w, n| {
+                    w.raw(&n.device.0);
+                    w.str(&n.name);
+                    w.u64(n.linked_at_ms);
+                });
             }
             Self::Contacts { items, more } => {
                 w.u8(1);
@@ -628,6 +644,13 @@ impl Wire for LinkReply {
                 },
                 relays: r.list("relays", crate::MAX_CARD_ADDRESSES, |r| {
                     Ok(r.str("relay", crate::MAX_ADDRESS_LEN)?.to_owned())
+                })?,
+                names: r.list("device names", crate::MAX_DEVICES, |r| {
+                    Ok(DeviceName {
+                        device: DeviceId(r.array()?),
+                        name: r.str("device name", MAX_DEVICE_NAME_LEN)?.to_owned(),
+                        linked_at_ms: r.u64()?,
+                    })
                 })?,
             }),
             1 => Ok(Self::Contacts {

@@ -13,6 +13,9 @@ pub const PRESENCE_PROTOCOL: &str = "/hush/presence/1";
 pub const KAD_PROTOCOL: &str = "/hush/kad/1";
 /// Group history at relays: `HistoryRequest` → `HistoryResponse`.
 pub const HISTORY_PROTOCOL: &str = "/hush/group/1";
+/// Linking a new device to an account: Noise `XXpsk3` frames (see
+/// `link`), each request answered by the next frame.
+pub const LINK_PROTOCOL: &str = "/hush/link/1";
 /// Gossipsub's protocol id prefix (group messages).
 pub const GOSSIP_PROTOCOL_PREFIX: &str = "/hush/gossip";
 /// Identify.

@@ -105,21 +105,26 @@ pub struct User {
 impl User {
     /// A fresh home with an identity (`hush init`).
     pub fn new(name: &str) -> Self {
+        let user = Self::empty(name);
+        let run = user.run(&["init", "--name", name]);
+        assert!(run.ok(), "init failed: {run:?}");
+        user
+    }
+
+    /// A home folder path with nothing in it yet (for `hush device join`).
+    pub fn empty(name: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("hush-test-")
             .tempdir()
             .expect("temp dir");
         let home = dir.path().join(name);
-        let user = Self {
+        Self {
             name: name.to_owned(),
             home,
             port: free_port(),
             node: None,
             _dir: dir,
-        };
-        let run = user.run(&["init", "--name", name]);
-        assert!(run.ok(), "init failed: {run:?}");
-        user
+        }
     }
 
     pub fn listen_addr(&self) -> String {
@@ -127,7 +132,7 @@ impl User {
     }
 
     /// `hush --home HOME ARGS…`, its output piped.
-    fn command(&self, args: &[&str]) -> Command {
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(hush_bin());
         command
             .arg("--home")

@@ -91,7 +91,9 @@ fn block_and_remove_end_delivery_both_ways() {
 /// account key, looks like to alice.
 fn card_with_another_device(bob: &User) -> String {
     let card: ContactCard = bob.card().parse().expect("bob's card");
-    let account = hush_node::account_key(&hush_node::Home::new(&bob.home)).expect("bob's key");
+    let account = hush_node::account_key(&hush_node::Home::new(&bob.home))
+        .expect("bob's home")
+        .expect("bob's key");
     let signing = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
     let olm = OlmDevice::new();
     let extra = DeviceKeys {

@@ -99,7 +99,8 @@ pub(super) struct GroupHost {
 pub(super) fn load_groups(store: &Store, me: &Me, config: GroupConfig) -> Book {
     let mut book = Book::new(
         GroupSelf {
-            key: me.account_key.clone(),
+            account: me.account,
+            key: me.account_key().cloned(),
             device: me.device_id(),
             pickle_key: me.pickle_key,
         },
@@ -366,7 +367,7 @@ impl EventLoop {
         account.to_string()[..12].to_owned()
     }
 
-    fn own_card(&self) -> ContactCard {
+    pub(super) fn own_card(&self) -> ContactCard {
         let addresses: Vec<String> = self
             .listen_addresses
             .iter()

@@ -27,8 +27,9 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::records::{
-    ContactRecord, ContactTrust, GroupRecord, IdentityRecord, InboundRecord, MessageRecord,
-    OutboxRecord, OwnPresenceRecord, PendingRecord, PresenceRecord, PublishKeyRecord,
+    ContactRecord, ContactTrust, GroupRecord, IdentityRecord, IdentityRecordV1, InboundRecord,
+    MessageRecord, OutboxRecord, OwnPresenceRecord, PendingRecord, PresenceRecord,
+    PublishKeyRecord,
 };
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -63,7 +64,9 @@ const GROUP_KEYS: TableDefinition<(&[u8; 32], &[u8; 32]), &[u8]> =
 /// account; only rows that differ from the default.
 const CONTACT_TRUST: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("contact_trust");
 
+/// The identity as homes made before several devices per account stored it.
 const IDENTITY_KEY: &str = "identity";
+const IDENTITY_V2_KEY: &str = "identity.2";
 const OLM_ACCOUNT_KEY: &str = "olm_account";
 const CLOCK_KEY: &str = "clock";
 const LISTEN_KEY: &str = "listen_addresses";
@@ -218,13 +221,29 @@ impl Store {
         Ok(table.get(key)?.map(|v| v.value().to_vec()))
     }
 
+    /// The identity (converted from the record homes made before several
+    /// devices per account stored, if that is what is there).
     pub fn identity(&self) -> Result<IdentityRecord, StoreError> {
+        if let Some(bytes) = self.meta(IDENTITY_V2_KEY)? {
+            return decode("identity", &bytes);
+        }
         let bytes = self.meta(IDENTITY_KEY)?.ok_or(StoreError::NoIdentity)?;
-        decode("identity", &bytes)
+        Ok(decode::<IdentityRecordV1>("identity", &bytes)?.into())
     }
 
     pub fn has_identity(&self) -> Result<bool, StoreError> {
-        Ok(self.meta(IDENTITY_KEY)?.is_some())
+        Ok(self.meta(IDENTITY_V2_KEY)?.is_some() || self.meta(IDENTITY_KEY)?.is_some())
+    }
+
+    /// Replaces the identity (a device was linked; a list was pushed).
+    pub fn put_identity(&self, identity: &IdentityRecord) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.insert(IDENTITY_V2_KEY, encode(identity).as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
     }
 
     /// Writes a new identity and its Olm account in one transaction.
@@ -236,7 +255,7 @@ impl Store {
         let txn = self.db.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
-            meta.insert(IDENTITY_KEY, encode(identity).as_slice())?;
+            meta.insert(IDENTITY_V2_KEY, encode(identity).as_slice())?;
             meta.insert(OLM_ACCOUNT_KEY, olm_account.as_bytes())?;
         }
         txn.commit()?;
@@ -529,6 +548,28 @@ impl Store {
             .collect::<Result<Vec<MessageRecord>, StoreError>>()?;
         out.reverse();
         Ok(out)
+    }
+
+    /// Up to `limit` messages of a conversation after `after` (or from
+    /// the first), oldest first.
+    pub fn messages_after(
+        &self,
+        conversation: &ConversationId,
+        after: Option<u128>,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(MESSAGES)?;
+        let c = &conversation.0;
+        let range = match after {
+            Some(a) if a == u128::MAX => return Ok(Vec::new()),
+            Some(a) => table.range((c, a + 1)..=(c, u128::MAX))?,
+            None => table.range((c, 0)..=(c, u128::MAX))?,
+        };
+        range
+            .take(limit)
+            .map(|row| decode("message", row?.1.value()))
+            .collect()
     }
 
     pub fn unread(&self, conversation: &ConversationId) -> Result<Vec<MessageId>, StoreError> {

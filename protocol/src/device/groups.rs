@@ -118,7 +118,11 @@ impl Default for GroupConfig {
 /// Who this device is, as groups need it.
 #[derive(Clone)]
 pub struct GroupSelf {
-    pub key: AccountKey,
+    pub account: AccountId,
+    /// Signs our membership changes; `None` on a device linked without
+    /// the account key (it reads and writes in groups, but changes no
+    /// membership).
+    pub key: Option<AccountKey>,
     pub device: DeviceId,
     /// Encrypts the Megolm pickles at rest.
     pub pickle_key: [u8; 32],
@@ -127,7 +131,7 @@ pub struct GroupSelf {
 impl fmt::Debug for GroupSelf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GroupSelf")
-            .field("account", &self.key.id())
+            .field("account", &self.account)
             .field("device", &self.device)
             .finish_non_exhaustive()
     }
@@ -186,6 +190,10 @@ pub enum GroupCommandError {
         "this device has not received the publish key of group {group:?} yet (the admin who made its last change sends it; it is asked for again every 10 s): try again shortly"
     )]
     NoPublishKey { group: String },
+    #[error(
+        "this device does not hold the account key, which signs group changes: make the change on the device that holds it (or link this one again with `hush device link --with-account-key`)"
+    )]
+    NoAccountKey,
 }
 
 /// What the engine hands the host to store with the current batch.
@@ -596,7 +604,7 @@ where
     }
 
     fn account(&self) -> AccountId {
-        self.me.key.id()
+        self.me.account
     }
 
     /// A stored group: its record and its encoded ops (a corrupt op or an

@@ -111,6 +111,11 @@ fn a_link_with_the_right_code_hands_over_in_order() {
         card: "hush1card".into(),
         account_seed: None,
         relays: vec!["/ip4/127.0.0.1/tcp/7001/p2p/x".into()],
+        names: vec![DeviceName {
+            device: req.device.device_id,
+            name: "laptop".into(),
+            linked_at_ms: NOW,
+        }],
     };
     let frame = p.responder.reply(&grant).unwrap();
     assert_eq!(init.open(&frame).unwrap(), grant);

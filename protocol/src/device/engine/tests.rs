@@ -187,7 +187,8 @@ fn device_of(account_seed: u8, device_seed: u8, name: &str, relayed: bool) -> De
     let card = ContactCard::sign(&key, name.to_owned(), list, vec![], relays);
     let groups = GroupBook::new(
         GroupSelf {
-            key: key.clone(),
+            account: key.id(),
+            key: Some(key.clone()),
             device: keys.device_id,
             pickle_key: [seed; 32],
         },

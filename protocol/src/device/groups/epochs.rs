@@ -274,7 +274,7 @@ where
         }
         let known = g.state.epochs.iter().find(|e| e.op == epoch).copied();
         match known {
-            Some(e) if g.recency(&epoch).is_some() && g.may_give(&self.me.key.id(), &from, &e) => {
+            Some(e) if g.recency(&epoch).is_some() && g.may_give(&self.me.account, &from, &e) => {
                 self.adopt_key(ctx, id, epoch, key);
             }
             Some(_) => {

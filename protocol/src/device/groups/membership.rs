@@ -57,8 +57,13 @@ where
         ctx.rng.fill_bytes(&mut nonce);
         let id = GroupId::derive(&self.account(), &nonce);
         let at = ctx.next_id();
+        let key = self
+            .me
+            .key
+            .as_ref()
+            .ok_or(GroupCommandError::NoAccountKey)?;
         let op = GroupOp::sign(
-            &self.me.key,
+            key,
             id,
             at,
             Vec::new(),
@@ -187,7 +192,12 @@ where
             .max();
         let next = ctx.next_id();
         let at = newest.map_or(next, |n| next.max(n));
-        let op = GroupOp::sign(&self.me.key, id, at, parents, action);
+        let key = self
+            .me
+            .key
+            .as_ref()
+            .ok_or(GroupCommandError::NoAccountKey)?;
+        let op = GroupOp::sign(key, id, at, parents, action);
         self.apply_ops(ctx, id, vec![op], OpsFrom::Us);
         Ok(id)
     }

@@ -160,7 +160,8 @@ fn member(seed: u8, name: &'static str, config: GroupConfig) -> Member {
     let list = DeviceList::sign(&key, 1, vec![keys]);
     let card = ContactCard::sign(&key, name.to_owned(), list, vec![], vec![]);
     let me = GroupSelf {
-        key: key.clone(),
+        account: key.id(),
+        key: Some(key.clone()),
         device,
         pickle_key: [seed; 32],
     };

@@ -1,0 +1,466 @@
+//! Linking a new device, the old device's side (`hush device link`): the
+//! one-time code, the Noise handshake keyed by it, the handover pages, and
+//! taking the new device list once the new device stored everything. The
+//! new device's side is `crate::link`. Protocol: docs/protocol.md §13.
+
+use std::time::{Duration, Instant};
+
+use hush_protocol::link::{
+    AccountSeed, DeviceName, LINK_VALID_MS, LinkCode, LinkContact, LinkMessage, LinkOffer,
+    LinkReceived, LinkReply, LinkRequest, LinkResponder, LinkStep, contacts_page_len,
+    messages_page_len,
+};
+use hush_protocol::{AccountId, ContactCard, ConversationId, DeviceList, MAX_DEVICES, Wire};
+use libp2p::{PeerId, request_response};
+
+use super::EventLoop;
+use crate::error::NodeError;
+use crate::node::Reply;
+use crate::records::{IdentityRecord, OwnDevice};
+use crate::view::{DeviceView, Event, LinkCodeView, LinkedView, rfc3339};
+
+/// Messages read from the store per page, before the page is cut to
+/// what fits one frame.
+const MESSAGES_PER_READ: usize = 512;
+
+/// The link code in flight, if any (one at a time).
+#[derive(Default)]
+pub(super) struct LinkHost {
+    offer: Option<Offer>,
+    /// `hush device link` calls waiting for the new device.
+    waiting: Vec<Reply<LinkedView>>,
+}
+
+struct Offer {
+    responder: LinkResponder,
+    with_account_key: bool,
+    /// The whole link, handover included, ends by then.
+    deadline: Instant,
+    granted: Option<Granted>,
+}
+
+/// The new device's request, accepted: the list and card made for it,
+/// taken as ours once it confirms.
+struct Granted {
+    request: LinkRequest,
+    list: DeviceList,
+    card: ContactCard,
+}
+
+impl EventLoop {
+    /// Makes a new link code (one at a time: a new one replaces the last).
+    pub(super) fn link_start(&mut self, with_account_key: bool, reply: Reply<LinkCodeView>) {
+        let made = self.new_offer(with_account_key);
+        let _ = reply.send(made);
+    }
+
+    fn new_offer(&mut self, with_account_key: bool) -> Result<LinkCodeView, NodeError> {
+        if self.me.account_key().is_none() {
+            return Err(NodeError::NoAccountKey);
+        }
+        let count = self.me.device_list.devices.len();
+        if count >= MAX_DEVICES {
+            return Err(NodeError::TooManyDevices { count });
+        }
+        let expires_at_ms = self.host_clock.now().unix_ms + LINK_VALID_MS;
+        let code = LinkCode {
+            device: self.me.device_id(),
+            secret: rand::random(),
+            expires_at_ms,
+            addresses: self
+                .listen_addresses
+                .iter()
+                .filter(|a| !a.to_string().contains("p2p-circuit"))
+                .take(hush_protocol::link::MAX_LINK_ADDRESSES)
+                .map(|a| a.to_string())
+                .collect(),
+        };
+        let offer = LinkOffer {
+            account: self.me.account,
+            name: self.me.name.clone(),
+        };
+        let responder = LinkResponder::new(&code, offer)?;
+        if self.link.offer.is_some() {
+            tracing::info!("a new link code replaces the last one");
+            self.link_failed("a newer link code replaced this one");
+        }
+        self.link.offer = Some(Offer {
+            responder,
+            with_account_key,
+            deadline: Instant::now() + Duration::from_millis(LINK_VALID_MS),
+            granted: None,
+        });
+        Ok(LinkCodeView {
+            code: code.to_string(),
+            expires_at: rfc3339(expires_at_ms),
+            with_account_key,
+        })
+    }
+
+    /// Waits until the device the current code is for has joined.
+    pub(super) fn link_wait(&mut self, reply: Reply<LinkedView>) {
+        if self.link.offer.is_none() {
+            let _ = reply.send(Err(NodeError::LinkFailed(
+                "no link code is waiting: run `hush device link`".into(),
+            )));
+            return;
+        }
+        self.link.waiting.push(reply);
+    }
+
+    /// Drops a code whose time is up, and tells whoever waits.
+    pub(super) fn link_tick(&mut self) {
+        let now = self.host_clock.now().unix_ms;
+        let expired = self
+            .link
+            .offer
+            .as_ref()
+            .is_some_and(|o| Instant::now() >= o.deadline || o.responder.is_spent(now));
+        if expired {
+            self.link.offer = None;
+            self.link_failed("the link code expired (or was tried too often) before a device joined; run `hush device link` again");
+        }
+    }
+
+    fn link_failed(&mut self, why: &str) {
+        for reply in self.link.waiting.drain(..) {
+            let _ = reply.send(Err(NodeError::LinkFailed(why.to_owned())));
+        }
+    }
+
+    pub(super) fn on_link(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        use request_response::{Event as E, Message as M};
+        let E::Message {
+            peer,
+            message: M::Request {
+                request, channel, ..
+            },
+            ..
+        } = event
+        else {
+            return;
+        };
+        match self.link_frame(peer, &request) {
+            Ok(answer) => {
+                if self
+                    .swarm
+                    .behaviour_mut()
+                    .link
+                    .send_response(channel, answer)
+                    .is_err()
+                {
+                    tracing::info!(%peer, "the device linking went away");
+                }
+            }
+            // No answer: the new device's request fails and says so.
+            Err(e) => tracing::warn!(%peer, error = %e, "a link attempt failed"),
+        }
+    }
+
+    /// One frame of the new device: the answer to send back.
+    fn link_frame(&mut self, peer: PeerId, frame: &[u8]) -> Result<Vec<u8>, NodeError> {
+        let device = hush_host::device_of_peer(&peer)
+            .ok_or_else(|| NodeError::LinkFailed("the peer has no Ed25519 key".into()))?;
+        let now = self.host_clock.now().unix_ms;
+        let offer = self
+            .link
+            .offer
+            .as_mut()
+            .ok_or_else(|| NodeError::LinkFailed("no link code is waiting".into()))?;
+        match offer.responder.receive(now, device, frame)? {
+            LinkReceived::Answer(answer) => Ok(answer),
+            LinkReceived::Request(request) => {
+                let (grant, granted) = self.grant(request)?;
+                let offer = self.offer_mut()?;
+                offer.granted = Some(granted);
+                Ok(offer.responder.reply(&grant)?)
+            }
+            LinkReceived::Step(step) => {
+                let reply = match step {
+                    LinkStep::Contacts { after } => self.contacts_page(after),
+                    LinkStep::Messages { after } => self.messages_page(after)?,
+                    LinkStep::Done { contacts, messages } => {
+                        self.take_linked(contacts, messages)?;
+                        LinkReply::Finished
+                    }
+                };
+                let offer = self.offer_mut()?;
+                let answer = offer.responder.reply(&reply)?;
+                if offer.responder.is_finished() {
+                    self.link.offer = None;
+                }
+                Ok(answer)
+            }
+        }
+    }
+
+    fn offer_mut(&mut self) -> Result<&mut Offer, NodeError> {
+        self.link
+            .offer
+            .as_mut()
+            .ok_or_else(|| NodeError::LinkFailed("the link code is gone".into()))
+    }
+
+    /// The new list (ours plus the new device), the card made with it, and
+    /// what goes with them.
+    fn grant(&mut self, request: LinkRequest) -> Result<(LinkReply, Granted), NodeError> {
+        let key = self.me.account_key().ok_or(NodeError::NoAccountKey)?;
+        let old = &self.me.device_list;
+        if old.devices.len() >= MAX_DEVICES {
+            return Err(NodeError::TooManyDevices {
+                count: old.devices.len(),
+            });
+        }
+        let mut devices = old.devices.clone();
+        let mut proofs = old.proofs.clone();
+        devices.retain(|d| d.device_id != request.device.device_id);
+        proofs.truncate(devices.len());
+        devices.push(request.device);
+        proofs.push(request.proof);
+        let issued_at_ms = self
+            .host_clock
+            .now()
+            .unix_ms
+            .max(old.issued_at_ms.saturating_add(1));
+        let list = DeviceList::sign_proven(key, issued_at_ms, devices, proofs);
+        let addresses: Vec<String> = self
+            .listen_addresses
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        let card = self
+            .me
+            .card_with(&list, &addresses)
+            .ok_or(NodeError::NoAccountKey)?;
+        let with_key = self.offer_mut()?.with_account_key;
+        let seed = if with_key {
+            self.store.identity()?.account_seed.map(AccountSeed)
+        } else {
+            None
+        };
+        let mut names = self.device_names()?;
+        names.push(DeviceName {
+            device: request.device.device_id,
+            name: request.name.clone(),
+            linked_at_ms: self.host_clock.now().unix_ms,
+        });
+        let reply = LinkReply::Grant {
+            device_list: Box::new(list.clone()),
+            card: card.to_string(),
+            account_seed: seed,
+            relays: self.me.relays.clone(),
+            names,
+        };
+        tracing::info!(device = %request.device.device_id, name = %request.name, "a new device asks to join; handing over");
+        Ok((
+            reply,
+            Granted {
+                request,
+                list,
+                card,
+            },
+        ))
+    }
+
+    /// Our devices' names as stored (this device first named "first
+    /// device" if it was never named).
+    fn device_names(&self) -> Result<Vec<DeviceName>, NodeError> {
+        let record = self.store.identity()?;
+        Ok(own_devices(&record, &self.me.device_list)
+            .into_iter()
+            .map(|d| DeviceName {
+                device: d.device,
+                name: d.name,
+                linked_at_ms: d.linked_at_ms,
+            })
+            .collect())
+    }
+
+    fn contacts_page(&self, after: Option<AccountId>) -> LinkReply {
+        let mut all: Vec<LinkContact> = self
+            .engine
+            .contacts
+            .contacts()
+            .filter(|c| after.is_none_or(|a| c.record.account > a))
+            .map(|c| {
+                let trust = self.engine.contacts.trust(&c.record.account);
+                LinkContact {
+                    name: c.record.name.clone(),
+                    card: c.record.card.clone(),
+                    send_receipts: c.record.send_receipts,
+                    added_at_ms: c.record.added_at_ms,
+                    blocked: trust.blocked,
+                    verified: trust.verified,
+                }
+            })
+            .collect();
+        let account_of = |c: &LinkContact| {
+            c.card
+                .parse::<ContactCard>()
+                .map(|card| card.account())
+                .ok()
+        };
+        all.sort_by_key(|c| account_of(c).map(|a| a.0));
+        let n = contacts_page_len(&all);
+        let more = all.len() > n;
+        all.truncate(n);
+        LinkReply::Contacts { items: all, more }
+    }
+
+    /// The next page of 1:1 messages: by contact account, then by id.
+    fn messages_page(&self, after: Option<(AccountId, u128)>) -> Result<LinkReply, NodeError> {
+        let since = self.link_since();
+        let mut accounts: Vec<AccountId> = self.engine.contacts.accounts();
+        accounts.sort();
+        let mut items: Vec<LinkMessage> = Vec::new();
+        let mut more = false;
+        for account in accounts {
+            let from_id = match after {
+                Some((a, _)) if account < a => continue,
+                Some((a, id)) if account == a => Some(id),
+                _ => None,
+            };
+            let conversation = ConversationId::direct(&self.me.account, &account);
+            let rows = self.store.messages_after(
+                &conversation,
+                from_id,
+                MESSAGES_PER_READ.saturating_sub(items.len()),
+            )?;
+            let full = rows.len() >= MESSAGES_PER_READ.saturating_sub(items.len());
+            items.extend(
+                rows.into_iter()
+                    .filter(|m| m.sent_at_ms >= since)
+                    .map(|m| LinkMessage {
+                        conversation: account,
+                        id: m.id.0,
+                        from: m.from,
+                        outgoing: m.outgoing,
+                        text: m.text,
+                        status: m.status as u8,
+                        sent_at_ms: m.sent_at_ms,
+                        stored_at_ms: m.stored_at_ms,
+                    }),
+            );
+            if full || items.len() >= MESSAGES_PER_READ {
+                more = true;
+                break;
+            }
+        }
+        let n = messages_page_len(&items);
+        if items.len() > n {
+            more = true;
+            items.truncate(n);
+        }
+        Ok(LinkReply::Messages { items, more })
+    }
+
+    /// From when the new device wants history.
+    fn link_since(&self) -> u64 {
+        self.link
+            .offer
+            .as_ref()
+            .and_then(|o| o.granted.as_ref())
+            .map_or(u64::MAX, |g| g.request.history_since_ms)
+    }
+
+    /// The new device stored everything: its list becomes ours, and every
+    /// contact gets the new card.
+    fn take_linked(&mut self, contacts: u32, messages: u32) -> Result<(), NodeError> {
+        let granted = self
+            .offer_mut()?
+            .granted
+            .take()
+            .ok_or_else(|| NodeError::LinkFailed("done before the request".into()))?;
+        let mut record = self.store.identity()?;
+        let mut devices = own_devices(&record, &self.me.device_list);
+        let now = self.host_clock.now().unix_ms;
+        devices.push(OwnDevice {
+            device: granted.request.device.device_id,
+            name: granted.request.name.clone(),
+            linked_at_ms: now,
+        });
+        record.device_list = granted.list.to_bytes();
+        record.device_list_issued_at_ms = granted.list.issued_at_ms;
+        record.devices = devices;
+        record.pushed_list_at_ms = granted.list.issued_at_ms;
+        self.store.put_identity(&record)?;
+        self.me.device_list = granted.list;
+        self.engine.push_card(ctx!(self), &granted.card);
+        self.drive();
+        let view = LinkedView {
+            device: granted.request.device.device_id.to_string(),
+            name: granted.request.name.clone(),
+            contacts,
+            messages,
+        };
+        tracing::info!(device = %view.device, name = %view.name, contacts, messages, "a new device joined the account");
+        let _ = self.events.send(Event::DeviceLinked {
+            device: view.device.clone(),
+            name: view.name.clone(),
+        });
+        for reply in self.link.waiting.drain(..) {
+            let _ = reply.send(Ok(view.clone()));
+        }
+        Ok(())
+    }
+
+    /// At start: a device list newer than the one last pushed (this device
+    /// was just linked, or the old device stopped before its push was
+    /// stored) goes to every contact.
+    pub(super) fn push_list_if_new(&mut self) {
+        let mut record = match self.store.identity() {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the identity to push the device list");
+                return;
+            }
+        };
+        if record.pushed_list_at_ms >= self.me.device_list.issued_at_ms {
+            return;
+        }
+        let card = self.own_card();
+        self.engine.push_card(ctx!(self), &card);
+        self.drive();
+        record.pushed_list_at_ms = self.me.device_list.issued_at_ms;
+        if let Err(e) = self.store.put_identity(&record) {
+            tracing::warn!(error = %e, "could not note the device list as pushed");
+        }
+    }
+
+    /// The account's devices (`hush device list`).
+    pub(super) fn device_views(&self) -> Result<Vec<DeviceView>, NodeError> {
+        let record = self.store.identity()?;
+        let me = self.me.device_id();
+        Ok(own_devices(&record, &self.me.device_list)
+            .into_iter()
+            .map(|d| DeviceView {
+                this_device: d.device == me,
+                account_key: (d.device == me).then(|| self.me.account_key().is_some()),
+                name: d.name,
+                device: d.device.to_string(),
+                linked_at: (d.linked_at_ms > 0).then(|| rfc3339(d.linked_at_ms)),
+            })
+            .collect())
+    }
+}
+
+/// The devices on `list`, named as the record names them (a device never
+/// named is "first device" if it is the list's first, else "unnamed").
+fn own_devices(record: &IdentityRecord, list: &DeviceList) -> Vec<OwnDevice> {
+    list.devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            record
+                .devices
+                .iter()
+                .find(|o| o.device == d.device_id)
+                .cloned()
+                .unwrap_or_else(|| OwnDevice {
+                    device: d.device_id,
+                    name: if i == 0 { "first device" } else { "unnamed" }.to_owned(),
+                    linked_at_ms: if i == 0 { record.created_at_ms } else { 0 },
+                })
+        })
+        .collect()
+}

@@ -1,0 +1,437 @@
+//! Joining an account as a new device (`hush device join CODE`): the new
+//! device's side of the link (the old device's is
+//! `event_loop::linking`). Everything handed over is written to a database
+//! beside the home (`.linking/`), which becomes the home's only once the
+//! whole handover is stored: a link that fails leaves the home as it was.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures::StreamExt;
+use hush_protocol::link::{LinkCode, LinkError, LinkInitiator, LinkReply, LinkRequest, LinkStep};
+use hush_protocol::{
+    AccountId, AccountKey, ContactCard, ConversationId, DeviceId, DeviceList, MessageId, OlmDevice,
+    Wire,
+};
+use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm};
+
+use crate::error::NodeError;
+use crate::home::Home;
+use crate::identity::{own_entry, validate_name};
+use crate::records::{
+    ContactRecord, ContactTrust, IdentityRecord, MessageRecord, OwnDevice, Status,
+};
+use crate::store::{Durability, Op, Store};
+
+/// What the new device asks for and how long it waits.
+#[derive(Debug, Clone)]
+pub struct JoinOptions {
+    /// This device's name on the account (`--name`).
+    pub name: String,
+    /// Messages sent from then on (ms since the epoch); 0: all, `u64::MAX`:
+    /// none.
+    pub history_since_ms: u64,
+    /// The whole link gives up after this long.
+    pub timeout: Duration,
+}
+
+/// What a finished join brought.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    pub account: AccountId,
+    pub account_name: String,
+    pub device: DeviceId,
+    pub contacts: usize,
+    pub messages: usize,
+    pub account_key: bool,
+}
+
+type LinkBehaviour = request_response::Behaviour<hush_host::FrameCodec>;
+
+/// Links a new, empty `home` to the account whose device printed `code`.
+pub async fn join(home: &Home, code: &str, options: JoinOptions) -> Result<Joined, NodeError> {
+    let code: LinkCode = code.parse()?;
+    validate_name(&options.name)?;
+    if hush_host::now_ms() >= code.expires_at_ms {
+        return Err(LinkError::Expired.into());
+    }
+    if home.db_path().exists() && Store::open(&home.db_path())?.has_identity()? {
+        return Err(NodeError::AlreadyInitialized {
+            path: home.dir().to_owned(),
+        });
+    }
+    let existed = home.dir().exists();
+    home.create().map_err(|source| NodeError::Home {
+        path: home.dir().to_owned(),
+        source,
+    })?;
+    let staging = Staging::new(home)?;
+    let outcome = tokio::time::timeout(options.timeout, run(&staging, &code, &options)).await;
+    if !matches!(outcome, Ok(Ok(_))) {
+        staging.discard();
+        if !existed {
+            // Made for this join: gone with it (only if still empty).
+            let _ = std::fs::remove_dir(home.dir());
+        }
+    }
+    match outcome {
+        Ok(Ok(joined)) => {
+            staging.publish(home)?;
+            Ok(joined)
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(NodeError::LinkFailed(format!(
+            "the old device did not finish handing over within {} s; nothing was kept: run `hush device link` there and join again",
+            options.timeout.as_secs()
+        ))),
+    }
+}
+
+/// The database a join fills, beside the home until it is complete.
+struct Staging {
+    dir: PathBuf,
+}
+
+impl Staging {
+    fn new(home: &Home) -> Result<Self, NodeError> {
+        let dir = home.dir().join(".linking");
+        // What a join that was killed left behind.
+        let _ = std::fs::remove_dir_all(&dir);
+        hush_host::create_private_dir(&dir).map_err(|source| NodeError::Home {
+            path: dir.clone(),
+            source,
+        })?;
+        let db = dir.join(crate::home::DB_FILE);
+        crate::identity::create_private_file(&db).map_err(|source| NodeError::Home {
+            path: db.clone(),
+            source,
+        })?;
+        Ok(Self { dir })
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.join(crate::home::DB_FILE)
+    }
+
+    /// Moves the complete database into the home.
+    fn publish(self, home: &Home) -> Result<(), NodeError> {
+        let moved = rename(&self.db(), &home.db_path()).and_then(|()| {
+            let wal = self.db().with_extension("wal");
+            if wal.exists() {
+                rename(&wal, &home.db_path().with_extension("wal"))
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(source) = moved {
+            return Err(NodeError::Home {
+                path: home.dir().to_owned(),
+                source,
+            });
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        Ok(())
+    }
+
+    fn discard(&self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn rename(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::rename(from, to)
+}
+
+/// The handshake, the handover, and the new device's identity, all into
+/// the staging database.
+async fn run(
+    staging: &Staging,
+    code: &LinkCode,
+    options: &JoinOptions,
+) -> Result<Joined, NodeError> {
+    let device_secret: [u8; 32] = rand::random();
+    let pickle_key: [u8; 32] = rand::random();
+    let mut olm = OlmDevice::new();
+    let keypair = hush_host::device_keypair(device_secret).map_err(NodeError::Identity)?;
+    let peer = hush_host::peer_id(&code.device)
+        .ok_or_else(|| NodeError::LinkFailed("the link code names no valid device".into()))?;
+    let behaviour = crate::network::link_behaviour(request_response::ProtocolSupport::Outbound);
+    let mut swarm = hush_host::tcp_swarm(keypair, behaviour).map_err(NodeError::Identity)?;
+    for addr in &code.addresses {
+        if let Ok(addr) = addr.parse::<Multiaddr>() {
+            swarm.add_peer_address(peer, addr);
+        }
+    }
+    let mut link = Link { swarm, peer };
+
+    let (mut initiator, hello) = LinkInitiator::start(code)?;
+    let answer = link.ask(hello).await?;
+    let offer = initiator.offer(&answer)?;
+    let mut record = IdentityRecord {
+        name: offer.name.clone(),
+        account: offer.account,
+        account_seed: None,
+        device_secret,
+        pickle_key,
+        device_list_issued_at_ms: 0,
+        created_at_ms: hush_host::now_ms(),
+        device_list: Vec::new(),
+        card: String::new(),
+        devices: Vec::new(),
+        // The old device pushes the new card; this one does too, at its
+        // first start, in case the old one stopped before it could.
+        pushed_list_at_ms: 0,
+    };
+    let (device, proof) = own_entry(&record, &olm)?;
+    let request = LinkRequest {
+        device,
+        proof,
+        name: options.name.clone(),
+        history_since_ms: options.history_since_ms,
+    };
+    let frame = initiator.request(&request)?;
+    let LinkReply::Grant {
+        device_list,
+        card,
+        account_seed,
+        relays,
+        names,
+    } = initiator.open(&link.ask(frame).await?)?
+    else {
+        return Err(NodeError::LinkFailed(
+            "the old device did not grant the link".into(),
+        ));
+    };
+    check_grant(&offer.account, &device_list, &card, &device)?;
+    if let Some(seed) = &account_seed
+        && AccountKey::from_seed(seed.0).id() != offer.account
+    {
+        return Err(NodeError::LinkFailed(
+            "the account key handed over is not the account's".into(),
+        ));
+    }
+    record.account_seed = account_seed.as_ref().map(|s| s.0);
+    record.device_list = device_list.to_bytes();
+    record.device_list_issued_at_ms = device_list.issued_at_ms;
+    record.card = card;
+    record.devices = names
+        .into_iter()
+        .map(|n| OwnDevice {
+            device: n.device,
+            name: n.name,
+            linked_at_ms: n.linked_at_ms,
+        })
+        .collect();
+
+    let store = Store::open(&staging.db())?;
+    store.apply(vec![Op::PutRelays(relays)], Durability::Lazy)?;
+    let contacts = fetch_contacts(&mut link, &mut initiator, &store, &offer.account).await?;
+    let messages = fetch_messages(&mut link, &mut initiator, &store, &offer.account).await?;
+    let pickle = olm.take_changes(&pickle_key).account.unwrap_or_default();
+    store.create_identity(&record, &pickle)?;
+    store.checkpoint()?;
+    drop(store);
+
+    let done = LinkStep::Done {
+        contacts: u32::try_from(contacts).unwrap_or(u32::MAX),
+        messages: u32::try_from(messages).unwrap_or(u32::MAX),
+    };
+    let frame = initiator.step(&done)?;
+    match initiator.open(&link.ask(frame).await?)? {
+        LinkReply::Finished => {}
+        _ => {
+            return Err(NodeError::LinkFailed(
+                "the old device did not confirm the link".into(),
+            ));
+        }
+    }
+    Ok(Joined {
+        account: offer.account,
+        account_name: offer.name,
+        device: device.device_id,
+        contacts,
+        messages,
+        account_key: record.account_seed.is_some(),
+    })
+}
+
+/// The granted list must be the account's, signed, and list this device
+/// as it asked; the card must carry that list.
+fn check_grant(
+    account: &AccountId,
+    list: &DeviceList,
+    card: &str,
+    device: &hush_protocol::DeviceKeys,
+) -> Result<(), NodeError> {
+    let bad = |why: &str| NodeError::LinkFailed(format!("the old device's grant {why}"));
+    if list.account != *account || list.verify().is_err() {
+        return Err(bad("is not signed by the account"));
+    }
+    if list.device(&device.device_id) != Some(device) {
+        return Err(bad("does not list this device"));
+    }
+    let card: ContactCard = card
+        .parse()
+        .map_err(|_| bad("carries a card that does not verify"))?;
+    if card.account() != *account || card.device_list != *list {
+        return Err(bad("carries a card of another list"));
+    }
+    Ok(())
+}
+
+async fn fetch_contacts(
+    link: &mut Link,
+    initiator: &mut LinkInitiator,
+    store: &Store,
+    me: &AccountId,
+) -> Result<usize, NodeError> {
+    let mut after = None;
+    let mut count = 0;
+    loop {
+        let frame = initiator.step(&LinkStep::Contacts { after })?;
+        let LinkReply::Contacts { items, more } = initiator.open(&link.ask(frame).await?)? else {
+            return Err(NodeError::LinkFailed("expected a page of contacts".into()));
+        };
+        let mut ops = Vec::with_capacity(items.len() * 2);
+        let mut last = after;
+        for c in items {
+            let Ok(card) = c.card.parse::<ContactCard>() else {
+                tracing::warn!(contact = %c.name, "a contact's card handed over does not verify; skipped");
+                continue;
+            };
+            let account = card.account();
+            if account == *me || last.is_some_and(|l| account <= l) {
+                return Err(NodeError::LinkFailed(
+                    "the contacts came out of order".into(),
+                ));
+            }
+            last = Some(account);
+            ops.push(Op::PutContact(ContactRecord {
+                name: c.name,
+                card: c.card,
+                account,
+                send_receipts: c.send_receipts,
+                added_at_ms: c.added_at_ms,
+            }));
+            let trust = ContactTrust {
+                blocked: c.blocked,
+                verified: c.verified,
+                removed: false,
+            };
+            if !trust.is_default() {
+                ops.push(Op::PutTrust(account, trust));
+            }
+            count += 1;
+        }
+        store.apply(ops, Durability::Lazy)?;
+        if !more {
+            return Ok(count);
+        }
+        if last == after {
+            return Err(NodeError::LinkFailed(
+                "a page of contacts did not move on".into(),
+            ));
+        }
+        after = last;
+    }
+}
+
+async fn fetch_messages(
+    link: &mut Link,
+    initiator: &mut LinkInitiator,
+    store: &Store,
+    me: &AccountId,
+) -> Result<usize, NodeError> {
+    let mut after: Option<(AccountId, u128)> = None;
+    let mut count = 0;
+    loop {
+        let frame = initiator.step(&LinkStep::Messages { after })?;
+        let LinkReply::Messages { items, more } = initiator.open(&link.ask(frame).await?)? else {
+            return Err(NodeError::LinkFailed("expected a page of messages".into()));
+        };
+        let mut ops = Vec::with_capacity(items.len());
+        let mut last = after;
+        for m in items {
+            let at = (m.conversation, m.id);
+            if last.is_some_and(|l| at <= l) {
+                return Err(NodeError::LinkFailed(
+                    "the messages came out of order".into(),
+                ));
+            }
+            last = Some(at);
+            let status = match m.status {
+                0 => Status::Pending,
+                1 => Status::Sent,
+                2 => Status::Delivered,
+                _ => Status::Read,
+            };
+            ops.push(Op::PutMessage(
+                ConversationId::direct(me, &m.conversation),
+                MessageRecord {
+                    id: MessageId(m.id),
+                    from: m.from,
+                    outgoing: m.outgoing,
+                    text: m.text,
+                    status,
+                    sent_at_ms: m.sent_at_ms,
+                    stored_at_ms: m.stored_at_ms,
+                },
+            ));
+            count += 1;
+        }
+        store.apply(ops, Durability::Lazy)?;
+        if !more {
+            return Ok(count);
+        }
+        if last == after {
+            return Err(NodeError::LinkFailed(
+                "a page of messages did not move on".into(),
+            ));
+        }
+        after = last;
+    }
+}
+
+/// The connection to the old device: one request at a time.
+struct Link {
+    swarm: Swarm<LinkBehaviour>,
+    peer: PeerId,
+}
+
+impl Link {
+    /// Sends a frame and waits for the old device's answer.
+    async fn ask(&mut self, frame: Vec<u8>) -> Result<Vec<u8>, NodeError> {
+        let id: OutboundRequestId = self.swarm.behaviour_mut().send_request(&self.peer, frame);
+        loop {
+            let event = self.swarm.select_next_some().await;
+            use request_response::{Event as E, Message as M};
+            match event {
+                SwarmEvent::Behaviour(E::Message {
+                    message:
+                        M::Response {
+                            request_id,
+                            response,
+                        },
+                    ..
+                }) if request_id == id => return Ok(response),
+                SwarmEvent::Behaviour(E::OutboundFailure {
+                    request_id, error, ..
+                }) if request_id == id => {
+                    return Err(NodeError::LinkFailed(match error {
+                        request_response::OutboundFailure::DialFailure => {
+                            "could not reach the old device: is its node running (`hush node run`), and is its address in the code reachable from here?".to_owned()
+                        }
+                        request_response::OutboundFailure::ConnectionClosed
+                        | request_response::OutboundFailure::Io(_) => {
+                            "the old device refused the link: the code is wrong, used, or expired (its log says which); run `hush device link` there again".to_owned()
+                        }
+                        other => format!("the old device did not answer: {other}"),
+                    }));
+                }
+                _ => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Several devices per account (issue 15), through the real binary: link a
+//! device with a one-time code, backfill, mail from a contact on both
+//! devices, a message from the new device, and codes that must fail.
+
+use std::io::{BufRead, BufReader};
+use std::process::Child;
+use std::time::Duration;
+
+use hush_tests::{User, pair, wait_for};
+use serde_json::Value;
+
+/// `hush device link --json` running on `user`: the code (first line),
+/// and the process, which prints the linked device when it joined.
+fn start_link(
+    user: &User,
+    extra: &[&str],
+) -> (String, Child, BufReader<std::process::ChildStdout>) {
+    let mut args = vec!["device", "link", "--json"];
+    args.extend_from_slice(extra);
+    let mut child = user.command(&args).spawn().expect("spawn device link");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("read the code");
+    let code: Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("device link printed {line:?}: {e}"));
+    let code = code["code"].as_str().expect("a code").to_owned();
+    assert!(code.starts_with("hush-link1"), "{code}");
+    (code, child, out)
+}
+
+fn texts(user: &User, with: &str) -> Vec<String> {
+    user.history(with)
+        .iter()
+        .map(|m| m["text"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn devices(user: &User) -> Vec<Value> {
+    match user.json(&["device", "list", "--json"]) {
+        Value::Array(list) => list,
+        other => panic!("device list is not an array: {other}"),
+    }
+}
+
+#[test]
+fn a_linked_device_gets_the_history_and_mail_to_the_account_reaches_both_devices() {
+    let (alice, bob) = pair();
+    for text in ["one", "two", "three"] {
+        alice.json(&["send", "bob", text, "--wait", "delivered", "--json"]);
+    }
+    bob.json(&["send", "alice", "four", "--wait", "delivered", "--json"]);
+
+    let mut laptop = User::empty("alice-laptop");
+    let (code, mut link, mut out) = start_link(&alice, &[]);
+    let joined = laptop.json(&["device", "join", &code, "--name", "laptop", "--json"]);
+    assert_eq!(joined["contacts"], 1, "{joined}");
+    assert_eq!(joined["messages"], 4, "{joined}");
+    assert_eq!(joined["account_key"], false, "{joined}");
+    let mut line = String::new();
+    out.read_line(&mut line).expect("the linked line");
+    let linked: Value = serde_json::from_str(&line).expect("linked JSON");
+    assert_eq!(linked["name"], "laptop");
+    assert!(link.wait().expect("device link ends").success());
+
+    laptop.start();
+    assert_eq!(texts(&laptop, "bob"), ["one", "two", "three", "four"]);
+    for user in [&alice, &laptop] {
+        let list = devices(user);
+        assert_eq!(list.len(), 2, "{}: {list:?}", user.name);
+        assert!(list.iter().any(|d| d["name"] == "laptop"));
+    }
+    // bob learns the new list by himself (pushed over Olm).
+    wait_for(
+        "bob to know alice's two devices",
+        Duration::from_secs(30),
+        || {
+            let list = bob.json(&["contact", "list", "--json"]);
+            (list[0]["devices"] == 2).then_some(())
+        },
+    );
+    bob.json(&["send", "alice", "to both", "--wait", "delivered", "--json"]);
+    for user in [&alice, &laptop] {
+        wait_for(
+            &format!("{} to have bob's message", user.name),
+            Duration::from_secs(30),
+            || {
+                texts(user, "bob")
+                    .contains(&"to both".to_owned())
+                    .then_some(())
+            },
+        );
+    }
+    // The new device writes as alice.
+    let sent = laptop.json(&[
+        "send",
+        "bob",
+        "from the laptop",
+        "--wait",
+        "delivered",
+        "--json",
+    ]);
+    assert_eq!(sent["status"], "delivered");
+    let from_laptop = bob
+        .history("alice")
+        .into_iter()
+        .find(|m| m["text"] == "from the laptop")
+        .expect("bob has it");
+    assert_eq!(from_laptop["from"], "alice", "{from_laptop}");
+    // Its card is the account's: the same account as alice's first device.
+    assert_eq!(
+        laptop.json(&["id", "--json"])["account"],
+        alice.json(&["id", "--json"])["account"]
+    );
+}
+
+#[test]
+fn wrong_reused_and_unreachable_link_codes_fail_and_change_no_home() {
+    let (mut alice, _bob) = pair();
+    // A code replaced by a newer one is wrong for the old device now.
+    let (first, mut link1, _) = start_link(&alice, &["--no-wait"]);
+    assert!(link1.wait().expect("ends").success());
+    let (second, mut link2, _) = start_link(&alice, &["--no-wait"]);
+    assert!(link2.wait().expect("ends").success());
+    let stranger = User::empty("stranger");
+    let run = stranger.run(&["device", "join", &first, "--name", "x"]);
+    assert!(!run.ok(), "a replaced code must fail: {run:?}");
+    assert!(run.stderr.contains("code"), "{}", run.stderr);
+    assert!(!stranger.home.join("hush.redb").exists());
+    assert_eq!(devices(&alice).len(), 1);
+
+    // A damaged code is refused before anything is tried.
+    let mut damaged = second.clone();
+    damaged.push('x');
+    let run = stranger.run(&["device", "join", &damaged, "--name", "x"]);
+    assert!(!run.ok());
+    assert!(run.stderr.contains("damaged"), "{}", run.stderr);
+
+    // The right code works once...
+    let laptop = User::empty("laptop");
+    laptop.json(&["device", "join", &second, "--name", "laptop", "--json"]);
+    assert_eq!(devices(&alice).len(), 2);
+    // ...and never again.
+    let run = stranger.run(&["device", "join", &second, "--name", "again"]);
+    assert!(!run.ok(), "a used code must fail: {run:?}");
+    assert!(!stranger.home.join("hush.redb").exists());
+    assert_eq!(devices(&alice).len(), 2);
+
+    // A home that has an identity is never overwritten.
+    let (third, mut link3, _) = start_link(&alice, &["--no-wait"]);
+    assert!(link3.wait().expect("ends").success());
+    let run = laptop.run(&["device", "join", &third, "--name", "twice"]);
+    assert!(!run.ok());
+    assert!(run.stderr.contains("already"), "{}", run.stderr);
+
+    // With the old device's node stopped, the join says so.
+    alice.stop();
+    let run = stranger.run(&["device", "join", &third, "--name", "x", "--timeout", "20"]);
+    assert!(!run.ok());
+    assert!(run.stderr.contains("reach"), "{}", run.stderr);
+    assert!(!stranger.home.join("hush.redb").exists());
+}
+
+#[test]
+fn a_device_joined_with_history_none_gets_contacts_but_no_messages() {
+    let (alice, _bob) = pair();
+    alice.json(&["send", "bob", "old news", "--wait", "delivered", "--json"]);
+    let laptop = User::empty("laptop");
+    let (code, mut link, _out) = start_link(&alice, &[]);
+    let mut laptop = laptop;
+    let joined = laptop.json(&[
+        "device",
+        "join",
+        &code,
+        "--name",
+        "laptop",
+        "--history",
+        "none",
+        "--json",
+    ]);
+    assert_eq!(joined["contacts"], 1);
+    assert_eq!(joined["messages"], 0);
+    assert!(link.wait().expect("ends").success());
+    laptop.start();
+    assert!(texts(&laptop, "bob").is_empty());
+}

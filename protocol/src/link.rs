@@ -16,7 +16,7 @@
 //! Each arrow is one request or one response of `/hush/link/1`. The
 //! pre-shared key is derived from the code's secret, and the prologue binds
 //! the old device's id, so only someone who read the code, talking to the
-//! device that printed it, completes the handshake. See docs/protocol.md §13.
+//! device that printed it, completes the handshake. See docs/protocol.md §12.
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,7 +1,7 @@
 //! Linking a new device, the old device's side (`hush device link`): the
 //! one-time code, the Noise handshake keyed by it, the handover pages, and
 //! taking the new device list once the new device stored everything. The
-//! new device's side is `crate::link`. Protocol: docs/protocol.md §13.
+//! new device's side is `crate::link`. Protocol: docs/protocol.md §12.
 
 use std::time::{Duration, Instant};
 

@@ -652,6 +652,20 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Linking a device: code accepted until the new device holds the whole
+    /// history, and send → delivered to a 3-device contact against a
+    /// 1-device one
+    Link {
+        /// Messages of history the new device receives
+        #[arg(long, default_value_t = 10_000)]
+        messages: usize,
+        /// Messages in each fan-out latency run
+        #[arg(long, default_value_t = 200)]
+        fanout_messages: usize,
+        /// Print JSON instead of text (one object; a list prints one array)
+        #[arg(long)]
+        json: bool,
+    },
     /// Folding a group's membership ops into its state (no network): a
     /// whole set cold and warm, and op by op
     Fold {

@@ -65,7 +65,7 @@ pub async fn direct(as_json: bool, latency_n: usize, rate: u64, throughput_n: us
     }
 
     let (p50, p99) = latency(&alice, &text, latency_n, rate).await?;
-    let msgs_per_s = throughput(&alice, &text, throughput_n).await?;
+    let msgs_per_s = throughput(&alice, "bob", &text, throughput_n).await?;
     let floor_rtt = floor_rtt(envelope_len(&text)).await?;
     let fsync = fsync_us(dir.path())?;
     let floor_durable = floor_rtt + 2 * fsync;
@@ -158,15 +158,15 @@ async fn latency(node: &Node, text: &str, n: usize, rate: u64) -> Result<(u64, u
 
 /// Sends `n` messages without waiting; returns messages per second until
 /// the outbox is empty again (every message acked as stored by bob).
-async fn throughput(node: &Node, text: &str, n: usize) -> Result<f64> {
+pub(crate) async fn throughput(node: &Node, to: &str, text: &str, n: usize) -> Result<f64> {
     let in_flight = Arc::new(Semaphore::new(4096));
     let start = Instant::now();
     let mut sends = Vec::with_capacity(n);
     for _ in 0..n {
         let permit = in_flight.clone().acquire_owned().await?;
-        let (node, text) = (node.clone(), text.to_owned());
+        let (node, text, to) = (node.clone(), text.to_owned(), to.to_owned());
         sends.push(tokio::spawn(async move {
-            let r = node.send("bob", &text).await;
+            let r = node.send(&to, &text).await;
             drop(permit);
             r
         }));

@@ -33,6 +33,11 @@ pub async fn run(command: BenchCommand) -> Result<()> {
             interval_ms,
             json,
         } => crate::bench_group::group(members, messages, interval_ms, json).await,
+        BenchCommand::Link {
+            messages,
+            fanout_messages,
+            json,
+        } => crate::bench_link::link(messages, fanout_messages, json).await,
         BenchCommand::Fold { members, json } => crate::bench_fold::fold(members, json),
         BenchCommand::Liveness { secs, json } => crate::bench_liveness::liveness(secs, json).await,
         BenchCommand::Presence { json } => crate::bench_presence::presence(json).await,

@@ -10,7 +10,9 @@ use hush_protocol::link::{
     LinkReceived, LinkReply, LinkRequest, LinkResponder, LinkStep, contacts_page_len,
     messages_page_len,
 };
-use hush_protocol::{AccountId, ContactCard, ConversationId, DeviceList, MAX_DEVICES, Wire};
+use hush_protocol::{
+    AccountId, ContactCard, ConversationId, DeviceList, MAX_DEVICES, MessageId, Wire,
+};
 use libp2p::{PeerId, request_response};
 
 use super::EventLoop;
@@ -307,41 +309,44 @@ impl EventLoop {
         LinkReply::Contacts { items: all, more }
     }
 
-    /// The next page of 1:1 messages: by contact account, then by id.
+    /// The next page of 1:1 messages: by contact account, then by id,
+    /// from the first message sent at or after the time the new device
+    /// asked for (a message id starts with its sending time, so that is
+    /// where the range starts).
     fn messages_page(&self, after: Option<(AccountId, u128)>) -> Result<LinkReply, NodeError> {
         let since = self.link_since();
+        let mut items: Vec<LinkMessage> = Vec::new();
+        if since == u64::MAX {
+            return Ok(LinkReply::Messages { items, more: false });
+        }
+        let floor = MessageId::from_parts(since, 0, 0).0;
         let mut accounts: Vec<AccountId> = self.engine.contacts.accounts();
         accounts.sort();
-        let mut items: Vec<LinkMessage> = Vec::new();
         let mut more = false;
         for account in accounts {
-            let from_id = match after {
+            let from = match after {
                 Some((a, _)) if account < a => continue,
-                Some((a, id)) if account == a => Some(id),
-                _ => None,
+                Some((a, id)) if account == a => match id.checked_add(1) {
+                    Some(next) => next.max(floor),
+                    None => continue,
+                },
+                _ => floor,
             };
             let conversation = ConversationId::direct(&self.me.account, &account);
-            let rows = self.store.messages_after(
-                &conversation,
-                from_id,
-                MESSAGES_PER_READ.saturating_sub(items.len()),
-            )?;
-            let full = rows.len() >= MESSAGES_PER_READ.saturating_sub(items.len());
-            items.extend(
-                rows.into_iter()
-                    .filter(|m| m.sent_at_ms >= since)
-                    .map(|m| LinkMessage {
-                        conversation: account,
-                        id: m.id.0,
-                        from: m.from,
-                        outgoing: m.outgoing,
-                        text: m.text,
-                        status: m.status as u8,
-                        sent_at_ms: m.sent_at_ms,
-                        stored_at_ms: m.stored_at_ms,
-                    }),
-            );
-            if full || items.len() >= MESSAGES_PER_READ {
+            let room = MESSAGES_PER_READ - items.len();
+            let rows = self.store.messages_from(&conversation, from, room)?;
+            let full = rows.len() >= room;
+            items.extend(rows.into_iter().map(|m| LinkMessage {
+                conversation: account,
+                id: m.id.0,
+                from: m.from,
+                outgoing: m.outgoing,
+                text: m.text,
+                status: m.status as u8,
+                sent_at_ms: m.sent_at_ms,
+                stored_at_ms: m.stored_at_ms,
+            }));
+            if full {
                 more = true;
                 break;
             }

@@ -550,23 +550,19 @@ impl Store {
         Ok(out)
     }
 
-    /// Up to `limit` messages of a conversation after `after` (or from
-    /// the first), oldest first.
-    pub fn messages_after(
+    /// Up to `limit` messages of a conversation from id `from` on
+    /// (inclusive), oldest first.
+    pub fn messages_from(
         &self,
         conversation: &ConversationId,
-        after: Option<u128>,
+        from: u128,
         limit: usize,
     ) -> Result<Vec<MessageRecord>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(MESSAGES)?;
         let c = &conversation.0;
-        let range = match after {
-            Some(a) if a == u128::MAX => return Ok(Vec::new()),
-            Some(a) => table.range((c, a + 1)..=(c, u128::MAX))?,
-            None => table.range((c, 0)..=(c, u128::MAX))?,
-        };
-        range
+        table
+            .range((c, from)..=(c, u128::MAX))?
             .take(limit)
             .map(|row| decode("message", row?.1.value()))
             .collect()

@@ -350,12 +350,61 @@ pub async fn run() -> Result<()> {
         );
     }
     group_demo(dir.path(), &relay, &alice, &bob).await?;
+    devices_demo(dir.path(), &alice, &bob).await?;
     println!("\nEverything between the processes was end-to-end encrypted: Olm between devices,");
     println!("Megolm in the group (vodozemac), over libp2p (TCP, Noise, Yamux). Demo finished.");
     bob.stop().await?;
     alice.stop().await?;
     relay.stop().await?;
     Ok(())
+}
+
+/// alice links a laptop with a one-time code; bob's next message reaches
+/// both of her devices.
+async fn devices_demo(dir: &Path, alice: &NodeProcess, bob: &NodeProcess) -> Result<()> {
+    println!("\n— a second device —");
+    let code = call(alice, "device.link", json!({})).await?;
+    let code = code["code"].as_str().unwrap_or_default().to_owned();
+    println!(
+        "alice asks her node for a link code: {} (valid once, for 10 minutes)",
+        short(&code)
+    );
+    let laptop_home = Home::new(dir.join("alice-laptop"));
+    let options = hush_node::JoinOptions {
+        name: "laptop".into(),
+        history_since_ms: 0,
+        timeout: Duration::from_secs(60),
+    };
+    let joined = hush_node::join(&laptop_home, &code, options).await?;
+    println!(
+        "her laptop joins with it (a Noise XXpsk handshake keyed by the code): {} contact{} and {} messages copied",
+        joined.contacts,
+        if joined.contacts == 1 { "" } else { "s" },
+        joined.messages
+    );
+    let laptop = NodeProcess::start(&laptop_home).await?;
+    wait_until("bob learning alice's second device", async || {
+        let list = call(bob, "contact.list", Value::Null).await?;
+        Ok(list
+            .as_array()
+            .is_some_and(|l| l.iter().any(|c| c["name"] == "alice" && c["devices"] == 2)))
+    })
+    .await?;
+    println!("bob's node learns alice's new device list by itself (her node pushed it over Olm)");
+    let text = "Hello to both of your devices!";
+    let r = send(bob, "alice", text, Some("delivered")).await?;
+    for (name, node) in [("desktop", alice), ("laptop", &laptop)] {
+        wait_until(
+            &format!("alice's {name} getting bob's message"),
+            async || Ok(history(node, "bob").await?.iter().any(|m| m.text == text)),
+        )
+        .await?;
+    }
+    println!(
+        "bob → alice   {text:?}\n              {}, and on alice's desktop and laptop both",
+        r.status
+    );
+    laptop.stop().await
 }
 
 async fn call(node: &NodeProcess, method: &str, params: Value) -> Result<Value> {

@@ -423,8 +423,10 @@ impl Link {
                         request_response::OutboundFailure::DialFailure => {
                             "could not reach the old device: is its node running (`hush node run`), and is its address in the code reachable from here?".to_owned()
                         }
-                        request_response::OutboundFailure::ConnectionClosed
-                        | request_response::OutboundFailure::Io(_) => {
+                        request_response::OutboundFailure::ConnectionClosed => {
+                            "the connection to the old device closed during the link (did its node stop?); nothing was kept here: run `hush device link` there again".to_owned()
+                        }
+                        request_response::OutboundFailure::Io(_) => {
                             "the old device refused the link: the code is wrong, used, or expired (its log says which); run `hush device link` there again".to_owned()
                         }
                         other => format!("the old device did not answer: {other}"),

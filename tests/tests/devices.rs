@@ -183,3 +183,54 @@ fn a_device_joined_with_history_none_gets_contacts_but_no_messages() {
     laptop.start();
     assert!(texts(&laptop, "bob").is_empty());
 }
+
+#[test]
+fn the_old_device_killed_during_the_backfill_leaves_no_half_linked_device() {
+    let (mut alice, _bob) = pair();
+    // A history big enough that its pages take a moment: 300 × 16 KiB.
+    let text = "h".repeat(16 * 1024);
+    for _ in 0..300 {
+        let run = alice.run_with_stdin(&["send", "bob", "-"], &text);
+        assert!(run.ok(), "{run:?}");
+    }
+    let laptop = User::empty("laptop");
+    let (code, _link, _out) = start_link(&alice, &["--no-wait"]);
+    let mut join = laptop
+        .command(&["device", "join", &code, "--name", "laptop", "--json"])
+        .spawn()
+        .expect("spawn join");
+    // Kill the old device once pages have started to land.
+    let staging = laptop.home.join(".linking").join("hush.redb");
+    wait_for("the backfill to start", Duration::from_secs(30), || {
+        let started = std::fs::metadata(&staging).is_ok_and(|m| m.len() > 1024 * 1024);
+        let done = laptop.home.join("hush.redb").exists();
+        (started || done).then_some(())
+    });
+    alice.kill9();
+    let status = join.wait().expect("join ends");
+    let mut stderr = String::new();
+    if let Some(mut pipe) = join.stderr.take() {
+        use std::io::Read;
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    if status.success() {
+        // It finished before the kill: then it is whole.
+        eprintln!("note: the join finished before the old device was killed");
+    } else {
+        assert!(stderr.contains("old device"), "{stderr}");
+        assert!(!laptop.home.join("hush.redb").exists(), "half-linked");
+        assert!(!laptop.home.join(".linking").exists());
+    }
+    // The old device restarts as it was (or with the new device listed,
+    // if the join finished), and linking again works.
+    alice.start();
+    let listed = devices(&alice).len();
+    assert_eq!(listed, if status.success() { 2 } else { 1 });
+    if !status.success() {
+        let (code, mut link, _out) = start_link(&alice, &[]);
+        let joined = laptop.json(&["device", "join", &code, "--name", "laptop", "--json"]);
+        assert_eq!(joined["messages"], 300, "{joined}");
+        assert!(link.wait().expect("ends").success());
+        assert_eq!(devices(&alice).len(), 2);
+    }
+}

@@ -285,7 +285,10 @@ impl EventLoop {
                 .map(|a| a.to_string())
                 .collect(),
         ));
-        // Say hello to every contact device, so both sides flush their outboxes.
+        // Our other devices become known with our card.
+        self.own_card_to_engine();
+        // Say hello to every contact device (and our own other devices),
+        // so both sides flush their outboxes.
         let peers: Vec<(PeerId, Vec<Multiaddr>)> = self
             .engine
             .contacts

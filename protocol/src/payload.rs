@@ -42,6 +42,62 @@ pub enum Body {
     /// Taken when it verifies, is the sender's own account's and its
     /// device list is newer than the one held.
     Card(Box<ContactCard>),
+    /// From another device of our own account: what it sent or read, so
+    /// every device shows the whole conversation.
+    Sync(SyncItem),
+}
+
+/// What one device of an account tells the account's other devices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncItem {
+    /// A text the sending device sent to the contact `with`, under its id.
+    Sent {
+        with: AccountId,
+        id: MessageId,
+        text: String,
+    },
+    /// The sending device marked these messages of the conversation with
+    /// `with` read (at most [`MAX_RECEIPT_IDS`]).
+    Read {
+        with: AccountId,
+        ids: Vec<MessageId>,
+    },
+}
+
+impl SyncItem {
+    fn encode(&self, w: &mut Writer) {
+        match self {
+            Self::Sent { with, id, text } => {
+                w.u8(0);
+                w.raw(&with.0);
+                w.u128(id.0);
+                w.str(text);
+            }
+            Self::Read { with, ids } => {
+                w.u8(1);
+                w.raw(&with.0);
+                w.list(ids, |w, id| w.u128(id.0));
+            }
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        match r.u8()? {
+            0 => Ok(Self::Sent {
+                with: AccountId(r.array()?),
+                id: MessageId(r.u128()?),
+                text: r.str("synced text", MAX_TEXT_LEN)?.to_owned(),
+            }),
+            1 => Ok(Self::Read {
+                with: AccountId(r.array()?),
+                ids: r.list("read ids", MAX_RECEIPT_IDS, |r| Ok(MessageId(r.u128()?)))?,
+            }),
+            tag => Err(DecodeError::UnknownTag {
+                what: "sync item",
+                tag,
+            }),
+        }
+    }
 }
 
 /// The decrypted content of one envelope. The sender's identity lives here,
@@ -125,6 +181,10 @@ impl Wire for Payload {
                 w.u8(5);
                 card.encode(w);
             }
+            Body::Sync(item) => {
+                w.u8(6);
+                item.encode(w);
+            }
         }
     }
 
@@ -143,6 +203,7 @@ impl Wire for Payload {
             3 => Body::Group(GroupControl::decode(r)?),
             4 => Body::DepositRight(DepositRight::decode(r)?),
             5 => Body::Card(Box::new(ContactCard::decode(r)?)),
+            6 => Body::Sync(SyncItem::decode(r)?),
             tag => return Err(DecodeError::UnknownTag { what: "body", tag }),
         };
         Ok(Self {
@@ -176,6 +237,21 @@ mod tests {
                 }),
             (any::<u32>(), any::<[u8; 32]>())
                 .prop_map(|(epoch, key)| Body::PresenceKey(PresenceKey::from_parts(epoch, key))),
+            (any::<[u8; 32]>(), any::<u128>(), ".{0,100}").prop_map(|(with, id, text)| {
+                Body::Sync(SyncItem::Sent {
+                    with: AccountId(with),
+                    id: MessageId(id),
+                    text,
+                })
+            }),
+            (
+                any::<[u8; 32]>(),
+                proptest::collection::vec(any::<u128>(), 0..20)
+            )
+                .prop_map(|(with, ids)| Body::Sync(SyncItem::Read {
+                    with: AccountId(with),
+                    ids: ids.into_iter().map(MessageId).collect(),
+                })),
             (any::<[u8; 32]>(), any::<[u8; 16]>(), any::<[u8; 32]>()).prop_map(
                 |(device, holder, half)| {
                     let mut signature = [0; 64];

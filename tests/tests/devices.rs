@@ -234,3 +234,99 @@ fn the_old_device_killed_during_the_backfill_leaves_no_half_linked_device() {
         assert_eq!(devices(&alice).len(), 2);
     }
 }
+
+#[test]
+fn what_one_device_sends_or_reads_shows_on_the_other() {
+    let (alice, bob) = pair();
+    let mut laptop = User::empty("alice-laptop");
+    let (code, mut link, _out) = start_link(&alice, &[]);
+    laptop.json(&["device", "join", &code, "--name", "laptop", "--json"]);
+    assert!(link.wait().expect("ends").success());
+    laptop.start();
+    wait_for(
+        "bob to know alice's two devices",
+        Duration::from_secs(30),
+        || (bob.json(&["contact", "list", "--json"])[0]["devices"] == 2).then_some(()),
+    );
+    // Sent from the desktop: the laptop shows it as alice's.
+    alice.json(&[
+        "send",
+        "bob",
+        "from the desktop",
+        "--wait",
+        "delivered",
+        "--json",
+    ]);
+    wait_for(
+        "the laptop to show the desktop's message",
+        Duration::from_secs(30),
+        || {
+            laptop
+                .history("bob")
+                .into_iter()
+                .find(|m| m["text"] == "from the desktop")
+                .filter(|m| m["from"] == "alice")
+        },
+    );
+    // And the other way round.
+    laptop.json(&[
+        "send",
+        "bob",
+        "from the laptop",
+        "--wait",
+        "delivered",
+        "--json",
+    ]);
+    wait_for(
+        "the desktop to show the laptop's message",
+        Duration::from_secs(30),
+        || {
+            texts(&alice, "bob")
+                .contains(&"from the laptop".to_owned())
+                .then_some(())
+        },
+    );
+    // bob reads: both devices see "read".
+    bob.json(&["read", "alice", "--json"]);
+    for user in [&alice, &laptop] {
+        wait_for(
+            &format!("{} to see read", user.name),
+            Duration::from_secs(30),
+            || {
+                user.history("bob")
+                    .iter()
+                    .all(|m| m["from"] != "alice" || m["status"] == "read")
+                    .then_some(())
+            },
+        );
+    }
+    // bob writes; alice reads on the laptop; the desktop has it read too.
+    bob.json(&[
+        "send",
+        "alice",
+        "read me anywhere",
+        "--wait",
+        "delivered",
+        "--json",
+    ]);
+    wait_for(
+        "both devices to have bob's message",
+        Duration::from_secs(30),
+        || {
+            (texts(&alice, "bob").contains(&"read me anywhere".to_owned())
+                && texts(&laptop, "bob").contains(&"read me anywhere".to_owned()))
+            .then_some(())
+        },
+    );
+    laptop.json(&["read", "bob", "--json"]);
+    wait_for(
+        "the desktop to have it read",
+        Duration::from_secs(30),
+        || {
+            alice
+                .history("bob")
+                .into_iter()
+                .find(|m| m["text"] == "read me anywhere" && m["status"] == "read")
+        },
+    );
+}

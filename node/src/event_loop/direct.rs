@@ -177,6 +177,7 @@ impl EventLoop {
                     self.on_presence_key(&account, &key);
                 }
                 DeviceEffect::Group(effect) => self.on_group_effect(effect),
+                DeviceEffect::OwnCard(card) => self.take_own_card(*card),
                 DeviceEffect::Note(Severity::Debug, what) => tracing::debug!("{what}"),
                 DeviceEffect::Note(Severity::Info, what) => tracing::info!("{what}"),
                 DeviceEffect::Note(Severity::Warn, what) => tracing::warn!("{what}"),

@@ -390,6 +390,7 @@ impl EventLoop {
         record.pushed_list_at_ms = granted.list.issued_at_ms;
         self.store.put_identity(&record)?;
         self.me.device_list = granted.list;
+        self.engine.set_own_card(ctx!(self), granted.card.clone());
         self.engine.push_card(ctx!(self), &granted.card);
         self.drive();
         let view = LinkedView {
@@ -429,6 +430,40 @@ impl EventLoop {
         record.pushed_list_at_ms = self.me.device_list.issued_at_ms;
         if let Err(e) = self.store.put_identity(&record) {
             tracing::warn!(error = %e, "could not note the device list as pushed");
+        }
+    }
+
+    /// Our account's card as the engine should know it (its other devices
+    /// get copies of what we send and read).
+    pub(super) fn own_card_to_engine(&mut self) {
+        let card = self.own_card();
+        self.engine.set_own_card(ctx!(self), card);
+        self.drive();
+    }
+
+    /// Another device of ours sent a newer card of the account: its list
+    /// becomes ours (stored now, like a linked device's).
+    pub(super) fn take_own_card(&mut self, card: ContactCard) {
+        let stored = self.store.identity().and_then(|mut record| {
+            record.device_list = card.device_list.to_bytes();
+            record.device_list_issued_at_ms = card.device_list.issued_at_ms;
+            record.pushed_list_at_ms = record.pushed_list_at_ms.max(card.device_list.issued_at_ms);
+            if self.me.account_key().is_none() {
+                record.card = card.to_string();
+            }
+            self.store.put_identity(&record)
+        });
+        if let Err(e) = stored {
+            tracing::warn!(error = %e, "could not store our account's newer device list");
+            return;
+        }
+        tracing::info!(
+            devices = card.device_list.devices.len(),
+            "our account's device list changed"
+        );
+        self.me.device_list = card.device_list.clone();
+        if let crate::identity::Signer::Card(held) = &mut self.me.signer {
+            *held = card;
         }
     }
 

@@ -101,6 +101,9 @@ pub struct ContactBook<P, A> {
     /// Members of our groups who are not contacts (their devices are in
     /// the maps above too, for group control over Olm only).
     peers: HashMap<AccountId, Contact<P, A>>,
+    /// Our own account's card: its other devices are in the maps above
+    /// (this device is not), for what devices of one account sync.
+    own: Option<Contact<P, A>>,
     /// Devices bound by an entry the device itself signed (see
     /// [`Proof`]): no other card takes them.
     proven: HashSet<DeviceId>,
@@ -117,6 +120,7 @@ impl<P, A> Default for ContactBook<P, A> {
             peer_of: HashMap::new(),
             by_curve: HashMap::new(),
             peers: HashMap::new(),
+            own: None,
             proven: HashSet::new(),
             trust: HashMap::new(),
         }
@@ -144,6 +148,38 @@ impl<P: Copy + Eq + Hash, A> ContactBook<P, A> {
     ) {
         let contact = self.register(record, card, reach, false);
         self.peers.insert(contact.card.account(), contact);
+    }
+
+    /// Takes our own account's card: its devices other than `this` become
+    /// known (Olm, dialling), as the account's other devices.
+    pub fn set_own(
+        &mut self,
+        record: ContactRecord,
+        card: ContactCard,
+        reach: CardReach<P, A>,
+        this: &DeviceId,
+    ) {
+        if let Some(old) = self.own.take() {
+            self.forget_devices(&old.card);
+        }
+        let contact = self.register_except(record, card, reach, true, Some(this));
+        self.own = Some(contact);
+    }
+
+    /// Our own account's card, once set.
+    pub fn own(&self) -> Option<&Contact<P, A>> {
+        self.own.as_ref()
+    }
+
+    /// Whether our account has other devices we know.
+    pub fn has_other_devices(&self) -> bool {
+        self.own.as_ref().is_some_and(|o| {
+            o.card
+                .device_list
+                .devices
+                .iter()
+                .any(|d| self.owns(&o.card.account(), d))
+        })
     }
 
     /// Removes the contact named `name`, forgets its devices and what the
@@ -307,8 +343,23 @@ impl<P: Copy + Eq + Hash, A> ContactBook<P, A> {
         reach: CardReach<P, A>,
         contact: bool,
     ) -> Contact<P, A> {
+        self.register_except(record, card, reach, contact, None)
+    }
+
+    /// [`ContactBook::register`], leaving out the device `except` (our own).
+    fn register_except(
+        &mut self,
+        record: ContactRecord,
+        card: ContactCard,
+        reach: CardReach<P, A>,
+        contact: bool,
+        except: Option<&DeviceId>,
+    ) -> Contact<P, A> {
         let account = card.account();
         for device in &card.device_list.devices {
+            if except == Some(&device.device_id) {
+                continue;
+            }
             let proof = card.device_list.proof(device);
             if !self.may_bind(&account, device, contact, proof) {
                 continue;
@@ -382,12 +433,13 @@ impl<P: Copy + Eq + Hash, A> ContactBook<P, A> {
         self.names.keys().copied().collect()
     }
 
-    /// A contact, or else a group peer.
+    /// A contact, or else a group peer, or our own account.
     pub fn known(&self, account: &AccountId) -> Option<&Contact<P, A>> {
         self.names
             .get(account)
             .and_then(|name| self.by_name.get(name))
             .or_else(|| self.peers.get(account))
+            .or_else(|| self.own.as_ref().filter(|o| o.card.account() == *account))
     }
 
     /// Every group peer's account.

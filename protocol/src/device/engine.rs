@@ -28,6 +28,7 @@
 
 mod contacts;
 mod mail;
+mod own;
 mod receive;
 mod rights;
 #[cfg(test)]
@@ -173,6 +174,10 @@ pub enum DeviceEffect<P, A, M> {
     },
     /// What the groups ask that the engine does not do itself.
     Group(GroupEffect<P, M>),
+    /// Another device of our account sent a newer card of the account
+    /// (verified, its list newer than ours): the host stores it as our
+    /// list. The engine already knows the account's devices from it.
+    OwnCard(Box<ContactCard>),
     Note(Severity, &'static str),
 }
 
@@ -428,6 +433,8 @@ where
         };
         self.enqueue(ctx, &account, OutboxKind::Message, &payload)?;
         let conversation = ConversationId::direct(&self.me.account, &account);
+        // Our other devices get a copy (only a clone when there are some).
+        let copy = self.contacts.has_other_devices().then(|| text.clone());
         let record = MessageRecord {
             id,
             from: self.me.account,
@@ -442,6 +449,14 @@ where
                 conversation,
                 record,
             )));
+        if let Some(text) = copy {
+            let item = crate::SyncItem::Sent {
+                with: account,
+                id,
+                text,
+            };
+            self.tell_own_devices(ctx, item);
+        }
         Ok(id)
     }
 
@@ -523,6 +538,13 @@ where
         }
         if send_receipts {
             self.queue_receipts(ctx, &account, ReceiptKind::Read, &unread);
+        }
+        for ids in unread.chunks(MAX_RECEIPT_IDS) {
+            let item = crate::SyncItem::Read {
+                with: account,
+                ids: ids.to_vec(),
+            };
+            self.tell_own_devices(ctx, item);
         }
         Ok(Ok(unread.len()))
     }

@@ -128,7 +128,9 @@ where
             .map(|c| c.record.account)
             .filter(|a| !self.contacts.is_blocked(a) && !self.contacts.trust(a).removed)
             .collect();
-        for account in accounts {
+        // Our other devices take it as the account's list too.
+        let own = self.contacts.has_other_devices().then_some(self.me.account);
+        for account in accounts.into_iter().chain(own) {
             let body = crate::Body::Card(Box::new(card.clone()));
             if self
                 .send_control(ctx, &account, OutboxKind::Account, body)

@@ -124,6 +124,10 @@ where
             ack: DirectAck::Stored,
             text: None,
         };
+        if account == self.me.account {
+            self.on_own_device(ctx, lookup, keys.device_id, payload)?;
+            return Ok(stored);
+        }
         let Some(contact) = self.contacts.name_of(&account).cloned() else {
             // A group peer, not a contact: only group control is theirs to
             // send.
@@ -183,6 +187,10 @@ where
                 });
             }
             Body::Card(card) => self.take_pushed_card(ctx, &contact, account, *card),
+            Body::Sync(_) => self.note(
+                Severity::Warn,
+                "a contact sent what only our own devices send; dropped",
+            ),
             Body::PresenceKey(key) => self
                 .effects
                 .push_back(DeviceEffect::PresenceKey { account, key }),

@@ -422,6 +422,7 @@ impl Net {
                         crate::device::GroupWrite::Message(c, record),
                     )) => self.devs[i].disk.write(DeviceWrite::Message(c, record)),
                     DeviceEffect::PresenceKey { .. }
+                    | DeviceEffect::OwnCard(_)
                     | DeviceEffect::Group(_)
                     | DeviceEffect::Note(..) => {}
                 }

@@ -92,3 +92,123 @@ fn a_contact_pushing_another_accounts_card_changes_nothing() {
     assert_eq!(card_of(&net, 1, "mallory"), mallory_card);
     assert_eq!(card_of(&net, 1, "alice"), alice_card);
 }
+
+/// alice with a second device, both knowing the account's card (as their
+/// hosts tell them at start).
+fn alice_with_two_devices(names: &[&str]) -> (Net, usize, ContactCard) {
+    let mut net = Net::new(names);
+    let (alice2, card) = link_second_device(&mut net, 0, "alice");
+    for at in [0, alice2] {
+        net.call(at, |e, ctx, _| e.set_own_card(ctx, card.clone()));
+    }
+    net.call(0, |e, ctx, _| e.push_card(ctx, &card));
+    net.drive();
+    (net, alice2, card)
+}
+
+fn texts_with(net: &Net, at: usize, with: usize) -> Vec<(bool, String, Status)> {
+    let conversation = ConversationId::direct(
+        &net.devs[at].engine.me().account,
+        &net.devs[with].engine.me().account,
+    );
+    net.devs[at]
+        .disk
+        .messages
+        .iter()
+        .filter(|((c, _), _)| *c == conversation)
+        .map(|(_, m)| (!m.outgoing, m.text.clone(), m.status))
+        .collect()
+}
+
+#[test]
+fn what_one_device_sends_shows_on_the_others_and_the_read_receipt_raises_it_there_too() {
+    let (mut net, alice2, _) = alice_with_two_devices(&["alice", "bob"]);
+    net.send(0, "bob", "sent from the desktop");
+    assert_eq!(
+        texts_with(&net, alice2, 1),
+        [(false, "sent from the desktop".to_owned(), Status::Sent)],
+        "the laptop shows it as sent by alice"
+    );
+    // bob reads it: his read receipt goes to every device of alice's.
+    net.call(1, |e, ctx, disk| e.mark_read(ctx, disk, "alice"))
+        .unwrap()
+        .unwrap();
+    net.drive();
+    for at in [0, alice2] {
+        assert_eq!(
+            texts_with(&net, at, 1),
+            [(false, "sent from the desktop".to_owned(), Status::Read)],
+            "device {at}"
+        );
+    }
+}
+
+#[test]
+fn reading_on_one_device_marks_the_conversation_read_on_the_others() {
+    let (mut net, alice2, _) = alice_with_two_devices(&["alice", "bob"]);
+    net.send(1, "alice", "read me once");
+    let conversation = ConversationId::direct(
+        &net.devs[0].engine.me().account,
+        &net.devs[1].engine.me().account,
+    );
+    let id = net.devs[alice2]
+        .disk
+        .messages
+        .keys()
+        .find(|(c, _)| *c == conversation)
+        .map(|(_, id)| *id)
+        .expect("the laptop has bob's message");
+    net.call(0, |e, ctx, disk| e.mark_read(ctx, disk, "bob"))
+        .unwrap()
+        .unwrap();
+    net.drive();
+    assert!(net.devs[alice2].disk.read.contains(&(conversation, id)));
+}
+
+#[test]
+fn a_device_linked_later_becomes_known_to_the_other_devices() {
+    let (mut net, alice2, card) = alice_with_two_devices(&["alice", "bob"]);
+    // A third device: the desktop signs a list with all three.
+    let key = AccountKey::from_seed([1; 32]);
+    let third = device_of(1, 41, "alice", false);
+    let mut devices = card.device_list.devices.clone();
+    let mut proofs = card.device_list.proofs.clone();
+    devices.push(third.keys);
+    proofs.push(third.keys.prove(&key.id(), &third.signing));
+    let list = DeviceList::sign_proven(&key, card.device_list.issued_at_ms + 1, devices, proofs);
+    let newer = ContactCard::sign(&key, "alice".into(), list, vec![], vec![]);
+    net.devs.push(third);
+    net.call(0, |e, ctx, _| {
+        e.set_own_card(ctx, newer.clone());
+        e.push_card(ctx, &newer);
+    });
+    net.drive();
+    let own = net.devs[alice2].engine.contacts.own().unwrap();
+    assert_eq!(own.card, newer, "the laptop took the account's newer list");
+}
+
+#[test]
+fn a_contact_cannot_plant_messages_as_sent_by_us() {
+    let (mut net, alice2, _) = alice_with_two_devices(&["alice", "bob"]);
+    let alice = net.devs[0].engine.me().account;
+    let bob = net.devs[1].engine.me().account;
+    // bob sends alice what only her own devices send: "you wrote this".
+    let item = crate::SyncItem::Sent {
+        with: bob,
+        id: MessageId::from_parts(1_800_000_000_000, 0, 7),
+        text: "I owe bob 100 euros".into(),
+    };
+    net.call(1, |e, ctx, _| {
+        e.send_control(ctx, &alice, OutboxKind::Account, Body::Sync(item))
+    })
+    .unwrap();
+    net.drive();
+    for at in [0, alice2] {
+        assert!(
+            texts_with(&net, at, 1)
+                .iter()
+                .all(|(_, t, _)| t != "I owe bob 100 euros"),
+            "device {at} took a planted message"
+        );
+    }
+}

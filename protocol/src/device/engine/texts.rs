@@ -1,0 +1,150 @@
+//! What the user writes and reads in a 1:1 conversation: texts out,
+//! receipts, and the conversation marked read.
+
+use std::fmt;
+use std::hash::Hash;
+
+use super::{DeviceAfter, DeviceEffect, DeviceEngine, DeviceNotice, DeviceWrite};
+use crate::device::{Ctx, DeviceLookup, MessageRecord, OutboxKind, SendError, Severity, Status};
+use crate::{
+    AccountId, Body, ConversationId, MAX_RECEIPT_IDS, MAX_TEXT_LEN, MessageId, Payload, ReceiptKind,
+};
+
+impl<P, A, Q, M> DeviceEngine<P, A, Q, M>
+where
+    P: Copy + Eq + Hash + fmt::Display,
+    A: Clone,
+    Q: Hash + Eq,
+{
+    /// Stores an outgoing text and queues it to every device of the
+    /// contact named `contact`.
+    pub fn send_text(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        contact: &str,
+        text: String,
+    ) -> Result<MessageId, SendError> {
+        if text.len() > MAX_TEXT_LEN {
+            return Err(SendError::TextTooLong { len: text.len() });
+        }
+        if text.is_empty() {
+            return Err(SendError::EmptyText);
+        }
+        let account = self
+            .contacts
+            .contact(contact)
+            .map(|c| c.card.account())
+            .ok_or_else(|| SendError::UnknownContact {
+                name: contact.to_owned(),
+            })?;
+        if self.contacts.is_blocked(&account) {
+            return Err(SendError::Blocked {
+                name: contact.to_owned(),
+            });
+        }
+        self.grant_right(ctx, &account);
+        let id = ctx.next_id();
+        let payload = Payload {
+            sender_account: self.me.account,
+            sender_device: self.me.device_id(),
+            id,
+            body: Body::Text(text.clone()),
+        };
+        self.enqueue(ctx, &account, OutboxKind::Message, &payload)?;
+        let conversation = ConversationId::direct(&self.me.account, &account);
+        // Our other devices get a copy (only a clone when there are some).
+        let copy = self.contacts.has_other_devices().then(|| text.clone());
+        let record = MessageRecord {
+            id,
+            from: self.me.account,
+            outgoing: true,
+            text,
+            status: Status::Pending,
+            sent_at_ms: id.millis(),
+            stored_at_ms: ctx.now.unix_ms,
+        };
+        self.effects
+            .push_back(DeviceEffect::Write(DeviceWrite::Message(
+                conversation,
+                record,
+            )));
+        if let Some(text) = copy {
+            let item = crate::SyncItem::Sent {
+                with: account,
+                id,
+                text,
+            };
+            self.tell_own_devices(ctx, item);
+        }
+        Ok(id)
+    }
+
+    /// Queues receipts for `ids` to every device of `account` (at most
+    /// [`MAX_RECEIPT_IDS`] ids per payload).
+    pub fn queue_receipts(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        account: &AccountId,
+        kind: ReceiptKind,
+        ids: &[MessageId],
+    ) {
+        for ids in ids.chunks(MAX_RECEIPT_IDS) {
+            let body = Body::Receipt {
+                kind,
+                ids: ids.to_vec(),
+            };
+            if self
+                .send_control(ctx, account, OutboxKind::Receipt, body)
+                .is_err()
+            {
+                self.note(Severity::Warn, "could not queue a receipt");
+            }
+        }
+    }
+
+    /// Marks the conversation with `contact` read: its status events, and
+    /// read receipts if the contact gets them. Returns how many.
+    pub fn mark_read<L: DeviceLookup>(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        lookup: &L,
+        contact: &str,
+    ) -> Result<Result<usize, SendError>, L::Error> {
+        let Some(c) = self.contacts.contact(contact) else {
+            return Ok(Err(SendError::UnknownContact {
+                name: contact.to_owned(),
+            }));
+        };
+        let (account, send_receipts) = (c.card.account(), c.record.send_receipts);
+        let conversation = ConversationId::direct(&self.me.account, &account);
+        let unread = lookup.unread(&conversation)?;
+        if unread.is_empty() {
+            return Ok(Ok(0));
+        }
+        self.effects
+            .push_back(DeviceEffect::Write(DeviceWrite::MarkRead(
+                conversation,
+                unread.clone(),
+            )));
+        for id in &unread {
+            let notice = DeviceNotice::Status {
+                contact: contact.to_owned(),
+                id: *id,
+                status: Status::Read,
+            };
+            self.effects
+                .push_back(DeviceEffect::After(DeviceAfter::Notice(notice)));
+        }
+        if send_receipts {
+            self.queue_receipts(ctx, &account, ReceiptKind::Read, &unread);
+        }
+        for ids in unread.chunks(MAX_RECEIPT_IDS) {
+            let item = crate::SyncItem::Read {
+                with: account,
+                ids: ids.to_vec(),
+            };
+            self.tell_own_devices(ctx, item);
+        }
+        Ok(Ok(unread.len()))
+    }
+}

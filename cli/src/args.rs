@@ -289,6 +289,16 @@ hush --home ~/.hush2 device join hush-link1... --name desktop --history 30")]
         #[arg(long)]
         json: bool,
     },
+    /// Take a device off the account (lost or stolen): contacts and your
+    /// other devices stop sending to it, and it can no longer send
+    #[command(after_help = "Example:\n  hush device revoke laptop")]
+    Revoke {
+        /// The device's name, or the first 8 or more characters of its id
+        device: String,
+        /// Print JSON instead of text (one object; a list prints one array)
+        #[arg(long)]
+        json: bool,
+    },
     /// The account's devices: name, id, this one?, linked at
     List {
         /// Print JSON instead of text (one object; a list prints one array)

@@ -208,6 +208,12 @@ async fn write_json<W: AsyncWriteExt + Unpin, T: serde::Serialize>(
     write.write_all(&bytes).await
 }
 
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeParams {
+    device: String,
+}
+
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct LinkParams {
@@ -248,6 +254,10 @@ async fn dispatch(node: &Node, request: Request) -> Result<Value, (i64, String)>
         }
         "device.link_wait" => to_value(node.link_wait().await.map_err(node_err)?),
         "device.list" => to_value(node.devices().await.map_err(node_err)?),
+        "device.revoke" => {
+            let p: RevokeParams = params(request.params)?;
+            to_value(node.revoke_device(&p.device).await.map_err(node_err)?)
+        }
         "contact.add" => {
             let p: ContactAddParams = params(request.params)?;
             to_value(node.add_contact(&p.name, &p.card).await.map_err(node_err)?)

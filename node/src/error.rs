@@ -123,6 +123,18 @@ pub enum NodeError {
     NoAccountKey,
     #[error("the account already has {count} devices, the most it may have: revoke one first")]
     TooManyDevices { count: usize },
+    #[error(
+        "no device {device:?} on this account: see `hush device list` (a name, or the first 8+ characters of an id)"
+    )]
+    UnknownDevice { device: String },
+    #[error("several devices match {device:?}: give more of the id (see `hush device list`)")]
+    AmbiguousDevice { device: String },
+    #[error("this is the device you are using: revoke it from another device of the account")]
+    RevokeSelf,
+    #[error(
+        "this device was removed from its account (revoked on another of its devices): it can no longer send; link it again with `hush device join` on a new home if that was a mistake"
+    )]
+    Revoked,
     #[error("could not serve the local API at {path}: {source}")]
     Api {
         path: PathBuf,
@@ -156,6 +168,8 @@ impl NodeError {
             Self::Link(_) | Self::LinkCode(_) | Self::LinkFailed(_) => 1030,
             Self::NoAccountKey => 1031,
             Self::TooManyDevices { .. } => 1032,
+            Self::UnknownDevice { .. } | Self::AmbiguousDevice { .. } | Self::RevokeSelf => 1033,
+            Self::Revoked => 1034,
             Self::Home { .. }
             | Self::Identity(_)
             | Self::Store(_)

@@ -38,6 +38,7 @@ macro_rules! ctx {
 
 mod commit;
 mod contacts;
+mod devices;
 mod direct;
 mod groups;
 mod linking;
@@ -285,8 +286,12 @@ impl EventLoop {
                 .map(|a| a.to_string())
                 .collect(),
         ));
-        // Our other devices become known with our card.
+        // Our other devices become known with our card; revoked ones are
+        // refused.
         self.own_card_to_engine();
+        if let Err(e) = self.restore_revoked() {
+            tracing::warn!(error = %e, "could not read the revoked devices");
+        }
         // Say hello to every contact device (and our own other devices),
         // so both sides flush their outboxes.
         let peers: Vec<(PeerId, Vec<Multiaddr>)> = self
@@ -411,6 +416,9 @@ impl EventLoop {
                     outbox: self.engine.outbox.len(),
                     relays: self.relay_views(),
                     reachability: self.reachability(),
+                    devices: self.me.device_list.devices.len(),
+                    account_key: self.me.account_key().is_some(),
+                    revoked: self.engine.is_revoked(),
                 };
                 let _ = reply.send(Ok(status));
             }
@@ -434,6 +442,7 @@ impl EventLoop {
             Command::Devices { reply } => {
                 let _ = reply.send(self.device_views());
             }
+            Command::DeviceRevoke { device, reply } => self.revoke_device(&device, reply),
             Command::Card { reply } => {
                 let addresses: Vec<String> = self
                     .listen_addresses

@@ -170,6 +170,11 @@ pub(crate) enum Command {
     Devices {
         reply: Reply<Vec<DeviceView>>,
     },
+    /// Take a device off the account's list (`hush device revoke`).
+    DeviceRevoke {
+        device: String,
+        reply: Reply<DeviceView>,
+    },
     /// Commit what is queued, answer it, then stop.
     Shutdown {
         reply: Reply<()>,
@@ -450,6 +455,13 @@ impl Node {
     /// Waits until the device the current link code is for has joined.
     pub async fn link_wait(&self) -> Result<LinkedView, NodeError> {
         self.call(|reply| Command::LinkWait { reply }).await
+    }
+
+    /// Revokes one of the account's devices (by name or id prefix).
+    pub async fn revoke_device(&self, device: &str) -> Result<DeviceView, NodeError> {
+        let device = device.to_owned();
+        self.call(|reply| Command::DeviceRevoke { device, reply })
+            .await
     }
 
     /// The account's devices.

@@ -86,6 +86,15 @@ pub struct NodeStatus {
     pub relays: Vec<RelayView>,
     /// How others can reach this device.
     pub reachability: Reachability,
+    /// Devices on the account's list (this one included, unless revoked).
+    #[serde(default)]
+    pub devices: usize,
+    /// Whether this device holds the account key.
+    #[serde(default)]
+    pub account_key: bool,
+    /// This device was taken off its account's list: it sends nothing.
+    #[serde(default)]
+    pub revoked: bool,
 }
 
 /// How this device can be reached, as far as it knows.
@@ -266,6 +275,13 @@ pub enum Event {
     },
     /// A new device joined the account (`hush device link`).
     DeviceLinked {
+        device: String,
+        name: String,
+    },
+    /// A device was taken off the account's list: by this device
+    /// (`hush device revoke`), or this device itself (`name` is "this
+    /// device"), learnt from another device of the account.
+    DeviceRevoked {
         device: String,
         name: String,
     },

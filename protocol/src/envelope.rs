@@ -100,6 +100,9 @@ pub enum RejectReason {
     Malformed = 3,
     /// The recipient could not store it right now: try again later.
     Unavailable = 4,
+    /// The sending device was removed from its account's device list: the
+    /// account's own devices answer so, and the device stops.
+    Revoked = 5,
 }
 
 /// The recipient's answer to an envelope on the direct protocol.
@@ -134,6 +137,7 @@ impl DirectAck {
                 2 => RejectReason::Undecryptable,
                 3 => RejectReason::Malformed,
                 4 => RejectReason::Unavailable,
+                5 => RejectReason::Revoked,
                 tag => {
                     return Err(DecodeError::UnknownTag {
                         what: "reject reason",

@@ -114,6 +114,31 @@ impl DeviceKeys {
         (key.verifying_key().to_bytes() == self.device_id.0).then(|| self.prove(account, &key))
     }
 
+    /// The entry's 128 bytes (as on a device list).
+    pub fn to_array(&self) -> [u8; 128] {
+        let mut out = [0; 128];
+        out[..32].copy_from_slice(&self.device_id.0);
+        out[32..64].copy_from_slice(&self.olm_ed25519);
+        out[64..96].copy_from_slice(&self.olm_curve25519);
+        out[96..].copy_from_slice(&self.mailbox_key);
+        out
+    }
+
+    /// The entry from its 128 bytes.
+    pub fn from_array(bytes: &[u8; 128]) -> Self {
+        let part = |i: usize| {
+            let mut out = [0; 32];
+            out.copy_from_slice(&bytes[i * 32..(i + 1) * 32]);
+            out
+        };
+        Self {
+            device_id: DeviceId(part(0)),
+            olm_ed25519: part(1),
+            olm_curve25519: part(2),
+            mailbox_key: part(3),
+        }
+    }
+
     pub(crate) fn encode(&self, w: &mut Writer) {
         w.raw(&self.device_id.0);
         w.raw(&self.olm_ed25519);

@@ -330,3 +330,66 @@ fn what_one_device_sends_or_reads_shows_on_the_other() {
         },
     );
 }
+
+#[test]
+fn a_revoked_device_gets_nothing_more_and_cannot_send() {
+    let (alice, bob) = pair();
+    let mut laptop = User::empty("alice-laptop");
+    let (code, mut link, _out) = start_link(&alice, &[]);
+    laptop.json(&["device", "join", &code, "--name", "laptop", "--json"]);
+    assert!(link.wait().expect("ends").success());
+    laptop.start();
+    wait_for(
+        "bob to know alice's two devices",
+        Duration::from_secs(30),
+        || (bob.json(&["contact", "list", "--json"])[0]["devices"] == 2).then_some(()),
+    );
+    // Sessions between alice's devices exist once they synced something.
+    alice.json(&["send", "bob", "hello", "--wait", "delivered", "--json"]);
+    wait_for(
+        "the laptop to have the copy",
+        Duration::from_secs(30),
+        || {
+            texts(&laptop, "bob")
+                .contains(&"hello".to_owned())
+                .then_some(())
+        },
+    );
+
+    let revoked = alice.json(&["device", "revoke", "laptop", "--json"]);
+    assert_eq!(revoked["name"], "laptop");
+    assert_eq!(devices(&alice).len(), 1);
+    wait_for("bob to drop the laptop", Duration::from_secs(30), || {
+        (bob.json(&["contact", "list", "--json"])[0]["devices"] == 1).then_some(())
+    });
+    bob.json(&[
+        "send",
+        "alice",
+        "after the revocation",
+        "--wait",
+        "delivered",
+        "--json",
+    ]);
+    wait_for("the desktop to have it", Duration::from_secs(30), || {
+        texts(&alice, "bob")
+            .contains(&"after the revocation".to_owned())
+            .then_some(())
+    });
+    // The laptop tries to write: nothing gets through, and it learns it is
+    // revoked from alice's desktop.
+    laptop.run(&["send", "bob", "from the stolen laptop"]);
+    wait_for(
+        "the laptop to know it is revoked",
+        Duration::from_secs(30),
+        || (laptop.json(&["status", "--json"])["revoked"] == true).then_some(()),
+    );
+    let run = laptop.run(&["send", "bob", "again"]);
+    assert!(!run.ok());
+    assert!(run.stderr.contains("revoked"), "{}", run.stderr);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!texts(&laptop, "bob").contains(&"after the revocation".to_owned()));
+    assert!(!texts(&bob, "alice").contains(&"from the stolen laptop".to_owned()));
+    // The desktop cannot revoke itself.
+    let run = alice.run(&["device", "revoke", "first device"]);
+    assert!(!run.ok());
+}

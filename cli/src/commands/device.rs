@@ -29,6 +29,22 @@ pub async fn run(home: &Home, command: DeviceCommand) -> Result<()> {
             json,
         } => join(home, &code, name, &history, timeout, json).await,
         DeviceCommand::List { json } => list(&mut Client::connect(home).await?, json).await,
+        DeviceCommand::Revoke { device, json } => {
+            let mut client = Client::connect(home).await?;
+            let revoked: DeviceView = serde_json::from_value(
+                client
+                    .call("device.revoke", json!({ "device": device }))
+                    .await?,
+            )?;
+            if json {
+                return print_json(&revoked);
+            }
+            println!(
+                "Revoked {:?} ({}): your contacts and other devices are told; nothing sent from now on reaches it, and what it sends is refused.",
+                revoked.name, revoked.device
+            );
+            Ok(())
+        }
     }
 }
 

@@ -14,6 +14,21 @@ pub async fn run(client: &mut Client, json: bool) -> Result<()> {
         println!("name:       {}", status.name);
         println!("account:    {}", status.account);
         println!("peer id:    {}", status.peer_id);
+        if status.revoked {
+            println!(
+                "device:     REVOKED: this device was removed from its account and sends nothing"
+            );
+        } else {
+            println!(
+                "devices:    {} on the account; this one {} the account key",
+                status.devices,
+                if status.account_key {
+                    "holds"
+                } else {
+                    "does not hold"
+                }
+            );
+        }
         println!("listening:  {}", status.listen_addresses.join(" "));
         println!("connected:  {} peers", status.connected_peers);
         println!("contacts:   {}", status.contacts);

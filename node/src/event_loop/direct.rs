@@ -26,6 +26,7 @@ impl From<SendError> for NodeError {
             SendError::EmptyText => Self::EmptyText,
             SendError::OutboxFull { len } => Self::OutboxFull { len },
             SendError::Blocked { name } => Self::Blocked { name },
+            SendError::Revoked => Self::Revoked,
             other => Self::Send(other),
         }
     }
@@ -178,6 +179,7 @@ impl EventLoop {
                 }
                 DeviceEffect::Group(effect) => self.on_group_effect(effect),
                 DeviceEffect::OwnCard(card) => self.take_own_card(*card),
+                DeviceEffect::Revoked => self.learned_revoked(),
                 DeviceEffect::Note(Severity::Debug, what) => tracing::debug!("{what}"),
                 DeviceEffect::Note(Severity::Info, what) => tracing::info!("{what}"),
                 DeviceEffect::Note(Severity::Warn, what) => tracing::warn!("{what}"),

@@ -440,6 +440,9 @@ impl EventLoop {
                     self.member_change(&group, &member, |account| Action::Promote { account });
                 self.reply_group(reply, result);
             }
+            GroupCommand::Send { reply, .. } if self.engine.is_revoked() => {
+                let _ = reply.send(Err(NodeError::Revoked));
+            }
             GroupCommand::Send { group, text, reply } => {
                 match self.with_groups(|g, ctx| g.send(ctx, &group, text)) {
                     Ok(id) => {

@@ -16,10 +16,11 @@ use hush_protocol::{
 use libp2p::{PeerId, request_response};
 
 use super::EventLoop;
+use super::devices::own_devices;
 use crate::error::NodeError;
 use crate::node::Reply;
-use crate::records::{IdentityRecord, OwnDevice};
-use crate::view::{DeviceView, Event, LinkCodeView, LinkedView, rfc3339};
+use crate::records::OwnDevice;
+use crate::view::{Event, LinkCodeView, LinkedView, rfc3339};
 
 /// Messages read from the store per page, before the page is cut to
 /// what fits one frame.
@@ -409,98 +410,4 @@ impl EventLoop {
         }
         Ok(())
     }
-
-    /// At start: a device list newer than the one last pushed (this device
-    /// was just linked, or the old device stopped before its push was
-    /// stored) goes to every contact.
-    pub(super) fn push_list_if_new(&mut self) {
-        let mut record = match self.store.identity() {
-            Ok(record) => record,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not read the identity to push the device list");
-                return;
-            }
-        };
-        if record.pushed_list_at_ms >= self.me.device_list.issued_at_ms {
-            return;
-        }
-        let card = self.own_card();
-        self.engine.push_card(ctx!(self), &card);
-        self.drive();
-        record.pushed_list_at_ms = self.me.device_list.issued_at_ms;
-        if let Err(e) = self.store.put_identity(&record) {
-            tracing::warn!(error = %e, "could not note the device list as pushed");
-        }
-    }
-
-    /// Our account's card as the engine should know it (its other devices
-    /// get copies of what we send and read).
-    pub(super) fn own_card_to_engine(&mut self) {
-        let card = self.own_card();
-        self.engine.set_own_card(ctx!(self), card);
-        self.drive();
-    }
-
-    /// Another device of ours sent a newer card of the account: its list
-    /// becomes ours (stored now, like a linked device's).
-    pub(super) fn take_own_card(&mut self, card: ContactCard) {
-        let stored = self.store.identity().and_then(|mut record| {
-            record.device_list = card.device_list.to_bytes();
-            record.device_list_issued_at_ms = card.device_list.issued_at_ms;
-            record.pushed_list_at_ms = record.pushed_list_at_ms.max(card.device_list.issued_at_ms);
-            if self.me.account_key().is_none() {
-                record.card = card.to_string();
-            }
-            self.store.put_identity(&record)
-        });
-        if let Err(e) = stored {
-            tracing::warn!(error = %e, "could not store our account's newer device list");
-            return;
-        }
-        tracing::info!(
-            devices = card.device_list.devices.len(),
-            "our account's device list changed"
-        );
-        self.me.device_list = card.device_list.clone();
-        if let crate::identity::Signer::Card(held) = &mut self.me.signer {
-            *held = card;
-        }
-    }
-
-    /// The account's devices (`hush device list`).
-    pub(super) fn device_views(&self) -> Result<Vec<DeviceView>, NodeError> {
-        let record = self.store.identity()?;
-        let me = self.me.device_id();
-        Ok(own_devices(&record, &self.me.device_list)
-            .into_iter()
-            .map(|d| DeviceView {
-                this_device: d.device == me,
-                account_key: (d.device == me).then(|| self.me.account_key().is_some()),
-                name: d.name,
-                device: d.device.to_string(),
-                linked_at: (d.linked_at_ms > 0).then(|| rfc3339(d.linked_at_ms)),
-            })
-            .collect())
-    }
-}
-
-/// The devices on `list`, named as the record names them (a device never
-/// named is "first device" if it is the list's first, else "unnamed").
-fn own_devices(record: &IdentityRecord, list: &DeviceList) -> Vec<OwnDevice> {
-    list.devices
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            record
-                .devices
-                .iter()
-                .find(|o| o.device == d.device_id)
-                .cloned()
-                .unwrap_or_else(|| OwnDevice {
-                    device: d.device_id,
-                    name: if i == 0 { "first device" } else { "unnamed" }.to_owned(),
-                    linked_at_ms: if i == 0 { record.created_at_ms } else { 0 },
-                })
-        })
-        .collect()
 }

@@ -68,6 +68,11 @@ const CONTACT_TRUST: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("c
 const IDENTITY_KEY: &str = "identity";
 const IDENTITY_V2_KEY: &str = "identity.2";
 const OLM_ACCOUNT_KEY: &str = "olm_account";
+/// Our account's devices taken off its list: DeviceKeys wire forms, 128
+/// bytes each, concatenated.
+const REVOKED_DEVICES_KEY: &str = "revoked_devices";
+/// Present once this device learnt it was revoked.
+const REVOKED_KEY: &str = "revoked";
 const CLOCK_KEY: &str = "clock";
 const LISTEN_KEY: &str = "listen_addresses";
 const RELAYS_KEY: &str = "home_relays";
@@ -237,13 +242,7 @@ impl Store {
 
     /// Replaces the identity (a device was linked; a list was pushed).
     pub fn put_identity(&self, identity: &IdentityRecord) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut meta = txn.open_table(META)?;
-            meta.insert(IDENTITY_V2_KEY, encode(identity).as_slice())?;
-        }
-        txn.commit()?;
-        Ok(())
+        self.put_meta(IDENTITY_V2_KEY, &encode(identity))
     }
 
     /// Writes a new identity and its Olm account in one transaction.
@@ -257,6 +256,45 @@ impl Store {
             let mut meta = txn.open_table(META)?;
             meta.insert(IDENTITY_V2_KEY, encode(identity).as_slice())?;
             meta.insert(OLM_ACCOUNT_KEY, olm_account.as_bytes())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Our account's revoked devices (their entries as the list had them).
+    pub fn revoked_devices(&self) -> Result<Vec<[u8; 128]>, StoreError> {
+        let bytes = self.meta(REVOKED_DEVICES_KEY)?.unwrap_or_default();
+        Ok(bytes
+            .chunks_exact(128)
+            .filter_map(|c| <[u8; 128]>::try_from(c).ok())
+            .collect())
+    }
+
+    /// Adds devices to [`Store::revoked_devices`].
+    pub fn add_revoked_devices(&self, devices: &[[u8; 128]]) -> Result<(), StoreError> {
+        let mut bytes = self.meta(REVOKED_DEVICES_KEY)?.unwrap_or_default();
+        for d in devices {
+            if !bytes.chunks_exact(128).any(|c| c == d) {
+                bytes.extend_from_slice(d);
+            }
+        }
+        self.put_meta(REVOKED_DEVICES_KEY, &bytes)
+    }
+
+    /// Whether this device learnt it was revoked.
+    pub fn is_revoked(&self) -> Result<bool, StoreError> {
+        Ok(self.meta(REVOKED_KEY)?.is_some())
+    }
+
+    pub fn set_revoked(&self) -> Result<(), StoreError> {
+        self.put_meta(REVOKED_KEY, b"1")
+    }
+
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.insert(key, value)?;
         }
         txn.commit()?;
         Ok(())

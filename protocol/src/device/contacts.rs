@@ -104,6 +104,10 @@ pub struct ContactBook<P, A> {
     /// Our own account's card: its other devices are in the maps above
     /// (this device is not), for what devices of one account sync.
     own: Option<Contact<P, A>>,
+    /// Our account's devices taken off its list (revoked): by peer id and
+    /// by Olm key, so what they send is answered `Revoked`.
+    revoked_peers: HashSet<P>,
+    revoked_curves: HashSet<[u8; 32]>,
     /// Devices bound by an entry the device itself signed (see
     /// [`Proof`]): no other card takes them.
     proven: HashSet<DeviceId>,
@@ -121,6 +125,8 @@ impl<P, A> Default for ContactBook<P, A> {
             by_curve: HashMap::new(),
             peers: HashMap::new(),
             own: None,
+            revoked_peers: HashSet::new(),
+            revoked_curves: HashSet::new(),
             proven: HashSet::new(),
             trust: HashMap::new(),
         }
@@ -164,6 +170,19 @@ impl<P: Copy + Eq + Hash, A> ContactBook<P, A> {
         }
         let contact = self.register_except(record, card, reach, true, Some(this));
         self.own = Some(contact);
+    }
+
+    /// One of our account's devices was revoked: what it sends is refused
+    /// as `Revoked` from now on.
+    pub fn revoke_own(&mut self, keys: &DeviceKeys, peer: Option<P>) {
+        self.revoked_curves.insert(keys.olm_curve25519);
+        self.revoked_peers.extend(peer);
+    }
+
+    /// Whether the sender (by peer id, or else by Olm key) is a revoked
+    /// device of our account.
+    pub fn is_revoked_own(&self, peer: Option<&P>, curve: &[u8; 32]) -> bool {
+        peer.is_some_and(|p| self.revoked_peers.contains(p)) || self.revoked_curves.contains(curve)
     }
 
     /// Our own account's card, once set.

@@ -179,6 +179,10 @@ pub enum DeviceEffect<P, A, M> {
     /// (verified, its list newer than ours): the host stores it as our
     /// list. The engine already knows the account's devices from it.
     OwnCard(Box<ContactCard>),
+    /// Our account's own device answered that this device is no longer on
+    /// the account's list: the host stores it and says so; the engine
+    /// sends nothing more.
+    Revoked,
     Note(Severity, &'static str),
 }
 
@@ -196,6 +200,10 @@ pub enum SendError {
     OutboxFull { len: usize },
     #[error("you blocked {name:?}")]
     Blocked { name: String },
+    #[error(
+        "this device was removed from its account (revoked on another of its devices): it can no longer send"
+    )]
+    Revoked,
 }
 
 /// The device engine. The parts are public while the host still drives
@@ -218,6 +226,8 @@ pub struct DeviceEngine<P, A, Q, M> {
     rights: HashMap<DeviceId, DepositRight>,
     /// Contacts given our deposit right since this engine started.
     granted: HashSet<AccountId>,
+    /// This device was taken off its account's list: it sends nothing.
+    revoked: bool,
     effects: VecDeque<DeviceEffect<P, A, M>>,
 }
 
@@ -255,6 +265,7 @@ where
             problems: HashMap::new(),
             rights: HashMap::new(),
             granted: HashSet::new(),
+            revoked: false,
             effects: VecDeque::new(),
         };
         engine.sync_peers(0);
@@ -618,6 +629,12 @@ where
                 DirectAck::Stored | DirectAck::Duplicate => self.delivered(lookup, *key),
                 DirectAck::Rejected(RejectReason::Undecryptable) => {
                     undecryptable.get_or_insert(*key);
+                }
+                // Only our own account's devices know: from anyone else it
+                // is a plain refusal.
+                DirectAck::Rejected(RejectReason::Revoked) if self.is_to_own(key) => {
+                    self.learn_revoked();
+                    return;
                 }
                 DirectAck::Rejected(_) => {
                     self.note(Severity::Info, "recipient refused; retrying later");

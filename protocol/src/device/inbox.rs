@@ -70,11 +70,17 @@ impl Inbox {
         if self.receiving.contains(&digest) {
             return Ok(Arrival::InProgress);
         }
-        let sender = match source {
-            Source::Direct(peer) => contacts.device_by_peer(&peer),
-            Source::Mailbox => contacts.device_by_curve(&envelope.sender_key),
+        let (sender, peer) = match &source {
+            Source::Direct(peer) => (contacts.device_by_peer(peer), Some(peer)),
+            Source::Mailbox => (contacts.device_by_curve(&envelope.sender_key), None),
         };
-        let (account, keys) = sender.ok_or(RejectReason::UnknownSender)?;
+        let (account, keys) = sender.ok_or_else(|| {
+            if contacts.is_revoked_own(peer, &envelope.sender_key) {
+                RejectReason::Revoked
+            } else {
+                RejectReason::UnknownSender
+            }
+        })?;
         if keys.olm_curve25519 != envelope.sender_key {
             return Err(RejectReason::UnknownSender);
         }

@@ -96,7 +96,13 @@ where
         let old_card = existing.card.clone();
         let verified_before = !self.contacts.keys_changed(&card.account());
         // Forget the old card's devices; the new card lists the current ones.
+        // What waited for a device the new card leaves out never goes.
         self.contacts.forget_devices(&old_card);
+        for device in &old_card.device_list.devices {
+            if card.device_list.device(&device.device_id).is_none() {
+                self.drop_queued_for(&device.device_id);
+            }
+        }
         self.effects
             .push_back(DeviceEffect::Write(DeviceWrite::Contact(record.clone())));
         let reach = (self.reach)(&card);

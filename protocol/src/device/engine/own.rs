@@ -7,11 +7,14 @@ use std::fmt;
 use std::hash::Hash;
 
 use super::{DeviceEffect, DeviceEngine, DeviceWrite};
+use crate::device::outbox::OutboxKey;
 use crate::device::{
     ContactRecord, Ctx, DeviceLookup, MessageRecord, OutboxKind, Severity, Status,
 };
 use crate::envelope::RejectReason;
-use crate::{Body, ContactCard, ConversationId, DeviceId, MessageId, Payload, SyncItem};
+use crate::{
+    Body, ContactCard, ConversationId, DeviceId, DeviceKeys, MessageId, Payload, SyncItem,
+};
 
 impl<P, A, Q, M> DeviceEngine<P, A, Q, M>
 where
@@ -22,6 +25,23 @@ where
     /// Our account's card (at start, and whenever our list changes): its
     /// other devices get what this one sends and reads.
     pub fn set_own_card(&mut self, ctx: &mut Ctx<'_>, card: ContactCard) {
+        // Devices the new list leaves out are revoked: refused from now on,
+        // and nothing queued goes to them.
+        if let Some(old) = self.contacts.own() {
+            let gone: Vec<DeviceKeys> = old
+                .card
+                .device_list
+                .devices
+                .iter()
+                .filter(|d| card.device_list.device(&d.device_id).is_none())
+                .copied()
+                .collect();
+            for keys in gone {
+                let peer = self.contacts.peer_of(&keys.device_id);
+                self.contacts.revoke_own(&keys, peer);
+                self.drop_queued_for(&keys.device_id);
+            }
+        }
         let record = ContactRecord {
             name: card.name.clone(),
             card: String::new(),
@@ -36,6 +56,48 @@ where
             // Mail between our devices through their relays counts as a
             // contact's there.
             self.grant_right(ctx, &self.me.account.clone());
+        }
+    }
+
+    /// A revoked device of our account, as stored (at start).
+    pub fn restore_revoked(&mut self, keys: &DeviceKeys, peer: Option<P>) {
+        self.contacts.revoke_own(keys, peer);
+    }
+
+    /// This device is no longer on its account's list (as stored, at
+    /// start, or just learnt): it sends nothing more.
+    pub fn set_revoked(&mut self) {
+        self.revoked = true;
+    }
+
+    pub fn is_revoked(&self) -> bool {
+        self.revoked
+    }
+
+    /// An own device answered `Revoked`.
+    pub(super) fn learn_revoked(&mut self) {
+        if self.revoked {
+            return;
+        }
+        self.revoked = true;
+        self.note(Severity::Warn, "this device was revoked by its account");
+        self.effects.push_back(DeviceEffect::Revoked);
+    }
+
+    /// Whether the outbox entry goes to our own account.
+    pub(super) fn is_to_own(&self, key: &OutboxKey) -> bool {
+        self.outbox
+            .get(key)
+            .is_some_and(|e| e.record().recipient == self.me.account)
+    }
+
+    /// Drops every outbox entry for `device` (a device no longer listed).
+    pub(super) fn drop_queued_for(&mut self, device: &DeviceId) {
+        for key in self.outbox.for_device(device) {
+            if self.outbox.remove(&key).is_some() {
+                self.effects
+                    .push_back(DeviceEffect::Write(DeviceWrite::DropOutbox(key)));
+            }
         }
     }
 

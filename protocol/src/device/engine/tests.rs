@@ -423,6 +423,7 @@ impl Net {
                     )) => self.devs[i].disk.write(DeviceWrite::Message(c, record)),
                     DeviceEffect::PresenceKey { .. }
                     | DeviceEffect::OwnCard(_)
+                    | DeviceEffect::Revoked
                     | DeviceEffect::Group(_)
                     | DeviceEffect::Note(..) => {}
                 }

@@ -30,6 +30,9 @@ where
         if text.is_empty() {
             return Err(SendError::EmptyText);
         }
+        if self.revoked {
+            return Err(SendError::Revoked);
+        }
         let account = self
             .contacts
             .contact(contact)

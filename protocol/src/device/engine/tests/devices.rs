@@ -212,3 +212,91 @@ fn a_contact_cannot_plant_messages_as_sent_by_us() {
         );
     }
 }
+
+/// alice's first device signs a list without `revoked` and tells everyone.
+fn revoke(net: &mut Net, card: &ContactCard, revoked: usize) -> ContactCard {
+    let key = AccountKey::from_seed([1; 32]);
+    let gone = net.devs[revoked].keys.device_id;
+    let keep: Vec<(DeviceKeys, [u8; 64])> = card
+        .device_list
+        .devices
+        .iter()
+        .zip(&card.device_list.proofs)
+        .filter(|(d, _)| d.device_id != gone)
+        .map(|(d, p)| (*d, *p))
+        .collect();
+    let list = DeviceList::sign_proven(
+        &key,
+        card.device_list.issued_at_ms + 1,
+        keep.iter().map(|(d, _)| *d).collect(),
+        keep.iter().map(|(_, p)| *p).collect(),
+    );
+    let newer = ContactCard::sign(&key, "alice".into(), list, vec![], vec![]);
+    net.devs[0].card = newer.clone();
+    net.call(0, |e, ctx, _| {
+        e.set_own_card(ctx, newer.clone());
+        e.push_card(ctx, &newer);
+    });
+    net.drive();
+    newer
+}
+
+#[test]
+fn a_revoked_device_gets_nothing_more_and_learns_it_when_it_next_sends() {
+    let (mut net, laptop, card) = alice_with_two_devices(&["alice", "bob"]);
+    net.send(1, "alice", "before");
+    assert_eq!(net.devs[laptop].disk.incoming(), ["before"]);
+    let newer = revoke(&mut net, &card, laptop);
+    assert_eq!(
+        card_of(&net, 1, "alice"),
+        newer,
+        "bob took the list without it"
+    );
+
+    net.send(1, "alice", "after");
+    assert_eq!(net.devs[0].disk.incoming(), ["before", "after"]);
+    assert_eq!(
+        net.devs[laptop].disk.incoming(),
+        ["before"],
+        "nothing new for it"
+    );
+
+    // The laptop writes: bob refuses it, the desktop answers "revoked".
+    net.send(laptop, "bob", "from a stolen laptop");
+    assert!(
+        !net.devs[1]
+            .disk
+            .incoming()
+            .contains(&"from a stolen laptop".to_owned())
+    );
+    assert!(net.devs[laptop].engine.is_revoked());
+    let refused = net.call(laptop, |e, ctx, _| e.send_text(ctx, "bob", "again".into()));
+    assert!(matches!(refused, Err(SendError::Revoked)), "{refused:?}");
+    assert!(!net.devs[0].engine.is_revoked());
+}
+
+#[test]
+fn a_contact_answering_revoked_cannot_make_us_stop() {
+    let mut net = Net::new(&["alice", "bob"]);
+    net.devs[1].online = false;
+    let id = net
+        .call(0, |e, ctx, _| {
+            e.send_text(ctx, "bob", "are you there".into())
+        })
+        .unwrap();
+    net.drive();
+    let bob = net.devs[1].keys.device_id;
+    let forged = AckBatch {
+        acks: vec![DirectAck::Rejected(RejectReason::Revoked)],
+    }
+    .to_bytes();
+    net.call(0, |e, ctx, disk| {
+        e.handle_acks(ctx, disk, &[(id, bob)], &forged)
+    });
+    assert!(
+        !net.devs[0].engine.is_revoked(),
+        "only our own devices may say so"
+    );
+    let again = net.call(0, |e, ctx, _| e.send_text(ctx, "bob", "still here".into()));
+    assert!(again.is_ok());
+}

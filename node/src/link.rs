@@ -198,6 +198,7 @@ async fn run(
         account_seed,
         relays,
         names,
+        presence,
     } = initiator.open(&link.ask(frame).await?)?
     else {
         return Err(NodeError::LinkFailed(
@@ -226,7 +227,16 @@ async fn run(
         .collect();
 
     let store = Store::open(&staging.db())?;
-    store.apply(vec![Op::PutRelays(relays)], Durability::Lazy)?;
+    let mut ops = vec![Op::PutRelays(relays)];
+    // The account's presence key: contacts keep one per account.
+    if let Some((share, key)) = presence {
+        ops.push(Op::PutOwnPresence(crate::records::OwnPresenceRecord {
+            share,
+            epoch: key.epoch(),
+            key: *key.secret(),
+        }));
+    }
+    store.apply(ops, Durability::Lazy)?;
     let contacts = fetch_contacts(&mut link, &mut initiator, &store, &offer.account).await?;
     let messages = fetch_messages(&mut link, &mut initiator, &store, &offer.account).await?;
     let pickle = olm.take_changes(&pickle_key).account.unwrap_or_default();

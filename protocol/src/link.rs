@@ -27,6 +27,7 @@ use crate::codec::{DecodeError, Reader, Wire, Writer};
 use crate::ids::{AccountId, DeviceId};
 use crate::keys::{DeviceKeys, DeviceList};
 use crate::payload::MAX_TEXT_LEN;
+use crate::presence::PresenceKey;
 
 mod session;
 pub use session::{LinkInitiator, LinkNoise, LinkReceived, LinkResponder, MAX_LINK_FAILURES};
@@ -453,6 +454,10 @@ pub enum LinkReply {
         relays: Vec<String>,
         /// The account's devices' names (names never leave the account).
         names: Vec<DeviceName>,
+        /// The account's presence key and sharing switch: every device of
+        /// the account seals its presence with the same key, so contacts
+        /// (who keep one key per account) read all of them.
+        presence: Option<(bool, PresenceKey)>,
     },
     Contacts {
         items: Vec<LinkContact>,
@@ -477,6 +482,7 @@ impl Wire for LinkReply {
                 account_seed,
                 relays,
                 names,
+                presence,
             } => {
                 w.u8(0);
                 device_list.encode(w);
@@ -494,6 +500,15 @@ impl Wire for LinkReply {
                     w.str(&n.name);
                     w.u64(n.linked_at_ms);
                 });
+                match presence {
+                    Some((share, key)) => {
+                        w.u8(1);
+                        w.u8(u8::from(*share));
+                        w.u32(key.epoch());
+                        w.raw(key.secret());
+                    }
+                    None => w.u8(0),
+                }
             }
             Self::Contacts { items, more } => {
                 w.u8(1);
@@ -529,6 +544,19 @@ impl Wire for LinkReply {
                         linked_at_ms: r.u64()?,
                     })
                 })?,
+                presence: match r.u8()? {
+                    0 => None,
+                    1 => {
+                        let share = r.u8()? != 0;
+                        Some((share, PresenceKey::from_parts(r.u32()?, r.array()?)))
+                    }
+                    tag => {
+                        return Err(DecodeError::UnknownTag {
+                            what: "presence",
+                            tag,
+                        });
+                    }
+                },
             }),
             1 => Ok(Self::Contacts {
                 items: r.list("contacts", MAX_PAGE_ITEMS, LinkContact::decode)?,

@@ -111,6 +111,18 @@ fn a_linked_device_gets_the_history_and_mail_to_the_account_reaches_both_devices
         laptop.json(&["id", "--json"])["account"],
         alice.json(&["id", "--json"])["account"]
     );
+    // alice's first device stops: the account is online while the laptop
+    // is (both seal presence with the account's one key).
+    let mut alice = alice;
+    alice.stop();
+    wait_for(
+        "bob to see alice online through the laptop",
+        Duration::from_secs(60),
+        || {
+            let p = bob.json(&["presence", "alice", "--refresh", "--json"]);
+            (p["state"] == "online").then_some(())
+        },
+    );
 }
 
 #[test]

@@ -247,12 +247,19 @@ impl EventLoop {
             name: request.name.clone(),
             linked_at_ms: self.host_clock.now().unix_ms,
         });
+        let presence = self.store.own_presence()?.map(|p| {
+            (
+                p.share,
+                hush_protocol::PresenceKey::from_parts(p.epoch, p.key),
+            )
+        });
         let reply = LinkReply::Grant {
             device_list: Box::new(list.clone()),
             card: card.to_string(),
             account_seed: seed,
             relays: self.me.relays.clone(),
             names,
+            presence,
         };
         tracing::info!(device = %request.device.device_id, name = %request.name, "a new device asks to join; handing over");
         Ok((

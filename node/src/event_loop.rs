@@ -419,6 +419,7 @@ impl EventLoop {
                     devices: self.me.device_list.devices.len(),
                     account_key: self.me.account_key().is_some(),
                     revoked: self.engine.is_revoked(),
+                    sync_waiting: self.engine.outbox.count_for(&self.me.account),
                 };
                 let _ = reply.send(Ok(status));
             }

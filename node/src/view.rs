@@ -95,6 +95,10 @@ pub struct NodeStatus {
     /// This device was taken off its account's list: it sends nothing.
     #[serde(default)]
     pub revoked: bool,
+    /// Copies of what this device sent or read that the account's other
+    /// devices have not stored yet (0: fully synced).
+    #[serde(default)]
+    pub sync_waiting: usize,
 }
 
 /// How this device can be reached, as far as it knows.

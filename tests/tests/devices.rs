@@ -405,3 +405,42 @@ fn a_revoked_device_gets_nothing_more_and_cannot_send() {
     let run = alice.run(&["device", "revoke", "first device"]);
     assert!(!run.ok());
 }
+
+#[test]
+fn a_device_that_was_off_catches_up_and_status_shows_the_gap() {
+    let (alice, bob) = pair();
+    let mut laptop = User::empty("alice-laptop");
+    let (code, mut link, _out) = start_link(&alice, &[]);
+    laptop.json(&["device", "join", &code, "--name", "laptop", "--json"]);
+    assert!(link.wait().expect("ends").success());
+    laptop.start();
+    wait_for(
+        "bob to know alice's two devices",
+        Duration::from_secs(30),
+        || (bob.json(&["contact", "list", "--json"])[0]["devices"] == 2).then_some(()),
+    );
+    alice.json(&["send", "bob", "first", "--wait", "delivered", "--json"]);
+    wait_for("alice to be fully synced", Duration::from_secs(30), || {
+        (alice.json(&["status", "--json"])["sync_waiting"] == 0
+            && texts(&laptop, "bob").contains(&"first".to_owned()))
+        .then_some(())
+    });
+    laptop.stop();
+    for text in ["while the laptop was off", "and another"] {
+        alice.json(&["send", "bob", text, "--wait", "delivered", "--json"]);
+    }
+    let status = alice.json(&["status", "--json"]);
+    assert_eq!(status["sync_waiting"], 2, "{status}");
+    laptop.start();
+    wait_for("the laptop to catch up", Duration::from_secs(60), || {
+        let t = texts(&laptop, "bob");
+        (t.contains(&"while the laptop was off".to_owned())
+            && t.contains(&"and another".to_owned()))
+        .then_some(())
+    });
+    wait_for(
+        "alice to be fully synced again",
+        Duration::from_secs(30),
+        || (alice.json(&["status", "--json"])["sync_waiting"] == 0).then_some(()),
+    );
+}

@@ -397,6 +397,15 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
             .collect()
     }
 
+    /// How many entries go to `account` (our own: copies our other devices
+    /// have not stored yet).
+    pub fn count_for(&self, account: &AccountId) -> usize {
+        self.entries
+            .values()
+            .filter(|e| e.record().recipient == *account)
+            .count()
+    }
+
     pub fn for_device(&self, device: &DeviceId) -> Vec<OutboxKey> {
         self.entries
             .keys()

@@ -157,6 +157,9 @@ pub(crate) struct EventLoop {
     lost: liveness::Lost,
     /// The link code in flight (`hush device link`).
     link: linking::LinkHost,
+    /// Applying a contact change another device of ours made: not told
+    /// back to our devices.
+    applying_own_change: bool,
 }
 
 impl EventLoop {
@@ -235,6 +238,7 @@ impl EventLoop {
             groups: groups::GroupHost::default(),
             lost: liveness::Lost::default(),
             link: linking::LinkHost::default(),
+            applying_own_change: false,
         };
         event_loop.restore_trust()?;
         // A new device's presence key goes to disk with the first batch.
@@ -387,6 +391,7 @@ impl EventLoop {
                 self.drive();
                 match set {
                     Ok(record) => {
+                        self.tell_own_devices_contact(&record.account);
                         let view = self.view_of(&record);
                         self.batch.after.push(After::ReplyContact(reply, view));
                     }
@@ -478,6 +483,7 @@ impl EventLoop {
                 return;
             }
         };
+        self.tell_own_devices_contact(&record.account);
         let view = self.view_of(&record);
         self.batch.after.push(After::ReplyContact(reply, view));
         if !update {

@@ -62,6 +62,21 @@ pub enum SyncItem {
         with: AccountId,
         ids: Vec<MessageId>,
     },
+    /// A contact as it is now on the sending device (added, its card
+    /// updated, its settings changed).
+    Contact {
+        name: String,
+        /// The card's text form.
+        card: String,
+        send_receipts: bool,
+        blocked: bool,
+        verified: bool,
+    },
+    /// The sending device removed the contact.
+    ContactRemoved {
+        account: AccountId,
+        delete_history: bool,
+    },
 }
 
 impl SyncItem {
@@ -78,6 +93,26 @@ impl SyncItem {
                 w.raw(&with.0);
                 w.list(ids, |w, id| w.u128(id.0));
             }
+            Self::Contact {
+                name,
+                card,
+                send_receipts,
+                blocked,
+                verified,
+            } => {
+                w.u8(2);
+                w.str(name);
+                w.str(card);
+                w.u8(u8::from(*send_receipts) | u8::from(*blocked) << 1 | u8::from(*verified) << 2);
+            }
+            Self::ContactRemoved {
+                account,
+                delete_history,
+            } => {
+                w.u8(3);
+                w.raw(&account.0);
+                w.u8(u8::from(*delete_history));
+            }
         }
     }
 
@@ -91,6 +126,22 @@ impl SyncItem {
             1 => Ok(Self::Read {
                 with: AccountId(r.array()?),
                 ids: r.list("read ids", MAX_RECEIPT_IDS, |r| Ok(MessageId(r.u128()?)))?,
+            }),
+            2 => {
+                let name = r.str("contact name", crate::MAX_NAME_LEN)?.to_owned();
+                let card = r.str("contact card", crate::MAX_CARD_TEXT_LEN)?.to_owned();
+                let flags = r.u8()?;
+                Ok(Self::Contact {
+                    name,
+                    card,
+                    send_receipts: flags & 1 != 0,
+                    blocked: flags & 2 != 0,
+                    verified: flags & 4 != 0,
+                })
+            }
+            3 => Ok(Self::ContactRemoved {
+                account: AccountId(r.array()?),
+                delete_history: r.u8()? != 0,
             }),
             tag => Err(DecodeError::UnknownTag {
                 what: "sync item",
@@ -237,6 +288,21 @@ mod tests {
                 }),
             (any::<u32>(), any::<[u8; 32]>())
                 .prop_map(|(epoch, key)| Body::PresenceKey(PresenceKey::from_parts(epoch, key))),
+            ("[a-z ]{1,30}", ".{0,200}", any::<[bool; 3]>()).prop_map(|(name, card, f)| {
+                Body::Sync(SyncItem::Contact {
+                    name,
+                    card,
+                    send_receipts: f[0],
+                    blocked: f[1],
+                    verified: f[2],
+                })
+            }),
+            (any::<[u8; 32]>(), any::<bool>()).prop_map(|(a, delete_history)| {
+                Body::Sync(SyncItem::ContactRemoved {
+                    account: AccountId(a),
+                    delete_history,
+                })
+            }),
             (any::<[u8; 32]>(), any::<u128>(), ".{0,100}").prop_map(|(with, id, text)| {
                 Body::Sync(SyncItem::Sent {
                     with: AccountId(with),

@@ -444,3 +444,63 @@ fn a_device_that_was_off_catches_up_and_status_shows_the_gap() {
         || (alice.json(&["status", "--json"])["sync_waiting"] == 0).then_some(()),
     );
 }
+
+#[test]
+fn a_contact_added_blocked_or_removed_on_one_device_is_on_the_other_too() {
+    let (alice, _bob) = pair();
+    let mut laptop = User::empty("alice-laptop");
+    let (code, mut link, _out) = start_link(&alice, &[]);
+    laptop.json(&["device", "join", &code, "--name", "laptop", "--json"]);
+    assert!(link.wait().expect("ends").success());
+    laptop.start();
+    let contact_on = |user: &User, name: &str| -> Option<Value> {
+        user.json(&["contact", "list", "--json"])
+            .as_array()
+            .and_then(|l| l.iter().find(|c| c["name"] == name).cloned())
+    };
+    // carol is added on the desktop after the link.
+    let mut carol = User::new("carol");
+    carol.start();
+    hush_tests::introduce(&alice, &carol);
+    wait_for("the laptop to know carol", Duration::from_secs(30), || {
+        contact_on(&laptop, "carol")
+    });
+    wait_for(
+        "carol to know alice's two devices",
+        Duration::from_secs(30),
+        || (carol.json(&["contact", "list", "--json"])[0]["devices"] == 2).then_some(()),
+    );
+    carol.json(&[
+        "send",
+        "alice",
+        "hi from carol",
+        "--wait",
+        "delivered",
+        "--json",
+    ]);
+    for user in [&alice, &laptop] {
+        wait_for(
+            &format!("{} to have carol's message", user.name),
+            Duration::from_secs(30),
+            || {
+                texts(user, "carol")
+                    .contains(&"hi from carol".to_owned())
+                    .then_some(())
+            },
+        );
+    }
+    // Blocked on the laptop: blocked on the desktop too.
+    laptop.json(&["contact", "block", "carol", "--json"]);
+    wait_for(
+        "the desktop to block carol",
+        Duration::from_secs(30),
+        || contact_on(&alice, "carol").filter(|c| c["blocked"] == true),
+    );
+    // Removed on the desktop: gone from the laptop.
+    alice.json(&["contact", "remove", "carol", "--json"]);
+    wait_for(
+        "the laptop to forget carol",
+        Duration::from_secs(30),
+        || contact_on(&laptop, "carol").is_none().then_some(()),
+    );
+}

@@ -82,6 +82,12 @@ impl EventLoop {
         self.drive();
         match done {
             Ok((record, trust, event)) => {
+                match action {
+                    ContactAction::Remove { delete_history } => {
+                        self.tell_own_devices_removed(record.account, delete_history);
+                    }
+                    _ => self.tell_own_devices_contact(&record.account),
+                }
                 let view = contact_view(&self.me.account, &record, trust);
                 self.batch.after.push(After::ReplyContact(reply, view));
                 self.batch.after.push(After::Emit(event));

@@ -2,9 +2,10 @@
 //! engine (what the other devices get), the list pushed to contacts,
 //! `hush device list`, and revocation (`hush device revoke`).
 
-use hush_protocol::{ContactCard, DeviceKeys, DeviceList, Wire};
+use hush_protocol::{AccountId, ContactCard, DeviceKeys, DeviceList, SyncItem, Wire};
 
 use super::EventLoop;
+use super::contacts::ContactAction;
 use crate::error::NodeError;
 use crate::node::Reply;
 use crate::records::{IdentityRecord, OwnDevice};
@@ -183,6 +184,127 @@ impl EventLoop {
             device: self.me.device_id().to_string(),
             name: "this device".into(),
         });
+    }
+}
+
+impl EventLoop {
+    /// Tells our other devices how the contact `account` is now (added,
+    /// card updated, settings changed), unless the change came from them.
+    pub(super) fn tell_own_devices_contact(&mut self, account: &AccountId) {
+        if self.applying_own_change {
+            return;
+        }
+        let Some(name) = self.engine.contacts.name_of(account).cloned() else {
+            return;
+        };
+        let Some(contact) = self.engine.contacts.contact(&name) else {
+            return;
+        };
+        let trust = self.engine.contacts.trust(account);
+        let item = SyncItem::Contact {
+            name,
+            card: contact.record.card.clone(),
+            send_receipts: contact.record.send_receipts,
+            blocked: trust.blocked,
+            verified: trust.verified.is_some(),
+        };
+        self.engine.tell_own_devices(ctx!(self), item);
+        self.drive();
+    }
+
+    /// Tells our other devices we removed the contact `account`.
+    pub(super) fn tell_own_devices_removed(&mut self, account: AccountId, delete_history: bool) {
+        if self.applying_own_change {
+            return;
+        }
+        let item = SyncItem::ContactRemoved {
+            account,
+            delete_history,
+        };
+        self.engine.tell_own_devices(ctx!(self), item);
+        self.drive();
+    }
+
+    /// A contact change another device of ours made, done here as the
+    /// user would (events and all), not told back.
+    pub(super) fn apply_own_contact(&mut self, item: SyncItem) {
+        self.applying_own_change = true;
+        match item {
+            SyncItem::Contact {
+                name,
+                card,
+                send_receipts,
+                blocked,
+                verified,
+            } => self.apply_contact(name, card, send_receipts, blocked, verified),
+            SyncItem::ContactRemoved {
+                account,
+                delete_history,
+            } => {
+                if let Some(name) = self.engine.contacts.name_of(&account).cloned() {
+                    let (reply, _) = tokio::sync::oneshot::channel();
+                    self.contact_action(&name, ContactAction::Remove { delete_history }, reply);
+                }
+            }
+            SyncItem::Sent { .. } | SyncItem::Read { .. } => {}
+        }
+        self.applying_own_change = false;
+    }
+
+    fn apply_contact(
+        &mut self,
+        name: String,
+        card_text: String,
+        send_receipts: bool,
+        blocked: bool,
+        verified: bool,
+    ) {
+        let Ok(card) = card_text.parse::<ContactCard>() else {
+            tracing::warn!(
+                "a contact from another device of ours has a card that does not verify; ignored"
+            );
+            return;
+        };
+        let account = card.account();
+        let local = match self.engine.contacts.name_of(&account).cloned() {
+            Some(local) => {
+                let newer = self.engine.contacts.contact(&local).is_some_and(|c| {
+                    card.device_list.issued_at_ms > c.card.device_list.issued_at_ms
+                });
+                if newer {
+                    let (reply, _) = tokio::sync::oneshot::channel();
+                    self.add_contact(local.clone(), card, card_text, true, reply);
+                }
+                local
+            }
+            None => {
+                // The name may be another contact's here.
+                let name = if self.engine.contacts.has_name(&name) {
+                    format!("{name} ({})", &account.to_string()[..8])
+                } else {
+                    name
+                };
+                let (reply, _) = tokio::sync::oneshot::channel();
+                self.add_contact(name.clone(), card, card_text, false, reply);
+                name
+            }
+        };
+        let Some(contact) = self.engine.contacts.contact(&local) else {
+            return;
+        };
+        if contact.record.send_receipts != send_receipts {
+            let _ = self.engine.set_receipts(&local, send_receipts);
+            self.drive();
+        }
+        let trust = self.engine.contacts.trust(&account);
+        if trust.blocked != blocked {
+            let (reply, _) = tokio::sync::oneshot::channel();
+            self.contact_action(&local, ContactAction::Block(blocked), reply);
+        }
+        if trust.verified.is_some() != verified {
+            let (reply, _) = tokio::sync::oneshot::channel();
+            self.contact_action(&local, ContactAction::Verify(verified), reply);
+        }
     }
 }
 

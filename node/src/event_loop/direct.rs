@@ -180,6 +180,7 @@ impl EventLoop {
                 DeviceEffect::Group(effect) => self.on_group_effect(effect),
                 DeviceEffect::OwnCard(card) => self.take_own_card(*card),
                 DeviceEffect::Revoked => self.learned_revoked(),
+                DeviceEffect::OwnContact(item) => self.apply_own_contact(item),
                 DeviceEffect::Note(Severity::Debug, what) => tracing::debug!("{what}"),
                 DeviceEffect::Note(Severity::Info, what) => tracing::info!("{what}"),
                 DeviceEffect::Note(Severity::Warn, what) => tracing::warn!("{what}"),

@@ -102,7 +102,7 @@ where
     }
 
     /// Tells our other devices `item` (nothing when there are none).
-    pub(super) fn tell_own_devices(&mut self, ctx: &mut Ctx<'_>, item: SyncItem) {
+    pub fn tell_own_devices(&mut self, ctx: &mut Ctx<'_>, item: SyncItem) {
         if !self.contacts.has_other_devices() {
             return;
         }
@@ -167,6 +167,9 @@ where
                             read,
                         )));
                 }
+            }
+            Body::Sync(item @ (SyncItem::Contact { .. } | SyncItem::ContactRemoved { .. })) => {
+                self.effects.push_back(DeviceEffect::OwnContact(item));
             }
             Body::Card(card) => self.take_own_card(ctx, *card),
             Body::DepositRight(right) => {

@@ -424,6 +424,7 @@ impl Net {
                     DeviceEffect::PresenceKey { .. }
                     | DeviceEffect::OwnCard(_)
                     | DeviceEffect::Revoked
+                    | DeviceEffect::OwnContact(_)
                     | DeviceEffect::Group(_)
                     | DeviceEffect::Note(..) => {}
                 }

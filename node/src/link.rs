@@ -48,7 +48,39 @@ pub struct Joined {
     pub account_key: bool,
 }
 
-type LinkBehaviour = request_response::Behaviour<hush_host::FrameCodec>;
+/// A joining device's swarm: the link protocol, over TCP, QUIC, or a
+/// circuit through the old device's relay.
+#[derive(libp2p::swarm::NetworkBehaviour)]
+struct JoinBehaviour {
+    relay: libp2p::relay::client::Behaviour,
+    link: request_response::Behaviour<hush_host::FrameCodec>,
+}
+
+fn join_swarm(keypair: libp2p::identity::Keypair) -> Result<Swarm<JoinBehaviour>, NodeError> {
+    let err = |e: String| NodeError::Identity(std::io::Error::other(e));
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default().nodelay(true),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .map_err(|e| err(e.to_string()))?
+        .with_quic()
+        .with_dns()
+        .map_err(|e| err(e.to_string()))?
+        .with_relay_client(libp2p::noise::Config::new, libp2p::yamux::Config::default)
+        .map_err(|e| err(e.to_string()))?
+        .with_behaviour(|_, relay| JoinBehaviour {
+            relay,
+            link: crate::network::link_behaviour(request_response::ProtocolSupport::Outbound),
+        })
+        .map_err(|e| err(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(std::time::Duration::from_secs(30)))
+        .with_connection_timeout(hush_host::DIAL_TIMEOUT)
+        .build();
+    Ok(swarm)
+}
 
 /// Links a new, empty `home` to the account whose device printed `code`.
 pub async fn join(home: &Home, code: &str, options: JoinOptions) -> Result<Joined, NodeError> {
@@ -157,8 +189,7 @@ async fn run(
     let keypair = hush_host::device_keypair(device_secret).map_err(NodeError::Identity)?;
     let peer = hush_host::peer_id(&code.device)
         .ok_or_else(|| NodeError::LinkFailed("the link code names no valid device".into()))?;
-    let behaviour = crate::network::link_behaviour(request_response::ProtocolSupport::Outbound);
-    let mut swarm = hush_host::tcp_swarm(keypair, behaviour).map_err(NodeError::Identity)?;
+    let mut swarm = join_swarm(keypair)?;
     for addr in &code.addresses {
         if let Ok(addr) = addr.parse::<Multiaddr>() {
             swarm.add_peer_address(peer, addr);
@@ -406,29 +437,35 @@ async fn fetch_messages(
 
 /// The connection to the old device: one request at a time.
 struct Link {
-    swarm: Swarm<LinkBehaviour>,
+    swarm: Swarm<JoinBehaviour>,
     peer: PeerId,
 }
 
 impl Link {
     /// Sends a frame and waits for the old device's answer.
     async fn ask(&mut self, frame: Vec<u8>) -> Result<Vec<u8>, NodeError> {
-        let id: OutboundRequestId = self.swarm.behaviour_mut().send_request(&self.peer, frame);
+        let id: OutboundRequestId = self
+            .swarm
+            .behaviour_mut()
+            .link
+            .send_request(&self.peer, frame);
         loop {
             let event = self.swarm.select_next_some().await;
             use request_response::{Event as E, Message as M};
             match event {
-                SwarmEvent::Behaviour(E::Message {
+                SwarmEvent::Behaviour(JoinBehaviourEvent::Link(E::Message {
                     message:
                         M::Response {
                             request_id,
                             response,
                         },
                     ..
-                }) if request_id == id => return Ok(response),
-                SwarmEvent::Behaviour(E::OutboundFailure {
-                    request_id, error, ..
-                }) if request_id == id => {
+                })) if request_id == id => return Ok(response),
+                SwarmEvent::Behaviour(JoinBehaviourEvent::Link(E::OutboundFailure {
+                    request_id,
+                    error,
+                    ..
+                })) if request_id == id => {
                     return Err(NodeError::LinkFailed(match error {
                         request_response::OutboundFailure::DialFailure => {
                             "could not reach the old device: is its node running (`hush node run`), and is its address in the code reachable from here?".to_owned()

@@ -27,7 +27,7 @@
 use std::time::Duration;
 
 use hush_tests::netns::{Namespaces, RelayInNs, ns, skip_without_namespaces};
-use hush_tests::{User, introduce, wait_for};
+use hush_tests::{User, hush_bin, introduce, wait_for};
 
 const RELAY_PORT: u16 = 4001;
 
@@ -267,4 +267,29 @@ fn behind_nats_that_randomise_ports_messages_still_flow_through_the_relay() {
         "the messages went over the relayed circuit"
     );
     println!("NAT test (random ports): relayed\n{}", two.hole_punch_log());
+}
+
+#[test]
+fn a_device_behind_another_nat_links_through_the_relay_circuit() {
+    if skip_without_namespaces() {
+        return;
+    }
+    let two = Behind::start(false);
+    // alice's new laptop is on bob's network: alice's own address is
+    // behind her router, so only the circuit in the code gets through.
+    let code = two.alice.json(&["device", "link", "--no-wait", "--json"]);
+    let code = code["code"].as_str().expect("a code").to_owned();
+    let laptop = User::empty("alice-laptop");
+    let home = laptop.home.to_string_lossy().into_owned();
+    let bin = hush_bin().to_string_lossy().into_owned();
+    let joined = ns(
+        &two._net.name("hb"),
+        &[
+            &bin, "--home", &home, "device", "join", &code, "--name", "laptop",
+        ],
+    );
+    assert!(joined.is_ok(), "the join failed: {joined:?}");
+    let list = two.alice.json(&["device", "list", "--json"]);
+    assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
+    assert!(laptop.home.join("hush.redb").exists());
 }

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use hush_protocol::link::{
     AccountSeed, DeviceName, LINK_VALID_MS, LinkCode, LinkContact, LinkMessage, LinkOffer,
-    LinkReceived, LinkReply, LinkRequest, LinkResponder, LinkStep, contacts_page_len,
-    messages_page_len,
+    LinkReceived, LinkReply, LinkRequest, LinkResponder, LinkStep, MAX_LINK_ADDRESSES,
+    contacts_page_len, messages_page_len,
 };
 use hush_protocol::{
     AccountId, ContactCard, ConversationId, DeviceList, MAX_DEVICES, MessageId, Wire,
@@ -70,13 +70,7 @@ impl EventLoop {
             device: self.me.device_id(),
             secret: rand::random(),
             expires_at_ms,
-            addresses: self
-                .listen_addresses
-                .iter()
-                .filter(|a| !a.to_string().contains("p2p-circuit"))
-                .take(hush_protocol::link::MAX_LINK_ADDRESSES)
-                .map(|a| a.to_string())
-                .collect(),
+            addresses: link_addresses(&self.listen_addresses),
         };
         let offer = LinkOffer {
             account: self.me.account,
@@ -417,4 +411,24 @@ impl EventLoop {
         }
         Ok(())
     }
+}
+
+/// Where a new device can reach us, for the link code: direct addresses
+/// first, then circuits through our relays (a device behind another NAT
+/// links through them), at most [`MAX_LINK_ADDRESSES`].
+fn link_addresses(listen: &[libp2p::Multiaddr]) -> Vec<String> {
+    let circuit = |a: &libp2p::Multiaddr| {
+        a.iter()
+            .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
+    };
+    let (mut direct, circuits): (Vec<_>, Vec<_>) = listen.iter().partition(|a| !circuit(a));
+    // Keep room for one circuit when there is one.
+    let room = MAX_LINK_ADDRESSES - usize::from(!circuits.is_empty());
+    direct.truncate(room);
+    direct
+        .into_iter()
+        .chain(circuits)
+        .take(MAX_LINK_ADDRESSES)
+        .map(|a| a.to_string())
+        .collect()
 }

@@ -558,6 +558,7 @@ impl EventLoop {
             } => {
                 self.connection_closed(peer_id, &endpoint);
                 if num_established == 0 {
+                    self.own_device_left(&peer_id);
                     self.relay_connected(&peer_id, false);
                     self.presence_disconnected(&peer_id);
                 }

@@ -337,6 +337,10 @@ pub struct DeviceView {
     pub device: String,
     pub this_device: bool,
     pub linked_at: Option<String>,
+    /// `online` while this device is connected to it, else when it last
+    /// was since this node started (RFC 3339), else `null`.
+    #[serde(default)]
+    pub last_seen: Option<String>,
     /// Whether this device holds the account key (known for this device only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub account_key: Option<bool>,

@@ -78,6 +78,15 @@ fn a_linked_device_gets_the_history_and_mail_to_the_account_reaches_both_devices
             (list[0]["devices"] == 2).then_some(())
         },
     );
+    wait_for(
+        "alice's desktop to see the laptop online",
+        Duration::from_secs(30),
+        || {
+            devices(&alice)
+                .into_iter()
+                .find(|d| d["name"] == "laptop" && d["last_seen"] == "online")
+        },
+    );
     bob.json(&["send", "alice", "to both", "--wait", "delivered", "--json"]);
     for user in [&alice, &laptop] {
         wait_for(

@@ -168,8 +168,13 @@ async fn list(client: &mut Client, json: bool) -> Result<()> {
         return print_json(&devices);
     }
     for d in devices {
+        let seen = match (&d.last_seen, d.this_device) {
+            (_, true) => String::new(),
+            (Some(s), false) => format!("  last seen {s}"),
+            (None, false) => "  not seen since this node started".to_owned(),
+        };
         println!(
-            "{} {:<20} {}  linked {}{}",
+            "{} {:<20} {}  linked {}{}{seen}",
             if d.this_device { "*" } else { " " },
             hush_protocol::text::for_terminal(&d.name, false),
             d.device,

@@ -82,11 +82,35 @@ impl EventLoop {
             .map(|d| DeviceView {
                 this_device: d.device == me,
                 account_key: (d.device == me).then(|| self.me.account_key().is_some()),
+                last_seen: (d.device != me)
+                    .then(|| self.own_last_seen(&d.device))
+                    .flatten(),
                 name: d.name,
                 device: d.device.to_string(),
                 linked_at: (d.linked_at_ms > 0).then(|| rfc3339(d.linked_at_ms)),
             })
             .collect())
+    }
+
+    /// `online` while connected to our device `device`, else when it last
+    /// was (this run).
+    fn own_last_seen(&self, device: &hush_protocol::DeviceId) -> Option<String> {
+        let peer = crate::network::peer_id(device)?;
+        if self.swarm.is_connected(&peer) {
+            return Some("online".into());
+        }
+        self.link.last_seen.get(device).map(|ms| rfc3339(*ms))
+    }
+
+    /// A connection to one of our other devices closed: when it was last
+    /// seen.
+    pub(super) fn own_device_left(&mut self, peer: &libp2p::PeerId) {
+        if let Some((account, keys)) = self.engine.contacts.device_by_peer(peer)
+            && account == self.me.account
+        {
+            let now = self.host_clock.now().unix_ms;
+            self.link.last_seen.insert(keys.device_id, now);
+        }
     }
 
     /// Takes `device` (a name or the start of an id) off the account's

@@ -32,6 +32,8 @@ pub(super) struct LinkHost {
     offer: Option<Offer>,
     /// `hush device link` calls waiting for the new device.
     waiting: Vec<Reply<LinkedView>>,
+    /// When each of our other devices was last connected (this run).
+    pub(super) last_seen: std::collections::HashMap<hush_protocol::DeviceId, u64>,
 }
 
 struct Offer {
@@ -281,11 +283,15 @@ impl EventLoop {
     }
 
     fn contacts_page(&self, after: Option<AccountId>) -> LinkReply {
-        let mut all: Vec<LinkContact> = self
+        let mut contacts: Vec<_> = self
             .engine
             .contacts
             .contacts()
             .filter(|c| after.is_none_or(|a| c.record.account > a))
+            .collect();
+        contacts.sort_by_key(|c| c.record.account);
+        let mut items: Vec<LinkContact> = contacts
+            .into_iter()
             .map(|c| {
                 let trust = self.engine.contacts.trust(&c.record.account);
                 LinkContact {
@@ -298,17 +304,10 @@ impl EventLoop {
                 }
             })
             .collect();
-        let account_of = |c: &LinkContact| {
-            c.card
-                .parse::<ContactCard>()
-                .map(|card| card.account())
-                .ok()
-        };
-        all.sort_by_key(|c| account_of(c).map(|a| a.0));
-        let n = contacts_page_len(&all);
-        let more = all.len() > n;
-        all.truncate(n);
-        LinkReply::Contacts { items: all, more }
+        let n = contacts_page_len(&items);
+        let more = items.len() > n;
+        items.truncate(n);
+        LinkReply::Contacts { items, more }
     }
 
     /// The next page of 1:1 messages: by contact account, then by id,

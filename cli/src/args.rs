@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap_complete::engine::ArgValueCompleter;
 
-use crate::commands::completion::{contact_names, group_names};
+use crate::commands::completion::{contact_names, device_names, group_names};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -116,7 +116,7 @@ hush history bob --limit 20 --json")]
     /// Group chats: create, invite, join, send, history, members, remove...
     #[command(subcommand)]
     Group(GroupCommand),
-    /// This account's devices: link a new one, join as one, list them
+    /// This account's devices: link a new one, join as one, list, revoke
     #[command(subcommand)]
     Device(DeviceCommand),
     /// Start two real nodes on loopback and show them chatting
@@ -294,12 +294,13 @@ hush --home ~/.hush2 device join hush-link1... --name desktop --history 30")]
     #[command(after_help = "Example:\n  hush device revoke laptop")]
     Revoke {
         /// The device's name, or the first 8 or more characters of its id
+        #[arg(add = ArgValueCompleter::new(device_names))]
         device: String,
         /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
         json: bool,
     },
-    /// The account's devices: name, id, this one?, linked at
+    /// The account's devices: name, id, this one?, linked at, last seen
     List {
         /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]

@@ -68,6 +68,11 @@ pub fn group_names(current: &OsStr) -> Vec<CompletionCandidate> {
     names("group.list", current)
 }
 
+/// The running node's names for the account's devices.
+pub fn device_names(current: &OsStr) -> Vec<CompletionCandidate> {
+    names("device.list", current)
+}
+
 fn names(method: &str, current: &OsStr) -> Vec<CompletionCandidate> {
     let Some(current) = current.to_str() else {
         return Vec::new();

@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::StreamExt;
-use hush_protocol::link::{LinkCode, LinkError, LinkInitiator, LinkReply, LinkRequest, LinkStep};
+use hush_protocol::link::{
+    LinkCode, LinkError, LinkGroupKind, LinkInitiator, LinkReply, LinkRequest, LinkStep,
+};
 use hush_protocol::{
-    AccountId, AccountKey, ContactCard, ConversationId, DeviceId, DeviceList, MessageId, OlmDevice,
-    Wire,
+    AccountId, AccountKey, ContactCard, ConversationId, DeviceId, DeviceList, GroupId, GroupOp,
+    MegolmInbound, MessageId, OlmDevice, Wire,
 };
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
@@ -21,7 +23,8 @@ use crate::error::NodeError;
 use crate::home::Home;
 use crate::identity::{own_entry, validate_name};
 use crate::records::{
-    ContactRecord, ContactTrust, IdentityRecord, MessageRecord, OwnDevice, Status,
+    ContactRecord, ContactTrust, GroupRecord, IdentityRecord, InboundRecord, MessageRecord,
+    OwnDevice, PublishKeyRecord, Status,
 };
 use crate::store::{Durability, Op, Store};
 
@@ -270,6 +273,7 @@ async fn run(
     store.apply(ops, Durability::Lazy)?;
     let contacts = fetch_contacts(&mut link, &mut initiator, &store, &offer.account).await?;
     let messages = fetch_messages(&mut link, &mut initiator, &store, &offer.account).await?;
+    fetch_groups(&mut link, &mut initiator, &store, &pickle_key).await?;
     let pickle = olm.take_changes(&pickle_key).account.unwrap_or_default();
     store.create_identity(&record, &pickle)?;
     store.checkpoint()?;
@@ -429,6 +433,86 @@ async fn fetch_messages(
         if last == after {
             return Err(NodeError::LinkFailed(
                 "a page of messages did not move on".into(),
+            ));
+        }
+        after = last;
+    }
+}
+
+/// The account's groups: records, ops, publish keys, and Megolm sessions
+/// (pickled with this device's key).
+async fn fetch_groups(
+    link: &mut Link,
+    initiator: &mut LinkInitiator,
+    store: &Store,
+    pickle_key: &[u8; 32],
+) -> Result<usize, NodeError> {
+    let mut after: Option<(GroupId, u32)> = None;
+    let mut count = 0;
+    loop {
+        let frame = initiator.step(&LinkStep::Groups { after })?;
+        let LinkReply::Groups { items, more } = initiator.open(&link.ask(frame).await?)? else {
+            return Err(NodeError::LinkFailed("expected a page of groups".into()));
+        };
+        let mut ops = Vec::with_capacity(items.len());
+        let mut last = after;
+        for item in items {
+            let at = (item.group, item.index);
+            if last.is_some_and(|(g, i)| (at.0.0, at.1) <= (g.0, i)) {
+                return Err(NodeError::LinkFailed("the groups came out of order".into()));
+            }
+            last = Some(at);
+            let group = item.group;
+            match item.kind {
+                LinkGroupKind::Record { left } => {
+                    count += 1;
+                    let record = GroupRecord {
+                        left,
+                        ..GroupRecord::default()
+                    };
+                    ops.push(Op::PutGroup(group, record));
+                }
+                LinkGroupKind::Op(bytes) => match GroupOp::from_bytes(&bytes) {
+                    Ok(op) if op.group == group => {
+                        ops.push(Op::PutMembershipChange(group, op.hash(), bytes));
+                    }
+                    _ => tracing::warn!(%group, "a group op handed over does not decode; skipped"),
+                },
+                LinkGroupKind::PublishKey { epoch, secret } => {
+                    let record = PublishKeyRecord {
+                        secret,
+                        cursors: Vec::new(),
+                        received_ms: hush_host::now_ms(),
+                    };
+                    ops.push(Op::PutPublishKey(group, epoch, record));
+                }
+                LinkGroupKind::Session {
+                    account,
+                    device,
+                    exported,
+                } => match MegolmInbound::import(&exported) {
+                    Ok(session) => {
+                        let record = InboundRecord {
+                            group,
+                            account,
+                            device,
+                            pickle: session.pickle(pickle_key),
+                        };
+                        ops.push(Op::PutInbound(session.id().0, record));
+                    }
+                    Err(_) => {
+                        tracing::warn!(%group, "a Megolm session handed over does not import; skipped")
+                    }
+                },
+            }
+        }
+        store.apply(ops, Durability::Lazy)?;
+        if !more {
+            return Ok(count);
+        }
+        if last == after {
+            return Err(NodeError::LinkFailed(
+                "a page of groups did not move on".into(),
             ));
         }
         after = last;

@@ -24,7 +24,7 @@ use std::str::FromStr;
 use thiserror::Error;
 
 use crate::codec::{DecodeError, Reader, Wire, Writer};
-use crate::ids::{AccountId, DeviceId};
+use crate::ids::{AccountId, DeviceId, GroupId};
 use crate::keys::{DeviceKeys, DeviceList};
 use crate::payload::MAX_TEXT_LEN;
 use crate::presence::PresenceKey;
@@ -350,6 +350,9 @@ pub enum LinkStep {
     Messages { after: Option<(AccountId, u128)> },
     /// Everything is stored on the new device: put it on the list.
     Done { contacts: u32, messages: u32 },
+    /// The next items of the account's groups, after this (group, item
+    /// index) (`None`: from the first group).
+    Groups { after: Option<(GroupId, u32)> },
 }
 
 impl Wire for LinkStep {
@@ -383,6 +386,17 @@ impl Wire for LinkStep {
                 w.u32(*contacts);
                 w.u32(*messages);
             }
+            Self::Groups { after } => {
+                w.u8(3);
+                match after {
+                    Some((g, i)) => {
+                        w.u8(1);
+                        w.raw(&g.0);
+                        w.u32(*i);
+                    }
+                    None => w.u8(0),
+                }
+            }
         }
     }
 
@@ -413,6 +427,13 @@ impl Wire for LinkStep {
             2 => Ok(Self::Done {
                 contacts: r.u32()?,
                 messages: r.u32()?,
+            }),
+            3 => Ok(Self::Groups {
+                after: if present(r)? {
+                    Some((GroupId(r.array()?), r.u32()?))
+                } else {
+                    None
+                },
             }),
             tag => Err(DecodeError::UnknownTag {
                 what: Self::NAME,
@@ -469,6 +490,128 @@ pub enum LinkReply {
     },
     /// The old device took the new list as its own.
     Finished,
+    /// Items of the account's groups, in (group, index) order.
+    Groups {
+        items: Vec<LinkGroupItem>,
+        more: bool,
+    },
+}
+
+/// One item of a group as handed over; the group's items are numbered
+/// from 0 in this order: its record, its ops, its publish keys, its
+/// Megolm sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkGroupItem {
+    pub group: GroupId,
+    /// The item's number within its group (the cursor).
+    pub index: u32,
+    pub kind: LinkGroupKind,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum LinkGroupKind {
+    /// We left the group (history kept, no subscription).
+    Record { left: bool },
+    /// A membership op, wire form (§11.2).
+    Op(Vec<u8>),
+    /// An epoch's publish key: (epoch op hash, secret).
+    PublishKey { epoch: [u8; 32], secret: [u8; 32] },
+    /// A member device's Megolm session, exported from the first index the
+    /// old device can read.
+    Session {
+        account: AccountId,
+        device: DeviceId,
+        exported: Vec<u8>,
+    },
+}
+
+impl fmt::Debug for LinkGroupKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Record { left } => f.debug_struct("Record").field("left", left).finish(),
+            Self::Op(b) => f.debug_tuple("Op").field(&b.len()).finish(),
+            Self::PublishKey { .. } => f.write_str("PublishKey(<redacted>)"),
+            Self::Session {
+                account, device, ..
+            } => f
+                .debug_struct("Session")
+                .field("account", account)
+                .field("device", device)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// Longest exported Megolm session.
+const MAX_EXPORTED_SESSION_LEN: usize = 1024;
+
+impl LinkGroupItem {
+    fn encode(&self, w: &mut Writer) {
+        w.raw(&self.group.0);
+        w.u32(self.index);
+        match &self.kind {
+            LinkGroupKind::Record { left } => {
+                w.u8(0);
+                w.u8(u8::from(*left));
+            }
+            LinkGroupKind::Op(bytes) => {
+                w.u8(1);
+                w.bytes(bytes);
+            }
+            LinkGroupKind::PublishKey { epoch, secret } => {
+                w.u8(2);
+                w.raw(epoch);
+                w.raw(secret);
+            }
+            LinkGroupKind::Session {
+                account,
+                device,
+                exported,
+            } => {
+                w.u8(3);
+                w.raw(&account.0);
+                w.raw(&device.0);
+                w.bytes(exported);
+            }
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let group = GroupId(r.array()?);
+        let index = r.u32()?;
+        let kind = match r.u8()? {
+            0 => LinkGroupKind::Record { left: r.u8()? != 0 },
+            1 => LinkGroupKind::Op(r.bytes("group op", crate::MAX_OP_LEN)?.to_vec()),
+            2 => LinkGroupKind::PublishKey {
+                epoch: r.array()?,
+                secret: r.array()?,
+            },
+            3 => LinkGroupKind::Session {
+                account: AccountId(r.array()?),
+                device: DeviceId(r.array()?),
+                exported: r
+                    .bytes("exported session", MAX_EXPORTED_SESSION_LEN)?
+                    .to_vec(),
+            },
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "group item",
+                    tag,
+                });
+            }
+        };
+        Ok(Self { group, index, kind })
+    }
+
+    /// Its size in a page.
+    pub fn size(&self) -> usize {
+        48 + match &self.kind {
+            LinkGroupKind::Record { .. } => 1,
+            LinkGroupKind::Op(b) => b.len(),
+            LinkGroupKind::PublishKey { .. } => 64,
+            LinkGroupKind::Session { exported, .. } => 64 + exported.len(),
+        }
+    }
 }
 
 impl Wire for LinkReply {
@@ -521,6 +664,11 @@ impl Wire for LinkReply {
                 w.u8(u8::from(*more));
             }
             Self::Finished => w.u8(3),
+            Self::Groups { items, more } => {
+                w.u8(4);
+                w.list(items, |w, i| i.encode(w));
+                w.u8(u8::from(*more));
+            }
         }
     }
 
@@ -567,6 +715,10 @@ impl Wire for LinkReply {
                 more: r.u8()? != 0,
             }),
             3 => Ok(Self::Finished),
+            4 => Ok(Self::Groups {
+                items: r.list("group items", MAX_PAGE_ITEMS, LinkGroupItem::decode)?,
+                more: r.u8()? != 0,
+            }),
             tag => Err(DecodeError::UnknownTag {
                 what: Self::NAME,
                 tag,
@@ -593,6 +745,11 @@ pub fn page_len<T>(items: &[T], size: impl Fn(&T) -> usize) -> usize {
 /// [`page_len`] for contacts.
 pub fn contacts_page_len(items: &[LinkContact]) -> usize {
     page_len(items, LinkContact::size)
+}
+
+/// [`page_len`] for group items.
+pub fn group_items_page_len(items: &[LinkGroupItem]) -> usize {
+    page_len(items, LinkGroupItem::size)
 }
 
 /// [`page_len`] for messages.

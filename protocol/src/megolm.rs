@@ -9,8 +9,8 @@
 
 use thiserror::Error;
 use vodozemac::megolm::{
-    GroupSession, GroupSessionPickle, InboundGroupSession, InboundGroupSessionPickle,
-    MegolmMessage, SessionConfig, SessionKey,
+    ExportedSessionKey, GroupSession, GroupSessionPickle, InboundGroupSession,
+    InboundGroupSessionPickle, MegolmMessage, SessionConfig, SessionKey,
 };
 
 #[derive(Debug, Error)]
@@ -141,6 +141,20 @@ impl MegolmInbound {
         self.session.pickle().encrypt(pickle_key)
     }
 
+    /// The session from the first index this copy can read (to hand it
+    /// to another device of the same account).
+    pub fn export(&self) -> Vec<u8> {
+        self.session.export_at_first_known_index().to_bytes()
+    }
+
+    /// A session [`MegolmInbound::export`] made.
+    pub fn import(exported: &[u8]) -> Result<Self, MegolmError> {
+        let key = ExportedSessionKey::from_bytes(exported)?;
+        Ok(Self {
+            session: InboundGroupSession::import(&key, SessionConfig::version_1()),
+        })
+    }
+
     pub fn restore(pickle: &str, pickle_key: &[u8; 32]) -> Result<Self, MegolmError> {
         Ok(Self {
             session: InboundGroupSession::from_pickle(InboundGroupSessionPickle::from_encrypted(
@@ -171,6 +185,22 @@ mod tests {
         assert_eq!(out2.message_index(), 2);
         let next = out2.encrypt(b"x");
         assert!(restored.decrypt(&next).is_ok());
+    }
+
+    #[test]
+    fn an_exported_session_reads_what_its_source_could() {
+        let mut out = MegolmOutbound::new();
+        let first = out.encrypt(b"one");
+        let inbound = MegolmInbound::new(&out.session_key()).unwrap();
+        let second = out.encrypt(b"two");
+        let mut copy = MegolmInbound::import(&inbound.export()).unwrap();
+        assert_eq!(copy.id(), inbound.id());
+        assert_eq!(copy.decrypt(&second).unwrap().0, b"two");
+        assert!(
+            copy.decrypt(&first).is_err(),
+            "nothing before the exported index"
+        );
+        assert!(MegolmInbound::import(b"junk").is_err());
     }
 
     #[test]

@@ -513,3 +513,74 @@ fn a_contact_added_blocked_or_removed_on_one_device_is_on_the_other_too() {
         || contact_on(&laptop, "carol").is_none().then_some(()),
     );
 }
+
+#[test]
+fn group_messages_reach_a_linked_device_too() {
+    let (alice, bob) = pair();
+    let group = alice.run(&["group", "create", "friends"]);
+    assert!(group.ok(), "{group:?}");
+    let group = group.stdout.trim().to_owned();
+    assert!(alice.run(&["group", "invite", &group, "bob"]).ok());
+    wait_for("bob's invitation", Duration::from_secs(40), || {
+        bob.run(&["group", "join", &group]).ok().then_some(())
+    });
+    for (user, text) in [
+        (&alice, "before the link, alice"),
+        (&bob, "before the link, bob"),
+    ] {
+        let r = user.run(&[
+            "group",
+            "send",
+            &group,
+            text,
+            "--wait",
+            "delivered",
+            "--json",
+        ]);
+        assert!(r.ok(), "{r:?}");
+    }
+
+    let mut laptop = User::empty("alice-laptop");
+    let (code, mut link, _out) = start_link(&alice, &[]);
+    laptop.json(&["device", "join", &code, "--name", "laptop", "--json"]);
+    assert!(link.wait().expect("ends").success());
+    laptop.start();
+    wait_for(
+        "the laptop to hold the group",
+        Duration::from_secs(30),
+        || {
+            laptop
+                .run(&["group", "members", &group, "--json"])
+                .ok()
+                .then_some(())
+        },
+    );
+    wait_for(
+        "bob to know alice's two devices",
+        Duration::from_secs(30),
+        || (bob.json(&["contact", "list", "--json"])[0]["devices"] == 2).then_some(()),
+    );
+    for (user, text) in [
+        (&bob, "after the link, bob"),
+        (&alice, "after the link, alice"),
+    ] {
+        let r = user.run(&["group", "send", &group, text, "--json"]);
+        assert!(r.ok(), "{r:?}");
+        wait_for(
+            &format!("the laptop to read {text:?}"),
+            Duration::from_secs(60),
+            || {
+                laptop
+                    .group_history(&group)
+                    .iter()
+                    .any(|(_, t)| t == text)
+                    .then_some(())
+            },
+        );
+    }
+    // Members take topic messages only from the devices they know for
+    // alice in the group: the laptop says so instead of losing a message.
+    let r = laptop.run(&["group", "send", &group, "from the laptop"]);
+    assert!(!r.ok());
+    assert!(r.stderr.contains("linked after you joined"), "{}", r.stderr);
+}

@@ -6,12 +6,13 @@
 use std::time::{Duration, Instant};
 
 use hush_protocol::link::{
-    AccountSeed, DeviceName, LINK_VALID_MS, LinkCode, LinkContact, LinkMessage, LinkOffer,
-    LinkReceived, LinkReply, LinkRequest, LinkResponder, LinkStep, MAX_LINK_ADDRESSES,
-    contacts_page_len, messages_page_len,
+    AccountSeed, DeviceName, LINK_VALID_MS, LinkCode, LinkContact, LinkGroupItem, LinkGroupKind,
+    LinkMessage, LinkOffer, LinkReceived, LinkReply, LinkRequest, LinkResponder, LinkStep,
+    MAX_LINK_ADDRESSES, contacts_page_len, group_items_page_len, messages_page_len,
 };
 use hush_protocol::{
-    AccountId, ContactCard, ConversationId, DeviceList, MAX_DEVICES, MessageId, Wire,
+    AccountId, ContactCard, ConversationId, DeviceList, GroupId, MAX_DEVICES, MegolmInbound,
+    MessageId, Wire,
 };
 use libp2p::{PeerId, request_response};
 
@@ -178,6 +179,7 @@ impl EventLoop {
                 let reply = match step {
                     LinkStep::Contacts { after } => self.contacts_page(after),
                     LinkStep::Messages { after } => self.messages_page(after)?,
+                    LinkStep::Groups { after } => self.groups_page(after)?,
                     LinkStep::Done { contacts, messages } => {
                         self.take_linked(contacts, messages)?;
                         LinkReply::Finished
@@ -358,6 +360,65 @@ impl EventLoop {
             items.truncate(n);
         }
         Ok(LinkReply::Messages { items, more })
+    }
+
+    /// The next page of the account's groups: each group's record, ops,
+    /// publish keys and Megolm sessions (exported from the first index we
+    /// can read), numbered within the group.
+    fn groups_page(&self, after: Option<(GroupId, u32)>) -> Result<LinkReply, NodeError> {
+        let mut groups = self.store.groups()?;
+        groups.sort_by_key(|(id, _, _)| id.0);
+        let keys = self.store.publish_keys()?;
+        let sessions = self.store.inbound_sessions()?;
+        let mut items: Vec<LinkGroupItem> = Vec::new();
+        let mut stopped = false;
+        for (id, record, ops) in groups {
+            let from = match after {
+                Some((g, _)) if id.0 < g.0 => continue,
+                Some((g, i)) if g == id => i.saturating_add(1) as usize,
+                _ => 0,
+            };
+            let mut all = vec![LinkGroupKind::Record { left: record.left }];
+            all.extend(ops.into_iter().map(LinkGroupKind::Op));
+            all.extend(
+                keys.iter()
+                    .filter(|(g, _, _)| *g == id)
+                    .map(|(_, epoch, k)| LinkGroupKind::PublishKey {
+                        epoch: *epoch,
+                        secret: k.secret,
+                    }),
+            );
+            for (_, r) in sessions.iter().filter(|(_, r)| r.group == id) {
+                match MegolmInbound::restore(&r.pickle, &self.me.pickle_key) {
+                    Ok(session) => all.push(LinkGroupKind::Session {
+                        account: r.account,
+                        device: r.device,
+                        exported: session.export(),
+                    }),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a stored Megolm session does not unpickle; not handed over")
+                    }
+                }
+            }
+            items.extend(
+                all.into_iter()
+                    .enumerate()
+                    .skip(from)
+                    .map(|(i, kind)| LinkGroupItem {
+                        group: id,
+                        index: u32::try_from(i).unwrap_or(u32::MAX),
+                        kind,
+                    }),
+            );
+            if items.len() >= MESSAGES_PER_READ {
+                stopped = true;
+                break;
+            }
+        }
+        let n = group_items_page_len(&items);
+        let more = stopped || items.len() > n;
+        items.truncate(n);
+        Ok(LinkReply::Groups { items, more })
     }
 
     /// From when the new device wants history.

@@ -305,6 +305,9 @@ where
     fn run_groups(&mut self, ctx: &mut Ctx<'_>) {
         while let Some(effect) = self.groups.poll_effect() {
             match effect {
+                // For our own other devices, when there are any.
+                GroupEffect::Send { to, .. }
+                    if to == self.me.account && !self.contacts.has_other_devices() => {}
                 GroupEffect::Send { to, payload } => {
                     if let Err(e) = self.enqueue(ctx, &to, OutboxKind::Group, &payload) {
                         let what = match e {

@@ -194,6 +194,10 @@ pub enum GroupCommandError {
         "this device does not hold the account key, which signs group changes: make the change on the device that holds it (or link this one again with `hush device link --with-account-key`)"
     )]
     NoAccountKey,
+    #[error(
+        "this device was linked after you joined {group:?}, and its members do not take messages from it yet: send from the device you joined with (this one reads the group)"
+    )]
+    NotGroupDevice { group: String },
 }
 
 /// What the engine hands the host to store with the current batch.
@@ -425,6 +429,8 @@ pub struct GroupBook<P, A, M> {
     /// A card's devices and relays in the host's terms.
     reach: fn(&ContactCard) -> CardReach<P, A>,
     groups: HashMap<GroupId, Group<P>>,
+    /// Our account has other devices: our new sessions go to them too.
+    own_devices: bool,
     by_topic: HashMap<String, GroupId>,
     inbound: HashMap<SessionId, Inbound>,
     /// Receipts to send, per (author, group, kind), and when they are due.
@@ -574,6 +580,7 @@ where
             receipts: HashMap::new(),
             receipts_due_ms: None,
             blocked: HashSet::new(),
+            own_devices: false,
             unpublished: VecDeque::new(),
             epoch_waits: epochs::EpochWaits::default(),
             pending: pending::PendingIndex::default(),
@@ -595,6 +602,11 @@ where
     }
 
     /// Drops (or takes again) the group messages of `account`.
+    /// Whether our account has other devices (they get our new sessions).
+    pub fn set_own_devices(&mut self, any: bool) {
+        self.own_devices = any;
+    }
+
     pub fn set_blocked(&mut self, account: AccountId, blocked: bool) {
         if blocked {
             self.blocked.insert(account);

@@ -314,3 +314,45 @@ fn pages_stay_under_one_noise_message() {
     };
     assert!(reply.to_bytes().len() + TAG_LEN <= MAX_LINK_FRAME);
 }
+
+#[test]
+fn group_items_round_trip_and_pages_fit_a_noise_message() {
+    let group = GroupId([4; 32]);
+    let items: Vec<LinkGroupItem> = [
+        LinkGroupKind::Record { left: false },
+        LinkGroupKind::Op(vec![7; crate::MAX_OP_LEN]),
+        LinkGroupKind::PublishKey {
+            epoch: [1; 32],
+            secret: [2; 32],
+        },
+        LinkGroupKind::Session {
+            account: AccountId([3; 32]),
+            device: DeviceId([5; 32]),
+            exported: vec![9; 229],
+        },
+    ]
+    .into_iter()
+    .cycle()
+    .take(40)
+    .enumerate()
+    .map(|(i, kind)| LinkGroupItem {
+        group,
+        index: i as u32,
+        kind,
+    })
+    .collect();
+    let n = group_items_page_len(&items);
+    let reply = LinkReply::Groups {
+        items: items[..n].to_vec(),
+        more: true,
+    };
+    let bytes = reply.to_bytes();
+    assert!(bytes.len() + TAG_LEN <= MAX_LINK_FRAME);
+    assert_eq!(LinkReply::from_bytes(&bytes).unwrap(), reply);
+    let step = LinkStep::Groups {
+        after: Some((group, 3)),
+    };
+    assert_eq!(LinkStep::from_bytes(&step.to_bytes()).unwrap(), step);
+    // The secret never shows in a log line.
+    assert!(!format!("{:?}", items[2]).contains("2, 2"));
+}

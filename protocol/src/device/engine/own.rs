@@ -52,6 +52,8 @@ where
         let reach = (self.reach)(&card);
         let me = self.me.device_id();
         self.contacts.set_own(record, card, reach, &me);
+        self.groups
+            .set_own_devices(self.contacts.has_other_devices());
         if self.contacts.has_other_devices() {
             // Mail between our devices through their relays counts as a
             // contact's there.
@@ -172,6 +174,14 @@ where
                 self.effects.push_back(DeviceEffect::OwnContact(item));
             }
             Body::Card(card) => self.take_own_card(ctx, *card),
+            // Our own room keys and group control: this device is a member
+            // device of every group of the account.
+            Body::Group(control) => {
+                let account = self.me.account;
+                self.with_groups(ctx, |groups, ctx| {
+                    groups.handle_control(ctx, lookup, account, from, control);
+                });
+            }
             Body::DepositRight(right) => {
                 if right.device == from && right.verify() && self.rights.get(&from) != Some(&right)
                 {

@@ -54,6 +54,19 @@ where
                 });
             }
         }
+        // Members take topic messages from the devices on our card in the
+        // group: a device linked since is not on it (yet), and what it
+        // published would be ignored.
+        let listed = self.groups[&id]
+            .state
+            .members
+            .get(&me)
+            .is_some_and(|m| m.card.device_list.device(&self.me.device).is_some());
+        if !listed {
+            return Err(GroupCommandError::NotGroupDevice {
+                group: group.to_owned(),
+            });
+        }
         if self.groups[&id].topic().is_none() {
             // Checked before the ratchet moves: nothing is stored that
             // could not be published.
@@ -168,7 +181,10 @@ where
             }
             self.note(id, Severity::Info, "new Megolm session for the group");
         }
-        for account in to.into_iter().filter(|a| *a != me) {
+        // Our own other devices read it too (a fresh session: they had the
+        // earlier ones from the link or from this).
+        let own = (fresh && self.own_devices).then_some(me);
+        for account in to.into_iter().filter(|a| *a != me).chain(own) {
             let kind = ControlKind::RoomKey {
                 key: key.clone(),
                 claim: claim.clone(),

@@ -584,3 +584,73 @@ fn group_messages_reach_a_linked_device_too() {
     assert!(!r.ok());
     assert!(r.stderr.contains("linked after you joined"), "{}", r.stderr);
 }
+
+#[test]
+fn a_revoked_device_reads_no_group_message_sent_after() {
+    let (alice, bob) = pair();
+    let group = alice.run(&["group", "create", "friends"]);
+    let group = group.stdout.trim().to_owned();
+    assert!(alice.run(&["group", "invite", &group, "bob"]).ok());
+    wait_for("bob's invitation", Duration::from_secs(40), || {
+        bob.run(&["group", "join", &group]).ok().then_some(())
+    });
+    let r = bob.run(&["group", "send", &group, "before", "--wait", "delivered"]);
+    assert!(r.ok(), "{r:?}");
+    let mut laptop = User::empty("alice-laptop");
+    let (code, mut link, _out) = start_link(&alice, &[]);
+    laptop.json(&["device", "join", &code, "--name", "laptop", "--json"]);
+    assert!(link.wait().expect("ends").success());
+    laptop.start();
+    wait_for(
+        "bob to know alice's two devices",
+        Duration::from_secs(30),
+        || (bob.json(&["contact", "list", "--json"])[0]["devices"] == 2).then_some(()),
+    );
+    let r = bob.run(&["group", "send", &group, "while linked"]);
+    assert!(r.ok(), "{r:?}");
+    wait_for(
+        "the laptop to read the group",
+        Duration::from_secs(60),
+        || {
+            laptop
+                .group_history(&group)
+                .iter()
+                .any(|(_, t)| t == "while linked")
+                .then_some(())
+        },
+    );
+
+    alice.json(&["device", "revoke", "laptop", "--json"]);
+    wait_for("bob to drop the laptop", Duration::from_secs(30), || {
+        (bob.json(&["contact", "list", "--json"])[0]["devices"] == 1).then_some(())
+    });
+    // Both start new sessions the laptop never gets.
+    for (user, text) in [(&bob, "after, from bob"), (&alice, "after, from alice")] {
+        let r = user.run(&["group", "send", &group, text]);
+        assert!(r.ok(), "{r:?}");
+    }
+    for text in ["after, from bob", "after, from alice"] {
+        let (reader, name) = if text.ends_with("bob") {
+            (&alice, "alice")
+        } else {
+            (&bob, "bob")
+        };
+        wait_for(
+            &format!("{name} to read {text:?}"),
+            Duration::from_secs(60),
+            || {
+                reader
+                    .group_history(&group)
+                    .iter()
+                    .any(|(_, t)| t == text)
+                    .then_some(())
+            },
+        );
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let seen = laptop.group_history(&group);
+    assert!(
+        seen.iter().all(|(_, t)| !t.starts_with("after")),
+        "the revoked laptop read {seen:?}"
+    );
+}

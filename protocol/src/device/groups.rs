@@ -602,6 +602,28 @@ where
     }
 
     /// Drops (or takes again) the group messages of `account`.
+    /// A device of `account` (ours when it is our account) left its
+    /// account's list: our sessions in the groups it is in end, so our next
+    /// message there starts a new one that device never gets.
+    pub fn device_gone(&mut self, account: &AccountId) {
+        let me = self.me.account;
+        let ids: Vec<GroupId> = self
+            .groups
+            .values()
+            .filter(|g| *account == me || g.state.members.contains_key(account))
+            .map(|g| g.id)
+            .collect();
+        for id in ids {
+            let Some(g) = self.groups.get_mut(&id) else {
+                continue;
+            };
+            if g.outbound.take().is_some() {
+                let write = g.write_record(&self.me.pickle_key);
+                self.effects.push_back(GroupEffect::Write(write));
+            }
+        }
+    }
+
     /// Whether our account has other devices (they get our new sessions).
     pub fn set_own_devices(&mut self, any: bool) {
         self.own_devices = any;

@@ -77,7 +77,7 @@ where
     /// relays may have changed): what is queued for them is tried again.
     pub fn update_contact(
         &mut self,
-        ctx: &Ctx<'_>,
+        ctx: &mut Ctx<'_>,
         name: String,
         card: ContactCard,
         card_text: String,
@@ -98,10 +98,18 @@ where
         // Forget the old card's devices; the new card lists the current ones.
         // What waited for a device the new card leaves out never goes.
         self.contacts.forget_devices(&old_card);
+        let mut any_gone = false;
         for device in &old_card.device_list.devices {
             if card.device_list.device(&device.device_id).is_none() {
                 self.drop_queued_for(&device.device_id);
+                any_gone = true;
             }
+        }
+        if any_gone {
+            // Our sessions in the groups we share end: the device gone
+            // never gets the next ones.
+            let account = card.account();
+            self.with_groups(ctx, |groups, _| groups.device_gone(&account));
         }
         self.effects
             .push_back(DeviceEffect::Write(DeviceWrite::Contact(record.clone())));
@@ -152,7 +160,7 @@ where
     /// list is newer than the one held.
     pub(super) fn take_pushed_card(
         &mut self,
-        ctx: &Ctx<'_>,
+        ctx: &mut Ctx<'_>,
         name: &str,
         from: AccountId,
         card: ContactCard,

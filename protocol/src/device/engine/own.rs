@@ -36,10 +36,15 @@ where
                 .filter(|d| card.device_list.device(&d.device_id).is_none())
                 .copied()
                 .collect();
+            let any_gone = !gone.is_empty();
             for keys in gone {
                 let peer = self.contacts.peer_of(&keys.device_id);
                 self.contacts.revoke_own(&keys, peer);
                 self.drop_queued_for(&keys.device_id);
+            }
+            if any_gone {
+                let me = self.me.account;
+                self.with_groups(ctx, |groups, _| groups.device_gone(&me));
             }
         }
         let record = ContactRecord {

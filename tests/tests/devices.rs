@@ -28,6 +28,25 @@ fn start_link(
     (code, child, out)
 }
 
+/// alice's laptop: linked with all history, its node running.
+fn linked_laptop(alice: &User) -> User {
+    let mut laptop = User::empty("alice-laptop");
+    let (code, mut link, _out) = start_link(alice, &[]);
+    laptop.json(&["device", "join", &code, "--name", "laptop", "--json"]);
+    assert!(link.wait().expect("ends").success());
+    laptop.start();
+    laptop
+}
+
+/// Waits until bob's card of alice lists her two devices (pushed to him).
+fn bob_knows_two_devices(bob: &User) {
+    wait_for(
+        "bob to know alice's two devices",
+        Duration::from_secs(30),
+        || (bob.json(&["contact", "list", "--json"])[0]["devices"] == 2).then_some(()),
+    );
+}
+
 fn texts(user: &User, with: &str) -> Vec<String> {
     user.history(with)
         .iter()
@@ -259,16 +278,8 @@ fn the_old_device_killed_during_the_backfill_leaves_no_half_linked_device() {
 #[test]
 fn what_one_device_sends_or_reads_shows_on_the_other() {
     let (alice, bob) = pair();
-    let mut laptop = User::empty("alice-laptop");
-    let (code, mut link, _out) = start_link(&alice, &[]);
-    laptop.json(&["device", "join", &code, "--name", "laptop", "--json"]);
-    assert!(link.wait().expect("ends").success());
-    laptop.start();
-    wait_for(
-        "bob to know alice's two devices",
-        Duration::from_secs(30),
-        || (bob.json(&["contact", "list", "--json"])[0]["devices"] == 2).then_some(()),
-    );
+    let laptop = linked_laptop(&alice);
+    bob_knows_two_devices(&bob);
     // Sent from the desktop: the laptop shows it as alice's.
     alice.json(&[
         "send",
@@ -355,16 +366,8 @@ fn what_one_device_sends_or_reads_shows_on_the_other() {
 #[test]
 fn a_revoked_device_gets_nothing_more_and_cannot_send() {
     let (alice, bob) = pair();
-    let mut laptop = User::empty("alice-laptop");
-    let (code, mut link, _out) = start_link(&alice, &[]);
-    laptop.json(&["device", "join", &code, "--name", "laptop", "--json"]);
-    assert!(link.wait().expect("ends").success());
-    laptop.start();
-    wait_for(
-        "bob to know alice's two devices",
-        Duration::from_secs(30),
-        || (bob.json(&["contact", "list", "--json"])[0]["devices"] == 2).then_some(()),
-    );
+    let laptop = linked_laptop(&alice);
+    bob_knows_two_devices(&bob);
     // Sessions between alice's devices exist once they synced something.
     alice.json(&["send", "bob", "hello", "--wait", "delivered", "--json"]);
     wait_for(
@@ -418,16 +421,8 @@ fn a_revoked_device_gets_nothing_more_and_cannot_send() {
 #[test]
 fn a_device_that_was_off_catches_up_and_status_shows_the_gap() {
     let (alice, bob) = pair();
-    let mut laptop = User::empty("alice-laptop");
-    let (code, mut link, _out) = start_link(&alice, &[]);
-    laptop.json(&["device", "join", &code, "--name", "laptop", "--json"]);
-    assert!(link.wait().expect("ends").success());
-    laptop.start();
-    wait_for(
-        "bob to know alice's two devices",
-        Duration::from_secs(30),
-        || (bob.json(&["contact", "list", "--json"])[0]["devices"] == 2).then_some(()),
-    );
+    let mut laptop = linked_laptop(&alice);
+    bob_knows_two_devices(&bob);
     alice.json(&["send", "bob", "first", "--wait", "delivered", "--json"]);
     wait_for("alice to be fully synced", Duration::from_secs(30), || {
         (alice.json(&["status", "--json"])["sync_waiting"] == 0
@@ -457,11 +452,7 @@ fn a_device_that_was_off_catches_up_and_status_shows_the_gap() {
 #[test]
 fn a_contact_added_blocked_or_removed_on_one_device_is_on_the_other_too() {
     let (alice, _bob) = pair();
-    let mut laptop = User::empty("alice-laptop");
-    let (code, mut link, _out) = start_link(&alice, &[]);
-    laptop.json(&["device", "join", &code, "--name", "laptop", "--json"]);
-    assert!(link.wait().expect("ends").success());
-    laptop.start();
+    let laptop = linked_laptop(&alice);
     let contact_on = |user: &User, name: &str| -> Option<Value> {
         user.json(&["contact", "list", "--json"])
             .as_array()
@@ -540,11 +531,7 @@ fn group_messages_reach_a_linked_device_too() {
         assert!(r.ok(), "{r:?}");
     }
 
-    let mut laptop = User::empty("alice-laptop");
-    let (code, mut link, _out) = start_link(&alice, &[]);
-    laptop.json(&["device", "join", &code, "--name", "laptop", "--json"]);
-    assert!(link.wait().expect("ends").success());
-    laptop.start();
+    let laptop = linked_laptop(&alice);
     wait_for(
         "the laptop to hold the group",
         Duration::from_secs(30),
@@ -596,16 +583,8 @@ fn a_revoked_device_reads_no_group_message_sent_after() {
     });
     let r = bob.run(&["group", "send", &group, "before", "--wait", "delivered"]);
     assert!(r.ok(), "{r:?}");
-    let mut laptop = User::empty("alice-laptop");
-    let (code, mut link, _out) = start_link(&alice, &[]);
-    laptop.json(&["device", "join", &code, "--name", "laptop", "--json"]);
-    assert!(link.wait().expect("ends").success());
-    laptop.start();
-    wait_for(
-        "bob to know alice's two devices",
-        Duration::from_secs(30),
-        || (bob.json(&["contact", "list", "--json"])[0]["devices"] == 2).then_some(()),
-    );
+    let laptop = linked_laptop(&alice);
+    bob_knows_two_devices(&bob);
     let r = bob.run(&["group", "send", &group, "while linked"]);
     assert!(r.ok(), "{r:?}");
     wait_for(

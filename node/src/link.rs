@@ -12,7 +12,7 @@ use hush_protocol::link::{
     LinkCode, LinkError, LinkGroupKind, LinkInitiator, LinkReply, LinkRequest, LinkStep,
 };
 use hush_protocol::{
-    AccountId, AccountKey, ContactCard, ConversationId, DeviceId, DeviceList, GroupId, GroupOp,
+    AccountId, AccountKey, ContactCard, ConversationId, DeviceId, DeviceList, GroupOp,
     MegolmInbound, MessageId, OlmDevice, Wire,
 };
 use libp2p::request_response::{self, OutboundRequestId};
@@ -326,117 +326,133 @@ fn check_grant(
     Ok(())
 }
 
+/// One kind of handover, page by page: asks for what follows the last
+/// item taken, checks that every item moves forward, and stores each page
+/// as it comes. `take` turns an item into ops and says where it stands
+/// (`None`: skipped).
+async fn fetch<C, T>(
+    link: &mut Link,
+    initiator: &mut LinkInitiator,
+    store: &Store,
+    what: &'static str,
+    step: impl Fn(Option<C>) -> LinkStep,
+    page: impl Fn(LinkReply) -> Option<(Vec<T>, bool)>,
+    mut take: impl FnMut(T, &mut Vec<Op>) -> Option<C>,
+) -> Result<(), NodeError>
+where
+    C: Copy + Ord,
+{
+    let failed = |why: &str| NodeError::LinkFailed(format!("{why} ({what})"));
+    let mut after: Option<C> = None;
+    loop {
+        let frame = initiator.step(&step(after))?;
+        let reply = initiator.open(&link.ask(frame).await?)?;
+        let (items, more) =
+            page(reply).ok_or_else(|| failed("the old device answered out of turn"))?;
+        let mut ops = Vec::with_capacity(items.len());
+        let mut last = after;
+        for item in items {
+            let Some(at) = take(item, &mut ops) else {
+                continue;
+            };
+            if last.is_some_and(|l| at <= l) {
+                return Err(failed("the items came out of order"));
+            }
+            last = Some(at);
+        }
+        store.apply(ops, Durability::Lazy)?;
+        if !more {
+            return Ok(());
+        }
+        if last == after {
+            return Err(failed("a page did not move on"));
+        }
+        after = last;
+    }
+}
+
+/// The contacts, with what the user decided about them.
 async fn fetch_contacts(
     link: &mut Link,
     initiator: &mut LinkInitiator,
     store: &Store,
     me: &AccountId,
 ) -> Result<usize, NodeError> {
-    let mut after = None;
     let mut count = 0;
-    loop {
-        let frame = initiator.step(&LinkStep::Contacts { after })?;
-        let LinkReply::Contacts { items, more } = initiator.open(&link.ask(frame).await?)? else {
-            return Err(NodeError::LinkFailed("expected a page of contacts".into()));
+    let step = |after| LinkStep::Contacts { after };
+    let page = |reply| match reply {
+        LinkReply::Contacts { items, more } => Some((items, more)),
+        _ => None,
+    };
+    fetch(link, initiator, store, "contacts", step, page, |c, ops| {
+        let Ok(card) = c.card.parse::<ContactCard>() else {
+            tracing::warn!(contact = %c.name, "a contact's card handed over does not verify; skipped");
+            return None;
         };
-        let mut ops = Vec::with_capacity(items.len() * 2);
-        let mut last = after;
-        for c in items {
-            let Ok(card) = c.card.parse::<ContactCard>() else {
-                tracing::warn!(contact = %c.name, "a contact's card handed over does not verify; skipped");
-                continue;
-            };
-            let account = card.account();
-            if account == *me || last.is_some_and(|l| account <= l) {
-                return Err(NodeError::LinkFailed(
-                    "the contacts came out of order".into(),
-                ));
-            }
-            last = Some(account);
-            ops.push(Op::PutContact(ContactRecord {
-                name: c.name,
-                card: c.card,
-                account,
-                send_receipts: c.send_receipts,
-                added_at_ms: c.added_at_ms,
-            }));
-            let trust = ContactTrust {
-                blocked: c.blocked,
-                verified: c.verified,
-                removed: false,
-            };
-            if !trust.is_default() {
-                ops.push(Op::PutTrust(account, trust));
-            }
-            count += 1;
+        let account = card.account();
+        if account == *me {
+            return None;
         }
-        store.apply(ops, Durability::Lazy)?;
-        if !more {
-            return Ok(count);
+        ops.push(Op::PutContact(ContactRecord {
+            name: c.name,
+            card: c.card,
+            account,
+            send_receipts: c.send_receipts,
+            added_at_ms: c.added_at_ms,
+        }));
+        let trust = ContactTrust {
+            blocked: c.blocked,
+            verified: c.verified,
+            removed: false,
+        };
+        if !trust.is_default() {
+            ops.push(Op::PutTrust(account, trust));
         }
-        if last == after {
-            return Err(NodeError::LinkFailed(
-                "a page of contacts did not move on".into(),
-            ));
-        }
-        after = last;
-    }
+        count += 1;
+        Some(account)
+    })
+    .await?;
+    Ok(count)
 }
 
+/// The 1:1 history.
 async fn fetch_messages(
     link: &mut Link,
     initiator: &mut LinkInitiator,
     store: &Store,
     me: &AccountId,
 ) -> Result<usize, NodeError> {
-    let mut after: Option<(AccountId, u128)> = None;
     let mut count = 0;
-    loop {
-        let frame = initiator.step(&LinkStep::Messages { after })?;
-        let LinkReply::Messages { items, more } = initiator.open(&link.ask(frame).await?)? else {
-            return Err(NodeError::LinkFailed("expected a page of messages".into()));
+    let step = |after| LinkStep::Messages { after };
+    let page = |reply| match reply {
+        LinkReply::Messages { items, more } => Some((items, more)),
+        _ => None,
+    };
+    fetch(link, initiator, store, "messages", step, page, |m, ops| {
+        let at = (m.conversation, m.id);
+        let status = match m.status {
+            0 => Status::Pending,
+            1 => Status::Sent,
+            2 => Status::Delivered,
+            _ => Status::Read,
         };
-        let mut ops = Vec::with_capacity(items.len());
-        let mut last = after;
-        for m in items {
-            let at = (m.conversation, m.id);
-            if last.is_some_and(|l| at <= l) {
-                return Err(NodeError::LinkFailed(
-                    "the messages came out of order".into(),
-                ));
-            }
-            last = Some(at);
-            let status = match m.status {
-                0 => Status::Pending,
-                1 => Status::Sent,
-                2 => Status::Delivered,
-                _ => Status::Read,
-            };
-            ops.push(Op::PutMessage(
-                ConversationId::direct(me, &m.conversation),
-                MessageRecord {
-                    id: MessageId(m.id),
-                    from: m.from,
-                    outgoing: m.outgoing,
-                    text: m.text,
-                    status,
-                    sent_at_ms: m.sent_at_ms,
-                    stored_at_ms: m.stored_at_ms,
-                },
-            ));
-            count += 1;
-        }
-        store.apply(ops, Durability::Lazy)?;
-        if !more {
-            return Ok(count);
-        }
-        if last == after {
-            return Err(NodeError::LinkFailed(
-                "a page of messages did not move on".into(),
-            ));
-        }
-        after = last;
-    }
+        ops.push(Op::PutMessage(
+            ConversationId::direct(me, &m.conversation),
+            MessageRecord {
+                id: MessageId(m.id),
+                from: m.from,
+                outgoing: m.outgoing,
+                text: m.text,
+                status,
+                sent_at_ms: m.sent_at_ms,
+                stored_at_ms: m.stored_at_ms,
+            },
+        ));
+        count += 1;
+        Some(at)
+    })
+    .await?;
+    Ok(count)
 }
 
 /// The account's groups: records, ops, publish keys, and Megolm sessions
@@ -446,77 +462,58 @@ async fn fetch_groups(
     initiator: &mut LinkInitiator,
     store: &Store,
     pickle_key: &[u8; 32],
-) -> Result<usize, NodeError> {
-    let mut after: Option<(GroupId, u32)> = None;
-    let mut count = 0;
-    loop {
-        let frame = initiator.step(&LinkStep::Groups { after })?;
-        let LinkReply::Groups { items, more } = initiator.open(&link.ask(frame).await?)? else {
-            return Err(NodeError::LinkFailed("expected a page of groups".into()));
-        };
-        let mut ops = Vec::with_capacity(items.len());
-        let mut last = after;
-        for item in items {
-            let at = (item.group, item.index);
-            if last.is_some_and(|(g, i)| (at.0.0, at.1) <= (g.0, i)) {
-                return Err(NodeError::LinkFailed("the groups came out of order".into()));
+) -> Result<(), NodeError> {
+    let step = |after| LinkStep::Groups { after };
+    let page = |reply| match reply {
+        LinkReply::Groups { items, more } => Some((items, more)),
+        _ => None,
+    };
+    fetch(link, initiator, store, "groups", step, page, |item, ops| {
+        let group = item.group;
+        match item.kind {
+            LinkGroupKind::Record { left } => {
+                let record = GroupRecord {
+                    left,
+                    ..GroupRecord::default()
+                };
+                ops.push(Op::PutGroup(group, record));
             }
-            last = Some(at);
-            let group = item.group;
-            match item.kind {
-                LinkGroupKind::Record { left } => {
-                    count += 1;
-                    let record = GroupRecord {
-                        left,
-                        ..GroupRecord::default()
-                    };
-                    ops.push(Op::PutGroup(group, record));
+            LinkGroupKind::Op(bytes) => match GroupOp::from_bytes(&bytes) {
+                Ok(op) if op.group == group => {
+                    ops.push(Op::PutMembershipChange(group, op.hash(), bytes));
                 }
-                LinkGroupKind::Op(bytes) => match GroupOp::from_bytes(&bytes) {
-                    Ok(op) if op.group == group => {
-                        ops.push(Op::PutMembershipChange(group, op.hash(), bytes));
-                    }
-                    _ => tracing::warn!(%group, "a group op handed over does not decode; skipped"),
-                },
-                LinkGroupKind::PublishKey { epoch, secret } => {
-                    let record = PublishKeyRecord {
-                        secret,
-                        cursors: Vec::new(),
-                        received_ms: hush_host::now_ms(),
-                    };
-                    ops.push(Op::PutPublishKey(group, epoch, record));
-                }
-                LinkGroupKind::Session {
-                    account,
-                    device,
-                    exported,
-                } => match MegolmInbound::import(&exported) {
-                    Ok(session) => {
-                        let record = InboundRecord {
-                            group,
-                            account,
-                            device,
-                            pickle: session.pickle(pickle_key),
-                        };
-                        ops.push(Op::PutInbound(session.id().0, record));
-                    }
-                    Err(_) => {
-                        tracing::warn!(%group, "a Megolm session handed over does not import; skipped")
-                    }
-                },
+                _ => tracing::warn!(%group, "a group op handed over does not decode; skipped"),
+            },
+            LinkGroupKind::PublishKey { epoch, secret } => {
+                let record = PublishKeyRecord {
+                    secret,
+                    cursors: Vec::new(),
+                    received_ms: hush_host::now_ms(),
+                };
+                ops.push(Op::PutPublishKey(group, epoch, record));
             }
+            LinkGroupKind::Session {
+                account,
+                device,
+                exported,
+            } => match MegolmInbound::import(&exported) {
+                Ok(session) => {
+                    let record = InboundRecord {
+                        group,
+                        account,
+                        device,
+                        pickle: session.pickle(pickle_key),
+                    };
+                    ops.push(Op::PutInbound(session.id().0, record));
+                }
+                Err(_) => {
+                    tracing::warn!(%group, "a Megolm session handed over does not import; skipped");
+                }
+            },
         }
-        store.apply(ops, Durability::Lazy)?;
-        if !more {
-            return Ok(count);
-        }
-        if last == after {
-            return Err(NodeError::LinkFailed(
-                "a page of groups did not move on".into(),
-            ));
-        }
-        after = last;
-    }
+        Some((group, item.index))
+    })
+    .await
 }
 
 /// The connection to the old device: one request at a time.

@@ -177,13 +177,14 @@ impl EventLoop {
         )
         .map_err(NodeError::Identity)?;
         let host_clock = hush_host::HostClock::default();
-        let presence = presence::PresenceHost::load(
+        let mut presence = presence::PresenceHost::load(
             options.presence,
             &me,
             store.own_presence()?,
             store.presence()?,
             host_clock.now(),
         );
+        presence.set_seed(store.presence_seed()?);
         let home = relays::HomeRelay::parse_all(&me.relays, host_clock.now(), options.mail_poll);
         let clock = MessageClock::resume(store.clock()?);
         let contacts = load_contacts(store.contacts()?);

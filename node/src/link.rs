@@ -263,12 +263,13 @@ async fn run(
     let store = Store::open(&staging.db())?;
     let mut ops = vec![Op::PutRelays(relays)];
     // The account's presence key: contacts keep one per account.
-    if let Some((share, key)) = presence {
+    if let Some((share, key, seed)) = presence {
         ops.push(Op::PutOwnPresence(crate::records::OwnPresenceRecord {
             share,
             epoch: key.epoch(),
             key: *key.secret(),
         }));
+        store.put_presence_seed(&seed.0)?;
     }
     store.apply(ops, Durability::Lazy)?;
     let contacts = fetch_contacts(&mut link, &mut initiator, &store, &offer.account).await?;

@@ -443,6 +443,17 @@ impl Wire for LinkStep {
     }
 }
 
+/// The account's presence seed (its devices derive each epoch's presence
+/// key from it). Never printed; wiped when dropped.
+#[derive(Clone, PartialEq, Eq, zeroize::ZeroizeOnDrop)]
+pub struct PresenceSeed(pub [u8; 32]);
+
+impl fmt::Debug for PresenceSeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PresenceSeed(<redacted>)")
+    }
+}
+
 /// One of the account's devices, as the account's devices name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceName {
@@ -478,7 +489,7 @@ pub enum LinkReply {
         /// The account's presence key and sharing switch: every device of
         /// the account seals its presence with the same key, so contacts
         /// (who keep one key per account) read all of them.
-        presence: Option<(bool, PresenceKey)>,
+        presence: Option<(bool, PresenceKey, PresenceSeed)>,
     },
     Contacts {
         items: Vec<LinkContact>,
@@ -644,11 +655,12 @@ impl Wire for LinkReply {
                     w.u64(n.linked_at_ms);
                 });
                 match presence {
-                    Some((share, key)) => {
+                    Some((share, key, seed)) => {
                         w.u8(1);
                         w.u8(u8::from(*share));
                         w.u32(key.epoch());
                         w.raw(key.secret());
+                        w.raw(&seed.0);
                     }
                     None => w.u8(0),
                 }
@@ -696,7 +708,8 @@ impl Wire for LinkReply {
                     0 => None,
                     1 => {
                         let share = r.u8()? != 0;
-                        Some((share, PresenceKey::from_parts(r.u32()?, r.array()?)))
+                        let key = PresenceKey::from_parts(r.u32()?, r.array()?);
+                        Some((share, key, PresenceSeed(r.array()?)))
                     }
                     tag => {
                         return Err(DecodeError::UnknownTag {

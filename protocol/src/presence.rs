@@ -44,6 +44,8 @@ pub const MAX_PRESENCE_SKEW_MS: u64 = 10 * 60 * 1000;
 const VERSION: u8 = 1;
 const SIGN_CONTEXT: &[u8] = b"hush presence v1";
 const LOCATOR_CONTEXT: &str = "hush 2026-11 presence locator v1";
+/// Derives an account's presence keys from its presence seed.
+const PRESENCE_SEED_CONTEXT: &str = "hush 2026-12 presence key from seed";
 const INNER_MAX: usize = MAX_PRESENCE_RECORD_LEN - 64;
 
 /// The symmetric key an account shares with the contacts that may see its
@@ -79,6 +81,17 @@ impl PresenceKey {
     /// The next key, to use after a contact lost access.
     pub fn rotate(&self) -> Self {
         Self::generate(self.epoch.saturating_add(1))
+    }
+
+    /// The key of `epoch` derived from an account's presence seed: every
+    /// device of the account that holds the seed makes the same key for the
+    /// same epoch, so their rotations agree; the seed itself is never sent
+    /// to contacts, so one who held an older key cannot derive the next.
+    pub fn derive(seed: &[u8; 32], epoch: u32) -> Self {
+        let mut h = blake3::Hasher::new_derive_key(PRESENCE_SEED_CONTEXT);
+        h.update(seed);
+        h.update(&epoch.to_be_bytes());
+        Self::from_parts(epoch, *h.finalize().as_bytes())
     }
 
     /// Where `device`'s record lives in the DHT under this key: only holders
@@ -432,6 +445,20 @@ mod tests {
         let mut sealed = online(id).seal(&secret, &key);
         sealed.ciphertext[0] ^= 1;
         assert_eq!(sealed.open(&key, NOW), Err(PresenceError::Undecryptable));
+    }
+
+    #[test]
+    fn keys_derived_from_one_seed_agree_and_differ_by_epoch() {
+        let seed = [7; 32];
+        assert_eq!(PresenceKey::derive(&seed, 3), PresenceKey::derive(&seed, 3));
+        assert_ne!(
+            PresenceKey::derive(&seed, 3).secret(),
+            PresenceKey::derive(&seed, 4).secret()
+        );
+        assert_ne!(
+            PresenceKey::derive(&seed, 3).secret(),
+            PresenceKey::derive(&[8; 32], 3).secret()
+        );
     }
 
     #[test]

@@ -633,3 +633,40 @@ fn a_revoked_device_reads_no_group_message_sent_after() {
         "the revoked laptop read {seen:?}"
     );
 }
+
+#[test]
+fn after_a_removal_both_devices_rotate_to_the_same_presence_key() {
+    let (mut alice, bob) = pair();
+    let mut carol = User::new("carol");
+    carol.start();
+    hush_tests::introduce(&alice, &carol);
+    let mut laptop = linked_laptop(&alice);
+    bob_knows_two_devices(&bob);
+    // carol is removed on the desktop while the laptop is off: the desktop
+    // rotates its presence key and bob takes the new one. The laptop
+    // rotates when it hears of the removal, later, and must land on the
+    // same key, or bob (one key per account) could not read its records.
+    laptop.stop();
+    alice.json(&["contact", "remove", "carol", "--json"]);
+    laptop.start();
+    wait_for(
+        "the laptop to forget carol",
+        Duration::from_secs(60),
+        || {
+            let list = laptop.json(&["contact", "list", "--json"]);
+            list.as_array()?
+                .iter()
+                .all(|c| c["name"] != "carol")
+                .then_some(())
+        },
+    );
+    alice.stop();
+    wait_for(
+        "bob to see alice online through the laptop",
+        Duration::from_secs(60),
+        || {
+            let p = bob.json(&["presence", "alice", "--refresh", "--json"]);
+            (p["state"] == "online").then_some(())
+        },
+    );
+}

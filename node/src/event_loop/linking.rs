@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use hush_protocol::link::{
     AccountSeed, DeviceName, LINK_VALID_MS, LinkCode, LinkContact, LinkGroupItem, LinkGroupKind,
     LinkMessage, LinkOffer, LinkReceived, LinkReply, LinkRequest, LinkResponder, LinkStep,
-    MAX_LINK_ADDRESSES, contacts_page_len, group_items_page_len, messages_page_len,
+    MAX_LINK_ADDRESSES, PresenceSeed, contacts_page_len, group_items_page_len, messages_page_len,
 };
 use hush_protocol::{
     AccountId, ContactCard, ConversationId, DeviceList, GroupId, MAX_DEVICES, MegolmInbound,
@@ -245,11 +245,10 @@ impl EventLoop {
             name: request.name.clone(),
             linked_at_ms: self.host_clock.now().unix_ms,
         });
+        let presence_seed = PresenceSeed(self.store.presence_seed()?);
         let presence = self.store.own_presence()?.map(|p| {
-            (
-                p.share,
-                hush_protocol::PresenceKey::from_parts(p.epoch, p.key),
-            )
+            let key = hush_protocol::PresenceKey::from_parts(p.epoch, p.key);
+            (p.share, key, presence_seed)
         });
         let reply = LinkReply::Grant {
             device_list: Box::new(list.clone()),

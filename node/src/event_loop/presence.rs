@@ -83,6 +83,11 @@ impl PresenceHost {
         }
     }
 
+    /// The account's presence seed: rotations derive from it.
+    pub(crate) fn set_seed(&mut self, seed: [u8; 32]) {
+        self.book.set_seed(seed);
+    }
+
     pub(crate) fn sharing(&self) -> bool {
         self.book.sharing()
     }

@@ -73,6 +73,8 @@ const OLM_ACCOUNT_KEY: &str = "olm_account";
 const REVOKED_DEVICES_KEY: &str = "revoked_devices";
 /// Present once this device learnt it was revoked.
 const REVOKED_KEY: &str = "revoked";
+/// The account's presence seed (32 bytes; see `PresenceKey::derive`).
+const PRESENCE_SEED_KEY: &str = "presence_seed";
 const CLOCK_KEY: &str = "clock";
 const LISTEN_KEY: &str = "listen_addresses";
 const RELAYS_KEY: &str = "home_relays";
@@ -279,6 +281,24 @@ impl Store {
             }
         }
         self.put_meta(REVOKED_DEVICES_KEY, &bytes)
+    }
+
+    /// The account's presence seed, made (and stored) the first time it is
+    /// asked for.
+    pub fn presence_seed(&self) -> Result<[u8; 32], StoreError> {
+        if let Some(seed) = self
+            .meta(PRESENCE_SEED_KEY)?
+            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+        {
+            return Ok(seed);
+        }
+        let seed: [u8; 32] = rand::random();
+        self.put_presence_seed(&seed)?;
+        Ok(seed)
+    }
+
+    pub fn put_presence_seed(&self, seed: &[u8; 32]) -> Result<(), StoreError> {
+        self.put_meta(PRESENCE_SEED_KEY, seed)
     }
 
     /// Whether this device learnt it was revoked.

@@ -202,6 +202,9 @@ pub struct PresenceBook<A> {
     pushed: HashMap<DeviceId, u64>,
     /// Blocked contacts: they never get our key or records.
     blocked: HashSet<AccountId>,
+    /// The account's presence seed: our rotations derive the next key from
+    /// it, so every device of the account rotates to the same key.
+    seed: Option<zeroize::Zeroizing<[u8; 32]>>,
     effects: VecDeque<PresenceEffect>,
 }
 
@@ -247,8 +250,15 @@ impl<A: Clone> PresenceBook<A> {
             next_heartbeat_ms: now.mono_ms,
             pushed: HashMap::new(),
             blocked: HashSet::new(),
+            seed: None,
             effects,
         }
+    }
+
+    /// The account's presence seed (shared by its devices at link time):
+    /// rotations derive the next key from it.
+    pub fn set_seed(&mut self, seed: [u8; 32]) {
+        self.seed = Some(zeroize::Zeroizing::new(seed));
     }
 
     /// The next effect, in order.
@@ -769,7 +779,10 @@ impl<A: Clone> PresenceBook<A> {
                 });
             }
         }
-        let key = old.rotate();
+        let key = match &self.seed {
+            Some(seed) => PresenceKey::derive(seed, old.epoch().saturating_add(1)),
+            None => old.rotate(),
+        };
         self.own.epoch = key.epoch();
         self.own.key = *key.secret();
         self.key = key;

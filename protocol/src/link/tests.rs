@@ -116,7 +116,11 @@ fn a_link_with_the_right_code_hands_over_in_order() {
             name: "laptop".into(),
             linked_at_ms: NOW,
         }],
-        presence: Some((true, crate::PresenceKey::from_parts(3, [9; 32]))),
+        presence: Some((
+            true,
+            crate::PresenceKey::from_parts(3, [9; 32]),
+            PresenceSeed([6; 32]),
+        )),
     };
     let frame = p.responder.reply(&grant).unwrap();
     assert_eq!(init.open(&frame).unwrap(), grant);

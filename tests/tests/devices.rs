@@ -47,6 +47,15 @@ fn bob_knows_two_devices(bob: &User) {
     );
 }
 
+/// Waits until `user`'s conversation with `with` holds `text`.
+fn wait_text(user: &User, with: &str, text: &str) {
+    wait_for(
+        &format!("{} to have {text:?}", user.name),
+        Duration::from_secs(30),
+        || texts(user, with).iter().any(|t| t == text).then_some(()),
+    );
+}
+
 fn texts(user: &User, with: &str) -> Vec<String> {
     user.history(with)
         .iter()
@@ -108,15 +117,7 @@ fn a_linked_device_gets_the_history_and_mail_to_the_account_reaches_both_devices
     );
     bob.json(&["send", "alice", "to both", "--wait", "delivered", "--json"]);
     for user in [&alice, &laptop] {
-        wait_for(
-            &format!("{} to have bob's message", user.name),
-            Duration::from_secs(30),
-            || {
-                texts(user, "bob")
-                    .contains(&"to both".to_owned())
-                    .then_some(())
-            },
-        );
+        wait_text(user, "bob", "to both");
     }
     // The new device writes as alice.
     let sent = laptop.json(&[
@@ -309,15 +310,7 @@ fn what_one_device_sends_or_reads_shows_on_the_other() {
         "delivered",
         "--json",
     ]);
-    wait_for(
-        "the desktop to show the laptop's message",
-        Duration::from_secs(30),
-        || {
-            texts(&alice, "bob")
-                .contains(&"from the laptop".to_owned())
-                .then_some(())
-        },
-    );
+    wait_text(&alice, "bob", "from the laptop");
     // bob reads: both devices see "read".
     bob.json(&["read", "alice", "--json"]);
     for user in [&alice, &laptop] {
@@ -370,15 +363,7 @@ fn a_revoked_device_gets_nothing_more_and_cannot_send() {
     bob_knows_two_devices(&bob);
     // Sessions between alice's devices exist once they synced something.
     alice.json(&["send", "bob", "hello", "--wait", "delivered", "--json"]);
-    wait_for(
-        "the laptop to have the copy",
-        Duration::from_secs(30),
-        || {
-            texts(&laptop, "bob")
-                .contains(&"hello".to_owned())
-                .then_some(())
-        },
-    );
+    wait_text(&laptop, "bob", "hello");
 
     let revoked = alice.json(&["device", "revoke", "laptop", "--json"]);
     assert_eq!(revoked["name"], "laptop");
@@ -394,11 +379,7 @@ fn a_revoked_device_gets_nothing_more_and_cannot_send() {
         "delivered",
         "--json",
     ]);
-    wait_for("the desktop to have it", Duration::from_secs(30), || {
-        texts(&alice, "bob")
-            .contains(&"after the revocation".to_owned())
-            .then_some(())
-    });
+    wait_text(&alice, "bob", "after the revocation");
     // The laptop tries to write: nothing gets through, and it learns it is
     // revoked from alice's desktop.
     laptop.run(&["send", "bob", "from the stolen laptop"]);
@@ -479,15 +460,7 @@ fn a_contact_added_blocked_or_removed_on_one_device_is_on_the_other_too() {
         "--json",
     ]);
     for user in [&alice, &laptop] {
-        wait_for(
-            &format!("{} to have carol's message", user.name),
-            Duration::from_secs(30),
-            || {
-                texts(user, "carol")
-                    .contains(&"hi from carol".to_owned())
-                    .then_some(())
-            },
-        );
+        wait_text(user, "carol", "hi from carol");
     }
     // Blocked on the laptop: blocked on the desktop too.
     laptop.json(&["contact", "block", "carol", "--json"]);

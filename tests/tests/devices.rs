@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Child;
 use std::time::Duration;
 
-use hush_tests::{User, pair, wait_for};
+use hush_tests::{User, introduce, pair, wait_for};
 use serde_json::Value;
 
 /// `hush device link --json` running on `user`: the code (first line),
@@ -478,32 +478,70 @@ fn a_contact_added_blocked_or_removed_on_one_device_is_on_the_other_too() {
     );
 }
 
-#[test]
-fn group_messages_reach_a_linked_device_too() {
+/// alice's group "friends" with bob (an admin, her contact) and carol
+/// (bob's contact only, not alice's), each having written once.
+fn group_of_three() -> (User, User, User, String) {
     let (alice, bob) = pair();
+    let mut carol = User::new("carol");
+    carol.start();
+    introduce(&bob, &carol);
     let group = alice.run(&["group", "create", "friends"]);
     assert!(group.ok(), "{group:?}");
     let group = group.stdout.trim().to_owned();
-    assert!(alice.run(&["group", "invite", &group, "bob"]).ok());
+    let r = alice.run(&["group", "invite", &group, "bob", "--admin"]);
+    assert!(r.ok(), "{r:?}");
     wait_for("bob's invitation", Duration::from_secs(40), || {
         bob.run(&["group", "join", &group]).ok().then_some(())
     });
-    for (user, text) in [
-        (&alice, "before the link, alice"),
-        (&bob, "before the link, bob"),
-    ] {
-        let r = user.run(&[
-            "group",
-            "send",
-            &group,
-            text,
-            "--wait",
-            "delivered",
-            "--json",
-        ]);
+    wait_for("bob to be an admin", Duration::from_secs(30), || {
+        let v = bob.json(&["group", "members", &group, "--json"]);
+        (v["group"]["you"] == "admin").then_some(())
+    });
+    let r = bob.run(&["group", "invite", &group, "carol"]);
+    assert!(r.ok(), "{r:?}");
+    wait_for("carol's invitation", Duration::from_secs(40), || {
+        carol.run(&["group", "join", &group]).ok().then_some(())
+    });
+    for user in [&alice, &bob, &carol] {
+        // A member's session goes to those it knows joined.
+        wait_for(
+            &format!("{} to see three members", user.name),
+            Duration::from_secs(40),
+            || {
+                let v = user.json(&["group", "members", &group, "--json"]);
+                (v["group"]["members"] == 3).then_some(())
+            },
+        );
+    }
+    for user in [&alice, &bob, &carol] {
+        let text = format!("before the link, {}", user.name);
+        let r = user.run(&["group", "send", &group, &text, "--json"]);
         assert!(r.ok(), "{r:?}");
     }
+    for user in [&alice, &bob, &carol] {
+        for from in ["alice", "bob", "carol"] {
+            wait_group_text(user, &group, &format!("before the link, {from}"));
+        }
+    }
+    (alice, bob, carol, group)
+}
 
+fn wait_group_text(user: &User, group: &str, text: &str) {
+    wait_for(
+        &format!("{} to read {text:?}", user.name),
+        Duration::from_secs(60),
+        || {
+            user.group_history(group)
+                .iter()
+                .any(|(_, t)| t == text)
+                .then_some(())
+        },
+    );
+}
+
+#[test]
+fn a_linked_device_reads_and_writes_in_the_groups_of_the_account() {
+    let (alice, bob, carol, group) = group_of_three();
     let laptop = linked_laptop(&alice);
     wait_for(
         "the laptop to hold the group",
@@ -515,89 +553,81 @@ fn group_messages_reach_a_linked_device_too() {
                 .then_some(())
         },
     );
+    // Everyone, alice's contact or not, learns the laptop from the group
+    // itself, and takes its messages.
     wait_for(
-        "bob to know alice's two devices",
-        Duration::from_secs(30),
-        || (bob.json(&["contact", "list", "--json"])[0]["devices"] == 2).then_some(()),
+        "the laptop to be a device of alice in the group",
+        Duration::from_secs(60),
+        || {
+            let r = laptop.run(&["group", "send", &group, "from the laptop", "--json"]);
+            r.ok().then_some(())
+        },
     );
-    for (user, text) in [
-        (&bob, "after the link, bob"),
-        (&alice, "after the link, alice"),
-    ] {
-        let r = user.run(&["group", "send", &group, text, "--json"]);
-        assert!(r.ok(), "{r:?}");
-        wait_for(
-            &format!("the laptop to read {text:?}"),
-            Duration::from_secs(60),
-            || {
-                laptop
-                    .group_history(&group)
-                    .iter()
-                    .any(|(_, t)| t == text)
-                    .then_some(())
-            },
-        );
+    for user in [&alice, &bob, &carol] {
+        wait_group_text(user, &group, "from the laptop");
     }
-    // Members take topic messages only from the devices they know for
-    // alice in the group: the laptop says so instead of losing a message.
-    let r = laptop.run(&["group", "send", &group, "from the laptop"]);
-    assert!(!r.ok());
-    assert!(r.stderr.contains("linked after you joined"), "{}", r.stderr);
+    // And what any member writes now reaches the laptop.
+    for user in [&bob, &carol, &alice] {
+        let text = format!("after the link, {}", user.name);
+        let r = user.run(&["group", "send", &group, &text, "--json"]);
+        assert!(r.ok(), "{r:?}");
+        wait_group_text(&laptop, &group, &text);
+    }
 }
 
 #[test]
 fn a_revoked_device_reads_no_group_message_sent_after() {
-    let (alice, bob) = pair();
-    let group = alice.run(&["group", "create", "friends"]);
-    let group = group.stdout.trim().to_owned();
-    assert!(alice.run(&["group", "invite", &group, "bob"]).ok());
-    wait_for("bob's invitation", Duration::from_secs(40), || {
-        bob.run(&["group", "join", &group]).ok().then_some(())
-    });
-    let r = bob.run(&["group", "send", &group, "before", "--wait", "delivered"]);
-    assert!(r.ok(), "{r:?}");
+    let (alice, bob, carol, group) = group_of_three();
     let laptop = linked_laptop(&alice);
     bob_knows_two_devices(&bob);
-    let r = bob.run(&["group", "send", &group, "while linked"]);
-    assert!(r.ok(), "{r:?}");
-    wait_for(
-        "the laptop to read the group",
-        Duration::from_secs(60),
-        || {
-            laptop
-                .group_history(&group)
-                .iter()
-                .any(|(_, t)| t == "while linked")
-                .then_some(())
-        },
-    );
+    for user in [&bob, &carol] {
+        let text = format!("while linked, {}", user.name);
+        wait_for(
+            &format!("{} to send to the laptop too", user.name),
+            Duration::from_secs(60),
+            || {
+                // Until the group lists the laptop, a member's session is
+                // not sent to it: send again until it reads one.
+                let r = user.run(&["group", "send", &group, &text]);
+                assert!(r.ok(), "{r:?}");
+                std::thread::sleep(Duration::from_secs(1));
+                laptop
+                    .group_history(&group)
+                    .iter()
+                    .any(|(_, t)| *t == text)
+                    .then_some(())
+            },
+        );
+    }
 
     alice.json(&["device", "revoke", "laptop", "--json"]);
     wait_for("bob to drop the laptop", Duration::from_secs(30), || {
         (bob.json(&["contact", "list", "--json"])[0]["devices"] == 1).then_some(())
     });
-    // Both start new sessions the laptop never gets.
-    for (user, text) in [(&bob, "after, from bob"), (&alice, "after, from alice")] {
-        let r = user.run(&["group", "send", &group, text]);
+    // carol (not alice's contact) learns it from the group: everyone
+    // starts new sessions the laptop never gets.
+    wait_for(
+        "carol to hold alice's list without the laptop",
+        Duration::from_secs(30),
+        || {
+            let v = carol.json(&["group", "members", &group, "--json"]);
+            let members = v["members"].as_array()?.clone();
+            let alice = members.iter().find(|m| m["name"] == "alice")?;
+            (alice["devices"].as_array()?.len() == 1).then_some(())
+        },
+    );
+    for user in [&bob, &carol, &alice] {
+        let text = format!("after, from {}", user.name);
+        let r = user.run(&["group", "send", &group, &text]);
         assert!(r.ok(), "{r:?}");
     }
-    for text in ["after, from bob", "after, from alice"] {
-        let (reader, name) = if text.ends_with("bob") {
-            (&alice, "alice")
-        } else {
-            (&bob, "bob")
-        };
-        wait_for(
-            &format!("{name} to read {text:?}"),
-            Duration::from_secs(60),
-            || {
-                reader
-                    .group_history(&group)
-                    .iter()
-                    .any(|(_, t)| t == text)
-                    .then_some(())
-            },
-        );
+    for (reader, from) in [
+        (&alice, "bob"),
+        (&alice, "carol"),
+        (&bob, "alice"),
+        (&carol, "alice"),
+    ] {
+        wait_group_text(reader, &group, &format!("after, from {from}"));
     }
     std::thread::sleep(Duration::from_secs(2));
     let seen = laptop.group_history(&group);

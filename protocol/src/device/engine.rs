@@ -338,8 +338,17 @@ where
             }
         }
         for (account, card) in peers {
-            if self.contacts.is_contact(&account) || self.contacts.is_peer(&account) {
+            if self.contacts.is_contact(&account) {
                 continue;
+            }
+            if self.contacts.is_peer(&account) {
+                // A member's newer card (its `Card` op) replaces the one
+                // we held: its new devices become known, revoked ones not.
+                let held = self.contacts.known(&account).map(|c| &c.card);
+                if held.is_none_or(|c| c.signature == card.signature) {
+                    continue;
+                }
+                self.contacts.remove_peer(&account);
             }
             // Never stored: no text form (base58 of a card costs ~1 ms).
             let record = ContactRecord {

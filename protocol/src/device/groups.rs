@@ -197,7 +197,7 @@ pub enum GroupCommandError {
     )]
     NoAccountKey,
     #[error(
-        "this device was linked after you joined {group:?}, and its members do not take messages from it yet: send from the device you joined with (this one reads the group)"
+        "{group:?} does not list this device for your account yet: its members take messages from it once the device holding the account key has put it there (that device's node must be running); send from another device until then"
     )]
     NotGroupDevice { group: String },
 }

@@ -57,6 +57,10 @@ pub enum Action {
     Remove { account: AccountId },
     /// An admin makes a joined member an admin.
     Promote { account: AccountId },
+    /// A member replaces its own card with a newer one of its account (a
+    /// device linked or revoked): members reach, and take messages from,
+    /// the devices it lists from then on.
+    Card { card: ContactCard },
 }
 
 impl Action {
@@ -68,6 +72,7 @@ impl Action {
             Self::Leave => 3,
             Self::Remove { .. } => 4,
             Self::Promote { .. } => 5,
+            Self::Card { .. } => 6,
         }
     }
 }
@@ -148,6 +153,7 @@ impl GroupOp {
                 w.u8(*role as u8);
                 w.bytes(&card.to_bytes());
             }
+            Action::Card { card } => w.bytes(&card.to_bytes()),
             Action::Join | Action::Leave => {}
             Action::Remove { account } | Action::Promote { account } => w.raw(&account.0),
         }
@@ -192,6 +198,12 @@ impl GroupOp {
                 card.verify().map_err(|_| GroupError::BadCard)?;
             }
             Action::Invite { card, .. } => card.verify().map_err(|_| GroupError::BadCard)?,
+            Action::Card { card } => {
+                if card.account() != self.author {
+                    return Err(GroupError::CardMismatch);
+                }
+                card.verify().map_err(|_| GroupError::BadCard)?;
+            }
             _ => {}
         }
         Ok(())
@@ -248,6 +260,7 @@ impl Wire for GroupOp {
             5 => Action::Promote {
                 account: AccountId(r.array()?),
             },
+            6 => Action::Card { card: card(r)? },
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "group action",

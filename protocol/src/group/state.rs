@@ -47,6 +47,8 @@ pub enum GroupError {
     AlreadyAdmin,
     #[error("use leave to remove yourself")]
     RemoveSelf,
+    #[error("the group already holds a device list of that account at least as new")]
+    StaleCard,
     #[error("the group's creator cannot be removed")]
     RemoveCreator,
     #[error("that admin was made admin before you: only a senior admin can remove it")]
@@ -241,6 +243,20 @@ impl GroupState {
                     _ => Err(GroupError::NoSuchMember),
                 }
             }
+            Action::Card { card } => {
+                let Some(m) = self.members.get(author) else {
+                    return Err(GroupError::NotMember);
+                };
+                // A device list only moves forward: an older (or the same)
+                // list cannot bring back a revoked device.
+                if card.account() != *author {
+                    Err(GroupError::CardMismatch)
+                } else if card.device_list.issued_at_ms <= m.card.device_list.issued_at_ms {
+                    Err(GroupError::StaleCard)
+                } else {
+                    Ok(())
+                }
+            }
         }
     }
 
@@ -323,6 +339,11 @@ impl GroupState {
                 if let Some(m) = self.members.get_mut(account) {
                     m.role = Role::Admin;
                     m.granted = (op.at, hash);
+                }
+            }
+            Action::Card { card } => {
+                if let Some(m) = self.members.get_mut(&op.author) {
+                    m.card = std::sync::Arc::new(card.clone());
                 }
             }
         }
@@ -702,7 +723,7 @@ impl OpSet {
         };
         let needed = match op.action {
             Action::Create { .. } => return true,
-            Action::Join | Action::Leave => [Some(m.granted.1), None],
+            Action::Join | Action::Leave | Action::Card { .. } => [Some(m.granted.1), None],
             Action::Invite { .. } | Action::Remove { .. } | Action::Promote { .. } => {
                 [Some(m.granted.1), m.admitted]
             }

@@ -237,6 +237,9 @@ fn group_message_round_trips_and_verifies_only_for_its_topic() {
 /// A group's history with concurrent and conflicting changes: invites by
 /// two admins at once (past the member limit), a removal racing a join, a
 /// promotion, a leave, and an op by someone removed.
+/// How many ops [`eventful_history`] makes.
+const EVENTFUL_OPS: usize = 13;
+
 fn eventful_history() -> (GroupId, Vec<GroupOp>) {
     let (alice, bob, carol, dave, erin) = (user(1), user(2), user(3), user(4), user(5));
     let (id, c) = create(&alice);
@@ -291,10 +294,31 @@ fn eventful_history() -> (GroupId, Vec<GroupOp>) {
         vec![alice_promotes_dave.hash()],
         Action::Leave,
     );
+    // bob links a device, and a replay of an older list comes concurrently.
+    let bob_links = op(
+        &bob,
+        id,
+        16,
+        vec![bob_joins.hash()],
+        Action::Card {
+            card: card_with_devices(&bob, 1, 30),
+        },
+    );
+    let bob_stale = op(
+        &bob,
+        id,
+        16,
+        vec![bob_joins.hash()],
+        Action::Card {
+            card: card_with_devices(&bob, 2, 20),
+        },
+    );
     let ops = vec![
         c,
         invite_bob,
         bob_joins,
+        bob_links,
+        bob_stale,
         alice_invites_carol,
         bob_invites_dave,
         carol_joins,
@@ -413,8 +437,8 @@ proptest! {
     /// into the same state: members converge whatever the network did.
     #[test]
     fn every_order_and_duplication_of_ops_folds_to_the_same_state(
-        order in Just((0..11).collect::<Vec<usize>>()).prop_shuffle(),
-        again in prop::collection::vec(0..11usize, 0..8),
+        order in Just((0..EVENTFUL_OPS).collect::<Vec<usize>>()).prop_shuffle(),
+        again in prop::collection::vec(0..EVENTFUL_OPS, 0..8),
     ) {
         let (id, ops) = eventful_history();
         let mut expected = OpSet::default();
@@ -427,6 +451,9 @@ proptest! {
         prop_assert!(expected.members.contains_key(&user(1).key.id()));
         prop_assert!(expected.members.contains_key(&user(2).key.id()));
         prop_assert!(!expected.members.contains_key(&user(5).key.id()));
+        // bob's newest list holds, not the older one that came concurrently.
+        let bob = &expected.members[&user(2).key.id()].card.device_list;
+        prop_assert_eq!(bob.issued_at_ms, 30);
         let mut set = OpSet::default();
         for i in order.iter().chain(&again) {
             set.insert(ops[*i].clone());
@@ -632,4 +659,115 @@ fn admin_ops_signed_before_the_author_was_promoted_take_no_effect() {
             .members
             .contains_key(&user(5).key.id())
     );
+}
+
+/// `u`'s card listing its first device and `extra` more, issued at `at`.
+fn card_with_devices(u: &User, extra: u8, at: u64) -> ContactCard {
+    let mut devices = u.card.device_list.devices.clone();
+    for i in 0..extra {
+        let b = 100 + i;
+        devices.push(DeviceKeys {
+            device_id: DeviceId([b; 32]),
+            olm_ed25519: [b; 32],
+            olm_curve25519: [b; 32],
+            mailbox_key: [b; 32],
+        });
+    }
+    let list = DeviceList::sign(&u.key, at, devices);
+    ContactCard::sign(&u.key, u.card.name.clone(), list, vec![], vec![])
+}
+
+#[test]
+fn a_members_card_op_puts_its_new_devices_and_only_moves_forward() {
+    let (alice, bob) = (user(1), user(2));
+    let (id, c) = create(&alice);
+    let invite = op(
+        &alice,
+        id,
+        2,
+        vec![c.hash()],
+        Action::Invite {
+            role: Role::Member,
+            card: bob.card.clone(),
+        },
+    );
+    let join = op(&bob, id, 3, vec![invite.hash()], Action::Join);
+    let linked = card_with_devices(&bob, 1, 10);
+    let linked_op = op(
+        &bob,
+        id,
+        4,
+        vec![join.hash()],
+        Action::Card {
+            card: linked.clone(),
+        },
+    );
+    assert_eq!(
+        GroupOp::from_bytes(&linked_op.to_bytes()).unwrap(),
+        linked_op
+    );
+    linked_op.verify().unwrap();
+    let state = GroupState::fold(id, [&c, &invite, &join, &linked_op]);
+    assert_eq!(
+        state.members[&bob.key.id()].card.device_list.devices.len(),
+        2
+    );
+
+    // The device is revoked (list 20); the earlier list (10) cannot bring
+    // it back, whatever order the ops come in.
+    let revoked = card_with_devices(&bob, 0, 20);
+    let revoke_op = op(
+        &bob,
+        id,
+        5,
+        vec![linked_op.hash()],
+        Action::Card { card: revoked },
+    );
+    let replayed = op(
+        &bob,
+        id,
+        6,
+        vec![revoke_op.hash()],
+        Action::Card { card: linked },
+    );
+    let state = GroupState::fold(id, [&replayed, &c, &revoke_op, &invite, &join, &linked_op]);
+    let held = &state.members[&bob.key.id()].card.device_list;
+    assert_eq!((held.issued_at_ms, held.devices.len()), (20, 1));
+    assert_eq!(
+        state.check(&bob.key.id(), &replayed.action),
+        Err(GroupError::StaleCard)
+    );
+}
+
+#[test]
+fn card_op_carrying_another_accounts_card_is_refused() {
+    // mallory, a member, tries to put her devices under bob's name (or
+    // bob's newer card under hers): the op names its author's account only.
+    let (alice, bob, mallory) = (user(1), user(2), user(3));
+    let (id, c) = create(&alice);
+    let forged = op(
+        &mallory,
+        id,
+        2,
+        vec![c.hash()],
+        Action::Card {
+            card: card_with_devices(&bob, 1, 10),
+        },
+    );
+    assert_eq!(forged.verify(), Err(GroupError::CardMismatch));
+    // And a stranger's own card op changes nothing.
+    let stranger = op(
+        &mallory,
+        id,
+        2,
+        vec![c.hash()],
+        Action::Card {
+            card: card_with_devices(&mallory, 1, 10),
+        },
+    );
+    stranger.verify().unwrap();
+    let state = GroupState::fold(id, [&c, &stranger]);
+    assert!(!state.members.contains_key(&mallory.key.id()));
+    assert_eq!(state.version, 1);
+    assert_eq!(state.idle.get(&mallory.key.id()), Some(&1));
 }

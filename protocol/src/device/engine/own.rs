@@ -56,9 +56,11 @@ where
         };
         let reach = (self.reach)(&card);
         let me = self.me.device_id();
-        self.contacts.set_own(record, card, reach, &me);
+        self.contacts.set_own(record, card.clone(), reach, &me);
         self.groups
             .set_own_devices(self.contacts.has_other_devices());
+        // Members who are not our contacts learn the list from the groups.
+        self.with_groups(ctx, |groups, ctx| groups.refresh_own_card(ctx, &card));
         if self.contacts.has_other_devices() {
             // Mail between our devices through their relays counts as a
             // contact's there.

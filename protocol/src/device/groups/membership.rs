@@ -13,8 +13,8 @@ use super::{
 use crate::device::{Ctx, GroupRecord};
 use crate::{
     AccountId, Action, Body, ContactCard, ControlKind, DeviceId, GroupControl, GroupError, GroupId,
-    GroupOp, MAX_GROUP_OPS, MAX_IDLE_OPS_PER_AUTHOR, MemberStatus, OpHash, OpSet, Payload, Role,
-    SessionId, Wire,
+    GroupOp, GroupState, MAX_GROUP_OPS, MAX_IDLE_OPS_PER_AUTHOR, MemberStatus, OpHash, OpSet,
+    Payload, Role, SessionId, Wire,
 };
 
 /// Where ops came from.
@@ -34,6 +34,40 @@ impl OpsFrom {
             Self::Us => None,
             Self::Olm(a) | Self::Channel(a) => Some(a),
         }
+    }
+}
+
+/// How the members' devices changed with their cards (`Card` ops).
+struct DeviceChanges {
+    /// Members with a device they did not have.
+    gained: BTreeSet<AccountId>,
+    /// Devices no longer on their member's card.
+    gone: HashSet<DeviceId>,
+}
+
+impl DeviceChanges {
+    fn between(before: &GroupState, after: &GroupState) -> Self {
+        let mut changes = Self {
+            gained: BTreeSet::new(),
+            gone: HashSet::new(),
+        };
+        for (account, m) in &after.members {
+            let Some(b) = before.members.get(account) else {
+                continue;
+            };
+            if b.card.signature == m.card.signature {
+                continue;
+            }
+            let ids = |c: &ContactCard| -> HashSet<DeviceId> {
+                c.device_list.devices.iter().map(|d| d.device_id).collect()
+            };
+            let (old, new) = (ids(&b.card), ids(&m.card));
+            changes.gone.extend(old.difference(&new).copied());
+            if !new.is_subset(&old) {
+                changes.gained.insert(*account);
+            }
+        }
+        changes
     }
 }
 
@@ -143,6 +177,42 @@ where
         self.drop_inbound(|i| i.group == id);
         self.effects.push_back(GroupEffect::PeersChanged);
         Ok(id)
+    }
+
+    /// Our account's device list changed (a device linked or revoked): in
+    /// every group we are in whose card of us is older, a `Card` op puts
+    /// the new one, so that every member, contact or not, reaches our new
+    /// devices and takes their messages, and stops at a revoked one. Only
+    /// a device holding the account key signs it (the one that changed
+    /// the list); the rest do nothing. Run again at start, it makes what a
+    /// crash left unmade.
+    pub fn refresh_own_card(&mut self, ctx: &mut Ctx<'_>, card: &ContactCard) {
+        if self.me.key.is_none() {
+            return;
+        }
+        let me = self.account();
+        let stale: Vec<(GroupId, String)> = self
+            .groups
+            .values()
+            .filter(|g| !g.record.left)
+            .filter(|g| {
+                g.state.members.get(&me).is_some_and(|m| {
+                    m.card.device_list.issued_at_ms < card.device_list.issued_at_ms
+                })
+            })
+            .map(|g| (g.id, g.state.name.clone()))
+            .collect();
+        for (id, name) in stale {
+            let action = Action::Card { card: card.clone() };
+            if self
+                .change(ctx, id, &name, "updating your devices", action)
+                .is_err()
+            {
+                let what = "could not put the account's new device list in the group";
+                self.effects
+                    .push_back(GroupEffect::Note(id, Severity::Warn, what));
+            }
+        }
     }
 
     /// Signs our op, applies it and sends it on.
@@ -319,11 +389,18 @@ where
         }
         let joined_before: BTreeSet<AccountId> = before.joined().map(|(a, _)| *a).collect();
         let joined_after: BTreeSet<AccountId> = after.joined().map(|(a, _)| *a).collect();
-        if !joined_before.is_subset(&joined_after) {
-            // Someone is out: a new session before our next message.
-            // (Newcomers get the current one then, see `ensure_outbound`.)
+        let devices = DeviceChanges::between(&before, &after);
+        if !joined_before.is_subset(&joined_after) || !devices.gone.is_empty() {
+            // Someone (or some device) is out: a new session before our
+            // next message. (Newcomers get the current one then, see
+            // `ensure_outbound`.)
             g.outbound = None;
         }
+        // A member with new devices gets our current session again (its
+        // new devices with it), at our next message.
+        g.record
+            .outbound_members
+            .retain(|a| !devices.gained.contains(a));
         let write = g.write_record(&self.me.pickle_key);
         self.effects.push_back(GroupEffect::Write(write));
         // New members' devices must be known before anything goes to them.
@@ -380,8 +457,10 @@ where
         }
         // Members who left or were removed: their sessions no longer count.
         let gone: Vec<AccountId> = joined_before.difference(&joined_after).copied().collect();
-        if !gone.is_empty() {
-            self.drop_inbound(|i| i.group == id && gone.contains(&i.account));
+        if !gone.is_empty() || !devices.gone.is_empty() {
+            self.drop_inbound(|i| {
+                i.group == id && (gone.contains(&i.account) || devices.gone.contains(&i.device))
+            });
         }
         let newcomers: Vec<AccountId> = after
             .members

@@ -181,9 +181,10 @@ where
             }
             self.note(id, Severity::Info, "new Megolm session for the group");
         }
-        // Our own other devices read it too (a fresh session: they had the
-        // earlier ones from the link or from this).
-        let own = (fresh && self.own_devices).then_some(me);
+        // Our own other devices read it too: a fresh session (they had the
+        // earlier ones from the link or from this), or our account's card
+        // in the group gained a device (see `DeviceChanges`).
+        let own = (self.own_devices && to.contains(&me)).then_some(me);
         for account in to.into_iter().filter(|a| *a != me).chain(own) {
             let kind = ControlKind::RoomKey {
                 key: key.clone(),

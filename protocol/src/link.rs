@@ -240,6 +240,32 @@ pub struct LinkContact {
     pub blocked: bool,
     /// The verified keys' fingerprint, if the user verified the contact.
     pub verified: Option<[u8; 32]>,
+    /// Presence with this contact, as the old device holds it.
+    pub presence: LinkPresence,
+}
+
+/// Presence with one contact, handed over with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkPresence {
+    /// We share our presence with them (the user's per-contact switch).
+    pub share: bool,
+    /// The epoch of the account's key they were last sent (0: none).
+    pub shared_epoch: u32,
+    /// Their presence key, if they shared it: (epoch, key).
+    pub their_key: Option<(u32, [u8; 32])>,
+    /// When we last knew them online (ms since the Unix epoch; 0: never).
+    pub last_seen_ms: u64,
+}
+
+impl Default for LinkPresence {
+    fn default() -> Self {
+        Self {
+            share: true,
+            shared_epoch: 0,
+            their_key: None,
+            last_seen_ms: 0,
+        }
+    }
 }
 
 impl LinkContact {
@@ -255,6 +281,18 @@ impl LinkContact {
             }
             None => w.u8(0),
         }
+        let p = &self.presence;
+        w.u8(u8::from(p.share));
+        w.u32(p.shared_epoch);
+        match &p.their_key {
+            Some((epoch, key)) => {
+                w.u8(1);
+                w.u32(*epoch);
+                w.raw(key);
+            }
+            None => w.u8(0),
+        }
+        w.u64(p.last_seen_ms);
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -272,6 +310,24 @@ impl LinkContact {
                 });
             }
         };
+        let share = r.u8()? != 0;
+        let shared_epoch = r.u32()?;
+        let their_key = match r.u8()? {
+            0 => None,
+            1 => Some((r.u32()?, r.array()?)),
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "their presence key",
+                    tag,
+                });
+            }
+        };
+        let presence = LinkPresence {
+            share,
+            shared_epoch,
+            their_key,
+            last_seen_ms: r.u64()?,
+        };
         Ok(Self {
             name,
             card,
@@ -279,11 +335,12 @@ impl LinkContact {
             blocked: flags & 2 != 0,
             added_at_ms,
             verified,
+            presence,
         })
     }
 
     fn size(&self) -> usize {
-        self.name.len() + self.card.len() + 64
+        self.name.len() + self.card.len() + 120
     }
 }
 

@@ -77,6 +77,12 @@ pub enum SyncItem {
         account: AccountId,
         delete_history: bool,
     },
+    /// The sending device switched presence sharing on or off, for one
+    /// contact (`with`) or for everyone (`None`).
+    Presence {
+        with: Option<AccountId>,
+        share: bool,
+    },
 }
 
 impl SyncItem {
@@ -113,6 +119,17 @@ impl SyncItem {
                 w.raw(&account.0);
                 w.u8(u8::from(*delete_history));
             }
+            Self::Presence { with, share } => {
+                w.u8(4);
+                match with {
+                    Some(account) => {
+                        w.u8(1);
+                        w.raw(&account.0);
+                    }
+                    None => w.u8(0),
+                }
+                w.u8(u8::from(*share));
+            }
         }
     }
 
@@ -143,6 +160,22 @@ impl SyncItem {
                 account: AccountId(r.array()?),
                 delete_history: r.u8()? != 0,
             }),
+            4 => {
+                let with = match r.u8()? {
+                    0 => None,
+                    1 => Some(AccountId(r.array()?)),
+                    tag => {
+                        return Err(DecodeError::UnknownTag {
+                            what: "presence sync target",
+                            tag,
+                        });
+                    }
+                };
+                Ok(Self::Presence {
+                    with,
+                    share: r.u8()? != 0,
+                })
+            }
             tag => Err(DecodeError::UnknownTag {
                 what: "sync item",
                 tag,
@@ -301,6 +334,12 @@ mod tests {
                 Body::Sync(SyncItem::ContactRemoved {
                     account: AccountId(a),
                     delete_history,
+                })
+            }),
+            (proptest::option::of(any::<[u8; 32]>()), any::<bool>()).prop_map(|(with, share)| {
+                Body::Sync(SyncItem::Presence {
+                    with: with.map(AccountId),
+                    share,
                 })
             }),
             (any::<[u8; 32]>(), any::<u128>(), ".{0,100}").prop_map(|(with, id, text)| {

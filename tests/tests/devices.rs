@@ -673,3 +673,35 @@ fn after_a_removal_both_devices_rotate_to_the_same_presence_key() {
         },
     );
 }
+
+#[test]
+fn presence_sharing_settings_reach_every_device() {
+    let (alice, _bob) = pair();
+    let mut carol = User::new("carol");
+    carol.start();
+    introduce(&alice, &carol);
+    let you_share = |user: &User, contact: &str| {
+        user.json(&["presence", contact, "--json"])["you_share"].as_bool()
+    };
+    // Set before the link: handed over with the contact.
+    let r = alice.run(&["contact", "set", "carol", "--share-presence", "off"]);
+    assert!(r.ok(), "{r:?}");
+    let laptop = linked_laptop(&alice);
+    assert_eq!(you_share(&laptop, "carol"), Some(false));
+    assert_eq!(you_share(&laptop, "bob"), Some(true));
+    // Changed after it, on either device: synced to the other.
+    let r = alice.run(&["contact", "set", "bob", "--share-presence", "off"]);
+    assert!(r.ok(), "{r:?}");
+    wait_for(
+        "the laptop to stop sharing with bob",
+        Duration::from_secs(30),
+        || (you_share(&laptop, "bob") == Some(false)).then_some(()),
+    );
+    let r = laptop.run(&["contact", "set", "carol", "--share-presence", "on"]);
+    assert!(r.ok(), "{r:?}");
+    wait_for(
+        "alice's desktop to share with carol again",
+        Duration::from_secs(30),
+        || (you_share(&alice, "carol") == Some(true)).then_some(()),
+    );
+}

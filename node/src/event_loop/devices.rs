@@ -270,6 +270,10 @@ impl EventLoop {
                     self.contact_action(&name, ContactAction::Remove { delete_history }, reply);
                 }
             }
+            SyncItem::Presence { with, share } => {
+                let (reply, _) = tokio::sync::oneshot::channel();
+                self.share_presence(with, share, reply);
+            }
             SyncItem::Sent { .. } | SyncItem::Read { .. } => {}
         }
         self.applying_own_change = false;

@@ -88,6 +88,11 @@ impl PresenceHost {
         self.book.set_seed(seed);
     }
 
+    /// What presence holds about a contact (handed to a device we link).
+    pub(crate) fn record(&self, account: &AccountId) -> Option<&PresenceRecord> {
+        self.book.record(account)
+    }
+
     pub(crate) fn sharing(&self) -> bool {
         self.book.sharing()
     }
@@ -642,6 +647,23 @@ impl EventLoop {
             },
             None => None,
         };
+        self.share_presence(account, on, reply);
+    }
+
+    /// Switches sharing for the contact `account` or for everyone, and
+    /// tells our other devices (unless they told us): each rotates to the
+    /// same key (derived from the account's presence seed), so a contact
+    /// cut off on one device is cut off on all.
+    pub(super) fn share_presence(
+        &mut self,
+        account: Option<AccountId>,
+        on: bool,
+        reply: Reply<Option<PresenceView>>,
+    ) {
+        if account.is_some_and(|a| !self.engine.contacts.is_contact(&a)) {
+            let _ = reply.send(Ok(None));
+            return;
+        }
         let all = self.engine.contacts.accounts();
         self.presence_change(&all, |book, now, world| {
             book.set_sharing(
@@ -654,6 +676,14 @@ impl EventLoop {
                 world.connected,
             );
         });
+        if !self.applying_own_change {
+            let item = hush_protocol::SyncItem::Presence {
+                with: account,
+                share: on,
+            };
+            self.engine.tell_own_devices(ctx!(self), item);
+            self.drive();
+        }
         let view = account.and_then(|a| self.presence_view(&a));
         self.batch.after.push(After::ReplyPresence(reply, view));
     }

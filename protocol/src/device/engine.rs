@@ -180,8 +180,8 @@ pub enum DeviceEffect<P, A, M> {
     /// list. The engine already knows the account's devices from it.
     OwnCard(Box<ContactCard>),
     /// Another device of our account changed a contact (added, updated,
-    /// settings, removed): the host applies it as if the user had (without
-    /// telling the other devices again).
+    /// settings, removed) or presence sharing: the host applies it as if
+    /// the user had (without telling the other devices again).
     OwnContact(crate::SyncItem),
     /// Our account's own device answered that this device is no longer on
     /// the account's list: the host stores it and says so; the engine

@@ -275,6 +275,11 @@ impl<A: Clone> PresenceBook<A> {
         self.own.share
     }
 
+    /// What we hold about a contact's presence (for a device we link).
+    pub fn record(&self, account: &AccountId) -> Option<&PresenceRecord> {
+        self.contacts.get(account)
+    }
+
     pub fn shares_with(&self, account: &AccountId) -> bool {
         self.own.share
             && !self.blocked.contains(account)

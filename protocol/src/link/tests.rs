@@ -145,6 +145,24 @@ fn a_link_with_the_right_code_hands_over_in_order() {
         }
         let reply = if matches!(step, LinkStep::Done { .. }) {
             LinkReply::Finished
+        } else if matches!(step, LinkStep::Contacts { .. }) {
+            LinkReply::Contacts {
+                items: vec![LinkContact {
+                    name: "bob".into(),
+                    card: "hush-card1…".into(),
+                    send_receipts: true,
+                    added_at_ms: NOW,
+                    blocked: false,
+                    verified: Some([3; 32]),
+                    presence: LinkPresence {
+                        share: false,
+                        shared_epoch: 4,
+                        their_key: Some((2, [5; 32])),
+                        last_seen_ms: NOW - 1,
+                    },
+                }],
+                more: true,
+            }
         } else {
             LinkReply::Messages {
                 items: vec![LinkMessage {

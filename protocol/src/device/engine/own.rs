@@ -177,7 +177,11 @@ where
                         )));
                 }
             }
-            Body::Sync(item @ (SyncItem::Contact { .. } | SyncItem::ContactRemoved { .. })) => {
+            Body::Sync(
+                item @ (SyncItem::Contact { .. }
+                | SyncItem::ContactRemoved { .. }
+                | SyncItem::Presence { .. }),
+            ) => {
                 self.effects.push_back(DeviceEffect::OwnContact(item));
             }
             Body::Card(card) => self.take_own_card(ctx, *card),

@@ -64,6 +64,9 @@ use crate::view::{Event, NodeStatus};
 const RETRY_TICK: Duration = Duration::from_millis(100);
 /// On graceful stop, contacts get our offline record within this long.
 const GOODBYE_WAIT: Duration = Duration::from_secs(1);
+/// At start, how long sends to an account of several devices wait for our
+/// relays to be read (they may hold its newer list) before going anyway.
+const LIST_CHECK_GRACE: Duration = Duration::from_secs(15);
 /// Addresses remembered per contact device (from its card and Identify).
 const MAX_ADDRESSES_PER_DEVICE: usize = 8;
 
@@ -296,6 +299,13 @@ impl EventLoop {
         self.own_card_to_engine();
         if let Err(e) = self.restore_revoked() {
             tracing::warn!(error = %e, "could not read the revoked devices");
+        }
+        if !self.home.is_empty() {
+            // A device revoked while we were away: its account's new list
+            // waits at our relays. Nothing goes to an account of several
+            // devices before we read them (or they stay silent too long).
+            self.engine
+                .hold_until_drained(ctx!(self), millis(LIST_CHECK_GRACE));
         }
         // Say hello to every contact device (and our own other devices),
         // so both sides flush their outboxes.

@@ -446,7 +446,14 @@ impl EventLoop {
             got_any,
             more,
         };
-        if let Some(step) = relay.mailbox.page_handled(now, handled) {
+        let step = relay.mailbox.page_handled(now, handled);
+        if relay.mailbox.is_drained() {
+            // Cards pushed to us while we were away are taken: sends held
+            // at start for them go now.
+            self.engine.mailbox_drained(ctx!(self));
+            self.drive();
+        }
+        if let Some(step) = step {
             self.drain_step(i, step);
         }
         self.restock_keys(i);

@@ -27,6 +27,7 @@
 //! by [`DeviceEngine::handle_mail`].
 
 mod contacts;
+mod gate;
 mod mail;
 mod own;
 mod receive;
@@ -232,6 +233,7 @@ pub struct DeviceEngine<P, A, Q, M> {
     granted: HashSet<AccountId>,
     /// This device was taken off its account's list: it sends nothing.
     revoked: bool,
+    gate: gate::ListGate,
     effects: VecDeque<DeviceEffect<P, A, M>>,
 }
 
@@ -270,6 +272,7 @@ where
             rights: HashMap::new(),
             granted: HashSet::new(),
             revoked: false,
+            gate: gate::ListGate::default(),
             effects: VecDeque::new(),
         };
         engine.sync_peers(0);
@@ -558,6 +561,10 @@ where
     pub fn pump(&mut self, ctx: &mut Ctx<'_>, device: &DeviceId) {
         if self.contacts.is_blocked_device(device) {
             // Held, in order, until the user unblocks the contact.
+            return;
+        }
+        if self.held_by_gate(ctx, device) {
+            // Held until we know the account's current list (at start).
             return;
         }
         if self.via_relays(ctx, device) {

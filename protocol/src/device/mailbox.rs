@@ -381,6 +381,11 @@ impl HomeMailbox {
         }
     }
 
+    /// Whether the last fetch found the mailbox empty (read to the end).
+    pub fn is_drained(&self) -> bool {
+        self.drained
+    }
+
     /// An `Info` or `Fetch` failed (or could not be signed): back off.
     pub fn failed(&mut self, now: Now, error: String) {
         self.request = Request::None;

@@ -756,6 +756,12 @@ impl<A: Clone> PresenceBook<A> {
         for account in world.all {
             self.share_key_with(account);
         }
+        if !lost.is_empty() && self.own.share {
+            // Connected contacts may hold the new key already (another
+            // device of ours rotated to it first): a record under it now,
+            // not at the next heartbeat.
+            self.publish(now, world.addresses, world.connected);
+        }
     }
 
     /// Someone lost access: retire the key. The old locator gets a "never

@@ -289,3 +289,46 @@ fn reconnects_push_our_record_at_most_once_a_second() {
         .connected(now.plus_ms(PUSH_INTERVAL_MS), &bob, bob_device, &[]);
     assert_eq!(pushes(&mut p[0].book), 1);
 }
+
+#[test]
+fn after_a_rotation_connected_contacts_get_a_record_under_the_new_key_at_once() {
+    // Another device of alice's account may have handed carol the new key
+    // already: she must not wait a heartbeat for a record she can read.
+    let (mut p, now) = world(&["alice", "bob", "carol"]);
+    let (bob, carol) = (p[1].account, p[2].account);
+    let carol_device = p[2].keys.device_id;
+    p[0].book.set_sharing(
+        now,
+        Some(bob),
+        false,
+        &[bob, carol],
+        |_| vec![],
+        &["/ip4/10.0.0.1/tcp/1".into()],
+        &[(carol, carol_device)],
+    );
+    let effects = drain(&mut p[0].book);
+    let key = effects
+        .iter()
+        .find_map(|e| match e {
+            PresenceEffect::ShareKey { account, key } if *account == carol => Some(key.clone()),
+            _ => None,
+        })
+        .expect("the new key for carol");
+    let pushed = effects
+        .iter()
+        .find_map(|e| match e {
+            PresenceEffect::Push {
+                device,
+                record: Some(r),
+            } if *device == carol_device => Some(r.clone()),
+            _ => None,
+        })
+        .expect("a record pushed to carol's device");
+    let (alice, alice_keys) = (p[0].account, p[0].keys);
+    let Peer { book, contacts, .. } = &mut p[2];
+    book.handle_key(now, contacts, &alice, &key, &[], &[]);
+    assert!(matches!(
+        accept(&mut p[2], alice, alice_keys, &pushed, now.plus_ms(1)),
+        Accepted::Applied(_)
+    ));
+}

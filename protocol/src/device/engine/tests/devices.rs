@@ -300,3 +300,55 @@ fn a_contact_answering_revoked_cannot_make_us_stop() {
     let again = net.call(0, |e, ctx, _| e.send_text(ctx, "bob", "still here".into()));
     assert!(again.is_ok());
 }
+
+/// Attack (issue 15, "a contact offline during a revocation"): alice
+/// revokes her stolen laptop while bob is offline. bob comes back and
+/// writes at once: the laptop, still running, must not get it. bob's
+/// sends to alice wait until his relay's mailbox (which holds alice's
+/// new card) was read.
+#[test]
+fn a_contact_offline_during_a_revocation_sends_nothing_to_the_revoked_device() {
+    let mut net = Net::with_relay(&["alice", "bob"], &["bob"]);
+    let (laptop, card) = link_second_device(&mut net, 0, "alice");
+    for at in [0, laptop] {
+        net.call(at, |e, ctx, _| e.set_own_card(ctx, card.clone()));
+    }
+    net.call(0, |e, ctx, _| e.push_card(ctx, &card));
+    net.drive();
+    assert_eq!(card_of(&net, 1, "alice"), card);
+    net.advance(POLL_MS);
+    net.upload_keys(1);
+
+    net.devs[1].online = false;
+    revoke(&mut net, &card, laptop);
+    // The new card waits at bob's relay.
+    net.advance_10(FIRST_RETRY_MS);
+    assert_eq!(card_of(&net, 1, "alice"), card, "bob has not read it yet");
+
+    // bob's node starts again: its sends wait for the first drain (or 15 s).
+    net.devs[1].online = true;
+    net.call(1, |e, ctx, _| e.hold_until_drained(ctx, 15_000));
+    net.send(1, "alice", "the safe code is 4711");
+    assert!(
+        net.devs[laptop].disk.incoming().is_empty(),
+        "the revoked laptop read {:?}",
+        net.devs[laptop].disk.incoming()
+    );
+    net.advance_10(POLL_MS);
+    assert_ne!(card_of(&net, 1, "alice"), card, "bob took the new list");
+    assert_eq!(net.devs[0].disk.incoming(), ["the safe code is 4711"]);
+    assert!(net.devs[laptop].disk.incoming().is_empty());
+}
+
+#[test]
+fn sends_held_at_start_go_when_no_relay_answers_in_time() {
+    let (mut net, laptop, _) = alice_with_two_devices(&["alice", "bob"]);
+    net.call(1, |e, ctx, _| e.hold_until_drained(ctx, 15_000));
+    net.send(1, "alice", "held");
+    assert!(net.devs[0].disk.incoming().is_empty(), "it waits");
+    // bob has no relay that could drain: after the grace it goes anyway.
+    net.advance(15_000);
+    for at in [0, laptop] {
+        assert_eq!(net.devs[at].disk.incoming(), ["held"], "device {at}");
+    }
+}

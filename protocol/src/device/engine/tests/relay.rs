@@ -195,6 +195,9 @@ impl Net {
             .drain
             .as_mut()
             .and_then(|d| d.page_handled(now, handled));
+        if self.devs[i].drain.as_ref().is_some_and(|d| d.is_drained()) {
+            self.call(i, |e, ctx, _| e.mailbox_drained(ctx));
+        }
         if let Some(step) = step {
             self.drain_step(i, step);
         }

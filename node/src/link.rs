@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use hush_protocol::link::{
-    LinkCode, LinkError, LinkGroupKind, LinkInitiator, LinkReply, LinkRequest, LinkStep,
+    LinkCode, LinkError, LinkGroupKind, LinkInitiator, LinkMessage, LinkReply, LinkRequest,
+    LinkStep,
 };
 use hush_protocol::{
-    AccountId, AccountKey, ContactCard, ConversationId, DeviceId, DeviceList, GroupOp,
+    AccountId, AccountKey, ContactCard, ConversationId, DeviceId, DeviceList, GroupId, GroupOp,
     MegolmInbound, MessageId, OlmDevice, Wire,
 };
 use libp2p::request_response::{self, OutboundRequestId};
@@ -275,6 +276,7 @@ async fn run(
     let contacts = fetch_contacts(&mut link, &mut initiator, &store, &offer.account).await?;
     let messages = fetch_messages(&mut link, &mut initiator, &store, &offer.account).await?;
     fetch_groups(&mut link, &mut initiator, &store, &pickle_key).await?;
+    let messages = messages + fetch_group_messages(&mut link, &mut initiator, &store).await?;
     let pickle = olm.take_changes(&pickle_key).account.unwrap_or_default();
     store.create_identity(&record, &pickle)?;
     store.checkpoint()?;
@@ -433,13 +435,55 @@ async fn fetch_messages(
     store: &Store,
     me: &AccountId,
 ) -> Result<usize, NodeError> {
-    let mut count = 0;
-    let step = |after| LinkStep::Messages { after };
+    let step = |after: Option<([u8; 32], u128)>| LinkStep::Messages {
+        after: after.map(|(a, id)| (AccountId(a), id)),
+    };
     let page = |reply| match reply {
         LinkReply::Messages { items, more } => Some((items, more)),
         _ => None,
     };
-    fetch(link, initiator, store, "messages", step, page, |m, ops| {
+    let conversation = |a: &[u8; 32]| ConversationId::direct(me, &AccountId(*a));
+    fetch_history(link, initiator, store, "messages", step, page, conversation).await
+}
+
+/// The groups' history (after the groups themselves).
+async fn fetch_group_messages(
+    link: &mut Link,
+    initiator: &mut LinkInitiator,
+    store: &Store,
+) -> Result<usize, NodeError> {
+    let step = |after: Option<([u8; 32], u128)>| LinkStep::GroupMessages {
+        after: after.map(|(g, id)| (GroupId(g), id)),
+    };
+    let page = |reply| match reply {
+        LinkReply::GroupMessages { items, more } => Some((items, more)),
+        _ => None,
+    };
+    let conversation = |g: &[u8; 32]| ConversationId::group(&GroupId(*g));
+    fetch_history(
+        link,
+        initiator,
+        store,
+        "group messages",
+        step,
+        page,
+        conversation,
+    )
+    .await
+}
+
+/// Pages of messages, each stored under `conversation` of its key.
+async fn fetch_history(
+    link: &mut Link,
+    initiator: &mut LinkInitiator,
+    store: &Store,
+    what: &'static str,
+    step: impl Fn(Option<([u8; 32], u128)>) -> LinkStep,
+    page: impl Fn(LinkReply) -> Option<(Vec<LinkMessage>, bool)>,
+    conversation: impl Fn(&[u8; 32]) -> ConversationId,
+) -> Result<usize, NodeError> {
+    let mut count = 0;
+    fetch(link, initiator, store, what, step, page, |m, ops| {
         let at = (m.conversation, m.id);
         let status = match m.status {
             0 => Status::Pending,
@@ -448,7 +492,7 @@ async fn fetch_messages(
             _ => Status::Read,
         };
         ops.push(Op::PutMessage(
-            ConversationId::direct(me, &m.conversation),
+            conversation(&m.conversation),
             MessageRecord {
                 id: MessageId(m.id),
                 from: m.from,

@@ -347,8 +347,9 @@ impl LinkContact {
 /// A message of a 1:1 conversation as handed over.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkMessage {
-    /// The contact's account (the conversation).
-    pub conversation: AccountId,
+    /// The conversation: the contact's account id (in `Messages`), or the
+    /// group id (in `GroupMessages`).
+    pub conversation: [u8; 32],
     pub id: u128,
     /// The author's account.
     pub from: AccountId,
@@ -362,7 +363,7 @@ pub struct LinkMessage {
 
 impl LinkMessage {
     fn encode(&self, w: &mut Writer) {
-        w.raw(&self.conversation.0);
+        w.raw(&self.conversation);
         w.u128(self.id);
         w.raw(&self.from.0);
         w.u8(u8::from(self.outgoing));
@@ -374,7 +375,7 @@ impl LinkMessage {
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(Self {
-            conversation: AccountId(r.array()?),
+            conversation: r.array()?,
             id: r.u128()?,
             from: AccountId(r.array()?),
             outgoing: r.u8()? != 0,
@@ -410,6 +411,8 @@ pub enum LinkStep {
     /// The next items of the account's groups, after this (group, item
     /// index) (`None`: from the first group).
     Groups { after: Option<(GroupId, u32)> },
+    /// The next page of group messages, after this (group, id).
+    GroupMessages { after: Option<(GroupId, u128)> },
 }
 
 impl Wire for LinkStep {
@@ -454,6 +457,17 @@ impl Wire for LinkStep {
                     None => w.u8(0),
                 }
             }
+            Self::GroupMessages { after } => {
+                w.u8(4);
+                match after {
+                    Some((g, id)) => {
+                        w.u8(1);
+                        w.raw(&g.0);
+                        w.u128(*id);
+                    }
+                    None => w.u8(0),
+                }
+            }
         }
     }
 
@@ -488,6 +502,13 @@ impl Wire for LinkStep {
             3 => Ok(Self::Groups {
                 after: if present(r)? {
                     Some((GroupId(r.array()?), r.u32()?))
+                } else {
+                    None
+                },
+            }),
+            4 => Ok(Self::GroupMessages {
+                after: if present(r)? {
+                    Some((GroupId(r.array()?), r.u128()?))
                 } else {
                     None
                 },
@@ -561,6 +582,11 @@ pub enum LinkReply {
     /// Items of the account's groups, in (group, index) order.
     Groups {
         items: Vec<LinkGroupItem>,
+        more: bool,
+    },
+    /// Group messages (`conversation` is the group id).
+    GroupMessages {
+        items: Vec<LinkMessage>,
         more: bool,
     },
 }
@@ -738,6 +764,11 @@ impl Wire for LinkReply {
                 w.list(items, |w, i| i.encode(w));
                 w.u8(u8::from(*more));
             }
+            Self::GroupMessages { items, more } => {
+                w.u8(5);
+                w.list(items, |w, m| m.encode(w));
+                w.u8(u8::from(*more));
+            }
         }
     }
 
@@ -787,6 +818,10 @@ impl Wire for LinkReply {
             3 => Ok(Self::Finished),
             4 => Ok(Self::Groups {
                 items: r.list("group items", MAX_PAGE_ITEMS, LinkGroupItem::decode)?,
+                more: r.u8()? != 0,
+            }),
+            5 => Ok(Self::GroupMessages {
+                items: r.list("group messages", MAX_PAGE_ITEMS, LinkMessage::decode)?,
                 more: r.u8()? != 0,
             }),
             tag => Err(DecodeError::UnknownTag {

@@ -553,6 +553,16 @@ fn a_linked_device_reads_and_writes_in_the_groups_of_the_account() {
                 .then_some(())
         },
     );
+    // The history from before the link came with it.
+    let history: Vec<String> = laptop
+        .group_history(&group)
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    for from in ["alice", "bob", "carol"] {
+        let text = format!("before the link, {from}");
+        assert!(history.contains(&text), "{text:?} not in {history:?}");
+    }
     // Everyone, alice's contact or not, learns the laptop from the group
     // itself, and takes its messages.
     wait_for(

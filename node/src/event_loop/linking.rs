@@ -181,6 +181,7 @@ impl EventLoop {
                     LinkStep::Contacts { after } => self.contacts_page(after),
                     LinkStep::Messages { after } => self.messages_page(after)?,
                     LinkStep::Groups { after } => self.groups_page(after)?,
+                    LinkStep::GroupMessages { after } => self.group_messages_page(after)?,
                     LinkStep::Done { contacts, messages } => {
                         self.take_linked(contacts, messages)?;
                         LinkReply::Finished
@@ -327,30 +328,68 @@ impl EventLoop {
     /// asked for (a message id starts with its sending time, so that is
     /// where the range starts).
     fn messages_page(&self, after: Option<(AccountId, u128)>) -> Result<LinkReply, NodeError> {
+        let mut accounts: Vec<[u8; 32]> = self
+            .engine
+            .contacts
+            .accounts()
+            .iter()
+            .map(|a| a.0)
+            .collect();
+        accounts.sort();
+        let me = self.me.account;
+        let (items, more) = self.history_page(&accounts, after.map(|(a, id)| (a.0, id)), |a| {
+            ConversationId::direct(&me, &AccountId(*a))
+        })?;
+        Ok(LinkReply::Messages { items, more })
+    }
+
+    /// The next page of group messages (every group handed over), like
+    /// [`EventLoop::messages_page`].
+    fn group_messages_page(&self, after: Option<(GroupId, u128)>) -> Result<LinkReply, NodeError> {
+        let mut groups: Vec<[u8; 32]> = self
+            .store
+            .groups()?
+            .into_iter()
+            .map(|(id, _, _)| id.0)
+            .collect();
+        groups.sort();
+        let (items, more) = self.history_page(&groups, after.map(|(g, id)| (g.0, id)), |g| {
+            ConversationId::group(&GroupId(*g))
+        })?;
+        Ok(LinkReply::GroupMessages { items, more })
+    }
+
+    /// A page of history over `conversations` (sorted keys, each naming a
+    /// conversation through `conversation`): by key, then by id, from the
+    /// first message sent at or after the time the new device asked for,
+    /// after `after`.
+    fn history_page(
+        &self,
+        conversations: &[[u8; 32]],
+        after: Option<([u8; 32], u128)>,
+        conversation: impl Fn(&[u8; 32]) -> ConversationId,
+    ) -> Result<(Vec<LinkMessage>, bool), NodeError> {
         let since = self.link_since();
         let mut items: Vec<LinkMessage> = Vec::new();
         if since == u64::MAX {
-            return Ok(LinkReply::Messages { items, more: false });
+            return Ok((items, false));
         }
         let floor = MessageId::from_parts(since, 0, 0).0;
-        let mut accounts: Vec<AccountId> = self.engine.contacts.accounts();
-        accounts.sort();
         let mut more = false;
-        for account in accounts {
+        for key in conversations {
             let from = match after {
-                Some((a, _)) if account < a => continue,
-                Some((a, id)) if account == a => match id.checked_add(1) {
+                Some((a, _)) if *key < a => continue,
+                Some((a, id)) if *key == a => match id.checked_add(1) {
                     Some(next) => next.max(floor),
                     None => continue,
                 },
                 _ => floor,
             };
-            let conversation = ConversationId::direct(&self.me.account, &account);
             let room = MESSAGES_PER_READ - items.len();
-            let rows = self.store.messages_from(&conversation, from, room)?;
+            let rows = self.store.messages_from(&conversation(key), from, room)?;
             let full = rows.len() >= room;
             items.extend(rows.into_iter().map(|m| LinkMessage {
-                conversation: account,
+                conversation: *key,
                 id: m.id.0,
                 from: m.from,
                 outgoing: m.outgoing,
@@ -369,7 +408,7 @@ impl EventLoop {
             more = true;
             items.truncate(n);
         }
-        Ok(LinkReply::Messages { items, more })
+        Ok((items, more))
     }
 
     /// The next page of the account's groups: each group's record, ops,

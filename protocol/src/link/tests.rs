@@ -129,6 +129,9 @@ fn a_link_with_the_right_code_hands_over_in_order() {
         LinkStep::Messages {
             after: Some((p.account.id(), 42)),
         },
+        LinkStep::GroupMessages {
+            after: Some((GroupId([2; 32]), 7)),
+        },
         LinkStep::Done {
             contacts: 1,
             messages: 2,
@@ -163,10 +166,24 @@ fn a_link_with_the_right_code_hands_over_in_order() {
                 }],
                 more: true,
             }
+        } else if matches!(step, LinkStep::GroupMessages { .. }) {
+            LinkReply::GroupMessages {
+                items: vec![LinkMessage {
+                    conversation: [2; 32],
+                    id: 8,
+                    from: p.account.id(),
+                    outgoing: false,
+                    text: "in the group".into(),
+                    status: 3,
+                    sent_at_ms: NOW,
+                    stored_at_ms: NOW,
+                }],
+                more: false,
+            }
         } else {
             LinkReply::Messages {
                 items: vec![LinkMessage {
-                    conversation: p.account.id(),
+                    conversation: p.account.id().0,
                     id: 5,
                     from: p.account.id(),
                     outgoing: true,
@@ -318,7 +335,7 @@ fn a_tampered_link_frame_is_refused() {
 #[test]
 fn pages_stay_under_one_noise_message() {
     let m = LinkMessage {
-        conversation: AccountId([1; 32]),
+        conversation: [1; 32],
         id: 1,
         from: AccountId([1; 32]),
         outgoing: false,

@@ -28,6 +28,7 @@ use zeroize::Zeroizing;
 use crate::codec::{DecodeError, Reader, Wire, Writer};
 use crate::envelope::{KeyBundle, MAX_ENVELOPE_LEN};
 use crate::ids::DeviceId;
+use crate::keys::{DeviceList, Proof, SignatureError};
 
 type Kem = hpke::kem::X25519HkdfSha256;
 type Kdf = hpke::kdf::HkdfSha256;
@@ -357,6 +358,53 @@ pub enum MailboxRequest {
         auth: Box<Auth>,
         request: OwnerRequest,
     },
+    /// An account revoked devices: `old` lists them (each with its own
+    /// proof), `new` (newer, same account) does not. The relay drops their
+    /// mailboxes and hosted keys, and refuses them from then on (see
+    /// [`revoked_devices`]).
+    DropRevoked {
+        old: Box<DeviceList>,
+        new: Box<DeviceList>,
+    },
+}
+
+/// Why a [`MailboxRequest::DropRevoked`] names nothing to drop.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DropError {
+    #[error("a device list does not verify: {0}")]
+    Signature(#[from] SignatureError),
+    #[error("the two device lists are of different accounts")]
+    OtherAccount,
+    #[error("the new device list is not newer than the old one")]
+    NotNewer,
+    #[error("no device of the old list, proven by its own signature, is missing from the new one")]
+    NothingRevoked,
+}
+
+/// The devices an account revoked between two of its lists: those on
+/// `old` with their own proof ([`Proof::Proven`]: the device itself signed
+/// the entry for this account, so no account can have another's device
+/// dropped) and not on `new`, which must be the same account's and newer.
+pub fn revoked_devices(old: &DeviceList, new: &DeviceList) -> Result<Vec<DeviceId>, DropError> {
+    old.verify()?;
+    new.verify()?;
+    if old.account != new.account {
+        return Err(DropError::OtherAccount);
+    }
+    if new.issued_at_ms <= old.issued_at_ms {
+        return Err(DropError::NotNewer);
+    }
+    let gone: Vec<DeviceId> = old
+        .devices
+        .iter()
+        .filter(|d| new.device(&d.device_id).is_none())
+        .filter(|d| old.proof(d) == Proof::Proven)
+        .map(|d| d.device_id)
+        .collect();
+    if gone.is_empty() {
+        return Err(DropError::NothingRevoked);
+    }
+    Ok(gone)
 }
 
 impl Wire for MailboxRequest {
@@ -387,6 +435,11 @@ impl Wire for MailboxRequest {
                 w.u8(3);
                 auth.encode(w);
                 request.encode(w);
+            }
+            Self::DropRevoked { old, new } => {
+                w.u8(5);
+                old.encode(w);
+                new.encode(w);
             }
         }
     }
@@ -429,6 +482,10 @@ impl Wire for MailboxRequest {
                 auth: Box::new(Auth::decode(r)?),
                 request: OwnerRequest::decode(r)?,
             },
+            5 => Self::DropRevoked {
+                old: Box::new(DeviceList::decode(r)?),
+                new: Box::new(DeviceList::decode(r)?),
+            },
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "mailbox request",
@@ -463,6 +520,8 @@ pub enum Refusal {
     /// The mailbox holds as much mail from senders without a deposit right
     /// (strangers) as it allows.
     StrangerQuota = 9,
+    /// The device was revoked by its account: its mailbox is gone.
+    Dropped = 10,
 }
 
 impl Refusal {
@@ -478,6 +537,7 @@ impl Refusal {
             7 => Self::Unavailable,
             8 => Self::NoKeys,
             9 => Self::StrangerQuota,
+            10 => Self::Dropped,
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "refusal",
@@ -487,11 +547,11 @@ impl Refusal {
         })
     }
 
+    /// How many refusal codes there are (they run from 0).
+    pub const COUNT: usize = 11;
+
     /// Whether trying again later may succeed without anything changing on
     /// the sender's side.
-    /// How many refusal codes there are (they run from 0).
-    pub const COUNT: usize = 10;
-
     pub fn is_transient(self) -> bool {
         matches!(self, Self::Unavailable | Self::StaleChallenge)
     }
@@ -511,6 +571,9 @@ impl Refusal {
             Self::NoKeys => "the relay holds no keys for that device",
             Self::StrangerQuota => {
                 "the recipient has not given us a deposit right (have they added us?), and its mailbox holds as much mail from strangers as it allows"
+            }
+            Self::Dropped => {
+                "that device was revoked by its account: the relay dropped its mailbox"
             }
         }
     }
@@ -557,6 +620,11 @@ pub enum MailboxResponse {
     /// The mailbox's revoked holders are now these many.
     Revoked {
         holders: u16,
+    },
+    /// The mailboxes of this many revoked devices are dropped (now or
+    /// before).
+    Dropped {
+        devices: u16,
     },
     Refused {
         reason: Refusal,
@@ -640,6 +708,10 @@ impl Wire for MailboxResponse {
                 w.u8(7);
                 w.u16(*holders);
             }
+            Self::Dropped { devices } => {
+                w.u8(8);
+                w.u16(*devices);
+            }
         }
     }
 
@@ -695,6 +767,7 @@ impl Wire for MailboxResponse {
                 message: r.str("refusal message", MAX_ERROR_MESSAGE_LEN)?.to_owned(),
             },
             7 => Self::Revoked { holders: r.u16()? },
+            8 => Self::Dropped { devices: r.u16()? },
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "mailbox response",

@@ -39,6 +39,7 @@ const REFUSALS: [(Refusal, &str); Refusal::COUNT] = [
     (Refusal::Unavailable, "unavailable"),
     (Refusal::NoKeys, "no_keys"),
     (Refusal::StrangerQuota, "stranger_quota"),
+    (Refusal::Dropped, "dropped"),
 ];
 
 /// Upper bounds of the deposit latency buckets, in seconds.
@@ -76,6 +77,7 @@ pub struct Values {
     pub hosted_key_devices: AtomicU64,
     pub hosted_keys: AtomicU64,
     pub revoked_holders: AtomicU64,
+    pub dropped_mailboxes: AtomicU64,
     refusals: [AtomicU64; Refusal::COUNT],
 }
 
@@ -138,6 +140,7 @@ impl Metrics {
         set(&v.keys_claimed, stats.keys_claimed);
         set(&v.commits, stats.commits);
         set(&v.revoked_holders, stats.revoked_holders);
+        set(&v.dropped_mailboxes, stats.dropped_mailboxes);
         for (metric, value) in v.refusals.iter().zip(stats.refusals) {
             set(metric, value);
         }
@@ -216,7 +219,7 @@ fn set(metric: &AtomicU64, value: u64) {
 type Row<'a> = (&'static str, MetricType, &'static str, &'a AtomicU64);
 
 impl Values {
-    fn rows(&self) -> [Row<'_>; 23] {
+    fn rows(&self) -> [Row<'_>; 24] {
         use MetricType::{Counter, Gauge};
         [
             (
@@ -284,6 +287,12 @@ impl Values {
                 Gauge,
                 "Deposit rights mailbox owners revoked here (blocked or removed contacts), all mailboxes together (limit 65536).",
                 &self.revoked_holders,
+            ),
+            (
+                "hush_relay_dropped_mailboxes",
+                Gauge,
+                "Mailboxes of devices their account revoked: refused for good, their mail unreadable until it expires (limit 1048576).",
+                &self.dropped_mailboxes,
             ),
             (
                 "hush_relay_connections",

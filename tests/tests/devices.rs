@@ -715,3 +715,28 @@ fn presence_sharing_settings_reach_every_device() {
         || (you_share(&alice, "carol") == Some(true)).then_some(()),
     );
 }
+
+#[test]
+fn a_revoked_devices_mailbox_is_dropped_at_the_home_relay() {
+    let relay = hush_tests::RelayProc::start("");
+    let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
+    for u in [&mut alice, &mut bob] {
+        u.start_with(&["--relay", relay.address.as_str()]);
+    }
+    introduce(&alice, &bob);
+    let laptop = linked_laptop(&alice);
+    bob_knows_two_devices(&bob);
+    alice.json(&["device", "revoke", "laptop", "--json"]);
+    wait_for(
+        "the relay to drop the laptop's mailbox",
+        Duration::from_secs(30),
+        || (relay.metric("hush_relay_dropped_mailboxes")? == 1.0).then_some(()),
+    );
+    // What the laptop asks the relay for now is refused.
+    wait_for(
+        "the laptop's fetch to be refused",
+        Duration::from_secs(60),
+        || (relay.metric("hush_relay_refusals_total{reason=\"dropped\"}")? >= 1.0).then_some(()),
+    );
+    drop(laptop);
+}

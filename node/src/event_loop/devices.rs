@@ -171,6 +171,7 @@ impl EventLoop {
         record.pushed_list_at_ms = issued_at_ms;
         self.store.add_revoked_devices(&gone)?;
         self.store.put_identity(&record)?;
+        self.drop_revoked_mailboxes(&old, &list);
         self.me.device_list = list;
         let card = self.own_card();
         self.engine.set_own_card(ctx!(self), card.clone());

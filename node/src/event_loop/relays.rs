@@ -20,8 +20,8 @@ use std::time::Duration;
 use hush_protocol::Now;
 use hush_protocol::device::{DrainStep, HomeMailbox, PageHandled, PageStart, fallback_due};
 use hush_protocol::{
-    Auth, DeviceId, KeyBundle, MAX_MAILBOX_ITEMS, MailboxId, MailboxRequest, MailboxResponse,
-    MailboxSecret, OwnerRequest, SealError, Wire,
+    Auth, DeviceId, DeviceList, KeyBundle, MAX_MAILBOX_ITEMS, MailboxId, MailboxRequest,
+    MailboxResponse, MailboxSecret, OwnerRequest, SealError, Wire,
 };
 use libp2p::request_response;
 use libp2p::{Multiaddr, PeerId};
@@ -71,6 +71,8 @@ pub(super) enum MailRequest {
     PutKeys(usize),
     /// The revoked holders sent (see `HomeMailbox::revocation_due`).
     Revoke(usize, Vec<[u8; 16]>),
+    /// Our account revoked devices: their mailboxes go.
+    DropRevoked(usize),
     Deposit {
         relay: PeerId,
         device: DeviceId,
@@ -131,6 +133,21 @@ impl EventLoop {
                         .revoke_failed(now, "could not sign a revocation".into()),
                 }
             }
+        }
+    }
+
+    /// Our account revoked the devices `old` lists and `new` does not: our
+    /// home relays (theirs too: the account's devices share them) drop
+    /// their mailboxes and hosted keys, and refuse them from now on.
+    /// Best effort: a relay that cannot be reached keeps the mailbox until
+    /// its mail expires (nothing new reaches it: contacts take the new list).
+    pub(super) fn drop_revoked_mailboxes(&mut self, old: &DeviceList, new: &DeviceList) {
+        for i in 0..self.home.len() {
+            let request = MailboxRequest::DropRevoked {
+                old: Box::new(old.clone()),
+                new: Box::new(new.clone()),
+            };
+            self.home_request(i, request, MailRequest::DropRevoked(i));
         }
     }
 
@@ -326,6 +343,13 @@ impl EventLoop {
                     relay.mailbox.revoked(holders);
                 }
             }
+            (MailRequest::DropRevoked(i), Ok(MailboxResponse::Dropped { devices })) => {
+                tracing::info!(
+                    relay = i,
+                    devices,
+                    "a home relay dropped the revoked devices' mailboxes"
+                );
+            }
             (MailRequest::PutKeys(i), Ok(MailboxResponse::KeysStored { one_time })) => {
                 if let Some(relay) = self.home.get_mut(i) {
                     relay.mailbox.keys_stored(one_time);
@@ -372,7 +396,8 @@ impl EventLoop {
                     | MailRequest::Fetch(i)
                     | MailRequest::Ack(i)
                     | MailRequest::PutKeys(i)
-                    | MailRequest::Revoke(i, _) => i,
+                    | MailRequest::Revoke(i, _)
+                    | MailRequest::DropRevoked(i) => i,
                     MailRequest::Deposit { .. } | MailRequest::Claim { .. } => return,
                 };
                 tracing::info!(relay = i, %error, "home relay request failed");

@@ -23,8 +23,9 @@ use super::storage::{
     Applied, DepositDigest, MailLookup, OneTimeKey, RelayWrite, Removal, StoreFault, StoredMail,
 };
 use crate::{
-    Auth, DepositResult, DepositRight, DeviceId, KeyBundle, MAX_FETCH_WAIT_MS, MAX_MAILBOX_ITEMS,
-    MailboxId, MailboxRequest, MailboxResponse, Now, OwnerRequest, Refusal, SealedEnvelope, Wire,
+    Auth, DepositResult, DepositRight, DeviceId, DeviceList, KeyBundle, MAX_FETCH_WAIT_MS,
+    MAX_MAILBOX_ITEMS, MailboxId, MailboxRequest, MailboxResponse, Now, OwnerRequest, Refusal,
+    SealedEnvelope, Wire, revoked_devices,
 };
 
 /// Deposits waiting for the next commit may hold at most this many bytes;
@@ -62,6 +63,8 @@ pub struct RelayStats {
     pub expired: u64,
     pub keys_claimed: u64,
     pub commits: u64,
+    /// Mailboxes dropped because their device was revoked.
+    pub dropped_mailboxes: u64,
     /// Holders whose deposit rights mailbox owners revoked, all mailboxes
     /// together.
     pub revoked_holders: u64,
@@ -126,6 +129,9 @@ struct Waiter<R> {
 /// an owner asking for more is refused `RelayFull`.
 pub const MAX_REVOKED_TOTAL: usize = 65_536;
 
+/// Most dropped mailboxes a relay remembers (32 bytes each).
+pub const MAX_DROPPED: usize = 1 << 20;
+
 /// One-time keys a device's relay hands out per minute at most; further
 /// claims get the fallback key.
 pub const KEY_CLAIMS_PER_MINUTE: u32 = 10;
@@ -164,6 +170,9 @@ pub struct RelayEngine<R> {
     revoked_total: usize,
     /// Strangers' items deposited per IP address this minute.
     stranger_ips: RateLimit<IpAddr>,
+    /// Mailboxes of devices their account revoked (at most
+    /// [`MAX_DROPPED`]): refused for good.
+    dropped: HashSet<MailboxId>,
     waiters: HashMap<MailboxId, Waiter<R>>,
     next_sweep_ms: u64,
     replies: VecDeque<(R, MailboxResponse)>,
@@ -194,6 +203,7 @@ impl<R> RelayEngine<R> {
             .map(|(mailbox, holders)| (mailbox, holders.into_iter().collect()))
             .collect();
         let revoked_total = revoked.values().map(HashSet::len).sum();
+        let dropped = store.dropped()?.iter().map(MailboxId::of).collect();
         Ok(Self {
             stranger_ips: RateLimit::new(per_ip, MAX_STRANGER_IPS),
             next_sweep_ms: now.mono_ms,
@@ -210,6 +220,7 @@ impl<R> RelayEngine<R> {
             rights: HashMap::new(),
             revoked,
             revoked_total,
+            dropped,
             waiters: HashMap::new(),
             replies: VecDeque::new(),
             events: VecDeque::new(),
@@ -222,6 +233,7 @@ impl<R> RelayEngine<R> {
             stored_messages: self.usage.items,
             stored_bytes: self.usage.bytes,
             revoked_holders: self.revoked_total as u64,
+            dropped_mailboxes: self.dropped.len() as u64,
             ..self.stats
         }
     }
@@ -275,7 +287,18 @@ impl<R> RelayEngine<R> {
             MailboxRequest::Deposit { right, items } => {
                 self.deposit(now, (sender, ip), right, items, reply, store);
             }
+            MailboxRequest::ClaimKey { device }
+                if self.dropped.contains(&MailboxId::of(&device)) =>
+            {
+                self.reply(reply, MailboxResponse::refused(Refusal::Dropped));
+            }
             MailboxRequest::ClaimKey { device } => self.claim_key(now, device, reply, store),
+            MailboxRequest::DropRevoked { old, new } => self.drop_revoked(&old, &new, reply),
+            MailboxRequest::Owner { auth, .. }
+                if self.dropped.contains(&MailboxId::of(&auth.device)) =>
+            {
+                self.reply(reply, MailboxResponse::refused(Refusal::Dropped));
+            }
             MailboxRequest::Owner { auth, request } => {
                 if !self.secrets.is_fresh(&auth.challenge, now.unix_ms / 1000) {
                     self.reply(reply, MailboxResponse::refused(Refusal::StaleChallenge));
@@ -515,7 +538,9 @@ impl<R> RelayEngine<R> {
                 _ => stranger,
             };
             let known = known.as_ref().map(|k| k.get(i).copied().unwrap_or(false));
-            let refusal = if SealedEnvelope::from_bytes(&sealed).is_err() {
+            let refusal = if self.dropped.contains(&mailbox) {
+                Some(Refusal::Dropped)
+            } else if SealedEnvelope::from_bytes(&sealed).is_err() {
                 Some(Refusal::Malformed)
             } else if len > self.rules.quotas.max_item_bytes {
                 Some(Refusal::TooLarge)
@@ -598,6 +623,44 @@ impl<R> RelayEngine<R> {
         }
         *count += 1;
         true
+    }
+
+    /// An account revoked devices (see [`revoked_devices`]): their
+    /// mailboxes and hosted keys go, and they are refused from now on.
+    /// Their mail becomes unreadable at once and is deleted as it expires.
+    fn drop_revoked(&mut self, old: &DeviceList, new: &DeviceList, reply: R) {
+        let devices = match revoked_devices(old, new) {
+            Ok(devices) => devices,
+            Err(e) => {
+                let response = MailboxResponse::Refused {
+                    reason: Refusal::Malformed,
+                    message: format!("nothing to drop: {e}"),
+                };
+                self.reply(reply, response);
+                return;
+            }
+        };
+        let fresh: Vec<DeviceId> = devices
+            .iter()
+            .filter(|d| !self.dropped.contains(&MailboxId::of(d)))
+            .copied()
+            .collect();
+        if self.dropped.len() + fresh.len() > MAX_DROPPED {
+            self.reply(reply, MailboxResponse::refused(Refusal::RelayFull));
+            return;
+        }
+        for device in fresh {
+            let mailbox = MailboxId::of(&device);
+            self.dropped.insert(mailbox);
+            self.batch.writes.push(RelayWrite::Drop { device });
+            if let Some(w) = self.waiters.remove(&mailbox) {
+                self.reply(w.reply, MailboxResponse::refused(Refusal::Dropped));
+            }
+        }
+        let devices = u16::try_from(devices.len()).unwrap_or(u16::MAX);
+        self.batch
+            .after
+            .push(After::Reply(reply, MailboxResponse::Dropped { devices }));
     }
 
     fn claim_key(&mut self, now: Now, device: DeviceId, reply: R, store: &impl MailLookup) {

@@ -17,6 +17,7 @@ pub struct MemoryMailStore {
     one_time: BTreeMap<(DeviceId, OneTimeKey), Vec<u8>>,
     fallback: HashMap<DeviceId, Vec<u8>>,
     revoked: BTreeMap<MailboxId, Vec<[u8; 16]>>,
+    dropped: std::collections::BTreeSet<DeviceId>,
     next_seq: u64,
     /// When set, the next commit fails (and changes nothing).
     pub fail_next_commit: bool,
@@ -61,6 +62,11 @@ impl MemoryMailStore {
                     self.one_time.remove(&(device, key));
                 }
                 RelayWrite::NextSeq(seq) => self.next_seq = seq,
+                RelayWrite::Drop { device } => {
+                    self.one_time.retain(|(d, _), _| *d != device);
+                    self.fallback.remove(&device);
+                    self.dropped.insert(device);
+                }
                 RelayWrite::PutRevoked { mailbox, holders } => {
                     if holders.is_empty() {
                         self.revoked.remove(&mailbox);
@@ -86,6 +92,10 @@ impl MemoryMailStore {
 impl MailLookup for MemoryMailStore {
     fn revoked(&self) -> Result<Vec<Revoked>, StoreFault> {
         Ok(self.revoked.iter().map(|(m, h)| (*m, h.clone())).collect())
+    }
+
+    fn dropped(&self) -> Result<Vec<DeviceId>, StoreFault> {
+        Ok(self.dropped.iter().copied().collect())
     }
 
     fn stored(&self, digests: &[DepositDigest]) -> Result<Vec<bool>, StoreFault> {

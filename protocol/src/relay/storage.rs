@@ -68,6 +68,9 @@ pub enum RelayWrite {
     TakeKey { device: DeviceId, key: OneTimeKey },
     /// The next sequence number, so a restart never reuses one.
     NextSeq(u64),
+    /// The device was revoked by its account: its hosted keys go, and it is
+    /// remembered as dropped ([`MailLookup::dropped`]).
+    Drop { device: DeviceId },
     /// Replaces the holder tags whose deposit rights to `mailbox` its
     /// owner revoked (empty: none).
     PutRevoked {
@@ -127,4 +130,6 @@ pub trait MailLookup {
     fn next_seq(&self) -> Result<u64, StoreFault>;
     /// Every mailbox's revoked holder tags (at start).
     fn revoked(&self) -> Result<Vec<Revoked>, StoreFault>;
+    /// Every device whose mailbox was dropped (at start).
+    fn dropped(&self) -> Result<Vec<DeviceId>, StoreFault>;
 }

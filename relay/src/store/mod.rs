@@ -56,7 +56,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableT
 use thiserror::Error;
 
 use overlay::{MailWrite, Overlay};
-use tables::{DIGESTS, FALLBACK, INDEX, LOG, LOGGED_KEY, META, OTKS, REVOKED, parse_item};
+use tables::{DIGESTS, DROPPED, FALLBACK, INDEX, LOG, LOGGED_KEY, META, OTKS, REVOKED, parse_item};
 
 /// Each mail log's size: about a second of full ingest.
 const LOG_CAPACITY: u64 = 16 * 1024 * 1024;
@@ -643,6 +643,19 @@ fn entry_len(sealed: &[u8]) -> usize {
 }
 
 impl MailLookup for Store {
+    fn dropped(&self) -> Result<Vec<DeviceId>, StoreFault> {
+        let read = || -> Result<Vec<DeviceId>, StoreError> {
+            let txn = self.db.begin_read()?;
+            let table = txn.open_table(DROPPED)?;
+            let mut out = Vec::new();
+            for row in table.iter()? {
+                out.push(DeviceId(*row?.0.value()));
+            }
+            Ok(out)
+        };
+        read().map_err(fault)
+    }
+
     fn revoked(&self) -> Result<Vec<Revoked>, StoreFault> {
         let read = || -> Result<Vec<Revoked>, StoreError> {
             let txn = self.db.begin_read()?;

@@ -17,6 +17,8 @@ pub(super) const OTKS: TableDefinition<(&[u8; 32], &[u8; 32]), &[u8]> =
 pub(super) const FALLBACK: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("fallback");
 /// A mailbox's revoked deposit-right holders: 16-byte tags, concatenated.
 pub(super) const REVOKED: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("revoked");
+/// Devices their account revoked (their mailboxes are refused for good).
+pub(super) const DROPPED: TableDefinition<&[u8; 32], ()> = TableDefinition::new("dropped");
 
 pub(super) const IDENTITY_KEY: &str = "identity";
 pub(super) const NEXT_SEQ_KEY: &str = "next_seq";
@@ -33,6 +35,7 @@ pub(super) fn create_all(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(OTKS)?;
     txn.open_table(FALLBACK)?;
     txn.open_table(REVOKED)?;
+    txn.open_table(DROPPED)?;
     Ok(())
 }
 
@@ -112,6 +115,7 @@ pub(super) fn write_keys(txn: &WriteTransaction, writes: &[RelayWrite]) -> Resul
     let mut otks = txn.open_table(OTKS)?;
     let mut fallback = txn.open_table(FALLBACK)?;
     let mut revoked = txn.open_table(REVOKED)?;
+    let mut dropped = txn.open_table(DROPPED)?;
     for write in writes {
         match write {
             RelayWrite::PutKeys {
@@ -128,6 +132,12 @@ pub(super) fn write_keys(txn: &WriteTransaction, writes: &[RelayWrite]) -> Resul
             }
             RelayWrite::TakeKey { device, key } => {
                 otks.remove((&device.0, &key.0))?;
+            }
+            RelayWrite::Drop { device } => {
+                let d = &device.0;
+                otks.retain_in((d, &[0u8; 32])..=(d, &[0xff; 32]), |_, _| false)?;
+                fallback.remove(d)?;
+                dropped.insert(d, ())?;
             }
             RelayWrite::PutRevoked { mailbox, holders } if holders.is_empty() => {
                 revoked.remove(&mailbox.0)?;

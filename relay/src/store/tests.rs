@@ -237,6 +237,28 @@ fn keys_are_handed_out_once_then_the_fallback() {
     assert_eq!(store.identity().unwrap(), store.identity().unwrap());
 }
 
+#[test]
+fn a_dropped_device_loses_its_keys_and_stays_dropped_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.redb");
+    let device = DeviceId([3; 32]);
+    {
+        let store = Store::open(&path).unwrap();
+        store
+            .apply(vec![RelayWrite::PutKeys {
+                device,
+                one_time: vec![(OneTimeKey([1; 32]), vec![1])],
+                fallback: vec![9],
+            }])
+            .unwrap();
+        store.apply(vec![RelayWrite::Drop { device }]).unwrap();
+        assert_eq!(store.hosted_key(&device, &|_| false).unwrap(), None);
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.dropped().unwrap(), [device]);
+    assert_eq!(store.keys_left(&device).unwrap(), 0);
+}
+
 /// A deletion logged after the indexer took a pile removes the item from
 /// that pile's part at once, and keeps hiding redb's copy after the part
 /// is let go.

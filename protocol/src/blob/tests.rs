@@ -1,0 +1,180 @@
+//! The content layer against `blake3::hash` itself, and what a lying
+//! source can try.
+
+use proptest::prelude::*;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use super::*;
+
+/// A file of `len` bytes sealed whole: its ciphertext and tree.
+fn sealed(len: u64, seed: u64) -> (FileKey, Vec<u8>, Vec<u8>, Tree) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let plain: Vec<u8> = (0..len).map(|i| (i * 31 + seed) as u8).collect();
+    let key = FileKey::random(&mut rng);
+    let mut sealer = Sealer::new(key.clone(), len).unwrap();
+    let mut cipher = Vec::new();
+    let mut at = 0usize;
+    while !sealer.is_done() {
+        let n = sealer.next_plain_len() as usize;
+        let (index, group) = sealer.seal(&plain[at..at + n]).unwrap();
+        assert_eq!(index * GROUP_LEN, cipher.len() as u64);
+        cipher.extend_from_slice(&group);
+        at += n;
+    }
+    assert_eq!(cipher.len() as u64, sealer.cipher_len());
+    let tree = sealer.finish().unwrap();
+    (key, plain, cipher, tree)
+}
+
+fn group_of(cipher: &[u8], index: u64) -> &[u8] {
+    let start = (index * GROUP_LEN) as usize;
+    let end = (start + GROUP_LEN as usize).min(cipher.len());
+    &cipher[start..end]
+}
+
+/// Sizes around every edge: empty, one BLAKE3 chunk, one group, a group
+/// boundary in plaintext and in ciphertext, and trees that are not full.
+const SIZES: [u64; 12] = [
+    0,
+    1,
+    1024,
+    1025,
+    GROUP_PLAIN_LEN - 1,
+    GROUP_PLAIN_LEN,
+    GROUP_PLAIN_LEN + 1,
+    2 * GROUP_PLAIN_LEN,
+    3 * GROUP_PLAIN_LEN + 7,
+    5 * GROUP_PLAIN_LEN,
+    8 * GROUP_PLAIN_LEN + 1,
+    13 * GROUP_PLAIN_LEN + 4096,
+];
+
+#[test]
+fn the_root_is_the_ciphertexts_blake3_hash_and_every_group_verifies_and_opens() {
+    for len in SIZES {
+        let (key, plain, cipher, tree) = sealed(len, len);
+        assert_eq!(
+            tree.root().0,
+            *blake3::hash(&cipher).as_bytes(),
+            "root of {len}"
+        );
+        let count = groups(cipher.len() as u64);
+        let mut opened = Vec::new();
+        for index in 0..count {
+            let group = group_of(&cipher, index);
+            let proof = tree.proof(index).unwrap();
+            verify_group(&tree.root(), tree.len(), index, group, &proof)
+                .unwrap_or_else(|e| panic!("{len} bytes, group {index}: {e}"));
+            opened.extend(open_group(&key, index, index + 1 == count, group).unwrap());
+        }
+        assert_eq!(opened, plain, "round trip of {len}");
+    }
+}
+
+#[test]
+fn a_lying_source_is_caught_at_the_group() {
+    let len = 5 * GROUP_PLAIN_LEN + 100;
+    let (_, _, cipher, tree) = sealed(len, 1);
+    let root = tree.root();
+    let total = tree.len();
+    let (index, group) = (2, group_of(&cipher, 2));
+    let proof = tree.proof(index).unwrap();
+    // A flipped bit anywhere in the group.
+    for at in [0, 1000, group.len() - 1] {
+        let mut bad = group.to_vec();
+        bad[at] ^= 1;
+        assert_eq!(
+            verify_group(&root, total, index, &bad, &proof),
+            Err(BlobError::Mismatch { index })
+        );
+    }
+    // The right bytes of another group, or offered as another group.
+    assert!(verify_group(&root, total, index, group_of(&cipher, 1), &proof).is_err());
+    assert!(verify_group(&root, total, 3, group, &tree.proof(3).unwrap()).is_err());
+    // A damaged or shortened proof, a truncated group, a wrong length.
+    let mut damaged = proof.clone();
+    damaged[0][5] ^= 1;
+    assert!(verify_group(&root, total, index, group, &damaged).is_err());
+    assert!(verify_group(&root, total, index, group, &proof[1..]).is_err());
+    assert!(matches!(
+        verify_group(&root, total, index, &group[..100], &proof),
+        Err(BlobError::WrongLength { .. })
+    ));
+    // The length comes from the manifest with the root: a group checked
+    // under another length is refused where that length changes its place
+    // or size (where it changes neither, the group is still the file's).
+    let last = groups(total) - 1;
+    let last_proof = tree.proof(last).unwrap();
+    let tail = group_of(&cipher, last);
+    assert!(verify_group(&root, total, last, tail, &last_proof).is_ok());
+    assert!(verify_group(&root, total - 50, last, tail, &last_proof).is_err());
+    assert!(verify_group(&root, total + GROUP_LEN, last, tail, &last_proof).is_err());
+    assert!(matches!(
+        verify_group(&root, total, 99, group, &proof),
+        Err(BlobError::NoSuchGroup { .. })
+    ));
+    // A one-group file: the proof must be empty and the hash the root.
+    let (_, _, small, small_tree) = sealed(10, 2);
+    let mut bad = small.clone();
+    bad[3] ^= 1;
+    assert!(verify_group(&small_tree.root(), small.len() as u64, 0, &bad, &[]).is_err());
+}
+
+#[test]
+fn a_group_opens_only_under_its_key_at_its_place() {
+    let len = 3 * GROUP_PLAIN_LEN + 5;
+    let (key, _, cipher, _) = sealed(len, 3);
+    let group = group_of(&cipher, 1);
+    assert!(open_group(&key, 1, false, group).is_ok());
+    assert_eq!(
+        open_group(&key, 2, false, group),
+        Err(BlobError::Undecryptable { index: 2 })
+    );
+    assert!(open_group(&FileKey([9; 32]), 1, false, group).is_err());
+    // The last group flagged as not last (a file cut short) does not open.
+    let last = group_of(&cipher, 3);
+    assert!(open_group(&key, 3, true, last).is_ok());
+    assert!(open_group(&key, 3, false, last).is_err());
+}
+
+#[test]
+fn lengths_are_checked() {
+    assert_eq!(ciphertext_len(0), Ok(TAG_LEN));
+    assert_eq!(ciphertext_len(GROUP_PLAIN_LEN), Ok(GROUP_LEN + TAG_LEN));
+    assert!(matches!(
+        ciphertext_len(MAX_FILE_LEN + 1),
+        Err(BlobError::TooLarge { .. })
+    ));
+    let mut sealer = Sealer::new(FileKey([1; 32]), 10).unwrap();
+    assert!(matches!(
+        sealer.seal(&[0; 9]),
+        Err(BlobError::WrongLength { .. })
+    ));
+    sealer.seal(&[0; 10]).unwrap();
+    assert!(matches!(
+        sealer.seal(&[]),
+        Err(BlobError::NoSuchGroup { .. })
+    ));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Any size: the root is BLAKE3's, and a random group verifies only
+    /// with its own bytes.
+    #[test]
+    fn any_size_verifies_group_by_group(len in 0u64..(20 * GROUP_PLAIN_LEN), pick in any::<u64>()) {
+        let (_, _, cipher, tree) = sealed(len, pick);
+        prop_assert_eq!(tree.root().0, *blake3::hash(&cipher).as_bytes());
+        let count = groups(cipher.len() as u64);
+        let index = pick % count;
+        let proof = tree.proof(index).unwrap();
+        let group = group_of(&cipher, index);
+        prop_assert!(verify_group(&tree.root(), tree.len(), index, group, &proof).is_ok());
+        let mut bad = group.to_vec();
+        let at = (pick as usize / 7) % bad.len();
+        bad[at] ^= 0x40;
+        prop_assert!(verify_group(&tree.root(), tree.len(), index, &bad, &proof).is_err());
+    }
+}

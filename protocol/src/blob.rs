@@ -312,6 +312,57 @@ pub fn verify_group(
     mismatch
 }
 
+/// A source's answer to `request` for the blob whose tree it holds:
+/// `read` gives the ciphertext of a group (from its file).
+pub fn serve(
+    tree: &Tree,
+    request: &BlobRequest,
+    mut read: impl FnMut(u64) -> std::io::Result<Vec<u8>>,
+) -> BlobResponse {
+    if request.root != tree.root() || request.len != tree.len() || request.check().is_err() {
+        return BlobResponse::Refused(BlobRefusal::BadRange);
+    }
+    let mut out = Vec::with_capacity(usize::from(request.count));
+    for index in request.first..request.first + u64::from(request.count) {
+        let (Ok(bytes), Ok(proof)) = (read(index), tree.proof(index)) else {
+            break;
+        };
+        out.push(BlobGroup {
+            index,
+            proof,
+            bytes,
+        });
+    }
+    if out.is_empty() {
+        return BlobResponse::Refused(BlobRefusal::NotHere);
+    }
+    BlobResponse::Groups(out)
+}
+
+/// Checks a source's groups for `request` (in order, from its first, each
+/// against the root): the verified ones, or the first that is not (the
+/// source lies or is damaged: use another).
+pub fn accept_groups(
+    request: &BlobRequest,
+    groups: Vec<BlobGroup>,
+) -> Result<Vec<(u64, Vec<u8>)>, BlobError> {
+    let mut out = Vec::with_capacity(groups.len());
+    for (expected, group) in (request.first..).zip(groups) {
+        if group.index != expected || out.len() >= usize::from(request.count) {
+            return Err(BlobError::Mismatch { index: group.index });
+        }
+        verify_group(
+            &request.root,
+            request.len,
+            group.index,
+            &group.bytes,
+            &group.proof,
+        )?;
+        out.push((group.index, group.bytes));
+    }
+    Ok(out)
+}
+
 /// Encrypts a file group by group as it is read, and builds its tree.
 #[derive(Debug)]
 pub struct Sealer {
@@ -392,6 +443,14 @@ impl Sealer {
         Tree::new(self.cipher_len, &self.leaves, self.single.as_deref())
     }
 }
+
+mod wire;
+
+pub use wire::{
+    BlobGroup, BlobRefusal, BlobRequest, BlobResponse, Compression, FileManifest,
+    MAX_FILE_NAME_LEN, MAX_GROUPS_PER_REQUEST, MAX_MIME_LEN, MAX_PROOF_LEN, MAX_THUMBNAIL_LEN,
+    safe_file_name,
+};
 
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use super::*;
+use crate::codec::Wire;
 
 /// A file of `len` bytes sealed whole: its ciphertext and tree.
 fn sealed(len: u64, seed: u64) -> (FileKey, Vec<u8>, Vec<u8>, Tree) {
@@ -176,5 +177,137 @@ proptest! {
         let at = (pick as usize / 7) % bad.len();
         bad[at] ^= 0x40;
         prop_assert!(verify_group(&tree.root(), tree.len(), index, &bad, &proof).is_err());
+    }
+}
+
+fn manifest() -> FileManifest {
+    FileManifest {
+        root: BlobRoot([1; 32]),
+        key: FileKey([2; 32]),
+        size: 1000,
+        sealed_len: 1000,
+        compression: Compression::None,
+        name: "holiday.mp4".into(),
+        mime: "video/mp4".into(),
+        thumbnail: Some(vec![7; 100]),
+    }
+}
+
+#[test]
+fn a_manifest_round_trips_and_absurd_ones_are_refused() {
+    let m = manifest();
+    assert_eq!(FileManifest::from_bytes(&m.to_bytes()).unwrap(), m);
+    for bad in [
+        FileManifest {
+            size: MAX_FILE_LEN + 1,
+            sealed_len: MAX_FILE_LEN + 1,
+            ..manifest()
+        },
+        FileManifest {
+            sealed_len: 10,
+            ..manifest()
+        },
+        FileManifest {
+            mime: "text/plain\n".into(),
+            ..manifest()
+        },
+        FileManifest {
+            thumbnail: Some(vec![0; MAX_THUMBNAIL_LEN + 1]),
+            ..manifest()
+        },
+    ] {
+        assert!(
+            FileManifest::from_bytes(&bad.to_bytes()).is_err(),
+            "{bad:?} was taken"
+        );
+    }
+}
+
+#[test]
+fn names_from_a_manifest_cannot_leave_the_files_folder_or_hide() {
+    for (sent, kept) in [
+        ("../../.bashrc", "bashrc"),
+        ("/etc/passwd", "passwd"),
+        ("..\\..\\boot.ini", "boot.ini"),
+        ("..", "file"),
+        ("", "file"),
+        ("photo\u{202e}gpj.exe", "photogpj.exe"),
+        ("a\u{1b}[2Jb.txt", "a[2Jb.txt"),
+        ("  report.pdf ", "report.pdf"),
+    ] {
+        let m = FileManifest {
+            name: sent.into(),
+            ..manifest()
+        };
+        assert_eq!(
+            FileManifest::from_bytes(&m.to_bytes()).unwrap().name,
+            kept,
+            "{sent:?}"
+        );
+    }
+    let long = "é".repeat(400);
+    let kept = safe_file_name(&long);
+    assert!(kept.len() <= MAX_FILE_NAME_LEN && kept.chars().all(|c| c == 'é'));
+}
+
+#[test]
+fn a_source_serves_verified_ranges_and_a_lying_one_is_caught() {
+    let len = 40 * GROUP_PLAIN_LEN + 9;
+    let (_, _, cipher, tree) = sealed(len, 4);
+    let request = BlobRequest {
+        root: tree.root(),
+        len: tree.len(),
+        first: 38,
+        count: 3,
+    };
+    assert_eq!(
+        BlobRequest::from_bytes(&request.to_bytes()).unwrap(),
+        request
+    );
+    let read = |i: u64| Ok(group_of(&cipher, i).to_vec());
+    let BlobResponse::Groups(groups) = serve(&tree, &request, read) else {
+        panic!("not served");
+    };
+    let response = BlobResponse::Groups(groups.clone());
+    assert_eq!(
+        BlobResponse::from_bytes(&response.to_bytes()).unwrap(),
+        response
+    );
+    let got = accept_groups(&request, groups.clone()).unwrap();
+    assert_eq!(
+        got.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        [38, 39, 40]
+    );
+    // A flipped bit, groups out of order, or more than asked: refused.
+    let mut flipped = groups.clone();
+    flipped[1].bytes[0] ^= 1;
+    assert_eq!(
+        accept_groups(&request, flipped),
+        Err(BlobError::Mismatch { index: 39 })
+    );
+    let mut swapped = groups.clone();
+    swapped.swap(0, 1);
+    assert!(accept_groups(&request, swapped).is_err());
+    // Out of range, too many, or another blob: not served.
+    for bad in [
+        BlobRequest {
+            first: 40,
+            count: 2,
+            ..request
+        },
+        BlobRequest {
+            count: MAX_GROUPS_PER_REQUEST + 1,
+            first: 0,
+            ..request
+        },
+        BlobRequest {
+            root: BlobRoot([0; 32]),
+            ..request
+        },
+    ] {
+        assert_eq!(
+            serve(&tree, &bad, read),
+            BlobResponse::Refused(BlobRefusal::BadRange)
+        );
     }
 }

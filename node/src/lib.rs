@@ -23,6 +23,7 @@ mod api;
 mod client;
 mod error;
 mod event_loop;
+pub mod files;
 mod home;
 mod identity;
 mod link;

@@ -334,5 +334,9 @@ pub fn unique_path(folder: &Path, name: &str) -> PathBuf {
         .unwrap_or(first)
 }
 
+mod source;
+
+pub use source::{BlobSource, mime_of, seal_file};
+
 #[cfg(test)]
 mod tests;

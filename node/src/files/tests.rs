@@ -223,3 +223,108 @@ fn a_manifest_with_the_wrong_key_says_so_and_keeps_the_download() {
         "the bytes are right: nothing to fetch again"
     );
 }
+
+/// Sends the file at `path` from one home's blobs to another's download
+/// and opens it there, through the range protocol.
+fn send_and_fetch(path: &Path, from: &Path, to: &Path) -> (FileManifest, PathBuf) {
+    let mut rng = rand::thread_rng();
+    let manifest = seal_file(path, &from.join("blobs"), None, &mut rng).unwrap();
+    let source = BlobSource::open(&from.join("blobs"), &manifest.root)
+        .unwrap()
+        .expect("the sender holds it");
+    assert_eq!(source.len(), manifest.cipher_len());
+    let mut partial =
+        PartialBlob::open(&to.join("blobs"), manifest.root, manifest.cipher_len()).unwrap();
+    while partial.missing() > 0 {
+        let next = partial.next_missing(16);
+        let request = BlobRequest {
+            root: manifest.root,
+            len: manifest.cipher_len(),
+            first: next[0],
+            count: next.len() as u16,
+        };
+        let hush_protocol::blob::BlobResponse::Groups(groups) = source.serve(&request) else {
+            panic!("not served");
+        };
+        partial
+            .write(&accept_groups(&request, groups).unwrap())
+            .unwrap();
+    }
+    let opened = partial.open_into(&manifest, &to.join("files")).unwrap();
+    (manifest, opened)
+}
+
+#[test]
+fn a_sealed_file_is_served_and_opens_identical_compressed_or_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    std::fs::create_dir_all(&alice).unwrap();
+    let text = alice.join("notes.txt");
+    std::fs::write(&text, b"the same line again\n".repeat(50_000)).unwrap();
+    let (manifest, opened) = send_and_fetch(&text, &alice, &bob);
+    assert_eq!(manifest.compression, Compression::Zstd);
+    assert!(manifest.sealed_len < manifest.size / 10);
+    assert_eq!(manifest.mime, "text/plain");
+    assert_eq!(
+        std::fs::read(opened).unwrap(),
+        std::fs::read(&text).unwrap()
+    );
+
+    // A photo is sealed as it is; so is a file zstd cannot shrink.
+    let photo = alice.join("photo.JPG");
+    std::fs::write(&photo, plain(3 * GROUP_PLAIN_LEN as usize + 17)).unwrap();
+    let (manifest, opened) = send_and_fetch(&photo, &alice, &bob);
+    assert_eq!(
+        (manifest.compression, manifest.mime.as_str()),
+        (Compression::None, "image/jpeg")
+    );
+    assert_eq!(
+        std::fs::read(opened).unwrap(),
+        std::fs::read(&photo).unwrap()
+    );
+    let noise = alice.join("noise.bin");
+    let random: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&noise, &random).unwrap();
+    let (_, opened) = send_and_fetch(&noise, &alice, &bob);
+    assert_eq!(std::fs::read(opened).unwrap(), random);
+
+    // Small and empty files: one group, no tree.
+    for (name, bytes) in [("tiny.txt", b"hi".to_vec()), ("empty.dat", Vec::new())] {
+        let path = alice.join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        let (_, opened) = send_and_fetch(&path, &alice, &bob);
+        assert_eq!(std::fs::read(opened).unwrap(), bytes);
+    }
+    // No temporaries are left beside the blobs.
+    let hidden: Vec<_> = std::fs::read_dir(alice.join("blobs"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "{hidden:?}");
+}
+
+#[test]
+fn a_source_with_a_damaged_tree_or_without_the_blob_serves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = dir.path().join("blobs");
+    // A photo: sealed as it is, so five groups and a tree.
+    let path = dir.path().join("a.jpg");
+    std::fs::write(&path, plain(5 * GROUP_PLAIN_LEN as usize)).unwrap();
+    let manifest = seal_file(&path, &blobs, None, &mut rand::thread_rng()).unwrap();
+    assert!(
+        BlobSource::open(&blobs, &BlobRoot([0; 32]))
+            .unwrap()
+            .is_none()
+    );
+    let tree = blobs.join(format!("{}.tree", manifest.root));
+    let mut bytes = std::fs::read(&tree).unwrap();
+    bytes[40] ^= 1;
+    std::fs::write(&tree, bytes).unwrap();
+    assert!(matches!(
+        BlobSource::open(&blobs, &manifest.root),
+        Err(FileError::Damaged)
+    ));
+}

@@ -1,0 +1,255 @@
+//! Files this device serves: a file sent from here is sealed once into
+//! `HOME/blobs/ROOT.blob` (the ciphertext) and `ROOT.tree` (its groups'
+//! chaining values, 32 bytes each), from which any range is served with
+//! its proofs.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use hush_protocol::blob::{
+    BlobRequest, BlobResponse, BlobRoot, Compression, FileKey, FileManifest, GROUP_LEN,
+    GROUP_PLAIN_LEN, MAX_THUMBNAIL_LEN, Sealer, Tree, group_len, groups, leaf, safe_file_name,
+    serve,
+};
+
+use super::{FileError, io_error};
+
+/// Media types whose bytes are compressed already: sealed as they are.
+const COMPRESSED_ALREADY: [&str; 12] = [
+    "image/jpeg",
+    "image/png",
+    "image/gif",
+    "image/webp",
+    "video/mp4",
+    "video/webm",
+    "audio/mpeg",
+    "audio/ogg",
+    "audio/aac",
+    "application/zip",
+    "application/gzip",
+    "application/zstd",
+];
+
+/// The media type of a file name, by its extension (empty if unknown).
+pub fn mime_of(name: &str) -> &'static str {
+    let ext = name
+        .rsplit('.')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "mp4" | "m4v" => "video/mp4",
+        "webm" => "video/webm",
+        "mp3" => "audio/mpeg",
+        "ogg" | "opus" => "audio/ogg",
+        "m4a" | "aac" => "audio/aac",
+        "zip" => "application/zip",
+        "gz" | "tgz" => "application/gzip",
+        "zst" => "application/zstd",
+        "pdf" => "application/pdf",
+        "txt" | "md" | "log" => "text/plain",
+        "json" => "application/json",
+        "csv" => "text/csv",
+        "html" | "htm" => "text/html",
+        _ => "",
+    }
+}
+
+/// Seals the file at `path` for sending: compressed first (zstd) unless
+/// its type is compressed already, encrypted under a fresh key into
+/// `blobs`; returns its manifest (with `thumbnail`, if one was made).
+pub fn seal_file(
+    path: &Path,
+    blobs: &Path,
+    thumbnail: Option<Vec<u8>>,
+    rng: &mut impl rand::RngCore,
+) -> Result<FileManifest, FileError> {
+    std::fs::create_dir_all(blobs).map_err(io_error("create", blobs))?;
+    let file = File::open(path).map_err(io_error("open", path))?;
+    let size = file.metadata().map_err(io_error("read", path))?.len();
+    let name = safe_file_name(
+        &path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    );
+    let mime = mime_of(&name);
+    let key = FileKey::random(rng);
+    // Temporary names: random, nothing of the key.
+    let nonce = hex::encode(rng.next_u64().to_be_bytes());
+    let compressed_path = blobs.join(format!(".{nonce}.zst"));
+    let (compression, sealed_len, source_path) = if COMPRESSED_ALREADY.contains(&mime) {
+        (Compression::None, size, path.to_owned())
+    } else {
+        let packed = compress(file, &compressed_path)?;
+        if packed < size {
+            (Compression::Zstd, packed, compressed_path.clone())
+        } else {
+            (Compression::None, size, path.to_owned())
+        }
+    };
+    let sealing = blobs.join(format!(".{nonce}.sealing"));
+    let result = seal_into(key.clone(), &source_path, sealed_len, &sealing);
+    let _ = std::fs::remove_file(&compressed_path);
+    let tree = match result {
+        Ok(tree) => tree,
+        Err(e) => {
+            let _ = std::fs::remove_file(&sealing);
+            return Err(e);
+        }
+    };
+    let root = tree.root();
+    let blob = blob_path(blobs, &root);
+    std::fs::rename(&sealing, &blob).map_err(io_error("rename", &blob))?;
+    write_tree(blobs, &tree, &blob)?;
+    Ok(FileManifest {
+        root,
+        key,
+        size,
+        sealed_len,
+        compression,
+        name,
+        mime: mime.to_owned(),
+        thumbnail: thumbnail.filter(|t| t.len() <= MAX_THUMBNAIL_LEN),
+    })
+}
+
+fn compress(file: File, to: &Path) -> Result<u64, FileError> {
+    let out = File::create(to).map_err(io_error("create", to))?;
+    let mut encoder = zstd::stream::write::Encoder::new(BufWriter::new(out), 3)
+        .map_err(io_error("compress into", to))?;
+    io::copy(&mut BufReader::new(file), &mut encoder).map_err(io_error("compress into", to))?;
+    let mut out = encoder.finish().map_err(io_error("compress into", to))?;
+    out.flush().map_err(io_error("write", to))?;
+    let len = out
+        .get_ref()
+        .metadata()
+        .map_err(io_error("read", to))?
+        .len();
+    Ok(len)
+}
+
+/// Seals `len` bytes of `from` into `to`, synced.
+fn seal_into(key: FileKey, from: &Path, len: u64, to: &Path) -> Result<Tree, FileError> {
+    let mut input = BufReader::new(File::open(from).map_err(io_error("open", from))?);
+    let out = File::create(to).map_err(io_error("create", to))?;
+    let mut writer = BufWriter::new(&out);
+    let mut sealer = Sealer::new(key, len)?;
+    let mut plain = vec![0u8; GROUP_PLAIN_LEN as usize];
+    while !sealer.is_done() {
+        let n = sealer.next_plain_len() as usize;
+        input
+            .read_exact(&mut plain[..n])
+            .map_err(io_error("read", from))?;
+        let (_, sealed) = sealer.seal(&plain[..n])?;
+        writer.write_all(&sealed).map_err(io_error("write", to))?;
+    }
+    writer.flush().map_err(io_error("write", to))?;
+    drop(writer);
+    out.sync_all().map_err(io_error("sync", to))?;
+    // `finish` has every group: it cannot be short.
+    sealer.finish().ok_or(FileError::Damaged)
+}
+
+fn blob_path(blobs: &Path, root: &BlobRoot) -> PathBuf {
+    blobs.join(format!("{root}.blob"))
+}
+
+fn tree_path(blobs: &Path, root: &BlobRoot) -> PathBuf {
+    blobs.join(format!("{root}.tree"))
+}
+
+/// Stores the groups' chaining values beside the blob (none for a blob of
+/// one group: its root is its hash).
+fn write_tree(blobs: &Path, tree: &Tree, blob: &Path) -> Result<(), FileError> {
+    let path = tree_path(blobs, &tree.root());
+    let mut bytes = Vec::new();
+    if tree.len() > GROUP_LEN {
+        let file = File::open(blob).map_err(io_error("open", blob))?;
+        let mut group = vec![0u8; GROUP_LEN as usize];
+        for index in 0..groups(tree.len()) {
+            let n = group_len(tree.len(), index)? as usize;
+            file.read_exact_at(&mut group[..n], index * GROUP_LEN)
+                .map_err(io_error("read", blob))?;
+            bytes.extend_from_slice(&leaf(index, &group[..n]));
+        }
+    }
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(io_error("create", &path))?;
+    out.write_all(&bytes)
+        .and_then(|()| out.sync_all())
+        .map_err(io_error("write", &path))
+}
+
+/// A blob this device holds whole, ready to serve ranges of.
+#[derive(Debug)]
+pub struct BlobSource {
+    tree: Tree,
+    path: PathBuf,
+    file: File,
+}
+
+impl BlobSource {
+    /// The blob `root` in `blobs`, if this device holds it whole (its tree
+    /// is checked against the root).
+    pub fn open(blobs: &Path, root: &BlobRoot) -> Result<Option<Self>, FileError> {
+        let path = blob_path(blobs, root);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error("open", &path)(e)),
+        };
+        let len = file.metadata().map_err(io_error("read", &path))?.len();
+        let tree = if len <= GROUP_LEN {
+            let mut whole = vec![0u8; len as usize];
+            file.read_exact_at(&mut whole, 0)
+                .map_err(io_error("read", &path))?;
+            Tree::new(len, &[], Some(&whole))
+        } else {
+            let tree_file = tree_path(blobs, root);
+            let bytes = std::fs::read(&tree_file).map_err(io_error("read", &tree_file))?;
+            let leaves: Vec<[u8; 32]> = bytes
+                .chunks_exact(32)
+                .filter_map(|c| <[u8; 32]>::try_from(c).ok())
+                .collect();
+            Tree::new(len, &leaves, None)
+        };
+        match tree {
+            Some(tree) if tree.root() == *root => Ok(Some(Self { tree, path, file })),
+            _ => Err(FileError::Damaged),
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.tree.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+
+    /// The answer to a range request for this blob.
+    pub fn serve(&self, request: &BlobRequest) -> BlobResponse {
+        let len = self.tree.len();
+        serve(&self.tree, request, |index| {
+            let n = group_len(len, index).map_err(io::Error::other)? as usize;
+            let mut group = vec![0u8; n];
+            self.file.read_exact_at(&mut group, index * GROUP_LEN)?;
+            Ok(group)
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}

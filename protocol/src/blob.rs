@@ -444,7 +444,13 @@ impl Sealer {
     }
 }
 
+mod fetch;
 mod wire;
+
+pub use fetch::{
+    Fetched, Fetcher, MAX_IN_FLIGHT_PER_SOURCE, MAX_SOURCE_BACKOFF_MS, MAX_SOURCES, RequestId,
+    SOURCE_BACKOFF_MS,
+};
 
 pub use wire::{
     BlobGroup, BlobRefusal, BlobRequest, BlobResponse, Compression, FileManifest,

@@ -1,6 +1,8 @@
 //! The content layer against `blake3::hash` itself, and what a lying
 //! source can try.
 
+use std::collections::HashMap;
+
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -310,4 +312,114 @@ fn a_source_serves_verified_ranges_and_a_lying_one_is_caught() {
             BlobResponse::Refused(BlobRefusal::BadRange)
         );
     }
+}
+
+/// How a simulated source answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Peer {
+    Honest(u8),
+    /// Flips a bit in every group it sends.
+    Liar,
+    /// Does not hold the blob.
+    Empty,
+    /// Sends only the first group of each range.
+    Stingy,
+}
+
+/// Runs a download from `peers` to the end (or until it stalls): the
+/// groups stored, and how many requests each peer got.
+fn download(len: u64, peers: &[Peer]) -> (Fetcher<Peer>, Vec<u8>, Vec<u8>, HashMap<Peer, usize>) {
+    let (_, _, cipher, tree) = sealed(len, 11);
+    let mut fetcher = Fetcher::new(tree.root(), tree.len(), 0..groups(tree.len()));
+    for p in peers {
+        fetcher.add_source(*p);
+    }
+    let mut stored = vec![0u8; cipher.len()];
+    let mut asked: HashMap<Peer, usize> = HashMap::new();
+    let mut now = 0;
+    for _ in 0..10_000 {
+        // Everything the fetcher will send now, answered in turn.
+        let mut batch = Vec::new();
+        while let Some(r) = fetcher.poll_request(now) {
+            assert!(batch.len() <= MAX_IN_FLIGHT_PER_SOURCE * peers.len());
+            batch.push(r);
+        }
+        if batch.is_empty() && (fetcher.is_done() || fetcher.is_stalled()) {
+            break;
+        }
+        for (id, peer, request) in batch {
+            *asked.entry(peer).or_default() += 1;
+            let read = |i: u64| Ok(group_of(&cipher, i).to_vec());
+            let response = match peer {
+                Peer::Empty => BlobResponse::Refused(BlobRefusal::NotHere),
+                _ => serve(&tree, &request, read),
+            };
+            let response = match (peer, response) {
+                (Peer::Liar, BlobResponse::Groups(mut g)) => {
+                    g.iter_mut().for_each(|g| g.bytes[0] ^= 1);
+                    BlobResponse::Groups(g)
+                }
+                (Peer::Stingy, BlobResponse::Groups(mut g)) => {
+                    g.truncate(1);
+                    BlobResponse::Groups(g)
+                }
+                (_, r) => r,
+            };
+            if let Fetched::Groups(groups) = fetcher.on_response(now, id, response) {
+                for (i, bytes) in groups {
+                    let at = (i * GROUP_LEN) as usize;
+                    stored[at..at + bytes.len()].copy_from_slice(&bytes);
+                }
+            }
+        }
+        now += 100;
+    }
+    (fetcher, stored, cipher, asked)
+}
+
+#[test]
+fn a_download_completes_from_several_sources_at_once() {
+    let (fetcher, stored, cipher, asked) =
+        download(200 * GROUP_PLAIN_LEN, &[Peer::Honest(1), Peer::Honest(2)]);
+    assert!(fetcher.is_done());
+    assert_eq!(stored, cipher);
+    assert!(
+        asked[&Peer::Honest(1)] >= 3 && asked[&Peer::Honest(2)] >= 3,
+        "{asked:?}"
+    );
+}
+
+#[test]
+fn a_lying_source_is_dropped_and_its_ranges_come_from_another() {
+    let (fetcher, stored, cipher, asked) = download(
+        60 * GROUP_PLAIN_LEN,
+        &[Peer::Liar, Peer::Empty, Peer::Stingy, Peer::Honest(1)],
+    );
+    assert!(fetcher.is_done());
+    assert_eq!(stored, cipher, "nothing of the liar's was stored");
+    assert_eq!(fetcher.bad_sources().collect::<Vec<_>>(), [&Peer::Liar]);
+    assert!(
+        asked[&Peer::Liar] <= MAX_IN_FLIGHT_PER_SOURCE,
+        "asked once per slot, then never"
+    );
+    assert_eq!(asked[&Peer::Empty], 1);
+}
+
+#[test]
+fn with_only_liars_the_download_stalls_instead_of_storing_anything() {
+    let (fetcher, stored, _, _) = download(10 * GROUP_PLAIN_LEN, &[Peer::Liar, Peer::Empty]);
+    assert!(fetcher.is_stalled());
+    assert!(stored.iter().all(|b| *b == 0));
+}
+
+#[test]
+fn a_failed_request_is_asked_again_after_a_pause() {
+    let (_, _, _, tree) = sealed(3 * GROUP_PLAIN_LEN, 12);
+    let mut fetcher = Fetcher::new(tree.root(), tree.len(), 0..groups(tree.len()));
+    fetcher.add_source(1u8);
+    let (id, _, first) = fetcher.poll_request(0).unwrap();
+    fetcher.on_failure(0, id);
+    assert!(fetcher.poll_request(10).is_none(), "left alone for a while");
+    let (_, _, again) = fetcher.poll_request(SOURCE_BACKOFF_MS).unwrap();
+    assert_eq!(again, first);
 }

@@ -152,6 +152,9 @@ pub(crate) struct EventLoop {
     listen_addresses: Vec<Multiaddr>,
     /// Our home relays and the drain loop for each.
     home: Vec<relays::HomeRelay>,
+    /// Home relays to send the stored revocations again when they next
+    /// answer (the last sending failed).
+    drops_due: std::collections::HashSet<usize>,
     mail_requests: HashMap<OutboundRequestId, relays::MailRequest>,
     presence: presence::PresenceHost,
     reach: reach::Reach,
@@ -236,6 +239,7 @@ impl EventLoop {
             commit: None,
             listen_addresses: Vec::new(),
             home,
+            drops_due: std::collections::HashSet::new(),
             mail_requests: HashMap::new(),
             presence,
             reach: reach::Reach::default(),
@@ -299,6 +303,10 @@ impl EventLoop {
         self.own_card_to_engine();
         if let Err(e) = self.restore_revoked() {
             tracing::warn!(error = %e, "could not read the revoked devices");
+        }
+        // Revocations a home relay may have missed (or a relay added since).
+        for i in 0..self.home.len() {
+            self.send_drops(i);
         }
         if !self.home.is_empty() {
             // A device revoked while we were away: its account's new list

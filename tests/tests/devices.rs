@@ -718,7 +718,7 @@ fn presence_sharing_settings_reach_every_device() {
 
 #[test]
 fn a_revoked_devices_mailbox_is_dropped_at_the_home_relay() {
-    let relay = hush_tests::RelayProc::start("");
+    let mut relay = hush_tests::RelayProc::start("");
     let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
     for u in [&mut alice, &mut bob] {
         u.start_with(&["--relay", relay.address.as_str()]);
@@ -726,10 +726,14 @@ fn a_revoked_devices_mailbox_is_dropped_at_the_home_relay() {
     introduce(&alice, &bob);
     let laptop = linked_laptop(&alice);
     bob_knows_two_devices(&bob);
+    // The relay is down when alice revokes: it is asked again once it is
+    // back.
+    relay.stop();
     alice.json(&["device", "revoke", "laptop", "--json"]);
+    relay.restart();
     wait_for(
         "the relay to drop the laptop's mailbox",
-        Duration::from_secs(30),
+        Duration::from_secs(90),
         || (relay.metric("hush_relay_dropped_mailboxes")? == 1.0).then_some(()),
     );
     // What the laptop asks the relay for now is refused.

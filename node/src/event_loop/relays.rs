@@ -138,14 +138,39 @@ impl EventLoop {
 
     /// Our account revoked the devices `old` lists and `new` does not: our
     /// home relays (theirs too: the account's devices share them) drop
-    /// their mailboxes and hosted keys, and refuse them from now on.
-    /// Best effort: a relay that cannot be reached keeps the mailbox until
-    /// its mail expires (nothing new reaches it: contacts take the new list).
+    /// their mailboxes and hosted keys, and refuse them from now on. The
+    /// pair is stored, so a relay that cannot be reached now is asked
+    /// again when it next answers, and at every start.
     pub(super) fn drop_revoked_mailboxes(&mut self, old: &DeviceList, new: &DeviceList) {
+        if let Err(e) = self
+            .store
+            .add_revocation_lists(old.to_bytes(), new.to_bytes())
+        {
+            tracing::warn!(error = %e, "could not store the revocation for the relays");
+        }
         for i in 0..self.home.len() {
+            self.send_drops(i);
+        }
+    }
+
+    /// Sends every stored revocation to home relay `i` (the relay drops
+    /// what it has not yet; the rest it answers as done).
+    pub(super) fn send_drops(&mut self, i: usize) {
+        let pairs = match self.store.revocation_lists() {
+            Ok(pairs) => pairs,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the stored revocations");
+                return;
+            }
+        };
+        for (old, new) in pairs {
+            let (Ok(old), Ok(new)) = (DeviceList::from_bytes(&old), DeviceList::from_bytes(&new))
+            else {
+                continue;
+            };
             let request = MailboxRequest::DropRevoked {
-                old: Box::new(old.clone()),
-                new: Box::new(new.clone()),
+                old: Box::new(old),
+                new: Box::new(new),
             };
             self.home_request(i, request, MailRequest::DropRevoked(i));
         }
@@ -318,6 +343,10 @@ impl EventLoop {
         };
         match (kind, answer) {
             (MailRequest::Info(i), Ok(MailboxResponse::Info { challenge, .. })) => {
+                if self.drops_due.remove(&i) {
+                    // It did not take a revocation before: it answers now.
+                    self.send_drops(i);
+                }
                 let now = self.host_clock.now();
                 if let Some(relay) = self.home.get_mut(i) {
                     let step = relay.mailbox.challenge_arrived(now, challenge);
@@ -408,6 +437,10 @@ impl EventLoop {
                             relay.mailbox.failed(now, error);
                         }
                         MailRequest::PutKeys(_) => relay.mailbox.upload_failed(Some(error)),
+                        MailRequest::DropRevoked(i) => {
+                            relay.mailbox.noted_error(error);
+                            self.drops_due.insert(i);
+                        }
                         MailRequest::Revoke(..) => relay.mailbox.revoke_failed(now, error),
                         _ => relay.mailbox.noted_error(error),
                     }

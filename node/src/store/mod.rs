@@ -71,6 +71,14 @@ const OLM_ACCOUNT_KEY: &str = "olm_account";
 /// Our account's devices taken off its list: DeviceKeys wire forms, 128
 /// bytes each, concatenated.
 const REVOKED_DEVICES_KEY: &str = "revoked_devices";
+/// The account's revocations as (list before, list after) pairs, for the
+/// home relays to drop the revoked devices' mailboxes (postcard).
+const REVOCATION_LISTS_KEY: &str = "revocation_lists";
+/// Most revocations kept for the relays (the newest).
+const MAX_REVOCATION_LISTS: usize = 16;
+
+/// One revocation: the account's device list before and after, encoded.
+pub type RevocationLists = (Vec<u8>, Vec<u8>);
 /// Present once this device learnt it was revoked.
 const REVOKED_KEY: &str = "revoked";
 /// The account's presence seed (32 bytes; see `PresenceKey::derive`).
@@ -281,6 +289,26 @@ impl Store {
             }
         }
         self.put_meta(REVOKED_DEVICES_KEY, &bytes)
+    }
+
+    /// Our account's revocations, (list before, list after) as encoded
+    /// device lists: sent to every home relay at start, so a mailbox
+    /// drop a relay missed is made later.
+    pub fn revocation_lists(&self) -> Result<Vec<RevocationLists>, StoreError> {
+        match self.meta(REVOCATION_LISTS_KEY)? {
+            Some(bytes) => Ok(postcard::from_bytes(&bytes).unwrap_or_default()),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Adds a revocation to [`Store::revocation_lists`] (the newest 16 kept).
+    pub fn add_revocation_lists(&self, old: Vec<u8>, new: Vec<u8>) -> Result<(), StoreError> {
+        let mut pairs = self.revocation_lists()?;
+        pairs.push((old, new));
+        let extra = pairs.len().saturating_sub(MAX_REVOCATION_LISTS);
+        pairs.drain(..extra);
+        let bytes = postcard::to_allocvec(&pairs).unwrap_or_default();
+        self.put_meta(REVOCATION_LISTS_KEY, &bytes)
     }
 
     /// The account's presence seed, made (and stored) the first time it is

@@ -25,7 +25,7 @@ use crate::home::Home;
 use crate::identity::{own_entry, validate_name};
 use crate::records::{
     ContactRecord, ContactTrust, GroupRecord, IdentityRecord, InboundRecord, MessageRecord,
-    OwnDevice, PresenceRecord, PublishKeyRecord, Status,
+    OwnDevice, PublishKeyRecord, Status,
 };
 use crate::store::{Durability, Op, Store};
 
@@ -411,16 +411,7 @@ async fn fetch_contacts(
         if !trust.is_default() {
             ops.push(Op::PutTrust(account, trust));
         }
-        let p = c.presence;
-        ops.push(Op::PutPresence(
-            account,
-            PresenceRecord {
-                share: p.share,
-                shared_epoch: p.shared_epoch,
-                their_key: p.their_key,
-                last_seen_ms: p.last_seen_ms,
-            },
-        ));
+        ops.push(Op::PutPresence(account, c.presence));
         count += 1;
         Some(account)
     })

@@ -24,6 +24,7 @@ use std::str::FromStr;
 use thiserror::Error;
 
 use crate::codec::{DecodeError, Reader, Wire, Writer};
+use crate::device::PresenceRecord;
 use crate::ids::{AccountId, DeviceId, GroupId};
 use crate::keys::{DeviceKeys, DeviceList};
 use crate::payload::MAX_TEXT_LEN;
@@ -240,32 +241,9 @@ pub struct LinkContact {
     pub blocked: bool,
     /// The verified keys' fingerprint, if the user verified the contact.
     pub verified: Option<[u8; 32]>,
-    /// Presence with this contact, as the old device holds it.
-    pub presence: LinkPresence,
-}
-
-/// Presence with one contact, handed over with it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LinkPresence {
-    /// We share our presence with them (the user's per-contact switch).
-    pub share: bool,
-    /// The epoch of the account's key they were last sent (0: none).
-    pub shared_epoch: u32,
-    /// Their presence key, if they shared it: (epoch, key).
-    pub their_key: Option<(u32, [u8; 32])>,
-    /// When we last knew them online (ms since the Unix epoch; 0: never).
-    pub last_seen_ms: u64,
-}
-
-impl Default for LinkPresence {
-    fn default() -> Self {
-        Self {
-            share: true,
-            shared_epoch: 0,
-            their_key: None,
-            last_seen_ms: 0,
-        }
-    }
+    /// Presence with this contact, as the old device holds it (the new
+    /// device stores it as is).
+    pub presence: PresenceRecord,
 }
 
 impl LinkContact {
@@ -322,7 +300,7 @@ impl LinkContact {
                 });
             }
         };
-        let presence = LinkPresence {
+        let presence = PresenceRecord {
             share,
             shared_epoch,
             their_key,

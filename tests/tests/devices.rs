@@ -47,6 +47,19 @@ fn bob_knows_two_devices(bob: &User) {
     );
 }
 
+/// With alice's first device stopped, bob sees her online through her
+/// laptop (every device seals presence with the account's one key).
+fn bob_sees_alice_online(bob: &User) {
+    wait_for(
+        "bob to see alice online through the laptop",
+        Duration::from_secs(60),
+        || {
+            let p = bob.json(&["presence", "alice", "--refresh", "--json"]);
+            (p["state"] == "online").then_some(())
+        },
+    );
+}
+
 /// Waits until `user`'s conversation with `with` holds `text`.
 fn wait_text(user: &User, with: &str, text: &str) {
     wait_for(
@@ -144,14 +157,7 @@ fn a_linked_device_gets_the_history_and_mail_to_the_account_reaches_both_devices
     // is (both seal presence with the account's one key).
     let mut alice = alice;
     alice.stop();
-    wait_for(
-        "bob to see alice online through the laptop",
-        Duration::from_secs(60),
-        || {
-            let p = bob.json(&["presence", "alice", "--refresh", "--json"]);
-            (p["state"] == "online").then_some(())
-        },
-    );
+    bob_sees_alice_online(&bob);
 }
 
 #[test]
@@ -674,14 +680,7 @@ fn after_a_removal_both_devices_rotate_to_the_same_presence_key() {
         },
     );
     alice.stop();
-    wait_for(
-        "bob to see alice online through the laptop",
-        Duration::from_secs(60),
-        || {
-            let p = bob.json(&["presence", "alice", "--refresh", "--json"]);
-            (p["state"] == "online").then_some(())
-        },
-    );
+    bob_sees_alice_online(&bob);
 }
 
 #[test]

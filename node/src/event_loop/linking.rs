@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 
 use hush_protocol::link::{
     AccountSeed, DeviceName, LINK_VALID_MS, LinkCode, LinkContact, LinkGroupItem, LinkGroupKind,
-    LinkMessage, LinkOffer, LinkPresence, LinkReceived, LinkReply, LinkRequest, LinkResponder,
-    LinkStep, MAX_LINK_ADDRESSES, PresenceSeed, contacts_page_len, group_items_page_len,
-    messages_page_len,
+    LinkMessage, LinkOffer, LinkReceived, LinkReply, LinkRequest, LinkResponder, LinkStep,
+    MAX_LINK_ADDRESSES, PresenceSeed, contacts_page_len, group_items_page_len, messages_page_len,
 };
 use hush_protocol::{
     AccountId, ContactCard, ConversationId, DeviceList, GroupId, MAX_DEVICES, MegolmInbound,
@@ -307,12 +306,7 @@ impl EventLoop {
                     presence: self
                         .presence
                         .record(&c.record.account)
-                        .map(|r| LinkPresence {
-                            share: r.share,
-                            shared_epoch: r.shared_epoch,
-                            their_key: r.their_key,
-                            last_seen_ms: r.last_seen_ms,
-                        })
+                        .cloned()
                         .unwrap_or_default(),
                 }
             })

@@ -56,7 +56,7 @@ impl fmt::Debug for OwnPresenceRecord {
 }
 
 /// Presence as it concerns one contact.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PresenceRecord {
     /// We share our presence and last seen with them.
     pub share: bool,

@@ -157,7 +157,7 @@ fn a_link_with_the_right_code_hands_over_in_order() {
                     added_at_ms: NOW,
                     blocked: false,
                     verified: Some([3; 32]),
-                    presence: LinkPresence {
+                    presence: crate::device::PresenceRecord {
                         share: false,
                         shared_epoch: 4,
                         their_key: Some((2, [5; 32])),

@@ -640,19 +640,20 @@ impl<R> RelayEngine<R> {
                 return;
             }
         };
-        let fresh: Vec<DeviceId> = devices
+        let fresh = devices
             .iter()
             .filter(|d| !self.dropped.contains(&MailboxId::of(d)))
-            .copied()
-            .collect();
-        if self.dropped.len() + fresh.len() > MAX_DROPPED {
+            .count();
+        if self.dropped.len() + fresh > MAX_DROPPED {
             self.reply(reply, MailboxResponse::refused(Refusal::RelayFull));
             return;
         }
-        for device in fresh {
-            let mailbox = MailboxId::of(&device);
+        for device in &devices {
+            let mailbox = MailboxId::of(device);
             self.dropped.insert(mailbox);
-            self.batch.writes.push(RelayWrite::Drop { device });
+            // Written again when asked again: a drop whose commit failed
+            // (answered `Unavailable`, so the owner retries) lands then.
+            self.batch.writes.push(RelayWrite::Drop { device: *device });
             if let Some(w) = self.waiters.remove(&mailbox) {
                 self.reply(w.reply, MailboxResponse::refused(Refusal::Dropped));
             }

@@ -130,3 +130,36 @@ fn an_account_cannot_drop_another_accounts_device() {
     relay.owner(6, &bob, fetch(0, 0));
     assert_eq!(items(relay.answer(6)), [1], "bob's mailbox is untouched");
 }
+
+#[test]
+fn a_drop_whose_commit_failed_lands_when_asked_again() {
+    let mut relay = Relay::new(Quotas::default());
+    let alice = crate::AccountKey::from_seed([7; 32]);
+    let (desktop, laptop) = (owner_key(1), owner_key(2));
+    let old = proven_list(&alice, 10, &[&desktop, &laptop]);
+    let new = proven_list(&alice, 20, &[&desktop]);
+    relay.store.fail_next_commit = true;
+    relay.request(1, b"alice", &drop_revoked(&old, &new));
+    relay.commit();
+    assert_eq!(
+        relay.answer(1),
+        Some(MailboxResponse::refused(Refusal::Unavailable))
+    );
+    relay.request(2, b"alice", &drop_revoked(&old, &new));
+    relay.commit();
+    assert_eq!(
+        relay.answer(2),
+        Some(MailboxResponse::Dropped { devices: 1 })
+    );
+    // On disk now: a restarted relay still refuses the laptop.
+    let rules = RelayRules {
+        quotas: Quotas::default(),
+        retention_secs: 3600,
+    };
+    relay.engine = RelayEngine::load(rules, [[1; 32], [2; 32]], &relay.store, relay.now).unwrap();
+    relay.owner(3, &laptop, fetch(0, 0));
+    assert_eq!(
+        relay.answer(3),
+        Some(MailboxResponse::refused(Refusal::Dropped))
+    );
+}

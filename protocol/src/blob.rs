@@ -191,6 +191,20 @@ impl Tree {
         self.len == 0
     }
 
+    /// The groups' chaining values, in order (what [`Tree::new`] takes
+    /// back; empty for a blob of one group).
+    pub fn leaves(&self) -> Vec<ChainingValue> {
+        if self.len <= GROUP_LEN {
+            return Vec::new();
+        }
+        (0..groups(self.len))
+            .filter_map(|i| {
+                let len = group_len(self.len, i).ok()?;
+                self.nodes.get(&(i * GROUP_LEN, len)).copied()
+            })
+            .collect()
+    }
+
     /// The proof of group `index`: its siblings' chaining values, top down.
     pub fn proof(&self, index: u64) -> Result<Vec<ChainingValue>, BlobError> {
         group_len(self.len, index)?;

@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 
 use hush_protocol::blob::{
     BlobRequest, BlobResponse, BlobRoot, Compression, FileKey, FileManifest, GROUP_LEN,
-    GROUP_PLAIN_LEN, MAX_THUMBNAIL_LEN, Sealer, Tree, group_len, groups, leaf, safe_file_name,
-    serve,
+    GROUP_PLAIN_LEN, MAX_THUMBNAIL_LEN, Sealer, Tree, group_len, safe_file_name, serve,
 };
 
 use super::{FileError, io_error};
@@ -107,7 +106,7 @@ pub fn seal_file(
     let root = tree.root();
     let blob = blob_path(blobs, &root);
     std::fs::rename(&sealing, &blob).map_err(io_error("rename", &blob))?;
-    write_tree(blobs, &tree, &blob)?;
+    write_tree(blobs, &tree)?;
     Ok(FileManifest {
         root,
         key,
@@ -167,19 +166,9 @@ fn tree_path(blobs: &Path, root: &BlobRoot) -> PathBuf {
 
 /// Stores the groups' chaining values beside the blob (none for a blob of
 /// one group: its root is its hash).
-fn write_tree(blobs: &Path, tree: &Tree, blob: &Path) -> Result<(), FileError> {
+fn write_tree(blobs: &Path, tree: &Tree) -> Result<(), FileError> {
     let path = tree_path(blobs, &tree.root());
-    let mut bytes = Vec::new();
-    if tree.len() > GROUP_LEN {
-        let file = File::open(blob).map_err(io_error("open", blob))?;
-        let mut group = vec![0u8; GROUP_LEN as usize];
-        for index in 0..groups(tree.len()) {
-            let n = group_len(tree.len(), index)? as usize;
-            file.read_exact_at(&mut group[..n], index * GROUP_LEN)
-                .map_err(io_error("read", blob))?;
-            bytes.extend_from_slice(&leaf(index, &group[..n]));
-        }
-    }
+    let bytes = tree.leaves().concat();
     let mut out = OpenOptions::new()
         .write(true)
         .create(true)

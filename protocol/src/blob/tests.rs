@@ -423,3 +423,13 @@ fn a_failed_request_is_asked_again_after_a_pause() {
     let (_, _, again) = fetcher.poll_request(SOURCE_BACKOFF_MS).unwrap();
     assert_eq!(again, first);
 }
+
+#[test]
+fn a_tree_rebuilds_from_its_leaves() {
+    for len in SIZES {
+        let (_, _, cipher, tree) = sealed(len, 5);
+        let single = (tree.len() <= GROUP_LEN).then_some(&cipher[..]);
+        let again = Tree::new(tree.len(), &tree.leaves(), single).unwrap();
+        assert_eq!(again.root(), tree.root(), "{len}");
+    }
+}

@@ -36,6 +36,12 @@ fn sealed(
     (manifest, cipher, tree)
 }
 
+/// An uncompressed file sealed whole (see [`sealed`]).
+fn sealed_as_is(plain: Vec<u8>, name: &str) -> (FileManifest, Vec<u8>, Tree) {
+    let size = plain.len() as u64;
+    sealed(plain, name, Compression::None, size)
+}
+
 /// Fetches `indexes` from the whole ciphertext as a source would serve
 /// them, verified.
 fn fetch(tree: &Tree, cipher: &[u8], first: u64, count: u16) -> Vec<(u64, Vec<u8>)> {
@@ -66,12 +72,7 @@ fn a_download_stopped_halfway_resumes_and_opens_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
     let (blobs, files) = (dir.path().join("blobs"), dir.path().join("files"));
     let original = plain(10 * GROUP_PLAIN_LEN as usize + 123);
-    let (manifest, cipher, tree) = sealed(
-        original.clone(),
-        "holiday.mp4",
-        Compression::None,
-        original.len() as u64,
-    );
+    let (manifest, cipher, tree) = sealed_as_is(original.clone(), "holiday.mp4");
     let total = groups(tree.len());
     {
         let mut partial = PartialBlob::open(&blobs, tree.root(), tree.len()).unwrap();
@@ -137,12 +138,7 @@ fn bytes_damaged_on_disk_or_a_wrong_size_open_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (blobs, files) = (dir.path().join("blobs"), dir.path().join("files"));
     let original = plain(3 * GROUP_PLAIN_LEN as usize);
-    let (manifest, cipher, tree) = sealed(
-        original.clone(),
-        "a.bin",
-        Compression::None,
-        original.len() as u64,
-    );
+    let (manifest, cipher, tree) = sealed_as_is(original.clone(), "a.bin");
     let all = groups(tree.len()) as u16;
     let mut partial = PartialBlob::open(&blobs, tree.root(), tree.len()).unwrap();
     partial.write(&fetch(&tree, &cipher, 0, all)).unwrap();
@@ -180,12 +176,7 @@ fn bytes_damaged_on_disk_or_a_wrong_size_open_nothing() {
 fn an_incomplete_download_does_not_open() {
     let dir = tempfile::tempdir().unwrap();
     let original = plain(2 * GROUP_PLAIN_LEN as usize);
-    let (manifest, cipher, tree) = sealed(
-        original.clone(),
-        "b.bin",
-        Compression::None,
-        original.len() as u64,
-    );
+    let (manifest, cipher, tree) = sealed_as_is(original.clone(), "b.bin");
     let mut partial =
         PartialBlob::open(&dir.path().join("blobs"), tree.root(), tree.len()).unwrap();
     partial.write(&fetch(&tree, &cipher, 0, 1)).unwrap();
@@ -200,12 +191,7 @@ fn a_manifest_with_the_wrong_key_says_so_and_keeps_the_download() {
     let dir = tempfile::tempdir().unwrap();
     let (blobs, files) = (dir.path().join("blobs"), dir.path().join("files"));
     let original = plain(GROUP_PLAIN_LEN as usize + 10);
-    let (manifest, cipher, tree) = sealed(
-        original.clone(),
-        "c.bin",
-        Compression::None,
-        original.len() as u64,
-    );
+    let (manifest, cipher, tree) = sealed_as_is(original.clone(), "c.bin");
     let mut partial = PartialBlob::open(&blobs, tree.root(), tree.len()).unwrap();
     partial.write(&fetch(&tree, &cipher, 0, 2)).unwrap();
     let wrong = FileManifest {

@@ -83,6 +83,7 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
 hush send bob \"see you at 8\"\n  \
 hush send bob \"are you there?\" --wait delivered --timeout 60\n  \
+hush send bob --file ./holiday.jpg \"the beach\"\n  \
 echo \"from a script\" | hush send bob - --json")]
     Send(SendArgs),
     /// Show the conversation with a contact, oldest to newest
@@ -119,6 +120,9 @@ hush history bob --limit 20 --json")]
     /// This account's devices: link a new one, join as one, list, revoke
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Files sent and received: list transfers, fetch one, cancel one
+    #[command(subcommand)]
+    File(FileCommand),
     /// Start two real nodes on loopback and show them chatting
     Demo,
     /// Measure performance
@@ -191,6 +195,13 @@ pub struct NodeRunArgs {
     /// Do not look for contacts on the local network (mDNS).
     #[arg(long)]
     pub no_mdns: bool,
+    /// Files up to this many MiB are fetched as soon as their message
+    /// arrives; larger ones wait for `hush file get` [default: 64]
+    #[arg(long, value_name = "MIB")]
+    pub auto_fetch_mib: Option<u64>,
+    /// The largest file this node sends or fetches, in MiB [default: 4096]
+    #[arg(long, value_name = "MIB")]
+    pub max_file_mib: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -243,6 +254,40 @@ pub struct RelayRunArgs {
     /// summary if the relay would start with it, 1 and what is wrong if not
     #[arg(long)]
     pub check_config: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FileCommand {
+    /// Every file sent and received: id, name, size, bytes fetched, state,
+    /// who sent it, conversation
+    List {
+        /// Print JSON instead of text (one object; a list prints one array)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch (or resume) a file that was not fetched by itself (larger
+    /// than the node's --auto-fetch-mib, failed, or cancelled)
+    Get {
+        /// The file's id (from `hush file list` or `hush history`)
+        id: String,
+        /// The folder to save it in [default: HOME/files]
+        #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+        to: Option<PathBuf>,
+        /// Wait until it is complete (a progress bar on a terminal)
+        #[arg(long)]
+        wait: bool,
+        /// Print JSON instead of text (one object; a list prints one array)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a download and remove what it fetched
+    Cancel {
+        /// The file's id
+        id: String,
+        /// Print JSON instead of text (one object; a list prints one array)
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -445,9 +490,14 @@ pub struct SendArgs {
     /// The contact's name
     #[arg(add = ArgValueCompleter::new(contact_names))]
     pub name: String,
-    /// The message; `-` reads it from standard input (so it stays out of
-    /// the shell history and `ps`)
-    pub text: String,
+    /// The message (with --file: the file's caption, optional); `-` reads
+    /// it from standard input (so it stays out of the shell history and `ps`)
+    #[arg(required_unless_present = "file")]
+    pub text: Option<String>,
+    /// Send this file (any size up to the node's --max-file-mib); the
+    /// contact's devices fetch it from this one
+    #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::FilePath)]
+    pub file: Option<PathBuf>,
     /// Wait until the message reaches this status
     #[arg(long, value_enum)]
     pub wait: Option<WaitFor>,

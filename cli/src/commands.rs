@@ -8,6 +8,7 @@ mod chat;
 pub mod completion;
 mod contact;
 mod device;
+pub(crate) mod file;
 mod group;
 mod identity;
 mod manual;
@@ -97,6 +98,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             return group::run(&mut Client::connect(&home).await?, command).await;
         }
         Command::Device(command) => device::run(&home, command).await?,
+        Command::File(command) => return file::run(&home, command).await,
         Command::Demo
         | Command::Bench(_)
         | Command::Relay(_)

@@ -14,10 +14,10 @@ use crate::error::NodeError;
 use crate::node::{MAX_HISTORY_LIMIT, Node};
 use crate::records::Status;
 use crate::rpc::{
-    ContactAddParams, ContactParams, GroupCreateParams, GroupHistoryParams, GroupInviteParams,
-    GroupMemberParams, GroupParams, GroupSendParams, HistoryParams, INVALID_PARAMS,
-    INVALID_REQUEST, MAX_REQUEST_LEN, METHOD_NOT_FOUND, PARSE_ERROR, PresenceParams, RemoveParams,
-    Request, Response, SendParams, SharePresenceParams, SwitchParams,
+    ContactAddParams, ContactParams, FileParams, GroupCreateParams, GroupHistoryParams,
+    GroupInviteParams, GroupMemberParams, GroupParams, GroupSendParams, HistoryParams,
+    INVALID_PARAMS, INVALID_REQUEST, MAX_REQUEST_LEN, METHOD_NOT_FOUND, PARSE_ERROR,
+    PresenceParams, RemoveParams, Request, Response, SendParams, SharePresenceParams, SwitchParams,
 };
 
 /// API connections served at once; more wait to be accepted.
@@ -322,17 +322,31 @@ async fn dispatch(node: &Node, request: Request) -> Result<Value, (i64, String)>
         }
         "send" => {
             let p: SendParams = params(request.params)?;
-            let receipt = match p.wait {
-                None | Some(Status::Pending) => node.send(&p.contact, &p.text).await,
-                Some(wait) => {
-                    let timeout = p
-                        .timeout_ms
-                        .map_or(DEFAULT_WAIT, Duration::from_millis)
-                        .min(MAX_WAIT);
-                    node.send_and_wait(&p.contact, &p.text, wait, timeout).await
+            let timeout = p
+                .timeout_ms
+                .map_or(DEFAULT_WAIT, Duration::from_millis)
+                .min(MAX_WAIT);
+            let receipt = match (p.wait, &p.file) {
+                (None | Some(Status::Pending), None) => node.send(&p.contact, &p.text).await,
+                (Some(wait), None) => node.send_and_wait(&p.contact, &p.text, wait, timeout).await,
+                (None | Some(Status::Pending), Some(file)) => {
+                    node.send_file(&p.contact, file, &p.text).await
+                }
+                (Some(wait), Some(file)) => {
+                    node.send_file_and_wait(&p.contact, file, &p.text, wait, timeout)
+                        .await
                 }
             };
             to_value(receipt.map_err(node_err)?)
+        }
+        "file.list" => to_value(node.files().await.map_err(node_err)?),
+        "file.get" => {
+            let p: FileParams = params(request.params)?;
+            to_value(node.file_get(&p.id, p.to).await.map_err(node_err)?)
+        }
+        "file.cancel" => {
+            let p: FileParams = params(request.params)?;
+            to_value(node.file_cancel(&p.id).await.map_err(node_err)?)
         }
         "history" => {
             let p: HistoryParams = params(request.params)?;

@@ -33,6 +33,10 @@ pub enum NodeError {
         "you blocked {name:?}: nothing goes to them or comes from them until you run `hush contact unblock {name}`"
     )]
     Blocked { name: String },
+    /// A file could not be sent, fetched or found (the text says which
+    /// and what to do).
+    #[error("{0}")]
+    File(String),
     #[error("invalid contact card: {0}")]
     InvalidCard(#[from] CardError),
     #[error("invalid name {name:?}: {reason}")]
@@ -170,6 +174,7 @@ impl NodeError {
             Self::TooManyDevices { .. } => 1032,
             Self::UnknownDevice { .. } | Self::AmbiguousDevice { .. } | Self::RevokeSelf => 1033,
             Self::Revoked => 1034,
+            Self::File(_) => 1040,
             Self::Home { .. }
             | Self::Identity(_)
             | Self::Store(_)

@@ -40,6 +40,7 @@ mod commit;
 mod contacts;
 mod devices;
 mod direct;
+mod files;
 mod groups;
 mod linking;
 mod liveness;
@@ -49,6 +50,7 @@ mod relays;
 
 use commit::{After, Batch, Commit};
 pub(crate) use contacts::ContactAction;
+pub(crate) use files::{FileConfig, file_view};
 pub(crate) use groups::{GroupCommand, GroupConfig};
 pub(crate) use presence::PresenceConfig;
 
@@ -118,12 +120,13 @@ fn card_reach(card: &ContactCard) -> CardReach<PeerId, Multiaddr> {
 }
 
 /// How the loop is set up, from [`crate::NodeConfig`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct LoopOptions {
     pub mail_poll: Duration,
     pub presence: PresenceConfig,
     pub groups: GroupConfig,
     pub mdns: bool,
+    pub files: FileConfig,
 }
 
 pub(crate) struct EventLoop {
@@ -163,6 +166,8 @@ pub(crate) struct EventLoop {
     lost: liveness::Lost,
     /// The link code in flight (`hush device link`).
     link: linking::LinkHost,
+    /// Downloads, and who may fetch our blobs.
+    files: files::FileHost,
     /// Applying a contact change another device of ours made: not told
     /// back to our devices.
     applying_own_change: bool,
@@ -182,6 +187,7 @@ impl EventLoop {
             network::SwarmOptions { mdns: options.mdns },
         )
         .map_err(NodeError::Identity)?;
+        let files = files::FileHost::new(options.files, swarm.behaviour().stream.new_control());
         let host_clock = hush_host::HostClock::default();
         let mut presence = presence::PresenceHost::load(
             options.presence,
@@ -246,6 +252,7 @@ impl EventLoop {
             groups: groups::GroupHost::default(),
             lost: liveness::Lost::default(),
             link: linking::LinkHost::default(),
+            files,
             applying_own_change: false,
         };
         event_loop.restore_trust()?;
@@ -342,6 +349,7 @@ impl EventLoop {
             self.share_key_with(&account);
         }
         self.push_list_if_new();
+        self.resume_downloads();
         Ok(self)
     }
 
@@ -370,6 +378,7 @@ impl EventLoop {
                     None => break,
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                event = self.files.next() => self.on_file_event(event),
                 result = commit_done => {
                     let result = result.unwrap_or_else(|e| Err(StoreError::Storage(redb::StorageError::Io(std::io::Error::other(e)))));
                     self.on_commit(result);
@@ -468,6 +477,23 @@ impl EventLoop {
                 let _ = reply.send(self.device_views());
             }
             Command::DeviceRevoke { device, reply } => self.revoke_device(&device, reply),
+            Command::SendFile {
+                contact,
+                offer,
+                path,
+                reply,
+            } => self.send_file(&contact, *offer, path, reply),
+            Command::FileGet { id, to, reply } => self.file_get(&id, to, reply),
+            Command::FileCancel { id, reply } => self.file_cancel(&id, reply),
+            Command::Files { reply } => {
+                let views = self.store.files().map(|files| {
+                    files
+                        .iter()
+                        .map(|(conversation, id, file)| self.view_file(*conversation, *id, file))
+                        .collect()
+                });
+                let _ = reply.send(views.map_err(Into::into));
+            }
             Command::Card { reply } => {
                 let addresses: Vec<String> = self
                     .listen_addresses

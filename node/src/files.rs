@@ -334,7 +334,78 @@ pub fn unique_path(folder: &Path, name: &str) -> PathBuf {
         .unwrap_or(first)
 }
 
+/// `bytes` as people read sizes: `1.9 GiB`, `512 KiB`, `17 B`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Free bytes for an unprivileged user on the file system holding `path`
+/// (or its nearest existing parent).
+fn free_space(path: &Path) -> io::Result<u64> {
+    let existing = path
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| Path::new("/"));
+    let stat = rustix::fs::statvfs(existing)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+/// Whether fetching the file of `manifest` fits: its ciphertext (less
+/// what is fetched already) in `blobs`, and the opened file in `folder`.
+/// The error says what is needed and what is there.
+pub fn check_space(folder: &Path, blobs: &Path, manifest: &FileManifest) -> Result<(), String> {
+    let cipher = manifest.cipher_len();
+    let same_disk = {
+        use std::os::unix::fs::MetadataExt;
+        let dev = |p: &Path| {
+            p.ancestors()
+                .find_map(|a| std::fs::metadata(a).ok())
+                .map(|m| m.dev())
+        };
+        dev(folder) == dev(blobs)
+    };
+    let part_exists = blobs.join(format!("{}.part", manifest.root)).exists();
+    let blob_need = if part_exists { 0 } else { cipher };
+    let checks: Vec<(&Path, u64)> = if same_disk {
+        vec![(folder, blob_need.saturating_add(manifest.size))]
+    } else {
+        vec![(blobs, blob_need), (folder, manifest.size)]
+    };
+    for (path, need) in checks {
+        let have = free_space(path)
+            .map_err(|e| format!("cannot tell the free space of {}: {e}", path.display()))?;
+        if need > have {
+            return Err(format!(
+                "not enough space on the disk of {}: need {}, have {} (free some, or fetch to another disk with --to)",
+                path.display(),
+                human_size(need),
+                human_size(have)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Removes what a download of `root` left in `blobs`.
+pub fn remove_partial(blobs: &Path, root: &BlobRoot) {
+    for ext in ["part", "have"] {
+        let _ = std::fs::remove_file(blobs.join(format!("{root}.{ext}")));
+    }
+}
+
 mod source;
+pub(crate) mod transfer;
 
 pub use source::{BlobSource, mime_of, seal_file};
 

@@ -24,6 +24,14 @@ impl Home {
     pub fn db_path(&self) -> PathBuf {
         self.dir.join(DB_FILE)
     }
+    /// Sealed blobs this device serves, and downloads in progress.
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.dir.join("blobs")
+    }
+    /// Where fetched files are saved.
+    pub fn files_dir(&self) -> PathBuf {
+        self.dir.join("files")
+    }
     /// Where the local API listens: `hush.sock` in the home folder, or,
     /// when that path is too long for a Unix socket, a name made from the
     /// home folder's path in `$XDG_RUNTIME_DIR` (private to the user).

@@ -46,13 +46,14 @@ pub use network::{
     PRESENCE_PROTOCOL, gossipsub_behaviour, peer_in,
 };
 pub use node::{
-    DEFAULT_GROUP_ROTATE_AFTER, DEFAULT_GROUP_ROTATE_MESSAGES, DEFAULT_PRESENCE_GRACE,
-    DEFAULT_PRESENCE_TTL, MAX_HISTORY_LIMIT, MAX_HOME_RELAYS, Node, NodeConfig, now_ms,
+    DEFAULT_AUTO_FETCH_MIB, DEFAULT_GROUP_ROTATE_AFTER, DEFAULT_GROUP_ROTATE_MESSAGES,
+    DEFAULT_MAX_FILE_MIB, DEFAULT_PRESENCE_GRACE, DEFAULT_PRESENCE_TTL, MAX_HISTORY_LIMIT,
+    MAX_HOME_RELAYS, Node, NodeConfig, now_ms,
 };
-pub use records::Status;
+pub use records::{FileState, Status};
 pub use store::StoreError;
 pub use view::{
-    ContactView, DeviceView, Event, GroupMembersView, GroupMessageView, GroupView, LinkCodeView,
-    LinkedView, MemberView, MessageView, NodeStatus, PresenceView, Reachability, RelayView,
-    SendReceipt, rfc3339,
+    ContactView, DeviceView, Event, FileView, GroupMembersView, GroupMessageView, GroupView,
+    LinkCodeView, LinkedView, MemberView, MessageView, NodeStatus, PresenceView, Reachability,
+    RelayView, SendReceipt, rfc3339,
 };

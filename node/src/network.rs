@@ -9,6 +9,7 @@
 //! | `/hush/presence/1` | `PresencePush` | `PresencePush` |
 //! | `/hush/group/1`  | `HistoryRequest` | `HistoryResponse` (to relays only) |
 //! | `/hush/link/1`   | Noise frame    | Noise frame (linking a device; `hush_protocol::link`) |
+//! | `/hush/blob/1`   | framed `BlobRequest`s | framed `BlobResponse`s, in order, on one stream (files) |
 //!
 //! Gossipsub (`/hush/gossip/1`) carries group messages: anonymous (no
 //! author, no sequence number: the Megolm ciphertext says who wrote it),
@@ -78,6 +79,8 @@ pub struct Behaviour {
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub identify: identify::Behaviour,
     pub liveness: liveness::Behaviour,
+    /// Raw streams: `/hush/blob/1` (file transfer, `crate::files::transfer`).
+    pub stream: libp2p_stream::Behaviour,
 }
 
 /// Switches of the swarm a node builds.
@@ -214,6 +217,7 @@ pub fn build_swarm(
                     key.public(),
                 )),
                 liveness,
+                stream: libp2p_stream::Behaviour::new(),
             })
         })
         .map_err(io::Error::other)?

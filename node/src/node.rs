@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::NodeError;
 use crate::event_loop::{
-    ContactAction, EventLoop, GroupCommand, GroupConfig, LoopOptions, PresenceConfig,
+    ContactAction, EventLoop, FileConfig, GroupCommand, GroupConfig, LoopOptions, PresenceConfig,
 };
 use crate::home::Home;
 use crate::identity::Me;
@@ -67,7 +67,15 @@ pub struct NodeConfig {
     pub group_rotate_after: Duration,
     /// The member limit of groups this node creates.
     pub group_member_limit: u32,
+    /// Files up to this many bytes are fetched as soon as their message
+    /// arrives (`--auto-fetch-mib`).
+    pub auto_fetch_bytes: u64,
+    /// The largest file sent or fetched (`--max-file-mib`).
+    pub max_file_bytes: u64,
 }
+
+pub const DEFAULT_AUTO_FETCH_MIB: u64 = 64;
+pub const DEFAULT_MAX_FILE_MIB: u64 = 4 * 1024;
 
 /// Presence records live this long by default.
 pub const DEFAULT_PRESENCE_TTL: Duration = Duration::from_secs(5 * 60);
@@ -91,6 +99,8 @@ impl Default for NodeConfig {
             group_rotate_messages: DEFAULT_GROUP_ROTATE_MESSAGES,
             group_rotate_after: DEFAULT_GROUP_ROTATE_AFTER,
             group_member_limit: hush_protocol::DEFAULT_MEMBER_LIMIT,
+            auto_fetch_bytes: DEFAULT_AUTO_FETCH_MIB << 20,
+            max_file_bytes: DEFAULT_MAX_FILE_MIB << 20,
         }
     }
 }
@@ -175,6 +185,25 @@ pub(crate) enum Command {
         device: String,
         reply: Reply<DeviceView>,
     },
+    SendFile {
+        contact: String,
+        offer: Box<hush_protocol::FileOffer>,
+        /// Where the file was read from (shown in history).
+        path: String,
+        reply: Reply<SendReceipt>,
+    },
+    FileGet {
+        id: String,
+        to: Option<std::path::PathBuf>,
+        reply: Reply<crate::view::FileView>,
+    },
+    FileCancel {
+        id: String,
+        reply: Reply<crate::view::FileView>,
+    },
+    Files {
+        reply: Reply<Vec<crate::view::FileView>>,
+    },
     /// Commit what is queued, answer it, then stop.
     Shutdown {
         reply: Reply<()>,
@@ -190,6 +219,7 @@ pub struct Node {
     store: Arc<Store>,
     task: Arc<tokio::sync::Mutex<Option<JoinHandle<()>>>>,
     me: Arc<MeSummary>,
+    files: Arc<FileConfig>,
 }
 
 #[derive(Debug)]
@@ -224,6 +254,12 @@ impl Node {
         } else {
             config.listen
         };
+        let files = Arc::new(FileConfig {
+            auto_fetch: config.auto_fetch_bytes,
+            max_file: config.max_file_bytes,
+            blobs: home.blobs_dir(),
+            folder: home.files_dir(),
+        });
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let event_loop = EventLoop::new(
@@ -247,6 +283,7 @@ impl Node {
                         .clamp(1, hush_protocol::MAX_MEMBER_LIMIT),
                 },
                 mdns: config.mdns,
+                files: (*files).clone(),
             },
         )?;
         let event_loop = event_loop.listen(&listen).await?;
@@ -257,6 +294,7 @@ impl Node {
             store,
             task: Arc::new(tokio::sync::Mutex::new(Some(task))),
             me: summary,
+            files,
         })
     }
 
@@ -318,8 +356,21 @@ impl Node {
         wait: Status,
         timeout: Duration,
     ) -> Result<SendReceipt, NodeError> {
-        let mut events = self.events.subscribe();
-        let mut receipt = self.send(contact, text).await?;
+        let events = self.events.subscribe();
+        let receipt = self.send(contact, text).await?;
+        self.wait_for(contact, receipt, events, wait, timeout).await
+    }
+
+    /// Waits until the message of `receipt` reaches `wait` or `timeout`
+    /// passes (`events` subscribed before it was sent).
+    async fn wait_for(
+        &self,
+        contact: &str,
+        mut receipt: SendReceipt,
+        mut events: broadcast::Receiver<Event>,
+        wait: Status,
+        timeout: Duration,
+    ) -> Result<SendReceipt, NodeError> {
         let id: MessageId = receipt.id.parse().map_err(|_| NodeError::Stopped)?;
         let deadline = tokio::time::Instant::now() + timeout;
         while receipt.status < wait {
@@ -505,6 +556,136 @@ impl Node {
             .collect())
     }
 
+    /// Seals the file at `path` (compressed if that helps, encrypted under
+    /// a fresh key, into `HOME/blobs`; `progress` hears the bytes read) and
+    /// sends it to `contact` with `caption`; returns once the message is
+    /// durably in the outbox. The contact's devices fetch the file from
+    /// this one.
+    pub async fn send_file(
+        &self,
+        contact: &str,
+        path: &std::path::Path,
+        caption: &str,
+    ) -> Result<SendReceipt, NodeError> {
+        // Known before the file is read: sealing a large file for nothing
+        // would waste minutes.
+        self.contact(contact)?;
+        let offer = self.seal(path, caption).await?;
+        let shown = std::fs::canonicalize(path)
+            .unwrap_or_else(|_| path.to_owned())
+            .display()
+            .to_string();
+        self.call(|reply| Command::SendFile {
+            contact: contact.to_owned(),
+            offer: Box::new(offer),
+            path: shown,
+            reply,
+        })
+        .await
+    }
+
+    /// [`Self::send_file`], then waits until the message reaches `wait` or
+    /// `timeout` passes.
+    pub async fn send_file_and_wait(
+        &self,
+        contact: &str,
+        path: &std::path::Path,
+        caption: &str,
+        wait: Status,
+        timeout: Duration,
+    ) -> Result<SendReceipt, NodeError> {
+        let events = self.events.subscribe();
+        let receipt = self.send_file(contact, path, caption).await?;
+        self.wait_for(contact, receipt, events, wait, timeout).await
+    }
+
+    /// The offer for the file at `path`, its blob sealed into `HOME/blobs`.
+    async fn seal(
+        &self,
+        path: &std::path::Path,
+        caption: &str,
+    ) -> Result<hush_protocol::FileOffer, NodeError> {
+        if caption.len() > hush_protocol::MAX_TEXT_LEN {
+            return Err(NodeError::TextTooLong { len: caption.len() });
+        }
+        let meta = std::fs::metadata(path).map_err(|e| {
+            NodeError::File(format!(
+                "cannot read {}: {e} (check the path and its permissions)",
+                path.display()
+            ))
+        })?;
+        if !meta.is_file() {
+            return Err(NodeError::File(format!(
+                "{} is not a file: send a file (a folder can be sent as an archive)",
+                path.display()
+            )));
+        }
+        if meta.len() > self.files.max_file {
+            return Err(NodeError::File(format!(
+                "{} is {}, over this node's limit of {} (--max-file-mib)",
+                path.display(),
+                crate::files::human_size(meta.len()),
+                crate::files::human_size(self.files.max_file)
+            )));
+        }
+        let (path, blobs) = (path.to_owned(), self.files.blobs.clone());
+        let manifest = tokio::task::spawn_blocking(move || {
+            hush_host::create_private_dir(&blobs)
+                .map_err(|e| NodeError::File(format!("cannot create {}: {e}", blobs.display())))?;
+            crate::files::seal_file(&path, &blobs, None, &mut rand::thread_rng())
+                .map_err(|e| NodeError::File(e.to_string()))
+        })
+        .await
+        .map_err(|_| NodeError::Stopped)??;
+        Ok(hush_protocol::FileOffer {
+            manifest,
+            caption: caption.to_owned(),
+        })
+    }
+
+    /// Every file sent and received, with where its transfer stands.
+    pub async fn files(&self) -> Result<Vec<crate::view::FileView>, NodeError> {
+        self.call(|reply| Command::Files { reply }).await
+    }
+
+    /// Fetches (or resumes) the file of message `id` into `to` (a folder),
+    /// or the files folder; returns at once (see [`Self::subscribe`] for
+    /// its progress).
+    pub async fn file_get(
+        &self,
+        id: &str,
+        to: Option<std::path::PathBuf>,
+    ) -> Result<crate::view::FileView, NodeError> {
+        let to = match to {
+            Some(to) => {
+                if to.exists() && !to.is_dir() {
+                    return Err(NodeError::File(format!(
+                        "{} is not a folder: --to takes the folder to save the file in",
+                        to.display()
+                    )));
+                }
+                Some(std::path::absolute(&to).unwrap_or(to))
+            }
+            None => None,
+        };
+        self.call(|reply| Command::FileGet {
+            id: id.to_owned(),
+            to,
+            reply,
+        })
+        .await
+    }
+
+    /// Stops the download of the file of message `id` and removes what it
+    /// fetched.
+    pub async fn file_cancel(&self, id: &str) -> Result<crate::view::FileView, NodeError> {
+        self.call(|reply| Command::FileCancel {
+            id: id.to_owned(),
+            reply,
+        })
+        .await
+    }
+
     /// Up to `limit` messages before `before` (or the newest), oldest first.
     pub fn history(
         &self,
@@ -525,7 +706,22 @@ impl Node {
                 } else {
                     record.name.clone()
                 };
-                MessageView::new(m, from)
+                let file = self
+                    .store
+                    .file(&conversation, m.id)
+                    .ok()
+                    .flatten()
+                    .map(|f| {
+                        crate::event_loop::file_view(
+                            m.id,
+                            &f,
+                            record.name.clone(),
+                            from.clone(),
+                            None,
+                            &self.files.blobs,
+                        )
+                    });
+                MessageView::new(m, from).with_file(file)
             })
             .collect())
     }

@@ -88,7 +88,8 @@ pub use hush_protocol::device::{OwnPresenceRecord, PresenceRecord};
 /// Messages and group records are the device engine's
 /// (`hush_protocol::device`).
 pub use hush_protocol::device::{
-    GroupRecord, InboundRecord, MessageRecord, PendingRecord, PublishKeyRecord, Status,
+    FileRecord, FileState, GroupRecord, InboundRecord, MessageRecord, PendingRecord,
+    PublishKeyRecord, Status,
 };
 
 /// The outbox's records are the device engine's (`hush_protocol::device`).

@@ -101,9 +101,23 @@ pub struct ContactAddParams {
 #[derive(Debug, Deserialize)]
 pub struct SendParams {
     pub contact: String,
+    /// The text, or a file's caption (may then be empty).
+    #[serde(default)]
     pub text: String,
+    /// An absolute path: send this file (its caption is `text`).
+    #[serde(default)]
+    pub file: Option<std::path::PathBuf>,
     pub wait: Option<crate::Status>,
     pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FileParams {
+    /// The file's id (its message's id).
+    pub id: String,
+    /// `file.get`: the folder to save it in (absolute).
+    #[serde(default)]
+    pub to: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

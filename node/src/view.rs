@@ -3,7 +3,7 @@
 use hush_protocol::MessageId;
 use serde::{Deserialize, Serialize};
 
-use crate::records::{MessageRecord, Status};
+use crate::records::{FileState, MessageRecord, Status};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContactView {
@@ -39,6 +39,9 @@ pub struct MessageView {
     /// When the author sent it, UTC (RFC 3339).
     pub sent_at: String,
     pub sent_at_ms: u64,
+    /// The file it carries (`text` is then its caption).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileView>,
 }
 
 impl MessageView {
@@ -51,8 +54,43 @@ impl MessageView {
             status: record.status,
             sent_at: rfc3339(record.sent_at_ms),
             sent_at_ms: record.sent_at_ms,
+            file: None,
         }
     }
+
+    pub fn with_file(mut self, file: Option<FileView>) -> Self {
+        self.file = file;
+        self
+    }
+}
+
+/// A file a message carries, and where its transfer stands here.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileView {
+    /// The message's id (what `hush file get` and `cancel` take).
+    pub id: String,
+    pub name: String,
+    /// The file's size in bytes.
+    pub size: u64,
+    /// Its media type, empty if unknown.
+    pub mime: String,
+    pub state: FileState,
+    /// Bytes of the file fetched so far (its size once complete).
+    pub done: u64,
+    /// Where it is: saved (received, complete) or sent from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Why the last fetch failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub outgoing: bool,
+    /// The contact (or group) of the conversation.
+    pub conversation: String,
+    /// Who sent it: the contact's name, or yours.
+    pub peer: String,
+    /// It came with a small preview image.
+    #[serde(default)]
+    pub thumbnail: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -288,6 +326,11 @@ pub enum Event {
     DeviceRevoked {
         device: String,
         name: String,
+    },
+    /// A file transfer moved on: bytes fetched (at most a few times a
+    /// second per file), or its state changed (complete, failed…).
+    File {
+        file: FileView,
     },
     /// A relay of the recipient refused a message; it stays queued and is
     /// tried again, but the user should know.

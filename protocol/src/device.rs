@@ -44,7 +44,8 @@ pub use outbox::{
 };
 pub use presence::{PresenceTiming, PresenceWatch, Sighting};
 pub use records::{
-    GroupRecord, InboundRecord, MessageRecord, PendingRecord, PublishKeyRecord, Status,
+    FileRecord, FileState, GroupRecord, InboundRecord, MessageRecord, PendingRecord,
+    PublishKeyRecord, Status,
 };
 pub use routes::{Routes, UNREACHABLE_FOR_MS};
 pub use sharing::{

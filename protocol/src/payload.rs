@@ -4,6 +4,7 @@
 //! padding`, padded to a size bucket so ciphertext lengths say little about
 //! the text inside.
 
+use crate::blob::FileManifest;
 use crate::card::ContactCard;
 use crate::codec::{DecodeError, Reader, Wire, Writer};
 use crate::group::GroupControl;
@@ -45,6 +46,30 @@ pub enum Body {
     /// From another device of our own account: what it sent or read, so
     /// every device shows the whole conversation.
     Sync(SyncItem),
+    /// A file: what to fetch and how to open it, and a caption.
+    File(Box<FileOffer>),
+}
+
+/// A file as a message offers it: its manifest (root, key, size, name,
+/// type, thumbnail) and a caption (may be empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileOffer {
+    pub manifest: FileManifest,
+    pub caption: String,
+}
+
+impl FileOffer {
+    fn encode(&self, w: &mut Writer) {
+        self.manifest.encode(w);
+        w.str(&self.caption);
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            manifest: FileManifest::decode(r)?,
+            caption: r.str("file caption", MAX_TEXT_LEN)?.to_owned(),
+        })
+    }
 }
 
 /// What one device of an account tells the account's other devices.
@@ -82,6 +107,13 @@ pub enum SyncItem {
     Presence {
         with: Option<AccountId>,
         share: bool,
+    },
+    /// A file the sending device sent to the contact `with`, under its id
+    /// (our devices fetch it from the sending device).
+    SentFile {
+        with: AccountId,
+        id: MessageId,
+        offer: Box<FileOffer>,
     },
 }
 
@@ -130,6 +162,12 @@ impl SyncItem {
                 }
                 w.u8(u8::from(*share));
             }
+            Self::SentFile { with, id, offer } => {
+                w.u8(5);
+                w.raw(&with.0);
+                w.u128(id.0);
+                offer.encode(w);
+            }
         }
     }
 
@@ -176,6 +214,11 @@ impl SyncItem {
                     share: r.u8()? != 0,
                 })
             }
+            5 => Ok(Self::SentFile {
+                with: AccountId(r.array()?),
+                id: MessageId(r.u128()?),
+                offer: Box::new(FileOffer::decode(r)?),
+            }),
             tag => Err(DecodeError::UnknownTag {
                 what: "sync item",
                 tag,
@@ -269,6 +312,10 @@ impl Wire for Payload {
                 w.u8(6);
                 item.encode(w);
             }
+            Body::File(offer) => {
+                w.u8(7);
+                offer.encode(w);
+            }
         }
     }
 
@@ -288,6 +335,7 @@ impl Wire for Payload {
             4 => Body::DepositRight(DepositRight::decode(r)?),
             5 => Body::Card(Box::new(ContactCard::decode(r)?)),
             6 => Body::Sync(SyncItem::decode(r)?),
+            7 => Body::File(Box::new(FileOffer::decode(r)?)),
             tag => return Err(DecodeError::UnknownTag { what: "body", tag }),
         };
         Ok(Self {
@@ -307,6 +355,34 @@ mod tests {
     fn body() -> impl Strategy<Value = Body> {
         prop_oneof![
             ".{0,300}".prop_map(Body::Text),
+            (
+                any::<[u8; 32]>(),
+                0u64..1 << 40,
+                "[a-z]{1,20}\\.[a-z]{1,4}",
+                ".{0,50}"
+            )
+                .prop_map(|(root, size, name, caption)| {
+                    let manifest = crate::blob::FileManifest {
+                        root: crate::blob::BlobRoot(root),
+                        key: crate::blob::FileKey(root),
+                        size,
+                        sealed_len: size,
+                        compression: crate::blob::Compression::None,
+                        name,
+                        mime: "image/png".into(),
+                        thumbnail: None,
+                    };
+                    let offer = FileOffer { manifest, caption };
+                    if size % 2 == 0 {
+                        Body::File(Box::new(offer))
+                    } else {
+                        Body::Sync(SyncItem::SentFile {
+                            with: AccountId(root),
+                            id: MessageId(u128::from(size)),
+                            offer: Box::new(offer),
+                        })
+                    }
+                }),
             (
                 any::<bool>(),
                 proptest::collection::vec(any::<u128>(), 0..50)

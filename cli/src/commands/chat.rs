@@ -18,18 +18,35 @@ pub async fn send(client: &mut Client, args: SendArgs) -> Result<ExitCode> {
         WaitFor::Delivered => Status::Delivered,
         WaitFor::Read => Status::Read,
     });
-    let text = if args.text == "-" {
-        read_stdin()?
-    } else {
-        args.text
+    let text = match args.text.as_deref() {
+        Some("-") => read_stdin()?,
+        Some(text) => text.to_owned(),
+        None => String::new(),
+    };
+    // The node may run elsewhere in the file system's eyes (another
+    // working folder): it gets an absolute path.
+    let file = match &args.file {
+        Some(path) => Some(
+            std::path::absolute(path)
+                .with_context(|| format!("cannot resolve the path {}", path.display()))?,
+        ),
+        None => None,
     };
     let params = json!({
         "contact": args.name,
         "text": text,
+        "file": file,
         "wait": wait,
         "timeout_ms": args.timeout.saturating_mul(1000),
     });
-    let receipt: SendReceipt = serde_json::from_value(client.call("send", params).await?)?;
+    let spinner = (file.is_some() && !args.json)
+        .then(|| super::file::spinner("encrypting and sending the file"))
+        .flatten();
+    let receipt = client.call("send", params).await;
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
+    let receipt: SendReceipt = serde_json::from_value(receipt?)?;
     if args.json {
         print_json(&receipt)?;
     } else {
@@ -103,12 +120,16 @@ pub async fn history(client: &mut Client, args: HistoryArgs) -> Result<()> {
         print_json(&messages)?;
     } else {
         for m in messages {
+            let text = match &m.file {
+                Some(file) => super::file::file_line(file, &m.text),
+                None => for_terminal(&m.text, true),
+            };
             println!(
                 "{}  {}  {}: {}  [{}]",
                 m.id,
                 m.sent_at,
                 for_terminal(&m.from, false),
-                for_terminal(&m.text, true),
+                text,
                 m.status
             );
         }
@@ -142,7 +163,13 @@ fn describe_event(event: &Value) -> String {
     // Names and text come from other people: shown, never run (`--json`
     // keeps them exact).
     let s = |k: &str| for_terminal(event[k].as_str().unwrap_or(""), false);
-    let text = || for_terminal(event["message"]["text"].as_str().unwrap_or(""), true);
+    let text = || {
+        let caption = event["message"]["text"].as_str().unwrap_or("");
+        match serde_json::from_value::<hush_node::FileView>(event["message"]["file"].clone()) {
+            Ok(file) => super::file::file_line(&file, caption),
+            Err(_) => for_terminal(caption, true),
+        }
+    };
     let from = || for_terminal(event["message"]["from"].as_str().unwrap_or(""), false);
     match event["type"].as_str() {
         Some("message") if event["keys_changed"] == true => format!(
@@ -170,6 +197,12 @@ fn describe_event(event: &Value) -> String {
         Some("contact_verified") => format!("contact no longer verified: {}", s("contact")),
         Some("status") => format!("{} → {} ({})", s("id"), s("status"), s("contact")),
         Some("contact_added") => format!("contact added: {}", s("contact")),
+        Some("file") => {
+            match serde_json::from_value::<hush_node::FileView>(event["file"].clone()) {
+                Ok(file) => super::file::transfer_line(&file),
+                Err(_) => for_terminal(&event.to_string(), false),
+            }
+        }
         Some("undeliverable") => format!("{} not left at a relay: {}", s("id"), s("reason")),
         Some("group_invite") => format!(
             "{} invited you into the group {} (`hush group join {}`)",

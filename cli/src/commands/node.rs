@@ -1,7 +1,7 @@
 //! `hush node run`: the node daemon in the foreground.
 
 use anyhow::{Context, Result, bail};
-use hush_node::{Home, Node, NodeConfig};
+use hush_node::{DEFAULT_AUTO_FETCH_MIB, DEFAULT_MAX_FILE_MIB, Home, Node, NodeConfig};
 use libp2p::Multiaddr;
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +24,10 @@ pub struct NodeFile {
     pub presence_grace: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mdns: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_fetch_mib: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_file_mib: Option<u64>,
 }
 
 impl NodeFile {
@@ -56,6 +60,8 @@ impl NodeFile {
             presence_ttl: args.presence_ttl.or(self.presence_ttl),
             presence_grace: args.presence_grace.or(self.presence_grace),
             mdns: if args.no_mdns { Some(false) } else { self.mdns },
+            auto_fetch_mib: args.auto_fetch_mib.or(self.auto_fetch_mib),
+            max_file_mib: args.max_file_mib.or(self.max_file_mib),
         }
     }
 
@@ -121,9 +127,26 @@ pub fn settings(home: &Home, args: NodeRunArgs) -> Result<(NodeConfig, NodeFile)
         presence_ttl: std::time::Duration::from_secs(presence_ttl),
         presence_grace: std::time::Duration::from_secs(file.presence_grace.unwrap_or(30)),
         mdns: file.mdns.unwrap_or(true),
+        auto_fetch_bytes: mib(
+            file.auto_fetch_mib.unwrap_or(DEFAULT_AUTO_FETCH_MIB),
+            "--auto-fetch-mib",
+        )?,
+        max_file_bytes: mib(
+            file.max_file_mib.unwrap_or(DEFAULT_MAX_FILE_MIB),
+            "--max-file-mib",
+        )?,
         ..NodeConfig::default()
     };
     Ok((config, file))
+}
+
+/// `n` MiB in bytes, if that is a size hush handles.
+fn mib(n: u64, flag: &str) -> Result<u64> {
+    let most = hush_protocol::blob::MAX_FILE_LEN >> 20;
+    if n > most {
+        bail!("{flag} {n} is over the largest file hush carries ({most} MiB)");
+    }
+    Ok(n << 20)
 }
 
 /// Runs the node until Ctrl-C or SIGTERM, then stops it gracefully.

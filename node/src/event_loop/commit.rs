@@ -40,6 +40,13 @@ pub(super) enum After {
     PendingStored(hush_protocol::SessionId, [u8; 32]),
     /// Receipts for these messages of ours are on disk: tell the counts.
     ReceiptCounts(hush_protocol::GroupId, Vec<hush_protocol::MessageId>),
+    /// A file message is stored: fetch its file (into a folder, or the
+    /// files folder).
+    Fetch(
+        hush_protocol::ConversationId,
+        hush_protocol::MessageId,
+        Option<std::path::PathBuf>,
+    ),
 }
 
 #[derive(Debug, Default)]
@@ -221,6 +228,9 @@ impl EventLoop {
                     self.engine.groups.pending_stored(session, digest);
                 }
                 (After::Received(digest), _) => self.engine.settled(&digest),
+                (After::Fetch(conversation, id, to), Ok(())) => {
+                    self.start_download(conversation, id, to);
+                }
                 (After::ReplySend(reply, receipt), Ok(())) => {
                     let _ = reply.send(Ok(receipt));
                 }
@@ -263,7 +273,8 @@ impl EventLoop {
                     | After::Dispatch(_)
                     | After::Emit(_)
                     | After::MailAck(..)
-                    | After::Publish(..),
+                    | After::Publish(..)
+                    | After::Fetch(..),
                     Err(_),
                 ) => {}
             }

@@ -275,7 +275,7 @@ impl EventLoop {
                 let (reply, _) = tokio::sync::oneshot::channel();
                 self.share_presence(with, share, reply);
             }
-            SyncItem::Sent { .. } | SyncItem::Read { .. } => {}
+            SyncItem::Sent { .. } | SyncItem::Read { .. } | SyncItem::SentFile { .. } => {}
         }
         self.applying_own_change = false;
     }

@@ -60,6 +60,7 @@ fn push_ops(write: DeviceWrite, ops: &mut Vec<Op>) {
         DeviceWrite::Seen(digest, at) => Op::PutSeen(digest, at),
         DeviceWrite::DepositRight(device, right) => Op::PutRight(device, right),
         DeviceWrite::Trust(account, trust) => Op::PutTrust(account, trust),
+        DeviceWrite::File(conversation, id, file) => Op::PutFile(conversation, id, file),
         DeviceWrite::ForgetContact {
             name,
             devices,
@@ -76,10 +77,16 @@ fn push_ops(write: DeviceWrite, ops: &mut Vec<Op>) {
 
 /// The event for what the engine tells the user; `keys_changed`: whether
 /// the contact it is about is verified with keys changed since.
-fn event_of(notice: DeviceNotice, keys_changed: impl Fn(&str) -> bool) -> Event {
+fn event_of(
+    notice: DeviceNotice,
+    file: Option<crate::view::FileView>,
+    keys_changed: impl Fn(&str) -> bool,
+) -> Event {
     match notice {
-        DeviceNotice::Message { contact, message } => Event::Message {
-            message: MessageView::new(&message, contact.clone()),
+        DeviceNotice::Message {
+            contact, message, ..
+        } => Event::Message {
+            message: MessageView::new(&message, contact.clone()).with_file(file),
             keys_changed: keys_changed(&contact),
             contact,
         },
@@ -121,7 +128,8 @@ impl EventLoop {
                     self.batch.after.push(After::Received(digest));
                 }
                 DeviceEffect::After(DeviceAfter::Notice(notice)) => {
-                    let event = event_of(notice, |name| self.keys_changed(name));
+                    let file = self.arrived_file(&notice);
+                    let event = event_of(notice, file, |name| self.keys_changed(name));
                     self.batch.after.push(After::Emit(event));
                 }
                 DeviceEffect::Notice(notice) => {
@@ -133,7 +141,7 @@ impl EventLoop {
                     }
                     let _ = self
                         .events
-                        .send(event_of(notice, |name| self.keys_changed(name)));
+                        .send(event_of(notice, None, |name| self.keys_changed(name)));
                 }
                 DeviceEffect::RequestKey(device) => self.request_key(device),
                 DeviceEffect::ClaimKey {
@@ -228,7 +236,10 @@ impl EventLoop {
     }
 
     /// The contact device's peer, where to dial it, and its keys.
-    fn device_route(&self, device: &DeviceId) -> Option<(PeerId, Vec<Multiaddr>, DeviceKeys)> {
+    pub(super) fn device_route(
+        &self,
+        device: &DeviceId,
+    ) -> Option<(PeerId, Vec<Multiaddr>, DeviceKeys)> {
         let (_, keys) = self.engine.contacts.of_device(device)?;
         let peer = self.engine.contacts.peer_of(&keys.device_id)?;
         Some((peer, self.dial_addresses(&keys.device_id), keys))

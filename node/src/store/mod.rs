@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::records::{
-    ContactRecord, ContactTrust, GroupRecord, IdentityRecord, IdentityRecordV1, InboundRecord,
-    MessageRecord, OutboxRecord, OwnPresenceRecord, PendingRecord, PresenceRecord,
+    ContactRecord, ContactTrust, FileRecord, GroupRecord, IdentityRecord, IdentityRecordV1,
+    InboundRecord, MessageRecord, OutboxRecord, OwnPresenceRecord, PendingRecord, PresenceRecord,
     PublishKeyRecord,
 };
 
@@ -63,6 +63,8 @@ const GROUP_KEYS: TableDefinition<(&[u8; 32], &[u8; 32]), &[u8]> =
 /// What the user decided about a contact (blocked, verified keys), by
 /// account; only rows that differ from the default.
 const CONTACT_TRUST: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("contact_trust");
+/// The file a message carries, under the message's key.
+const FILES: TableDefinition<(&[u8; 32], u128), &[u8]> = TableDefinition::new("files");
 
 /// The identity as homes made before several devices per account stored it.
 const IDENTITY_KEY: &str = "identity";
@@ -193,6 +195,7 @@ impl Store {
             txn.open_table(GROUP_KEYS)?;
             txn.open_table(DEPOSIT_RIGHTS)?;
             txn.open_table(CONTACT_TRUST)?;
+            txn.open_table(FILES)?;
         }
         txn.commit()?;
         // Opened only now, under redb's lock on the database file: no other
@@ -611,6 +614,56 @@ impl Store {
             .get((&conversation.0, id.0))?
             .map(|v| decode("message", v.value()))
             .transpose()
+    }
+
+    /// The file the message carries, if it is a file message.
+    pub fn file(
+        &self,
+        conversation: &ConversationId,
+        id: MessageId,
+    ) -> Result<Option<FileRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(FILES)?;
+        table
+            .get((&conversation.0, id.0))?
+            .map(|v| decode("file", v.value()))
+            .transpose()
+    }
+
+    /// Every file of every conversation (sent and received), oldest first
+    /// within a conversation.
+    pub fn files(&self) -> Result<Vec<(ConversationId, MessageId, FileRecord)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(FILES)?;
+        table
+            .iter()?
+            .map(|row| {
+                let (key, value) = row?;
+                let (conversation, id) = key.value();
+                Ok((
+                    ConversationId(*conversation),
+                    MessageId(id),
+                    decode("file", value.value())?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The files of one conversation.
+    pub fn conversation_files(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Vec<(MessageId, FileRecord)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(FILES)?;
+        let c = &conversation.0;
+        table
+            .range((c, 0)..=(c, u128::MAX))?
+            .map(|row| {
+                let (key, value) = row?;
+                Ok((MessageId(key.value().1), decode("file", value.value())?))
+            })
+            .collect()
     }
 
     /// Up to `limit` messages older than `before` (or the newest), oldest first.

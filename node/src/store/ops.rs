@@ -7,14 +7,14 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CLOCK_KEY, CONTACT_TRUST, CONTACTS, DEPOSIT_RIGHTS, FALLBACK_KEY, FALLBACK_MADE_KEY,
+    CLOCK_KEY, CONTACT_TRUST, CONTACTS, DEPOSIT_RIGHTS, FALLBACK_KEY, FALLBACK_MADE_KEY, FILES,
     GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUP_RECEIPTS, GROUPS, LISTEN_KEY, MEGOLM_IN, MESSAGES,
     META, OLM_ACCOUNT_KEY, OUTBOX, OWN_PRESENCE_KEY, OutboxKey, PRESENCE, RELAYS_KEY, SEEN,
     SESSIONS, StoreError, UNREAD, WAL_KEY, decode, encode,
 };
 use crate::records::{
-    ContactRecord, ContactTrust, GroupRecord, InboundRecord, MessageRecord, OutboxRecord,
-    OwnPresenceRecord, PendingRecord, PresenceRecord, PublishKeyRecord, Status,
+    ContactRecord, ContactTrust, FileRecord, GroupRecord, InboundRecord, MessageRecord,
+    OutboxRecord, OwnPresenceRecord, PendingRecord, PresenceRecord, PublishKeyRecord, Status,
 };
 
 /// One change to apply in a write batch. Batches are also the
@@ -65,6 +65,8 @@ pub enum Op {
     /// What the user decided about a contact; the default deletes the row.
     PutTrust(AccountId, ContactTrust),
     DeletePresence(AccountId),
+    /// The file a message carries (replaces the one stored).
+    PutFile(ConversationId, MessageId, FileRecord),
 }
 
 /// redb tables a write opens as its ops need them: each open table costs
@@ -91,6 +93,7 @@ struct Tables<'t> {
     publish_keys: Slot<'t, (Id, Id), Bytes>,
     rights: Slot<'t, Id, Bytes>,
     trust: Slot<'t, Id, Bytes>,
+    files: Slot<'t, (Id, u128), Bytes>,
 }
 
 fn table<'a, 't, K: redb::Key + 'static, V: redb::Value + 'static>(
@@ -250,9 +253,17 @@ pub(super) fn write(
                         messages.remove((c, *id))?;
                     }
                     let unread = table(&txn, &mut t.unread, UNREAD)?;
-                    for id in ids {
-                        unread.remove((c, id))?;
+                    for id in &ids {
+                        unread.remove((c, *id))?;
                     }
+                    let files = table(&txn, &mut t.files, FILES)?;
+                    for id in ids {
+                        files.remove((c, id))?;
+                    }
+                }
+                Op::PutFile(conv, id, file) => {
+                    table(&txn, &mut t.files, FILES)?
+                        .insert((&conv.0, id.0), encode(&file).as_slice())?;
                 }
                 Op::DeleteRight(device) => {
                     table(&txn, &mut t.rights, DEPOSIT_RIGHTS)?.remove(&device.0)?;

@@ -21,6 +21,15 @@ pub const MAX_THUMBNAIL_LEN: usize = 10 * 1024;
 pub const MAX_GROUPS_PER_REQUEST: u16 = 16;
 /// Deepest proof: a tree over at most 2^24 groups (1 TiB of ciphertext).
 pub const MAX_PROOF_LEN: usize = 26;
+/// The blob protocol's name: a stream of framed requests, each answered
+/// in order by a framed response.
+pub const BLOB_PROTOCOL: &str = "/hush/blob/1";
+/// The longest request frame (a `BlobRequest` is 51 bytes).
+pub const MAX_BLOB_REQUEST_FRAME: usize = 64;
+/// The longest response frame: version, tag, count, and the most groups
+/// with the deepest proofs.
+pub const MAX_BLOB_RESPONSE_FRAME: usize =
+    4 + MAX_GROUPS_PER_REQUEST as usize * (8 + 2 + MAX_PROOF_LEN * 32 + 4 + GROUP_LEN as usize);
 
 /// How the sealed bytes were made from the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -41,9 +41,9 @@ use std::fmt;
 use std::hash::Hash;
 
 use crate::device::{
-    CardReach, ContactBook, ContactRecord, ContactTrust, Ctx, DeviceLookup, GroupBook, GroupEffect,
-    Inbox, KeyService, MAX_OUTBOX_ENTRIES, MessageRecord, Outbox, OutboxKey, OutboxKind,
-    OutboxRecord, Routes, Severity, Status,
+    CardReach, ContactBook, ContactRecord, ContactTrust, Ctx, DeviceLookup, FileRecord, GroupBook,
+    GroupEffect, Inbox, KeyService, MAX_OUTBOX_ENTRIES, MessageRecord, Outbox, OutboxKey,
+    OutboxKind, OutboxRecord, Routes, Severity, Status,
 };
 use crate::{
     AccountId, AckBatch, Body, ContactCard, ConversationId, DepositRight, DeviceId, DeviceKeys,
@@ -97,6 +97,9 @@ pub enum DeviceWrite {
     },
     /// What the user decided about a contact (default: delete the row).
     Trust(AccountId, ContactTrust),
+    /// The file a message carries (stored beside it, same key); replaces
+    /// the one stored.
+    File(ConversationId, MessageId, FileRecord),
 }
 
 /// What the user hears of.
@@ -108,6 +111,8 @@ pub enum DeviceNotice {
     Message {
         contact: String,
         message: MessageRecord,
+        /// The file it carries, if it is a file message.
+        file: Option<FileRecord>,
     },
     Status {
         contact: String,

@@ -143,3 +143,69 @@ pub struct PendingRecord {
     pub message: Vec<u8>,
     pub received_at_ms: u64,
 }
+
+/// Where a file of a message stands on this device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileState {
+    /// Offered by a message; not fetched (too large to fetch by itself,
+    /// or the user has not asked yet).
+    Offered,
+    /// Being fetched (or to be, when the node starts).
+    Fetching,
+    /// Fetched, verified and saved at `path`.
+    Complete,
+    /// The fetch gave up (`error` says why); `hush file get` tries again.
+    Failed,
+    /// The user cancelled it (partial data removed).
+    Cancelled,
+    /// We sent it: served to those who may fetch it.
+    Shared,
+}
+
+impl FileState {
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Self::Offered => "offered",
+            Self::Fetching => "fetching",
+            Self::Complete => "complete",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Shared => "shared",
+        }
+    }
+}
+
+impl fmt::Display for FileState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A file a message carries, beside its [`MessageRecord`] (same
+/// conversation and id); the message's text is the caption.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// The manifest's wire form (it holds the file key).
+    #[serde(with = "serde_bytes")]
+    pub manifest: Vec<u8>,
+    pub outgoing: bool,
+    /// The device that sent it: the first place to fetch it from.
+    pub source: DeviceId,
+    pub state: FileState,
+    /// Sent: the file it was read from; received: where it was saved (or
+    /// is to be, with `hush file get --to`).
+    pub path: Option<String>,
+    /// Why the last fetch failed.
+    pub error: Option<String>,
+}
+
+impl fmt::Debug for FileRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileRecord")
+            .field("outgoing", &self.outgoing)
+            .field("state", &self.state)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}

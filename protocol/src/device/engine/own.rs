@@ -9,11 +9,13 @@ use std::hash::Hash;
 use super::{DeviceEffect, DeviceEngine, DeviceWrite};
 use crate::device::outbox::OutboxKey;
 use crate::device::{
-    ContactRecord, Ctx, DeviceLookup, MessageRecord, OutboxKind, Severity, Status,
+    ContactRecord, Ctx, DeviceLookup, FileRecord, FileState, MessageRecord, OutboxKind, Severity,
+    Status,
 };
 use crate::envelope::RejectReason;
 use crate::{
-    Body, ContactCard, ConversationId, DeviceId, DeviceKeys, MessageId, Payload, SyncItem,
+    AccountId, Body, ContactCard, ConversationId, DeviceId, DeviceKeys, MessageId, Payload,
+    SyncItem, Wire,
 };
 
 impl<P, A, Q, M> DeviceEngine<P, A, Q, M>
@@ -137,30 +139,18 @@ where
     ) -> Result<(), RejectReason> {
         match payload.body {
             Body::Sync(SyncItem::Sent { with, id, text }) => {
-                let conversation = ConversationId::direct(&self.me.account, &with);
-                let known = lookup
-                    .message(&conversation, id)
-                    .map_err(|_| RejectReason::Unavailable)?;
-                if known.is_none() && self.contacts.is_contact(&with) {
-                    ctx.clock.observe(id, ctx.now);
-                    let record = MessageRecord {
-                        id,
-                        from: self.me.account,
-                        outgoing: true,
-                        text,
-                        // Another device of ours has it durably, and queued
-                        // it to the contact: what it hears next (a read
-                        // receipt comes to every device) raises it here too.
-                        status: Status::Sent,
-                        sent_at_ms: id.millis(),
-                        stored_at_ms: ctx.now.unix_ms,
-                    };
-                    self.effects
-                        .push_back(DeviceEffect::Write(DeviceWrite::Message(
-                            conversation,
-                            record,
-                        )));
-                }
+                self.take_own_sent(ctx, lookup, with, id, text, None)?;
+            }
+            Body::Sync(SyncItem::SentFile { with, id, offer }) => {
+                let file = FileRecord {
+                    manifest: offer.manifest.to_bytes(),
+                    outgoing: true,
+                    source: from,
+                    state: FileState::Offered,
+                    path: None,
+                    error: None,
+                };
+                self.take_own_sent(ctx, lookup, with, id, offer.caption, Some(file))?;
             }
             Body::Sync(SyncItem::Read { with, ids }) => {
                 let conversation = ConversationId::direct(&self.me.account, &with);
@@ -226,5 +216,51 @@ where
         self.set_own_card(ctx, card.clone());
         self.effects
             .push_back(DeviceEffect::OwnCard(Box::new(card)));
+    }
+
+    /// What another device of ours sent to `with`: stored as ours (sent,
+    /// not pending: that device has it durably and queued it).
+    fn take_own_sent<L: DeviceLookup>(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        lookup: &L,
+        with: AccountId,
+        id: MessageId,
+        text: String,
+        file: Option<FileRecord>,
+    ) -> Result<(), RejectReason> {
+        let conversation = ConversationId::direct(&self.me.account, &with);
+        let known = lookup
+            .message(&conversation, id)
+            .map_err(|_| RejectReason::Unavailable)?;
+        if known.is_some() || !self.contacts.is_contact(&with) {
+            return Ok(());
+        }
+        ctx.clock.observe(id, ctx.now);
+        let record = MessageRecord {
+            id,
+            from: self.me.account,
+            outgoing: true,
+            text,
+            // What it hears next (a read receipt comes to every device)
+            // raises it here too.
+            status: Status::Sent,
+            sent_at_ms: id.millis(),
+            stored_at_ms: ctx.now.unix_ms,
+        };
+        self.effects
+            .push_back(DeviceEffect::Write(DeviceWrite::Message(
+                conversation,
+                record,
+            )));
+        if let Some(file) = file {
+            self.effects
+                .push_back(DeviceEffect::Write(DeviceWrite::File(
+                    conversation,
+                    id,
+                    file,
+                )));
+        }
+        Ok(())
     }
 }

@@ -5,7 +5,10 @@ use std::fmt;
 use std::hash::Hash;
 
 use super::{DeviceAfter, DeviceEffect, DeviceEngine, DeviceNotice, DeviceWrite};
-use crate::device::{Arrival, Ctx, DeviceLookup, MessageRecord, Opened, Severity, Source, Status};
+use crate::device::{
+    Arrival, Ctx, DeviceLookup, FileRecord, FileState, MessageRecord, Opened, Severity, Source,
+    Status,
+};
 use crate::{
     AccountId, AckBatch, Body, ConversationId, DirectAck, EnvelopeBatch, MessageId, ReceiptKind,
     RejectReason, Wire,
@@ -155,36 +158,26 @@ where
                 groups.handle_control(ctx, lookup, account, keys.device_id, control);
             }),
             Body::Text(text) => {
-                let known = lookup
-                    .message(&conversation, payload.id)
-                    .map_err(|_| RejectReason::Unavailable)?;
-                if known.is_some() {
-                    return Ok(Received::Queued {
-                        ack: DirectAck::Duplicate,
-                        text: None,
-                    });
-                }
-                let record = MessageRecord {
-                    id: payload.id,
-                    from: account,
+                return self.take_message(ctx, lookup, contact, account, payload.id, text, None);
+            }
+            Body::File(offer) => {
+                let file = FileRecord {
+                    manifest: offer.manifest.to_bytes(),
                     outgoing: false,
-                    text,
-                    status: Status::Delivered,
-                    sent_at_ms: payload.id.millis(),
-                    stored_at_ms: ctx.now.unix_ms,
+                    source: keys.device_id,
+                    state: FileState::Offered,
+                    path: None,
+                    error: None,
                 };
-                let notice = DeviceNotice::Message {
+                return self.take_message(
+                    ctx,
+                    lookup,
                     contact,
-                    message: record.clone(),
-                };
-                self.effects.extend([
-                    DeviceEffect::Write(DeviceWrite::Message(conversation, record)),
-                    DeviceEffect::After(DeviceAfter::Notice(notice)),
-                ]);
-                return Ok(Received::Queued {
-                    ack: DirectAck::Stored,
-                    text: Some((account, payload.id)),
-                });
+                    account,
+                    payload.id,
+                    offer.caption,
+                    Some(file),
+                );
             }
             Body::Card(card) => self.take_pushed_card(ctx, &contact, account, *card),
             Body::Sync(_) => self.note(
@@ -237,5 +230,63 @@ where
             }
         }
         Ok(stored)
+    }
+
+    /// A text or file from the contact `contact` (of `account`): stored
+    /// unless it is already, and told.
+    #[allow(clippy::too_many_arguments)]
+    fn take_message<L: DeviceLookup>(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        lookup: &L,
+        contact: String,
+        account: AccountId,
+        id: MessageId,
+        text: String,
+        file: Option<FileRecord>,
+    ) -> Result<Received, RejectReason> {
+        let conversation = ConversationId::direct(&self.me.account, &account);
+        let known = lookup
+            .message(&conversation, id)
+            .map_err(|_| RejectReason::Unavailable)?;
+        if known.is_some() {
+            return Ok(Received::Queued {
+                ack: DirectAck::Duplicate,
+                text: None,
+            });
+        }
+        let record = MessageRecord {
+            id,
+            from: account,
+            outgoing: false,
+            text,
+            status: Status::Delivered,
+            sent_at_ms: id.millis(),
+            stored_at_ms: ctx.now.unix_ms,
+        };
+        self.effects
+            .push_back(DeviceEffect::Write(DeviceWrite::Message(
+                conversation,
+                record.clone(),
+            )));
+        if let Some(file) = &file {
+            self.effects
+                .push_back(DeviceEffect::Write(DeviceWrite::File(
+                    conversation,
+                    id,
+                    file.clone(),
+                )));
+        }
+        let notice = DeviceNotice::Message {
+            contact,
+            message: record,
+            file,
+        };
+        self.effects
+            .push_back(DeviceEffect::After(DeviceAfter::Notice(notice)));
+        Ok(Received::Queued {
+            ack: DirectAck::Stored,
+            text: Some((account, id)),
+        })
     }
 }

@@ -25,6 +25,7 @@ use crate::device::testkit::RELAY;
 const POLL_MS: u64 = 1_000;
 
 mod devices;
+mod files;
 mod hijack;
 mod hostile;
 mod lifecycle;
@@ -43,6 +44,7 @@ struct Disk {
     read: HashSet<(ConversationId, MessageId)>,
     outbox: BTreeMap<OutboxKey, OutboxRecord>,
     rights: BTreeMap<DeviceId, DepositRight>,
+    files: BTreeMap<(ConversationId, MessageId), FileRecord>,
 }
 
 impl DeviceLookup for Disk {
@@ -117,6 +119,9 @@ impl Disk {
                 }
             }
             DeviceWrite::Trust(..) => {}
+            DeviceWrite::File(c, id, file) => {
+                self.files.insert((c, id), file);
+            }
         }
     }
 

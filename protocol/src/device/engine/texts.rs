@@ -5,10 +5,21 @@ use std::fmt;
 use std::hash::Hash;
 
 use super::{DeviceAfter, DeviceEffect, DeviceEngine, DeviceNotice, DeviceWrite};
-use crate::device::{Ctx, DeviceLookup, MessageRecord, OutboxKind, SendError, Severity, Status};
-use crate::{
-    AccountId, Body, ConversationId, MAX_RECEIPT_IDS, MAX_TEXT_LEN, MessageId, Payload, ReceiptKind,
+use crate::device::{
+    Ctx, DeviceLookup, FileRecord, FileState, MessageRecord, OutboxKind, SendError, Severity,
+    Status,
 };
+use crate::{
+    AccountId, Body, ConversationId, FileOffer, MAX_RECEIPT_IDS, MAX_TEXT_LEN, MessageId, Payload,
+    ReceiptKind, SyncItem, Wire,
+};
+
+/// What the user sends in a 1:1 conversation.
+enum Outgoing {
+    Text(String),
+    /// The offer and the path the file was read from.
+    File(Box<FileOffer>, String),
+}
 
 impl<P, A, Q, M> DeviceEngine<P, A, Q, M>
 where
@@ -30,6 +41,33 @@ where
         if text.is_empty() {
             return Err(SendError::EmptyText);
         }
+        self.send_message(ctx, contact, Outgoing::Text(text))
+    }
+
+    /// Stores an outgoing file message (its blob is sealed and stored by
+    /// the host already; `path` is where it was read from) and queues it
+    /// to every device of the contact named `contact`.
+    pub fn send_file(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        contact: &str,
+        offer: FileOffer,
+        path: String,
+    ) -> Result<MessageId, SendError> {
+        if offer.caption.len() > MAX_TEXT_LEN {
+            return Err(SendError::TextTooLong {
+                len: offer.caption.len(),
+            });
+        }
+        self.send_message(ctx, contact, Outgoing::File(Box::new(offer), path))
+    }
+
+    fn send_message(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        contact: &str,
+        outgoing: Outgoing,
+    ) -> Result<MessageId, SendError> {
         if self.revoked {
             return Err(SendError::Revoked);
         }
@@ -47,16 +85,49 @@ where
         }
         self.grant_right(ctx, &account);
         let id = ctx.next_id();
+        let body = match &outgoing {
+            Outgoing::Text(text) => Body::Text(text.clone()),
+            Outgoing::File(offer, _) => Body::File(offer.clone()),
+        };
         let payload = Payload {
             sender_account: self.me.account,
             sender_device: self.me.device_id(),
             id,
-            body: Body::Text(text.clone()),
+            body,
         };
         self.enqueue(ctx, &account, OutboxKind::Message, &payload)?;
         let conversation = ConversationId::direct(&self.me.account, &account);
-        // Our other devices get a copy (only a clone when there are some).
-        let copy = self.contacts.has_other_devices().then(|| text.clone());
+        let (text, file, copy) = match outgoing {
+            Outgoing::Text(text) => {
+                // Our other devices get a copy (only a clone when there are some).
+                let copy = self.contacts.has_other_devices().then(|| SyncItem::Sent {
+                    with: account,
+                    id,
+                    text: text.clone(),
+                });
+                (text, None, copy)
+            }
+            Outgoing::File(offer, path) => {
+                let file = FileRecord {
+                    manifest: offer.manifest.to_bytes(),
+                    outgoing: true,
+                    source: self.me.device_id(),
+                    state: FileState::Shared,
+                    path: Some(path),
+                    error: None,
+                };
+                let caption = offer.caption.clone();
+                let copy = self
+                    .contacts
+                    .has_other_devices()
+                    .then(|| SyncItem::SentFile {
+                        with: account,
+                        id,
+                        offer,
+                    });
+                (caption, Some(file), copy)
+            }
+        };
         let record = MessageRecord {
             id,
             from: self.me.account,
@@ -71,12 +142,15 @@ where
                 conversation,
                 record,
             )));
-        if let Some(text) = copy {
-            let item = crate::SyncItem::Sent {
-                with: account,
-                id,
-                text,
-            };
+        if let Some(file) = file {
+            self.effects
+                .push_back(DeviceEffect::Write(DeviceWrite::File(
+                    conversation,
+                    id,
+                    file,
+                )));
+        }
+        if let Some(item) = copy {
             self.tell_own_devices(ctx, item);
         }
         Ok(id)
@@ -142,7 +216,7 @@ where
             self.queue_receipts(ctx, &account, ReceiptKind::Read, &unread);
         }
         for ids in unread.chunks(MAX_RECEIPT_IDS) {
-            let item = crate::SyncItem::Read {
+            let item = SyncItem::Read {
                 with: account,
                 ids: ids.to_vec(),
             };

@@ -95,7 +95,7 @@ fn a_contact_pushing_another_accounts_card_changes_nothing() {
 
 /// alice with a second device, both knowing the account's card (as their
 /// hosts tell them at start).
-fn alice_with_two_devices(names: &[&str]) -> (Net, usize, ContactCard) {
+pub(super) fn alice_with_two_devices(names: &[&str]) -> (Net, usize, ContactCard) {
     let mut net = Net::new(names);
     let (alice2, card) = link_second_device(&mut net, 0, "alice");
     for at in [0, alice2] {

@@ -1,0 +1,511 @@
+//! The event loop's side of files (issue 16): file messages out, which
+//! downloads run, who may fetch our blobs. The bytes themselves move in
+//! their own tasks (`crate::files::transfer`), never on this one.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use hush_protocol::blob::{BlobRoot, FileManifest, groups};
+use hush_protocol::device::DeviceNotice;
+use hush_protocol::{ConversationId, FileOffer, MessageId, Wire};
+use libp2p::PeerId;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{After, EventLoop};
+use crate::error::NodeError;
+use crate::files::transfer::{self, Access, Job, Report};
+use crate::node::Reply;
+use crate::records::{FileRecord, FileState, Status};
+use crate::store::Op;
+use crate::view::{Event, FileView, SendReceipt};
+
+/// Downloads running at once; more wait their turn (state `fetching`).
+const MAX_DOWNLOADS: usize = 4;
+
+/// How the node treats files, from [`crate::NodeConfig`].
+#[derive(Debug, Clone)]
+pub(crate) struct FileConfig {
+    /// Files up to this size are fetched as soon as their message arrives.
+    pub auto_fetch: u64,
+    /// Larger files are refused (sending) and never fetched.
+    pub max_file: u64,
+    /// `HOME/blobs`: sealed blobs we serve, partial downloads.
+    pub blobs: PathBuf,
+    /// `HOME/files`: where fetched files are saved.
+    pub folder: PathBuf,
+}
+
+struct Running {
+    conversation: ConversationId,
+    task: JoinHandle<()>,
+    /// Ciphertext bytes on disk, as last reported.
+    done: u64,
+}
+
+pub(crate) struct FileHost {
+    config: FileConfig,
+    control: libp2p_stream::Control,
+    access: mpsc::Receiver<Access>,
+    reports: mpsc::Receiver<Report>,
+    reports_tx: mpsc::Sender<Report>,
+    running: HashMap<MessageId, Running>,
+    /// Downloads waiting for a slot, oldest first.
+    queued: Vec<(ConversationId, MessageId, Option<PathBuf>)>,
+}
+
+impl FileHost {
+    /// Starts serving our blobs on the swarm's stream behaviour.
+    pub(crate) fn new(config: FileConfig, mut control: libp2p_stream::Control) -> Self {
+        let (access_tx, access) = mpsc::channel(64);
+        match control.accept(transfer::BLOB_PROTOCOL) {
+            Ok(incoming) => {
+                tokio::spawn(transfer::serve(incoming, config.blobs.clone(), access_tx));
+            }
+            Err(e) => tracing::error!(error = %e, "cannot serve files"),
+        }
+        let (reports_tx, reports) = mpsc::channel(256);
+        Self {
+            config,
+            control,
+            access,
+            reports,
+            reports_tx,
+            running: HashMap::new(),
+            queued: Vec::new(),
+        }
+    }
+
+    /// The next question or report for the loop.
+    pub(crate) async fn next(&mut self) -> FileEvent {
+        tokio::select! {
+            Some(access) = self.access.recv() => FileEvent::Access(access),
+            Some(report) = self.reports.recv() => FileEvent::Report(report),
+            else => std::future::pending().await,
+        }
+    }
+
+    /// Ciphertext bytes a running download has on disk.
+    pub(crate) fn progress(&self, id: &MessageId) -> Option<u64> {
+        self.running.get(id).map(|r| r.done)
+    }
+}
+
+pub(crate) enum FileEvent {
+    Access(Access),
+    Report(Report),
+}
+
+/// The file's bytes fetched so far, from ciphertext bytes.
+fn plain_done(manifest: &FileManifest, cipher_done: u64) -> u64 {
+    let len = manifest.cipher_len().max(1);
+    // Proportional: compression makes the exact figure unknowable before
+    // the end.
+    u64::try_from(u128::from(cipher_done) * u128::from(manifest.size) / u128::from(len))
+        .unwrap_or(manifest.size)
+        .min(manifest.size)
+}
+
+/// Ciphertext bytes of `root` on disk in `blobs` (from its `.have` bitmap).
+pub(crate) fn fetched_on_disk(blobs: &Path, root: &BlobRoot, cipher_len: u64) -> u64 {
+    let Ok(have) = std::fs::read(blobs.join(format!("{root}.have"))) else {
+        return 0;
+    };
+    let count = groups(cipher_len);
+    let set: u64 = have.iter().map(|b| u64::from(b.count_ones())).sum();
+    (set.min(count) * hush_protocol::blob::GROUP_LEN).min(cipher_len)
+}
+
+/// What the user sees of a stored file.
+pub(crate) fn file_view(
+    id: MessageId,
+    record: &FileRecord,
+    conversation: String,
+    peer: String,
+    cipher_done: Option<u64>,
+    blobs: &Path,
+) -> FileView {
+    let manifest = FileManifest::from_bytes(&record.manifest).ok();
+    let (name, size, mime, thumbnail) = match &manifest {
+        Some(m) => (
+            m.name.clone(),
+            m.size,
+            m.mime.clone(),
+            m.thumbnail.is_some(),
+        ),
+        None => ("file".to_owned(), 0, String::new(), false),
+    };
+    let done = match (record.state, &manifest) {
+        (FileState::Complete | FileState::Shared, _) => size,
+        (_, Some(m)) => {
+            let cipher =
+                cipher_done.unwrap_or_else(|| fetched_on_disk(blobs, &m.root, m.cipher_len()));
+            plain_done(m, cipher)
+        }
+        (_, None) => 0,
+    };
+    FileView {
+        id: id.to_string(),
+        name,
+        size,
+        mime,
+        state: record.state,
+        done,
+        path: record.path.clone(),
+        error: record.error.clone(),
+        outgoing: record.outgoing,
+        conversation,
+        peer,
+        thumbnail,
+    }
+}
+
+impl EventLoop {
+    pub(super) fn on_file_event(&mut self, event: FileEvent) {
+        match event {
+            FileEvent::Access(Access { peer, root, reply }) => {
+                let allowed = self.may_fetch(&peer, &root);
+                let _ = reply.send(allowed);
+            }
+            FileEvent::Report(report) => self.on_file_report(report),
+        }
+    }
+
+    /// Whether `peer` may fetch the blob `root`: a device of the contact
+    /// the file was sent to (or came from), or one of our own devices.
+    fn may_fetch(&self, peer: &PeerId, root: &BlobRoot) -> bool {
+        let Some((account, _)) = self.engine.contacts.device_by_peer(peer) else {
+            return false;
+        };
+        let holds = |files: Vec<(MessageId, FileRecord)>| {
+            files
+                .iter()
+                .any(|(_, f)| FileManifest::from_bytes(&f.manifest).is_ok_and(|m| m.root == *root))
+        };
+        if account == self.me.account {
+            return self
+                .store
+                .files()
+                .map(|all| holds(all.into_iter().map(|(_, id, f)| (id, f)).collect()))
+                .unwrap_or(false);
+        }
+        let conversation = ConversationId::direct(&self.me.account, &account);
+        self.store
+            .conversation_files(&conversation)
+            .map(holds)
+            .unwrap_or(false)
+    }
+
+    /// Sends a sealed file (its blob already in `HOME/blobs`) to a contact.
+    pub(super) fn send_file(
+        &mut self,
+        contact: &str,
+        offer: FileOffer,
+        path: String,
+        reply: Reply<SendReceipt>,
+    ) {
+        let result = self.engine.send_file(ctx!(self), contact, offer, path);
+        self.drive();
+        match result {
+            Ok(id) => {
+                let receipt = SendReceipt {
+                    id: id.to_string(),
+                    status: Status::Pending,
+                    timed_out: false,
+                    problem: None,
+                    keys_changed: self.keys_changed(contact),
+                };
+                self.batch.after.push(After::ReplySend(reply, receipt));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+            }
+        }
+    }
+
+    /// A file message arrived (its record is in this batch): fetch it once
+    /// stored, if it is small enough to fetch by itself.
+    pub(super) fn file_arrived(
+        &mut self,
+        conversation: ConversationId,
+        id: MessageId,
+        file: &FileRecord,
+    ) {
+        let Ok(manifest) = FileManifest::from_bytes(&file.manifest) else {
+            return;
+        };
+        if manifest.size <= self.files.config.auto_fetch
+            && manifest.size <= self.files.config.max_file
+        {
+            self.batch.after.push(After::Fetch(conversation, id, None));
+        }
+    }
+
+    /// The file of a message the engine tells of, as the user sees it; a
+    /// file that arrived is fetched (once stored) if small enough.
+    pub(super) fn arrived_file(&mut self, notice: &DeviceNotice) -> Option<FileView> {
+        let DeviceNotice::Message {
+            contact,
+            message,
+            file: Some(file),
+        } = notice
+        else {
+            return None;
+        };
+        let account = self.engine.contacts.contact(contact)?.card.account();
+        let conversation = ConversationId::direct(&self.me.account, &account);
+        if !file.outgoing {
+            self.file_arrived(conversation, message.id, file);
+        }
+        Some(self.view_file(conversation, message.id, file))
+    }
+
+    /// Downloads that were running when the node stopped go on.
+    pub(super) fn resume_downloads(&mut self) {
+        let files = match self.store.files() {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the files to resume their downloads");
+                return;
+            }
+        };
+        for (conversation, id, file) in files {
+            if file.state == FileState::Fetching {
+                let to = file.path.as_ref().map(PathBuf::from);
+                self.start_download(conversation, id, to);
+            }
+        }
+    }
+
+    /// `hush file get`: fetch (or resume) the file of message `id`, into
+    /// `to` (a folder) or the files folder.
+    pub(super) fn file_get(&mut self, id: &str, to: Option<PathBuf>, reply: Reply<FileView>) {
+        let result = self.find_file(id).and_then(|(conversation, id, file)| {
+            if file.state == FileState::Complete || file.state == FileState::Shared {
+                return Ok(self.view_file(conversation, id, &file));
+            }
+            let manifest = FileManifest::from_bytes(&file.manifest)
+                .map_err(|e| NodeError::File(format!("its manifest does not decode: {e}")))?;
+            if manifest.size > self.files.config.max_file {
+                return Err(NodeError::File(format!(
+                    "{} is {}, over this node's limit of {} (--max-file-mib)",
+                    manifest.name,
+                    crate::files::human_size(manifest.size),
+                    crate::files::human_size(self.files.config.max_file)
+                )));
+            }
+            let folder = to
+                .clone()
+                .unwrap_or_else(|| self.files.config.folder.clone());
+            crate::files::check_space(&folder, &self.files.config.blobs, &manifest)
+                .map_err(NodeError::File)?;
+            self.start_download(conversation, id, to);
+            let mut file = file;
+            file.state = FileState::Fetching;
+            file.error = None;
+            Ok(self.view_file(conversation, id, &file))
+        });
+        let _ = reply.send(result);
+    }
+
+    /// `hush file cancel`: stops the download of message `id` and removes
+    /// what it fetched.
+    pub(super) fn file_cancel(&mut self, id: &str, reply: Reply<FileView>) {
+        let result = self.find_file(id).and_then(|(conversation, id, mut file)| {
+            if file.outgoing || file.state == FileState::Complete {
+                return Err(NodeError::File(format!(
+                    "file {id} is {}: there is no download to cancel",
+                    file.state
+                )));
+            }
+            if let Some(running) = self.files.running.remove(&id) {
+                running.task.abort();
+            }
+            self.files.queued.retain(|(_, q, _)| *q != id);
+            if let Ok(manifest) = FileManifest::from_bytes(&file.manifest) {
+                crate::files::remove_partial(&self.files.config.blobs, &manifest.root);
+            }
+            file.state = FileState::Cancelled;
+            self.batch
+                .ops
+                .push(Op::PutFile(conversation, id, file.clone()));
+            let view = self.view_file(conversation, id, &file);
+            self.batch
+                .after
+                .push(After::Emit(Event::File { file: view.clone() }));
+            self.start_queued();
+            Ok(view)
+        });
+        let _ = reply.send(result);
+    }
+
+    /// The stored file of the message whose id is `id`.
+    fn find_file(&self, id: &str) -> Result<(ConversationId, MessageId, FileRecord), NodeError> {
+        let wanted: MessageId = id.parse().map_err(|_| {
+            NodeError::File(format!("{id:?} is not a file id (see `hush file list`)"))
+        })?;
+        self.store
+            .files()?
+            .into_iter()
+            .find(|(_, m, _)| *m == wanted)
+            .ok_or_else(|| NodeError::File(format!("no file with id {id} (see `hush file list`)")))
+    }
+
+    /// Starts (or queues) the download of the file of message `id`.
+    pub(super) fn start_download(
+        &mut self,
+        conversation: ConversationId,
+        id: MessageId,
+        to: Option<PathBuf>,
+    ) {
+        if self.files.running.contains_key(&id)
+            || self.files.queued.iter().any(|(_, q, _)| *q == id)
+        {
+            return;
+        }
+        let Ok(Some(mut file)) = self.store.file(&conversation, id) else {
+            return;
+        };
+        let Ok(manifest) = FileManifest::from_bytes(&file.manifest) else {
+            return;
+        };
+        if file.state != FileState::Fetching || to.is_some() {
+            file.state = FileState::Fetching;
+            file.error = None;
+            if let Some(to) = &to {
+                file.path = Some(to.display().to_string());
+            }
+            self.batch
+                .ops
+                .push(Op::PutFile(conversation, id, file.clone()));
+        }
+        if self.files.running.len() >= MAX_DOWNLOADS {
+            self.files.queued.push((conversation, id, to));
+            return;
+        }
+        let sources: Vec<PeerId> = self
+            .engine
+            .contacts
+            .peer_of(&file.source)
+            .into_iter()
+            .collect();
+        // Dial the sender first if need be: the stream finds the connection.
+        if let Some((peer, addresses, _)) = self.device_route(&file.source)
+            && !self.swarm.is_connected(&peer)
+        {
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                .addresses(addresses)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(%peer, error = %e, "could not dial a file's sender");
+            }
+        }
+        let folder = to.unwrap_or_else(|| self.files.config.folder.clone());
+        let job = Job {
+            id,
+            manifest,
+            sources,
+            blobs: self.files.config.blobs.clone(),
+            folder,
+        };
+        let task = tokio::spawn(transfer::download(
+            self.files.control.clone(),
+            job,
+            self.files.reports_tx.clone(),
+        ));
+        self.files.running.insert(
+            id,
+            Running {
+                conversation,
+                task,
+                done: 0,
+            },
+        );
+        let view = self.view_file(conversation, id, &file);
+        self.batch
+            .after
+            .push(After::Emit(Event::File { file: view }));
+    }
+
+    fn start_queued(&mut self) {
+        while self.files.running.len() < MAX_DOWNLOADS && !self.files.queued.is_empty() {
+            let (conversation, id, to) = self.files.queued.remove(0);
+            self.start_download(conversation, id, to);
+        }
+    }
+
+    fn on_file_report(&mut self, report: Report) {
+        match report {
+            Report::Progress { id, done } => {
+                let Some(running) = self.files.running.get_mut(&id) else {
+                    return;
+                };
+                running.done = done;
+                let conversation = running.conversation;
+                if let Ok(Some(file)) = self.store.file(&conversation, id) {
+                    let view = self.view_file(conversation, id, &file);
+                    let _ = self.events.send(Event::File { file: view });
+                }
+            }
+            Report::Done { id, path } => {
+                self.download_ended(id, Ok(path));
+            }
+            Report::Failed { id, error } => {
+                tracing::warn!(%id, %error, "a file download failed");
+                self.download_ended(id, Err(error));
+            }
+        }
+    }
+
+    fn download_ended(&mut self, id: MessageId, outcome: Result<PathBuf, String>) {
+        let Some(running) = self.files.running.remove(&id) else {
+            return;
+        };
+        let conversation = running.conversation;
+        if let Ok(Some(mut file)) = self.store.file(&conversation, id) {
+            match outcome {
+                Ok(path) => {
+                    file.state = FileState::Complete;
+                    file.path = Some(path.display().to_string());
+                    file.error = None;
+                }
+                Err(error) => {
+                    file.state = FileState::Failed;
+                    file.error = Some(error);
+                }
+            }
+            self.batch
+                .ops
+                .push(Op::PutFile(conversation, id, file.clone()));
+            let view = self.view_file(conversation, id, &file);
+            self.batch
+                .after
+                .push(After::Emit(Event::File { file: view }));
+        }
+        self.start_queued();
+    }
+
+    /// The view of a file of ours, named as the user knows its
+    /// conversation.
+    pub(super) fn view_file(
+        &self,
+        conversation: ConversationId,
+        id: MessageId,
+        file: &FileRecord,
+    ) -> FileView {
+        let contact = self
+            .engine
+            .contacts
+            .contacts()
+            .find(|c| ConversationId::direct(&self.me.account, &c.card.account()) == conversation)
+            .map(|c| c.record.name.clone())
+            .unwrap_or_default();
+        let peer = if file.outgoing {
+            self.me.name.clone()
+        } else {
+            contact.clone()
+        };
+        let done = self.files.progress(&id);
+        file_view(id, file, contact, peer, done, &self.files.config.blobs)
+    }
+}

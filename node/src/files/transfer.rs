@@ -1,0 +1,436 @@
+//! `/hush/blob/1` on raw libp2p streams (`libp2p-stream`): file bytes
+//! never pass through the event loop. The loop only answers who may fetch
+//! what ([`Access`]) and hears how downloads go ([`Report`]).
+//!
+//! On a stream, the fetcher writes framed [`BlobRequest`]s (`u32`
+//! big-endian length ‖ frame) and the source answers each, in order, with a
+//! framed [`BlobResponse`]; the fetcher keeps up to
+//! [`MAX_IN_FLIGHT_PER_SOURCE`] requests outstanding per source (1 MiB
+//! each), so memory stays bounded whatever the file's size.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use hush_protocol::blob::{
+    BlobRefusal, BlobRequest, BlobResponse, BlobRoot, Fetched, Fetcher, FileManifest,
+    MAX_BLOB_REQUEST_FRAME, MAX_BLOB_RESPONSE_FRAME, MAX_IN_FLIGHT_PER_SOURCE, RequestId, groups,
+};
+use hush_protocol::{MessageId, Wire};
+use libp2p::{PeerId, StreamProtocol};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::{BlobSource, FileError, PartialBlob};
+
+pub const BLOB_PROTOCOL: StreamProtocol = StreamProtocol::new(hush_protocol::blob::BLOB_PROTOCOL);
+/// Streams served at once (more are reset).
+const MAX_SERVING_STREAMS: usize = 32;
+/// Blobs one served stream may ask for (each opened once).
+const MAX_ROOTS_PER_STREAM: usize = 4;
+/// A source that leaves a request unanswered this long is dropped.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long opening a stream (dialing, if need be) may take.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often a download reports its progress, at most.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// How often a download with nothing to do looks again (a source backed
+/// off may be asked again).
+const IDLE_WAKE: Duration = Duration::from_millis(250);
+/// A download gives up after this long without a single verified group
+/// while every source is failing.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(10 * 60);
+
+/// The event loop is asked whether `peer` may fetch the blob `root`.
+#[derive(Debug)]
+pub(crate) struct Access {
+    pub peer: PeerId,
+    pub root: BlobRoot,
+    pub reply: oneshot::Sender<bool>,
+}
+
+/// What a download tells the event loop.
+#[derive(Debug)]
+pub(crate) enum Report {
+    /// Ciphertext bytes verified and on disk so far.
+    Progress { id: MessageId, done: u64 },
+    /// Complete: opened at `path`.
+    Done { id: MessageId, path: PathBuf },
+    /// Given up: why (the sources named when they lied).
+    Failed { id: MessageId, error: String },
+}
+
+/// A download the loop starts.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub id: MessageId,
+    pub manifest: FileManifest,
+    pub sources: Vec<PeerId>,
+    /// `HOME/blobs`: where the partial ciphertext lives.
+    pub blobs: PathBuf,
+    /// The folder the opened file goes into.
+    pub folder: PathBuf,
+}
+
+async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a frame of {len} bytes, over the limit of {max}"),
+        ));
+    }
+    let mut frame = vec![0u8; len];
+    r.read_exact(&mut frame).await?;
+    Ok(Some(frame))
+}
+
+async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(frame.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too long"))?;
+    w.write_all(&len.to_be_bytes()).await?;
+    w.write_all(frame).await?;
+    w.flush().await
+}
+
+/// Serves the blobs in `blobs` to whoever the loop allows, until
+/// `incoming` ends.
+pub(crate) async fn serve(
+    mut incoming: libp2p_stream::IncomingStreams,
+    blobs: PathBuf,
+    access: mpsc::Sender<Access>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_SERVING_STREAMS));
+    while let Some((peer, stream)) = incoming.next().await {
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "too many blob streams; one reset");
+            continue;
+        };
+        let (blobs, access) = (blobs.clone(), access.clone());
+        tokio::spawn(async move {
+            if let Err(e) = serve_stream(peer, stream, blobs, access).await {
+                tracing::debug!(%peer, error = %e, "a blob stream ended");
+            }
+            drop(slot);
+        });
+    }
+}
+
+async fn serve_stream(
+    peer: PeerId,
+    mut stream: libp2p::Stream,
+    blobs: PathBuf,
+    access: mpsc::Sender<Access>,
+) -> io::Result<()> {
+    // Allowed and opened blobs of this stream (`None`: refused).
+    let mut open: HashMap<BlobRoot, Option<Arc<BlobSource>>> = HashMap::new();
+    while let Some(frame) = read_frame(&mut stream, MAX_BLOB_REQUEST_FRAME).await? {
+        let response = match BlobRequest::from_bytes(&frame) {
+            Err(_) => BlobResponse::Refused(BlobRefusal::BadRange),
+            Ok(request) => {
+                let source = match open.get(&request.root) {
+                    Some(source) => source.clone(),
+                    None if open.len() >= MAX_ROOTS_PER_STREAM => None,
+                    None => {
+                        let source = allowed_source(peer, request.root, &blobs, &access).await;
+                        open.insert(request.root, source.clone());
+                        source
+                    }
+                };
+                match source {
+                    // Not allowed looks the same as not held.
+                    None => BlobResponse::Refused(BlobRefusal::NotHere),
+                    Some(source) => tokio::task::spawn_blocking(move || source.serve(&request))
+                        .await
+                        .unwrap_or(BlobResponse::Refused(BlobRefusal::Busy)),
+                }
+            }
+        };
+        write_frame(&mut stream, &response.to_bytes()).await?;
+    }
+    stream.close().await
+}
+
+/// The blob `root`, if `peer` may fetch it and we hold it whole.
+async fn allowed_source(
+    peer: PeerId,
+    root: BlobRoot,
+    blobs: &std::path::Path,
+    access: &mpsc::Sender<Access>,
+) -> Option<Arc<BlobSource>> {
+    let (reply, answer) = oneshot::channel();
+    access.send(Access { peer, root, reply }).await.ok()?;
+    if !answer.await.unwrap_or(false) {
+        tracing::debug!(%peer, %root, "a blob asked for by a peer that may not fetch it");
+        return None;
+    }
+    let blobs = blobs.to_owned();
+    match tokio::task::spawn_blocking(move || BlobSource::open(&blobs, &root)).await {
+        Ok(Ok(source)) => source.map(Arc::new),
+        Ok(Err(e)) => {
+            tracing::warn!(%root, error = %e, "a blob we hold cannot be served");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// What a source's link tells its download.
+enum LinkEvent {
+    Response {
+        id: RequestId,
+        frame: Vec<u8>,
+    },
+    /// The stream failed or could not be opened: what is in flight to
+    /// `peer` failed.
+    Failed {
+        peer: PeerId,
+        error: String,
+    },
+}
+
+/// One stream to a source: requests go out as the download hands them
+/// over; responses come back in order.
+fn spawn_link(
+    mut control: libp2p_stream::Control,
+    peer: PeerId,
+    events: mpsc::Sender<LinkEvent>,
+) -> mpsc::Sender<(RequestId, BlobRequest)> {
+    let (requests, mut requests_rx) =
+        mpsc::channel::<(RequestId, BlobRequest)>(MAX_IN_FLIGHT_PER_SOURCE);
+    tokio::spawn(async move {
+        let stream = match tokio::time::timeout(
+            OPEN_TIMEOUT,
+            control.open_stream(peer, BLOB_PROTOCOL),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                let error = e.to_string();
+                let _ = events.send(LinkEvent::Failed { peer, error }).await;
+                return;
+            }
+            Err(_) => {
+                let error = "timed out opening a stream".to_owned();
+                let _ = events.send(LinkEvent::Failed { peer, error }).await;
+                return;
+            }
+        };
+        let (mut reader, mut writer) = stream.split();
+        let outstanding: Arc<Mutex<std::collections::VecDeque<RequestId>>> = Arc::default();
+        // One token per request written (at most the requests in flight).
+        let (sent_tx, mut sent_rx) = mpsc::channel::<()>(MAX_IN_FLIGHT_PER_SOURCE);
+        let write_side = {
+            let outstanding = outstanding.clone();
+            async move {
+                while let Some((id, request)) = requests_rx.recv().await {
+                    write_frame(&mut writer, &request.to_bytes()).await?;
+                    if let Ok(mut o) = outstanding.lock() {
+                        o.push_back(id);
+                    }
+                    let _ = sent_tx.send(()).await;
+                }
+                // The download is done with this source.
+                writer.close().await
+            }
+        };
+        let read_events = events.clone();
+        let read_side = async move {
+            while sent_rx.recv().await.is_some() {
+                let frame = tokio::time::timeout(
+                    RESPONSE_TIMEOUT,
+                    read_frame(&mut reader, MAX_BLOB_RESPONSE_FRAME),
+                )
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer"))??
+                .ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::UnexpectedEof, "the source closed the stream")
+                })?;
+                let Some(id) = outstanding.lock().ok().and_then(|mut o| o.pop_front()) else {
+                    break;
+                };
+                if read_events
+                    .send(LinkEvent::Response { id, frame })
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            Ok::<(), io::Error>(())
+        };
+        let result = futures::future::try_join(write_side, read_side).await;
+        if let Err(e) = result {
+            let error = e.to_string();
+            let _ = events.send(LinkEvent::Failed { peer, error }).await;
+        }
+    });
+    requests
+}
+
+fn now_ms(start: tokio::time::Instant) -> u64 {
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Fetches the blob of `job` from its sources (resuming what is on disk),
+/// opens it into its folder, and reports how it goes. Cancelled by
+/// aborting its task: what is on disk stays consistent.
+pub(crate) async fn download(
+    control: libp2p_stream::Control,
+    job: Job,
+    report: mpsc::Sender<Report>,
+) {
+    let id = job.id;
+    let outcome = fetch(control, job, &report).await;
+    let message = match outcome {
+        Ok(path) => Report::Done { id, path },
+        Err(error) => Report::Failed { id, error },
+    };
+    let _ = report.send(message).await;
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, FileError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("the file task stopped: {e}")),
+    }
+}
+
+async fn fetch(
+    control: libp2p_stream::Control,
+    job: Job,
+    report: &mpsc::Sender<Report>,
+) -> Result<PathBuf, String> {
+    let Job {
+        id,
+        manifest,
+        sources,
+        blobs,
+        folder,
+    } = job;
+    let root = manifest.root;
+    let len = manifest.cipher_len();
+    let dir = blobs.clone();
+    let mut partial = Some(blocking(move || PartialBlob::open(&dir, root, len)).await?);
+    let missing = partial
+        .as_ref()
+        .map(|p| p.next_missing(usize::MAX))
+        .unwrap_or_default();
+    let mut fetcher: Fetcher<PeerId> = Fetcher::new(root, len, missing);
+    for source in &sources {
+        fetcher.add_source(*source);
+    }
+    let start = tokio::time::Instant::now();
+    let (events_tx, mut events) = mpsc::channel(MAX_IN_FLIGHT_PER_SOURCE * 4);
+    let mut links: HashMap<PeerId, mpsc::Sender<(RequestId, BlobRequest)>> = HashMap::new();
+    let mut in_flight: HashMap<RequestId, PeerId> = HashMap::new();
+    let mut last_progress = tokio::time::Instant::now();
+    let mut last_good = tokio::time::Instant::now();
+    let mut lies: Vec<String> = Vec::new();
+    let total = groups(len);
+    while !fetcher.is_done() {
+        while let Some((request_id, peer, request)) = fetcher.poll_request(now_ms(start)) {
+            let link = links
+                .entry(peer)
+                .or_insert_with(|| spawn_link(control.clone(), peer, events_tx.clone()));
+            if link.try_send((request_id, request)).is_err() {
+                links.remove(&peer);
+                fetcher.on_failure(now_ms(start), request_id);
+                break;
+            }
+            in_flight.insert(request_id, peer);
+        }
+        if fetcher.is_stalled() {
+            let mut error = format!("no source has the file ({} asked)", sources.len());
+            if !lies.is_empty() {
+                error = format!("{error}; {}", lies.join("; "));
+            }
+            return Err(error);
+        }
+        if last_good.elapsed() > GIVE_UP_AFTER {
+            return Err(format!(
+                "no source answered for {} minutes: is the sender online? (`hush file get {id}` tries again)",
+                GIVE_UP_AFTER.as_secs() / 60
+            ));
+        }
+        let event = tokio::select! {
+            event = events.recv() => event,
+            () = tokio::time::sleep(IDLE_WAKE) => None,
+        };
+        let Some(event) = event else {
+            continue;
+        };
+        match event {
+            LinkEvent::Response {
+                id: request_id,
+                frame,
+            } => {
+                in_flight.remove(&request_id);
+                let response =
+                    BlobResponse::from_bytes(&frame).unwrap_or(BlobResponse::Groups(vec![
+                        hush_protocol::blob::BlobGroup {
+                            index: u64::MAX,
+                            proof: Vec::new(),
+                            bytes: Vec::new(),
+                        },
+                    ]));
+                match fetcher.on_response(now_ms(start), request_id, response) {
+                    Fetched::Groups(verified) if !verified.is_empty() => {
+                        let mut p = partial.take().ok_or("the download lost its file")?;
+                        let (p, result) = tokio::task::spawn_blocking(move || {
+                            let result = p.write(&verified);
+                            (p, result)
+                        })
+                        .await
+                        .map_err(|e| format!("the file task stopped: {e}"))?;
+                        result.map_err(|e| e.to_string())?;
+                        partial = Some(p);
+                        last_good = tokio::time::Instant::now();
+                        if last_progress.elapsed() >= PROGRESS_EVERY {
+                            last_progress = tokio::time::Instant::now();
+                            let done = partial.as_ref().map(|p| total - p.missing()).unwrap_or(0);
+                            let done = (done * hush_protocol::blob::GROUP_LEN).min(len);
+                            let _ = report.try_send(Report::Progress { id, done });
+                        }
+                    }
+                    Fetched::Lied { source, error } => {
+                        tracing::warn!(%source, %root, error = %error, "a source sent bytes that do not verify; asking others");
+                        if lies.len() < 4 {
+                            lies.push(format!("{source} sent bytes that do not verify ({error})"));
+                        }
+                        links.remove(&source);
+                    }
+                    _ => {}
+                }
+            }
+            LinkEvent::Failed { peer, error } => {
+                tracing::debug!(%peer, %root, %error, "a blob source failed");
+                links.remove(&peer);
+                let failed: Vec<RequestId> = in_flight
+                    .iter()
+                    .filter(|(_, p)| **p == peer)
+                    .map(|(r, _)| *r)
+                    .collect();
+                for request_id in failed {
+                    in_flight.remove(&request_id);
+                    fetcher.on_failure(now_ms(start), request_id);
+                }
+            }
+        }
+    }
+    drop(links);
+    let partial = partial.ok_or("the download lost its file")?;
+    blocking(move || partial.open_into(&manifest, &folder)).await
+}

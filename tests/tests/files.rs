@@ -1,0 +1,172 @@
+//! Files between real nodes (issue 16): sent, fetched, verified, resumed.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hush_tests::{User, pair, wait_for};
+use serde_json::Value;
+
+/// `len` bytes that do not compress (a counter through BLAKE3's XOF).
+fn random_bytes(len: usize, seed: u8) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    blake3::Hasher::new()
+        .update(&[seed])
+        .finalize_xof()
+        .fill(&mut out);
+    out
+}
+
+fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("write the file to send");
+    path
+}
+
+/// The file of the message `id` as `user` lists it.
+fn file_of(user: &User, id: &str) -> Value {
+    let list = user.json(&["file", "list", "--json"]);
+    list.as_array()
+        .expect("file list is a list")
+        .iter()
+        .find(|f| f["id"] == id)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn wait_complete(user: &User, id: &str, timeout: Duration) -> Value {
+    wait_for(
+        &format!("{}'s file {id} to complete", user.name),
+        timeout,
+        || {
+            let file = file_of(user, id);
+            assert_ne!(file["state"], "failed", "the fetch failed: {file}");
+            (file["state"] == "complete").then_some(file)
+        },
+    )
+}
+
+#[test]
+fn a_file_sent_directly_arrives_byte_identical_under_its_name() {
+    let (alice, bob) = pair();
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Three groups and a bit, and text that compresses.
+    let bytes = random_bytes(3 * 65_520 + 1_000, 1);
+    let photo = write_file(dir.path(), "holiday.jpg", &bytes);
+    let sent = alice.json(&[
+        "send",
+        "bob",
+        "--file",
+        photo.to_str().unwrap(),
+        "the beach",
+        "--wait",
+        "delivered",
+        "--json",
+    ]);
+    let id = sent["id"].as_str().expect("id").to_owned();
+    let file = wait_complete(&bob, &id, Duration::from_secs(30));
+    let path = PathBuf::from(file["path"].as_str().expect("path"));
+    assert_eq!(path, bob.home.join("files").join("holiday.jpg"));
+    assert_eq!(std::fs::read(&path).expect("read the file"), bytes);
+    assert_eq!(file["size"], bytes.len());
+    assert_eq!(file["done"], bytes.len());
+    assert_eq!(file["mime"], "image/jpeg");
+    assert_eq!(file["peer"], "alice");
+    // History shows it as a file, with its caption.
+    let history = bob.history("alice");
+    let message = history.iter().find(|m| m["id"] == id.as_str()).unwrap();
+    assert_eq!(message["text"], "the beach");
+    assert_eq!(message["file"]["name"], "holiday.jpg");
+    assert_eq!(message["file"]["state"], "complete");
+    let text = bob.run(&["history", "alice"]);
+    assert!(
+        text.stdout
+            .contains("[file] holiday.jpg 192.9 KiB, saved to"),
+        "{text:?}"
+    );
+    // The sender's side: shared, from where it was read.
+    let mine = file_of(&alice, &id);
+    assert_eq!(mine["state"], "shared");
+    assert!(mine["outgoing"].as_bool().unwrap());
+
+    // A second file of the same name is saved beside the first, and text
+    // compresses on the way (still byte-identical).
+    let notes = "line of notes\n".repeat(10_000);
+    let second = write_file(dir.path(), "holiday.jpg.txt", notes.as_bytes());
+    let renamed = dir.path().join("holiday.jpg");
+    std::fs::rename(&second, &renamed).unwrap();
+    std::fs::write(&renamed, notes.as_bytes()).unwrap();
+    let sent = alice.json(&["send", "bob", "--file", renamed.to_str().unwrap(), "--json"]);
+    let id = sent["id"].as_str().unwrap();
+    let file = wait_complete(&bob, id, Duration::from_secs(30));
+    assert_eq!(
+        PathBuf::from(file["path"].as_str().unwrap()),
+        bob.home.join("files").join("holiday (2).jpg")
+    );
+    assert_eq!(
+        std::fs::read(file["path"].as_str().unwrap()).unwrap(),
+        notes.as_bytes()
+    );
+}
+
+#[test]
+fn a_file_over_the_auto_fetch_limit_waits_for_file_get() {
+    let (mut alice, mut bob) = pair();
+    bob.stop();
+    bob.start_with(&["--auto-fetch-mib", "0"]);
+    let _ = &mut alice;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bytes = random_bytes(200_000, 2);
+    let path = write_file(dir.path(), "big.bin", &bytes);
+    let sent = alice.json(&[
+        "send",
+        "bob",
+        "--file",
+        path.to_str().unwrap(),
+        "--wait",
+        "delivered",
+        "--json",
+    ]);
+    let id = sent["id"].as_str().unwrap();
+    let file = file_of(&bob, id);
+    assert_eq!(file["state"], "offered", "{file}");
+    assert_eq!(file["done"], 0);
+    let history = bob.run(&["history", "alice"]);
+    assert!(
+        history
+            .stdout
+            .contains(&format!("not fetched: `hush file get {id}`")),
+        "{history:?}"
+    );
+    // Fetched on asking, into the folder given.
+    let to = dir.path().join("downloads");
+    std::fs::create_dir(&to).unwrap();
+    let got = bob.json(&[
+        "file",
+        "get",
+        id,
+        "--to",
+        to.to_str().unwrap(),
+        "--wait",
+        "--json",
+    ]);
+    assert_eq!(got["state"], "complete", "{got}");
+    assert_eq!(std::fs::read(to.join("big.bin")).unwrap(), bytes);
+}
+
+#[test]
+fn sending_a_missing_or_unreadable_path_fails_with_a_clear_error() {
+    let (alice, _bob) = pair();
+    let run = alice.run(&["send", "bob", "--file", "/nonexistent/holiday.jpg"]);
+    assert!(!run.ok());
+    assert!(
+        run.stderr.contains("cannot read /nonexistent/holiday.jpg"),
+        "{run:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let run = alice.run(&["send", "bob", "--file", dir.path().to_str().unwrap()]);
+    assert!(!run.ok());
+    assert!(run.stderr.contains("is not a file"), "{run:?}");
+    let run = alice.run(&["send", "nobody", "--file", "/etc/hostname"]);
+    assert!(!run.ok());
+    assert!(run.stderr.contains("no contact named"), "{run:?}");
+}

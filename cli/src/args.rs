@@ -713,6 +713,17 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// A file between two node processes on loopback: sealing, transfer,
+    /// a plain TCP copy for the floor, peak memory, and what a resume after
+    /// `kill -9` fetches twice
+    File {
+        /// The file's size
+        #[arg(long, default_value_t = 1024, value_name = "MIB")]
+        size_mib: u64,
+        /// Print JSON instead of text (one object; a list prints one array)
+        #[arg(long)]
+        json: bool,
+    },
     /// Linking a device: code accepted until the new device holds the whole
     /// history, and send → delivered to a 3-device contact against a
     /// 1-device one

@@ -31,7 +31,11 @@ impl NodeProcess {
             .args(extra)
             // On loopback only: mDNS would multicast on every interface.
             .args((!extra.contains(&"--no-mdns")).then_some("--no-mdns"))
-            .env("HUSH_LOG", "error")
+            // `HUSH_NODE_LOG=info hush bench …` shows the nodes' logs.
+            .env(
+                "HUSH_LOG",
+                std::env::var("HUSH_NODE_LOG").unwrap_or_else(|_| "error".to_owned()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .kill_on_drop(true)
@@ -86,6 +90,12 @@ impl NodeProcess {
             }
             Err(_) => self.child.kill().await?,
         }
+        Ok(())
+    }
+
+    /// Kills the node (SIGKILL): nothing flushed, as in a crash.
+    pub async fn kill9(mut self) -> Result<()> {
+        self.child.kill().await?;
         Ok(())
     }
 

@@ -8,6 +8,7 @@
 
 mod args;
 mod bench;
+mod bench_file;
 mod bench_fold;
 mod bench_group;
 mod bench_idle;

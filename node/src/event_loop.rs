@@ -453,6 +453,7 @@ impl EventLoop {
                     account_key: self.me.account_key().is_some(),
                     revoked: self.engine.is_revoked(),
                     sync_waiting: self.engine.outbox.count_for(&self.me.account),
+                    files_served_bytes: self.files.served(),
                 };
                 let _ = reply.send(Ok(status));
             }

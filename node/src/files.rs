@@ -152,7 +152,7 @@ impl PartialBlob {
     pub fn write(&mut self, verified: &[(u64, Vec<u8>)]) -> Result<(), FileError> {
         let mut new = Vec::new();
         for (index, bytes) in verified {
-            if self.has(*index) {
+            if self.has(*index) || new.contains(index) {
                 continue;
             }
             let want = group_len(self.len, *index)?;
@@ -231,7 +231,6 @@ impl PartialBlob {
         out_path: &Path,
     ) -> Result<(), FileError> {
         let count = groups(self.len);
-        let mut hasher = blake3::Hasher::new();
         let mut writer: Box<dyn Write> = match manifest.compression {
             Compression::None => Box::new(io::BufWriter::new(
                 out.try_clone().map_err(io_error("open", out_path))?,
@@ -244,25 +243,26 @@ impl PartialBlob {
             ),
         };
         let mut group = Vec::with_capacity(GROUP_LEN as usize);
-        // A group that does not open is either damaged on disk (then the
-        // whole no longer hashes to the root: fetch again) or sealed under
-        // another key than the manifest's (the sender's fault: say so).
-        let mut unopened = None;
+        // Every group was verified against the root when it was written,
+        // and each opens only if not a bit of it changed since (its AEAD
+        // tag). A group that does not open is either damaged on disk (then
+        // the whole no longer hashes to the root: fetch again) or sealed
+        // under another key than the manifest's (the sender's fault: say
+        // so); only then is the whole hashed again to tell which.
         for index in 0..count {
             let len = group_len(self.len, index)? as usize;
             group.resize(len, 0);
             self.part
                 .read_exact_at(&mut group, index * GROUP_LEN)
                 .map_err(io_error("read", &self.part_path))?;
-            hasher.update(&group);
-            if unopened.is_some() {
-                continue;
-            }
             let plain = match open_group(&manifest.key, index, index + 1 == count, &group) {
                 Ok(plain) => plain,
                 Err(e) => {
-                    unopened = Some(e);
-                    continue;
+                    return Err(if self.hashes_to_root()? {
+                        e.into()
+                    } else {
+                        FileError::Damaged
+                    });
                 }
             };
             writer
@@ -276,12 +276,6 @@ impl PartialBlob {
                     },
                 })?;
         }
-        if hasher.finalize().as_bytes() != &self.root.0 {
-            return Err(FileError::Damaged);
-        }
-        if let Some(e) = unopened {
-            return Err(e.into());
-        }
         writer.flush().map_err(io_error("write", out_path))?;
         drop(writer);
         out.sync_all().map_err(io_error("sync", out_path))?;
@@ -293,6 +287,18 @@ impl PartialBlob {
             });
         }
         Ok(())
+    }
+
+    /// Whether the ciphertext on disk hashes to the root.
+    fn hashes_to_root(&self) -> Result<bool, FileError> {
+        let mut hasher = blake3::Hasher::new();
+        let mut file = &self.part;
+        file.seek(SeekFrom::Start(0))
+            .map_err(io_error("read", &self.part_path))?;
+        hasher
+            .update_reader(file)
+            .map_err(io_error("read", &self.part_path))?;
+        Ok(hasher.finalize().as_bytes() == &self.root.0)
     }
 
     /// Forgets every group (the bytes on disk do not match the root).

@@ -137,6 +137,9 @@ pub struct NodeStatus {
     /// devices have not stored yet (0: fully synced).
     #[serde(default)]
     pub sync_waiting: usize,
+    /// File bytes (ciphertext) this node served to others since it started.
+    #[serde(default)]
+    pub files_served_bytes: u64,
 }
 
 /// How this device can be reached, as far as it knows.

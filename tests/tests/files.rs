@@ -170,3 +170,115 @@ fn sending_a_missing_or_unreadable_path_fails_with_a_clear_error() {
     assert!(!run.ok());
     assert!(run.stderr.contains("no contact named"), "{run:?}");
 }
+
+/// The sealed blob the sender serves (it sent one file).
+fn only_blob(user: &User) -> PathBuf {
+    let blobs = user.home.join("blobs");
+    let found: Vec<PathBuf> = std::fs::read_dir(&blobs)
+        .expect("the blobs folder")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "blob"))
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    found[0].clone()
+}
+
+#[test]
+fn a_source_that_serves_a_flipped_bit_is_caught_named_and_nothing_of_it_kept() {
+    let (alice, mut bob) = pair();
+    bob.stop();
+    bob.start_with(&["--auto-fetch-mib", "0"]);
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = random_bytes(5 * 65_536, 3);
+    let path = write_file(dir.path(), "report.pdf", &bytes);
+    let sent = alice.json(&[
+        "send",
+        "bob",
+        "--file",
+        path.to_str().unwrap(),
+        "--wait",
+        "delivered",
+        "--json",
+    ]);
+    let id = sent["id"].as_str().unwrap();
+    // alice's copy goes bad on disk (or alice lies): one bit of group 2.
+    let blob = only_blob(&alice);
+    let good = std::fs::read(&blob).unwrap();
+    let mut bad = good.clone();
+    bad[2 * 65_536 + 100] ^= 1;
+    std::fs::write(&blob, &bad).unwrap();
+    let run = bob.run(&["file", "get", id, "--wait", "--json"]);
+    assert!(!run.ok(), "{run:?}");
+    let failed = run.json();
+    assert_eq!(failed["state"], "failed", "{failed}");
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains("alice's device") && error.contains("do not match the file's hash"),
+        "{error}"
+    );
+    assert!(!bob.home.join("files").join("report.pdf").exists());
+    // Repaired, it completes from what was kept and the rest.
+    std::fs::write(&blob, &good).unwrap();
+    let got = bob.json(&["file", "get", id, "--wait", "--json"]);
+    assert_eq!(got["state"], "complete", "{got}");
+    assert_eq!(std::fs::read(got["path"].as_str().unwrap()).unwrap(), bytes);
+}
+
+#[test]
+fn a_receiver_killed_half_way_resumes_and_fetches_little_twice() {
+    let (alice, mut bob) = pair();
+    bob.stop();
+    bob.start_with(&["--auto-fetch-mib", "0"]);
+    let dir = tempfile::tempdir().unwrap();
+    let len = 48 << 20;
+    let bytes = random_bytes(len, 4);
+    let path = write_file(dir.path(), "video.mp4", &bytes);
+    let sent = alice.json(&[
+        "send",
+        "bob",
+        "--file",
+        path.to_str().unwrap(),
+        "--wait",
+        "delivered",
+        "--json",
+    ]);
+    let id = sent["id"].as_str().unwrap().to_owned();
+    let served = |u: &User| {
+        u.json(&["status", "--json"])["files_served_bytes"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = served(&alice);
+    let run = bob.run(&["file", "get", &id]);
+    assert!(run.ok(), "{run:?}");
+    let seen = wait_for(
+        "the download to be under way",
+        Duration::from_secs(120),
+        || {
+            let file = file_of(&bob, &id);
+            let done = file["done"].as_u64().unwrap_or(0);
+            (done > 0 || file["state"] == "complete").then_some(file)
+        },
+    );
+    assert_ne!(
+        seen["state"], "complete",
+        "the file completed before the test could interrupt it: make it larger"
+    );
+    bob.kill9();
+    // Never under its final name while partial.
+    assert!(!bob.home.join("files").join("video.mp4").exists());
+    bob.start_with(&["--auto-fetch-mib", "0"]);
+    let file = wait_complete(&bob, &id, Duration::from_secs(240));
+    assert_eq!(
+        std::fs::read(file["path"].as_str().unwrap()).unwrap(),
+        bytes
+    );
+    // Fetched twice: at most what was in flight or being written at the
+    // kill (4 requests of 1 MiB, and one being written).
+    let cipher = len as u64 + 16 * (len as u64 / 65_520 + 1);
+    let total = served(&alice) - before;
+    assert!(
+        total <= cipher + (5 << 20),
+        "served {total} bytes for a ciphertext of {cipher}"
+    );
+}

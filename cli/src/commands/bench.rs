@@ -38,6 +38,7 @@ pub async fn run(command: BenchCommand) -> Result<()> {
             fanout_messages,
             json,
         } => crate::bench_link::link(messages, fanout_messages, json).await,
+        BenchCommand::File { size_mib, json } => crate::bench_file::file(size_mib, json).await,
         BenchCommand::Fold { members, json } => crate::bench_fold::fold(members, json),
         BenchCommand::Liveness { secs, json } => crate::bench_liveness::liveness(secs, json).await,
         BenchCommand::Presence { json } => crate::bench_presence::presence(json).await,

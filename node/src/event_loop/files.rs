@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hush_protocol::blob::{BlobRoot, FileManifest, groups};
 use hush_protocol::device::DeviceNotice;
@@ -52,15 +54,19 @@ pub(crate) struct FileHost {
     running: HashMap<MessageId, Running>,
     /// Downloads waiting for a slot, oldest first.
     queued: Vec<(ConversationId, MessageId, Option<PathBuf>)>,
+    /// Ciphertext bytes served since the start.
+    served: Arc<AtomicU64>,
 }
 
 impl FileHost {
     /// Starts serving our blobs on the swarm's stream behaviour.
     pub(crate) fn new(config: FileConfig, mut control: libp2p_stream::Control) -> Self {
         let (access_tx, access) = mpsc::channel(64);
+        let served = Arc::new(AtomicU64::new(0));
         match control.accept(transfer::BLOB_PROTOCOL) {
             Ok(incoming) => {
-                tokio::spawn(transfer::serve(incoming, config.blobs.clone(), access_tx));
+                let blobs = config.blobs.clone();
+                tokio::spawn(transfer::serve(incoming, blobs, access_tx, served.clone()));
             }
             Err(e) => tracing::error!(error = %e, "cannot serve files"),
         }
@@ -73,7 +79,12 @@ impl FileHost {
             reports_tx,
             running: HashMap::new(),
             queued: Vec::new(),
+            served,
         }
+    }
+
+    pub(crate) fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
     }
 
     /// The next question or report for the loop.
@@ -383,10 +394,26 @@ impl EventLoop {
             self.files.queued.push((conversation, id, to));
             return;
         }
-        let sources: Vec<PeerId> = self
+        let owner = self
+            .engine
+            .contacts
+            .of_device(&file.source)
+            .and_then(|(account, _)| {
+                if account == self.me.account {
+                    Some("your own device".to_owned())
+                } else {
+                    self.engine
+                        .contacts
+                        .name_of(&account)
+                        .map(|n| format!("{n}'s device"))
+                }
+            })
+            .unwrap_or_else(|| "the device".to_owned());
+        let sources: Vec<(PeerId, String)> = self
             .engine
             .contacts
             .peer_of(&file.source)
+            .map(|peer| (peer, format!("{owner} {}", file.source)))
             .into_iter()
             .collect();
         // Dial the sender first if need be: the stream finds the connection.

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -67,7 +68,9 @@ pub(crate) enum Report {
 pub(crate) struct Job {
     pub id: MessageId,
     pub manifest: FileManifest,
-    pub sources: Vec<PeerId>,
+    /// Where to fetch from, with the name errors give each (`alice's
+    /// device 1a2b3c4d`).
+    pub sources: Vec<(PeerId, String)>,
     /// `HOME/blobs`: where the partial ciphertext lives.
     pub blobs: PathBuf,
     /// The folder the opened file goes into.
@@ -107,6 +110,7 @@ pub(crate) async fn serve(
     mut incoming: libp2p_stream::IncomingStreams,
     blobs: PathBuf,
     access: mpsc::Sender<Access>,
+    served: Arc<AtomicU64>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_SERVING_STREAMS));
     while let Some((peer, stream)) = incoming.next().await {
@@ -114,9 +118,9 @@ pub(crate) async fn serve(
             tracing::debug!(%peer, "too many blob streams; one reset");
             continue;
         };
-        let (blobs, access) = (blobs.clone(), access.clone());
+        let (blobs, access, served) = (blobs.clone(), access.clone(), served.clone());
         tokio::spawn(async move {
-            if let Err(e) = serve_stream(peer, stream, blobs, access).await {
+            if let Err(e) = serve_stream(peer, stream, blobs, access, &served).await {
                 tracing::debug!(%peer, error = %e, "a blob stream ended");
             }
             drop(slot);
@@ -129,6 +133,7 @@ async fn serve_stream(
     mut stream: libp2p::Stream,
     blobs: PathBuf,
     access: mpsc::Sender<Access>,
+    served: &AtomicU64,
 ) -> io::Result<()> {
     // Allowed and opened blobs of this stream (`None`: refused).
     let mut open: HashMap<BlobRoot, Option<Arc<BlobSource>>> = HashMap::new();
@@ -155,6 +160,10 @@ async fn serve_stream(
             }
         };
         write_frame(&mut stream, &response.to_bytes()).await?;
+        if let BlobResponse::Groups(groups) = &response {
+            let bytes: usize = groups.iter().map(|g| g.bytes.len()).sum();
+            served.fetch_add(bytes as u64, Ordering::Relaxed);
+        }
     }
     stream.close().await
 }
@@ -277,6 +286,45 @@ fn spawn_link(
     requests
 }
 
+/// Verified groups on their way to disk, on a blocking thread of their
+/// own so fetching goes on while they are written; batches that queue up
+/// while one is written share the next sync.
+struct Writer {
+    tx: mpsc::Sender<Vec<(u64, Vec<u8>)>>,
+    task: tokio::task::JoinHandle<Result<PartialBlob, FileError>>,
+}
+
+/// Batches of verified groups (each up to 1 MiB) waiting to be written.
+const WRITE_QUEUE: usize = 4;
+
+fn spawn_writer(mut partial: PartialBlob) -> (Writer, tokio::sync::watch::Receiver<u64>) {
+    let (tx, mut rx) = mpsc::channel::<Vec<(u64, Vec<u8>)>>(WRITE_QUEUE);
+    let (missing_tx, missing) = tokio::sync::watch::channel(partial.missing());
+    let task = tokio::task::spawn_blocking(move || {
+        while let Some(mut batch) = rx.blocking_recv() {
+            while let Ok(more) = rx.try_recv() {
+                batch.extend(more);
+            }
+            partial.write(&batch)?;
+            let _ = missing_tx.send(partial.missing());
+        }
+        Ok(partial)
+    });
+    (Writer { tx, task }, missing)
+}
+
+impl Writer {
+    /// Waits until everything sent is on disk.
+    async fn finish(self) -> Result<PartialBlob, String> {
+        drop(self.tx);
+        match self.task.await {
+            Ok(Ok(partial)) => Ok(partial),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(format!("the file writer stopped: {e}")),
+        }
+    }
+}
+
 fn now_ms(start: tokio::time::Instant) -> u64 {
     u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
@@ -323,15 +371,19 @@ async fn fetch(
     let root = manifest.root;
     let len = manifest.cipher_len();
     let dir = blobs.clone();
-    let mut partial = Some(blocking(move || PartialBlob::open(&dir, root, len)).await?);
-    let missing = partial
-        .as_ref()
-        .map(|p| p.next_missing(usize::MAX))
-        .unwrap_or_default();
+    let partial = blocking(move || PartialBlob::open(&dir, root, len)).await?;
+    let missing = partial.next_missing(usize::MAX);
+    let (writer, written) = spawn_writer(partial);
     let mut fetcher: Fetcher<PeerId> = Fetcher::new(root, len, missing);
-    for source in &sources {
+    for (source, _) in &sources {
         fetcher.add_source(*source);
     }
+    let name_of = |peer: &PeerId| {
+        sources
+            .iter()
+            .find(|(p, _)| p == peer)
+            .map_or_else(|| peer.to_string(), |(_, name)| name.clone())
+    };
     let start = tokio::time::Instant::now();
     let (events_tx, mut events) = mpsc::channel(MAX_IN_FLIGHT_PER_SOURCE * 4);
     let mut links: HashMap<PeerId, mpsc::Sender<(RequestId, BlobRequest)>> = HashMap::new();
@@ -340,6 +392,8 @@ async fn fetch(
     let mut last_good = tokio::time::Instant::now();
     let mut lies: Vec<String> = Vec::new();
     let total = groups(len);
+    let mut write_time = Duration::ZERO;
+    let mut verify_time = Duration::ZERO;
     while !fetcher.is_done() {
         while let Some((request_id, peer, request)) = fetcher.poll_request(now_ms(start)) {
             let link = links
@@ -386,21 +440,25 @@ async fn fetch(
                             bytes: Vec::new(),
                         },
                     ]));
-                match fetcher.on_response(now_ms(start), request_id, response) {
+                let verifying = tokio::time::Instant::now();
+                let fetched = fetcher.on_response(now_ms(start), request_id, response);
+                verify_time += verifying.elapsed();
+                match fetched {
                     Fetched::Groups(verified) if !verified.is_empty() => {
-                        let mut p = partial.take().ok_or("the download lost its file")?;
-                        let (p, result) = tokio::task::spawn_blocking(move || {
-                            let result = p.write(&verified);
-                            (p, result)
-                        })
-                        .await
-                        .map_err(|e| format!("the file task stopped: {e}"))?;
-                        result.map_err(|e| e.to_string())?;
-                        partial = Some(p);
+                        let writing = tokio::time::Instant::now();
+                        // Waits only when the writer is 4 batches behind.
+                        if writer.tx.send(verified).await.is_err() {
+                            return Err(writer
+                                .finish()
+                                .await
+                                .err()
+                                .unwrap_or_else(|| "the file writer stopped".to_owned()));
+                        }
+                        write_time += writing.elapsed();
                         last_good = tokio::time::Instant::now();
                         if last_progress.elapsed() >= PROGRESS_EVERY {
                             last_progress = tokio::time::Instant::now();
-                            let done = partial.as_ref().map(|p| total - p.missing()).unwrap_or(0);
+                            let done = total - *written.borrow();
                             let done = (done * hush_protocol::blob::GROUP_LEN).min(len);
                             let _ = report.try_send(Report::Progress { id, done });
                         }
@@ -408,7 +466,10 @@ async fn fetch(
                     Fetched::Lied { source, error } => {
                         tracing::warn!(%source, %root, error = %error, "a source sent bytes that do not verify; asking others");
                         if lies.len() < 4 {
-                            lies.push(format!("{source} sent bytes that do not verify ({error})"));
+                            lies.push(format!(
+                                "{} sent bytes that do not match the file's hash ({error}): nothing of them was kept",
+                                name_of(&source)
+                            ));
                         }
                         links.remove(&source);
                     }
@@ -431,6 +492,17 @@ async fn fetch(
         }
     }
     drop(links);
-    let partial = partial.ok_or("the download lost its file")?;
-    blocking(move || partial.open_into(&manifest, &folder)).await
+    let partial = writer.finish().await?;
+    let fetched_in = start.elapsed();
+    let opening = tokio::time::Instant::now();
+    let path = blocking(move || partial.open_into(&manifest, &folder)).await?;
+    tracing::info!(
+        %root,
+        fetch_ms = fetched_in.as_millis() as u64,
+        verify_ms = verify_time.as_millis() as u64,
+        write_ms = write_time.as_millis() as u64,
+        open_ms = opening.elapsed().as_millis() as u64,
+        "file fetched"
+    );
+    Ok(path)
 }

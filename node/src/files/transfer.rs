@@ -40,9 +40,9 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// How often a download with nothing to do looks again (a source backed
 /// off may be asked again).
 const IDLE_WAKE: Duration = Duration::from_millis(250);
-/// A download gives up after this long without a single verified group
-/// while every source is failing.
-const GIVE_UP_AFTER: Duration = Duration::from_secs(10 * 60);
+/// A download whose every source lacks the file asks them again after
+/// this long (a relay may be receiving it, a sender may be back).
+const ASK_AGAIN_AFTER: Duration = Duration::from_secs(30);
 
 /// The event loop is asked whether `peer` may fetch the blob `root`.
 #[derive(Debug)]
@@ -407,17 +407,20 @@ async fn fetch(
             in_flight.insert(request_id, peer);
         }
         if fetcher.is_stalled() {
-            let mut error = format!("no source has the file ({} asked)", sources.len());
-            if !lies.is_empty() {
-                error = format!("{error}; {}", lies.join("; "));
+            if fetcher.all_lied() {
+                let mut error = format!("no source has the file ({} asked)", sources.len());
+                if !lies.is_empty() {
+                    error = format!("{error}; {}", lies.join("; "));
+                }
+                return Err(error);
             }
-            return Err(error);
-        }
-        if last_good.elapsed() > GIVE_UP_AFTER {
-            return Err(format!(
-                "no source answered for {} minutes: is the sender online? (`hush file get {id}` tries again)",
-                GIVE_UP_AFTER.as_secs() / 60
-            ));
+            // Those that do not lie lack it for now: ask again later. A
+            // source that cannot be reached is backed off, not given up:
+            // the download waits for the sender (`hush file cancel` ends it).
+            if last_good.elapsed() >= ASK_AGAIN_AFTER {
+                fetcher.ask_again();
+                last_good = tokio::time::Instant::now();
+            }
         }
         let event = tokio::select! {
             event = events.recv() => event,

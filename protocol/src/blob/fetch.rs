@@ -98,6 +98,19 @@ impl<S: Copy + Eq + Hash> Fetcher<S> {
             && self.sources.values().all(|s| s.bad || s.lacks)
     }
 
+    /// Every source lied: none is worth asking again.
+    pub fn all_lied(&self) -> bool {
+        self.sources.values().all(|s| s.bad)
+    }
+
+    /// Asks again the sources that said they lack the blob (a relay that
+    /// was still receiving it, a sender that lost it and has it back).
+    pub fn ask_again(&mut self) {
+        for s in self.sources.values_mut() {
+            s.lacks = false;
+        }
+    }
+
     /// The sources that lied.
     pub fn bad_sources(&self) -> impl Iterator<Item = &S> {
         self.sources.iter().filter(|(_, s)| s.bad).map(|(p, _)| p)

@@ -409,7 +409,20 @@ fn a_lying_source_is_dropped_and_its_ranges_come_from_another() {
 fn with_only_liars_the_download_stalls_instead_of_storing_anything() {
     let (fetcher, stored, _, _) = download(10 * GROUP_PLAIN_LEN, &[Peer::Liar, Peer::Empty]);
     assert!(fetcher.is_stalled());
+    assert!(!fetcher.all_lied(), "one source only lacks it");
     assert!(stored.iter().all(|b| *b == 0));
+}
+
+#[test]
+fn a_source_that_lacked_the_blob_is_asked_again_when_told() {
+    let (_, _, _, tree) = sealed(3 * GROUP_PLAIN_LEN, 13);
+    let mut fetcher = Fetcher::new(tree.root(), tree.len(), 0..groups(tree.len()));
+    fetcher.add_source(1u8);
+    let (id, _, _) = fetcher.poll_request(0).unwrap();
+    fetcher.on_response(0, id, BlobResponse::Refused(BlobRefusal::NotHere));
+    assert!(fetcher.is_stalled() && !fetcher.all_lied());
+    fetcher.ask_again();
+    assert!(fetcher.poll_request(0).is_some());
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! The file decoders (manifest, blob request and response) and a group's
+//! The file decoders (manifest, blob request and response, upload offer
+//! and answer) and a group's
 //! verification: never panic; requests and responses re-encode to the same
 //! bytes; a manifest decodes to itself once re-encoded (its name is made
 //! safe on the way, so the bytes may differ the first time); a response's
@@ -8,8 +9,8 @@
 
 use hush_protocol::Wire;
 use hush_protocol::blob::{
-    BlobRequest, BlobResponse, FileKey, FileManifest, GROUP_PLAIN_LEN, Sealer, accept_groups,
-    safe_file_name, verify_group,
+    BlobRequest, BlobResponse, BlobUpload, FileKey, FileManifest, GROUP_PLAIN_LEN, Sealer,
+    UploadAnswer, accept_groups, safe_file_name, verify_group,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -17,6 +18,12 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(request) = BlobRequest::from_bytes(data) {
         assert_eq!(request.to_bytes(), data);
         let _ = request.check();
+    }
+    if let Ok(upload) = BlobUpload::from_bytes(data) {
+        assert_eq!(upload.to_bytes(), data);
+    }
+    if let Ok(answer) = UploadAnswer::from_bytes(data) {
+        assert_eq!(answer.to_bytes(), data);
     }
     if let Ok(manifest) = FileManifest::from_bytes(data) {
         let again = FileManifest::from_bytes(&manifest.to_bytes()).expect("re-decodes");

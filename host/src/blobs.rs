@@ -350,6 +350,7 @@ pub fn remove_partial(blobs: &Path, root: &BlobRoot) {
 }
 
 mod source;
+pub mod stream;
 
 pub use source::{BlobSource, mime_of, seal_file};
 

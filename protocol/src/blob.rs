@@ -467,9 +467,10 @@ pub use fetch::{
 };
 
 pub use wire::{
-    BLOB_PROTOCOL, BlobGroup, BlobRefusal, BlobRequest, BlobResponse, Compression, FileManifest,
-    MAX_BLOB_REQUEST_FRAME, MAX_BLOB_RESPONSE_FRAME, MAX_FILE_NAME_LEN, MAX_GROUPS_PER_REQUEST,
-    MAX_MIME_LEN, MAX_PROOF_LEN, MAX_THUMBNAIL_LEN, safe_file_name,
+    BLOB_PROTOCOL, BLOB_UPLOAD_PROTOCOL, BlobGroup, BlobRefusal, BlobRequest, BlobResponse,
+    BlobUpload, Compression, FileManifest, MAX_BLOB_REQUEST_FRAME, MAX_BLOB_RESPONSE_FRAME,
+    MAX_FILE_NAME_LEN, MAX_GROUPS_PER_REQUEST, MAX_MIME_LEN, MAX_PROOF_LEN, MAX_THUMBNAIL_LEN,
+    UploadAnswer, UploadRefusal, safe_file_name,
 };
 
 #[cfg(test)]

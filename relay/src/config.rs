@@ -92,6 +92,8 @@ pub struct Config {
     pub quotas: Quotas,
     pub limits: Limits,
     pub history: HistoryLimits,
+    /// Files held for offline recipients (`[files]`).
+    pub files: crate::blobs::FileLimits,
 }
 
 /// Group history kept for groups' topics (what members who were offline
@@ -160,6 +162,7 @@ impl Default for Config {
             quotas: Quotas::default(),
             limits: Limits::default(),
             history: HistoryLimits::default(),
+            files: crate::blobs::FileLimits::default(),
         }
     }
 }
@@ -199,7 +202,7 @@ impl Config {
             };
             let key = key.to_ascii_lowercase();
             let (section, key) = match key.split_once('_') {
-                Some((section @ ("quotas" | "limits" | "history"), rest)) => {
+                Some((section @ ("quotas" | "limits" | "history" | "files"), rest)) => {
                     (Some(section), rest.to_owned())
                 }
                 _ => (None, key),
@@ -245,6 +248,7 @@ impl Config {
                         || key.strip_prefix("quotas_") == Some(field.as_str())
                         || key.strip_prefix("limits_") == Some(field.as_str())
                         || key.strip_prefix("history_") == Some(field.as_str())
+                        || key.strip_prefix("files_") == Some(field.as_str())
                 })
             });
             match var {

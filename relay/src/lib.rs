@@ -12,18 +12,22 @@
 //! ```
 //!
 //! A relay stores only what it cannot read: envelopes sealed to the
-//! recipient device's mailbox key, addressed to a hash of the device id.
+//! recipient device's mailbox key, addressed to a hash of the device id,
+//! and encrypted files (blobs) for offline recipients, named by their hash
+//! (`blobs`, on raw streams beside the loop).
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod blobs;
 pub mod config;
 mod history;
 mod metrics;
 mod service;
 mod store;
 
+pub use blobs::FileLimits;
 pub use config::{Config, ConfigError, DEFAULT_RETENTION_SECS, Limits, Quotas};
 pub use metrics::Metrics;
 pub use service::{KAD_PROTOCOL, Relay, RelayError, Started};

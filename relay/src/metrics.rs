@@ -78,6 +78,9 @@ pub struct Values {
     pub hosted_keys: AtomicU64,
     pub revoked_holders: AtomicU64,
     pub dropped_mailboxes: AtomicU64,
+    pub files: AtomicU64,
+    pub file_bytes: AtomicU64,
+    pub file_bytes_served: AtomicU64,
     refusals: [AtomicU64; Refusal::COUNT],
 }
 
@@ -166,6 +169,14 @@ impl Metrics {
         self.values.history_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Files held for offline recipients, their bytes, and the bytes
+    /// served of them since the start.
+    pub fn record_files(&self, files: u64, bytes: u64, served: u64) {
+        set(&self.values.files, files);
+        set(&self.values.file_bytes, bytes);
+        set(&self.values.file_bytes_served, served);
+    }
+
     /// The circuit relay's usage now.
     pub fn record_circuits(&self, reservations: usize, circuits: usize) {
         let as_u64 = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
@@ -219,7 +230,7 @@ fn set(metric: &AtomicU64, value: u64) {
 type Row<'a> = (&'static str, MetricType, &'static str, &'a AtomicU64);
 
 impl Values {
-    fn rows(&self) -> [Row<'_>; 24] {
+    fn rows(&self) -> [Row<'_>; 27] {
         use MetricType::{Counter, Gauge};
         [
             (
@@ -293,6 +304,24 @@ impl Values {
                 Gauge,
                 "Mailboxes of devices their account revoked: refused for good, their mail unreadable until it expires (limit 1048576).",
                 &self.dropped_mailboxes,
+            ),
+            (
+                "hush_relay_files",
+                Gauge,
+                "Files (encrypted blobs) held for offline recipients, whole or being uploaded.",
+                &self.files,
+            ),
+            (
+                "hush_relay_file_bytes",
+                Gauge,
+                "Bytes of the files held (limit: files.total_bytes; each uploader files.per_uploader_bytes).",
+                &self.file_bytes,
+            ),
+            (
+                "hush_relay_file_bytes_served",
+                Counter,
+                "Bytes of files served to recipients since the relay started.",
+                &self.file_bytes_served,
             ),
             (
                 "hush_relay_connections",

@@ -86,6 +86,8 @@ struct Behaviour {
     identify: identify::Behaviour,
     liveness: liveness::Behaviour,
     limits: connection_limits::Behaviour,
+    /// Raw streams: files held for offline recipients (`crate::blobs`).
+    stream: libp2p_stream::Behaviour,
 }
 
 /// What a started relay tells its operator.
@@ -113,6 +115,8 @@ pub struct Relay {
     engine: RelayEngine<Reply>,
     topics: TopicBook,
     history: History,
+    /// Files held for offline recipients (served off this loop).
+    blobs: Arc<crate::blobs::RelayBlobs>,
     clock: HostClock,
     metrics: Arc<Metrics>,
     /// libp2p's own metrics (swarm, Kademlia, relay, gossipsub, identify).
@@ -233,6 +237,7 @@ fn build_swarm(
                         .with_max_established(Some(MAX_CONNECTIONS))
                         .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER)),
                 ),
+                stream: libp2p_stream::Behaviour::new(),
             })
         })
         .map_err(|e| net(&e))?
@@ -279,6 +284,16 @@ impl Relay {
             (swarm, libp2p::metrics::Metrics::new(&mut registry))
         };
         let history = History::open(&config.data.join("history.redb"), config.history_rules())?;
+        let blobs = crate::blobs::RelayBlobs::open(
+            config.data.join("blobs"),
+            &config.files,
+            config.retention_secs,
+        )
+        .map_err(|source| RelayError::DataDir {
+            path: config.data.join("blobs"),
+            source,
+        })?;
+        blobs.start(&mut swarm.behaviour().stream.new_control());
         for topic in history.topics() {
             let _ = swarm
                 .behaviour_mut()
@@ -369,6 +384,7 @@ impl Relay {
             engine,
             topics,
             history,
+            blobs,
             clock,
             metrics,
             libp2p_metrics,
@@ -497,6 +513,9 @@ impl Relay {
             self.sweep_history(now.unix_ms);
         }
         self.engine.set_other_bytes(self.history.bytes());
+        let (files, file_bytes) = self.blobs.stats();
+        self.metrics
+            .record_files(files, file_bytes, self.blobs.served());
         self.metrics
             .values
             .history_bytes

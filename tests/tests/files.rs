@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hush_tests::{User, pair, wait_for};
+use hush_tests::{RelayProc, User, introduce, pair, wait_for};
 use serde_json::Value;
 
 /// `len` bytes that do not compress (a counter through BLAKE3's XOF).
@@ -280,5 +280,119 @@ fn a_receiver_killed_half_way_resumes_and_fetches_little_twice() {
     assert!(
         total <= cipher + (5 << 20),
         "served {total} bytes for a ciphertext of {cipher}"
+    );
+}
+
+/// alice and bob with `relay` as their home relay, keys stocked and
+/// rights traded; then bob stops.
+fn bob_offline_at(relay: &RelayProc) -> (User, User) {
+    let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
+    alice.start_with(&["--relay", &relay.address]);
+    bob.start_with(&["--relay", &relay.address]);
+    introduce(&alice, &bob);
+    for user in [&alice, &bob] {
+        wait_for("the keys at the relay", Duration::from_secs(30), || {
+            let status = user.json(&["status", "--json"]);
+            let stocked = status["relays"]
+                .as_array()
+                .is_some_and(|r| r.iter().all(|r| r["keys_left"].as_u64() > Some(0)));
+            (stocked && status["outbox"].as_u64() == Some(0)).then_some(())
+        });
+    }
+    bob.stop();
+    (alice, bob)
+}
+
+/// The blobs the relay holds whole.
+fn relay_blobs(relay: &RelayProc) -> usize {
+    std::fs::read_dir(relay.data.join("blobs"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "blob"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_file_for_an_offline_recipient_waits_at_the_relay_while_the_sender_is_gone() {
+    let relay = RelayProc::start("");
+    let (mut alice, mut bob) = bob_offline_at(&relay);
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = random_bytes(700_000, 5);
+    let path = write_file(dir.path(), "voice.ogg", &bytes);
+    let sent = alice.json(&[
+        "send",
+        "bob",
+        "--file",
+        path.to_str().unwrap(),
+        "hear this",
+        "--wait",
+        "sent",
+        "--json",
+    ]);
+    let id = sent["id"].as_str().unwrap().to_owned();
+    wait_for(
+        "the relay to hold the file",
+        Duration::from_secs(30),
+        || (relay_blobs(&relay) == 1).then_some(()),
+    );
+    // alice goes away before bob comes back: the relay has both the
+    // message and the file.
+    alice.stop();
+    bob.start_with(&["--relay", &relay.address]);
+    let file = wait_complete(&bob, &id, Duration::from_secs(60));
+    assert_eq!(
+        std::fs::read(file["path"].as_str().unwrap()).unwrap(),
+        bytes
+    );
+    let history = bob.history("alice");
+    assert!(history.iter().any(|m| m["text"] == "hear this"));
+    let _ = &mut alice;
+}
+
+#[test]
+fn a_relay_over_its_file_quota_refuses_and_the_sender_is_told() {
+    let relay = RelayProc::start("[files]\nper_uploader_bytes = 150000\n");
+    let (alice, _bob) = bob_offline_at(&relay);
+    let dir = tempfile::tempdir().unwrap();
+    let send = |name: &str, seed: u8| {
+        let path = write_file(dir.path(), name, &random_bytes(100_000, seed));
+        let sent = alice.json(&[
+            "send",
+            "bob",
+            "--file",
+            path.to_str().unwrap(),
+            "--wait",
+            "sent",
+            "--json",
+        ]);
+        sent["id"].as_str().unwrap().to_owned()
+    };
+    let first = send("one.bin", 6);
+    wait_for(
+        "the relay to hold the first file",
+        Duration::from_secs(30),
+        || (relay_blobs(&relay) == 1).then_some(()),
+    );
+    let second = send("two.bin", 7);
+    let refused = wait_for(
+        "alice to hear of the refusal",
+        Duration::from_secs(30),
+        || {
+            let file = file_of(&alice, &second);
+            file["error"].as_str().map(str::to_owned)
+        },
+    );
+    assert!(
+        refused.contains("refused the file (over the relay's quota for files)"),
+        "{refused}"
+    );
+    assert!(file_of(&alice, &first)["error"].is_null());
+    assert_eq!(relay_blobs(&relay), 1);
+    let listed = alice.run(&["file", "list"]);
+    assert!(
+        listed.stdout.contains("over the relay's quota"),
+        "{listed:?}"
     );
 }

@@ -65,8 +65,25 @@ impl FileHost {
         let served = Arc::new(AtomicU64::new(0));
         match control.accept(transfer::BLOB_PROTOCOL) {
             Ok(incoming) => {
+                // Each stream's question goes to the loop, which knows who
+                // is in which conversation.
+                let allow: hush_host::blobs::stream::Allow = Arc::new(move |peer, root| {
+                    let access = access_tx.clone();
+                    Box::pin(async move {
+                        let (reply, answer) = tokio::sync::oneshot::channel();
+                        if access.send(Access { peer, root, reply }).await.is_err() {
+                            return false;
+                        }
+                        answer.await.unwrap_or(false)
+                    })
+                });
                 let blobs = config.blobs.clone();
-                tokio::spawn(transfer::serve(incoming, blobs, access_tx, served.clone()));
+                tokio::spawn(hush_host::blobs::stream::serve(
+                    incoming,
+                    blobs,
+                    allow,
+                    served.clone(),
+                ));
             }
             Err(e) => tracing::error!(error = %e, "cannot serve files"),
         }
@@ -215,10 +232,12 @@ impl EventLoop {
         path: String,
         reply: Reply<SendReceipt>,
     ) {
+        let root = offer.manifest.root;
         let result = self.engine.send_file(ctx!(self), contact, offer, path);
         self.drive();
         match result {
             Ok(id) => {
+                self.upload_if_offline(contact, id, root);
                 let receipt = SendReceipt {
                     id: id.to_string(),
                     status: Status::Pending,
@@ -231,6 +250,40 @@ impl EventLoop {
             Err(e) => {
                 let _ = reply.send(Err(e.into()));
             }
+        }
+    }
+
+    /// A device of `contact` is not connected: it may fetch the file while
+    /// we are away, so our home relays get a copy.
+    fn upload_if_offline(&mut self, contact: &str, id: MessageId, root: BlobRoot) {
+        let Some(account) = self
+            .engine
+            .contacts
+            .contact(contact)
+            .map(|c| c.card.account())
+        else {
+            return;
+        };
+        let all_here = self
+            .engine
+            .contacts
+            .devices_of(&account)
+            .iter()
+            .all(|(_, peer)| self.swarm.is_connected(peer));
+        if all_here || self.home.is_empty() {
+            return;
+        }
+        for relay in self.home.iter().map(|r| r.peer) {
+            let (control, blobs, reports) = (
+                self.files.control.clone(),
+                self.files.config.blobs.clone(),
+                self.files.reports_tx.clone(),
+            );
+            tracing::info!(%id, %relay, "a recipient is offline: the file goes to our relay too");
+            tokio::spawn(async move {
+                let outcome = transfer::upload(control, relay, root, blobs).await;
+                let _ = reports.send(Report::Uploaded { id, relay, outcome }).await;
+            });
         }
     }
 
@@ -409,13 +462,19 @@ impl EventLoop {
                 }
             })
             .unwrap_or_else(|| "the device".to_owned());
-        let sources: Vec<(PeerId, String)> = self
+        let mut sources: Vec<(PeerId, String)> = self
             .engine
             .contacts
             .peer_of(&file.source)
             .map(|peer| (peer, format!("{owner} {}", file.source)))
             .into_iter()
             .collect();
+        // The sender's home relays hold it when we were offline as it was
+        // sent (ours, for a file another device of ours sent).
+        for (peer, addr) in self.relays_of(&file.source) {
+            self.swarm.add_peer_address(peer, addr.clone());
+            sources.push((peer, format!("the relay {addr}")));
+        }
         // Dial the sender first if need be: the stream finds the connection.
         if let Some((peer, addresses, _)) = self.device_route(&file.source)
             && !self.swarm.is_connected(&peer)
@@ -454,6 +513,31 @@ impl EventLoop {
             .push(After::Emit(Event::File { file: view }));
     }
 
+    /// The home relays of the account of `device` (its card's, or ours).
+    fn relays_of(&self, device: &hush_protocol::DeviceId) -> Vec<(PeerId, libp2p::Multiaddr)> {
+        let Some((account, _)) = self.engine.contacts.of_device(device) else {
+            return Vec::new();
+        };
+        if account == self.me.account {
+            return self.home.iter().map(|r| (r.peer, r.addr.clone())).collect();
+        }
+        let Some(name) = self.engine.contacts.name_of(&account) else {
+            return Vec::new();
+        };
+        self.engine
+            .contacts
+            .contact(name)
+            .map(|c| {
+                c.card
+                    .relays
+                    .iter()
+                    .filter_map(|a| a.parse::<libp2p::Multiaddr>().ok())
+                    .filter_map(|a| Some((crate::network::peer_in(&a)?, a)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn start_queued(&mut self) {
         while self.files.running.len() < MAX_DOWNLOADS && !self.files.queued.is_empty() {
             let (conversation, id, to) = self.files.queued.remove(0);
@@ -481,6 +565,46 @@ impl EventLoop {
                 tracing::warn!(%id, %error, "a file download failed");
                 self.download_ended(id, Err(error));
             }
+            Report::Uploaded { id, relay, outcome } => self.upload_ended(id, relay, outcome),
+        }
+    }
+
+    /// An upload to a relay of ours ended: a refusal is the sender's to
+    /// know (on the file, and as an event).
+    fn upload_ended(
+        &mut self,
+        id: MessageId,
+        relay: PeerId,
+        outcome: Result<(), transfer::UploadError>,
+    ) {
+        let problem = match outcome {
+            Ok(()) => {
+                tracing::info!(%id, %relay, "our relay holds the file for the offline recipient");
+                return;
+            }
+            Err(transfer::UploadError::Refused(reason)) => format!(
+                "your relay {relay} refused the file ({reason}): the contact gets it from this device when you are both online"
+            ),
+            Err(transfer::UploadError::Failed(error)) => {
+                tracing::warn!(%id, %relay, %error, "an upload to our relay failed");
+                format!(
+                    "the upload to your relay {relay} failed ({error}): the contact gets it from this device when you are both online"
+                )
+            }
+        };
+        let Ok(files) = self.store.files() else {
+            return;
+        };
+        if let Some((conversation, _, mut file)) = files.into_iter().find(|(_, m, _)| *m == id) {
+            tracing::warn!(%id, problem = %problem, "a file is not held at a relay");
+            file.error = Some(problem);
+            self.batch
+                .ops
+                .push(Op::PutFile(conversation, id, file.clone()));
+            let view = self.view_file(conversation, id, &file);
+            self.batch
+                .after
+                .push(After::Emit(Event::File { file: view }));
         }
     }
 

@@ -11,26 +11,22 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use futures::{AsyncReadExt, AsyncWriteExt};
 use hush_protocol::blob::{
-    BlobRefusal, BlobRequest, BlobResponse, BlobRoot, Fetched, Fetcher, FileManifest,
-    MAX_BLOB_REQUEST_FRAME, MAX_BLOB_RESPONSE_FRAME, MAX_IN_FLIGHT_PER_SOURCE, RequestId, groups,
+    BlobRequest, BlobResponse, BlobRoot, Fetched, Fetcher, FileManifest, MAX_BLOB_RESPONSE_FRAME,
+    MAX_IN_FLIGHT_PER_SOURCE, RequestId, groups,
 };
 use hush_protocol::{MessageId, Wire};
-use libp2p::{PeerId, StreamProtocol};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use libp2p::PeerId;
+use tokio::sync::{mpsc, oneshot};
 
-use super::{BlobSource, FileError, PartialBlob};
+use super::{FileError, PartialBlob};
 
-pub const BLOB_PROTOCOL: StreamProtocol = StreamProtocol::new(hush_protocol::blob::BLOB_PROTOCOL);
-/// Streams served at once (more are reset).
-const MAX_SERVING_STREAMS: usize = 32;
-/// Blobs one served stream may ask for (each opened once).
-const MAX_ROOTS_PER_STREAM: usize = 4;
+pub use hush_host::blobs::stream::BLOB_PROTOCOL;
+use hush_host::blobs::stream::{read_frame, write_frame};
 /// A source that leaves a request unanswered this long is dropped.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long opening a stream (dialing, if need be) may take.
@@ -61,6 +57,12 @@ pub(crate) enum Report {
     Done { id: MessageId, path: PathBuf },
     /// Given up: why (the sources named when they lied).
     Failed { id: MessageId, error: String },
+    /// An upload to one of our relays ended.
+    Uploaded {
+        id: MessageId,
+        relay: PeerId,
+        outcome: Result<(), UploadError>,
+    },
 }
 
 /// A download the loop starts.
@@ -75,121 +77,6 @@ pub(crate) struct Job {
     pub blobs: PathBuf,
     /// The folder the opened file goes into.
     pub folder: PathBuf,
-}
-
-async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> io::Result<Option<Vec<u8>>> {
-    let mut len = [0u8; 4];
-    match r.read_exact(&mut len).await {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    let len = u32::from_be_bytes(len) as usize;
-    if len > max {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("a frame of {len} bytes, over the limit of {max}"),
-        ));
-    }
-    let mut frame = vec![0u8; len];
-    r.read_exact(&mut frame).await?;
-    Ok(Some(frame))
-}
-
-async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &[u8]) -> io::Result<()> {
-    let len = u32::try_from(frame.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too long"))?;
-    w.write_all(&len.to_be_bytes()).await?;
-    w.write_all(frame).await?;
-    w.flush().await
-}
-
-/// Serves the blobs in `blobs` to whoever the loop allows, until
-/// `incoming` ends.
-pub(crate) async fn serve(
-    mut incoming: libp2p_stream::IncomingStreams,
-    blobs: PathBuf,
-    access: mpsc::Sender<Access>,
-    served: Arc<AtomicU64>,
-) {
-    let slots = Arc::new(Semaphore::new(MAX_SERVING_STREAMS));
-    while let Some((peer, stream)) = incoming.next().await {
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::debug!(%peer, "too many blob streams; one reset");
-            continue;
-        };
-        let (blobs, access, served) = (blobs.clone(), access.clone(), served.clone());
-        tokio::spawn(async move {
-            if let Err(e) = serve_stream(peer, stream, blobs, access, &served).await {
-                tracing::debug!(%peer, error = %e, "a blob stream ended");
-            }
-            drop(slot);
-        });
-    }
-}
-
-async fn serve_stream(
-    peer: PeerId,
-    mut stream: libp2p::Stream,
-    blobs: PathBuf,
-    access: mpsc::Sender<Access>,
-    served: &AtomicU64,
-) -> io::Result<()> {
-    // Allowed and opened blobs of this stream (`None`: refused).
-    let mut open: HashMap<BlobRoot, Option<Arc<BlobSource>>> = HashMap::new();
-    while let Some(frame) = read_frame(&mut stream, MAX_BLOB_REQUEST_FRAME).await? {
-        let response = match BlobRequest::from_bytes(&frame) {
-            Err(_) => BlobResponse::Refused(BlobRefusal::BadRange),
-            Ok(request) => {
-                let source = match open.get(&request.root) {
-                    Some(source) => source.clone(),
-                    None if open.len() >= MAX_ROOTS_PER_STREAM => None,
-                    None => {
-                        let source = allowed_source(peer, request.root, &blobs, &access).await;
-                        open.insert(request.root, source.clone());
-                        source
-                    }
-                };
-                match source {
-                    // Not allowed looks the same as not held.
-                    None => BlobResponse::Refused(BlobRefusal::NotHere),
-                    Some(source) => tokio::task::spawn_blocking(move || source.serve(&request))
-                        .await
-                        .unwrap_or(BlobResponse::Refused(BlobRefusal::Busy)),
-                }
-            }
-        };
-        write_frame(&mut stream, &response.to_bytes()).await?;
-        if let BlobResponse::Groups(groups) = &response {
-            let bytes: usize = groups.iter().map(|g| g.bytes.len()).sum();
-            served.fetch_add(bytes as u64, Ordering::Relaxed);
-        }
-    }
-    stream.close().await
-}
-
-/// The blob `root`, if `peer` may fetch it and we hold it whole.
-async fn allowed_source(
-    peer: PeerId,
-    root: BlobRoot,
-    blobs: &std::path::Path,
-    access: &mpsc::Sender<Access>,
-) -> Option<Arc<BlobSource>> {
-    let (reply, answer) = oneshot::channel();
-    access.send(Access { peer, root, reply }).await.ok()?;
-    if !answer.await.unwrap_or(false) {
-        tracing::debug!(%peer, %root, "a blob asked for by a peer that may not fetch it");
-        return None;
-    }
-    let blobs = blobs.to_owned();
-    match tokio::task::spawn_blocking(move || BlobSource::open(&blobs, &root)).await {
-        Ok(Ok(source)) => source.map(Arc::new),
-        Ok(Err(e)) => {
-            tracing::warn!(%root, error = %e, "a blob we hold cannot be served");
-            None
-        }
-        Err(_) => None,
-    }
 }
 
 /// What a source's link tells its download.
@@ -508,4 +395,98 @@ async fn fetch(
         "file fetched"
     );
     Ok(path)
+}
+
+/// Why an upload to a relay did not end with the relay holding the file.
+#[derive(Debug)]
+pub(crate) enum UploadError {
+    /// The relay said no (its quota, the file's size, no files held).
+    Refused(hush_protocol::blob::UploadRefusal),
+    /// The stream or the disk failed: worth trying again later.
+    Failed(String),
+}
+
+/// Hands the blob `root` (held whole in `blobs`) to `relay`, from where
+/// the relay's copy stops (an interrupted upload resumes).
+pub(crate) async fn upload(
+    mut control: libp2p_stream::Control,
+    relay: PeerId,
+    root: BlobRoot,
+    blobs: PathBuf,
+) -> Result<(), UploadError> {
+    use hush_host::blobs::BlobSource;
+    use hush_host::blobs::stream::BLOB_UPLOAD_PROTOCOL;
+    use hush_protocol::blob::{BlobUpload, MAX_GROUPS_PER_REQUEST, UploadAnswer};
+    let failed = |e: &dyn std::fmt::Display| UploadError::Failed(e.to_string());
+    let source = tokio::task::spawn_blocking(move || BlobSource::open(&blobs, &root))
+        .await
+        .map_err(|e| failed(&e))?
+        .map_err(|e| failed(&e))?
+        .ok_or_else(|| UploadError::Failed("the file's blob is gone from this device".into()))?;
+    let source = Arc::new(source);
+    let len = source.len();
+    let mut stream = tokio::time::timeout(
+        OPEN_TIMEOUT,
+        control.open_stream(relay, BLOB_UPLOAD_PROTOCOL),
+    )
+    .await
+    .map_err(|_| UploadError::Failed("timed out opening a stream to the relay".into()))?
+    .map_err(|e| failed(&e))?;
+    let answer = |frame: Option<Vec<u8>>| -> Result<UploadAnswer, UploadError> {
+        let frame =
+            frame.ok_or_else(|| UploadError::Failed("the relay closed the stream".into()))?;
+        UploadAnswer::from_bytes(&frame).map_err(|e| failed(&e))
+    };
+    write_frame(&mut stream, &BlobUpload { root, len }.to_bytes())
+        .await
+        .map_err(|e| failed(&e))?;
+    let frame = tokio::time::timeout(
+        RESPONSE_TIMEOUT,
+        read_frame(&mut stream, MAX_BLOB_RESPONSE_FRAME),
+    )
+    .await
+    .map_err(|_| UploadError::Failed("the relay did not answer".into()))?
+    .map_err(|e| failed(&e))?;
+    let have = match answer(frame)? {
+        UploadAnswer::Stored => return Ok(()),
+        UploadAnswer::Refused(reason) => return Err(UploadError::Refused(reason)),
+        UploadAnswer::Ready { have } => have,
+    };
+    let total = groups(len);
+    let mut first = have;
+    while first < total {
+        let count = (total - first).min(u64::from(MAX_GROUPS_PER_REQUEST)) as u16;
+        let request = BlobRequest {
+            root,
+            len,
+            first,
+            count,
+        };
+        let s = source.clone();
+        let response = tokio::task::spawn_blocking(move || s.serve(&request))
+            .await
+            .map_err(|e| failed(&e))?;
+        if !matches!(response, BlobResponse::Groups(_)) {
+            return Err(UploadError::Failed("the file's blob cannot be read".into()));
+        }
+        write_frame(&mut stream, &response.to_bytes())
+            .await
+            .map_err(|e| failed(&e))?;
+        first += u64::from(count);
+    }
+    stream.close().await.map_err(|e| failed(&e))?;
+    let frame = tokio::time::timeout(
+        RESPONSE_TIMEOUT,
+        read_frame(&mut stream, MAX_BLOB_RESPONSE_FRAME),
+    )
+    .await
+    .map_err(|_| UploadError::Failed("the relay did not confirm".into()))?
+    .map_err(|e| failed(&e))?;
+    match answer(frame)? {
+        UploadAnswer::Stored => Ok(()),
+        UploadAnswer::Refused(reason) => Err(UploadError::Refused(reason)),
+        UploadAnswer::Ready { have } => Err(UploadError::Failed(format!(
+            "the relay holds {have} of {total} pieces"
+        ))),
+    }
 }

@@ -301,3 +301,119 @@ impl Wire for BlobResponse {
         }
     }
 }
+
+/// The upload protocol: a node hands a relay the blob of a file whose
+/// recipient is offline. On one stream: the uploader's [`BlobUpload`], the
+/// relay's [`UploadAnswer`], then the groups from `have` on as
+/// [`BlobResponse::Groups`] frames, and the relay's last answer once the
+/// uploader closed its side.
+pub const BLOB_UPLOAD_PROTOCOL: &str = "/hush/blob-up/1";
+
+/// What an uploader offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobUpload {
+    pub root: BlobRoot,
+    /// The ciphertext's length.
+    pub len: u64,
+}
+
+impl Wire for BlobUpload {
+    const NAME: &'static str = "blob upload";
+
+    fn encode(&self, w: &mut Writer) {
+        w.u8(BLOB_VERSION);
+        w.raw(&self.root.0);
+        w.u64(self.len);
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        r.version(Self::NAME, BLOB_VERSION)?;
+        Ok(Self {
+            root: BlobRoot(r.array()?),
+            len: r.u64()?,
+        })
+    }
+}
+
+/// Why a relay does not take a blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadRefusal {
+    /// Over what the relay holds for this uploader, or in all.
+    Quota = 0,
+    /// Larger than any file the relay takes.
+    TooLarge = 1,
+    /// The relay holds no files.
+    Off = 2,
+    /// A group did not verify against the root (or came out of order).
+    BadGroup = 3,
+    /// Too many uploads at once: try again later.
+    Busy = 4,
+}
+
+/// A relay's answer to an upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadAnswer {
+    /// Send the groups from `have` on (the relay holds those before it).
+    Ready {
+        have: u64,
+    },
+    /// The relay holds the whole blob.
+    Stored,
+    Refused(UploadRefusal),
+}
+
+impl Wire for UploadAnswer {
+    const NAME: &'static str = "upload answer";
+
+    fn encode(&self, w: &mut Writer) {
+        w.u8(BLOB_VERSION);
+        match self {
+            Self::Ready { have } => {
+                w.u8(0);
+                w.u64(*have);
+            }
+            Self::Stored => w.u8(1),
+            Self::Refused(reason) => {
+                w.u8(2);
+                w.u8(*reason as u8);
+            }
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        r.version(Self::NAME, BLOB_VERSION)?;
+        match r.u8()? {
+            0 => Ok(Self::Ready { have: r.u64()? }),
+            1 => Ok(Self::Stored),
+            2 => Ok(Self::Refused(match r.u8()? {
+                0 => UploadRefusal::Quota,
+                1 => UploadRefusal::TooLarge,
+                2 => UploadRefusal::Off,
+                3 => UploadRefusal::BadGroup,
+                4 => UploadRefusal::Busy,
+                tag => {
+                    return Err(DecodeError::UnknownTag {
+                        what: "upload refusal",
+                        tag,
+                    });
+                }
+            })),
+            tag => Err(DecodeError::UnknownTag {
+                what: Self::NAME,
+                tag,
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for UploadRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Quota => "over the relay's quota for files",
+            Self::TooLarge => "larger than the relay takes",
+            Self::Off => "the relay holds no files",
+            Self::BadGroup => "a piece did not match the file's hash",
+            Self::Busy => "the relay is busy",
+        })
+    }
+}

@@ -596,7 +596,12 @@ pub enum GroupCommand {
     Send {
         #[arg(add = ArgValueCompleter::new(group_names))]
         group: String,
-        text: String,
+        /// The message (with --file: the file's caption, optional)
+        #[arg(required_unless_present = "file")]
+        text: Option<String>,
+        /// Send this file; members fetch it from this device (or its relays)
+        #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::FilePath)]
+        file: Option<PathBuf>,
         /// Wait until every other member has it
         #[arg(long, value_enum)]
         wait: Option<GroupWait>,

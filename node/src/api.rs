@@ -416,9 +416,10 @@ async fn group_dispatch(node: &Node, request: Request) -> Result<Value, (i64, St
         "group.send" => {
             let p: GroupSendParams = params(value)?;
             let receipt = match p.wait {
-                None | Some(Status::Pending | Status::Sent) => {
-                    node.group_send(&p.group, &p.text).await
-                }
+                None | Some(Status::Pending | Status::Sent) => match &p.file {
+                    Some(file) => node.group_send_file(&p.group, file, &p.text).await,
+                    None => node.group_send(&p.group, &p.text).await,
+                },
                 Some(Status::Delivered) => {
                     let others = node
                         .group_members(&p.group)
@@ -431,8 +432,16 @@ async fn group_dispatch(node: &Node, request: Request) -> Result<Value, (i64, St
                         .timeout_ms
                         .map_or(DEFAULT_WAIT, Duration::from_millis)
                         .min(MAX_WAIT);
-                    node.group_send_and_wait(&p.group, &p.text, others, timeout)
-                        .await
+                    match &p.file {
+                        Some(file) => {
+                            node.group_send_file_and_wait(&p.group, file, &p.text, others, timeout)
+                                .await
+                        }
+                        None => {
+                            node.group_send_and_wait(&p.group, &p.text, others, timeout)
+                                .await
+                        }
+                    }
                 }
                 Some(Status::Read) => {
                     return Err((

@@ -805,8 +805,58 @@ impl Node {
         count: usize,
         timeout: Duration,
     ) -> Result<SendReceipt, NodeError> {
-        let mut events = self.subscribe();
-        let mut receipt = self.group_send(group, text).await?;
+        let events = self.subscribe();
+        let receipt = self.group_send(group, text).await?;
+        Self::group_wait(receipt, events, count, timeout).await
+    }
+
+    /// Seals the file at `path` and sends it to the group with `caption`;
+    /// members fetch it from this device (and from this device's relays,
+    /// which get a copy when a member is offline).
+    pub async fn group_send_file(
+        &self,
+        group: &str,
+        path: &std::path::Path,
+        caption: &str,
+    ) -> Result<SendReceipt, NodeError> {
+        let offer = self.seal(path, caption).await?;
+        let shown = std::fs::canonicalize(path)
+            .unwrap_or_else(|_| path.to_owned())
+            .display()
+            .to_string();
+        let group = group.to_owned();
+        self.call(|reply| {
+            Command::Group(GroupCommand::SendFile {
+                group,
+                offer: Box::new(offer),
+                path: shown,
+                reply,
+            })
+        })
+        .await
+    }
+
+    /// [`Self::group_send_file`], then waits until `count` other members
+    /// have the message (or `timeout`).
+    pub async fn group_send_file_and_wait(
+        &self,
+        group: &str,
+        path: &std::path::Path,
+        caption: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<SendReceipt, NodeError> {
+        let events = self.subscribe();
+        let receipt = self.group_send_file(group, path, caption).await?;
+        Self::group_wait(receipt, events, count, timeout).await
+    }
+
+    async fn group_wait(
+        mut receipt: SendReceipt,
+        mut events: broadcast::Receiver<Event>,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<SendReceipt, NodeError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             match tokio::time::timeout_at(deadline, events.recv()).await {

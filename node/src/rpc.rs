@@ -187,7 +187,12 @@ pub struct GroupMemberParams {
 #[derive(Debug, Deserialize)]
 pub struct GroupSendParams {
     pub group: String,
+    /// The text, or a file's caption (may then be empty).
+    #[serde(default)]
     pub text: String,
+    /// An absolute path: send this file (its caption is `text`).
+    #[serde(default)]
+    pub file: Option<std::path::PathBuf>,
     pub wait: Option<crate::Status>,
     pub timeout_ms: Option<u64>,
 }

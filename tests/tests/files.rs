@@ -396,3 +396,94 @@ fn a_relay_over_its_file_quota_refuses_and_the_sender_is_told() {
         "{listed:?}"
     );
 }
+
+#[test]
+fn a_file_in_a_group_of_three_reaches_the_member_who_was_offline_through_the_relay() {
+    let relay = RelayProc::start("");
+    let (mut alice, mut bob, mut carol) =
+        (User::new("alice"), User::new("bob"), User::new("carol"));
+    for u in [&mut alice, &mut bob, &mut carol] {
+        u.start_with(&["--relay", relay.address.as_str()]);
+    }
+    introduce(&alice, &bob);
+    introduce(&alice, &carol);
+    let group = alice
+        .run(&["group", "create", "friends"])
+        .stdout
+        .trim()
+        .to_owned();
+    for who in ["bob", "carol"] {
+        assert!(alice.run(&["group", "invite", &group, who]).ok());
+    }
+    for u in [&bob, &carol] {
+        wait_for("the invitation", Duration::from_secs(40), || {
+            u.run(&["group", "join", &group]).ok().then_some(())
+        });
+    }
+    for u in [&alice, &bob, &carol] {
+        wait_for("three members", Duration::from_secs(40), || {
+            let list = u.json(&["group", "list", "--json"]);
+            list.as_array()?
+                .iter()
+                .any(|g| g["id"] == group.as_str() && g["members"] == 3)
+                .then_some(())
+        });
+    }
+    // A message first, so every member holds the current room key.
+    assert!(bob.run(&["group", "send", &group, "hello"]).ok());
+    wait_for("carol reading bob", Duration::from_secs(40), || {
+        carol
+            .group_history(&group)
+            .iter()
+            .any(|(_, t)| t == "hello")
+            .then_some(())
+    });
+    carol.stop();
+
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = random_bytes(400_000, 8);
+    let path = write_file(dir.path(), "minutes.pdf", &bytes);
+    let sent = bob.json(&[
+        "group",
+        "send",
+        &group,
+        "--file",
+        path.to_str().unwrap(),
+        "the minutes",
+        "--json",
+    ]);
+    let id = sent["id"].as_str().unwrap().to_owned();
+    // alice is online: she fetches from bob.
+    let file = wait_complete(&alice, &id, Duration::from_secs(60));
+    assert_eq!(
+        std::fs::read(file["path"].as_str().unwrap()).unwrap(),
+        bytes
+    );
+    assert_eq!(file["conversation"], "friends");
+    assert_eq!(file["peer"], "bob");
+    // carol was offline: bob's relay got a copy; bob leaves, carol comes
+    // back and fetches it from the relay.
+    wait_for(
+        "the relay to hold the file",
+        Duration::from_secs(30),
+        || (relay_blobs(&relay) == 1).then_some(()),
+    );
+    bob.stop();
+    carol.start_with(&["--relay", relay.address.as_str()]);
+    let file = wait_complete(&carol, &id, Duration::from_secs(60));
+    assert_eq!(
+        std::fs::read(file["path"].as_str().unwrap()).unwrap(),
+        bytes
+    );
+    let history = carol.json(&["group", "history", &group, "--json"]);
+    let message = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == id.as_str())
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(message["text"], "the minutes", "{history}");
+    assert_eq!(message["file"]["name"], "minutes.pdf", "{history}");
+    assert_eq!(message["file"]["state"], "complete", "{history}");
+}

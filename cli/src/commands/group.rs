@@ -102,13 +102,19 @@ pub async fn run(client: &mut Client, command: GroupCommand) -> Result<ExitCode>
         GroupCommand::Send {
             group,
             text,
+            file,
             wait,
             timeout,
             json,
         } => {
+            let file = match file {
+                Some(path) => Some(std::path::absolute(&path)?),
+                None => None,
+            };
             let params = json!({
                 "group": group,
-                "text": text,
+                "text": text.unwrap_or_default(),
+                "file": file,
                 "wait": wait.map(|GroupWait::Delivered| "delivered"),
                 "timeout_ms": timeout.saturating_mul(1000),
             });
@@ -144,12 +150,16 @@ pub async fn run(client: &mut Client, command: GroupCommand) -> Result<ExitCode>
                     } else {
                         String::new()
                     };
+                    let text = match &m.message.file {
+                        Some(file) => super::file::file_line(file, &m.message.text),
+                        None => for_terminal(&m.message.text, true),
+                    };
                     println!(
                         "{}  {}  {}: {}  [{}]{receipts}",
                         m.message.id,
                         m.message.sent_at,
                         for_terminal(&m.message.from, false),
-                        for_terminal(&m.message.text, true),
+                        text,
                         m.message.status
                     );
                 }

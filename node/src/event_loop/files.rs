@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use hush_protocol::blob::{BlobRoot, FileManifest, groups};
 use hush_protocol::device::DeviceNotice;
-use hush_protocol::{ConversationId, FileOffer, MessageId, Wire};
+use hush_protocol::{AccountId, ConversationId, FileOffer, MessageId, Wire};
 use libp2p::PeerId;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -200,28 +200,25 @@ impl EventLoop {
     }
 
     /// Whether `peer` may fetch the blob `root`: a device of the contact
-    /// the file was sent to (or came from), or one of our own devices.
+    /// the file was sent to (or came from), of a member of the group it
+    /// was sent in, or one of our own devices.
     fn may_fetch(&self, peer: &PeerId, root: &BlobRoot) -> bool {
         let Some((account, _)) = self.engine.contacts.device_by_peer(peer) else {
             return false;
         };
-        let holds = |files: Vec<(MessageId, FileRecord)>| {
-            files
-                .iter()
-                .any(|(_, f)| FileManifest::from_bytes(&f.manifest).is_ok_and(|m| m.root == *root))
+        let Ok(files) = self.store.files() else {
+            return false;
         };
-        if account == self.me.account {
-            return self
-                .store
-                .files()
-                .map(|all| holds(all.into_iter().map(|(_, id, f)| (id, f)).collect()))
-                .unwrap_or(false);
-        }
-        let conversation = ConversationId::direct(&self.me.account, &account);
-        self.store
-            .conversation_files(&conversation)
-            .map(holds)
-            .unwrap_or(false)
+        let direct = ConversationId::direct(&self.me.account, &account);
+        files.iter().any(|(conversation, _, f)| {
+            let held = FileManifest::from_bytes(&f.manifest).is_ok_and(|m| m.root == *root);
+            held && (account == self.me.account
+                || *conversation == direct
+                || self.engine.groups.groups().any(|g| {
+                    g.conversation() == *conversation
+                        && g.state().joined().any(|(a, _)| *a == account)
+                }))
+        })
     }
 
     /// Sends a sealed file (its blob already in `HOME/blobs`) to a contact.
@@ -264,12 +261,38 @@ impl EventLoop {
         else {
             return;
         };
-        let all_here = self
+        self.upload_unless_all_here(&[account], id, root);
+    }
+
+    /// A device of a member of `group` is not connected: our home relays
+    /// get a copy of the file.
+    pub(super) fn upload_for_group(&mut self, group: &str, id: MessageId, root: BlobRoot) {
+        let Some(members) = self
             .engine
-            .contacts
-            .devices_of(&account)
-            .iter()
-            .all(|(_, peer)| self.swarm.is_connected(peer));
+            .groups
+            .groups()
+            .find(|g| g.state().name == group || g.id().to_string() == group)
+            .map(|g| {
+                g.state()
+                    .joined()
+                    .map(|(a, _)| *a)
+                    .filter(|a| *a != self.me.account)
+                    .collect::<Vec<_>>()
+            })
+        else {
+            return;
+        };
+        self.upload_unless_all_here(&members, id, root);
+    }
+
+    fn upload_unless_all_here(&mut self, accounts: &[AccountId], id: MessageId, root: BlobRoot) {
+        let all_here = accounts.iter().all(|account| {
+            self.engine
+                .contacts
+                .devices_of(account)
+                .iter()
+                .all(|(_, peer)| self.swarm.is_connected(peer))
+        });
         if all_here || self.home.is_empty() {
             return;
         }
@@ -451,14 +474,11 @@ impl EventLoop {
             .engine
             .contacts
             .of_device(&file.source)
-            .and_then(|(account, _)| {
+            .map(|(account, _)| {
                 if account == self.me.account {
-                    Some("your own device".to_owned())
+                    "your own device".to_owned()
                 } else {
-                    self.engine
-                        .contacts
-                        .name_of(&account)
-                        .map(|n| format!("{n}'s device"))
+                    format!("{}'s device", self.member_name(&account))
                 }
             })
             .unwrap_or_else(|| "the device".to_owned());
@@ -521,12 +541,9 @@ impl EventLoop {
         if account == self.me.account {
             return self.home.iter().map(|r| (r.peer, r.addr.clone())).collect();
         }
-        let Some(name) = self.engine.contacts.name_of(&account) else {
-            return Vec::new();
-        };
         self.engine
             .contacts
-            .contact(name)
+            .known(&account)
             .map(|c| {
                 c.card
                     .relays
@@ -637,26 +654,47 @@ impl EventLoop {
     }
 
     /// The view of a file of ours, named as the user knows its
-    /// conversation.
+    /// conversation (a contact or a group) and its sender.
     pub(super) fn view_file(
         &self,
         conversation: ConversationId,
         id: MessageId,
         file: &FileRecord,
     ) -> FileView {
-        let contact = self
+        let group = self
             .engine
-            .contacts
-            .contacts()
-            .find(|c| ConversationId::direct(&self.me.account, &c.card.account()) == conversation)
-            .map(|c| c.record.name.clone())
-            .unwrap_or_default();
+            .groups
+            .groups()
+            .find(|g| g.conversation() == conversation);
+        let (name, sender) = match group {
+            Some(g) => {
+                let sender = self
+                    .engine
+                    .contacts
+                    .of_device(&file.source)
+                    .map(|(account, _)| self.member_name(&account))
+                    .unwrap_or_default();
+                (g.state().name.clone(), sender)
+            }
+            None => {
+                let contact = self
+                    .engine
+                    .contacts
+                    .contacts()
+                    .find(|c| {
+                        ConversationId::direct(&self.me.account, &c.card.account()) == conversation
+                    })
+                    .map(|c| c.record.name.clone())
+                    .unwrap_or_default();
+                (contact.clone(), contact)
+            }
+        };
         let peer = if file.outgoing {
             self.me.name.clone()
         } else {
-            contact.clone()
+            sender
         };
         let done = self.files.progress(&id);
-        file_view(id, file, contact, peer, done, &self.files.config.blobs)
+        file_view(id, file, name, peer, done, &self.files.config.blobs)
     }
 }

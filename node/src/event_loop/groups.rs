@@ -66,6 +66,12 @@ pub(crate) enum GroupCommand {
         text: String,
         reply: Reply<SendReceipt>,
     },
+    SendFile {
+        group: String,
+        offer: Box<hush_protocol::FileOffer>,
+        path: String,
+        reply: Reply<SendReceipt>,
+    },
     List {
         reply: Reply<Vec<GroupView>>,
     },
@@ -187,6 +193,7 @@ fn op_of(write: GroupWrite) -> Op {
         GroupWrite::DropPending(session, digest) => Op::DeletePending(session.0, digest),
         GroupWrite::Seen(digest, at) => Op::PutSeen(digest, at),
         GroupWrite::Message(conversation, record) => Op::PutMessage(conversation, record),
+        GroupWrite::File(conversation, id, file) => Op::PutFile(conversation, id, file),
         GroupWrite::Receipt(conversation, message, account, kind) => {
             Op::PutGroupReceipt(conversation, message, account, kind as u8)
         }
@@ -301,7 +308,7 @@ impl EventLoop {
     }
 
     /// What the loop does after the commit for what the engine asked.
-    fn after_of(&self, after: GroupAfter) -> After {
+    fn after_of(&mut self, after: GroupAfter) -> After {
         match after {
             GroupAfter::Publish {
                 group,
@@ -335,12 +342,20 @@ impl EventLoop {
                 group,
                 name,
                 message,
+                file,
             }) => {
                 let from = self.member_name(&message.from);
+                let conversation = hush_protocol::ConversationId::group(&group);
+                let file = file.map(|f| {
+                    if !f.outgoing {
+                        self.file_arrived(conversation, message.id, &f);
+                    }
+                    self.view_file(conversation, message.id, &f)
+                });
                 After::Emit(Event::GroupMessage {
                     group: name,
                     group_id: group.to_string(),
-                    message: MessageView::new(&message, from),
+                    message: MessageView::new(&message, from).with_file(file),
                 })
             }
         }
@@ -354,7 +369,7 @@ impl EventLoop {
     }
 
     /// A member's display name: our contact name, or the card's, or the id.
-    fn member_name(&self, account: &AccountId) -> String {
+    pub(super) fn member_name(&self, account: &AccountId) -> String {
         if *account == self.me.account {
             return self.me.name.clone();
         }
@@ -440,8 +455,36 @@ impl EventLoop {
                     self.member_change(&group, &member, |account| Action::Promote { account });
                 self.reply_group(reply, result);
             }
-            GroupCommand::Send { reply, .. } if self.engine.is_revoked() => {
+            GroupCommand::Send { reply, .. } | GroupCommand::SendFile { reply, .. }
+                if self.engine.is_revoked() =>
+            {
                 let _ = reply.send(Err(NodeError::Revoked));
+            }
+            GroupCommand::SendFile {
+                group,
+                offer,
+                path,
+                reply,
+            } => {
+                let root = offer.manifest.root;
+                match self.with_groups(|g, ctx| g.send_file(ctx, &group, *offer, path)) {
+                    Ok(id) => {
+                        let receipt = SendReceipt {
+                            id: id.to_string(),
+                            status: crate::records::Status::Sent,
+                            timed_out: false,
+                            problem: None,
+                            keys_changed: false,
+                        };
+                        self.drive();
+                        self.upload_for_group(&group, id, root);
+                        self.batch.after.push(After::ReplySend(reply, receipt));
+                    }
+                    Err(e) => {
+                        self.drive();
+                        let _ = reply.send(Err(e.into()));
+                    }
+                }
             }
             GroupCommand::Send { group, text, reply } => {
                 match self.with_groups(|g, ctx| g.send(ctx, &group, text)) {
@@ -736,8 +779,12 @@ impl EventLoop {
                     delivered_to.push(name);
                 }
             }
+            let file = self
+                .store
+                .file(&conversation, r.id)?
+                .map(|f| self.view_file(conversation, r.id, &f));
             out.push(GroupMessageView {
-                message: MessageView::new(&r, self.member_name(&r.from)),
+                message: MessageView::new(&r, self.member_name(&r.from)).with_file(file),
                 delivered: delivered_to.len(),
                 read: read_by.len(),
                 delivered_to,

@@ -649,23 +649,6 @@ impl Store {
             .collect()
     }
 
-    /// The files of one conversation.
-    pub fn conversation_files(
-        &self,
-        conversation: &ConversationId,
-    ) -> Result<Vec<(MessageId, FileRecord)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(FILES)?;
-        let c = &conversation.0;
-        table
-            .range((c, 0)..=(c, u128::MAX))?
-            .map(|row| {
-                let (key, value) = row?;
-                Ok((MessageId(key.value().1), decode("file", value.value())?))
-            })
-            .collect()
-    }
-
     /// Up to `limit` messages older than `before` (or the newest), oldest first.
     pub fn history(
         &self,

@@ -218,6 +218,8 @@ pub enum GroupWrite {
     Seen([u8; 32], u64),
     /// Inserted unless one with the same id is stored.
     Message(ConversationId, MessageRecord),
+    /// The file a message carries (stored beside it).
+    File(ConversationId, MessageId, crate::device::FileRecord),
     /// A member's receipt for one of our messages; only ever raised.
     Receipt(ConversationId, MessageId, AccountId, ReceiptKind),
     MarkRead(ConversationId, Vec<MessageId>),
@@ -267,6 +269,8 @@ pub enum GroupNotice {
         group: GroupId,
         name: String,
         message: MessageRecord,
+        /// The file it carries, if it is a file message.
+        file: Option<crate::device::FileRecord>,
     },
 }
 

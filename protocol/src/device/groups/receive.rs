@@ -298,13 +298,27 @@ where
                 return Received::Refused;
             }
         };
-        let Body::Text(text) = payload.body else {
-            self.note(
-                id,
-                Severity::Debug,
-                "group message with a body other than text; ignored",
-            );
-            return Received::Refused;
+        let (text, file) = match payload.body {
+            Body::Text(text) => (text, None),
+            Body::File(offer) => {
+                let file = crate::device::FileRecord {
+                    manifest: offer.manifest.to_bytes(),
+                    outgoing: account == self.account(),
+                    source: device,
+                    state: crate::device::FileState::Offered,
+                    path: None,
+                    error: None,
+                };
+                (offer.caption, Some(file))
+            }
+            _ => {
+                self.note(
+                    id,
+                    Severity::Debug,
+                    "group message with a body other than text or a file; ignored",
+                );
+                return Received::Refused;
+            }
         };
         let conversation = ConversationId::group(&id);
         let now = ctx.now.unix_ms;
@@ -339,14 +353,27 @@ where
             .get(&id)
             .map(|g| g.state.name.clone())
             .unwrap_or_default();
-        self.effects.extend([
-            GroupEffect::Write(GroupWrite::Message(conversation, record.clone())),
-            GroupEffect::After(GroupAfter::Notice(GroupNotice::Message {
-                group: id,
-                name,
-                message: record,
-            })),
-        ]);
+        self.effects
+            .push_back(GroupEffect::Write(GroupWrite::Message(
+                conversation,
+                record.clone(),
+            )));
+        if let Some(file) = &file {
+            self.effects.push_back(GroupEffect::Write(GroupWrite::File(
+                conversation,
+                payload.id,
+                file.clone(),
+            )));
+        }
+        self.effects
+            .push_back(GroupEffect::After(GroupAfter::Notice(
+                GroupNotice::Message {
+                    group: id,
+                    name,
+                    message: record,
+                    file,
+                },
+            )));
         if account != self.account() {
             self.queue_receipt(ctx, account, id, ReceiptKind::Delivered, payload.id);
         }

@@ -9,9 +9,9 @@ use super::{
     RECEIPT_BATCH_MS, Standing,
 };
 
-use crate::device::{Ctx, MessageRecord};
+use crate::device::{Ctx, FileRecord, FileState, MessageRecord};
 use crate::{
-    AccountId, Body, ControlKind, ConversationId, GroupId, GroupMessage, MAX_TEXT_LEN,
+    AccountId, Body, ControlKind, ConversationId, FileOffer, GroupId, GroupMessage, MAX_TEXT_LEN,
     MegolmInbound, MegolmOutbound, MessageId, Payload, ReceiptKind, Wire, room_key_claim,
 };
 
@@ -32,6 +32,44 @@ where
         if text.is_empty() {
             return Err(GroupCommandError::EmptyText);
         }
+        self.send_body(ctx, group, Body::Text(text.clone()), text, None)
+    }
+
+    /// Encrypts and stores a file message (its blob sealed and stored by
+    /// the host already; `path` is where it was read from); published
+    /// after the commit. Members fetch the file from this device.
+    pub fn send_file(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        group: &str,
+        offer: FileOffer,
+        path: String,
+    ) -> Result<MessageId, GroupCommandError> {
+        if offer.caption.len() > MAX_TEXT_LEN {
+            return Err(GroupCommandError::TextTooLong {
+                len: offer.caption.len(),
+            });
+        }
+        let file = FileRecord {
+            manifest: offer.manifest.to_bytes(),
+            outgoing: true,
+            source: self.me.device,
+            state: FileState::Shared,
+            path: Some(path),
+            error: None,
+        };
+        let caption = offer.caption.clone();
+        self.send_body(ctx, group, Body::File(Box::new(offer)), caption, Some(file))
+    }
+
+    fn send_body(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        group: &str,
+        body: Body,
+        text: String,
+        file: Option<FileRecord>,
+    ) -> Result<MessageId, GroupCommandError> {
         let id = self.resolve(group)?;
         let me = self.account();
         match self.groups[&id].standing(&me) {
@@ -80,7 +118,7 @@ where
             sender_account: me,
             sender_device: self.me.device,
             id: message_id,
-            body: Body::Text(text.clone()),
+            body,
         };
         let unknown = || GroupCommandError::UnknownGroup {
             name: group.to_owned(),
@@ -110,6 +148,13 @@ where
                 },
             )),
         ]);
+        if let Some(file) = file {
+            self.effects.push_back(GroupEffect::Write(GroupWrite::File(
+                conversation,
+                message_id,
+                file,
+            )));
+        }
         if let Some((topic, message)) = sealed {
             let bytes = message.to_bytes();
             self.effects.extend([

@@ -35,6 +35,7 @@ struct Disk {
     pending: BTreeMap<(crate::SessionId, [u8; 32]), PendingRecord>,
     read: HashSet<(ConversationId, MessageId)>,
     receipts: BTreeMap<(MessageId, AccountId), ReceiptKind>,
+    files: BTreeMap<(ConversationId, MessageId), crate::device::FileRecord>,
 }
 
 impl DeviceLookup for Disk {
@@ -110,6 +111,9 @@ impl Disk {
             }
             GroupWrite::Receipt(_, message, account, kind) => {
                 self.receipts.insert((message, account), kind);
+            }
+            GroupWrite::File(conversation, id, file) => {
+                self.files.insert((conversation, id), file);
             }
             GroupWrite::Op(..)
             | GroupWrite::Record(..)
@@ -761,5 +765,50 @@ fn room_keys_per_join_grow_with_the_group_not_its_square() {
         // `joined + 2` members now: each earlier one sends the newcomer a
         // key, the newcomer sends each of them one.
         assert!(*keys <= 2 * (joined + 1), "{per_join:?}");
+    }
+}
+
+#[test]
+fn a_file_in_the_group_reaches_every_member_with_its_sender_as_the_source() {
+    use crate::blob::{BlobRoot, Compression, FileKey, FileManifest};
+    let mut net = Net::new(&["alice", "bob", "carol"], config());
+    let id = net.group_of_all(0);
+    let manifest = FileManifest {
+        root: BlobRoot([3; 32]),
+        key: FileKey([4; 32]),
+        size: 5_000,
+        sealed_len: 5_000,
+        compression: Compression::None,
+        name: "plan.pdf".into(),
+        mime: "application/pdf".into(),
+        thumbnail: None,
+    };
+    let offer = crate::FileOffer {
+        manifest: manifest.clone(),
+        caption: "the plan".into(),
+    };
+    let sent = net
+        .call(1, |book, ctx, _| {
+            book.send_file(ctx, "friends", offer, "/home/bob/plan.pdf".into())
+        })
+        .unwrap();
+    net.drive();
+    let conversation = ConversationId::group(&id);
+    let bob_device = net.members[1].book.me.device;
+    for (i, m) in net.members.iter().enumerate() {
+        let file = m
+            .disk
+            .files
+            .get(&(conversation, sent))
+            .unwrap_or_else(|| panic!("{} has the file", m.name));
+        assert_eq!(FileManifest::from_bytes(&file.manifest).unwrap(), manifest);
+        assert_eq!(file.outgoing, i == 1);
+        if i == 1 {
+            assert_eq!(file.state, crate::device::FileState::Shared);
+        } else {
+            assert_eq!(file.state, crate::device::FileState::Offered);
+            assert_eq!(file.source, bob_device, "fetched from bob's device");
+        }
+        assert!(m.disk.texts(id).contains(&"the plan".to_owned()));
     }
 }

@@ -13,9 +13,12 @@
 //!   -9`) half way and started again: what the sender served beyond the
 //!   file's ciphertext (the groups fetched twice).
 //!
-//! The file is random bytes (incompressible, as media are). Relays do not
-//! hold files yet: `relay_up_mib_per_s` and `relay_down_mib_per_s` are not
-//! measured.
+//! - `relay_up_mib_per_s`: the recipient offline, the sender's node hands
+//!   the sealed file to its relay (message queued → the relay holds it
+//!   whole); `relay_down_mib_per_s`: the sender gone, the recipient back,
+//!   `file get` → complete, from the relay (both processes on loopback).
+//!
+//! The file is random bytes (incompressible, as media are).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -24,7 +27,7 @@ use anyhow::{Context, Result, bail};
 use hush_node::{Client, FileView, Home, NodeStatus, SendReceipt};
 use serde_json::{Value, json};
 
-use crate::demo::{NodeProcess, init_home};
+use crate::demo::{NodeProcess, RelayProcess, init_home};
 
 const MIB: u64 = 1 << 20;
 
@@ -33,14 +36,27 @@ pub async fn file(size_mib: u64, as_json: bool) -> Result<()> {
         bail!("--size-mib must be at least 1");
     }
     let dir = tempfile::Builder::new().prefix("hush-bench-").tempdir()?;
+    let size = size_mib * MIB;
+    // One relay, home to both, with room for the file.
+    let relay_config = dir.path().join("relay.toml");
+    std::fs::write(
+        &relay_config,
+        format!(
+            "[files]\ntotal_bytes = {}\nper_uploader_bytes = {}\n",
+            4 * size + 4 * MIB,
+            2 * size + 2 * MIB
+        ),
+    )?;
+    let relay_data = dir.path().join("relay");
+    let relay = RelayProcess::start_with(&relay_data, Some(&relay_config)).await?;
     let alice_home = init_home(dir.path(), "alice")?;
     let bob_home = init_home(dir.path(), "bob")?;
-    let alice = NodeProcess::start(&alice_home).await?;
-    let extra = ["--auto-fetch-mib", "0"];
+    let with_relay = ["--relay", relay.address.as_str()];
+    let alice = NodeProcess::start_with(&alice_home, "/ip4/127.0.0.1/tcp/0", &with_relay).await?;
+    let extra = ["--auto-fetch-mib", "0", "--relay", relay.address.as_str()];
     let bob = NodeProcess::start_with(&bob_home, "/ip4/127.0.0.1/tcp/0", &extra).await?;
     introduce(&alice, "alice", &bob, "bob").await?;
 
-    let size = size_mib * MIB;
     let source = dir.path().join("bench.bin");
     write_random(&source, size, 1)?;
     let floor = floor_mib_per_s(&source, dir.path()).await?;
@@ -84,8 +100,24 @@ pub async fn file(size_mib: u64, as_json: bool) -> Result<()> {
     let cipher = hush_protocol::blob::ciphertext_len(size)?;
     let refetched_kib = served.saturating_sub(cipher) / 1024;
 
-    alice.stop().await?;
+    // Through the relay: bob offline, alice's node hands the file to the
+    // relay; then alice goes and bob fetches it from there.
     bob.stop().await?;
+    let third = dir.path().join("third.bin");
+    write_random(&third, size, 3)?;
+    let receipt = send_file_waiting(&alice, &third, "sent").await?;
+    let t0 = Instant::now();
+    wait_relay_holds(&relay_data.join("blobs"), 1).await?;
+    let relay_up = mib_per_s(size, t0.elapsed());
+    alice.stop().await?;
+    let bob = NodeProcess::start_with(&bob_home, "/ip4/127.0.0.1/tcp/0", &extra).await?;
+    wait_listed(&bob_home, &receipt.id).await?;
+    let t0 = Instant::now();
+    let file = get_and_wait(&bob_home, &receipt.id).await?;
+    let relay_down = mib_per_s(size, t0.elapsed());
+    check_identical(&third, &file)?;
+    bob.stop().await?;
+    relay.stop().await?;
     let report = json!({
         "size_mib": size_mib,
         "seal_mib_per_s": seal.round(),
@@ -94,8 +126,8 @@ pub async fn file(size_mib: u64, as_json: bool) -> Result<()> {
         "direct_over_floor": (direct / floor.max(0.001) * 100.0).round() / 100.0,
         "peak_rss_mib": { "sender": rss_alice, "receiver": rss_bob },
         "resume_refetched_kib": refetched_kib,
-        "relay_up_mib_per_s": Value::Null,
-        "relay_down_mib_per_s": Value::Null,
+        "relay_up_mib_per_s": relay_up.round(),
+        "relay_down_mib_per_s": relay_down.round(),
     });
     if as_json {
         println!("{report}");
@@ -106,7 +138,9 @@ pub async fn file(size_mib: u64, as_json: bool) -> Result<()> {
         println!("plain TCP copy into a file: {floor:.0} MiB/s");
         println!("peak resident memory: sender {rss_alice} MiB, receiver {rss_bob} MiB");
         println!("resume after kill -9 at half way: {refetched_kib} KiB fetched twice");
-        println!("relays do not hold files yet: relay figures not measured");
+        println!(
+            "through a relay: up (sealed file handed over) {relay_up:.0} MiB/s, down (fetched from it) {relay_down:.0} MiB/s"
+        );
     }
     Ok(())
 }
@@ -195,11 +229,15 @@ async fn introduce(a: &NodeProcess, a_name: &str, b: &NodeProcess, b_name: &str)
 }
 
 async fn send_file(node: &NodeProcess, path: &Path) -> Result<SendReceipt> {
+    send_file_waiting(node, path, "delivered").await
+}
+
+async fn send_file_waiting(node: &NodeProcess, path: &Path, wait: &str) -> Result<SendReceipt> {
     let mut c = node.client().await?;
     let params = json!({
         "contact": "bob",
         "file": path,
-        "wait": "delivered",
+        "wait": wait,
         "timeout_ms": 600_000,
     });
     let receipt: SendReceipt = serde_json::from_value(c.call("send", params).await?)?;
@@ -207,6 +245,39 @@ async fn send_file(node: &NodeProcess, path: &Path) -> Result<SendReceipt> {
         bail!("the file message was not delivered");
     }
     Ok(receipt)
+}
+
+/// Waits until the relay holds `n` whole blobs in `blobs`.
+async fn wait_relay_holds(blobs: &Path, n: usize) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let whole = std::fs::read_dir(blobs)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "blob"))
+                    .count()
+            })
+            .unwrap_or(0);
+        if whole >= n {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the relay did not hold the file within 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits until the node lists the file (its message came from the relay).
+async fn wait_listed(home: &Home, id: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while file_of(home, id).await.is_err() {
+        if Instant::now() > deadline {
+            bail!("the file's message did not arrive from the relay within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
 }
 
 async fn status(home: &Home) -> Result<NodeStatus> {

@@ -55,6 +55,9 @@ fn io_error<'a>(doing: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -
     }
 }
 
+/// Groups read and opened at a time when a download is opened (2 MiB).
+const OPEN_BATCH: u64 = 32;
+
 /// A blob being fetched: its ciphertext so far and which groups are in.
 #[derive(Debug)]
 pub struct PartialBlob {
@@ -244,39 +247,67 @@ impl PartialBlob {
                 .map_err(|e| FileError::Decompress(e.to_string()))?,
             ),
         };
-        let mut group = Vec::with_capacity(GROUP_LEN as usize);
         // Every group was verified against the root when it was written,
         // and each opens only if not a bit of it changed since (its AEAD
         // tag). A group that does not open is either damaged on disk (then
         // the whole no longer hashes to the root: fetch again) or sealed
         // under another key than the manifest's (the sender's fault: say
         // so); only then is the whole hashed again to tell which.
-        for index in 0..count {
-            let len = group_len(self.len, index)? as usize;
-            group.resize(len, 0);
+        // Groups are read a batch at a time and opened on two threads.
+        let mut batch = Vec::with_capacity((OPEN_BATCH * GROUP_LEN) as usize);
+        let mut first = 0;
+        while first < count {
+            let n = (count - first).min(OPEN_BATCH);
+            let start = first * GROUP_LEN;
+            let end = ((first + n) * GROUP_LEN).min(self.len);
+            batch.resize((end - start) as usize, 0);
             self.part
-                .read_exact_at(&mut group, index * GROUP_LEN)
+                .read_exact_at(&mut batch, start)
                 .map_err(io_error("read", &self.part_path))?;
-            let plain = match open_group(&manifest.key, index, index + 1 == count, &group) {
-                Ok(plain) => plain,
-                Err(e) => {
-                    return Err(if self.hashes_to_root()? {
-                        e.into()
-                    } else {
-                        FileError::Damaged
-                    });
-                }
+            let groups: Vec<(u64, &[u8])> = batch
+                .chunks(GROUP_LEN as usize)
+                .enumerate()
+                .map(|(k, g)| (first + k as u64, g))
+                .collect();
+            let key = &manifest.key;
+            let open = |part: &[(u64, &[u8])]| -> Vec<Result<Vec<u8>, BlobError>> {
+                part.iter()
+                    .map(|(index, g)| open_group(key, *index, index + 1 == count, g))
+                    .collect()
             };
-            writer
-                .write_all(&plain)
-                .map_err(|e| match manifest.compression {
-                    Compression::Zstd => FileError::Decompress(e.to_string()),
-                    Compression::None => FileError::Io {
-                        doing: "write",
-                        path: out_path.to_owned(),
-                        source: e,
-                    },
-                })?;
+            let (left, right) = groups.split_at(groups.len().div_ceil(2));
+            let opened = std::thread::scope(|s| {
+                let other = s.spawn(|| open(right));
+                let mut mine = open(left);
+                mine.extend(other.join().unwrap_or_default());
+                mine
+            });
+            if opened.len() != groups.len() {
+                return Err(FileError::Damaged);
+            }
+            for plain in opened {
+                let plain = match plain {
+                    Ok(plain) => plain,
+                    Err(e) => {
+                        return Err(if self.hashes_to_root()? {
+                            e.into()
+                        } else {
+                            FileError::Damaged
+                        });
+                    }
+                };
+                writer
+                    .write_all(&plain)
+                    .map_err(|e| match manifest.compression {
+                        Compression::Zstd => FileError::Decompress(e.to_string()),
+                        Compression::None => FileError::Io {
+                            doing: "write",
+                            path: out_path.to_owned(),
+                            source: e,
+                        },
+                    })?;
+            }
+            first += n;
         }
         writer.flush().map_err(io_error("write", out_path))?;
         drop(writer);

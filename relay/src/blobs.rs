@@ -419,8 +419,10 @@ impl RelayBlobs {
                 UploadAnswer::Refused(UploadRefusal::BadGroup)
             }
         };
-        write_frame(stream, &answer.to_bytes()).await?;
-        stream.close().await?;
+        // Held whole whether or not the uploader hears it (it may be gone
+        // already): what is on disk decides.
+        let _ = write_frame(stream, &answer.to_bytes()).await;
+        let _ = stream.close().await;
         Ok(answer == UploadAnswer::Stored)
     }
 }

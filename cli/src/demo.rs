@@ -108,6 +108,8 @@ impl NodeProcess {
 pub(crate) struct RelayProcess {
     pub(crate) address: String,
     pub(crate) child: Child,
+    /// Its data folder.
+    pub(crate) data: std::path::PathBuf,
 }
 
 impl RelayProcess {
@@ -146,7 +148,11 @@ impl RelayProcess {
         .await
         .context("the relay did not start within 20 s")??;
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self { address, child })
+        Ok(Self {
+            address,
+            child,
+            data: data.to_owned(),
+        })
     }
 
     pub(crate) async fn stop(mut self) -> Result<()> {
@@ -370,17 +376,23 @@ pub async fn run() -> Result<()> {
     Ok(())
 }
 
+/// A `side`×`side` gradient as a binary PPM: any image viewer opens it.
+fn gradient_ppm(side: usize) -> Vec<u8> {
+    let mut photo = format!("P6\n{side} {side}\n255\n").into_bytes();
+    for y in 0..side {
+        for x in 0..side {
+            let (r, g) = ((x * 255 / side) as u8, (y * 255 / side) as u8);
+            photo.extend_from_slice(&[r, g, r ^ g]);
+        }
+    }
+    photo
+}
+
 /// alice sends bob a photo (made on the fly): sealed on her side, fetched
 /// and checked piece by piece by his.
 async fn files_demo(dir: &Path, alice: &NodeProcess, bob: &NodeProcess) -> Result<()> {
     println!("\n— a photo —");
-    // A 256×256 gradient as a binary PPM: any image viewer opens it.
-    let mut photo = b"P6\n256 256\n255\n".to_vec();
-    for y in 0..=255u8 {
-        for x in 0..=255u8 {
-            photo.extend_from_slice(&[x, y, x ^ y]);
-        }
-    }
+    let photo = gradient_ppm(256);
     let path = dir.join("sunset.ppm");
     std::fs::write(&path, &photo)?;
     let params = json!({
@@ -615,9 +627,53 @@ async fn group_demo(
     .await?;
     wait_group_text(bob, "friends", away).await?;
     println!("alice → friends  {away:?}");
+    let photo = dir.join("beach.ppm");
+    let photo_bytes = gradient_ppm(128);
+    std::fs::write(&photo, &photo_bytes)?;
+    let sent = call(
+        bob,
+        "group.send",
+        json!({ "group": "friends", "text": "from the beach", "file": photo }),
+    )
+    .await?;
+    let sent_id = sent["id"].as_str().unwrap_or_default().to_owned();
+    wait_until("bob's relay holding the photo", async || {
+        Ok(std::fs::read_dir(relay.data.join("blobs")).is_ok_and(|d| {
+            d.filter_map(Result::ok)
+                .any(|e| e.path().extension().is_some_and(|x| x == "blob"))
+        }))
+    })
+    .await?;
+    println!(
+        "bob → friends    a photo, beach.ppm: alice fetches it from bob; carol is offline, so bob's node hands the encrypted file to his relay"
+    );
     carol = NodeProcess::start_with(&carol_home, &carol_addr, &["--relay", &relay.address]).await?;
     wait_group_text(&carol, "friends", away).await?;
-    println!("carol comes back and catches up from her relay: she has it\n");
+    println!("carol comes back and catches up from her relay: she has alice's message");
+    let mut saved = None;
+    wait_until("carol fetching the photo", async || {
+        let files: Vec<hush_node::FileView> =
+            serde_json::from_value(call(&carol, "file.list", json!({})).await?)?;
+        saved = files
+            .into_iter()
+            .find(|f| f.id == sent_id && f.state == hush_node::FileState::Complete);
+        Ok(saved.is_some())
+    })
+    .await?;
+    let same = saved
+        .and_then(|f| f.path)
+        .is_some_and(|p| std::fs::read(p).is_ok_and(|b| b == photo_bytes));
+    println!(
+        "and bob's photo, fetched by her node by itself: {}\n",
+        if same {
+            "byte for byte what bob sent"
+        } else {
+            "DIFFERENT from what bob sent"
+        }
+    );
+    if !same {
+        bail!("the photo carol saved differs from the one bob sent");
+    }
 
     call(
         alice,

@@ -116,3 +116,30 @@ fn our_other_device_records_a_file_we_sent_and_fetches_it_from_us() {
     // Both of bob's views agree: one file, from the phone.
     assert_eq!(net.devs[1].disk.files.len(), 1);
 }
+
+#[test]
+fn a_manifest_naming_a_path_outside_the_files_folder_is_stored_with_a_safe_name() {
+    let mut net = Net::new(&["alice", "bob"]);
+    let mut hostile = offer("");
+    hostile.manifest.name = "../../.bashrc\u{1b}[2J".into();
+    let bob = net.devs[0]
+        .engine
+        .contacts
+        .contact("bob")
+        .unwrap()
+        .card
+        .account();
+    net.call(0, |e, ctx, _| {
+        e.send_control(
+            ctx,
+            &bob,
+            OutboxKind::Message,
+            Body::File(Box::new(hostile)),
+        )
+    })
+    .unwrap();
+    net.drive();
+    let (_, file) = net.devs[1].disk.files.iter().next().expect("bob's record");
+    let kept = FileManifest::from_bytes(&file.manifest).unwrap();
+    assert_eq!(kept.name, "bashrc[2J");
+}

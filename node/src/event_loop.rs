@@ -397,6 +397,7 @@ impl EventLoop {
         self.reach_tick();
         self.groups_tick();
         self.link_tick();
+        self.files_tick();
     }
 
     fn on_command(&mut self, command: Command) {

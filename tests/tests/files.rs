@@ -487,3 +487,32 @@ fn a_file_in_a_group_of_three_reaches_the_member_who_was_offline_through_the_rel
     assert_eq!(message["file"]["name"], "minutes.pdf", "{history}");
     assert_eq!(message["file"]["state"], "complete", "{history}");
 }
+
+#[test]
+fn a_relay_that_was_down_as_the_file_was_sent_gets_it_once_back() {
+    let mut relay = RelayProc::start("");
+    let (mut alice, mut bob) = bob_offline_at(&relay);
+    relay.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = random_bytes(300_000, 9);
+    let path = write_file(dir.path(), "scan.png", &bytes);
+    let sent = alice.json(&["send", "bob", "--file", path.to_str().unwrap(), "--json"]);
+    let id = sent["id"].as_str().unwrap().to_owned();
+    // The upload failed; it is tried again once the relay is back.
+    std::thread::sleep(Duration::from_secs(2));
+    relay.restart();
+    wait_for(
+        "the relay to hold the file",
+        Duration::from_secs(90),
+        || (relay_blobs(&relay) == 1).then_some(()),
+    );
+    alice.wait_status("bob", &id, "sent");
+    assert!(file_of(&alice, &id)["error"].is_null());
+    alice.stop();
+    bob.start_with(&["--relay", &relay.address]);
+    let file = wait_complete(&bob, &id, Duration::from_secs(60));
+    assert_eq!(
+        std::fs::read(file["path"].as_str().unwrap()).unwrap(),
+        bytes
+    );
+}

@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use hush_protocol::blob::{BlobRoot, FileManifest, groups};
+use hush_protocol::blob::{BlobRoot, FileManifest, UploadRefusal, groups};
 use hush_protocol::device::DeviceNotice;
 use hush_protocol::{AccountId, ConversationId, FileOffer, MessageId, Wire};
 use libp2p::PeerId;
@@ -24,6 +25,12 @@ use crate::view::{Event, FileView, SendReceipt};
 
 /// Downloads running at once; more wait their turn (state `fetching`).
 const MAX_DOWNLOADS: usize = 4;
+/// A failed upload to a relay is tried again after this long, doubling…
+const UPLOAD_RETRY_FIRST: Duration = Duration::from_secs(5);
+/// …up to this long between tries…
+const UPLOAD_RETRY_MAX: Duration = Duration::from_secs(5 * 60);
+/// …this many times, then the sender is told.
+const MAX_UPLOAD_ATTEMPTS: u32 = 12;
 
 /// How the node treats files, from [`crate::NodeConfig`].
 #[derive(Debug, Clone)]
@@ -56,6 +63,13 @@ pub(crate) struct FileHost {
     queued: Vec<(ConversationId, MessageId, Option<PathBuf>)>,
     /// Ciphertext bytes served since the start.
     served: Arc<AtomicU64>,
+    /// Uploads to our relays that failed, to try again.
+    retries: HashMap<(MessageId, PeerId), UploadRetry>,
+}
+
+struct UploadRetry {
+    attempts: u32,
+    at: Instant,
 }
 
 impl FileHost {
@@ -97,6 +111,7 @@ impl FileHost {
             running: HashMap::new(),
             queued: Vec::new(),
             served,
+            retries: HashMap::new(),
         }
     }
 
@@ -296,17 +311,10 @@ impl EventLoop {
         if all_here || self.home.is_empty() {
             return;
         }
-        for relay in self.home.iter().map(|r| r.peer) {
-            let (control, blobs, reports) = (
-                self.files.control.clone(),
-                self.files.config.blobs.clone(),
-                self.files.reports_tx.clone(),
-            );
+        let relays: Vec<PeerId> = self.home.iter().map(|r| r.peer).collect();
+        for relay in relays {
             tracing::info!(%id, %relay, "a recipient is offline: the file goes to our relay too");
-            tokio::spawn(async move {
-                let outcome = transfer::upload(control, relay, root, blobs).await;
-                let _ = reports.send(Report::Uploaded { id, relay, outcome }).await;
-            });
+            self.spawn_upload(id, relay, root);
         }
     }
 
@@ -594,16 +602,28 @@ impl EventLoop {
         relay: PeerId,
         outcome: Result<(), transfer::UploadError>,
     ) {
+        let key = (id, relay);
         let problem = match outcome {
             Ok(()) => {
+                self.files.retries.remove(&key);
                 tracing::info!(%id, %relay, "our relay holds the file for the offline recipient");
                 return;
             }
-            Err(transfer::UploadError::Refused(reason)) => format!(
-                "your relay {relay} refused the file ({reason}): the contact gets it from this device when you are both online"
-            ),
+            Err(transfer::UploadError::Refused(UploadRefusal::Busy)) => {
+                self.retry_upload(key);
+                return;
+            }
+            Err(transfer::UploadError::Refused(reason)) => {
+                self.files.retries.remove(&key);
+                format!(
+                    "your relay {relay} refused the file ({reason}): the contact gets it from this device when you are both online"
+                )
+            }
             Err(transfer::UploadError::Failed(error)) => {
-                tracing::warn!(%id, %relay, %error, "an upload to our relay failed");
+                tracing::warn!(%id, %relay, %error, "an upload to our relay failed; it is tried again");
+                if self.retry_upload(key) {
+                    return;
+                }
                 format!(
                     "the upload to your relay {relay} failed ({error}): the contact gets it from this device when you are both online"
                 )
@@ -623,6 +643,68 @@ impl EventLoop {
                 .after
                 .push(After::Emit(Event::File { file: view }));
         }
+    }
+
+    /// Schedules the upload `key` again (backing off); false once it has
+    /// failed too often.
+    fn retry_upload(&mut self, key: (MessageId, PeerId)) -> bool {
+        let now = Instant::now();
+        let retry = self.files.retries.entry(key).or_insert(UploadRetry {
+            attempts: 0,
+            at: now,
+        });
+        retry.attempts += 1;
+        if retry.attempts > MAX_UPLOAD_ATTEMPTS {
+            self.files.retries.remove(&key);
+            return false;
+        }
+        let wait = UPLOAD_RETRY_FIRST.saturating_mul(1 << (retry.attempts - 1).min(6));
+        retry.at = now + wait.min(UPLOAD_RETRY_MAX);
+        true
+    }
+
+    /// Uploads whose time to try again has come (and whose relay is
+    /// connected, or the dial would fail again).
+    pub(super) fn files_tick(&mut self) {
+        let now = Instant::now();
+        let due: Vec<(MessageId, PeerId)> = self
+            .files
+            .retries
+            .iter()
+            .filter(|(_, r)| r.at <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for (id, relay) in due {
+            if let Some(r) = self.files.retries.get_mut(&(id, relay)) {
+                // Not again before this one ends.
+                r.at = now + UPLOAD_RETRY_MAX * 4;
+            }
+            let Ok(files) = self.store.files() else {
+                return;
+            };
+            let Some(root) = files
+                .iter()
+                .find(|(_, m, _)| *m == id)
+                .and_then(|(_, _, f)| FileManifest::from_bytes(&f.manifest).ok())
+                .map(|m| m.root)
+            else {
+                self.files.retries.remove(&(id, relay));
+                continue;
+            };
+            self.spawn_upload(id, relay, root);
+        }
+    }
+
+    fn spawn_upload(&self, id: MessageId, relay: PeerId, root: BlobRoot) {
+        let (control, blobs, reports) = (
+            self.files.control.clone(),
+            self.files.config.blobs.clone(),
+            self.files.reports_tx.clone(),
+        );
+        tokio::spawn(async move {
+            let outcome = transfer::upload(control, relay, root, blobs).await;
+            let _ = reports.send(Report::Uploaded { id, relay, outcome }).await;
+        });
     }
 
     fn download_ended(&mut self, id: MessageId, outcome: Result<PathBuf, String>) {

@@ -350,6 +350,7 @@ impl EventLoop {
         }
         self.push_list_if_new();
         self.resume_downloads();
+        self.resume_uploads();
         Ok(self)
     }
 

@@ -516,3 +516,25 @@ fn a_relay_that_was_down_as_the_file_was_sent_gets_it_once_back() {
         bytes
     );
 }
+
+#[test]
+fn an_upload_cut_by_the_senders_restart_is_taken_up_again() {
+    let mut relay = RelayProc::start("");
+    let (mut alice, _bob) = bob_offline_at(&relay);
+    relay.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_file(dir.path(), "notes.txt", &random_bytes(200_000, 10));
+    let sent = alice.json(&["send", "bob", "--file", path.to_str().unwrap(), "--json"]);
+    assert!(sent["id"].is_string());
+    // The first try failed (the relay is down); alice's node stops before
+    // the next one.
+    std::thread::sleep(Duration::from_secs(1));
+    alice.stop();
+    relay.restart();
+    alice.start_with(&["--relay", &relay.address]);
+    wait_for(
+        "the relay to hold the file",
+        Duration::from_secs(90),
+        || (relay_blobs(&relay) == 1).then_some(()),
+    );
+}

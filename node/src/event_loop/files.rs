@@ -65,6 +65,9 @@ pub(crate) struct FileHost {
     served: Arc<AtomicU64>,
     /// Uploads to our relays that failed, to try again.
     retries: HashMap<(MessageId, PeerId), UploadRetry>,
+    /// Uploads not finished (running or to try again), as stored: taken up
+    /// again at the next start.
+    pending: std::collections::BTreeSet<(MessageId, PeerId)>,
 }
 
 struct UploadRetry {
@@ -112,6 +115,7 @@ impl FileHost {
             queued: Vec::new(),
             served,
             retries: HashMap::new(),
+            pending: std::collections::BTreeSet::new(),
         }
     }
 
@@ -606,6 +610,7 @@ impl EventLoop {
         let problem = match outcome {
             Ok(()) => {
                 self.files.retries.remove(&key);
+                self.upload_done(key);
                 tracing::info!(%id, %relay, "our relay holds the file for the offline recipient");
                 return;
             }
@@ -615,6 +620,7 @@ impl EventLoop {
             }
             Err(transfer::UploadError::Refused(reason)) => {
                 self.files.retries.remove(&key);
+                self.upload_done(key);
                 format!(
                     "your relay {relay} refused the file ({reason}): the contact gets it from this device when you are both online"
                 )
@@ -656,11 +662,18 @@ impl EventLoop {
         retry.attempts += 1;
         if retry.attempts > MAX_UPLOAD_ATTEMPTS {
             self.files.retries.remove(&key);
+            self.upload_done(key);
             return false;
         }
         let wait = UPLOAD_RETRY_FIRST.saturating_mul(1 << (retry.attempts - 1).min(6));
         retry.at = now + wait.min(UPLOAD_RETRY_MAX);
         true
+    }
+
+    fn upload_done(&mut self, key: (MessageId, PeerId)) {
+        if self.files.pending.remove(&key) {
+            self.save_pending_uploads();
+        }
     }
 
     /// Uploads whose time to try again has come (and whose relay is
@@ -689,13 +702,53 @@ impl EventLoop {
                 .map(|m| m.root)
             else {
                 self.files.retries.remove(&(id, relay));
+                self.upload_done((id, relay));
                 continue;
             };
             self.spawn_upload(id, relay, root);
         }
     }
 
-    fn spawn_upload(&self, id: MessageId, relay: PeerId, root: BlobRoot) {
+    /// Stores which uploads are not finished (outside the batch: it only
+    /// says what to try again after a restart).
+    fn save_pending_uploads(&self) {
+        let uploads = self
+            .files
+            .pending
+            .iter()
+            .map(|(id, relay)| (id.0, relay.to_bytes()))
+            .collect();
+        if let Err(e) = self.store.put_pending_uploads(uploads) {
+            tracing::warn!(error = %e, "could not store the unfinished uploads");
+        }
+    }
+
+    /// Uploads a restart cut short are tried again, soon after the start.
+    pub(super) fn resume_uploads(&mut self) {
+        let stored = match self.store.pending_uploads() {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the unfinished uploads");
+                return;
+            }
+        };
+        let at = Instant::now() + UPLOAD_RETRY_FIRST;
+        for (id, relay) in stored {
+            let Ok(relay) = PeerId::from_bytes(&relay) else {
+                continue;
+            };
+            let key = (MessageId(id), relay);
+            self.files.pending.insert(key);
+            self.files
+                .retries
+                .insert(key, UploadRetry { attempts: 0, at });
+        }
+    }
+
+    fn spawn_upload(&mut self, id: MessageId, relay: PeerId, root: BlobRoot) {
+        if self.files.pending.insert((id, relay)) {
+            self.save_pending_uploads();
+        }
         let (control, blobs, reports) = (
             self.files.control.clone(),
             self.files.config.blobs.clone(),

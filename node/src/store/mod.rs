@@ -81,6 +81,11 @@ const MAX_REVOCATION_LISTS: usize = 16;
 
 /// One revocation: the account's device list before and after, encoded.
 pub type RevocationLists = (Vec<u8>, Vec<u8>);
+/// Uploads of files to our relays not finished yet: (message id, relay
+/// peer id bytes), taken up again at start.
+const PENDING_UPLOADS_KEY: &str = "pending_uploads";
+/// Most uploads remembered (the newest).
+const MAX_PENDING_UPLOADS: usize = 1024;
 /// Present once this device learnt it was revoked.
 const REVOKED_KEY: &str = "revoked";
 /// The account's presence seed (32 bytes; see `PresenceKey::derive`).
@@ -312,6 +317,23 @@ impl Store {
         pairs.drain(..extra);
         let bytes = postcard::to_allocvec(&pairs).unwrap_or_default();
         self.put_meta(REVOCATION_LISTS_KEY, &bytes)
+    }
+
+    /// Uploads of files to our relays that have not finished: (message id,
+    /// relay peer id as bytes).
+    pub fn pending_uploads(&self) -> Result<Vec<(u128, Vec<u8>)>, StoreError> {
+        match self.meta(PENDING_UPLOADS_KEY)? {
+            Some(bytes) => Ok(postcard::from_bytes(&bytes).unwrap_or_default()),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Replaces [`Store::pending_uploads`] (the newest 1024 kept).
+    pub fn put_pending_uploads(&self, mut uploads: Vec<(u128, Vec<u8>)>) -> Result<(), StoreError> {
+        let extra = uploads.len().saturating_sub(MAX_PENDING_UPLOADS);
+        uploads.drain(..extra);
+        let bytes = postcard::to_allocvec(&uploads).unwrap_or_default();
+        self.put_meta(PENDING_UPLOADS_KEY, &bytes)
     }
 
     /// The account's presence seed, made (and stored) the first time it is

@@ -280,6 +280,14 @@ pub enum FileCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write the small JPEG preview a photo came with (nothing is fetched)
+    Thumbnail {
+        /// The file's id
+        id: String,
+        /// Where to write the JPEG
+        #[arg(value_hint = clap::ValueHint::FilePath)]
+        out: PathBuf,
+    },
     /// Stop a download and remove what it fetched
     Cancel {
         /// The file's id

@@ -376,24 +376,25 @@ pub async fn run() -> Result<()> {
     Ok(())
 }
 
-/// A `side`×`side` gradient as a binary PPM: any image viewer opens it.
-fn gradient_ppm(side: usize) -> Vec<u8> {
-    let mut photo = format!("P6\n{side} {side}\n255\n").into_bytes();
-    for y in 0..side {
-        for x in 0..side {
-            let (r, g) = ((x * 255 / side) as u8, (y * 255 / side) as u8);
-            photo.extend_from_slice(&[r, g, r ^ g]);
-        }
-    }
-    photo
+/// A `side`×`side` picture (a gradient with a pattern) as a PNG.
+fn photo_png(side: u32) -> Result<Vec<u8>> {
+    let picture = image::RgbImage::from_fn(side, side, |x, y| {
+        let (r, g) = ((x * 255 / side) as u8, (y * 255 / side) as u8);
+        image::Rgb([r, g, r ^ g])
+    });
+    let mut png = Vec::new();
+    picture
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .context("could not make the demo's photo")?;
+    Ok(png)
 }
 
 /// alice sends bob a photo (made on the fly): sealed on her side, fetched
 /// and checked piece by piece by his.
 async fn files_demo(dir: &Path, alice: &NodeProcess, bob: &NodeProcess) -> Result<()> {
     println!("\n— a photo —");
-    let photo = gradient_ppm(256);
-    let path = dir.join("sunset.ppm");
+    let photo = photo_png(512)?;
+    let path = dir.join("sunset.png");
     std::fs::write(&path, &photo)?;
     let params = json!({
         "contact": "bob",
@@ -403,7 +404,7 @@ async fn files_demo(dir: &Path, alice: &NodeProcess, bob: &NodeProcess) -> Resul
     });
     let sent: SendReceipt = serde_json::from_value(call(alice, "send", params).await?)?;
     println!(
-        "alice sends sunset.ppm ({} KiB): compressed, encrypted under its own key, {}",
+        "alice sends sunset.png ({} KiB): encrypted under its own key, with a small preview in the message, {}",
         photo.len() / 1024,
         sent.status
     );
@@ -418,6 +419,11 @@ async fn files_demo(dir: &Path, alice: &NodeProcess, bob: &NodeProcess) -> Resul
     })
     .await?;
     let file = saved.context("bob's copy of the photo")?;
+    let preview = call(bob, "file.thumbnail", json!({ "id": sent.id })).await?;
+    let preview_len = preview["base64"].as_str().map_or(0, |b| b.len() * 3 / 4);
+    println!(
+        "bob's node shows the preview at once ({preview_len} bytes of JPEG in the message itself)"
+    );
     let path = file.path.unwrap_or_default();
     let same = std::fs::read(&path)? == photo;
     println!(
@@ -627,8 +633,8 @@ async fn group_demo(
     .await?;
     wait_group_text(bob, "friends", away).await?;
     println!("alice → friends  {away:?}");
-    let photo = dir.join("beach.ppm");
-    let photo_bytes = gradient_ppm(128);
+    let photo = dir.join("beach.png");
+    let photo_bytes = photo_png(256)?;
     std::fs::write(&photo, &photo_bytes)?;
     let sent = call(
         bob,
@@ -645,7 +651,7 @@ async fn group_demo(
     })
     .await?;
     println!(
-        "bob → friends    a photo, beach.ppm: alice fetches it from bob; carol is offline, so bob's node hands the encrypted file to his relay"
+        "bob → friends    a photo, beach.png: alice fetches it from bob; carol is offline, so bob's node hands the encrypted file to his relay"
     );
     carol = NodeProcess::start_with(&carol_home, &carol_addr, &["--relay", &relay.address]).await?;
     wait_group_text(&carol, "friends", away).await?;

@@ -344,6 +344,16 @@ async fn dispatch(node: &Node, request: Request) -> Result<Value, (i64, String)>
             let p: FileParams = params(request.params)?;
             to_value(node.file_get(&p.id, p.to).await.map_err(node_err)?)
         }
+        "file.thumbnail" => {
+            let p: FileParams = params(request.params)?;
+            let jpeg = node.file_thumbnail(&p.id).map_err(node_err)?;
+            use base64::Engine as _;
+            Ok(json!({
+                "id": p.id,
+                "mime": "image/jpeg",
+                "base64": base64::engine::general_purpose::STANDARD.encode(jpeg),
+            }))
+        }
         "file.cancel" => {
             let p: FileParams = params(request.params)?;
             to_value(node.file_cancel(&p.id).await.map_err(node_err)?)

@@ -74,4 +74,35 @@ pub fn check_space(folder: &Path, blobs: &Path, manifest: &FileManifest) -> Resu
     Ok(())
 }
 
+/// A small JPEG preview of the photo at `path` (JPEG or PNG), at most
+/// [`MAX_THUMBNAIL_LEN`](hush_protocol::blob::MAX_THUMBNAIL_LEN) bytes;
+/// `None` for other types, or a picture that does not decode within the
+/// limits (decoding is bounded: at most 16384 pixels a side, 512 MiB).
+pub fn make_thumbnail(path: &Path, mime: &str) -> Option<Vec<u8>> {
+    if !matches!(mime, "image/jpeg" | "image/png") {
+        return None;
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(16_384);
+    limits.max_image_height = Some(16_384);
+    limits.max_alloc = Some(512 << 20);
+    let mut reader = image::ImageReader::open(path)
+        .ok()?
+        .with_guessed_format()
+        .ok()?;
+    reader.limits(limits);
+    let picture = reader.decode().ok()?;
+    for (side, quality) in [(160, 60), (120, 50), (96, 40), (64, 30)] {
+        let small = picture.thumbnail(side, side).to_rgb8();
+        let mut out = Vec::new();
+        let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality);
+        if small.write_with_encoder(encoder).is_ok()
+            && out.len() <= hush_protocol::blob::MAX_THUMBNAIL_LEN
+        {
+            return Some(out);
+        }
+    }
+    None
+}
+
 pub(crate) mod transfer;

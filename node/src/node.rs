@@ -632,7 +632,12 @@ impl Node {
         let manifest = tokio::task::spawn_blocking(move || {
             hush_host::create_private_dir(&blobs)
                 .map_err(|e| NodeError::File(format!("cannot create {}: {e}", blobs.display())))?;
-            crate::files::seal_file(&path, &blobs, None, &mut rand::thread_rng())
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let thumbnail = crate::files::make_thumbnail(&path, crate::files::mime_of(&name));
+            crate::files::seal_file(&path, &blobs, thumbnail, &mut rand::thread_rng())
                 .map_err(|e| NodeError::File(e.to_string()))
         })
         .await
@@ -674,6 +679,26 @@ impl Node {
             reply,
         })
         .await
+    }
+
+    /// The small JPEG preview a photo's message carries (read from the
+    /// message, nothing fetched).
+    pub fn file_thumbnail(&self, id: &str) -> Result<Vec<u8>, NodeError> {
+        let wanted: MessageId = id.parse().map_err(|_| {
+            NodeError::File(format!("{id:?} is not a file id (see `hush file list`)"))
+        })?;
+        let (_, _, file) = self
+            .store
+            .files()?
+            .into_iter()
+            .find(|(_, m, _)| *m == wanted)
+            .ok_or_else(|| {
+                NodeError::File(format!("no file with id {id} (see `hush file list`)"))
+            })?;
+        <hush_protocol::blob::FileManifest as hush_protocol::Wire>::from_bytes(&file.manifest)
+            .ok()
+            .and_then(|m| m.thumbnail)
+            .ok_or_else(|| NodeError::File(format!("file {id} came without a thumbnail")))
     }
 
     /// Stops the download of the file of message `id` and removes what it

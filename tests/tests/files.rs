@@ -538,3 +538,49 @@ fn an_upload_cut_by_the_senders_restart_is_taken_up_again() {
         || (relay_blobs(&relay) == 1).then_some(()),
     );
 }
+
+#[test]
+fn a_photo_comes_with_a_small_preview_in_its_message() {
+    let (alice, mut bob) = pair();
+    bob.stop();
+    bob.start_with(&["--auto-fetch-mib", "0"]);
+    let dir = tempfile::tempdir().unwrap();
+    let picture = image::RgbImage::from_fn(1200, 800, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x * y) % 256) as u8])
+    });
+    let path = dir.path().join("photo.png");
+    picture.save(&path).unwrap();
+    let sent = alice.json(&[
+        "send",
+        "bob",
+        "--file",
+        path.to_str().unwrap(),
+        "--wait",
+        "delivered",
+        "--json",
+    ]);
+    let id = sent["id"].as_str().unwrap();
+    // Not fetched, yet the preview is there: it came in the message.
+    let file = file_of(&bob, id);
+    assert_eq!(file["state"], "offered");
+    assert_eq!(file["thumbnail"], true, "{file}");
+    let out = dir.path().join("preview.jpg");
+    let run = bob.run(&["file", "thumbnail", id, out.to_str().unwrap()]);
+    assert!(run.ok(), "{run:?}");
+    let jpeg = std::fs::read(&out).unwrap();
+    assert!(jpeg.len() <= 10 * 1024, "{} bytes", jpeg.len());
+    let preview = image::load_from_memory(&jpeg).expect("a JPEG that decodes");
+    assert!(preview.width() <= 160 && preview.height() <= 160);
+    // A file that is not a picture has none.
+    let other = write_file(dir.path(), "data.bin", &random_bytes(1000, 11));
+    let sent = alice.json(&["send", "bob", "--file", other.to_str().unwrap(), "--json"]);
+    let id = sent["id"].as_str().unwrap();
+    wait_for("bob to have the message", Duration::from_secs(30), || {
+        let f = file_of(&bob, id);
+        (!f.is_null()).then_some(())
+    });
+    assert_eq!(file_of(&bob, id)["thumbnail"], false);
+    let run = bob.run(&["file", "thumbnail", id, out.to_str().unwrap()]);
+    assert!(!run.ok());
+    assert!(run.stderr.contains("without a thumbnail"), "{run:?}");
+}

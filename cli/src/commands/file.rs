@@ -58,6 +58,18 @@ pub async fn run(home: &Home, command: FileCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        FileCommand::Thumbnail { id, out } => {
+            let answer = client.call("file.thumbnail", json!({ "id": id })).await?;
+            use base64::Engine as _;
+            let jpeg = base64::engine::general_purpose::STANDARD
+                .decode(answer["base64"].as_str().unwrap_or_default())
+                .map_err(|e| {
+                    anyhow::anyhow!("the node sent a thumbnail that does not decode: {e}")
+                })?;
+            std::fs::write(&out, &jpeg)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
+            println!("{} ({} bytes)", out.display(), jpeg.len());
+        }
         FileCommand::Cancel { id, json } => {
             let file: FileView =
                 serde_json::from_value(client.call("file.cancel", json!({ "id": id })).await?)?;

@@ -383,7 +383,7 @@ pub fn remove_partial(blobs: &Path, root: &BlobRoot) {
 mod source;
 pub mod stream;
 
-pub use source::{BlobSource, mime_of, seal_file};
+pub use source::{BlobSource, mime_of, remove_sealed, seal_file};
 
 #[cfg(test)]
 mod tests;

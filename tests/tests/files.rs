@@ -584,3 +584,37 @@ fn a_photo_comes_with_a_small_preview_in_its_message() {
     assert!(!run.ok());
     assert!(run.stderr.contains("without a thumbnail"), "{run:?}");
 }
+
+#[test]
+fn a_sender_who_stops_sharing_a_file_keeps_no_copy_and_serves_nothing() {
+    let (alice, mut bob) = pair();
+    bob.stop();
+    bob.start_with(&["--auto-fetch-mib", "0"]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_file(dir.path(), "draft.pdf", &random_bytes(150_000, 12));
+    let sent = alice.json(&[
+        "send",
+        "bob",
+        "--file",
+        path.to_str().unwrap(),
+        "--wait",
+        "delivered",
+        "--json",
+    ]);
+    let id = sent["id"].as_str().unwrap();
+    let stopped = alice.json(&["file", "cancel", id, "--json"]);
+    assert_eq!(stopped["state"], "cancelled", "{stopped}");
+    let blobs: Vec<_> = std::fs::read_dir(alice.home.join("blobs"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "blob"))
+        .collect();
+    assert!(blobs.is_empty(), "{blobs:?}");
+    // bob asks: alice has nothing to give, so the download only waits.
+    let run = bob.run(&["file", "get", id]);
+    assert!(run.ok(), "{run:?}");
+    std::thread::sleep(Duration::from_secs(3));
+    let file = file_of(&bob, id);
+    assert_eq!(file["state"], "fetching", "{file}");
+    assert_eq!(file["done"], 0);
+}

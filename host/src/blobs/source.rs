@@ -282,3 +282,10 @@ impl super::PartialBlob {
         BlobSource::open(blobs, &self.root)?.ok_or(FileError::Damaged)
     }
 }
+
+/// Removes the sealed blob `root` (and its tree) from `blobs`: it is no
+/// longer served from here.
+pub fn remove_sealed(blobs: &Path, root: &BlobRoot) {
+    let _ = std::fs::remove_file(blob_path(blobs, root));
+    let _ = std::fs::remove_file(tree_path(blobs, root));
+}

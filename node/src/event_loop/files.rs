@@ -408,10 +408,32 @@ impl EventLoop {
     }
 
     /// `hush file cancel`: stops the download of message `id` and removes
-    /// what it fetched.
+    /// what it fetched; for a file we sent, stops sharing it (its sealed
+    /// copy goes: who has not fetched it yet will not get it from here).
     pub(super) fn file_cancel(&mut self, id: &str, reply: Reply<FileView>) {
         let result = self.find_file(id).and_then(|(conversation, id, mut file)| {
-            if file.outgoing || file.state == FileState::Complete {
+            let manifest = FileManifest::from_bytes(&file.manifest).ok();
+            if file.state == FileState::Shared {
+                if let Some(m) = &manifest {
+                    hush_host::blobs::remove_sealed(&self.files.config.blobs, &m.root);
+                }
+                self.files.retries.retain(|(m, _), _| *m != id);
+                if self.files.pending.iter().any(|(m, _)| *m == id) {
+                    self.files.pending.retain(|(m, _)| *m != id);
+                    self.save_pending_uploads();
+                }
+                file.state = FileState::Cancelled;
+                file.error = Some("you stopped sharing it".to_owned());
+                self.batch
+                    .ops
+                    .push(Op::PutFile(conversation, id, file.clone()));
+                let view = self.view_file(conversation, id, &file);
+                self.batch
+                    .after
+                    .push(After::Emit(Event::File { file: view.clone() }));
+                return Ok(view);
+            }
+            if matches!(file.state, FileState::Complete | FileState::Cancelled) {
                 return Err(NodeError::File(format!(
                     "file {id} is {}: there is no download to cancel",
                     file.state
@@ -421,7 +443,7 @@ impl EventLoop {
                 running.task.abort();
             }
             self.files.queued.retain(|(_, q, _)| *q != id);
-            if let Ok(manifest) = FileManifest::from_bytes(&file.manifest) {
+            if let Some(manifest) = &manifest {
                 crate::files::remove_partial(&self.files.config.blobs, &manifest.root);
             }
             file.state = FileState::Cancelled;

@@ -22,6 +22,20 @@ fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
+/// `user` sends the file at `path` to bob (with `caption`), waiting until
+/// it is `wait`; the send's JSON.
+fn send_file(user: &User, path: &Path, caption: Option<&str>, wait: &str) -> Value {
+    let mut args = vec![
+        "send",
+        "bob",
+        "--file",
+        path.to_str().expect("a UTF-8 path"),
+    ];
+    args.extend(caption);
+    args.extend(["--wait", wait, "--json"]);
+    user.json(&args)
+}
+
 /// The file of the message `id` as `user` lists it.
 fn file_of(user: &User, id: &str) -> Value {
     let list = user.json(&["file", "list", "--json"]);
@@ -52,16 +66,7 @@ fn a_file_sent_directly_arrives_byte_identical_under_its_name() {
     // Three groups and a bit, and text that compresses.
     let bytes = random_bytes(3 * 65_520 + 1_000, 1);
     let photo = write_file(dir.path(), "holiday.jpg", &bytes);
-    let sent = alice.json(&[
-        "send",
-        "bob",
-        "--file",
-        photo.to_str().unwrap(),
-        "the beach",
-        "--wait",
-        "delivered",
-        "--json",
-    ]);
+    let sent = send_file(&alice, &photo, Some("the beach"), "delivered");
     let id = sent["id"].as_str().expect("id").to_owned();
     let file = wait_complete(&bob, &id, Duration::from_secs(30));
     let path = PathBuf::from(file["path"].as_str().expect("path"));
@@ -117,15 +122,7 @@ fn a_file_over_the_auto_fetch_limit_waits_for_file_get() {
     let dir = tempfile::tempdir().expect("temp dir");
     let bytes = random_bytes(200_000, 2);
     let path = write_file(dir.path(), "big.bin", &bytes);
-    let sent = alice.json(&[
-        "send",
-        "bob",
-        "--file",
-        path.to_str().unwrap(),
-        "--wait",
-        "delivered",
-        "--json",
-    ]);
+    let sent = send_file(&alice, &path, None, "delivered");
     let id = sent["id"].as_str().unwrap();
     let file = file_of(&bob, id);
     assert_eq!(file["state"], "offered", "{file}");
@@ -191,15 +188,7 @@ fn a_source_that_serves_a_flipped_bit_is_caught_named_and_nothing_of_it_kept() {
     let dir = tempfile::tempdir().unwrap();
     let bytes = random_bytes(5 * 65_536, 3);
     let path = write_file(dir.path(), "report.pdf", &bytes);
-    let sent = alice.json(&[
-        "send",
-        "bob",
-        "--file",
-        path.to_str().unwrap(),
-        "--wait",
-        "delivered",
-        "--json",
-    ]);
+    let sent = send_file(&alice, &path, None, "delivered");
     let id = sent["id"].as_str().unwrap();
     // alice's copy goes bad on disk (or alice lies): one bit of group 2.
     let blob = only_blob(&alice);
@@ -233,15 +222,7 @@ fn a_receiver_killed_half_way_resumes_and_fetches_little_twice() {
     let len = 48 << 20;
     let bytes = random_bytes(len, 4);
     let path = write_file(dir.path(), "video.mp4", &bytes);
-    let sent = alice.json(&[
-        "send",
-        "bob",
-        "--file",
-        path.to_str().unwrap(),
-        "--wait",
-        "delivered",
-        "--json",
-    ]);
+    let sent = send_file(&alice, &path, None, "delivered");
     let id = sent["id"].as_str().unwrap().to_owned();
     let served = |u: &User| {
         u.json(&["status", "--json"])["files_served_bytes"]
@@ -321,16 +302,7 @@ fn a_file_for_an_offline_recipient_waits_at_the_relay_while_the_sender_is_gone()
     let dir = tempfile::tempdir().unwrap();
     let bytes = random_bytes(700_000, 5);
     let path = write_file(dir.path(), "voice.ogg", &bytes);
-    let sent = alice.json(&[
-        "send",
-        "bob",
-        "--file",
-        path.to_str().unwrap(),
-        "hear this",
-        "--wait",
-        "sent",
-        "--json",
-    ]);
+    let sent = send_file(&alice, &path, Some("hear this"), "sent");
     let id = sent["id"].as_str().unwrap().to_owned();
     wait_for(
         "the relay to hold the file",
@@ -358,15 +330,7 @@ fn a_relay_over_its_file_quota_refuses_and_the_sender_is_told() {
     let dir = tempfile::tempdir().unwrap();
     let send = |name: &str, seed: u8| {
         let path = write_file(dir.path(), name, &random_bytes(100_000, seed));
-        let sent = alice.json(&[
-            "send",
-            "bob",
-            "--file",
-            path.to_str().unwrap(),
-            "--wait",
-            "sent",
-            "--json",
-        ]);
+        let sent = send_file(&alice, &path, None, "sent");
         sent["id"].as_str().unwrap().to_owned()
     };
     let first = send("one.bin", 6);
@@ -550,15 +514,7 @@ fn a_photo_comes_with_a_small_preview_in_its_message() {
     });
     let path = dir.path().join("photo.png");
     picture.save(&path).unwrap();
-    let sent = alice.json(&[
-        "send",
-        "bob",
-        "--file",
-        path.to_str().unwrap(),
-        "--wait",
-        "delivered",
-        "--json",
-    ]);
+    let sent = send_file(&alice, &path, None, "delivered");
     let id = sent["id"].as_str().unwrap();
     // Not fetched, yet the preview is there: it came in the message.
     let file = file_of(&bob, id);
@@ -592,15 +548,7 @@ fn a_sender_who_stops_sharing_a_file_keeps_no_copy_and_serves_nothing() {
     bob.start_with(&["--auto-fetch-mib", "0"]);
     let dir = tempfile::tempdir().unwrap();
     let path = write_file(dir.path(), "draft.pdf", &random_bytes(150_000, 12));
-    let sent = alice.json(&[
-        "send",
-        "bob",
-        "--file",
-        path.to_str().unwrap(),
-        "--wait",
-        "delivered",
-        "--json",
-    ]);
+    let sent = send_file(&alice, &path, None, "delivered");
     let id = sent["id"].as_str().unwrap();
     let stopped = alice.json(&["file", "cancel", id, "--json"]);
     assert_eq!(stopped["state"], "cancelled", "{stopped}");

@@ -199,6 +199,17 @@ impl EventLoop {
     pub(super) fn send(&mut self, contact: &str, text: String, reply: Reply<SendReceipt>) {
         let result = self.engine.send_text(ctx!(self), contact, text);
         self.drive();
+        self.reply_sent(contact, result, reply);
+    }
+
+    /// Answers a 1:1 send once its batch is on disk (or at once with its
+    /// error); the message's id when it was queued.
+    pub(super) fn reply_sent(
+        &mut self,
+        contact: &str,
+        result: Result<hush_protocol::MessageId, SendError>,
+        reply: Reply<SendReceipt>,
+    ) -> Option<hush_protocol::MessageId> {
         match result {
             Ok(id) => {
                 let receipt = SendReceipt {
@@ -209,9 +220,11 @@ impl EventLoop {
                     keys_changed: self.keys_changed(contact),
                 };
                 self.batch.after.push(After::ReplySend(reply, receipt));
+                Some(id)
             }
             Err(e) => {
                 let _ = reply.send(Err(e.into()));
+                None
             }
         }
     }

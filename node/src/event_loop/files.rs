@@ -19,7 +19,7 @@ use super::{After, EventLoop};
 use crate::error::NodeError;
 use crate::files::transfer::{self, Access, Job, Report};
 use crate::node::Reply;
-use crate::records::{FileRecord, FileState, Status};
+use crate::records::{FileRecord, FileState};
 use crate::store::Op;
 use crate::view::{Event, FileView, SendReceipt};
 
@@ -251,21 +251,8 @@ impl EventLoop {
         let root = offer.manifest.root;
         let result = self.engine.send_file(ctx!(self), contact, offer, path);
         self.drive();
-        match result {
-            Ok(id) => {
-                self.upload_if_offline(contact, id, root);
-                let receipt = SendReceipt {
-                    id: id.to_string(),
-                    status: Status::Pending,
-                    timed_out: false,
-                    problem: None,
-                    keys_changed: self.keys_changed(contact),
-                };
-                self.batch.after.push(After::ReplySend(reply, receipt));
-            }
-            Err(e) => {
-                let _ = reply.send(Err(e.into()));
-            }
+        if let Some(id) = self.reply_sent(contact, result, reply) {
+            self.upload_if_offline(contact, id, root);
         }
     }
 
@@ -424,14 +411,7 @@ impl EventLoop {
                 }
                 file.state = FileState::Cancelled;
                 file.error = Some("you stopped sharing it".to_owned());
-                self.batch
-                    .ops
-                    .push(Op::PutFile(conversation, id, file.clone()));
-                let view = self.view_file(conversation, id, &file);
-                self.batch
-                    .after
-                    .push(After::Emit(Event::File { file: view.clone() }));
-                return Ok(view);
+                return Ok(self.store_file(conversation, id, &file));
             }
             if matches!(file.state, FileState::Complete | FileState::Cancelled) {
                 return Err(NodeError::File(format!(
@@ -447,13 +427,7 @@ impl EventLoop {
                 crate::files::remove_partial(&self.files.config.blobs, &manifest.root);
             }
             file.state = FileState::Cancelled;
-            self.batch
-                .ops
-                .push(Op::PutFile(conversation, id, file.clone()));
-            let view = self.view_file(conversation, id, &file);
-            self.batch
-                .after
-                .push(After::Emit(Event::File { file: view.clone() }));
+            let view = self.store_file(conversation, id, &file);
             self.start_queued();
             Ok(view)
         });
@@ -663,14 +637,26 @@ impl EventLoop {
         if let Some((conversation, _, mut file)) = files.into_iter().find(|(_, m, _)| *m == id) {
             tracing::warn!(%id, problem = %problem, "a file is not held at a relay");
             file.error = Some(problem);
-            self.batch
-                .ops
-                .push(Op::PutFile(conversation, id, file.clone()));
-            let view = self.view_file(conversation, id, &file);
-            self.batch
-                .after
-                .push(After::Emit(Event::File { file: view }));
+            self.store_file(conversation, id, &file);
         }
+    }
+
+    /// Stores the file record with the batch and tells subscribers once
+    /// it is on disk; returns what they are told.
+    fn store_file(
+        &mut self,
+        conversation: ConversationId,
+        id: MessageId,
+        file: &FileRecord,
+    ) -> FileView {
+        self.batch
+            .ops
+            .push(Op::PutFile(conversation, id, file.clone()));
+        let view = self.view_file(conversation, id, file);
+        self.batch
+            .after
+            .push(After::Emit(Event::File { file: view.clone() }));
+        view
     }
 
     /// Schedules the upload `key` again (backing off); false once it has
@@ -799,13 +785,7 @@ impl EventLoop {
                     file.error = Some(error);
                 }
             }
-            self.batch
-                .ops
-                .push(Op::PutFile(conversation, id, file.clone()));
-            let view = self.view_file(conversation, id, &file);
-            self.batch
-                .after
-                .push(After::Emit(Event::File { file: view }));
+            self.store_file(conversation, id, &file);
         }
         self.start_queued();
     }

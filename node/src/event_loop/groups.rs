@@ -307,6 +307,34 @@ impl EventLoop {
         }
     }
 
+    /// Answers a group send once its batch is on disk (or at once with its
+    /// error), after doing what the engine asked; the message's id when
+    /// it was stored.
+    fn reply_group_sent(
+        &mut self,
+        result: Result<MessageId, hush_protocol::device::GroupCommandError>,
+        reply: Reply<SendReceipt>,
+    ) -> Option<MessageId> {
+        self.drive();
+        match result {
+            Ok(id) => {
+                let receipt = SendReceipt {
+                    id: id.to_string(),
+                    status: crate::records::Status::Sent,
+                    timed_out: false,
+                    problem: None,
+                    keys_changed: false,
+                };
+                self.batch.after.push(After::ReplySend(reply, receipt));
+                Some(id)
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+                None
+            }
+        }
+    }
+
     /// What the loop does after the commit for what the engine asked.
     fn after_of(&mut self, after: GroupAfter) -> After {
         match after {
@@ -467,43 +495,14 @@ impl EventLoop {
                 reply,
             } => {
                 let root = offer.manifest.root;
-                match self.with_groups(|g, ctx| g.send_file(ctx, &group, *offer, path)) {
-                    Ok(id) => {
-                        let receipt = SendReceipt {
-                            id: id.to_string(),
-                            status: crate::records::Status::Sent,
-                            timed_out: false,
-                            problem: None,
-                            keys_changed: false,
-                        };
-                        self.drive();
-                        self.upload_for_group(&group, id, root);
-                        self.batch.after.push(After::ReplySend(reply, receipt));
-                    }
-                    Err(e) => {
-                        self.drive();
-                        let _ = reply.send(Err(e.into()));
-                    }
+                let result = self.with_groups(|g, ctx| g.send_file(ctx, &group, *offer, path));
+                if let Some(id) = self.reply_group_sent(result, reply) {
+                    self.upload_for_group(&group, id, root);
                 }
             }
             GroupCommand::Send { group, text, reply } => {
-                match self.with_groups(|g, ctx| g.send(ctx, &group, text)) {
-                    Ok(id) => {
-                        let receipt = SendReceipt {
-                            id: id.to_string(),
-                            status: crate::records::Status::Sent,
-                            timed_out: false,
-                            problem: None,
-                            keys_changed: false,
-                        };
-                        self.drive();
-                        self.batch.after.push(After::ReplySend(reply, receipt));
-                    }
-                    Err(e) => {
-                        self.drive();
-                        let _ = reply.send(Err(e.into()));
-                    }
-                }
+                let result = self.with_groups(|g, ctx| g.send(ctx, &group, text));
+                self.reply_group_sent(result, reply);
             }
             GroupCommand::List { reply } => {
                 let mut list: Vec<GroupView> = self

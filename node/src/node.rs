@@ -570,11 +570,7 @@ impl Node {
         // Known before the file is read: sealing a large file for nothing
         // would waste minutes.
         self.contact(contact)?;
-        let offer = self.seal(path, caption).await?;
-        let shown = std::fs::canonicalize(path)
-            .unwrap_or_else(|_| path.to_owned())
-            .display()
-            .to_string();
+        let (offer, shown) = self.seal(path, caption).await?;
         self.call(|reply| Command::SendFile {
             contact: contact.to_owned(),
             offer: Box::new(offer),
@@ -599,12 +595,13 @@ impl Node {
         self.wait_for(contact, receipt, events, wait, timeout).await
     }
 
-    /// The offer for the file at `path`, its blob sealed into `HOME/blobs`.
+    /// The offer for the file at `path`, its blob sealed into `HOME/blobs`,
+    /// and the path as history shows it (absolute).
     async fn seal(
         &self,
         path: &std::path::Path,
         caption: &str,
-    ) -> Result<hush_protocol::FileOffer, NodeError> {
+    ) -> Result<(hush_protocol::FileOffer, String), NodeError> {
         if caption.len() > hush_protocol::MAX_TEXT_LEN {
             return Err(NodeError::TextTooLong { len: caption.len() });
         }
@@ -628,6 +625,10 @@ impl Node {
                 crate::files::human_size(self.files.max_file)
             )));
         }
+        let shown = std::fs::canonicalize(path)
+            .unwrap_or_else(|_| path.to_owned())
+            .display()
+            .to_string();
         let (path, blobs) = (path.to_owned(), self.files.blobs.clone());
         let manifest = tokio::task::spawn_blocking(move || {
             hush_host::create_private_dir(&blobs)
@@ -642,10 +643,11 @@ impl Node {
         })
         .await
         .map_err(|_| NodeError::Stopped)??;
-        Ok(hush_protocol::FileOffer {
+        let offer = hush_protocol::FileOffer {
             manifest,
             caption: caption.to_owned(),
-        })
+        };
+        Ok((offer, shown))
     }
 
     /// Every file sent and received, with where its transfer stands.
@@ -844,11 +846,7 @@ impl Node {
         path: &std::path::Path,
         caption: &str,
     ) -> Result<SendReceipt, NodeError> {
-        let offer = self.seal(path, caption).await?;
-        let shown = std::fs::canonicalize(path)
-            .unwrap_or_else(|_| path.to_owned())
-            .display()
-            .to_string();
+        let (offer, shown) = self.seal(path, caption).await?;
         let group = group.to_owned();
         self.call(|reply| {
             Command::Group(GroupCommand::SendFile {

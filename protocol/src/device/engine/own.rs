@@ -248,19 +248,7 @@ where
             sent_at_ms: id.millis(),
             stored_at_ms: ctx.now.unix_ms,
         };
-        self.effects
-            .push_back(DeviceEffect::Write(DeviceWrite::Message(
-                conversation,
-                record,
-            )));
-        if let Some(file) = file {
-            self.effects
-                .push_back(DeviceEffect::Write(DeviceWrite::File(
-                    conversation,
-                    id,
-                    file,
-                )));
-        }
+        self.write_message(conversation, record, file);
         Ok(())
     }
 }

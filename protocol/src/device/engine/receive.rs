@@ -264,19 +264,7 @@ where
             sent_at_ms: id.millis(),
             stored_at_ms: ctx.now.unix_ms,
         };
-        self.effects
-            .push_back(DeviceEffect::Write(DeviceWrite::Message(
-                conversation,
-                record.clone(),
-            )));
-        if let Some(file) = &file {
-            self.effects
-                .push_back(DeviceEffect::Write(DeviceWrite::File(
-                    conversation,
-                    id,
-                    file.clone(),
-                )));
-        }
+        self.write_message(conversation, record.clone(), file.clone());
         let notice = DeviceNotice::Message {
             contact,
             message: record,

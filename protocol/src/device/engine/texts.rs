@@ -137,6 +137,21 @@ where
             sent_at_ms: id.millis(),
             stored_at_ms: ctx.now.unix_ms,
         };
+        self.write_message(conversation, record, file);
+        if let Some(item) = copy {
+            self.tell_own_devices(ctx, item);
+        }
+        Ok(id)
+    }
+
+    /// Stores a message, and the file it carries beside it.
+    pub(super) fn write_message(
+        &mut self,
+        conversation: ConversationId,
+        record: MessageRecord,
+        file: Option<FileRecord>,
+    ) {
+        let id = record.id;
         self.effects
             .push_back(DeviceEffect::Write(DeviceWrite::Message(
                 conversation,
@@ -150,10 +165,6 @@ where
                     file,
                 )));
         }
-        if let Some(item) = copy {
-            self.tell_own_devices(ctx, item);
-        }
-        Ok(id)
     }
 
     /// Queues receipts for `ids` to every device of `account` (at most

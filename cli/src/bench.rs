@@ -31,6 +31,20 @@ use crate::demo::{NodeProcess, init_home};
 
 const TEXT_LEN: usize = 256;
 
+/// The most resident memory process `pid` (or `self`) reached
+/// (`VmHWM`), in KiB; 0 if it cannot be read.
+pub(crate) fn peak_rss_kib(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 pub(crate) fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;

@@ -360,14 +360,5 @@ fn check_identical(source: &Path, file: &FileView) -> Result<()> {
 
 /// The most resident memory the process reached (`VmHWM`), in KiB.
 fn peak_rss_kib(pid: Option<u32>) -> u64 {
-    let Some(pid) = pid else { return 0 };
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    pid.map_or(0, |pid| crate::bench::peak_rss_kib(&pid.to_string()))
 }

@@ -66,15 +66,7 @@ fn cpu_ticks() -> u64 {
 }
 
 fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    crate::bench::peak_rss_kib("self")
 }
 
 /// The size of one published message carrying a `TEXT_LEN` text.

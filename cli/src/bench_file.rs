@@ -74,7 +74,16 @@ pub async fn file(size_mib: u64, as_json: bool) -> Result<()> {
     let rss_alice = peak_rss_kib(alice.pid()) / 1024;
     let rss_bob = peak_rss_kib(bob.pid()) / 1024;
 
-    // Resume: another file, the receiver killed half way.
+    // Resume: another file, the receiver killed half way. Its log says
+    // what it had verified when it died; what it holds on disk then is
+    // where it resumes; the difference is what it fetches twice. What the
+    // sender served beyond the file's length was in flight (sent, never
+    // verified).
+    bob.stop().await?;
+    let log = dir.path().join("receiver.log");
+    let filter = format!("error,{}=trace", hush_node::files::VERIFIED_TARGET);
+    let bob = NodeProcess::start_logging(&bob_home, "/ip4/127.0.0.1/tcp/0", &extra, &filter, &log)
+        .await?;
     let second = dir.path().join("second.bin");
     write_random(&second, size, 2)?;
     let receipt = send_file(&alice, &second).await?;
@@ -93,12 +102,15 @@ pub async fn file(size_mib: u64, as_json: bool) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     bob.kill9().await?;
+    let cipher = hush_protocol::blob::ciphertext_len(size)?;
+    let verified = verified_in_log(&log)?;
+    let on_disk = stored_by_download(&bob_home.dir().join("blobs"), cipher)?;
+    let refetched_kib = verified.saturating_sub(on_disk) / 1024;
     let bob = NodeProcess::start_with(&bob_home, "/ip4/127.0.0.1/tcp/0", &extra).await?;
     let file = wait_state(&bob_home, &receipt.id).await?;
     check_identical(&second, &file)?;
     let served = status(&alice_home).await?.files_served_bytes - served_before;
-    let cipher = hush_protocol::blob::ciphertext_len(size)?;
-    let refetched_kib = served.saturating_sub(cipher) / 1024;
+    let in_flight_kib = served.saturating_sub(cipher) / 1024 - refetched_kib.min(served / 1024);
 
     // Through the relay: bob offline, alice's node hands the file to the
     // relay; then alice goes and bob fetches it from there.
@@ -126,6 +138,7 @@ pub async fn file(size_mib: u64, as_json: bool) -> Result<()> {
         "direct_over_floor": (direct / floor.max(0.001) * 100.0).round() / 100.0,
         "peak_rss_mib": { "sender": rss_alice, "receiver": rss_bob },
         "resume_refetched_kib": refetched_kib,
+        "resume_in_flight_kib": in_flight_kib,
         "relay_up_mib_per_s": relay_up.round(),
         "relay_down_mib_per_s": relay_down.round(),
     });
@@ -137,7 +150,9 @@ pub async fn file(size_mib: u64, as_json: bool) -> Result<()> {
         println!("direct transfer (fetched, verified, written, opened): {direct:.0} MiB/s");
         println!("plain TCP copy into a file: {floor:.0} MiB/s");
         println!("peak resident memory: sender {rss_alice} MiB, receiver {rss_bob} MiB");
-        println!("resume after kill -9 at half way: {refetched_kib} KiB fetched twice");
+        println!(
+            "resume after kill -9 at half way: {refetched_kib} KiB verified before and fetched again, {in_flight_kib} KiB were in flight"
+        );
         println!(
             "through a relay: up (sealed file handed over) {relay_up:.0} MiB/s, down (fetched from it) {relay_down:.0} MiB/s"
         );
@@ -278,6 +293,34 @@ async fn wait_listed(home: &Home, id: &str) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
+}
+
+/// The most ciphertext bytes a node's log says its download had verified.
+fn verified_in_log(log: &Path) -> Result<u64> {
+    let text = std::fs::read_to_string(log)
+        .with_context(|| format!("could not read the receiver's log {}", log.display()))?;
+    let verified = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|v| v["target"] == hush_node::files::VERIFIED_TARGET)
+        .filter_map(|v| v["verified"].as_u64())
+        .max();
+    verified.context("the receiver's log shows no group verified")
+}
+
+/// What the one download under way in `blobs` holds on disk (ciphertext
+/// bytes of `cipher_len`).
+fn stored_by_download(blobs: &Path, cipher_len: u64) -> Result<u64> {
+    let mut roots = std::fs::read_dir(blobs)?.filter_map(|e| {
+        let name = e.ok()?.file_name().into_string().ok()?;
+        let hex = name.strip_suffix(".have")?;
+        let bytes = <[u8; 32]>::try_from(hex::decode(hex).ok()?).ok()?;
+        Some(hush_protocol::blob::BlobRoot(bytes))
+    });
+    let root = roots
+        .next()
+        .context("the receiver has no download under way")?;
+    Ok(hush_host::blobs::fetched_on_disk(blobs, &root, cipher_len))
 }
 
 async fn status(home: &Home) -> Result<NodeStatus> {

@@ -23,8 +23,30 @@ impl NodeProcess {
     }
 
     pub async fn start_with(home: &Home, listen: &str, extra: &[&str]) -> Result<Self> {
+        Self::spawn(home, listen, extra, None).await
+    }
+
+    /// Like [`NodeProcess::start_with`], with the node's logs that `filter`
+    /// lets through written to `log` as JSON lines.
+    pub async fn start_logging(
+        home: &Home,
+        listen: &str,
+        extra: &[&str],
+        filter: &str,
+        log: &Path,
+    ) -> Result<Self> {
+        Self::spawn(home, listen, extra, Some((filter, log))).await
+    }
+
+    async fn spawn(
+        home: &Home,
+        listen: &str,
+        extra: &[&str],
+        log: Option<(&str, &Path)>,
+    ) -> Result<Self> {
         let exe = std::env::current_exe().context("could not find the hush binary")?;
-        let child = Command::new(exe)
+        let mut command = Command::new(exe);
+        command
             .arg("--home")
             .arg(home.dir())
             .args(["node", "run", "--listen", listen])
@@ -38,7 +60,16 @@ impl NodeProcess {
             )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .kill_on_drop(true)
+            .kill_on_drop(true);
+        if let Some((filter, path)) = log {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("could not create {}", path.display()))?;
+            command
+                .env("HUSH_LOG", filter)
+                .env("HUSH_LOG_FORMAT", "json")
+                .stderr(file);
+        }
+        let child = command
             .spawn()
             .context("could not start a hush node process")?;
         let mut node = Self {

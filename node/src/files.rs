@@ -9,7 +9,7 @@ use std::path::Path;
 pub use hush_host::blobs::{
     BlobSource, FileError, PartialBlob, mime_of, remove_partial, seal_file, unique_path,
 };
-use hush_protocol::blob::FileManifest;
+use hush_protocol::blob::{Compression, FileManifest};
 
 /// `bytes` as people read sizes: `1.9 GiB`, `512 KiB`, `17 B`.
 pub fn human_size(bytes: u64) -> String {
@@ -38,11 +38,12 @@ fn free_space(path: &Path) -> io::Result<u64> {
     Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
-/// Whether fetching the file of `manifest` fits: its ciphertext (less
-/// what is fetched already) in `blobs`, and the opened file in `folder`.
-/// The error says what is needed and what is there.
+/// Whether fetching the file of `manifest` fits: a file sealed as it is
+/// is downloaded in place (its plaintext in `blobs`, moved into `folder`
+/// at the end), a compressed one as ciphertext in `blobs` and then opened
+/// into `folder`; less what is fetched already. The error says what is
+/// needed and what is there.
 pub fn check_space(folder: &Path, blobs: &Path, manifest: &FileManifest) -> Result<(), String> {
-    let cipher = manifest.cipher_len();
     let same_disk = {
         use std::os::unix::fs::MetadataExt;
         let dev = |p: &Path| {
@@ -52,12 +53,22 @@ pub fn check_space(folder: &Path, blobs: &Path, manifest: &FileManifest) -> Resu
         };
         dev(folder) == dev(blobs)
     };
-    let part_exists = blobs.join(format!("{}.part", manifest.root)).exists();
-    let blob_need = if part_exists { 0 } else { cipher };
+    let started = ["part", "plain"]
+        .iter()
+        .any(|ext| blobs.join(format!("{}.{ext}", manifest.root)).exists());
+    let download = match manifest.compression {
+        _ if started => 0,
+        Compression::None => manifest.size,
+        Compression::Zstd => manifest.cipher_len(),
+    };
+    let opened = match manifest.compression {
+        Compression::None if same_disk => 0,
+        _ => manifest.size,
+    };
     let checks: Vec<(&Path, u64)> = if same_disk {
-        vec![(folder, blob_need.saturating_add(manifest.size))]
+        vec![(folder, download.saturating_add(opened))]
     } else {
-        vec![(blobs, blob_need), (folder, manifest.size)]
+        vec![(blobs, download), (folder, opened)]
     };
     for (path, need) in checks {
         let have = free_space(path)
@@ -106,3 +117,5 @@ pub fn make_thumbnail(path: &Path, mime: &str) -> Option<Vec<u8>> {
 }
 
 pub(crate) mod transfer;
+
+pub use transfer::VERIFIED_TARGET;

@@ -133,6 +133,18 @@ pub fn open_group(
         .map_err(|_| BlobError::Undecryptable { index })
 }
 
+/// The hash group `index` of a ciphertext of `len` bytes proves itself
+/// with: its chaining value, or, for a blob of one group, the root itself.
+/// A download keeps it beside each group it stores, so a group can be
+/// checked again after a crash without asking anyone for its proof.
+pub fn group_hash(len: u64, index: u64, group: &[u8]) -> [u8; 32] {
+    if len <= GROUP_LEN {
+        *blake3::hash(group).as_bytes()
+    } else {
+        leaf(index, group)
+    }
+}
+
 /// The chaining value of group `index` of a ciphertext longer than one
 /// group.
 pub fn leaf(index: u64, group: &[u8]) -> ChainingValue {
@@ -279,14 +291,14 @@ fn path(total: u64, index: u64) -> Vec<Step> {
 }
 
 /// Checks group `index` of a ciphertext of `len` bytes named `root`
-/// against its proof.
+/// against its proof; its [`group_hash`] if it holds.
 pub fn verify_group(
     root: &BlobRoot,
     len: u64,
     index: u64,
     group: &[u8],
     proof: &[ChainingValue],
-) -> Result<(), BlobError> {
+) -> Result<[u8; 32], BlobError> {
     let want = group_len(len, index)?;
     if group.len() as u64 != want {
         return Err(BlobError::WrongLength {
@@ -298,7 +310,7 @@ pub fn verify_group(
     let mismatch = Err(BlobError::Mismatch { index });
     if len <= GROUP_LEN {
         return if proof.is_empty() && blake3::hash(group).as_bytes() == &root.0 {
-            Ok(())
+            Ok(root.0)
         } else {
             mismatch
         };
@@ -307,7 +319,8 @@ pub fn verify_group(
     if steps.len() != proof.len() {
         return mismatch;
     }
-    let mut cv = leaf(index, group);
+    let hash = leaf(index, group);
+    let mut cv = hash;
     for (i, (step, sibling)) in steps.iter().zip(proof).enumerate().rev() {
         let (l, r) = if step.left {
             (&cv, sibling)
@@ -316,7 +329,7 @@ pub fn verify_group(
         };
         if i == 0 {
             return if merge_subtrees_root(l, r, Mode::Hash).as_bytes() == &root.0 {
-                Ok(())
+                Ok(hash)
             } else {
                 mismatch
             };
@@ -353,28 +366,53 @@ pub fn serve(
     BlobResponse::Groups(out)
 }
 
+/// A group that proved itself against its blob's root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedGroup {
+    pub index: u64,
+    pub bytes: Vec<u8>,
+    /// Its [`group_hash`], kept beside it on disk.
+    pub hash: [u8; 32],
+}
+
+/// Checks the group at `position` (from 0) of a source's answer to
+/// `request`: it must be the group the request asked for there, and
+/// verify against the root.
+pub fn accept_group(
+    request: &BlobRequest,
+    position: usize,
+    group: BlobGroup,
+) -> Result<VerifiedGroup, BlobError> {
+    let expected = request.first + position as u64;
+    if group.index != expected || position >= usize::from(request.count) {
+        return Err(BlobError::Mismatch { index: group.index });
+    }
+    let hash = verify_group(
+        &request.root,
+        request.len,
+        group.index,
+        &group.bytes,
+        &group.proof,
+    )?;
+    Ok(VerifiedGroup {
+        index: group.index,
+        bytes: group.bytes,
+        hash,
+    })
+}
+
 /// Checks a source's groups for `request` (in order, from its first, each
 /// against the root): the verified ones, or the first that is not (the
 /// source lies or is damaged: use another).
 pub fn accept_groups(
     request: &BlobRequest,
     groups: Vec<BlobGroup>,
-) -> Result<Vec<(u64, Vec<u8>)>, BlobError> {
-    let mut out = Vec::with_capacity(groups.len());
-    for (expected, group) in (request.first..).zip(groups) {
-        if group.index != expected || out.len() >= usize::from(request.count) {
-            return Err(BlobError::Mismatch { index: group.index });
-        }
-        verify_group(
-            &request.root,
-            request.len,
-            group.index,
-            &group.bytes,
-            &group.proof,
-        )?;
-        out.push((group.index, group.bytes));
-    }
-    Ok(out)
+) -> Result<Vec<VerifiedGroup>, BlobError> {
+    groups
+        .into_iter()
+        .enumerate()
+        .map(|(position, group)| accept_group(request, position, group))
+        .collect()
 }
 
 /// Encrypts a file group by group as it is read, and builds its tree.

@@ -23,7 +23,7 @@ use hush_host::blobs::stream::{BLOB_PROTOCOL, BLOB_UPLOAD_PROTOCOL, read_frame, 
 use hush_protocol::Wire;
 use hush_protocol::blob::{
     BlobResponse, BlobRoot, BlobUpload, MAX_BLOB_REQUEST_FRAME, MAX_BLOB_RESPONSE_FRAME,
-    MAX_FILE_LEN, UploadAnswer, UploadRefusal, ciphertext_len, verify_group,
+    MAX_FILE_LEN, UploadAnswer, UploadRefusal, VerifiedGroup, ciphertext_len, verify_group,
 };
 use libp2p::PeerId;
 use serde::Deserialize;
@@ -375,16 +375,21 @@ impl RelayBlobs {
             };
             let mut verified = Vec::with_capacity(groups.len());
             for group in groups {
-                let ok = group.index == next
-                    && verify_group(&root, len, group.index, &group.bytes, &group.proof).is_ok();
-                if !ok {
+                let hash = (group.index == next)
+                    .then(|| verify_group(&root, len, group.index, &group.bytes, &group.proof).ok())
+                    .flatten();
+                let Some(hash) = hash else {
                     let answer = UploadAnswer::Refused(UploadRefusal::BadGroup);
                     write_frame(stream, &answer.to_bytes()).await?;
                     stream.close().await?;
                     return Ok(false);
-                }
+                };
                 next += 1;
-                verified.push((group.index, group.bytes));
+                verified.push(VerifiedGroup {
+                    index: group.index,
+                    bytes: group.bytes,
+                    hash,
+                });
             }
             if verified.is_empty() {
                 continue;
@@ -392,8 +397,12 @@ impl RelayBlobs {
             let mut p = partial
                 .take()
                 .ok_or_else(|| std::io::Error::other("lost"))?;
+            // Synced every `SYNC_EVERY` bytes and when whole; a relay that
+            // crashes checks what it kept when the upload resumes.
             let (p, written) = tokio::task::spawn_blocking(move || {
-                let written = p.write(&verified);
+                let written = verified
+                    .iter()
+                    .try_for_each(|g| p.write_group(g).map(|_| ()));
                 (p, written)
             })
             .await

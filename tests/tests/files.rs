@@ -246,21 +246,53 @@ fn a_receiver_killed_half_way_resumes_and_fetches_little_twice() {
         "the file completed before the test could interrupt it: make it larger"
     );
     bob.kill9();
+    // The sender may still count a response it was writing: settled.
+    let mut at_kill = served(&alice) - before;
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = served(&alice) - before;
+        if now == at_kill {
+            break;
+        }
+        at_kill = now;
+    }
     // Never under its final name while partial.
     assert!(!bob.home.join("files").join("video.mp4").exists());
+    // What the download holds on disk: a group is stored the moment it
+    // proves itself, so this is everything verified but the group being
+    // stored at the kill.
+    let cipher = len as u64 + 16 * (len as u64 / 65_520 + 1);
+    let blobs = bob.home.join("blobs");
+    let have = std::fs::read_dir(&blobs)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let root = hex::decode(name.strip_suffix(".have")?).ok()?;
+            Some(hush_protocol::blob::BlobRoot(root.try_into().ok()?))
+        })
+        .expect("a download under way");
+    let on_disk = hush_host::blobs::fetched_on_disk(&blobs, &have, cipher);
+    assert!(on_disk > 0, "the download had stored something");
+    // Sent before the kill and not on disk: at most what was in flight (4
+    // requests of 1 MiB), queued for the writer (4 responses) and the one
+    // being stored.
+    assert!(
+        at_kill <= on_disk + (9 << 20),
+        "served {at_kill} bytes before the kill, {on_disk} on disk"
+    );
     bob.start_with(&["--auto-fetch-mib", "0"]);
     let file = wait_complete(&bob, &id, Duration::from_secs(240));
     assert_eq!(
         std::fs::read(file["path"].as_str().unwrap()).unwrap(),
         bytes
     );
-    // Fetched twice: at most what was in flight or being written at the
-    // kill (4 requests of 1 MiB, and one being written).
-    let cipher = len as u64 + 16 * (len as u64 / 65_520 + 1);
-    let total = served(&alice) - before;
-    assert!(
-        total <= cipher + (5 << 20),
-        "served {total} bytes for a ciphertext of {cipher}"
+    // After the restart, exactly what was not on disk.
+    let after = served(&alice) - before - at_kill;
+    assert_eq!(
+        after,
+        cipher - on_disk,
+        "nothing the download held was fetched again"
     );
 }
 

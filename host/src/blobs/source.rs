@@ -244,39 +244,36 @@ impl BlobSource {
 }
 
 impl super::PartialBlob {
-    /// A whole download (or upload) made a blob this device serves: its
-    /// groups' chaining values computed (and the root checked once more),
-    /// `ROOT.part` renamed `ROOT.blob` beside its `ROOT.tree`, the bitmap
-    /// gone.
-    pub fn into_source(self, blobs: &Path) -> Result<BlobSource, FileError> {
+    /// A whole ciphertext download (or upload) made a blob this device
+    /// serves: its tree built from the hashes kept for its groups (and the
+    /// root checked once more), `ROOT.part` renamed `ROOT.blob` beside its
+    /// `ROOT.tree`, the hashes gone.
+    pub fn into_source(mut self, blobs: &Path) -> Result<BlobSource, FileError> {
         if self.missing > 0 {
             return Err(FileError::Incomplete {
                 root: self.root,
                 missing: self.missing,
             });
         }
-        let count = hush_protocol::blob::groups(self.len);
-        let mut group = Vec::with_capacity(GROUP_LEN as usize);
-        let mut leaves = Vec::new();
-        for index in 0..count {
-            group.resize(group_len(self.len, index)? as usize, 0);
-            self.part
-                .read_exact_at(&mut group, index * GROUP_LEN)
-                .map_err(io_error("read", &self.part_path))?;
-            if count > 1 {
-                leaves.push(hush_protocol::blob::leaf(index, &group));
-            }
+        if !matches!(self.layout, super::Layout::Cipher) {
+            return Err(FileError::NotCiphertext { root: self.root });
         }
-        let single = (count == 1).then_some(group.as_slice());
-        let tree = Tree::new(self.len, &leaves, single).ok_or(FileError::Damaged)?;
+        let tree = if self.len <= GROUP_LEN {
+            let mut whole = vec![0u8; self.len as usize];
+            self.data
+                .read_exact_at(&mut whole, 0)
+                .map_err(io_error("read", &self.data_path))?;
+            Tree::new(self.len, &[], Some(&whole))
+        } else {
+            Tree::new(self.len, &self.hashes()?, None)
+        };
+        let tree = tree.ok_or(FileError::Damaged)?;
         if tree.root() != self.root {
             return Err(FileError::Damaged);
         }
-        self.part
-            .sync_all()
-            .map_err(io_error("sync", &self.part_path))?;
+        self.sync()?;
         let blob = blob_path(blobs, &self.root);
-        std::fs::rename(&self.part_path, &blob).map_err(io_error("rename", &blob))?;
+        std::fs::rename(&self.data_path, &blob).map_err(io_error("rename", &blob))?;
         write_tree(blobs, &tree)?;
         let _ = std::fs::remove_file(&self.have_path);
         BlobSource::open(blobs, &self.root)?.ok_or(FileError::Damaged)

@@ -1,7 +1,7 @@
 //! Downloads that stop and resume, and files opened whole or not at all.
 
 use hush_protocol::blob::{
-    BlobRequest, FileKey, GROUP_PLAIN_LEN, Sealer, Tree, accept_groups, serve,
+    BlobRequest, FileKey, GROUP_PLAIN_LEN, Sealer, Tree, VerifiedGroup, accept_groups, serve,
 };
 
 use super::*;
@@ -44,7 +44,7 @@ fn sealed_as_is(plain: Vec<u8>, name: &str) -> (FileManifest, Vec<u8>, Tree) {
 
 /// Fetches `indexes` from the whole ciphertext as a source would serve
 /// them, verified.
-fn fetch(tree: &Tree, cipher: &[u8], first: u64, count: u16) -> Vec<(u64, Vec<u8>)> {
+fn fetch(tree: &Tree, cipher: &[u8], first: u64, count: u16) -> Vec<VerifiedGroup> {
     let request = BlobRequest {
         root: tree.root(),
         len: tree.len(),
@@ -142,12 +142,15 @@ fn bytes_damaged_on_disk_or_a_wrong_size_open_nothing() {
     let all = groups(tree.len()) as u16;
     let mut partial = PartialBlob::open(&blobs, tree.root(), tree.len()).unwrap();
     partial.write(&fetch(&tree, &cipher, 0, all)).unwrap();
-    // A byte flips on disk after it was verified.
+    // A byte flips on disk after it was verified, while the download is
+    // open: opening finds it and the download starts again.
     let part = blobs.join(format!("{}.part", tree.root()));
-    let mut bytes = std::fs::read(&part).unwrap();
-    bytes[70_000] ^= 1;
-    std::fs::write(&part, bytes).unwrap();
-    let partial = PartialBlob::open(&blobs, tree.root(), tree.len()).unwrap();
+    let flip = |part: &Path| {
+        let mut bytes = std::fs::read(part).unwrap();
+        bytes[70_000] ^= 1;
+        std::fs::write(part, bytes).unwrap();
+    };
+    flip(&part);
     assert!(matches!(
         partial.open_into(&manifest, &files),
         Err(FileError::Damaged)
@@ -155,6 +158,13 @@ fn bytes_damaged_on_disk_or_a_wrong_size_open_nothing() {
     let mut partial = PartialBlob::open(&blobs, tree.root(), tree.len()).unwrap();
     assert_eq!(partial.missing(), u64::from(all), "it starts again");
     partial.write(&fetch(&tree, &cipher, 0, all)).unwrap();
+    // Damaged while the download was closed: found when it resumes, and
+    // only that group is fetched again.
+    drop(partial);
+    flip(&part);
+    let mut partial = PartialBlob::open(&blobs, tree.root(), tree.len()).unwrap();
+    assert_eq!(partial.next_missing(4), [1]);
+    partial.write(&fetch(&tree, &cipher, 1, 1)).unwrap();
     // A manifest that lies about the size: nothing under the name.
     let lying = FileManifest {
         size: 5,
@@ -170,6 +180,69 @@ fn bytes_damaged_on_disk_or_a_wrong_size_open_nothing() {
         .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
         .collect();
     assert!(named.is_empty(), "{named:?}");
+}
+
+#[test]
+fn a_plaintext_download_is_the_file_itself_and_a_lost_write_is_fetched_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (blobs, files) = (dir.path().join("blobs"), dir.path().join("files"));
+    let original = plain(6 * GROUP_PLAIN_LEN as usize + 99);
+    let (manifest, cipher, tree) = sealed_as_is(original.clone(), "film.mp4");
+    let total = groups(tree.len());
+    {
+        let mut partial = PartialBlob::for_manifest(&blobs, &manifest).unwrap();
+        for group in fetch(&tree, &cipher, 0, 4) {
+            assert!(partial.write_group(&group).unwrap());
+        }
+        // Killed here: nothing synced, nothing lost (the page cache keeps it).
+    }
+    let plain_path = blobs.join(format!("{}.plain", tree.root()));
+    let on_disk = std::fs::read(&plain_path).unwrap();
+    assert_eq!(on_disk.len(), original.len(), "the plaintext, at its size");
+    assert_eq!(
+        on_disk[..4 * GROUP_PLAIN_LEN as usize],
+        original[..4 * GROUP_PLAIN_LEN as usize],
+        "decrypted in place"
+    );
+    assert_eq!(
+        fetched_on_disk(&blobs, &tree.root(), tree.len()),
+        4 * GROUP_LEN
+    );
+    // A power cut kept group 2's hash but not its bytes.
+    let file = OpenOptions::new().write(true).open(&plain_path).unwrap();
+    file.write_all_at(&[0; 100], 2 * GROUP_PLAIN_LEN + 7)
+        .unwrap();
+    drop(file);
+    let mut partial = PartialBlob::for_manifest(&blobs, &manifest).unwrap();
+    assert_eq!(
+        partial.next_missing(10),
+        (4..total)
+            .chain([2])
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        "only the group whose bytes were lost is fetched again"
+    );
+    for index in partial.next_missing(10) {
+        partial.write(&fetch(&tree, &cipher, index, 1)).unwrap();
+    }
+    let path = partial.open_into(&manifest, &files).unwrap();
+    assert_eq!(path, files.join("film.mp4"));
+    assert_eq!(std::fs::read(&path).unwrap(), original);
+    let left: Vec<_> = std::fs::read_dir(&blobs).unwrap().collect();
+    assert!(left.is_empty(), "the download's files are gone: {left:?}");
+    // A sender whose groups do not open with the manifest's key: refused
+    // as it is stored, nothing written.
+    let wrong = FileManifest {
+        key: FileKey([6; 32]),
+        ..manifest
+    };
+    let mut partial = PartialBlob::for_manifest(&blobs, &wrong).unwrap();
+    assert!(matches!(
+        partial.write_group(&fetch(&tree, &cipher, 0, 1)[0]),
+        Err(FileError::Blob(BlobError::Undecryptable { index: 0 }))
+    ));
+    assert_eq!(partial.missing(), total);
 }
 
 #[test]
@@ -219,8 +292,7 @@ fn send_and_fetch(path: &Path, from: &Path, to: &Path) -> (FileManifest, PathBuf
         .unwrap()
         .expect("the sender holds it");
     assert_eq!(source.len(), manifest.cipher_len());
-    let mut partial =
-        PartialBlob::open(&to.join("blobs"), manifest.root, manifest.cipher_len()).unwrap();
+    let mut partial = PartialBlob::for_manifest(&to.join("blobs"), &manifest).unwrap();
     while partial.missing() > 0 {
         let next = partial.next_missing(16);
         let request = BlobRequest {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hush_protocol::blob::{BlobRoot, FileManifest, UploadRefusal, groups};
+use hush_protocol::blob::{BlobRoot, FileManifest, UploadRefusal};
 use hush_protocol::device::DeviceNotice;
 use hush_protocol::{AccountId, ConversationId, FileOffer, MessageId, Wire};
 use libp2p::PeerId;
@@ -153,16 +153,6 @@ fn plain_done(manifest: &FileManifest, cipher_done: u64) -> u64 {
         .min(manifest.size)
 }
 
-/// Ciphertext bytes of `root` on disk in `blobs` (from its `.have` bitmap).
-pub(crate) fn fetched_on_disk(blobs: &Path, root: &BlobRoot, cipher_len: u64) -> u64 {
-    let Ok(have) = std::fs::read(blobs.join(format!("{root}.have"))) else {
-        return 0;
-    };
-    let count = groups(cipher_len);
-    let set: u64 = have.iter().map(|b| u64::from(b.count_ones())).sum();
-    (set.min(count) * hush_protocol::blob::GROUP_LEN).min(cipher_len)
-}
-
 /// What the user sees of a stored file.
 pub(crate) fn file_view(
     id: MessageId,
@@ -185,8 +175,9 @@ pub(crate) fn file_view(
     let done = match (record.state, &manifest) {
         (FileState::Complete | FileState::Shared, _) => size,
         (_, Some(m)) => {
-            let cipher =
-                cipher_done.unwrap_or_else(|| fetched_on_disk(blobs, &m.root, m.cipher_len()));
+            let cipher = cipher_done.unwrap_or_else(|| {
+                hush_host::blobs::fetched_on_disk(blobs, &m.root, m.cipher_len())
+            });
             plain_done(m, cipher)
         }
         (_, None) => 0,

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt};
 use hush_protocol::blob::{
-    BlobRequest, BlobResponse, BlobRoot, Fetched, Fetcher, FileManifest, MAX_BLOB_RESPONSE_FRAME,
-    MAX_IN_FLIGHT_PER_SOURCE, RequestId, groups,
+    BlobError, BlobGroup, BlobRequest, BlobResponse, BlobRoot, Fetched, Fetcher, FileManifest,
+    MAX_BLOB_RESPONSE_FRAME, MAX_IN_FLIGHT_PER_SOURCE, RequestId, accept_group, groups,
 };
 use hush_protocol::{MessageId, Wire};
 use libp2p::PeerId;
@@ -173,28 +173,67 @@ fn spawn_link(
     requests
 }
 
-/// Verified groups on their way to disk, on a blocking thread of their
-/// own so fetching goes on while they are written; batches that queue up
-/// while one is written share the next sync.
+/// Where a download's groups are checked and stored, as each proves
+/// itself, one at a time: on a blocking thread of its own, so fetching goes
+/// on meanwhile, and so what was verified is on disk a group later (a
+/// `kill -9` costs at most the group being stored).
 struct Writer {
-    tx: mpsc::Sender<Vec<(u64, Vec<u8>)>>,
+    tx: mpsc::Sender<(RequestId, BlobRequest, Vec<BlobGroup>)>,
     task: tokio::task::JoinHandle<Result<PartialBlob, FileError>>,
 }
 
-/// Batches of verified groups (each up to 1 MiB) waiting to be written.
+/// Responses (each up to 1 MiB) waiting to be checked and stored.
 const WRITE_QUEUE: usize = 4;
 
-fn spawn_writer(mut partial: PartialBlob) -> (Writer, tokio::sync::watch::Receiver<u64>) {
-    let (tx, mut rx) = mpsc::channel::<Vec<(u64, Vec<u8>)>>(WRITE_QUEUE);
+/// The tracing target of a line per group verified (`verified`: the
+/// download's ciphertext bytes verified so far, this run): `hush bench
+/// file` reads it to tell what a kill cost.
+pub const VERIFIED_TARGET: &str = "hush_node::files::verified";
+
+/// How far the groups of one response went.
+struct Checked {
+    id: RequestId,
+    /// Groups stored, from the request's first.
+    stored: usize,
+    /// Why the next one was refused (its source lied).
+    lie: Option<BlobError>,
+}
+
+/// The writer never waits to report (the download may be waiting to hand
+/// it the next response): its reports go on an unbounded channel, one per
+/// response it took, so no more than the responses handed over.
+fn spawn_writer(
+    mut partial: PartialBlob,
+    checked: mpsc::UnboundedSender<Checked>,
+) -> (Writer, tokio::sync::watch::Receiver<u64>) {
+    let (tx, mut rx) = mpsc::channel::<(RequestId, BlobRequest, Vec<BlobGroup>)>(WRITE_QUEUE);
     let (missing_tx, missing) = tokio::sync::watch::channel(partial.missing());
+    let root = partial.root();
     let task = tokio::task::spawn_blocking(move || {
-        while let Some(mut batch) = rx.blocking_recv() {
-            while let Ok(more) = rx.try_recv() {
-                batch.extend(more);
+        let mut verified: u64 = 0;
+        while let Some((id, request, groups)) = rx.blocking_recv() {
+            let mut stored = 0;
+            let mut lie = None;
+            for (position, group) in groups.into_iter().enumerate() {
+                match accept_group(&request, position, group) {
+                    Ok(group) => {
+                        verified += group.bytes.len() as u64;
+                        tracing::trace!(target: VERIFIED_TARGET, %root, verified, "group verified");
+                        partial.write_group(&group)?;
+                        stored += 1;
+                    }
+                    Err(e) => {
+                        lie = Some(e);
+                        break;
+                    }
+                }
             }
-            partial.write(&batch)?;
             let _ = missing_tx.send(partial.missing());
+            if checked.send(Checked { id, stored, lie }).is_err() {
+                break;
+            }
         }
+        partial.sync()?;
         Ok(partial)
     });
     (Writer { tx, task }, missing)
@@ -249,7 +288,7 @@ async fn fetch(
     report: &mpsc::Sender<Report>,
 ) -> Result<PathBuf, String> {
     let Job {
-        id,
+        id: job_id,
         manifest,
         sources,
         blobs,
@@ -258,9 +297,11 @@ async fn fetch(
     let root = manifest.root;
     let len = manifest.cipher_len();
     let dir = blobs.clone();
-    let partial = blocking(move || PartialBlob::open(&dir, root, len)).await?;
+    let opening = manifest.clone();
+    let partial = blocking(move || PartialBlob::for_manifest(&dir, &opening)).await?;
     let missing = partial.next_missing(usize::MAX);
-    let (writer, written) = spawn_writer(partial);
+    let (checked_tx, mut checked) = mpsc::unbounded_channel();
+    let (writer, written) = spawn_writer(partial, checked_tx);
     let mut fetcher: Fetcher<PeerId> = Fetcher::new(root, len, missing);
     for (source, _) in &sources {
         fetcher.add_source(*source);
@@ -279,8 +320,7 @@ async fn fetch(
     let mut last_good = tokio::time::Instant::now();
     let mut lies: Vec<String> = Vec::new();
     let total = groups(len);
-    let mut write_time = Duration::ZERO;
-    let mut verify_time = Duration::ZERO;
+    let mut handover_time = Duration::ZERO;
     while !fetcher.is_done() {
         while let Some((request_id, peer, request)) = fetcher.poll_request(now_ms(start)) {
             let link = links
@@ -310,18 +350,43 @@ async fn fetch(
             }
         }
         let event = tokio::select! {
-            event = events.recv() => event,
+            Some(done) = checked.recv() => Some(Err(done)),
+            event = events.recv() => event.map(Ok),
             () = tokio::time::sleep(IDLE_WAKE) => None,
         };
         let Some(event) = event else {
             continue;
         };
         match event {
-            LinkEvent::Response {
+            Err(Checked { id, stored, lie }) => {
+                if stored > 0 {
+                    last_good = tokio::time::Instant::now();
+                }
+                let liar = fetcher.on_checked(now_ms(start), id, stored, lie.as_ref());
+                if let (Some(source), Some(error)) = (liar, lie) {
+                    tracing::warn!(%source, %root, error = %error, "a source sent bytes that do not verify; asking others");
+                    if lies.len() < 4 {
+                        lies.push(format!(
+                            "{} sent bytes that do not match the file's hash ({error}): nothing of them was kept",
+                            name_of(&source)
+                        ));
+                    }
+                    links.remove(&source);
+                }
+                if last_progress.elapsed() >= PROGRESS_EVERY {
+                    last_progress = tokio::time::Instant::now();
+                    let done = total - *written.borrow();
+                    let done = (done * hush_protocol::blob::GROUP_LEN).min(len);
+                    let _ = report.try_send(Report::Progress { id: job_id, done });
+                }
+            }
+            Ok(LinkEvent::Response {
                 id: request_id,
                 frame,
-            } => {
+            }) => {
                 in_flight.remove(&request_id);
+                // A frame that does not parse is a group that does not
+                // verify: the source is marked bad.
                 let response =
                     BlobResponse::from_bytes(&frame).unwrap_or(BlobResponse::Groups(vec![
                         hush_protocol::blob::BlobGroup {
@@ -330,43 +395,22 @@ async fn fetch(
                             bytes: Vec::new(),
                         },
                     ]));
-                let verifying = tokio::time::Instant::now();
-                let fetched = fetcher.on_response(now_ms(start), request_id, response);
-                verify_time += verifying.elapsed();
-                match fetched {
-                    Fetched::Groups(verified) if !verified.is_empty() => {
-                        let writing = tokio::time::Instant::now();
-                        // Waits only when the writer is 4 batches behind.
-                        if writer.tx.send(verified).await.is_err() {
-                            return Err(writer
-                                .finish()
-                                .await
-                                .err()
-                                .unwrap_or_else(|| "the file writer stopped".to_owned()));
-                        }
-                        write_time += writing.elapsed();
-                        last_good = tokio::time::Instant::now();
-                        if last_progress.elapsed() >= PROGRESS_EVERY {
-                            last_progress = tokio::time::Instant::now();
-                            let done = total - *written.borrow();
-                            let done = (done * hush_protocol::blob::GROUP_LEN).min(len);
-                            let _ = report.try_send(Report::Progress { id, done });
-                        }
+                if let Fetched::Check { request, groups } =
+                    fetcher.on_response(now_ms(start), request_id, response)
+                {
+                    let handing = tokio::time::Instant::now();
+                    // Waits only when the writer is a few responses behind.
+                    if writer.tx.send((request_id, request, groups)).await.is_err() {
+                        return Err(writer
+                            .finish()
+                            .await
+                            .err()
+                            .unwrap_or_else(|| "the file writer stopped".to_owned()));
                     }
-                    Fetched::Lied { source, error } => {
-                        tracing::warn!(%source, %root, error = %error, "a source sent bytes that do not verify; asking others");
-                        if lies.len() < 4 {
-                            lies.push(format!(
-                                "{} sent bytes that do not match the file's hash ({error}): nothing of them was kept",
-                                name_of(&source)
-                            ));
-                        }
-                        links.remove(&source);
-                    }
-                    _ => {}
+                    handover_time += handing.elapsed();
                 }
             }
-            LinkEvent::Failed { peer, error } => {
+            Ok(LinkEvent::Failed { peer, error }) => {
                 tracing::debug!(%peer, %root, %error, "a blob source failed");
                 links.remove(&peer);
                 let failed: Vec<RequestId> = in_flight
@@ -389,8 +433,8 @@ async fn fetch(
     tracing::info!(
         %root,
         fetch_ms = fetched_in.as_millis() as u64,
-        verify_ms = verify_time.as_millis() as u64,
-        write_ms = write_time.as_millis() as u64,
+        // Waiting for the writer (checking, decrypting, storing) to catch up.
+        writer_wait_ms = handover_time.as_millis() as u64,
         open_ms = opening.elapsed().as_millis() as u64,
         "file fetched"
     );

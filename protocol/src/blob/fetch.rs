@@ -9,8 +9,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
 
 use super::{
-    BlobError, BlobRefusal, BlobRequest, BlobResponse, BlobRoot, MAX_GROUPS_PER_REQUEST,
-    accept_groups, groups,
+    BlobError, BlobGroup, BlobRefusal, BlobRequest, BlobResponse, BlobRoot, MAX_GROUPS_PER_REQUEST,
+    groups,
 };
 
 /// Requests in flight to one source (each up to 1 MiB).
@@ -39,12 +39,15 @@ struct Source {
 
 /// What became of a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fetched<S> {
-    /// Verified groups to store.
-    Groups(Vec<(u64, Vec<u8>)>),
-    /// The source sent bytes that do not verify: marked bad, its range
-    /// asked elsewhere.
-    Lied { source: S, error: BlobError },
+pub enum Fetched {
+    /// Groups to check, in order, against the root ([`super::accept_group`])
+    /// and store as each proves itself (so that what was verified is on
+    /// disk a group later); then [`Fetcher::on_checked`] says how far they
+    /// went.
+    Check {
+        request: BlobRequest,
+        groups: Vec<BlobGroup>,
+    },
     /// Nothing came (refused, failed, or a response to a request we did
     /// not make).
     Nothing,
@@ -60,6 +63,8 @@ pub struct Fetcher<S> {
     /// Groups stored so far are not tracked here; in flight: id → (source,
     /// request).
     in_flight: HashMap<RequestId, (S, BlobRequest)>,
+    /// Answered, being checked and stored: id → (source, request).
+    checking: HashMap<RequestId, (S, BlobRequest)>,
     sources: HashMap<S, Source>,
     next_id: RequestId,
 }
@@ -74,6 +79,7 @@ impl<S: Copy + Eq + Hash> Fetcher<S> {
             len,
             wanted: missing.into_iter().filter(|i| *i < total).collect(),
             in_flight: HashMap::new(),
+            checking: HashMap::new(),
             sources: HashMap::new(),
             next_id: 0,
         }
@@ -86,15 +92,16 @@ impl<S: Copy + Eq + Hash> Fetcher<S> {
         }
     }
 
-    /// Nothing wanted and nothing in flight.
+    /// Nothing wanted, in flight or being checked.
     pub fn is_done(&self) -> bool {
-        self.wanted.is_empty() && self.in_flight.is_empty()
+        self.wanted.is_empty() && self.in_flight.is_empty() && self.checking.is_empty()
     }
 
     /// Groups wanted but no source left to ask (all bad or lacking it).
     pub fn is_stalled(&self) -> bool {
         !self.is_done()
             && self.in_flight.is_empty()
+            && self.checking.is_empty()
             && self.sources.values().all(|s| s.bad || s.lacks)
     }
 
@@ -148,38 +155,17 @@ impl<S: Copy + Eq + Hash> Fetcher<S> {
         Some((id, source, request))
     }
 
-    /// A source answered request `id`.
-    pub fn on_response(
-        &mut self,
-        now_ms: u64,
-        id: RequestId,
-        response: BlobResponse,
-    ) -> Fetched<S> {
+    /// A source answered request `id`. Its groups come back to be checked
+    /// (the source's slot is free again meanwhile).
+    pub fn on_response(&mut self, now_ms: u64, id: RequestId, response: BlobResponse) -> Fetched {
         let Some((source, request)) = self.end(id) else {
             return Fetched::Nothing;
         };
         match response {
-            BlobResponse::Groups(groups) => match accept_groups(&request, groups) {
-                Ok(verified) => {
-                    if let Some(s) = self.sources.get_mut(&source) {
-                        s.failures = 0;
-                    }
-                    // What it did not send is wanted again.
-                    let got: BTreeSet<u64> = verified.iter().map(|(i, _)| *i).collect();
-                    self.want_again(&request, |i| !got.contains(&i));
-                    if verified.is_empty() {
-                        self.back_off(now_ms, &source);
-                    }
-                    Fetched::Groups(verified)
-                }
-                Err(error) => {
-                    if let Some(s) = self.sources.get_mut(&source) {
-                        s.bad = true;
-                    }
-                    self.want_again(&request, |_| true);
-                    Fetched::Lied { source, error }
-                }
-            },
+            BlobResponse::Groups(groups) => {
+                self.checking.insert(id, (source, request));
+                Fetched::Check { request, groups }
+            }
             BlobResponse::Refused(reason) => {
                 match reason {
                     BlobRefusal::NotHere | BlobRefusal::BadRange => {
@@ -193,6 +179,35 @@ impl<S: Copy + Eq + Hash> Fetcher<S> {
                 Fetched::Nothing
             }
         }
+    }
+
+    /// The groups of request `id` were checked: the first `stored` proved
+    /// themselves and are stored; `lie` is why the next did not, if one
+    /// did not (its source is marked bad: it is never asked again). What
+    /// was not stored is wanted again. Returns the liar.
+    pub fn on_checked(
+        &mut self,
+        now_ms: u64,
+        id: RequestId,
+        stored: usize,
+        lie: Option<&BlobError>,
+    ) -> Option<S> {
+        let (source, request) = self.checking.remove(&id)?;
+        let stored = (stored as u64).min(u64::from(request.count));
+        self.want_again(&request, |i| i >= request.first + stored);
+        if lie.is_some() {
+            if let Some(s) = self.sources.get_mut(&source) {
+                s.bad = true;
+            }
+            return Some(source);
+        }
+        if stored == 0 {
+            // It sent nothing of what it was asked: leave it alone a while.
+            self.back_off(now_ms, &source);
+        } else if let Some(s) = self.sources.get_mut(&source) {
+            s.failures = 0;
+        }
+        None
     }
 
     /// Request `id` failed (connection closed, timeout).

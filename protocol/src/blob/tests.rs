@@ -277,9 +277,12 @@ fn a_source_serves_verified_ranges_and_a_lying_one_is_caught() {
     );
     let got = accept_groups(&request, groups.clone()).unwrap();
     assert_eq!(
-        got.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        got.iter().map(|g| g.index).collect::<Vec<_>>(),
         [38, 39, 40]
     );
+    for g in &got {
+        assert_eq!(g.hash, leaf(g.index, &g.bytes), "the hash it proved with");
+    }
     // A flipped bit, groups out of order, or more than asked: refused.
     let mut flipped = groups.clone();
     flipped[1].bytes[0] ^= 1;
@@ -365,11 +368,25 @@ fn download(len: u64, peers: &[Peer]) -> (Fetcher<Peer>, Vec<u8>, Vec<u8>, HashM
                 }
                 (_, r) => r,
             };
-            if let Fetched::Groups(groups) = fetcher.on_response(now, id, response) {
-                for (i, bytes) in groups {
-                    let at = (i * GROUP_LEN) as usize;
-                    stored[at..at + bytes.len()].copy_from_slice(&bytes);
+            if let Fetched::Check { request, groups } = fetcher.on_response(now, id, response) {
+                // Stored group by group as each proves itself, up to the
+                // first that does not.
+                let mut count = 0;
+                let mut lie = None;
+                for (position, group) in groups.into_iter().enumerate() {
+                    match accept_group(&request, position, group) {
+                        Ok(g) => {
+                            let at = (g.index * GROUP_LEN) as usize;
+                            stored[at..at + g.bytes.len()].copy_from_slice(&g.bytes);
+                            count += 1;
+                        }
+                        Err(e) => {
+                            lie = Some(e);
+                            break;
+                        }
+                    }
                 }
+                fetcher.on_checked(now, id, count, lie.as_ref());
             }
         }
         now += 100;

@@ -386,7 +386,15 @@ impl PartialBlob {
                         want: manifest.size,
                     });
                 }
-                place(&self.data_path, folder, &manifest.name)?
+                let path = place(&self.data_path, folder, &manifest.name)?;
+                // The groups' hashes stay as the blob's tree: this device
+                // can serve the file to others who may fetch it (the
+                // group's members, our own devices), sealing it again.
+                let tree = self.data_path.with_extension("tree");
+                if std::fs::rename(&self.have_path, &tree).is_err() {
+                    let _ = std::fs::remove_file(&self.have_path);
+                }
+                return Ok(path);
             }
             Layout::Cipher => {
                 let temp_path = folder.join(format!(".{}.opening", self.root));

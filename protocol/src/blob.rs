@@ -217,6 +217,15 @@ impl Tree {
             .collect()
     }
 
+    /// The [`group_hash`] group `index` must have.
+    pub fn group_hash(&self, index: u64) -> Option<[u8; 32]> {
+        if self.len <= GROUP_LEN {
+            return (index == 0).then_some(self.root.0);
+        }
+        let len = group_len(self.len, index).ok()?;
+        self.nodes.get(&(index * GROUP_LEN, len)).copied()
+    }
+
     /// The proof of group `index`: its siblings' chaining values, top down.
     pub fn proof(&self, index: u64) -> Result<Vec<ChainingValue>, BlobError> {
         group_len(self.len, index)?;

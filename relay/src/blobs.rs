@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use futures::{AsyncWriteExt, StreamExt};
 use hush_host::blobs::PartialBlob;
-use hush_host::blobs::stream::{BLOB_PROTOCOL, BLOB_UPLOAD_PROTOCOL, read_frame, write_frame};
+use hush_host::blobs::stream::{
+    BLOB_PROTOCOL, BLOB_UPLOAD_PROTOCOL, Grant, read_frame, write_frame,
+};
 use hush_protocol::Wire;
 use hush_protocol::blob::{
     BlobResponse, BlobRoot, BlobUpload, MAX_BLOB_REQUEST_FRAME, MAX_BLOB_RESPONSE_FRAME,
@@ -175,7 +177,7 @@ impl RelayBlobs {
                         .state
                         .lock()
                         .is_ok_and(|s| s.entries.get(&root).is_some_and(|e| e.complete));
-                    Box::pin(async move { whole })
+                    Box::pin(async move { whole.then_some(Grant::Sealed) })
                 });
                 tokio::spawn(hush_host::blobs::stream::serve(
                     incoming,

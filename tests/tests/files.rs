@@ -393,14 +393,17 @@ fn a_relay_over_its_file_quota_refuses_and_the_sender_is_told() {
     );
 }
 
-#[test]
-fn a_file_in_a_group_of_three_reaches_the_member_who_was_offline_through_the_relay() {
-    let relay = RelayProc::start("");
+/// alice, bob and carol at home at `relay`, in alice's group "friends",
+/// every member holding the current room key; carol's node runs with
+/// `carol_args` too. Returns the group's id.
+fn group_of_three(relay: &RelayProc, carol_args: &[&str]) -> (User, User, User, String) {
     let (mut alice, mut bob, mut carol) =
         (User::new("alice"), User::new("bob"), User::new("carol"));
-    for u in [&mut alice, &mut bob, &mut carol] {
-        u.start_with(&["--relay", relay.address.as_str()]);
-    }
+    alice.start_with(&["--relay", relay.address.as_str()]);
+    bob.start_with(&["--relay", relay.address.as_str()]);
+    let mut args = vec!["--relay", relay.address.as_str()];
+    args.extend_from_slice(carol_args);
+    carol.start_with(&args);
     introduce(&alice, &bob);
     introduce(&alice, &carol);
     let group = alice
@@ -434,6 +437,13 @@ fn a_file_in_a_group_of_three_reaches_the_member_who_was_offline_through_the_rel
             .any(|(_, t)| t == "hello")
             .then_some(())
     });
+    (alice, bob, carol, group)
+}
+
+#[test]
+fn a_file_in_a_group_of_three_reaches_the_member_who_was_offline_through_the_relay() {
+    let relay = RelayProc::start("");
+    let (alice, mut bob, mut carol, group) = group_of_three(&relay, &[]);
     carol.stop();
 
     let dir = tempfile::tempdir().unwrap();
@@ -597,4 +607,49 @@ fn a_sender_who_stops_sharing_a_file_keeps_no_copy_and_serves_nothing() {
     let file = file_of(&bob, id);
     assert_eq!(file["state"], "fetching", "{file}");
     assert_eq!(file["done"], 0);
+}
+
+#[test]
+fn a_member_who_fetched_a_group_file_serves_it_when_the_sender_is_gone() {
+    let relay = RelayProc::start("");
+    // carol fetches only when asked.
+    let (alice, mut bob, carol, group) = group_of_three(&relay, &["--auto-fetch-mib", "0"]);
+    let dir = tempfile::tempdir().unwrap();
+    // A video: sealed as it is, so a member keeps it in a form it can serve.
+    let bytes = random_bytes(3 << 20, 9);
+    let path = write_file(dir.path(), "talk.mp4", &bytes);
+    let sent = bob.json(&[
+        "group",
+        "send",
+        &group,
+        "--file",
+        path.to_str().unwrap(),
+        "--json",
+    ]);
+    let id = sent["id"].as_str().unwrap().to_owned();
+    let file = wait_complete(&alice, &id, Duration::from_secs(60));
+    assert_eq!(
+        std::fs::read(file["path"].as_str().unwrap()).unwrap(),
+        bytes
+    );
+    wait_for("carol to list the file", Duration::from_secs(40), || {
+        (file_of(&carol, &id)["state"] == "offered").then_some(())
+    });
+    // Everyone was online: no relay holds it. The sender leaves.
+    assert_eq!(relay_blobs(&relay), 0);
+    bob.stop();
+    let served = |u: &User| {
+        u.json(&["status", "--json"])["files_served_bytes"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(served(&alice), 0);
+    let got = carol.json(&["file", "get", &id, "--wait", "--json"]);
+    assert_eq!(got["state"], "complete", "{got}");
+    assert_eq!(std::fs::read(got["path"].as_str().unwrap()).unwrap(), bytes);
+    assert!(
+        served(&alice) >= bytes.len() as u64,
+        "alice served it: {}",
+        served(&alice)
+    );
 }

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use hush_protocol::blob::{
     BlobRequest, BlobResponse, BlobRoot, Compression, FileKey, FileManifest, GROUP_LEN,
-    GROUP_PLAIN_LEN, MAX_THUMBNAIL_LEN, Sealer, Tree, group_len, safe_file_name, serve,
+    GROUP_PLAIN_LEN, MAX_THUMBNAIL_LEN, Sealer, TAG_LEN, Tree, group_hash, group_len,
+    safe_file_name, seal_group, serve,
 };
 
 use super::{FileError, io_error};
@@ -185,7 +186,18 @@ fn write_tree(blobs: &Path, tree: &Tree) -> Result<(), FileError> {
 pub struct BlobSource {
     tree: Tree,
     path: PathBuf,
-    file: File,
+    bytes: Bytes,
+}
+
+/// Where a source's groups come from.
+#[derive(Debug)]
+enum Bytes {
+    /// The ciphertext itself (`ROOT.blob`).
+    Sealed(File),
+    /// A received file's plaintext, sealed again group by group as it is
+    /// served (sealing is deterministic: the same key, index and bytes
+    /// give the same ciphertext).
+    Plain { file: File, key: FileKey },
 }
 
 impl BlobSource {
@@ -205,18 +217,55 @@ impl BlobSource {
                 .map_err(io_error("read", &path))?;
             Tree::new(len, &[], Some(&whole))
         } else {
-            let tree_file = tree_path(blobs, root);
-            let bytes = std::fs::read(&tree_file).map_err(io_error("read", &tree_file))?;
-            let leaves: Vec<[u8; 32]> = bytes
-                .chunks_exact(32)
-                .filter_map(|c| <[u8; 32]>::try_from(c).ok())
-                .collect();
-            Tree::new(len, &leaves, None)
+            Tree::new(len, &read_leaves(blobs, root)?, None)
         };
         match tree {
-            Some(tree) if tree.root() == *root => Ok(Some(Self { tree, path, file })),
+            Some(tree) if tree.root() == *root => Ok(Some(Self {
+                tree,
+                path,
+                bytes: Bytes::Sealed(file),
+            })),
             _ => Err(FileError::Damaged),
         }
+    }
+
+    /// The blob `root` of a file received here and kept as it came (sealed
+    /// as it is, downloaded in place): its plaintext at `path`, its groups'
+    /// hashes in `blobs/ROOT.tree`. `None` if the file is gone or is no
+    /// longer what was received (its length or first group changed).
+    pub fn received(
+        blobs: &Path,
+        root: &BlobRoot,
+        path: &Path,
+        key: FileKey,
+    ) -> Result<Option<Self>, FileError> {
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error("open", path)(e)),
+        };
+        let plain_len = file.metadata().map_err(io_error("read", path))?.len();
+        let len = hush_protocol::blob::ciphertext_len(plain_len)?;
+        let tree = if len <= GROUP_LEN {
+            let mut whole = vec![0u8; plain_len as usize];
+            file.read_exact_at(&mut whole, 0)
+                .map_err(io_error("read", path))?;
+            Tree::new(len, &[], Some(&seal_group(&key, 0, true, &whole)))
+        } else {
+            match read_leaves(blobs, root) {
+                Ok(leaves) => Tree::new(len, &leaves, None),
+                Err(_) => return Ok(None),
+            }
+        };
+        let Some(tree) = tree.filter(|t| t.root() == *root) else {
+            return Ok(None);
+        };
+        let source = Self {
+            tree,
+            path: path.to_owned(),
+            bytes: Bytes::Plain { file, key },
+        };
+        Ok(source.group(0).is_ok().then_some(source))
     }
 
     pub fn len(&self) -> u64 {
@@ -227,20 +276,52 @@ impl BlobSource {
         self.tree.is_empty()
     }
 
+    /// The ciphertext of group `index`.
+    fn group(&self, index: u64) -> io::Result<Vec<u8>> {
+        let len = self.tree.len();
+        let n = group_len(len, index).map_err(io::Error::other)?;
+        match &self.bytes {
+            Bytes::Sealed(file) => {
+                let mut group = vec![0u8; n as usize];
+                file.read_exact_at(&mut group, index * GROUP_LEN)?;
+                Ok(group)
+            }
+            Bytes::Plain { file, key } => {
+                let mut plain = vec![0u8; (n - TAG_LEN) as usize];
+                file.read_exact_at(&mut plain, index * GROUP_PLAIN_LEN)?;
+                let last = index + 1 == hush_protocol::blob::groups(len);
+                let sealed = seal_group(key, index, last, &plain);
+                // The file may have been changed since it came: serve
+                // nothing of it rather than bytes that do not verify.
+                if self.tree.group_hash(index) != Some(group_hash(len, index, &sealed)) {
+                    return Err(io::Error::other(format!(
+                        "{} changed since it was received",
+                        self.path.display()
+                    )));
+                }
+                Ok(sealed)
+            }
+        }
+    }
+
     /// The answer to a range request for this blob.
     pub fn serve(&self, request: &BlobRequest) -> BlobResponse {
-        let len = self.tree.len();
-        serve(&self.tree, request, |index| {
-            let n = group_len(len, index).map_err(io::Error::other)? as usize;
-            let mut group = vec![0u8; n];
-            self.file.read_exact_at(&mut group, index * GROUP_LEN)?;
-            Ok(group)
-        })
+        serve(&self.tree, request, |index| self.group(index))
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// The groups' chaining values kept in `blobs/ROOT.tree`.
+fn read_leaves(blobs: &Path, root: &BlobRoot) -> Result<Vec<[u8; 32]>, FileError> {
+    let tree_file = tree_path(blobs, root);
+    let bytes = std::fs::read(&tree_file).map_err(io_error("read", &tree_file))?;
+    Ok(bytes
+        .chunks_exact(32)
+        .filter_map(|c| <[u8; 32]>::try_from(c).ok())
+        .collect())
 }
 
 impl super::PartialBlob {

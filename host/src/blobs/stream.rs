@@ -13,7 +13,7 @@ use futures::future::BoxFuture;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use hush_protocol::Wire;
 use hush_protocol::blob::{
-    BlobRefusal, BlobRequest, BlobResponse, BlobRoot, MAX_BLOB_REQUEST_FRAME,
+    BlobRefusal, BlobRequest, BlobResponse, BlobRoot, FileKey, MAX_BLOB_REQUEST_FRAME,
 };
 use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::Semaphore;
@@ -28,9 +28,22 @@ pub const MAX_SERVING_STREAMS: usize = 32;
 /// Blobs one served stream may ask for (each opened once).
 pub const MAX_ROOTS_PER_STREAM: usize = 4;
 
-/// Whether `peer` may fetch the blob `root` (asked once per stream and
-/// blob). Not allowed looks the same to the peer as not held.
-pub type Allow = Arc<dyn Fn(PeerId, BlobRoot) -> BoxFuture<'static, bool> + Send + Sync>;
+/// Where a blob that may be served is.
+#[derive(Debug, Clone)]
+pub enum Grant {
+    /// Sealed whole in the blobs folder (`ROOT.blob`, `ROOT.tree`).
+    Sealed,
+    /// A file received here and kept as it came: its plaintext at `path`,
+    /// sealed again group by group with `key` as it is served (checked
+    /// against the group hashes kept in `ROOT.tree`; a file changed since
+    /// serves nothing).
+    Received { path: PathBuf, key: FileKey },
+}
+
+/// Whether `peer` may fetch the blob `root`, and from where (asked once
+/// per stream and blob). Not allowed looks the same to the peer as not
+/// held.
+pub type Allow = Arc<dyn Fn(PeerId, BlobRoot) -> BoxFuture<'static, Option<Grant>> + Send + Sync>;
 
 /// Reads one frame (`u32` big-endian length ‖ bytes, at most `max`);
 /// `None` at a clean end of the stream.
@@ -135,12 +148,16 @@ async fn allowed_source(
     blobs: &std::path::Path,
     allow: &Allow,
 ) -> Option<Arc<BlobSource>> {
-    if !allow(peer, root).await {
+    let Some(grant) = allow(peer, root).await else {
         tracing::debug!(%peer, %root, "a blob asked for by a peer that may not fetch it");
         return None;
-    }
+    };
     let blobs = blobs.to_owned();
-    match tokio::task::spawn_blocking(move || BlobSource::open(&blobs, &root)).await {
+    let opened = tokio::task::spawn_blocking(move || match grant {
+        Grant::Sealed => BlobSource::open(&blobs, &root),
+        Grant::Received { path, key } => BlobSource::received(&blobs, &root, &path, key),
+    });
+    match opened.await {
         Ok(Ok(source)) => source.map(Arc::new),
         Ok(Err(e)) => {
             tracing::warn!(%root, error = %e, "a blob held here cannot be served");

@@ -229,8 +229,58 @@ fn a_plaintext_download_is_the_file_itself_and_a_lost_write_is_fetched_again() {
     let path = partial.open_into(&manifest, &files).unwrap();
     assert_eq!(path, files.join("film.mp4"));
     assert_eq!(std::fs::read(&path).unwrap(), original);
-    let left: Vec<_> = std::fs::read_dir(&blobs).unwrap().collect();
-    assert!(left.is_empty(), "the download's files are gone: {left:?}");
+    let left: Vec<_> = std::fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        left,
+        [format!("{}.tree", tree.root())],
+        "the download's files are gone but its tree"
+    );
+    // The file is served from where it was saved, sealed again: what a
+    // fetcher gets verifies and is the same ciphertext.
+    let source = BlobSource::received(&blobs, &tree.root(), &path, manifest.key.clone())
+        .unwrap()
+        .expect("served");
+    assert_eq!(source.len(), tree.len());
+    for first in [0, 4] {
+        let request = BlobRequest {
+            root: tree.root(),
+            len: tree.len(),
+            first,
+            count: 3,
+        };
+        let hush_protocol::blob::BlobResponse::Groups(groups) = source.serve(&request) else {
+            panic!("not served");
+        };
+        let got = accept_groups(&request, groups).unwrap();
+        for g in got {
+            let at = (g.index * GROUP_LEN) as usize;
+            assert_eq!(g.bytes, cipher[at..at + g.bytes.len()]);
+        }
+    }
+    // Changed since: what changed is not served (nothing that would not
+    // verify leaves this device); a file of another length, nothing at all.
+    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(b"edited", 5 * GROUP_PLAIN_LEN).unwrap();
+    drop(file);
+    let request = BlobRequest {
+        root: tree.root(),
+        len: tree.len(),
+        first: 4,
+        count: 3,
+    };
+    let hush_protocol::blob::BlobResponse::Groups(groups) = source.serve(&request) else {
+        panic!("group 4 is unchanged");
+    };
+    assert_eq!(groups.len(), 1, "group 5 changed: not served");
+    std::fs::write(&path, b"short").unwrap();
+    assert!(
+        BlobSource::received(&blobs, &tree.root(), &path, manifest.key.clone())
+            .unwrap()
+            .is_none()
+    );
     // A sender whose groups do not open with the manifest's key: refused
     // as it is stored, nothing written.
     let wrong = FileManifest {

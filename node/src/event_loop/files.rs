@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hush_protocol::blob::{BlobRoot, FileManifest, UploadRefusal};
+use hush_host::blobs::stream::Grant;
+use hush_protocol::blob::{BlobRoot, Compression, FileManifest, UploadRefusal};
 use hush_protocol::device::DeviceNotice;
 use hush_protocol::{AccountId, ConversationId, FileOffer, MessageId, Wire};
 use libp2p::PeerId;
@@ -89,9 +90,9 @@ impl FileHost {
                     Box::pin(async move {
                         let (reply, answer) = tokio::sync::oneshot::channel();
                         if access.send(Access { peer, root, reply }).await.is_err() {
-                            return false;
+                            return None;
                         }
-                        answer.await.unwrap_or(false)
+                        answer.await.ok().flatten()
                     })
                 });
                 let blobs = config.blobs.clone();
@@ -202,33 +203,51 @@ impl EventLoop {
     pub(super) fn on_file_event(&mut self, event: FileEvent) {
         match event {
             FileEvent::Access(Access { peer, root, reply }) => {
-                let allowed = self.may_fetch(&peer, &root);
-                let _ = reply.send(allowed);
+                let _ = reply.send(self.file_grant(&peer, &root));
             }
             FileEvent::Report(report) => self.on_file_report(report),
         }
     }
 
-    /// Whether `peer` may fetch the blob `root`: a device of the contact
-    /// the file was sent to (or came from), of a member of the group it
-    /// was sent in, or one of our own devices.
-    fn may_fetch(&self, peer: &PeerId, root: &BlobRoot) -> bool {
-        let Some((account, _)) = self.engine.contacts.device_by_peer(peer) else {
-            return false;
-        };
-        let Ok(files) = self.store.files() else {
-            return false;
-        };
+    /// Whether `peer` may fetch the blob `root`, and from where: a device
+    /// of the contact the file was sent to (or came from), of a member of
+    /// the group it was sent in, or one of our own devices. A file we sent
+    /// is served from its sealed blob; one we received, kept as it came
+    /// (sealed as it is), from its plaintext.
+    fn file_grant(&self, peer: &PeerId, root: &BlobRoot) -> Option<Grant> {
+        let (account, _) = self.engine.contacts.device_by_peer(peer)?;
+        let files = self.store.files().ok()?;
         let direct = ConversationId::direct(&self.me.account, &account);
-        files.iter().any(|(conversation, _, f)| {
-            let held = FileManifest::from_bytes(&f.manifest).is_ok_and(|m| m.root == *root);
-            held && (account == self.me.account
+        let may = |conversation: &ConversationId| {
+            account == self.me.account
                 || *conversation == direct
                 || self.engine.groups.groups().any(|g| {
                     g.conversation() == *conversation
                         && g.state().joined().any(|(a, _)| *a == account)
-                }))
-        })
+                })
+        };
+        let mut grant = None;
+        for (conversation, _, f) in files.iter() {
+            let Ok(m) = FileManifest::from_bytes(&f.manifest) else {
+                continue;
+            };
+            if m.root != *root || !may(conversation) {
+                continue;
+            }
+            if f.outgoing {
+                return Some(Grant::Sealed);
+            }
+            if f.state == FileState::Complete
+                && m.compression == Compression::None
+                && let Some(path) = &f.path
+            {
+                grant = Some(Grant::Received {
+                    path: PathBuf::from(path),
+                    key: m.key.clone(),
+                });
+            }
+        }
+        grant
     }
 
     /// Sends a sealed file (its blob already in `HOME/blobs`) to a contact.
@@ -493,6 +512,36 @@ impl EventLoop {
         for (peer, addr) in self.relays_of(&file.source) {
             self.swarm.add_peer_address(peer, addr.clone());
             sources.push((peer, format!("the relay {addr}")));
+        }
+        // Whoever else may hold it and is connected now: the group's other
+        // members' devices and our own other devices (each serves what it
+        // received, if it was sealed as it is). All are asked at once.
+        let mut accounts = vec![self.me.account];
+        if let Some(group) = self
+            .engine
+            .groups
+            .groups()
+            .find(|g| g.conversation() == conversation)
+        {
+            accounts.extend(group.state().joined().map(|(a, _)| *a));
+        }
+        let me = *self.swarm.local_peer_id();
+        for account in accounts {
+            for (device, peer) in self.engine.contacts.devices_of(&account) {
+                if device == file.source
+                    || peer == me
+                    || !self.swarm.is_connected(&peer)
+                    || sources.iter().any(|(p, _)| *p == peer)
+                {
+                    continue;
+                }
+                let whose = if account == self.me.account {
+                    "your own device".to_owned()
+                } else {
+                    format!("{}'s device", self.member_name(&account))
+                };
+                sources.push((peer, format!("{whose} {device}")));
+            }
         }
         // Dial the sender first if need be: the stream finds the connection.
         if let Some((peer, addresses, _)) = self.device_route(&file.source)

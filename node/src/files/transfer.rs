@@ -45,7 +45,7 @@ const ASK_AGAIN_AFTER: Duration = Duration::from_secs(30);
 pub(crate) struct Access {
     pub peer: PeerId,
     pub root: BlobRoot,
-    pub reply: oneshot::Sender<bool>,
+    pub reply: oneshot::Sender<Option<hush_host::blobs::stream::Grant>>,
 }
 
 /// What a download tells the event loop.
@@ -199,12 +199,17 @@ struct Checked {
     lie: Option<BlobError>,
 }
 
-/// The writer never waits to report (the download may be waiting to hand
-/// it the next response): its reports go on an unbounded channel, one per
-/// response it took, so no more than the responses handed over.
+/// Room for the writer's reports. The download reads them before anything
+/// else (`biased`), so it hands over a response only with none unread;
+/// while it waits for room in the queue the writer can report at most the
+/// [`WRITE_QUEUE`] queued, the one it was storing and the one handed over.
+/// The writer therefore never waits on a full report channel while the
+/// download waits on a full queue.
+const CHECKED_ROOM: usize = WRITE_QUEUE * 2 + 2;
+
 fn spawn_writer(
     mut partial: PartialBlob,
-    checked: mpsc::UnboundedSender<Checked>,
+    checked: mpsc::Sender<Checked>,
 ) -> (Writer, tokio::sync::watch::Receiver<u64>) {
     let (tx, mut rx) = mpsc::channel::<(RequestId, BlobRequest, Vec<BlobGroup>)>(WRITE_QUEUE);
     let (missing_tx, missing) = tokio::sync::watch::channel(partial.missing());
@@ -229,7 +234,7 @@ fn spawn_writer(
                 }
             }
             let _ = missing_tx.send(partial.missing());
-            if checked.send(Checked { id, stored, lie }).is_err() {
+            if checked.blocking_send(Checked { id, stored, lie }).is_err() {
                 break;
             }
         }
@@ -300,7 +305,7 @@ async fn fetch(
     let opening = manifest.clone();
     let partial = blocking(move || PartialBlob::for_manifest(&dir, &opening)).await?;
     let missing = partial.next_missing(usize::MAX);
-    let (checked_tx, mut checked) = mpsc::unbounded_channel();
+    let (checked_tx, mut checked) = mpsc::channel(CHECKED_ROOM);
     let (writer, written) = spawn_writer(partial, checked_tx);
     let mut fetcher: Fetcher<PeerId> = Fetcher::new(root, len, missing);
     for (source, _) in &sources {
@@ -350,6 +355,7 @@ async fn fetch(
             }
         }
         let event = tokio::select! {
+            biased;
             Some(done) = checked.recv() => Some(Err(done)),
             event = events.recv() => event.map(Ok),
             () = tokio::time::sleep(IDLE_WAKE) => None,

@@ -12,6 +12,7 @@
 //! whole, and `ROOT.meta` (uploader, length, when it came) for each.
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,11 +44,16 @@ const UPLOAD_IDLE: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct FileLimits {
-    /// Bytes of files held in all (on top of `quotas.disk_bytes`, which
-    /// is mail and group history); 0 holds no files.
+    /// Bytes of files held in all (they count in `quotas.disk_bytes` with
+    /// mail and group history); 0 holds no files.
     pub total_bytes: u64,
     /// Bytes of files one uploader (one device) may have here at once.
     pub per_uploader_bytes: u64,
+    /// Bytes of files all uploaders from one IP address may have here at
+    /// once (peer ids are free: without this, one machine with many of
+    /// them fills `total_bytes`). Uploads from this machine are not
+    /// counted by address.
+    pub per_ip_bytes: u64,
     /// Files older than this are deleted; the top-level `retention_secs`
     /// if unset.
     pub retention_secs: Option<u64>,
@@ -58,6 +64,7 @@ impl Default for FileLimits {
         Self {
             total_bytes: 8 << 30,
             per_uploader_bytes: 2 << 30,
+            per_ip_bytes: 4 << 30,
             retention_secs: None,
         }
     }
@@ -66,6 +73,8 @@ impl Default for FileLimits {
 #[derive(Debug, Clone)]
 struct Entry {
     uploader: PeerId,
+    /// The address it came from (none from this machine).
+    ip: Option<IpAddr>,
     len: u64,
     created_ms: u64,
     complete: bool,
@@ -84,6 +93,15 @@ pub struct RelayBlobs {
     dir: PathBuf,
     total_bytes: u64,
     per_uploader_bytes: u64,
+    per_ip_bytes: u64,
+    /// The relay's whole disk budget (`quotas.disk_bytes`): mail, group
+    /// history and files together.
+    disk_bytes: u64,
+    /// Mail and group history on disk (the service keeps it current).
+    other_bytes: AtomicU64,
+    /// The address each connected peer came from (none from this machine;
+    /// the service keeps it current, one entry per connected peer).
+    addresses: Mutex<HashMap<PeerId, IpAddr>>,
     retention_ms: u64,
     state: Mutex<State>,
     served: Arc<AtomicU64>,
@@ -104,6 +122,7 @@ impl RelayBlobs {
         dir: PathBuf,
         limits: &FileLimits,
         retention_secs: u64,
+        disk_bytes: u64,
     ) -> std::io::Result<Arc<Self>> {
         hush_host::create_private_dir(&dir)?;
         let mut entries = HashMap::new();
@@ -138,6 +157,10 @@ impl RelayBlobs {
             dir,
             total_bytes: limits.total_bytes,
             per_uploader_bytes: limits.per_uploader_bytes,
+            per_ip_bytes: limits.per_ip_bytes,
+            disk_bytes,
+            other_bytes: AtomicU64::new(0),
+            addresses: Mutex::new(HashMap::new()),
             retention_ms: limits
                 .retention_secs
                 .unwrap_or(retention_secs)
@@ -159,6 +182,31 @@ impl RelayBlobs {
                 s.entries.values().map(|e| e.len).sum(),
             )
         })
+    }
+
+    /// Bytes of files held (partial ones counted whole).
+    pub fn bytes(&self) -> u64 {
+        self.stats().1
+    }
+
+    /// Mail and group history on disk now: files get what is left of the
+    /// disk budget.
+    pub fn set_other_bytes(&self, bytes: u64) {
+        self.other_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// `peer` is connected from `ip` (`None`: from this machine, or gone).
+    pub fn set_address(&self, peer: PeerId, ip: Option<IpAddr>) {
+        if let Ok(mut a) = self.addresses.lock() {
+            match ip {
+                Some(ip) => a.insert(peer, ip),
+                None => a.remove(&peer),
+            };
+        }
+    }
+
+    fn address_of(&self, peer: &PeerId) -> Option<IpAddr> {
+        self.addresses.lock().ok()?.get(peer).copied()
     }
 
     /// Ciphertext bytes served since the start.
@@ -257,7 +305,12 @@ impl RelayBlobs {
 
     /// Whether `peer` may put `len` more bytes here (over its share or the
     /// total), and the blob reserved for it if so.
-    fn reserve(&self, peer: PeerId, offer: &BlobUpload) -> Result<Reserved, UploadRefusal> {
+    fn reserve(
+        &self,
+        peer: PeerId,
+        ip: Option<IpAddr>,
+        offer: &BlobUpload,
+    ) -> Result<Reserved, UploadRefusal> {
         if self.total_bytes == 0 {
             return Err(UploadRefusal::Off);
         }
@@ -281,8 +334,18 @@ impl RelayBlobs {
                 .filter(|e| e.uploader == peer)
                 .map(|e| e.len)
                 .sum();
+            let from_ip: u64 = ip.map_or(0, |ip| {
+                s.entries
+                    .values()
+                    .filter(|e| e.ip == Some(ip))
+                    .map(|e| e.len)
+                    .sum()
+            });
+            let others = self.other_bytes.load(Ordering::Relaxed);
             if mine.saturating_add(offer.len) > self.per_uploader_bytes
+                || (ip.is_some() && from_ip.saturating_add(offer.len) > self.per_ip_bytes)
                 || total.saturating_add(offer.len) > self.total_bytes
+                || others.saturating_add(total).saturating_add(offer.len) > self.disk_bytes
             {
                 return Err(UploadRefusal::Quota);
             }
@@ -292,6 +355,7 @@ impl RelayBlobs {
         }
         let entry = s.entries.entry(offer.root).or_insert_with(|| Entry {
             uploader: peer,
+            ip,
             len: offer.len,
             created_ms: now_ms(),
             complete: false,
@@ -322,7 +386,8 @@ impl RelayBlobs {
             write_frame(&mut stream, &answer.to_bytes()).await?;
             return stream.close().await;
         };
-        let entry = match self.reserve(peer, &offer) {
+        let ip = self.address_of(&peer);
+        let entry = match self.reserve(peer, ip, &offer) {
             Ok(Reserved::Whole) => {
                 write_frame(&mut stream, &UploadAnswer::Stored.to_bytes()).await?;
                 return stream.close().await;
@@ -448,10 +513,13 @@ fn write_meta(path: &Path, root: &BlobRoot, entry: &Entry) -> std::io::Result<()
     if path.exists() {
         return Ok(());
     }
-    let text = format!(
+    let mut text = format!(
         "root={root}\nuploader={}\nlen={}\ncreated_ms={}\n",
         entry.uploader, entry.len, entry.created_ms
     );
+    if let Some(ip) = entry.ip {
+        text.push_str(&format!("ip={ip}\n"));
+    }
     std::fs::write(path, text)
 }
 
@@ -467,9 +535,13 @@ fn read_meta(path: &Path) -> Option<(BlobRoot, Entry)> {
         BlobRoot(root),
         Entry {
             uploader: field("uploader")?.parse().ok()?,
+            ip: field("ip").and_then(|ip| ip.parse().ok()),
             len: field("len")?.parse().ok()?,
             created_ms: field("created_ms")?.parse().ok()?,
             complete: false,
         },
     ))
 }
+
+#[cfg(test)]
+mod tests;

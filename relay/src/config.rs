@@ -304,6 +304,12 @@ impl Config {
                 "must be at least max_item_bytes (0 strangers' mail means no first contact ever reaches your users)",
             );
         }
+        if self.files.total_bytes > q.disk_bytes {
+            return invalid(
+                "files.total_bytes",
+                "must be at most quotas.disk_bytes (files count in the disk budget with mail and group history; raise disk_bytes or lower total_bytes)",
+            );
+        }
         let l = &self.limits;
         if l.connections_per_ip == 0 {
             return invalid("limits.connections_per_ip", "must be at least 1");

@@ -288,6 +288,7 @@ impl Relay {
             config.data.join("blobs"),
             &config.files,
             config.retention_secs,
+            config.quotas.disk_bytes,
         )
         .map_err(|source| RelayError::DataDir {
             path: config.data.join("blobs"),
@@ -314,7 +315,8 @@ impl Relay {
             clock.now(),
         )
         .map_err(|StoreFault(e)| RelayError::Load(e))?;
-        engine.set_other_bytes(history.bytes());
+        engine.set_other_bytes(history.bytes() + blobs.bytes());
+        blobs.set_other_bytes(engine.mail_bytes() + history.bytes());
         metrics.record(&engine.stats());
 
         for addr in &config.listen {
@@ -503,6 +505,15 @@ impl Relay {
         }
     }
 
+    /// Mail, group history and files share one disk budget
+    /// (`quotas.disk_bytes`): each side learns what the others hold.
+    fn count_disk(&mut self) {
+        self.engine
+            .set_other_bytes(self.history.bytes() + self.blobs.bytes());
+        self.blobs
+            .set_other_bytes(self.engine.mail_bytes() + self.history.bytes());
+    }
+
     fn on_tick(&mut self) {
         let now = self.clock.now();
         if let Err(e) = self.history.flush(now.unix_ms) {
@@ -512,7 +523,7 @@ impl Relay {
             self.next_history_sweep_ms = now.mono_ms + HISTORY_SWEEP_MS;
             self.sweep_history(now.unix_ms);
         }
-        self.engine.set_other_bytes(self.history.bytes());
+        self.count_disk();
         let (files, file_bytes) = self.blobs.stats();
         self.metrics
             .record_files(files, file_bytes, self.blobs.served());
@@ -588,6 +599,8 @@ impl Relay {
                     .map(|(_, ip)| *ip)
                     .filter(|ip| !ip.is_loopback());
                 let sender = peer.to_bytes();
+                self.engine
+                    .set_other_bytes(self.history.bytes() + self.blobs.bytes());
                 let store = &*self.store;
                 let reply = Reply {
                     channel,
@@ -625,7 +638,7 @@ impl Relay {
                             if self.engine.disk_has_room(len) {
                                 self.history
                                     .add(topic, message.data, self.clock.now().unix_ms);
-                                self.engine.set_other_bytes(self.history.bytes());
+                                self.count_disk();
                             } else {
                                 self.metrics.history_dropped();
                                 tracing::debug!(
@@ -683,6 +696,10 @@ impl Relay {
                     let n = self.ips.entry(ip).or_default();
                     *n += 1;
                     self.connection_ips.insert(connection_id, (peer_id, ip));
+                    // Files are counted per address too (not from this
+                    // machine: tests and benches run every node there).
+                    self.blobs
+                        .set_address(peer_id, Some(ip).filter(|ip| !ip.is_loopback()));
                     if *n > self.connections_per_ip {
                         tracing::debug!(%ip, "too many connections from one address; closing");
                         self.swarm.close_connection(connection_id);
@@ -690,7 +707,12 @@ impl Relay {
                 }
                 self.count_connections();
             }
-            SwarmEvent::ConnectionClosed { connection_id, .. } => {
+            SwarmEvent::ConnectionClosed {
+                connection_id,
+                peer_id,
+                num_established,
+                ..
+            } => {
                 if let Some((_, ip)) = self.connection_ips.remove(&connection_id)
                     && let Some(n) = self.ips.get_mut(&ip)
                 {
@@ -698,6 +720,9 @@ impl Relay {
                     if *n == 0 {
                         self.ips.remove(&ip);
                     }
+                }
+                if num_established == 0 {
+                    self.blobs.set_address(peer_id, None);
                 }
                 self.count_connections();
             }

@@ -467,10 +467,15 @@ impl<R> RelayEngine<R> {
         }
     }
 
-    /// Bytes the relay keeps besides mail (group history): they count in
-    /// the same disk budget (`Quotas::disk_bytes`).
+    /// Bytes the relay keeps besides mail (group history, files): they
+    /// count in the same disk budget (`Quotas::disk_bytes`).
     pub fn set_other_bytes(&mut self, bytes: u64) {
         self.usage.other = bytes;
+    }
+
+    /// Bytes of mail held.
+    pub fn mail_bytes(&self) -> u64 {
+        self.usage.bytes
     }
 
     /// Whether `len` more bytes of something other than mail fit the disk

@@ -653,3 +653,97 @@ fn a_member_who_fetched_a_group_file_serves_it_when_the_sender_is_gone() {
         served(&alice)
     );
 }
+
+/// Attack: a contact's node sends file messages whose manifests lie: a
+/// name that climbs out of the files folder and clears the terminal, a
+/// size past what hush carries, a size that disagrees with the bytes.
+/// mallory is a node in this process (the library, real libp2p, real
+/// redb) so that she can send manifests the `hush` command never makes;
+/// bob is the real binary.
+#[test]
+fn a_contact_sending_lying_manifests_gets_nothing_written_outside_the_files_folder() {
+    use hush_node::{Home, Node, NodeConfig};
+    use hush_protocol::FileOffer;
+    let mut bob = User::new("bob");
+    bob.start();
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let bytes = random_bytes(300_000, 21);
+    let payload = write_file(dir.path(), "payload.mp4", &bytes);
+    let mallory = runtime.block_on(async {
+        let home = Home::new(dir.path().join("mallory"));
+        hush_node::init(&home, "mallory", hush_node::now_ms()).unwrap();
+        let mut config = NodeConfig::default().with_listen("/ip4/127.0.0.1/tcp/0".parse().unwrap());
+        config.mdns = false;
+        let mallory = Node::start(&home, config).await.unwrap();
+        let card = mallory.card().await.unwrap();
+        let run = bob.run(&["contact", "add", "mallory", &card]);
+        assert!(run.ok(), "{run:?}");
+        mallory.add_contact("bob", &bob.card()).await.unwrap();
+        // A real file, sealed: its blob is what bob fetches.
+        let manifest = hush_node::files::seal_file(
+            &payload,
+            &home.dir().join("blobs"),
+            None,
+            &mut rand::thread_rng(),
+        )
+        .unwrap();
+        let climbing = hush_protocol::blob::FileManifest {
+            name: "../../.bashrc\u{1b}[2J\n".into(),
+            ..manifest.clone()
+        };
+        let absurd = hush_protocol::blob::FileManifest {
+            size: u64::MAX,
+            sealed_len: u64::MAX,
+            ..manifest.clone()
+        };
+        let wrong_size = hush_protocol::blob::FileManifest {
+            size: 5,
+            ..manifest.clone()
+        };
+        for (manifest, caption) in [
+            (climbing, "climbing"),
+            (absurd, "absurd"),
+            (wrong_size, "wrong size"),
+        ] {
+            let offer = FileOffer {
+                manifest,
+                caption: caption.into(),
+            };
+            mallory
+                .send_file_offer("bob", offer, "payload.mp4")
+                .await
+                .unwrap();
+        }
+        mallory.send("bob", "done").await.unwrap();
+        mallory
+    });
+    wait_for("mallory's last message", Duration::from_secs(60), || {
+        bob.history("mallory")
+            .iter()
+            .any(|m| m["text"] == "done")
+            .then_some(())
+    });
+    // The climbing name is cut to its last part, its dots and control
+    // characters gone; the file is fetched into the files folder.
+    let listed = bob.json(&["file", "list", "--json"]);
+    let files = listed.as_array().unwrap();
+    assert_eq!(files.len(), 1, "only the sane manifest is kept: {listed}");
+    let id = files[0]["id"].as_str().unwrap();
+    assert_eq!(files[0]["name"], "bashrc[2J", "{listed}");
+    let got = wait_complete(&bob, id, Duration::from_secs(60));
+    let saved = PathBuf::from(got["path"].as_str().unwrap());
+    assert_eq!(saved, bob.home.join("files").join("bashrc[2J"));
+    assert_eq!(std::fs::read(&saved).unwrap(), bytes);
+    for above in bob.home.ancestors().take(3) {
+        assert!(!above.join(".bashrc").exists(), "{}", above.display());
+    }
+    // The absurd and the wrong-sized ones left no message and no record.
+    let history = bob.history("mallory");
+    let texts: Vec<&str> = history.iter().filter_map(|m| m["text"].as_str()).collect();
+    assert!(
+        !texts.contains(&"absurd") && !texts.contains(&"wrong size"),
+        "{texts:?}"
+    );
+    runtime.block_on(mallory.shutdown());
+}

@@ -36,6 +36,27 @@ impl Node {
         .await
     }
 
+    /// Sends `offer`, whose blob is already sealed into this home's
+    /// `HOME/blobs` (by [`crate::files::seal_file`]), to `contact`: what
+    /// [`Self::send_file`] does once it has sealed the file; `shown` is the
+    /// path history shows. Nothing in the offer is checked here: receivers
+    /// check everything in a manifest (the tests of hostile senders send
+    /// lying ones through this).
+    pub async fn send_file_offer(
+        &self,
+        contact: &str,
+        offer: hush_protocol::FileOffer,
+        shown: &str,
+    ) -> Result<SendReceipt, NodeError> {
+        self.call(|reply| Command::SendFile {
+            contact: contact.to_owned(),
+            offer: Box::new(offer),
+            path: shown.to_owned(),
+            reply,
+        })
+        .await
+    }
+
     /// [`Self::send_file`], then waits until the message reaches `wait` or
     /// `timeout` passes.
     pub async fn send_file_and_wait(

@@ -87,7 +87,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             contact::run(&mut Client::connect(&home).await?, command).await?
         }
         Command::Presence(args) => presence::run(&mut Client::connect(&home).await?, args).await?,
-        Command::Send(args) => return chat::send(&mut Client::connect(&home).await?, args).await,
+        Command::Send(args) => return chat::send(&home, args).await,
         Command::History(args) => chat::history(&mut Client::connect(&home).await?, args).await?,
         Command::Read { name, json } => {
             chat::read(&mut Client::connect(&home).await?, &name, json).await?
@@ -95,7 +95,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Events { json } => chat::events(&mut Client::connect(&home).await?, json).await?,
         Command::Status { json } => status::run(&mut Client::connect(&home).await?, json).await?,
         Command::Group(command) => {
-            return group::run(&mut Client::connect(&home).await?, command).await;
+            return group::run(&home, command).await;
         }
         Command::Device(command) => device::run(&home, command).await?,
         Command::File(command) => return file::run(&home, command).await,

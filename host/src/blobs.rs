@@ -615,7 +615,9 @@ pub fn remove_partial(blobs: &Path, root: &BlobRoot) {
 mod source;
 pub mod stream;
 
-pub use source::{BlobSource, mime_of, remove_sealed, seal_file};
+pub use source::{
+    BlobSource, SealProgress, SealStep, mime_of, remove_sealed, seal_file, seal_file_with,
+};
 
 #[cfg(test)]
 mod tests;

@@ -7,7 +7,8 @@ use std::io;
 use std::path::Path;
 
 pub use hush_host::blobs::{
-    BlobSource, FileError, PartialBlob, mime_of, remove_partial, seal_file, unique_path,
+    BlobSource, FileError, PartialBlob, SealProgress, SealStep, mime_of, remove_partial, seal_file,
+    seal_file_with, unique_path,
 };
 use hush_protocol::blob::{Compression, FileManifest};
 

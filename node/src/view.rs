@@ -335,6 +335,15 @@ pub enum Event {
     File {
         file: FileView,
     },
+    /// A file being sent is being sealed (before its message goes): `step`
+    /// is `compressing` or `encrypting`, `done` of `total` bytes (at most
+    /// four times a second, and at the end of each step).
+    Sealing {
+        path: String,
+        step: String,
+        done: u64,
+        total: u64,
+    },
     /// A relay of the recipient refused a message; it stays queued and is
     /// tried again, but the user should know.
     Undeliverable {

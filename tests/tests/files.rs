@@ -66,8 +66,25 @@ fn a_file_sent_directly_arrives_byte_identical_under_its_name() {
     // Three groups and a bit, and text that compresses.
     let bytes = random_bytes(3 * 65_520 + 1_000, 1);
     let photo = write_file(dir.path(), "holiday.jpg", &bytes);
+    let events = hush_tests::Events::follow(&alice);
+    // Live once a change of ours shows up in it.
+    events.wait_for("the stream to be live", |e| {
+        e["type"] == "contact_verified" || {
+            let _ = alice.run(&["contact", "verify", "bob"]);
+            false
+        }
+    });
     let sent = send_file(&alice, &photo, Some("the beach"), "delivered");
     let id = sent["id"].as_str().expect("id").to_owned();
+    // Sealing is told on the event stream (what draws `send --file`'s bar).
+    let canonical = std::fs::canonicalize(&photo).unwrap();
+    events.wait_for("the file sealed", |e| {
+        e["type"] == "sealing"
+            && e["path"] == canonical.to_str().unwrap()
+            && e["step"] == "encrypting"
+            && e["done"] == e["total"]
+            && e["total"] == bytes.len()
+    });
     let file = wait_complete(&bob, &id, Duration::from_secs(30));
     let path = PathBuf::from(file["path"].as_str().expect("path"));
     assert_eq!(path, bob.home.join("files").join("holiday.jpg"));

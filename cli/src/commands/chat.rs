@@ -4,7 +4,7 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use hush_node::{Client, ContactView, MessageView, SendReceipt, Status};
+use hush_node::{Client, ContactView, Home, MessageView, SendReceipt, Status};
 use hush_protocol::MAX_TEXT_LEN;
 use hush_protocol::text::for_terminal;
 use serde_json::{Value, json};
@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use super::print_json;
 use crate::args::{HistoryArgs, SendArgs, WaitFor};
 
-pub async fn send(client: &mut Client, args: SendArgs) -> Result<ExitCode> {
+pub async fn send(home: &Home, args: SendArgs) -> Result<ExitCode> {
+    let client = &mut Client::connect(home).await?;
     let wait = args.wait.map(|w| match w {
         WaitFor::Sent => Status::Sent,
         WaitFor::Delivered => Status::Delivered,
@@ -39,13 +40,13 @@ pub async fn send(client: &mut Client, args: SendArgs) -> Result<ExitCode> {
         "wait": wait,
         "timeout_ms": args.timeout.saturating_mul(1000),
     });
-    let spinner = (file.is_some() && !args.json)
-        .then(|| super::file::spinner("encrypting and sending the file"))
-        .flatten();
-    let receipt = client.call("send", params).await;
-    if let Some(spinner) = spinner {
-        spinner.finish_and_clear();
-    }
+    let receipt = super::file::with_sealing_bar(
+        home,
+        file.as_deref(),
+        args.json,
+        client.call("send", params),
+    )
+    .await;
     let receipt: SendReceipt = serde_json::from_value(receipt?)?;
     if args.json {
         print_json(&receipt)?;

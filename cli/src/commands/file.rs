@@ -2,7 +2,6 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Result, bail};
 use hush_node::{Client, FileState, FileView, Home};
@@ -126,15 +125,64 @@ async fn follow(events: &mut Client, mut file: FileView, json: bool) -> Result<F
     Ok(file)
 }
 
-/// A spinner on standard error while something slow happens, on a
-/// terminal only.
-pub fn spinner(message: &str) -> Option<ProgressBar> {
-    std::io::stderr().is_terminal().then(|| {
-        let bar = ProgressBar::new_spinner();
-        bar.set_message(message.to_owned());
-        bar.enable_steady_tick(Duration::from_millis(120));
-        bar
-    })
+/// Runs `call` (a send of the file at `path`, absolute), with a bar on
+/// standard error, on a terminal, of the file being sealed, fed by the
+/// node's `sealing` events for it.
+pub async fn with_sealing_bar<T>(
+    home: &Home,
+    path: Option<&std::path::Path>,
+    json: bool,
+    call: impl std::future::Future<Output = T>,
+) -> T {
+    let Some(path) = path.filter(|_| !json && std::io::stderr().is_terminal()) else {
+        return call.await;
+    };
+    let Ok(mut events) = Client::connect(home).await else {
+        return call.await;
+    };
+    if events.subscribe().await.is_err() {
+        return call.await;
+    }
+    // The node names the file by its canonical path.
+    let shown = std::fs::canonicalize(path)
+        .unwrap_or_else(|_| path.to_owned())
+        .display()
+        .to_string();
+    let name = for_terminal(
+        &path.file_name().unwrap_or_default().to_string_lossy(),
+        false,
+    );
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(format!("reading {name}"));
+    let mut call = std::pin::pin!(call);
+    loop {
+        tokio::select! {
+            out = &mut call => {
+                bar.finish_and_clear();
+                return out;
+            }
+            event = events.next_event() => match event {
+                Ok(Some(event)) if event["type"] == "sealing" && event["path"] == shown.as_str() => {
+                    let step = event["step"].as_str().unwrap_or_default();
+                    bar.set_message(format!("{step} {name}"));
+                    bar.set_length(event["total"].as_u64().unwrap_or(0));
+                    bar.set_position(event["done"].as_u64().unwrap_or(0));
+                }
+                Ok(Some(_)) => {}
+                // No more events: the send answers by itself.
+                _ => {
+                    let out = call.await;
+                    bar.finish_and_clear();
+                    return out;
+                }
+            }
+        }
+    }
 }
 
 /// `[file] holiday.mp4 1.9 GiB, saved to …` (and the caption), as history

@@ -4,7 +4,7 @@ use hush_protocol::text::for_terminal;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use hush_node::{Client, GroupMembersView, GroupMessageView, GroupView, SendReceipt};
+use hush_node::{Client, GroupMembersView, GroupMessageView, GroupView, Home, SendReceipt};
 use serde_json::{Value, json};
 
 use super::print_json;
@@ -24,7 +24,8 @@ fn changed(view: &GroupView, json: bool, say: impl FnOnce(&GroupView) -> String)
     }
 }
 
-pub async fn run(client: &mut Client, command: GroupCommand) -> Result<ExitCode> {
+pub async fn run(home: &Home, command: GroupCommand) -> Result<ExitCode> {
+    let client = &mut Client::connect(home).await?;
     match command {
         GroupCommand::Create { name, json } => {
             let view = change(client, "group.create", json!({ "name": name })).await?;
@@ -118,8 +119,9 @@ pub async fn run(client: &mut Client, command: GroupCommand) -> Result<ExitCode>
                 "wait": wait.map(|GroupWait::Delivered| "delivered"),
                 "timeout_ms": timeout.saturating_mul(1000),
             });
-            let receipt: SendReceipt =
-                serde_json::from_value(client.call("group.send", params).await?)?;
+            let call = client.call("group.send", params);
+            let receipt = super::file::with_sealing_bar(home, file.as_deref(), json, call).await;
+            let receipt: SendReceipt = serde_json::from_value(receipt?)?;
             if json {
                 print_json(&receipt)?;
             } else {

@@ -61,6 +61,24 @@ pub fn mime_of(name: &str) -> &'static str {
     }
 }
 
+/// What sealing a file is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealStep {
+    /// Reading and compressing the file.
+    Compressing,
+    /// Encrypting and hashing what is sent (the file, or its compressed
+    /// form).
+    Encrypting,
+}
+
+/// How far sealing a file went: `done` of `total` bytes of the step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealProgress {
+    pub step: SealStep,
+    pub done: u64,
+    pub total: u64,
+}
+
 /// Seals the file at `path` for sending: compressed first (zstd) unless
 /// its type is compressed already, encrypted under a fresh key into
 /// `blobs`; returns its manifest (with `thumbnail`, if one was made).
@@ -69,6 +87,17 @@ pub fn seal_file(
     blobs: &Path,
     thumbnail: Option<Vec<u8>>,
     rng: &mut impl rand::RngCore,
+) -> Result<FileManifest, FileError> {
+    seal_file_with(path, blobs, thumbnail, rng, &mut |_| {})
+}
+
+/// [`seal_file`], telling `progress` how far it went (every 1 MiB or so).
+pub fn seal_file_with(
+    path: &Path,
+    blobs: &Path,
+    thumbnail: Option<Vec<u8>>,
+    rng: &mut impl rand::RngCore,
+    progress: &mut dyn FnMut(SealProgress),
 ) -> Result<FileManifest, FileError> {
     std::fs::create_dir_all(blobs).map_err(io_error("create", blobs))?;
     let file = File::open(path).map_err(io_error("open", path))?;
@@ -87,7 +116,7 @@ pub fn seal_file(
     let (compression, sealed_len, source_path) = if COMPRESSED_ALREADY.contains(&mime) {
         (Compression::None, size, path.to_owned())
     } else {
-        let packed = compress(file, &compressed_path)?;
+        let packed = compress(file, size, &compressed_path, progress)?;
         if packed < size {
             (Compression::Zstd, packed, compressed_path.clone())
         } else {
@@ -95,7 +124,7 @@ pub fn seal_file(
         }
     };
     let sealing = blobs.join(format!(".{nonce}.sealing"));
-    let result = seal_into(key.clone(), &source_path, sealed_len, &sealing);
+    let result = seal_into(key.clone(), &source_path, sealed_len, &sealing, progress);
     let _ = std::fs::remove_file(&compressed_path);
     let tree = match result {
         Ok(tree) => tree,
@@ -120,11 +149,51 @@ pub fn seal_file(
     })
 }
 
-fn compress(file: File, to: &Path) -> Result<u64, FileError> {
+/// Progress is told this often, in bytes.
+const PROGRESS_EVERY: u64 = 1 << 20;
+
+/// A reader that tells `progress` how much was read.
+struct Counting<'a, R> {
+    inner: R,
+    done: u64,
+    told: u64,
+    total: u64,
+    progress: &'a mut dyn FnMut(SealProgress),
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        if self.done - self.told >= PROGRESS_EVERY || (n == 0 && self.done > self.told) {
+            self.told = self.done;
+            (self.progress)(SealProgress {
+                step: SealStep::Compressing,
+                done: self.done,
+                total: self.total,
+            });
+        }
+        Ok(n)
+    }
+}
+
+fn compress(
+    file: File,
+    size: u64,
+    to: &Path,
+    progress: &mut dyn FnMut(SealProgress),
+) -> Result<u64, FileError> {
     let out = File::create(to).map_err(io_error("create", to))?;
     let mut encoder = zstd::stream::write::Encoder::new(BufWriter::new(out), 3)
         .map_err(io_error("compress into", to))?;
-    io::copy(&mut BufReader::new(file), &mut encoder).map_err(io_error("compress into", to))?;
+    let mut input = BufReader::new(Counting {
+        inner: file,
+        done: 0,
+        told: 0,
+        total: size,
+        progress,
+    });
+    io::copy(&mut input, &mut encoder).map_err(io_error("compress into", to))?;
     let mut out = encoder.finish().map_err(io_error("compress into", to))?;
     out.flush().map_err(io_error("write", to))?;
     let len = out
@@ -136,7 +205,13 @@ fn compress(file: File, to: &Path) -> Result<u64, FileError> {
 }
 
 /// Seals `len` bytes of `from` into `to`, synced.
-fn seal_into(key: FileKey, from: &Path, len: u64, to: &Path) -> Result<Tree, FileError> {
+fn seal_into(
+    key: FileKey,
+    from: &Path,
+    len: u64,
+    to: &Path,
+    progress: &mut dyn FnMut(SealProgress),
+) -> Result<Tree, FileError> {
     let mut input = BufReader::new(File::open(from).map_err(io_error("open", from))?);
     let out = File::create(to).map_err(io_error("create", to))?;
     let mut writer = BufWriter::new(&out);
@@ -147,8 +222,16 @@ fn seal_into(key: FileKey, from: &Path, len: u64, to: &Path) -> Result<Tree, Fil
         input
             .read_exact(&mut plain[..n])
             .map_err(io_error("read", from))?;
-        let (_, sealed) = sealer.seal(&plain[..n])?;
+        let (index, sealed) = sealer.seal(&plain[..n])?;
         writer.write_all(&sealed).map_err(io_error("write", to))?;
+        // Every 16 groups (about 1 MiB), and the last.
+        if index % 16 == 15 || sealer.is_done() {
+            progress(SealProgress {
+                step: SealStep::Encrypting,
+                done: (index + 1).saturating_mul(GROUP_PLAIN_LEN).min(len),
+                total: len,
+            });
+        }
     }
     writer.flush().map_err(io_error("write", to))?;
     drop(writer);

@@ -11,6 +11,9 @@ use crate::event_loop::GroupCommand;
 use crate::records::Status;
 use crate::view::SendReceipt;
 
+/// Sealing progress is told at most this often.
+const SEALING_EVERY: Duration = Duration::from_millis(250);
+
 impl Node {
     /// Seals the file at `path` (compressed if that helps, encrypted under
     /// a fresh key, into `HOME/blobs`; `progress` hears the bytes read) and
@@ -107,7 +110,27 @@ impl Node {
             .display()
             .to_string();
         let (path, blobs) = (path.to_owned(), self.files.blobs.clone());
+        let events = self.events.clone();
+        let sealing = shown.clone();
         let manifest = tokio::task::spawn_blocking(move || {
+            let mut last = std::time::Instant::now();
+            let mut progress = |p: crate::files::SealProgress| {
+                let end = p.done >= p.total;
+                if !end && last.elapsed() < SEALING_EVERY {
+                    return;
+                }
+                last = std::time::Instant::now();
+                let step = match p.step {
+                    crate::files::SealStep::Compressing => "compressing",
+                    crate::files::SealStep::Encrypting => "encrypting",
+                };
+                let _ = events.send(crate::view::Event::Sealing {
+                    path: sealing.clone(),
+                    step: step.to_owned(),
+                    done: p.done,
+                    total: p.total,
+                });
+            };
             hush_host::create_private_dir(&blobs)
                 .map_err(|e| NodeError::File(format!("cannot create {}: {e}", blobs.display())))?;
             let name = path
@@ -115,8 +138,14 @@ impl Node {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let thumbnail = crate::files::make_thumbnail(&path, crate::files::mime_of(&name));
-            crate::files::seal_file(&path, &blobs, thumbnail, &mut rand::thread_rng())
-                .map_err(|e| NodeError::File(e.to_string()))
+            crate::files::seal_file_with(
+                &path,
+                &blobs,
+                thumbnail,
+                &mut rand::thread_rng(),
+                &mut progress,
+            )
+            .map_err(|e| NodeError::File(e.to_string()))
         })
         .await
         .map_err(|_| NodeError::Stopped)??;

@@ -202,6 +202,11 @@ pub struct NodeRunArgs {
     /// The largest file this node sends or fetches, in MiB [default: 4096]
     #[arg(long, value_name = "MIB")]
     pub max_file_mib: Option<u64>,
+    /// Files you sent are served (their encrypted copy kept in the home)
+    /// this many days, then no longer; 0 keeps them until `hush file
+    /// cancel` [default: 30]
+    #[arg(long, value_name = "DAYS")]
+    pub keep_sent_days: Option<u64>,
 }
 
 #[derive(Debug, Args)]

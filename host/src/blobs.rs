@@ -617,6 +617,7 @@ pub mod stream;
 
 pub use source::{
     BlobSource, SealProgress, SealStep, mime_of, remove_sealed, seal_file, seal_file_with,
+    sealed_age,
 };
 
 #[cfg(test)]

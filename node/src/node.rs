@@ -74,10 +74,15 @@ pub struct NodeConfig {
     pub auto_fetch_bytes: u64,
     /// The largest file sent or fetched (`--max-file-mib`).
     pub max_file_bytes: u64,
+    /// A file sent is served this long, then its encrypted copy goes
+    /// (`--keep-sent-days`); `None`: until the user stops sharing it.
+    pub keep_sent: Option<Duration>,
 }
 
 pub const DEFAULT_AUTO_FETCH_MIB: u64 = 64;
 pub const DEFAULT_MAX_FILE_MIB: u64 = 4 * 1024;
+/// Files sent are served this many days by default.
+pub const DEFAULT_KEEP_SENT_DAYS: u64 = 30;
 
 /// Presence records live this long by default.
 pub const DEFAULT_PRESENCE_TTL: Duration = Duration::from_secs(5 * 60);
@@ -103,6 +108,7 @@ impl Default for NodeConfig {
             group_member_limit: hush_protocol::DEFAULT_MEMBER_LIMIT,
             auto_fetch_bytes: DEFAULT_AUTO_FETCH_MIB << 20,
             max_file_bytes: DEFAULT_MAX_FILE_MIB << 20,
+            keep_sent: Some(Duration::from_secs(DEFAULT_KEEP_SENT_DAYS * 24 * 3600)),
         }
     }
 }
@@ -259,6 +265,7 @@ impl Node {
         let files = Arc::new(FileConfig {
             auto_fetch: config.auto_fetch_bytes,
             max_file: config.max_file_bytes,
+            keep_sent: config.keep_sent,
             blobs: home.blobs_dir(),
             folder: home.files_dir(),
         });

@@ -627,6 +627,37 @@ fn a_sender_who_stops_sharing_a_file_keeps_no_copy_and_serves_nothing() {
 }
 
 #[test]
+fn a_file_sent_longer_ago_than_keep_sent_days_is_no_longer_shared() {
+    let (mut alice, bob) = pair();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_file(dir.path(), "old.pdf", &random_bytes(120_000, 14));
+    let sent = send_file(&alice, &path, None, "delivered");
+    let id = sent["id"].as_str().unwrap().to_owned();
+    wait_complete(&bob, &id, Duration::from_secs(30));
+    // Sealed 31 days ago, as far as the disk says.
+    let blob = only_blob(&alice);
+    let month_ago = std::time::SystemTime::now() - Duration::from_secs(31 * 24 * 3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&blob)
+        .unwrap()
+        .set_modified(month_ago)
+        .unwrap();
+    alice.stop();
+    alice.start_with(&["--keep-sent-days", "30"]);
+    let file = wait_for("the file to expire", Duration::from_secs(30), || {
+        let file = file_of(&alice, &id);
+        (file["state"] == "cancelled").then_some(file)
+    });
+    let error = file["error"].as_str().unwrap_or_default();
+    assert!(error.contains("more than 30 days ago"), "{file}");
+    assert!(!blob.exists(), "its sealed copy is gone");
+    // Received files are the recipient's: bob keeps his.
+    let got = file_of(&bob, &id);
+    assert!(PathBuf::from(got["path"].as_str().unwrap()).exists());
+}
+
+#[test]
 fn a_member_who_fetched_a_group_file_serves_it_when_the_sender_is_gone() {
     let relay = RelayProc::start("");
     // carol fetches only when asked.

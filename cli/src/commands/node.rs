@@ -1,7 +1,9 @@
 //! `hush node run`: the node daemon in the foreground.
 
 use anyhow::{Context, Result, bail};
-use hush_node::{DEFAULT_AUTO_FETCH_MIB, DEFAULT_MAX_FILE_MIB, Home, Node, NodeConfig};
+use hush_node::{
+    DEFAULT_AUTO_FETCH_MIB, DEFAULT_KEEP_SENT_DAYS, DEFAULT_MAX_FILE_MIB, Home, Node, NodeConfig,
+};
 use libp2p::Multiaddr;
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +30,8 @@ pub struct NodeFile {
     pub auto_fetch_mib: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_file_mib: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_sent_days: Option<u64>,
 }
 
 impl NodeFile {
@@ -62,6 +66,7 @@ impl NodeFile {
             mdns: if args.no_mdns { Some(false) } else { self.mdns },
             auto_fetch_mib: args.auto_fetch_mib.or(self.auto_fetch_mib),
             max_file_mib: args.max_file_mib.or(self.max_file_mib),
+            keep_sent_days: args.keep_sent_days.or(self.keep_sent_days),
         }
     }
 
@@ -135,6 +140,13 @@ pub fn settings(home: &Home, args: NodeRunArgs) -> Result<(NodeConfig, NodeFile)
             file.max_file_mib.unwrap_or(DEFAULT_MAX_FILE_MIB),
             "--max-file-mib",
         )?,
+        keep_sent: match file.keep_sent_days.unwrap_or(DEFAULT_KEEP_SENT_DAYS) {
+            0 => None,
+            days if days > 36_500 => {
+                bail!("--keep-sent-days {days} is more than a century: use 0 to keep them")
+            }
+            days => Some(std::time::Duration::from_secs(days * 24 * 3600)),
+        },
         ..NodeConfig::default()
     };
     Ok((config, file))

@@ -444,6 +444,16 @@ impl super::PartialBlob {
     }
 }
 
+/// How long ago the blob `root` in `blobs` was sealed (its file's time),
+/// if it is there.
+pub fn sealed_age(blobs: &Path, root: &BlobRoot) -> Option<std::time::Duration> {
+    let modified = std::fs::metadata(blob_path(blobs, root))
+        .ok()?
+        .modified()
+        .ok()?;
+    modified.elapsed().ok()
+}
+
 /// Removes the sealed blob `root` (and its tree) from `blobs`: it is no
 /// longer served from here.
 pub fn remove_sealed(blobs: &Path, root: &BlobRoot) {

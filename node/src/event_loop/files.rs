@@ -32,6 +32,8 @@ const UPLOAD_RETRY_FIRST: Duration = Duration::from_secs(5);
 const UPLOAD_RETRY_MAX: Duration = Duration::from_secs(5 * 60);
 /// …this many times, then the sender is told.
 const MAX_UPLOAD_ATTEMPTS: u32 = 12;
+/// How often sent files are checked for `--keep-sent-days`.
+const EXPIRY_EVERY: Duration = Duration::from_secs(10 * 60);
 
 /// How the node treats files, from [`crate::NodeConfig`].
 #[derive(Debug, Clone)]
@@ -40,6 +42,8 @@ pub(crate) struct FileConfig {
     pub auto_fetch: u64,
     /// Larger files are refused (sending) and never fetched.
     pub max_file: u64,
+    /// A file sent is served this long (from when it was sealed).
+    pub keep_sent: Option<Duration>,
     /// `HOME/blobs`: sealed blobs we serve, partial downloads.
     pub blobs: PathBuf,
     /// `HOME/files`: where fetched files are saved.
@@ -69,6 +73,8 @@ pub(crate) struct FileHost {
     /// Uploads not finished (running or to try again), as stored: taken up
     /// again at the next start.
     pending: std::collections::BTreeSet<(MessageId, PeerId)>,
+    /// When sent files are next checked for expiry.
+    next_expiry: Instant,
 }
 
 struct UploadRetry {
@@ -117,6 +123,7 @@ impl FileHost {
             served,
             retries: HashMap::new(),
             pending: std::collections::BTreeSet::new(),
+            next_expiry: Instant::now(),
         }
     }
 
@@ -411,17 +418,8 @@ impl EventLoop {
         let result = self.find_file(id).and_then(|(conversation, id, mut file)| {
             let manifest = FileManifest::from_bytes(&file.manifest).ok();
             if file.state == FileState::Shared {
-                if let Some(m) = &manifest {
-                    hush_host::blobs::remove_sealed(&self.files.config.blobs, &m.root);
-                }
-                self.files.retries.retain(|(m, _), _| *m != id);
-                if self.files.pending.iter().any(|(m, _)| *m == id) {
-                    self.files.pending.retain(|(m, _)| *m != id);
-                    self.save_pending_uploads();
-                }
-                file.state = FileState::Cancelled;
-                file.error = Some("you stopped sharing it".to_owned());
-                return Ok(self.store_file(conversation, id, &file));
+                let reason = "you stopped sharing it".to_owned();
+                return Ok(self.stop_sharing(conversation, id, file, reason));
             }
             if matches!(file.state, FileState::Complete | FileState::Cancelled) {
                 return Err(NodeError::File(format!(
@@ -442,6 +440,62 @@ impl EventLoop {
             Ok(view)
         });
         let _ = reply.send(result);
+    }
+
+    /// Stops serving a file we sent: its sealed copy goes, uploads still
+    /// to do are dropped, and the record says why.
+    fn stop_sharing(
+        &mut self,
+        conversation: ConversationId,
+        id: MessageId,
+        mut file: FileRecord,
+        reason: String,
+    ) -> FileView {
+        if let Ok(m) = FileManifest::from_bytes(&file.manifest) {
+            hush_host::blobs::remove_sealed(&self.files.config.blobs, &m.root);
+        }
+        self.files.retries.retain(|(m, _), _| *m != id);
+        if self.files.pending.iter().any(|(m, _)| *m == id) {
+            self.files.pending.retain(|(m, _)| *m != id);
+            self.save_pending_uploads();
+        }
+        file.state = FileState::Cancelled;
+        file.error = Some(reason);
+        self.store_file(conversation, id, &file)
+    }
+
+    /// Files we sent longer ago than `--keep-sent-days` are no longer
+    /// served: their sealed copies go (checked every few minutes).
+    fn expire_sent(&mut self, now: Instant) {
+        let Some(keep) = self.files.config.keep_sent else {
+            return;
+        };
+        if now < self.files.next_expiry {
+            return;
+        }
+        self.files.next_expiry = now + EXPIRY_EVERY;
+        let Ok(files) = self.store.files() else {
+            return;
+        };
+        let blobs = self.files.config.blobs.clone();
+        let expired: Vec<(ConversationId, MessageId, FileRecord)> = files
+            .into_iter()
+            .filter(|(_, _, f)| f.outgoing && f.state == FileState::Shared)
+            .filter(|(_, _, f)| {
+                FileManifest::from_bytes(&f.manifest)
+                    .ok()
+                    .and_then(|m| hush_host::blobs::sealed_age(&blobs, &m.root))
+                    .is_some_and(|age| age >= keep)
+            })
+            .collect();
+        let days = keep.as_secs() / (24 * 3600);
+        for (conversation, id, file) in expired {
+            tracing::info!(%id, days, "a file sent is no longer shared");
+            let reason = format!(
+                "no longer shared: sent more than {days} days ago (--keep-sent-days)"
+            );
+            self.stop_sharing(conversation, id, file, reason);
+        }
     }
 
     /// The stored file of the message whose id is `id`.
@@ -728,6 +782,7 @@ impl EventLoop {
     /// connected, or the dial would fail again).
     pub(super) fn files_tick(&mut self) {
         let now = Instant::now();
+        self.expire_sent(now);
         let due: Vec<(MessageId, PeerId)> = self
             .files
             .retries

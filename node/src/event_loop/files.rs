@@ -491,9 +491,8 @@ impl EventLoop {
         let days = keep.as_secs() / (24 * 3600);
         for (conversation, id, file) in expired {
             tracing::info!(%id, days, "a file sent is no longer shared");
-            let reason = format!(
-                "no longer shared: sent more than {days} days ago (--keep-sent-days)"
-            );
+            let reason =
+                format!("no longer shared: sent more than {days} days ago (--keep-sent-days)");
             self.stop_sharing(conversation, id, file, reason);
         }
     }

@@ -42,7 +42,8 @@ pub async fn file(size_mib: u64, as_json: bool) -> Result<()> {
     std::fs::write(
         &relay_config,
         format!(
-            "[files]\ntotal_bytes = {}\nper_uploader_bytes = {}\n",
+            "[quotas]\ndisk_bytes = {}\n[files]\ntotal_bytes = {}\nper_uploader_bytes = {}\n",
+            4 * size + 1024 * MIB,
             4 * size + 4 * MIB,
             2 * size + 2 * MIB
         ),

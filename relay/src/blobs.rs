@@ -45,8 +45,10 @@ const UPLOAD_IDLE: Duration = Duration::from_secs(60);
 #[serde(default, deny_unknown_fields)]
 pub struct FileLimits {
     /// Bytes of files held in all (they count in `quotas.disk_bytes` with
-    /// mail and group history); 0 holds no files.
-    pub total_bytes: u64,
+    /// mail and group history); 0 holds no files. Unset: 8 GiB, or four
+    /// fifths of `quotas.disk_bytes` if that is less (mail keeps at least a
+    /// fifth of the disk budget).
+    pub total_bytes: Option<u64>,
     /// Bytes of files one uploader (one device) may have here at once.
     pub per_uploader_bytes: u64,
     /// Bytes of files all uploaders from one IP address may have here at
@@ -59,10 +61,21 @@ pub struct FileLimits {
     pub retention_secs: Option<u64>,
 }
 
+/// Files held in all, by default, at most.
+pub const DEFAULT_FILES_TOTAL_BYTES: u64 = 8 << 30;
+
+impl FileLimits {
+    /// Bytes of files held in all, with a disk budget of `disk_bytes`.
+    pub fn total(&self, disk_bytes: u64) -> u64 {
+        self.total_bytes
+            .unwrap_or_else(|| DEFAULT_FILES_TOTAL_BYTES.min(disk_bytes / 5 * 4))
+    }
+}
+
 impl Default for FileLimits {
     fn default() -> Self {
         Self {
-            total_bytes: 8 << 30,
+            total_bytes: None,
             per_uploader_bytes: 2 << 30,
             per_ip_bytes: 4 << 30,
             retention_secs: None,
@@ -155,7 +168,7 @@ impl RelayBlobs {
         tracing::info!(blobs = entries.len(), "files held for offline recipients");
         Ok(Arc::new(Self {
             dir,
-            total_bytes: limits.total_bytes,
+            total_bytes: limits.total(disk_bytes),
             per_uploader_bytes: limits.per_uploader_bytes,
             per_ip_bytes: limits.per_ip_bytes,
             disk_bytes,

@@ -304,7 +304,7 @@ impl Config {
                 "must be at least max_item_bytes (0 strangers' mail means no first contact ever reaches your users)",
             );
         }
-        if self.files.total_bytes > q.disk_bytes {
+        if self.files.total_bytes.is_some_and(|t| t > q.disk_bytes) {
             return invalid(
                 "files.total_bytes",
                 "must be at most quotas.disk_bytes (files count in the disk budget with mail and group history; raise disk_bytes or lower total_bytes)",

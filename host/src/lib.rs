@@ -23,6 +23,7 @@ mod files;
 mod gossip;
 pub mod liveness;
 mod peers;
+pub mod sealed_db;
 mod swarm;
 pub mod wal;
 

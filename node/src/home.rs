@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 pub const DB_FILE: &str = "hush.redb";
 pub const SOCKET_FILE: &str = "hush.sock";
 pub const CONFIG_FILE: &str = "config.toml";
+/// The database key, when no passphrase protects it.
+pub const KEY_FILE: &str = "hush.key";
 /// The longest path a Unix socket address holds (`sun_path`, with its
 /// terminating zero).
 pub const MAX_SOCKET_PATH: usize = 107;
@@ -51,6 +53,50 @@ impl Home {
         }
     }
 
+    /// The key the database and its log are sealed under (see
+    /// [`hush_host::sealed_db`]): read from `hush.key` (mode 0600), made on
+    /// first use. Anyone who can read the home can read this key: it keeps
+    /// the database unreadable to whoever copies it without the key (a
+    /// backup of the database alone, a disk image that misses it), and
+    /// tampering is detected either way.
+    pub fn db_key(&self) -> Result<hush_host::sealed_db::DbKey, crate::error::NodeError> {
+        use hush_host::sealed_db::DbKey;
+        let path = self.dir.join(KEY_FILE);
+        let bad = |why: String| crate::error::NodeError::Home {
+            path: path.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, why),
+        };
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let key: [u8; 32] = bytes.try_into().map_err(|_| {
+                    bad("not a database key (32 bytes): restore it from your backup; the database cannot be read without it".into())
+                })?;
+                Ok(DbKey::from_bytes(key))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let db = self.db_path();
+                let sealed = std::fs::File::open(&db)
+                    .and_then(|f| hush_host::sealed_db::SealedFile::is_sealed(&f))
+                    .unwrap_or(false);
+                if sealed {
+                    return Err(bad(format!(
+                        "missing, and {} is sealed under it: restore hush.key from your backup",
+                        db.display()
+                    )));
+                }
+                let key = DbKey::random(&mut rand::thread_rng());
+                write_key(&path, key.as_bytes()).map_err(|source| {
+                    crate::error::NodeError::Home {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+                Ok(key)
+            }
+            Err(source) => Err(crate::error::NodeError::Home { path, source }),
+        }
+    }
+
     /// The `node run` settings last used (`config.toml`).
     pub fn config_path(&self) -> PathBuf {
         self.dir.join(CONFIG_FILE)
@@ -79,4 +125,24 @@ impl Home {
             .mode(0o700)
             .create(&self.dir)
     }
+}
+
+/// Writes a new key file (mode 0600) whole or not at all.
+fn write_key(path: &Path, key: &[u8; 32]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let temp = path.with_extension("key.new");
+    let _ = std::fs::remove_file(&temp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temp)?;
+    file.write_all(key)?;
+    file.sync_all()?;
+    std::fs::rename(&temp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }

@@ -210,7 +210,7 @@ pub fn init(home: &Home, name: &str, now_ms: u64) -> Result<AccountId, NodeError
         path: home.db_path(),
         source,
     })?;
-    let store = Store::open(&home.db_path())?;
+    let store = Store::open(&home.db_path(), &home.db_key()?)?;
     if store.has_identity()? {
         return Err(NodeError::AlreadyInitialized {
             path: home.dir().to_owned(),
@@ -241,7 +241,7 @@ pub fn init(home: &Home, name: &str, now_ms: u64) -> Result<AccountId, NodeError
 
 /// The card of a home whose node is not running (from the last known addresses).
 pub fn offline_card(home: &Home) -> Result<ContactCard, NodeError> {
-    let store = Store::open(&home.db_path())?;
+    let store = Store::open(&home.db_path(), &home.db_key()?)?;
     let record = store.identity()?;
     let olm = OlmDevice::restore(&store.olm_account()?, [], &record.pickle_key)?;
     let mut me = Me::load(&record, &olm)?;
@@ -253,7 +253,7 @@ pub fn offline_card(home: &Home) -> Result<ContactCard, NodeError> {
 /// linked without it): it signs the account's device lists and cards.
 /// Never logged, never sent.
 pub fn account_key(home: &Home) -> Result<Option<AccountKey>, NodeError> {
-    let store = Store::open(&home.db_path())?;
+    let store = Store::open(&home.db_path(), &home.db_key()?)?;
     Ok(store.identity()?.account_seed.map(AccountKey::from_seed))
 }
 

@@ -93,7 +93,7 @@ pub async fn join(home: &Home, code: &str, options: JoinOptions) -> Result<Joine
     if hush_host::now_ms() >= code.expires_at_ms {
         return Err(LinkError::Expired.into());
     }
-    if home.db_path().exists() && Store::open(&home.db_path())?.has_identity()? {
+    if home.db_path().exists() && Store::open(&home.db_path(), &home.db_key()?)?.has_identity()? {
         return Err(NodeError::AlreadyInitialized {
             path: home.dir().to_owned(),
         });
@@ -128,6 +128,8 @@ pub async fn join(home: &Home, code: &str, options: JoinOptions) -> Result<Joine
 /// The database a join fills, beside the home until it is complete.
 struct Staging {
     dir: PathBuf,
+    /// The home's database key: the staged database becomes the home's.
+    key: hush_host::sealed_db::DbKey,
 }
 
 impl Staging {
@@ -144,7 +146,10 @@ impl Staging {
             path: db.clone(),
             source,
         })?;
-        Ok(Self { dir })
+        Ok(Self {
+            dir,
+            key: home.db_key()?,
+        })
     }
 
     fn db(&self) -> PathBuf {
@@ -261,7 +266,7 @@ async fn run(
         })
         .collect();
 
-    let store = Store::open(&staging.db())?;
+    let store = Store::open(&staging.db(), &staging.key)?;
     let mut ops = vec![Op::PutRelays(relays)];
     // The account's presence key: contacts keep one per account.
     if let Some((share, key, seed)) = presence {

@@ -240,7 +240,7 @@ impl Node {
     /// Opens the home's database, starts listening and spawns the event loop.
     pub async fn start(home: &Home, config: NodeConfig) -> Result<Self, NodeError> {
         home.check_private()?;
-        let store = Arc::new(Store::open(&home.db_path())?);
+        let store = Arc::new(Store::open(&home.db_path(), &home.db_key()?)?);
         let record = store.identity()?;
         let olm = OlmDevice::restore(&store.olm_account()?, store.sessions()?, &record.pickle_key)?;
         let mut me = Me::load(&record, &olm)?;

@@ -141,6 +141,14 @@ pub enum StoreError {
         "the write-ahead log beside the database could not be read or written: {0}; check the disk and the home folder's permissions"
     )]
     Log(#[source] std::io::Error),
+    #[error("the database cannot be opened: {0}")]
+    Sealed(#[from] hush_host::sealed_db::SealedDbError),
+    #[error(
+        "a write-ahead log record does not open with the database key: the log was changed outside hush or is damaged"
+    )]
+    LogDamaged,
+    #[error("the database could not be sealed at rest: {0}")]
+    Migrate(#[source] std::io::Error),
 }
 
 impl From<redb::DatabaseError> for StoreError {
@@ -162,7 +170,63 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_allocvec(value).unwrap_or_default()
 }
 
+use hush_host::sealed_db::{DbKey, SealedFile};
 pub use hush_protocol::device::OutboxKey;
+
+/// Seals a plaintext database made by an older hush, in place: opened as
+/// it is once (so its write-ahead log is applied and emptied), then copied
+/// block by block into a sealed file beside it, synced, and renamed over
+/// it. A crash before the rename leaves the plaintext database as it was;
+/// after it, the sealed one.
+fn seal_if_plain(path: &Path, key: &DbKey) -> Result<(), StoreError> {
+    use redb::StorageBackend;
+    use std::io::Read;
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StoreError::Migrate(e)),
+    };
+    let len = file.metadata().map_err(StoreError::Migrate)?.len();
+    if len == 0 || SealedFile::is_sealed(&file).map_err(StoreError::Migrate)? {
+        return Ok(());
+    }
+    drop(file);
+    tracing::info!(path = %path.display(), "sealing the database at rest (once)");
+    drop(Store::from_db(Database::create(path)?, path, None)?);
+    let sealing = path.with_extension("redb.sealing");
+    let _ = std::fs::remove_file(&sealing);
+    let out = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&sealing)
+        .map_err(StoreError::Migrate)?;
+    let sealed = SealedFile::new(out, key.clone())?;
+    let mut plain = std::fs::File::open(path).map_err(StoreError::Migrate)?;
+    let len = plain.metadata().map_err(StoreError::Migrate)?.len();
+    sealed.set_len(len).map_err(StoreError::Migrate)?;
+    let mut block = vec![0u8; hush_host::sealed_db::BLOCK as usize];
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(block.len() as u64) as usize;
+        plain
+            .read_exact(&mut block[..n])
+            .map_err(StoreError::Migrate)?;
+        sealed.write(at, &block[..n]).map_err(StoreError::Migrate)?;
+        at += n as u64;
+    }
+    sealed.sync_data().map_err(StoreError::Migrate)?;
+    drop(sealed);
+    std::fs::rename(&sealing, path).map_err(StoreError::Migrate)?;
+    if let Some(dir) = path.parent()
+        && let Ok(dir) = std::fs::File::open(dir)
+    {
+        let _ = dir.sync_all();
+    }
+    // Everything in the log was applied before the copy.
+    let _ = std::fs::remove_file(path.with_extension("wal"));
+    Ok(())
+}
 /// A stored group: its id, its record and its ops (wire bytes).
 pub type StoredGroup = (GroupId, GroupRecord, Vec<Vec<u8>>);
 /// A group message waiting for its key: session, digest, group, received
@@ -175,12 +239,33 @@ pub type PeerSessions = ([u8; 32], Vec<String>);
 pub struct Store {
     db: Database,
     wal: Mutex<Wal>,
+    /// What the database and its log are sealed under (none: a plaintext
+    /// database being opened once to be sealed).
+    key: Option<DbKey>,
 }
 
+/// The associated data of a sealed write-ahead log record.
+const WAL_AD: &[u8] = b"hush wal record";
+
 impl Store {
-    /// Opens (or creates) the database at `path`.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path)?;
+    /// Opens (or creates) the database at `path`, sealed at rest under
+    /// `key` (see [`hush_host::sealed_db`]); a plaintext database made by an
+    /// older hush is sealed first, in place.
+    pub fn open(path: &Path, key: &DbKey) -> Result<Self, StoreError> {
+        seal_if_plain(path, key)?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(StoreError::Migrate)?;
+        let backend = SealedFile::new(file, key.clone())?;
+        let db = redb::Builder::new().create_with_backend(backend)?;
+        Self::from_db(db, path, Some(key.clone()))
+    }
+
+    fn from_db(db: Database, path: &Path, key: Option<DbKey>) -> Result<Self, StoreError> {
         let txn = db.begin_write()?;
         {
             // Create every table so reads never meet a missing one.
@@ -219,7 +304,13 @@ impl Store {
         let mut last = durable;
         let mut replayed = 0usize;
         for record in records {
-            let ops: Vec<Op> = decode("write-ahead log record", &record.payload)?;
+            let payload = match &key {
+                Some(key) => key
+                    .open(WAL_AD, &record.payload)
+                    .ok_or(StoreError::LogDamaged)?,
+                None => record.payload,
+            };
+            let ops: Vec<Op> = decode("write-ahead log record", &payload)?;
             write(&db, ops, Some(record.position), redb::Durability::None)?;
             last = record.position;
             replayed += 1;
@@ -235,6 +326,7 @@ impl Store {
         Ok(Self {
             db,
             wal: Mutex::new(wal),
+            key,
         })
     }
 
@@ -773,6 +865,10 @@ impl Store {
         let mut wal = self.wal.lock().unwrap_or_else(|p| p.into_inner());
         let payload =
             postcard::to_allocvec(&ops).map_err(|e| StoreError::Log(std::io::Error::other(e)))?;
+        let payload = match &self.key {
+            Some(key) => key.seal(WAL_AD, &payload),
+            None => payload,
+        };
         if !wal.could_fit(payload.len()) {
             write(&self.db, ops, None, redb::Durability::Immediate)?;
             wal.restart(0);

@@ -1,6 +1,10 @@
 use super::*;
 use crate::records::Status;
 
+fn key() -> DbKey {
+    DbKey::from_bytes([9; 32])
+}
+
 fn clock(store: &Store) -> Option<u128> {
     store.clock().unwrap().map(|id| id.0)
 }
@@ -9,24 +13,24 @@ fn clock(store: &Store) -> Option<u128> {
 fn a_batch_only_the_log_holds_is_applied_on_open() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hush.redb");
-    drop(Store::open(&path).unwrap());
+    drop(Store::open(&path, &key()).unwrap());
     // What a crash leaves: the log synced, redb's commit of the same
     // batch never made durable.
     let (mut wal, found) = Wal::open(&path.with_extension("wal"), WAL_CAPACITY).unwrap();
     assert!(found.is_empty());
     wal.restart(1);
     let batch = postcard::to_allocvec(&vec![Op::PutClock(MessageId(42))]).unwrap();
-    wal.append(&batch, true).unwrap();
+    wal.append(&key().seal(WAL_AD, &batch), true).unwrap();
     drop(wal);
 
-    let store = Store::open(&path).unwrap();
+    let store = Store::open(&path, &key()).unwrap();
     assert_eq!(clock(&store), Some(42));
     // Applied once and made durable: the next batch goes on from there.
     store
         .apply(vec![Op::PutClock(MessageId(43))], Durability::Now)
         .unwrap();
     drop(store);
-    let store = Store::open(&path).unwrap();
+    let store = Store::open(&path, &key()).unwrap();
     assert_eq!(clock(&store), Some(43));
 }
 
@@ -34,7 +38,7 @@ fn a_batch_only_the_log_holds_is_applied_on_open() {
 fn records_redb_already_holds_are_not_applied_again() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hush.redb");
-    let store = Store::open(&path).unwrap();
+    let store = Store::open(&path, &key()).unwrap();
     store
         .apply(vec![Op::PutClock(MessageId(1))], Durability::Now)
         .unwrap();
@@ -58,7 +62,7 @@ fn records_redb_already_holds_are_not_applied_again() {
     // are still there to be read.
     drop(store);
 
-    let store = Store::open(&path).unwrap();
+    let store = Store::open(&path, &key()).unwrap();
     assert_eq!(clock(&store), Some(7));
 }
 
@@ -66,7 +70,7 @@ fn records_redb_already_holds_are_not_applied_again() {
 fn a_batch_too_big_for_the_log_is_committed_durably_on_its_own() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hush.redb");
-    let store = Store::open(&path).unwrap();
+    let store = Store::open(&path, &key()).unwrap();
     let big = "x".repeat(WAL_CAPACITY as usize);
     store
         .apply(vec![Op::PutOlmAccount(big.clone())], Durability::Now)
@@ -75,7 +79,7 @@ fn a_batch_too_big_for_the_log_is_committed_durably_on_its_own() {
         .apply(vec![Op::PutClock(MessageId(5))], Durability::Now)
         .unwrap();
     drop(store);
-    let store = Store::open(&path).unwrap();
+    let store = Store::open(&path, &key()).unwrap();
     assert_eq!(store.olm_account().unwrap().len(), big.len());
     assert_eq!(clock(&store), Some(5));
 }
@@ -84,7 +88,7 @@ fn a_batch_too_big_for_the_log_is_committed_durably_on_its_own() {
 fn a_full_log_is_checkpointed_and_nothing_is_lost() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hush.redb");
-    let store = Store::open(&path).unwrap();
+    let store = Store::open(&path, &key()).unwrap();
     let pickle = "p".repeat(100_000);
     for i in 0..100u128 {
         store
@@ -99,7 +103,7 @@ fn a_full_log_is_checkpointed_and_nothing_is_lost() {
     }
     assert!(store.wal.lock().unwrap().used() < WAL_CAPACITY);
     drop(store);
-    assert_eq!(clock(&Store::open(&path).unwrap()), Some(99));
+    assert_eq!(clock(&Store::open(&path, &key()).unwrap()), Some(99));
 }
 
 /// Tables keyed by `&[u8; 32]` (compared with memcmp, encoded without an
@@ -135,7 +139,7 @@ fn a_home_written_with_array_keys_reads_with_reference_keys() {
             .unwrap();
         txn.commit().unwrap();
     }
-    let store = Store::open(&path).unwrap();
+    let store = Store::open(&path, &key()).unwrap();
     assert!(store.seen(&[7; 32]).unwrap());
     assert!(!store.seen(&[8; 32]).unwrap());
     let history = store
@@ -147,4 +151,36 @@ fn a_home_written_with_array_keys_reads_with_reference_keys() {
         .apply(vec![Op::PutSeen([8; 32], 6)], Durability::Now)
         .unwrap();
     assert!(store.seen(&[8; 32]).unwrap());
+}
+
+#[test]
+fn a_plaintext_home_is_sealed_in_place_with_what_its_log_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hush.redb");
+    {
+        // A home made before the store was sealed: a plaintext database and
+        // a batch only its log holds (a crash before the checkpoint).
+        let plain = Store::from_db(Database::create(&path).unwrap(), &path, None).unwrap();
+        plain
+            .apply(vec![Op::PutClock(MessageId(7))], Durability::Now)
+            .unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    assert!(
+        contains(&before, b"meta"),
+        "a plaintext home names its tables"
+    );
+    let store = Store::open(&path, &key()).unwrap();
+    assert_eq!(clock(&store), Some(7), "the log's batch survived");
+    drop(store);
+    let after = std::fs::read(&path).unwrap();
+    assert!(!contains(&after, b"meta"), "nothing in the clear");
+    assert!(!path.with_extension("redb.sealing").exists());
+    // And it opens again, sealed, only with its key.
+    assert_eq!(clock(&Store::open(&path, &key()).unwrap()), Some(7));
+    assert!(Store::open(&path, &DbKey::from_bytes([1; 32])).is_err());
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }

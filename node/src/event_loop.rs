@@ -456,6 +456,7 @@ impl EventLoop {
                     revoked: self.engine.is_revoked(),
                     sync_waiting: self.engine.outbox.count_for(&self.me.account),
                     files_served_bytes: self.files.served(),
+                    at_rest: "key file".to_owned(),
                 };
                 let _ = reply.send(Ok(status));
             }

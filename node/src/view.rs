@@ -140,6 +140,10 @@ pub struct NodeStatus {
     /// File bytes (ciphertext) this node served to others since it started.
     #[serde(default)]
     pub files_served_bytes: u64,
+    /// How the database is protected at rest: `key file` (sealed under
+    /// `hush.key` in the home: not protected by a passphrase).
+    #[serde(default)]
+    pub at_rest: String,
 }
 
 /// How this device can be reached, as far as it knows.

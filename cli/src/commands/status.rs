@@ -33,6 +33,11 @@ pub async fn run(client: &mut Client, json: bool) -> Result<()> {
         println!("connected:  {} peers", status.connected_peers);
         println!("contacts:   {}", status.contacts);
         println!("outbox:     {} undelivered", status.outbox);
+        if status.at_rest == "key file" {
+            println!(
+                "at rest:    sealed under hush.key in the home: not protected by a passphrase"
+            );
+        }
         for relay in &status.relays {
             let state = match (&relay.last_error, relay.connected) {
                 (Some(e), _) => format!("error: {e}"),

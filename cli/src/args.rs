@@ -39,6 +39,12 @@ pub struct Cli {
     )]
     pub log_format: LogFormat,
 
+    /// A file whose first line is the passphrase protecting the database
+    /// key (commands that open the database: init, id, node run, device
+    /// join, passphrase); without it a terminal asks
+    #[arg(long, global = true, env = "HUSH_PASSPHRASE_FILE", value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -73,6 +79,9 @@ pub enum Command {
     /// Run or inspect the node daemon
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Protect the database key with a passphrase, change it, or remove it
+    #[command(subcommand)]
+    Passphrase(PassphraseCommand),
     /// Run a relay: mailboxes for offline devices, key hosting, DHT, circuit relay
     #[command(subcommand)]
     Relay(RelayCommand),
@@ -798,4 +807,26 @@ pub fn command_paths() -> Vec<Vec<String>> {
     walk(&<Cli as clap::CommandFactory>::command(), &[], &mut out);
     assert!(out.len() > 30, "{out:?}");
     out
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PassphraseCommand {
+    /// Protect the database key (today kept as it is in hush.key) with a
+    /// passphrase; the database is not rewritten
+    Set {
+        /// Read the new passphrase from this file's first line instead of
+        /// asking
+        #[arg(long, value_name = "FILE")]
+        new_passphrase_file: Option<PathBuf>,
+    },
+    /// Change the passphrase (the current one: --passphrase-file, or asked)
+    Change {
+        /// Read the new passphrase from this file's first line instead of
+        /// asking
+        #[arg(long, value_name = "FILE")]
+        new_passphrase_file: Option<PathBuf>,
+    },
+    /// Keep the database key without a passphrase again (anyone who reads
+    /// the home can then read the database)
+    Remove,
 }

@@ -13,6 +13,7 @@ mod group;
 mod identity;
 mod manual;
 mod node;
+mod passphrase;
 mod presence;
 mod relay;
 mod status;
@@ -76,6 +77,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         _ => resolve_home(cli.home)?,
     };
+    let home = passphrase::unlock(home, cli.passphrase_file.as_deref(), &cli.command)?;
     match cli.command {
         Command::Init { name, json } => identity::init(&home, &name, json)?,
         Command::Id { json, qr } => identity::id(&home, json, qr).await?,
@@ -98,6 +100,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             return group::run(&home, command).await;
         }
         Command::Device(command) => device::run(&home, command).await?,
+        Command::Passphrase(command) => passphrase::run(&home, command)?,
         Command::File(command) => return file::run(&home, command).await,
         Command::Demo
         | Command::Bench(_)

@@ -39,6 +39,8 @@ use redb::StorageBackend;
 use redb::backends::FileBackend;
 use zeroize::Zeroizing;
 
+pub mod key_file;
+
 /// Logical bytes per block (redb's page size).
 pub const BLOCK: u64 = 4096;
 const NONCE: u64 = 24;

@@ -118,6 +118,8 @@ pub enum NodeError {
     #[error(transparent)]
     Link(#[from] hush_protocol::link::LinkError),
     #[error(transparent)]
+    Key(hush_host::sealed_db::key_file::KeyFileError),
+    #[error(transparent)]
     LinkCode(#[from] hush_protocol::link::LinkCodeError),
     #[error("linking failed: {0}")]
     LinkFailed(String),
@@ -175,6 +177,7 @@ impl NodeError {
             Self::UnknownDevice { .. } | Self::AmbiguousDevice { .. } | Self::RevokeSelf => 1033,
             Self::Revoked => 1034,
             Self::File(_) => 1040,
+            Self::Key(_) => 1050,
             Self::Home { .. }
             | Self::Identity(_)
             | Self::Store(_)

@@ -456,7 +456,8 @@ impl EventLoop {
                     revoked: self.engine.is_revoked(),
                     sync_waiting: self.engine.outbox.count_for(&self.me.account),
                     files_served_bytes: self.files.served(),
-                    at_rest: "key file".to_owned(),
+                    // Filled in by the handle, which knows the home.
+                    at_rest: String::new(),
                 };
                 let _ = reply.send(Ok(status));
             }

@@ -11,14 +11,58 @@ pub const KEY_FILE: &str = "hush.key";
 /// terminating zero).
 pub const MAX_SOCKET_PATH: usize = 107;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Home {
     dir: PathBuf,
+    /// What unwraps `hush.key` when a passphrase protects it.
+    passphrase: Option<std::sync::Arc<zeroize::Zeroizing<String>>>,
 }
+
+impl std::fmt::Debug for Home {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Home")
+            .field("dir", &self.dir)
+            .field(
+                "passphrase",
+                &self.passphrase.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+impl PartialEq for Home {
+    fn eq(&self, other: &Self) -> bool {
+        self.dir == other.dir
+    }
+}
+
+impl Eq for Home {}
 
 impl Home {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            passphrase: None,
+        }
+    }
+
+    /// The same home, its key unwrapped with `passphrase` when it is
+    /// protected by one.
+    pub fn with_passphrase(mut self, passphrase: zeroize::Zeroizing<String>) -> Self {
+        self.passphrase = Some(std::sync::Arc::new(passphrase));
+        self
+    }
+
+    pub fn key_path(&self) -> PathBuf {
+        self.dir.join(KEY_FILE)
+    }
+
+    /// Whether `hush.key` is protected by a passphrase.
+    pub fn key_is_wrapped(&self) -> bool {
+        matches!(
+            hush_host::sealed_db::key_file::KeyFile::read(&self.key_path()),
+            Ok(Some(f)) if f.is_wrapped()
+        )
     }
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -61,39 +105,38 @@ impl Home {
     /// tampering is detected either way.
     pub fn db_key(&self) -> Result<hush_host::sealed_db::DbKey, crate::error::NodeError> {
         use hush_host::sealed_db::DbKey;
-        let path = self.dir.join(KEY_FILE);
-        let bad = |why: String| crate::error::NodeError::Home {
+        use hush_host::sealed_db::key_file::KeyFile;
+        let path = self.key_path();
+        let home_error = |source: std::io::Error| crate::error::NodeError::Home {
             path: path.clone(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, why),
+            source,
         };
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                let key: [u8; 32] = bytes.try_into().map_err(|_| {
-                    bad("not a database key (32 bytes): restore it from your backup; the database cannot be read without it".into())
-                })?;
-                Ok(DbKey::from_bytes(key))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        match KeyFile::read(&path).map_err(crate::error::NodeError::Key)? {
+            Some(file) => file
+                .key(self.passphrase.as_ref().map(|p| p.as_str()))
+                .map_err(crate::error::NodeError::Key),
+            None => {
                 let db = self.db_path();
                 let sealed = std::fs::File::open(&db)
                     .and_then(|f| hush_host::sealed_db::SealedFile::is_sealed(&f))
                     .unwrap_or(false);
                 if sealed {
-                    return Err(bad(format!(
-                        "missing, and {} is sealed under it: restore hush.key from your backup",
-                        db.display()
+                    return Err(home_error(std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!(
+                            "missing, and {} is sealed under it: restore hush.key from your backup",
+                            db.display()
+                        ),
                     )));
                 }
                 let key = DbKey::random(&mut rand::thread_rng());
-                write_key(&path, key.as_bytes()).map_err(|source| {
-                    crate::error::NodeError::Home {
-                        path: path.clone(),
-                        source,
-                    }
-                })?;
+                let file = match self.passphrase.as_ref() {
+                    Some(p) => KeyFile::wrap(&key, p).map_err(crate::error::NodeError::Key)?,
+                    None => KeyFile::Plain(key.clone()),
+                };
+                file.write(&path).map_err(home_error)?;
                 Ok(key)
             }
-            Err(source) => Err(crate::error::NodeError::Home { path, source }),
         }
     }
 
@@ -125,24 +168,4 @@ impl Home {
             .mode(0o700)
             .create(&self.dir)
     }
-}
-
-/// Writes a new key file (mode 0600) whole or not at all.
-fn write_key(path: &Path, key: &[u8; 32]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let temp = path.with_extension("key.new");
-    let _ = std::fs::remove_file(&temp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temp)?;
-    file.write_all(key)?;
-    file.sync_all()?;
-    std::fs::rename(&temp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }

@@ -228,6 +228,8 @@ pub struct Node {
     task: Arc<tokio::sync::Mutex<Option<JoinHandle<()>>>>,
     me: Arc<MeSummary>,
     files: Arc<FileConfig>,
+    /// The home, to tell how its database key is kept.
+    home: Arc<Home>,
 }
 
 #[derive(Debug)]
@@ -304,6 +306,7 @@ impl Node {
             task: Arc::new(tokio::sync::Mutex::new(Some(task))),
             me: summary,
             files,
+            home: Arc::new(home.clone()),
         })
     }
 
@@ -499,7 +502,14 @@ impl Node {
     }
 
     pub async fn status(&self) -> Result<NodeStatus, NodeError> {
-        self.call(|reply| Command::Status { reply }).await
+        let mut status = self.call(|reply| Command::Status { reply }).await?;
+        status.at_rest = if self.home.key_is_wrapped() {
+            "passphrase"
+        } else {
+            "key file"
+        }
+        .to_owned();
+        Ok(status)
     }
 
     /// This device's contact card (text form), with its current addresses.

@@ -140,8 +140,9 @@ pub struct NodeStatus {
     /// File bytes (ciphertext) this node served to others since it started.
     #[serde(default)]
     pub files_served_bytes: u64,
-    /// How the database is protected at rest: `key file` (sealed under
-    /// `hush.key` in the home: not protected by a passphrase).
+    /// How the database is protected at rest: `passphrase` (sealed, its key
+    /// wrapped by a passphrase) or `key file` (sealed under `hush.key` in
+    /// the home: not protected by a passphrase).
     #[serde(default)]
     pub at_rest: String,
 }

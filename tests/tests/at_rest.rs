@@ -86,3 +86,73 @@ fn grep_over_a_home_finds_no_message_name_or_card() {
         }
     }
 }
+
+/// The passphrase that protects the database key: given at init, needed
+/// to start, changed and removed without rewriting the database.
+#[test]
+fn a_passphrase_protects_the_key_and_changes_without_rewriting_the_database() {
+    let mut user = hush_tests::User::empty("carol");
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (first, second, wrong) = (
+        write("first", "first passphrase\n"),
+        write("second", "another one"),
+        write("wrong", "not it"),
+    );
+    let run = user.run(&["init", "--name", "carol", "--passphrase-file", &first]);
+    assert!(run.ok(), "{run:?}");
+    let key_file = std::fs::read(user.home.join("hush.key")).unwrap();
+    assert!(key_file.starts_with(b"hushkey"), "the key is wrapped");
+
+    // Without it, or with a wrong one: a clear error, a non-zero exit.
+    let listen = user.listen_addr();
+    let node = |user: &hush_tests::User, extra: &[&str]| {
+        let mut args = vec!["node", "run", "--no-mdns", "--listen", listen.as_str()];
+        args.extend_from_slice(extra);
+        user.run(&args)
+    };
+    let run = node(&user, &[]);
+    assert!(!run.ok(), "{run:?}");
+    assert!(run.stderr.contains("--passphrase-file"), "{}", run.stderr);
+    let started = std::time::Instant::now();
+    let run = node(&user, &["--passphrase-file", &wrong]);
+    assert!(!run.ok(), "{run:?}");
+    assert!(run.stderr.contains("wrong passphrase"), "{}", run.stderr);
+    assert!(started.elapsed() < Duration::from_secs(20));
+
+    user.start_with(&["--passphrase-file", &first]);
+    let status = user.json(&["status", "--json"]);
+    assert_eq!(status["at_rest"], "passphrase", "{status}");
+    user.stop();
+    let db_before = std::fs::read(user.home.join("hush.redb")).unwrap();
+
+    // Changed: the old one no longer opens it, the new one does; the
+    // database file is the same bytes.
+    let run = user.run(&[
+        "passphrase",
+        "change",
+        "--passphrase-file",
+        &first,
+        "--new-passphrase-file",
+        &second,
+    ]);
+    assert!(run.ok(), "{run:?}");
+    assert_eq!(
+        std::fs::read(user.home.join("hush.redb")).unwrap(),
+        db_before
+    );
+    assert!(!node(&user, &["--passphrase-file", &first]).ok());
+    let run = user.run(&["id", "--json", "--passphrase-file", &second]);
+    assert!(run.ok(), "{run:?}");
+
+    // Removed: the node starts without one, and says it is unprotected.
+    let run = user.run(&["passphrase", "remove", "--passphrase-file", &second]);
+    assert!(run.ok(), "{run:?}");
+    user.start();
+    let status = user.json(&["status", "--json"]);
+    assert_eq!(status["at_rest"], "key file", "{status}");
+}

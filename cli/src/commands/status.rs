@@ -33,10 +33,12 @@ pub async fn run(client: &mut Client, json: bool) -> Result<()> {
         println!("connected:  {} peers", status.connected_peers);
         println!("contacts:   {}", status.contacts);
         println!("outbox:     {} undelivered", status.outbox);
-        if status.at_rest == "key file" {
-            println!(
-                "at rest:    sealed under hush.key in the home: not protected by a passphrase"
-            );
+        match status.at_rest.as_str() {
+            "key file" => println!(
+                "at rest:    sealed under hush.key in the home: not protected by a passphrase (`hush passphrase set`)"
+            ),
+            "passphrase" => println!("at rest:    sealed; its key protected by a passphrase"),
+            _ => {}
         }
         for relay in &status.relays {
             let state = match (&relay.last_error, relay.connected) {

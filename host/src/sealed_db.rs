@@ -263,11 +263,13 @@ impl SealedFile {
     fn read_slot(&self, index: u64, slot: u64) -> io::Result<Slot> {
         use std::os::unix::fs::FileExt;
         let at = place(index, slot);
-        if at + SLOT > self.file.metadata()?.len() {
-            return Ok(Slot::Empty);
-        }
         let mut raw = vec![0u8; SLOT as usize];
-        self.file.read_exact_at(&mut raw, at)?;
+        match self.file.read_exact_at(&mut raw, at) {
+            Ok(()) => {}
+            // Past the end: not there yet.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Slot::Empty),
+            Err(e) => return Err(e),
+        }
         if raw.iter().all(|b| *b == 0) {
             return Ok(Slot::Empty);
         }
@@ -287,6 +289,12 @@ impl SealedFile {
             0
         };
         match self.read_slot(index, slot)? {
+            Slot::Empty if (index + 2) * SLOT + HEADER > self.file.metadata()?.len() => {
+                Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "a read past the end of the database",
+                ))
+            }
             Slot::Empty => Ok(vec![0; BLOCK as usize]),
             Slot::Sealed { plain, .. } => Ok(plain),
             Slot::Damaged => Err(damaged(format!(
@@ -331,12 +339,8 @@ impl StorageBackend for SealedFile {
 
     fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
         let end = offset + out.len() as u64;
-        if end > self.len()? {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "a read past the end of the database",
-            ));
-        }
+        // Within the file (redb reads only what it wrote or grew): a block
+        // past the end is caught by `read_block` (no system call here).
         let mut at = offset;
         while at < end {
             let index = at / BLOCK;

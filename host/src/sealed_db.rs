@@ -142,11 +142,14 @@ fn block_ad(index: u64, version: u64) -> [u8; 29] {
 
 const KEY_CHECK_AD: &[u8] = b"hush db key check";
 
-/// Where block 0 stands: which slot holds its current version.
-#[derive(Debug, Clone, Copy)]
+/// Where block 0 stands: which slot holds its current version, and that
+/// version's bytes (redb reads and updates its header often: kept here,
+/// an update is one seal).
+#[derive(Debug, Clone)]
 struct First {
     slot: u64,
     version: u64,
+    plain: Option<Vec<u8>>,
 }
 
 /// A database file sealed block by block (see the module's docs).
@@ -223,6 +226,7 @@ impl SealedFile {
             writing: Mutex::new(First {
                 slot: 0,
                 version: 0,
+                plain: None,
             }),
         };
         let first = sealed.current_first()?;
@@ -240,9 +244,13 @@ impl SealedFile {
             match self.read_slot(0, slot)? {
                 Slot::Empty => {}
                 Slot::Damaged => unreadable += 1,
-                Slot::Sealed { version, .. } => {
-                    if best.is_none_or(|b| version > b.version) {
-                        best = Some(First { slot, version });
+                Slot::Sealed { version, plain } => {
+                    if best.as_ref().is_none_or(|b| version > b.version) {
+                        best = Some(First {
+                            slot,
+                            version,
+                            plain: Some(plain),
+                        });
                     }
                 }
             }
@@ -256,6 +264,7 @@ impl SealedFile {
             None => Ok(First {
                 slot: 1,
                 version: 0,
+                plain: None,
             }),
         }
     }
@@ -283,11 +292,17 @@ impl SealedFile {
 
     /// Block `index` as redb wrote it (zeros if never written).
     fn read_block(&self, index: u64) -> io::Result<Vec<u8>> {
-        let slot = if index == 0 {
-            self.writing.lock().map(|w| w.slot).unwrap_or(0)
-        } else {
-            0
-        };
+        let mut slot = 0;
+        if index == 0 {
+            let first = self
+                .writing
+                .lock()
+                .map_err(|_| io::Error::other("a database write panicked"))?;
+            if let Some(plain) = &first.plain {
+                return Ok(plain.clone());
+            }
+            slot = first.slot;
+        }
         match self.read_slot(index, slot)? {
             Slot::Empty if (index + 2) * SLOT + HEADER > self.file.metadata()?.len() => {
                 Err(io::Error::new(
@@ -319,7 +334,11 @@ impl SealedFile {
         raw.extend_from_slice(&self.key.seal(&block_ad(index, version), plain));
         self.file.write_all_at(&raw, place(index, slot))?;
         if index == 0 {
-            *first = First { slot, version };
+            *first = First {
+                slot,
+                version,
+                plain: Some(plain.to_vec()),
+            };
         }
         Ok(())
     }
@@ -385,8 +404,17 @@ impl StorageBackend for SealedFile {
                 data[from..from + n].to_vec()
             } else {
                 // Part of a block: the rest as it is.
+                let cached = if index == 0 {
+                    first.plain.clone()
+                } else {
+                    None
+                };
                 let slot = if index == 0 { first.slot } else { 0 };
-                let mut block = match self.read_slot(index, slot)? {
+                let read = match cached {
+                    Some(plain) => Slot::Sealed { version: 0, plain },
+                    None => self.read_slot(index, slot)?,
+                };
+                let mut block = match read {
                     Slot::Empty => vec![0; BLOCK as usize],
                     Slot::Sealed { plain, .. } => plain,
                     Slot::Damaged => {

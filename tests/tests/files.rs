@@ -457,6 +457,14 @@ fn group_of_three(relay: &RelayProc, carol_args: &[&str]) -> (User, User, User, 
     (alice, bob, carol, group)
 }
 
+/// `hush group send GROUP --file PATH [CAPTION] --json`.
+fn group_send_file(user: &User, group: &str, path: &Path, caption: Option<&str>) -> Value {
+    let mut args = vec!["group", "send", group, "--file", path.to_str().unwrap()];
+    args.extend(caption);
+    args.push("--json");
+    user.json(&args)
+}
+
 #[test]
 fn a_file_in_a_group_of_three_reaches_the_member_who_was_offline_through_the_relay() {
     let relay = RelayProc::start("");
@@ -466,15 +474,7 @@ fn a_file_in_a_group_of_three_reaches_the_member_who_was_offline_through_the_rel
     let dir = tempfile::tempdir().unwrap();
     let bytes = random_bytes(400_000, 8);
     let path = write_file(dir.path(), "minutes.pdf", &bytes);
-    let sent = bob.json(&[
-        "group",
-        "send",
-        &group,
-        "--file",
-        path.to_str().unwrap(),
-        "the minutes",
-        "--json",
-    ]);
+    let sent = group_send_file(&bob, &group, &path, Some("the minutes"));
     let id = sent["id"].as_str().unwrap().to_owned();
     // alice is online: she fetches from bob.
     let file = wait_complete(&alice, &id, Duration::from_secs(60));
@@ -666,14 +666,7 @@ fn a_member_who_fetched_a_group_file_serves_it_when_the_sender_is_gone() {
     // A video: sealed as it is, so a member keeps it in a form it can serve.
     let bytes = random_bytes(3 << 20, 9);
     let path = write_file(dir.path(), "talk.mp4", &bytes);
-    let sent = bob.json(&[
-        "group",
-        "send",
-        &group,
-        "--file",
-        path.to_str().unwrap(),
-        "--json",
-    ]);
+    let sent = group_send_file(&bob, &group, &path, None);
     let id = sent["id"].as_str().unwrap().to_owned();
     let file = wait_complete(&alice, &id, Duration::from_secs(60));
     assert_eq!(

@@ -188,6 +188,18 @@ impl SealedFile {
         }
     }
 
+    /// The sealed database at `path` (created if there is none) under
+    /// `key`.
+    pub fn open_path(path: &std::path::Path, key: DbKey) -> Result<Self, SealedDbError> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        Self::new(file, key)
+    }
+
     /// Seals `file` (empty: a new database) or opens it (sealed before)
     /// under `key`.
     pub fn new(file: File, key: DbKey) -> Result<Self, SealedDbError> {
@@ -491,14 +503,7 @@ mod tests {
     const T: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
 
     fn open(path: &std::path::Path, key: &DbKey) -> Result<Database, String> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| e.to_string())?;
-        let backend = SealedFile::new(file, key.clone()).map_err(|e| e.to_string())?;
+        let backend = SealedFile::open_path(path, key.clone()).map_err(|e| e.to_string())?;
         redb::Builder::new()
             .create_with_backend(backend)
             .map_err(|e| e.to_string())

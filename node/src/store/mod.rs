@@ -253,14 +253,7 @@ impl Store {
     /// older hush is sealed first, in place.
     pub fn open(path: &Path, key: &DbKey) -> Result<Self, StoreError> {
         seal_if_plain(path, key)?;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(StoreError::Migrate)?;
-        let backend = SealedFile::new(file, key.clone())?;
+        let backend = SealedFile::open_path(path, key.clone())?;
         let db = redb::Builder::new().create_with_backend(backend)?;
         Self::from_db(db, path, Some(key.clone()))
     }

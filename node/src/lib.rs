@@ -32,6 +32,7 @@ mod node;
 mod outbox;
 mod records;
 pub mod rpc;
+pub mod search;
 mod store;
 mod view;
 

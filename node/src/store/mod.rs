@@ -149,6 +149,14 @@ pub enum StoreError {
     LogDamaged,
     #[error("the database could not be sealed at rest: {0}")]
     Migrate(#[source] std::io::Error),
+    #[error(
+        "the search index is damaged ({0}); this is a bug in hush or the database was changed outside it: please report it"
+    )]
+    IndexDamaged(&'static str),
+    #[error(
+        "this home was last used by a newer hush (database format {found}; this hush reads up to {supported}): upgrade hush to open it"
+    )]
+    TooNew { found: u32, supported: u32 },
 }
 
 impl From<redb::DatabaseError> for StoreError {
@@ -228,8 +236,12 @@ impl Store {
             txn.open_table(DEPOSIT_RIGHTS)?;
             txn.open_table(CONTACT_TRUST)?;
             txn.open_table(FILES)?;
+            txn.open_table(search::POSTINGS)?;
+            txn.open_table(search::DOCS)?;
+            txn.open_table(search::BY_MESSAGE)?;
         }
         txn.commit()?;
+        upgrade(&db)?;
         // Opened only now, under redb's lock on the database file: no other
         // process has the log.
         let durable = {
@@ -857,8 +869,13 @@ impl Drop for Store {
 }
 
 mod ops;
+mod search;
 #[cfg(test)]
 mod tests;
+mod upgrade;
+
+pub use search::{SearchFilter, SearchHit};
+use upgrade::upgrade;
 
 pub use ops::Op;
 use ops::write;

@@ -6,6 +6,7 @@ use hush_protocol::{AccountId, ConversationId, DepositRight, DeviceId, GroupId, 
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use super::search::Indexer;
 use super::{
     CLOCK_KEY, CONTACT_TRUST, CONTACTS, DEPOSIT_RIGHTS, FALLBACK_KEY, FALLBACK_MADE_KEY, FILES,
     GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUP_RECEIPTS, GROUPS, LISTEN_KEY, MEGOLM_IN, MESSAGES,
@@ -121,6 +122,7 @@ pub(super) fn write(
     // Refused only while persistent savepoints change (we make none); the
     // commit is then simply durable.
     let _ = txn.set_durability(durability);
+    let mut index = Indexer::default();
     {
         let mut t = Tables::default();
         if let Some(position) = position {
@@ -148,6 +150,7 @@ pub(super) fn write(
                     let messages = table(&txn, &mut t.messages, MESSAGES)?;
                     if messages.get(key)?.is_none() {
                         messages.insert(key, encode(&message).as_slice())?;
+                        index.add(conv, &message);
                         if !message.outgoing && message.status < Status::Read {
                             table(&txn, &mut t.unread, UNREAD)?.insert(key, ())?;
                         }
@@ -245,12 +248,26 @@ pub(super) fn write(
                 Op::DeleteConversation(conv) => {
                     let c = &conv.0;
                     let messages = table(&txn, &mut t.messages, MESSAGES)?;
-                    let ids = messages
+                    let gone = messages
                         .range((c, 0)..=(c, u128::MAX))?
-                        .map(|row| Ok(row?.0.value().1))
-                        .collect::<Result<Vec<u128>, StoreError>>()?;
+                        .map(|row| decode::<MessageRecord>("message", row?.1.value()))
+                        .collect::<Result<Vec<MessageRecord>, StoreError>>()?;
+                    let ids: Vec<u128> = gone.iter().map(|m| m.id.0).collect();
                     for id in &ids {
                         messages.remove((c, *id))?;
+                    }
+                    // The index opens the tables it needs itself.
+                    t.meta = None;
+                    let files = table(&txn, &mut t.files, FILES)?;
+                    let files = gone
+                        .iter()
+                        .map(|m| match files.get((c, m.id.0))? {
+                            Some(f) => Ok(Some(decode::<FileRecord>("file", f.value())?)),
+                            None => Ok(None),
+                        })
+                        .collect::<Result<Vec<Option<FileRecord>>, StoreError>>()?;
+                    for (message, file) in gone.iter().zip(&files) {
+                        index.remove(&txn, &conv, message, file.as_ref())?;
                     }
                     let unread = table(&txn, &mut t.unread, UNREAD)?;
                     for id in &ids {
@@ -262,6 +279,7 @@ pub(super) fn write(
                     }
                 }
                 Op::PutFile(conv, id, file) => {
+                    index.file(conv, id, &file);
                     table(&txn, &mut t.files, FILES)?
                         .insert((&conv.0, id.0), encode(&file).as_slice())?;
                 }
@@ -282,6 +300,7 @@ pub(super) fn write(
             }
         }
     }
+    index.flush(&txn)?;
     txn.commit()?;
     Ok(())
 }

@@ -1,0 +1,653 @@
+//! The full-text index, kept in the database beside the messages it
+//! indexes and written in the same transactions (so a crash never leaves
+//! the two apart), sealed at rest like every other table.
+//!
+//! Layout (see `docs/search.md`):
+//! - `search_postings`: (term, first document) → a block of up to
+//!   [`BLOCK_POSTINGS`] postings of that term, in document order. A term's
+//!   blocks are contiguous keys, so a lookup is one range read and adding a
+//!   message rewrites only the last block of each of its terms.
+//! - `search_docs`: document number → (conversation, message id).
+//! - `search_by_message`: (conversation, message id) → document number.
+//! - counters in `meta`: the next document number, the number of
+//!   documents and of their words (BM25's average length).
+//!
+//! Besides its words, a document is indexed under three reserved terms
+//! (they start with a control character no word can hold): its
+//! conversation, its author and its day, so that filters are postings
+//! like words.
+
+use std::collections::{BinaryHeap, HashMap};
+
+use hush_protocol::{AccountId, ConversationId, MessageId, Wire};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+
+use super::{FILES, MESSAGES, META, StoreError, decode};
+use crate::records::{FileRecord, MessageRecord};
+use crate::search::{Clause, Query, Snippet, snippet, tokens};
+
+pub(super) const POSTINGS: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("search_postings");
+pub(super) const DOCS: TableDefinition<u64, &[u8]> = TableDefinition::new("search_docs");
+pub(super) const BY_MESSAGE: TableDefinition<(&[u8; 32], u128), u64> =
+    TableDefinition::new("search_by_message");
+
+const NEXT_DOC_KEY: &str = "search_next_doc";
+const DOC_COUNT_KEY: &str = "search_doc_count";
+const WORD_COUNT_KEY: &str = "search_word_count";
+
+/// Postings per block: small enough that appending rewrites little, large
+/// enough that a common word is a few hundred sequential reads.
+const BLOCK_POSTINGS: usize = 128;
+/// Most distinct terms one prefix expands to (the first in term order).
+pub const MAX_PREFIX_TERMS: usize = 512;
+
+const BM25_K1: f32 = 1.2;
+const BM25_B: f32 = 0.75;
+
+/// Reserved term prefixes of the filters.
+const CONVERSATION_TERM: char = '\u{1}';
+const AUTHOR_TERM: char = '\u{2}';
+const DAY_TERM: char = '\u{3}';
+const MS_PER_DAY: u64 = 86_400_000;
+
+fn conversation_term(c: &ConversationId) -> String {
+    format!("{CONVERSATION_TERM}{}", hex::encode(c.0))
+}
+
+fn author_term(a: &AccountId) -> String {
+    format!("{AUTHOR_TERM}{}", hex::encode(a.0))
+}
+
+fn day_term(ms: u64) -> String {
+    format!("{DAY_TERM}{:08}", ms / MS_PER_DAY)
+}
+
+/// The text a message is indexed by: its words and its file's name.
+fn indexed_text(message: &MessageRecord, file: Option<&str>) -> String {
+    match file {
+        Some(name) => format!("{}\n{name}", message.text),
+        None => message.text.clone(),
+    }
+}
+
+fn file_name(file: &FileRecord) -> Option<String> {
+    hush_protocol::blob::FileManifest::from_bytes(&file.manifest)
+        .ok()
+        .map(|m| m.name)
+}
+
+/// A document's length in one byte: exact to 128 words, then in steps of
+/// 16 up to 2,160 (BM25 needs only its rough size).
+fn norm(words: usize) -> u8 {
+    if words <= 128 {
+        words as u8
+    } else {
+        (128 + (words - 128) / 16).min(255) as u8
+    }
+}
+
+fn words_of(norm: u8) -> f32 {
+    if norm <= 128 {
+        f32::from(norm)
+    } else {
+        128.0 + f32::from(norm - 128) * 16.0
+    }
+}
+
+/// One document's entry in a term's postings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Posting {
+    doc: u64,
+    /// How often the term occurs (at most 255).
+    tf: u8,
+    norm: u8,
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn take_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *bytes.get(*at)?;
+        *at += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// A block: its postings' count, then per posting the gap from the one
+/// before (the first from the block's key), tf and norm.
+fn encode_block(first: u64, postings: &[Posting]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + postings.len() * 3);
+    put_varint(&mut out, postings.len() as u64);
+    let mut prev = first;
+    for p in postings {
+        put_varint(&mut out, p.doc - prev);
+        out.push(p.tf);
+        out.push(p.norm);
+        prev = p.doc;
+    }
+    out
+}
+
+fn decode_block(first: u64, bytes: &[u8], out: &mut Vec<Posting>) -> Result<(), StoreError> {
+    let damaged = || StoreError::IndexDamaged("a postings block does not decode");
+    let mut at = 0;
+    let count = take_varint(bytes, &mut at).ok_or_else(damaged)?;
+    if count > BLOCK_POSTINGS as u64 {
+        return Err(damaged());
+    }
+    let mut doc = first;
+    for _ in 0..count {
+        doc = doc
+            .checked_add(take_varint(bytes, &mut at).ok_or_else(damaged)?)
+            .ok_or_else(damaged)?;
+        let tf = *bytes.get(at).ok_or_else(damaged)?;
+        let norm = *bytes.get(at + 1).ok_or_else(damaged)?;
+        at += 2;
+        out.push(Posting { doc, tf, norm });
+    }
+    Ok(())
+}
+
+fn meta_u64(meta: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> u64 {
+    meta.get(key)
+        .ok()
+        .flatten()
+        .and_then(|v| v.value().try_into().ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+/// A message to index, gathered while a batch's ops are applied.
+struct NewDoc {
+    conversation: ConversationId,
+    message: MessageRecord,
+}
+
+/// The index changes of one write batch. Additions are gathered and
+/// applied together at the end (one rewrite of each term's last block per
+/// batch, in term order); a removal first applies what was gathered.
+#[derive(Default)]
+pub(super) struct Indexer {
+    docs: Vec<NewDoc>,
+    /// File names of messages stored in this batch.
+    files: HashMap<(ConversationId, u128), String>,
+}
+
+impl Indexer {
+    pub(super) fn add(&mut self, conversation: ConversationId, message: &MessageRecord) {
+        self.docs.push(NewDoc {
+            conversation,
+            message: message.clone(),
+        });
+    }
+
+    pub(super) fn file(&mut self, conversation: ConversationId, id: MessageId, file: &FileRecord) {
+        if let Some(name) = file_name(file) {
+            self.files.insert((conversation, id.0), name);
+        }
+    }
+
+    /// Adds the gathered messages to the index.
+    pub(super) fn flush(&mut self, txn: &WriteTransaction) -> Result<(), StoreError> {
+        if self.docs.is_empty() {
+            self.files.clear();
+            return Ok(());
+        }
+        let mut meta = txn.open_table(META)?;
+        let mut docs = txn.open_table(DOCS)?;
+        let mut by_message = txn.open_table(BY_MESSAGE)?;
+        let mut next = meta_u64(&meta, NEXT_DOC_KEY);
+        let mut count = meta_u64(&meta, DOC_COUNT_KEY);
+        let mut words = meta_u64(&meta, WORD_COUNT_KEY);
+        let mut postings: HashMap<String, Vec<Posting>> = HashMap::new();
+        for new in self.docs.drain(..) {
+            let key = (new.conversation, new.message.id.0);
+            let file = self.files.get(&key).map(String::as_str);
+            let text = indexed_text(&new.message, file);
+            let doc = next;
+            next += 1;
+            count += 1;
+            let tokens = tokens(&text);
+            words += tokens.len() as u64;
+            let norm = norm(tokens.len());
+            let mut tf: HashMap<String, u8> = HashMap::new();
+            for t in tokens {
+                let n = tf.entry(t.term).or_default();
+                *n = n.saturating_add(1);
+            }
+            tf.insert(conversation_term(&new.conversation), 1);
+            tf.insert(author_term(&new.message.from), 1);
+            tf.insert(day_term(new.message.sent_at_ms), 1);
+            for (term, tf) in tf {
+                postings
+                    .entry(term)
+                    .or_default()
+                    .push(Posting { doc, tf, norm });
+            }
+            let mut place = [0u8; 48];
+            place[..32].copy_from_slice(&new.conversation.0);
+            place[32..].copy_from_slice(&new.message.id.0.to_be_bytes());
+            docs.insert(doc, place.as_slice())?;
+            by_message.insert((&new.conversation.0, new.message.id.0), doc)?;
+        }
+        self.files.clear();
+        let mut table = txn.open_table(POSTINGS)?;
+        let mut terms: Vec<(String, Vec<Posting>)> = postings.into_iter().collect();
+        terms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut block = Vec::with_capacity(BLOCK_POSTINGS);
+        for (term, new) in terms {
+            append(&mut table, &term, &new, &mut block)?;
+        }
+        meta.insert(NEXT_DOC_KEY, next.to_be_bytes().as_slice())?;
+        meta.insert(DOC_COUNT_KEY, count.to_be_bytes().as_slice())?;
+        meta.insert(WORD_COUNT_KEY, words.to_be_bytes().as_slice())?;
+        Ok(())
+    }
+
+    /// Takes a stored message (and its file's name) out of the index.
+    pub(super) fn remove(
+        &mut self,
+        txn: &WriteTransaction,
+        conversation: &ConversationId,
+        message: &MessageRecord,
+        file: Option<&FileRecord>,
+    ) -> Result<(), StoreError> {
+        self.flush(txn)?;
+        let Some(doc) = txn
+            .open_table(BY_MESSAGE)?
+            .remove((&conversation.0, message.id.0))?
+            .map(|v| v.value())
+        else {
+            return Ok(());
+        };
+        txn.open_table(DOCS)?.remove(doc)?;
+        let name = file.and_then(file_name);
+        let tokens = tokens(&indexed_text(message, name.as_deref()));
+        let mut terms: Vec<String> = tokens.iter().map(|t| t.term.clone()).collect();
+        terms.push(conversation_term(conversation));
+        terms.push(author_term(&message.from));
+        terms.push(day_term(message.sent_at_ms));
+        terms.sort_unstable();
+        terms.dedup();
+        let mut table = txn.open_table(POSTINGS)?;
+        let mut block = Vec::with_capacity(BLOCK_POSTINGS);
+        for term in &terms {
+            let found = table
+                .range((term.as_str(), 0)..=(term.as_str(), doc))?
+                .next_back()
+                .transpose()?
+                .map(|(k, v)| (k.value().1, v.value().to_vec()));
+            let Some((first, bytes)) = found else {
+                continue;
+            };
+            block.clear();
+            decode_block(first, &bytes, &mut block)?;
+            block.retain(|p| p.doc != doc);
+            table.remove((term.as_str(), first))?;
+            if let Some(head) = block.first() {
+                table.insert(
+                    (term.as_str(), head.doc),
+                    encode_block(head.doc, &block).as_slice(),
+                )?;
+            }
+        }
+        let mut meta = txn.open_table(META)?;
+        let count = meta_u64(&meta, DOC_COUNT_KEY).saturating_sub(1);
+        let words = meta_u64(&meta, WORD_COUNT_KEY).saturating_sub(tokens.len() as u64);
+        meta.insert(DOC_COUNT_KEY, count.to_be_bytes().as_slice())?;
+        meta.insert(WORD_COUNT_KEY, words.to_be_bytes().as_slice())?;
+        Ok(())
+    }
+}
+
+/// Appends `new` (in document order, after every posting stored) to
+/// `term`'s last block, starting new blocks as they fill.
+fn append(
+    table: &mut redb::Table<'_, (&'static str, u64), &'static [u8]>,
+    term: &str,
+    new: &[Posting],
+    block: &mut Vec<Posting>,
+) -> Result<(), StoreError> {
+    block.clear();
+    let last = table
+        .range((term, 0)..=(term, u64::MAX))?
+        .next_back()
+        .transpose()?
+        .map(|(k, v)| (k.value().1, v.value().to_vec()));
+    let mut first = match last {
+        Some((first, bytes)) => {
+            decode_block(first, &bytes, block)?;
+            first
+        }
+        None => new.first().map_or(0, |p| p.doc),
+    };
+    for p in new {
+        if block.len() == BLOCK_POSTINGS {
+            table.insert((term, first), encode_block(first, block).as_slice())?;
+            block.clear();
+            first = p.doc;
+        }
+        block.push(*p);
+    }
+    table.insert((term, first), encode_block(first, block).as_slice())?;
+    Ok(())
+}
+
+/// What a search is narrowed to, beside its words.
+#[derive(Debug, Clone, Default)]
+pub struct SearchFilter {
+    pub conversation: Option<ConversationId>,
+    pub from: Option<AccountId>,
+    /// Sent at or after (Unix ms).
+    pub since_ms: Option<u64>,
+    /// Sent before (Unix ms).
+    pub until_ms: Option<u64>,
+}
+
+/// One result, best first.
+#[derive(Debug, Clone)]
+pub struct SearchHit {
+    pub conversation: ConversationId,
+    pub message: MessageRecord,
+    pub score: f32,
+    pub snippet: Snippet,
+}
+
+/// A sorted list of documents with their score for one clause.
+type Scored = Vec<(u64, f32)>;
+
+struct Searcher {
+    postings: redb::ReadOnlyTable<(&'static str, u64), &'static [u8]>,
+    docs: f32,
+    average: f32,
+    buffer: Vec<Posting>,
+}
+
+impl Searcher {
+    fn postings(&mut self, term: &str, out: &mut Vec<Posting>) -> Result<(), StoreError> {
+        for row in self.postings.range((term, 0)..=(term, u64::MAX))? {
+            let (k, v) = row?;
+            decode_block(k.value().1, v.value(), out)?;
+        }
+        Ok(())
+    }
+
+    /// One term's documents with their BM25 score.
+    fn scored(&mut self, term: &str) -> Result<Scored, StoreError> {
+        let mut postings = std::mem::take(&mut self.buffer);
+        postings.clear();
+        self.postings(term, &mut postings)?;
+        let scored = self.score(&postings);
+        self.buffer = postings;
+        Ok(scored)
+    }
+
+    fn score(&self, postings: &[Posting]) -> Scored {
+        let df = postings.len() as f32;
+        let idf = (1.0 + (self.docs - df + 0.5) / (df + 0.5)).ln().max(0.0);
+        postings
+            .iter()
+            .map(|p| {
+                let tf = f32::from(p.tf);
+                let length = words_of(p.norm) / self.average.max(1.0);
+                let s =
+                    idf * tf * (BM25_K1 + 1.0) / (tf + BM25_K1 * (1.0 - BM25_B + BM25_B * length));
+                (p.doc, s)
+            })
+            .collect()
+    }
+
+    /// Every document holding a term that starts with `prefix`, with its
+    /// best score among them.
+    fn prefixed(&mut self, prefix: &str) -> Result<Scored, StoreError> {
+        let mut terms: Vec<String> = Vec::new();
+        for row in self.postings.range((prefix, 0)..)? {
+            let (k, _) = row?;
+            let term = k.value().0;
+            if !term.starts_with(prefix) {
+                break;
+            }
+            if terms.last().is_none_or(|t| t != term) {
+                if terms.len() == MAX_PREFIX_TERMS {
+                    break;
+                }
+                terms.push(term.to_owned());
+            }
+        }
+        let mut all = Scored::new();
+        for term in &terms {
+            all.extend(self.scored(term)?);
+        }
+        all.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
+        all.dedup_by_key(|d| d.0);
+        Ok(all)
+    }
+
+    /// The documents of every day term from `since` to `until`.
+    fn days(&mut self, since_ms: u64, until_ms: u64) -> Result<Scored, StoreError> {
+        let (from, to) = (day_term(since_ms), day_term(until_ms));
+        let mut postings = Vec::new();
+        for row in self
+            .postings
+            .range((from.as_str(), 0)..=(to.as_str(), u64::MAX))?
+        {
+            let (k, v) = row?;
+            decode_block(k.value().1, v.value(), &mut postings)?;
+        }
+        let mut docs: Scored = postings.iter().map(|p| (p.doc, 0.0)).collect();
+        docs.sort_unstable_by_key(|d| d.0);
+        Ok(docs)
+    }
+
+    fn filter(&mut self, term: &str) -> Result<Scored, StoreError> {
+        let mut postings = Vec::new();
+        self.postings(term, &mut postings)?;
+        Ok(postings.iter().map(|p| (p.doc, 0.0)).collect())
+    }
+}
+
+/// The documents in both lists, their scores added.
+fn intersect(a: &Scored, b: &Scored) -> Scored {
+    let (small, large) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    let mut out = Vec::with_capacity(small.len());
+    if large.len() > small.len() * 16 {
+        // Few against many: look each one up.
+        let mut from = 0;
+        for &(doc, s) in small {
+            match large[from..].binary_search_by_key(&doc, |d| d.0) {
+                Ok(i) => {
+                    out.push((doc, s + large[from + i].1));
+                    from += i + 1;
+                }
+                Err(i) => from += i,
+            }
+        }
+    } else {
+        let (mut i, mut j) = (0, 0);
+        while i < small.len() && j < large.len() {
+            match small[i].0.cmp(&large[j].0) {
+                std::cmp::Ordering::Less => i += 1,
+                std::cmp::Ordering::Greater => j += 1,
+                std::cmp::Ordering::Equal => {
+                    out.push((small[i].0, small[i].1 + large[j].1));
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+    }
+    out
+}
+
+impl super::Store {
+    /// Messages matching `query` and `filter`, best first (BM25; the more
+    /// recently indexed first among equal scores), skipping `offset`.
+    pub fn search(
+        &self,
+        query: &Query,
+        filter: &SearchFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<SearchHit>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let docs = meta_u64(&meta, DOC_COUNT_KEY);
+        if docs == 0 || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut s = Searcher {
+            postings: txn.open_table(POSTINGS)?,
+            docs: docs as f32,
+            average: meta_u64(&meta, WORD_COUNT_KEY) as f32 / docs as f32,
+            buffer: Vec::new(),
+        };
+        let mut lists: Vec<Scored> = Vec::new();
+        for clause in &query.clauses {
+            match clause {
+                Clause::Word(term) => lists.push(s.scored(term)?),
+                Clause::Phrase(terms) => {
+                    for term in terms {
+                        lists.push(s.scored(term)?);
+                    }
+                }
+                Clause::Prefix(prefix) => lists.push(s.prefixed(prefix)?),
+            }
+        }
+        if let Some(c) = &filter.conversation {
+            lists.push(s.filter(&conversation_term(c))?);
+        }
+        if let Some(a) = &filter.from {
+            lists.push(s.filter(&author_term(a))?);
+        }
+        if filter.since_ms.is_some() || filter.until_ms.is_some() {
+            let since = filter.since_ms.unwrap_or(0);
+            let until = filter.until_ms.unwrap_or(u64::MAX / 2);
+            lists.push(s.days(since, until)?);
+        }
+        lists.sort_unstable_by_key(Vec::len);
+        let mut lists = lists.into_iter();
+        let Some(mut matched) = lists.next() else {
+            return Ok(Vec::new());
+        };
+        for list in lists {
+            if matched.is_empty() {
+                break;
+            }
+            matched = intersect(&matched, &list);
+        }
+        // Best score first, then the later document.
+        let mut heap: BinaryHeap<(u32, u64)> = matched
+            .into_iter()
+            .map(|(doc, score)| (score.max(0.0).to_bits(), doc))
+            .collect();
+        let places = txn.open_table(DOCS)?;
+        let messages = txn.open_table(MESSAGES)?;
+        let files = txn.open_table(FILES)?;
+        let phrases = query.clauses.iter().any(|c| matches!(c, Clause::Phrase(_)));
+        let mut skipped = 0;
+        let mut hits = Vec::new();
+        while let Some((score, doc)) = heap.pop() {
+            let Some(place) = places.get(doc)? else {
+                continue;
+            };
+            let place = place.value();
+            let Ok(conversation) = <[u8; 32]>::try_from(&place[..32.min(place.len())]) else {
+                return Err(StoreError::IndexDamaged(
+                    "a document's place is not 48 bytes",
+                ));
+            };
+            let Ok(id) = <[u8; 16]>::try_from(place.get(32..).unwrap_or_default()) else {
+                return Err(StoreError::IndexDamaged(
+                    "a document's place is not 48 bytes",
+                ));
+            };
+            let id = u128::from_be_bytes(id);
+            let Some(row) = messages.get((&conversation, id))? else {
+                tracing::warn!(doc, "a search document names a message that is gone");
+                continue;
+            };
+            let message: MessageRecord = decode("message", row.value())?;
+            let at = message.sent_at_ms;
+            if filter.since_ms.is_some_and(|s| at < s) || filter.until_ms.is_some_and(|u| at >= u) {
+                continue;
+            }
+            let name = match files.get((&conversation, id))? {
+                Some(f) => file_name(&decode::<FileRecord>("file", f.value())?),
+                None => None,
+            };
+            let text = indexed_text(&message, name.as_deref());
+            if phrases && !query.phrases_match(&text) {
+                continue;
+            }
+            if skipped < offset {
+                skipped += 1;
+                continue;
+            }
+            hits.push(SearchHit {
+                conversation: ConversationId(conversation),
+                snippet: snippet(query, &text),
+                message,
+                score: f32::from_bits(score),
+            });
+            if hits.len() == limit {
+                break;
+            }
+        }
+        Ok(hits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_round_trip() {
+        let postings: Vec<Posting> = (0..BLOCK_POSTINGS as u64)
+            .map(|i| Posting {
+                doc: 1_000 + i * i,
+                tf: (i % 7) as u8,
+                norm: (i % 200) as u8,
+            })
+            .collect();
+        let bytes = encode_block(1_000, &postings);
+        let mut back = Vec::new();
+        decode_block(1_000, &bytes, &mut back).unwrap();
+        assert_eq!(back, postings);
+        assert!(decode_block(0, &bytes[..bytes.len() - 1], &mut Vec::new()).is_err());
+        assert!(decode_block(0, &[0xff; 12], &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn norms_keep_the_rough_length() {
+        assert_eq!(words_of(norm(10)), 10.0);
+        assert!((words_of(norm(1_000)) - 1_000.0).abs() <= 16.0);
+        assert_eq!(norm(100_000), 255);
+    }
+
+    #[test]
+    fn intersections_add_scores_both_ways() {
+        let a: Scored = vec![(1, 1.0), (5, 1.0), (9, 1.0)];
+        let b: Scored = (0..100).map(|d| (d, 0.5)).collect();
+        assert_eq!(intersect(&a, &b), [(1, 1.5), (5, 1.5), (9, 1.5)]);
+        assert_eq!(intersect(&b, &a), [(1, 1.5), (5, 1.5), (9, 1.5)]);
+        let c: Scored = vec![(5, 2.0), (6, 2.0)];
+        assert_eq!(intersect(&a, &c), [(5, 3.0)]);
+    }
+}
+
+#[cfg(test)]
+#[path = "search/tests.rs"]
+mod store_tests;

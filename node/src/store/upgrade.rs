@@ -1,0 +1,121 @@
+//! The database's format version, and the upgrades from older formats.
+//!
+//! | format | made by | what changed |
+//! |---|---|---|
+//! | 1 (no `format` key) | hush before the local store issue | — |
+//! | 2 | this hush | sealed at rest (file level, see `at_rest.rs`); the search index |
+//!
+//! An older database is upgraded in one durable transaction when it is
+//! opened, so a crash leaves it either as it was or fully upgraded; a newer
+//! one is refused, never read half-understood.
+
+use redb::{Database, ReadableTable};
+
+use super::search::{BY_MESSAGE, Indexer};
+use super::{FILES, MESSAGES, META, StoreError, decode};
+use crate::records::{FileRecord, MessageRecord};
+
+/// The `meta` key of the format version (`u32` big-endian).
+const FORMAT_KEY: &str = "format";
+/// The format this hush writes.
+pub(super) const FORMAT: u32 = 2;
+/// Messages indexed per flush while an old history is indexed.
+const INDEX_CHUNK: usize = 10_000;
+
+pub(super) fn format(db: &Database) -> Result<u32, StoreError> {
+    use redb::ReadableDatabase;
+    let txn = db.begin_read()?;
+    let meta = txn.open_table(META)?;
+    let stored = meta.get(FORMAT_KEY)?.map(|v| v.value().to_vec());
+    Ok(match stored {
+        Some(bytes) => match <[u8; 4]>::try_from(bytes.as_slice()) {
+            Ok(b) => u32::from_be_bytes(b),
+            Err(_) => {
+                return Err(StoreError::IndexDamaged(
+                    "the format version is not 4 bytes",
+                ));
+            }
+        },
+        None => 1,
+    })
+}
+
+/// Brings the database to [`FORMAT`], or refuses a newer one.
+pub(super) fn upgrade(db: &Database) -> Result<(), StoreError> {
+    let found = format(db)?;
+    if found > FORMAT {
+        return Err(StoreError::TooNew {
+            found,
+            supported: FORMAT,
+        });
+    }
+    if found == FORMAT {
+        return Ok(());
+    }
+    let txn = db.begin_write()?;
+    let indexed = index_history(&txn)?;
+    txn.open_table(META)?
+        .insert(FORMAT_KEY, FORMAT.to_be_bytes().as_slice())?;
+    txn.commit()?;
+    if indexed > 0 {
+        tracing::info!(
+            from = found,
+            to = FORMAT,
+            indexed,
+            "upgraded the database: its history is now searchable"
+        );
+    }
+    Ok(())
+}
+
+/// Indexes every stored message the index does not hold yet; returns how
+/// many.
+fn index_history(txn: &redb::WriteTransaction) -> Result<usize, StoreError> {
+    let mut index = Indexer::default();
+    let mut indexed = 0;
+    let mut after: Option<([u8; 32], u128)> = None;
+    loop {
+        let mut chunk = Vec::new();
+        {
+            let messages = txn.open_table(MESSAGES)?;
+            let files = txn.open_table(FILES)?;
+            let by_message = txn.open_table(BY_MESSAGE)?;
+            let rows = match &after {
+                Some((c, id)) => messages.range((c, *id)..)?,
+                None => messages.range::<(&[u8; 32], u128)>(..)?,
+            };
+            for row in rows {
+                let (key, value) = row?;
+                let (conversation, id) = key.value();
+                if after == Some((*conversation, id)) {
+                    continue;
+                }
+                after = Some((*conversation, id));
+                if by_message.get((conversation, id))?.is_some() {
+                    continue;
+                }
+                let message: MessageRecord = decode("message", value.value())?;
+                let file = match files.get((conversation, id))? {
+                    Some(f) => Some(decode::<FileRecord>("file", f.value())?),
+                    None => None,
+                };
+                chunk.push((*conversation, message, file));
+                if chunk.len() == INDEX_CHUNK {
+                    break;
+                }
+            }
+        }
+        if chunk.is_empty() {
+            return Ok(indexed);
+        }
+        indexed += chunk.len();
+        for (conversation, message, file) in &chunk {
+            let conversation = hush_protocol::ConversationId(*conversation);
+            if let Some(file) = file {
+                index.file(conversation, message.id, file);
+            }
+            index.add(conversation, message);
+        }
+        index.flush(txn)?;
+    }
+}

@@ -100,6 +100,11 @@ echo \"from a script\" | hush send bob - --json")]
 hush history bob\n  \
 hush history bob --limit 20 --json")]
     History(HistoryArgs),
+    /// Search the messages of every conversation (or one), best match first
+    Search(crate::commands::search::SearchArgs),
+    /// Write the history as JSON to standard output, for you to keep
+    /// (plaintext; there is no import)
+    Export(crate::commands::search::ExportArgs),
     /// Mark a conversation read (sends a read receipt)
     Read {
         /// The contact's name
@@ -747,6 +752,20 @@ pub enum BenchCommand {
         /// The file's size
         #[arg(long, default_value_t = 1024, value_name = "MIB")]
         size_mib: u64,
+        /// Print JSON instead of text (one object; a list prints one array)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search: a synthetic history stored, sealed and indexed in the same
+    /// transactions, then a fixed mix of queries; beside it the same
+    /// inserts sealed without the index and plain (the floor)
+    Search {
+        /// Messages in the history
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: usize,
+        /// Messages stored per transaction
+        #[arg(long, default_value_t = hush_node::search_bench::DEFAULT_BATCH)]
+        batch: usize,
         /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
         json: bool,

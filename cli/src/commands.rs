@@ -16,6 +16,7 @@ mod node;
 mod passphrase;
 mod presence;
 mod relay;
+pub(crate) mod search;
 mod status;
 
 use std::path::PathBuf;
@@ -91,6 +92,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Presence(args) => presence::run(&mut Client::connect(&home).await?, args).await?,
         Command::Send(args) => return chat::send(&home, args).await,
         Command::History(args) => chat::history(&mut Client::connect(&home).await?, args).await?,
+        Command::Search(args) => search::search(&mut Client::connect(&home).await?, args).await?,
+        Command::Export(args) => search::export(&mut Client::connect(&home).await?, args).await?,
         Command::Read { name, json } => {
             chat::read(&mut Client::connect(&home).await?, &name, json).await?
         }

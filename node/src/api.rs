@@ -372,6 +372,10 @@ async fn dispatch(node: &Node, request: Request) -> Result<Value, (i64, String)>
             let marked = node.mark_read(&p.contact).await.map_err(node_err)?;
             Ok(json!({ "marked": marked }))
         }
+        "search" => {
+            let p: crate::rpc::SearchParams = params(request.params)?;
+            to_value(node.search(p).await.map_err(node_err)?)
+        }
         method if method.starts_with("group.") => group_dispatch(node, request).await,
         other => Err((METHOD_NOT_FOUND, format!("unknown method {other:?}"))),
     }

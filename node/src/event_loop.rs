@@ -435,6 +435,10 @@ impl EventLoop {
                 action,
                 reply,
             } => self.contact_action(&contact, action, reply),
+            Command::Names { accounts, reply } => {
+                let names = accounts.iter().map(|a| self.member_name(a)).collect();
+                let _ = reply.send(Ok(names));
+            }
             Command::Status { reply } => {
                 let status = NodeStatus {
                     name: self.me.name.clone(),

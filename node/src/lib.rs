@@ -33,6 +33,7 @@ mod outbox;
 mod records;
 pub mod rpc;
 pub mod search;
+pub mod search_bench;
 mod store;
 mod view;
 
@@ -56,5 +57,5 @@ pub use store::StoreError;
 pub use view::{
     ContactView, DeviceView, Event, FileView, GroupMembersView, GroupMessageView, GroupView,
     LinkCodeView, LinkedView, MemberView, MessageView, NodeStatus, PresenceView, Reachability,
-    RelayView, SendReceipt, rfc3339,
+    RelayView, SearchHitView, SendReceipt, rfc3339,
 };

@@ -33,6 +33,7 @@ use crate::view::{
 
 /// Commands queued to the event loop at most.
 mod files;
+mod search;
 
 const COMMAND_QUEUE: usize = 1024;
 /// Events buffered per subscriber; a slower subscriber is told it lagged.
@@ -211,6 +212,12 @@ pub(crate) enum Command {
     },
     Files {
         reply: Reply<Vec<crate::view::FileView>>,
+    },
+    /// The names accounts are shown under (contacts, group members
+    /// known by their card, or a short id), for search results.
+    Names {
+        accounts: Vec<hush_protocol::AccountId>,
+        reply: Reply<Vec<String>>,
     },
     /// Commit what is queued, answer it, then stop.
     Shutdown {

@@ -23,6 +23,7 @@
 //!   [`GroupMembersView`](crate::GroupMembersView)
 //! - `group.history` `{ group, limit?, before? }` →
 //!   `[GroupMessageView]`; `group.read` `{ group }` → `{ "marked": N }`
+//! - `search` [`SearchParams`] → `[SearchHitView]`, best first
 //! - `events.subscribe` → `{ "subscribed": true }`, then one
 //!   `{"jsonrpc":"2.0","method":"event","params":EVENT}` line per event.
 
@@ -125,6 +126,29 @@ pub struct HistoryParams {
     pub contact: String,
     pub limit: Option<usize>,
     pub before: Option<String>,
+}
+
+/// `search`: words, `"a phrase"`, `prefix*` (all required), narrowed to
+/// one conversation (`contact` or `group`), an author (`from`: a contact's
+/// name, or yours) and a time span (Unix ms, `until` excluded); `offset`
+/// skips that many hits (pages), `limit` is at most 200 (20 unless told).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SearchParams {
+    pub query: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -249,6 +249,28 @@ pub struct GroupMessageView {
     pub read_by: Vec<String>,
 }
 
+/// A message that matched a search.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SearchHitView {
+    pub id: String,
+    /// `contact` or `group` (`gone`: a conversation no longer listed).
+    pub kind: String,
+    /// The contact's or the group's name.
+    pub conversation: String,
+    /// The author's name.
+    pub from: String,
+    pub outgoing: bool,
+    pub text: String,
+    pub sent_at: String,
+    pub sent_at_ms: u64,
+    /// BM25: higher is better; comparable within one search only.
+    pub score: f32,
+    /// Part of the text (and the file's name) around the first match.
+    pub snippet: String,
+    /// Byte ranges of `snippet` that matched.
+    pub marks: Vec<(usize, usize)>,
+}
+
 /// Something that happened, pushed to `events` subscribers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

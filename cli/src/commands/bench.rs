@@ -39,6 +39,11 @@ pub async fn run(command: BenchCommand) -> Result<()> {
             json,
         } => crate::bench_link::link(messages, fanout_messages, json).await,
         BenchCommand::File { size_mib, json } => crate::bench_file::file(size_mib, json).await,
+        BenchCommand::Search {
+            messages,
+            batch,
+            json,
+        } => search(messages, batch, json),
         BenchCommand::Fold { members, json } => crate::bench_fold::fold(members, json),
         BenchCommand::Liveness { secs, json } => crate::bench_liveness::liveness(secs, json).await,
         BenchCommand::Presence { json } => crate::bench_presence::presence(json).await,
@@ -49,4 +54,45 @@ pub async fn run(command: BenchCommand) -> Result<()> {
             throughput_messages,
         } => crate::bench::direct(json, latency_messages, rate, throughput_messages).await,
     }
+}
+
+fn search(messages: usize, batch: usize, as_json: bool) -> Result<()> {
+    let dir = tempfile::Builder::new().prefix("hush-bench-").tempdir()?;
+    let report = hush_node::search_bench::run(dir.path(), messages, batch, &mut |phase, n| {
+        eprintln!("search bench: {phase}: {n} messages stored");
+    })?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "messages               {} ({} per transaction)",
+        report.messages, report.batch
+    );
+    println!(
+        "index (stored, sealed) {:.0} msg/s",
+        report.index_msgs_per_s
+    );
+    println!(
+        "sealed, no index       {:.0} msg/s",
+        report.sealed_store_msgs_per_s
+    );
+    println!(
+        "plain, no index        {:.0} msg/s",
+        report.plain_store_msgs_per_s
+    );
+    println!("sealed / plain time    {:.2}x", report.sealed_over_plain);
+    println!(
+        "query p50 / p99        {:.1} / {:.1} ms",
+        report.query_p50_ms, report.query_p99_ms
+    );
+    for q in &report.queries {
+        println!(
+            "  {:<26} p50 {:>6.1} ms  p99 {:>6.1} ms  {:.1} hits",
+            q.kind, q.p50_ms, q.p99_ms, q.mean_hits
+        );
+    }
+    println!("index bytes per msg    {:.0}", report.index_bytes_per_msg);
+    println!("database               {} MiB", report.db_bytes >> 20);
+    Ok(())
 }

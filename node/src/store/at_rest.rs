@@ -26,7 +26,8 @@ pub(super) fn seal_if_plain(path: &Path, key: &DbKey) -> Result<(), StoreError> 
     }
     drop(file);
     tracing::info!(path = %path.display(), "sealing the database at rest (once)");
-    drop(Store::from_db(Database::create(path)?, path, None)?);
+    // Not indexed here: the upgrade indexes the history once sealed.
+    drop(Store::from_db(Database::create(path)?, path, None, false)?);
     let sealing = path.with_extension("redb.sealing");
     let _ = std::fs::remove_file(&sealing);
     let out = std::fs::OpenOptions::new()

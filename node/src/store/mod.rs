@@ -197,8 +197,11 @@ pub struct Store {
     db: Database,
     wal: Mutex<Wal>,
     /// What the database and its log are sealed under (none: a plaintext
-    /// database being opened once to be sealed).
+    /// database, only for `hush bench search`'s floor).
     key: Option<DbKey>,
+    /// Whether messages are indexed for search as they are stored (off
+    /// only for `hush bench search`'s floor).
+    index: bool,
 }
 
 /// The associated data of a sealed write-ahead log record.
@@ -212,10 +215,30 @@ impl Store {
         seal_if_plain(path, key)?;
         let backend = SealedFile::open_path(path, key.clone())?;
         let db = redb::Builder::new().create_with_backend(backend)?;
-        Self::from_db(db, path, Some(key.clone()))
+        Self::from_db(db, path, Some(key.clone()), true)
     }
 
-    fn from_db(db: Database, path: &Path, key: Option<DbKey>) -> Result<Self, StoreError> {
+    /// A store for measuring: sealed under `key` or plaintext, indexing or
+    /// not. Homes are always opened with [`Store::open`].
+    pub(crate) fn open_measured(
+        path: &Path,
+        key: Option<&DbKey>,
+        index: bool,
+    ) -> Result<Self, StoreError> {
+        let db = match key {
+            Some(key) => redb::Builder::new()
+                .create_with_backend(SealedFile::open_path(path, key.clone())?)?,
+            None => Database::create(path)?,
+        };
+        Self::from_db(db, path, key.cloned(), index)
+    }
+
+    fn from_db(
+        db: Database,
+        path: &Path,
+        key: Option<DbKey>,
+        index: bool,
+    ) -> Result<Self, StoreError> {
         let txn = db.begin_write()?;
         {
             // Create every table so reads never meet a missing one.
@@ -241,7 +264,9 @@ impl Store {
             txn.open_table(search::BY_MESSAGE)?;
         }
         txn.commit()?;
-        upgrade(&db)?;
+        if index {
+            upgrade(&db)?;
+        }
         // Opened only now, under redb's lock on the database file: no other
         // process has the log.
         let durable = {
@@ -265,7 +290,13 @@ impl Store {
                 None => record.payload,
             };
             let ops: Vec<Op> = decode("write-ahead log record", &payload)?;
-            write(&db, ops, Some(record.position), redb::Durability::None)?;
+            write(
+                &db,
+                ops,
+                Some(record.position),
+                redb::Durability::None,
+                index,
+            )?;
             last = record.position;
             replayed += 1;
         }
@@ -281,6 +312,7 @@ impl Store {
             db,
             wal: Mutex::new(wal),
             key,
+            index,
         })
     }
 
@@ -824,7 +856,7 @@ impl Store {
             None => payload,
         };
         if !wal.could_fit(payload.len()) {
-            write(&self.db, ops, None, redb::Durability::Immediate)?;
+            write(&self.db, ops, None, redb::Durability::Immediate, self.index)?;
             wal.restart(0);
             return Ok(());
         }
@@ -832,7 +864,13 @@ impl Store {
             self.checkpoint_locked(&mut wal)?;
         }
         let position = wal.next_position();
-        write(&self.db, ops, Some(position), redb::Durability::None)?;
+        write(
+            &self.db,
+            ops,
+            Some(position),
+            redb::Durability::None,
+            self.index,
+        )?;
         if let Err(e) = wal.append(&payload, durability == Durability::Now) {
             tracing::warn!(error = %e, "the write-ahead log could not be written; committing to the database directly");
             self.checkpoint_locked(&mut wal)?;

@@ -117,6 +117,7 @@ pub(super) fn write(
     ops: Vec<Op>,
     position: Option<Position>,
     durability: redb::Durability,
+    index_messages: bool,
 ) -> Result<(), StoreError> {
     let mut txn = db.begin_write()?;
     // Refused only while persistent savepoints change (we make none); the
@@ -150,7 +151,9 @@ pub(super) fn write(
                     let messages = table(&txn, &mut t.messages, MESSAGES)?;
                     if messages.get(key)?.is_none() {
                         messages.insert(key, encode(&message).as_slice())?;
-                        index.add(conv, &message);
+                        if index_messages {
+                            index.add(conv, &message);
+                        }
                         if !message.outgoing && message.status < Status::Read {
                             table(&txn, &mut t.unread, UNREAD)?.insert(key, ())?;
                         }

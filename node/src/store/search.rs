@@ -321,18 +321,18 @@ fn append(
     block: &mut Vec<Posting>,
 ) -> Result<(), StoreError> {
     block.clear();
-    let last = table
-        .range((term, 0)..=(term, u64::MAX))?
-        .next_back()
-        .transpose()?
-        .map(|(k, v)| (k.value().1, v.value().to_vec()));
-    let mut first = match last {
-        Some((first, bytes)) => {
-            decode_block(first, &bytes, block)?;
-            first
+    let last = {
+        let mut range = table.range((term, 0)..=(term, u64::MAX))?;
+        match range.next_back().transpose()? {
+            Some((k, v)) => {
+                let first = k.value().1;
+                decode_block(first, v.value(), block)?;
+                Some(first)
+            }
+            None => None,
         }
-        None => new.first().map_or(0, |p| p.doc),
     };
+    let mut first = last.unwrap_or_else(|| new.first().map_or(0, |p| p.doc));
     for p in new {
         if block.len() == BLOCK_POSTINGS {
             table.insert((term, first), encode_block(first, block).as_slice())?;
@@ -492,6 +492,19 @@ fn intersect(a: &Scored, b: &Scored) -> Scored {
 }
 
 impl super::Store {
+    /// The bytes the index's tables take in the database (stored, their
+    /// B-tree pages' overhead, and fragmentation).
+    pub fn index_bytes(&self) -> Result<u64, StoreError> {
+        use redb::ReadableTableMetadata;
+        fn total(stats: redb::TableStats) -> u64 {
+            stats.stored_bytes() + stats.metadata_bytes() + stats.fragmented_bytes()
+        }
+        let txn = self.db.begin_read()?;
+        Ok(total(txn.open_table(POSTINGS)?.stats()?)
+            + total(txn.open_table(DOCS)?.stats()?)
+            + total(txn.open_table(BY_MESSAGE)?.stats()?))
+    }
+
     /// Messages matching `query` and `filter`, best first (BM25; the more
     /// recently indexed first among equal scores), skipping `offset`.
     pub fn search(

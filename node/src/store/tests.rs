@@ -160,7 +160,7 @@ fn a_plaintext_home_is_sealed_in_place_with_what_its_log_held() {
     {
         // A home made before the store was sealed: a plaintext database and
         // a batch only its log holds (a crash before the checkpoint).
-        let plain = Store::from_db(Database::create(&path).unwrap(), &path, None).unwrap();
+        let plain = Store::from_db(Database::create(&path).unwrap(), &path, None, false).unwrap();
         plain
             .apply(vec![Op::PutClock(MessageId(7))], Durability::Now)
             .unwrap();

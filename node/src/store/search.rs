@@ -3,10 +3,17 @@
 //! the two apart), sealed at rest like every other table.
 //!
 //! Layout (see `docs/search.md`):
+//! - `search_recent`: (segment, term) → every posting of that term among
+//!   the documents one write batch added. A batch's entries are new keys
+//!   at the end of the table, written in term order without reading
+//!   anything: a few sequential pages per commit, however scattered its
+//!   words are in the alphabet.
 //! - `search_postings`: (term, first document) → a block of up to
-//!   [`BLOCK_POSTINGS`] postings of that term, in document order. A term's
-//!   blocks are contiguous keys, so a lookup is one range read and adding a
-//!   message rewrites only the last block of each of its terms.
+//!   [`BLOCK_POSTINGS`] postings of that term, in document order. Every
+//!   [`RECENT_SEGMENTS`] batches the recent segments are merged in here,
+//!   term by term in order, so each page of the big table is rewritten
+//!   once per merge rather than once per batch. A lookup reads a term's
+//!   blocks (one range) and its entry in each recent segment.
 //! - `search_docs`: document number → (conversation, message id).
 //! - `search_by_message`: (conversation, message id) → document number.
 //! - counters in `meta`: the next document number, the number of
@@ -28,6 +35,8 @@ use crate::search::{Clause, Query, Snippet, snippet, tokens};
 
 pub(super) const POSTINGS: TableDefinition<(&str, u64), &[u8]> =
     TableDefinition::new("search_postings");
+pub(super) const RECENT: TableDefinition<(u64, &str), &[u8]> =
+    TableDefinition::new("search_recent");
 pub(super) const DOCS: TableDefinition<u64, &[u8]> = TableDefinition::new("search_docs");
 pub(super) const BY_MESSAGE: TableDefinition<(&[u8; 32], u128), u64> =
     TableDefinition::new("search_by_message");
@@ -35,6 +44,14 @@ pub(super) const BY_MESSAGE: TableDefinition<(&[u8; 32], u128), u64> =
 const NEXT_DOC_KEY: &str = "search_next_doc";
 const DOC_COUNT_KEY: &str = "search_doc_count";
 const WORD_COUNT_KEY: &str = "search_word_count";
+/// The oldest recent segment not merged yet, and the next one to write.
+const RECENT_FROM_KEY: &str = "search_recent_from";
+const RECENT_NEXT_KEY: &str = "search_recent_next";
+
+/// Recent segments kept before they are merged into the main postings.
+const RECENT_SEGMENTS: u64 = 32;
+/// Most postings one recent entry may hold (one batch's documents).
+const MAX_RECENT_POSTINGS: u64 = 1 << 20;
 
 /// Postings per block: small enough that appending rewrites little, large
 /// enough that a common word is a few hundred sequential reads.
@@ -141,10 +158,19 @@ fn encode_block(first: u64, postings: &[Posting]) -> Vec<u8> {
 }
 
 fn decode_block(first: u64, bytes: &[u8], out: &mut Vec<Posting>) -> Result<(), StoreError> {
+    decode_postings(first, bytes, BLOCK_POSTINGS as u64, out)
+}
+
+fn decode_postings(
+    first: u64,
+    bytes: &[u8],
+    most: u64,
+    out: &mut Vec<Posting>,
+) -> Result<(), StoreError> {
     let damaged = || StoreError::IndexDamaged("a postings block does not decode");
     let mut at = 0;
     let count = take_varint(bytes, &mut at).ok_or_else(damaged)?;
-    if count > BLOCK_POSTINGS as u64 {
+    if count > most {
         return Err(damaged());
     }
     let mut doc = first;
@@ -158,6 +184,23 @@ fn decode_block(first: u64, bytes: &[u8], out: &mut Vec<Posting>) -> Result<(), 
         out.push(Posting { doc, tf, norm });
     }
     Ok(())
+}
+
+/// A recent entry: its first document, then its postings as a block.
+fn encode_recent(postings: &[Posting]) -> Vec<u8> {
+    let first = postings.first().map_or(0, |p| p.doc);
+    let mut out = Vec::with_capacity(10 + postings.len() * 3);
+    put_varint(&mut out, first);
+    out.extend(encode_block(first, postings));
+    out
+}
+
+fn decode_recent(bytes: &[u8], out: &mut Vec<Posting>) -> Result<(), StoreError> {
+    let mut at = 0;
+    let first = take_varint(bytes, &mut at).ok_or(StoreError::IndexDamaged(
+        "a recent postings entry does not decode",
+    ))?;
+    decode_postings(first, &bytes[at..], MAX_RECENT_POSTINGS, out)
 }
 
 fn meta_u64(meta: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> u64 {
@@ -243,16 +286,26 @@ impl Indexer {
             by_message.insert((&new.conversation.0, new.message.id.0), doc)?;
         }
         self.files.clear();
-        let mut table = txn.open_table(POSTINGS)?;
-        let mut terms: Vec<(String, Vec<Posting>)> = postings.into_iter().collect();
-        terms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut block = Vec::with_capacity(BLOCK_POSTINGS);
-        for (term, new) in terms {
-            append(&mut table, &term, &new, &mut block)?;
+        let segment = meta_u64(&meta, RECENT_NEXT_KEY);
+        {
+            let mut recent = txn.open_table(RECENT)?;
+            let mut terms: Vec<(String, Vec<Posting>)> = postings.into_iter().collect();
+            terms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            for (term, postings) in terms {
+                recent.insert(
+                    (segment, term.as_str()),
+                    encode_recent(&postings).as_slice(),
+                )?;
+            }
         }
+        meta.insert(RECENT_NEXT_KEY, (segment + 1).to_be_bytes().as_slice())?;
         meta.insert(NEXT_DOC_KEY, next.to_be_bytes().as_slice())?;
         meta.insert(DOC_COUNT_KEY, count.to_be_bytes().as_slice())?;
         meta.insert(WORD_COUNT_KEY, words.to_be_bytes().as_slice())?;
+        if segment + 1 - meta_u64(&meta, RECENT_FROM_KEY) >= RECENT_SEGMENTS {
+            drop((meta, docs, by_message));
+            merge(txn)?;
+        }
         Ok(())
     }
 
@@ -265,6 +318,7 @@ impl Indexer {
         file: Option<&FileRecord>,
     ) -> Result<(), StoreError> {
         self.flush(txn)?;
+        merge(txn)?;
         let Some(doc) = txn
             .open_table(BY_MESSAGE)?
             .remove((&conversation.0, message.id.0))?
@@ -310,6 +364,40 @@ impl Indexer {
         meta.insert(WORD_COUNT_KEY, words.to_be_bytes().as_slice())?;
         Ok(())
     }
+}
+
+/// Moves every recent segment's postings into the main postings, term by
+/// term in order.
+fn merge(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut meta = txn.open_table(META)?;
+    let (from, next) = (
+        meta_u64(&meta, RECENT_FROM_KEY),
+        meta_u64(&meta, RECENT_NEXT_KEY),
+    );
+    if from == next {
+        return Ok(());
+    }
+    // Segments in order: each term's postings come out in document order.
+    let mut by_term: HashMap<String, Vec<Posting>> = HashMap::new();
+    {
+        let recent = txn.open_table(RECENT)?;
+        for row in recent.range((from, "")..)? {
+            let (k, v) = row?;
+            let list = by_term.entry(k.value().1.to_owned()).or_default();
+            decode_recent(v.value(), list)?;
+        }
+    }
+    txn.delete_table(RECENT)?;
+    txn.open_table(RECENT)?;
+    let mut terms: Vec<(String, Vec<Posting>)> = by_term.into_iter().collect();
+    terms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut table = txn.open_table(POSTINGS)?;
+    let mut block = Vec::with_capacity(BLOCK_POSTINGS);
+    for (term, new) in terms {
+        append(&mut table, &term, &new, &mut block)?;
+    }
+    meta.insert(RECENT_FROM_KEY, next.to_be_bytes().as_slice())?;
+    Ok(())
 }
 
 /// Appends `new` (in document order, after every posting stored) to
@@ -370,18 +458,62 @@ type Scored = Vec<(u64, f32)>;
 
 struct Searcher {
     postings: redb::ReadOnlyTable<(&'static str, u64), &'static [u8]>,
+    recent: redb::ReadOnlyTable<(u64, &'static str), &'static [u8]>,
+    /// The recent segments not merged yet.
+    segments: std::ops::Range<u64>,
     docs: f32,
     average: f32,
     buffer: Vec<Posting>,
 }
 
 impl Searcher {
+    /// A term's postings: the merged ones, then each recent segment's (all
+    /// newer), so in document order.
     fn postings(&mut self, term: &str, out: &mut Vec<Posting>) -> Result<(), StoreError> {
         for row in self.postings.range((term, 0)..=(term, u64::MAX))? {
             let (k, v) = row?;
             decode_block(k.value().1, v.value(), out)?;
         }
+        for segment in self.segments.clone() {
+            if let Some(v) = self.recent.get((segment, term))? {
+                decode_recent(v.value(), out)?;
+            }
+        }
         Ok(())
+    }
+
+    /// The distinct terms from `from` on (in term order) while `keep`
+    /// holds, at most `most`, merged and recent.
+    fn terms_from(
+        &self,
+        from: &str,
+        keep: impl Fn(&str) -> bool,
+        most: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut terms = std::collections::BTreeSet::new();
+        let mut last: Option<String> = None;
+        for row in self.postings.range((from, 0)..)? {
+            let (k, _) = row?;
+            let term = k.value().0;
+            if !keep(term) || terms.len() >= most {
+                break;
+            }
+            if last.as_deref() != Some(term) {
+                last = Some(term.to_owned());
+                terms.insert(term.to_owned());
+            }
+        }
+        for segment in self.segments.clone() {
+            for row in self.recent.range((segment, from)..(segment + 1, ""))? {
+                let (k, _) = row?;
+                let term = k.value().1;
+                if !keep(term) {
+                    break;
+                }
+                terms.insert(term.to_owned());
+            }
+        }
+        Ok(terms.into_iter().take(most).collect())
     }
 
     /// One term's documents with their BM25 score.
@@ -412,20 +544,7 @@ impl Searcher {
     /// Every document holding a term that starts with `prefix`, with its
     /// best score among them.
     fn prefixed(&mut self, prefix: &str) -> Result<Scored, StoreError> {
-        let mut terms: Vec<String> = Vec::new();
-        for row in self.postings.range((prefix, 0)..)? {
-            let (k, _) = row?;
-            let term = k.value().0;
-            if !term.starts_with(prefix) {
-                break;
-            }
-            if terms.last().is_none_or(|t| t != term) {
-                if terms.len() == MAX_PREFIX_TERMS {
-                    break;
-                }
-                terms.push(term.to_owned());
-            }
-        }
+        let terms = self.terms_from(prefix, |t| t.starts_with(prefix), MAX_PREFIX_TERMS)?;
         let mut all = Scored::new();
         for term in &terms {
             all.extend(self.scored(term)?);
@@ -438,13 +557,10 @@ impl Searcher {
     /// The documents of every day term from `since` to `until`.
     fn days(&mut self, since_ms: u64, until_ms: u64) -> Result<Scored, StoreError> {
         let (from, to) = (day_term(since_ms), day_term(until_ms));
+        let days = self.terms_from(&from, |t| t <= to.as_str(), usize::MAX)?;
         let mut postings = Vec::new();
-        for row in self
-            .postings
-            .range((from.as_str(), 0)..=(to.as_str(), u64::MAX))?
-        {
-            let (k, v) = row?;
-            decode_block(k.value().1, v.value(), &mut postings)?;
+        for day in &days {
+            self.postings(day, &mut postings)?;
         }
         let mut docs: Scored = postings.iter().map(|p| (p.doc, 0.0)).collect();
         docs.sort_unstable_by_key(|d| d.0);
@@ -501,6 +617,7 @@ impl super::Store {
         }
         let txn = self.db.begin_read()?;
         Ok(total(txn.open_table(POSTINGS)?.stats()?)
+            + total(txn.open_table(RECENT)?.stats()?)
             + total(txn.open_table(DOCS)?.stats()?)
             + total(txn.open_table(BY_MESSAGE)?.stats()?))
     }
@@ -522,6 +639,8 @@ impl super::Store {
         }
         let mut s = Searcher {
             postings: txn.open_table(POSTINGS)?,
+            recent: txn.open_table(RECENT)?,
+            segments: meta_u64(&meta, RECENT_FROM_KEY)..meta_u64(&meta, RECENT_NEXT_KEY),
             docs: docs as f32,
             average: meta_u64(&meta, WORD_COUNT_KEY) as f32 / docs as f32,
             buffer: Vec::new(),

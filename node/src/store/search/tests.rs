@@ -357,3 +357,55 @@ fn a_home_from_a_newer_hush_is_refused() {
     );
     assert!(err.to_string().contains("upgrade hush"));
 }
+
+/// Enough batches that recent segments are merged into the main postings
+/// (more than once), with some left recent: every query sees both.
+#[test]
+fn merged_and_recent_postings_answer_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut id = 0u128;
+    for batch in 0..75u64 {
+        let messages = (0..10)
+            .map(|i| {
+                id += 1;
+                let conversation = if i % 2 == 0 { BOB_CHAT } else { CLUB };
+                let text = format!("tide{batch} wave{i} everywhere");
+                (conversation, message(id, BOB, &text, batch * DAY))
+            })
+            .collect();
+        put(&store, messages);
+    }
+    assert_eq!(texts(&store, "everywhere", &all()).len(), 50);
+    let query = Query::parse("everywhere").unwrap();
+    assert_eq!(store.search(&query, &all(), 0, 200).unwrap().len(), 200);
+    assert_eq!(store.search(&query, &all(), 700, 200).unwrap().len(), 50);
+    assert_eq!(texts(&store, "tide3", &all()).len(), 10);
+    assert_eq!(texts(&store, "tide74", &all()).len(), 10);
+    // Prefixes and days span both tiers.
+    let query = Query::parse("tide7*").unwrap();
+    assert_eq!(store.search(&query, &all(), 0, 200).unwrap().len(), 60);
+    let days = SearchFilter {
+        since_ms: Some(30 * DAY),
+        until_ms: Some(70 * DAY),
+        conversation: Some(CLUB),
+        ..all()
+    };
+    let query = Query::parse("wave1").unwrap();
+    assert_eq!(store.search(&query, &days, 0, 200).unwrap().len(), 40);
+    // A removal reaches merged and recent postings.
+    store
+        .apply(vec![Op::DeleteConversation(CLUB)], Durability::Now)
+        .unwrap();
+    assert!(texts(&store, "wave1", &all()).is_empty());
+    assert_eq!(
+        store
+            .search(&Query::parse("everywhere").unwrap(), &all(), 0, 1000)
+            .unwrap()
+            .len(),
+        375
+    );
+    drop(store);
+    let store = open(&dir);
+    assert_eq!(texts(&store, "tide74", &all()).len(), 5);
+}

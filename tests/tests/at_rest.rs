@@ -156,3 +156,36 @@ fn a_passphrase_protects_the_key_and_changes_without_rewriting_the_database() {
     let status = user.json(&["status", "--json"]);
     assert_eq!(status["at_rest"], "key file", "{status}");
 }
+
+/// A byte changed in the database file (a tampered or damaged copy) is
+/// reported as a damaged block, with what to do, never read as data and
+/// never a panic.
+#[test]
+fn a_flipped_byte_in_the_database_is_reported_not_read() {
+    let (mut alice, _bob) = pair();
+    let run = alice.run(&["send", "bob", "before the flip", "--wait", "delivered"]);
+    assert!(run.ok(), "{run:?}");
+    alice.stop();
+    let path = alice.home.join("hush.redb");
+    let mut bytes = std::fs::read(&path).unwrap();
+    // One byte in every block after the header and the first block's two
+    // copies (64 + 2 × 4,144 bytes), in the middle of its ciphertext.
+    let mut at = 64 + 2 * 4144 + 2000;
+    while at < bytes.len() {
+        bytes[at] ^= 0x20;
+        at += 4144;
+    }
+    std::fs::write(&path, bytes).unwrap();
+    for args in [
+        &["id"][..],
+        &["node", "run", "--no-mdns", "--listen", &alice.listen_addr()],
+    ] {
+        let run = alice.run(args);
+        assert!(!run.ok(), "hush {args:?} read a damaged database: {run:?}");
+        assert!(
+            run.stderr.contains("does not authenticate") && run.stderr.contains("block"),
+            "hush {args:?} should name the damaged block: {run:?}"
+        );
+        assert!(!run.stderr.contains("panicked"), "{run:?}");
+    }
+}

@@ -49,7 +49,7 @@ const RECENT_FROM_KEY: &str = "search_recent_from";
 const RECENT_NEXT_KEY: &str = "search_recent_next";
 
 /// Recent segments kept before they are merged into the main postings.
-const RECENT_SEGMENTS: u64 = 32;
+const RECENT_SEGMENTS: u64 = 64;
 /// Most postings one recent entry may hold (one batch's documents).
 const MAX_RECENT_POSTINGS: u64 = 1 << 20;
 

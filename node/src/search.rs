@@ -52,6 +52,10 @@ pub fn tokens(text: &str) -> Vec<Token> {
 
 /// One word in its index form (see [`tokens`]).
 pub fn normalize(word: &str) -> String {
+    // Most words are ASCII: already NFKC, no diacritics, simple case.
+    if word.is_ascii() {
+        return word.to_ascii_lowercase();
+    }
     let mut folded = String::with_capacity(word.len());
     for c in word.nfkd().filter(|c| !is_diacritic(*c)) {
         match c {

@@ -105,6 +105,16 @@ fn a_file_sent_directly_arrives_byte_identical_under_its_name() {
             .contains("[file] holiday.jpg 192.9 KiB, saved to"),
         "{text:?}"
     );
+    // Both sides find it by its name, and by its caption.
+    for (user, words) in [(&bob, "holiday"), (&alice, "holiday.jpg"), (&bob, "beach")] {
+        let found = user.json(&["search", words, "--json"]);
+        assert_eq!(
+            found[0]["id"],
+            id.as_str(),
+            "{} searching {words:?}: {found}",
+            user.name
+        );
+    }
     // The sender's side: shared, from where it was read.
     let mine = file_of(&alice, &id);
     assert_eq!(mine["state"], "shared");

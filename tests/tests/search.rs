@@ -228,6 +228,12 @@ fn homes_from_before_the_store_issue_open_migrated_with_history_and_sessions() {
         "delivered",
     ]);
     assert!(run.ok(), "{run:?}");
+    let found = hits(&bob, &["survived", "--group", "fixture-club"]);
+    assert_eq!(texts(&found), ["the group survived"]);
+    assert_eq!(found[0]["kind"], "group");
+    assert_eq!(found[0]["conversation"], "fixture-club");
+    assert_eq!(found[0]["from"], "alice");
+    assert!(hits(&bob, &["survived", "--contact", "alice"]).is_empty());
 
     // Nothing of the history is left in the clear.
     alice.stop();

@@ -262,7 +262,6 @@ impl Store {
             txn.open_table(search::POSTINGS)?;
             txn.open_table(search::RECENT)?;
             txn.open_table(search::DOCS)?;
-            txn.open_table(search::BY_MESSAGE)?;
         }
         txn.commit()?;
         if index {

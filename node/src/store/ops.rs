@@ -262,16 +262,15 @@ pub(super) fn write(
                     // The index opens the tables it needs itself.
                     t.meta = None;
                     let files = table(&txn, &mut t.files, FILES)?;
-                    let files = gone
-                        .iter()
+                    let gone = gone
+                        .into_iter()
                         .map(|m| match files.get((c, m.id.0))? {
-                            Some(f) => Ok(Some(decode::<FileRecord>("file", f.value())?)),
-                            None => Ok(None),
+                            Some(f) => Ok((m, Some(decode::<FileRecord>("file", f.value())?))),
+                            None => Ok((m, None)),
                         })
-                        .collect::<Result<Vec<Option<FileRecord>>, StoreError>>()?;
-                    for (message, file) in gone.iter().zip(&files) {
-                        index.remove(&txn, &conv, message, file.as_ref())?;
-                    }
+                        .collect::<Result<Vec<(MessageRecord, Option<FileRecord>)>, StoreError>>(
+                        )?;
+                    index.remove_conversation(&txn, &conv, &gone)?;
                     let unread = table(&txn, &mut t.unread, UNREAD)?;
                     for id in &ids {
                         unread.remove((c, *id))?;

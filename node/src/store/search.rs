@@ -15,9 +15,10 @@
 //!   once per merge rather than once per batch. A lookup reads a term's
 //!   blocks (one range) and its entry in each recent segment.
 //! - `search_docs`: document number → (conversation, message id).
-//! - `search_by_message`: (conversation, message id) → document number.
-//! - counters in `meta`: the next document number, the number of
-//!   documents and of their words (BM25's average length).
+//! - counters in `meta` (`search_counters`, five `u64` big-endian): the
+//!   next document number, the number of documents and of their words
+//!   (BM25's average length), the oldest recent segment not merged and the
+//!   next segment number.
 //!
 //! Besides its words, a document is indexed under three reserved terms
 //! (they start with a control character no word can hold): its
@@ -38,15 +39,64 @@ pub(super) const POSTINGS: TableDefinition<(&str, u64), &[u8]> =
 pub(super) const RECENT: TableDefinition<(u64, &str), &[u8]> =
     TableDefinition::new("search_recent");
 pub(super) const DOCS: TableDefinition<u64, &[u8]> = TableDefinition::new("search_docs");
-pub(super) const BY_MESSAGE: TableDefinition<(&[u8; 32], u128), u64> =
-    TableDefinition::new("search_by_message");
 
-const NEXT_DOC_KEY: &str = "search_next_doc";
-const DOC_COUNT_KEY: &str = "search_doc_count";
-const WORD_COUNT_KEY: &str = "search_word_count";
-/// The oldest recent segment not merged yet, and the next one to write.
-const RECENT_FROM_KEY: &str = "search_recent_from";
-const RECENT_NEXT_KEY: &str = "search_recent_next";
+const COUNTERS_KEY: &str = "search_counters";
+
+/// The index's counters, one `meta` value (one write per batch).
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    next_doc: u64,
+    docs: u64,
+    words: u64,
+    /// The oldest recent segment not merged yet, and the next to write.
+    recent_from: u64,
+    recent_next: u64,
+}
+
+impl Counters {
+    fn load(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<Self, StoreError> {
+        let Some(v) = meta.get(COUNTERS_KEY)? else {
+            return Ok(Self::default());
+        };
+        let b = v.value();
+        if b.len() != 40 {
+            return Err(StoreError::IndexDamaged("the counters are not 40 bytes"));
+        }
+        let at = |i: usize| {
+            let mut n = [0u8; 8];
+            n.copy_from_slice(&b[i * 8..i * 8 + 8]);
+            u64::from_be_bytes(n)
+        };
+        Ok(Self {
+            next_doc: at(0),
+            docs: at(1),
+            words: at(2),
+            recent_from: at(3),
+            recent_next: at(4),
+        })
+    }
+
+    fn store(
+        &self,
+        meta: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    ) -> Result<(), StoreError> {
+        let mut b = [0u8; 40];
+        for (i, n) in [
+            self.next_doc,
+            self.docs,
+            self.words,
+            self.recent_from,
+            self.recent_next,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            b[i * 8..i * 8 + 8].copy_from_slice(&n.to_be_bytes());
+        }
+        meta.insert(COUNTERS_KEY, b.as_slice())?;
+        Ok(())
+    }
+}
 
 /// Recent segments kept before they are merged into the main postings.
 const RECENT_SEGMENTS: u64 = 64;
@@ -203,15 +253,6 @@ fn decode_recent(bytes: &[u8], out: &mut Vec<Posting>) -> Result<(), StoreError>
     decode_postings(first, &bytes[at..], MAX_RECENT_POSTINGS, out)
 }
 
-fn meta_u64(meta: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> u64 {
-    meta.get(key)
-        .ok()
-        .flatten()
-        .and_then(|v| v.value().try_into().ok())
-        .map(u64::from_be_bytes)
-        .unwrap_or(0)
-}
-
 /// A message to index, gathered while a batch's ops are applied.
 struct NewDoc {
     conversation: ConversationId,
@@ -250,20 +291,17 @@ impl Indexer {
         }
         let mut meta = txn.open_table(META)?;
         let mut docs = txn.open_table(DOCS)?;
-        let mut by_message = txn.open_table(BY_MESSAGE)?;
-        let mut next = meta_u64(&meta, NEXT_DOC_KEY);
-        let mut count = meta_u64(&meta, DOC_COUNT_KEY);
-        let mut words = meta_u64(&meta, WORD_COUNT_KEY);
+        let mut c = Counters::load(&meta)?;
         let mut postings: HashMap<String, Vec<Posting>> = HashMap::new();
         for new in self.docs.drain(..) {
             let key = (new.conversation, new.message.id.0);
             let file = self.files.get(&key).map(String::as_str);
             let text = indexed_text(&new.message, file);
-            let doc = next;
-            next += 1;
-            count += 1;
+            let doc = c.next_doc;
+            c.next_doc += 1;
+            c.docs += 1;
             let tokens = tokens(&text);
-            words += tokens.len() as u64;
+            c.words += tokens.len() as u64;
             let norm = norm(tokens.len());
             let mut tf: HashMap<String, u8> = HashMap::new();
             for t in tokens {
@@ -283,85 +321,98 @@ impl Indexer {
             place[..32].copy_from_slice(&new.conversation.0);
             place[32..].copy_from_slice(&new.message.id.0.to_be_bytes());
             docs.insert(doc, place.as_slice())?;
-            by_message.insert((&new.conversation.0, new.message.id.0), doc)?;
         }
         self.files.clear();
-        let segment = meta_u64(&meta, RECENT_NEXT_KEY);
         {
             let mut recent = txn.open_table(RECENT)?;
             let mut terms: Vec<(String, Vec<Posting>)> = postings.into_iter().collect();
             terms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             for (term, postings) in terms {
                 recent.insert(
-                    (segment, term.as_str()),
+                    (c.recent_next, term.as_str()),
                     encode_recent(&postings).as_slice(),
                 )?;
             }
         }
-        meta.insert(RECENT_NEXT_KEY, (segment + 1).to_be_bytes().as_slice())?;
-        meta.insert(NEXT_DOC_KEY, next.to_be_bytes().as_slice())?;
-        meta.insert(DOC_COUNT_KEY, count.to_be_bytes().as_slice())?;
-        meta.insert(WORD_COUNT_KEY, words.to_be_bytes().as_slice())?;
-        if segment + 1 - meta_u64(&meta, RECENT_FROM_KEY) >= RECENT_SEGMENTS {
-            drop((meta, docs, by_message));
+        c.recent_next += 1;
+        c.store(&mut meta)?;
+        if c.recent_next - c.recent_from >= RECENT_SEGMENTS {
+            drop((meta, docs));
             merge(txn)?;
         }
         Ok(())
     }
 
-    /// Takes a stored message (and its file's name) out of the index.
-    pub(super) fn remove(
+    /// Takes the messages of a conversation (each with its file) out of the
+    /// index: the conversation's documents are its reserved term's
+    /// postings; each one's terms come from its message again.
+    pub(super) fn remove_conversation(
         &mut self,
         txn: &WriteTransaction,
         conversation: &ConversationId,
-        message: &MessageRecord,
-        file: Option<&FileRecord>,
+        gone: &[(MessageRecord, Option<FileRecord>)],
     ) -> Result<(), StoreError> {
         self.flush(txn)?;
         merge(txn)?;
-        let Some(doc) = txn
-            .open_table(BY_MESSAGE)?
-            .remove((&conversation.0, message.id.0))?
-            .map(|v| v.value())
-        else {
-            return Ok(());
-        };
-        txn.open_table(DOCS)?.remove(doc)?;
-        let name = file.and_then(file_name);
-        let tokens = tokens(&indexed_text(message, name.as_deref()));
-        let mut terms: Vec<String> = tokens.iter().map(|t| t.term.clone()).collect();
-        terms.push(conversation_term(conversation));
-        terms.push(author_term(&message.from));
-        terms.push(day_term(message.sent_at_ms));
-        terms.sort_unstable();
-        terms.dedup();
+        let by_id: HashMap<u128, &(MessageRecord, Option<FileRecord>)> =
+            gone.iter().map(|g| (g.0.id.0, g)).collect();
         let mut table = txn.open_table(POSTINGS)?;
+        let mut docs = txn.open_table(DOCS)?;
+        let own = conversation_term(conversation);
+        let mut of_conversation = Vec::new();
+        for row in table.range((own.as_str(), 0)..=(own.as_str(), u64::MAX))? {
+            let (k, v) = row?;
+            decode_block(k.value().1, v.value(), &mut of_conversation)?;
+        }
+        let mut removed_docs = 0;
+        let mut removed_words = 0;
         let mut block = Vec::with_capacity(BLOCK_POSTINGS);
-        for term in &terms {
-            let found = table
-                .range((term.as_str(), 0)..=(term.as_str(), doc))?
-                .next_back()
-                .transpose()?
-                .map(|(k, v)| (k.value().1, v.value().to_vec()));
-            let Some((first, bytes)) = found else {
+        for doc in of_conversation.iter().map(|p| p.doc) {
+            let place = docs.remove(doc)?.map(|v| v.value().to_vec());
+            let id = place
+                .as_deref()
+                .and_then(|p| p.get(32..48))
+                .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                .map(u128::from_be_bytes);
+            let Some((message, file)) = id.and_then(|id| by_id.get(&id).copied()) else {
                 continue;
             };
-            block.clear();
-            decode_block(first, &bytes, &mut block)?;
-            block.retain(|p| p.doc != doc);
-            table.remove((term.as_str(), first))?;
-            if let Some(head) = block.first() {
-                table.insert(
-                    (term.as_str(), head.doc),
-                    encode_block(head.doc, &block).as_slice(),
-                )?;
+            let name = file.as_ref().and_then(file_name);
+            let tokens = tokens(&indexed_text(message, name.as_deref()));
+            removed_docs += 1;
+            removed_words += tokens.len() as u64;
+            let mut terms: Vec<String> = tokens.into_iter().map(|t| t.term).collect();
+            terms.push(own.clone());
+            terms.push(author_term(&message.from));
+            terms.push(day_term(message.sent_at_ms));
+            terms.sort_unstable();
+            terms.dedup();
+            for term in &terms {
+                let found = table
+                    .range((term.as_str(), 0)..=(term.as_str(), doc))?
+                    .next_back()
+                    .transpose()?
+                    .map(|(k, v)| (k.value().1, v.value().to_vec()));
+                let Some((first, bytes)) = found else {
+                    continue;
+                };
+                block.clear();
+                decode_block(first, &bytes, &mut block)?;
+                block.retain(|p| p.doc != doc);
+                table.remove((term.as_str(), first))?;
+                if let Some(head) = block.first() {
+                    table.insert(
+                        (term.as_str(), head.doc),
+                        encode_block(head.doc, &block).as_slice(),
+                    )?;
+                }
             }
         }
         let mut meta = txn.open_table(META)?;
-        let count = meta_u64(&meta, DOC_COUNT_KEY).saturating_sub(1);
-        let words = meta_u64(&meta, WORD_COUNT_KEY).saturating_sub(tokens.len() as u64);
-        meta.insert(DOC_COUNT_KEY, count.to_be_bytes().as_slice())?;
-        meta.insert(WORD_COUNT_KEY, words.to_be_bytes().as_slice())?;
+        let mut c = Counters::load(&meta)?;
+        c.docs = c.docs.saturating_sub(removed_docs);
+        c.words = c.words.saturating_sub(removed_words);
+        c.store(&mut meta)?;
         Ok(())
     }
 }
@@ -370,10 +421,8 @@ impl Indexer {
 /// term in order.
 fn merge(txn: &WriteTransaction) -> Result<(), StoreError> {
     let mut meta = txn.open_table(META)?;
-    let (from, next) = (
-        meta_u64(&meta, RECENT_FROM_KEY),
-        meta_u64(&meta, RECENT_NEXT_KEY),
-    );
+    let mut c = Counters::load(&meta)?;
+    let (from, next) = (c.recent_from, c.recent_next);
     if from == next {
         return Ok(());
     }
@@ -396,7 +445,8 @@ fn merge(txn: &WriteTransaction) -> Result<(), StoreError> {
     for (term, new) in terms {
         append(&mut table, &term, &new, &mut block)?;
     }
-    meta.insert(RECENT_FROM_KEY, next.to_be_bytes().as_slice())?;
+    c.recent_from = next;
+    c.store(&mut meta)?;
     Ok(())
 }
 
@@ -618,8 +668,7 @@ impl super::Store {
         let txn = self.db.begin_read()?;
         Ok(total(txn.open_table(POSTINGS)?.stats()?)
             + total(txn.open_table(RECENT)?.stats()?)
-            + total(txn.open_table(DOCS)?.stats()?)
-            + total(txn.open_table(BY_MESSAGE)?.stats()?))
+            + total(txn.open_table(DOCS)?.stats()?))
     }
 
     /// Messages matching `query` and `filter`, best first (BM25; the more
@@ -633,16 +682,17 @@ impl super::Store {
     ) -> Result<Vec<SearchHit>, StoreError> {
         let txn = self.db.begin_read()?;
         let meta = txn.open_table(META)?;
-        let docs = meta_u64(&meta, DOC_COUNT_KEY);
+        let c = Counters::load(&meta)?;
+        let docs = c.docs;
         if docs == 0 || limit == 0 {
             return Ok(Vec::new());
         }
         let mut s = Searcher {
             postings: txn.open_table(POSTINGS)?,
             recent: txn.open_table(RECENT)?,
-            segments: meta_u64(&meta, RECENT_FROM_KEY)..meta_u64(&meta, RECENT_NEXT_KEY),
+            segments: c.recent_from..c.recent_next,
             docs: docs as f32,
-            average: meta_u64(&meta, WORD_COUNT_KEY) as f32 / docs as f32,
+            average: c.words as f32 / docs as f32,
             buffer: Vec::new(),
         };
         let mut lists: Vec<Scored> = Vec::new();

@@ -11,7 +11,7 @@
 
 use redb::{Database, ReadableTable};
 
-use super::search::{BY_MESSAGE, Indexer};
+use super::search::Indexer;
 use super::{FILES, MESSAGES, META, StoreError, decode};
 use crate::records::{FileRecord, MessageRecord};
 
@@ -68,8 +68,8 @@ pub(super) fn upgrade(db: &Database) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Indexes every stored message the index does not hold yet; returns how
-/// many.
+/// Indexes every stored message (a format 1 database has no index);
+/// returns how many.
 fn index_history(txn: &redb::WriteTransaction) -> Result<usize, StoreError> {
     let mut index = Indexer::default();
     let mut indexed = 0;
@@ -79,7 +79,6 @@ fn index_history(txn: &redb::WriteTransaction) -> Result<usize, StoreError> {
         {
             let messages = txn.open_table(MESSAGES)?;
             let files = txn.open_table(FILES)?;
-            let by_message = txn.open_table(BY_MESSAGE)?;
             let rows = match &after {
                 Some((c, id)) => messages.range((c, *id)..)?,
                 None => messages.range::<(&[u8; 32], u128)>(..)?,
@@ -91,9 +90,6 @@ fn index_history(txn: &redb::WriteTransaction) -> Result<usize, StoreError> {
                     continue;
                 }
                 after = Some((*conversation, id));
-                if by_message.get((conversation, id))?.is_some() {
-                    continue;
-                }
                 let message: MessageRecord = decode("message", value.value())?;
                 let file = match files.get((conversation, id))? {
                     Some(f) => Some(decode::<FileRecord>("file", f.value())?),

@@ -112,6 +112,11 @@ pub const MAX_PREFIX_TERMS: usize = 512;
 const BM25_K1: f32 = 1.2;
 const BM25_B: f32 = 0.75;
 
+/// The reserved term under which a recent segment keeps its documents'
+/// places (first document, then 48 bytes per document): moved to
+/// `search_docs` when merged, so a commit writes one index table.
+const PLACES_TERM: &str = "\u{0}";
+
 /// Reserved term prefixes of the filters.
 const CONVERSATION_TERM: char = '\u{1}';
 const AUTHOR_TERM: char = '\u{2}';
@@ -290,8 +295,9 @@ impl Indexer {
             return Ok(());
         }
         let mut meta = txn.open_table(META)?;
-        let mut docs = txn.open_table(DOCS)?;
         let mut c = Counters::load(&meta)?;
+        let mut places = Vec::with_capacity(10 + self.docs.len() * 48);
+        put_varint(&mut places, c.next_doc);
         let mut postings: HashMap<String, Vec<Posting>> = HashMap::new();
         for new in self.docs.drain(..) {
             let key = (new.conversation, new.message.id.0);
@@ -317,14 +323,13 @@ impl Indexer {
                     .or_default()
                     .push(Posting { doc, tf, norm });
             }
-            let mut place = [0u8; 48];
-            place[..32].copy_from_slice(&new.conversation.0);
-            place[32..].copy_from_slice(&new.message.id.0.to_be_bytes());
-            docs.insert(doc, place.as_slice())?;
+            places.extend_from_slice(&new.conversation.0);
+            places.extend_from_slice(&new.message.id.0.to_be_bytes());
         }
         self.files.clear();
         {
             let mut recent = txn.open_table(RECENT)?;
+            recent.insert((c.recent_next, PLACES_TERM), places.as_slice())?;
             let mut terms: Vec<(String, Vec<Posting>)> = postings.into_iter().collect();
             terms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             for (term, postings) in terms {
@@ -337,7 +342,7 @@ impl Indexer {
         c.recent_next += 1;
         c.store(&mut meta)?;
         if c.recent_next - c.recent_from >= RECENT_SEGMENTS {
-            drop((meta, docs));
+            drop(meta);
             merge(txn)?;
         }
         Ok(())
@@ -430,9 +435,17 @@ fn merge(txn: &WriteTransaction) -> Result<(), StoreError> {
     let mut by_term: HashMap<String, Vec<Posting>> = HashMap::new();
     {
         let recent = txn.open_table(RECENT)?;
+        let mut docs = txn.open_table(DOCS)?;
         for row in recent.range((from, "")..)? {
             let (k, v) = row?;
-            let list = by_term.entry(k.value().1.to_owned()).or_default();
+            let term = k.value().1;
+            if term == PLACES_TERM {
+                for (doc, place) in segment_places(v.value())? {
+                    docs.insert(doc, place)?;
+                }
+                continue;
+            }
+            let list = by_term.entry(term.to_owned()).or_default();
             decode_recent(v.value(), list)?;
         }
     }
@@ -448,6 +461,18 @@ fn merge(txn: &WriteTransaction) -> Result<(), StoreError> {
     c.recent_from = next;
     c.store(&mut meta)?;
     Ok(())
+}
+
+/// The (document, place) pairs of a segment's places entry.
+fn segment_places(bytes: &[u8]) -> Result<impl Iterator<Item = (u64, &[u8])>, StoreError> {
+    let mut at = 0;
+    let first = take_varint(bytes, &mut at)
+        .ok_or(StoreError::IndexDamaged("a segment's places do not decode"))?;
+    let rest = &bytes[at..];
+    if rest.len() % 48 != 0 {
+        return Err(StoreError::IndexDamaged("a segment's places do not decode"));
+    }
+    Ok(rest.chunks_exact(48).zip(first..).map(|(p, d)| (d, p)))
 }
 
 /// Appends `new` (in document order, after every posting stored) to
@@ -735,16 +760,45 @@ impl super::Store {
             .map(|(doc, score)| (score.max(0.0).to_bits(), doc))
             .collect();
         let places = txn.open_table(DOCS)?;
+        // Documents not merged yet have their place in their segment:
+        // (first document, segment), in order.
+        let mut unmerged: Vec<(u64, u64)> = Vec::new();
+        for segment in s.segments.clone() {
+            if let Some(v) = s.recent.get((segment, PLACES_TERM))? {
+                let mut at = 0;
+                if let Some(first) = take_varint(v.value(), &mut at) {
+                    unmerged.push((first, segment));
+                }
+            }
+        }
         let messages = txn.open_table(MESSAGES)?;
         let files = txn.open_table(FILES)?;
         let phrases = query.clauses.iter().any(|c| matches!(c, Clause::Phrase(_)));
         let mut skipped = 0;
         let mut hits = Vec::new();
         while let Some((score, doc)) = heap.pop() {
-            let Some(place) = places.get(doc)? else {
-                continue;
+            let segment = match unmerged.partition_point(|(first, _)| *first <= doc) {
+                0 => None,
+                i => Some(unmerged[i - 1].1),
             };
-            let place = place.value();
+            let place = match segment {
+                Some(segment) => {
+                    let Some(v) = s.recent.get((segment, PLACES_TERM))? else {
+                        continue;
+                    };
+                    let found = segment_places(v.value())?
+                        .find(|(d, _)| *d == doc)
+                        .map(|(_, p)| p.to_vec());
+                    match found {
+                        Some(place) => place,
+                        None => continue,
+                    }
+                }
+                None => match places.get(doc)? {
+                    Some(place) => place.value().to_vec(),
+                    None => continue,
+                },
+            };
             let Ok(conversation) = <[u8; 32]>::try_from(&place[..32.min(place.len())]) else {
                 return Err(StoreError::IndexDamaged(
                     "a document's place is not 48 bytes",

@@ -469,7 +469,7 @@ fn segment_places(bytes: &[u8]) -> Result<impl Iterator<Item = (u64, &[u8])>, St
     let first = take_varint(bytes, &mut at)
         .ok_or(StoreError::IndexDamaged("a segment's places do not decode"))?;
     let rest = &bytes[at..];
-    if rest.len() % 48 != 0 {
+    if !rest.len().is_multiple_of(48) {
         return Err(StoreError::IndexDamaged("a segment's places do not decode"));
     }
     Ok(rest.chunks_exact(48).zip(first..).map(|(p, d)| (d, p)))

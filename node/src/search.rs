@@ -38,16 +38,35 @@ pub struct Token {
 /// searched as a phrase); katakana runs, Hangul words and Latin words stay
 /// whole. Terms longer than [`MAX_TERM_LEN`] are left out.
 pub fn tokens(text: &str) -> Vec<Token> {
-    text.unicode_word_indices()
-        .filter_map(|(start, word)| {
-            let term = normalize(word);
-            (!term.is_empty() && term.len() <= MAX_TERM_LEN).then(|| Token {
-                term,
-                start,
-                end: start + word.len(),
-            })
-        })
-        .collect()
+    let mut out = Vec::new();
+    for (start, word) in text.unicode_word_indices() {
+        push_token(&mut out, start, word);
+        // UAX #29 keeps `holiday.jpg`, `example.com`, `snake_case` and
+        // `12:30` whole: their parts are terms too, so `holiday` finds
+        // `holiday.jpg` (the whole still matches as typed).
+        if word.contains(JOINERS) {
+            let mut at = 0;
+            for part in word.split(JOINERS) {
+                push_token(&mut out, start + at, part);
+                at += part.len() + 1;
+            }
+        }
+    }
+    out
+}
+
+/// What joins the parts of a word UAX #29 keeps whole (all one byte).
+const JOINERS: [char; 4] = ['.', '_', ':', '\''];
+
+fn push_token(out: &mut Vec<Token>, start: usize, word: &str) {
+    let term = normalize(word);
+    if !term.is_empty() && term.len() <= MAX_TERM_LEN {
+        out.push(Token {
+            term,
+            start,
+            end: start + word.len(),
+        });
+    }
 }
 
 /// One word in its index form (see [`tokens`]).
@@ -272,6 +291,15 @@ mod tests {
         // Voicing marks and vowel signs make other letters: kept.
         assert_ne!(terms("ジ"), terms("シ"));
         assert_eq!(terms("नमस्ते"), ["नमस्ते"]);
+    }
+
+    #[test]
+    fn joined_words_are_indexed_whole_and_in_parts() {
+        assert_eq!(terms("holiday.jpg"), ["holiday.jpg", "holiday", "jpg"]);
+        assert_eq!(terms("my_notes"), ["my_notes", "my", "notes"]);
+        let t = tokens("see example.com");
+        assert_eq!((t[2].start, t[2].end), (4, 11));
+        assert_eq!((t[3].start, t[3].end), (12, 15));
     }
 
     #[test]

@@ -268,28 +268,21 @@ pub async fn export(client: &mut Client, args: ExportArgs) -> Result<()> {
     // held whole as one JSON value.
     let head = serde_json::to_string(&head)?;
     write!(out, "{},\"conversations\":[", head.trim_end_matches('}'))?;
-    let mut first = true;
-    for c in contacts {
-        let messages = whole_history(client, "history", "contact", &c.name).await?;
-        let entry = json!({ "kind": "contact", "name": c.name, "account": c.account, "messages": messages });
-        write!(
-            out,
-            "{}{}",
-            if first { "" } else { "," },
-            serde_json::to_string(&entry)?
-        )?;
-        first = false;
-    }
-    for g in groups {
-        let messages = whole_history(client, "group.history", "group", &g.id).await?;
-        let entry = json!({ "kind": "group", "name": g.name, "id": g.id, "messages": messages });
-        write!(
-            out,
-            "{}{}",
-            if first { "" } else { "," },
-            serde_json::to_string(&entry)?
-        )?;
-        first = false;
+    // (method, parameter, its value, the entry without its messages).
+    let conversations = contacts
+        .iter()
+        .map(|c| {
+            let entry = json!({ "kind": "contact", "name": c.name, "account": c.account });
+            ("history", "contact", c.name.as_str(), entry)
+        })
+        .chain(groups.iter().map(|g| {
+            let entry = json!({ "kind": "group", "name": g.name, "id": g.id });
+            ("group.history", "group", g.id.as_str(), entry)
+        }));
+    for (i, (method, key, name, mut entry)) in conversations.enumerate() {
+        entry["messages"] = Value::Array(whole_history(client, method, key, name).await?);
+        let comma = if i == 0 { "" } else { "," };
+        write!(out, "{comma}{}", serde_json::to_string(&entry)?)?;
     }
     writeln!(out, "]}}")?;
     out.flush()

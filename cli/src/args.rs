@@ -698,6 +698,10 @@ pub enum BenchCommand {
         /// Messages in the throughput run (pipelined)
         #[arg(long, default_value_t = 20_000)]
         throughput_messages: usize,
+        /// Send 256 bytes of words (about 45, each indexed for search)
+        /// instead of 256 × `x` (one word too long to index)
+        #[arg(long)]
+        words: bool,
     },
     /// A relay under load: ingest rate, deposit ack latency, and a node
     /// draining 10,000 queued messages

@@ -53,7 +53,24 @@ pub(crate) fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-pub async fn direct(as_json: bool, latency_n: usize, rate: u64, throughput_n: usize) -> Result<()> {
+/// A 256-byte text of ordinary words (`--words`).
+fn words_text() -> String {
+    const WORDS: &str = "see you at the lighthouse on friday for lunch and bring the maps \
+        we talked about last week since the ferry leaves early and the weather \
+        might turn so pack a coat and some water and call me when you are on \
+        the way because the road along the coast is closed after the storm ok";
+    let mut text: String = WORDS.split_whitespace().collect::<Vec<_>>().join(" ");
+    text.truncate(TEXT_LEN);
+    while text.len() < TEXT_LEN {
+        text.push('.');
+    }
+    text
+}
+
+/// `sizes`: messages in the latency run, its rate, messages in the
+/// throughput run.
+pub async fn direct(as_json: bool, sizes: (usize, u64, usize), words: bool) -> Result<()> {
+    let (latency_n, rate, throughput_n) = sizes;
     let dir = tempfile::Builder::new().prefix("hush-bench-").tempdir()?;
     let loopback: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse()?;
     let alice_home = init_home(dir.path(), "alice")?;
@@ -66,7 +83,11 @@ pub async fn direct(as_json: bool, latency_n: usize, rate: u64, throughput_n: us
     let bob = Node::start(&bob_home, NodeConfig::default().with_listen(loopback)).await?;
     alice.add_contact("bob", &bob.card().await?).await?;
     bob.add_contact("alice", &alice.card().await?).await?;
-    let text = "x".repeat(TEXT_LEN);
+    let text = if words {
+        words_text()
+    } else {
+        "x".repeat(TEXT_LEN)
+    };
 
     // Warm up: session set-up, connection, caches.
     for _ in 0..100 {
@@ -100,6 +121,7 @@ pub async fn direct(as_json: bool, latency_n: usize, rate: u64, throughput_n: us
         "latency_rate_per_s": rate,
         "throughput_messages": throughput_n,
         "text_bytes": TEXT_LEN,
+        "words": words,
     });
     if as_json {
         println!("{report}");

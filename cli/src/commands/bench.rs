@@ -52,7 +52,11 @@ pub async fn run(command: BenchCommand) -> Result<()> {
             latency_messages,
             rate,
             throughput_messages,
-        } => crate::bench::direct(json, latency_messages, rate, throughput_messages).await,
+            words,
+        } => {
+            let sizes = (latency_messages, rate, throughput_messages);
+            crate::bench::direct(json, sizes, words).await
+        }
     }
 }
 

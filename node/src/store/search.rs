@@ -463,6 +463,38 @@ fn merge(txn: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Where document `doc` points: (conversation, message id), from its
+/// recent segment (`unmerged`: first document and segment, in order) or
+/// from `search_docs`; `None` if it is not there (removed).
+fn place_of(
+    doc: u64,
+    unmerged: &[(u64, u64)],
+    recent: &impl ReadableTable<(u64, &'static str), &'static [u8]>,
+    docs: &impl ReadableTable<u64, &'static [u8]>,
+) -> Result<Option<([u8; 32], u128)>, StoreError> {
+    let place = match unmerged.partition_point(|(first, _)| *first <= doc) {
+        0 => docs.get(doc)?.map(|v| v.value().to_vec()),
+        i => match recent.get((unmerged[i - 1].1, PLACES_TERM))? {
+            Some(v) => segment_places(v.value())?
+                .find(|(d, _)| *d == doc)
+                .map(|(_, p)| p.to_vec()),
+            None => None,
+        },
+    };
+    let Some(place) = place else {
+        return Ok(None);
+    };
+    let (Ok(conversation), Ok(id)) = (
+        <[u8; 32]>::try_from(place.get(..32).unwrap_or_default()),
+        <[u8; 16]>::try_from(place.get(32..).unwrap_or_default()),
+    ) else {
+        return Err(StoreError::IndexDamaged(
+            "a document's place is not 48 bytes",
+        ));
+    };
+    Ok(Some((conversation, u128::from_be_bytes(id))))
+}
+
 /// The (document, place) pairs of a segment's places entry.
 fn segment_places(bytes: &[u8]) -> Result<impl Iterator<Item = (u64, &[u8])>, StoreError> {
     let mut at = 0;
@@ -777,39 +809,9 @@ impl super::Store {
         let mut skipped = 0;
         let mut hits = Vec::new();
         while let Some((score, doc)) = heap.pop() {
-            let segment = match unmerged.partition_point(|(first, _)| *first <= doc) {
-                0 => None,
-                i => Some(unmerged[i - 1].1),
+            let Some((conversation, id)) = place_of(doc, &unmerged, &s.recent, &places)? else {
+                continue;
             };
-            let place = match segment {
-                Some(segment) => {
-                    let Some(v) = s.recent.get((segment, PLACES_TERM))? else {
-                        continue;
-                    };
-                    let found = segment_places(v.value())?
-                        .find(|(d, _)| *d == doc)
-                        .map(|(_, p)| p.to_vec());
-                    match found {
-                        Some(place) => place,
-                        None => continue,
-                    }
-                }
-                None => match places.get(doc)? {
-                    Some(place) => place.value().to_vec(),
-                    None => continue,
-                },
-            };
-            let Ok(conversation) = <[u8; 32]>::try_from(&place[..32.min(place.len())]) else {
-                return Err(StoreError::IndexDamaged(
-                    "a document's place is not 48 bytes",
-                ));
-            };
-            let Ok(id) = <[u8; 16]>::try_from(place.get(32..).unwrap_or_default()) else {
-                return Err(StoreError::IndexDamaged(
-                    "a document's place is not 48 bytes",
-                ));
-            };
-            let id = u128::from_be_bytes(id);
             let Some(row) = messages.get((&conversation, id))? else {
                 tracing::warn!(doc, "a search document names a message that is gone");
                 continue;

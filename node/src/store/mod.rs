@@ -206,7 +206,7 @@ impl Store {
             txn.open_table(CONTACT_TRUST)?;
             txn.open_table(FILES)?;
             txn.open_table(search::POSTINGS)?;
-            txn.open_table(search::RECENT)?;
+            txn.open_table(search::SEGMENTS)?;
             txn.open_table(search::DOCS)?;
         }
         txn.commit()?;

@@ -2,45 +2,53 @@
 //! indexes and written in the same transactions (so a crash never leaves
 //! the two apart), sealed at rest like every other table.
 //!
-//! Layout (see `docs/search.md`):
-//! - `search_recent`: (segment, term) → every posting of that term among
-//!   the documents one write batch added. A batch's entries are new keys
-//!   at the end of the table, written in term order without reading
-//!   anything: a few sequential pages per commit, however scattered its
-//!   words are in the alphabet.
+//! Layout (see `docs/search.md`; the encodings are in [`codec`]):
+//! - `search_segments`: segment number → everything one write batch added
+//!   to the index, as one value: its documents' places, then each term
+//!   with its postings, in term order. A commit adds one key at the end of
+//!   the table and reads nothing, however many words its messages hold.
 //! - `search_postings`: (term, first document) → a block of up to
-//!   [`BLOCK_POSTINGS`] postings of that term, in document order. Every
-//!   [`RECENT_SEGMENTS`] batches the recent segments are merged in here,
-//!   term by term in order, so each page of the big table is rewritten
-//!   once per merge rather than once per batch. A lookup reads a term's
-//!   blocks (one range) and its entry in each recent segment.
-//! - `search_docs`: document number → (conversation, message id).
-//! - counters in `meta` (`search_counters`, five `u64` big-endian): the
+//!   [`BLOCK_POSTINGS`] postings of that term, in document order. When
+//!   [`RECENT_SEGMENTS`] segments or [`RECENT_BYTES`] have gathered they
+//!   are merged in here, term by term in order, so each page of the big
+//!   table is rewritten once per merge rather than once per batch. A
+//!   lookup reads a term's blocks (one range) and binary-searches each
+//!   recent segment.
+//! - `search_docs`: document number → (conversation, message id), filled
+//!   from the segments' places when they are merged.
+//! - counters in `meta` (`search_counters`, six `u64` big-endian): the
 //!   next document number, the number of documents and of their words
-//!   (BM25's average length), the oldest recent segment not merged and the
-//!   next segment number.
+//!   (BM25's average length), the oldest segment not merged, the next
+//!   segment number, and the bytes of the segments not merged.
 //!
 //! Besides its words, a document is indexed under three reserved terms
 //! (they start with a control character no word can hold): its
 //! conversation, its author and its day, so that filters are postings
 //! like words.
 
-use std::collections::{BinaryHeap, HashMap};
+mod codec;
+
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 use hush_protocol::{AccountId, ConversationId, MessageId, Wire};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
+use self::codec::{
+    BLOCK_POSTINGS, PLACE_LEN, Posting, Segment, decode_block, encode_block, encode_segment,
+};
 use super::{FILES, MESSAGES, META, StoreError, decode};
 use crate::records::{FileRecord, MessageRecord};
 use crate::search::{Clause, Query, Snippet, snippet, tokens};
 
 pub(super) const POSTINGS: TableDefinition<(&str, u64), &[u8]> =
     TableDefinition::new("search_postings");
-pub(super) const RECENT: TableDefinition<(u64, &str), &[u8]> =
-    TableDefinition::new("search_recent");
+pub(super) const SEGMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("search_segments");
 pub(super) const DOCS: TableDefinition<u64, &[u8]> = TableDefinition::new("search_docs");
+/// The recent table of format 2 ((segment, term) → postings).
+const FORMAT_2_RECENT: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("search_recent");
 
 const COUNTERS_KEY: &str = "search_counters";
+const COUNTERS: usize = 6;
 
 /// The index's counters, one `meta` value (one write per batch).
 #[derive(Debug, Clone, Copy, Default)]
@@ -48,9 +56,11 @@ struct Counters {
     next_doc: u64,
     docs: u64,
     words: u64,
-    /// The oldest recent segment not merged yet, and the next to write.
+    /// The oldest segment not merged yet, and the next to write.
     recent_from: u64,
     recent_next: u64,
+    /// The bytes of the segments not merged yet.
+    recent_bytes: u64,
 }
 
 impl Counters {
@@ -59,8 +69,8 @@ impl Counters {
             return Ok(Self::default());
         };
         let b = v.value();
-        if b.len() != 40 {
-            return Err(StoreError::IndexDamaged("the counters are not 40 bytes"));
+        if b.len() != COUNTERS * 8 {
+            return Err(StoreError::IndexDamaged("the counters are not 48 bytes"));
         }
         let at = |i: usize| {
             let mut n = [0u8; 8];
@@ -73,6 +83,7 @@ impl Counters {
             words: at(2),
             recent_from: at(3),
             recent_next: at(4),
+            recent_bytes: at(5),
         })
     }
 
@@ -80,13 +91,14 @@ impl Counters {
         &self,
         meta: &mut redb::Table<'_, &'static str, &'static [u8]>,
     ) -> Result<(), StoreError> {
-        let mut b = [0u8; 40];
+        let mut b = [0u8; COUNTERS * 8];
         for (i, n) in [
             self.next_doc,
             self.docs,
             self.words,
             self.recent_from,
             self.recent_next,
+            self.recent_bytes,
         ]
         .into_iter()
         .enumerate()
@@ -96,26 +108,37 @@ impl Counters {
         meta.insert(COUNTERS_KEY, b.as_slice())?;
         Ok(())
     }
+
+    /// Whether the recent segments are due to be merged.
+    fn merge_due(&self) -> bool {
+        self.recent_next - self.recent_from >= RECENT_SEGMENTS || self.recent_bytes >= RECENT_BYTES
+    }
 }
 
-/// Recent segments kept before they are merged into the main postings.
-const RECENT_SEGMENTS: u64 = 64;
-/// Most postings one recent entry may hold (one batch's documents).
-const MAX_RECENT_POSTINGS: u64 = 1 << 20;
+/// Empties the index (and drops format 2's recent table), to index the
+/// history again.
+pub(super) fn clear(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.delete_table(FORMAT_2_RECENT)?;
+    txn.delete_table(SEGMENTS)?;
+    txn.delete_table(POSTINGS)?;
+    txn.delete_table(DOCS)?;
+    txn.open_table(META)?.remove(COUNTERS_KEY)?;
+    txn.open_table(SEGMENTS)?;
+    txn.open_table(POSTINGS)?;
+    txn.open_table(DOCS)?;
+    Ok(())
+}
 
-/// Postings per block: small enough that appending rewrites little, large
-/// enough that a common word is a few hundred sequential reads.
-const BLOCK_POSTINGS: usize = 128;
+/// Recent segments kept before they are merged into the main postings...
+const RECENT_SEGMENTS: u64 = 64;
+/// ... or their bytes, whichever comes first: a query reads every recent
+/// segment, so large batches (a history import) merge sooner.
+const RECENT_BYTES: u64 = 1 << 20;
 /// Most distinct terms one prefix expands to (the first in term order).
 pub const MAX_PREFIX_TERMS: usize = 512;
 
 const BM25_K1: f32 = 1.2;
 const BM25_B: f32 = 0.75;
-
-/// The reserved term under which a recent segment keeps its documents'
-/// places (first document, then 48 bytes per document): moved to
-/// `search_docs` when merged, so a commit writes one index table.
-const PLACES_TERM: &str = "\u{0}";
 
 /// Reserved term prefixes of the filters.
 const CONVERSATION_TERM: char = '\u{1}';
@@ -167,97 +190,6 @@ fn words_of(norm: u8) -> f32 {
     }
 }
 
-/// One document's entry in a term's postings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Posting {
-    doc: u64,
-    /// How often the term occurs (at most 255).
-    tf: u8,
-    norm: u8,
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn take_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = *bytes.get(*at)?;
-        *at += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
-}
-
-/// A block: its postings' count, then per posting the gap from the one
-/// before (the first from the block's key), tf and norm.
-fn encode_block(first: u64, postings: &[Posting]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(2 + postings.len() * 3);
-    put_varint(&mut out, postings.len() as u64);
-    let mut prev = first;
-    for p in postings {
-        put_varint(&mut out, p.doc - prev);
-        out.push(p.tf);
-        out.push(p.norm);
-        prev = p.doc;
-    }
-    out
-}
-
-fn decode_block(first: u64, bytes: &[u8], out: &mut Vec<Posting>) -> Result<(), StoreError> {
-    decode_postings(first, bytes, BLOCK_POSTINGS as u64, out)
-}
-
-fn decode_postings(
-    first: u64,
-    bytes: &[u8],
-    most: u64,
-    out: &mut Vec<Posting>,
-) -> Result<(), StoreError> {
-    let damaged = || StoreError::IndexDamaged("a postings block does not decode");
-    let mut at = 0;
-    let count = take_varint(bytes, &mut at).ok_or_else(damaged)?;
-    if count > most {
-        return Err(damaged());
-    }
-    let mut doc = first;
-    for _ in 0..count {
-        doc = doc
-            .checked_add(take_varint(bytes, &mut at).ok_or_else(damaged)?)
-            .ok_or_else(damaged)?;
-        let tf = *bytes.get(at).ok_or_else(damaged)?;
-        let norm = *bytes.get(at + 1).ok_or_else(damaged)?;
-        at += 2;
-        out.push(Posting { doc, tf, norm });
-    }
-    Ok(())
-}
-
-/// A recent entry: its first document, then its postings as a block.
-fn encode_recent(postings: &[Posting]) -> Vec<u8> {
-    let first = postings.first().map_or(0, |p| p.doc);
-    let mut out = Vec::with_capacity(10 + postings.len() * 3);
-    put_varint(&mut out, first);
-    out.extend(encode_block(first, postings));
-    out
-}
-
-fn decode_recent(bytes: &[u8], out: &mut Vec<Posting>) -> Result<(), StoreError> {
-    let mut at = 0;
-    let first = take_varint(bytes, &mut at).ok_or(StoreError::IndexDamaged(
-        "a recent postings entry does not decode",
-    ))?;
-    decode_postings(first, &bytes[at..], MAX_RECENT_POSTINGS, out)
-}
-
 /// A message to index, gathered while a batch's ops are applied.
 struct NewDoc {
     conversation: ConversationId,
@@ -288,7 +220,7 @@ impl Indexer {
         }
     }
 
-    /// Adds the gathered messages to the index.
+    /// Adds the gathered messages to the index: one new segment.
     pub(super) fn flush(&mut self, txn: &WriteTransaction) -> Result<(), StoreError> {
         if self.docs.is_empty() {
             self.files.clear();
@@ -296,9 +228,10 @@ impl Indexer {
         }
         let mut meta = txn.open_table(META)?;
         let mut c = Counters::load(&meta)?;
-        let mut places = Vec::with_capacity(10 + self.docs.len() * 48);
-        put_varint(&mut places, c.next_doc);
-        let mut postings: HashMap<String, Vec<Posting>> = HashMap::new();
+        let first = c.next_doc;
+        let mut places = Vec::with_capacity(self.docs.len() * PLACE_LEN);
+        let mut terms: BTreeMap<String, Vec<Posting>> = BTreeMap::new();
+        let mut own: Vec<String> = Vec::new();
         for new in self.docs.drain(..) {
             let key = (new.conversation, new.message.id.0);
             let file = self.files.get(&key).map(String::as_str);
@@ -306,42 +239,40 @@ impl Indexer {
             let doc = c.next_doc;
             c.next_doc += 1;
             c.docs += 1;
-            let tokens = tokens(&text);
-            c.words += tokens.len() as u64;
-            let norm = norm(tokens.len());
-            let mut tf: HashMap<String, u8> = HashMap::new();
-            for t in tokens {
-                let n = tf.entry(t.term).or_default();
-                *n = n.saturating_add(1);
-            }
-            tf.insert(conversation_term(&new.conversation), 1);
-            tf.insert(author_term(&new.message.from), 1);
-            tf.insert(day_term(new.message.sent_at_ms), 1);
-            for (term, tf) in tf {
-                postings
-                    .entry(term)
-                    .or_default()
-                    .push(Posting { doc, tf, norm });
+            own.clear();
+            own.extend(tokens(&text).into_iter().map(|t| t.term));
+            c.words += own.len() as u64;
+            let norm = norm(own.len());
+            own.sort_unstable();
+            own.push(conversation_term(&new.conversation));
+            own.push(author_term(&new.message.from));
+            own.push(day_term(new.message.sent_at_ms));
+            // Equal words are adjacent (the reserved terms differ from
+            // every word and from each other): count each run once.
+            let mut i = 0;
+            while i < own.len() {
+                let run = own[i..].iter().take_while(|t| **t == own[i]).count();
+                let tf = u8::try_from(run).unwrap_or(u8::MAX);
+                let posting = Posting { doc, tf, norm };
+                match terms.get_mut(own[i].as_str()) {
+                    Some(list) => list.push(posting),
+                    None => {
+                        terms.insert(std::mem::take(&mut own[i]), vec![posting]);
+                    }
+                }
+                i += run;
             }
             places.extend_from_slice(&new.conversation.0);
             places.extend_from_slice(&new.message.id.0.to_be_bytes());
         }
         self.files.clear();
-        {
-            let mut recent = txn.open_table(RECENT)?;
-            recent.insert((c.recent_next, PLACES_TERM), places.as_slice())?;
-            let mut terms: Vec<(String, Vec<Posting>)> = postings.into_iter().collect();
-            terms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            for (term, postings) in terms {
-                recent.insert(
-                    (c.recent_next, term.as_str()),
-                    encode_recent(&postings).as_slice(),
-                )?;
-            }
-        }
+        let segment = encode_segment(first, &places, &terms);
+        txn.open_table(SEGMENTS)?
+            .insert(c.recent_next, segment.as_slice())?;
         c.recent_next += 1;
+        c.recent_bytes += segment.len() as u64;
         c.store(&mut meta)?;
-        if c.recent_next - c.recent_from >= RECENT_SEGMENTS {
+        if c.merge_due() {
             drop(meta);
             merge(txn)?;
         }
@@ -423,66 +354,98 @@ impl Indexer {
 }
 
 /// Moves every recent segment's postings into the main postings, term by
-/// term in order.
+/// term in order, and their places into `search_docs`.
 fn merge(txn: &WriteTransaction) -> Result<(), StoreError> {
     let mut meta = txn.open_table(META)?;
     let mut c = Counters::load(&meta)?;
-    let (from, next) = (c.recent_from, c.recent_next);
-    if from == next {
+    if c.recent_from == c.recent_next {
         return Ok(());
     }
     // Segments in order: each term's postings come out in document order.
-    let mut by_term: HashMap<String, Vec<Posting>> = HashMap::new();
+    let mut by_term: BTreeMap<String, Vec<Posting>> = BTreeMap::new();
     {
-        let recent = txn.open_table(RECENT)?;
+        let segments = txn.open_table(SEGMENTS)?;
         let mut docs = txn.open_table(DOCS)?;
-        for row in recent.range((from, "")..)? {
-            let (k, v) = row?;
-            let term = k.value().1;
-            if term == PLACES_TERM {
-                for (doc, place) in segment_places(v.value())? {
-                    docs.insert(doc, place)?;
-                }
-                continue;
+        for row in segments.range(c.recent_from..c.recent_next)? {
+            let (_, v) = row?;
+            let bytes = v.value();
+            let segment = Segment::parse(bytes)?;
+            for (doc, place) in segment.places(bytes) {
+                docs.insert(doc, place)?;
             }
-            let list = by_term.entry(term.to_owned()).or_default();
-            decode_recent(v.value(), list)?;
+            segment.each_term(bytes, |term, postings| {
+                match by_term.get_mut(term) {
+                    Some(list) => list.append(postings),
+                    None => {
+                        by_term.insert(term.to_owned(), std::mem::take(postings));
+                    }
+                }
+                Ok(())
+            })?;
         }
     }
-    txn.delete_table(RECENT)?;
-    txn.open_table(RECENT)?;
-    let mut terms: Vec<(String, Vec<Posting>)> = by_term.into_iter().collect();
-    terms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    txn.delete_table(SEGMENTS)?;
+    txn.open_table(SEGMENTS)?;
     let mut table = txn.open_table(POSTINGS)?;
     let mut block = Vec::with_capacity(BLOCK_POSTINGS);
-    for (term, new) in terms {
-        append(&mut table, &term, &new, &mut block)?;
+    for (term, new) in &by_term {
+        append(&mut table, term, new, &mut block)?;
     }
-    c.recent_from = next;
+    c.recent_from = c.recent_next;
+    c.recent_bytes = 0;
     c.store(&mut meta)?;
     Ok(())
 }
 
+/// The segments not merged yet, parsed once per search.
+struct Recent {
+    segments: Vec<(redb::AccessGuard<'static, &'static [u8]>, Segment)>,
+}
+
+impl Recent {
+    fn load(
+        table: &redb::ReadOnlyTable<u64, &'static [u8]>,
+        range: std::ops::Range<u64>,
+    ) -> Result<Self, StoreError> {
+        let mut segments = Vec::new();
+        for n in range {
+            if let Some(v) = table.get(n)? {
+                let segment = Segment::parse(v.value())?;
+                segments.push((v, segment));
+            }
+        }
+        Ok(Self { segments })
+    }
+
+    fn postings(&self, term: &str, out: &mut Vec<Posting>) -> Result<(), StoreError> {
+        for (v, segment) in &self.segments {
+            segment.postings(v.value(), term, out)?;
+        }
+        Ok(())
+    }
+
+    /// Document `doc`'s place, if a recent segment holds it.
+    fn place(&self, doc: u64) -> Option<&[u8]> {
+        let i = self.segments.partition_point(|(_, s)| s.docs().end <= doc);
+        let (v, segment) = self.segments.get(i)?;
+        segment.place(v.value(), doc)
+    }
+}
+
 /// Where document `doc` points: (conversation, message id), from its
-/// recent segment (`unmerged`: first document and segment, in order) or
-/// from `search_docs`; `None` if it is not there (removed).
+/// recent segment or from `search_docs`; `None` if it is not there
+/// (removed).
 fn place_of(
     doc: u64,
-    unmerged: &[(u64, u64)],
-    recent: &impl ReadableTable<(u64, &'static str), &'static [u8]>,
+    recent: &Recent,
     docs: &impl ReadableTable<u64, &'static [u8]>,
 ) -> Result<Option<([u8; 32], u128)>, StoreError> {
-    let place = match unmerged.partition_point(|(first, _)| *first <= doc) {
-        0 => docs.get(doc)?.map(|v| v.value().to_vec()),
-        i => match recent.get((unmerged[i - 1].1, PLACES_TERM))? {
-            Some(v) => segment_places(v.value())?
-                .find(|(d, _)| *d == doc)
-                .map(|(_, p)| p.to_vec()),
-            None => None,
+    let place = match recent.place(doc) {
+        Some(p) => p.to_vec(),
+        None => match docs.get(doc)? {
+            Some(v) => v.value().to_vec(),
+            None => return Ok(None),
         },
-    };
-    let Some(place) = place else {
-        return Ok(None);
     };
     let (Ok(conversation), Ok(id)) = (
         <[u8; 32]>::try_from(place.get(..32).unwrap_or_default()),
@@ -493,18 +456,6 @@ fn place_of(
         ));
     };
     Ok(Some((conversation, u128::from_be_bytes(id))))
-}
-
-/// The (document, place) pairs of a segment's places entry.
-fn segment_places(bytes: &[u8]) -> Result<impl Iterator<Item = (u64, &[u8])>, StoreError> {
-    let mut at = 0;
-    let first = take_varint(bytes, &mut at)
-        .ok_or(StoreError::IndexDamaged("a segment's places do not decode"))?;
-    let rest = &bytes[at..];
-    if !rest.len().is_multiple_of(48) {
-        return Err(StoreError::IndexDamaged("a segment's places do not decode"));
-    }
-    Ok(rest.chunks_exact(48).zip(first..).map(|(p, d)| (d, p)))
 }
 
 /// Appends `new` (in document order, after every posting stored) to
@@ -565,9 +516,7 @@ type Scored = Vec<(u64, f32)>;
 
 struct Searcher {
     postings: redb::ReadOnlyTable<(&'static str, u64), &'static [u8]>,
-    recent: redb::ReadOnlyTable<(u64, &'static str), &'static [u8]>,
-    /// The recent segments not merged yet.
-    segments: std::ops::Range<u64>,
+    recent: Recent,
     docs: f32,
     average: f32,
     buffer: Vec<Posting>,
@@ -581,12 +530,7 @@ impl Searcher {
             let (k, v) = row?;
             decode_block(k.value().1, v.value(), out)?;
         }
-        for segment in self.segments.clone() {
-            if let Some(v) = self.recent.get((segment, term))? {
-                decode_recent(v.value(), out)?;
-            }
-        }
-        Ok(())
+        self.recent.postings(term, out)
     }
 
     /// The distinct terms from `from` on (in term order) while `keep`
@@ -610,10 +554,8 @@ impl Searcher {
                 terms.insert(term.to_owned());
             }
         }
-        for segment in self.segments.clone() {
-            for row in self.recent.range((segment, from)..(segment + 1, ""))? {
-                let (k, _) = row?;
-                let term = k.value().1;
+        for (v, segment) in &self.recent.segments {
+            for term in segment.terms_from(v.value(), from).take(most) {
                 if !keep(term) {
                     break;
                 }
@@ -724,7 +666,7 @@ impl super::Store {
         }
         let txn = self.db.begin_read()?;
         Ok(total(txn.open_table(POSTINGS)?.stats()?)
-            + total(txn.open_table(RECENT)?.stats()?)
+            + total(txn.open_table(SEGMENTS)?.stats()?)
             + total(txn.open_table(DOCS)?.stats()?))
     }
 
@@ -746,8 +688,7 @@ impl super::Store {
         }
         let mut s = Searcher {
             postings: txn.open_table(POSTINGS)?,
-            recent: txn.open_table(RECENT)?,
-            segments: c.recent_from..c.recent_next,
+            recent: Recent::load(&txn.open_table(SEGMENTS)?, c.recent_from..c.recent_next)?,
             docs: docs as f32,
             average: c.words as f32 / docs as f32,
             buffer: Vec::new(),
@@ -792,24 +733,13 @@ impl super::Store {
             .map(|(doc, score)| (score.max(0.0).to_bits(), doc))
             .collect();
         let places = txn.open_table(DOCS)?;
-        // Documents not merged yet have their place in their segment:
-        // (first document, segment), in order.
-        let mut unmerged: Vec<(u64, u64)> = Vec::new();
-        for segment in s.segments.clone() {
-            if let Some(v) = s.recent.get((segment, PLACES_TERM))? {
-                let mut at = 0;
-                if let Some(first) = take_varint(v.value(), &mut at) {
-                    unmerged.push((first, segment));
-                }
-            }
-        }
         let messages = txn.open_table(MESSAGES)?;
         let files = txn.open_table(FILES)?;
         let phrases = query.clauses.iter().any(|c| matches!(c, Clause::Phrase(_)));
         let mut skipped = 0;
         let mut hits = Vec::new();
         while let Some((score, doc)) = heap.pop() {
-            let Some((conversation, id)) = place_of(doc, &unmerged, &s.recent, &places)? else {
+            let Some((conversation, id)) = place_of(doc, &s.recent, &places)? else {
                 continue;
             };
             let Some(row) = messages.get((&conversation, id))? else {
@@ -850,23 +780,6 @@ impl super::Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn blocks_round_trip() {
-        let postings: Vec<Posting> = (0..BLOCK_POSTINGS as u64)
-            .map(|i| Posting {
-                doc: 1_000 + i * i,
-                tf: (i % 7) as u8,
-                norm: (i % 200) as u8,
-            })
-            .collect();
-        let bytes = encode_block(1_000, &postings);
-        let mut back = Vec::new();
-        decode_block(1_000, &bytes, &mut back).unwrap();
-        assert_eq!(back, postings);
-        assert!(decode_block(0, &bytes[..bytes.len() - 1], &mut Vec::new()).is_err());
-        assert!(decode_block(0, &[0xff; 12], &mut Vec::new()).is_err());
-    }
 
     #[test]
     fn norms_keep_the_rough_length() {

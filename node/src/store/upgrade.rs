@@ -3,7 +3,8 @@
 //! | format | made by | what changed |
 //! |---|---|---|
 //! | 1 (no `format` key) | hush before the local store issue | — |
-//! | 2 | this hush | sealed at rest (file level, see `at_rest.rs`); the search index |
+//! | 2 | hush of 2026-12-02 | sealed at rest (file level, see `at_rest.rs`); the search index |
+//! | 3 | this hush | the search index's recent batches as one value each (`search_segments`); a format 2 index is rebuilt |
 //!
 //! An older database is upgraded in one durable transaction when it is
 //! opened, so a crash leaves it either as it was or fully upgraded; a newer
@@ -11,14 +12,14 @@
 
 use redb::{Database, ReadableTable};
 
-use super::search::Indexer;
+use super::search::{self, Indexer};
 use super::{FILES, MESSAGES, META, StoreError, decode};
 use crate::records::{FileRecord, MessageRecord};
 
 /// The `meta` key of the format version (`u32` big-endian).
 const FORMAT_KEY: &str = "format";
 /// The format this hush writes.
-pub(super) const FORMAT: u32 = 2;
+pub(super) const FORMAT: u32 = 3;
 /// Messages indexed per flush while an old history is indexed.
 const INDEX_CHUNK: usize = 10_000;
 
@@ -53,6 +54,8 @@ pub(super) fn upgrade(db: &Database) -> Result<(), StoreError> {
         return Ok(());
     }
     let txn = db.begin_write()?;
+    // Format 1 has no index; format 2's is rebuilt in format 3's layout.
+    search::clear(&txn)?;
     let indexed = index_history(&txn)?;
     txn.open_table(META)?
         .insert(FORMAT_KEY, FORMAT.to_be_bytes().as_slice())?;

@@ -333,6 +333,52 @@ fn a_home_from_before_the_index_is_indexed_when_opened() {
     assert_eq!(texts(&store, "old*", &all()).len(), 2);
 }
 
+/// Format 2 kept each recent posting list under its own key in
+/// `search_recent`; such an index is rebuilt in the current layout.
+#[test]
+fn a_home_with_the_format_2_index_is_reindexed_when_opened() {
+    use redb::{ReadableDatabase, TableDefinition};
+    const RECENT_2: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("search_recent");
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    put(
+        &store,
+        vec![
+            (BOB_CHAT, message(1, BOB, "the harbour at dawn", DAY)),
+            (CLUB, message(2, ALICE, "dawn patrol", DAY)),
+        ],
+    );
+    let txn = store.db.begin_write().unwrap();
+    {
+        // What format 2 left: its own counters (40 bytes), its recent
+        // table, no segments.
+        let mut meta = txn.open_table(super::super::META).unwrap();
+        meta.insert("format", 2u32.to_be_bytes().as_slice())
+            .unwrap();
+        meta.insert("search_counters", [0u8; 40].as_slice())
+            .unwrap();
+        txn.open_table(RECENT_2)
+            .unwrap()
+            .insert((0, "dawn"), [1u8, 1, 0, 1, 1].as_slice())
+            .unwrap();
+    }
+    txn.delete_table(super::SEGMENTS).unwrap();
+    txn.commit().unwrap();
+    drop(store);
+    let store = open(&dir);
+    assert_eq!(texts(&store, "dawn", &all()).len(), 2);
+    assert_eq!(texts(&store, "harbour", &all()), ["the harbour at dawn"]);
+    assert_eq!(
+        super::super::upgrade::format(&store.db).unwrap(),
+        super::super::upgrade::FORMAT
+    );
+    let txn = store.db.begin_read().unwrap();
+    assert!(
+        txn.open_table(RECENT_2).is_err(),
+        "the old table is dropped"
+    );
+}
+
 #[test]
 fn a_home_from_a_newer_hush_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -350,7 +396,7 @@ fn a_home_from_a_newer_hush_is_refused() {
             err,
             super::super::StoreError::TooNew {
                 found: 99,
-                supported: 2
+                supported: 3
             }
         ),
         "{err}"

@@ -206,9 +206,21 @@ pub struct NodeRunArgs {
     /// [default: 30]
     #[arg(long, value_name = "SECS")]
     pub presence_grace: Option<u64>,
-    /// Do not look for contacts on the local network (mDNS).
+    /// Find contacts on the local network with mDNS (off by default: it
+    /// tells everyone on the LAN that a hush node runs here; the name it
+    /// announces is random and changes every run)
+    #[arg(long, conflicts_with = "no_mdns")]
+    pub mdns: bool,
+    /// Do not use mDNS (the default; overrides `mdns = true` in
+    /// config.toml)
     #[arg(long)]
     pub no_mdns: bool,
+    /// An address to put in your card and presence records (repeatable),
+    /// e.g. your router's forwarded port /ip4/203.0.113.5/tcp/4001 or a
+    /// LAN address contacts should use. Loopback and private addresses of
+    /// a wildcard --listen are never shared otherwise
+    #[arg(long, value_name = "MULTIADDR")]
+    pub announce: Vec<String>,
     /// Files up to this many MiB are fetched as soon as their message
     /// arrives; larger ones wait for `hush file get` [default: 64]
     #[arg(long, value_name = "MIB")]

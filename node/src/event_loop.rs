@@ -127,6 +127,8 @@ pub(crate) struct LoopOptions {
     pub groups: GroupConfig,
     pub mdns: bool,
     pub files: FileConfig,
+    /// Which addresses cards and presence records carry.
+    pub addresses: crate::addresses::AddressPolicy,
 }
 
 pub(crate) struct EventLoop {
@@ -153,6 +155,7 @@ pub(crate) struct EventLoop {
     batch: Batch,
     commit: Option<Commit>,
     listen_addresses: Vec<Multiaddr>,
+    address_policy: crate::addresses::AddressPolicy,
     /// Our home relays and the drain loop for each.
     home: Vec<relays::HomeRelay>,
     /// Home relays to send the stored revocations again when they next
@@ -244,6 +247,7 @@ impl EventLoop {
             batch,
             commit: None,
             listen_addresses: Vec::new(),
+            address_policy: options.addresses,
             home,
             drops_due: std::collections::HashSet::new(),
             mail_requests: HashMap::new(),
@@ -299,12 +303,9 @@ impl EventLoop {
                 other => self.on_swarm_event(other),
             }
         }
-        self.batch.ops.push(Op::PutListenAddresses(
-            self.listen_addresses
-                .iter()
-                .map(|a| a.to_string())
-                .collect(),
-        ));
+        self.batch
+            .ops
+            .push(Op::PutListenAddresses(self.shared_address_strings()));
         // Our other devices become known with our card; revoked ones are
         // refused.
         self.own_card_to_engine();
@@ -504,11 +505,7 @@ impl EventLoop {
                 let _ = reply.send(views.map_err(Into::into));
             }
             Command::Card { reply } => {
-                let addresses: Vec<String> = self
-                    .listen_addresses
-                    .iter()
-                    .map(|a| a.to_string())
-                    .collect();
+                let addresses = self.shared_address_strings();
                 let _ = reply.send(Ok(self.me.card(&addresses).to_string()));
             }
         }
@@ -582,10 +579,12 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 num_established,
                 endpoint,
                 ..
             } => {
+                self.lan_connected(peer_id, connection_id);
                 self.connection_opened(peer_id, &endpoint);
                 self.relay_connected(&peer_id, true);
                 if num_established.get() == 1 && self.home.iter().any(|r| r.peer == peer_id) {
@@ -622,12 +621,9 @@ impl EventLoop {
                 if !self.listen_addresses.contains(&address) =>
             {
                 self.listen_addresses.push(address);
-                self.batch.ops.push(Op::PutListenAddresses(
-                    self.listen_addresses
-                        .iter()
-                        .map(|a| a.to_string())
-                        .collect(),
-                ));
+                self.batch
+                    .ops
+                    .push(Op::PutListenAddresses(self.shared_address_strings()));
                 self.network_back("a new address");
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
@@ -636,6 +632,9 @@ impl EventLoop {
             }
             SwarmEvent::ExternalAddrConfirmed { address } => {
                 tracing::info!(%address, "reachable at");
+            }
+            SwarmEvent::OutgoingConnectionError { connection_id, .. } => {
+                self.lan_dial_failed(connection_id);
             }
             _ => {}
         }

@@ -19,6 +19,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod addresses;
 mod api;
 mod client;
 mod error;

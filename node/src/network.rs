@@ -153,7 +153,9 @@ pub fn build_swarm(
             let peer = key.public().to_peer_id();
             let gossipsub = gossipsub_behaviour()?;
             let mdns = if options.mdns {
-                mdns::tokio::Behaviour::new(mdns::Config::default(), peer)
+                // A random id per run: the LAN learns an address, not the
+                // device (see `event_loop::reach`).
+                mdns::tokio::Behaviour::new(mdns::Config::default(), PeerId::random())
                     .map_err(
                         |e| tracing::warn!(error = %e, "mDNS is unavailable; LAN discovery is off"),
                     )

@@ -62,8 +62,12 @@ pub struct NodeConfig {
     /// How long a contact stays online after its connection drops without
     /// a goodbye.
     pub presence_grace: Duration,
-    /// Find contacts on the local network with mDNS.
+    /// Find contacts on the local network with mDNS (off by default: it
+    /// tells the whole LAN a hush node runs here).
     pub mdns: bool,
+    /// Addresses to put in cards and presence records besides relay
+    /// circuits and the IPs named in `listen` (`--announce`).
+    pub announce: Vec<Multiaddr>,
     /// A group's Megolm session is replaced after this many messages...
     pub group_rotate_messages: u32,
     /// ... or after this long (and always when the membership changes).
@@ -103,7 +107,8 @@ impl Default for NodeConfig {
             mail_poll: Duration::from_secs(1),
             presence_ttl: DEFAULT_PRESENCE_TTL,
             presence_grace: DEFAULT_PRESENCE_GRACE,
-            mdns: true,
+            mdns: false,
+            announce: Vec::new(),
             group_rotate_messages: DEFAULT_GROUP_ROTATE_MESSAGES,
             group_rotate_after: DEFAULT_GROUP_ROTATE_AFTER,
             group_member_limit: hush_protocol::DEFAULT_MEMBER_LIMIT,
@@ -302,6 +307,7 @@ impl Node {
                 },
                 mdns: config.mdns,
                 files: (*files).clone(),
+                addresses: crate::addresses::AddressPolicy::new(&listen, config.announce),
             },
         )?;
         let event_loop = event_loop.listen(&listen).await?;

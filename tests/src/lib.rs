@@ -244,8 +244,12 @@ impl User {
             .args(["node", "run", "--listen", listen])
             .args(extra)
             // mDNS multicasts on every real interface: tests stay on
-            // loopback and in the namespaces they build.
-            .args((!extra.contains(&"--no-mdns")).then_some("--no-mdns"))
+            // loopback and in the namespaces they build (it is off by
+            // default; this keeps a config file from turning it on).
+            .args(
+                (!extra.contains(&"--no-mdns") && !extra.contains(&"--mdns"))
+                    .then_some("--no-mdns"),
+            )
             .env("HUSH_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

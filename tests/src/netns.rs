@@ -91,6 +91,39 @@ impl Namespaces {
     }
 }
 
+impl Namespaces {
+    /// A bridge `bridge` (up) in namespace `space`: a LAN switch.
+    pub fn bridge(&self, space: &str, bridge: &str) -> Result<(), String> {
+        ns(space, &["ip", "link", "add", bridge, "type", "bridge"])?;
+        ns(space, &["ip", "link", "set", bridge, "up"])
+    }
+
+    /// A host on a bridge: a veth pair with one end in `(space, bridge)`,
+    /// enslaved to the bridge, and the other in `host` as `iface` with
+    /// `addr`/prefix; both ends up.
+    pub fn plug(
+        &self,
+        (space, bridge): (&str, &str),
+        (host, iface, addr): (&str, &str, &str),
+    ) -> Result<(), String> {
+        static PLUGS: AtomicU32 = AtomicU32::new(0);
+        let n = PLUGS.fetch_add(1, Ordering::Relaxed);
+        let tag = format!("{}n{}", std::process::id() % 100_000, self.id);
+        let (tb, th) = (format!("b{tag}x{n}"), format!("b{tag}y{n}"));
+        sh(
+            "ip",
+            &["link", "add", &tb, "type", "veth", "peer", "name", &th],
+        )?;
+        sh("ip", &["link", "set", &tb, "netns", space])?;
+        ns(space, &["ip", "link", "set", &tb, "master", bridge])?;
+        ns(space, &["ip", "link", "set", &tb, "up"])?;
+        sh("ip", &["link", "set", &th, "netns", host])?;
+        ns(host, &["ip", "link", "set", &th, "name", iface])?;
+        ns(host, &["ip", "addr", "add", addr, "dev", iface])?;
+        ns(host, &["ip", "link", "set", iface, "up"])
+    }
+}
+
 impl Drop for Namespaces {
     fn drop(&mut self) {
         for name in &self.names {
@@ -100,7 +133,13 @@ impl Drop for Namespaces {
 }
 
 fn can_build_namespaces() -> Result<(), String> {
-    let probe = format!("hush{}-probe", std::process::id());
+    // Tests of one binary probe at the same time: each its own name.
+    static PROBES: AtomicU32 = AtomicU32::new(0);
+    let probe = format!(
+        "hush{}-probe{}",
+        std::process::id(),
+        PROBES.fetch_add(1, Ordering::Relaxed)
+    );
     sh("ip", &["netns", "add", &probe])?;
     let nat = ns(&probe, &["iptables", "-t", "nat", "-L", "-n"]);
     let _ = sh("ip", &["netns", "del", &probe]);

@@ -149,6 +149,11 @@ fn a_silent_network_cut_is_noticed_and_everything_converges_after_the_heal() {
     for (half, prefix) in [(1u8, "a"), (2, "b")] {
         for k in 2..=4u8 {
             let mut user = User::new(&format!("{prefix}{}", k - 1));
+            // Listening on 0.0.0.0, a node shares no private address
+            // unless told: these hosts are routed to each other.
+            let announce = format!("/ip4/{}/tcp/{}", ip(half, k), user.port);
+            let mut args = args.to_vec();
+            args.extend(["--announce", announce.as_str()]);
             user.start_in_netns(&net.member(half, k), &args);
             users.push(user);
         }

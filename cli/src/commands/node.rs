@@ -27,6 +27,8 @@ pub struct NodeFile {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mdns: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub announce: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub auto_fetch_mib: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_file_mib: Option<u64>,
@@ -63,7 +65,16 @@ impl NodeFile {
             poll_ms: args.poll_ms.or(self.poll_ms),
             presence_ttl: args.presence_ttl.or(self.presence_ttl),
             presence_grace: args.presence_grace.or(self.presence_grace),
-            mdns: if args.no_mdns { Some(false) } else { self.mdns },
+            mdns: if args.mdns {
+                Some(true)
+            } else if args.no_mdns {
+                Some(false)
+            } else {
+                self.mdns
+            },
+            announce: (!args.announce.is_empty())
+                .then_some(args.announce)
+                .or(self.announce),
             auto_fetch_mib: args.auto_fetch_mib.or(self.auto_fetch_mib),
             max_file_mib: args.max_file_mib.or(self.max_file_mib),
             keep_sent_days: args.keep_sent_days.or(self.keep_sent_days),
@@ -125,13 +136,24 @@ pub fn settings(home: &Home, args: NodeRunArgs) -> Result<(NodeConfig, NodeFile)
             })
         })
         .collect::<Result<_>>()?;
+    let announce = file
+        .announce
+        .iter()
+        .flatten()
+        .map(|a| {
+            a.parse::<Multiaddr>().with_context(|| {
+                format!("invalid --announce address {a:?}: expected a multiaddr such as /ip4/203.0.113.5/tcp/4001")
+            })
+        })
+        .collect::<Result<_>>()?;
     let config = NodeConfig {
         listen,
         relays,
+        announce,
         mail_poll: std::time::Duration::from_millis(file.poll_ms.unwrap_or(1000)),
         presence_ttl: std::time::Duration::from_secs(presence_ttl),
         presence_grace: std::time::Duration::from_secs(file.presence_grace.unwrap_or(30)),
-        mdns: file.mdns.unwrap_or(true),
+        mdns: file.mdns.unwrap_or(false),
         auto_fetch_bytes: mib(
             file.auto_fetch_mib.unwrap_or(DEFAULT_AUTO_FETCH_MIB),
             "--auto-fetch-mib",
@@ -232,6 +254,28 @@ mod tests {
         // What is written back reads back the same.
         file.write(&home).unwrap();
         assert_eq!(NodeFile::read(&home).unwrap(), file);
+    }
+
+    #[test]
+    fn mdns_is_off_unless_asked_and_announce_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path());
+        let (config, _) = settings(&home, args(&[])).unwrap();
+        assert!(!config.mdns, "off by default");
+        let (config, file) = settings(
+            &home,
+            args(&["--mdns", "--announce", "/ip4/192.168.1.9/tcp/4001"]),
+        )
+        .unwrap();
+        assert!(config.mdns);
+        assert_eq!(config.announce.len(), 1);
+        file.write(&home).unwrap();
+        let (config, _) = settings(&home, args(&[])).unwrap();
+        assert!(config.mdns, "kept in the file");
+        assert_eq!(config.announce.len(), 1, "kept in the file");
+        let (config, _) = settings(&home, args(&["--no-mdns"])).unwrap();
+        assert!(!config.mdns, "the flag wins");
+        assert!(settings(&home, args(&["--announce", "192.168.1.9"])).is_err());
     }
 
     #[test]

@@ -411,12 +411,7 @@ impl EventLoop {
     }
 
     pub(super) fn own_card(&self) -> ContactCard {
-        let addresses: Vec<String> = self
-            .listen_addresses
-            .iter()
-            .map(|a| a.to_string())
-            .collect();
-        self.me.card(&addresses)
+        self.me.card(&self.shared_address_strings())
     }
 
     fn group_view(&self, g: &Group<PeerId>) -> GroupView {

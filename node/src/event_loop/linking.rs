@@ -225,11 +225,7 @@ impl EventLoop {
             .unix_ms
             .max(old.issued_at_ms.saturating_add(1));
         let list = DeviceList::sign_proven(key, issued_at_ms, devices, proofs);
-        let addresses: Vec<String> = self
-            .listen_addresses
-            .iter()
-            .map(|a| a.to_string())
-            .collect();
+        let addresses = self.shared_address_strings();
         let card = self
             .me
             .card_with(&list, &addresses)

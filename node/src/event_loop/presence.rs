@@ -173,31 +173,16 @@ impl EventLoop {
         }
     }
 
-    /// Relay circuit addresses first (they work from anywhere), then
-    /// confirmed external ones, then what we listen on.
+    /// What our cards and records announce (`crate::addresses`): relay
+    /// circuit addresses first (they work from anywhere), then announced
+    /// and confirmed external ones, then what we listen on, never a
+    /// loopback or private address of a wildcard listener.
     pub(super) fn advertised_addresses(&self) -> Vec<Multiaddr> {
-        let mut out: Vec<Multiaddr> = Vec::new();
-        let circuits = self
-            .listen_addresses
-            .iter()
-            .filter(|a| is_circuit(a))
-            .cloned();
-        let external = self.swarm.external_addresses().cloned();
-        let direct = self
-            .listen_addresses
-            .iter()
-            .filter(|a| !is_circuit(a))
-            .cloned();
-        for a in circuits.chain(external).chain(direct) {
-            if !out.contains(&a) {
-                out.push(a);
-            }
-        }
-        out
+        self.address_policy
+            .shared(&self.listen_addresses, self.swarm.external_addresses())
     }
 
-    /// What our records announce.
-    fn record_addresses(&self) -> Vec<String> {
+    pub(super) fn shared_address_strings(&self) -> Vec<String> {
         self.advertised_addresses()
             .iter()
             .map(ToString::to_string)
@@ -280,7 +265,7 @@ impl EventLoop {
         let Some((account, keys)) = self.engine.contacts.device_by_peer(peer) else {
             return;
         };
-        let (now, addresses) = (self.host_clock.now(), self.record_addresses());
+        let (now, addresses) = (self.host_clock.now(), self.shared_address_strings());
         self.presence
             .book
             .connected(now, &account, keys.device_id, &addresses);
@@ -344,7 +329,7 @@ impl EventLoop {
             let record = PresencePush::from_bytes(request)
                 .ok()
                 .and_then(|push| push.record);
-            let (now, addresses) = (self.host_clock.now(), self.record_addresses());
+            let (now, addresses) = (self.host_clock.now(), self.shared_address_strings());
             let connected = self.swarm.is_connected(&peer);
             let (accepted, ours) = self.presence.book.handle_push(
                 now,
@@ -542,7 +527,7 @@ impl EventLoop {
     /// past their deadline.
     pub(super) fn presence_tick(&mut self) {
         let now = self.host_clock.now();
-        let (addresses, connected) = (self.record_addresses(), self.connected_contacts());
+        let (addresses, connected) = (self.shared_address_strings(), self.connected_contacts());
         self.presence
             .book
             .handle_tick(now, &self.engine.contacts, &addresses, &connected);
@@ -557,7 +542,7 @@ impl EventLoop {
     pub(super) async fn presence_goodbye(&mut self, wait: Duration) {
         use futures::StreamExt;
         let now = self.host_clock.now();
-        let (addresses, connected) = (self.record_addresses(), self.connected_contacts());
+        let (addresses, connected) = (self.shared_address_strings(), self.connected_contacts());
         let announced =
             self.presence
                 .book
@@ -583,7 +568,10 @@ impl EventLoop {
         key: &hush_protocol::PresenceKey,
     ) {
         let now = self.host_clock.now();
-        let (connected, addresses) = (self.connected_devices(account), self.record_addresses());
+        let (connected, addresses) = (
+            self.connected_devices(account),
+            self.shared_address_strings(),
+        );
         self.presence.book.handle_key(
             now,
             &self.engine.contacts,
@@ -617,7 +605,7 @@ impl EventLoop {
             .map(|a| (*a, self.connected_devices(a)))
             .collect();
         let connected_of = move |a: &AccountId| connected.get(a).cloned().unwrap_or_default();
-        let (addresses, contacts) = (self.record_addresses(), self.connected_contacts());
+        let (addresses, contacts) = (self.shared_address_strings(), self.connected_contacts());
         let world = World {
             all,
             connected_of: &connected_of,
@@ -687,11 +675,6 @@ impl EventLoop {
         let view = account.and_then(|a| self.presence_view(&a));
         self.batch.after.push(After::ReplyPresence(reply, view));
     }
-}
-
-fn is_circuit(addr: &Multiaddr) -> bool {
-    addr.iter()
-        .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
 }
 
 const fn state_name(online: bool) -> &'static str {

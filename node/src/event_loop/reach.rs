@@ -2,7 +2,12 @@
 //! cannot (or we do not know yet), we hold a circuit reservation at each
 //! home relay and advertise the circuit addresses. Peers that meet over a
 //! circuit upgrade to a direct connection with DCUtR where the NATs allow.
-//! mDNS finds contacts on the local network.
+//! mDNS (only with `--mdns`) finds contacts on the local network: each run
+//! announces a random peer id, so the LAN learns that a hush node runs at
+//! an address but not which device it is. A node that hears an
+//! announcement dials the address, learns the real device in the Noise
+//! handshake and keeps the connection only if it is a contact's (or one of
+//! our own) devices.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -10,6 +15,8 @@ use std::time::{Duration, Instant};
 use libp2p::core::ConnectedPoint;
 use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
+use libp2p::swarm::ConnectionId;
+use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::{PeerId, autonat, dcutr, mdns, relay};
 
 use super::EventLoop;
@@ -17,6 +24,11 @@ use crate::view::Reachability;
 
 /// A failed reservation is tried again after this long.
 const RESERVE_RETRY: Duration = Duration::from_secs(10);
+/// An address heard on the LAN is dialled again after this long at most.
+const LAN_REDIAL: Duration = Duration::from_secs(60);
+/// LAN addresses remembered as dialled, and LAN dials in flight, at most.
+const MAX_LAN_TRIED: usize = 256;
+const MAX_LAN_DIALS: usize = 32;
 
 #[derive(Debug, Default)]
 pub(crate) struct Reach {
@@ -29,6 +41,10 @@ pub(crate) struct Reach {
     /// Open connections per peer: (direct, relayed).
     connections: HashMap<PeerId, (u32, u32)>,
     lan: HashSet<PeerId>,
+    /// Dials of addresses heard on the LAN, not connected yet.
+    lan_dials: HashMap<ConnectionId, libp2p::Multiaddr>,
+    /// When each LAN address was last dialled.
+    lan_tried: HashMap<libp2p::Multiaddr, Instant>,
     punched: HashSet<PeerId>,
 }
 
@@ -136,24 +152,61 @@ impl EventLoop {
         }
     }
 
+    /// A hush node announced itself on the LAN under a random id: dial the
+    /// address to learn who it is (at most once a minute per address).
     pub(super) fn on_mdns(&mut self, event: mdns::Event) {
         let mdns::Event::Discovered(found) = event else {
             return;
         };
-        let now = self.host_clock.now();
-        for (peer, addr) in found {
-            let Some((_, keys)) = self.engine.contacts.device_by_peer(&peer) else {
+        let now = Instant::now();
+        let reach = &mut self.reach;
+        reach
+            .lan_tried
+            .retain(|_, at| now.duration_since(*at) < LAN_REDIAL);
+        for (_, mut addr) in found {
+            // The address ends with the random id it was announced under:
+            // dial without it, to meet whoever really listens there.
+            if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+                addr.pop();
+            }
+            if reach.lan_tried.contains_key(&addr)
+                || reach.lan_tried.len() >= MAX_LAN_TRIED
+                || reach.lan_dials.len() >= MAX_LAN_DIALS
+                || self.listen_addresses.contains(&addr)
+            {
                 continue;
-            };
-            tracing::debug!(%peer, %addr, "contact found on the LAN");
-            self.swarm.add_peer_address(peer, addr);
-            self.reach.lan.insert(peer);
-            self.engine.routes.reached(&keys.device_id);
-            self.engine.outbox.wake(&keys.device_id, now);
-            if !self.swarm.is_connected(&peer) {
-                let _ = self.swarm.dial(peer);
+            }
+            reach.lan_tried.insert(addr.clone(), now);
+            let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
+            let id = opts.connection_id();
+            match self.swarm.dial(opts) {
+                Ok(()) => {
+                    tracing::debug!(%addr, "dialling a hush node heard on the LAN");
+                    reach.lan_dials.insert(id, addr);
+                }
+                Err(e) => tracing::debug!(%addr, error = %e, "could not dial a LAN address"),
             }
         }
+    }
+
+    /// A connection opened: if it is a LAN dial, keep it only for a known
+    /// device (a contact's or ours), and remember the address for it.
+    pub(super) fn lan_connected(&mut self, peer: PeerId, connection: ConnectionId) {
+        let Some(addr) = self.reach.lan_dials.remove(&connection) else {
+            return;
+        };
+        if self.engine.contacts.device_by_peer(&peer).is_none() {
+            tracing::debug!(%addr, "the node heard on the LAN is not a contact: closing");
+            self.swarm.close_connection(connection);
+            return;
+        }
+        tracing::debug!(%peer, %addr, "contact found on the LAN");
+        self.swarm.add_peer_address(peer, addr);
+        self.reach.lan.insert(peer);
+    }
+
+    pub(super) fn lan_dial_failed(&mut self, connection: ConnectionId) {
+        self.reach.lan_dials.remove(&connection);
     }
 
     pub(super) fn connection_opened(&mut self, peer: PeerId, endpoint: &ConnectedPoint) {

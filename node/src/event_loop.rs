@@ -156,6 +156,9 @@ pub(crate) struct EventLoop {
     commit: Option<Commit>,
     listen_addresses: Vec<Multiaddr>,
     address_policy: crate::addresses::AddressPolicy,
+    /// What the connection gate was last told: the contact book's
+    /// generation and our home relays.
+    gate_synced: Option<(u64, Vec<PeerId>)>,
     /// Our home relays and the drain loop for each.
     home: Vec<relays::HomeRelay>,
     /// Home relays to send the stored revocations again when they next
@@ -248,6 +251,7 @@ impl EventLoop {
             commit: None,
             listen_addresses: Vec::new(),
             address_policy: options.addresses,
+            gate_synced: None,
             home,
             drops_due: std::collections::HashSet::new(),
             mail_requests: HashMap::new(),
@@ -359,6 +363,7 @@ impl EventLoop {
         let mut tick = tokio::time::interval(RETRY_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            self.sync_gate();
             self.flush();
             let commit = &mut self.commit;
             let commit_done = async {

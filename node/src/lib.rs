@@ -25,6 +25,7 @@ mod client;
 mod error;
 mod event_loop;
 pub mod files;
+mod gate;
 mod home;
 mod identity;
 mod link;

@@ -65,6 +65,9 @@ pub struct Behaviour {
     /// Devices of blocked contacts: their connections are refused (first,
     /// so no other behaviour sees them).
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    /// Inbound connections only from known devices and relays (second,
+    /// for the same reason; see `crate::gate`).
+    pub gate: crate::gate::Gate,
     pub direct: request_response::Behaviour<FrameCodec>,
     pub keys: request_response::Behaviour<FrameCodec>,
     pub mailbox: request_response::Behaviour<FrameCodec>,
@@ -165,6 +168,7 @@ pub fn build_swarm(
             };
             Ok(Behaviour {
                 blocked: allow_block_list::Behaviour::default(),
+                gate: crate::gate::Gate::default(),
                 direct: request_response::Behaviour::with_codec(
                     FrameCodec::new(MAX_BATCH_LEN, MAX_ACK_BATCH_LEN),
                     [(DIRECT_PROTOCOL, request_response::ProtocolSupport::Full)],

@@ -71,8 +71,37 @@ pub async fn ask(
 /// A gossipsub peer configured as hush nodes are (anonymous messages,
 /// content ids), with a fresh identity: a stranger on a group's topic.
 pub fn gossip_client() -> Swarm<libp2p::gossipsub::Behaviour> {
+    gossip_client_with(identity::Keypair::generate_ed25519())
+}
+
+/// [`gossip_client`] with the given identity.
+pub fn gossip_client_with(keypair: identity::Keypair) -> Swarm<libp2p::gossipsub::Behaviour> {
     swarm(
-        identity::Keypair::generate_ed25519(),
+        keypair,
         hush_node::gossipsub_behaviour().expect("gossipsub"),
     )
+}
+
+/// An account of one device whose libp2p key is `keypair`'s, and its
+/// valid contact card (no addresses, no relays): a raw client someone
+/// added as a contact, so their node lets it connect.
+pub fn known_identity(seed: u8, name: &str) -> (identity::Keypair, String) {
+    use hush_protocol::{
+        AccountKey, ContactCard, DeviceId, DeviceKeys, DeviceList, MailboxSecret, OlmDevice,
+    };
+    let account = AccountKey::from_seed([seed; 32]);
+    let device_seed = [seed.wrapping_add(1); 32];
+    let signing = ed25519_dalek::SigningKey::from_bytes(&device_seed);
+    let keypair = identity::Keypair::ed25519_from_bytes(device_seed).expect("an ed25519 key");
+    let olm = OlmDevice::new();
+    let device = DeviceKeys {
+        device_id: DeviceId(signing.verifying_key().to_bytes()),
+        olm_ed25519: olm.ed25519_key(),
+        olm_curve25519: olm.curve25519_key(),
+        mailbox_key: MailboxSecret::derive(&device_seed).public_key(),
+    };
+    let proof = device.prove(&account.id(), &signing);
+    let list = DeviceList::sign_proven(&account, hush_node::now_ms(), vec![device], vec![proof]);
+    let card = ContactCard::sign(&account, name.to_owned(), list, Vec::new(), Vec::new());
+    (keypair, card.to_string())
 }

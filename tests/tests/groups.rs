@@ -280,13 +280,15 @@ fn concurrent_invitations_by_two_admins_converge() {
     });
 }
 
-/// A peer that is not a member (a raw gossipsub client in this process)
-/// learns the group's topic the way anyone who dials a member does (the
-/// member announces its subscriptions) and publishes well-formed group
-/// messages on it, under its own Megolm session, without the topic's
-/// publish key: the member it is connected to rejects them (neither stores,
-/// nor keeps them waiting for a key, nor forwards them), and the group goes
-/// on working.
+/// A peer that is not a member but is a member's contact (a raw gossipsub
+/// client in this process, with a card alice added) learns the group's
+/// topic when it dials her (a member announces its subscriptions to the
+/// peers it lets in) and publishes well-formed group messages on it, under
+/// its own Megolm session, without the topic's publish key: the member it
+/// is connected to rejects them (neither stores, nor keeps them waiting
+/// for a key, nor forwards them), and the group goes on working. (Before
+/// the connection gate any stranger could do this; now see
+/// `a_stranger_who_dials_a_member_is_disconnected_and_learns_no_topic`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_non_member_publishing_on_the_topic_is_rejected() {
     use futures::StreamExt;
@@ -308,7 +310,10 @@ async fn a_non_member_publishing_on_the_topic_is_rejected() {
     send(&alice, &group, "hello bob");
     wait_history(&bob, &group, 1);
 
-    let mut mallory = hush_tests::raw::gossip_client();
+    let (key, card) = hush_tests::raw::known_identity(40, "mallory");
+    let added = alice.run(&["contact", "add", "mallory", &card]);
+    assert!(added.ok(), "{added:?}");
+    let mut mallory = hush_tests::raw::gossip_client_with(key);
     mallory
         .dial(
             alice
@@ -391,6 +396,56 @@ async fn a_non_member_publishing_on_the_topic_is_rejected() {
         !bob.node_log().contains(IGNORED),
         "bob got mallory's message: alice forwarded it"
     );
+}
+
+/// A stranger (a raw gossipsub client with a fresh identity) dials a
+/// group member's address: before the connection gate, the member
+/// announced its subscriptions, the group's topic among them, to anyone
+/// who connected (the test above relied on it). Now the connection is
+/// refused after the handshake and no subscription reaches the stranger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_who_dials_a_member_is_disconnected_and_learns_no_topic() {
+    use futures::StreamExt;
+    use libp2p::gossipsub::Event as Gossip;
+    use libp2p::swarm::SwarmEvent;
+
+    let relay = RelayProc::start("");
+    let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
+    start_all(&relay, &mut [&mut alice, &mut bob]);
+    introduce(&alice, &bob);
+    let group = create(&alice, "club");
+    invite(&alice, &group, "bob", false);
+    join(&bob, &group);
+    wait_members(&alice, &group, 2);
+
+    let mut stranger = hush_tests::raw::gossip_client();
+    stranger
+        .dial(
+            alice
+                .listen_addr()
+                .parse::<libp2p::Multiaddr>()
+                .expect("addr"),
+        )
+        .expect("dial alice");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let event = tokio::time::timeout_at(deadline, stranger.select_next_some())
+            .await
+            .expect("the stranger's connection was neither refused nor closed");
+        match event {
+            SwarmEvent::Behaviour(Gossip::Subscribed { topic, .. }) => {
+                panic!("alice announced topic {topic} to a stranger")
+            }
+            SwarmEvent::ConnectionClosed { .. } | SwarmEvent::OutgoingConnectionError { .. } => {
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(stranger.connected_peers().count(), 0);
+    // The group goes on for its members.
+    send(&alice, &group, "members only");
+    wait_history(&bob, &group, 1);
 }
 
 fn hex(bytes: &[u8]) -> String {

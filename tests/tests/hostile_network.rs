@@ -1,13 +1,16 @@
-//! A stranger on the network sends garbage, forged and oversized frames to
-//! a real node process: each is refused, the node stays up, memory stays
-//! bounded, and nothing shows up in anyone's history.
+//! Hostile peers against a real node process. A stranger is refused at the
+//! connection (the gate): it gets no answer on any protocol. A peer the
+//! node lets in (a contact's device, here a raw client whose card bob
+//! added) sends garbage, forged and oversized frames: each is refused, the
+//! node stays up, memory stays bounded, and nothing shows up in anyone's
+//! history.
 
 use hush_node::{DIRECT_PROTOCOL, KEYS_PROTOCOL};
 use hush_protocol::{
     AckBatch, ContactCard, DirectAck, Envelope, EnvelopeBatch, KeyRequest, MAX_BATCH_LEN, OlmKind,
     RejectReason, Wire,
 };
-use hush_tests::raw::{ask, client};
+use hush_tests::raw::{ask, client, client_with, known_identity};
 use hush_tests::rss_kib;
 use libp2p::{Multiaddr, identity};
 
@@ -29,7 +32,16 @@ async fn garbage_forged_and_oversized_frames_are_refused() {
     let addr: Multiaddr = bob.listen_addr().parse().expect("multiaddr");
     let pid = bob.pid().expect("bob's node runs");
 
-    let mut direct = client(DIRECT_PROTOCOL);
+    // A stranger's connection is refused before any protocol runs.
+    let mut stranger = client(DIRECT_PROTOCOL);
+    let refused = ask(&mut stranger, peer, &addr, vec![0xAB; 100]).await;
+    assert!(refused.is_err(), "a stranger got an answer: {refused:?}");
+
+    // mallory is a contact of bob's (whatever she sends, her node is let in).
+    let (key, card) = known_identity(50, "mallory");
+    let added = bob.run(&["contact", "add", "mallory", &card]);
+    assert!(added.ok(), "{added:?}");
+    let mut direct = client_with(key.clone(), DIRECT_PROTOCOL);
 
     // Garbage: an empty ack batch (nothing was acked, nothing stored).
     let answer = ask(&mut direct, peer, &addr, vec![0xAB; 100])
@@ -37,8 +49,8 @@ async fn garbage_forged_and_oversized_frames_are_refused() {
         .expect("an answer");
     assert_eq!(AckBatch::from_bytes(&answer), Ok(AckBatch { acks: vec![] }));
 
-    // A well-formed envelope from a stranger, and one addressed to another
-    // device (in one batch, in that order): each refused for its reason.
+    // A well-formed envelope from a sender bob does not know, and one
+    // addressed to another device (in one batch, in that order): each refused for its reason.
     let forged = Envelope {
         recipient: device,
         sender_key: [7; 32],
@@ -81,14 +93,14 @@ async fn garbage_forged_and_oversized_frames_are_refused() {
         "node memory grew from {before} KiB to {after} KiB after oversized frames"
     );
 
-    // Strangers get no one-time keys.
+    // Strangers get no one-time keys (they are not even let in).
     let mut keys = client(KEYS_PROTOCOL);
     let result = ask(&mut keys, peer, &addr, KeyRequest.to_bytes()).await;
     assert!(result.is_err(), "a stranger got a one-time key: {result:?}");
 
     // The node is fine, and nothing reached anyone's history.
     let status = bob.json(&["status", "--json"]);
-    assert_eq!(status["contacts"], 1);
+    assert_eq!(status["contacts"], 2);
     let texts: Vec<_> = bob
         .history("alice")
         .iter()

@@ -197,4 +197,31 @@ impl EventLoop {
             }
         }
     }
+
+    /// Tells the connection gate (`crate::gate`) which peers may connect:
+    /// every device the contact book knows and our home relays, again
+    /// whenever either changed; open to anyone while a link code is out.
+    pub(super) fn sync_gate(&mut self) {
+        let generation = self.engine.contacts.generation();
+        let relays: Vec<PeerId> = self.home.iter().map(|r| r.peer).collect();
+        let open = self.link_offer_open();
+        let gate = &mut self.swarm.behaviour_mut().gate;
+        gate.set_open(open);
+        if self
+            .gate_synced
+            .as_ref()
+            .is_some_and(|(g, r)| *g == generation && *r == relays)
+        {
+            return;
+        }
+        let allowed = self
+            .engine
+            .contacts
+            .device_peers()
+            .map(|(peer, _)| peer)
+            .chain(relays.iter().copied())
+            .collect();
+        self.swarm.behaviour_mut().gate.set_allowed(allowed);
+        self.gate_synced = Some((generation, relays));
+    }
 }

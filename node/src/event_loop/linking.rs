@@ -54,6 +54,12 @@ struct Granted {
 }
 
 impl EventLoop {
+    /// Whether a link code is outstanding (the gate lets the joining
+    /// device in).
+    pub(super) fn link_offer_open(&self) -> bool {
+        self.link.offer.is_some()
+    }
+
     /// Makes a new link code (one at a time: a new one replaces the last).
     pub(super) fn link_start(&mut self, with_account_key: bool, reply: Reply<LinkCodeView>) {
         let made = self.new_offer(with_account_key);

@@ -94,6 +94,9 @@ pub struct ContactBook<P, A> {
     names: HashMap<AccountId, String>,
     /// Each contact device's peer id, with its account and keys.
     by_peer: HashMap<P, (AccountId, DeviceKeys)>,
+    /// Bumped whenever `by_peer` changes (the host's connection gate
+    /// follows it).
+    generation: u64,
     /// The peer id of each contact device (deriving it decompresses a curve
     /// point: too slow to redo per message).
     peer_of: HashMap<DeviceId, P>,
@@ -121,6 +124,7 @@ impl<P, A> Default for ContactBook<P, A> {
             by_name: HashMap::new(),
             names: HashMap::new(),
             by_peer: HashMap::new(),
+            generation: 0,
             peer_of: HashMap::new(),
             by_curve: HashMap::new(),
             peers: HashMap::new(),
@@ -290,6 +294,7 @@ impl<P: Copy + Eq + Hash, A> ContactBook<P, A> {
                 && let Some(p) = self.peer_of.remove(&device.device_id)
             {
                 self.by_peer.remove(&p);
+                self.generation += 1;
                 self.proven.remove(&device.device_id);
             }
             if self
@@ -348,6 +353,7 @@ impl<P: Copy + Eq + Hash, A> ContactBook<P, A> {
     fn unbind(&mut self, device: &DeviceKeys) {
         if let Some(p) = self.peer_of.remove(&device.device_id) {
             self.by_peer.remove(&p);
+            self.generation += 1;
         }
         self.proven.remove(&device.device_id);
         self.by_curve.remove(&device.olm_curve25519);
@@ -398,6 +404,7 @@ impl<P: Copy + Eq + Hash, A> ContactBook<P, A> {
             }
             if let Some((_, peer)) = reach.devices.iter().find(|(d, _)| *d == device.device_id) {
                 self.by_peer.insert(*peer, (account, *device));
+                self.generation += 1;
                 self.peer_of.insert(device.device_id, *peer);
             }
             self.by_curve
@@ -478,6 +485,11 @@ impl<P: Copy + Eq + Hash, A> ContactBook<P, A> {
     /// The account and keys of a known device, by its peer id.
     pub fn device_by_peer(&self, peer: &P) -> Option<(AccountId, DeviceKeys)> {
         self.by_peer.get(peer).copied()
+    }
+
+    /// Changes whenever the set of known device peers may have changed.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub fn is_known_peer(&self, peer: &P) -> bool {

@@ -73,6 +73,10 @@ pub enum NodeError {
     InvalidRelayAddress { addr: String, reason: String },
     #[error("the node stopped while handling the request; check its log and start it again")]
     Stopped,
+    #[error(
+        "--hidden needs a home relay (nothing could reach the node otherwise): add --relay ADDR, the address `hush relay run` prints"
+    )]
+    HiddenWithoutRelay,
     #[error("no group {name:?}: see `hush group list` (a group is named by its name or its id)")]
     UnknownGroup { name: String },
     #[error(
@@ -165,7 +169,7 @@ impl NodeError {
             Self::AlreadyInitialized { .. } => 1008,
             Self::InvalidListenAddress { .. } => 1009,
             Self::Stopped => 1010,
-            Self::InvalidRelayAddress { .. } => 1011,
+            Self::InvalidRelayAddress { .. } | Self::HiddenWithoutRelay => 1011,
             Self::CardOfAnotherAccount { .. } | Self::OlderCard { .. } | Self::Contact(_) => 1012,
             Self::Blocked { .. } => 1013,
             Self::UnknownGroup { .. } | Self::AmbiguousGroup { .. } => 1020,

@@ -126,6 +126,7 @@ pub(crate) struct LoopOptions {
     pub presence: PresenceConfig,
     pub groups: GroupConfig,
     pub mdns: bool,
+    pub hidden: bool,
     pub files: FileConfig,
     /// Which addresses cards and presence records carry.
     pub addresses: crate::addresses::AddressPolicy,
@@ -190,7 +191,10 @@ impl EventLoop {
     ) -> Result<Self, NodeError> {
         let swarm = network::build_swarm(
             me.keypair.clone(),
-            network::SwarmOptions { mdns: options.mdns },
+            network::SwarmOptions {
+                mdns: options.mdns,
+                hole_punch: !options.hidden,
+            },
         )
         .map_err(NodeError::Identity)?;
         let files = files::FileHost::new(options.files, swarm.behaviour().stream.new_control());

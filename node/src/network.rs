@@ -77,7 +77,7 @@ pub struct Behaviour {
     pub gossipsub: gossipsub::Behaviour,
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub relay_client: relay::client::Behaviour,
-    pub dcutr: dcutr::Behaviour,
+    pub dcutr: Toggle<dcutr::Behaviour>,
     pub autonat: autonat::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub identify: identify::Behaviour,
@@ -91,6 +91,9 @@ pub struct Behaviour {
 pub struct SwarmOptions {
     /// Find contacts on the LAN with mDNS.
     pub mdns: bool,
+    /// Upgrade circuits to direct connections (DCUtR); off for a hidden
+    /// node, whose IP only its relays see.
+    pub hole_punch: bool,
 }
 
 fn request_response_config() -> request_response::Config {
@@ -204,7 +207,7 @@ pub fn build_swarm(
                 gossipsub,
                 kad: kad_behaviour(peer),
                 relay_client,
-                dcutr: dcutr::Behaviour::new(peer),
+                dcutr: Toggle::from(options.hole_punch.then(|| dcutr::Behaviour::new(peer))),
                 autonat: autonat::Behaviour::new(
                     peer,
                     autonat::Config {

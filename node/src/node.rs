@@ -68,6 +68,10 @@ pub struct NodeConfig {
     /// Addresses to put in cards and presence records besides relay
     /// circuits and the IPs named in `listen` (`--announce`).
     pub announce: Vec<Multiaddr>,
+    /// No listener of our own: reached only through home relays' circuits
+    /// (and, with the connection gate, only by known devices); no hole
+    /// punching.
+    pub hidden: bool,
     /// A group's Megolm session is replaced after this many messages...
     pub group_rotate_messages: u32,
     /// ... or after this long (and always when the membership changes).
@@ -109,6 +113,7 @@ impl Default for NodeConfig {
             presence_grace: DEFAULT_PRESENCE_GRACE,
             mdns: false,
             announce: Vec::new(),
+            hidden: false,
             group_rotate_messages: DEFAULT_GROUP_ROTATE_MESSAGES,
             group_rotate_after: DEFAULT_GROUP_ROTATE_AFTER,
             group_member_limit: hush_protocol::DEFAULT_MEMBER_LIMIT,
@@ -267,7 +272,12 @@ impl Node {
         let pruned = store.prune_seen(now_ms().saturating_sub(30 * 24 * 3600 * 1000))?;
         tracing::debug!(pruned, "pruned old envelope digests");
 
-        let listen = if config.listen.is_empty() {
+        if config.hidden && me.relays.is_empty() {
+            return Err(NodeError::HiddenWithoutRelay);
+        }
+        let listen = if config.hidden {
+            Vec::new()
+        } else if config.listen.is_empty() {
             let any = Multiaddr::empty().with(Protocol::Ip4(Ipv4Addr::UNSPECIFIED));
             vec![
                 any.clone().with(Protocol::Tcp(0)),
@@ -305,7 +315,8 @@ impl Node {
                         .group_member_limit
                         .clamp(1, hush_protocol::MAX_MEMBER_LIMIT),
                 },
-                mdns: config.mdns,
+                mdns: config.mdns && !config.hidden,
+                hidden: config.hidden,
                 files: (*files).clone(),
                 addresses: crate::addresses::AddressPolicy::new(&listen, config.announce),
             },

@@ -216,7 +216,14 @@ impl User {
     /// its API answers.
     pub fn start_with(&mut self, extra: &[&str]) {
         let listen = self.listen_addr();
-        self.spawn_node(&[], &listen, extra);
+        self.spawn_node(&[], Some(&listen), extra);
+    }
+
+    /// Starts `hush node run --hidden EXTRA…`: no listener of its own.
+    pub fn start_hidden(&mut self, extra: &[&str]) {
+        let mut args = vec!["--hidden"];
+        args.extend_from_slice(extra);
+        self.spawn_node(&[], None, &args);
     }
 
     /// Starts the node inside network namespace `netns` (`ip netns exec`),
@@ -224,10 +231,10 @@ impl User {
     /// still reaches it: the API is a Unix socket in the home folder.
     pub fn start_in_netns(&mut self, netns: &str, extra: &[&str]) {
         let listen = format!("/ip4/0.0.0.0/tcp/{}", self.port);
-        self.spawn_node(&["ip", "netns", "exec", netns], &listen, extra);
+        self.spawn_node(&["ip", "netns", "exec", netns], Some(&listen), extra);
     }
 
-    fn spawn_node(&mut self, prefix: &[&str], listen: &str, extra: &[&str]) {
+    fn spawn_node(&mut self, prefix: &[&str], listen: Option<&str>, extra: &[&str]) {
         assert!(self.node.is_none(), "{} is already running", self.name);
         let log = std::fs::File::create(self.home.join("node.log")).expect("node log file");
         let mut command = match prefix.split_first() {
@@ -241,7 +248,8 @@ impl User {
         let child = command
             .arg("--home")
             .arg(&self.home)
-            .args(["node", "run", "--listen", listen])
+            .args(["node", "run"])
+            .args(listen.map(|l| ["--listen", l]).into_iter().flatten())
             .args(extra)
             // mDNS multicasts on every real interface: tests stay on
             // loopback and in the namespaces they build (it is off by

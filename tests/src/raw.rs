@@ -105,3 +105,75 @@ pub fn known_identity(seed: u8, name: &str) -> (identity::Keypair, String) {
     let card = ContactCard::sign(&account, name.to_owned(), list, Vec::new(), Vec::new());
     (keypair, card.to_string())
 }
+
+/// A raw client that can also dial relay circuit addresses
+/// (`…/p2p/RELAY/p2p-circuit/p2p/PEER`).
+#[derive(NetworkBehaviour)]
+pub struct CircuitBehaviour {
+    relay: libp2p::relay::client::Behaviour,
+    pub direct: request_response::Behaviour<FrameCodec>,
+}
+
+/// [`client_with`] over TCP and relay circuits.
+pub fn circuit_client(
+    keypair: identity::Keypair,
+    protocol: StreamProtocol,
+) -> Swarm<CircuitBehaviour> {
+    libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default().nodelay(true),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .expect("tcp")
+        .with_relay_client(libp2p::noise::Config::new, libp2p::yamux::Config::default)
+        .expect("relay client")
+        .with_behaviour(|_, relay| CircuitBehaviour {
+            relay,
+            direct: request_response::Behaviour::with_codec(
+                FrameCodec::new(8 * 1024 * 1024, 8 * 1024 * 1024),
+                [(protocol, ProtocolSupport::Outbound)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+            ),
+        })
+        .expect("behaviour")
+        .build()
+}
+
+/// [`ask`] for a [`circuit_client`]: dials `addr` (a circuit address
+/// ending in `/p2p/PEER`), sends one request; `Ok(response)` or
+/// `Err(failure text)`.
+pub async fn ask_circuit(
+    swarm: &mut Swarm<CircuitBehaviour>,
+    peer: PeerId,
+    addr: &Multiaddr,
+    frame: Vec<u8>,
+) -> Result<Vec<u8>, String> {
+    swarm.add_peer_address(peer, addr.clone());
+    let id = swarm.behaviour_mut().direct.send_request(&peer, frame);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
+            .await
+            .map_err(|_| "no answer within 40 s".to_owned())?;
+        match event {
+            SwarmEvent::Behaviour(CircuitBehaviourEvent::Direct(
+                request_response::Event::Message {
+                    message:
+                        request_response::Message::Response {
+                            request_id,
+                            response,
+                        },
+                    ..
+                },
+            )) if request_id == id => return Ok(response),
+            SwarmEvent::Behaviour(CircuitBehaviourEvent::Direct(
+                request_response::Event::OutboundFailure {
+                    request_id, error, ..
+                },
+            )) if request_id == id => return Err(error.to_string()),
+            _ => {}
+        }
+    }
+}

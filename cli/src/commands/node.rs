@@ -29,6 +29,8 @@ pub struct NodeFile {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub announce: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub auto_fetch_mib: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_file_mib: Option<u64>,
@@ -75,6 +77,7 @@ impl NodeFile {
             announce: (!args.announce.is_empty())
                 .then_some(args.announce)
                 .or(self.announce),
+            hidden: args.hidden.then_some(true).or(self.hidden),
             auto_fetch_mib: args.auto_fetch_mib.or(self.auto_fetch_mib),
             max_file_mib: args.max_file_mib.or(self.max_file_mib),
             keep_sent_days: args.keep_sent_days.or(self.keep_sent_days),
@@ -116,7 +119,7 @@ pub fn settings(home: &Home, args: NodeRunArgs) -> Result<(NodeConfig, NodeFile)
     if presence_ttl < 2 {
         bail!("--presence-ttl must be at least 2 seconds (records are refreshed every half of it)");
     }
-    let listen = file
+    let listen: Vec<Multiaddr> = file
         .listen
         .iter()
         .flatten()
@@ -146,10 +149,18 @@ pub fn settings(home: &Home, args: NodeRunArgs) -> Result<(NodeConfig, NodeFile)
             })
         })
         .collect::<Result<_>>()?;
+    let hidden = file.hidden.unwrap_or(false);
+    if hidden && (!listen.is_empty() || file.mdns == Some(true)) {
+        bail!(
+            "--hidden opens no listener and announces nothing: remove `listen` and `mdns = true` from {} (or run without --hidden)",
+            home.config_path().display()
+        );
+    }
     let config = NodeConfig {
         listen,
         relays,
         announce,
+        hidden,
         mail_poll: std::time::Duration::from_millis(file.poll_ms.unwrap_or(1000)),
         presence_ttl: std::time::Duration::from_secs(presence_ttl),
         presence_grace: std::time::Duration::from_secs(file.presence_grace.unwrap_or(30)),

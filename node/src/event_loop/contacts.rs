@@ -203,17 +203,17 @@ impl EventLoop {
     /// whenever either changed; open to anyone while a link code is out.
     pub(super) fn sync_gate(&mut self) {
         let generation = self.engine.contacts.generation();
-        let relays: Vec<PeerId> = self.home.iter().map(|r| r.peer).collect();
         let open = self.link_offer_open();
-        let gate = &mut self.swarm.behaviour_mut().gate;
-        gate.set_open(open);
-        if self
-            .gate_synced
-            .as_ref()
-            .is_some_and(|(g, r)| *g == generation && *r == relays)
-        {
+        self.swarm.behaviour_mut().gate.set_open(open);
+        // Checked on every turn of the loop: no allocation unless changed.
+        if self.gate_synced.as_ref().is_some_and(|(g, r)| {
+            *g == generation
+                && r.len() == self.home.len()
+                && r.iter().zip(&self.home).all(|(p, h)| *p == h.peer)
+        }) {
             return;
         }
+        let relays: Vec<PeerId> = self.home.iter().map(|r| r.peer).collect();
         let allowed = self
             .engine
             .contacts

@@ -218,8 +218,11 @@ pub struct NodeRunArgs {
     /// Open no listener of your own: the node is reached only through
     /// circuits at its home relays, and only by your contacts (no hole
     /// punching, no mDNS). Needs a home relay
-    #[arg(long, conflicts_with_all = ["listen", "mdns", "announce"])]
+    #[arg(long, conflicts_with_all = ["listen", "mdns", "announce", "no_hidden"])]
     pub hidden: bool,
+    /// Listen again after running --hidden (the setting is saved)
+    #[arg(long)]
+    pub no_hidden: bool,
     /// An address to put in your card and presence records (repeatable),
     /// e.g. your router's forwarded port /ip4/203.0.113.5/tcp/4001 or a
     /// LAN address contacts should use. Loopback and private addresses of

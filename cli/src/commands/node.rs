@@ -77,7 +77,13 @@ impl NodeFile {
             announce: (!args.announce.is_empty())
                 .then_some(args.announce)
                 .or(self.announce),
-            hidden: args.hidden.then_some(true).or(self.hidden),
+            hidden: if args.hidden {
+                Some(true)
+            } else if args.no_hidden {
+                Some(false)
+            } else {
+                self.hidden
+            },
             auto_fetch_mib: args.auto_fetch_mib.or(self.auto_fetch_mib),
             max_file_mib: args.max_file_mib.or(self.max_file_mib),
             keep_sent_days: args.keep_sent_days.or(self.keep_sent_days),
@@ -286,6 +292,20 @@ mod tests {
         assert_eq!(config.announce.len(), 1, "kept in the file");
         let (config, _) = settings(&home, args(&["--no-mdns"])).unwrap();
         assert!(!config.mdns, "the flag wins");
+        let (config, file) = settings(&home, args(&["--no-mdns", "--hidden"])).unwrap();
+        assert!(config.hidden);
+        file.write(&home).unwrap();
+        assert!(settings(&home, args(&[])).unwrap().0.hidden, "kept");
+        assert!(!settings(&home, args(&["--no-hidden"])).unwrap().0.hidden);
+        std::fs::write(
+            home.config_path(),
+            "listen = [\"/ip4/127.0.0.1/tcp/4001\"]\n",
+        )
+        .unwrap();
+        assert!(
+            settings(&home, args(&["--hidden"])).is_err(),
+            "--hidden opens no listener, whatever the file says"
+        );
         assert!(settings(&home, args(&["--announce", "192.168.1.9"])).is_err());
     }
 

@@ -117,6 +117,17 @@ impl NodeFile {
     }
 }
 
+/// Parses a list of multiaddrs, naming the first bad one and what to do.
+fn multiaddrs(list: &Option<Vec<String>>, what: &str, hint: &str) -> Result<Vec<Multiaddr>> {
+    list.iter()
+        .flatten()
+        .map(|a| {
+            a.parse::<Multiaddr>()
+                .with_context(|| format!("{what} {a:?}: {hint}"))
+        })
+        .collect()
+}
+
 /// The node's settings: its flags over `HOME/config.toml` over the
 /// defaults, checked before anything starts.
 pub fn settings(home: &Home, args: NodeRunArgs) -> Result<(NodeConfig, NodeFile)> {
@@ -125,36 +136,21 @@ pub fn settings(home: &Home, args: NodeRunArgs) -> Result<(NodeConfig, NodeFile)
     if presence_ttl < 2 {
         bail!("--presence-ttl must be at least 2 seconds (records are refreshed every half of it)");
     }
-    let listen: Vec<Multiaddr> = file
-        .listen
-        .iter()
-        .flatten()
-        .map(|a| {
-            a.parse::<Multiaddr>().with_context(|| {
-                format!("invalid listen address {a:?}: expected a multiaddr such as /ip4/127.0.0.1/tcp/4001")
-            })
-        })
-        .collect::<Result<_>>()?;
-    let relays = file
-        .relay
-        .iter()
-        .flatten()
-        .map(|a| {
-            a.parse::<Multiaddr>().with_context(|| {
-                format!("invalid relay address {a:?}: use the full address `hush relay run` prints, ending in /p2p/<relay id>")
-            })
-        })
-        .collect::<Result<_>>()?;
-    let announce = file
-        .announce
-        .iter()
-        .flatten()
-        .map(|a| {
-            a.parse::<Multiaddr>().with_context(|| {
-                format!("invalid --announce address {a:?}: expected a multiaddr such as /ip4/203.0.113.5/tcp/4001")
-            })
-        })
-        .collect::<Result<_>>()?;
+    let listen = multiaddrs(
+        &file.listen,
+        "invalid listen address",
+        "expected a multiaddr such as /ip4/127.0.0.1/tcp/4001",
+    )?;
+    let relays = multiaddrs(
+        &file.relay,
+        "invalid relay address",
+        "use the full address `hush relay run` prints, ending in /p2p/<relay id>",
+    )?;
+    let announce = multiaddrs(
+        &file.announce,
+        "invalid --announce address",
+        "expected a multiaddr such as /ip4/203.0.113.5/tcp/4001",
+    )?;
     let hidden = file.hidden.unwrap_or(false);
     if hidden && (!listen.is_empty() || file.mdns == Some(true)) {
         bail!(

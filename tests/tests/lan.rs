@@ -83,6 +83,20 @@ fn with_mdns_two_nodes_on_a_lan_find_each_other_and_chat() {
             user.name
         );
     }
+    // They hear each other before they are contacts (so the first dial
+    // finds a stranger and is closed): adding the contact must make the
+    // node look at the LAN again.
+    for user in [&alice, &bob] {
+        wait_for(
+            &format!("{} to hear the other on the LAN", user.name),
+            Duration::from_secs(30),
+            || {
+                user.node_log()
+                    .contains("discovered peer on address")
+                    .then_some(())
+            },
+        );
+    }
     introduce(&alice, &bob);
     let sent = alice.json(&["send", "bob", "found you on the LAN", "--json"]);
     let id = sent["id"].as_str().expect("message id").to_owned();

@@ -41,10 +41,17 @@ pub(crate) struct Reach {
     /// Open connections per peer: (direct, relayed).
     connections: HashMap<PeerId, (u32, u32)>,
     lan: HashSet<PeerId>,
+    /// Addresses announced on the LAN now, with the known device found
+    /// there (if one was).
+    lan_heard: HashMap<libp2p::Multiaddr, Option<PeerId>>,
     /// Dials of addresses heard on the LAN, not connected yet.
     lan_dials: HashMap<ConnectionId, libp2p::Multiaddr>,
     /// When each LAN address was last dialled.
     lan_tried: HashMap<libp2p::Multiaddr, Instant>,
+    /// The contact book's generation when the LAN was last looked at: a
+    /// new contact may be behind an address already dismissed.
+    lan_generation: u64,
+    lan_next_check: Option<Instant>,
     punched: HashSet<PeerId>,
 }
 
@@ -107,6 +114,12 @@ impl EventLoop {
     }
 
     pub(super) fn reach_tick(&mut self) {
+        let now = Instant::now();
+        if !self.reach.lan_heard.is_empty() && self.reach.lan_next_check.is_none_or(|at| now >= at)
+        {
+            self.reach.lan_next_check = Some(now + Duration::from_secs(1));
+            self.lan_dial_due();
+        }
         if self
             .reach
             .next_reserve
@@ -152,27 +165,48 @@ impl EventLoop {
         }
     }
 
-    /// A hush node announced itself on the LAN under a random id: dial the
-    /// address to learn who it is (at most once a minute per address).
+    /// Hush nodes announce themselves on the LAN under random ids: note
+    /// their addresses (the id is meaningless) and dial the new ones.
     pub(super) fn on_mdns(&mut self, event: mdns::Event) {
-        let mdns::Event::Discovered(found) = event else {
-            return;
+        let (found, expired) = match event {
+            mdns::Event::Discovered(found) => (found, false),
+            mdns::Event::Expired(gone) => (gone, true),
         };
-        let now = Instant::now();
-        let reach = &mut self.reach;
-        reach
-            .lan_tried
-            .retain(|_, at| now.duration_since(*at) < LAN_REDIAL);
         for (_, mut addr) in found {
             // The address ends with the random id it was announced under:
             // dial without it, to meet whoever really listens there.
             if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
                 addr.pop();
             }
-            if reach.lan_tried.contains_key(&addr)
-                || reach.lan_tried.len() >= MAX_LAN_TRIED
+            if expired {
+                self.reach.lan_heard.remove(&addr);
+            } else if self.reach.lan_heard.len() < MAX_LAN_TRIED
+                && !self.listen_addresses.contains(&addr)
+            {
+                self.reach.lan_heard.entry(addr).or_insert(None);
+            }
+        }
+        self.lan_dial_due();
+    }
+
+    /// Dials every address heard on the LAN that is not a known device we
+    /// are connected to, at most once a minute each; after the contact book
+    /// changed, at once.
+    fn lan_dial_due(&mut self) {
+        let now = Instant::now();
+        let generation = self.engine.contacts.generation();
+        let reach = &mut self.reach;
+        if reach.lan_generation != generation {
+            reach.lan_generation = generation;
+            reach.lan_tried.clear();
+        }
+        reach
+            .lan_tried
+            .retain(|_, at| now.duration_since(*at) < LAN_REDIAL);
+        for (addr, found) in &reach.lan_heard {
+            if found.is_some_and(|peer| self.swarm.is_connected(&peer))
+                || reach.lan_tried.contains_key(addr)
                 || reach.lan_dials.len() >= MAX_LAN_DIALS
-                || self.listen_addresses.contains(&addr)
             {
                 continue;
             }
@@ -182,7 +216,7 @@ impl EventLoop {
             match self.swarm.dial(opts) {
                 Ok(()) => {
                     tracing::debug!(%addr, "dialling a hush node heard on the LAN");
-                    reach.lan_dials.insert(id, addr);
+                    reach.lan_dials.insert(id, addr.clone());
                 }
                 Err(e) => tracing::debug!(%addr, error = %e, "could not dial a LAN address"),
             }
@@ -201,6 +235,9 @@ impl EventLoop {
             return;
         }
         tracing::debug!(%peer, %addr, "contact found on the LAN");
+        if let Some(found) = self.reach.lan_heard.get_mut(&addr) {
+            *found = Some(peer);
+        }
         self.swarm.add_peer_address(peer, addr);
         self.reach.lan.insert(peer);
     }

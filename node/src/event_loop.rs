@@ -314,6 +314,7 @@ impl EventLoop {
         self.batch
             .ops
             .push(Op::PutListenAddresses(self.shared_address_strings()));
+        self.share_direct_addresses();
         // Our other devices become known with our card; revoked ones are
         // refused.
         self.own_card_to_engine();
@@ -633,6 +634,7 @@ impl EventLoop {
                 self.batch
                     .ops
                     .push(Op::PutListenAddresses(self.shared_address_strings()));
+                self.share_direct_addresses();
                 self.network_back("a new address");
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {

@@ -221,10 +221,13 @@ pub fn build_swarm(
                     },
                 ),
                 mdns: Toggle::from(mdns),
-                identify: identify::Behaviour::new(identify::Config::new(
-                    IDENTIFY_PROTOCOL.to_owned(),
-                    key.public(),
-                )),
+                // Identify tells every peer let in our addresses: only
+                // the ones we share (`crate::addresses`, made external
+                // addresses by the event loop), never every interface's.
+                identify: identify::Behaviour::new(
+                    identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
+                        .with_hide_listen_addrs(true),
+                ),
                 liveness,
                 stream: libp2p_stream::Behaviour::new(),
             })

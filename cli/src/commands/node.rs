@@ -198,6 +198,10 @@ fn mib(n: u64, flag: &str) -> Result<u64> {
 
 /// Runs the node until Ctrl-C or SIGTERM, then stops it gracefully.
 pub async fn run(home: &Home, config: NodeConfig, mut file: NodeFile) -> Result<()> {
+    // Watched before the API answers: a SIGTERM as soon as it does must
+    // stop the node cleanly, not kill it.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("could not watch for SIGTERM")?;
     if !home.db_path().exists() {
         bail!(
             "{} has no hush identity: create one with `hush --home {} init --name NAME`",
@@ -223,8 +227,6 @@ pub async fn run(home: &Home, config: NodeConfig, mut file: NodeFile) -> Result<
         api = %server.path().display(),
         "node running; stop it with Ctrl-C"
     );
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("could not watch for SIGTERM")?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}

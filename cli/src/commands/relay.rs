@@ -43,6 +43,10 @@ pub fn print_checked(config: &hush_relay::Config) {
 
 /// Runs the relay until Ctrl-C or SIGTERM.
 pub async fn run(config: hush_relay::Config) -> Result<()> {
+    // Watched before anything says we are up: a SIGTERM right after
+    // READY=1 must stop the relay cleanly, not kill it.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("could not watch for SIGTERM")?;
     let (relay, started) = hush_relay::Relay::start(config).await?;
     println!("hush relay {}", started.peer_id);
     for addr in &started.addresses {
@@ -57,8 +61,6 @@ pub async fn run(config: hush_relay::Config) -> Result<()> {
     // Under systemd (`Type=notify`): started once listening; nothing
     // happens without NOTIFY_SOCKET.
     notify_systemd(sd_notify::NotifyState::Ready);
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("could not watch for SIGTERM")?;
     relay
         .run(async move {
             tokio::select! {

@@ -182,6 +182,19 @@ impl EventLoop {
             .shared(&self.listen_addresses, self.swarm.external_addresses())
     }
 
+    /// Makes the direct addresses we share (announced, named in
+    /// `--listen`, global) the swarm's external addresses, which is all
+    /// identify reports (it hides plain listen addresses).
+    pub(super) fn share_direct_addresses(&mut self) {
+        for addr in self.advertised_addresses() {
+            if !crate::addresses::is_circuit(&addr)
+                && !self.swarm.external_addresses().any(|a| *a == addr)
+            {
+                self.swarm.add_external_address(addr);
+            }
+        }
+    }
+
     pub(super) fn shared_address_strings(&self) -> Vec<String> {
         self.advertised_addresses()
             .iter()

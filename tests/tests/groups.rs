@@ -298,15 +298,7 @@ async fn a_non_member_publishing_on_the_topic_is_rejected() {
     use libp2p::gossipsub::{Event as Gossip, IdentTopic};
     use libp2p::swarm::SwarmEvent;
 
-    let relay = RelayProc::start("");
-    let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
-    start_all(&relay, &mut [&mut alice, &mut bob]);
-    introduce(&alice, &bob);
-    let group = create(&alice, "club");
-    invite(&alice, &group, "bob", false);
-    join(&bob, &group);
-    wait_members(&alice, &group, 2);
-    wait_members(&bob, &group, 2);
+    let (_relay, alice, bob, group) = club_of_two();
     send(&alice, &group, "hello bob");
     wait_history(&bob, &group, 1);
 
@@ -409,14 +401,7 @@ async fn a_stranger_who_dials_a_member_is_disconnected_and_learns_no_topic() {
     use libp2p::gossipsub::Event as Gossip;
     use libp2p::swarm::SwarmEvent;
 
-    let relay = RelayProc::start("");
-    let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
-    start_all(&relay, &mut [&mut alice, &mut bob]);
-    introduce(&alice, &bob);
-    let group = create(&alice, "club");
-    invite(&alice, &group, "bob", false);
-    join(&bob, &group);
-    wait_members(&alice, &group, 2);
+    let (_relay, alice, bob, group) = club_of_two();
 
     let mut stranger = hush_tests::raw::gossip_client();
     stranger
@@ -446,6 +431,21 @@ async fn a_stranger_who_dials_a_member_is_disconnected_and_learns_no_topic() {
     // The group goes on for its members.
     send(&alice, &group, "members only");
     wait_history(&bob, &group, 1);
+}
+
+/// A relay, alice and bob (contacts) and their group "club" (its id),
+/// both members.
+fn club_of_two() -> (RelayProc, User, User, String) {
+    let relay = RelayProc::start("");
+    let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
+    start_all(&relay, &mut [&mut alice, &mut bob]);
+    introduce(&alice, &bob);
+    let group = create(&alice, "club");
+    invite(&alice, &group, "bob", false);
+    join(&bob, &group);
+    wait_members(&alice, &group, 2);
+    wait_members(&bob, &group, 2);
+    (relay, alice, bob, group)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -153,7 +153,7 @@ impl Segment {
         let places_len = usize::try_from(docs)
             .ok()
             .and_then(|d| d.checked_mul(PLACE_LEN))
-            .filter(|n| at + n <= bytes.len())
+            .filter(|n| at.checked_add(*n).is_some_and(|end| end <= bytes.len()))
             .ok_or_else(damaged)?;
         let places = at..at + places_len;
         at = places.end;
@@ -322,9 +322,12 @@ mod tests {
         let b = swapped.iter().position(|&x| x == b'b').unwrap();
         swapped[b] = b'd';
         assert!(Segment::parse(&swapped).is_err());
-        // More documents than bytes.
+        // More documents than bytes, or than memory could hold.
         let mut many = bytes;
         many[1] = 0x7f;
         assert!(Segment::parse(&many).is_err());
+        let mut huge = vec![7];
+        put_varint(&mut huge, u64::MAX / 48);
+        assert!(Segment::parse(&huge).is_err());
     }
 }

@@ -108,8 +108,16 @@ fn with_mdns_two_nodes_on_a_lan_find_each_other_and_chat() {
     );
     let reply = bob.json(&["send", "alice", "and you", "--json"]);
     bob.wait_status("alice", reply["id"].as_str().expect("id"), "delivered");
-    let reach = alice.json(&["status", "--json"])["reachability"]["lan"].to_string();
-    assert!(reach.contains("bob"), "alice found bob on the LAN: {reach}");
+    // The messages may have gone over bob's dial; alice's own dial of what
+    // she heard follows within a tick.
+    wait_for(
+        "alice to find bob on the LAN",
+        Duration::from_secs(30),
+        || {
+            let reach = alice.json(&["status", "--json"])["reachability"]["lan"].to_string();
+            reach.contains("bob").then_some(())
+        },
+    );
     // The announcement does not name the device: what alice's node heard
     // (libp2p logs each discovery) is a random id, not bob's peer id.
     let bob_peer = bob.json(&["status", "--json"])["peer_id"]

@@ -15,9 +15,10 @@ use crate::node::{MAX_HISTORY_LIMIT, Node};
 use crate::records::Status;
 use crate::rpc::{
     ContactAddParams, ContactParams, FileParams, GroupCreateParams, GroupHistoryParams,
-    GroupInviteParams, GroupMemberParams, GroupParams, GroupSendParams, HistoryParams,
-    INVALID_PARAMS, INVALID_REQUEST, MAX_REQUEST_LEN, METHOD_NOT_FOUND, PARSE_ERROR,
+    GroupInviteParams, GroupMemberParams, GroupParams, GroupSendParams, GroupTimerParams,
+    HistoryParams, INVALID_PARAMS, INVALID_REQUEST, MAX_REQUEST_LEN, METHOD_NOT_FOUND, PARSE_ERROR,
     PresenceParams, RemoveParams, Request, Response, SendParams, SharePresenceParams, SwitchParams,
+    TimerParams,
 };
 
 /// API connections served at once; more wait to be accepted.
@@ -279,6 +280,10 @@ async fn dispatch(node: &Node, request: Request) -> Result<Value, (i64, String)>
                     .map_err(node_err)?,
             )
         }
+        "contact.disappear" => {
+            let p: TimerParams = params(request.params)?;
+            to_value(node.set_timer(&p.contact, p.secs).await.map_err(node_err)?)
+        }
         "contact.remove" => {
             let p: RemoveParams = params(request.params)?;
             let removed = node.remove_contact(&p.contact, p.delete_history).await;
@@ -418,6 +423,10 @@ async fn group_dispatch(node: &Node, request: Request) -> Result<Value, (i64, St
                     .await
                     .map_err(node_err)?,
             )
+        }
+        "group.disappear" => {
+            let p: GroupTimerParams = params(value)?;
+            to_value(node.group_timer(&p.group, p.secs).await.map_err(node_err)?)
         }
         "group.promote" => {
             let p: GroupMemberParams = params(value)?;

@@ -15,6 +15,8 @@ pub enum NodeError {
         "no contact named {name:?}: see `hush contact list`, or add one with `hush contact add NAME CARD`"
     )]
     UnknownContact { name: String },
+    #[error("{0}")]
+    InvalidTimer(String),
     #[error("a contact named {name:?} already exists: pick another name")]
     DuplicateContact { name: String },
     #[error("this account is already a contact, named {existing:?}")]
@@ -166,6 +168,7 @@ impl NodeError {
             Self::InvalidName { .. } => 1005,
             Self::TextTooLong { .. } | Self::EmptyText | Self::Send(_) => 1006,
             Self::OutboxFull { .. } => 1007,
+            Self::InvalidTimer(_) => 1014,
             Self::AlreadyInitialized { .. } => 1008,
             Self::InvalidListenAddress { .. } => 1009,
             Self::Stopped => 1010,

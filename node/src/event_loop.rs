@@ -40,6 +40,7 @@ mod commit;
 mod contacts;
 mod devices;
 mod direct;
+mod expiry;
 mod files;
 mod groups;
 mod linking;
@@ -178,6 +179,8 @@ pub(crate) struct EventLoop {
     /// Applying a contact change another device of ours made: not told
     /// back to our devices.
     applying_own_change: bool,
+    /// Disappearing messages being deleted.
+    expiry: expiry::Expiry,
 }
 
 impl EventLoop {
@@ -239,6 +242,13 @@ impl EventLoop {
         for (device, right) in store.rights()? {
             engine.restore_right(device, right);
         }
+        for (account, timer) in store.timers()? {
+            let timer = hush_protocol::device::ConversationTimer {
+                secs: timer.secs,
+                set_by: timer.set_by,
+            };
+            engine.restore_timer(account, timer);
+        }
         let mut event_loop = Self {
             swarm,
             store,
@@ -266,6 +276,7 @@ impl EventLoop {
             link: linking::LinkHost::default(),
             files,
             applying_own_change: false,
+            expiry: expiry::Expiry::default(),
         };
         event_loop.restore_trust()?;
         // A new device's presence key goes to disk with the first batch.
@@ -410,6 +421,7 @@ impl EventLoop {
         self.groups_tick();
         self.link_tick();
         self.files_tick();
+        self.expiry_tick();
     }
 
     fn on_command(&mut self, command: Command) {
@@ -436,6 +448,28 @@ impl EventLoop {
                         let view = self.view_of(&record);
                         self.batch.after.push(After::ReplyContact(reply, view));
                     }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
+                }
+            }
+            Command::SetTimer {
+                contact,
+                secs,
+                reply,
+            } => {
+                let set = self.engine.set_timer(ctx!(self), &contact, secs);
+                self.drive();
+                match set {
+                    Ok(_) => match self.engine.contacts.contact(&contact) {
+                        Some(c) => {
+                            let view = self.view_of(&c.record.clone());
+                            self.batch.after.push(After::ReplyContact(reply, view));
+                        }
+                        None => {
+                            let _ = reply.send(Err(NodeError::UnknownContact { name: contact }));
+                        }
+                    },
                     Err(e) => {
                         let _ = reply.send(Err(e.into()));
                     }
@@ -548,9 +582,11 @@ impl EventLoop {
         let view = self.view_of(&record);
         self.batch.after.push(After::ReplyContact(reply, view));
         if !update {
-            self.batch.after.push(After::Emit(Event::ContactAdded {
-                contact: record.name,
-            }));
+            self.batch
+                .after
+                .push(After::Emit(Box::new(Event::ContactAdded {
+                    contact: record.name,
+                })));
             self.share_key_with(&record.account);
             // Removed before and taken back: its right counts again.
             self.want_revoked();

@@ -59,5 +59,5 @@ pub use store::StoreError;
 pub use view::{
     ContactView, DeviceView, Event, FileView, GroupMembersView, GroupMessageView, GroupView,
     LinkCodeView, LinkedView, MemberView, MessageView, NodeStatus, PresenceView, Reachability,
-    RelayView, SearchHitView, SendReceipt, rfc3339,
+    RelayView, SearchHitView, SendReceipt, rfc3339, timer_text,
 };

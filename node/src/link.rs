@@ -24,8 +24,8 @@ use crate::error::NodeError;
 use crate::home::Home;
 use crate::identity::{own_entry, validate_name};
 use crate::records::{
-    ContactRecord, ContactTrust, GroupRecord, IdentityRecord, InboundRecord, MessageRecord,
-    OwnDevice, PublishKeyRecord, Status,
+    ContactRecord, ContactTrust, GroupRecord, IdentityRecord, InboundRecord, MessageKind,
+    MessageRecord, OwnDevice, PublishKeyRecord, Status,
 };
 use crate::store::{Durability, Op, Store};
 
@@ -417,6 +417,9 @@ async fn fetch_contacts(
             ops.push(Op::PutTrust(account, trust));
         }
         ops.push(Op::PutPresence(account, c.presence));
+        if let Some((secs, set_by)) = c.timer {
+            ops.push(Op::PutTimer(account, secs, MessageId(set_by)));
+        }
         count += 1;
         Some(account)
     })
@@ -497,6 +500,11 @@ async fn fetch_history(
                 status,
                 sent_at_ms: m.sent_at_ms,
                 stored_at_ms: m.stored_at_ms,
+                timer_secs: m.timer_secs,
+                kind: match m.timer_change {
+                    Some(secs) => MessageKind::Timer(secs),
+                    None => MessageKind::Message,
+                },
             },
         ));
         count += 1;

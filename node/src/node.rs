@@ -162,6 +162,12 @@ pub(crate) enum Command {
         on: bool,
         reply: Reply<ContactView>,
     },
+    /// The conversation's disappearing timer (`None`: off).
+    SetTimer {
+        contact: String,
+        secs: Option<u32>,
+        reply: Reply<ContactView>,
+    },
     /// Remove, block or verify a contact.
     ContactAction {
         contact: String,
@@ -500,6 +506,22 @@ impl Node {
         .await
     }
 
+    /// Sets how long the messages of the conversation with `contact` last
+    /// (seconds; `None`: kept); the contact and our devices hear it.
+    pub async fn set_timer(
+        &self,
+        contact: &str,
+        secs: Option<u32>,
+    ) -> Result<ContactView, NodeError> {
+        check_timer(secs)?;
+        self.call(|reply| Command::SetTimer {
+            contact: contact.to_owned(),
+            secs,
+            reply,
+        })
+        .await
+    }
+
     /// A contact's presence; `refresh` looks it up in the DHT first.
     pub async fn presence(&self, contact: &str, refresh: bool) -> Result<PresenceView, NodeError> {
         self.call(|reply| Command::Presence {
@@ -588,13 +610,20 @@ impl Node {
 
     pub fn contacts(&self) -> Result<Vec<ContactView>, NodeError> {
         let trust: HashMap<AccountId, ContactTrust> = self.store.trust()?.into_iter().collect();
+        let timers: HashMap<AccountId, Option<u32>> = self
+            .store
+            .timers()?
+            .into_iter()
+            .map(|(a, t)| (a, t.secs))
+            .collect();
         Ok(self
             .store
             .contacts()?
             .iter()
             .map(|c| {
                 let trust = trust.get(&c.account).copied().unwrap_or_default();
-                contact_view(&self.me.account, c, trust)
+                let timer = timers.get(&c.account).copied().flatten();
+                contact_view(&self.me.account, c, trust, timer)
             })
             .collect())
     }
@@ -692,6 +721,19 @@ impl Node {
             reply,
         })
         .await
+    }
+
+    /// An admin sets how long members' messages last (seconds; `None`:
+    /// kept).
+    pub async fn group_timer(
+        &self,
+        group: &str,
+        secs: Option<u32>,
+    ) -> Result<GroupView, NodeError> {
+        check_timer(secs)?;
+        let group = group.to_owned();
+        self.group(|reply| GroupCommand::SetTimer { group, secs, reply })
+            .await
     }
 
     pub async fn group_promote(&self, group: &str, member: &str) -> Result<GroupView, NodeError> {
@@ -797,7 +839,25 @@ impl Node {
     }
 }
 
-pub(crate) fn contact_view(me: &AccountId, c: &ContactRecord, trust: ContactTrust) -> ContactView {
+/// A disappearing timer from the user: 1 second to a year.
+fn check_timer(secs: Option<u32>) -> Result<(), NodeError> {
+    match secs {
+        Some(0) => Err(NodeError::InvalidTimer(
+            "a timer of 0 seconds: give a duration such as 30s, 1h or 7d, or `off`".into(),
+        )),
+        Some(s) if s > hush_protocol::MAX_TIMER_SECS => Err(NodeError::InvalidTimer(format!(
+            "a timer of {s} seconds is longer than a year, the longest allowed"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn contact_view(
+    me: &AccountId,
+    c: &ContactRecord,
+    trust: ContactTrust,
+    disappear_secs: Option<u32>,
+) -> ContactView {
     let card = c.card.parse::<ContactCard>().ok();
     let keys_changed = match (&card, trust.verified) {
         (Some(card), Some(verified)) => keys_fingerprint(card) != verified,
@@ -819,6 +879,7 @@ pub(crate) fn contact_view(me: &AccountId, c: &ContactRecord, trust: ContactTrus
         blocked: trust.blocked,
         verified: trust.verified.is_some(),
         keys_changed,
+        disappear_secs,
     }
 }
 

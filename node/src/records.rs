@@ -88,7 +88,7 @@ pub use hush_protocol::device::{OwnPresenceRecord, PresenceRecord};
 /// Messages and group records are the device engine's
 /// (`hush_protocol::device`).
 pub use hush_protocol::device::{
-    FileRecord, FileState, GroupRecord, InboundRecord, MessageRecord, PendingRecord,
+    FileRecord, FileState, GroupRecord, InboundRecord, MessageKind, MessageRecord, PendingRecord,
     PublishKeyRecord, Status,
 };
 

@@ -158,6 +158,23 @@ pub struct SwitchParams {
     pub on: bool,
 }
 
+/// `contact.disappear`: the conversation's timer in seconds (`null` or
+/// absent: off).
+#[derive(Debug, Deserialize)]
+pub struct TimerParams {
+    pub contact: String,
+    #[serde(default)]
+    pub secs: Option<u32>,
+}
+
+/// `group.disappear`: the group's timer in seconds (`null` or absent: off).
+#[derive(Debug, Deserialize)]
+pub struct GroupTimerParams {
+    pub group: String,
+    #[serde(default)]
+    pub secs: Option<u32>,
+}
+
 #[derive(Debug, Deserialize)]
 pub struct RemoveParams {
     pub contact: String,

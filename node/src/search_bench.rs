@@ -19,7 +19,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::records::{MessageRecord, Status};
+use crate::records::{MessageKind, MessageRecord, Status};
 use crate::search::Query;
 use crate::store::{Durability, Op, SearchFilter, Store, StoreError};
 
@@ -162,6 +162,8 @@ impl Corpus {
             status: Status::Delivered,
             sent_at_ms: at,
             stored_at_ms: at,
+            timer_secs: None,
+            kind: MessageKind::Message,
         };
         (conversation, message)
     }

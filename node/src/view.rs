@@ -3,7 +3,7 @@
 use hush_protocol::MessageId;
 use serde::{Deserialize, Serialize};
 
-use crate::records::{FileState, MessageRecord, Status};
+use crate::records::{FileState, MessageKind, MessageRecord, Status};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContactView {
@@ -26,6 +26,10 @@ pub struct ContactView {
     /// Verified, but the contact's keys changed since: compare again.
     #[serde(default)]
     pub keys_changed: bool,
+    /// Messages of the conversation disappear this many seconds after they
+    /// were sent (`hush contact set NAME --disappear`); absent: kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disappear_secs: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,10 +46,29 @@ pub struct MessageView {
     /// The file it carries (`text` is then its caption).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileView>,
+    /// `message`, or `timer`: the author set the conversation's
+    /// disappearing timer to `timer_secs` (absent: off); `text` is empty.
+    #[serde(default = "message_kind")]
+    pub kind: String,
+    /// A message: it disappears this many seconds after it was sent. A
+    /// `timer` entry: the timer it set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timer_secs: Option<u32>,
+    /// When every device deletes it, UTC (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disappears_at: Option<String>,
+}
+
+fn message_kind() -> String {
+    "message".to_owned()
 }
 
 impl MessageView {
     pub fn new(record: &MessageRecord, from: String) -> Self {
+        let (kind, timer_secs) = match record.kind {
+            MessageKind::Message => ("message", record.timer_secs),
+            MessageKind::Timer(secs) => ("timer", secs),
+        };
         Self {
             id: record.id.to_string(),
             from,
@@ -55,6 +78,9 @@ impl MessageView {
             sent_at: rfc3339(record.sent_at_ms),
             sent_at_ms: record.sent_at_ms,
             file: None,
+            kind: kind.to_owned(),
+            timer_secs,
+            disappears_at: record.expires_at_ms().map(rfc3339),
         }
     }
 
@@ -212,6 +238,10 @@ pub struct GroupView {
     /// How many membership changes took effect (equal on every member once
     /// all changes have spread).
     pub version: u64,
+    /// Members' messages disappear this many seconds after they were sent
+    /// (an admin's `hush group set GROUP --disappear`); absent: kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disappear_secs: Option<u32>,
 }
 
 /// One member of a group.
@@ -371,6 +401,12 @@ pub enum Event {
         done: u64,
         total: u64,
     },
+    /// Messages of a conversation (a contact's name or a group's)
+    /// disappeared: their timer ran out and this device deleted them.
+    Disappeared {
+        conversation: String,
+        ids: Vec<String>,
+    },
     /// A relay of the recipient refused a message; it stays queued and is
     /// tried again, but the user should know.
     Undeliverable {
@@ -428,6 +464,31 @@ pub struct DeviceView {
     pub account_key: Option<bool>,
 }
 
+/// A disappearing timer as people say it: `30 seconds`, `1 hour`,
+/// `1 day 12 hours` (the two largest units), `off` for none.
+pub fn timer_text(secs: Option<u32>) -> String {
+    let Some(secs) = secs else {
+        return "off".to_owned();
+    };
+    const UNITS: [(u32, &str); 5] = [
+        (7 * 86_400, "week"),
+        (86_400, "day"),
+        (3600, "hour"),
+        (60, "minute"),
+        (1, "second"),
+    ];
+    let mut left = secs;
+    let mut parts = Vec::new();
+    for (size, name) in UNITS {
+        let n = left / size;
+        if n > 0 && parts.len() < 2 {
+            parts.push(format!("{n} {name}{}", if n == 1 { "" } else { "s" }));
+            left -= n * size;
+        }
+    }
+    parts.join(" ")
+}
+
 /// Milliseconds since the epoch as an RFC 3339 UTC timestamp.
 pub fn rfc3339(ms: u64) -> String {
     let secs = ms / 1000;
@@ -453,6 +514,16 @@ pub fn rfc3339(ms: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn timers_read_as_people_say_them() {
+        use super::timer_text;
+        assert_eq!(timer_text(None), "off");
+        assert_eq!(timer_text(Some(30)), "30 seconds");
+        assert_eq!(timer_text(Some(3600)), "1 hour");
+        assert_eq!(timer_text(Some(36 * 3600)), "1 day 12 hours");
+        assert_eq!(timer_text(Some(14 * 86_400 + 61)), "2 weeks 1 minute");
+    }
+
     #[test]
     fn rfc3339_formats_known_instants() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000Z");

@@ -147,6 +147,13 @@ impl<'a> Reader<'a> {
     pub fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.array::<1>()?[0])
     }
+    /// The next byte, left unread.
+    pub fn peek_u8(&self) -> Result<u8, DecodeError> {
+        self.buf
+            .first()
+            .copied()
+            .ok_or(DecodeError::Truncated { needed: 1 })
+    }
     pub fn u16(&mut self) -> Result<u16, DecodeError> {
         Ok(u16::from_be_bytes(self.array()?))
     }

@@ -24,8 +24,9 @@ pub use contacts::{
     CardReach, Contact, ContactBook, ContactRecord, ContactTrust, keys_fingerprint,
 };
 pub use engine::{
-    BatchAnswer, ContactError, DeviceAfter, DeviceEffect, DeviceEngine, DeviceNotice, DeviceSelf,
-    DeviceWrite, FULL_RELAY_RETRY_MS, MailPage, Received, Removed, RightIssuer, SendError,
+    BatchAnswer, ContactError, ConversationTimer, DeviceAfter, DeviceEffect, DeviceEngine,
+    DeviceNotice, DeviceSelf, DeviceWrite, FULL_RELAY_RETRY_MS, MailPage, Received, Removed,
+    RightIssuer, SendError,
 };
 pub use groups::{
     Acceptance, DeviceLookup, Group, GroupAfter, GroupBook, GroupCommandError, GroupConfig,
@@ -44,7 +45,7 @@ pub use outbox::{
 };
 pub use presence::{PresenceTiming, PresenceWatch, Sighting};
 pub use records::{
-    FileRecord, FileState, GroupRecord, InboundRecord, MessageRecord, PendingRecord,
+    FileRecord, FileState, GroupRecord, InboundRecord, MessageKind, MessageRecord, PendingRecord,
     PublishKeyRecord, Status,
 };
 pub use routes::{Routes, UNREACHABLE_FOR_MS};

@@ -79,7 +79,9 @@ pub use names::{
     DIRECT_PROTOCOL, GOSSIP_PROTOCOL_PREFIX, HISTORY_PROTOCOL, IDENTIFY_PROTOCOL, KAD_PROTOCOL,
     KEYS_PROTOCOL, LINK_PROTOCOL, MAILBOX_PROTOCOL, PRESENCE_PROTOCOL,
 };
-pub use payload::{Body, FileOffer, MAX_RECEIPT_IDS, MAX_TEXT_LEN, Payload, ReceiptKind, SyncItem};
+pub use payload::{
+    Body, FileOffer, MAX_RECEIPT_IDS, MAX_TEXT_LEN, MAX_TIMER_SECS, Payload, ReceiptKind, SyncItem,
+};
 pub use presence::{
     MAX_PRESENCE_ADDRESS_LEN, MAX_PRESENCE_ADDRESSES, MAX_PRESENCE_RECORD_LEN,
     MAX_PRESENCE_SKEW_MS, MAX_PRESENCE_TTL_MS, Presence, PresenceError, PresenceKey, PresencePush,

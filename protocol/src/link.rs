@@ -244,6 +244,9 @@ pub struct LinkContact {
     /// Presence with this contact, as the old device holds it (the new
     /// device stores it as is).
     pub presence: PresenceRecord,
+    /// The conversation's disappearing timer (seconds; `None`: off) and the
+    /// id of the change that set it, if it was ever set.
+    pub timer: Option<(Option<u32>, u128)>,
 }
 
 impl LinkContact {
@@ -271,6 +274,14 @@ impl LinkContact {
             None => w.u8(0),
         }
         w.u64(p.last_seen_ms);
+        match &self.timer {
+            Some((secs, set_by)) => {
+                w.u8(1);
+                crate::payload::encode_timer(w, *secs);
+                w.u128(*set_by);
+            }
+            None => w.u8(0),
+        }
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -306,6 +317,16 @@ impl LinkContact {
             their_key,
             last_seen_ms: r.u64()?,
         };
+        let timer = match r.u8()? {
+            0 => None,
+            1 => Some((crate::payload::decode_timer(r)?, r.u128()?)),
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "conversation timer",
+                    tag,
+                });
+            }
+        };
         Ok(Self {
             name,
             card,
@@ -314,6 +335,7 @@ impl LinkContact {
             added_at_ms,
             verified,
             presence,
+            timer,
         })
     }
 
@@ -337,6 +359,11 @@ pub struct LinkMessage {
     pub status: u8,
     pub sent_at_ms: u64,
     pub stored_at_ms: u64,
+    /// Seconds after `sent_at_ms` it disappears (`None`: kept).
+    pub timer_secs: Option<u32>,
+    /// `Some`: not a message but a change of the conversation's timer to
+    /// this (`None` inside: off).
+    pub timer_change: Option<Option<u32>>,
 }
 
 impl LinkMessage {
@@ -349,6 +376,14 @@ impl LinkMessage {
         w.u8(self.status);
         w.u64(self.sent_at_ms);
         w.u64(self.stored_at_ms);
+        crate::payload::encode_timer(w, self.timer_secs);
+        match self.timer_change {
+            Some(secs) => {
+                w.u8(1);
+                crate::payload::encode_timer(w, secs);
+            }
+            None => w.u8(0),
+        }
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -369,6 +404,17 @@ impl LinkMessage {
             },
             sent_at_ms: r.u64()?,
             stored_at_ms: r.u64()?,
+            timer_secs: crate::payload::decode_timer(r)?,
+            timer_change: match r.u8()? {
+                0 => None,
+                1 => Some(crate::payload::decode_timer(r)?),
+                tag => {
+                    return Err(DecodeError::UnknownTag {
+                        what: "message kind",
+                        tag,
+                    });
+                }
+            },
         })
     }
 

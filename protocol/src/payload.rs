@@ -21,6 +21,34 @@ pub const MIN_PADDED_LEN: usize = 256;
 /// Largest padded plaintext.
 pub const MAX_PADDED_LEN: usize = 64 * 1024;
 const PAYLOAD_VERSION: u8 = 1;
+/// Longest disappearing-message timer, in seconds: a year.
+pub const MAX_TIMER_SECS: u32 = 365 * 24 * 3600;
+
+/// Writes a disappearing timer: `u32` seconds, 0 for none.
+pub(crate) fn encode_timer(w: &mut Writer, secs: Option<u32>) {
+    w.u32(secs.unwrap_or(0));
+}
+
+/// Reads a timer written by [`encode_timer`]: 0 is none; above
+/// [`MAX_TIMER_SECS`] is refused.
+pub(crate) fn decode_timer(r: &mut Reader<'_>) -> Result<Option<u32>, DecodeError> {
+    match r.u32()? {
+        0 => Ok(None),
+        secs if secs <= MAX_TIMER_SECS => Ok(Some(secs)),
+        _ => Err(DecodeError::Invalid {
+            what: "disappearing timer",
+            reason: "longer than a year",
+        }),
+    }
+}
+
+/// A timer that must be set (a [`Body::Timed`] or [`SyncItem::Timed`]).
+fn decode_set_timer(r: &mut Reader<'_>) -> Result<u32, DecodeError> {
+    decode_timer(r)?.ok_or(DecodeError::Invalid {
+        what: "disappearing timer",
+        reason: "a timed message has a timer",
+    })
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
@@ -48,6 +76,36 @@ pub enum Body {
     Sync(SyncItem),
     /// A file: what to fetch and how to open it, and a caption.
     File(Box<FileOffer>),
+    /// A text or a file (only those) that disappears `secs` seconds after
+    /// it was sent (the time in its id): every device deletes it then.
+    Timed {
+        secs: u32,
+        body: Box<Body>,
+    },
+    /// The sender set the 1:1 conversation's disappearing timer (`None`:
+    /// off); from then on both sides' messages carry it.
+    Timer(Option<u32>),
+}
+
+impl Body {
+    /// The body with a disappearing timer, if there is one.
+    pub fn timed(self, secs: Option<u32>) -> Self {
+        match secs {
+            Some(secs) => Self::Timed {
+                secs,
+                body: Box::new(self),
+            },
+            None => self,
+        }
+    }
+
+    /// The timer and the body inside it.
+    pub fn untimed(self) -> (Option<u32>, Self) {
+        match self {
+            Self::Timed { secs, body } => (Some(secs), *body),
+            other => (None, other),
+        }
+    }
 }
 
 /// A file as a message offers it: its manifest (root, key, size, name,
@@ -115,6 +173,16 @@ pub enum SyncItem {
         id: MessageId,
         offer: Box<FileOffer>,
     },
+    /// A [`Sent`](Self::Sent) or [`SentFile`](Self::SentFile) (only those)
+    /// that disappears `secs` seconds after it was sent.
+    Timed { secs: u32, item: Box<SyncItem> },
+    /// The sending device set the disappearing timer of the conversation
+    /// with `with` (`None`: off) under the id `id` (the later id wins).
+    Timer {
+        with: AccountId,
+        id: MessageId,
+        secs: Option<u32>,
+    },
 }
 
 impl SyncItem {
@@ -168,6 +236,17 @@ impl SyncItem {
                 w.u128(id.0);
                 offer.encode(w);
             }
+            Self::Timed { secs, item } => {
+                w.u8(6);
+                encode_timer(w, Some(*secs));
+                item.encode(w);
+            }
+            Self::Timer { with, id, secs } => {
+                w.u8(7);
+                w.raw(&with.0);
+                w.u128(id.0);
+                encode_timer(w, *secs);
+            }
         }
     }
 
@@ -218,6 +297,25 @@ impl SyncItem {
                 with: AccountId(r.array()?),
                 id: MessageId(r.u128()?),
                 offer: Box::new(FileOffer::decode(r)?),
+            }),
+            6 => {
+                let secs = decode_set_timer(r)?;
+                // Never by recursing into a tag 6: a timed item never nests.
+                if !matches!(r.peek_u8()?, 0 | 5) {
+                    return Err(DecodeError::Invalid {
+                        what: "timed sync item",
+                        reason: "only a sent text or file is timed",
+                    });
+                }
+                Ok(Self::Timed {
+                    secs,
+                    item: Box::new(Self::decode(r)?),
+                })
+            }
+            7 => Ok(Self::Timer {
+                with: AccountId(r.array()?),
+                id: MessageId(r.u128()?),
+                secs: decode_timer(r)?,
             }),
             tag => Err(DecodeError::UnknownTag {
                 what: "sync item",
@@ -274,15 +372,9 @@ impl Payload {
     }
 }
 
-impl Wire for Payload {
-    const NAME: &'static str = "payload";
-
+impl Body {
     fn encode(&self, w: &mut Writer) {
-        w.u8(PAYLOAD_VERSION);
-        w.raw(&self.sender_account.0);
-        w.raw(&self.sender_device.0);
-        w.u128(self.id.0);
-        match &self.body {
+        match self {
             Body::Text(text) => {
                 w.u8(0);
                 w.str(text);
@@ -316,15 +408,20 @@ impl Wire for Payload {
                 w.u8(7);
                 offer.encode(w);
             }
+            Body::Timed { secs, body } => {
+                w.u8(8);
+                encode_timer(w, Some(*secs));
+                body.encode(w);
+            }
+            Body::Timer(secs) => {
+                w.u8(9);
+                encode_timer(w, *secs);
+            }
         }
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        r.version(Self::NAME, PAYLOAD_VERSION)?;
-        let sender_account = AccountId(r.array()?);
-        let sender_device = DeviceId(r.array()?);
-        let id = MessageId(r.u128()?);
-        let body = match r.u8()? {
+        Ok(match r.u8()? {
             0 => Body::Text(r.str("message text", MAX_TEXT_LEN)?.to_owned()),
             1 => {
                 let (kind, ids) = decode_receipt(r)?;
@@ -336,8 +433,47 @@ impl Wire for Payload {
             5 => Body::Card(Box::new(ContactCard::decode(r)?)),
             6 => Body::Sync(SyncItem::decode(r)?),
             7 => Body::File(Box::new(FileOffer::decode(r)?)),
+            8 => {
+                let secs = decode_set_timer(r)?;
+                // Read here, not by recursing: a timed body never nests.
+                let body = match r.u8()? {
+                    0 => Body::Text(r.str("message text", MAX_TEXT_LEN)?.to_owned()),
+                    7 => Body::File(Box::new(FileOffer::decode(r)?)),
+                    _ => {
+                        return Err(DecodeError::Invalid {
+                            what: "timed body",
+                            reason: "only a text or a file is timed",
+                        });
+                    }
+                };
+                Body::Timed {
+                    secs,
+                    body: Box::new(body),
+                }
+            }
+            9 => Body::Timer(decode_timer(r)?),
             tag => return Err(DecodeError::UnknownTag { what: "body", tag }),
-        };
+        })
+    }
+}
+
+impl Wire for Payload {
+    const NAME: &'static str = "payload";
+
+    fn encode(&self, w: &mut Writer) {
+        w.u8(PAYLOAD_VERSION);
+        w.raw(&self.sender_account.0);
+        w.raw(&self.sender_device.0);
+        w.u128(self.id.0);
+        self.body.encode(w);
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        r.version(Self::NAME, PAYLOAD_VERSION)?;
+        let sender_account = AccountId(r.array()?);
+        let sender_device = DeviceId(r.array()?);
+        let id = MessageId(r.u128()?);
+        let body = Body::decode(r)?;
         Ok(Self {
             sender_account,
             sender_device,
@@ -418,13 +554,36 @@ mod tests {
                     share,
                 })
             }),
-            (any::<[u8; 32]>(), any::<u128>(), ".{0,100}").prop_map(|(with, id, text)| {
-                Body::Sync(SyncItem::Sent {
+            (
+                any::<[u8; 32]>(),
+                any::<u128>(),
+                ".{0,100}",
+                0..=MAX_TIMER_SECS
+            )
+                .prop_map(|(with, id, text, secs)| {
+                    let item = SyncItem::Sent {
+                        with: AccountId(with),
+                        id: MessageId(id),
+                        text,
+                    };
+                    Body::Sync(match secs {
+                        0 => item,
+                        secs => SyncItem::Timed {
+                            secs,
+                            item: Box::new(item),
+                        },
+                    })
+                }),
+            (any::<[u8; 32]>(), any::<u128>(), 0..=MAX_TIMER_SECS).prop_map(|(with, id, secs)| {
+                Body::Sync(SyncItem::Timer {
                     with: AccountId(with),
                     id: MessageId(id),
-                    text,
+                    secs: (secs > 0).then_some(secs),
                 })
             }),
+            (".{0,100}", 0..=MAX_TIMER_SECS)
+                .prop_map(|(text, secs)| { Body::Text(text).timed((secs > 0).then_some(secs)) }),
+            (0..=MAX_TIMER_SECS).prop_map(|secs| Body::Timer((secs > 0).then_some(secs))),
             (
                 any::<[u8; 32]>(),
                 proptest::collection::vec(any::<u128>(), 0..20)
@@ -471,6 +630,36 @@ mod tests {
             body: Body::Text("x".repeat(MAX_TEXT_LEN)),
         };
         assert!(p.to_padded().len() <= MAX_PADDED_LEN);
+    }
+
+    #[test]
+    fn only_texts_and_files_are_timed() {
+        let timed = |body: Body| Payload {
+            sender_account: AccountId([0; 32]),
+            sender_device: DeviceId([0; 32]),
+            id: MessageId(0),
+            body: Body::Timed {
+                secs: 60,
+                body: Box::new(body),
+            },
+        };
+        assert!(Payload::from_bytes(&timed(Body::Text("hi".into())).to_bytes()).is_ok());
+        for body in [
+            Body::Timer(Some(5)),
+            Body::Text("hi".into()).timed(Some(5)),
+            Body::Receipt {
+                kind: ReceiptKind::Read,
+                ids: vec![],
+            },
+        ] {
+            assert!(Payload::from_bytes(&timed(body).to_bytes()).is_err());
+        }
+        let too_long = Body::Timer(Some(MAX_TIMER_SECS + 1));
+        let p = Payload {
+            body: too_long,
+            ..timed(Body::Text(String::new()))
+        };
+        assert!(Payload::from_bytes(&p.to_bytes()).is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use hush_node::{Client, ContactView, Home, MessageView, SendReceipt, Status};
+use hush_node::{Client, ContactView, Home, MessageView, SendReceipt, Status, timer_text};
 use hush_protocol::MAX_TEXT_LEN;
 use hush_protocol::text::for_terminal;
 use serde_json::{Value, json};
@@ -100,6 +100,45 @@ pub fn keys_changed_warning(name: &str) -> String {
     )
 }
 
+/// A conversation entry's text for the terminal: the text (escaped), a
+/// file's line, or what a change of the disappearing timer did; a message
+/// that disappears says when.
+pub fn message_text(m: &MessageView) -> String {
+    entry_text(Entry {
+        text: &m.text,
+        file: m.file.as_ref(),
+        kind: &m.kind,
+        timer_secs: m.timer_secs,
+        disappears_at: m.disappears_at.as_deref(),
+    })
+}
+
+/// What [`entry_text`] shows of a message.
+struct Entry<'a> {
+    text: &'a str,
+    file: Option<&'a hush_node::FileView>,
+    kind: &'a str,
+    timer_secs: Option<u32>,
+    disappears_at: Option<&'a str>,
+}
+
+fn entry_text(m: Entry<'_>) -> String {
+    if m.kind == "timer" {
+        return match m.timer_secs {
+            Some(secs) => format!("⏱ set disappearing messages to {}", timer_text(Some(secs))),
+            None => "⏱ turned disappearing messages off".to_owned(),
+        };
+    }
+    let text = match m.file {
+        Some(file) => super::file::file_line(file, m.text),
+        None => for_terminal(m.text, true),
+    };
+    match (m.disappears_at, m.timer_secs) {
+        (Some(at), Some(secs)) => format!("{text}  (⏱ {}, gone at {at})", timer_text(Some(secs))),
+        _ => text,
+    }
+}
+
 pub async fn history(client: &mut Client, args: HistoryArgs) -> Result<()> {
     let params = json!({ "contact": args.name, "limit": args.limit, "before": args.before });
     let messages: Vec<MessageView> = serde_json::from_value(client.call("history", params).await?)?;
@@ -121,16 +160,12 @@ pub async fn history(client: &mut Client, args: HistoryArgs) -> Result<()> {
         print_json(&messages)?;
     } else {
         for m in messages {
-            let text = match &m.file {
-                Some(file) => super::file::file_line(file, &m.text),
-                None => for_terminal(&m.text, true),
-            };
             println!(
                 "{}  {}  {}: {}  [{}]",
                 m.id,
                 m.sent_at,
                 for_terminal(&m.from, false),
-                text,
+                message_text(&m),
                 m.status
             );
         }
@@ -165,11 +200,15 @@ fn describe_event(event: &Value) -> String {
     // keeps them exact).
     let s = |k: &str| for_terminal(event[k].as_str().unwrap_or(""), false);
     let text = || {
-        let caption = event["message"]["text"].as_str().unwrap_or("");
-        match serde_json::from_value::<hush_node::FileView>(event["message"]["file"].clone()) {
-            Ok(file) => super::file::file_line(&file, caption),
-            Err(_) => for_terminal(caption, true),
-        }
+        let m = &event["message"];
+        let file = serde_json::from_value::<hush_node::FileView>(m["file"].clone()).ok();
+        entry_text(Entry {
+            text: m["text"].as_str().unwrap_or(""),
+            file: file.as_ref(),
+            kind: m["kind"].as_str().unwrap_or("message"),
+            timer_secs: m["timer_secs"].as_u64().and_then(|s| u32::try_from(s).ok()),
+            disappears_at: m["disappears_at"].as_str(),
+        })
     };
     let from = || for_terminal(event["message"]["from"].as_str().unwrap_or(""), false);
     match event["type"].as_str() {
@@ -204,6 +243,11 @@ fn describe_event(event: &Value) -> String {
                 Err(_) => for_terminal(&event.to_string(), false),
             }
         }
+        Some("disappeared") => format!(
+            "{} message(s) with {} disappeared",
+            event["ids"].as_array().map_or(0, Vec::len),
+            s("conversation")
+        ),
         Some("undeliverable") => format!("{} not left at a relay: {}", s("id"), s("reason")),
         Some("group_invite") => format!(
             "{} invited you into the group {} (`hush group join {}`)",

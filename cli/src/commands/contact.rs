@@ -2,11 +2,11 @@
 //! and their settings.
 
 use anyhow::{Result, bail};
-use hush_node::{Client, ContactView};
+use hush_node::{Client, ContactView, timer_text};
 use serde_json::{Value, json};
 
 use super::print_json;
-use crate::args::{ContactCommand, OnOff};
+use crate::args::{ContactCommand, Disappear, OnOff};
 
 pub async fn run(client: &mut Client, command: ContactCommand) -> Result<()> {
     match command {
@@ -21,8 +21,16 @@ pub async fn run(client: &mut Client, command: ContactCommand) -> Result<()> {
             name,
             share_presence,
             receipts,
+            disappear,
             json,
-        } => set(client, name, share_presence, receipts, json).await,
+        } => {
+            let changes = Changes {
+                share_presence,
+                receipts,
+                disappear,
+            };
+            set(client, name, changes, json).await
+        }
         ContactCommand::List { json } => list(client, json).await,
         ContactCommand::Remove {
             name,
@@ -138,17 +146,43 @@ async fn receipts(client: &mut Client, name: String, setting: OnOff, json: bool)
     Ok(())
 }
 
-async fn set(
-    client: &mut Client,
-    name: String,
+/// What `hush contact set` changes.
+struct Changes {
     share_presence: Option<OnOff>,
     receipts: Option<OnOff>,
-    json: bool,
-) -> Result<()> {
-    if share_presence.is_none() && receipts.is_none() {
-        bail!("nothing to change: give --share-presence on|off and/or --receipts on|off");
+    disappear: Option<Disappear>,
+}
+
+async fn set(client: &mut Client, name: String, changes: Changes, json: bool) -> Result<()> {
+    let Changes {
+        share_presence,
+        receipts,
+        disappear,
+    } = changes;
+    if share_presence.is_none() && receipts.is_none() && disappear.is_none() {
+        bail!(
+            "nothing to change: give --share-presence on|off, --receipts on|off and/or --disappear DURATION|off"
+        );
     }
     let mut result = serde_json::Map::new();
+    if let Some(Disappear(secs)) = disappear {
+        let view = client
+            .call(
+                "contact.disappear",
+                json!({ "contact": name, "secs": secs }),
+            )
+            .await?;
+        result.insert("contact".into(), view);
+        if !json {
+            match secs {
+                Some(_) => println!(
+                    "Messages with {name} now disappear {} after they are sent, on both sides.",
+                    timer_text(secs)
+                ),
+                None => println!("Messages with {name} no longer disappear."),
+            }
+        }
+    }
     if let Some(setting) = receipts {
         let on = matches!(setting, OnOff::On);
         let view = client
@@ -193,6 +227,12 @@ async fn list(client: &mut Client, json: bool) -> Result<()> {
             let mut notes = String::new();
             if !c.send_receipts {
                 notes.push_str("  (read receipts off)");
+            }
+            if let Some(secs) = c.disappear_secs {
+                notes.push_str(&format!(
+                    "  (messages disappear after {})",
+                    timer_text(Some(secs))
+                ));
             }
             if c.blocked {
                 notes.push_str("  (blocked)");

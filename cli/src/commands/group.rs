@@ -4,11 +4,13 @@ use hush_protocol::text::for_terminal;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use hush_node::{Client, GroupMembersView, GroupMessageView, GroupView, Home, SendReceipt};
+use hush_node::{
+    Client, GroupMembersView, GroupMessageView, GroupView, Home, SendReceipt, timer_text,
+};
 use serde_json::{Value, json};
 
 use super::print_json;
-use crate::args::{GroupCommand, GroupWait};
+use crate::args::{Disappear, GroupCommand, GroupWait};
 
 async fn change(client: &mut Client, method: &str, params: Value) -> Result<GroupView> {
     Ok(serde_json::from_value(client.call(method, params).await?)?)
@@ -86,6 +88,25 @@ pub async fn run(home: &Home, command: GroupCommand) -> Result<ExitCode> {
                 )
             })?;
         }
+        GroupCommand::Set {
+            group,
+            disappear: Disappear(secs),
+            json,
+        } => {
+            let params = json!({ "group": group, "secs": secs });
+            let view = change(client, "group.disappear", params).await?;
+            changed(&view, json, |v| match secs {
+                Some(_) => format!(
+                    "Messages in {} now disappear {} after they are sent, on every member's devices.",
+                    for_terminal(&v.name, false),
+                    timer_text(secs)
+                ),
+                None => format!(
+                    "Messages in {} no longer disappear.",
+                    for_terminal(&v.name, false)
+                ),
+            })?;
+        }
         GroupCommand::Promote {
             group,
             member,
@@ -152,10 +173,7 @@ pub async fn run(home: &Home, command: GroupCommand) -> Result<ExitCode> {
                     } else {
                         String::new()
                     };
-                    let text = match &m.message.file {
-                        Some(file) => super::file::file_line(file, &m.message.text),
-                        None => for_terminal(&m.message.text, true),
-                    };
+                    let text = super::chat::message_text(&m.message);
                     println!(
                         "{}  {}  {}: {}  [{}]{receipts}",
                         m.message.id,

@@ -22,7 +22,7 @@ pub(super) enum After {
     Ack(ResponseChannel<Vec<u8>>, AckBatch),
     KeyBundle(ResponseChannel<Vec<u8>>, KeyBundle),
     Dispatch(OutboxKey),
-    Emit(Event),
+    Emit(Box<Event>),
     Received([u8; 32]),
     ReplySend(Reply<SendReceipt>, SendReceipt),
     ReplyContact(Reply<crate::view::ContactView>, crate::view::ContactView),
@@ -222,7 +222,7 @@ impl EventLoop {
                     self.drive();
                 }
                 (After::Emit(event), Ok(())) => {
-                    let _ = self.events.send(event);
+                    let _ = self.events.send(*event);
                 }
                 (After::PendingStored(session, digest), _) => {
                     self.engine.groups.pending_stored(session, digest);

@@ -39,6 +39,7 @@ impl EventLoop {
             &self.me.account,
             record,
             self.engine.contacts.trust(&record.account),
+            self.engine.timer_of(&record.account),
         )
     }
 
@@ -88,9 +89,10 @@ impl EventLoop {
                     }
                     _ => self.tell_own_devices_contact(&record.account),
                 }
-                let view = contact_view(&self.me.account, &record, trust);
+                let timer = self.engine.timer_of(&record.account);
+                let view = contact_view(&self.me.account, &record, trust, timer);
                 self.batch.after.push(After::ReplyContact(reply, view));
-                self.batch.after.push(After::Emit(event));
+                self.batch.after.push(After::Emit(Box::new(event)));
             }
             Err(e) => {
                 let _ = reply.send(Err(e));

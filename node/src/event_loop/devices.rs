@@ -275,7 +275,11 @@ impl EventLoop {
                 let (reply, _) = tokio::sync::oneshot::channel();
                 self.share_presence(with, share, reply);
             }
-            SyncItem::Sent { .. } | SyncItem::Read { .. } | SyncItem::SentFile { .. } => {}
+            SyncItem::Sent { .. }
+            | SyncItem::Read { .. }
+            | SyncItem::SentFile { .. }
+            | SyncItem::Timed { .. }
+            | SyncItem::Timer { .. } => {}
         }
         self.applying_own_change = false;
     }

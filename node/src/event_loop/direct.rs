@@ -61,6 +61,7 @@ fn push_ops(write: DeviceWrite, ops: &mut Vec<Op>) {
         DeviceWrite::DepositRight(device, right) => Op::PutRight(device, right),
         DeviceWrite::Trust(account, trust) => Op::PutTrust(account, trust),
         DeviceWrite::File(conversation, id, file) => Op::PutFile(conversation, id, file),
+        DeviceWrite::Timer(account, timer) => Op::PutTimer(account, timer.secs, timer.set_by),
         DeviceWrite::ForgetContact {
             name,
             devices,
@@ -129,19 +130,19 @@ impl EventLoop {
                 }
                 DeviceEffect::After(DeviceAfter::Notice(notice)) => {
                     let file = self.arrived_file(&notice);
-                    let event = event_of(notice, file, |name| self.keys_changed(name));
-                    self.batch.after.push(After::Emit(event));
+                    let event = event_of(*notice, file, |name| self.keys_changed(name));
+                    self.batch.after.push(After::Emit(Box::new(event)));
                 }
                 DeviceEffect::Notice(notice) => {
                     if let DeviceNotice::Undeliverable {
                         id, relay, reason, ..
-                    } = &notice
+                    } = &*notice
                     {
                         tracing::warn!(%id, %relay, problem = %reason, "a relay refused a message; it stays queued");
                     }
                     let _ = self
                         .events
-                        .send(event_of(notice, None, |name| self.keys_changed(name)));
+                        .send(event_of(*notice, None, |name| self.keys_changed(name)));
                 }
                 DeviceEffect::RequestKey(device) => self.request_key(device),
                 DeviceEffect::ClaimKey {

@@ -413,6 +413,34 @@ impl EventLoop {
         self.store_file(conversation, id, &file)
     }
 
+    /// What this device holds of a file whose message disappeared: a
+    /// download stops, its parts and the sealed copy go, and a received
+    /// file this node saved is deleted (a file we sent stays where the
+    /// user keeps it).
+    pub(super) fn drop_file_of_expired(&mut self, id: MessageId, file: &FileRecord) {
+        if let Some(running) = self.files.running.remove(&id) {
+            running.task.abort();
+        }
+        self.files.queued.retain(|(_, q, _)| *q != id);
+        self.files.retries.retain(|(m, _), _| *m != id);
+        if self.files.pending.iter().any(|(m, _)| *m == id) {
+            self.files.pending.retain(|(m, _)| *m != id);
+            self.save_pending_uploads();
+        }
+        if let Ok(m) = FileManifest::from_bytes(&file.manifest) {
+            crate::files::remove_partial(&self.files.config.blobs, &m.root);
+            hush_host::blobs::remove_sealed(&self.files.config.blobs, &m.root);
+        }
+        if !file.outgoing
+            && file.state == FileState::Complete
+            && let Some(path) = &file.path
+            && let Err(e) = std::fs::remove_file(path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(error = %e, "could not delete a received file whose message disappeared");
+        }
+    }
+
     /// Files we sent longer ago than `--keep-sent-days` are no longer
     /// served: their sealed copies go (checked every few minutes).
     fn expire_sent(&mut self, now: Instant) {
@@ -580,7 +608,7 @@ impl EventLoop {
         let view = self.view_file(conversation, id, &file);
         self.batch
             .after
-            .push(After::Emit(Event::File { file: view }));
+            .push(After::Emit(Box::new(Event::File { file: view })));
     }
 
     /// The home relays of the account of `device` (its card's, or ours).
@@ -650,7 +678,7 @@ impl EventLoop {
         let view = self.view_file(conversation, id, file);
         self.batch
             .after
-            .push(After::Emit(Event::File { file: view.clone() }));
+            .push(After::Emit(Box::new(Event::File { file: view.clone() })));
         view
     }
 

@@ -61,6 +61,11 @@ pub(crate) enum GroupCommand {
         member: String,
         reply: Reply<GroupView>,
     },
+    SetTimer {
+        group: String,
+        secs: Option<u32>,
+        reply: Reply<GroupView>,
+    },
     Send {
         group: String,
         text: String,
@@ -346,32 +351,39 @@ impl EventLoop {
             GroupAfter::PendingStored(session, digest) => After::PendingStored(session, digest),
             GroupAfter::Settled(digest) => After::Received(digest),
             GroupAfter::ReceiptCounts(id, ids) => After::ReceiptCounts(id, ids),
-            GroupAfter::Notice(GroupNotice::Invited { group, name, by }) => {
+            GroupAfter::Notice(notice) => self.after_notice(*notice),
+        }
+    }
+
+    /// The event for what the groups told the user.
+    fn after_notice(&mut self, notice: GroupNotice) -> After {
+        match notice {
+            GroupNotice::Invited { group, name, by } => {
                 let from = self.member_name(&by);
                 tracing::info!(group = %name, %from, "invited into a group");
-                After::Emit(Event::GroupInvite {
+                After::Emit(Box::new(Event::GroupInvite {
                     group: name,
                     group_id: group.to_string(),
                     from,
-                })
+                }))
             }
-            GroupAfter::Notice(GroupNotice::Changed {
+            GroupNotice::Changed {
                 group,
                 name,
                 version,
                 standing,
-            }) => After::Emit(Event::GroupChanged {
+            } => After::Emit(Box::new(Event::GroupChanged {
                 group: name,
                 group_id: group.to_string(),
                 version,
                 you: standing.as_str().to_owned(),
-            }),
-            GroupAfter::Notice(GroupNotice::Message {
+            })),
+            GroupNotice::Message {
                 group,
                 name,
                 message,
                 file,
-            }) => {
+            } => {
                 let from = self.member_name(&message.from);
                 let conversation = hush_protocol::ConversationId::group(&group);
                 let file = file.map(|f| {
@@ -380,11 +392,11 @@ impl EventLoop {
                     }
                     self.view_file(conversation, message.id, &f)
                 });
-                After::Emit(Event::GroupMessage {
+                After::Emit(Box::new(Event::GroupMessage {
                     group: name,
                     group_id: group.to_string(),
                     message: MessageView::new(&message, from).with_file(file),
-                })
+                }))
             }
         }
     }
@@ -424,6 +436,7 @@ impl EventLoop {
             invited: state.members.len() - state.joined().count(),
             member_limit: state.member_limit,
             version: state.version,
+            disappear_secs: state.timer,
         }
     }
 
@@ -476,6 +489,12 @@ impl EventLoop {
             } => {
                 let result =
                     self.member_change(&group, &member, |account| Action::Promote { account });
+                self.reply_group(reply, result);
+            }
+            GroupCommand::SetTimer { group, secs, reply } => {
+                let result = self
+                    .with_groups(|g, ctx| g.set_timer(ctx, &group, secs))
+                    .map_err(NodeError::from);
                 self.reply_group(reply, result);
             }
             GroupCommand::Send { reply, .. } | GroupCommand::SendFile { reply, .. }

@@ -20,7 +20,7 @@ use super::EventLoop;
 use super::devices::own_devices;
 use crate::error::NodeError;
 use crate::node::Reply;
-use crate::records::OwnDevice;
+use crate::records::{MessageKind, OwnDevice};
 use crate::view::{Event, LinkCodeView, LinkedView, rfc3339};
 
 /// Messages read from the store per page, before the page is cut to
@@ -310,6 +310,10 @@ impl EventLoop {
                         .record(&c.record.account)
                         .cloned()
                         .unwrap_or_default(),
+                    timer: self
+                        .engine
+                        .timer(&c.record.account)
+                        .map(|t| (t.secs, t.set_by.0)),
                 }
             })
             .collect();
@@ -393,6 +397,11 @@ impl EventLoop {
                 status: m.status as u8,
                 sent_at_ms: m.sent_at_ms,
                 stored_at_ms: m.stored_at_ms,
+                timer_secs: m.timer_secs,
+                timer_change: match m.kind {
+                    MessageKind::Timer(secs) => Some(secs),
+                    MessageKind::Message => None,
+                },
             }));
             if full {
                 more = true;

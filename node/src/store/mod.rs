@@ -64,6 +64,12 @@ const GROUP_KEYS: TableDefinition<(&[u8; 32], &[u8; 32]), &[u8]> =
 const CONTACT_TRUST: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("contact_trust");
 /// The file a message carries, under the message's key.
 const FILES: TableDefinition<(&[u8; 32], u128), &[u8]> = TableDefinition::new("files");
+/// Per contact account: the 1:1 conversation's disappearing timer
+/// ([`TimerRecord`]).
+const TIMERS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("conversation_timers");
+/// (when it expires in Unix ms, conversation, message id) for every message
+/// that disappears: the expiry order.
+const EXPIRING: TableDefinition<(u64, &[u8; 32], u128), ()> = TableDefinition::new("expiring");
 
 /// The identity as homes made before several devices per account stored it.
 const IDENTITY_KEY: &str = "identity";
@@ -205,6 +211,8 @@ impl Store {
             txn.open_table(DEPOSIT_RIGHTS)?;
             txn.open_table(CONTACT_TRUST)?;
             txn.open_table(FILES)?;
+            txn.open_table(TIMERS)?;
+            txn.open_table(EXPIRING)?;
             txn.open_table(search::POSTINGS)?;
             txn.open_table(search::SEGMENTS)?;
             txn.open_table(search::DOCS)?;
@@ -695,6 +703,38 @@ impl Store {
             .collect()
     }
 
+    /// Every 1:1 conversation's disappearing timer, by contact account.
+    pub fn timers(&self) -> Result<Vec<(AccountId, TimerRecord)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(TIMERS)?;
+        table
+            .iter()?
+            .map(|row| {
+                let (k, v) = row?;
+                Ok((AccountId(*k.value()), decode("timer", v.value())?))
+            })
+            .collect()
+    }
+
+    /// Up to `limit` messages that expired by `now_ms`, soonest first.
+    pub fn expired(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(ConversationId, MessageId)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(EXPIRING)?;
+        table
+            .range((0, &[0; 32], 0)..=(now_ms, &[0xff; 32], u128::MAX))?
+            .take(limit)
+            .map(|row| {
+                let (key, _) = row?;
+                let (_, conversation, id) = key.value();
+                Ok((ConversationId(*conversation), MessageId(id)))
+            })
+            .collect()
+    }
+
     /// Up to `limit` messages older than `before` (or the newest), oldest first.
     pub fn history(
         &self,
@@ -861,5 +901,5 @@ mod upgrade;
 pub use search::{SearchFilter, SearchHit};
 use upgrade::upgrade;
 
-pub use ops::Op;
 use ops::write;
+pub use ops::{Op, TimerRecord};

@@ -8,14 +8,15 @@ use serde::{Deserialize, Serialize};
 
 use super::search::Indexer;
 use super::{
-    CLOCK_KEY, CONTACT_TRUST, CONTACTS, DEPOSIT_RIGHTS, FALLBACK_KEY, FALLBACK_MADE_KEY, FILES,
-    GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUP_RECEIPTS, GROUPS, LISTEN_KEY, MEGOLM_IN, MESSAGES,
-    META, OLM_ACCOUNT_KEY, OUTBOX, OWN_PRESENCE_KEY, OutboxKey, PRESENCE, RELAYS_KEY, SEEN,
-    SESSIONS, StoreError, UNREAD, WAL_KEY, decode, encode,
+    CLOCK_KEY, CONTACT_TRUST, CONTACTS, DEPOSIT_RIGHTS, EXPIRING, FALLBACK_KEY, FALLBACK_MADE_KEY,
+    FILES, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUP_RECEIPTS, GROUPS, LISTEN_KEY, MEGOLM_IN,
+    MESSAGES, META, OLM_ACCOUNT_KEY, OUTBOX, OWN_PRESENCE_KEY, OutboxKey, PRESENCE, RELAYS_KEY,
+    SEEN, SESSIONS, StoreError, TIMERS, UNREAD, WAL_KEY, decode, encode,
 };
 use crate::records::{
-    ContactRecord, ContactTrust, FileRecord, GroupRecord, InboundRecord, MessageRecord,
-    OutboxRecord, OwnPresenceRecord, PendingRecord, PresenceRecord, PublishKeyRecord, Status,
+    ContactRecord, ContactTrust, FileRecord, GroupRecord, InboundRecord, MessageKind,
+    MessageRecord, OutboxRecord, OwnPresenceRecord, PendingRecord, PresenceRecord,
+    PublishKeyRecord, Status,
 };
 
 /// One change to apply in a write batch. Batches are also the
@@ -26,8 +27,9 @@ pub enum Op {
     PutOlmAccount(String),
     PutSessions([u8; 32], Vec<String>),
     PutContact(ContactRecord),
-    /// Inserts a message unless one with the same id is already stored.
-    PutMessage(ConversationId, MessageRecord),
+    /// A message as format 3 logged it: only replayed from a log an older
+    /// hush left (applied as [`Op::PutMessage`]).
+    PutMessageV3(ConversationId, MessageRecordV3),
     /// Raises a message's status; never lowers it.
     RaiseStatus(ConversationId, MessageId, Status),
     /// Marks every unread message of a conversation read.
@@ -68,6 +70,42 @@ pub enum Op {
     DeletePresence(AccountId),
     /// The file a message carries (replaces the one stored).
     PutFile(ConversationId, MessageId, FileRecord),
+    /// Inserts a message unless one with the same id is already stored
+    /// (with its place in the expiry order if it disappears).
+    PutMessage(ConversationId, MessageRecord),
+    /// The disappearing timer of the 1:1 conversation with an account.
+    PutTimer(AccountId, Option<u32>, MessageId),
+    /// Messages of a conversation, with all that hangs on them: unread
+    /// marks, files, receipts, expiry rows, outbox entries, search entries.
+    DeleteMessages(ConversationId, Vec<MessageId>),
+}
+
+/// A message record as formats 1 to 3 stored it (no timer, no kind).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MessageRecordV3 {
+    pub id: MessageId,
+    pub from: AccountId,
+    pub outgoing: bool,
+    pub text: String,
+    pub status: Status,
+    pub sent_at_ms: u64,
+    pub stored_at_ms: u64,
+}
+
+impl From<MessageRecordV3> for MessageRecord {
+    fn from(m: MessageRecordV3) -> Self {
+        Self {
+            id: m.id,
+            from: m.from,
+            outgoing: m.outgoing,
+            text: m.text,
+            status: m.status,
+            sent_at_ms: m.sent_at_ms,
+            stored_at_ms: m.stored_at_ms,
+            timer_secs: None,
+            kind: MessageKind::Message,
+        }
+    }
 }
 
 /// redb tables a write opens as its ops need them: each open table costs
@@ -95,6 +133,90 @@ struct Tables<'t> {
     rights: Slot<'t, Id, Bytes>,
     trust: Slot<'t, Id, Bytes>,
     files: Slot<'t, (Id, u128), Bytes>,
+    timers: Slot<'t, Id, Bytes>,
+    expiring: Slot<'t, (u64, Id, u128), ()>,
+}
+
+/// A 1:1 conversation's disappearing timer as stored.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct TimerRecord {
+    pub secs: Option<u32>,
+    pub set_by: MessageId,
+}
+
+fn put_message<'t>(
+    txn: &'t redb::WriteTransaction,
+    t: &mut Tables<'t>,
+    index: &mut Indexer,
+    index_messages: bool,
+    conv: ConversationId,
+    message: MessageRecord,
+) -> Result<(), StoreError> {
+    let key = (&conv.0, message.id.0);
+    let messages = table(txn, &mut t.messages, MESSAGES)?;
+    if messages.get(key)?.is_some() {
+        return Ok(());
+    }
+    messages.insert(key, encode(&message).as_slice())?;
+    if index_messages && message.kind == MessageKind::Message {
+        index.add(conv, &message);
+    }
+    if !message.outgoing && message.status < Status::Read {
+        table(txn, &mut t.unread, UNREAD)?.insert(key, ())?;
+    }
+    if let Some(at) = message.expires_at_ms() {
+        table(txn, &mut t.expiring, EXPIRING)?.insert((at, &conv.0, message.id.0), ())?;
+    }
+    Ok(())
+}
+
+/// Deletes messages of one conversation and everything kept for them.
+fn delete_messages<'t>(
+    txn: &'t redb::WriteTransaction,
+    t: &mut Tables<'t>,
+    index: &mut Indexer,
+    conv: ConversationId,
+    ids: &[MessageId],
+) -> Result<(), StoreError> {
+    let c = &conv.0;
+    let mut gone = Vec::with_capacity(ids.len());
+    for id in ids {
+        let Some(message) = table(txn, &mut t.messages, MESSAGES)?.remove((c, id.0))? else {
+            continue;
+        };
+        let message: MessageRecord = decode("message", message.value())?;
+        let file = match table(txn, &mut t.files, FILES)?.remove((c, id.0))? {
+            Some(f) => Some(decode::<FileRecord>("file", f.value())?),
+            None => None,
+        };
+        table(txn, &mut t.unread, UNREAD)?.remove((c, id.0))?;
+        if let Some(at) = message.expires_at_ms() {
+            table(txn, &mut t.expiring, EXPIRING)?.remove((at, c, id.0))?;
+        }
+        let receipts = table(txn, &mut t.receipts, GROUP_RECEIPTS)?;
+        let members: Vec<[u8; 32]> = receipts
+            .range((c, id.0, &[0; 32])..=(c, id.0, &[0xff; 32]))?
+            .map(|row| row.map(|(k, _)| *k.value().2))
+            .collect::<Result<_, _>>()?;
+        for member in &members {
+            receipts.remove((c, id.0, member))?;
+        }
+        let outbox = table(txn, &mut t.outbox, OUTBOX)?;
+        let devices: Vec<[u8; 32]> = outbox
+            .range((id.0, &[0; 32])..=(id.0, &[0xff; 32]))?
+            .map(|row| row.map(|(k, _)| *k.value().1))
+            .collect::<Result<_, _>>()?;
+        for device in &devices {
+            outbox.remove((id.0, device))?;
+        }
+        gone.push((message, file));
+    }
+    if !gone.is_empty() {
+        // The index opens the tables it needs itself.
+        t.meta = None;
+        index.remove_messages(txn, &conv, &gone)?;
+    }
+    Ok(())
 }
 
 fn table<'a, 't, K: redb::Key + 'static, V: redb::Value + 'static>(
@@ -146,18 +268,26 @@ pub(super) fn write(
                     table(&txn, &mut t.contacts, CONTACTS)?
                         .insert(contact.name.as_str(), encode(&contact).as_slice())?;
                 }
+                Op::PutMessageV3(conv, message) => {
+                    put_message(
+                        &txn,
+                        &mut t,
+                        &mut index,
+                        index_messages,
+                        conv,
+                        message.into(),
+                    )?;
+                }
                 Op::PutMessage(conv, message) => {
-                    let key = (&conv.0, message.id.0);
-                    let messages = table(&txn, &mut t.messages, MESSAGES)?;
-                    if messages.get(key)?.is_none() {
-                        messages.insert(key, encode(&message).as_slice())?;
-                        if index_messages {
-                            index.add(conv, &message);
-                        }
-                        if !message.outgoing && message.status < Status::Read {
-                            table(&txn, &mut t.unread, UNREAD)?.insert(key, ())?;
-                        }
-                    }
+                    put_message(&txn, &mut t, &mut index, index_messages, conv, message)?;
+                }
+                Op::PutTimer(account, secs, set_by) => {
+                    let timer = TimerRecord { secs, set_by };
+                    table(&txn, &mut t.timers, TIMERS)?
+                        .insert(&account.0, encode(&timer).as_slice())?;
+                }
+                Op::DeleteMessages(conv, ids) => {
+                    delete_messages(&txn, &mut t, &mut index, conv, &ids)?;
                 }
                 Op::RaiseStatus(conv, id, status) => {
                     raise_status(table(&txn, &mut t.messages, MESSAGES)?, conv, id, status)?;
@@ -270,7 +400,13 @@ pub(super) fn write(
                         })
                         .collect::<Result<Vec<(MessageRecord, Option<FileRecord>)>, StoreError>>(
                         )?;
-                    index.remove_conversation(&txn, &conv, &gone)?;
+                    index.remove_messages(&txn, &conv, &gone)?;
+                    let expiring = table(&txn, &mut t.expiring, EXPIRING)?;
+                    for (message, _) in &gone {
+                        if let Some(at) = message.expires_at_ms() {
+                            expiring.remove((at, c, message.id.0))?;
+                        }
+                    }
                     let unread = table(&txn, &mut t.unread, UNREAD)?;
                     for id in &ids {
                         unread.remove((c, *id))?;

@@ -282,7 +282,9 @@ impl Indexer {
     /// Takes the messages of a conversation (each with its file) out of the
     /// index: the conversation's documents are its reserved term's
     /// postings; each one's terms come from its message again.
-    pub(super) fn remove_conversation(
+    /// Takes `gone`, messages of one conversation, out of the index (a
+    /// whole conversation, or messages that disappeared).
+    pub(super) fn remove_messages(
         &mut self,
         txn: &WriteTransaction,
         conversation: &ConversationId,
@@ -304,7 +306,7 @@ impl Indexer {
         let mut removed_words = 0;
         let mut block = Vec::with_capacity(BLOCK_POSTINGS);
         for doc in of_conversation.iter().map(|p| p.doc) {
-            let place = docs.remove(doc)?.map(|v| v.value().to_vec());
+            let place = docs.get(doc)?.map(|v| v.value().to_vec());
             let id = place
                 .as_deref()
                 .and_then(|p| p.get(32..48))
@@ -313,6 +315,7 @@ impl Indexer {
             let Some((message, file)) = id.and_then(|id| by_id.get(&id).copied()) else {
                 continue;
             };
+            docs.remove(doc)?;
             let name = file.as_ref().and_then(file_name);
             let tokens = tokens(&indexed_text(message, name.as_deref()));
             removed_docs += 1;

@@ -114,7 +114,7 @@ fn a_home_written_with_array_keys_reads_with_reference_keys() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hush.redb");
     let conversation = [3u8; 32];
-    let record = MessageRecord {
+    let record = super::ops::MessageRecordV3 {
         id: MessageId(9),
         from: AccountId([4; 32]),
         outgoing: false,

@@ -4,7 +4,8 @@
 //! |---|---|---|
 //! | 1 (no `format` key) | hush before the local store issue | — |
 //! | 2 | hush of 2026-12-02 | sealed at rest (file level, see `at_rest.rs`); the search index |
-//! | 3 | this hush | the search index's recent batches as one value each (`search_segments`); a format 2 index is rebuilt |
+//! | 3 | hush of 2026-12-02 | the search index's recent batches as one value each (`search_segments`); a format 2 index is rebuilt |
+//! | 4 | this hush | messages carry their disappearing timer and kind (`MessageRecord::timer_secs`, `kind`): older records are rewritten; tables `conversation_timers` and `expiring` |
 //!
 //! An older database is upgraded in one durable transaction when it is
 //! opened, so a crash leaves it either as it was or fully upgraded; a newer
@@ -12,14 +13,15 @@
 
 use redb::{Database, ReadableTable};
 
+use super::ops::MessageRecordV3;
 use super::search::{self, Indexer};
-use super::{FILES, MESSAGES, META, StoreError, decode};
+use super::{FILES, MESSAGES, META, StoreError, decode, encode};
 use crate::records::{FileRecord, MessageRecord};
 
 /// The `meta` key of the format version (`u32` big-endian).
 const FORMAT_KEY: &str = "format";
 /// The format this hush writes.
-pub(super) const FORMAT: u32 = 3;
+pub(super) const FORMAT: u32 = 4;
 /// Messages indexed per flush while an old history is indexed.
 const INDEX_CHUNK: usize = 10_000;
 
@@ -54,9 +56,15 @@ pub(super) fn upgrade(db: &Database) -> Result<(), StoreError> {
         return Ok(());
     }
     let txn = db.begin_write()?;
-    // Format 1 has no index; format 2's is rebuilt in format 3's layout.
-    search::clear(&txn)?;
-    let indexed = index_history(&txn)?;
+    rewrite_messages(&txn)?;
+    // Format 1 has no index; format 2's is rebuilt in format 3's layout
+    // (format 3's stays as it is).
+    let indexed = if found < 3 {
+        search::clear(&txn)?;
+        index_history(&txn)?
+    } else {
+        0
+    };
     txn.open_table(META)?
         .insert(FORMAT_KEY, FORMAT.to_be_bytes().as_slice())?;
     txn.commit()?;
@@ -69,6 +77,41 @@ pub(super) fn upgrade(db: &Database) -> Result<(), StoreError> {
         );
     }
     Ok(())
+}
+
+/// Rewrites every message record of formats 1 to 3 in format 4's shape
+/// (no timer, a plain message).
+fn rewrite_messages(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let mut messages = txn.open_table(MESSAGES)?;
+    let mut after: Option<([u8; 32], u128)> = None;
+    loop {
+        let mut chunk: Vec<(([u8; 32], u128), MessageRecord)> = Vec::new();
+        {
+            let rows = match &after {
+                Some((c, id)) => messages.range((c, *id)..)?,
+                None => messages.range::<(&[u8; 32], u128)>(..)?,
+            };
+            for row in rows {
+                let (key, value) = row?;
+                let (conversation, id) = key.value();
+                if after == Some((*conversation, id)) {
+                    continue;
+                }
+                after = Some((*conversation, id));
+                let old: MessageRecordV3 = decode("message", value.value())?;
+                chunk.push(((*conversation, id), old.into()));
+                if chunk.len() == INDEX_CHUNK {
+                    break;
+                }
+            }
+        }
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        for ((conversation, id), message) in chunk {
+            messages.insert((&conversation, id), encode(&message).as_slice())?;
+        }
+    }
 }
 
 /// Indexes every stored message (a format 1 database has no index);

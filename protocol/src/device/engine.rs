@@ -35,6 +35,7 @@ mod rights;
 #[cfg(test)]
 mod tests;
 mod texts;
+mod timers;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -55,6 +56,7 @@ pub use contacts::{ContactError, Removed};
 pub use mail::{FULL_RELAY_RETRY_MS, MailPage};
 pub use receive::{BatchAnswer, Received};
 pub use rights::RightIssuer;
+pub use timers::ConversationTimer;
 
 /// Who this device is, as the engine needs it.
 #[derive(Debug, Clone)]
@@ -100,6 +102,8 @@ pub enum DeviceWrite {
     /// The file a message carries (stored beside it, same key); replaces
     /// the one stored.
     File(ConversationId, MessageId, FileRecord),
+    /// The disappearing timer of the conversation with an account.
+    Timer(AccountId, ConversationTimer),
 }
 
 /// What the user hears of.
@@ -137,7 +141,7 @@ pub enum DeviceAfter {
     /// The envelope with this digest is stored (or its batch failed): give
     /// it to [`DeviceEngine::settled`] either way.
     Received([u8; 32]),
-    Notice(DeviceNotice),
+    Notice(Box<DeviceNotice>),
 }
 
 /// What follows from a call, in order.
@@ -146,7 +150,7 @@ pub enum DeviceEffect<P, A, M> {
     Write(DeviceWrite),
     After(DeviceAfter),
     /// Tell the user now (a fact already durable elsewhere).
-    Notice(DeviceNotice),
+    Notice(Box<DeviceNotice>),
     /// Ask the device directly for a one-time key, then tell the outbox
     /// (`Outbox::key_requested`).
     RequestKey(DeviceId),
@@ -238,6 +242,8 @@ pub struct DeviceEngine<P, A, Q, M> {
     granted: HashSet<AccountId>,
     /// This device was taken off its account's list: it sends nothing.
     revoked: bool,
+    /// The disappearing timer of each 1:1 conversation that has one set.
+    timers: HashMap<AccountId, ConversationTimer>,
     gate: gate::ListGate,
     effects: VecDeque<DeviceEffect<P, A, M>>,
 }
@@ -277,6 +283,7 @@ where
             rights: HashMap::new(),
             granted: HashSet::new(),
             revoked: false,
+            timers: HashMap::new(),
             gate: gate::ListGate::default(),
             effects: VecDeque::new(),
         };
@@ -746,11 +753,11 @@ where
             // resent on restart and acked again as a duplicate.
             if let Some(name) = self.contacts.name_of(&record.recipient) {
                 self.effects
-                    .push_back(DeviceEffect::Notice(DeviceNotice::Status {
+                    .push_back(DeviceEffect::Notice(Box::new(DeviceNotice::Status {
                         contact: name.clone(),
                         id: key.0,
                         status: Status::Delivered,
-                    }));
+                    })));
             }
         }
     }
@@ -805,7 +812,7 @@ where
                     status: Status::Sent,
                 };
                 self.effects
-                    .push_back(DeviceEffect::After(DeviceAfter::Notice(notice)));
+                    .push_back(DeviceEffect::After(DeviceAfter::Notice(Box::new(notice))));
             }
         }
     }

@@ -248,7 +248,7 @@ pub enum GroupAfter {
     Settled([u8; 32]),
     /// Receipts for these messages of ours are stored.
     ReceiptCounts(GroupId, Vec<MessageId>),
-    Notice(GroupNotice),
+    Notice(Box<GroupNotice>),
 }
 
 /// What the user hears of.

@@ -187,6 +187,14 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
         self.entries.remove(key).map(|e| e.record)
     }
 
+    /// The keys of message `id`'s entries (one per recipient device).
+    pub fn keys_of(&self, id: MessageId) -> Vec<OutboxKey> {
+        self.entries
+            .range((id, DeviceId([0; 32]))..=(id, DeviceId([0xff; 32])))
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
     /// The device's entries from `from` on, oldest first.
     pub fn queued_from(
         &mut self,

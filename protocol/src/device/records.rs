@@ -67,6 +67,29 @@ pub struct MessageRecord {
     pub sent_at_ms: u64,
     /// When this device stored it, ms since the epoch.
     pub stored_at_ms: u64,
+    /// It disappears this many seconds after `sent_at_ms` (every device
+    /// deletes it then); `None`: kept.
+    pub timer_secs: Option<u32>,
+    pub kind: MessageKind,
+}
+
+impl MessageRecord {
+    /// When every device deletes it, ms since the epoch (`None`: never).
+    pub fn expires_at_ms(&self) -> Option<u64> {
+        self.timer_secs
+            .map(|secs| self.sent_at_ms.saturating_add(u64::from(secs) * 1000))
+    }
+}
+
+/// What a conversation entry is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MessageKind {
+    /// A text or a file someone sent.
+    #[default]
+    Message,
+    /// The author set the conversation's disappearing timer (seconds;
+    /// `None`: off). Its text is empty.
+    Timer(Option<u32>),
 }
 
 /// What a node keeps per group beside its ops (which have their own table).

@@ -61,6 +61,9 @@ pub enum Action {
     /// device linked or revoked): members reach, and take messages from,
     /// the devices it lists from then on.
     Card { card: ContactCard },
+    /// An admin sets how long members' messages last before every device
+    /// deletes them (`None`: kept), from the next message on.
+    Timer { secs: Option<u32> },
 }
 
 impl Action {
@@ -73,6 +76,7 @@ impl Action {
             Self::Remove { .. } => 4,
             Self::Promote { .. } => 5,
             Self::Card { .. } => 6,
+            Self::Timer { .. } => 7,
         }
     }
 }
@@ -155,6 +159,7 @@ impl GroupOp {
             }
             Action::Card { card } => w.bytes(&card.to_bytes()),
             Action::Join | Action::Leave => {}
+            Action::Timer { secs } => crate::payload::encode_timer(w, *secs),
             Action::Remove { account } | Action::Promote { account } => w.raw(&account.0),
         }
     }
@@ -261,6 +266,9 @@ impl Wire for GroupOp {
                 account: AccountId(r.array()?),
             },
             6 => Action::Card { card: card(r)? },
+            7 => Action::Timer {
+                secs: crate::payload::decode_timer(r)?,
+            },
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "group action",

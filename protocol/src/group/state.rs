@@ -98,6 +98,11 @@ pub struct GroupState {
     /// each removal or departure that took effect. The last is the current
     /// epoch (see [`GroupState::epoch_maker`]).
     pub epochs: Vec<Epoch>,
+    /// How long members' messages last (seconds; `None`: kept), as the
+    /// last `Timer` op in fold order set it.
+    pub timer: Option<u32>,
+    /// Who made that op and its clock (`None`: no `Timer` op yet).
+    pub timer_set: Option<(AccountId, MessageId)>,
 }
 
 /// The op that began a publish epoch (protocol.md §11.6a).
@@ -122,6 +127,8 @@ impl GroupState {
             digest: [0; 32],
             idle: BTreeMap::new(),
             epochs: Vec::new(),
+            timer: None,
+            timer_set: None,
         }
     }
 
@@ -235,6 +242,7 @@ impl GroupState {
                 }
                 Ok(())
             }
+            Action::Timer { .. } => self.admin(author),
             Action::Promote { account } => {
                 self.admin(author)?;
                 match self.members.get(account) {
@@ -345,6 +353,10 @@ impl GroupState {
                 if let Some(m) = self.members.get_mut(&op.author) {
                     m.card = std::sync::Arc::new(card.clone());
                 }
+            }
+            Action::Timer { secs } => {
+                self.timer = *secs;
+                self.timer_set = Some((op.author, op.at));
             }
         }
     }
@@ -724,9 +736,10 @@ impl OpSet {
         let needed = match op.action {
             Action::Create { .. } => return true,
             Action::Join | Action::Leave | Action::Card { .. } => [Some(m.granted.1), None],
-            Action::Invite { .. } | Action::Remove { .. } | Action::Promote { .. } => {
-                [Some(m.granted.1), m.admitted]
-            }
+            Action::Invite { .. }
+            | Action::Remove { .. }
+            | Action::Promote { .. }
+            | Action::Timer { .. } => [Some(m.granted.1), m.admitted],
         };
         needed
             .into_iter()

@@ -163,6 +163,7 @@ fn a_link_with_the_right_code_hands_over_in_order() {
                         their_key: Some((2, [5; 32])),
                         last_seen_ms: NOW - 1,
                     },
+                    timer: Some((Some(3600), 77)),
                 }],
                 more: true,
             }
@@ -177,6 +178,8 @@ fn a_link_with_the_right_code_hands_over_in_order() {
                     status: 3,
                     sent_at_ms: NOW,
                     stored_at_ms: NOW,
+                    timer_secs: Some(60),
+                    timer_change: None,
                 }],
                 more: false,
             }
@@ -191,6 +194,8 @@ fn a_link_with_the_right_code_hands_over_in_order() {
                     status: 2,
                     sent_at_ms: NOW,
                     stored_at_ms: NOW,
+                    timer_secs: None,
+                    timer_change: Some(Some(86_400)),
                 }],
                 more: false,
             }
@@ -343,6 +348,8 @@ fn pages_stay_under_one_noise_message() {
         status: 2,
         sent_at_ms: NOW,
         stored_at_ms: NOW,
+        timer_secs: Some(1),
+        timer_change: None,
     };
     let items = vec![m; 10];
     let n = messages_page_len(&items);

@@ -5,7 +5,7 @@ use hush_protocol::{AccountId, ConversationId, MessageId};
 
 use super::super::{Durability, Op, Store};
 use super::SearchFilter;
-use crate::records::{MessageRecord, Status};
+use crate::records::{FileRecord, FileState, MessageKind, MessageRecord, Status};
 use crate::search::Query;
 use hush_host::sealed_db::DbKey;
 
@@ -24,6 +24,8 @@ fn message(id: u128, from: AccountId, text: &str, sent_at_ms: u64) -> MessageRec
         status: Status::Delivered,
         sent_at_ms,
         stored_at_ms: sent_at_ms,
+        timer_secs: None,
+        kind: MessageKind::Message,
     }
 }
 
@@ -253,6 +255,79 @@ fn a_deleted_conversation_leaves_the_index() {
     assert_eq!(texts(&store, "lighthouse", &all()).len(), 2);
 }
 
+/// A message that disappears is listed in the expiry order from when its
+/// timer runs out, and deleting it takes it out of everything: the
+/// message, its file, its unread mark, receipts, outbox entries, the index.
+#[test]
+fn a_disappeared_message_leaves_no_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    history(&store);
+    let mut timed = message(8, BOB, "a secret lighthouse", 13 * DAY);
+    timed.timer_secs = Some(60);
+    let mut kept = message(9, BOB, "the lighthouse stays", 13 * DAY);
+    kept.timer_secs = None;
+    let file = FileRecord {
+        manifest: Vec::new(),
+        outgoing: false,
+        source: hush_protocol::DeviceId([2; 32]),
+        state: FileState::Offered,
+        path: None,
+        error: None,
+    };
+    let outbox = crate::records::OutboxRecord {
+        kind: hush_protocol::device::OutboxKind::Message,
+        conversation: BOB_CHAT,
+        recipient: BOB,
+        device: hush_protocol::DeviceId([2; 32]),
+        payload: Vec::new(),
+        envelope: None,
+        created_at_ms: 0,
+    };
+    store
+        .apply(
+            vec![
+                Op::PutMessage(BOB_CHAT, timed),
+                Op::PutMessage(BOB_CHAT, kept),
+                Op::PutFile(BOB_CHAT, MessageId(8), file),
+                Op::PutGroupReceipt(BOB_CHAT, MessageId(8), BOB, 1),
+                Op::PutOutbox((MessageId(8), hush_protocol::DeviceId([2; 32])), outbox),
+            ],
+            Durability::Now,
+        )
+        .unwrap();
+    assert!(store.expired(13 * DAY + 59_999, 10).unwrap().is_empty());
+    let due = store.expired(13 * DAY + 60_000, 10).unwrap();
+    assert_eq!(due, [(BOB_CHAT, MessageId(8))]);
+    assert_eq!(texts(&store, "secret", &all()), ["a secret lighthouse"]);
+    store
+        .apply(
+            vec![Op::DeleteMessages(BOB_CHAT, vec![MessageId(8)])],
+            Durability::Now,
+        )
+        .unwrap();
+    assert!(store.message(&BOB_CHAT, MessageId(8)).unwrap().is_none());
+    assert!(store.file(&BOB_CHAT, MessageId(8)).unwrap().is_none());
+    assert!(!store.unread(&BOB_CHAT).unwrap().contains(&MessageId(8)));
+    assert!(store.outbox().unwrap().is_empty());
+    assert!(
+        store
+            .group_receipts(&BOB_CHAT, MessageId(8))
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.expired(u64::MAX, 10).unwrap().is_empty());
+    assert!(texts(&store, "secret", &all()).is_empty());
+    // The rest of the conversation is as it was, in the index too.
+    assert_eq!(
+        texts(&store, "lighthouse", &all()).len(),
+        4,
+        "{:?}",
+        texts(&store, "lighthouse", &all())
+    );
+    assert!(store.message(&BOB_CHAT, MessageId(9)).unwrap().is_some());
+}
+
 #[test]
 fn a_message_stored_twice_is_indexed_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -396,7 +471,7 @@ fn a_home_from_a_newer_hush_is_refused() {
             err,
             super::super::StoreError::TooNew {
                 found: 99,
-                supported: 3
+                supported: super::super::upgrade::FORMAT
             }
         ),
         "{err}"

@@ -122,7 +122,7 @@ where
                 contact: record.name.clone(),
             };
             self.effects
-                .push_back(DeviceEffect::After(DeviceAfter::Notice(notice)));
+                .push_back(DeviceEffect::After(DeviceAfter::Notice(Box::new(notice))));
         }
         // New addresses or relays: try what is queued for them again now.
         for device in &old_card.device_list.devices {

@@ -262,13 +262,14 @@ where
             return;
         }
         self.problems.insert(key, text.clone());
-        self.effects
-            .push_back(DeviceEffect::Notice(DeviceNotice::Undeliverable {
+        self.effects.push_back(DeviceEffect::Notice(Box::new(
+            DeviceNotice::Undeliverable {
                 contact,
                 id: key.0,
                 relay: relay.to_string(),
                 reason: text,
-            }));
+            },
+        )));
     }
 
     /// A page of our own mail, opened (each item's sequence number and

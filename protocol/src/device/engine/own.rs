@@ -9,8 +9,8 @@ use std::hash::Hash;
 use super::{DeviceEffect, DeviceEngine, DeviceWrite};
 use crate::device::outbox::OutboxKey;
 use crate::device::{
-    ContactRecord, Ctx, DeviceLookup, FileRecord, FileState, MessageRecord, OutboxKind, Severity,
-    Status,
+    ContactRecord, Ctx, DeviceLookup, FileRecord, FileState, MessageKind, MessageRecord,
+    OutboxKind, Severity, Status,
 };
 use crate::envelope::RejectReason;
 use crate::{
@@ -137,10 +137,29 @@ where
         from: DeviceId,
         payload: Payload,
     ) -> Result<(), RejectReason> {
-        match payload.body {
+        let (timer, body) = match payload.body {
+            Body::Sync(SyncItem::Timed { secs, item }) => (Some(secs), Body::Sync(*item)),
+            body => (None, body),
+        };
+        match body {
             Body::Sync(SyncItem::Sent { with, id, text }) => {
-                self.take_own_sent(ctx, lookup, with, id, text, None)?;
+                self.take_own_sent(ctx, lookup, with, (id, text, timer), None)?;
             }
+            Body::Sync(SyncItem::Timer { with, id, secs }) => {
+                let conversation = ConversationId::direct(&self.me.account, &with);
+                let known = lookup
+                    .message(&conversation, id)
+                    .map_err(|_| RejectReason::Unavailable)?;
+                if known.is_none() && self.contacts.is_contact(&with) {
+                    ctx.clock.observe(id, ctx.now);
+                    let me = self.me.account;
+                    self.take_timer(ctx, with, me, id, secs, Status::Sent);
+                }
+            }
+            Body::Sync(SyncItem::Timed { .. }) => self.note(
+                Severity::Warn,
+                "a timed sync item inside a timed one; dropped",
+            ),
             Body::Sync(SyncItem::SentFile { with, id, offer }) => {
                 let file = FileRecord {
                     manifest: offer.manifest.to_bytes(),
@@ -150,7 +169,7 @@ where
                     path: None,
                     error: None,
                 };
-                self.take_own_sent(ctx, lookup, with, id, offer.caption, Some(file))?;
+                self.take_own_sent(ctx, lookup, with, (id, offer.caption, timer), Some(file))?;
             }
             Body::Sync(SyncItem::Read { with, ids }) => {
                 let conversation = ConversationId::direct(&self.me.account, &with);
@@ -225,8 +244,7 @@ where
         ctx: &mut Ctx<'_>,
         lookup: &L,
         with: AccountId,
-        id: MessageId,
-        text: String,
+        (id, text, timer): (MessageId, String, Option<u32>),
         file: Option<FileRecord>,
     ) -> Result<(), RejectReason> {
         let conversation = ConversationId::direct(&self.me.account, &with);
@@ -247,7 +265,15 @@ where
             status: Status::Sent,
             sent_at_ms: id.millis(),
             stored_at_ms: ctx.now.unix_ms,
+            timer_secs: timer,
+            kind: MessageKind::Message,
         };
+        if record
+            .expires_at_ms()
+            .is_some_and(|at| at <= ctx.now.unix_ms)
+        {
+            return Ok(());
+        }
         self.write_message(conversation, record, file);
         Ok(())
     }

@@ -6,8 +6,8 @@ use std::hash::Hash;
 
 use super::{DeviceAfter, DeviceEffect, DeviceEngine, DeviceNotice, DeviceWrite};
 use crate::device::{
-    Arrival, Ctx, DeviceLookup, FileRecord, FileState, MessageRecord, Opened, Severity, Source,
-    Status,
+    Arrival, Ctx, DeviceLookup, FileRecord, FileState, MessageKind, MessageRecord, Opened,
+    Severity, Source, Status,
 };
 use crate::{
     AccountId, AckBatch, Body, ConversationId, DirectAck, EnvelopeBatch, MessageId, ReceiptKind,
@@ -28,6 +28,19 @@ pub enum Received {
     AlreadyStored,
     /// A copy is in the batch being committed right now.
     InProgress,
+}
+
+/// A text or file message as it arrived.
+struct Incoming {
+    id: MessageId,
+    text: String,
+    timer: Option<u32>,
+}
+
+impl Incoming {
+    fn new(id: MessageId, text: String, timer: Option<u32>) -> Self {
+        Self { id, text, timer }
+    }
 }
 
 /// How to answer a batch of envelopes.
@@ -153,13 +166,32 @@ where
             self.note(Severity::Debug, "dropped what a blocked contact sent");
             return Ok(stored);
         }
-        match payload.body {
+        let (timer, body) = payload.body.untimed();
+        match body {
             Body::Group(control) => self.with_groups(ctx, |groups, ctx| {
                 groups.handle_control(ctx, lookup, account, keys.device_id, control);
             }),
             Body::Text(text) => {
-                return self.take_message(ctx, lookup, contact, account, payload.id, text, None);
+                let message = Incoming::new(payload.id, text, timer);
+                return self.take_message(ctx, lookup, contact, account, message, None);
             }
+            Body::Timer(secs) => {
+                let known = lookup
+                    .message(&conversation, payload.id)
+                    .map_err(|_| RejectReason::Unavailable)?;
+                if known.is_none() {
+                    self.take_timer(ctx, account, account, payload.id, secs, Status::Delivered);
+                }
+                // A delivered receipt tells the sender the change arrived.
+                return Ok(Received::Queued {
+                    ack: DirectAck::Stored,
+                    text: Some((account, payload.id)),
+                });
+            }
+            Body::Timed { .. } => self.note(
+                Severity::Warn,
+                "a timed message inside a timed message; dropped",
+            ),
             Body::File(offer) => {
                 let file = FileRecord {
                     manifest: offer.manifest.to_bytes(),
@@ -169,15 +201,8 @@ where
                     path: None,
                     error: None,
                 };
-                return self.take_message(
-                    ctx,
-                    lookup,
-                    contact,
-                    account,
-                    payload.id,
-                    offer.caption,
-                    Some(file),
-                );
+                let message = Incoming::new(payload.id, offer.caption, timer);
+                return self.take_message(ctx, lookup, contact, account, message, Some(file));
             }
             Body::Card(card) => self.take_pushed_card(ctx, &contact, account, *card),
             Body::Sync(_) => self.note(
@@ -223,7 +248,7 @@ where
                         };
                         self.effects.extend([
                             DeviceEffect::Write(DeviceWrite::RaiseStatus(conversation, id, status)),
-                            DeviceEffect::After(DeviceAfter::Notice(notice)),
+                            DeviceEffect::After(DeviceAfter::Notice(Box::new(notice))),
                         ]);
                     }
                 }
@@ -241,10 +266,10 @@ where
         lookup: &L,
         contact: String,
         account: AccountId,
-        id: MessageId,
-        text: String,
+        message: Incoming,
         file: Option<FileRecord>,
     ) -> Result<Received, RejectReason> {
+        let Incoming { id, text, timer } = message;
         let conversation = ConversationId::direct(&self.me.account, &account);
         let known = lookup
             .message(&conversation, id)
@@ -263,7 +288,20 @@ where
             status: Status::Delivered,
             sent_at_ms: id.millis(),
             stored_at_ms: ctx.now.unix_ms,
+            timer_secs: timer,
+            kind: MessageKind::Message,
         };
+        if record
+            .expires_at_ms()
+            .is_some_and(|at| at <= ctx.now.unix_ms)
+        {
+            // It disappeared before it arrived: taken (so it is not sent
+            // again) and receipted, never stored or shown.
+            return Ok(Received::Queued {
+                ack: DirectAck::Stored,
+                text: Some((account, id)),
+            });
+        }
         self.write_message(conversation, record.clone(), file.clone());
         let notice = DeviceNotice::Message {
             contact,
@@ -271,7 +309,7 @@ where
             file,
         };
         self.effects
-            .push_back(DeviceEffect::After(DeviceAfter::Notice(notice)));
+            .push_back(DeviceEffect::After(DeviceAfter::Notice(Box::new(notice))));
         Ok(Received::Queued {
             ack: DirectAck::Stored,
             text: Some((account, id)),

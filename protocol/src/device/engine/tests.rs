@@ -30,6 +30,7 @@ mod hijack;
 mod hostile;
 mod lifecycle;
 mod relay;
+mod timers;
 
 type Engine = DeviceEngine<DeviceId, (), u64, u64>;
 
@@ -122,6 +123,7 @@ impl Disk {
             DeviceWrite::File(c, id, file) => {
                 self.files.insert((c, id), file);
             }
+            DeviceWrite::Timer(..) => {}
         }
     }
 
@@ -373,7 +375,7 @@ impl Net {
                 match effect {
                     DeviceEffect::Write(w) => self.devs[i].disk.write(w),
                     DeviceEffect::After(a) => after.push(a),
-                    DeviceEffect::Notice(n) => self.devs[i].notices.push(n),
+                    DeviceEffect::Notice(n) => self.devs[i].notices.push(*n),
                     DeviceEffect::RequestKey(device) => {
                         let request = self.request();
                         self.devs[i].engine.outbox.key_requested(request, device);
@@ -450,7 +452,7 @@ impl Net {
                         d.engine.dispatched(&mut ctx, key);
                     }
                     DeviceAfter::Received(digest) => d.engine.settled(&digest),
-                    DeviceAfter::Notice(n) => d.notices.push(n),
+                    DeviceAfter::Notice(n) => d.notices.push(*n),
                 }
             }
         }

@@ -6,8 +6,8 @@ use std::hash::Hash;
 
 use super::{DeviceAfter, DeviceEffect, DeviceEngine, DeviceNotice, DeviceWrite};
 use crate::device::{
-    Ctx, DeviceLookup, FileRecord, FileState, MessageRecord, OutboxKind, SendError, Severity,
-    Status,
+    Ctx, DeviceLookup, FileRecord, FileState, MessageKind, MessageRecord, OutboxKind, SendError,
+    Severity, Status,
 };
 use crate::{
     AccountId, Body, ConversationId, FileOffer, MAX_RECEIPT_IDS, MAX_TEXT_LEN, MessageId, Payload,
@@ -85,10 +85,12 @@ where
         }
         self.grant_right(ctx, &account);
         let id = ctx.next_id();
+        let timer = self.timer_of(&account);
         let body = match &outgoing {
             Outgoing::Text(text) => Body::Text(text.clone()),
             Outgoing::File(offer, _) => Body::File(offer.clone()),
-        };
+        }
+        .timed(timer);
         let payload = Payload {
             sender_account: self.me.account,
             sender_device: self.me.device_id(),
@@ -136,9 +138,18 @@ where
             status: Status::Pending,
             sent_at_ms: id.millis(),
             stored_at_ms: ctx.now.unix_ms,
+            timer_secs: timer,
+            kind: MessageKind::Message,
         };
         self.write_message(conversation, record, file);
         if let Some(item) = copy {
+            let item = match timer {
+                Some(secs) => SyncItem::Timed {
+                    secs,
+                    item: Box::new(item),
+                },
+                None => item,
+            };
             self.tell_own_devices(ctx, item);
         }
         Ok(id)
@@ -221,7 +232,7 @@ where
                 status: Status::Read,
             };
             self.effects
-                .push_back(DeviceEffect::After(DeviceAfter::Notice(notice)));
+                .push_back(DeviceEffect::After(DeviceAfter::Notice(Box::new(notice))));
         }
         if send_receipts {
             self.queue_receipts(ctx, &account, ReceiptKind::Read, &unread);

@@ -10,11 +10,11 @@ use super::{
     DIRECT_DIAL_MEMBERS, GroupAfter, GroupBook, GroupCommandError, GroupEffect, GroupNotice,
     GroupWrite, Inbound, MAX_GROUPS, Standing, chunks,
 };
-use crate::device::{Ctx, GroupRecord};
+use crate::device::{Ctx, GroupRecord, MessageKind, MessageRecord, Status};
 use crate::{
-    AccountId, Action, Body, ContactCard, ControlKind, DeviceId, GroupControl, GroupError, GroupId,
-    GroupOp, GroupState, MAX_GROUP_OPS, MAX_IDLE_OPS_PER_AUTHOR, MemberStatus, OpHash, OpSet,
-    Payload, Role, SessionId, Wire,
+    AccountId, Action, Body, ContactCard, ControlKind, ConversationId, DeviceId, GroupControl,
+    GroupError, GroupId, GroupOp, GroupState, MAX_GROUP_OPS, MAX_IDLE_OPS_PER_AUTHOR, MemberStatus,
+    OpHash, OpSet, Payload, Role, SessionId, Wire,
 };
 
 /// Where ops came from.
@@ -140,6 +140,18 @@ where
             _ => "removing a member",
         };
         self.change(ctx, id, group, what, action)
+    }
+
+    /// An admin sets how long members' messages last (`None`: kept).
+    pub fn set_timer(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        group: &str,
+        secs: Option<u32>,
+    ) -> Result<GroupId, GroupCommandError> {
+        let id = self.resolve(group)?;
+        let what = "setting the disappearing timer";
+        self.change(ctx, id, group, what, Action::Timer { secs })
     }
 
     pub fn join(&mut self, ctx: &mut Ctx<'_>, group: &str) -> Result<GroupId, GroupCommandError> {
@@ -474,26 +486,52 @@ where
         if was.is_none() && now == Some(MemberStatus::Invited) {
             let by = after.members.get(&me).map_or(me, |m| m.invited_by);
             self.effects
-                .push_back(GroupEffect::After(GroupAfter::Notice(
+                .push_back(GroupEffect::After(GroupAfter::Notice(Box::new(
                     GroupNotice::Invited {
                         group: id,
                         name: after.name.clone(),
                         by,
                     },
-                )));
+                ))));
             self.subscribe(id);
+        }
+        if before.timer_set != after.timer_set
+            && let Some((author, at)) = after.timer_set
+        {
+            // The conversation shows the change, like a message.
+            let record = MessageRecord {
+                id: at,
+                from: author,
+                outgoing: author == me,
+                text: String::new(),
+                status: Status::Delivered,
+                sent_at_ms: at.millis(),
+                stored_at_ms: ctx.now.unix_ms,
+                timer_secs: None,
+                kind: MessageKind::Timer(after.timer),
+            };
+            let conversation = ConversationId::group(&id);
+            self.effects.extend([
+                GroupEffect::Write(GroupWrite::Message(conversation, record.clone())),
+                GroupEffect::After(GroupAfter::Notice(Box::new(GroupNotice::Message {
+                    group: id,
+                    name: after.name.clone(),
+                    message: record,
+                    file: None,
+                }))),
+            ]);
         }
         if before.digest != after.digest {
             let standing = self.groups[&id].standing(&me);
             self.effects
-                .push_back(GroupEffect::After(GroupAfter::Notice(
+                .push_back(GroupEffect::After(GroupAfter::Notice(Box::new(
                     GroupNotice::Changed {
                         group: id,
                         name: after.name.clone(),
                         version: after.version,
                         standing,
                     },
-                )));
+                ))));
         }
     }
 

@@ -298,7 +298,8 @@ where
                 return Received::Refused;
             }
         };
-        let (text, file) = match payload.body {
+        let (timer, body) = payload.body.untimed();
+        let (text, file) = match body {
             Body::Text(text) => (text, None),
             Body::File(offer) => {
                 let file = crate::device::FileRecord {
@@ -347,7 +348,13 @@ where
             status: Status::Delivered,
             sent_at_ms: payload.id.millis(),
             stored_at_ms: now,
+            timer_secs: timer,
+            kind: crate::device::MessageKind::Message,
         };
+        if record.expires_at_ms().is_some_and(|at| at <= now) {
+            // It disappeared before it arrived: never stored or shown.
+            return Received::Read;
+        }
         let name = self
             .groups
             .get(&id)
@@ -366,14 +373,14 @@ where
             )));
         }
         self.effects
-            .push_back(GroupEffect::After(GroupAfter::Notice(
+            .push_back(GroupEffect::After(GroupAfter::Notice(Box::new(
                 GroupNotice::Message {
                     group: id,
                     name,
                     message: record,
                     file,
                 },
-            )));
+            ))));
         if account != self.account() {
             self.queue_receipt(ctx, account, id, ReceiptKind::Delivered, payload.id);
         }

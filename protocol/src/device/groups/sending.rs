@@ -114,11 +114,12 @@ where
         }
         self.ensure_outbound(ctx, id);
         let message_id = ctx.next_id();
+        let timer = self.groups[&id].state.timer;
         let payload = Payload {
             sender_account: me,
             sender_device: self.me.device,
             id: message_id,
-            body,
+            body: body.timed(timer),
         };
         let unknown = || GroupCommandError::UnknownGroup {
             name: group.to_owned(),
@@ -145,6 +146,8 @@ where
                     status: crate::device::Status::Sent,
                     sent_at_ms: message_id.millis(),
                     stored_at_ms: now,
+                    timer_secs: timer,
+                    kind: crate::device::MessageKind::Message,
                 },
             )),
         ]);

@@ -11,7 +11,7 @@ use rand::seq::SliceRandom;
 
 use super::*;
 use crate::ControlKind;
-use crate::device::{MessageClock, Status};
+use crate::device::{MessageClock, MessageKind, Status};
 use crate::{
     AccountKey, Action, Body, DeviceKeys, DeviceList, GroupControl, GroupMessage,
     MAX_IDLE_OPS_PER_AUTHOR, MessageId, Now,
@@ -291,7 +291,7 @@ impl Net {
                 }
                 GroupAfter::Settled(digest) => m.book.settled(&digest),
                 GroupAfter::ReceiptCounts(..) => {}
-                GroupAfter::Notice(n) => m.notices.push(n),
+                GroupAfter::Notice(n) => m.notices.push(*n),
             }
         }
     }
@@ -810,5 +810,49 @@ fn a_file_in_the_group_reaches_every_member_with_its_sender_as_the_source() {
             assert_eq!(file.source, bob_device, "fetched from bob's device");
         }
         assert!(m.disk.texts(id).contains(&"the plan".to_owned()));
+    }
+}
+
+/// An admin sets the group's timer: every member's conversation shows the
+/// change, and every message from then on carries it on every member.
+/// A member who is not an admin cannot change it.
+#[test]
+fn an_admins_timer_times_every_members_messages_and_a_member_cannot_set_one() {
+    let mut net = Net::new(&["alice", "bob", "carol"], config());
+    let id = net.group_of_all(0);
+    let refused = net.call(1, |book, ctx, _| book.set_timer(ctx, "friends", Some(60)));
+    assert!(
+        matches!(refused, Err(GroupCommandError::Refused { .. })),
+        "{refused:?}"
+    );
+    net.call(0, |book, ctx, _| book.set_timer(ctx, "friends", Some(3600)))
+        .unwrap();
+    net.drive();
+    let conversation = ConversationId::group(&id);
+    for m in &net.members {
+        assert_eq!(
+            m.book.group(&id).map(|g| g.state().timer),
+            Some(Some(3600)),
+            "{}",
+            m.name
+        );
+        let changes: Vec<_> = m
+            .disk
+            .messages
+            .iter()
+            .filter(|((c, _), r)| *c == conversation && r.kind == MessageKind::Timer(Some(3600)))
+            .collect();
+        assert_eq!(changes.len(), 1, "{} shows the change once", m.name);
+    }
+    net.send(1, "an hour at most");
+    for m in &net.members {
+        let timed: Vec<Option<u32>> = m
+            .disk
+            .messages
+            .values()
+            .filter(|r| r.kind == MessageKind::Message)
+            .map(|r| r.timer_secs)
+            .collect();
+        assert_eq!(timed, [Some(3600)], "{}", m.name);
     }
 }

@@ -1,0 +1,90 @@
+//! Disappearing messages: once a second the loop takes the messages whose
+//! timer ran out from the store's expiry order and deletes them with all
+//! that hangs on them (text, file, search entries, receipts, what still
+//! waits in the outbox), and the files this device holds for them.
+
+use std::collections::HashSet;
+
+use hush_protocol::{ConversationId, MessageId};
+
+use super::EventLoop;
+use super::commit::After;
+use crate::node::now_ms;
+use crate::store::Op;
+use crate::view::Event;
+
+/// Most messages deleted per sweep (the rest go on the next ticks).
+const MAX_EXPIRED_PER_SWEEP: usize = 256;
+
+/// Messages whose deletion is queued but not yet committed: not queued
+/// again meanwhile.
+#[derive(Debug, Default)]
+pub(super) struct Expiry {
+    queued: HashSet<(ConversationId, MessageId)>,
+}
+
+impl EventLoop {
+    pub(super) fn expiry_tick(&mut self) {
+        let due = match self.store.expired(now_ms(), MAX_EXPIRED_PER_SWEEP) {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the messages due to disappear");
+                return;
+            }
+        };
+        // What the store no longer lists is deleted on disk: forget it.
+        let listed: HashSet<(ConversationId, MessageId)> = due.iter().copied().collect();
+        self.expiry.queued.retain(|k| listed.contains(k));
+        let mut by_conversation: Vec<(ConversationId, Vec<MessageId>)> = Vec::new();
+        for (conversation, id) in due {
+            if !self.expiry.queued.insert((conversation, id)) {
+                continue;
+            }
+            match by_conversation.iter_mut().find(|(c, _)| *c == conversation) {
+                Some((_, ids)) => ids.push(id),
+                None => by_conversation.push((conversation, vec![id])),
+            }
+        }
+        for (conversation, ids) in by_conversation {
+            self.expire(conversation, ids);
+        }
+    }
+
+    /// Deletes messages of one conversation whose timer ran out.
+    fn expire(&mut self, conversation: ConversationId, ids: Vec<MessageId>) {
+        self.engine.forget_messages(&ids);
+        for id in &ids {
+            match self.store.file(&conversation, *id) {
+                Ok(Some(file)) => self.drop_file_of_expired(*id, &file),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "could not read a disappearing file"),
+            }
+        }
+        tracing::debug!(count = ids.len(), "messages disappeared");
+        let name = self.conversation_name(&conversation);
+        let event = Event::Disappeared {
+            conversation: name,
+            ids: ids.iter().map(ToString::to_string).collect(),
+        };
+        self.batch.ops.push(Op::DeleteMessages(conversation, ids));
+        self.batch.after.push(After::Emit(Box::new(event)));
+    }
+
+    /// The contact's or group's name a conversation is shown under.
+    pub(super) fn conversation_name(&self, conversation: &ConversationId) -> String {
+        if let Some(g) = self
+            .engine
+            .groups
+            .groups()
+            .find(|g| g.conversation() == *conversation)
+        {
+            return g.state().name.clone();
+        }
+        self.engine
+            .contacts
+            .contacts()
+            .find(|c| ConversationId::direct(&self.me.account, &c.card.account()) == *conversation)
+            .map(|c| c.record.name.clone())
+            .unwrap_or_default()
+    }
+}

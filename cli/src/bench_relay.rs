@@ -246,7 +246,7 @@ async fn ingest(relay: &RunningRelay, load: Load) -> Result<(f64, Vec<u64>)> {
                     let mailbox = (s * 7 + *next) % MAILBOXES;
                     let mut id = [0u8; 32];
                     id[..8].copy_from_slice(&(mailbox as u64).to_be_bytes());
-                    items.push((MailboxId(id), sealed));
+                    items.push(hush_protocol::DepositItem::new(MailboxId(id), sealed));
                     *next += 1;
                 }
                 items

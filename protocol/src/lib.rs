@@ -69,9 +69,9 @@ pub use keys::{
     verify_account_signature,
 };
 pub use mailbox::{
-    Auth, DepositResult, DepositRight, DropError, MAX_FETCH_WAIT_MS, MAX_MAILBOX_FRAME,
-    MAX_MAILBOX_ITEMS, MAX_REVOKED_HOLDERS, MAX_SEALED_LEN, MAX_UPLOAD_KEYS, MailboxId,
-    MailboxRequest, MailboxResponse, MailboxSecret, OwnerRequest, Refusal, SealError,
+    Auth, DepositItem, DepositResult, DepositRight, DropError, MAX_FETCH_WAIT_MS,
+    MAX_MAILBOX_FRAME, MAX_MAILBOX_ITEMS, MAX_REVOKED_HOLDERS, MAX_SEALED_LEN, MAX_UPLOAD_KEYS,
+    MailboxId, MailboxRequest, MailboxResponse, MailboxSecret, OwnerRequest, Refusal, SealError,
     SealedEnvelope, revoked_devices,
 };
 pub use megolm::{MegolmError, MegolmInbound, MegolmOutbound, SessionId, megolm_session_id};

@@ -339,6 +339,26 @@ impl OwnerRequest {
     }
 }
 
+/// One sealed envelope of a deposit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DepositItem {
+    pub mailbox: MailboxId,
+    pub sealed: Vec<u8>,
+    /// When the relay drops it, Unix ms, if before its retention ends: the
+    /// end of a disappearing message (what the relay learns of it).
+    pub expires_at_ms: Option<u64>,
+}
+
+impl DepositItem {
+    pub fn new(mailbox: MailboxId, sealed: Vec<u8>) -> Self {
+        Self {
+            mailbox,
+            sealed,
+            expires_at_ms: None,
+        }
+    }
+}
+
 /// A request on `/hush/mailbox/1`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MailboxRequest {
@@ -348,7 +368,7 @@ pub enum MailboxRequest {
     /// the items for the right's mailbox count as a contact's.
     Deposit {
         right: Option<DepositRight>,
-        items: Vec<(MailboxId, Vec<u8>)>,
+        items: Vec<DepositItem>,
     },
     /// Hands out one of the device's one-time keys (each once), or its
     /// fallback key when none is left.
@@ -415,16 +435,23 @@ impl Wire for MailboxRequest {
         match self {
             Self::Info => w.u8(0),
             Self::Deposit { right, items } => {
-                match right {
-                    None => w.u8(1),
-                    Some(right) => {
-                        w.u8(4);
+                // Tags 6 and 7 carry an expiry per item; 1 and 4 (none)
+                // stay for deposits without one.
+                let expiring = items.iter().any(|i| i.expires_at_ms.is_some());
+                match (right, expiring) {
+                    (None, false) => w.u8(1),
+                    (None, true) => w.u8(6),
+                    (Some(right), expiring) => {
+                        w.u8(if expiring { 7 } else { 4 });
                         right.encode(w);
                     }
                 }
-                w.list(items, |w, (mailbox, sealed)| {
-                    w.raw(&mailbox.0);
-                    w.bytes(sealed);
+                w.list(items, |w, item| {
+                    w.raw(&item.mailbox.0);
+                    w.bytes(&item.sealed);
+                    if expiring {
+                        w.u64(item.expires_at_ms.unwrap_or(0));
+                    }
                 });
             }
             Self::ClaimKey { device } => {
@@ -455,17 +482,25 @@ impl Wire for MailboxRequest {
         r.version(Self::NAME, REQUEST_VERSION)?;
         Ok(match r.u8()? {
             0 => Self::Info,
-            tag @ (1 | 4) => {
-                let right = if tag == 4 {
+            tag @ (1 | 4 | 6 | 7) => {
+                let right = if matches!(tag, 4 | 7) {
                     Some(DepositRight::decode(r)?)
                 } else {
                     None
                 };
+                let expiring = matches!(tag, 6 | 7);
                 let items = r.list("deposit items", MAX_MAILBOX_ITEMS, |r| {
-                    Ok((
-                        MailboxId(r.array()?),
-                        r.bytes("sealed envelope", MAX_SEALED_LEN)?.to_vec(),
-                    ))
+                    let mailbox = MailboxId(r.array()?);
+                    let sealed = r.bytes("sealed envelope", MAX_SEALED_LEN)?.to_vec();
+                    let expires_at_ms = match expiring {
+                        true => Some(r.u64()?).filter(|at| *at != 0),
+                        false => None,
+                    };
+                    Ok(DepositItem {
+                        mailbox,
+                        sealed,
+                        expires_at_ms,
+                    })
                 })?;
                 if items.is_empty() {
                     return Err(DecodeError::Invalid {

@@ -350,6 +350,19 @@ impl Payload {
         out
     }
 
+    /// The disappearing timer of a padded payload's text or file, read
+    /// from its fixed header without decoding the rest (`None`: none, or
+    /// not a timed payload).
+    pub fn timer_of_padded(bytes: &[u8]) -> Option<u32> {
+        // u32 length ‖ version ‖ account ‖ device ‖ id ‖ body tag ‖ u32 timer
+        const TAG_AT: usize = 4 + 1 + 32 + 32 + 16;
+        if bytes.get(4) != Some(&PAYLOAD_VERSION) || bytes.get(TAG_AT) != Some(&8) {
+            return None;
+        }
+        let secs = u32::from_be_bytes(bytes.get(TAG_AT + 1..TAG_AT + 5)?.try_into().ok()?);
+        (secs > 0 && secs <= MAX_TIMER_SECS).then_some(secs)
+    }
+
     /// Parses a padded plaintext; the padding must be all zeros.
     pub fn from_padded(bytes: &[u8]) -> Result<Self, DecodeError> {
         if bytes.len() > MAX_PADDED_LEN {
@@ -612,6 +625,11 @@ mod tests {
             let p = Payload { sender_account: AccountId(a), sender_device: DeviceId(d), id: MessageId(id), body };
             let padded = p.to_padded();
             prop_assert!(padded.len().is_power_of_two() && padded.len() >= MIN_PADDED_LEN);
+            let timer = match &p.body {
+                Body::Timed { secs, .. } => Some(*secs),
+                _ => None,
+            };
+            prop_assert_eq!(Payload::timer_of_padded(&padded), timer);
             prop_assert_eq!(Payload::from_padded(&padded).unwrap(), p);
         }
 

@@ -227,7 +227,7 @@ impl World {
                 let items = self
                     .alice_waiting
                     .iter()
-                    .map(|(_, s)| (self.bob.mailbox(), s.clone()))
+                    .map(|(_, s)| hush_protocol::DepositItem::new(self.bob.mailbox(), s.clone()))
                     .collect();
                 let first = self.alice_waiting[0].0;
                 self.send(

@@ -415,7 +415,7 @@ async fn a_deposit_flood_from_100_fresh_peer_ids_does_not_block_a_contacts_mail(
                 let junk = [stranger.to_be_bytes(), n.to_be_bytes()].concat();
                 let sealed =
                     SealedEnvelope::seal(&device.mailbox_key, &mailbox, &junk).expect("seal");
-                (mailbox, sealed)
+                hush_protocol::DepositItem::new(mailbox, sealed)
             })
             .collect();
         let request = MailboxRequest::Deposit { right: None, items };
@@ -485,7 +485,7 @@ async fn a_flood_of_deposits_hits_the_quotas_not_the_relays_memory() {
                 sealed[at..at + 8].copy_from_slice(&counter.to_be_bytes());
                 let mut id = [0u8; 32];
                 id[..8].copy_from_slice(&(counter % mailboxes).to_be_bytes());
-                (hush_protocol::MailboxId(id), sealed)
+                hush_protocol::DepositItem::new(hush_protocol::MailboxId(id), sealed)
             })
             .collect();
         MailboxRequest::Deposit { right: None, items }.to_bytes()

@@ -71,14 +71,27 @@ fn requests() -> Vec<MailboxRequest> {
         MailboxRequest::Info,
         MailboxRequest::Deposit {
             right: None,
-            items: vec![(MailboxId([4; 32]), vec![5; 40])],
+            items: vec![DepositItem::new(MailboxId([4; 32]), vec![5; 40])],
+        },
+        MailboxRequest::Deposit {
+            right: None,
+            items: vec![
+                DepositItem::new(MailboxId([4; 32]), vec![5; 40]),
+                DepositItem {
+                    expires_at_ms: Some(1_800_000_000_000),
+                    ..DepositItem::new(MailboxId([5; 32]), vec![6; 40])
+                },
+            ],
         },
         MailboxRequest::Deposit {
             right: Some(DepositRight::grant(
                 &ed25519_dalek::SigningKey::from_bytes(&[8; 32]),
                 [9; 16],
             )),
-            items: vec![(MailboxId([4; 32]), vec![5; 40])],
+            items: vec![DepositItem {
+                expires_at_ms: Some(1),
+                ..DepositItem::new(MailboxId([4; 32]), vec![5; 40])
+            }],
         },
         MailboxRequest::ClaimKey {
             device: DeviceId([6; 32]),

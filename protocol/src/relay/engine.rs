@@ -23,9 +23,9 @@ use super::storage::{
     Applied, DepositDigest, MailLookup, OneTimeKey, RelayWrite, Removal, StoreFault, StoredMail,
 };
 use crate::{
-    Auth, DepositResult, DepositRight, DeviceId, DeviceList, KeyBundle, MAX_FETCH_WAIT_MS,
-    MAX_MAILBOX_ITEMS, MailboxId, MailboxRequest, MailboxResponse, Now, OwnerRequest, Refusal,
-    SealedEnvelope, Wire, revoked_devices,
+    Auth, DepositItem, DepositResult, DepositRight, DeviceId, DeviceList, KeyBundle,
+    MAX_FETCH_WAIT_MS, MAX_MAILBOX_ITEMS, MailboxId, MailboxRequest, MailboxResponse, Now,
+    OwnerRequest, Refusal, SealedEnvelope, Wire, revoked_devices,
 };
 
 /// Deposits waiting for the next commit may hold at most this many bytes;
@@ -37,10 +37,12 @@ pub const MAX_WAITERS: usize = 10_000;
 pub const FETCH_BYTES: usize = 1024 * 1024;
 /// Expired items deleted per sweep (the rest go in the next one).
 pub const EXPIRE_BATCH: usize = 10_000;
-/// Sweeps for expired mail run at least this often, and at most every
-/// quarter of the retention period.
+/// Sweeps for expired mail run every quarter of the retention period, but
+/// no more often than every `MIN_SWEEP_MS` and at least once a second (mail
+/// whose sender gave it an expiry goes within a second of it; a sweep with
+/// nothing to drop costs two index lookups).
 const MIN_SWEEP_MS: u64 = 250;
-const MAX_SWEEP_MS: u64 = 60_000;
+const MAX_SWEEP_MS: u64 = 1_000;
 
 /// How the engine is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -512,7 +514,7 @@ impl<R> RelayEngine<R> {
         now: Now,
         (sender, ip): (&[u8], Option<IpAddr>),
         right: Option<DepositRight>,
-        items: Vec<(MailboxId, Vec<u8>)>,
+        items: Vec<DepositItem>,
         reply: R,
         store: &impl MailLookup,
     ) {
@@ -522,7 +524,8 @@ impl<R> RelayEngine<R> {
         let holder = right
             .filter(|r| self.right_holds(r) && !self.is_revoked(r))
             .map(|r| (r.mailbox(), self.secrets.holder_tag(&r.holder)));
-        let digests: Vec<DepositDigest> = items.iter().map(|(_, s)| DepositDigest::of(s)).collect();
+        let digests: Vec<DepositDigest> =
+            items.iter().map(|i| DepositDigest::of(&i.sealed)).collect();
         // One read for the whole deposit; if it fails, the items are
         // refused as unavailable (never stored twice).
         let known = match store.stored(&digests) {
@@ -536,7 +539,12 @@ impl<R> RelayEngine<R> {
         let mut wait_for_commit = false;
         let mut settled = Vec::new();
         let mut woken = HashSet::new();
-        for (i, ((mailbox, sealed), digest)) in items.into_iter().zip(digests).enumerate() {
+        for (i, (item, digest)) in items.into_iter().zip(digests).enumerate() {
+            let DepositItem {
+                mailbox,
+                sealed,
+                expires_at_ms,
+            } = item;
             let len = sealed.len() as u64;
             let tag = match holder {
                 Some((opens, tag)) if opens == mailbox => tag,
@@ -583,6 +591,7 @@ impl<R> RelayEngine<R> {
                     stored_at_ms: now.unix_ms,
                     sender_tag: tag,
                     sealed,
+                    expires_at_ms,
                 }));
                 woken.insert(mailbox);
                 wait_for_commit = true;
@@ -878,7 +887,7 @@ impl<R> RelayEngine<R> {
         let cutoff = now
             .unix_ms
             .saturating_sub(self.rules.retention_secs.saturating_mul(1000));
-        match store.expired(cutoff, EXPIRE_BATCH) {
+        match store.expired(cutoff, now.unix_ms, EXPIRE_BATCH) {
             Ok(items) => {
                 if !items.is_empty() {
                     self.events

@@ -148,11 +148,18 @@ impl MailLookup for MemoryMailStore {
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
-    fn expired(&self, cutoff_ms: u64, limit: usize) -> Result<Vec<(MailboxId, u64)>, StoreFault> {
-        Ok(self
-            .log
-            .values()
-            .take_while(|i| i.stored_at_ms < cutoff_ms)
+    fn expired(
+        &self,
+        cutoff_ms: u64,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(MailboxId, u64)>, StoreFault> {
+        let old = self.log.values().take_while(|i| i.stored_at_ms < cutoff_ms);
+        let due = self.log.values().filter(|i| {
+            i.stored_at_ms >= cutoff_ms && i.expires_at_ms.is_some_and(|at| at <= now_ms)
+        });
+        Ok(old
+            .chain(due)
             .take(limit)
             .map(|i| (i.mailbox, i.seq))
             .collect())

@@ -37,6 +37,9 @@ pub struct StoredMail {
     /// An unlinkable per-process tag of the sender, for per-sender quotas.
     pub sender_tag: u64,
     pub sealed: Vec<u8>,
+    /// Dropped then (Unix ms) if before the retention ends: the sender's
+    /// disappearing timer.
+    pub expires_at_ms: Option<u64>,
 }
 
 /// Why an item is deleted.
@@ -44,7 +47,8 @@ pub struct StoredMail {
 pub enum Removal {
     /// Its owner stored it and acked.
     Acked,
-    /// Older than the retention period.
+    /// Older than the retention period, or past the expiry its sender
+    /// gave.
     Expired,
 }
 
@@ -122,8 +126,14 @@ pub trait MailLookup {
     ) -> Result<Option<HostedKey>, StoreFault>;
     /// How many one-time keys the device has left.
     fn keys_left(&self, device: &DeviceId) -> Result<u32, StoreFault>;
-    /// The oldest items stored before `cutoff_ms`, at most `limit`.
-    fn expired(&self, cutoff_ms: u64, limit: usize) -> Result<Vec<(MailboxId, u64)>, StoreFault>;
+    /// At most `limit` items to drop: the oldest stored before `cutoff_ms`,
+    /// then those whose own expiry is at or before `now_ms`.
+    fn expired(
+        &self,
+        cutoff_ms: u64,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(MailboxId, u64)>, StoreFault>;
     /// Every stored item's mailbox, size and sender tag (to rebuild usage).
     fn usage(&self) -> Result<Vec<(MailboxId, u64, u64)>, StoreFault>;
     /// The next sequence number to hand out.

@@ -4,8 +4,8 @@ use ed25519_dalek::{Signer, SigningKey};
 
 use super::*;
 use crate::{
-    Auth, DepositResult, DeviceId, KeyBundle, MailboxId, MailboxRequest, MailboxResponse, Now,
-    OwnerRequest, Refusal, SealedEnvelope, Wire,
+    Auth, DepositItem, DepositResult, DeviceId, KeyBundle, MailboxId, MailboxRequest,
+    MailboxResponse, Now, OwnerRequest, Refusal, SealedEnvelope, Wire,
 };
 
 /// One relay: the engine, its store, and the answers it gave (by the
@@ -128,7 +128,7 @@ fn deposit(mailbox: MailboxId, items: impl IntoIterator<Item = u32>) -> MailboxR
         right: None,
         items: items
             .into_iter()
-            .map(|n| (mailbox, sealed(n, 64)))
+            .map(|n| DepositItem::new(mailbox, sealed(n, 64)))
             .collect(),
     }
 }
@@ -243,8 +243,8 @@ fn quotas_refuse_with_the_quota_that_was_hit() {
     let big = MailboxRequest::Deposit {
         right: None,
         items: vec![
-            (mailbox_of(&owner_key(2)), sealed(7, 400)),
-            (mailbox, vec![9]),
+            DepositItem::new(mailbox_of(&owner_key(2)), sealed(7, 400)),
+            DepositItem::new(mailbox, vec![9]),
         ],
     };
     relay.request(3, b"alice", &big);
@@ -425,6 +425,35 @@ fn a_one_time_key_is_handed_out_once_then_the_fallback() {
             ..
         })
     ));
+}
+
+/// A disappearing message its sender gave an expiry is dropped then,
+/// within a second, long before the retention period ends; mail without
+/// one stays.
+#[test]
+fn mail_past_the_expiry_its_sender_gave_is_dropped_within_a_second() {
+    let mut relay = Relay::new(Quotas::default());
+    let bob = mailbox_of(&owner_key(1));
+    let expires = relay.now.unix_ms + 5_000;
+    let request = MailboxRequest::Deposit {
+        right: None,
+        items: vec![
+            DepositItem {
+                expires_at_ms: Some(expires),
+                ..DepositItem::new(bob, sealed(1, 64))
+            },
+            DepositItem::new(bob, sealed(2, 64)),
+        ],
+    };
+    relay.request(1, b"alice", &request);
+    relay.commit();
+    relay.advance(4_000);
+    relay.commit();
+    assert_eq!(relay.store.len(), 2);
+    relay.advance(2_000);
+    relay.commit();
+    assert_eq!(relay.store.len(), 1, "the timed item went, the other stays");
+    assert_eq!(relay.engine.stats().expired, 1);
 }
 
 #[test]
@@ -709,7 +738,9 @@ fn a_blocked_contacts_revoked_right_no_longer_opens_the_contacts_share() {
     let right = crate::DepositRight::grant(&owner, [9; 16]);
     let with_right = |from: u32| MailboxRequest::Deposit {
         right: Some(right),
-        items: (from..from + 3).map(|n| (mailbox, sealed(n, 64))).collect(),
+        items: (from..from + 3)
+            .map(|n| DepositItem::new(mailbox, sealed(n, 64)))
+            .collect(),
     };
     // The contact's right: its mail is a contact's, beyond the strangers'
     // share.
@@ -789,7 +820,7 @@ fn only_the_owner_revokes_rights_to_its_mailbox() {
     let request = MailboxRequest::Deposit {
         right: Some(right),
         items: (0..2)
-            .map(|n| (mailbox_of(&owner), sealed(n, 64)))
+            .map(|n| DepositItem::new(mailbox_of(&owner), sealed(n, 64)))
             .collect(),
     };
     relay.request(2, b"contact", &request);

@@ -56,7 +56,9 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableT
 use thiserror::Error;
 
 use overlay::{MailWrite, Overlay};
-use tables::{DIGESTS, DROPPED, FALLBACK, INDEX, LOG, LOGGED_KEY, META, OTKS, REVOKED, parse_item};
+use tables::{
+    DIGESTS, DROPPED, EXPIRES, FALLBACK, INDEX, LOG, LOGGED_KEY, META, OTKS, REVOKED, parse_item,
+};
 
 /// Each mail log's size: about a second of full ingest.
 const LOG_CAPACITY: u64 = 16 * 1024 * 1024;
@@ -777,7 +779,12 @@ impl MailLookup for Store {
         read().map_err(fault)
     }
 
-    fn expired(&self, cutoff_ms: u64, limit: usize) -> Result<Vec<(MailboxId, u64)>, StoreFault> {
+    fn expired(
+        &self,
+        cutoff_ms: u64,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(MailboxId, u64)>, StoreFault> {
         let mut out = Vec::new();
         self.each_item(|item| {
             if item.stored_at_ms >= cutoff_ms || out.len() >= limit {
@@ -787,6 +794,36 @@ impl MailLookup for Store {
             true
         })
         .map_err(fault)?;
+        if out.len() >= limit {
+            return Ok(out);
+        }
+        // Then mail past the expiry its sender gave: in redb's order, then
+        // what only the log holds yet.
+        let mut early = || -> Result<(), StoreError> {
+            let (state, txn) = self.view()?;
+            let mut taken: std::collections::HashSet<u64> = out.iter().map(|(_, s)| *s).collect();
+            let expires = txn.open_table(EXPIRES)?;
+            for row in expires.range((0, 0)..=(now_ms, u64::MAX))? {
+                let (k, v) = row?;
+                let (_, seq) = k.value();
+                if out.len() >= limit {
+                    return Ok(());
+                }
+                if !state.overlay.is_deleted(seq) && taken.insert(seq) {
+                    out.push((MailboxId(*v.value()), seq));
+                }
+            }
+            for item in state.overlay.items(0) {
+                if out.len() >= limit {
+                    break;
+                }
+                if item.expires_at_ms.is_some_and(|at| at <= now_ms) && taken.insert(item.seq) {
+                    out.push((item.mailbox, item.seq));
+                }
+            }
+            Ok(())
+        };
+        early().map_err(fault)?;
         Ok(out)
     }
 

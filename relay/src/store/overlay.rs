@@ -22,6 +22,7 @@ pub(super) enum MailWrite {
 const DEPOSIT: u8 = 1;
 const DELETE: u8 = 2;
 const NEXT_SEQ: u8 = 3;
+const DEPOSIT_EXPIRING: u8 = 4;
 
 /// A log record's payload: the batch's writes back to back.
 ///
@@ -29,13 +30,14 @@ const NEXT_SEQ: u8 = 3;
 /// deposit  = 0x01 | seq u64 | stored_at_ms u64 | sender_tag u64 | mailbox [32] | len u32 | sealed
 /// delete   = 0x02 | mailbox [32] | seq u64
 /// next_seq = 0x03 | seq u64
+/// deposit with an expiry = 0x04 | expires_at_ms u64 | then as 0x01 from seq on
 /// ```
 /// (integers big-endian)
 pub(super) fn encode(writes: &[MailWrite]) -> Vec<u8> {
     let size = writes
         .iter()
         .map(|w| match w {
-            MailWrite::Deposit(item) => 61 + item.sealed.len(),
+            MailWrite::Deposit(item) => 69 + item.sealed.len(),
             MailWrite::Delete(..) => 41,
             MailWrite::NextSeq(_) => 9,
         })
@@ -44,7 +46,13 @@ pub(super) fn encode(writes: &[MailWrite]) -> Vec<u8> {
     for write in writes {
         match write {
             MailWrite::Deposit(item) => {
-                out.push(DEPOSIT);
+                match item.expires_at_ms {
+                    Some(at) => {
+                        out.push(DEPOSIT_EXPIRING);
+                        out.extend_from_slice(&at.to_be_bytes());
+                    }
+                    None => out.push(DEPOSIT),
+                }
                 out.extend_from_slice(&item.seq.to_be_bytes());
                 out.extend_from_slice(&item.stored_at_ms.to_be_bytes());
                 out.extend_from_slice(&item.sender_tag.to_be_bytes());
@@ -88,7 +96,11 @@ pub(super) fn decode(mut bytes: &[u8]) -> Result<Vec<MailWrite>, StoreError> {
     while let Some((&kind, rest)) = bytes.split_first() {
         bytes = rest;
         out.push(match kind {
-            DEPOSIT => {
+            DEPOSIT | DEPOSIT_EXPIRING => {
+                let expires_at_ms = match kind {
+                    DEPOSIT_EXPIRING => Some(word(&mut bytes)?),
+                    _ => None,
+                };
                 let seq = word(&mut bytes)?;
                 let stored_at_ms = word(&mut bytes)?;
                 let sender_tag = word(&mut bytes)?;
@@ -102,6 +114,7 @@ pub(super) fn decode(mut bytes: &[u8]) -> Result<Vec<MailWrite>, StoreError> {
                     stored_at_ms,
                     sender_tag,
                     sealed,
+                    expires_at_ms,
                 }))
             }
             DELETE => {

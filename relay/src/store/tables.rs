@@ -19,6 +19,11 @@ pub(super) const FALLBACK: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::
 pub(super) const REVOKED: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("revoked");
 /// Devices their account revoked (their mailboxes are refused for good).
 pub(super) const DROPPED: TableDefinition<&[u8; 32], ()> = TableDefinition::new("dropped");
+/// (expiry in Unix ms, seq) → mailbox, for mail its sender gave an expiry
+/// (a disappearing message): the order they are dropped in.
+pub(super) const EXPIRES: TableDefinition<(u64, u64), &[u8; 32]> = TableDefinition::new("expires");
+/// seq → its expiry, to find the `expires` row when the item goes first.
+pub(super) const EXPIRES_BY_SEQ: TableDefinition<u64, u64> = TableDefinition::new("expires_by_seq");
 
 pub(super) const IDENTITY_KEY: &str = "identity";
 pub(super) const NEXT_SEQ_KEY: &str = "next_seq";
@@ -36,6 +41,8 @@ pub(super) fn create_all(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(FALLBACK)?;
     txn.open_table(REVOKED)?;
     txn.open_table(DROPPED)?;
+    txn.open_table(EXPIRES)?;
+    txn.open_table(EXPIRES_BY_SEQ)?;
     Ok(())
 }
 
@@ -83,18 +90,27 @@ pub(super) fn write_mail<'w>(
     let mut log = txn.open_table(LOG)?;
     let mut index = txn.open_table(INDEX)?;
     let mut digests = txn.open_table(DIGESTS)?;
+    let mut expires = txn.open_table(EXPIRES)?;
+    let mut expires_by_seq = txn.open_table(EXPIRES_BY_SEQ)?;
     for write in writes {
         match write {
             MailWrite::Deposit(item) => {
                 log.insert(item.seq, encode_item(item).as_slice())?;
                 index.insert((&item.mailbox.0, item.seq), ())?;
                 digests.insert(&DepositDigest::of(&item.sealed).0, item.seq)?;
+                if let Some(at) = item.expires_at_ms {
+                    expires.insert((at, item.seq), &item.mailbox.0)?;
+                    expires_by_seq.insert(item.seq, at)?;
+                }
             }
             MailWrite::Delete(mailbox, seq) => {
                 // Only the mailbox's own item: an ack names seqs of the
                 // signer's mailbox and nothing else.
                 if index.remove((&mailbox.0, *seq))?.is_none() {
                     continue;
+                }
+                if let Some(at) = expires_by_seq.remove(*seq)?.map(|v| v.value()) {
+                    expires.remove((at, *seq))?;
                 }
                 let removed = log.remove(*seq)?.map(|v| v.value().to_vec());
                 if let Some(value) = removed {

@@ -9,6 +9,7 @@ fn item(mailbox: u8, seq: u64, at: u64) -> StoredMail {
         stored_at_ms: at,
         sender_tag: 9,
         sealed: vec![seq as u8; 40],
+        expires_at_ms: None,
     }
 }
 
@@ -57,10 +58,68 @@ fn deposits_fetch_in_order_and_delete_with_their_digest() {
     );
     assert_eq!(store.stored(&[d]).unwrap(), [false]);
     assert_eq!(
-        store.expired(35, 10).unwrap(),
+        store.expired(35, 0, 10).unwrap(),
         vec![(MailboxId([1; 32]), 1), (MailboxId([1; 32]), 3)]
     );
     assert_eq!(store.usage().unwrap().len(), 5);
+}
+
+/// Mail its sender gave an expiry is listed for dropping from then on,
+/// whether it is only in the log or in redb, and once deleted (acked, or
+/// dropped) it is listed no more.
+#[test]
+fn mail_with_an_expiry_is_dropped_then_from_the_log_and_from_redb() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("relay.redb")).unwrap();
+    let timed = |seq, at| {
+        RelayWrite::Deposit(StoredMail {
+            expires_at_ms: Some(at),
+            ..item(1, seq, 10)
+        })
+    };
+    store.apply(vec![timed(1, 1_000), timed(2, 5_000)]).unwrap();
+    store.settle();
+    store.pause_indexer(true);
+    store
+        .apply(vec![timed(3, 2_000), RelayWrite::Deposit(item(1, 4, 10))])
+        .unwrap();
+    // Nothing is past the retention (cutoff 0): only the expiries count.
+    let due = |now| -> Vec<u64> {
+        let mut seqs: Vec<u64> = store
+            .expired(0, now, 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.1)
+            .collect();
+        seqs.sort_unstable();
+        seqs
+    };
+    assert!(due(999).is_empty());
+    assert_eq!(due(1_000), [1]);
+    assert_eq!(due(4_999), [1, 3]);
+    assert_eq!(due(u64::MAX), [1, 2, 3]);
+    // One acked before it expired, one dropped: neither is listed again.
+    store
+        .apply(vec![
+            delete(1, 1),
+            RelayWrite::Delete(MailboxId([1; 32]), 3, Removal::Expired),
+        ])
+        .unwrap();
+    assert_eq!(due(u64::MAX), [2]);
+    store.pause_indexer(false);
+    store.settle();
+    assert_eq!(due(u64::MAX), [2]);
+    drop(store);
+    // And after a restart (the log replayed or not).
+    let store = Store::open(&dir.path().join("relay.redb")).unwrap();
+    let dropped: Vec<u64> = store
+        .expired(0, u64::MAX, 10)
+        .unwrap()
+        .iter()
+        .map(|e| e.1)
+        .collect();
+    assert_eq!(dropped, [2]);
+    assert_eq!(seqs(&store, 1), [2, 4]);
 }
 
 /// Every read answers the same whether a batch is still only in the log
@@ -81,7 +140,7 @@ fn reads_see_logged_mail_before_and_after_the_indexer_applies_it() {
         let usage = store.usage().unwrap();
         assert_eq!(usage.len(), expect.len());
         let expired: Vec<u64> = store
-            .expired(u64::MAX, 100)
+            .expired(u64::MAX, 0, 100)
             .unwrap()
             .iter()
             .map(|e| e.1)

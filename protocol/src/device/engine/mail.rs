@@ -14,8 +14,9 @@ use std::hash::Hash;
 use super::{DeviceEffect, DeviceEngine, DeviceNotice, Received};
 use crate::device::{Ctx, DeviceLookup, OutboxKey, OutboxKind, Severity, Source};
 use crate::{
-    AccountId, DepositResult, DeviceId, KeyBundle, MAX_MAILBOX_FRAME, MAX_MAILBOX_ITEMS, MailboxId,
-    MailboxRequest, MessageId, ReceiptKind, Refusal, RejectReason, SealError, SealedEnvelope, Wire,
+    AccountId, DepositItem, DepositResult, DeviceId, KeyBundle, MAX_MAILBOX_FRAME,
+    MAX_MAILBOX_ITEMS, MailboxId, MailboxRequest, MessageId, Payload, ReceiptKind, Refusal,
+    RejectReason, SealError, SealedEnvelope, Wire,
 };
 
 /// Bytes of sealed envelopes one deposit carries, about.
@@ -146,8 +147,16 @@ where
                 {
                     break;
                 }
-                bytes += sealed.len() + 40;
-                items.push((mailbox, sealed.clone()));
+                bytes += sealed.len() + 48;
+                // A disappearing message's end is all the relay learns of
+                // it: it drops the mail then.
+                let expires_at_ms = Payload::timer_of_padded(&entry.record().payload)
+                    .map(|secs| key.0.millis().saturating_add(u64::from(secs) * 1000));
+                items.push(DepositItem {
+                    mailbox,
+                    sealed: sealed.clone(),
+                    expires_at_ms,
+                });
                 keys.push(*key);
             }
             if unsealable {

@@ -307,7 +307,7 @@ fn a_flood_from_fresh_peer_ids_does_not_block_a_contacts_mail() {
         let items = (0..5u32)
             .map(|n| {
                 let junk = [peer.to_be_bytes(), n.to_be_bytes()].concat();
-                (
+                crate::DepositItem::new(
                     mailbox,
                     SealedEnvelope::seal(&key, &mailbox, &junk).unwrap(),
                 )
@@ -366,7 +366,7 @@ fn strangers_filling_the_relay_through_many_mailboxes_do_not_block_a_contacts_ma
         };
         let request = MailboxRequest::Deposit {
             right: None,
-            items: vec![(mailbox, sealed.to_bytes())],
+            items: vec![crate::DepositItem::new(mailbox, sealed.to_bytes())],
         };
         let store = &net.relay_store;
         net.relay.handle_request(

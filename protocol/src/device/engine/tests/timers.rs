@@ -147,3 +147,28 @@ fn forgotten_messages_are_no_longer_sent() {
     net.advance(60_000);
     assert!(timed_texts(&net.devs[1]).is_empty());
 }
+
+/// Mail left at a relay for an offline contact carries the message's end
+/// (and nothing else of the timer): the relay drops it then, and the
+/// contact, back online, never gets it.
+#[test]
+fn a_disappearing_message_left_at_a_relay_is_dropped_there_when_it_ends() {
+    let mut net = Net::with_relay(&["alice", "bob"], &["bob"]);
+    net.advance(POLL_MS);
+    net.upload_keys(1);
+    net.call(0, |e, ctx, _| e.set_timer(ctx, "bob", Some(30)))
+        .unwrap();
+    net.drive();
+    net.devs[1].online = false;
+    net.send(0, "bob", "for thirty seconds");
+    net.advance_10(FIRST_RETRY_MS);
+    assert_eq!(net.relay_store.len(), 1, "alice left it at bob's relay");
+    net.advance_10(5_000);
+    assert!(
+        net.relay_store.is_empty(),
+        "the relay dropped it when it ended"
+    );
+    net.devs[1].online = true;
+    net.advance_10(POLL_MS);
+    assert!(timed_texts(&net.devs[1]).is_empty());
+}

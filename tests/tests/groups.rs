@@ -433,6 +433,58 @@ async fn a_stranger_who_dials_a_member_is_disconnected_and_learns_no_topic() {
     wait_history(&bob, &group, 1);
 }
 
+/// An admin sets the group's disappearing timer: members see the change,
+/// their messages carry it and vanish from every member's history when it
+/// runs out. A member who is not an admin is refused.
+#[test]
+fn a_groups_disappearing_timer_is_set_by_an_admin_and_empties_every_history() {
+    let (_relay, alice, bob, group) = club_of_two();
+    let refused = bob.run(&["group", "set", &group, "--disappear", "1h"]);
+    assert!(!refused.ok(), "{refused:?}");
+    assert!(refused.stderr.contains("admin"), "{refused:?}");
+    let set = alice.run(&["group", "set", &group, "--disappear", "5s", "--json"]);
+    assert!(set.ok(), "{set:?}");
+    assert_eq!(set.json()["disappear_secs"], 5);
+    wait_for("bob to take the timer", Duration::from_secs(30), || {
+        (group_view(&bob, &group)?["disappear_secs"] == 5).then_some(())
+    });
+    send(&bob, &group, "five seconds of fame");
+    // The change of the timer, then the message.
+    wait_history(&alice, &group, 2);
+    for user in [&alice, &bob] {
+        let history = user.json(&["group", "history", &group, "--json"]);
+        let entries = history.as_array().expect("a list");
+        assert!(
+            entries
+                .iter()
+                .any(|m| m["kind"] == "timer" && m["timer_secs"] == 5),
+            "{}: {history}",
+            user.name
+        );
+        assert!(
+            entries
+                .iter()
+                .any(|m| m["text"] == "five seconds of fame" && m["timer_secs"] == 5),
+            "{}: {history}",
+            user.name
+        );
+    }
+    for user in [&alice, &bob] {
+        wait_for(
+            &format!("the message to vanish on {}'s side", user.name),
+            Duration::from_secs(40),
+            || {
+                let history = user.json(&["group", "history", &group, "--json"]);
+                history
+                    .as_array()?
+                    .iter()
+                    .all(|m| m["kind"] != "message")
+                    .then_some(())
+            },
+        );
+    }
+}
+
 /// A relay, alice and bob (contacts) and their group "club" (its id),
 /// both members.
 fn club_of_two() -> (RelayProc, User, User, String) {

@@ -245,6 +245,39 @@ fn unfetched_mail_expires_after_the_retention_period() {
     wait_texts(&bob, "alice", &["short-lived".to_owned()]);
 }
 
+/// A disappearing message left at the relay for an offline contact goes
+/// from the relay when it ends (the relay learns that end and nothing else
+/// of the timer), long before the retention period; the change of the
+/// timer, which does not disappear, stays and reaches bob.
+#[test]
+fn a_relay_drops_a_disappearing_message_when_it_ends() {
+    let relay = RelayProc::start("");
+    let (alice, mut bob) = bob_offline_with(&[&relay]);
+    let set = alice.run(&["contact", "set", "bob", "--disappear", "5s"]);
+    assert!(set.ok(), "{set:?}");
+    send(&alice, "bob", "gone before you read it", "sent");
+    relay.wait_stored(2);
+    wait_for(
+        "the relay to drop the message",
+        Duration::from_secs(30),
+        || (relay.metric("hush_relay_expired_total")? >= 1.0).then_some(()),
+    );
+    relay.wait_stored(1);
+    bob.start();
+    wait_for("bob to hear of the timer", Duration::from_secs(40), || {
+        bob.history("alice")
+            .iter()
+            .any(|m| m["kind"] == "timer" && m["timer_secs"] == 5)
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let history = bob.history("alice");
+    assert!(
+        history.iter().all(|m| m["kind"] != "message"),
+        "{history:?}"
+    );
+}
+
 /// Bob's device id and libp2p peer id, from his card.
 fn device_of(user: &User) -> (DeviceId, PeerId) {
     let card: ContactCard = user.card().parse().expect("card");

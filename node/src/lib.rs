@@ -26,6 +26,7 @@ mod error;
 mod event_loop;
 pub mod files;
 mod gate;
+mod group_gossip;
 mod home;
 mod identity;
 mod link;

@@ -41,8 +41,8 @@ use hush_protocol::{
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    PeerId, Swarm, SwarmBuilder, allow_block_list, autonat, dcutr, gossipsub, identify, identity,
-    kad, mdns, noise, relay, request_response, yamux,
+    PeerId, Swarm, SwarmBuilder, allow_block_list, autonat, dcutr, identify, identity, kad, mdns,
+    noise, relay, request_response, yamux,
 };
 
 /// A mailbox request may wait this long: a fetch is held open by the relay
@@ -74,7 +74,9 @@ pub struct Behaviour {
     pub presence: request_response::Behaviour<FrameCodec>,
     pub history: request_response::Behaviour<FrameCodec>,
     pub link: request_response::Behaviour<FrameCodec>,
-    pub gossipsub: gossipsub::Behaviour,
+    /// Gossipsub, with group peers, our devices and relays only (see
+    /// `crate::group_gossip`).
+    pub gossipsub: crate::group_gossip::GroupGossip,
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub relay_client: relay::client::Behaviour,
     pub dcutr: Toggle<dcutr::Behaviour>,
@@ -204,7 +206,7 @@ pub fn build_swarm(
                     request_response_config(),
                 ),
                 link: link_behaviour(request_response::ProtocolSupport::Inbound),
-                gossipsub,
+                gossipsub: crate::group_gossip::GroupGossip::new(gossipsub),
                 kad: kad_behaviour(peer),
                 relay_client,
                 dcutr: Toggle::from(options.hole_punch.then(|| dcutr::Behaviour::new(peer))),

@@ -280,15 +280,18 @@ fn concurrent_invitations_by_two_admins_converge() {
     });
 }
 
-/// A peer that is not a member but is a member's contact (a raw gossipsub
-/// client in this process, with a card alice added) learns the group's
-/// topic when it dials her (a member announces its subscriptions to the
-/// peers it lets in) and publishes well-formed group messages on it, under
-/// its own Megolm session, without the topic's publish key: the member it
-/// is connected to rejects them (neither stores, nor keeps them waiting
-/// for a key, nor forwards them), and the group goes on working. (Before
-/// the connection gate any stranger could do this; now see
-/// `a_stranger_who_dials_a_member_is_disconnected_and_learns_no_topic`.)
+/// A peer that is not a member of the group but is a group peer of a
+/// member (a raw gossipsub client in this process, with a card alice added
+/// and invited into another of her groups) learns the group's topic when
+/// it dials her (a member announces all its subscriptions to the peers it
+/// gossips with) and publishes well-formed group messages on it, under its
+/// own Megolm session, without the topic's publish key: the member it is
+/// connected to rejects them (neither stores, nor keeps them waiting for a
+/// key, nor forwards them), and the group goes on working. (Before the
+/// connection gate any stranger could do this, and any contact before
+/// gossip went only to group peers: see
+/// `a_stranger_who_dials_a_member_is_disconnected_and_learns_no_topic` and
+/// `a_contact_outside_the_group_learns_no_topic`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_non_member_publishing_on_the_topic_is_rejected() {
     use futures::StreamExt;
@@ -305,6 +308,8 @@ async fn a_non_member_publishing_on_the_topic_is_rejected() {
     let (key, card) = hush_tests::raw::known_identity(40, "mallory");
     let added = alice.run(&["contact", "add", "mallory", &card]);
     assert!(added.ok(), "{added:?}");
+    let decoy = create(&alice, "decoy");
+    invite(&alice, &decoy, "mallory", false);
     let mut mallory = hush_tests::raw::gossip_client_with(key);
     mallory
         .dial(
@@ -315,18 +320,23 @@ async fn a_non_member_publishing_on_the_topic_is_rejected() {
         )
         .expect("dial alice");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
-    let topic = loop {
+    // Both of alice's groups: the club's topic and the decoy's.
+    let mut topics = Vec::new();
+    while topics.len() < 2 {
         let event = tokio::time::timeout_at(deadline, mallory.select_next_some())
             .await
-            .expect("alice never announced her group topic to mallory");
+            .expect("alice never announced her group topics to mallory");
         if let SwarmEvent::Behaviour(Gossip::Subscribed { topic, .. }) = event {
-            break IdentTopic::new(topic.into_string());
+            let topic = IdentTopic::new(topic.into_string());
+            if !topics.iter().any(|t: &IdentTopic| t.hash() == topic.hash()) {
+                mallory
+                    .behaviour_mut()
+                    .subscribe(&topic)
+                    .expect("subscribe");
+                topics.push(topic);
+            }
         }
-    };
-    mallory
-        .behaviour_mut()
-        .subscribe(&topic)
-        .expect("subscribe");
+    }
     // A key of mallory's own: the signature does not match the topic.
     let own_key = PublishKey::from_secret(&[13; 32]);
     const IGNORED: &str = "not signed by its topic's publish key; rejected";
@@ -349,11 +359,8 @@ async fn a_non_member_publishing_on_the_topic_is_rejected() {
         let bytes = own_key
             .seal(session.id(), session.encrypt(&payload.to_padded()))
             .to_bytes();
-        if mallory
-            .behaviour_mut()
-            .publish(topic.clone(), bytes)
-            .is_ok()
-        {
+        let topic = topics[published % topics.len()].clone();
+        if mallory.behaviour_mut().publish(topic, bytes).is_ok() {
             published += 1;
         }
         let pause = tokio::time::sleep(Duration::from_millis(300));
@@ -428,6 +435,58 @@ async fn a_stranger_who_dials_a_member_is_disconnected_and_learns_no_topic() {
         }
     }
     assert_eq!(stranger.connected_peers().count(), 0);
+    // The group goes on for its members.
+    send(&alice, &group, "members only");
+    wait_history(&bob, &group, 1);
+}
+
+/// Attack (issue 18, item 3): a contact of alice who is in none of her
+/// groups connects to her node (the gate lets a contact in) and listens
+/// for gossipsub subscriptions, which name one topic per group she is in.
+/// Gossip goes only to group peers: she offers the contact no gossipsub at
+/// all (its own subscription finds no gossipsub on her side), and it
+/// learns no topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_outside_the_group_learns_no_topic() {
+    use futures::StreamExt;
+    use libp2p::gossipsub::{Event as Gossip, IdentTopic};
+    use libp2p::swarm::SwarmEvent;
+
+    let (_relay, alice, bob, group) = club_of_two();
+    let (keypair, card) = hush_tests::raw::known_identity(61, "carol");
+    let added = alice.run(&["contact", "add", "carol", &card]);
+    assert!(added.ok(), "{added:?}");
+    let mut carol = hush_tests::raw::gossip_client_with(keypair);
+    // Something of her own to announce: her handler opens a gossip stream
+    // to alice, and hears whether alice speaks gossipsub to her.
+    carol
+        .behaviour_mut()
+        .subscribe(&IdentTopic::new("/hush/test/probe"))
+        .expect("subscribe");
+    carol
+        .dial(
+            alice
+                .listen_addr()
+                .parse::<libp2p::Multiaddr>()
+                .expect("addr"),
+        )
+        .expect("dial alice");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let event = tokio::time::timeout_at(deadline, carol.select_next_some())
+            .await
+            .expect("carol heard neither subscriptions nor that gossip is off");
+        match event {
+            SwarmEvent::Behaviour(Gossip::Subscribed { topic, .. }) => {
+                panic!("alice announced topic {topic} to a contact outside the group")
+            }
+            SwarmEvent::Behaviour(Gossip::GossipsubNotSupported { .. }) => break,
+            SwarmEvent::ConnectionClosed { cause, .. } => {
+                panic!("alice closed a contact's connection: {cause:?}")
+            }
+            _ => {}
+        }
+    }
     // The group goes on for its members.
     send(&alice, &group, "members only");
     wait_history(&bob, &group, 1);

@@ -203,6 +203,12 @@ impl EventLoop {
     /// Tells the connection gate (`crate::gate`) which peers may connect:
     /// every device the contact book knows and our home relays, again
     /// whenever either changed; open to anyone while a link code is out.
+    /// The group members changed: who may gossip with us is worked out
+    /// again on the next turn of the loop.
+    pub(super) fn resync_gate(&mut self) {
+        self.gate_synced = None;
+    }
+
     pub(super) fn sync_gate(&mut self) {
         let generation = self.engine.contacts.generation();
         let open = self.link_offer_open();
@@ -224,6 +230,19 @@ impl EventLoop {
             .chain(relays.iter().copied())
             .collect();
         self.swarm.behaviour_mut().gate.set_allowed(allowed);
+        // Gossip (and so our group topics) only with those we share a
+        // group with, our own devices and our relays.
+        let in_groups = self.engine.groups.peers();
+        let me = self.me.account;
+        let gossip = self
+            .engine
+            .contacts
+            .device_peers()
+            .filter(|(_, account)| *account == me || in_groups.contains_key(account))
+            .map(|(peer, _)| peer)
+            .chain(relays.iter().copied())
+            .collect();
+        self.swarm.behaviour_mut().gossipsub.set_allowed(gossip);
         self.gate_synced = Some((generation, relays));
     }
 }

@@ -246,7 +246,8 @@ impl EventLoop {
                 GroupEffect::Write(write) => self.batch.ops.push(op_of(write)),
                 // The engine queues control messages and tracks members'
                 // devices itself.
-                GroupEffect::Send { .. } | GroupEffect::PeersChanged => {}
+                GroupEffect::Send { .. } => {}
+                GroupEffect::PeersChanged => self.resync_gate(),
                 GroupEffect::Subscribe { group, topic } => {
                     self.subscribe_topic(&topic);
                     let relays: Vec<PeerId> = self.home.iter().map(|r| r.peer).collect();

@@ -337,7 +337,13 @@ where
                         self.note(Severity::Warn, what);
                     }
                 }
-                GroupEffect::PeersChanged => self.sync_peers(ctx.now.unix_ms),
+                GroupEffect::PeersChanged => {
+                    self.sync_peers(ctx.now.unix_ms);
+                    // The host too: who may gossip with us follows the
+                    // members.
+                    self.effects
+                        .push_back(DeviceEffect::Group(GroupEffect::PeersChanged));
+                }
                 other => self.effects.push_back(DeviceEffect::Group(other)),
             }
         }

@@ -9,10 +9,12 @@
 //! gossipsub never knows it exists.
 //!
 //! A handler is chosen when a connection is established. When a peer's
-//! standing changes, its connections have the wrong handler: a contact who
-//! joined one of our groups is dialled again (the new connection gossips;
-//! the old one idles out), and the gossiping connections of a peer we no
-//! longer share a group with are closed (the next one does not gossip).
+//! standing changes, its connections have the wrong handler. A contact who
+//! joined one of our groups is dialled again: the new connection gossips,
+//! the old one idles out. A peer we no longer share a group with keeps its
+//! connection (it may carry other protocols: a revoked device learns it is
+//! revoked over it), but gossipsub is told it closed, and nothing its
+//! handler hears reaches gossipsub any more: we announce nothing more to it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ops::{Deref, DerefMut};
@@ -21,26 +23,35 @@ use std::task::{Context, Poll};
 use either::Either;
 use libp2p::PeerId;
 use libp2p::core::transport::PortUse;
-use libp2p::core::{Endpoint, Multiaddr};
+use libp2p::core::{ConnectedPoint, Endpoint, Multiaddr};
 use libp2p::gossipsub;
 use libp2p::swarm::behaviour::{ConnectionClosed, ConnectionEstablished};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{
-    CloseConnection, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler,
-    THandlerInEvent, THandlerOutEvent, ToSwarm, dummy,
+    ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
+    THandlerOutEvent, ToSwarm, dummy,
 };
 
 type Inner = gossipsub::Behaviour;
+
+/// What gossipsub knows of a connection.
+#[derive(Debug)]
+enum Link {
+    /// A dummy handler: gossipsub never heard of it.
+    Dummy,
+    /// Gossipsub's handler; the endpoint once established.
+    Gossip(Option<ConnectedPoint>),
+    /// Gossipsub's handler, but gossipsub was told it closed (its peer
+    /// left our groups): what the handler hears is dropped.
+    Muted,
+}
 
 pub struct GroupGossip {
     inner: Inner,
     /// Group peers' devices, our own devices, our home relays.
     allowed: HashSet<PeerId>,
-    /// Every established connection: its peer, and whether it got the
-    /// gossipsub handler.
-    connections: HashMap<ConnectionId, (PeerId, bool)>,
-    /// Gossiping connections of peers that may no longer gossip.
-    to_close: VecDeque<(PeerId, ConnectionId)>,
+    /// Every established connection: its peer and what gossipsub knows.
+    connections: HashMap<ConnectionId, (PeerId, Link)>,
     /// Peers that may gossip now, connected without it: dialled again.
     to_dial: VecDeque<PeerId>,
 }
@@ -51,46 +62,63 @@ impl GroupGossip {
             inner,
             allowed: HashSet::new(),
             connections: HashMap::new(),
-            to_close: VecDeque::new(),
             to_dial: VecDeque::new(),
         }
     }
 
-    /// Replaces the peers gossipsub may talk to: a newly allowed peer that
-    /// is connected without gossip is dialled again, the gossiping
-    /// connections of a peer no longer allowed are closed.
+    /// Replaces the peers gossipsub may talk to: a newly allowed peer
+    /// connected without gossip is dialled again; the gossiping
+    /// connections of a peer no longer allowed are muted.
     pub fn set_allowed(&mut self, allowed: HashSet<PeerId>) {
+        let mut mute = Vec::new();
         let mut dial = HashSet::new();
-        for (connection, (peer, gossiping)) in &self.connections {
-            match (*gossiping, allowed.contains(peer)) {
-                (true, false) => self.to_close.push_back((*peer, *connection)),
-                (false, true) => {
+        for (connection, (peer, link)) in &self.connections {
+            match (link, allowed.contains(peer)) {
+                (Link::Gossip(Some(_)), false) => mute.push(*connection),
+                (Link::Dummy | Link::Muted, true) => {
                     dial.insert(*peer);
                 }
                 _ => {}
             }
         }
+        for connection in mute {
+            self.mute(connection);
+        }
         let gossiping: HashSet<PeerId> = self
             .connections
             .values()
-            .filter(|(_, g)| *g)
-            .map(|(p, _)| *p)
+            .filter(|(_, link)| matches!(link, Link::Gossip(_)))
+            .map(|(peer, _)| *peer)
             .collect();
         self.to_dial
             .extend(dial.into_iter().filter(|p| !gossiping.contains(p)));
         self.allowed = allowed;
     }
 
-    /// Whether a connection to `peer` gets the gossipsub handler.
-    fn takes(&self, peer: &PeerId) -> bool {
-        self.allowed.contains(peer)
+    /// Tells gossipsub the connection closed; it stays open for the rest.
+    fn mute(&mut self, connection: ConnectionId) {
+        let Some((peer, link)) = self.connections.remove(&connection) else {
+            return;
+        };
+        if let Link::Gossip(Some(endpoint)) = &link {
+            let remaining_established = self.gossiping_to(&peer);
+            self.inner
+                .on_swarm_event(FromSwarm::ConnectionClosed(ConnectionClosed {
+                    peer_id: peer,
+                    connection_id: connection,
+                    endpoint,
+                    cause: None,
+                    remaining_established,
+                }));
+        }
+        self.connections.insert(connection, (peer, Link::Muted));
     }
 
-    /// The peer's other connections that gossip.
-    fn gossiping_to(&self, peer: &PeerId, except: ConnectionId) -> usize {
+    /// How many connections to `peer` gossipsub knows as open.
+    fn gossiping_to(&self, peer: &PeerId) -> usize {
         self.connections
-            .iter()
-            .filter(|(c, (p, g))| **c != except && p == peer && *g)
+            .values()
+            .filter(|(p, link)| p == peer && matches!(link, Link::Gossip(Some(_))))
             .count()
     }
 
@@ -100,14 +128,19 @@ impl GroupGossip {
         peer: PeerId,
         inner: impl FnOnce(&mut Inner) -> Result<THandler<Inner>, ConnectionDenied>,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        if self.takes(&peer) {
+        if self.allowed.contains(&peer) {
             let handler = inner(&mut self.inner)?;
-            self.connections.insert(connection, (peer, true));
+            self.connections
+                .insert(connection, (peer, Link::Gossip(None)));
             Ok(Either::Left(handler))
         } else {
-            self.connections.insert(connection, (peer, false));
+            self.connections.insert(connection, (peer, Link::Dummy));
             Ok(Either::Right(dummy::ConnectionHandler))
         }
+    }
+
+    fn is_gossiping(&self, connection: &ConnectionId) -> bool {
+        matches!(self.connections.get(connection), Some((_, Link::Gossip(_))))
     }
 }
 
@@ -156,31 +189,35 @@ impl NetworkBehaviour for GroupGossip {
     fn on_swarm_event(&mut self, event: FromSwarm) {
         match event {
             FromSwarm::ConnectionEstablished(e) => {
-                if self.connections.get(&e.connection_id).is_some_and(|c| c.1) {
-                    // Counted among the connections gossipsub knows: it
-                    // sends its subscriptions on the first of them.
-                    let other_established = self.gossiping_to(&e.peer_id, e.connection_id);
-                    self.inner.on_swarm_event(FromSwarm::ConnectionEstablished(
-                        ConnectionEstablished {
-                            other_established,
-                            ..e
-                        },
-                    ));
+                if !self.is_gossiping(&e.connection_id) {
+                    return;
                 }
+                // Counted among the connections gossipsub knows: it sends
+                // its subscriptions on the first of them.
+                let other_established = self.gossiping_to(&e.peer_id);
+                self.connections.insert(
+                    e.connection_id,
+                    (e.peer_id, Link::Gossip(Some(e.endpoint.clone()))),
+                );
+                self.inner.on_swarm_event(FromSwarm::ConnectionEstablished(
+                    ConnectionEstablished {
+                        other_established,
+                        ..e
+                    },
+                ));
             }
             FromSwarm::ConnectionClosed(e) => {
-                if let Some((_, true)) = self.connections.remove(&e.connection_id) {
-                    let remaining_established = self.gossiping_to(&e.peer_id, e.connection_id);
+                if let Some((_, Link::Gossip(_))) = self.connections.remove(&e.connection_id) {
+                    let remaining_established = self.gossiping_to(&e.peer_id);
                     self.inner
                         .on_swarm_event(FromSwarm::ConnectionClosed(ConnectionClosed {
                             remaining_established,
                             ..e
                         }));
                 }
-                self.to_close.retain(|(_, c)| *c != e.connection_id);
             }
             FromSwarm::AddressChange(e) => {
-                if self.connections.get(&e.connection_id).is_some_and(|c| c.1) {
+                if self.is_gossiping(&e.connection_id) {
                     self.inner.on_swarm_event(FromSwarm::AddressChange(e));
                 }
             }
@@ -205,9 +242,11 @@ impl NetworkBehaviour for GroupGossip {
         event: THandlerOutEvent<Self>,
     ) {
         match event {
-            Either::Left(event) => self
+            Either::Left(event) if self.is_gossiping(&connection) => self
                 .inner
                 .on_connection_handler_event(peer, connection, event),
+            // A muted connection: gossipsub believes it closed.
+            Either::Left(_) => {}
             Either::Right(never) => match never {},
         }
     }
@@ -222,13 +261,6 @@ impl NetworkBehaviour for GroupGossip {
                 .condition(PeerCondition::Always)
                 .build();
             return Poll::Ready(ToSwarm::Dial { opts });
-        }
-        if let Some((peer_id, connection)) = self.to_close.pop_front() {
-            tracing::debug!(peer = %peer_id, "closing a connection whose gossip no longer fits the peer");
-            return Poll::Ready(ToSwarm::CloseConnection {
-                peer_id,
-                connection: CloseConnection::One(connection),
-            });
         }
         self.inner.poll(cx).map(|event| event.map_in(Either::Left))
     }

@@ -167,6 +167,10 @@ pub(crate) struct EventLoop {
     /// answer (the last sending failed).
     drops_due: std::collections::HashSet<usize>,
     mail_requests: HashMap<OutboundRequestId, relays::MailRequest>,
+    /// Deposits and key claims at other people's relays go from here: a
+    /// short-lived identity, not our PeerId (`crate::courier`). `None` if
+    /// it could not be built (then they go from the swarm).
+    courier: Option<crate::courier::Courier<relays::MailRequest>>,
     presence: presence::PresenceHost,
     reach: reach::Reach,
     groups: groups::GroupHost,
@@ -269,6 +273,7 @@ impl EventLoop {
             home,
             drops_due: std::collections::HashSet::new(),
             mail_requests: HashMap::new(),
+            courier: new_courier(),
             presence,
             reach: reach::Reach::default(),
             groups: groups::GroupHost::default(),
@@ -402,6 +407,7 @@ impl EventLoop {
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 event = self.files.next() => self.on_file_event(event),
+                (kind, answer) = courier_next(&mut self.courier) => self.on_courier_answer(kind, answer),
                 result = commit_done => {
                     let result = result.unwrap_or_else(|e| Err(StoreError::Storage(redb::StorageError::Io(std::io::Error::other(e)))));
                     self.on_commit(result);
@@ -422,6 +428,14 @@ impl EventLoop {
         self.link_tick();
         self.files_tick();
         self.expiry_tick();
+        if self
+            .courier
+            .as_ref()
+            .is_some_and(|c| c.is_spent(Instant::now()))
+        {
+            // A fresh identity for what goes next.
+            self.courier = new_courier();
+        }
     }
 
     fn on_command(&mut self, command: Command) {
@@ -703,4 +717,29 @@ fn right_issuer(keypair: &libp2p::identity::Keypair) -> Result<RightIssuer, Node
     let mut secret = [0u8; 32];
     secret.copy_from_slice(ed.secret().as_ref());
     Ok(RightIssuer::new(secret))
+}
+
+/// A courier with a fresh identity, or `None` (and a warning) if it could
+/// not be built.
+fn new_courier() -> Option<crate::courier::Courier<relays::MailRequest>> {
+    match crate::courier::Courier::new() {
+        Ok(courier) => {
+            tracing::debug!(courier = %courier.peer_id(), "a fresh courier identity");
+            Some(courier)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no courier: deposits go from this node's own identity");
+            None
+        }
+    }
+}
+
+/// The courier's next answer; never, without a courier.
+async fn courier_next(
+    courier: &mut Option<crate::courier::Courier<relays::MailRequest>>,
+) -> (relays::MailRequest, Result<Vec<u8>, String>) {
+    match courier {
+        Some(c) => c.next().await,
+        None => std::future::pending().await,
+    }
 }

@@ -22,6 +22,7 @@
 pub mod addresses;
 mod api;
 mod client;
+mod courier;
 mod error;
 mod event_loop;
 pub mod files;

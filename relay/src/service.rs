@@ -61,7 +61,9 @@ pub enum RelayError {
     Store(#[from] StoreError),
     #[error("could not load the relay's mail store: {0}")]
     Load(String),
-    #[error("cannot listen on {addr}: {reason}")]
+    #[error(
+        "cannot listen on {addr}: {reason} (is another program using that port? pick another with --listen or `listen` in the config)"
+    )]
     Listen { addr: String, reason: String },
     #[error("cannot serve metrics on {addr}")]
     Metrics {
@@ -351,7 +353,7 @@ impl Relay {
                 } => {
                     return Err(RelayError::Listen {
                         addr: config.listen.join(", "),
-                        reason: error.to_string(),
+                        reason: io_reason(&error),
                     });
                 }
                 _ => {}
@@ -590,6 +592,8 @@ impl Relay {
                         request, channel, ..
                     },
             })) => {
+                // What a relay that logs would keep (tests read it).
+                tracing::trace!(%peer, bytes = request.len(), "mailbox request");
                 let now = self.clock.now();
                 // Strangers' deposits count per address too (not those from
                 // this machine: tests and benches run every node there).
@@ -860,6 +864,23 @@ fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
         libp2p::multiaddr::Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
         _ => None,
     })
+}
+
+/// An I/O error with what caused it, for people: libp2p's listener errors
+/// can have an empty message of their own.
+fn io_reason(error: &std::io::Error) -> String {
+    let mut parts = vec![error.to_string()];
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        parts.push(e.to_string());
+        source = e.source();
+    }
+    parts.retain(|p| !p.is_empty());
+    if parts.is_empty() {
+        format!("{:?}", error.kind())
+    } else {
+        parts.join(": ")
+    }
 }
 
 #[cfg(test)]

@@ -44,7 +44,23 @@ pub fn hush_bin() -> &'static Path {
 }
 
 /// A port on 127.0.0.1 that was free a moment ago.
+/// A port free to listen on, below Linux's ephemeral range (32768 up):
+/// a port from that range can be taken, between this check and the
+/// listener, as the local port of some other test's outgoing connection.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Each test binary starts somewhere else in 20000..32000.
+    let start = 20_000 + (std::process::id() % 1000) as u16 * 12;
+    let _ = NEXT.compare_exchange(0, start, Ordering::Relaxed, Ordering::Relaxed);
+    for _ in 0..12_000 {
+        let port = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + port.wrapping_sub(20_000) % 12_000;
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if udp && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -375,6 +391,8 @@ pub struct RelayProc {
     /// The address nodes use (`/ip4/127.0.0.1/tcp/PORT/p2p/ID`).
     pub address: String,
     extra: Vec<String>,
+    /// The relay's `HUSH_LOG`.
+    log_filter: String,
     child: Option<Child>,
     _dir: tempfile::TempDir,
 }
@@ -386,6 +404,12 @@ impl RelayProc {
     }
 
     pub fn start_with(config: &str, extra: &[&str]) -> Self {
+        Self::start_logging(config, extra, "info")
+    }
+
+    /// [`RelayProc::start_with`], its log filtered by `log_filter` (a
+    /// `HUSH_LOG` value: what a relay operator would keep).
+    pub fn start_logging(config: &str, extra: &[&str], log_filter: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("hush-relay-test-")
             .tempdir()
@@ -397,6 +421,7 @@ impl RelayProc {
             metrics_port: free_port(),
             address: String::new(),
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            log_filter: log_filter.to_owned(),
             child: None,
             _dir: dir,
         };
@@ -417,7 +442,7 @@ impl RelayProc {
             .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{}", self.port)])
             .args(["--metrics", &format!("127.0.0.1:{}", self.metrics_port)])
             .args(&self.extra)
-            .env("HUSH_LOG", "info")
+            .env("HUSH_LOG", &self.log_filter)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)

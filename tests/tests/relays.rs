@@ -278,6 +278,64 @@ fn a_relay_drops_a_disappearing_message_when_it_ends() {
     );
 }
 
+/// Attack (issue 18, item 2): a relay that logs the peer id of every
+/// mailbox request would join a deposit and a key claim for bob to the
+/// device that made them: before the courier, alice's node made both under
+/// its own long-term PeerId. Now they come from a short-lived identity of
+/// hers that the relay has never seen otherwise.
+#[test]
+fn deposits_and_key_claims_reach_a_relay_from_a_short_lived_identity() {
+    let relay = RelayProc::start_logging("", &[], "info,hush_relay::service=trace");
+    let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
+    bob.start_with(&["--relay", relay.address.as_str()]);
+    wait_keys_stocked(&bob);
+    let bob_peer = bob.json(&["status", "--json"])["peer_id"]
+        .as_str()
+        .expect("peer id")
+        .to_owned();
+    let bob_card = bob.card();
+    bob.stop();
+    alice.start();
+    let added = alice.run(&["contact", "add", "bob", &bob_card]);
+    assert!(added.ok(), "{added:?}");
+    let alice_peer = alice.json(&["status", "--json"])["peer_id"]
+        .as_str()
+        .expect("peer id")
+        .to_owned();
+    // No session with bob yet: alice claims one of his keys at his relay,
+    // then deposits there.
+    send(
+        &alice,
+        "bob",
+        "sealed, and from nobody the relay knows",
+        "sent",
+    );
+    relay.wait_stored(1);
+    let log = without_colours(&relay.log());
+    let senders: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("mailbox request"))
+        .filter_map(|l| l.split("peer=").nth(1)?.split_whitespace().next())
+        .collect();
+    assert!(
+        senders.iter().all(|p| *p != alice_peer),
+        "the relay saw alice's own peer id: {senders:?}"
+    );
+    let others: Vec<&&str> = senders.iter().filter(|p| **p != bob_peer).collect();
+    assert!(
+        others.len() >= 2,
+        "a key claim and a deposit from another identity: {senders:?}\n{log}"
+    );
+    bob.start();
+    let added = bob.run(&["contact", "add", "alice", &alice.card()]);
+    assert!(added.ok(), "{added:?}");
+    wait_texts(
+        &bob,
+        "alice",
+        &["sealed, and from nobody the relay knows".to_owned()],
+    );
+}
+
 /// Bob's device id and libp2p peer id, from his card.
 fn device_of(user: &User) -> (DeviceId, PeerId) {
     let card: ContactCard = user.card().parse().expect("card");
@@ -731,4 +789,22 @@ fn a_relay_named_by_dns_is_used() {
         assert!(metrics.contains(family), "{family} in {metrics}");
     }
     assert!(relay.metric("hush_relay_fetch_seconds_count") >= Some(1.0));
+}
+
+/// `text` without terminal colour sequences (`ESC [ … m`).
+fn without_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

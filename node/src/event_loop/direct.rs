@@ -151,13 +151,8 @@ impl EventLoop {
                     device,
                 } => {
                     let request = MailboxRequest::ClaimKey { device }.to_bytes();
-                    let id = self
-                        .swarm
-                        .behaviour_mut()
-                        .mailbox
-                        .send_request_with_addresses(&relay, request, vec![addr]);
-                    self.mail_requests
-                        .insert(id, MailRequest::Claim { relay, device });
+                    let kind = MailRequest::Claim { relay, device };
+                    self.ask_other_relay(relay, addr, request, kind);
                 }
                 DeviceEffect::SendBatch {
                     device,
@@ -171,17 +166,12 @@ impl EventLoop {
                     keys,
                     request,
                 } => {
-                    let id = self
-                        .swarm
-                        .behaviour_mut()
-                        .mailbox
-                        .send_request_with_addresses(&relay, request, vec![addr]);
                     let kind = MailRequest::Deposit {
                         relay,
                         device,
                         keys,
                     };
-                    self.mail_requests.insert(id, kind);
+                    self.ask_other_relay(relay, addr, request, kind);
                 }
                 DeviceEffect::PresenceKey { account, key } => {
                     self.on_presence_key(&account, &key);

@@ -215,6 +215,38 @@ impl EventLoop {
         }
     }
 
+    /// A deposit or key claim at a contact's relay: over the courier's
+    /// short-lived identity (the relay cannot tell it is ours), or from
+    /// the swarm if there is no courier.
+    pub(super) fn ask_other_relay(
+        &mut self,
+        relay: PeerId,
+        addr: libp2p::Multiaddr,
+        request: Vec<u8>,
+        kind: MailRequest,
+    ) {
+        match &mut self.courier {
+            Some(courier) => courier.send(relay, addr, request, kind),
+            None => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .mailbox
+                    .send_request_with_addresses(&relay, request, vec![addr]);
+                self.mail_requests.insert(id, kind);
+            }
+        }
+    }
+
+    /// The answer the courier brought.
+    pub(super) fn on_courier_answer(&mut self, kind: MailRequest, answer: Result<Vec<u8>, String>) {
+        let answer = answer.and_then(|bytes| {
+            MailboxResponse::from_bytes(&bytes)
+                .map_err(|e| format!("the relay's answer could not be decoded: {e}"))
+        });
+        self.on_mail_answer(kind, answer);
+    }
+
     fn home_request(&mut self, i: usize, request: MailboxRequest, kind: MailRequest) {
         let Some(relay) = self.home.get(i) else {
             return;
@@ -341,6 +373,11 @@ impl EventLoop {
             }
             _ => return,
         };
+        self.on_mail_answer(kind, answer);
+    }
+
+    /// What to do with a relay's answer (or the failure to get one).
+    fn on_mail_answer(&mut self, kind: MailRequest, answer: Result<MailboxResponse, String>) {
         match (kind, answer) {
             (MailRequest::Info(i), Ok(MailboxResponse::Info { challenge, .. })) => {
                 if self.drops_due.remove(&i) {

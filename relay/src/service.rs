@@ -636,12 +636,15 @@ impl Relay {
                 let now_ms = self.clock.now().unix_ms;
                 let acceptance = match self.topics.handle_publication(now_ms, topic, &message.data)
                 {
-                    Publication::Accept { keep } => {
+                    Publication::Accept {
+                        keep,
+                        expires_at_ms,
+                    } => {
                         if keep {
                             let len = message.data.len() as u64;
                             if self.engine.disk_has_room(len) {
-                                self.history
-                                    .add(topic, message.data, self.clock.now().unix_ms);
+                                let now_ms = self.clock.now().unix_ms;
+                                self.history.add(topic, message.data, now_ms, expires_at_ms);
                                 self.count_disk();
                             } else {
                                 self.metrics.history_dropped();

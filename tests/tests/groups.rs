@@ -497,7 +497,8 @@ async fn a_contact_outside_the_group_learns_no_topic() {
 /// runs out. A member who is not an admin is refused.
 #[test]
 fn a_groups_disappearing_timer_is_set_by_an_admin_and_empties_every_history() {
-    let (_relay, alice, bob, group) = club_of_two();
+    let relay = RelayProc::start_logging("", &[], "info,hush_relay::history=debug");
+    let (alice, bob, group) = club_of_two_at(&relay);
     let refused = bob.run(&["group", "set", &group, "--disappear", "1h"]);
     assert!(!refused.ok(), "{refused:?}");
     assert!(refused.stderr.contains("admin"), "{refused:?}");
@@ -528,6 +529,16 @@ fn a_groups_disappearing_timer_is_set_by_an_admin_and_empties_every_history() {
             user.name
         );
     }
+    // The relay keeps the group's ciphertext for members catching up.
+    wait_for(
+        "the relay to keep the group's history",
+        Duration::from_secs(30),
+        || {
+            relay
+                .metric("hush_relay_history_bytes")
+                .filter(|b| *b > 0.0)
+        },
+    );
     for user in [&alice, &bob] {
         wait_for(
             &format!("the message to vanish on {}'s side", user.name),
@@ -542,21 +553,39 @@ fn a_groups_disappearing_timer_is_set_by_an_admin_and_empties_every_history() {
             },
         );
     }
+    // It drops the timed message at its end too (it can read the end,
+    // nothing else of the timer).
+    wait_for(
+        "the relay to drop the timed message",
+        Duration::from_secs(30),
+        || {
+            relay
+                .log()
+                .contains("group messages dropped at their end")
+                .then_some(())
+        },
+    );
 }
 
 /// A relay, alice and bob (contacts) and their group "club" (its id),
 /// both members.
 fn club_of_two() -> (RelayProc, User, User, String) {
     let relay = RelayProc::start("");
+    let (alice, bob, group) = club_of_two_at(&relay);
+    (relay, alice, bob, group)
+}
+
+/// [`club_of_two`] at a given relay.
+fn club_of_two_at(relay: &RelayProc) -> (User, User, String) {
     let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
-    start_all(&relay, &mut [&mut alice, &mut bob]);
+    start_all(relay, &mut [&mut alice, &mut bob]);
     introduce(&alice, &bob);
     let group = create(&alice, "club");
     invite(&alice, &group, "bob", false);
     join(&bob, &group);
     wait_members(&alice, &group, 2);
     wait_members(&bob, &group, 2);
-    (relay, alice, bob, group)
+    (alice, bob, group)
 }
 
 fn hex(bytes: &[u8]) -> String {

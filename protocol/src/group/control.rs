@@ -23,6 +23,9 @@ pub fn room_key_claim(group: &GroupId, account: &AccountId, device: &DeviceId) -
     [CLAIM_CONTEXT, &group.0, &account.0, &device.0].concat()
 }
 const MESSAGE_VERSION: u8 = 2;
+/// A group message with an end (a disappearing message): version 3 adds
+/// `expires_at_ms` after the ciphertext.
+const EXPIRING_MESSAGE_VERSION: u8 = 3;
 
 /// What group members send each other over Olm (inside a
 /// [`Payload`](crate::Payload) as [`Body::Group`](crate::Body::Group)).
@@ -141,6 +144,9 @@ pub struct GroupMessage {
     /// [`crate::megolm_session_id`] of the Megolm session.
     pub session: SessionId,
     pub ciphertext: Vec<u8>,
+    /// When relays drop it from the topic's history (Unix ms): the end of
+    /// a disappearing message, the only thing a relay learns of its timer.
+    pub expires_at_ms: Option<u64>,
     /// Ed25519, by the epoch's publish key, over the fields above
     /// ([`TopicKey::verify`](super::TopicKey::verify)).
     pub signature: [u8; 64],
@@ -157,9 +163,15 @@ impl GroupMessage {
 
     /// The encoding without the signature (what the signature covers).
     pub(super) fn encode_unsigned(&self, w: &mut Writer) {
-        w.u8(MESSAGE_VERSION);
+        w.u8(match self.expires_at_ms {
+            Some(_) => EXPIRING_MESSAGE_VERSION,
+            None => MESSAGE_VERSION,
+        });
         w.raw(&self.session.0);
         w.bytes(&self.ciphertext);
+        if let Some(at) = self.expires_at_ms {
+            w.u64(at);
+        }
     }
 }
 
@@ -172,15 +184,26 @@ impl Wire for GroupMessage {
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        r.version(Self::NAME, MESSAGE_VERSION)?;
+        let version = r.u8()?;
+        if version != MESSAGE_VERSION && version != EXPIRING_MESSAGE_VERSION {
+            return Err(DecodeError::Invalid {
+                what: Self::NAME,
+                reason: "unknown version (2 and 3 are known)",
+            });
+        }
         let session = SessionId(r.array()?);
         let ciphertext = r
             .bytes("group ciphertext", MAX_GROUP_CIPHERTEXT_LEN)?
             .to_vec();
+        let expires_at_ms = match version {
+            EXPIRING_MESSAGE_VERSION => Some(r.u64()?),
+            _ => None,
+        };
         let signature = r.array()?;
         Ok(Self {
             session,
             ciphertext,
+            expires_at_ms,
             signature,
         })
     }

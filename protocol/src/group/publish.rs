@@ -67,9 +67,20 @@ impl PublishKey {
 
     /// A group message signed for this key's topic.
     pub fn seal(&self, session: crate::SessionId, ciphertext: Vec<u8>) -> GroupMessage {
+        self.seal_until(session, ciphertext, None)
+    }
+
+    /// [`PublishKey::seal`] for a message relays drop at `expires_at_ms`.
+    pub fn seal_until(
+        &self,
+        session: crate::SessionId,
+        ciphertext: Vec<u8>,
+        expires_at_ms: Option<u64>,
+    ) -> GroupMessage {
         let mut message = GroupMessage {
             session,
             ciphertext,
+            expires_at_ms,
             signature: [0; 64],
         };
         message.signature = self.0.sign(&signed_bytes(&message)).to_bytes();

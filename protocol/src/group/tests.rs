@@ -208,6 +208,32 @@ fn history_messages_round_trip() {
     }
 }
 
+/// A disappearing message's end is part of what the publish key signs: a
+/// relay or member that moves it breaks the signature.
+#[test]
+fn a_group_messages_end_round_trips_and_is_signed() {
+    let key = crate::PublishKey::from_secret(&[4; 32]);
+    let m = key.seal_until(
+        crate::SessionId([3; 32]),
+        vec![1, 2, 3],
+        Some(1_800_000_000_000),
+    );
+    let bytes = m.to_bytes();
+    assert_eq!(bytes[0], 3, "version 3 carries an end");
+    assert_eq!(GroupMessage::from_bytes(&bytes).unwrap(), m);
+    let public = crate::TopicKey::parse(&key.topic()).unwrap();
+    assert!(public.verify(&m));
+    let mut moved = m.clone();
+    moved.expires_at_ms = Some(1_900_000_000_000);
+    assert!(!public.verify(&moved));
+    let mut dropped = m;
+    dropped.expires_at_ms = None;
+    assert!(!public.verify(&dropped));
+    // Without an end it stays version 2, as before.
+    let plain = key.seal(crate::SessionId([3; 32]), vec![1]);
+    assert_eq!(plain.to_bytes()[0], 2);
+}
+
 #[test]
 fn group_message_round_trips_and_verifies_only_for_its_topic() {
     let key = crate::PublishKey::from_secret(&[4; 32]);

@@ -610,7 +610,10 @@ fn a_stranger_publishing_on_a_kept_topic_gets_nothing_into_its_history() {
     let sealed = members.seal(session.id(), ciphertext);
     assert_eq!(
         topics.handle_publication(0, &topic, &sealed.to_bytes()),
-        Publication::Accept { keep: true }
+        Publication::Accept {
+            keep: true,
+            expires_at_ms: None
+        }
     );
     // Only group topics are kept: a made-up name is refused.
     let made_up = crate::HistoryRequest::Keep {

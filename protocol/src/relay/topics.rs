@@ -26,8 +26,12 @@ pub enum Publication {
     /// reject it (it costs the sender peer score).
     Reject,
     /// Well-formed: accept it (gossip forwards it), and store it in the
-    /// topic's history if `keep`.
-    Accept { keep: bool },
+    /// topic's history if `keep`, until `expires_at_ms` if it has an end
+    /// (a disappearing message).
+    Accept {
+        keep: bool,
+        expires_at_ms: Option<u64>,
+    },
 }
 
 /// What a history request asks of the host.
@@ -227,15 +231,17 @@ impl TopicBook {
             Some(k) => Some(k.key),
             None => TopicKey::parse(topic),
         };
-        let signed = key.is_some_and(|key| {
-            GroupMessage::from_bytes(bytes).is_ok_and(|message| key.verify(&message))
+        let signed = key.and_then(|key| {
+            GroupMessage::from_bytes(bytes)
+                .ok()
+                .filter(|message| key.verify(message))
         });
-        if signed {
-            Publication::Accept {
+        match signed {
+            Some(message) => Publication::Accept {
                 keep: self.touch(topic, now_ms),
-            }
-        } else {
-            Publication::Reject
+                expires_at_ms: message.expires_at_ms,
+            },
+            None => Publication::Reject,
         }
     }
 }

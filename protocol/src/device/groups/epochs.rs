@@ -131,9 +131,11 @@ impl<P> Group<P> {
         &self,
         session: crate::SessionId,
         ciphertext: Vec<u8>,
+        expires_at_ms: Option<u64>,
     ) -> Option<(String, crate::GroupMessage)> {
         let k = self.publish_key()?;
-        Some((k.topic.clone(), k.key.seal(session, ciphertext)))
+        let message = k.key.seal_until(session, ciphertext, expires_at_ms);
+        Some((k.topic.clone(), message))
     }
 
     /// Whether `from` may hand us (`me`) the key of `epoch`: the author of

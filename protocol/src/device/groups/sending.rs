@@ -132,7 +132,10 @@ where
         // is published: a message index is never used twice.
         let write = g.write_record(&self.me.pickle_key);
         let conversation = g.conversation();
-        let sealed = g.seal(session, ciphertext);
+        // Relays drop a disappearing message from the topic's history at
+        // its end.
+        let ends = timer.map(|secs| message_id.millis().saturating_add(u64::from(secs) * 1000));
+        let sealed = g.seal(session, ciphertext, ends);
         let now = ctx.now.unix_ms;
         self.effects.extend([
             GroupEffect::Write(write),

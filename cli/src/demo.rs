@@ -397,6 +397,7 @@ pub async fn run() -> Result<()> {
         );
     }
     files_demo(dir.path(), &alice, &bob).await?;
+    disappearing_demo(&alice, &bob).await?;
     group_demo(dir.path(), &relay, &alice, &bob).await?;
     devices_demo(dir.path(), &alice, &bob).await?;
     println!("\nEverything between the processes was end-to-end encrypted: Olm between devices,");
@@ -522,6 +523,54 @@ async fn devices_demo(dir: &Path, alice: &NodeProcess, bob: &NodeProcess) -> Res
         r.status
     );
     laptop.stop().await
+}
+
+/// A timer on the conversation: a message both nodes delete by themselves.
+async fn disappearing_demo(alice: &NodeProcess, bob: &NodeProcess) -> Result<()> {
+    println!("\n— a message that disappears —");
+    call(
+        alice,
+        "contact.disappear",
+        json!({ "contact": "bob", "secs": 5 }),
+    )
+    .await?;
+    wait_until("bob's node to take the timer", async || {
+        let contacts = call(bob, "contact.list", Value::Null).await?;
+        Ok(contacts[0]["disappear_secs"] == 5)
+    })
+    .await?;
+    println!(
+        "alice sets their conversation to disappear after 5 seconds; bob's node takes the timer (it travelled inside the encrypted messages), and both histories show who set it"
+    );
+    let text = "This one deletes itself five seconds after I sent it.";
+    let r = send(alice, "bob", text, Some("delivered")).await?;
+    let ends = history(bob, "alice")
+        .await?
+        .into_iter()
+        .find(|m| m.text == text)
+        .and_then(|m| m.disappears_at)
+        .unwrap_or_default();
+    println!(
+        "alice → bob   {text:?}\n              {}; bob's node will delete it at {}",
+        r.status,
+        ends.get(11..23).unwrap_or(&ends)
+    );
+    wait_until("the message to disappear on both sides", async || {
+        let gone = |h: Vec<MessageView>| h.iter().all(|m| m.text != text);
+        Ok(gone(history(alice, "bob").await?) && gone(history(bob, "alice").await?))
+    })
+    .await?;
+    println!(
+        "five seconds after it was sent, both nodes deleted it (its text, its search entry, and its file had it carried one); had it waited at a relay, the relay would have dropped it then too"
+    );
+    call(
+        alice,
+        "contact.disappear",
+        json!({ "contact": "bob", "secs": null }),
+    )
+    .await?;
+    println!("alice turns the timer off again: what they write from now on stays");
+    Ok(())
 }
 
 async fn call(node: &NodeProcess, method: &str, params: Value) -> Result<Value> {

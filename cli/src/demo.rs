@@ -551,7 +551,7 @@ async fn disappearing_demo(alice: &NodeProcess, bob: &NodeProcess) -> Result<()>
         .and_then(|m| m.disappears_at)
         .unwrap_or_default();
     println!(
-        "alice → bob   {text:?}\n              {}; bob's node will delete it at {}",
+        "alice → bob   {text:?}\n              {}; bob's node will delete it at {} UTC",
         r.status,
         ends.get(11..23).unwrap_or(&ends)
     );

@@ -11,8 +11,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hush_protocol::device::keys_fingerprint;
-use hush_protocol::{AccountId, ContactCard, ConversationId, MessageId, OlmDevice, safety_number};
+use hush_protocol::{AccountId, ContactCard, ConversationId, MessageId, OlmDevice};
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -623,7 +622,7 @@ impl Node {
             .map(|c| {
                 let trust = trust.get(&c.account).copied().unwrap_or_default();
                 let timer = timers.get(&c.account).copied().flatten();
-                contact_view(&self.me.account, c, trust, timer)
+                ContactView::new(&self.me.account, c, trust, timer)
             })
             .collect())
     }
@@ -849,37 +848,6 @@ fn check_timer(secs: Option<u32>) -> Result<(), NodeError> {
             "a timer of {s} seconds is longer than a year, the longest allowed"
         ))),
         _ => Ok(()),
-    }
-}
-
-pub(crate) fn contact_view(
-    me: &AccountId,
-    c: &ContactRecord,
-    trust: ContactTrust,
-    disappear_secs: Option<u32>,
-) -> ContactView {
-    let card = c.card.parse::<ContactCard>().ok();
-    let keys_changed = match (&card, trust.verified) {
-        (Some(card), Some(verified)) => keys_fingerprint(card) != verified,
-        _ => false,
-    };
-    ContactView {
-        name: c.name.clone(),
-        account: c.account.to_string(),
-        devices: card
-            .as_ref()
-            .map_or(0, |card| card.device_list.devices.len()),
-        device_ids: card
-            .iter()
-            .flat_map(|card| card.device_list.devices.iter())
-            .map(|d| d.device_id.to_string())
-            .collect(),
-        safety_number: safety_number(me, &c.account),
-        send_receipts: c.send_receipts,
-        blocked: trust.blocked,
-        verified: trust.verified.is_some(),
-        keys_changed,
-        disappear_secs,
     }
 }
 

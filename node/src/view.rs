@@ -1,9 +1,10 @@
 //! What the node shows its clients (API results and events), in JSON.
 
-use hush_protocol::MessageId;
+use hush_protocol::device::keys_fingerprint;
+use hush_protocol::{AccountId, ContactCard, MessageId, safety_number};
 use serde::{Deserialize, Serialize};
 
-use crate::records::{FileState, MessageKind, MessageRecord, Status};
+use crate::records::{ContactRecord, ContactTrust, FileState, MessageKind, MessageRecord, Status};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContactView {
@@ -30,6 +31,41 @@ pub struct ContactView {
     /// were sent (`hush contact set NAME --disappear`); absent: kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disappear_secs: Option<u32>,
+}
+
+impl ContactView {
+    /// A contact as the API shows it: its record, what the user decided
+    /// about it, and its conversation's disappearing timer.
+    pub(crate) fn new(
+        me: &AccountId,
+        c: &ContactRecord,
+        trust: ContactTrust,
+        disappear_secs: Option<u32>,
+    ) -> Self {
+        let card = c.card.parse::<ContactCard>().ok();
+        let keys_changed = match (&card, trust.verified) {
+            (Some(card), Some(verified)) => keys_fingerprint(card) != verified,
+            _ => false,
+        };
+        Self {
+            name: c.name.clone(),
+            account: c.account.to_string(),
+            devices: card
+                .as_ref()
+                .map_or(0, |card| card.device_list.devices.len()),
+            device_ids: card
+                .iter()
+                .flat_map(|card| card.device_list.devices.iter())
+                .map(|d| d.device_id.to_string())
+                .collect(),
+            safety_number: safety_number(me, &c.account),
+            send_receipts: c.send_receipts,
+            blocked: trust.blocked,
+            verified: trust.verified.is_some(),
+            keys_changed,
+            disappear_secs,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -40,13 +40,14 @@ use crate::history::History;
 use crate::metrics::{self, Metrics};
 use crate::store::{Store, StoreError};
 
+mod circuits;
+
+use circuits::CircuitUsage;
+
 pub use hush_host::KAD_PROTOCOL;
 const TICK: Duration = Duration::from_millis(250);
 const MAX_CONNECTIONS: u32 = 10_000;
 const MAX_CONNECTIONS_PER_PEER: u32 = 4;
-/// Connections from one IP address at once: peer ids are free, addresses
-/// are not (many users may share one behind NAT).
-
 #[derive(Debug, Error)]
 pub enum RelayError {
     #[error(transparent)]
@@ -822,34 +823,6 @@ impl Relay {
     }
 }
 
-/// The circuit relay's usage, for the metrics: peers holding a
-/// reservation (a renewal is not a new one; at most the relay behaviour's
-/// own limit, 4096) and open circuits.
-#[derive(Debug, Default)]
-struct CircuitUsage {
-    reservations: std::collections::HashSet<PeerId>,
-    circuits: usize,
-}
-
-impl CircuitUsage {
-    fn on_event(&mut self, event: &relay::Event) {
-        match event {
-            relay::Event::ReservationReqAccepted { src_peer_id, .. } => {
-                self.reservations.insert(*src_peer_id);
-            }
-            relay::Event::ReservationClosed { src_peer_id }
-            | relay::Event::ReservationTimedOut { src_peer_id } => {
-                self.reservations.remove(src_peer_id);
-            }
-            relay::Event::CircuitReqAccepted { .. } => self.circuits += 1,
-            relay::Event::CircuitClosed { .. } => {
-                self.circuits = self.circuits.saturating_sub(1);
-            }
-            _ => {}
-        }
-    }
-}
-
 fn join_result(
     result: Result<Result<Applied, StoreError>, tokio::task::JoinError>,
 ) -> Result<Applied, StoreError> {
@@ -883,42 +856,5 @@ fn io_reason(error: &std::io::Error) -> String {
         format!("{:?}", error.kind())
     } else {
         parts.join(": ")
-    }
-}
-
-#[cfg(test)]
-mod circuit_usage_tests {
-    use super::*;
-
-    #[test]
-    fn reservations_count_peers_and_circuits_count_open_ones() {
-        let (a, b) = (PeerId::random(), PeerId::random());
-        let mut usage = CircuitUsage::default();
-        for renewed in [false, true] {
-            usage.on_event(&relay::Event::ReservationReqAccepted {
-                src_peer_id: a,
-                renewed,
-            });
-        }
-        usage.on_event(&relay::Event::ReservationReqAccepted {
-            src_peer_id: b,
-            renewed: false,
-        });
-        assert_eq!(usage.reservations.len(), 2, "a renewal is not a new one");
-        usage.on_event(&relay::Event::ReservationTimedOut { src_peer_id: a });
-        assert_eq!(usage.reservations.len(), 1);
-        usage.on_event(&relay::Event::CircuitReqAccepted {
-            src_peer_id: a,
-            dst_peer_id: b,
-        });
-        assert_eq!(usage.circuits, 1);
-        for _ in 0..2 {
-            usage.on_event(&relay::Event::CircuitClosed {
-                src_peer_id: a,
-                dst_peer_id: b,
-                error: None,
-            });
-        }
-        assert_eq!(usage.circuits, 0, "never below zero");
     }
 }

@@ -10,7 +10,7 @@ use libp2p::PeerId;
 
 use super::{After, EventLoop};
 use crate::error::NodeError;
-use crate::node::{Reply, contact_view};
+use crate::node::Reply;
 use crate::records::ContactRecord;
 use crate::view::{ContactView, Event};
 
@@ -35,7 +35,7 @@ impl EventLoop {
     }
 
     pub(super) fn view_of(&self, record: &ContactRecord) -> ContactView {
-        contact_view(
+        ContactView::new(
             &self.me.account,
             record,
             self.engine.contacts.trust(&record.account),
@@ -90,7 +90,7 @@ impl EventLoop {
                     _ => self.tell_own_devices_contact(&record.account),
                 }
                 let timer = self.engine.timer_of(&record.account);
-                let view = contact_view(&self.me.account, &record, trust, timer);
+                let view = ContactView::new(&self.me.account, &record, trust, timer);
                 self.batch.after.push(After::ReplyContact(reply, view));
                 self.batch.after.push(After::Emit(Box::new(event)));
             }

@@ -703,38 +703,6 @@ impl Store {
             .collect()
     }
 
-    /// Every 1:1 conversation's disappearing timer, by contact account.
-    pub fn timers(&self) -> Result<Vec<(AccountId, TimerRecord)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(TIMERS)?;
-        table
-            .iter()?
-            .map(|row| {
-                let (k, v) = row?;
-                Ok((AccountId(*k.value()), decode("timer", v.value())?))
-            })
-            .collect()
-    }
-
-    /// Up to `limit` messages that expired by `now_ms`, soonest first.
-    pub fn expired(
-        &self,
-        now_ms: u64,
-        limit: usize,
-    ) -> Result<Vec<(ConversationId, MessageId)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(EXPIRING)?;
-        table
-            .range((0, &[0; 32], 0)..=(now_ms, &[0xff; 32], u128::MAX))?
-            .take(limit)
-            .map(|row| {
-                let (key, _) = row?;
-                let (_, conversation, id) = key.value();
-                Ok((ConversationId(*conversation), MessageId(id)))
-            })
-            .collect()
-    }
-
     /// Up to `limit` messages older than `before` (or the newest), oldest first.
     pub fn history(
         &self,
@@ -892,6 +860,7 @@ impl Drop for Store {
     }
 }
 
+mod expiry;
 mod ops;
 mod search;
 #[cfg(test)]

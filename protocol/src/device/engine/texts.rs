@@ -62,12 +62,9 @@ where
         self.send_message(ctx, contact, Outgoing::File(Box::new(offer), path))
     }
 
-    fn send_message(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        contact: &str,
-        outgoing: Outgoing,
-    ) -> Result<MessageId, SendError> {
+    /// The account of the contact named `contact`, if this device may
+    /// write to it now (not revoked, the contact known and not blocked).
+    pub(super) fn writable_contact(&self, contact: &str) -> Result<AccountId, SendError> {
         if self.revoked {
             return Err(SendError::Revoked);
         }
@@ -83,6 +80,16 @@ where
                 name: contact.to_owned(),
             });
         }
+        Ok(account)
+    }
+
+    fn send_message(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        contact: &str,
+        outgoing: Outgoing,
+    ) -> Result<MessageId, SendError> {
+        let account = self.writable_contact(contact)?;
         self.grant_right(ctx, &account);
         let id = ctx.next_id();
         let timer = self.timer_of(&account);

@@ -49,21 +49,7 @@ where
         contact: &str,
         secs: Option<u32>,
     ) -> Result<MessageId, SendError> {
-        if self.revoked {
-            return Err(SendError::Revoked);
-        }
-        let account = self
-            .contacts
-            .contact(contact)
-            .map(|c| c.card.account())
-            .ok_or_else(|| SendError::UnknownContact {
-                name: contact.to_owned(),
-            })?;
-        if self.contacts.is_blocked(&account) {
-            return Err(SendError::Blocked {
-                name: contact.to_owned(),
-            });
-        }
+        let account = self.writable_contact(contact)?;
         let id = ctx.next_id();
         let payload = Payload {
             sender_account: self.me.account,

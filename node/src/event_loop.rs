@@ -167,9 +167,11 @@ pub(crate) struct EventLoop {
     /// answer (the last sending failed).
     drops_due: std::collections::HashSet<usize>,
     mail_requests: HashMap<OutboundRequestId, relays::MailRequest>,
-    /// Deposits and key claims at other people's relays go from here: a
-    /// short-lived identity, not our PeerId (`crate::courier`). `None` if
-    /// it could not be built (then they go from the swarm).
+    /// Deposits and key claims at other people's relays, and lookups of
+    /// other people's presence, go from here: a short-lived identity, not
+    /// our PeerId (`crate::courier`). Made when first needed; `None` until
+    /// then, after it was spent, or if it could not be built (then they go
+    /// from the swarm).
     courier: Option<crate::courier::Courier<relays::MailRequest>>,
     presence: presence::PresenceHost,
     reach: reach::Reach,
@@ -273,7 +275,7 @@ impl EventLoop {
             home,
             drops_due: std::collections::HashSet::new(),
             mail_requests: HashMap::new(),
-            courier: new_courier(),
+            courier: None,
             presence,
             reach: reach::Reach::default(),
             groups: groups::GroupHost::default(),
@@ -407,7 +409,7 @@ impl EventLoop {
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 event = self.files.next() => self.on_file_event(event),
-                (kind, answer) = courier_next(&mut self.courier) => self.on_courier_answer(kind, answer),
+                event = courier_next(&mut self.courier) => self.on_courier_event(event),
                 result = commit_done => {
                     let result = result.unwrap_or_else(|e| Err(StoreError::Storage(redb::StorageError::Io(std::io::Error::other(e)))));
                     self.on_commit(result);
@@ -433,8 +435,8 @@ impl EventLoop {
             .as_ref()
             .is_some_and(|c| c.is_spent(Instant::now()))
         {
-            // A fresh identity for what goes next.
-            self.courier = new_courier();
+            // A fresh identity for what goes next (made when needed).
+            self.courier = None;
         }
     }
 
@@ -719,10 +721,12 @@ fn right_issuer(keypair: &libp2p::identity::Keypair) -> Result<RightIssuer, Node
     Ok(RightIssuer::new(secret))
 }
 
-/// A courier with a fresh identity, or `None` (and a warning) if it could
-/// not be built.
-fn new_courier() -> Option<crate::courier::Courier<relays::MailRequest>> {
-    match crate::courier::Courier::new() {
+/// A courier with a fresh identity that finds the DHT through `seeds`, or
+/// `None` (and a warning) if it could not be built.
+fn new_courier(
+    seeds: &[(PeerId, Multiaddr)],
+) -> Option<crate::courier::Courier<relays::MailRequest>> {
+    match crate::courier::Courier::new(seeds) {
         Ok(courier) => {
             tracing::debug!(courier = %courier.peer_id(), "a fresh courier identity");
             Some(courier)
@@ -734,10 +738,10 @@ fn new_courier() -> Option<crate::courier::Courier<relays::MailRequest>> {
     }
 }
 
-/// The courier's next answer; never, without a courier.
+/// What the courier brings back next; never, without a courier.
 async fn courier_next(
     courier: &mut Option<crate::courier::Courier<relays::MailRequest>>,
-) -> (relays::MailRequest, Result<Vec<u8>, String>) {
+) -> crate::courier::CourierEvent<relays::MailRequest> {
     match courier {
         Some(c) => c.next().await,
         None => std::future::pending().await,

@@ -118,7 +118,7 @@ pub fn link_behaviour(
 
 /// Kademlia as a node runs it: a client of the relays' DHT that publishes
 /// its own presence records (no republishing of others', no server role).
-fn kad_behaviour(peer: PeerId) -> kad::Behaviour<kad::store::MemoryStore> {
+pub(crate) fn kad_behaviour(peer: PeerId) -> kad::Behaviour<kad::store::MemoryStore> {
     let mut config = kad::Config::new(KAD_PROTOCOL);
     config
         .set_query_timeout(KAD_QUERY_TIMEOUT)

@@ -177,3 +177,51 @@ pub async fn ask_circuit(
         }
     }
 }
+
+/// What a raw DHT server saw: the peer ids that connected to it, and how
+/// many record lookups it was asked.
+#[derive(Debug, Default)]
+pub struct DhtSeen {
+    pub peers: Vec<PeerId>,
+    pub lookups: usize,
+}
+
+/// A Kademlia server on `/hush/kad/1` at a loopback port, run on the
+/// current tokio runtime: a stand-in for a relay that logs who asks the
+/// DHT what (the real relay cannot: libp2p does not say who sent a
+/// lookup). Returns its address (with `/p2p/`) and what it sees.
+pub async fn dht_logger() -> (String, std::sync::Arc<std::sync::Mutex<DhtSeen>>) {
+    use libp2p::kad;
+    let keypair = identity::Keypair::generate_ed25519();
+    let peer = keypair.public().to_peer_id();
+    let mut config = kad::Config::new(hush_host::KAD_PROTOCOL);
+    config.set_query_timeout(Duration::from_secs(10));
+    let mut behaviour =
+        kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), config);
+    behaviour.set_mode(Some(kad::Mode::Server));
+    let mut swarm = swarm(keypair, behaviour);
+    swarm
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
+        .expect("listen");
+    let addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+            break address;
+        }
+    };
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(DhtSeen::default()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let event = swarm.select_next_some().await;
+            let Ok(mut seen) = log.lock() else { return };
+            match event {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } => seen.peers.push(peer_id),
+                SwarmEvent::Behaviour(kad::Event::InboundRequest {
+                    request: kad::InboundRequest::GetRecord { .. },
+                }) => seen.lookups += 1,
+                _ => {}
+            }
+        }
+    });
+    (format!("{addr}/p2p/{peer}"), seen)
+}

@@ -254,3 +254,37 @@ fn presence_is_found_in_the_dht() {
         "alice reached frozen bob directly, so the DHT path was not tested: {status}"
     );
 }
+
+/// Attack (issue 18, item 2): a relay in the DHT that logs who connects
+/// and what they look up would learn whose presence a node watches. The
+/// lookups of other people's records now come from a short-lived identity
+/// (the courier): here bob names a DHT server that logs everything as his
+/// relay, alice looks bob up, and the server is asked, but never sees
+/// alice's own PeerId.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_lookups_reach_the_dht_from_a_short_lived_identity() {
+    let (logger, seen) = hush_tests::raw::dht_logger().await;
+    let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
+    bob.start_with(&["--relay", logger.as_str()]);
+    alice.start();
+    introduce(&alice, &bob);
+    // A fresh start: alice's node finds the DHT again, bob's relay known.
+    alice.stop();
+    alice.start();
+    let alice_peer: libp2p::PeerId = alice.json(&["status", "--json"])["peer_id"]
+        .as_str()
+        .expect("peer id")
+        .parse()
+        .expect("a peer id");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while seen.lock().expect("lock").lookups == 0 {
+        assert!(Instant::now() < deadline, "the DHT was never asked");
+        alice.json(&["presence", "bob", "--refresh", "--json"]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let seen = seen.lock().expect("lock");
+    assert!(
+        !seen.peers.contains(&alice_peer),
+        "the DHT server saw alice's own peer id: {seen:?}"
+    );
+}

@@ -48,10 +48,18 @@ struct Waiter {
     deadline: Instant,
 }
 
+/// A presence lookup: on the courier's Kademlia (a short-lived identity),
+/// or on the node's own when there is no courier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum LookupId {
+    Swarm(kad::QueryId),
+    Courier(kad::QueryId),
+}
+
 /// The presence part and the requests in flight for it.
 pub(crate) struct PresenceHost {
     book: PresenceBook<Multiaddr>,
-    lookups: HashMap<kad::QueryId, (AccountId, DeviceId)>,
+    lookups: HashMap<LookupId, (AccountId, DeviceId)>,
     waiters: Vec<Waiter>,
     pushes: HashMap<OutboundRequestId, (AccountId, DeviceId)>,
     puts: usize,
@@ -139,7 +147,10 @@ impl EventLoop {
                         continue;
                     }
                     let key = kad::RecordKey::new(&locator);
-                    let id = self.swarm.behaviour_mut().kad.get_record(key);
+                    let id = match self.courier() {
+                        Some(courier) => LookupId::Courier(courier.get_record(key)),
+                        None => LookupId::Swarm(self.swarm.behaviour_mut().kad.get_record(key)),
+                    };
                     self.presence.lookups.insert(id, (account, device));
                     let now = self.host_clock.now();
                     self.presence.book.looking_up(now, device);
@@ -221,15 +232,23 @@ impl EventLoop {
             .collect()
     }
 
-    /// After start: find the DHT through our relays and our contacts',
-    /// publish (on the first tick), and look up every contact that shares
-    /// with us.
-    pub(super) fn presence_start(&mut self) {
+    /// The relays through which to find the DHT: ours and our contacts'.
+    pub(super) fn dht_seeds(&self) -> Vec<(PeerId, Multiaddr)> {
         let mut relays: Vec<(PeerId, Multiaddr)> =
             self.home.iter().map(|r| (r.peer, r.addr.clone())).collect();
         for contact in self.engine.contacts.contacts() {
             relays.extend(contact.relays.iter().cloned());
         }
+        relays
+    }
+
+    /// After start: find the DHT through our home relays (to publish our
+    /// own record; lookups of others go from the courier, which finds it
+    /// through our contacts' relays too), publish (on the first tick), and
+    /// look up every contact that shares with us.
+    pub(super) fn presence_start(&mut self) {
+        let relays: Vec<(PeerId, Multiaddr)> =
+            self.home.iter().map(|r| (r.peer, r.addr.clone())).collect();
         for (peer, addr) in relays {
             self.swarm.behaviour_mut().kad.add_address(&peer, addr);
         }
@@ -474,24 +493,12 @@ impl EventLoop {
             return;
         };
         match result {
-            kad::QueryResult::GetRecord(Ok(kad::GetRecordOk::FoundRecord(found))) => {
-                let Some((account, device)) = self.presence.lookups.get(&id).copied() else {
-                    return;
-                };
-                let keys = self
-                    .engine
-                    .contacts
-                    .device(&account, &device)
-                    .map(|(_, k)| k);
-                let accepted = SealedPresence::from_bytes(&found.record.value)
-                    .ok()
-                    .zip(keys)
-                    .is_some_and(|(sealed, keys)| self.accept_presence(&account, &keys, &sealed));
-                if accepted {
-                    // The first genuine record will do.
-                    if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
-                        query.finish();
-                    }
+            kad::QueryResult::GetRecord(Ok(kad::GetRecordOk::FoundRecord(found)))
+                if self.presence_found(LookupId::Swarm(id), &found.record.value) =>
+            {
+                // The first genuine record will do.
+                if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                    query.finish();
                 }
             }
             kad::QueryResult::PutRecord(result) if step.last => {
@@ -503,9 +510,31 @@ impl EventLoop {
             _ => {}
         }
         if step.last {
-            self.presence.lookups.remove(&id);
-            self.answer_waiters(false);
+            self.lookup_done(LookupId::Swarm(id));
         }
+    }
+
+    /// A record a lookup found: whether it is a genuine record of the
+    /// device looked up (taken; the lookup may stop).
+    pub(super) fn presence_found(&mut self, lookup: LookupId, value: &[u8]) -> bool {
+        let Some((account, device)) = self.presence.lookups.get(&lookup).copied() else {
+            return false;
+        };
+        let keys = self
+            .engine
+            .contacts
+            .device(&account, &device)
+            .map(|(_, k)| k);
+        SealedPresence::from_bytes(value)
+            .ok()
+            .zip(keys)
+            .is_some_and(|(sealed, keys)| self.accept_presence(&account, &keys, &sealed))
+    }
+
+    /// A lookup is over: the `presence` calls waiting for it are answered.
+    pub(super) fn lookup_done(&mut self, lookup: LookupId) {
+        self.presence.lookups.remove(&lookup);
+        self.answer_waiters(false);
     }
 
     /// Answers `presence` calls whose lookups are done (or all, when

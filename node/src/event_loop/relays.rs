@@ -225,7 +225,7 @@ impl EventLoop {
         request: Vec<u8>,
         kind: MailRequest,
     ) {
-        match &mut self.courier {
+        match self.courier() {
             Some(courier) => courier.send(relay, addr, request, kind),
             None => {
                 let id = self
@@ -238,13 +238,40 @@ impl EventLoop {
         }
     }
 
-    /// The answer the courier brought.
-    pub(super) fn on_courier_answer(&mut self, kind: MailRequest, answer: Result<Vec<u8>, String>) {
-        let answer = answer.and_then(|bytes| {
-            MailboxResponse::from_bytes(&bytes)
-                .map_err(|e| format!("the relay's answer could not be decoded: {e}"))
-        });
-        self.on_mail_answer(kind, answer);
+    /// The courier, made now if there is none (with the relays we know as
+    /// its way into the DHT).
+    pub(super) fn courier(&mut self) -> Option<&mut crate::courier::Courier<MailRequest>> {
+        if self.courier.is_none() {
+            let seeds = self.dht_seeds();
+            self.courier = super::new_courier(&seeds);
+        }
+        self.courier.as_mut()
+    }
+
+    /// What the courier brought: a relay's answer, or what a presence
+    /// lookup found.
+    pub(super) fn on_courier_event(&mut self, event: crate::courier::CourierEvent<MailRequest>) {
+        use crate::courier::CourierEvent;
+        match event {
+            CourierEvent::Answer(kind, answer) => {
+                let answer = answer.and_then(|bytes| {
+                    MailboxResponse::from_bytes(&bytes)
+                        .map_err(|e| format!("the relay's answer could not be decoded: {e}"))
+                });
+                self.on_mail_answer(kind, answer);
+            }
+            CourierEvent::Found(id, value) => {
+                let lookup = super::presence::LookupId::Courier(id);
+                if self.presence_found(lookup, &value)
+                    && let Some(courier) = self.courier.as_mut()
+                {
+                    courier.finish(&id);
+                }
+            }
+            CourierEvent::LookupDone(id) => {
+                self.lookup_done(super::presence::LookupId::Courier(id));
+            }
+        }
     }
 
     fn home_request(&mut self, i: usize, request: MailboxRequest, kind: MailRequest) {

@@ -3,7 +3,8 @@
 //! that hangs on them (text, file, search entries, receipts, what still
 //! waits in the outbox), and the files this device holds for them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use hush_protocol::{ConversationId, MessageId};
 
@@ -15,12 +16,15 @@ use crate::view::Event;
 
 /// Most messages deleted per sweep (the rest go on the next ticks).
 const MAX_EXPIRED_PER_SWEEP: usize = 256;
+/// A deletion still listed this long after it was queued is queued again
+/// (its batch failed to commit).
+const REQUEUE_AFTER: Duration = Duration::from_secs(10);
 
-/// Messages whose deletion is queued but not yet committed: not queued
-/// again meanwhile.
+/// Messages whose deletion is queued but not yet committed, and when:
+/// not queued again meanwhile.
 #[derive(Debug, Default)]
 pub(super) struct Expiry {
-    queued: HashSet<(ConversationId, MessageId)>,
+    queued: HashMap<(ConversationId, MessageId), Instant>,
 }
 
 impl EventLoop {
@@ -33,13 +37,19 @@ impl EventLoop {
             }
         };
         // What the store no longer lists is deleted on disk: forget it.
+        // What is still listed long after it was queued was lost with a
+        // failed commit: queued again.
+        let now = Instant::now();
         let listed: HashSet<(ConversationId, MessageId)> = due.iter().copied().collect();
-        self.expiry.queued.retain(|k| listed.contains(k));
+        self.expiry
+            .queued
+            .retain(|k, at| listed.contains(k) && now.duration_since(*at) < REQUEUE_AFTER);
         let mut by_conversation: Vec<(ConversationId, Vec<MessageId>)> = Vec::new();
         for (conversation, id) in due {
-            if !self.expiry.queued.insert((conversation, id)) {
+            if self.expiry.queued.contains_key(&(conversation, id)) {
                 continue;
             }
+            self.expiry.queued.insert((conversation, id), now);
             match by_conversation.iter_mut().find(|(c, _)| *c == conversation) {
                 Some((_, ids)) => ids.push(id),
                 None => by_conversation.push((conversation, vec![id])),

@@ -311,14 +311,7 @@ async fn a_non_member_publishing_on_the_topic_is_rejected() {
     let decoy = create(&alice, "decoy");
     invite(&alice, &decoy, "mallory", false);
     let mut mallory = hush_tests::raw::gossip_client_with(key);
-    mallory
-        .dial(
-            alice
-                .listen_addr()
-                .parse::<libp2p::Multiaddr>()
-                .expect("addr"),
-        )
-        .expect("dial alice");
+    dial_from(&mut mallory, &alice);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     // Both of alice's groups: the club's topic and the decoy's.
     let mut topics = Vec::new();
@@ -411,14 +404,7 @@ async fn a_stranger_who_dials_a_member_is_disconnected_and_learns_no_topic() {
     let (_relay, alice, bob, group) = club_of_two();
 
     let mut stranger = hush_tests::raw::gossip_client();
-    stranger
-        .dial(
-            alice
-                .listen_addr()
-                .parse::<libp2p::Multiaddr>()
-                .expect("addr"),
-        )
-        .expect("dial alice");
+    dial_from(&mut stranger, &alice);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let event = tokio::time::timeout_at(deadline, stranger.select_next_some())
@@ -463,14 +449,7 @@ async fn a_contact_outside_the_group_learns_no_topic() {
         .behaviour_mut()
         .subscribe(&IdentTopic::new("/hush/test/probe"))
         .expect("subscribe");
-    carol
-        .dial(
-            alice
-                .listen_addr()
-                .parse::<libp2p::Multiaddr>()
-                .expect("addr"),
-        )
-        .expect("dial alice");
+    dial_from(&mut carol, &alice);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let event = tokio::time::timeout_at(deadline, carol.select_next_some())
@@ -565,6 +544,12 @@ fn a_groups_disappearing_timer_is_set_by_an_admin_and_empties_every_history() {
                 .then_some(())
         },
     );
+}
+
+/// A raw gossip client dials `user`'s node.
+fn dial_from(client: &mut libp2p::Swarm<libp2p::gossipsub::Behaviour>, user: &User) {
+    let addr: libp2p::Multiaddr = user.listen_addr().parse().expect("addr");
+    client.dial(addr).expect("dial");
 }
 
 /// A relay, alice and bob (contacts) and their group "club" (its id),

@@ -79,36 +79,50 @@ pub(super) fn upgrade(db: &Database) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A message's key: (conversation, message id).
+type MessageKey = ([u8; 32], u128);
+
+/// The next `INDEX_CHUNK` message rows after `after` (from the start if
+/// `None`), their values undecoded; `after` moves to the last one.
+fn next_messages(
+    messages: &impl ReadableTable<(&'static [u8; 32], u128), &'static [u8]>,
+    after: &mut Option<MessageKey>,
+) -> Result<Vec<(MessageKey, Vec<u8>)>, StoreError> {
+    let rows = match after {
+        Some((c, id)) => messages.range((&*c, *id)..)?,
+        None => messages.range::<(&[u8; 32], u128)>(..)?,
+    };
+    let mut chunk = Vec::new();
+    for row in rows {
+        let (key, value) = row?;
+        let (conversation, id) = key.value();
+        if *after == Some((*conversation, id)) {
+            continue;
+        }
+        chunk.push(((*conversation, id), value.value().to_vec()));
+        if chunk.len() == INDEX_CHUNK {
+            break;
+        }
+    }
+    if let Some((key, _)) = chunk.last() {
+        *after = Some(*key);
+    }
+    Ok(chunk)
+}
+
 /// Rewrites every message record of formats 1 to 3 in format 4's shape
 /// (no timer, a plain message).
 fn rewrite_messages(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     let mut messages = txn.open_table(MESSAGES)?;
-    let mut after: Option<([u8; 32], u128)> = None;
+    let mut after = None;
     loop {
-        let mut chunk: Vec<(([u8; 32], u128), MessageRecord)> = Vec::new();
-        {
-            let rows = match &after {
-                Some((c, id)) => messages.range((c, *id)..)?,
-                None => messages.range::<(&[u8; 32], u128)>(..)?,
-            };
-            for row in rows {
-                let (key, value) = row?;
-                let (conversation, id) = key.value();
-                if after == Some((*conversation, id)) {
-                    continue;
-                }
-                after = Some((*conversation, id));
-                let old: MessageRecordV3 = decode("message", value.value())?;
-                chunk.push(((*conversation, id), old.into()));
-                if chunk.len() == INDEX_CHUNK {
-                    break;
-                }
-            }
-        }
+        let chunk = next_messages(&messages, &mut after)?;
         if chunk.is_empty() {
             return Ok(());
         }
-        for ((conversation, id), message) in chunk {
+        for ((conversation, id), value) in chunk {
+            let old: MessageRecordV3 = decode("message", &value)?;
+            let message: MessageRecord = old.into();
             messages.insert((&conversation, id), encode(&message).as_slice())?;
         }
     }
@@ -119,32 +133,19 @@ fn rewrite_messages(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
 fn index_history(txn: &redb::WriteTransaction) -> Result<usize, StoreError> {
     let mut index = Indexer::default();
     let mut indexed = 0;
-    let mut after: Option<([u8; 32], u128)> = None;
+    let mut after = None;
     loop {
         let mut chunk = Vec::new();
         {
             let messages = txn.open_table(MESSAGES)?;
             let files = txn.open_table(FILES)?;
-            let rows = match &after {
-                Some((c, id)) => messages.range((c, *id)..)?,
-                None => messages.range::<(&[u8; 32], u128)>(..)?,
-            };
-            for row in rows {
-                let (key, value) = row?;
-                let (conversation, id) = key.value();
-                if after == Some((*conversation, id)) {
-                    continue;
-                }
-                after = Some((*conversation, id));
-                let message: MessageRecord = decode("message", value.value())?;
-                let file = match files.get((conversation, id))? {
+            for ((conversation, id), value) in next_messages(&messages, &mut after)? {
+                let message: MessageRecord = decode("message", &value)?;
+                let file = match files.get((&conversation, id))? {
                     Some(f) => Some(decode::<FileRecord>("file", f.value())?),
                     None => None,
                 };
-                chunk.push((*conversation, message, file));
-                if chunk.len() == INDEX_CHUNK {
-                    break;
-                }
+                chunk.push((conversation, message, file));
             }
         }
         if chunk.is_empty() {

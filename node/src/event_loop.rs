@@ -40,6 +40,7 @@ mod commit;
 mod contacts;
 mod devices;
 mod direct;
+mod drain;
 mod expiry;
 mod files;
 mod groups;
@@ -187,6 +188,9 @@ pub(crate) struct EventLoop {
     applying_own_change: bool,
     /// Disappearing messages being deleted.
     expiry: expiry::Expiry,
+    /// When every home relay was last read to the end (Unix ms), as
+    /// stored: how far back our pairwise mailboxes are fetched.
+    drained_at: Option<u64>,
 }
 
 impl EventLoop {
@@ -248,6 +252,10 @@ impl EventLoop {
         for (device, right) in store.rights()? {
             engine.restore_right(device, right);
         }
+        for (device, grant) in store.grants()? {
+            engine.restore_grant(device, grant);
+        }
+        let drained_at = store.drained_at()?;
         for (account, timer) in store.timers()? {
             let timer = hush_protocol::device::ConversationTimer {
                 secs: timer.secs,
@@ -284,6 +292,7 @@ impl EventLoop {
             files,
             applying_own_change: false,
             expiry: expiry::Expiry::default(),
+            drained_at,
         };
         event_loop.restore_trust()?;
         // A new device's presence key goes to disk with the first batch.

@@ -45,11 +45,8 @@ use libp2p::{
     noise, relay, request_response, yamux,
 };
 
-/// A mailbox request may wait this long: a fetch is held open by the relay
-/// for up to [`MAIL_WAIT`] when there is no mail.
+/// A mailbox request may wait this long (a large deposit to a busy relay).
 pub const MAILBOX_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a relay may hold a fetch open waiting for mail.
-pub const MAIL_WAIT: Duration = Duration::from_secs(20);
 /// How long a request may wait for its response.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// Concurrent streams per connection and protocol.

@@ -16,8 +16,12 @@
 //!   owner  ──Ack{auth, seqs}──▶ relay ──(durable delete)──▶ Acked
 //! ```
 
+mod batch;
+mod pairwise;
 mod right;
 
+pub use batch::{BatchItem, BatchRequest, KeySet, MAX_BATCH_KEYS};
+pub use pairwise::{GENERATION_MS, MailboxGrant, PairwiseKey, generation_at};
 pub use right::DepositRight;
 
 use ed25519_dalek::{Signature, VerifyingKey};
@@ -386,6 +390,13 @@ pub enum MailboxRequest {
         old: Box<DeviceList>,
         new: Box<DeviceList>,
     },
+    /// A request over the signer's own mailbox and a set of pairwise ones
+    /// (see [`KeySet`]); `auth` signs [`BatchRequest::body_bytes`].
+    Batch {
+        auth: Box<Auth>,
+        keys: KeySet,
+        request: BatchRequest,
+    },
 }
 
 /// Why a [`MailboxRequest::DropRevoked`] names nothing to drop.
@@ -468,6 +479,16 @@ impl Wire for MailboxRequest {
                 old.encode(w);
                 new.encode(w);
             }
+            Self::Batch {
+                auth,
+                keys,
+                request,
+            } => {
+                w.u8(8);
+                auth.encode(w);
+                keys.encode(w);
+                request.encode(w);
+            }
         }
     }
 
@@ -520,6 +541,11 @@ impl Wire for MailboxRequest {
             5 => Self::DropRevoked {
                 old: Box::new(DeviceList::decode(r)?),
                 new: Box::new(DeviceList::decode(r)?),
+            },
+            8 => Self::Batch {
+                auth: Box::new(Auth::decode(r)?),
+                keys: KeySet::decode(r)?,
+                request: BatchRequest::decode(r)?,
             },
             tag => {
                 return Err(DecodeError::UnknownTag {
@@ -665,6 +691,13 @@ pub enum MailboxResponse {
         reason: Refusal,
         message: String,
     },
+    /// A page of a batch: mail of the set's mailboxes in sequence order.
+    Batch {
+        items: Vec<BatchItem>,
+        more: bool,
+        /// One-time keys the relay still holds for the signing device.
+        keys_left: u32,
+    },
 }
 
 impl MailboxResponse {
@@ -747,6 +780,16 @@ impl Wire for MailboxResponse {
                 w.u8(8);
                 w.u16(*devices);
             }
+            Self::Batch {
+                items,
+                more,
+                keys_left,
+            } => {
+                w.u8(9);
+                batch::encode_items(w, items);
+                w.u8(u8::from(*more));
+                w.u32(*keys_left);
+            }
         }
     }
 
@@ -788,11 +831,7 @@ impl Wire for MailboxResponse {
                         r.bytes("sealed envelope", MAX_SEALED_LEN)?.to_vec(),
                     ))
                 })?,
-                more: match r.u8()? {
-                    0 => false,
-                    1 => true,
-                    tag => return Err(DecodeError::UnknownTag { what: "more", tag }),
-                },
+                more: decode_more(r)?,
                 keys_left: r.u32()?,
             },
             4 => Self::Acked { removed: r.u32()? },
@@ -803,6 +842,11 @@ impl Wire for MailboxResponse {
             },
             7 => Self::Revoked { holders: r.u16()? },
             8 => Self::Dropped { devices: r.u16()? },
+            9 => Self::Batch {
+                items: batch::decode_items(r)?,
+                more: decode_more(r)?,
+                keys_left: r.u32()?,
+            },
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "mailbox response",
@@ -810,6 +854,14 @@ impl Wire for MailboxResponse {
                 });
             }
         })
+    }
+}
+
+fn decode_more(r: &mut Reader<'_>) -> Result<bool, DecodeError> {
+    match r.u8()? {
+        0 => Ok(false),
+        1 => Ok(true),
+        tag => Err(DecodeError::UnknownTag { what: "more", tag }),
     }
 }
 

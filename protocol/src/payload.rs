@@ -9,7 +9,7 @@ use crate::card::ContactCard;
 use crate::codec::{DecodeError, Reader, Wire, Writer};
 use crate::group::GroupControl;
 use crate::ids::{AccountId, DeviceId, MessageId};
-use crate::mailbox::DepositRight;
+use crate::mailbox::{DepositRight, MailboxGrant};
 use crate::presence::PresenceKey;
 pub use crate::receipt::{MAX_RECEIPT_IDS, ReceiptKind};
 use crate::receipt::{decode_receipt, encode_receipt};
@@ -67,6 +67,15 @@ pub enum Body {
     /// [`DepositRight`]): mail the receiver leaves in that device's mailbox
     /// with it counts as a contact's, not a stranger's.
     DepositRight(DepositRight),
+    /// The sender device's mailboxes for the receiver: its own mailbox's
+    /// deposit right (as [`Body::DepositRight`]), and a pairwise mailbox
+    /// of this generation only the receiver knows (see [`MailboxGrant`]).
+    /// Mail the receiver leaves for that device goes to the pairwise one
+    /// while the grant is usable.
+    Mailbox {
+        right: Box<DepositRight>,
+        grant: Box<MailboxGrant>,
+    },
     /// The sender account's current card: a device was linked or revoked.
     /// Taken when it verifies, is the sender's own account's and its
     /// device list is newer than the one held.
@@ -426,6 +435,11 @@ impl Body {
                 encode_timer(w, Some(*secs));
                 body.encode(w);
             }
+            Body::Mailbox { right, grant } => {
+                w.u8(10);
+                right.encode(w);
+                grant.encode(w);
+            }
             Body::Timer(secs) => {
                 w.u8(9);
                 encode_timer(w, *secs);
@@ -465,6 +479,10 @@ impl Body {
                 }
             }
             9 => Body::Timer(decode_timer(r)?),
+            10 => Body::Mailbox {
+                right: Box::new(DepositRight::decode(r)?),
+                grant: Box::new(MailboxGrant::decode(r)?),
+            },
             tag => return Err(DecodeError::UnknownTag { what: "body", tag }),
         })
     }
@@ -616,6 +634,31 @@ mod tests {
                     })
                 }
             ),
+            (
+                any::<[u8; 32]>(),
+                any::<[u8; 32]>(),
+                any::<u32>(),
+                any::<[u8; 16]>()
+            )
+                .prop_map(|(device, key, generation, holder)| {
+                    let right = DepositRight {
+                        device: DeviceId(device),
+                        holder,
+                        signature: [7; 64],
+                    };
+                    let grant = MailboxGrant {
+                        right: DepositRight {
+                            device: DeviceId(key),
+                            ..right
+                        },
+                        seal_key: key,
+                        generation,
+                    };
+                    Body::Mailbox {
+                        right: Box::new(right),
+                        grant: Box::new(grant),
+                    }
+                }),
         ]
     }
 

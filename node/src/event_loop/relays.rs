@@ -3,9 +3,9 @@
 //! the contact's device cannot be reached.
 //!
 //! ```text
-//!  our home relay:   Info ─▶ Fetch(after=cursor) ─▶ Items ─▶ store ─▶ Ack
-//!                                ▲   (held open up to MAIL_WAIT) │
-//!                                └───────────────────────────────┘
+//!  our home relay:   Info ─▶ Batch Fetch(after=cursor) ─▶ items ─▶ store ─▶ Ack
+//!                                ▲  (polled at random points: drain.rs) │
+//!                                └──────────────────────────────────────┘
 //!  contact's relays: Deposit(sealed envelopes, in order) ─▶ `sent`
 //!                    ClaimKey(device) ─▶ KeyBundle ─▶ new Olm session
 //! ```
@@ -15,25 +15,24 @@
 //! online before draining its mailbox, the direct path resends them in
 //! order, so Olm never sees a later message long before an earlier one.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hush_protocol::Now;
-use hush_protocol::device::{DrainStep, HomeMailbox, PageHandled, PageStart, fallback_due};
+use hush_protocol::device::{HomeMailbox, fallback_due};
 use hush_protocol::{
-    Auth, DeviceId, DeviceList, KeyBundle, MAX_MAILBOX_ITEMS, MailboxId, MailboxRequest,
-    MailboxResponse, MailboxSecret, OwnerRequest, SealError, Wire,
+    Auth, DeviceId, DeviceList, KeyBundle, MailboxRequest, MailboxResponse, OwnerRequest, Wire,
 };
 use libp2p::request_response;
 use libp2p::{Multiaddr, PeerId};
 
+use super::drain::{FetchSet, SentSet};
 use super::{After, EventLoop, millis};
-use crate::network::{MAIL_WAIT, peer_in};
+use crate::network::peer_in;
 
 use crate::store::{Op, OutboxKey};
 use crate::view::RelayView;
 
-/// Items asked for per fetch.
-const FETCH_LIMIT: u16 = 256;
 /// One-time keys uploaded at a time, when a home relay runs low (below
 /// `hush_protocol::device::KEYS_LOW`).
 const KEYS_UPLOAD: usize = 20;
@@ -44,6 +43,8 @@ pub(super) struct HomeRelay {
     pub(super) peer: PeerId,
     pub(super) addr: Multiaddr,
     pub(super) mailbox: HomeMailbox,
+    /// The pairwise mailboxes its batches name, and where read mail lives.
+    pub(super) set: FetchSet,
 }
 
 impl HomeRelay {
@@ -55,7 +56,10 @@ impl HomeRelay {
                 Some(Self {
                     peer: peer_in(&addr)?,
                     addr,
-                    mailbox: HomeMailbox::new(now, millis(poll)).with_jitter_seed(rand::random()),
+                    mailbox: HomeMailbox::new(now, millis(poll))
+                        .with_jitter_seed(rand::random())
+                        .polling(),
+                    set: FetchSet::default(),
                 })
             })
             .collect()
@@ -66,7 +70,8 @@ impl HomeRelay {
 #[derive(Debug)]
 pub(super) enum MailRequest {
     Info(usize),
-    Fetch(usize),
+    /// A batch fetch, with the key set it named.
+    Fetch(usize, Arc<SentSet>),
     Ack(usize),
     PutKeys(usize),
     /// The revoked holders sent (see `HomeMailbox::revocation_due`).
@@ -184,37 +189,6 @@ impl EventLoop {
         }
     }
 
-    /// Sends what a home relay's drain loop asks for.
-    fn drain_step(&mut self, i: usize, step: DrainStep) {
-        match step {
-            DrainStep::AskChallenge => {
-                self.home_request(i, MailboxRequest::Info, MailRequest::Info(i));
-            }
-            DrainStep::Fetch { after, wait } => {
-                let request = OwnerRequest::Fetch {
-                    after,
-                    limit: FETCH_LIMIT,
-                    wait_ms: if wait {
-                        u32::try_from(MAIL_WAIT.as_millis()).unwrap_or(u32::MAX)
-                    } else {
-                        0
-                    },
-                };
-                match self.signed(i, request) {
-                    Some(request) => {
-                        self.home_request(i, request, MailRequest::Fetch(i));
-                    }
-                    None => {
-                        let now = self.host_clock.now();
-                        if let Some(relay) = self.home.get_mut(i) {
-                            relay.mailbox.failed(now, "could not sign a fetch".into());
-                        }
-                    }
-                }
-            }
-        }
-    }
-
     /// A deposit or key claim at a contact's relay: over the courier's
     /// short-lived identity (the relay cannot tell it is ours), or from
     /// the swarm if there is no courier.
@@ -274,7 +248,7 @@ impl EventLoop {
         }
     }
 
-    fn home_request(&mut self, i: usize, request: MailboxRequest, kind: MailRequest) {
+    pub(super) fn home_request(&mut self, i: usize, request: MailboxRequest, kind: MailRequest) {
         let Some(relay) = self.home.get(i) else {
             return;
         };
@@ -288,7 +262,7 @@ impl EventLoop {
     }
 
     /// Signs an owner request over the relay's current challenge.
-    fn signed(&self, i: usize, request: OwnerRequest) -> Option<MailboxRequest> {
+    pub(super) fn signed(&self, i: usize, request: OwnerRequest) -> Option<MailboxRequest> {
         let challenge = self.home.get(i)?.mailbox.challenge()?;
         let signed = Auth::signed_bytes(&challenge, &request.body_bytes());
         let signature = self.me.keypair.sign(&signed).ok()?;
@@ -301,19 +275,6 @@ impl EventLoop {
             auth: Box::new(auth),
             request,
         })
-    }
-
-    pub(super) fn ack_mail(&mut self, i: usize, seqs: Vec<u64>) {
-        for chunk in seqs.chunks(MAX_MAILBOX_ITEMS * 4) {
-            if let Some(request) = self.signed(
-                i,
-                OwnerRequest::Ack {
-                    seqs: chunk.to_vec(),
-                },
-            ) {
-                self.home_request(i, request, MailRequest::Ack(i));
-            }
-        }
     }
 
     pub(super) fn upload_keys(&mut self, i: usize, request: OwnerRequest) {
@@ -331,7 +292,7 @@ impl EventLoop {
 
     /// Mints one-time keys (and the fallback key, once) for a home relay
     /// that is running low; they go out once their secrets are on disk.
-    fn restock_keys(&mut self, i: usize) {
+    pub(super) fn restock_keys(&mut self, i: usize) {
         let now = self.host_clock.now().unix_ms;
         let device = self.me.device_id();
         let stored = self
@@ -418,13 +379,13 @@ impl EventLoop {
                 }
             }
             (
-                MailRequest::Fetch(i),
-                Ok(MailboxResponse::Items {
+                MailRequest::Fetch(i, set),
+                Ok(MailboxResponse::Batch {
                     items,
                     more,
                     keys_left,
                 }),
-            ) => self.on_items(i, items, more, keys_left),
+            ) => self.on_items(i, &set, items, more, keys_left),
             (MailRequest::Ack(_), Ok(MailboxResponse::Acked { .. })) => {}
             (MailRequest::Revoke(i, holders), Ok(MailboxResponse::Revoked { .. })) => {
                 tracing::info!(
@@ -486,7 +447,7 @@ impl EventLoop {
                 let error = describe(answer);
                 let i = match kind {
                     MailRequest::Info(i)
-                    | MailRequest::Fetch(i)
+                    | MailRequest::Fetch(i, _)
                     | MailRequest::Ack(i)
                     | MailRequest::PutKeys(i)
                     | MailRequest::Revoke(i, _)
@@ -497,7 +458,7 @@ impl EventLoop {
                 let now = self.host_clock.now();
                 if let Some(relay) = self.home.get_mut(i) {
                     match kind {
-                        MailRequest::Info(_) | MailRequest::Fetch(_) => {
+                        MailRequest::Info(_) | MailRequest::Fetch(..) => {
                             relay.mailbox.failed(now, error);
                         }
                         MailRequest::PutKeys(_) => relay.mailbox.upload_failed(Some(error)),
@@ -512,104 +473,6 @@ impl EventLoop {
             }
         }
     }
-
-    /// Stores a page of mail; acks what is durable, and reads on.
-    fn on_items(&mut self, i: usize, items: Vec<(u64, Vec<u8>)>, more: bool, keys_left: u32) {
-        let now = self.host_clock.now();
-        let Some(relay) = self.home.get_mut(i) else {
-            return;
-        };
-        let last = items.last().map(|(seq, _)| *seq);
-        let start_cursor = match relay.mailbox.page_arrived(now, last, more) {
-            PageStart::Discard => return,
-            PageStart::Handle { from, prefetch } => {
-                // More is waiting: the next page is asked for now, so the
-                // relay reads and sends it while this one is decrypted and
-                // stored.
-                if let Some(step) = prefetch {
-                    self.drain_step(i, step);
-                }
-                from
-            }
-        };
-        let mailbox = MailboxId::of(&self.me.device_id());
-        let got_any = !items.is_empty();
-        let opened = open_all(&self.me.mailbox, &mailbox, items);
-        let store = self.store.clone();
-        let page = self
-            .engine
-            .handle_mail(ctx!(self), &*store, start_cursor, opened);
-        self.drive();
-        if !page.ack_now.is_empty() {
-            self.ack_mail(i, page.ack_now);
-        }
-        if !page.ack_after.is_empty() {
-            self.batch.after.push(After::MailAck(i, page.ack_after));
-        }
-        let (cursor, stalled) = (page.cursor, page.stalled);
-        let Some(relay) = self.home.get_mut(i) else {
-            return;
-        };
-        let expired = relay.mailbox.strangers(now, &page.strangers);
-        if !expired.is_empty() {
-            tracing::info!(
-                count = expired.len(),
-                "deleting mail from non-contacts that waited past its grace"
-            );
-            self.ack_mail(i, expired);
-        }
-        let Some(relay) = self.home.get_mut(i) else {
-            return;
-        };
-        let handled = PageHandled {
-            cursor,
-            keys_left,
-            stalled,
-            got_any,
-            more,
-        };
-        let step = relay.mailbox.page_handled(now, handled);
-        if relay.mailbox.is_drained() {
-            // Cards pushed to us while we were away are taken: sends held
-            // at start for them go now.
-            self.engine.mailbox_drained(ctx!(self));
-            self.drive();
-        }
-        if let Some(step) = step {
-            self.drain_step(i, step);
-        }
-        self.restock_keys(i);
-    }
-}
-
-/// Opens a page of sealed envelopes (an X25519 agreement each), split over
-/// two threads: the page is bounded (≤ 256 items), so this holds the loop
-/// for a few milliseconds at most, half as long as opening them in turn.
-fn open_all(
-    secret: &MailboxSecret,
-    mailbox: &MailboxId,
-    items: Vec<(u64, Vec<u8>)>,
-) -> Vec<(u64, Result<Vec<u8>, SealError>)> {
-    let open = |part: &[(u64, Vec<u8>)]| -> Vec<(u64, Result<Vec<u8>, SealError>)> {
-        part.iter()
-            .map(|(seq, sealed)| (*seq, secret.open(mailbox, sealed)))
-            .collect()
-    };
-    if items.len() < 16 {
-        return open(&items);
-    }
-    let (first, second) = items.split_at(items.len() / 2);
-    std::thread::scope(|scope| {
-        let later = scope.spawn(|| open(second));
-        let mut opened = open(first);
-        match later.join() {
-            Ok(rest) => opened.extend(rest),
-            // The helper thread cannot panic on its own; if it did, open
-            // the rest here.
-            Err(_) => opened.extend(open(second)),
-        }
-        opened
-    })
 }
 
 fn describe(answer: Result<MailboxResponse, String>) -> String {

@@ -20,7 +20,8 @@ use std::sync::Mutex;
 use hush_host::wal::{Position, Wal};
 
 use hush_protocol::{
-    AccountId, ConversationId, DepositRight, DeviceId, GroupId, MessageId, ReceiptKind, Wire,
+    AccountId, ConversationId, DepositRight, DeviceId, GroupId, MailboxGrant, MessageId,
+    ReceiptKind, Wire,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -53,6 +54,9 @@ const GROUP_RECEIPTS: TableDefinition<(&[u8; 32], u128, &[u8; 32]), u8> =
 /// yet (its key has not arrived, or never will).
 /// Contact devices' deposit rights for us: device id → encoded right.
 const DEPOSIT_RIGHTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("deposit_rights");
+/// Contact devices' pairwise mailboxes for us: device id → `MailboxGrant`
+/// wire form.
+const MAILBOX_GRANTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("mailbox_grants");
 const GROUP_PENDING: TableDefinition<(&[u8; 32], &[u8; 32]), &[u8]> =
     TableDefinition::new("group_pending");
 /// (group, op that began the epoch) → the epoch's publish key and our
@@ -101,6 +105,9 @@ const RELAYS_KEY: &str = "home_relays";
 const FALLBACK_KEY: &str = "fallback_key_bundle";
 /// When the fallback key was made (Unix ms, `u64` big-endian).
 const FALLBACK_MADE_KEY: &str = "fallback_key_made_at";
+/// When every home relay was last read to the end (Unix ms, big-endian):
+/// how far back our pairwise mailboxes are fetched.
+const DRAINED_KEY: &str = "mail_drained_at";
 const OWN_PRESENCE_KEY: &str = "own_presence";
 /// The last write-ahead log record applied (see [`Position::to_bytes`]).
 const WAL_KEY: &str = "wal_position";
@@ -209,6 +216,7 @@ impl Store {
             txn.open_table(GROUP_PENDING)?;
             txn.open_table(GROUP_KEYS)?;
             txn.open_table(DEPOSIT_RIGHTS)?;
+            txn.open_table(MAILBOX_GRANTS)?;
             txn.open_table(CONTACT_TRUST)?;
             txn.open_table(FILES)?;
             txn.open_table(TIMERS)?;
@@ -630,6 +638,29 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Contact devices' pairwise mailboxes for us (ones that no longer
+    /// decode are left out: the contact sends them again).
+    pub fn grants(&self) -> Result<Vec<(DeviceId, MailboxGrant)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(MAILBOX_GRANTS)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (device, bytes) = row?;
+            if let Ok(grant) = MailboxGrant::from_bytes(bytes.value()) {
+                out.push((DeviceId(*device.value()), grant));
+            }
+        }
+        Ok(out)
+    }
+
+    /// When every home relay was last read to the end, if ever.
+    pub fn drained_at(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .meta(DRAINED_KEY)?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(u64::from_be_bytes))
     }
 
     /// Blocks and verifications, by account.

@@ -8,10 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use super::search::Indexer;
 use super::{
-    CLOCK_KEY, CONTACT_TRUST, CONTACTS, DEPOSIT_RIGHTS, EXPIRING, FALLBACK_KEY, FALLBACK_MADE_KEY,
-    FILES, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUP_RECEIPTS, GROUPS, LISTEN_KEY, MEGOLM_IN,
-    MESSAGES, META, OLM_ACCOUNT_KEY, OUTBOX, OWN_PRESENCE_KEY, OutboxKey, PRESENCE, RELAYS_KEY,
-    SEEN, SESSIONS, StoreError, TIMERS, UNREAD, WAL_KEY, decode, encode,
+    CLOCK_KEY, CONTACT_TRUST, CONTACTS, DEPOSIT_RIGHTS, DRAINED_KEY, EXPIRING, FALLBACK_KEY,
+    FALLBACK_MADE_KEY, FILES, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUP_RECEIPTS, GROUPS,
+    LISTEN_KEY, MAILBOX_GRANTS, MEGOLM_IN, MESSAGES, META, OLM_ACCOUNT_KEY, OUTBOX,
+    OWN_PRESENCE_KEY, OutboxKey, PRESENCE, RELAYS_KEY, SEEN, SESSIONS, StoreError, TIMERS, UNREAD,
+    WAL_KEY, decode, encode,
 };
 use crate::records::{
     ContactRecord, ContactTrust, FileRecord, GroupRecord, InboundRecord, MessageKind,
@@ -78,6 +79,11 @@ pub enum Op {
     /// Messages of a conversation, with all that hangs on them: unread
     /// marks, files, receipts, expiry rows, outbox entries, search entries.
     DeleteMessages(ConversationId, Vec<MessageId>),
+    /// A contact device's pairwise mailbox for us (its `MailboxGrant` wire
+    /// form; removed with `DeleteRight`).
+    PutGrant(DeviceId, #[serde(with = "serde_bytes")] Vec<u8>),
+    /// When every home relay was last read to the end (Unix ms).
+    PutDrained(u64),
 }
 
 /// A message record as formats 1 to 3 stored it (no timer, no kind).
@@ -131,6 +137,7 @@ struct Tables<'t> {
     pending: Slot<'t, (Id, Id), Bytes>,
     publish_keys: Slot<'t, (Id, Id), Bytes>,
     rights: Slot<'t, Id, Bytes>,
+    grants: Slot<'t, Id, Bytes>,
     trust: Slot<'t, Id, Bytes>,
     files: Slot<'t, (Id, u128), Bytes>,
     timers: Slot<'t, Id, Bytes>,
@@ -423,6 +430,15 @@ pub(super) fn write(
                 }
                 Op::DeleteRight(device) => {
                     table(&txn, &mut t.rights, DEPOSIT_RIGHTS)?.remove(&device.0)?;
+                    table(&txn, &mut t.grants, MAILBOX_GRANTS)?.remove(&device.0)?;
+                }
+                Op::PutGrant(device, grant) => {
+                    table(&txn, &mut t.grants, MAILBOX_GRANTS)?
+                        .insert(&device.0, grant.as_slice())?;
+                }
+                Op::PutDrained(at_ms) => {
+                    table(&txn, &mut t.meta, META)?
+                        .insert(DRAINED_KEY, at_ms.to_be_bytes().as_slice())?;
                 }
                 Op::PutTrust(account, trust) => {
                     let rows = table(&txn, &mut t.trust, CONTACT_TRUST)?;

@@ -37,9 +37,10 @@ mod tests;
 mod texts;
 mod timers;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::Hash;
+use std::sync::Arc;
 
 use crate::device::{
     CardReach, ContactBook, ContactRecord, ContactTrust, Ctx, DeviceLookup, FileRecord, GroupBook,
@@ -49,7 +50,7 @@ use crate::device::{
 use crate::{
     AccountId, AckBatch, Body, ContactCard, ConversationId, DepositRight, DeviceId, DeviceKeys,
     DirectAck, EnvelopeBatch, KeyBundle, MAX_BATCH_ENVELOPES, MAX_BATCH_LEN, MAX_TEXT_LEN,
-    MessageId, OlmDevice, Payload, PresenceKey, RejectReason, Wire,
+    MailboxGrant, MessageId, OlmDevice, Payload, PresenceKey, RejectReason, Wire,
 };
 
 pub use contacts::{ContactError, Removed};
@@ -88,6 +89,9 @@ pub enum DeviceWrite {
     Seen([u8; 32], u64),
     /// A contact device's deposit right for us (replaces the one stored).
     DepositRight(DeviceId, DepositRight),
+    /// A contact device's pairwise mailbox for us (replaces the one
+    /// stored; goes with its deposit right).
+    MailboxGrant(DeviceId, MailboxGrant),
     /// The user removed the contact: its record and its devices' deposit
     /// rights go; its conversation too when `history` is `Some`. (Its
     /// trust is replaced by a separate `Trust` write.)
@@ -238,8 +242,13 @@ pub struct DeviceEngine<P, A, Q, M> {
     /// Contact devices' deposit rights for us: our mail to their mailboxes
     /// goes with them (one per device on a contact's card).
     rights: HashMap<DeviceId, DepositRight>,
-    /// Contacts given our deposit right since this engine started.
-    granted: HashSet<AccountId>,
+    /// Contact devices' pairwise mailboxes for us (see `MailboxGrant`).
+    grants: HashMap<DeviceId, MailboxGrant>,
+    /// Contacts given our deposit right since this engine started, and
+    /// the generation of the pairwise mailbox given with it.
+    granted: HashMap<AccountId, Option<u32>>,
+    /// Our pairwise mailboxes being fetched, derived once each.
+    pairwise: HashMap<(AccountId, u32), Arc<crate::PairwiseKey>>,
     /// This device was taken off its account's list: it sends nothing.
     revoked: bool,
     /// The disappearing timer of each 1:1 conversation that has one set.
@@ -281,7 +290,9 @@ where
             groups,
             problems: HashMap::new(),
             rights: HashMap::new(),
-            granted: HashSet::new(),
+            grants: HashMap::new(),
+            granted: HashMap::new(),
+            pairwise: HashMap::new(),
             revoked: false,
             timers: HashMap::new(),
             gate: gate::ListGate::default(),

@@ -142,8 +142,12 @@ pub struct HomeMailbox {
     last_error: Option<String>,
     /// Items from senders who are not contacts: seq → when first read.
     strangers: BTreeMap<u64, u64>,
-    /// Spreads retries (see [`relay_backoff_ms`]).
+    /// Spreads retries (see [`relay_backoff_ms`]) and polls.
     jitter_seed: u64,
+    /// Whether an empty fetch is followed by one the relay holds open
+    /// (answered the moment mail lands); otherwise the next poll goes at
+    /// a random point of the poll interval (see [`HomeMailbox::polling`]).
+    hold: bool,
     /// The holders whose deposit rights the relay should refuse (blocked
     /// contacts), sorted; what the relay holds, once it said so this run;
     /// whether a `Revoke` is on its way, and when one may go (mono ms).
@@ -172,6 +176,7 @@ impl HomeMailbox {
             last_error: None,
             strangers: BTreeMap::new(),
             jitter_seed: 0,
+            hold: true,
             revoke_wanted: Vec::new(),
             revoke_at_relay: None,
             revoking: false,
@@ -225,6 +230,29 @@ impl HomeMailbox {
     pub fn with_jitter_seed(mut self, seed: u64) -> Self {
         self.jitter_seed = seed;
         self
+    }
+
+    /// Never asks the relay to hold a fetch open: after reading to the
+    /// end, the next fetch goes between a half and one and a half poll
+    /// intervals later, at random. When we fetch then says nothing about
+    /// when mail was deposited, and mail that arrives close together is
+    /// fetched together (the relay cannot pair a deposit with the fetch
+    /// it woke).
+    pub fn polling(mut self) -> Self {
+        self.hold = false;
+        self
+    }
+
+    /// When to poll next after reading to the end.
+    fn next_poll_ms(&mut self, now: Now) -> u64 {
+        if self.hold {
+            return now.mono_ms.saturating_add(self.poll_ms);
+        }
+        self.jitter_seed = splitmix64(self.jitter_seed);
+        let spread = self.jitter_seed % (self.poll_ms + 1);
+        now.mono_ms
+            .saturating_add(self.poll_ms / 2)
+            .saturating_add(spread)
     }
 
     /// Items from strangers read in a page (`seqs`), and those whose grace
@@ -297,7 +325,7 @@ impl HomeMailbox {
             .challenge
             .is_some_and(|(_, at)| now.mono_ms.saturating_sub(at) < CHALLENGE_REUSE_MS);
         if fresh {
-            Some(self.fetch(self.drained))
+            Some(self.fetch(self.drained && self.hold))
         } else {
             self.request = Request::Challenging;
             Some(DrainStep::AskChallenge)
@@ -369,14 +397,15 @@ impl HomeMailbox {
         } else if page.more || page.got_any {
             self.drained = false;
             Some(self.fetch(false))
-        } else if !waited {
+        } else if !waited && self.hold {
             self.drained = true;
             Some(self.fetch(true))
         } else {
-            // An open fetch came back empty: ask again after the poll interval.
+            // An open fetch came back empty (or none is held open): ask
+            // again after the poll interval.
             self.drained = true;
             self.request = Request::None;
-            self.due_ms = now.mono_ms.saturating_add(self.poll_ms);
+            self.due_ms = self.next_poll_ms(now);
             None
         }
     }
@@ -483,6 +512,43 @@ mod tests {
         // Past the tracking bound, more go at once.
         let many: Vec<u64> = (100..100 + MAX_TRACKED_STRANGERS as u64 + 5).collect();
         assert_eq!(m.strangers(after, &many).len(), 5);
+    }
+
+    /// Issue 18, item 1: a held fetch answered the moment a deposit lands
+    /// tells whoever watches the relay which deposit was for whom.
+    #[test]
+    fn a_polling_drain_never_holds_a_fetch_and_polls_at_random_points() {
+        let mut now = Now::new(0, 0);
+        let mut m = HomeMailbox::new(now, POLL).with_jitter_seed(5).polling();
+        assert_eq!(m.poll(now), Some(DrainStep::AskChallenge));
+        m.challenge_arrived(now, [7; 32]);
+        let mut gaps = std::collections::BTreeSet::new();
+        for _ in 0..20 {
+            m.page_arrived(now, None, false);
+            assert_eq!(m.page_handled(now, handled(0, false, false, false)), None);
+            assert!(m.is_drained());
+            let mut waited = 0;
+            let step = loop {
+                if let Some(step) = m.poll(now) {
+                    break step;
+                }
+                now = now.plus_ms(10);
+                waited += 10;
+            };
+            assert_eq!(
+                step,
+                DrainStep::Fetch {
+                    after: 0,
+                    wait: false
+                }
+            );
+            assert!((POLL / 2..=POLL * 3 / 2 + 10).contains(&waited), "{waited}");
+            gaps.insert(waited);
+        }
+        assert!(
+            gaps.len() > 10,
+            "the polls spread over the interval: {gaps:?}"
+        );
     }
 
     #[test]

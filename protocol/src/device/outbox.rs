@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AccountId, ConversationId, DeviceId, MessageId, Now};
+use crate::{AccountId, ConversationId, DeviceId, MailboxId, MessageId, Now};
 
 /// Most undelivered entries the outbox holds; `send` fails beyond it.
 pub const MAX_OUTBOX_ENTRIES: usize = 100_000;
@@ -90,7 +90,7 @@ pub struct Entry<P> {
     sent_to: Vec<P>,
     /// The envelope sealed for the recipient's mailboxes, made once so a
     /// resent deposit has the same bytes and the relay dedupes it.
-    sealed: Option<Vec<u8>>,
+    sealed: Option<(MailboxId, Vec<u8>)>,
 }
 
 impl<P: PartialEq> Entry<P> {
@@ -114,13 +114,18 @@ impl<P: PartialEq> Entry<P> {
         &self.sent_to
     }
 
-    pub fn sealed(&self) -> Option<&Vec<u8>> {
-        self.sealed.as_ref()
+    /// The sealed envelope, if it was sealed for `mailbox` (sealed for
+    /// another, it is sealed again: the mailbox id is bound in).
+    pub fn sealed(&self, mailbox: &MailboxId) -> Option<&Vec<u8>> {
+        self.sealed
+            .as_ref()
+            .filter(|(m, _)| m == mailbox)
+            .map(|(_, sealed)| sealed)
     }
 
     /// Keeps the envelope sealed for the mailboxes (made once).
-    pub fn set_sealed(&mut self, sealed: Vec<u8>) {
-        self.sealed = Some(sealed);
+    pub fn set_sealed(&mut self, mailbox: MailboxId, sealed: Vec<u8>) {
+        self.sealed = Some((mailbox, sealed));
     }
 
     /// A relay holds it now; it is tried directly again only from

@@ -27,6 +27,7 @@ use crate::{
     MailboxId, MailboxRequest, MailboxResponse, Now, OwnerRequest, Refusal, Wire, revoked_devices,
 };
 
+mod batch;
 mod deposit;
 
 /// Deposits waiting for the next commit may hold at most this many bytes;
@@ -177,6 +178,8 @@ pub struct RelayEngine<R> {
     /// [`MAX_DROPPED`]): refused for good.
     dropped: HashSet<MailboxId>,
     waiters: HashMap<MailboxId, Waiter<R>>,
+    /// Pairwise key sets checked lately (see `MailboxRequest::Batch`).
+    known_sets: batch::KnownSets,
     next_sweep_ms: u64,
     replies: VecDeque<(R, MailboxResponse)>,
     events: VecDeque<RelayEvent>,
@@ -225,6 +228,7 @@ impl<R> RelayEngine<R> {
             revoked_total,
             dropped,
             waiters: HashMap::new(),
+            known_sets: batch::KnownSets::default(),
             replies: VecDeque::new(),
             events: VecDeque::new(),
             stats,
@@ -297,19 +301,24 @@ impl<R> RelayEngine<R> {
             }
             MailboxRequest::ClaimKey { device } => self.claim_key(now, device, reply, store),
             MailboxRequest::DropRevoked { old, new } => self.drop_revoked(&old, &new, reply),
-            MailboxRequest::Owner { auth, .. }
+            MailboxRequest::Owner { auth, .. } | MailboxRequest::Batch { auth, .. }
                 if self.dropped.contains(&MailboxId::of(&auth.device)) =>
             {
                 self.reply(reply, MailboxResponse::refused(Refusal::Dropped));
             }
             MailboxRequest::Owner { auth, request } => {
-                if !self.secrets.is_fresh(&auth.challenge, now.unix_ms / 1000) {
-                    self.reply(reply, MailboxResponse::refused(Refusal::StaleChallenge));
-                } else if !auth.verify(&request.body_bytes()) {
-                    self.events.push_back(RelayEvent::ForgedOwnerRequest);
-                    self.reply(reply, MailboxResponse::refused(Refusal::NotOwner));
-                } else {
+                if let Some(reply) = self.owner_checks(now, &auth, &request.body_bytes(), reply) {
                     self.owner_request(now, &auth, request, reply, store);
+                }
+            }
+            MailboxRequest::Batch {
+                auth,
+                keys,
+                request,
+            } => {
+                let body = request.body_bytes(&keys);
+                if let Some(reply) = self.owner_checks(now, &auth, &body, reply) {
+                    self.batch(&auth, keys, request, reply, store);
                 }
             }
         }
@@ -440,6 +449,22 @@ impl<R> RelayEngine<R> {
 
     pub fn poll_event(&mut self) -> Option<RelayEvent> {
         self.events.pop_front()
+    }
+
+    /// Whether an owner request's challenge is fresh and its signature the
+    /// owner's over `body`; if not, refuses it (and gives the reply back
+    /// only when it passed).
+    fn owner_checks(&mut self, now: Now, auth: &Auth, body: &[u8], reply: R) -> Option<R> {
+        if !self.secrets.is_fresh(&auth.challenge, now.unix_ms / 1000) {
+            self.reply(reply, MailboxResponse::refused(Refusal::StaleChallenge));
+            None
+        } else if !auth.verify(body) {
+            self.events.push_back(RelayEvent::ForgedOwnerRequest);
+            self.reply(reply, MailboxResponse::refused(Refusal::NotOwner));
+            None
+        } else {
+            Some(reply)
+        }
     }
 
     fn reply(&mut self, reply: R, response: MailboxResponse) {

@@ -87,6 +87,12 @@ impl MemoryMailStore {
     pub fn is_empty(&self) -> bool {
         self.log.is_empty()
     }
+
+    /// The mailbox of each stored item, in order: what a relay sees of
+    /// who writes where.
+    pub fn mailboxes(&self) -> Vec<MailboxId> {
+        self.log.values().map(|m| m.mailbox).collect()
+    }
 }
 
 impl MailLookup for MemoryMailStore {

@@ -831,4 +831,5 @@ fn only_the_owner_revokes_rights_to_its_mailbox() {
     assert_eq!(results(relay.answer(2)), [DepositResult::Stored; 2]);
 }
 
+mod batch;
 mod drop;

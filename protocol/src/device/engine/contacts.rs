@@ -271,6 +271,7 @@ where
                 }
             }
             self.rights.remove(device);
+            self.grants.remove(device);
             self.routes.reached(device);
         }
         self.granted.remove(&account);

@@ -95,10 +95,21 @@ where
     /// Leaves the device's queued envelopes at each of its relays, in
     /// order: every relay gets them from the first one it lacks.
     pub(super) fn deposit(&mut self, ctx: &Ctx<'_>, device: &DeviceId) {
-        let Some(mailbox_key) = self.contacts.of_device(device).map(|(_, k)| k.mailbox_key) else {
+        let Some(device_key) = self.contacts.of_device(device).map(|(_, k)| k.mailbox_key) else {
             return;
         };
-        let mailbox = MailboxId::of(device);
+        // The pairwise mailbox the device gave us while its grant lasts,
+        // else its own (what its card names).
+        let (mailbox, mailbox_key, right) = match self.grants.get(device) {
+            Some(grant) if grant.usable_at(ctx.now.unix_ms) => {
+                (grant.mailbox(), grant.seal_key, Some(grant.right))
+            }
+            _ => (
+                MailboxId::of(device),
+                device_key,
+                self.rights.get(device).copied(),
+            ),
+        };
         for (relay, addr) in self.relays_of(device) {
             if self.routes.is_depositing(*device, relay)
                 || !self.routes.relay_ready(ctx.now, &relay)
@@ -130,16 +141,16 @@ where
                     // Not encrypted yet (no session): it goes when it is.
                     break;
                 };
-                if entry.sealed().is_none() {
+                if entry.sealed(&mailbox).is_none() {
                     match SealedEnvelope::seal(&mailbox_key, &mailbox, envelope) {
-                        Ok(sealed) => entry.set_sealed(sealed),
+                        Ok(sealed) => entry.set_sealed(mailbox, sealed),
                         Err(_) => {
                             unsealable = true;
                             break;
                         }
                     }
                 }
-                let Some(sealed) = entry.sealed() else {
+                let Some(sealed) = entry.sealed(&mailbox) else {
                     break;
                 };
                 if items.len() >= MAX_MAILBOX_ITEMS
@@ -171,11 +182,7 @@ where
                 addr,
                 device: *device,
                 keys,
-                request: MailboxRequest::Deposit {
-                    right: self.rights.get(device).copied(),
-                    items,
-                }
-                .to_bytes(),
+                request: MailboxRequest::Deposit { right, items }.to_bytes(),
             });
         }
     }

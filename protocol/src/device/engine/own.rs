@@ -203,12 +203,10 @@ where
                 });
             }
             Body::DepositRight(right) => {
-                if right.device == from && right.verify() && self.rights.get(&from) != Some(&right)
-                {
-                    self.rights.insert(from, right);
-                    self.effects
-                        .push_back(DeviceEffect::Write(DeviceWrite::DepositRight(from, right)));
-                }
+                self.take_rights(from, right, None);
+            }
+            Body::Mailbox { right, grant } => {
+                self.take_rights(from, *right, Some(*grant));
             }
             _ => self.note(
                 Severity::Debug,

@@ -212,21 +212,9 @@ where
             Body::PresenceKey(key) => self
                 .effects
                 .push_back(DeviceEffect::PresenceKey { account, key }),
-            Body::DepositRight(right) => {
-                // Only the device's own right for its own mailbox.
-                if right.device != keys.device_id || !right.verify() {
-                    self.note(
-                        Severity::Warn,
-                        "a contact sent a deposit right that is not its device's; ignored",
-                    );
-                } else if self.rights.get(&right.device) != Some(&right) {
-                    self.rights.insert(right.device, right);
-                    self.effects
-                        .push_back(DeviceEffect::Write(DeviceWrite::DepositRight(
-                            right.device,
-                            right,
-                        )));
-                }
+            Body::DepositRight(right) => self.take_contact_rights(keys.device_id, right, None),
+            Body::Mailbox { right, grant } => {
+                self.take_contact_rights(keys.device_id, *right, Some(*grant));
             }
             Body::Receipt { kind, ids } => {
                 let status = match kind {

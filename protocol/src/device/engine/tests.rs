@@ -29,6 +29,7 @@ mod files;
 mod hijack;
 mod hostile;
 mod lifecycle;
+mod pairwise;
 mod relay;
 mod timers;
 
@@ -45,6 +46,7 @@ struct Disk {
     read: HashSet<(ConversationId, MessageId)>,
     outbox: BTreeMap<OutboxKey, OutboxRecord>,
     rights: BTreeMap<DeviceId, DepositRight>,
+    grants: BTreeMap<DeviceId, crate::MailboxGrant>,
     files: BTreeMap<(ConversationId, MessageId), FileRecord>,
 }
 
@@ -109,11 +111,15 @@ impl Disk {
             DeviceWrite::DepositRight(device, right) => {
                 self.rights.insert(device, right);
             }
+            DeviceWrite::MailboxGrant(device, grant) => {
+                self.grants.insert(device, grant);
+            }
             DeviceWrite::ForgetContact {
                 devices, history, ..
             } => {
                 for device in devices {
                     self.rights.remove(&device);
+                    self.grants.remove(&device);
                 }
                 if let Some(c) = history {
                     self.messages.retain(|(conv, _), _| *conv != c);
@@ -151,6 +157,10 @@ struct Dev {
     mailbox: MailboxSecret,
     /// Our drain loop at the relay, when the device has one.
     drain: Option<HomeMailbox>,
+    /// The pairwise mailboxes the last fetch named, and where each item
+    /// read and not yet acked lives (as the node keeps them).
+    mail_keys: Vec<std::sync::Arc<crate::PairwiseKey>>,
+    unacked: BTreeMap<u64, MailboxId>,
     /// Off: nothing reaches the device, and its requests fail.
     online: bool,
     keys: DeviceKeys,
@@ -210,7 +220,9 @@ fn device_of(account_seed: u8, device_seed: u8, name: &str, relayed: bool) -> De
     Dev {
         signing,
         mailbox,
-        drain: relayed.then(|| HomeMailbox::new(Now::new(1_000, 0), POLL_MS)),
+        drain: relayed.then(|| HomeMailbox::new(Now::new(1_000, 0), POLL_MS).polling()),
+        mail_keys: Vec::new(),
+        unacked: BTreeMap::new(),
         online: true,
         keys,
         card,
@@ -270,6 +282,9 @@ struct Net {
     devs: Vec<Dev>,
     relay: RelayEngine<(usize, Ask)>,
     relay_store: MemoryMailStore,
+    /// Every request the relay got, as it got it: what a relay that logs
+    /// learns.
+    relay_log: Vec<MailboxRequest>,
     now: Now,
     next_request: u64,
     wire: VecDeque<Wire_>,
@@ -325,6 +340,7 @@ impl Net {
             devs,
             relay,
             relay_store,
+            relay_log: Vec::new(),
             now,
             next_request: 0,
             wire: VecDeque::new(),
@@ -471,6 +487,9 @@ impl Net {
             };
             match message {
                 Wire_::Relay { from, ask, bytes } => {
+                    if let Ok(request) = MailboxRequest::from_bytes(&bytes) {
+                        self.relay_log.push(request);
+                    }
                     let sender = [from as u8];
                     let store = &self.relay_store;
                     self.relay

@@ -2,7 +2,7 @@
 //! loop of a device's home mailbox (`HomeMailbox`), as the node runs them.
 
 use super::*;
-use crate::{Refusal, SealedEnvelope};
+use crate::{BatchItem, BatchRequest, KeySet, Refusal, SealedEnvelope};
 
 impl Net {
     /// Lets `ms` pass ten times (retries, polls).
@@ -78,7 +78,7 @@ impl Net {
             }
             (
                 Ask::Fetch,
-                MailboxResponse::Items {
+                MailboxResponse::Batch {
                     items,
                     more,
                     keys_left,
@@ -125,16 +125,45 @@ impl Net {
         }
     }
 
+    /// A batch of device `i` over its own mailbox and the pairwise ones
+    /// its last fetch named, with the set in full.
+    fn batch(&self, i: usize, request: BatchRequest) -> MailboxRequest {
+        let d = &self.devs[i];
+        let challenge = d
+            .drain
+            .as_ref()
+            .and_then(|r| r.challenge())
+            .unwrap_or([0; 32]);
+        let ids: Vec<DeviceId> = d.mail_keys.iter().map(|k| k.key()).collect();
+        let digest = KeySet::digest(&challenge, &d.keys.device_id, &ids);
+        let proof = KeySet::proof_bytes(&digest);
+        let keys = KeySet::Full {
+            proofs: d.mail_keys.iter().map(|k| k.sign(&proof)).collect(),
+            keys: ids,
+        };
+        let signature = d
+            .signing
+            .sign(&Auth::signed_bytes(&challenge, &request.body_bytes(&keys)));
+        MailboxRequest::Batch {
+            auth: Box::new(Auth {
+                device: d.keys.device_id,
+                challenge,
+                signature: signature.to_bytes(),
+            }),
+            keys,
+            request,
+        }
+    }
+
     pub(super) fn drain_step(&mut self, i: usize, step: DrainStep) {
         let (ask, request) = match step {
             DrainStep::AskChallenge => (Ask::Info, MailboxRequest::Info),
-            DrainStep::Fetch { after, wait } => {
-                let fetch = OwnerRequest::Fetch {
-                    after,
-                    limit: 256,
-                    wait_ms: if wait { 20_000 } else { 0 },
-                };
-                (Ask::Fetch, self.signed(i, fetch))
+            DrainStep::Fetch { after, .. } => {
+                let now = self.now.unix_ms;
+                let d = &mut self.devs[i];
+                d.mail_keys = d.engine.pairwise_mailboxes(now, None);
+                let fetch = BatchRequest::Fetch { after, limit: 256 };
+                (Ask::Fetch, self.batch(i, fetch))
             }
         };
         self.wire.push_back(Wire_::Relay {
@@ -147,9 +176,9 @@ impl Net {
     /// A page of device `i`'s mail, handled as the node does: open, place
     /// through the engine, ack what is stored (the commit is immediate
     /// here), read on.
-    fn mail_page(&mut self, i: usize, items: Vec<(u64, Vec<u8>)>, more: bool, keys_left: u32) {
+    fn mail_page(&mut self, i: usize, items: Vec<BatchItem>, more: bool, keys_left: u32) {
         let now = self.now;
-        let last = items.last().map(|(s, _)| *s);
+        let last = items.last().map(|(_, s, _)| *s);
         let Some(drain) = self.devs[i].drain.as_mut() else {
             return;
         };
@@ -163,12 +192,20 @@ impl Net {
             }
         };
         let got_any = !items.is_empty();
-        let d = &self.devs[i];
-        let mailbox = MailboxId::of(&d.keys.device_id);
-        let opened = items
-            .into_iter()
-            .map(|(seq, sealed)| (seq, d.mailbox.open(&mailbox, &sealed)))
-            .collect();
+        let d = &mut self.devs[i];
+        let own = MailboxId::of(&d.keys.device_id);
+        let mut opened = Vec::new();
+        for (index, seq, sealed) in items {
+            let (mailbox, open) = match usize::from(index).checked_sub(1) {
+                None => (own, d.mailbox.open(&own, &sealed)),
+                Some(k) => {
+                    let key = &d.mail_keys[k];
+                    (key.mailbox(), key.open(&sealed))
+                }
+            };
+            d.unacked.insert(seq, mailbox);
+            opened.push((seq, open));
+        }
         let page = self.call(i, |e, ctx, disk| e.handle_mail(ctx, disk, from, opened));
         let expired = self.devs[i]
             .drain
@@ -177,7 +214,20 @@ impl Net {
             .unwrap_or_default();
         let seqs = [page.ack_now, page.ack_after, expired].concat();
         if !seqs.is_empty() {
-            let ack = self.signed(i, OwnerRequest::Ack { seqs });
+            let d = &mut self.devs[i];
+            let own = MailboxId::of(&d.keys.device_id);
+            let mailboxes: Vec<MailboxId> = std::iter::once(own)
+                .chain(d.mail_keys.iter().map(|k| k.mailbox()))
+                .collect();
+            let items = seqs
+                .into_iter()
+                .filter_map(|seq| {
+                    let mailbox = d.unacked.remove(&seq).unwrap_or(own);
+                    let index = mailboxes.iter().position(|m| *m == mailbox)?;
+                    Some((u16::try_from(index).ok()?, seq))
+                })
+                .collect();
+            let ack = self.batch(i, BatchRequest::Ack { items });
             self.wire.push_back(Wire_::Relay {
                 from: i,
                 ask: Ask::Ack,

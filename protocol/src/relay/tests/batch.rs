@@ -1,0 +1,200 @@
+//! Batches over an owner's own mailbox and its pairwise ones: only keys
+//! the owner proves it holds are read, a set named by digest is only the
+//! owner's and only under its challenge, and a merged page misses nothing.
+
+use super::*;
+use crate::{BatchItem, BatchRequest, KeySet};
+
+fn id(key: &SigningKey) -> DeviceId {
+    DeviceId(key.verifying_key().to_bytes())
+}
+
+/// A batch by `owner` over `set`, each key signing the set's proof unless
+/// `forged_by` stands in for it.
+fn batch(
+    owner: &SigningKey,
+    challenge: [u8; 32],
+    set: &[&SigningKey],
+    forged_by: Option<&SigningKey>,
+    request: BatchRequest,
+) -> MailboxRequest {
+    let keys: Vec<DeviceId> = set.iter().map(|k| id(k)).collect();
+    let digest = KeySet::digest(&challenge, &id(owner), &keys);
+    let proof = KeySet::proof_bytes(&digest);
+    let proofs = set
+        .iter()
+        .map(|k| forged_by.unwrap_or(k).sign(&proof).to_bytes())
+        .collect();
+    named(owner, challenge, KeySet::Full { keys, proofs }, request)
+}
+
+fn named(
+    owner: &SigningKey,
+    challenge: [u8; 32],
+    keys: KeySet,
+    request: BatchRequest,
+) -> MailboxRequest {
+    let signature = owner.sign(&Auth::signed_bytes(&challenge, &request.body_bytes(&keys)));
+    MailboxRequest::Batch {
+        auth: Box::new(Auth {
+            device: id(owner),
+            challenge,
+            signature: signature.to_bytes(),
+        }),
+        keys,
+        request,
+    }
+}
+
+fn page(response: Option<MailboxResponse>) -> (Vec<(u16, u64)>, bool) {
+    match response {
+        Some(MailboxResponse::Batch { items, more, .. }) => (
+            items
+                .into_iter()
+                .map(|(i, s, _): BatchItem| (i, s))
+                .collect(),
+            more,
+        ),
+        other => panic!("not a batch page: {other:?}"),
+    }
+}
+
+fn all_after(after: u64) -> BatchRequest {
+    BatchRequest::Fetch { after, limit: 100 }
+}
+
+#[test]
+fn a_batch_reads_the_owners_mailboxes_in_one_order_and_acks_each_in_its_own() {
+    let mut relay = Relay::new(Quotas::default());
+    let (bob, pa, pc) = (owner_key(1), owner_key(2), owner_key(3));
+    relay.request(1, b"alice", &deposit(mailbox_of(&pa), [1, 2]));
+    relay.request(2, b"x", &deposit(mailbox_of(&bob), [3]));
+    relay.request(3, b"carol", &deposit(mailbox_of(&pc), [4]));
+    relay.request(4, b"alice", &deposit(mailbox_of(&pa), [5]));
+    relay.commit();
+    let challenge = relay.challenge();
+    relay.request(
+        5,
+        b"bob",
+        &batch(&bob, challenge, &[&pa, &pc], None, all_after(0)),
+    );
+    let (items, more) = page(relay.answer(5));
+    assert_eq!(items, [(1, 1), (1, 2), (0, 3), (2, 4), (1, 5)]);
+    assert!(!more);
+    // Small pages: each ends where every mailbox is complete, so reading
+    // on from its last item skips nothing.
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let limit = BatchRequest::Fetch { after, limit: 2 };
+        relay.request(6, b"bob", &batch(&bob, challenge, &[&pa, &pc], None, limit));
+        let (items, more) = page(relay.answer(6));
+        after = items.last().map_or(after, |(_, s)| *s);
+        seen.extend(items);
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(seen, [(1, 1), (1, 2), (0, 3), (2, 4), (1, 5)]);
+    // Later batches name the set by its digest; acks name each item's
+    // mailbox by index.
+    let digest = KeySet::digest(&challenge, &id(&bob), &[id(&pa), id(&pc)]);
+    let ack = BatchRequest::Ack {
+        items: vec![(1, 1), (1, 2), (0, 3), (2, 4), (1, 5)],
+    };
+    relay.request(
+        7,
+        b"bob",
+        &named(&bob, challenge, KeySet::Known(digest), ack),
+    );
+    relay.commit();
+    assert_eq!(relay.answer(7), Some(MailboxResponse::Acked { removed: 5 }));
+    assert!(relay.store.is_empty());
+}
+
+#[test]
+fn a_batch_naming_a_mailbox_key_it_does_not_hold_reads_nothing() {
+    let mut relay = Relay::new(Quotas::default());
+    let (bob, mallory, bobs_pairwise) = (owner_key(1), owner_key(9), owner_key(2));
+    relay.request(1, b"alice", &deposit(mailbox_of(&bobs_pairwise), [1]));
+    relay.commit();
+    let challenge = relay.challenge();
+    // mallory lists bob's pairwise key, proving it with her own key.
+    let stolen = batch(
+        &mallory,
+        challenge,
+        &[&bobs_pairwise],
+        Some(&mallory),
+        all_after(0),
+    );
+    relay.request(2, b"mallory", &stolen);
+    assert!(matches!(
+        relay.answer(2),
+        Some(MailboxResponse::Refused {
+            reason: Refusal::NotOwner,
+            ..
+        })
+    ));
+    // Nor can she ack (delete) it.
+    let ack = BatchRequest::Ack {
+        items: vec![(1, 1)],
+    };
+    relay.request(
+        3,
+        b"mallory",
+        &batch(&mallory, challenge, &[&bobs_pairwise], Some(&mallory), ack),
+    );
+    relay.commit();
+    assert_eq!(relay.store.len(), 1, "bob's mail is still there");
+    // bob, who holds the key, reads it.
+    relay.request(
+        4,
+        b"bob",
+        &batch(&bob, challenge, &[&bobs_pairwise], None, all_after(0)),
+    );
+    assert_eq!(page(relay.answer(4)).0, [(1, 1)]);
+}
+
+#[test]
+fn a_key_set_named_by_digest_opens_only_for_its_owner_under_its_challenge() {
+    let mut relay = Relay::new(Quotas::default());
+    let (bob, mallory, pairwise) = (owner_key(1), owner_key(9), owner_key(2));
+    relay.request(1, b"alice", &deposit(mailbox_of(&pairwise), [1]));
+    relay.commit();
+    let challenge = relay.challenge();
+    relay.request(
+        2,
+        b"bob",
+        &batch(&bob, challenge, &[&pairwise], None, all_after(0)),
+    );
+    assert_eq!(page(relay.answer(2)).0, [(1, 1)]);
+    let digest = KeySet::digest(&challenge, &id(&bob), &[id(&pairwise)]);
+    // mallory saw the digest go by and names it under her own signature.
+    relay.request(
+        3,
+        b"mallory",
+        &named(&mallory, challenge, KeySet::Known(digest), all_after(0)),
+    );
+    assert!(matches!(
+        relay.answer(3),
+        Some(MailboxResponse::Refused {
+            reason: Refusal::StaleChallenge,
+            ..
+        })
+    ));
+    // bob under a newer challenge sends the set in full again.
+    relay.advance(1_000);
+    let newer = relay.challenge();
+    relay.request(
+        4,
+        b"bob",
+        &named(&bob, newer, KeySet::Known(digest), all_after(0)),
+    );
+    assert!(matches!(
+        relay.answer(4),
+        Some(MailboxResponse::Refused {
+            reason: Refusal::StaleChallenge,
+            ..
+        })
+    ));
+}

@@ -46,7 +46,8 @@ const REFUSALS: [(Refusal, &str); Refusal::COUNT] = [
 const DEPOSIT_BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
-/// Fetches may be held open up to 20 s while the mailbox is empty.
+/// Fetches may be held open up to 20 s while the mailbox is empty (older
+/// nodes; batches are never held).
 const FETCH_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0,
 ];

@@ -24,7 +24,7 @@ use hush_protocol::relay::{
 };
 use hush_protocol::{
     HistoryResponse, MAX_FETCH_WAIT_MS, MAX_HISTORY_FRAME, MAX_MAILBOX_FRAME,
-    MAX_PRESENCE_RECORD_LEN, MailboxResponse, Wire,
+    MAX_PRESENCE_RECORD_LEN, MailboxRequest, MailboxResponse, Wire,
 };
 use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
@@ -494,7 +494,9 @@ impl Relay {
             MailboxResponse::Deposited { .. } => {
                 self.metrics.deposit_answered(reply.received.elapsed());
             }
-            MailboxResponse::Items { .. } => self.metrics.fetch_answered(reply.received.elapsed()),
+            MailboxResponse::Items { .. } | MailboxResponse::Batch { .. } => {
+                self.metrics.fetch_answered(reply.received.elapsed())
+            }
             _ => {}
         }
         if self
@@ -595,6 +597,14 @@ impl Relay {
             })) => {
                 // What a relay that logs would keep (tests read it).
                 tracing::trace!(%peer, bytes = request.len(), "mailbox request");
+                if tracing::enabled!(tracing::Level::TRACE)
+                    && let Ok(MailboxRequest::Deposit { items, .. }) =
+                        MailboxRequest::from_bytes(&request)
+                {
+                    for item in &items {
+                        tracing::trace!(%peer, mailbox = %item.mailbox, "deposit item");
+                    }
+                }
                 let now = self.clock.now();
                 // Strangers' deposits count per address too (not those from
                 // this machine: tests and benches run every node there).

@@ -336,6 +336,47 @@ fn deposits_and_key_claims_reach_a_relay_from_a_short_lived_identity() {
     );
 }
 
+/// Issue 18, item 1: with one mailbox per device, a relay that logs saw
+/// every contact's deposits go to the same mailbox id, the one the card
+/// names, which anyone holding the card can compute.
+#[test]
+fn two_contacts_writing_to_one_user_deposit_into_mailboxes_a_relay_cannot_link() {
+    let relay = RelayProc::start_logging("", &[], "info,hush_relay::service=trace");
+    let (mut bob, mut alice, mut carol) =
+        (User::new("bob"), User::new("alice"), User::new("carol"));
+    bob.start_with(&["--relay", relay.address.as_str()]);
+    wait_keys_stocked(&bob);
+    alice.start();
+    carol.start();
+    // Contacts while all are online: bob hands each a pairwise mailbox.
+    introduce(&alice, &bob);
+    introduce(&carol, &bob);
+    wait_outbox_empty(&bob);
+    bob.stop();
+    send(&alice, "bob", "from alice", "sent");
+    send(&carol, "bob", "from carol", "sent");
+    relay.wait_stored(2);
+    let log = without_colours(&relay.log());
+    let mut mailboxes: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("deposit item"))
+        .filter_map(|l| l.split("mailbox=").nth(1)?.split_whitespace().next())
+        .collect();
+    mailboxes.sort_unstable();
+    mailboxes.dedup();
+    let (device, _) = device_of(&bob);
+    let public = MailboxId::of(&device).to_string();
+    assert_eq!(mailboxes.len(), 2, "one mailbox per contact: {mailboxes:?}");
+    assert!(
+        !mailboxes.contains(&public.as_str()),
+        "the card's mailbox {public} was used: {mailboxes:?}"
+    );
+    bob.start_with(&["--relay", relay.address.as_str()]);
+    wait_texts(&bob, "alice", &["from alice".to_owned()]);
+    wait_texts(&bob, "carol", &["from carol".to_owned()]);
+    relay.wait_stored(0);
+}
+
 /// Bob's device id and libp2p peer id, from his card.
 fn device_of(user: &User) -> (DeviceId, PeerId) {
     let card: ContactCard = user.card().parse().expect("card");

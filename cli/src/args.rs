@@ -200,8 +200,9 @@ pub struct NodeRunArgs {
     /// later runs without --relay keep the same relays
     #[arg(long, value_name = "MULTIADDR")]
     pub relay: Vec<String>,
-    /// How often to ask the relays for new mail when a fetch cannot be
-    /// held open, in milliseconds [default: 1000]
+    /// How often to ask the relays for new mail, in milliseconds: each
+    /// time at a random point between a half and one and a half of it, so
+    /// when we ask says nothing about when mail arrived [default: 1000]
     #[arg(long, value_name = "MS")]
     pub poll_ms: Option<u64>,
     /// How long presence records are valid; refreshed every half of it

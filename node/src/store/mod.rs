@@ -19,10 +19,7 @@ use std::sync::Mutex;
 
 use hush_host::wal::{Position, Wal};
 
-use hush_protocol::{
-    AccountId, ConversationId, DepositRight, DeviceId, GroupId, MailboxGrant, MessageId,
-    ReceiptKind, Wire,
-};
+use hush_protocol::{AccountId, ConversationId, DeviceId, GroupId, MessageId, ReceiptKind};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
@@ -601,18 +598,6 @@ impl Store {
         Ok(out)
     }
 
-    pub fn fallback_bundle(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        self.meta(FALLBACK_KEY)
-    }
-
-    /// When the fallback key was made (`None` before that was recorded).
-    pub fn fallback_made_at(&self) -> Result<Option<u64>, StoreError> {
-        Ok(self
-            .meta(FALLBACK_MADE_KEY)?
-            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-            .map(u64::from_be_bytes))
-    }
-
     pub fn sessions(&self) -> Result<Vec<PeerSessions>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(SESSIONS)?;
@@ -623,44 +608,6 @@ impl Store {
                 Ok((*k.value(), decode("olm sessions", v.value())?))
             })
             .collect()
-    }
-
-    /// Contact devices' deposit rights for us (ones that no longer decode
-    /// are left out: the contact sends its right again).
-    pub fn rights(&self) -> Result<Vec<(DeviceId, DepositRight)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(DEPOSIT_RIGHTS)?;
-        let mut out = Vec::new();
-        for row in table.iter()? {
-            let (device, bytes) = row?;
-            if let Ok(right) = DepositRight::from_bytes(bytes.value()) {
-                out.push((DeviceId(*device.value()), right));
-            }
-        }
-        Ok(out)
-    }
-
-    /// Contact devices' pairwise mailboxes for us (ones that no longer
-    /// decode are left out: the contact sends them again).
-    pub fn grants(&self) -> Result<Vec<(DeviceId, MailboxGrant)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(MAILBOX_GRANTS)?;
-        let mut out = Vec::new();
-        for row in table.iter()? {
-            let (device, bytes) = row?;
-            if let Ok(grant) = MailboxGrant::from_bytes(bytes.value()) {
-                out.push((DeviceId(*device.value()), grant));
-            }
-        }
-        Ok(out)
-    }
-
-    /// When every home relay was last read to the end, if ever.
-    pub fn drained_at(&self) -> Result<Option<u64>, StoreError> {
-        Ok(self
-            .meta(DRAINED_KEY)?
-            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-            .map(u64::from_be_bytes))
     }
 
     /// Blocks and verifications, by account.
@@ -892,6 +839,7 @@ impl Drop for Store {
 }
 
 mod expiry;
+mod mail;
 mod ops;
 mod search;
 #[cfg(test)]

@@ -184,3 +184,38 @@ fn a_plaintext_home_is_sealed_in_place_with_what_its_log_held() {
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+#[test]
+fn a_contacts_grant_is_kept_across_restarts_and_goes_with_its_right() {
+    use hush_protocol::{AccountId, PairwiseKey, Wire};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hush.redb");
+    let device = DeviceId([4; 32]);
+    // Any signed right will do: one of another pairwise mailbox.
+    let right = PairwiseKey::derive(&[5; 32], &AccountId([3; 32]), 1)
+        .grant([1; 16])
+        .right;
+    let grant = PairwiseKey::derive(&[4; 32], &AccountId([2; 32]), 7).grant([1; 16]);
+    let store = Store::open(&path, &key()).unwrap();
+    store
+        .apply(
+            vec![
+                Op::PutRight(device, right),
+                Op::PutGrant(device, grant.to_bytes()),
+                Op::PutDrained(1_234),
+            ],
+            Durability::Now,
+        )
+        .unwrap();
+    drop(store);
+    let store = Store::open(&path, &key()).unwrap();
+    assert_eq!(store.rights().unwrap(), [(device, right)]);
+    assert_eq!(store.grants().unwrap(), [(device, grant)]);
+    assert_eq!(store.drained_at().unwrap(), Some(1_234));
+    // Forgetting the device's right forgets its mailbox too.
+    store
+        .apply(vec![Op::DeleteRight(device)], Durability::Now)
+        .unwrap();
+    assert!(store.rights().unwrap().is_empty());
+    assert!(store.grants().unwrap().is_empty());
+}

@@ -25,8 +25,8 @@ pub use dht::{
     dht_record_lifetime,
 };
 pub use engine::{
-    EXPIRE_BATCH, FETCH_BYTES, KEY_CLAIMS_PER_MINUTE, MAX_PENDING_BYTES, MAX_WAITERS, RelayEngine,
-    RelayEvent, RelayRules, RelayStats,
+    EXPIRE_BATCH, FETCH_BYTES, KEY_CLAIMS_PER_MINUTE, MAX_PENDING_BYTES, MAX_REMEMBERED_SET_KEYS,
+    MAX_WAITERS, RelayEngine, RelayEvent, RelayRules, RelayStats, SET_KEYS_PER_IP_MINUTE,
 };
 pub use memory::MemoryMailStore;
 pub use quota::Quotas;

@@ -38,6 +38,12 @@ impl<K: Hash + Eq> RateLimit<K> {
     /// Whether one more event of `key` at `now_ms` (monotonic) is allowed;
     /// counts it if so.
     pub fn allow(&mut self, now_ms: u64, key: K) -> bool {
+        self.allow_n(now_ms, key, 1)
+    }
+
+    /// Whether `n` more events of `key` at `now_ms` are allowed; counts
+    /// them if so (none if not).
+    pub fn allow_n(&mut self, now_ms: u64, key: K, n: u32) -> bool {
         let minute = now_ms / 60_000;
         if self.counts.len() >= self.keys && !self.counts.contains_key(&key) {
             self.counts.retain(|_, (m, _)| *m == minute);
@@ -45,15 +51,15 @@ impl<K: Hash + Eq> RateLimit<K> {
                 self.counts.clear();
             }
         }
-        let (m, n) = self.counts.entry(key).or_insert((minute, 0));
+        let (m, count) = self.counts.entry(key).or_insert((minute, 0));
         if *m != minute {
             *m = minute;
-            *n = 0;
+            *count = 0;
         }
-        if *n >= self.max {
+        if n > self.max.saturating_sub(*count) {
             return false;
         }
-        *n += 1;
+        *count += n;
         true
     }
 }

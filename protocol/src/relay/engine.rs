@@ -28,6 +28,8 @@ use crate::{
 };
 
 mod batch;
+
+pub use batch::{MAX_REMEMBERED_SET_KEYS, SET_KEYS_PER_IP_MINUTE};
 mod deposit;
 
 /// Deposits waiting for the next commit may hold at most this many bytes;
@@ -180,6 +182,8 @@ pub struct RelayEngine<R> {
     waiters: HashMap<MailboxId, Waiter<R>>,
     /// Pairwise key sets checked lately (see `MailboxRequest::Batch`).
     known_sets: batch::KnownSets,
+    /// Key proofs checked per address this minute.
+    set_ips: RateLimit<IpAddr>,
     next_sweep_ms: u64,
     replies: VecDeque<(R, MailboxResponse)>,
     events: VecDeque<RelayEvent>,
@@ -229,6 +233,7 @@ impl<R> RelayEngine<R> {
             dropped,
             waiters: HashMap::new(),
             known_sets: batch::KnownSets::default(),
+            set_ips: RateLimit::new(batch::SET_KEYS_PER_IP_MINUTE, batch::MAX_SET_IPS),
             replies: VecDeque::new(),
             events: VecDeque::new(),
             stats,
@@ -318,7 +323,7 @@ impl<R> RelayEngine<R> {
             } => {
                 let body = request.body_bytes(&keys);
                 if let Some(reply) = self.owner_checks(now, &auth, &body, reply) {
-                    self.batch(&auth, keys, request, reply, store);
+                    self.batch((now, ip), &auth, keys, request, reply, store);
                 }
             }
         }

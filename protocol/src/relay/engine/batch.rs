@@ -3,17 +3,24 @@
 //! and remembered, so later batches name them by digest.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 
 use super::{After, FETCH_BYTES, RelayEngine, RelayEvent};
 use crate::relay::{MailLookup, RelayWrite, Removal, StoreFault};
 use crate::{
     Auth, BatchItem, BatchRequest, DeviceId, KeySet, MAX_MAILBOX_ITEMS, MailboxId, MailboxResponse,
-    Refusal,
+    Now, Refusal,
 };
 
 /// Mailboxes the remembered key sets may name together, at most; the
 /// oldest sets are forgotten first (their owners send them again).
 pub const MAX_REMEMBERED_SET_KEYS: usize = 1 << 18;
+/// Key proofs checked per IP address a minute, at most (a full set costs
+/// one signature check a key: about 0.6 s of a core for this many). An
+/// owner sends its set in full once per challenge (5 minutes).
+pub const SET_KEYS_PER_IP_MINUTE: u32 = 16_384;
+/// Addresses whose key proofs are counted at once.
+pub const MAX_SET_IPS: usize = 4_096;
 
 /// A key set the relay checked: whose it is, under which challenge, and
 /// the mailboxes it names (the owner's own first).
@@ -63,19 +70,16 @@ impl<R> RelayEngine<R> {
     /// answers the fetch or queues the deletes.
     pub(super) fn batch(
         &mut self,
+        (now, ip): (Now, Option<IpAddr>),
         auth: &Auth,
         keys: KeySet,
         request: BatchRequest,
         reply: R,
         store: &impl MailLookup,
     ) {
-        let Some(mailboxes) = self.resolve_set(auth, keys) else {
-            return self.reply(reply, MailboxResponse::refused(Refusal::NotOwner));
-        };
-        let Some(mailboxes) = mailboxes else {
-            // Not remembered (forgotten, or another challenge): the owner
-            // sends the set in full under a new challenge.
-            return self.reply(reply, MailboxResponse::refused(Refusal::StaleChallenge));
+        let mailboxes = match self.resolve_set(now, ip, auth, keys) {
+            Ok(mailboxes) => mailboxes,
+            Err(refusal) => return self.reply(reply, MailboxResponse::refused(refusal)),
         };
         match request {
             BatchRequest::Fetch { after, limit } => {
@@ -115,19 +119,36 @@ impl<R> RelayEngine<R> {
         }
     }
 
-    /// The mailboxes a batch covers, its signer's own first: `None` when a
-    /// proof fails, `Some(None)` when a set named by digest is not known.
-    fn resolve_set(&mut self, auth: &Auth, keys: KeySet) -> Option<Option<Vec<MailboxId>>> {
+    /// The mailboxes a batch covers, its signer's own first. Refused
+    /// `NotOwner` when a proof fails; `StaleChallenge` when a set named by
+    /// digest is not remembered (forgotten, or of another challenge: the
+    /// owner sends it in full under a new one); `Unavailable` when the
+    /// address checked its share of proofs this minute.
+    fn resolve_set(
+        &mut self,
+        now: Now,
+        ip: Option<IpAddr>,
+        auth: &Auth,
+        keys: KeySet,
+    ) -> Result<Vec<MailboxId>, Refusal> {
         match keys {
-            KeySet::Known(digest) => Some(self.known_sets.get(&digest, auth).map(<[_]>::to_vec)),
+            KeySet::Known(digest) => self
+                .known_sets
+                .get(&digest, auth)
+                .map(<[_]>::to_vec)
+                .ok_or(Refusal::StaleChallenge),
             KeySet::Full { keys, proofs } => {
                 let digest = KeySet::digest(&auth.challenge, &auth.device, &keys);
                 if let Some(known) = self.known_sets.get(&digest, auth) {
-                    return Some(Some(known.to_vec()));
+                    return Ok(known.to_vec());
+                }
+                let count = u32::try_from(keys.len()).unwrap_or(u32::MAX);
+                if ip.is_some_and(|ip| !self.set_ips.allow_n(now.mono_ms, ip, count)) {
+                    return Err(Refusal::Unavailable);
                 }
                 if !KeySet::proofs_hold(&digest, &keys, &proofs) {
                     self.events.push_back(RelayEvent::ForgedOwnerRequest);
-                    return None;
+                    return Err(Refusal::NotOwner);
                 }
                 let mailboxes: Vec<MailboxId> = std::iter::once(&auth.device)
                     .chain(&keys)
@@ -141,7 +162,7 @@ impl<R> RelayEngine<R> {
                         mailboxes: mailboxes.clone(),
                     },
                 );
-                Some(Some(mailboxes))
+                Ok(mailboxes)
             }
         }
     }

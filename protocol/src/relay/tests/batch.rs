@@ -198,3 +198,62 @@ fn a_key_set_named_by_digest_opens_only_for_its_owner_under_its_challenge() {
         })
     ));
 }
+
+/// A key set costs the relay one signature check a key: an address that
+/// sends large made-up sets over and over gets its share of checks a
+/// minute, then `Unavailable`; an owner on another address is not held up.
+#[test]
+fn one_address_sending_huge_key_sets_gets_its_share_of_checks_a_minute() {
+    use crate::relay::SET_KEYS_PER_IP_MINUTE;
+    let mut relay = Relay::new(Quotas::default());
+    let keys: Vec<SigningKey> = (0..128u8)
+        .map(|n| SigningKey::from_bytes(&[n; 32]))
+        .collect();
+    let set: Vec<&SigningKey> = keys.iter().collect();
+    let challenge = relay.challenge();
+    let attacker = Some(std::net::IpAddr::from([192, 0, 2, 1]));
+    let per_set = set.len() as u32;
+    let mut refused = 0;
+    for n in 0..(SET_KEYS_PER_IP_MINUTE / per_set + 5) {
+        // A fresh signer each time: every set is new to the relay.
+        let mut seed = [7u8; 32];
+        seed[..4].copy_from_slice(&n.to_be_bytes());
+        let signer = SigningKey::from_bytes(&seed);
+        let request = batch(&signer, challenge, &set, None, all_after(0)).to_bytes();
+        relay
+            .engine
+            .handle_request_from(relay.now, b"x", attacker, &request, n, &relay.store);
+        relay.collect();
+        if let Some(MailboxResponse::Refused {
+            reason: Refusal::Unavailable,
+            ..
+        }) = relay.answer(n)
+        {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 5, "past its share, the address waits a minute");
+    let owner = Some(std::net::IpAddr::from([198, 51, 100, 7]));
+    let bob = owner_key(1);
+    let request = batch(&bob, challenge, &set[..3], None, all_after(0)).to_bytes();
+    relay
+        .engine
+        .handle_request_from(relay.now, b"bob", owner, &request, 9_999, &relay.store);
+    relay.collect();
+    assert!(matches!(
+        relay.answer(9_999),
+        Some(MailboxResponse::Batch { .. })
+    ));
+    // A minute later the address has its share again.
+    relay.advance(60_000);
+    let challenge = relay.challenge();
+    let request = batch(&bob, challenge, &set, None, all_after(0)).to_bytes();
+    relay
+        .engine
+        .handle_request_from(relay.now, b"x", attacker, &request, 10_000, &relay.store);
+    relay.collect();
+    assert!(matches!(
+        relay.answer(10_000),
+        Some(MailboxResponse::Batch { .. })
+    ));
+}

@@ -1,6 +1,8 @@
 //! The relay, sans IO: mailboxes, owner challenges, quotas and retention,
 //! hosted keys ([`RelayEngine`]); the topic history rules ([`TopicBook`]);
-//! which DHT values are kept ([`dht_record_lifetime`]).
+//! which DHT values are kept ([`dht_record_lifetime`]); relays' signed
+//! announcements and how nodes pick home relays among them ([`RelayRecord`],
+//! [`choose_home_relays`]).
 //!
 //! ```text
 //!  host: request bytes ─handle_request──▶ RelayEngine ──poll_commit──▶ host: one txn
@@ -9,6 +11,7 @@
 //!                                             └─poll_reply / poll_event──▶ host
 //! ```
 
+mod announce;
 mod dht;
 mod engine;
 mod memory;
@@ -20,6 +23,10 @@ mod topics;
 #[cfg(test)]
 mod tests;
 
+pub use announce::{
+    Announcement, Candidate, MAX_RELAY_ADDRS, RELAY_RECORD_REFRESH_MS, RELAY_RECORD_TTL_MS,
+    RelayRecord, choose_home_relays, operator_group,
+};
 pub use dht::{
     DHT_PUTS_PER_IP_MINUTE, DHT_PUTS_PER_PEER_MINUTE, MAX_DHT_RECORDS, RateLimit,
     dht_record_lifetime,

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
+use super::announce::{RELAY_RECORD_TTL_MS, RelayRecord};
 use crate::{MAX_PRESENCE_RECORD_LEN, MAX_PRESENCE_TTL_MS, SealedPresence, Wire};
 
 /// Values held at most.
@@ -65,20 +66,58 @@ impl<K: Hash + Eq> RateLimit<K> {
 }
 
 /// Whether a value someone asks us to keep in the DHT is acceptable, and
-/// for how long at most (ms): only well-formed sealed presence records
-/// under a 32-byte locator, for at most a presence record's longest TTL.
-/// The content is encrypted to the owner's contacts; we cannot and need
-/// not read it.
+/// for how long at most (ms): well-formed sealed presence records under a
+/// 32-byte locator, for at most a presence record's longest TTL (the
+/// content is encrypted to the owner's contacts; we cannot and need not
+/// read it); and relays' announcements that verify under their own key
+/// (see [`RelayRecord`]), for at most [`RELAY_RECORD_TTL_MS`].
 pub fn dht_record_lifetime(key: &[u8], value: &[u8]) -> Option<u64> {
-    let well_formed = key.len() == 32
-        && value.len() <= MAX_PRESENCE_RECORD_LEN
-        && SealedPresence::from_bytes(value).is_ok();
-    well_formed.then_some(MAX_PRESENCE_TTL_MS)
+    if key.len() != 32 || value.len() > MAX_PRESENCE_RECORD_LEN {
+        return None;
+    }
+    if RelayRecord::accepts(key, value) {
+        return Some(RELAY_RECORD_TTL_MS);
+    }
+    SealedPresence::from_bytes(value)
+        .is_ok()
+        .then_some(MAX_PRESENCE_TTL_MS)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Attack (issue 19): anyone could put a record announcing a relay
+    /// that is not theirs (a made-up address for someone else's relay), or
+    /// one under another relay's key.
+    #[test]
+    fn only_a_relays_own_signed_announcement_is_kept_under_its_key() {
+        use super::super::announce::Announcement;
+        let relay = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let what = Announcement {
+            addrs: vec!["/ip4/198.51.100.4/tcp/7001".into()],
+            retention_secs: 60,
+            max_item_len: 1024,
+            accepting: true,
+            version: "test".into(),
+        };
+        let record = RelayRecord::sign(&relay, &what, 1_000);
+        let key = RelayRecord::dht_key(&record.key);
+        assert_eq!(
+            dht_record_lifetime(&key, &record.to_bytes()),
+            Some(RELAY_RECORD_TTL_MS)
+        );
+        let mallory = ed25519_dalek::SigningKey::from_bytes(&[6; 32]);
+        let mut forged = RelayRecord::sign(&mallory, &what, 1_000);
+        forged.key = record.key;
+        assert_eq!(dht_record_lifetime(&key, &forged.to_bytes()), None);
+        let own = RelayRecord::sign(&mallory, &what, 1_000);
+        assert_eq!(
+            dht_record_lifetime(&key, &own.to_bytes()),
+            None,
+            "under another key"
+        );
+    }
 
     /// Attack (issue 13, item 7, DHT puts): any peer could put as many
     /// records as it liked, filling the relay's record store (after which

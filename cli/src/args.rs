@@ -132,6 +132,13 @@ hush history bob --limit 20 --json")]
         #[arg(long)]
         json: bool,
     },
+    /// The home relays: how each was chosen (given or found through the
+    /// DHT) and whether it answers
+    Relays {
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
     /// A contact's presence (online, last seen), or the global sharing switch.
     Presence(PresenceArgs),
     /// Group chats: create, invite, join, send, history, members, remove...
@@ -200,6 +207,12 @@ pub struct NodeRunArgs {
     /// later runs without --relay keep the same relays
     #[arg(long, value_name = "MULTIADDR")]
     pub relay: Vec<String>,
+    /// A relay to join the relays' DHT through (full address, ending in
+    /// /p2p/<relay id>); repeatable. With no --relay given or saved, the
+    /// node then picks its 3 home relays among those the DHT announces,
+    /// the closest to its mailbox, and saves them
+    #[arg(long, value_name = "MULTIADDR")]
+    pub bootstrap: Vec<String>,
     /// How often to ask the relays for new mail, in milliseconds: each
     /// time at a random point between a half and one and a half of it, so
     /// when we ask says nothing about when mail arrived [default: 1000]

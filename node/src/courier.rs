@@ -43,6 +43,9 @@ pub enum CourierEvent<T> {
     Found(kad::QueryId, Vec<u8>),
     /// The lookup is over.
     LookupDone(kad::QueryId),
+    /// The DHT's peers closest to a key (`closest_peers`), as far as the
+    /// query got.
+    Closest(kad::QueryId, Vec<PeerId>),
 }
 
 /// A courier swarm and the requests it carries, each with what the host
@@ -125,6 +128,11 @@ impl<T> Courier<T> {
         id
     }
 
+    /// Asks the DHT which of its peers (relays) are closest to `key`.
+    pub fn closest_peers(&mut self, key: Vec<u8>) -> kad::QueryId {
+        self.swarm.behaviour_mut().kad.get_closest_peers(key)
+    }
+
     /// Ends a lookup early (a record it found will do).
     pub fn finish(&mut self, id: &kad::QueryId) {
         if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(id) {
@@ -163,11 +171,22 @@ impl<T> Courier<T> {
                         id, result, step, ..
                     },
                 )) => {
-                    if let kad::QueryResult::GetRecord(Ok(kad::GetRecordOk::FoundRecord(found))) =
-                        result
-                    {
-                        self.ready
-                            .push_back(CourierEvent::Found(id, found.record.value));
+                    match result {
+                        kad::QueryResult::GetRecord(Ok(kad::GetRecordOk::FoundRecord(found))) => {
+                            self.ready
+                                .push_back(CourierEvent::Found(id, found.record.value));
+                        }
+                        kad::QueryResult::GetClosestPeers(Ok(kad::GetClosestPeersOk {
+                            peers,
+                            ..
+                        }))
+                        | kad::QueryResult::GetClosestPeers(Err(
+                            kad::GetClosestPeersError::Timeout { peers, .. },
+                        )) => {
+                            let peers = peers.into_iter().map(|p| p.peer_id).collect();
+                            self.ready.push_back(CourierEvent::Closest(id, peers));
+                        }
+                        _ => {}
                     }
                     if step.last && self.lookups.remove(&id) {
                         self.ready.push_back(CourierEvent::LookupDone(id));

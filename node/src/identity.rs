@@ -27,8 +27,11 @@ pub struct Me {
     pub pickle_key: [u8; 32],
     /// Opens what senders sealed to this device's mailboxes.
     pub mailbox: MailboxSecret,
-    /// The home relays, as given with `--relay` (full `/p2p/` addresses).
+    /// The home relays, as given with `--relay` or found through the DHT
+    /// (full `/p2p/` addresses).
     pub relays: Vec<String>,
+    /// Whether they were found through the DHT (else given).
+    pub relays_found: bool,
     /// The device's Ed25519 seed (its libp2p key): signs presence records.
     pub device_secret: [u8; 32],
 }
@@ -133,6 +136,7 @@ impl Me {
             pickle_key: record.pickle_key,
             mailbox: MailboxSecret::derive(&record.device_secret),
             relays: Vec::new(),
+            relays_found: false,
             device_secret: record.device_secret,
         })
     }

@@ -53,6 +53,10 @@ pub struct NodeConfig {
     pub listen: Vec<Multiaddr>,
     /// Home relays (full addresses with `/p2p/`); empty keeps the saved ones.
     pub relays: Vec<Multiaddr>,
+    /// Relays to reach the DHT through (`--bootstrap`): with no home relays
+    /// given or saved, the node picks its own among the relays the DHT
+    /// announces (`crate::discovery`).
+    pub bootstrap: Vec<Multiaddr>,
     /// How long to wait before asking a relay for mail again after it
     /// answered an open fetch with nothing.
     pub mail_poll: Duration,
@@ -107,6 +111,7 @@ impl Default for NodeConfig {
         Self {
             listen: Vec::new(),
             relays: Vec::new(),
+            bootstrap: Vec::new(),
             mail_poll: Duration::from_secs(1),
             presence_ttl: DEFAULT_PRESENCE_TTL,
             presence_grace: DEFAULT_PRESENCE_GRACE,
@@ -269,6 +274,28 @@ impl Node {
         let olm = OlmDevice::restore(&store.olm_account()?, store.sessions()?, &record.pickle_key)?;
         let mut me = Me::load(&record, &olm)?;
         me.relays = home_relays(&store, &config.relays)?;
+        me.relays_found = config.relays.is_empty() && store.relays_found()?;
+        if me.relays.is_empty() && !config.bootstrap.is_empty() {
+            let mailbox = hush_protocol::MailboxId::of(&me.device_id());
+            let found =
+                crate::discovery::find_home_relays(&config.bootstrap, mailbox, MAX_HOME_RELAYS)
+                    .await;
+            if found.is_empty() {
+                tracing::warn!(
+                    "no home relays found through the DHT: starting without; the next start tries again"
+                );
+            } else {
+                store.apply(
+                    vec![
+                        crate::store::Op::PutRelays(found.clone()),
+                        crate::store::Op::PutRelaysFound(true),
+                    ],
+                    crate::store::Durability::Now,
+                )?;
+                me.relays = found;
+                me.relays_found = true;
+            }
+        }
         let summary = Arc::new(MeSummary {
             name: me.name.clone(),
             account: me.account,
@@ -876,7 +903,10 @@ fn home_relays(store: &Store, given: &[Multiaddr]) -> Result<Vec<String>, NodeEr
         }
     }
     store.apply(
-        vec![crate::store::Op::PutRelays(relays.clone())],
+        vec![
+            crate::store::Op::PutRelays(relays.clone()),
+            crate::store::Op::PutRelaysFound(false),
+        ],
         crate::store::Durability::Now,
     )?;
     Ok(relays)

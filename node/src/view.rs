@@ -252,6 +252,9 @@ pub struct PresenceView {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RelayView {
     pub address: String,
+    /// How it became a home relay: `pinned` (given with `--relay`) or
+    /// `dht` (found through the DHT, closest to our mailbox).
+    pub chosen: String,
     pub connected: bool,
     /// One-time keys the relay still holds for this device, when known.
     pub keys_left: Option<u32>,

@@ -6,6 +6,8 @@
 //! retention_secs = 2592000          # 30 days
 //! metrics = "127.0.0.1:9464"
 //! bootstrap = ["/ip4/203.0.113.7/tcp/7001/p2p/12D3Koo…"]   # IP addresses only
+//! announce = true                  # publish this relay in the DHT for nodes to pick
+//! announce_addresses = ["/ip4/203.0.113.9/tcp/7001"]   # what to publish
 //!
 //! [quotas]
 //! max_item_bytes = 98427           # the largest sealed envelope
@@ -72,7 +74,7 @@ pub enum ConfigError {
 /// Environment variables that override settings start with this.
 pub const ENV_PREFIX: &str = "HUSH_RELAY_";
 /// Settings that are lists: their variables hold comma-separated items.
-const LIST_KEYS: [&str; 2] = ["listen", "bootstrap"];
+const LIST_KEYS: [&str; 3] = ["listen", "bootstrap", "announce_addresses"];
 
 pub use hush_protocol::relay::Quotas;
 
@@ -89,6 +91,13 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     /// Other relays to join the DHT through (multiaddrs with `/p2p/`).
     pub bootstrap: Vec<String>,
+    /// Publish a signed record of this relay in the DHT, so nodes without
+    /// home relays may pick it (`false`: a private relay, used only by
+    /// nodes given its address).
+    pub announce: bool,
+    /// The addresses the record lists (without `/p2p/`); empty: the
+    /// listen addresses, the public ones if there are any.
+    pub announce_addresses: Vec<String>,
     pub quotas: Quotas,
     pub limits: Limits,
     pub history: HistoryLimits,
@@ -159,6 +168,8 @@ impl Default for Config {
             retention_secs: DEFAULT_RETENTION_SECS,
             metrics: None,
             bootstrap: Vec::new(),
+            announce: true,
+            announce_addresses: Vec::new(),
             quotas: Quotas::default(),
             limits: Limits::default(),
             history: HistoryLimits::default(),
@@ -218,6 +229,8 @@ impl Config {
                 )
             } else if let Ok(n) = value.trim().parse::<i64>() {
                 toml::Value::Integer(n)
+            } else if let Ok(b) = value.trim().parse::<bool>() {
+                toml::Value::Boolean(b)
             } else {
                 toml::Value::String(value)
             };
@@ -275,6 +288,22 @@ impl Config {
         }
         if self.retention_secs == 0 {
             return invalid("retention_secs", "must be at least 1 second");
+        }
+        if self.announce_addresses.len() > hush_protocol::relay::MAX_RELAY_ADDRS
+            || self.announce_addresses.iter().any(|a| {
+                a.parse::<libp2p::Multiaddr>().map_or(true, |m| {
+                    m.iter()
+                        .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+                })
+            })
+        {
+            return Err(ConfigError::Invalid {
+                field: "announce_addresses",
+                reason: format!(
+                    "give at most {} multiaddrs, without /p2p/ (the relay adds its id)",
+                    hush_protocol::relay::MAX_RELAY_ADDRS
+                ),
+            });
         }
         let q = &self.quotas;
         if q.max_item_bytes < 256 || q.max_item_bytes > MAX_SEALED_LEN as u64 {

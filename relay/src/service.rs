@@ -40,6 +40,7 @@ use crate::history::History;
 use crate::metrics::{self, Metrics};
 use crate::store::{Store, StoreError};
 
+mod announce;
 mod circuits;
 
 use circuits::CircuitUsage;
@@ -137,6 +138,8 @@ pub struct Relay {
     connections_per_ip: u32,
     retention_ms: u64,
     next_history_sweep_ms: u64,
+    /// Puts this relay's record in the DHT; `None` for a private relay.
+    announcer: Option<announce::Announcer>,
 }
 
 /// How often group history is swept for what expired and topics unused.
@@ -278,6 +281,8 @@ impl Relay {
         })?;
         let store = Arc::new(Store::open(&db_path)?);
         let mut secret = store.identity()?;
+        // The same key signs the relay's DHT record (issue 19).
+        let signing = ed25519_dalek::SigningKey::from_bytes(&secret);
         let keypair = identity::Keypair::ed25519_from_bytes(&mut secret)
             .map_err(|e| RelayError::Network(e.to_string()))?;
         let peer_id = keypair.public().to_peer_id();
@@ -406,6 +411,16 @@ impl Relay {
             connections_per_ip: limits.connections_per_ip,
             retention_ms,
             next_history_sweep_ms: 0,
+            announcer: config.announce.then(|| {
+                let what = hush_protocol::relay::Announcement {
+                    addrs: config.announce_addresses.clone(),
+                    retention_secs: config.retention_secs,
+                    max_item_len: u32::try_from(config.quotas.max_item_bytes).unwrap_or(u32::MAX),
+                    accepting: true,
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                };
+                announce::Announcer::new(signing, what, &started.addresses)
+            }),
         };
         Ok((relay, started))
     }
@@ -549,9 +564,33 @@ impl Relay {
             .values
             .dht_peers
             .store(dht_peers, Ordering::Relaxed);
+        self.announce(now, dht_peers);
         match self.store.hosted_keys() {
             Ok((devices, keys)) => self.metrics.record_hosted_keys(devices, keys),
             Err(e) => tracing::warn!(error = %e, "could not count the hosted keys"),
+        }
+    }
+
+    /// Puts this relay's signed record in the DHT when it is due.
+    fn announce(&mut self, now: hush_protocol::Now, dht_peers: u64) {
+        let Some(announcer) = self.announcer.as_mut() else {
+            return;
+        };
+        if !announcer.due(now.mono_ms, dht_peers) {
+            return;
+        }
+        // Full disks take no new mailboxes.
+        let accepting = self.engine.disk_has_room(1 << 20);
+        let record = announcer.record((now.mono_ms, now.unix_ms), dht_peers, accepting);
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .put_record(record, kad::Quorum::One)
+        {
+            tracing::warn!(error = %e, "could not put this relay's record in the DHT");
+        } else {
+            tracing::debug!(dht_peers, "announced this relay in the DHT");
         }
     }
 

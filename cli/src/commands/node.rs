@@ -19,6 +19,8 @@ pub struct NodeFile {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relay: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub poll_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub presence_ttl: Option<u64>,
@@ -64,6 +66,9 @@ impl NodeFile {
             relay: (!args.relay.is_empty())
                 .then_some(args.relay)
                 .or(self.relay),
+            bootstrap: (!args.bootstrap.is_empty())
+                .then_some(args.bootstrap)
+                .or(self.bootstrap),
             poll_ms: args.poll_ms.or(self.poll_ms),
             presence_ttl: args.presence_ttl.or(self.presence_ttl),
             presence_grace: args.presence_grace.or(self.presence_grace),
@@ -146,6 +151,11 @@ pub fn settings(home: &Home, args: NodeRunArgs) -> Result<(NodeConfig, NodeFile)
         "invalid relay address",
         "use the full address `hush relay run` prints, ending in /p2p/<relay id>",
     )?;
+    let bootstrap = multiaddrs(
+        &file.bootstrap,
+        "invalid --bootstrap address",
+        "use a relay's full address, as `hush relay run` prints it, ending in /p2p/<relay id>",
+    )?;
     let announce = multiaddrs(
         &file.announce,
         "invalid --announce address",
@@ -161,6 +171,7 @@ pub fn settings(home: &Home, args: NodeRunArgs) -> Result<(NodeConfig, NodeFile)
     let config = NodeConfig {
         listen,
         relays,
+        bootstrap,
         announce,
         hidden,
         mail_poll: std::time::Duration::from_millis(file.poll_ms.unwrap_or(1000)),
@@ -213,8 +224,10 @@ pub async fn run(home: &Home, config: NodeConfig, mut file: NodeFile) -> Result<
     let server = hush_node::serve(node.clone(), home.socket_path()).await?;
     let status = node.status().await?;
     // Started: these are the last good settings (with the home relays in
-    // use, also when they came from earlier runs).
-    if !status.relays.is_empty() {
+    // use, also when they came from earlier runs). Relays found through
+    // the DHT stay in the home's database only: written here they would
+    // come back as given (pinned) ones.
+    if !status.relays.is_empty() && status.relays.iter().all(|r| r.chosen == "pinned") {
         file.relay = Some(status.relays.iter().map(|r| r.address.clone()).collect());
     }
     if let Err(e) = file.write(home) {

@@ -46,7 +46,7 @@ pub async fn run(client: &mut Client, json: bool) -> Result<()> {
                 (None, true) => "connected".to_owned(),
                 (None, false) => "not connected".to_owned(),
             };
-            println!("relay:      {} ({state})", relay.address);
+            println!("relay:      {} ({state}; {})", relay.address, chosen(relay));
         }
         let r = &status.reachability;
         let nat = match r.nat.as_str() {
@@ -70,6 +70,42 @@ pub async fn run(client: &mut Client, json: bool) -> Result<()> {
         if !r.sharing_presence {
             println!("presence:   not shared with anyone");
         }
+    }
+    Ok(())
+}
+
+/// How a home relay was chosen, for people.
+fn chosen(relay: &hush_node::RelayView) -> &'static str {
+    match relay.chosen.as_str() {
+        "dht" => "found through the DHT",
+        _ => "given with --relay",
+    }
+}
+
+/// `hush relays`: the home relays, how each was chosen and whether it
+/// answers.
+pub async fn relays(client: &mut Client, json: bool) -> Result<()> {
+    let status: NodeStatus = serde_json::from_value(client.call("status", Value::Null).await?)?;
+    if json {
+        return print_json(&status.relays);
+    }
+    if status.relays.is_empty() {
+        println!(
+            "no home relays: offline mail cannot reach this device. Start the node with \
+             --relay ADDR, or --bootstrap ADDR to find relays through the DHT"
+        );
+        return Ok(());
+    }
+    for relay in &status.relays {
+        let state = match (&relay.last_error, relay.connected) {
+            (Some(e), _) => format!("error: {e}"),
+            (None, true) => "connected".to_owned(),
+            (None, false) => "not connected".to_owned(),
+        };
+        let keys = relay
+            .keys_left
+            .map_or(String::new(), |n| format!("; {n} one-time keys held"));
+        println!("{}\n  {}; {state}{keys}", relay.address, chosen(relay));
     }
     Ok(())
 }

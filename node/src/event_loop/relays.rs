@@ -95,6 +95,12 @@ impl EventLoop {
             .iter()
             .map(|r| RelayView {
                 address: r.addr.to_string(),
+                chosen: if self.me.relays_found {
+                    "dht"
+                } else {
+                    "pinned"
+                }
+                .to_owned(),
                 connected: r.mailbox.is_connected(),
                 keys_left: r.mailbox.keys_left(),
                 last_error: r.mailbox.last_error().map(str::to_owned),
@@ -245,6 +251,9 @@ impl EventLoop {
             CourierEvent::LookupDone(id) => {
                 self.lookup_done(super::presence::LookupId::Courier(id));
             }
+            // The loop's courier asks for no closest peers (discovery
+            // runs before the loop starts).
+            CourierEvent::Closest(..) => {}
         }
     }
 

@@ -1,13 +1,15 @@
 //! What the store keeps for mail at relays: contact devices' deposit
 //! rights and pairwise mailboxes for us, our fallback key bundle, and when
 //! every home relay was last read to the end (the writes are ops:
-//! `PutRight`, `PutGrant`, `PutFallback`, `PutDrained`).
+//! `PutRight`, `PutGrant`, `PutFallback`, `PutDrained`), and whether the
+//! home relays were found through the DHT (`PutRelaysFound`).
 
 use hush_protocol::{DepositRight, DeviceId, MailboxGrant, Wire};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{
-    DEPOSIT_RIGHTS, DRAINED_KEY, FALLBACK_KEY, FALLBACK_MADE_KEY, MAILBOX_GRANTS, Store, StoreError,
+    DEPOSIT_RIGHTS, DRAINED_KEY, FALLBACK_KEY, FALLBACK_MADE_KEY, MAILBOX_GRANTS, RELAYS_FOUND_KEY,
+    Store, StoreError,
 };
 
 impl Store {
@@ -23,6 +25,11 @@ impl Store {
     /// When every home relay was last read to the end, if ever.
     pub fn drained_at(&self) -> Result<Option<u64>, StoreError> {
         self.meta_u64(DRAINED_KEY)
+    }
+
+    /// Whether the home relays were found through the DHT.
+    pub fn relays_found(&self) -> Result<bool, StoreError> {
+        Ok(self.meta(RELAYS_FOUND_KEY)?.is_some())
     }
 
     /// Contact devices' deposit rights for us (ones that no longer decode

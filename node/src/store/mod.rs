@@ -99,6 +99,9 @@ const PRESENCE_SEED_KEY: &str = "presence_seed";
 const CLOCK_KEY: &str = "clock";
 const LISTEN_KEY: &str = "listen_addresses";
 const RELAYS_KEY: &str = "home_relays";
+/// Present when the home relays were found through the DHT (not given
+/// with `--relay`): such relays may be replaced, given ones never.
+const RELAYS_FOUND_KEY: &str = "home_relays_found";
 const FALLBACK_KEY: &str = "fallback_key_bundle";
 /// When the fallback key was made (Unix ms, `u64` big-endian).
 const FALLBACK_MADE_KEY: &str = "fallback_key_made_at";

@@ -11,8 +11,8 @@ use super::{
     CLOCK_KEY, CONTACT_TRUST, CONTACTS, DEPOSIT_RIGHTS, DRAINED_KEY, EXPIRING, FALLBACK_KEY,
     FALLBACK_MADE_KEY, FILES, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUP_RECEIPTS, GROUPS,
     LISTEN_KEY, MAILBOX_GRANTS, MEGOLM_IN, MESSAGES, META, OLM_ACCOUNT_KEY, OUTBOX,
-    OWN_PRESENCE_KEY, OutboxKey, PRESENCE, RELAYS_KEY, SEEN, SESSIONS, StoreError, TIMERS, UNREAD,
-    WAL_KEY, decode, encode,
+    OWN_PRESENCE_KEY, OutboxKey, PRESENCE, RELAYS_FOUND_KEY, RELAYS_KEY, SEEN, SESSIONS,
+    StoreError, TIMERS, UNREAD, WAL_KEY, decode, encode,
 };
 use crate::records::{
     ContactRecord, ContactTrust, FileRecord, GroupRecord, InboundRecord, MessageKind,
@@ -84,6 +84,8 @@ pub enum Op {
     PutGrant(DeviceId, #[serde(with = "serde_bytes")] Vec<u8>),
     /// When every home relay was last read to the end (Unix ms).
     PutDrained(u64),
+    /// Whether the home relays were found through the DHT (else given).
+    PutRelaysFound(bool),
 }
 
 /// A message record as formats 1 to 3 stored it (no timer, no kind).
@@ -435,6 +437,14 @@ pub(super) fn write(
                 Op::PutGrant(device, grant) => {
                     table(&txn, &mut t.grants, MAILBOX_GRANTS)?
                         .insert(&device.0, grant.as_slice())?;
+                }
+                Op::PutRelaysFound(found) => {
+                    let meta = table(&txn, &mut t.meta, META)?;
+                    if found {
+                        meta.insert(RELAYS_FOUND_KEY, b"dht".as_slice())?;
+                    } else {
+                        meta.remove(RELAYS_FOUND_KEY)?;
+                    }
                 }
                 Op::PutDrained(at_ms) => {
                     table(&txn, &mut t.meta, META)?

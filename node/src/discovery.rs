@@ -1,0 +1,224 @@
+//! Home relays found through the DHT (issue 19): a node started with
+//! `--bootstrap` and no home relays asks the relays' DHT for the relays
+//! closest to its mailbox id, reads each one's signed announcement
+//! (`RelayRecord`), asks the announced, fresh, accepting ones for a
+//! challenge (so it knows they answer at the address they announce), and
+//! keeps the closest, one per operator group (`choose_home_relays`). It
+//! goes over a courier (a throwaway identity), so the relays it asks learn
+//! nothing of the device.
+//!
+//! ```text
+//!  bootstrap ─▶ closest peers to MailboxId(device) ─▶ for each: GET relay record
+//!     ─▶ verify (its own key), fresh, accepting ─▶ Info at the announced address
+//!     ─▶ rank by XOR distance (the DHT's), one per /16 ─▶ 3 home relays (saved)
+//! ```
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use hush_protocol::relay::{Candidate, RelayRecord, choose_home_relays, operator_group};
+use hush_protocol::{MailboxId, MailboxRequest, MailboxResponse, Wire};
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId, identity, kad};
+
+use crate::courier::{Courier, CourierEvent};
+use crate::network::peer_in;
+
+/// How long the whole search may take before the node starts without
+/// home relays.
+pub const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The home relays (full addresses with `/p2p/`) the DHT offers for
+/// `mailbox`, at most `n`, the best first; empty when none could be found
+/// (the reason is logged).
+pub async fn find_home_relays(
+    bootstrap: &[Multiaddr],
+    mailbox: MailboxId,
+    n: usize,
+) -> Vec<String> {
+    let deadline = Instant::now() + DISCOVERY_TIMEOUT;
+    let seeds: Vec<(PeerId, Multiaddr)> = bootstrap
+        .iter()
+        .filter_map(|a| Some((peer_in(a)?, a.clone())))
+        .collect();
+    let mut courier = match Courier::<PeerId>::new(&seeds) {
+        Ok(courier) => courier,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not start looking for home relays");
+            return Vec::new();
+        }
+    };
+    let mut peers: Vec<PeerId> = seeds.iter().map(|(p, _)| *p).collect();
+    peers.extend(closest(&mut courier, mailbox, deadline).await);
+    peers.sort_unstable();
+    peers.dedup();
+    let records = records(&mut courier, &peers, deadline).await;
+    let reachable = answering(&mut courier, records, deadline).await;
+    let target = kad::KBucketKey::new(mailbox.0.to_vec());
+    let candidates: Vec<Candidate<PeerId>> = reachable
+        .iter()
+        .filter_map(|(peer, addr)| {
+            let (ip, port) = ip_port(addr)?;
+            Some(Candidate {
+                relay: *peer,
+                distance: xor(
+                    kad::KBucketKey::from(*peer).hashed_bytes(),
+                    target.hashed_bytes(),
+                ),
+                group: operator_group(ip, port),
+            })
+        })
+        .collect();
+    let chosen = choose_home_relays(candidates, n);
+    tracing::info!(
+        found = reachable.len(),
+        chosen = chosen.len(),
+        "home relays found through the DHT"
+    );
+    chosen
+        .into_iter()
+        .filter_map(|peer| {
+            let addr = reachable.get(&peer)?;
+            Some(addr.clone().with(Protocol::P2p(peer)).to_string())
+        })
+        .collect()
+}
+
+/// The relays the DHT knows closest to `mailbox`.
+async fn closest(
+    courier: &mut Courier<PeerId>,
+    mailbox: MailboxId,
+    deadline: Instant,
+) -> Vec<PeerId> {
+    let query = courier.closest_peers(mailbox.0.to_vec());
+    loop {
+        match next(courier, deadline).await {
+            Some(CourierEvent::Closest(id, peers)) if id == query => return peers,
+            Some(_) => continue,
+            None => {
+                tracing::warn!("the DHT did not answer who is closest in time");
+                return Vec::new();
+            }
+        }
+    }
+}
+
+/// The announcement of each of `peers` that verifies under the peer's own
+/// key, is fresh and takes new mailboxes.
+async fn records(
+    courier: &mut Courier<PeerId>,
+    peers: &[PeerId],
+    deadline: Instant,
+) -> HashMap<PeerId, RelayRecord> {
+    let mut lookups = HashMap::new();
+    for peer in peers {
+        if let Some(key) = ed25519_key(peer) {
+            let id = courier.get_record(kad::RecordKey::new(&RelayRecord::dht_key(&key)));
+            lookups.insert(id, (*peer, key));
+        }
+    }
+    let mut found = HashMap::new();
+    while !lookups.is_empty() {
+        match next(courier, deadline).await {
+            Some(CourierEvent::Found(id, value)) => {
+                let Some((peer, key)) = lookups.get(&id).copied() else {
+                    continue;
+                };
+                let now = crate::node::now_ms();
+                match RelayRecord::from_bytes(&value) {
+                    Ok(r) if r.key == key && r.verify() && r.is_fresh(now) && r.accepting => {
+                        found.insert(peer, r);
+                        courier.finish(&id);
+                    }
+                    Ok(_) => {
+                        tracing::debug!(%peer, "a relay record not taken (forged, stale or full)")
+                    }
+                    Err(e) => tracing::debug!(%peer, error = %e, "a malformed relay record"),
+                }
+            }
+            Some(CourierEvent::LookupDone(id)) => {
+                lookups.remove(&id);
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    found
+}
+
+/// Of the announced relays, those that answer a challenge at an address
+/// they announce (the first that does), by peer.
+async fn answering(
+    courier: &mut Courier<PeerId>,
+    records: HashMap<PeerId, RelayRecord>,
+    deadline: Instant,
+) -> HashMap<PeerId, Multiaddr> {
+    let mut asked = HashMap::new();
+    for (peer, record) in records {
+        let Some(addr) = record
+            .addrs
+            .iter()
+            .filter_map(|a| a.parse::<Multiaddr>().ok())
+            .find(|a| ip_port(a).is_some())
+        else {
+            continue;
+        };
+        courier.send(peer, addr.clone(), MailboxRequest::Info.to_bytes(), peer);
+        asked.insert(peer, addr);
+    }
+    let mut answered = HashMap::new();
+    let mut waiting = asked.len();
+    while waiting > 0 {
+        match next(courier, deadline).await {
+            Some(CourierEvent::Answer(peer, answer)) => {
+                waiting -= 1;
+                let info = answer
+                    .ok()
+                    .and_then(|b| MailboxResponse::from_bytes(&b).ok());
+                match (info, asked.remove(&peer)) {
+                    (Some(MailboxResponse::Info { .. }), Some(addr)) => {
+                        answered.insert(peer, addr);
+                    }
+                    _ => tracing::debug!(%peer, "an announced relay did not answer at its address"),
+                }
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    answered
+}
+
+async fn next(courier: &mut Courier<PeerId>, deadline: Instant) -> Option<CourierEvent<PeerId>> {
+    tokio::time::timeout_at(deadline.into(), courier.next())
+        .await
+        .ok()
+}
+
+/// The Ed25519 key a PeerId names (every relay's is one).
+fn ed25519_key(peer: &PeerId) -> Option<[u8; 32]> {
+    let multihash = peer.as_ref();
+    let key = identity::PublicKey::try_decode_protobuf(multihash.digest()).ok()?;
+    Some(key.try_into_ed25519().ok()?.to_bytes())
+}
+
+fn ip_port(addr: &Multiaddr) -> Option<(std::net::IpAddr, u16)> {
+    let mut ip = None;
+    for part in addr.iter() {
+        match part {
+            Protocol::Ip4(v4) => ip = Some(std::net::IpAddr::V4(v4)),
+            Protocol::Ip6(v6) => ip = Some(std::net::IpAddr::V6(v6)),
+            Protocol::Tcp(port) | Protocol::Udp(port) => return Some((ip?, port)),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn xor(a: &[u8], b: &[u8]) -> [u8; 32] {
+    let mut out = [0; 32];
+    for (o, (x, y)) in out.iter_mut().zip(a.iter().zip(b)) {
+        *o = x ^ y;
+    }
+    out
+}

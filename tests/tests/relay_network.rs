@@ -1,0 +1,111 @@
+//! The relay network (issue 19): relays announce themselves in the DHT,
+//! and a node given only a bootstrap address picks its own home relays,
+//! the announced ones closest to its mailbox.
+
+use std::time::Duration;
+
+use hush_protocol::{ContactCard, MailboxId};
+use hush_tests::{RelayProc, User, introduce, wait_for};
+use libp2p::PeerId;
+use libp2p::kad::KBucketKey;
+
+/// The relay id at the end of an address.
+fn peer_of(addr: &str) -> PeerId {
+    addr.rsplit("/p2p/")
+        .next()
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("no /p2p/ in {addr}"))
+}
+
+/// `user`'s home relays as `hush relays --json` lists them.
+fn home_relays(user: &User) -> Vec<(PeerId, String)> {
+    let relays = user.json(&["relays", "--json"]);
+    relays
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|r| {
+            let addr = r["address"].as_str().expect("address");
+            (peer_of(addr), r["chosen"].as_str().unwrap_or("").to_owned())
+        })
+        .collect()
+}
+
+/// The `n` of `relays` closest to `user`'s mailbox, as the DHT measures
+/// distance.
+fn closest(user: &User, relays: &[&RelayProc], n: usize) -> Vec<PeerId> {
+    let card: ContactCard = user.card().parse().expect("card");
+    let mailbox = MailboxId::of(&card.device_list.devices[0].device_id);
+    let target = KBucketKey::new(mailbox.0.to_vec());
+    let mut peers: Vec<PeerId> = relays.iter().map(|r| peer_of(&r.address)).collect();
+    peers.sort_by_key(|p| KBucketKey::from(*p).distance(&target));
+    peers.truncate(n);
+    peers.sort();
+    peers
+}
+
+#[test]
+fn a_node_with_only_a_bootstrap_address_picks_the_closest_announced_relays() {
+    let first = RelayProc::start("");
+    let joined: Vec<RelayProc> = (0..3)
+        .map(|_| RelayProc::start_with("", &["--bootstrap", &first.address]))
+        .collect();
+    let private = RelayProc::start_with("announce = false\n", &["--bootstrap", &first.address]);
+    let announced: Vec<&RelayProc> = std::iter::once(&first).chain(&joined).collect();
+    for relay in announced.iter().chain([&&private]) {
+        wait_for(
+            "every relay to know the others",
+            Duration::from_secs(30),
+            || (relay.metric("hush_relay_dht_peers")? >= 4.0).then_some(()),
+        );
+    }
+    let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
+    bob.start_with(&["--bootstrap", &first.address]);
+    let chosen = home_relays(&bob);
+    let mut peers: Vec<PeerId> = chosen.iter().map(|(p, _)| *p).collect();
+    peers.sort();
+    assert_eq!(
+        peers,
+        closest(&bob, &announced, 3),
+        "the three announced relays closest to bob's mailbox"
+    );
+    assert!(chosen.iter().all(|(_, how)| how == "dht"), "{chosen:?}");
+    assert!(
+        !peers.contains(&peer_of(&private.address)),
+        "a private relay is never picked"
+    );
+    // Offline mail goes through them; the choice holds across a restart.
+    alice.start();
+    introduce(&alice, &bob);
+    wait_for("bob's keys at his relays", Duration::from_secs(30), || {
+        let status = bob.json(&["status", "--json"]);
+        let relays = status["relays"].as_array()?.clone();
+        relays
+            .iter()
+            .all(|r| r["keys_left"].as_u64().is_some_and(|n| n > 0))
+            .then_some(())
+    });
+    wait_for("bob's outbox to empty", Duration::from_secs(20), || {
+        (bob.json(&["status", "--json"])["outbox"].as_u64() == Some(0)).then_some(())
+    });
+    bob.stop();
+    let receipt = alice.json(&[
+        "send",
+        "bob",
+        "through relays the DHT chose",
+        "--wait",
+        "sent",
+        "--timeout",
+        "30",
+        "--json",
+    ]);
+    assert_eq!(receipt["status"], "sent", "{receipt}");
+    bob.start();
+    assert_eq!(home_relays(&bob), chosen, "the same relays after a restart");
+    wait_for("bob to read his mail", Duration::from_secs(40), || {
+        bob.history("alice")
+            .iter()
+            .any(|m| m["text"] == "through relays the DHT chose")
+            .then_some(())
+    });
+}

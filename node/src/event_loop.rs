@@ -524,6 +524,7 @@ impl EventLoop {
                     contacts: self.engine.contacts.len(),
                     outbox: self.engine.outbox.len(),
                     relays: self.relay_views(),
+                    relay_search: self.me.relay_search.clone(),
                     reachability: self.reachability(),
                     devices: self.me.device_list.devices.len(),
                     account_key: self.me.account_key().is_some(),

@@ -32,6 +32,8 @@ pub struct Me {
     pub relays: Vec<String>,
     /// Whether they were found through the DHT (else given).
     pub relays_found: bool,
+    /// Why none were found through the DHT, when a search at start failed.
+    pub relay_search: Option<String>,
     /// The device's Ed25519 seed (its libp2p key): signs presence records.
     pub device_secret: [u8; 32],
 }
@@ -137,6 +139,7 @@ impl Me {
             mailbox: MailboxSecret::derive(&record.device_secret),
             relays: Vec::new(),
             relays_found: false,
+            relay_search: None,
             device_secret: record.device_secret,
         })
     }

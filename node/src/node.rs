@@ -281,9 +281,11 @@ impl Node {
                 crate::discovery::find_home_relays(&config.bootstrap, mailbox, MAX_HOME_RELAYS)
                     .await;
             if found.is_empty() {
-                tracing::warn!(
-                    "no home relays found through the DHT: starting without; the next start tries again"
-                );
+                let why = "no announced relay that takes new mailboxes answered through the \
+                           DHT: offline mail cannot reach this device; the next start searches \
+                           again (or give one with --relay)";
+                tracing::warn!("{why}");
+                me.relay_search = Some(why.to_owned());
             } else {
                 store.apply(
                     vec![

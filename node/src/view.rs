@@ -184,6 +184,10 @@ pub struct NodeStatus {
     pub outbox: usize,
     /// This device's home relays.
     pub relays: Vec<RelayView>,
+    /// Why there are none although `--bootstrap` was given: what the
+    /// search through the DHT at start found wanting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_search: Option<String>,
     /// How others can reach this device.
     pub reachability: Reachability,
     /// Devices on the account's list (this one included, unless revoked).

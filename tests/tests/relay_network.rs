@@ -109,3 +109,20 @@ fn a_node_with_only_a_bootstrap_address_picks_the_closest_announced_relays() {
             .then_some(())
     });
 }
+
+#[test]
+fn with_no_relay_to_pick_the_node_starts_and_says_why() {
+    let private = RelayProc::start("announce = false\n");
+    let mut bob = User::new("bob");
+    bob.start_with(&["--bootstrap", &private.address]);
+    let status = bob.json(&["status", "--json"]);
+    assert_eq!(
+        status["relays"].as_array().map(Vec::len),
+        Some(0),
+        "{status}"
+    );
+    let why = status["relay_search"].as_str().unwrap_or_default();
+    assert!(why.contains("--relay"), "status says what to do: {status}");
+    let run = bob.run(&["relays"]);
+    assert!(run.ok() && run.stdout.contains("no home relays"), "{run:?}");
+}

@@ -48,6 +48,9 @@ pub async fn run(client: &mut Client, json: bool) -> Result<()> {
             };
             println!("relay:      {} ({state}; {})", relay.address, chosen(relay));
         }
+        if let Some(why) = &status.relay_search {
+            println!("relays:     none: {why}");
+        }
         let r = &status.reachability;
         let nat = match r.nat.as_str() {
             "public" => format!("public at {}", r.public_address.as_deref().unwrap_or("?")),
@@ -90,10 +93,13 @@ pub async fn relays(client: &mut Client, json: bool) -> Result<()> {
         return print_json(&status.relays);
     }
     if status.relays.is_empty() {
-        println!(
-            "no home relays: offline mail cannot reach this device. Start the node with \
-             --relay ADDR, or --bootstrap ADDR to find relays through the DHT"
-        );
+        match &status.relay_search {
+            Some(why) => println!("no home relays: {why}"),
+            None => println!(
+                "no home relays: offline mail cannot reach this device. Start the node with \
+                 --relay ADDR, or --bootstrap ADDR to find relays through the DHT"
+            ),
+        }
         return Ok(());
     }
     for relay in &status.relays {

@@ -53,7 +53,7 @@ const MAX_OPEN_LOOP_IN_FLIGHT: usize = 64;
 
 pub(crate) struct RunningRelay {
     pub(crate) address: Multiaddr,
-    peer: PeerId,
+    pub(crate) peer: PeerId,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }

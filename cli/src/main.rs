@@ -14,6 +14,7 @@ mod bench_group;
 mod bench_idle;
 mod bench_link;
 mod bench_liveness;
+mod bench_network;
 mod bench_presence;
 mod bench_relay;
 mod commands;

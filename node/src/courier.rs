@@ -44,8 +44,8 @@ pub enum CourierEvent<T> {
     /// The lookup is over.
     LookupDone(kad::QueryId),
     /// The DHT's peers closest to a key (`closest_peers`), as far as the
-    /// query got.
-    Closest(kad::QueryId, Vec<PeerId>),
+    /// query got, and how many requests the lookup made.
+    Closest(kad::QueryId, Vec<PeerId>, u32),
 }
 
 /// A courier swarm and the requests it carries, each with what the host
@@ -168,7 +168,10 @@ impl<T> Courier<T> {
                 ),
                 SwarmEvent::Behaviour(CourierBehaviourEvent::Kad(
                     kad::Event::OutboundQueryProgressed {
-                        id, result, step, ..
+                        id,
+                        result,
+                        step,
+                        stats,
                     },
                 )) => {
                     match result {
@@ -184,7 +187,9 @@ impl<T> Courier<T> {
                             kad::GetClosestPeersError::Timeout { peers, .. },
                         )) => {
                             let peers = peers.into_iter().map(|p| p.peer_id).collect();
-                            self.ready.push_back(CourierEvent::Closest(id, peers));
+                            let requests = stats.num_requests();
+                            self.ready
+                                .push_back(CourierEvent::Closest(id, peers, requests));
                         }
                         _ => {}
                     }

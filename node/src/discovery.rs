@@ -28,6 +28,23 @@ use crate::network::peer_in;
 /// home relays.
 pub const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What a search for home relays found.
+#[derive(Debug, Clone, Default)]
+pub struct Search {
+    /// The home relays (full addresses with `/p2p/`), the best first.
+    pub chosen: Vec<String>,
+    /// Relays the DHT named closest (and the bootstrap ones).
+    pub closest: usize,
+    /// Of those, with a record taken (signed, fresh, accepting).
+    pub announced: usize,
+    /// Of those, answering at their address.
+    pub answering: usize,
+    /// Requests the DHT lookup of the closest relays made.
+    pub requests: u32,
+    /// How long the search took.
+    pub took: Duration,
+}
+
 /// The home relays (full addresses with `/p2p/`) the DHT offers for
 /// `mailbox`, at most `n`, the best first; empty when none could be found
 /// (the reason is logged).
@@ -36,7 +53,13 @@ pub async fn find_home_relays(
     mailbox: MailboxId,
     n: usize,
 ) -> Vec<String> {
-    let deadline = Instant::now() + DISCOVERY_TIMEOUT;
+    search(bootstrap, mailbox, n).await.chosen
+}
+
+/// [`find_home_relays`], with what the search saw on the way.
+pub async fn search(bootstrap: &[Multiaddr], mailbox: MailboxId, n: usize) -> Search {
+    let started = Instant::now();
+    let deadline = started + DISCOVERY_TIMEOUT;
     let seeds: Vec<(PeerId, Multiaddr)> = bootstrap
         .iter()
         .filter_map(|a| Some((peer_in(a)?, a.clone())))
@@ -45,14 +68,16 @@ pub async fn find_home_relays(
         Ok(courier) => courier,
         Err(e) => {
             tracing::warn!(error = %e, "could not start looking for home relays");
-            return Vec::new();
+            return Search::default();
         }
     };
     let mut peers: Vec<PeerId> = seeds.iter().map(|(p, _)| *p).collect();
-    peers.extend(closest(&mut courier, mailbox, deadline).await);
+    let (found, requests) = closest(&mut courier, mailbox, deadline).await;
+    peers.extend(found);
     peers.sort_unstable();
     peers.dedup();
     let records = records(&mut courier, &peers, deadline).await;
+    let announced = records.len();
     let reachable = answering(&mut courier, records, deadline).await;
     let target = kad::KBucketKey::new(mailbox.0.to_vec());
     let candidates: Vec<Candidate<PeerId>> = reachable
@@ -69,35 +94,45 @@ pub async fn find_home_relays(
             })
         })
         .collect();
-    let chosen = choose_home_relays(candidates, n);
-    tracing::info!(
-        found = reachable.len(),
-        chosen = chosen.len(),
-        "home relays found through the DHT"
-    );
-    chosen
+    let chosen: Vec<String> = choose_home_relays(candidates, n)
         .into_iter()
         .filter_map(|peer| {
             let addr = reachable.get(&peer)?;
             Some(addr.clone().with(Protocol::P2p(peer)).to_string())
         })
-        .collect()
+        .collect();
+    tracing::info!(
+        found = reachable.len(),
+        chosen = chosen.len(),
+        "home relays found through the DHT"
+    );
+    Search {
+        chosen,
+        closest: peers.len(),
+        announced,
+        answering: reachable.len(),
+        requests,
+        took: started.elapsed(),
+    }
 }
 
-/// The relays the DHT knows closest to `mailbox`.
+/// The relays the DHT knows closest to `mailbox`, and the requests the
+/// lookup made.
 async fn closest(
     courier: &mut Courier<PeerId>,
     mailbox: MailboxId,
     deadline: Instant,
-) -> Vec<PeerId> {
+) -> (Vec<PeerId>, u32) {
     let query = courier.closest_peers(mailbox.0.to_vec());
     loop {
         match next(courier, deadline).await {
-            Some(CourierEvent::Closest(id, peers)) if id == query => return peers,
+            Some(CourierEvent::Closest(id, peers, requests)) if id == query => {
+                return (peers, requests);
+            }
             Some(_) => continue,
             None => {
                 tracing::warn!("the DHT did not answer who is closest in time");
-                return Vec::new();
+                return (Vec::new(), 0);
             }
         }
     }

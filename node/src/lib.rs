@@ -23,7 +23,7 @@ pub mod addresses;
 mod api;
 mod client;
 mod courier;
-mod discovery;
+pub mod discovery;
 mod error;
 mod event_loop;
 pub mod files;

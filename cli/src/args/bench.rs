@@ -52,6 +52,25 @@ pub enum BenchCommand {
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=9_000))]
         idle_connections: Option<u64>,
     },
+    /// The relay network on loopback: N relays announce themselves, M
+    /// nodes search for home relays through the DHT (time, requests, how
+    /// evenly they spread), then a fifth of the relays stop and a few real
+    /// nodes come back for the mail left for them
+    Network {
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+        /// Relays in the DHT
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(4..=2_000))]
+        relays: u64,
+        /// Searches for home relays (nodes' mailboxes)
+        #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        nodes: u64,
+        /// Real nodes in the churn run (offline mail, then a fifth of the
+        /// relays stopped)
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=200))]
+        churn_nodes: u64,
+    },
     /// What the liveness probe costs one idle connection, in bytes per
     /// second on the wire (two swarms on loopback; needs `ss` from iproute2)
     Liveness {

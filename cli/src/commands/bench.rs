@@ -47,6 +47,15 @@ pub async fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Fold { members, json } => crate::bench_fold::fold(members, json),
         BenchCommand::Liveness { secs, json } => crate::bench_liveness::liveness(secs, json).await,
         BenchCommand::Presence { json } => crate::bench_presence::presence(json).await,
+        BenchCommand::Network {
+            json,
+            relays,
+            nodes,
+            churn_nodes,
+        } => {
+            let n = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+            crate::bench_network::network(n(relays), n(nodes), n(churn_nodes), json).await
+        }
         BenchCommand::Direct {
             json,
             latency_messages,

@@ -3,20 +3,21 @@
 //! closest to its mailbox id, reads each one's signed announcement
 //! (`RelayRecord`), asks the announced, fresh, accepting ones for a
 //! challenge (so it knows they answer at the address they announce), and
-//! keeps the closest, one per operator group (`choose_home_relays`). It
+//! keeps the best ranked for its mailbox (rendezvous hashing, `rank`), one
+//! per operator group (`choose_home_relays`). It
 //! goes over a courier (a throwaway identity), so the relays it asks learn
 //! nothing of the device.
 //!
 //! ```text
 //!  bootstrap ─▶ closest peers to MailboxId(device) ─▶ for each: GET relay record
 //!     ─▶ verify (its own key), fresh, accepting ─▶ Info at the announced address
-//!     ─▶ rank by XOR distance (the DHT's), one per /16 ─▶ 3 home relays (saved)
+//!     ─▶ lowest rendezvous rank, one per /16 ─▶ 3 home relays (saved)
 //! ```
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use hush_protocol::relay::{Candidate, RelayRecord, choose_home_relays, operator_group};
+use hush_protocol::relay::{Candidate, RelayRecord, choose_home_relays, operator_group, rank};
 use hush_protocol::{MailboxId, MailboxRequest, MailboxResponse, Wire};
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId, identity, kad};
@@ -71,25 +72,25 @@ pub async fn search(bootstrap: &[Multiaddr], mailbox: MailboxId, n: usize) -> Se
             return Search::default();
         }
     };
-    let mut peers: Vec<PeerId> = seeds.iter().map(|(p, _)| *p).collect();
-    let (found, requests) = closest(&mut courier, mailbox, deadline).await;
-    peers.extend(found);
+    // The DHT's neighbourhood of the mailbox; the bootstrap relays only if
+    // the DHT named none (a network of one or two relays): everyone's
+    // bootstrap relays would otherwise be everyone's home relays.
+    let (mut peers, requests) = closest(&mut courier, mailbox, deadline).await;
+    if peers.is_empty() {
+        peers = seeds.iter().map(|(p, _)| *p).collect();
+    }
     peers.sort_unstable();
     peers.dedup();
     let records = records(&mut courier, &peers, deadline).await;
     let announced = records.len();
     let reachable = answering(&mut courier, records, deadline).await;
-    let target = kad::KBucketKey::new(mailbox.0.to_vec());
     let candidates: Vec<Candidate<PeerId>> = reachable
         .iter()
         .filter_map(|(peer, addr)| {
             let (ip, port) = ip_port(addr)?;
             Some(Candidate {
                 relay: *peer,
-                distance: xor(
-                    kad::KBucketKey::from(*peer).hashed_bytes(),
-                    target.hashed_bytes(),
-                ),
+                rank: rank(&ed25519_key(peer)?, &mailbox),
                 group: operator_group(ip, port),
             })
         })
@@ -248,12 +249,4 @@ fn ip_port(addr: &Multiaddr) -> Option<(std::net::IpAddr, u16)> {
         }
     }
     None
-}
-
-fn xor(a: &[u8], b: &[u8]) -> [u8; 32] {
-    let mut out = [0; 32];
-    for (o, (x, y)) in out.iter_mut().zip(a.iter().zip(b)) {
-        *o = x ^ y;
-    }
-    out
 }

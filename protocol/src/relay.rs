@@ -25,7 +25,7 @@ mod tests;
 
 pub use announce::{
     Announcement, Candidate, MAX_RELAY_ADDRS, RELAY_RECORD_REFRESH_MS, RELAY_RECORD_TTL_MS,
-    RelayRecord, choose_home_relays, operator_group,
+    RelayRecord, choose_home_relays, operator_group, rank,
 };
 pub use dht::{
     DHT_PUTS_PER_IP_MINUTE, DHT_PUTS_PER_PEER_MINUTE, MAX_DHT_RECORDS, RateLimit,

@@ -32,6 +32,7 @@ use crate::view::{
 
 /// Commands queued to the event loop at most.
 mod files;
+mod relays;
 mod search;
 
 const COMMAND_QUEUE: usize = 1024;
@@ -273,31 +274,7 @@ impl Node {
         let record = store.identity()?;
         let olm = OlmDevice::restore(&store.olm_account()?, store.sessions()?, &record.pickle_key)?;
         let mut me = Me::load(&record, &olm)?;
-        me.relays = home_relays(&store, &config.relays)?;
-        me.relays_found = config.relays.is_empty() && store.relays_found()?;
-        if me.relays.is_empty() && !config.bootstrap.is_empty() {
-            let mailbox = hush_protocol::MailboxId::of(&me.device_id());
-            let found =
-                crate::discovery::find_home_relays(&config.bootstrap, mailbox, MAX_HOME_RELAYS)
-                    .await;
-            if found.is_empty() {
-                let why = "no announced relay that takes new mailboxes answered through the \
-                           DHT: offline mail cannot reach this device; the next start searches \
-                           again (or give one with --relay)";
-                tracing::warn!("{why}");
-                me.relay_search = Some(why.to_owned());
-            } else {
-                store.apply(
-                    vec![
-                        crate::store::Op::PutRelays(found.clone()),
-                        crate::store::Op::PutRelaysFound(true),
-                    ],
-                    crate::store::Durability::Now,
-                )?;
-                me.relays = found;
-                me.relays_found = true;
-            }
-        }
+        relays::choose(&store, &mut me, &config).await?;
         let summary = Arc::new(MeSummary {
             name: me.name.clone(),
             account: me.account,
@@ -878,38 +855,4 @@ fn check_timer(secs: Option<u32>) -> Result<(), NodeError> {
         ))),
         _ => Ok(()),
     }
-}
-
-/// The home relays to use: those given (checked, then saved) or the saved ones.
-fn home_relays(store: &Store, given: &[Multiaddr]) -> Result<Vec<String>, NodeError> {
-    if given.is_empty() {
-        return Ok(store.relays()?);
-    }
-    if given.len() > MAX_HOME_RELAYS {
-        tracing::warn!(
-            given = given.len(),
-            used = MAX_HOME_RELAYS,
-            "more home relays given than are used"
-        );
-    }
-    let mut relays: Vec<String> = Vec::new();
-    for addr in given.iter().take(MAX_HOME_RELAYS) {
-        if crate::network::peer_in(addr).is_none() {
-            return Err(NodeError::InvalidRelayAddress {
-                addr: addr.to_string(),
-                reason: "it has no /p2p/<relay id> part".into(),
-            });
-        }
-        if !relays.contains(&addr.to_string()) {
-            relays.push(addr.to_string());
-        }
-    }
-    store.apply(
-        vec![
-            crate::store::Op::PutRelays(relays.clone()),
-            crate::store::Op::PutRelaysFound(false),
-        ],
-        crate::store::Durability::Now,
-    )?;
-    Ok(relays)
 }

@@ -571,29 +571,6 @@ impl Relay {
         }
     }
 
-    /// Puts this relay's signed record in the DHT when it is due.
-    fn announce(&mut self, now: hush_protocol::Now, dht_peers: u64) {
-        let Some(announcer) = self.announcer.as_mut() else {
-            return;
-        };
-        if !announcer.due(now.mono_ms, dht_peers) {
-            return;
-        }
-        // Full disks take no new mailboxes.
-        let accepting = self.engine.disk_has_room(1 << 20);
-        let record = announcer.record((now.mono_ms, now.unix_ms), dht_peers, accepting);
-        if let Err(e) = self
-            .swarm
-            .behaviour_mut()
-            .kad
-            .put_record(record, kad::Quorum::One)
-        {
-            tracing::warn!(error = %e, "could not put this relay's record in the DHT");
-        } else {
-            tracing::debug!(dht_peers, "announced this relay in the DHT");
-        }
-    }
-
     /// A value someone asks us to keep in the DHT, if the engine's rule
     /// takes it, for no longer than the rule allows.
     fn on_put_record(&mut self, source: PeerId, mut record: kad::Record) {

@@ -11,6 +11,8 @@ use hush_protocol::relay::{
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, kad};
 
+use super::Relay;
+
 /// After the DHT grew, the record is put again at most this often.
 const GROWN_AGAIN_MS: u64 = 5_000;
 
@@ -108,4 +110,29 @@ fn is_public(addr: &Multiaddr) -> bool {
         Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_) => true,
         _ => false,
     })
+}
+
+impl Relay {
+    /// Puts this relay's signed record in the DHT when it is due.
+    pub(super) fn announce(&mut self, now: hush_protocol::Now, dht_peers: u64) {
+        let Some(announcer) = self.announcer.as_mut() else {
+            return;
+        };
+        if !announcer.due(now.mono_ms, dht_peers) {
+            return;
+        }
+        // Full disks take no new mailboxes.
+        let accepting = self.engine.disk_has_room(1 << 20);
+        let record = announcer.record((now.mono_ms, now.unix_ms), dht_peers, accepting);
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .put_record(record, kad::Quorum::One)
+        {
+            tracing::warn!(error = %e, "could not put this relay's record in the DHT");
+        } else {
+            tracing::debug!(dht_peers, "announced this relay in the DHT");
+        }
+    }
 }

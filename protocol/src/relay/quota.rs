@@ -122,6 +122,12 @@ impl Usage {
         }
     }
 
+    /// Whether anything is stored (or on its way into the store) in
+    /// `mailbox`.
+    pub(super) fn holds(&self, mailbox: &MailboxId) -> bool {
+        self.mailboxes.contains_key(mailbox)
+    }
+
     pub(super) fn add(&mut self, mailbox: MailboxId, bytes: u64, tag: u64) {
         let m = self.mailboxes.entry(mailbox).or_default();
         m.0 += 1;

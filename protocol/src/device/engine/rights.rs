@@ -102,6 +102,11 @@ where
     /// out, and goes to a mailbox only it knows. It goes only directly,
     /// like our presence key: it takes no slot of the contact's mailbox.
     pub(crate) fn grant_right(&mut self, ctx: &mut Ctx<'_>, account: &AccountId) {
+        // Sent already this run and generation (the common case: every
+        // message asks): no need to work out the pairwise accounts.
+        if self.granted.get(account) == Some(&Some(generation_at(ctx.now.unix_ms))) {
+            return;
+        }
         let generation = (!self.contacts.is_blocked(account)
             && self.pairwise_accounts().contains(account))
         .then(|| generation_at(ctx.now.unix_ms));

@@ -85,7 +85,11 @@ impl<R> RelayEngine<R> {
             BatchRequest::Fetch { after, limit } => {
                 self.stats.fetches += 1;
                 let limit = usize::from(limit).clamp(1, MAX_MAILBOX_ITEMS);
-                match merged_page(&mailboxes, after, limit, store)
+                // Empty mailboxes are not read: a device with hundreds of
+                // pairwise mailboxes polls about once a second, and most
+                // hold nothing.
+                let usage = &self.usage;
+                match merged_page(&mailboxes, |m| usage.holds(m), after, limit, store)
                     .and_then(|(items, more)| Ok((items, more, store.keys_left(&auth.device)?)))
                 {
                     Ok((items, more, keys_left)) => self.reply(
@@ -175,6 +179,7 @@ impl<R> RelayEngine<R> {
 /// then misses nothing).
 fn merged_page(
     mailboxes: &[MailboxId],
+    holds: impl Fn(&MailboxId) -> bool,
     after: u64,
     limit: usize,
     store: &impl MailLookup,
@@ -184,8 +189,13 @@ fn merged_page(
     let mut complete_to = u64::MAX;
     // Each mailbox gets a share of the byte budget (and gives at least
     // one item), so a large set reads about one page, not one per mailbox.
-    let share = (FETCH_BYTES / mailboxes.len().max(1)).max(1);
-    for (index, mailbox) in mailboxes.iter().enumerate() {
+    let held: Vec<(usize, &MailboxId)> = mailboxes
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| holds(m))
+        .collect();
+    let share = (FETCH_BYTES / held.len().max(1)).max(1);
+    for (index, mailbox) in held {
         let Ok(index) = u16::try_from(index) else {
             break;
         };

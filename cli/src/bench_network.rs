@@ -22,7 +22,7 @@ use rand::seq::SliceRandom;
 use serde_json::json;
 
 use crate::bench::percentile;
-use crate::bench_relay::{RunningRelay, start_relay};
+use crate::bench_relay::{RunningRelay, start_dht};
 use crate::demo::init_home;
 
 /// Searches run at once.
@@ -36,18 +36,7 @@ pub async fn network(relays: usize, nodes: usize, churn_nodes: usize, as_json: b
     }
     let dir = tempfile::Builder::new().prefix("hush-bench-").tempdir()?;
     let rss_before = rss_kib()?;
-    let mut running: Vec<RunningRelay> = Vec::with_capacity(relays);
-    for i in 0..relays {
-        let bootstrap: Vec<Multiaddr> = running
-            .first()
-            .map(|r| r.address.clone())
-            .into_iter()
-            .collect();
-        running.push(start_relay(&dir.path().join(format!("relay-{i}")), &bootstrap).await?);
-        if !as_json && (i + 1) % 25 == 0 {
-            eprintln!("{} relays running", i + 1);
-        }
-    }
+    let mut running = start_dht(dir.path(), relays).await?;
     // Let the DHT form and every relay's record spread (each relay puts
     // it again as its routing table grows).
     tokio::time::sleep(Duration::from_secs(5)).await;

@@ -10,7 +10,7 @@ use libp2p::Multiaddr;
 use serde_json::json;
 
 use crate::bench::percentile;
-use crate::bench_relay::{RunningRelay, start_relay};
+use crate::bench_relay::{RunningRelay, start_dht};
 use crate::demo::init_home;
 
 /// Relays in the DHT.
@@ -22,15 +22,7 @@ const RESTARTS: usize = 30;
 
 pub async fn presence(as_json: bool) -> Result<()> {
     let dir = tempfile::Builder::new().prefix("hush-bench-").tempdir()?;
-    let mut relays: Vec<RunningRelay> = Vec::with_capacity(RELAYS);
-    for i in 0..RELAYS {
-        let bootstrap: Vec<Multiaddr> = relays
-            .first()
-            .map(|r| r.address.clone())
-            .into_iter()
-            .collect();
-        relays.push(start_relay(&dir.path().join(format!("relay-{i}")), &bootstrap).await?);
-    }
+    let relays = start_dht(dir.path(), RELAYS).await?;
     // Let the relays find each other (bootstrap + identify).
     tokio::time::sleep(Duration::from_secs(2)).await;
 

@@ -58,6 +58,20 @@ pub(crate) struct RunningRelay {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// `count` relays in `dir`, each joining the DHT through the first.
+pub(crate) async fn start_dht(dir: &std::path::Path, count: usize) -> Result<Vec<RunningRelay>> {
+    let mut relays: Vec<RunningRelay> = Vec::with_capacity(count);
+    for i in 0..count {
+        let bootstrap: Vec<Multiaddr> = relays
+            .first()
+            .map(|r| r.address.clone())
+            .into_iter()
+            .collect();
+        relays.push(start_relay(&dir.join(format!("relay-{i}")), &bootstrap).await?);
+    }
+    Ok(relays)
+}
+
 pub(crate) async fn start_relay(
     data: &std::path::Path,
     bootstrap: &[Multiaddr],

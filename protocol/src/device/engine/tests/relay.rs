@@ -104,14 +104,19 @@ impl Net {
             .expect("a relay over an empty store");
     }
 
-    /// An owner request of device `i`, signed over its current challenge.
-    fn signed(&self, i: usize, request: OwnerRequest) -> MailboxRequest {
-        let d = &self.devs[i];
-        let challenge = d
+    /// Device `i`'s current challenge at the relay (zeros before it has one).
+    fn challenge(&self, i: usize) -> [u8; 32] {
+        self.devs[i]
             .drain
             .as_ref()
             .and_then(|r| r.challenge())
-            .unwrap_or([0; 32]);
+            .unwrap_or([0; 32])
+    }
+
+    /// An owner request of device `i`, signed over its current challenge.
+    fn signed(&self, i: usize, request: OwnerRequest) -> MailboxRequest {
+        let d = &self.devs[i];
+        let challenge = self.challenge(i);
         let signature = d
             .signing
             .sign(&Auth::signed_bytes(&challenge, &request.body_bytes()));
@@ -129,11 +134,7 @@ impl Net {
     /// its last fetch named, with the set in full.
     fn batch(&self, i: usize, request: BatchRequest) -> MailboxRequest {
         let d = &self.devs[i];
-        let challenge = d
-            .drain
-            .as_ref()
-            .and_then(|r| r.challenge())
-            .unwrap_or([0; 32]);
+        let challenge = self.challenge(i);
         let ids: Vec<DeviceId> = d.mail_keys.iter().map(|k| k.key()).collect();
         let digest = KeySet::digest(&challenge, &d.keys.device_id, &ids);
         let proof = KeySet::proof_bytes(&digest);

@@ -213,6 +213,12 @@ pub struct NodeRunArgs {
     /// the closest to its mailbox, and saves them
     #[arg(long, value_name = "MULTIADDR")]
     pub bootstrap: Vec<String>,
+    /// A home relay the node picked through the DHT that has not answered
+    /// for this many seconds is replaced by the next best one (contacts
+    /// are told; the old one is still read if it comes back). Relays given
+    /// with --relay are never replaced [default: 3600]
+    #[arg(long, value_name = "SECS")]
+    pub relay_failover_secs: Option<u64>,
     /// How often to ask the relays for new mail, in milliseconds: each
     /// time at a random point between a half and one and a half of it, so
     /// when we ask says nothing about when mail arrived [default: 1000]

@@ -57,8 +57,52 @@ pub async fn find_home_relays(
     search(bootstrap, mailbox, n).await.chosen
 }
 
+/// A relay to take the place of one that stopped answering: the best
+/// ranked for `mailbox` that answers, is none of `avoid` (the relays held
+/// now, answering or not), and shares no operator group with the ones
+/// kept (`keep`, full addresses); `None` if the DHT offers none.
+pub async fn find_replacement(
+    seeds: &[Multiaddr],
+    mailbox: MailboxId,
+    keep: &[Multiaddr],
+    avoid: &[PeerId],
+) -> Option<String> {
+    let kept: Vec<Candidate<PeerId>> = keep
+        .iter()
+        .filter_map(|a| {
+            let (ip, port) = ip_port(a)?;
+            Some(Candidate {
+                relay: peer_in(a)?,
+                // First in line: their groups are taken before any other.
+                rank: [0; 32],
+                group: operator_group(ip, port),
+            })
+        })
+        .collect();
+    let want = kept.len() + 1;
+    let found = search_with(seeds, mailbox, want, kept, avoid).await;
+    found.chosen.into_iter().find(|a| {
+        a.parse::<Multiaddr>()
+            .ok()
+            .and_then(|a| peer_in(&a))
+            .is_some_and(|p| !avoid.contains(&p))
+    })
+}
+
 /// [`find_home_relays`], with what the search saw on the way.
 pub async fn search(bootstrap: &[Multiaddr], mailbox: MailboxId, n: usize) -> Search {
+    search_with(bootstrap, mailbox, n, Vec::new(), &[]).await
+}
+
+/// The search, with relays already chosen (`kept`, ranked first) and
+/// relays never to choose (`avoid`).
+async fn search_with(
+    bootstrap: &[Multiaddr],
+    mailbox: MailboxId,
+    n: usize,
+    kept: Vec<Candidate<PeerId>>,
+    avoid: &[PeerId],
+) -> Search {
     let started = Instant::now();
     let deadline = started + DISCOVERY_TIMEOUT;
     let seeds: Vec<(PeerId, Multiaddr)> = bootstrap
@@ -81,22 +125,25 @@ pub async fn search(bootstrap: &[Multiaddr], mailbox: MailboxId, n: usize) -> Se
     }
     peers.sort_unstable();
     peers.dedup();
+    peers.retain(|p| !avoid.contains(p));
     let records = records(&mut courier, &peers, deadline).await;
     let announced = records.len();
     let reachable = answering(&mut courier, records, deadline).await;
-    let candidates: Vec<Candidate<PeerId>> = reachable
-        .iter()
-        .filter_map(|(peer, addr)| {
+    let kept_peers: Vec<PeerId> = kept.iter().map(|c| c.relay).collect();
+    let candidates: Vec<Candidate<PeerId>> = kept
+        .into_iter()
+        .chain(reachable.iter().filter_map(|(peer, addr)| {
             let (ip, port) = ip_port(addr)?;
             Some(Candidate {
                 relay: *peer,
                 rank: rank(&ed25519_key(peer)?, &mailbox),
                 group: operator_group(ip, port),
             })
-        })
+        }))
         .collect();
     let chosen: Vec<String> = choose_home_relays(candidates, n)
         .into_iter()
+        .filter(|peer| !kept_peers.contains(peer))
         .filter_map(|peer| {
             let addr = reachable.get(&peer)?;
             Some(addr.clone().with(Protocol::P2p(peer)).to_string())

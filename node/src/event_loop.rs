@@ -42,6 +42,7 @@ mod devices;
 mod direct;
 mod drain;
 mod expiry;
+mod failover;
 mod files;
 mod groups;
 mod linking;
@@ -52,6 +53,7 @@ mod relays;
 
 use commit::{After, Batch, Commit};
 pub(crate) use contacts::ContactAction;
+pub(crate) use failover::Failover;
 pub(crate) use files::{FileConfig, file_view};
 pub(crate) use groups::{GroupCommand, GroupConfig};
 pub(crate) use presence::PresenceConfig;
@@ -132,6 +134,11 @@ pub(crate) struct LoopOptions {
     pub files: FileConfig,
     /// Which addresses cards and presence records carry.
     pub addresses: crate::addresses::AddressPolicy,
+    /// How long a home relay found through the DHT may be silent before
+    /// it is replaced.
+    pub relay_failover: Duration,
+    /// Where a search for a replacement enters the DHT.
+    pub bootstrap: Vec<Multiaddr>,
 }
 
 pub(crate) struct EventLoop {
@@ -162,8 +169,14 @@ pub(crate) struct EventLoop {
     /// What the connection gate was last told: the contact book's
     /// generation and our home relays.
     gate_synced: Option<(u64, Vec<PeerId>)>,
-    /// Our home relays and the drain loop for each.
+    /// Our home relays and the drain loop for each, then the replaced
+    /// ones still read (`failover.rs`). Requests name a relay by its slot
+    /// here.
     home: Vec<relays::HomeRelay>,
+    /// Replacing home relays that stopped answering.
+    failover: Failover,
+    /// How often home relays are asked for mail.
+    mail_poll: Duration,
     /// Home relays to send the stored revocations again when they next
     /// answer (the last sending failed).
     drops_due: std::collections::HashSet<usize>,
@@ -220,7 +233,16 @@ impl EventLoop {
             host_clock.now(),
         );
         presence.set_seed(store.presence_seed()?);
-        let home = relays::HomeRelay::parse_all(&me.relays, host_clock.now(), options.mail_poll);
+        let mut home =
+            relays::HomeRelay::parse_all(&me.relays, host_clock.now(), options.mail_poll);
+        let retired = store.retired_relays()?;
+        for mut relay in relays::HomeRelay::parse_all(&retired, host_clock.now(), options.mail_poll)
+        {
+            if home.len() < failover::MAX_HOME_SLOTS && home.iter().all(|h| h.peer != relay.peer) {
+                relay.retired = true;
+                home.push(relay);
+            }
+        }
         let clock = MessageClock::resume(store.clock()?);
         let contacts = load_contacts(store.contacts()?);
         let mut outbox = Outbox::default();
@@ -255,6 +277,9 @@ impl EventLoop {
         for (device, grant) in store.grants()? {
             engine.restore_grant(device, grant);
         }
+        for (device, stated) in store.device_relays()? {
+            engine.load_home_relays(device, &stated);
+        }
         let drained_at = store.drained_at()?;
         for (account, timer) in store.timers()? {
             let timer = hush_protocol::device::ConversationTimer {
@@ -281,6 +306,8 @@ impl EventLoop {
             address_policy: options.addresses,
             gate_synced: None,
             home,
+            failover: Failover::new(options.relay_failover, options.bootstrap.clone()),
+            mail_poll: options.mail_poll,
             drops_due: std::collections::HashSet::new(),
             mail_requests: HashMap::new(),
             courier: None,
@@ -386,6 +413,7 @@ impl EventLoop {
             self.share_key_with(&account);
         }
         self.push_list_if_new();
+        self.push_relays_if_changed();
         self.resume_downloads();
         self.resume_uploads();
         Ok(self)
@@ -419,6 +447,9 @@ impl EventLoop {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 event = self.files.next() => self.on_file_event(event),
                 event = courier_next(&mut self.courier) => self.on_courier_event(event),
+                (replacing, found) = Failover::finished(self.failover.search_slot()) => {
+                    self.on_replacement(replacing, found);
+                }
                 result = commit_done => {
                     let result = result.unwrap_or_else(|e| Err(StoreError::Storage(redb::StorageError::Io(std::io::Error::other(e)))));
                     self.on_commit(result);
@@ -659,7 +690,9 @@ impl EventLoop {
                 self.lan_connected(peer_id, connection_id);
                 self.connection_opened(peer_id, &endpoint);
                 self.relay_connected(&peer_id, true);
-                if num_established.get() == 1 && self.home.iter().any(|r| r.peer == peer_id) {
+                if num_established.get() == 1
+                    && self.home.iter().any(|r| r.peer == peer_id && !r.retired)
+                {
                     self.groups_relay_connected(peer_id);
                 }
                 if let Some((_, keys)) = self.engine.contacts.device_by_peer(&peer_id) {

@@ -34,6 +34,9 @@ pub struct Me {
     pub relays_found: bool,
     /// Why none were found through the DHT, when a search at start failed.
     pub relay_search: Option<String>,
+    /// The home relays differ from the ones saved at the last start (given
+    /// anew with `--relay`): contacts are told.
+    pub relays_changed: bool,
     /// The device's Ed25519 seed (its libp2p key): signs presence records.
     pub device_secret: [u8; 32],
 }
@@ -140,6 +143,7 @@ impl Me {
             relays: Vec::new(),
             relays_found: false,
             relay_search: None,
+            relays_changed: false,
             device_secret: record.device_secret,
         })
     }

@@ -58,6 +58,9 @@ pub struct NodeConfig {
     /// given or saved, the node picks its own among the relays the DHT
     /// announces (`crate::discovery`).
     pub bootstrap: Vec<Multiaddr>,
+    /// A home relay found through the DHT that has not answered for this
+    /// long is replaced (`--relay-failover-secs`); given ones never are.
+    pub relay_failover: Duration,
     /// How long to wait before asking a relay for mail again after it
     /// answered an open fetch with nothing.
     pub mail_poll: Duration,
@@ -97,6 +100,9 @@ pub const DEFAULT_MAX_FILE_MIB: u64 = 4 * 1024;
 /// Files sent are served this many days by default.
 pub const DEFAULT_KEEP_SENT_DAYS: u64 = 30;
 
+/// A home relay found through the DHT is replaced after not answering
+/// this long, by default.
+pub const DEFAULT_RELAY_FAILOVER: Duration = Duration::from_secs(3600);
 /// Presence records live this long by default.
 pub const DEFAULT_PRESENCE_TTL: Duration = Duration::from_secs(5 * 60);
 /// A dropped contact stays online this long by default.
@@ -113,6 +119,7 @@ impl Default for NodeConfig {
             listen: Vec::new(),
             relays: Vec::new(),
             bootstrap: Vec::new(),
+            relay_failover: DEFAULT_RELAY_FAILOVER,
             mail_poll: Duration::from_secs(1),
             presence_ttl: DEFAULT_PRESENCE_TTL,
             presence_grace: DEFAULT_PRESENCE_GRACE,
@@ -330,6 +337,8 @@ impl Node {
                 hidden: config.hidden,
                 files: (*files).clone(),
                 addresses: crate::addresses::AddressPolicy::new(&listen, config.announce),
+                relay_failover: config.relay_failover,
+                bootstrap: config.bootstrap.clone(),
             },
         )?;
         let event_loop = event_loop.listen(&listen).await?;

@@ -257,9 +257,15 @@ pub struct PresenceView {
 pub struct RelayView {
     pub address: String,
     /// How it became a home relay: `pinned` (given with `--relay`) or
-    /// `dht` (found through the DHT, closest to our mailbox).
+    /// `dht` (found through the DHT, closest to our mailbox); `retired`:
+    /// replaced after it stopped answering, still read in case it comes
+    /// back with mail.
     pub chosen: String,
     pub connected: bool,
+    /// For how long it has answered nothing, in seconds (`None`: it
+    /// answers, or was not asked yet).
+    #[serde(default)]
+    pub unanswered_secs: Option<u64>,
     /// One-time keys the relay still holds for this device, when known.
     pub keys_left: Option<u32>,
     /// The last thing that went wrong talking to it, if anything did.

@@ -26,7 +26,7 @@ pub use contacts::{
 pub use engine::{
     BatchAnswer, ContactError, ConversationTimer, DeviceAfter, DeviceEffect, DeviceEngine,
     DeviceNotice, DeviceSelf, DeviceWrite, FULL_RELAY_RETRY_MS, MailPage, Received, Removed,
-    RightIssuer, SendError,
+    RightIssuer, SendError, StatedRelays,
 };
 pub use groups::{
     Acceptance, DeviceLookup, Group, GroupAfter, GroupBook, GroupCommandError, GroupConfig,

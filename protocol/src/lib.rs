@@ -84,8 +84,8 @@ pub use payload::{
     Body, FileOffer, MAX_RECEIPT_IDS, MAX_TEXT_LEN, MAX_TIMER_SECS, Payload, ReceiptKind, SyncItem,
 };
 pub use presence::{
-    MAX_PRESENCE_ADDRESS_LEN, MAX_PRESENCE_ADDRESSES, MAX_PRESENCE_RECORD_LEN,
-    MAX_PRESENCE_SKEW_MS, MAX_PRESENCE_TTL_MS, Presence, PresenceError, PresenceKey, PresencePush,
-    PresenceState, SealedPresence,
+    HomeRelays, MAX_PRESENCE_ADDRESS_LEN, MAX_PRESENCE_ADDRESSES, MAX_PRESENCE_RECORD_LEN,
+    MAX_PRESENCE_SKEW_MS, MAX_PRESENCE_TTL_MS, MAX_STATED_RELAYS, Presence, PresenceError,
+    PresenceKey, PresencePush, PresenceState, SealedPresence,
 };
 pub use time::Now;

@@ -10,7 +10,7 @@ use crate::codec::{DecodeError, Reader, Wire, Writer};
 use crate::group::GroupControl;
 use crate::ids::{AccountId, DeviceId, MessageId};
 use crate::mailbox::{DepositRight, MailboxGrant};
-use crate::presence::PresenceKey;
+use crate::presence::{HomeRelays, PresenceKey};
 pub use crate::receipt::{MAX_RECEIPT_IDS, ReceiptKind};
 use crate::receipt::{decode_receipt, encode_receipt};
 
@@ -94,6 +94,11 @@ pub enum Body {
     /// The sender set the 1:1 conversation's disappearing timer (`None`:
     /// off); from then on both sides' messages carry it.
     Timer(Option<u32>),
+    /// The sending device's home relays changed (it replaced one that
+    /// stopped answering, or picked its own): its mail goes there from now
+    /// on, over what its account's card says, unless the receiver holds a
+    /// newer statement (see [`HomeRelays`]).
+    Relays(HomeRelays),
 }
 
 impl Body {
@@ -444,6 +449,10 @@ impl Body {
                 w.u8(9);
                 encode_timer(w, *secs);
             }
+            Body::Relays(relays) => {
+                w.u8(11);
+                relays.encode(w);
+            }
         }
     }
 
@@ -483,6 +492,7 @@ impl Body {
                 right: Box::new(DepositRight::decode(r)?),
                 grant: Box::new(MailboxGrant::decode(r)?),
             },
+            11 => Body::Relays(HomeRelays::decode(r)?),
             tag => return Err(DecodeError::UnknownTag { what: "body", tag }),
         })
     }
@@ -659,6 +669,14 @@ mod tests {
                         grant: Box::new(grant),
                     }
                 }),
+            (
+                any::<u64>(),
+                proptest::collection::vec("[a-z0-9/]{1,60}", 1..=crate::MAX_STATED_RELAYS)
+            )
+                .prop_map(|(issued_at_ms, relays)| Body::Relays(HomeRelays {
+                    issued_at_ms,
+                    relays
+                })),
         ]
     }
 

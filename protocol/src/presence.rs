@@ -34,14 +34,18 @@ use crate::ids::{AccountId, DeviceId};
 pub const MAX_PRESENCE_ADDRESSES: usize = 8;
 /// Longest address string in a record.
 pub const MAX_PRESENCE_ADDRESS_LEN: usize = 256;
+/// Home relays one record (or [`HomeRelays`] statement) names at most.
+pub const MAX_STATED_RELAYS: usize = 8;
 /// Longest sealed record, in bytes (DHT value and push frame).
-pub const MAX_PRESENCE_RECORD_LEN: usize = 4096;
+pub const MAX_PRESENCE_RECORD_LEN: usize = 6144;
 /// A record may claim to be valid for this long at most.
 pub const MAX_PRESENCE_TTL_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 /// A record issued further than this in the future is refused.
 pub const MAX_PRESENCE_SKEW_MS: u64 = 10 * 60 * 1000;
 
 const VERSION: u8 = 1;
+/// The signed record's own version: 2 added the home relays.
+const RECORD_VERSION: u8 = 2;
 const SIGN_CONTEXT: &[u8] = b"hush presence v1";
 const LOCATOR_CONTEXT: &str = "hush 2026-11 presence locator v1";
 /// Derives an account's presence keys from its presence seed.
@@ -143,13 +147,74 @@ pub struct Presence {
     /// Where the device can be dialled: its listen and relay circuit
     /// addresses, as multiaddr strings.
     pub addresses: Vec<String>,
+    /// The device's home relays now (full multiaddrs with `/p2p/`), as of
+    /// `issued_at_ms`: where contacts leave its mail, over what its card
+    /// says (see [`HomeRelays`]). Empty: the record says nothing of them.
+    pub relays: Vec<String>,
+}
+
+impl Presence {
+    /// What the record says of the device's home relays, if anything.
+    pub fn home_relays(&self) -> Option<HomeRelays> {
+        (!self.relays.is_empty()).then(|| HomeRelays {
+            issued_at_ms: self.issued_at_ms,
+            relays: self.relays.clone(),
+        })
+    }
+}
+
+/// A device's statement of its home relays at a time: carried by its
+/// presence records and pushed to contacts over Olm
+/// ([`Body::Relays`](crate::Body::Relays)) when they change. The newest
+/// statement a device made wins over its account's card for that device,
+/// so a device that replaced a relay (or picked its own through the DHT)
+/// needs no new card. Its authenticity is the channel's: the device's
+/// signature on a presence record, the Olm session for a push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HomeRelays {
+    /// When the device said so (Unix ms): an older statement never
+    /// replaces a newer one.
+    pub issued_at_ms: u64,
+    /// Full multiaddrs with `/p2p/`, at most [`MAX_STATED_RELAYS`]; never
+    /// empty.
+    pub relays: Vec<String>,
+}
+
+impl Wire for HomeRelays {
+    const NAME: &'static str = "home relays";
+
+    fn encode(&self, w: &mut Writer) {
+        w.u64(self.issued_at_ms);
+        w.list(&self.relays, |w, a| w.str(a));
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let issued_at_ms = r.u64()?;
+        let relays = stated_relays(r)?;
+        if relays.is_empty() {
+            return Err(DecodeError::Invalid {
+                what: "home relays",
+                reason: "a statement names at least one relay",
+            });
+        }
+        Ok(Self {
+            issued_at_ms,
+            relays,
+        })
+    }
+}
+
+fn stated_relays(r: &mut Reader<'_>) -> Result<Vec<String>, DecodeError> {
+    r.list("home relays", MAX_STATED_RELAYS, |r| {
+        Ok(r.str("home relay", MAX_PRESENCE_ADDRESS_LEN)?.to_owned())
+    })
 }
 
 impl Wire for Presence {
     const NAME: &'static str = "presence";
 
     fn encode(&self, w: &mut Writer) {
-        w.u8(VERSION);
+        w.u8(RECORD_VERSION);
         w.raw(&self.account.0);
         w.raw(&self.device.0);
         w.u8(self.state as u8);
@@ -157,10 +222,11 @@ impl Wire for Presence {
         w.u64(self.expires_at_ms);
         w.u64(self.last_seen_ms);
         w.list(&self.addresses, |w, a| w.str(a));
+        w.list(&self.relays, |w, a| w.str(a));
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        r.version(Self::NAME, VERSION)?;
+        r.version(Self::NAME, RECORD_VERSION)?;
         let account = AccountId(r.array()?);
         let device = DeviceId(r.array()?);
         let state = match r.u8()? {
@@ -180,6 +246,7 @@ impl Wire for Presence {
             Ok(r.str("presence address", MAX_PRESENCE_ADDRESS_LEN)?
                 .to_owned())
         })?;
+        let relays = stated_relays(r)?;
         if expires_at_ms < issued_at_ms || expires_at_ms - issued_at_ms > MAX_PRESENCE_TTL_MS {
             return Err(DecodeError::Invalid {
                 what: "presence expiry",
@@ -194,6 +261,7 @@ impl Wire for Presence {
             expires_at_ms,
             last_seen_ms,
             addresses,
+            relays,
         })
     }
 }
@@ -394,6 +462,7 @@ mod tests {
             expires_at_ms: NOW + 300_000,
             last_seen_ms: NOW,
             addresses: vec!["/ip4/127.0.0.1/tcp/4001".into()],
+            relays: vec!["/ip4/127.0.0.1/tcp/7001/p2p/12D3KooW".into()],
         }
     }
 
@@ -479,7 +548,7 @@ mod tests {
         }
 
         #[test]
-        fn presence_round_trips(a: [u8; 32], d: [u8; 32], online: bool, issued in 0u64..1 << 50, ttl in 0u64..MAX_PRESENCE_TTL_MS, seen: u64, addrs in proptest::collection::vec("[a-z0-9/.]{0,40}", 0..MAX_PRESENCE_ADDRESSES)) {
+        fn presence_round_trips(a: [u8; 32], d: [u8; 32], online: bool, issued in 0u64..1 << 50, ttl in 0u64..MAX_PRESENCE_TTL_MS, seen: u64, addrs in proptest::collection::vec("[a-z0-9/.]{0,40}", 0..MAX_PRESENCE_ADDRESSES), relays in proptest::collection::vec("[a-z0-9/.]{1,40}", 0..MAX_STATED_RELAYS)) {
             let p = Presence {
                 account: AccountId(a),
                 device: DeviceId(d),
@@ -488,6 +557,7 @@ mod tests {
                 expires_at_ms: issued + ttl,
                 last_seen_ms: seen,
                 addresses: addrs,
+                relays,
             };
             prop_assert_eq!(Presence::from_bytes(&p.to_bytes()).unwrap(), p);
         }

@@ -132,3 +132,101 @@ fn with_no_relay_to_pick_the_node_starts_and_says_why() {
     let run = bob.run(&["relays"]);
     assert!(run.ok() && run.stdout.contains("no home relays"), "{run:?}");
 }
+
+/// The relays of `user` not retired.
+fn active(user: &User) -> Vec<PeerId> {
+    let mut peers: Vec<PeerId> = home_relays(user)
+        .into_iter()
+        .filter(|(_, how)| how != "retired")
+        .map(|(p, _)| p)
+        .collect();
+    peers.sort();
+    peers
+}
+
+#[test]
+fn a_home_relay_killed_for_good_is_replaced_and_a_contact_with_the_old_card_still_delivers() {
+    let first = RelayProc::start("");
+    let mut joined: Vec<RelayProc> = (0..4)
+        .map(|_| RelayProc::start_with("", &["--bootstrap", &first.address]))
+        .collect();
+    for relay in std::iter::once(&first).chain(&joined) {
+        wait_for(
+            "every relay to know the others",
+            Duration::from_secs(30),
+            || (relay.metric("hush_relay_dht_peers")? >= 4.0).then_some(()),
+        );
+    }
+    let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
+    bob.start_with(&["--bootstrap", &first.address, "--relay-failover-secs", "2"]);
+    let before = active(&bob);
+    assert_eq!(before.len(), 3, "{:?}", home_relays(&bob));
+    // alice holds bob's card as it is now: it names these three.
+    alice.start();
+    introduce(&alice, &bob);
+    wait_for("bob's outbox to empty", Duration::from_secs(20), || {
+        (bob.json(&["status", "--json"])["outbox"].as_u64() == Some(0)).then_some(())
+    });
+    // One of bob's relays dies for good (not the bootstrap one: a search
+    // still finds the DHT through the others either way).
+    let dead = joined
+        .iter()
+        .position(|r| before.contains(&peer_of(&r.address)))
+        .expect("a joined relay among bob's");
+    let dead_peer = peer_of(&joined[dead].address);
+    joined[dead].kill9();
+    wait_for(
+        "bob to replace the dead relay",
+        Duration::from_secs(90),
+        || {
+            let now = active(&bob);
+            (now.len() == 3 && !now.contains(&dead_peer)).then_some(now)
+        },
+    );
+    let after = active(&bob);
+    let listed = home_relays(&bob);
+    assert!(
+        listed.contains(&(dead_peer, "retired".to_owned())),
+        "the dead relay is still read, as retired: {listed:?}"
+    );
+    let new = *after
+        .iter()
+        .find(|p| !before.contains(p))
+        .expect("one relay is new");
+    let new_relay = std::iter::once(&first)
+        .chain(&joined)
+        .find(|r| peer_of(&r.address) == new)
+        .expect("the new relay is one of ours");
+    // alice was told while both were online; her card still names the old
+    // three. bob goes offline and alice writes: the new set gets it.
+    wait_for("bob's outbox to empty", Duration::from_secs(30), || {
+        (bob.json(&["status", "--json"])["outbox"].as_u64() == Some(0)).then_some(())
+    });
+    bob.stop();
+    let deposits = new_relay.metric("hush_relay_deposits_total").unwrap_or(0.0);
+    let receipt = alice.json(&[
+        "send",
+        "bob",
+        "after the failover",
+        "--wait",
+        "sent",
+        "--timeout",
+        "30",
+        "--json",
+    ]);
+    assert_eq!(receipt["status"], "sent", "{receipt}");
+    wait_for(
+        "the new relay to hold alice's message",
+        Duration::from_secs(30),
+        || (new_relay.metric("hush_relay_deposits_total")? > deposits).then_some(()),
+    );
+    // The replacement holds across a restart, and bob reads his mail.
+    bob.start();
+    assert_eq!(active(&bob), after, "the same relays after a restart");
+    wait_for("bob to read his mail", Duration::from_secs(40), || {
+        bob.history("alice")
+            .iter()
+            .any(|m| m["text"] == "after the failover")
+            .then_some(())
+    });
+}

@@ -21,6 +21,8 @@ pub struct NodeFile {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bootstrap: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_failover_secs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub poll_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub presence_ttl: Option<u64>,
@@ -69,6 +71,7 @@ impl NodeFile {
             bootstrap: (!args.bootstrap.is_empty())
                 .then_some(args.bootstrap)
                 .or(self.bootstrap),
+            relay_failover_secs: args.relay_failover_secs.or(self.relay_failover_secs),
             poll_ms: args.poll_ms.or(self.poll_ms),
             presence_ttl: args.presence_ttl.or(self.presence_ttl),
             presence_grace: args.presence_grace.or(self.presence_grace),
@@ -161,6 +164,14 @@ pub fn settings(home: &Home, args: NodeRunArgs) -> Result<(NodeConfig, NodeFile)
         "invalid --announce address",
         "expected a multiaddr such as /ip4/203.0.113.5/tcp/4001",
     )?;
+    let failover_secs = file
+        .relay_failover_secs
+        .unwrap_or(hush_node::DEFAULT_RELAY_FAILOVER.as_secs());
+    if failover_secs == 0 {
+        bail!(
+            "--relay-failover-secs must be at least 1: a relay is replaced only after it stopped answering for that long"
+        );
+    }
     let hidden = file.hidden.unwrap_or(false);
     if hidden && (!listen.is_empty() || file.mdns == Some(true)) {
         bail!(
@@ -172,6 +183,7 @@ pub fn settings(home: &Home, args: NodeRunArgs) -> Result<(NodeConfig, NodeFile)
         listen,
         relays,
         bootstrap,
+        relay_failover: std::time::Duration::from_secs(failover_secs),
         announce,
         hidden,
         mail_poll: std::time::Duration::from_millis(file.poll_ms.unwrap_or(1000)),

@@ -41,15 +41,15 @@ pub async fn run(client: &mut Client, json: bool) -> Result<()> {
             _ => {}
         }
         for relay in &status.relays {
-            let state = match (&relay.last_error, relay.connected) {
-                (Some(e), _) => format!("error: {e}"),
-                (None, true) => "connected".to_owned(),
-                (None, false) => "not connected".to_owned(),
-            };
-            println!("relay:      {} ({state}; {})", relay.address, chosen(relay));
+            println!(
+                "relay:      {} ({}; {})",
+                relay.address,
+                state(relay),
+                chosen(relay)
+            );
         }
         if let Some(why) = &status.relay_search {
-            println!("relays:     none: {why}");
+            println!("relays:     {why}");
         }
         let r = &status.reachability;
         let nat = match r.nat.as_str() {
@@ -81,8 +81,22 @@ pub async fn run(client: &mut Client, json: bool) -> Result<()> {
 fn chosen(relay: &hush_node::RelayView) -> &'static str {
     match relay.chosen.as_str() {
         "dht" => "found through the DHT",
+        "retired" => "replaced after it stopped answering; still read in case it comes back",
         _ => "given with --relay",
     }
+}
+
+/// Whether a home relay answers, for people.
+fn state(relay: &hush_node::RelayView) -> String {
+    let mut state = match (&relay.last_error, relay.connected) {
+        (Some(e), _) => format!("error: {e}"),
+        (None, true) => "connected".to_owned(),
+        (None, false) => "not connected".to_owned(),
+    };
+    if let Some(secs) = relay.unanswered_secs {
+        state.push_str(&format!("; no answer for {secs} s"));
+    }
+    state
 }
 
 /// `hush relays`: the home relays, how each was chosen and whether it
@@ -103,15 +117,18 @@ pub async fn relays(client: &mut Client, json: bool) -> Result<()> {
         return Ok(());
     }
     for relay in &status.relays {
-        let state = match (&relay.last_error, relay.connected) {
-            (Some(e), _) => format!("error: {e}"),
-            (None, true) => "connected".to_owned(),
-            (None, false) => "not connected".to_owned(),
-        };
         let keys = relay
             .keys_left
             .map_or(String::new(), |n| format!("; {n} one-time keys held"));
-        println!("{}\n  {}; {state}{keys}", relay.address, chosen(relay));
+        println!(
+            "{}\n  {}; {}{keys}",
+            relay.address,
+            chosen(relay),
+            state(relay)
+        );
+    }
+    if let Some(why) = &status.relay_search {
+        println!("note: {why}");
     }
     Ok(())
 }

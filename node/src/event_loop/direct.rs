@@ -60,6 +60,7 @@ fn push_ops(write: DeviceWrite, ops: &mut Vec<Op>) {
         DeviceWrite::Seen(digest, at) => Op::PutSeen(digest, at),
         DeviceWrite::DepositRight(device, right) => Op::PutRight(device, right),
         DeviceWrite::MailboxGrant(device, grant) => Op::PutGrant(device, grant.to_bytes()),
+        DeviceWrite::HomeRelays(device, stated) => Op::PutDeviceRelays(device, stated.to_bytes()),
         DeviceWrite::Trust(account, trust) => Op::PutTrust(account, trust),
         DeviceWrite::File(conversation, id, file) => Op::PutFile(conversation, id, file),
         DeviceWrite::Timer(account, timer) => Op::PutTimer(account, timer.secs, timer.set_by),

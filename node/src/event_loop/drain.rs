@@ -215,6 +215,7 @@ impl EventLoop {
         let Some(relay) = self.home.get_mut(i) else {
             return;
         };
+        relay.answered();
         if set.full
             && relay
                 .set
@@ -306,7 +307,11 @@ impl EventLoop {
     /// pairwise mailboxes are fetched back to before it after a long
     /// time away.
     fn note_drained(&mut self, now_ms: u64) {
-        let all = self.home.iter().all(|r| r.mailbox.is_drained());
+        let all = self
+            .home
+            .iter()
+            .filter(|r| !r.retired)
+            .all(|r| r.mailbox.is_drained());
         let due = self
             .drained_at
             .is_none_or(|at| now_ms.saturating_sub(at) >= DRAINED_EVERY_MS);

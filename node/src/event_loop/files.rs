@@ -617,7 +617,12 @@ impl EventLoop {
             return Vec::new();
         };
         if account == self.me.account {
-            return self.home.iter().map(|r| (r.peer, r.addr.clone())).collect();
+            return self
+                .home
+                .iter()
+                .filter(|r| !r.retired)
+                .map(|r| (r.peer, r.addr.clone()))
+                .collect();
         }
         self.engine
             .contacts

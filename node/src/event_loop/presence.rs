@@ -73,7 +73,7 @@ impl PresenceHost {
         contacts: Vec<(AccountId, PresenceRecord)>,
         now: hush_protocol::Now,
     ) -> Self {
-        let me = PresenceSelf {
+        let me_ = PresenceSelf {
             account: me.account,
             device: me.device_id(),
             device_secret: me.device_secret,
@@ -82,13 +82,20 @@ impl PresenceHost {
             ttl_ms: millis(config.ttl),
             grace_ms: millis(config.grace),
         };
+        let mut book = PresenceBook::load(me_, timing, own, contacts, now);
+        book.set_relays(&me.relays);
         Self {
-            book: PresenceBook::load(me, timing, own, contacts, now),
+            book,
             lookups: HashMap::new(),
             waiters: Vec::new(),
             pushes: HashMap::new(),
             puts: 0,
         }
+    }
+
+    /// Our home relays, stated in our records from the next one on.
+    pub(crate) fn set_relays(&mut self, relays: &[String]) {
+        self.book.set_relays(relays);
     }
 
     /// The account's presence seed: rotations derive from it.
@@ -416,9 +423,15 @@ impl EventLoop {
                 false
             }
             Accepted::Known => true,
-            Accepted::Applied(addresses) => {
+            Accepted::Applied(addresses, relays) => {
                 for addr in addresses {
                     self.swarm.add_peer_address(peer, addr);
+                }
+                let device = self.engine.contacts.device_by_peer(&peer);
+                if let (Some(stated), Some((_, keys))) = (relays, device) {
+                    self.engine
+                        .take_home_relays(ctx!(self), keys.device_id, stated);
+                    self.drive();
                 }
                 true
             }

@@ -67,8 +67,12 @@ impl EventLoop {
         if self.reach.public() {
             return;
         }
-        let relays: Vec<(PeerId, libp2p::Multiaddr)> =
-            self.home.iter().map(|r| (r.peer, r.addr.clone())).collect();
+        let relays: Vec<(PeerId, libp2p::Multiaddr)> = self
+            .home
+            .iter()
+            .filter(|r| !r.retired)
+            .map(|r| (r.peer, r.addr.clone()))
+            .collect();
         for (peer, addr) in relays {
             if self.reach.circuits.contains_key(&peer) {
                 continue;

@@ -45,24 +45,50 @@ pub(super) struct HomeRelay {
     pub(super) mailbox: HomeMailbox,
     /// The pairwise mailboxes its batches name, and where read mail lives.
     pub(super) set: FetchSet,
+    /// Replaced after it stopped answering (`failover.rs`): still read, in
+    /// case it comes back with mail, but named nowhere.
+    pub(super) retired: bool,
+    /// Retired and read to the end: not read again.
+    pub(super) spent: bool,
+    /// Since when (mono ms) it has answered no challenge or fetch; `None`
+    /// while it answers.
+    pub(super) unanswered_since: Option<u64>,
 }
 
 impl HomeRelay {
+    pub(super) fn new(peer: PeerId, addr: Multiaddr, now: Now, poll: Duration) -> Self {
+        Self {
+            peer,
+            addr,
+            mailbox: HomeMailbox::new(now, millis(poll))
+                .with_jitter_seed(rand::random())
+                .polling(),
+            set: FetchSet::default(),
+            retired: false,
+            spent: false,
+            unanswered_since: None,
+        }
+    }
+
+    /// Each address that parses and names its relay, in order.
     pub(super) fn parse_all(addrs: &[String], now: Now, poll: Duration) -> Vec<Self> {
         addrs
             .iter()
             .filter_map(|a| {
                 let addr: Multiaddr = a.parse().ok()?;
-                Some(Self {
-                    peer: peer_in(&addr)?,
-                    addr,
-                    mailbox: HomeMailbox::new(now, millis(poll))
-                        .with_jitter_seed(rand::random())
-                        .polling(),
-                    set: FetchSet::default(),
-                })
+                Some(Self::new(peer_in(&addr)?, addr, now, poll))
             })
             .collect()
+    }
+
+    /// It answered a challenge or a fetch.
+    pub(super) fn answered(&mut self) {
+        self.unanswered_since = None;
+    }
+
+    /// A challenge or fetch failed at `now_ms`.
+    fn unanswered(&mut self, now_ms: u64) {
+        self.unanswered_since.get_or_insert(now_ms);
     }
 }
 
@@ -89,18 +115,40 @@ pub(super) enum MailRequest {
     },
 }
 
+impl MailRequest {
+    /// The home relay slot the request went to (none: someone else's relay).
+    fn home_slot(&self) -> Option<usize> {
+        match self {
+            Self::Info(i)
+            | Self::Fetch(i, _)
+            | Self::Ack(i)
+            | Self::PutKeys(i)
+            | Self::Revoke(i, _)
+            | Self::DropRevoked(i) => Some(*i),
+            Self::Deposit { .. } | Self::Claim { .. } => None,
+        }
+    }
+}
+
 impl EventLoop {
     pub(super) fn relay_views(&self) -> Vec<RelayView> {
+        let now = self.host_clock.now();
         self.home
             .iter()
+            .filter(|r| !r.spent)
             .map(|r| RelayView {
                 address: r.addr.to_string(),
-                chosen: if self.me.relays_found {
+                chosen: if r.retired {
+                    "retired"
+                } else if self.me.relays_found {
                     "dht"
                 } else {
                     "pinned"
                 }
                 .to_owned(),
+                unanswered_secs: r
+                    .unanswered_since
+                    .map(|since| now.mono_ms.saturating_sub(since) / 1000),
                 connected: r.mailbox.is_connected(),
                 keys_left: r.mailbox.keys_left(),
                 last_error: r.mailbox.last_error().map(str::to_owned),
@@ -124,10 +172,15 @@ impl EventLoop {
         }
     }
 
-    /// Starts the drain loop of each home relay that is due.
+    /// Starts the drain loop of each home relay that is due, and replaces
+    /// one that stopped answering (`failover.rs`).
     pub(super) fn relay_tick(&mut self) {
+        self.failover_tick();
         let now = self.host_clock.now();
         for i in 0..self.home.len() {
+            if self.home[i].spent {
+                continue;
+            }
             if let Some(step) = self.home[i].mailbox.poll(now) {
                 self.drain_step(i, step);
             }
@@ -343,6 +396,7 @@ impl EventLoop {
         use request_response::{Event as E, Message as M};
         let (kind, answer) = match event {
             E::Message {
+                peer,
                 message:
                     M::Response {
                         request_id,
@@ -353,16 +407,25 @@ impl EventLoop {
                 let Some(kind) = self.mail_requests.remove(&request_id) else {
                     return;
                 };
+                if !self.answers_home(&kind, &peer) {
+                    return;
+                }
                 let answer = MailboxResponse::from_bytes(&response)
                     .map_err(|e| format!("the relay's answer could not be decoded: {e}"));
                 (kind, answer)
             }
             E::OutboundFailure {
-                request_id, error, ..
+                peer,
+                request_id,
+                error,
+                ..
             } => {
                 let Some(kind) = self.mail_requests.remove(&request_id) else {
                     return;
                 };
+                if !self.answers_home(&kind, &peer) {
+                    return;
+                }
                 (
                     kind,
                     Err(format!("the relay could not be reached: {error}")),
@@ -371,6 +434,16 @@ impl EventLoop {
             _ => return,
         };
         self.on_mail_answer(kind, answer);
+    }
+
+    /// Whether an answer from `peer` to a request for home relay slot `i`
+    /// is that slot's: a slot taken by another relay since (`failover.rs`)
+    /// drops what its old relay still answers.
+    fn answers_home(&self, kind: &MailRequest, peer: &PeerId) -> bool {
+        match kind.home_slot() {
+            Some(i) => self.home.get(i).is_some_and(|r| r.peer == *peer),
+            None => true,
+        }
     }
 
     /// What to do with a relay's answer (or the failure to get one).
@@ -383,6 +456,7 @@ impl EventLoop {
                 }
                 let now = self.host_clock.now();
                 if let Some(relay) = self.home.get_mut(i) {
+                    relay.answered();
                     let step = relay.mailbox.challenge_arrived(now, challenge);
                     self.drain_step(i, step);
                 }
@@ -454,20 +528,15 @@ impl EventLoop {
             }
             (kind, answer) => {
                 let error = describe(answer);
-                let i = match kind {
-                    MailRequest::Info(i)
-                    | MailRequest::Fetch(i, _)
-                    | MailRequest::Ack(i)
-                    | MailRequest::PutKeys(i)
-                    | MailRequest::Revoke(i, _)
-                    | MailRequest::DropRevoked(i) => i,
-                    MailRequest::Deposit { .. } | MailRequest::Claim { .. } => return,
+                let Some(i) = kind.home_slot() else {
+                    return;
                 };
                 tracing::info!(relay = i, %error, "home relay request failed");
                 let now = self.host_clock.now();
                 if let Some(relay) = self.home.get_mut(i) {
                     match kind {
                         MailRequest::Info(_) | MailRequest::Fetch(..) => {
+                            relay.unanswered(now.mono_ms);
                             relay.mailbox.failed(now, error);
                         }
                         MailRequest::PutKeys(_) => relay.mailbox.upload_failed(Some(error)),

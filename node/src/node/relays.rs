@@ -15,7 +15,9 @@ pub(super) async fn choose(
     me: &mut Me,
     config: &NodeConfig,
 ) -> Result<(), NodeError> {
+    let saved = store.relays()?;
     me.relays = home_relays(store, &config.relays)?;
+    me.relays_changed = !saved.is_empty() && saved != me.relays;
     me.relays_found = config.relays.is_empty() && store.relays_found()?;
     if !me.relays.is_empty() || config.bootstrap.is_empty() {
         return Ok(());

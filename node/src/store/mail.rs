@@ -1,15 +1,16 @@
 //! What the store keeps for mail at relays: contact devices' deposit
 //! rights and pairwise mailboxes for us, our fallback key bundle, and when
 //! every home relay was last read to the end (the writes are ops:
-//! `PutRight`, `PutGrant`, `PutFallback`, `PutDrained`), and whether the
-//! home relays were found through the DHT (`PutRelaysFound`).
+//! `PutRight`, `PutGrant`, `PutFallback`, `PutDrained`), whether the
+//! home relays were found through the DHT (`PutRelaysFound`), and contact
+//! devices' statements of their own home relays (`PutDeviceRelays`).
 
-use hush_protocol::{DepositRight, DeviceId, MailboxGrant, Wire};
+use hush_protocol::{DepositRight, DeviceId, HomeRelays, MailboxGrant, Wire};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{
-    DEPOSIT_RIGHTS, DRAINED_KEY, FALLBACK_KEY, FALLBACK_MADE_KEY, MAILBOX_GRANTS, RELAYS_FOUND_KEY,
-    Store, StoreError,
+    DEPOSIT_RIGHTS, DEVICE_RELAYS, DRAINED_KEY, FALLBACK_KEY, FALLBACK_MADE_KEY, MAILBOX_GRANTS,
+    RELAYS_FOUND_KEY, Store, StoreError,
 };
 
 impl Store {
@@ -42,6 +43,12 @@ impl Store {
     /// decode are left out: the contact sends them again).
     pub fn grants(&self) -> Result<Vec<(DeviceId, MailboxGrant)>, StoreError> {
         self.by_device(MAILBOX_GRANTS)
+    }
+
+    /// Contact devices' newest statements of their home relays (ones that
+    /// no longer decode are left out: the next record says it again).
+    pub fn device_relays(&self) -> Result<Vec<(DeviceId, HomeRelays)>, StoreError> {
+        self.by_device(DEVICE_RELAYS)
     }
 
     /// A `u64` kept big-endian under a meta key.

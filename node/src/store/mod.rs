@@ -54,6 +54,9 @@ const DEPOSIT_RIGHTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("
 /// Contact devices' pairwise mailboxes for us: device id → `MailboxGrant`
 /// wire form.
 const MAILBOX_GRANTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("mailbox_grants");
+/// Contact devices' newest statements of their home relays: device id →
+/// `HomeRelays` wire form.
+const DEVICE_RELAYS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("device_relays");
 const GROUP_PENDING: TableDefinition<(&[u8; 32], &[u8; 32]), &[u8]> =
     TableDefinition::new("group_pending");
 /// (group, op that began the epoch) → the epoch's publish key and our
@@ -102,6 +105,9 @@ const RELAYS_KEY: &str = "home_relays";
 /// Present when the home relays were found through the DHT (not given
 /// with `--relay`): such relays may be replaced, given ones never.
 const RELAYS_FOUND_KEY: &str = "home_relays_found";
+/// Home relays replaced (they stopped answering): still read, in case they
+/// come back with mail (postcard `Vec<String>`).
+const RETIRED_RELAYS_KEY: &str = "retired_relays";
 const FALLBACK_KEY: &str = "fallback_key_bundle";
 /// When the fallback key was made (Unix ms, `u64` big-endian).
 const FALLBACK_MADE_KEY: &str = "fallback_key_made_at";
@@ -217,6 +223,7 @@ impl Store {
             txn.open_table(GROUP_KEYS)?;
             txn.open_table(DEPOSIT_RIGHTS)?;
             txn.open_table(MAILBOX_GRANTS)?;
+            txn.open_table(DEVICE_RELAYS)?;
             txn.open_table(CONTACT_TRUST)?;
             txn.open_table(FILES)?;
             txn.open_table(TIMERS)?;
@@ -439,6 +446,15 @@ impl Store {
     pub fn relays(&self) -> Result<Vec<String>, StoreError> {
         match self.meta(RELAYS_KEY)? {
             Some(bytes) => decode("home relays", &bytes),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Home relays replaced because they stopped answering (see
+    /// `Op::PutRetiredRelays`).
+    pub fn retired_relays(&self) -> Result<Vec<String>, StoreError> {
+        match self.meta(RETIRED_RELAYS_KEY)? {
+            Some(bytes) => decode("retired relays", &bytes),
             None => Ok(Vec::new()),
         }
     }

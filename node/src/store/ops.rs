@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use super::search::Indexer;
 use super::{
-    CLOCK_KEY, CONTACT_TRUST, CONTACTS, DEPOSIT_RIGHTS, DRAINED_KEY, EXPIRING, FALLBACK_KEY,
-    FALLBACK_MADE_KEY, FILES, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUP_RECEIPTS, GROUPS,
-    LISTEN_KEY, MAILBOX_GRANTS, MEGOLM_IN, MESSAGES, META, OLM_ACCOUNT_KEY, OUTBOX,
-    OWN_PRESENCE_KEY, OutboxKey, PRESENCE, RELAYS_FOUND_KEY, RELAYS_KEY, SEEN, SESSIONS,
-    StoreError, TIMERS, UNREAD, WAL_KEY, decode, encode,
+    CLOCK_KEY, CONTACT_TRUST, CONTACTS, DEPOSIT_RIGHTS, DEVICE_RELAYS, DRAINED_KEY, EXPIRING,
+    FALLBACK_KEY, FALLBACK_MADE_KEY, FILES, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUP_RECEIPTS,
+    GROUPS, LISTEN_KEY, MAILBOX_GRANTS, MEGOLM_IN, MESSAGES, META, OLM_ACCOUNT_KEY, OUTBOX,
+    OWN_PRESENCE_KEY, OutboxKey, PRESENCE, RELAYS_FOUND_KEY, RELAYS_KEY, RETIRED_RELAYS_KEY, SEEN,
+    SESSIONS, StoreError, TIMERS, UNREAD, WAL_KEY, decode, encode,
 };
 use crate::records::{
     ContactRecord, ContactTrust, FileRecord, GroupRecord, InboundRecord, MessageKind,
@@ -86,6 +86,11 @@ pub enum Op {
     PutDrained(u64),
     /// Whether the home relays were found through the DHT (else given).
     PutRelaysFound(bool),
+    /// A contact device's newest statement of its home relays (its
+    /// `HomeRelays` wire form; removed with `DeleteRight`).
+    PutDeviceRelays(DeviceId, #[serde(with = "serde_bytes")] Vec<u8>),
+    /// Home relays replaced because they stopped answering, still read.
+    PutRetiredRelays(Vec<String>),
 }
 
 /// A message record as formats 1 to 3 stored it (no timer, no kind).
@@ -140,6 +145,7 @@ struct Tables<'t> {
     publish_keys: Slot<'t, (Id, Id), Bytes>,
     rights: Slot<'t, Id, Bytes>,
     grants: Slot<'t, Id, Bytes>,
+    device_relays: Slot<'t, Id, Bytes>,
     trust: Slot<'t, Id, Bytes>,
     files: Slot<'t, (Id, u128), Bytes>,
     timers: Slot<'t, Id, Bytes>,
@@ -433,6 +439,19 @@ pub(super) fn write(
                 Op::DeleteRight(device) => {
                     table(&txn, &mut t.rights, DEPOSIT_RIGHTS)?.remove(&device.0)?;
                     table(&txn, &mut t.grants, MAILBOX_GRANTS)?.remove(&device.0)?;
+                    table(&txn, &mut t.device_relays, DEVICE_RELAYS)?.remove(&device.0)?;
+                }
+                Op::PutDeviceRelays(device, stated) => {
+                    table(&txn, &mut t.device_relays, DEVICE_RELAYS)?
+                        .insert(&device.0, stated.as_slice())?;
+                }
+                Op::PutRetiredRelays(addrs) => {
+                    let meta = table(&txn, &mut t.meta, META)?;
+                    if addrs.is_empty() {
+                        meta.remove(RETIRED_RELAYS_KEY)?;
+                    } else {
+                        meta.insert(RETIRED_RELAYS_KEY, encode(&addrs).as_slice())?;
+                    }
                 }
                 Op::PutGrant(device, grant) => {
                     table(&txn, &mut t.grants, MAILBOX_GRANTS)?

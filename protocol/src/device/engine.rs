@@ -32,6 +32,7 @@ mod mail;
 mod own;
 mod receive;
 mod rights;
+mod stated;
 #[cfg(test)]
 mod tests;
 mod texts;
@@ -57,6 +58,7 @@ pub use contacts::{ContactError, Removed};
 pub use mail::{FULL_RELAY_RETRY_MS, MailPage};
 pub use receive::{BatchAnswer, Received};
 pub use rights::RightIssuer;
+pub use stated::StatedRelays;
 pub use timers::ConversationTimer;
 
 /// Who this device is, as the engine needs it.
@@ -92,6 +94,9 @@ pub enum DeviceWrite {
     /// A contact device's pairwise mailbox for us (replaces the one
     /// stored; goes with its deposit right).
     MailboxGrant(DeviceId, MailboxGrant),
+    /// A contact device's newest statement of its home relays (replaces
+    /// the one stored; goes with its deposit right).
+    HomeRelays(DeviceId, crate::HomeRelays),
     /// The user removed the contact: its record and its devices' deposit
     /// rights go; its conversation too when `history` is `Some`. (Its
     /// trust is replaced by a separate `Trust` write.)
@@ -244,6 +249,9 @@ pub struct DeviceEngine<P, A, Q, M> {
     rights: HashMap<DeviceId, DepositRight>,
     /// Contact devices' pairwise mailboxes for us (see `MailboxGrant`).
     grants: HashMap<DeviceId, MailboxGrant>,
+    /// Contact devices' own statements of their home relays (one per
+    /// device on a contact's or our card; see `stated.rs`).
+    stated: HashMap<DeviceId, stated::Stated<P, A>>,
     /// Contacts given our deposit right since this engine started, and
     /// the generation of the pairwise mailbox given with it.
     granted: HashMap<AccountId, Option<u32>>,
@@ -291,6 +299,7 @@ where
             problems: HashMap::new(),
             rights: HashMap::new(),
             grants: HashMap::new(),
+            stated: HashMap::new(),
             granted: HashMap::new(),
             pairwise: HashMap::new(),
             revoked: false,
@@ -488,10 +497,12 @@ where
 
     /// Whether the device has relays to leave mail at.
     pub fn has_relays(&self, device: &DeviceId) -> bool {
-        self.contacts
-            .of_device(device)
-            .and_then(|(account, _)| self.contacts.known(&account))
-            .is_some_and(|c| !c.relays.is_empty())
+        self.stated.contains_key(device)
+            || self
+                .contacts
+                .of_device(device)
+                .and_then(|(account, _)| self.contacts.known(&account))
+                .is_some_and(|c| !c.relays.is_empty())
     }
 
     /// Whether mail for the device goes through its relays now.

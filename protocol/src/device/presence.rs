@@ -224,6 +224,7 @@ mod tests {
             expires_at_ms: now.unix_ms + TTL,
             last_seen_ms: now.unix_ms,
             addresses: Vec::new(),
+            relays: Vec::new(),
         }
     }
 

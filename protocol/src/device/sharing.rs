@@ -26,8 +26,8 @@ mod tests;
 
 use crate::device::{ContactBook, PresenceTiming, PresenceWatch, Sighting};
 use crate::{
-    AccountId, DeviceId, DeviceKeys, MAX_PRESENCE_ADDRESSES, Now, Presence, PresenceKey,
-    PresenceState, SealedPresence,
+    AccountId, DeviceId, DeviceKeys, HomeRelays, MAX_PRESENCE_ADDRESSES, MAX_STATED_RELAYS, Now,
+    Presence, PresenceKey, PresenceState, SealedPresence,
 };
 
 /// The heartbeat is half the TTL, but at least this often, so connections
@@ -172,8 +172,9 @@ pub enum Accepted<A> {
     Refused,
     /// Genuine, and nothing new.
     Known,
-    /// Genuine and newer: the device is at these addresses.
-    Applied(Vec<A>),
+    /// Genuine and newer: the device is at these addresses, and says
+    /// where its home relays are (if it does).
+    Applied(Vec<A>, Option<HomeRelays>),
 }
 
 /// Presence as the user asks for it.
@@ -205,6 +206,8 @@ pub struct PresenceBook<A> {
     /// The account's presence seed: our rotations derive the next key from
     /// it, so every device of the account rotates to the same key.
     seed: Option<zeroize::Zeroizing<[u8; 32]>>,
+    /// Our home relays now, stated in each of our records.
+    relays: Vec<String>,
     effects: VecDeque<PresenceEffect>,
 }
 
@@ -251,7 +254,18 @@ impl<A: Clone> PresenceBook<A> {
             pushed: HashMap::new(),
             blocked: HashSet::new(),
             seed: None,
+            relays: Vec::new(),
             effects,
+        }
+    }
+
+    /// Our home relays, stated in our records from now on; a change is
+    /// published at the next tick.
+    pub fn set_relays(&mut self, relays: &[String]) {
+        let relays: Vec<String> = relays.iter().take(MAX_STATED_RELAYS).cloned().collect();
+        if relays != self.relays {
+            self.relays = relays;
+            self.next_heartbeat_ms = 0;
         }
     }
 
@@ -332,6 +346,11 @@ impl<A: Clone> PresenceBook<A> {
             expires_at_ms: now.unix_ms.saturating_add(self.ttl_ms),
             last_seen_ms: if seen { now.unix_ms } else { 0 },
             addresses,
+            relays: if seen {
+                self.relays.clone()
+            } else {
+                Vec::new()
+            },
         };
         presence.seal(&self.me.device_secret, key)
     }
@@ -482,7 +501,7 @@ impl<A: Clone> PresenceBook<A> {
         };
         record.last_seen_ms = record.last_seen_ms.max(seen);
         self.changed(now, contacts, account, before);
-        Accepted::Applied(addresses)
+        Accepted::Applied(addresses, presence.home_relays())
     }
 
     /// Says so (and stores last seen) if the contact's state differs from

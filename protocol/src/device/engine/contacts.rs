@@ -272,6 +272,7 @@ where
             }
             self.rights.remove(device);
             self.grants.remove(device);
+            self.forget_stated(device);
             self.routes.reached(device);
         }
         self.granted.remove(&account);

@@ -47,15 +47,6 @@ where
     A: Clone,
     Q: Hash + Eq,
 {
-    /// The device's relays, from its owner's card.
-    fn relays_of(&self, device: &DeviceId) -> Vec<(P, A)> {
-        self.contacts
-            .of_device(device)
-            .and_then(|(account, _)| self.contacts.known(&account))
-            .map(|c| c.relays.clone())
-            .unwrap_or_default()
-    }
-
     /// Asks one of the device's relays (a ready one if any) for its
     /// one-time key.
     pub(super) fn claim_key(&mut self, ctx: &Ctx<'_>, device: DeviceId) {

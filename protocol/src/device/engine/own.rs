@@ -208,6 +208,9 @@ where
             Body::Mailbox { right, grant } => {
                 self.take_rights(from, *right, Some(*grant));
             }
+            Body::Relays(stated) => {
+                self.take_home_relays(ctx, from, stated);
+            }
             _ => self.note(
                 Severity::Debug,
                 "another device of ours sent something devices do not sync; dropped",

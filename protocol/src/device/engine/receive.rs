@@ -213,6 +213,9 @@ where
                 .effects
                 .push_back(DeviceEffect::PresenceKey { account, key }),
             Body::DepositRight(right) => self.take_contact_rights(keys.device_id, right, None),
+            Body::Relays(stated) => {
+                self.take_home_relays(ctx, keys.device_id, stated);
+            }
             Body::Mailbox { right, grant } => {
                 self.take_contact_rights(keys.device_id, *right, Some(*grant));
             }

@@ -31,6 +31,7 @@ mod hostile;
 mod lifecycle;
 mod pairwise;
 mod relay;
+mod stated;
 mod timers;
 
 type Engine = DeviceEngine<DeviceId, (), u64, u64>;
@@ -47,6 +48,7 @@ struct Disk {
     outbox: BTreeMap<OutboxKey, OutboxRecord>,
     rights: BTreeMap<DeviceId, DepositRight>,
     grants: BTreeMap<DeviceId, crate::MailboxGrant>,
+    home_relays: BTreeMap<DeviceId, crate::HomeRelays>,
     files: BTreeMap<(ConversationId, MessageId), FileRecord>,
 }
 
@@ -114,12 +116,16 @@ impl Disk {
             DeviceWrite::MailboxGrant(device, grant) => {
                 self.grants.insert(device, grant);
             }
+            DeviceWrite::HomeRelays(device, stated) => {
+                self.home_relays.insert(device, stated);
+            }
             DeviceWrite::ForgetContact {
                 devices, history, ..
             } => {
                 for device in devices {
                     self.rights.remove(&device);
                     self.grants.remove(&device);
+                    self.home_relays.remove(&device);
                 }
                 if let Some(c) = history {
                     self.messages.retain(|(conv, _), _| *conv != c);

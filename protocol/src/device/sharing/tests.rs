@@ -154,7 +154,7 @@ fn a_contact_is_online_from_its_record_and_offline_once_the_grace_period_is_over
     let record = announced(&mut p[0], now, PresenceState::Online);
     assert_eq!(
         accept(&mut p[1], alice, alice_keys, &record, now),
-        Accepted::Applied(vec!["/ip4/10.0.0.1/tcp/1".into()])
+        Accepted::Applied(vec!["/ip4/10.0.0.1/tcp/1".into()], None)
     );
     let changed = drain(&mut p[1].book);
     assert!(
@@ -242,7 +242,7 @@ fn turning_sharing_off_for_one_contact_retires_the_key_and_tells_only_the_others
     let alice_keys = p[0].keys;
     assert!(matches!(
         accept(&mut p[1], alice, alice_keys, &goodbye, now.plus_ms(1)),
-        Accepted::Applied(_)
+        Accepted::Applied(..)
     ));
     // Only carol gets the new key.
     let shared: Vec<(AccountId, u32)> = effects
@@ -329,6 +329,6 @@ fn after_a_rotation_connected_contacts_get_a_record_under_the_new_key_at_once() 
     book.handle_key(now, contacts, &alice, &key, &[], &[]);
     assert!(matches!(
         accept(&mut p[2], alice, alice_keys, &pushed, now.plus_ms(1)),
-        Accepted::Applied(_)
+        Accepted::Applied(..)
     ));
 }

@@ -1,6 +1,8 @@
 //! The relay network (issue 19): relays announce themselves in the DHT,
-//! and a node given only a bootstrap address picks its own home relays
-//! among the announced ones near its mailbox.
+//! a node given only a bootstrap address picks its own home relays among
+//! the announced ones near its mailbox, and replaces one that stops
+//! answering (telling its contacts, and reading the old one if it comes
+//! back).
 
 use std::time::Duration;
 
@@ -229,4 +231,99 @@ fn a_home_relay_killed_for_good_is_replaced_and_a_contact_with_the_old_card_stil
             .any(|m| m["text"] == "after the failover")
             .then_some(())
     });
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to a relay's process.
+fn signal(relay: &RelayProc, signal: &str) {
+    let pid = relay.pid().expect("the relay runs").to_string();
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+#[test]
+fn a_replaced_relay_that_comes_back_is_read_to_the_end() {
+    let first = RelayProc::start("");
+    let joined: Vec<RelayProc> = (0..4)
+        .map(|_| RelayProc::start_with("", &["--bootstrap", &first.address]))
+        .collect();
+    for relay in std::iter::once(&first).chain(&joined) {
+        wait_for(
+            "every relay to know the others",
+            Duration::from_secs(30),
+            || (relay.metric("hush_relay_dht_peers")? >= 4.0).then_some(()),
+        );
+    }
+    let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
+    bob.start_with(&["--bootstrap", &first.address, "--relay-failover-secs", "2"]);
+    let before = active(&bob);
+    alice.start();
+    introduce(&alice, &bob);
+    wait_for("bob's outbox to empty", Duration::from_secs(20), || {
+        (bob.json(&["status", "--json"])["outbox"].as_u64() == Some(0)).then_some(())
+    });
+    // Mail waits at each of bob's three relays while he is away.
+    bob.stop();
+    let receipt = alice.json(&[
+        "send",
+        "bob",
+        "kept by three",
+        "--wait",
+        "sent",
+        "--timeout",
+        "30",
+        "--json",
+    ]);
+    assert_eq!(receipt["status"], "sent", "{receipt}");
+    let held = joined
+        .iter()
+        .find(|r| before.contains(&peer_of(&r.address)))
+        .expect("a joined relay among bob's");
+    wait_for(
+        "the relay to hold the message",
+        Duration::from_secs(30),
+        || (held.metric("hush_relay_stored_messages")? >= 1.0).then_some(()),
+    );
+    // It hangs (it takes connections and answers nothing) while bob
+    // comes back: he reads the other two, and replaces it.
+    signal(held, "STOP");
+    bob.start();
+    wait_for("bob to read his mail", Duration::from_secs(40), || {
+        bob.history("alice")
+            .iter()
+            .any(|m| m["text"] == "kept by three")
+            .then_some(())
+    });
+    let held_peer = peer_of(&held.address);
+    wait_for(
+        "bob to replace the silent relay",
+        Duration::from_secs(120),
+        || {
+            home_relays(&bob)
+                .contains(&(held_peer, "retired".to_owned()))
+                .then_some(())
+        },
+    );
+    // It comes back: bob reads it to the end (its copy is a duplicate of
+    // what he has), and then lets it go.
+    signal(held, "CONT");
+    held.wait_stored(0);
+    wait_for(
+        "the retired relay to be let go",
+        Duration::from_secs(30),
+        || {
+            home_relays(&bob)
+                .iter()
+                .all(|(p, _)| *p != held_peer)
+                .then_some(())
+        },
+    );
+    let texts: Vec<_> = bob
+        .history("alice")
+        .into_iter()
+        .filter(|m| m["text"] == "kept by three")
+        .collect();
+    assert_eq!(texts.len(), 1, "read once");
 }

@@ -145,12 +145,15 @@ where
             return Ok(stored);
         }
         let Some(contact) = self.contacts.name_of(&account).cloned() else {
-            // A group peer, not a contact: only group control is theirs to
-            // send.
+            // A group peer, not a contact: only group control (and where
+            // its home relays are) is theirs to send.
             if let Body::Group(control) = payload.body {
                 self.with_groups(ctx, |groups, ctx| {
                     groups.handle_control(ctx, lookup, account, keys.device_id, control);
                 });
+            } else if let Body::Relays(stated) = payload.body {
+                // Where its group control waits for it when it is away.
+                self.take_home_relays(ctx, keys.device_id, stated);
             } else {
                 self.note(
                     Severity::Debug,

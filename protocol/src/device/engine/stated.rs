@@ -140,8 +140,9 @@ where
     }
 
     /// Our home relays changed to `relays` (at `ctx`'s time): every
-    /// contact that is not blocked or removed, and our other devices, are
-    /// told, through their relays too when they are offline.
+    /// contact that is not blocked or removed, every member of our groups,
+    /// and our other devices are told, through their relays too when they
+    /// are offline.
     pub fn push_relays(&mut self, ctx: &mut Ctx<'_>, relays: &[String]) {
         if relays.is_empty() {
             return;
@@ -150,10 +151,13 @@ where
             issued_at_ms: ctx.now.unix_ms,
             relays: relays.iter().take(MAX_STATED_RELAYS).cloned().collect(),
         };
+        // Members of our groups who are not contacts leave group control
+        // for us at our relays too.
         let accounts: Vec<AccountId> = self
             .contacts
             .contacts()
             .map(|c| c.record.account)
+            .chain(self.contacts.peer_accounts())
             .filter(|a| !self.contacts.is_blocked(a) && !self.contacts.trust(a).removed)
             .chain(self.contacts.has_other_devices().then_some(self.me.account))
             .collect();

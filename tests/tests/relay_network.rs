@@ -176,6 +176,16 @@ fn a_home_relay_killed_for_good_is_replaced_and_a_contact_with_the_old_card_stil
         .position(|r| before.contains(&peer_of(&r.address)))
         .expect("a joined relay among bob's");
     let dead_peer = peer_of(&joined[dead].address);
+    // carol was given that relay with --relay: hers is never replaced.
+    let mut carol = User::new("carol");
+    carol.start_with(&[
+        "--relay",
+        &joined[dead].address,
+        "--bootstrap",
+        &first.address,
+        "--relay-failover-secs",
+        "2",
+    ]);
     joined[dead].kill9();
     wait_for(
         "bob to replace the dead relay",
@@ -184,6 +194,19 @@ fn a_home_relay_killed_for_good_is_replaced_and_a_contact_with_the_old_card_stil
             let now = active(&bob);
             (now.len() == 3 && !now.contains(&dead_peer)).then_some(now)
         },
+    );
+    wait_for(
+        "carol's relay to be silent for twice the failover period",
+        Duration::from_secs(60),
+        || {
+            let relays = carol.json(&["relays", "--json"]);
+            (relays[0]["unanswered_secs"].as_u64()? >= 4).then_some(())
+        },
+    );
+    assert_eq!(
+        home_relays(&carol),
+        [(dead_peer, "pinned".to_owned())],
+        "a pinned relay is never replaced"
     );
     let after = active(&bob);
     let listed = home_relays(&bob);

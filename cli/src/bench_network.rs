@@ -29,6 +29,8 @@ use crate::demo::init_home;
 const PARALLEL: usize = 8;
 /// The share of relays stopped in the churn run.
 const CHURN: f64 = 0.2;
+/// Lookups whose rounds are counted (`crate::bench_hops`), at most.
+const HOP_LOOKUPS: usize = 500;
 
 pub async fn network(relays: usize, nodes: usize, churn_nodes: usize, as_json: bool) -> Result<()> {
     if relays < 4 {
@@ -79,6 +81,10 @@ pub async fn network(relays: usize, nodes: usize, churn_nodes: usize, as_json: b
     let max = load.values().copied().max().unwrap_or(0) as f64;
     let max_over_mean = if mean > 0.0 { max / mean } else { 0.0 };
 
+    let mut hops = lookup_hops(&addresses, nodes.min(HOP_LOOKUPS)).await?;
+    hops.sort_unstable();
+    let hops_bound = (relays as f64).log2() / 2.0 + 2.0;
+
     let delivered = churn(dir.path(), &addresses, &mut running, churn_nodes, as_json).await?;
     for relay in running {
         relay.stop().await;
@@ -90,6 +96,10 @@ pub async fn network(relays: usize, nodes: usize, churn_nodes: usize, as_json: b
         "lookup_ms_p50": percentile(&lookup_ms, 0.50),
         "lookup_ms_p99": percentile(&lookup_ms, 0.99),
         "lookup_requests_p50": percentile(&requests, 0.50),
+        "lookup_hops_p50": percentile(&hops, 0.50),
+        "lookup_hops_p99": percentile(&hops, 0.99),
+        "lookup_hops_bound": (hops_bound * 100.0).round() / 100.0,
+        "hop_lookups": hops.len(),
         "home_relay_load_max_over_mean": (max_over_mean * 100.0).round() / 100.0,
         "searches_with_fewer_than_3": short,
         "searches_per_s": (nodes as f64 / search_secs).round(),
@@ -105,6 +115,12 @@ pub async fn network(relays: usize, nodes: usize, churn_nodes: usize, as_json: b
             report["lookup_ms_p50"], report["lookup_ms_p99"], report["lookup_requests_p50"]
         );
         println!(
+            "lookup rounds (hops), α = 3, over {} lookups: p50 {}, p99 {} (log2(N)/2 + 2 = {hops_bound:.1})",
+            hops.len(),
+            report["lookup_hops_p50"],
+            report["lookup_hops_p99"]
+        );
+        println!(
             "mailboxes per relay: max {max} against a mean of {mean:.1} ({max_over_mean:.2}); {short} searches found fewer than 3"
         );
         println!(
@@ -114,6 +130,39 @@ pub async fn network(relays: usize, nodes: usize, churn_nodes: usize, as_json: b
         println!("memory per relay: {rss_per_relay_mib:.1} MiB");
     }
     Ok(())
+}
+
+/// Rounds of `count` lookups of random keys, each from a random relay
+/// (see `crate::bench_hops`); lookups that could not start are left out.
+async fn lookup_hops(addresses: &[Multiaddr], count: usize) -> Result<Vec<u64>> {
+    let prober = crate::bench_hops::Prober::new()?;
+    let starts: Vec<(PeerId, Multiaddr)> = addresses
+        .iter()
+        .filter_map(|a| Some((peer_in(&a.to_string())?, a.clone())))
+        .collect();
+    let prober = &prober;
+    let hops: Vec<u64> = futures::stream::iter(0..count)
+        .map(|_| {
+            let start = starts.choose(&mut rand::thread_rng()).cloned();
+            let key: [u8; 32] = rand::random();
+            async move {
+                match prober.hops(start?, &key).await {
+                    Ok(rounds) => Some(rounds as u64),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a lookup of the hop count failed");
+                        None
+                    }
+                }
+            }
+        })
+        .buffer_unordered(PARALLEL)
+        .filter_map(|rounds| async move { rounds })
+        .collect()
+        .await;
+    if hops.is_empty() {
+        bail!("no lookup could count its hops: the relays did not answer FIND_NODE");
+    }
+    Ok(hops)
 }
 
 /// `count` nodes pick their home relays through the DHT, go offline, and

@@ -11,6 +11,7 @@ mod bench;
 mod bench_file;
 mod bench_fold;
 mod bench_group;
+mod bench_hops;
 mod bench_idle;
 mod bench_link;
 mod bench_liveness;

@@ -249,6 +249,17 @@ pub struct NodeRunArgs {
     /// Listen again after running --hidden (the setting is saved)
     #[arg(long)]
     pub no_hidden: bool,
+    /// Run this shell command for each new message of a conversation that
+    /// is not muted, with HUSH_KIND (message, file, group_message),
+    /// HUSH_FROM, HUSH_CONVERSATION and HUSH_ID in its environment (and
+    /// HUSH_TEXT with --notify-with-text); e.g. 'notify-send hush
+    /// "$HUSH_FROM"'. Saved; an empty command turns it off
+    #[arg(long, value_name = "CMD")]
+    pub notify_cmd: Option<String>,
+    /// Hand the message's text to --notify-cmd in HUSH_TEXT (off: the
+    /// command learns who wrote, not what). Saved
+    #[arg(long, value_enum, value_name = "on|off")]
+    pub notify_with_text: Option<OnOff>,
     /// An address to put in your card and presence records (repeatable),
     /// e.g. your router's forwarded port /ip4/203.0.113.5/tcp/4001 or a
     /// LAN address contacts should use. Loopback and private addresses of
@@ -539,6 +550,9 @@ pub enum ContactCommand {
         /// Whether the contact sees when you have read their messages.
         #[arg(long, value_enum)]
         receipts: Option<OnOff>,
+        /// No notification (--notify-cmd) for this conversation's messages
+        #[arg(long, value_enum)]
+        mute: Option<OnOff>,
         /// Messages of the conversation disappear this long after they were
         /// sent, on both sides (30s, 10m, 8h, 7d, 4w, or `off`)
         #[arg(long, value_name = "DURATION|off", value_parser = parse_disappear)]
@@ -667,7 +681,11 @@ pub enum GroupCommand {
         /// Members' messages disappear this long after they were sent, on
         /// every device (30s, 10m, 8h, 7d, 4w, or `off`)
         #[arg(long, value_name = "DURATION|off", value_parser = parse_disappear)]
-        disappear: Disappear,
+        disappear: Option<Disappear>,
+        /// No notification (--notify-cmd) for the group's messages (this
+        /// device only)
+        #[arg(long, value_enum)]
+        mute: Option<OnOff>,
         /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
         json: bool,

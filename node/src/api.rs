@@ -15,10 +15,10 @@ use crate::node::{MAX_HISTORY_LIMIT, Node};
 use crate::records::Status;
 use crate::rpc::{
     ContactAddParams, ContactParams, FileParams, GroupCreateParams, GroupHistoryParams,
-    GroupInviteParams, GroupMemberParams, GroupParams, GroupSendParams, GroupTimerParams,
-    HistoryParams, INVALID_PARAMS, INVALID_REQUEST, MAX_REQUEST_LEN, METHOD_NOT_FOUND, PARSE_ERROR,
-    PresenceParams, RemoveParams, Request, Response, SendParams, SharePresenceParams, SwitchParams,
-    TimerParams,
+    GroupInviteParams, GroupMemberParams, GroupParams, GroupSendParams, GroupSwitchParams,
+    GroupTimerParams, HistoryParams, INVALID_PARAMS, INVALID_REQUEST, MAX_REQUEST_LEN,
+    METHOD_NOT_FOUND, PARSE_ERROR, PresenceParams, RemoveParams, Request, Response, SendParams,
+    SharePresenceParams, SwitchParams, TimerParams,
 };
 
 /// API connections served at once; more wait to be accepted.
@@ -272,6 +272,14 @@ async fn dispatch(node: &Node, request: Request) -> Result<Value, (i64, String)>
             )
         }
         "contact.list" => to_value(node.contacts().map_err(node_err)?),
+        "contact.mute" => {
+            let p: SwitchParams = params(request.params)?;
+            let muted = node
+                .mute(crate::MuteTarget::Contact(p.contact), p.on)
+                .await
+                .map_err(node_err)?;
+            Ok(json!({ "muted": muted }))
+        }
         "contact.receipts" => {
             let p: SwitchParams = params(request.params)?;
             to_value(
@@ -396,6 +404,14 @@ fn parse_before(before: Option<String>) -> Result<Option<hush_protocol::MessageI
 async fn group_dispatch(node: &Node, request: Request) -> Result<Value, (i64, String)> {
     let value = request.params;
     match request.method.as_str() {
+        "group.mute" => {
+            let p: GroupSwitchParams = params(value)?;
+            let muted = node
+                .mute(crate::MuteTarget::Group(p.group), p.on)
+                .await
+                .map_err(node_err)?;
+            Ok(json!({ "muted": muted }))
+        }
         "group.create" => {
             let p: GroupCreateParams = params(value)?;
             to_value(node.group_create(&p.name).await.map_err(node_err)?)

@@ -47,6 +47,7 @@ mod files;
 mod groups;
 mod linking;
 mod liveness;
+mod muting;
 mod presence;
 mod reach;
 mod relays;
@@ -139,6 +140,8 @@ pub(crate) struct LoopOptions {
     pub relay_failover: Duration,
     /// Where a search for a replacement enters the DHT.
     pub bootstrap: Vec<Multiaddr>,
+    /// What to run for each new message.
+    pub notify: Option<crate::notify::NotifyConfig>,
 }
 
 pub(crate) struct EventLoop {
@@ -175,6 +178,10 @@ pub(crate) struct EventLoop {
     home: Vec<relays::HomeRelay>,
     /// Replacing home relays that stopped answering.
     failover: Failover,
+    /// Runs `--notify-cmd` for new messages.
+    notifier: Option<crate::notify::Notifier>,
+    /// Conversations the user muted (no notification).
+    muted: std::collections::HashSet<hush_protocol::ConversationId>,
     /// How often home relays are asked for mail.
     mail_poll: Duration,
     /// Home relays to send the stored revocations again when they next
@@ -235,6 +242,7 @@ impl EventLoop {
         presence.set_seed(store.presence_seed()?);
         let mut home =
             relays::HomeRelay::parse_all(&me.relays, host_clock.now(), options.mail_poll);
+        let muted = store.muted()?.into_iter().collect();
         let retired = store.retired_relays()?;
         for mut relay in relays::HomeRelay::parse_all(&retired, host_clock.now(), options.mail_poll)
         {
@@ -307,6 +315,8 @@ impl EventLoop {
             gate_synced: None,
             home,
             failover: Failover::new(options.relay_failover, options.bootstrap.clone()),
+            notifier: options.notify.clone().map(crate::notify::Notifier::new),
+            muted,
             mail_poll: options.mail_poll,
             drops_due: std::collections::HashSet::new(),
             mail_requests: HashMap::new(),
@@ -495,6 +505,7 @@ impl EventLoop {
                 reply,
             } => self.send(&contact, text, reply),
             Command::MarkRead { contact, reply } => self.mark_read(&contact, reply),
+            Command::Mute { target, on, reply } => self.mute(target, on, reply),
             Command::SetReceipts { contact, on, reply } => {
                 let set = self.engine.set_receipts(&contact, on);
                 self.drive();

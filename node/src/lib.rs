@@ -34,6 +34,7 @@ mod identity;
 mod link;
 mod network;
 mod node;
+pub mod notify;
 mod outbox;
 mod records;
 pub mod rpc;
@@ -55,7 +56,8 @@ pub use network::{
 pub use node::{
     DEFAULT_AUTO_FETCH_MIB, DEFAULT_GROUP_ROTATE_AFTER, DEFAULT_GROUP_ROTATE_MESSAGES,
     DEFAULT_KEEP_SENT_DAYS, DEFAULT_MAX_FILE_MIB, DEFAULT_PRESENCE_GRACE, DEFAULT_PRESENCE_TTL,
-    DEFAULT_RELAY_FAILOVER, MAX_HISTORY_LIMIT, MAX_HOME_RELAYS, Node, NodeConfig, now_ms,
+    DEFAULT_RELAY_FAILOVER, MAX_HISTORY_LIMIT, MAX_HOME_RELAYS, MuteTarget, Node, NodeConfig,
+    now_ms,
 };
 pub use records::{FileState, Status};
 pub use store::StoreError;

@@ -93,6 +93,16 @@ pub struct NodeConfig {
     /// A file sent is served this long, then its encrypted copy goes
     /// (`--keep-sent-days`); `None`: until the user stops sharing it.
     pub keep_sent: Option<Duration>,
+    /// A command run for each new message (`--notify-cmd`).
+    pub notify: Option<crate::notify::NotifyConfig>,
+}
+
+/// Whose conversation `Node::mute` mutes.
+#[derive(Debug, Clone)]
+pub enum MuteTarget {
+    Contact(String),
+    /// A group, by name or id.
+    Group(String),
 }
 
 pub const DEFAULT_AUTO_FETCH_MIB: u64 = 64;
@@ -132,6 +142,7 @@ impl Default for NodeConfig {
             auto_fetch_bytes: DEFAULT_AUTO_FETCH_MIB << 20,
             max_file_bytes: DEFAULT_MAX_FILE_MIB << 20,
             keep_sent: Some(Duration::from_secs(DEFAULT_KEEP_SENT_DAYS * 24 * 3600)),
+            notify: None,
         }
     }
 }
@@ -173,6 +184,12 @@ pub(crate) enum Command {
         contact: String,
         on: bool,
         reply: Reply<ContactView>,
+    },
+    /// No notification for the conversation's messages (or again).
+    Mute {
+        target: MuteTarget,
+        on: bool,
+        reply: Reply<bool>,
     },
     /// The conversation's disappearing timer (`None`: off).
     SetTimer {
@@ -338,6 +355,7 @@ impl Node {
                 files: (*files).clone(),
                 addresses: crate::addresses::AddressPolicy::new(&listen, config.announce),
                 relay_failover: config.relay_failover,
+                notify: config.notify.clone(),
                 bootstrap: config.bootstrap.clone(),
             },
         )?;
@@ -508,6 +526,12 @@ impl Node {
             reply,
         })
         .await
+    }
+
+    /// Mutes (or unmutes) a contact's or a group's conversation:
+    /// `--notify-cmd` is not run for its messages.
+    pub async fn mute(&self, target: MuteTarget, on: bool) -> Result<bool, NodeError> {
+        self.call(|reply| Command::Mute { target, on, reply }).await
     }
 
     /// Turns read receipts to `contact` on or off.

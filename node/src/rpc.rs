@@ -206,6 +206,13 @@ pub struct GroupParams {
     pub group: String,
 }
 
+/// `group.mute`: a group (name or id) and the switch.
+#[derive(Debug, Deserialize)]
+pub struct GroupSwitchParams {
+    pub group: String,
+    pub on: bool,
+}
+
 #[derive(Debug, Deserialize)]
 pub struct GroupCreateParams {
     pub name: String,

@@ -21,12 +21,14 @@ pub async fn run(client: &mut Client, command: ContactCommand) -> Result<()> {
             name,
             share_presence,
             receipts,
+            mute,
             disappear,
             json,
         } => {
             let changes = Changes {
                 share_presence,
                 receipts,
+                mute,
                 disappear,
             };
             set(client, name, changes, json).await
@@ -150,6 +152,7 @@ async fn receipts(client: &mut Client, name: String, setting: OnOff, json: bool)
 struct Changes {
     share_presence: Option<OnOff>,
     receipts: Option<OnOff>,
+    mute: Option<OnOff>,
     disappear: Option<Disappear>,
 }
 
@@ -157,14 +160,32 @@ async fn set(client: &mut Client, name: String, changes: Changes, json: bool) ->
     let Changes {
         share_presence,
         receipts,
+        mute,
         disappear,
     } = changes;
-    if share_presence.is_none() && receipts.is_none() && disappear.is_none() {
+    if share_presence.is_none() && receipts.is_none() && mute.is_none() && disappear.is_none() {
         bail!(
-            "nothing to change: give --share-presence on|off, --receipts on|off and/or --disappear DURATION|off"
+            "nothing to change: give --share-presence on|off, --receipts on|off, --mute on|off and/or --disappear DURATION|off"
         );
     }
     let mut result = serde_json::Map::new();
+    if let Some(setting) = mute {
+        let on = matches!(setting, OnOff::On);
+        let answer = client
+            .call("contact.mute", json!({ "contact": name, "on": on }))
+            .await?;
+        result.insert("muted".into(), answer["muted"].clone());
+        if !json {
+            println!(
+                "{}",
+                if on {
+                    format!("No notifications for messages from {name} on this device.")
+                } else {
+                    format!("Messages from {name} notify again.")
+                }
+            );
+        }
+    }
     if let Some(Disappear(secs)) = disappear {
         let view = client
             .call(

@@ -90,22 +90,48 @@ pub async fn run(home: &Home, command: GroupCommand) -> Result<ExitCode> {
         }
         GroupCommand::Set {
             group,
-            disappear: Disappear(secs),
+            disappear,
+            mute,
             json,
         } => {
-            let params = json!({ "group": group, "secs": secs });
-            let view = change(client, "group.disappear", params).await?;
-            changed(&view, json, |v| match secs {
-                Some(_) => format!(
-                    "Messages in {} now disappear {} after they are sent, on every member's devices.",
-                    for_terminal(&v.name, false),
-                    timer_text(secs)
-                ),
-                None => format!(
-                    "Messages in {} no longer disappear.",
-                    for_terminal(&v.name, false)
-                ),
-            })?;
+            if disappear.is_none() && mute.is_none() {
+                anyhow::bail!(
+                    "nothing to change: give --disappear DURATION|off and/or --mute on|off"
+                );
+            }
+            if let Some(setting) = mute {
+                let on = matches!(setting, crate::args::OnOff::On);
+                let answer = client
+                    .call("group.mute", json!({ "group": group, "on": on }))
+                    .await?;
+                if json && disappear.is_none() {
+                    print_json(&answer)?;
+                } else if !json {
+                    println!(
+                        "{}",
+                        if on {
+                            "No notifications for this group's messages on this device."
+                        } else {
+                            "The group's messages notify again."
+                        }
+                    );
+                }
+            }
+            if let Some(Disappear(secs)) = disappear {
+                let params = json!({ "group": group, "secs": secs });
+                let view = change(client, "group.disappear", params).await?;
+                changed(&view, json, |v| match secs {
+                    Some(_) => format!(
+                        "Messages in {} now disappear {} after they are sent, on every member's devices.",
+                        for_terminal(&v.name, false),
+                        timer_text(secs)
+                    ),
+                    None => format!(
+                        "Messages in {} no longer disappear.",
+                        for_terminal(&v.name, false)
+                    ),
+                })?;
+            }
         }
         GroupCommand::Promote {
             group,

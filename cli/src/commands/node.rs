@@ -40,6 +40,10 @@ pub struct NodeFile {
     pub max_file_mib: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_sent_days: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notify_cmd: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notify_with_text: Option<bool>,
 }
 
 impl NodeFile {
@@ -95,6 +99,11 @@ impl NodeFile {
             auto_fetch_mib: args.auto_fetch_mib.or(self.auto_fetch_mib),
             max_file_mib: args.max_file_mib.or(self.max_file_mib),
             keep_sent_days: args.keep_sent_days.or(self.keep_sent_days),
+            notify_cmd: args.notify_cmd.or(self.notify_cmd),
+            notify_with_text: args
+                .notify_with_text
+                .map(|s| matches!(s, crate::args::OnOff::On))
+                .or(self.notify_with_text),
         }
     }
 
@@ -198,6 +207,14 @@ pub fn settings(home: &Home, args: NodeRunArgs) -> Result<(NodeConfig, NodeFile)
             file.max_file_mib.unwrap_or(DEFAULT_MAX_FILE_MIB),
             "--max-file-mib",
         )?,
+        notify: file
+            .notify_cmd
+            .as_ref()
+            .filter(|c| !c.trim().is_empty())
+            .map(|command| hush_node::notify::NotifyConfig {
+                command: command.clone(),
+                with_text: file.notify_with_text.unwrap_or(false),
+            }),
         keep_sent: match file.keep_sent_days.unwrap_or(DEFAULT_KEEP_SENT_DAYS) {
             0 => None,
             days if days > 36_500 => {

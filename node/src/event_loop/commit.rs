@@ -27,6 +27,8 @@ pub(super) enum After {
     ReplySend(Reply<SendReceipt>, SendReceipt),
     ReplyContact(Reply<crate::view::ContactView>, crate::view::ContactView),
     ReplyRead(Reply<usize>, usize),
+    /// A conversation was muted (`true`) or unmuted.
+    ReplyMuted(Reply<bool>, bool),
     /// Mail from this home relay is stored: tell the relay to delete it.
     MailAck(usize, Vec<u64>),
     /// One-time keys are on disk: hand them to this home relay.
@@ -222,6 +224,7 @@ impl EventLoop {
                     self.drive();
                 }
                 (After::Emit(event), Ok(())) => {
+                    self.notify(&event);
                     let _ = self.events.send(*event);
                 }
                 (After::PendingStored(session, digest), _) => {
@@ -239,6 +242,12 @@ impl EventLoop {
                 }
                 (After::ReplyRead(reply, n), Ok(())) => {
                     let _ = reply.send(Ok(n));
+                }
+                (After::ReplyMuted(reply, on), Ok(())) => {
+                    let _ = reply.send(Ok(on));
+                }
+                (After::ReplyMuted(reply, _), Err(e)) => {
+                    let _ = reply.send(Err(store_failed(e)));
                 }
                 (After::ReplyPresence(reply, view), Ok(())) => {
                     let _ = reply.send(Ok(view));

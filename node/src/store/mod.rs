@@ -71,6 +71,8 @@ const FILES: TableDefinition<(&[u8; 32], u128), &[u8]> = TableDefinition::new("f
 /// Per contact account: the 1:1 conversation's disappearing timer
 /// ([`TimerRecord`]).
 const TIMERS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("conversation_timers");
+/// Conversations the user muted: no notification for their messages.
+const MUTED: TableDefinition<&[u8; 32], ()> = TableDefinition::new("muted_conversations");
 /// (when it expires in Unix ms, conversation, message id) for every message
 /// that disappears: the expiry order.
 const EXPIRING: TableDefinition<(u64, &[u8; 32], u128), ()> = TableDefinition::new("expiring");
@@ -224,6 +226,7 @@ impl Store {
             txn.open_table(DEPOSIT_RIGHTS)?;
             txn.open_table(MAILBOX_GRANTS)?;
             txn.open_table(DEVICE_RELAYS)?;
+            txn.open_table(MUTED)?;
             txn.open_table(CONTACT_TRUST)?;
             txn.open_table(FILES)?;
             txn.open_table(TIMERS)?;
@@ -448,6 +451,16 @@ impl Store {
             Some(bytes) => decode("home relays", &bytes),
             None => Ok(Vec::new()),
         }
+    }
+
+    /// The conversations the user muted.
+    pub fn muted(&self) -> Result<Vec<ConversationId>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(MUTED)?;
+        table
+            .iter()?
+            .map(|row| Ok(ConversationId(*row?.0.value())))
+            .collect()
     }
 
     /// Home relays replaced because they stopped answering (see

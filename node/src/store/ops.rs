@@ -10,7 +10,7 @@ use super::search::Indexer;
 use super::{
     CLOCK_KEY, CONTACT_TRUST, CONTACTS, DEPOSIT_RIGHTS, DEVICE_RELAYS, DRAINED_KEY, EXPIRING,
     FALLBACK_KEY, FALLBACK_MADE_KEY, FILES, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUP_RECEIPTS,
-    GROUPS, LISTEN_KEY, MAILBOX_GRANTS, MEGOLM_IN, MESSAGES, META, OLM_ACCOUNT_KEY, OUTBOX,
+    GROUPS, LISTEN_KEY, MAILBOX_GRANTS, MEGOLM_IN, MESSAGES, META, MUTED, OLM_ACCOUNT_KEY, OUTBOX,
     OWN_PRESENCE_KEY, OutboxKey, PRESENCE, RELAYS_FOUND_KEY, RELAYS_KEY, RETIRED_RELAYS_KEY, SEEN,
     SESSIONS, StoreError, TIMERS, UNREAD, WAL_KEY, decode, encode,
 };
@@ -91,6 +91,8 @@ pub enum Op {
     PutDeviceRelays(DeviceId, #[serde(with = "serde_bytes")] Vec<u8>),
     /// Home relays replaced because they stopped answering, still read.
     PutRetiredRelays(Vec<String>),
+    /// The user muted (or unmuted) a conversation.
+    PutMuted(ConversationId, bool),
 }
 
 /// A message record as formats 1 to 3 stored it (no timer, no kind).
@@ -146,6 +148,7 @@ struct Tables<'t> {
     rights: Slot<'t, Id, Bytes>,
     grants: Slot<'t, Id, Bytes>,
     device_relays: Slot<'t, Id, Bytes>,
+    muted: Slot<'t, Id, ()>,
     trust: Slot<'t, Id, Bytes>,
     files: Slot<'t, (Id, u128), Bytes>,
     timers: Slot<'t, Id, Bytes>,
@@ -444,6 +447,14 @@ pub(super) fn write(
                 Op::PutDeviceRelays(device, stated) => {
                     table(&txn, &mut t.device_relays, DEVICE_RELAYS)?
                         .insert(&device.0, stated.as_slice())?;
+                }
+                Op::PutMuted(conversation, on) => {
+                    let table = table(&txn, &mut t.muted, MUTED)?;
+                    if on {
+                        table.insert(&conversation.0, ())?;
+                    } else {
+                        table.remove(&conversation.0)?;
+                    }
                 }
                 Op::PutRetiredRelays(addrs) => {
                     let meta = table(&txn, &mut t.meta, META)?;

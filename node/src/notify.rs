@@ -1,0 +1,190 @@
+//! Local notifications (`hush node run --notify-cmd CMD`): a command run
+//! for each new message of a conversation that is not muted, once it is
+//! stored.
+//!
+//! The command runs through `sh -c` with, in its environment:
+//! `HUSH_KIND` (`message`, `file` or `group_message`), `HUSH_FROM` (the
+//! author's name as this device knows it), `HUSH_CONVERSATION` (the contact
+//! or the group), `HUSH_ID` (the message id), and `HUSH_TEXT` only with
+//! `--notify-with-text`. Names and text come from other people: control
+//! characters are replaced, so a value cannot smuggle escape sequences to
+//! a terminal or break a line. At most [`MAX_RUNNING`] commands run at
+//! once (one more is skipped and logged), each for at most
+//! [`MAX_RUN`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+use crate::view::{Event, MessageView};
+
+/// Notification commands running at once, at most.
+pub const MAX_RUNNING: usize = 4;
+/// A notification command is stopped after this long.
+pub const MAX_RUN: Duration = Duration::from_secs(30);
+/// Longest text handed to the command, in bytes.
+const MAX_TEXT: usize = 1024;
+
+/// What `--notify-cmd` runs, and how.
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    pub command: String,
+    /// Hand the message's text to the command (`--notify-with-text`).
+    pub with_text: bool,
+}
+
+/// One new message, as the command hears of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Notification {
+    pub kind: &'static str,
+    pub from: String,
+    pub conversation: String,
+    pub id: String,
+    pub text: String,
+}
+
+impl Notification {
+    /// The notification an event calls for: a message someone else wrote
+    /// (not one of ours, not a timer change).
+    pub(crate) fn of(event: &Event) -> Option<Self> {
+        let (kind, conversation, message) = match event {
+            Event::Message {
+                contact, message, ..
+            } => (
+                if message.file.is_some() {
+                    "file"
+                } else {
+                    "message"
+                },
+                contact,
+                message,
+            ),
+            Event::GroupMessage { group, message, .. } => ("group_message", group, message),
+            _ => return None,
+        };
+        Self::wanted(message)?;
+        Some(Self {
+            kind,
+            from: clean(&message.from),
+            conversation: clean(conversation),
+            id: message.id.clone(),
+            text: clean(&message.text),
+        })
+    }
+
+    fn wanted(message: &MessageView) -> Option<()> {
+        (!message.outgoing && message.kind == "message").then_some(())
+    }
+}
+
+/// Control characters (and bidi overrides) become U+FFFD; long text is cut.
+fn clean(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().min(MAX_TEXT));
+    for c in s.chars() {
+        if out.len() + c.len_utf8() > MAX_TEXT {
+            break;
+        }
+        let unsafe_char = c.is_control() || hush_protocol::text::is_unsafe_in_name(c);
+        out.push(if unsafe_char { '\u{FFFD}' } else { c });
+    }
+    out
+}
+
+/// Runs the command for notifications, a bounded number at once.
+#[derive(Debug, Clone)]
+pub(crate) struct Notifier {
+    config: NotifyConfig,
+    running: Arc<Semaphore>,
+}
+
+impl Notifier {
+    pub(crate) fn new(config: NotifyConfig) -> Self {
+        Self {
+            config,
+            running: Arc::new(Semaphore::new(MAX_RUNNING)),
+        }
+    }
+
+    /// Starts the command for `n` (skipped when [`MAX_RUNNING`] still run).
+    pub(crate) fn notify(&self, n: Notification) {
+        let Ok(permit) = self.running.clone().try_acquire_owned() else {
+            tracing::warn!(
+                running = MAX_RUNNING,
+                "a notification was skipped: the notify command is still running for earlier ones"
+            );
+            return;
+        };
+        let mut command = tokio::process::Command::new("sh");
+        command
+            .arg("-c")
+            .arg(&self.config.command)
+            .env("HUSH_KIND", n.kind)
+            .env("HUSH_FROM", &n.from)
+            .env("HUSH_CONVERSATION", &n.conversation)
+            .env("HUSH_ID", &n.id)
+            .env_remove("HUSH_TEXT")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        if self.config.with_text {
+            command.env("HUSH_TEXT", &n.text);
+        }
+        tokio::spawn(async move {
+            let _permit = permit;
+            let run = async {
+                let status = command.status().await?;
+                Ok::<_, std::io::Error>(status)
+            };
+            match tokio::time::timeout(MAX_RUN, run).await {
+                Ok(Ok(status)) if status.success() => {}
+                Ok(Ok(status)) => tracing::warn!(%status, "the notify command failed"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "could not run the notify command"),
+                Err(_) => tracing::warn!(
+                    secs = MAX_RUN.as_secs(),
+                    "the notify command ran too long and was stopped"
+                ),
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::Status;
+
+    fn message(outgoing: bool, text: &str) -> MessageView {
+        MessageView {
+            id: "01".into(),
+            from: "bob\u{1b}[31m".into(),
+            outgoing,
+            text: text.into(),
+            status: Status::Delivered,
+            sent_at: String::new(),
+            sent_at_ms: 0,
+            file: None,
+            kind: "message".into(),
+            timer_secs: None,
+            disappears_at: None,
+        }
+    }
+
+    #[test]
+    fn only_what_others_wrote_notifies_and_escapes_become_harmless() {
+        let incoming = Event::Message {
+            contact: "bob".into(),
+            message: message(false, "hi\u{1b}]0;title\u{7}\nthere"),
+            keys_changed: false,
+        };
+        let n = Notification::of(&incoming).expect("a notification");
+        assert_eq!(n.kind, "message");
+        assert_eq!(n.from, "bob\u{FFFD}[31m");
+        assert!(!n.text.chars().any(char::is_control), "{:?}", n.text);
+        let ours = Event::Message {
+            contact: "bob".into(),
+            message: message(true, "mine"),
+            keys_changed: false,
+        };
+        assert_eq!(Notification::of(&ours), None);
+    }
+}

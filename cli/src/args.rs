@@ -139,6 +139,13 @@ hush history bob --limit 20 --json")]
         #[arg(long)]
         json: bool,
     },
+    /// Every conversation, the most recent first: unread messages, the
+    /// newest one, muted or not
+    Conversations {
+        /// Print JSON instead of text (one array)
+        #[arg(long)]
+        json: bool,
+    },
     /// A contact's presence (online, last seen), or the global sharing switch.
     Presence(PresenceArgs),
     /// Group chats: create, invite, join, send, history, members, remove...
@@ -609,8 +616,12 @@ pub struct HistoryArgs {
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
     /// Only messages older than this message id (for paging back)
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", conflicts_with = "after")]
     pub before: Option<String>,
+    /// Only messages newer than this message id, the oldest first (to
+    /// catch up from the last one seen)
+    #[arg(long, value_name = "ID")]
+    pub after: Option<String>,
     /// Print JSON instead of text (one object; a list prints one array)
     #[arg(long)]
     pub json: bool,
@@ -727,8 +738,11 @@ pub enum GroupCommand {
         #[arg(long, default_value_t = 50)]
         limit: usize,
         /// Only messages older than this message id (for paging back)
-        #[arg(long, value_name = "ID")]
+        #[arg(long, value_name = "ID", conflicts_with = "after")]
         before: Option<String>,
+        /// Only messages newer than this message id, the oldest first
+        #[arg(long, value_name = "ID")]
+        after: Option<String>,
         /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
         json: bool,

@@ -229,7 +229,7 @@ async fn churn(
         let node = Node::start(&home, NodeConfig::default().with_listen(loopback.clone())).await?;
         let got = wait_for(Duration::from_secs(30), || async {
             Ok(node
-                .history("sender", None, 10)?
+                .history("sender", hush_node::Page::Before(None), 10)?
                 .iter()
                 .any(|m| m.text == "while you were away"))
         })

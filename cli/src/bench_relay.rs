@@ -433,7 +433,7 @@ async fn drain(dir: &std::path::Path) -> Result<Duration> {
         }
     }
     let elapsed = t0.elapsed();
-    let history = bob.history("alice", None, 10)?;
+    let history = bob.history("alice", hush_node::Page::Before(None), 10)?;
     if history.len() != 10 {
         bail!("bob's history is missing messages after the drain");
     }

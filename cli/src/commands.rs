@@ -99,6 +99,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Events { json } => chat::events(&mut Client::connect(&home).await?, json).await?,
         Command::Status { json } => status::run(&mut Client::connect(&home).await?, json).await?,
+        Command::Conversations { json } => {
+            chat::conversations(&mut Client::connect(&home).await?, json).await?;
+        }
         Command::Relays { json } => {
             status::relays(&mut Client::connect(&home).await?, json).await?;
         }

@@ -272,6 +272,7 @@ async fn dispatch(node: &Node, request: Request) -> Result<Value, (i64, String)>
             )
         }
         "contact.list" => to_value(node.contacts().map_err(node_err)?),
+        "conversations" => to_value(node.conversations().await.map_err(node_err)?),
         "contact.mute" => {
             let p: SwitchParams = params(request.params)?;
             let muted = node
@@ -373,12 +374,12 @@ async fn dispatch(node: &Node, request: Request) -> Result<Value, (i64, String)>
         }
         "history" => {
             let p: HistoryParams = params(request.params)?;
-            let before = parse_before(p.before)?;
+            let page = parse_page(p.before, p.after)?;
             let limit = p
                 .limit
                 .unwrap_or(DEFAULT_HISTORY_LIMIT)
                 .min(MAX_HISTORY_LIMIT);
-            to_value(node.history(&p.contact, before, limit).map_err(node_err)?)
+            to_value(node.history(&p.contact, page, limit).map_err(node_err)?)
         }
         "read" => {
             let p: ContactParams = params(request.params)?;
@@ -394,11 +395,25 @@ async fn dispatch(node: &Node, request: Request) -> Result<Value, (i64, String)>
     }
 }
 
-fn parse_before(before: Option<String>) -> Result<Option<hush_protocol::MessageId>, (i64, String)> {
-    before
-        .map(|b| b.parse())
-        .transpose()
-        .map_err(|e| (INVALID_PARAMS, format!("invalid `before`: {e}")))
+/// `before` or `after` (not both) as a page of history.
+fn parse_page(
+    before: Option<String>,
+    after: Option<String>,
+) -> Result<crate::store::Page, (i64, String)> {
+    let id = |what: &str, s: String| {
+        s.parse::<hush_protocol::MessageId>()
+            .map_err(|e| (INVALID_PARAMS, format!("invalid `{what}`: {e}")))
+    };
+    match (before, after) {
+        (Some(_), Some(_)) => Err((
+            INVALID_PARAMS,
+            "give `before` or `after`, not both".to_owned(),
+        )),
+        (None, Some(a)) => Ok(crate::store::Page::After(id("after", a)?)),
+        (b, None) => Ok(crate::store::Page::Before(
+            b.map(|b| id("before", b)).transpose()?,
+        )),
+    }
 }
 
 async fn group_dispatch(node: &Node, request: Request) -> Result<Value, (i64, String)> {
@@ -498,13 +513,13 @@ async fn group_dispatch(node: &Node, request: Request) -> Result<Value, (i64, St
         }
         "group.history" => {
             let p: GroupHistoryParams = params(value)?;
-            let before = parse_before(p.before)?;
+            let page = parse_page(p.before, p.after)?;
             let limit = p
                 .limit
                 .unwrap_or(DEFAULT_HISTORY_LIMIT)
                 .min(MAX_HISTORY_LIMIT);
             to_value(
-                node.group_history(&p.group, before, limit)
+                node.group_history(&p.group, page, limit)
                     .await
                     .map_err(node_err)?,
             )

@@ -60,9 +60,9 @@ pub use node::{
     now_ms,
 };
 pub use records::{FileState, Status};
-pub use store::StoreError;
+pub use store::{Page, StoreError};
 pub use view::{
-    ContactView, DeviceView, Event, FileView, GroupMembersView, GroupMessageView, GroupView,
-    LinkCodeView, LinkedView, MemberView, MessageView, NodeStatus, PresenceView, Reachability,
-    RelayView, SearchHitView, SendReceipt, rfc3339, timer_text,
+    ContactView, ConversationView, DeviceView, Event, FileView, GroupMembersView, GroupMessageView,
+    GroupView, LinkCodeView, LinkedView, MemberView, MessageView, NodeStatus, PresenceView,
+    Reachability, RelayView, SearchHitView, SendReceipt, rfc3339, timer_text,
 };

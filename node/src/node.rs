@@ -670,14 +670,14 @@ impl Node {
     pub fn history(
         &self,
         contact: &str,
-        before: Option<MessageId>,
+        page: crate::store::Page,
         limit: usize,
     ) -> Result<Vec<MessageView>, NodeError> {
         let record = self.contact(contact)?;
         let conversation = ConversationId::direct(&self.me.account, &record.account);
         let messages = self
             .store
-            .history(&conversation, before, limit.min(MAX_HISTORY_LIMIT))?;
+            .page(&conversation, page, limit.min(MAX_HISTORY_LIMIT))?;
         Ok(messages
             .iter()
             .map(|m| {
@@ -828,6 +828,61 @@ impl Node {
         }
     }
 
+    /// Every conversation (contacts and groups) with its unread count and
+    /// newest message, the most recent first; those without messages
+    /// last, by name.
+    pub async fn conversations(&self) -> Result<Vec<crate::view::ConversationView>, NodeError> {
+        use crate::view::ConversationView;
+        let contacts = self.store.contacts()?;
+        let names: HashMap<AccountId, String> = contacts
+            .iter()
+            .map(|c| (c.account, c.name.clone()))
+            .collect();
+        let name_of = |account: &AccountId| -> String {
+            if *account == self.me.account {
+                return self.me.name.clone();
+            }
+            names
+                .get(account)
+                .cloned()
+                .unwrap_or_else(|| account.to_string()[..12].to_owned())
+        };
+        let muted: std::collections::HashSet<ConversationId> =
+            self.store.muted()?.into_iter().collect();
+        let mut list = Vec::new();
+        let mut view = |kind: &str, name: String, group_id, conversation: ConversationId| {
+            let last = self
+                .store
+                .history(&conversation, None, 1)?
+                .pop()
+                .map(|m| MessageView::new(&m, name_of(&m.from)));
+            list.push(ConversationView {
+                kind: kind.to_owned(),
+                name,
+                group_id,
+                unread: self.store.unread_count(&conversation)?,
+                muted: muted.contains(&conversation),
+                last,
+            });
+            Ok::<(), NodeError>(())
+        };
+        for c in &contacts {
+            let conversation = ConversationId::direct(&self.me.account, &c.account);
+            view("contact", c.name.clone(), None, conversation)?;
+        }
+        for g in self.group_list().await? {
+            let Ok(id) = g.id.parse::<hush_protocol::GroupId>() else {
+                continue;
+            };
+            view("group", g.name, Some(g.id), ConversationId::group(&id))?;
+        }
+        list.sort_by(|a, b| {
+            let at = |c: &ConversationView| c.last.as_ref().map(|m| m.sent_at_ms);
+            at(b).cmp(&at(a)).then_with(|| a.name.cmp(&b.name))
+        });
+        Ok(list)
+    }
+
     pub async fn group_list(&self) -> Result<Vec<GroupView>, NodeError> {
         self.call(|reply| Command::Group(GroupCommand::List { reply }))
             .await
@@ -843,7 +898,7 @@ impl Node {
     pub async fn group_history(
         &self,
         group: &str,
-        before: Option<MessageId>,
+        page: crate::store::Page,
         limit: usize,
     ) -> Result<Vec<GroupMessageView>, NodeError> {
         let group = group.to_owned();
@@ -851,7 +906,7 @@ impl Node {
         self.call(|reply| {
             Command::Group(GroupCommand::History {
                 group,
-                before,
+                page,
                 limit,
                 reply,
             })

@@ -126,6 +126,8 @@ pub struct HistoryParams {
     pub contact: String,
     pub limit: Option<usize>,
     pub before: Option<String>,
+    /// The messages after this id instead (to catch up from it).
+    pub after: Option<String>,
 }
 
 /// `search`: words, `"a phrase"`, `prefix*` (all required), narrowed to
@@ -250,4 +252,6 @@ pub struct GroupHistoryParams {
     pub group: String,
     pub limit: Option<usize>,
     pub before: Option<String>,
+    /// The messages after this id instead (to catch up from it).
+    pub after: Option<String>,
 }

@@ -350,6 +350,24 @@ pub struct SearchHitView {
     pub marks: Vec<(usize, usize)>,
 }
 
+/// One conversation, as `conversations` lists them (the newest first).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConversationView {
+    /// `contact` or `group`.
+    pub kind: String,
+    /// The contact's name, or the group's.
+    pub name: String,
+    /// The group's id (none for a contact).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    /// Messages not read yet.
+    pub unread: usize,
+    /// No notification for its messages on this device.
+    pub muted: bool,
+    /// Its newest message, if it has any.
+    pub last: Option<MessageView>,
+}
+
 /// Something that happened, pushed to `events` subscribers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

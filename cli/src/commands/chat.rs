@@ -139,8 +139,47 @@ fn entry_text(m: Entry<'_>) -> String {
     }
 }
 
+/// `hush conversations`: every conversation, the most recent first.
+pub async fn conversations(client: &mut Client, json: bool) -> Result<()> {
+    let list: Vec<hush_node::ConversationView> =
+        serde_json::from_value(client.call("conversations", Value::Null).await?)?;
+    if json {
+        return print_json(&list);
+    }
+    if list.is_empty() {
+        println!("no conversations yet: add a contact (`hush contact add NAME CARD`)");
+    }
+    for c in &list {
+        let unread = match c.unread {
+            0 => String::new(),
+            n => format!(" ({n} unread)"),
+        };
+        let muted = if c.muted { " [muted]" } else { "" };
+        let group = if c.kind == "group" { "#" } else { "" };
+        let last = c.last.as_ref().map_or(String::new(), |m| {
+            let text: String = m.text.chars().take(60).collect();
+            format!(
+                "\n  {} {}: {}",
+                m.sent_at,
+                for_terminal(&m.from, false),
+                for_terminal(&text, false)
+            )
+        });
+        println!(
+            "{group}{}{unread}{muted}{last}",
+            for_terminal(&c.name, false)
+        );
+    }
+    Ok(())
+}
+
 pub async fn history(client: &mut Client, args: HistoryArgs) -> Result<()> {
-    let params = json!({ "contact": args.name, "limit": args.limit, "before": args.before });
+    let params = json!({
+        "contact": args.name,
+        "limit": args.limit,
+        "before": args.before,
+        "after": args.after,
+    });
     let messages: Vec<MessageView> = serde_json::from_value(client.call("history", params).await?)?;
     let contacts: Vec<ContactView> =
         serde_json::from_value(client.call("contact.list", Value::Null).await?)?;

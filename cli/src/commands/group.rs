@@ -185,9 +185,11 @@ pub async fn run(home: &Home, command: GroupCommand) -> Result<ExitCode> {
             group,
             limit,
             before,
+            after,
             json,
         } => {
-            let params = json!({ "group": group, "limit": limit, "before": before });
+            let params =
+                json!({ "group": group, "limit": limit, "before": before, "after": after });
             let messages: Vec<GroupMessageView> =
                 serde_json::from_value(client.call("group.history", params).await?)?;
             if json {

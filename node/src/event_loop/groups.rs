@@ -86,7 +86,7 @@ pub(crate) enum GroupCommand {
     },
     History {
         group: String,
-        before: Option<MessageId>,
+        page: crate::store::Page,
         limit: usize,
         reply: Reply<Vec<GroupMessageView>>,
     },
@@ -539,11 +539,11 @@ impl EventLoop {
             }
             GroupCommand::History {
                 group,
-                before,
+                page,
                 limit,
                 reply,
             } => {
-                let _ = reply.send(self.group_history(&group, before, limit));
+                let _ = reply.send(self.group_history(&group, page, limit));
             }
             GroupCommand::MarkRead { group, reply } => self.group_mark_read(&group, reply),
         }
@@ -780,12 +780,12 @@ impl EventLoop {
     fn group_history(
         &self,
         group: &str,
-        before: Option<MessageId>,
+        page: crate::store::Page,
         limit: usize,
     ) -> Result<Vec<GroupMessageView>, NodeError> {
         let id = self.engine.groups.resolve(group)?;
         let conversation = ConversationId::group(&id);
-        let records = self.store.history(&conversation, before, limit)?;
+        let records = self.store.page(&conversation, page, limit)?;
         let mut out = Vec::with_capacity(records.len());
         for r in records {
             let (mut delivered_to, mut read_by) = (Vec::new(), Vec::new());

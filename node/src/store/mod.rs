@@ -174,6 +174,15 @@ pub struct Store {
 /// The associated data of a sealed write-ahead log record.
 const WAL_AD: &[u8] = b"hush wal record";
 
+/// Which page of a conversation's history (`history`, `group.history`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// The messages before this one (the newest when `None`).
+    Before(Option<MessageId>),
+    /// The messages after this one (to catch up from it).
+    After(MessageId),
+}
+
 impl Store {
     /// Opens (or creates) the database at `path`, sealed at rest under
     /// `key` (see [`hush_host::sealed_db`]); a plaintext database made by an
@@ -713,6 +722,19 @@ impl Store {
             .collect()
     }
 
+    /// Unread messages of a conversation, counted.
+    pub fn unread_count(&self, conversation: &ConversationId) -> Result<usize, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(UNREAD)?;
+        let c = &conversation.0;
+        let mut n = 0;
+        for row in table.range((c, 0)..=(c, u128::MAX))? {
+            row?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Up to `limit` messages older than `before` (or the newest), oldest first.
     pub fn history(
         &self,
@@ -734,6 +756,23 @@ impl Store {
             .collect::<Result<Vec<MessageRecord>, StoreError>>()?;
         out.reverse();
         Ok(out)
+    }
+
+    /// A page of a conversation, oldest first: up to `limit` messages
+    /// before a message (or the newest), or after one.
+    pub fn page(
+        &self,
+        conversation: &ConversationId,
+        page: Page,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        match page {
+            Page::Before(before) => self.history(conversation, before, limit),
+            Page::After(after) => match after.0.checked_add(1) {
+                Some(from) => self.messages_from(conversation, from, limit),
+                None => Ok(Vec::new()),
+            },
+        }
     }
 
     /// Up to `limit` messages of a conversation from id `from` on

@@ -122,9 +122,14 @@ hush history bob --limit 20 --json")]
     },
     /// Follow events: new messages, status changes, contacts coming online
     Events {
-        /// One JSON object per line
+        /// One JSON object per line (each with its `cursor`)
         #[arg(long)]
         json: bool,
+        /// Resume after the event with this cursor (from `--json`): the
+        /// events since then first, nothing missed while the node kept
+        /// them (else a `gap` event says so)
+        #[arg(long, value_name = "CURSOR")]
+        after: Option<String>,
     },
     /// Show the node's status
     Status {

@@ -97,7 +97,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Read { name, json } => {
             chat::read(&mut Client::connect(&home).await?, &name, json).await?
         }
-        Command::Events { json } => chat::events(&mut Client::connect(&home).await?, json).await?,
+        Command::Events { json, after } => {
+            chat::events(&mut Client::connect(&home).await?, json, after.as_deref()).await?;
+        }
         Command::Status { json } => status::run(&mut Client::connect(&home).await?, json).await?,
         Command::Conversations { json } => {
             chat::conversations(&mut Client::connect(&home).await?, json).await?;

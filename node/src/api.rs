@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{Semaphore, broadcast};
+use tokio::sync::{Semaphore, broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::error::NodeError;
@@ -136,30 +136,86 @@ pub(crate) async fn read_line<R: AsyncRead + Unpin>(
     Ok(Some(line))
 }
 
+/// Lines waiting to be written to one client, at most.
+const OUT_QUEUE: usize = 256;
+
+/// One client: requests answered in order; after `events.subscribe`,
+/// events are written between the answers, on the same connection.
 async fn serve_connection(stream: UnixStream, node: Node) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
+    let (out, mut lines) = mpsc::channel::<Vec<u8>>(OUT_QUEUE);
+    let writer = tokio::spawn(async move {
+        while let Some(line) = lines.recv().await {
+            write.write_all(&line).await?;
+        }
+        Ok::<(), std::io::Error>(())
+    });
     let mut reader = BufReader::new(read);
+    let mut streaming: Option<tokio::task::JoinHandle<()>> = None;
     while let Some(line) = read_line(&mut reader, MAX_REQUEST_LEN).await? {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let request = match parse_request(&line) {
-            Ok(r) => r,
-            Err(response) => {
-                write_json(&mut write, &response).await?;
-                continue;
+        let response = match parse_request(&line) {
+            Ok(request) if request.method == "events.subscribe" => {
+                let id = request.id.clone();
+                match subscribe(&node, request, streaming.is_some()) {
+                    Ok(resume) => {
+                        // The answer goes before the first event.
+                        let ok = Response::ok(id, json!({ "subscribed": true }));
+                        if out.send(line_of(&ok)?).await.is_err() {
+                            break;
+                        }
+                        streaming = Some(tokio::spawn(stream_events(
+                            node.clone(),
+                            resume,
+                            out.clone(),
+                        )));
+                        continue;
+                    }
+                    Err((code, message)) => Response::err(id, code, message),
+                }
             }
+            Ok(request) => handle(&node, request).await,
+            Err(response) => response,
         };
-        if request.method == "events.subscribe" {
-            let events = node.subscribe();
-            let ok = Response::ok(request.id, json!({ "subscribed": true }));
-            write_json(&mut write, &ok).await?;
-            return stream_events(events, write).await;
+        if out.send(line_of(&response)?).await.is_err() {
+            break;
         }
-        let response = handle(&node, request).await;
-        write_json(&mut write, &response).await?;
     }
-    Ok(())
+    // The client sent all it will: its events go on until it hangs up.
+    drop(out);
+    if let Some(events) = streaming {
+        let _ = events.await;
+    }
+    writer.await.map_err(std::io::Error::other)?
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct SubscribeParams {
+    /// The cursor of the last event the client saw.
+    after: Option<String>,
+}
+
+fn subscribe(
+    node: &Node,
+    request: Request,
+    already: bool,
+) -> Result<crate::journal::Resume, (i64, String)> {
+    if already {
+        return Err((
+            INVALID_REQUEST,
+            "this connection is subscribed to events already".to_owned(),
+        ));
+    }
+    let p: SubscribeParams = match request.params {
+        Value::Null => SubscribeParams::default(),
+        value => params(value)?,
+    };
+    node.journal()
+        .resume(p.after.as_deref())
+        .map_err(|e| (INVALID_PARAMS, e))
 }
 
 /// Parses one request line: invalid JSON is a parse error; JSON that is not
@@ -185,28 +241,71 @@ fn parse_request(line: &[u8]) -> Result<Request, Response> {
     Ok(request)
 }
 
-async fn stream_events(
-    mut events: broadcast::Receiver<crate::Event>,
-    mut write: tokio::net::unix::OwnedWriteHalf,
-) -> std::io::Result<()> {
+/// Writes the events a subscriber resumes with, then the live ones, each
+/// with its `cursor`. Falling behind loses nothing the journal still
+/// holds: the subscriber is resumed from its last event.
+async fn stream_events(node: Node, mut resume: crate::journal::Resume, out: mpsc::Sender<Vec<u8>>) {
+    let mut last = None;
     loop {
-        let params = match events.recv().await {
-            Ok(event) => serde_json::to_value(event).unwrap_or(Value::Null),
-            Err(broadcast::error::RecvError::Lagged(n)) => json!({ "type": "lagged", "missed": n }),
-            Err(broadcast::error::RecvError::Closed) => return Ok(()),
+        if resume.gap {
+            let gap = crate::Event::Gap {
+                reason: "events may have been missed (the node restarted, or the cursor is older than the 4096 events it keeps): catch up with `conversations` and `history --after`".to_owned(),
+            };
+            if send_event(&out, serde_json::to_value(gap).unwrap_or(Value::Null))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        for event in std::mem::take(&mut resume.replay) {
+            if write_journaled(&node, &out, &event).await.is_err() {
+                return;
+            }
+            last = Some(event.seq);
+        }
+        loop {
+            match resume.live.recv().await {
+                Ok(event) => {
+                    if write_journaled(&node, &out, &event).await.is_err() {
+                        return;
+                    }
+                    last = Some(event.seq);
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => break,
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+        let cursor = last.map(|seq| node.journal().cursor(seq));
+        resume = match node.journal().resume(cursor.as_deref()) {
+            Ok(resume) => resume,
+            Err(_) => return,
         };
-        let note = json!({ "jsonrpc": "2.0", "method": "event", "params": params });
-        write_json(&mut write, &note).await?;
     }
 }
 
-async fn write_json<W: AsyncWriteExt + Unpin, T: serde::Serialize>(
-    write: &mut W,
-    value: &T,
-) -> std::io::Result<()> {
+async fn write_journaled(
+    node: &Node,
+    out: &mpsc::Sender<Vec<u8>>,
+    event: &crate::journal::Journaled,
+) -> Result<(), ()> {
+    let mut params = serde_json::to_value(&event.event).unwrap_or(Value::Null);
+    if let Some(fields) = params.as_object_mut() {
+        fields.insert("cursor".into(), node.journal().cursor(event.seq).into());
+    }
+    send_event(out, params).await
+}
+
+async fn send_event(out: &mpsc::Sender<Vec<u8>>, params: Value) -> Result<(), ()> {
+    let note = json!({ "jsonrpc": "2.0", "method": "event", "params": params });
+    let line = line_of(&note).map_err(|_| ())?;
+    out.send(line).await.map_err(|_| ())
+}
+
+fn line_of<T: serde::Serialize>(value: &T) -> std::io::Result<Vec<u8>> {
     let mut bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
-    write.write_all(&bytes).await
+    Ok(bytes)
 }
 
 #[derive(Debug, serde::Deserialize)]

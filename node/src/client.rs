@@ -83,6 +83,14 @@ impl Client {
         self.call("events.subscribe", Value::Null).await.map(drop)
     }
 
+    /// Subscribes from after the event whose `cursor` this is: the events
+    /// since then come first (after a `gap` event if some may be lost).
+    pub async fn subscribe_after(&mut self, cursor: &str) -> Result<(), ClientError> {
+        self.call("events.subscribe", serde_json::json!({ "after": cursor }))
+            .await
+            .map(drop)
+    }
+
     /// The next event (the `params` of an `event` notification), or `None`
     /// when the node closed the stream.
     pub async fn next_event(&mut self) -> Result<Option<Value>, ClientError> {

@@ -31,6 +31,7 @@ mod gate;
 mod group_gossip;
 mod home;
 mod identity;
+pub mod journal;
 mod link;
 mod network;
 mod node;

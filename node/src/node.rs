@@ -276,6 +276,8 @@ pub(crate) enum Command {
 pub struct Node {
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
+    /// The events of this run, numbered, for API clients that reconnect.
+    journal: Arc<crate::journal::Journal>,
     store: Arc<Store>,
     task: Arc<tokio::sync::Mutex<Option<JoinHandle<()>>>>,
     me: Arc<MeSummary>,
@@ -330,6 +332,7 @@ impl Node {
         });
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let journal = crate::journal::Journal::start(&events);
         let event_loop = EventLoop::new(
             me,
             olm,
@@ -364,6 +367,7 @@ impl Node {
         Ok(Self {
             commands,
             events,
+            journal,
             store,
             task: Arc::new(tokio::sync::Mutex::new(Some(task))),
             me: summary,
@@ -625,6 +629,11 @@ impl Node {
 
     pub async fn card(&self) -> Result<String, NodeError> {
         self.call(|reply| Command::Card { reply }).await
+    }
+
+    /// The event journal (numbered events, for clients that resume).
+    pub fn journal(&self) -> &crate::journal::Journal {
+        &self.journal
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {

@@ -552,12 +552,22 @@ pub struct Events {
 impl Events {
     /// Starts following `user`'s events.
     pub fn follow(user: &User) -> Self {
+        Self::follow_with(user, &[])
+    }
+
+    /// Starts following `user`'s events after the event with `cursor`.
+    pub fn follow_after(user: &User, cursor: &str) -> Self {
+        Self::follow_with(user, &["--after", cursor])
+    }
+
+    fn follow_with(user: &User, extra: &[&str]) -> Self {
         use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
         let mut child = Command::new(hush_bin())
             .arg("--home")
             .arg(&user.home)
             .args(["events", "--json"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -222,8 +222,11 @@ pub async fn read(client: &mut Client, name: &str, json: bool) -> Result<()> {
     }
 }
 
-pub async fn events(client: &mut Client, json: bool) -> Result<()> {
-    client.subscribe().await?;
+pub async fn events(client: &mut Client, json: bool, after: Option<&str>) -> Result<()> {
+    match after {
+        Some(cursor) => client.subscribe_after(cursor).await?,
+        None => client.subscribe().await?,
+    }
     while let Some(event) = client.next_event().await? {
         if json {
             println!("{event}");
@@ -265,6 +268,8 @@ fn describe_event(event: &Value) -> String {
             text()
         ),
         Some("keys_changed") => keys_changed_warning(event["contact"].as_str().unwrap_or("")),
+        Some("gap") => format!("note: {}", s("reason")),
+        Some("lagged") => format!("note: {} events were skipped", event["missed"]),
         Some("contact_removed") => format!("contact removed: {}", s("contact")),
         Some("contact_blocked") if event["blocked"] == true => {
             format!("contact blocked: {}", s("contact"))

@@ -359,6 +359,22 @@ impl User {
             .and_then(|m| m["status"].as_str().map(str::to_owned))
     }
 
+    /// Sends `text` to `to` and waits until it is delivered; its id.
+    pub fn send_delivered(&self, to: &str, text: &str) -> String {
+        let receipt = self.json(&[
+            "send",
+            to,
+            text,
+            "--wait",
+            "delivered",
+            "--timeout",
+            "30",
+            "--json",
+        ]);
+        assert_eq!(receipt["status"], "delivered", "{receipt}");
+        receipt["id"].as_str().expect("an id").to_owned()
+    }
+
     pub fn wait_status(&self, with: &str, id: &str, status: &str) {
         wait_for(
             &format!("{}'s message {id} to be {status}", self.name),

@@ -6,21 +6,6 @@ use std::time::Duration;
 
 use hush_tests::{User, introduce, wait_for};
 
-fn send(from: &User, to: &str, text: &str) -> String {
-    let receipt = from.json(&[
-        "send",
-        to,
-        text,
-        "--wait",
-        "delivered",
-        "--timeout",
-        "30",
-        "--json",
-    ]);
-    assert_eq!(receipt["status"], "delivered", "{receipt}");
-    receipt["id"].as_str().expect("an id").to_owned()
-}
-
 #[test]
 fn conversations_list_unread_counts_and_the_newest_message_most_recent_first() {
     let (mut alice, mut bob, mut carol) =
@@ -31,9 +16,9 @@ fn conversations_list_unread_counts_and_the_newest_message_most_recent_first() {
     introduce(&alice, &bob);
     introduce(&alice, &carol);
     assert!(alice.run(&["group", "create", "climbing"]).ok());
-    let first = send(&bob, "alice", "one");
-    let second = send(&bob, "alice", "two");
-    send(&carol, "alice", "hello from carol");
+    let first = bob.send_delivered("alice", "one");
+    let second = bob.send_delivered("alice", "two");
+    carol.send_delivered("alice", "hello from carol");
     let list = wait_for("three conversations", Duration::from_secs(10), || {
         let list = alice.json(&["conversations", "--json"]);
         (list.as_array()?.len() == 3).then_some(list)
@@ -88,7 +73,7 @@ fn a_client_that_was_away_resumes_its_events_from_its_cursor_and_misses_nothing(
     // A client sees a message, with its cursor, then goes away. (It
     // subscribes with a cursor of no run: the node replays all it keeps,
     // after a gap event, so the probe is there however late it starts.)
-    send(&bob, "alice", "probe");
+    bob.send_delivered("alice", "probe");
     let probe = hush_tests::Events::follow_after(&alice, "0-0");
     let mut probe_cursor = String::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -106,8 +91,8 @@ fn a_client_that_was_away_resumes_its_events_from_its_cursor_and_misses_nothing(
     );
     drop(probe);
     // Away: two messages arrive with nobody listening.
-    send(&bob, "alice", "while away 1");
-    send(&bob, "alice", "while away 2");
+    bob.send_delivered("alice", "while away 1");
+    bob.send_delivered("alice", "while away 2");
     let back = hush_tests::Events::follow_after(&alice, &probe_cursor);
     let mut events = Vec::new();
     while texts(&events).len() < 2 {

@@ -16,21 +16,6 @@ fn lines(path: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
-fn send(from: &User, to: &str, text: &str) -> String {
-    let receipt = from.json(&[
-        "send",
-        to,
-        text,
-        "--wait",
-        "delivered",
-        "--timeout",
-        "30",
-        "--json",
-    ]);
-    assert_eq!(receipt["status"], "delivered", "{receipt}");
-    receipt["id"].as_str().expect("an id").to_owned()
-}
-
 #[test]
 fn notify_cmd_runs_once_per_message_hides_the_text_and_skips_muted_conversations() {
     let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
@@ -42,10 +27,10 @@ fn notify_cmd_runs_once_per_message_hides_the_text_and_skips_muted_conversations
     alice.start_with(&["--notify-cmd", &command]);
     bob.start();
     introduce(&alice, &bob);
-    let one = send(&bob, "alice", "one");
-    let two = send(&bob, "alice", "two");
+    let one = bob.send_delivered("alice", "one");
+    let two = bob.send_delivered("alice", "two");
     // Ours never notify.
-    send(&alice, "bob", "from alice");
+    alice.send_delivered("bob", "from alice");
     wait_for("two notifications", Duration::from_secs(20), || {
         (lines(&log).len() >= 2).then_some(())
     });
@@ -58,9 +43,9 @@ fn notify_cmd_runs_once_per_message_hides_the_text_and_skips_muted_conversations
     // Muted: nothing for bob's next message; unmuted, the one after.
     let muted = alice.json(&["contact", "set", "bob", "--mute", "on", "--json"]);
     assert_eq!(muted["muted"], true, "{muted}");
-    let quiet = send(&bob, "alice", "three");
+    let quiet = bob.send_delivered("alice", "three");
     alice.run(&["contact", "set", "bob", "--mute", "off"]);
-    let four = send(&bob, "alice", "four");
+    let four = bob.send_delivered("alice", "four");
     wait_for(
         "the notification after unmuting",
         Duration::from_secs(20),
@@ -74,7 +59,7 @@ fn notify_cmd_runs_once_per_message_hides_the_text_and_skips_muted_conversations
     // others arrive defused.
     alice.stop();
     alice.start_with(&["--notify-with-text", "on"]);
-    let five = send(&bob, "alice", "five \u{1b}[2J");
+    let five = bob.send_delivered("alice", "five \u{1b}[2J");
     wait_for(
         "the notification with text",
         Duration::from_secs(20),

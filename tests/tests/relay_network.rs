@@ -93,21 +93,9 @@ fn a_node_with_only_a_bootstrap_address_picks_its_home_relays_among_the_announce
             .all(|r| r["keys_left"].as_u64().is_some_and(|n| n > 0))
             .then_some(())
     });
-    wait_for("bob's outbox to empty", Duration::from_secs(20), || {
-        (bob.json(&["status", "--json"])["outbox"].as_u64() == Some(0)).then_some(())
-    });
+    outbox_empties(&bob);
     bob.stop();
-    let receipt = alice.json(&[
-        "send",
-        "bob",
-        "through relays the DHT chose",
-        "--wait",
-        "sent",
-        "--timeout",
-        "30",
-        "--json",
-    ]);
-    assert_eq!(receipt["status"], "sent", "{receipt}");
+    sent_while_away(&alice, "through relays the DHT chose");
     bob.start();
     assert_eq!(home_relays(&bob), chosen, "the same relays after a restart");
     wait_for("bob to read his mail", Duration::from_secs(40), || {
@@ -135,6 +123,44 @@ fn with_no_relay_to_pick_the_node_starts_and_says_why() {
     assert!(run.ok() && run.stdout.contains("no home relays"), "{run:?}");
 }
 
+/// Five announced relays in one DHT (the first, and four that joined
+/// through it), each knowing the others.
+fn five_relays() -> (RelayProc, Vec<RelayProc>) {
+    let first = RelayProc::start("");
+    let joined: Vec<RelayProc> = (0..4)
+        .map(|_| RelayProc::start_with("", &["--bootstrap", &first.address]))
+        .collect();
+    for relay in std::iter::once(&first).chain(&joined) {
+        wait_for(
+            "every relay to know the others",
+            Duration::from_secs(30),
+            || (relay.metric("hush_relay_dht_peers")? >= 4.0).then_some(()),
+        );
+    }
+    (first, joined)
+}
+
+fn outbox_empties(user: &User) {
+    wait_for("the outbox to empty", Duration::from_secs(30), || {
+        (user.json(&["status", "--json"])["outbox"].as_u64() == Some(0)).then_some(())
+    });
+}
+
+/// alice writes to bob, who is away: left at his relays.
+fn sent_while_away(alice: &User, text: &str) {
+    let receipt = alice.json(&[
+        "send",
+        "bob",
+        text,
+        "--wait",
+        "sent",
+        "--timeout",
+        "30",
+        "--json",
+    ]);
+    assert_eq!(receipt["status"], "sent", "{receipt}");
+}
+
 /// The relays of `user` not retired.
 fn active(user: &User) -> Vec<PeerId> {
     let mut peers: Vec<PeerId> = home_relays(user)
@@ -148,17 +174,7 @@ fn active(user: &User) -> Vec<PeerId> {
 
 #[test]
 fn a_home_relay_killed_for_good_is_replaced_and_a_contact_with_the_old_card_still_delivers() {
-    let first = RelayProc::start("");
-    let mut joined: Vec<RelayProc> = (0..4)
-        .map(|_| RelayProc::start_with("", &["--bootstrap", &first.address]))
-        .collect();
-    for relay in std::iter::once(&first).chain(&joined) {
-        wait_for(
-            "every relay to know the others",
-            Duration::from_secs(30),
-            || (relay.metric("hush_relay_dht_peers")? >= 4.0).then_some(()),
-        );
-    }
+    let (first, mut joined) = five_relays();
     let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
     bob.start_with(&["--bootstrap", &first.address, "--relay-failover-secs", "2"]);
     let before = active(&bob);
@@ -166,9 +182,7 @@ fn a_home_relay_killed_for_good_is_replaced_and_a_contact_with_the_old_card_stil
     // alice holds bob's card as it is now: it names these three.
     alice.start();
     introduce(&alice, &bob);
-    wait_for("bob's outbox to empty", Duration::from_secs(20), || {
-        (bob.json(&["status", "--json"])["outbox"].as_u64() == Some(0)).then_some(())
-    });
+    outbox_empties(&bob);
     // One of bob's relays dies for good (not the bootstrap one: a search
     // still finds the DHT through the others either way).
     let dead = joined
@@ -224,22 +238,10 @@ fn a_home_relay_killed_for_good_is_replaced_and_a_contact_with_the_old_card_stil
         .expect("the new relay is one of ours");
     // alice was told while both were online; her card still names the old
     // three. bob goes offline and alice writes: the new set gets it.
-    wait_for("bob's outbox to empty", Duration::from_secs(30), || {
-        (bob.json(&["status", "--json"])["outbox"].as_u64() == Some(0)).then_some(())
-    });
+    outbox_empties(&bob);
     bob.stop();
     let deposits = new_relay.metric("hush_relay_deposits_total").unwrap_or(0.0);
-    let receipt = alice.json(&[
-        "send",
-        "bob",
-        "after the failover",
-        "--wait",
-        "sent",
-        "--timeout",
-        "30",
-        "--json",
-    ]);
-    assert_eq!(receipt["status"], "sent", "{receipt}");
+    sent_while_away(&alice, "after the failover");
     wait_for(
         "the new relay to hold alice's message",
         Duration::from_secs(30),
@@ -268,38 +270,16 @@ fn signal(relay: &RelayProc, signal: &str) {
 
 #[test]
 fn a_replaced_relay_that_comes_back_is_read_to_the_end() {
-    let first = RelayProc::start("");
-    let joined: Vec<RelayProc> = (0..4)
-        .map(|_| RelayProc::start_with("", &["--bootstrap", &first.address]))
-        .collect();
-    for relay in std::iter::once(&first).chain(&joined) {
-        wait_for(
-            "every relay to know the others",
-            Duration::from_secs(30),
-            || (relay.metric("hush_relay_dht_peers")? >= 4.0).then_some(()),
-        );
-    }
+    let (first, joined) = five_relays();
     let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
     bob.start_with(&["--bootstrap", &first.address, "--relay-failover-secs", "2"]);
     let before = active(&bob);
     alice.start();
     introduce(&alice, &bob);
-    wait_for("bob's outbox to empty", Duration::from_secs(20), || {
-        (bob.json(&["status", "--json"])["outbox"].as_u64() == Some(0)).then_some(())
-    });
+    outbox_empties(&bob);
     // Mail waits at each of bob's three relays while he is away.
     bob.stop();
-    let receipt = alice.json(&[
-        "send",
-        "bob",
-        "kept by three",
-        "--wait",
-        "sent",
-        "--timeout",
-        "30",
-        "--json",
-    ]);
-    assert_eq!(receipt["status"], "sent", "{receipt}");
+    sent_while_away(&alice, "kept by three");
     let held = joined
         .iter()
         .find(|r| before.contains(&peer_of(&r.address)))

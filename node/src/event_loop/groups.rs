@@ -250,12 +250,7 @@ impl EventLoop {
                 GroupEffect::PeersChanged => self.resync_gate(),
                 GroupEffect::Subscribe { group, topic } => {
                     self.subscribe_topic(&topic);
-                    let relays: Vec<PeerId> = self
-                        .home
-                        .iter()
-                        .filter(|r| !r.retired)
-                        .map(|r| r.peer)
-                        .collect();
+                    let relays = self.active_relays();
                     for relay in relays {
                         self.keep_history(relay, group, &topic);
                     }

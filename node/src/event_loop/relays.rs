@@ -131,6 +131,15 @@ impl MailRequest {
 }
 
 impl EventLoop {
+    /// Our home relays now (not the retired ones still read).
+    pub(super) fn active_relays(&self) -> Vec<PeerId> {
+        self.home
+            .iter()
+            .filter(|r| !r.retired)
+            .map(|r| r.peer)
+            .collect()
+    }
+
     pub(super) fn relay_views(&self) -> Vec<RelayView> {
         let now = self.host_clock.now();
         self.home

@@ -65,12 +65,7 @@ impl EventLoop {
         if all_here || self.home.is_empty() {
             return;
         }
-        let relays: Vec<PeerId> = self
-            .home
-            .iter()
-            .filter(|r| !r.retired)
-            .map(|r| r.peer)
-            .collect();
+        let relays = self.active_relays();
         for relay in relays {
             tracing::info!(%id, %relay, "a recipient is offline: the file goes to our relay too");
             self.spawn_upload(id, relay, root);

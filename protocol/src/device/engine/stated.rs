@@ -88,17 +88,9 @@ where
             held.issued_at_ms = stated.issued_at_ms;
             return StatedRelays::Same;
         }
-        let Some(relays) = self.resolve(&device, &stated) else {
+        if !self.hold(device, &stated) {
             return StatedRelays::Refused;
-        };
-        self.stated.insert(
-            device,
-            Stated {
-                issued_at_ms: stated.issued_at_ms,
-                stated: stated.relays.clone(),
-                relays,
-            },
-        );
+        }
         self.effects
             .push_back(DeviceEffect::Write(DeviceWrite::HomeRelays(device, stated)));
         self.note(Severity::Info, "a contact device's home relays changed");
@@ -109,16 +101,23 @@ where
 
     /// At start: a statement stored before (already checked when taken).
     pub fn load_home_relays(&mut self, device: DeviceId, stated: &HomeRelays) {
-        if let Some(relays) = self.resolve(&device, stated) {
-            self.stated.insert(
-                device,
-                Stated {
-                    issued_at_ms: stated.issued_at_ms,
-                    stated: stated.relays.clone(),
-                    relays,
-                },
-            );
-        }
+        self.hold(device, stated);
+    }
+
+    /// Keeps `stated` as the device's relays, if they resolve.
+    fn hold(&mut self, device: DeviceId, stated: &HomeRelays) -> bool {
+        let Some(relays) = self.resolve(&device, stated) else {
+            return false;
+        };
+        self.stated.insert(
+            device,
+            Stated {
+                issued_at_ms: stated.issued_at_ms,
+                stated: stated.relays.clone(),
+                relays,
+            },
+        );
+        true
     }
 
     /// The statement's relays in the host's terms (as a card listing them

@@ -144,6 +144,13 @@ hush history bob --limit 20 --json")]
         #[arg(long)]
         json: bool,
     },
+    /// A full-screen chat client of the running node: conversations on the
+    /// left, the open one on the right, a compose line at the bottom
+    Tui {
+        /// Open this conversation (a contact's or a group's name)
+        #[arg(long, value_name = "NAME|GROUP")]
+        open: Option<String>,
+    },
     /// Every conversation, the most recent first: unread messages, the
     /// newest one, muted or not
     Conversations {

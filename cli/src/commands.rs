@@ -101,6 +101,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             chat::events(&mut Client::connect(&home).await?, json, after.as_deref()).await?;
         }
         Command::Status { json } => status::run(&mut Client::connect(&home).await?, json).await?,
+        Command::Tui { open } => crate::tui::run(&home, open).await?,
         Command::Conversations { json } => {
             chat::conversations(&mut Client::connect(&home).await?, json).await?;
         }

@@ -20,6 +20,7 @@ mod bench_presence;
 mod bench_relay;
 mod commands;
 mod demo;
+mod tui;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,512 @@
+//! `hush tui`: a full-screen chat client of the running node.
+//!
+//! It is a thin client of the local API (`conversations`, `history`,
+//! `group.history`, `send`, `group.send`, `read`, `group.read`, and the
+//! event stream): anything it does, a bot can do over the same API. Two
+//! connections: one for requests, one for events; when the node goes away
+//! the screen says so and both are made again every second.
+//!
+//! ```text
+//!  key thread ─┐                    ┌─ requests (Client) ─▶ node
+//!              ├─▶ mpsc ─▶ App ─────┤
+//!  events task ┘   (Input)   │      └─ draw (ratatui) ─▶ terminal
+//!                            └─ reload list / open conversation on events
+//! ```
+//!
+//! Whatever others wrote is shown through `for_terminal`: their control
+//! characters appear escaped, never reach the terminal. The terminal is
+//! restored on every exit: return, error, Ctrl-C (a key here: raw mode) and
+//! panic (a hook).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use hush_node::{Client, Home};
+use hush_protocol::text::for_terminal;
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use ratatui::crossterm::event::{
+    self, Event as Term, KeyCode, KeyEvent, KeyEventKind, KeyModifiers,
+};
+use ratatui::crossterm::execute;
+use ratatui::crossterm::terminal::{
+    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
+use ratatui::layout::{Constraint, Direction, Layout};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, List, ListItem, ListState, Paragraph};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+/// Messages shown per conversation (the newest); PageUp loads more.
+const PAGE: usize = 200;
+/// Longest compose text, in bytes (the node's own limit).
+const MAX_COMPOSE: usize = hush_protocol::MAX_TEXT_LEN;
+
+/// What wakes the screen.
+enum Input {
+    Key(KeyEvent),
+    Resize,
+    /// Something happened at the node (an event), or the event stream
+    /// ended (`None`).
+    Node(Option<Value>),
+}
+
+/// Restores the terminal when dropped (and, through the panic hook, on a
+/// panic).
+struct Screen;
+
+impl Screen {
+    fn enter() -> Result<Self> {
+        enable_raw_mode().context("this terminal does not take raw mode")?;
+        execute!(std::io::stdout(), EnterAlternateScreen)?;
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore();
+            previous(info);
+        }));
+        Ok(Self)
+    }
+}
+
+fn restore() {
+    let _ = disable_raw_mode();
+    let _ = execute!(
+        std::io::stdout(),
+        LeaveAlternateScreen,
+        ratatui::crossterm::cursor::Show
+    );
+}
+
+impl Drop for Screen {
+    fn drop(&mut self) {
+        restore();
+    }
+}
+
+/// One conversation of the list.
+#[derive(Debug, Clone)]
+struct Conversation {
+    group: bool,
+    name: String,
+    unread: u64,
+}
+
+struct App {
+    home: Home,
+    requests: Option<Client>,
+    conversations: Vec<Conversation>,
+    selected: usize,
+    /// The open conversation's messages (API views, oldest first).
+    messages: Vec<Value>,
+    /// How many more lines than fit the user scrolled up.
+    scroll: u16,
+    limit: usize,
+    input: String,
+    status: String,
+    connected: bool,
+}
+
+/// `hush tui [--open NAME]`.
+pub async fn run(home: &Home, open: Option<String>) -> Result<()> {
+    // Fails here (before the screen changes) when the node is not running.
+    let requests = Client::connect(home).await?;
+    let (tx, mut rx) = mpsc::channel::<Input>(256);
+    spawn_keys(tx.clone());
+    spawn_events(home.clone(), tx.clone());
+    let mut app = App {
+        home: home.clone(),
+        requests: Some(requests),
+        conversations: Vec::new(),
+        selected: 0,
+        messages: Vec::new(),
+        scroll: 0,
+        limit: PAGE,
+        input: String::new(),
+        status: "Enter sends, Alt-Enter a new line, Up/Down a conversation, PageUp older, /help, Ctrl-C quits".into(),
+        connected: true,
+    };
+    app.reload_list().await;
+    if let Some(name) = open {
+        match app.conversations.iter().position(|c| c.name == name) {
+            Some(i) => app.selected = i,
+            None => app.status = format!("no conversation named {}", for_terminal(&name, false)),
+        }
+    }
+    app.open().await;
+    let _screen = Screen::enter()?;
+    let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
+    terminal.clear()?;
+    loop {
+        terminal.draw(|f| app.draw(f))?;
+        let Some(input) = rx.recv().await else {
+            return Ok(());
+        };
+        match input {
+            Input::Key(key) => {
+                if !app.key(key).await {
+                    return Ok(());
+                }
+            }
+            Input::Resize => terminal.autoresize()?,
+            Input::Node(Some(event)) => app.on_event(&event).await,
+            Input::Node(None) => {
+                app.connected = false;
+                app.requests = None;
+                app.status = "the node is not running: reconnecting…".into();
+            }
+        }
+    }
+}
+
+/// Reads keys on a thread of its own (crossterm's reads block).
+fn spawn_keys(tx: mpsc::Sender<Input>) {
+    std::thread::spawn(move || {
+        loop {
+            let input = match event::read() {
+                Ok(Term::Key(key)) if key.kind != KeyEventKind::Release => Input::Key(key),
+                Ok(Term::Resize(..)) => Input::Resize,
+                Ok(_) => continue,
+                Err(_) => return,
+            };
+            if tx.blocking_send(input).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// Follows the node's events; when the stream ends, says so and connects
+/// again every second (resuming after the last event seen).
+fn spawn_events(home: Home, tx: mpsc::Sender<Input>) {
+    tokio::spawn(async move {
+        let mut cursor: Option<String> = None;
+        loop {
+            if let Ok(mut client) = Client::connect(&home).await {
+                let subscribed = match &cursor {
+                    Some(c) => client.subscribe_after(c).await,
+                    None => client.subscribe().await,
+                };
+                if subscribed.is_ok() {
+                    // Tells the app it is back (it reloads).
+                    if tx
+                        .send(Input::Node(Some(json!({"type": "connected"}))))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    while let Ok(Some(event)) = client.next_event().await {
+                        if let Some(c) = event["cursor"].as_str() {
+                            cursor = Some(c.to_owned());
+                        }
+                        if tx.send(Input::Node(Some(event))).await.is_err() {
+                            return;
+                        }
+                    }
+                    if tx.send(Input::Node(None)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+}
+
+impl App {
+    async fn call(&mut self, method: &str, params: Value) -> Option<Value> {
+        if self.requests.is_none() {
+            self.requests = Client::connect(&self.home).await.ok();
+        }
+        let client = self.requests.as_mut()?;
+        match client.call(method, params).await {
+            Ok(value) => Some(value),
+            Err(hush_node::ClientError::Rpc(e)) => {
+                self.status = for_terminal(&e.message, false);
+                None
+            }
+            Err(e) => {
+                self.status = for_terminal(&e.to_string(), false);
+                self.requests = None;
+                None
+            }
+        }
+    }
+
+    fn current(&self) -> Option<&Conversation> {
+        self.conversations.get(self.selected)
+    }
+
+    async fn reload_list(&mut self) {
+        let Some(list) = self.call("conversations", Value::Null).await else {
+            return;
+        };
+        let name = self.current().map(|c| c.name.clone());
+        self.conversations = list
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .map(|c| Conversation {
+                        group: c["kind"] == "group",
+                        name: c["name"].as_str().unwrap_or("").to_owned(),
+                        unread: c["unread"].as_u64().unwrap_or(0),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        // The same conversation stays selected when the order changes.
+        if let Some(i) = name.and_then(|n| self.conversations.iter().position(|c| c.name == n)) {
+            self.selected = i;
+        }
+        self.selected = self
+            .selected
+            .min(self.conversations.len().saturating_sub(1));
+    }
+
+    /// Loads the selected conversation and marks it read.
+    async fn open(&mut self) {
+        let Some(c) = self.current().cloned() else {
+            self.messages.clear();
+            return;
+        };
+        let (method, key, read) = if c.group {
+            ("group.history", "group", "group.read")
+        } else {
+            ("history", "contact", "read")
+        };
+        let params = json!({ key: c.name, "limit": self.limit });
+        if let Some(page) = self.call(method, params).await {
+            self.messages = page.as_array().cloned().unwrap_or_default();
+        }
+        if c.unread > 0 {
+            self.call(read, json!({ key: c.name })).await;
+            self.reload_list().await;
+        }
+    }
+
+    async fn on_event(&mut self, event: &Value) {
+        match event["type"].as_str() {
+            Some("connected") => {
+                if !self.connected {
+                    self.status = "connected to the node again".into();
+                }
+                self.connected = true;
+            }
+            Some("status") => {
+                // Applied here: the event can come before the store has it.
+                let id = event["id"].as_str();
+                for m in &mut self.messages {
+                    if m["id"].as_str() == id {
+                        m["status"] = event["status"].clone();
+                    }
+                }
+                return;
+            }
+            Some("gap")
+            | Some("lagged")
+            | Some("message")
+            | Some("group_message")
+            | Some("group_receipt")
+            | Some("contact_added")
+            | Some("contact_removed")
+            | Some("group_changed")
+            | Some("disappeared")
+            | Some("file") => {}
+            _ => return,
+        }
+        self.reload_list().await;
+        self.open().await;
+    }
+
+    /// Handles a key; false: quit.
+    async fn key(&mut self, key: KeyEvent) -> bool {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        match key.code {
+            KeyCode::Char('c') | KeyCode::Char('d') if ctrl => return false,
+            KeyCode::Esc => return false,
+            KeyCode::Enter
+                if key.modifiers.contains(KeyModifiers::ALT) && self.input.len() < MAX_COMPOSE =>
+            {
+                self.input.push('\n');
+            }
+            KeyCode::Enter if key.modifiers.contains(KeyModifiers::ALT) => {}
+            KeyCode::Enter => self.submit().await,
+            KeyCode::Backspace => {
+                self.input.pop();
+            }
+            KeyCode::Up | KeyCode::Down => {
+                let n = self.conversations.len();
+                if n > 0 {
+                    self.selected = if key.code == KeyCode::Up {
+                        (self.selected + n - 1) % n
+                    } else {
+                        (self.selected + 1) % n
+                    };
+                    self.limit = PAGE;
+                    self.scroll = 0;
+                    self.open().await;
+                }
+            }
+            KeyCode::PageUp => {
+                self.scroll = self.scroll.saturating_add(10);
+                if usize::from(self.scroll) + 40 > self.messages.len()
+                    && self.messages.len() >= self.limit
+                {
+                    self.limit = (self.limit + PAGE).min(hush_node::MAX_HISTORY_LIMIT);
+                    self.open().await;
+                }
+            }
+            KeyCode::PageDown => self.scroll = self.scroll.saturating_sub(10),
+            KeyCode::Char(c) if !ctrl && self.input.len() + c.len_utf8() <= MAX_COMPOSE => {
+                self.input.push(c);
+            }
+            _ => {}
+        }
+        true
+    }
+
+    async fn submit(&mut self) {
+        let text = std::mem::take(&mut self.input);
+        if text.trim().is_empty() {
+            return;
+        }
+        if text.trim() == "/help" {
+            self.status = "Enter sends, Alt-Enter a new line, Up/Down change conversation, PageUp/PageDown scroll, Esc or Ctrl-C quits".into();
+            return;
+        }
+        let Some(c) = self.current().cloned() else {
+            self.status = "no conversation: add a contact with `hush contact add`".into();
+            self.input = text;
+            return;
+        };
+        let sent = if c.group {
+            self.call("group.send", json!({ "group": c.name, "text": text }))
+                .await
+        } else {
+            self.call("send", json!({ "contact": c.name, "text": text }))
+                .await
+        };
+        if sent.is_none() {
+            // Kept, to send again.
+            self.input = text;
+            return;
+        }
+        self.scroll = 0;
+        self.open().await;
+    }
+
+    fn draw(&self, f: &mut ratatui::Frame) {
+        let rows = Layout::default()
+            .direction(Direction::Vertical)
+            .constraints([
+                Constraint::Min(3),
+                Constraint::Length(3),
+                Constraint::Length(1),
+            ])
+            .split(f.area());
+        let columns = Layout::default()
+            .direction(Direction::Horizontal)
+            .constraints([Constraint::Length(24), Constraint::Min(20)])
+            .split(rows[0]);
+        let items: Vec<ListItem> = self
+            .conversations
+            .iter()
+            .map(|c| {
+                let mark = if c.group { "#" } else { "" };
+                let unread = if c.unread > 0 {
+                    format!(" ({})", c.unread)
+                } else {
+                    String::new()
+                };
+                ListItem::new(format!("{mark}{}{unread}", for_terminal(&c.name, false)))
+            })
+            .collect();
+        let mut state = ListState::default().with_selected(Some(self.selected));
+        let list = List::new(items)
+            .block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .title("conversations"),
+            )
+            .highlight_style(Style::default().add_modifier(Modifier::REVERSED));
+        f.render_stateful_widget(list, columns[0], &mut state);
+
+        let pane = columns[1];
+        let width = usize::from(pane.width.saturating_sub(2)).max(10);
+        let lines = self.message_lines(width);
+        let height = usize::from(pane.height.saturating_sub(2));
+        let top = lines
+            .len()
+            .saturating_sub(height + usize::from(self.scroll));
+        let title = self.current().map_or("no conversation".to_owned(), |c| {
+            for_terminal(&c.name, false)
+        });
+        let body = Paragraph::new(lines[top..].to_vec()).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(format!("{title} (times UTC)")),
+        );
+        f.render_widget(body, pane);
+
+        let compose = Paragraph::new(self.input.replace('\n', "⏎"))
+            .block(Block::default().borders(Borders::ALL).title("message"));
+        f.render_widget(compose, rows[1]);
+        let x = rows[1].x + 1 + u16::try_from(self.input.chars().count()).unwrap_or(u16::MAX);
+        f.set_cursor_position((x.min(rows[1].right().saturating_sub(2)), rows[1].y + 1));
+        let state = if self.connected { "" } else { "[offline] " };
+        f.render_widget(Paragraph::new(format!("{state}{}", self.status)), rows[2]);
+    }
+
+    /// The open conversation as lines `width` wide: a line per day, then
+    /// `HH:MM from: text  marks`, wrapped.
+    fn message_lines(&self, width: usize) -> Vec<Line<'static>> {
+        let mut out = Vec::new();
+        let mut day = String::new();
+        for m in &self.messages {
+            let at = m["sent_at"].as_str().unwrap_or("");
+            if at.len() >= 16 && at[..10] != day {
+                day = at[..10].to_owned();
+                out.push(Line::from(Span::styled(
+                    format!("── {day} ──"),
+                    Style::default().add_modifier(Modifier::DIM),
+                )));
+            }
+            let time = at.get(11..16).unwrap_or("");
+            let from = for_terminal(m["from"].as_str().unwrap_or(""), false);
+            let mut text = for_terminal(m["text"].as_str().unwrap_or(""), true);
+            if let Some(file) = m.get("file").filter(|f| f.is_object()) {
+                let name = for_terminal(file["name"].as_str().unwrap_or("file"), false);
+                text = format!("[file {name}] {text}");
+            }
+            if m["kind"] == "timer" {
+                text = "(set the disappearing timer)".into();
+            }
+            let outgoing = m["outgoing"] == true || m["from"] == "you";
+            let marks = match (outgoing, m["status"].as_str()) {
+                (true, Some("read")) => " ✓✓ read",
+                (true, Some("delivered")) => " ✓✓",
+                (true, Some("sent")) => " ✓",
+                (true, Some("pending")) => " …",
+                _ => "",
+            };
+            let timer = if m["disappears_at"].is_string() {
+                " ⏱"
+            } else {
+                ""
+            };
+            let whole = format!("{time} {from}: {text}{marks}{timer}");
+            for raw in whole.split('\n') {
+                let chars: Vec<char> = raw.chars().collect();
+                for chunk in chars.chunks(width.max(1)) {
+                    out.push(Line::from(chunk.iter().collect::<String>()));
+                }
+                if chars.is_empty() {
+                    out.push(Line::from(String::new()));
+                }
+            }
+        }
+        out
+    }
+}

@@ -402,6 +402,10 @@ pub async fn run() -> Result<()> {
     devices_demo(dir.path(), &alice, &bob).await?;
     println!("\nEverything between the processes was end-to-end encrypted: Olm between devices,");
     println!("Megolm in the group (vodozemac), over libp2p (TCP, Noise, Yamux). Demo finished.");
+    println!(
+        "\nTo chat yourself: `hush init --name NAME`, `hush node run` (leave it running), then \
+         `hush tui` in another terminal: conversations, history and a compose line on one screen."
+    );
     bob.stop().await?;
     alice.stop().await?;
     relay.stop().await?;

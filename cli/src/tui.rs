@@ -106,6 +106,8 @@ struct App {
     input: String,
     status: String,
     connected: bool,
+    /// Contacts known online (from `presence`, then `presence` events).
+    online: std::collections::HashSet<String>,
 }
 
 /// `hush tui [--open NAME]`.
@@ -126,8 +128,10 @@ pub async fn run(home: &Home, open: Option<String>) -> Result<()> {
         input: String::new(),
         status: "Enter sends, Alt-Enter a new line, Up/Down a conversation, PageUp older, /help, Ctrl-C quits".into(),
         connected: true,
+        online: std::collections::HashSet::new(),
     };
     app.reload_list().await;
+    app.reload_presence().await;
     if let Some(name) = open {
         match app.conversations.iter().position(|c| c.name == name) {
             Some(i) => app.selected = i,
@@ -265,6 +269,25 @@ impl App {
             .min(self.conversations.len().saturating_sub(1));
     }
 
+    /// Who of the contacts is online now (one `presence` each: at start
+    /// and after a reconnect; `presence` events keep it current).
+    async fn reload_presence(&mut self) {
+        let contacts: Vec<String> = self
+            .conversations
+            .iter()
+            .filter(|c| !c.group)
+            .map(|c| c.name.clone())
+            .collect();
+        self.online.clear();
+        for name in contacts {
+            if let Some(p) = self.call("presence", json!({ "contact": name })).await
+                && p["state"] == "online"
+            {
+                self.online.insert(name);
+            }
+        }
+    }
+
     /// Loads the selected conversation and marks it read.
     async fn open(&mut self) {
         let Some(c) = self.current().cloned() else {
@@ -293,6 +316,16 @@ impl App {
                     self.status = "connected to the node again".into();
                 }
                 self.connected = true;
+                self.reload_presence().await;
+            }
+            Some("presence") => {
+                let contact = event["contact"].as_str().unwrap_or("").to_owned();
+                if event["state"] == "online" {
+                    self.online.insert(contact);
+                } else {
+                    self.online.remove(&contact);
+                }
+                return;
             }
             Some("status") => {
                 // Applied here: the event can come before the store has it.
@@ -414,7 +447,11 @@ impl App {
             .conversations
             .iter()
             .map(|c| {
-                let mark = if c.group { "#" } else { "" };
+                let mark = match (c.group, self.online.contains(&c.name)) {
+                    (true, _) => "#",
+                    (false, true) => "● ",
+                    (false, false) => "○ ",
+                };
                 let unread = if c.unread > 0 {
                     format!(" ({})", c.unread)
                 } else {

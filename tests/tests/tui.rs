@@ -113,6 +113,7 @@ fn the_tui_chats_live_survives_a_resize_and_a_restart_and_gives_the_terminal_bac
     );
     let tmux = Tmux::start(&command);
     tmux.wait_for("the history", "hello alice");
+    tmux.wait_for("bob shown online", "● bob");
     // What alice types goes to bob; the delivered mark shows live.
     tmux.keys(&["hi bob", "Enter"]);
     wait_for(

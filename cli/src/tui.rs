@@ -503,8 +503,8 @@ impl App {
         let mut day = String::new();
         for m in &self.messages {
             let at = m["sent_at"].as_str().unwrap_or("");
-            if at.len() >= 16 && at[..10] != day {
-                day = at[..10].to_owned();
+            if let Some(date) = at.get(..10).filter(|d| *d != day) {
+                day = date.to_owned();
                 out.push(Line::from(Span::styled(
                     format!("── {day} ──"),
                     Style::default().add_modifier(Modifier::DIM),

@@ -72,6 +72,15 @@ fn every_command_prints_json_that_parses() {
             .ok()
             .then_some(())
     });
+    // alice can promote bob once his join reached her.
+    wait_for("alice to see bob joined", Duration::from_secs(30), || {
+        let members = json(&alice, &["group", "members", &gid]);
+        members["members"]
+            .as_array()?
+            .iter()
+            .any(|m| m["name"] == "bob" && m["status"] == "joined")
+            .then_some(())
+    });
     json(&alice, &["group", "promote", &gid, "bob"]);
     json(&bob, &["group", "send", &gid, "hi all"]);
     assert!(json(&bob, &["group", "history", &gid]).is_array());

@@ -71,9 +71,9 @@ pub use keys::{
 pub use mailbox::{
     Auth, BatchItem, BatchRequest, DepositItem, DepositResult, DepositRight, DropError,
     GENERATION_MS, KeySet, MAX_BATCH_KEYS, MAX_FETCH_WAIT_MS, MAX_MAILBOX_FRAME, MAX_MAILBOX_ITEMS,
-    MAX_REVOKED_HOLDERS, MAX_SEALED_LEN, MAX_UPLOAD_KEYS, MailboxGrant, MailboxId, MailboxRequest,
-    MailboxResponse, MailboxSecret, OwnerRequest, PairwiseKey, Refusal, SealError, SealedEnvelope,
-    generation_at, revoked_devices,
+    MAX_PUSH_ENDPOINT_LEN, MAX_REVOKED_HOLDERS, MAX_SEALED_LEN, MAX_UPLOAD_KEYS, MailboxGrant,
+    MailboxId, MailboxRequest, MailboxResponse, MailboxSecret, OwnerRequest, PairwiseKey,
+    PushTarget, PushUrl, Refusal, SealError, SealedEnvelope, generation_at, revoked_devices,
 };
 pub use megolm::{MegolmError, MegolmInbound, MegolmOutbound, SessionId, megolm_session_id};
 pub use names::{

@@ -18,10 +18,12 @@
 
 mod batch;
 mod pairwise;
+mod push;
 mod right;
 
 pub use batch::{BatchItem, BatchRequest, KeySet, MAX_BATCH_KEYS};
 pub use pairwise::{GENERATION_MS, MailboxGrant, PairwiseKey, generation_at};
+pub use push::{MAX_PUSH_ENDPOINT_LEN, PushTarget, PushUrl};
 pub use right::DepositRight;
 
 use ed25519_dalek::{Signature, VerifyingKey};
@@ -278,6 +280,9 @@ pub enum OwnerRequest {
     /// stranger's (the owner blocked them). At most
     /// [`MAX_REVOKED_HOLDERS`]; empty clears the list.
     Revoke { holders: Vec<[u8; 16]> },
+    /// Registers (or, with `None`, removes) where the relay wakes this
+    /// device while it is not connected and mail arrives for it.
+    SetPush { target: Option<PushTarget> },
 }
 
 impl OwnerRequest {
@@ -313,6 +318,10 @@ impl OwnerRequest {
                 w.u8(3);
                 w.list(holders, |w, h| w.raw(h));
             }
+            Self::SetPush { target } => {
+                w.u8(4);
+                PushTarget::encode_option(target.as_ref(), w);
+            }
         }
     }
 
@@ -332,6 +341,9 @@ impl OwnerRequest {
             },
             3 => Self::Revoke {
                 holders: r.list("revoked holders", MAX_REVOKED_HOLDERS, |r| r.array())?,
+            },
+            4 => Self::SetPush {
+                target: PushTarget::decode_option(r)?,
             },
             tag => {
                 return Err(DecodeError::UnknownTag {
@@ -583,6 +595,9 @@ pub enum Refusal {
     StrangerQuota = 9,
     /// The device was revoked by its account: its mailbox is gone.
     Dropped = 10,
+    /// The relay sends no push to that endpoint (push is off, or the
+    /// endpoint is malformed or not allowed by the operator).
+    PushRefused = 11,
 }
 
 impl Refusal {
@@ -599,6 +614,7 @@ impl Refusal {
             8 => Self::NoKeys,
             9 => Self::StrangerQuota,
             10 => Self::Dropped,
+            11 => Self::PushRefused,
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "refusal",
@@ -609,7 +625,7 @@ impl Refusal {
     }
 
     /// How many refusal codes there are (they run from 0).
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 12;
 
     /// Whether trying again later may succeed without anything changing on
     /// the sender's side.
@@ -636,6 +652,7 @@ impl Refusal {
             Self::Dropped => {
                 "that device was revoked by its account: the relay dropped its mailbox"
             }
+            Self::PushRefused => "the relay sends no push notifications to that endpoint",
         }
     }
 }
@@ -697,6 +714,10 @@ pub enum MailboxResponse {
         more: bool,
         /// One-time keys the relay still holds for the signing device.
         keys_left: u32,
+    },
+    /// The device's push registration is stored (`active`) or removed.
+    PushSet {
+        active: bool,
     },
 }
 
@@ -790,6 +811,10 @@ impl Wire for MailboxResponse {
                 w.u8(u8::from(*more));
                 w.u32(*keys_left);
             }
+            Self::PushSet { active } => {
+                w.u8(10);
+                w.u8(u8::from(*active));
+            }
         }
     }
 
@@ -846,6 +871,9 @@ impl Wire for MailboxResponse {
                 items: batch::decode_items(r)?,
                 more: decode_more(r)?,
                 keys_left: r.u32()?,
+            },
+            10 => Self::PushSet {
+                active: decode_more(r)?,
             },
             tag => {
                 return Err(DecodeError::UnknownTag {

@@ -32,8 +32,9 @@ pub use dht::{
     dht_record_lifetime,
 };
 pub use engine::{
-    EXPIRE_BATCH, FETCH_BYTES, KEY_CLAIMS_PER_MINUTE, MAX_PENDING_BYTES, MAX_REMEMBERED_SET_KEYS,
-    MAX_WAITERS, RelayEngine, RelayEvent, RelayRules, RelayStats, SET_KEYS_PER_IP_MINUTE,
+    EXPIRE_BATCH, FETCH_BYTES, KEY_CLAIMS_PER_MINUTE, MAX_PENDING_BYTES, MAX_PUSH_MAILBOXES,
+    MAX_PUSH_QUEUE, MAX_REMEMBERED_SET_KEYS, MAX_WAITERS, PushRules, RelayEngine, RelayEvent,
+    RelayRules, RelayStats, SET_KEYS_PER_IP_MINUTE, is_public,
 };
 pub use memory::MemoryMailStore;
 pub use quota::Quotas;

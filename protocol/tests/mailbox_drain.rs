@@ -83,6 +83,7 @@ impl World {
         let rules = RelayRules {
             quotas: Quotas::default(),
             retention_secs: 3600,
+            push: Default::default(),
         };
         let relay = RelayEngine::load(rules, [[1; 32], [2; 32]], &store, now).unwrap();
         let secret = [9u8; 32];

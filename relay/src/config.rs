@@ -30,6 +30,14 @@
 //! topic_messages = 10000
 //! topic_bytes = 67108864
 //! retention_secs = 2592000
+//!
+//! [push]
+//! enabled = true                   # wake offline devices at their push endpoints
+//! min_interval_secs = 60           # at most one wake-up per device per minute
+//! allow_hosts = []                 # e.g. ["ntfy.sh"]; empty: any public host
+//! allow_http = false
+//! allow_private = false            # endpoints on loopback or private addresses
+//! max_devices = 100000
 //! ```
 
 use std::net::SocketAddr;
@@ -60,7 +68,7 @@ pub enum ConfigError {
     Invalid { field: &'static str, reason: String },
     #[error(
         "the environment variable {var} is not a relay setting: use HUSH_RELAY_<KEY> or \
-         HUSH_RELAY_QUOTAS_<KEY> / HUSH_RELAY_LIMITS_<KEY> / HUSH_RELAY_HISTORY_<KEY> with a key from docs/relay-operators.md"
+         HUSH_RELAY_QUOTAS_<KEY> / HUSH_RELAY_LIMITS_<KEY> / HUSH_RELAY_HISTORY_<KEY> / HUSH_RELAY_PUSH_<KEY> with a key from docs/relay-operators.md"
     )]
     UnknownVariable { var: String },
     #[error("the settings from the environment ({vars}) are not valid")]
@@ -74,9 +82,11 @@ pub enum ConfigError {
 /// Environment variables that override settings start with this.
 pub const ENV_PREFIX: &str = "HUSH_RELAY_";
 /// Settings that are lists: their variables hold comma-separated items.
-const LIST_KEYS: [&str; 3] = ["listen", "bootstrap", "announce_addresses"];
+const LIST_KEYS: [&str; 4] = ["listen", "bootstrap", "announce_addresses", "allow_hosts"];
+/// The sections whose settings variables name as `HUSH_RELAY_<SECTION>_<KEY>`.
+const SECTIONS: [&str; 5] = ["quotas", "limits", "history", "files", "push"];
 
-pub use hush_protocol::relay::Quotas;
+pub use hush_protocol::relay::{PushRules, Quotas};
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
@@ -103,6 +113,8 @@ pub struct Config {
     pub history: HistoryLimits,
     /// Files held for offline recipients (`[files]`).
     pub files: crate::blobs::FileLimits,
+    /// Waking offline devices at their push endpoints (`[push]`).
+    pub push: PushRules,
 }
 
 /// Group history kept for groups' topics (what members who were offline
@@ -174,6 +186,7 @@ impl Default for Config {
             limits: Limits::default(),
             history: HistoryLimits::default(),
             files: crate::blobs::FileLimits::default(),
+            push: PushRules::default(),
         }
     }
 }
@@ -213,12 +226,12 @@ impl Config {
             };
             let key = key.to_ascii_lowercase();
             let (section, key) = match key.split_once('_') {
-                Some((section @ ("quotas" | "limits" | "history" | "files"), rest)) => {
+                Some((section, rest)) if SECTIONS.contains(&section) => {
                     (Some(section), rest.to_owned())
                 }
                 _ => (None, key),
             };
-            let parsed = if LIST_KEYS.contains(&key.as_str()) && section.is_none() {
+            let parsed = if LIST_KEYS.contains(&key.as_str()) {
                 toml::Value::Array(
                     value
                         .split(',')
@@ -258,10 +271,10 @@ impl Config {
                 vars.iter().find(|v| {
                     let key = v[ENV_PREFIX.len()..].to_ascii_lowercase();
                     key == field
-                        || key.strip_prefix("quotas_") == Some(field.as_str())
-                        || key.strip_prefix("limits_") == Some(field.as_str())
-                        || key.strip_prefix("history_") == Some(field.as_str())
-                        || key.strip_prefix("files_") == Some(field.as_str())
+                        || SECTIONS.iter().any(|s| {
+                            key.strip_prefix(s).and_then(|k| k.strip_prefix('_'))
+                                == Some(field.as_str())
+                        })
                 })
             });
             match var {
@@ -357,6 +370,22 @@ impl Config {
         if h.retention_secs == Some(0) {
             return invalid("history.retention_secs", "must be at least 1 second");
         }
+        let p = &self.push;
+        if p.min_interval_secs == 0 {
+            return invalid(
+                "push.min_interval_secs",
+                "must be at least 1 second (a device is woken at most once per interval)",
+            );
+        }
+        if let Some(host) = p.allow_hosts.iter().find(|h| {
+            hush_protocol::PushUrl::parse(&format!("https://{}/", h.trim_start_matches('.')))
+                .is_err()
+        }) {
+            return Err(ConfigError::Invalid {
+                field: "push.allow_hosts",
+                reason: format!("{host:?} is not a host name (give names like \"ntfy.sh\")"),
+            });
+        }
         Ok(())
     }
 
@@ -449,6 +478,19 @@ mod tests {
         assert_eq!(config.quotas.mailbox_items, 7);
         assert_eq!(config.limits.connections_per_ip, 9);
         assert_eq!(config.history.topic_messages, 300);
+        let config_push = Config::load(
+            None,
+            vars(&[
+                ("HUSH_RELAY_PUSH_ALLOW_HOSTS", "ntfy.sh, push.example.org"),
+                ("HUSH_RELAY_PUSH_MIN_INTERVAL_SECS", "30"),
+                ("HUSH_RELAY_PUSH_ENABLED", "false"),
+            ]),
+        )
+        .unwrap()
+        .push;
+        assert_eq!(config_push.allow_hosts, ["ntfy.sh", "push.example.org"]);
+        assert_eq!(config_push.min_interval_secs, 30);
+        assert!(!config_push.enabled);
         let rules = config.history_rules();
         assert_eq!(
             (rules.topic_messages, rules.retention_secs),
@@ -477,6 +519,8 @@ mod tests {
             .unwrap_err();
             assert!(err.to_string().contains(var), "{err}");
         }
+        let err = Config::load(None, vars(&[("HUSH_RELAY_PUSH_ENABLD", "true")])).unwrap_err();
+        assert!(err.to_string().contains("HUSH_RELAY_PUSH_ENABLD"), "{err}");
         let err = Config::load(None, vars(&[("HUSH_RELAY_RETENTION_SECS", "soon")])).unwrap_err();
         assert!(matches!(err, ConfigError::Environment { .. }), "{err}");
     }

@@ -40,6 +40,7 @@ const REFUSALS: [(Refusal, &str); Refusal::COUNT] = [
     (Refusal::NoKeys, "no_keys"),
     (Refusal::StrangerQuota, "stranger_quota"),
     (Refusal::Dropped, "dropped"),
+    (Refusal::PushRefused, "push_refused"),
 ];
 
 /// Upper bounds of the deposit latency buckets, in seconds.
@@ -82,6 +83,10 @@ pub struct Values {
     pub files: AtomicU64,
     pub file_bytes: AtomicU64,
     pub file_bytes_served: AtomicU64,
+    pub push_devices: AtomicU64,
+    pub pushes_sent: AtomicU64,
+    pub pushes_failed: AtomicU64,
+    pub pushes_dropped: AtomicU64,
     refusals: [AtomicU64; Refusal::COUNT],
 }
 
@@ -145,6 +150,8 @@ impl Metrics {
         set(&v.commits, stats.commits);
         set(&v.revoked_holders, stats.revoked_holders);
         set(&v.dropped_mailboxes, stats.dropped_mailboxes);
+        set(&v.push_devices, stats.push_devices);
+        set(&v.pushes_dropped, stats.pushes_dropped);
         for (metric, value) in v.refusals.iter().zip(stats.refusals) {
             set(metric, value);
         }
@@ -208,6 +215,15 @@ impl Metrics {
         self.values.dead_connections.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A wake-up was POSTed and answered 2xx (`true`), or not.
+    pub fn push_done(&self, ok: bool) {
+        let counter = match ok {
+            true => &self.values.pushes_sent,
+            false => &self.values.pushes_failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A DHT put over the per-peer or per-address rate.
     pub fn dht_puts_refused(&self) {
         self.values.dht_puts_refused.fetch_add(1, Ordering::Relaxed);
@@ -231,7 +247,7 @@ fn set(metric: &AtomicU64, value: u64) {
 type Row<'a> = (&'static str, MetricType, &'static str, &'a AtomicU64);
 
 impl Values {
-    fn rows(&self) -> [Row<'_>; 27] {
+    fn rows(&self) -> [Row<'_>; 31] {
         use MetricType::{Counter, Gauge};
         [
             (
@@ -305,6 +321,30 @@ impl Values {
                 Gauge,
                 "Mailboxes of devices their account revoked: refused for good, their mail unreadable until it expires (limit 1048576).",
                 &self.dropped_mailboxes,
+            ),
+            (
+                "hush_relay_push_devices",
+                Gauge,
+                "Devices registered to be woken at a push endpoint while offline (limit: push.max_devices).",
+                &self.push_devices,
+            ),
+            (
+                "hush_relay_pushes_sent",
+                Counter,
+                "Wake-ups POSTed to push endpoints and answered 2xx.",
+                &self.pushes_sent,
+            ),
+            (
+                "hush_relay_pushes_failed",
+                Counter,
+                "Wake-ups that failed: the endpoint was unreachable, private, slow or answered an error.",
+                &self.pushes_failed,
+            ),
+            (
+                "hush_relay_pushes_dropped",
+                Counter,
+                "Wake-ups dropped because too many were waiting to be sent.",
+                &self.pushes_dropped,
             ),
             (
                 "hush_relay_files",

@@ -15,22 +15,17 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use hush_host::{
-    DIAL_TIMEOUT, FrameCodec, HISTORY_PROTOCOL, HostClock, IDENTIFY_PROTOCOL, MAILBOX_PROTOCOL,
-    create_private_dir, create_private_file, gossipsub_behaviour, liveness, peer_in, tcp_transport,
+    FrameCodec, HostClock, create_private_dir, create_private_file, liveness, peer_in,
 };
 use hush_protocol::relay::{
-    Applied, HistoryAction, MAX_DHT_RECORDS, Publication, RateLimit, RelayEngine, RelayEvent,
-    RelayRules, StoreFault, TopicBook, dht_record_lifetime,
+    Applied, HistoryAction, Publication, RateLimit, RelayEngine, RelayEvent, RelayRules,
+    StoreFault, TopicBook, dht_record_lifetime,
 };
-use hush_protocol::{
-    HistoryResponse, MAX_FETCH_WAIT_MS, MAX_HISTORY_FRAME, MAX_MAILBOX_FRAME,
-    MAX_PRESENCE_RECORD_LEN, MailboxRequest, MailboxResponse, Wire,
-};
-use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
+use hush_protocol::{HistoryResponse, MailboxRequest, MailboxResponse, Wire};
+use libp2p::request_response::{self, ResponseChannel};
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, Swarm, SwarmBuilder, autonat, connection_limits, gossipsub, identify,
-    identity, kad, relay,
+    Multiaddr, PeerId, Swarm, autonat, connection_limits, gossipsub, identify, identity, kad, relay,
 };
 use thiserror::Error;
 use tokio::task::JoinHandle;
@@ -42,6 +37,7 @@ use crate::store::{Store, StoreError};
 
 mod announce;
 mod circuits;
+mod swarm;
 
 use circuits::CircuitUsage;
 
@@ -77,6 +73,8 @@ pub enum RelayError {
     Network(String),
     #[error("the bootstrap address {addr} is not valid: {reason}")]
     Bootstrap { addr: String, reason: String },
+    #[error("could not set up push: {0}")]
+    Push(#[from] crate::push::PushError),
 }
 
 #[derive(NetworkBehaviour)]
@@ -121,6 +119,8 @@ pub struct Relay {
     history: History,
     /// Files held for offline recipients (served off this loop).
     blobs: Arc<crate::blobs::RelayBlobs>,
+    /// Posts the engine's wake-ups for offline devices.
+    pusher: crate::push::Pusher,
     clock: HostClock,
     metrics: Arc<Metrics>,
     /// libp2p's own metrics (swarm, Kademlia, relay, gossipsub, identify).
@@ -144,114 +144,6 @@ pub struct Relay {
 
 /// How often group history is swept for what expired and topics unused.
 const HISTORY_SWEEP_MS: u64 = 10 * 60 * 1000;
-
-/// Circuit relay limits for nodes behind NAT: enough for chat and for the
-/// hole punch that replaces the circuit, not for bulk transfer.
-fn relay_config() -> relay::Config {
-    let per_minute = |n| std::num::NonZeroU32::new(n).unwrap_or(std::num::NonZeroU32::MIN);
-    relay::Config {
-        max_reservations: 4096,
-        max_reservations_per_peer: 4,
-        reservation_duration: Duration::from_secs(60 * 60),
-        reservation_rate_limiters: Vec::new(),
-        max_circuits: 1024,
-        max_circuits_per_peer: 8,
-        max_circuit_duration: Duration::from_secs(10 * 60),
-        max_circuit_bytes: 8 << 20,
-        circuit_src_rate_limiters: Vec::new(),
-    }
-    // Per peer, not per IP: many users share one address behind NAT.
-    .reservation_rate_per_peer(per_minute(30), Duration::from_secs(60))
-    .circuit_src_per_peer(per_minute(60), Duration::from_secs(60))
-}
-
-fn build_swarm(
-    keypair: identity::Keypair,
-    bootstrap: bool,
-    registry: &mut prometheus_client::registry::Registry,
-) -> Result<Swarm<Behaviour>, RelayError> {
-    let net = |e: &dyn std::fmt::Display| RelayError::Network(e.to_string());
-    let activity = liveness::Activity::default();
-    let liveness = liveness::Behaviour::default().with_activity(activity.clone());
-    let swarm = SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_quic()
-        .with_other_transport(|key| tcp_transport(key, activity))
-        .map_err(|e| net(&e))?
-        // Other relays by name (`/dns4/…` in `bootstrap`).
-        .with_dns()
-        .map_err(|e| net(&e))?
-        .with_bandwidth_metrics(registry)
-        .with_behaviour(|key| {
-            let peer_id = key.public().to_peer_id();
-            let gossipsub = gossipsub_behaviour()?;
-            let mut kad_config = kad::Config::new(KAD_PROTOCOL);
-            if !bootstrap {
-                // A lone relay: nothing to bootstrap from until others
-                // find it (identify adds them).
-                kad_config.set_periodic_bootstrap_interval(None);
-            }
-            // Every value put here is checked first (see `on_kad`).
-            kad_config
-                .set_record_filtering(kad::StoreInserts::FilterBoth)
-                .set_max_packet_size(16 * 1024);
-            let store = kad::store::MemoryStore::with_config(
-                peer_id,
-                kad::store::MemoryStoreConfig {
-                    max_records: MAX_DHT_RECORDS,
-                    max_value_bytes: MAX_PRESENCE_RECORD_LEN,
-                    max_providers_per_key: 0,
-                    max_provided_keys: 0,
-                },
-            );
-            let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
-            kad.set_mode(Some(kad::Mode::Server));
-            let mut relay = relay::Behaviour::new(peer_id, relay_config());
-            relay.set_status(Some(relay::Status::Enable));
-            Ok(Behaviour {
-                history: request_response::Behaviour::with_codec(
-                    FrameCodec::new(MAX_HISTORY_FRAME, MAX_HISTORY_FRAME),
-                    [(HISTORY_PROTOCOL, ProtocolSupport::Inbound)],
-                    request_response::Config::default().with_max_concurrent_streams(64),
-                ),
-                gossipsub,
-                mailbox: request_response::Behaviour::with_codec(
-                    FrameCodec::new(MAX_MAILBOX_FRAME, MAX_MAILBOX_FRAME),
-                    [(MAILBOX_PROTOCOL, ProtocolSupport::Inbound)],
-                    request_response::Config::default()
-                        .with_request_timeout(Duration::from_millis(
-                            u64::from(MAX_FETCH_WAIT_MS) + 30_000,
-                        ))
-                        .with_max_concurrent_streams(256),
-                ),
-                kad,
-                relay,
-                autonat: autonat::Behaviour::new(
-                    peer_id,
-                    autonat::Config {
-                        only_global_ips: false,
-                        ..autonat::Config::default()
-                    },
-                ),
-                identify: identify::Behaviour::new(identify::Config::new(
-                    IDENTIFY_PROTOCOL.to_owned(),
-                    key.public(),
-                )),
-                liveness,
-                limits: connection_limits::Behaviour::new(
-                    connection_limits::ConnectionLimits::default()
-                        .with_max_established(Some(MAX_CONNECTIONS))
-                        .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER)),
-                ),
-                stream: libp2p_stream::Behaviour::new(),
-            })
-        })
-        .map_err(|e| net(&e))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
-        .with_connection_timeout(DIAL_TIMEOUT)
-        .build();
-    Ok(swarm)
-}
 
 impl Relay {
     /// Opens the store, binds every address and the metrics endpoint.
@@ -288,7 +180,7 @@ impl Relay {
         let peer_id = keypair.public().to_peer_id();
         let (mut swarm, libp2p_metrics) = {
             let mut registry = metrics.registry();
-            let swarm = build_swarm(keypair, !config.bootstrap.is_empty(), &mut registry)?;
+            let swarm = swarm::build(keypair, !config.bootstrap.is_empty(), &mut registry)?;
             (swarm, libp2p::metrics::Metrics::new(&mut registry))
         };
         let history = History::open(&config.data.join("history.redb"), config.history_rules())?;
@@ -315,6 +207,7 @@ impl Relay {
         let rules = RelayRules {
             quotas: config.quotas.clone(),
             retention_secs: config.retention_secs,
+            push: config.push.clone(),
         };
         let mut engine = RelayEngine::load(
             rules,
@@ -389,6 +282,7 @@ impl Relay {
         };
         tracing::info!(%peer_id, stored = engine.stats().stored_messages, "relay started");
         let relay = Self {
+            pusher: crate::push::Pusher::new(&config.push, metrics.clone())?,
             swarm,
             store,
             engine,
@@ -480,6 +374,11 @@ impl Relay {
                     tracing::info!(count = items, "deleting expired mail");
                 }
             }
+        }
+        while self.pusher.has_room()
+            && let Some(target) = self.engine.poll_push()
+        {
+            self.pusher.send(target);
         }
         if self.commit.is_none()
             && let Some(writes) = self.engine.poll_commit()
@@ -724,8 +623,12 @@ impl Relay {
                 peer_id,
                 connection_id,
                 endpoint,
+                num_established,
                 ..
             } => {
+                if num_established.get() == 1 {
+                    self.engine.handle_connection(&peer_id.to_bytes(), true);
+                }
                 if let Some(ip) = ip_of(endpoint.get_remote_address()) {
                     let n = self.ips.entry(ip).or_default();
                     *n += 1;
@@ -757,6 +660,7 @@ impl Relay {
                 }
                 if num_established == 0 {
                     self.blobs.set_address(peer_id, None);
+                    self.engine.handle_connection(&peer_id.to_bytes(), false);
                 }
                 self.count_connections();
             }

@@ -118,10 +118,23 @@ fn requests() -> Vec<MailboxRequest> {
             },
         },
         MailboxRequest::Owner {
-            auth,
+            auth: auth.clone(),
             request: OwnerRequest::Revoke {
                 holders: vec![[4; 16], [5; 16]],
             },
+        },
+        MailboxRequest::Owner {
+            auth: auth.clone(),
+            request: OwnerRequest::SetPush {
+                target: Some(crate::PushTarget {
+                    endpoint: "https://push.example.org/up?x=1".into(),
+                    token: [6; 16],
+                }),
+            },
+        },
+        MailboxRequest::Owner {
+            auth,
+            request: OwnerRequest::SetPush { target: None },
         },
     ]
 }
@@ -150,6 +163,8 @@ fn responses() -> Vec<MailboxResponse> {
         MailboxResponse::KeysStored { one_time: 20 },
         MailboxResponse::Revoked { holders: 2 },
         MailboxResponse::refused(Refusal::SenderQuota),
+        MailboxResponse::refused(Refusal::PushRefused),
+        MailboxResponse::PushSet { active: true },
     ]
 }
 

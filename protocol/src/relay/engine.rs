@@ -28,9 +28,11 @@ use crate::{
 };
 
 mod batch;
+mod deposit;
+mod push;
 
 pub use batch::{MAX_REMEMBERED_SET_KEYS, SET_KEYS_PER_IP_MINUTE};
-mod deposit;
+pub use push::{MAX_PUSH_MAILBOXES, MAX_PUSH_QUEUE, PushRules, is_public};
 
 /// Deposits waiting for the next commit may hold at most this many bytes;
 /// beyond it the relay answers `Unavailable` and senders retry.
@@ -54,6 +56,8 @@ pub struct RelayRules {
     pub quotas: Quotas,
     /// How long unfetched mail is kept (advertised to nodes).
     pub retention_secs: u64,
+    /// Push for offline devices.
+    pub push: PushRules,
 }
 
 /// Counters for the relay's metrics: everything is counted once it
@@ -76,6 +80,11 @@ pub struct RelayStats {
     pub revoked_holders: u64,
     /// Refusals answered, by [`Refusal`] code.
     pub refusals: [u64; Refusal::COUNT],
+    /// Devices with a push registration.
+    pub push_devices: u64,
+    /// Wake-ups handed to the host, and those dropped for a full queue.
+    pub pushes: u64,
+    pub pushes_dropped: u64,
 }
 
 /// Something the host should log.
@@ -180,6 +189,8 @@ pub struct RelayEngine<R> {
     /// [`MAX_DROPPED`]): refused for good.
     dropped: HashSet<MailboxId>,
     waiters: HashMap<MailboxId, Waiter<R>>,
+    /// Push registrations, and the wake-ups due.
+    pushes: push::Pushes,
     /// Pairwise key sets checked lately (see `MailboxRequest::Batch`).
     known_sets: batch::KnownSets,
     /// Key proofs checked per address this minute.
@@ -232,6 +243,7 @@ impl<R> RelayEngine<R> {
             revoked_total,
             dropped,
             waiters: HashMap::new(),
+            pushes: push::Pushes::load(store.push_targets()?),
             known_sets: batch::KnownSets::default(),
             set_ips: RateLimit::new(batch::SET_KEYS_PER_IP_MINUTE, batch::MAX_SET_IPS),
             replies: VecDeque::new(),
@@ -246,6 +258,7 @@ impl<R> RelayEngine<R> {
             stored_bytes: self.usage.bytes,
             revoked_holders: self.revoked_total as u64,
             dropped_mailboxes: self.dropped.len() as u64,
+            push_devices: self.pushes.len() as u64,
             ..self.stats
         }
     }
@@ -313,7 +326,13 @@ impl<R> RelayEngine<R> {
             }
             MailboxRequest::Owner { auth, request } => {
                 if let Some(reply) = self.owner_checks(now, &auth, &request.body_bytes(), reply) {
-                    self.owner_request(now, &auth, request, reply, store);
+                    self.pushes.seen(&auth.device, sender);
+                    match request {
+                        OwnerRequest::SetPush { target } => {
+                            self.set_push(auth.device, sender, target, reply);
+                        }
+                        request => self.owner_request(now, &auth, request, reply, store),
+                    }
                 }
             }
             MailboxRequest::Batch {
@@ -323,6 +342,7 @@ impl<R> RelayEngine<R> {
             } => {
                 let body = request.body_bytes(&keys);
                 if let Some(reply) = self.owner_checks(now, &auth, &body, reply) {
+                    self.pushes.seen(&auth.device, sender);
                     self.batch((now, ip), &auth, keys, request, reply, store);
                 }
             }
@@ -403,7 +423,10 @@ impl<R> RelayEngine<R> {
                     };
                     self.reply(reply, refused);
                 }
-                After::Wake(mailbox) if ok => self.wake(&mailbox, store),
+                After::Wake(mailbox) if ok => {
+                    self.pushes.mail_arrived(&mailbox);
+                    self.wake(&mailbox, store);
+                }
                 After::Wake(_) => {}
                 After::Settled(digests) => {
                     for d in digests {
@@ -432,6 +455,8 @@ impl<R> RelayEngine<R> {
                 self.reply(w.reply, response);
             }
         }
+        let dropped = self.pushes.tick(now, self.push_interval_ms());
+        self.stats.pushes_dropped += dropped;
         if now.mono_ms >= self.next_sweep_ms {
             let every = (self.rules.retention_secs.saturating_mul(1000) / 4)
                 .clamp(MIN_SWEEP_MS, MAX_SWEEP_MS);
@@ -442,10 +467,14 @@ impl<R> RelayEngine<R> {
 
     /// When [`RelayEngine::handle_timeout`] next has something to do.
     pub fn poll_timeout(&self) -> u64 {
+        let push = self
+            .pushes
+            .next_due(self.push_interval_ms())
+            .unwrap_or(u64::MAX);
         self.waiters
             .values()
             .map(|w| w.deadline_ms)
-            .fold(self.next_sweep_ms, u64::min)
+            .fold(self.next_sweep_ms.min(push), u64::min)
     }
 
     pub fn poll_reply(&mut self) -> Option<(R, MailboxResponse)> {
@@ -569,6 +598,7 @@ impl<R> RelayEngine<R> {
             // Written again when asked again: a drop whose commit failed
             // (answered `Unavailable`, so the owner retries) lands then.
             self.batch.writes.push(RelayWrite::Drop { device: *device });
+            self.pushes.remove(device);
             if let Some(w) = self.waiters.remove(&mailbox) {
                 self.reply(w.reply, MailboxResponse::refused(Refusal::Dropped));
             }
@@ -682,6 +712,10 @@ impl<R> RelayEngine<R> {
                     reply,
                     MailboxResponse::KeysStored { one_time: count },
                 ));
+            }
+            // Answered in `handle_request_from` (it needs the peer).
+            OwnerRequest::SetPush { .. } => {
+                self.reply(reply, MailboxResponse::refused(Refusal::Malformed));
             }
             OwnerRequest::Revoke { holders } => {
                 let holders: HashSet<[u8; 16]> = holders.into_iter().collect();

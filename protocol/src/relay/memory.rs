@@ -18,6 +18,7 @@ pub struct MemoryMailStore {
     fallback: HashMap<DeviceId, Vec<u8>>,
     revoked: BTreeMap<MailboxId, Vec<[u8; 16]>>,
     dropped: std::collections::BTreeSet<DeviceId>,
+    push: BTreeMap<DeviceId, crate::PushTarget>,
     next_seq: u64,
     /// When set, the next commit fails (and changes nothing).
     pub fail_next_commit: bool,
@@ -65,8 +66,17 @@ impl MemoryMailStore {
                 RelayWrite::Drop { device } => {
                     self.one_time.retain(|(d, _), _| *d != device);
                     self.fallback.remove(&device);
+                    self.push.remove(&device);
                     self.dropped.insert(device);
                 }
+                RelayWrite::PutPush { device, target } => match target {
+                    Some(target) => {
+                        self.push.insert(device, target);
+                    }
+                    None => {
+                        self.push.remove(&device);
+                    }
+                },
                 RelayWrite::PutRevoked { mailbox, holders } => {
                     if holders.is_empty() {
                         self.revoked.remove(&mailbox);
@@ -102,6 +112,10 @@ impl MailLookup for MemoryMailStore {
 
     fn dropped(&self) -> Result<Vec<DeviceId>, StoreFault> {
         Ok(self.dropped.iter().copied().collect())
+    }
+
+    fn push_targets(&self) -> Result<Vec<(DeviceId, crate::PushTarget)>, StoreFault> {
+        Ok(self.push.iter().map(|(d, t)| (*d, t.clone())).collect())
     }
 
     fn stored(&self, digests: &[DepositDigest]) -> Result<Vec<bool>, StoreFault> {

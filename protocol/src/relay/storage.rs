@@ -2,7 +2,7 @@
 //! the middle of a decision ([`MailLookup`]), and the writes it hands back
 //! in batches ([`RelayWrite`]) for the host to commit in one transaction.
 
-use crate::{DeviceId, MailboxId};
+use crate::{DeviceId, MailboxId, PushTarget};
 
 /// The dedupe key of a deposit: a keyed hash of its sealed bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -81,6 +81,11 @@ pub enum RelayWrite {
         mailbox: MailboxId,
         holders: Vec<[u8; 16]>,
     },
+    /// Replaces (or, with `None`, removes) the device's push registration.
+    PutPush {
+        device: DeviceId,
+        target: Option<PushTarget>,
+    },
 }
 
 /// A mailbox and the deposit-right holder tags its owner revoked.
@@ -142,4 +147,6 @@ pub trait MailLookup {
     fn revoked(&self) -> Result<Vec<Revoked>, StoreFault>;
     /// Every device whose mailbox was dropped (at start).
     fn dropped(&self) -> Result<Vec<DeviceId>, StoreFault>;
+    /// Every push registration (at start).
+    fn push_targets(&self) -> Result<Vec<(DeviceId, PushTarget)>, StoreFault>;
 }

@@ -24,6 +24,7 @@ impl Relay {
         let rules = RelayRules {
             quotas,
             retention_secs: 3600,
+            push: Default::default(),
         };
         let engine = RelayEngine::load(rules, [[1; 32], [2; 32]], &store, now).unwrap();
         Self {
@@ -778,6 +779,7 @@ fn a_blocked_contacts_revoked_right_no_longer_opens_the_contacts_share() {
     let rules = RelayRules {
         quotas,
         retention_secs: 3600,
+        push: Default::default(),
     };
     relay.engine = RelayEngine::load(rules, [[1; 32], [2; 32]], &relay.store, relay.now).unwrap();
     relay.request(4, b"harasser", &with_right(20));
@@ -833,3 +835,4 @@ fn only_the_owner_revokes_rights_to_its_mailbox() {
 
 mod batch;
 mod drop;
+mod push;

@@ -51,13 +51,14 @@ use hush_protocol::relay::{
     Applied, DepositDigest, HostedKey, MailLookup, MailPage, OneTimeKey, RelayWrite, Revoked,
     StoreFault, StoredMail,
 };
-use hush_protocol::{DeviceId, MailboxId};
+use hush_protocol::{DeviceId, MailboxId, PushTarget};
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use thiserror::Error;
 
 use overlay::{MailWrite, Overlay};
 use tables::{
-    DIGESTS, DROPPED, EXPIRES, FALLBACK, INDEX, LOG, LOGGED_KEY, META, OTKS, REVOKED, parse_item,
+    DIGESTS, DROPPED, EXPIRES, FALLBACK, INDEX, LOG, LOGGED_KEY, META, OTKS, PUSH, REVOKED,
+    parse_item,
 };
 
 /// Each mail log's size: about a second of full ingest.
@@ -652,6 +653,30 @@ impl MailLookup for Store {
             let mut out = Vec::new();
             for row in table.iter()? {
                 out.push(DeviceId(*row?.0.value()));
+            }
+            Ok(out)
+        };
+        read().map_err(fault)
+    }
+
+    fn push_targets(&self) -> Result<Vec<(DeviceId, PushTarget)>, StoreFault> {
+        let read = || -> Result<Vec<(DeviceId, PushTarget)>, StoreError> {
+            let txn = self.db.begin_read()?;
+            let table = txn.open_table(PUSH)?;
+            let mut out = Vec::new();
+            for row in table.iter()? {
+                let (device, value) = row?;
+                let value = value.value();
+                let corrupt = || StoreError::Corrupt("a push registration");
+                let token = value.get(..16).ok_or_else(corrupt)?;
+                let endpoint = std::str::from_utf8(&value[16..]).map_err(|_| corrupt())?;
+                out.push((
+                    DeviceId(*device.value()),
+                    PushTarget {
+                        endpoint: endpoint.to_owned(),
+                        token: token.try_into().map_err(|_| corrupt())?,
+                    },
+                ));
             }
             Ok(out)
         };

@@ -19,6 +19,8 @@ pub(super) const FALLBACK: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::
 pub(super) const REVOKED: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("revoked");
 /// Devices their account revoked (their mailboxes are refused for good).
 pub(super) const DROPPED: TableDefinition<&[u8; 32], ()> = TableDefinition::new("dropped");
+/// A device's push registration: its token (16 bytes) ‖ the endpoint URL.
+pub(super) const PUSH: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("push");
 /// (expiry in Unix ms, seq) → mailbox, for mail its sender gave an expiry
 /// (a disappearing message): the order they are dropped in.
 pub(super) const EXPIRES: TableDefinition<(u64, u64), &[u8; 32]> = TableDefinition::new("expires");
@@ -41,6 +43,7 @@ pub(super) fn create_all(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(FALLBACK)?;
     txn.open_table(REVOKED)?;
     txn.open_table(DROPPED)?;
+    txn.open_table(PUSH)?;
     txn.open_table(EXPIRES)?;
     txn.open_table(EXPIRES_BY_SEQ)?;
     Ok(())
@@ -125,13 +128,14 @@ pub(super) fn write_mail<'w>(
     Ok(())
 }
 
-/// Applies an owner's writes in `txn` (hosted keys, revoked holders);
+/// Applies an owner's writes in `txn` (hosted keys, revoked holders, push);
 /// anything else is ignored.
 pub(super) fn write_keys(txn: &WriteTransaction, writes: &[RelayWrite]) -> Result<(), StoreError> {
     let mut otks = txn.open_table(OTKS)?;
     let mut fallback = txn.open_table(FALLBACK)?;
     let mut revoked = txn.open_table(REVOKED)?;
     let mut dropped = txn.open_table(DROPPED)?;
+    let mut push = txn.open_table(PUSH)?;
     for write in writes {
         match write {
             RelayWrite::PutKeys {
@@ -153,7 +157,21 @@ pub(super) fn write_keys(txn: &WriteTransaction, writes: &[RelayWrite]) -> Resul
                 let d = &device.0;
                 otks.retain_in((d, &[0u8; 32])..=(d, &[0xff; 32]), |_, _| false)?;
                 fallback.remove(d)?;
+                push.remove(d)?;
                 dropped.insert(d, ())?;
+            }
+            RelayWrite::PutPush {
+                device,
+                target: Some(target),
+            } => {
+                let value = [&target.token[..], target.endpoint.as_bytes()].concat();
+                push.insert(&device.0, value.as_slice())?;
+            }
+            RelayWrite::PutPush {
+                device,
+                target: None,
+            } => {
+                push.remove(&device.0)?;
             }
             RelayWrite::PutRevoked { mailbox, holders } if holders.is_empty() => {
                 revoked.remove(&mailbox.0)?;

@@ -340,6 +340,7 @@ impl Net {
         let rules = RelayRules {
             quotas: Quotas::default(),
             retention_secs: 3600,
+            push: Default::default(),
         };
         let relay = RelayEngine::load(rules, [[1; 32], [2; 32]], &relay_store, now).unwrap();
         let mut net = Self {

@@ -158,6 +158,7 @@ impl<R> RelayEngine<R> {
                     .chain(&keys)
                     .map(MailboxId::of)
                     .collect();
+                self.pushes.set_pairwise(&auth.device, &mailboxes[1..]);
                 self.known_sets.insert(
                     digest,
                     KnownSet {

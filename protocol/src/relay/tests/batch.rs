@@ -5,13 +5,13 @@
 use super::*;
 use crate::{BatchItem, BatchRequest, KeySet};
 
-fn id(key: &SigningKey) -> DeviceId {
+pub(super) fn id(key: &SigningKey) -> DeviceId {
     DeviceId(key.verifying_key().to_bytes())
 }
 
 /// A batch by `owner` over `set`, each key signing the set's proof unless
 /// `forged_by` stands in for it.
-fn batch(
+pub(super) fn batch(
     owner: &SigningKey,
     challenge: [u8; 32],
     set: &[&SigningKey],

@@ -72,6 +72,7 @@ fn a_revoked_devices_mailbox_is_dropped_and_refused_for_good() {
     let rules = RelayRules {
         quotas: Quotas::default(),
         retention_secs: 3600,
+        push: Default::default(),
     };
     relay.engine = RelayEngine::load(rules, [[1; 32], [2; 32]], &relay.store, relay.now).unwrap();
     relay.owner(7, &laptop, fetch(0, 0));
@@ -155,6 +156,7 @@ fn a_drop_whose_commit_failed_lands_when_asked_again() {
     let rules = RelayRules {
         quotas: Quotas::default(),
         retention_secs: 3600,
+        push: Default::default(),
     };
     relay.engine = RelayEngine::load(rules, [[1; 32], [2; 32]], &relay.store, relay.now).unwrap();
     relay.owner(3, &laptop, fetch(0, 0));

@@ -99,6 +99,7 @@ impl Net {
         let rules = RelayRules {
             quotas,
             retention_secs: 3600,
+            push: Default::default(),
         };
         self.relay = RelayEngine::load(rules, [[1; 32], [2; 32]], &self.relay_store, self.now)
             .expect("a relay over an empty store");

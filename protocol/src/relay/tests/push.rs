@@ -1,0 +1,253 @@
+//! Push for offline devices: only the owner registers, only endpoints the
+//! operator allows, a wake-up only for a device not connected, at most one
+//! per interval, and nothing in it about the mail.
+
+use super::batch::batch;
+use super::*;
+use crate::relay::PushRules;
+use crate::{BatchRequest, PushTarget};
+
+const ENDPOINT: &str = "https://push.example.org/up/4f2a";
+/// The peer the owner's requests come from (see `Relay::owner`).
+const OWNER_PEER: &[u8] = b"owner";
+
+fn target(token: u8) -> PushTarget {
+    PushTarget {
+        endpoint: ENDPOINT.into(),
+        token: [token; 16],
+    }
+}
+
+fn relay_with(push: PushRules) -> Relay {
+    let mut relay = Relay::new(Quotas::default());
+    let rules = RelayRules {
+        quotas: Quotas::default(),
+        retention_secs: 3600,
+        push,
+    };
+    relay.engine = RelayEngine::load(rules, [[1; 32], [2; 32]], &relay.store, relay.now).unwrap();
+    relay
+}
+
+fn register(relay: &mut Relay, key: &SigningKey, target: Option<PushTarget>) -> MailboxResponse {
+    relay.owner(50, key, OwnerRequest::SetPush { target });
+    relay.commit();
+    relay.answer(50).expect("no answer to SetPush")
+}
+
+fn pushes(relay: &mut Relay) -> Vec<PushTarget> {
+    relay.advance(0);
+    std::iter::from_fn(|| relay.engine.poll_push()).collect()
+}
+
+fn mail(relay: &mut Relay, mailbox: MailboxId, n: u32) {
+    relay.request(1000 + n, b"sender", &deposit(mailbox, [n]));
+    relay.commit();
+    assert_eq!(results(relay.answer(1000 + n)), [DepositResult::Stored]);
+}
+
+#[test]
+fn mail_for_an_offline_device_wakes_it_once_per_interval() {
+    let mut relay = relay_with(PushRules::default());
+    let bob = owner_key(1);
+    assert_eq!(
+        register(&mut relay, &bob, Some(target(7))),
+        MailboxResponse::PushSet { active: true }
+    );
+    relay.engine.handle_connection(OWNER_PEER, false);
+    mail(&mut relay, mailbox_of(&bob), 1);
+    assert_eq!(pushes(&mut relay), [target(7)]);
+    // More mail within the interval: nothing yet…
+    mail(&mut relay, mailbox_of(&bob), 2);
+    mail(&mut relay, mailbox_of(&bob), 3);
+    relay.advance(59_000);
+    assert_eq!(pushes(&mut relay), []);
+    // …then one wake-up for all of it.
+    relay.advance(1_000);
+    assert_eq!(pushes(&mut relay), [target(7)]);
+    relay.advance(120_000);
+    assert_eq!(pushes(&mut relay), [], "woken with no new mail");
+    assert_eq!(relay.engine.stats().pushes, 2);
+    assert_eq!(relay.engine.stats().push_devices, 1);
+}
+
+#[test]
+fn a_connected_device_is_not_woken() {
+    let mut relay = relay_with(PushRules::default());
+    let bob = owner_key(1);
+    register(&mut relay, &bob, Some(target(7)));
+    mail(&mut relay, mailbox_of(&bob), 1);
+    assert_eq!(pushes(&mut relay), [], "woken while connected");
+    relay.engine.handle_connection(OWNER_PEER, false);
+    relay.engine.handle_connection(OWNER_PEER, true);
+    mail(&mut relay, mailbox_of(&bob), 2);
+    assert_eq!(pushes(&mut relay), [], "woken after it came back");
+    // Mail that arrived while it was away, then it fetched: nothing due.
+    relay.engine.handle_connection(OWNER_PEER, false);
+    relay.advance(61_000);
+    mail(&mut relay, mailbox_of(&bob), 3);
+    relay.owner(2, &bob, fetch(0, 0));
+    assert_eq!(pushes(&mut relay), [], "woken after it fetched");
+}
+
+#[test]
+fn mail_in_a_pairwise_mailbox_wakes_its_device() {
+    let mut relay = relay_with(PushRules::default());
+    let (bob, pairwise) = (owner_key(1), owner_key(2));
+    register(&mut relay, &bob, Some(target(7)));
+    let challenge = relay.challenge();
+    let request = batch(
+        &bob,
+        challenge,
+        &[&pairwise],
+        None,
+        BatchRequest::Fetch {
+            after: 0,
+            limit: 10,
+        },
+    );
+    relay.request(3, OWNER_PEER, &request);
+    assert!(matches!(
+        relay.answer(3),
+        Some(MailboxResponse::Batch { .. })
+    ));
+    relay.engine.handle_connection(OWNER_PEER, false);
+    mail(&mut relay, mailbox_of(&pairwise), 1);
+    assert_eq!(pushes(&mut relay), [target(7)]);
+    // Someone else's mailbox wakes nobody.
+    relay.advance(61_000);
+    mail(&mut relay, mailbox_of(&owner_key(3)), 2);
+    assert_eq!(pushes(&mut relay), []);
+}
+
+#[test]
+fn a_stranger_cannot_point_a_devices_push_elsewhere() {
+    let mut relay = relay_with(PushRules::default());
+    let (bob, mallory) = (owner_key(1), owner_key(9));
+    register(&mut relay, &bob, Some(target(7)));
+    // Mallory signs a SetPush naming bob's device with her key.
+    let challenge = relay.challenge();
+    let MailboxRequest::Owner { mut auth, request } = signed(
+        &mallory,
+        challenge,
+        OwnerRequest::SetPush {
+            target: Some(PushTarget {
+                endpoint: "https://evil.example/collect".into(),
+                token: [1; 16],
+            }),
+        },
+    ) else {
+        unreachable!()
+    };
+    auth.device = DeviceId(bob.verifying_key().to_bytes());
+    relay.request(4, b"mallory", &MailboxRequest::Owner { auth, request });
+    relay.commit();
+    assert_eq!(
+        relay.answer(4),
+        Some(MailboxResponse::refused(Refusal::NotOwner))
+    );
+    relay.engine.handle_connection(OWNER_PEER, false);
+    mail(&mut relay, mailbox_of(&bob), 1);
+    assert_eq!(pushes(&mut relay), [target(7)]);
+}
+
+#[test]
+fn a_push_endpoint_inside_the_relays_network_is_refused() {
+    let mut relay = relay_with(PushRules::default());
+    let bob = owner_key(1);
+    for endpoint in [
+        "https://127.0.0.1/hook",
+        "https://10.1.2.3/hook",
+        "https://[::1]:8443/hook",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[fd00::1]/hook",
+        "https://[::ffff:192.168.1.1]/hook",
+        "http://push.example.org/plain",
+        "https://user@push.example.org/",
+    ] {
+        let answer = register(
+            &mut relay,
+            &bob,
+            Some(PushTarget {
+                endpoint: endpoint.into(),
+                token: [1; 16],
+            }),
+        );
+        assert!(
+            matches!(
+                answer,
+                MailboxResponse::Refused {
+                    reason: Refusal::PushRefused,
+                    ..
+                }
+            ),
+            "{endpoint}: {answer:?}"
+        );
+    }
+    assert_eq!(relay.engine.stats().push_devices, 0);
+}
+
+#[test]
+fn an_operator_restricts_push_to_its_hosts_or_turns_it_off() {
+    let only = PushRules {
+        allow_hosts: vec!["ntfy.sh".into()],
+        ..PushRules::default()
+    };
+    let mut relay = relay_with(only);
+    let bob = owner_key(1);
+    let refused = register(&mut relay, &bob, Some(target(1)));
+    assert!(
+        matches!(&refused, MailboxResponse::Refused { message, .. } if message.contains("ntfy.sh")),
+        "{refused:?}"
+    );
+    let allowed = PushTarget {
+        endpoint: "https://up.ntfy.sh/abc".into(),
+        token: [1; 16],
+    };
+    assert_eq!(
+        register(&mut relay, &bob, Some(allowed)),
+        MailboxResponse::PushSet { active: true }
+    );
+    let off = PushRules {
+        enabled: false,
+        ..PushRules::default()
+    };
+    let mut relay = relay_with(off);
+    assert!(matches!(
+        register(&mut relay, &bob, Some(target(1))),
+        MailboxResponse::Refused {
+            reason: Refusal::PushRefused,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_registration_survives_a_restart_and_goes_when_removed_or_revoked() {
+    let mut relay = relay_with(PushRules::default());
+    let bob = owner_key(1);
+    register(&mut relay, &bob, Some(target(7)));
+    // A new registration replaces the token.
+    register(&mut relay, &bob, Some(target(8)));
+    relay.engine = RelayEngine::load(
+        RelayRules {
+            quotas: Quotas::default(),
+            retention_secs: 3600,
+            push: PushRules::default(),
+        },
+        [[1; 32], [2; 32]],
+        &relay.store,
+        relay.now,
+    )
+    .unwrap();
+    mail(&mut relay, mailbox_of(&bob), 1);
+    assert_eq!(pushes(&mut relay), [target(8)], "after a restart");
+    assert_eq!(
+        register(&mut relay, &bob, None),
+        MailboxResponse::PushSet { active: false }
+    );
+    relay.advance(61_000);
+    mail(&mut relay, mailbox_of(&bob), 2);
+    assert_eq!(pushes(&mut relay), [], "woken after it turned push off");
+    assert_eq!(relay.engine.stats().push_devices, 0);
+}

@@ -88,6 +88,11 @@ pub enum Command {
     /// Protect the database key with a passphrase, change it, or remove it
     #[command(subcommand)]
     Passphrase(PassphraseCommand),
+    /// Be woken while offline: your home relays POST a content-free
+    /// wake-up to a push endpoint (UnifiedPush, ntfy, a webhook) when mail
+    /// arrives for this device and it is not connected
+    #[command(subcommand)]
+    Push(PushCommand),
     /// Run a relay: mailboxes for offline devices, key hosting, DHT, circuit relay
     #[command(subcommand)]
     Relay(RelayCommand),
@@ -803,6 +808,34 @@ pub fn command_paths() -> Vec<Vec<String>> {
     walk(&<Cli as clap::CommandFactory>::command(), &[], &mut out);
     assert!(out.len() > 30, "{out:?}");
     out
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PushCommand {
+    /// Register this endpoint with every home relay (a fresh random token
+    /// each time); the node must run
+    #[command(after_help = "Examples:\n  \
+hush push set https://ntfy.sh/my-secret-topic-4f2a\n  \
+hush push set https://push.example.org/UP?token=abc   # from your UnifiedPush distributor")]
+    Set {
+        /// The endpoint URL (https://; http:// only where a relay allows it)
+        url: String,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Tell every home relay to forget the endpoint
+    Off {
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// The endpoint's host and where each home relay's registration stands
+    Status {
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

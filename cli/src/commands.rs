@@ -15,6 +15,7 @@ mod manual;
 mod node;
 mod passphrase;
 mod presence;
+mod push;
 mod relay;
 pub(crate) mod search;
 mod status;
@@ -113,6 +114,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Device(command) => device::run(&home, command).await?,
         Command::Passphrase(command) => passphrase::run(&home, command)?,
+        Command::Push(command) => push::run(&mut Client::connect(&home).await?, command).await?,
         Command::File(command) => return file::run(&home, command).await,
         Command::Demo
         | Command::Bench(_)

@@ -17,8 +17,8 @@ use crate::rpc::{
     ContactAddParams, ContactParams, FileParams, GroupCreateParams, GroupHistoryParams,
     GroupInviteParams, GroupMemberParams, GroupParams, GroupSendParams, GroupSwitchParams,
     GroupTimerParams, HistoryParams, INVALID_PARAMS, INVALID_REQUEST, MAX_REQUEST_LEN,
-    METHOD_NOT_FOUND, PARSE_ERROR, PresenceParams, RemoveParams, Request, Response, SendParams,
-    SharePresenceParams, SwitchParams, TimerParams,
+    METHOD_NOT_FOUND, PARSE_ERROR, PresenceParams, PushParams, RemoveParams, Request, Response,
+    SendParams, SharePresenceParams, SwitchParams, TimerParams,
 };
 
 /// API connections served at once; more wait to be accepted.
@@ -372,6 +372,15 @@ async fn dispatch(node: &Node, request: Request) -> Result<Value, (i64, String)>
         }
         "contact.list" => to_value(node.contacts().map_err(node_err)?),
         "conversations" => to_value(node.conversations().await.map_err(node_err)?),
+        "push.set" => {
+            let p: PushParams = params(request.params)?;
+            node.set_push(Some(p.url)).await.map_err(node_err)?;
+            Ok(json!({ "push": true }))
+        }
+        "push.off" => {
+            node.set_push(None).await.map_err(node_err)?;
+            Ok(json!({ "push": false }))
+        }
         "contact.mute" => {
             let p: SwitchParams = params(request.params)?;
             let muted = node

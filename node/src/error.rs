@@ -147,6 +147,8 @@ pub enum NodeError {
         "this device was removed from its account (revoked on another of its devices): it can no longer send; link it again with `hush device join` on a new home if that was a mistake"
     )]
     Revoked,
+    #[error("invalid push endpoint: {0}")]
+    InvalidPushEndpoint(String),
     #[error("invalid search: {0}; words, \"a phrase\" and prefix* are understood")]
     Query(#[from] crate::search::QueryError),
     #[error("could not serve the local API at {path}: {source}")]
@@ -188,6 +190,7 @@ impl NodeError {
             Self::File(_) => 1040,
             Self::Key(_) => 1050,
             Self::Query(_) => 1060,
+            Self::InvalidPushEndpoint(_) => 1070,
             Self::Home { .. }
             | Self::Identity(_)
             | Self::Store(_)

@@ -49,6 +49,7 @@ mod linking;
 mod liveness;
 mod muting;
 mod presence;
+mod push;
 mod reach;
 mod relays;
 
@@ -182,6 +183,8 @@ pub(crate) struct EventLoop {
     notifier: Option<crate::notify::Notifier>,
     /// Conversations the user muted (no notification).
     muted: std::collections::HashSet<hush_protocol::ConversationId>,
+    /// Where the home relays wake this device while it is offline.
+    push_endpoint: Option<String>,
     /// How often home relays are asked for mail.
     mail_poll: Duration,
     /// Home relays to send the stored revocations again when they next
@@ -243,6 +246,7 @@ impl EventLoop {
         let mut home =
             relays::HomeRelay::parse_all(&me.relays, host_clock.now(), options.mail_poll);
         let muted = store.muted()?.into_iter().collect();
+        let push_endpoint = store.push_endpoint()?;
         let retired = store.retired_relays()?;
         for mut relay in relays::HomeRelay::parse_all(&retired, host_clock.now(), options.mail_poll)
         {
@@ -317,6 +321,7 @@ impl EventLoop {
             failover: Failover::new(options.relay_failover, options.bootstrap.clone()),
             notifier: options.notify.clone().map(crate::notify::Notifier::new),
             muted,
+            push_endpoint,
             mail_poll: options.mail_poll,
             drops_due: std::collections::HashSet::new(),
             mail_requests: HashMap::new(),
@@ -506,6 +511,7 @@ impl EventLoop {
             } => self.send(&contact, text, reply),
             Command::MarkRead { contact, reply } => self.mark_read(&contact, reply),
             Command::Mute { target, on, reply } => self.mute(target, on, reply),
+            Command::SetPush { endpoint, reply } => self.set_push(endpoint, reply),
             Command::SetReceipts { contact, on, reply } => {
                 let set = self.engine.set_receipts(&contact, on);
                 self.drive();
@@ -567,6 +573,7 @@ impl EventLoop {
                     outbox: self.engine.outbox.len(),
                     relays: self.relay_views(),
                     relay_search: self.me.relay_search.clone(),
+                    push: self.push_host(),
                     reachability: self.reachability(),
                     devices: self.me.device_list.devices.len(),
                     account_key: self.me.account_key().is_some(),

@@ -192,6 +192,12 @@ pub(crate) enum Command {
         on: bool,
         reply: Reply<bool>,
     },
+    /// Where the home relays wake this device while it is offline
+    /// (`None`: nowhere).
+    SetPush {
+        endpoint: Option<String>,
+        reply: Reply<()>,
+    },
     /// The conversation's disappearing timer (`None`: off).
     SetTimer {
         contact: String,
@@ -537,6 +543,13 @@ impl Node {
     /// `--notify-cmd` is not run for its messages.
     pub async fn mute(&self, target: MuteTarget, on: bool) -> Result<bool, NodeError> {
         self.call(|reply| Command::Mute { target, on, reply }).await
+    }
+
+    /// Registers `endpoint` (a UnifiedPush or webhook URL) with the home
+    /// relays, to be woken there while offline; `None` turns push off.
+    pub async fn set_push(&self, endpoint: Option<String>) -> Result<(), NodeError> {
+        self.call(|reply| Command::SetPush { endpoint, reply })
+            .await
     }
 
     /// Turns read receipts to `contact` on or off.

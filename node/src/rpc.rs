@@ -160,6 +160,13 @@ pub struct SwitchParams {
     pub on: bool,
 }
 
+/// `push.set`: the endpoint the home relays wake this device at.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushParams {
+    pub url: String,
+}
+
 /// `contact.disappear`: the conversation's timer in seconds (`null` or
 /// absent: off).
 #[derive(Debug, Deserialize)]

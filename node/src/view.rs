@@ -188,6 +188,10 @@ pub struct NodeStatus {
     /// search through the DHT at start found wanting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay_search: Option<String>,
+    /// The host of the push endpoint the home relays wake this device at
+    /// while it is offline (`hush push set`), if one is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<String>,
     /// How others can reach this device.
     pub reachability: Reachability,
     /// Devices on the account's list (this one included, unless revoked).
@@ -270,6 +274,10 @@ pub struct RelayView {
     pub keys_left: Option<u32>,
     /// The last thing that went wrong talking to it, if anything did.
     pub last_error: Option<String>,
+    /// Our push registration there, while a push endpoint is set:
+    /// `registering`, `registered`, `refused: …` or `not registered yet: …`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<String>,
 }
 
 /// A group as this device sees it.

@@ -29,6 +29,8 @@ pub(super) enum After {
     ReplyRead(Reply<usize>, usize),
     /// A conversation was muted (`true`) or unmuted.
     ReplyMuted(Reply<bool>, bool),
+    /// A setting is stored.
+    ReplyDone(Reply<()>),
     /// Mail from this home relay is stored: tell the relay to delete it.
     MailAck(usize, Vec<u64>),
     /// One-time keys are on disk: hand them to this home relay.
@@ -247,6 +249,12 @@ impl EventLoop {
                     let _ = reply.send(Ok(on));
                 }
                 (After::ReplyMuted(reply, _), Err(e)) => {
+                    let _ = reply.send(Err(store_failed(e)));
+                }
+                (After::ReplyDone(reply), Ok(())) => {
+                    let _ = reply.send(Ok(()));
+                }
+                (After::ReplyDone(reply), Err(e)) => {
                     let _ = reply.send(Err(store_failed(e)));
                 }
                 (After::ReplyPresence(reply, view), Ok(())) => {

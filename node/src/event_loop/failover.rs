@@ -180,6 +180,8 @@ impl EventLoop {
         let now = self.host_clock.now();
         let old = self.home[i].addr.to_string();
         self.home[i].retired = true;
+        // It forgets our push endpoint (if it ever answers again).
+        self.home[i].push = super::push::PushSlot::Unsent;
         // Read to the end since it was retired, not before.
         self.home[i].mailbox.reread(now);
         let mut relay = HomeRelay::new(peer, addr.clone(), now, self.mail_poll);

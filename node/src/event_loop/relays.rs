@@ -53,6 +53,8 @@ pub(super) struct HomeRelay {
     /// Since when (mono ms) it has answered no challenge or fetch; `None`
     /// while it answers.
     pub(super) unanswered_since: Option<u64>,
+    /// Our push registration there (`push.rs`).
+    pub(super) push: super::push::PushSlot,
 }
 
 impl HomeRelay {
@@ -67,6 +69,7 @@ impl HomeRelay {
             retired: false,
             spent: false,
             unanswered_since: None,
+            push: super::push::PushSlot::default(),
         }
     }
 
@@ -104,6 +107,8 @@ pub(super) enum MailRequest {
     Revoke(usize, Vec<[u8; 16]>),
     /// Our account revoked devices: their mailboxes go.
     DropRevoked(usize),
+    /// Our push registration (`push.rs`).
+    SetPush(usize),
     Deposit {
         relay: PeerId,
         device: DeviceId,
@@ -124,7 +129,8 @@ impl MailRequest {
             | Self::Ack(i)
             | Self::PutKeys(i)
             | Self::Revoke(i, _)
-            | Self::DropRevoked(i) => Some(*i),
+            | Self::DropRevoked(i)
+            | Self::SetPush(i) => Some(*i),
             Self::Deposit { .. } | Self::Claim { .. } => None,
         }
     }
@@ -159,6 +165,7 @@ impl EventLoop {
                     .unanswered_since
                     .map(|since| now.mono_ms.saturating_sub(since) / 1000),
                 connected: r.mailbox.is_connected(),
+                push: self.push_endpoint.is_some().then(|| r.push.describe()),
                 keys_left: r.mailbox.keys_left(),
                 last_error: r.mailbox.last_error().map(str::to_owned),
             })
@@ -185,6 +192,7 @@ impl EventLoop {
     /// one that stopped answering (`failover.rs`).
     pub(super) fn relay_tick(&mut self) {
         self.failover_tick();
+        self.push_tick();
         let now = self.host_clock.now();
         for i in 0..self.home.len() {
             if self.home[i].spent {
@@ -479,6 +487,7 @@ impl EventLoop {
                 }),
             ) => self.on_items(i, &set, items, more, keys_left),
             (MailRequest::Ack(_), Ok(MailboxResponse::Acked { .. })) => {}
+            (MailRequest::SetPush(i), answer) => self.on_push_answer(i, answer),
             (MailRequest::Revoke(i, holders), Ok(MailboxResponse::Revoked { .. })) => {
                 tracing::info!(
                     relay = i,
@@ -562,7 +571,7 @@ impl EventLoop {
     }
 }
 
-fn describe(answer: Result<MailboxResponse, String>) -> String {
+pub(super) fn describe(answer: Result<MailboxResponse, String>) -> String {
     match answer {
         Ok(MailboxResponse::Refused { message, .. }) => format!("the relay refused: {message}"),
         Ok(other) => format!("unexpected answer from the relay: {other:?}")

@@ -110,6 +110,8 @@ const RELAYS_FOUND_KEY: &str = "home_relays_found";
 /// Home relays replaced (they stopped answering): still read, in case they
 /// come back with mail (postcard `Vec<String>`).
 const RETIRED_RELAYS_KEY: &str = "retired_relays";
+/// The push endpoint the home relays wake this device at (`hush push set`).
+const PUSH_ENDPOINT_KEY: &str = "push_endpoint";
 const FALLBACK_KEY: &str = "fallback_key_bundle";
 /// When the fallback key was made (Unix ms, `u64` big-endian).
 const FALLBACK_MADE_KEY: &str = "fallback_key_made_at";
@@ -461,6 +463,13 @@ impl Store {
             Some(bytes) => decode("retired relays", &bytes),
             None => Ok(Vec::new()),
         }
+    }
+
+    /// The push endpoint the user set (see `Op::PutPushEndpoint`).
+    pub fn push_endpoint(&self) -> Result<Option<String>, StoreError> {
+        self.meta(PUSH_ENDPOINT_KEY)?
+            .map(|bytes| decode("push endpoint", &bytes))
+            .transpose()
     }
 
     pub fn own_presence(&self) -> Result<Option<OwnPresenceRecord>, StoreError> {

@@ -11,8 +11,8 @@ use super::{
     CLOCK_KEY, CONTACT_TRUST, CONTACTS, DEPOSIT_RIGHTS, DEVICE_RELAYS, DRAINED_KEY, EXPIRING,
     FALLBACK_KEY, FALLBACK_MADE_KEY, FILES, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUP_RECEIPTS,
     GROUPS, LISTEN_KEY, MAILBOX_GRANTS, MEGOLM_IN, MESSAGES, META, MUTED, OLM_ACCOUNT_KEY, OUTBOX,
-    OWN_PRESENCE_KEY, OutboxKey, PRESENCE, RELAYS_FOUND_KEY, RELAYS_KEY, RETIRED_RELAYS_KEY, SEEN,
-    SESSIONS, StoreError, TIMERS, UNREAD, WAL_KEY, decode, encode,
+    OWN_PRESENCE_KEY, OutboxKey, PRESENCE, PUSH_ENDPOINT_KEY, RELAYS_FOUND_KEY, RELAYS_KEY,
+    RETIRED_RELAYS_KEY, SEEN, SESSIONS, StoreError, TIMERS, UNREAD, WAL_KEY, decode, encode,
 };
 use crate::records::{
     ContactRecord, ContactTrust, FileRecord, GroupRecord, InboundRecord, MessageKind,
@@ -93,6 +93,9 @@ pub enum Op {
     PutRetiredRelays(Vec<String>),
     /// The user muted (or unmuted) a conversation.
     PutMuted(ConversationId, bool),
+    /// Where the home relays wake this device while it is offline
+    /// (`None`: nowhere).
+    PutPushEndpoint(Option<String>),
 }
 
 /// A message record as formats 1 to 3 stored it (no timer, no kind).
@@ -455,6 +458,13 @@ pub(super) fn write(
                     } else {
                         table.remove(&conversation.0)?;
                     }
+                }
+                Op::PutPushEndpoint(endpoint) => {
+                    let meta = table(&txn, &mut t.meta, META)?;
+                    match endpoint {
+                        Some(url) => meta.insert(PUSH_ENDPOINT_KEY, encode(&url).as_slice())?,
+                        None => meta.remove(PUSH_ENDPOINT_KEY)?,
+                    };
                 }
                 Op::PutRetiredRelays(addrs) => {
                     let meta = table(&txn, &mut t.meta, META)?;

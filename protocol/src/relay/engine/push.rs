@@ -166,7 +166,11 @@ impl Pushes {
 
     fn insert(&mut self, device: DeviceId, target: PushTarget) {
         match self.devices.get_mut(&device) {
-            Some(reg) => reg.target = target,
+            // A new registration (a new token) starts a new interval.
+            Some(reg) => {
+                reg.target = target;
+                reg.last_sent_ms = None;
+            }
             None => {
                 self.mailboxes.insert(MailboxId::of(&device), device);
                 self.devices.insert(

@@ -20,6 +20,8 @@ mod relay;
 pub(crate) mod search;
 mod status;
 
+pub(crate) use identity::qr_code;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -67,6 +67,10 @@ fn main() -> ExitCode {
     // here, before anything else is printed.
     commands::completion::answer_if_asked();
     let cli = args::Cli::parse();
+    if matches!(cli.command, args::Command::Tui { .. }) {
+        // Only while this process has one thread (see `tui::Clock`).
+        tui::read_local_offset();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -1,7 +1,8 @@
 //! `hush tui`: a full-screen chat client of the running node.
 //!
 //! It is a thin client of the local API (`conversations`, `history`,
-//! `group.history`, `send`, `group.send`, `read`, `group.read`, and the
+//! `group.history`, `send`, `group.send`, `read`, `group.read`, `presence`,
+//! `search`, `group.invite`, `contact.list`, `contact.verify`, and the
 //! event stream): anything it does, a bot can do over the same API. Two
 //! connections: one for requests, one for events; when the node goes away
 //! the screen says so and both are made again every second.
@@ -10,14 +11,23 @@
 //!  key thread ─┐                    ┌─ requests (Client) ─▶ node
 //!              ├─▶ mpsc ─▶ App ─────┤
 //!  events task ┘   (Input)   │      └─ draw (ratatui) ─▶ terminal
-//!                            └─ reload list / open conversation on events
+//!                            └─ events applied in place (messages of the
+//!                               open conversation, statuses, presence, file
+//!                               progress); the list reloaded for the rest
 //! ```
+//!
+//! Commands on the compose line (`/file`, `/search`, `/invite`, `/verify`,
+//! `/help`) live in `slash`.
 //!
 //! Whatever others wrote is shown through `for_terminal`: their control
 //! characters appear escaped, never reach the terminal. The terminal is
 //! restored on every exit: return, error, Ctrl-C (a key here: raw mode) and
 //! panic (a hook).
 
+mod slash;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -85,6 +95,74 @@ impl Drop for Screen {
     }
 }
 
+/// The local time zone's offset, read at start (`read_local_offset`).
+static LOCAL_OFFSET: OnceLock<time::UtcOffset> = OnceLock::new();
+
+/// Reads the local time zone's offset from UTC. The `time` crate reads it
+/// only while the process has a single thread (the C library's time zone
+/// state is not thread-safe), so `main` calls this before the runtime
+/// starts; if it cannot, times show in UTC. A change of offset while the
+/// TUI runs (daylight saving) shows after a restart.
+pub fn read_local_offset() {
+    if let Ok(offset) = time::UtcOffset::current_local_offset() {
+        let _ = LOCAL_OFFSET.set(offset);
+    }
+}
+
+/// How times are shown: local when the offset could be read, else UTC.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    offset: Option<time::UtcOffset>,
+}
+
+impl Clock {
+    fn local() -> Self {
+        Self {
+            offset: LOCAL_OFFSET.get().copied(),
+        }
+    }
+
+    /// The date (`YYYY-MM-DD`) and time (`HH:MM`) of a Unix ms instant.
+    fn parts(&self, ms: u64) -> (String, String) {
+        let secs = i64::try_from(ms / 1000).unwrap_or(0);
+        let at = time::OffsetDateTime::from_unix_timestamp(secs)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+            .to_offset(self.offset.unwrap_or(time::UtcOffset::UTC));
+        let date = at.date();
+        (
+            format!(
+                "{:04}-{:02}-{:02}",
+                date.year(),
+                u8::from(date.month()),
+                date.day()
+            ),
+            format!("{:02}:{:02}", at.hour(), at.minute()),
+        )
+    }
+
+    fn day_time(&self, ms: u64) -> String {
+        let (date, time) = self.parts(ms);
+        format!("{date} {time}")
+    }
+
+    /// What the conversation's title says of the times.
+    fn zone(&self) -> &'static str {
+        if self.offset.is_some() {
+            ""
+        } else {
+            " (times UTC)"
+        }
+    }
+}
+
+/// A file's transfer as `file` events report it.
+#[derive(Debug, Clone)]
+struct Transfer {
+    state: String,
+    done: u64,
+    size: u64,
+}
+
 /// One conversation of the list.
 #[derive(Debug, Clone)]
 struct Conversation {
@@ -107,7 +185,14 @@ struct App {
     status: String,
     connected: bool,
     /// Contacts known online (from `presence`, then `presence` events).
-    online: std::collections::HashSet<String>,
+    online: HashSet<String>,
+    /// When each contact was last seen (Unix ms), where they share it.
+    last_seen: HashMap<String, u64>,
+    /// Files of the open conversation being fetched or sent, by message id.
+    transfers: HashMap<String, Transfer>,
+    /// A panel over the conversation (`slash`).
+    overlay: Option<slash::Overlay>,
+    clock: Clock,
 }
 
 /// `hush tui [--open NAME]`.
@@ -128,7 +213,11 @@ pub async fn run(home: &Home, open: Option<String>) -> Result<()> {
         input: String::new(),
         status: "Enter sends, Alt-Enter a new line, Up/Down a conversation, PageUp older, /help, Ctrl-C quits".into(),
         connected: true,
-        online: std::collections::HashSet::new(),
+        online: HashSet::new(),
+        last_seen: HashMap::new(),
+        transfers: HashMap::new(),
+        overlay: None,
+        clock: Clock::local(),
     };
     app.reload_list().await;
     app.reload_presence().await;
@@ -280,10 +369,13 @@ impl App {
             .collect();
         self.online.clear();
         for name in contacts {
-            if let Some(p) = self.call("presence", json!({ "contact": name })).await
-                && p["state"] == "online"
-            {
-                self.online.insert(name);
+            if let Some(p) = self.call("presence", json!({ "contact": name })).await {
+                if let Some(ms) = p["last_seen_ms"].as_u64() {
+                    self.last_seen.insert(name.clone(), ms);
+                }
+                if p["state"] == "online" {
+                    self.online.insert(name);
+                }
             }
         }
     }
@@ -320,11 +412,76 @@ impl App {
             }
             Some("presence") => {
                 let contact = event["contact"].as_str().unwrap_or("").to_owned();
+                // Its last seen, in ms.
+                let seen = self.call("presence", json!({ "contact": contact })).await;
+                if let Some(ms) = seen.and_then(|p| p["last_seen_ms"].as_u64()) {
+                    self.last_seen.insert(contact.clone(), ms);
+                }
                 if event["state"] == "online" {
                     self.online.insert(contact);
                 } else {
                     self.online.remove(&contact);
                 }
+                return;
+            }
+            Some("message") | Some("group_message") => {
+                let group = event["type"] == "group_message";
+                let name = if group {
+                    event["group"].as_str()
+                } else {
+                    event["contact"].as_str()
+                };
+                let open = self
+                    .current()
+                    .is_some_and(|c| c.group == group && Some(c.name.as_str()) == name);
+                if open && self.add_message(&event["message"]) {
+                    // Read: it is on the screen.
+                    let (read, key) = if group {
+                        ("group.read", "group")
+                    } else {
+                        ("read", "contact")
+                    };
+                    if let Some(name) = name.map(str::to_owned) {
+                        self.call(read, json!({ key: name })).await;
+                    }
+                }
+                self.reload_list().await;
+                if !open {
+                    return;
+                }
+                // A message of ours from another device, or out of order:
+                // the page again, in the store's order.
+                if !self.in_order() {
+                    self.open().await;
+                }
+                return;
+            }
+            Some("file") => {
+                let file = &event["file"];
+                if let Some(id) = file["id"].as_str() {
+                    let known = self.messages.iter().any(|m| m["id"] == id);
+                    self.transfers.insert(
+                        id.to_owned(),
+                        Transfer {
+                            state: file["state"].as_str().unwrap_or("").to_owned(),
+                            done: file["done"].as_u64().unwrap_or(0),
+                            size: file["size"].as_u64().unwrap_or(0),
+                        },
+                    );
+                    if known {
+                        return;
+                    }
+                }
+            }
+            Some("sealing") => {
+                let done = event["done"].as_u64().unwrap_or(0);
+                let total = event["total"].as_u64().unwrap_or(0).max(1);
+                self.status = format!(
+                    "{} {}: {}%",
+                    for_terminal(event["step"].as_str().unwrap_or(""), false),
+                    for_terminal(event["path"].as_str().unwrap_or(""), false),
+                    done.saturating_mul(100) / total
+                );
                 return;
             }
             Some("status") => {
@@ -339,25 +496,49 @@ impl App {
             }
             Some("gap")
             | Some("lagged")
-            | Some("message")
-            | Some("group_message")
             | Some("group_receipt")
             | Some("contact_added")
             | Some("contact_removed")
             | Some("group_changed")
-            | Some("disappeared")
-            | Some("file") => {}
+            | Some("disappeared") => {}
             _ => return,
         }
         self.reload_list().await;
         self.open().await;
     }
 
+    /// Adds a message that arrived to the open conversation; `false` if it
+    /// was there already.
+    fn add_message(&mut self, message: &Value) -> bool {
+        let Some(id) = message["id"].as_str() else {
+            return false;
+        };
+        if self.messages.iter().any(|m| m["id"] == id) {
+            return false;
+        }
+        self.messages.push(message.clone());
+        let excess = self.messages.len().saturating_sub(self.limit);
+        self.messages.drain(..excess);
+        true
+    }
+
+    /// Whether the messages are in the order they were sent.
+    fn in_order(&self) -> bool {
+        self.messages
+            .windows(2)
+            .all(|w| w[0]["sent_at_ms"].as_u64() <= w[1]["sent_at_ms"].as_u64())
+    }
+
     /// Handles a key; false: quit.
     async fn key(&mut self, key: KeyEvent) -> bool {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        if ctrl && matches!(key.code, KeyCode::Char('c') | KeyCode::Char('d')) {
+            return false;
+        }
+        if self.overlay.is_some() && self.overlay_key(key.code).await {
+            return true;
+        }
         match key.code {
-            KeyCode::Char('c') | KeyCode::Char('d') if ctrl => return false,
             KeyCode::Esc => return false,
             KeyCode::Enter
                 if key.modifiers.contains(KeyModifiers::ALT) && self.input.len() < MAX_COMPOSE =>
@@ -379,6 +560,7 @@ impl App {
                     };
                     self.limit = PAGE;
                     self.scroll = 0;
+                    self.transfers.clear();
                     self.open().await;
                 }
             }
@@ -405,10 +587,14 @@ impl App {
         if text.trim().is_empty() {
             return;
         }
-        if text.trim() == "/help" {
-            self.status = "Enter sends, Alt-Enter a new line, Up/Down change conversation, PageUp/PageDown scroll, Esc or Ctrl-C quits".into();
+        if self.command(&text).await {
             return;
         }
+        // `//…` sends `/…`.
+        let text = match text.trim_start().strip_prefix("//") {
+            Some(rest) => format!("/{rest}"),
+            None => text,
+        };
         let Some(c) = self.current().cloned() else {
             self.status = "no conversation: add a contact with `hush contact add`".into();
             self.input = text;
@@ -472,19 +658,32 @@ impl App {
 
         let pane = columns[1];
         let width = usize::from(pane.width.saturating_sub(2)).max(10);
-        let lines = self.message_lines(width);
         let height = usize::from(pane.height.saturating_sub(2));
-        let top = lines
-            .len()
-            .saturating_sub(height + usize::from(self.scroll));
-        let title = self.current().map_or("no conversation".to_owned(), |c| {
-            for_terminal(&c.name, false)
-        });
-        let body = Paragraph::new(lines[top..].to_vec()).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title(format!("{title} (times UTC)")),
-        );
+        let body = match self.overlay_lines(width) {
+            // A panel: from its top (a search's selected hit kept in view).
+            Some((title, lines)) => {
+                let top = match &self.overlay {
+                    Some(slash::Overlay::Search { selected, .. }) => {
+                        (selected * 2 + 2).saturating_sub(height)
+                    }
+                    _ => 0,
+                };
+                let lines = lines.get(top..).unwrap_or_default().to_vec();
+                Paragraph::new(lines).block(
+                    Block::default()
+                        .borders(Borders::ALL)
+                        .title(format!("{title} (Esc closes)")),
+                )
+            }
+            None => {
+                let lines = self.message_lines(width);
+                let top = lines
+                    .len()
+                    .saturating_sub(height + usize::from(self.scroll));
+                Paragraph::new(lines[top..].to_vec())
+                    .block(Block::default().borders(Borders::ALL).title(self.title()))
+            }
+        };
         f.render_widget(body, pane);
 
         let compose = Paragraph::new(self.input.replace('\n', "⏎"))
@@ -496,26 +695,70 @@ impl App {
         f.render_widget(Paragraph::new(format!("{state}{}", self.status)), rows[2]);
     }
 
+    /// The open conversation's title: its name, and for a contact whether
+    /// they are online or when they were last seen.
+    fn title(&self) -> String {
+        let Some(c) = self.current() else {
+            return "no conversation".into();
+        };
+        let name = for_terminal(&c.name, false);
+        let zone = self.clock.zone();
+        if c.group {
+            return format!("{name}{zone}");
+        }
+        let presence = if self.online.contains(&c.name) {
+            " · online".to_owned()
+        } else {
+            match self.last_seen.get(&c.name) {
+                Some(ms) => format!(" · last seen {}", self.clock.day_time(*ms)),
+                None => String::new(),
+            }
+        };
+        format!("{name}{presence}{zone}")
+    }
+
+    /// A file message's label: its name and where its transfer stands.
+    fn file_label(&self, id: &str, file: &Value) -> String {
+        let name = for_terminal(file["name"].as_str().unwrap_or("file"), false);
+        let (state, done, size) = match self.transfers.get(id) {
+            Some(t) => (t.state.as_str(), t.done, t.size),
+            None => (
+                file["state"].as_str().unwrap_or(""),
+                file["done"].as_u64().unwrap_or(0),
+                file["size"].as_u64().unwrap_or(0),
+            ),
+        };
+        let progress = match state {
+            "complete" => " ✓ saved".to_owned(),
+            "shared" => " shared".to_owned(),
+            "offered" => " (hush file get to fetch)".to_owned(),
+            "failed" => " fetch failed (hush file get retries)".to_owned(),
+            "cancelled" => " cancelled".to_owned(),
+            _ if size > 0 => format!(" {}%", done.min(size).saturating_mul(100) / size),
+            _ => String::new(),
+        };
+        format!("[file {name}{progress}]")
+    }
+
     /// The open conversation as lines `width` wide: a line per day, then
     /// `HH:MM from: text  marks`, wrapped.
     fn message_lines(&self, width: usize) -> Vec<Line<'static>> {
         let mut out = Vec::new();
         let mut day = String::new();
         for m in &self.messages {
-            let at = m["sent_at"].as_str().unwrap_or("");
-            if let Some(date) = at.get(..10).filter(|d| *d != day) {
-                day = date.to_owned();
+            let (date, time) = self.clock.parts(m["sent_at_ms"].as_u64().unwrap_or(0));
+            if date != day {
+                day = date;
                 out.push(Line::from(Span::styled(
                     format!("── {day} ──"),
                     Style::default().add_modifier(Modifier::DIM),
                 )));
             }
-            let time = at.get(11..16).unwrap_or("");
             let from = for_terminal(m["from"].as_str().unwrap_or(""), false);
             let mut text = for_terminal(m["text"].as_str().unwrap_or(""), true);
             if let Some(file) = m.get("file").filter(|f| f.is_object()) {
-                let name = for_terminal(file["name"].as_str().unwrap_or("file"), false);
-                text = format!("[file {name}] {text}");
+                let label = self.file_label(m["id"].as_str().unwrap_or(""), file);
+                text = format!("{label} {text}");
             }
             if m["kind"] == "timer" {
                 text = "(set the disappearing timer)".into();

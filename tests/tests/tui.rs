@@ -1,7 +1,9 @@
 //! `hush tui` driven in tmux (issue 21, item 1): it opens a conversation,
 //! shows its history, sends what is typed, shows replies and the delivered
 //! mark live, escapes what others send, survives a resize and a node
-//! restart, and gives the terminal back on Ctrl-C.
+//! restart, and gives the terminal back on Ctrl-C; its commands search,
+//! verify a contact with a safety number and QR code, send a file and
+//! invite to a group; times show in the local time zone.
 
 use std::process::Command;
 use std::time::Duration;
@@ -21,8 +23,9 @@ impl Tmux {
             .is_ok_and(|o| o.status.success())
     }
 
-    fn start(command: &str) -> Self {
-        let name = format!("hush-tui-{}", std::process::id());
+    /// A session named after the test (tests of one binary run at once).
+    fn start(tag: &str, command: &str) -> Self {
+        let name = format!("hush-tui-{}-{tag}", std::process::id());
         let ok = Command::new("tmux")
             .args([
                 "new-session",
@@ -111,7 +114,7 @@ fn the_tui_chats_live_survives_a_resize_and_a_restart_and_gives_the_terminal_bac
         hush_bin().display(),
         alice.home.display()
     );
-    let tmux = Tmux::start(&command);
+    let tmux = Tmux::start("chat", &command);
     tmux.wait_for("the history", "hello alice");
     tmux.wait_for("bob shown online", "● bob");
     // What alice types goes to bob; the delivered mark shows live.
@@ -147,4 +150,110 @@ fn the_tui_chats_live_survives_a_resize_and_a_restart_and_gives_the_terminal_bac
         !screen.contains("-icanon"),
         "the terminal is left in raw mode: {screen}"
     );
+}
+
+/// `HH:MM` of an RFC 3339 UTC time, `minutes` later.
+fn shifted_clock(rfc3339: &str, minutes: i64) -> String {
+    let hh: i64 = rfc3339[11..13].parse().expect("hour");
+    let mm: i64 = rfc3339[14..16].parse().expect("minute");
+    let total = (hh * 60 + mm + minutes).rem_euclid(24 * 60);
+    format!("{:02}:{:02}", total / 60, total % 60)
+}
+
+#[test]
+fn the_tuis_commands_search_verify_send_a_file_and_invite_in_local_time() {
+    if !Tmux::available() {
+        eprintln!("skipping: tmux is not installed (`.ci/run` installs it)");
+        return;
+    }
+    let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
+    alice.start();
+    bob.start();
+    introduce(&alice, &bob);
+    let id = bob.send_delivered("alice", "the quick brown fox");
+    let sent_at = alice
+        .history("bob")
+        .iter()
+        .find(|m| m["id"] == id.as_str())
+        .and_then(|m| m["sent_at"].as_str().map(str::to_owned))
+        .expect("the message in alice's history");
+    let created = alice.run(&["group", "create", "team"]);
+    assert!(created.ok(), "{created:?}");
+    // UTC+5:30 as a POSIX TZ string (no zone files needed).
+    let command = format!(
+        "TZ=IST-5:30 {} --home '{}' tui --open bob; sleep 60",
+        hush_bin().display(),
+        alice.home.display()
+    );
+    let tmux = Tmux::start("commands", &command);
+    let local = format!("{} bob: the quick brown fox", shifted_clock(&sent_at, 330));
+    tmux.wait_for("the message in local time", &local);
+    assert!(!tmux.screen().contains("times UTC"), "{}", tmux.screen());
+    tmux.wait_for("bob's presence in the title", "bob · online");
+
+    tmux.keys(&["/help", "Enter"]);
+    tmux.wait_for("the help panel", "/verify");
+    tmux.keys(&["Escape"]);
+
+    // Search, then open the hit's conversation from the panel.
+    tmux.keys(&["/search brown", "Enter"]);
+    tmux.wait_for("the search panel", "search: brown");
+    tmux.wait_for("the hit", "bob · bob");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the conversation again", "the quick brown fox");
+
+    // The safety number as digits and a QR code; v marks bob verified.
+    tmux.keys(&["/verify", "Enter"]);
+    tmux.wait_for("the safety number", "safety number with bob");
+    let contacts = alice.json(&["contact", "list", "--json"]);
+    let safety = contacts[0]["safety_number"]
+        .as_str()
+        .expect("safety number");
+    let first_group = safety.split_whitespace().next().expect("digits");
+    tmux.wait_for("its digits", first_group);
+    tmux.wait_for("the QR code", "▄▄▄▄▄▄▄");
+    // The whole code fits at 80×24 (its last row is the quiet zone's).
+    tmux.resize(80, 24);
+    tmux.wait_for("the whole code at 80×24", "▀▀▀▀▀▀▀▀▀▀▀▀▀▀▀▀▀▀▀▀▀▀▀▀▀");
+    tmux.resize(100, 30);
+    tmux.keys(&["v"]);
+    tmux.wait_for("the verified mark", "verified ✓");
+    let contacts = alice.json(&["contact", "list", "--json"]);
+    assert_eq!(contacts[0]["verified"], true, "{contacts}");
+    tmux.keys(&["Escape"]);
+
+    // A file, with a caption: bob gets it.
+    let file = alice.home.with_file_name("notes.txt");
+    std::fs::write(&file, "notes for bob").expect("a file");
+    tmux.keys(&[&format!("/file {} -- the notes", file.display()), "Enter"]);
+    wait_for("bob to get the file", Duration::from_secs(30), || {
+        bob.history("alice")
+            .iter()
+            .any(|m| m["file"]["name"] == "notes.txt" && m["text"] == "the notes")
+            .then_some(())
+    });
+    tmux.wait_for("the file message", "[file notes.txt");
+
+    // A line starting with // is text.
+    tmux.keys(&["//not a command", "Enter"]);
+    wait_for("bob to get the slash text", Duration::from_secs(30), || {
+        bob.history("alice")
+            .iter()
+            .any(|m| m["text"] == "/not a command")
+            .then_some(())
+    });
+
+    // In the group's conversation (the next one down), /invite asks bob in.
+    tmux.keys(&["Down"]);
+    tmux.wait_for("the group open", "┐┌team");
+    tmux.keys(&["/invite bob", "Enter"]);
+    tmux.wait_for("the invitation", "invited bob to team");
+    wait_for("bob's invitation", Duration::from_secs(40), || {
+        let groups = bob.json(&["group", "list", "--json"]);
+        groups
+            .as_array()?
+            .iter()
+            .any(|g| g["name"] == "team" && g["you"] == "invited")
+            .then_some(())
+    });
 }

@@ -76,7 +76,7 @@ pub async fn id(home: &Home, json: bool, qr: bool) -> Result<()> {
 /// The card as a QR code in text: two modules per character cell (half
 /// blocks), with the quiet zone. Dark modules print as blanks, so the code
 /// reads right on a terminal with a dark background.
-pub(super) fn qr_code(card: &str) -> Result<String> {
+pub(crate) fn qr_code(card: &str) -> Result<String> {
     use qrcode::render::unicode::Dense1x2;
     let code = qrcode::QrCode::with_error_correction_level(card, qrcode::EcLevel::L)
         .map_err(|e| anyhow::anyhow!("the card does not fit in a QR code: {e}"))?;

@@ -280,10 +280,14 @@ pub struct NodeRunArgs {
     /// "$HUSH_FROM"'. Saved; an empty command turns it off
     #[arg(long, value_name = "CMD")]
     pub notify_cmd: Option<String>,
-    /// Hand the message's text to --notify-cmd in HUSH_TEXT (off: the
-    /// command learns who wrote, not what). Saved
+    /// Hand the message's text to --notify-cmd in HUSH_TEXT and to desktop
+    /// notifications (off: they say who wrote, not what). Saved
     #[arg(long, value_enum, value_name = "on|off")]
     pub notify_with_text: Option<OnOff>,
+    /// Desktop notifications for new messages of conversations that are
+    /// not muted, when a session bus is present (on by default). Saved
+    #[arg(long, value_enum, value_name = "on|off")]
+    pub desktop_notify: Option<OnOff>,
     /// An address to put in your card and presence records (repeatable),
     /// e.g. your router's forwarded port /ip4/203.0.113.5/tcp/4001 or a
     /// LAN address contacts should use. Loopback and private addresses of

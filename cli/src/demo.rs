@@ -53,6 +53,9 @@ impl NodeProcess {
             .args(extra)
             // On loopback only: mDNS would multicast on every interface.
             .args((!extra.contains(&"--no-mdns")).then_some("--no-mdns"))
+            // Demo and bench nodes are not the user's: no desktop
+            // notifications from them.
+            .args(["--desktop-notify", "off"])
             // `HUSH_NODE_LOG=info hush bench …` shows the nodes' logs.
             .env(
                 "HUSH_LOG",

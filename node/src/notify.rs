@@ -1,6 +1,11 @@
-//! Local notifications (`hush node run --notify-cmd CMD`): a command run
-//! for each new message of a conversation that is not muted, once it is
-//! stored.
+//! Local notifications: for each new message of a conversation that is
+//! not muted, once it is stored, a desktop notification when a session bus
+//! is present (`--desktop-notify`, on by default; through `notify-rust`),
+//! and a command (`--notify-cmd CMD`).
+//!
+//! A desktop notification says who wrote and where (`hush · bob`, `hush ·
+//! bob in team`) and, only with `--notify-with-text`, the text (markup
+//! escaped: notification servers read a subset of HTML).
 //!
 //! The command runs through `sh -c` with, in its environment:
 //! `HUSH_KIND` (`message`, `file` or `group_message`), `HUSH_FROM` (the
@@ -26,12 +31,36 @@ pub const MAX_RUN: Duration = Duration::from_secs(30);
 /// Longest text handed to the command, in bytes.
 const MAX_TEXT: usize = 1024;
 
-/// What `--notify-cmd` runs, and how.
-#[derive(Debug, Clone)]
+/// How new messages are announced on this machine.
+#[derive(Debug, Clone, Default)]
 pub struct NotifyConfig {
-    pub command: String,
-    /// Hand the message's text to the command (`--notify-with-text`).
+    /// What `--notify-cmd` runs (`None`: no command).
+    pub command: Option<String>,
+    /// Desktop notifications, when a session bus is present.
+    pub desktop: bool,
+    /// Hand the message's text to the command and the desktop
+    /// (`--notify-with-text`).
     pub with_text: bool,
+}
+
+impl NotifyConfig {
+    /// Whether anything would be announced.
+    pub fn is_on(&self) -> bool {
+        self.command.is_some() || self.desktop
+    }
+}
+
+/// Where a session bus is, if this process has one: `$DBUS_SESSION_BUS_ADDRESS`,
+/// or the `bus` socket in `$XDG_RUNTIME_DIR` (as zbus finds it).
+pub fn session_bus() -> Option<String> {
+    if let Some(addr) = std::env::var_os("DBUS_SESSION_BUS_ADDRESS").filter(|a| !a.is_empty()) {
+        return Some(addr.to_string_lossy().into_owned());
+    }
+    let run = std::env::var_os("XDG_RUNTIME_DIR").filter(|r| !r.is_empty())?;
+    let socket = std::path::Path::new(&run).join("bus");
+    socket
+        .exists()
+        .then(|| format!("unix:path={}", socket.display()))
 }
 
 /// One new message, as the command hears of it.
@@ -76,6 +105,27 @@ impl Notification {
     fn wanted(message: &MessageView) -> Option<()> {
         (!message.outgoing && message.kind == "message").then_some(())
     }
+
+    /// The desktop notification's title and body.
+    fn desktop(&self, with_text: bool) -> (String, String) {
+        let title = match self.kind {
+            "group_message" => format!("hush · {} in {}", self.from, self.conversation),
+            _ => format!("hush · {}", self.from),
+        };
+        let body = match (with_text, self.kind) {
+            (true, _) if !self.text.is_empty() => markup_escaped(&self.text),
+            (_, "file") => "sent you a file".to_owned(),
+            _ => "new message".to_owned(),
+        };
+        (title, body)
+    }
+}
+
+/// `&`, `<` and `>` as entities: notification bodies are markup.
+fn markup_escaped(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Control characters (and bidi overrides) become U+FFFD; long text is cut.
@@ -91,7 +141,7 @@ fn clean(s: &str) -> String {
     out
 }
 
-/// Runs the command for notifications, a bounded number at once.
+/// Announces notifications, a bounded number at once.
 #[derive(Debug, Clone)]
 pub(crate) struct Notifier {
     config: NotifyConfig,
@@ -99,15 +149,58 @@ pub(crate) struct Notifier {
 }
 
 impl Notifier {
-    pub(crate) fn new(config: NotifyConfig) -> Self {
+    /// A notifier for `config`; desktop notifications only where a
+    /// session bus is present.
+    pub(crate) fn new(mut config: NotifyConfig) -> Self {
+        if config.desktop {
+            match session_bus() {
+                Some(bus) => tracing::info!(%bus, "desktop notifications on"),
+                None => {
+                    tracing::debug!("no session bus: no desktop notifications");
+                    config.desktop = false;
+                }
+            }
+        }
         Self {
             config,
             running: Arc::new(Semaphore::new(MAX_RUNNING)),
         }
     }
 
-    /// Starts the command for `n` (skipped when [`MAX_RUNNING`] still run).
+    /// Announces `n`: the desktop, then the command.
     pub(crate) fn notify(&self, n: Notification) {
+        if self.config.desktop {
+            self.show(&n);
+        }
+        if let Some(command) = &self.config.command {
+            self.run(command, n);
+        }
+    }
+
+    /// A desktop notification (skipped when [`MAX_RUNNING`] are still
+    /// being shown: a bus that does not answer holds no more).
+    fn show(&self, n: &Notification) {
+        let Ok(permit) = self.running.clone().try_acquire_owned() else {
+            tracing::warn!("a desktop notification was skipped: earlier ones are still pending");
+            return;
+        };
+        let (title, body) = n.desktop(self.config.with_text);
+        tokio::spawn(async move {
+            let _permit = permit;
+            let show = notify_rust::Notification::new()
+                .appname("hush")
+                .summary(&title)
+                .body(&body)
+                .show_async()
+                .await;
+            if let Err(e) = show {
+                tracing::warn!(error = %e, "could not show a desktop notification");
+            }
+        });
+    }
+
+    /// Starts the command for `n` (skipped when [`MAX_RUNNING`] still run).
+    fn run(&self, command_line: &str, n: Notification) {
         let Ok(permit) = self.running.clone().try_acquire_owned() else {
             tracing::warn!(
                 running = MAX_RUNNING,
@@ -118,7 +211,7 @@ impl Notifier {
         let mut command = tokio::process::Command::new("sh");
         command
             .arg("-c")
-            .arg(&self.config.command)
+            .arg(command_line)
             .env("HUSH_KIND", n.kind)
             .env("HUSH_FROM", &n.from)
             .env("HUSH_CONVERSATION", &n.conversation)
@@ -167,6 +260,21 @@ mod tests {
             timer_secs: None,
             disappears_at: None,
         }
+    }
+
+    #[test]
+    fn a_desktop_notification_names_the_writer_and_shows_text_only_when_asked() {
+        let event = Event::GroupMessage {
+            group: "team".into(),
+            group_id: "g".into(),
+            message: message(false, "<b>secret</b> & more"),
+        };
+        let n = Notification::of(&event).expect("a notification");
+        let (title, body) = n.desktop(false);
+        assert_eq!(title, "hush · bob\u{FFFD}[31m in team");
+        assert_eq!(body, "new message");
+        let (_, body) = n.desktop(true);
+        assert_eq!(body, "&lt;b&gt;secret&lt;/b&gt; &amp; more");
     }
 
     #[test]

@@ -232,14 +232,21 @@ impl User {
     /// its API answers.
     pub fn start_with(&mut self, extra: &[&str]) {
         let listen = self.listen_addr();
-        self.spawn_node(&[], Some(&listen), extra);
+        self.spawn_node(&[], Some(&listen), extra, &[]);
+    }
+
+    /// [`User::start_with`], with these environment variables set for the
+    /// node (e.g. its own session bus).
+    pub fn start_with_env(&mut self, env: &[(&str, &str)], extra: &[&str]) {
+        let listen = self.listen_addr();
+        self.spawn_node(&[], Some(&listen), extra, env);
     }
 
     /// Starts `hush node run --hidden EXTRA…`: no listener of its own.
     pub fn start_hidden(&mut self, extra: &[&str]) {
         let mut args = vec!["--hidden"];
         args.extend_from_slice(extra);
-        self.spawn_node(&[], None, &args);
+        self.spawn_node(&[], None, &args, &[]);
     }
 
     /// Starts the node inside network namespace `netns` (`ip netns exec`),
@@ -247,10 +254,16 @@ impl User {
     /// still reaches it: the API is a Unix socket in the home folder.
     pub fn start_in_netns(&mut self, netns: &str, extra: &[&str]) {
         let listen = format!("/ip4/0.0.0.0/tcp/{}", self.port);
-        self.spawn_node(&["ip", "netns", "exec", netns], Some(&listen), extra);
+        self.spawn_node(&["ip", "netns", "exec", netns], Some(&listen), extra, &[]);
     }
 
-    fn spawn_node(&mut self, prefix: &[&str], listen: Option<&str>, extra: &[&str]) {
+    fn spawn_node(
+        &mut self,
+        prefix: &[&str],
+        listen: Option<&str>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) {
         assert!(self.node.is_none(), "{} is already running", self.name);
         let log = std::fs::File::create(self.home.join("node.log")).expect("node log file");
         let mut command = match prefix.split_first() {
@@ -274,7 +287,16 @@ impl User {
                 (!extra.contains(&"--no-mdns") && !extra.contains(&"--mdns"))
                     .then_some("--no-mdns"),
             )
+            // No desktop notifications on the machine running the tests
+            // (unless a test asks, with a bus of its own).
+            .args(
+                (!extra.contains(&"--desktop-notify"))
+                    .then_some(["--desktop-notify", "off"])
+                    .into_iter()
+                    .flatten(),
+            )
             .env("HUSH_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -1,6 +1,7 @@
 //! Local notifications (issue 21, item 3): `hush node run --notify-cmd`
 //! runs once per new message, never with the text unless asked, and not
-//! for muted conversations.
+//! for muted conversations; desktop notifications go over the session bus
+//! (a private `dbus-daemon`, watched with `dbus-monitor`).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -70,4 +71,89 @@ fn notify_cmd_runs_once_per_message_hides_the_text_and_skips_muted_conversations
         .find(|l| l.contains(&five))
         .expect("its line");
     assert_eq!(line, format!("message|bob|bob|{five}|five \u{FFFD}[2J"));
+}
+
+/// A private session bus (`dbus-daemon`), killed when dropped.
+struct SessionBus {
+    daemon: std::process::Child,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl SessionBus {
+    fn start() -> Option<Self> {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut daemon = std::process::Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--print-address=1"])
+            .arg(format!(
+                "--address=unix:path={}",
+                dir.path().join("bus").display()
+            ))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let stdout = daemon.stdout.take()?;
+        let mut address = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut address)
+            .ok()?;
+        Some(Self {
+            daemon,
+            address: address.trim().to_owned(),
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for SessionBus {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+#[test]
+fn a_desktop_notification_goes_over_the_session_bus_naming_the_writer_not_the_text() {
+    let Some(bus) = SessionBus::start() else {
+        eprintln!("skipping: dbus-daemon is not installed (`.ci/run` installs it)");
+        return;
+    };
+    let watched = tempfile::NamedTempFile::new().expect("temp file");
+    let Ok(mut monitor) = std::process::Command::new("dbus-monitor")
+        .args(["--address", &bus.address])
+        .arg("interface='org.freedesktop.Notifications'")
+        .stdout(watched.reopen().expect("reopen"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    else {
+        eprintln!("skipping: dbus-monitor is not installed (`.ci/run` installs it)");
+        return;
+    };
+    let seen = || std::fs::read_to_string(watched.path()).unwrap_or_default();
+    wait_for("dbus-monitor to watch", Duration::from_secs(10), || {
+        seen().contains("NameAcquired").then_some(())
+    });
+    let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
+    alice.start_with_env(
+        &[("DBUS_SESSION_BUS_ADDRESS", &bus.address)],
+        &["--desktop-notify", "on"],
+    );
+    bob.start();
+    introduce(&alice, &bob);
+    bob.send_delivered("alice", "the secret plan");
+    let call = wait_for("a Notify call on the bus", Duration::from_secs(20), || {
+        let text = seen();
+        text.contains("member=Notify").then_some(text)
+    });
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    assert!(call.contains("string \"hush\""), "{call}");
+    assert!(call.contains("string \"hush · bob\""), "{call}");
+    assert!(call.contains("string \"new message\""), "{call}");
+    assert!(
+        !call.contains("secret"),
+        "the text went to the desktop: {call}"
+    );
 }

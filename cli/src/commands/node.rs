@@ -44,6 +44,8 @@ pub struct NodeFile {
     pub notify_cmd: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notify_with_text: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desktop_notify: Option<bool>,
 }
 
 impl NodeFile {
@@ -104,6 +106,10 @@ impl NodeFile {
                 .notify_with_text
                 .map(|s| matches!(s, crate::args::OnOff::On))
                 .or(self.notify_with_text),
+            desktop_notify: args
+                .desktop_notify
+                .map(|s| matches!(s, crate::args::OnOff::On))
+                .or(self.desktop_notify),
         }
     }
 
@@ -207,14 +213,12 @@ pub fn settings(home: &Home, args: NodeRunArgs) -> Result<(NodeConfig, NodeFile)
             file.max_file_mib.unwrap_or(DEFAULT_MAX_FILE_MIB),
             "--max-file-mib",
         )?,
-        notify: file
-            .notify_cmd
-            .as_ref()
-            .filter(|c| !c.trim().is_empty())
-            .map(|command| hush_node::notify::NotifyConfig {
-                command: command.clone(),
-                with_text: file.notify_with_text.unwrap_or(false),
-            }),
+        notify: Some(hush_node::notify::NotifyConfig {
+            command: file.notify_cmd.clone().filter(|c| !c.trim().is_empty()),
+            desktop: file.desktop_notify.unwrap_or(true),
+            with_text: file.notify_with_text.unwrap_or(false),
+        })
+        .filter(hush_node::notify::NotifyConfig::is_on),
         keep_sent: match file.keep_sent_days.unwrap_or(DEFAULT_KEEP_SENT_DAYS) {
             0 => None,
             days if days > 36_500 => {

@@ -155,6 +155,17 @@ impl Clock {
     }
 }
 
+/// A duration as the list shows a last seen: `now`, `5m`, `3h`, `2d`.
+fn ago(ms: u64) -> String {
+    let minutes = ms / 60_000;
+    match minutes {
+        0 => "now".into(),
+        1..60 => format!("{minutes}m"),
+        60..1440 => format!("{}h", minutes / 60),
+        _ => format!("{}d", minutes / 1440),
+    }
+}
+
 /// A file's transfer as `file` events report it.
 #[derive(Debug, Clone)]
 struct Transfer {
@@ -629,6 +640,9 @@ impl App {
             .direction(Direction::Horizontal)
             .constraints([Constraint::Length(24), Constraint::Min(20)])
             .split(rows[0]);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let items: Vec<ListItem> = self
             .conversations
             .iter()
@@ -643,7 +657,17 @@ impl App {
                 } else {
                     String::new()
                 };
-                ListItem::new(format!("{mark}{}{unread}", for_terminal(&c.name, false)))
+                // How long ago an offline contact was last seen.
+                let seen = match self.last_seen.get(&c.name) {
+                    Some(ms) if !c.group && !self.online.contains(&c.name) => {
+                        format!(" {}", ago(now_ms.saturating_sub(*ms)))
+                    }
+                    _ => String::new(),
+                };
+                ListItem::new(format!(
+                    "{mark}{}{unread}{seen}",
+                    for_terminal(&c.name, false)
+                ))
             })
             .collect();
         let mut state = ListState::default().with_selected(Some(self.selected));
@@ -788,5 +812,32 @@ impl App {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_seen_reads_in_the_largest_whole_unit() {
+        assert_eq!(ago(59_000), "now");
+        assert_eq!(ago(5 * 60_000), "5m");
+        assert_eq!(ago(3 * 3_600_000 + 1), "3h");
+        assert_eq!(ago(49 * 3_600_000), "2d");
+    }
+
+    #[test]
+    fn times_show_in_the_offset_given() {
+        let utc = Clock { offset: None };
+        let ist = Clock {
+            offset: time::UtcOffset::from_hms(5, 30, 0).ok(),
+        };
+        // 2026-12-03 22:45 UTC.
+        let ms = 1_796_337_900_000;
+        assert_eq!(utc.day_time(ms), "2026-12-03 22:45");
+        assert_eq!(ist.day_time(ms), "2026-12-04 04:15");
+        assert_eq!(utc.zone(), " (times UTC)");
+        assert_eq!(ist.zone(), "");
     }
 }

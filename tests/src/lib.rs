@@ -383,17 +383,27 @@ impl User {
 
     /// Sends `text` to `to` and waits until it is delivered; its id.
     pub fn send_delivered(&self, to: &str, text: &str) -> String {
+        self.send_until(to, text, "delivered")
+    }
+
+    /// Sends `text` to `to` and waits until it is `sent` (at `to`'s relays,
+    /// when `to` is away); its id.
+    pub fn send_sent(&self, to: &str, text: &str) -> String {
+        self.send_until(to, text, "sent")
+    }
+
+    fn send_until(&self, to: &str, text: &str, status: &str) -> String {
         let receipt = self.json(&[
             "send",
             to,
             text,
             "--wait",
-            "delivered",
+            status,
             "--timeout",
             "30",
             "--json",
         ]);
-        assert_eq!(receipt["status"], "delivered", "{receipt}");
+        assert_eq!(receipt["status"], status, "{receipt}");
         receipt["id"].as_str().expect("an id").to_owned()
     }
 

@@ -163,17 +163,7 @@ async fn an_offline_device_gets_one_content_free_wake_up_and_none_while_connecte
     // Offline: three messages, one wake-up.
     bob.stop();
     for text in ["one", "two", "three"] {
-        let receipt = alice.json(&[
-            "send",
-            "bob",
-            text,
-            "--wait",
-            "sent",
-            "--timeout",
-            "30",
-            "--json",
-        ]);
-        assert_eq!(receipt["status"], "sent", "{receipt}");
+        alice.send_sent("bob", text);
     }
     relay.wait_stored(3);
     let first = wait_for("a wake-up", Duration::from_secs(20), || {

@@ -95,7 +95,7 @@ fn a_node_with_only_a_bootstrap_address_picks_its_home_relays_among_the_announce
     });
     outbox_empties(&bob);
     bob.stop();
-    sent_while_away(&alice, "through relays the DHT chose");
+    alice.send_sent("bob", "through relays the DHT chose");
     bob.start();
     assert_eq!(home_relays(&bob), chosen, "the same relays after a restart");
     wait_for("bob to read his mail", Duration::from_secs(40), || {
@@ -144,21 +144,6 @@ fn outbox_empties(user: &User) {
     wait_for("the outbox to empty", Duration::from_secs(30), || {
         (user.json(&["status", "--json"])["outbox"].as_u64() == Some(0)).then_some(())
     });
-}
-
-/// alice writes to bob, who is away: left at his relays.
-fn sent_while_away(alice: &User, text: &str) {
-    let receipt = alice.json(&[
-        "send",
-        "bob",
-        text,
-        "--wait",
-        "sent",
-        "--timeout",
-        "30",
-        "--json",
-    ]);
-    assert_eq!(receipt["status"], "sent", "{receipt}");
 }
 
 /// The relays of `user` not retired.
@@ -241,7 +226,7 @@ fn a_home_relay_killed_for_good_is_replaced_and_a_contact_with_the_old_card_stil
     outbox_empties(&bob);
     bob.stop();
     let deposits = new_relay.metric("hush_relay_deposits_total").unwrap_or(0.0);
-    sent_while_away(&alice, "after the failover");
+    alice.send_sent("bob", "after the failover");
     wait_for(
         "the new relay to hold alice's message",
         Duration::from_secs(30),
@@ -279,7 +264,7 @@ fn a_replaced_relay_that_comes_back_is_read_to_the_end() {
     outbox_empties(&bob);
     // Mail waits at each of bob's three relays while he is away.
     bob.stop();
-    sent_while_away(&alice, "kept by three");
+    alice.send_sent("bob", "kept by three");
     let held = joined
         .iter()
         .find(|r| before.contains(&peer_of(&r.address)))

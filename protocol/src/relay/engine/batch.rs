@@ -81,6 +81,10 @@ impl<R> RelayEngine<R> {
             Ok(mailboxes) => mailboxes,
             Err(refusal) => return self.reply(reply, MailboxResponse::refused(refusal)),
         };
+        // A device registered for push is woken for mail in these too
+        // (also when it registered after the relay learnt the set).
+        self.pushes
+            .set_pairwise(&auth.device, mailboxes.get(1..).unwrap_or_default());
         match request {
             BatchRequest::Fetch { after, limit } => {
                 self.stats.fetches += 1;
@@ -158,7 +162,6 @@ impl<R> RelayEngine<R> {
                     .chain(&keys)
                     .map(MailboxId::of)
                     .collect();
-                self.pushes.set_pairwise(&auth.device, &mailboxes[1..]);
                 self.known_sets.insert(
                     digest,
                     KnownSet {

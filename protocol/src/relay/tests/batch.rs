@@ -28,7 +28,7 @@ pub(super) fn batch(
     named(owner, challenge, KeySet::Full { keys, proofs }, request)
 }
 
-fn named(
+pub(super) fn named(
     owner: &SigningKey,
     challenge: [u8; 32],
     keys: KeySet,

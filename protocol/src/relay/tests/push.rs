@@ -121,6 +121,37 @@ fn mail_in_a_pairwise_mailbox_wakes_its_device() {
 }
 
 #[test]
+fn a_device_that_registers_after_its_key_set_is_known_is_woken_for_pairwise_mail() {
+    let mut relay = relay_with(PushRules::default());
+    let (bob, pairwise) = (owner_key(1), owner_key(2));
+    let challenge = relay.challenge();
+    let fetch = BatchRequest::Fetch {
+        after: 0,
+        limit: 10,
+    };
+    let full = batch(&bob, challenge, &[&pairwise], None, fetch.clone());
+    relay.request(3, OWNER_PEER, &full);
+    assert!(matches!(
+        relay.answer(3),
+        Some(MailboxResponse::Batch { .. })
+    ));
+    register(&mut relay, &bob, Some(target(7)));
+    // Later batches name the set by digest only.
+    let keys: Vec<DeviceId> = vec![DeviceId(pairwise.verifying_key().to_bytes())];
+    let digest =
+        crate::KeySet::digest(&challenge, &DeviceId(bob.verifying_key().to_bytes()), &keys);
+    let known = super::batch::named(&bob, challenge, crate::KeySet::Known(digest), fetch);
+    relay.request(4, OWNER_PEER, &known);
+    assert!(matches!(
+        relay.answer(4),
+        Some(MailboxResponse::Batch { .. })
+    ));
+    relay.engine.handle_connection(OWNER_PEER, false);
+    mail(&mut relay, mailbox_of(&pairwise), 1);
+    assert_eq!(pushes(&mut relay), [target(7)]);
+}
+
+#[test]
 fn a_stranger_cannot_point_a_devices_push_elsewhere() {
     let mut relay = relay_with(PushRules::default());
     let (bob, mallory) = (owner_key(1), owner_key(9));

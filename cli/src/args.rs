@@ -285,7 +285,8 @@ pub struct NodeRunArgs {
     #[arg(long, value_enum, value_name = "on|off")]
     pub notify_with_text: Option<OnOff>,
     /// Desktop notifications for new messages of conversations that are
-    /// not muted, when a session bus is present (on by default). Saved
+    /// not muted, when a session bus is present (on by default, unless
+    /// --notify-cmd is set). Saved
     #[arg(long, value_enum, value_name = "on|off")]
     pub desktop_notify: Option<OnOff>,
     /// An address to put in your card and presence records (repeatable),

@@ -45,7 +45,7 @@ use ratatui::crossterm::terminal::{
 use ratatui::layout::{Constraint, Direction, Layout};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, List, ListItem, ListState, Paragraph};
+use ratatui::widgets::{Block, Borders, List, ListItem, ListState, Paragraph, Wrap};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -125,9 +125,13 @@ impl Clock {
     /// The date (`YYYY-MM-DD`) and time (`HH:MM`) of a Unix ms instant.
     fn parts(&self, ms: u64) -> (String, String) {
         let secs = i64::try_from(ms / 1000).unwrap_or(0);
-        let at = time::OffsetDateTime::from_unix_timestamp(secs)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-            .to_offset(self.offset.unwrap_or(time::UtcOffset::UTC));
+        // A sender picks its message's time: one near year 9999 must not
+        // overflow the calendar in a zone east of UTC (then shown in UTC).
+        let utc = time::OffsetDateTime::from_unix_timestamp(secs)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let at = utc
+            .checked_to_offset(self.offset.unwrap_or(time::UtcOffset::UTC))
+            .unwrap_or(utc);
         let date = at.date();
         (
             format!(
@@ -233,7 +237,11 @@ pub async fn run(home: &Home, open: Option<String>) -> Result<()> {
     app.reload_list().await;
     app.reload_presence().await;
     if let Some(name) = open {
-        match app.conversations.iter().position(|c| c.name == name) {
+        // A contact's conversation first, else a group's of that name.
+        let found = app
+            .position(false, &name)
+            .or_else(|| app.position(true, &name));
+        match found {
             Some(i) => app.selected = i,
             None => app.status = format!("no conversation named {}", for_terminal(&name, false)),
         }
@@ -343,11 +351,19 @@ impl App {
         self.conversations.get(self.selected)
     }
 
+    /// Where a contact's (`group` false) or a group's conversation is in
+    /// the list.
+    fn position(&self, group: bool, name: &str) -> Option<usize> {
+        self.conversations
+            .iter()
+            .position(|c| c.group == group && c.name == name)
+    }
+
     async fn reload_list(&mut self) {
         let Some(list) = self.call("conversations", Value::Null).await else {
             return;
         };
-        let name = self.current().map(|c| c.name.clone());
+        let was = self.current().map(|c| (c.group, c.name.clone()));
         self.conversations = list
             .as_array()
             .map(|l| {
@@ -360,8 +376,9 @@ impl App {
                     .collect()
             })
             .unwrap_or_default();
-        // The same conversation stays selected when the order changes.
-        if let Some(i) = name.and_then(|n| self.conversations.iter().position(|c| c.name == n)) {
+        // The same conversation stays selected when the order changes (a
+        // contact and a group may share a name).
+        if let Some(i) = was.and_then(|(group, name)| self.position(group, &name)) {
             self.selected = i;
         }
         self.selected = self
@@ -469,6 +486,12 @@ impl App {
             }
             Some("file") => {
                 let file = &event["file"];
+                let open = self
+                    .current()
+                    .is_some_and(|c| file["conversation"] == c.name.as_str());
+                if !open {
+                    return;
+                }
                 if let Some(id) = file["id"].as_str() {
                     let known = self.messages.iter().any(|m| m["id"] == id);
                     self.transfers.insert(
@@ -693,11 +716,16 @@ impl App {
                     _ => 0,
                 };
                 let lines = lines.get(top..).unwrap_or_default().to_vec();
-                Paragraph::new(lines).block(
+                let panel = Paragraph::new(lines).block(
                     Block::default()
                         .borders(Borders::ALL)
                         .title(format!("{title} (Esc closes)")),
-                )
+                );
+                // Help wraps at 80×24; the search and the code keep rows.
+                match &self.overlay {
+                    Some(slash::Overlay::Help) => panel.wrap(Wrap { trim: false }),
+                    _ => panel,
+                }
             }
             None => {
                 let lines = self.message_lines(width);
@@ -838,6 +866,10 @@ mod tests {
         assert_eq!(utc.day_time(ms), "2026-12-03 22:45");
         assert_eq!(ist.day_time(ms), "2026-12-04 04:15");
         assert_eq!(utc.zone(), " (times UTC)");
+        // A sender may date a message at the calendar's end: shown, in UTC,
+        // rather than overflowing east of it.
+        let end = 253_402_300_000_000 - 1_800_000;
+        assert_eq!(ist.day_time(end), "9999-12-31 23:16");
         assert_eq!(ist.zone(), "");
     }
 }

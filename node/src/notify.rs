@@ -71,6 +71,8 @@ pub(crate) struct Notification {
     pub conversation: String,
     pub id: String,
     pub text: String,
+    /// The text with its line breaks (for the desktop).
+    pub lines: String,
 }
 
 impl Notification {
@@ -99,6 +101,12 @@ impl Notification {
             conversation: clean(conversation),
             id: message.id.clone(),
             text: clean(&message.text),
+            lines: message
+                .text
+                .split('\n')
+                .map(clean)
+                .collect::<Vec<_>>()
+                .join("\n"),
         })
     }
 
@@ -113,7 +121,7 @@ impl Notification {
             _ => format!("hush · {}", self.from),
         };
         let body = match (with_text, self.kind) {
-            (true, _) if !self.text.is_empty() => markup_escaped(&self.text),
+            (true, _) if !self.lines.is_empty() => markup_escaped(&self.lines),
             (_, "file") => "sent you a file".to_owned(),
             _ => "new message".to_owned(),
         };
@@ -141,11 +149,13 @@ fn clean(s: &str) -> String {
     out
 }
 
-/// Announces notifications, a bounded number at once.
+/// Announces notifications, a bounded number at once (commands and
+/// desktop notifications each their own share).
 #[derive(Debug, Clone)]
 pub(crate) struct Notifier {
     config: NotifyConfig,
     running: Arc<Semaphore>,
+    showing: Arc<Semaphore>,
 }
 
 impl Notifier {
@@ -164,6 +174,7 @@ impl Notifier {
         Self {
             config,
             running: Arc::new(Semaphore::new(MAX_RUNNING)),
+            showing: Arc::new(Semaphore::new(MAX_RUNNING)),
         }
     }
 
@@ -178,23 +189,22 @@ impl Notifier {
     }
 
     /// A desktop notification (skipped when [`MAX_RUNNING`] are still
-    /// being shown: a bus that does not answer holds no more).
+    /// being shown; each gives up after [`MAX_RUN`]: a bus that does not
+    /// answer holds no more).
     fn show(&self, n: &Notification) {
-        let Ok(permit) = self.running.clone().try_acquire_owned() else {
+        let Ok(permit) = self.showing.clone().try_acquire_owned() else {
             tracing::warn!("a desktop notification was skipped: earlier ones are still pending");
             return;
         };
         let (title, body) = n.desktop(self.config.with_text);
         tokio::spawn(async move {
             let _permit = permit;
-            let show = notify_rust::Notification::new()
-                .appname("hush")
-                .summary(&title)
-                .body(&body)
-                .show_async()
-                .await;
-            if let Err(e) = show {
-                tracing::warn!(error = %e, "could not show a desktop notification");
+            let mut notification = notify_rust::Notification::new();
+            notification.appname("hush").summary(&title).body(&body);
+            match tokio::time::timeout(MAX_RUN, notification.show_async()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "could not show a desktop notification"),
+                Err(_) => tracing::warn!("the session bus did not take a desktop notification"),
             }
         });
     }

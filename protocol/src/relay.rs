@@ -33,8 +33,8 @@ pub use dht::{
 };
 pub use engine::{
     EXPIRE_BATCH, FETCH_BYTES, KEY_CLAIMS_PER_MINUTE, MAX_PENDING_BYTES, MAX_PUSH_MAILBOXES,
-    MAX_PUSH_QUEUE, MAX_REMEMBERED_SET_KEYS, MAX_WAITERS, PushRules, RelayEngine, RelayEvent,
-    RelayRules, RelayStats, SET_KEYS_PER_IP_MINUTE, is_public,
+    MAX_PUSH_QUEUE, MAX_REMEMBERED_SET_KEYS, MAX_WAITERS, PUSH_SETS_PER_IP_MINUTE, PushRules,
+    RelayEngine, RelayEvent, RelayRules, RelayStats, SET_KEYS_PER_IP_MINUTE, is_public,
 };
 pub use memory::MemoryMailStore;
 pub use quota::Quotas;

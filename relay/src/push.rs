@@ -78,22 +78,35 @@ impl Pusher {
     /// the metrics and the log (never the endpoint's URL: it is often a
     /// secret of its own).
     pub fn send(&self, target: PushTarget) {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let (tls, in_flight, metrics) = (
-            self.tls.clone(),
-            self.in_flight.clone(),
-            self.metrics.clone(),
-        );
+        let slot = InFlight::take(&self.in_flight);
+        let (tls, metrics) = (self.tls.clone(), self.metrics.clone());
         let allow_private = self.allow_private;
         tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let result = post(&target, &tls, allow_private);
-            in_flight.fetch_sub(1, Ordering::Relaxed);
             metrics.push_done(result.is_ok());
             match result {
                 Ok(status) => tracing::debug!(status, "push wake-up sent"),
                 Err(error) => tracing::info!(%error, "push wake-up failed"),
             }
         });
+    }
+}
+
+/// One wake-up counted in flight until dropped (also if its thread
+/// unwinds).
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn take(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

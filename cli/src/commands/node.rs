@@ -215,7 +215,11 @@ pub fn settings(home: &Home, args: NodeRunArgs) -> Result<(NodeConfig, NodeFile)
         )?,
         notify: Some(hush_node::notify::NotifyConfig {
             command: file.notify_cmd.clone().filter(|c| !c.trim().is_empty()),
-            desktop: file.desktop_notify.unwrap_or(true),
+            // On by default, unless a notify command (often `notify-send`)
+            // already announces messages.
+            desktop: file
+                .desktop_notify
+                .unwrap_or(file.notify_cmd.as_ref().is_none_or(|c| c.trim().is_empty())),
             with_text: file.notify_with_text.unwrap_or(false),
         })
         .filter(hush_node::notify::NotifyConfig::is_on),

@@ -5,6 +5,8 @@ use anyhow::Result;
 use hush_node::{Client, NodeStatus};
 use serde_json::{Value, json};
 
+use hush_protocol::text::for_terminal;
+
 use super::print_json;
 use crate::args::PushCommand;
 
@@ -47,8 +49,9 @@ async fn status(client: &mut Client, json: bool, done: &str) -> Result<()> {
         );
     }
     for relay in &status.relays {
-        let state = relay.push.as_deref().unwrap_or("registering");
-        println!("  {}: {state}", relay.address);
+        // A refusal's message is the relay's words: shown escaped.
+        let state = for_terminal(relay.push.as_deref().unwrap_or("registering"), false);
+        println!("  {}: {state}", for_terminal(&relay.address, false));
     }
     Ok(())
 }

@@ -89,7 +89,8 @@ fn chosen(relay: &hush_node::RelayView) -> &'static str {
 /// Whether a home relay answers, for people.
 fn state(relay: &hush_node::RelayView) -> String {
     let mut state = match (&relay.last_error, relay.connected) {
-        (Some(e), _) => format!("error: {e}"),
+        // The relay's words: shown escaped.
+        (Some(e), _) => format!("error: {}", hush_protocol::text::for_terminal(e, false)),
         (None, true) => "connected".to_owned(),
         (None, false) => "not connected".to_owned(),
     };

@@ -64,6 +64,8 @@ impl App {
                     "unknown command {}: /help lists them (// sends a line starting with /)",
                     for_terminal(other, false)
                 );
+                // Kept, to correct.
+                self.input = line.to_owned();
             }
         }
         true
@@ -208,19 +210,32 @@ impl App {
                 *selected = (*selected + 1).min(hits.len().saturating_sub(1));
             }
             (Overlay::Search { hits, selected, .. }, KeyCode::Enter) => {
-                let target = hits
-                    .get(*selected)
-                    .and_then(|h| h["conversation"].as_str())
-                    .map(str::to_owned);
+                let Some(hit) = hits.get(*selected).cloned() else {
+                    return true;
+                };
+                let name = hit["conversation"].as_str().unwrap_or("");
+                let found = match hit["kind"].as_str() {
+                    Some("contact") => self.position(false, name),
+                    Some("group") => self.position(true, name),
+                    // `gone`: its conversation is no longer listed.
+                    _ => None,
+                };
+                let Some(i) = found else {
+                    self.status = "that conversation is gone (removed or left)".into();
+                    return true;
+                };
                 self.overlay = None;
-                if let Some(i) =
-                    target.and_then(|t| self.conversations.iter().position(|c| c.name == t))
-                {
-                    self.selected = i;
-                    self.scroll = 0;
-                    self.open().await;
-                }
+                self.selected = i;
+                self.limit = super::PAGE;
+                self.scroll = 0;
+                self.transfers.clear();
+                self.open().await;
             }
+            // The conversation behind a panel stays as it is.
+            (
+                Overlay::Help | Overlay::Verify { .. },
+                KeyCode::Up | KeyCode::Down | KeyCode::Enter,
+            ) => {}
             (Overlay::Verify { contact, .. }, KeyCode::Char('v')) => {
                 let contact = contact.clone();
                 let params = json!({ "contact": contact, "on": true });

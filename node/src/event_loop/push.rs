@@ -30,8 +30,8 @@ pub(super) enum PushSlot {
     /// To be sent (registered, or removed when no endpoint is set).
     #[default]
     Unsent,
-    /// Sent; no answer yet.
-    Sent,
+    /// Sent with this token (`None`: a removal); no answer yet.
+    Sent(Option<[u8; 16]>),
     Registered,
     /// The relay holds no endpoint for us.
     Off,
@@ -48,7 +48,7 @@ impl PushSlot {
     /// For `hush push` / `status`.
     pub(super) fn describe(&self) -> String {
         match self {
-            Self::Unsent | Self::Sent => "registering".into(),
+            Self::Unsent | Self::Sent(_) => "registering".into(),
             Self::Registered => "registered".into(),
             Self::Off => "off".into(),
             Self::Refused(why) => format!("refused: {why}"),
@@ -100,11 +100,12 @@ impl EventLoop {
                 }),
                 _ => None,
             };
+            let token = target.as_ref().map(|t| t.token);
             let request = OwnerRequest::SetPush { target };
             match self.signed(i, request) {
                 Some(request) => {
-                    self.home[i].push = PushSlot::Sent;
-                    self.home_request(i, request, MailRequest::SetPush(i));
+                    self.home[i].push = PushSlot::Sent(token);
+                    self.home_request(i, request, MailRequest::SetPush(i, token));
                 }
                 None => {
                     self.home[i].push = PushSlot::Failed {
@@ -117,12 +118,21 @@ impl EventLoop {
     }
 
     /// A home relay's answer to our registration (or the failure to get
-    /// one).
-    pub(super) fn on_push_answer(&mut self, i: usize, answer: Result<MailboxResponse, String>) {
+    /// one). An answer to an earlier one (the endpoint changed since) is
+    /// dropped: the newer registration is what counts.
+    pub(super) fn on_push_answer(
+        &mut self,
+        i: usize,
+        sent: Option<[u8; 16]>,
+        answer: Result<MailboxResponse, String>,
+    ) {
         let now = self.host_clock.now().mono_ms;
         let Some(relay) = self.home.get_mut(i) else {
             return;
         };
+        if relay.push != PushSlot::Sent(sent) {
+            return;
+        }
         relay.push = match answer {
             Ok(MailboxResponse::PushSet { active: true }) => PushSlot::Registered,
             Ok(MailboxResponse::PushSet { active: false }) => PushSlot::Off,

@@ -107,8 +107,8 @@ pub(super) enum MailRequest {
     Revoke(usize, Vec<[u8; 16]>),
     /// Our account revoked devices: their mailboxes go.
     DropRevoked(usize),
-    /// Our push registration (`push.rs`).
-    SetPush(usize),
+    /// Our push registration (`push.rs`), with the token it carried.
+    SetPush(usize, Option<[u8; 16]>),
     Deposit {
         relay: PeerId,
         device: DeviceId,
@@ -130,7 +130,7 @@ impl MailRequest {
             | Self::PutKeys(i)
             | Self::Revoke(i, _)
             | Self::DropRevoked(i)
-            | Self::SetPush(i) => Some(*i),
+            | Self::SetPush(i, _) => Some(*i),
             Self::Deposit { .. } | Self::Claim { .. } => None,
         }
     }
@@ -487,7 +487,7 @@ impl EventLoop {
                 }),
             ) => self.on_items(i, &set, items, more, keys_left),
             (MailRequest::Ack(_), Ok(MailboxResponse::Acked { .. })) => {}
-            (MailRequest::SetPush(i), answer) => self.on_push_answer(i, answer),
+            (MailRequest::SetPush(i, sent), answer) => self.on_push_answer(i, sent, answer),
             (MailRequest::Revoke(i, holders), Ok(MailboxResponse::Revoked { .. })) => {
                 tracing::info!(
                     relay = i,

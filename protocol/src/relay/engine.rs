@@ -32,7 +32,7 @@ mod deposit;
 mod push;
 
 pub use batch::{MAX_REMEMBERED_SET_KEYS, SET_KEYS_PER_IP_MINUTE};
-pub use push::{MAX_PUSH_MAILBOXES, MAX_PUSH_QUEUE, PushRules, is_public};
+pub use push::{MAX_PUSH_MAILBOXES, MAX_PUSH_QUEUE, PUSH_SETS_PER_IP_MINUTE, PushRules, is_public};
 
 /// Deposits waiting for the next commit may hold at most this many bytes;
 /// beyond it the relay answers `Unavailable` and senders retry.
@@ -195,6 +195,8 @@ pub struct RelayEngine<R> {
     known_sets: batch::KnownSets,
     /// Key proofs checked per address this minute.
     set_ips: RateLimit<IpAddr>,
+    /// Push registrations per address this minute.
+    push_ips: RateLimit<IpAddr>,
     next_sweep_ms: u64,
     replies: VecDeque<(R, MailboxResponse)>,
     events: VecDeque<RelayEvent>,
@@ -225,6 +227,7 @@ impl<R> RelayEngine<R> {
             .collect();
         let revoked_total = revoked.values().map(HashSet::len).sum();
         let dropped = store.dropped()?.iter().map(MailboxId::of).collect();
+        let pushes = push::Pushes::load(store.push_targets()?, &rules.push);
         Ok(Self {
             stranger_ips: RateLimit::new(per_ip, MAX_STRANGER_IPS),
             next_sweep_ms: now.mono_ms,
@@ -243,9 +246,10 @@ impl<R> RelayEngine<R> {
             revoked_total,
             dropped,
             waiters: HashMap::new(),
-            pushes: push::Pushes::load(store.push_targets()?),
+            pushes,
             known_sets: batch::KnownSets::default(),
             set_ips: RateLimit::new(batch::SET_KEYS_PER_IP_MINUTE, batch::MAX_SET_IPS),
+            push_ips: RateLimit::new(push::PUSH_SETS_PER_IP_MINUTE, batch::MAX_SET_IPS),
             replies: VecDeque::new(),
             events: VecDeque::new(),
             stats,
@@ -329,7 +333,7 @@ impl<R> RelayEngine<R> {
                     self.pushes.seen(&auth.device, sender);
                     match request {
                         OwnerRequest::SetPush { target } => {
-                            self.set_push(auth.device, sender, target, reply);
+                            self.set_push((now, ip), auth.device, sender, target, reply);
                         }
                         request => self.owner_request(now, &auth, request, reply, store),
                     }

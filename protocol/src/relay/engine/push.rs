@@ -29,6 +29,10 @@ use crate::{DeviceId, MailboxId, MailboxResponse, Now, PushTarget, PushUrl, Refu
 /// Wake-ups waiting for the host, at most; beyond it the newest are
 /// dropped (and counted).
 pub const MAX_PUSH_QUEUE: usize = 4096;
+/// Push registrations (and removals) one IP address may make a minute;
+/// beyond, `Unavailable`. Device keys are free: without it one machine
+/// could fill `max_devices` in minutes.
+pub const PUSH_SETS_PER_IP_MINUTE: u32 = 10;
 /// Pairwise mailboxes remembered for registered devices, all together;
 /// past it, a device's pairwise mail does not wake it (its own mail does).
 pub const MAX_PUSH_MAILBOXES: usize = 1 << 18;
@@ -108,20 +112,27 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || a == 0
                 || (a == 100 && (64..128).contains(&b))
                 || (a == 198 && (18..20).contains(&b))
+                || (a == 192 && b == 0 && v4.octets()[2] == 0)
                 || a >= 240)
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            let s = v6.segments();
+            // IPv4-mapped, IPv4-compatible (`::a.b.c.d`, `::1` and `::`
+            // included) and NAT64 (`64:ff9b::/96`): the IPv4 address
+            // inside decides.
+            if let Some(v4) = v6.to_ipv4() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8
-                || first == 0x0064 && v6.segments()[1] == 0xff9b)
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let [a, b] = s[6].to_be_bytes();
+                let [c, d] = s[7].to_be_bytes();
+                return is_public(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)));
+            }
+            !(v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xffc0) == 0xfec0
+                || s[0] == 0x2001 && s[1] == 0x0db8)
         }
     }
 }
@@ -152,10 +163,15 @@ pub(super) struct Pushes {
 }
 
 impl Pushes {
-    pub(super) fn load(targets: Vec<(DeviceId, PushTarget)>) -> Self {
+    /// The stored registrations the rules allow now (an operator may have
+    /// turned push off or narrowed the hosts since); the others are kept
+    /// on disk but not woken.
+    pub(super) fn load(targets: Vec<(DeviceId, PushTarget)>, rules: &PushRules) -> Self {
         let mut pushes = Self::default();
         for (device, target) in targets {
-            pushes.insert(device, target);
+            if pushes.len() < rules.max_devices && rules.check(&target.endpoint).is_ok() {
+                pushes.insert(device, target);
+            }
         }
         pushes
     }
@@ -249,16 +265,26 @@ impl Pushes {
     }
 
     /// The host's word on a peer: its first connection opened, or its last
-    /// one closed.
-    pub(super) fn connection(&mut self, peer: &[u8], connected: bool) {
-        let Some(device) = self.peers.get(peer) else {
+    /// one closed. When it closed and one of the device's mailboxes still
+    /// holds mail (`holds`), the device is due: mail that landed while a
+    /// suspended device's connection lingered wakes it too.
+    pub(super) fn connection(
+        &mut self,
+        peer: &[u8],
+        connected: bool,
+        holds: impl Fn(&MailboxId) -> bool,
+    ) {
+        let Some(device) = self.peers.get(peer).copied() else {
             return;
         };
-        if let Some(reg) = self.devices.get_mut(device) {
-            reg.online = connected;
-            if connected {
-                self.due.remove(device);
-            }
+        let Some(reg) = self.devices.get_mut(&device) else {
+            return;
+        };
+        reg.online = connected;
+        if connected {
+            self.due.remove(&device);
+        } else if holds(&MailboxId::of(&device)) || reg.pairwise.iter().any(&holds) {
+            self.due.insert(device);
         }
     }
 
@@ -323,11 +349,16 @@ impl<R> RelayEngine<R> {
     /// `OwnerRequest::SetPush` from `device`, over `peer`'s connection.
     pub(super) fn set_push(
         &mut self,
+        (now, ip): (Now, Option<IpAddr>),
         device: DeviceId,
         peer: &[u8],
         target: Option<PushTarget>,
         reply: R,
     ) {
+        if ip.is_some_and(|ip| !self.push_ips.allow(now.mono_ms, ip)) {
+            self.reply(reply, MailboxResponse::refused(Refusal::Unavailable));
+            return;
+        }
         let active = target.is_some();
         match target {
             Some(target) => {
@@ -351,11 +382,10 @@ impl<R> RelayEngine<R> {
                     target: Some(target),
                 });
             }
+            // Written even when nothing is held in memory (a removal
+            // whose commit failed, or a registration the rules skipped at
+            // start): the row goes for sure.
             None => {
-                if !self.pushes.devices.contains_key(&device) {
-                    self.reply(reply, MailboxResponse::PushSet { active: false });
-                    return;
-                }
                 self.pushes.remove(&device);
                 self.batch.writes.push(RelayWrite::PutPush {
                     device,
@@ -372,7 +402,8 @@ impl<R> RelayEngine<R> {
     /// first connection opened (`true`) or its last one closed. A device
     /// whose peer is connected is not woken.
     pub fn handle_connection(&mut self, peer: &[u8], connected: bool) {
-        self.pushes.connection(peer, connected);
+        let usage = &self.usage;
+        self.pushes.connection(peer, connected, |m| usage.holds(m));
     }
 
     /// The next wake-up to POST: the target's endpoint, with

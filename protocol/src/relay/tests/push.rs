@@ -82,11 +82,14 @@ fn a_connected_device_is_not_woken() {
     relay.engine.handle_connection(OWNER_PEER, true);
     mail(&mut relay, mailbox_of(&bob), 2);
     assert_eq!(pushes(&mut relay), [], "woken after it came back");
-    // Mail that arrived while it was away, then it fetched: nothing due.
+    // Away with mail still held: woken once.
     relay.engine.handle_connection(OWNER_PEER, false);
     relay.advance(61_000);
-    mail(&mut relay, mailbox_of(&bob), 3);
+    assert_eq!(pushes(&mut relay), [target(7)]);
+    // It fetched since (a signed request): more mail wakes nobody.
     relay.owner(2, &bob, fetch(0, 0));
+    relay.advance(61_000);
+    mail(&mut relay, mailbox_of(&bob), 3);
     assert_eq!(pushes(&mut relay), [], "woken after it fetched");
 }
 
@@ -193,6 +196,10 @@ fn a_push_endpoint_inside_the_relays_network_is_refused() {
         "https://169.254.169.254/latest/meta-data",
         "https://[fd00::1]/hook",
         "https://[::ffff:192.168.1.1]/hook",
+        "https://[::127.0.0.1]/hook",
+        "https://[fec0::1]/hook",
+        "https://[64:ff9b::a00:1]/hook",
+        "https://192.0.0.8/hook",
         "http://push.example.org/plain",
         "https://user@push.example.org/",
     ] {
@@ -280,5 +287,100 @@ fn a_registration_survives_a_restart_and_goes_when_removed_or_revoked() {
     relay.advance(61_000);
     mail(&mut relay, mailbox_of(&bob), 2);
     assert_eq!(pushes(&mut relay), [], "woken after it turned push off");
+    assert_eq!(relay.engine.stats().push_devices, 0);
+}
+
+#[test]
+fn one_address_registering_fresh_devices_gets_its_share_a_minute() {
+    let mut relay = relay_with(PushRules::default());
+    let ip: std::net::IpAddr = "203.0.113.7".parse().unwrap();
+    let register_from = |relay: &mut Relay, n: u8| {
+        let key = owner_key(100 + n);
+        let challenge = relay.challenge();
+        let request = signed(
+            &key,
+            challenge,
+            OwnerRequest::SetPush {
+                target: Some(target(n)),
+            },
+        );
+        relay.engine.handle_request_from(
+            relay.now,
+            b"flooder",
+            Some(ip),
+            &request.to_bytes(),
+            900 + u32::from(n),
+            &relay.store,
+        );
+        relay.collect();
+        relay.commit();
+        relay.answer(900 + u32::from(n)).expect("an answer")
+    };
+    let answers: Vec<MailboxResponse> = (0..12).map(|n| register_from(&mut relay, n)).collect();
+    let stored = answers
+        .iter()
+        .filter(|a| **a == MailboxResponse::PushSet { active: true })
+        .count();
+    assert_eq!(stored, 10, "{answers:?}");
+    assert_eq!(answers[11], MailboxResponse::refused(Refusal::Unavailable));
+    relay.advance(60_000);
+    assert_eq!(
+        register_from(&mut relay, 20),
+        MailboxResponse::PushSet { active: true }
+    );
+}
+
+#[test]
+fn mail_that_landed_while_a_suspended_device_looked_connected_wakes_it_when_it_drops() {
+    let mut relay = relay_with(PushRules::default());
+    let bob = owner_key(1);
+    register(&mut relay, &bob, Some(target(7)));
+    // Its connection lingers (a phone asleep): counted as connected.
+    mail(&mut relay, mailbox_of(&bob), 1);
+    assert_eq!(pushes(&mut relay), []);
+    relay.engine.handle_connection(OWNER_PEER, false);
+    assert_eq!(pushes(&mut relay), [target(7)]);
+}
+
+#[test]
+fn a_removal_whose_commit_failed_is_written_when_asked_again() {
+    let mut relay = relay_with(PushRules::default());
+    let bob = owner_key(1);
+    register(&mut relay, &bob, Some(target(7)));
+    relay.owner(51, &bob, OwnerRequest::SetPush { target: None });
+    relay.store.fail_next_commit = true;
+    relay.commit();
+    assert_eq!(
+        relay.answer(51),
+        Some(MailboxResponse::refused(Refusal::Unavailable))
+    );
+    assert_eq!(
+        relay.store.push_targets().unwrap().len(),
+        1,
+        "still on disk"
+    );
+    assert_eq!(
+        register(&mut relay, &bob, None),
+        MailboxResponse::PushSet { active: false }
+    );
+    assert_eq!(relay.store.push_targets().unwrap(), []);
+}
+
+#[test]
+fn a_registration_the_rules_no_longer_allow_wakes_nobody_after_a_restart() {
+    let mut relay = relay_with(PushRules::default());
+    let bob = owner_key(1);
+    register(&mut relay, &bob, Some(target(7)));
+    let off = RelayRules {
+        quotas: Quotas::default(),
+        retention_secs: 3600,
+        push: PushRules {
+            allow_hosts: vec!["ntfy.sh".into()],
+            ..PushRules::default()
+        },
+    };
+    relay.engine = RelayEngine::load(off, [[1; 32], [2; 32]], &relay.store, relay.now).unwrap();
+    mail(&mut relay, mailbox_of(&bob), 1);
+    assert_eq!(pushes(&mut relay), []);
     assert_eq!(relay.engine.stats().push_devices, 0);
 }

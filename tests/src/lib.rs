@@ -392,7 +392,8 @@ impl User {
         self.send_until(to, text, "sent")
     }
 
-    fn send_until(&self, to: &str, text: &str, status: &str) -> String {
+    /// Sends `text` to `to` and waits until it reaches `status`; its id.
+    pub fn send_until(&self, to: &str, text: &str, status: &str) -> String {
         let receipt = self.json(&[
             "send",
             to,

@@ -59,21 +59,6 @@ fn wait_keys_stocked(user: &User) {
     );
 }
 
-fn send(user: &User, to: &str, text: &str, wait: &str) -> String {
-    let receipt = user.json(&[
-        "send",
-        to,
-        text,
-        "--wait",
-        wait,
-        "--timeout",
-        "30",
-        "--json",
-    ]);
-    assert_eq!(receipt["status"], wait, "{receipt}");
-    receipt["id"].as_str().expect("id").to_owned()
-}
-
 fn texts(user: &User, with: &str) -> Vec<String> {
     user.history(with)
         .iter()
@@ -107,7 +92,7 @@ fn offline_delivery_first_contact_and_a_restart_of_everything() {
     let expected: Vec<String> = (0..20).map(|i| format!("while you were out {i}")).collect();
     let ids: Vec<String> = expected
         .iter()
-        .map(|t| send(&alice, "bob", t, "sent"))
+        .map(|t| alice.send_until("bob", t, "sent"))
         .collect();
     relay.wait_stored(20);
 
@@ -128,8 +113,8 @@ fn offline_delivery_first_contact_and_a_restart_of_everything() {
     }
     assert_eq!(alice.json(&["status", "--json"])["outbox"], 0);
     // And the conversation goes on directly, both ways.
-    send(&bob, "alice", "back online", "delivered");
-    send(&alice, "bob", "welcome back", "delivered");
+    bob.send_until("alice", "back online", "delivered");
+    alice.send_until("bob", "welcome back", "delivered");
 }
 
 #[test]
@@ -137,7 +122,7 @@ fn a_relay_killed_mid_ingest_keeps_every_acked_deposit() {
     let mut relay = RelayProc::start("");
     let (mut alice, mut bob) = bob_offline_with(&[&relay]);
     // Open the session first, so the burst is pure ingest.
-    send(&alice, "bob", "first", "sent");
+    alice.send_until("bob", "first", "sent");
 
     let expected: Vec<String> = std::iter::once("first".to_owned())
         .chain((0..300).map(|i| format!("burst {i}")))
@@ -174,7 +159,7 @@ fn one_of_three_relays_lost_with_its_disk_loses_nothing() {
     let (mut alice, mut bob) = bob_offline_with(&[&relays[0], &relays[1], &relays[2]]);
     let expected: Vec<String> = (0..10).map(|i| format!("replicated {i}")).collect();
     for text in &expected {
-        send(&alice, "bob", text, "sent");
+        alice.send_until("bob", text, "sent");
     }
     for relay in &relays {
         relay.wait_stored(10);
@@ -194,7 +179,7 @@ fn a_full_mailbox_is_reported_to_the_sender_and_nothing_is_lost() {
     let relay = RelayProc::start("[quotas]\nsender_items = 3\n");
     let (mut alice, mut bob) = bob_offline_with(&[&relay]);
     for i in 0..3 {
-        send(&alice, "bob", &format!("fits {i}"), "sent");
+        alice.send_until("bob", &format!("fits {i}"), "sent");
     }
     let run = alice.run(&[
         "send",
@@ -229,7 +214,7 @@ fn a_full_mailbox_is_reported_to_the_sender_and_nothing_is_lost() {
 fn unfetched_mail_expires_after_the_retention_period() {
     let relay = RelayProc::start("retention_secs = 2\n");
     let (mut alice, mut bob) = bob_offline_with(&[&relay]);
-    send(&alice, "bob", "short-lived", "sent");
+    alice.send_until("bob", "short-lived", "sent");
     relay.wait_stored(1);
     alice.stop();
     wait_for("the mail to expire", Duration::from_secs(20), || {
@@ -255,7 +240,7 @@ fn a_relay_drops_a_disappearing_message_when_it_ends() {
     let (alice, mut bob) = bob_offline_with(&[&relay]);
     let set = alice.run(&["contact", "set", "bob", "--disappear", "5s"]);
     assert!(set.ok(), "{set:?}");
-    send(&alice, "bob", "gone before you read it", "sent");
+    alice.send_until("bob", "gone before you read it", "sent");
     relay.wait_stored(2);
     wait_for(
         "the relay to drop the message",
@@ -304,12 +289,7 @@ fn deposits_and_key_claims_reach_a_relay_from_a_short_lived_identity() {
         .to_owned();
     // No session with bob yet: alice claims one of his keys at his relay,
     // then deposits there.
-    send(
-        &alice,
-        "bob",
-        "sealed, and from nobody the relay knows",
-        "sent",
-    );
+    alice.send_until("bob", "sealed, and from nobody the relay knows", "sent");
     relay.wait_stored(1);
     let log = without_colours(&relay.log());
     let senders: Vec<&str> = log
@@ -353,8 +333,8 @@ fn two_contacts_writing_to_one_user_deposit_into_mailboxes_a_relay_cannot_link()
     introduce(&carol, &bob);
     wait_outbox_empty(&bob);
     bob.stop();
-    send(&alice, "bob", "from alice", "sent");
-    send(&carol, "bob", "from carol", "sent");
+    alice.send_until("bob", "from alice", "sent");
+    carol.send_until("bob", "from carol", "sent");
     relay.wait_stored(2);
     let log = without_colours(&relay.log());
     let mut mailboxes: Vec<&str> = log
@@ -409,7 +389,7 @@ async fn only_the_owner_fetches_and_a_stranger_cannot_starve_first_contact() {
     introduce(&carol, &bob);
     wait_keys_stocked(&bob);
     bob.stop();
-    send(&alice, "bob", "for bob only", "sent");
+    alice.send_until("bob", "for bob only", "sent");
     let (device, _) = device_of(&bob);
     let mut stranger = client(MAILBOX_PROTOCOL);
 
@@ -504,7 +484,7 @@ async fn only_the_owner_fetches_and_a_stranger_cannot_starve_first_contact() {
         assert!(claimed < 1000, "keys never ran out");
     }
     // ... yet carol's first message to bob, on the fallback key, arrives.
-    send(&carol, "bob", "hi bob, it is carol", "sent");
+    carol.send_until("bob", "hi bob, it is carol", "sent");
     bob.start();
     wait_texts(&bob, "carol", &["hi bob, it is carol".to_owned()]);
     wait_texts(&bob, "alice", &["for bob only".to_owned()]);
@@ -528,7 +508,7 @@ async fn a_deposit_flood_from_100_fresh_peer_ids_does_not_block_a_contacts_mail(
     wait_keys_stocked(&bob);
     // bob's deposit right went to alice when he added her.
     wait_outbox_empty(&bob);
-    send(&bob, "alice", "hello alice", "delivered");
+    bob.send_until("alice", "hello alice", "delivered");
     bob.stop();
 
     let card: ContactCard = bob.card().parse().expect("card");
@@ -577,7 +557,7 @@ async fn a_deposit_flood_from_100_fresh_peer_ids_does_not_block_a_contacts_mail(
         after < before + 32 * 1024,
         "relay memory grew from {before} KiB to {after} KiB under the flood"
     );
-    send(&alice, "bob", "through the flood", "sent");
+    alice.send_until("bob", "through the flood", "sent");
     bob.start();
     wait_texts(
         &bob,
@@ -699,7 +679,7 @@ fn a_contact_who_adds_a_relay_later_is_reached_after_a_card_update() {
     alice.start();
     bob.start();
     introduce(&alice, &bob);
-    send(&alice, "bob", "before the relay", "delivered");
+    alice.send_until("bob", "before the relay", "delivered");
     // Bob gets a home relay; alice's copy of his card does not name it.
     bob.stop();
     bob.start_with(&["--relay", &relay.address]);
@@ -719,7 +699,7 @@ fn a_contact_who_adds_a_relay_later_is_reached_after_a_card_update() {
     assert!(run.ok(), "{run:?}");
     wait_keys_stocked(&bob);
     bob.stop();
-    send(&alice, "bob", "left at your new relay", "sent");
+    alice.send_until("bob", "left at your new relay", "sent");
     alice.stop();
     bob.start();
     wait_texts(
@@ -808,7 +788,7 @@ fn a_relay_named_by_dns_is_used() {
     wait_outbox_empty(&bob);
     bob.stop();
     // Offline mail for bob goes to the relay by its name.
-    send(&alice, "bob", "through a named relay", "sent");
+    alice.send_until("bob", "through a named relay", "sent");
     bob.start_with(&["--relay", &named]);
     wait_for("bob to read his mail", Duration::from_secs(30), || {
         bob.history("alice")

@@ -8,7 +8,17 @@
 use std::process::Command;
 use std::time::Duration;
 
-use hush_tests::{User, hush_bin, introduce, wait_for};
+use hush_tests::{User, hush_bin, pair, wait_for};
+
+/// alice and bob, contacts with their nodes running; `None` (the test
+/// skips, and says so) without tmux.
+fn chatting() -> Option<(User, User)> {
+    if !Tmux::available() {
+        eprintln!("skipping: tmux is not installed (`.ci/run` installs it)");
+        return None;
+    }
+    Some(pair())
+}
 
 /// A tmux session, killed when dropped.
 struct Tmux {
@@ -100,14 +110,9 @@ impl Drop for Tmux {
 
 #[test]
 fn the_tui_chats_live_survives_a_resize_and_a_restart_and_gives_the_terminal_back() {
-    if !Tmux::available() {
-        eprintln!("skipping: tmux is not installed (`.ci/run` installs it)");
+    let Some((mut alice, bob)) = chatting() else {
         return;
-    }
-    let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
-    alice.start();
-    bob.start();
-    introduce(&alice, &bob);
+    };
     bob.send_delivered("alice", "hello alice");
     let command = format!(
         "{} --home '{}' tui --open bob; echo TERMINAL-BACK; stty -a | grep -o -- '-icanon' ; sleep 60",
@@ -162,14 +167,9 @@ fn shifted_clock(rfc3339: &str, minutes: i64) -> String {
 
 #[test]
 fn the_tuis_commands_search_verify_send_a_file_and_invite_in_local_time() {
-    if !Tmux::available() {
-        eprintln!("skipping: tmux is not installed (`.ci/run` installs it)");
+    let Some((alice, bob)) = chatting() else {
         return;
-    }
-    let (mut alice, mut bob) = (User::new("alice"), User::new("bob"));
-    alice.start();
-    bob.start();
-    introduce(&alice, &bob);
+    };
     let id = bob.send_delivered("alice", "the quick brown fox");
     let sent_at = alice
         .history("bob")

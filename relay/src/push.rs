@@ -51,12 +51,18 @@ pub enum PushError {
     Status(u16),
 }
 
+/// Endpoints that said they are gone, waiting for the relay's loop (at
+/// most this many; more wait for the next 404 or 410).
+const MAX_GONE: usize = 1024;
+
 /// Posts wake-ups off the relay's loop.
 pub struct Pusher {
     allow_private: bool,
     tls: Arc<rustls::ClientConfig>,
     in_flight: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
+    /// Targets whose endpoint answered 404 or 410.
+    gone: Arc<std::sync::Mutex<Vec<PushTarget>>>,
 }
 
 impl Pusher {
@@ -66,7 +72,14 @@ impl Pusher {
             tls: Arc::new(tls_config()?),
             in_flight: Arc::default(),
             metrics,
+            gone: Arc::default(),
         })
+    }
+
+    /// The targets whose endpoint answered that it is gone since the last
+    /// call (for `RelayEngine::handle_push_gone`).
+    pub fn take_gone(&self) -> Vec<PushTarget> {
+        std::mem::take(&mut *self.gone.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Whether another wake-up may start now.
@@ -79,11 +92,17 @@ impl Pusher {
     /// secret of its own).
     pub fn send(&self, target: PushTarget) {
         let slot = InFlight::take(&self.in_flight);
-        let (tls, metrics) = (self.tls.clone(), self.metrics.clone());
+        let (tls, metrics, gone) = (self.tls.clone(), self.metrics.clone(), self.gone.clone());
         let allow_private = self.allow_private;
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
             let result = post(&target, &tls, allow_private);
+            if matches!(result, Err(PushError::Status(404 | 410))) {
+                let mut gone = gone.lock().unwrap_or_else(|p| p.into_inner());
+                if gone.len() < MAX_GONE {
+                    gone.push(target);
+                }
+            }
             metrics.push_done(result.is_ok());
             match result {
                 Ok(status) => tracing::debug!(status, "push wake-up sent"),
@@ -354,6 +373,27 @@ mod tests {
             Err(PushError::Private)
         ));
         assert!(listener.accept().is_err(), "the relay connected");
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_answering_gone_is_handed_back_for_the_engine() {
+        let (port, server) = server("410 Gone");
+        let rules = PushRules {
+            allow_private: true,
+            ..PushRules::default()
+        };
+        let pusher = Pusher::new(&rules, Arc::new(Metrics::default())).unwrap();
+        pusher.send(target(port));
+        let mut gone = Vec::new();
+        for _ in 0..100 {
+            gone = pusher.take_gone();
+            if !gone.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(gone, [target(port)]);
+        server.join().unwrap();
     }
 
     #[test]

@@ -450,6 +450,9 @@ impl Relay {
             .values
             .history_bytes
             .store(self.history.bytes(), std::sync::atomic::Ordering::Relaxed);
+        for target in self.pusher.take_gone() {
+            self.engine.handle_push_gone(&target);
+        }
         self.engine.handle_timeout(now, &*self.store);
         self.metrics.record_log(&self.store.log_stats());
         let dht_peers = self

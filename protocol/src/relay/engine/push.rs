@@ -414,6 +414,26 @@ impl<R> RelayEngine<R> {
         Some(target)
     }
 
+    /// The endpoint of `target` answered that it is gone (HTTP 404 or
+    /// 410, as Web Push and UnifiedPush servers do for a removed
+    /// subscription): the registration that carried it is forgotten, and
+    /// its row deleted. One registered since (another token) stays.
+    pub fn handle_push_gone(&mut self, target: &PushTarget) {
+        let device = self
+            .pushes
+            .devices
+            .iter()
+            .find(|(_, r)| r.target == *target)
+            .map(|(d, _)| *d);
+        if let Some(device) = device {
+            self.pushes.remove(&device);
+            self.batch.writes.push(RelayWrite::PutPush {
+                device,
+                target: None,
+            });
+        }
+    }
+
     pub(super) fn push_interval_ms(&self) -> u64 {
         self.rules.push.min_interval_secs.saturating_mul(1000)
     }

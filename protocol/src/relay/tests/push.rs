@@ -384,3 +384,19 @@ fn a_registration_the_rules_no_longer_allow_wakes_nobody_after_a_restart() {
     assert_eq!(pushes(&mut relay), []);
     assert_eq!(relay.engine.stats().push_devices, 0);
 }
+
+#[test]
+fn an_endpoint_that_says_it_is_gone_is_forgotten() {
+    let mut relay = relay_with(PushRules::default());
+    let (bob, carol) = (owner_key(1), owner_key(2));
+    register(&mut relay, &bob, Some(target(7)));
+    register(&mut relay, &carol, Some(target(8)));
+    // A 410 for a token bob no longer uses changes nothing.
+    relay.engine.handle_push_gone(&target(6));
+    relay.engine.handle_push_gone(&target(7));
+    relay.commit();
+    assert_eq!(relay.engine.stats().push_devices, 1);
+    let stored = relay.store.push_targets().unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].1, target(8));
+}

@@ -459,9 +459,10 @@ pub struct GroupBook<P, A, M> {
     /// Groups holding ops whose parents we lack: since when, whom to ask
     /// if they do not arrive, and how many times we asked.
     missing_since: HashMap<GroupId, (u64, AccountId, u8)>,
-    /// When each member last got our whole op set (see
-    /// [`SYNC_AFTER_MS`]); entries older than that are dropped.
-    synced: HashMap<(GroupId, AccountId), u64>,
+    /// When each member last got an answer over Olm to an ask for ops,
+    /// by the kind of ask (`true`: for every op) (see [`SYNC_AFTER_MS`]);
+    /// entries older than that are dropped.
+    synced: HashMap<(GroupId, AccountId, bool), u64>,
     /// Topic messages held unvalidated until their session's key arrives:
     /// session → (message id, the peer it came from, since when).
     awaiting: HashMap<SessionId, Vec<(M, P, u64)>>,
@@ -851,14 +852,7 @@ where
         let mut due: Vec<(GroupId, AccountId, u8)> = self
             .missing_since
             .iter()
-            .filter(|(_, (at, _, asked))| {
-                let wait = if *asked < channel::MAX_LACKING_ASKS {
-                    ASK_AFTER_MS
-                } else {
-                    SYNC_AFTER_MS
-                };
-                now.saturating_sub(*at) >= wait
-            })
+            .filter(|(_, (at, _, asked))| now.saturating_sub(*at) >= channel::ask_wait(*asked))
             .map(|(id, (_, from, asked))| (*id, *from, *asked))
             .collect();
         due.sort();

@@ -82,12 +82,25 @@ pub(super) struct ChannelSync {
     lacking_asked: u8,
 }
 
-/// A member that still lacks announced heads [`ASK_AFTER_MS`] later asks
-/// over Olm (see [`GroupBook::ask_for_ops`]), at most this many times per
-/// lack (a head we refuse for good must not make us ask for ever). Ops
-/// waiting for a parent ask this many times as often, then once per
+/// A member that still lacks announced heads asks over Olm (see
+/// [`GroupBook::ask_for_ops`]) at most this many times per lack (a head we
+/// refuse for good must not make us ask for ever), spaced by
+/// [`ask_wait`]. Ops waiting for a parent ask on after that, once per
 /// [`SYNC_AFTER_MS`].
 pub(super) const MAX_LACKING_ASKS: u8 = 3;
+
+/// How long after the last ask (or the lack's start) ask number `asked`
+/// goes out: the first, with our heads, and the first for every op
+/// [`ASK_AFTER_MS`] apart; later ones [`SYNC_AFTER_MS`] apart, as often as
+/// a member answers one asker's asks of a kind (see
+/// [`GroupBook::may_answer`]), so that none is sent to be ignored.
+pub(super) fn ask_wait(asked: u8) -> u64 {
+    if asked < 2 {
+        ASK_AFTER_MS
+    } else {
+        SYNC_AFTER_MS
+    }
+}
 
 impl<P, A, M> GroupBook<P, A, M>
 where
@@ -209,16 +222,25 @@ where
             .filter_map(|h| g.ops.get(h))
             .cloned()
             .collect();
-        if ops.is_empty() || !self.may_answer(ctx, id, account) {
+        if ops.is_empty() || !self.may_answer(ctx, id, account, false) {
             return;
         }
         self.send_ops(ctx, account, id, ops);
     }
 
     /// Whether `account`, a member, may have an answer over Olm to an ask
-    /// for ops now (one per [`SYNC_AFTER_MS`]: asking again and again must
-    /// not fill our outbox); if so, the window starts.
-    pub(super) fn may_answer(&mut self, ctx: &Ctx<'_>, id: GroupId, account: AccountId) -> bool {
+    /// for ops now: one per [`SYNC_AFTER_MS`] for each kind of ask (with
+    /// heads, or for every op: `full`), since asking again and again must
+    /// not fill our outbox; if so, the window starts. The kinds count
+    /// apart: an ask for every op follows an ask with heads whose answer
+    /// did not arrive or did not suffice, and is no repeat of it.
+    pub(super) fn may_answer(
+        &mut self,
+        ctx: &Ctx<'_>,
+        id: GroupId,
+        account: AccountId,
+        full: bool,
+    ) -> bool {
         let member = self
             .groups
             .get(&id)
@@ -229,11 +251,11 @@ where
         let now = ctx.now.mono_ms;
         self.synced
             .retain(|_, at| now.saturating_sub(*at) < SYNC_AFTER_MS);
-        if self.synced.contains_key(&(id, account)) {
+        if self.synced.contains_key(&(id, account, full)) {
             self.note(id, Severity::Info, "a repeated ask for group ops ignored");
             return false;
         }
-        self.synced.insert((id, account), now);
+        self.synced.insert((id, account, full), now);
         true
     }
 
@@ -380,7 +402,7 @@ where
             g.sync.lacking.retain(|h| !held.contains(h));
             if g.sync.lacking.is_empty() {
                 g.sync.lacking_asked = 0;
-            } else if now >= g.sync.lacking_since + ASK_AFTER_MS {
+            } else if now >= g.sync.lacking_since + ask_wait(g.sync.lacking_asked) {
                 g.sync.lacking_since = now;
                 let asked = g.sync.lacking_asked;
                 let ask = g.sync.lacking_from.filter(|_| asked < MAX_LACKING_ASKS);

@@ -439,7 +439,7 @@ where
         match control.kind {
             ControlKind::Ops(ops) => self.on_ops(ctx, lookup, OpsFrom::Olm(account), id, ops),
             ControlKind::SyncRequest => {
-                if !self.may_answer(ctx, id, account) {
+                if !self.may_answer(ctx, id, account, true) {
                     return;
                 }
                 let ops: Option<Vec<GroupOp>> =

@@ -546,3 +546,23 @@ fn a_room_key_that_overtakes_its_members_join_is_held_until_the_join() {
         );
     }
 }
+
+/// Carol lacks dave's join and asks alice with her heads; the answer is
+/// lost. Her next ask, for every op, comes 3 s later: alice answers it.
+/// (It was taken for a repeat of the first and ignored for 10 s, and the
+/// ask after that too: in a 100-member group forming, nearly every ask
+/// for every op went unanswered and members stalled for a minute.)
+#[test]
+fn an_ask_for_every_op_after_an_ask_with_heads_is_answered() {
+    let (mut net, id) = dave_joins_while_carol_is_deaf();
+    assert_eq!(joined(&net, 2, id), 3, "carol lacks dave's join");
+    let alice = net.members[0].key.id();
+    net.call(2, |book, ctx, _| book.ask_for_ops(ctx, id, alice, 0));
+    let lost = net.drive_dropping(|_, _, payload| is_ops(payload));
+    assert_eq!(lost, 1, "alice answered the heads, and the answer was lost");
+    assert_eq!(joined(&net, 2, id), 3);
+    net.advance(ASK_AFTER_MS);
+    net.call(2, |book, ctx, _| book.ask_for_ops(ctx, id, alice, 1));
+    net.drive();
+    assert_eq!(joined(&net, 2, id), 4, "alice answered the ask for every op");
+}

@@ -183,17 +183,32 @@ pub async fn group(members: usize, messages: usize, interval_ms: u64, as_json: b
     }
     let text = "x".repeat(TEXT_LEN);
     let others = members - 1;
-    // Warm up until a message reaches everyone.
+    // Warm up until a message reaches everyone: one message, then another
+    // if none of those sent reached every member within 5 s. (Any of them
+    // counts: asking one message to reach all within half a second, as
+    // this did, measured latency, and under load it never came.)
     let warm_deadline = Instant::now() + Duration::from_secs(120 + members as u64);
-    loop {
-        let r = creator.group_send(&view.id, &text).await?;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let got = arrivals.lock().await.get(&r.id).map_or(0, Vec::len);
-        if got == others {
-            break;
-        }
-        if Instant::now() > warm_deadline {
-            bail!("warm-up: a message reached {got} of {others} members in time");
+    let mut warm_ids: Vec<String> = Vec::new();
+    'warm: loop {
+        warm_ids.push(creator.group_send(&view.id, &text).await?.id);
+        let next = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < next {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let a = arrivals.lock().await;
+            let best = warm_ids
+                .iter()
+                .map(|id| a.get(id).map_or(0, Vec::len))
+                .max()
+                .unwrap_or(0);
+            if best == others {
+                break 'warm;
+            }
+            if Instant::now() > warm_deadline {
+                bail!(
+                    "warm-up: the best of {} messages reached {best} of {others} members in time",
+                    warm_ids.len()
+                );
+            }
         }
     }
     // Two quiet seconds: what N idle nodes cost (heartbeats, pings, ticks).

@@ -564,5 +564,9 @@ fn an_ask_for_every_op_after_an_ask_with_heads_is_answered() {
     net.advance(ASK_AFTER_MS);
     net.call(2, |book, ctx, _| book.ask_for_ops(ctx, id, alice, 1));
     net.drive();
-    assert_eq!(joined(&net, 2, id), 4, "alice answered the ask for every op");
+    assert_eq!(
+        joined(&net, 2, id),
+        4,
+        "alice answered the ask for every op"
+    );
 }

@@ -430,6 +430,34 @@ where
     }
 }
 
+impl ChannelSync {
+    /// Ops we lack (`missing`: parents of ops we could not take), to ask
+    /// `from` for over Olm if the channel does not bring them (see
+    /// [`GroupBook::channel_tick`]); at most [`MAX_LACKED`] are kept.
+    pub(super) fn lack(&mut self, now: u64, missing: Vec<OpHash>, from: Option<AccountId>) {
+        if missing.is_empty() {
+            return;
+        }
+        if self.lacking.is_empty() {
+            self.lacking_since = now;
+        }
+        for h in missing {
+            if self.lacking.len() >= MAX_LACKED {
+                break;
+            }
+            if !self.lacking.contains(&h) {
+                self.lacking.push(h);
+            }
+        }
+        if from.is_some() {
+            self.lacking_from = from;
+        }
+    }
+}
+
+/// Ops we lack and will ask for, kept at most (per group).
+const MAX_LACKED: usize = 256;
+
 /// What orders the members' turns for a set of heads: a hash of them.
 fn heads_seed(heads: &[OpHash]) -> [u8; 32] {
     let mut sorted = heads.to_vec();

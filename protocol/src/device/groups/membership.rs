@@ -29,7 +29,7 @@ pub(super) enum OpsFrom {
 }
 
 impl OpsFrom {
-    fn account(self) -> Option<AccountId> {
+    pub(super) fn account(self) -> Option<AccountId> {
         match self {
             Self::Us => None,
             Self::Olm(a) | Self::Channel(a) => Some(a),

@@ -16,8 +16,8 @@ use super::{
 use crate::device::{Ctx, GroupRecord, MessageRecord, PendingRecord, Status};
 use crate::{
     AccountId, Action, Body, CHANNEL_SESSION, ControlKind, ConversationId, DeviceId, GroupControl,
-    GroupId, GroupMessage, GroupOp, MegolmInbound, OpSet, Payload, ReceiptKind, SessionId, Wire,
-    room_key_claim,
+    GroupId, GroupMessage, GroupOp, MegolmInbound, OpHash, OpSet, Payload, ReceiptKind, SessionId,
+    Wire, room_key_claim,
 };
 
 /// Whether a topic message is forwarded to the topic's other peers.
@@ -545,13 +545,33 @@ where
         // Only accounts the group has named (its creator, and whoever they
         // or those they invited invited) author its ops: a stranger's
         // signed ops would otherwise be kept for good.
-        if let Some(g) = self.groups.get(&id) {
+        let me = self.account();
+        if let Some(g) = self.groups.get_mut(&id) {
             let named = named_accounts(g.ops.ops().chain(verified.iter()));
-            let before = verified.len();
-            verified.retain(|op| named.contains(&op.author));
-            if verified.len() < before {
+            let (kept, unnamed): (Vec<GroupOp>, Vec<GroupOp>) = verified
+                .into_iter()
+                .partition(|op| named.contains(&op.author));
+            verified = kept;
+            if !unnamed.is_empty() {
+                // Not kept; but an invitation we missed may name their
+                // authors: what lies below them that we lack is asked for
+                // like heads we lack (a heads answer hands over heads, not
+                // what is below them, and the same answer would otherwise
+                // come again and again).
+                let below: Vec<OpHash> = unnamed
+                    .iter()
+                    .flat_map(|op| op.parents.iter())
+                    .filter(|h| !g.ops.contains(h))
+                    .copied()
+                    .collect();
+                let ask = from
+                    .account()
+                    .filter(|a| g.state.members.contains_key(a))
+                    .or_else(|| g.state.members.get(&me).map(|m| m.invited_by))
+                    .filter(|a| *a != me);
+                g.sync.lack(ctx.now.mono_ms, below, ask);
                 let what = "group ops by accounts the group never named; ignored";
-                self.note(id, Severity::Warn, what);
+                self.note(id, Severity::Info, what);
             }
         }
         for op in &verified {

@@ -342,18 +342,12 @@ where
             let earliest = g.sync.lack_last.map_or(0, |t| t + HEADS_MIN_GAP_MS);
             let due = (now + heads_jitter).max(earliest);
             g.sync.heads_due = Some(g.sync.heads_due.map_or(due, |d| d.min(due)));
-            // Whom to ask if the channel does not answer: the sender if we
-            // know it, else whoever invited us.
-            let from = if g.state.members.contains_key(&sender) {
-                Some(sender)
-            } else {
-                g.state.members.get(&me).map(|m| m.invited_by)
-            };
+            let from = whom_to_ask(&g.state, Some(sender), &me);
             if g.sync.lacking.is_empty() {
                 g.sync.lacking_since = now;
             }
             g.sync.lacking = lacking;
-            g.sync.lacking_from = from.filter(|a| *a != me);
+            g.sync.lacking_from = from;
         }
         let beyond = g.ops.lacked_by(id, heads);
         if !beyond.is_empty() {
@@ -453,6 +447,20 @@ impl ChannelSync {
             self.lacking_from = from;
         }
     }
+}
+
+/// Whom to ask over Olm for ops we lack if the channel does not bring
+/// them: `sender` (who brought word of them) if it is a member we know,
+/// else whoever invited us; never ourselves.
+pub(super) fn whom_to_ask(
+    state: &crate::GroupState,
+    sender: Option<AccountId>,
+    me: &AccountId,
+) -> Option<AccountId> {
+    sender
+        .filter(|a| state.members.contains_key(a))
+        .or_else(|| state.members.get(me).map(|m| m.invited_by))
+        .filter(|a| a != me)
 }
 
 /// Ops we lack and will ask for, kept at most (per group).

@@ -564,11 +564,7 @@ where
                     .filter(|h| !g.ops.contains(h))
                     .copied()
                     .collect();
-                let ask = from
-                    .account()
-                    .filter(|a| g.state.members.contains_key(a))
-                    .or_else(|| g.state.members.get(&me).map(|m| m.invited_by))
-                    .filter(|a| *a != me);
+                let ask = super::channel::whom_to_ask(&g.state, from.account(), &me);
                 g.sync.lack(ctx.now.mono_ms, below, ask);
                 let what = "group ops by accounts the group never named; ignored";
                 self.note(id, Severity::Info, what);

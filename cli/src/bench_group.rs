@@ -21,6 +21,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -30,12 +31,17 @@ use hush_protocol::{
 };
 use libp2p::Multiaddr;
 use serde_json::json;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, broadcast};
 
 use crate::bench::percentile;
 use crate::demo::init_home;
 
 const TEXT_LEN: usize = 256;
+
+/// Message id → (member index, when it was stored there).
+type Arrivals = HashMap<String, Vec<(usize, Instant)>>;
+/// How long the bench waits for one node's answer before naming it.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn loopback_bytes() -> u64 {
     let Ok(text) = std::fs::read_to_string("/proc/net/dev") else {
@@ -136,7 +142,12 @@ pub async fn group(members: usize, messages: usize, interval_ms: u64, as_json: b
     loop {
         let mut behind = Vec::new();
         for (i, node) in nodes.iter().enumerate() {
-            let seen = node.group_members(&view.id).await?.group.members;
+            // A node that does not answer is named, not waited on forever.
+            let seen = tokio::time::timeout(CALL_TIMEOUT, node.group_members(&view.id))
+                .await
+                .with_context(|| format!("member m{i} did not answer within {CALL_TIMEOUT:?}"))??
+                .group
+                .members;
             if seen < members {
                 behind.push((i, seen));
             }
@@ -163,20 +174,30 @@ pub async fn group(members: usize, messages: usize, interval_ms: u64, as_json: b
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
-    // Each member's arrivals: message id → when it was stored.
-    let arrivals: Arc<Mutex<HashMap<String, Vec<Instant>>>> = Arc::default();
-    for node in nodes.iter().skip(1) {
+    // Each member's arrivals: message id → which member stored it, when.
+    let arrivals: Arc<Mutex<Arrivals>> = Arc::default();
+    // Events the listeners missed (a broadcast receiver that fell behind).
+    let lagged: Arc<AtomicU64> = Arc::default();
+    for (i, node) in nodes.iter().enumerate().skip(1) {
         let mut events = node.subscribe();
         let arrivals = arrivals.clone();
+        let lagged = lagged.clone();
         tokio::spawn(async move {
-            while let Ok(event) = events.recv().await {
-                if let Event::GroupMessage { message, .. } = event {
-                    arrivals
+            loop {
+                match events.recv().await {
+                    Ok(Event::GroupMessage { message, .. }) => arrivals
                         .lock()
                         .await
                         .entry(message.id)
                         .or_default()
-                        .push(Instant::now());
+                        .push((i, Instant::now())),
+                    Ok(_) => {}
+                    // Events this listener was too slow for are lost to the
+                    // figures (counted as missing), not to the node.
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        lagged.fetch_add(n, Ordering::Relaxed);
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
                 }
             }
         });
@@ -189,6 +210,7 @@ pub async fn group(members: usize, messages: usize, interval_ms: u64, as_json: b
     // this did, measured latency, and under load it never came.)
     let warm_deadline = Instant::now() + Duration::from_secs(120 + members as u64);
     let mut warm_ids: Vec<String> = Vec::new();
+    let mut report_at = Instant::now() + Duration::from_secs(10);
     'warm: loop {
         warm_ids.push(creator.group_send(&view.id, &text).await?.id);
         let next = Instant::now() + Duration::from_secs(5);
@@ -202,6 +224,28 @@ pub async fn group(members: usize, messages: usize, interval_ms: u64, as_json: b
                 .unwrap_or(0);
             if best == others {
                 break 'warm;
+            }
+            if Instant::now() > report_at {
+                // Who lacks the first message: the same members lacking
+                // every one points at their key or their mesh.
+                let lacking: Vec<usize> = match warm_ids.first().map(|id| a.get(id)) {
+                    Some(Some(got)) if got.len() + 32 >= others => (1..members)
+                        .filter(|i| !got.iter().any(|(m, _)| m == i))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                eprintln!(
+                    "bench group: warm-up after {} s: {} messages sent, the best reached {best} of {others} ({} events lagged){}",
+                    setup_started.elapsed().as_secs(),
+                    warm_ids.len(),
+                    lagged.load(Ordering::Relaxed),
+                    if lacking.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; the first lacks at members {lacking:?}")
+                    }
+                );
+                report_at += Duration::from_secs(10);
             }
             if Instant::now() > warm_deadline {
                 bail!(
@@ -257,7 +301,10 @@ pub async fn group(members: usize, messages: usize, interval_ms: u64, as_json: b
     for (id, at) in &sent {
         let got = a.get(id).map_or(&[][..], Vec::as_slice);
         missing += others.saturating_sub(got.len());
-        latencies.extend(got.iter().map(|t| t.duration_since(*at).as_micros() as u64));
+        latencies.extend(
+            got.iter()
+                .map(|(_, t)| t.duration_since(*at).as_micros() as u64),
+        );
     }
     drop(a);
     latencies.sort_unstable();
@@ -272,6 +319,7 @@ pub async fn group(members: usize, messages: usize, interval_ms: u64, as_json: b
         "p50_ms": percentile(&latencies, 0.50) as f64 / 1000.0,
         "p99_ms": percentile(&latencies, 0.99) as f64 / 1000.0,
         "missing": missing,
+        "events_lagged": lagged.load(Ordering::Relaxed),
         "bytes_per_member_per_msg": per_member.round() as u64,
         "ciphertext_bytes": ciphertext,
         "bytes_ratio": (per_member / ciphertext as f64 * 100.0).round() / 100.0,

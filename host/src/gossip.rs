@@ -6,6 +6,26 @@ use std::time::Duration;
 use hush_protocol::{GOSSIP_PROTOCOL_PREFIX, GroupMessage, MAX_GROUP_MESSAGE_LEN};
 use libp2p::gossipsub;
 
+/// What a peer may send in one gossipsub frame, as gossipsub checks it.
+///
+/// Gossipsub 0.50 checks the reader's whole buffer against this limit, not
+/// the frame: a frame read together with the first bytes of the next one
+/// (the reader takes 8 KiB at a time) counts as both. With the limit at the
+/// largest frame (a group message of [`MAX_GROUP_MESSAGE_LEN`] and its
+/// protobuf framing), any largest message followed by more broke the
+/// stream, and everything queued behind it was lost. So: the largest frame
+/// plus one read. A group message itself is still held to
+/// [`MAX_GROUP_MESSAGE_LEN`] when it is decoded.
+const MAX_FRAME: usize = MAX_GROUP_MESSAGE_LEN + 1024 + READ_CHUNK;
+/// What gossipsub's reader (`asynchronous_codec`) reads at a time.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// Message ids in one IHAVE or IWANT: 400 ids of 32 bytes (34 with their
+/// protobuf framing) make 13.6 KB, under the 16 KiB of control a peer
+/// accepts in one frame (gossipsub's `max_control_message_size`; a frame
+/// with more is refused, and the stream with it).
+const MAX_IDS_PER_CONTROL: usize = 400;
+
 /// Gossipsub as hush runs it, for nodes and relays alike.
 ///
 /// - Anonymous: messages carry no author, sequence number or signature
@@ -27,7 +47,7 @@ pub fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, io::Error> {
         .message_id_fn(|m: &gossipsub::Message| {
             gossipsub::MessageId::from(GroupMessage::digest(&m.data).to_vec())
         })
-        .max_transmit_size(MAX_GROUP_MESSAGE_LEN + 1024)
+        .max_transmit_size(MAX_FRAME)
         .mesh_n(3)
         .mesh_n_low(2)
         .mesh_n_high(5)
@@ -42,6 +62,14 @@ pub fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, io::Error> {
         // topic: members hold Olm connections to many other members, and at
         // 100 members a quarter is 25 peers a heartbeat.
         .gossip_factor(0.0)
+        // At most this many message ids in one IHAVE or IWANT: libp2p's
+        // default (5,000 ids, 170 KB) is over what a peer accepts.
+        .max_control_messages_sent(MAX_IDS_PER_CONTROL)
+        // A message waits this long in a peer's queue before it is dropped
+        // (libp2p: 1 s for a forward). On a loaded device, as when many
+        // members join at once, a forward 1-5 s late still beats one lost:
+        // the IHAVE repair offers it for one heartbeat only.
+        .forward_queue_duration(Duration::from_secs(5))
         .heartbeat_interval(Duration::from_millis(500))
         .duplicate_cache_time(Duration::from_secs(120))
         .flood_publish(false)
@@ -66,4 +94,92 @@ pub fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, io::Error> {
         .with_peer_score(params, thresholds)
         .map_err(io::Error::other)?;
     Ok(behaviour)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::time::Duration;
+
+    use futures::StreamExt;
+    use libp2p::swarm::SwarmEvent;
+    use libp2p::{Multiaddr, Swarm, SwarmBuilder, gossipsub, noise, tcp, yamux};
+
+    use super::*;
+
+    fn swarm() -> Swarm<gossipsub::Behaviour> {
+        SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .expect("tcp transport")
+            .with_behaviour(|_| gossipsub_behaviour().expect("gossipsub config"))
+            .expect("behaviour")
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build()
+    }
+
+    /// Messages of the largest size a group message may have, back to back:
+    /// the reader buffers the next frame's first bytes behind a whole one,
+    /// and gossipsub 0.50 checks the whole buffer against
+    /// `max_transmit_size` (not the frame), so with a limit at the largest
+    /// frame it dropped the stream and the messages behind it.
+    #[tokio::test]
+    async fn largest_group_messages_back_to_back_all_arrive() {
+        let (mut a, mut b) = (swarm(), swarm());
+        let topic = gossipsub::IdentTopic::new("/hush/group/2/test");
+        a.behaviour_mut().subscribe(&topic).expect("subscribe");
+        b.behaviour_mut().subscribe(&topic).expect("subscribe");
+        let loopback: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().expect("address");
+        b.listen_on(loopback).expect("listen");
+        let address = loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = b.select_next_some().await {
+                break address;
+            }
+        };
+        a.dial(address).expect("dial");
+        const COUNT: usize = 40;
+        let mut published = 0;
+        let mut received = HashSet::new();
+        let deadline = tokio::time::sleep(Duration::from_secs(60));
+        tokio::pin!(deadline);
+        while received.len() < COUNT {
+            tokio::select! {
+                event = a.select_next_some() => {
+                    if let SwarmEvent::Behaviour(gossipsub::Event::Subscribed { .. }) = event {
+                        // B is on the topic: all at once, as a burst of
+                        // channel messages goes.
+                        while published < COUNT {
+                            let mut data = vec![0u8; MAX_GROUP_MESSAGE_LEN];
+                            data[..8].copy_from_slice(&(published as u64).to_le_bytes());
+                            a.behaviour_mut()
+                                .publish(topic.clone(), data)
+                                .expect("publish");
+                            published += 1;
+                        }
+                    }
+                }
+                event = b.select_next_some() => {
+                    if let SwarmEvent::Behaviour(gossipsub::Event::Message { message_id, propagation_source, .. }) = event {
+                        b.behaviour_mut().report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            gossipsub::MessageAcceptance::Accept,
+                        );
+                        received.insert(message_id);
+                    }
+                }
+                () = &mut deadline => break,
+            }
+        }
+        assert_eq!(
+            received.len(),
+            COUNT,
+            "{published} messages published, {} arrived",
+            received.len()
+        );
+    }
 }

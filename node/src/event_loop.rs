@@ -147,6 +147,8 @@ pub(crate) struct LoopOptions {
 
 pub(crate) struct EventLoop {
     swarm: Swarm<Behaviour>,
+    /// When the gossip state was last logged (at debug level).
+    gossip_logged: Instant,
     store: Arc<Store>,
     me: Me,
     /// Every protocol decision of this device (`hush_protocol::device`).
@@ -309,6 +311,7 @@ impl EventLoop {
             host_clock,
             lazy_since: None,
             held_since: None,
+            gossip_logged: Instant::now(),
             closing: false,
             commands,
             events,

@@ -370,7 +370,10 @@ impl Node {
             },
         )?;
         let event_loop = event_loop.listen(&listen).await?;
-        let task = tokio::spawn(event_loop.run());
+        // Names the node in what its loop logs, where one process runs many
+        // (tests, benches): enabled with `hush_node::node=debug`.
+        let span = tracing::debug_span!("node", name = %summary.name);
+        let task = tokio::spawn(tracing::Instrument::instrument(event_loop.run(), span));
         Ok(Self {
             commands,
             events,

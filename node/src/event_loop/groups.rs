@@ -5,6 +5,7 @@
 //! to the home relays, events. Views of groups for the API live here too.
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
 
 use hush_protocol::device::{
     Acceptance, Ctx, DeviceLookup, Group, GroupAfter, GroupEffect, GroupNotice, GroupSelf,
@@ -19,6 +20,9 @@ use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::{Multiaddr, PeerId};
 
 use super::{After, EventLoop};
+
+/// How often the gossip state is logged, at debug level.
+const GOSSIP_LOG_EVERY: Duration = Duration::from_secs(10);
 use crate::error::NodeError;
 use crate::identity::Me;
 use crate::node::Reply;
@@ -290,6 +294,7 @@ impl EventLoop {
                     peer,
                     acceptance,
                 } => {
+                    tracing::trace!(%peer, ?acceptance, "group message validated");
                     let acceptance = match acceptance {
                         Acceptance::Accept => MessageAcceptance::Accept,
                         Acceptance::Ignore => MessageAcceptance::Ignore,
@@ -655,14 +660,18 @@ impl EventLoop {
     }
 
     pub(super) fn on_gossip(&mut self, event: gossipsub::Event) {
-        let gossipsub::Event::Message {
-            propagation_source,
-            message_id,
-            message,
-        } = event
-        else {
-            return;
+        let (propagation_source, message_id, message) = match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => (propagation_source, message_id, message),
+            other => {
+                tracing::debug!(event = ?other, "gossip");
+                return;
+            }
         };
+        tracing::trace!(peer = %propagation_source, len = message.data.len(), "group message");
         let home_relay = self.home.iter().any(|r| r.peer == propagation_source);
         let store = self.store.clone();
         self.with_groups(|g, ctx| {
@@ -727,6 +736,38 @@ impl EventLoop {
     /// On the tick: whatever the group engine has due.
     pub(super) fn groups_tick(&mut self) {
         self.with_groups(|g, ctx| g.handle_tick(ctx));
+        if tracing::enabled!(tracing::Level::DEBUG)
+            && self.gossip_logged.elapsed() >= GOSSIP_LOG_EVERY
+        {
+            self.gossip_logged = Instant::now();
+            self.log_gossip_state();
+        }
+    }
+
+    /// Per topic: the peers in our mesh, and those we know subscribed.
+    fn log_gossip_state(&self) {
+        let gossip = &self.swarm.behaviour().gossipsub;
+        for (group, topic) in self.group_topics() {
+            let hash = IdentTopic::new(topic).hash();
+            let mesh: Vec<String> = gossip.mesh_peers(&hash).map(|p| p.to_string()).collect();
+            let subscribed: Vec<&PeerId> = gossip
+                .all_peers()
+                .filter(|(_, topics)| topics.contains(&&hash))
+                .map(|(p, _)| p)
+                .collect();
+            let negative = subscribed
+                .iter()
+                .filter(|p| gossip.peer_score(p).is_some_and(|s| s < 0.0))
+                .count();
+            tracing::debug!(
+                %group,
+                mesh = mesh.join(","),
+                subscribed = subscribed.len(),
+                negative,
+                connected = self.swarm.connected_peers().count(),
+                "gossip state"
+            );
+        }
     }
 
     /// Sends the receipts gathered now (on shutdown, through the outbox).

@@ -122,7 +122,7 @@ impl GroupGossip {
             return;
         };
         if let Link::Gossip(Some(endpoint)) = &link {
-            let remaining_established = self.gossiping_to(&peer);
+            let remaining_established = self.known_to_gossipsub(&peer);
             self.inner
                 .on_swarm_event(FromSwarm::ConnectionClosed(ConnectionClosed {
                     peer_id: peer,
@@ -135,7 +135,18 @@ impl GroupGossip {
         self.connections.insert(connection, (peer, now));
     }
 
-    /// How many connections to `peer` gossipsub knows as open.
+    /// How many connections to `peer` gossipsub made a handler for and was
+    /// not told closed: established or not yet. What stays of them when
+    /// one closes: were one not yet established left out, gossipsub would
+    /// forget the peer, and then not know it once that one is established.
+    fn known_to_gossipsub(&self, peer: &PeerId) -> usize {
+        self.connections
+            .values()
+            .filter(|(p, link)| p == peer && matches!(link, Link::Gossip(_)))
+            .count()
+    }
+
+    /// How many connections to `peer` gossipsub knows as established.
     fn gossiping_to(&self, peer: &PeerId) -> usize {
         self.connections
             .values()
@@ -229,7 +240,7 @@ impl NetworkBehaviour for GroupGossip {
             }
             FromSwarm::ConnectionClosed(e) => {
                 if let Some((_, Link::Gossip(_))) = self.connections.remove(&e.connection_id) {
-                    let remaining_established = self.gossiping_to(&e.peer_id);
+                    let remaining_established = self.known_to_gossipsub(&e.peer_id);
                     self.inner
                         .on_swarm_event(FromSwarm::ConnectionClosed(ConnectionClosed {
                             remaining_established,
@@ -551,6 +562,54 @@ mod tests {
         assert!(
             !a.behaviour().gossip.all_peers().any(|(p, _)| *p == b_id),
             "gossipsub still counts on a connection the peer refused"
+        );
+    }
+
+    /// A second connection is made (its handler exists) while the first
+    /// closes, before the second is established: gossipsub must still know
+    /// the peer once the second is. Told "none remain" for the first, it
+    /// forgot the peer, and then never knew it on the second (libp2p:
+    /// "peer doesn't exist in connected peer list").
+    #[test]
+    fn a_connection_closing_while_the_next_is_being_made_keeps_the_peer() {
+        let mut gossip =
+            GroupGossip::new(hush_host::gossipsub_behaviour().expect("gossipsub config"));
+        let peer = PeerId::random();
+        gossip.set_allowed(HashSet::from([peer]));
+        let address: Multiaddr = "/ip4/127.0.0.1/tcp/4001".parse().expect("address");
+        let endpoint = ConnectedPoint::Listener {
+            local_addr: address.clone(),
+            send_back_addr: address.clone(),
+        };
+        let (first, second) = (
+            ConnectionId::new_unchecked(1),
+            ConnectionId::new_unchecked(2),
+        );
+        let established = |connection_id, other_established| {
+            FromSwarm::ConnectionEstablished(ConnectionEstablished {
+                peer_id: peer,
+                connection_id,
+                endpoint: &endpoint,
+                failed_addresses: &[],
+                other_established,
+            })
+        };
+        let made = gossip.handle_established_inbound_connection(first, peer, &address, &address);
+        assert!(matches!(made, Ok(Either::Left(_))), "a group peer gossips");
+        gossip.on_swarm_event(established(first, 0));
+        let made = gossip.handle_established_inbound_connection(second, peer, &address, &address);
+        assert!(matches!(made, Ok(Either::Left(_))));
+        gossip.on_swarm_event(FromSwarm::ConnectionClosed(ConnectionClosed {
+            peer_id: peer,
+            connection_id: first,
+            endpoint: &endpoint,
+            cause: None,
+            remaining_established: 0,
+        }));
+        gossip.on_swarm_event(established(second, 0));
+        assert!(
+            gossip.all_peers().any(|(p, _)| *p == peer),
+            "gossipsub forgot a peer it has a connection to"
         );
     }
 }

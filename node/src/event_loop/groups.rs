@@ -20,9 +20,6 @@ use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::{Multiaddr, PeerId};
 
 use super::{After, EventLoop};
-
-/// How often the gossip state is logged, at debug level.
-const GOSSIP_LOG_EVERY: Duration = Duration::from_secs(10);
 use crate::error::NodeError;
 use crate::identity::Me;
 use crate::node::Reply;
@@ -31,6 +28,9 @@ use crate::store::{Op, Store, StoreError};
 use crate::view::{
     Event, GroupMembersView, GroupMessageView, GroupView, MemberView, MessageView, SendReceipt,
 };
+
+/// How often the gossip state is logged, at debug level.
+const GOSSIP_LOG_EVERY: Duration = Duration::from_secs(10);
 
 pub(crate) use hush_protocol::device::GroupConfig;
 

@@ -37,14 +37,26 @@ pub(super) struct KnownSets {
     sets: HashMap<[u8; 32], KnownSet>,
     order: VecDeque<[u8; 32]>,
     keys: usize,
+    /// The set each owner's last batch named (one entry per remembered
+    /// owner: bounded with the sets).
+    latest: HashMap<DeviceId, [u8; 32]>,
 }
 
 impl KnownSets {
-    fn get(&self, digest: &[u8; 32], auth: &Auth) -> Option<&[MailboxId]> {
-        self.sets
+    fn get(&mut self, digest: &[u8; 32], auth: &Auth) -> Option<&[MailboxId]> {
+        let set = self
+            .sets
             .get(digest)
-            .filter(|s| s.owner == auth.device && s.challenge == auth.challenge)
-            .map(|s| s.mailboxes.as_slice())
+            .filter(|s| s.owner == auth.device && s.challenge == auth.challenge)?;
+        self.latest.insert(auth.device, *digest);
+        Some(set.mailboxes.as_slice())
+    }
+
+    /// The mailboxes `device`'s last batch named (its own first), while
+    /// that set is remembered.
+    pub(super) fn latest(&self, device: &DeviceId) -> Option<&[MailboxId]> {
+        let digest = self.latest.get(device)?;
+        self.sets.get(digest).map(|s| s.mailboxes.as_slice())
     }
 
     fn insert(&mut self, digest: [u8; 32], set: KnownSet) {
@@ -55,12 +67,16 @@ impl KnownSets {
             let Some(old) = self.order.pop_front() else {
                 break;
             };
-            if let Some(old) = self.sets.remove(&old) {
-                self.keys -= old.mailboxes.len();
+            if let Some(gone) = self.sets.remove(&old) {
+                self.keys -= gone.mailboxes.len();
+                if self.latest.get(&gone.owner) == Some(&old) {
+                    self.latest.remove(&gone.owner);
+                }
             }
         }
         self.keys += set.mailboxes.len();
         self.order.push_back(digest);
+        self.latest.insert(set.owner, digest);
         self.sets.insert(digest, set);
     }
 }

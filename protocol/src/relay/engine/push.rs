@@ -377,6 +377,12 @@ impl<R> RelayEngine<R> {
                 }
                 self.pushes.insert(device, target.clone());
                 self.pushes.seen(&device, peer);
+                // Its pairwise mailboxes as its last batch named them: it
+                // may go offline before the next one.
+                if let Some(mailboxes) = self.known_sets.latest(&device) {
+                    self.pushes
+                        .set_pairwise(&device, mailboxes.get(1..).unwrap_or_default());
+                }
                 self.batch.writes.push(RelayWrite::PutPush {
                     device,
                     target: Some(target),

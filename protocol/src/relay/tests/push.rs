@@ -155,6 +155,31 @@ fn a_device_that_registers_after_its_key_set_is_known_is_woken_for_pairwise_mail
 }
 
 #[test]
+fn a_device_that_goes_offline_right_after_registering_is_woken_for_pairwise_mail() {
+    let mut relay = relay_with(PushRules::default());
+    let (bob, pairwise) = (owner_key(1), owner_key(2));
+    let challenge = relay.challenge();
+    let fetch = BatchRequest::Fetch {
+        after: 0,
+        limit: 10,
+    };
+    relay.request(
+        3,
+        OWNER_PEER,
+        &batch(&bob, challenge, &[&pairwise], None, fetch),
+    );
+    assert!(matches!(
+        relay.answer(3),
+        Some(MailboxResponse::Batch { .. })
+    ));
+    // Registered after its last batch, and gone before the next.
+    register(&mut relay, &bob, Some(target(7)));
+    relay.engine.handle_connection(OWNER_PEER, false);
+    mail(&mut relay, mailbox_of(&pairwise), 1);
+    assert_eq!(pushes(&mut relay), [target(7)]);
+}
+
+#[test]
 fn a_stranger_cannot_point_a_devices_push_elsewhere() {
     let mut relay = relay_with(PushRules::default());
     let (bob, mallory) = (owner_key(1), owner_key(9));

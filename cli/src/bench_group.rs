@@ -6,6 +6,9 @@
 //!
 //! - `p50_ms`, `p99_ms`: `group.send` called → decrypted and stored at a
 //!   member, over every (message, member) pair;
+//! - `missing`: (message, member) pairs not arrived 10 s after the last
+//!   send, at `missing_members` members (named on stderr); of those,
+//!   `missing_after_40s` still had not 30 s later (lost, not late);
 //! - `bytes_per_member_per_msg`: all loopback traffic during the measured
 //!   run (gossip copies, control frames, receipts over Olm, pings: from
 //!   `/proc/net/dev`), per member and message; `ciphertext_bytes` is one
@@ -19,7 +22,7 @@
 //!   carries the op set to each invitee);
 //! - `peak_rss_mib`: the whole process (all N nodes), and per node.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -298,15 +301,44 @@ pub async fn group(members: usize, messages: usize, interval_ms: u64, as_json: b
     let a = arrivals.lock().await;
     let mut latencies: Vec<u64> = Vec::new();
     let mut missing = 0;
+    // Which members lack how many, to trace a member that falls behind.
+    let mut lacking: BTreeMap<usize, usize> = BTreeMap::new();
     for (id, at) in &sent {
         let got = a.get(id).map_or(&[][..], Vec::as_slice);
         missing += others.saturating_sub(got.len());
+        for i in (1..members).filter(|i| !got.iter().any(|(m, _)| m == i)) {
+            *lacking.entry(i).or_default() += 1;
+        }
         latencies.extend(
             got.iter()
                 .map(|(_, t)| t.duration_since(*at).as_micros() as u64),
         );
     }
     drop(a);
+    // Late or lost: what is missing now gets another 30 s (gossip's
+    // repair, the heads exchange, the relays' history).
+    let mut missing_after_40s = 0;
+    if missing > 0 {
+        eprintln!(
+            "bench group: {missing} deliveries missing after 10 s, at {} members (member m: count) {:?}; waiting 30 s more",
+            lacking.len(),
+            lacking.iter().take(20).collect::<Vec<_>>()
+        );
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            let still = {
+                let a = arrivals.lock().await;
+                sent.iter()
+                    .map(|(id, _)| others.saturating_sub(a.get(id).map_or(0, Vec::len)))
+                    .sum::<usize>()
+            };
+            missing_after_40s = still;
+            if still == 0 || Instant::now() > until {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     latencies.sort_unstable();
     let ciphertext = ciphertext_bytes();
     let per_member = bytes as f64 / (others as f64 * messages as f64);
@@ -319,6 +351,8 @@ pub async fn group(members: usize, messages: usize, interval_ms: u64, as_json: b
         "p50_ms": percentile(&latencies, 0.50) as f64 / 1000.0,
         "p99_ms": percentile(&latencies, 0.99) as f64 / 1000.0,
         "missing": missing,
+        "missing_members": lacking.len(),
+        "missing_after_40s": missing_after_40s,
         "events_lagged": lagged.load(Ordering::Relaxed),
         "bytes_per_member_per_msg": per_member.round() as u64,
         "ciphertext_bytes": ciphertext,

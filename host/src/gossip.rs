@@ -25,6 +25,12 @@ const READ_CHUNK: usize = 8 * 1024;
 /// accepts in one frame (gossipsub's `max_control_message_size`; a frame
 /// with more is refused, and the stream with it).
 const MAX_IDS_PER_CONTROL: usize = 400;
+/// How long a peer that pruned us from its mesh (or that we pruned) waits
+/// before a graft (libp2p: 60 s).
+const PRUNE_BACKOFF: Duration = Duration::from_secs(15);
+/// Broken promises (an IHAVE'd message not sent within 3 s of our IWANT)
+/// a peer may have on record before they cost it score (libp2p: 0).
+const BROKEN_PROMISES_TOLERATED: f64 = 6.0;
 
 /// Gossipsub as hush runs it, for nodes and relays alike.
 ///
@@ -70,6 +76,13 @@ pub fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, io::Error> {
         // members join at once, a forward 1-5 s late still beats one lost:
         // the IHAVE repair offers it for one heartbeat only.
         .forward_queue_duration(Duration::from_secs(5))
+        // A member another pruned from its mesh may graft it again after
+        // this (libp2p: 60 s). Members are few and known, and a full mesh
+        // prunes often: with a minute's backoff from each peer that
+        // pruned it, a loaded member could find every peer on the topic
+        // backed off and stay outside the mesh (then only IHAVE reaches
+        // it, and what that misses is lost to it).
+        .prune_backoff(PRUNE_BACKOFF)
         .heartbeat_interval(Duration::from_millis(500))
         .duplicate_cache_time(Duration::from_secs(120))
         .flood_publish(false)
@@ -82,8 +95,14 @@ pub fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, io::Error> {
     // Many members may share one address (a household, a carrier NAT, one
     // machine on loopback): the colocation penalty starts later than
     // libp2p's default of 10, and not at all for loopback.
+    //
+    // A member that answers an IWANT late (a loaded device, its queue full)
+    // broke a promise and is scored down (P7); a negative score takes it out
+    // of every mesh with a backoff. The first few per decay window are
+    // tolerated, as in other deployments under real load.
     let mut params = gossipsub::PeerScoreParams {
         ip_colocation_factor_threshold: 32.0,
+        behaviour_penalty_threshold: BROKEN_PROMISES_TOLERATED,
         ..gossipsub::PeerScoreParams::default()
     };
     params.ip_colocation_factor_whitelist.extend([

@@ -40,6 +40,24 @@ fn pushes(relay: &mut Relay) -> Vec<PushTarget> {
     std::iter::from_fn(|| relay.engine.poll_push()).collect()
 }
 
+const FETCH: BatchRequest = BatchRequest::Fetch {
+    after: 0,
+    limit: 10,
+};
+
+/// `owner` fetches with a key set naming `pairwise` in full; the challenge
+/// it signed under.
+fn fetch_naming(relay: &mut Relay, owner: &SigningKey, pairwise: &SigningKey) -> [u8; 32] {
+    let challenge = relay.challenge();
+    let request = batch(owner, challenge, &[pairwise], None, FETCH);
+    relay.request(3, OWNER_PEER, &request);
+    assert!(matches!(
+        relay.answer(3),
+        Some(MailboxResponse::Batch { .. })
+    ));
+    challenge
+}
+
 fn mail(relay: &mut Relay, mailbox: MailboxId, n: u32) {
     relay.request(1000 + n, b"sender", &deposit(mailbox, [n]));
     relay.commit();
@@ -98,22 +116,7 @@ fn mail_in_a_pairwise_mailbox_wakes_its_device() {
     let mut relay = relay_with(PushRules::default());
     let (bob, pairwise) = (owner_key(1), owner_key(2));
     register(&mut relay, &bob, Some(target(7)));
-    let challenge = relay.challenge();
-    let request = batch(
-        &bob,
-        challenge,
-        &[&pairwise],
-        None,
-        BatchRequest::Fetch {
-            after: 0,
-            limit: 10,
-        },
-    );
-    relay.request(3, OWNER_PEER, &request);
-    assert!(matches!(
-        relay.answer(3),
-        Some(MailboxResponse::Batch { .. })
-    ));
+    fetch_naming(&mut relay, &bob, &pairwise);
     relay.engine.handle_connection(OWNER_PEER, false);
     mail(&mut relay, mailbox_of(&pairwise), 1);
     assert_eq!(pushes(&mut relay), [target(7)]);
@@ -127,23 +130,13 @@ fn mail_in_a_pairwise_mailbox_wakes_its_device() {
 fn a_device_that_registers_after_its_key_set_is_known_is_woken_for_pairwise_mail() {
     let mut relay = relay_with(PushRules::default());
     let (bob, pairwise) = (owner_key(1), owner_key(2));
-    let challenge = relay.challenge();
-    let fetch = BatchRequest::Fetch {
-        after: 0,
-        limit: 10,
-    };
-    let full = batch(&bob, challenge, &[&pairwise], None, fetch.clone());
-    relay.request(3, OWNER_PEER, &full);
-    assert!(matches!(
-        relay.answer(3),
-        Some(MailboxResponse::Batch { .. })
-    ));
+    let challenge = fetch_naming(&mut relay, &bob, &pairwise);
     register(&mut relay, &bob, Some(target(7)));
     // Later batches name the set by digest only.
     let keys: Vec<DeviceId> = vec![DeviceId(pairwise.verifying_key().to_bytes())];
     let digest =
         crate::KeySet::digest(&challenge, &DeviceId(bob.verifying_key().to_bytes()), &keys);
-    let known = super::batch::named(&bob, challenge, crate::KeySet::Known(digest), fetch);
+    let known = super::batch::named(&bob, challenge, crate::KeySet::Known(digest), FETCH);
     relay.request(4, OWNER_PEER, &known);
     assert!(matches!(
         relay.answer(4),
@@ -158,20 +151,7 @@ fn a_device_that_registers_after_its_key_set_is_known_is_woken_for_pairwise_mail
 fn a_device_that_goes_offline_right_after_registering_is_woken_for_pairwise_mail() {
     let mut relay = relay_with(PushRules::default());
     let (bob, pairwise) = (owner_key(1), owner_key(2));
-    let challenge = relay.challenge();
-    let fetch = BatchRequest::Fetch {
-        after: 0,
-        limit: 10,
-    };
-    relay.request(
-        3,
-        OWNER_PEER,
-        &batch(&bob, challenge, &[&pairwise], None, fetch),
-    );
-    assert!(matches!(
-        relay.answer(3),
-        Some(MailboxResponse::Batch { .. })
-    ));
+    fetch_naming(&mut relay, &bob, &pairwise);
     // Registered after its last batch, and gone before the next.
     register(&mut relay, &bob, Some(target(7)));
     relay.engine.handle_connection(OWNER_PEER, false);

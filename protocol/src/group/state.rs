@@ -631,15 +631,18 @@ impl OpSet {
     /// `new` (just inserted), and ops of `id` that took no effect: every
     /// one of `new` that did not (and after a whole fold, all of them).
     ///
-    /// When the new ops extend the set — every op before them is placed
-    /// (its parents here and dated no later than it), and each new op, in
-    /// turn, names every head before it and is dated no earlier than its
-    /// parents — they are applied on `prev` in that order: that is where
-    /// the whole fold places them (every other op is their ancestor), and
-    /// there is nothing concurrent for them to void or be voided by. This
-    /// is the common case (one member's change at a time) and costs one
-    /// pass over the parents instead of a whole fold. Otherwise the whole
-    /// set is folded again.
+    /// When the new ops come after every op before them in the whole
+    /// fold's order, they are applied on `prev` in that order, which costs
+    /// one pass over the new ops instead of a whole fold. A new op comes
+    /// after every op placed before it when its parents are all placed
+    /// and either it names every head of those (it descends from all of
+    /// them: one member's change at a time), or it is later by `(at, hash)`
+    /// than every one of them and the earliest of the new ops left (it is
+    /// concurrent with some, as joins of many members at once are, and the
+    /// order puts it last). Rule 4 (removal wins) may change what came
+    /// before, so a new `Remove`, or a new op whose author a `Remove` here
+    /// names, takes the whole fold; so does an op here that was waiting
+    /// for a new one. Otherwise the whole set is folded again.
     pub fn fold_after(
         &self,
         id: GroupId,
@@ -679,38 +682,82 @@ impl OpSet {
                 *named_by_fresh.entry(p).or_default() += 1;
             }
         }
+        // An op here that names a new one was waiting for it: it takes part
+        // now, and the state before did not count it.
+        if fresh.iter().any(|h| {
+            self.named.get(*h).copied().unwrap_or(0) > named_by_fresh.get(h).copied().unwrap_or(0)
+        }) {
+            return None;
+        }
+        let mut removed: HashSet<&AccountId> = HashSet::new();
+        // The latest op placed so far, by the fold's tie-break.
+        let mut latest: Option<(MessageId, OpHash)> = None;
+        for (hash, op) in &self.ops {
+            if let Action::Remove { account } = &op.action {
+                removed.insert(account);
+            }
+            if !fresh.contains(hash) {
+                latest = latest.max(Some((op.at, *hash)));
+            }
+        }
         let mut frontier: HashSet<OpHash> = self
             .heads
             .iter()
             .filter(|h| !fresh.contains(h))
             .copied()
             .collect();
-        for (p, n) in named_by_fresh {
-            if !fresh.contains(p) && self.named.get(p) == Some(&n) {
-                frontier.insert(*p);
+        for (p, n) in &named_by_fresh {
+            if !fresh.contains(*p) && self.named.get(*p) == Some(n) {
+                frontier.insert(**p);
             }
         }
         let mut state = prev;
         let mut idle = Vec::new();
-        let mut left: Vec<&OpHash> = new.iter().collect();
+        let mut left: Vec<(&OpHash, &GroupOp)> = Vec::with_capacity(new.len());
+        for h in new {
+            let op = self.ops.get(h)?;
+            if op.group != id
+                || matches!(op.action, Action::Remove { .. })
+                || removed.contains(&op.author)
+            {
+                return None;
+            }
+            left.push((h, op));
+        }
         let mut done: HashSet<OpHash> = HashSet::new();
         while !left.is_empty() {
-            let at = left.iter().position(|h| {
-                self.ops.get(*h).is_some_and(|op| {
-                    let parents: HashSet<&OpHash> = op.parents.iter().collect();
-                    op.group == id
-                        && frontier.iter().all(|f| parents.contains(f))
-                        && self.placed_here(op, |p| !fresh.contains(p) || done.contains(p))
-                })
-            })?;
-            let hash = *left.remove(at);
-            let op = self.ops.get(&hash)?;
-            if !self.take(&mut state, &hash, op) {
+            let ready =
+                |op: &GroupOp| self.placed_here(op, |p| !fresh.contains(p) || done.contains(p));
+            let after_all = left.iter().position(|(_, op)| {
+                let parents: HashSet<&OpHash> = op.parents.iter().collect();
+                frontier.iter().all(|f| parents.contains(f)) && ready(op)
+            });
+            let at = match after_all {
+                Some(at) => at,
+                None => {
+                    // The earliest ready op left, if later than all placed.
+                    let (at, (hash, op)) = left
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, (_, op))| ready(op))
+                        .min_by_key(|(_, (hash, op))| (op.at, **hash))?;
+                    if latest.is_some_and(|l| l >= (op.at, **hash)) {
+                        return None;
+                    }
+                    at
+                }
+            };
+            let (hash, op) = left.remove(at);
+            if !self.take(&mut state, hash, op) {
                 *state.idle.entry(op.author).or_default() += 1;
-                idle.push(hash);
+                idle.push(*hash);
             }
-            done.insert(hash);
-            frontier = HashSet::from([hash]);
+            done.insert(*hash);
+            latest = latest.max(Some((op.at, *hash)));
+            for p in &op.parents {
+                frontier.remove(p);
+            }
+            frontier.insert(*hash);
         }
         Some((state, idle))
     }

@@ -410,13 +410,68 @@ fn ops_that_extend_the_set_are_folded_onto_the_last_state() {
         assert_eq!(heads, [o.hash()], "op {i}");
         state = next;
     }
-    // An op concurrent with one already here does not extend the set.
-    let late = op(&user(30), id, 99, vec![ops[0].hash()], Action::Leave);
-    set.insert(late.clone());
-    assert!(set.extend(id, state.clone(), &[late.hash()]).is_none());
-    let (folded, idle) = set.fold_after(id, state, &[late.hash()]);
+    // An op concurrent with ops already here but dated before one of them
+    // lands in the middle of the order: the whole set is folded again.
+    let early = op(&user(30), id, 3, vec![ops[0].hash()], Action::Leave);
+    set.insert(early.clone());
+    assert!(set.extend(id, state.clone(), &[early.hash()]).is_none());
+    let (folded, idle) = set.fold_after(id, state, &[early.hash()]);
     assert_eq!(folded, set.fold(id));
-    assert!(idle.contains(&late.hash()));
+    assert!(idle.contains(&early.hash()));
+    // One dated after all of them comes last: folded onto the last state.
+    let late = op(&user(31), id, 99, vec![ops[0].hash()], Action::Leave);
+    set.insert(late.clone());
+    let fast = set.extend(id, folded, &[late.hash()]);
+    let Some((next, idle)) = fast else {
+        panic!("an op later than all others was not folded onto the last state");
+    };
+    assert_eq!(next, set.fold(id));
+    assert_eq!(idle, [late.hash()], "user 31 is no member");
+}
+
+/// alice creates the group and invites `n` members one after another;
+/// each joins knowing only its own invitation (as many members joining at
+/// once do: their joins are concurrent), at times that need not follow the
+/// invitations' order. With a `member_limit` below `n`, which joins take
+/// effect depends on where the fold places each.
+fn concurrent_joins(n: u8, join_at: &[u128], member_limit: u32) -> (GroupId, Vec<GroupOp>) {
+    let alice = user(1);
+    let nonce = [9; 16];
+    let id = GroupId::derive(&alice.key.id(), &nonce);
+    let c = op(
+        &alice,
+        id,
+        1,
+        vec![],
+        Action::Create {
+            nonce,
+            name: "many".into(),
+            member_limit,
+            card: alice.card.clone(),
+        },
+    );
+    let mut head = c.hash();
+    let mut ops = vec![c];
+    let mut joins = Vec::new();
+    for i in 0..n {
+        let member = user(2 + i);
+        let invite = op(
+            &alice,
+            id,
+            2 + u128::from(i),
+            vec![head],
+            Action::Invite {
+                role: Role::Member,
+                card: member.card.clone(),
+            },
+        );
+        head = invite.hash();
+        let at = join_at.get(usize::from(i)).copied().unwrap_or(0);
+        joins.push(op(&member, id, 100 + at, vec![invite.hash()], Action::Join));
+        ops.push(invite);
+    }
+    ops.extend(joins);
+    (id, ops)
 }
 
 proptest! {
@@ -456,6 +511,57 @@ proptest! {
                 prop_assert_eq!(idle.contains(h), whole_idle.contains(h));
             }
             state = folded;
+        }
+    }
+
+    /// Many members join at once (each join concurrent with the others,
+    /// dated in any order, some at the same moment), and the ops arrive in
+    /// any order and batches: folding each batch onto the last state gives
+    /// what folding everything gives.
+    #[test]
+    fn concurrent_joins_folded_onto_the_last_state_agree_with_the_whole_fold(
+        join_at in prop::collection::vec(0..6u128, 6),
+        order in Just((0..13).collect::<Vec<usize>>()).prop_shuffle(),
+        cuts in prop::collection::vec(1..3usize, 0..13),
+        invitations_first in any::<bool>(),
+        limited in any::<bool>(),
+    ) {
+        let limit = if limited { 4 } else { 100 };
+        let (id, ops) = concurrent_joins(6, &join_at, limit);
+        let order: Vec<usize> = if invitations_first {
+            let (mut first, joins): (Vec<usize>, Vec<usize>) = order.iter().partition(|i| **i < 7);
+            first.sort_unstable();
+            first.extend(joins);
+            first
+        } else {
+            order
+        };
+        let mut set = OpSet::default();
+        let mut state = GroupState::fold(id, []);
+        let mut next = order.iter();
+        let mut sizes = cuts.iter().copied().chain(std::iter::repeat(1));
+        loop {
+            let size = sizes.next().unwrap_or(1);
+            let batch: Vec<&GroupOp> = next.by_ref().take(size).map(|i| &ops[*i]).collect();
+            if batch.is_empty() {
+                break;
+            }
+            let mut hashes = Vec::new();
+            for o in batch {
+                if set.insert(o.clone()) {
+                    hashes.push(o.hash());
+                }
+            }
+            let (folded, idle) = set.fold_after(id, state.clone(), &hashes);
+            let (whole, whole_idle) = set.fold_and_idle(id);
+            prop_assert_eq!(&folded, &whole);
+            for h in &hashes {
+                prop_assert_eq!(idle.contains(h), whole_idle.contains(h));
+            }
+            state = folded;
+        }
+        if !limited {
+            prop_assert_eq!(state.joined().count(), 7);
         }
     }
 

@@ -21,14 +21,16 @@
 //!    we lack one of h         ─▶ publish ours soon (others answer it)
 //!    we hold ops beyond h     ─▶ in our turn, publish those ops, unless
 //!                                 they came by on the channel meanwhile
-//!                                 (holding none of h: our own heads)
+//!                                 (holding none of h: our own heads;
+//!                                 not ops we got in the last 2 s: those
+//!                                 are still on their way to h's sender)
 //! ```
 //!
 //! Each member announces at most once per [`HEADS_MIN_GAP_MS`] for a lack
 //! and answers at most once per [`ANSWER_MIN_GAP_MS`] per group, so a
 //! member announcing junk heads costs each other member at most that.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::Hash;
 
@@ -59,6 +61,15 @@ pub(super) const MAX_TURN_WAIT_MS: u64 = 10_000;
 pub(super) const HEADS_MIN_GAP_MS: u64 = 5_000;
 /// Answers per group come at most this often.
 pub(super) const ANSWER_MIN_GAP_MS: u64 = 5_000;
+/// An op we got less than this long ago is still spreading on the
+/// channel: heads that lack it do not make us owe it. Our own announcement
+/// comes at least this long after our set last changed ([`HEADS_QUIET_MS`]),
+/// so heads answering it find none of our ops spreading: what a member
+/// really lacks is still answered, a little later.
+pub(super) const SPREADING_MS: u64 = HEADS_QUIET_MS;
+/// Ops remembered as spreading, at most (per group): past that, new ops
+/// count as spread (answered as before).
+const MAX_SPREADING: usize = 4_096;
 
 /// Where a group's channel stands: when we announce our heads next, and
 /// which ops we owe others.
@@ -80,6 +91,8 @@ pub(super) struct ChannelSync {
     lacking_since: u64,
     lacking_from: Option<AccountId>,
     lacking_asked: u8,
+    /// Ops we got less than [`SPREADING_MS`] ago, and when.
+    spreading: HashMap<OpHash, u64>,
 }
 
 /// A member that still lacks announced heads asks over Olm (see
@@ -349,7 +362,17 @@ where
             g.sync.lacking = lacking;
             g.sync.lacking_from = from;
         }
-        let beyond = g.ops.lacked_by(id, heads);
+        let spreading = &g.sync.spreading;
+        let beyond: Vec<OpHash> = g
+            .ops
+            .lacked_by(id, heads)
+            .into_iter()
+            .filter(|h| {
+                spreading
+                    .get(h)
+                    .is_none_or(|got| now.saturating_sub(*got) >= SPREADING_MS)
+            })
+            .collect();
         if !beyond.is_empty() {
             g.sync.answer.extend(beyond);
             let earliest = g.sync.answer_last.map_or(0, |t| t + ANSWER_MIN_GAP_MS);
@@ -392,6 +415,9 @@ where
             let Some(g) = self.groups.get_mut(&id) else {
                 continue;
             };
+            g.sync
+                .spreading
+                .retain(|_, got| now.saturating_sub(*got) < SPREADING_MS);
             let held = &g.ops;
             g.sync.lacking.retain(|h| !held.contains(h));
             if g.sync.lacking.is_empty() {
@@ -425,6 +451,17 @@ where
 }
 
 impl ChannelSync {
+    /// We got these ops (ours, or from anyone) just now: they are still
+    /// spreading (see [`SPREADING_MS`]).
+    pub(super) fn got(&mut self, now: u64, ops: impl IntoIterator<Item = OpHash>) {
+        for h in ops {
+            if self.spreading.len() >= MAX_SPREADING {
+                break;
+            }
+            self.spreading.insert(h, now);
+        }
+    }
+
     /// Ops we lack (`missing`: parents of ops we could not take), to ask
     /// `from` for over Olm if the channel does not bring them (see
     /// [`GroupBook::channel_tick`]); at most [`MAX_LACKED`] are kept.

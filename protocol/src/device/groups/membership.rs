@@ -362,6 +362,7 @@ where
                 op.to_bytes(),
             )));
         }
+        g.sync.got(ctx.now.mono_ms, new.iter().map(GroupOp::hash));
         g.sources.update(&state, self.reach);
         g.state = state;
         let after = g.state.clone();

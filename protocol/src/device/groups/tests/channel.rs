@@ -167,6 +167,38 @@ fn a_join_missed_on_the_channel_is_repaired_by_heads() {
     assert_eq!(olm_ops, 0, "repaired on the channel, not over Olm");
 }
 
+/// While many members join at once, a member's heads lag the channel:
+/// they lack joins that are still on their way to it. carol announces her
+/// heads the moment dave's join went out (she has not got it yet): the
+/// members who just got it do not publish it again for her (in a group of
+/// 150 forming, such answers were two thirds of the channel's messages).
+/// What she really lacks is still repaired, on the channel: the members'
+/// own announcements come after the op has had time to spread, and the
+/// heads she announces then are answered.
+#[test]
+fn heads_lacking_an_op_still_spreading_are_not_answered_with_it() {
+    let (mut net, id) = dave_joins_while_carol_is_deaf();
+    net.members[2].deaf = false;
+    let since = net.published.len();
+    let heads = net.members[2]
+        .book
+        .group(&id)
+        .unwrap()
+        .ops()
+        .complete_heads(id);
+    publish_as(&mut net, 2, id, 2, ControlKind::Heads(heads));
+    run_for(&mut net, 1_900);
+    let answers: Vec<usize> = channel_kinds(&net, id, 0, since)
+        .into_iter()
+        .filter(|(_, k)| matches!(k, ControlKind::Ops(_)))
+        .map(|(from, _)| from)
+        .collect();
+    assert_eq!(answers, [] as [usize; 0], "dave's join was still spreading");
+    let olm_ops = run_counting_olm_ops(&mut net, 10_000);
+    assert_eq!(joined(&net, 2, id), 4, "carol has dave's join now");
+    assert_eq!(olm_ops, 0, "repaired on the channel, not over Olm");
+}
+
 /// Two concurrent joins, each missed by the other side: alice and bob hold
 /// bob's join, carol holds only her own. Each side's heads name an op the
 /// other lacks, so neither can tell from them what the other lacks; each

@@ -13,7 +13,7 @@
 //! folded op by op onto the last state. A join that arrives after a later
 //! one belongs in the middle of the order and takes a whole fold.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use hush_protocol::{
@@ -126,6 +126,19 @@ fn joined_at_once(id: GroupId, ops: &[GroupOp]) -> Vec<GroupOp> {
     invites
 }
 
+/// `ops` arriving one at a time, each folded onto the last state (what a
+/// member does); the state, and how long it all took.
+fn op_by_op(id: GroupId, ops: &[GroupOp]) -> (GroupState, Duration) {
+    let mut set = OpSet::default();
+    let mut last = GroupState::fold(id, []);
+    let started = Instant::now();
+    for op in ops {
+        set.insert(op.clone());
+        last = set.fold_after(id, last, &[op.hash()]).0;
+    }
+    (last, started.elapsed())
+}
+
 pub fn fold(members: u32, as_json: bool) -> Result<()> {
     let members = members.clamp(1, MAX_MEMBER_LIMIT - 1);
     let (id, ops) = history(members);
@@ -145,14 +158,7 @@ pub fn fold(members: u32, as_json: bool) -> Result<()> {
     let started = Instant::now();
     set.fold(id);
     let warm = started.elapsed();
-    let mut one_by_one = OpSet::default();
-    let mut last = GroupState::fold(id, []);
-    let started = Instant::now();
-    for op in &ops {
-        one_by_one.insert(op.clone());
-        last = one_by_one.fold_after(id, last, &[op.hash()]).0;
-    }
-    let incremental = started.elapsed();
+    let (last, incremental) = op_by_op(id, &ops);
     anyhow::ensure!(last == state, "folding op by op gave another state");
     let per_op_us = incremental.as_secs_f64() * 1e6 / ops.len() as f64;
     // The whole set refolded after each op, for comparison (skipped past
@@ -167,16 +173,13 @@ pub fn fold(members: u32, as_json: bool) -> Result<()> {
         started.elapsed().as_secs_f64() * 1e6 / ops.len() as f64
     });
     let at_once = joined_at_once(id, &ops);
-    let mut arriving = OpSet::default();
-    let mut last = GroupState::fold(id, []);
-    let started = Instant::now();
+    let (last, at_once_elapsed) = op_by_op(id, &at_once);
+    let mut whole = OpSet::default();
     for op in &at_once {
-        arriving.insert(op.clone());
-        last = arriving.fold_after(id, last, &[op.hash()]).0;
+        whole.insert(op.clone());
     }
-    let at_once_elapsed = started.elapsed();
     anyhow::ensure!(
-        last == arriving.fold(id) && last.joined().count() == members as usize + 1,
+        last == whole.fold(id) && last.joined().count() == members as usize + 1,
         "joining at once, op by op, gave another state"
     );
     let at_once_per_op_us = at_once_elapsed.as_secs_f64() * 1e6 / at_once.len() as f64;

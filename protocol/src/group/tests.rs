@@ -31,7 +31,10 @@ fn op(u: &User, group: GroupId, at: u128, parents: Vec<OpHash>, action: Action) 
 }
 
 fn create(u: &User) -> (GroupId, GroupOp) {
-    let nonce = [7; 16];
+    create_with(u, [7; 16], "friends", 3)
+}
+
+fn create_with(u: &User, nonce: [u8; 16], name: &str, member_limit: u32) -> (GroupId, GroupOp) {
     let id = GroupId::derive(&u.key.id(), &nonce);
     let op = op(
         u,
@@ -40,8 +43,8 @@ fn create(u: &User) -> (GroupId, GroupOp) {
         vec![],
         Action::Create {
             nonce,
-            name: "friends".into(),
-            member_limit: 3,
+            name: name.into(),
+            member_limit,
             card: u.card.clone(),
         },
     );
@@ -436,20 +439,7 @@ fn ops_that_extend_the_set_are_folded_onto_the_last_state() {
 /// effect depends on where the fold places each.
 fn concurrent_joins(n: u8, join_at: &[u128], member_limit: u32) -> (GroupId, Vec<GroupOp>) {
     let alice = user(1);
-    let nonce = [9; 16];
-    let id = GroupId::derive(&alice.key.id(), &nonce);
-    let c = op(
-        &alice,
-        id,
-        1,
-        vec![],
-        Action::Create {
-            nonce,
-            name: "many".into(),
-            member_limit,
-            card: alice.card.clone(),
-        },
-    );
+    let (id, c) = create_with(&alice, [9; 16], "many", member_limit);
     let mut head = c.hash();
     let mut ops = vec![c];
     let mut joins = Vec::new();
@@ -474,6 +464,41 @@ fn concurrent_joins(n: u8, join_at: &[u128], member_limit: u32) -> (GroupId, Vec
     (id, ops)
 }
 
+/// Inserts `ops` in `order`, in batches of the sizes `cuts` gives (then
+/// one at a time), folding each batch onto the last state and checking it
+/// against the whole fold; the last state.
+fn fold_in_batches(
+    id: GroupId,
+    ops: &[GroupOp],
+    order: &[usize],
+    cuts: &[usize],
+) -> Result<GroupState, TestCaseError> {
+    let mut set = OpSet::default();
+    let mut state = GroupState::fold(id, []);
+    let mut next = order.iter();
+    let mut sizes = cuts.iter().copied().chain(std::iter::repeat(1));
+    loop {
+        let size = sizes.next().unwrap_or(1);
+        let batch: Vec<&GroupOp> = next.by_ref().take(size).map(|i| &ops[*i]).collect();
+        if batch.is_empty() {
+            return Ok(state);
+        }
+        let mut hashes = Vec::new();
+        for o in batch {
+            if set.insert(o.clone()) {
+                hashes.push(o.hash());
+            }
+        }
+        let (folded, idle) = set.fold_after(id, state.clone(), &hashes);
+        let (whole, whole_idle) = set.fold_and_idle(id);
+        prop_assert_eq!(&folded, &whole);
+        for h in &hashes {
+            prop_assert_eq!(idle.contains(h), whole_idle.contains(h));
+        }
+        state = folded;
+    }
+}
+
 proptest! {
     // Each case verifies 22 signatures: 64 cases keep it near a second.
     #![proptest_config(ProptestConfig::with_cases(64))]
@@ -488,30 +513,7 @@ proptest! {
     ) {
         let (id, ops) = eventful_history();
         let order: Vec<usize> = if in_order { (0..11).collect() } else { order };
-        let mut set = OpSet::default();
-        let mut state = GroupState::fold(id, []);
-        let mut next = order.iter();
-        let mut sizes = cuts.iter().copied().chain(std::iter::repeat(1));
-        loop {
-            let size = sizes.next().unwrap_or(1);
-            let batch: Vec<&GroupOp> = next.by_ref().take(size).map(|i| &ops[*i]).collect();
-            if batch.is_empty() {
-                break;
-            }
-            let mut hashes = Vec::new();
-            for o in batch {
-                if set.insert(o.clone()) {
-                    hashes.push(o.hash());
-                }
-            }
-            let (folded, idle) = set.fold_after(id, state.clone(), &hashes);
-            let (whole, whole_idle) = set.fold_and_idle(id);
-            prop_assert_eq!(&folded, &whole);
-            for h in &hashes {
-                prop_assert_eq!(idle.contains(h), whole_idle.contains(h));
-            }
-            state = folded;
-        }
+        fold_in_batches(id, &ops, &order, &cuts)?;
     }
 
     /// Many members join at once (each join concurrent with the others,
@@ -536,30 +538,7 @@ proptest! {
         } else {
             order
         };
-        let mut set = OpSet::default();
-        let mut state = GroupState::fold(id, []);
-        let mut next = order.iter();
-        let mut sizes = cuts.iter().copied().chain(std::iter::repeat(1));
-        loop {
-            let size = sizes.next().unwrap_or(1);
-            let batch: Vec<&GroupOp> = next.by_ref().take(size).map(|i| &ops[*i]).collect();
-            if batch.is_empty() {
-                break;
-            }
-            let mut hashes = Vec::new();
-            for o in batch {
-                if set.insert(o.clone()) {
-                    hashes.push(o.hash());
-                }
-            }
-            let (folded, idle) = set.fold_after(id, state.clone(), &hashes);
-            let (whole, whole_idle) = set.fold_and_idle(id);
-            prop_assert_eq!(&folded, &whole);
-            for h in &hashes {
-                prop_assert_eq!(idle.contains(h), whole_idle.contains(h));
-            }
-            state = folded;
-        }
+        let state = fold_in_batches(id, &ops, &order, &cuts)?;
         if !limited {
             prop_assert_eq!(state.joined().count(), 7);
         }
@@ -600,20 +579,7 @@ proptest! {
 /// join; dave is invited as a member and joins. Returns the ops in order.
 fn three_admins_and_a_member() -> (GroupId, [User; 4], Vec<GroupOp>) {
     let (alice, bob, carol, dave) = (user(1), user(2), user(3), user(4));
-    let nonce = [9; 16];
-    let id = GroupId::derive(&alice.key.id(), &nonce);
-    let c = op(
-        &alice,
-        id,
-        1,
-        vec![],
-        Action::Create {
-            nonce,
-            name: "club".into(),
-            member_limit: 10,
-            card: alice.card.clone(),
-        },
-    );
+    let (id, c) = create_with(&alice, [9; 16], "club", 10);
     let mut ops = vec![c];
     let mut at = 1;
     for (who, role) in [

@@ -88,6 +88,14 @@ const EARLY_ROOM_KEY_MS: u64 = 600_000;
 const MAX_EARLY_ROOM_KEYS: usize = 256;
 /// (group, account, device, key, claim, since).
 type EarlyRoomKey = (GroupId, AccountId, DeviceId, Vec<u8>, Vec<u8>, u64);
+/// Ops by accounts the group has not named yet whose parents we lack: a
+/// join that overtook, on the channel, the invitation naming its author.
+/// Held in memory this long, at most this many and this many encoded
+/// bytes over all groups (the oldest go first), until an op naming their
+/// author is applied.
+pub(super) const EARLY_OPS_FOR_MS: u64 = 60_000;
+pub(super) const MAX_EARLY_OPS: usize = 512;
+const MAX_EARLY_OP_BYTES: usize = 1024 * 1024;
 /// Topic senders that are not members, remembered to log each once.
 const MAX_OUTSIDERS_LOGGED: usize = 256;
 /// Receipts are gathered this long (plus up to as much again at random,
@@ -470,6 +478,9 @@ pub struct GroupBook<P, A, M> {
     /// Room keys that came before their member's join: (group, account,
     /// device, key, claim, since).
     early_room_keys: VecDeque<EarlyRoomKey>,
+    /// Ops waiting for the invitation of their author (see
+    /// [`EARLY_OPS_FOR_MS`]).
+    early_ops: VecDeque<receive::EarlyOp>,
     /// Non-members seen sending on a topic (each logged once).
     outsiders: HashSet<(P, GroupId)>,
     /// Verified ops of groups we are not in: since when, the ops, their
@@ -541,6 +552,7 @@ where
             synced: HashMap::new(),
             awaiting: HashMap::new(),
             early_room_keys: VecDeque::new(),
+            early_ops: VecDeque::new(),
             awaiting_count: 0,
             outsiders: HashSet::new(),
             unclaimed: HashMap::new(),
@@ -841,6 +853,7 @@ where
     /// What is due: ask for missing ops, publish what waited, send
     /// receipts gathered, stop holding topic messages whose key is late.
     pub fn handle_tick(&mut self, ctx: &mut Ctx<'_>) {
+        self.expire_early_ops(ctx.now.mono_ms);
         for (session, digest) in self.pending.expire(ctx.now.unix_ms) {
             if let Some(list) = self.fresh_pending.get_mut(&session) {
                 list.retain(|(d, _, _)| *d != digest);

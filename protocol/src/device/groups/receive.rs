@@ -9,9 +9,10 @@ use std::hash::Hash;
 use super::Severity;
 use super::membership::OpsFrom;
 use super::{
-    DeviceLookup, EARLY_ROOM_KEY_MS, EarlyRoomKey, GroupAfter, GroupBook, GroupEffect, GroupNotice,
-    GroupWrite, MAX_AWAITING, MAX_EARLY_ROOM_KEYS, MAX_GROUPS, MAX_OUTSIDERS_LOGGED,
-    MAX_UNCLAIMED_BYTES, UNCLAIMED_FOR_MS, VALIDATION_WAIT_MS, Waiting,
+    DeviceLookup, EARLY_OPS_FOR_MS, EARLY_ROOM_KEY_MS, EarlyRoomKey, GroupAfter, GroupBook,
+    GroupEffect, GroupNotice, GroupWrite, MAX_AWAITING, MAX_EARLY_OP_BYTES, MAX_EARLY_OPS,
+    MAX_EARLY_ROOM_KEYS, MAX_GROUPS, MAX_OUTSIDERS_LOGGED, MAX_UNCLAIMED_BYTES, UNCLAIMED_FOR_MS,
+    VALIDATION_WAIT_MS, Waiting,
 };
 use crate::device::{Ctx, GroupRecord, MessageRecord, PendingRecord, Status};
 use crate::{
@@ -29,6 +30,19 @@ pub enum Acceptance {
     Ignore,
     /// Malformed: penalise the peer that sent it.
     Reject,
+}
+
+/// A verified op by an account its group has not named yet, whose parents
+/// we lack: held until an op naming its author is applied (see
+/// [`EARLY_OPS_FOR_MS`](super::EARLY_OPS_FOR_MS)).
+#[derive(Debug)]
+pub(super) struct EarlyOp {
+    group: GroupId,
+    op: GroupOp,
+    hash: OpHash,
+    from: OpsFrom,
+    since: u64,
+    bytes: usize,
 }
 
 /// What became of one group message.
@@ -546,6 +560,7 @@ where
         // or those they invited invited) author its ops: a stranger's
         // signed ops would otherwise be kept for good.
         let me = self.account();
+        let mut early = Vec::new();
         if let Some(g) = self.groups.get_mut(&id) {
             let named = named_accounts(g.ops.ops().chain(verified.iter()));
             let (kept, unnamed): (Vec<GroupOp>, Vec<GroupOp>) = verified
@@ -553,11 +568,11 @@ where
                 .partition(|op| named.contains(&op.author));
             verified = kept;
             if !unnamed.is_empty() {
-                // Not kept; but an invitation we missed may name their
-                // authors: what lies below them that we lack is asked for
-                // like heads we lack (a heads answer hands over heads, not
-                // what is below them, and the same answer would otherwise
-                // come again and again).
+                // Not kept (yet); but an invitation we missed may name
+                // their authors: what lies below them that we lack is
+                // asked for like heads we lack (a heads answer hands over
+                // heads, not what is below them, and the same answer would
+                // otherwise come again and again).
                 let below: Vec<OpHash> = unnamed
                     .iter()
                     .flat_map(|op| op.parents.iter())
@@ -566,14 +581,32 @@ where
                     .collect();
                 let ask = super::channel::whom_to_ask(&g.state, from.account(), &me);
                 g.sync.lack(ctx.now.mono_ms, below, ask);
-                let what = "group ops by accounts the group never named; ignored";
-                self.note(id, Severity::Info, what);
+                // Those whose parents we lack may have overtaken that
+                // invitation on the channel: held until it comes. An op
+                // on parents we hold cannot be waiting for one below it.
+                let (waiting, ignored): (Vec<GroupOp>, Vec<GroupOp>) = unnamed
+                    .into_iter()
+                    .partition(|op| op.parents.iter().any(|h| !g.ops.contains(h)));
+                early = waiting;
+                if !ignored.is_empty() {
+                    let what = "group ops by accounts the group never named; ignored";
+                    self.note(id, Severity::Info, what);
+                }
+            }
+        }
+        if !early.is_empty() {
+            let what =
+                "group ops by accounts the group has not named yet; held for their invitation";
+            self.note(id, Severity::Debug, what);
+            for op in early {
+                self.hold_early_op(ctx.now.mono_ms, id, op, from);
             }
         }
         for op in &verified {
             ctx.clock.observe(op.at, ctx.now);
         }
         self.apply_ops(ctx, id, verified, from);
+        self.release_early_ops(ctx, id);
         // Room keys that came before their member's join.
         let ready: VecDeque<EarlyRoomKey> = {
             let g = self.groups.get(&id);
@@ -693,6 +726,90 @@ where
             self.unclaimed.remove(&oldest);
         }
         self.unclaimed.insert(id, (since, ops, bytes));
+    }
+}
+
+impl<P, A, M> GroupBook<P, A, M>
+where
+    P: Copy + Eq + Hash + fmt::Display,
+{
+    /// Holds `op` (by an account `id` has not named, on parents we lack)
+    /// until an op naming its author comes, within the bounds.
+    fn hold_early_op(&mut self, now: u64, id: GroupId, op: GroupOp, from: OpsFrom) {
+        let hash = op.hash();
+        self.expire_early_ops(now);
+        if self.early_ops.iter().any(|e| e.hash == hash) {
+            return;
+        }
+        let bytes = op.to_bytes().len();
+        let mut held: usize = self.early_ops.iter().map(|e| e.bytes).sum();
+        while !self.early_ops.is_empty()
+            && (self.early_ops.len() >= MAX_EARLY_OPS || held + bytes > MAX_EARLY_OP_BYTES)
+        {
+            if let Some(oldest) = self.early_ops.pop_front() {
+                held -= oldest.bytes;
+            }
+        }
+        if bytes > MAX_EARLY_OP_BYTES {
+            return;
+        }
+        self.early_ops.push_back(EarlyOp {
+            group: id,
+            op,
+            hash,
+            from,
+            since: now,
+            bytes,
+        });
+    }
+
+    /// Applies the held ops of group `id` whose authors the group names
+    /// now (and those the ops released name in turn), in arrival order.
+    fn release_early_ops(&mut self, ctx: &mut Ctx<'_>, id: GroupId) {
+        while self.early_ops.iter().any(|e| e.group == id) {
+            let Some(g) = self.groups.get(&id) else {
+                return;
+            };
+            let named = named_accounts(g.ops.ops());
+            let (ready, rest): (VecDeque<EarlyOp>, VecDeque<EarlyOp>) =
+                std::mem::take(&mut self.early_ops)
+                    .into_iter()
+                    .partition(|e| e.group == id && named.contains(&e.op.author));
+            self.early_ops = rest;
+            if ready.is_empty() {
+                return;
+            }
+            // Ops from one sender go together (the sender is who a
+            // missing parent is asked from).
+            let mut batches: Vec<(OpsFrom, Vec<GroupOp>)> = Vec::new();
+            for e in ready {
+                ctx.clock.observe(e.op.at, ctx.now);
+                match batches.last_mut() {
+                    Some((from, ops)) if *from == e.from => ops.push(e.op),
+                    _ => batches.push((e.from, vec![e.op])),
+                }
+            }
+            for (from, ops) in batches {
+                self.apply_ops(ctx, id, ops, from);
+            }
+        }
+    }
+
+    /// Lets go of held ops that waited [`EARLY_OPS_FOR_MS`] (they are in
+    /// arrival order).
+    pub(super) fn expire_early_ops(&mut self, now: u64) {
+        while self
+            .early_ops
+            .front()
+            .is_some_and(|e| now.saturating_sub(e.since) >= EARLY_OPS_FOR_MS)
+        {
+            self.early_ops.pop_front();
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn early_ops_held(&self) -> usize {
+        self.early_ops.len()
     }
 }
 

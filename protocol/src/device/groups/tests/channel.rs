@@ -167,6 +167,42 @@ fn a_join_missed_on_the_channel_is_repaired_by_heads() {
     assert_eq!(olm_ops, 0, "repaired on the channel, not over Olm");
 }
 
+/// While many members join at once, a join can overtake the invitation
+/// that names its author (they come from different members, over
+/// different mesh paths). carol gets dave's join first, then alice's
+/// invitation of dave: the join is applied the moment the invitation is,
+/// not left to the heads exchange seconds later (at 100 members forming,
+/// 47 such joins were ignored and repaired only after everyone joined).
+#[test]
+fn a_join_before_its_invitation_is_applied_when_the_invitation_comes() {
+    let mut net = Net::new(&["alice", "bob", "carol", "dave"], config());
+    let id = friends_of_the_first(&mut net, 3);
+    run_for(&mut net, 10_000);
+    let since = net.published.len();
+    net.members[2].deaf = true;
+    net.invite_to_friends(0, 3, false);
+    net.drive();
+    net.members[2].deaf = false;
+    net.join_friends(3);
+    assert_eq!(
+        joined(&net, 2, id),
+        3,
+        "carol got the join, not the invitation"
+    );
+    let (topic, _) = net.publish_key(0, id);
+    let invitation = net.published[since..]
+        .iter()
+        .find(|(from, t, _)| *from == 0 && *t == topic)
+        .map(|(_, _, bytes)| bytes.clone())
+        .expect("alice published the invitation");
+    net.deliver_topic(0, 2, &topic, &invitation);
+    assert_eq!(
+        joined(&net, 2, id),
+        4,
+        "dave's join applied with his invitation"
+    );
+}
+
 /// While many members join at once, a member's heads lag the channel:
 /// they lack joins that are still on their way to it. carol announces her
 /// heads the moment dave's join went out (she has not got it yet): the

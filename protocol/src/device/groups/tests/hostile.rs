@@ -199,6 +199,55 @@ fn signed_ops_by_accounts_the_group_never_named_are_not_kept() {
     assert_eq!(net.members[0].book.group(&id).unwrap().ops().len(), before);
 }
 
+/// Attack (on the hold for joins that overtook their invitation): a
+/// member floods signed ops by accounts the group never named, each on a
+/// parent nobody holds, so each looks like a join whose invitation is
+/// still on its way. They are held in memory only, and no more than the
+/// bound however many come; none enters the group's op set.
+#[test]
+fn junk_ops_on_parents_nobody_holds_are_held_only_up_to_the_bound() {
+    let mut net = Net::new(&["alice", "bob"], config());
+    let id = net.group_of_all(0);
+    let before = net.members[0].book.group(&id).unwrap().ops().len();
+    let (bob, device) = (net.members[1].key.id(), net.members[1].device);
+    for batch in 0..20u32 {
+        let junk: Vec<GroupOp> = (0..100u32)
+            .map(|i| {
+                let n = batch * 100 + i;
+                let mut seed = [7u8; 32];
+                seed[..4].copy_from_slice(&n.to_le_bytes());
+                let key = AccountKey::from_seed(seed);
+                let mut parent = [0xeeu8; 32];
+                parent[..4].copy_from_slice(&n.to_le_bytes());
+                GroupOp::sign(
+                    &key,
+                    id,
+                    MessageId(u128::from(n) + 1),
+                    vec![parent],
+                    Action::Join,
+                )
+            })
+            .collect();
+        let control = GroupControl {
+            group: id,
+            kind: ControlKind::Ops(junk),
+        };
+        net.call(0, |book, ctx, disk| {
+            book.handle_control(ctx, disk, bob, device, control);
+        });
+    }
+    let book = &net.members[0].book;
+    assert!(book.early_ops_held() > 0, "held while they may be early");
+    assert!(
+        book.early_ops_held() <= crate::device::groups::MAX_EARLY_OPS,
+        "{} held",
+        book.early_ops_held()
+    );
+    assert_eq!(book.group(&id).unwrap().ops().len(), before);
+    net.advance(crate::device::groups::EARLY_OPS_FOR_MS + 100);
+    assert_eq!(net.members[0].book.early_ops_held(), 0, "let go once stale");
+}
+
 /// `count` ops by bob (no admin) removing `account`, each with its own
 /// date, all naming `parents`: none takes effect.
 fn bob_removes(

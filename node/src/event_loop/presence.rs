@@ -582,10 +582,11 @@ impl EventLoop {
     /// past their deadline.
     pub(super) fn presence_tick(&mut self) {
         let now = self.host_clock.now();
-        let (addresses, connected) = (self.shared_address_strings(), self.connected_contacts());
-        self.presence
-            .book
-            .handle_tick(now, &self.engine.contacts, &addresses, &connected);
+        if self.presence.book.heartbeat_due(now) {
+            let (addresses, connected) = (self.shared_address_strings(), self.connected_contacts());
+            self.presence.book.publish(now, &addresses, &connected);
+        }
+        self.presence.book.handle_tick(now, &self.engine.contacts);
         self.drive_presence();
         if !self.presence.waiters.is_empty() {
             self.answer_waiters(false);

@@ -592,18 +592,16 @@ impl<A: Clone> PresenceBook<A> {
         self.watch.looked_up(now, device);
     }
 
-    /// Heartbeat, expiry of contacts' records and grace periods, lookups of
-    /// contacts about to expire.
-    pub fn handle_tick<P: Copy + Eq + Hash>(
-        &mut self,
-        now: Now,
-        contacts: &ContactBook<P, A>,
-        addresses: &[String],
-        connected: &[(AccountId, DeviceId)],
-    ) {
-        if now.mono_ms >= self.next_heartbeat_ms {
-            self.publish(now, addresses, connected);
-        }
+    /// Whether our record is due again ([`PresenceBook::publish`] it, with
+    /// the addresses and contacts of now): the host works those out only
+    /// then, not on every tick.
+    pub fn heartbeat_due(&self, now: Now) -> bool {
+        now.mono_ms >= self.next_heartbeat_ms
+    }
+
+    /// Expiry of contacts' records and grace periods, lookups of contacts
+    /// about to expire (the heartbeat is [`PresenceBook::heartbeat_due`]).
+    pub fn handle_tick<P: Copy + Eq + Hash>(&mut self, now: Now, contacts: &ContactBook<P, A>) {
         // Grouped by contact: its state changes once, when its last online
         // device goes.
         let mut gone: HashMap<AccountId, usize> = HashMap::new();

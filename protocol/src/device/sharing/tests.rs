@@ -173,12 +173,12 @@ fn a_contact_is_online_from_its_record_and_offline_once_the_grace_period_is_over
     p[1].book.disconnected(later, &alice, &alice_keys.device_id);
     drain(&mut p[1].book);
     let Peer { book, contacts, .. } = &mut p[1];
-    book.handle_tick(later.plus_ms(GRACE_MS - 1), contacts, &[], &[]);
+    book.handle_tick(later.plus_ms(GRACE_MS - 1), contacts);
     assert!(
         book.summary(later, contacts, &alice).online,
         "no flap inside the grace period"
     );
-    book.handle_tick(later.plus_ms(GRACE_MS + 1), contacts, &[], &[]);
+    book.handle_tick(later.plus_ms(GRACE_MS + 1), contacts);
     let effects = drain(book);
     assert!(effects
         .iter()

@@ -12,6 +12,10 @@
 //! order (a random quarter of them one place late, as gossip delivers),
 //! folded op by op onto the last state. A join that arrives after a later
 //! one belongs in the middle of the order and takes a whole fold.
+//!
+//! Last, the whole set sent again (a heads answer or a sync to a member
+//! that holds it): what telling each op as held costs, by its signature
+//! (`OpSet::holds`, what members do) and by hashing it (what they did).
 
 use std::time::{Duration, Instant};
 
@@ -183,6 +187,7 @@ pub fn fold(members: u32, as_json: bool) -> Result<()> {
         "joining at once, op by op, gave another state"
     );
     let at_once_per_op_us = at_once_elapsed.as_secs_f64() * 1e6 / at_once.len() as f64;
+    let (resent_us, resent_hashed_us) = resent(&set, &ops)?;
     if as_json {
         println!(
             "{}",
@@ -196,6 +201,8 @@ pub fn fold(members: u32, as_json: bool) -> Result<()> {
                 "op_by_op_total_ms": incremental.as_secs_f64() * 1e3,
                 "op_by_op_per_op_us": per_op_us,
                 "refold_per_op_us": refold_per_op_us,
+                "resent_held_per_op_us": resent_us,
+                "resent_hashed_per_op_us": resent_hashed_us,
             })
         );
     } else {
@@ -214,6 +221,31 @@ pub fn fold(members: u32, as_json: bool) -> Result<()> {
             at_once_elapsed.as_secs_f64() * 1e3,
             at_once_per_op_us,
         );
+        println!(
+            "the whole set sent again: {resent_us:.2} µs per op to tell it is held ({resent_hashed_us:.2} µs hashing each)"
+        );
     }
     Ok(())
+}
+
+/// Per op of `ops` (all in `set`), µs to tell it is held: by signature,
+/// and by hashing it; ten rounds each.
+fn resent(set: &OpSet, ops: &[GroupOp]) -> Result<(f64, f64)> {
+    const ROUNDS: usize = 10;
+    let started = Instant::now();
+    let held = (0..ROUNDS)
+        .map(|_| ops.iter().filter(|op| set.holds(op)).count())
+        .sum::<usize>();
+    let by_signature = started.elapsed();
+    let started = Instant::now();
+    let hashed = (0..ROUNDS)
+        .map(|_| ops.iter().filter(|op| set.contains(&op.hash())).count())
+        .sum::<usize>();
+    let by_hash = started.elapsed();
+    anyhow::ensure!(
+        held == ROUNDS * ops.len() && hashed == held,
+        "ops of the set were not found held"
+    );
+    let per_op = |d: Duration| d.as_secs_f64() * 1e6 / (ROUNDS * ops.len()) as f64;
+    Ok((per_op(by_signature), per_op(by_hash)))
 }

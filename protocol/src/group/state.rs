@@ -380,6 +380,10 @@ pub struct OpSet {
     /// change, so an answer never goes stale; the map is cleared if it grows
     /// past [`MAX_ANCESTRY_MEMO`].
     ancestry: RefCell<HashMap<(OpHash, OpHash), bool>>,
+    /// Each op's hash by its signature: whether an op that comes again is
+    /// held is a lookup, not an encoding (with the card an invitation
+    /// carries) and a hash of the whole op (see [`OpSet::holds`]).
+    by_signature: HashMap<[u8; 64], OpHash>,
 }
 
 /// Most remembered ancestry answers (a few times the most ops a group holds).
@@ -415,6 +419,16 @@ impl OpSet {
         self.ops.contains_key(hash)
     }
 
+    /// Whether this very op is here: the op held under its signature, if
+    /// any, is compared whole. An op that borrows a held op's signature
+    /// for other content is not held (and fails verification).
+    pub fn holds(&self, op: &GroupOp) -> bool {
+        self.by_signature
+            .get(&op.signature)
+            .and_then(|hash| self.ops.get(hash))
+            .is_some_and(|held| held == op)
+    }
+
     pub fn ops(&self) -> impl Iterator<Item = &GroupOp> {
         self.ops.values()
     }
@@ -445,6 +459,7 @@ impl OpSet {
         if !self.placed_here(&op, |_| true) {
             self.misplaced.insert(hash);
         }
+        self.by_signature.insert(op.signature, hash);
         self.ops.insert(hash, op);
         // Ops that waited for this one may take part now.
         for child in self.waiting_for.remove(&hash).unwrap_or_default() {
@@ -473,6 +488,9 @@ impl OpSet {
             let Some(op) = self.ops.remove(h) else {
                 continue;
             };
+            if self.by_signature.get(&op.signature) == Some(h) {
+                self.by_signature.remove(&op.signature);
+            }
             self.heads.remove(h);
             self.misplaced.remove(h);
             for p in &op.parents {

@@ -432,6 +432,30 @@ fn ops_that_extend_the_set_are_folded_onto_the_last_state() {
     assert_eq!(idle, [late.hash()], "user 31 is no member");
 }
 
+/// Whether an op that comes again is held is found by its signature, and
+/// only the very op counts: one that borrows a held op's signature for
+/// other content is not held (it would fail verification); an op dropped
+/// as idle is held no more.
+#[test]
+fn an_op_is_held_only_as_signed_not_by_its_signature_alone() {
+    let (id, ops) = linear_history(3);
+    let mut set = OpSet::default();
+    for o in &ops {
+        set.insert(o.clone());
+    }
+    assert!(ops.iter().all(|o| set.holds(o)));
+    let mut borrowed = ops[1].clone();
+    borrowed.at = MessageId(borrowed.at.0 + 1);
+    assert!(!set.holds(&borrowed));
+    let stranger = op(&user(40), id, 99, vec![ops[2].hash()], Action::Leave);
+    assert!(!set.holds(&stranger));
+    set.insert(stranger.clone());
+    assert!(set.holds(&stranger));
+    assert_eq!(set.drop_idle(&[stranger.hash()]), [stranger.hash()]);
+    assert!(!set.holds(&stranger));
+    assert!(ops.iter().all(|o| set.holds(o)));
+}
+
 /// alice creates the group and invites `n` members one after another;
 /// each joins knowing only its own invitation (as many members joining at
 /// once do: their joins are concurrent), at times that need not follow the

@@ -511,9 +511,10 @@ where
     ) {
         // Ops we hold are verified already (several signatures each, for
         // the card an invitation carries): a whole set sent again costs a
-        // hash per op, not its signatures.
+        // lookup by signature and a comparison per op, not its signatures
+        // (nor encoding it again to hash it).
         if let Some(g) = self.groups.get(&id) {
-            ops.retain(|op| !g.ops.contains(&op.hash()));
+            ops.retain(|op| !g.ops.holds(op));
             if ops.is_empty() {
                 return;
             }
@@ -742,6 +743,9 @@ where
             return;
         }
         let bytes = op.to_bytes().len();
+        if bytes > MAX_EARLY_OP_BYTES {
+            return;
+        }
         let mut held: usize = self.early_ops.iter().map(|e| e.bytes).sum();
         while !self.early_ops.is_empty()
             && (self.early_ops.len() >= MAX_EARLY_OPS || held + bytes > MAX_EARLY_OP_BYTES)
@@ -749,9 +753,6 @@ where
             if let Some(oldest) = self.early_ops.pop_front() {
                 held -= oldest.bytes;
             }
-        }
-        if bytes > MAX_EARLY_OP_BYTES {
-            return;
         }
         self.early_ops.push_back(EarlyOp {
             group: id,

@@ -17,9 +17,11 @@
 //!   the measured run (all N nodes share the machine's cores: once they are
 //!   all busy, latency is queueing), and `idle_cores_busy` over two quiet
 //!   seconds before it;
-//! - `setup_s`: creating the group, every invitation and join, and the
-//!   warm-up (each change is published once on the group's channel; Olm
-//!   carries the op set to each invitee);
+//! - `invite_s`: the creator adding every member as a contact and
+//!   inviting it, one after another (before `setup_s` starts);
+//! - `setup_s`: from the last invitation, every member joining and seeing
+//!   every other joined, and the warm-up (each change is published once on
+//!   the group's channel; Olm carries the op set to each invitee);
 //! - `peak_rss_mib`: the whole process (all N nodes), and per node.
 
 use std::collections::{BTreeMap, HashMap};
@@ -109,13 +111,24 @@ pub async fn group(members: usize, messages: usize, interval_ms: u64, as_json: b
     }
     let creator = nodes[0].clone();
     let creator_card = creator.card().await?;
+    let invite_started = Instant::now();
     let view = creator.group_create("bench").await?;
+    let mut report_at = invite_started + Duration::from_secs(10);
     for (i, node) in nodes.iter().enumerate().skip(1) {
         let name = format!("m{i}");
         creator.add_contact(&name, &node.card().await?).await?;
         node.add_contact("m0", &creator_card).await?;
         creator.group_invite(&view.id, &name, false).await?;
+        if Instant::now() > report_at {
+            eprintln!(
+                "bench group: m0 has invited {i} of {} after {} s",
+                members - 1,
+                invite_started.elapsed().as_secs()
+            );
+            report_at += Duration::from_secs(10);
+        }
     }
+    let invite_s = invite_started.elapsed().as_secs();
     // Every member sees the invitation, joins, and sees everyone joined
     // (each invitation and join once on the group's channel, what gossip
     // lost repaired by the heads exchange).
@@ -346,6 +359,7 @@ pub async fn group(members: usize, messages: usize, interval_ms: u64, as_json: b
     let report = json!({
         "members": members,
         "interval_ms": interval_ms,
+        "invite_s": invite_s,
         "setup_s": setup_s,
         "messages": messages,
         "p50_ms": percentile(&latencies, 0.50) as f64 / 1000.0,
@@ -370,7 +384,7 @@ pub async fn group(members: usize, messages: usize, interval_ms: u64, as_json: b
         println!("{report}");
     } else {
         println!(
-            "group of {members} (formed in {setup_s} s), {messages} messages of {TEXT_LEN} bytes, one per {interval_ms} ms"
+            "group of {members} (invited in {invite_s} s, formed in {setup_s} s more), {messages} messages of {TEXT_LEN} bytes, one per {interval_ms} ms"
         );
         println!(
             "publish → decrypted at a member: p50 {} ms, p99 {} ms ({} deliveries missing)",

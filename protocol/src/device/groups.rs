@@ -88,14 +88,6 @@ const EARLY_ROOM_KEY_MS: u64 = 600_000;
 const MAX_EARLY_ROOM_KEYS: usize = 256;
 /// (group, account, device, key, claim, since).
 type EarlyRoomKey = (GroupId, AccountId, DeviceId, Vec<u8>, Vec<u8>, u64);
-/// Ops by accounts the group has not named yet whose parents we lack: a
-/// join that overtook, on the channel, the invitation naming its author.
-/// Held in memory this long, at most this many and this many encoded
-/// bytes over all groups (the oldest go first), until an op naming their
-/// author is applied.
-pub(super) const EARLY_OPS_FOR_MS: u64 = 60_000;
-pub(super) const MAX_EARLY_OPS: usize = 512;
-const MAX_EARLY_OP_BYTES: usize = 1024 * 1024;
 /// Topic senders that are not members, remembered to log each once.
 const MAX_OUTSIDERS_LOGGED: usize = 256;
 /// Receipts are gathered this long (plus up to as much again at random,
@@ -479,7 +471,7 @@ pub struct GroupBook<P, A, M> {
     /// device, key, claim, since).
     early_room_keys: VecDeque<EarlyRoomKey>,
     /// Ops waiting for the invitation of their author (see
-    /// [`EARLY_OPS_FOR_MS`]).
+    /// [`receive::EARLY_OPS_FOR_MS`]).
     early_ops: VecDeque<receive::EarlyOp>,
     /// Non-members seen sending on a topic (each logged once).
     outsiders: HashSet<(P, GroupId)>,

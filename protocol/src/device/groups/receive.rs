@@ -9,10 +9,9 @@ use std::hash::Hash;
 use super::Severity;
 use super::membership::OpsFrom;
 use super::{
-    DeviceLookup, EARLY_OPS_FOR_MS, EARLY_ROOM_KEY_MS, EarlyRoomKey, GroupAfter, GroupBook,
-    GroupEffect, GroupNotice, GroupWrite, MAX_AWAITING, MAX_EARLY_OP_BYTES, MAX_EARLY_OPS,
-    MAX_EARLY_ROOM_KEYS, MAX_GROUPS, MAX_OUTSIDERS_LOGGED, MAX_UNCLAIMED_BYTES, UNCLAIMED_FOR_MS,
-    VALIDATION_WAIT_MS, Waiting,
+    DeviceLookup, EARLY_ROOM_KEY_MS, EarlyRoomKey, GroupAfter, GroupBook, GroupEffect, GroupNotice,
+    GroupWrite, MAX_AWAITING, MAX_EARLY_ROOM_KEYS, MAX_GROUPS, MAX_OUTSIDERS_LOGGED,
+    MAX_UNCLAIMED_BYTES, UNCLAIMED_FOR_MS, VALIDATION_WAIT_MS, Waiting,
 };
 use crate::device::{Ctx, GroupRecord, MessageRecord, PendingRecord, Status};
 use crate::{
@@ -32,9 +31,18 @@ pub enum Acceptance {
     Reject,
 }
 
+/// Ops by accounts the group has not named yet whose parents we lack: a
+/// join that overtook, on the channel, the invitation naming its author.
+/// Held in memory this long, at most this many and this many encoded
+/// bytes over all groups (the oldest go first), until an op naming their
+/// author is applied.
+pub(super) const EARLY_OPS_FOR_MS: u64 = 60_000;
+pub(super) const MAX_EARLY_OPS: usize = 512;
+const MAX_EARLY_OP_BYTES: usize = 1024 * 1024;
+
 /// A verified op by an account its group has not named yet, whose parents
 /// we lack: held until an op naming its author is applied (see
-/// [`EARLY_OPS_FOR_MS`](super::EARLY_OPS_FOR_MS)).
+/// [`EARLY_OPS_FOR_MS`]).
 #[derive(Debug)]
 pub(super) struct EarlyOp {
     group: GroupId,
@@ -606,8 +614,11 @@ where
         for op in &verified {
             ctx.clock.observe(op.at, ctx.now);
         }
+        let names = verified.iter().any(names_an_account);
         self.apply_ops(ctx, id, verified, from);
-        self.release_early_ops(ctx, id);
+        if names {
+            self.release_early_ops(ctx, id);
+        }
         // Room keys that came before their member's join.
         let ready: VecDeque<EarlyRoomKey> = {
             let g = self.groups.get(&id);
@@ -766,8 +777,10 @@ where
 
     /// Applies the held ops of group `id` whose authors the group names
     /// now (and those the ops released name in turn), in arrival order.
+    /// Called when ops that name accounts were added.
     fn release_early_ops(&mut self, ctx: &mut Ctx<'_>, id: GroupId) {
-        while self.early_ops.iter().any(|e| e.group == id) {
+        let mut names = true;
+        while names && self.early_ops.iter().any(|e| e.group == id) {
             let Some(g) = self.groups.get(&id) else {
                 return;
             };
@@ -782,6 +795,7 @@ where
             }
             // Ops from one sender go together (the sender is who a
             // missing parent is asked from).
+            names = ready.iter().any(|e| names_an_account(&e.op));
             let mut batches: Vec<(OpsFrom, Vec<GroupOp>)> = Vec::new();
             for e in ready {
                 ctx.clock.observe(e.op.at, ctx.now);
@@ -812,6 +826,11 @@ where
     pub(super) fn early_ops_held(&self) -> usize {
         self.early_ops.len()
     }
+}
+
+/// Whether `op` may name an account to the group (see [`named_accounts`]).
+fn names_an_account(op: &GroupOp) -> bool {
+    matches!(op.action, Action::Create { .. } | Action::Invite { .. })
 }
 
 /// The accounts a set of ops names, from the creator on: the creator, and

@@ -239,12 +239,12 @@ fn junk_ops_on_parents_nobody_holds_are_held_only_up_to_the_bound() {
     let book = &net.members[0].book;
     assert!(book.early_ops_held() > 0, "held while they may be early");
     assert!(
-        book.early_ops_held() <= crate::device::groups::MAX_EARLY_OPS,
+        book.early_ops_held() <= crate::device::groups::receive::MAX_EARLY_OPS,
         "{} held",
         book.early_ops_held()
     );
     assert_eq!(book.group(&id).unwrap().ops().len(), before);
-    net.advance(crate::device::groups::EARLY_OPS_FOR_MS + 100);
+    net.advance(crate::device::groups::receive::EARLY_OPS_FOR_MS + 100);
     assert_eq!(net.members[0].book.early_ops_held(), 0, "let go once stale");
 }
 

@@ -62,7 +62,7 @@ fn loopback_bytes() -> u64 {
 
 /// CPU time used by this process so far (user + system), in clock ticks
 /// of 10 ms (Linux `USER_HZ`).
-fn cpu_ticks() -> u64 {
+pub(crate) fn cpu_ticks() -> u64 {
     std::fs::read_to_string("/proc/self/stat")
         .ok()
         .and_then(|s| {

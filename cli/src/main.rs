@@ -10,6 +10,7 @@ mod args;
 mod bench;
 mod bench_file;
 mod bench_fold;
+mod bench_gossip;
 mod bench_group;
 mod bench_hops;
 mod bench_idle;

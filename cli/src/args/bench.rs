@@ -152,4 +152,20 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The floor under `bench group`: N bare gossipsub swarms on loopback,
+    /// every pair connected, CPU per delivery with nothing but gossip, and
+    /// with the checks and decryption a member makes
+    Gossip {
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(2..=1000))]
+        members: u64,
+        /// Messages in each of the two rounds
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        messages: u64,
+        /// Milliseconds between two messages (20: 50 messages a second)
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        interval_ms: u64,
+        /// Print JSON instead of text (one object; a list prints one array)
+        #[arg(long)]
+        json: bool,
+    },
 }

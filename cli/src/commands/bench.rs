@@ -33,6 +33,15 @@ pub async fn run(command: BenchCommand) -> Result<()> {
             interval_ms,
             json,
         } => crate::bench_group::group(members, messages, interval_ms, json).await,
+        BenchCommand::Gossip {
+            members,
+            messages,
+            interval_ms,
+            json,
+        } => {
+            let n = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+            crate::bench_gossip::gossip(n(members), n(messages), interval_ms, json).await
+        }
         BenchCommand::Link {
             messages,
             fanout_messages,

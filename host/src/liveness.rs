@@ -38,8 +38,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures::{AsyncRead, AsyncWrite, FutureExt};
-use futures_timer::Delay;
+use futures::{AsyncRead, AsyncWrite};
 use libp2p::core::transport::PortUse;
 use libp2p::core::upgrade::ReadyUpgrade;
 use libp2p::core::{Endpoint, Multiaddr};
@@ -243,7 +242,12 @@ enum Outbound {
 /// One connection's prober and answerer.
 pub struct Handler {
     schedule: Schedule,
-    timer: Delay,
+    /// Wakes the handler at the schedule's next step: tokio's timer, which
+    /// the runtime's own threads drive. (`futures_timer`, which libp2p
+    /// uses, hands every new deadline to a thread of its own and is woken
+    /// from there: two thread hand-offs per probe, on every connection.)
+    /// Made on the first poll, inside the runtime.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The deadline `timer` is set for.
     timer_at: Option<Instant>,
     outbound: Outbound,
@@ -270,7 +274,7 @@ impl Handler {
         Self {
             last_read: last_read.map(|l| (l, 0)),
             schedule: Schedule::new(config, side, Instant::now()),
-            timer: Delay::new(Duration::ZERO),
+            timer: None,
             timer_at: None,
             outbound: Outbound::None,
             unanswered: VecDeque::new(),
@@ -391,15 +395,17 @@ impl ConnectionHandler for Handler {
         loop {
             match self.schedule.poll(Instant::now()) {
                 Step::WaitUntil(at) => {
-                    // Resetting a timer hands it to the timer thread: only
-                    // when the deadline moved (this runs on every event of
-                    // the connection).
+                    // Only when the deadline moved: this runs on every
+                    // event of the connection.
+                    let deadline = tokio::time::Instant::from_std(at);
+                    let timer = self
+                        .timer
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
                     if self.timer_at != Some(at) {
                         self.timer_at = Some(at);
-                        self.timer
-                            .reset(at.saturating_duration_since(Instant::now()));
+                        timer.as_mut().reset(deadline);
                     }
-                    if self.timer.poll_unpin(cx).is_pending() {
+                    if timer.as_mut().poll(cx).is_pending() {
                         break;
                     }
                     self.timer_at = None;

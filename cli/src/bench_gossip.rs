@@ -177,7 +177,8 @@ pub async fn gossip(
     tokio::time::sleep(Duration::from_secs(5)).await;
     let idle_before = crate::bench_group::cpu_ticks();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let idle_cores = (crate::bench_group::cpu_ticks() - idle_before) as f64 * 10.0 / 2000.0;
+    let idle_cores =
+        crate::bench_group::cpu_ticks().saturating_sub(idle_before) as f64 * 10.0 / 2000.0;
 
     let first = &publishers[0];
     let mut rounds = serde_json::Map::new();
@@ -223,7 +224,7 @@ pub async fn gossip(
                 Ok(None) | Err(_) => break,
             }
         }
-        let cpu_ms = (crate::bench_group::cpu_ticks() - cpu_before) * 10;
+        let cpu_ms = crate::bench_group::cpu_ticks().saturating_sub(cpu_before) * 10;
         let wall_ms = last.duration_since(started).as_millis().max(1) as u64;
         latencies.sort_unstable();
         let delivered = latencies.len();

@@ -12,6 +12,12 @@
 //! - `floor_durable_us`: `floor_rtt_us` + 2 × `fsync_us`, the least a
 //!   durable send → delivered can take (one round trip, the sender's and
 //!   the receiver's disk), and `p50_over_floor`, the p50 in units of it;
+//! - the same three measured at the latency run's pace (one round trip,
+//!   one fsync every `1/rate` s) as `floor_rtt_paced_us`, `fsync_paced_us`,
+//!   `floor_durable_paced_us` and `p50_over_paced_floor`. On a virtual
+//!   machine a disk flush or a packet that comes after a pause costs more
+//!   than one right after another (idle CPUs halt and take time to
+//!   wake), and the latency run's messages come after pauses;
 //! - `idle_rss_kib`: resident memory of one idle `hush node run` process.
 
 use std::collections::HashMap;
@@ -101,9 +107,13 @@ pub async fn direct(as_json: bool, sizes: (usize, u64, usize), words: bool) -> R
 
     let (p50, p99) = latency(&alice, &text, latency_n, rate).await?;
     let msgs_per_s = throughput(&alice, "bob", &text, throughput_n).await?;
-    let floor_rtt = floor_rtt(envelope_len(&text)).await?;
-    let fsync = fsync_us(dir.path())?;
+    let floor_rtt = bare_rtt(envelope_len(&text), None).await?;
+    let fsync = fsync_us(dir.path(), None)?;
     let floor_durable = floor_rtt + 2 * fsync;
+    let pace = Duration::from_micros(1_000_000 / rate.max(1));
+    let floor_rtt_paced = bare_rtt(envelope_len(&text), Some(pace)).await?;
+    let fsync_paced = fsync_us(dir.path(), Some(pace))?;
+    let floor_durable_paced = floor_rtt_paced + 2 * fsync_paced;
     alice.shutdown().await;
     bob.shutdown().await;
     let idle_rss = idle_rss(dir.path()).await?;
@@ -115,7 +125,11 @@ pub async fn direct(as_json: bool, sizes: (usize, u64, usize), words: bool) -> R
         "floor_rtt_us": floor_rtt,
         "fsync_us": fsync,
         "floor_durable_us": floor_durable,
-        "p50_over_floor": (p50 as f64 / floor_durable.max(1) as f64 * 100.0).round() / 100.0,
+        "p50_over_floor": ratio(p50, floor_durable),
+        "floor_rtt_paced_us": floor_rtt_paced,
+        "fsync_paced_us": fsync_paced,
+        "floor_durable_paced_us": floor_durable_paced,
+        "p50_over_paced_floor": ratio(p50, floor_durable_paced),
         "idle_rss_kib": idle_rss,
         "latency_messages": latency_n,
         "latency_rate_per_s": rate,
@@ -133,11 +147,20 @@ pub async fn direct(as_json: bool, sizes: (usize, u64, usize), words: bool) -> R
         println!("bare request-response round trip: {floor_rtt} µs; fsync {fsync} µs");
         println!(
             "durable floor (round trip + an fsync on each side): {floor_durable} µs; p50 is {:.2}× that",
-            p50 as f64 / floor_durable.max(1) as f64
+            ratio(p50, floor_durable)
+        );
+        println!(
+            "the same at {rate} per second: round trip {floor_rtt_paced} µs, fsync {fsync_paced} µs, floor {floor_durable_paced} µs; p50 is {:.2}× that",
+            ratio(p50, floor_durable_paced)
         );
         println!("idle node resident memory: {idle_rss} KiB");
     }
     Ok(())
+}
+
+/// `a / b`, two decimals.
+fn ratio(a: u64, b: u64) -> f64 {
+    (a as f64 / b.max(1) as f64 * 100.0).round() / 100.0
 }
 
 /// Sends `n` messages at a steady rate; returns (p50, p99) in µs.
@@ -260,8 +283,8 @@ fn envelope_len(text: &str) -> usize {
 }
 
 /// Median time of a 4 KiB write plus `fdatasync` to a file in `dir` (the
-/// disk the nodes' databases are on).
-fn fsync_us(dir: &std::path::Path) -> Result<u64> {
+/// disk the nodes' databases are on), one after another or one per `pace`.
+fn fsync_us(dir: &std::path::Path, pace: Option<Duration>) -> Result<u64> {
     use std::io::{Seek, Write};
     let mut file = std::fs::File::create(dir.join("fsync-probe"))?;
     let page = [7u8; 4096];
@@ -271,15 +294,19 @@ fn fsync_us(dir: &std::path::Path) -> Result<u64> {
         file.write_all(&page)?;
         let t0 = Instant::now();
         file.sync_data()?;
-        samples.push(t0.elapsed().as_micros() as u64);
+        let took = t0.elapsed();
+        samples.push(took.as_micros() as u64);
+        if let Some(pace) = pace {
+            std::thread::sleep(pace.saturating_sub(took));
+        }
     }
     samples.sort_unstable();
     Ok(percentile(&samples, 0.5))
 }
 
 /// Median round trip of a bare request-response exchange over loopback TCP
-/// carrying `len` bytes each way.
-async fn floor_rtt(len: usize) -> Result<u64> {
+/// carrying `len` bytes each way, one after another or one per `pace`.
+async fn bare_rtt(len: usize, pace: Option<Duration>) -> Result<u64> {
     let make = || {
         rr_swarm(
             ECHO,
@@ -332,8 +359,12 @@ async fn floor_rtt(len: usize) -> Result<u64> {
                 _ => {}
             }
         }
+        let took = t0.elapsed();
         if i >= 100 {
-            samples.push(t0.elapsed().as_micros() as u64);
+            samples.push(took.as_micros() as u64);
+        }
+        if let Some(pace) = pace {
+            tokio::time::sleep(pace.saturating_sub(took)).await;
         }
     }
     server_task.abort();

@@ -183,6 +183,29 @@ impl Wal {
         Ok(position)
     }
 
+    /// Takes back the record appended last, at `position` (whose batch the
+    /// caller could not apply elsewhere): its header is zeroed and synced,
+    /// so it is never read back, and the next record takes its place.
+    /// Records appended before it stay.
+    pub fn retract(&mut self, position: Position, len: usize) -> io::Result<()> {
+        let record_len = (HEADER + len + CHECK) as u64;
+        let last = Position {
+            generation: self.next.generation,
+            seq: self.next.seq.wrapping_sub(1),
+        };
+        if position != last || self.next.seq == 0 || record_len > self.offset {
+            return Err(io::Error::other(
+                "only the last record of the write-ahead log can be taken back",
+            ));
+        }
+        let at = self.offset - record_len;
+        self.file.write_all_at(&[0u8; HEADER], at)?;
+        self.file.sync_data()?;
+        self.offset = at;
+        self.next = position;
+        Ok(())
+    }
+
     /// Starts a new generation at offset 0, numbered above the current one
     /// and at least `at_least`. Call it only once everything in the log is
     /// durable elsewhere (after a checkpoint). Nothing is written: records
@@ -391,6 +414,28 @@ mod tests {
         drop(wal);
         let (_, found) = Wal::open(&path, CAP).unwrap();
         assert_eq!(payloads(&found), vec![vec![4; 50], vec![5; 50]]);
+    }
+
+    #[test]
+    fn a_retracted_record_is_not_read_back_and_the_next_takes_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let (mut wal, _) = Wal::open(&path, CAP).unwrap();
+        wal.restart(0);
+        let one = wal.append(b"one", true).unwrap();
+        let two = wal.append(b"two, never applied", true).unwrap();
+        assert!(wal.retract(one, 3).is_err(), "only the last record");
+        wal.retract(two, b"two, never applied".len()).unwrap();
+        drop(wal);
+        let (mut wal, found) = Wal::open(&path, CAP).unwrap();
+        assert_eq!(payloads(&found), vec![b"one".to_vec()]);
+        assert_eq!(wal.next_position(), two);
+        // Continuing the same generation: the next record is `two` again.
+        wal.started = true;
+        assert_eq!(wal.append(b"two", true).unwrap(), two);
+        drop(wal);
+        let (_, found) = Wal::open(&path, CAP).unwrap();
+        assert_eq!(payloads(&found), vec![b"one".to_vec(), b"two".to_vec()]);
     }
 
     #[test]

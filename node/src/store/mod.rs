@@ -15,10 +15,9 @@
 //! over; on open, the records beyond redb's durable state are applied again.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use hush_host::wal::{Position, Wal};
-
 use hush_protocol::{AccountId, ConversationId, DeviceId, GroupId, MessageId, ReceiptKind};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -28,6 +27,8 @@ use crate::records::{
     InboundRecord, MessageRecord, OutboxRecord, OwnPresenceRecord, PendingRecord, PresenceRecord,
     PublishKeyRecord,
 };
+
+use self::beside::Beside;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const CONTACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("contacts");
@@ -164,7 +165,9 @@ pub type PeerSessions = ([u8; 32], Vec<String>);
 
 #[derive(Debug)]
 pub struct Store {
-    db: Database,
+    db: Arc<Database>,
+    /// Where durable batches are written to redb while the log syncs.
+    beside: Beside,
     wal: Mutex<Wal>,
     /// What the database and its log are sealed under (none: a plaintext
     /// database, only for `hush bench search`'s floor).
@@ -284,7 +287,8 @@ impl Store {
             );
         }
         Ok(Self {
-            db,
+            db: Arc::new(db),
+            beside: Beside::start(),
             wal: Mutex::new(wal),
             key,
             index,
@@ -760,8 +764,10 @@ impl Store {
     ///
     /// The batch is committed to redb without durability and appended to
     /// the write-ahead log (synced for `Now`); redb is made durable at a
-    /// checkpoint when the log is full (see [`hush_host::wal`]). A batch too
-    /// large for the log is committed durably on its own.
+    /// checkpoint when the log is full (see [`hush_host::wal`]). For `Now`,
+    /// the redb commit runs on a thread beside this one while the log
+    /// syncs here; a batch redb refuses is taken back out of the log. A
+    /// batch too large for the log is committed durably on its own.
     pub fn apply(&self, ops: Vec<Op>, durability: Durability) -> Result<(), StoreError> {
         let mut wal = self.wal.lock().unwrap_or_else(|p| p.into_inner());
         let payload =
@@ -779,18 +785,48 @@ impl Store {
             self.checkpoint_locked(&mut wal)?;
         }
         let position = wal.next_position();
-        write(
-            &self.db,
-            ops,
-            Some(position),
-            redb::Durability::None,
-            self.index,
-        )?;
-        if let Err(e) = wal.append(&payload, durability == Durability::Now) {
-            tracing::warn!(error = %e, "the write-ahead log could not be written; committing to the database directly");
-            self.checkpoint_locked(&mut wal)?;
+        if durability == Durability::Lazy {
+            write(
+                &self.db,
+                ops,
+                Some(position),
+                redb::Durability::None,
+                self.index,
+            )?;
+            if let Err(e) = wal.append(&payload, false) {
+                tracing::warn!(error = %e, "the write-ahead log could not be written; committing to the database directly");
+                self.checkpoint_locked(&mut wal)?;
+            }
+            return Ok(());
         }
-        Ok(())
+        // Durable: redb on the thread beside while the log syncs here.
+        let (db, index) = (Arc::clone(&self.db), self.index);
+        let written = self
+            .beside
+            .run(move || write(&db, ops, Some(position), redb::Durability::None, index));
+        let appended = wal.append(&payload, true);
+        let written = written.recv().unwrap_or_else(|_| {
+            Err(StoreError::Log(std::io::Error::other(
+                "the store's writer thread failed",
+            )))
+        });
+        match (written, appended) {
+            (Ok(()), Ok(_)) => Ok(()),
+            (Ok(()), Err(e)) => {
+                tracing::warn!(error = %e, "the write-ahead log could not be written; committing to the database directly");
+                self.checkpoint_locked(&mut wal)
+            }
+            (Err(e), Ok(_)) => {
+                // The log holds a batch redb refused: take it back, or the
+                // next start would apply what the caller was told failed.
+                if let Err(r) = wal.retract(position, payload.len()) {
+                    tracing::error!(error = %r, "a failed write stays in the write-ahead log and will be applied at the next start");
+                }
+                Err(e)
+            }
+            // The log did not take it either (and did not move on).
+            (Err(e), Err(_)) => Err(e),
+        }
     }
 
     /// Makes everything committed so far durable in redb itself and empties
@@ -821,6 +857,7 @@ impl Drop for Store {
     }
 }
 
+mod beside;
 mod expiry;
 mod history;
 mod mail;

@@ -35,6 +35,55 @@ fn a_batch_only_the_log_holds_is_applied_on_open() {
 }
 
 #[test]
+fn a_batch_the_database_refuses_is_taken_back_out_of_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hush.redb");
+    let store = Store::open(&path, &key()).unwrap();
+    // A message record that does not decode: raising its status fails in
+    // redb's transaction (on the writer thread), after the log already
+    // took the batch and synced it.
+    let (conv, id) = (ConversationId([3; 32]), MessageId(5));
+    let txn = store.db.begin_write().unwrap();
+    txn.open_table(MESSAGES)
+        .unwrap()
+        .insert((&conv.0, id.0), [0xff_u8; 3].as_slice())
+        .unwrap();
+    txn.commit().unwrap();
+    let refused = store.apply(
+        vec![
+            Op::PutClock(MessageId(9)),
+            Op::RaiseStatus(conv, id, Status::Delivered),
+        ],
+        Durability::Now,
+    );
+    assert!(
+        matches!(refused, Err(StoreError::Corrupt { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(clock(&store), None, "nothing of the batch is in redb");
+    // What a crash now would replay: nothing (the refused batch, replayed,
+    // would fail the same way and keep the home from opening).
+    let logged = || -> Vec<Vec<Op>> {
+        let (_, records) = Wal::open(&path.with_extension("wal"), WAL_CAPACITY).unwrap();
+        records
+            .iter()
+            .map(|r| postcard::from_bytes(&key().open(WAL_AD, &r.payload).unwrap()).unwrap())
+            .collect()
+    };
+    assert!(logged().is_empty());
+    // The next batch takes the refused one's place.
+    store
+        .apply(vec![Op::PutClock(MessageId(10))], Durability::Now)
+        .unwrap();
+    assert!(
+        matches!(logged().as_slice(), [ops] if matches!(ops.as_slice(), [Op::PutClock(MessageId(10))]))
+    );
+    drop(store);
+    let store = Store::open(&path, &key()).unwrap();
+    assert_eq!(clock(&store), Some(10));
+}
+
+#[test]
 fn records_redb_already_holds_are_not_applied_again() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hush.redb");

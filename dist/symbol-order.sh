@@ -22,6 +22,9 @@
 # Symbol names carry hashes of the toolchain and the dependencies' versions:
 # run this again after a toolchain or Cargo.lock change (cli/build.rs skips
 # the file, with a warning, when its rustc line is not the one building).
+# An edit renames only the functions it changed (our crates build in one
+# codegen unit each, see Cargo.toml), which lose their place until the next
+# run; run it before a release.
 #
 # Usage: dist/symbol-order.sh   (needs valgrind, and perf for the native
 # pass; ~6 minutes)

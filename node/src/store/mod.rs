@@ -794,8 +794,7 @@ impl Store {
                 self.index,
             )?;
             if let Err(e) = wal.append(&payload, false) {
-                tracing::warn!(error = %e, "the write-ahead log could not be written; committing to the database directly");
-                self.checkpoint_locked(&mut wal)?;
+                self.log_failed(&mut wal, &e)?;
             }
             return Ok(());
         }
@@ -806,21 +805,23 @@ impl Store {
             .run(move || write(&db, ops, Some(position), redb::Durability::None, index));
         let appended = wal.append(&payload, true);
         let written = written.recv().unwrap_or_else(|_| {
-            Err(StoreError::Log(std::io::Error::other(
-                "the store's writer thread failed",
+            Err(StoreError::Storage(redb::StorageError::Io(
+                std::io::Error::other("the store's writer thread failed"),
             )))
         });
         match (written, appended) {
             (Ok(()), Ok(_)) => Ok(()),
-            (Ok(()), Err(e)) => {
-                tracing::warn!(error = %e, "the write-ahead log could not be written; committing to the database directly");
-                self.checkpoint_locked(&mut wal)
-            }
+            (Ok(()), Err(e)) => self.log_failed(&mut wal, &e),
             (Err(e), Ok(_)) => {
                 // The log holds a batch redb refused: take it back, or the
                 // next start would apply what the caller was told failed.
+                // Failing that, start the log over (every batch before
+                // this one is in redb), which leaves the record behind.
                 if let Err(r) = wal.retract(position, payload.len()) {
-                    tracing::error!(error = %r, "a failed write stays in the write-ahead log and will be applied at the next start");
+                    tracing::warn!(error = %r, "could not take a refused batch back out of the write-ahead log; starting it over");
+                    if let Err(c) = self.checkpoint_locked(&mut wal) {
+                        tracing::error!(error = %c, "a refused batch stays in the write-ahead log and will be applied at the next start");
+                    }
                 }
                 Err(e)
             }
@@ -834,6 +835,12 @@ impl Store {
     pub fn checkpoint(&self) -> Result<(), StoreError> {
         let mut wal = self.wal.lock().unwrap_or_else(|p| p.into_inner());
         self.checkpoint_locked(&mut wal)
+    }
+
+    /// The log did not take a batch redb holds: make redb durable instead.
+    fn log_failed(&self, wal: &mut Wal, e: &std::io::Error) -> Result<(), StoreError> {
+        tracing::warn!(error = %e, "the write-ahead log could not be written; committing to the database directly");
+        self.checkpoint_locked(wal)
     }
 
     fn checkpoint_locked(&self, wal: &mut Wal) -> Result<(), StoreError> {

@@ -815,18 +815,26 @@ impl Store {
             (Err(e), Ok(_)) => {
                 // The log holds a batch redb refused: take it back, or the
                 // next start would apply what the caller was told failed.
-                // Failing that, start the log over (every batch before
-                // this one is in redb), which leaves the record behind.
                 if let Err(r) = wal.retract(position, payload.len()) {
                     tracing::warn!(error = %r, "could not take a refused batch back out of the write-ahead log; starting it over");
-                    if let Err(c) = self.checkpoint_locked(&mut wal) {
-                        tracing::error!(error = %c, "a refused batch stays in the write-ahead log and will be applied at the next start");
-                    }
+                    self.leave_refused_behind(&mut wal);
                 }
                 Err(e)
             }
-            // The log did not take it either (and did not move on).
-            (Err(e), Err(_)) => Err(e),
+            // The log's sync failed too, but the record's bytes may be in
+            // the page cache at its end, to be read back after a crash.
+            (Err(e), Err(_)) => {
+                self.leave_refused_behind(&mut wal);
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts the log over, so a refused batch's record there is never
+    /// replayed (every batch before it is in redb).
+    fn leave_refused_behind(&self, wal: &mut Wal) {
+        if let Err(e) = self.checkpoint_locked(wal) {
+            tracing::error!(error = %e, "a refused batch may stay in the write-ahead log and be applied at the next start");
         }
     }
 

@@ -179,11 +179,23 @@ pub async fn group(members: usize, messages: usize, interval_ms: u64, as_json: b
             );
         }
         if Instant::now() > report_at {
+            // Who is behind, so a stall can be traced in the logs (the
+            // node span's `name` is `m{i}`).
+            let named: Vec<String> = behind
+                .iter()
+                .take(8)
+                .map(|(i, seen)| format!("m{i} sees {seen}"))
+                .collect();
             eprintln!(
-                "bench group: after {} s, {} members see fewer than {members} joined; least: {:?}",
+                "bench group: after {} s, {} members see fewer than {members} joined: {}{}",
                 setup_started.elapsed().as_secs(),
                 behind.len(),
-                behind.iter().map(|(_, seen)| seen).min()
+                named.join(", "),
+                if behind.len() > named.len() {
+                    ", …"
+                } else {
+                    ""
+                }
             );
             report_at += Duration::from_secs(10);
         }

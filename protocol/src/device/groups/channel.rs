@@ -67,6 +67,19 @@ pub(super) const ANSWER_MIN_GAP_MS: u64 = 5_000;
 /// so heads answering it find none of our ops spreading: what a member
 /// really lacks is still answered, a little later.
 pub(super) const SPREADING_MS: u64 = HEADS_QUIET_MS;
+/// After our op set last changed we check in with a member over Olm (our
+/// heads; it answers with what they lack) after about this long, then
+/// after twice as long each time, up to [`CHECK_LAST_MS`]; each check-in
+/// comes between half and one and a half times its gap. A member that
+/// hears nothing of the channel (outside every mesh, its peers' queues
+/// dropping what it needs) is told of no heads it lacks, least of all in
+/// a quiet group where nobody announces any: checking in, it learns what
+/// it missed. About seven check-ins per member after each change, none
+/// once the group is settled.
+pub(super) const CHECK_FIRST_MS: u64 = 30_000;
+/// The longest gap between check-ins; past it they stop until our op set
+/// changes again.
+pub(super) const CHECK_LAST_MS: u64 = 32 * 60_000;
 /// Ops remembered as spreading, at most (per group): past that, new ops
 /// count as spread (answered as before).
 const MAX_SPREADING: usize = 4_096;
@@ -93,6 +106,10 @@ pub(super) struct ChannelSync {
     lacking_asked: u8,
     /// Ops we got less than [`SPREADING_MS`] ago, and when.
     spreading: HashMap<OpHash, u64>,
+    /// When we next check in with a member over Olm, and the gap that
+    /// check-in closes (see [`CHECK_FIRST_MS`]).
+    check_due: Option<u64>,
+    check_gap: u64,
 }
 
 /// A member that still lacks announced heads asks over Olm (see
@@ -179,12 +196,41 @@ where
     pub(super) fn heads_changed(&mut self, ctx: &mut Ctx<'_>, id: GroupId) {
         let me = self.account();
         let jitter = ctx.rng.next_u64() % TURN_MS;
+        let spread = ctx.rng.next_u64();
         if let Some(g) = self.groups.get_mut(&id) {
             let seed = heads_seed(&g.ops.complete_heads(id));
             let wait = turn(&g.state, &me, &seed) * TURN_MS;
             g.sync.heads_due =
                 Some(ctx.now.mono_ms + HEADS_QUIET_MS + wait.min(MAX_TURN_WAIT_MS) + jitter);
+            g.sync.check_after(ctx.now.mono_ms, CHECK_FIRST_MS, spread);
         }
+    }
+
+    /// Checks in with a joined member other than us, at random: our heads
+    /// over Olm, answered with what they lack (if anything).
+    fn check_in(&mut self, ctx: &mut Ctx<'_>, id: GroupId) {
+        let me = self.account();
+        let Some(g) = self.groups.get(&id) else {
+            return;
+        };
+        let others: Vec<AccountId> = g
+            .state
+            .joined()
+            .map(|(a, _)| *a)
+            .filter(|a| *a != me)
+            .collect();
+        if others.is_empty() {
+            return;
+        }
+        let len = u64::try_from(others.len()).unwrap_or(u64::MAX);
+        let pick = usize::try_from(ctx.rng.next_u64() % len).unwrap_or(0);
+        let heads = g.ops.complete_heads(id);
+        self.note(
+            id,
+            Severity::Debug,
+            "checking in with a member: our heads over Olm",
+        );
+        self.send_control(ctx, others[pick], id, ControlKind::Heads(heads));
     }
 
     /// Asks `from` over Olm for the ops we lack: the first time with our
@@ -392,6 +438,7 @@ where
         ids.sort();
         for id in ids {
             let jitter = ctx.rng.next_u64() % (HEADS_JITTER_MS + 1);
+            let spread = ctx.rng.next_u64();
             let Some(g) = self.groups.get_mut(&id) else {
                 continue;
             };
@@ -403,7 +450,22 @@ where
                 g.sync.primed = true;
                 let due = now + HEADS_QUIET_MS + jitter;
                 g.sync.heads_due.get_or_insert(due);
+                if g.sync.check_due.is_none() {
+                    g.sync.check_after(now, CHECK_FIRST_MS, spread);
+                }
             }
+            if g.sync.check_due.is_some_and(|due| now >= due) {
+                let gap = g.sync.check_gap.saturating_mul(2);
+                if gap <= CHECK_LAST_MS {
+                    g.sync.check_after(now, gap, spread);
+                } else {
+                    g.sync.check_due = None;
+                }
+                self.check_in(ctx, id);
+            }
+            let Some(g) = self.groups.get_mut(&id) else {
+                continue;
+            };
             if g.sync.heads_due.is_some_and(|due| now >= due) {
                 g.sync.heads_due = None;
                 if !g.sync.lacking.is_empty() {
@@ -451,6 +513,13 @@ where
 }
 
 impl ChannelSync {
+    /// The next check-in closes a gap of `gap` ms: it comes between half
+    /// and one and a half times that after `now` (`spread`: random).
+    fn check_after(&mut self, now: u64, gap: u64, spread: u64) {
+        self.check_gap = gap;
+        self.check_due = Some(now + gap / 2 + spread % (gap + 1));
+    }
+
     /// We got these ops (ours, or from anyone) just now: they are still
     /// spreading (see [`SPREADING_MS`]).
     pub(super) fn got(&mut self, now: u64, ops: impl IntoIterator<Item = OpHash>) {

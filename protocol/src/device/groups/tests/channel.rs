@@ -5,7 +5,7 @@
 use std::cell::Cell;
 
 use super::*;
-use crate::device::groups::channel::HEADS_MIN_GAP_MS;
+use crate::device::groups::channel::{CHECK_FIRST_MS, CHECK_LAST_MS, HEADS_MIN_GAP_MS};
 use crate::{GroupOp, PublishKey};
 
 fn is_ops(payload: &Payload) -> bool {
@@ -673,4 +673,55 @@ fn a_join_whose_invitation_was_missed_makes_the_member_ask() {
     // Nothing more from the topic: only an ask can help.
     run_for(&mut net, ASK_AFTER_MS + 1_000);
     assert_eq!(joined(&net, 2, id), 4, "carol asked and got the invitation");
+}
+
+fn is_heads(payload: &Payload) -> bool {
+    matches!(&payload.body, Body::Group(c) if matches!(c.kind, ControlKind::Heads(_)))
+}
+
+/// Time passes in small steps, everything delivered after each; returns
+/// how many `Heads` control messages went over Olm.
+fn run_counting_olm_heads(net: &mut Net, ms: u64) -> usize {
+    let count = Cell::new(0);
+    for _ in 0..ms / 100 {
+        net.advance(100);
+        net.drive_dropping(|_, _, payload| {
+            if is_heads(payload) {
+                count.set(count.get() + 1);
+            }
+            false
+        });
+    }
+    count.get()
+}
+
+/// carol stays deaf to the topic from dave's join on, and the group goes
+/// quiet (as a member outside every mesh, whose peers' queues drop what
+/// she needs, would be): no heads she lacks ever reach her, so nothing on
+/// the channel tells her she is behind. She checks in with a member over
+/// Olm a while after her op set last changed, and has dave's join.
+#[test]
+fn a_member_deaf_to_a_quiet_channel_catches_up_by_checking_in() {
+    let (mut net, id) = dave_joins_while_carol_is_deaf();
+    run_for(&mut net, 20_000);
+    assert_eq!(joined(&net, 2, id), 3, "the channel repaired nothing");
+    run_for(&mut net, 3 * CHECK_FIRST_MS);
+    assert_eq!(joined(&net, 2, id), 4, "carol checked in and got the join");
+}
+
+/// Check-ins back off after the op set last changed and then stop: a
+/// settled, quiet group costs no Olm messages.
+#[test]
+fn a_settled_quiet_group_stops_checking_in() {
+    let mut net = Net::new(&["alice", "bob", "carol"], config());
+    let id = friends_of_the_first(&mut net, 3);
+    // The gaps double from CHECK_FIRST_MS to CHECK_LAST_MS (63.5 min in
+    // all), each drawn between half and one and a half times its length.
+    let early = run_counting_olm_heads(&mut net, 3 * CHECK_LAST_MS);
+    assert!(early > 0, "members checked in after the group formed");
+    let late = run_counting_olm_heads(&mut net, CHECK_LAST_MS);
+    assert_eq!(late, 0, "nobody checks in once settled");
+    for i in 0..3 {
+        assert_eq!(joined(&net, i, id), 3);
+    }
 }

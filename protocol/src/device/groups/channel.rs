@@ -261,8 +261,9 @@ where
         }
     }
 
-    /// `account` asked over Olm with its heads: the ops they lack, to it
-    /// alone, at most once per [`SYNC_AFTER_MS`] (like a `SyncRequest`).
+    /// `account` asked over Olm with its heads (or checked in): the ops
+    /// they lack, to it alone, at most once per [`SYNC_AFTER_MS`] (like a
+    /// `SyncRequest`); heads we lack are asked for back.
     pub(super) fn on_asked_with_heads(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -270,10 +271,28 @@ where
         account: AccountId,
         heads: &[OpHash],
     ) {
-        let member = |g: &&super::Group<P>| g.state.members.contains_key(&account);
-        let Some(g) = self.groups.get(&id).filter(member) else {
+        let now = ctx.now.mono_ms;
+        let Some(g) = self
+            .groups
+            .get_mut(&id)
+            .filter(|g| g.state.members.contains_key(&account))
+        else {
             return;
         };
+        // Heads we lack (a check-in from a member ahead of us): ask it back
+        // in a while if nothing brings them, as for heads on the channel.
+        let lacking: Vec<OpHash> = heads
+            .iter()
+            .filter(|h| !g.ops.contains(h))
+            .copied()
+            .collect();
+        if !lacking.is_empty() {
+            if g.sync.lacking.is_empty() {
+                g.sync.lacking_since = now;
+            }
+            g.sync.lacking = lacking;
+            g.sync.lacking_from = Some(account);
+        }
         let ops: Vec<GroupOp> = g
             .ops
             .lacked_by(id, heads)

@@ -725,3 +725,17 @@ fn a_settled_quiet_group_stops_checking_in() {
         assert_eq!(joined(&net, i, id), 3);
     }
 }
+
+/// alice checks in with carol (her heads over Olm), and carol, deaf to the
+/// topic, lacks one of them (dave's join): carol asks alice back with her
+/// own heads and has it, without waiting for a check-in of her own.
+#[test]
+fn a_member_checked_in_with_asks_for_what_the_check_in_named() {
+    let (mut net, id) = dave_joins_while_carol_is_deaf();
+    let carol = net.members[2].key.id();
+    net.call(0, |book, ctx, _| book.ask_for_ops(ctx, id, carol, 0));
+    net.drive();
+    assert_eq!(joined(&net, 2, id), 3, "alice's heads alone add nothing");
+    run_for(&mut net, ASK_AFTER_MS + 1_000);
+    assert_eq!(joined(&net, 2, id), 4, "carol asked alice back");
+}

@@ -281,17 +281,9 @@ where
         };
         // Heads we lack (a check-in from a member ahead of us): ask it back
         // in a while if nothing brings them, as for heads on the channel.
-        let lacking: Vec<OpHash> = heads
-            .iter()
-            .filter(|h| !g.ops.contains(h))
-            .copied()
-            .collect();
+        let lacking = not_held(&g.ops, heads);
         if !lacking.is_empty() {
-            if g.sync.lacking.is_empty() {
-                g.sync.lacking_since = now;
-            }
-            g.sync.lacking = lacking;
-            g.sync.lacking_from = Some(account);
+            g.sync.lacks(now, lacking, Some(account));
         }
         let ops: Vec<GroupOp> = g
             .ops
@@ -411,21 +403,13 @@ where
             g.sync.heads_due = None;
             return;
         }
-        let lacking: Vec<OpHash> = heads
-            .iter()
-            .filter(|h| !g.ops.contains(h))
-            .copied()
-            .collect();
+        let lacking = not_held(&g.ops, heads);
         if !lacking.is_empty() {
             let earliest = g.sync.lack_last.map_or(0, |t| t + HEADS_MIN_GAP_MS);
             let due = (now + heads_jitter).max(earliest);
             g.sync.heads_due = Some(g.sync.heads_due.map_or(due, |d| d.min(due)));
             let from = whom_to_ask(&g.state, Some(sender), &me);
-            if g.sync.lacking.is_empty() {
-                g.sync.lacking_since = now;
-            }
-            g.sync.lacking = lacking;
-            g.sync.lacking_from = from;
+            g.sync.lacks(now, lacking, from);
         }
         let spreading = &g.sync.spreading;
         let beyond: Vec<OpHash> = g
@@ -532,6 +516,16 @@ where
 }
 
 impl ChannelSync {
+    /// Heads we lack, to ask `from` for if nothing brings them (see
+    /// [`MAX_LACKING_ASKS`]); a lack already open keeps its start.
+    fn lacks(&mut self, now: u64, lacking: Vec<OpHash>, from: Option<AccountId>) {
+        if self.lacking.is_empty() {
+            self.lacking_since = now;
+        }
+        self.lacking = lacking;
+        self.lacking_from = from;
+    }
+
     /// The next check-in closes a gap of `gap` ms: it comes between half
     /// and one and a half times that after `now` (`spread`: random).
     fn check_after(&mut self, now: u64, gap: u64, spread: u64) {
@@ -586,6 +580,11 @@ pub(super) fn whom_to_ask(
         .filter(|a| state.members.contains_key(a))
         .or_else(|| state.members.get(me).map(|m| m.invited_by))
         .filter(|a| a != me)
+}
+
+/// Which of `heads` we do not hold.
+fn not_held(ops: &super::OpSet, heads: &[OpHash]) -> Vec<OpHash> {
+    heads.iter().filter(|h| !ops.contains(h)).copied().collect()
 }
 
 /// Ops we lack and will ask for, kept at most (per group).

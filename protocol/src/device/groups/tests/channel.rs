@@ -12,11 +12,12 @@ fn is_ops(payload: &Payload) -> bool {
     matches!(&payload.body, Body::Group(c) if matches!(c.kind, ControlKind::Ops(_)))
 }
 
-/// Drives the net; returns how many `Ops` control messages went over Olm.
-fn drive_counting_olm_ops(net: &mut Net) -> usize {
+/// Drives the net; returns how many control messages of the kind `kind`
+/// tells went over Olm.
+fn drive_counting_olm(net: &mut Net, kind: fn(&Payload) -> bool) -> usize {
     let count = Cell::new(0);
     net.drive_dropping(|_, _, payload| {
-        if is_ops(payload) {
+        if kind(payload) {
             count.set(count.get() + 1);
         }
         false
@@ -25,12 +26,12 @@ fn drive_counting_olm_ops(net: &mut Net) -> usize {
 }
 
 /// Time passes in small steps, everything delivered after each; returns
-/// how many `Ops` control messages went over Olm.
-fn run_counting_olm_ops(net: &mut Net, ms: u64) -> usize {
+/// how many control messages of the kind `kind` tells went over Olm.
+fn run_counting_olm(net: &mut Net, ms: u64, kind: fn(&Payload) -> bool) -> usize {
     (0..ms / 100)
         .map(|_| {
             net.advance(100);
-            drive_counting_olm_ops(net)
+            drive_counting_olm(net, kind)
         })
         .sum()
 }
@@ -135,10 +136,10 @@ fn an_invitation_and_a_join_go_once_on_the_channel_not_to_every_member() {
     let id = friends_of_the_first(&mut net, 6);
     let since = net.published.len();
     net.invite_to_friends(0, 6, false);
-    let invite_olm = drive_counting_olm_ops(&mut net);
+    let invite_olm = drive_counting_olm(&mut net, is_ops);
     net.call(6, |book, ctx, _| book.join(ctx, "friends"))
         .unwrap();
-    let join_olm = drive_counting_olm_ops(&mut net);
+    let join_olm = drive_counting_olm(&mut net, is_ops);
     assert_eq!(invite_olm, 1, "the op set to the newcomer, nobody else");
     assert_eq!(join_olm, 0, "a join goes over the channel only");
     let ops: Vec<usize> = channel_kinds(&net, id, 0, since)
@@ -162,7 +163,7 @@ fn a_join_missed_on_the_channel_is_repaired_by_heads() {
     net.members[2].deaf = false;
     assert_eq!(joined(&net, 2, id), 3, "carol missed dave's join");
     assert_eq!(joined(&net, 1, id), 4);
-    let olm_ops = run_counting_olm_ops(&mut net, 10_000);
+    let olm_ops = run_counting_olm(&mut net, 10_000, is_ops);
     assert_eq!(joined(&net, 2, id), 4, "carol has dave's join now");
     assert_eq!(olm_ops, 0, "repaired on the channel, not over Olm");
 }
@@ -230,7 +231,7 @@ fn heads_lacking_an_op_still_spreading_are_not_answered_with_it() {
         .map(|(from, _)| from)
         .collect();
     assert_eq!(answers, [] as [usize; 0], "dave's join was still spreading");
-    let olm_ops = run_counting_olm_ops(&mut net, 10_000);
+    let olm_ops = run_counting_olm(&mut net, 10_000, is_ops);
     assert_eq!(joined(&net, 2, id), 4, "carol has dave's join now");
     assert_eq!(olm_ops, 0, "repaired on the channel, not over Olm");
 }
@@ -260,7 +261,7 @@ fn joins_missed_on_both_sides_are_repaired_on_the_channel() {
     net.members[1].deaf = false;
     assert_eq!(joined(&net, 0, id), 2, "alice: herself and bob");
     assert_eq!(joined(&net, 2, id), 2, "carol: alice and herself");
-    let olm_ops = run_counting_olm_ops(&mut net, 8_000);
+    let olm_ops = run_counting_olm(&mut net, 8_000, is_ops);
     for (i, name) in ["alice", "bob", "carol"].iter().enumerate() {
         assert_eq!(joined(&net, i, id), 3, "{name} sees all three joined");
     }
@@ -569,14 +570,14 @@ fn joins_crossing_invitations_are_not_passed_on_over_olm() {
     let mut net = Net::new(&names, config());
     let id = net.create_friends(0);
     net.invite_to_friends(0, 1, false);
-    let mut olm_ops = drive_counting_olm_ops(&mut net);
+    let mut olm_ops = drive_counting_olm(&mut net, is_ops);
     for who in 1..names.len() {
         net.call(who, |book, ctx, _| book.join(ctx, "friends"))
             .unwrap();
         if who + 1 < names.len() {
             net.invite_to_friends(0, who + 1, false);
         }
-        olm_ops += drive_counting_olm_ops(&mut net);
+        olm_ops += drive_counting_olm(&mut net, is_ops);
     }
     run_for(&mut net, 10_000);
     for i in 0..names.len() {
@@ -679,22 +680,6 @@ fn is_heads(payload: &Payload) -> bool {
     matches!(&payload.body, Body::Group(c) if matches!(c.kind, ControlKind::Heads(_)))
 }
 
-/// Time passes in small steps, everything delivered after each; returns
-/// how many `Heads` control messages went over Olm.
-fn run_counting_olm_heads(net: &mut Net, ms: u64) -> usize {
-    let count = Cell::new(0);
-    for _ in 0..ms / 100 {
-        net.advance(100);
-        net.drive_dropping(|_, _, payload| {
-            if is_heads(payload) {
-                count.set(count.get() + 1);
-            }
-            false
-        });
-    }
-    count.get()
-}
-
 /// carol stays deaf to the topic from dave's join on, and the group goes
 /// quiet (as a member outside every mesh, whose peers' queues drop what
 /// she needs, would be): no heads she lacks ever reach her, so nothing on
@@ -703,7 +688,9 @@ fn run_counting_olm_heads(net: &mut Net, ms: u64) -> usize {
 #[test]
 fn a_member_deaf_to_a_quiet_channel_catches_up_by_checking_in() {
     let (mut net, id) = dave_joins_while_carol_is_deaf();
-    run_for(&mut net, 20_000);
+    // Long enough for the heads exchange, short of carol's first check-in
+    // (at least CHECK_FIRST_MS / 2 after her set last changed).
+    run_for(&mut net, 10_000);
     assert_eq!(joined(&net, 2, id), 3, "the channel repaired nothing");
     run_for(&mut net, 3 * CHECK_FIRST_MS);
     assert_eq!(joined(&net, 2, id), 4, "carol checked in and got the join");
@@ -717,9 +704,9 @@ fn a_settled_quiet_group_stops_checking_in() {
     let id = friends_of_the_first(&mut net, 3);
     // The gaps double from CHECK_FIRST_MS to CHECK_LAST_MS (63.5 min in
     // all), each drawn between half and one and a half times its length.
-    let early = run_counting_olm_heads(&mut net, 3 * CHECK_LAST_MS);
+    let early = run_counting_olm(&mut net, 3 * CHECK_LAST_MS, is_heads);
     assert!(early > 0, "members checked in after the group formed");
-    let late = run_counting_olm_heads(&mut net, CHECK_LAST_MS);
+    let late = run_counting_olm(&mut net, CHECK_LAST_MS, is_heads);
     assert_eq!(late, 0, "nobody checks in once settled");
     for i in 0..3 {
         assert_eq!(joined(&net, i, id), 3);

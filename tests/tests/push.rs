@@ -159,6 +159,11 @@ async fn an_offline_device_gets_one_content_free_wake_up_and_none_while_connecte
     assert_eq!(relay.metric("hush_relay_push_devices"), Some(1.0));
     bob.send_delivered("alice", "hello before I go");
     assert!(endpoint.posts().is_empty(), "woken while online");
+    // The relay learns which pairwise mailboxes are bob's (alice's mail
+    // lands in one) only from his fetches (relay/engine/push.rs): let him
+    // make one (every 0.5–1.5 s) with alice in it before he goes. When
+    // everything above took 0.2 s, he stopped first and was not woken.
+    std::thread::sleep(Duration::from_secs(3));
 
     // Offline: three messages, one wake-up.
     bob.stop();

@@ -182,6 +182,8 @@ pub(crate) struct EventLoop {
     events: broadcast::Sender<Event>,
     batch: Batch,
     commit: Option<Commit>,
+    /// Pages of mail whose seals are being opened off the loop.
+    opening: drain::Opening,
     listen_addresses: Vec<Multiaddr>,
     address_policy: crate::addresses::AddressPolicy,
     /// What the connection gate was last told: the contact book's
@@ -329,6 +331,7 @@ impl EventLoop {
             events,
             batch,
             commit: None,
+            opening: drain::Opening::default(),
             listen_addresses: Vec::new(),
             address_policy: options.addresses,
             gate_synced: None,
@@ -450,7 +453,10 @@ impl EventLoop {
     }
 
     pub(crate) async fn run(mut self) {
-        let mut next_tick = Instant::now() + BUSY_TICK;
+        // The first tick runs at once: what waits at our relays (the drain
+        // of a node that was offline) and in the outbox starts moving now,
+        // not a tick after start.
+        let mut next_tick = Instant::now();
         let mut last_event = Instant::now();
         let tick = tokio::time::sleep_until(next_tick.into());
         tokio::pin!(tick);
@@ -484,6 +490,9 @@ impl EventLoop {
                 event = courier_next(&mut self.courier) => self.on_courier_event(event),
                 (replacing, found) = Failover::finished(self.failover.search_slot()) => {
                     self.on_replacement(replacing, found);
+                }
+                Some((page, opened)) = self.opening.next(), if !self.opening.is_empty() => {
+                    self.on_opening_done(page, opened);
                 }
                 result = commit_done => {
                     let result = result.unwrap_or_else(|e| Err(StoreError::Storage(redb::StorageError::Io(std::io::Error::other(e)))));

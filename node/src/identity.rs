@@ -2,6 +2,9 @@
 //! contact card made from them.
 
 pub use hush_host::create_private_file;
+
+use std::sync::Arc;
+
 use hush_protocol::{
     AccountId, AccountKey, ContactCard, DeviceId, DeviceKeys, DeviceList, MAX_CARD_ADDRESSES,
     MAX_NAME_LEN, MailboxSecret, OlmDevice, Wire,
@@ -26,7 +29,7 @@ pub struct Me {
     pub device_list: DeviceList,
     pub pickle_key: [u8; 32],
     /// Opens what senders sealed to this device's mailboxes.
-    pub mailbox: MailboxSecret,
+    pub mailbox: Arc<MailboxSecret>,
     /// The home relays, as given with `--relay` or found through the DHT
     /// (full `/p2p/` addresses).
     pub relays: Vec<String>,
@@ -139,7 +142,7 @@ impl Me {
             device,
             device_list,
             pickle_key: record.pickle_key,
-            mailbox: MailboxSecret::derive(&record.device_secret),
+            mailbox: Arc::new(MailboxSecret::derive(&record.device_secret)),
             relays: Vec::new(),
             relays_found: false,
             relay_search: None,

@@ -201,16 +201,22 @@ impl EventLoop {
         }
     }
 
-    /// Stores a page of mail; acks what is durable, and reads on.
+    /// A page of mail arrived: its seals are opened off the loop (an
+    /// X25519 agreement each), and [`EventLoop::on_opened`] stores it. The
+    /// loop meanwhile handles the page before (decrypts, stores, acks it),
+    /// so opening and storing overlap through a long drain.
+    ///
+    /// At most one page per relay is being opened: the next fetch goes out
+    /// only once this page is handled (`HomeMailbox::page_arrived`), so
+    /// pages are handled in the order they were read.
     pub(super) fn on_items(
         &mut self,
         i: usize,
-        set: &SentSet,
+        set: Arc<SentSet>,
         items: Vec<BatchItem>,
         more: bool,
         keys_left: u32,
     ) {
-        let now = self.host_clock.now();
         let own = MailboxId::of(&self.me.device_id());
         let Some(relay) = self.home.get_mut(i) else {
             return;
@@ -227,6 +233,76 @@ impl EventLoop {
             relay.set.known = true;
         }
         let last = items.last().map(|(_, seq, _)| *seq);
+        let got_any = !items.is_empty();
+        let mut placed = Vec::with_capacity(items.len());
+        for (index, seq, sealed) in items {
+            match set.mailbox(own, index) {
+                Some(mailbox) => {
+                    relay.set.remember(seq, mailbox);
+                    let key = usize::from(index)
+                        .checked_sub(1)
+                        .and_then(|k| set.keys.get(k).cloned());
+                    placed.push((seq, key, sealed));
+                }
+                None => tracing::debug!(seq, index, "a relay sent mail of a mailbox not asked for"),
+            }
+        }
+        let page = ReadPage {
+            relay: i,
+            peer: relay.peer,
+            last,
+            got_any,
+            more,
+            keys_left,
+        };
+        let secret = self.me.mailbox.clone();
+        let task = tokio::task::spawn_blocking(move || open_all(&secret, &own, placed));
+        self.opening
+            .push(Box::pin(async move { (page, task.await) }));
+    }
+
+    /// The opening of a page ended: store it, or (the opening thread
+    /// died, which it cannot on its own) read it again after a backoff.
+    pub(super) fn on_opening_done(
+        &mut self,
+        page: ReadPage,
+        opened: Result<Vec<Opened>, tokio::task::JoinError>,
+    ) {
+        match opened {
+            Ok(opened) => self.on_opened(page, opened),
+            Err(e) => {
+                tracing::error!(error = %e, "opening a page of mail failed; reading it again");
+                let now = self.host_clock.now();
+                if let Some(relay) = self.home.get_mut(page.relay)
+                    && relay.peer == page.peer
+                {
+                    relay
+                        .mailbox
+                        .failed(now, "opening a page of mail failed".into());
+                }
+            }
+        }
+    }
+
+    /// A page's seals are open: store it, ack what is durable, and read on.
+    fn on_opened(&mut self, page: ReadPage, opened: Vec<Opened>) {
+        let ReadPage {
+            relay: i,
+            peer,
+            last,
+            got_any,
+            more,
+            keys_left,
+        } = page;
+        let now = self.host_clock.now();
+        let Some(relay) = self.home.get_mut(i) else {
+            return;
+        };
+        if relay.peer != peer {
+            // Replaced while the page was opened: the new relay's mailbox
+            // never asked for it.
+            return;
+        }
         let start_cursor = match relay.mailbox.page_arrived(now, last, more) {
             PageStart::Discard => return,
             PageStart::Handle { from, prefetch } => {
@@ -239,23 +315,6 @@ impl EventLoop {
                 from
             }
         };
-        let got_any = !items.is_empty();
-        let mut placed = Vec::with_capacity(items.len());
-        for (index, seq, sealed) in items {
-            match set.mailbox(own, index) {
-                Some(mailbox) => {
-                    if let Some(relay) = self.home.get_mut(i) {
-                        relay.set.remember(seq, mailbox);
-                    }
-                    let key = usize::from(index)
-                        .checked_sub(1)
-                        .and_then(|k| set.keys.get(k).cloned());
-                    placed.push((seq, key, sealed));
-                }
-                None => tracing::debug!(seq, index, "a relay sent mail of a mailbox not asked for"),
-            }
-        }
-        let opened = open_all(&self.me.mailbox, &own, placed);
         let store = self.store.clone();
         let page = self
             .engine
@@ -326,15 +385,39 @@ impl EventLoop {
 /// own), and the sealed bytes.
 type Placed = (u64, Option<Arc<PairwiseKey>>, Vec<u8>);
 
+/// An item of a page, opened: its seq and envelope.
+pub(super) type Opened = (u64, Result<Vec<u8>, SealError>);
+
+/// Pages being opened off the loop, each with what it was read as.
+pub(super) type Opening = futures::stream::FuturesUnordered<
+    std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = (ReadPage, Result<Vec<Opened>, tokio::task::JoinError>),
+                > + Send,
+        >,
+    >,
+>;
+
+/// A page read from a home relay, while its seals are opened.
+#[derive(Debug)]
+pub(super) struct ReadPage {
+    relay: usize,
+    /// The relay at that index when the page came: if it was replaced in
+    /// the meantime, the page is dropped (its mail stays there, and is read
+    /// again should the relay come back).
+    peer: libp2p::PeerId,
+    /// The page's last item's seq.
+    last: Option<u64>,
+    got_any: bool,
+    more: bool,
+    keys_left: u32,
+}
+
 /// Opens a page of sealed envelopes (an X25519 agreement each), split over
-/// two threads: the page is bounded (≤ 256 items), so this holds the loop
-/// for a few milliseconds at most, half as long as opening them in turn.
-fn open_all(
-    secret: &MailboxSecret,
-    own: &MailboxId,
-    items: Vec<Placed>,
-) -> Vec<(u64, Result<Vec<u8>, SealError>)> {
-    let open = |part: &[Placed]| -> Vec<(u64, Result<Vec<u8>, SealError>)> {
+/// two threads: half as long as opening them in turn. Runs off the loop.
+fn open_all(secret: &MailboxSecret, own: &MailboxId, items: Vec<Placed>) -> Vec<Opened> {
+    let open = |part: &[Placed]| -> Vec<Opened> {
         part.iter()
             .map(|(seq, key, sealed)| {
                 let opened = match key {

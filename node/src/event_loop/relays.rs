@@ -485,7 +485,7 @@ impl EventLoop {
                     more,
                     keys_left,
                 }),
-            ) => self.on_items(i, &set, items, more, keys_left),
+            ) => self.on_items(i, set, items, more, keys_left),
             (MailRequest::Ack(_), Ok(MailboxResponse::Acked { .. })) => {}
             (MailRequest::SetPush(i, sent), answer) => self.on_push_answer(i, sent, answer),
             (MailRequest::Revoke(i, holders), Ok(MailboxResponse::Revoked { .. })) => {

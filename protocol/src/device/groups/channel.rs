@@ -74,9 +74,18 @@ pub(super) const SPREADING_MS: u64 = HEADS_QUIET_MS;
 /// hears nothing of the channel (outside every mesh, its peers' queues
 /// dropping what it needs) is told of no heads it lacks, least of all in
 /// a quiet group where nobody announces any: checking in, it learns what
-/// it missed. About seven check-ins per member after each change, none
-/// once the group is settled.
+/// it missed. About seven check-ins per member after each change (nine
+/// while new to the group, see [`CHECK_NEW_MS`]), none once the group is
+/// settled.
 pub(super) const CHECK_FIRST_MS: u64 = 30_000;
+/// The first gap while we are new to the group's channel (see
+/// [`NEW_FOR_MS`]): a member that just joined (or just started) is the one
+/// most likely to have missed ops while its mesh formed, and a member
+/// that missed the others' joins holds up the whole group's setup.
+pub(super) const CHECK_NEW_MS: u64 = 4_000;
+/// How long after we joined the channel (our first tick as a member, also
+/// after a restart) the first gap is [`CHECK_NEW_MS`].
+pub(super) const NEW_FOR_MS: u64 = 60_000;
 /// The longest gap between check-ins; past it they stop until our op set
 /// changes again.
 pub(super) const CHECK_LAST_MS: u64 = 32 * 60_000;
@@ -110,6 +119,8 @@ pub(super) struct ChannelSync {
     /// check-in closes (see [`CHECK_FIRST_MS`]).
     check_due: Option<u64>,
     check_gap: u64,
+    /// When we joined the channel (primed it), for [`NEW_FOR_MS`].
+    since: u64,
 }
 
 /// A member that still lacks announced heads asks over Olm (see
@@ -202,7 +213,8 @@ where
             let wait = turn(&g.state, &me, &seed) * TURN_MS;
             g.sync.heads_due =
                 Some(ctx.now.mono_ms + HEADS_QUIET_MS + wait.min(MAX_TURN_WAIT_MS) + jitter);
-            g.sync.check_after(ctx.now.mono_ms, CHECK_FIRST_MS, spread);
+            let first = g.sync.first_gap(ctx.now.mono_ms);
+            g.sync.check_after(ctx.now.mono_ms, first, spread);
         }
     }
 
@@ -451,10 +463,14 @@ where
             }
             if !g.sync.primed {
                 g.sync.primed = true;
+                g.sync.since = now;
                 let due = now + HEADS_QUIET_MS + jitter;
                 g.sync.heads_due.get_or_insert(due);
-                if g.sync.check_due.is_none() {
-                    g.sync.check_after(now, CHECK_FIRST_MS, spread);
+                if g.sync
+                    .check_due
+                    .is_none_or(|due| due > now + CHECK_NEW_MS * 3 / 2)
+                {
+                    g.sync.check_after(now, CHECK_NEW_MS, spread);
                 }
             }
             if g.sync.check_due.is_some_and(|due| now >= due) {
@@ -528,6 +544,16 @@ impl ChannelSync {
 
     /// The next check-in closes a gap of `gap` ms: it comes between half
     /// and one and a half times that after `now` (`spread`: random).
+    /// The first gap after our op set changed: short while we are new to
+    /// the channel (not yet primed, or primed under [`NEW_FOR_MS`] ago).
+    fn first_gap(&self, now: u64) -> u64 {
+        if !self.primed || now.saturating_sub(self.since) < NEW_FOR_MS {
+            CHECK_NEW_MS
+        } else {
+            CHECK_FIRST_MS
+        }
+    }
+
     fn check_after(&mut self, now: u64, gap: u64, spread: u64) {
         self.check_gap = gap;
         self.check_due = Some(now + gap / 2 + spread % (gap + 1));

@@ -5,7 +5,7 @@
 use std::cell::Cell;
 
 use super::*;
-use crate::device::groups::channel::{CHECK_FIRST_MS, CHECK_LAST_MS, HEADS_MIN_GAP_MS};
+use crate::device::groups::channel::{CHECK_FIRST_MS, CHECK_LAST_MS, HEADS_MIN_GAP_MS, NEW_FOR_MS};
 use crate::{GroupOp, PublishKey};
 
 fn is_ops(payload: &Payload) -> bool {
@@ -84,13 +84,13 @@ fn friends_of_the_first(net: &mut Net, n: usize) -> GroupId {
     id
 }
 
-/// alice, bob and carol in "friends", settled; dave is invited and joins
-/// while carol is deaf to the topic (she misses his join). erin is not
-/// invited (yet).
+/// alice, bob and carol in "friends", settled (and no longer new to its
+/// channel: see `NEW_FOR_MS`); dave is invited and joins while carol is
+/// deaf to the topic (she misses his join). erin is not invited (yet).
 fn dave_joins_while_carol_is_deaf() -> (Net, GroupId) {
     let mut net = Net::new(&["alice", "bob", "carol", "dave", "erin"], config());
     let id = friends_of_the_first(&mut net, 3);
-    run_for(&mut net, 10_000);
+    run_for(&mut net, NEW_FOR_MS + 10_000);
     net.invite_to_friends(0, 3, false);
     net.drive();
     net.members[2].deaf = true;
@@ -683,17 +683,45 @@ fn is_heads(payload: &Payload) -> bool {
 /// carol stays deaf to the topic from dave's join on, and the group goes
 /// quiet (as a member outside every mesh, whose peers' queues drop what
 /// she needs, would be): no heads she lacks ever reach her, so nothing on
-/// the channel tells her she is behind. She checks in with a member over
-/// Olm a while after her op set last changed, and has dave's join.
+/// the channel tells her she is behind. A check-in over Olm repairs it:
+/// dave's (new to the group, he checks in within seconds; checked in with,
+/// carol asks him back) or her own, a while after her op set last changed.
 #[test]
 fn a_member_deaf_to_a_quiet_channel_catches_up_by_checking_in() {
     let (mut net, id) = dave_joins_while_carol_is_deaf();
-    // Long enough for the heads exchange, short of carol's first check-in
-    // (at least CHECK_FIRST_MS / 2 after her set last changed).
-    run_for(&mut net, 10_000);
-    assert_eq!(joined(&net, 2, id), 3, "the channel repaired nothing");
-    run_for(&mut net, 3 * CHECK_FIRST_MS);
-    assert_eq!(joined(&net, 2, id), 4, "carol checked in and got the join");
+    let check_ins = run_counting_olm(&mut net, 3 * CHECK_FIRST_MS, is_heads);
+    assert!(check_ins > 0, "members checked in");
+    assert_eq!(joined(&net, 2, id), 4, "a check-in brought carol the join");
+}
+
+/// dave joins and is deaf to the topic from then on (as a new member
+/// whose mesh has not formed yet), and erin is invited and joins after
+/// him: nothing of it reaches dave on the channel. New to the group, he
+/// checks in within seconds rather than after `CHECK_FIRST_MS`, and has
+/// erin's invitation and join: a member that missed the others' joins no
+/// longer holds up a group's setup for half a minute.
+#[test]
+fn a_new_member_deaf_to_the_channel_catches_up_within_seconds() {
+    let mut net = Net::new(&["alice", "bob", "carol", "dave", "erin"], config());
+    let id = friends_of_the_first(&mut net, 3);
+    run_for(&mut net, NEW_FOR_MS + 10_000);
+    net.invite_to_friends(0, 3, false);
+    net.drive();
+    net.join_friends(3);
+    net.members[3].deaf = true;
+    net.invite_to_friends(0, 4, false);
+    net.drive();
+    net.join_friends(4);
+    assert_eq!(joined(&net, 0, id), 5, "erin joined");
+    assert_eq!(joined(&net, 3, id), 4, "dave heard nothing of erin");
+    // Past his first check-in (at most 1.5 × CHECK_NEW_MS after he
+    // joined), well short of one after CHECK_FIRST_MS (at least half of it).
+    run_for(&mut net, CHECK_FIRST_MS / 3);
+    assert_eq!(
+        joined(&net, 3, id),
+        5,
+        "dave checked in and has erin's join"
+    );
 }
 
 /// Check-ins back off after the op set last changed and then stop: a

@@ -12,7 +12,7 @@
 //! name it by digest. Items remember their mailbox until acked, so an ack
 //! names the right one even when the set changed in between.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use hush_protocol::device::{DrainStep, PageHandled, PageStart};
@@ -64,6 +64,25 @@ pub(super) struct FetchSet {
     known: bool,
     /// Read and not yet acked: seq → the mailbox it is in.
     unacked: BTreeMap<u64, MailboxId>,
+    /// Pages read and not yet handled, in the order they came: at most
+    /// two (the one being handled, and the next, asked for when it was
+    /// started).
+    pages: VecDeque<Slot>,
+    /// The id of the next page read.
+    next_page: u64,
+}
+
+/// A page read: opened off the loop, then started (the relay's
+/// `HomeMailbox` told it arrived, which asks for the next page) and
+/// handled, in turn. Opening runs ahead of the turn: the next page's
+/// seals are opened while this one is, and while the relay reads and
+/// sends the one after.
+#[derive(Debug)]
+struct Slot {
+    page: ReadPage,
+    /// The cursor the drain stood at when the page was started.
+    from: Option<u64>,
+    opened: Option<Vec<Opened>>,
 }
 
 impl FetchSet {
@@ -202,13 +221,9 @@ impl EventLoop {
     }
 
     /// A page of mail arrived: its seals are opened off the loop (an
-    /// X25519 agreement each), and [`EventLoop::on_opened`] stores it. The
-    /// loop meanwhile handles the page before (decrypts, stores, acks it),
-    /// so opening and storing overlap through a long drain.
-    ///
-    /// At most one page per relay is being opened: the next fetch goes out
-    /// only once this page is handled (`HomeMailbox::page_arrived`), so
-    /// pages are handled in the order they were read.
+    /// X25519 agreement each, on two threads), and it is handled in turn
+    /// ([`EventLoop::next_pages`]). The loop meanwhile stores the page
+    /// before, and the relay reads the next.
     pub(super) fn on_items(
         &mut self,
         i: usize,
@@ -250,71 +265,126 @@ impl EventLoop {
         let page = ReadPage {
             relay: i,
             peer: relay.peer,
+            id: relay.set.next_page,
             last,
             got_any,
             more,
             keys_left,
         };
+        relay.set.next_page += 1;
+        relay.set.pages.push_back(Slot {
+            page: page.clone(),
+            from: None,
+            opened: None,
+        });
         let secret = self.me.mailbox.clone();
         let task = tokio::task::spawn_blocking(move || open_all(&secret, &own, placed));
         self.opening
             .push(Box::pin(async move { (page, task.await) }));
+        self.next_pages(i);
     }
 
-    /// The opening of a page ended: store it, or (the opening thread
-    /// died, which it cannot on its own) read it again after a backoff.
+    /// The opening of a page ended: handle it in its turn, or (the opening
+    /// thread died, which it cannot on its own) read it again after a
+    /// backoff.
     pub(super) fn on_opening_done(
         &mut self,
         page: ReadPage,
         opened: Result<Vec<Opened>, tokio::task::JoinError>,
     ) {
+        let now = self.host_clock.now();
+        let Some(relay) = self
+            .home
+            .get_mut(page.relay)
+            .filter(|r| r.peer == page.peer)
+        else {
+            // Replaced while the page was opened: the new relay's mailbox
+            // never asked for it (its mail stays at the old one).
+            return;
+        };
+        let Some(slot) = relay.set.pages.iter_mut().find(|s| s.page.id == page.id) else {
+            // Dropped (its relay stalled or failed in the meantime).
+            return;
+        };
         match opened {
-            Ok(opened) => self.on_opened(page, opened),
+            Ok(opened) => slot.opened = Some(opened),
             Err(e) => {
                 tracing::error!(error = %e, "opening a page of mail failed; reading it again");
-                let now = self.host_clock.now();
-                if let Some(relay) = self.home.get_mut(page.relay)
-                    && relay.peer == page.peer
+                relay.set.pages.clear();
+                relay
+                    .mailbox
+                    .failed(now, "opening a page of mail failed".into());
+                return;
+            }
+        }
+        self.next_pages(page.relay);
+    }
+
+    /// Moves relay `i`'s pages on in turn: the first is started (the next
+    /// page is asked for), and handled once open; then the one after it.
+    fn next_pages(&mut self, i: usize) {
+        loop {
+            let now = self.host_clock.now();
+            let Some(relay) = self.home.get_mut(i) else {
+                return;
+            };
+            let Some(slot) = relay.set.pages.front_mut() else {
+                return;
+            };
+            if slot.from.is_none() {
+                match relay
+                    .mailbox
+                    .page_arrived(now, slot.page.last, slot.page.more)
                 {
-                    relay
-                        .mailbox
-                        .failed(now, "opening a page of mail failed".into());
+                    PageStart::Discard => {
+                        relay.set.pages.pop_front();
+                        continue;
+                    }
+                    PageStart::Handle { from, prefetch } => {
+                        slot.from = Some(from);
+                        // More is waiting: the next page is asked for now,
+                        // so the relay reads and sends it (and its seals are
+                        // opened) while this one is handled.
+                        if let Some(step) = prefetch {
+                            self.drain_step(i, step);
+                        }
+                    }
                 }
             }
+            let Some(relay) = self.home.get_mut(i) else {
+                return;
+            };
+            let ready = relay
+                .set
+                .pages
+                .front()
+                .is_some_and(|s| s.opened.is_some() && s.from.is_some());
+            if !ready {
+                return;
+            }
+            let Some(Slot {
+                page,
+                from: Some(from),
+                opened: Some(opened),
+            }) = relay.set.pages.pop_front()
+            else {
+                return;
+            };
+            self.on_opened(page, from, opened);
         }
     }
 
-    /// A page's seals are open: store it, ack what is durable, and read on.
-    fn on_opened(&mut self, page: ReadPage, opened: Vec<Opened>) {
+    /// A page's seals are open and its turn came: store it, ack what is
+    /// durable, and read on.
+    fn on_opened(&mut self, page: ReadPage, start_cursor: u64, opened: Vec<Opened>) {
         let ReadPage {
             relay: i,
-            peer,
-            last,
             got_any,
             more,
             keys_left,
+            ..
         } = page;
         let now = self.host_clock.now();
-        let Some(relay) = self.home.get_mut(i) else {
-            return;
-        };
-        if relay.peer != peer {
-            // Replaced while the page was opened: the new relay's mailbox
-            // never asked for it.
-            return;
-        }
-        let start_cursor = match relay.mailbox.page_arrived(now, last, more) {
-            PageStart::Discard => return,
-            PageStart::Handle { from, prefetch } => {
-                // More is waiting: the next page is asked for now, so the
-                // relay reads and sends it while this one is decrypted and
-                // stored.
-                if let Some(step) = prefetch {
-                    self.drain_step(i, step);
-                }
-                from
-            }
-        };
         let store = self.store.clone();
         let page = self
             .engine
@@ -400,13 +470,15 @@ pub(super) type Opening = futures::stream::FuturesUnordered<
 >;
 
 /// A page read from a home relay, while its seals are opened.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct ReadPage {
     relay: usize,
     /// The relay at that index when the page came: if it was replaced in
     /// the meantime, the page is dropped (its mail stays there, and is read
     /// again should the relay come back).
     peer: libp2p::PeerId,
+    /// Its place among the relay's pages (`FetchSet::next_page`).
+    id: u64,
     /// The page's last item's seq.
     last: Option<u64>,
     got_any: bool,

@@ -542,8 +542,6 @@ impl ChannelSync {
         self.lacking_from = from;
     }
 
-    /// The next check-in closes a gap of `gap` ms: it comes between half
-    /// and one and a half times that after `now` (`spread`: random).
     /// The first gap after our op set changed: short while we are new to
     /// the channel (not yet primed, or primed under [`NEW_FOR_MS`] ago).
     fn first_gap(&self, now: u64) -> u64 {
@@ -554,6 +552,8 @@ impl ChannelSync {
         }
     }
 
+    /// The next check-in closes a gap of `gap` ms: it comes between half
+    /// and one and a half times that after `now` (`spread`: random).
     fn check_after(&mut self, now: u64, gap: u64, spread: u64) {
         self.check_gap = gap;
         self.check_due = Some(now + gap / 2 + spread % (gap + 1));

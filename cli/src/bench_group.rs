@@ -21,7 +21,12 @@
 //!   inviting it, one after another (before `setup_s` starts);
 //! - `setup_s`: from the last invitation, every member joining and seeing
 //!   every other joined, and the warm-up (each change is published once on
-//!   the group's channel; Olm carries the op set to each invitee);
+//!   the group's channel; Olm carries the op set to each invitee), then
+//!   two quiet seconds (`idle_cores_busy`); its phases, in seconds from the
+//!   same start: `joined_s` (every `group.join` returned), `converged_s`
+//!   (every member sees all N joined), `warm_s` (a message reached all);
+//!   until `converged_s`, all loopback traffic (`setup_loopback_mb`) and
+//!   the process's CPU (`setup_cores_busy`);
 //! - `peak_rss_mib`: the whole process (all N nodes), and per node.
 
 use std::collections::{BTreeMap, HashMap};
@@ -133,6 +138,8 @@ pub async fn group(members: usize, messages: usize, interval_ms: u64, as_json: b
     // (each invitation and join once on the group's channel, what gossip
     // lost repaired by the heads exchange).
     let setup_started = Instant::now();
+    let setup_ticks = cpu_ticks();
+    let setup_bytes = loopback_bytes();
     let deadline = setup_started + Duration::from_secs(60 + (members * members) as u64 / 10);
     // Members join independently, each as soon as its node has the
     // invitation (as people do; one after another, the joins queued
@@ -150,11 +157,15 @@ pub async fn group(members: usize, messages: usize, interval_ms: u64, as_json: b
         }
     });
     futures::future::try_join_all(joins).await?;
+    let joined_s = setup_started.elapsed().as_secs_f64();
     eprintln!(
         "bench group: all joined after {} s; waiting for every member to see all {members}",
         setup_started.elapsed().as_secs()
     );
     let mut report_at = Instant::now() + Duration::from_secs(10);
+    // When each member first saw all N (to the poll's half second): the
+    // spread says whether setup waits on most members or on a few.
+    let mut saw_all: Vec<Option<f64>> = vec![None; members];
     loop {
         let mut behind = Vec::new();
         for (i, node) in nodes.iter().enumerate() {
@@ -166,6 +177,8 @@ pub async fn group(members: usize, messages: usize, interval_ms: u64, as_json: b
                 .members;
             if seen < members {
                 behind.push((i, seen));
+            } else if saw_all[i].is_none() {
+                saw_all[i] = Some(setup_started.elapsed().as_secs_f64());
             }
         }
         if behind.is_empty() {
@@ -201,6 +214,23 @@ pub async fn group(members: usize, messages: usize, interval_ms: u64, as_json: b
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    let converged_s = setup_started.elapsed().as_secs_f64();
+    let setup_mb = loopback_bytes().saturating_sub(setup_bytes) as f64 / 1e6;
+    let setup_cores = cpu_ticks().saturating_sub(setup_ticks) as f64 / 100.0 / converged_s;
+    let mut saw: Vec<f64> = saw_all.into_iter().flatten().collect();
+    saw.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        saw.get(((saw.len() as f64 - 1.0) * q) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    eprintln!(
+        "bench group: every member sees all {members} after {converged_s:.1} s \
+         (members seeing all by: half {:.1} s, 90 % {:.1} s, 99 % {:.1} s); warming up",
+        at(0.5),
+        at(0.9),
+        at(0.99)
+    );
 
     // Each member's arrivals: message id → which member stored it, when.
     let arrivals: Arc<Mutex<Arrivals>> = Arc::default();
@@ -283,6 +313,7 @@ pub async fn group(members: usize, messages: usize, interval_ms: u64, as_json: b
             }
         }
     }
+    let warm_s = setup_started.elapsed().as_secs_f64();
     // Two quiet seconds: what N idle nodes cost (heartbeats, pings, ticks).
     let idle_before = cpu_ticks();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -373,6 +404,11 @@ pub async fn group(members: usize, messages: usize, interval_ms: u64, as_json: b
         "interval_ms": interval_ms,
         "invite_s": invite_s,
         "setup_s": setup_s,
+        "joined_s": (joined_s * 10.0).round() / 10.0,
+        "converged_s": (converged_s * 10.0).round() / 10.0,
+        "warm_s": (warm_s * 10.0).round() / 10.0,
+        "setup_loopback_mb": setup_mb.round(),
+        "setup_cores_busy": (setup_cores * 100.0).round() / 100.0,
         "messages": messages,
         "p50_ms": percentile(&latencies, 0.50) as f64 / 1000.0,
         "p99_ms": percentile(&latencies, 0.99) as f64 / 1000.0,

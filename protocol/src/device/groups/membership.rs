@@ -425,7 +425,18 @@ where
             // nothing of the channel before it holds the key it comes
             // with), and the op to whoever it puts out. Without a publish
             // key yet (an invitee whose key is late), over Olm to everyone.
-            let on_channel = self.publish_ops(ctx, id, new.clone());
+            // Our join goes with the invitation that named us: many
+            // members may have missed it (see `invitation_of`).
+            let mut channel_ops = new.clone();
+            if new.iter().any(|op| matches!(op.action, Action::Join))
+                && let Some(invitation) = self
+                    .groups
+                    .get(&id)
+                    .and_then(|g| invitation_of(&g.ops, &me))
+            {
+                channel_ops.insert(0, invitation);
+            }
+            let on_channel = self.publish_ops(ctx, id, channel_ops);
             let mut to: BTreeSet<AccountId> = after.members.keys().copied().collect();
             to.extend(before.members.keys().copied());
             to.remove(&me);
@@ -625,4 +636,19 @@ where
             self.effects.push_back(GroupEffect::Dial(devices));
         }
     }
+}
+
+/// The newest invitation of `account` in `ops`, which its join descends
+/// from. Published again with the join: an admin inviting many people at
+/// once publishes each invitation before the newest members' meshes have
+/// formed, so many miss it, and every later invitation (each names the one
+/// before as a parent) and every join of its invitee waits for it. From the
+/// invitee a moment later it comes a second time, over other mesh paths.
+fn invitation_of(ops: &OpSet, account: &AccountId) -> Option<GroupOp> {
+    ops.ops()
+        .filter(
+            |op| matches!(&op.action, Action::Invite { card, .. } if card.account() == *account),
+        )
+        .max_by_key(|op| op.at)
+        .cloned()
 }

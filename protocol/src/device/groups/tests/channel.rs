@@ -98,6 +98,20 @@ fn dave_joins_while_carol_is_deaf() -> (Net, GroupId) {
     (net, id)
 }
 
+/// alice, bob and carol in "friends", settled; alice invites dave while
+/// carol is deaf to the topic (she is still). Returns where the channel's
+/// messages stood before the invitation.
+fn dave_invited_while_carol_is_deaf() -> (Net, GroupId, usize) {
+    let mut net = Net::new(&["alice", "bob", "carol", "dave"], config());
+    let id = friends_of_the_first(&mut net, 3);
+    run_for(&mut net, 10_000);
+    let since = net.published.len();
+    net.members[2].deaf = true;
+    net.invite_to_friends(0, 3, false);
+    net.drive();
+    (net, id, since)
+}
+
 /// Time passes in small steps, everything delivered after each.
 fn run_for(net: &mut Net, ms: u64) {
     for _ in 0..ms / 100 {
@@ -184,13 +198,7 @@ fn a_join_missed_on_the_channel_is_repaired_by_heads() {
 /// comes alone, as an earlier version publishes it.
 #[test]
 fn a_join_before_its_invitation_is_applied_when_the_invitation_comes() {
-    let mut net = Net::new(&["alice", "bob", "carol", "dave"], config());
-    let id = friends_of_the_first(&mut net, 3);
-    run_for(&mut net, 10_000);
-    let since = net.published.len();
-    net.members[2].deaf = true;
-    net.invite_to_friends(0, 3, false);
-    net.drive();
+    let (mut net, id, since) = dave_invited_while_carol_is_deaf();
     net.join_friends(3);
     net.members[2].deaf = false;
     let dave = net.members[3].key.id();
@@ -844,13 +852,7 @@ fn heads_far_behind_are_answered_on_the_channel_by_one_member_not_by_all() {
 /// both from dave's join.
 #[test]
 fn a_join_carries_its_invitation_to_members_who_missed_it() {
-    let mut net = Net::new(&["alice", "bob", "carol", "dave"], config());
-    let id = friends_of_the_first(&mut net, 3);
-    run_for(&mut net, 10_000);
-    let since = net.published.len();
-    net.members[2].deaf = true;
-    net.invite_to_friends(0, 3, false);
-    net.drive();
+    let (mut net, id, since) = dave_invited_while_carol_is_deaf();
     net.members[2].deaf = false;
     net.join_friends(3);
     assert_eq!(

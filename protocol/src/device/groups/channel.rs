@@ -94,8 +94,8 @@ pub(super) const CHECK_LAST_MS: u64 = 32 * 60_000;
 /// aside) answers, on the channel. Every member holding the ops would
 /// otherwise answer in its turn until the first answer arrived, and while
 /// a busy group forms the channel is slower than the turns: at 100 members
-/// nearly every member published the op set to every member (1.1–1.5 GB
-/// of traffic in 13–20 s). A few ops lacking are answered as before, in
+/// nearly every member published the op set to every member (0.4–1.5 GB
+/// of loopback traffic during setup). A few ops lacking are answered as before, in
 /// turn by whoever holds them: small, and a second answer is cheap.
 pub(super) const MAX_CHANNEL_ANSWER_OPS: usize = 16;
 /// Ops remembered as spreading, at most (per group): past that, new ops

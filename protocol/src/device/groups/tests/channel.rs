@@ -123,12 +123,6 @@ fn run_for(net: &mut Net, ms: u64) {
 /// Publishes `kind` on the group's channel as member `i` (with the key it
 /// holds) claiming to be `sender`, and delivers it to every member.
 fn publish_as(net: &mut Net, i: usize, id: GroupId, sender: usize, kind: ControlKind) {
-    queue_as(net, i, id, sender, kind);
-    net.drive();
-}
-
-/// [`publish_as`], delivered at the next drive.
-fn queue_as(net: &mut Net, i: usize, id: GroupId, sender: usize, kind: ControlKind) {
     let (topic, key) = net.publish_key(i, id);
     let payload = Payload {
         sender_account: net.members[sender].key.id(),
@@ -142,6 +136,7 @@ fn queue_as(net: &mut Net, i: usize, id: GroupId, sender: usize, kind: ControlKi
         .to_bytes();
     net.topic.push_back((i, id, topic.clone(), bytes.clone()));
     net.published.push((i, topic, bytes));
+    net.drive();
 }
 
 /// A group of six forms; a seventh is invited and joins. The invitation

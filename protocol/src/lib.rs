@@ -69,7 +69,7 @@ pub use keys::{
     verify_account_signature,
 };
 pub use mailbox::{
-    Auth, BatchItem, BatchRequest, DepositItem, DepositResult, DepositRight, DropError,
+    Auth, BatchItem, BatchRequest, DepositItem, DepositKey, DepositResult, DepositRight, DropError,
     GENERATION_MS, KeySet, MAX_BATCH_KEYS, MAX_FETCH_WAIT_MS, MAX_MAILBOX_FRAME, MAX_MAILBOX_ITEMS,
     MAX_PUSH_ENDPOINT_LEN, MAX_REVOKED_HOLDERS, MAX_SEALED_LEN, MAX_UPLOAD_KEYS, MailboxGrant,
     MailboxId, MailboxRequest, MailboxResponse, MailboxSecret, OwnerRequest, PairwiseKey,

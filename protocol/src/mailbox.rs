@@ -22,7 +22,7 @@ mod push;
 mod right;
 
 pub use batch::{BatchItem, BatchRequest, KeySet, MAX_BATCH_KEYS};
-pub use pairwise::{GENERATION_MS, MailboxGrant, PairwiseKey, generation_at};
+pub use pairwise::{DepositKey, GENERATION_MS, MailboxGrant, PairwiseKey, generation_at};
 pub use push::{MAX_PUSH_ENDPOINT_LEN, PushTarget, PushUrl};
 pub use right::DepositRight;
 
@@ -129,7 +129,14 @@ impl MailboxSecret {
 
     /// Opens a sealed envelope addressed to `mailbox`, giving the envelope bytes.
     pub fn open(&self, mailbox: &MailboxId, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
-        let sealed = SealedEnvelope::from_bytes(sealed)?;
+        self.open_envelope(mailbox, &SealedEnvelope::from_bytes(sealed)?)
+    }
+
+    pub(crate) fn open_envelope(
+        &self,
+        mailbox: &MailboxId,
+        sealed: &SealedEnvelope,
+    ) -> Result<Vec<u8>, SealError> {
         let encapped = <Kem as hpke::Kem>::EncappedKey::from_bytes(&sealed.encapped)
             .map_err(|_| SealError::Open)?;
         hpke::single_shot_open::<Aead, Kdf, Kem>(
@@ -144,11 +151,15 @@ impl MailboxSecret {
     }
 }
 
-/// What a relay stores: an envelope sealed to the recipient's mailbox key.
-/// The relay sees its size (the payload inside is padded to a power-of-two
-/// bucket) and nothing else.
+/// What a relay stores: an envelope sealed to the recipient's mailbox key
+/// (HPKE), or under a pairwise mailbox's deposit key
+/// ([`DepositKey`]). The two look alike: 32 bytes that pass for an X25519
+/// key, then the ciphertext. The relay sees the size (the payload inside
+/// is padded to a power-of-two bucket) and nothing else.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealedEnvelope {
+    /// HPKE's encapsulated key, or a deposit-key seal's random head (its
+    /// first 24 bytes are the XChaCha20 nonce).
     pub encapped: [u8; 32],
     pub ciphertext: Vec<u8>,
 }

@@ -441,7 +441,7 @@ impl Body {
                 body.encode(w);
             }
             Body::Mailbox { right, grant } => {
-                w.u8(10);
+                w.u8(12);
                 right.encode(w);
                 grant.encode(w);
             }
@@ -488,11 +488,16 @@ impl Body {
                 }
             }
             9 => Body::Timer(decode_timer(r)?),
+            // The first format: a grant without a version or deposit key.
             10 => Body::Mailbox {
+                right: Box::new(DepositRight::decode(r)?),
+                grant: Box::new(MailboxGrant::decode_unversioned(r)?),
+            },
+            11 => Body::Relays(HomeRelays::decode(r)?),
+            12 => Body::Mailbox {
                 right: Box::new(DepositRight::decode(r)?),
                 grant: Box::new(MailboxGrant::decode(r)?),
             },
-            11 => Body::Relays(HomeRelays::decode(r)?),
             tag => return Err(DecodeError::UnknownTag { what: "body", tag }),
         })
     }
@@ -648,9 +653,10 @@ mod tests {
                 any::<[u8; 32]>(),
                 any::<[u8; 32]>(),
                 any::<u32>(),
-                any::<[u8; 16]>()
+                any::<[u8; 16]>(),
+                any::<Option<[u8; 32]>>()
             )
-                .prop_map(|(device, key, generation, holder)| {
+                .prop_map(|(device, key, generation, holder, deposit_key)| {
                     let right = DepositRight {
                         device: DeviceId(device),
                         holder,
@@ -663,6 +669,7 @@ mod tests {
                         },
                         seal_key: key,
                         generation,
+                        deposit_key: deposit_key.map(crate::DepositKey),
                     };
                     Body::Mailbox {
                         right: Box::new(right),

@@ -1,6 +1,7 @@
 //! Round trips, bounds and seals of the mailbox wire types.
 
 use super::*;
+use crate::ids::AccountId;
 use ed25519_dalek::{Signer, SigningKey};
 use proptest::prelude::*;
 
@@ -24,6 +25,74 @@ fn sealed_envelopes_open_only_for_their_mailbox() {
         MailboxSecret::derive(&[7; 32]).public_key(),
         secret.public_key()
     );
+}
+
+#[test]
+fn deposit_key_seals_open_only_for_their_mailbox_and_look_like_hpke_seals() {
+    let alice = AccountId([1; 32]);
+    let pairwise = PairwiseKey::derive(&[7; 32], &alice, 5);
+    let grant = pairwise.grant([3; 16]);
+    let key = grant
+        .deposit_key
+        .expect("a new grant carries a deposit key");
+    let sealed = grant.seal(b"envelope").unwrap();
+    // What the relay stores: the same length as an HPKE seal, and a head
+    // that could be an X25519 key's encoding (top bit clear).
+    assert_eq!(sealed.len(), SealedEnvelope::sealed_len(8));
+    assert_eq!(sealed[32] & 0x80, 0);
+    assert_eq!(pairwise.open(&sealed).unwrap(), b"envelope");
+    assert_eq!(key.open(&grant.mailbox(), &sealed).unwrap(), b"envelope");
+    // Another mailbox id, another contact's key or a later generation's: no.
+    let other = MailboxId::of(&DeviceId([2; 32]));
+    assert_eq!(key.open(&other, &sealed), Err(SealError::Open));
+    let bob = PairwiseKey::derive(&[7; 32], &AccountId([2; 32]), 5);
+    assert_eq!(bob.open(&sealed), Err(SealError::Open));
+    let later = PairwiseKey::derive(&[7; 32], &alice, 6);
+    assert_eq!(later.open(&sealed), Err(SealError::Open));
+    // A sender holding a grant without a deposit key seals to the HPKE
+    // key, and the owner still opens that.
+    let older = MailboxGrant {
+        deposit_key: None,
+        ..grant
+    };
+    let hpke = older.seal(b"envelope").unwrap();
+    assert_eq!(pairwise.open(&hpke).unwrap(), b"envelope");
+    assert_ne!(key.open(&grant.mailbox(), &hpke), Ok(b"envelope".to_vec()));
+}
+
+#[test]
+fn a_relay_rewriting_a_deposit_key_seals_head_is_caught() {
+    let pairwise = PairwiseKey::derive(&[7; 32], &AccountId([1; 32]), 5);
+    let sealed = pairwise.grant([3; 16]).seal(b"envelope").unwrap();
+    // Byte 1 is the head's first (the nonce); byte 32 its last, outside
+    // the nonce but bound in as associated data.
+    for at in [1, 24, 25, 32, 40] {
+        let mut forged = sealed.clone();
+        forged[at] ^= 1;
+        assert_eq!(pairwise.open(&forged), Err(SealError::Open), "byte {at}");
+    }
+}
+
+#[test]
+fn grants_round_trip_with_and_without_a_deposit_key_and_the_first_format_is_read() {
+    let grant = PairwiseKey::derive(&[7; 32], &AccountId([1; 32]), 5).grant([3; 16]);
+    assert_eq!(grant.to_bytes().len(), 1 + 148 + 32);
+    assert_eq!(MailboxGrant::from_bytes(&grant.to_bytes()), Ok(grant));
+    let older = MailboxGrant {
+        deposit_key: None,
+        ..grant
+    };
+    assert_eq!(MailboxGrant::from_bytes(&older.to_bytes()), Ok(older));
+    // The first format (no version byte, 148 bytes) as `Body` tag 10 still
+    // carries it; as a stored value it no longer decodes (the contact
+    // sends its grant again).
+    let first = older.to_bytes()[1..].to_vec();
+    let mut r = Reader::new(&first);
+    assert_eq!(MailboxGrant::decode_unversioned(&mut r), Ok(older));
+    assert!(r.finish("grant").is_ok());
+    assert!(MailboxGrant::from_bytes(&first).is_err());
+    // The key never reaches a log.
+    assert!(!format!("{grant:?}").contains(&format!("{:?}", grant.deposit_key.unwrap().0)));
 }
 
 #[test]

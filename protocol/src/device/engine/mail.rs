@@ -91,15 +91,18 @@ where
         };
         // The pairwise mailbox the device gave us while its grant lasts,
         // else its own (what its card names).
-        let (mailbox, mailbox_key, right) = match self.grants.get(device) {
-            Some(grant) if grant.usable_at(ctx.now.unix_ms) => {
-                (grant.mailbox(), grant.seal_key, Some(grant.right))
-            }
-            _ => (
-                MailboxId::of(device),
-                device_key,
-                self.rights.get(device).copied(),
-            ),
+        let grant = self
+            .grants
+            .get(device)
+            .filter(|grant| grant.usable_at(ctx.now.unix_ms))
+            .copied();
+        let (mailbox, right) = match &grant {
+            Some(grant) => (grant.mailbox(), Some(grant.right)),
+            None => (MailboxId::of(device), self.rights.get(device).copied()),
+        };
+        let seal = |envelope: &[u8]| match &grant {
+            Some(grant) => grant.seal(envelope),
+            None => SealedEnvelope::seal(&device_key, &mailbox, envelope),
         };
         for (relay, addr) in self.relays_of(device) {
             if self.routes.is_depositing(*device, relay)
@@ -133,7 +136,7 @@ where
                     break;
                 };
                 if entry.sealed(&mailbox).is_none() {
-                    match SealedEnvelope::seal(&mailbox_key, &mailbox, envelope) {
+                    match seal(envelope) {
                         Ok(sealed) => entry.set_sealed(mailbox, sealed),
                         Err(_) => {
                             unsealable = true;

@@ -96,3 +96,51 @@ fn a_grant_is_used_through_the_next_generation_then_the_devices_own_mailbox() {
     );
     assert!(net.relay_store.is_empty());
 }
+
+/// The sealed envelopes of the deposits the relay got, in order.
+fn deposited_seals(net: &Net) -> Vec<Vec<u8>> {
+    net.relay_log
+        .iter()
+        .filter_map(|r| match r {
+            MailboxRequest::Deposit { items, .. } => Some(items),
+            _ => None,
+        })
+        .flat_map(|items| items.iter().map(|i| i.sealed.clone()))
+        .collect()
+}
+
+#[test]
+fn a_contacts_mail_is_sealed_under_its_deposit_key_and_an_older_grant_still_reaches_bob() {
+    let mut net = bob_away();
+    let bob = net.devs[1].keys.device_id;
+    let grant = net.devs[0].disk.grants[&bob];
+    let key = grant
+        .deposit_key
+        .expect("bob's grant carries a deposit key");
+    // carol holds a grant of the first format (an owner before deposit
+    // keys gave it): she seals to its HPKE key.
+    let carols_grant = net.devs[2].disk.grants[&bob];
+    let older = crate::MailboxGrant {
+        deposit_key: None,
+        ..carols_grant
+    };
+    net.call(2, |e, _, _| e.restore_grant(bob, older));
+    net.send(0, "bob", "under the deposit key");
+    net.send(2, "bob", "to the mailbox key");
+    net.advance_10(FIRST_RETRY_MS);
+    let seals = deposited_seals(&net);
+    assert_eq!(seals.len(), 2);
+    assert!(key.open(&grant.mailbox(), &seals[0]).is_ok(), "alice's");
+    let carols_key = carols_grant.deposit_key.expect("carol's grant had one");
+    assert!(
+        carols_key.open(&older.mailbox(), &seals[1]).is_err(),
+        "carol's is not under the deposit key: bob opens it with HPKE"
+    );
+    net.devs[1].online = true;
+    net.advance_10(POLL_MS);
+    assert_eq!(
+        net.devs[1].disk.incoming(),
+        ["under the deposit key", "to the mailbox key"]
+    );
+    assert!(net.relay_store.is_empty());
+}

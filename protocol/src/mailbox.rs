@@ -86,6 +86,8 @@ pub enum SealError {
     BadKey,
     #[error("the sealed envelope does not open with this mailbox key")]
     Open,
+    #[error("the envelope is too long to seal")]
+    TooLong,
     #[error("the sealed envelope is malformed: {0}")]
     Decode(#[from] DecodeError),
 }

@@ -165,7 +165,7 @@ impl DepositKey {
                     aad: &Self::aad(mailbox, &head),
                 },
             )
-            .map_err(|_| SealError::Open)?;
+            .map_err(|_| SealError::TooLong)?;
         Ok(SealedEnvelope {
             encapped: head,
             ciphertext,

@@ -15,6 +15,7 @@ mod outbox;
 mod presence;
 mod records;
 mod routes;
+mod seen;
 mod sharing;
 #[cfg(test)]
 mod testkit;
@@ -49,6 +50,7 @@ pub use records::{
     PublishKeyRecord, Status,
 };
 pub use routes::{Routes, UNREACHABLE_FOR_MS};
+pub use seen::SeenKey;
 pub use sharing::{
     Accepted, MAX_HEARTBEAT_MS, OwnPresenceRecord, PUSH_INTERVAL_MS, PresenceBook, PresenceEffect,
     PresenceRecord, PresenceSelf, PresenceSummary, PresenceWrite, World,

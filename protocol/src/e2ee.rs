@@ -326,6 +326,18 @@ impl OlmDevice {
     }
 }
 
+/// The Olm chain an envelope's message belongs to (its ratchet key) and
+/// its index in that chain, read from the message's clear header; `None`
+/// if the message does not parse.
+pub fn chain_position(envelope: &Envelope) -> Option<([u8; 32], u64)> {
+    let message = OlmMessage::from_parts(envelope.kind as usize, &envelope.ciphertext).ok()?;
+    let message = match &message {
+        OlmMessage::PreKey(pre_key) => pre_key.message(),
+        OlmMessage::Normal(message) => message,
+    };
+    Some((message.ratchet_key().to_bytes(), message.chain_index()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -87,6 +87,7 @@ impl Batch {
             matches!(
                 op,
                 Op::PutSeen(..)
+                    | Op::PutSeenKey(..)
                     | Op::PutMessage(..)
                     | Op::PutClock(_)
                     | Op::DeleteOutbox(_)

@@ -57,7 +57,7 @@ fn push_ops(write: DeviceWrite, ops: &mut Vec<Op>) {
             Op::RaiseStatus(conversation, id, status)
         }
         DeviceWrite::MarkRead(conversation, ids) => Op::MarkRead(conversation, ids),
-        DeviceWrite::Seen(digest, at) => Op::PutSeen(digest, at),
+        DeviceWrite::Seen(key, at) => Op::PutSeenKey(key.prefix, key.digest, at),
         DeviceWrite::DepositRight(device, right) => Op::PutRight(device, right),
         DeviceWrite::MailboxGrant(device, grant) => Op::PutGrant(device, grant.to_bytes()),
         DeviceWrite::HomeRelays(device, stated) => Op::PutDeviceRelays(device, stated.to_bytes()),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use hush_protocol::device::{
     Acceptance, Ctx, DeviceLookup, Group, GroupAfter, GroupEffect, GroupNotice, GroupSelf,
-    GroupWrite, Severity,
+    GroupWrite, SeenKey, Severity,
 };
 use hush_protocol::{
     AccountId, Action, ContactCard, ConversationId, GroupId, HistoryRequest, HistoryResponse,
@@ -166,8 +166,8 @@ pub(super) fn load_groups(store: &Store, me: &Me, config: GroupConfig) -> Book {
 
 impl DeviceLookup for Store {
     type Error = StoreError;
-    fn seen(&self, digest: &[u8; 32]) -> Result<bool, StoreError> {
-        Store::seen(self, digest)
+    fn seen(&self, key: &SeenKey) -> Result<bool, StoreError> {
+        Store::seen(self, key)
     }
     fn message(
         &self,
@@ -200,7 +200,7 @@ fn op_of(write: GroupWrite) -> Op {
         GroupWrite::DropInbound(id) => Op::DeleteInbound(id.0),
         GroupWrite::Pending(session, digest, record) => Op::PutPending(session.0, digest, record),
         GroupWrite::DropPending(session, digest) => Op::DeletePending(session.0, digest),
-        GroupWrite::Seen(digest, at) => Op::PutSeen(digest, at),
+        GroupWrite::Seen(key, at) => Op::PutSeenKey(key.prefix, key.digest, at),
         GroupWrite::Message(conversation, record) => Op::PutMessage(conversation, record),
         GroupWrite::File(conversation, id, file) => Op::PutFile(conversation, id, file),
         GroupWrite::Receipt(conversation, message, account, kind) => {

@@ -36,7 +36,13 @@ const SESSIONS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("olm_se
 const MESSAGES: TableDefinition<(&[u8; 32], u128), &[u8]> = TableDefinition::new("messages");
 const UNREAD: TableDefinition<(&[u8; 32], u128), ()> = TableDefinition::new("unread");
 const OUTBOX: TableDefinition<(u128, &[u8; 32]), &[u8]> = TableDefinition::new("outbox");
+/// Digests of messages received before `SEEN_BY_CHAIN` (read, pruned, no
+/// longer written but by a write-ahead log from before it).
 const SEEN: TableDefinition<&[u8; 32], u64> = TableDefinition::new("seen_envelopes");
+/// (chain and place, digest) → when: received messages' digests, a
+/// chain's side by side (see `SeenKey`).
+const SEEN_BY_CHAIN: TableDefinition<(&[u8; 16], &[u8; 32]), u64> =
+    TableDefinition::new("seen_by_chain");
 /// Per contact account: what we share with them and what they share with us.
 const PRESENCE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("presence");
 /// Per group: our Megolm sending session and relay cursors.
@@ -222,6 +228,7 @@ impl Store {
             txn.open_table(UNREAD)?;
             txn.open_table(OUTBOX)?;
             txn.open_table(SEEN)?;
+            txn.open_table(SEEN_BY_CHAIN)?;
             txn.open_table(PRESENCE)?;
             txn.open_table(GROUPS)?;
             txn.open_table(GROUP_OPS)?;
@@ -733,27 +740,48 @@ impl Store {
             .collect()
     }
 
-    pub fn seen(&self, digest: &[u8; 32]) -> Result<bool, StoreError> {
+    /// Whether a message is stored: under its key, or (received before
+    /// keys had a prefix) under its digest alone.
+    pub fn seen(&self, key: &hush_protocol::device::SeenKey) -> Result<bool, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(SEEN)?;
-        Ok(table.get(digest)?.is_some())
+        if txn
+            .open_table(SEEN_BY_CHAIN)?
+            .get((&key.prefix, &key.digest))?
+            .is_some()
+        {
+            return Ok(true);
+        }
+        Ok(txn.open_table(SEEN)?.get(&key.digest)?.is_some())
     }
 
-    /// Forgets envelope digests older than `cutoff_ms`; returns how many.
+    /// Forgets message digests older than `cutoff_ms`; returns how many.
     pub fn prune_seen(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
         let txn = self.db.begin_write()?;
         let removed = {
-            let mut table = txn.open_table(SEEN)?;
+            let mut table = txn.open_table(SEEN_BY_CHAIN)?;
             let old = table
+                .iter()?
+                .filter_map(|row| row.ok())
+                .filter(|(_, at)| at.value() < cutoff_ms)
+                .map(|(k, _)| {
+                    let (prefix, digest) = k.value();
+                    (*prefix, *digest)
+                })
+                .collect::<Vec<([u8; 16], [u8; 32])>>();
+            for (prefix, digest) in &old {
+                table.remove((prefix, digest))?;
+            }
+            let mut before = txn.open_table(SEEN)?;
+            let older = before
                 .iter()?
                 .filter_map(|row| row.ok())
                 .filter(|(_, at)| at.value() < cutoff_ms)
                 .map(|(k, _)| *k.value())
                 .collect::<Vec<[u8; 32]>>();
-            for k in &old {
-                table.remove(k)?;
+            for k in &older {
+                before.remove(k)?;
             }
-            old.len()
+            old.len() + older.len()
         };
         txn.commit()?;
         Ok(removed)

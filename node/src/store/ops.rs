@@ -12,7 +12,8 @@ use super::{
     FALLBACK_KEY, FALLBACK_MADE_KEY, FILES, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUP_RECEIPTS,
     GROUPS, LISTEN_KEY, MAILBOX_GRANTS, MEGOLM_IN, MESSAGES, META, MUTED, OLM_ACCOUNT_KEY, OUTBOX,
     OWN_PRESENCE_KEY, OutboxKey, PRESENCE, PUSH_ENDPOINT_KEY, RELAYS_FOUND_KEY, RELAYS_KEY,
-    RETIRED_RELAYS_KEY, SEEN, SESSIONS, StoreError, TIMERS, UNREAD, WAL_KEY, decode, encode,
+    RETIRED_RELAYS_KEY, SEEN, SEEN_BY_CHAIN, SESSIONS, StoreError, TIMERS, UNREAD, WAL_KEY, decode,
+    encode,
 };
 use crate::records::{
     ContactRecord, ContactTrust, FileRecord, GroupRecord, InboundRecord, MessageKind,
@@ -37,6 +38,8 @@ pub enum Op {
     MarkRead(ConversationId, Vec<MessageId>),
     PutOutbox(OutboxKey, OutboxRecord),
     DeleteOutbox(OutboxKey),
+    /// A digest under the digest alone: only from a write-ahead log
+    /// written before [`Op::PutSeenKey`].
     PutSeen([u8; 32], u64),
     /// A contact device's deposit right for us.
     PutRight(DeviceId, #[serde(with = "right_bytes")] DepositRight),
@@ -96,6 +99,8 @@ pub enum Op {
     /// Where the home relays wake this device while it is offline
     /// (`None`: nowhere).
     PutPushEndpoint(Option<String>),
+    /// A received message's digest under its `SeenKey` (prefix, digest).
+    PutSeenKey([u8; 16], [u8; 32], u64),
 }
 
 /// A message record as formats 1 to 3 stored it (no timer, no kind).
@@ -141,6 +146,7 @@ struct Tables<'t> {
     unread: Slot<'t, (Id, u128), ()>,
     outbox: Slot<'t, (u128, Id), Bytes>,
     seen: Slot<'t, Id, u64>,
+    seen_by_chain: Slot<'t, (&'static [u8; 16], Id), u64>,
     presence: Slot<'t, Id, Bytes>,
     groups: Slot<'t, Id, Bytes>,
     group_ops: Slot<'t, (Id, Id), Bytes>,
@@ -329,6 +335,10 @@ pub(super) fn write(
                 }
                 Op::PutSeen(digest, at) => {
                     table(&txn, &mut t.seen, SEEN)?.insert(&digest, at)?;
+                }
+                Op::PutSeenKey(prefix, digest, at) => {
+                    table(&txn, &mut t.seen_by_chain, SEEN_BY_CHAIN)?
+                        .insert((&prefix, &digest), at)?;
                 }
                 Op::PutRight(device, right) => {
                     table(&txn, &mut t.rights, DEPOSIT_RIGHTS)?

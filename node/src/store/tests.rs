@@ -1,5 +1,6 @@
 use super::*;
 use crate::records::Status;
+use hush_protocol::device::SeenKey;
 
 fn key() -> DbKey {
     DbKey::from_bytes([9; 32])
@@ -189,8 +190,12 @@ fn a_home_written_with_array_keys_reads_with_reference_keys() {
         txn.commit().unwrap();
     }
     let store = Store::open(&path, &key()).unwrap();
-    assert!(store.seen(&[7; 32]).unwrap());
-    assert!(!store.seen(&[8; 32]).unwrap());
+    let seen = |digest: [u8; 32]| SeenKey {
+        prefix: [1; 16],
+        digest,
+    };
+    assert!(store.seen(&seen([7; 32])).unwrap());
+    assert!(!store.seen(&seen([8; 32])).unwrap());
     let history = store
         .history(&ConversationId(conversation), None, 10)
         .unwrap();
@@ -199,7 +204,42 @@ fn a_home_written_with_array_keys_reads_with_reference_keys() {
     store
         .apply(vec![Op::PutSeen([8; 32], 6)], Durability::Now)
         .unwrap();
-    assert!(store.seen(&[8; 32]).unwrap());
+    assert!(store.seen(&seen([8; 32])).unwrap());
+}
+
+/// Digests kept under their chain's prefix are found by the whole key
+/// only; those of an older home (the digest alone) by the digest; both
+/// are pruned by age.
+#[test]
+fn received_digests_are_kept_by_chain_and_pruned_with_the_older_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("hush.redb"), &key()).unwrap();
+    let key_of = |chain: u8, at: u64, digest: u8| SeenKey {
+        prefix: {
+            let mut p = [chain; 16];
+            p[8..].copy_from_slice(&at.to_be_bytes());
+            p
+        },
+        digest: [digest; 32],
+    };
+    let (a, b) = (key_of(1, 1, 7), key_of(1, 2, 8));
+    store
+        .apply(
+            vec![
+                Op::PutSeenKey(a.prefix, a.digest, 10),
+                Op::PutSeenKey(b.prefix, b.digest, 20),
+                Op::PutSeen([9; 32], 5),
+            ],
+            Durability::Now,
+        )
+        .unwrap();
+    assert!(store.seen(&a).unwrap() && store.seen(&b).unwrap());
+    // The same digest in another place of the chain is another message.
+    assert!(!store.seen(&key_of(1, 3, 7)).unwrap());
+    assert!(store.seen(&key_of(4, 4, 9)).unwrap(), "an older digest");
+    assert_eq!(store.prune_seen(15).unwrap(), 2);
+    assert!(!store.seen(&a).unwrap() && !store.seen(&key_of(4, 4, 9)).unwrap());
+    assert!(store.seen(&b).unwrap());
 }
 
 #[test]

@@ -46,7 +46,7 @@ use std::sync::Arc;
 use crate::device::{
     CardReach, ContactBook, ContactRecord, ContactTrust, Ctx, DeviceLookup, FileRecord, GroupBook,
     GroupEffect, Inbox, KeyService, MAX_OUTBOX_ENTRIES, MessageRecord, Outbox, OutboxKey,
-    OutboxKind, OutboxRecord, Routes, Severity, Status,
+    OutboxKind, OutboxRecord, Routes, SeenKey, Severity, Status,
 };
 use crate::{
     AccountId, AckBatch, Body, ContactCard, ConversationId, DepositRight, DeviceId, DeviceKeys,
@@ -87,8 +87,9 @@ pub enum DeviceWrite {
     /// Raises a message's status; never lowers it.
     RaiseStatus(ConversationId, MessageId, Status),
     MarkRead(ConversationId, Vec<MessageId>),
-    /// An envelope's digest: the same bytes are not stored twice.
-    Seen([u8; 32], u64),
+    /// An envelope's digest (under its [`SeenKey`]): the same bytes are not
+    /// stored twice.
+    Seen(SeenKey, u64),
     /// A contact device's deposit right for us (replaces the one stored).
     DepositRight(DeviceId, DepositRight),
     /// A contact device's pairwise mailbox for us (replaces the one

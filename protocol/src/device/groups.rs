@@ -42,6 +42,7 @@ use std::hash::Hash;
 use self::sources::Sources;
 use crate::device::{
     CardReach, Ctx, GroupRecord, InboundRecord, MessageRecord, PendingRecord, PublishKeyRecord,
+    SeenKey,
 };
 use crate::{
     AccountId, AccountKey, ContactCard, ConversationId, DeviceId, GroupError, GroupId, GroupOp,
@@ -214,8 +215,9 @@ pub enum GroupWrite {
     /// A message kept until its session's key arrives: (session, digest).
     Pending(SessionId, [u8; 32], PendingRecord),
     DropPending(SessionId, [u8; 32]),
-    /// A message's digest, stored: the same bytes are not read twice.
-    Seen([u8; 32], u64),
+    /// A message's digest, stored (under its [`SeenKey`]): the same bytes
+    /// are not read twice.
+    Seen(SeenKey, u64),
     /// Inserted unless one with the same id is stored.
     Message(ConversationId, MessageRecord),
     /// The file a message carries (stored beside it).
@@ -336,8 +338,8 @@ pub enum Severity {
 /// Reads the engine makes of what the host stored.
 pub trait DeviceLookup {
     type Error: fmt::Display;
-    /// Whether a message digest is stored ([`GroupWrite::Seen`]).
-    fn seen(&self, digest: &[u8; 32]) -> Result<bool, Self::Error>;
+    /// Whether a message is stored, by its [`SeenKey`] ([`GroupWrite::Seen`]).
+    fn seen(&self, key: &SeenKey) -> Result<bool, Self::Error>;
     fn message(
         &self,
         conversation: &ConversationId,

@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 use std::hash::Hash;
 
-use crate::device::ContactBook;
+use crate::device::{ContactBook, SeenKey};
 use crate::{AccountId, DeviceId, DeviceKeys, Envelope, OlmDevice, Payload, RejectReason, Wire};
 
 /// Where an envelope came from.
@@ -31,6 +31,8 @@ pub struct Opened {
     pub payload: Payload,
     /// Stored with what the payload carries; in progress until then.
     pub digest: [u8; 32],
+    /// Where the digest is stored.
+    pub seen: SeenKey,
 }
 
 /// What became of an envelope that was not refused.
@@ -60,13 +62,14 @@ impl Inbox {
         bytes: &[u8],
         contacts: &ContactBook<P, A>,
         olm: &mut OlmDevice,
-        seen: impl FnOnce(&[u8; 32]) -> Result<bool, E>,
+        seen: impl FnOnce(&SeenKey) -> Result<bool, E>,
     ) -> Result<Arrival, RejectReason> {
         let envelope = Envelope::from_bytes(bytes).map_err(|_| RejectReason::Malformed)?;
         if envelope.recipient != *me {
             return Err(RejectReason::WrongRecipient);
         }
         let digest = Envelope::digest(bytes);
+        let key = SeenKey::of_envelope(&envelope, digest);
         if self.receiving.contains(&digest) {
             return Ok(Arrival::InProgress);
         }
@@ -87,7 +90,7 @@ impl Inbox {
         let plaintext = match olm.decrypt(&envelope) {
             Ok(plaintext) => plaintext,
             Err(_) => {
-                let stored = seen(&digest).map_err(|_| RejectReason::Unavailable)?;
+                let stored = seen(&key).map_err(|_| RejectReason::Unavailable)?;
                 return if stored {
                     Ok(Arrival::AlreadyStored)
                 } else {
@@ -105,6 +108,7 @@ impl Inbox {
             keys,
             payload,
             digest,
+            seen: key,
         })))
     }
 
@@ -185,7 +189,7 @@ mod tests {
         (alice, bob)
     }
 
-    fn never(_: &[u8; 32]) -> Result<bool, Infallible> {
+    fn never(_: &SeenKey) -> Result<bool, Infallible> {
         Ok(false)
     }
 
@@ -207,8 +211,11 @@ mod tests {
         let again = inbox.open(&me, Source::Mailbox, &bytes, &book, &mut bob.olm, never);
         assert!(matches!(again, Ok(Arrival::InProgress)));
         inbox.settled(&opened.digest);
-        // Stored: recognised by the digest (the message key is spent).
-        let stored = |d: &[u8; 32]| Ok::<_, Infallible>(*d == opened.digest);
+        // Stored: recognised by the digest (the message key is spent),
+        // kept after the Olm chain's place of the message.
+        assert_eq!(opened.seen.digest, opened.digest);
+        assert_ne!(opened.seen.prefix[4..], [0; 12], "the chain and its index");
+        let stored = |k: &SeenKey| Ok::<_, Infallible>(*k == opened.seen);
         let known = inbox.open(&me, Source::Mailbox, &bytes, &book, &mut bob.olm, stored);
         assert!(matches!(known, Ok(Arrival::AlreadyStored)));
         // Not stored (lost in a crash before the commit): undecryptable,
@@ -216,9 +223,34 @@ mod tests {
         let lost = inbox.open(&me, Source::Mailbox, &bytes, &book, &mut bob.olm, never);
         assert_eq!(lost.err(), Some(RejectReason::Undecryptable));
         // The store failing: try again later.
-        let failing = |_: &[u8; 32]| Err::<bool, ()>(());
+        let failing = |_: &SeenKey| Err::<bool, ()>(());
         let busy = inbox.open(&me, Source::Mailbox, &bytes, &book, &mut bob.olm, failing);
         assert_eq!(busy.err(), Some(RejectReason::Unavailable));
+    }
+
+    #[test]
+    fn a_chains_envelopes_are_kept_side_by_side_in_the_order_sent() {
+        let (mut alice, bob) = pair();
+        let keys: Vec<SeenKey> = (1..=5)
+            .map(|n| {
+                let padded = text(&alice, alice.account.clone(), n);
+                let envelope = alice.olm.encrypt(&bob.keys, &padded).unwrap();
+                SeenKey::of_envelope(&envelope, Envelope::digest(&envelope.to_bytes()))
+            })
+            .collect();
+        // One chain: the same 8-byte prefix, then the index, so the keys
+        // sort in the order sent whatever their digests.
+        assert!(keys.iter().all(|k| k.prefix[..8] == keys[0].prefix[..8]));
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        // A junk message still has a key (its sender's part alone).
+        let mut junk = alice
+            .olm
+            .encrypt(&bob.keys, &text(&alice, alice.account.clone(), 6))
+            .unwrap();
+        junk.ciphertext = vec![0xff; 8];
+        let key = SeenKey::of_envelope(&junk, [9; 32]);
+        assert_eq!(key.prefix[4..], [0; 12]);
+        assert_eq!(key.prefix[..4], junk.sender_key[..4]);
     }
 
     #[test]

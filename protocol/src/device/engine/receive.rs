@@ -110,19 +110,17 @@ where
         bytes: &[u8],
     ) -> Result<Received, RejectReason> {
         let me = self.me.device_id();
-        let arrival = self.inbox.open(
-            &me,
-            source,
-            bytes,
-            &self.contacts,
-            &mut self.olm,
-            |digest| lookup.seen(digest),
-        )?;
+        let arrival =
+            self.inbox
+                .open(&me, source, bytes, &self.contacts, &mut self.olm, |key| {
+                    lookup.seen(key)
+                })?;
         let Opened {
             account,
             keys,
             payload,
             digest,
+            seen,
         } = match arrival {
             Arrival::New(opened) => *opened,
             Arrival::InProgress => return Ok(Received::InProgress),
@@ -131,7 +129,7 @@ where
         // Accepted: its digest goes to disk in the same batch as what it
         // carries.
         self.effects.extend([
-            DeviceEffect::Write(DeviceWrite::Seen(digest, ctx.now.unix_ms)),
+            DeviceEffect::Write(DeviceWrite::Seen(seen, ctx.now.unix_ms)),
             DeviceEffect::After(DeviceAfter::Received(digest)),
         ]);
         let conversation = ConversationId::direct(&self.me.account, &account);

@@ -42,7 +42,7 @@ fn reach(card: &ContactCard) -> CardReach<DeviceId, ()> {
 
 #[derive(Default)]
 struct Disk {
-    seen: HashSet<[u8; 32]>,
+    seen: HashSet<crate::device::SeenKey>,
     messages: BTreeMap<(ConversationId, MessageId), MessageRecord>,
     read: HashSet<(ConversationId, MessageId)>,
     outbox: BTreeMap<OutboxKey, OutboxRecord>,
@@ -54,8 +54,8 @@ struct Disk {
 
 impl DeviceLookup for Disk {
     type Error = std::convert::Infallible;
-    fn seen(&self, digest: &[u8; 32]) -> Result<bool, Self::Error> {
-        Ok(self.seen.contains(digest))
+    fn seen(&self, key: &crate::device::SeenKey) -> Result<bool, Self::Error> {
+        Ok(self.seen.contains(key))
     }
     fn message(
         &self,

@@ -38,7 +38,8 @@ use super::{
     ASK_AFTER_MS, DeviceLookup, GroupAfter, GroupBook, GroupEffect, GroupWrite, SYNC_AFTER_MS,
     Severity, chunks, membership::OpsFrom, receive::Received,
 };
-use crate::device::Ctx;
+use crate::CHANNEL_SESSION;
+use crate::device::{Ctx, SeenKey};
 use crate::{
     AccountId, Body, ControlKind, GroupControl, GroupId, GroupMessage, GroupOp, OpHash, Payload,
     Wire,
@@ -181,7 +182,7 @@ where
             .to_bytes();
         self.effects.extend([
             GroupEffect::Write(GroupWrite::Seen(
-                GroupMessage::digest(&bytes),
+                SeenKey::of_group(&CHANNEL_SESSION, GroupMessage::digest(&bytes)),
                 ctx.now.unix_ms,
             )),
             GroupEffect::After(GroupAfter::Publish {
@@ -386,7 +387,10 @@ where
         };
         self.receiving.insert(digest);
         self.effects.extend([
-            GroupEffect::Write(GroupWrite::Seen(digest, ctx.now.unix_ms)),
+            GroupEffect::Write(GroupWrite::Seen(
+                SeenKey::of_group(&message.session, digest),
+                ctx.now.unix_ms,
+            )),
             GroupEffect::After(GroupAfter::Settled(digest)),
         ]);
         match kind {

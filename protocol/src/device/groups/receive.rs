@@ -13,7 +13,7 @@ use super::{
     GroupWrite, MAX_AWAITING, MAX_EARLY_ROOM_KEYS, MAX_GROUPS, MAX_OUTSIDERS_LOGGED,
     MAX_UNCLAIMED_BYTES, UNCLAIMED_FOR_MS, VALIDATION_WAIT_MS, Waiting,
 };
-use crate::device::{Ctx, GroupRecord, MessageRecord, PendingRecord, Status};
+use crate::device::{Ctx, GroupRecord, MessageRecord, PendingRecord, SeenKey, Status};
 use crate::{
     AccountId, Action, Body, CHANNEL_SESSION, ControlKind, ConversationId, DeviceId, GroupControl,
     GroupId, GroupMessage, GroupOp, MegolmInbound, OpHash, OpSet, Payload, ReceiptKind, SessionId,
@@ -111,8 +111,10 @@ where
             // ops that would tell it come this way.
             (Some(id), Ok(m)) if m.session == CHANNEL_SESSION => {
                 let digest = GroupMessage::digest(data);
-                let read =
-                    self.receiving.contains(&digest) || lookup.seen(&digest).unwrap_or(false);
+                let read = self.receiving.contains(&digest)
+                    || lookup
+                        .seen(&SeenKey::of_group(&m.session, digest))
+                        .unwrap_or(false);
                 if read
                     || self.on_channel(ctx, lookup, id, topic, &m, digest, true) == Received::Read
                 {
@@ -199,7 +201,8 @@ where
             };
             if message.session == CHANNEL_SESSION {
                 let digest = GroupMessage::digest(&bytes);
-                if !self.receiving.contains(&digest) && !lookup.seen(&digest).unwrap_or(false) {
+                let seen = SeenKey::of_group(&message.session, digest);
+                if !self.receiving.contains(&digest) && !lookup.seen(&seen).unwrap_or(false) {
                     self.on_channel(ctx, lookup, id, topic, &message, digest, false);
                 }
                 last = Some(seq);
@@ -293,7 +296,8 @@ where
             return Received::Refused;
         };
         let digest = GroupMessage::digest(bytes);
-        if self.receiving.contains(&digest) || lookup.seen(&digest).unwrap_or(false) {
+        let seen = SeenKey::of_group(&message.session, digest);
+        if self.receiving.contains(&digest) || lookup.seen(&seen).unwrap_or(false) {
             return Received::Read;
         }
         let Some(inbound) = self.inbound.get_mut(&message.session) else {
@@ -347,7 +351,7 @@ where
         let now = ctx.now.unix_ms;
         self.receiving.insert(digest);
         self.effects.extend([
-            GroupEffect::Write(GroupWrite::Seen(digest, now)),
+            GroupEffect::Write(GroupWrite::Seen(seen, now)),
             GroupEffect::After(GroupAfter::Settled(digest)),
         ]);
         if self.blocked.contains(&account) {

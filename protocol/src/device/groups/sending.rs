@@ -9,7 +9,7 @@ use super::{
     RECEIPT_BATCH_MS, Standing,
 };
 
-use crate::device::{Ctx, FileRecord, FileState, MessageRecord};
+use crate::device::{Ctx, FileRecord, FileState, MessageRecord, SeenKey};
 use crate::{
     AccountId, Body, ControlKind, ConversationId, FileOffer, GroupId, GroupMessage, MAX_TEXT_LEN,
     MegolmInbound, MegolmOutbound, MessageId, Payload, ReceiptKind, Wire, room_key_claim,
@@ -164,7 +164,10 @@ where
         if let Some((topic, message)) = sealed {
             let bytes = message.to_bytes();
             self.effects.extend([
-                GroupEffect::Write(GroupWrite::Seen(GroupMessage::digest(&bytes), now)),
+                GroupEffect::Write(GroupWrite::Seen(
+                    SeenKey::of_group(&message.session, GroupMessage::digest(&bytes)),
+                    now,
+                )),
                 GroupEffect::After(GroupAfter::Publish {
                     group: id,
                     topic,

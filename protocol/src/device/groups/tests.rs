@@ -30,7 +30,7 @@ fn reach(card: &ContactCard) -> CardReach<DeviceId, ()> {
 /// What one member's host stored.
 #[derive(Default)]
 struct Disk {
-    seen: HashSet<[u8; 32]>,
+    seen: HashSet<crate::device::SeenKey>,
     messages: BTreeMap<(ConversationId, MessageId), MessageRecord>,
     pending: BTreeMap<(crate::SessionId, [u8; 32]), PendingRecord>,
     read: HashSet<(ConversationId, MessageId)>,
@@ -40,8 +40,8 @@ struct Disk {
 
 impl DeviceLookup for Disk {
     type Error = std::convert::Infallible;
-    fn seen(&self, digest: &[u8; 32]) -> Result<bool, Self::Error> {
-        Ok(self.seen.contains(digest))
+    fn seen(&self, key: &crate::device::SeenKey) -> Result<bool, Self::Error> {
+        Ok(self.seen.contains(key))
     }
     fn message(
         &self,

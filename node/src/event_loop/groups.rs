@@ -176,6 +176,12 @@ impl DeviceLookup for Store {
     ) -> Result<Option<MessageRecord>, StoreError> {
         Store::message(self, conversation, id)
     }
+    fn statuses(
+        &self,
+        wanted: &[(ConversationId, MessageId)],
+    ) -> Result<Vec<Option<crate::records::Status>>, StoreError> {
+        Store::statuses(self, wanted)
+    }
     fn pending(&self, session: &SessionId) -> Result<Vec<([u8; 32], PendingRecord)>, StoreError> {
         Store::pending(self, &session.0)
     }

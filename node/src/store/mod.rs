@@ -691,6 +691,25 @@ impl Store {
             .transpose()
     }
 
+    /// The statuses of these messages (`None`: not stored), in order, in
+    /// one read transaction.
+    pub fn statuses(
+        &self,
+        wanted: &[(ConversationId, MessageId)],
+    ) -> Result<Vec<Option<crate::records::Status>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(MESSAGES)?;
+        wanted
+            .iter()
+            .map(|(conversation, id)| {
+                table
+                    .get((&conversation.0, id.0))?
+                    .map(|v| decode::<MessageRecord>("message", v.value()).map(|m| m.status))
+                    .transpose()
+            })
+            .collect()
+    }
+
     /// The file the message carries, if it is a file message.
     pub fn file(
         &self,

@@ -308,3 +308,42 @@ fn a_contacts_grant_is_kept_across_restarts_and_goes_with_its_right() {
     assert!(store.rights().unwrap().is_empty());
     assert!(store.grants().unwrap().is_empty());
 }
+
+#[test]
+fn statuses_are_read_in_the_order_asked_with_none_for_messages_not_stored() {
+    use hush_protocol::device::{MessageKind, MessageRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("hush.redb"), &key()).unwrap();
+    let conversation = ConversationId([5; 32]);
+    let record = |id: u128, status| MessageRecord {
+        id: MessageId(id),
+        from: AccountId([4; 32]),
+        outgoing: true,
+        text: "hi".into(),
+        status,
+        sent_at_ms: 1,
+        stored_at_ms: 2,
+        timer_secs: None,
+        kind: MessageKind::Message,
+    };
+    store
+        .apply(
+            vec![
+                Op::PutMessage(conversation, record(1, Status::Sent)),
+                Op::PutMessage(conversation, record(2, Status::Read)),
+            ],
+            Durability::Now,
+        )
+        .unwrap();
+    let other = ConversationId([6; 32]);
+    let asked = [
+        (conversation, MessageId(2)),
+        (other, MessageId(1)),
+        (conversation, MessageId(3)),
+        (conversation, MessageId(1)),
+    ];
+    assert_eq!(
+        store.statuses(&asked).unwrap(),
+        [Some(Status::Read), None, None, Some(Status::Sent)]
+    );
+}

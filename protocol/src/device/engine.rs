@@ -686,11 +686,30 @@ where
                 vec![DirectAck::Rejected(RejectReason::Unavailable); keys.len()]
             }
         };
+        // The messages acked as stored, and their statuses, in one read.
+        let wanted: Vec<(ConversationId, MessageId)> = keys
+            .iter()
+            .zip(&acks)
+            .filter(|(_, ack)| matches!(ack, DirectAck::Stored | DirectAck::Duplicate))
+            .filter_map(|(key, _)| {
+                let record = self.outbox.get(key)?.record();
+                (record.kind == OutboxKind::Message).then_some((record.conversation, key.0))
+            })
+            .collect();
+        let statuses: HashMap<MessageId, Status> = lookup
+            .statuses(&wanted)
+            .unwrap_or_default()
+            .into_iter()
+            .zip(&wanted)
+            .filter_map(|(status, (_, id))| Some((*id, status?)))
+            .collect();
         let mut refused = Vec::new();
         let mut undecryptable = None;
         for (key, ack) in keys.iter().zip(acks) {
             match ack {
-                DirectAck::Stored | DirectAck::Duplicate => self.delivered(lookup, *key),
+                DirectAck::Stored | DirectAck::Duplicate => {
+                    self.delivered(*key, statuses.get(&key.0).copied());
+                }
                 DirectAck::Rejected(RejectReason::Undecryptable) => {
                     undecryptable.get_or_insert(*key);
                 }
@@ -756,19 +775,15 @@ where
     }
 
     /// The recipient device stored the entry: it leaves the outbox, and a
-    /// message is `delivered`.
-    fn delivered<L: DeviceLookup>(&mut self, lookup: &L, key: OutboxKey) {
+    /// message (stored with `status`) is `delivered`.
+    fn delivered(&mut self, key: OutboxKey, status: Option<Status>) {
         let Some(record) = self.outbox.remove(&key) else {
             return;
         };
         self.effects
             .push_back(DeviceEffect::Write(DeviceWrite::DropOutbox(key)));
         let conversation = record.conversation;
-        let behind = lookup
-            .message(&conversation, key.0)
-            .ok()
-            .flatten()
-            .is_some_and(|m| m.status < Status::Delivered);
+        let behind = status.is_some_and(|s| s < Status::Delivered);
         if record.kind == OutboxKind::Message && behind {
             self.effects
                 .push_back(DeviceEffect::Write(DeviceWrite::RaiseStatus(

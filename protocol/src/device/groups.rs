@@ -42,7 +42,7 @@ use std::hash::Hash;
 use self::sources::Sources;
 use crate::device::{
     CardReach, Ctx, GroupRecord, InboundRecord, MessageRecord, PendingRecord, PublishKeyRecord,
-    SeenKey,
+    SeenKey, Status,
 };
 use crate::{
     AccountId, AccountKey, ContactCard, ConversationId, DeviceId, GroupError, GroupId, GroupOp,
@@ -345,6 +345,17 @@ pub trait DeviceLookup {
         conversation: &ConversationId,
         id: MessageId,
     ) -> Result<Option<MessageRecord>, Self::Error>;
+    /// The statuses of these messages (`None`: not stored), in order: one
+    /// read for the lot where the host can (an ack answers up to 128).
+    fn statuses(
+        &self,
+        wanted: &[(ConversationId, MessageId)],
+    ) -> Result<Vec<Option<Status>>, Self::Error> {
+        wanted
+            .iter()
+            .map(|(conversation, id)| Ok(self.message(conversation, *id)?.map(|m| m.status)))
+            .collect()
+    }
     /// The messages kept for this session: (digest, record).
     fn pending(&self, session: &SessionId) -> Result<Vec<([u8; 32], PendingRecord)>, Self::Error>;
     /// Which of `ids` are our own messages in the conversation.

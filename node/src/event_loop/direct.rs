@@ -400,7 +400,12 @@ impl EventLoop {
     /// acknowledge is durable.
     fn on_batch(&mut self, peer: PeerId, bytes: &[u8], channel: ResponseChannel<Vec<u8>>) {
         let store = &*self.store;
-        let answer = self.engine.handle_batch(ctx!(self), store, peer, bytes);
+        // One read for the batch's lookups; the store itself if that fails
+        // (each lookup then says what went wrong).
+        let answer = match store.snapshot() {
+            Ok(snapshot) => self.engine.handle_batch(ctx!(self), &snapshot, peer, bytes),
+            Err(_) => self.engine.handle_batch(ctx!(self), store, peer, bytes),
+        };
         self.drive();
         match answer {
             BatchAnswer::AfterCommit(acks) => self.batch.after.push(After::Ack(channel, acks)),

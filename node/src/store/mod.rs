@@ -684,11 +684,7 @@ impl Store {
         id: MessageId,
     ) -> Result<Option<MessageRecord>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(MESSAGES)?;
-        table
-            .get((&conversation.0, id.0))?
-            .map(|v| decode("message", v.value()))
-            .transpose()
+        snapshot::message_in(&txn.open_table(MESSAGES)?, conversation, id)
     }
 
     /// The statuses of these messages (`None`: not stored), in order, in
@@ -697,17 +693,7 @@ impl Store {
         &self,
         wanted: &[(ConversationId, MessageId)],
     ) -> Result<Vec<Option<crate::records::Status>>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(MESSAGES)?;
-        wanted
-            .iter()
-            .map(|(conversation, id)| {
-                table
-                    .get((&conversation.0, id.0))?
-                    .map(|v| decode::<MessageRecord>("message", v.value()).map(|m| m.status))
-                    .transpose()
-            })
-            .collect()
+        hush_protocol::device::DeviceLookup::statuses(&self.snapshot()?, wanted)
     }
 
     /// The file the message carries, if it is a file message.
@@ -763,14 +749,7 @@ impl Store {
     /// keys had a prefix) under its digest alone.
     pub fn seen(&self, key: &hush_protocol::device::SeenKey) -> Result<bool, StoreError> {
         let txn = self.db.begin_read()?;
-        if txn
-            .open_table(SEEN_BY_CHAIN)?
-            .get((&key.prefix, &key.digest))?
-            .is_some()
-        {
-            return Ok(true);
-        }
-        Ok(txn.open_table(SEEN)?.get(&key.digest)?.is_some())
+        snapshot::seen_in(&txn.open_table(SEEN_BY_CHAIN)?, &txn.open_table(SEEN)?, key)
     }
 
     /// Forgets message digests older than `cutoff_ms`; returns how many.
@@ -925,6 +904,7 @@ mod history;
 mod mail;
 mod ops;
 mod search;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 mod upgrade;

@@ -347,3 +347,71 @@ fn statuses_are_read_in_the_order_asked_with_none_for_messages_not_stored() {
         [Some(Status::Read), None, None, Some(Status::Sent)]
     );
 }
+
+/// A batch's snapshot answers as the store did when it was taken, from
+/// tables opened once; the store itself answers as it is now.
+#[test]
+fn a_snapshot_reads_the_store_as_committed_when_it_was_taken() {
+    use hush_protocol::device::{DeviceLookup, MessageKind, MessageRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("hush.redb"), &key()).unwrap();
+    let conversation = ConversationId([5; 32]);
+    let record = |id: u128| MessageRecord {
+        id: MessageId(id),
+        from: AccountId([4; 32]),
+        outgoing: false,
+        text: "hi".into(),
+        status: Status::Delivered,
+        sent_at_ms: 1,
+        stored_at_ms: 2,
+        timer_secs: None,
+        kind: MessageKind::Message,
+    };
+    let seen = SeenKey {
+        prefix: [1; 16],
+        digest: [2; 32],
+    };
+    store
+        .apply(
+            vec![
+                Op::PutMessage(conversation, record(1)),
+                Op::PutSeenKey(seen.prefix, seen.digest, 3),
+                Op::PutSeen([9; 32], 3),
+            ],
+            Durability::Now,
+        )
+        .unwrap();
+    let snapshot = store.snapshot().unwrap();
+    store
+        .apply(
+            vec![Op::PutMessage(conversation, record(2))],
+            Durability::Now,
+        )
+        .unwrap();
+    let first = snapshot.message(&conversation, MessageId(1)).unwrap();
+    assert_eq!(first.map(|m| m.text), Some("hi".to_owned()));
+    assert!(
+        snapshot
+            .message(&conversation, MessageId(2))
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .message(&conversation, MessageId(2))
+            .unwrap()
+            .is_some()
+    );
+    assert!(snapshot.seen(&seen).unwrap());
+    let before = SeenKey {
+        prefix: [7; 16],
+        digest: [9; 32],
+    };
+    assert!(snapshot.seen(&before).unwrap(), "an older home's digest");
+    assert_eq!(
+        snapshot
+            .statuses(&[(conversation, MessageId(1)), (conversation, MessageId(2))])
+            .unwrap(),
+        [Some(Status::Delivered), None]
+    );
+}

@@ -1,0 +1,92 @@
+//! One read of the store for a batch of received envelopes.
+
+use hush_protocol::device::{DeviceLookup, MessageRecord, PendingRecord, SeenKey};
+use hush_protocol::{ConversationId, MessageId, SessionId};
+use redb::{ReadOnlyTable, ReadableDatabase};
+
+type Messages = ReadOnlyTable<(&'static [u8; 32], u128), &'static [u8]>;
+type SeenByChain = ReadOnlyTable<(&'static [u8; 16], &'static [u8; 32]), u64>;
+type SeenBefore = ReadOnlyTable<&'static [u8; 32], u64>;
+
+use super::{MESSAGES, SEEN, SEEN_BY_CHAIN, Store, StoreError, decode};
+
+/// The store as it was committed when the snapshot was taken, with the
+/// tables every envelope reads opened once: a batch of 128 envelopes asks
+/// whether each is stored (when it does not decrypt) and each message is
+/// (by its id), which cost a read transaction and a table each.
+///
+/// What the batch itself queues is not in it, nor in the store until its
+/// commit; the engine keeps that in progress either way. What it reads
+/// seldom goes to the store as it is now.
+pub struct Snapshot<'s> {
+    store: &'s Store,
+    messages: Messages,
+    seen_by_chain: SeenByChain,
+    seen: SeenBefore,
+}
+
+/// Whether a message is stored: under its key, or (received before keys
+/// had a prefix) under its digest alone.
+pub(super) fn seen_in(
+    by_chain: &SeenByChain,
+    before: &SeenBefore,
+    key: &SeenKey,
+) -> Result<bool, StoreError> {
+    Ok(by_chain.get((&key.prefix, &key.digest))?.is_some() || before.get(&key.digest)?.is_some())
+}
+
+pub(super) fn message_in(
+    messages: &Messages,
+    conversation: &ConversationId,
+    id: MessageId,
+) -> Result<Option<MessageRecord>, StoreError> {
+    messages
+        .get((&conversation.0, id.0))?
+        .map(|v| decode("message", v.value()))
+        .transpose()
+}
+
+impl Store {
+    /// A read of the store for many lookups (see [`Snapshot`]).
+    pub fn snapshot(&self) -> Result<Snapshot<'_>, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(Snapshot {
+            store: self,
+            messages: txn.open_table(MESSAGES)?,
+            seen_by_chain: txn.open_table(SEEN_BY_CHAIN)?,
+            seen: txn.open_table(SEEN)?,
+        })
+    }
+}
+
+impl DeviceLookup for Snapshot<'_> {
+    type Error = StoreError;
+
+    fn seen(&self, key: &SeenKey) -> Result<bool, StoreError> {
+        seen_in(&self.seen_by_chain, &self.seen, key)
+    }
+
+    fn message(
+        &self,
+        conversation: &ConversationId,
+        id: MessageId,
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        message_in(&self.messages, conversation, id)
+    }
+
+    fn pending(&self, session: &SessionId) -> Result<Vec<([u8; 32], PendingRecord)>, StoreError> {
+        self.store.pending(&session.0)
+    }
+
+    fn outgoing(
+        &self,
+        conversation: &ConversationId,
+        ids: &[MessageId],
+    ) -> Result<Vec<MessageId>, StoreError> {
+        self.store.outgoing(conversation, ids)
+    }
+
+    fn unread(&self, conversation: &ConversationId) -> Result<Vec<MessageId>, StoreError> {
+        self.store.unread(conversation)
+    }
+}

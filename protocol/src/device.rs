@@ -10,6 +10,7 @@ mod engine;
 mod groups;
 mod inbox;
 mod keys;
+mod lookup;
 mod mailbox;
 mod outbox;
 mod presence;
@@ -30,12 +31,12 @@ pub use engine::{
     RightIssuer, SendError, StatedRelays,
 };
 pub use groups::{
-    Acceptance, DeviceLookup, Group, GroupAfter, GroupBook, GroupCommandError, GroupConfig,
-    GroupEffect, GroupNotice, GroupSelf, GroupWrite, MAX_EPOCH_KEYS, MAX_GROUPS, Severity,
-    Standing,
+    Acceptance, Group, GroupAfter, GroupBook, GroupCommandError, GroupConfig, GroupEffect,
+    GroupNotice, GroupSelf, GroupWrite, MAX_EPOCH_KEYS, MAX_GROUPS, Severity, Standing,
 };
 pub use inbox::{Arrival, Inbox, Opened, Source};
 pub use keys::{KEY_REQUEST_INTERVAL_MS, KeyDecision, KeyService};
+pub use lookup::DeviceLookup;
 pub use mailbox::{
     CHALLENGE_REUSE_MS, DrainStep, FALLBACK_ROTATE_MS, HomeMailbox, KEYS_LOW, PageHandled,
     PageStart, RELAY_RETRY_MAX_MS, STRANGER_GRACE_MS, fallback_due, relay_backoff_ms,

@@ -745,46 +745,6 @@ impl Store {
             .collect()
     }
 
-    /// Whether a message is stored: under its key, or (received before
-    /// keys had a prefix) under its digest alone.
-    pub fn seen(&self, key: &hush_protocol::device::SeenKey) -> Result<bool, StoreError> {
-        let txn = self.db.begin_read()?;
-        snapshot::seen_in(&txn.open_table(SEEN_BY_CHAIN)?, &txn.open_table(SEEN)?, key)
-    }
-
-    /// Forgets message digests older than `cutoff_ms`; returns how many.
-    pub fn prune_seen(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
-        let txn = self.db.begin_write()?;
-        let removed = {
-            let mut table = txn.open_table(SEEN_BY_CHAIN)?;
-            let old = table
-                .iter()?
-                .filter_map(|row| row.ok())
-                .filter(|(_, at)| at.value() < cutoff_ms)
-                .map(|(k, _)| {
-                    let (prefix, digest) = k.value();
-                    (*prefix, *digest)
-                })
-                .collect::<Vec<([u8; 16], [u8; 32])>>();
-            for (prefix, digest) in &old {
-                table.remove((prefix, digest))?;
-            }
-            let mut before = txn.open_table(SEEN)?;
-            let older = before
-                .iter()?
-                .filter_map(|row| row.ok())
-                .filter(|(_, at)| at.value() < cutoff_ms)
-                .map(|(k, _)| *k.value())
-                .collect::<Vec<[u8; 32]>>();
-            for k in &older {
-                before.remove(k)?;
-            }
-            old.len() + older.len()
-        };
-        txn.commit()?;
-        Ok(removed)
-    }
-
     /// Applies a batch in one transaction; with [`Durability::Now`] it is
     /// on the disk when this returns.
     ///
@@ -904,6 +864,7 @@ mod history;
 mod mail;
 mod ops;
 mod search;
+mod seen;
 mod snapshot;
 #[cfg(test)]
 mod tests;

@@ -5,9 +5,10 @@ use hush_protocol::{ConversationId, MessageId, SessionId};
 use redb::{ReadOnlyTable, ReadableDatabase};
 
 type Messages = ReadOnlyTable<(&'static [u8; 32], u128), &'static [u8]>;
-type SeenByChain = ReadOnlyTable<(&'static [u8; 16], &'static [u8; 32]), u64>;
-type SeenBefore = ReadOnlyTable<&'static [u8; 32], u64>;
+pub(super) type SeenByChain = ReadOnlyTable<(&'static [u8; 16], &'static [u8; 32]), u64>;
+pub(super) type SeenBefore = ReadOnlyTable<&'static [u8; 32], u64>;
 
+use super::seen::seen_in;
 use super::{MESSAGES, SEEN, SEEN_BY_CHAIN, Store, StoreError, decode};
 
 /// The store as it was committed when the snapshot was taken, with the
@@ -23,16 +24,6 @@ pub struct Snapshot<'s> {
     messages: Messages,
     seen_by_chain: SeenByChain,
     seen: SeenBefore,
-}
-
-/// Whether a message is stored: under its key, or (received before keys
-/// had a prefix) under its digest alone.
-pub(super) fn seen_in(
-    by_chain: &SeenByChain,
-    before: &SeenBefore,
-    key: &SeenKey,
-) -> Result<bool, StoreError> {
-    Ok(by_chain.get((&key.prefix, &key.digest))?.is_some() || before.get(&key.digest)?.is_some())
 }
 
 pub(super) fn message_in(

@@ -5,15 +5,21 @@
 use super::*;
 use crate::{DepositRight, GENERATION_MS};
 
-/// The deposits the relay got: (mailbox, right) per item.
-fn deposits(net: &Net) -> Vec<(MailboxId, Option<DepositRight>)> {
+/// The items deposited at the relay, each with the right it came with.
+fn deposited(net: &Net) -> impl Iterator<Item = (&crate::DepositItem, Option<DepositRight>)> {
     net.relay_log
         .iter()
         .filter_map(|r| match r {
             MailboxRequest::Deposit { right, items } => Some((items, *right)),
             _ => None,
         })
-        .flat_map(|(items, right)| items.iter().map(move |i| (i.mailbox, right)))
+        .flat_map(|(items, right)| items.iter().map(move |i| (i, right)))
+}
+
+/// The deposits the relay got: (mailbox, right) per item.
+fn deposits(net: &Net) -> Vec<(MailboxId, Option<DepositRight>)> {
+    deposited(net)
+        .map(|(i, right)| (i.mailbox, right))
         .collect()
 }
 
@@ -97,18 +103,6 @@ fn a_grant_is_used_through_the_next_generation_then_the_devices_own_mailbox() {
     assert!(net.relay_store.is_empty());
 }
 
-/// The sealed envelopes of the deposits the relay got, in order.
-fn deposited_seals(net: &Net) -> Vec<Vec<u8>> {
-    net.relay_log
-        .iter()
-        .filter_map(|r| match r {
-            MailboxRequest::Deposit { items, .. } => Some(items),
-            _ => None,
-        })
-        .flat_map(|items| items.iter().map(|i| i.sealed.clone()))
-        .collect()
-}
-
 #[test]
 fn a_contacts_mail_is_sealed_under_its_deposit_key_and_an_older_grant_still_reaches_bob() {
     let mut net = bob_away();
@@ -128,7 +122,7 @@ fn a_contacts_mail_is_sealed_under_its_deposit_key_and_an_older_grant_still_reac
     net.send(0, "bob", "under the deposit key");
     net.send(2, "bob", "to the mailbox key");
     net.advance_10(FIRST_RETRY_MS);
-    let seals = deposited_seals(&net);
+    let seals: Vec<Vec<u8>> = deposited(&net).map(|(i, _)| i.sealed.clone()).collect();
     assert_eq!(seals.len(), 2);
     assert!(key.open(&grant.mailbox(), &seals[0]).is_ok(), "alice's");
     let carols_key = carols_grant.deposit_key.expect("carol's grant had one");

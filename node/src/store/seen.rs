@@ -2,7 +2,7 @@
 //! without reading it (see `SeenKey`).
 
 use hush_protocol::device::SeenKey;
-use redb::{ReadableDatabase, ReadableTable};
+use redb::{Key, ReadableDatabase, Table};
 
 use super::snapshot::{SeenBefore, SeenByChain};
 use super::{SEEN, SEEN_BY_CHAIN, Store, StoreError};
@@ -18,35 +18,24 @@ impl Store {
     /// Forgets message digests older than `cutoff_ms`; returns how many.
     pub fn prune_seen(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
         let txn = self.db.begin_write()?;
-        let removed = {
-            let mut table = txn.open_table(SEEN_BY_CHAIN)?;
-            let old = table
-                .iter()?
-                .filter_map(|row| row.ok())
-                .filter(|(_, at)| at.value() < cutoff_ms)
-                .map(|(k, _)| {
-                    let (prefix, digest) = k.value();
-                    (*prefix, *digest)
-                })
-                .collect::<Vec<([u8; 16], [u8; 32])>>();
-            for (prefix, digest) in &old {
-                table.remove((prefix, digest))?;
-            }
-            let mut before = txn.open_table(SEEN)?;
-            let older = before
-                .iter()?
-                .filter_map(|row| row.ok())
-                .filter(|(_, at)| at.value() < cutoff_ms)
-                .map(|(k, _)| *k.value())
-                .collect::<Vec<[u8; 32]>>();
-            for k in &older {
-                before.remove(k)?;
-            }
-            old.len() + older.len()
-        };
+        let removed = remove_older(&mut txn.open_table(SEEN_BY_CHAIN)?, cutoff_ms)?
+            + remove_older(&mut txn.open_table(SEEN)?, cutoff_ms)?;
         txn.commit()?;
         Ok(removed)
     }
+}
+
+/// Removes the rows stored before `cutoff_ms`; how many.
+fn remove_older<K: Key + 'static>(
+    table: &mut Table<'_, K, u64>,
+    cutoff_ms: u64,
+) -> Result<usize, StoreError> {
+    let mut removed = 0;
+    for row in table.extract_if(|_, at| at < cutoff_ms)? {
+        row?;
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 /// Whether a message is stored: under its key, or (received before keys

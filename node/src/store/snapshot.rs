@@ -4,12 +4,12 @@ use hush_protocol::device::{DeviceLookup, MessageRecord, PendingRecord, SeenKey}
 use hush_protocol::{ConversationId, MessageId, SessionId};
 use redb::{ReadOnlyTable, ReadableDatabase};
 
+use super::seen::seen_in;
+use super::{MESSAGES, SEEN, SEEN_BY_CHAIN, Store, StoreError, decode};
+
 type Messages = ReadOnlyTable<(&'static [u8; 32], u128), &'static [u8]>;
 pub(super) type SeenByChain = ReadOnlyTable<(&'static [u8; 16], &'static [u8; 32]), u64>;
 pub(super) type SeenBefore = ReadOnlyTable<&'static [u8; 32], u64>;
-
-use super::seen::seen_in;
-use super::{MESSAGES, SEEN, SEEN_BY_CHAIN, Store, StoreError, decode};
 
 /// The store as it was committed when the snapshot was taken, with the
 /// tables every envelope reads opened once: a batch of 128 envelopes asks

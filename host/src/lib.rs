@@ -28,7 +28,7 @@ mod swarm;
 pub mod wal;
 
 pub use clock::{HostClock, now_ms};
-pub use codec::FrameCodec;
+pub use codec::{DirectCodec, DirectRequest, DirectResponse, FrameCodec};
 pub use files::{create_private_dir, create_private_file};
 pub use gossip::gossipsub_behaviour;
 pub use peers::{device_id, device_keypair, device_of_peer, peer_id, peer_in};
@@ -43,6 +43,8 @@ pub const DIAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 use libp2p::StreamProtocol;
 
 pub const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new(hush_protocol::DIRECT_PROTOCOL);
+pub const DIRECT_PROTOCOL_ORDERED: StreamProtocol =
+    StreamProtocol::new(hush_protocol::DIRECT_PROTOCOL_ORDERED);
 pub const KEYS_PROTOCOL: StreamProtocol = StreamProtocol::new(hush_protocol::KEYS_PROTOCOL);
 pub const MAILBOX_PROTOCOL: StreamProtocol = StreamProtocol::new(hush_protocol::MAILBOX_PROTOCOL);
 pub const PRESENCE_PROTOCOL: StreamProtocol = StreamProtocol::new(hush_protocol::PRESENCE_PROTOCOL);

@@ -184,6 +184,9 @@ pub(crate) struct EventLoop {
     commit: Option<Commit>,
     /// Pages of mail whose seals are being opened off the loop.
     opening: drain::Opening,
+    /// The order of our direct requests, and of the batches peers send us
+    /// (`/hush/direct/2`).
+    direct_order: direct::DirectOrder,
     listen_addresses: Vec<Multiaddr>,
     address_policy: crate::addresses::AddressPolicy,
     /// What the connection gate was last told: the contact book's
@@ -332,6 +335,7 @@ impl EventLoop {
             batch,
             commit: None,
             opening: drain::Opening::default(),
+            direct_order: direct::DirectOrder::new(rand::random()),
             listen_addresses: Vec::new(),
             address_policy: options.addresses,
             gate_synced: None,
@@ -518,6 +522,7 @@ impl EventLoop {
     fn on_tick(&mut self) {
         self.engine.handle_tick(ctx!(self));
         self.drive();
+        self.direct_tick();
         self.relay_tick();
         self.presence_tick();
         self.reach_tick();
@@ -774,6 +779,7 @@ impl EventLoop {
             } => {
                 self.connection_closed(peer_id, &endpoint);
                 if num_established == 0 {
+                    self.direct_order.forget(&peer_id);
                     self.own_device_left(&peer_id);
                     self.relay_connected(&peer_id, false);
                     self.presence_disconnected(&peer_id);

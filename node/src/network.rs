@@ -3,6 +3,7 @@
 //!
 //! | protocol         | request        | response      |
 //! |------------------|----------------|---------------|
+//! | `/hush/direct/2` | `BatchOrder` ‖ `EnvelopeBatch` | `AckBatch` (two in flight, handled in order) |
 //! | `/hush/direct/1` | `EnvelopeBatch`| `AckBatch`    |
 //! | `/hush/keys/1`   | `KeyRequest`   | `KeyBundle`   |
 //! | `/hush/mailbox/1`| `MailboxRequest` | `MailboxResponse` (to relays only) |
@@ -29,14 +30,14 @@ use std::time::Duration;
 
 use hush_host::{DIAL_TIMEOUT, liveness, tcp_transport};
 pub use hush_host::{
-    DIRECT_PROTOCOL, FrameCodec, HISTORY_PROTOCOL, IDENTIFY_PROTOCOL, KAD_PROTOCOL, KEYS_PROTOCOL,
-    LINK_PROTOCOL, MAILBOX_PROTOCOL, PRESENCE_PROTOCOL, device_id, device_keypair,
-    gossipsub_behaviour, peer_id, peer_in,
+    DIRECT_PROTOCOL, DIRECT_PROTOCOL_ORDERED, DirectCodec, DirectRequest, DirectResponse,
+    FrameCodec, HISTORY_PROTOCOL, IDENTIFY_PROTOCOL, KAD_PROTOCOL, KEYS_PROTOCOL, LINK_PROTOCOL,
+    MAILBOX_PROTOCOL, PRESENCE_PROTOCOL, device_id, device_keypair, gossipsub_behaviour, peer_id,
+    peer_in,
 };
 use hush_protocol::link::MAX_LINK_FRAME;
 use hush_protocol::{
-    MAX_ACK_BATCH_LEN, MAX_BATCH_LEN, MAX_CONTROL_LEN, MAX_HISTORY_FRAME, MAX_MAILBOX_FRAME,
-    MAX_PRESENCE_RECORD_LEN,
+    MAX_CONTROL_LEN, MAX_HISTORY_FRAME, MAX_MAILBOX_FRAME, MAX_PRESENCE_RECORD_LEN,
 };
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
@@ -65,7 +66,7 @@ pub struct Behaviour {
     /// Inbound connections only from known devices and relays (second,
     /// for the same reason; see `crate::gate`).
     pub gate: crate::gate::Gate,
-    pub direct: request_response::Behaviour<FrameCodec>,
+    pub direct: request_response::Behaviour<DirectCodec>,
     pub keys: request_response::Behaviour<FrameCodec>,
     pub mailbox: request_response::Behaviour<FrameCodec>,
     pub presence: request_response::Behaviour<FrameCodec>,
@@ -172,8 +173,14 @@ pub fn build_swarm(
                 blocked: allow_block_list::Behaviour::default(),
                 gate: crate::gate::Gate::default(),
                 direct: request_response::Behaviour::with_codec(
-                    FrameCodec::new(MAX_BATCH_LEN, MAX_ACK_BATCH_LEN),
-                    [(DIRECT_PROTOCOL, request_response::ProtocolSupport::Full)],
+                    DirectCodec,
+                    [
+                        (
+                            DIRECT_PROTOCOL_ORDERED,
+                            request_response::ProtocolSupport::Full,
+                        ),
+                        (DIRECT_PROTOCOL, request_response::ProtocolSupport::Full),
+                    ],
                     request_response_config(),
                 ),
                 keys: request_response::Behaviour::with_codec(

@@ -12,6 +12,7 @@ mod inbox;
 mod keys;
 mod lookup;
 mod mailbox;
+mod order;
 mod outbox;
 mod presence;
 mod records;
@@ -41,9 +42,10 @@ pub use mailbox::{
     CHALLENGE_REUSE_MS, DrainStep, FALLBACK_ROTATE_MS, HomeMailbox, KEYS_LOW, PageHandled,
     PageStart, RELAY_RETRY_MAX_MS, STRANGER_GRACE_MS, fallback_due, relay_backoff_ms,
 };
+pub use order::{HOLD_MS, InOrder, MAX_HELD, MAX_HELD_PER_PEER};
 pub use outbox::{
-    Entry, EntryState, FIRST_RETRY_MS, MAX_OUTBOX_ENTRIES, MAX_RETRY_MS, Outbox, OutboxKey,
-    OutboxKind, OutboxRecord, backoff_ms,
+    Entry, EntryState, FIRST_RETRY_MS, MAX_OUTBOX_ENTRIES, MAX_RETRY_MS, ORDERED_WINDOW, Outbox,
+    OutboxKey, OutboxKind, OutboxRecord, backoff_ms,
 };
 pub use presence::{PresenceTiming, PresenceWatch, Sighting};
 pub use records::{

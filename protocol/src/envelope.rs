@@ -202,6 +202,44 @@ impl Wire for EnvelopeBatch {
     }
 }
 
+/// Where a batch stands among its sender's batches to us: the header of a
+/// `/hush/direct/2` request, before the [`EnvelopeBatch`]. `seq` names this
+/// batch (unique among the sender's batches to us: a random start per run,
+/// counting up); `after` names the batch that must be handled before it,
+/// the one still unanswered when this one was sent, or 0 for none.
+///
+/// With it a device keeps two batches in flight to one recipient and the
+/// recipient still decrypts them in the order they were encrypted (see
+/// [`crate::device::InOrder`]): Olm keeps only 40 skipped message keys per
+/// chain, so a whole batch overtaking another would lose it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOrder {
+    pub seq: u64,
+    pub after: u64,
+}
+
+impl BatchOrder {
+    /// The encoded length: two big-endian u64s, no version byte (the
+    /// protocol's version is its name).
+    pub const LEN: usize = 16;
+
+    pub fn to_bytes(self) -> [u8; Self::LEN] {
+        let mut out = [0; Self::LEN];
+        out[..8].copy_from_slice(&self.seq.to_be_bytes());
+        out[8..].copy_from_slice(&self.after.to_be_bytes());
+        out
+    }
+
+    /// The header and the batch after it; `None` if shorter than the header.
+    pub fn split(frame: &[u8]) -> Option<(Self, &[u8])> {
+        let (head, rest) = frame.split_at_checked(Self::LEN)?;
+        let (seq, after) = head.split_at(8);
+        let seq = u64::from_be_bytes(seq.try_into().ok()?);
+        let after = u64::from_be_bytes(after.try_into().ok()?);
+        Some((Self { seq, after }, rest))
+    }
+}
+
 /// One ack per envelope of an [`EnvelopeBatch`], in the same order: the
 /// response of `/hush/direct/1`.
 #[derive(Debug, Clone, PartialEq, Eq)]

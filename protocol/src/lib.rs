@@ -51,9 +51,9 @@ pub use card::{
 pub use codec::{DecodeError, Reader, Wire, Writer};
 pub use e2ee::{E2eeError, MAX_SESSIONS_PER_DEVICE, OlmChanges, OlmDevice};
 pub use envelope::{
-    AckBatch, DirectAck, Envelope, EnvelopeBatch, KeyBundle, KeyRequest, MAX_ACK_BATCH_LEN,
-    MAX_BATCH_ENVELOPES, MAX_BATCH_LEN, MAX_CIPHERTEXT_LEN, MAX_CONTROL_LEN, MAX_ENVELOPE_LEN,
-    OlmKind, RejectReason,
+    AckBatch, BatchOrder, DirectAck, Envelope, EnvelopeBatch, KeyBundle, KeyRequest,
+    MAX_ACK_BATCH_LEN, MAX_BATCH_ENVELOPES, MAX_BATCH_LEN, MAX_CIPHERTEXT_LEN, MAX_CONTROL_LEN,
+    MAX_ENVELOPE_LEN, OlmKind, RejectReason,
 };
 pub use group::{
     Action, CHANNEL_SESSION, ControlKind, DEFAULT_MEMBER_LIMIT, Epoch, GroupControl, GroupError,
@@ -77,8 +77,9 @@ pub use mailbox::{
 };
 pub use megolm::{MegolmError, MegolmInbound, MegolmOutbound, SessionId, megolm_session_id};
 pub use names::{
-    DIRECT_PROTOCOL, GOSSIP_PROTOCOL_PREFIX, HISTORY_PROTOCOL, IDENTIFY_PROTOCOL, KAD_PROTOCOL,
-    KEYS_PROTOCOL, LINK_PROTOCOL, MAILBOX_PROTOCOL, PRESENCE_PROTOCOL,
+    DIRECT_PROTOCOL, DIRECT_PROTOCOL_ORDERED, GOSSIP_PROTOCOL_PREFIX, HISTORY_PROTOCOL,
+    IDENTIFY_PROTOCOL, KAD_PROTOCOL, KEYS_PROTOCOL, LINK_PROTOCOL, MAILBOX_PROTOCOL,
+    PRESENCE_PROTOCOL,
 };
 pub use payload::{
     Body, FileOffer, MAX_RECEIPT_IDS, MAX_TEXT_LEN, MAX_TIMER_SECS, Payload, ReceiptKind, SyncItem,

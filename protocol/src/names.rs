@@ -3,6 +3,9 @@
 
 /// 1:1 envelopes between devices: `EnvelopeBatch` → `AckBatch`.
 pub const DIRECT_PROTOCOL: &str = "/hush/direct/1";
+/// The same with a `BatchOrder` before each batch: two batches in flight,
+/// handled in order. Offered first; `/1` is the fallback.
+pub const DIRECT_PROTOCOL_ORDERED: &str = "/hush/direct/2";
 /// A fresh one-time key from a device: `KeyRequest` → `KeyBundle`.
 pub const KEYS_PROTOCOL: &str = "/hush/keys/1";
 /// Mailboxes at relays: `MailboxRequest` → `MailboxResponse`.

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::{EventLoop, load_contacts};
 use crate::error::NodeError;
+use crate::network::DirectResponse;
 use crate::node::{Reply, now_ms};
 use crate::store::{Durability, Op, OutboxKey, StoreError};
 use crate::view::{Event, GroupView, PresenceView, SendReceipt};
@@ -19,7 +20,7 @@ use crate::view::{Event, GroupView, PresenceView, SendReceipt};
 /// Runs once the batch it was queued with has committed.
 #[derive(Debug)]
 pub(super) enum After {
-    Ack(ResponseChannel<Vec<u8>>, AckBatch),
+    Ack(ResponseChannel<DirectResponse>, AckBatch),
     KeyBundle(ResponseChannel<Vec<u8>>, KeyBundle),
     Dispatch(OutboxKey),
     Emit(Box<Event>),
@@ -325,12 +326,17 @@ impl EventLoop {
         }
     }
 
-    pub(super) fn respond(&mut self, channel: ResponseChannel<Vec<u8>>, bytes: Vec<u8>) {
+    pub(super) fn respond(&mut self, channel: ResponseChannel<DirectResponse>, acks: Vec<u8>) {
+        // (`ordered` is the reader's to set, from the protocol it spoke.)
+        let response = DirectResponse {
+            ordered: false,
+            acks,
+        };
         if self
             .swarm
             .behaviour_mut()
             .direct
-            .send_response(channel, bytes)
+            .send_response(channel, response)
             .is_err()
         {
             tracing::debug!("peer went away before the ack");

@@ -1,22 +1,85 @@
 //! The device engine's host side for 1:1: feeds
-//! [`hush_protocol::device::DeviceEngine`] from the swarm (`/hush/direct/1`,
-//! `/hush/keys/1`) and the user, and does what it asks (see [`EventLoop::drive`]).
+//! [`hush_protocol::device::DeviceEngine`] from the swarm (`/hush/direct/2`
+//! and `/1`, `/hush/keys/1`) and the user, and does what it asks (see
+//! [`EventLoop::drive`]).
+
+use std::collections::HashMap;
 
 use hush_protocol::device::{
-    BatchAnswer, ContactError, DeviceAfter, DeviceEffect, DeviceNotice, DeviceWrite, KeyDecision,
-    SendError, Severity,
+    BatchAnswer, ContactError, DeviceAfter, DeviceEffect, DeviceNotice, DeviceWrite, InOrder,
+    KeyDecision, SendError, Severity,
 };
-use hush_protocol::{DeviceId, DeviceKeys, KeyBundle, KeyRequest, MailboxRequest, Wire};
-use libp2p::request_response::{self, ResponseChannel};
+use hush_protocol::{
+    BatchOrder, DeviceId, DeviceKeys, KeyBundle, KeyRequest, MailboxRequest, Wire,
+};
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::{Multiaddr, PeerId};
 
 use super::relays::MailRequest;
 use super::{After, EventLoop};
 use crate::error::NodeError;
+use crate::network::{DirectRequest, DirectResponse};
 use crate::node::Reply;
 use crate::records::Status;
 use crate::store::{Op, OutboxKey};
 use crate::view::{Event, MessageView, SendReceipt};
+
+/// A batch a peer sent us, with the channel its acks go back on.
+type Inbound = (Vec<u8>, ResponseChannel<DirectResponse>);
+
+/// The order of direct requests (`/hush/direct/2`): ours, so that a
+/// recipient handles our two in flight in the order they were sent, and
+/// theirs, so that we do.
+#[derive(Debug)]
+pub(super) struct DirectOrder {
+    /// Our next `seq`: a random start each run, so a recipient that
+    /// remembers our last run's numbers cannot mistake them for this one's.
+    next_seq: u64,
+    /// Our last request to each peer, while unanswered, and its `seq`: the
+    /// one the next request names in `after`.
+    last_out: HashMap<PeerId, (OutboundRequestId, u64)>,
+    /// Batches from peers that overtook the one they follow.
+    inbound: InOrder<PeerId, Inbound>,
+}
+
+impl DirectOrder {
+    pub(super) fn new(start: u64) -> Self {
+        Self {
+            next_seq: start.max(1),
+            last_out: HashMap::new(),
+            inbound: InOrder::default(),
+        }
+    }
+
+    /// The order of our next request to `peer`.
+    fn next(&mut self, peer: &PeerId) -> BatchOrder {
+        let seq = self.next_seq;
+        // 0 means "none": skipped when the counter wraps.
+        self.next_seq = self.next_seq.wrapping_add(1).max(1);
+        let after = self.last_out.get(peer).map_or(0, |(_, seq)| *seq);
+        BatchOrder { seq, after }
+    }
+
+    fn sent(&mut self, peer: PeerId, request: OutboundRequestId, order: BatchOrder) {
+        self.last_out.insert(peer, (request, order.seq));
+    }
+
+    /// A request of ours ended (answered or failed).
+    fn ended(&mut self, peer: &PeerId, request: &OutboundRequestId) {
+        if self.last_out.get(peer).is_some_and(|(r, _)| r == request) {
+            self.last_out.remove(peer);
+        }
+    }
+
+    /// The peer has no connection left.
+    pub(super) fn forget(&mut self, peer: &PeerId) {
+        self.last_out.remove(peer);
+        let dropped = self.inbound.forget(peer);
+        if dropped > 0 {
+            tracing::debug!(%peer, dropped, "peer left with batches waiting for their turn");
+        }
+    }
+}
 
 impl From<SendError> for NodeError {
     fn from(e: SendError) -> Self {
@@ -287,11 +350,17 @@ impl EventLoop {
         let Some((peer, addresses, _)) = self.device_route(&device) else {
             return;
         };
+        let order = self.direct_order.next(&peer);
+        let request = DirectRequest {
+            order: Some(order),
+            batch,
+        };
         let request = self
             .swarm
             .behaviour_mut()
             .direct
-            .send_request_with_addresses(&peer, batch, addresses);
+            .send_request_with_addresses(&peer, request, addresses);
+        self.direct_order.sent(peer, request, order);
         self.engine.outbox.start_flight(request, keys);
     }
 
@@ -355,7 +424,10 @@ impl EventLoop {
         }
     }
 
-    pub(super) fn on_direct(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+    pub(super) fn on_direct(
+        &mut self,
+        event: request_response::Event<DirectRequest, DirectResponse>,
+    ) {
         use request_response::{Event as E, Message as M};
         match event {
             E::Message {
@@ -364,8 +436,23 @@ impl EventLoop {
                     channel, request, ..
                 },
                 ..
-            } => self.on_batch(peer, &request, channel),
+            } => {
+                let Some(order) = request.order else {
+                    // `/1`: one at a time, handled as it comes.
+                    self.on_batch(peer, &request.batch, channel);
+                    return;
+                };
+                let now = self.host_clock.now().mono_ms;
+                let ready =
+                    self.direct_order
+                        .inbound
+                        .arrive(now, peer, order, (request.batch, channel));
+                for (batch, channel) in ready {
+                    self.on_batch(peer, &batch, channel);
+                }
+            }
             E::Message {
+                peer,
                 message:
                     M::Response {
                         request_id,
@@ -373,21 +460,44 @@ impl EventLoop {
                     },
                 ..
             } => {
+                self.direct_order.ended(&peer, &request_id);
                 let Some(keys) = self.engine.outbox.end_flight(&request_id) else {
                     return;
                 };
+                if let Some(key) = keys.first() {
+                    // Answered on `/2`: two of ours may be in flight to it.
+                    self.engine.outbox.set_ordered(key.1, response.ordered);
+                }
                 let store = &*self.store;
-                self.engine.handle_acks(ctx!(self), store, &keys, &response);
+                self.engine
+                    .handle_acks(ctx!(self), store, &keys, &response.acks);
                 self.drive();
             }
             E::OutboundFailure {
-                request_id, error, ..
+                peer,
+                request_id,
+                error,
+                ..
             } => {
-                if let Some(keys) = self.engine.outbox.end_flight(&request_id) {
-                    tracing::debug!(count = keys.len(), error = %error, "delivery attempt failed");
-                    self.engine.handle_send_failed(ctx!(self), &keys);
-                    self.drive();
+                self.direct_order.ended(&peer, &request_id);
+                let Some(keys) = self.engine.outbox.end_flight(&request_id) else {
+                    return;
+                };
+                if let request_response::OutboundFailure::Io(e) = &error
+                    && e.kind() == std::io::ErrorKind::Unsupported
+                {
+                    // It follows another in flight, and the peer speaks
+                    // only `/1`: one at a time from now, these again soon.
+                    if let Some(key) = keys.first() {
+                        self.engine.outbox.set_ordered(key.1, false);
+                    }
+                    let now = self.host_clock.now();
+                    self.engine.outbox.retry_device_later(&keys, now);
+                    return;
                 }
+                tracing::debug!(count = keys.len(), error = %error, "delivery attempt failed");
+                self.engine.handle_send_failed(ctx!(self), &keys);
+                self.drive();
             }
             E::InboundFailure { error, peer, .. } => {
                 tracing::debug!(%peer, error = %error, "inbound request failed");
@@ -396,9 +506,18 @@ impl EventLoop {
         }
     }
 
+    /// Batches that waited too long for the one they follow: handled now.
+    pub(super) fn direct_tick(&mut self) {
+        let now = self.host_clock.now().mono_ms;
+        for (peer, (batch, channel)) in self.direct_order.inbound.expire(now) {
+            tracing::debug!(%peer, "a batch waited in vain for the one it follows");
+            self.on_batch(peer, &batch, channel);
+        }
+    }
+
     /// A batch of envelopes from `peer`: the acks go back once what they
     /// acknowledge is durable.
-    fn on_batch(&mut self, peer: PeerId, bytes: &[u8], channel: ResponseChannel<Vec<u8>>) {
+    fn on_batch(&mut self, peer: PeerId, bytes: &[u8], channel: ResponseChannel<DirectResponse>) {
         let store = &*self.store;
         // One read for the batch's lookups; the store itself if that fails
         // (each lookup then says what went wrong).

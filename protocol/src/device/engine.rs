@@ -593,10 +593,11 @@ where
     /// a one-time key. A device reached only through its relays gets
     /// deposits.
     ///
-    /// Envelopes for one device go out one batch request at a time, in the
-    /// order they were encrypted. Olm keeps at most 40 skipped message keys
-    /// per chain, so envelopes must not overtake each other by more than
-    /// that: with one request in flight they cannot overtake at all, and
+    /// Envelopes for one device go out in the order they were encrypted,
+    /// one batch request at a time, or two to a device that handles them
+    /// in order (`/hush/direct/2`, `Outbox::window`). Olm keeps at most 40
+    /// skipped message keys per chain, so envelopes must not overtake each
+    /// other by more than that: one request cannot overtake another, and
     /// after a failed request the whole device backs off
     /// (`Outbox::retry_device_later`).
     pub fn pump(&mut self, ctx: &mut Ctx<'_>, device: &DeviceId) {

@@ -26,6 +26,9 @@ pub const MAX_OUTBOX_ENTRIES: usize = 100_000;
 /// waits twice as long, up to [`MAX_RETRY_MS`].
 pub const FIRST_RETRY_MS: u64 = 500;
 pub const MAX_RETRY_MS: u64 = 30_000;
+/// Direct requests a device may have in flight to a recipient that handles
+/// them in order (`/hush/direct/2`); to any other, one.
+pub const ORDERED_WINDOW: usize = 2;
 
 /// One entry: a message id to one device.
 pub type OutboxKey = (MessageId, DeviceId);
@@ -151,7 +154,11 @@ pub struct Outbox<Q, P> {
     key_requests: HashMap<Q, DeviceId>,
     /// Devices whose one-time key is on its way (from them or a relay).
     awaiting_key: HashSet<DeviceId>,
-    in_flight: HashMap<DeviceId, usize>,
+    /// Direct requests in flight, by device.
+    flights: HashMap<DeviceId, usize>,
+    /// Devices known to handle our requests in order (they answered on
+    /// `/hush/direct/2`).
+    ordered: HashSet<DeviceId>,
 }
 
 impl<Q, P> Default for Outbox<Q, P> {
@@ -161,7 +168,8 @@ impl<Q, P> Default for Outbox<Q, P> {
             requests: HashMap::new(),
             key_requests: HashMap::new(),
             awaiting_key: HashSet::new(),
-            in_flight: HashMap::new(),
+            flights: HashMap::new(),
+            ordered: HashSet::new(),
         }
     }
 }
@@ -321,10 +329,32 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
             .collect()
     }
 
+    /// Whether the device handles our requests in order, so that
+    /// [`ORDERED_WINDOW`] of them may be in flight: learned from each
+    /// answer (and unlearned when a request could not be sent so).
+    pub fn set_ordered(&mut self, device: DeviceId, ordered: bool) {
+        if ordered {
+            self.ordered.insert(device);
+        } else {
+            self.ordered.remove(&device);
+        }
+    }
+
+    /// How many requests may be in flight to the device.
+    pub fn window(&self, device: &DeviceId) -> usize {
+        if self.ordered.contains(device) {
+            ORDERED_WINDOW
+        } else {
+            1
+        }
+    }
+
     /// Records a request carrying `keys` (all for one device).
     pub fn start_flight(&mut self, request: Q, keys: Vec<OutboxKey>) {
+        if let Some(key) = keys.first() {
+            *self.flights.entry(key.1).or_default() += 1;
+        }
         for key in &keys {
-            *self.in_flight.entry(key.1).or_default() += 1;
             if let Some(e) = self.entries.get_mut(key) {
                 e.state = EntryState::InFlight;
             }
@@ -335,12 +365,12 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
     /// The request ended (answered or failed): frees its window slots.
     pub fn end_flight(&mut self, request: &Q) -> Option<Vec<OutboxKey>> {
         let keys = self.requests.remove(request)?;
-        for key in &keys {
-            if let Some(n) = self.in_flight.get_mut(&key.1) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    self.in_flight.remove(&key.1);
-                }
+        if let Some(key) = keys.first()
+            && let Some(n) = self.flights.get_mut(&key.1)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.flights.remove(&key.1);
             }
         }
         Some(keys)
@@ -348,23 +378,34 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
 
     /// Whether a request to `device` is on its way.
     pub fn is_busy(&self, device: &DeviceId) -> bool {
-        self.in_flight.contains_key(device)
+        self.flights.contains_key(device)
     }
 
-    /// The oldest entries for `device`, up to `max`, strictly in order: the
-    /// run stops at the first entry that is not waiting and due, so no entry
-    /// ever overtakes an earlier one.
+    /// The oldest entries for `device` after those in flight, up to `max`,
+    /// strictly in order: the run stops at the first entry that is not
+    /// waiting and due, so no entry ever overtakes an earlier one. Nothing
+    /// while the device's window is full.
     pub fn next_for(&self, device: &DeviceId, now: Now, max: usize) -> Vec<OutboxKey> {
-        if self.is_busy(device) {
+        if self.flights.get(device).copied().unwrap_or(0) >= self.window(device) {
             return Vec::new();
         }
-        self.entries
+        let run: Vec<OutboxKey> = self
+            .entries
             .iter()
             .filter(|((_, d), _)| d == device)
+            .skip_while(|(_, e)| e.state == EntryState::InFlight)
             .take_while(|(_, e)| e.state == EntryState::Waiting && e.due_ms <= now.mono_ms)
             .map(|(k, _)| *k)
             .take(max)
-            .collect()
+            .collect();
+        // A request still in flight carries later entries (an earlier one
+        // failed and these wait again): nothing goes before it ends.
+        let first = run.first();
+        let behind = self
+            .requests
+            .values()
+            .any(|keys| keys.first().is_some_and(|k| k.1 == *device) && keys.last() > first);
+        if behind { Vec::new() } else { run }
     }
 
     /// The device's newest entries that have no envelope yet (up to `max`,
@@ -561,6 +602,36 @@ mod tests {
         assert_eq!(outbox.end_flight(&7), Some(vec![key(1), key(2)]));
         assert_eq!(outbox.end_flight(&7), None);
         assert!(!outbox.is_busy(&BOB));
+    }
+
+    #[test]
+    fn a_device_handling_requests_in_order_gets_two_and_a_retry_waits_for_both() {
+        let now = Now::new(100, 0);
+        let mut outbox = filled(6, now);
+        outbox.set_ordered(BOB, true);
+        assert_eq!(outbox.window(&BOB), ORDERED_WINDOW);
+        outbox.start_flight(1, outbox.next_for(&BOB, now, 2));
+        // The second batch starts after the first.
+        assert_eq!(outbox.next_for(&BOB, now, 2), [key(3), key(4)]);
+        outbox.start_flight(2, vec![key(3), key(4)]);
+        assert!(
+            outbox.next_for(&BOB, now, 2).is_empty(),
+            "the window is full"
+        );
+        // The first fails: its entries wait again, and nothing goes (not
+        // even them) while the second, which carries later ones, flies.
+        let failed = outbox.end_flight(&1).unwrap_or_default();
+        outbox.retry_device_later(&failed, now);
+        assert!(outbox.next_for(&BOB, now.plus_ms(10_000), 2).is_empty());
+        outbox.end_flight(&2);
+        assert_eq!(
+            outbox.next_for(&BOB, now.plus_ms(10_000), 2),
+            [key(1), key(2)]
+        );
+        // Unlearned: one at a time again.
+        outbox.set_ordered(BOB, false);
+        outbox.start_flight(3, vec![key(1), key(2)]);
+        assert!(outbox.next_for(&BOB, now.plus_ms(10_000), 2).is_empty());
     }
 
     #[test]

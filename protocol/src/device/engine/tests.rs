@@ -663,6 +663,39 @@ fn a_message_is_delivered_and_read_with_statuses_in_order() {
 }
 
 #[test]
+fn a_device_that_handles_requests_in_order_gets_two_at_a_time_and_every_message_once() {
+    let mut net = Net::new(&["alice", "bob"]);
+    net.send(0, "bob", "hello");
+    let bob = net.devs[1].keys.device_id;
+    // bob answered on `/hush/direct/2` (the host learns it from the answer).
+    net.devs[0].engine.outbox.set_ordered(bob, true);
+    let texts: Vec<String> = (0..300).map(|i| format!("m{i:03}")).collect();
+    for text in &texts {
+        net.call(0, |e, ctx, _| e.send_text(ctx, "bob", text.clone()))
+            .unwrap();
+    }
+    assert_eq!(net.wire.len(), 2, "two requests in flight, the rest waits");
+    net.drive();
+    let mut expected = vec!["hello".to_owned()];
+    expected.extend(texts);
+    assert_eq!(net.devs[1].disk.incoming(), expected);
+    assert!(net.devs[0].disk.outbox.is_empty());
+    assert!(
+        statuses(&net.devs[0])
+            .iter()
+            .all(|(_, s)| *s == Status::Delivered)
+    );
+    // What waited went in full batches, never more than 128.
+    let sizes: Vec<usize> = net
+        .sent_batches
+        .iter()
+        .map(|(_, b)| EnvelopeBatch::from_bytes(b).unwrap().envelopes.len())
+        .collect();
+    assert!(sizes.iter().all(|n| *n <= MAX_BATCH_ENVELOPES));
+    assert!(sizes.contains(&MAX_BATCH_ENVELOPES));
+}
+
+#[test]
 fn a_replayed_batch_is_acknowledged_as_a_duplicate_and_stored_once() {
     let mut net = Net::new(&["alice", "bob"]);
     net.send(0, "bob", "only once");

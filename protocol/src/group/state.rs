@@ -13,6 +13,7 @@ use crate::ids::{AccountId, GroupId, MessageId};
 use crate::keys::SignatureError;
 
 mod heads;
+mod replay;
 
 /// Why an op is not allowed (or not valid at all).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -384,6 +385,11 @@ pub struct OpSet {
     /// held is a lookup, not an encoding (with the card an invitation
     /// carries) and a hash of the whole op (see [`OpSet::holds`]).
     by_signature: HashMap<[u8; 64], OpHash>,
+    /// Counts the changes to the set: what a [`replay::FoldMemo`] was made
+    /// at.
+    generation: u64,
+    /// The last fold's order and states along it (see [`OpSet::fold_after`]).
+    memo: replay::Memo,
 }
 
 /// Most remembered ancestry answers (a few times the most ops a group holds).
@@ -461,6 +467,7 @@ impl OpSet {
         }
         self.by_signature.insert(op.signature, hash);
         self.ops.insert(hash, op);
+        self.generation += 1;
         // Ops that waited for this one may take part now.
         for child in self.waiting_for.remove(&hash).unwrap_or_default() {
             let placed = self
@@ -484,6 +491,10 @@ impl OpSet {
             .filter(|h| !named.contains(h))
             .copied()
             .collect();
+        if !gone.is_empty() {
+            self.generation += 1;
+            self.memo.clear();
+        }
         for h in &gone {
             let Some(op) = self.ops.remove(h) else {
                 continue;
@@ -544,8 +555,12 @@ impl OpSet {
         let order = self.causal_order(id);
         let mut void: HashSet<OpHash> = HashSet::new();
         let mut round = 0;
+        let mut checkpoints = Vec::new();
+        let every = replay::checkpoint_every(order.len());
         loop {
-            let (mut state, applied) = self.pass(id, &order, &void);
+            // The states along the first pass, kept if nothing is void.
+            let keep = (round == 0).then_some((every, &mut checkpoints));
+            let (mut state, applied) = self.pass(id, &order, &void, keep);
             round += 1;
             let newly = if round < MAX_FOLD_ROUNDS {
                 self.voided_by_removals(&applied, &void)
@@ -561,6 +576,9 @@ impl OpSet {
                         idle.push(*hash);
                     }
                 }
+                if void.is_empty() {
+                    self.remember_fold(id, &order, &took, every, checkpoints);
+                }
                 return (state, idle);
             }
             void.extend(newly);
@@ -569,7 +587,7 @@ impl OpSet {
 
     /// The ops of `id` whose whole ancestry is here and consistent (rule 1),
     /// parents before children, otherwise by `(at, hash)`.
-    fn causal_order(&self, id: GroupId) -> Vec<Placed<'_>> {
+    pub(in crate::group) fn causal_order(&self, id: GroupId) -> Vec<Placed<'_>> {
         // Children waiting on each op, and how many parents each still lacks.
         let mut children: HashMap<&OpHash, Vec<&OpHash>> = HashMap::new();
         let mut missing: HashMap<&OpHash, usize> = HashMap::new();
@@ -617,15 +635,22 @@ impl OpSet {
     }
 
     /// One application of the ops in `order`, skipping `void` (rules 2–3).
+    /// With `keep`, the state before every `every`-th op goes into it.
     fn pass<'a>(
         &self,
         id: GroupId,
         order: &[Placed<'a>],
         void: &HashSet<OpHash>,
+        mut keep: Option<(usize, &mut Vec<GroupState>)>,
     ) -> (GroupState, Vec<Placed<'a>>) {
         let mut state = GroupState::empty(id);
         let mut applied = Vec::new();
-        for &(hash, op) in order {
+        for (i, &(hash, op)) in order.iter().enumerate() {
+            if let Some((every, kept)) = keep.as_mut()
+                && i % *every == 0
+            {
+                kept.push(state.clone());
+            }
             if !void.contains(&hash) && self.take(&mut state, &hash, op) {
                 applied.push((hash, op));
             }
@@ -661,6 +686,12 @@ impl OpSet {
     /// before, so a new `Remove`, or a new op whose author a `Remove` here
     /// names, takes the whole fold; so does an op here that was waiting
     /// for a new one. Otherwise the whole set is folded again.
+    ///
+    /// Otherwise, when no op here is a `Remove`, the new ops are put into
+    /// the last fold's order (an op with no children goes in without moving
+    /// any other) and the fold runs again from the nearest state kept
+    /// before the first of them ([`replay`]): late joins of a group forming
+    /// cost a part of a fold, not a whole one.
     pub fn fold_after(
         &self,
         id: GroupId,
@@ -668,6 +699,7 @@ impl OpSet {
         new: &[OpHash],
     ) -> (GroupState, Vec<OpHash>) {
         self.extend(id, prev, new)
+            .or_else(|| self.replay(id, new))
             .unwrap_or_else(|| self.fold_and_idle(id))
     }
 
@@ -743,6 +775,7 @@ impl OpSet {
             left.push((h, op));
         }
         let mut done: HashSet<OpHash> = HashSet::new();
+        let mut placed = Vec::with_capacity(new.len());
         while !left.is_empty() {
             let ready =
                 |op: &GroupOp| self.placed_here(op, |p| !fresh.contains(p) || done.contains(p));
@@ -771,12 +804,14 @@ impl OpSet {
                 idle.push(*hash);
             }
             done.insert(*hash);
+            placed.push((*hash, !idle.contains(hash)));
             latest = latest.max(Some((op.at, *hash)));
             for p in &op.parents {
                 frontier.remove(p);
             }
             frontier.insert(*hash);
         }
+        self.memo_append(new.len(), &placed);
         Some((state, idle))
     }
 

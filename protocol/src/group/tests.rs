@@ -514,13 +514,64 @@ fn fold_in_batches(
             }
         }
         let (folded, idle) = set.fold_after(id, state.clone(), &hashes);
-        let (whole, whole_idle) = set.fold_and_idle(id);
+        // On a copy, which starts with no memo of the last fold: this set
+        // keeps the one its own folds made.
+        let (whole, whole_idle) = set.clone().fold_and_idle(id);
         prop_assert_eq!(&folded, &whole);
         for h in &hashes {
             prop_assert_eq!(idle.contains(h), whole_idle.contains(h));
         }
         state = folded;
     }
+}
+
+#[test]
+fn a_join_dated_before_the_last_is_folded_from_a_kept_state_not_from_the_start() {
+    // 60 joins, each dated earlier than the one before: every one that
+    // arrives goes before the others in the fold's order.
+    let n = 60u8;
+    let join_at: Vec<u128> = (0..u128::from(n)).rev().collect();
+    let (id, ops) = concurrent_joins(n, &join_at, 100);
+    let mut set = OpSet::default();
+    let (invitations, joins) = ops.split_at(1 + usize::from(n));
+    for o in invitations {
+        set.insert(o.clone());
+    }
+    set.insert(joins[0].clone());
+    let mut state = set.fold(id);
+    for join in &joins[1..] {
+        set.insert(join.clone());
+        assert!(
+            set.extend(id, state.clone(), &[join.hash()]).is_none(),
+            "not at the end of the order"
+        );
+        let (replayed, idle) = set
+            .replay(id, &[join.hash()])
+            .expect("folded again from a kept state");
+        let (whole, whole_idle) = set.clone().fold_and_idle(id);
+        assert_eq!(replayed, whole);
+        assert_eq!(idle.len(), whole_idle.len());
+        // The order it keeps is the set's causal order.
+        let kept: Option<Vec<OpHash>> = set
+            .memo_order(id)
+            .map(|order| order.iter().map(|(h, _)| *h).collect());
+        let causal: Vec<OpHash> = set.causal_order(id).iter().map(|(h, _)| *h).collect();
+        assert_eq!(kept, Some(causal));
+        state = replayed;
+    }
+    assert_eq!(state.joined().count(), usize::from(n) + 1);
+    // A removal takes the whole fold (rule 4 may void what came before).
+    let remove = op(
+        &user(1),
+        id,
+        1_000,
+        vec![joins[0].hash()],
+        Action::Remove {
+            account: user(2).key.id(),
+        },
+    );
+    set.insert(remove.clone());
+    assert!(set.replay(id, &[remove.hash()]).is_none());
 }
 
 proptest! {

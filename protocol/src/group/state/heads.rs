@@ -81,7 +81,8 @@ impl OpSet {
         if self.misplaced.is_empty() {
             return self.placed_heads(id);
         }
-        let order = self.causal_order(id);
+        // The last fold's order, when it is of this set as it is now.
+        let order = self.memo_order(id).unwrap_or_else(|| self.causal_order(id));
         let named: HashSet<&OpHash> = order.iter().flat_map(|(_, op)| &op.parents).collect();
         order
             .into_iter()

@@ -13,7 +13,7 @@ use crate::ids::{AccountId, GroupId, MessageId};
 use crate::keys::SignatureError;
 
 mod heads;
-mod replay;
+mod incremental;
 
 /// Why an op is not allowed (or not valid at all).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -385,11 +385,11 @@ pub struct OpSet {
     /// held is a lookup, not an encoding (with the card an invitation
     /// carries) and a hash of the whole op (see [`OpSet::holds`]).
     by_signature: HashMap<[u8; 64], OpHash>,
-    /// Counts the changes to the set: what a [`replay::FoldMemo`] was made
+    /// Counts the changes to the set: what a [`incremental::FoldMemo`] was made
     /// at.
     generation: u64,
     /// The last fold's order and states along it (see [`OpSet::fold_after`]).
-    memo: replay::Memo,
+    memo: incremental::Memo,
 }
 
 /// Most remembered ancestry answers (a few times the most ops a group holds).
@@ -556,7 +556,7 @@ impl OpSet {
         let mut void: HashSet<OpHash> = HashSet::new();
         let mut round = 0;
         let mut checkpoints = Vec::new();
-        let every = replay::checkpoint_every(order.len());
+        let every = incremental::checkpoint_every(order.len());
         loop {
             // The states along the first pass, kept if nothing is void.
             let keep = (round == 0).then_some((every, &mut checkpoints));
@@ -668,151 +668,6 @@ impl OpSet {
         state.version += 1;
         state.digest = chain_digest(&state.digest, hash);
         true
-    }
-
-    /// The fold of this set given `prev`, the fold of it without the ops
-    /// `new` (just inserted), and ops of `id` that took no effect: every
-    /// one of `new` that did not (and after a whole fold, all of them).
-    ///
-    /// When the new ops come after every op before them in the whole
-    /// fold's order, they are applied on `prev` in that order, which costs
-    /// one pass over the new ops instead of a whole fold. A new op comes
-    /// after every op placed before it when its parents are all placed
-    /// and either it names every head of those (it descends from all of
-    /// them: one member's change at a time), or it is later by `(at, hash)`
-    /// than every one of them and the earliest of the new ops left (it is
-    /// concurrent with some, as joins of many members at once are, and the
-    /// order puts it last). Rule 4 (removal wins) may change what came
-    /// before, so a new `Remove`, or a new op whose author a `Remove` here
-    /// names, takes the whole fold; so does an op here that was waiting
-    /// for a new one. Otherwise the whole set is folded again.
-    ///
-    /// Otherwise, when no op here is a `Remove`, the new ops are put into
-    /// the last fold's order (an op with no children goes in without moving
-    /// any other) and the fold runs again from the nearest state kept
-    /// before the first of them ([`replay`]): late joins of a group forming
-    /// cost a part of a fold, not a whole one.
-    pub fn fold_after(
-        &self,
-        id: GroupId,
-        prev: GroupState,
-        new: &[OpHash],
-    ) -> (GroupState, Vec<OpHash>) {
-        self.extend(id, prev, new)
-            .or_else(|| self.replay(id, new))
-            .unwrap_or_else(|| self.fold_and_idle(id))
-    }
-
-    /// [`OpSet::fold_after`]'s fast path; `None` where it does not apply.
-    pub(super) fn extend(
-        &self,
-        id: GroupId,
-        prev: GroupState,
-        new: &[OpHash],
-    ) -> Option<(GroupState, Vec<OpHash>)> {
-        let fresh: HashSet<&OpHash> = new.iter().collect();
-        if new.is_empty() || fresh.iter().any(|h| !self.ops.contains_key(*h)) {
-            return None;
-        }
-        // Every op before the new ones is placed (all ops are one group's
-        // here: a set holds one group), and which were heads.
-        if self.misplaced.iter().any(|h| !fresh.contains(h))
-            || self.ops.values().next().is_some_and(|op| op.group != id)
-        {
-            return None;
-        }
-        let mut named_by_fresh: HashMap<&OpHash, u32> = HashMap::new();
-        for h in new {
-            for p in self
-                .ops
-                .get(h)
-                .map(|op| op.parents.as_slice())
-                .unwrap_or(&[])
-            {
-                *named_by_fresh.entry(p).or_default() += 1;
-            }
-        }
-        // An op here that names a new one was waiting for it: it takes part
-        // now, and the state before did not count it.
-        if fresh.iter().any(|h| {
-            self.named.get(*h).copied().unwrap_or(0) > named_by_fresh.get(h).copied().unwrap_or(0)
-        }) {
-            return None;
-        }
-        let mut removed: HashSet<&AccountId> = HashSet::new();
-        // The latest op placed so far, by the fold's tie-break.
-        let mut latest: Option<(MessageId, OpHash)> = None;
-        for (hash, op) in &self.ops {
-            if let Action::Remove { account } = &op.action {
-                removed.insert(account);
-            }
-            if !fresh.contains(hash) {
-                latest = latest.max(Some((op.at, *hash)));
-            }
-        }
-        let mut frontier: HashSet<OpHash> = self
-            .heads
-            .iter()
-            .filter(|h| !fresh.contains(h))
-            .copied()
-            .collect();
-        for (p, n) in &named_by_fresh {
-            if !fresh.contains(*p) && self.named.get(*p) == Some(n) {
-                frontier.insert(**p);
-            }
-        }
-        let mut state = prev;
-        let mut idle = Vec::new();
-        let mut left: Vec<(&OpHash, &GroupOp)> = Vec::with_capacity(new.len());
-        for h in new {
-            let op = self.ops.get(h)?;
-            if op.group != id
-                || matches!(op.action, Action::Remove { .. })
-                || removed.contains(&op.author)
-            {
-                return None;
-            }
-            left.push((h, op));
-        }
-        let mut done: HashSet<OpHash> = HashSet::new();
-        let mut placed = Vec::with_capacity(new.len());
-        while !left.is_empty() {
-            let ready =
-                |op: &GroupOp| self.placed_here(op, |p| !fresh.contains(p) || done.contains(p));
-            let after_all = left.iter().position(|(_, op)| {
-                let parents: HashSet<&OpHash> = op.parents.iter().collect();
-                frontier.iter().all(|f| parents.contains(f)) && ready(op)
-            });
-            let at = match after_all {
-                Some(at) => at,
-                None => {
-                    // The earliest ready op left, if later than all placed.
-                    let (at, (hash, op)) = left
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, (_, op))| ready(op))
-                        .min_by_key(|(_, (hash, op))| (op.at, **hash))?;
-                    if latest.is_some_and(|l| l >= (op.at, **hash)) {
-                        return None;
-                    }
-                    at
-                }
-            };
-            let (hash, op) = left.remove(at);
-            if !self.take(&mut state, hash, op) {
-                *state.idle.entry(op.author).or_default() += 1;
-                idle.push(*hash);
-            }
-            done.insert(*hash);
-            placed.push((*hash, !idle.contains(hash)));
-            latest = latest.max(Some((op.at, *hash)));
-            for p in &op.parents {
-                frontier.remove(p);
-            }
-            frontier.insert(*hash);
-        }
-        self.memo_append(new.len(), &placed);
-        Some((state, idle))
     }
 
     /// Whether `op` takes part in the causal order as far as its own links

@@ -51,8 +51,8 @@ pub use home::Home;
 pub use identity::{account_key, create_private_file, init, offline_card, validate_name};
 pub use link::{JoinOptions, Joined, join};
 pub use network::{
-    DIRECT_PROTOCOL, FrameCodec, HISTORY_PROTOCOL, KAD_PROTOCOL, KEYS_PROTOCOL, MAILBOX_PROTOCOL,
-    PRESENCE_PROTOCOL, gossipsub_behaviour, peer_in,
+    DIRECT_PROTOCOL, DIRECT_PROTOCOL_ORDERED, FrameCodec, HISTORY_PROTOCOL, KAD_PROTOCOL,
+    KEYS_PROTOCOL, MAILBOX_PROTOCOL, PRESENCE_PROTOCOL, gossipsub_behaviour, peer_in,
 };
 pub use node::{
     DEFAULT_AUTO_FETCH_MIB, DEFAULT_GROUP_ROTATE_AFTER, DEFAULT_GROUP_ROTATE_MESSAGES,

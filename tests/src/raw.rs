@@ -68,6 +68,56 @@ pub async fn ask(
     }
 }
 
+/// Sends every frame at once (each on its own stream); the answers in
+/// the frames' order, each `Ok(response)` or `Err(failure text)`.
+pub async fn ask_all(
+    swarm: &mut Client,
+    peer: PeerId,
+    addr: &Multiaddr,
+    frames: Vec<Vec<u8>>,
+) -> Vec<Result<Vec<u8>, String>> {
+    swarm.add_peer_address(peer, addr.clone());
+    let ids: Vec<_> = frames
+        .into_iter()
+        .map(|frame| swarm.behaviour_mut().send_request(&peer, frame))
+        .collect();
+    let mut answers: std::collections::HashMap<_, Result<Vec<u8>, String>> =
+        std::collections::HashMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while answers.len() < ids.len() {
+        let Ok(event) = tokio::time::timeout_at(deadline, swarm.select_next_some()).await else {
+            break;
+        };
+        match event {
+            SwarmEvent::Behaviour(request_response::Event::Message {
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            }) => {
+                answers.insert(request_id, Ok(response));
+            }
+            SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                ..
+            }) => {
+                answers.insert(request_id, Err(error.to_string()));
+            }
+            _ => {}
+        }
+    }
+    ids.iter()
+        .map(|id| {
+            answers
+                .remove(id)
+                .unwrap_or_else(|| Err("no answer within 40 s".to_owned()))
+        })
+        .collect()
+}
+
 /// A gossipsub peer configured as hush nodes are (anonymous messages,
 /// content ids), with a fresh identity: a stranger on a group's topic.
 pub fn gossip_client() -> Swarm<libp2p::gossipsub::Behaviour> {

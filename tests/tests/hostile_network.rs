@@ -5,12 +5,12 @@
 //! node stays up, memory stays bounded, and nothing shows up in anyone's
 //! history.
 
-use hush_node::{DIRECT_PROTOCOL, KEYS_PROTOCOL};
+use hush_node::{DIRECT_PROTOCOL, DIRECT_PROTOCOL_ORDERED, KEYS_PROTOCOL};
 use hush_protocol::{
-    AckBatch, ContactCard, DirectAck, Envelope, EnvelopeBatch, KeyRequest, MAX_BATCH_LEN, OlmKind,
-    RejectReason, Wire,
+    AckBatch, BatchOrder, ContactCard, DirectAck, Envelope, EnvelopeBatch, KeyRequest,
+    MAX_BATCH_LEN, OlmKind, RejectReason, Wire,
 };
-use hush_tests::raw::{ask, client, client_with, known_identity};
+use hush_tests::raw::{ask, ask_all, client, client_with, known_identity};
 use hush_tests::rss_kib;
 use libp2p::{Multiaddr, identity};
 
@@ -115,4 +115,57 @@ async fn garbage_forged_and_oversized_frames_are_refused() {
         "delivered",
         "--json",
     ]);
+}
+
+/// On `/hush/direct/2` a batch names the one it follows, and the node
+/// holds it until that one was handled. A contact naming batches it never
+/// sends gets every one answered all the same (each held at most briefly,
+/// no more than two at a time), a frame shorter than its header gets no
+/// answer, and the node keeps delivering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_naming_ones_never_sent_are_all_answered_and_hold_nothing() {
+    let (alice, bob) = hush_tests::pair();
+    let card: ContactCard = bob.card().parse().expect("bob's card");
+    let device = card.device_list.devices[0].device_id;
+    let key = identity::ed25519::PublicKey::try_from_bytes(&device.0).expect("device key");
+    let peer = identity::PublicKey::from(key).to_peer_id();
+    let addr: Multiaddr = bob.listen_addr().parse().expect("multiaddr");
+    let (key, card) = known_identity(51, "mallory");
+    let added = bob.run(&["contact", "add", "mallory", &card]);
+    assert!(added.ok(), "{added:?}");
+    let mut ordered = client_with(key, DIRECT_PROTOCOL_ORDERED);
+
+    // Twelve batches at once, each following a batch never sent.
+    let frames: Vec<Vec<u8>> = (0..12u64)
+        .map(|i| {
+            let order = BatchOrder {
+                seq: 100 + i,
+                after: 1_000 + i,
+            };
+            let mut frame = order.to_bytes().to_vec();
+            frame.extend_from_slice(&[0xAB; 64]);
+            frame
+        })
+        .collect();
+    let answers = ask_all(&mut ordered, peer, &addr, frames).await;
+    for answer in answers {
+        let answer = answer.expect("every batch answered");
+        // Garbage after the header: an empty ack batch, as on `/1`.
+        assert_eq!(AckBatch::from_bytes(&answer), Ok(AckBatch { acks: vec![] }));
+    }
+
+    // Shorter than its header: the stream fails.
+    let short = ask(&mut ordered, peer, &addr, vec![0; BatchOrder::LEN - 1]).await;
+    assert!(short.is_err(), "a short frame got an answer: {short:?}");
+
+    // The node keeps delivering (alice's node and bob's speak `/2`).
+    let sent = alice.json(&[
+        "send",
+        "bob",
+        "after the attack",
+        "--wait",
+        "delivered",
+        "--json",
+    ]);
+    assert_eq!(sent["status"], "delivered", "{sent}");
 }

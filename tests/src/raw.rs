@@ -42,30 +42,10 @@ pub async fn ask(
     addr: &Multiaddr,
     frame: Vec<u8>,
 ) -> Result<Vec<u8>, String> {
-    swarm.add_peer_address(peer, addr.clone());
-    let id = swarm.behaviour_mut().send_request(&peer, frame);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
-    loop {
-        let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
-            .await
-            .map_err(|_| "no answer within 40 s".to_owned())?;
-        match event {
-            SwarmEvent::Behaviour(request_response::Event::Message {
-                message:
-                    request_response::Message::Response {
-                        request_id,
-                        response,
-                    },
-                ..
-            }) if request_id == id => return Ok(response),
-            SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
-                request_id,
-                error,
-                ..
-            }) if request_id == id => return Err(error.to_string()),
-            _ => {}
-        }
-    }
+    ask_all(swarm, peer, addr, vec![frame])
+        .await
+        .pop()
+        .unwrap_or_else(|| Err("no answer".to_owned()))
 }
 
 /// Sends every frame at once (each on its own stream); the answers in

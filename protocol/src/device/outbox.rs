@@ -401,10 +401,11 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
         // A request still in flight carries later entries (an earlier one
         // failed and these wait again): nothing goes before it ends.
         let first = run.first();
-        let behind = self
-            .requests
-            .values()
-            .any(|keys| keys.first().is_some_and(|k| k.1 == *device) && keys.last() > first);
+        let behind = self.is_busy(device)
+            && self
+                .requests
+                .values()
+                .any(|keys| keys.first().is_some_and(|k| k.1 == *device) && keys.last() > first);
         if behind { Vec::new() } else { run }
     }
 

@@ -107,14 +107,7 @@ async fn garbage_forged_and_oversized_frames_are_refused() {
         .map(|m| m["text"].clone())
         .collect();
     assert_eq!(texts, ["before the attack"]);
-    alice.json(&[
-        "send",
-        "bob",
-        "after the attack",
-        "--wait",
-        "delivered",
-        "--json",
-    ]);
+    send_after_the_attack(&alice);
 }
 
 /// On `/hush/direct/2` a batch names the one it follows, and the node
@@ -159,6 +152,11 @@ async fn batches_naming_ones_never_sent_are_all_answered_and_hold_nothing() {
     assert!(short.is_err(), "a short frame got an answer: {short:?}");
 
     // The node keeps delivering (alice's node and bob's speak `/2`).
+    send_after_the_attack(&alice);
+}
+
+/// alice's message to bob after an attack on his node, delivered.
+fn send_after_the_attack(alice: &hush_tests::User) {
     let sent = alice.json(&[
         "send",
         "bob",

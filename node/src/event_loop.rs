@@ -53,6 +53,7 @@ mod push;
 mod reach;
 mod relays;
 
+pub(crate) use commit::Landing;
 use commit::{After, Batch, Commit};
 pub(crate) use contacts::ContactAction;
 pub(crate) use failover::Failover;
@@ -180,6 +181,9 @@ pub(crate) struct EventLoop {
     closing: bool,
     commands: mpsc::Receiver<Command>,
     events: broadcast::Sender<Event>,
+    /// Whether events went out for a batch not landed yet (shared with the
+    /// node's reads).
+    landing: Landing,
     batch: Batch,
     commit: Option<Commit>,
     /// Pages of mail whose seals are being opened off the loop.
@@ -242,6 +246,7 @@ impl EventLoop {
         store: Arc<Store>,
         commands: mpsc::Receiver<Command>,
         events: broadcast::Sender<Event>,
+        landing: Landing,
         options: LoopOptions,
     ) -> Result<Self, NodeError> {
         let swarm = network::build_swarm(
@@ -332,6 +337,7 @@ impl EventLoop {
             closing: false,
             commands,
             events,
+            landing,
             batch,
             commit: None,
             opening: drain::Opening::default(),
@@ -554,6 +560,7 @@ impl EventLoop {
                 text,
                 reply,
             } => self.send(&contact, text, reply),
+            Command::Land { reply } => self.land(reply),
             Command::MarkRead { contact, reply } => self.mark_read(&contact, reply),
             Command::Mute { target, on, reply } => self.mute(target, on, reply),
             Command::SetPush { endpoint, reply } => self.set_push(endpoint, reply),

@@ -19,7 +19,8 @@ use tokio::task::JoinHandle;
 
 use crate::error::NodeError;
 use crate::event_loop::{
-    ContactAction, EventLoop, FileConfig, GroupCommand, GroupConfig, LoopOptions, PresenceConfig,
+    ContactAction, EventLoop, FileConfig, GroupCommand, GroupConfig, Landing, LoopOptions,
+    PresenceConfig,
 };
 use crate::home::Home;
 use crate::identity::Me;
@@ -31,11 +32,11 @@ use crate::view::{
 };
 
 mod conversations;
-/// Commands queued to the event loop at most.
 mod files;
 mod relays;
 mod search;
 
+/// Commands queued to the event loop at most.
 const COMMAND_QUEUE: usize = 1024;
 /// Events buffered per subscriber; a slower subscriber is told it lagged.
 const EVENT_BUFFER: usize = 4096;
@@ -271,6 +272,10 @@ pub(crate) enum Command {
         accounts: Vec<hush_protocol::AccountId>,
         reply: Reply<Vec<String>>,
     },
+    /// Answer once every batch whose events went out is in the store.
+    Land {
+        reply: Reply<()>,
+    },
     /// Commit what is queued, answer it, then stop.
     Shutdown {
         reply: Reply<()>,
@@ -286,6 +291,8 @@ pub struct Node {
     /// The events of this run, numbered, for API clients that reconnect.
     journal: Arc<crate::journal::Journal>,
     store: Arc<Store>,
+    /// Whether the loop sent events for what is not in the store yet.
+    landing: Landing,
     task: Arc<tokio::sync::Mutex<Option<JoinHandle<()>>>>,
     me: Arc<MeSummary>,
     files: Arc<FileConfig>,
@@ -340,12 +347,14 @@ impl Node {
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let journal = crate::journal::Journal::start(&events);
+        let landing = Landing::default();
         let event_loop = EventLoop::new(
             me,
             olm,
             store.clone(),
             command_rx,
             events.clone(),
+            landing.clone(),
             LoopOptions {
                 mail_poll: config.mail_poll,
                 presence: PresenceConfig {
@@ -379,6 +388,7 @@ impl Node {
             events,
             journal,
             store,
+            landing,
             task: Arc::new(tokio::sync::Mutex::new(Some(task))),
             me: summary,
             files,
@@ -386,13 +396,31 @@ impl Node {
         })
     }
 
+    /// Asks the loop to do something; first lands what the caller may
+    /// have seen events of (see [`Node::landed`]).
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, NodeError> {
+        self.landed().await?;
+        self.ask(make).await
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, NodeError> {
         let (tx, rx) = oneshot::channel();
         self.commands
             .send(make(tx))
             .await
             .map_err(|_| NodeError::Stopped)?;
         rx.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    /// Waits until every message whose event went out is in the store. A
+    /// busy group's messages are shown before their batch commits (see
+    /// `event_loop::commit`); a read that follows an event lands them
+    /// first, so it finds what the event told. Free when nothing waits.
+    pub(crate) async fn landed(&self) -> Result<(), NodeError> {
+        if !self.landing.pending() {
+            return Ok(());
+        }
+        self.ask(|reply| Command::Land { reply }).await
     }
 
     pub async fn add_contact(&self, name: &str, card_text: &str) -> Result<ContactView, NodeError> {

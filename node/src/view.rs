@@ -429,7 +429,9 @@ pub enum Event {
         group_id: String,
         from: String,
     },
-    /// A group message arrived (stored durably).
+    /// A group message arrived. It may be sent a moment before the
+    /// message is committed; every read of this node (history, search,
+    /// the conversation list) made after it finds the message.
     GroupMessage {
         group: String,
         group_id: String,

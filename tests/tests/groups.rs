@@ -576,3 +576,108 @@ fn club_of_two_at(relay: &RelayProc) -> (User, User, String) {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A member's node shows a busy group's messages before their batch is
+/// on disk, and commits them together. A client that reads right after
+/// an event (history, the conversation list, search: bots do) still finds
+/// the message the event told of. Two nodes in this process (the library,
+/// real libp2p, real redb); each event at bob is followed at once by the
+/// three reads.
+#[test]
+fn a_client_reading_right_after_a_group_message_event_finds_the_message() {
+    use hush_node::{Event, Home, Node, NodeConfig, Page, rpc::SearchParams};
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let start = |name: &'static str| {
+            let home = Home::new(dir.path().join(name));
+            async move {
+                hush_node::init(&home, name, hush_node::now_ms()).unwrap();
+                let mut config =
+                    NodeConfig::default().with_listen("/ip4/127.0.0.1/tcp/0".parse().unwrap());
+                config.mdns = false;
+                Node::start(&home, config).await.unwrap()
+            }
+        };
+        let (alice, bob) = (start("alice").await, start("bob").await);
+        alice
+            .add_contact("bob", &bob.card().await.unwrap())
+            .await
+            .unwrap();
+        bob.add_contact("alice", &alice.card().await.unwrap())
+            .await
+            .unwrap();
+        let group = alice.group_create("busy").await.unwrap().id;
+        alice.group_invite(&group, "bob", false).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while bob.group_join(&group).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "bob never saw the invitation"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        while alice.group_members(&group).await.unwrap().group.members < 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "alice never saw bob join"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut events = bob.subscribe();
+        let sent = 40;
+        let sender = alice.clone();
+        let group_sent = group.clone();
+        tokio::spawn(async move {
+            for i in 0..sent {
+                sender
+                    .group_send(&group_sent, &format!("word{i} of a busy group"))
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        let mut seen = 0;
+        while seen < sent {
+            let event = tokio::time::timeout(Duration::from_secs(30), events.recv())
+                .await
+                .expect("bob got every message within 30 s")
+                .unwrap();
+            let Event::GroupMessage { message, .. } = event else {
+                continue;
+            };
+            seen += 1;
+            let history = bob
+                .group_history(&group, Page::Before(None), 1000)
+                .await
+                .unwrap();
+            assert!(
+                history.iter().any(|m| m.message.id == message.id),
+                "message {seen} is in the history read right after its event"
+            );
+            let list = bob.conversations().await.unwrap();
+            let busy = list.iter().find(|c| c.name == "busy").unwrap();
+            assert!(
+                busy.unread >= seen,
+                "the conversation list counts {} unread after {seen} events",
+                busy.unread
+            );
+            let word = message.text.split(' ').next().unwrap().to_owned();
+            let hits = bob
+                .search(SearchParams {
+                    query: word.clone(),
+                    ..SearchParams::default()
+                })
+                .await
+                .unwrap();
+            assert!(
+                hits.iter().any(|h| h.id == message.id),
+                "a search for {word:?} right after its event finds it"
+            );
+        }
+    });
+}

@@ -3,7 +3,17 @@
 //! and what had to wait for it (acks, replies, dispatches, events) runs
 //! once it landed. A failed commit refuses what waited and reloads state
 //! from disk.
+//!
+//! One kind of event goes out before its batch lands: a received group
+//! message whose batch may wait for the disk (see [`Batch::may_wait`]).
+//! Its batch then rides with the next ones for up to [`EARLY_RIDE_WINDOW`],
+//! so a member receiving a busy group commits a few times a second, not
+//! once per message. Reads stay true to the events: while such a batch is
+//! in memory, [`Landing`] says so, and the node's reads first ask the loop
+//! to land it (`Command::Land`).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hush_protocol::{AckBatch, DirectAck, KeyBundle, OlmDevice, RejectReason, Wire};
@@ -38,6 +48,8 @@ pub(super) enum After {
     UploadKeys(usize, hush_protocol::OwnerRequest),
     ReplyPresence(Reply<Option<PresenceView>>, Option<PresenceView>),
     ReplyGroup(Reply<GroupView>, GroupView),
+    /// Everything whose event went out is in the store (`Command::Land`).
+    Landed(Reply<()>),
     /// A group message and the Megolm ratchet that made it are stored:
     /// publish it on the group's topic.
     Publish(hush_protocol::GroupId, String, Vec<u8>),
@@ -58,6 +70,28 @@ pub(super) enum After {
 pub(super) struct Batch {
     pub(super) ops: Vec<Op>,
     pub(super) after: Vec<After>,
+    /// Events of this batch went out before it landed.
+    emitted: bool,
+}
+
+/// Whether events went out for what is not in the store yet: set by the
+/// loop when it emits a batch's events early, cleared when no such batch
+/// is left in memory. Shared with the node, whose reads land those batches
+/// first while it is set, so a client that saw an event finds its message.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Landing(Arc<AtomicBool>);
+
+impl Landing {
+    /// Events went out for a batch not landed yet.
+    pub(crate) fn pending(&self) -> bool {
+        // Acquire: pairs with the release in `set`, which happens before
+        // the event is sent.
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn set(&self, pending: bool) {
+        self.0.store(pending, Ordering::Release);
+    }
 }
 
 /// How long a lazy commit may stay off the disk (see [`Batch::may_wait`]).
@@ -66,6 +100,14 @@ const LAZY_WINDOW: Duration = Duration::from_secs(1);
 /// durable commit to come along, before it is committed lazily on its own
 /// (at the latest on the next tick after this).
 const RIDE_WINDOW: Duration = Duration::from_millis(20);
+/// How long a riding batch whose events already went out is held: the
+/// messages of a busy group share one commit per this long. A crash of the
+/// process loses at most this much of what a member saw of a group, which
+/// its relays' history brings back (the history cursor only moves in a
+/// durable commit), as a crash of the machine loses the last lazy commits.
+const EARLY_RIDE_WINDOW: Duration = Duration::from_millis(100);
+/// A riding batch this large is committed at once.
+const MAX_RIDING_OPS: usize = 1024;
 
 impl Batch {
     /// Whether this batch may be committed without waiting for the disk:
@@ -97,15 +139,40 @@ impl Batch {
         }) && self
             .after
             .iter()
-            .all(|a| matches!(a, After::Emit(_) | After::Received(_)))
+            .all(|a| matches!(a, After::Emit(_) | After::Received(_) | After::Landed(_)))
     }
 
     /// Whether this batch may also wait for the next commit that must be
-    /// durable, to ride along with it: it may wait, and nothing (not even
-    /// an event) waits for it. An ack's settling then costs no commit of
-    /// its own.
+    /// durable, to ride along with it: it may wait, and nothing but the
+    /// engine's note that a message is settled waits for it (events that
+    /// may go early are out already). An ack's settling, and a busy
+    /// group's messages, then cost no commit of their own.
     fn may_ride(&self) -> bool {
-        self.after.is_empty() && self.may_wait()
+        self.ops.len() < MAX_RIDING_OPS
+            && self.may_wait()
+            && self.after.iter().all(|a| matches!(a, After::Received(_)))
+    }
+
+    /// Takes out the events that may go before this batch lands: received
+    /// group messages, when the whole batch may wait for the disk.
+    fn take_early_events(&mut self) -> Vec<Event> {
+        if !self.may_wait() {
+            return Vec::new();
+        }
+        let (early, rest): (Vec<After>, Vec<After>) =
+            std::mem::take(&mut self.after).into_iter().partition(
+                |a| matches!(a, After::Emit(e) if matches!(**e, Event::GroupMessage { .. })),
+            );
+        self.after = rest;
+        let early: Vec<Event> = early
+            .into_iter()
+            .filter_map(|a| match a {
+                After::Emit(event) => Some(*event),
+                _ => None,
+            })
+            .collect();
+        self.emitted |= !early.is_empty();
+        early
     }
 }
 
@@ -113,6 +180,8 @@ impl Batch {
 pub(super) struct Commit {
     pub(super) task: JoinHandle<Result<(), StoreError>>,
     after: Vec<After>,
+    /// Its batch's events went out before it (see [`Landing`]).
+    emitted: bool,
 }
 
 impl EventLoop {
@@ -142,6 +211,7 @@ impl EventLoop {
 
     /// Starts committing the gathered batch, unless a commit is running.
     pub(super) fn flush(&mut self) {
+        self.emit_early();
         if self.commit.is_some() {
             return;
         }
@@ -152,7 +222,12 @@ impl EventLoop {
             !sync && !self.closing && self.batch.may_ride() && !self.engine.olm.has_changes();
         if rides && (!self.batch.ops.is_empty() || self.clock.is_changed()) {
             let since = *self.held_since.get_or_insert_with(Instant::now);
-            if since.elapsed() < RIDE_WINDOW {
+            let window = if self.batch.emitted {
+                EARLY_RIDE_WINDOW
+            } else {
+                RIDE_WINDOW
+            };
+            if since.elapsed() < window {
                 return;
             }
         }
@@ -188,7 +263,44 @@ impl EventLoop {
         self.commit = Some(Commit {
             task: tokio::task::spawn_blocking(move || store.apply(ops, durability)),
             after: batch.after,
+            emitted: batch.emitted,
         });
+    }
+
+    /// Sends the events of the gathered batch that may go before it lands
+    /// (see [`Batch::take_early_events`]), unless events of the running
+    /// commit still wait for it: those go first.
+    fn emit_early(&mut self) {
+        let waiting = self
+            .commit
+            .as_ref()
+            .is_some_and(|c| c.after.iter().any(|a| matches!(a, After::Emit(_))));
+        if waiting {
+            return;
+        }
+        let early = self.batch.take_early_events();
+        if early.is_empty() {
+            return;
+        }
+        // Before the events: a client that saw one and reads finds the
+        // flag set.
+        self.landing.set(true);
+        for event in early {
+            self.notify(&event);
+            let _ = self.events.send(event);
+        }
+    }
+
+    /// `Command::Land`: answers once every batch whose events went out has
+    /// landed (at once if none is in memory).
+    pub(super) fn land(&mut self, reply: Reply<()>) {
+        if self.batch.emitted {
+            self.batch.after.push(After::Landed(reply));
+        } else if let Some(commit) = self.commit.as_mut().filter(|c| c.emitted) {
+            commit.after.push(After::Landed(reply));
+        } else {
+            let _ = reply.send(Ok(()));
+        }
     }
 
     pub(super) fn on_commit(&mut self, result: Result<(), StoreError>) {
@@ -198,10 +310,20 @@ impl EventLoop {
         let mut afters = commit.after;
         if let Err(e) = &result {
             tracing::error!(error = %e, "a write batch failed; reloading state from disk");
+            if commit.emitted || self.batch.emitted {
+                // Their messages come again from the relays' history (its
+                // cursor moved with neither), and are shown again.
+                tracing::warn!("group messages already shown were not stored");
+            }
             // What was gathered since was built on the state that failed to
             // commit (e.g. envelopes from Olm keys now rolled back): drop it too.
             afters.extend(std::mem::take(&mut self.batch).after);
             self.reload();
+        }
+        // No commit runs now: what went out early is landed unless the
+        // gathered batch holds some.
+        if !self.batch.emitted {
+            self.landing.set(false);
         }
         let mut receipts = Vec::new();
         for after in afters {
@@ -251,6 +373,12 @@ impl EventLoop {
                     let _ = reply.send(Ok(on));
                 }
                 (After::ReplyMuted(reply, _), Err(e)) => {
+                    let _ = reply.send(Err(store_failed(e)));
+                }
+                (After::Landed(reply), Ok(())) => {
+                    let _ = reply.send(Ok(()));
+                }
+                (After::Landed(reply), Err(e)) => {
                     let _ = reply.send(Err(store_failed(e)));
                 }
                 (After::ReplyDone(reply), Ok(())) => {

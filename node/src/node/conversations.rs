@@ -58,6 +58,7 @@ impl Node {
     /// newest message, the most recent first; those without messages
     /// last, by name.
     pub async fn conversations(&self) -> Result<Vec<ConversationView>, NodeError> {
+        self.landed().await?;
         let contacts = self.store.contacts()?;
         let names: HashMap<AccountId, String> = contacts
             .iter()

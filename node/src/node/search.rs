@@ -17,6 +17,7 @@ impl Node {
     /// Messages of every conversation (or the one filtered) that match
     /// `params.query`, best first.
     pub async fn search(&self, params: SearchParams) -> Result<Vec<SearchHitView>, NodeError> {
+        self.landed().await?;
         let query = Query::parse(&params.query)?;
         let groups = self.group_list().await?;
         let contacts = self.store.contacts()?;

@@ -15,14 +15,15 @@
 //!   published message, for the ratio;
 //! - `cpu_cores_busy`, `cpu_us_per_delivery`: the process's CPU time over
 //!   the measured run (all N nodes share the machine's cores: once they are
-//!   all busy, latency is queueing), and `idle_cores_busy` over two quiet
-//!   seconds before it;
+//!   all busy, latency is queueing), and `idle_cores_busy` over the last
+//!   two of the quiet seconds before it (`--quiet-secs`, 2 unless told:
+//!   more lets what setup left running end first);
 //! - `invite_s`: the creator adding every member as a contact and
 //!   inviting it, one after another (before `setup_s` starts);
 //! - `setup_s`: from the last invitation, every member joining and seeing
 //!   every other joined, and the warm-up (each change is published once on
 //!   the group's channel; Olm carries the op set to each invitee), then
-//!   two quiet seconds (`idle_cores_busy`); its phases, in seconds from the
+//!   the quiet seconds (`quiet_s`, `idle_cores_busy`); its phases, in seconds from the
 //!   same start: `joined_s` (every `group.join` returned), `converged_s`
 //!   (every member sees all N joined), `warm_s` (a message reached all);
 //!   until `converged_s`, all loopback traffic (`setup_loopback_mb`) and
@@ -100,8 +101,24 @@ fn ciphertext_bytes() -> usize {
         .len()
 }
 
-pub async fn group(members: usize, messages: usize, interval_ms: u64, as_json: bool) -> Result<()> {
-    let interval = Duration::from_millis(interval_ms);
+/// What `hush bench group` runs.
+pub struct Shape {
+    pub members: usize,
+    pub messages: usize,
+    /// Between two measured messages.
+    pub interval: Duration,
+    /// Between the warm-up and the measured messages; the idle load is
+    /// read over its last two seconds.
+    pub quiet: Duration,
+}
+
+pub async fn group(shape: Shape, as_json: bool) -> Result<()> {
+    let Shape {
+        members,
+        messages,
+        interval,
+        quiet,
+    } = shape;
     if members < 2 {
         bail!("--members must be at least 2");
     }
@@ -314,9 +331,12 @@ pub async fn group(members: usize, messages: usize, interval_ms: u64, as_json: b
         }
     }
     let warm_s = setup_started.elapsed().as_secs_f64();
-    // Two quiet seconds: what N idle nodes cost (heartbeats, pings, ticks).
+    // Quiet seconds (`--quiet-secs`); the last two: what N idle nodes
+    // cost (heartbeats, pings, ticks, and what setup left running).
+    let idle_window = Duration::from_secs(2);
+    tokio::time::sleep(quiet.saturating_sub(idle_window)).await;
     let idle_before = cpu_ticks();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(idle_window).await;
     let idle_cores = (cpu_ticks().saturating_sub(idle_before)) as f64 / 200.0;
     let setup_s = setup_started.elapsed().as_secs();
     // Progress on stderr, so a profiler can be attached for the run alone.
@@ -401,7 +421,8 @@ pub async fn group(members: usize, messages: usize, interval_ms: u64, as_json: b
     let rss = peak_rss_kib();
     let report = json!({
         "members": members,
-        "interval_ms": interval_ms,
+        "interval_ms": interval.as_millis() as u64,
+        "quiet_s": quiet.as_secs(),
         "invite_s": invite_s,
         "setup_s": setup_s,
         "joined_s": (joined_s * 10.0).round() / 10.0,
@@ -432,7 +453,8 @@ pub async fn group(members: usize, messages: usize, interval_ms: u64, as_json: b
         println!("{report}");
     } else {
         println!(
-            "group of {members} (invited in {invite_s} s, formed in {setup_s} s more), {messages} messages of {TEXT_LEN} bytes, one per {interval_ms} ms"
+            "group of {members} (invited in {invite_s} s, formed in {setup_s} s more), {messages} messages of {TEXT_LEN} bytes, one per {} ms",
+            interval.as_millis()
         );
         println!(
             "publish → decrypted at a member: p50 {} ms, p99 {} ms ({} deliveries missing)",

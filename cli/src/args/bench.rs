@@ -148,6 +148,12 @@ pub enum BenchCommand {
         /// Milliseconds between two messages (20: 50 messages a second)
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
         interval_ms: u64,
+        /// Quiet seconds between the warm-up and the measured messages
+        /// (the idle load is read over the last two): more lets what
+        /// setup left running (first liveness probes, receipts, redials)
+        /// end before the measuring starts
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(2..=120))]
+        quiet_secs: u64,
         /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
         json: bool,

@@ -31,8 +31,17 @@ pub async fn run(command: BenchCommand) -> Result<()> {
             members,
             messages,
             interval_ms,
+            quiet_secs,
             json,
-        } => crate::bench_group::group(members, messages, interval_ms, json).await,
+        } => {
+            let shape = crate::bench_group::Shape {
+                members,
+                messages,
+                interval: std::time::Duration::from_millis(interval_ms),
+                quiet: std::time::Duration::from_secs(quiet_secs),
+            };
+            crate::bench_group::group(shape, json).await
+        }
         BenchCommand::Gossip {
             members,
             messages,

@@ -27,12 +27,12 @@ use crate::identity::Me;
 use crate::records::{ContactRecord, ContactTrust, Status};
 use crate::store::Store;
 use crate::view::{
-    ContactView, DeviceView, Event, GroupMembersView, GroupMessageView, GroupView, LinkCodeView,
-    LinkedView, NodeStatus, PresenceView, SendReceipt,
+    ContactView, DeviceView, Event, LinkCodeView, LinkedView, NodeStatus, PresenceView, SendReceipt,
 };
 
 mod conversations;
 mod files;
+mod groups;
 mod relays;
 mod search;
 
@@ -718,166 +718,6 @@ impl Node {
                 ContactView::new(&self.me.account, c, trust, timer)
             })
             .collect())
-    }
-
-    async fn group(
-        &self,
-        make: impl FnOnce(Reply<GroupView>) -> GroupCommand,
-    ) -> Result<GroupView, NodeError> {
-        self.call(|reply| Command::Group(make(reply))).await
-    }
-
-    /// Creates a group; you are its first admin.
-    pub async fn group_create(&self, name: &str) -> Result<GroupView, NodeError> {
-        let name = name.to_owned();
-        self.group(|reply| GroupCommand::Create { name, reply })
-            .await
-    }
-
-    /// Invites a contact (as an admin with `admin`).
-    pub async fn group_invite(
-        &self,
-        group: &str,
-        contact: &str,
-        admin: bool,
-    ) -> Result<GroupView, NodeError> {
-        let (group, contact) = (group.to_owned(), contact.to_owned());
-        self.group(|reply| GroupCommand::Invite {
-            group,
-            contact,
-            admin,
-            reply,
-        })
-        .await
-    }
-
-    pub async fn group_join(&self, group: &str) -> Result<GroupView, NodeError> {
-        let group = group.to_owned();
-        self.group(|reply| GroupCommand::Join { group, reply })
-            .await
-    }
-
-    /// Leaves a group, or declines an invitation, or forgets a group you
-    /// were removed from.
-    pub async fn group_leave(&self, group: &str) -> Result<GroupView, NodeError> {
-        let group = group.to_owned();
-        self.group(|reply| GroupCommand::Leave { group, reply })
-            .await
-    }
-
-    pub async fn group_remove(&self, group: &str, member: &str) -> Result<GroupView, NodeError> {
-        let (group, member) = (group.to_owned(), member.to_owned());
-        self.group(|reply| GroupCommand::Remove {
-            group,
-            member,
-            reply,
-        })
-        .await
-    }
-
-    /// An admin sets how long members' messages last (seconds; `None`:
-    /// kept).
-    pub async fn group_timer(
-        &self,
-        group: &str,
-        secs: Option<u32>,
-    ) -> Result<GroupView, NodeError> {
-        check_timer(secs)?;
-        let group = group.to_owned();
-        self.group(|reply| GroupCommand::SetTimer { group, secs, reply })
-            .await
-    }
-
-    pub async fn group_promote(&self, group: &str, member: &str) -> Result<GroupView, NodeError> {
-        let (group, member) = (group.to_owned(), member.to_owned());
-        self.group(|reply| GroupCommand::Promote {
-            group,
-            member,
-            reply,
-        })
-        .await
-    }
-
-    pub async fn group_send(&self, group: &str, text: &str) -> Result<SendReceipt, NodeError> {
-        let (group, text) = (group.to_owned(), text.to_owned());
-        self.call(|reply| Command::Group(GroupCommand::Send { group, text, reply }))
-            .await
-    }
-
-    /// Sends and waits until `count` other members have it (or `timeout`).
-    pub async fn group_send_and_wait(
-        &self,
-        group: &str,
-        text: &str,
-        count: usize,
-        timeout: Duration,
-    ) -> Result<SendReceipt, NodeError> {
-        let events = self.subscribe();
-        let receipt = self.group_send(group, text).await?;
-        Self::group_wait(receipt, events, count, timeout).await
-    }
-
-    async fn group_wait(
-        mut receipt: SendReceipt,
-        mut events: broadcast::Receiver<Event>,
-        count: usize,
-        timeout: Duration,
-    ) -> Result<SendReceipt, NodeError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            match tokio::time::timeout_at(deadline, events.recv()).await {
-                Ok(Ok(Event::GroupReceipt { id, delivered, .. }))
-                    if id == receipt.id && delivered >= count =>
-                {
-                    receipt.status = Status::Delivered;
-                    return Ok(receipt);
-                }
-                Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
-                Ok(Err(broadcast::error::RecvError::Closed)) => return Err(NodeError::Stopped),
-                Err(_) => {
-                    receipt.timed_out = true;
-                    return Ok(receipt);
-                }
-            }
-        }
-    }
-
-    pub async fn group_list(&self) -> Result<Vec<GroupView>, NodeError> {
-        self.call(|reply| Command::Group(GroupCommand::List { reply }))
-            .await
-    }
-
-    pub async fn group_members(&self, group: &str) -> Result<GroupMembersView, NodeError> {
-        let group = group.to_owned();
-        self.call(|reply| Command::Group(GroupCommand::Members { group, reply }))
-            .await
-    }
-
-    /// Up to `limit` messages before `before` (or the newest), oldest first.
-    pub async fn group_history(
-        &self,
-        group: &str,
-        page: crate::store::Page,
-        limit: usize,
-    ) -> Result<Vec<GroupMessageView>, NodeError> {
-        let group = group.to_owned();
-        let limit = limit.min(MAX_HISTORY_LIMIT);
-        self.call(|reply| {
-            Command::Group(GroupCommand::History {
-                group,
-                page,
-                limit,
-                reply,
-            })
-        })
-        .await
-    }
-
-    /// Marks a group's messages read (and tells their authors).
-    pub async fn group_mark_read(&self, group: &str) -> Result<usize, NodeError> {
-        let group = group.to_owned();
-        self.call(|reply| Command::Group(GroupCommand::MarkRead { group, reply }))
-            .await
     }
 
     /// Stops the event loop once everything queued has been committed and

@@ -159,18 +159,17 @@ impl Batch {
         if !self.may_wait() {
             return Vec::new();
         }
-        let (early, rest): (Vec<After>, Vec<After>) =
-            std::mem::take(&mut self.after).into_iter().partition(
-                |a| matches!(a, After::Emit(e) if matches!(**e, Event::GroupMessage { .. })),
-            );
+        let mut early = Vec::new();
+        let mut rest = Vec::with_capacity(self.after.len());
+        for after in std::mem::take(&mut self.after) {
+            match after {
+                After::Emit(event) if matches!(*event, Event::GroupMessage { .. }) => {
+                    early.push(*event);
+                }
+                other => rest.push(other),
+            }
+        }
         self.after = rest;
-        let early: Vec<Event> = early
-            .into_iter()
-            .filter_map(|a| match a {
-                After::Emit(event) => Some(*event),
-                _ => None,
-            })
-            .collect();
         self.emitted |= !early.is_empty();
         early
     }

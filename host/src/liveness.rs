@@ -243,10 +243,9 @@ enum Outbound {
 pub struct Handler {
     schedule: Schedule,
     /// Wakes the handler at the schedule's next step: tokio's timer, which
-    /// the runtime's own threads drive. (`futures_timer`, which libp2p
-    /// uses, hands every new deadline to a thread of its own and is woken
-    /// from there: two thread hand-offs per probe, on every connection.)
-    /// Made on the first poll, inside the runtime.
+    /// the runtime's own threads drive (as libp2p's are, through hush's
+    /// `futures-timer` in `timer/`). Made on the first poll, inside the
+    /// runtime.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The deadline `timer` is set for.
     timer_at: Option<Instant>,

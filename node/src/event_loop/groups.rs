@@ -680,16 +680,33 @@ impl EventLoop {
         tracing::trace!(peer = %propagation_source, len = message.data.len(), "group message");
         let home_relay = self.home.iter().any(|r| r.peer == propagation_source);
         let store = self.store.clone();
-        self.with_groups(|g, ctx| {
-            g.handle_topic_message(
+        // The message's lookups (seen before? its id stored?) in one read
+        // of the store, not a read transaction each.
+        let snapshot = store
+            .snapshot()
+            .map_err(|e| tracing::warn!(error = %e, "could not read the store at once"))
+            .ok();
+        let topic = message.topic.as_str();
+        let data = &message.data;
+        self.with_groups(|g, ctx| match &snapshot {
+            Some(snapshot) => g.handle_topic_message(
                 ctx,
-                &*store,
-                message.topic.as_str(),
+                snapshot,
+                topic,
                 message_id,
                 propagation_source,
                 home_relay,
-                &message.data,
-            );
+                data,
+            ),
+            None => g.handle_topic_message(
+                ctx,
+                &*store,
+                topic,
+                message_id,
+                propagation_source,
+                home_relay,
+                data,
+            ),
         });
     }
 

@@ -15,11 +15,12 @@
 //! over; on open, the records beyond redb's durable state are applied again.
 
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use hush_host::wal::{Position, Wal};
 use hush_protocol::{AccountId, ConversationId, DeviceId, GroupId, MessageId, ReceiptKind};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::records::{
@@ -181,6 +182,11 @@ pub struct Store {
     /// Whether messages are indexed for search as they are stored (off
     /// only for `hush bench search`'s floor).
     index: bool,
+    /// Whether the digests-alone table (`seen_envelopes`, written before
+    /// digests had a prefix) still holds any: read only then. Nothing
+    /// writes it now but the replay of an old log at open, so it only
+    /// empties (by pruning).
+    legacy_seen: AtomicBool,
 }
 
 /// The associated data of a sealed write-ahead log record.
@@ -287,6 +293,7 @@ impl Store {
         }
         db.begin_write()?.commit()?;
         wal.restart(last.generation + 1);
+        let legacy_seen = !db.begin_read()?.open_table(SEEN)?.is_empty()?;
         if replayed > 0 {
             tracing::info!(
                 replayed,
@@ -299,6 +306,7 @@ impl Store {
             wal: Mutex::new(wal),
             key,
             index,
+            legacy_seen: AtomicBool::new(legacy_seen),
         })
     }
 
@@ -755,6 +763,10 @@ impl Store {
     /// syncs here; a batch redb refuses is taken back out of the log. A
     /// batch too large for the log is committed durably on its own.
     pub fn apply(&self, ops: Vec<Op>, durability: Durability) -> Result<(), StoreError> {
+        if ops.iter().any(|op| matches!(op, Op::PutSeen(..))) {
+            self.legacy_seen
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut wal = self.wal.lock().unwrap_or_else(|p| p.into_inner());
         let payload =
             postcard::to_allocvec(&ops).map_err(|e| StoreError::Log(std::io::Error::other(e)))?;

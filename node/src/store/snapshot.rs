@@ -5,7 +5,7 @@ use hush_protocol::{ConversationId, MessageId, SessionId};
 use redb::{ReadOnlyTable, ReadableDatabase};
 
 use super::seen::seen_in;
-use super::{MESSAGES, SEEN, SEEN_BY_CHAIN, Store, StoreError, decode};
+use super::{MESSAGES, SEEN_BY_CHAIN, Store, StoreError, decode};
 
 type Messages = ReadOnlyTable<(&'static [u8; 32], u128), &'static [u8]>;
 pub(super) type SeenByChain = ReadOnlyTable<(&'static [u8; 16], &'static [u8; 32]), u64>;
@@ -23,7 +23,8 @@ pub struct Snapshot<'s> {
     store: &'s Store,
     messages: Messages,
     seen_by_chain: SeenByChain,
-    seen: SeenBefore,
+    /// Only while it holds any (see `Store::legacy_seen`).
+    seen: Option<SeenBefore>,
 }
 
 pub(super) fn message_in(
@@ -45,7 +46,7 @@ impl Store {
             store: self,
             messages: txn.open_table(MESSAGES)?,
             seen_by_chain: txn.open_table(SEEN_BY_CHAIN)?,
-            seen: txn.open_table(SEEN)?,
+            seen: self.seen_before(&txn)?,
         })
     }
 }
@@ -54,7 +55,7 @@ impl DeviceLookup for Snapshot<'_> {
     type Error = StoreError;
 
     fn seen(&self, key: &SeenKey) -> Result<bool, StoreError> {
-        seen_in(&self.seen_by_chain, &self.seen, key)
+        seen_in(&self.seen_by_chain, self.seen.as_ref(), key)
     }
 
     fn message(

@@ -1,6 +1,6 @@
 use super::*;
 use crate::records::Status;
-use hush_protocol::device::SeenKey;
+use hush_protocol::device::{DeviceLookup, SeenKey};
 
 fn key() -> DbKey {
     DbKey::from_bytes([9; 32])
@@ -214,6 +214,11 @@ fn a_home_written_with_array_keys_reads_with_reference_keys() {
 fn received_digests_are_kept_by_chain_and_pruned_with_the_older_ones() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("hush.redb"), &key()).unwrap();
+    let legacy = |store: &Store| store.legacy_seen.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        !legacy(&store),
+        "a new home never reads the digests-alone table"
+    );
     let key_of = |chain: u8, at: u64, digest: u8| SeenKey {
         prefix: {
             let mut p = [chain; 16];
@@ -237,9 +242,14 @@ fn received_digests_are_kept_by_chain_and_pruned_with_the_older_ones() {
     // The same digest in another place of the chain is another message.
     assert!(!store.seen(&key_of(1, 3, 7)).unwrap());
     assert!(store.seen(&key_of(4, 4, 9)).unwrap(), "an older digest");
+    assert!(
+        DeviceLookup::seen(&store.snapshot().unwrap(), &key_of(4, 4, 9)).unwrap(),
+        "an older digest, through a snapshot"
+    );
     assert_eq!(store.prune_seen(15).unwrap(), 2);
     assert!(!store.seen(&a).unwrap() && !store.seen(&key_of(4, 4, 9)).unwrap());
     assert!(store.seen(&b).unwrap());
+    assert!(!legacy(&store), "pruned empty: not read any more");
 }
 
 #[test]

@@ -16,9 +16,11 @@
 //! until it is first polled: made and dropped unpolled, it costs nothing
 //! else. Polled inside a tokio runtime (every task of hush's is), it waits
 //! on that runtime's timer wheel; polled where there is none, on a helper
-//! thread of its own, so it never panics for want of a runtime. A runtime
-//! built without its time driver (`enable_time`) is not supported: every
-//! runtime hush builds enables it.
+//! thread of its own, so it never panics for want of a runtime. Not
+//! supported, as with any tokio timer: a runtime built without its time
+//! driver (`enable_time`; every runtime hush builds enables it), and
+//! polling a `Delay` after the runtime it first waited on was dropped
+//! (hush never moves a swarm from one runtime to another).
 //!
 //! One difference from `futures-timer`: a `Delay` whose timer went away
 //! there panicked when polled ("timer has gone away"); here there is no

@@ -15,7 +15,7 @@
 //! over; on open, the records beyond redb's durable state are applied again.
 
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use hush_host::wal::{Position, Wal};
@@ -764,8 +764,7 @@ impl Store {
     /// batch too large for the log is committed durably on its own.
     pub fn apply(&self, ops: Vec<Op>, durability: Durability) -> Result<(), StoreError> {
         if ops.iter().any(|op| matches!(op, Op::PutSeen(..))) {
-            self.legacy_seen
-                .store(true, std::sync::atomic::Ordering::Relaxed);
+            self.legacy_seen.store(true, Ordering::Relaxed);
         }
         let mut wal = self.wal.lock().unwrap_or_else(|p| p.into_inner());
         let payload =

@@ -1,9 +1,9 @@
 //! Received messages' digests, kept so that a copy sent again is known
 //! without reading it (see `SeenKey`).
 
-use hush_protocol::device::SeenKey;
 use std::sync::atomic::Ordering;
 
+use hush_protocol::device::SeenKey;
 use redb::{Key, ReadTransaction, ReadableDatabase, ReadableTableMetadata, Table};
 
 use super::snapshot::{SeenBefore, SeenByChain};

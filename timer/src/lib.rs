@@ -25,6 +25,18 @@
 //! One difference from `futures-timer`: a `Delay` whose timer went away
 //! there panicked when polled ("timer has gone away"); here there is no
 //! such state.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::time::Duration;
+//!
+//! let mut delay = futures_timer::Delay::new(Duration::from_millis(5));
+//! (&mut delay).await; // on the runtime's timer wheel
+//! delay.reset(Duration::from_millis(5)); // pending again
+//! delay.await;
+//! # }
+//! ```
 
 use std::fmt;
 use std::future::Future;

@@ -103,17 +103,24 @@ impl Delay {
             let waker: Arc<Mutex<Option<Waker>>> = Arc::default();
             let shared = waker.clone();
             let deadline = self.deadline;
-            std::thread::spawn(move || {
-                let now = Instant::now();
-                if deadline > now {
-                    std::thread::sleep(deadline - now);
-                }
-                let waker = shared.lock().unwrap_or_else(PoisonError::into_inner).take();
-                if let Some(waker) = waker {
-                    waker.wake();
-                }
-            });
-            Timer::Thread(waker)
+            let spawned = std::thread::Builder::new()
+                .name("delay".into())
+                .spawn(move || {
+                    let now = Instant::now();
+                    if deadline > now {
+                        std::thread::sleep(deadline - now);
+                    }
+                    let waker = shared.lock().unwrap_or_else(PoisonError::into_inner).take();
+                    if let Some(waker) = waker {
+                        waker.wake();
+                    }
+                });
+            match spawned {
+                Ok(_) => Timer::Thread(waker),
+                // No thread to be had now: stays unarmed, and the task is
+                // woken to poll (and try) again.
+                Err(_) => Timer::Unarmed,
+            }
         };
     }
 }
@@ -141,7 +148,10 @@ impl Future for Delay {
                     Poll::Pending
                 }
             }
-            Timer::Unarmed => Poll::Pending,
+            Timer::Unarmed => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
         }
     }
 }

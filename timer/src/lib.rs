@@ -6,9 +6,10 @@
 //! `Delay` for every message it forwards to every peer (the time the
 //! message may wait in the peer's queue) and drops it unpolled once the
 //! message is sent; libp2p's connections make one for every stream they
-//! open. In a group of 50 that was a tenth of a node's CPU per message
-//! (two futex wake-ups of the timer thread, its work, and the thread
-//! hand-offs; docs/benchmarks.md, "Timers on tokio's wheel").
+//! open. In a group of 50 that was a seventh of the CPU per delivered
+//! message: the timer thread's work, the futex wake-ups of it and the
+//! thread hand-offs (docs/benchmarks.md, "libp2p's timers on tokio's
+//! wheel").
 //!
 //! This crate takes `futures-timer`'s place in the build
 //! (`[patch.crates-io]` in the workspace manifest) with the same API:

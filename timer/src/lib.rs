@@ -192,7 +192,7 @@ mod tests {
     #[tokio::test]
     async fn a_delay_reset_while_waiting_moves_its_deadline() {
         let mut delay = Delay::new(Duration::from_secs(3600));
-        let waker = futures_noop_waker();
+        let waker = thread_waker();
         let mut cx = Context::from_waker(&waker);
         assert!(Pin::new(&mut delay).poll(&mut cx).is_pending());
         assert!(matches!(delay.timer, Timer::Tokio(_)));
@@ -235,7 +235,8 @@ mod tests {
         }
     }
 
-    fn futures_noop_waker() -> Waker {
+    /// Wakes the test's own thread.
+    fn thread_waker() -> Waker {
         Waker::from(Arc::new(Unparker(std::thread::current())))
     }
 }

@@ -90,6 +90,10 @@ const GOODBYE_WAIT: Duration = Duration::from_secs(1);
 const LIST_CHECK_GRACE: Duration = Duration::from_secs(15);
 /// Addresses remembered per contact device (from its card and Identify).
 const MAX_ADDRESSES_PER_DEVICE: usize = 8;
+/// A read of the store kept for received group messages is used this long
+/// at most (and only until the next commit lands): a busy group's messages
+/// then share one, a quiet loop holds none for long.
+const SNAPSHOT_KEPT: Duration = Duration::from_secs(1);
 
 /// The contact book, in the node's terms.
 type Contacts = ContactBook<PeerId, Multiaddr>;
@@ -186,6 +190,11 @@ pub(crate) struct EventLoop {
     landing: Landing,
     batch: Batch,
     commit: Option<Commit>,
+    /// A read of the store kept for received group messages from one
+    /// commit to the next (`groups::EventLoop::group_snapshot`): dropped
+    /// when a commit lands, since the engine then forgets what that commit
+    /// stored, and when older than [`SNAPSHOT_KEPT`].
+    group_snapshot: Option<(crate::store::Snapshot, Instant)>,
     /// Pages of mail whose seals are being opened off the loop.
     opening: drain::Opening,
     /// The order of our direct requests, and of the batches peers send us
@@ -340,6 +349,7 @@ impl EventLoop {
             landing,
             batch,
             commit: None,
+            group_snapshot: None,
             opening: drain::Opening::default(),
             direct_order: direct::DirectOrder::new(rand::random()),
             listen_addresses: Vec::new(),
@@ -526,6 +536,15 @@ impl EventLoop {
     }
 
     fn on_tick(&mut self) {
+        // A quiet loop holds no read of the store (redb cannot reuse the
+        // pages a reader may still see).
+        if self
+            .group_snapshot
+            .as_ref()
+            .is_some_and(|(_, at)| at.elapsed() >= SNAPSHOT_KEPT)
+        {
+            self.group_snapshot = None;
+        }
         self.engine.handle_tick(ctx!(self));
         self.drive();
         self.direct_tick();

@@ -58,6 +58,13 @@ pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(120);
 /// A presence lookup in the DHT gives up after this long.
 pub const KAD_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The node's behaviours. The derive nests their connection handlers in
+/// field order, the first field deepest, and libp2p lists every handler's
+/// inbound protocols each time a connection's task goes idle, through one
+/// nested iterator per level (`docs/benchmarks.md`, "Handlers that list
+/// nothing deepest"). So after the two that must come first, the fields go
+/// from those that list no protocol on a member's connection to those
+/// that list two. Nothing else depends on their order.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     /// Devices of blocked contacts: their connections are refused (first,
@@ -66,24 +73,29 @@ pub struct Behaviour {
     /// Inbound connections only from known devices and relays (second,
     /// for the same reason; see `crate::gate`).
     pub gate: crate::gate::Gate,
-    pub direct: request_response::Behaviour<DirectCodec>,
-    pub keys: request_response::Behaviour<FrameCodec>,
+    // No inbound protocol on a member's connection: asked of relays only
+    // (mailbox, history; Kademlia in client mode), on relayed connections
+    // only (DCUtR), or no handler at all (mDNS).
     pub mailbox: request_response::Behaviour<FrameCodec>,
-    pub presence: request_response::Behaviour<FrameCodec>,
     pub history: request_response::Behaviour<FrameCodec>,
-    pub link: request_response::Behaviour<FrameCodec>,
-    /// Gossipsub, with group peers, our devices and relays only (see
-    /// `crate::group_gossip`).
-    pub gossipsub: crate::group_gossip::GroupGossip,
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
-    pub relay_client: relay::client::Behaviour,
     pub dcutr: Toggle<dcutr::Behaviour>,
-    pub autonat: autonat::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
-    pub identify: identify::Behaviour,
+    // One protocol each.
+    pub keys: request_response::Behaviour<FrameCodec>,
+    pub presence: request_response::Behaviour<FrameCodec>,
+    pub link: request_response::Behaviour<FrameCodec>,
+    pub relay_client: relay::client::Behaviour,
+    pub autonat: autonat::Behaviour,
     pub liveness: liveness::Behaviour,
     /// Raw streams: `/hush/blob/1` (file transfer, `crate::files::transfer`).
     pub stream: libp2p_stream::Behaviour,
+    // Two each.
+    pub direct: request_response::Behaviour<DirectCodec>,
+    pub identify: identify::Behaviour,
+    /// Gossipsub, with group peers, our devices and relays only (see
+    /// `crate::group_gossip`).
+    pub gossipsub: crate::group_gossip::GroupGossip,
 }
 
 /// Switches of the swarm a node builds.

@@ -560,15 +560,7 @@ impl Store {
         &self,
         session: &[u8; 32],
     ) -> Result<Vec<([u8; 32], PendingRecord)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(GROUP_PENDING)?;
-        table
-            .range((session, &[0; 32])..=(session, &[0xff; 32]))?
-            .map(|row| {
-                let (k, v) = row?;
-                Ok((*k.value().1, decode("pending group message", v.value())?))
-            })
-            .collect()
+        pending_in(&self.db, session)
     }
 
     /// Every group message waiting for its key: (session, digest, group,
@@ -612,17 +604,7 @@ impl Store {
         ids: &[MessageId],
     ) -> Result<Vec<MessageId>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(MESSAGES)?;
-        let mut out = Vec::new();
-        for id in ids {
-            if let Some(v) = table.get((&conversation.0, id.0))? {
-                let record: MessageRecord = decode("message", v.value())?;
-                if record.outgoing {
-                    out.push(*id);
-                }
-            }
-        }
-        Ok(out)
+        snapshot::outgoing_in(&txn.open_table(MESSAGES)?, conversation, ids)
     }
 
     /// For each of `ids`: how many members have it (any receipt) and how
@@ -869,6 +851,22 @@ impl Drop for Store {
     }
 }
 
+/// Group messages waiting for the key of `session` (see [`Store::pending`]).
+fn pending_in(
+    db: &Database,
+    session: &[u8; 32],
+) -> Result<Vec<([u8; 32], PendingRecord)>, StoreError> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(GROUP_PENDING)?;
+    table
+        .range((session, &[0; 32])..=(session, &[0xff; 32]))?
+        .map(|row| {
+            let (k, v) = row?;
+            Ok((*k.value().1, decode("pending group message", v.value())?))
+        })
+        .collect()
+}
+
 mod beside;
 mod expiry;
 mod history;
@@ -882,6 +880,7 @@ mod tests;
 mod upgrade;
 
 pub use search::{SearchFilter, SearchHit};
+pub use snapshot::Snapshot;
 use upgrade::upgrade;
 
 use ops::write;

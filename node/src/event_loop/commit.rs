@@ -162,17 +162,18 @@ impl Batch {
         if !self.may_wait() {
             return Vec::new();
         }
-        let mut early = Vec::new();
-        let mut rest = Vec::with_capacity(self.after.len());
-        for after in std::mem::take(&mut self.after) {
-            match after {
-                After::Emit(event) if matches!(*event, Event::GroupMessage { .. }) => {
-                    early.push(*event);
-                }
-                other => rest.push(other),
-            }
-        }
-        self.after = rest;
+        // In place: the loop asks on every turn, and a batch rebuilt to its
+        // length each time grew again, a copy, with each message after.
+        let early: Vec<Event> = self
+            .after
+            .extract_if(.., |a| {
+                matches!(a, After::Emit(event) if matches!(**event, Event::GroupMessage { .. }))
+            })
+            .filter_map(|a| match a {
+                After::Emit(event) => Some(*event),
+                _ => None,
+            })
+            .collect();
         self.emitted |= !early.is_empty();
         early
     }
@@ -244,6 +245,10 @@ impl EventLoop {
             return;
         }
         let mut batch = std::mem::take(&mut self.batch);
+        // The next batch of a busy loop is about as large: room for it at
+        // once, not grown one doubling at a time as its ops arrive.
+        self.batch.ops = Vec::with_capacity(batch.ops.len().min(MAX_RIDING_OPS));
+        self.batch.after = Vec::with_capacity(batch.after.len().min(MAX_RIDING_OPS));
         if let Some(last) = self.clock.take_changed() {
             batch.ops.push(Op::PutClock(last));
         }
@@ -309,6 +314,9 @@ impl EventLoop {
         let Some(commit) = self.commit.take() else {
             return;
         };
+        // What it stored, the engine forgets below: later lookups must
+        // find it in the store.
+        self.group_snapshot = None;
         let mut afters = commit.after;
         if let Err(e) = &result {
             tracing::error!(error = %e, "a write batch failed; reloading state from disk");

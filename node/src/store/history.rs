@@ -1,7 +1,7 @@
 //! Reading conversations: pages of a conversation's messages, its unread
 //! marks, and which conversations are muted.
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::{Database, ReadableDatabase, ReadableTable};
 
 use hush_protocol::{ConversationId, MessageId};
 
@@ -100,10 +100,18 @@ impl Store {
     }
 
     pub fn unread(&self, conversation: &ConversationId) -> Result<Vec<MessageId>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(UNREAD)?;
-        let c = &conversation.0;
-        let range = table.range((c, 0)..=(c, u128::MAX))?;
-        range.map(|row| Ok(MessageId(row?.0.value().1))).collect()
+        unread_in(&self.db, conversation)
     }
+}
+
+/// The conversation's unread messages (see [`Store::unread`]).
+pub(super) fn unread_in(
+    db: &Database,
+    conversation: &ConversationId,
+) -> Result<Vec<MessageId>, StoreError> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(UNREAD)?;
+    let c = &conversation.0;
+    let range = table.range((c, 0)..=(c, u128::MAX))?;
+    range.map(|row| Ok(MessageId(row?.0.value().1))).collect()
 }

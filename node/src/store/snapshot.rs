@@ -2,12 +2,15 @@
 
 use hush_protocol::device::{DeviceLookup, MessageRecord, PendingRecord, SeenKey};
 use hush_protocol::{ConversationId, MessageId, SessionId};
-use redb::{ReadOnlyTable, ReadableDatabase};
+use std::sync::Arc;
 
+use redb::{Database, ReadOnlyTable, ReadableDatabase};
+
+use super::history::unread_in;
 use super::seen::seen_in;
-use super::{MESSAGES, SEEN_BY_CHAIN, Store, StoreError, decode};
+use super::{MESSAGES, SEEN_BY_CHAIN, Store, StoreError, decode, pending_in};
 
-type Messages = ReadOnlyTable<(&'static [u8; 32], u128), &'static [u8]>;
+pub(super) type Messages = ReadOnlyTable<(&'static [u8; 32], u128), &'static [u8]>;
 pub(super) type SeenByChain = ReadOnlyTable<(&'static [u8; 16], &'static [u8; 32]), u64>;
 pub(super) type SeenBefore = ReadOnlyTable<&'static [u8; 32], u64>;
 
@@ -18,9 +21,14 @@ pub(super) type SeenBefore = ReadOnlyTable<&'static [u8; 32], u64>;
 ///
 /// What the batch itself queues is not in it, nor in the store until its
 /// commit; the engine keeps that in progress either way. What it reads
-/// seldom goes to the store as it is now.
-pub struct Snapshot<'s> {
-    store: &'s Store,
+/// seldom (messages waiting for a key, unread ones) goes to the store as it
+/// is now.
+///
+/// It owns what it reads, so the event loop may keep one from commit to
+/// commit (see `EventLoop::group_snapshot`); a snapshot kept past a commit
+/// would miss what that commit stored once the engine forgot it.
+pub struct Snapshot {
+    db: Arc<Database>,
     messages: Messages,
     seen_by_chain: SeenByChain,
     /// Only while it holds any (see `Store::legacy_seen`).
@@ -38,12 +46,29 @@ pub(super) fn message_in(
         .transpose()
 }
 
+/// Of `ids`, those that are our own messages in `conversation`.
+pub(super) fn outgoing_in(
+    messages: &Messages,
+    conversation: &ConversationId,
+    ids: &[MessageId],
+) -> Result<Vec<MessageId>, StoreError> {
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some(record) = message_in(messages, conversation, *id)?
+            && record.outgoing
+        {
+            out.push(*id);
+        }
+    }
+    Ok(out)
+}
+
 impl Store {
     /// A read of the store for many lookups (see [`Snapshot`]).
-    pub fn snapshot(&self) -> Result<Snapshot<'_>, StoreError> {
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let txn = self.db.begin_read()?;
         Ok(Snapshot {
-            store: self,
+            db: Arc::clone(&self.db),
             messages: txn.open_table(MESSAGES)?,
             seen_by_chain: txn.open_table(SEEN_BY_CHAIN)?,
             seen: self.seen_before(&txn)?,
@@ -51,7 +76,7 @@ impl Store {
     }
 }
 
-impl DeviceLookup for Snapshot<'_> {
+impl DeviceLookup for Snapshot {
     type Error = StoreError;
 
     fn seen(&self, key: &SeenKey) -> Result<bool, StoreError> {
@@ -67,7 +92,7 @@ impl DeviceLookup for Snapshot<'_> {
     }
 
     fn pending(&self, session: &SessionId) -> Result<Vec<([u8; 32], PendingRecord)>, StoreError> {
-        self.store.pending(&session.0)
+        pending_in(&self.db, &session.0)
     }
 
     fn outgoing(
@@ -75,10 +100,10 @@ impl DeviceLookup for Snapshot<'_> {
         conversation: &ConversationId,
         ids: &[MessageId],
     ) -> Result<Vec<MessageId>, StoreError> {
-        self.store.outgoing(conversation, ids)
+        outgoing_in(&self.messages, conversation, ids)
     }
 
     fn unread(&self, conversation: &ConversationId) -> Result<Vec<MessageId>, StoreError> {
-        self.store.unread(conversation)
+        unread_in(&self.db, conversation)
     }
 }

@@ -184,6 +184,10 @@ struct Probes {
     /// Bytes read towards the next 32-byte probe or echo.
     read: [u8; PROBE_LEN],
     filled: usize,
+    /// Written since the last flush that finished: only then is the
+    /// stream flushed (the handler is polled on every event of its
+    /// connection, and a flush of nothing still takes yamux's lock).
+    unflushed: bool,
 }
 
 impl Probes {
@@ -194,6 +198,7 @@ impl Probes {
             out: Vec::new(),
             read: [0; PROBE_LEN],
             filled: 0,
+            unflushed: false,
         }
     }
 
@@ -204,14 +209,22 @@ impl Probes {
                 Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => {
                     self.out.drain(..n);
+                    self.unflushed = true;
                 }
                 Poll::Ready(Err(e)) => return Err(e),
                 Poll::Pending => return Ok(()),
             }
         }
+        if !self.unflushed {
+            return Ok(());
+        }
         match Pin::new(&mut self.stream).poll_flush(cx) {
             Poll::Ready(Err(e)) => Err(e),
-            _ => Ok(()),
+            Poll::Ready(Ok(())) => {
+                self.unflushed = false;
+                Ok(())
+            }
+            Poll::Pending => Ok(()),
         }
     }
 
@@ -234,7 +247,7 @@ impl Probes {
 enum Outbound {
     None,
     Opening,
-    Open(Probes),
+    Open(Box<Probes>),
     /// The peer does not speak the protocol: we cannot probe it.
     Unsupported,
 }
@@ -446,7 +459,7 @@ impl ConnectionHandler for Handler {
                 protocol: stream,
                 ..
             }) => {
-                self.outbound = Outbound::Open(Probes::new(stream));
+                self.outbound = Outbound::Open(Box::new(Probes::new(stream)));
                 for _ in 0..std::mem::take(&mut self.queued) {
                     self.write_probe();
                 }

@@ -127,13 +127,16 @@ pub fn link_behaviour(
 }
 
 /// Kademlia as a node runs it: a client of the relays' DHT that publishes
-/// its own presence records (no republishing of others', no server role).
+/// its own presence records (no republishing of others', no server role,
+/// no provider records: their republishing job, a timer polled on every
+/// wake-up of the swarm, would only ever find none).
 pub(crate) fn kad_behaviour(peer: PeerId) -> kad::Behaviour<kad::store::MemoryStore> {
     let mut config = kad::Config::new(KAD_PROTOCOL);
     config
         .set_query_timeout(KAD_QUERY_TIMEOUT)
         .set_publication_interval(None)
         .set_replication_interval(None)
+        .set_provider_publication_interval(None)
         .set_max_packet_size(16 * 1024);
     let store = kad::store::MemoryStore::with_config(
         peer,

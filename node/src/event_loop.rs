@@ -54,7 +54,7 @@ mod reach;
 mod relays;
 
 pub(crate) use commit::Landing;
-use commit::{After, Batch, Commit};
+use commit::{After, Batch, Commit, SNAPSHOT_KEPT};
 pub(crate) use contacts::ContactAction;
 pub(crate) use failover::Failover;
 pub(crate) use files::{FileConfig, file_view};
@@ -90,10 +90,6 @@ const GOODBYE_WAIT: Duration = Duration::from_secs(1);
 const LIST_CHECK_GRACE: Duration = Duration::from_secs(15);
 /// Addresses remembered per contact device (from its card and Identify).
 const MAX_ADDRESSES_PER_DEVICE: usize = 8;
-/// A read of the store kept for received group messages is used this long
-/// at most (and only until the next commit lands): a busy group's messages
-/// then share one, a quiet loop holds none for long.
-const SNAPSHOT_KEPT: Duration = Duration::from_secs(1);
 
 /// The contact book, in the node's terms.
 type Contacts = ContactBook<PeerId, Multiaddr>;
@@ -191,7 +187,7 @@ pub(crate) struct EventLoop {
     batch: Batch,
     commit: Option<Commit>,
     /// A read of the store kept for received group messages from one
-    /// commit to the next (`groups::EventLoop::group_snapshot`): dropped
+    /// commit to the next (`EventLoop::group_snapshot`, in `commit.rs`): dropped
     /// when a commit lands, since the engine then forgets what that commit
     /// stored, and when older than [`SNAPSHOT_KEPT`].
     group_snapshot: Option<(crate::store::Snapshot, Instant)>,

@@ -11,6 +11,10 @@
 //! once per message. Reads stay true to the events: while such a batch is
 //! in memory, [`Landing`] says so, and the node's reads first ask the loop
 //! to land it (`Command::Land`).
+//!
+//! Between two landings received group messages share one read of the
+//! store (`EventLoop::group_snapshot`): what they look up changes only by
+//! a commit, and a landing drops it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +28,7 @@ use super::{EventLoop, load_contacts};
 use crate::error::NodeError;
 use crate::network::DirectResponse;
 use crate::node::{Reply, now_ms};
-use crate::store::{Durability, Op, OutboxKey, StoreError};
+use crate::store::{Durability, Op, OutboxKey, Snapshot, StoreError};
 use crate::view::{Event, GroupView, PresenceView, SendReceipt};
 
 /// Runs once the batch it was queued with has committed.
@@ -111,6 +115,10 @@ const RIDE_WINDOW: Duration = Duration::from_millis(20);
 const EARLY_RIDE_WINDOW: Duration = Duration::from_millis(250);
 /// A riding batch this large is committed at once.
 const MAX_RIDING_OPS: usize = 1024;
+/// A read of the store kept for received group messages is used this long
+/// at most (and only until the next commit lands): a busy group's messages
+/// then share one, a quiet loop holds none for long.
+pub(super) const SNAPSHOT_KEPT: Duration = Duration::from_secs(1);
 
 impl Batch {
     /// Whether this batch may be committed without waiting for the disk:
@@ -308,6 +316,28 @@ impl EventLoop {
         } else {
             let _ = reply.send(Ok(()));
         }
+    }
+
+    /// The kept read of the store if it is young enough, else a new one
+    /// (`None` if the store cannot be read: each lookup then goes to it and
+    /// says what went wrong). Taken out of the loop while in use; the
+    /// caller puts it back.
+    ///
+    /// Sound because everything those lookups read (messages, digests
+    /// seen) changes only by a commit, on whose landing the kept read is
+    /// dropped (`on_commit`); until then the engine holds what the commit
+    /// carries as in progress, as it does for a fresh read.
+    pub(super) fn group_snapshot(&mut self) -> Option<(Snapshot, Instant)> {
+        if let Some((snapshot, at)) = self.group_snapshot.take()
+            && at.elapsed() < SNAPSHOT_KEPT
+        {
+            return Some((snapshot, at));
+        }
+        self.store
+            .snapshot()
+            .map(|snapshot| (snapshot, Instant::now()))
+            .map_err(|e| tracing::warn!(error = %e, "could not read the store at once"))
+            .ok()
     }
 
     pub(super) fn on_commit(&mut self, result: Result<(), StoreError>) {

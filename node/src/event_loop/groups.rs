@@ -19,12 +19,12 @@ use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::{Multiaddr, PeerId};
 
-use super::{After, EventLoop, SNAPSHOT_KEPT};
+use super::{After, EventLoop};
 use crate::error::NodeError;
 use crate::identity::Me;
 use crate::node::Reply;
 use crate::records::{MessageRecord, PendingRecord};
-use crate::store::{Op, Snapshot, Store, StoreError};
+use crate::store::{Op, Store, StoreError};
 use crate::view::{
     Event, GroupMembersView, GroupMessageView, GroupView, MemberView, MessageView, SendReceipt,
 };
@@ -709,28 +709,6 @@ impl EventLoop {
         // No commit lands within the engine's turn (landing is a step of
         // the loop's own), so the read may serve the next message too.
         self.group_snapshot = snapshot;
-    }
-
-    /// The kept read of the store if it is young enough, else a new one
-    /// (`None` if the store cannot be read: each lookup then goes to it and
-    /// says what went wrong). Taken out of the loop while in use; the
-    /// caller puts it back.
-    ///
-    /// Sound because everything those lookups read (messages, digests
-    /// seen) changes only by a commit, on whose landing the kept read is
-    /// dropped (`on_commit`); until then the engine holds what the commit
-    /// carries as in progress, as it does for a fresh read.
-    fn group_snapshot(&mut self) -> Option<(Snapshot, Instant)> {
-        if let Some((snapshot, at)) = self.group_snapshot.take()
-            && at.elapsed() < SNAPSHOT_KEPT
-        {
-            return Some((snapshot, at));
-        }
-        self.store
-            .snapshot()
-            .map(|snapshot| (snapshot, Instant::now()))
-            .map_err(|e| tracing::warn!(error = %e, "could not read the store at once"))
-            .ok()
     }
 
     /// After a commit: `GroupReceipt` events with the counts now stored,

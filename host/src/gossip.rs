@@ -46,7 +46,7 @@ const BROKEN_PROMISES_TOLERATED: f64 = 6.0;
 ///   to gossip's design point, and every extra mesh peer is another copy of
 ///   each message on the wire and another receive at each member (with 3,
 ///   between 2 and 5, a member got each message about 2.7 times; with 2,
-///   1.8, for 13 % less CPU a delivery: docs/benchmarks.md). Every member
+///   1.8, for about 11 % less CPU a delivery: docs/benchmarks.md). Every member
 ///   still keeps at least two mesh peers, and one whose mesh missed a
 ///   message is offered its id by IHAVE within a heartbeat (500 ms, to 3
 ///   peers) and fetches it; the relays' history is behind that.

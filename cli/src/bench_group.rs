@@ -6,6 +6,9 @@
 //!
 //! - `p50_ms`, `p99_ms`: `group.send` called → decrypted and stored at a
 //!   member, over every (message, member) pair;
+//! - `late`: (message, member) pairs slower than 50 ms, at `late_members`
+//!   members, over `late_messages` messages (a few members: their mesh;
+//!   many members over a few messages: the process stalled);
 //! - `missing`: (message, member) pairs not arrived 10 s after the last
 //!   send, at `missing_members` members (named on stderr); of those,
 //!   `missing_after_40s` still had not 30 s later (lost, not late);
@@ -30,7 +33,7 @@
 //!   the process's CPU (`setup_cores_busy`);
 //! - `peak_rss_mib`: the whole process (all N nodes), and per node.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -48,6 +51,9 @@ use crate::bench::percentile;
 use crate::demo::init_home;
 
 const TEXT_LEN: usize = 256;
+/// A delivery slower than this is counted as late (`late`,
+/// `late_members`, `late_messages`).
+const LATE: Duration = Duration::from_millis(50);
 
 /// Message id → (member index, when it was stored there).
 type Arrivals = HashMap<String, Vec<(usize, Instant)>>;
@@ -379,16 +385,25 @@ pub async fn group(shape: Shape, as_json: bool) -> Result<()> {
     let mut missing = 0;
     // Which members lack how many, to trace a member that falls behind.
     let mut lacking: BTreeMap<usize, usize> = BTreeMap::new();
+    // Deliveries over `LATE`: at few members, a member's mesh; over few
+    // messages at many members, a stall of the whole process.
+    let (mut late, mut late_members, mut late_messages) = (0, HashSet::new(), 0);
     for (id, at) in &sent {
         let got = a.get(id).map_or(&[][..], Vec::as_slice);
         missing += others.saturating_sub(got.len());
         for i in (1..members).filter(|i| !got.iter().any(|(m, _)| m == i)) {
             *lacking.entry(i).or_default() += 1;
         }
-        latencies.extend(
-            got.iter()
-                .map(|(_, t)| t.duration_since(*at).as_micros() as u64),
-        );
+        let before = late;
+        for (m, t) in got {
+            let latency = t.duration_since(*at);
+            if latency > LATE {
+                late += 1;
+                late_members.insert(*m);
+            }
+            latencies.push(latency.as_micros() as u64);
+        }
+        late_messages += usize::from(late > before);
     }
     drop(a);
     // Late or lost: what is missing now gets another 30 s (gossip's
@@ -436,6 +451,9 @@ pub async fn group(shape: Shape, as_json: bool) -> Result<()> {
         "missing": missing,
         "missing_members": lacking.len(),
         "missing_after_40s": missing_after_40s,
+        "late": late,
+        "late_members": late_members.len(),
+        "late_messages": late_messages,
         "events_lagged": lagged.load(Ordering::Relaxed),
         "bytes_per_member_per_msg": per_member.round() as u64,
         "ciphertext_bytes": ciphertext,

@@ -42,14 +42,13 @@ const BROKEN_PROMISES_TOLERATED: f64 = 6.0;
 /// - `validate_messages`: nothing is forwarded until the application
 ///   accepted it; what does not decode as a group message is rejected,
 ///   which costs the sender peer score.
-/// - A small mesh (2, between 2 and 4): groups are many and small relative
+/// - A small mesh (3, between 2 and 5): groups are many and small relative
 ///   to gossip's design point, and every extra mesh peer is another copy of
-///   each message on the wire and another receive at each member (with 3,
-///   between 2 and 5, a member got each message about 2.7 times; with 2,
-///   1.8, for about 11 % less CPU a delivery: docs/benchmarks.md). Every member
-///   still keeps at least two mesh peers, and one whose mesh missed a
-///   message is offered its id by IHAVE within a heartbeat (500 ms, to 3
-///   peers) and fetches it; the relays' history is behind that.
+///   each message on the wire. Not 2: a member then gets each message 1.8
+///   times, not 2.7 (about 11 % less CPU a delivery), but in about one run
+///   in five of `hush bench group --members 50` one member or a few fell
+///   out of the mesh for seconds and got messages only through IHAVE,
+///   hundreds of milliseconds late (docs/benchmarks.md).
 pub fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, io::Error> {
     let config = gossipsub::ConfigBuilder::default()
         .protocol_id_prefix(GOSSIP_PROTOCOL_PREFIX)
@@ -59,9 +58,9 @@ pub fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, io::Error> {
             gossipsub::MessageId::from(GroupMessage::digest(&m.data).to_vec())
         })
         .max_transmit_size(MAX_FRAME)
-        .mesh_n(2)
+        .mesh_n(3)
         .mesh_n_low(2)
-        .mesh_n_high(4)
+        .mesh_n_high(5)
         .mesh_outbound_min(1)
         .gossip_lazy(3)
         // Message ids are offered (IHAVE) in the one heartbeat after a

@@ -475,8 +475,12 @@ pub async fn group(shape: Shape, as_json: bool) -> Result<()> {
             interval.as_millis()
         );
         println!(
-            "publish → decrypted at a member: p50 {} ms, p99 {} ms ({} deliveries missing)",
-            report["p50_ms"], report["p99_ms"], missing
+            "publish → decrypted at a member: p50 {} ms, p99 {} ms ({} deliveries missing; {late} over {} ms, at {} members)",
+            report["p50_ms"],
+            report["p99_ms"],
+            missing,
+            LATE.as_millis(),
+            report["late_members"]
         );
         println!(
             "bytes per member per message: {} ({}× the {ciphertext}-byte ciphertext)",

@@ -77,7 +77,11 @@ pub(super) const SPREADING_MS: u64 = HEADS_QUIET_MS;
 /// a quiet group where nobody announces any: checking in, it learns what
 /// it missed. About seven check-ins per member after each change (nine
 /// while new to the group, see [`CHECK_NEW_MS`]), none once the group is
-/// settled.
+/// settled; fewer where members hear each other: a check-in is skipped
+/// when a member told us heads equal to ours since it was scheduled (as
+/// in Trickle, RFC 6206: what was heard consistent is not said again),
+/// never two in a row. After a change, the announcement on the channel
+/// that silences the others' usually silences their first check-ins too.
 pub(super) const CHECK_FIRST_MS: u64 = 30_000;
 /// The first gap while we are new to the group's channel (see
 /// [`NEW_FOR_MS`]): a member that just joined (or just started) is the one
@@ -129,6 +133,16 @@ pub(super) struct ChannelSync {
     /// check-in closes (see [`CHECK_FIRST_MS`]).
     check_due: Option<u64>,
     check_gap: u64,
+    /// Since our next check-in was scheduled, a member told us heads equal
+    /// to ours (live on the channel, or checking in with us): that
+    /// check-in would learn nothing, and is skipped (see [`CHECK_FIRST_MS`]).
+    agreed: bool,
+    /// The last check-in due was skipped: the next one goes whatever we
+    /// hear, so that a member who keeps telling us our own heads (one that
+    /// stands between us and the rest of the group) delays what a check-in
+    /// would find by one gap at most. A change of our op set starts a new
+    /// schedule, and clears it.
+    skipped: bool,
     /// When we joined the channel (primed it), for [`NEW_FOR_MS`].
     since: u64,
 }
@@ -223,8 +237,10 @@ where
             let wait = turn(&g.state, &me, &seed) * TURN_MS;
             g.sync.heads_due =
                 Some(ctx.now.mono_ms + HEADS_QUIET_MS + wait.min(MAX_TURN_WAIT_MS) + jitter);
+            // A new schedule of check-ins: its first may be skipped.
             let first = g.sync.first_gap(ctx.now.mono_ms);
             g.sync.check_after(ctx.now.mono_ms, first, spread);
+            g.sync.skipped = false;
         }
     }
 
@@ -301,6 +317,9 @@ where
         else {
             return;
         };
+        if same_heads(&g.ops.complete_heads(id), heads) {
+            g.sync.agreed = true;
+        }
         // Heads we lack (a check-in from a member ahead of us): ask it back
         // in a while if nothing brings them, as for heads on the channel.
         let lacking = not_held(&g.ops, heads);
@@ -422,10 +441,9 @@ where
         let Some(g) = self.groups.get_mut(&id) else {
             return;
         };
-        let ours: HashSet<OpHash> = g.ops.complete_heads(id).into_iter().collect();
-        let theirs: HashSet<OpHash> = heads.iter().copied().collect();
-        if ours == theirs {
+        if same_heads(&g.ops.complete_heads(id), heads) {
             g.sync.heads_due = None;
+            g.sync.agreed = true;
             return;
         }
         let lacking = not_held(&g.ops, heads);
@@ -492,13 +510,20 @@ where
                 }
             }
             if g.sync.check_due.is_some_and(|due| now >= due) {
+                let skip = g.sync.agreed && !g.sync.skipped;
+                g.sync.skipped = skip;
                 let gap = g.sync.check_gap.saturating_mul(2);
                 if gap <= CHECK_LAST_MS {
                     g.sync.check_after(now, gap, spread);
                 } else {
                     g.sync.check_due = None;
                 }
-                self.check_in(ctx, id);
+                if skip {
+                    let what = "a member told us our own heads; no check-in this time";
+                    self.note(id, Severity::Debug, what);
+                } else {
+                    self.check_in(ctx, id);
+                }
             }
             let Some(g) = self.groups.get_mut(&id) else {
                 continue;
@@ -574,6 +599,7 @@ impl ChannelSync {
     /// and one and a half times that after `now` (`spread`: random).
     fn check_after(&mut self, now: u64, gap: u64, spread: u64) {
         self.check_gap = gap;
+        self.agreed = false;
         self.check_due = Some(now + gap / 2 + spread % (gap + 1));
     }
 
@@ -624,6 +650,13 @@ pub(super) fn whom_to_ask(
         .filter(|a| state.members.contains_key(a))
         .or_else(|| state.members.get(me).map(|m| m.invited_by))
         .filter(|a| a != me)
+}
+
+/// Whether two lists of heads name the same ops (in any order).
+fn same_heads(ours: &[OpHash], theirs: &[OpHash]) -> bool {
+    let ours: HashSet<&OpHash> = ours.iter().collect();
+    let theirs: HashSet<&OpHash> = theirs.iter().collect();
+    ours == theirs
 }
 
 /// Which of `heads` we do not hold.

@@ -763,6 +763,97 @@ fn a_settled_quiet_group_stops_checking_in() {
     }
 }
 
+/// Check-ins (heads over Olm) sent while `ms` passed: (ms from now, by
+/// whom).
+fn check_ins_for(net: &mut Net, ms: u64) -> Vec<(u64, usize)> {
+    let mut sent = Vec::new();
+    for step in 1..=ms / 100 {
+        net.advance(100);
+        let now = std::cell::RefCell::new(Vec::new());
+        net.drive_dropping(|from, _, payload| {
+            if is_heads(payload) {
+                now.borrow_mut().push(from);
+            }
+            false
+        });
+        sent.extend(now.into_inner().into_iter().map(|from| (step * 100, from)));
+    }
+    sent
+}
+
+/// dave joins a settled group. One member announces the new heads on the
+/// channel, and the others, hearing their own heads, cancel theirs; they
+/// used to check in over Olm all the same, 15–45 s later (each of them one
+/// Olm message, and often a new connection, that could learn nothing).
+/// Now a member told its own heads since its check-in was scheduled skips
+/// it, and checks in at the one after (never two skipped in a row).
+#[test]
+fn members_told_their_own_heads_skip_one_check_in_not_two() {
+    let mut net = Net::new(&["alice", "bob", "carol", "dave"], config());
+    let id = friends_of_the_first(&mut net, 3);
+    run_for(&mut net, NEW_FOR_MS + 10_000);
+    net.invite_to_friends(0, 3, false);
+    net.drive();
+    net.join_friends(3);
+    let since = net.published.len();
+    // Old members' first check-in after a change comes 15–45 s after it.
+    let first = check_ins_for(&mut net, CHECK_FIRST_MS * 3 / 2);
+    let announcers: Vec<usize> = channel_kinds(&net, id, 0, since)
+        .into_iter()
+        .filter(|(_, k)| matches!(k, ControlKind::Heads(_)))
+        .map(|(from, _)| from)
+        .collect();
+    assert!(!announcers.is_empty(), "the new heads were announced");
+    let quiet: Vec<usize> = (0..3).filter(|i| !announcers.contains(i)).collect();
+    assert!(
+        !quiet.is_empty(),
+        "the first announcement silenced the others"
+    );
+    for i in &quiet {
+        assert!(
+            !first.iter().any(|(_, from)| from == i),
+            "member {i} heard its own heads announced and skipped its check-in: {first:?}"
+        );
+    }
+    // The next gap is twice as long (30–90 s after the skipped one).
+    let second = check_ins_for(&mut net, CHECK_FIRST_MS * 3);
+    for i in &quiet {
+        assert!(
+            second.iter().any(|(_, from)| from == i),
+            "member {i} checked in at the next one: {second:?}"
+        );
+    }
+    for i in 0..4 {
+        assert_eq!(joined(&net, i, id), 4);
+    }
+}
+
+/// A member that keeps telling carol her own heads (as one standing
+/// between her and the rest of the group could, to keep her from learning
+/// what the others hold) delays her check-ins by a gap at most: she skips
+/// one, never two in a row.
+#[test]
+fn a_member_repeating_our_heads_cannot_silence_our_check_ins() {
+    let mut net = Net::new(&["alice", "bob", "carol", "dave"], config());
+    let id = friends_of_the_first(&mut net, 3);
+    run_for(&mut net, NEW_FOR_MS + 10_000);
+    net.invite_to_friends(0, 3, false);
+    net.drive();
+    net.join_friends(3);
+    let carol = net.members[2].key.id();
+    let mut by_carol = 0;
+    // Gaps of 30, 60 and 120 s (each drawn between half and one and a half
+    // times its length): at least two of carol's check-ins fall due.
+    for _ in 0..(CHECK_FIRST_MS * 4) / 5_000 {
+        net.call(0, |book, ctx, _| book.ask_for_ops(ctx, id, carol, 0));
+        by_carol += check_ins_for(&mut net, 5_000)
+            .iter()
+            .filter(|(_, from)| *from == 2)
+            .count();
+    }
+    assert!(by_carol >= 1, "carol still checked in");
+}
+
 /// alice checks in with carol (her heads over Olm), and carol, deaf to the
 /// topic, lacks one of them (dave's join): carol asks alice back with her
 /// own heads and has it, without waiting for a check-in of her own.

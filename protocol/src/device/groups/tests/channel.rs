@@ -781,6 +781,18 @@ fn check_ins_for(net: &mut Net, ms: u64) -> Vec<(u64, usize)> {
     sent
 }
 
+/// alice, bob and carol in "friends", settled (and no longer new to its
+/// channel); dave is invited and joins.
+fn dave_joins_a_settled_group() -> (Net, GroupId) {
+    let mut net = Net::new(&["alice", "bob", "carol", "dave"], config());
+    let id = friends_of_the_first(&mut net, 3);
+    run_for(&mut net, NEW_FOR_MS + 10_000);
+    net.invite_to_friends(0, 3, false);
+    net.drive();
+    net.join_friends(3);
+    (net, id)
+}
+
 /// dave joins a settled group. One member announces the new heads on the
 /// channel, and the others, hearing their own heads, cancel theirs; they
 /// used to check in over Olm all the same, 15–45 s later (each of them one
@@ -789,12 +801,7 @@ fn check_ins_for(net: &mut Net, ms: u64) -> Vec<(u64, usize)> {
 /// it, and checks in at the one after (never two skipped in a row).
 #[test]
 fn members_told_their_own_heads_skip_one_check_in_not_two() {
-    let mut net = Net::new(&["alice", "bob", "carol", "dave"], config());
-    let id = friends_of_the_first(&mut net, 3);
-    run_for(&mut net, NEW_FOR_MS + 10_000);
-    net.invite_to_friends(0, 3, false);
-    net.drive();
-    net.join_friends(3);
+    let (mut net, id) = dave_joins_a_settled_group();
     let since = net.published.len();
     // Old members' first check-in after a change comes 15–45 s after it.
     let first = check_ins_for(&mut net, CHECK_FIRST_MS * 3 / 2);
@@ -834,12 +841,7 @@ fn members_told_their_own_heads_skip_one_check_in_not_two() {
 /// one, never two in a row.
 #[test]
 fn a_member_repeating_our_heads_cannot_silence_our_check_ins() {
-    let mut net = Net::new(&["alice", "bob", "carol", "dave"], config());
-    let id = friends_of_the_first(&mut net, 3);
-    run_for(&mut net, NEW_FOR_MS + 10_000);
-    net.invite_to_friends(0, 3, false);
-    net.drive();
-    net.join_friends(3);
+    let (mut net, id) = dave_joins_a_settled_group();
     let carol = net.members[2].key.id();
     let mut by_carol = 0;
     // Gaps of 30, 60 and 120 s (each drawn between half and one and a half

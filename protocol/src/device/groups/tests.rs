@@ -18,6 +18,7 @@ use crate::{
 };
 
 mod channel;
+mod check_ins;
 mod hostile;
 mod publish;
 

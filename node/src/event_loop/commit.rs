@@ -193,6 +193,9 @@ pub(super) struct Commit {
     after: Vec<After>,
     /// Its batch's events went out before it (see [`Landing`]).
     emitted: bool,
+    /// Events wait in `after` for it to land (counted once: the loop asks
+    /// on every turn, and a busy commit's `after` holds thousands).
+    holds_events: bool,
 }
 
 impl EventLoop {
@@ -275,10 +278,12 @@ impl EventLoop {
             Durability::Lazy
         };
         let ops = batch.ops;
+        let holds_events = batch.after.iter().any(|a| matches!(a, After::Emit(_)));
         self.commit = Some(Commit {
             task: tokio::task::spawn_blocking(move || store.apply(ops, durability)),
             after: batch.after,
             emitted: batch.emitted,
+            holds_events,
         });
     }
 
@@ -286,10 +291,7 @@ impl EventLoop {
     /// (see [`Batch::take_early_events`]), unless events of the running
     /// commit still wait for it: those go first.
     fn emit_early(&mut self) {
-        let waiting = self
-            .commit
-            .as_ref()
-            .is_some_and(|c| c.after.iter().any(|a| matches!(a, After::Emit(_))));
+        let waiting = self.commit.as_ref().is_some_and(|c| c.holds_events);
         if waiting {
             return;
         }

@@ -26,6 +26,7 @@ mod peers;
 pub mod sealed_db;
 mod swarm;
 pub mod wal;
+pub mod woken;
 
 pub use clock::{HostClock, now_ms};
 pub use codec::{DirectCodec, DirectRequest, DirectResponse, FrameCodec};
@@ -33,6 +34,7 @@ pub use files::{create_private_dir, create_private_file};
 pub use gossip::gossipsub_behaviour;
 pub use peers::{device_id, device_keypair, device_of_peer, peer_id, peer_in};
 pub use swarm::{tcp_swarm, tcp_transport};
+pub use woken::Woken;
 
 /// A dial (TCP or QUIC connect, then the Noise and Yamux handshakes) gives
 /// up after this long. Short on purpose: a connect sent while the network

@@ -28,7 +28,7 @@
 use std::io;
 use std::time::Duration;
 
-use hush_host::{DIAL_TIMEOUT, liveness, tcp_transport};
+use hush_host::{DIAL_TIMEOUT, Woken, liveness, tcp_transport};
 pub use hush_host::{
     DIRECT_PROTOCOL, DIRECT_PROTOCOL_ORDERED, DirectCodec, DirectRequest, DirectResponse,
     FrameCodec, HISTORY_PROTOCOL, IDENTIFY_PROTOCOL, KAD_PROTOCOL, KEYS_PROTOCOL, LINK_PROTOCOL,
@@ -76,23 +76,23 @@ pub struct Behaviour {
     // No inbound protocol on a member's connection: asked of relays only
     // (mailbox, history; Kademlia in client mode), on relayed connections
     // only (DCUtR), or no handler at all (mDNS).
-    pub mailbox: request_response::Behaviour<FrameCodec>,
-    pub history: request_response::Behaviour<FrameCodec>,
-    pub kad: kad::Behaviour<kad::store::MemoryStore>,
-    pub dcutr: Toggle<dcutr::Behaviour>,
+    pub mailbox: Woken<request_response::Behaviour<FrameCodec>>,
+    pub history: Woken<request_response::Behaviour<FrameCodec>>,
+    pub kad: Woken<kad::Behaviour<kad::store::MemoryStore>>,
+    pub dcutr: Woken<Toggle<dcutr::Behaviour>>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     // One protocol each.
-    pub keys: request_response::Behaviour<FrameCodec>,
-    pub presence: request_response::Behaviour<FrameCodec>,
-    pub link: request_response::Behaviour<FrameCodec>,
-    pub relay_client: relay::client::Behaviour,
-    pub autonat: autonat::Behaviour,
-    pub liveness: liveness::Behaviour,
+    pub keys: Woken<request_response::Behaviour<FrameCodec>>,
+    pub presence: Woken<request_response::Behaviour<FrameCodec>>,
+    pub link: Woken<request_response::Behaviour<FrameCodec>>,
+    pub relay_client: Woken<relay::client::Behaviour>,
+    pub autonat: Woken<autonat::Behaviour>,
+    pub liveness: Woken<liveness::Behaviour>,
     /// Raw streams: `/hush/blob/1` (file transfer, `crate::files::transfer`).
-    pub stream: libp2p_stream::Behaviour,
+    pub stream: Woken<libp2p_stream::Behaviour>,
     // Two each.
-    pub direct: request_response::Behaviour<DirectCodec>,
-    pub identify: identify::Behaviour,
+    pub direct: Woken<request_response::Behaviour<DirectCodec>>,
+    pub identify: Woken<identify::Behaviour>,
     /// Gossipsub, with group peers, our devices and relays only (see
     /// `crate::group_gossip`).
     pub gossipsub: crate::group_gossip::GroupGossip,
@@ -187,7 +187,7 @@ pub fn build_swarm(
             Ok(Behaviour {
                 blocked: allow_block_list::Behaviour::default(),
                 gate: crate::gate::Gate::default(),
-                direct: request_response::Behaviour::with_codec(
+                direct: Woken(request_response::Behaviour::with_codec(
                     DirectCodec,
                     [
                         (
@@ -197,39 +197,41 @@ pub fn build_swarm(
                         (DIRECT_PROTOCOL, request_response::ProtocolSupport::Full),
                     ],
                     request_response_config(),
-                ),
-                keys: request_response::Behaviour::with_codec(
+                )),
+                keys: Woken(request_response::Behaviour::with_codec(
                     FrameCodec::new(MAX_CONTROL_LEN, MAX_CONTROL_LEN),
                     [(KEYS_PROTOCOL, request_response::ProtocolSupport::Full)],
                     request_response_config(),
-                ),
-                mailbox: request_response::Behaviour::with_codec(
+                )),
+                mailbox: Woken(request_response::Behaviour::with_codec(
                     FrameCodec::new(MAX_MAILBOX_FRAME, MAX_MAILBOX_FRAME),
                     [(
                         MAILBOX_PROTOCOL,
                         request_response::ProtocolSupport::Outbound,
                     )],
                     request_response_config().with_request_timeout(MAILBOX_REQUEST_TIMEOUT),
-                ),
-                presence: request_response::Behaviour::with_codec(
+                )),
+                presence: Woken(request_response::Behaviour::with_codec(
                     FrameCodec::new(MAX_PRESENCE_RECORD_LEN, MAX_PRESENCE_RECORD_LEN + 8),
                     [(PRESENCE_PROTOCOL, request_response::ProtocolSupport::Full)],
                     request_response_config().with_request_timeout(Duration::from_secs(10)),
-                ),
-                history: request_response::Behaviour::with_codec(
+                )),
+                history: Woken(request_response::Behaviour::with_codec(
                     FrameCodec::new(MAX_HISTORY_FRAME, MAX_HISTORY_FRAME),
                     [(
                         HISTORY_PROTOCOL,
                         request_response::ProtocolSupport::Outbound,
                     )],
                     request_response_config(),
-                ),
-                link: link_behaviour(request_response::ProtocolSupport::Inbound),
+                )),
+                link: Woken(link_behaviour(request_response::ProtocolSupport::Inbound)),
                 gossipsub: crate::group_gossip::GroupGossip::new(gossipsub),
-                kad: kad_behaviour(peer),
-                relay_client,
-                dcutr: Toggle::from(options.hole_punch.then(|| dcutr::Behaviour::new(peer))),
-                autonat: autonat::Behaviour::new(
+                kad: Woken(kad_behaviour(peer)),
+                relay_client: Woken(relay_client),
+                dcutr: Woken(Toggle::from(
+                    options.hole_punch.then(|| dcutr::Behaviour::new(peer)),
+                )),
+                autonat: Woken(autonat::Behaviour::new(
                     peer,
                     autonat::Config {
                         boot_delay: Duration::from_secs(2),
@@ -240,17 +242,17 @@ pub fn build_swarm(
                         only_global_ips: false,
                         ..autonat::Config::default()
                     },
-                ),
+                )),
                 mdns: Toggle::from(mdns),
                 // Identify tells every peer let in our addresses: only
                 // the ones we share (`crate::addresses`, made external
                 // addresses by the event loop), never every interface's.
-                identify: identify::Behaviour::new(
+                identify: Woken(identify::Behaviour::new(
                     identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
                         .with_hide_listen_addrs(true),
-                ),
-                liveness,
-                stream: libp2p_stream::Behaviour::new(),
+                )),
+                liveness: Woken(liveness),
+                stream: Woken(libp2p_stream::Behaviour::new()),
             })
         })
         .map_err(io::Error::other)?

@@ -1,0 +1,423 @@
+//! A behaviour whose connection handlers are polled only when they have
+//! something to do.
+//!
+//! libp2p polls every handler of a connection each time the connection's
+//! task wakes: a gossip frame arriving for one protocol polls the handlers
+//! of all the others too (request-response's six, identify, Kademlia, the
+//! relay client, liveness, …), and each then polls its own streams and
+//! timers to find nothing. On a member of a busy group that was about a
+//! tenth of its CPU (docs/benchmarks.md, "Handlers polled when woken").
+//!
+//! [`Woken`] wraps a behaviour and gives each of its handlers a waker of its
+//! own. The inner handler is polled only when:
+//! - that waker fired (one of its streams, channels or timers is ready);
+//! - something was handed to it (`on_behaviour_event`,
+//!   `on_connection_event`: a new stream, a protocol change, an error);
+//! - its last poll returned an event (it may have more);
+//! - it was never polled.
+//!
+//! That is the contract of `Future::poll`: a handler that returned
+//! `Pending` has registered the waker it was given with whatever will make
+//! progress. A handler that returned `Pending` counting on being polled
+//! again anyway would stall here; none of those the node runs does.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+
+use libp2p::PeerId;
+use libp2p::core::transport::PortUse;
+use libp2p::core::{Endpoint, Multiaddr};
+use libp2p::swarm::handler::ConnectionEvent;
+use libp2p::swarm::{
+    ConnectionDenied, ConnectionHandler, ConnectionHandlerEvent, ConnectionId, FromSwarm,
+    NetworkBehaviour, SubstreamProtocol, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
+};
+
+/// `B`, with its connection handlers polled only when woken (see the
+/// module). Derefs to `B`, so its methods are called as before.
+pub struct Woken<B>(pub B);
+
+impl<B> Deref for Woken<B> {
+    type Target = B;
+
+    fn deref(&self) -> &B {
+        &self.0
+    }
+}
+
+impl<B> DerefMut for Woken<B> {
+    fn deref_mut(&mut self) -> &mut B {
+        &mut self.0
+    }
+}
+
+impl<B: NetworkBehaviour> NetworkBehaviour for Woken<B> {
+    type ConnectionHandler = WokenHandler<THandler<B>>;
+    type ToSwarm = B::ToSwarm;
+
+    fn handle_pending_inbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        local_addr: &Multiaddr,
+        remote_addr: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        self.0
+            .handle_pending_inbound_connection(connection_id, local_addr, remote_addr)
+    }
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        peer: PeerId,
+        local_addr: &Multiaddr,
+        remote_addr: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.0
+            .handle_established_inbound_connection(connection_id, peer, local_addr, remote_addr)
+            .map(WokenHandler::new)
+    }
+
+    fn handle_pending_outbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        maybe_peer: Option<PeerId>,
+        addresses: &[Multiaddr],
+        effective_role: Endpoint,
+    ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
+        self.0.handle_pending_outbound_connection(
+            connection_id,
+            maybe_peer,
+            addresses,
+            effective_role,
+        )
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        peer: PeerId,
+        addr: &Multiaddr,
+        role_override: Endpoint,
+        port_use: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.0
+            .handle_established_outbound_connection(
+                connection_id,
+                peer,
+                addr,
+                role_override,
+                port_use,
+            )
+            .map(WokenHandler::new)
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm) {
+        self.0.on_swarm_event(event);
+    }
+
+    fn on_connection_handler_event(
+        &mut self,
+        peer_id: PeerId,
+        connection_id: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        self.0
+            .on_connection_handler_event(peer_id, connection_id, event);
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<B::ToSwarm, THandlerInEvent<Self>>> {
+        self.0.poll(cx)
+    }
+}
+
+/// Whether a handler must be polled, and the connection task to wake when
+/// it must.
+#[derive(Default)]
+struct Flag {
+    due: AtomicBool,
+    task: Mutex<Option<Waker>>,
+}
+
+impl Flag {
+    /// The connection task to wake from now on.
+    fn register(&self, waker: &Waker) {
+        // A poisoned lock only means a waker panicked mid-wake; the slot
+        // is still a valid `Option<Waker>`.
+        *self.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker.clone());
+    }
+}
+
+impl Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // Release: what made the handler ready happens before its poll,
+        // which reads `due` with Acquire.
+        self.due.store(true, Ordering::Release);
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(task) = task.as_ref() {
+            task.wake_by_ref();
+        }
+    }
+}
+
+/// A connection handler polled only when woken (see the module).
+pub struct WokenHandler<H> {
+    inner: H,
+    flag: Arc<Flag>,
+    /// Wakes `flag`; what the inner handler is polled with.
+    waker: Waker,
+    /// The task waker last given to `flag`: compared here on every poll,
+    /// handed over (under the flag's lock) only when it changed.
+    task: Option<Waker>,
+}
+
+impl<H> WokenHandler<H> {
+    fn new(inner: H) -> Self {
+        let flag = Arc::new(Flag {
+            due: AtomicBool::new(true),
+            task: Mutex::new(None),
+        });
+        let waker = Waker::from(flag.clone());
+        Self {
+            inner,
+            flag,
+            waker,
+            task: None,
+        }
+    }
+
+    fn due(&self) {
+        self.flag.due.store(true, Ordering::Release);
+    }
+}
+
+impl<H: ConnectionHandler> ConnectionHandler for WokenHandler<H> {
+    type FromBehaviour = H::FromBehaviour;
+    type ToBehaviour = H::ToBehaviour;
+    type InboundProtocol = H::InboundProtocol;
+    type OutboundProtocol = H::OutboundProtocol;
+    type InboundOpenInfo = H::InboundOpenInfo;
+    type OutboundOpenInfo = H::OutboundOpenInfo;
+
+    fn listen_protocol(&self) -> SubstreamProtocol<Self::InboundProtocol, Self::InboundOpenInfo> {
+        self.inner.listen_protocol()
+    }
+
+    fn connection_keep_alive(&self) -> bool {
+        self.inner.connection_keep_alive()
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<
+        ConnectionHandlerEvent<Self::OutboundProtocol, Self::OutboundOpenInfo, Self::ToBehaviour>,
+    > {
+        if !self.task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
+            self.flag.register(cx.waker());
+            self.task = Some(cx.waker().clone());
+        }
+        // Cleared before the poll: a wake during it sets it again.
+        if !self.flag.due.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        let event = self.inner.poll(&mut Context::from_waker(&self.waker));
+        if event.is_ready() {
+            self.due();
+        }
+        event
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Option<Self::ToBehaviour>> {
+        self.inner.poll_close(cx)
+    }
+
+    fn on_behaviour_event(&mut self, event: Self::FromBehaviour) {
+        self.inner.on_behaviour_event(event);
+        // The connection's task polls its handler after handing it an
+        // event (libp2p-swarm's `task.rs`), so no wake is needed.
+        self.due();
+    }
+
+    fn on_connection_event(
+        &mut self,
+        event: ConnectionEvent<
+            Self::InboundProtocol,
+            Self::OutboundProtocol,
+            Self::InboundOpenInfo,
+            Self::OutboundOpenInfo,
+        >,
+    ) {
+        self.inner.on_connection_event(event);
+        self.due();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::atomic::AtomicUsize;
+
+    use futures::StreamExt;
+    use futures::channel::mpsc;
+    use libp2p::core::upgrade::DeniedUpgrade;
+
+    use super::*;
+
+    /// A handler that counts its polls and reports each item its channel
+    /// brings, or each `bool` the behaviour sends.
+    struct Counting {
+        polls: Arc<AtomicUsize>,
+        items: mpsc::UnboundedReceiver<u32>,
+        handed: Vec<u32>,
+    }
+
+    impl ConnectionHandler for Counting {
+        type FromBehaviour = u32;
+        type ToBehaviour = u32;
+        type InboundProtocol = DeniedUpgrade;
+        type OutboundProtocol = DeniedUpgrade;
+        type InboundOpenInfo = ();
+        type OutboundOpenInfo = Infallible;
+
+        fn listen_protocol(&self) -> SubstreamProtocol<DeniedUpgrade, ()> {
+            SubstreamProtocol::new(DeniedUpgrade, ())
+        }
+
+        fn poll(
+            &mut self,
+            cx: &mut Context<'_>,
+        ) -> Poll<ConnectionHandlerEvent<DeniedUpgrade, Infallible, u32>> {
+            self.polls.fetch_add(1, Ordering::Relaxed);
+            if let Some(n) = self.handed.pop() {
+                return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(n));
+            }
+            match self.items.poll_next_unpin(cx) {
+                Poll::Ready(Some(n)) => Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(n)),
+                _ => Poll::Pending,
+            }
+        }
+
+        fn on_behaviour_event(&mut self, n: u32) {
+            self.handed.push(n);
+        }
+
+        fn on_connection_event(
+            &mut self,
+            _: ConnectionEvent<DeniedUpgrade, DeniedUpgrade, (), Infallible>,
+        ) {
+        }
+    }
+
+    /// Counts how often the connection's task was woken.
+    #[derive(Default)]
+    struct Task(AtomicUsize);
+
+    impl Wake for Task {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn reported(poll: Poll<ConnectionHandlerEvent<DeniedUpgrade, Infallible, u32>>) -> Option<u32> {
+        match poll {
+            Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(n)) => Some(n),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_handler_is_polled_only_when_woken_handed_something_or_ready() {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let (items, rx) = mpsc::unbounded();
+        let mut handler = WokenHandler::new(Counting {
+            polls: polls.clone(),
+            items: rx,
+            handed: Vec::new(),
+        });
+        let task = Arc::new(Task::default());
+        let waker = Waker::from(task.clone());
+        let mut cx = Context::from_waker(&waker);
+
+        // Never polled: polled once, then not while nothing happens.
+        assert_eq!(reported(handler.poll(&mut cx)), None);
+        for _ in 0..10 {
+            assert_eq!(reported(handler.poll(&mut cx)), None);
+        }
+        assert_eq!(polls.load(Ordering::Relaxed), 1);
+
+        // Its channel wakes it: the task is woken and the item comes out.
+        items.unbounded_send(7).expect("send");
+        assert_eq!(task.0.load(Ordering::Relaxed), 1);
+        assert_eq!(reported(handler.poll(&mut cx)), Some(7));
+        // After an event it is polled again, finds nothing, and rests.
+        assert_eq!(reported(handler.poll(&mut cx)), None);
+        assert_eq!(reported(handler.poll(&mut cx)), None);
+        assert_eq!(polls.load(Ordering::Relaxed), 3);
+
+        // Handed an event by the behaviour: polled on the next turn.
+        handler.on_behaviour_event(9);
+        assert_eq!(reported(handler.poll(&mut cx)), Some(9));
+        assert_eq!(reported(handler.poll(&mut cx)), None);
+        assert_eq!(polls.load(Ordering::Relaxed), 5);
+
+        // Two items at once: both come out, one per poll.
+        items.unbounded_send(1).expect("send");
+        items.unbounded_send(2).expect("send");
+        assert_eq!(reported(handler.poll(&mut cx)), Some(1));
+        assert_eq!(reported(handler.poll(&mut cx)), Some(2));
+        assert_eq!(reported(handler.poll(&mut cx)), None);
+        assert_eq!(reported(handler.poll(&mut cx)), None);
+        assert_eq!(polls.load(Ordering::Relaxed), 8);
+    }
+
+    #[test]
+    fn a_wake_during_the_poll_is_not_lost() {
+        // A handler that wakes itself while polled (as one does that yields
+        // after a budget) must be polled again.
+        struct Yielding(usize);
+        impl ConnectionHandler for Yielding {
+            type FromBehaviour = Infallible;
+            type ToBehaviour = Infallible;
+            type InboundProtocol = DeniedUpgrade;
+            type OutboundProtocol = DeniedUpgrade;
+            type InboundOpenInfo = ();
+            type OutboundOpenInfo = Infallible;
+            fn listen_protocol(&self) -> SubstreamProtocol<DeniedUpgrade, ()> {
+                SubstreamProtocol::new(DeniedUpgrade, ())
+            }
+            fn poll(
+                &mut self,
+                cx: &mut Context<'_>,
+            ) -> Poll<ConnectionHandlerEvent<DeniedUpgrade, Infallible, Infallible>> {
+                self.0 += 1;
+                if self.0 < 3 {
+                    cx.waker().wake_by_ref();
+                }
+                Poll::Pending
+            }
+            fn on_behaviour_event(&mut self, e: Infallible) {
+                match e {}
+            }
+            fn on_connection_event(
+                &mut self,
+                _: ConnectionEvent<DeniedUpgrade, DeniedUpgrade, (), Infallible>,
+            ) {
+            }
+        }
+        let mut handler = WokenHandler::new(Yielding(0));
+        let task = Arc::new(Task::default());
+        let waker = Waker::from(task.clone());
+        let mut cx = Context::from_waker(&waker);
+        for _ in 0..10 {
+            assert!(handler.poll(&mut cx).is_pending());
+        }
+        assert_eq!(handler.inner.0, 3);
+        assert_eq!(task.0.load(Ordering::Relaxed), 2);
+    }
+}

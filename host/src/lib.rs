@@ -5,7 +5,8 @@
 //! hush's protocol names as libp2p [`StreamProtocol`]s, the gossipsub
 //! configuration both run, peer id helpers, the clock an engine is fed
 //! from, files created private, the write-ahead log the stores put in
-//! front of redb, and the liveness probe every connection runs.
+//! front of redb, the liveness probe every connection runs, and [`Woken`]
+//! (connection handlers polled only when woken).
 //!
 //! ```text
 //!  hush-protocol (decides, no IO) ◀── hush-host (glue) ◀── hush-node  (device host)

@@ -273,7 +273,7 @@ mod tests {
     /// brings, or each `bool` the behaviour sends.
     struct Counting {
         polls: Arc<AtomicUsize>,
-        items: mpsc::UnboundedReceiver<u32>,
+        items: mpsc::Receiver<u32>,
         handed: Vec<u32>,
     }
 
@@ -334,7 +334,7 @@ mod tests {
     #[test]
     fn a_handler_is_polled_only_when_woken_handed_something_or_ready() {
         let polls = Arc::new(AtomicUsize::new(0));
-        let (items, rx) = mpsc::unbounded();
+        let (mut items, rx) = mpsc::channel(8);
         let mut handler = WokenHandler::new(Counting {
             polls: polls.clone(),
             items: rx,
@@ -352,7 +352,7 @@ mod tests {
         assert_eq!(polls.load(Ordering::Relaxed), 1);
 
         // Its channel wakes it: the task is woken and the item comes out.
-        items.unbounded_send(7).expect("send");
+        items.try_send(7).expect("send");
         assert_eq!(task.0.load(Ordering::Relaxed), 1);
         assert_eq!(reported(handler.poll(&mut cx)), Some(7));
         // After an event it is polled again, finds nothing, and rests.
@@ -367,8 +367,8 @@ mod tests {
         assert_eq!(polls.load(Ordering::Relaxed), 5);
 
         // Two items at once: both come out, one per poll.
-        items.unbounded_send(1).expect("send");
-        items.unbounded_send(2).expect("send");
+        items.try_send(1).expect("send");
+        items.try_send(2).expect("send");
         assert_eq!(reported(handler.poll(&mut cx)), Some(1));
         assert_eq!(reported(handler.poll(&mut cx)), Some(2));
         assert_eq!(reported(handler.poll(&mut cx)), None);

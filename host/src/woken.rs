@@ -270,11 +270,14 @@ mod tests {
     use super::*;
 
     /// A handler that counts its polls and reports each item its channel
-    /// brings, or each `bool` the behaviour sends.
+    /// brings, or each number the behaviour hands it; it wakes itself
+    /// while polled `self_wakes` times (as one does that yields after a
+    /// budget).
     struct Counting {
         polls: Arc<AtomicUsize>,
         items: mpsc::Receiver<u32>,
         handed: Vec<u32>,
+        self_wakes: usize,
     }
 
     impl ConnectionHandler for Counting {
@@ -294,6 +297,10 @@ mod tests {
             cx: &mut Context<'_>,
         ) -> Poll<ConnectionHandlerEvent<DeniedUpgrade, Infallible, u32>> {
             self.polls.fetch_add(1, Ordering::Relaxed);
+            if self.self_wakes > 0 {
+                self.self_wakes -= 1;
+                cx.waker().wake_by_ref();
+            }
             if let Some(n) = self.handed.pop() {
                 return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(n));
             }
@@ -324,6 +331,28 @@ mod tests {
         }
     }
 
+    /// A wrapped `Counting` that wakes itself `self_wakes` times, its
+    /// poll count, the sender of its channel, and the task it is polled
+    /// from.
+    fn counting(
+        self_wakes: usize,
+    ) -> (
+        WokenHandler<Counting>,
+        Arc<AtomicUsize>,
+        mpsc::Sender<u32>,
+        Arc<Task>,
+    ) {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let (items, rx) = mpsc::channel(8);
+        let handler = WokenHandler::new(Counting {
+            polls: polls.clone(),
+            items: rx,
+            handed: Vec::new(),
+            self_wakes,
+        });
+        (handler, polls, items, Arc::new(Task::default()))
+    }
+
     fn reported(poll: Poll<ConnectionHandlerEvent<DeniedUpgrade, Infallible, u32>>) -> Option<u32> {
         match poll {
             Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(n)) => Some(n),
@@ -333,14 +362,7 @@ mod tests {
 
     #[test]
     fn a_handler_is_polled_only_when_woken_handed_something_or_ready() {
-        let polls = Arc::new(AtomicUsize::new(0));
-        let (mut items, rx) = mpsc::channel(8);
-        let mut handler = WokenHandler::new(Counting {
-            polls: polls.clone(),
-            items: rx,
-            handed: Vec::new(),
-        });
-        let task = Arc::new(Task::default());
+        let (mut handler, polls, mut items, task) = counting(0);
         let waker = Waker::from(task.clone());
         let mut cx = Context::from_waker(&waker);
 
@@ -378,46 +400,14 @@ mod tests {
 
     #[test]
     fn a_wake_during_the_poll_is_not_lost() {
-        // A handler that wakes itself while polled (as one does that yields
-        // after a budget) must be polled again.
-        struct Yielding(usize);
-        impl ConnectionHandler for Yielding {
-            type FromBehaviour = Infallible;
-            type ToBehaviour = Infallible;
-            type InboundProtocol = DeniedUpgrade;
-            type OutboundProtocol = DeniedUpgrade;
-            type InboundOpenInfo = ();
-            type OutboundOpenInfo = Infallible;
-            fn listen_protocol(&self) -> SubstreamProtocol<DeniedUpgrade, ()> {
-                SubstreamProtocol::new(DeniedUpgrade, ())
-            }
-            fn poll(
-                &mut self,
-                cx: &mut Context<'_>,
-            ) -> Poll<ConnectionHandlerEvent<DeniedUpgrade, Infallible, Infallible>> {
-                self.0 += 1;
-                if self.0 < 3 {
-                    cx.waker().wake_by_ref();
-                }
-                Poll::Pending
-            }
-            fn on_behaviour_event(&mut self, e: Infallible) {
-                match e {}
-            }
-            fn on_connection_event(
-                &mut self,
-                _: ConnectionEvent<DeniedUpgrade, DeniedUpgrade, (), Infallible>,
-            ) {
-            }
-        }
-        let mut handler = WokenHandler::new(Yielding(0));
-        let task = Arc::new(Task::default());
+        let (mut handler, polls, _items, task) = counting(2);
         let waker = Waker::from(task.clone());
         let mut cx = Context::from_waker(&waker);
         for _ in 0..10 {
-            assert!(handler.poll(&mut cx).is_pending());
+            assert_eq!(reported(handler.poll(&mut cx)), None);
         }
-        assert_eq!(handler.inner.0, 3);
+        // The first poll, then one for each wake it made of itself.
+        assert_eq!(polls.load(Ordering::Relaxed), 3);
         assert_eq!(task.0.load(Ordering::Relaxed), 2);
     }
 }

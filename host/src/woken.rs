@@ -5,8 +5,8 @@
 //! task wakes: a gossip frame arriving for one protocol polls the handlers
 //! of all the others too (request-response's six, identify, Kademlia, the
 //! relay client, liveness, …), and each then polls its own streams and
-//! timers to find nothing. On a member of a busy group that was about a
-//! tenth of its CPU (docs/benchmarks.md, "Handlers polled when woken").
+//! timers to find nothing. On a member of a busy group that was 8 % of its
+//! CPU (docs/benchmarks.md, "Handlers polled when woken").
 //!
 //! [`Woken`] wraps a behaviour and gives each of its handlers a waker of its
 //! own. The inner handler is polled only when:
@@ -19,7 +19,8 @@
 //! That is the contract of `Future::poll`: a handler that returned
 //! `Pending` has registered the waker it was given with whatever will make
 //! progress. A handler that returned `Pending` counting on being polled
-//! again anyway would stall here; none of those the node runs does.
+//! again anyway would stall here; the node's end-to-end tests run every
+//! handler it has through this.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};

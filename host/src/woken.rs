@@ -135,7 +135,6 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Woken<B> {
 
 /// Whether a handler must be polled, and the connection task to wake when
 /// it must.
-#[derive(Default)]
 struct Flag {
     due: AtomicBool,
     task: Mutex<Option<Waker>>,

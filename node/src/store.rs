@@ -132,6 +132,12 @@ const WAL_KEY: &str = "wal_position";
 /// The write-ahead log's size: about 2,000 one-to-one messages between
 /// checkpoints. Written full once, when the home is made.
 const WAL_CAPACITY: u64 = 4 * 1024 * 1024;
+/// Memory redb keeps of the database: pages read (opened) and pages
+/// written since the last checkpoint (at most half). redb's default is
+/// 1 GiB, which a node with a long history would reach; what falls out is
+/// read and opened again from the file (the kernel's page cache holds
+/// it, not the node).
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 /// When a commit reaches the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +156,14 @@ fn decode<T: for<'de> Deserialize<'de>>(what: &'static str, bytes: &[u8]) -> Res
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Serializing these plain records cannot fail: postcard only errors on
     // unsized sequences and custom serializer errors, which they do not have.
-    postcard::to_allocvec(value).unwrap_or_default()
+    sized_postcard(value).unwrap_or_default()
+}
+
+/// Postcard into a buffer of the exact size, measured first: cheaper
+/// than growing one (and copying it) as it fills.
+fn sized_postcard<T: Serialize + ?Sized>(value: &T) -> postcard::Result<Vec<u8>> {
+    let len = postcard::experimental::serialized_size(value)?;
+    postcard::to_extend(value, Vec::with_capacity(len))
 }
 
 use hush_host::sealed_db::{DbKey, SealedFile};
@@ -199,7 +212,9 @@ impl Store {
     pub fn open(path: &Path, key: &DbKey) -> Result<Self, StoreError> {
         seal_if_plain(path, key)?;
         let backend = SealedFile::open_path(path, key.clone())?;
-        let db = redb::Builder::new().create_with_backend(backend)?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create_with_backend(backend)?;
         Self::from_db(db, path, Some(key.clone()), true)
     }
 
@@ -210,10 +225,11 @@ impl Store {
         key: Option<&DbKey>,
         index: bool,
     ) -> Result<Self, StoreError> {
+        let mut builder = redb::Builder::new();
+        builder.set_cache_size(CACHE_BYTES);
         let db = match key {
-            Some(key) => redb::Builder::new()
-                .create_with_backend(SealedFile::open_path(path, key.clone())?)?,
-            None => Database::create(path)?,
+            Some(key) => builder.create_with_backend(SealedFile::open_path(path, key.clone())?)?,
+            None => builder.create(path)?,
         };
         Self::from_db(db, path, key.cloned(), index)
     }
@@ -750,7 +766,7 @@ impl Store {
         }
         let mut wal = self.wal.lock().unwrap_or_else(|p| p.into_inner());
         let payload =
-            postcard::to_allocvec(&ops).map_err(|e| StoreError::Log(std::io::Error::other(e)))?;
+            sized_postcard(&ops).map_err(|e| StoreError::Log(std::io::Error::other(e)))?;
         let payload = match &self.key {
             Some(key) => key.seal(WAL_AD, &payload),
             None => payload,

@@ -39,8 +39,14 @@ pub trait Wire: Sized {
     fn encode(&self, w: &mut Writer);
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError>;
 
+    /// Bytes to reserve before encoding, so the buffer is not grown and
+    /// copied as it fills (a guess is fine; 0 lets it grow).
+    fn encoded_len_hint(&self) -> usize {
+        0
+    }
+
     fn to_bytes(&self) -> Vec<u8> {
-        let mut w = Writer::default();
+        let mut w = Writer::with_capacity(self.encoded_len_hint());
         self.encode(&mut w);
         w.into_bytes()
     }
@@ -60,6 +66,11 @@ pub struct Writer {
 }
 
 impl Writer {
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self {
+            buf: Vec::with_capacity(bytes),
+        }
+    }
     pub fn into_bytes(self) -> Vec<u8> {
         self.buf
     }

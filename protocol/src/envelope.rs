@@ -55,6 +55,10 @@ impl Envelope {
 impl Wire for Envelope {
     const NAME: &'static str = "envelope";
 
+    fn encoded_len_hint(&self) -> usize {
+        1 + 32 + 32 + 1 + 4 + self.ciphertext.len()
+    }
+
     fn encode(&self, w: &mut Writer) {
         w.u8(ENVELOPE_VERSION);
         w.raw(&self.recipient.0);
@@ -174,6 +178,10 @@ pub struct EnvelopeBatch {
 
 impl Wire for EnvelopeBatch {
     const NAME: &'static str = "envelope batch";
+
+    fn encoded_len_hint(&self) -> usize {
+        1 + 2 + self.envelopes.iter().map(|e| 4 + e.len()).sum::<usize>()
+    }
 
     fn encode(&self, w: &mut Writer) {
         w.u8(BATCH_VERSION);

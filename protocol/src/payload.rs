@@ -352,14 +352,17 @@ pub struct Payload {
 impl Payload {
     /// The padded plaintext to encrypt.
     pub fn to_padded(&self) -> Vec<u8> {
-        let inner = self.to_bytes();
+        // The length goes in front once the payload is encoded behind it.
+        let mut w = Writer::with_capacity(2 * MIN_PADDED_LEN);
+        w.u32(0);
+        self.encode(&mut w);
+        let mut out = w.into_bytes();
+        let inner = out.len() - 4;
+        out[..4].copy_from_slice(&u32::try_from(inner).unwrap_or(u32::MAX).to_be_bytes());
         let mut bucket = MIN_PADDED_LEN;
-        while bucket < inner.len() + 4 && bucket < MAX_PADDED_LEN {
+        while bucket < inner + 4 && bucket < MAX_PADDED_LEN {
             bucket *= 2;
         }
-        let mut out = Vec::with_capacity(bucket.max(inner.len() + 4));
-        out.extend_from_slice(&u32::try_from(inner.len()).unwrap_or(u32::MAX).to_be_bytes());
-        out.extend_from_slice(&inner);
         out.resize(bucket.max(out.len()), 0);
         out
     }

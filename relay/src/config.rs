@@ -8,6 +8,7 @@
 //! bootstrap = ["/ip4/203.0.113.7/tcp/7001/p2p/12D3Koo…"]   # IP addresses only
 //! announce = true                  # publish this relay in the DHT for nodes to pick
 //! announce_addresses = ["/ip4/203.0.113.9/tcp/7001"]   # what to publish
+//! db_cache_bytes = 67108864        # memory for the databases' page caches
 //!
 //! [quotas]
 //! max_item_bytes = 98427           # the largest sealed envelope
@@ -49,6 +50,10 @@ use thiserror::Error;
 
 /// Unfetched mail is kept this long unless configured otherwise.
 pub const DEFAULT_RETENTION_SECS: u64 = 30 * 24 * 3600;
+/// Memory for redb's page caches unless configured otherwise (64 MiB).
+pub const DEFAULT_DB_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// The least `db_cache_bytes` taken (4 MiB).
+const MIN_DB_CACHE_BYTES: u64 = 4 * 1024 * 1024;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -108,6 +113,10 @@ pub struct Config {
     /// The addresses the record lists (without `/p2p/`); empty: the
     /// listen addresses, the public ones if there are any.
     pub announce_addresses: Vec<String>,
+    /// Memory for redb's page caches: three quarters for `relay.redb`, a
+    /// quarter for `history.redb` (pages read, and pages written but not
+    /// yet synced). What does not fit is read from the files again.
+    pub db_cache_bytes: u64,
     pub quotas: Quotas,
     pub limits: Limits,
     pub history: HistoryLimits,
@@ -182,6 +191,7 @@ impl Default for Config {
             bootstrap: Vec::new(),
             announce: true,
             announce_addresses: Vec::new(),
+            db_cache_bytes: DEFAULT_DB_CACHE_BYTES,
             quotas: Quotas::default(),
             limits: Limits::default(),
             history: HistoryLimits::default(),
@@ -352,6 +362,12 @@ impl Config {
                 "must be at most quotas.disk_bytes (files count in the disk budget with mail and group history; raise disk_bytes or lower total_bytes)",
             );
         }
+        if self.db_cache_bytes < MIN_DB_CACHE_BYTES {
+            return invalid(
+                "db_cache_bytes",
+                "must be at least 4194304 (4 MiB); a smaller cache reads the same pages from disk again and again",
+            );
+        }
         let l = &self.limits;
         if l.connections_per_ip == 0 {
             return invalid("limits.connections_per_ip", "must be at least 1");
@@ -395,7 +411,18 @@ impl Config {
             topic_messages: self.history.topic_messages,
             topic_bytes: self.history.topic_bytes,
             retention_secs: self.history.retention_secs.unwrap_or(self.retention_secs),
+            cache_bytes: self.history_cache_bytes(),
         }
+    }
+
+    /// The share of `db_cache_bytes` for `relay.redb`.
+    pub fn store_cache_bytes(&self) -> usize {
+        usize::try_from(self.db_cache_bytes - self.db_cache_bytes / 4).unwrap_or(usize::MAX)
+    }
+
+    /// The share of `db_cache_bytes` for `history.redb`.
+    fn history_cache_bytes(&self) -> usize {
+        usize::try_from(self.db_cache_bytes / 4).unwrap_or(usize::MAX)
     }
 }
 
@@ -470,6 +497,7 @@ mod tests {
                 ),
                 ("HUSH_RELAY_METRICS", "127.0.0.1:9464"),
                 ("HUSH_RELAY_DATA", "/var/lib/hush-relay"),
+                ("HUSH_RELAY_DB_CACHE_BYTES", "33554432"),
                 ("HUSH_LOG", "info"),
             ]),
         )
@@ -503,6 +531,11 @@ mod tests {
         );
         assert_eq!(config.metrics, Some("127.0.0.1:9464".parse().unwrap()));
         assert_eq!(config.data, PathBuf::from("/var/lib/hush-relay"));
+        assert_eq!(
+            (config.store_cache_bytes(), rules.cache_bytes),
+            (24 << 20, 8 << 20),
+            "the cache is shared three to one"
+        );
         // Without a file, on top of the defaults.
         let config = Config::load(None, vars(&[("HUSH_RELAY_RETENTION_SECS", "5")])).unwrap();
         assert_eq!(config.retention_secs, 5);
@@ -533,5 +566,11 @@ mod tests {
             ..Config::default()
         };
         assert!(config.validate().is_err());
+        let config = Config {
+            db_cache_bytes: 1 << 20,
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err();
+        assert!(err.to_string().contains("db_cache_bytes"), "{err}");
     }
 }

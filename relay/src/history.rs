@@ -55,6 +55,8 @@ pub struct HistoryRules {
     pub topic_bytes: u64,
     /// Messages older than this are dropped.
     pub retention_secs: u64,
+    /// Memory for redb's page cache of `history.redb`.
+    pub cache_bytes: usize,
 }
 
 impl Default for HistoryRules {
@@ -63,6 +65,7 @@ impl Default for HistoryRules {
             topic_messages: MAX_TOPIC_MESSAGES,
             topic_bytes: MAX_TOPIC_BYTES,
             retention_secs: crate::config::DEFAULT_RETENTION_SECS,
+            cache_bytes: crate::config::DEFAULT_DB_CACHE_BYTES as usize / 4,
         }
     }
 }
@@ -83,7 +86,9 @@ pub struct History {
 
 impl History {
     pub fn open(path: &Path, rules: HistoryRules) -> Result<Self, StoreError> {
-        let db = Database::create(path)?;
+        let db = redb::Builder::new()
+            .set_cache_size(rules.cache_bytes)
+            .create(path)?;
         let txn = db.begin_write()?;
         txn.open_table(TOPICS)?;
         txn.open_table(MESSAGES)?;

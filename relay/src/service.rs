@@ -171,7 +171,7 @@ impl Relay {
             path: db_path.clone(),
             source,
         })?;
-        let store = Arc::new(Store::open(&db_path)?);
+        let store = Arc::new(Store::open_cached(&db_path, config.store_cache_bytes())?);
         let mut secret = store.identity()?;
         // The same key signs the relay's DHT record (issue 19).
         let signing = ed25519_dalek::SigningKey::from_bytes(&secret);

@@ -192,12 +192,28 @@ impl Logs {
 }
 
 impl Store {
+    /// Opens (or creates) the store at `path` with redb's page cache of
+    /// the default size ([`crate::config::DEFAULT_DB_CACHE_BYTES`]).
+    #[cfg(test)]
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::open_with(path, LOG_CAPACITY)
+        Self::open_with(
+            path,
+            LOG_CAPACITY,
+            crate::config::DEFAULT_DB_CACHE_BYTES as usize,
+        )
     }
 
-    fn open_with(path: &Path, log_capacity: u64) -> Result<Self, StoreError> {
-        let db = Database::create(path)?;
+    /// Opens (or creates) the store at `path`, keeping at most
+    /// `cache_bytes` of the database in memory (pages read, and pages
+    /// written but not yet synced).
+    pub fn open_cached(path: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
+        Self::open_with(path, LOG_CAPACITY, cache_bytes)
+    }
+
+    fn open_with(path: &Path, log_capacity: u64, cache_bytes: usize) -> Result<Self, StoreError> {
+        let db = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(path)?;
         let txn = db.begin_write()?;
         tables::create_all(&txn)?;
         txn.commit()?;

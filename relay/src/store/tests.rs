@@ -215,7 +215,8 @@ fn a_crash_before_the_indexer_runs_loses_no_acknowledged_mail() {
 fn the_logs_take_turns_and_nothing_is_lost_when_they_fill() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("relay.redb");
-    let store = Store::open_with(&path, 4096).unwrap();
+    let store =
+        Store::open_with(&path, 4096, crate::config::DEFAULT_DB_CACHE_BYTES as usize).unwrap();
     for s in 1..=300 {
         store.apply(deposits(3, s..=s)).unwrap();
     }
@@ -225,7 +226,8 @@ fn the_logs_take_turns_and_nothing_is_lost_when_they_fill() {
     store.pause_indexer(true);
     store.apply(deposits(3, 301..=310)).unwrap();
     store.crash();
-    let store = Store::open_with(&path, 4096).unwrap();
+    let store =
+        Store::open_with(&path, 4096, crate::config::DEFAULT_DB_CACHE_BYTES as usize).unwrap();
     assert_eq!(seqs(&store, 3), (1..=310).collect::<Vec<_>>());
 }
 
@@ -235,13 +237,15 @@ fn the_logs_take_turns_and_nothing_is_lost_when_they_fill() {
 fn a_batch_larger_than_a_log_goes_straight_into_the_database() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("relay.redb");
-    let store = Store::open_with(&path, 4096).unwrap();
+    let store =
+        Store::open_with(&path, 4096, crate::config::DEFAULT_DB_CACHE_BYTES as usize).unwrap();
     store.apply(deposits(4, 1..=2)).unwrap();
     store.apply(deposits(4, 3..=100)).unwrap();
     store.apply(vec![delete(4, 1)]).unwrap();
     assert_eq!(seqs(&store, 4), (2..=100).collect::<Vec<_>>());
     store.crash();
-    let store = Store::open_with(&path, 4096).unwrap();
+    let store =
+        Store::open_with(&path, 4096, crate::config::DEFAULT_DB_CACHE_BYTES as usize).unwrap();
     assert_eq!(seqs(&store, 4), (2..=100).collect::<Vec<_>>());
 }
 

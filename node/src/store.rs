@@ -21,7 +21,6 @@ use std::sync::{Arc, Mutex};
 use hush_host::wal::{Position, Wal};
 use hush_protocol::{AccountId, ConversationId, DeviceId, GroupId, MessageId, ReceiptKind};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
-use serde::{Deserialize, Serialize};
 
 use crate::records::{
     ContactRecord, ContactTrust, FileRecord, GroupRecord, IdentityRecord, IdentityRecordV1,
@@ -149,26 +148,11 @@ pub enum Durability {
     Lazy,
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
-    postcard::from_bytes(bytes).map_err(|source| StoreError::Corrupt { what, source })
-}
-
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    // Serializing these plain records cannot fail: postcard only errors on
-    // unsized sequences and custom serializer errors, which they do not have.
-    sized_postcard(value).unwrap_or_default()
-}
-
-/// Postcard into a buffer of the exact size, measured first: cheaper
-/// than growing one (and copying it) as it fills.
-fn sized_postcard<T: Serialize + ?Sized>(value: &T) -> postcard::Result<Vec<u8>> {
-    let len = postcard::experimental::serialized_size(value)?;
-    postcard::to_extend(value, Vec::with_capacity(len))
-}
-
 use hush_host::sealed_db::{DbKey, SealedFile};
 
 mod at_rest;
+mod codec;
+use codec::{decode, encode, sized_postcard};
 mod error;
 use at_rest::seal_if_plain;
 pub use error::StoreError;

@@ -302,11 +302,11 @@ impl Presence {
         buf
     }
 
-    /// Signs with the device's secret (its libp2p Ed25519 seed) and
+    /// Signs with the device's key (from its libp2p Ed25519 seed) and
     /// encrypts to `key`.
-    pub fn seal(&self, device_secret: &[u8; 32], key: &PresenceKey) -> SealedPresence {
+    pub fn seal(&self, signer: &SigningKey, key: &PresenceKey) -> SealedPresence {
         let inner = self.to_bytes();
-        let signature = SigningKey::from_bytes(device_secret).sign(&Self::signed_bytes(&inner));
+        let signature = signer.sign(&Self::signed_bytes(&inner));
         let mut w = Writer::default();
         w.bytes(&inner);
         w.raw(&signature.to_bytes());
@@ -470,7 +470,7 @@ mod tests {
     fn sealed_record_round_trips() {
         let (secret, id) = device();
         let key = PresenceKey::generate(1);
-        let sealed = online(id).seal(&secret, &key);
+        let sealed = online(id).seal(&SigningKey::from_bytes(&secret), &key);
         let bytes = sealed.to_bytes();
         assert!(bytes.len() <= MAX_PRESENCE_RECORD_LEN);
         let back = SealedPresence::from_bytes(&bytes).unwrap();
@@ -481,7 +481,7 @@ mod tests {
     fn other_keys_epochs_and_times_are_refused() {
         let (secret, id) = device();
         let key = PresenceKey::generate(1);
-        let sealed = online(id).seal(&secret, &key);
+        let sealed = online(id).seal(&SigningKey::from_bytes(&secret), &key);
         let other = PresenceKey::from_parts(1, [9; 32]);
         assert_eq!(sealed.open(&other, NOW), Err(PresenceError::Undecryptable));
         assert!(matches!(
@@ -503,7 +503,7 @@ mod tests {
         let (_, id) = device();
         let key = PresenceKey::generate(1);
         // Sealed with the shared key but signed by some other device.
-        let forged = online(id).seal(&[8u8; 32], &key);
+        let forged = online(id).seal(&SigningKey::from_bytes(&[8u8; 32]), &key);
         assert_eq!(forged.open(&key, NOW), Err(PresenceError::BadSignature));
     }
 
@@ -511,7 +511,7 @@ mod tests {
     fn tampered_ciphertext_is_refused() {
         let (secret, id) = device();
         let key = PresenceKey::generate(3);
-        let mut sealed = online(id).seal(&secret, &key);
+        let mut sealed = online(id).seal(&SigningKey::from_bytes(&secret), &key);
         sealed.ciphertext[0] ^= 1;
         assert_eq!(sealed.open(&key, NOW), Err(PresenceError::Undecryptable));
     }

@@ -191,6 +191,9 @@ pub struct PresenceSummary {
 /// Our presence, and what we know of our contacts'.
 pub struct PresenceBook<A> {
     me: PresenceSelf,
+    /// Signs our records: derived from `me.device_secret` once (deriving
+    /// costs as much as signing).
+    signer: ed25519_dalek::SigningKey,
     ttl_ms: u64,
     own: OwnPresenceRecord,
     key: PresenceKey,
@@ -244,6 +247,7 @@ impl<A: Clone> PresenceBook<A> {
         });
         let key = PresenceKey::from_parts(own.epoch, own.key);
         Self {
+            signer: ed25519_dalek::SigningKey::from_bytes(&me.device_secret),
             me,
             ttl_ms: timing.ttl_ms,
             own,
@@ -352,7 +356,7 @@ impl<A: Clone> PresenceBook<A> {
                 Vec::new()
             },
         };
-        presence.seal(&self.me.device_secret, key)
+        presence.seal(&self.signer, key)
     }
 
     /// Puts our record for `state` in the DHT and pushes it to every

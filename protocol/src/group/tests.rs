@@ -263,6 +263,81 @@ fn group_message_round_trips_and_verifies_only_for_its_topic() {
     }
 }
 
+/// A member checks a message by signing it again ([`PublishKey::signed`]):
+/// whatever it accepts, `verify_strict` accepts, and whatever a forger
+/// makes without the secret is refused as a relay refuses it.
+#[test]
+fn a_forged_or_altered_group_message_is_refused_by_a_member_as_by_a_relay() {
+    let key = crate::PublishKey::from_secret(&[4; 32]);
+    let public = key.public();
+    let m = key.seal(crate::SessionId([3; 32]), vec![1, 2, 3]);
+    assert!(key.signed(&m) && public.verify(&m));
+
+    let forger = crate::PublishKey::from_secret(&[5; 32]);
+    let mut forged = forger.seal(m.session, m.ciphertext.clone());
+    assert!(!key.signed(&forged) && !public.verify(&forged));
+    forged.signature = [0; 64];
+    assert!(!key.signed(&forged) && !public.verify(&forged));
+
+    let mut altered = m.clone();
+    altered.ciphertext[0] ^= 1;
+    assert!(!key.signed(&altered) && !public.verify(&altered));
+    let mut moved = m.clone();
+    moved.expires_at_ms = Some(1);
+    assert!(!key.signed(&moved) && !public.verify(&moved));
+
+    // `s + ℓ`: the same point, a signature `verify_strict` refuses as
+    // malleable; the member must too (it differs from ours).
+    let mut malleable = m.clone();
+    let mut carry = 0u16;
+    for (i, l) in ELL.iter().enumerate() {
+        let sum = u16::from(malleable.signature[32 + i]) + u16::from(*l) + carry;
+        malleable.signature[32 + i] = sum as u8;
+        carry = sum >> 8;
+    }
+    assert!(!key.signed(&malleable) && !public.verify(&malleable));
+}
+
+/// The order of Ed25519's base point, little-endian.
+const ELL: [u8; 32] = [
+    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+];
+
+/// RFC 8032 lets a signer choose its nonce another way: a second
+/// implementation's valid signature differs from the one the member makes
+/// again, and is still accepted (checked as a relay checks it).
+#[test]
+fn a_valid_signature_made_with_another_nonce_is_accepted_by_a_member() {
+    use ed25519_dalek::Digest;
+    use ed25519_dalek::hazmat::{ExpandedSecretKey, raw_sign};
+    let secret = [4; 32];
+    let key = crate::PublishKey::from_secret(&secret);
+    let m = key.seal(crate::SessionId([3; 32]), vec![1, 2, 3]);
+    let mut expanded: [u8; 64] = ed25519_dalek::Sha512::digest(secret).into();
+    expanded[32..].fill(9);
+    let other_nonce = ExpandedSecretKey::from_bytes(&expanded);
+    let signing = ed25519_dalek::SigningKey::from_bytes(&secret);
+    let mut other = m.clone();
+    other.signature = raw_sign::<ed25519_dalek::Sha512>(
+        &other_nonce,
+        &signed_bytes_of(&other),
+        &signing.verifying_key(),
+    )
+    .to_bytes();
+    assert_ne!(other.signature, m.signature);
+    assert!(key.public().verify(&other));
+    assert!(key.signed(&other));
+}
+
+/// What a group message's signature covers (as `publish.rs` builds it).
+fn signed_bytes_of(m: &GroupMessage) -> Vec<u8> {
+    let mut w = crate::codec::Writer::default();
+    w.raw(b"hush 2026-12 group publication");
+    m.encode_unsigned(&mut w);
+    w.into_bytes()
+}
+
 /// A group's history with concurrent and conflicting changes: invites by
 /// two admins at once (past the member limit), a removal racing a join, a
 /// promotion, a leave, and an op by someone removed.

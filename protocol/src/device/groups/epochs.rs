@@ -17,7 +17,7 @@ use std::hash::Hash;
 
 use super::{Group, GroupBook, GroupEffect, GroupWrite, SYNC_AFTER_MS, Severity};
 use crate::device::{Ctx, PublishKeyRecord};
-use crate::{AccountId, ControlKind, Epoch, GroupId, OpHash, PublishKey, TopicKey};
+use crate::{AccountId, ControlKind, Epoch, GroupId, OpHash, PublishKey};
 
 /// Epochs whose keys (and topics) a member keeps.
 pub const MAX_EPOCH_KEYS: usize = 4;
@@ -28,7 +28,6 @@ const MAX_EARLY_KEYS: usize = 64;
 pub(super) struct EpochKey {
     pub(super) epoch: OpHash,
     pub(super) key: PublishKey,
-    public: TopicKey,
     pub(super) topic: String,
     /// Per home relay (PeerId text): the last history sequence number read.
     pub(super) cursors: Vec<(String, u64)>,
@@ -37,11 +36,9 @@ pub(super) struct EpochKey {
 
 impl EpochKey {
     fn new(epoch: OpHash, key: PublishKey, cursors: Vec<(String, u64)>, received_ms: u64) -> Self {
-        let public = key.public();
         Self {
             epoch,
-            topic: public.topic(),
-            public,
+            topic: key.topic(),
             key,
             cursors,
             received_ms,
@@ -123,7 +120,7 @@ impl<P> Group<P> {
         self.keys
             .iter()
             .find(|k| k.topic == topic)
-            .is_some_and(|k| k.public.verify(message))
+            .is_some_and(|k| k.key.signed(message))
     }
 
     /// Signs a message with the newest key we hold: the topic and the bytes.

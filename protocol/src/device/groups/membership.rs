@@ -604,37 +604,72 @@ where
         self.dial_members(id);
     }
 
-    /// Dials the [`DIRECT_DIAL_MEMBERS`] members nearest us by a hash of
-    /// both accounts (the host skips those it is connected to): each member
-    /// its own few, so the mesh is spread over the group instead of resting
-    /// on its first members, and a member who missed joins is still dialled
-    /// by members who saw them. Again whenever the members change.
+    /// Dials [`DIRECT_DIAL_MEMBERS`] member devices (the host skips those
+    /// it is connected to), again whenever the members change. The same
+    /// ones while they stay members: a group that grows by a hundred joins
+    /// would otherwise have each member dial every member that was ever
+    /// among its nearest few, about three times as many, each connection a
+    /// Noise handshake on both sides, and keep them all open (measured at
+    /// 100 members: 2,180 connections). A free place (a chosen member left,
+    /// or the group had fewer) goes to the member nearest us by a hash of
+    /// both accounts, so each member has its own few and the mesh is spread
+    /// over the group instead of resting on its first members.
     fn dial_members(&mut self, id: GroupId) {
-        let Some(g) = self.groups.get(&id) else {
+        let me = self.account();
+        let Some(g) = self.groups.get_mut(&id) else {
             return;
         };
         if g.record.left {
             return;
         }
-        let me = self.account();
-        let rank = |a: &AccountId| {
-            *blake3::Hasher::new_derive_key("hush 2026-12 group dial order")
-                .update(&me.0)
-                .update(&a.0)
-                .finalize()
-                .as_bytes()
-        };
-        let mut members: Vec<(&AccountId, _)> =
-            g.state.members.iter().filter(|(a, _)| **a != me).collect();
-        members.sort_by_cached_key(|(a, _)| rank(a));
-        let devices: Vec<DeviceId> = members
-            .into_iter()
-            .flat_map(|(_, m)| m.card.device_list.devices.iter().map(|d| d.device_id))
-            .take(DIRECT_DIAL_MEMBERS)
-            .collect();
+        let devices = g.direct_peers(&me);
         if !devices.is_empty() {
             self.effects.push_back(GroupEffect::Dial(devices));
         }
+    }
+}
+
+impl<P> super::Group<P> {
+    /// The member devices we dial: those chosen before that are still a
+    /// member's (not ours), then the nearest members' until there are
+    /// [`DIRECT_DIAL_MEMBERS`] (see `GroupBook::dial_members`).
+    fn direct_peers(&mut self, me: &AccountId) -> Vec<DeviceId> {
+        let others = || {
+            self.state
+                .members
+                .iter()
+                .filter(|(a, _)| *a != me)
+                .map(|(a, m)| (a, &m.card.device_list.devices))
+        };
+        let theirs: HashSet<DeviceId> = others()
+            .flat_map(|(_, devices)| devices.iter().map(|d| d.device_id))
+            .collect();
+        let mut chosen = std::mem::take(&mut self.dialled);
+        chosen.retain(|d| theirs.contains(d));
+        if chosen.len() < DIRECT_DIAL_MEMBERS {
+            let rank = |a: &AccountId| {
+                *blake3::Hasher::new_derive_key("hush 2026-12 group dial order")
+                    .update(&me.0)
+                    .update(&a.0)
+                    .finalize()
+                    .as_bytes()
+            };
+            let mut members: Vec<_> = others().collect();
+            members.sort_by_cached_key(|(a, _)| rank(a));
+            let nearest = members
+                .into_iter()
+                .flat_map(|(_, devices)| devices.iter().map(|d| d.device_id));
+            for device in nearest {
+                if chosen.len() == DIRECT_DIAL_MEMBERS {
+                    break;
+                }
+                if !chosen.contains(&device) {
+                    chosen.push(device);
+                }
+            }
+        }
+        self.dialled.clone_from(&chosen);
+        chosen
     }
 }
 

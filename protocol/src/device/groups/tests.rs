@@ -151,6 +151,8 @@ struct Member {
     deaf: bool,
     notices: Vec<GroupNotice>,
     validations: Vec<(u64, DeviceId, Acceptance)>,
+    /// Every `Dial` asked for, in order.
+    dials: Vec<Vec<DeviceId>>,
 }
 
 fn member(seed: u8, name: &'static str, config: GroupConfig) -> Member {
@@ -183,6 +185,7 @@ fn member(seed: u8, name: &'static str, config: GroupConfig) -> Member {
         deaf: false,
         notices: Vec::new(),
         validations: Vec::new(),
+        dials: Vec::new(),
     }
 }
 
@@ -268,10 +271,10 @@ impl Net {
                     .validations
                     .push((message, peer, acceptance)),
                 GroupEffect::After(a) => after.push(a),
+                GroupEffect::Dial(devices) => self.members[i].dials.push(devices),
                 GroupEffect::PeersChanged
                 | GroupEffect::Subscribe { .. }
                 | GroupEffect::Unsubscribe { .. }
-                | GroupEffect::Dial(_)
                 | GroupEffect::Fetch { .. }
                 | GroupEffect::Note(..) => {}
             }
@@ -728,6 +731,64 @@ fn a_join_sends_the_current_session_to_the_newcomer_only() {
             .texts(id)
             .contains(&"without bob".to_owned())
     );
+}
+
+/// A group growing one join at a time: each member dials the same few
+/// members throughout (not each member that was ever among its nearest
+/// few), their places spread over the group; a chosen member who leaves
+/// is replaced, and the others stay.
+#[test]
+fn each_member_dials_the_same_few_members_while_the_group_grows() {
+    let names: Vec<&'static str> = (0..40)
+        .map(|i| &*Box::leak(format!("m{i}").into_boxed_str()))
+        .collect();
+    let mut config = config();
+    config.member_limit = 64;
+    let mut net = Net::new(&names, config);
+    net.group_of_all(0);
+    for m in &net.members {
+        let ever: HashSet<DeviceId> = m.dials.iter().flatten().copied().collect();
+        assert_eq!(
+            ever.len(),
+            DIRECT_DIAL_MEMBERS,
+            "{} dialled {} members over the group's growth",
+            m.name,
+            ever.len()
+        );
+        assert!(!ever.contains(&m.device), "{} dialled itself", m.name);
+        assert_eq!(m.dials.last().map(Vec::len), Some(DIRECT_DIAL_MEMBERS));
+    }
+    // Spread: the last ten to join (each knowing all before it) do not all
+    // dial the same first few.
+    let late: HashSet<DeviceId> = net.members[names.len() - 10..]
+        .iter()
+        .flat_map(|m| m.dials.iter().flatten().copied())
+        .collect();
+    assert!(
+        late.len() > 3 * DIRECT_DIAL_MEMBERS,
+        "the last ten joiners dial only {} members",
+        late.len()
+    );
+
+    // A chosen member leaves: it is replaced, the others stay.
+    // (Not the creator: it removes.)
+    let before = net.members[5].dials.last().cloned().unwrap();
+    let k = before
+        .iter()
+        .position(|d| *d != net.members[0].device)
+        .unwrap();
+    let gone = net
+        .members
+        .iter()
+        .position(|o| o.device == before[k])
+        .unwrap();
+    net.remove_from_friends(0, gone);
+    let after = net.members[5].dials.last().cloned().unwrap();
+    assert_eq!(after.len(), DIRECT_DIAL_MEMBERS);
+    assert!(!after.contains(&before[k]));
+    let mut kept = before.clone();
+    kept.remove(k);
+    assert_eq!(after[..DIRECT_DIAL_MEMBERS - 1], kept[..]);
 }
 
 /// Room keys sent while a group of 12 forms and everyone talks after each

@@ -350,9 +350,6 @@ pub struct Group<P> {
     sources: Sources<P>,
     /// Heads announced and ops owed on the group's channel.
     sync: channel::ChannelSync,
-    /// The member devices we dial (at most [`DIRECT_DIAL_MEMBERS`]), kept
-    /// while they are members' (see `GroupBook::dial_members`).
-    dialled: Vec<DeviceId>,
 }
 
 impl<P> Group<P> {
@@ -686,7 +683,6 @@ where
                 record,
                 outbound,
                 sync: channel::ChannelSync::default(),
-                dialled: Vec::new(),
             },
         );
     }

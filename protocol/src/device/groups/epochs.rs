@@ -276,6 +276,15 @@ where
             Some(e) if g.recency(&epoch).is_some() && g.may_give(&self.me.account, &from, &e) => {
                 self.adopt_key(ctx, id, epoch, key);
             }
+            // We are not a member: an admin inviting us again sends the
+            // key before the invitation (see `apply_ops`), which makes it
+            // our inviter.
+            Some(_)
+                if !g.state.members.contains_key(&self.me.account)
+                    && g.state.members.contains_key(&from) =>
+            {
+                self.hold_early(id, epoch, from, key);
+            }
             Some(_) => {
                 let what = "a publish key from a member that does not make it, or of an old epoch; ignored";
                 self.note(id, Severity::Warn, what);

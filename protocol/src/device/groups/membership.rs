@@ -419,6 +419,8 @@ where
         // New members' devices must be known before anything goes to them.
         self.effects.push_back(GroupEffect::PeersChanged);
 
+        // Newcomers already sent the current publish key (below).
+        let mut keyed: Vec<AccountId> = Vec::new();
         if from == OpsFrom::Us {
             // Our own op: once on the group's channel for every member of
             // the epoch; over Olm the full set to whoever is new (it reads
@@ -440,12 +442,33 @@ where
             let mut to: BTreeSet<AccountId> = after.members.keys().copied().collect();
             to.extend(before.members.keys().copied());
             to.remove(&me);
+            // The current epoch's key goes to our invitees before the op
+            // set, not after it (`settle_epochs`): an invitee holds it
+            // early until the invitation arrives, so it never reads its
+            // invitation without the key, and its join goes on the
+            // channel, not over Olm to every member. (A large op set takes
+            // several messages, and the key could come batches later.)
+            let current_key = self.groups.get(&id).and_then(|g| {
+                let epoch = g.state.epoch()?.op;
+                let k = g.keys.iter().find(|k| k.epoch == epoch)?;
+                Some((epoch, k.key.clone()))
+            });
             for account in to {
                 let newcomer =
                     !before.members.contains_key(&account) && after.members.contains_key(&account);
                 let departed =
                     before.members.contains_key(&account) && !after.members.contains_key(&account);
                 if newcomer {
+                    if let Some((epoch, key)) = &current_key {
+                        let key = Box::new(key.clone());
+                        self.send_control(
+                            ctx,
+                            account,
+                            id,
+                            ControlKind::PublishKey { epoch: *epoch, key },
+                        );
+                        keyed.push(account);
+                    }
                     let all_ops = self.groups.get(&id).map(|g| g.ops.ops().cloned().collect());
                     self.send_ops(ctx, account, id, all_ops.unwrap_or_default());
                 } else if departed || !on_channel {
@@ -489,7 +512,7 @@ where
         let newcomers: Vec<AccountId> = after
             .members
             .keys()
-            .filter(|a| !before.members.contains_key(a))
+            .filter(|a| !before.members.contains_key(a) && !keyed.contains(a))
             .copied()
             .collect();
         self.settle_epochs(ctx, id, &newcomers);
@@ -604,72 +627,37 @@ where
         self.dial_members(id);
     }
 
-    /// Dials [`DIRECT_DIAL_MEMBERS`] member devices (the host skips those
-    /// it is connected to), again whenever the members change. The same
-    /// ones while they stay members: a group that grows by a hundred joins
-    /// would otherwise have each member dial every member that was ever
-    /// among its nearest few, about three times as many, each connection a
-    /// Noise handshake on both sides, and keep them all open (measured at
-    /// 100 members: 2,180 connections). A free place (a chosen member left,
-    /// or the group had fewer) goes to the member nearest us by a hash of
-    /// both accounts, so each member has its own few and the mesh is spread
-    /// over the group instead of resting on its first members.
+    /// Dials the [`DIRECT_DIAL_MEMBERS`] members nearest us by a hash of
+    /// both accounts (the host skips those it is connected to): each member
+    /// its own few, so the mesh is spread over the group instead of resting
+    /// on its first members, and a member who missed joins is still dialled
+    /// by members who saw them. Again whenever the members change.
     fn dial_members(&mut self, id: GroupId) {
-        let me = self.account();
-        let Some(g) = self.groups.get_mut(&id) else {
+        let Some(g) = self.groups.get(&id) else {
             return;
         };
         if g.record.left {
             return;
         }
-        let devices = g.direct_peers(&me);
+        let me = self.account();
+        let rank = |a: &AccountId| {
+            *blake3::Hasher::new_derive_key("hush 2026-12 group dial order")
+                .update(&me.0)
+                .update(&a.0)
+                .finalize()
+                .as_bytes()
+        };
+        let mut members: Vec<(&AccountId, _)> =
+            g.state.members.iter().filter(|(a, _)| **a != me).collect();
+        members.sort_by_cached_key(|(a, _)| rank(a));
+        let devices: Vec<DeviceId> = members
+            .into_iter()
+            .flat_map(|(_, m)| m.card.device_list.devices.iter().map(|d| d.device_id))
+            .take(DIRECT_DIAL_MEMBERS)
+            .collect();
         if !devices.is_empty() {
             self.effects.push_back(GroupEffect::Dial(devices));
         }
-    }
-}
-
-impl<P> super::Group<P> {
-    /// The member devices we dial: those chosen before that are still a
-    /// member's (not ours), then the nearest members' until there are
-    /// [`DIRECT_DIAL_MEMBERS`] (see `GroupBook::dial_members`).
-    fn direct_peers(&mut self, me: &AccountId) -> Vec<DeviceId> {
-        let others = || {
-            self.state
-                .members
-                .iter()
-                .filter(|(a, _)| *a != me)
-                .map(|(a, m)| (a, &m.card.device_list.devices))
-        };
-        let theirs: HashSet<DeviceId> = others()
-            .flat_map(|(_, devices)| devices.iter().map(|d| d.device_id))
-            .collect();
-        let mut chosen = std::mem::take(&mut self.dialled);
-        chosen.retain(|d| theirs.contains(d));
-        if chosen.len() < DIRECT_DIAL_MEMBERS {
-            let rank = |a: &AccountId| {
-                *blake3::Hasher::new_derive_key("hush 2026-12 group dial order")
-                    .update(&me.0)
-                    .update(&a.0)
-                    .finalize()
-                    .as_bytes()
-            };
-            let mut members: Vec<_> = others().collect();
-            members.sort_by_cached_key(|(a, _)| rank(a));
-            let nearest = members
-                .into_iter()
-                .flat_map(|(_, devices)| devices.iter().map(|d| d.device_id));
-            for device in nearest {
-                if chosen.len() == DIRECT_DIAL_MEMBERS {
-                    break;
-                }
-                if !chosen.contains(&device) {
-                    chosen.push(device);
-                }
-            }
-        }
-        self.dialled.clone_from(&chosen);
-        chosen
     }
 }
 

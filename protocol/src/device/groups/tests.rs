@@ -412,6 +412,17 @@ impl Net {
             .unwrap();
     }
 
+    /// Member `by` makes member `who` an admin of "friends", and
+    /// everything is delivered.
+    fn promote_in_friends(&mut self, by: usize, who: usize) {
+        let account = self.members[who].key.id();
+        self.call(by, |book, ctx, _| {
+            book.member_change(ctx, "friends", Action::Promote { account })
+        })
+        .unwrap();
+        self.drive();
+    }
+
     /// Member `by` removes member `who` from "friends", and everything is
     /// delivered.
     fn remove_from_friends(&mut self, by: usize, who: usize) {
@@ -918,12 +929,8 @@ fn a_join_as_soon_as_the_invitation_is_read_goes_on_the_channel() {
 fn a_member_invited_again_by_another_admin_can_write_at_once() {
     let mut net = Net::new(&["alice", "bob", "carol"], config());
     let id = net.group_of_all(0);
-    let (bob, carol) = (net.members[1].key.id(), net.members[2].key.id());
-    net.call(0, |book, ctx, _| {
-        book.member_change(ctx, "friends", Action::Promote { account: bob })
-    })
-    .unwrap();
-    net.drive();
+    let carol = net.members[2].key.id();
+    net.promote_in_friends(0, 1);
     net.remove_from_friends(0, 2);
     assert_eq!(net.standing(2, id), Standing::Removed);
     // Alice (who would hand carol the key as the epoch's maker) is away:

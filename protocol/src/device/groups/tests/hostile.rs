@@ -293,12 +293,8 @@ fn from_bob(net: &mut Net, id: GroupId, ops: Vec<GroupOp>) {
 fn a_removal_dated_far_ahead_does_not_block_a_reinvitation() {
     let mut net = Net::new(&["alice", "bob", "carol"], config());
     let id = net.group_of_all(0);
-    let (bob, carol) = (net.members[1].key.id(), net.members[2].key.id());
-    net.call(0, |book, ctx, _| {
-        book.member_change(ctx, "friends", Action::Promote { account: bob })
-    })
-    .unwrap();
-    net.drive();
+    let carol = net.members[2].key.id();
+    net.promote_in_friends(0, 1);
     let parents = net.heads_of(1, id);
     let year_2100 = MessageId::from_parts(4_102_444_800_000, 0, 7);
     let removal = GroupOp::sign(

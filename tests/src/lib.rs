@@ -217,9 +217,19 @@ impl User {
     }
 
     /// Runs a command that must succeed and print JSON.
+    /// (On failure, with the end of the node's log: a node that stopped
+    /// says why there.)
     pub fn json(&self, args: &[&str]) -> Value {
         let run = self.run(args);
-        assert!(run.ok(), "hush {args:?} failed: {run:?}");
+        if !run.ok() {
+            let log = self.node_log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            panic!(
+                "hush {args:?} failed: {run:?}\n{}'s node log, last 40 lines:\n{tail}",
+                self.name
+            );
+        }
         run.json()
     }
 

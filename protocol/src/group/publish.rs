@@ -219,7 +219,7 @@ impl fmt::Debug for TopicKey {
 
 /// What the signature covers: a context, then the message as encoded
 /// before its signature.
-fn signed_bytes(message: &GroupMessage) -> Vec<u8> {
+pub(super) fn signed_bytes(message: &GroupMessage) -> Vec<u8> {
     let mut w = Writer::default();
     w.raw(PUBLICATION_CONTEXT);
     message.encode_unsigned(&mut w);

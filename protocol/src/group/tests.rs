@@ -321,21 +321,13 @@ fn a_valid_signature_made_with_another_nonce_is_accepted_by_a_member() {
     let mut other = m.clone();
     other.signature = raw_sign::<ed25519_dalek::Sha512>(
         &other_nonce,
-        &signed_bytes_of(&other),
+        &publish::signed_bytes(&other),
         &signing.verifying_key(),
     )
     .to_bytes();
     assert_ne!(other.signature, m.signature);
     assert!(key.public().verify(&other));
     assert!(key.signed(&other));
-}
-
-/// What a group message's signature covers (as `publish.rs` builds it).
-fn signed_bytes_of(m: &GroupMessage) -> Vec<u8> {
-    let mut w = crate::codec::Writer::default();
-    w.raw(b"hush 2026-12 group publication");
-    m.encode_unsigned(&mut w);
-    w.into_bytes()
 }
 
 /// A group's history with concurrent and conflicting changes: invites by

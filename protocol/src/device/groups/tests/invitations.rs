@@ -7,9 +7,9 @@ use super::*;
 /// An invitee reads its invitation and joins at once, before anything
 /// else its inviter sent has been handled (as a node may, when the
 /// invitation and its key come in separate batches): its join still goes
-/// once on the channel, not over Olm to every member (which took a
+/// once on the channel, not over Olm to every member (which needs a
 /// connection and an Olm session with each: in a 100-member setup, about
-/// a thousand messages and as many connections).
+/// 1,200 of its 1,331 Olm op messages).
 #[test]
 fn a_join_as_soon_as_the_invitation_is_read_goes_on_the_channel() {
     let mut net = Net::new(&["alice", "bob", "carol", "dave"], config());
@@ -55,7 +55,7 @@ fn a_join_as_soon_as_the_invitation_is_read_goes_on_the_channel() {
     }
 }
 
-/// The key now goes before the op set. A member who was removed and is
+/// The key goes before the op set. A member who was removed and is
 /// invited again already knows the group, and the key comes from an admin
 /// that neither made the epoch (the remover did) nor shows in its old
 /// state as its inviter: the key waits for the invitation instead of

@@ -19,9 +19,15 @@
 # perf, the same runs add the functions whose pages they faulted in first:
 # the CPU-specific kernels valgrind's CPU never selects (see below).
 #
-# Symbol names carry hashes of the toolchain and the dependencies' versions:
-# run this again after a toolchain or Cargo.lock change (cli/build.rs skips
-# the file, with a warning, when its rustc line is not the one building).
+# Symbol names carry hashes of the toolchain and of each crate's
+# dependencies and features: run this again after a toolchain change, a
+# Cargo.lock change, or a dependency added to one of our crates (cli/build.rs
+# skips the file, with a warning, when its rustc line is not the one
+# building; nothing warns of the rest). One dependency added to
+# hush-protocol (`subtle`) renamed half the list, and the idle node went
+# from 14 to 21 MiB. Count what still matches with
+#   nm target/release/hush | awk '{print $3}' | sort -u |
+#     comm -12 - <(grep -v '^#' cli/hush.order | sort -u) | wc -l
 # An edit renames only the functions it changed (our crates build in one
 # codegen unit each, see Cargo.toml), which lose their place until the next
 # run; run it before a release.

@@ -71,7 +71,65 @@ fn order_file() -> Option<PathBuf> {
         );
         return None;
     }
+    warn_if_inputs_changed(&text);
     Some(path)
+}
+
+/// Symbol names carry hashes of each crate's dependencies and features, so
+/// a changed Cargo.lock or manifest renames functions the file lists (one
+/// dependency added to hush-protocol once renamed half of them, and an
+/// idle node went from 14 to 21 MiB). The file names the files it was
+/// written from and their POSIX `cksum` (`# inputs CRC SIZE: FILE...`);
+/// when they differ now, the build says so. The file is still used: most
+/// of its names usually still match.
+fn warn_if_inputs_changed(order: &str) {
+    let Some(line) = order.lines().find_map(|l| l.strip_prefix("# inputs ")) else {
+        return;
+    };
+    let Some((sum, files)) = line.split_once(": ") else {
+        return;
+    };
+    let root = Path::new(&var("CARGO_MANIFEST_DIR")).join("..");
+    let mut bytes = Vec::new();
+    for file in files.split_whitespace() {
+        let path = root.join(file);
+        println!("cargo:rerun-if-changed={}", path.display());
+        match std::fs::read(&path) {
+            Ok(b) => bytes.extend_from_slice(&b),
+            Err(_) => return,
+        }
+    }
+    let now = format!("{} {}", cksum(&bytes), bytes.len());
+    if now != sum {
+        println!(
+            "cargo:warning=cli/{ORDER} was written before the lock file or a manifest \
+             changed: functions it lists may have been renamed, and an idle node then holds \
+             more memory; run dist/symbol-order.sh to write it again"
+        );
+    }
+}
+
+/// POSIX `cksum`: CRC-32 (polynomial 0x04C11DB7, most significant bit
+/// first) over the bytes and then their length, complemented.
+fn cksum(data: &[u8]) -> u32 {
+    fn step(crc: u32, byte: u8) -> u32 {
+        let mut crc = crc ^ (u32::from(byte) << 24);
+        for _ in 0..8 {
+            crc = if crc & 0x8000_0000 != 0 {
+                (crc << 1) ^ 0x04C1_1DB7
+            } else {
+                crc << 1
+            };
+        }
+        crc
+    }
+    let mut crc = data.iter().fold(0, |crc, &b| step(crc, b));
+    let mut len = data.len();
+    while len != 0 {
+        crc = step(crc, len as u8);
+        len >>= 8;
+    }
+    !crc
 }
 
 /// Whether this machine's glibc (the one the binary will link and, built

@@ -23,9 +23,10 @@
 # dependencies and features: run this again after a toolchain change, a
 # Cargo.lock change, or a dependency added to one of our crates (cli/build.rs
 # skips the file, with a warning, when its rustc line is not the one
-# building; nothing warns of the rest). One dependency added to
-# hush-protocol (`subtle`) renamed half the list, and the idle node went
-# from 14 to 21 MiB. Count what still matches with
+# building, and when the lock file or a manifest changed since the file
+# was written). One dependency added to hush-protocol (`subtle`) renamed
+# half the list, and the idle node went from 14 to 21 MiB. Count what
+# still matches with
 #   nm target/release/hush | awk '{print $3}' | sort -u |
 #     comm -12 - <(grep -v '^#' cli/hush.order | sort -u) | wc -l
 # An edit renames only the functions it changed (our crates build in one
@@ -123,9 +124,13 @@ fi
 # Only functions the binary defines in its code, each listed once.
 nm --defined-only "$bin" | awk '$2 ~ /^[tTwW]$/ { print $3 }' >"$work/defined"
 
+inputs=(Cargo.lock .cargo/config.toml Cargo.toml vendor/vodozemac/Cargo.toml)
+for m in */Cargo.toml; do [ "$m" = fuzz/Cargo.toml ] || inputs+=("$m"); done
 {
   echo "# rustc $(rustc -V | sed 's/^rustc //')"
   echo "# Written by dist/symbol-order.sh from $(git rev-parse --short HEAD); do not edit."
+  # What the symbol hashes depend on: cli/build.rs warns when these change.
+  echo "# inputs $(cat "${inputs[@]}" | cksum): ${inputs[*]}"
   cat "$work/tier1" "$work/tier2" "$work/tier3" |
     awk 'NR == FNR { defined[$0] = 1; next }
          ($0 in defined) && !($0 in seen) { seen[$0] = 1; print }' "$work/defined" -

@@ -14,6 +14,14 @@ pub struct ParseIdError {
     pub reason: &'static str,
 }
 
+/// Writes `bytes` (`N / 2` of them) in lower-case hex, without allocating:
+/// ids are formatted for every event and view a message makes.
+fn write_hex<const N: usize>(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    let mut text = [0u8; N];
+    hex::encode_to_slice(bytes, &mut text).map_err(|_| fmt::Error)?;
+    f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
+}
+
 macro_rules! key_id {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
@@ -28,7 +36,7 @@ macro_rules! key_id {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&hex::encode(self.0))
+                write_hex::<64>(f, &self.0)
             }
         }
 
@@ -115,7 +123,7 @@ impl MessageId {
 
 impl fmt::Display for MessageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.0)
+        write_hex::<32>(f, &self.0.to_be_bytes())
     }
 }
 
@@ -154,6 +162,9 @@ mod tests {
             let (x, y) = (MessageId(a), MessageId(b));
             prop_assert_eq!(x.to_string().parse::<MessageId>().unwrap(), x);
             prop_assert_eq!(x.cmp(&y), x.to_string().cmp(&y.to_string()));
+            // The text form stored and shown everywhere: 32 lower-case
+            // hex digits, leading zeros kept.
+            prop_assert_eq!(x.to_string(), format!("{a:032x}"));
         }
 
         #[test]
@@ -166,6 +177,7 @@ mod tests {
         fn account_id_text_round_trips(bytes: [u8; 32]) {
             let id = AccountId(bytes);
             prop_assert_eq!(id.to_string().parse::<AccountId>().unwrap(), id);
+            prop_assert_eq!(id.to_string(), hex::encode(bytes));
         }
     }
 

@@ -190,6 +190,16 @@ fn words_of(norm: u8) -> f32 {
     }
 }
 
+/// Adds `posting` to `term`'s list, copying the term only if it is new.
+fn add_posting(terms: &mut BTreeMap<String, Vec<Posting>>, term: &str, posting: Posting) {
+    match terms.get_mut(term) {
+        Some(list) => list.push(posting),
+        None => {
+            terms.insert(term.to_owned(), vec![posting]);
+        }
+    }
+}
+
 /// A message to index, gathered while a batch's ops are applied.
 struct NewDoc {
     conversation: ConversationId,
@@ -232,6 +242,10 @@ impl Indexer {
         let mut places = Vec::with_capacity(self.docs.len() * PLACE_LEN);
         let mut terms: BTreeMap<String, Vec<Posting>> = BTreeMap::new();
         let mut own: Vec<String> = Vec::new();
+        // A batch is mostly one conversation and a few authors: their
+        // terms (hex of 32 bytes each) are made once.
+        let mut conversations: HashMap<ConversationId, String> = HashMap::new();
+        let mut authors: HashMap<AccountId, String> = HashMap::new();
         for new in self.docs.drain(..) {
             let key = (new.conversation, new.message.id.0);
             let file = self.files.get(&key).map(String::as_str);
@@ -244,11 +258,18 @@ impl Indexer {
             c.words += own.len() as u64;
             let norm = norm(own.len());
             own.sort_unstable();
-            own.push(conversation_term(&new.conversation));
-            own.push(author_term(&new.message.from));
-            own.push(day_term(new.message.sent_at_ms));
-            // Equal words are adjacent (the reserved terms differ from
-            // every word and from each other): count each run once.
+            // Each reserved term once (they differ from every word).
+            let reserved = Posting { doc, tf: 1, norm };
+            let conversation = conversations
+                .entry(new.conversation)
+                .or_insert_with(|| conversation_term(&new.conversation));
+            add_posting(&mut terms, conversation, reserved);
+            let author = authors
+                .entry(new.message.from)
+                .or_insert_with(|| author_term(&new.message.from));
+            add_posting(&mut terms, author, reserved);
+            add_posting(&mut terms, &day_term(new.message.sent_at_ms), reserved);
+            // Equal words are adjacent: count each run once.
             let mut i = 0;
             while i < own.len() {
                 let run = own[i..].iter().take_while(|t| **t == own[i]).count();

@@ -14,7 +14,8 @@
 //!
 //! `Q` is the host's request id, `P` its relay id.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ops::Bound::{Excluded, Unbounded};
 
 use serde::{Deserialize, Serialize};
 
@@ -148,6 +149,10 @@ impl<P: PartialEq> Entry<P> {
 #[derive(Debug)]
 pub struct Outbox<Q, P> {
     entries: BTreeMap<OutboxKey, Entry<P>>,
+    /// The same keys by device, then message: a device's entries in order
+    /// without walking everyone's (a tick, a pump, a wake look at one
+    /// device's, and the outbox can hold thousands).
+    by_device: BTreeSet<(DeviceId, MessageId)>,
     /// The entries each direct request carries, in order.
     requests: HashMap<Q, Vec<OutboxKey>>,
     /// One-time key requests on their way, by the device they are for.
@@ -165,6 +170,7 @@ impl<Q, P> Default for Outbox<Q, P> {
     fn default() -> Self {
         Self {
             entries: BTreeMap::new(),
+            by_device: BTreeSet::new(),
             requests: HashMap::new(),
             key_requests: HashMap::new(),
             awaiting_key: HashSet::new(),
@@ -197,7 +203,24 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
     }
 
     pub fn remove(&mut self, key: &OutboxKey) -> Option<OutboxRecord> {
+        self.by_device.remove(&(key.1, key.0));
         self.entries.remove(key).map(|e| e.record)
+    }
+
+    /// The keys of `device`'s entries, oldest first.
+    fn keys_for(&self, device: &DeviceId) -> impl DoubleEndedIterator<Item = OutboxKey> + '_ {
+        self.by_device
+            .range((*device, MessageId(0))..=(*device, MessageId(u128::MAX)))
+            .map(|(d, id)| (*id, *d))
+    }
+
+    /// `device`'s entries, oldest first.
+    fn entries_for(
+        &self,
+        device: &DeviceId,
+    ) -> impl DoubleEndedIterator<Item = (OutboxKey, &Entry<P>)> + '_ {
+        self.keys_for(device)
+            .filter_map(|k| self.entries.get(&k).map(|e| (k, e)))
     }
 
     /// The keys of message `id`'s entries (one per recipient device).
@@ -221,6 +244,7 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
 
     /// An entry as stored, due now (at start, or after a reload).
     pub fn insert(&mut self, key: OutboxKey, record: OutboxRecord, now: Now) {
+        self.by_device.insert((key.1, key.0));
         self.entries.insert(
             key,
             Entry {
@@ -316,16 +340,16 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
     /// to waiting without an envelope (to be encrypted again, in order).
     /// Returns the records to store.
     pub fn forget_envelopes(&mut self, device: &DeviceId) -> Vec<(OutboxKey, &OutboxRecord)> {
-        self.entries
-            .iter_mut()
-            .filter(|((_, d), _)| d == device)
-            .map(|(k, e)| {
+        for key in self.for_device(device) {
+            if let Some(e) = self.entries.get_mut(&key) {
                 e.record.envelope = None;
                 e.sealed = None;
                 e.sent_to.clear();
                 e.state = EntryState::Waiting;
-                (*k, &e.record)
-            })
+            }
+        }
+        self.entries_for(device)
+            .map(|(k, e)| (k, &e.record))
             .collect()
     }
 
@@ -390,12 +414,10 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
             return Vec::new();
         }
         let run: Vec<OutboxKey> = self
-            .entries
-            .iter()
-            .filter(|((_, d), _)| d == device)
+            .entries_for(device)
             .skip_while(|(_, e)| e.state == EntryState::InFlight)
             .take_while(|(_, e)| e.state == EntryState::Waiting && e.due_ms <= now.mono_ms)
-            .map(|(k, _)| *k)
+            .map(|(k, _)| k)
             .take(max)
             .collect();
         // A request still in flight carries later entries (an earlier one
@@ -413,12 +435,10 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
     /// oldest first): they are encrypted, in order, before a deposit.
     pub fn unencrypted_tail(&self, device: &DeviceId, max: usize) -> Vec<OutboxKey> {
         let mut keys: Vec<OutboxKey> = self
-            .entries
-            .iter()
+            .entries_for(device)
             .rev()
-            .filter(|((_, d), _)| d == device)
             .take_while(|(_, e)| e.record.envelope.is_none())
-            .map(|(k, _)| *k)
+            .map(|(k, _)| k)
             .collect();
         keys.reverse();
         keys.truncate(max);
@@ -430,6 +450,7 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
     pub fn reload(&mut self, records: Vec<(OutboxKey, OutboxRecord)>, now: Now) {
         let flying: HashSet<OutboxKey> = self.requests.values().flatten().copied().collect();
         self.entries.clear();
+        self.by_device.clear();
         for (key, record) in records {
             self.insert(key, record, now);
             if flying.contains(&key)
@@ -445,11 +466,22 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
 
     /// Devices with entries due for an attempt.
     pub fn due_devices(&self, now: Now) -> HashSet<DeviceId> {
-        self.entries
-            .iter()
-            .filter(|(_, e)| e.state == EntryState::Waiting && e.due_ms <= now.mono_ms)
-            .map(|((_, device), _)| *device)
-            .collect()
+        let mut due = HashSet::new();
+        let mut next = self.by_device.first().map(|(d, _)| *d);
+        while let Some(device) = next {
+            if self
+                .entries_for(&device)
+                .any(|(_, e)| e.state == EntryState::Waiting && e.due_ms <= now.mono_ms)
+            {
+                due.insert(device);
+            }
+            next = self
+                .by_device
+                .range((Excluded((device, MessageId(u128::MAX))), Unbounded))
+                .next()
+                .map(|(d, _)| *d);
+        }
+        due
     }
 
     /// How many entries go to `account` (our own: copies our other devices
@@ -462,11 +494,7 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
     }
 
     pub fn for_device(&self, device: &DeviceId) -> Vec<OutboxKey> {
-        self.entries
-            .keys()
-            .filter(|(_, d)| d == device)
-            .copied()
-            .collect()
+        self.keys_for(device).collect()
     }
 
     /// Schedules the next attempt with exponential backoff.
@@ -492,8 +520,11 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
             .filter_map(|k| self.entries.get(k).map(|e| e.due_ms))
             .max()
             .unwrap_or(now.mono_ms);
-        for ((_, d), e) in &mut self.entries {
-            if *d == device && e.state == EntryState::Waiting && e.due_ms < until {
+        for key in self.for_device(&device) {
+            if let Some(e) = self.entries.get_mut(&key)
+                && e.state == EntryState::Waiting
+                && e.due_ms < until
+            {
                 e.due_ms = until;
             }
         }
@@ -502,8 +533,10 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
     /// Makes every waiting entry for `device` due now (it just came online,
     /// or its card changed).
     pub fn wake(&mut self, device: &DeviceId, now: Now) {
-        for ((_, d), e) in &mut self.entries {
-            if d == device && e.state == EntryState::Waiting {
+        for key in self.for_device(device) {
+            if let Some(e) = self.entries.get_mut(&key)
+                && e.state == EntryState::Waiting
+            {
                 e.due_ms = now.mono_ms;
             }
         }
@@ -692,5 +725,142 @@ mod tests {
         assert!(!entry.held_by(relay, 50));
         assert_eq!(outbox.forget_envelopes(&BOB).len(), 2);
         assert!(outbox.get(&key(2)).is_some_and(|e| e.sent_to().is_empty()));
+    }
+
+    mod by_device {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        #[derive(Debug, Clone)]
+        enum Step {
+            Insert(u8, u8),
+            Remove(u8, u8),
+            Retry(u8, u8),
+            Fly(u8),
+            Land(u32),
+            Wake(u8),
+            Forget(u8),
+            Reload,
+            Later(u64),
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            prop_oneof![
+                4 => (0..12u8, 0..3u8).prop_map(|(m, d)| Step::Insert(m, d)),
+                2 => (0..12u8, 0..3u8).prop_map(|(m, d)| Step::Remove(m, d)),
+                2 => (0..12u8, 0..3u8).prop_map(|(m, d)| Step::Retry(m, d)),
+                2 => (0..3u8).prop_map(Step::Fly),
+                1 => (0..8u32).prop_map(Step::Land),
+                1 => (0..3u8).prop_map(Step::Wake),
+                1 => (0..3u8).prop_map(Step::Forget),
+                1 => Just(Step::Reload),
+                1 => (0..2_000u64).prop_map(Step::Later),
+            ]
+        }
+
+        fn device(d: u8) -> DeviceId {
+            DeviceId([d + 10; 32])
+        }
+
+        fn key_of(m: u8, d: u8) -> OutboxKey {
+            // Message ids spread over the whole range, the last one the
+            // largest id there is (the device index's upper bound).
+            let id = if m == 11 {
+                u128::MAX
+            } else {
+                u128::from(m) << 100
+            };
+            (MessageId(id), device(d))
+        }
+
+        /// What each device-scoped answer was before the index: a walk
+        /// over every entry.
+        fn walked(outbox: &Box, now: Now) -> (Vec<Vec<OutboxKey>>, HashSet<DeviceId>) {
+            let per_device = (0..3)
+                .map(|d| {
+                    outbox
+                        .entries
+                        .keys()
+                        .filter(|(_, dev)| *dev == device(d))
+                        .copied()
+                        .collect()
+                })
+                .collect();
+            let due = outbox
+                .entries
+                .iter()
+                .filter(|(_, e)| e.state == EntryState::Waiting && e.due_ms <= now.mono_ms)
+                .map(|((_, d), _)| *d)
+                .collect();
+            (per_device, due)
+        }
+
+        proptest! {
+            /// The device index answers as a walk over every entry would,
+            /// whatever entries come, go, fly, wait or are reloaded.
+            #[test]
+            fn a_device_index_answers_as_a_walk_over_every_entry(
+                steps in proptest::collection::vec(step(), 1..80),
+            ) {
+                let mut outbox = Box::default();
+                let mut now = Now::new(1_000, 0);
+                let mut request = 0u32;
+                for step in steps {
+                    match step {
+                        Step::Insert(m, d) => {
+                            outbox.insert(key_of(m, d), record(m % 2 == 0), now);
+                        }
+                        Step::Remove(m, d) => {
+                            outbox.remove(&key_of(m, d));
+                        }
+                        Step::Retry(m, d) => outbox.retry_later(&key_of(m, d), now),
+                        Step::Fly(d) => {
+                            let keys = outbox.next_for(&device(d), now, 3);
+                            if !keys.is_empty() {
+                                request += 1;
+                                outbox.start_flight(request, keys);
+                            }
+                        }
+                        Step::Land(r) => {
+                            if let Some(keys) = outbox.end_flight(&r) {
+                                outbox.retry_device_later(&keys, now);
+                            }
+                        }
+                        Step::Wake(d) => outbox.wake(&device(d), now),
+                        Step::Forget(d) => {
+                            let walked: Vec<OutboxKey> = outbox
+                                .entries
+                                .keys()
+                                .filter(|(_, dev)| *dev == device(d))
+                                .copied()
+                                .collect();
+                            let forgot: Vec<OutboxKey> = outbox
+                                .forget_envelopes(&device(d))
+                                .into_iter()
+                                .map(|(k, _)| k)
+                                .collect();
+                            prop_assert_eq!(forgot, walked);
+                        }
+                        Step::Reload => {
+                            let records = outbox
+                                .entries
+                                .iter()
+                                .step_by(2)
+                                .map(|(k, e)| (*k, e.record.clone()))
+                                .collect();
+                            outbox.reload(records, now);
+                        }
+                        Step::Later(ms) => now = now.plus_ms(ms),
+                    }
+                    let (per_device, due) = walked(&outbox, now);
+                    for (d, keys) in per_device.iter().enumerate() {
+                        prop_assert_eq!(&outbox.for_device(&device(d as u8)), keys);
+                    }
+                    prop_assert_eq!(outbox.due_devices(now), due);
+                    prop_assert_eq!(outbox.by_device.len(), outbox.entries.len());
+                }
+            }
+        }
     }
 }

@@ -14,8 +14,7 @@
 //!
 //! `Q` is the host's request id, `P` its relay id.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::ops::Bound::{Excluded, Unbounded};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -148,11 +147,13 @@ impl<P: PartialEq> Entry<P> {
 /// Every undelivered entry, and the requests carrying them.
 #[derive(Debug)]
 pub struct Outbox<Q, P> {
-    entries: BTreeMap<OutboxKey, Entry<P>>,
-    /// The same keys by device, then message: a device's entries in order
-    /// without walking everyone's (a tick, a pump, a wake look at one
-    /// device's, and the outbox can hold thousands).
-    by_device: BTreeSet<(DeviceId, MessageId)>,
+    /// By device, then message (oldest first): what a tick, a pump or a
+    /// wake asks is about one device's entries, which are then found
+    /// without walking everyone's (the outbox can hold thousands). A
+    /// device is here only while it has entries.
+    entries: HashMap<DeviceId, BTreeMap<MessageId, Entry<P>>>,
+    /// How many entries there are.
+    len: usize,
     /// The entries each direct request carries, in order.
     requests: HashMap<Q, Vec<OutboxKey>>,
     /// One-time key requests on their way, by the device they are for.
@@ -169,8 +170,8 @@ pub struct Outbox<Q, P> {
 impl<Q, P> Default for Outbox<Q, P> {
     fn default() -> Self {
         Self {
-            entries: BTreeMap::new(),
-            by_device: BTreeSet::new(),
+            entries: HashMap::new(),
+            len: 0,
             requests: HashMap::new(),
             key_requests: HashMap::new(),
             awaiting_key: HashSet::new(),
@@ -187,31 +188,29 @@ pub fn backoff_ms(attempts: u32) -> u64 {
 
 impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 
     pub fn get(&self, key: &OutboxKey) -> Option<&Entry<P>> {
-        self.entries.get(key)
+        self.entries.get(&key.1)?.get(&key.0)
     }
 
     pub fn get_mut(&mut self, key: &OutboxKey) -> Option<&mut Entry<P>> {
-        self.entries.get_mut(key)
+        self.entries.get_mut(&key.1)?.get_mut(&key.0)
     }
 
     pub fn remove(&mut self, key: &OutboxKey) -> Option<OutboxRecord> {
-        self.by_device.remove(&(key.1, key.0));
-        self.entries.remove(key).map(|e| e.record)
-    }
-
-    /// The keys of `device`'s entries, oldest first.
-    fn keys_for(&self, device: &DeviceId) -> impl DoubleEndedIterator<Item = OutboxKey> + '_ {
-        self.by_device
-            .range((*device, MessageId(0))..=(*device, MessageId(u128::MAX)))
-            .map(|(d, id)| (*id, *d))
+        let queue = self.entries.get_mut(&key.1)?;
+        let entry = queue.remove(&key.0)?;
+        if queue.is_empty() {
+            self.entries.remove(&key.1);
+        }
+        self.len -= 1;
+        Some(entry.record)
     }
 
     /// `device`'s entries, oldest first.
@@ -219,16 +218,33 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
         &self,
         device: &DeviceId,
     ) -> impl DoubleEndedIterator<Item = (OutboxKey, &Entry<P>)> + '_ {
-        self.keys_for(device)
-            .filter_map(|k| self.entries.get(&k).map(|e| (k, e)))
+        let device = *device;
+        self.entries
+            .get(&device)
+            .into_iter()
+            .flatten()
+            .map(move |(id, e)| ((*id, device), e))
     }
 
-    /// The keys of message `id`'s entries (one per recipient device).
-    pub fn keys_of(&self, id: MessageId) -> Vec<OutboxKey> {
+    /// `device`'s entries, oldest first, to change.
+    fn entries_for_mut(&mut self, device: &DeviceId) -> impl Iterator<Item = &mut Entry<P>> {
         self.entries
-            .range((id, DeviceId([0; 32]))..=(id, DeviceId([0xff; 32])))
-            .map(|(k, _)| *k)
-            .collect()
+            .get_mut(device)
+            .into_iter()
+            .flat_map(|queue| queue.values_mut())
+    }
+
+    /// The keys of message `id`'s entries (one per recipient device), by
+    /// device.
+    pub fn keys_of(&self, id: MessageId) -> Vec<OutboxKey> {
+        let mut keys: Vec<OutboxKey> = self
+            .entries
+            .iter()
+            .filter(|(_, queue)| queue.contains_key(&id))
+            .map(|(device, _)| (id, *device))
+            .collect();
+        keys.sort_unstable();
+        keys
     }
 
     /// The device's entries from `from` on, oldest first.
@@ -236,17 +252,19 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
         &mut self,
         device: DeviceId,
         from: MessageId,
-    ) -> impl Iterator<Item = (&OutboxKey, &mut Entry<P>)> {
+    ) -> impl Iterator<Item = (OutboxKey, &mut Entry<P>)> {
         self.entries
-            .range_mut((from, DeviceId([0; 32]))..)
-            .filter(move |((_, d), _)| *d == device)
+            .get_mut(&device)
+            .into_iter()
+            .flat_map(move |queue| queue.range_mut(from..))
+            .map(move |(id, e)| ((*id, device), e))
     }
 
     /// An entry as stored, due now (at start, or after a reload).
     pub fn insert(&mut self, key: OutboxKey, record: OutboxRecord, now: Now) {
-        self.by_device.insert((key.1, key.0));
-        self.entries.insert(
-            key,
+        let queue = self.entries.entry(key.1).or_default();
+        let replaced = queue.insert(
+            key.0,
             Entry {
                 record,
                 state: EntryState::Waiting,
@@ -256,19 +274,22 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
                 sealed: None,
             },
         );
+        if replaced.is_none() {
+            self.len += 1;
+        }
     }
 
     /// A new entry, being committed with the record that made it.
     pub fn insert_committing(&mut self, key: OutboxKey, record: OutboxRecord, now: Now) {
         self.insert(key, record, now);
-        if let Some(e) = self.entries.get_mut(&key) {
+        if let Some(e) = self.get_mut(&key) {
             e.state = EntryState::Committing;
         }
     }
 
     /// Its record is on disk: it may go.
     pub fn committed(&mut self, key: &OutboxKey) {
-        if let Some(e) = self.entries.get_mut(key) {
+        if let Some(e) = self.get_mut(key) {
             e.state = EntryState::Waiting;
         }
     }
@@ -276,7 +297,7 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
     /// Encrypted now: the envelope is committed before it goes. Returns the
     /// record to store.
     pub fn encrypted(&mut self, key: &OutboxKey, envelope: Vec<u8>) -> Option<&OutboxRecord> {
-        let e = self.entries.get_mut(key)?;
+        let e = self.get_mut(key)?;
         e.record.envelope = Some(envelope);
         e.state = EntryState::Committing;
         Some(&e.record)
@@ -285,7 +306,7 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
     /// Waits for the device's one-time key. Returns whether a key must be
     /// asked for (none is on its way yet).
     pub fn await_key(&mut self, key: &OutboxKey) -> bool {
-        if let Some(e) = self.entries.get_mut(key) {
+        if let Some(e) = self.get_mut(key) {
             e.state = EntryState::AwaitingKey;
         }
         self.awaiting_key.insert(key.1)
@@ -316,13 +337,9 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
     /// a session started (returned, now waiting), else a later retry.
     pub fn key_arrived(&mut self, now: Now, device: &DeviceId, started: bool) -> Vec<OutboxKey> {
         let waiting: Vec<OutboxKey> = self
-            .for_device(device)
-            .into_iter()
-            .filter(|k| {
-                self.entries
-                    .get(k)
-                    .is_some_and(|e| e.state == EntryState::AwaitingKey)
-            })
+            .entries_for(device)
+            .filter(|(_, e)| e.state == EntryState::AwaitingKey)
+            .map(|(k, _)| k)
             .collect();
         if !started {
             for key in &waiting {
@@ -340,13 +357,11 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
     /// to waiting without an envelope (to be encrypted again, in order).
     /// Returns the records to store.
     pub fn forget_envelopes(&mut self, device: &DeviceId) -> Vec<(OutboxKey, &OutboxRecord)> {
-        for key in self.for_device(device) {
-            if let Some(e) = self.entries.get_mut(&key) {
-                e.record.envelope = None;
-                e.sealed = None;
-                e.sent_to.clear();
-                e.state = EntryState::Waiting;
-            }
+        for e in self.entries_for_mut(device) {
+            e.record.envelope = None;
+            e.sealed = None;
+            e.sent_to.clear();
+            e.state = EntryState::Waiting;
         }
         self.entries_for(device)
             .map(|(k, e)| (k, &e.record))
@@ -379,7 +394,7 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
             *self.flights.entry(key.1).or_default() += 1;
         }
         for key in &keys {
-            if let Some(e) = self.entries.get_mut(key) {
+            if let Some(e) = self.get_mut(key) {
                 e.state = EntryState::InFlight;
             }
         }
@@ -450,11 +465,11 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
     pub fn reload(&mut self, records: Vec<(OutboxKey, OutboxRecord)>, now: Now) {
         let flying: HashSet<OutboxKey> = self.requests.values().flatten().copied().collect();
         self.entries.clear();
-        self.by_device.clear();
+        self.len = 0;
         for (key, record) in records {
             self.insert(key, record, now);
             if flying.contains(&key)
-                && let Some(e) = self.entries.get_mut(&key)
+                && let Some(e) = self.get_mut(&key)
             {
                 e.state = EntryState::InFlight;
             }
@@ -466,22 +481,15 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
 
     /// Devices with entries due for an attempt.
     pub fn due_devices(&self, now: Now) -> HashSet<DeviceId> {
-        let mut due = HashSet::new();
-        let mut next = self.by_device.first().map(|(d, _)| *d);
-        while let Some(device) = next {
-            if self
-                .entries_for(&device)
-                .any(|(_, e)| e.state == EntryState::Waiting && e.due_ms <= now.mono_ms)
-            {
-                due.insert(device);
-            }
-            next = self
-                .by_device
-                .range((Excluded((device, MessageId(u128::MAX))), Unbounded))
-                .next()
-                .map(|(d, _)| *d);
-        }
-        due
+        self.entries
+            .iter()
+            .filter(|(_, queue)| {
+                queue
+                    .values()
+                    .any(|e| e.state == EntryState::Waiting && e.due_ms <= now.mono_ms)
+            })
+            .map(|(device, _)| *device)
+            .collect()
     }
 
     /// How many entries go to `account` (our own: copies our other devices
@@ -489,17 +497,18 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
     pub fn count_for(&self, account: &AccountId) -> usize {
         self.entries
             .values()
+            .flat_map(BTreeMap::values)
             .filter(|e| e.record().recipient == *account)
             .count()
     }
 
     pub fn for_device(&self, device: &DeviceId) -> Vec<OutboxKey> {
-        self.keys_for(device).collect()
+        self.entries_for(device).map(|(k, _)| k).collect()
     }
 
     /// Schedules the next attempt with exponential backoff.
     pub fn retry_later(&mut self, key: &OutboxKey, now: Now) {
-        if let Some(e) = self.entries.get_mut(key) {
+        if let Some(e) = self.get_mut(key) {
             e.state = EntryState::Waiting;
             e.due_ms = now.mono_ms.saturating_add(backoff_ms(e.attempts));
             e.attempts = e.attempts.saturating_add(1);
@@ -517,14 +526,11 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
         }
         let until = keys
             .iter()
-            .filter_map(|k| self.entries.get(k).map(|e| e.due_ms))
+            .filter_map(|k| self.get(k).map(|e| e.due_ms))
             .max()
             .unwrap_or(now.mono_ms);
-        for key in self.for_device(&device) {
-            if let Some(e) = self.entries.get_mut(&key)
-                && e.state == EntryState::Waiting
-                && e.due_ms < until
-            {
+        for e in self.entries_for_mut(&device) {
+            if e.state == EntryState::Waiting && e.due_ms < until {
                 e.due_ms = until;
             }
         }
@@ -533,10 +539,8 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
     /// Makes every waiting entry for `device` due now (it just came online,
     /// or its card changed).
     pub fn wake(&mut self, device: &DeviceId, now: Now) {
-        for key in self.for_device(device) {
-            if let Some(e) = self.entries.get_mut(&key)
-                && e.state == EntryState::Waiting
-            {
+        for e in self.entries_for_mut(device) {
+            if e.state == EntryState::Waiting {
                 e.due_ms = now.mono_ms;
             }
         }
@@ -728,6 +732,8 @@ mod tests {
     }
 
     mod by_device {
+        use std::collections::BTreeSet;
+
         use proptest::prelude::*;
 
         use super::*;
@@ -774,45 +780,55 @@ mod tests {
             (MessageId(id), device(d))
         }
 
-        /// What each device-scoped answer was before the index: a walk
-        /// over every entry.
-        fn walked(outbox: &Box, now: Now) -> (Vec<Vec<OutboxKey>>, HashSet<DeviceId>) {
+        /// What each answer must be, worked out from the keys the test
+        /// put in (`held`) and each entry's state, looked up one by one.
+        fn expected(
+            outbox: &Box,
+            held: &BTreeSet<OutboxKey>,
+            now: Now,
+        ) -> (Vec<Vec<OutboxKey>>, HashSet<DeviceId>) {
             let per_device = (0..3)
                 .map(|d| {
-                    outbox
-                        .entries
-                        .keys()
+                    held.iter()
                         .filter(|(_, dev)| *dev == device(d))
                         .copied()
                         .collect()
                 })
                 .collect();
-            let due = outbox
-                .entries
+            let due = held
                 .iter()
-                .filter(|(_, e)| e.state == EntryState::Waiting && e.due_ms <= now.mono_ms)
-                .map(|((_, d), _)| *d)
+                .filter(|k| {
+                    outbox
+                        .get(k)
+                        .is_some_and(|e| e.state == EntryState::Waiting && e.due_ms <= now.mono_ms)
+                })
+                .map(|(_, d)| *d)
                 .collect();
             (per_device, due)
         }
 
         proptest! {
-            /// The device index answers as a walk over every entry would,
-            /// whatever entries come, go, fly, wait or are reloaded.
+            /// Entries kept by device answer every question about a device,
+            /// a message or the whole outbox as a list of all entries in
+            /// message order would, whatever entries come, go, fly, wait or
+            /// are reloaded.
             #[test]
-            fn a_device_index_answers_as_a_walk_over_every_entry(
+            fn entries_kept_by_device_answer_as_one_list_would(
                 steps in proptest::collection::vec(step(), 1..80),
             ) {
                 let mut outbox = Box::default();
+                let mut held = BTreeSet::new();
                 let mut now = Now::new(1_000, 0);
                 let mut request = 0u32;
                 for step in steps {
                     match step {
                         Step::Insert(m, d) => {
                             outbox.insert(key_of(m, d), record(m % 2 == 0), now);
+                            held.insert(key_of(m, d));
                         }
                         Step::Remove(m, d) => {
-                            outbox.remove(&key_of(m, d));
+                            let removed = outbox.remove(&key_of(m, d)).is_some();
+                            prop_assert_eq!(removed, held.remove(&key_of(m, d)));
                         }
                         Step::Retry(m, d) => outbox.retry_later(&key_of(m, d), now),
                         Step::Fly(d) => {
@@ -829,36 +845,52 @@ mod tests {
                         }
                         Step::Wake(d) => outbox.wake(&device(d), now),
                         Step::Forget(d) => {
-                            let walked: Vec<OutboxKey> = outbox
-                                .entries
-                                .keys()
-                                .filter(|(_, dev)| *dev == device(d))
-                                .copied()
-                                .collect();
                             let forgot: Vec<OutboxKey> = outbox
                                 .forget_envelopes(&device(d))
                                 .into_iter()
                                 .map(|(k, _)| k)
                                 .collect();
-                            prop_assert_eq!(forgot, walked);
+                            let expected: Vec<OutboxKey> =
+                                held.iter().filter(|(_, dev)| *dev == device(d)).copied().collect();
+                            prop_assert_eq!(forgot, expected);
                         }
                         Step::Reload => {
-                            let records = outbox
-                                .entries
+                            held = held.iter().step_by(2).copied().collect();
+                            let records = held
                                 .iter()
-                                .step_by(2)
-                                .map(|(k, e)| (*k, e.record.clone()))
+                                .filter_map(|k| outbox.get(k).map(|e| (*k, e.record.clone())))
                                 .collect();
                             outbox.reload(records, now);
                         }
                         Step::Later(ms) => now = now.plus_ms(ms),
                     }
-                    let (per_device, due) = walked(&outbox, now);
+                    let (per_device, due) = expected(&outbox, &held, now);
                     for (d, keys) in per_device.iter().enumerate() {
                         prop_assert_eq!(&outbox.for_device(&device(d as u8)), keys);
                     }
                     prop_assert_eq!(outbox.due_devices(now), due);
-                    prop_assert_eq!(outbox.by_device.len(), outbox.entries.len());
+                    prop_assert_eq!(outbox.len(), held.len());
+                    prop_assert_eq!(outbox.is_empty(), held.is_empty());
+                    for m in 0..12 {
+                        let id = key_of(m, 0).0;
+                        let of: Vec<OutboxKey> =
+                            held.iter().filter(|(i, _)| *i == id).copied().collect();
+                        prop_assert_eq!(outbox.keys_of(id), of);
+                    }
+                    // A device's queue from a message on, as deposits read it.
+                    for d in 0..3 {
+                        let from = key_of(5, 0).0;
+                        let queued: Vec<OutboxKey> =
+                            outbox.queued_from(device(d), from).map(|(k, _)| k).collect();
+                        let expected: Vec<OutboxKey> = held
+                            .iter()
+                            .filter(|(i, dev)| *dev == device(d) && *i >= from)
+                            .copied()
+                            .collect();
+                        prop_assert_eq!(queued, expected);
+                    }
+                    // No device is kept without entries.
+                    prop_assert!(outbox.entries.values().all(|q| !q.is_empty()));
                 }
             }
         }

@@ -162,7 +162,7 @@ where
                     sealed: sealed.clone(),
                     expires_at_ms,
                 });
-                keys.push(*key);
+                keys.push(key);
             }
             if unsealable {
                 self.note(Severity::Warn, "cannot seal mail for a contact device");

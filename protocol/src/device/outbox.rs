@@ -152,8 +152,6 @@ pub struct Outbox<Q, P> {
     /// without walking everyone's (the outbox can hold thousands). A
     /// device is here only while it has entries.
     entries: HashMap<DeviceId, BTreeMap<MessageId, Entry<P>>>,
-    /// How many entries there are.
-    len: usize,
     /// The entries each direct request carries, in order.
     requests: HashMap<Q, Vec<OutboxKey>>,
     /// One-time key requests on their way, by the device they are for.
@@ -171,7 +169,6 @@ impl<Q, P> Default for Outbox<Q, P> {
     fn default() -> Self {
         Self {
             entries: HashMap::new(),
-            len: 0,
             requests: HashMap::new(),
             key_requests: HashMap::new(),
             awaiting_key: HashSet::new(),
@@ -188,11 +185,11 @@ pub fn backoff_ms(attempts: u32) -> u64 {
 
 impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
     pub fn len(&self) -> usize {
-        self.len
+        self.entries.values().map(BTreeMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.entries.is_empty()
     }
 
     pub fn get(&self, key: &OutboxKey) -> Option<&Entry<P>> {
@@ -209,7 +206,6 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
         if queue.is_empty() {
             self.entries.remove(&key.1);
         }
-        self.len -= 1;
         Some(entry.record)
     }
 
@@ -262,8 +258,7 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
 
     /// An entry as stored, due now (at start, or after a reload).
     pub fn insert(&mut self, key: OutboxKey, record: OutboxRecord, now: Now) {
-        let queue = self.entries.entry(key.1).or_default();
-        let replaced = queue.insert(
+        self.entries.entry(key.1).or_default().insert(
             key.0,
             Entry {
                 record,
@@ -274,9 +269,6 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
                 sealed: None,
             },
         );
-        if replaced.is_none() {
-            self.len += 1;
-        }
     }
 
     /// A new entry, being committed with the record that made it.
@@ -465,7 +457,6 @@ impl<Q: std::hash::Hash + Eq, P: PartialEq> Outbox<Q, P> {
     pub fn reload(&mut self, records: Vec<(OutboxKey, OutboxRecord)>, now: Now) {
         let flying: HashSet<OutboxKey> = self.requests.values().flatten().copied().collect();
         self.entries.clear();
-        self.len = 0;
         for (key, record) in records {
             self.insert(key, record, now);
             if flying.contains(&key)

@@ -23,8 +23,8 @@
 # dependencies and features: run this again after a toolchain change, a
 # Cargo.lock change, or a dependency added to one of our crates (cli/build.rs
 # skips the file, with a warning, when its rustc line is not the one
-# building, and when the lock file or a manifest changed since the file
-# was written). One dependency added to hush-protocol (`subtle`) renamed
+# building, and warns, still using it, when the lock file or a manifest
+# changed since the file was written). One dependency added to hush-protocol (`subtle`) renamed
 # half the list, and the idle node went from 14 to 21 MiB. Count what
 # still matches with
 #   nm target/release/hush | awk '{print $3}' | sort -u |

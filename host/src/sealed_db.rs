@@ -34,8 +34,8 @@ use std::io;
 use std::ops::Bound;
 use std::sync::Mutex;
 
-use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chacha20poly1305::XChaCha20Poly1305;
+use chacha20poly1305::aead::{Aead, AeadInOut, KeyInit, Payload};
 use redb::StorageBackend;
 use redb::backends::FileBackend;
 use zeroize::Zeroizing;
@@ -79,7 +79,7 @@ impl DbKey {
     }
 
     fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new(self.0.as_ref().into())
+        XChaCha20Poly1305::new((&*self.0).into())
     }
 
     /// Seals `plain` with a fresh random nonce: `nonce ‖ ciphertext ‖ tag`
@@ -103,7 +103,7 @@ impl DbKey {
         // for one message; what is sealed here is far smaller.
         let tag = self
             .cipher()
-            .encrypt_in_place_detached(XNonce::from_slice(&nonce), ad, &mut out[body..])
+            .encrypt_inout_detached((&nonce).into(), ad, (&mut out[body..]).into())
             .unwrap_or_default();
         out.extend_from_slice(&tag);
     }
@@ -111,12 +111,9 @@ impl DbKey {
     /// Opens what [`DbKey::seal`] made with the same `ad`; `None` if it
     /// was changed or sealed under another key.
     pub fn open(&self, ad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
-        if sealed.len() < (NONCE + TAG) as usize {
-            return None;
-        }
-        let (nonce, body) = sealed.split_at(NONCE as usize);
+        let (nonce, body) = sealed.split_first_chunk::<{ NONCE as usize }>()?;
         self.cipher()
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad: ad })
+            .decrypt(nonce.into(), Payload { msg: body, aad: ad })
             .ok()
     }
 }
@@ -613,6 +610,29 @@ mod tests {
         let other = DbKey::random(&mut rand::thread_rng());
         let error = open(&path, &other).unwrap_err();
         assert!(error.contains("does not open"), "{error}");
+    }
+
+    /// Every database and log on users' disks was sealed by the cipher
+    /// crate of an earlier build (chacha20poly1305 0.10): a record it made
+    /// must open, byte for byte, whatever crate version seals today.
+    #[test]
+    fn a_record_sealed_by_an_earlier_build_still_opens() {
+        let key = DbKey::from_bytes([7; 32]);
+        let sealed = hex::decode(
+            "000102030405060708090a0b0c0d0e0f1011121314151617\
+             db72cae99f787bc75ce7e22f8781c7cd6de64878788e0642c32897b1b4fda4\
+             bf22c9c92dbb8e3659df22b1bfcf86f4",
+        )
+        .unwrap();
+        let plain = key.open(KEY_CHECK_AD, &sealed);
+        assert_eq!(
+            plain.as_deref(),
+            Some(&b"sealed by chacha20poly1305 0.10"[..])
+        );
+        assert_eq!(key.open(b"another context", &sealed), None);
+        let resealed = key.seal(KEY_CHECK_AD, b"sealed by chacha20poly1305 0.10");
+        assert_eq!(resealed.len(), sealed.len());
+        assert_ne!(resealed[..24], sealed[..24], "a fresh random nonce");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use blake3::hazmat::{
     ChainingValue, HasherExt, Mode, left_subtree_len, merge_subtrees_non_root, merge_subtrees_root,
 };
 use chacha20poly1305::aead::{Aead, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use thiserror::Error;
 
 /// Ciphertext bytes per group: 64 BLAKE3 chunks, one AEAD block.
@@ -113,7 +113,7 @@ fn nonce(index: u64, last: bool) -> Nonce {
 
 /// Encrypts group `index` (`last`: the file's last) of a file.
 pub fn seal_group(key: &FileKey, index: u64, last: bool, plain: &[u8]) -> Vec<u8> {
-    let cipher = ChaCha20Poly1305::new(Key::from_slice(&key.0));
+    let cipher = ChaCha20Poly1305::new((&key.0).into());
     // Encryption of an in-memory buffer cannot fail for these sizes.
     cipher
         .encrypt(&nonce(index, last), plain)
@@ -127,7 +127,7 @@ pub fn open_group(
     last: bool,
     sealed: &[u8],
 ) -> Result<Vec<u8>, BlobError> {
-    let cipher = ChaCha20Poly1305::new(Key::from_slice(&key.0));
+    let cipher = ChaCha20Poly1305::new((&key.0).into());
     cipher
         .decrypt(&nonce(index, last), sealed)
         .map_err(|_| BlobError::Undecryptable { index })

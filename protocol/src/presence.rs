@@ -21,8 +21,8 @@
 
 use std::fmt;
 
+use chacha20poly1305::XChaCha20Poly1305;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload as AeadPayload};
-use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use thiserror::Error;
 use zeroize::Zeroizing;
@@ -109,7 +109,7 @@ impl PresenceKey {
     }
 
     fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new(Key::from_slice(&self.key[..]))
+        XChaCha20Poly1305::new((&*self.key).into())
     }
 }
 
@@ -316,7 +316,7 @@ impl Presence {
         let ciphertext = key
             .cipher()
             .encrypt(
-                XNonce::from_slice(&nonce),
+                (&nonce).into(),
                 AeadPayload {
                     msg: &plaintext,
                     aad: &aad,
@@ -350,7 +350,7 @@ impl SealedPresence {
         let plaintext = Zeroizing::new(
             key.cipher()
                 .decrypt(
-                    XNonce::from_slice(&self.nonce),
+                    (&self.nonce).into(),
                     AeadPayload {
                         msg: &self.ciphertext,
                         aad: &aad,

@@ -12,8 +12,8 @@
 
 use std::fmt;
 
+use chacha20poly1305::XChaCha20Poly1305;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload as AeadPayload};
-use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -120,7 +120,7 @@ impl PublishKey {
         rng.fill_bytes(&mut nonce);
         let aad = [CHANNEL_AAD, &group.0].concat();
         let sealed = self.channel_cipher().encrypt(
-            XNonce::from_slice(&nonce),
+            (&nonce).into(),
             AeadPayload {
                 msg: plaintext,
                 aad: &aad,
@@ -138,14 +138,16 @@ impl PublishKey {
         group: &GroupId,
         message: &GroupMessage,
     ) -> Option<Zeroizing<Vec<u8>>> {
-        if message.session != CHANNEL_SESSION || message.ciphertext.len() < CHANNEL_NONCE_LEN {
+        if message.session != CHANNEL_SESSION {
             return None;
         }
-        let (nonce, sealed) = message.ciphertext.split_at(CHANNEL_NONCE_LEN);
+        let (nonce, sealed) = message
+            .ciphertext
+            .split_first_chunk::<CHANNEL_NONCE_LEN>()?;
         let aad = [CHANNEL_AAD, &group.0].concat();
         self.channel_cipher()
             .decrypt(
-                XNonce::from_slice(nonce),
+                nonce.into(),
                 AeadPayload {
                     msg: sealed,
                     aad: &aad,
@@ -159,7 +161,7 @@ impl PublishKey {
     /// itself (which signs).
     fn channel_cipher(&self) -> XChaCha20Poly1305 {
         let key = Zeroizing::new(blake3::derive_key(CHANNEL_KEY_CONTEXT, &self.0.to_bytes()));
-        XChaCha20Poly1305::new(Key::from_slice(&key[..]))
+        XChaCha20Poly1305::new((&*key).into())
     }
 }
 

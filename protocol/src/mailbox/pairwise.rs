@@ -11,7 +11,7 @@
 //! the owner fetches them together ([`KeySet`](super::KeySet)).
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use ed25519_dalek::{Signer, SigningKey};
 use zeroize::Zeroizing;
 
@@ -159,7 +159,7 @@ impl DepositKey {
         let ciphertext = self
             .cipher()
             .encrypt(
-                XNonce::from_slice(&head[..24]),
+                &Self::nonce(&head),
                 Payload {
                     msg: envelope,
                     aad: &Self::aad(mailbox, &head),
@@ -185,7 +185,7 @@ impl DepositKey {
     ) -> Result<Vec<u8>, SealError> {
         self.cipher()
             .decrypt(
-                XNonce::from_slice(&sealed.encapped[..24]),
+                &Self::nonce(&sealed.encapped),
                 Payload {
                     msg: &sealed.ciphertext,
                     aad: &Self::aad(mailbox, &sealed.encapped),
@@ -202,7 +202,14 @@ impl DepositKey {
     }
 
     fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new(Key::from_slice(&self.0))
+        XChaCha20Poly1305::new((&self.0).into())
+    }
+
+    /// The nonce: the head's first 24 bytes.
+    fn nonce(head: &[u8; 32]) -> XNonce {
+        let mut nonce = XNonce::default();
+        nonce.copy_from_slice(&head[..24]);
+        nonce
     }
 }
 

@@ -290,6 +290,11 @@ impl EventLoop {
                     topic,
                     after,
                 } => self.fetch_history(relay, group, topic, after),
+                GroupEffect::CatchUp { group, topic } => {
+                    for relay in self.active_relays() {
+                        self.keep_history(relay, group, &topic);
+                    }
+                }
                 GroupEffect::Publish {
                     group,
                     topic,

@@ -27,6 +27,7 @@
 
 mod channel;
 mod epochs;
+mod gaps;
 mod membership;
 pub mod pending;
 mod receive;
@@ -308,6 +309,13 @@ pub enum GroupEffect<P, M> {
         topic: String,
         after: u64,
     },
+    /// Messages of the group were missed on the topic
+    /// ([`gaps`](self::gaps)): read the home relays' history of `topic`
+    /// from our cursors.
+    CatchUp {
+        group: GroupId,
+        topic: String,
+    },
     /// Publish what no peer took earlier, or what waited for a key.
     Publish {
         group: GroupId,
@@ -404,6 +412,8 @@ struct Inbound {
     account: AccountId,
     device: DeviceId,
     session: MegolmInbound,
+    /// Its indices this member has not read (kept in memory only).
+    gaps: gaps::IndexGaps,
 }
 
 /// A group message waiting for its session's key: (digest, group, bytes).
@@ -423,6 +433,8 @@ pub struct GroupBook<P, A, M> {
     /// Receipts to send, per (author, group, kind), and when they are due.
     receipts: HashMap<(AccountId, GroupId, ReceiptKind), Vec<MessageId>>,
     receipts_due_ms: Option<u64>,
+    /// Groups with messages missed on the topic: when to ask the relays.
+    catch_ups: HashMap<GroupId, gaps::CatchUp>,
     /// Stored messages no peer on the topic took yet: published again on
     /// the tick.
     unpublished: VecDeque<(GroupId, String, Vec<u8>)>,
@@ -514,6 +526,7 @@ where
             inbound: HashMap::new(),
             receipts: HashMap::new(),
             receipts_due_ms: None,
+            catch_ups: HashMap::new(),
             blocked: HashSet::new(),
             own_devices: false,
             unpublished: VecDeque::new(),
@@ -631,6 +644,7 @@ where
             account,
             device,
             session,
+            gaps: gaps::IndexGaps::default(),
         };
         self.inbound.insert(session_id, inbound);
         session_id
@@ -647,6 +661,7 @@ where
                 account: record.account,
                 device: record.device,
                 session,
+                gaps: gaps::IndexGaps::default(),
             },
         );
         Ok(())
@@ -867,6 +882,7 @@ where
         if self.receipts_due_ms.is_some_and(|due| now >= due) {
             self.flush_receipts(ctx);
         }
+        self.catch_up_tick(now);
         if self.awaiting_count > 0 {
             self.settle_awaiting(now, None);
         }

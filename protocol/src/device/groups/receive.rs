@@ -311,11 +311,15 @@ where
             );
             return Received::Refused;
         }
-        let Ok((plaintext, _index)) = inbound.session.decrypt(&message.ciphertext) else {
+        let Ok((plaintext, index)) = inbound.session.decrypt(&message.ciphertext) else {
             self.note(id, Severity::Warn, "group message undecryptable");
             return Received::Refused;
         };
+        let gap = inbound.gaps.read(index);
         let (account, device) = (inbound.account, inbound.device);
+        if gap {
+            self.catch_ups.entry(id).or_default().gap(ctx.now.mono_ms);
+        }
         let payload = match Payload::from_padded(&plaintext) {
             Ok(p) if p.sender_account == account && p.sender_device == device => p,
             _ => {

@@ -19,6 +19,7 @@ use crate::{
 
 mod channel;
 mod check_ins;
+mod gaps;
 mod hostile;
 mod invitations;
 mod publish;
@@ -152,6 +153,8 @@ struct Member {
     deaf: bool,
     notices: Vec<GroupNotice>,
     validations: Vec<(u64, DeviceId, Acceptance)>,
+    /// The relays' history this member asked to read: (group, topic).
+    catch_ups: Vec<(GroupId, String)>,
 }
 
 fn member(seed: u8, name: &'static str, config: GroupConfig) -> Member {
@@ -184,6 +187,7 @@ fn member(seed: u8, name: &'static str, config: GroupConfig) -> Member {
         deaf: false,
         notices: Vec::new(),
         validations: Vec::new(),
+        catch_ups: Vec::new(),
     }
 }
 
@@ -269,6 +273,9 @@ impl Net {
                     .validations
                     .push((message, peer, acceptance)),
                 GroupEffect::After(a) => after.push(a),
+                GroupEffect::CatchUp { group, topic } => {
+                    self.members[i].catch_ups.push((group, topic))
+                }
                 GroupEffect::PeersChanged
                 | GroupEffect::Dial(_)
                 | GroupEffect::Subscribe { .. }

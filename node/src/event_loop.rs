@@ -44,6 +44,7 @@ mod drain;
 mod expiry;
 mod failover;
 mod files;
+mod group_history;
 mod groups;
 mod linking;
 mod liveness;

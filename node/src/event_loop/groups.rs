@@ -12,11 +12,11 @@ use hush_protocol::device::{
     GroupWrite, SeenKey, Severity,
 };
 use hush_protocol::{
-    AccountId, Action, ContactCard, ConversationId, GroupId, HistoryRequest, HistoryResponse,
-    MAX_HISTORY_ITEMS, MemberStatus, MessageId, ReceiptKind, SessionId, Wire,
+    AccountId, Action, ContactCard, ConversationId, GroupId, MemberStatus, MessageId, ReceiptKind,
+    SessionId,
 };
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
-use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::request_response::OutboundRequestId;
 use libp2p::{Multiaddr, PeerId};
 
 use super::{After, EventLoop};
@@ -106,7 +106,7 @@ pub(super) type Book = hush_protocol::device::GroupBook<PeerId, Multiaddr, gossi
 /// The history requests in flight, for the groups.
 #[derive(Default)]
 pub(super) struct GroupHost {
-    history_requests: HashMap<OutboundRequestId, (PeerId, GroupId, String)>,
+    pub(super) history_requests: HashMap<OutboundRequestId, (PeerId, GroupId, String)>,
 }
 
 /// The group engine with every group, session and pending count from the
@@ -220,7 +220,7 @@ fn op_of(write: GroupWrite) -> Op {
 
 impl EventLoop {
     /// Runs `f` on the engine's groups and does what follows.
-    fn with_groups<T>(&mut self, f: impl FnOnce(&mut Book, &mut Ctx<'_>) -> T) -> T {
+    pub(super) fn with_groups<T>(&mut self, f: impl FnOnce(&mut Book, &mut Ctx<'_>) -> T) -> T {
         let out = self.engine.with_groups(ctx!(self), f);
         self.drive();
         out
@@ -235,7 +235,7 @@ impl EventLoop {
 
     /// The topics of the groups we are in: those of every epoch whose
     /// publish key we hold.
-    fn group_topics(&self) -> Vec<(GroupId, String)> {
+    pub(super) fn group_topics(&self) -> Vec<(GroupId, String)> {
         let groups = &self.engine.groups;
         groups
             .joined_groups()
@@ -587,86 +587,6 @@ impl EventLoop {
             Err(e) => {
                 let _ = reply.send(Err(e));
             }
-        }
-    }
-
-    /// A home relay connected: make sure it keeps our groups' history, and
-    /// catch up from it.
-    pub(super) fn groups_relay_connected(&mut self, relay: PeerId) {
-        for (id, topic) in self.group_topics() {
-            self.keep_history(relay, id, &topic);
-        }
-    }
-
-    /// Asks `relay` to keep one of the group's topics and for what it
-    /// holds since our cursor.
-    fn keep_history(&mut self, relay: PeerId, id: GroupId, topic: &str) {
-        let Some(after) = self.engine.groups.history_cursor(&id, topic, &relay) else {
-            return;
-        };
-        let keep = HistoryRequest::Keep {
-            topic: topic.to_owned(),
-        };
-        self.swarm
-            .behaviour_mut()
-            .history
-            .send_request(&relay, keep.to_bytes());
-        self.fetch_history(relay, id, topic.to_owned(), after);
-    }
-
-    fn fetch_history(&mut self, relay: PeerId, id: GroupId, topic: String, after: u64) {
-        let fetch = HistoryRequest::Fetch {
-            topic: topic.clone(),
-            after,
-            limit: MAX_HISTORY_ITEMS as u16,
-        };
-        let request = self
-            .swarm
-            .behaviour_mut()
-            .history
-            .send_request(&relay, fetch.to_bytes());
-        self.groups
-            .history_requests
-            .insert(request, (relay, id, topic));
-    }
-
-    pub(super) fn on_history(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
-        use request_response::{Event as E, Message as M};
-        match event {
-            E::Message {
-                message:
-                    M::Response {
-                        request_id,
-                        response,
-                    },
-                ..
-            } => {
-                let Some((relay, id, topic)) = self.groups.history_requests.remove(&request_id)
-                else {
-                    return;
-                };
-                match HistoryResponse::from_bytes(&response) {
-                    Ok(HistoryResponse::Page { items, more }) => {
-                        let store = self.store.clone();
-                        self.with_groups(|g, ctx| {
-                            g.handle_history_page(ctx, &*store, relay, id, &topic, items, more);
-                        });
-                    }
-                    Ok(HistoryResponse::Refused { reason }) => {
-                        tracing::warn!(%relay, %reason, "home relay refused to keep group history");
-                    }
-                    Ok(HistoryResponse::Keeping) => {}
-                    Err(e) => tracing::debug!(%relay, error = %e, "malformed history response"),
-                }
-            }
-            E::OutboundFailure {
-                request_id, error, ..
-            } => {
-                if let Some((relay, _, _)) = self.groups.history_requests.remove(&request_id) {
-                    tracing::debug!(%relay, error = %error, "group history request failed");
-                }
-            }
-            _ => {}
         }
     }
 

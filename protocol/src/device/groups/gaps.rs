@@ -40,8 +40,8 @@ impl IndexGaps {
                 false
             }
             Some(highest) if index > highest => {
-                let skipped =
-                    (highest + 1..index).take(MAX_MISSING - self.missing.len().min(MAX_MISSING));
+                let room = MAX_MISSING.saturating_sub(self.missing.len());
+                let skipped = (highest + 1..index).take(room);
                 self.missing.extend(skipped);
                 self.highest = Some(index);
                 index > highest + 1

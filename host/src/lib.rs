@@ -5,8 +5,9 @@
 //! hush's protocol names as libp2p [`StreamProtocol`]s, the gossipsub
 //! configuration both run, peer id helpers, the clock an engine is fed
 //! from, files created private, the write-ahead log the stores put in
-//! front of redb, the liveness probe every connection runs, and [`Woken`]
-//! (connection handlers polled only when woken).
+//! front of redb, the liveness probe every connection runs, [`Woken`]
+//! (connection handlers polled only when woken) and [`Listed`] (their
+//! inbound protocols listed only when they may have changed).
 //!
 //! ```text
 //!  hush-protocol (decides, no IO) ◀── hush-host (glue) ◀── hush-node  (device host)
@@ -22,17 +23,20 @@ mod clock;
 mod codec;
 mod files;
 mod gossip;
+pub mod listed;
 pub mod liveness;
 mod peers;
 pub mod sealed_db;
 mod swarm;
 pub mod wal;
 pub mod woken;
+mod wrapped;
 
 pub use clock::{HostClock, now_ms};
 pub use codec::{DirectCodec, DirectRequest, DirectResponse, FrameCodec};
 pub use files::{create_private_dir, create_private_file};
 pub use gossip::gossipsub_behaviour;
+pub use listed::Listed;
 pub use peers::{device_id, device_keypair, device_of_peer, peer_id, peer_in};
 pub use swarm::{tcp_swarm, tcp_transport};
 pub use woken::Woken;

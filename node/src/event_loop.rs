@@ -21,7 +21,7 @@ use hush_protocol::device::{
 use hush_protocol::{AccountId, ContactCard, OlmDevice};
 use libp2p::request_response::OutboundRequestId;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm};
+use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{broadcast, mpsc};
 
 /// A [`Ctx`](hush_protocol::device::Ctx) for an engine call: now, the
@@ -64,7 +64,7 @@ pub(crate) use presence::PresenceConfig;
 
 use crate::error::NodeError;
 use crate::identity::Me;
-use crate::network::{self, Behaviour, BehaviourEvent};
+use crate::network::{self, BehaviourEvent, NodeSwarm};
 use crate::node::{Command, Reply};
 use crate::outbox::Outbox;
 use crate::records::ContactRecord;
@@ -160,7 +160,7 @@ pub(crate) struct LoopOptions {
 }
 
 pub(crate) struct EventLoop {
-    swarm: Swarm<Behaviour>,
+    swarm: NodeSwarm,
     /// When the gossip state was last logged (at debug level).
     gossip_logged: Instant,
     store: Arc<Store>,

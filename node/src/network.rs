@@ -28,7 +28,7 @@
 use std::io;
 use std::time::Duration;
 
-use hush_host::{DIAL_TIMEOUT, Woken, liveness, tcp_transport};
+use hush_host::{DIAL_TIMEOUT, Listed, Woken, liveness, tcp_transport};
 pub use hush_host::{
     DIRECT_PROTOCOL, DIRECT_PROTOCOL_ORDERED, DirectCodec, DirectRequest, DirectResponse,
     FrameCodec, HISTORY_PROTOCOL, IDENTIFY_PROTOCOL, KAD_PROTOCOL, KEYS_PROTOCOL, LINK_PROTOCOL,
@@ -59,12 +59,14 @@ pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(120);
 pub const KAD_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The node's behaviours. The derive nests their connection handlers in
-/// field order, the first field deepest, and libp2p lists every handler's
-/// inbound protocols each time a connection's task goes idle, through one
-/// nested iterator per level (`docs/benchmarks.md`, "Handlers that list
-/// nothing deepest"). So after the two that must come first, the fields go
-/// from those that list no protocol on a member's connection to those
-/// that list two. Nothing else depends on their order.
+/// field order, the first field deepest, and listing their inbound
+/// protocols walks one nested iterator per level (`docs/benchmarks.md`,
+/// "Handlers that list nothing deepest"). libp2p asks for that listing
+/// each time a connection's task goes idle; [`NodeSwarm`] wraps this in
+/// `hush_host::Listed`, which walks it only when it may have changed. So
+/// after the two that must come first, the fields go from those that list
+/// no protocol on a member's connection to those that list two. Nothing
+/// else depends on their order.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     /// Devices of blocked contacts: their connections are refused (first,
@@ -97,6 +99,10 @@ pub struct Behaviour {
     /// `crate::group_gossip`).
     pub gossipsub: crate::group_gossip::GroupGossip,
 }
+
+/// A node's swarm: its behaviours, with their inbound protocols listed
+/// only when they may have changed (`hush_host::listed`).
+pub type NodeSwarm = Swarm<Listed<Behaviour>>;
 
 /// Switches of the swarm a node builds.
 #[derive(Debug, Clone, Copy)]
@@ -157,7 +163,7 @@ pub(crate) fn kad_behaviour(peer: PeerId) -> kad::Behaviour<kad::store::MemorySt
 pub fn build_swarm(
     keypair: identity::Keypair,
     options: SwarmOptions,
-) -> Result<Swarm<Behaviour>, io::Error> {
+) -> Result<NodeSwarm, io::Error> {
     let activity = liveness::Activity::default();
     let liveness = liveness::Behaviour::default().with_activity(activity.clone());
     let swarm = SwarmBuilder::with_existing_identity(keypair)
@@ -184,7 +190,7 @@ pub fn build_swarm(
             } else {
                 None
             };
-            Ok(Behaviour {
+            Ok(Listed(Behaviour {
                 blocked: allow_block_list::Behaviour::default(),
                 gate: crate::gate::Gate::default(),
                 direct: Woken(request_response::Behaviour::with_codec(
@@ -253,7 +259,7 @@ pub fn build_swarm(
                 )),
                 liveness: Woken(liveness),
                 stream: Woken(libp2p_stream::Behaviour::new()),
-            })
+            }))
         })
         .map_err(io::Error::other)?
         .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))

@@ -1,7 +1,7 @@
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use futures::future::ready;
+use futures::future::{Ready, ready};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::core::upgrade::DeniedUpgrade;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
@@ -36,10 +36,12 @@ impl InboundUpgrade<Stream> for Offer {
     }
 }
 
-/// A handler offering the names its behaviour last handed it.
+/// A handler offering the names its behaviour last handed it, counting
+/// the upgrades it makes.
 struct Offering {
     names: Vec<StreamProtocol>,
     listed: Arc<AtomicUsize>,
+    made: AtomicUsize,
 }
 
 impl ConnectionHandler for Offering {
@@ -51,6 +53,7 @@ impl ConnectionHandler for Offering {
     type OutboundOpenInfo = Infallible;
 
     fn listen_protocol(&self) -> SubstreamProtocol<Offer, ()> {
+        self.made.fetch_add(1, Ordering::Relaxed);
         SubstreamProtocol::new(
             Offer {
                 names: self.names.clone(),
@@ -83,6 +86,7 @@ fn offering(names: &[StreamProtocol]) -> (ListedHandler<Offering>, Arc<AtomicUsi
     let handler = ListedHandler::new(Offering {
         names: names.to_vec(),
         listed: listed.clone(),
+        made: AtomicUsize::new(0),
     });
     (handler, listed)
 }
@@ -108,6 +112,37 @@ fn a_handler_nothing_is_handed_to_is_listed_once() {
         assert_eq!(offered(&handler), strings(&[A, B]));
     }
     assert_eq!(listed.load(Ordering::Relaxed), first);
+    // Its upgrade was made for the first listing only.
+    assert_eq!(handler.inner.made.load(Ordering::Relaxed), 1);
+}
+
+/// A stream negotiated on a listing asks for the inner handler's upgrade,
+/// which the handler makes on its next poll, one for each stream.
+#[test]
+fn the_inner_upgrade_is_made_for_each_stream_that_asks() {
+    let (mut handler, _) = offering(&[A, B]);
+    assert_eq!(offered(&handler), strings(&[A, B]));
+    let made = handler.inner.made.load(Ordering::Relaxed);
+
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let (ask, answer) = futures::channel::oneshot::channel();
+        handler.asks.waiting.lock().expect("lock").push(ask);
+        answers.push(answer);
+    }
+    handler.asks.any.store(true, Ordering::Release);
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    assert!(handler.poll(&mut cx).is_pending());
+    for mut answer in answers {
+        let (upgrade, ()) = answer.try_recv().expect("answered").expect("an upgrade");
+        assert_eq!(upgrade.names, vec![A, B]);
+    }
+    assert_eq!(handler.inner.made.load(Ordering::Relaxed), made + 2);
+
+    // Nothing asked: nothing made.
+    assert!(handler.poll(&mut cx).is_pending());
+    assert_eq!(handler.inner.made.load(Ordering::Relaxed), made + 2);
 }
 
 #[test]

@@ -399,14 +399,22 @@ fn a_relay_over_its_file_quota_refuses_and_the_sender_is_told() {
         || (relay_blobs(&relay) == 1).then_some(()),
     );
     let second = send("two.bin", 7);
-    let refused = wait_for(
-        "alice to hear of the refusal",
-        Duration::from_secs(30),
-        || {
-            let file = file_of(&alice, &second);
-            file["error"].as_str().map(str::to_owned)
-        },
-    );
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    let refused = loop {
+        if let Some(error) = file_of(&alice, &second)["error"].as_str() {
+            break error.to_owned();
+        }
+        // Now and then (about one run in seven of this file under load,
+        // before and after the twelfth session) the second upload stalls;
+        // the logs say where.
+        assert!(
+            std::time::Instant::now() < until,
+            "alice did not hear of the refusal in 30 s; her log:\n{}\nthe relay's:\n{}",
+            alice.node_log(),
+            relay.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(
         refused.contains("refused the file (over the relay's quota for files)"),
         "{refused}"

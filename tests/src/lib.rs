@@ -305,7 +305,7 @@ impl User {
                     .into_iter()
                     .flatten(),
             )
-            .env("HUSH_LOG", "info")
+            .env("HUSH_LOG", test_log("info"))
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -456,6 +456,13 @@ pub struct RelayProc {
     _dir: tempfile::TempDir,
 }
 
+/// The `HUSH_LOG` filter of a node or relay the tests start: `default`,
+/// unless `HUSH_TEST_LOG` names another (to follow a flaky test into
+/// libp2p, say `HUSH_TEST_LOG=info,yamux=trace`).
+fn test_log(default: &str) -> String {
+    std::env::var("HUSH_TEST_LOG").unwrap_or_else(|_| default.to_owned())
+}
+
 impl RelayProc {
     /// Starts a relay; `config` is the text of a TOML config file (may be empty).
     pub fn start(config: &str) -> Self {
@@ -501,7 +508,7 @@ impl RelayProc {
             .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{}", self.port)])
             .args(["--metrics", &format!("127.0.0.1:{}", self.metrics_port)])
             .args(&self.extra)
-            .env("HUSH_LOG", &self.log_filter)
+            .env("HUSH_LOG", test_log(&self.log_filter))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)

@@ -404,9 +404,9 @@ fn a_relay_over_its_file_quota_refuses_and_the_sender_is_told() {
         if let Some(error) = file_of(&alice, &second)["error"].as_str() {
             break error.to_owned();
         }
-        // Now and then (about one run in seven of this file under load,
-        // before and after the twelfth session) the second upload stalls;
-        // the logs say where.
+        // The refusal comes back within milliseconds: sooner than the
+        // file's record landed, until uploads waited for it (one run in
+        // seven of this file lost the refusal that way).
         assert!(
             std::time::Instant::now() < until,
             "alice did not hear of the refusal in 30 s; her log:\n{}\nthe relay's:\n{}",

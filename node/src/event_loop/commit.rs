@@ -61,6 +61,14 @@ pub(super) enum After {
     PendingStored(hush_protocol::SessionId, [u8; 32]),
     /// Receipts for these messages of ours are on disk: tell the counts.
     ReceiptCounts(hush_protocol::GroupId, Vec<hush_protocol::MessageId>),
+    /// A file message of ours is stored: hand its file to these relays of
+    /// ours (a recipient is offline). Not before, or a refusal that comes
+    /// back at once would find no record to be written on.
+    Upload(
+        hush_protocol::MessageId,
+        hush_protocol::blob::BlobRoot,
+        Vec<libp2p::PeerId>,
+    ),
     /// A file message is stored: fetch its file (into a folder, or the
     /// files folder).
     Fetch(
@@ -402,6 +410,11 @@ impl EventLoop {
                 (After::Fetch(conversation, id, to), Ok(())) => {
                     self.start_download(conversation, id, to);
                 }
+                (After::Upload(id, root, relays), Ok(())) => {
+                    for relay in relays {
+                        self.spawn_upload(id, relay, root);
+                    }
+                }
                 (After::ReplySend(reply, receipt), Ok(())) => {
                     let _ = reply.send(Ok(receipt));
                 }
@@ -463,7 +476,8 @@ impl EventLoop {
                     | After::Emit(_)
                     | After::MailAck(..)
                     | After::Publish(..)
-                    | After::Fetch(..),
+                    | After::Fetch(..)
+                    | After::Upload(..),
                     Err(_),
                 ) => {}
             }

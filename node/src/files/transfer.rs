@@ -482,6 +482,7 @@ pub(crate) async fn upload(
     .await
     .map_err(|_| UploadError::Failed("timed out opening a stream to the relay".into()))?
     .map_err(|e| failed(&e))?;
+    tracing::debug!(%relay, %root, "an upload's stream is open");
     let answer = |frame: Option<Vec<u8>>| -> Result<UploadAnswer, UploadError> {
         let frame =
             frame.ok_or_else(|| UploadError::Failed("the relay closed the stream".into()))?;
@@ -490,6 +491,7 @@ pub(crate) async fn upload(
     write_frame(&mut stream, &BlobUpload { root, len }.to_bytes())
         .await
         .map_err(|e| failed(&e))?;
+    tracing::debug!(%relay, %root, "an upload's offer is sent");
     let frame = tokio::time::timeout(
         RESPONSE_TIMEOUT,
         read_frame(&mut stream, MAX_BLOB_RESPONSE_FRAME),
@@ -497,6 +499,7 @@ pub(crate) async fn upload(
     .await
     .map_err(|_| UploadError::Failed("the relay did not answer".into()))?
     .map_err(|e| failed(&e))?;
+    tracing::debug!(%relay, %root, "an upload's offer is answered");
     let have = match answer(frame)? {
         UploadAnswer::Stored => return Ok(()),
         UploadAnswer::Refused(reason) => return Err(UploadError::Refused(reason)),

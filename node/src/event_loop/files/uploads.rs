@@ -11,6 +11,7 @@ use libp2p::PeerId;
 
 use super::{MAX_UPLOAD_ATTEMPTS, UPLOAD_RETRY_FIRST, UPLOAD_RETRY_MAX, UploadRetry};
 use crate::event_loop::EventLoop;
+use crate::event_loop::commit::After;
 use crate::files::transfer::{self, Report};
 
 impl EventLoop {
@@ -66,10 +67,12 @@ impl EventLoop {
             return;
         }
         let relays = self.active_relays();
-        for relay in relays {
+        for relay in &relays {
             tracing::info!(%id, %relay, "a recipient is offline: the file goes to our relay too");
-            self.spawn_upload(id, relay, root);
         }
+        // The file's record is in this batch: the uploads start once it
+        // landed, so what they end with (a refusal, say) is written on it.
+        self.batch.after.push(After::Upload(id, root, relays));
     }
 
     /// An upload to a relay of ours ended: a refusal is the sender's to
@@ -116,6 +119,8 @@ impl EventLoop {
             tracing::warn!(%id, problem = %problem, "a file is not held at a relay");
             file.error = Some(problem);
             self.store_file(conversation, id, &file);
+        } else {
+            tracing::warn!(%id, problem = %problem, "an upload ended, but its file's record is not in the store");
         }
     }
 
@@ -214,7 +219,12 @@ impl EventLoop {
         }
     }
 
-    pub(super) fn spawn_upload(&mut self, id: MessageId, relay: PeerId, root: BlobRoot) {
+    pub(in crate::event_loop) fn spawn_upload(
+        &mut self,
+        id: MessageId,
+        relay: PeerId,
+        root: BlobRoot,
+    ) {
         if self.files.pending.insert((id, relay)) {
             self.save_pending_uploads();
         }

@@ -75,6 +75,13 @@ const GROUP_KEYS: TableDefinition<(&[u8; 32], &[u8; 32]), &[u8]> =
 const CONTACT_TRUST: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("contact_trust");
 /// The file a message carries, under the message's key.
 const FILES: TableDefinition<(&[u8; 32], u128), &[u8]> = TableDefinition::new("files");
+/// Which conversation the file of a message id is kept under (`FILES`'
+/// key), so a file named by its message id is found without a scan.
+const FILE_IDS: TableDefinition<u128, &[u8; 32]> = TableDefinition::new("file_ids");
+/// (blob root, message id) → the conversation its file is kept under: the
+/// files of one blob, found without a scan when a peer asks for it.
+const FILE_ROOTS: TableDefinition<(&[u8; 32], u128), &[u8; 32]> =
+    TableDefinition::new("file_roots");
 /// Per contact account: the 1:1 conversation's disappearing timer
 /// ([`TimerRecord`]).
 const TIMERS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("conversation_timers");
@@ -248,6 +255,8 @@ impl Store {
             txn.open_table(MUTED)?;
             txn.open_table(CONTACT_TRUST)?;
             txn.open_table(FILES)?;
+            txn.open_table(FILE_IDS)?;
+            txn.open_table(FILE_ROOTS)?;
             txn.open_table(TIMERS)?;
             txn.open_table(EXPIRING)?;
             txn.open_table(search::POSTINGS)?;
@@ -698,6 +707,46 @@ impl Store {
             .get((&conversation.0, id.0))?
             .map(|v| decode("file", v.value()))
             .transpose()
+    }
+
+    /// The file message `id` carries, and its conversation, whichever
+    /// that is (through `file_ids`: no scan of the files).
+    pub fn file_by_id(
+        &self,
+        id: MessageId,
+    ) -> Result<Option<(ConversationId, FileRecord)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let Some(conversation) = txn.open_table(FILE_IDS)?.get(id.0)?.map(|c| *c.value()) else {
+            return Ok(None);
+        };
+        txn.open_table(FILES)?
+            .get((&conversation, id.0))?
+            .map(|v| Ok((ConversationId(conversation), decode("file", v.value())?)))
+            .transpose()
+    }
+
+    /// The files (sent and received, in any conversation) whose blob is
+    /// `root` (through `file_roots`: no scan of the files).
+    pub fn files_with_root(
+        &self,
+        root: &hush_protocol::blob::BlobRoot,
+    ) -> Result<Vec<(ConversationId, MessageId, FileRecord)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let roots = txn.open_table(FILE_ROOTS)?;
+        let files = txn.open_table(FILES)?;
+        let mut found = Vec::new();
+        for row in roots.range((&root.0, 0)..=(&root.0, u128::MAX))? {
+            let (key, conversation) = row?;
+            let (id, conversation) = (key.value().1, *conversation.value());
+            if let Some(file) = files.get((&conversation, id))? {
+                found.push((
+                    ConversationId(conversation),
+                    MessageId(id),
+                    decode("file", file.value())?,
+                ));
+            }
+        }
+        Ok(found)
     }
 
     /// Every file of every conversation (sent and received), oldest first

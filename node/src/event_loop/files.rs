@@ -225,7 +225,7 @@ impl EventLoop {
     /// (sealed as it is), from its plaintext.
     fn file_grant(&self, peer: &PeerId, root: &BlobRoot) -> Option<Grant> {
         let (account, _) = self.engine.contacts.device_by_peer(peer)?;
-        let files = self.store.files().ok()?;
+        let files = self.store.files_with_root(root).ok()?;
         let direct = ConversationId::direct(&self.me.account, &account);
         let may = |conversation: &ConversationId| {
             account == self.me.account
@@ -480,9 +480,8 @@ impl EventLoop {
             NodeError::File(format!("{id:?} is not a file id (see `hush file list`)"))
         })?;
         self.store
-            .files()?
-            .into_iter()
-            .find(|(_, m, _)| *m == wanted)
+            .file_by_id(wanted)?
+            .map(|(conversation, file)| (conversation, wanted, file))
             .ok_or_else(|| NodeError::File(format!("no file with id {id} (see `hush file list`)")))
     }
 

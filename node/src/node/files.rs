@@ -195,14 +195,9 @@ impl Node {
         let wanted: MessageId = id.parse().map_err(|_| {
             NodeError::File(format!("{id:?} is not a file id (see `hush file list`)"))
         })?;
-        let (_, _, file) = self
-            .store
-            .files()?
-            .into_iter()
-            .find(|(_, m, _)| *m == wanted)
-            .ok_or_else(|| {
-                NodeError::File(format!("no file with id {id} (see `hush file list`)"))
-            })?;
+        let (_, file) = self.store.file_by_id(wanted)?.ok_or_else(|| {
+            NodeError::File(format!("no file with id {id} (see `hush file list`)"))
+        })?;
         <hush_protocol::blob::FileManifest as hush_protocol::Wire>::from_bytes(&file.manifest)
             .ok()
             .and_then(|m| m.thumbnail)

@@ -9,11 +9,11 @@ use serde::{Deserialize, Serialize};
 use super::search::Indexer;
 use super::{
     CLOCK_KEY, CONTACT_TRUST, CONTACTS, DEPOSIT_RIGHTS, DEVICE_RELAYS, DRAINED_KEY, EXPIRING,
-    FALLBACK_KEY, FALLBACK_MADE_KEY, FILES, GROUP_KEYS, GROUP_OPS, GROUP_PENDING, GROUP_RECEIPTS,
-    GROUPS, LISTEN_KEY, MAILBOX_GRANTS, MEGOLM_IN, MESSAGES, META, MUTED, OLM_ACCOUNT_KEY, OUTBOX,
-    OWN_PRESENCE_KEY, OutboxKey, PRESENCE, PUSH_ENDPOINT_KEY, RELAYS_FOUND_KEY, RELAYS_KEY,
-    RETIRED_RELAYS_KEY, SEEN, SEEN_BY_CHAIN, SESSIONS, StoreError, TIMERS, UNREAD, WAL_KEY, decode,
-    encode,
+    FALLBACK_KEY, FALLBACK_MADE_KEY, FILE_IDS, FILE_ROOTS, FILES, GROUP_KEYS, GROUP_OPS,
+    GROUP_PENDING, GROUP_RECEIPTS, GROUPS, LISTEN_KEY, MAILBOX_GRANTS, MEGOLM_IN, MESSAGES, META,
+    MUTED, OLM_ACCOUNT_KEY, OUTBOX, OWN_PRESENCE_KEY, OutboxKey, PRESENCE, PUSH_ENDPOINT_KEY,
+    RELAYS_FOUND_KEY, RELAYS_KEY, RETIRED_RELAYS_KEY, SEEN, SEEN_BY_CHAIN, SESSIONS, StoreError,
+    TIMERS, UNREAD, WAL_KEY, decode, encode,
 };
 use crate::records::{
     ContactRecord, ContactTrust, FileRecord, GroupRecord, InboundRecord, MessageKind,
@@ -160,8 +160,64 @@ struct Tables<'t> {
     muted: Slot<'t, Id, ()>,
     trust: Slot<'t, Id, Bytes>,
     files: Slot<'t, (Id, u128), Bytes>,
+    file_index: FileIndex<'t>,
     timers: Slot<'t, Id, Bytes>,
     expiring: Slot<'t, (u64, Id, u128), ()>,
+}
+
+/// The two indexes of `files`: by message id, and by blob root.
+#[derive(Default)]
+struct FileIndex<'t> {
+    ids: Slot<'t, u128, Id>,
+    roots: Slot<'t, (Id, u128), Id>,
+}
+
+impl<'t> FileIndex<'t> {
+    /// The file of message `id` is kept under `conv`.
+    fn add(
+        &mut self,
+        txn: &'t redb::WriteTransaction,
+        conv: &[u8; 32],
+        id: u128,
+        file: &FileRecord,
+    ) -> Result<(), StoreError> {
+        table(txn, &mut self.ids, FILE_IDS)?.insert(id, conv)?;
+        if let Some(root) = file_root(file) {
+            table(txn, &mut self.roots, FILE_ROOTS)?.insert((&root, id), conv)?;
+        }
+        Ok(())
+    }
+
+    /// The file of message `id` under `conv` is gone (entries naming
+    /// another conversation stay).
+    fn forget(
+        &mut self,
+        txn: &'t redb::WriteTransaction,
+        conv: &[u8; 32],
+        id: u128,
+        file: &FileRecord,
+    ) -> Result<(), StoreError> {
+        let ids = table(txn, &mut self.ids, FILE_IDS)?;
+        if ids.get(id)?.is_some_and(|c| c.value() == conv) {
+            ids.remove(id)?;
+        }
+        if let Some(root) = file_root(file) {
+            let roots = table(txn, &mut self.roots, FILE_ROOTS)?;
+            if roots.get((&root, id))?.is_some_and(|c| c.value() == conv) {
+                roots.remove((&root, id))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The blob root of a file's manifest (`None` if it does not decode: no
+/// peer is granted such a file anyway).
+pub(super) fn file_root(file: &FileRecord) -> Option<[u8; 32]> {
+    use hush_protocol::Wire;
+    hush_protocol::blob::FileManifest::from_bytes(&file.manifest)
+        .ok()
+        .map(|m| m.root.0)
 }
 
 /// A 1:1 conversation's disappearing timer as stored.
@@ -216,6 +272,9 @@ fn delete_messages<'t>(
             Some(f) => Some(decode::<FileRecord>("file", f.value())?),
             None => None,
         };
+        if let Some(file) = &file {
+            t.file_index.forget(txn, c, id.0, file)?;
+        }
         table(txn, &mut t.unread, UNREAD)?.remove((c, id.0))?;
         if let Some(at) = message.expires_at_ms() {
             table(txn, &mut t.expiring, EXPIRING)?.remove((at, c, id.0))?;
@@ -442,15 +501,18 @@ pub(super) fn write(
                     for id in &ids {
                         unread.remove((c, *id))?;
                     }
-                    let files = table(&txn, &mut t.files, FILES)?;
-                    for id in ids {
-                        files.remove((c, id))?;
+                    for (message, file) in &gone {
+                        if let Some(file) = file {
+                            table(&txn, &mut t.files, FILES)?.remove((c, message.id.0))?;
+                            t.file_index.forget(&txn, c, message.id.0, file)?;
+                        }
                     }
                 }
                 Op::PutFile(conv, id, file) => {
                     index.file(conv, id, &file);
                     table(&txn, &mut t.files, FILES)?
                         .insert((&conv.0, id.0), encode(&file).as_slice())?;
+                    t.file_index.add(&txn, &conv.0, id.0, &file)?;
                 }
                 Op::DeleteRight(device) => {
                     table(&txn, &mut t.rights, DEPOSIT_RIGHTS)?.remove(&device.0)?;

@@ -425,3 +425,190 @@ fn a_snapshot_reads_the_store_as_committed_when_it_was_taken() {
         [Some(Status::Delivered), None]
     );
 }
+
+/// A file record whose manifest names the blob `root`.
+fn file_record(root: u8, state: crate::records::FileState) -> crate::records::FileRecord {
+    use hush_protocol::Wire;
+    use hush_protocol::blob::{BlobRoot, Compression, FileKey, FileManifest};
+    let manifest = FileManifest {
+        root: BlobRoot([root; 32]),
+        key: FileKey([9; 32]),
+        size: 10,
+        sealed_len: 10,
+        compression: Compression::None,
+        name: format!("f{root}.bin"),
+        mime: String::new(),
+        thumbnail: None,
+    };
+    crate::records::FileRecord {
+        manifest: manifest.to_bytes(),
+        outgoing: false,
+        source: hush_protocol::DeviceId([2; 32]),
+        state,
+        path: None,
+        error: None,
+    }
+}
+
+#[test]
+fn a_file_is_found_by_its_message_id_and_by_its_blob_in_any_conversation() {
+    use crate::records::FileState;
+    use hush_protocol::blob::BlobRoot;
+    use hush_protocol::device::{MessageKind, MessageRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("hush.redb"), &key()).unwrap();
+    let (bob, group) = (ConversationId([1; 32]), ConversationId([7; 32]));
+    let message = |id: u128| MessageRecord {
+        id: MessageId(id),
+        from: AccountId([4; 32]),
+        outgoing: false,
+        text: String::new(),
+        status: Status::Delivered,
+        sent_at_ms: 1,
+        stored_at_ms: 2,
+        timer_secs: None,
+        kind: MessageKind::Message,
+    };
+    // The same blob came in 1:1 (8) and in the group (10).
+    store
+        .apply(
+            vec![
+                Op::PutMessage(bob, message(8)),
+                Op::PutMessage(group, message(9)),
+                Op::PutMessage(group, message(10)),
+                Op::PutFile(bob, MessageId(8), file_record(1, FileState::Offered)),
+                Op::PutFile(group, MessageId(9), file_record(2, FileState::Complete)),
+                Op::PutFile(group, MessageId(10), file_record(1, FileState::Offered)),
+            ],
+            Durability::Now,
+        )
+        .unwrap();
+    let (conversation, found) = store.file_by_id(MessageId(9)).unwrap().unwrap();
+    assert_eq!((conversation, found.state), (group, FileState::Complete));
+    assert_eq!(store.file_by_id(MessageId(8)).unwrap().unwrap().0, bob);
+    assert!(store.file_by_id(MessageId(11)).unwrap().is_none());
+    let of = |root: u8| -> Vec<(ConversationId, MessageId)> {
+        let files = store.files_with_root(&BlobRoot([root; 32])).unwrap();
+        files.into_iter().map(|(c, id, _)| (c, id)).collect()
+    };
+    assert_eq!(of(1), [(bob, MessageId(8)), (group, MessageId(10))]);
+    assert_eq!(of(2), [(group, MessageId(9))]);
+    assert!(of(3).is_empty());
+
+    // A state changed: still one entry per file.
+    store
+        .apply(
+            vec![Op::PutFile(
+                bob,
+                MessageId(8),
+                file_record(1, FileState::Complete),
+            )],
+            Durability::Now,
+        )
+        .unwrap();
+    assert_eq!(of(1).len(), 2);
+
+    // Gone with its message, or with its whole conversation.
+    store
+        .apply(
+            vec![Op::DeleteMessages(bob, vec![MessageId(8)])],
+            Durability::Now,
+        )
+        .unwrap();
+    assert!(store.file_by_id(MessageId(8)).unwrap().is_none());
+    assert_eq!(of(1), [(group, MessageId(10))]);
+    store
+        .apply(vec![Op::DeleteConversation(group)], Durability::Now)
+        .unwrap();
+    assert!(store.file_by_id(MessageId(9)).unwrap().is_none());
+    assert!(store.file_by_id(MessageId(10)).unwrap().is_none());
+    assert!(of(1).is_empty() && of(2).is_empty());
+    assert!(store.files().unwrap().is_empty());
+}
+
+#[test]
+fn a_home_of_format_4_finds_its_files_by_id_and_blob_once_opened() {
+    use crate::records::FileState;
+    use hush_protocol::blob::BlobRoot;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hush.redb");
+    let store = Store::open(&path, &key()).unwrap();
+    let conv = ConversationId([4; 32]);
+    store
+        .apply(
+            vec![Op::PutFile(
+                conv,
+                MessageId(3),
+                file_record(6, FileState::Shared),
+            )],
+            Durability::Now,
+        )
+        .unwrap();
+    // What format 4 left: the file, neither index.
+    let txn = store.db.begin_write().unwrap();
+    txn.delete_table(FILE_IDS).unwrap();
+    txn.delete_table(FILE_ROOTS).unwrap();
+    txn.open_table(META)
+        .unwrap()
+        .insert("format", 4u32.to_be_bytes().as_slice())
+        .unwrap();
+    txn.commit().unwrap();
+    assert!(store.file_by_id(MessageId(3)).is_err());
+    drop(store);
+
+    let store = Store::open(&path, &key()).unwrap();
+    let (found, file) = store.file_by_id(MessageId(3)).unwrap().unwrap();
+    assert_eq!((found, file.state), (conv, FileState::Shared));
+    let by_root = store.files_with_root(&BlobRoot([6; 32])).unwrap();
+    assert_eq!(by_root.len(), 1);
+    assert_eq!((by_root[0].0, by_root[0].1), (conv, MessageId(3)));
+}
+
+/// Not a test: how long a file takes to find among 10,000 whose manifests
+/// carry 8 KiB previews, by a scan of the files and through the indexes
+/// (`cargo test --release -p hush-node --lib measure_file_lookups --
+/// --ignored --nocapture`; docs/benchmarks.md).
+#[test]
+#[ignore]
+fn measure_file_lookups() {
+    use crate::records::FileState;
+    use hush_protocol::Wire;
+    use hush_protocol::blob::{BlobRoot, FileManifest};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("hush.redb"), &key()).unwrap();
+    for chunk in 0..10u128 {
+        let ops = (0..1000u128)
+            .map(|i| {
+                let id = chunk * 1000 + i;
+                let mut file = file_record(0, FileState::Offered);
+                let mut manifest = FileManifest::from_bytes(&file.manifest).unwrap();
+                manifest.root = BlobRoot(blake3::hash(&id.to_be_bytes()).into());
+                manifest.thumbnail = Some(vec![7; 8192]);
+                file.manifest = manifest.to_bytes();
+                Op::PutFile(ConversationId([(id % 50) as u8; 32]), MessageId(id), file)
+            })
+            .collect();
+        store.apply(ops, Durability::Now).unwrap();
+    }
+    let wanted = [5000u128, 9999, 1];
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        for id in wanted {
+            let files = store.files().unwrap();
+            assert!(files.iter().any(|(_, m, _)| m.0 == id));
+        }
+        let scan = t.elapsed() / 3;
+        let t = std::time::Instant::now();
+        for id in wanted {
+            assert!(store.file_by_id(MessageId(id)).unwrap().is_some());
+        }
+        let by_id = t.elapsed() / 3;
+        let t = std::time::Instant::now();
+        for id in wanted {
+            let root = BlobRoot(blake3::hash(&id.to_be_bytes()).into());
+            assert_eq!(store.files_with_root(&root).unwrap().len(), 1);
+        }
+        let by_root = t.elapsed() / 3;
+        eprintln!("scan {scan:?} · by id {by_id:?} · by blob {by_root:?}");
+    }
+}

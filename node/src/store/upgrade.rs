@@ -5,7 +5,8 @@
 //! | 1 (no `format` key) | hush before the local store issue | — |
 //! | 2 | hush of 2026-12-02 | sealed at rest (file level, see `at_rest.rs`); the search index |
 //! | 3 | hush of 2026-12-02 | the search index's recent batches as one value each (`search_segments`); a format 2 index is rebuilt |
-//! | 4 | this hush | messages carry their disappearing timer and kind (`MessageRecord::timer_secs`, `kind`): older records are rewritten; tables `conversation_timers` and `expiring` |
+//! | 4 | hush of 2026-12-02 | messages carry their disappearing timer and kind (`MessageRecord::timer_secs`, `kind`): older records are rewritten; tables `conversation_timers` and `expiring` |
+//! | 5 | this hush | tables `file_ids` (message id → the conversation of its file) and `file_roots` (blob root and message id → conversation), filled from `files` |
 //!
 //! An older database is upgraded in one durable transaction when it is
 //! opened, so a crash leaves it either as it was or fully upgraded; a newer
@@ -13,15 +14,15 @@
 
 use redb::{Database, ReadableTable};
 
-use super::ops::MessageRecordV3;
+use super::ops::{MessageRecordV3, file_root};
 use super::search::{self, Indexer};
-use super::{FILES, MESSAGES, META, StoreError, decode, encode};
+use super::{FILE_IDS, FILE_ROOTS, FILES, MESSAGES, META, StoreError, decode, encode};
 use crate::records::{FileRecord, MessageRecord};
 
 /// The `meta` key of the format version (`u32` big-endian).
 const FORMAT_KEY: &str = "format";
 /// The format this hush writes.
-pub(super) const FORMAT: u32 = 4;
+pub(super) const FORMAT: u32 = 5;
 /// Messages indexed per flush while an old history is indexed.
 const INDEX_CHUNK: usize = 10_000;
 
@@ -65,6 +66,9 @@ pub(super) fn upgrade(db: &Database) -> Result<(), StoreError> {
     } else {
         0
     };
+    if found < 5 {
+        index_files(&txn)?;
+    }
     txn.open_table(META)?
         .insert(FORMAT_KEY, FORMAT.to_be_bytes().as_slice())?;
     txn.commit()?;
@@ -126,6 +130,23 @@ fn rewrite_messages(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
             messages.insert((&conversation, id), encode(&message).as_slice())?;
         }
     }
+}
+
+/// Fills `file_ids` and `file_roots` from the files kept so far (formats
+/// before 5).
+fn index_files(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let files = txn.open_table(FILES)?;
+    let mut ids = txn.open_table(FILE_IDS)?;
+    let mut roots = txn.open_table(FILE_ROOTS)?;
+    for row in files.iter()? {
+        let (key, value) = row?;
+        let (conversation, id) = key.value();
+        ids.insert(id, conversation)?;
+        if let Some(root) = file_root(&decode::<FileRecord>("file", value.value())?) {
+            roots.insert((&root, id), conversation)?;
+        }
+    }
+    Ok(())
 }
 
 /// Indexes every stored message (a format 1 database has no index);

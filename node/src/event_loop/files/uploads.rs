@@ -112,10 +112,10 @@ impl EventLoop {
                 )
             }
         };
-        let Ok(files) = self.store.files() else {
+        let Ok(found) = self.store.file_by_id(id) else {
             return;
         };
-        if let Some((conversation, _, mut file)) = files.into_iter().find(|(_, m, _)| *m == id) {
+        if let Some((conversation, mut file)) = found {
             tracing::warn!(%id, problem = %problem, "a file is not held at a relay");
             file.error = Some(problem);
             self.store_file(conversation, id, &file);
@@ -166,13 +166,11 @@ impl EventLoop {
                 // Not again before this one ends.
                 r.at = now + UPLOAD_RETRY_MAX * 4;
             }
-            let Ok(files) = self.store.files() else {
+            let Ok(found) = self.store.file_by_id(id) else {
                 return;
             };
-            let Some(root) = files
-                .iter()
-                .find(|(_, m, _)| *m == id)
-                .and_then(|(_, _, f)| FileManifest::from_bytes(&f.manifest).ok())
+            let Some(root) = found
+                .and_then(|(_, f)| FileManifest::from_bytes(&f.manifest).ok())
                 .map(|m| m.root)
             else {
                 self.files.retries.remove(&(id, relay));

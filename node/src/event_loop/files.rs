@@ -451,22 +451,42 @@ impl EventLoop {
             return;
         }
         self.files.next_expiry = now + EXPIRY_EVERY;
-        let Ok(files) = self.store.files() else {
+        let (store, blobs, reports) = (
+            self.store.clone(),
+            self.files.config.blobs.clone(),
+            self.files.reports_tx.clone(),
+        );
+        // Off the loop: the scan reads and opens every file record and
+        // asks the disk each sealed copy's age, which for thousands of
+        // files would hold every message behind it.
+        tokio::spawn(async move {
+            let found = tokio::task::spawn_blocking(move || expired_sent(&store, &blobs, keep));
+            match found.await {
+                Ok(Ok(ids)) if !ids.is_empty() => {
+                    let _ = reports.send(Report::SentExpired(ids)).await;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "could not read the files sent, to expire them");
+                }
+                _ => {}
+            }
+        });
+    }
+
+    /// The files the sweep found expired stop being shared, unless that
+    /// changed meanwhile.
+    fn sent_expired(&mut self, ids: Vec<MessageId>) {
+        let Some(keep) = self.files.config.keep_sent else {
             return;
         };
-        let blobs = self.files.config.blobs.clone();
-        let expired: Vec<(ConversationId, MessageId, FileRecord)> = files
-            .into_iter()
-            .filter(|(_, _, f)| f.outgoing && f.state == FileState::Shared)
-            .filter(|(_, _, f)| {
-                FileManifest::from_bytes(&f.manifest)
-                    .ok()
-                    .and_then(|m| hush_host::blobs::sealed_age(&blobs, &m.root))
-                    .is_some_and(|age| age >= keep)
-            })
-            .collect();
         let days = keep.as_secs() / (24 * 3600);
-        for (conversation, id, file) in expired {
+        for id in ids {
+            let Ok(Some((conversation, file))) = self.store.file_by_id(id) else {
+                continue;
+            };
+            if !file.outgoing || file.state != FileState::Shared {
+                continue;
+            }
             tracing::info!(%id, days, "a file sent is no longer shared");
             let reason =
                 format!("no longer shared: sent more than {days} days ago (--keep-sent-days)");
@@ -665,6 +685,7 @@ impl EventLoop {
                 self.download_ended(id, Err(error));
             }
             Report::Uploaded { id, relay, outcome } => self.upload_ended(id, relay, outcome),
+            Report::SentExpired(ids) => self.sent_expired(ids),
         }
     }
 
@@ -752,4 +773,25 @@ impl EventLoop {
         let done = self.files.progress(&id);
         file_view(id, file, name, peer, done, &self.files.config.blobs)
     }
+}
+
+/// The files we sent, still shared, whose sealed copies in `blobs` are at
+/// least `keep` old (run on a blocking thread).
+fn expired_sent(
+    store: &crate::store::Store,
+    blobs: &std::path::Path,
+    keep: Duration,
+) -> Result<Vec<MessageId>, crate::store::StoreError> {
+    Ok(store
+        .files()?
+        .into_iter()
+        .filter(|(_, _, f)| f.outgoing && f.state == FileState::Shared)
+        .filter(|(_, _, f)| {
+            FileManifest::from_bytes(&f.manifest)
+                .ok()
+                .and_then(|m| hush_host::blobs::sealed_age(blobs, &m.root))
+                .is_some_and(|age| age >= keep)
+        })
+        .map(|(_, id, _)| id)
+        .collect())
 }

@@ -63,6 +63,9 @@ pub(crate) enum Report {
         relay: PeerId,
         outcome: Result<(), UploadError>,
     },
+    /// Files we sent whose sealed copies are older than `--keep-sent-days`
+    /// (found off the loop; the loop checks each again).
+    SentExpired(Vec<MessageId>),
 }
 
 /// A download the loop starts.

@@ -23,12 +23,13 @@ use hush_protocol::{AccountId, ConversationId, DeviceId, GroupId, MessageId, Rec
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::records::{
-    ContactRecord, ContactTrust, FileRecord, GroupRecord, IdentityRecord, IdentityRecordV1,
-    InboundRecord, MessageRecord, OutboxRecord, OwnPresenceRecord, PendingRecord, PresenceRecord,
+    ContactRecord, ContactTrust, GroupRecord, IdentityRecord, IdentityRecordV1, InboundRecord,
+    MessageRecord, OutboxRecord, OwnPresenceRecord, PendingRecord, PresenceRecord,
     PublishKeyRecord,
 };
 
 use self::beside::Beside;
+use self::files::{FILE_IDS, FILE_ROOTS, FILES};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const CONTACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("contacts");
@@ -73,15 +74,6 @@ const GROUP_KEYS: TableDefinition<(&[u8; 32], &[u8; 32]), &[u8]> =
 /// What the user decided about a contact (blocked, verified keys), by
 /// account; only rows that differ from the default.
 const CONTACT_TRUST: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("contact_trust");
-/// The file a message carries, under the message's key.
-const FILES: TableDefinition<(&[u8; 32], u128), &[u8]> = TableDefinition::new("files");
-/// Which conversation the file of a message id is kept under (`FILES`'
-/// key), so a file named by its message id is found without a scan.
-const FILE_IDS: TableDefinition<u128, &[u8; 32]> = TableDefinition::new("file_ids");
-/// (blob root, message id) → the conversation its file is kept under: the
-/// files of one blob, found without a scan when a peer asks for it.
-const FILE_ROOTS: TableDefinition<(&[u8; 32], u128), &[u8; 32]> =
-    TableDefinition::new("file_roots");
 /// Per contact account: the 1:1 conversation's disappearing timer
 /// ([`TimerRecord`]).
 const TIMERS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("conversation_timers");
@@ -695,79 +687,6 @@ impl Store {
         hush_protocol::device::DeviceLookup::statuses(&self.snapshot()?, wanted)
     }
 
-    /// The file the message carries, if it is a file message.
-    pub fn file(
-        &self,
-        conversation: &ConversationId,
-        id: MessageId,
-    ) -> Result<Option<FileRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(FILES)?;
-        table
-            .get((&conversation.0, id.0))?
-            .map(|v| decode("file", v.value()))
-            .transpose()
-    }
-
-    /// The file message `id` carries, and its conversation, whichever
-    /// that is (through `file_ids`: no scan of the files).
-    pub fn file_by_id(
-        &self,
-        id: MessageId,
-    ) -> Result<Option<(ConversationId, FileRecord)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let Some(conversation) = txn.open_table(FILE_IDS)?.get(id.0)?.map(|c| *c.value()) else {
-            return Ok(None);
-        };
-        txn.open_table(FILES)?
-            .get((&conversation, id.0))?
-            .map(|v| Ok((ConversationId(conversation), decode("file", v.value())?)))
-            .transpose()
-    }
-
-    /// The files (sent and received, in any conversation) whose blob is
-    /// `root` (through `file_roots`: no scan of the files).
-    pub fn files_with_root(
-        &self,
-        root: &hush_protocol::blob::BlobRoot,
-    ) -> Result<Vec<(ConversationId, MessageId, FileRecord)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let roots = txn.open_table(FILE_ROOTS)?;
-        let files = txn.open_table(FILES)?;
-        let mut found = Vec::new();
-        for row in roots.range((&root.0, 0)..=(&root.0, u128::MAX))? {
-            let (key, conversation) = row?;
-            let (id, conversation) = (key.value().1, *conversation.value());
-            if let Some(file) = files.get((&conversation, id))? {
-                found.push((
-                    ConversationId(conversation),
-                    MessageId(id),
-                    decode("file", file.value())?,
-                ));
-            }
-        }
-        Ok(found)
-    }
-
-    /// Every file of every conversation (sent and received), oldest first
-    /// within a conversation.
-    pub fn files(&self) -> Result<Vec<(ConversationId, MessageId, FileRecord)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(FILES)?;
-        table
-            .iter()?
-            .map(|row| {
-                let (key, value) = row?;
-                let (conversation, id) = key.value();
-                Ok((
-                    ConversationId(*conversation),
-                    MessageId(id),
-                    decode("file", value.value())?,
-                ))
-            })
-            .collect()
-    }
-
     pub fn outbox(&self) -> Result<Vec<(OutboxKey, OutboxRecord)>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(OUTBOX)?;
@@ -918,6 +837,7 @@ fn pending_in(
 
 mod beside;
 mod expiry;
+mod files;
 mod history;
 mod mail;
 mod ops;

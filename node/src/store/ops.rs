@@ -6,6 +6,7 @@ use hush_protocol::{AccountId, ConversationId, DepositRight, DeviceId, GroupId, 
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use super::files::file_root;
 use super::search::Indexer;
 use super::{
     CLOCK_KEY, CONTACT_TRUST, CONTACTS, DEPOSIT_RIGHTS, DEVICE_RELAYS, DRAINED_KEY, EXPIRING,
@@ -209,15 +210,6 @@ impl<'t> FileIndex<'t> {
         }
         Ok(())
     }
-}
-
-/// The blob root of a file's manifest (`None` if it does not decode: no
-/// peer is granted such a file anyway).
-pub(super) fn file_root(file: &FileRecord) -> Option<[u8; 32]> {
-    use hush_protocol::Wire;
-    hush_protocol::blob::FileManifest::from_bytes(&file.manifest)
-        .ok()
-        .map(|m| m.root.0)
 }
 
 /// A 1:1 conversation's disappearing timer as stored.

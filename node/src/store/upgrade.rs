@@ -14,7 +14,8 @@
 
 use redb::{Database, ReadableTable};
 
-use super::ops::{MessageRecordV3, file_root};
+use super::files::file_root;
+use super::ops::MessageRecordV3;
 use super::search::{self, Indexer};
 use super::{FILE_IDS, FILE_ROOTS, FILES, MESSAGES, META, StoreError, decode, encode};
 use crate::records::{FileRecord, MessageRecord};

@@ -401,14 +401,6 @@ impl Store {
         }
     }
 
-    /// Replaces [`Store::pending_uploads`] (the newest 1024 kept).
-    pub fn put_pending_uploads(&self, mut uploads: Vec<(u128, Vec<u8>)>) -> Result<(), StoreError> {
-        let extra = uploads.len().saturating_sub(MAX_PENDING_UPLOADS);
-        uploads.drain(..extra);
-        let bytes = postcard::to_allocvec(&uploads).unwrap_or_default();
-        self.put_meta(PENDING_UPLOADS_KEY, &bytes)
-    }
-
     /// The account's presence seed, made (and stored) the first time it is
     /// asked for.
     pub fn presence_seed(&self) -> Result<[u8; 32], StoreError> {

@@ -11,10 +11,11 @@ use super::search::Indexer;
 use super::{
     CLOCK_KEY, CONTACT_TRUST, CONTACTS, DEPOSIT_RIGHTS, DEVICE_RELAYS, DRAINED_KEY, EXPIRING,
     FALLBACK_KEY, FALLBACK_MADE_KEY, FILE_IDS, FILE_ROOTS, FILES, GROUP_KEYS, GROUP_OPS,
-    GROUP_PENDING, GROUP_RECEIPTS, GROUPS, LISTEN_KEY, MAILBOX_GRANTS, MEGOLM_IN, MESSAGES, META,
-    MUTED, OLM_ACCOUNT_KEY, OUTBOX, OWN_PRESENCE_KEY, OutboxKey, PRESENCE, PUSH_ENDPOINT_KEY,
-    RELAYS_FOUND_KEY, RELAYS_KEY, RETIRED_RELAYS_KEY, SEEN, SEEN_BY_CHAIN, SESSIONS, StoreError,
-    TIMERS, UNREAD, WAL_KEY, decode, encode,
+    GROUP_PENDING, GROUP_RECEIPTS, GROUPS, LISTEN_KEY, MAILBOX_GRANTS, MAX_PENDING_UPLOADS,
+    MEGOLM_IN, MESSAGES, META, MUTED, OLM_ACCOUNT_KEY, OUTBOX, OWN_PRESENCE_KEY, OutboxKey,
+    PENDING_UPLOADS_KEY, PRESENCE, PUSH_ENDPOINT_KEY, RELAYS_FOUND_KEY, RELAYS_KEY,
+    RETIRED_RELAYS_KEY, SEEN, SEEN_BY_CHAIN, SESSIONS, StoreError, TIMERS, UNREAD, WAL_KEY, decode,
+    encode,
 };
 use crate::records::{
     ContactRecord, ContactTrust, FileRecord, GroupRecord, InboundRecord, MessageKind,
@@ -102,6 +103,10 @@ pub enum Op {
     PutPushEndpoint(Option<String>),
     /// A received message's digest under its `SeenKey` (prefix, digest).
     PutSeenKey([u8; 16], [u8; 32], u64),
+    /// Uploads of files to our relays not finished yet: (message id, relay
+    /// peer id as bytes), all of them (the newest
+    /// [`MAX_PENDING_UPLOADS`] kept); none removes the entry.
+    PutPendingUploads(Vec<(u128, Vec<u8>)>),
 }
 
 /// A message record as formats 1 to 3 stored it (no timer, no kind).
@@ -521,6 +526,16 @@ pub(super) fn write(
                         table.insert(&conversation.0, ())?;
                     } else {
                         table.remove(&conversation.0)?;
+                    }
+                }
+                Op::PutPendingUploads(mut uploads) => {
+                    let meta = table(&txn, &mut t.meta, META)?;
+                    let extra = uploads.len().saturating_sub(MAX_PENDING_UPLOADS);
+                    uploads.drain(..extra);
+                    if uploads.is_empty() {
+                        meta.remove(PENDING_UPLOADS_KEY)?;
+                    } else {
+                        meta.insert(PENDING_UPLOADS_KEY, encode(&uploads).as_slice())?;
                     }
                 }
                 Op::PutPushEndpoint(endpoint) => {

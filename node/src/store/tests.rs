@@ -320,6 +320,34 @@ fn a_contacts_grant_is_kept_across_restarts_and_goes_with_its_right() {
 }
 
 #[test]
+fn unfinished_uploads_written_with_a_batch_are_there_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hush.redb");
+    drop(Store::open(&path, &key()).unwrap());
+    // The batch of a file's send, as a crash leaves it: in the log only.
+    let uploads: Vec<(u128, Vec<u8>)> = vec![(7, vec![1; 38]), (7, vec![2; 38])];
+    let (mut wal, _) = Wal::open(&path.with_extension("wal"), WAL_CAPACITY).unwrap();
+    wal.restart(1);
+    let batch = postcard::to_allocvec(&vec![Op::PutPendingUploads(uploads.clone())]).unwrap();
+    wal.append(&key().seal(WAL_AD, &batch), true).unwrap();
+    drop(wal);
+    let store = Store::open(&path, &key()).unwrap();
+    assert_eq!(store.pending_uploads().unwrap(), uploads);
+    // At most the newest MAX_PENDING_UPLOADS are kept; none clears them.
+    let many: Vec<(u128, Vec<u8>)> = (0..MAX_PENDING_UPLOADS as u128 + 5)
+        .map(|i| (i, vec![3; 38]))
+        .collect();
+    store
+        .apply(vec![Op::PutPendingUploads(many.clone())], Durability::Now)
+        .unwrap();
+    assert_eq!(store.pending_uploads().unwrap(), many[5..]);
+    store
+        .apply(vec![Op::PutPendingUploads(Vec::new())], Durability::Now)
+        .unwrap();
+    assert!(store.pending_uploads().unwrap().is_empty());
+}
+
+#[test]
 fn statuses_are_read_in_the_order_asked_with_none_for_messages_not_stored() {
     use hush_protocol::device::{MessageKind, MessageRecord};
     let dir = tempfile::tempdir().unwrap();

@@ -13,6 +13,7 @@ use super::{MAX_UPLOAD_ATTEMPTS, UPLOAD_RETRY_FIRST, UPLOAD_RETRY_MAX, UploadRet
 use crate::event_loop::EventLoop;
 use crate::event_loop::commit::After;
 use crate::files::transfer::{self, Report};
+use crate::store::Op;
 
 impl EventLoop {
     /// A device of `contact` is not connected: it may fetch the file while
@@ -70,8 +71,18 @@ impl EventLoop {
         for relay in &relays {
             tracing::info!(%id, %relay, "a recipient is offline: the file goes to our relay too");
         }
-        // The file's record is in this batch: the uploads start once it
-        // landed, so what they end with (a refusal, say) is written on it.
+        // The file's record is in this batch, and so is the list of
+        // uploads to take up after a restart: a crash once the send landed
+        // still hands the file to the relays. The uploads start once the
+        // batch landed, so what they end with (a refusal, say) is written
+        // on the record.
+        let mut added = false;
+        for relay in &relays {
+            added |= self.files.pending.insert((id, *relay));
+        }
+        if added {
+            self.save_pending_uploads();
+        }
         self.batch.after.push(After::Upload(id, root, relays));
     }
 
@@ -181,18 +192,16 @@ impl EventLoop {
         }
     }
 
-    /// Stores which uploads are not finished (outside the batch: it only
-    /// says what to try again after a restart).
-    pub(super) fn save_pending_uploads(&self) {
+    /// Stores which uploads are not finished, in the batch: what to try
+    /// again after a restart.
+    pub(super) fn save_pending_uploads(&mut self) {
         let uploads = self
             .files
             .pending
             .iter()
             .map(|(id, relay)| (id.0, relay.to_bytes()))
             .collect();
-        if let Err(e) = self.store.put_pending_uploads(uploads) {
-            tracing::warn!(error = %e, "could not store the unfinished uploads");
-        }
+        self.batch.ops.push(Op::PutPendingUploads(uploads));
     }
 
     /// Uploads a restart cut short are tried again, soon after the start.

@@ -188,14 +188,16 @@ async fn latency(node: &Node, text: &str, n: usize, rate: u64) -> Result<(u64, u
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60 + n as u64 / rate.min(100));
     while delivered.len() < n {
         match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Ok(Event::Status {
-                id,
-                status: Status::Delivered,
-                ..
-            })) => {
-                delivered.insert(id, Instant::now());
+            Ok(Ok(journaled)) => {
+                if let Event::Status {
+                    id,
+                    status: Status::Delivered,
+                    ..
+                } = &journaled.event
+                {
+                    delivered.insert(id.clone(), Instant::now());
+                }
             }
-            Ok(Ok(_)) => {}
             Ok(Err(e)) => bail!("event stream failed during the latency run: {e}"),
             Err(_) => bail!(
                 "only {} of {n} messages were delivered in time",

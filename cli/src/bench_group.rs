@@ -266,13 +266,16 @@ pub async fn group(shape: Shape, as_json: bool) -> Result<()> {
         tokio::spawn(async move {
             loop {
                 match events.recv().await {
-                    Ok(Event::GroupMessage { message, .. }) => arrivals
-                        .lock()
-                        .await
-                        .entry(message.id)
-                        .or_default()
-                        .push((i, Instant::now())),
-                    Ok(_) => {}
+                    Ok(journaled) => {
+                        if let Event::GroupMessage { message, .. } = &journaled.event {
+                            arrivals
+                                .lock()
+                                .await
+                                .entry(message.id.clone())
+                                .or_default()
+                                .push((i, Instant::now()));
+                        }
+                    }
                     // Events this listener was too slow for are lost to the
                     // figures (counted as missing), not to the node.
                     Err(broadcast::error::RecvError::Lagged(n)) => {

@@ -74,12 +74,15 @@ pub async fn presence(as_json: bool) -> Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             match tokio::time::timeout_at(deadline, events.recv()).await {
-                Ok(Ok(Event::Presence { contact, state, .. }))
-                    if contact == "bob" && state == "online" =>
-                {
-                    break;
+                Ok(Ok(journaled)) => {
+                    if let Event::Presence { contact, state, .. } = &journaled.event
+                        && contact == "bob"
+                        && state == "online"
+                    {
+                        break;
+                    }
                 }
-                Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
                 Ok(Err(e)) => bail!("alice's events ended: {e}"),
                 Err(_) => bail!("alice did not see bob come online within 20 s"),
             }

@@ -426,11 +426,15 @@ async fn drain(dir: &std::path::Path) -> Result<Duration> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
     while sent < DRAIN_MESSAGES {
         match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Ok(Event::Status {
-                status: Status::Sent,
-                ..
-            })) => sent += 1,
-            Ok(Ok(_)) => {}
+            Ok(Ok(journaled)) => {
+                if let Event::Status {
+                    status: Status::Sent,
+                    ..
+                } = &journaled.event
+                {
+                    sent += 1;
+                }
+            }
             Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(n))) => {
                 sent += n as usize;
             }
@@ -450,8 +454,11 @@ async fn drain(dir: &std::path::Path) -> Result<Duration> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while stored < DRAIN_MESSAGES {
         match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Ok(Event::Message { .. })) => stored += 1,
-            Ok(Ok(_)) => {}
+            Ok(Ok(journaled)) => {
+                if let Event::Message { .. } = &journaled.event {
+                    stored += 1;
+                }
+            }
             Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(n))) => stored += n as usize,
             Ok(Err(e)) => bail!("bob's events failed: {e}"),
             Err(_) => bail!("bob stored only {stored} of {DRAIN_MESSAGES} messages"),

@@ -22,7 +22,7 @@ use hush_protocol::{AccountId, ContactCard, OlmDevice};
 use libp2p::request_response::OutboundRequestId;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 /// A [`Ctx`](hush_protocol::device::Ctx) for an engine call: now, the
 /// loop's message clock, fresh randomness.
@@ -64,6 +64,7 @@ pub(crate) use presence::PresenceConfig;
 
 use crate::error::NodeError;
 use crate::identity::Me;
+use crate::journal::Journal;
 use crate::network::{self, BehaviourEvent, NodeSwarm};
 use crate::node::{Command, Reply};
 use crate::outbox::Outbox;
@@ -181,7 +182,8 @@ pub(crate) struct EventLoop {
     /// Shutting down: every commit is durable.
     closing: bool,
     commands: mpsc::Receiver<Command>,
-    events: broadcast::Sender<Event>,
+    /// Where events go: numbered, kept and handed to every subscriber.
+    events: Arc<Journal>,
     /// Whether events went out for a batch not landed yet (shared with the
     /// node's reads).
     landing: Landing,
@@ -251,7 +253,7 @@ impl EventLoop {
         olm: OlmDevice,
         store: Arc<Store>,
         commands: mpsc::Receiver<Command>,
-        events: broadcast::Sender<Event>,
+        events: Arc<Journal>,
         landing: Landing,
         options: LoopOptions,
     ) -> Result<Self, NodeError> {

@@ -52,35 +52,21 @@ pub struct Resume {
 }
 
 impl Journal {
-    /// Starts recording what `events` carries (subscribe before the first
-    /// event is sent).
-    pub fn start(events: &broadcast::Sender<Event>) -> Arc<Self> {
+    pub fn new() -> Arc<Self> {
         let (live, _) = broadcast::channel(JOURNAL_LEN);
-        let journal = Arc::new(Self {
+        Arc::new(Self {
             run: rand::random::<u64>() >> 16,
             ring: Mutex::new(Ring {
                 next: 1,
                 events: VecDeque::with_capacity(JOURNAL_LEN),
             }),
             live,
-        });
-        let mut rx = events.subscribe();
-        let recorder = journal.clone();
-        tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(event) => recorder.record(event),
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        recorder.record(Event::Lagged { missed });
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        });
-        journal
+        })
     }
 
-    fn record(&self, event: Event) {
+    /// Numbers `event`, keeps it and hands it to every subscriber: one
+    /// allocation, no copy (each subscriber reads the same event).
+    pub fn send(&self, event: Event) {
         let Ok(mut ring) = self.ring.lock() else {
             return;
         };
@@ -96,6 +82,13 @@ impl Journal {
         // Sent under the lock, so a subscriber that read the ring sees
         // every later event live, none twice.
         let _ = self.live.send(journaled);
+    }
+
+    /// The events from now on. A subscriber more than [`JOURNAL_LEN`]
+    /// events behind is told how many it missed
+    /// ([`broadcast::error::RecvError::Lagged`]).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Journaled>> {
+        self.live.subscribe()
     }
 
     /// The cursor of event `seq` of this run.
@@ -151,7 +144,9 @@ mod tests {
     use super::*;
 
     fn event(n: u64) -> Event {
-        Event::Lagged { missed: n }
+        Event::Gap {
+            reason: n.to_string(),
+        }
     }
 
     fn seqs(r: &Resume) -> Vec<u64> {
@@ -160,17 +155,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_client_resumes_after_its_cursor_and_hears_of_gaps() {
-        let (events, _) = broadcast::channel(16);
-        let journal = Journal::start(&events);
+        let journal = Journal::new();
         for n in 0..3 {
-            journal.record(event(n));
+            journal.send(event(n));
         }
         let cursor = journal.cursor(1);
         let resume = journal.resume(Some(&cursor)).expect("resumes");
         assert_eq!(seqs(&resume), [2, 3]);
         assert!(!resume.gap);
         let mut live = resume.live;
-        journal.record(event(9));
+        journal.send(event(9));
         assert_eq!(
             live.recv().await.expect("live").seq,
             4,
@@ -185,20 +179,13 @@ mod tests {
 
     #[test]
     fn the_journal_keeps_only_the_newest_events() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        runtime.block_on(async {
-            let (events, _) = broadcast::channel(16);
-            let journal = Journal::start(&events);
-            for n in 0..(JOURNAL_LEN as u64 + 10) {
-                journal.record(event(n));
-            }
-            let resume = journal.resume(Some(&journal.cursor(1))).expect("resumes");
-            assert!(resume.gap, "events 2 to 11 are gone");
-            assert_eq!(resume.replay.len(), JOURNAL_LEN);
-            assert_eq!(resume.replay[0].seq, 11);
-        });
+        let journal = Journal::new();
+        for n in 0..(JOURNAL_LEN as u64 + 10) {
+            journal.send(event(n));
+        }
+        let resume = journal.resume(Some(&journal.cursor(1))).expect("resumes");
+        assert!(resume.gap, "events 2 to 11 are gone");
+        assert_eq!(resume.replay.len(), JOURNAL_LEN);
+        assert_eq!(resume.replay[0].seq, 11);
     }
 }

@@ -24,6 +24,7 @@ use crate::event_loop::{
 };
 use crate::home::Home;
 use crate::identity::Me;
+use crate::journal::{Journal, Journaled};
 use crate::records::{ContactRecord, ContactTrust, Status};
 use crate::store::Store;
 use crate::view::{
@@ -39,7 +40,6 @@ mod search;
 /// Commands queued to the event loop at most.
 const COMMAND_QUEUE: usize = 1024;
 /// Events buffered per subscriber; a slower subscriber is told it lagged.
-const EVENT_BUFFER: usize = 4096;
 /// Most messages one history call returns.
 pub const MAX_HISTORY_LIMIT: usize = 1000;
 
@@ -287,9 +287,9 @@ pub(crate) enum Command {
 #[derive(Debug, Clone)]
 pub struct Node {
     commands: mpsc::Sender<Command>,
-    events: broadcast::Sender<Event>,
-    /// The events of this run, numbered, for API clients that reconnect.
-    journal: Arc<crate::journal::Journal>,
+    /// The events of this run, numbered: to every subscriber, and kept
+    /// for API clients that reconnect.
+    journal: Arc<Journal>,
     store: Arc<Store>,
     /// Whether the loop sent events for what is not in the store yet.
     landing: Landing,
@@ -345,15 +345,14 @@ impl Node {
             folder: home.files_dir(),
         });
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
-        let journal = crate::journal::Journal::start(&events);
+        let journal = Journal::new();
         let landing = Landing::default();
         let event_loop = EventLoop::new(
             me,
             olm,
             store.clone(),
             command_rx,
-            events.clone(),
+            journal.clone(),
             landing.clone(),
             LoopOptions {
                 mail_poll: config.mail_poll,
@@ -385,7 +384,6 @@ impl Node {
         let task = tokio::spawn(tracing::Instrument::instrument(event_loop.run(), span));
         Ok(Self {
             commands,
-            events,
             journal,
             store,
             landing,
@@ -472,7 +470,7 @@ impl Node {
         wait: Status,
         timeout: Duration,
     ) -> Result<SendReceipt, NodeError> {
-        let events = self.events.subscribe();
+        let events = self.journal.subscribe();
         let receipt = self.send(contact, text).await?;
         self.wait_for(contact, receipt, events, wait, timeout).await
     }
@@ -483,7 +481,7 @@ impl Node {
         &self,
         contact: &str,
         mut receipt: SendReceipt,
-        mut events: broadcast::Receiver<Event>,
+        mut events: broadcast::Receiver<Arc<Journaled>>,
         wait: Status,
         timeout: Duration,
     ) -> Result<SendReceipt, NodeError> {
@@ -495,7 +493,8 @@ impl Node {
                     receipt.timed_out = true;
                     break;
                 }
-                Ok(Ok(event)) => {
+                Ok(Ok(journaled)) => {
+                    let event = &journaled.event;
                     if let Some(status) = event.status_of(&id) {
                         receipt.status = receipt.status.max(status);
                     }
@@ -503,7 +502,7 @@ impl Node {
                         id: problem_id,
                         reason,
                         ..
-                    } = &event
+                    } = event
                         && *problem_id == receipt.id
                     {
                         receipt.problem = Some(reason.clone());
@@ -677,12 +676,13 @@ impl Node {
     }
 
     /// The event journal (numbered events, for clients that resume).
-    pub fn journal(&self) -> &crate::journal::Journal {
+    pub fn journal(&self) -> &Journal {
         &self.journal
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
+    /// The node's events from now on, each numbered (see [`Journal`]).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Journaled>> {
+        self.journal.subscribe()
     }
 
     fn contact(&self, name: &str) -> Result<ContactRecord, NodeError> {

@@ -492,10 +492,6 @@ pub enum Event {
         relay: String,
         reason: String,
     },
-    /// This subscriber fell behind and `missed` events were skipped.
-    Lagged {
-        missed: u64,
-    },
     /// Events before this one may have been missed (the node restarted, or
     /// the cursor is older than what it keeps): catch up with
     /// `conversations` and `history --after`.

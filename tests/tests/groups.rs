@@ -647,7 +647,7 @@ fn a_client_reading_right_after_a_group_message_event_finds_the_message() {
                 .await
                 .expect("bob got every message within 30 s")
                 .unwrap();
-            let Event::GroupMessage { message, .. } = event else {
+            let Event::GroupMessage { message, .. } = &event.event else {
                 continue;
             };
             seen += 1;

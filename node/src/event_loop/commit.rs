@@ -312,7 +312,7 @@ impl EventLoop {
         self.landing.set(true);
         for event in early {
             self.notify(&event);
-            let _ = self.events.send(event);
+            self.events.send(event);
         }
     }
 
@@ -401,7 +401,7 @@ impl EventLoop {
                 }
                 (After::Emit(event), Ok(())) => {
                     self.notify(&event);
-                    let _ = self.events.send(*event);
+                    self.events.send(*event);
                 }
                 (After::PendingStored(session, digest), _) => {
                     self.engine.groups.pending_stored(session, digest);

@@ -178,7 +178,7 @@ impl EventLoop {
         self.engine.push_card(ctx!(self), &card);
         self.drive();
         tracing::info!(device = %target.device, name = %target.name, "revoked a device of the account");
-        let _ = self.events.send(Event::DeviceRevoked {
+        self.events.send(Event::DeviceRevoked {
             device: target.device.clone(),
             name: target.name.clone(),
         });
@@ -205,7 +205,7 @@ impl EventLoop {
             tracing::warn!(error = %e, "could not store that this device was revoked");
         }
         tracing::warn!("this device was removed from its account; it sends nothing more");
-        let _ = self.events.send(Event::DeviceRevoked {
+        self.events.send(Event::DeviceRevoked {
             device: self.me.device_id().to_string(),
             name: "this device".into(),
         });

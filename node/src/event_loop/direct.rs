@@ -205,8 +205,7 @@ impl EventLoop {
                     {
                         tracing::warn!(%id, %relay, problem = %reason, "a relay refused a message; it stays queued");
                     }
-                    let _ = self
-                        .events
+                    self.events
                         .send(event_of(*notice, None, |name| self.keys_changed(name)));
                 }
                 DeviceEffect::RequestKey(device) => self.request_key(device),

@@ -674,7 +674,7 @@ impl EventLoop {
                 let conversation = running.conversation;
                 if let Ok(Some(file)) = self.store.file(&conversation, id) {
                     let view = self.view_file(conversation, id, &file);
-                    let _ = self.events.send(Event::File { file: view });
+                    self.events.send(Event::File { file: view });
                 }
             }
             Report::Done { id, path } => {

@@ -656,7 +656,7 @@ impl EventLoop {
                 }
             };
             for (message, delivered, read) in counts {
-                let _ = self.events.send(Event::GroupReceipt {
+                self.events.send(Event::GroupReceipt {
                     group: g.state().name.clone(),
                     id: message.to_string(),
                     delivered,

@@ -516,7 +516,7 @@ impl EventLoop {
             messages,
         };
         tracing::info!(device = %view.device, name = %view.name, contacts, messages, "a new device joined the account");
-        let _ = self.events.send(Event::DeviceLinked {
+        self.events.send(Event::DeviceLinked {
             device: view.device.clone(),
             name: view.name.clone(),
         });

@@ -180,7 +180,7 @@ impl EventLoop {
                     last_seen_ms,
                 } => {
                     if let Some(name) = self.engine.contacts.name_of(&account) {
-                        let _ = self.events.send(Event::Presence {
+                        self.events.send(Event::Presence {
                             contact: name.clone(),
                             state: state_name(online).to_owned(),
                             last_seen: (last_seen_ms > 0).then(|| rfc3339(last_seen_ms)),

@@ -70,7 +70,7 @@ impl Node {
         wait: Status,
         timeout: Duration,
     ) -> Result<SendReceipt, NodeError> {
-        let events = self.events.subscribe();
+        let events = self.journal.subscribe();
         let receipt = self.send_file(contact, path, caption).await?;
         self.wait_for(contact, receipt, events, wait, timeout).await
     }
@@ -110,7 +110,7 @@ impl Node {
             .display()
             .to_string();
         let (path, blobs) = (path.to_owned(), self.files.blobs.clone());
-        let events = self.events.clone();
+        let events = self.journal.clone();
         let sealing = shown.clone();
         let manifest = tokio::task::spawn_blocking(move || {
             let mut last = std::time::Instant::now();
@@ -124,7 +124,7 @@ impl Node {
                     crate::files::SealStep::Compressing => "compressing",
                     crate::files::SealStep::Encrypting => "encrypting",
                 };
-                let _ = events.send(crate::view::Event::Sealing {
+                events.send(crate::view::Event::Sealing {
                     path: sealing.clone(),
                     step: step.to_owned(),
                     done: p.done,

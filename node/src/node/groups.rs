@@ -1,6 +1,7 @@
 //! Groups through the [`Node`] handle: each call is a command to the
 //! event loop, whose group book decides (see `event_loop::groups`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::broadcast;
@@ -8,6 +9,7 @@ use tokio::sync::broadcast;
 use super::{Command, MAX_HISTORY_LIMIT, Node, Reply, check_timer};
 use crate::error::NodeError;
 use crate::event_loop::GroupCommand;
+use crate::journal::Journaled;
 use crate::records::Status;
 use crate::view::{Event, GroupMembersView, GroupMessageView, GroupView, SendReceipt};
 
@@ -111,20 +113,23 @@ impl Node {
 
     pub(super) async fn group_wait(
         mut receipt: SendReceipt,
-        mut events: broadcast::Receiver<Event>,
+        mut events: broadcast::Receiver<Arc<Journaled>>,
         count: usize,
         timeout: Duration,
     ) -> Result<SendReceipt, NodeError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             match tokio::time::timeout_at(deadline, events.recv()).await {
-                Ok(Ok(Event::GroupReceipt { id, delivered, .. }))
-                    if id == receipt.id && delivered >= count =>
-                {
-                    receipt.status = Status::Delivered;
-                    return Ok(receipt);
+                Ok(Ok(journaled)) => {
+                    if let Event::GroupReceipt { id, delivered, .. } = &journaled.event
+                        && *id == receipt.id
+                        && *delivered >= count
+                    {
+                        receipt.status = Status::Delivered;
+                        return Ok(receipt);
+                    }
                 }
-                Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+                Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
                 Ok(Err(broadcast::error::RecvError::Closed)) => return Err(NodeError::Stopped),
                 Err(_) => {
                     receipt.timed_out = true;

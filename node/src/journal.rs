@@ -67,9 +67,9 @@ impl Journal {
     /// Numbers `event`, keeps it and hands it to every subscriber: one
     /// allocation, no copy (each subscriber reads the same event).
     pub fn send(&self, event: Event) {
-        let Ok(mut ring) = self.ring.lock() else {
-            return;
-        };
+        // Nothing under this lock panics; were it poisoned, the ring is
+        // still whole (each step leaves it so), and no event is dropped.
+        let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
         let journaled = Arc::new(Journaled {
             seq: ring.next,
             event,
@@ -102,10 +102,7 @@ impl Journal {
             None => None,
             Some(c) => Some(parse(c)?),
         };
-        let ring = self
-            .ring
-            .lock()
-            .map_err(|_| "the event journal is unavailable".to_owned())?;
+        let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
         let live = self.live.subscribe();
         let Some((run, seq)) = after else {
             return Ok(Resume {

@@ -8,7 +8,10 @@
 //! nested in `Either`s and `SelectUpgrade`s, so each listing descends that
 //! chain once for every one of its protocols. On a member of a busy group
 //! that listing was about 9 % of its CPU (docs/benchmarks.md, "Protocols
-//! listed when they may have changed").
+//! listed when they may have changed"). The swarm hush builds
+//! (vendor/libp2p-swarm, `HUSH-PATCH.md`) compares the listing in order
+//! with the last one and hashes it only when it differs; this wrapper
+//! makes the listing itself cheap.
 //!
 //! [`Listed`] wraps the whole behaviour. Its handler keeps a flat copy of
 //! its inner handler's protocol names and hands the swarm that copy. It

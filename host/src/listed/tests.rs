@@ -344,3 +344,80 @@ async fn a_protocol_accepted_on_an_open_connection_is_offered() {
     stream.read_exact(&mut echo).await.expect("read");
     assert_eq!(&echo, b"hello");
 }
+
+#[derive(NetworkBehaviour)]
+struct Announcing {
+    streams: libp2p_stream::Behaviour,
+    identify: libp2p::identify::Behaviour,
+}
+
+fn announcing(key: &identity::Keypair) -> Announcing {
+    Announcing {
+        streams: libp2p_stream::Behaviour::new(),
+        identify: libp2p::identify::Behaviour::new(libp2p::identify::Config::new(
+            "/hush-test/1".into(),
+            key.public(),
+        )),
+    }
+}
+
+/// Real swarms on loopback: a protocol the server starts accepting on an
+/// open connection reaches its handlers as a change of its protocols, so
+/// identify pushes it to the peer. This is the path the vendored swarm's
+/// patch shortens (vendor/libp2p-swarm/HUSH-PATCH.md): an idle connection
+/// compares the listing in order and hashes it only when it differs, and a
+/// listing that differs must still be told.
+#[tokio::test]
+async fn a_protocol_accepted_on_an_open_connection_is_announced_to_the_peer() {
+    let server_key = identity::Keypair::generate_ed25519();
+    let server_peer = server_key.public().to_peer_id();
+    let mut server =
+        tcp_swarm(server_key.clone(), Listed(announcing(&server_key))).expect("server");
+    let client_key = identity::Keypair::generate_ed25519();
+    let mut client = tcp_swarm(client_key.clone(), announcing(&client_key)).expect("client");
+    let address = listening(&mut server).await;
+    let mut server_control = server.behaviour().streams.new_control();
+    tokio::spawn(async move { while server.next().await.is_some() {} });
+    client.dial(address).expect("dial");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let c = C.as_ref().to_owned();
+    let offered_c = |protocols: &[StreamProtocol]| protocols.iter().any(|p| p.as_ref() == c);
+    // First what the server offers on connecting: not C.
+    let first = tokio::time::timeout_at(deadline, async {
+        loop {
+            if let SwarmEvent::Behaviour(AnnouncingEvent::Identify(
+                libp2p::identify::Event::Received { peer_id, info, .. },
+            )) = client.select_next_some().await
+                && peer_id == server_peer
+            {
+                return info.protocols;
+            }
+        }
+    })
+    .await
+    .expect("the server identified itself");
+    assert!(!offered_c(&first), "C offered before it was accepted");
+    assert!(!first.is_empty());
+
+    let _incoming = server_control.accept(C).expect("accept C");
+    // Then, within a listing's age (`RELIST_AFTER`), a push that names C.
+    let pushed = tokio::time::timeout_at(deadline, async {
+        loop {
+            if let SwarmEvent::Behaviour(AnnouncingEvent::Identify(
+                libp2p::identify::Event::Received { peer_id, info, .. },
+            )) = client.select_next_some().await
+                && peer_id == server_peer
+                && offered_c(&info.protocols)
+            {
+                return info.protocols;
+            }
+        }
+    })
+    .await
+    .expect("C was never announced");
+    // Nothing the server offered before was dropped by the change.
+    for protocol in &first {
+        assert!(pushed.contains(protocol), "{protocol} no longer offered");
+    }
+}

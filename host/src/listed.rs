@@ -60,7 +60,10 @@ use libp2p::swarm::handler::{
     ConnectionEvent, FullyNegotiatedInbound, InboundUpgradeSend, ListenUpgradeError,
     UpgradeInfoSend,
 };
-use libp2p::swarm::{ConnectionHandler, ConnectionHandlerEvent, Stream, SubstreamProtocol};
+use libp2p::swarm::{
+    ConnectionHandler, ConnectionHandlerEvent, NetworkBehaviour, Stream, SubstreamProtocol,
+    THandlerInEvent, ToSwarm,
+};
 
 use crate::wrapped::handler_wrapper;
 
@@ -72,6 +75,25 @@ pub const RELIST_AFTER: Duration = Duration::from_secs(1);
 pub struct Listed<B>(pub B);
 
 handler_wrapper!(Listed, ListedHandler);
+
+impl<B> Listed<B> {
+    fn inner(&self) -> &B {
+        &self.0
+    }
+
+    fn inner_mut(&mut self) -> &mut B {
+        &mut self.0
+    }
+}
+
+impl<B: NetworkBehaviour> Listed<B> {
+    fn poll_inner(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<ToSwarm<B::ToSwarm, THandlerInEvent<B>>> {
+        self.0.poll(cx)
+    }
+}
 
 /// The protocol names an inner handler last listed, in its order.
 type Names = Arc<[Box<str>]>;

@@ -1,41 +1,140 @@
-//! A behaviour whose connection handlers are polled only when they have
-//! something to do.
+//! A behaviour that is polled, and whose connection handlers are polled,
+//! only when they have something to do.
 //!
 //! libp2p polls every handler of a connection each time the connection's
 //! task wakes: a gossip frame arriving for one protocol polls the handlers
 //! of all the others too (request-response's six, identify, Kademlia, the
 //! relay client, liveness, …), and each then polls its own streams and
 //! timers to find nothing. On a member of a busy group that was 8 % of its
-//! CPU (docs/benchmarks.md, "Handlers polled when woken").
+//! CPU (docs/benchmarks.md, "Handlers polled when woken"). The swarm does
+//! the same with behaviours: each time its task wakes it polls all of them,
+//! and Kademlia, AutoNAT and the relay client each read the clock or poll
+//! their timers to find nothing (about 1.5 % of the same member's CPU).
 //!
-//! [`Woken`] wraps a behaviour and gives each of its handlers a waker of its
-//! own. The inner handler is polled only when:
+//! [`Woken`] wraps a behaviour and gives it, and each of its handlers, a
+//! waker of its own. The inner behaviour or handler is polled only when:
 //! - that waker fired (one of its streams, channels or timers is ready);
-//! - something was handed to it (`on_behaviour_event`,
-//!   `on_connection_event`: a new stream, a protocol change, an error);
+//! - something was handed to it: for a handler `on_behaviour_event` or
+//!   `on_connection_event` (a new stream, a protocol change, an error);
+//!   for the behaviour any call through `&mut` (the swarm's
+//!   `on_swarm_event`, `on_connection_handler_event` and connection
+//!   hooks, and every method the node calls on it, which reach it through
+//!   `DerefMut`);
 //! - its last poll returned an event (it may have more);
 //! - it was never polled.
 //!
-//! That is the contract of `Future::poll`: a handler that returned
-//! `Pending` has registered the waker it was given with whatever will make
-//! progress. A handler that returned `Pending` counting on being polled
+//! That is the contract of `Future::poll`: a behaviour or handler that
+//! returned `Pending` has registered the waker it was given with whatever
+//! will make progress, and whatever else changes it comes through a call
+//! this wrapper sees. One that returned `Pending` counting on being polled
 //! again anyway would stall here; the node's end-to-end tests run every
-//! handler it has through this.
+//! behaviour and handler it has through this.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
 use libp2p::swarm::handler::ConnectionEvent;
-use libp2p::swarm::{ConnectionHandler, ConnectionHandlerEvent, SubstreamProtocol};
+use libp2p::swarm::{
+    ConnectionHandler, ConnectionHandlerEvent, NetworkBehaviour, SubstreamProtocol,
+    THandlerInEvent, ToSwarm,
+};
 
 use crate::wrapped::handler_wrapper;
 
-/// `B`, with its connection handlers polled only when woken (see the
-/// module). Derefs to `B`, so its methods are called as before.
-pub struct Woken<B>(pub B);
+/// `B`, polled only when woken, with its connection handlers polled only
+/// when woken (see the module). Derefs to `B`, so its methods are called
+/// as before.
+pub struct Woken<B> {
+    inner: B,
+    gate: Gate,
+}
 
 handler_wrapper!(Woken, WokenHandler);
+
+impl<B> Woken<B> {
+    pub fn new(inner: B) -> Self {
+        Self {
+            inner,
+            gate: Gate::new(),
+        }
+    }
+
+    fn inner(&self) -> &B {
+        &self.inner
+    }
+
+    /// Every call that may change the behaviour comes through here: it is
+    /// polled on the swarm's next turn.
+    fn inner_mut(&mut self) -> &mut B {
+        self.gate.due();
+        &mut self.inner
+    }
+}
+
+impl<B: NetworkBehaviour> Woken<B> {
+    fn poll_inner(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<ToSwarm<B::ToSwarm, THandlerInEvent<B>>> {
+        let inner = &mut self.inner;
+        self.gate.poll(cx, |cx| inner.poll(cx))
+    }
+}
+
+/// Polls what it guards only when woken, handed something or ready last
+/// time (see the module).
+struct Gate {
+    flag: Arc<Flag>,
+    /// Wakes `flag`; what the guarded behaviour or handler is polled with.
+    waker: Waker,
+    /// The task waker last given to `flag`: compared here on every poll,
+    /// handed over (under the flag's lock) only when it changed.
+    task: Option<Waker>,
+}
+
+impl Gate {
+    fn new() -> Self {
+        let flag = Arc::new(Flag {
+            due: AtomicBool::new(true),
+            task: Mutex::new(None),
+        });
+        let waker = Waker::from(flag.clone());
+        Self {
+            flag,
+            waker,
+            task: None,
+        }
+    }
+
+    /// Polled on the next turn, woken or not.
+    fn due(&self) {
+        self.flag.due.store(true, Ordering::Release);
+    }
+
+    /// `poll` with the gate's own waker, if woken or handed something
+    /// since the last; else `Pending`. `cx`'s waker is what a wake of the
+    /// gate wakes from now on.
+    fn poll<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
+        if !self.task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
+            self.flag.register(cx.waker());
+            self.task = Some(cx.waker().clone());
+        }
+        // Cleared before the poll: a wake during it sets it again.
+        if !self.flag.due.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        let event = poll(&mut Context::from_waker(&self.waker));
+        if event.is_ready() {
+            self.due();
+        }
+        event
+    }
+}
 
 /// Whether a handler must be polled, and the connection task to wake when
 /// it must.
@@ -72,31 +171,15 @@ impl Wake for Flag {
 /// A connection handler polled only when woken (see the module).
 pub struct WokenHandler<H> {
     inner: H,
-    flag: Arc<Flag>,
-    /// Wakes `flag`; what the inner handler is polled with.
-    waker: Waker,
-    /// The task waker last given to `flag`: compared here on every poll,
-    /// handed over (under the flag's lock) only when it changed.
-    task: Option<Waker>,
+    gate: Gate,
 }
 
 impl<H> WokenHandler<H> {
     fn new(inner: H) -> Self {
-        let flag = Arc::new(Flag {
-            due: AtomicBool::new(true),
-            task: Mutex::new(None),
-        });
-        let waker = Waker::from(flag.clone());
         Self {
             inner,
-            flag,
-            waker,
-            task: None,
+            gate: Gate::new(),
         }
-    }
-
-    fn due(&self) {
-        self.flag.due.store(true, Ordering::Release);
     }
 }
 
@@ -122,19 +205,8 @@ impl<H: ConnectionHandler> ConnectionHandler for WokenHandler<H> {
     ) -> Poll<
         ConnectionHandlerEvent<Self::OutboundProtocol, Self::OutboundOpenInfo, Self::ToBehaviour>,
     > {
-        if !self.task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
-            self.flag.register(cx.waker());
-            self.task = Some(cx.waker().clone());
-        }
-        // Cleared before the poll: a wake during it sets it again.
-        if !self.flag.due.swap(false, Ordering::AcqRel) {
-            return Poll::Pending;
-        }
-        let event = self.inner.poll(&mut Context::from_waker(&self.waker));
-        if event.is_ready() {
-            self.due();
-        }
-        event
+        let inner = &mut self.inner;
+        self.gate.poll(cx, |cx| inner.poll(cx))
     }
 
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Option<Self::ToBehaviour>> {
@@ -145,7 +217,7 @@ impl<H: ConnectionHandler> ConnectionHandler for WokenHandler<H> {
         self.inner.on_behaviour_event(event);
         // The connection's task polls its handler after handing it an
         // event (libp2p-swarm's `task.rs`), so no wake is needed.
-        self.due();
+        self.gate.due();
     }
 
     fn on_connection_event(
@@ -158,7 +230,7 @@ impl<H: ConnectionHandler> ConnectionHandler for WokenHandler<H> {
         >,
     ) {
         self.inner.on_connection_event(event);
-        self.due();
+        self.gate.due();
     }
 }
 
@@ -313,5 +385,156 @@ mod tests {
         // The first poll, then one for each wake it made of itself.
         assert_eq!(polls.load(Ordering::Relaxed), 3);
         assert_eq!(task.0.load(Ordering::Relaxed), 2);
+    }
+
+    /// A behaviour that counts its polls and reports each item its channel
+    /// brings, or each number handed to it through a method.
+    struct Polled {
+        polls: Arc<AtomicUsize>,
+        items: mpsc::Receiver<u32>,
+        handed: Vec<u32>,
+    }
+
+    impl Polled {
+        fn hand(&mut self, n: u32) {
+            self.handed.push(n);
+        }
+    }
+
+    impl NetworkBehaviour for Polled {
+        type ConnectionHandler = libp2p::swarm::dummy::ConnectionHandler;
+        type ToSwarm = u32;
+
+        fn handle_established_inbound_connection(
+            &mut self,
+            _: libp2p::swarm::ConnectionId,
+            _: libp2p::PeerId,
+            _: &libp2p::Multiaddr,
+            _: &libp2p::Multiaddr,
+        ) -> Result<Self::ConnectionHandler, libp2p::swarm::ConnectionDenied> {
+            Ok(libp2p::swarm::dummy::ConnectionHandler)
+        }
+
+        fn handle_established_outbound_connection(
+            &mut self,
+            _: libp2p::swarm::ConnectionId,
+            _: libp2p::PeerId,
+            _: &libp2p::Multiaddr,
+            _: libp2p::core::Endpoint,
+            _: libp2p::core::transport::PortUse,
+        ) -> Result<Self::ConnectionHandler, libp2p::swarm::ConnectionDenied> {
+            Ok(libp2p::swarm::dummy::ConnectionHandler)
+        }
+
+        fn on_swarm_event(&mut self, _: libp2p::swarm::FromSwarm) {}
+
+        fn on_connection_handler_event(
+            &mut self,
+            _: libp2p::PeerId,
+            _: libp2p::swarm::ConnectionId,
+            event: libp2p::swarm::THandlerOutEvent<Self>,
+        ) {
+            libp2p::core::util::unreachable(event)
+        }
+
+        fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<u32, THandlerInEvent<Self>>> {
+            self.polls.fetch_add(1, Ordering::Relaxed);
+            if let Some(n) = self.handed.pop() {
+                return Poll::Ready(ToSwarm::GenerateEvent(n));
+            }
+            match self.items.poll_next_unpin(cx) {
+                Poll::Ready(Some(n)) => Poll::Ready(ToSwarm::GenerateEvent(n)),
+                _ => Poll::Pending,
+            }
+        }
+    }
+
+    fn generated(poll: Poll<ToSwarm<u32, THandlerInEvent<Polled>>>) -> Option<u32> {
+        match poll {
+            Poll::Ready(ToSwarm::GenerateEvent(n)) => Some(n),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_behaviour_is_polled_only_when_woken_called_or_ready() {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let (mut items, rx) = mpsc::channel(8);
+        let mut behaviour = Woken::new(Polled {
+            polls: polls.clone(),
+            items: rx,
+            handed: Vec::new(),
+        });
+        let task = Arc::new(Task::default());
+        let waker = Waker::from(task.clone());
+        let mut cx = Context::from_waker(&waker);
+
+        // Never polled: polled once, then not while nothing happens.
+        for _ in 0..10 {
+            assert_eq!(
+                generated(NetworkBehaviour::poll(&mut behaviour, &mut cx)),
+                None
+            );
+        }
+        assert_eq!(polls.load(Ordering::Relaxed), 1);
+
+        // Its channel wakes it: the swarm's task is woken, the item comes
+        // out, and it is polled once more to find nothing.
+        items.try_send(7).expect("send");
+        assert_eq!(task.0.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            generated(NetworkBehaviour::poll(&mut behaviour, &mut cx)),
+            Some(7)
+        );
+        assert_eq!(
+            generated(NetworkBehaviour::poll(&mut behaviour, &mut cx)),
+            None
+        );
+        assert_eq!(
+            generated(NetworkBehaviour::poll(&mut behaviour, &mut cx)),
+            None
+        );
+        assert_eq!(polls.load(Ordering::Relaxed), 3);
+
+        // A method called on it through the wrapper (as the node calls
+        // Kademlia's or request-response's), which wakes nothing: polled
+        // on the next turn all the same.
+        behaviour.hand(9);
+        assert_eq!(task.0.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            generated(NetworkBehaviour::poll(&mut behaviour, &mut cx)),
+            Some(9)
+        );
+        assert_eq!(
+            generated(NetworkBehaviour::poll(&mut behaviour, &mut cx)),
+            None
+        );
+        assert_eq!(polls.load(Ordering::Relaxed), 5);
+
+        // Handed a swarm event: polled again.
+        let moved: libp2p::Multiaddr = "/ip4/127.0.0.1/tcp/9".parse().expect("address");
+        NetworkBehaviour::on_swarm_event(
+            &mut behaviour,
+            libp2p::swarm::FromSwarm::NewExternalAddrCandidate(
+                libp2p::swarm::NewExternalAddrCandidate { addr: &moved },
+            ),
+        );
+        assert_eq!(
+            generated(NetworkBehaviour::poll(&mut behaviour, &mut cx)),
+            None
+        );
+        assert_eq!(
+            generated(NetworkBehaviour::poll(&mut behaviour, &mut cx)),
+            None
+        );
+        assert_eq!(polls.load(Ordering::Relaxed), 6);
+
+        // Read through `&` only: nothing to poll.
+        assert!(behaviour.handed.is_empty());
+        assert_eq!(
+            generated(NetworkBehaviour::poll(&mut behaviour, &mut cx)),
+            None
+        );
+        assert_eq!(polls.load(Ordering::Relaxed), 6);
     }
 }

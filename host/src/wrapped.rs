@@ -1,23 +1,26 @@
 //! The [`NetworkBehaviour`](libp2p::swarm::NetworkBehaviour) of a wrapper
-//! that changes nothing but its behaviour's connection handlers
-//! ([`Woken`](crate::Woken), [`Listed`](crate::Listed)).
+//! that changes its behaviour's connection handlers and at most when the
+//! behaviour is polled ([`Woken`](crate::Woken), [`Listed`](crate::Listed)).
 
-/// For `$wrapper<B>(pub B)`: derefs to `B` (so its methods and fields are
-/// reached as before) and is `B` as a behaviour, with every connection
-/// handler `B` makes passed through `$handler::new`.
+/// For `$wrapper<B>`, which has the inherent methods `inner(&self) -> &B`,
+/// `inner_mut(&mut self) -> &mut B` (every call of `B`'s methods goes
+/// through it) and `poll_inner(&mut self, cx)` (`B`'s poll, or `Pending`):
+/// derefs to `B` (so its methods and fields are reached as before) and is
+/// `B` as a behaviour, with every connection handler `B` makes passed
+/// through `$handler::new`.
 macro_rules! handler_wrapper {
     ($wrapper:ident, $handler:ident) => {
         impl<B> ::std::ops::Deref for $wrapper<B> {
             type Target = B;
 
             fn deref(&self) -> &B {
-                &self.0
+                self.inner()
             }
         }
 
         impl<B> ::std::ops::DerefMut for $wrapper<B> {
             fn deref_mut(&mut self) -> &mut B {
-                &mut self.0
+                self.inner_mut()
             }
         }
 
@@ -33,8 +36,11 @@ macro_rules! handler_wrapper {
                 local_addr: &::libp2p::core::Multiaddr,
                 remote_addr: &::libp2p::core::Multiaddr,
             ) -> Result<(), ::libp2p::swarm::ConnectionDenied> {
-                self.0
-                    .handle_pending_inbound_connection(connection_id, local_addr, remote_addr)
+                self.inner_mut().handle_pending_inbound_connection(
+                    connection_id,
+                    local_addr,
+                    remote_addr,
+                )
             }
 
             fn handle_established_inbound_connection(
@@ -44,7 +50,7 @@ macro_rules! handler_wrapper {
                 local_addr: &::libp2p::core::Multiaddr,
                 remote_addr: &::libp2p::core::Multiaddr,
             ) -> Result<::libp2p::swarm::THandler<Self>, ::libp2p::swarm::ConnectionDenied> {
-                self.0
+                self.inner_mut()
                     .handle_established_inbound_connection(
                         connection_id,
                         peer,
@@ -61,7 +67,7 @@ macro_rules! handler_wrapper {
                 addresses: &[::libp2p::core::Multiaddr],
                 effective_role: ::libp2p::core::Endpoint,
             ) -> Result<Vec<::libp2p::core::Multiaddr>, ::libp2p::swarm::ConnectionDenied> {
-                self.0.handle_pending_outbound_connection(
+                self.inner_mut().handle_pending_outbound_connection(
                     connection_id,
                     maybe_peer,
                     addresses,
@@ -77,7 +83,7 @@ macro_rules! handler_wrapper {
                 role_override: ::libp2p::core::Endpoint,
                 port_use: ::libp2p::core::transport::PortUse,
             ) -> Result<::libp2p::swarm::THandler<Self>, ::libp2p::swarm::ConnectionDenied> {
-                self.0
+                self.inner_mut()
                     .handle_established_outbound_connection(
                         connection_id,
                         peer,
@@ -89,7 +95,7 @@ macro_rules! handler_wrapper {
             }
 
             fn on_swarm_event(&mut self, event: ::libp2p::swarm::FromSwarm) {
-                self.0.on_swarm_event(event);
+                self.inner_mut().on_swarm_event(event);
             }
 
             fn on_connection_handler_event(
@@ -98,7 +104,7 @@ macro_rules! handler_wrapper {
                 connection_id: ::libp2p::swarm::ConnectionId,
                 event: ::libp2p::swarm::THandlerOutEvent<Self>,
             ) {
-                self.0
+                self.inner_mut()
                     .on_connection_handler_event(peer_id, connection_id, event);
             }
 
@@ -108,7 +114,7 @@ macro_rules! handler_wrapper {
             ) -> ::std::task::Poll<
                 ::libp2p::swarm::ToSwarm<B::ToSwarm, ::libp2p::swarm::THandlerInEvent<Self>>,
             > {
-                self.0.poll(cx)
+                self.poll_inner(cx)
             }
         }
     };

@@ -193,7 +193,7 @@ pub fn build_swarm(
             Ok(Listed(Behaviour {
                 blocked: allow_block_list::Behaviour::default(),
                 gate: crate::gate::Gate::default(),
-                direct: Woken(request_response::Behaviour::with_codec(
+                direct: Woken::new(request_response::Behaviour::with_codec(
                     DirectCodec,
                     [
                         (
@@ -204,12 +204,12 @@ pub fn build_swarm(
                     ],
                     request_response_config(),
                 )),
-                keys: Woken(request_response::Behaviour::with_codec(
+                keys: Woken::new(request_response::Behaviour::with_codec(
                     FrameCodec::new(MAX_CONTROL_LEN, MAX_CONTROL_LEN),
                     [(KEYS_PROTOCOL, request_response::ProtocolSupport::Full)],
                     request_response_config(),
                 )),
-                mailbox: Woken(request_response::Behaviour::with_codec(
+                mailbox: Woken::new(request_response::Behaviour::with_codec(
                     FrameCodec::new(MAX_MAILBOX_FRAME, MAX_MAILBOX_FRAME),
                     [(
                         MAILBOX_PROTOCOL,
@@ -217,12 +217,12 @@ pub fn build_swarm(
                     )],
                     request_response_config().with_request_timeout(MAILBOX_REQUEST_TIMEOUT),
                 )),
-                presence: Woken(request_response::Behaviour::with_codec(
+                presence: Woken::new(request_response::Behaviour::with_codec(
                     FrameCodec::new(MAX_PRESENCE_RECORD_LEN, MAX_PRESENCE_RECORD_LEN + 8),
                     [(PRESENCE_PROTOCOL, request_response::ProtocolSupport::Full)],
                     request_response_config().with_request_timeout(Duration::from_secs(10)),
                 )),
-                history: Woken(request_response::Behaviour::with_codec(
+                history: Woken::new(request_response::Behaviour::with_codec(
                     FrameCodec::new(MAX_HISTORY_FRAME, MAX_HISTORY_FRAME),
                     [(
                         HISTORY_PROTOCOL,
@@ -230,14 +230,14 @@ pub fn build_swarm(
                     )],
                     request_response_config(),
                 )),
-                link: Woken(link_behaviour(request_response::ProtocolSupport::Inbound)),
+                link: Woken::new(link_behaviour(request_response::ProtocolSupport::Inbound)),
                 gossipsub: crate::group_gossip::GroupGossip::new(gossipsub),
-                kad: Woken(kad_behaviour(peer)),
-                relay_client: Woken(relay_client),
-                dcutr: Woken(Toggle::from(
+                kad: Woken::new(kad_behaviour(peer)),
+                relay_client: Woken::new(relay_client),
+                dcutr: Woken::new(Toggle::from(
                     options.hole_punch.then(|| dcutr::Behaviour::new(peer)),
                 )),
-                autonat: Woken(autonat::Behaviour::new(
+                autonat: Woken::new(autonat::Behaviour::new(
                     peer,
                     autonat::Config {
                         boot_delay: Duration::from_secs(2),
@@ -253,12 +253,12 @@ pub fn build_swarm(
                 // Identify tells every peer let in our addresses: only
                 // the ones we share (`crate::addresses`, made external
                 // addresses by the event loop), never every interface's.
-                identify: Woken(identify::Behaviour::new(
+                identify: Woken::new(identify::Behaviour::new(
                     identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
                         .with_hide_listen_addrs(true),
                 )),
-                liveness: Woken(liveness),
-                stream: Woken(libp2p_stream::Behaviour::new()),
+                liveness: Woken::new(liveness),
+                stream: Woken::new(libp2p_stream::Behaviour::new()),
             }))
         })
         .map_err(io::Error::other)?

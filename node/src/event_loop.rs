@@ -38,6 +38,7 @@ macro_rules! ctx {
 
 mod commit;
 mod contacts;
+mod counts;
 mod devices;
 mod direct;
 mod drain;
@@ -194,6 +195,8 @@ pub(crate) struct EventLoop {
     /// when a commit lands, since the engine then forgets what that commit
     /// stored, and when older than [`SNAPSHOT_KEPT`].
     group_snapshot: Option<(crate::store::Snapshot, Instant)>,
+    /// Messages whose receipt counts wait to be told (`counts.rs`).
+    counts_due: counts::CountsDue,
     /// Pages of mail whose seals are being opened off the loop.
     opening: drain::Opening,
     /// The order of our direct requests, and of the batches peers send us
@@ -349,6 +352,7 @@ impl EventLoop {
             batch,
             commit: None,
             group_snapshot: None,
+            counts_due: counts::CountsDue::default(),
             opening: drain::Opening::default(),
             direct_order: direct::DirectOrder::new(rand::random()),
             listen_addresses: Vec::new(),
@@ -498,6 +502,7 @@ impl EventLoop {
                         self.presence_goodbye(GOODBYE_WAIT).await;
                         self.send_receipts();
                         self.finish().await;
+                        self.tell_waiting_counts();
                         let _ = reply.send(Ok(()));
                         return;
                     }

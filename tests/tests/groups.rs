@@ -577,57 +577,67 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A member's node shows a busy group's messages before their batch is
-/// on disk, and commits them together. A client that reads right after
-/// an event (history, the conversation list, search: bots do) still finds
-/// the message the event told of. Two nodes in this process (the library,
-/// real libp2p, real redb); each event at bob is followed at once by the
-/// three reads.
-#[test]
-fn a_client_reading_right_after_a_group_message_event_finds_the_message() {
-    use hush_node::{Event, Home, Node, NodeConfig, Page, rpc::SearchParams};
-    let dir = tempfile::tempdir().unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// Two nodes in this process (the library, real libp2p, real redb),
+/// contacts of each other, in alice's group "busy" that bob joined.
+async fn busy_pair(dir: &std::path::Path) -> (hush_node::Node, hush_node::Node, String) {
+    use hush_node::{Home, Node, NodeConfig};
+    let start = |name: &'static str| {
+        let home = Home::new(dir.join(name));
+        async move {
+            hush_node::init(&home, name, hush_node::now_ms()).unwrap();
+            let mut config =
+                NodeConfig::default().with_listen("/ip4/127.0.0.1/tcp/0".parse().unwrap());
+            config.mdns = false;
+            Node::start(&home, config).await.unwrap()
+        }
+    };
+    let (alice, bob) = (start("alice").await, start("bob").await);
+    alice
+        .add_contact("bob", &bob.card().await.unwrap())
+        .await
+        .unwrap();
+    bob.add_contact("alice", &alice.card().await.unwrap())
+        .await
+        .unwrap();
+    let group = alice.group_create("busy").await.unwrap().id;
+    alice.group_invite(&group, "bob", false).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while bob.group_join(&group).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bob never saw the invitation"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    while alice.group_members(&group).await.unwrap().group.members < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "alice never saw bob join"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (alice, bob, group)
+}
+
+fn two_threads() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap();
-    runtime.block_on(async {
-        let start = |name: &'static str| {
-            let home = Home::new(dir.path().join(name));
-            async move {
-                hush_node::init(&home, name, hush_node::now_ms()).unwrap();
-                let mut config =
-                    NodeConfig::default().with_listen("/ip4/127.0.0.1/tcp/0".parse().unwrap());
-                config.mdns = false;
-                Node::start(&home, config).await.unwrap()
-            }
-        };
-        let (alice, bob) = (start("alice").await, start("bob").await);
-        alice
-            .add_contact("bob", &bob.card().await.unwrap())
-            .await
-            .unwrap();
-        bob.add_contact("alice", &alice.card().await.unwrap())
-            .await
-            .unwrap();
-        let group = alice.group_create("busy").await.unwrap().id;
-        alice.group_invite(&group, "bob", false).await.unwrap();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while bob.group_join(&group).await.is_err() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "bob never saw the invitation"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        while alice.group_members(&group).await.unwrap().group.members < 2 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "alice never saw bob join"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        .unwrap()
+}
+
+/// A member's node shows a busy group's messages before their batch is
+/// on disk, and commits them together. A client that reads right after
+/// an event (history, the conversation list, search: bots do) still finds
+/// the message the event told of. Each event at bob is followed at once
+/// by the three reads.
+#[test]
+fn a_client_reading_right_after_a_group_message_event_finds_the_message() {
+    use hush_node::{Event, Page, rpc::SearchParams};
+    let dir = tempfile::tempdir().unwrap();
+    two_threads().block_on(async {
+        let (alice, bob, group) = busy_pair(dir.path()).await;
         let mut events = bob.subscribe();
         let sent = 40;
         let sender = alice.clone();
@@ -678,6 +688,51 @@ fn a_client_reading_right_after_a_group_message_event_finds_the_message() {
                 hits.iter().any(|h| h.id == message.id),
                 "a search for {word:?} right after its event finds it"
             );
+        }
+    });
+}
+
+/// The author of a busy group is told each message's receipt counts as
+/// they land, at most four times a second per group (the receipts of many
+/// messages come together): whatever waits is told on a later tick, so
+/// every message's last count, `delivered` 1 (bob), reaches a client.
+#[test]
+fn every_message_of_a_busy_group_has_its_last_receipt_count_told() {
+    use std::collections::HashMap;
+
+    use hush_node::Event;
+    let dir = tempfile::tempdir().unwrap();
+    two_threads().block_on(async {
+        let (alice, _bob, group) = busy_pair(dir.path()).await;
+        let mut events = alice.subscribe();
+        let mut sent = Vec::new();
+        for i in 0..40 {
+            let receipt = alice
+                .group_send(&group, &format!("message {i}"))
+                .await
+                .unwrap();
+            sent.push(receipt.id);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut delivered: HashMap<String, usize> = HashMap::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while sent.iter().any(|id| delivered.get(id) != Some(&1)) {
+            let event = tokio::time::timeout_at(deadline, events.recv())
+                .await
+                .unwrap_or_else(|_| {
+                    let untold: Vec<_> = sent
+                        .iter()
+                        .filter(|id| delivered.get(*id) != Some(&1))
+                        .collect();
+                    panic!("no count of 1 told within 60 s for {untold:?}")
+                })
+                .unwrap();
+            if let Event::GroupReceipt {
+                id, delivered: n, ..
+            } = &event.event
+            {
+                delivered.insert(id.clone(), *n);
+            }
         }
     });
 }

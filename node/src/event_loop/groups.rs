@@ -4,7 +4,7 @@
 //! topic subscriptions, publishing, validation results, history requests
 //! to the home relays, events. Views of groups for the API live here too.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use hush_protocol::device::{
@@ -636,33 +636,50 @@ impl EventLoop {
         self.group_snapshot = snapshot;
     }
 
-    /// After a commit: `GroupReceipt` events with the counts now stored,
-    /// once per message however many receipts for it the batch held.
+    /// After a commit: the messages whose receipts it stored wait for the
+    /// tick to have their counts told (`counts.rs`).
     pub(super) fn emit_receipt_counts(&mut self, committed: Vec<(GroupId, Vec<MessageId>)>) {
-        let mut by_group: HashMap<GroupId, BTreeSet<MessageId>> = HashMap::new();
+        let now = Instant::now();
         for (group, ids) in committed {
-            by_group.entry(group).or_default().extend(ids);
-        }
-        for (group, ids) in by_group {
-            let Some(g) = self.engine.groups.group(&group) else {
-                continue;
-            };
-            let ids: Vec<MessageId> = ids.into_iter().collect();
-            let counts = match self.store.receipt_counts(&g.conversation(), &ids) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(group = %group, error = %e, "could not count receipts");
-                    continue;
-                }
-            };
-            for (message, delivered, read) in counts {
-                self.events.send(Event::GroupReceipt {
-                    group: g.state().name.clone(),
-                    id: message.to_string(),
-                    delivered,
-                    read,
-                });
+            if let Some(ids) = self.counts_due.landed(group, ids, now) {
+                self.tell_counts(group, &ids);
             }
+        }
+    }
+
+    /// The counts whose wait is over (on the tick).
+    fn tell_due_counts(&mut self) {
+        for (group, ids) in self.counts_due.due(Instant::now()) {
+            self.tell_counts(group, &ids);
+        }
+    }
+
+    /// Every count still waiting (on shutdown, after the last commit).
+    pub(super) fn tell_waiting_counts(&mut self) {
+        for (group, ids) in self.counts_due.all() {
+            self.tell_counts(group, &ids);
+        }
+    }
+
+    /// `GroupReceipt` events for `ids` of `group`, with the counts stored.
+    fn tell_counts(&mut self, group: GroupId, ids: &[MessageId]) {
+        let Some(g) = self.engine.groups.group(&group) else {
+            return;
+        };
+        let counts = match self.store.receipt_counts(&g.conversation(), ids) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(group = %group, error = %e, "could not count receipts");
+                return;
+            }
+        };
+        for (message, delivered, read) in counts {
+            self.events.send(Event::GroupReceipt {
+                group: g.state().name.clone(),
+                id: message.to_string(),
+                delivered,
+                read,
+            });
         }
     }
 
@@ -685,6 +702,7 @@ impl EventLoop {
     /// On the tick: whatever the group engine has due.
     pub(super) fn groups_tick(&mut self) {
         self.with_groups(|g, ctx| g.handle_tick(ctx));
+        self.tell_due_counts();
         if tracing::enabled!(tracing::Level::DEBUG)
             && self.gossip_logged.elapsed() >= GOSSIP_LOG_EVERY
         {

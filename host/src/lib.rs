@@ -6,8 +6,9 @@
 //! configuration both run, peer id helpers, the clock an engine is fed
 //! from, files created private, the write-ahead log the stores put in
 //! front of redb, the liveness probe every connection runs, [`Woken`]
-//! (connection handlers polled only when woken) and [`Listed`] (their
-//! inbound protocols listed only when they may have changed).
+//! (a behaviour and its connection handlers polled only when woken) and
+//! [`Listed`] (their inbound protocols listed only when they may have
+//! changed).
 //!
 //! ```text
 //!  hush-protocol (decides, no IO) ◀── hush-host (glue) ◀── hush-node  (device host)

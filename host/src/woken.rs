@@ -467,14 +467,18 @@ mod tests {
         });
         let task = Arc::new(Task::default());
         let waker = Waker::from(task.clone());
-        let mut cx = Context::from_waker(&waker);
+        // One turn of the swarm's task: the behaviour's poll, and what it
+        // generated.
+        let turn = |behaviour: &mut Woken<Polled>| {
+            generated(NetworkBehaviour::poll(
+                behaviour,
+                &mut Context::from_waker(&waker),
+            ))
+        };
 
         // Never polled: polled once, then not while nothing happens.
         for _ in 0..10 {
-            assert_eq!(
-                generated(NetworkBehaviour::poll(&mut behaviour, &mut cx)),
-                None
-            );
+            assert_eq!(turn(&mut behaviour), None);
         }
         assert_eq!(polls.load(Ordering::Relaxed), 1);
 
@@ -482,18 +486,9 @@ mod tests {
         // out, and it is polled once more to find nothing.
         items.try_send(7).expect("send");
         assert_eq!(task.0.load(Ordering::Relaxed), 1);
-        assert_eq!(
-            generated(NetworkBehaviour::poll(&mut behaviour, &mut cx)),
-            Some(7)
-        );
-        assert_eq!(
-            generated(NetworkBehaviour::poll(&mut behaviour, &mut cx)),
-            None
-        );
-        assert_eq!(
-            generated(NetworkBehaviour::poll(&mut behaviour, &mut cx)),
-            None
-        );
+        assert_eq!(turn(&mut behaviour), Some(7));
+        assert_eq!(turn(&mut behaviour), None);
+        assert_eq!(turn(&mut behaviour), None);
         assert_eq!(polls.load(Ordering::Relaxed), 3);
 
         // A method called on it through the wrapper (as the node calls
@@ -501,14 +496,8 @@ mod tests {
         // on the next turn all the same.
         behaviour.hand(9);
         assert_eq!(task.0.load(Ordering::Relaxed), 1);
-        assert_eq!(
-            generated(NetworkBehaviour::poll(&mut behaviour, &mut cx)),
-            Some(9)
-        );
-        assert_eq!(
-            generated(NetworkBehaviour::poll(&mut behaviour, &mut cx)),
-            None
-        );
+        assert_eq!(turn(&mut behaviour), Some(9));
+        assert_eq!(turn(&mut behaviour), None);
         assert_eq!(polls.load(Ordering::Relaxed), 5);
 
         // Handed a swarm event: polled again.
@@ -519,22 +508,13 @@ mod tests {
                 libp2p::swarm::NewExternalAddrCandidate { addr: &moved },
             ),
         );
-        assert_eq!(
-            generated(NetworkBehaviour::poll(&mut behaviour, &mut cx)),
-            None
-        );
-        assert_eq!(
-            generated(NetworkBehaviour::poll(&mut behaviour, &mut cx)),
-            None
-        );
+        assert_eq!(turn(&mut behaviour), None);
+        assert_eq!(turn(&mut behaviour), None);
         assert_eq!(polls.load(Ordering::Relaxed), 6);
 
         // Read through `&` only: nothing to poll.
         assert!(behaviour.handed.is_empty());
-        assert_eq!(
-            generated(NetworkBehaviour::poll(&mut behaviour, &mut cx)),
-            None
-        );
+        assert_eq!(turn(&mut behaviour), None);
         assert_eq!(polls.load(Ordering::Relaxed), 6);
     }
 }

@@ -381,41 +381,32 @@ async fn a_protocol_accepted_on_an_open_connection_is_announced_to_the_peer() {
     client.dial(address).expect("dial");
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let c = C.as_ref().to_owned();
-    let offered_c = |protocols: &[StreamProtocol]| protocols.iter().any(|p| p.as_ref() == c);
-    // First what the server offers on connecting: not C.
-    let first = tokio::time::timeout_at(deadline, async {
-        loop {
-            if let SwarmEvent::Behaviour(AnnouncingEvent::Identify(
-                libp2p::identify::Event::Received { peer_id, info, .. },
-            )) = client.select_next_some().await
-                && peer_id == server_peer
-            {
-                return info.protocols;
+    let offered_c = |protocols: &[StreamProtocol]| protocols.contains(&C);
+    // The protocols the server tells the client of next, among what
+    // `wanted` accepts.
+    let mut told = async |wanted: &dyn Fn(&[StreamProtocol]) -> bool| {
+        tokio::time::timeout_at(deadline, async {
+            loop {
+                if let SwarmEvent::Behaviour(AnnouncingEvent::Identify(
+                    libp2p::identify::Event::Received { peer_id, info, .. },
+                )) = client.select_next_some().await
+                    && peer_id == server_peer
+                    && wanted(&info.protocols)
+                {
+                    return info.protocols;
+                }
             }
-        }
-    })
-    .await
-    .expect("the server identified itself");
+        })
+        .await
+    };
+    // First what the server offers on connecting: not C.
+    let first = told(&|_| true).await.expect("the server identified itself");
     assert!(!offered_c(&first), "C offered before it was accepted");
     assert!(!first.is_empty());
 
     let _incoming = server_control.accept(C).expect("accept C");
     // Then, within a listing's age (`RELIST_AFTER`), a push that names C.
-    let pushed = tokio::time::timeout_at(deadline, async {
-        loop {
-            if let SwarmEvent::Behaviour(AnnouncingEvent::Identify(
-                libp2p::identify::Event::Received { peer_id, info, .. },
-            )) = client.select_next_some().await
-                && peer_id == server_peer
-                && offered_c(&info.protocols)
-            {
-                return info.protocols;
-            }
-        }
-    })
-    .await
-    .expect("C was never announced");
+    let pushed = told(&offered_c).await.expect("C was never announced");
     // Nothing the server offered before was dropped by the change.
     for protocol in &first {
         assert!(pushed.contains(protocol), "{protocol} no longer offered");

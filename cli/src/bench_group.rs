@@ -30,7 +30,8 @@
 //!   same start: `joined_s` (every `group.join` returned), `converged_s`
 //!   (every member sees all N joined), `warm_s` (a message reached all);
 //!   until `converged_s`, all loopback traffic (`setup_loopback_mb`) and
-//!   the process's CPU (`setup_cores_busy`);
+//!   the process's CPU (`setup_cores_busy`); after the quiet seconds, the
+//!   peers a node is connected to, on average (`connected_peers_mean`);
 //! - `peak_rss_mib`: the whole process (all N nodes), and per node.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -348,6 +349,13 @@ pub async fn group(shape: Shape, as_json: bool) -> Result<()> {
     tokio::time::sleep(idle_window).await;
     let idle_cores = (cpu_ticks().saturating_sub(idle_before)) as f64 / 200.0;
     let setup_s = setup_started.elapsed().as_secs();
+    // The peers each node is connected to once the group formed (what
+    // setup dialled: the creator holds one to every invitee).
+    let mut connected = 0;
+    for node in &nodes {
+        connected += node.status().await?.connected_peers;
+    }
+    let connected_mean = connected as f64 / members as f64;
     // Progress on stderr, so a profiler can be attached for the run alone.
     eprintln!(
         "bench group: {members} members joined and warm after {setup_s} s; measuring {messages} messages"
@@ -448,6 +456,7 @@ pub async fn group(shape: Shape, as_json: bool) -> Result<()> {
         "warm_s": (warm_s * 10.0).round() / 10.0,
         "setup_loopback_mb": setup_mb.round(),
         "setup_cores_busy": (setup_cores * 100.0).round() / 100.0,
+        "connected_peers_mean": (connected_mean * 10.0).round() / 10.0,
         "messages": messages,
         "p50_ms": percentile(&latencies, 0.50) as f64 / 1000.0,
         "p99_ms": percentile(&latencies, 0.99) as f64 / 1000.0,
@@ -474,7 +483,8 @@ pub async fn group(shape: Shape, as_json: bool) -> Result<()> {
         println!("{report}");
     } else {
         println!(
-            "group of {members} (invited in {invite_s} s, formed in {setup_s} s more), {messages} messages of {TEXT_LEN} bytes, one per {} ms",
+            "group of {members} (invited in {invite_s} s, formed in {setup_s} s more, {} peers connected per node), {messages} messages of {TEXT_LEN} bytes, one per {} ms",
+            report["connected_peers_mean"],
             interval.as_millis()
         );
         println!(

@@ -352,8 +352,11 @@ pub async fn group(shape: Shape, as_json: bool) -> Result<()> {
     // The peers each node is connected to once the group formed (what
     // setup dialled: the creator holds one to every invitee).
     let mut connected = 0;
-    for node in &nodes {
-        connected += node.status().await?.connected_peers;
+    for (i, node) in nodes.iter().enumerate() {
+        connected += tokio::time::timeout(CALL_TIMEOUT, node.status())
+            .await
+            .with_context(|| format!("member m{i} did not answer within {CALL_TIMEOUT:?}"))??
+            .connected_peers;
     }
     let connected_mean = connected as f64 / members as f64;
     // Progress on stderr, so a profiler can be attached for the run alone.

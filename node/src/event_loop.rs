@@ -54,6 +54,7 @@ mod presence;
 mod push;
 mod reach;
 mod relays;
+mod watchdog;
 
 pub(crate) use commit::Landing;
 use commit::{After, Batch, Commit, SNAPSHOT_KEPT};
@@ -62,6 +63,7 @@ pub(crate) use failover::Failover;
 pub(crate) use files::{FileConfig, file_view};
 pub(crate) use groups::{GroupCommand, GroupConfig};
 pub(crate) use presence::PresenceConfig;
+use watchdog::{Turn, Watchdog};
 
 use crate::error::NodeError;
 use crate::identity::Me;
@@ -483,12 +485,15 @@ impl EventLoop {
         let mut last_event = Instant::now();
         let tick = tokio::time::sleep_until(next_tick.into());
         tokio::pin!(tick);
+        let mut watchdog = Watchdog::start();
         loop {
             if tick.deadline() != next_tick.into() {
                 tick.as_mut().reset(next_tick.into());
             }
+            watchdog.begin(Turn::Flush);
             self.sync_gate();
             self.flush();
+            watchdog.end();
             let commit = &mut self.commit;
             let commit_done = async {
                 match commit {
@@ -497,33 +502,51 @@ impl EventLoop {
                 }
             };
             tokio::select! {
-                command = self.commands.recv() => match command {
-                    Some(Command::Shutdown { reply }) => {
-                        self.presence_goodbye(GOODBYE_WAIT).await;
-                        self.send_receipts();
-                        self.finish().await;
-                        self.tell_waiting_counts();
-                        let _ = reply.send(Ok(()));
-                        return;
+                command = self.commands.recv() => {
+                    watchdog.begin(Turn::Command);
+                    match command {
+                        Some(Command::Shutdown { reply }) => {
+                            watchdog.end();
+                            self.presence_goodbye(GOODBYE_WAIT).await;
+                            self.send_receipts();
+                            self.finish().await;
+                            self.tell_waiting_counts();
+                            let _ = reply.send(Ok(()));
+                            return;
+                        }
+                        Some(command) => self.on_command(command),
+                        None => break,
                     }
-                    Some(command) => self.on_command(command),
-                    None => break,
-                },
-                event = self.swarm.select_next_some() => self.on_swarm_event(event),
-                event = self.files.next() => self.on_file_event(event),
-                event = courier_next(&mut self.courier) => self.on_courier_event(event),
+                }
+                event = self.swarm.select_next_some() => {
+                    watchdog.begin(Turn::Network);
+                    self.on_swarm_event(event);
+                }
+                event = self.files.next() => {
+                    watchdog.begin(Turn::Files);
+                    self.on_file_event(event);
+                }
+                event = courier_next(&mut self.courier) => {
+                    watchdog.begin(Turn::Courier);
+                    self.on_courier_event(event);
+                }
                 (replacing, found) = Failover::finished(self.failover.search_slot()) => {
+                    watchdog.begin(Turn::Failover);
                     self.on_replacement(replacing, found);
                 }
                 Some((page, opened)) = self.opening.next(), if !self.opening.is_empty() => {
+                    watchdog.begin(Turn::Mail);
                     self.on_opening_done(page, opened);
                 }
                 result = commit_done => {
+                    watchdog.begin(Turn::Commit);
                     let result = result.unwrap_or_else(|e| Err(StoreError::Storage(redb::StorageError::Io(std::io::Error::other(e)))));
                     self.on_commit(result);
                 }
                 () = &mut tick => {
+                    watchdog.begin(Turn::Tick);
                     self.on_tick();
+                    watchdog.end();
                     let period = if last_event.elapsed() < BUSY_FOR {
                         BUSY_TICK
                     } else {
@@ -533,9 +556,11 @@ impl EventLoop {
                     continue;
                 }
             }
+            watchdog.end();
             last_event = Instant::now();
             next_tick = next_tick.min(last_event + BUSY_TICK);
         }
+        watchdog.end();
         self.finish().await;
     }
 
@@ -559,6 +584,7 @@ impl EventLoop {
         self.link_tick();
         self.files_tick();
         self.expiry_tick();
+        self.report_slow_commit();
         if self
             .courier
             .as_ref()

@@ -186,7 +186,10 @@ impl User {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("hush {args:?} did not finish within 60 s");
+                panic!(
+                    "hush {args:?} did not finish within 60 s\n{}",
+                    self.log_tail()
+                );
             }
             std::thread::sleep(Duration::from_millis(5));
         };
@@ -222,13 +225,7 @@ impl User {
     pub fn json(&self, args: &[&str]) -> Value {
         let run = self.run(args);
         if !run.ok() {
-            let log = self.node_log();
-            let lines: Vec<&str> = log.lines().collect();
-            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
-            panic!(
-                "hush {args:?} failed: {run:?}\n{}'s node log, last 40 lines:\n{tail}",
-                self.name
-            );
+            panic!("hush {args:?} failed: {run:?}\n{}", self.log_tail());
         }
         run.json()
     }
@@ -328,6 +325,15 @@ impl User {
     /// The node process's pid, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.node.as_ref().map(Child::id)
+    }
+
+    /// The last 40 lines of the node's log, headed by whose it is: a
+    /// node that stopped, or stopped answering, says why there.
+    fn log_tail(&self) -> String {
+        let log = self.node_log();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+        format!("{}'s node log, last 40 lines:\n{tail}", self.name)
     }
 
     pub fn node_log(&self) -> String {

@@ -204,7 +204,14 @@ pub(super) struct Commit {
     /// Events wait in `after` for it to land (counted once: the loop asks
     /// on every turn, and a busy commit's `after` holds thousands).
     holds_events: bool,
+    started: Instant,
+    /// It is logged once it has run this long (doubled each time).
+    report_after: Duration,
 }
+
+/// A commit running this long is logged: what waits for it (acks, replies,
+/// the API's reads of what events told) waits meanwhile.
+const SLOW_COMMIT: Duration = Duration::from_secs(5);
 
 impl EventLoop {
     /// Lands the running commit and whatever was gathered after it, and runs
@@ -292,7 +299,29 @@ impl EventLoop {
             after: batch.after,
             emitted: batch.emitted,
             holds_events,
+            started: Instant::now(),
+            report_after: SLOW_COMMIT,
         });
+    }
+
+    /// Logs a commit that has run [`SLOW_COMMIT`] and not landed, and again
+    /// each time its age doubles (on the tick): a disk that stalls, or a
+    /// store that waits on a lock, says so.
+    pub(super) fn report_slow_commit(&mut self) {
+        let Some(commit) = self.commit.as_mut() else {
+            return;
+        };
+        let running = commit.started.elapsed();
+        if running < commit.report_after {
+            return;
+        }
+        commit.report_after = commit.report_after.saturating_mul(2);
+        tracing::warn!(
+            running_s = running.as_secs(),
+            waiting = commit.after.len(),
+            "a write to the database has run {} s and not finished: what waits for it (acks, replies, reads) waits too",
+            running.as_secs()
+        );
     }
 
     /// Sends the events of the gathered batch that may go before it lands

@@ -39,6 +39,10 @@ mod search;
 
 /// Commands queued to the event loop at most.
 const COMMAND_QUEUE: usize = 1024;
+/// How long a read waits for messages already shown to land (see
+/// [`Node::landed`]) before it reads what is stored: a commit that stalls
+/// (a disk that does not answer) must not hang every read with it.
+const LAND_WAIT: Duration = Duration::from_secs(5);
 /// Events buffered per subscriber; a slower subscriber is told it lagged.
 /// Most messages one history call returns.
 pub const MAX_HISTORY_LIMIT: usize = 1000;
@@ -414,11 +418,23 @@ impl Node {
     /// busy group's messages are shown before their batch commits (see
     /// `event_loop::commit`); a read that follows an event lands them
     /// first, so it finds what the event told. Free when nothing waits.
+    /// At most [`LAND_WAIT`]: then the read goes on with what is stored
+    /// (the loop logs the stalled commit).
     pub(crate) async fn landed(&self) -> Result<(), NodeError> {
         if !self.landing.pending() {
             return Ok(());
         }
-        self.ask(|reply| Command::Land { reply }).await
+        let land = self.ask(|reply| Command::Land { reply });
+        match tokio::time::timeout(LAND_WAIT, land).await {
+            Ok(landed) => landed,
+            Err(_) => {
+                tracing::warn!(
+                    "a read waited {} s for messages already shown to be stored; it reads what is stored so far",
+                    LAND_WAIT.as_secs()
+                );
+                Ok(())
+            }
+        }
     }
 
     pub async fn add_contact(&self, name: &str, card_text: &str) -> Result<ContactView, NodeError> {

@@ -486,6 +486,10 @@ impl EventLoop {
         let tick = tokio::time::sleep_until(next_tick.into());
         tokio::pin!(tick);
         let mut watchdog = Watchdog::start();
+        // Its task waits in this worker's own slot, which the other
+        // worker cannot take: let it start now, not after a first turn
+        // that might never end.
+        tokio::task::yield_now().await;
         loop {
             if tick.deadline() != next_tick.into() {
                 tick.as_mut().reset(next_tick.into());

@@ -226,13 +226,19 @@ impl EventLoop {
             if self.commit.is_none() {
                 break;
             }
-            if let Some(commit) = self.commit.as_mut() {
-                let result = (&mut commit.task).await;
-                self.on_commit(result.unwrap_or_else(|e| {
-                    Err(StoreError::Storage(redb::StorageError::Io(
-                        std::io::Error::other(e),
-                    )))
-                }));
+            // No tick runs now: a commit that stalls is told of here.
+            while let Some(commit) = self.commit.as_mut() {
+                match tokio::time::timeout(SLOW_COMMIT, &mut commit.task).await {
+                    Ok(result) => {
+                        self.on_commit(result.unwrap_or_else(|e| {
+                            Err(StoreError::Storage(redb::StorageError::Io(
+                                std::io::Error::other(e),
+                            )))
+                        }));
+                        break;
+                    }
+                    Err(_) => self.report_slow_commit(),
+                }
             }
             self.flush();
         }
@@ -315,7 +321,10 @@ impl EventLoop {
         if running < commit.report_after {
             return;
         }
-        commit.report_after = commit.report_after.saturating_mul(2);
+        // Next at the first doubling past this age (a late look tells once).
+        while commit.report_after <= running {
+            commit.report_after = commit.report_after.saturating_mul(2);
+        }
         tracing::warn!(
             running_s = running.as_secs(),
             waiting = commit.after.len(),

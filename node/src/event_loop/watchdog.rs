@@ -3,7 +3,10 @@
 //! [`SLOW_TURN`] is logged when it ends, with what it handled; one that has
 //! not ended after [`STUCK_TURN`] is logged by a task beside the loop, on
 //! the runtime's other worker (the turn may never end), again each time
-//! its length doubles. A task, not a thread: a thread of its own cost the
+//! its length doubles. (On a runtime of one worker, as in some tests, a
+//! stuck turn holds the task too: only its end is logged.) What the loop
+//! awaits between turns (polling the swarm, a commit at shutdown) is not
+//! a turn: a hang there is not seen here. A task, not a thread: a thread of its own cost the
 //! idle node about 600 KiB of resident memory (its own malloc arena).
 
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -186,7 +189,7 @@ async fn watch(shared: Weak<Shared>, limits: Limits, report: Reporter) {
     let first = u64::try_from(limits.stuck.as_millis()).unwrap_or(u64::MAX);
     let mut look = tokio::time::interval(limits.look_every);
     look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The turn told of (its start) and at what age it was.
+    // The turn told of (its start) and at what age it is told next.
     let mut told: Option<(u64, u64)> = None;
     loop {
         look.tick().await;
@@ -199,12 +202,18 @@ async fn watch(shared: Weak<Shared>, limits: Limits, report: Reporter) {
             continue;
         }
         let running = shared.now_ms().saturating_sub(started - 1);
-        let next = match told {
-            Some((turn_start, at)) if turn_start == started => at.saturating_mul(2),
+        let due = match told {
+            Some((turn_start, due)) if turn_start == started => due,
             _ => first,
         };
-        if running < next {
+        if running < due {
             continue;
+        }
+        // The next telling at the first doubling past this age (a look
+        // that came late tells once, not once per doubling it missed).
+        let mut next = due.max(1);
+        while next <= running {
+            next = next.saturating_mul(2);
         }
         told = Some((started, next));
         if let Some(turn) = Turn::from_u8(shared.turn.load(Ordering::Relaxed)) {

@@ -69,11 +69,11 @@ use crate::error::NodeError;
 use crate::identity::Me;
 use crate::journal::Journal;
 use crate::network::{self, BehaviourEvent, NodeSwarm};
-use crate::node::{Command, Reply};
+use crate::node::Command;
 use crate::outbox::Outbox;
 use crate::records::ContactRecord;
 use crate::store::{Op, Store, StoreError};
-use crate::view::{Event, NodeStatus};
+use crate::view::NodeStatus;
 
 /// The loop's tick (retries, timeouts, held commits, receipts and
 /// heartbeats due are looked at on it) while anything happened in the last
@@ -732,46 +732,6 @@ impl EventLoop {
                 let addresses = self.shared_address_strings();
                 let _ = reply.send(Ok(self.me.card(&addresses).to_string()));
             }
-        }
-    }
-
-    /// Adds a contact or takes a newer card of one.
-    fn add_contact(
-        &mut self,
-        name: String,
-        card: ContactCard,
-        card_text: String,
-        update: bool,
-        reply: Reply<crate::view::ContactView>,
-    ) {
-        let ctx = ctx!(self);
-        let added = if update {
-            self.engine.update_contact(ctx, name, card, card_text)
-        } else {
-            self.engine.add_contact(ctx, name, card, card_text)
-        };
-        self.drive();
-        let record = match added {
-            Ok(record) => record,
-            Err(e) => {
-                let _ = reply.send(Err(e.into()));
-                return;
-            }
-        };
-        self.tell_own_devices_contact(&record.account);
-        let view = self.view_of(&record);
-        self.batch.after.push(After::ReplyContact(reply, view));
-        if !update {
-            self.batch
-                .after
-                .push(After::Emit(Box::new(Event::ContactAdded {
-                    contact: record.name,
-                })));
-            self.share_key_with(&record.account);
-            // Removed before and taken back: its right counts again.
-            self.want_revoked();
-            // Mail from them may be waiting unread at our relays: read it again.
-            self.reread_mail();
         }
     }
 

@@ -26,6 +26,46 @@ pub(crate) enum ContactAction {
 }
 
 impl EventLoop {
+    /// Adds a contact or takes a newer card of one.
+    pub(super) fn add_contact(
+        &mut self,
+        name: String,
+        card: hush_protocol::ContactCard,
+        card_text: String,
+        update: bool,
+        reply: Reply<ContactView>,
+    ) {
+        let ctx = ctx!(self);
+        let added = if update {
+            self.engine.update_contact(ctx, name, card, card_text)
+        } else {
+            self.engine.add_contact(ctx, name, card, card_text)
+        };
+        self.drive();
+        let record = match added {
+            Ok(record) => record,
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+                return;
+            }
+        };
+        self.tell_own_devices_contact(&record.account);
+        let view = self.view_of(&record);
+        self.batch.after.push(After::ReplyContact(reply, view));
+        if !update {
+            self.batch
+                .after
+                .push(After::Emit(Box::new(Event::ContactAdded {
+                    contact: record.name,
+                })));
+            self.share_key_with(&record.account);
+            // Removed before and taken back: its right counts again.
+            self.want_revoked();
+            // Mail from them may be waiting unread at our relays: read it again.
+            self.reread_mail();
+        }
+    }
+
     /// Whether the contact `name` is verified with keys changed since.
     pub(super) fn keys_changed(&self, name: &str) -> bool {
         let contacts = &self.engine.contacts;

@@ -43,7 +43,6 @@ const COMMAND_QUEUE: usize = 1024;
 /// [`Node::landed`]) before it reads what is stored: a commit that stalls
 /// (a disk that does not answer) must not hang every read with it.
 const LAND_WAIT: Duration = Duration::from_secs(5);
-/// Events buffered per subscriber; a slower subscriber is told it lagged.
 /// Most messages one history call returns.
 pub const MAX_HISTORY_LIMIT: usize = 1000;
 

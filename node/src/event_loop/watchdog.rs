@@ -130,7 +130,12 @@ struct Shared {
 
 impl Shared {
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+        self.ms_at(Instant::now())
+    }
+
+    fn ms_at(&self, at: Instant) -> u64 {
+        let ms = at.saturating_duration_since(self.epoch).as_millis();
+        u64::try_from(ms).unwrap_or(u64::MAX).min(u64::MAX - 1)
     }
 }
 
@@ -163,11 +168,13 @@ impl Watchdog {
     /// A turn handling `turn` starts (ending the one before, if any).
     pub(super) fn begin(&mut self, turn: Turn) {
         self.end();
+        // One clock read a turn here, one in `end`.
+        let now = Instant::now();
         self.shared.turn.store(turn as u8, Ordering::Relaxed);
         self.shared
             .started
-            .store(self.shared.now_ms() + 1, Ordering::Relaxed);
-        self.turn = Some((turn, Instant::now()));
+            .store(self.shared.ms_at(now) + 1, Ordering::Relaxed);
+        self.turn = Some((turn, now));
     }
 
     /// The running turn ends; told if it was slow.

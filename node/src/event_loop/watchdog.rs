@@ -6,8 +6,10 @@
 //! its length doubles. (On a runtime of one worker, as in some tests, a
 //! stuck turn holds the task too: only its end is logged.) What the loop
 //! awaits between turns (polling the swarm, a commit at shutdown) is not
-//! a turn: a hang there is not seen here. A task, not a thread: a thread of its own cost the
-//! idle node about 600 KiB of resident memory (its own malloc arena).
+//! a turn: a hang there is not seen here.
+//!
+//! A task, not a thread: with a thread of its own, an idle node held about
+//! 1.3 MiB more (docs/benchmarks.md, seventeenth session).
 
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};

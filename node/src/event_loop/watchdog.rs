@@ -113,14 +113,6 @@ pub(super) struct Watchdog {
     report: Reporter,
 }
 
-impl std::fmt::Debug for Watchdog {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Watchdog")
-            .field("turn", &self.turn)
-            .finish()
-    }
-}
-
 #[derive(Debug)]
 struct Shared {
     epoch: Instant,

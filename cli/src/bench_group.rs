@@ -10,7 +10,9 @@
 //!   members, over `late_messages` messages (a few members: their mesh;
 //!   many members over a few messages: the process stalled);
 //! - `missing`: (message, member) pairs not arrived 10 s after the last
-//!   send, at `missing_members` members (named on stderr); of those,
+//!   send, at `missing_members` members (named on stderr, with the first
+//!   messages short by their index in the run and how many members each
+//!   reached, and the events the bench's listeners lagged); of those,
 //!   `missing_after_40s` still had not 30 s later (lost, not late);
 //! - `bytes_per_member_per_msg`: all loopback traffic during the measured
 //!   run (gossip copies, control frames, receipts over Olm, pings: from
@@ -424,10 +426,20 @@ pub async fn group(shape: Shape, as_json: bool) -> Result<()> {
     // repair, the heads exchange, the relays' history).
     let mut missing_after_40s = 0;
     if missing > 0 {
+        let a = arrivals.lock().await;
+        let short: Vec<(usize, usize)> = sent
+            .iter()
+            .enumerate()
+            .map(|(n, (id, _))| (n, a.get(id).map_or(0, Vec::len)))
+            .filter(|(_, got)| *got < others)
+            .take(20)
+            .collect();
+        drop(a);
         eprintln!(
-            "bench group: {missing} deliveries missing after 10 s, at {} members (member m: count) {:?}; waiting 30 s more",
+            "bench group: {missing} deliveries missing after 10 s, at {} members (member m: count) {:?}; messages short (index: members reached) {short:?}; {} events lagged; waiting 30 s more",
             lacking.len(),
-            lacking.iter().take(20).collect::<Vec<_>>()
+            lacking.iter().take(20).collect::<Vec<_>>(),
+            lagged.load(Ordering::Relaxed),
         );
         let until = Instant::now() + Duration::from_secs(30);
         loop {

@@ -164,7 +164,7 @@ where
     /// hush: the local protocols in the order the handler last listed
     /// them (see `HUSH-PATCH.md`). An idle poll compares the handler's
     /// listing with this, name by name, and hashes nothing when they match.
-    local_listed_in_order: Vec<String>,
+    local_listed_in_order: Vec<<THandler::InboundProtocol as UpgradeInfoSend>::Info>,
 
     idle_timeout: Duration,
     stream_counter: ActiveStreamCounter,
@@ -495,22 +495,32 @@ where
 }
 
 /// hush: the handler's local protocols, in the order it lists them.
-fn listed_in_order<C: ConnectionHandler>(handler: &C) -> Vec<String> {
+fn listed_in_order<C: ConnectionHandler>(
+    handler: &C,
+) -> Vec<<C::InboundProtocol as UpgradeInfoSend>::Info> {
     handler
         .listen_protocol()
         .upgrade()
         .protocol_info()
         .into_iter()
-        .map(|info| info.as_ref().to_owned())
         .collect()
 }
 
-/// hush: whether `listing` names exactly `last`, in the same order.
-fn same_in_order<T: AsRef<str>>(last: &[String], listing: impl IntoIterator<Item = T>) -> bool {
+/// hush: whether `listing` names exactly `last`, in the same order. A name
+/// at the very address (and length) of the one kept is that name: `last`
+/// holds its names, so their memory cannot have been reused for another,
+/// and the bytes are compared only when the addresses differ.
+fn same_in_order<T: AsRef<str>, U: AsRef<str>>(
+    last: &[T],
+    listing: impl IntoIterator<Item = U>,
+) -> bool {
     let mut listing = listing.into_iter();
-    last.iter()
-        .all(|name| listing.next().is_some_and(|info| info.as_ref() == name))
-        && listing.next().is_none()
+    last.iter().all(|name| {
+        listing.next().is_some_and(|info| {
+            let (kept, listed) = (name.as_ref(), info.as_ref());
+            std::ptr::eq(kept, listed) || kept == listed
+        })
+    }) && listing.next().is_none()
 }
 
 fn gather_supported_protocols<C: ConnectionHandler>(

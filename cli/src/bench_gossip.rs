@@ -48,8 +48,8 @@ const LATE: Duration = Duration::from_secs(10);
 
 /// What a member does with each message it receives.
 struct Reader {
-    /// A member holds the epoch's publish secret and checks a signature
-    /// by signing again ([`PublishKey::signed`]), as the node does.
+    /// A member holds the epoch's publish secret and checks a message's
+    /// tag ([`PublishKey::is_authentic`]), as the node does.
     key: PublishKey,
     session: MegolmInbound,
 }
@@ -60,7 +60,7 @@ impl Reader {
         let Ok(message) = GroupMessage::from_bytes(data) else {
             return false;
         };
-        if !self.key.signed(&message) {
+        if !self.key.is_authentic(&message) {
             return false;
         }
         let Ok((plaintext, _)) = self.session.decrypt(&message.ciphertext) else {

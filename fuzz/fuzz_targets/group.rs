@@ -31,6 +31,10 @@ fuzz_target!(|data: &[u8]| {
         if sealed.signature != message.signature {
             assert!(!key.public().verify(&message));
         }
+        // Nor does a tag nobody made pass a member's check.
+        if message != sealed {
+            assert!(!key.is_authentic(&message));
+        }
     }
     if let Ok(text) = std::str::from_utf8(data)
         && let Some(key) = TopicKey::parse(text)

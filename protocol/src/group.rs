@@ -58,5 +58,6 @@ pub const MAX_SESSION_KEY_LEN: usize = 512;
 /// Largest Megolm ciphertext a group message carries: the largest padded
 /// payload plus Megolm's header, MAC and signature.
 pub const MAX_GROUP_CIPHERTEXT_LEN: usize = 64 * 1024 + 256;
-/// Largest encoded [`GroupMessage`].
-pub const MAX_GROUP_MESSAGE_LEN: usize = 1 + 32 + 4 + MAX_GROUP_CIPHERTEXT_LEN + 64;
+/// Largest encoded [`GroupMessage`]: version, session, the ciphertext and
+/// its length, an end, the signature and the tag.
+pub const MAX_GROUP_MESSAGE_LEN: usize = 1 + 32 + 4 + MAX_GROUP_CIPHERTEXT_LEN + 8 + 64 + 32;

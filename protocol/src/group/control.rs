@@ -22,10 +22,17 @@ const CLAIM_CONTEXT: &[u8] = b"hush 2026-12 room key claim";
 pub fn room_key_claim(group: &GroupId, account: &AccountId, device: &DeviceId) -> Vec<u8> {
     [CLAIM_CONTEXT, &group.0, &account.0, &device.0].concat()
 }
+/// A group message without a tag (as published before versions 4 and 5;
+/// still read).
 const MESSAGE_VERSION: u8 = 2;
-/// A group message with an end (a disappearing message): version 3 adds
-/// `expires_at_ms` after the ciphertext.
+/// Version 2 with an end (a disappearing message): `expires_at_ms` after
+/// the ciphertext.
 const EXPIRING_MESSAGE_VERSION: u8 = 3;
+/// What members publish now: version 2 with the members' tag after the
+/// signature.
+const TAGGED_MESSAGE_VERSION: u8 = 4;
+/// Version 3 with the members' tag.
+const TAGGED_EXPIRING_MESSAGE_VERSION: u8 = 5;
 
 /// What group members send each other over Olm (inside a
 /// [`Payload`](crate::Payload) as [`Body::Group`](crate::Body::Group)).
@@ -148,8 +155,15 @@ pub struct GroupMessage {
     /// a disappearing message, the only thing a relay learns of its timer.
     pub expires_at_ms: Option<u64>,
     /// Ed25519, by the epoch's publish key, over the fields above
-    /// ([`TopicKey::verify`](super::TopicKey::verify)).
+    /// ([`TopicKey::verify`](super::TopicKey::verify)): what a relay checks.
     pub signature: [u8; 64],
+    /// BLAKE3 keyed by a key derived from the publish key's secret, over
+    /// the encoding before it (the signature included): what a member
+    /// checks, at a fraction of a signature's cost
+    /// ([`PublishKey::is_authentic`](super::PublishKey::is_authentic)).
+    /// `None` in a message of version 2 or 3, which members check by the
+    /// signature.
+    pub tag: Option<[u8; 32]>,
 }
 
 impl GroupMessage {
@@ -161,11 +175,14 @@ impl GroupMessage {
             .as_bytes()
     }
 
-    /// The encoding without the signature (what the signature covers).
+    /// The encoding without the signature (what the signature covers;
+    /// its version says whether a tag follows).
     pub(super) fn encode_unsigned(&self, w: &mut Writer) {
-        w.u8(match self.expires_at_ms {
-            Some(_) => EXPIRING_MESSAGE_VERSION,
-            None => MESSAGE_VERSION,
+        w.u8(match (self.expires_at_ms, self.tag) {
+            (None, None) => MESSAGE_VERSION,
+            (Some(_), None) => EXPIRING_MESSAGE_VERSION,
+            (None, Some(_)) => TAGGED_MESSAGE_VERSION,
+            (Some(_), Some(_)) => TAGGED_EXPIRING_MESSAGE_VERSION,
         });
         w.raw(&self.session.0);
         w.bytes(&self.ciphertext);
@@ -181,30 +198,37 @@ impl Wire for GroupMessage {
     fn encode(&self, w: &mut Writer) {
         self.encode_unsigned(w);
         w.raw(&self.signature);
+        if let Some(tag) = &self.tag {
+            w.raw(tag);
+        }
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let version = r.u8()?;
-        if version != MESSAGE_VERSION && version != EXPIRING_MESSAGE_VERSION {
-            return Err(DecodeError::Invalid {
-                what: Self::NAME,
-                reason: "unknown version (2 and 3 are known)",
-            });
-        }
+        let (expiring, tagged) = match r.u8()? {
+            MESSAGE_VERSION => (false, false),
+            EXPIRING_MESSAGE_VERSION => (true, false),
+            TAGGED_MESSAGE_VERSION => (false, true),
+            TAGGED_EXPIRING_MESSAGE_VERSION => (true, true),
+            _ => {
+                return Err(DecodeError::Invalid {
+                    what: Self::NAME,
+                    reason: "unknown version (2 to 5 are known)",
+                });
+            }
+        };
         let session = SessionId(r.array()?);
         let ciphertext = r
             .bytes("group ciphertext", MAX_GROUP_CIPHERTEXT_LEN)?
             .to_vec();
-        let expires_at_ms = match version {
-            EXPIRING_MESSAGE_VERSION => Some(r.u64()?),
-            _ => None,
-        };
+        let expires_at_ms = if expiring { Some(r.u64()?) } else { None };
         let signature = r.array()?;
+        let tag = if tagged { Some(r.array()?) } else { None };
         Ok(Self {
             session,
             ciphertext,
             expires_at_ms,
             signature,
+            tag,
         })
     }
 }

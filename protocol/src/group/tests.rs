@@ -222,7 +222,7 @@ fn a_group_messages_end_round_trips_and_is_signed() {
         Some(1_800_000_000_000),
     );
     let bytes = m.to_bytes();
-    assert_eq!(bytes[0], 3, "version 3 carries an end");
+    assert_eq!(bytes[0], 5, "version 5 carries an end and a tag");
     assert_eq!(GroupMessage::from_bytes(&bytes).unwrap(), m);
     let public = crate::TopicKey::parse(&key.topic()).unwrap();
     assert!(public.verify(&m));
@@ -232,9 +232,108 @@ fn a_group_messages_end_round_trips_and_is_signed() {
     let mut dropped = m;
     dropped.expires_at_ms = None;
     assert!(!public.verify(&dropped));
-    // Without an end it stays version 2, as before.
+    // Without an end it is version 4.
     let plain = key.seal(crate::SessionId([3; 32]), vec![1]);
-    assert_eq!(plain.to_bytes()[0], 2);
+    assert_eq!(plain.to_bytes()[0], 4);
+}
+
+/// A message as published before the tag (version 2, or 3 with an end)
+/// is still read: decoded without a tag, and checked by its signature.
+#[test]
+fn an_untagged_message_of_an_older_version_is_still_read() {
+    let key = crate::PublishKey::from_secret(&[4; 32]);
+    for end in [None, Some(1_800_000_000_000)] {
+        let mut old = GroupMessage {
+            tag: None,
+            ..key.seal_until(crate::SessionId([3; 32]), vec![1, 2, 3], end)
+        };
+        old.signature = ed25519_dalek::Signer::sign(
+            &ed25519_dalek::SigningKey::from_bytes(&[4; 32]),
+            &publish::signed_bytes(&old),
+        )
+        .to_bytes();
+        let bytes = old.to_bytes();
+        assert_eq!(bytes[0], if end.is_some() { 3 } else { 2 });
+        let decoded = GroupMessage::from_bytes(&bytes).unwrap();
+        assert_eq!(decoded, old);
+        assert!(key.is_authentic(&decoded) && key.public().verify(&decoded));
+        let mut altered = decoded;
+        altered.ciphertext[0] ^= 1;
+        assert!(!key.is_authentic(&altered));
+    }
+}
+
+/// A stranger strips a message's tag to have members check the signature
+/// instead (or to pass a version 2 reader): the version byte that says a
+/// tag follows is signed, so the stripped message fails both checks.
+#[test]
+fn a_tag_stripped_to_pass_as_an_older_message_is_refused() {
+    let key = crate::PublishKey::from_secret(&[4; 32]);
+    let m = key.seal(crate::SessionId([3; 32]), vec![1, 2, 3]);
+    let stripped = GroupMessage { tag: None, ..m };
+    let bytes = stripped.to_bytes();
+    assert_eq!(bytes[0], 2, "encoded as version 2");
+    let decoded = GroupMessage::from_bytes(&bytes).unwrap();
+    assert!(!key.is_authentic(&decoded));
+    assert!(!key.public().verify(&decoded));
+    // Nor does a tagged message decode with its tag cut off.
+    let m = key.seal(crate::SessionId([3; 32]), vec![1, 2, 3]);
+    let bytes = m.to_bytes();
+    assert!(GroupMessage::from_bytes(&bytes[..bytes.len() - 32]).is_err());
+}
+
+/// A stranger keeps a real message's tag and changes what it covers: the
+/// ciphertext, the end, or the signature (a new message id for the same
+/// Megolm message, which relays would refuse and members forward). The
+/// tag covers all of it.
+#[test]
+fn a_real_tag_over_altered_bytes_or_a_swapped_signature_is_refused() {
+    let key = crate::PublishKey::from_secret(&[4; 32]);
+    let m = key.seal(crate::SessionId([3; 32]), vec![1, 2, 3]);
+    assert!(key.is_authentic(&m));
+    let mut altered = m.clone();
+    altered.ciphertext[0] ^= 1;
+    let mut moved = m.clone();
+    moved.expires_at_ms = Some(1);
+    let mut resession = m.clone();
+    resession.session.0[0] ^= 1;
+    let mut swapped = m.clone();
+    swapped.signature[0] ^= 1;
+    let other = key.seal(crate::SessionId([3; 32]), vec![9]);
+    let mut borrowed = m.clone();
+    borrowed.signature = other.signature;
+    let mut retagged = m.clone();
+    retagged.tag = other.tag;
+    let mut zeroed = m.clone();
+    zeroed.tag = Some([0; 32]);
+    for (what, forged) in [
+        ("ciphertext", altered),
+        ("end", moved),
+        ("session", resession),
+        ("signature", swapped),
+        ("borrowed signature", borrowed),
+        ("borrowed tag", retagged),
+        ("zero tag", zeroed),
+    ] {
+        assert!(!key.is_authentic(&forged), "{what}");
+    }
+    // A stranger's own key makes a tag of its own, not ours.
+    let forger = crate::PublishKey::from_secret(&[5; 32]);
+    let forged = forger.seal(m.session, m.ciphertext.clone());
+    assert!(!key.is_authentic(&forged));
+}
+
+/// What the tag does not cover: a member (who holds the secret) can make
+/// a good tag over a bad signature. Members accept it; relays check the
+/// signature and refuse it, so it never enters a topic's history.
+#[test]
+fn a_members_good_tag_over_a_bad_signature_passes_members_and_no_relay() {
+    let key = crate::PublishKey::from_secret(&[4; 32]);
+    let mut m = key.seal(crate::SessionId([3; 32]), vec![1, 2, 3]);
+    m.signature = [7; 64];
+    m.tag = Some(key.tag(&m));
+    assert!(key.is_authentic(&m));
+    assert!(!key.public().verify(&m));
 }
 
 #[test]
@@ -263,7 +362,7 @@ fn group_message_round_trips_and_verifies_only_for_its_topic() {
     }
 }
 
-/// A member checks a message by signing it again ([`PublishKey::signed`]):
+/// A member checks an untagged message by signing it again ([`PublishKey::signed`]):
 /// whatever it accepts, `verify_strict` accepts, and whatever a forger
 /// makes without the secret is refused as a relay refuses it.
 #[test]

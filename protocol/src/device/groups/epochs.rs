@@ -114,13 +114,13 @@ impl<P> Group<P> {
             .is_some_and(|e| self.keys.iter().any(|k| k.epoch == e.op))
     }
 
-    /// Whether `message` carries the signature of `topic`'s publish key
-    /// (a topic of this group whose key we hold).
-    pub(super) fn signed_for(&self, topic: &str, message: &crate::GroupMessage) -> bool {
+    /// Whether a holder of `topic`'s publish key (a topic of this group
+    /// whose key we hold) made `message` ([`PublishKey::is_authentic`]).
+    pub(super) fn authentic_for(&self, topic: &str, message: &crate::GroupMessage) -> bool {
         self.keys
             .iter()
             .find(|k| k.topic == topic)
-            .is_some_and(|k| k.key.signed(message))
+            .is_some_and(|k| k.key.is_authentic(message))
     }
 
     /// Signs a message with the newest key we hold: the topic and the bytes.

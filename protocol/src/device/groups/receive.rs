@@ -90,13 +90,13 @@ where
         let acceptance = match (known, GroupMessage::from_bytes(data)) {
             (_, Err(_)) => Acceptance::Reject,
             (None, Ok(_)) => Acceptance::Ignore,
-            // Not signed by the topic's publish key: nobody who holds it
+            // Not made by a holder of the topic's publish key: nobody who holds it
             // made this, and every relay on the way should have refused it.
             (Some(id), Ok(m))
                 if !self
                     .groups
                     .get(&id)
-                    .is_some_and(|g| g.signed_for(topic, &m)) =>
+                    .is_some_and(|g| g.authentic_for(topic, &m)) =>
             {
                 self.note(
                     id,
@@ -187,9 +187,11 @@ where
         for (seq, bytes) in items {
             // The same check as on the topic: a relay that stored what the
             // publish key did not sign gets nothing read.
-            let signed = GroupMessage::from_bytes(&bytes)
-                .ok()
-                .filter(|m| self.groups.get(&id).is_some_and(|g| g.signed_for(topic, m)));
+            let signed = GroupMessage::from_bytes(&bytes).ok().filter(|m| {
+                self.groups
+                    .get(&id)
+                    .is_some_and(|g| g.authentic_for(topic, m))
+            });
             let Some(message) = signed else {
                 self.note(
                     id,

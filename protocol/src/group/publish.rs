@@ -14,7 +14,7 @@
 //! also carries a *tag*, BLAKE3 keyed by a key derived from the secret,
 //! over everything before it (the signature included). Relays, which hold
 //! only the public key, check the signature; members check the tag (about
-//! a microsecond, where signing again costs 20 and verifying 40). Only a
+//! a microsecond, where a signature costs 20 to 40 to check). Only a
 //! holder of the secret can make either, so the two checks keep out the
 //! same strangers; a member who makes a good tag over a bad signature
 //! reaches the members online and no relay's history (see
@@ -124,7 +124,8 @@ impl PublishKey {
 
     /// The tag of `message` under this key (whatever tag it carries).
     pub(super) fn tag(&self, message: &GroupMessage) -> [u8; 32] {
-        let key = Zeroizing::new(blake3::derive_key(TAG_KEY_CONTEXT, &self.0.to_bytes()));
+        let secret = Zeroizing::new(self.0.to_bytes());
+        let key = Zeroizing::new(blake3::derive_key(TAG_KEY_CONTEXT, &*secret));
         let mut w = Writer::default();
         message.encode_unsigned(&mut w);
         w.raw(&message.signature);
@@ -132,7 +133,7 @@ impl PublishKey {
     }
 
     /// Whether `message` was signed by this key: the same answer as
-    /// [`TopicKey::verify`], at about half the cost. Ed25519 signing is
+    /// [`TopicKey::verify`], for the cost of a signature. Ed25519 signing is
     /// deterministic (RFC 8032 §5.1.6), so whoever holds the secret signs
     /// the same bytes again and compares, in constant time: a match is the
     /// very signature `verify_strict` accepts (`s` reduced, `R` and the key

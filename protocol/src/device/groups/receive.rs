@@ -187,12 +187,12 @@ where
         for (seq, bytes) in items {
             // The same check as on the topic: a relay that stored what the
             // publish key did not sign gets nothing read.
-            let signed = GroupMessage::from_bytes(&bytes).ok().filter(|m| {
+            let authentic = GroupMessage::from_bytes(&bytes).ok().filter(|m| {
                 self.groups
                     .get(&id)
                     .is_some_and(|g| g.authentic_for(topic, m))
             });
-            let Some(message) = signed else {
+            let Some(message) = authentic else {
                 self.note(
                     id,
                     Severity::Warn,

@@ -56,5 +56,5 @@ pub use routes::{Routes, UNREACHABLE_FOR_MS};
 pub use seen::SeenKey;
 pub use sharing::{
     Accepted, MAX_HEARTBEAT_MS, OwnPresenceRecord, PUSH_INTERVAL_MS, PresenceBook, PresenceEffect,
-    PresenceRecord, PresenceSelf, PresenceSummary, PresenceWrite, World,
+    PresenceRecord, PresenceSelf, PresenceSummary, PresenceWrite, Refusal, World,
 };

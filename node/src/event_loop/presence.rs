@@ -220,11 +220,14 @@ impl EventLoop {
             .collect()
     }
 
-    /// Every contact device we are connected to now.
+    /// The contact devices we are connected to now (not group peers: they
+    /// get no presence).
     fn connected_contacts(&self) -> Vec<(AccountId, DeviceId)> {
+        let contacts = &self.engine.contacts;
         self.swarm
             .connected_peers()
-            .filter_map(|p| self.engine.contacts.device_by_peer(p))
+            .filter_map(|p| contacts.device_by_peer(p))
+            .filter(|(account, _)| contacts.is_contact(account))
             .map(|(account, keys)| (account, keys.device_id))
             .collect()
     }
@@ -305,9 +308,13 @@ impl EventLoop {
             return;
         };
         let (now, addresses) = (self.host_clock.now(), self.shared_address_strings());
-        self.presence
-            .book
-            .connected(now, &account, keys.device_id, &addresses);
+        self.presence.book.connected(
+            now,
+            &self.engine.contacts,
+            &account,
+            keys.device_id,
+            &addresses,
+        );
         self.drive_presence();
     }
 
@@ -418,8 +425,8 @@ impl EventLoop {
 
     fn apply_accepted(&mut self, peer: PeerId, accepted: Accepted<Multiaddr>) -> bool {
         let genuine = match accepted {
-            Accepted::Refused => {
-                tracing::debug!(%peer, "presence record refused");
+            Accepted::Refused(why) => {
+                tracing::debug!(%peer, ?why, "presence record refused");
                 false
             }
             Accepted::Known => true,

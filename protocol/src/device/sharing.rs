@@ -169,12 +169,28 @@ pub enum PresenceEffect {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Accepted<A> {
     /// Not genuine, not theirs, not readable, or older than the last.
-    Refused,
+    Refused(Refusal),
     /// Genuine, and nothing new.
     Known,
     /// Genuine and newer: the device is at these addresses, and says
     /// where its home relays are (if it does).
     Applied(Vec<A>, Option<HomeRelays>),
+}
+
+/// Why a contact's record was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The sender is not a contact (a group peer, say): presence is only
+    /// traded with contacts.
+    NotAContact,
+    /// We hold no presence key of theirs (yet).
+    NoKey,
+    /// It does not open with their key, or has expired.
+    Unreadable,
+    /// It opens, but names another account or device than the sender.
+    NotTheirs,
+    /// Older than the newest record accepted from the device.
+    Replay,
 }
 
 /// Presence as the user asks for it.
@@ -418,13 +434,17 @@ impl<A: Clone> PresenceBook<A> {
 
     /// A contact device connected: trade records (theirs tells us it is
     /// online; ours tells it we are).
-    pub fn connected(
+    pub fn connected<P: Copy + Eq + Hash>(
         &mut self,
         now: Now,
+        contacts: &ContactBook<P, A>,
         account: &AccountId,
         device: DeviceId,
         addresses: &[String],
     ) {
+        if !contacts.is_contact(account) {
+            return;
+        }
         self.watch.connected(&device);
         let record = self.own_record(now, PresenceState::Online, addresses);
         self.push_to(now, account, device, record, false);
@@ -454,6 +474,9 @@ impl<A: Clone> PresenceBook<A> {
         addresses: &[String],
         parse: impl Fn(&str) -> Option<A>,
     ) -> (Accepted<A>, Option<SealedPresence>) {
+        if !contacts.is_contact(account) {
+            return (Accepted::Refused(Refusal::NotAContact), None);
+        }
         let accepted = match record {
             Some(record) => self.accept(now, contacts, account, keys, record, connected, parse),
             None => Accepted::Known,
@@ -479,14 +502,17 @@ impl<A: Clone> PresenceBook<A> {
         connected: bool,
         parse: impl Fn(&str) -> Option<A>,
     ) -> Accepted<A> {
+        if !contacts.is_contact(account) {
+            return Accepted::Refused(Refusal::NotAContact);
+        }
         let Some(key) = self.their_key(account) else {
-            return Accepted::Refused;
+            return Accepted::Refused(Refusal::NoKey);
         };
         let Ok(presence) = sealed.open(&key, now.unix_ms) else {
-            return Accepted::Refused;
+            return Accepted::Refused(Refusal::Unreadable);
         };
         if presence.account != *account || presence.device != keys.device_id {
-            return Accepted::Refused;
+            return Accepted::Refused(Refusal::NotTheirs);
         }
         let before = self.contact_presence(contacts, account);
         let addresses: Vec<A> = presence.addresses.iter().filter_map(|a| parse(a)).collect();
@@ -494,7 +520,7 @@ impl<A: Clone> PresenceBook<A> {
             .watch
             .accept(now, &presence, addresses.clone(), connected)
         {
-            Sighting::Replay => return Accepted::Refused,
+            Sighting::Replay => return Accepted::Refused(Refusal::Replay),
             Sighting::Known => return Accepted::Known,
             Sighting::Applied => {}
         }

@@ -56,6 +56,16 @@ fn peer(seed: u8, name: &str, now: Now) -> Peer {
     }
 }
 
+fn record_of(name: &str, card: &ContactCard) -> ContactRecord {
+    ContactRecord {
+        name: name.to_owned(),
+        card: card.to_string(),
+        account: card.account(),
+        send_receipts: true,
+        added_at_ms: 0,
+    }
+}
+
 /// Everyone a contact of everyone, with each other's presence keys.
 fn world(names: &[&str]) -> (Vec<Peer>, Now) {
     let now = Now::new(1_000, 1_800_000_000_000);
@@ -72,14 +82,8 @@ fn world(names: &[&str]) -> (Vec<Peer>, Now) {
     for p in &mut peers {
         for (name, card) in &cards {
             if card.account() != p.account {
-                let record = ContactRecord {
-                    name: name.clone(),
-                    card: card.to_string(),
-                    account: card.account(),
-                    send_receipts: true,
-                    added_at_ms: 0,
-                };
-                p.contacts.insert(record, card.clone(), reach(card));
+                p.contacts
+                    .insert(record_of(name, card), card.clone(), reach(card));
             }
         }
     }
@@ -168,7 +172,8 @@ fn a_contact_is_online_from_its_record_and_offline_once_the_grace_period_is_over
         Accepted::Known
     );
     // Connected, then the connection drops: online through the grace period.
-    p[1].book.connected(now, &alice, alice_keys.device_id, &[]);
+    let Peer { book, contacts, .. } = &mut p[1];
+    book.connected(now, contacts, &alice, alice_keys.device_id, &[]);
     let later = now.plus_ms(1_000);
     p[1].book.disconnected(later, &alice, &alice_keys.device_id);
     drain(&mut p[1].book);
@@ -200,13 +205,22 @@ fn a_record_for_another_device_or_under_an_unknown_key_is_refused() {
     let carol = p[2].account;
     assert_eq!(
         accept(&mut p[1], carol, carol_keys, &record, now),
-        Accepted::Refused
+        Accepted::Refused(Refusal::Unreadable)
     );
-    // A book that never got alice's key reads nothing.
+    // A stranger's book reads nothing of hers; nor does a new contact's
+    // before her key arrives.
     let (mut stranger, _) = world(&["mallory"]);
     assert_eq!(
         accept(&mut stranger[0], alice, alice_keys, &record, now),
-        Accepted::Refused
+        Accepted::Refused(Refusal::NotAContact)
+    );
+    let card = p[0].card.clone();
+    stranger[0]
+        .contacts
+        .insert(record_of("alice", &card), card.clone(), reach(&card));
+    assert_eq!(
+        accept(&mut stranger[0], alice, alice_keys, &record, now),
+        Accepted::Refused(Refusal::NoKey)
     );
 }
 
@@ -260,7 +274,7 @@ fn turning_sharing_off_for_one_contact_retires_the_key_and_tells_only_the_others
     assert_ne!(new, old);
     assert_eq!(
         accept(&mut p[1], alice, alice_keys, &new, now.plus_ms(3)),
-        Accepted::Refused
+        Accepted::Refused(Refusal::Unreadable)
     );
     assert!(!p[0].book.shares_with(&bob));
     assert!(p[0].book.shares_with(&carol));
@@ -276,18 +290,25 @@ fn reconnects_push_our_record_at_most_once_a_second() {
             .filter(|e| matches!(e, PresenceEffect::Push { .. }))
             .count()
     };
-    p[0].book.connected(now, &bob, bob_device, &[]);
-    assert_eq!(pushes(&mut p[0].book), 1);
-    p[0].book
-        .connected(now.plus_ms(PUSH_INTERVAL_MS - 1), &bob, bob_device, &[]);
-    assert_eq!(
-        pushes(&mut p[0].book),
-        0,
-        "a flapping connection is not a flood"
+    let Peer { book, contacts, .. } = &mut p[0];
+    book.connected(now, contacts, &bob, bob_device, &[]);
+    assert_eq!(pushes(book), 1);
+    book.connected(
+        now.plus_ms(PUSH_INTERVAL_MS - 1),
+        contacts,
+        &bob,
+        bob_device,
+        &[],
     );
-    p[0].book
-        .connected(now.plus_ms(PUSH_INTERVAL_MS), &bob, bob_device, &[]);
-    assert_eq!(pushes(&mut p[0].book), 1);
+    assert_eq!(pushes(book), 0, "a flapping connection is not a flood");
+    book.connected(
+        now.plus_ms(PUSH_INTERVAL_MS),
+        contacts,
+        &bob,
+        bob_device,
+        &[],
+    );
+    assert_eq!(pushes(book), 1);
 }
 
 #[test]
@@ -331,4 +352,46 @@ fn after_a_rotation_connected_contacts_get_a_record_under_the_new_key_at_once() 
         accept(&mut p[2], alice, alice_keys, &pushed, now.plus_ms(1)),
         Accepted::Applied(..)
     ));
+}
+
+#[test]
+fn a_group_peer_who_is_not_a_contact_is_pushed_no_record_and_given_none() {
+    let (mut p, now) = world(&["alice", "bob"]);
+    let (bob, bob_keys, bob_card) = (p[1].account, p[1].keys, p[1].card.clone());
+    // Alice knows bob only as a member of a group they share (he was a
+    // contact once: she still holds his key).
+    let mut contacts = ContactBook::default();
+    contacts.insert_peer(
+        record_of("bob", &bob_card),
+        bob_card.clone(),
+        reach(&bob_card),
+    );
+    p[0].contacts = contacts;
+    drain(&mut p[0].book);
+    // His device connects (a group's mesh): nothing is pushed to it.
+    let Peer { book, contacts, .. } = &mut p[0];
+    book.connected(now, contacts, &bob, bob_keys.device_id, &[]);
+    let pushed = drain(book);
+    assert!(
+        !pushed
+            .iter()
+            .any(|e| matches!(e, PresenceEffect::Push { .. })),
+        "pushed to a non-contact: {pushed:?}"
+    );
+    // His own push is not read, and the answer carries no record of ours.
+    let his = announced(&mut p[1], now, PresenceState::Online);
+    let Peer { book, contacts, .. } = &mut p[0];
+    let (accepted, answer) = book.handle_push(
+        now,
+        contacts,
+        &bob,
+        &bob_keys,
+        Some(&his),
+        true,
+        &["/ip4/10.0.0.2/tcp/1".into()],
+        |a| Some(a.to_owned()),
+    );
+    assert_eq!(accepted, Accepted::Refused(Refusal::NotAContact));
+    assert_eq!(answer, None);
+    assert!(!book.summary(now, contacts, &bob).online);
 }

@@ -31,6 +31,15 @@ const PRUNE_BACKOFF: Duration = Duration::from_secs(15);
 /// Broken promises (an IHAVE'd message not sent within 3 s of our IWANT)
 /// a peer may have on record before they cost it score (libp2p: 0).
 const BROKEN_PROMISES_TOLERATED: f64 = 6.0;
+/// How long a message id is remembered, so that the same message arriving
+/// again is dropped unread.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+// A sender's last resend of a group message no member confirmed falls
+// inside the window: where the message did arrive, the copy is dropped.
+const _: () = assert!(
+    hush_protocol::device::RESEND_AFTER_MS[hush_protocol::device::RESEND_AFTER_MS.len() - 1]
+        < DUPLICATE_WINDOW.as_millis() as u64
+);
 
 /// Gossipsub as hush runs it, for nodes and relays alike.
 ///
@@ -88,7 +97,7 @@ pub fn gossipsub_behaviour() -> Result<gossipsub::Behaviour, io::Error> {
         // it, and what that misses is lost to it).
         .prune_backoff(PRUNE_BACKOFF)
         .heartbeat_interval(Duration::from_millis(500))
-        .duplicate_cache_time(Duration::from_secs(120))
+        .duplicate_cache_time(DUPLICATE_WINDOW)
         .flood_publish(false)
         .build()
         .map_err(io::Error::other)?;

@@ -33,7 +33,8 @@ pub use engine::{
 };
 pub use groups::{
     Acceptance, Group, GroupAfter, GroupBook, GroupCommandError, GroupConfig, GroupEffect,
-    GroupNotice, GroupSelf, GroupWrite, MAX_EPOCH_KEYS, MAX_GROUPS, Severity, Standing,
+    GroupNotice, GroupSelf, GroupWrite, MAX_EPOCH_KEYS, MAX_GROUPS, RESEND_AFTER_MS, Severity,
+    Standing,
 };
 pub use inbox::{Arrival, Inbox, Opened, Source};
 pub use keys::{KEY_REQUEST_INTERVAL_MS, KeyDecision, KeyService};

@@ -61,6 +61,18 @@ impl Net {
         self.spaces.name(&format!("m{half}{k}"))
     }
 
+    /// Drops everything to and from one host (`-I`), or stops (`-D`): its
+    /// own link goes silent.
+    fn silence(&self, host: &str, action: &str) {
+        for (side, addr) in [("-s", host), ("-d", host)] {
+            ns(
+                &self.hub,
+                &["iptables", action, "FORWARD", side, addr, "-j", "DROP"],
+            )
+            .expect("iptables");
+        }
+    }
+
     /// Drops everything between the halves (`-I`), or stops (`-D`).
     fn cut(&self, action: &str) {
         for (from, to) in [
@@ -344,5 +356,106 @@ fn a_silent_network_cut_is_noticed_and_everything_converges_after_the_heal() {
          after {delivered:.1} s; every group history complete after {converged:.1} s; b1 online at a1 \
          again after {back_online:.1} s",
         relay_dead(&r1) + relay_dead(&r2),
+    );
+}
+
+/// The sender's own link goes silent just as it sends to its group: the
+/// message waits in connections that die (every peer, the relays too), so
+/// no one, not even a relay's history, has it when the link comes back.
+/// The sender must notice and send it again.
+#[test]
+fn a_group_message_sent_as_the_senders_link_goes_silent_reaches_every_member() {
+    if skip_without_namespaces() {
+        return;
+    }
+    let net = Net::build().expect("build the network");
+    let r1 = RelayInNs::start(
+        &net.member(1, 1),
+        &[format!("/ip4/{}/tcp/{RELAY_PORT}", ip(1, 1))],
+    );
+    let r2 = RelayInNs::start(
+        &net.member(2, 1),
+        &[format!("/ip4/{}/tcp/{RELAY_PORT}", ip(2, 1))],
+    );
+    let (r1_addr, r2_addr) = (r1.address(&ip(1, 1)), r2.address(&ip(2, 1)));
+    let args = ["--relay", r1_addr.as_str(), "--relay", r2_addr.as_str()];
+    let mut users: Vec<User> = Vec::new();
+    for (half, k, name) in [(1u8, 2u8, "a1"), (1, 3, "a2"), (2, 2, "b1")] {
+        let mut user = User::new(name);
+        let announce = format!("/ip4/{}/tcp/{}", ip(half, k), user.port);
+        let mut args = args.to_vec();
+        args.extend(["--announce", announce.as_str()]);
+        user.start_in_netns(&net.member(half, k), &args);
+        users.push(user);
+    }
+    let [a1, a2, b1] = &users[..] else {
+        unreachable!("three users")
+    };
+    introduce(a1, a2);
+    introduce(a1, b1);
+    let created = a1.run(&["group", "create", "three"]);
+    assert!(created.ok(), "{created:?}");
+    let group = created.stdout.trim().to_owned();
+    for other in [a2, b1] {
+        let r = a1.run(&["group", "invite", &group, &other.name]);
+        assert!(r.ok(), "{r:?}");
+        wait_for(
+            &format!("{}'s invitation", other.name),
+            Duration::from_secs(60),
+            || other.run(&["group", "join", &group]).ok().then_some(()),
+        );
+    }
+    let mut sent = Vec::new();
+    for u in &users {
+        let text = format!("{} before the silence", u.name);
+        group_send(u, &group, &text);
+        sent.push(text);
+    }
+    for u in &users {
+        wait_for(
+            &format!("{} to have the first messages", u.name),
+            Duration::from_secs(60),
+            || (u.group_history(&group).len() >= sent.len()).then_some(()),
+        );
+    }
+
+    // a1's link goes silent, and a1 sends at once: its connections still
+    // look alive, so the message goes into them.
+    let a1_ip = ip(1, 2);
+    net.silence(&a1_ip, "-I");
+    let silent = Instant::now();
+    let text = "a1 as its link went silent".to_owned();
+    group_send(a1, &group, &text);
+    sent.push(text);
+    let noticed = time_until("a1 to see r1 down", silent, Duration::from_secs(60), || {
+        relay_connected(a1, &r1_addr) == Some(false)
+    });
+    while silent.elapsed() < Duration::from_secs(25) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    net.silence(&a1_ip, "-D");
+    let back = Instant::now();
+    let converged = time_until(
+        "every member to have a1's message",
+        back,
+        Duration::from_secs(150),
+        || {
+            users
+                .iter()
+                .all(|u| u.group_history(&group).len() >= sent.len())
+        },
+    );
+    let reference = a1.group_history(&group);
+    for u in &users {
+        assert_eq!(
+            u.group_history(&group),
+            reference,
+            "{} sees another history",
+            u.name
+        );
+    }
+    println!(
+        "silence: a1 saw r1 down after {noticed:.1} s; after the link came back every member \
+         had a1's message in {converged:.1} s"
     );
 }

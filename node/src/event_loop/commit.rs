@@ -490,7 +490,7 @@ impl EventLoop {
                     let _ = reply.send(Err(store_failed(e)));
                 }
                 (After::Publish(group, topic, bytes), Ok(())) => {
-                    self.publish_group(group, topic, bytes)
+                    self.publish_group(group, topic, bytes, false)
                 }
                 (After::ReplyPresence(reply, _), Err(e)) => {
                     let _ = reply.send(Err(store_failed(e)));

@@ -299,7 +299,7 @@ impl EventLoop {
                     group,
                     topic,
                     bytes,
-                } => self.publish_group(group, topic, bytes),
+                } => self.publish_group(group, topic, bytes, true),
                 GroupEffect::Validate {
                     message,
                     peer,
@@ -683,14 +683,25 @@ impl EventLoop {
         }
     }
 
-    /// Publishes a stored message; if no peer takes it now, later.
-    pub(super) fn publish_group(&mut self, id: GroupId, topic: String, bytes: Vec<u8>) {
-        match self
-            .swarm
-            .behaviour_mut()
-            .gossipsub
-            .publish(IdentTopic::new(topic.clone()), bytes.clone())
-        {
+    /// Publishes a stored message; if no peer takes it now, later. `again`:
+    /// gossip may remember publishing it (a message of ours no member
+    /// confirmed, `hush_protocol::device::RESEND_AFTER_MS`), which must
+    /// not stop it.
+    pub(super) fn publish_group(
+        &mut self,
+        id: GroupId,
+        topic: String,
+        bytes: Vec<u8>,
+        again: bool,
+    ) {
+        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        let topic_hash = IdentTopic::new(topic.clone());
+        let published = if again {
+            gossipsub.republish(topic_hash, bytes.clone())
+        } else {
+            gossipsub.publish(topic_hash, bytes.clone())
+        };
+        match published {
             Ok(_) | Err(gossipsub::PublishError::Duplicate) => {}
             Err(e) => {
                 tracing::debug!(group = %id, error = ?e, "group message not published yet; retrying");

@@ -31,6 +31,7 @@ mod gaps;
 mod membership;
 pub mod pending;
 mod receive;
+mod resend;
 mod sending;
 mod sources;
 #[cfg(test)]
@@ -54,6 +55,7 @@ use crate::{
 
 pub use epochs::MAX_EPOCH_KEYS;
 pub use receive::Acceptance;
+pub use resend::RESEND_AFTER_MS;
 
 /// Groups one device may be in.
 pub const MAX_GROUPS: usize = 1024;
@@ -316,7 +318,9 @@ pub enum GroupEffect<P, M> {
         group: GroupId,
         topic: String,
     },
-    /// Publish what no peer took earlier, or what waited for a key.
+    /// Publish what no peer took earlier, what waited for a key, or a
+    /// message of ours no member confirmed (the host publishes it even if
+    /// gossip remembers publishing it: [`RESEND_AFTER_MS`]).
     Publish {
         group: GroupId,
         topic: String,
@@ -438,6 +442,9 @@ pub struct GroupBook<P, A, M> {
     /// Stored messages no peer on the topic took yet: published again on
     /// the tick.
     unpublished: VecDeque<(GroupId, String, Vec<u8>)>,
+    /// Our messages no member has confirmed yet: published again if none
+    /// does.
+    unconfirmed: resend::Unconfirmed,
     epoch_waits: epochs::EpochWaits,
     /// Messages kept for their key, on disk or on the way there.
     pending: pending::PendingIndex,
@@ -530,6 +537,7 @@ where
             blocked: HashSet::new(),
             own_devices: false,
             unpublished: VecDeque::new(),
+            unconfirmed: resend::Unconfirmed::default(),
             epoch_waits: epochs::EpochWaits::default(),
             pending: pending::PendingIndex::default(),
             fresh_pending: HashMap::new(),
@@ -870,7 +878,11 @@ where
                 self.missing_since.remove(&id);
             }
         }
-        for (group, topic, bytes) in std::mem::take(&mut self.unpublished) {
+        let again = self.unconfirmed.due(now);
+        for (group, topic, bytes) in std::mem::take(&mut self.unpublished)
+            .into_iter()
+            .chain(again)
+        {
             self.effects.push_back(GroupEffect::Publish {
                 group,
                 topic,

@@ -626,6 +626,27 @@ where
         topic: impl Into<TopicHash>,
         data: impl Into<Vec<u8>>,
     ) -> Result<MessageId, PublishError> {
+        self.publish_message(topic, data, false)
+    }
+
+    /// hush patch: publishes a message again even if this node published
+    /// or saw it within the duplicate cache's time (the application has
+    /// reason to think it reached no one). Peers that have it drop the
+    /// copy as a duplicate.
+    pub fn republish(
+        &mut self,
+        topic: impl Into<TopicHash>,
+        data: impl Into<Vec<u8>>,
+    ) -> Result<MessageId, PublishError> {
+        self.publish_message(topic, data, true)
+    }
+
+    fn publish_message(
+        &mut self,
+        topic: impl Into<TopicHash>,
+        data: impl Into<Vec<u8>>,
+        again: bool,
+    ) -> Result<MessageId, PublishError> {
         let data = data.into();
         let topic = topic.into();
 
@@ -655,7 +676,7 @@ where
         });
 
         // Check the if the message has been published before
-        if self.duplicate_cache.contains(&msg_id) {
+        if !again && self.duplicate_cache.contains(&msg_id) {
             // This message has already been seen. We don't re-publish messages that have already
             // been published on the network.
             tracing::warn!(
@@ -734,6 +755,9 @@ where
         }
 
         if publish_failed {
+            // hush patch: sent to no one, so not a duplicate when the
+            // application publishes it again.
+            self.duplicate_cache.remove(&msg_id);
             return Err(PublishError::AllQueuesFull(recipients.len()));
         }
 

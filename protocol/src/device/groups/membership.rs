@@ -187,6 +187,7 @@ where
             }
         }
         self.drop_inbound(|i| i.group == id);
+        self.unconfirmed.drop_group(&id);
         self.effects.push_back(GroupEffect::PeersChanged);
         Ok(id)
     }

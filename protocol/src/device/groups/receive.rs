@@ -503,6 +503,7 @@ where
                 if ours.is_empty() {
                     return;
                 }
+                self.unconfirmed.confirmed(&ours);
                 for message in &ours {
                     self.effects
                         .push_back(GroupEffect::Write(GroupWrite::Receipt(

@@ -163,6 +163,13 @@ where
         }
         if let Some((topic, message)) = sealed {
             let bytes = message.to_bytes();
+            self.unconfirmed.published(
+                ctx.now.mono_ms,
+                message_id,
+                id,
+                topic.clone(),
+                bytes.clone(),
+            );
             self.effects.extend([
                 GroupEffect::Write(GroupWrite::Seen(
                     SeenKey::of_group(&message.session, GroupMessage::digest(&bytes)),

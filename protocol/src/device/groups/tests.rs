@@ -23,6 +23,7 @@ mod gaps;
 mod hostile;
 mod invitations;
 mod publish;
+mod resend;
 
 type Book = GroupBook<DeviceId, (), u64>;
 

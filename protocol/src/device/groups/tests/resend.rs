@@ -1,0 +1,89 @@
+//! Our messages no member confirmed are published again.
+
+use super::*;
+use crate::device::groups::RESEND_AFTER_MS;
+
+/// How often member `i` published `bytes` so far.
+fn times_published(net: &Net, i: usize, bytes: &[u8]) -> usize {
+    net.published
+        .iter()
+        .filter(|(from, _, b)| *from == i && b == bytes)
+        .count()
+}
+
+/// Moves the clock to `ms` after the start of the test in ticks of a
+/// second, delivering everything after each.
+fn run_until(net: &mut Net, start: u64, ms: u64) {
+    while net.now.mono_ms < start + ms {
+        net.advance(1_000);
+        net.drive();
+    }
+}
+
+/// Loss: alice's link goes silent as she publishes, so the message reaches
+/// no member and no relay. Nobody else can notice, so she must: with no
+/// receipt for it, she publishes it again.
+#[test]
+fn a_message_lost_on_the_way_to_every_member_is_published_again_until_one_confirms_it() {
+    let mut net = Net::new(&["alice", "bob", "carol"], config());
+    let id = net.group_of_all(0);
+    let start = net.now.mono_ms;
+    let lost = net.publish(0, "into the silence");
+    net.topic.clear();
+    net.drive();
+    assert_eq!(net.members[1].disk.texts(id), Vec::<String>::new());
+    run_until(&mut net, start, RESEND_AFTER_MS[0] - 1_000);
+    assert_eq!(times_published(&net, 0, &lost), 1, "not before its time");
+    run_until(&mut net, start, RESEND_AFTER_MS[0]);
+    assert_eq!(times_published(&net, 0, &lost), 2);
+    for member in [1, 2] {
+        assert_eq!(net.members[member].disk.texts(id), ["into the silence"]);
+    }
+    // Their receipts confirm it: nothing goes out again.
+    run_until(&mut net, start, RESEND_AFTER_MS[2] + 10_000);
+    assert_eq!(times_published(&net, 0, &lost), 2);
+    assert_eq!(net.members[0].book.unconfirmed.len(), 0);
+}
+
+#[test]
+fn a_message_members_received_is_published_once() {
+    let mut net = Net::new(&["alice", "bob"], config());
+    let id = net.group_of_all(0);
+    let start = net.now.mono_ms;
+    let bytes = net.publish(0, "hello");
+    net.drive();
+    assert_eq!(net.members[1].disk.texts(id), ["hello"]);
+    run_until(&mut net, start, RESEND_AFTER_MS[2] + 10_000);
+    assert_eq!(times_published(&net, 0, &bytes), 1);
+    assert_eq!(net.members[0].book.unconfirmed.len(), 0);
+}
+
+/// With nobody to confirm (every member away, or the message lost each
+/// time), it goes out at each of the three times, then no more.
+#[test]
+fn an_unconfirmed_message_is_published_again_three_times_then_left_to_the_relays() {
+    let mut net = Net::new(&["alice", "bob"], config());
+    let id = net.group_of_all(0);
+    let start = net.now.mono_ms;
+    net.members[1].deaf = true;
+    let bytes = net.publish(0, "anyone?");
+    net.drive();
+    run_until(&mut net, start, RESEND_AFTER_MS[2] + 60_000);
+    assert_eq!(times_published(&net, 0, &bytes), 1 + RESEND_AFTER_MS.len());
+    assert_eq!(net.members[0].book.unconfirmed.len(), 0);
+    assert_eq!(net.members[1].disk.texts(id), Vec::<String>::new());
+}
+
+#[test]
+fn a_group_left_sends_nothing_again() {
+    let mut net = Net::new(&["alice", "bob"], config());
+    net.group_of_all(0);
+    let start = net.now.mono_ms;
+    let bytes = net.publish(0, "bye");
+    net.topic.clear();
+    net.call(0, |book, ctx, _| book.leave(ctx, "friends"))
+        .unwrap();
+    net.drive();
+    run_until(&mut net, start, RESEND_AFTER_MS[2] + 10_000);
+    assert_eq!(times_published(&net, 0, &bytes), 1);
+}

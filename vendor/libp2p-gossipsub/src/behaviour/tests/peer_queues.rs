@@ -481,3 +481,46 @@ fn test_slow_peer_is_downscored_on_publish() {
     // There should be two penalties for the two failed messages.
     assert_eq!(slow_peer_score, slow_peer_params.slow_peer_weight * 2.0);
 }
+
+/// hush patch: a message every queue refused was sent to no one, so
+/// publishing it again is not refused as a duplicate; and `republish`
+/// sends a message the duplicate cache holds.
+#[test]
+fn hush_a_message_every_queue_refused_and_a_republished_one_go_out() {
+    let gs_config = ConfigBuilder::default()
+        .validation_mode(ValidationMode::Anonymous)
+        .message_id_fn(|m: &Message| crate::MessageId::from(m.data.clone()))
+        .build()
+        .unwrap();
+    let mut gs: Behaviour = Behaviour::new(MessageAuthenticity::Anonymous, gs_config).unwrap();
+    let topic_hash = Topic::new("Test").hash();
+    let mut topics = BTreeSet::new();
+    topics.insert(topic_hash.clone());
+    let peer_id = PeerId::random();
+    gs.connected_peers.insert(
+        peer_id,
+        PeerDetails {
+            kind: PeerKind::Gossipsubv1_1,
+            extensions: None,
+            connections: vec![ConnectionId::new_unchecked(0)],
+            outbound: false,
+            topics,
+            messages: Queue::new(1),
+            dont_send: LinkedHashMap::new(),
+        },
+    );
+    let (first, second) = (vec![1; 59], vec![2; 59]);
+    assert!(gs.publish(topic_hash.clone(), first.clone()).is_ok());
+    let err = gs.publish(topic_hash.clone(), second.clone()).unwrap_err();
+    assert!(matches!(err, PublishError::AllQueuesFull(1)));
+    // The queue drains; the refused message goes out when tried again.
+    let queue = &mut gs.connected_peers.get_mut(&peer_id).unwrap().messages;
+    assert!(queue.try_pop().is_some());
+    assert!(gs.publish(topic_hash.clone(), second.clone()).is_ok());
+    // A message sent already is a duplicate to `publish`, not to `republish`.
+    let queue = &mut gs.connected_peers.get_mut(&peer_id).unwrap().messages;
+    assert!(queue.try_pop().is_some());
+    let err = gs.publish(topic_hash.clone(), first.clone()).unwrap_err();
+    assert!(matches!(err, PublishError::Duplicate));
+    assert!(gs.republish(topic_hash, first).is_ok());
+}

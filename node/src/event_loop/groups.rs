@@ -702,6 +702,7 @@ impl EventLoop {
             gossipsub.publish(topic_hash, bytes.clone())
         };
         match published {
+            Ok(_) if again => tracing::debug!(group = %id, "group message published again"),
             Ok(_) | Err(gossipsub::PublishError::Duplicate) => {}
             Err(e) => {
                 tracing::debug!(group = %id, error = ?e, "group message not published yet; retrying");

@@ -878,7 +878,9 @@ where
                 self.missing_since.remove(&id);
             }
         }
-        let again = self.unconfirmed.due(now);
+        let mut again = self.unconfirmed.due(now);
+        // One still waiting for a peer goes out once it finds one.
+        again.retain(|(_, _, bytes)| !self.unpublished.iter().any(|(_, _, b)| b == bytes));
         for (group, topic, bytes) in std::mem::take(&mut self.unpublished)
             .into_iter()
             .chain(again)

@@ -87,3 +87,31 @@ fn a_group_left_sends_nothing_again() {
     run_until(&mut net, start, RESEND_AFTER_MS[2] + 10_000);
     assert_eq!(times_published(&net, 0, &bytes), 1);
 }
+
+/// No peer on the topic yet: the message waits for one (published on each
+/// tick), and its resends do not pile up beside it.
+#[test]
+fn a_message_still_waiting_for_a_peer_is_not_queued_twice() {
+    let mut net = Net::new(&["alice", "bob"], config());
+    let id = net.group_of_all(0);
+    let start = net.now.mono_ms;
+    let bytes = net.publish(0, "nobody here");
+    let (_, _, topic, _) = net.topic.pop_back().expect("published");
+    net.call(0, |book, _, _| book.unpublished(id, topic, bytes.clone()));
+    for _ in 0..(RESEND_AFTER_MS[0] / 1_000 + 1) {
+        // Every tick's try finds no peer either.
+        let before = net.topic.len();
+        net.now = net.now.plus_ms(1_000);
+        net.call(0, |book, ctx, _| book.handle_tick(ctx));
+        let tries: Vec<_> = net
+            .topic
+            .drain(before..)
+            .filter(|(_, _, _, b)| *b == bytes)
+            .collect();
+        assert_eq!(tries.len(), 1, "tried once a tick");
+        for (_, group, topic, bytes) in tries {
+            net.call(0, |book, _, _| book.unpublished(group, topic, bytes));
+        }
+    }
+    assert!(net.now.mono_ms >= start + RESEND_AFTER_MS[0]);
+}

@@ -115,3 +115,35 @@ fn a_message_still_waiting_for_a_peer_is_not_queued_twice() {
     }
     assert!(net.now.mono_ms >= start + RESEND_AFTER_MS[0]);
 }
+
+/// Attack: a member who never got a message sends a receipt for an id
+/// close to it (the same millisecond and counter) to stop its resend.
+/// Only the exact id confirms: its 64 random bits cannot be guessed.
+#[test]
+fn a_receipt_for_a_guessed_id_does_not_stop_the_resend() {
+    let mut net = Net::new(&["alice", "bob", "mallory"], config());
+    let id = net.group_of_all(0);
+    let start = net.now.mono_ms;
+    let message = net
+        .call(0, |book, ctx, _| {
+            book.send(ctx, "friends", "into the silence".to_owned())
+        })
+        .unwrap();
+    let (_, _, _, lost) = net.topic.pop_back().expect("published");
+    net.topic.clear();
+    let guessed = MessageId(message.0 ^ 1);
+    let mallory = (net.members[2].key.id(), net.members[2].device);
+    let receipt = GroupControl {
+        group: id,
+        kind: ControlKind::Receipt {
+            kind: ReceiptKind::Delivered,
+            ids: vec![guessed],
+        },
+    };
+    net.call(0, |book, ctx, disk| {
+        book.handle_control(ctx, disk, mallory.0, mallory.1, receipt);
+    });
+    run_until(&mut net, start, RESEND_AFTER_MS[0]);
+    assert_eq!(times_published(&net, 0, &lost), 2);
+    assert_eq!(net.members[1].disk.texts(id), ["into the silence"]);
+}

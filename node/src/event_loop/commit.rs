@@ -55,8 +55,14 @@ pub(super) enum After {
     /// Everything whose event went out is in the store (`Command::Land`).
     Landed(Reply<()>),
     /// A group message and the Megolm ratchet that made it are stored:
-    /// publish it on the group's topic.
-    Publish(hush_protocol::GroupId, String, Vec<u8>),
+    /// publish it on the group's topic (and watch it for a receipt, if it
+    /// is one of ours).
+    Publish(
+        hush_protocol::GroupId,
+        String,
+        Vec<u8>,
+        Option<hush_protocol::MessageId>,
+    ),
     /// A group message waiting for its key is on disk now.
     PendingStored(hush_protocol::SessionId, [u8; 32]),
     /// Receipts for these messages of ours are on disk: tell the counts.
@@ -489,7 +495,17 @@ impl EventLoop {
                 (After::ReplyGroup(reply, _), Err(e)) => {
                     let _ = reply.send(Err(store_failed(e)));
                 }
-                (After::Publish(group, topic, bytes), Ok(())) => {
+                (After::Publish(group, topic, bytes, watch), Ok(())) => {
+                    if let Some(message) = watch {
+                        let now = self.host_clock.now();
+                        self.engine.groups.watch_published(
+                            now,
+                            message,
+                            group,
+                            topic.clone(),
+                            bytes.clone(),
+                        );
+                    }
                     self.publish_group(group, topic, bytes, false)
                 }
                 (After::ReplyPresence(reply, _), Err(e)) => {

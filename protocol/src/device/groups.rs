@@ -240,11 +240,15 @@ pub enum GroupWrite {
 #[derive(Debug, Clone)]
 pub enum GroupAfter {
     /// A message and the Megolm ratchet that made it are stored: publish it
-    /// on the topic.
+    /// on the topic, and (`watch`: one of our messages, not the channel's)
+    /// hand it to [`GroupBook::watch_published`]. Only once it is stored:
+    /// a message whose ratchet step was lost must never go out, or its
+    /// index would be used twice.
     Publish {
         group: GroupId,
         topic: String,
         bytes: Vec<u8>,
+        watch: Option<MessageId>,
     },
     /// A message waiting for its key is on disk now (give it to
     /// [`GroupBook::pending_stored`], committed or not).
@@ -822,6 +826,20 @@ where
                 group: group.to_owned(),
                 member: member.to_owned(),
             })
+    }
+
+    /// One of our messages is stored and goes out now: it is published
+    /// again unless a member confirms it ([`RESEND_AFTER_MS`]).
+    pub fn watch_published(
+        &mut self,
+        now: crate::Now,
+        message: MessageId,
+        group: GroupId,
+        topic: String,
+        bytes: Vec<u8>,
+    ) {
+        self.unconfirmed
+            .published(now.mono_ms, message, group, topic, bytes);
     }
 
     /// A published message no peer took: publish it again on the tick.

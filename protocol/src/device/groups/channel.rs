@@ -203,6 +203,7 @@ where
                 group: id,
                 topic,
                 bytes,
+                watch: None,
             }),
         ]);
         true

@@ -8,10 +8,13 @@
 //! notice it by until the sender's next message, and the relays cannot
 //! fill that gap.
 //!
-//! So the sender keeps each message it published until the first
-//! receipt from another member (any member that read it got it from the
-//! topic, which the relays on the topic carry too) and publishes it
-//! again at [`RESEND_AFTER_MS`] otherwise. The last try still falls
+//! So the sender keeps each message it published until the first receipt
+//! from another member (any member that read it got it from the topic,
+//! which the relays on the topic carry too), and publishes it again at
+//! [`RESEND_AFTER_MS`] otherwise. Watching starts when the host publishes
+//! after the commit ([`super::GroupBook::watch_published`]), never for a
+//! message whose batch failed: its ratchet step is not on disk, and sent
+//! later it could share its message index with another after a restart. The last try still falls
 //! inside gossip's duplicate window (two minutes, `hush_host::gossip`):
 //! where the message did arrive, a copy sent again is dropped by gossip
 //! itself, before it costs a member or a relay anything more.

@@ -163,13 +163,6 @@ where
         }
         if let Some((topic, message)) = sealed {
             let bytes = message.to_bytes();
-            self.unconfirmed.published(
-                ctx.now.mono_ms,
-                message_id,
-                id,
-                topic.clone(),
-                bytes.clone(),
-            );
             self.effects.extend([
                 GroupEffect::Write(GroupWrite::Seen(
                     SeenKey::of_group(&message.session, GroupMessage::digest(&bytes)),
@@ -179,6 +172,7 @@ where
                     group: id,
                     topic,
                     bytes,
+                    watch: Some(message_id),
                 }),
             ]);
         }

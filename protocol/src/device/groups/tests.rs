@@ -292,7 +292,17 @@ impl Net {
                     group,
                     topic,
                     bytes,
+                    watch,
                 } => {
+                    if let Some(message) = watch {
+                        m.book.watch_published(
+                            self.now,
+                            message,
+                            group,
+                            topic.clone(),
+                            bytes.clone(),
+                        );
+                    }
                     self.published.push((i, topic.clone(), bytes.clone()));
                     self.topic.push_back((i, group, topic, bytes));
                 }

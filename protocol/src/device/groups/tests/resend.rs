@@ -147,3 +147,33 @@ fn a_receipt_for_a_guessed_id_does_not_stop_the_resend() {
     assert_eq!(times_published(&net, 0, &lost), 2);
     assert_eq!(net.members[1].disk.texts(id), ["into the silence"]);
 }
+
+/// A message whose batch never committed (the disk failed) was never
+/// published, and its ratchet step is not on disk: it must not go out
+/// later either, or a restart would use its message index twice.
+#[test]
+fn a_message_whose_commit_failed_is_never_published() {
+    let mut net = Net::new(&["alice", "bob"], config());
+    net.group_of_all(0);
+    let start = net.now.mono_ms;
+    let now = net.now;
+    let m = &mut net.members[0];
+    let mut ctx = Ctx {
+        now,
+        clock: &mut m.clock,
+        rng: &mut m.rng,
+    };
+    m.book
+        .send(&mut ctx, "friends", "never stored".to_owned())
+        .unwrap();
+    // The batch fails: its writes and what follows them are dropped.
+    let lost: Vec<Vec<u8>> = std::iter::from_fn(|| m.book.poll_effect())
+        .filter_map(|e| match e {
+            GroupEffect::After(GroupAfter::Publish { bytes, .. }) => Some(bytes),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lost.len(), 1);
+    run_until(&mut net, start, RESEND_AFTER_MS[2] + 10_000);
+    assert_eq!(times_published(&net, 0, &lost[0]), 0);
+}

@@ -59,8 +59,6 @@ pub use resend::RESEND_AFTER_MS;
 
 /// Groups one device may be in.
 pub const MAX_GROUPS: usize = 1024;
-/// Published messages waiting for a peer on the topic, over all groups.
-const MAX_UNPUBLISHED: usize = 4096;
 /// Encoded ops per control message at most (under the padded payload's
 /// 64 KiB).
 const MAX_CONTROL_BYTES: usize = 48 * 1024;
@@ -828,27 +826,6 @@ where
             })
     }
 
-    /// One of our messages is stored and goes out now: it is published
-    /// again unless a member confirms it ([`RESEND_AFTER_MS`]).
-    pub fn watch_published(
-        &mut self,
-        now: crate::Now,
-        message: MessageId,
-        group: GroupId,
-        topic: String,
-        bytes: Vec<u8>,
-    ) {
-        self.unconfirmed
-            .published(now.mono_ms, message, group, topic, bytes);
-    }
-
-    /// A published message no peer took: publish it again on the tick.
-    pub fn unpublished(&mut self, id: GroupId, topic: String, bytes: Vec<u8>) {
-        if self.unpublished.len() < MAX_UNPUBLISHED {
-            self.unpublished.push_back((id, topic, bytes));
-        }
-    }
-
     /// A pending message's batch finished: the store answers for it.
     pub fn pending_stored(&mut self, session: SessionId, digest: [u8; 32]) {
         if let Some(list) = self.fresh_pending.get_mut(&session) {
@@ -896,19 +873,7 @@ where
                 self.missing_since.remove(&id);
             }
         }
-        let mut again = self.unconfirmed.due(now);
-        // One still waiting for a peer goes out once it finds one.
-        again.retain(|(_, _, bytes)| !self.unpublished.iter().any(|(_, _, b)| b == bytes));
-        for (group, topic, bytes) in std::mem::take(&mut self.unpublished)
-            .into_iter()
-            .chain(again)
-        {
-            self.effects.push_back(GroupEffect::Publish {
-                group,
-                topic,
-                bytes,
-            });
-        }
+        self.publish_again(now);
         self.ask_for_missing_keys(ctx);
         self.channel_tick(ctx);
         if self.receipts_due_ms.is_some_and(|due| now >= due) {

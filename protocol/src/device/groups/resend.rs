@@ -1,4 +1,5 @@
-//! Our own group messages, watched until a member confirms one arrived.
+//! Group messages published again: those no peer on the topic took, and
+//! our own that no member confirmed.
 //!
 //! A message handed to gossip can still be lost on every path at once:
 //! the sender's link goes silent just as it publishes, the message waits
@@ -14,10 +15,11 @@
 //! [`RESEND_AFTER_MS`] otherwise. Watching starts when the host publishes
 //! after the commit ([`super::GroupBook::watch_published`]), never for a
 //! message whose batch failed: its ratchet step is not on disk, and sent
-//! later it could share its message index with another after a restart. The last try still falls
-//! inside gossip's duplicate window (two minutes, `hush_host::gossip`):
-//! where the message did arrive, a copy sent again is dropped by gossip
-//! itself, before it costs a member or a relay anything more.
+//! later it could share its message index with another after a restart.
+//! The last try still falls inside gossip's duplicate window (two
+//! minutes, `hush_host::gossip`): where the message did arrive, a copy
+//! sent again is dropped by gossip itself, before it costs a member or a
+//! relay anything more.
 //!
 //! ```text
 //!  publish ─▶ watched ──receipt from a member──▶ forgotten
@@ -26,16 +28,65 @@
 //! ```
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::hash::Hash;
 
+use super::{GroupBook, GroupEffect};
 use crate::{GroupId, MessageId};
 
 /// When a message no member confirmed is published again, after its first
 /// publication (the last within gossip's duplicate window of 120 s).
 pub const RESEND_AFTER_MS: [u64; 3] = [15_000, 45_000, 90_000];
+/// Published messages waiting for a peer on the topic, over all groups.
+const MAX_UNPUBLISHED: usize = 4096;
 /// Messages watched at most, over all groups (the oldest goes first).
 const MAX_WATCHED: usize = 1024;
 /// Their bytes at most.
 const MAX_WATCHED_BYTES: usize = 8 * 1024 * 1024;
+
+impl<P, A, M> GroupBook<P, A, M>
+where
+    P: Copy + Eq + Hash + fmt::Display,
+{
+    /// One of our messages is stored and goes out now: it is published
+    /// again unless a member confirms it ([`RESEND_AFTER_MS`]).
+    pub fn watch_published(
+        &mut self,
+        now: crate::Now,
+        message: MessageId,
+        group: GroupId,
+        topic: String,
+        bytes: Vec<u8>,
+    ) {
+        self.unconfirmed
+            .published(now.mono_ms, message, group, topic, bytes);
+    }
+
+    /// A published message no peer took: publish it again on the tick.
+    pub fn unpublished(&mut self, id: GroupId, topic: String, bytes: Vec<u8>) {
+        if self.unpublished.len() < MAX_UNPUBLISHED {
+            self.unpublished.push_back((id, topic, bytes));
+        }
+    }
+
+    /// On the tick: what waited for a peer, and our messages no member
+    /// confirmed in time.
+    pub(super) fn publish_again(&mut self, now_ms: u64) {
+        let mut again = self.unconfirmed.due(now_ms);
+        // One still waiting for a peer goes out once it finds one.
+        again.retain(|(_, _, bytes)| !self.unpublished.iter().any(|(_, _, b)| b == bytes));
+        for (group, topic, bytes) in std::mem::take(&mut self.unpublished)
+            .into_iter()
+            .chain(again)
+        {
+            self.effects.push_back(GroupEffect::Publish {
+                group,
+                topic,
+                bytes,
+            });
+        }
+    }
+}
 
 #[derive(Debug)]
 struct Watched {

@@ -61,6 +61,31 @@ impl Net {
         self.spaces.name(&format!("m{half}{k}"))
     }
 
+    /// The two relays, r1 in half A and r2 in half B, with their addresses.
+    fn relays(&self) -> ((RelayInNs, String), (RelayInNs, String)) {
+        let start = |half: u8| {
+            let relay = RelayInNs::start(
+                &self.member(half, 1),
+                &[format!("/ip4/{}/tcp/{RELAY_PORT}", ip(half, 1))],
+            );
+            let address = relay.address(&ip(half, 1));
+            (relay, address)
+        };
+        (start(1), start(2))
+    }
+
+    /// Starts `name`'s node at member `k` of half `half`.
+    fn start_user(&self, half: u8, k: u8, name: &str, args: &[&str]) -> User {
+        let mut user = User::new(name);
+        // Listening on 0.0.0.0, a node shares no private address unless
+        // told: these hosts are routed to each other.
+        let announce = format!("/ip4/{}/tcp/{}", ip(half, k), user.port);
+        let mut args = args.to_vec();
+        args.extend(["--announce", announce.as_str()]);
+        user.start_in_netns(&self.member(half, k), &args);
+        user
+    }
+
     /// Drops everything to and from one host (`-I`), or stops (`-D`): its
     /// own link goes silent.
     fn silence(&self, host: &str, action: &str) {
@@ -88,6 +113,25 @@ impl Net {
             .expect("iptables");
         }
     }
+}
+
+/// `admin` creates the group `name` and invites `others`, who join; its id.
+fn group_of(admin: &User, name: &str, others: &[&User]) -> String {
+    let created = admin.run(&["group", "create", name]);
+    assert!(created.ok(), "{created:?}");
+    let group = created.stdout.trim().to_owned();
+    for other in others {
+        let r = admin.run(&["group", "invite", &group, &other.name]);
+        assert!(r.ok(), "{r:?}");
+    }
+    for other in others {
+        wait_for(
+            &format!("{}'s invitation", other.name),
+            Duration::from_secs(60),
+            || other.run(&["group", "join", &group]).ok().then_some(()),
+        );
+    }
+    group
 }
 
 fn send(from: &User, to: &str, text: &str) -> String {
@@ -139,15 +183,7 @@ fn a_silent_network_cut_is_noticed_and_everything_converges_after_the_heal() {
         return;
     }
     let net = Net::build().expect("build the network");
-    let r1 = RelayInNs::start(
-        &net.member(1, 1),
-        &[format!("/ip4/{}/tcp/{RELAY_PORT}", ip(1, 1))],
-    );
-    let r2 = RelayInNs::start(
-        &net.member(2, 1),
-        &[format!("/ip4/{}/tcp/{RELAY_PORT}", ip(2, 1))],
-    );
-    let (r1_addr, r2_addr) = (r1.address(&ip(1, 1)), r2.address(&ip(2, 1)));
+    let ((r1, r1_addr), (r2, r2_addr)) = net.relays();
     let grace = GRACE_SECS.to_string();
     let args = [
         "--relay",
@@ -160,14 +196,7 @@ fn a_silent_network_cut_is_noticed_and_everything_converges_after_the_heal() {
     let mut users: Vec<User> = Vec::new();
     for (half, prefix) in [(1u8, "a"), (2, "b")] {
         for k in 2..=4u8 {
-            let mut user = User::new(&format!("{prefix}{}", k - 1));
-            // Listening on 0.0.0.0, a node shares no private address
-            // unless told: these hosts are routed to each other.
-            let announce = format!("/ip4/{}/tcp/{}", ip(half, k), user.port);
-            let mut args = args.to_vec();
-            args.extend(["--announce", announce.as_str()]);
-            user.start_in_netns(&net.member(half, k), &args);
-            users.push(user);
+            users.push(net.start_user(half, k, &format!("{prefix}{}", k - 1), &args));
         }
     }
     let [a1, a2, a3, b1, b2, b3] = &users[..] else {
@@ -180,20 +209,7 @@ fn a_silent_network_cut_is_noticed_and_everything_converges_after_the_heal() {
     introduce(a3, b3);
 
     // A group of all six, run by a1.
-    let created = a1.run(&["group", "create", "all"]);
-    assert!(created.ok(), "{created:?}");
-    let group = created.stdout.trim().to_owned();
-    for other in [a2, a3, b1, b2, b3] {
-        let r = a1.run(&["group", "invite", &group, &other.name]);
-        assert!(r.ok(), "{r:?}");
-    }
-    for other in [a2, a3, b1, b2, b3] {
-        wait_for(
-            &format!("{}'s invitation", other.name),
-            Duration::from_secs(60),
-            || other.run(&["group", "join", &group]).ok().then_some(()),
-        );
-    }
+    let group = group_of(a1, "all", &[a2, a3, b1, b2, b3]);
     for u in &users {
         wait_for(
             &format!("{} to see six members", u.name),
@@ -369,42 +385,18 @@ fn a_group_message_sent_as_the_senders_link_goes_silent_reaches_every_member() {
         return;
     }
     let net = Net::build().expect("build the network");
-    let r1 = RelayInNs::start(
-        &net.member(1, 1),
-        &[format!("/ip4/{}/tcp/{RELAY_PORT}", ip(1, 1))],
-    );
-    let r2 = RelayInNs::start(
-        &net.member(2, 1),
-        &[format!("/ip4/{}/tcp/{RELAY_PORT}", ip(2, 1))],
-    );
-    let (r1_addr, r2_addr) = (r1.address(&ip(1, 1)), r2.address(&ip(2, 1)));
+    let ((_r1, r1_addr), (_r2, r2_addr)) = net.relays();
     let args = ["--relay", r1_addr.as_str(), "--relay", r2_addr.as_str()];
-    let mut users: Vec<User> = Vec::new();
-    for (half, k, name) in [(1u8, 2u8, "a1"), (1, 3, "a2"), (2, 2, "b1")] {
-        let mut user = User::new(name);
-        let announce = format!("/ip4/{}/tcp/{}", ip(half, k), user.port);
-        let mut args = args.to_vec();
-        args.extend(["--announce", announce.as_str()]);
-        user.start_in_netns(&net.member(half, k), &args);
-        users.push(user);
-    }
+    let users: Vec<User> = [(1u8, 2u8, "a1"), (1, 3, "a2"), (2, 2, "b1")]
+        .into_iter()
+        .map(|(half, k, name)| net.start_user(half, k, name, &args))
+        .collect();
     let [a1, a2, b1] = &users[..] else {
         unreachable!("three users")
     };
     introduce(a1, a2);
     introduce(a1, b1);
-    let created = a1.run(&["group", "create", "three"]);
-    assert!(created.ok(), "{created:?}");
-    let group = created.stdout.trim().to_owned();
-    for other in [a2, b1] {
-        let r = a1.run(&["group", "invite", &group, &other.name]);
-        assert!(r.ok(), "{r:?}");
-        wait_for(
-            &format!("{}'s invitation", other.name),
-            Duration::from_secs(60),
-            || other.run(&["group", "join", &group]).ok().then_some(()),
-        );
-    }
+    let group = group_of(a1, "three", &[a2, b1]);
     let mut sent = Vec::new();
     for u in &users {
         let text = format!("{} before the silence", u.name);

@@ -126,6 +126,7 @@ impl Unconfirmed {
             };
             self.forget(&oldest);
         }
+        self.forget(&id);
         self.bytes += bytes.len();
         self.order.push_back(id);
         self.watched.insert(

@@ -89,7 +89,7 @@ pub use hush_protocol::device::{OwnPresenceRecord, PresenceRecord};
 /// (`hush_protocol::device`).
 pub use hush_protocol::device::{
     FileRecord, FileState, GroupRecord, InboundRecord, MessageKind, MessageRecord, PendingRecord,
-    PublishKeyRecord, Status,
+    PublishKeyRecord, Status, UnconfirmedRecord,
 };
 
 /// The outbox's records are the device engine's (`hush_protocol::device`).

@@ -25,7 +25,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use crate::records::{
     ContactRecord, ContactTrust, GroupRecord, IdentityRecord, IdentityRecordV1, InboundRecord,
     MessageRecord, OutboxRecord, OwnPresenceRecord, PendingRecord, PresenceRecord,
-    PublishKeyRecord,
+    PublishKeyRecord, UnconfirmedRecord,
 };
 
 use self::beside::Beside;
@@ -67,6 +67,9 @@ const MAILBOX_GRANTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("
 const DEVICE_RELAYS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("device_relays");
 const GROUP_PENDING: TableDefinition<(&[u8; 32], &[u8; 32]), &[u8]> =
     TableDefinition::new("group_pending");
+/// Our group messages no member confirmed yet: message id →
+/// [`UnconfirmedRecord`] (published again after a restart).
+const GROUP_UNCONFIRMED: TableDefinition<u128, &[u8]> = TableDefinition::new("group_unconfirmed");
 /// (group, op that began the epoch) → the epoch's publish key and our
 /// history cursors on its topic.
 const GROUP_KEYS: TableDefinition<(&[u8; 32], &[u8; 32]), &[u8]> =
@@ -240,6 +243,7 @@ impl Store {
             txn.open_table(MEGOLM_IN)?;
             txn.open_table(GROUP_RECEIPTS)?;
             txn.open_table(GROUP_PENDING)?;
+            txn.open_table(GROUP_UNCONFIRMED)?;
             txn.open_table(GROUP_KEYS)?;
             txn.open_table(DEPOSIT_RIGHTS)?;
             txn.open_table(MAILBOX_GRANTS)?;
@@ -567,6 +571,22 @@ impl Store {
             let (session, digest) = key.value();
             if let Ok(record) = decode::<PendingRecord>("pending group message", value.value()) {
                 out.push((*session, *digest, record.group, record.received_at_ms));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Our group messages no member confirmed when the node stopped, oldest
+    /// first (a record that does not decode is skipped and logged).
+    pub fn unconfirmed(&self) -> Result<Vec<(MessageId, UnconfirmedRecord)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(GROUP_UNCONFIRMED)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (key, value) = row?;
+            match decode::<UnconfirmedRecord>("unconfirmed group message", value.value()) {
+                Ok(record) => out.push((MessageId(key.value()), record)),
+                Err(e) => tracing::warn!(error = %e, "skipped an unconfirmed group message"),
             }
         }
         Ok(out)

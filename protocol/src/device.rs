@@ -51,7 +51,7 @@ pub use outbox::{
 pub use presence::{PresenceTiming, PresenceWatch, Sighting};
 pub use records::{
     FileRecord, FileState, GroupRecord, InboundRecord, MessageKind, MessageRecord, PendingRecord,
-    PublishKeyRecord, Status,
+    PublishKeyRecord, Status, UnconfirmedRecord,
 };
 pub use routes::{Routes, UNREACHABLE_FOR_MS};
 pub use seen::SeenKey;

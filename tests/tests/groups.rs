@@ -736,3 +736,32 @@ fn every_message_of_a_busy_group_has_its_last_receipt_count_told() {
         }
     });
 }
+
+/// A member writes to the group while it can reach nobody (its relay and
+/// the other member are down), then quits. Started again once the others
+/// are back, its node must still send what it wrote: the message is in its
+/// own history, and nobody else has it.
+#[test]
+fn a_group_message_written_offline_and_the_node_restarted_reaches_the_members() {
+    let (mut relay, mut alice, mut bob, group) = club_of_two();
+    send(&alice, &group, "before");
+    wait_history(&bob, &group, 1);
+    bob.stop();
+    relay.stop();
+    let offline = "written while nobody was reachable";
+    send(&alice, &group, offline);
+    assert_eq!(alice.group_history(&group).len(), 2, "alice's own history");
+    alice.stop();
+
+    relay.restart();
+    bob.start_with(&["--relay", relay.address.as_str()]);
+    alice.start_with(&["--relay", relay.address.as_str()]);
+    let back = std::time::Instant::now();
+    let h = wait_history(&bob, &group, 2);
+    eprintln!("bob had it {:?} after alice started again", back.elapsed());
+    assert!(
+        h.iter().any(|(_, t)| t == offline),
+        "bob got what alice wrote offline: {h:?}"
+    );
+    assert_eq!(h, alice.group_history(&group), "the same history");
+}

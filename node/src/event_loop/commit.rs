@@ -506,7 +506,7 @@ impl EventLoop {
                             bytes.clone(),
                         );
                     }
-                    self.publish_group(group, topic, bytes, false)
+                    self.publish_group(group, topic, bytes, false, watch)
                 }
                 (After::ReplyPresence(reply, _), Err(e)) => {
                     let _ = reply.send(Err(store_failed(e)));

@@ -161,6 +161,15 @@ pub(super) fn load_groups(store: &Store, me: &Me, config: GroupConfig) -> Book {
         }
         Err(e) => tracing::error!(error = %e, "could not load Megolm sessions"),
     }
+    // After the groups: a message of a group no longer ours is dropped.
+    match store.unconfirmed() {
+        Ok(list) => {
+            for (id, record) in list {
+                book.restore_unconfirmed(id, record);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "could not load our unconfirmed group messages"),
+    }
     book
 }
 
@@ -206,6 +215,8 @@ fn op_of(write: GroupWrite) -> Op {
         GroupWrite::DropInbound(id) => Op::DeleteInbound(id.0),
         GroupWrite::Pending(session, digest, record) => Op::PutPending(session.0, digest, record),
         GroupWrite::DropPending(session, digest) => Op::DeletePending(session.0, digest),
+        GroupWrite::Unconfirmed(id, record) => Op::PutUnconfirmed(id, record),
+        GroupWrite::DropUnconfirmed(id) => Op::DeleteUnconfirmed(id),
         GroupWrite::Seen(key, at) => Op::PutSeenKey(key.prefix, key.digest, at),
         GroupWrite::Message(conversation, record) => Op::PutMessage(conversation, record),
         GroupWrite::File(conversation, id, file) => Op::PutFile(conversation, id, file),
@@ -299,7 +310,8 @@ impl EventLoop {
                     group,
                     topic,
                     bytes,
-                } => self.publish_group(group, topic, bytes, true),
+                    watch,
+                } => self.publish_group(group, topic, bytes, true, watch),
                 GroupEffect::Validate {
                     message,
                     peer,
@@ -687,13 +699,15 @@ impl EventLoop {
     /// Publishes a stored message; if no peer takes it now, later. `again`:
     /// gossip may remember publishing it (a message of ours no member
     /// confirmed, `hush_protocol::device::RESEND_AFTER_MS`), which must
-    /// not stop it.
+    /// not stop it. `watch`: one of ours, whose resend clock waits for a
+    /// peer to take it.
     pub(super) fn publish_group(
         &mut self,
         id: GroupId,
         topic: String,
         bytes: Vec<u8>,
         again: bool,
+        watch: Option<MessageId>,
     ) {
         let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
         let topic_hash = IdentTopic::new(topic.clone());
@@ -707,7 +721,7 @@ impl EventLoop {
             Ok(_) | Err(gossipsub::PublishError::Duplicate) => {}
             Err(e) => {
                 tracing::debug!(group = %id, error = ?e, "group message not published yet; retrying");
-                self.engine.groups.unpublished(id, topic, bytes);
+                self.engine.groups.unpublished(id, topic, bytes, watch);
             }
         }
     }

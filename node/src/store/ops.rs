@@ -11,16 +11,16 @@ use super::search::Indexer;
 use super::{
     CLOCK_KEY, CONTACT_TRUST, CONTACTS, DEPOSIT_RIGHTS, DEVICE_RELAYS, DRAINED_KEY, EXPIRING,
     FALLBACK_KEY, FALLBACK_MADE_KEY, FILE_IDS, FILE_ROOTS, FILES, GROUP_KEYS, GROUP_OPS,
-    GROUP_PENDING, GROUP_RECEIPTS, GROUPS, LISTEN_KEY, MAILBOX_GRANTS, MAX_PENDING_UPLOADS,
-    MEGOLM_IN, MESSAGES, META, MUTED, OLM_ACCOUNT_KEY, OUTBOX, OWN_PRESENCE_KEY, OutboxKey,
-    PENDING_UPLOADS_KEY, PRESENCE, PUSH_ENDPOINT_KEY, RELAYS_FOUND_KEY, RELAYS_KEY,
-    RETIRED_RELAYS_KEY, SEEN, SEEN_BY_CHAIN, SESSIONS, StoreError, TIMERS, UNREAD, WAL_KEY, decode,
-    encode,
+    GROUP_PENDING, GROUP_RECEIPTS, GROUP_UNCONFIRMED, GROUPS, LISTEN_KEY, MAILBOX_GRANTS,
+    MAX_PENDING_UPLOADS, MEGOLM_IN, MESSAGES, META, MUTED, OLM_ACCOUNT_KEY, OUTBOX,
+    OWN_PRESENCE_KEY, OutboxKey, PENDING_UPLOADS_KEY, PRESENCE, PUSH_ENDPOINT_KEY,
+    RELAYS_FOUND_KEY, RELAYS_KEY, RETIRED_RELAYS_KEY, SEEN, SEEN_BY_CHAIN, SESSIONS, StoreError,
+    TIMERS, UNREAD, WAL_KEY, decode, encode,
 };
 use crate::records::{
     ContactRecord, ContactTrust, FileRecord, GroupRecord, InboundRecord, MessageKind,
     MessageRecord, OutboxRecord, OwnPresenceRecord, PendingRecord, PresenceRecord,
-    PublishKeyRecord, Status,
+    PublishKeyRecord, Status, UnconfirmedRecord,
 };
 
 /// One change to apply in a write batch. Batches are also the
@@ -107,6 +107,9 @@ pub enum Op {
     /// peer id as bytes), all of them (the newest
     /// [`MAX_PENDING_UPLOADS`] kept); none removes the entry.
     PutPendingUploads(Vec<(u128, Vec<u8>)>),
+    /// One of our group messages, kept until a member confirms it.
+    PutUnconfirmed(MessageId, UnconfirmedRecord),
+    DeleteUnconfirmed(MessageId),
 }
 
 /// A message record as formats 1 to 3 stored it (no timer, no kind).
@@ -159,6 +162,7 @@ struct Tables<'t> {
     inbound: Slot<'t, Id, Bytes>,
     receipts: Slot<'t, (Id, u128, Id), u8>,
     pending: Slot<'t, (Id, Id), Bytes>,
+    unconfirmed: Slot<'t, u128, Bytes>,
     publish_keys: Slot<'t, (Id, Id), Bytes>,
     rights: Slot<'t, Id, Bytes>,
     grants: Slot<'t, Id, Bytes>,
@@ -454,6 +458,13 @@ pub(super) fn write(
                 }
                 Op::DeletePending(session, digest) => {
                     table(&txn, &mut t.pending, GROUP_PENDING)?.remove((&session, &digest))?;
+                }
+                Op::PutUnconfirmed(id, record) => {
+                    table(&txn, &mut t.unconfirmed, GROUP_UNCONFIRMED)?
+                        .insert(id.0, encode(&record).as_slice())?;
+                }
+                Op::DeleteUnconfirmed(id) => {
+                    table(&txn, &mut t.unconfirmed, GROUP_UNCONFIRMED)?.remove(id.0)?;
                 }
                 Op::PutPublishKey(group, epoch, record) => {
                     table(&txn, &mut t.publish_keys, GROUP_KEYS)?

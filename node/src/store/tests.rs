@@ -640,3 +640,47 @@ fn measure_file_lookups() {
         eprintln!("scan {scan:?} · by id {by_id:?} · by blob {by_root:?}");
     }
 }
+
+/// Our unconfirmed group messages outlive a restart, oldest first, and go
+/// when dropped (applied twice, as the log may, the same).
+#[test]
+fn unconfirmed_group_messages_are_kept_across_a_restart_until_dropped() {
+    use crate::records::UnconfirmedRecord;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hush.redb");
+    let record = |n: u8| UnconfirmedRecord {
+        group: GroupId([n; 32]),
+        topic: format!("/hush/group/2/{n}"),
+        bytes: vec![n; 700],
+    };
+    let store = Store::open(&path, &key()).unwrap();
+    let put = || {
+        vec![
+            Op::PutUnconfirmed(MessageId(7), record(7)),
+            Op::PutUnconfirmed(MessageId(3), record(3)),
+        ]
+    };
+    store.apply(put(), Durability::Now).unwrap();
+    store.apply(put(), Durability::Now).unwrap();
+    drop(store);
+
+    let store = Store::open(&path, &key()).unwrap();
+    let kept = store.unconfirmed().unwrap();
+    let ids: Vec<u128> = kept.iter().map(|(id, _)| id.0).collect();
+    assert_eq!(ids, [3, 7]);
+    assert_eq!(kept[0].1.bytes, vec![3; 700]);
+    assert_eq!(kept[1].1.topic, "/hush/group/2/7");
+    store
+        .apply(vec![Op::DeleteUnconfirmed(MessageId(3))], Durability::Now)
+        .unwrap();
+    store
+        .apply(vec![Op::DeleteUnconfirmed(MessageId(3))], Durability::Now)
+        .unwrap();
+    let ids: Vec<u128> = store
+        .unconfirmed()
+        .unwrap()
+        .iter()
+        .map(|(id, _)| id.0)
+        .collect();
+    assert_eq!(ids, [7]);
+}

@@ -45,7 +45,7 @@ use self::sources::Sources;
 use crate::device::DeviceLookup;
 use crate::device::{
     CardReach, Ctx, GroupRecord, InboundRecord, MessageRecord, PendingRecord, PublishKeyRecord,
-    SeenKey,
+    SeenKey, UnconfirmedRecord,
 };
 use crate::{
     AccountId, AccountKey, ContactCard, ConversationId, DeviceId, GroupError, GroupId, GroupOp,
@@ -217,6 +217,11 @@ pub enum GroupWrite {
     /// A message kept until its session's key arrives: (session, digest).
     Pending(SessionId, [u8; 32], PendingRecord),
     DropPending(SessionId, [u8; 32]),
+    /// One of our messages, kept until a member confirms it
+    /// ([`UnconfirmedRecord`]): written with the message itself.
+    Unconfirmed(MessageId, UnconfirmedRecord),
+    /// It was confirmed, sent again for the last time, or its group left.
+    DropUnconfirmed(MessageId),
     /// A message's digest, stored (under its [`SeenKey`]): the same bytes
     /// are not read twice.
     Seen(SeenKey, u64),
@@ -322,11 +327,14 @@ pub enum GroupEffect<P, M> {
     },
     /// Publish what no peer took earlier, what waited for a key, or a
     /// message of ours no member confirmed (the host publishes it even if
-    /// gossip remembers publishing it: [`RESEND_AFTER_MS`]).
+    /// gossip remembers publishing it: [`RESEND_AFTER_MS`]). `watch`: one
+    /// of our messages; if no peer takes it, hand it back with it
+    /// ([`GroupBook::unpublished`]).
     Publish {
         group: GroupId,
         topic: String,
         bytes: Vec<u8>,
+        watch: Option<MessageId>,
     },
     /// The validation result of a topic message held until now.
     Validate {
@@ -442,8 +450,8 @@ pub struct GroupBook<P, A, M> {
     /// Groups with messages missed on the topic: when to ask the relays.
     catch_ups: HashMap<GroupId, gaps::CatchUp>,
     /// Stored messages no peer on the topic took yet: published again on
-    /// the tick.
-    unpublished: VecDeque<(GroupId, String, Vec<u8>)>,
+    /// the tick (with the id of ours that are watched).
+    unpublished: VecDeque<(GroupId, String, Vec<u8>, Option<MessageId>)>,
     /// Our messages no member has confirmed yet: published again if none
     /// does.
     unconfirmed: resend::Unconfirmed,

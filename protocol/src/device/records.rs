@@ -167,6 +167,28 @@ pub struct PendingRecord {
     pub received_at_ms: u64,
 }
 
+/// One of our group messages as published, kept until a member confirms
+/// it (or its last resend, `RESEND_AFTER_MS`, went out): after a restart
+/// it goes out again, so a message written while nobody was reachable is
+/// not lost when the node stops before it could send it.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct UnconfirmedRecord {
+    pub group: GroupId,
+    pub topic: String,
+    /// The `GroupMessage` encoding, as published.
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+impl fmt::Debug for UnconfirmedRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnconfirmedRecord")
+            .field("group", &self.group)
+            .field("len", &self.bytes.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Where a file of a message stands on this device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -504,6 +504,7 @@ where
                     return;
                 }
                 self.unconfirmed.confirmed(&ours);
+                self.drop_forgotten();
                 for message in &ours {
                     self.effects
                         .push_back(GroupEffect::Write(GroupWrite::Receipt(

@@ -21,17 +21,28 @@
 //! sent again is dropped by gossip itself, before it costs a member or a
 //! relay anything more.
 //!
+//! A message is written to the store with the message itself
+//! ([`GroupWrite::Unconfirmed`]) and dropped from it when it is forgotten
+//! here. A node started again watches what the store still holds
+//! ([`GroupBook::restore_unconfirmed`]) and publishes it once a peer is
+//! there: a message written while nobody was reachable, or lost on the way
+//! just before the node stopped, is not lost with the node's memory. The
+//! clock of a message no peer took yet (every publication found no peer
+//! on the topic) starts only when one does.
+//!
 //! ```text
-//!  publish ─▶ watched ──receipt from a member──▶ forgotten
-//!                │
-//!                └─ +15 s, +45 s, +90 s with no receipt ─▶ published again ─▶ forgotten after the last
+//!  stored ─▶ publish ─▶ watched ──receipt from a member──▶ forgotten (and dropped from the store)
+//!               ▲          │
+//!   restart ────┘          ├─ no peer took it ─▶ waiting (clock stopped) ─▶ published on a tick
+//!                          └─ +15 s, +45 s, +90 s with no receipt ─▶ published again ─▶ forgotten after the last
 //! ```
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::Hash;
 
-use super::{GroupBook, GroupEffect};
+use super::{GroupBook, GroupEffect, GroupWrite};
+use crate::device::UnconfirmedRecord;
 use crate::{GroupId, MessageId};
 
 /// When a message no member confirmed is published again, after its first
@@ -63,27 +74,74 @@ where
     }
 
     /// A published message no peer took: publish it again on the tick.
-    pub fn unpublished(&mut self, id: GroupId, topic: String, bytes: Vec<u8>) {
-        if self.unpublished.len() < MAX_UNPUBLISHED {
-            self.unpublished.push_back((id, topic, bytes));
+    /// `watch`: one of ours, whose resend clock stops until a peer takes it.
+    pub fn unpublished(
+        &mut self,
+        id: GroupId,
+        topic: String,
+        bytes: Vec<u8>,
+        watch: Option<MessageId>,
+    ) {
+        if let Some(message) = watch {
+            self.unconfirmed.waiting(&message);
         }
+        if self.unpublished.len() < MAX_UNPUBLISHED {
+            self.unpublished.push_back((id, topic, bytes, watch));
+        }
+    }
+
+    /// At start: one of our messages the store holds, not confirmed when
+    /// the node stopped. It goes out once a peer is on the topic and is
+    /// watched again from then; one of a group we are no longer in is
+    /// dropped.
+    pub fn restore_unconfirmed(&mut self, message: MessageId, record: UnconfirmedRecord) {
+        let me = self.account();
+        let ours = self
+            .groups
+            .get(&record.group)
+            .is_some_and(|g| !g.record.left && g.state.members.contains_key(&me));
+        if !ours {
+            self.effects
+                .push_back(GroupEffect::Write(GroupWrite::DropUnconfirmed(message)));
+            return;
+        }
+        self.unconfirmed.restored(
+            message,
+            record.group,
+            record.topic.clone(),
+            record.bytes.clone(),
+        );
+        self.unpublished(record.group, record.topic, record.bytes, Some(message));
     }
 
     /// On the tick: what waited for a peer, and our messages no member
     /// confirmed in time.
     pub(super) fn publish_again(&mut self, now_ms: u64) {
-        let mut again = self.unconfirmed.due(now_ms);
-        // One still waiting for a peer goes out once it finds one.
-        again.retain(|(_, _, bytes)| !self.unpublished.iter().any(|(_, _, b)| b == bytes));
-        for (group, topic, bytes) in std::mem::take(&mut self.unpublished)
+        // A message still waiting for a peer has its clock stopped, so it
+        // is never due beside itself.
+        let again = self.unconfirmed.due(now_ms);
+        for (group, topic, bytes, watch) in std::mem::take(&mut self.unpublished)
             .into_iter()
             .chain(again)
         {
+            if let Some(message) = watch {
+                self.unconfirmed.going_out(&message, now_ms);
+            }
             self.effects.push_back(GroupEffect::Publish {
                 group,
                 topic,
                 bytes,
+                watch,
             });
+        }
+        self.drop_forgotten();
+    }
+
+    /// The store lets go of the messages no longer watched.
+    pub(super) fn drop_forgotten(&mut self) {
+        for message in self.unconfirmed.forgotten.drain(..) {
+            self.effects
+                .push_back(GroupEffect::Write(GroupWrite::DropUnconfirmed(message)));
         }
     }
 }
@@ -93,8 +151,9 @@ struct Watched {
     group: GroupId,
     topic: String,
     bytes: Vec<u8>,
-    /// When it was first published (mono ms).
-    published_ms: u64,
+    /// When it was first published (mono ms); `None` while no peer took
+    /// it (the clock starts when one does).
+    published_ms: Option<u64>,
     /// Times published again so far.
     tries: usize,
 }
@@ -106,6 +165,8 @@ pub(super) struct Unconfirmed {
     /// Oldest first, to make room.
     order: VecDeque<MessageId>,
     bytes: usize,
+    /// Forgotten since the last tick: to be dropped from the store.
+    forgotten: Vec<MessageId>,
 }
 
 impl Unconfirmed {
@@ -113,6 +174,36 @@ impl Unconfirmed {
     pub(super) fn published(
         &mut self,
         now_ms: u64,
+        id: MessageId,
+        group: GroupId,
+        topic: String,
+        bytes: Vec<u8>,
+    ) {
+        self.insert(Some(now_ms), id, group, topic, bytes);
+    }
+
+    /// A message of ours the store held at start: not out yet.
+    fn restored(&mut self, id: MessageId, group: GroupId, topic: String, bytes: Vec<u8>) {
+        self.insert(None, id, group, topic, bytes);
+    }
+
+    /// No peer took it: its clock stops.
+    fn waiting(&mut self, id: &MessageId) {
+        if let Some(w) = self.watched.get_mut(id) {
+            w.published_ms = None;
+        }
+    }
+
+    /// It is handed to gossip now: its clock starts if it was stopped.
+    fn going_out(&mut self, id: &MessageId, now_ms: u64) {
+        if let Some(w) = self.watched.get_mut(id) {
+            w.published_ms.get_or_insert(now_ms);
+        }
+    }
+
+    fn insert(
+        &mut self,
+        published_ms: Option<u64>,
         id: MessageId,
         group: GroupId,
         topic: String,
@@ -126,7 +217,8 @@ impl Unconfirmed {
             };
             self.forget(&oldest);
         }
-        self.forget(&id);
+        // Watched again (the same message): still the store's to keep.
+        self.remove(&id);
         self.bytes += bytes.len();
         self.order.push_back(id);
         self.watched.insert(
@@ -135,7 +227,7 @@ impl Unconfirmed {
                 group,
                 topic,
                 bytes,
-                published_ms: now_ms,
+                published_ms,
                 tries: 0,
             },
         );
@@ -164,19 +256,21 @@ impl Unconfirmed {
         }
     }
 
-    /// The messages due to go out again now: (group, topic, bytes).
-    pub(super) fn due(&mut self, now_ms: u64) -> Vec<(GroupId, String, Vec<u8>)> {
+    /// The messages due to go out again now: (group, topic, bytes, id).
+    #[allow(clippy::type_complexity)]
+    fn due(&mut self, now_ms: u64) -> Vec<(GroupId, String, Vec<u8>, Option<MessageId>)> {
         let mut due = Vec::new();
         let mut done = Vec::new();
         for (id, w) in &mut self.watched {
-            let Some(after) = RESEND_AFTER_MS.get(w.tries) else {
+            let (Some(after), Some(published_ms)) = (RESEND_AFTER_MS.get(w.tries), w.published_ms)
+            else {
                 continue;
             };
-            if now_ms.saturating_sub(w.published_ms) < *after {
+            if now_ms.saturating_sub(published_ms) < *after {
                 continue;
             }
             w.tries += 1;
-            due.push((w.group, w.topic.clone(), w.bytes.clone()));
+            due.push((w.group, w.topic.clone(), w.bytes.clone(), Some(*id)));
             if w.tries == RESEND_AFTER_MS.len() {
                 done.push(*id);
             }
@@ -187,11 +281,20 @@ impl Unconfirmed {
         due
     }
 
+    /// No longer watched, and dropped from the store on the tick.
     fn forget(&mut self, id: &MessageId) {
-        if let Some(w) = self.watched.remove(id) {
-            self.bytes -= w.bytes.len();
-            self.order.retain(|o| o != id);
+        if self.remove(id) {
+            self.forgotten.push(*id);
         }
+    }
+
+    fn remove(&mut self, id: &MessageId) -> bool {
+        let Some(w) = self.watched.remove(id) else {
+            return false;
+        };
+        self.bytes -= w.bytes.len();
+        self.order.retain(|o| o != id);
+        true
     }
 
     #[cfg(test)]

@@ -168,6 +168,16 @@ where
                     SeenKey::of_group(&message.session, GroupMessage::digest(&bytes)),
                     now,
                 )),
+                // Kept until a member confirms it, across a restart too
+                // (`resend.rs`).
+                GroupEffect::Write(GroupWrite::Unconfirmed(
+                    message_id,
+                    crate::device::UnconfirmedRecord {
+                        group: id,
+                        topic: topic.clone(),
+                        bytes: bytes.clone(),
+                    },
+                )),
                 GroupEffect::After(GroupAfter::Publish {
                     group: id,
                     topic,

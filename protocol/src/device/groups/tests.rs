@@ -3,7 +3,7 @@
 //! it), topic messages to every subscribed member, writes into a memory
 //! store, and what follows a commit right after it.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -40,6 +40,7 @@ struct Disk {
     read: HashSet<(ConversationId, MessageId)>,
     receipts: BTreeMap<(MessageId, AccountId), ReceiptKind>,
     files: BTreeMap<(ConversationId, MessageId), crate::device::FileRecord>,
+    unconfirmed: BTreeMap<MessageId, crate::device::UnconfirmedRecord>,
 }
 
 impl DeviceLookup for Disk {
@@ -118,6 +119,12 @@ impl Disk {
             }
             GroupWrite::File(conversation, id, file) => {
                 self.files.insert((conversation, id), file);
+            }
+            GroupWrite::Unconfirmed(id, record) => {
+                self.unconfirmed.insert(id, record);
+            }
+            GroupWrite::DropUnconfirmed(id) => {
+                self.unconfirmed.remove(&id);
             }
             GroupWrite::Op(..)
             | GroupWrite::Record(..)
@@ -203,6 +210,8 @@ struct Net {
     topic: VecDeque<(usize, GroupId, String, Vec<u8>)>,
     /// Every topic message published so far: (from, topic, bytes).
     published: Vec<(usize, String, Vec<u8>)>,
+    /// The id of each of our messages published with a watch, by bytes.
+    watches: HashMap<Vec<u8>, MessageId>,
     next_message: u64,
     /// Shuffles control messages before delivery when set.
     shuffle: Option<StdRng>,
@@ -224,6 +233,7 @@ impl Net {
             olm: VecDeque::new(),
             topic: VecDeque::new(),
             published: Vec::new(),
+            watches: HashMap::new(),
             next_message: 0,
             shuffle: None,
         }
@@ -262,7 +272,11 @@ impl Net {
                     group,
                     topic,
                     bytes,
+                    watch,
                 } => {
+                    if let Some(message) = watch {
+                        self.watches.insert(bytes.clone(), message);
+                    }
                     self.published.push((i, topic.clone(), bytes.clone()));
                     self.topic.push_back((i, group, topic, bytes));
                 }
@@ -295,6 +309,7 @@ impl Net {
                     watch,
                 } => {
                     if let Some(message) = watch {
+                        self.watches.insert(bytes.clone(), message);
                         m.book.watch_published(
                             self.now,
                             message,

@@ -43,6 +43,10 @@ fn a_message_lost_on_the_way_to_every_member_is_published_again_until_one_confir
     run_until(&mut net, start, RESEND_AFTER_MS[2] + 10_000);
     assert_eq!(times_published(&net, 0, &lost), 2);
     assert_eq!(net.members[0].book.unconfirmed.len(), 0);
+    assert!(
+        net.members[0].disk.unconfirmed.is_empty(),
+        "dropped once confirmed"
+    );
 }
 
 #[test]
@@ -71,6 +75,10 @@ fn an_unconfirmed_message_is_published_again_three_times_then_left_to_the_relays
     run_until(&mut net, start, RESEND_AFTER_MS[2] + 60_000);
     assert_eq!(times_published(&net, 0, &bytes), 1 + RESEND_AFTER_MS.len());
     assert_eq!(net.members[0].book.unconfirmed.len(), 0);
+    assert!(
+        net.members[0].disk.unconfirmed.is_empty(),
+        "dropped after the last"
+    );
     assert_eq!(net.members[1].disk.texts(id), Vec::<String>::new());
 }
 
@@ -88,17 +96,26 @@ fn a_group_left_sends_nothing_again() {
     assert_eq!(times_published(&net, 0, &bytes), 1);
 }
 
-/// No peer on the topic yet: the message waits for one (published on each
-/// tick), and its resends do not pile up beside it.
+/// No peer on the topic for longer than the resends take (alice is
+/// offline): the message waits for one, tried on each tick and never twice
+/// in one, and stays in the store; once a peer takes it, a member's
+/// receipt lets the store drop it.
 #[test]
-fn a_message_still_waiting_for_a_peer_is_not_queued_twice() {
+fn a_message_no_peer_takes_for_minutes_waits_in_the_store_until_a_member_confirms_it() {
     let mut net = Net::new(&["alice", "bob"], config());
     let id = net.group_of_all(0);
     let start = net.now.mono_ms;
-    let bytes = net.publish(0, "nobody here");
-    let (_, _, topic, _) = net.topic.pop_back().expect("published");
-    net.call(0, |book, _, _| book.unpublished(id, topic, bytes.clone()));
-    for _ in 0..(RESEND_AFTER_MS[0] / 1_000 + 1) {
+    let sent = net
+        .call(0, |book, ctx, _| {
+            book.send(ctx, "friends", "nobody here".to_owned())
+        })
+        .unwrap();
+    let (_, _, topic, bytes) = net.topic.pop_back().expect("published");
+    assert_eq!(net.watches.get(&bytes), Some(&sent));
+    net.call(0, |book, _, _| {
+        book.unpublished(id, topic, bytes.clone(), Some(sent))
+    });
+    while net.now.mono_ms < start + RESEND_AFTER_MS[2] + 60_000 {
         // Every tick's try finds no peer either.
         let before = net.topic.len();
         net.now = net.now.plus_ms(1_000);
@@ -110,10 +127,75 @@ fn a_message_still_waiting_for_a_peer_is_not_queued_twice() {
             .collect();
         assert_eq!(tries.len(), 1, "tried once a tick");
         for (_, group, topic, bytes) in tries {
-            net.call(0, |book, _, _| book.unpublished(group, topic, bytes));
+            let watch = net.watches.get(&bytes).copied();
+            net.call(0, |book, _, _| book.unpublished(group, topic, bytes, watch));
         }
     }
-    assert!(net.now.mono_ms >= start + RESEND_AFTER_MS[0]);
+    assert!(
+        net.members[0].disk.unconfirmed.contains_key(&sent),
+        "kept in the store while no peer took it"
+    );
+    // A peer at last: the next try reaches bob, whose receipt confirms it.
+    let later = net.now.mono_ms - start + 5_000;
+    run_until(&mut net, start, later);
+    assert_eq!(net.members[1].disk.texts(id), ["nobody here"]);
+    assert!(net.members[0].disk.unconfirmed.is_empty());
+    assert_eq!(net.members[0].book.unconfirmed.len(), 0);
+}
+
+/// Restart: alice's node stopped after a message was lost on the way and
+/// before any resend. Started again, it finds the message in the store
+/// and publishes it at once (not 15 s later); bob's receipt drops it.
+#[test]
+fn a_message_the_store_kept_goes_out_after_a_restart_until_a_member_confirms_it() {
+    let mut net = Net::new(&["alice", "bob"], config());
+    let id = net.group_of_all(0);
+    let start = net.now.mono_ms;
+    let sent = net
+        .call(0, |book, ctx, _| {
+            book.send(ctx, "friends", "lost as the node stopped".to_owned())
+        })
+        .unwrap();
+    let (_, _, _, bytes) = net.topic.pop_back().expect("published");
+    net.topic.clear();
+    let record = net.members[0]
+        .disk
+        .unconfirmed
+        .get(&sent)
+        .cloned()
+        .expect("stored with the message");
+    assert_eq!(record.bytes, bytes);
+    net.call(0, |book, _, _| book.restore_unconfirmed(sent, record));
+    run_until(&mut net, start, 2_000);
+    assert_eq!(times_published(&net, 0, &bytes), 2);
+    assert_eq!(net.members[1].disk.texts(id), ["lost as the node stopped"]);
+    run_until(&mut net, start, RESEND_AFTER_MS[2] + 10_000);
+    assert_eq!(times_published(&net, 0, &bytes), 2, "confirmed: not again");
+    assert!(net.members[0].disk.unconfirmed.is_empty());
+}
+
+/// A message the store still holds for a group left since (the drop had
+/// not committed when the node stopped) is dropped, not published.
+#[test]
+fn a_message_kept_for_a_group_left_is_not_sent_after_a_restart() {
+    let mut net = Net::new(&["alice", "bob"], config());
+    net.group_of_all(0);
+    let start = net.now.mono_ms;
+    let sent = net
+        .call(0, |book, ctx, _| {
+            book.send(ctx, "friends", "bye".to_owned())
+        })
+        .unwrap();
+    let (_, _, _, bytes) = net.topic.pop_back().expect("published");
+    let record = net.members[0].disk.unconfirmed[&sent].clone();
+    net.call(0, |book, ctx, _| book.leave(ctx, "friends"))
+        .unwrap();
+    assert!(net.members[0].disk.unconfirmed.is_empty(), "left: dropped");
+    net.members[0].disk.unconfirmed.insert(sent, record.clone());
+    net.call(0, |book, _, _| book.restore_unconfirmed(sent, record));
+    assert!(net.members[0].disk.unconfirmed.is_empty());
+    run_until(&mut net, start, RESEND_AFTER_MS[2] + 10_000);
+    assert_eq!(times_published(&net, 0, &bytes), 1);
 }
 
 /// Attack: a member who never got a message sends a receipt for an id

@@ -518,7 +518,7 @@ impl App {
                 );
                 return;
             }
-            Some("status") => {
+            Some("status") | Some("group_status") => {
                 // Applied here: the event can come before the store has it.
                 let id = event["id"].as_str();
                 for m in &mut self.messages {

@@ -445,6 +445,13 @@ pub enum Event {
         /// Where you stand now (see [`GroupView::you`]).
         you: String,
     },
+    /// One of your group messages went out: a peer on the group's topic (a
+    /// member or a relay) took it (`sent`; it was `pending` until then).
+    GroupStatus {
+        group: String,
+        id: String,
+        status: Status,
+    },
     /// A member's receipt raised the counts of one of your group messages.
     GroupReceipt {
         group: String,

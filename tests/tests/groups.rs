@@ -744,12 +744,20 @@ fn every_message_of_a_busy_group_has_its_last_receipt_count_told() {
 #[test]
 fn a_group_message_written_offline_and_the_node_restarted_reaches_the_members() {
     let (mut relay, mut alice, mut bob, group) = club_of_two();
-    send(&alice, &group, "before");
+    let r = alice.run(&["group", "send", &group, "before", "--json"]);
+    assert_eq!(
+        r.json()["status"],
+        "sent",
+        "bob and the relay took it: {r:?}"
+    );
     wait_history(&bob, &group, 1);
     bob.stop();
     relay.stop();
     let offline = "written while nobody was reachable";
-    send(&alice, &group, offline);
+    let r = alice.run(&["group", "send", &group, offline, "--json"]);
+    assert!(r.ok(), "{r:?}");
+    assert_eq!(r.json()["status"], "pending", "nobody took it: {r:?}");
+    let id = r.json()["id"].as_str().expect("id").to_owned();
     assert_eq!(alice.group_history(&group).len(), 2, "alice's own history");
     alice.stop();
 
@@ -764,4 +772,17 @@ fn a_group_message_written_offline_and_the_node_restarted_reaches_the_members() 
         "bob got what alice wrote offline: {h:?}"
     );
     assert_eq!(h, alice.group_history(&group), "the same history");
+    wait_for(
+        "alice's message to read sent",
+        Duration::from_secs(20),
+        || {
+            let list = alice.json(&["group", "history", &group, "--json"]);
+            let m = list
+                .as_array()?
+                .iter()
+                .find(|m| m["id"] == id.as_str())?
+                .clone();
+            (m["status"] != "pending").then_some(())
+        },
+    );
 }

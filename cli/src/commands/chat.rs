@@ -312,6 +312,7 @@ fn describe_event(event: &Value) -> String {
             event["version"],
             s("you")
         ),
+        Some("group_status") => format!("{} → {} (group {})", s("id"), s("status"), s("group")),
         Some("group_receipt") => format!(
             "{} in {}: delivered to {}, read by {}",
             s("id"),

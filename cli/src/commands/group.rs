@@ -174,6 +174,11 @@ pub async fn run(home: &Home, command: GroupCommand) -> Result<ExitCode> {
             } else {
                 println!("{} {}", receipt.id, receipt.status);
             }
+            if receipt.status == hush_node::Status::Pending {
+                eprintln!(
+                    "note: no member or relay of the group is reachable now; your node keeps the message and sends it as soon as one is"
+                );
+            }
             if receipt.timed_out {
                 eprintln!(
                     "error: not every member had the message after {timeout}s; members who are offline get it from the relays when they come back"

@@ -40,6 +40,9 @@ pub(super) enum After {
     Emit(Box<Event>),
     Received([u8; 32]),
     ReplySend(Reply<SendReceipt>, SendReceipt),
+    /// A group message is stored and was handed to gossip: `sent` if a
+    /// peer on the topic took it, `pending` if none did yet.
+    ReplyGroupSent(Reply<SendReceipt>, SendReceipt, hush_protocol::MessageId),
     ReplyContact(Reply<crate::view::ContactView>, crate::view::ContactView),
     ReplyRead(Reply<usize>, usize),
     /// A conversation was muted (`true`) or unmuted.
@@ -461,6 +464,15 @@ impl EventLoop {
                 }
                 (After::ReplySend(reply, receipt), Ok(())) => {
                     let _ = reply.send(Ok(receipt));
+                }
+                (After::ReplyGroupSent(reply, mut receipt, id), Ok(())) => {
+                    if self.engine.groups.is_out(&id) {
+                        receipt.status = crate::records::Status::Sent;
+                    }
+                    let _ = reply.send(Ok(receipt));
+                }
+                (After::ReplyGroupSent(reply, ..), Err(e)) => {
+                    let _ = reply.send(Err(store_failed(e)));
                 }
                 (After::ReplyContact(reply, view), Ok(())) => {
                     let _ = reply.send(Ok(view));

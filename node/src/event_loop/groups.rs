@@ -165,7 +165,13 @@ pub(super) fn load_groups(store: &Store, me: &Me, config: GroupConfig) -> Book {
     match store.unconfirmed() {
         Ok(list) => {
             for (id, record) in list {
-                book.restore_unconfirmed(id, record);
+                let conversation = hush_protocol::ConversationId::group(&record.group);
+                let out = store
+                    .message(&conversation, id)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|m| m.status >= crate::records::Status::Sent);
+                book.restore_unconfirmed(id, record, out);
             }
         }
         Err(e) => tracing::error!(error = %e, "could not load our unconfirmed group messages"),
@@ -217,6 +223,7 @@ fn op_of(write: GroupWrite) -> Op {
         GroupWrite::DropPending(session, digest) => Op::DeletePending(session.0, digest),
         GroupWrite::Unconfirmed(id, record) => Op::PutUnconfirmed(id, record),
         GroupWrite::DropUnconfirmed(id) => Op::DeleteUnconfirmed(id),
+        GroupWrite::Status(conversation, id, status) => Op::RaiseStatus(conversation, id, status),
         GroupWrite::Seen(key, at) => Op::PutSeenKey(key.prefix, key.digest, at),
         GroupWrite::Message(conversation, record) => Op::PutMessage(conversation, record),
         GroupWrite::File(conversation, id, file) => Op::PutFile(conversation, id, file),
@@ -354,12 +361,15 @@ impl EventLoop {
             Ok(id) => {
                 let receipt = SendReceipt {
                     id: id.to_string(),
-                    status: crate::records::Status::Sent,
+                    status: crate::records::Status::Pending,
                     timed_out: false,
                     problem: None,
                     keys_changed: false,
                 };
-                self.batch.after.push(After::ReplySend(reply, receipt));
+                // After the message's own publication (queued before it).
+                self.batch
+                    .after
+                    .push(After::ReplyGroupSent(reply, receipt, id));
                 Some(id)
             }
             Err(e) => {
@@ -428,6 +438,11 @@ impl EventLoop {
                     message: MessageView::new(&message, from).with_file(file),
                 }))
             }
+            GroupNotice::Sent { name, id, .. } => After::Emit(Box::new(Event::GroupStatus {
+                group: name,
+                id: id.to_string(),
+                status: crate::records::Status::Sent,
+            })),
         }
     }
 
@@ -717,8 +732,15 @@ impl EventLoop {
             gossipsub.publish(topic_hash, bytes.clone())
         };
         match published {
-            Ok(_) if again => tracing::debug!(group = %id, "group message published again"),
-            Ok(_) | Err(gossipsub::PublishError::Duplicate) => {}
+            Ok(_) => {
+                if again {
+                    tracing::debug!(group = %id, "group message published again");
+                }
+                if let Some(message) = watch {
+                    self.with_groups(|g, _| g.taken(id, message));
+                }
+            }
+            Err(gossipsub::PublishError::Duplicate) => {}
             Err(e) => {
                 tracing::debug!(group = %id, error = ?e, "group message not published yet; retrying");
                 self.engine.groups.unpublished(id, topic, bytes, watch);

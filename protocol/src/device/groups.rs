@@ -222,6 +222,8 @@ pub enum GroupWrite {
     Unconfirmed(MessageId, UnconfirmedRecord),
     /// It was confirmed, sent again for the last time, or its group left.
     DropUnconfirmed(MessageId),
+    /// One of our messages went out: its status is raised to this.
+    Status(ConversationId, MessageId, crate::device::Status),
     /// A message's digest, stored (under its [`SeenKey`]): the same bytes
     /// are not read twice.
     Seen(SeenKey, u64),
@@ -284,6 +286,12 @@ pub enum GroupNotice {
         message: MessageRecord,
         /// The file it carries, if it is a file message.
         file: Option<crate::device::FileRecord>,
+    },
+    /// One of our messages went out: a peer on the topic took it.
+    Sent {
+        group: GroupId,
+        name: String,
+        id: MessageId,
     },
 }
 

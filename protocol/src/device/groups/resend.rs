@@ -41,8 +41,8 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::Hash;
 
-use super::{GroupBook, GroupEffect, GroupWrite};
-use crate::device::UnconfirmedRecord;
+use super::{GroupAfter, GroupBook, GroupEffect, GroupNotice, GroupWrite};
+use crate::device::{Status, UnconfirmedRecord};
 use crate::{GroupId, MessageId};
 
 /// When a message no member confirmed is published again, after its first
@@ -90,11 +90,42 @@ where
         }
     }
 
+    /// A peer on the topic took one of our messages (gossip published it):
+    /// the first time, it reads `sent` ([`GroupNotice::Sent`]).
+    pub fn taken(&mut self, group: GroupId, message: MessageId) {
+        if !self.unconfirmed.taken(&message) {
+            return;
+        }
+        let Some(g) = self.groups.get(&group) else {
+            return;
+        };
+        let (conversation, name) = (g.conversation(), g.state.name.clone());
+        self.effects.extend([
+            GroupEffect::Write(GroupWrite::Status(conversation, message, Status::Sent)),
+            GroupEffect::After(GroupAfter::Notice(Box::new(GroupNotice::Sent {
+                group,
+                name,
+                id: message,
+            }))),
+        ]);
+    }
+
+    /// Whether one of our messages went out (a message no longer watched,
+    /// confirmed or given up on, did).
+    pub fn is_out(&self, message: &MessageId) -> bool {
+        self.unconfirmed.is_out(message)
+    }
+
     /// At start: one of our messages the store holds, not confirmed when
-    /// the node stopped. It goes out once a peer is on the topic and is
-    /// watched again from then; one of a group we are no longer in is
-    /// dropped.
-    pub fn restore_unconfirmed(&mut self, message: MessageId, record: UnconfirmedRecord) {
+    /// the node stopped (`out`: it reads `sent`, it went out before). It
+    /// goes out once a peer is on the topic and is watched again from
+    /// then; one of a group we are no longer in is dropped.
+    pub fn restore_unconfirmed(
+        &mut self,
+        message: MessageId,
+        record: UnconfirmedRecord,
+        out: bool,
+    ) {
         let me = self.account();
         let ours = self
             .groups
@@ -110,6 +141,7 @@ where
             record.group,
             record.topic.clone(),
             record.bytes.clone(),
+            out,
         );
         self.unpublished(record.group, record.topic, record.bytes, Some(message));
     }
@@ -156,6 +188,8 @@ struct Watched {
     published_ms: Option<u64>,
     /// Times published again so far.
     tries: usize,
+    /// A peer took it at least once (it reads `sent`).
+    out: bool,
 }
 
 /// Our published messages no member has confirmed yet.
@@ -179,12 +213,33 @@ impl Unconfirmed {
         topic: String,
         bytes: Vec<u8>,
     ) {
-        self.insert(Some(now_ms), id, group, topic, bytes);
+        self.insert(Some(now_ms), false, id, group, topic, bytes);
     }
 
-    /// A message of ours the store held at start: not out yet.
-    fn restored(&mut self, id: MessageId, group: GroupId, topic: String, bytes: Vec<u8>) {
-        self.insert(None, id, group, topic, bytes);
+    /// A message of ours the store held at start: not published in this
+    /// run yet.
+    fn restored(
+        &mut self,
+        id: MessageId,
+        group: GroupId,
+        topic: String,
+        bytes: Vec<u8>,
+        out: bool,
+    ) {
+        self.insert(None, out, id, group, topic, bytes);
+    }
+
+    /// A peer took it: whether that is news (not watched: it may have
+    /// been evicted, and raising `sent` again is harmless).
+    fn taken(&mut self, id: &MessageId) -> bool {
+        match self.watched.get_mut(id) {
+            Some(w) => !std::mem::replace(&mut w.out, true),
+            None => true,
+        }
+    }
+
+    fn is_out(&self, id: &MessageId) -> bool {
+        self.watched.get(id).is_none_or(|w| w.out)
     }
 
     /// No peer took it: its clock stops.
@@ -204,6 +259,7 @@ impl Unconfirmed {
     fn insert(
         &mut self,
         published_ms: Option<u64>,
+        out: bool,
         id: MessageId,
         group: GroupId,
         topic: String,
@@ -217,7 +273,9 @@ impl Unconfirmed {
             };
             self.forget(&oldest);
         }
-        // Watched again (the same message): still the store's to keep.
+        // Watched again (the same message): still the store's to keep,
+        // and what went out stays out.
+        let out = out || self.watched.get(&id).is_some_and(|w| w.out);
         self.remove(&id);
         self.bytes += bytes.len();
         self.order.push_back(id);
@@ -229,6 +287,7 @@ impl Unconfirmed {
                 bytes,
                 published_ms,
                 tries: 0,
+                out,
             },
         );
     }

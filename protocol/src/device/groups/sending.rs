@@ -146,7 +146,9 @@ where
                     from: me,
                     outgoing: true,
                     text,
-                    status: crate::device::Status::Sent,
+                    // `Sent` once a peer on the topic takes it
+                    // ([`GroupBook::taken`]).
+                    status: crate::device::Status::Pending,
                     sent_at_ms: message_id.millis(),
                     stored_at_ms: now,
                     timer_secs: timer,

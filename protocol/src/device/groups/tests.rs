@@ -126,6 +126,11 @@ impl Disk {
             GroupWrite::DropUnconfirmed(id) => {
                 self.unconfirmed.remove(&id);
             }
+            GroupWrite::Status(conversation, id, status) => {
+                if let Some(m) = self.messages.get_mut(&(conversation, id)) {
+                    m.status = m.status.max(status);
+                }
+            }
             GroupWrite::Op(..)
             | GroupWrite::Record(..)
             | GroupWrite::Inbound(..)
@@ -156,6 +161,10 @@ struct Member {
     rng: StdRng,
     /// Control messages to this member wait while it is held.
     held: bool,
+    /// No peer on the topic takes what it publishes (its tries are in
+    /// `tried`).
+    offline: bool,
+    tried: Vec<Vec<u8>>,
     /// Topic messages to this member are lost while it is deaf (as if not
     /// subscribed yet).
     deaf: bool,
@@ -193,6 +202,8 @@ fn member(seed: u8, name: &'static str, config: GroupConfig) -> Member {
         rng: StdRng::seed_from_u64(u64::from(seed)),
         held: false,
         deaf: false,
+        offline: false,
+        tried: Vec::new(),
         notices: Vec::new(),
         validations: Vec::new(),
         catch_ups: Vec::new(),
@@ -263,72 +274,96 @@ impl Net {
     /// Does what member `i`'s engine asked: writes now, then what follows
     /// the commit.
     fn collect(&mut self, i: usize) {
-        let mut after = Vec::new();
-        while let Some(effect) = self.members[i].book.poll_effect() {
-            match effect {
-                GroupEffect::Write(w) => self.members[i].disk.write(w),
-                GroupEffect::Send { to, payload } => self.olm.push_back((i, to, payload)),
-                GroupEffect::Publish {
-                    group,
-                    topic,
-                    bytes,
-                    watch,
-                } => {
-                    if let Some(message) = watch {
-                        self.watches.insert(bytes.clone(), message);
+        loop {
+            let mut after = Vec::new();
+            while let Some(effect) = self.members[i].book.poll_effect() {
+                match effect {
+                    GroupEffect::Write(w) => self.members[i].disk.write(w),
+                    GroupEffect::Send { to, payload } => self.olm.push_back((i, to, payload)),
+                    GroupEffect::Publish {
+                        group,
+                        topic,
+                        bytes,
+                        watch,
+                    } => self.hand_to_gossip(i, group, topic, bytes, watch),
+                    GroupEffect::Validate {
+                        message,
+                        peer,
+                        acceptance,
+                    } => self.members[i]
+                        .validations
+                        .push((message, peer, acceptance)),
+                    GroupEffect::After(a) => after.push(a),
+                    GroupEffect::CatchUp { group, topic } => {
+                        self.members[i].catch_ups.push((group, topic))
                     }
-                    self.published.push((i, topic.clone(), bytes.clone()));
-                    self.topic.push_back((i, group, topic, bytes));
+                    GroupEffect::PeersChanged
+                    | GroupEffect::Dial(_)
+                    | GroupEffect::Subscribe { .. }
+                    | GroupEffect::Unsubscribe { .. }
+                    | GroupEffect::Fetch { .. }
+                    | GroupEffect::Note(..) => {}
                 }
-                GroupEffect::Validate {
-                    message,
-                    peer,
-                    acceptance,
-                } => self.members[i]
-                    .validations
-                    .push((message, peer, acceptance)),
-                GroupEffect::After(a) => after.push(a),
-                GroupEffect::CatchUp { group, topic } => {
-                    self.members[i].catch_ups.push((group, topic))
-                }
-                GroupEffect::PeersChanged
-                | GroupEffect::Dial(_)
-                | GroupEffect::Subscribe { .. }
-                | GroupEffect::Unsubscribe { .. }
-                | GroupEffect::Fetch { .. }
-                | GroupEffect::Note(..) => {}
             }
+            if after.is_empty() {
+                return;
+            }
+            for a in after {
+                let m = &mut self.members[i];
+                match a {
+                    GroupAfter::Publish {
+                        group,
+                        topic,
+                        bytes,
+                        watch,
+                    } => {
+                        if let Some(message) = watch {
+                            m.book.watch_published(
+                                self.now,
+                                message,
+                                group,
+                                topic.clone(),
+                                bytes.clone(),
+                            );
+                        }
+                        self.hand_to_gossip(i, group, topic, bytes, watch);
+                    }
+                    GroupAfter::PendingStored(session, digest) => {
+                        m.book.pending_stored(session, digest)
+                    }
+                    GroupAfter::Settled(digest) => m.book.settled(&digest),
+                    GroupAfter::ReceiptCounts(..) => {}
+                    GroupAfter::Notice(n) => m.notices.push(*n),
+                }
+            }
+        }
+    }
+
+    /// What the host does with a message to publish: gossip takes it (it
+    /// goes on the topic), or, while member `i` is offline, finds no peer
+    /// (the engine keeps it for the next tick).
+    fn hand_to_gossip(
+        &mut self,
+        i: usize,
+        group: GroupId,
+        topic: String,
+        bytes: Vec<u8>,
+        watch: Option<MessageId>,
+    ) {
+        if let Some(message) = watch {
+            self.watches.insert(bytes.clone(), message);
         }
         let m = &mut self.members[i];
-        for a in after {
-            match a {
-                GroupAfter::Publish {
-                    group,
-                    topic,
-                    bytes,
-                    watch,
-                } => {
-                    if let Some(message) = watch {
-                        self.watches.insert(bytes.clone(), message);
-                        m.book.watch_published(
-                            self.now,
-                            message,
-                            group,
-                            topic.clone(),
-                            bytes.clone(),
-                        );
-                    }
-                    self.published.push((i, topic.clone(), bytes.clone()));
-                    self.topic.push_back((i, group, topic, bytes));
-                }
-                GroupAfter::PendingStored(session, digest) => {
-                    m.book.pending_stored(session, digest)
-                }
-                GroupAfter::Settled(digest) => m.book.settled(&digest),
-                GroupAfter::ReceiptCounts(..) => {}
-                GroupAfter::Notice(n) => m.notices.push(*n),
-            }
+        if m.offline {
+            m.tried.push(bytes.clone());
+            m.book.unpublished(group, topic, bytes, watch);
+            return;
         }
+        if let Some(message) = watch {
+            m.book.taken(group, message);
+        }
+        self.published.push((i, topic.clone(), bytes.clone()));
+        self.topic.push_back((i, group, topic, bytes));
     }
 
     /// Delivers every control and topic message until none is left (held

@@ -96,49 +96,59 @@ fn a_group_left_sends_nothing_again() {
     assert_eq!(times_published(&net, 0, &bytes), 1);
 }
 
+/// The status of alice's message `id` in her store.
+fn status(net: &Net, group: GroupId, id: MessageId) -> Status {
+    let conversation = ConversationId::group(&group);
+    net.members[0].disk.messages[&(conversation, id)].status
+}
+
 /// No peer on the topic for longer than the resends take (alice is
-/// offline): the message waits for one, tried on each tick and never twice
-/// in one, and stays in the store; once a peer takes it, a member's
-/// receipt lets the store drop it.
+/// offline): the message reads `pending`, waits for a peer, tried on each
+/// tick and never twice in one, and stays in the store; once a peer takes
+/// it, it reads `sent` (told once), and a member's receipt lets the store
+/// drop it.
 #[test]
 fn a_message_no_peer_takes_for_minutes_waits_in_the_store_until_a_member_confirms_it() {
     let mut net = Net::new(&["alice", "bob"], config());
     let id = net.group_of_all(0);
     let start = net.now.mono_ms;
+    net.members[0].offline = true;
     let sent = net
         .call(0, |book, ctx, _| {
             book.send(ctx, "friends", "nobody here".to_owned())
         })
         .unwrap();
-    let (_, _, topic, bytes) = net.topic.pop_back().expect("published");
-    assert_eq!(net.watches.get(&bytes), Some(&sent));
-    net.call(0, |book, _, _| {
-        book.unpublished(id, topic, bytes.clone(), Some(sent))
-    });
-    while net.now.mono_ms < start + RESEND_AFTER_MS[2] + 60_000 {
-        // Every tick's try finds no peer either.
-        let before = net.topic.len();
+    let ticks = (RESEND_AFTER_MS[2] + 60_000) / 1_000;
+    for _ in 0..ticks {
         net.now = net.now.plus_ms(1_000);
         net.call(0, |book, ctx, _| book.handle_tick(ctx));
-        let tries: Vec<_> = net
-            .topic
-            .drain(before..)
-            .filter(|(_, _, _, b)| *b == bytes)
-            .collect();
-        assert_eq!(tries.len(), 1, "tried once a tick");
-        for (_, group, topic, bytes) in tries {
-            let watch = net.watches.get(&bytes).copied();
-            net.call(0, |book, _, _| book.unpublished(group, topic, bytes, watch));
-        }
     }
+    let bytes = net
+        .watches
+        .iter()
+        .find(|(_, m)| **m == sent)
+        .map(|(b, _)| b.clone())
+        .expect("published with a watch");
+    let tries = net.members[0].tried.iter().filter(|b| **b == bytes).count();
+    assert_eq!(tries as u64, 1 + ticks, "tried once a tick");
     assert!(
         net.members[0].disk.unconfirmed.contains_key(&sent),
         "kept in the store while no peer took it"
     );
+    assert_eq!(status(&net, id, sent), Status::Pending);
+    assert!(!net.members[0].book.is_out(&sent));
     // A peer at last: the next try reaches bob, whose receipt confirms it.
+    net.members[0].offline = false;
     let later = net.now.mono_ms - start + 5_000;
     run_until(&mut net, start, later);
     assert_eq!(net.members[1].disk.texts(id), ["nobody here"]);
+    assert_eq!(status(&net, id, sent), Status::Sent);
+    let told = net.members[0]
+        .notices
+        .iter()
+        .filter(|n| matches!(n, GroupNotice::Sent { id, .. } if *id == sent))
+        .count();
+    assert_eq!(told, 1, "sent is told once");
     assert!(net.members[0].disk.unconfirmed.is_empty());
     assert_eq!(net.members[0].book.unconfirmed.len(), 0);
 }
@@ -165,7 +175,9 @@ fn a_message_the_store_kept_goes_out_after_a_restart_until_a_member_confirms_it(
         .cloned()
         .expect("stored with the message");
     assert_eq!(record.bytes, bytes);
-    net.call(0, |book, _, _| book.restore_unconfirmed(sent, record));
+    net.call(0, |book, _, _| {
+        book.restore_unconfirmed(sent, record, false)
+    });
     run_until(&mut net, start, 2_000);
     assert_eq!(times_published(&net, 0, &bytes), 2);
     assert_eq!(net.members[1].disk.texts(id), ["lost as the node stopped"]);
@@ -192,7 +204,9 @@ fn a_message_kept_for_a_group_left_is_not_sent_after_a_restart() {
         .unwrap();
     assert!(net.members[0].disk.unconfirmed.is_empty(), "left: dropped");
     net.members[0].disk.unconfirmed.insert(sent, record.clone());
-    net.call(0, |book, _, _| book.restore_unconfirmed(sent, record));
+    net.call(0, |book, _, _| {
+        book.restore_unconfirmed(sent, record, false)
+    });
     assert!(net.members[0].disk.unconfirmed.is_empty());
     run_until(&mut net, start, RESEND_AFTER_MS[2] + 10_000);
     assert_eq!(times_published(&net, 0, &bytes), 1);

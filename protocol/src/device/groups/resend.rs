@@ -82,10 +82,12 @@ where
         bytes: Vec<u8>,
         watch: Option<MessageId>,
     ) {
-        if let Some(message) = watch {
-            self.unconfirmed.waiting(&message);
-        }
+        // With the queue full, one of ours keeps its clock: its resends
+        // try it again.
         if self.unpublished.len() < MAX_UNPUBLISHED {
+            if let Some(message) = watch {
+                self.unconfirmed.waiting(&message);
+            }
             self.unpublished.push_back((id, topic, bytes, watch));
         }
     }

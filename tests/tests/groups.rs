@@ -53,6 +53,12 @@ fn wait_history(user: &User, group: &str, n: usize) -> Vec<(String, String)> {
     )
 }
 
+/// Message `id` of `group` as `user`'s history shows it (GroupMessageView).
+fn group_message(user: &User, group: &str, id: &str) -> Option<Value> {
+    let list = user.json(&["group", "history", group, "--json"]);
+    list.as_array()?.iter().find(|m| m["id"] == id).cloned()
+}
+
 fn send(user: &User, group: &str, text: &str) -> String {
     let r = user.run(&["group", "send", group, text, "--json"]);
     assert!(r.ok(), "{} sends to {group}: {r:?}", user.name);
@@ -160,12 +166,7 @@ fn three_members_exactly_once_in_order_offline_catch_up_and_removal() {
         "receipts for alice's first message",
         Duration::from_secs(30),
         || {
-            let list = alice.json(&["group", "history", &group, "--json"]);
-            let first = list
-                .as_array()?
-                .iter()
-                .find(|m| m["id"] == sent[0].as_str())?
-                .clone();
+            let first = group_message(&alice, &group, &sent[0])?;
             (first["delivered"].as_u64() == Some(2)).then_some(())
         },
     );
@@ -775,14 +776,6 @@ fn a_group_message_written_offline_and_the_node_restarted_reaches_the_members() 
     wait_for(
         "alice's message to read sent",
         Duration::from_secs(20),
-        || {
-            let list = alice.json(&["group", "history", &group, "--json"]);
-            let m = list
-                .as_array()?
-                .iter()
-                .find(|m| m["id"] == id.as_str())?
-                .clone();
-            (m["status"] != "pending").then_some(())
-        },
+        || (group_message(&alice, &group, &id)?["status"] != "pending").then_some(()),
     );
 }

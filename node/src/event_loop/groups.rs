@@ -166,12 +166,15 @@ pub(super) fn load_groups(store: &Store, me: &Me, config: GroupConfig) -> Book {
         Ok(list) => {
             for (id, record) in list {
                 let conversation = hush_protocol::ConversationId::group(&record.group);
-                let out = store
-                    .message(&conversation, id)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|m| m.status >= crate::records::Status::Sent);
-                book.restore_unconfirmed(id, record, out);
+                let status = match store.message(&conversation, id) {
+                    Ok(message) => message.map(|m| m.status),
+                    // Unreadable: send it anyway, as not yet out.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not read an unconfirmed group message's status");
+                        Some(crate::records::Status::Pending)
+                    }
+                };
+                book.restore_unconfirmed(id, record, status);
             }
         }
         Err(e) => tracing::error!(error = %e, "could not load our unconfirmed group messages"),

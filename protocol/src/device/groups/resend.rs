@@ -119,31 +119,32 @@ where
     }
 
     /// At start: one of our messages the store holds, not confirmed when
-    /// the node stopped (`out`: it reads `sent`, it went out before). It
-    /// goes out once a peer is on the topic and is watched again from
-    /// then; one of a group we are no longer in is dropped.
+    /// the node stopped, with the status its history shows (`sent`: it
+    /// went out before). It goes out once a peer is on the topic and is
+    /// watched again from then. One of a group we are no longer in, or
+    /// gone from our history (its timer ran out), is dropped.
     pub fn restore_unconfirmed(
         &mut self,
         message: MessageId,
         record: UnconfirmedRecord,
-        out: bool,
+        status: Option<Status>,
     ) {
         let me = self.account();
         let ours = self
             .groups
             .get(&record.group)
             .is_some_and(|g| !g.record.left && g.state.members.contains_key(&me));
-        if !ours {
+        let Some(status) = status.filter(|_| ours) else {
             self.effects
                 .push_back(GroupEffect::Write(GroupWrite::DropUnconfirmed(message)));
             return;
-        }
+        };
         self.unconfirmed.restored(
             message,
             record.group,
             record.topic.clone(),
             record.bytes.clone(),
-            out,
+            status >= Status::Sent,
         );
         self.unpublished(record.group, record.topic, record.bytes, Some(message));
     }

@@ -176,7 +176,7 @@ fn a_message_the_store_kept_goes_out_after_a_restart_until_a_member_confirms_it(
         .expect("stored with the message");
     assert_eq!(record.bytes, bytes);
     net.call(0, |book, _, _| {
-        book.restore_unconfirmed(sent, record, false)
+        book.restore_unconfirmed(sent, record, Some(Status::Sent))
     });
     run_until(&mut net, start, 2_000);
     assert_eq!(times_published(&net, 0, &bytes), 2);
@@ -205,7 +205,7 @@ fn a_message_kept_for_a_group_left_is_not_sent_after_a_restart() {
     assert!(net.members[0].disk.unconfirmed.is_empty(), "left: dropped");
     net.members[0].disk.unconfirmed.insert(sent, record.clone());
     net.call(0, |book, _, _| {
-        book.restore_unconfirmed(sent, record, false)
+        book.restore_unconfirmed(sent, record, Some(Status::Sent))
     });
     assert!(net.members[0].disk.unconfirmed.is_empty());
     run_until(&mut net, start, RESEND_AFTER_MS[2] + 10_000);
@@ -272,4 +272,28 @@ fn a_message_whose_commit_failed_is_never_published() {
     assert_eq!(lost.len(), 1);
     run_until(&mut net, start, RESEND_AFTER_MS[2] + 10_000);
     assert_eq!(times_published(&net, 0, &lost[0]), 0);
+}
+
+/// A message the store still holds but our history no longer does (its
+/// disappearing timer ran out while the node was stopped) is dropped, not
+/// published again.
+#[test]
+fn a_kept_message_gone_from_our_history_is_not_sent_after_a_restart() {
+    let mut net = Net::new(&["alice", "bob"], config());
+    net.group_of_all(0);
+    let start = net.now.mono_ms;
+    let sent = net
+        .call(0, |book, ctx, _| {
+            book.send(ctx, "friends", "gone".to_owned())
+        })
+        .unwrap();
+    let (_, _, _, bytes) = net.topic.pop_back().expect("published");
+    net.topic.clear();
+    let record = net.members[0].disk.unconfirmed[&sent].clone();
+    net.call(0, |book, _, _| book.restore_unconfirmed(sent, record, None));
+    assert!(net.members[0].disk.unconfirmed.is_empty());
+    // Its watch from before the "restart" was replaced by nothing: the
+    // resends of the running book still go, so only count to the first.
+    run_until(&mut net, start, RESEND_AFTER_MS[0] - 1_000);
+    assert_eq!(times_published(&net, 0, &bytes), 1);
 }

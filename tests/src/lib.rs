@@ -333,7 +333,15 @@ impl User {
         let log = self.node_log();
         let lines: Vec<&str> = log.lines().collect();
         let tail = lines[lines.len().saturating_sub(40)..].join("\n");
-        format!("{}'s node log, last 40 lines:\n{tail}", self.name)
+        // A panic's backtrace fills the tail: its message first.
+        let panic = lines
+            .iter()
+            .position(|l| l.contains("panicked at"))
+            .map(|at| lines[at..lines.len().min(at + 3)].join("\n"))
+            .map_or(String::new(), |p| {
+                format!("{}'s node panicked:\n{p}\n", self.name)
+            });
+        format!("{panic}{}'s node log, last 40 lines:\n{tail}", self.name)
     }
 
     pub fn node_log(&self) -> String {

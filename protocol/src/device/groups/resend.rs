@@ -34,8 +34,12 @@
 //!  stored ─▶ publish ─▶ watched ──receipt from a member──▶ forgotten (and dropped from the store)
 //!               ▲          │
 //!   restart ────┘          ├─ no peer took it ─▶ waiting (clock stopped) ─▶ published on a tick
-//!                          └─ +15 s, +45 s, +90 s with no receipt ─▶ published again ─▶ forgotten after the last
+//!                          └─ +15 s, +45 s, +90 s with no receipt ─▶ published again ─▶ forgotten once a peer took the last
 //! ```
+//!
+//! After the last resend the message is forgotten only when a peer took
+//! that one: a last try that found nobody waits for a peer like any other,
+//! and the store keeps it meanwhile.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -234,11 +238,17 @@ impl Unconfirmed {
 
     /// A peer took it: whether that is news (not watched: it may have
     /// been evicted, and raising `sent` again is harmless).
+    /// After the last resend, the store keeps it until a peer takes that
+    /// one too (it may have found none).
     fn taken(&mut self, id: &MessageId) -> bool {
-        match self.watched.get_mut(id) {
-            Some(w) => !std::mem::replace(&mut w.out, true),
-            None => true,
+        let Some(w) = self.watched.get_mut(id) else {
+            return true;
+        };
+        let news = !std::mem::replace(&mut w.out, true);
+        if w.tries == RESEND_AFTER_MS.len() {
+            self.forget(id);
         }
+        news
     }
 
     fn is_out(&self, id: &MessageId) -> bool {
@@ -322,7 +332,6 @@ impl Unconfirmed {
     #[allow(clippy::type_complexity)]
     fn due(&mut self, now_ms: u64) -> Vec<(GroupId, String, Vec<u8>, Option<MessageId>)> {
         let mut due = Vec::new();
-        let mut done = Vec::new();
         for (id, w) in &mut self.watched {
             let (Some(after), Some(published_ms)) = (RESEND_AFTER_MS.get(w.tries), w.published_ms)
             else {
@@ -333,12 +342,6 @@ impl Unconfirmed {
             }
             w.tries += 1;
             due.push((w.group, w.topic.clone(), w.bytes.clone(), Some(*id)));
-            if w.tries == RESEND_AFTER_MS.len() {
-                done.push(*id);
-            }
-        }
-        for id in done {
-            self.forget(&id);
         }
         due
     }

@@ -297,3 +297,40 @@ fn a_kept_message_gone_from_our_history_is_not_sent_after_a_restart() {
     run_until(&mut net, start, RESEND_AFTER_MS[0] - 1_000);
     assert_eq!(times_published(&net, 0, &bytes), 1);
 }
+
+/// Loss: nobody confirmed alice's message, and when its last resend came
+/// her link was down, so no peer took that one either. The message waits
+/// for a peer in memory; the store must keep it too, or a restart before
+/// a peer comes back loses it. Once a peer takes the last try, the store
+/// lets it go (what the relays on the topic hold is theirs to deliver).
+#[test]
+fn a_last_resend_no_peer_took_stays_in_the_store_until_one_does() {
+    let mut net = Net::new(&["alice", "bob"], config());
+    net.group_of_all(0);
+    let start = net.now.mono_ms;
+    net.members[1].deaf = true;
+    let bytes = net.publish(0, "anyone?");
+    let sent = net.watches[&bytes];
+    net.drive();
+    run_until(&mut net, start, RESEND_AFTER_MS[2] - 1_000);
+    assert_eq!(times_published(&net, 0, &bytes), RESEND_AFTER_MS.len());
+    net.members[0].offline = true;
+    run_until(&mut net, start, RESEND_AFTER_MS[2] + 60_000);
+    assert_eq!(
+        times_published(&net, 0, &bytes),
+        RESEND_AFTER_MS.len(),
+        "the last try found no peer"
+    );
+    assert!(
+        net.members[0].disk.unconfirmed.contains_key(&sent),
+        "kept in the store while no peer took the last try"
+    );
+    net.members[0].offline = false;
+    run_until(&mut net, start, RESEND_AFTER_MS[2] + 70_000);
+    assert_eq!(times_published(&net, 0, &bytes), 1 + RESEND_AFTER_MS.len());
+    assert_eq!(net.members[0].book.unconfirmed.len(), 0);
+    assert!(
+        net.members[0].disk.unconfirmed.is_empty(),
+        "dropped once a peer took the last"
+    );
+}

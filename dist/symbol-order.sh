@@ -124,7 +124,8 @@ fi
 # Only functions the binary defines in its code, each listed once.
 nm --defined-only "$bin" | awk '$2 ~ /^[tTwW]$/ { print $3 }' >"$work/defined"
 
-inputs=(Cargo.lock .cargo/config.toml Cargo.toml vendor/vodozemac/Cargo.toml vendor/libp2p-swarm/Cargo.toml)
+inputs=(Cargo.lock .cargo/config.toml Cargo.toml vendor/vodozemac/Cargo.toml vendor/libp2p-swarm/Cargo.toml
+  vendor/libp2p-gossipsub/Cargo.toml vendor/libp2p-relay/Cargo.toml)
 for m in */Cargo.toml; do [ "$m" = fuzz/Cargo.toml ] || inputs+=("$m"); done
 {
   echo "# rustc $(rustc -V | sed 's/^rustc //')"

@@ -505,7 +505,11 @@ fn open_all(secret: &MailboxSecret, own: &MailboxId, items: Vec<Placed>) -> Vec<
     }
     let (first, second) = items.split_at(items.len() / 2);
     std::thread::scope(|scope| {
-        let later = scope.spawn(|| open(second));
+        // A machine out of threads (`spawn` would panic) opens them all
+        // here.
+        let Ok(later) = std::thread::Builder::new().spawn_scoped(scope, || open(second)) else {
+            return open(&items);
+        };
         let mut opened = open(first);
         match later.join() {
             Ok(rest) => opened.extend(rest),

@@ -273,7 +273,7 @@ impl EventLoop {
     fn put_record(&mut self, locator: [u8; 32], record: &SealedPresence, ttl_ms: u64) {
         let key = kad::RecordKey::new(&locator);
         let mut record = kad::Record::new(key, record.to_bytes());
-        record.expires = Some(Instant::now() + Duration::from_millis(ttl_ms));
+        record.expires = Instant::now().checked_add(Duration::from_millis(ttl_ms));
         match self
             .swarm
             .behaviour_mut()

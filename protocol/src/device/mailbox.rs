@@ -249,7 +249,7 @@ impl HomeMailbox {
             return now.mono_ms.saturating_add(self.poll_ms);
         }
         self.jitter_seed = splitmix64(self.jitter_seed);
-        let spread = self.jitter_seed % (self.poll_ms + 1);
+        let spread = self.jitter_seed % self.poll_ms.saturating_add(1);
         now.mono_ms
             .saturating_add(self.poll_ms / 2)
             .saturating_add(spread)

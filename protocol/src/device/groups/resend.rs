@@ -52,8 +52,9 @@ use crate::{GroupId, MessageId};
 /// When a message no member confirmed is published again, after its first
 /// publication (the last within gossip's duplicate window of 120 s).
 pub const RESEND_AFTER_MS: [u64; 3] = [15_000, 45_000, 90_000];
-/// Published messages waiting for a peer on the topic, over all groups.
-const MAX_UNPUBLISHED: usize = 4096;
+/// Published messages waiting for a peer on the topic, over all groups,
+/// besides our own watched ones.
+pub(super) const MAX_UNPUBLISHED: usize = 4096;
 /// Messages watched at most, over all groups (the oldest goes first).
 const MAX_WATCHED: usize = 1024;
 /// Their bytes at most.
@@ -86,12 +87,11 @@ where
         bytes: Vec<u8>,
         watch: Option<MessageId>,
     ) {
-        // With the queue full, one of ours keeps its clock: its resends
-        // try it again.
-        if self.unpublished.len() < MAX_UNPUBLISHED {
-            if let Some(message) = watch {
-                self.unconfirmed.waiting(&message);
-            }
+        // One of ours still watched always waits: those are bounded by
+        // `MAX_WATCHED` and each waits once (its clock stops until it goes
+        // out), so the queue holds at most `MAX_UNPUBLISHED + MAX_WATCHED`.
+        let watched = watch.is_some_and(|message| self.unconfirmed.waiting(&message));
+        if watched || self.unpublished.len() < MAX_UNPUBLISHED {
             self.unpublished.push_back((id, topic, bytes, watch));
         }
     }
@@ -255,11 +255,13 @@ impl Unconfirmed {
         self.watched.get(id).is_none_or(|w| w.out)
     }
 
-    /// No peer took it: its clock stops.
-    fn waiting(&mut self, id: &MessageId) {
-        if let Some(w) = self.watched.get_mut(id) {
-            w.published_ms = None;
-        }
+    /// No peer took it: its clock stops. Whether it is watched.
+    fn waiting(&mut self, id: &MessageId) -> bool {
+        let Some(w) = self.watched.get_mut(id) else {
+            return false;
+        };
+        w.published_ms = None;
+        true
     }
 
     /// It is handed to gossip now: its clock starts if it was stopped.

@@ -334,3 +334,31 @@ fn a_last_resend_no_peer_took_stays_in_the_store_until_one_does() {
         "dropped once a peer took the last"
     );
 }
+
+/// A node offline long enough for its waiting queue to fill (messages of
+/// others it forwards, its channel's): a message of its own still waits
+/// for a peer and goes out as soon as one is there, not at its resend
+/// time (or never, after its last).
+#[test]
+fn our_message_waits_for_a_peer_even_with_the_waiting_queue_full() {
+    use crate::device::groups::resend::MAX_UNPUBLISHED;
+
+    let mut net = Net::new(&["alice", "bob"], config());
+    let id = net.group_of_all(0);
+    net.members[0].offline = true;
+    let (topic, _) = net.publish_key(0, id);
+    for i in 0..MAX_UNPUBLISHED {
+        let filler = (i as u64).to_be_bytes().to_vec();
+        net.members[0]
+            .book
+            .unpublished(id, topic.clone(), filler, None);
+    }
+    net.call(0, |book, ctx, _| {
+        book.send(ctx, "friends", "still here".to_owned())
+    })
+    .unwrap();
+    net.members[0].offline = false;
+    let start = net.now.mono_ms;
+    run_until(&mut net, start, 2_000);
+    assert_eq!(net.members[1].disk.texts(id), ["still here"]);
+}

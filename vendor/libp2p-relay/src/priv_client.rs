@@ -114,7 +114,20 @@ pub struct Behaviour {
     queued_actions: VecDeque<ToSwarm<Event, Either<handler::In, Infallible>>>,
 
     pending_handler_commands: HashMap<ConnectionId, handler::In>,
+
+    /// hush: listeners closed before their request reached us, newest
+    /// last (at most [`CLOSED_EARLY`]). The transport hands a listener's
+    /// request over when it is polled, and reports the listener's close in
+    /// the same poll: a circuit asked for and dropped before the swarm
+    /// polled the transport is closed here before it is asked for.
+    closed_early: VecDeque<ListenerId>,
 }
+
+/// hush: how many closed listeners [`Behaviour`] remembers for a request
+/// still to come. The request comes right after the close (the same poll
+/// of the transport); the close of every other transport's listeners
+/// passes through here too, which is why the list is bounded.
+const CLOSED_EARLY: usize = 16;
 
 /// Create a new client relay [`Behaviour`] with it's corresponding [`Transport`].
 pub fn new(local_peer_id: PeerId) -> (Transport, Behaviour) {
@@ -127,6 +140,7 @@ pub fn new(local_peer_id: PeerId) -> (Transport, Behaviour) {
         listener_id_to_connection_id: Default::default(),
         queued_actions: Default::default(),
         pending_handler_commands: Default::default(),
+        closed_early: Default::default(),
     };
     (transport, behaviour)
 }
@@ -172,6 +186,11 @@ impl Behaviour {
 
     fn on_listener_closed(&mut self, ListenerClosed { listener_id, .. }: ListenerClosed) {
         let Some(connection_id) = self.listener_id_to_connection_id.remove(&listener_id) else {
+            // hush: perhaps closed before its request reached us.
+            if self.closed_early.len() == CLOSED_EARLY {
+                self.closed_early.pop_front();
+            }
+            self.closed_early.push_back(listener_id);
             return;
         };
 
@@ -355,6 +374,21 @@ impl NetworkBehaviour for Behaviour {
         }
 
         let action = match ready!(self.from_transport.poll_next_unpin(cx)) {
+            Some(transport::TransportToBehaviourMsg::ListenReq { listener_id, .. })
+                if self.closed_early.contains(&listener_id) =>
+            {
+                // hush: its listener closed already; asking the relay now
+                // would reserve a circuit for nobody and confirm its
+                // address as ours. Dropping the request drops the channel
+                // to the listener, which is gone too.
+                self.closed_early.retain(|id| *id != listener_id);
+                tracing::debug!(
+                    ?listener_id,
+                    "circuit listener closed before its reservation was asked for; not asked"
+                );
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             Some(transport::TransportToBehaviourMsg::ListenReq {
                 listener_id,
                 relay_peer_id,

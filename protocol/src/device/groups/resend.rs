@@ -89,7 +89,10 @@ where
     ) {
         // One of ours still watched always waits: those are bounded by
         // `MAX_WATCHED` and each waits once (its clock stops until it goes
-        // out), so the queue holds at most `MAX_UNPUBLISHED + MAX_WATCHED`.
+        // out). Any other waits only below `MAX_UNPUBLISHED`, and the queue
+        // is emptied on every tick, so it holds about `MAX_UNPUBLISHED +
+        // MAX_WATCHED` at most (more only for a tick, if more messages
+        // than that were sent within it).
         let watched = watch.is_some_and(|message| self.unconfirmed.waiting(&message));
         if watched || self.unpublished.len() < MAX_UNPUBLISHED {
             self.unpublished.push_back((id, topic, bytes, watch));

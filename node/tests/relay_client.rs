@@ -147,15 +147,16 @@ impl Pair {
             .count()
     }
 
-    /// A circuit the node keeps: asked for, its reservation told; the
-    /// node's client is still usable.
+    /// A circuit the node keeps: asked for, its reservation told by both
+    /// sides (the relay's event can come after the node's); the node's
+    /// client is still usable.
     async fn keep_a_circuit(&mut self) {
-        let before = self.told_accepted();
+        let (told, accepted) = (self.told_accepted(), self.accepted);
         self.node
             .listen_on(self.circuit())
             .expect("listen on a circuit");
         self.drive_until("a kept circuit's reservation", |p| {
-            p.told_accepted() > before
+            p.told_accepted() > told && p.accepted > accepted
         })
         .await;
     }

@@ -187,8 +187,7 @@ where
             }
         }
         self.drop_inbound(|i| i.group == id);
-        self.unconfirmed.drop_group(&id);
-        self.drop_forgotten();
+        self.leave_queue(&id);
         self.effects.push_back(GroupEffect::PeersChanged);
         Ok(id)
     }

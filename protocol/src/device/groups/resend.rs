@@ -74,6 +74,11 @@ where
         topic: String,
         bytes: Vec<u8>,
     ) {
+        // Sent and left in one batch: it went out once, as it would have
+        // before the leave, and is not sent again.
+        if !self.still_in(&group) {
+            return;
+        }
         self.unconfirmed
             .published(now.mono_ms, message, group, topic, bytes);
     }
@@ -93,10 +98,36 @@ where
         // is emptied on every tick, so it holds about `MAX_UNPUBLISHED +
         // MAX_WATCHED` at most (more only for a tick, if more messages
         // than that were sent within it).
+        // One of ours to a group we left stays unsent (see `leave_queue`);
+        // what the group's channel still has to say, our leave among it,
+        // goes out.
+        if watch.is_some() && !self.still_in(&id) {
+            return;
+        }
         let watched = watch.is_some_and(|message| self.unconfirmed.waiting(&message));
         if watched || self.unpublished.len() < MAX_UNPUBLISHED {
             self.unpublished.push_back((id, topic, bytes, watch));
         }
+    }
+
+    /// We left `group`: our messages waiting for a peer stay unsent, as
+    /// after a restart (the store lets them go with their watch,
+    /// [`Unconfirmed::drop_group`]); they read `pending`. The channel's
+    /// messages, our leave among them, still wait for a peer.
+    pub(super) fn leave_queue(&mut self, group: &GroupId) {
+        self.unpublished
+            .retain(|(id, _, _, watch)| id != group || watch.is_none());
+        self.unconfirmed.drop_group(group);
+        self.drop_forgotten();
+    }
+
+    /// Whether our messages to `group` may still go out: not once we left
+    /// it or were removed from it.
+    fn still_in(&self, group: &GroupId) -> bool {
+        let me = self.account();
+        self.groups
+            .get(group)
+            .is_some_and(|g| !g.record.left && g.state.members.contains_key(&me))
     }
 
     /// A peer on the topic took one of our messages (gossip published it):
@@ -136,11 +167,7 @@ where
         record: UnconfirmedRecord,
         status: Option<Status>,
     ) {
-        let me = self.account();
-        let ours = self
-            .groups
-            .get(&record.group)
-            .is_some_and(|g| !g.record.left && g.state.members.contains_key(&me));
+        let ours = self.still_in(&record.group);
         let Some(status) = status.filter(|_| ours) else {
             self.effects
                 .push_back(GroupEffect::Write(GroupWrite::DropUnconfirmed(message)));
@@ -162,10 +189,19 @@ where
         // A message still waiting for a peer has its clock stopped, so it
         // is never due beside itself.
         let again = self.unconfirmed.due(now_ms);
+        let mut gone = Vec::new();
         for (group, topic, bytes, watch) in std::mem::take(&mut self.unpublished)
             .into_iter()
             .chain(again)
         {
+            // Removed from the group since (a leave cleared the queue
+            // already): ours stay unsent, and the store lets them go.
+            if watch.is_some() && !self.still_in(&group) {
+                if !gone.contains(&group) {
+                    gone.push(group);
+                }
+                continue;
+            }
             if let Some(message) = watch {
                 self.unconfirmed.going_out(&message, now_ms);
             }
@@ -175,6 +211,9 @@ where
                 bytes,
                 watch,
             });
+        }
+        for group in gone {
+            self.unconfirmed.drop_group(&group);
         }
         self.drop_forgotten();
     }

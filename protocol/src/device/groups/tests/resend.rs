@@ -96,6 +96,62 @@ fn a_group_left_sends_nothing_again() {
     assert_eq!(times_published(&net, 0, &bytes), 1);
 }
 
+/// Alice wrote while offline, then left the group. Leaving stops what
+/// she had not sent (as a restart does: the store lets it go), so when
+/// her link comes back the message waiting for a peer must not go out
+/// after her; her leave itself must.
+#[test]
+fn a_message_waiting_for_a_peer_when_we_leave_is_not_sent_after_it() {
+    let mut net = Net::new(&["alice", "bob"], config());
+    let id = net.group_of_all(0);
+    let start = net.now.mono_ms;
+    net.members[0].offline = true;
+    net.call(0, |book, ctx, _| {
+        book.send(ctx, "friends", "never mind".to_owned())
+    })
+    .unwrap();
+    net.drive();
+    net.call(0, |book, ctx, _| book.leave(ctx, "friends"))
+        .unwrap();
+    net.drive();
+    assert!(net.members[0].disk.unconfirmed.is_empty(), "left: dropped");
+    net.members[0].offline = false;
+    run_until(&mut net, start, RESEND_AFTER_MS[2] + 10_000);
+    assert_eq!(net.members[1].disk.texts(id), Vec::<String>::new());
+    let alice = net.members[0].key.id();
+    let bob = net.members[1].book.group(&id).expect("bob's group");
+    assert!(
+        !bob.state().members.contains_key(&alice),
+        "her leave went out once a peer was there"
+    );
+}
+
+/// Alice wrote while offline and was removed meanwhile: the message
+/// waiting for a peer must not go out once her link is back (the members
+/// would refuse it), and the store lets it go.
+#[test]
+fn a_message_waiting_for_a_peer_when_we_are_removed_is_not_sent() {
+    let mut net = Net::new(&["alice", "bob"], config());
+    let id = net.group_of_all(1);
+    let start = net.now.mono_ms;
+    net.members[0].offline = true;
+    net.call(0, |book, ctx, _| {
+        book.send(ctx, "friends", "still here?".to_owned())
+    })
+    .unwrap();
+    net.drive();
+    let waiting = net.members[0].tried.clone();
+    assert_eq!(waiting.len(), 1, "it found no peer");
+    net.remove_from_friends(1, 0);
+    let alice = net.members[0].key.id();
+    let hers = net.members[0].book.group(&id).expect("alice's group");
+    assert!(!hers.state().members.contains_key(&alice), "she learned it");
+    net.members[0].offline = false;
+    run_until(&mut net, start, RESEND_AFTER_MS[2] + 10_000);
+    assert_eq!(times_published(&net, 0, &waiting[0]), 0);
+    assert!(net.members[0].disk.unconfirmed.is_empty(), "dropped");
+}
+
 /// The status of alice's message `id` in her store.
 fn status(net: &Net, group: GroupId, id: MessageId) -> Status {
     let conversation = ConversationId::group(&group);

@@ -1994,6 +1994,15 @@ where
                 .filter(|peer_id| {
                     peer_id != propagation_source && Some(peer_id) != message.source.as_ref()
                 })
+                // hush patch: only peers still connected that speak 1.2. The
+                // promises keep peers that have since disconnected (they
+                // are not indexed by peer), and `send_message` logged an
+                // error for each; a peer on an older version drops it.
+                .filter(|peer_id| {
+                    self.connected_peers
+                        .get(peer_id)
+                        .is_some_and(|peer| peer.kind >= PeerKind::Gossipsubv1_2)
+                })
                 .collect::<HashSet<PeerId>>();
 
             for peer_id in recipient_peers {

@@ -92,18 +92,18 @@ where
         bytes: Vec<u8>,
         watch: Option<MessageId>,
     ) {
+        // One of ours to a group we left or were removed from stays unsent
+        // (see `leave_queue`); what the group's channel still has to say,
+        // our leave among it, goes out.
+        if watch.is_some() && !self.still_in(&id) {
+            return;
+        }
         // One of ours still watched always waits: those are bounded by
         // `MAX_WATCHED` and each waits once (its clock stops until it goes
         // out). Any other waits only below `MAX_UNPUBLISHED`, and the queue
         // is emptied on every tick, so it holds about `MAX_UNPUBLISHED +
         // MAX_WATCHED` at most (more only for a tick, if more messages
         // than that were sent within it).
-        // One of ours to a group we left stays unsent (see `leave_queue`);
-        // what the group's channel still has to say, our leave among it,
-        // goes out.
-        if watch.is_some() && !self.still_in(&id) {
-            return;
-        }
         let watched = watch.is_some_and(|message| self.unconfirmed.waiting(&message));
         if watched || self.unpublished.len() < MAX_UNPUBLISHED {
             self.unpublished.push_back((id, topic, bytes, watch));

@@ -187,7 +187,8 @@ where
             }
         }
         self.drop_inbound(|i| i.group == id);
-        self.leave_queue(&id);
+        self.unconfirmed.drop_group(&id);
+        self.drop_forgotten();
         self.effects.push_back(GroupEffect::PeersChanged);
         Ok(id)
     }

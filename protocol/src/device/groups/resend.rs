@@ -74,11 +74,6 @@ where
         topic: String,
         bytes: Vec<u8>,
     ) {
-        // Sent and left in one batch: it went out once, as it would have
-        // before the leave, and is not sent again.
-        if !self.still_in(&group) {
-            return;
-        }
         self.unconfirmed
             .published(now.mono_ms, message, group, topic, bytes);
     }
@@ -92,12 +87,6 @@ where
         bytes: Vec<u8>,
         watch: Option<MessageId>,
     ) {
-        // One of ours to a group we left or were removed from stays unsent
-        // (see `leave_queue`); what the group's channel still has to say,
-        // our leave among it, goes out.
-        if watch.is_some() && !self.still_in(&id) {
-            return;
-        }
         // One of ours still watched always waits: those are bounded by
         // `MAX_WATCHED` and each waits once (its clock stops until it goes
         // out). Any other waits only below `MAX_UNPUBLISHED`, and the queue
@@ -108,17 +97,6 @@ where
         if watched || self.unpublished.len() < MAX_UNPUBLISHED {
             self.unpublished.push_back((id, topic, bytes, watch));
         }
-    }
-
-    /// We left `group`: our messages waiting for a peer stay unsent, as
-    /// after a restart (the store lets them go with their watch,
-    /// [`Unconfirmed::drop_group`]); they read `pending`. The channel's
-    /// messages, our leave among them, still wait for a peer.
-    pub(super) fn leave_queue(&mut self, group: &GroupId) {
-        self.unpublished
-            .retain(|(id, _, _, watch)| id != group || watch.is_none());
-        self.unconfirmed.drop_group(group);
-        self.drop_forgotten();
     }
 
     /// Whether our messages to `group` may still go out: not once we left
@@ -194,8 +172,10 @@ where
             .into_iter()
             .chain(again)
         {
-            // Removed from the group since (a leave cleared the queue
-            // already): ours stay unsent, and the store lets them go.
+            // We left the group or were removed from it since: ours stay
+            // unsent (they read `pending`), as after a restart, and the
+            // store lets them go. What its channel still has to say, our
+            // leave among it, goes out.
             if watch.is_some() && !self.still_in(&group) {
                 if !gone.contains(&group) {
                     gone.push(group);

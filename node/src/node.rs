@@ -370,6 +370,7 @@ impl Node {
                     member_limit: config
                         .group_member_limit
                         .clamp(1, hush_protocol::MAX_MEMBER_LIMIT),
+                    ..GroupConfig::default()
                 },
                 mdns: config.mdns && !config.hidden,
                 hidden: config.hidden,

@@ -51,6 +51,9 @@ pub const MAX_OP_PARENTS: usize = 32;
 pub const MAX_OP_LEN: usize = 16 * 1024;
 /// Most heads a [`ControlKind::Heads`] names.
 pub const MAX_HEADS: usize = 256;
+/// Most ops a [`ControlKind::Want`] names: a full one fits the 4 KiB
+/// padding bucket (a `Heads` of 256 takes 16 KiB).
+pub const MAX_WANTS: usize = 120;
 /// Most ops one control message carries.
 pub const MAX_CONTROL_OPS: usize = 512;
 /// Largest Megolm session key (vodozemac's is 229 bytes).

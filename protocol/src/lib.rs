@@ -60,7 +60,8 @@ pub use group::{
     GroupMessage, GroupOp, GroupState, HistoryRequest, HistoryResponse, MAX_CONTROL_OPS,
     MAX_GROUP_MESSAGE_LEN, MAX_GROUP_NAME_LEN, MAX_GROUP_OPS, MAX_HEADS, MAX_HISTORY_FRAME,
     MAX_HISTORY_ITEMS, MAX_IDLE_OPS_PER_AUTHOR, MAX_MEMBER_LIMIT, MAX_OP_LEN, MAX_TOPIC_LEN,
-    Member, MemberStatus, OpHash, OpSet, PublishKey, Role, TOPIC_PREFIX, TopicKey, room_key_claim,
+    MAX_WANTS, Member, MemberStatus, OpHash, OpSet, PublishKey, Role, TOPIC_PREFIX, TopicKey,
+    room_key_claim,
 };
 pub use hlc::Hlc;
 pub use ids::{AccountId, ConversationId, DeviceId, GroupId, MessageId, ParseIdError};

@@ -107,6 +107,12 @@ pub struct GroupConfig {
     pub rotate_after_ms: u64,
     /// The member limit of groups we create.
     pub member_limit: u32,
+    /// A member lacking ops that announced heads named announces its own
+    /// heads (which tell holders everything it lacks) while it has at most
+    /// this many; past that, it says only which ops it lacks (a
+    /// [`ControlKind::Want`](crate::ControlKind::Want)), see
+    /// [`LACK_HEADS_MAX`].
+    pub lack_heads_max: usize,
 }
 
 impl Default for GroupConfig {
@@ -115,9 +121,20 @@ impl Default for GroupConfig {
             rotate_messages: 100,
             rotate_after_ms: 7 * 24 * 3600 * 1000,
             member_limit: crate::DEFAULT_MEMBER_LIMIT,
+            lack_heads_max: LACK_HEADS_MAX,
         }
     }
 }
+
+/// The default of [`GroupConfig::lack_heads_max`]: as many heads as a full
+/// want names ([`crate::MAX_WANTS`]), so a lacking member's heads cost the
+/// group no more than its want could. While a large group forms at once,
+/// each join stays a head (it names only the few its author saw), and at
+/// 300 members every lacking member's heads named 256 ops (16 KiB) to
+/// every member: 870–1,240 such announcements were three quarters of
+/// setup's traffic. A smaller group's heads go as before: they also tell
+/// holders what the member lacks without knowing of it.
+pub const LACK_HEADS_MAX: usize = crate::MAX_WANTS;
 
 /// Who this device is, as groups need it.
 #[derive(Clone)]

@@ -5,6 +5,7 @@ use super::op::{GroupOp, OpHash};
 use super::publish::PublishKey;
 use super::{
     MAX_CONTROL_OPS, MAX_GROUP_CIPHERTEXT_LEN, MAX_HEADS, MAX_OP_LEN, MAX_SESSION_KEY_LEN,
+    MAX_WANTS,
 };
 use crate::codec::{DecodeError, Reader, Wire, Writer};
 use crate::ids::{AccountId, DeviceId, GroupId, MessageId};
@@ -70,6 +71,10 @@ pub enum ControlKind {
     /// group's channel only: members holding ops outside their ancestry
     /// publish them, members lacking one of them say what they hold.
     Heads(Vec<OpHash>),
+    /// Ops the sender lacks (at most [`MAX_WANTS`]), named in heads it
+    /// heard, on the group's channel only: members holding them publish
+    /// them, members lacking the same wait for that answer.
+    Want(Vec<OpHash>),
 }
 
 impl Wire for GroupControl {
@@ -106,6 +111,10 @@ impl Wire for GroupControl {
                 w.u8(6);
                 w.list(heads, |w, h| w.raw(h));
             }
+            ControlKind::Want(ops) => {
+                w.u8(7);
+                w.list(ops, |w, h| w.raw(h));
+            }
         }
     }
 
@@ -131,6 +140,7 @@ impl Wire for GroupControl {
             },
             5 => ControlKind::PublishKeyRequest { epoch: r.array()? },
             6 => ControlKind::Heads(r.list("op heads", MAX_HEADS, |r| r.array())?),
+            7 => ControlKind::Want(r.list("wanted ops", MAX_WANTS, |r| r.array())?),
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "group control",

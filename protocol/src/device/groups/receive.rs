@@ -489,6 +489,11 @@ where
             }
             // Over Olm, heads ask for what they lack (see `ask_for_ops`).
             ControlKind::Heads(heads) => self.on_asked_with_heads(ctx, id, account, &heads),
+            // A want is for every member: the channel carries it.
+            ControlKind::Want(_) => {
+                let what = "a want of ops over Olm (the channel carries those); ignored";
+                self.note(id, Severity::Info, what);
+            }
             ControlKind::Receipt { kind, ids } => {
                 let Some(g) = self.groups.get(&id) else {
                     return;

@@ -560,5 +560,6 @@ fn config() -> GroupConfig {
         rotate_messages: 100,
         rotate_after_ms: 3_600_000,
         member_limit: 16,
+        lack_heads_max: crate::device::groups::LACK_HEADS_MAX,
     }
 }

@@ -536,40 +536,62 @@ fn a_removed_member_writing_the_old_channel_invites_nobody() {
     assert!(!state.members.contains_key(&mallory));
 }
 
-/// Attack: a member floods the channel with heads nobody holds, so that
-/// every other member says what it lacks (N messages for each of hers).
-/// Each member says so at most once per window, however many come.
-#[test]
-fn junk_heads_flooding_the_channel_cost_each_member_one_announcement_per_window() {
+/// Four windows of `gap` in which mallory (the fifth of five members)
+/// publishes `kind(n)` on the channel ten times a second, then quiet until
+/// the last window ends; how many messages of the kind `counted` tells
+/// each other member published meanwhile, and the windows.
+fn flooded(
+    config: GroupConfig,
+    gap: u64,
+    kind: impl Fn(&Net, GroupId, usize) -> ControlKind,
+    counted: fn(&ControlKind) -> bool,
+) -> ([usize; 4], usize) {
     let names = ["alice", "bob", "carol", "dave", "mallory"];
-    let mut net = Net::new(&names, config());
+    let mut net = Net::new(&names, config);
     let id = net.group_of_all(0);
     run_for(&mut net, 10_000);
     let since = net.published.len();
-    // Four windows of flood, ten junk announcements a second.
     let windows = 4;
-    let flood = (windows * HEADS_MIN_GAP_MS / 100) as usize;
-    for n in 0..flood {
-        let junk = [(n % 256) as u8, (n / 256) as u8, 0xee, 0xee].repeat(8);
-        let junk: [u8; 32] = junk.try_into().expect("32 bytes");
-        publish_as(&mut net, 4, id, 4, ControlKind::Heads(vec![junk]));
+    for n in 0..(windows * gap / 100) as usize {
+        let kind = kind(&net, id, n);
+        publish_as(&mut net, 4, id, 4, kind);
         net.advance(100);
         net.drive();
     }
-    // Then quiet until the last window ends.
-    run_for(&mut net, HEADS_MIN_GAP_MS);
-    let said = channel_kinds(&net, id, 0, since)
-        .into_iter()
-        .filter(|(from, k)| *from < 4 && matches!(k, ControlKind::Heads(_) | ControlKind::Want(_)));
+    run_for(&mut net, gap);
     let mut per_member = [0usize; 4];
-    for (from, _) in said {
+    for (from, _) in channel_kinds(&net, id, 0, since)
+        .into_iter()
+        .filter(|(from, k)| *from < 4 && counted(k))
+    {
         per_member[from] += 1;
     }
-    let most = windows as usize + 1;
-    assert!(
-        per_member.iter().all(|n| *n <= most),
-        "announcements per member over {windows} windows of {flood} junk heads: {per_member:?}"
-    );
+    (per_member, windows as usize)
+}
+
+/// Attack: a member floods the channel with heads nobody holds, so that
+/// every other member says what it lacks (N messages for each of hers).
+/// Each member says so at most once per window, however many come, with
+/// its heads or with a want.
+#[test]
+fn junk_heads_flooding_the_channel_cost_each_member_one_announcement_per_window() {
+    let junk = |_: &Net, _: GroupId, n: usize| {
+        let junk = [(n % 256) as u8, (n / 256) as u8, 0xee, 0xee].repeat(8);
+        ControlKind::Heads(vec![junk.try_into().expect("32 bytes")])
+    };
+    let lacking = |k: &ControlKind| matches!(k, ControlKind::Heads(_) | ControlKind::Want(_));
+    let wanting = GroupConfig {
+        lack_heads_max: 0,
+        ..config()
+    };
+    for config in [config(), wanting] {
+        let (per_member, windows) = flooded(config, HEADS_MIN_GAP_MS, junk, lacking);
+        assert!(per_member.iter().all(|n| *n > 0), "each said it lacks");
+        assert!(
+            per_member.iter().all(|n| *n <= windows + 1),
+            "announcements per member over {windows} windows of junk heads: {per_member:?}"
+        );
+    }
 }
 
 /// Attack: a member floods the channel with wants of ops every member
@@ -578,42 +600,19 @@ fn junk_heads_flooding_the_channel_cost_each_member_one_announcement_per_window(
 /// per window, and only in its turn: the first answer silences the rest.
 #[test]
 fn wants_flooding_the_channel_cost_each_member_one_answer_per_window() {
-    let names = ["alice", "bob", "carol", "dave", "mallory"];
-    let mut net = Net::new(&names, config());
-    let id = net.group_of_all(0);
-    run_for(&mut net, 10_000);
-    let since = net.published.len();
-    let all: Vec<crate::OpHash> = net.members[0]
-        .book
-        .group(&id)
-        .unwrap()
-        .ops()
-        .ops()
-        .map(|op| op.hash())
-        .collect();
-    let windows = 4;
-    let flood = (windows * ANSWER_MIN_GAP_MS / 100) as usize;
-    for _ in 0..flood {
-        publish_as(&mut net, 4, id, 4, ControlKind::Want(all.clone()));
-        net.advance(100);
-        net.drive();
-    }
-    run_for(&mut net, ANSWER_MIN_GAP_MS);
-    let mut per_member = [0usize; 4];
-    for (from, _) in ops_published(&net, id, since)
-        .into_iter()
-        .filter(|(from, _)| *from < 4)
-    {
-        per_member[from] += 1;
-    }
-    let most = windows as usize + 1;
+    let everything = |net: &Net, id: GroupId, _: usize| {
+        let ops = net.members[0].book.group(&id).unwrap().ops();
+        ControlKind::Want(ops.ops().map(|op| op.hash()).collect())
+    };
+    let answers = |k: &ControlKind| matches!(k, ControlKind::Ops(_));
+    let (per_member, windows) = flooded(config(), ANSWER_MIN_GAP_MS, everything, answers);
     assert!(
         per_member.iter().sum::<usize>() > 0,
         "the wants were answered"
     );
     assert!(
-        per_member.iter().all(|n| *n <= most),
-        "answers per member over {windows} windows of {flood} wants: {per_member:?}"
+        per_member.iter().all(|n| *n <= windows + 1),
+        "answers per member over {windows} windows of wants: {per_member:?}"
     );
 }
 

@@ -40,9 +40,9 @@
 //! A want names only what is lacked, and members that lack the same leave
 //! it out of theirs.
 //!
-//! Each member wants at most once per [`HEADS_MIN_GAP_MS`] and answers at
-//! most once per [`ANSWER_MIN_GAP_MS`] per group, so a member announcing
-//! junk heads or wants costs each other member at most that.
+//! Each member says it lacks ops at most once per [`HEADS_MIN_GAP_MS`] and
+//! answers at most once per [`ANSWER_MIN_GAP_MS`] per group, so a member
+//! announcing junk heads or wants costs each other member at most that.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -70,8 +70,9 @@ pub(super) const HEADS_JITTER_MS: u64 = 3_000;
 /// [`MAX_TURN_WAIT_MS`] in all.
 pub(super) const TURN_MS: u64 = 250;
 pub(super) const MAX_TURN_WAIT_MS: u64 = 10_000;
-/// A want (of ops we lack that someone else's heads named) goes at most
-/// this often per group.
+/// We say we lack ops that someone else's heads named (with our heads, or
+/// a want) at most this often per group (announcements after our own set
+/// changed do not count: ops that take effect limit those).
 pub(super) const HEADS_MIN_GAP_MS: u64 = 5_000;
 /// Ops another member wanted on the channel are left out of our wants
 /// this long: the answer to theirs reaches us too (if not, we ask over
@@ -135,7 +136,7 @@ pub(super) struct ChannelSync {
     heads_due: Option<u64>,
     /// When we say which announced heads we lack (see [`ControlKind::Want`]).
     want_due: Option<u64>,
-    /// When we last wanted ops.
+    /// When we last said we lack ops (our heads while lacking, or a want).
     lack_last: Option<u64>,
     /// Ops other members wanted on the channel, and when (see
     /// [`WANTED_FOR_MS`]).

@@ -107,9 +107,9 @@ pub struct GroupConfig {
     pub rotate_after_ms: u64,
     /// The member limit of groups we create.
     pub member_limit: u32,
-    /// A member lacking ops that announced heads named announces its own
-    /// heads (which tell holders everything it lacks) while it has at most
-    /// this many; past that, it says only which ops it lacks (a
+    /// A member lacking ops named in heads it heard announces its own
+    /// heads (which tell holders everything it lacks) while it holds at
+    /// most this many; past that, it says only which ops it lacks (a
     /// [`ControlKind::Want`](crate::ControlKind::Want)), see
     /// [`LACK_HEADS_MAX`].
     pub lack_heads_max: usize,

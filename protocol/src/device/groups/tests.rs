@@ -22,6 +22,7 @@ mod check_ins;
 mod gaps;
 mod hostile;
 mod invitations;
+mod lacks;
 mod messages;
 mod publish;
 mod resend;

@@ -1,0 +1,28 @@
+//! The group control codec's bounds.
+
+use super::*;
+
+/// A want round-trips; one naming more than [`MAX_WANTS`] ops is refused;
+/// a full one, as a channel message's padded payload, fits 4 KiB (a
+/// `Heads` of 256 takes 16 KiB).
+#[test]
+fn a_want_round_trips_within_its_bound_and_fits_4_kib() {
+    let id = GroupId([3; 32]);
+    let full = GroupControl {
+        group: id,
+        kind: ControlKind::Want((0..MAX_WANTS).map(|i| [i as u8; 32]).collect()),
+    };
+    assert_eq!(GroupControl::from_bytes(&full.to_bytes()).unwrap(), full);
+    let over = GroupControl {
+        group: id,
+        kind: ControlKind::Want(vec![[1; 32]; MAX_WANTS + 1]),
+    };
+    assert!(GroupControl::from_bytes(&over.to_bytes()).is_err());
+    let payload = crate::Payload {
+        sender_account: crate::AccountId([1; 32]),
+        sender_device: DeviceId([2; 32]),
+        id: MessageId(u128::MAX),
+        body: crate::Body::Group(full),
+    };
+    assert_eq!(payload.to_padded().len(), 4096);
+}

@@ -768,7 +768,7 @@ pub(super) fn whom_to_ask(
 }
 
 /// Whether two lists of heads name the same ops (in any order).
-fn same_heads(ours: &[OpHash], theirs: &[OpHash]) -> bool {
+pub(super) fn same_heads(ours: &[OpHash], theirs: &[OpHash]) -> bool {
     let ours: HashSet<&OpHash> = ours.iter().collect();
     let theirs: HashSet<&OpHash> = theirs.iter().collect();
     ours == theirs

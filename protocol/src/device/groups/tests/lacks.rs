@@ -6,12 +6,15 @@ use super::channel::{
     channel_kinds, friends_of_the_first, is_ops, joined, publish_as, run_counting_olm, run_for,
 };
 use super::*;
-use crate::device::groups::channel::{ANSWER_MIN_GAP_MS, HEADS_MIN_GAP_MS, NEW_FOR_MS};
+use crate::device::groups::channel::{ANSWER_MIN_GAP_MS, HEADS_MIN_GAP_MS, NEW_FOR_MS, same_heads};
 
-/// Whether two lists name the same ops, in any order.
-fn same_set(a: &[crate::OpHash], b: &[crate::OpHash]) -> bool {
-    let set = |l: &[crate::OpHash]| l.iter().copied().collect::<std::collections::BTreeSet<_>>();
-    set(a) == set(b)
+/// As in a group whose heads are past what a want names (see
+/// `LACK_HEADS_MAX`), here from the first head: a lacking member wants.
+fn wanting() -> GroupConfig {
+    GroupConfig {
+        lack_heads_max: 0,
+        ..config()
+    }
 }
 
 /// While many join at once, members miss different joins: here eight
@@ -28,13 +31,7 @@ fn lacks_many_members_share_are_said_once_not_by_every_member() {
     let names: Vec<&'static str> = (0..16)
         .map(|i| &*Box::leak(format!("m{i}").into_boxed_str()))
         .collect();
-    // As in a group whose heads are past what a want names (see
-    // `LACK_HEADS_MAX`), here from the first head.
-    let wanting = GroupConfig {
-        lack_heads_max: 0,
-        ..config()
-    };
-    let mut net = Net::new(&names, wanting);
+    let mut net = Net::new(&names, wanting());
     let id = friends_of_the_first(&mut net, 8);
     for who in 8..16 {
         net.invite_to_friends(0, who, false);
@@ -82,7 +79,7 @@ fn lacks_many_members_share_are_said_once_not_by_every_member() {
         .into_iter()
         .filter(|(from, _)| lacking.contains(from))
         .filter_map(|(from, k)| match k {
-            ControlKind::Heads(ops) if !same_set(&ops, &heads) => Some((from, ops.len())),
+            ControlKind::Heads(ops) if !same_heads(&ops, &heads) => Some((from, ops.len())),
             ControlKind::Want(ops) => Some((from, ops.len())),
             _ => None,
         })
@@ -143,11 +140,7 @@ fn junk_heads_flooding_the_channel_cost_each_member_one_announcement_per_window(
         ControlKind::Heads(vec![junk.try_into().expect("32 bytes")])
     };
     let lacking = |k: &ControlKind| matches!(k, ControlKind::Heads(_) | ControlKind::Want(_));
-    let wanting = GroupConfig {
-        lack_heads_max: 0,
-        ..config()
-    };
-    for config in [config(), wanting] {
+    for config in [config(), wanting()] {
         let (per_member, windows) = flooded(config, HEADS_MIN_GAP_MS, junk, lacking);
         assert!(per_member.iter().all(|n| *n > 0), "each said it lacks");
         assert!(
@@ -159,8 +152,8 @@ fn junk_heads_flooding_the_channel_cost_each_member_one_announcement_per_window(
 
 /// Attack: a member floods the channel with wants of ops every member
 /// holds (the whole op set, ten times a second), so that the members
-/// publish the op set again and again. Each member answers at most once
-/// per window, and only in its turn: the first answer silences the rest.
+/// publish the op set again and again. Only the first member in turn for
+/// a want answers it, and each member at most once per window.
 #[test]
 fn wants_flooding_the_channel_cost_each_member_one_answer_per_window() {
     let everything = |net: &Net, id: GroupId, _: usize| {

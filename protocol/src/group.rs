@@ -56,6 +56,10 @@ pub const MAX_HEADS: usize = 256;
 pub const MAX_WANTS: usize = 120;
 /// Most ops one control message carries.
 pub const MAX_CONTROL_OPS: usize = 512;
+/// Most message indices a [`ControlKind::Missed`] names.
+pub const MAX_MISSED: usize = 64;
+/// Most group messages a [`ControlKind::Found`] carries.
+pub const MAX_FOUND: usize = 64;
 /// Largest Megolm session key (vodozemac's is 229 bytes).
 pub const MAX_SESSION_KEY_LEN: usize = 512;
 /// Largest Megolm ciphertext a group message carries: the largest padded

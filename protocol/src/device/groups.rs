@@ -32,6 +32,7 @@ mod gaps;
 mod membership;
 pub mod pending;
 mod receive;
+mod recent;
 mod resend;
 mod sending;
 mod sources;
@@ -312,6 +313,9 @@ pub struct GroupBook<P, A, M> {
     receipts_due_ms: Option<u64>,
     /// Groups with messages missed on the topic: when to ask the relays.
     catch_ups: HashMap<GroupId, gaps::CatchUp>,
+    /// Messages read and sent last, for members that missed them; whom we
+    /// asked for ours and answered.
+    recent: recent::Recent,
     /// Stored messages no peer on the topic took yet: published again on
     /// the tick (with the id of ours that are watched).
     unpublished: VecDeque<(GroupId, String, Vec<u8>, Option<MessageId>)>,
@@ -407,6 +411,7 @@ where
             receipts: HashMap::new(),
             receipts_due_ms: None,
             catch_ups: HashMap::new(),
+            recent: recent::Recent::default(),
             blocked: HashSet::new(),
             own_devices: false,
             unpublished: VecDeque::new(),
@@ -750,7 +755,7 @@ where
         if self.receipts_due_ms.is_some_and(|due| now >= due) {
             self.flush_receipts(ctx);
         }
-        self.catch_up_tick(now);
+        self.catch_up_tick(ctx);
         if self.awaiting_count > 0 {
             self.settle_awaiting(now, None);
         }

@@ -4,8 +4,8 @@
 use super::op::{GroupOp, OpHash};
 use super::publish::PublishKey;
 use super::{
-    MAX_CONTROL_OPS, MAX_GROUP_CIPHERTEXT_LEN, MAX_HEADS, MAX_OP_LEN, MAX_SESSION_KEY_LEN,
-    MAX_WANTS,
+    MAX_CONTROL_OPS, MAX_FOUND, MAX_GROUP_CIPHERTEXT_LEN, MAX_GROUP_MESSAGE_LEN, MAX_HEADS,
+    MAX_MISSED, MAX_OP_LEN, MAX_SESSION_KEY_LEN, MAX_WANTS,
 };
 use crate::codec::{DecodeError, Reader, Wire, Writer};
 use crate::ids::{AccountId, DeviceId, GroupId, MessageId};
@@ -75,6 +75,16 @@ pub enum ControlKind {
     /// heard, on the group's channel only: members holding them publish
     /// them, members lacking the same wait for that answer.
     Want(Vec<OpHash>),
+    /// "I lack these messages of this session" (Megolm indices, at most
+    /// [`MAX_MISSED`]), over Olm, to a member that may hold them: the
+    /// session's maker, or another member who read them.
+    Missed {
+        session: SessionId,
+        indices: Vec<u32>,
+    },
+    /// Group messages as they were published (encoded [`GroupMessage`]s,
+    /// at most [`MAX_FOUND`]), over Olm: the answer to a `Missed`.
+    Found(Vec<Vec<u8>>),
 }
 
 impl Wire for GroupControl {
@@ -115,6 +125,15 @@ impl Wire for GroupControl {
                 w.u8(7);
                 w.list(ops, |w, h| w.raw(h));
             }
+            ControlKind::Missed { session, indices } => {
+                w.u8(8);
+                w.raw(&session.0);
+                w.list(indices, |w, i| w.u32(*i));
+            }
+            ControlKind::Found(messages) => {
+                w.u8(9);
+                w.list(messages, |w, m| w.bytes(m));
+            }
         }
     }
 
@@ -141,6 +160,13 @@ impl Wire for GroupControl {
             5 => ControlKind::PublishKeyRequest { epoch: r.array()? },
             6 => ControlKind::Heads(r.list("op heads", MAX_HEADS, |r| r.array())?),
             7 => ControlKind::Want(r.list("wanted ops", MAX_WANTS, |r| r.array())?),
+            8 => ControlKind::Missed {
+                session: SessionId(r.array()?),
+                indices: r.list("missed indices", MAX_MISSED, |r| r.u32())?,
+            },
+            9 => ControlKind::Found(r.list("found messages", MAX_FOUND, |r| {
+                Ok(r.bytes("group message", MAX_GROUP_MESSAGE_LEN)?.to_vec())
+            })?),
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "group control",

@@ -80,9 +80,11 @@ where
     P: Copy + Eq + Hash + fmt::Display,
 {
     /// On the tick: the groups whose gaps stayed open past their wait ask
-    /// the relays' history ([`GroupEffect::CatchUp`]); indices that
-    /// history does not bring are not asked for again.
-    pub(super) fn catch_up_tick(&mut self, now: u64) {
+    /// the relays' history ([`GroupEffect::CatchUp`]) and two members
+    /// ([`recent`](super::recent)); indices neither brings are not asked
+    /// for again.
+    pub(super) fn catch_up_tick(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now.mono_ms;
         let due: Vec<GroupId> = self
             .catch_ups
             .iter()
@@ -91,9 +93,17 @@ where
             .collect();
         for id in due {
             let mut open = false;
-            for inbound in self.inbound.values_mut().filter(|i| i.group == id) {
-                open |= inbound.gaps.is_open();
-                inbound.gaps.missing.clear();
+            let mut asks = Vec::new();
+            for (session, inbound) in self.inbound.iter_mut().filter(|(_, i)| i.group == id) {
+                if inbound.gaps.is_open() {
+                    open = true;
+                    let missing = std::mem::take(&mut inbound.gaps.missing);
+                    asks.push((*session, inbound.account, missing.into_iter().collect()));
+                }
+            }
+            // Members too: the relays may lack it, or there are none.
+            for (session, maker, indices) in asks {
+                self.ask_members(ctx, id, session, maker, indices);
             }
             if open && let Some(g) = self.groups.get(&id) {
                 for topic in g.topics() {

@@ -286,8 +286,9 @@ where
         }
     }
 
-    /// One group message, from the topic or from a relay's history.
-    fn on_message<L: DeviceLookup>(
+    /// One group message, from the topic, a relay's history or a member
+    /// that found it for us.
+    pub(super) fn on_message<L: DeviceLookup>(
         &mut self,
         ctx: &mut Ctx<'_>,
         lookup: &L,
@@ -330,6 +331,7 @@ where
                 return Received::Refused;
             }
         };
+        self.keep_recent(id, message.session, index, bytes);
         let (timer, body) = payload.body.untimed();
         let (text, file) = match body {
             Body::Text(text) => (text, None),
@@ -494,6 +496,10 @@ where
                 let what = "a want of ops over Olm (the channel carries those); ignored";
                 self.note(id, Severity::Info, what);
             }
+            ControlKind::Missed { session, indices } => {
+                self.on_missed(ctx, id, account, session, &indices);
+            }
+            ControlKind::Found(messages) => self.on_found(ctx, lookup, id, account, messages),
             ControlKind::Receipt { kind, ids } => {
                 let Some(g) = self.groups.get(&id) else {
                     return;

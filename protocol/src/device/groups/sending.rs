@@ -127,6 +127,7 @@ where
         let g = self.groups.get_mut(&id).ok_or_else(unknown)?;
         let outbound = g.outbound.as_mut().ok_or_else(unknown)?;
         let session = outbound.id();
+        let index = outbound.message_index();
         let ciphertext = outbound.encrypt(&payload.to_padded());
         // The advanced ratchet is stored with the message, before anything
         // is published: a message index is never used twice.
@@ -165,6 +166,7 @@ where
         }
         if let Some((topic, message)) = sealed {
             let bytes = message.to_bytes();
+            self.keep_recent(id, session, index, &bytes);
             self.effects.extend([
                 GroupEffect::Write(GroupWrite::Seen(
                     SeenKey::of_group(&message.session, GroupMessage::digest(&bytes)),

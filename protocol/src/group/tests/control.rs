@@ -26,3 +26,29 @@ fn a_want_round_trips_within_its_bound_and_fits_4_kib() {
     };
     assert_eq!(payload.to_padded().len(), 4096);
 }
+
+/// An ask for missed messages and its answer round-trip; one naming more
+/// than [`MAX_MISSED`] indices, or carrying more than [`MAX_FOUND`]
+/// messages, is refused.
+#[test]
+fn a_missed_ask_and_its_found_answer_round_trip_within_their_bounds() {
+    let id = GroupId([3; 32]);
+    let session = crate::SessionId([4; 32]);
+    let ask = |n: usize| GroupControl {
+        group: id,
+        kind: ControlKind::Missed {
+            session,
+            indices: (0..n as u32).collect(),
+        },
+    };
+    let answer = |n: usize| GroupControl {
+        group: id,
+        kind: ControlKind::Found(vec![vec![7; 700]; n]),
+    };
+    for full in [ask(MAX_MISSED), answer(MAX_FOUND)] {
+        assert_eq!(GroupControl::from_bytes(&full.to_bytes()).unwrap(), full);
+    }
+    for over in [ask(MAX_MISSED + 1), answer(MAX_FOUND + 1)] {
+        assert!(GroupControl::from_bytes(&over.to_bytes()).is_err());
+    }
+}

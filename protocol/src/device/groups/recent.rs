@@ -1,0 +1,316 @@
+//! Group messages a member missed, from another member.
+//!
+//! A gap in a session's indices ([`gaps`](super::gaps)) is first a message
+//! still on its way, then one the home relays' history may hold. A node
+//! without relays, or whose relays missed the message too, had nowhere
+//! else to ask: the others' receipts confirmed the message, so its sender
+//! never published it again, and the member lacked it for good.
+//!
+//! So each member keeps the messages it read (and sent) last, as they were
+//! published ([`Recent`], in memory, bounded), and a member whose gap is
+//! still open when the relays are asked also asks two members over Olm
+//! ([`ControlKind::Missed`]): the session's maker, who holds what it sent,
+//! and one other member at random, in case the maker is away. They answer
+//! with what they hold ([`ControlKind::Found`]), which is read as if it
+//! came from the topic: checked against the topic's publish key, and
+//! decrypted (and so checked) by the session itself. Nothing a member
+//! answers can be forged or replayed into another group.
+//!
+//! Bounds: a member answers each asker at most once per
+//! [`ANSWER_GAP_MS`] per group, with at most [`MAX_ANSWER_BYTES`]; a
+//! `Found` is read only from a member asked in the last
+//! [`FOUND_WAIT_MS`], once, and only for sessions of that group we hold.
+
+use std::collections::VecDeque;
+
+use super::*;
+use crate::group::{MAX_FOUND, MAX_MISSED};
+use crate::{CHANNEL_SESSION, ControlKind, GroupMessage, Wire};
+
+/// Messages kept at most, over all groups.
+pub const RECENT_MESSAGES: usize = 512;
+/// Their encoded bytes at most.
+pub const RECENT_BYTES: usize = 1024 * 1024;
+/// A member that asked is answered again after this long at the earliest.
+pub const ANSWER_GAP_MS: u64 = 10_000;
+/// What one answer carries at most (over controls of at most
+/// [`MAX_CONTROL_BYTES`] each).
+pub const MAX_ANSWER_BYTES: usize = 4 * MAX_CONTROL_BYTES;
+/// How long after asking a member its answer is read (it may come
+/// through its relays if it is away).
+pub const FOUND_WAIT_MS: u64 = 120_000;
+/// Asks and answers remembered at most (older ones are forgotten first).
+const MAX_REMEMBERED: usize = 4096;
+
+#[derive(Debug)]
+struct Kept {
+    group: GroupId,
+    session: SessionId,
+    index: u32,
+    bytes: Vec<u8>,
+}
+
+/// The group messages read or sent last, and who was asked and answered.
+#[derive(Debug, Default)]
+pub(super) struct Recent {
+    kept: VecDeque<Kept>,
+    bytes: usize,
+    /// Members we asked: (group, member) → when, and how many messages
+    /// their answer may still bring.
+    asked: HashMap<(GroupId, AccountId), (u64, usize)>,
+    /// Members we answered: (group, member) → when.
+    answered: HashMap<(GroupId, AccountId), u64>,
+}
+
+impl Recent {
+    fn keep(&mut self, kept: Kept) {
+        if kept.bytes.len() > RECENT_BYTES {
+            return;
+        }
+        self.bytes += kept.bytes.len();
+        self.kept.push_back(kept);
+        while self.kept.len() > RECENT_MESSAGES || self.bytes > RECENT_BYTES {
+            let Some(old) = self.kept.pop_front() else {
+                break;
+            };
+            self.bytes -= old.bytes.len();
+        }
+    }
+
+    /// The kept messages of `session` in `group` at `indices`.
+    fn find(&self, group: GroupId, session: SessionId, indices: &[u32]) -> Vec<&[u8]> {
+        self.kept
+            .iter()
+            .filter(|k| k.group == group && k.session == session && indices.contains(&k.index))
+            .map(|k| k.bytes.as_slice())
+            .collect()
+    }
+
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.kept.len()
+    }
+
+    #[cfg(test)]
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// Notes `key` at `now` in `map` unless it is there from within `gap`;
+/// false if it is (or the map is full of recent entries).
+fn note_once(
+    map: &mut HashMap<(GroupId, AccountId), u64>,
+    key: (GroupId, AccountId),
+    now: u64,
+    gap: u64,
+) -> bool {
+    if map
+        .get(&key)
+        .is_some_and(|at| now.saturating_sub(*at) < gap)
+    {
+        return false;
+    }
+    if map.len() >= MAX_REMEMBERED {
+        map.retain(|_, at| now.saturating_sub(*at) < gap);
+        if map.len() >= MAX_REMEMBERED {
+            return false;
+        }
+    }
+    map.insert(key, now);
+    true
+}
+
+impl<P, A, M> GroupBook<P, A, M>
+where
+    P: Copy + Eq + Hash + fmt::Display,
+{
+    /// Keeps a message of `group` read or sent at `index` of `session`,
+    /// as published, for members that missed it.
+    pub(super) fn keep_recent(
+        &mut self,
+        group: GroupId,
+        session: SessionId,
+        index: u32,
+        bytes: &[u8],
+    ) {
+        self.recent.keep(Kept {
+            group,
+            session,
+            index,
+            bytes: bytes.to_vec(),
+        });
+    }
+
+    /// A gap stayed open: asks the session's maker and one other joined
+    /// member, at random, for the messages at `indices`.
+    pub(super) fn ask_members(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        id: GroupId,
+        session: SessionId,
+        maker: AccountId,
+        indices: Vec<u32>,
+    ) {
+        let me = self.account();
+        let Some(g) = self.groups.get(&id) else {
+            return;
+        };
+        let others: Vec<AccountId> = g
+            .state
+            .joined()
+            .map(|(a, _)| *a)
+            .filter(|a| *a != me && *a != maker)
+            .collect();
+        let mut ask = Vec::with_capacity(2);
+        if maker != me && g.state.members.contains_key(&maker) {
+            ask.push(maker);
+        }
+        if !others.is_empty() {
+            let len = u64::try_from(others.len()).unwrap_or(u64::MAX);
+            let pick = usize::try_from(ctx.rng.next_u64() % len).unwrap_or(0);
+            ask.push(others[pick]);
+        }
+        if ask.is_empty() {
+            return;
+        }
+        let indices: Vec<u32> = indices.into_iter().take(MAX_MISSED).collect();
+        self.note(
+            id,
+            Severity::Debug,
+            "asking members for group messages we missed",
+        );
+        let now = ctx.now.mono_ms;
+        if self.recent.asked.len() >= MAX_REMEMBERED {
+            self.recent
+                .asked
+                .retain(|_, (at, _)| now.saturating_sub(*at) < FOUND_WAIT_MS);
+        }
+        for member in ask {
+            if self.recent.asked.len() >= MAX_REMEMBERED {
+                break;
+            }
+            self.recent.asked.insert((id, member), (now, indices.len()));
+            let kind = ControlKind::Missed {
+                session,
+                indices: indices.clone(),
+            };
+            self.send_control(ctx, member, id, kind);
+        }
+    }
+
+    /// A member asks for messages of `session` it missed: what we kept of
+    /// them, at most once per [`ANSWER_GAP_MS`] per asker and group.
+    pub(super) fn on_missed(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        id: GroupId,
+        account: AccountId,
+        session: SessionId,
+        indices: &[u32],
+    ) {
+        let member = self
+            .groups
+            .get(&id)
+            .is_some_and(|g| g.state.members.contains_key(&account));
+        if !member || account == self.account() {
+            return;
+        }
+        let found: Vec<Vec<u8>> = self
+            .recent
+            .find(id, session, indices)
+            .into_iter()
+            .map(<[u8]>::to_vec)
+            .collect();
+        if found.is_empty() {
+            return;
+        }
+        let now = ctx.now.mono_ms;
+        if !note_once(&mut self.recent.answered, (id, account), now, ANSWER_GAP_MS) {
+            let what = "a repeated ask for missed group messages ignored";
+            self.note(id, Severity::Info, what);
+            return;
+        }
+        let mut chunk: Vec<Vec<u8>> = Vec::new();
+        let (mut chunk_bytes, mut total) = (0, 0);
+        // One too large for a control over Olm (a file's offer near the
+        // padded payload's 64 KiB) stays with the relays.
+        for bytes in found
+            .into_iter()
+            .filter(|b| b.len() + 4 <= MAX_CONTROL_BYTES)
+        {
+            let len = bytes.len() + 4;
+            if total + len > MAX_ANSWER_BYTES {
+                break;
+            }
+            if !chunk.is_empty()
+                && (chunk_bytes + len > MAX_CONTROL_BYTES || chunk.len() >= MAX_FOUND)
+            {
+                let full = std::mem::take(&mut chunk);
+                self.send_control(ctx, account, id, ControlKind::Found(full));
+                chunk_bytes = 0;
+            }
+            chunk_bytes += len;
+            total += len;
+            chunk.push(bytes);
+        }
+        if !chunk.is_empty() {
+            self.send_control(ctx, account, id, ControlKind::Found(chunk));
+        }
+    }
+
+    /// Messages a member we asked found for us: read as from the topic,
+    /// if they are the group's and of a session of it we hold.
+    pub(super) fn on_found<L: DeviceLookup>(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        lookup: &L,
+        id: GroupId,
+        account: AccountId,
+        messages: Vec<Vec<u8>>,
+    ) {
+        let now = ctx.now.mono_ms;
+        let left = match self.recent.asked.get_mut(&(id, account)) {
+            Some((at, left)) if now.saturating_sub(*at) < FOUND_WAIT_MS => {
+                let take = messages.len().min(*left);
+                *left -= take;
+                take
+            }
+            _ => 0,
+        };
+        if left == 0 {
+            let what =
+                "group messages from a member we did not ask (or more than we asked for); ignored";
+            self.note(id, Severity::Info, what);
+            return;
+        }
+        if self
+            .recent
+            .asked
+            .get(&(id, account))
+            .is_some_and(|(_, l)| *l == 0)
+        {
+            self.recent.asked.remove(&(id, account));
+        }
+        for bytes in messages.into_iter().take(left) {
+            let Ok(message) = GroupMessage::from_bytes(&bytes) else {
+                continue;
+            };
+            let ours = self
+                .groups
+                .get(&id)
+                .is_some_and(|g| g.topics().any(|t| g.authentic_for(t, &message)))
+                && message.session != CHANNEL_SESSION
+                && self
+                    .inbound
+                    .get(&message.session)
+                    .is_some_and(|i| i.group == id);
+            if !ours {
+                let what = "a found group message not of this group's sessions; skipped";
+                self.note(id, Severity::Warn, what);
+                continue;
+            }
+            self.on_message(ctx, lookup, id, &bytes);
+        }
+    }
+}

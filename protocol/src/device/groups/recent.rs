@@ -163,7 +163,8 @@ where
             .filter(|a| *a != me && *a != maker)
             .collect();
         let mut ask = Vec::with_capacity(2);
-        if maker != me && g.state.members.contains_key(&maker) {
+        // A maker that left or was removed may not hold the group any more.
+        if maker != me && g.state.joined().any(|(a, _)| *a == maker) {
             ask.push(maker);
         }
         if !others.is_empty() {

@@ -82,13 +82,9 @@ fn a_sender_skipping_indices_costs_one_catch_up_every_half_minute() {
     assert!(read.len() > seconds as usize, "{read:?}");
 }
 
-/// Carol reads what bob missed; alice, who sent it, cannot answer (her
-/// node is away): 3 s after the gap bob asks alice and carol, and carol's
-/// copy is what he reads. Before members kept and answered, a node
-/// without relays lacked such a message for good.
-#[test]
-fn a_message_no_relay_brings_is_read_from_a_member_who_has_it() {
-    let mut net = Net::new(&["alice", "bob", "carol"], config());
+/// A group of the three; the first sends "one", "two" (which only the
+/// third reads) and "three": the group, and the bytes of "two".
+fn only_the_third_reads_the_second(net: &mut Net) -> (GroupId, Vec<u8>) {
     let id = net.group_of_all(0);
     let (topic, _) = net.publish_key(1, id);
     net.send(0, "one");
@@ -96,6 +92,17 @@ fn a_message_no_relay_brings_is_read_from_a_member_who_has_it() {
     net.topic.clear();
     net.deliver_topic(0, 2, &topic, &lost);
     net.send(0, "three");
+    (id, lost)
+}
+
+/// Carol reads what bob missed; alice, who sent it, cannot answer (her
+/// node is away): 3 s after the gap bob asks alice and carol, and carol's
+/// copy is what he reads. Before members kept and answered, a node
+/// without relays lacked such a message for good.
+#[test]
+fn a_message_no_relay_brings_is_read_from_a_member_who_has_it() {
+    let mut net = Net::new(&["alice", "bob", "carol"], config());
+    let (id, _) = only_the_third_reads_the_second(&mut net);
     assert_eq!(net.members[1].disk.texts(id), ["one", "three"]);
     assert_eq!(net.members[2].disk.texts(id), ["one", "two", "three"]);
     net.members[0].held = true;
@@ -115,13 +122,7 @@ fn a_message_no_relay_brings_is_read_from_a_member_who_has_it() {
 #[test]
 fn found_messages_from_a_member_never_asked_are_not_read() {
     let mut net = Net::new(&["alice", "bob", "mallory"], config());
-    let id = net.group_of_all(0);
-    let (topic, _) = net.publish_key(1, id);
-    net.send(0, "one");
-    let lost = net.publish(0, "two");
-    net.topic.clear();
-    net.deliver_topic(0, 2, &topic, &lost);
-    net.send(0, "three");
+    let (id, lost) = only_the_third_reads_the_second(&mut net);
     let mallory = (net.members[2].key.id(), net.members[2].device);
     let found = GroupControl {
         group: id,
@@ -185,13 +186,7 @@ fn asking_for_missed_messages_again_and_again_is_answered_once_per_gap() {
                 book.handle_control(ctx, disk, account, device, ask.clone());
             });
         }
-        let answers = net
-            .olm
-            .iter()
-            .filter(|(_, to, p)| {
-                *to == account && matches!(&p.body, Body::Group(c) if is_found(&c.kind))
-            })
-            .count();
+        let answers = founds_to(&net, account);
         let expected = usize::from(name == "mallory");
         assert_eq!(answers, expected, "{name}: {answers} answers to 100 asks");
     }
@@ -205,14 +200,18 @@ fn asking_for_missed_messages_again_and_again_is_answered_once_per_gap() {
     net.call(0, |book, ctx, disk| {
         book.handle_control(ctx, disk, account, device, ask.clone());
     });
-    let answers = net
-        .olm
+    assert_eq!(founds_to(&net, account), 2, "answered again after the gap");
+}
+
+/// The answers (`Found`) on their way to `account`.
+fn founds_to(net: &Net, account: AccountId) -> usize {
+    net.olm
         .iter()
         .filter(|(_, to, p)| {
-            *to == account && matches!(&p.body, Body::Group(c) if is_found(&c.kind))
+            *to == account
+                && matches!(&p.body, Body::Group(c) if matches!(c.kind, ControlKind::Found(_)))
         })
-        .count();
-    assert_eq!(answers, 2, "answered again after the gap");
+        .count()
 }
 
 /// Bob asked mallory; she answers for "friends" with a message of another

@@ -200,8 +200,9 @@ where
         }
     }
 
-    /// A member asks for messages of `session` it missed: what we kept of
-    /// them, at most once per [`ANSWER_GAP_MS`] per asker and group.
+    /// A joined member asks for messages of `session` it missed: what we
+    /// kept of them, at most once per [`ANSWER_GAP_MS`] per asker and
+    /// group.
     pub(super) fn on_missed(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -210,10 +211,11 @@ where
         session: SessionId,
         indices: &[u32],
     ) {
+        // Joined members only: one invited, removed or gone gets nothing.
         let member = self
             .groups
             .get(&id)
-            .is_some_and(|g| g.state.members.contains_key(&account));
+            .is_some_and(|g| g.state.joined().any(|(a, _)| *a == account));
         if !member || account == self.account() {
             return;
         }

@@ -152,7 +152,8 @@ fn found_messages_from_a_member_never_asked_are_not_read() {
 
 /// Mallory, a member, asks alice for her messages again and again (to
 /// make her send and encrypt without end): one answer per
-/// [`ANSWER_GAP_MS`]. Eve, not a member, gets none.
+/// [`ANSWER_GAP_MS`]. Eve, invited but not joined (so not a reader of
+/// the group yet), gets none.
 #[test]
 fn asking_for_missed_messages_again_and_again_is_answered_once_per_gap() {
     let mut net = Net::new(&["alice", "bob", "mallory", "eve"], config());
@@ -162,6 +163,8 @@ fn asking_for_missed_messages_again_and_again_is_answered_once_per_gap() {
         net.drive();
         net.join_friends(i);
     }
+    net.invite_to_friends(0, 3, false);
+    net.drive();
     net.send(0, "one");
     net.send(0, "two");
     let session = *net.members[1]

@@ -102,7 +102,7 @@ where
                 }
             }
             // Members too: the relays may lack it, or there are none.
-            for (session, maker, indices) in asks {
+            for (session, maker, indices) in asks.into_iter().take(recent::MAX_SESSIONS_ASKED) {
                 self.ask_members(ctx, id, session, maker, indices);
             }
             if open && let Some(g) = self.groups.get(&id) {

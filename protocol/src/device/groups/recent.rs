@@ -16,8 +16,10 @@
 //! decrypted (and so checked) by the session itself. Nothing a member
 //! answers can be forged or replayed into another group.
 //!
-//! Bounds: a member answers each asker at most once per
-//! [`ANSWER_GAP_MS`] per group, with at most [`MAX_ANSWER_BYTES`]; a
+//! Bounds: a catch-up asks about [`MAX_SESSIONS_ASKED`] sessions at most;
+//! a member answers an asker about a session at most once per
+//! [`ANSWER_GAP_MS`], about at most [`MAX_SESSIONS_ASKED`] sessions of a
+//! group in that time, each answer at most [`MAX_ANSWER_BYTES`]; a
 //! `Found` is read only from a member asked in the last
 //! [`FOUND_WAIT_MS`], once, and only for sessions of that group we hold.
 
@@ -31,8 +33,13 @@ use crate::{CHANNEL_SESSION, ControlKind, GroupMessage, Wire};
 pub const RECENT_MESSAGES: usize = 512;
 /// Their encoded bytes at most.
 pub const RECENT_BYTES: usize = 1024 * 1024;
-/// A member that asked is answered again after this long at the earliest.
+/// A member that asked about a session is answered about it again after
+/// this long at the earliest.
 pub const ANSWER_GAP_MS: u64 = 10_000;
+/// Sessions one catch-up asks about at most (the others' gaps are left to
+/// the relays), and sessions one asker is answered about at most in a
+/// group every [`ANSWER_GAP_MS`].
+pub const MAX_SESSIONS_ASKED: usize = 16;
 /// What one answer carries at most (over controls of at most
 /// [`MAX_CONTROL_BYTES`] each).
 pub const MAX_ANSWER_BYTES: usize = 4 * MAX_CONTROL_BYTES;
@@ -58,8 +65,10 @@ pub(super) struct Recent {
     /// Members we asked: (group, member) → when, and how many messages
     /// their answer may still bring.
     asked: HashMap<(GroupId, AccountId), (u64, usize)>,
-    /// Members we answered: (group, member) → when.
-    answered: HashMap<(GroupId, AccountId), u64>,
+    /// Asks we answered: (group, member, session) → when.
+    answered: HashMap<(GroupId, AccountId, SessionId), u64>,
+    /// Answers to one member in a group: since when, how many sessions.
+    answers: HashMap<(GroupId, AccountId), (u64, usize)>,
 }
 
 impl Recent {
@@ -99,12 +108,7 @@ impl Recent {
 
 /// Notes `key` at `now` in `map` unless it is there from within `gap`;
 /// false if it is (or the map is full of recent entries).
-fn note_once(
-    map: &mut HashMap<(GroupId, AccountId), u64>,
-    key: (GroupId, AccountId),
-    now: u64,
-    gap: u64,
-) -> bool {
+fn note_once<K: Eq + Hash>(map: &mut HashMap<K, u64>, key: K, now: u64, gap: u64) -> bool {
     if map
         .get(&key)
         .is_some_and(|at| now.saturating_sub(*at) < gap)
@@ -191,7 +195,8 @@ where
             if self.recent.asked.len() >= MAX_REMEMBERED {
                 break;
             }
-            self.recent.asked.insert((id, member), (now, indices.len()));
+            let asked = self.recent.asked.entry((id, member)).or_insert((now, 0));
+            *asked = (now, asked.1.saturating_add(indices.len()));
             let kind = ControlKind::Missed {
                 session,
                 indices: indices.clone(),
@@ -201,8 +206,7 @@ where
     }
 
     /// A joined member asks for messages of `session` it missed: what we
-    /// kept of them, at most once per [`ANSWER_GAP_MS`] per asker and
-    /// group.
+    /// kept of them, within the bounds above.
     pub(super) fn on_missed(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -219,21 +223,43 @@ where
         if !member || account == self.account() {
             return;
         }
+        if self.recent.find(id, session, indices).is_empty() {
+            return;
+        }
+        let now = ctx.now.mono_ms;
+        let window = self.recent.answers.entry((id, account)).or_insert((now, 0));
+        if now.saturating_sub(window.0) >= ANSWER_GAP_MS {
+            *window = (now, 0);
+        }
+        let room = window.1 < MAX_SESSIONS_ASKED;
+        if !room
+            || !note_once(
+                &mut self.recent.answered,
+                (id, account, session),
+                now,
+                ANSWER_GAP_MS,
+            )
+        {
+            let what = "a repeated ask for missed group messages ignored";
+            self.note(id, Severity::Info, what);
+            return;
+        }
+        if let Some(window) = self.recent.answers.get_mut(&(id, account)) {
+            window.1 += 1;
+        }
+        if self.recent.answers.len() > MAX_REMEMBERED {
+            self.recent
+                .answers
+                .retain(|_, (since, _)| now.saturating_sub(*since) < ANSWER_GAP_MS);
+        }
+        // Copied only once the ask is let through: a flood of asks costs
+        // a scan each, not a copy.
         let found: Vec<Vec<u8>> = self
             .recent
             .find(id, session, indices)
             .into_iter()
             .map(<[u8]>::to_vec)
             .collect();
-        if found.is_empty() {
-            return;
-        }
-        let now = ctx.now.mono_ms;
-        if !note_once(&mut self.recent.answered, (id, account), now, ANSWER_GAP_MS) {
-            let what = "a repeated ask for missed group messages ignored";
-            self.note(id, Severity::Info, what);
-            return;
-        }
         let mut chunk: Vec<Vec<u8>> = Vec::new();
         let (mut chunk_bytes, mut total) = (0, 0);
         // One too large for a control over Olm (a file's offer near the

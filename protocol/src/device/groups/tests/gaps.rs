@@ -281,3 +281,32 @@ fn the_messages_kept_for_other_members_stay_within_their_bound() {
     assert!(net.members[1].book.recent.bytes() <= RECENT_BYTES);
     assert!(net.members[0].book.recent.bytes() <= RECENT_BYTES);
 }
+
+/// Bob misses a message of alice's session and one of carol's in the same
+/// catch-up; carol is away, so alice is asked about both (hers as their
+/// maker, carol's as the other member) and answers about both. With one
+/// answer per asker and group, not per session, bob got only one.
+#[test]
+fn a_member_asked_about_two_sessions_at_once_answers_about_both() {
+    let mut net = Net::new(&["alice", "bob", "carol"], config());
+    let id = net.group_of_all(0);
+    net.send(0, "alice one");
+    net.send(2, "carol one");
+    let _ = net.publish(0, "alice two");
+    let _ = net.publish(2, "carol two");
+    // Only alice reads carol's "two"; bob reads neither.
+    let (_, _, topic, carols) = net.topic.pop_back().expect("carol's two");
+    net.topic.clear();
+    net.deliver_topic(2, 0, &topic, &carols);
+    net.send(0, "alice three");
+    net.send(2, "carol three");
+    let read = net.members[1].disk.texts(id);
+    assert!(!read.contains(&"alice two".to_owned()) && !read.contains(&"carol two".to_owned()));
+    net.members[2].held = true;
+    net.advance(CATCH_UP_WAIT_MS);
+    net.drive();
+    let read = net.members[1].disk.texts(id);
+    for text in ["alice two", "carol two"] {
+        assert!(read.contains(&text.to_owned()), "{text}: {read:?}");
+    }
+}

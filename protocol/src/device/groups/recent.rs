@@ -21,7 +21,8 @@
 //! [`ANSWER_GAP_MS`], about at most [`MAX_SESSIONS_ASKED`] sessions of a
 //! group in that time, each answer at most [`MAX_ANSWER_BYTES`]; a
 //! `Found` is read only from a member asked in the last
-//! [`FOUND_WAIT_MS`], once, and only for sessions of that group we hold.
+//! [`FOUND_WAIT_MS`], no more messages than asked of it, and only for
+//! sessions of that group we hold.
 
 use std::collections::VecDeque;
 
@@ -73,7 +74,10 @@ pub(super) struct Recent {
 
 impl Recent {
     fn keep(&mut self, kept: Kept) {
-        if kept.bytes.len() > RECENT_BYTES {
+        // One too large for a control over Olm (a file's offer near the
+        // padded payload's 64 KiB) could never be answered: the relays
+        // hold it, or nobody.
+        if kept.bytes.len() + 4 > MAX_CONTROL_BYTES {
             return;
         }
         self.bytes += kept.bytes.len();
@@ -227,14 +231,14 @@ where
             return;
         }
         let now = ctx.now.mono_ms;
-        let window = self.recent.answers.entry((id, account)).or_insert((now, 0));
+        let recent = &mut self.recent;
+        let window = recent.answers.entry((id, account)).or_insert((now, 0));
         if now.saturating_sub(window.0) >= ANSWER_GAP_MS {
             *window = (now, 0);
         }
-        let room = window.1 < MAX_SESSIONS_ASKED;
-        if !room
+        if window.1 >= MAX_SESSIONS_ASKED
             || !note_once(
-                &mut self.recent.answered,
+                &mut recent.answered,
                 (id, account, session),
                 now,
                 ANSWER_GAP_MS,
@@ -244,9 +248,7 @@ where
             self.note(id, Severity::Info, what);
             return;
         }
-        if let Some(window) = self.recent.answers.get_mut(&(id, account)) {
-            window.1 += 1;
-        }
+        window.1 += 1;
         if self.recent.answers.len() > MAX_REMEMBERED {
             self.recent
                 .answers
@@ -262,12 +264,7 @@ where
             .collect();
         let mut chunk: Vec<Vec<u8>> = Vec::new();
         let (mut chunk_bytes, mut total) = (0, 0);
-        // One too large for a control over Olm (a file's offer near the
-        // padded payload's 64 KiB) stays with the relays.
-        for bytes in found
-            .into_iter()
-            .filter(|b| b.len() + 4 <= MAX_CONTROL_BYTES)
-        {
+        for bytes in found {
             let len = bytes.len() + 4;
             if total + len > MAX_ANSWER_BYTES {
                 break;
@@ -299,7 +296,8 @@ where
         messages: Vec<Vec<u8>>,
     ) {
         let now = ctx.now.mono_ms;
-        let left = match self.recent.asked.get_mut(&(id, account)) {
+        let key = (id, account);
+        let take = match self.recent.asked.get_mut(&key) {
             Some((at, left)) if now.saturating_sub(*at) < FOUND_WAIT_MS => {
                 let take = messages.len().min(*left);
                 *left -= take;
@@ -307,21 +305,21 @@ where
             }
             _ => 0,
         };
-        if left == 0 {
+        if self
+            .recent
+            .asked
+            .get(&key)
+            .is_some_and(|(_, left)| *left == 0)
+        {
+            self.recent.asked.remove(&key);
+        }
+        if take == 0 {
             let what =
                 "group messages from a member we did not ask (or more than we asked for); ignored";
             self.note(id, Severity::Info, what);
             return;
         }
-        if self
-            .recent
-            .asked
-            .get(&(id, account))
-            .is_some_and(|(_, l)| *l == 0)
-        {
-            self.recent.asked.remove(&(id, account));
-        }
-        for bytes in messages.into_iter().take(left) {
+        for bytes in messages.into_iter().take(take) {
             let Ok(message) = GroupMessage::from_bytes(&bytes) else {
                 continue;
             };

@@ -48,3 +48,82 @@ pub fn tcp_swarm<B: NetworkBehaviour>(
         .map_err(|e| io::Error::other(e.to_string()))?
         .build())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures::StreamExt;
+    use libp2p::swarm::{SwarmEvent, dummy};
+    use libp2p::{Multiaddr, identity};
+
+    use super::tcp_swarm;
+
+    const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
+    /// Only a bound on a hang: every step takes milliseconds.
+    const STUCK: Duration = Duration::from_secs(20);
+
+    async fn new_listen_addr(swarm: &mut libp2p::Swarm<dummy::Behaviour>) -> Multiaddr {
+        loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                return address;
+            }
+        }
+    }
+
+    /// The vendored libp2p-swarm polls its transport only when the
+    /// transport woke it or was handed a listener or a dial
+    /// (`vendor/libp2p-swarm/HUSH-PATCH.md`). A swarm left idle must still
+    /// bring up a listener added meanwhile and accept a connection to it.
+    #[tokio::test]
+    async fn an_idle_swarm_still_listens_and_accepts_connections() {
+        let mut server = tcp_swarm(identity::Keypair::generate_ed25519(), dummy::Behaviour)
+            .expect("a swarm builds");
+        let mut client = tcp_swarm(identity::Keypair::generate_ed25519(), dummy::Behaviour)
+            .expect("a swarm builds");
+        server
+            .listen_on(LOOPBACK.parse().expect("an address"))
+            .expect("listens");
+        tokio::time::timeout(STUCK, new_listen_addr(&mut server))
+            .await
+            .expect("the first listener comes up");
+        // Nothing more happens: the swarm's task waits on its wakers.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), server.select_next_some())
+                .await
+                .is_err(),
+            "an idle swarm has no event"
+        );
+        // A listener added to the idle swarm is polled and comes up.
+        server
+            .listen_on(LOOPBACK.parse().expect("an address"))
+            .expect("listens");
+        let second = tokio::time::timeout(STUCK, new_listen_addr(&mut server))
+            .await
+            .expect("a listener added while idle comes up");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), server.select_next_some())
+                .await
+                .is_err(),
+            "an idle swarm has no event"
+        );
+        // A connection to it wakes the server through its transport.
+        let client_peer = *client.local_peer_id();
+        client.dial(second).expect("dials");
+        let accepted = tokio::time::timeout(STUCK, async {
+            loop {
+                tokio::select! {
+                    event = server.select_next_some() => {
+                        if let SwarmEvent::ConnectionEstablished { peer_id, .. } = event {
+                            return peer_id;
+                        }
+                    }
+                    _ = client.select_next_some() => {}
+                }
+            }
+        })
+        .await
+        .expect("the idle server accepts the connection");
+        assert_eq!(accepted, client_peer);
+    }
+}

@@ -97,7 +97,11 @@ use std::{
     error, fmt, io,
     num::{NonZeroU8, NonZeroU32, NonZeroUsize},
     pin::Pin,
-    task::{Context, Poll},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll, Wake, Waker},
     time::Duration,
 };
 
@@ -114,7 +118,7 @@ use connection::{
 };
 use dial_opts::{DialOpts, PeerCondition};
 pub use executor::Executor;
-use futures::{prelude::*, stream::FusedStream};
+use futures::{prelude::*, stream::FusedStream, task::AtomicWaker};
 pub use handler::{
     ConnectionHandler, ConnectionHandlerEvent, ConnectionHandlerSelect, OneShotHandler,
     OneShotHandlerConfig, StreamUpgradeError, SubstreamProtocol,
@@ -313,6 +317,12 @@ where
     /// [`Transport`] for dialing remote peers and listening for incoming connection.
     transport: transport::Boxed<(PeerId, StreamMuxerBox)>,
 
+    /// hush: whether the transport may have an event, and the task to wake
+    /// when it may (see [`TransportWake`]).
+    transport_wake: Arc<TransportWake>,
+    /// hush: what the transport is polled with: a wake marks it due.
+    transport_waker: Waker,
+
     /// The nodes currently active.
     pool: Pool<THandler<TBehaviour>>,
 
@@ -355,9 +365,16 @@ where
     ) -> Self {
         tracing::info!(%local_peer_id);
 
+        // hush: polled on the first turn.
+        let transport_wake = Arc::new(TransportWake {
+            due: AtomicBool::new(true),
+            task: AtomicWaker::new(),
+        });
         Swarm {
             local_peer_id,
             transport,
+            transport_waker: Waker::from(transport_wake.clone()),
+            transport_wake,
             pool: Pool::new(local_peer_id, config.pool_config),
             behaviour,
             supported_protocols: Default::default(),
@@ -395,6 +412,8 @@ where
     /// Returns `true` if there was a listener with this ID, `false`
     /// otherwise.
     pub fn remove_listener(&mut self, listener_id: ListenerId) -> bool {
+        // hush: the transport changed; poll it.
+        self.transport_wake.set_due();
         self.transport.remove_listener(listener_id)
     }
 
@@ -518,6 +537,8 @@ where
             .map(|a| {
                 let fut = match peer_id.map_or(Ok(a.clone()), |p| a.clone().with_p2p(p)) {
                     Ok(address) => {
+                        // hush: the transport changed; poll it.
+                        self.transport_wake.set_due();
                         let transport_dial = self.transport.dial(
                             address.clone(),
                             transport::DialOpts {
@@ -575,6 +596,8 @@ where
         let addr = opts.address();
         let listener_id = opts.listener_id();
 
+        // hush: the transport changed; poll it.
+        self.transport_wake.set_due();
         if let Err(e) = self.transport.listen_on(listener_id, addr.clone()) {
             self.behaviour
                 .on_swarm_event(FromSwarm::ListenerError(behaviour::ListenerError {
@@ -1247,16 +1270,60 @@ where
             }
 
             // Poll the listener(s) for new connections.
-            match Pin::new(&mut this.transport).poll(cx) {
-                Poll::Pending => {}
-                Poll::Ready(transport_event) => {
-                    this.handle_transport_event(transport_event);
-                    continue;
+            //
+            // hush: only when the transport woke, was handed a dial or a
+            // listener, or had an event last time (see `TransportWake`).
+            this.transport_wake.task.register(cx.waker());
+            if this.transport_wake.due.swap(false, Ordering::AcqRel) {
+                let mut transport_cx = Context::from_waker(&this.transport_waker);
+                match Pin::new(&mut this.transport).poll(&mut transport_cx) {
+                    Poll::Pending => {}
+                    Poll::Ready(transport_event) => {
+                        this.transport_wake.set_due();
+                        this.handle_transport_event(transport_event);
+                        continue;
+                    }
                 }
             }
 
             return Poll::Pending;
         }
+    }
+}
+
+/// hush: whether the swarm's transport must be polled.
+///
+/// The swarm polled its transport (every listener, through each layer of
+/// the boxed transport) each time its task woke: for each frame a
+/// connection hands the swarm, on a busy group member about 2 % of all
+/// its CPU, to find nothing. A transport follows `Future`'s contract: one
+/// that returned `Pending` has registered the waker it was given with
+/// whatever will make progress, and anything else that changes it is a
+/// call through `&mut` (`dial`, `listen_on`, `remove_listener`). So the
+/// transport is polled with a waker of its own, and only when that waker
+/// fired, when one of those calls was made, or when its last poll
+/// returned an event (it may have more).
+struct TransportWake {
+    due: AtomicBool,
+    /// The swarm's task, woken with the transport.
+    task: AtomicWaker,
+}
+
+impl TransportWake {
+    fn set_due(&self) {
+        // Release: pairs with the swap before the poll.
+        self.due.store(true, Ordering::Release);
+    }
+}
+
+impl Wake for TransportWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.set_due();
+        self.task.wake();
     }
 }
 

@@ -88,8 +88,8 @@ pub use hush_protocol::device::{OwnPresenceRecord, PresenceRecord};
 /// Messages and group records are the device engine's
 /// (`hush_protocol::device`).
 pub use hush_protocol::device::{
-    FileRecord, FileState, GroupRecord, InboundRecord, MessageKind, MessageRecord, PendingRecord,
-    PublishKeyRecord, Status, UnconfirmedRecord,
+    FileRecord, FileState, GroupRecord, InboundRecord, KeptRecord, MessageKind, MessageRecord,
+    PendingRecord, PublishKeyRecord, Status, UnconfirmedRecord,
 };
 
 /// The outbox's records are the device engine's (`hush_protocol::device`).

@@ -24,7 +24,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 
 use crate::records::{
     ContactRecord, ContactTrust, GroupRecord, IdentityRecord, IdentityRecordV1, InboundRecord,
-    MessageRecord, OutboxRecord, OwnPresenceRecord, PendingRecord, PresenceRecord,
+    KeptRecord, MessageRecord, OutboxRecord, OwnPresenceRecord, PendingRecord, PresenceRecord,
     PublishKeyRecord, UnconfirmedRecord,
 };
 
@@ -104,6 +104,9 @@ pub type RevocationLists = (Vec<u8>, Vec<u8>);
 /// Uploads of files to our relays not finished yet: (message id, relay
 /// peer id bytes), taken up again at start.
 const PENDING_UPLOADS_KEY: &str = "pending_uploads";
+/// The group messages kept for members that miss them, as the node had
+/// them when it last stopped (`Op::PutKeptGroupMessages`).
+const KEPT_GROUP_MESSAGES_KEY: &str = "kept_group_messages";
 /// Most uploads remembered (the newest).
 const MAX_PENDING_UPLOADS: usize = 1024;
 /// Present once this device learnt it was revoked.
@@ -403,6 +406,15 @@ impl Store {
             Some(bytes) => Ok(postcard::from_bytes(&bytes).unwrap_or_default()),
             None => Ok(Vec::new()),
         }
+    }
+
+    /// The group messages kept for members that miss them, as the node had
+    /// them when it last stopped (oldest first).
+    pub fn kept_group_messages(&self) -> Result<Vec<KeptRecord>, StoreError> {
+        self.meta(KEPT_GROUP_MESSAGES_KEY)?
+            .map(|bytes| decode("kept group messages", &bytes))
+            .transpose()
+            .map(Option::unwrap_or_default)
     }
 
     /// The account's presence seed, made (and stored) the first time it is

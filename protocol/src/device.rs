@@ -50,8 +50,8 @@ pub use outbox::{
 };
 pub use presence::{PresenceTiming, PresenceWatch, Sighting};
 pub use records::{
-    FileRecord, FileState, GroupRecord, InboundRecord, MessageKind, MessageRecord, PendingRecord,
-    PublishKeyRecord, Status, UnconfirmedRecord,
+    FileRecord, FileState, GroupRecord, InboundRecord, KeptRecord, MessageKind, MessageRecord,
+    PendingRecord, PublishKeyRecord, Status, UnconfirmedRecord,
 };
 pub use routes::{Routes, UNREACHABLE_FOR_MS};
 pub use seen::SeenKey;

@@ -6,6 +6,10 @@
 
 use std::time::Duration;
 
+use hush_tests::group::{
+    create, group_message, group_view, invite, join, send, wait_history, wait_members,
+    wait_standing,
+};
 use hush_tests::{RelayProc, User, introduce, wait_for};
 use serde_json::Value;
 
@@ -13,77 +17,6 @@ fn start_all(relay: &RelayProc, users: &mut [&mut User]) {
     for u in users.iter_mut() {
         u.start_with(&["--relay", relay.address.as_str()]);
     }
-}
-
-fn group_view(user: &User, group: &str) -> Option<Value> {
-    let list = user.json(&["group", "list", "--json"]);
-    list.as_array()?
-        .iter()
-        .find(|g| g["id"] == group || g["name"] == group)
-        .cloned()
-}
-
-fn wait_standing(user: &User, group: &str, you: &str) {
-    wait_for(
-        &format!("{} to be {you} in {group}", user.name),
-        Duration::from_secs(40),
-        || (group_view(user, group)?["you"] == you).then_some(()),
-    );
-}
-
-fn wait_members(user: &User, group: &str, n: u64) -> Value {
-    wait_for(
-        &format!("{} to see {n} members in {group}", user.name),
-        Duration::from_secs(40),
-        || {
-            let g = group_view(user, group)?;
-            (g["members"].as_u64() == Some(n)).then_some(g)
-        },
-    )
-}
-
-fn wait_history(user: &User, group: &str, n: usize) -> Vec<(String, String)> {
-    wait_for(
-        &format!("{} to have {n} messages in {group}", user.name),
-        Duration::from_secs(40),
-        || {
-            let h = user.group_history(group);
-            (h.len() >= n).then_some(h)
-        },
-    )
-}
-
-/// Message `id` of `group` as `user`'s history shows it (GroupMessageView).
-fn group_message(user: &User, group: &str, id: &str) -> Option<Value> {
-    let list = user.json(&["group", "history", group, "--json"]);
-    list.as_array()?.iter().find(|m| m["id"] == id).cloned()
-}
-
-fn send(user: &User, group: &str, text: &str) -> String {
-    let r = user.run(&["group", "send", group, text, "--json"]);
-    assert!(r.ok(), "{} sends to {group}: {r:?}", user.name);
-    r.json()["id"].as_str().expect("id").to_owned()
-}
-
-fn create(user: &User, name: &str) -> String {
-    let r = user.run(&["group", "create", name]);
-    assert!(r.ok(), "create: {r:?}");
-    r.stdout.trim().to_owned()
-}
-
-fn invite(user: &User, group: &str, who: &str, admin: bool) {
-    let mut args = vec!["group", "invite", group, who];
-    if admin {
-        args.push("--admin");
-    }
-    let r = user.run(&args);
-    assert!(r.ok(), "{} invites {who}: {r:?}", user.name);
-}
-
-fn join(user: &User, group: &str) {
-    wait_standing(user, group, "invited");
-    let r = user.run(&["group", "join", group]);
-    assert!(r.ok(), "{} joins: {r:?}", user.name);
 }
 
 fn refused(user: &User, args: &[&str], expect: &str) {
@@ -778,81 +711,4 @@ fn a_group_message_written_offline_and_the_node_restarted_reaches_the_members() 
         Duration::from_secs(20),
         || (group_message(&alice, &group, &id)?["status"] != "pending").then_some(()),
     );
-}
-
-/// A group without relays; carol's node freezes (a suspended laptop) long
-/// enough for the others to find her connections dead, alice writes "two"
-/// (bob reads it, and his receipt means alice never sends it again), then
-/// carol wakes and reads alice's next message. She has nowhere to read
-/// "two" from but the other members: 3 s after the gap shows she asks
-/// alice and bob, and reads it from their answer. Before members kept and
-/// answered, carol lacked "two" for good.
-#[test]
-fn a_message_a_frozen_member_missed_in_a_group_without_relays_reaches_it_from_the_members() {
-    let (mut alice, mut bob, mut carol) =
-        (User::new("alice"), User::new("bob"), User::new("carol"));
-    for u in [&mut alice, &mut bob, &mut carol] {
-        u.start();
-    }
-    introduce(&alice, &bob);
-    introduce(&alice, &carol);
-    let group = create(&alice, "no relays");
-    invite(&alice, &group, "bob", false);
-    invite(&alice, &group, "carol", false);
-    join(&bob, &group);
-    join(&carol, &group);
-    for u in [&alice, &bob, &carol] {
-        wait_members(u, &group, 3);
-    }
-    send(&alice, &group, "one");
-    for u in [&bob, &carol] {
-        wait_history(u, &group, 1);
-    }
-
-    let carol_pid = carol.pid().expect("carol runs").to_string();
-    let stop = std::process::Command::new("kill")
-        .args(["-STOP", &carol_pid])
-        .status();
-    assert!(stop.is_ok_and(|s| s.success()), "could not SIGSTOP carol");
-    // Liveness closes a silent connection after about 13 s.
-    std::thread::sleep(Duration::from_secs(16));
-    send(&alice, &group, "two");
-    let _ = wait_history(&bob, &group, 2);
-    let cont = std::process::Command::new("kill")
-        .args(["-CONT", &carol_pid])
-        .status();
-    assert!(cont.is_ok_and(|s| s.success()), "could not SIGCONT carol");
-
-    // Alice writes until carol reads something after "two" (her mesh
-    // comes back), then carol must get "two" itself.
-    let texts = |u: &User| -> Vec<String> {
-        u.group_history(&group)
-            .into_iter()
-            .map(|(_, t)| t)
-            .collect()
-    };
-    let mut later = 0;
-    wait_for(
-        "carol to read a message sent after she woke",
-        Duration::from_secs(60),
-        || {
-            later += 1;
-            send(&alice, &group, &format!("later {later}"));
-            std::thread::sleep(Duration::from_secs(2));
-            texts(&carol)
-                .iter()
-                .any(|t| t.starts_with("later"))
-                .then_some(())
-        },
-    );
-    let read = wait_for(
-        "carol to read \"two\" from the members",
-        Duration::from_secs(40),
-        || {
-            let read = texts(&carol);
-            read.contains(&"two".to_owned()).then_some(read)
-        },
-    );
-    assert_eq!(read.iter().filter(|t| *t == "two").count(), 1, "{read:?}");
-    assert_eq!(read.first().map(String::as_str), Some("one"), "{read:?}");
 }

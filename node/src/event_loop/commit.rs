@@ -228,6 +228,9 @@ impl EventLoop {
     pub(super) async fn finish(&mut self) {
         // From here every commit is durable, and lazy ones are landed.
         self.closing = true;
+        // What other members may still ask us for outlives the restart.
+        let kept = self.engine.groups.kept_messages();
+        self.batch.ops.push(Op::PutKeptGroupMessages(kept));
         self.flush();
         // Each round lands one commit; acks and replies can queue at most a
         // little more, so this settles within a few rounds.

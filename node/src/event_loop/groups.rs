@@ -161,6 +161,13 @@ pub(super) fn load_groups(store: &Store, me: &Me, config: GroupConfig) -> Book {
         }
         Err(e) => tracing::error!(error = %e, "could not load Megolm sessions"),
     }
+    // After the groups: messages of a group no longer ours are dropped.
+    match store.kept_group_messages() {
+        Ok(kept) => book.restore_kept(kept),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the group messages kept for other members; starting without them")
+        }
+    }
     // After the groups: a message of a group no longer ours is dropped.
     match store.unconfirmed() {
         Ok(list) => {

@@ -11,14 +11,14 @@ use super::search::Indexer;
 use super::{
     CLOCK_KEY, CONTACT_TRUST, CONTACTS, DEPOSIT_RIGHTS, DEVICE_RELAYS, DRAINED_KEY, EXPIRING,
     FALLBACK_KEY, FALLBACK_MADE_KEY, FILE_IDS, FILE_ROOTS, FILES, GROUP_KEYS, GROUP_OPS,
-    GROUP_PENDING, GROUP_RECEIPTS, GROUP_UNCONFIRMED, GROUPS, LISTEN_KEY, MAILBOX_GRANTS,
-    MAX_PENDING_UPLOADS, MEGOLM_IN, MESSAGES, META, MUTED, OLM_ACCOUNT_KEY, OUTBOX,
+    GROUP_PENDING, GROUP_RECEIPTS, GROUP_UNCONFIRMED, GROUPS, KEPT_GROUP_MESSAGES_KEY, LISTEN_KEY,
+    MAILBOX_GRANTS, MAX_PENDING_UPLOADS, MEGOLM_IN, MESSAGES, META, MUTED, OLM_ACCOUNT_KEY, OUTBOX,
     OWN_PRESENCE_KEY, OutboxKey, PENDING_UPLOADS_KEY, PRESENCE, PUSH_ENDPOINT_KEY,
     RELAYS_FOUND_KEY, RELAYS_KEY, RETIRED_RELAYS_KEY, SEEN, SEEN_BY_CHAIN, SESSIONS, StoreError,
     TIMERS, UNREAD, WAL_KEY, decode, encode,
 };
 use crate::records::{
-    ContactRecord, ContactTrust, FileRecord, GroupRecord, InboundRecord, MessageKind,
+    ContactRecord, ContactTrust, FileRecord, GroupRecord, InboundRecord, KeptRecord, MessageKind,
     MessageRecord, OutboxRecord, OwnPresenceRecord, PendingRecord, PresenceRecord,
     PublishKeyRecord, Status, UnconfirmedRecord,
 };
@@ -110,6 +110,10 @@ pub enum Op {
     /// One of our group messages, kept until a member confirms it.
     PutUnconfirmed(MessageId, UnconfirmedRecord),
     DeleteUnconfirmed(MessageId),
+    /// The group messages kept for members that miss them, all of them
+    /// (oldest first), written when the node stops; none removes the
+    /// entry.
+    PutKeptGroupMessages(Vec<KeptRecord>),
 }
 
 /// A message record as formats 1 to 3 stored it (no timer, no kind).
@@ -547,6 +551,14 @@ pub(super) fn write(
                         meta.remove(PENDING_UPLOADS_KEY)?;
                     } else {
                         meta.insert(PENDING_UPLOADS_KEY, encode(&uploads).as_slice())?;
+                    }
+                }
+                Op::PutKeptGroupMessages(kept) => {
+                    let meta = table(&txn, &mut t.meta, META)?;
+                    if kept.is_empty() {
+                        meta.remove(KEPT_GROUP_MESSAGES_KEY)?;
+                    } else {
+                        meta.insert(KEPT_GROUP_MESSAGES_KEY, encode(&kept).as_slice())?;
                     }
                 }
                 Op::PutPushEndpoint(endpoint) => {

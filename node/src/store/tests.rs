@@ -684,3 +684,43 @@ fn unconfirmed_group_messages_are_kept_across_a_restart_until_dropped() {
         .collect();
     assert_eq!(ids, [7]);
 }
+
+#[test]
+fn group_messages_kept_for_other_members_are_there_after_a_restart_sealed() {
+    use hush_protocol::GroupId;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hush.redb");
+    let kept = |n: u8| crate::records::KeptRecord {
+        group: GroupId([n; 32]),
+        session: [n; 32],
+        index: u32::from(n),
+        bytes: vec![0xa5 ^ n; 700],
+    };
+    let store = Store::open(&path, &key()).unwrap();
+    assert!(store.kept_group_messages().unwrap().is_empty());
+    store
+        .apply(
+            vec![Op::PutKeptGroupMessages(vec![kept(1), kept(2)])],
+            Durability::Now,
+        )
+        .unwrap();
+    drop(store);
+    let store = Store::open(&path, &key()).unwrap();
+    let read: Vec<(u32, Vec<u8>)> = store
+        .kept_group_messages()
+        .unwrap()
+        .into_iter()
+        .map(|k| (k.index, k.bytes))
+        .collect();
+    assert_eq!(read, [(1, vec![0xa4; 700]), (2, vec![0xa7; 700])]);
+    // At rest they are sealed like everything else in the home.
+    drop(store);
+    let file = std::fs::read(&path).unwrap();
+    assert!(!contains(&file, &[0xa4; 64]));
+    // None left: the entry goes.
+    let store = Store::open(&path, &key()).unwrap();
+    store
+        .apply(vec![Op::PutKeptGroupMessages(Vec::new())], Durability::Now)
+        .unwrap();
+    assert!(store.kept_group_messages().unwrap().is_empty());
+}

@@ -189,6 +189,31 @@ impl fmt::Debug for UnconfirmedRecord {
     }
 }
 
+/// A group message kept for members that miss it (`groups::recent`), as
+/// published: stored when the node stops, so that a restart does not
+/// forget what other members may still ask for.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct KeptRecord {
+    pub group: GroupId,
+    /// Its Megolm session's id.
+    pub session: [u8; 32],
+    /// Its index in that session.
+    pub index: u32,
+    /// The `GroupMessage` encoding, as published.
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+impl fmt::Debug for KeptRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeptRecord")
+            .field("group", &self.group)
+            .field("index", &self.index)
+            .field("len", &self.bytes.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Where a file of a message stands on this device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -7,7 +7,9 @@
 //! never published it again, and the member lacked it for good.
 //!
 //! So each member keeps the messages it read (and sent) last, as they were
-//! published ([`Recent`], in memory, bounded), and a member whose gap is
+//! published ([`Recent`], in memory, bounded; the node stores them when it
+//! stops and gives them back when it starts, [`GroupBook::kept_messages`]),
+//! and a member whose gap is
 //! still open when the relays are asked also asks two members over Olm
 //! ([`ControlKind::Missed`]): the session's maker, who holds what it sent,
 //! and one other member at random, in case the maker is away. They answer
@@ -27,6 +29,7 @@
 use std::collections::VecDeque;
 
 use super::*;
+use crate::device::KeptRecord;
 use crate::group::{MAX_FOUND, MAX_MISSED};
 use crate::{CHANNEL_SESSION, ControlKind, GroupMessage, Wire};
 
@@ -148,6 +151,40 @@ where
             index,
             bytes: bytes.to_vec(),
         });
+    }
+
+    /// The messages kept for other members, oldest first, of the groups
+    /// we still hold: what the node stores when it stops.
+    pub fn kept_messages(&self) -> Vec<KeptRecord> {
+        self.recent
+            .kept
+            .iter()
+            .filter(|k| self.groups.contains_key(&k.group))
+            .map(|k| KeptRecord {
+                group: k.group,
+                session: k.session.0,
+                index: k.index,
+                bytes: k.bytes.clone(),
+            })
+            .collect()
+    }
+
+    /// Messages kept before the node stopped, oldest first (as
+    /// [`kept_messages`](Self::kept_messages) gave them): kept again, those
+    /// of groups we hold, within the same bounds. Call after the groups
+    /// are restored.
+    pub fn restore_kept(&mut self, records: Vec<KeptRecord>) {
+        for record in records {
+            if !self.groups.contains_key(&record.group) {
+                continue;
+            }
+            self.recent.keep(Kept {
+                group: record.group,
+                session: SessionId(record.session),
+                index: record.index,
+                bytes: record.bytes,
+            });
+        }
     }
 
     /// A gap stayed open: asks the session's maker and one other joined

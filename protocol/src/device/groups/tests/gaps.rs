@@ -2,6 +2,7 @@
 //! from a member that read it.
 
 use super::*;
+use crate::device::KeptRecord;
 use crate::device::groups::gaps::{CATCH_UP_EVERY_MS, CATCH_UP_WAIT_MS};
 use crate::device::groups::recent::{ANSWER_GAP_MS, RECENT_BYTES, RECENT_MESSAGES};
 
@@ -309,4 +310,33 @@ fn a_member_asked_about_two_sessions_at_once_answers_about_both() {
     for text in ["alice two", "carol two"] {
         assert!(read.contains(&text.to_owned()), "{text}: {read:?}");
     }
+}
+
+/// What a member keeps for others goes to the store when its node stops
+/// and comes back when it starts (`KeptRecord`s, oldest first): after the
+/// round trip the member still answers an ask from them, and a node that
+/// no longer holds the group (it left, or was removed) takes none back.
+#[test]
+fn kept_messages_come_back_after_a_restart_only_for_groups_still_held() {
+    let mut net = Net::new(&["alice", "bob", "carol"], config());
+    let (id, lost) = only_the_third_reads_the_second(&mut net);
+    let kept = net.members[2].book.kept_messages();
+    assert!(kept.iter().any(|k| k.group == id && k.bytes == lost));
+    let order = |kept: &[KeptRecord]| -> Vec<(u32, Vec<u8>)> {
+        kept.iter().map(|k| (k.index, k.bytes.clone())).collect()
+    };
+    // Carol's node stops and starts: its memory is gone, the store's
+    // copy comes back.
+    net.members[2].book.recent = Default::default();
+    assert!(net.members[2].book.kept_messages().is_empty());
+    net.members[2].book.restore_kept(kept.clone());
+    assert_eq!(order(&net.members[2].book.kept_messages()), order(&kept));
+    net.members[0].held = true;
+    net.advance(CATCH_UP_WAIT_MS);
+    net.drive();
+    assert_eq!(net.members[1].disk.texts(id), ["one", "two", "three"]);
+
+    let mut stranger = member(9, "dave", config());
+    stranger.book.restore_kept(kept);
+    assert!(stranger.book.kept_messages().is_empty());
 }

@@ -63,12 +63,28 @@ mod tests {
     /// Only a bound on a hang: every step takes milliseconds.
     const STUCK: Duration = Duration::from_secs(20);
 
-    async fn new_listen_addr(swarm: &mut libp2p::Swarm<dummy::Behaviour>) -> Multiaddr {
-        loop {
-            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
-                return address;
+    /// Listens on a new loopback port; the address once it is up.
+    async fn listen(swarm: &mut libp2p::Swarm<dummy::Behaviour>) -> Multiaddr {
+        swarm
+            .listen_on(LOOPBACK.parse().expect("an address"))
+            .expect("listens");
+        let up = async {
+            loop {
+                if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                    return address;
+                }
             }
-        }
+        };
+        tokio::time::timeout(STUCK, up)
+            .await
+            .expect("the listener comes up")
+    }
+
+    /// Nothing more happens: the swarm's task waits on its wakers.
+    async fn settle(swarm: &mut libp2p::Swarm<dummy::Behaviour>) {
+        let quiet = Duration::from_millis(200);
+        let event = tokio::time::timeout(quiet, swarm.select_next_some()).await;
+        assert!(event.is_err(), "an idle swarm has no event: {event:?}");
     }
 
     /// The vendored libp2p-swarm polls its transport only when the
@@ -81,32 +97,11 @@ mod tests {
             .expect("a swarm builds");
         let mut client = tcp_swarm(identity::Keypair::generate_ed25519(), dummy::Behaviour)
             .expect("a swarm builds");
-        server
-            .listen_on(LOOPBACK.parse().expect("an address"))
-            .expect("listens");
-        tokio::time::timeout(STUCK, new_listen_addr(&mut server))
-            .await
-            .expect("the first listener comes up");
-        // Nothing more happens: the swarm's task waits on its wakers.
-        assert!(
-            tokio::time::timeout(Duration::from_millis(200), server.select_next_some())
-                .await
-                .is_err(),
-            "an idle swarm has no event"
-        );
+        listen(&mut server).await;
+        settle(&mut server).await;
         // A listener added to the idle swarm is polled and comes up.
-        server
-            .listen_on(LOOPBACK.parse().expect("an address"))
-            .expect("listens");
-        let second = tokio::time::timeout(STUCK, new_listen_addr(&mut server))
-            .await
-            .expect("a listener added while idle comes up");
-        assert!(
-            tokio::time::timeout(Duration::from_millis(200), server.select_next_some())
-                .await
-                .is_err(),
-            "an idle swarm has no event"
-        );
+        let second = listen(&mut server).await;
+        settle(&mut server).await;
         // A connection to it wakes the server through its transport.
         let client_peer = *client.local_peer_id();
         client.dial(second).expect("dials");

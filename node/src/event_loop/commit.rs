@@ -566,7 +566,11 @@ impl EventLoop {
             )?;
             self.engine.contacts = load_contacts(self.store.contacts()?);
             let config = self.engine.groups.config();
+            // Messages kept for other members are as published, whatever
+            // the disk holds: they stay.
+            let kept = self.engine.groups.kept_messages();
             self.engine.groups = super::groups::load_groups(&self.store, &self.me, config);
+            self.engine.groups.restore_kept(kept);
             self.engine.sync_peers(now_ms());
             self.restore_trust()?;
             self.engine.routes.forget_marks();

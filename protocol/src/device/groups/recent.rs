@@ -170,10 +170,12 @@ where
     }
 
     /// Messages kept before the node stopped, oldest first (as
-    /// [`kept_messages`](Self::kept_messages) gave them): kept again, those
-    /// of groups we hold, within the same bounds. Call after the groups
-    /// are restored.
+    /// [`kept_messages`](Self::kept_messages) gave them): kept again in
+    /// place of what is kept now, those of groups we hold, within the same
+    /// bounds. Call after the groups are restored.
     pub fn restore_kept(&mut self, records: Vec<KeptRecord>) {
+        self.recent.kept.clear();
+        self.recent.bytes = 0;
         for record in records {
             if !self.groups.contains_key(&record.group) {
                 continue;

@@ -3,6 +3,10 @@
 //!
 //! - `p50_us`, `p99_us`: `send` called → delivered ack processed by the
 //!   sender, at a steady `--rate` (500 msg/s unless told);
+//! - `max_us`, `late`, `late_sent_ms`: the slowest delivery of the latency
+//!   run, how many took over 50 ms, and when the first and the last of
+//!   those were sent (ms into the run): one stall of the process or the
+//!   host puts them close together, a slow path spreads them out;
 //! - `msgs_per_s`: pipelined 256-byte texts, first send to last delivered;
 //! - `floor_rtt_us`: a bare libp2p request-response round trip (same
 //!   transport stack, no storage, no crypto) carrying as many bytes as one
@@ -105,7 +109,8 @@ pub async fn direct(as_json: bool, sizes: (usize, u64, usize), words: bool) -> R
         }
     }
 
-    let (p50, p99) = latency(&alice, &text, latency_n, rate).await?;
+    let measured = latency(&alice, &text, latency_n, rate).await?;
+    let (p50, p99) = (measured.p50_us, measured.p99_us);
     let msgs_per_s = throughput(&alice, "bob", &text, throughput_n).await?;
     let floor_rtt = bare_rtt(envelope_len(&text), None).await?;
     let fsync = fsync_us(dir.path(), None)?;
@@ -121,6 +126,9 @@ pub async fn direct(as_json: bool, sizes: (usize, u64, usize), words: bool) -> R
     let report = json!({
         "p50_us": p50,
         "p99_us": p99,
+        "max_us": measured.max_us,
+        "late": measured.late,
+        "late_sent_ms": measured.late_sent_ms.map(|(a, b)| [a, b]),
         "msgs_per_s": msgs_per_s.round() as u64,
         "floor_rtt_us": floor_rtt,
         "fsync_us": fsync,
@@ -140,7 +148,17 @@ pub async fn direct(as_json: bool, sizes: (usize, u64, usize), words: bool) -> R
     if as_json {
         println!("{report}");
     } else {
-        println!("send → delivered ack at {rate} msg/s: p50 {p50} µs, p99 {p99} µs");
+        println!(
+            "send → delivered ack at {rate} msg/s: p50 {p50} µs, p99 {p99} µs, slowest {} µs",
+            measured.max_us
+        );
+        if let Some((first, last)) = measured.late_sent_ms {
+            println!(
+                "{} deliveries over {} ms, sent between {first} and {last} ms into the run",
+                measured.late,
+                LATE.as_millis()
+            );
+        }
         println!(
             "pipelined throughput: {msgs_per_s:.0} msg/s ({throughput_n} × {TEXT_LEN} B, durable)"
         );
@@ -163,8 +181,24 @@ fn ratio(a: u64, b: u64) -> f64 {
     (a as f64 / b.max(1) as f64 * 100.0).round() / 100.0
 }
 
-/// Sends `n` messages at a steady rate; returns (p50, p99) in µs.
-async fn latency(node: &Node, text: &str, n: usize, rate: u64) -> Result<(u64, u64)> {
+/// A delivery slower than this is counted as late (`late`).
+const LATE: Duration = Duration::from_millis(50);
+
+/// What the latency run measured.
+struct Latency {
+    p50_us: u64,
+    p99_us: u64,
+    max_us: u64,
+    /// Deliveries slower than [`LATE`].
+    late: usize,
+    /// When the first and the last late message were sent, in ms from the
+    /// run's first send: one stall of the process or the host puts them
+    /// close together, a slow path spreads them over the run.
+    late_sent_ms: Option<(u64, u64)>,
+}
+
+/// Sends `n` messages at a steady rate, one after another.
+async fn latency(node: &Node, text: &str, n: usize, rate: u64) -> Result<Latency> {
     let mut events = node.subscribe();
     let (started_tx, mut started_rx) = mpsc::channel::<(String, Instant)>(n.max(1));
     let sender = {
@@ -208,13 +242,32 @@ async fn latency(node: &Node, text: &str, n: usize, rate: u64) -> Result<(u64, u
     sender.await?;
     started_rx.close();
     let mut samples = Vec::with_capacity(n);
+    let mut sent_late = Vec::new();
+    let mut first_sent: Option<Instant> = None;
     while let Some((id, t0)) = started_rx.recv().await {
+        first_sent = Some(first_sent.map_or(t0, |f| f.min(t0)));
         if let Some(t1) = delivered.get(&id) {
-            samples.push(t1.duration_since(t0).as_micros() as u64);
+            let took = t1.duration_since(t0);
+            samples.push(took.as_micros() as u64);
+            if took > LATE {
+                sent_late.push(t0);
+            }
         }
     }
     samples.sort_unstable();
-    Ok((percentile(&samples, 0.50), percentile(&samples, 0.99)))
+    let since_first =
+        |t: &Instant| first_sent.map_or(0, |f| t.saturating_duration_since(f).as_millis() as u64);
+    Ok(Latency {
+        p50_us: percentile(&samples, 0.50),
+        p99_us: percentile(&samples, 0.99),
+        max_us: samples.last().copied().unwrap_or(0),
+        late: sent_late.len(),
+        late_sent_ms: sent_late
+            .iter()
+            .min()
+            .zip(sent_late.iter().max())
+            .map(|(a, b)| (since_first(a), since_first(b))),
+    })
 }
 
 /// Sends `n` messages without waiting; returns messages per second until

@@ -6,16 +6,20 @@
 //! `messages` group messages the size `bench group` publishes (a 256-byte
 //! text, Megolm-encrypted and signed with the topic's publish key), one
 //! every `--interval-ms`; the others validate each (gossipsub forwards
-//! nothing before that) and count it. No engine, no store, no events.
+//! nothing before that) and count it. No engine, no events, no receipts.
 //!
-//! Two rounds on the same swarms:
+//! Three rounds on the same swarms:
 //! - `gossip`: each message accepted unread: what gossipsub, the transport
 //!   and the runtime cost per delivery;
 //! - `gossip_and_crypto`: each message read as a member reads it (decoded,
 //!   the publish key's signature checked as a member checks it, by
 //!   signing again; Megolm-decrypted, which checks the session's
-//!   signature; the payload decoded) before it is accepted: the floor a member's delivery cannot go under, whatever the
-//!   node does around it.
+//!   signature; the payload decoded) before it is accepted;
+//! - `gossip_crypto_and_store`: read as above, then kept as a member keeps
+//!   it, in a store of its own made as a home's is (sealed, indexed) and
+//!   committed as the node commits received group messages
+//!   ([`hush_node::member_floor`]): the floor a member's delivery cannot
+//!   go under, whatever the node does around it.
 //!
 //! Per round: `cpu_us_per_delivery` (the process's CPU time from the first
 //! publish to the last arrival, over the deliveries), `cpu_cores_busy`,
@@ -25,14 +29,15 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
+use hush_node::member_floor::MemberStore;
 use hush_protocol::{
-    AccountId, Body, DeviceId, GroupMessage, MegolmInbound, MegolmOutbound, MessageId, Payload,
-    PublishKey, Wire,
+    AccountId, Body, DeviceId, GroupId, GroupMessage, MegolmInbound, MegolmOutbound, MessageId,
+    Payload, PublishKey, SessionId, Wire,
 };
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
 use libp2p::swarm::SwarmEvent;
@@ -54,20 +59,65 @@ struct Reader {
     session: MegolmInbound,
 }
 
+/// What a member reads of a message: the session it came under, its
+/// digest, and what it says.
+struct Read {
+    session: SessionId,
+    digest: [u8; 32],
+    payload: Payload,
+}
+
 impl Reader {
-    /// Reads `data` as a member would: false if any check fails.
-    fn read(&mut self, data: &[u8]) -> bool {
-        let Ok(message) = GroupMessage::from_bytes(data) else {
-            return false;
-        };
+    /// Reads `data` as a member would: `None` if any check fails.
+    fn read(&mut self, data: &[u8]) -> Option<Read> {
+        let message = GroupMessage::from_bytes(data).ok()?;
         if !self.key.is_authentic(&message) {
-            return false;
+            return None;
         }
-        let Ok((plaintext, _)) = self.session.decrypt(&message.ciphertext) else {
-            return false;
-        };
-        Payload::from_padded(&plaintext).is_ok()
+        let (plaintext, _) = self.session.decrypt(&message.ciphertext).ok()?;
+        let payload = Payload::from_padded(&plaintext).ok()?;
+        Some(Read {
+            session: message.session,
+            digest: GroupMessage::digest(data),
+            payload,
+        })
     }
+}
+
+/// What each member does with a message in a round (see the module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Round {
+    Gossip = 0,
+    Crypto = 1,
+    Store = 2,
+}
+
+impl Round {
+    fn load(shared: &AtomicU8) -> Self {
+        match shared.load(Ordering::Relaxed) {
+            0 => Self::Gossip,
+            1 => Self::Crypto,
+            _ => Self::Store,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Gossip => "gossip",
+            Self::Crypto => "gossip_and_crypto",
+            Self::Store => "gossip_crypto_and_store",
+        }
+    }
+}
+
+/// The group the floor's members keep messages under.
+const GROUP: GroupId = GroupId([7; 32]);
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// An arrival at a member: which message (its id, the digest), when.
@@ -82,14 +132,17 @@ fn swarm() -> Result<Swarm<gossipsub::Behaviour>> {
 }
 
 /// Drives one member's swarm: publishes what comes on `publish`, validates
-/// (and, when `crypto` is set, reads) what arrives, reports arrivals.
+/// what arrives (reading it, and keeping it in `store`, as the round says),
+/// reports arrivals.
 async fn member(
     mut swarm: Swarm<gossipsub::Behaviour>,
     mut reader: Reader,
-    crypto: Arc<AtomicBool>,
+    mut store: MemberStore,
+    round: Arc<AtomicU8>,
     mut publish: mpsc::Receiver<Vec<u8>>,
     arrivals: mpsc::Sender<Arrival>,
 ) {
+    let mut store_failed = false;
     let topic = IdentTopic::new(reader.key.topic());
     loop {
         tokio::select! {
@@ -108,7 +161,22 @@ async fn member(
                 else {
                     continue;
                 };
-                let accept = !crypto.load(Ordering::Relaxed) || reader.read(&message.data);
+                let accept = match Round::load(&round) {
+                    Round::Gossip => true,
+                    Round::Crypto => reader.read(&message.data).is_some(),
+                    Round::Store => match reader.read(&message.data) {
+                        Some(read) => {
+                            let kept = store.receive(&GROUP, &read.session, read.digest, read.payload, now_ms());
+                            if let Err(e) = kept
+                                && !std::mem::replace(&mut store_failed, true)
+                            {
+                                eprintln!("bench gossip: a member's store failed: {e}");
+                            }
+                            true
+                        }
+                        None => false,
+                    },
+                };
                 let acceptance = if accept {
                     MessageAcceptance::Accept
                 } else {
@@ -141,7 +209,11 @@ pub async fn gossip(
     let publish_key = PublishKey::from_secret(&[9; 32]);
     let mut outbound = MegolmOutbound::new();
     let session_key = outbound.session_key();
-    let crypto = Arc::new(AtomicBool::new(false));
+    let round = Arc::new(AtomicU8::new(Round::Gossip as u8));
+    let dir = tempfile::Builder::new()
+        .prefix("hush-bench-gossip-")
+        .tempdir()
+        .context("making a folder for the members' stores")?;
     // Room for a whole round's arrivals (read only once it is published).
     let (arrived_tx, mut arrived) = mpsc::channel(messages.max(1) * members);
 
@@ -166,14 +238,23 @@ pub async fn gossip(
         swarms.push(s);
     }
     let mut publishers = Vec::with_capacity(members);
-    for s in swarms {
+    for (i, s) in swarms.into_iter().enumerate() {
+        let store = MemberStore::create(&dir.path().join(format!("member-{i}.redb")))
+            .context("making a member's store")?;
         let reader = Reader {
             key: publish_key.clone(),
             session: MegolmInbound::new(&session_key)?,
         };
         let (tx, rx) = mpsc::channel(messages.max(1));
         publishers.push(tx);
-        tokio::spawn(member(s, reader, crypto.clone(), rx, arrived_tx.clone()));
+        tokio::spawn(member(
+            s,
+            reader,
+            store,
+            round.clone(),
+            rx,
+            arrived_tx.clone(),
+        ));
     }
     eprintln!("bench gossip: {members} swarms, every pair dialled; letting the mesh form");
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -185,8 +266,8 @@ pub async fn gossip(
     let first = &publishers[0];
     let mut rounds = serde_json::Map::new();
     let mut next = 0usize;
-    for (name, read) in [("gossip", false), ("gossip_and_crypto", true)] {
-        crypto.store(read, Ordering::Relaxed);
+    for this in [Round::Gossip, Round::Crypto, Round::Store] {
+        round.store(this as u8, Ordering::Relaxed);
         // Drop what a previous round left (late copies are not delivered twice).
         while arrived.try_recv().is_ok() {}
         let cpu_before = crate::bench_group::cpu_ticks();
@@ -231,7 +312,7 @@ pub async fn gossip(
         latencies.sort_unstable();
         let delivered = latencies.len();
         rounds.insert(
-            name.into(),
+            this.name().into(),
             json!({
                 "deliveries": delivered,
                 "missing": expected - delivered,
@@ -296,10 +377,12 @@ mod tests {
             key: key.clone(),
             session: MegolmInbound::new(&session.session_key()).expect("session key"),
         };
-        assert!(reader.read(&message(&key, &mut session)));
+        let read = reader.read(&message(&key, &mut session)).expect("read");
+        assert_eq!(read.session, session.id());
+        assert_eq!(read.payload.id, MessageId(1));
         let stranger = PublishKey::from_secret(&[8; 32]);
-        assert!(!reader.read(&message(&stranger, &mut session)));
+        assert!(reader.read(&message(&stranger, &mut session)).is_none());
         let mut other = MegolmOutbound::new();
-        assert!(!reader.read(&message(&key, &mut other)));
+        assert!(reader.read(&message(&key, &mut other)).is_none());
     }
 }

@@ -33,6 +33,7 @@ mod home;
 mod identity;
 pub mod journal;
 mod link;
+pub mod member_floor;
 mod network;
 mod node;
 pub mod notify;

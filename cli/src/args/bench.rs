@@ -159,12 +159,13 @@ pub enum BenchCommand {
         json: bool,
     },
     /// The floor under `bench group`: N bare gossipsub swarms on loopback,
-    /// every pair connected, CPU per delivery with nothing but gossip, and
-    /// with the checks and decryption a member makes
+    /// every pair connected, CPU per delivery with nothing but gossip, with
+    /// the checks and decryption a member makes, and with each message
+    /// also kept in a member's store
     Gossip {
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(2..=1000))]
         members: u64,
-        /// Messages in each of the two rounds
+        /// Messages in each of the three rounds
         #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=100_000))]
         messages: u64,
         /// Milliseconds between two messages (20: 50 messages a second)

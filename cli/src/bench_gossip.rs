@@ -1,8 +1,11 @@
 //! `hush bench gossip --members N`: the floor under `hush bench group`'s
 //! CPU per delivery. N bare libp2p swarms in this process, on loopback TCP
 //! with Noise and Yamux and hush's gossipsub settings
-//! ([`hush_host::gossipsub_behaviour`]), every pair connected (as a
-//! group's members dial each other), all on one topic. The first publishes
+//! ([`hush_host::gossipsub_behaviour`]), all on one topic. Every pair is
+//! connected, or with `--peers K` each member dials K/2 others at random,
+//! so that members hold about K connections, as a group's members hold
+//! about 19 at 50 (they dial a few members each, and those they talk to
+//! over Olm). The first publishes
 //! `messages` group messages the size `bench group` publishes (a 256-byte
 //! text, Megolm-encrypted and signed with the topic's publish key), one
 //! every `--interval-ms`; the others validate each (gossipsub forwards
@@ -131,6 +134,34 @@ fn swarm() -> Result<Swarm<gossipsub::Behaviour>> {
     )?)
 }
 
+/// The connections to make, as (dialer, listener): every pair, or for
+/// each member `peers / 2` others at random (a pair at most once).
+fn links(members: usize, peers: Option<usize>) -> Vec<(usize, usize)> {
+    use rand::seq::SliceRandom;
+    let Some(peers) = peers else {
+        return (0..members)
+            .flat_map(|j| (0..j).map(move |i| (j, i)))
+            .collect();
+    };
+    let mut rng = rand::thread_rng();
+    let mut pairs = std::collections::BTreeSet::new();
+    let others: Vec<usize> = (0..members).collect();
+    for i in 0..members {
+        let chosen = others
+            .iter()
+            .filter(|&&j| j != i)
+            .copied()
+            .collect::<Vec<_>>()
+            .choose_multiple(&mut rng, peers.div_ceil(2))
+            .copied()
+            .collect::<Vec<_>>();
+        for j in chosen {
+            pairs.insert((i.max(j), i.min(j)));
+        }
+    }
+    pairs.into_iter().collect()
+}
+
 /// Drives one member's swarm: publishes what comes on `publish`, validates
 /// what arrives (reading it, and keeping it in `store`, as the round says),
 /// reports arrivals.
@@ -199,12 +230,16 @@ async fn member(
 
 pub async fn gossip(
     members: usize,
+    peers: Option<usize>,
     messages: usize,
     interval_ms: u64,
     as_json: bool,
 ) -> Result<()> {
     if members < 2 {
         bail!("a group bench needs at least 2 members; pass --members 2 or more");
+    }
+    if peers.is_some_and(|k| k >= members) {
+        bail!("--peers must be under --members (leave it out to connect every pair)");
     }
     let publish_key = PublishKey::from_secret(&[9; 32]);
     let mut outbound = MegolmOutbound::new();
@@ -217,7 +252,7 @@ pub async fn gossip(
     // Room for a whole round's arrivals (read only once it is published).
     let (arrived_tx, mut arrived) = mpsc::channel(messages.max(1) * members);
 
-    // Listen, then connect every pair.
+    // Listen, then connect every pair, or each to a few at random.
     let mut swarms = Vec::with_capacity(members);
     let mut addresses: Vec<Multiaddr> = Vec::with_capacity(members);
     for _ in 0..members {
@@ -231,11 +266,12 @@ pub async fn gossip(
         s.behaviour_mut()
             .subscribe(&IdentTopic::new(publish_key.topic()))
             .context("subscribing to the bench topic")?;
-        for earlier in &addresses {
-            s.dial(earlier.clone())?;
-        }
         addresses.push(address);
         swarms.push(s);
+    }
+    let links = links(members, peers);
+    for &(dialer, listener) in &links {
+        swarms[dialer].dial(addresses[listener].clone())?;
     }
     let mut publishers = Vec::with_capacity(members);
     for (i, s) in swarms.into_iter().enumerate() {
@@ -256,7 +292,10 @@ pub async fn gossip(
             arrived_tx.clone(),
         ));
     }
-    eprintln!("bench gossip: {members} swarms, every pair dialled; letting the mesh form");
+    eprintln!(
+        "bench gossip: {members} swarms, {} connections dialled; letting the mesh form",
+        links.len()
+    );
     tokio::time::sleep(Duration::from_secs(5)).await;
     let idle_before = crate::bench_group::cpu_ticks();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -326,6 +365,7 @@ pub async fn gossip(
     }
     let report = json!({
         "members": members,
+        "peers_mean": (links.len() * 2) as f64 / members as f64,
         "messages": messages,
         "interval_ms": interval_ms,
         "idle_cores_busy": (idle_cores * 100.0).round() / 100.0,
@@ -369,6 +409,21 @@ mod tests {
 
     /// The crypto round must pay for every check a member makes, so it
     /// must also refuse what a member refuses.
+    #[test]
+    fn members_hold_about_the_peers_asked_for_and_every_pair_without() {
+        assert_eq!(links(5, None).len(), 10);
+        let few = links(50, Some(19));
+        let mut degree = [0usize; 50];
+        for &(a, b) in &few {
+            assert_ne!(a, b);
+            degree[a] += 1;
+            degree[b] += 1;
+        }
+        // Each dials 10: 500 dials, fewer pairs where two chose each other.
+        assert!((400..=500).contains(&few.len()), "{}", few.len());
+        assert!(degree.iter().all(|&d| d >= 10));
+    }
+
     #[test]
     fn the_reader_reads_only_what_a_member_would() {
         let key = PublishKey::from_secret(&[9; 32]);

@@ -165,6 +165,11 @@ pub enum BenchCommand {
     Gossip {
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(2..=1000))]
         members: u64,
+        /// Connections a member holds, about (each dials half this many
+        /// others at random); unset: every pair is connected. `bench
+        /// group`'s members hold about 19 at 50 (`connected_peers_mean`)
+        #[arg(long, value_parser = clap::value_parser!(u64).range(2..=1000))]
+        peers: Option<u64>,
         /// Messages in each of the three rounds
         #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=100_000))]
         messages: u64,

@@ -44,12 +44,14 @@ pub async fn run(command: BenchCommand) -> Result<()> {
         }
         BenchCommand::Gossip {
             members,
+            peers,
             messages,
             interval_ms,
             json,
         } => {
             let n = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
-            crate::bench_gossip::gossip(n(members), n(messages), interval_ms, json).await
+            crate::bench_gossip::gossip(n(members), peers.map(n), n(messages), interval_ms, json)
+                .await
         }
         BenchCommand::Link {
             messages,

@@ -145,17 +145,9 @@ fn links(members: usize, peers: Option<usize>) -> Vec<(usize, usize)> {
     };
     let mut rng = rand::thread_rng();
     let mut pairs = std::collections::BTreeSet::new();
-    let others: Vec<usize> = (0..members).collect();
     for i in 0..members {
-        let chosen = others
-            .iter()
-            .filter(|&&j| j != i)
-            .copied()
-            .collect::<Vec<_>>()
-            .choose_multiple(&mut rng, peers.div_ceil(2))
-            .copied()
-            .collect::<Vec<_>>();
-        for j in chosen {
+        let others: Vec<usize> = (0..members).filter(|&j| j != i).collect();
+        for &j in others.choose_multiple(&mut rng, peers.div_ceil(2)) {
             pairs.insert((i.max(j), i.min(j)));
         }
     }
@@ -407,8 +399,6 @@ mod tests {
             .to_bytes()
     }
 
-    /// The crypto round must pay for every check a member makes, so it
-    /// must also refuse what a member refuses.
     #[test]
     fn members_hold_about_the_peers_asked_for_and_every_pair_without() {
         assert_eq!(links(5, None).len(), 10);
@@ -424,6 +414,8 @@ mod tests {
         assert!(degree.iter().all(|&d| d >= 10));
     }
 
+    /// The crypto round must pay for every check a member makes, so it
+    /// must also refuse what a member refuses.
     #[test]
     fn the_reader_reads_only_what_a_member_would() {
         let key = PublishKey::from_secret(&[9; 32]);

@@ -17,7 +17,9 @@
 //!   once it has waited [`RIDE`], lazily, and durably once the oldest lazy
 //!   commit is [`LAZY`] old: the loop's `EARLY_RIDE_WINDOW` and
 //!   `LAZY_WINDOW`, so as many commits of each kind as a member of a busy
-//!   group makes for the messages it receives.
+//!   group makes for the messages it receives. The windows are looked at
+//!   as messages arrive (there is no timer): the last batch of a stream
+//!   waits for the next message, which a bench's steady stream brings.
 
 use std::path::Path;
 use std::sync::Arc;

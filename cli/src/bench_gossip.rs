@@ -62,11 +62,10 @@ struct Reader {
     session: MegolmInbound,
 }
 
-/// What a member reads of a message: the session it came under, its
-/// digest, and what it says.
+/// What a member reads of a message: the session it came under and what
+/// it says.
 struct Read {
     session: SessionId,
-    digest: [u8; 32],
     payload: Payload,
 }
 
@@ -81,7 +80,6 @@ impl Reader {
         let payload = Payload::from_padded(&plaintext).ok()?;
         Some(Read {
             session: message.session,
-            digest: GroupMessage::digest(data),
             payload,
         })
     }
@@ -184,12 +182,14 @@ async fn member(
                 else {
                     continue;
                 };
+                // The message's id is its digest (`hush_host::gossipsub_behaviour`).
+                let digest = <[u8; 32]>::try_from(message_id.0.as_slice()).ok();
                 let accept = match Round::load(&round) {
                     Round::Gossip => true,
                     Round::Crypto => reader.read(&message.data).is_some(),
-                    Round::Store => match reader.read(&message.data) {
-                        Some(read) => {
-                            let kept = store.receive(&GROUP, &read.session, read.digest, read.payload, now_ms());
+                    Round::Store => match (reader.read(&message.data), digest) {
+                        (Some(read), Some(digest)) => {
+                            let kept = store.receive(&GROUP, &read.session, digest, read.payload, now_ms());
                             if let Err(e) = kept
                                 && !std::mem::replace(&mut store_failed, true)
                             {
@@ -197,7 +197,7 @@ async fn member(
                             }
                             true
                         }
-                        None => false,
+                        _ => false,
                     },
                 };
                 let acceptance = if accept {
@@ -206,7 +206,7 @@ async fn member(
                     MessageAcceptance::Reject
                 };
                 let now = Instant::now();
-                if let Ok(id) = <[u8; 32]>::try_from(message_id.0.as_slice()) {
+                if let Some(id) = digest {
                     // Full only if the bench stopped reading: counted missing.
                     let _ = arrivals.try_send((id, now));
                 }

@@ -25,7 +25,8 @@ then share the card from `hush id` with a friend and add theirs with \
     after_help = "Exit status: 0 done; 1 failed (the message says what happened and what to do); \
 2 wrong usage; 3 timed out (`send --wait`, `group send --wait`: the message stays queued); \
 4 the node is not running (or, for `events`, stopped); 5 refused (`send --wait` gave up \
-and a relay had refused the message, e.g. a full mailbox; it stays queued).\n\
+and a relay had refused the message, e.g. a full mailbox; it stays queued); 130 or 143 \
+`demo` or `bench` stopped by Ctrl-C or SIGTERM (its temporary folder removed).\n\
 Manual pages: `hush man`; the local API for bots: hush-api(7) (`hush man --dir DIR`)."
 )]
 pub struct Cli {

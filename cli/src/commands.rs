@@ -42,6 +42,23 @@ fn init_logging(default: &str, format: LogFormat) {
     };
 }
 
+/// Runs the demo or a bench until it ends, Ctrl-C or SIGTERM. Interrupted,
+/// it is dropped: its nodes stop (child processes are killed on drop) and
+/// its temporary folder, hundreds of MiB for a large bench, is removed.
+async fn until_interrupted(
+    what: &'static str,
+    work: impl std::future::Future<Output = Result<()>>,
+) -> Result<ExitCode> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("could not watch for SIGTERM")?;
+    let signal = tokio::select! {
+        done = work => return done.map(|()| ExitCode::SUCCESS),
+        _ = tokio::signal::ctrl_c() => SignalKind::interrupt(),
+        _ = terminate.recv() => SignalKind::terminate(),
+    };
+    Err(crate::Interrupted { what, signal }.into())
+}
+
 fn resolve_home(home: Option<PathBuf>) -> Result<Home> {
     if let Some(dir) = home {
         return Ok(Home::new(dir));
@@ -64,12 +81,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         cli.log_format,
     );
     let home = match cli.command {
-        Command::Demo => return crate::demo::run().await.map(|()| ExitCode::SUCCESS),
+        Command::Demo => return until_interrupted("the demo", crate::demo::run()).await,
         Command::Completions { shell, fixed } => {
             return completion::script(shell, fixed).map(|()| ExitCode::SUCCESS);
         }
         Command::Man { dir } => return manual::man(dir.as_deref()).map(|()| ExitCode::SUCCESS),
-        Command::Bench(command) => return bench::run(command).await.map(|()| ExitCode::SUCCESS),
+        Command::Bench(command) => {
+            return until_interrupted("the bench", bench::run(command)).await;
+        }
         Command::Relay(RelayCommand::Run(args)) => {
             let check = args.check_config;
             let config = relay::settings(args)?;

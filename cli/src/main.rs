@@ -50,6 +50,31 @@ impl std::fmt::Display for NodeWentAway {
 
 impl std::error::Error for NodeWentAway {}
 
+/// The demo or a bench stopped by a signal; its exit status is 128 plus
+/// the signal's number, as a shell reports a command killed by it.
+#[derive(Debug)]
+pub struct Interrupted {
+    pub what: &'static str,
+    pub signal: tokio::signal::unix::SignalKind,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let by = if self.signal == tokio::signal::unix::SignalKind::interrupt() {
+            "Ctrl-C"
+        } else {
+            "SIGTERM"
+        };
+        write!(
+            f,
+            "{} was interrupted ({by}): its nodes stopped and its temporary folder was removed",
+            self.what
+        )
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
 /// The exit code for an error (see `hush --help`).
 fn exit_code(error: &anyhow::Error) -> ExitCode {
     let not_running = matches!(
@@ -87,6 +112,12 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if let Some(stop) = e.downcast_ref::<Interrupted>() {
+                // Now, not after the runtime's teardown: what it tears down
+                // (the nodes' loops, their folders gone) has nothing left
+                // to say but errors.
+                std::process::exit(128 + stop.signal.as_raw_value());
+            }
             exit_code(&e)
         }
     }

@@ -145,6 +145,85 @@ fn demo_runs_and_exits_zero() {
     assert!(stdout.contains("Demo finished"), "{stdout}");
 }
 
+/// Ctrl-C in the demo or a bench stops it, its nodes and their processes,
+/// and removes its temporary folder (a 50-member bench leaves hundreds of
+/// MiB there); it says so and exits non-zero.
+#[test]
+fn an_interrupted_demo_or_bench_removes_its_temporary_folder() {
+    use std::time::{Duration, Instant};
+    for (args, prefix) in [
+        (&["demo"][..], "hush-demo-"),
+        (
+            &["bench", "group", "--members", "3", "--messages", "100000"][..],
+            "hush-bench-",
+        ),
+    ] {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let log = tempfile::NamedTempFile::new().expect("log file");
+        let mut child = std::process::Command::new(hush_tests::hush_bin())
+            .args(args)
+            .env("TMPDIR", tmp.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(log.reopen().expect("reopen the log"))
+            .spawn()
+            .expect("start hush");
+        let folders = || -> Vec<std::path::PathBuf> {
+            std::fs::read_dir(tmp.path())
+                .expect("read the temp dir")
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+                .map(|e| e.path())
+                .collect()
+        };
+        // Under way: its folder holds a node's home.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !folders()
+            .iter()
+            .any(|f| std::fs::read_dir(f).is_ok_and(|mut d| d.next().is_some()))
+        {
+            assert!(Instant::now() < deadline, "{args:?} made no folder");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let kill = std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(kill.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for hush") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{args:?} still ran 30 s after Ctrl-C");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let stderr = std::fs::read_to_string(log.path()).expect("read the log");
+        assert_eq!(status.code(), Some(130), "{args:?} when interrupted");
+        assert!(stderr.contains("interrupted"), "{args:?}: {stderr}");
+        assert_eq!(
+            folders(),
+            Vec::<std::path::PathBuf>::new(),
+            "{args:?} left its folder"
+        );
+        // The demo's nodes and relay went with it: nothing still runs in
+        // (or holds files in) its folder.
+        let ps = std::process::Command::new("ps")
+            .args(["-eo", "args"])
+            .output()
+            .expect("run ps");
+        let ps = String::from_utf8_lossy(&ps.stdout);
+        let left: Vec<_> = ps
+            .lines()
+            .filter(|l| l.contains(&*tmp.path().to_string_lossy()))
+            .collect();
+        assert!(left.is_empty(), "{args:?} left processes: {left:?}");
+    }
+}
+
 #[test]
 fn read_receipts_can_be_switched_off_per_contact() {
     let (alice, bob) = pair();

@@ -325,6 +325,8 @@ pub struct GroupBook<P, A, M> {
     epoch_waits: epochs::EpochWaits,
     /// Messages kept for their key, on disk or on the way there.
     pending: pending::PendingIndex,
+    /// When the log last warned of messages whose key is late (Unix ms).
+    late_keys_noted_ms: Option<u64>,
     /// Pending messages whose batch has not committed yet (a key arriving
     /// now would not find them in the store).
     fresh_pending: HashMap<SessionId, Vec<Waiting>>,
@@ -418,6 +420,7 @@ where
             unconfirmed: resend::Unconfirmed::default(),
             epoch_waits: epochs::EpochWaits::default(),
             pending: pending::PendingIndex::default(),
+            late_keys_noted_ms: None,
             fresh_pending: HashMap::new(),
             receiving: HashSet::new(),
             missing_since: HashMap::new(),
@@ -702,6 +705,28 @@ where
             })
     }
 
+    /// Warns, at most once every [`pending::LATE_KEY_NOTED_EVERY_MS`], while
+    /// a message has waited [`pending::LATE_KEY_MS`] or longer for its key.
+    fn note_late_keys(&mut self, now_ms: u64) {
+        let Some((since, group)) = self.pending.oldest() else {
+            self.late_keys_noted_ms = None;
+            return;
+        };
+        let late = now_ms.saturating_sub(since) >= pending::LATE_KEY_MS;
+        let noted = self
+            .late_keys_noted_ms
+            .is_some_and(|at| now_ms.saturating_sub(at) < pending::LATE_KEY_NOTED_EVERY_MS);
+        if late && !noted {
+            self.late_keys_noted_ms = Some(now_ms);
+            self.note(
+                group,
+                Severity::Warn,
+                "group messages have waited minutes for their session's key; they open when it \
+                 arrives (the sender's device may be offline, or the key lost on its way)",
+            );
+        }
+    }
+
     /// A pending message's batch finished: the store answers for it.
     pub fn pending_stored(&mut self, session: SessionId, digest: [u8; 32]) {
         if let Some(list) = self.fresh_pending.get_mut(&session) {
@@ -728,6 +753,7 @@ where
             self.effects
                 .push_back(GroupEffect::Write(GroupWrite::DropPending(session, digest)));
         }
+        self.note_late_keys(ctx.now.unix_ms);
         let now = ctx.now.mono_ms;
         let mut due: Vec<(GroupId, AccountId, u8)> = self
             .missing_since

@@ -17,6 +17,14 @@ pub const MAX_PENDING_PER_SESSION: u32 = 256;
 /// is how long a late key may still be on its way).
 pub const PENDING_FOR_MS: u64 = 30 * 24 * 3600 * 1000;
 
+/// How long a message waits for its key before the log warns of it: a key
+/// behind its message by seconds is ordinary (the key goes over Olm, the
+/// message over the topic), one minutes late means the sender's device or
+/// the way from it is in trouble.
+pub const LATE_KEY_MS: u64 = 2 * 60 * 1000;
+/// While messages stay late, how often the log says so again.
+pub const LATE_KEY_NOTED_EVERY_MS: u64 = 60 * 60 * 1000;
+
 /// Why a message cannot wait for its key now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Full {
@@ -92,6 +100,14 @@ impl PendingIndex {
         };
         decrement(&mut self.groups, group);
         decrement(&mut self.sessions, session);
+    }
+
+    /// The group of the message that has waited longest, and since when
+    /// (Unix ms).
+    pub(super) fn oldest(&self) -> Option<(u64, GroupId)> {
+        self.by_age
+            .first_key_value()
+            .map(|((at_ms, _, _), group)| (*at_ms, *group))
     }
 
     /// Takes out what waited [`PENDING_FOR_MS`] or longer at `now_ms`.

@@ -436,10 +436,12 @@ where
             self.note(id, Severity::Warn, full.describe());
             return Received::Deferred;
         }
+        // Ordinary when a sender starts a session: its key comes over Olm,
+        // the message over the topic (the log warns if the key is late).
         self.note(
             id,
-            Severity::Warn,
-            "group message undecryptable: no key for its session (kept until one arrives)",
+            Severity::Debug,
+            "group message ahead of its session's key: kept until the key arrives",
         );
         self.pending
             .insert(ctx.now.unix_ms, message.session, digest, id);

@@ -171,6 +171,8 @@ struct Member {
     /// subscribed yet).
     deaf: bool,
     notices: Vec<GroupNotice>,
+    /// What the book said for the log, as (severity, text).
+    notes: Vec<(Severity, &'static str)>,
     validations: Vec<(u64, DeviceId, Acceptance)>,
     /// The relays' history this member asked to read: (group, topic).
     catch_ups: Vec<(GroupId, String)>,
@@ -207,6 +209,7 @@ fn member(seed: u8, name: &'static str, config: GroupConfig) -> Member {
         offline: false,
         tried: Vec::new(),
         notices: Vec::new(),
+        notes: Vec::new(),
         validations: Vec::new(),
         catch_ups: Vec::new(),
     }
@@ -303,8 +306,10 @@ impl Net {
                     | GroupEffect::Dial(_)
                     | GroupEffect::Subscribe { .. }
                     | GroupEffect::Unsubscribe { .. }
-                    | GroupEffect::Fetch { .. }
-                    | GroupEffect::Note(..) => {}
+                    | GroupEffect::Fetch { .. } => {}
+                    GroupEffect::Note(_, severity, what) => {
+                        self.members[i].notes.push((severity, what))
+                    }
                 }
             }
             if after.is_empty() {

@@ -115,6 +115,34 @@ fn a_message_before_its_key_waits_then_is_read_and_forwarded() {
     assert_eq!(net.members[1].validations[0].2, Acceptance::Accept);
 }
 
+/// A message ahead of its key is ordinary (the key comes over Olm, the
+/// message over the topic, each time a sender starts a session): nothing
+/// for the log's warnings until the key is late, and then once.
+#[test]
+fn a_message_waiting_for_its_key_is_warned_of_only_once_the_key_is_late() {
+    let mut net = Net::new(&["alice", "bob"], config());
+    let _ = net.group_of_all(0);
+    net.members[1].held = true;
+    net.send(0, "early");
+    assert_eq!(net.members[1].disk.pending.len(), 1, "kept for its key");
+    let warned = |net: &Net| {
+        net.members[1]
+            .notes
+            .iter()
+            .filter(|(severity, _)| *severity == Severity::Warn)
+            .count()
+    };
+    assert_eq!(warned(&net), 0, "a key behind its message is no warning");
+    net.advance(pending::LATE_KEY_MS - 1_000);
+    assert_eq!(warned(&net), 0);
+    net.advance(1_000);
+    assert_eq!(warned(&net), 1, "late: said");
+    net.advance(pending::LATE_KEY_MS);
+    assert_eq!(warned(&net), 1, "said once, not on every tick");
+    net.advance(pending::LATE_KEY_NOTED_EVERY_MS);
+    assert_eq!(warned(&net), 2, "still late much later: said again");
+}
+
 #[test]
 fn a_message_whose_key_never_comes_is_not_forwarded() {
     let mut net = Net::new(&["alice", "bob"], config());

@@ -231,6 +231,9 @@ pub struct Group<P> {
     keys: Vec<epochs::EpochKey>,
     record: GroupRecord,
     outbound: Option<MegolmOutbound>,
+    /// Our next sending session, its key shared ahead (see
+    /// `ensure_outbound`).
+    next: Option<sending::NextSession>,
     /// Who may hand us messages on the topic: members' devices and their
     /// relays (from the cards the group holds), following the state.
     sources: Sources<P>,
@@ -265,6 +268,14 @@ impl<P> Group<P> {
             None if self.state.removed.contains(me) => Standing::Removed,
             None => Standing::Left,
         }
+    }
+
+    /// Ends our sending sessions, the current and the one shared ahead:
+    /// our next message starts a new one, its key going to who is in the
+    /// group then.
+    fn end_sessions(&mut self) {
+        self.outbound = None;
+        self.next = None;
     }
 
     fn write_record(&self, pickle_key: &[u8; 32]) -> GroupWrite {
@@ -455,7 +466,8 @@ where
             let Some(g) = self.groups.get_mut(&id) else {
                 continue;
             };
-            if g.outbound.take().is_some() {
+            if g.outbound.is_some() || g.next.is_some() {
+                g.end_sessions();
                 let write = g.write_record(&self.me.pickle_key);
                 self.effects.push_back(GroupEffect::Write(write));
             }
@@ -586,6 +598,7 @@ where
                 keys: Vec::new(),
                 record,
                 outbound,
+                next: None,
                 sync: channel::ChannelSync::default(),
             },
         );

@@ -178,7 +178,7 @@ where
         // Removed or left already: forget the topic (history stays).
         if let Some(g) = self.groups.get_mut(&id) {
             g.record.left = true;
-            g.outbound = None;
+            g.end_sessions();
             let write = g.write_record(&self.me.pickle_key);
             self.effects.push_back(GroupEffect::Write(write));
             let topics: Vec<String> = g.topics().map(str::to_owned).collect();
@@ -409,13 +409,17 @@ where
             // Someone (or some device) is out: a new session before our
             // next message. (Newcomers get the current one then, see
             // `ensure_outbound`.)
-            g.outbound = None;
+            g.end_sessions();
         }
         // A member with new devices gets our current session again (its
-        // new devices with it), at our next message.
+        // new devices with it), at our next message; the next session's
+        // key too, when it takes over.
         g.record
             .outbound_members
             .retain(|a| !devices.gained.contains(a));
+        if let Some(next) = g.next.as_mut() {
+            next.members.retain(|a| !devices.gained.contains(a));
+        }
         let write = g.write_record(&self.me.pickle_key);
         self.effects.push_back(GroupEffect::Write(write));
         // New members' devices must be known before anything goes to them.

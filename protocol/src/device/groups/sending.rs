@@ -15,6 +15,23 @@ use crate::{
     MegolmInbound, MegolmOutbound, MessageId, Payload, ReceiptKind, Wire, room_key_claim,
 };
 
+/// Our next sending session of a group, its key shared ahead of the
+/// current one's end (see `ensure_outbound`). In memory only: lost with a
+/// restart, the rotation then makes a new one as if none had been shared
+/// (its key, at the members, is never used).
+pub(super) struct NextSession {
+    pub(super) outbound: MegolmOutbound,
+    /// The joined members its key went to.
+    pub(super) members: Vec<AccountId>,
+}
+
+/// The index of a session rotated after `rotate` messages at which the
+/// next one's key goes out: a fifth of the count ahead, at least one.
+pub(super) const fn shares_next_at(rotate: u32) -> u32 {
+    let ahead = if rotate / 5 > 1 { rotate / 5 } else { 1 };
+    rotate.saturating_sub(ahead)
+}
+
 impl<P, A, M> GroupBook<P, A, M>
 where
     P: Copy + Eq + Hash + fmt::Display,
@@ -199,20 +216,25 @@ where
     /// out get the current session from its current index instead: they
     /// read what comes next, nothing before, and the others need nothing
     /// new (one key per new member, not one per member).
+    ///
+    /// A session rotated for its count is replaced by one whose key went
+    /// out a fifth of the count earlier ([`shares_next_at`]): the key goes
+    /// over Olm, the messages over the topic, and a key sent with the
+    /// first message under it would often arrive after it (the message
+    /// then waits, kept on disk, for the key). One shared ahead is used
+    /// only if everyone it went to is still in the group.
     fn ensure_outbound(&mut self, ctx: &mut Ctx<'_>, id: GroupId) {
         let config = self.config;
-        let me = self.account();
+        let claim_text = room_key_claim(&id, &self.account(), &self.me.device);
         let Some(g) = self.groups.get_mut(&id) else {
             return;
         };
         let members: Vec<AccountId> = g.state.joined().map(|(a, _)| *a).collect();
-        let had = &g.record.outbound_members;
-        let gone = had.iter().any(|a| !members.contains(a));
-        let added: Vec<AccountId> = members
+        let gone = g
+            .record
+            .outbound_members
             .iter()
-            .filter(|a| !had.contains(a))
-            .copied()
-            .collect();
+            .any(|a| !members.contains(a));
         let age = ctx.now.unix_ms.saturating_sub(g.record.outbound_created_ms);
         let due = match &g.outbound {
             None => true,
@@ -220,28 +242,65 @@ where
                 o.message_index() >= config.rotate_messages || age >= config.rotate_after_ms || gone
             }
         };
-        let (outbound, to) = match g.outbound.as_mut() {
-            Some(outbound) if !due => {
-                if added.is_empty() {
-                    return;
-                }
-                (outbound, added)
-            }
-            _ => {
-                g.outbound = Some(MegolmOutbound::new());
-                g.record.outbound_created_ms = ctx.now.unix_ms;
-                let Some(outbound) = g.outbound.as_mut() else {
-                    return;
-                };
-                (outbound, members.clone())
-            }
+        if due {
+            let next = g
+                .next
+                .take()
+                .filter(|next| next.members.iter().all(|a| members.contains(a)));
+            let (outbound, had) = match next {
+                Some(next) => (next.outbound, next.members),
+                None => (MegolmOutbound::new(), Vec::new()),
+            };
+            g.outbound = Some(outbound);
+            g.record.outbound_created_ms = ctx.now.unix_ms;
+            g.record.outbound_members = had;
+        }
+        let Some(outbound) = g.outbound.as_mut() else {
+            return;
         };
-        // The key from the current index; the claim takes that index: only
-        // we can write it.
-        let fresh = outbound.message_index() == 0;
-        let key = outbound.session_key();
-        let claim = outbound.encrypt(&room_key_claim(&id, &me, &self.me.device));
-        g.record.outbound_members = members;
+        let added: Vec<AccountId> = members
+            .iter()
+            .filter(|a| !g.record.outbound_members.contains(a))
+            .copied()
+            .collect();
+        let ahead =
+            g.next.is_none() && outbound.message_index() >= shares_next_at(config.rotate_messages);
+        g.record.outbound_members = members.clone();
+        if !added.is_empty() {
+            // The key from the current index; the claim takes that index:
+            // only we can write it.
+            let fresh = outbound.message_index() == 0;
+            let key = outbound.session_key();
+            let claim = outbound.encrypt(&claim_text);
+            self.share_session(ctx, id, key, claim, added, fresh);
+        }
+        if ahead {
+            let mut next = MegolmOutbound::new();
+            let key = next.session_key();
+            let claim = next.encrypt(&claim_text);
+            if let Some(g) = self.groups.get_mut(&id) {
+                g.next = Some(NextSession {
+                    outbound: next,
+                    members: members.clone(),
+                });
+            }
+            self.share_session(ctx, id, key, claim, members, true);
+        }
+    }
+
+    /// Sends a session's key (with its claim) to `to` over Olm, to our own
+    /// other devices too when `to` holds us; a `fresh` session (from index
+    /// 0) is also kept as our own inbound copy.
+    fn share_session(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        id: GroupId,
+        key: Vec<u8>,
+        claim: Vec<u8>,
+        to: Vec<AccountId>,
+        fresh: bool,
+    ) {
+        let me = self.account();
         if fresh {
             // Our own inbound copy: our other devices and our own history
             // read it.

@@ -229,6 +229,73 @@ fn status_of_a_received_group_message_is_delivered() {
     let _ = id;
 }
 
+/// The key of a sender's next session goes out before the current one
+/// runs out: the first message under it finds the key there even when
+/// Olm is slow from then on (before, each new session's first message
+/// waited at every member, kept on disk, for its key).
+#[test]
+fn the_next_sessions_key_is_there_before_its_first_message() {
+    let mut net = Net::new(&["alice", "bob"], config());
+    let id = net.group_of_all(0);
+    let session = |bytes: &[u8]| GroupMessage::from_bytes(bytes).unwrap().session;
+    let first = net.publish(0, "m0");
+    net.drive();
+    // The claim took index 0: the session's last message is m98.
+    let rotate = config().rotate_messages as usize;
+    for n in 1..rotate - 1 {
+        net.send(0, &format!("m{n}"));
+    }
+    // Olm to bob stalls from here on; the topic does not.
+    net.members[1].held = true;
+    let next = net.publish(0, "under the next session");
+    net.drive();
+    assert_ne!(session(&first), session(&next), "rotated");
+    assert!(
+        net.members[1].disk.pending.is_empty(),
+        "nothing waits for a key"
+    );
+    let texts = net.members[1].disk.texts(id);
+    assert_eq!(texts.len(), rotate);
+    assert!(texts.contains(&"under the next session".to_owned()));
+}
+
+/// A next session's key shared ahead went to a member removed before it
+/// took over: it is not used, and the removed member reads nothing new.
+#[test]
+fn a_member_removed_after_the_next_key_went_out_cannot_read_what_follows() {
+    let mut net = Net::new(&["alice", "bob", "carol"], config());
+    let id = net.group_of_all(0);
+    let rotate = config().rotate_messages as usize;
+    for n in 0..rotate - 2 {
+        net.send(0, &format!("m{n}"));
+    }
+    assert_eq!(
+        net.members[2].book.inbound.len(),
+        2,
+        "carol holds alice's session and the next one, shared ahead"
+    );
+    net.remove_from_friends(0, 2);
+    let after = net.publish(0, "after carol");
+    net.drive();
+    let session = GroupMessage::from_bytes(&after).unwrap().session;
+    assert!(
+        !net.members[2].book.inbound.contains_key(&session),
+        "a session carol never had"
+    );
+    assert!(
+        net.members[1]
+            .disk
+            .texts(id)
+            .contains(&"after carol".to_owned())
+    );
+    assert!(
+        !net.members[2]
+            .disk
+            .texts(id)
+            .contains(&"after carol".to_owned())
+    );
+}
+
 /// Issue 14 (groups): a join used to make every member that had sent
 /// start a new session and send its key to every member, N keys per
 /// member per join. Now the newcomer alone gets the current session, from

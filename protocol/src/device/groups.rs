@@ -336,8 +336,10 @@ pub struct GroupBook<P, A, M> {
     epoch_waits: epochs::EpochWaits,
     /// Messages kept for their key, on disk or on the way there.
     pending: pending::PendingIndex,
-    /// When the log last warned of messages whose key is late (Unix ms).
+    /// When the log last warned of messages whose key is late, and when
+    /// we last looked for them (Unix ms).
     late_keys_noted_ms: Option<u64>,
+    late_keys_checked_ms: u64,
     /// Pending messages whose batch has not committed yet (a key arriving
     /// now would not find them in the store).
     fresh_pending: HashMap<SessionId, Vec<Waiting>>,
@@ -432,6 +434,7 @@ where
             epoch_waits: epochs::EpochWaits::default(),
             pending: pending::PendingIndex::default(),
             late_keys_noted_ms: None,
+            late_keys_checked_ms: 0,
             fresh_pending: HashMap::new(),
             receiving: HashSet::new(),
             missing_since: HashMap::new(),
@@ -719,17 +722,26 @@ where
     }
 
     /// Warns, at most once every [`pending::LATE_KEY_NOTED_EVERY_MS`], while
-    /// a message has waited [`pending::LATE_KEY_MS`] or longer for its key.
+    /// a message of a group we are in has waited [`pending::LATE_KEY_MS`]
+    /// or longer for its key. (Those of a group we left or were removed
+    /// from wait, unread, until they expire: nothing to warn of.) Looked
+    /// for once a minute: they can be thousands.
     fn note_late_keys(&mut self, now_ms: u64) {
-        let Some((since, group)) = self.pending.oldest() else {
-            self.late_keys_noted_ms = None;
-            return;
-        };
-        let late = now_ms.saturating_sub(since) >= pending::LATE_KEY_MS;
         let noted = self
             .late_keys_noted_ms
             .is_some_and(|at| now_ms.saturating_sub(at) < pending::LATE_KEY_NOTED_EVERY_MS);
-        if late && !noted {
+        if noted || now_ms.saturating_sub(self.late_keys_checked_ms) < 60_000 {
+            return;
+        }
+        self.late_keys_checked_ms = now_ms;
+        let me = self.me.account;
+        let cutoff = now_ms.saturating_sub(pending::LATE_KEY_MS);
+        let late = self.pending.waiting_since(cutoff).find(|group| {
+            self.groups
+                .get(group)
+                .is_some_and(|g| matches!(g.standing(&me), Standing::Member | Standing::Admin))
+        });
+        if let Some(group) = late {
             self.late_keys_noted_ms = Some(now_ms);
             self.note(
                 group,

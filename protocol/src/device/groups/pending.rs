@@ -102,12 +102,12 @@ impl PendingIndex {
         decrement(&mut self.sessions, session);
     }
 
-    /// The group of the message that has waited longest, and since when
-    /// (Unix ms).
-    pub(super) fn oldest(&self) -> Option<(u64, GroupId)> {
+    /// The groups of the messages that have waited since `cutoff_ms`
+    /// (Unix ms) or longer, the longest first (a group once per message).
+    pub(super) fn waiting_since(&self, cutoff_ms: u64) -> impl Iterator<Item = GroupId> + '_ {
         self.by_age
-            .first_key_value()
-            .map(|((at_ms, _, _), group)| (*at_ms, *group))
+            .range(..=(cutoff_ms, SessionId([0xff; 32]), [0xff; 32]))
+            .map(|(_, group)| *group)
     }
 
     /// Takes out what waited [`PENDING_FOR_MS`] or longer at `now_ms`.

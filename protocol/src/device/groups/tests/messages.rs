@@ -97,15 +97,22 @@ fn removal_rotates_the_megolm_session_and_the_removed_member_reads_nothing_new()
     assert!(!net.members[2].disk.texts(id).contains(&"after".to_owned()));
 }
 
-#[test]
-fn a_message_before_its_key_waits_then_is_read_and_forwarded() {
+/// alice and bob in a group; alice's first message ("early") makes a
+/// session whose key waits for bob (Olm to him held): he keeps the message
+/// for it.
+fn bob_waits_for_alices_key() -> (Net, GroupId) {
     let mut net = Net::new(&["alice", "bob"], config());
     let id = net.group_of_all(0);
     net.members[1].held = true;
-    // alice's first message makes a session; its key waits for bob.
     net.send(0, "early");
     assert!(net.members[1].disk.texts(id).is_empty());
     assert_eq!(net.members[1].disk.pending.len(), 1, "kept for its key");
+    (net, id)
+}
+
+#[test]
+fn a_message_before_its_key_waits_then_is_read_and_forwarded() {
+    let (mut net, id) = bob_waits_for_alices_key();
     assert!(net.members[1].validations.is_empty(), "held unvalidated");
     net.members[1].held = false;
     net.drive();
@@ -120,11 +127,7 @@ fn a_message_before_its_key_waits_then_is_read_and_forwarded() {
 /// for the log's warnings until the key is late, and then once.
 #[test]
 fn a_message_waiting_for_its_key_is_warned_of_only_once_the_key_is_late() {
-    let mut net = Net::new(&["alice", "bob"], config());
-    let _ = net.group_of_all(0);
-    net.members[1].held = true;
-    net.send(0, "early");
-    assert_eq!(net.members[1].disk.pending.len(), 1, "kept for its key");
+    let (mut net, _) = bob_waits_for_alices_key();
     let warned = |net: &Net| {
         net.members[1]
             .notes
@@ -148,11 +151,7 @@ fn a_message_waiting_for_its_key_is_warned_of_only_once_the_key_is_late() {
 /// has nothing to warn of.
 #[test]
 fn a_late_key_of_a_group_we_left_is_not_warned_of() {
-    let mut net = Net::new(&["alice", "bob"], config());
-    let _ = net.group_of_all(0);
-    net.members[1].held = true;
-    net.send(0, "early");
-    assert_eq!(net.members[1].disk.pending.len(), 1, "kept for its key");
+    let (mut net, _) = bob_waits_for_alices_key();
     net.call(1, |book, ctx, _| book.leave(ctx, "friends"))
         .unwrap();
     net.advance(pending::LATE_KEY_MS + 60_000);

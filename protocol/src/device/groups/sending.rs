@@ -307,7 +307,9 @@ where
             if let Ok(session) = MegolmInbound::new(&key) {
                 self.keep_inbound(id, me, self.me.device, session);
             }
-            self.note(id, Severity::Info, "new Megolm session for the group");
+            // Ordinary (a busy group rotates every 100 messages): not news
+            // for the log a node's operator reads.
+            self.note(id, Severity::Debug, "new Megolm session for the group");
         }
         // Our own other devices read it too: a fresh session (they had the
         // earlier ones from the link or from this), or our account's card

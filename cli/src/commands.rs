@@ -33,8 +33,14 @@ use crate::args::{Cli, Command, LogFormat, NodeCommand, RelayCommand};
 fn init_logging(default: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HUSH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colour only for a terminal: a log file or the journal (a systemd
+    // unit's stderr) would keep the escape codes as bytes. A non-empty
+    // `NO_COLOR` turns it off for a terminal too (no-color.org).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => logs.try_init(),

@@ -445,6 +445,28 @@ impl User {
 impl Drop for User {
     fn drop(&mut self) {
         self.kill9();
+        if std::thread::panicking() {
+            // Its folder goes with it: what the node said is kept in the
+            // failed test's output, where CI shows it.
+            print_log_tail(&format!("{}'s node", self.name), &self.node_log());
+        }
+    }
+}
+
+/// How many of its last lines a failed test prints of each log.
+const LOG_TAIL_LINES: usize = 80;
+
+/// Prints the end of `log` to the test's output (on a failure).
+fn print_log_tail(whose: &str, log: &str) {
+    let lines: Vec<&str> = log.lines().collect();
+    let from = lines.len().saturating_sub(LOG_TAIL_LINES);
+    eprintln!(
+        "---- {whose} log, its last {} of {} lines ----",
+        lines.len() - from,
+        lines.len()
+    );
+    for line in &lines[from..] {
+        eprintln!("{line}");
     }
 }
 
@@ -612,6 +634,9 @@ impl RelayProc {
 impl Drop for RelayProc {
     fn drop(&mut self) {
         self.kill9();
+        if std::thread::panicking() {
+            print_log_tail(&format!("the relay at port {}", self.port), &self.log());
+        }
     }
 }
 

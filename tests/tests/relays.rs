@@ -770,6 +770,33 @@ fn health_endpoints_answer_and_check_config_names_the_bad_line_and_key() {
     );
 }
 
+/// A relay's and a node's log, written where no terminal reads it (a
+/// file here; under systemd, the journal), is plain text: colour codes
+/// there are escape bytes an operator reads around, or greps through.
+#[test]
+fn logs_written_to_a_file_carry_no_colour_codes() {
+    let relay = RelayProc::start("");
+    let mut alice = User::new("alice");
+    alice.start_with(&["--relay", &relay.address]);
+    wait_for(
+        "both logs to say something",
+        Duration::from_secs(10),
+        || {
+            (relay.log().contains("relay started") && alice.node_log().contains("node running"))
+                .then_some(())
+        },
+    );
+    for (whose, log) in [
+        ("the relay's", relay.log()),
+        ("the node's", alice.node_log()),
+    ] {
+        assert!(
+            !log.contains('\x1b'),
+            "{whose} log has escape codes:\n{log}"
+        );
+    }
+}
+
 /// A relay named by DNS (`/dns4/localhost/…`) instead of an IP address is
 /// used like any other: it can move without breaking every card naming it.
 #[test]

@@ -198,16 +198,19 @@ async fn run(
     let keypair = hush_host::device_keypair(device_secret).map_err(NodeError::Identity)?;
     let peer = hush_host::peer_id(&code.device)
         .ok_or_else(|| NodeError::LinkFailed("the link code names no valid device".into()))?;
-    let mut swarm = join_swarm(keypair)?;
-    for addr in &code.addresses {
-        if let Ok(addr) = addr.parse::<Multiaddr>() {
-            swarm.add_peer_address(peer, addr);
-        }
-    }
-    let mut link = Link { swarm, peer };
+    let addresses = code
+        .addresses
+        .iter()
+        .filter_map(|a| a.parse::<Multiaddr>().ok())
+        .collect();
+    let mut link = Link {
+        swarm: join_swarm(keypair)?,
+        peer,
+        addresses,
+    };
 
     let (mut initiator, hello) = LinkInitiator::start(code)?;
-    let answer = link.ask(hello).await?;
+    let answer = link.ask_first(hello).await?;
     let offer = initiator.offer(&answer)?;
     let mut record = IdentityRecord {
         name: offer.name.clone(),
@@ -579,11 +582,59 @@ async fn fetch_groups(
 struct Link {
     swarm: Swarm<JoinBehaviour>,
     peer: PeerId,
+    /// Where the code says it is.
+    addresses: Vec<Multiaddr>,
 }
 
+/// The pauses between tries of the first request while the old device
+/// cannot be reached: a circuit through its relay, or a NAT's mapping,
+/// may be a moment from ready when the code is typed in. Later requests
+/// go over the connection the first one made.
+const REACH_PAUSES: [Duration; 3] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+];
+
 impl Link {
+    /// [`Self::ask`] for the first request: tried again after each of
+    /// [`REACH_PAUSES`] while the old device cannot be reached (a request
+    /// whose connection never came up was never sent).
+    async fn ask_first(&mut self, frame: Vec<u8>) -> Result<Vec<u8>, NodeError> {
+        for pause in REACH_PAUSES {
+            self.give_addresses();
+            match self.request(frame.clone()).await {
+                Err(request_response::OutboundFailure::DialFailure) => {
+                    tracing::info!(
+                        "could not reach the old device yet; trying again in {} s",
+                        pause.as_secs()
+                    );
+                    tokio::time::sleep(pause).await;
+                }
+                answer => return answer.map_err(link_failure),
+            }
+        }
+        self.give_addresses();
+        self.ask(frame).await
+    }
+
+    /// The code's addresses to the swarm, again before each try: a dial
+    /// that failed forgets the addresses it tried.
+    fn give_addresses(&mut self) {
+        for address in &self.addresses {
+            self.swarm.add_peer_address(self.peer, address.clone());
+        }
+    }
+
     /// Sends a frame and waits for the old device's answer.
     async fn ask(&mut self, frame: Vec<u8>) -> Result<Vec<u8>, NodeError> {
+        self.request(frame).await.map_err(link_failure)
+    }
+
+    async fn request(
+        &mut self,
+        frame: Vec<u8>,
+    ) -> Result<Vec<u8>, request_response::OutboundFailure> {
         let id: OutboundRequestId = self
             .swarm
             .behaviour_mut()
@@ -605,8 +656,16 @@ impl Link {
                     request_id,
                     error,
                     ..
-                })) if request_id == id => {
-                    return Err(NodeError::LinkFailed(match error {
+                })) if request_id == id => return Err(error),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// What a failed request of the link tells the user.
+fn link_failure(error: request_response::OutboundFailure) -> NodeError {
+    NodeError::LinkFailed(match error {
                         request_response::OutboundFailure::DialFailure => {
                             "could not reach the old device: is its node running (`hush node run`), and is its address in the code reachable from here?".to_owned()
                         }
@@ -617,10 +676,74 @@ impl Link {
                             "the old device refused the link: the code is wrong, used, or expired (its log says which); run `hush device link` there again".to_owned()
                         }
                         other => format!("the old device did not answer: {other}"),
-                    }));
-                }
-                _ => {}
+                    })
+}
+
+#[cfg(test)]
+mod tests {
+    use libp2p::{SwarmBuilder, noise, tcp, yamux};
+
+    use super::*;
+
+    /// An old device at `port` from `after` on: it answers every link
+    /// request with the request's own bytes.
+    async fn old_device_up_after(keypair: libp2p::identity::Keypair, port: u16, after: Duration) {
+        tokio::time::sleep(after).await;
+        let mut swarm = SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .expect("tcp transport")
+            .with_behaviour(|_| {
+                crate::network::link_behaviour(request_response::ProtocolSupport::Inbound)
+            })
+            .expect("behaviour")
+            .build();
+        swarm
+            .listen_on(
+                format!("/ip4/127.0.0.1/tcp/{port}")
+                    .parse()
+                    .expect("address"),
+            )
+            .expect("listen");
+        loop {
+            if let SwarmEvent::Behaviour(request_response::Event::Message {
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            }) = swarm.select_next_some().await
+            {
+                let _ = swarm.behaviour_mut().send_response(channel, request);
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_join_reaches_an_old_device_that_comes_up_a_moment_after_it_tries() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let old = libp2p::identity::Keypair::generate_ed25519();
+        let peer = old.public().to_peer_id();
+        // Nothing listens there for the first try (refused at once).
+        let server = tokio::spawn(old_device_up_after(old, port, Duration::from_millis(1500)));
+        let mut link = Link {
+            swarm: join_swarm(libp2p::identity::Keypair::generate_ed25519()).expect("swarm"),
+            peer,
+            addresses: vec![
+                format!("/ip4/127.0.0.1/tcp/{port}")
+                    .parse()
+                    .expect("address"),
+            ],
+        };
+        let answer = link.ask_first(b"hello".to_vec()).await;
+        server.abort();
+        assert_eq!(answer.expect("the old device answered"), b"hello");
     }
 }

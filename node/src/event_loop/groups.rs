@@ -312,6 +312,25 @@ impl EventLoop {
                         let _ = self.swarm.dial(opts);
                     }
                 }
+                GroupEffect::Hand {
+                    to,
+                    devices,
+                    group,
+                    bytes,
+                } => {
+                    // Over Olm only to a member we are connected to: one
+                    // away reads it from its relays' history when it comes
+                    // back, not as a copy in its mailbox.
+                    let connected = devices.iter().any(|device| {
+                        self.engine
+                            .contacts
+                            .peer_of(device)
+                            .is_some_and(|peer| self.swarm.is_connected(&peer))
+                    });
+                    if connected {
+                        self.with_groups(|g, ctx| g.hand(ctx, to, group, bytes));
+                    }
+                }
                 GroupEffect::Fetch {
                     relay,
                     group,

@@ -36,6 +36,7 @@ mod recent;
 mod resend;
 mod sending;
 mod sources;
+mod tails;
 #[cfg(test)]
 mod tests;
 
@@ -333,6 +334,9 @@ pub struct GroupBook<P, A, M> {
     /// Our messages no member has confirmed yet: published again if none
     /// does.
     unconfirmed: resend::Unconfirmed,
+    /// Our messages some joined member has not confirmed yet: handed to it
+    /// if nothing else brings them.
+    tails: tails::Tails,
     epoch_waits: epochs::EpochWaits,
     /// Messages kept for their key, on disk or on the way there.
     pending: pending::PendingIndex,
@@ -431,6 +435,7 @@ where
             own_devices: false,
             unpublished: VecDeque::new(),
             unconfirmed: resend::Unconfirmed::default(),
+            tails: tails::Tails::default(),
             epoch_waits: epochs::EpochWaits::default(),
             pending: pending::PendingIndex::default(),
             late_keys_noted_ms: None,
@@ -801,6 +806,7 @@ where
             }
         }
         self.publish_again(now);
+        self.hand_tails(now);
         self.ask_for_missing_keys(ctx);
         self.channel_tick(ctx);
         if self.receipts_due_ms.is_some_and(|due| now >= due) {

@@ -151,6 +151,16 @@ pub enum GroupEffect<P, M> {
         bytes: Vec<u8>,
         watch: Option<MessageId>,
     },
+    /// One of our messages that `to`, a joined member, has not confirmed
+    /// while others did ([`tails`](super::tails)): if one of `devices` is
+    /// connected now, hand it over ([`GroupBook::hand`]); otherwise drop
+    /// this (its relays' history has it).
+    Hand {
+        to: AccountId,
+        devices: Vec<DeviceId>,
+        group: GroupId,
+        bytes: Vec<u8>,
+    },
     /// The validation result of a topic message held until now.
     Validate {
         message: M,

@@ -517,6 +517,7 @@ where
                     return;
                 }
                 self.unconfirmed.confirmed(&ours);
+                self.tails.confirmed(&account, &ours);
                 self.drop_forgotten();
                 for message in &ours {
                     self.effects

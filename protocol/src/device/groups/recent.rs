@@ -52,6 +52,9 @@ pub const MAX_ANSWER_BYTES: usize = 4 * MAX_CONTROL_BYTES;
 pub const FOUND_WAIT_MS: u64 = 120_000;
 /// Asks and answers remembered at most (older ones are forgotten first).
 const MAX_REMEMBERED: usize = 4096;
+/// Messages one unasked `Found` may hand over (the maker's own, see
+/// `tails.rs`, which hands one at a time).
+const MAX_HANDED: usize = 8;
 
 #[derive(Debug)]
 struct Kept {
@@ -352,11 +355,33 @@ where
         {
             self.recent.asked.remove(&key);
         }
+        // Unasked, only its own: the maker of a message's session hands
+        // it to a member that did not confirm it (`tails.rs`). It could
+        // publish those on the topic as well, so this lets it do nothing
+        // it could not; each is checked as the others below.
+        let (take, handed) = if take == 0 {
+            (
+                messages
+                    .len()
+                    .min(MAX_HANDED)
+                    .min(self.made_by(account, &messages)),
+                true,
+            )
+        } else {
+            (take, false)
+        };
         if take == 0 {
             let what =
                 "group messages from a member we did not ask (or more than we asked for); ignored";
             self.note(id, Severity::Info, what);
             return;
+        }
+        if handed {
+            self.note(
+                id,
+                Severity::Debug,
+                "a member handed us its message we had not confirmed",
+            );
         }
         for bytes in messages.into_iter().take(take) {
             let Ok(message) = GroupMessage::from_bytes(&bytes) else {
@@ -378,5 +403,20 @@ where
             }
             self.on_message(ctx, lookup, id, &bytes);
         }
+    }
+
+    /// How many of `messages`, from the first, are of Megolm sessions
+    /// `account` made (and we hold).
+    fn made_by(&self, account: AccountId, messages: &[Vec<u8>]) -> usize {
+        messages
+            .iter()
+            .take_while(|bytes| {
+                GroupMessage::from_bytes(bytes).is_ok_and(|m| {
+                    self.inbound
+                        .get(&m.session)
+                        .is_some_and(|i| i.account == account)
+                })
+            })
+            .count()
     }
 }

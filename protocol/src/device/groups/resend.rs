@@ -74,6 +74,17 @@ where
         topic: String,
         bytes: Vec<u8>,
     ) {
+        let me = self.account();
+        if let Some(g) = self.groups.get(&group) {
+            let members = g
+                .state
+                .joined()
+                .map(|(a, _)| *a)
+                .filter(|a| *a != me)
+                .collect();
+            self.tails
+                .sent(now.mono_ms, message, group, &bytes, members);
+        }
         self.unconfirmed
             .published(now.mono_ms, message, group, topic, bytes);
     }
@@ -101,7 +112,7 @@ where
 
     /// Whether our messages to `group` may still go out: not once we left
     /// it or were removed from it.
-    fn still_in(&self, group: &GroupId) -> bool {
+    pub(super) fn still_in(&self, group: &GroupId) -> bool {
         let me = self.account();
         self.groups
             .get(group)

@@ -26,6 +26,7 @@ mod lacks;
 mod messages;
 mod publish;
 mod resend;
+mod tails;
 
 type Book = GroupBook<DeviceId, (), u64>;
 
@@ -301,6 +302,21 @@ impl Net {
                     GroupEffect::After(a) => after.push(a),
                     GroupEffect::CatchUp { group, topic } => {
                         self.members[i].catch_ups.push((group, topic))
+                    }
+                    // Connected unless offline, as a host finds it.
+                    GroupEffect::Hand {
+                        to, group, bytes, ..
+                    } => {
+                        if !self.members[self.index(&to)].offline {
+                            let now = self.now;
+                            let m = &mut self.members[i];
+                            let mut ctx = Ctx {
+                                now,
+                                clock: &mut m.clock,
+                                rng: &mut m.rng,
+                            };
+                            m.book.hand(&mut ctx, to, group, bytes);
+                        }
                     }
                     GroupEffect::PeersChanged
                     | GroupEffect::Dial(_)

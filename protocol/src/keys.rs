@@ -180,6 +180,11 @@ pub enum Proof {
 }
 
 impl DeviceList {
+    /// The ids of the devices it lists, in its order.
+    pub fn ids(&self) -> impl Iterator<Item = DeviceId> + '_ {
+        self.devices.iter().map(|d| d.device_id)
+    }
+
     /// A list without proofs (as before version 3): what an account can
     /// sign alone. Receivers trust its entries less (see [`Proof`]).
     pub fn sign(key: &AccountKey, issued_at_ms: u64, devices: Vec<DeviceKeys>) -> Self {

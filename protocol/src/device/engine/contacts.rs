@@ -250,13 +250,7 @@ where
         };
         let account = contact.card.account();
         let conversation = ConversationId::direct(&self.me.account, &account);
-        let devices: Vec<DeviceId> = contact
-            .card
-            .device_list
-            .devices
-            .iter()
-            .map(|d| d.device_id)
-            .collect();
+        let devices: Vec<DeviceId> = contact.card.device_list.ids().collect();
         for device in &devices {
             for key in self.outbox.for_device(device) {
                 if self
@@ -356,7 +350,7 @@ where
             .ok_or_else(|| ContactError::Unknown {
                 name: name.to_owned(),
             })?;
-        let devices = c.card.device_list.devices.iter().map(|d| d.device_id);
+        let devices = c.card.device_list.ids();
         Ok((c.record.clone(), c.card.account(), devices.collect()))
     }
 

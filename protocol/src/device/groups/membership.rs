@@ -58,9 +58,7 @@ impl DeviceChanges {
             if b.card.signature == m.card.signature {
                 continue;
             }
-            let ids = |c: &ContactCard| -> HashSet<DeviceId> {
-                c.device_list.devices.iter().map(|d| d.device_id).collect()
-            };
+            let ids = |c: &ContactCard| -> HashSet<DeviceId> { c.device_list.ids().collect() };
             let (old, new) = (ids(&b.card), ids(&m.card));
             changes.gone.extend(old.difference(&new).copied());
             if !new.is_subset(&old) {
@@ -658,7 +656,7 @@ where
         members.sort_by_cached_key(|(a, _)| rank(a));
         let devices: Vec<DeviceId> = members
             .into_iter()
-            .flat_map(|(_, m)| m.card.device_list.devices.iter().map(|d| d.device_id))
+            .flat_map(|(_, m)| m.card.device_list.ids())
             .take(DIRECT_DIAL_MEMBERS)
             .collect();
         if !devices.is_empty() {

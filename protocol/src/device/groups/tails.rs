@@ -178,14 +178,7 @@ where
                 else {
                     continue;
                 };
-                let devices = member
-                    .1
-                    .card
-                    .device_list
-                    .devices
-                    .iter()
-                    .map(|d| d.device_id)
-                    .collect();
+                let devices = member.1.card.device_list.ids().collect();
                 self.effects.push_back(GroupEffect::Hand {
                     to: account,
                     devices,

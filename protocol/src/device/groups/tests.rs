@@ -308,14 +308,7 @@ impl Net {
                         to, group, bytes, ..
                     } => {
                         if !self.members[self.index(&to)].offline {
-                            let now = self.now;
-                            let m = &mut self.members[i];
-                            let mut ctx = Ctx {
-                                now,
-                                clock: &mut m.clock,
-                                rng: &mut m.rng,
-                            };
-                            m.book.hand(&mut ctx, to, group, bytes);
+                            self.call(i, |book, ctx, _| book.hand(ctx, to, group, bytes));
                         }
                     }
                     GroupEffect::PeersChanged

@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use hush_protocol::{GroupId, MessageId};
 
+use super::EventLoop;
+use crate::view::Event;
+
 /// A group's counts are told at most this often.
 pub(super) const COUNTS_EVERY: Duration = Duration::from_millis(250);
 /// Messages of one group waiting to have their counts told: at this many
@@ -86,6 +89,55 @@ impl Waiting {
     fn take(&mut self, now: Instant) -> Vec<MessageId> {
         self.told = Some(now);
         std::mem::take(&mut self.ids).into_iter().collect()
+    }
+}
+
+impl EventLoop {
+    /// After a commit: the messages whose receipts it stored wait for the
+    /// tick to have their counts told (`counts.rs`).
+    pub(super) fn emit_receipt_counts(&mut self, committed: Vec<(GroupId, Vec<MessageId>)>) {
+        let now = Instant::now();
+        for (group, ids) in committed {
+            if let Some(ids) = self.counts_due.landed(group, ids, now) {
+                self.tell_counts(group, &ids);
+            }
+        }
+    }
+
+    /// The counts whose wait is over (on the tick).
+    pub(super) fn tell_due_counts(&mut self) {
+        for (group, ids) in self.counts_due.due(Instant::now()) {
+            self.tell_counts(group, &ids);
+        }
+    }
+
+    /// Every count still waiting (on shutdown, after the last commit).
+    pub(super) fn tell_waiting_counts(&mut self) {
+        for (group, ids) in self.counts_due.all() {
+            self.tell_counts(group, &ids);
+        }
+    }
+
+    /// `GroupReceipt` events for `ids` of `group`, with the counts stored.
+    fn tell_counts(&mut self, group: GroupId, ids: &[MessageId]) {
+        let Some(g) = self.engine.groups.group(&group) else {
+            return;
+        };
+        let counts = match self.store.receipt_counts(&g.conversation(), ids) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(group = %group, error = %e, "could not count receipts");
+                return;
+            }
+        };
+        for (message, delivered, read) in counts {
+            self.events.send(Event::GroupReceipt {
+                group: g.state().name.clone(),
+                id: message.to_string(),
+                delivered,
+                read,
+            });
+        }
     }
 }
 

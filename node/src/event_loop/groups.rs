@@ -693,53 +693,6 @@ impl EventLoop {
         self.group_snapshot = snapshot;
     }
 
-    /// After a commit: the messages whose receipts it stored wait for the
-    /// tick to have their counts told (`counts.rs`).
-    pub(super) fn emit_receipt_counts(&mut self, committed: Vec<(GroupId, Vec<MessageId>)>) {
-        let now = Instant::now();
-        for (group, ids) in committed {
-            if let Some(ids) = self.counts_due.landed(group, ids, now) {
-                self.tell_counts(group, &ids);
-            }
-        }
-    }
-
-    /// The counts whose wait is over (on the tick).
-    fn tell_due_counts(&mut self) {
-        for (group, ids) in self.counts_due.due(Instant::now()) {
-            self.tell_counts(group, &ids);
-        }
-    }
-
-    /// Every count still waiting (on shutdown, after the last commit).
-    pub(super) fn tell_waiting_counts(&mut self) {
-        for (group, ids) in self.counts_due.all() {
-            self.tell_counts(group, &ids);
-        }
-    }
-
-    /// `GroupReceipt` events for `ids` of `group`, with the counts stored.
-    fn tell_counts(&mut self, group: GroupId, ids: &[MessageId]) {
-        let Some(g) = self.engine.groups.group(&group) else {
-            return;
-        };
-        let counts = match self.store.receipt_counts(&g.conversation(), ids) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(group = %group, error = %e, "could not count receipts");
-                return;
-            }
-        };
-        for (message, delivered, read) in counts {
-            self.events.send(Event::GroupReceipt {
-                group: g.state().name.clone(),
-                id: message.to_string(),
-                delivered,
-                read,
-            });
-        }
-    }
-
     /// Publishes a stored message; if no peer takes it now, later. `again`:
     /// gossip may remember publishing it (a message of ours no member
     /// confirmed, `hush_protocol::device::RESEND_AFTER_MS`), which must

@@ -84,6 +84,12 @@ impl Tails {
             };
             self.remove(&oldest);
         }
+        // Ids of messages every member confirmed stay in `order` until they
+        // reach its front; a fast sender's would pile up behind one not due.
+        if self.order.len() >= 4 * MAX_TAILS {
+            let tails = &self.tails;
+            self.order.retain(|id| tails.contains_key(id));
+        }
         self.bytes += bytes.len();
         self.order.push_back(id);
         self.tails.insert(
@@ -154,6 +160,11 @@ impl Tails {
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.tails.len()
+    }
+
+    #[cfg(test)]
+    pub(super) fn order_len(&self) -> usize {
+        self.order.len()
     }
 }
 

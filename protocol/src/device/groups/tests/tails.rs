@@ -117,3 +117,24 @@ fn a_member_handing_over_another_members_message_unasked_is_ignored() {
         net.members[2].notes
     );
 }
+
+/// A sender writing fast while its first message still waits for one
+/// member: the ids of the thousands confirmed behind it do not pile up.
+#[test]
+fn what_a_fast_sender_remembers_stays_bounded() {
+    let mut net = Net::new(&["alice", "bob", "carol"], config());
+    let start = net.now.mono_ms;
+    carol_misses_alices_last(&mut net);
+    for i in 0..7_000 {
+        net.send(0, &format!("{i}"));
+        if i % 1_000 == 999 {
+            // Receipts flush on the tick; 14 s in all, the first not due.
+            net.advance(2_000);
+            net.drive();
+        }
+    }
+    assert!(net.now.mono_ms < start + HAND_AFTER_MS);
+    let tails = &net.members[0].book.tails;
+    assert!(tails.len() <= 1_024, "{}", tails.len());
+    assert!(tails.order_len() <= 4 * 1_024 + 1, "{}", tails.order_len());
+}

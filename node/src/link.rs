@@ -681,27 +681,14 @@ fn link_failure(error: request_response::OutboundFailure) -> NodeError {
 
 #[cfg(test)]
 mod tests {
-    use libp2p::{SwarmBuilder, noise, tcp, yamux};
-
     use super::*;
 
     /// An old device at `port` from `after` on: it answers every link
     /// request with the request's own bytes.
     async fn old_device_up_after(keypair: libp2p::identity::Keypair, port: u16, after: Duration) {
         tokio::time::sleep(after).await;
-        let mut swarm = SwarmBuilder::with_existing_identity(keypair)
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .expect("tcp transport")
-            .with_behaviour(|_| {
-                crate::network::link_behaviour(request_response::ProtocolSupport::Inbound)
-            })
-            .expect("behaviour")
-            .build();
+        let behaviour = crate::network::link_behaviour(request_response::ProtocolSupport::Inbound);
+        let mut swarm = hush_host::tcp_swarm(keypair, behaviour).expect("swarm");
         swarm
             .listen_on(
                 format!("/ip4/127.0.0.1/tcp/{port}")

@@ -175,7 +175,6 @@ where
     /// On the tick: the members still lacking one of our messages, to the
     /// host, for those it finds connected.
     pub(super) fn hand_tails(&mut self, now_ms: u64) {
-        let me = self.account();
         for (group, bytes, lacking) in self.tails.due(now_ms) {
             if !self.still_in(&group) {
                 continue;
@@ -185,11 +184,16 @@ where
             };
             for account in lacking {
                 // Removed, or left, since: not ours to hand anything now.
-                let Some(member) = g.state.joined().find(|(a, _)| **a == account && **a != me)
+                // (`lacking` never holds us: `sent` leaves us out.)
+                let Some(member) = g
+                    .state
+                    .members
+                    .get(&account)
+                    .filter(|m| m.status == crate::MemberStatus::Joined)
                 else {
                     continue;
                 };
-                let devices = member.1.card.device_list.ids().collect();
+                let devices = member.card.device_list.ids().collect();
                 self.effects.push_back(GroupEffect::Hand {
                     to: account,
                     devices,

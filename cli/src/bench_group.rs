@@ -34,7 +34,15 @@
 //!   until `converged_s`, all loopback traffic (`setup_loopback_mb`) and
 //!   the process's CPU (`setup_cores_busy`); after the quiet seconds, the
 //!   peers a node is connected to, on average (`connected_peers_mean`);
-//! - `peak_rss_mib`: the whole process (all N nodes), and per node.
+//! - `peak_rss_mib`: the whole process (all N nodes), and per node;
+//! - with `--trace`, `per_message`: each measured message's index, when
+//!   it was sent (ms from the first send), how long it took to reach its
+//!   first, median and last member and how many it reached (counted after
+//!   the extra 30 s when deliveries were missing), `slow_from` (the first
+//!   message whose median member took over 50 ms) and `cores_by_second`
+//!   (the process's cores busy in each second of the measured run): when
+//!   a run goes slow, which messages went slow first and whether the
+//!   process was saturated by then.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -119,6 +127,56 @@ pub struct Shape {
     /// Between the warm-up and the measured messages; the idle load is
     /// read over its last two seconds.
     pub quiet: Duration,
+    /// Report each message's way and the cores busy each second.
+    pub trace: bool,
+}
+
+/// One measured message's way to the members (`--trace`).
+#[derive(Debug, Clone, PartialEq)]
+struct MessageTrace {
+    /// Since the first measured message was sent.
+    sent_ms: f64,
+    /// To its first, median and last member (none if it reached none).
+    first_ms: Option<f64>,
+    median_ms: Option<f64>,
+    last_ms: Option<f64>,
+    reached: usize,
+}
+
+/// Each sent message's way, from its arrivals so far.
+fn message_traces(sent: &[(String, Instant)], arrivals: &Arrivals) -> Vec<MessageTrace> {
+    let Some((_, start)) = sent.first() else {
+        return Vec::new();
+    };
+    let ms = |d: Duration| (d.as_micros() as f64 / 100.0).round() / 10.0;
+    sent.iter()
+        .map(|(id, at)| {
+            let mut took: Vec<u64> = arrivals
+                .get(id)
+                .map_or(&[][..], Vec::as_slice)
+                .iter()
+                .map(|(_, t)| t.duration_since(*at).as_micros() as u64)
+                .collect();
+            took.sort_unstable();
+            let at_q =
+                |q| (!took.is_empty()).then(|| ms(Duration::from_micros(percentile(&took, q))));
+            MessageTrace {
+                sent_ms: ms(at.duration_since(*start)),
+                first_ms: at_q(0.0),
+                median_ms: at_q(0.5),
+                last_ms: at_q(1.0),
+                reached: took.len(),
+            }
+        })
+        .collect()
+}
+
+/// The first message whose median member took longer than `LATE`.
+fn slow_from(traces: &[MessageTrace]) -> Option<usize> {
+    let late = LATE.as_secs_f64() * 1000.0;
+    traces
+        .iter()
+        .position(|t| t.median_ms.is_some_and(|m| m > late))
 }
 
 pub async fn group(shape: Shape, as_json: bool) -> Result<()> {
@@ -127,6 +185,7 @@ pub async fn group(shape: Shape, as_json: bool) -> Result<()> {
         messages,
         interval,
         quiet,
+        trace,
     } = shape;
     if members < 2 {
         bail!("--members must be at least 2");
@@ -368,6 +427,24 @@ pub async fn group(shape: Shape, as_json: bool) -> Result<()> {
 
     let bytes_before = loopback_bytes();
     let (cpu_before, wall_before) = (cpu_ticks(), Instant::now());
+    // The cores busy in each second of the measured run (`--trace`).
+    let cores_by_second: Arc<std::sync::Mutex<Vec<f64>>> = Arc::default();
+    let sampler = trace.then(|| {
+        let seconds = cores_by_second.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            let mut before = cpu_ticks();
+            loop {
+                tick.tick().await;
+                let now = cpu_ticks();
+                if let Ok(mut seconds) = seconds.lock() {
+                    seconds.push(now.saturating_sub(before) as f64 / 100.0);
+                }
+                before = now;
+            }
+        })
+    });
     let mut sent: Vec<(String, Instant)> = Vec::with_capacity(messages);
     let mut next = Instant::now();
     for _ in 0..messages {
@@ -394,6 +471,13 @@ pub async fn group(shape: Shape, as_json: bool) -> Result<()> {
     let bytes = loopback_bytes().saturating_sub(bytes_before);
     let cpu_ms = cpu_ticks().saturating_sub(cpu_before) * 10;
     let wall_ms = wall_before.elapsed().as_millis().max(1) as u64;
+    if let Some(task) = sampler {
+        task.abort();
+    }
+    let cores_by_second: Vec<f64> = cores_by_second
+        .lock()
+        .map(|seconds| seconds.clone())
+        .unwrap_or_default();
     eprintln!("bench group: measured");
 
     let a = arrivals.lock().await;
@@ -457,10 +541,15 @@ pub async fn group(shape: Shape, as_json: bool) -> Result<()> {
         }
     }
     latencies.sort_unstable();
+    let traces = if trace {
+        message_traces(&sent, &*arrivals.lock().await)
+    } else {
+        Vec::new()
+    };
     let ciphertext = ciphertext_bytes();
     let per_member = bytes as f64 / (others as f64 * messages as f64);
     let rss = peak_rss_kib();
-    let report = json!({
+    let mut report = json!({
         "members": members,
         "interval_ms": interval.as_millis() as u64,
         "quiet_s": quiet.as_secs(),
@@ -491,6 +580,24 @@ pub async fn group(shape: Shape, as_json: bool) -> Result<()> {
         "peak_rss_mib": (rss as f64 / 1024.0 * 10.0).round() / 10.0,
         "peak_rss_mib_per_node": (rss as f64 / 1024.0 / members as f64 * 10.0).round() / 10.0,
     });
+    if trace {
+        report["slow_from"] = json!(slow_from(&traces));
+        report["cores_by_second"] = json!(cores_by_second);
+        report["per_message"] = traces
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                json!({
+                    "i": i,
+                    "sent_ms": t.sent_ms,
+                    "first_ms": t.first_ms,
+                    "median_ms": t.median_ms,
+                    "last_ms": t.last_ms,
+                    "reached": t.reached,
+                })
+            })
+            .collect();
+    }
     for node in &nodes {
         node.shutdown().await;
     }
@@ -522,6 +629,94 @@ pub async fn group(shape: Shape, as_json: bool) -> Result<()> {
             "peak RSS: {} MiB ({} MiB per node)",
             report["peak_rss_mib"], report["peak_rss_mib_per_node"]
         );
+        if trace {
+            print_traces(&traces, &cores_by_second, others);
+        }
     }
     Ok(())
+}
+
+/// `--trace` in text: the messages in tenths of the run, then the cores
+/// busy by second.
+fn print_traces(traces: &[MessageTrace], cores_by_second: &[f64], others: usize) {
+    match slow_from(traces) {
+        Some(i) => println!(
+            "the first message whose median member took over {} ms: #{i}",
+            LATE.as_millis()
+        ),
+        None => println!(
+            "no message's median member took over {} ms",
+            LATE.as_millis()
+        ),
+    }
+    let tenth = traces.len().div_ceil(10).max(1);
+    for (n, part) in traces.chunks(tenth).enumerate() {
+        let (from, to) = (n * tenth, n * tenth + part.len() - 1);
+        let mut medians: Vec<u64> = part
+            .iter()
+            .filter_map(|t| t.median_ms.map(|m| (m * 1000.0) as u64))
+            .collect();
+        medians.sort_unstable();
+        let last = part.iter().filter_map(|t| t.last_ms).fold(0.0, f64::max);
+        let fewest = part.iter().map(|t| t.reached).min().unwrap_or(0);
+        println!(
+            "messages #{from}-#{to} (sent from {:.1} s): median of medians {:.1} ms, slowest last member {last:.1} ms, fewest reached {fewest} of {others}",
+            part[0].sent_ms / 1000.0,
+            percentile(&medians, 0.5) as f64 / 1000.0,
+        );
+    }
+    let cores: Vec<String> = cores_by_second.iter().map(|c| format!("{c:.2}")).collect();
+    println!("cores busy by second: {}", cores.join(" "));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_message_is_traced_to_its_first_median_and_last_member_and_the_first_slow_one_named() {
+        let start = Instant::now();
+        let ms = Duration::from_millis;
+        let sent = vec![
+            ("a".to_string(), start),
+            ("b".to_string(), start + ms(200)),
+            ("c".to_string(), start + ms(400)),
+        ];
+        let mut arrivals = Arrivals::new();
+        // "a" reaches three members in 5, 10 and 30 ms.
+        arrivals.insert(
+            "a".into(),
+            vec![(2, start + ms(10)), (1, start + ms(5)), (3, start + ms(30))],
+        );
+        // "b" reaches two, its median member after 120 ms; "c" none.
+        arrivals.insert("b".into(), vec![(1, start + ms(300)), (2, start + ms(320))]);
+        let traces = message_traces(&sent, &arrivals);
+        assert_eq!(
+            traces[0],
+            MessageTrace {
+                sent_ms: 0.0,
+                first_ms: Some(5.0),
+                median_ms: Some(10.0),
+                last_ms: Some(30.0),
+                reached: 3,
+            }
+        );
+        assert_eq!(traces[1].sent_ms, 200.0);
+        assert_eq!(traces[1].first_ms, Some(100.0));
+        assert_eq!(traces[1].last_ms, Some(120.0));
+        assert_eq!(traces[1].reached, 2);
+        assert_eq!(
+            traces[2],
+            MessageTrace {
+                sent_ms: 400.0,
+                first_ms: None,
+                median_ms: None,
+                last_ms: None,
+                reached: 0,
+            }
+        );
+        assert_eq!(slow_from(&traces), Some(1));
+        assert_eq!(slow_from(&traces[..1]), None);
+        assert!(message_traces(&[], &arrivals).is_empty());
+    }
 }

@@ -154,6 +154,12 @@ pub enum BenchCommand {
         /// end before the measuring starts
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(2..=120))]
         quiet_secs: u64,
+        /// Also give, message by message, when it was sent and how long it
+        /// took to reach its first, median and last member, and the cores
+        /// busy each second of the measured run: which messages went slow
+        /// first, and whether the process was saturated by then
+        #[arg(long)]
+        trace: bool,
         /// Print JSON instead of text (one object; a list prints one array)
         #[arg(long)]
         json: bool,

@@ -32,6 +32,7 @@ pub async fn run(command: BenchCommand) -> Result<()> {
             messages,
             interval_ms,
             quiet_secs,
+            trace,
             json,
         } => {
             let shape = crate::bench_group::Shape {
@@ -39,6 +40,7 @@ pub async fn run(command: BenchCommand) -> Result<()> {
                 messages,
                 interval: std::time::Duration::from_millis(interval_ms),
                 quiet: std::time::Duration::from_secs(quiet_secs),
+                trace,
             };
             crate::bench_group::group(shape, json).await
         }

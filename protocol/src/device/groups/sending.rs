@@ -22,8 +22,11 @@ use crate::{
 /// (its key, at the members, is never used).
 pub(super) struct NextSession {
     pub(super) outbound: MegolmOutbound,
-    /// The joined members its key went to.
-    pub(super) members: Vec<AccountId>,
+    /// Its key and claim (at index 0), as they go to each member.
+    key: Vec<u8>,
+    claim: Vec<u8>,
+    /// The joined members its key went to so far.
+    pub(super) members: BTreeSet<AccountId>,
 }
 
 /// The index of a session rotated after `rotate` messages at which the
@@ -219,19 +222,20 @@ where
     /// new (one key per new member, not one per member).
     ///
     /// A session rotated for its count is replaced by one whose key went
-    /// out a fifth of the count earlier ([`shares_next_at`]): the key goes
-    /// over Olm, the messages over the topic, and a key sent with the
-    /// first message under it would often arrive after it (the message
-    /// then waits, kept on disk, for the key). One shared ahead is used
-    /// only if everyone it went to is still in the group.
+    /// out over the last fifth of the count (`share_next_session`): the
+    /// key goes over Olm, the messages over the topic, and a key sent with
+    /// the first message under it would often arrive after it (the
+    /// message then waits, kept on disk, for the key). One shared ahead is
+    /// used only if everyone it went to is still in the group; members it
+    /// has not reached yet get it from its current index, as newcomers do.
     fn ensure_outbound(&mut self, ctx: &mut Ctx<'_>, id: GroupId) {
         let config = self.config;
         let claim_text = room_key_claim(&id, &self.account(), &self.me.device);
         let Some(g) = self.groups.get_mut(&id) else {
             return;
         };
-        // A set, not a list: at 300 members a walk of one list for each
-        // entry of another was 180,000 comparisons a message.
+        // Sets, not lists: at 300 members two walks of one list per entry
+        // of the other were 180,000 comparisons a message.
         let members: BTreeSet<AccountId> = g.state.joined().map(|(a, _)| *a).collect();
         let gone = g
             .record
@@ -251,7 +255,7 @@ where
                 .take()
                 .filter(|next| next.members.iter().all(|a| members.contains(a)));
             let (outbound, had) = match next {
-                Some(next) => (next.outbound, next.members),
+                Some(next) => (next.outbound, next.members.into_iter().collect()),
                 None => (MegolmOutbound::new(), Vec::new()),
             };
             g.outbound = Some(outbound);
@@ -267,63 +271,106 @@ where
             .filter(|a| !had.contains(a))
             .copied()
             .collect();
-        let ahead =
-            g.next.is_none() && outbound.message_index() >= shares_next_at(config.rotate_messages);
-        let members: Vec<AccountId> = members.into_iter().collect();
-        g.record.outbound_members = members.clone();
+        g.record.outbound_members = members.iter().copied().collect();
         if !added.is_empty() {
             // The key from the current index; the claim takes that index:
             // only we can write it.
             let fresh = outbound.message_index() == 0;
             let key = outbound.session_key();
             let claim = outbound.encrypt(&claim_text);
-            self.share_session(ctx, id, key, claim, added, fresh);
-        }
-        if ahead {
-            let mut next = MegolmOutbound::new();
-            let key = next.session_key();
-            let claim = next.encrypt(&claim_text);
-            if let Some(g) = self.groups.get_mut(&id) {
-                g.next = Some(NextSession {
-                    outbound: next,
-                    members: members.clone(),
-                });
+            if fresh {
+                self.keep_own_copy(id, &key);
             }
-            self.share_session(ctx, id, key, claim, members, true);
+            self.share_session(ctx, id, &key, &claim, added);
+        }
+        self.share_next_session(ctx, id, &members, &claim_text);
+    }
+
+    /// Makes the next session once the current one reaches
+    /// [`shares_next_at`], and sends its key to the joined members that
+    /// lack it, in even parts over the messages left before the rotation:
+    /// a large group's keys do not all go out with one message.
+    fn share_next_session(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        id: GroupId,
+        members: &BTreeSet<AccountId>,
+        claim_text: &[u8],
+    ) {
+        let rotate = self.config.rotate_messages;
+        let Some(g) = self.groups.get_mut(&id) else {
+            return;
+        };
+        let Some(index) = g.outbound.as_ref().map(MegolmOutbound::message_index) else {
+            return;
+        };
+        if index < shares_next_at(rotate) {
+            return;
+        }
+        let made = g.next.is_none();
+        let next = g.next.get_or_insert_with(|| {
+            let mut outbound = MegolmOutbound::new();
+            let key = outbound.session_key();
+            let claim = outbound.encrypt(claim_text);
+            NextSession {
+                outbound,
+                key,
+                claim,
+                members: BTreeSet::new(),
+            }
+        });
+        let lacking = members.iter().filter(|a| !next.members.contains(a)).count();
+        let messages_left = rotate.saturating_sub(index).max(1) as usize;
+        let now: Vec<AccountId> = members
+            .iter()
+            .filter(|a| !next.members.contains(a))
+            .take(lacking.div_ceil(messages_left))
+            .copied()
+            .collect();
+        next.members.extend(&now);
+        if now.is_empty() && !made {
+            return;
+        }
+        let (key, claim) = (next.key.clone(), next.claim.clone());
+        if made {
+            self.keep_own_copy(id, &key);
+        }
+        if !now.is_empty() {
+            self.share_session(ctx, id, &key, &claim, now);
         }
     }
 
+    /// Keeps our own inbound copy of a session we made: our other devices
+    /// and our own history read it.
+    fn keep_own_copy(&mut self, id: GroupId, key: &[u8]) {
+        if let Ok(session) = MegolmInbound::new(key) {
+            let me = self.account();
+            self.keep_inbound(id, me, self.me.device, session);
+        }
+        // Ordinary (a busy group rotates every 100 messages): not news
+        // for the log a node's operator reads.
+        self.note(id, Severity::Debug, "new Megolm session for the group");
+    }
+
     /// Sends a session's key (with its claim) to `to` over Olm, to our own
-    /// other devices too when `to` holds us; a `fresh` session (from index
-    /// 0) is also kept as our own inbound copy.
+    /// other devices too when `to` holds us.
     fn share_session(
         &mut self,
         ctx: &mut Ctx<'_>,
         id: GroupId,
-        key: Vec<u8>,
-        claim: Vec<u8>,
+        key: &[u8],
+        claim: &[u8],
         to: Vec<AccountId>,
-        fresh: bool,
     ) {
         let me = self.account();
-        if fresh {
-            // Our own inbound copy: our other devices and our own history
-            // read it.
-            if let Ok(session) = MegolmInbound::new(&key) {
-                self.keep_inbound(id, me, self.me.device, session);
-            }
-            // Ordinary (a busy group rotates every 100 messages): not news
-            // for the log a node's operator reads.
-            self.note(id, Severity::Debug, "new Megolm session for the group");
-        }
         // Our own other devices read it too: a fresh session (they had the
         // earlier ones from the link or from this), or our account's card
         // in the group gained a device (see `DeviceChanges`).
         let own = (self.own_devices && to.contains(&me)).then_some(me);
         for account in to.into_iter().filter(|a| *a != me).chain(own) {
             let kind = ControlKind::RoomKey {
-                key: key.clone(),
-                claim: claim.clone(),
+                key: key.to_vec(),
+                claim: claim.to_vec(),
             };
             self.send_control(ctx, account, id, kind);
         }
